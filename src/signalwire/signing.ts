@@ -1,0 +1,41 @@
+import { createHash, createHmac } from 'node:crypto';
+
+/**
+ * SignalWire's two request-signing schemes (SIGNALWIRE.md "Signing"). Both the receiver
+ * (verification) and the simulator (signing) use these, so the two can never drift apart.
+ */
+
+/** Form parameters in the order they appeared; repeated keys stay repeated. */
+export type FormParams = ReadonlyArray<readonly [string, string]>;
+
+/** Scheme A (JSON bodies): lowercase hex HMAC-SHA1 over url + raw body. */
+export function signJsonBody(key: string, url: string, rawBody: string | Buffer): string {
+  return createHmac('sha1', key).update(url).update(rawBody).digest('hex');
+}
+
+/**
+ * Scheme B (form bodies, Twilio-compatible): base64 HMAC-SHA1 over the url followed by every
+ * parameter as key + value, sorted by key. The sort is stable so repeated keys keep their
+ * order; nothing is encoded and there are no separators.
+ */
+export function signFormParams(key: string, url: string, params: FormParams): string {
+  const hmac = createHmac('sha1', key).update(url);
+  const sorted = [...params].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+  for (const [name, value] of sorted) hmac.update(name).update(value);
+  return hmac.digest('base64');
+}
+
+/** The `X-Signalwire-SHA256-Signature` some JSON webhooks carry: hex HMAC-SHA256 over url + body. */
+export function signSha256(key: string, url: string, rawBody: string | Buffer): string {
+  return createHmac('sha256', key).update(url).update(rawBody).digest('hex');
+}
+
+/** Hex SHA-256 of a raw body, compared with the `bodySHA256` query parameter. */
+export function sha256Hex(rawBody: string | Buffer): string {
+  return createHash('sha256').update(rawBody).digest('hex');
+}
+
+/** Parses an urlencoded body into ordered pairs, keeping repeated keys. */
+export function parseFormPairs(raw: string): Array<[string, string]> {
+  return [...new URLSearchParams(raw)];
+}
