@@ -1,0 +1,59 @@
+import express from 'express';
+import type { Express } from 'express';
+import helmet from 'helmet';
+import { callbackRoutes } from './callbacks/callbacks.routes';
+import type { CallbackDeps } from './callbacks/callbacks.routes';
+import type { Config } from './config';
+import type { Db } from './db/database';
+import { bearerAuth } from './http/bearer-auth';
+import { errorHandler, notFoundHandler } from './http/error-handler';
+import { healthRoutes } from './http/health.routes';
+import type { Lifecycle } from './http/health.routes';
+import { requestId } from './http/request-id';
+import { requestLog } from './http/request-log';
+import type { Logger } from './logger';
+import type { EventRecorder } from './messages/event-recorder';
+import { messageRoutes } from './messages/messages.routes';
+
+/** Everything the apps need, built once by main.ts (or by a test) and passed in. */
+export interface AppDeps {
+  config: Config;
+  logger: Logger;
+  db: Db;
+  recorder: EventRecorder;
+  lifecycle: Lifecycle;
+  clock?: () => Date;
+  callbackHooks?: Pick<CallbackDeps, 'onCallback' | 'onSignatureFailure'>;
+}
+
+function baseApp(deps: AppDeps): Express {
+  const app = express();
+  app.disable('x-powered-by');
+  app.set('trust proxy', deps.config.trustProxy);
+  app.use(requestId());
+  app.use(requestLog(deps.logger));
+  app.use(helmet());
+  app.use(healthRoutes(deps));
+  return app;
+}
+
+function finish(app: Express, deps: AppDeps): Express {
+  app.use(notFoundHandler());
+  app.use(errorHandler(deps.logger));
+  return app;
+}
+
+/** Public listener: SignalWire's callbacks and health only (DESIGN §1). */
+export function createPublicApp(deps: AppDeps): Express {
+  const app = baseApp(deps);
+  app.use(callbackRoutes({ ...deps, ...deps.callbackHooks }));
+  return finish(app, deps);
+}
+
+/** Internal listener: the query API (and later the send proxy and metrics). */
+export function createInternalApp(deps: AppDeps): Express {
+  const app = baseApp(deps);
+  app.use('/v1', bearerAuth(deps.config.apiTokens));
+  app.use(messageRoutes(deps));
+  return finish(app, deps);
+}

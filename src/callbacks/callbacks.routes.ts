@@ -1,0 +1,170 @@
+import express, { Router } from 'express';
+import type { Request, Response } from 'express';
+import type { Config } from '../config';
+import { AppError, badRequest, forbidden, unauthorized, unavailable } from '../errors';
+import type { Logger } from '../logger';
+import type { EventRecorder } from '../messages/event-recorder';
+import type { RecordOutcome } from '../messages/record-events';
+import type { StatusEvent } from '../messages/status-event';
+import type { Api } from '../messages/statuses';
+import { maskTokens } from '../http/request-log';
+import { verifyCallbackToken } from './callback-token';
+import { normalizeCxmlCallback, normalizeNativeCallback } from './normalize';
+import type { CallbackFields } from './normalize';
+import { verifySignature } from './signature';
+import type { SignatureFailure } from './signature';
+
+export const CALLBACK_BODY_LIMIT = '64kb';
+
+export type CallbackOutcome = RecordOutcome | `refused_${string}`;
+
+export interface CallbackDeps {
+  config: Config;
+  logger: Logger;
+  recorder: EventRecorder;
+  clock?: () => Date;
+  /** Observes every callback's outcome (metrics). */
+  onCallback?: (api: Api, status: string, outcome: CallbackOutcome) => void;
+  onSignatureFailure?: (reason: SignatureFailure) => void;
+}
+
+interface ParsedCallback {
+  fields: CallbackFields;
+  formParams: Array<[string, string]>;
+}
+
+/**
+ * The public ingestion routes (DESIGN §2). A callback is answered 200 only after its event
+ * is durable — duplicates too, so SignalWire stops retrying — and 503 when it cannot be.
+ */
+export function callbackRoutes(deps: CallbackDeps): Router {
+  const router = Router();
+  // Raw bytes are needed: signatures cover the body exactly as sent.
+  const rawBody = express.raw({ type: () => true, limit: CALLBACK_BODY_LIMIT });
+
+  const cxml = ['/callbacks/cxml', '/callbacks/cxml/:token'];
+  const native = ['/callbacks/native', '/callbacks/native/:token'];
+  router.post(cxml, rawBody, (req, res) => handle(deps, 'cxml', req, res));
+  // A cXML Application may be configured to call back with GET and query parameters.
+  router.get(cxml, (req, res) => handle(deps, 'cxml', req, res));
+  router.post(native, rawBody, (req, res) => handle(deps, 'native', req, res));
+  return router;
+}
+
+async function handle(deps: CallbackDeps, api: Api, req: Request, res: Response): Promise<void> {
+  const { config } = deps;
+  const parsed = parseCallback(api, req);
+  authenticate(deps, api, req, parsed);
+
+  const options = { receivedAt: (deps.clock ?? (() => new Date()))(), storeBody: config.storeBody };
+  let event: StatusEvent;
+  try {
+    event =
+      api === 'cxml'
+        ? normalizeCxmlCallback(parsed.fields, options)
+        : normalizeNativeCallback(parsed.fields, options);
+  } catch (error) {
+    deps.onCallback?.(api, 'invalid', 'refused_invalid');
+    throw error;
+  }
+
+  let outcome: RecordOutcome;
+  try {
+    outcome = await deps.recorder.record(event);
+  } catch (error) {
+    deps.onCallback?.(api, event.status, 'refused_unavailable');
+    if (error instanceof AppError) throw error;
+    deps.logger.error({ err: error, request_id: req.id }, 'callback could not be made durable');
+    throw unavailable('The event could not be stored; retry later', 2);
+  }
+  deps.onCallback?.(api, event.status, outcome);
+
+  if (api === 'cxml') {
+    res.status(200).type('text/xml').send('<Response/>');
+  } else {
+    res.status(200).end();
+  }
+}
+
+function parseCallback(api: Api, req: Request): ParsedCallback {
+  if (req.method === 'GET') {
+    const query = req.originalUrl.includes('?') ? req.originalUrl.slice(req.originalUrl.indexOf('?') + 1) : '';
+    // Signed GET callbacks cover the full URL and no body parameters.
+    return { fields: toFields([...new URLSearchParams(query)]), formParams: [] };
+  }
+  const raw: Buffer = Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0);
+  const isForm = req.is('application/x-www-form-urlencoded');
+  const isJson = req.is(['application/json', 'application/*+json']);
+  if (isJson) return { fields: parseJsonObject(raw), formParams: [] };
+  if (isForm && api === 'cxml') {
+    const pairs = [...new URLSearchParams(raw.toString('utf8'))];
+    return { fields: toFields(pairs), formParams: pairs };
+  }
+  const expected = api === 'cxml' ? 'application/x-www-form-urlencoded or application/json' : 'application/json';
+  throw new AppError(415, 'unsupported_media_type', `Content-Type must be ${expected}`);
+}
+
+function parseJsonObject(raw: Buffer): CallbackFields {
+  let value: unknown;
+  try {
+    value = JSON.parse(raw.toString('utf8'));
+  } catch {
+    throw badRequest('malformed_body', 'The body is not valid JSON');
+  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    throw badRequest('malformed_body', 'The body must be a JSON object');
+  }
+  return value as CallbackFields;
+}
+
+/** Form pairs to fields; a repeated key becomes an array. */
+function toFields(pairs: Array<[string, string]>): CallbackFields {
+  const fields: Record<string, string | string[]> = {};
+  for (const [key, value] of pairs) {
+    const existing = fields[key];
+    if (existing === undefined) fields[key] = value;
+    else fields[key] = Array.isArray(existing) ? [...existing, value] : [existing, value];
+  }
+  return fields;
+}
+
+/** Either a valid signature or a valid per-send token (DESIGN §2 "Callback authentication"). */
+function authenticate(deps: CallbackDeps, api: Api, req: Request, parsed: ParsedCallback): void {
+  const { config } = deps;
+  if (config.allowUnsignedCallbacks) return;
+
+  const token = req.params.token;
+  if (typeof token === 'string' && verifyCallbackToken(config.callbackTokenSecrets, token)) return;
+
+  const result = verifySignature(config.signingKeys, config.publicBaseUrl, {
+    headers: req.headers,
+    originalUrl: req.originalUrl,
+    rawBody: Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0),
+    formParams: parsed.formParams,
+  });
+  if (result.ok) return;
+
+  const reason: SignatureFailure | 'bad_token' =
+    result.reason === 'missing' && token !== undefined ? 'bad_token' : result.reason;
+  if (result.reason !== 'missing') deps.onSignatureFailure?.(result.reason);
+  deps.onCallback?.(api, 'unauthenticated', `refused_${reason}`);
+  deps.logger.warn(
+    {
+      request_id: req.id,
+      reason,
+      // What was tried helps fix a PUBLIC_BASE_URL mismatch; tokens are masked, keys never logged.
+      candidate_urls: result.candidateUrls.map(maskUrlToken),
+    },
+    'callback refused',
+  );
+  if (reason === 'missing') throw unauthorized('Missing X-SignalWire-Signature or callback token');
+  throw forbidden(
+    reason === 'bad_token' ? 'invalid_token' : 'invalid_signature',
+    reason === 'bad_token' ? 'The callback token is not valid' : 'The signature does not verify',
+  );
+}
+
+function maskUrlToken(url: string): string {
+  const parsed = new URL(url);
+  return `${parsed.origin}${maskTokens(parsed.pathname)}${parsed.search ? '?…' : ''}`;
+}

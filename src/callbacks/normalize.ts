@@ -1,0 +1,126 @@
+import { badRequest } from '../errors';
+import type { StatusEvent } from '../messages/status-event';
+import { canonicalStatus } from '../messages/statuses';
+
+/**
+ * Pure mapping of both callback formats to one StatusEvent (DESIGN §3). Lenient by design:
+ * SignalWire adds fields without notice, so unknown fields are kept in `raw` and only the id
+ * and status are required.
+ */
+
+/** Parsed callback fields: a repeated form key becomes an array. */
+export type CallbackFields = Record<string, unknown>;
+
+export interface NormalizeOptions {
+  receivedAt: Date;
+  storeBody: boolean;
+}
+
+// Provider ids are UUIDs; Twilio-style SIDs are tolerated. Anything else is not an id.
+const MESSAGE_ID = /^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/;
+const MAX_STATUS_LENGTH = 64;
+
+export function normalizeCxmlCallback(fields: CallbackFields, options: NormalizeOptions): StatusEvent {
+  // Twilio-legacy SmsSid/SmsStatus may stand in for the Message* names.
+  const messageId = text(fields.MessageSid) ?? text(fields.SmsSid);
+  const rawStatus = text(fields.MessageStatus) ?? text(fields.SmsStatus);
+  requireFields({ MessageSid: messageId, MessageStatus: rawStatus });
+  return {
+    messageId: checkId('MessageSid', messageId!),
+    api: 'cxml',
+    source: 'callback',
+    projectId: text(fields.AccountSid),
+    status: canonicalStatus(checkStatus('MessageStatus', rawStatus!)),
+    rawStatus: rawStatus!,
+    errorCode: text(fields.ErrorCode),
+    errorMessage: text(fields.ErrorMessage),
+    from: text(fields.From),
+    to: text(fields.To),
+    numSegments: count(fields.NumSegments),
+    numMedia: count(fields.NumMedia),
+    providerTimestamp: null, // the compatibility format carries none
+    receivedAt: options.receivedAt,
+    raw: withoutBody(fields, options.storeBody, 'Body'),
+  };
+}
+
+export function normalizeNativeCallback(
+  fields: CallbackFields,
+  options: NormalizeOptions,
+): StatusEvent {
+  const messageId = text(fields.id);
+  const rawStatus = text(fields.status);
+  requireFields({ id: messageId, status: rawStatus });
+  return {
+    messageId: checkId('id', messageId!),
+    api: 'native',
+    source: 'callback',
+    projectId: text(fields.project_id),
+    status: canonicalStatus(checkStatus('status', rawStatus!)),
+    rawStatus: rawStatus!,
+    errorCode: text(fields.error_code),
+    errorMessage: text(fields.error_message),
+    from: text(fields.from),
+    to: text(fields.to),
+    numSegments: count(fields.number_of_segments),
+    numMedia: Array.isArray(fields.media) ? fields.media.length : count(fields.num_media),
+    providerTimestamp: timestamp(fields.timestamp),
+    receivedAt: options.receivedAt,
+    raw: withoutBody(fields, options.storeBody, 'body'),
+  };
+}
+
+function requireFields(required: Record<string, string | null>): void {
+  const missing = Object.keys(required).filter((name) => required[name] === null);
+  if (missing.length > 0) {
+    throw badRequest(
+      'missing_field',
+      `Missing required field${missing.length > 1 ? 's' : ''}: ${missing.join(', ')}`,
+      missing.map((path) => ({ path, message: 'Required' })),
+    );
+  }
+}
+
+function checkId(name: string, value: string): string {
+  if (!MESSAGE_ID.test(value)) {
+    throw badRequest('invalid_field', `${name} is not a message id`, [
+      { path: name, message: 'Expected a message id (UUID)' },
+    ]);
+  }
+  return value;
+}
+
+function checkStatus(name: string, value: string): string {
+  if (value.length > MAX_STATUS_LENGTH) {
+    throw badRequest('invalid_field', `${name} is too long`, [{ path: name, message: 'Too long' }]);
+  }
+  return value;
+}
+
+/** A scalar as trimmed text; numbers become text (error codes are text, never numbers). */
+function text(value: unknown): string | null {
+  if (Array.isArray(value)) return text(value[0]);
+  if (typeof value === 'number' && Number.isFinite(value)) return String(value);
+  if (typeof value !== 'string') return null;
+  const trimmed = value.trim();
+  return trimmed === '' ? null : trimmed;
+}
+
+function count(value: unknown): number | null {
+  const s = text(value);
+  if (s === null || !/^\d{1,6}$/.test(s)) return null;
+  return Number(s);
+}
+
+function timestamp(value: unknown): Date | null {
+  const s = text(value);
+  if (s === null) return null;
+  const date = new Date(s);
+  return Number.isNaN(date.getTime()) ? null : date;
+}
+
+function withoutBody(fields: CallbackFields, storeBody: boolean, bodyField: string): CallbackFields {
+  if (storeBody || !(bodyField in fields)) return fields;
+  const { [bodyField]: _body, ...rest } = fields;
+  return rest;
+}

@@ -1,0 +1,98 @@
+import { timingSafeEqual } from 'node:crypto';
+import type { IncomingHttpHeaders } from 'node:http';
+import {
+  sha256Hex,
+  signFormParams,
+  signJsonBody,
+  signSha256,
+} from '../signalwire/signing';
+import type { FormParams } from '../signalwire/signing';
+
+export type SignatureFailure = 'missing' | 'mismatch' | 'sha256_mismatch' | 'body_hash_mismatch';
+
+export type SignatureResult =
+  | { ok: true; scheme: 'A' | 'B' | 'B+bodySHA256' | 'SHA256'; url: string }
+  | { ok: false; reason: SignatureFailure; candidateUrls: string[] };
+
+export interface SignedRequest {
+  headers: IncomingHttpHeaders;
+  /** The request's original path and query, exactly as received (`req.originalUrl`). */
+  originalUrl: string;
+  rawBody: Buffer;
+  /** Form parameters of an urlencoded body, in order; empty for JSON and GET. */
+  formParams: FormParams;
+}
+
+/**
+ * Verifies SignalWire's signatures (SIGNALWIRE.md "Signing") against every signing key, for
+ * the URL as SignalWire called it: PUBLIC_BASE_URL + the original path and query, with and
+ * without the default port. The Host header is never trusted to rebuild it.
+ */
+export function verifySignature(
+  keys: readonly string[],
+  publicBaseUrl: string,
+  request: SignedRequest,
+): SignatureResult {
+  const candidateUrls = candidateUrlsFor(publicBaseUrl, request.originalUrl);
+  const sha1 = header(request.headers, 'x-signalwire-signature') ?? header(request.headers, 'x-twilio-signature');
+  const sha256 = header(request.headers, 'x-signalwire-sha256-signature');
+  if (!sha1 && !sha256) return { ok: false, reason: 'missing', candidateUrls };
+
+  // The SHA-256 header, when present, must verify as well: it covers the raw body.
+  let sha256Url: string | undefined;
+  if (sha256) {
+    sha256Url = candidateUrls.find((url) =>
+      keys.some((key) => safeEqual(signSha256(key, url, request.rawBody), sha256.toLowerCase())),
+    );
+    if (!sha256Url) return { ok: false, reason: 'sha256_mismatch', candidateUrls };
+    if (!sha1) return { ok: true, scheme: 'SHA256', url: sha256Url };
+  }
+
+  for (const url of candidateUrls) {
+    const bodyHash = new URL(url).searchParams.get('bodySHA256');
+    for (const key of keys) {
+      if (bodyHash !== null) {
+        // Twilio-style JSON signing: the signature covers the URL only, the body its hash.
+        if (safeEqual(signFormParams(key, url, []), sha1!)) {
+          return safeEqual(sha256Hex(request.rawBody), bodyHash.toLowerCase())
+            ? { ok: true, scheme: 'B+bodySHA256', url }
+            : { ok: false, reason: 'body_hash_mismatch', candidateUrls };
+        }
+        continue;
+      }
+      if (safeEqual(signFormParams(key, url, request.formParams), sha1!)) {
+        return { ok: true, scheme: 'B', url };
+      }
+      if (safeEqual(signJsonBody(key, url, request.rawBody), sha1!.toLowerCase())) {
+        return { ok: true, scheme: 'A', url };
+      }
+    }
+  }
+  return { ok: false, reason: 'mismatch', candidateUrls };
+}
+
+/** The URL as called, plus the same URL with the default port added or removed. */
+export function candidateUrlsFor(publicBaseUrl: string, originalUrl: string): string[] {
+  const base = new URL(publicBaseUrl);
+  const basePath = base.pathname.replace(/\/+$/, '');
+  const defaultPort = base.protocol === 'https:' ? '443' : '80';
+  const origin = `${base.protocol}//${base.hostname.includes(':') ? `[${base.hostname}]` : base.hostname}`;
+  const suffix = `${basePath}${originalUrl}`;
+  const port = base.port; // '' when the URL used the default port
+  const urls = port === '' ? [`${origin}${suffix}`, `${origin}:${defaultPort}${suffix}`] : [`${origin}:${port}${suffix}`];
+  if (port === defaultPort) urls.push(`${origin}${suffix}`);
+  return urls;
+}
+
+function header(headers: IncomingHttpHeaders, name: string): string | undefined {
+  const value = headers[name];
+  const first = Array.isArray(value) ? value[0] : value;
+  return first && first.length > 0 ? first : undefined;
+}
+
+/** Constant-time comparison; only a length difference (not secret) returns early. */
+function safeEqual(expected: string, given: string): boolean {
+  const a = Buffer.from(expected);
+  const b = Buffer.from(given);
+  return a.length === b.length && timingSafeEqual(a, b);
+}

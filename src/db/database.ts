@@ -1,0 +1,78 @@
+import { Kysely, PostgresDialect } from 'kysely';
+import type { ColumnType, Generated } from 'kysely';
+import { Pool, types } from 'pg';
+
+// bigint (int8) columns such as status_events.seq come back as strings by default; seq stays
+// far below 2^53, so numbers are safe and easier for clients.
+types.setTypeParser(types.builtins.INT8, (value) => Number(value));
+
+type Timestamp = ColumnType<Date, Date | string, Date | string>;
+
+export interface MessagesTable {
+  id: string;
+  api: 'cxml' | 'native';
+  project_id: string | null;
+  from: string | null;
+  to: string | null;
+  kind: 'sms' | 'mms' | null;
+  body: string | null;
+  status: string;
+  raw_status: string;
+  status_rank: number;
+  status_provider_timestamp: Timestamp | null;
+  status_received_at: Timestamp;
+  error_code: string | null;
+  error_message: string | null;
+  conflict: boolean;
+  num_segments: number | null;
+  num_media: number | null;
+  ref: string | null;
+  sent_via_proxy: boolean;
+  client_status_callback: string | null;
+  created_at: Timestamp;
+  updated_at: Timestamp;
+  last_event_at: Timestamp;
+}
+
+export interface StatusEventsTable {
+  seq: Generated<number>;
+  message_id: string;
+  api: 'cxml' | 'native';
+  status: string;
+  raw_status: string;
+  error_code: string | null;
+  error_message: string | null;
+  source: 'proxy' | 'callback' | 'reconcile' | 'replay';
+  provider_timestamp: Timestamp | null;
+  received_at: Timestamp;
+  dedupe_key: Buffer;
+  raw: ColumnType<unknown, string, string>;
+}
+
+export interface Database {
+  messages: MessagesTable;
+  status_events: StatusEventsTable;
+}
+
+export type Db = Kysely<Database>;
+
+export interface DatabaseHandle {
+  db: Db;
+  pool: Pool;
+}
+
+export function createDb(connectionString: string, maxConnections = 10): DatabaseHandle {
+  const pool = new Pool({
+    connectionString,
+    max: maxConnections,
+    // Fail fast when the database is gone: the ingest path answers 503 (or spools) instead of
+    // holding SignalWire's request past its 5 s read timeout.
+    connectionTimeoutMillis: 2_000,
+    idleTimeoutMillis: 30_000,
+  });
+  // An idle client losing its connection (database restart) emits 'error' on the pool; without
+  // a listener that would crash the process.
+  pool.on('error', () => undefined);
+  const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
+  return { db, pool };
+}

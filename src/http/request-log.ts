@@ -1,0 +1,32 @@
+import type { RequestHandler } from 'express';
+import type { Logger } from '../logger';
+
+/**
+ * One line per request. The path is logged with callback tokens masked (a token
+ * authenticates callbacks) and never with the query string, which may carry signed data.
+ * Successful requests log at debug: at thousands of callbacks a second, info would be noise.
+ */
+export function requestLog(logger: Logger): RequestHandler {
+  return (req, res, next) => {
+    const started = process.hrtime.bigint();
+    res.on('finish', () => {
+      const ms = Number(process.hrtime.bigint() - started) / 1e6;
+      const level = res.statusCode >= 500 ? 'error' : res.statusCode >= 400 ? 'info' : 'debug';
+      logger[level](
+        {
+          request_id: req.id,
+          method: req.method,
+          path: maskTokens(req.path),
+          status: res.statusCode,
+          ms: Math.round(ms * 10) / 10,
+        },
+        'request',
+      );
+    });
+    next();
+  };
+}
+
+export function maskTokens(path: string): string {
+  return path.replace(/(\/callbacks\/(?:cxml|native)\/)[^/]+/, '$1[token]');
+}

@@ -1,0 +1,34 @@
+import type { Db } from '../db/database';
+import { recordEvents } from './record-events';
+import type { RecordOutcome } from './record-events';
+import type { StatusEvent } from './status-event';
+
+/**
+ * Where accepted events go. `record` resolves only once the event is durable (committed, or
+ * a duplicate of a committed one): callers acknowledge SignalWire after it, never before.
+ */
+export interface EventRecorder {
+  record(event: StatusEvent): Promise<RecordOutcome>;
+  /** Waits for pending writes to finish (graceful shutdown). */
+  drain(): Promise<void>;
+}
+
+/** One transaction per event: the simplest durable recorder. */
+export function directRecorder(db: Db): EventRecorder {
+  const pending = new Set<Promise<unknown>>();
+  return {
+    async record(event) {
+      const write = recordEvents(db, [event]);
+      pending.add(write);
+      try {
+        const [outcome] = await write;
+        return outcome!;
+      } finally {
+        pending.delete(write);
+      }
+    },
+    async drain() {
+      await Promise.allSettled([...pending]);
+    },
+  };
+}

@@ -1,0 +1,77 @@
+import type { HistoryRow, MessageRow } from './messages.repository';
+
+/** The wire shape of a message (DESIGN §6): snake_case, ISO 8601 UTC; rows never leak. */
+export interface MessageDto {
+  id: string;
+  api: string;
+  project_id: string | null;
+  from: string | null;
+  to: string | null;
+  kind: string | null;
+  status: string;
+  raw_status: string;
+  error_code: string | null;
+  error_message: string | null;
+  conflict: boolean;
+  num_segments: number | null;
+  num_media: number | null;
+  ref: string | null;
+  sent_via_proxy: boolean;
+  client_status_callback: string | null;
+  body?: string;
+  created_at: string;
+  updated_at: string;
+  last_event_at: string;
+  history?: HistoryDto[];
+}
+
+export interface HistoryDto {
+  seq: number;
+  status: string;
+  raw_status: string;
+  error_code: string | null;
+  error_message: string | null;
+  source: string;
+  provider_timestamp: string | null;
+  received_at: string;
+}
+
+export function toMessageDto(row: MessageRow, history?: readonly HistoryRow[]): MessageDto {
+  return {
+    id: row.id,
+    api: row.api,
+    project_id: row.project_id,
+    from: row.from,
+    to: row.to,
+    kind: row.kind,
+    status: row.status,
+    raw_status: row.raw_status,
+    error_code: row.error_code,
+    error_message: row.error_message,
+    conflict: row.conflict,
+    num_segments: row.num_segments,
+    num_media: row.num_media,
+    ref: row.ref,
+    sent_via_proxy: row.sent_via_proxy,
+    client_status_callback: row.client_status_callback,
+    // Present only when STORE_BODY=true stored one.
+    ...(row.body !== null && { body: row.body }),
+    created_at: row.created_at.toISOString(),
+    updated_at: row.updated_at.toISOString(),
+    last_event_at: row.last_event_at.toISOString(),
+    ...(history && { history: history.map(toHistoryDto) }),
+  };
+}
+
+function toHistoryDto(row: HistoryRow): HistoryDto {
+  return {
+    seq: row.seq,
+    status: row.status,
+    raw_status: row.raw_status,
+    error_code: row.error_code,
+    error_message: row.error_message,
+    source: row.source,
+    provider_timestamp: row.provider_timestamp?.toISOString() ?? null,
+    received_at: row.received_at.toISOString(),
+  };
+}

@@ -1,0 +1,113 @@
+import type { StatusEvent } from './status-event';
+import { TERMINAL_RANK, rankOf } from './statuses';
+import type { Api } from './statuses';
+
+/** The derived current state of one message (a `messages` row, camelCase). */
+export interface MessageState {
+  id: string;
+  api: Api;
+  projectId: string | null;
+  from: string | null;
+  to: string | null;
+  kind: 'sms' | 'mms' | null;
+  body: string | null;
+  status: string;
+  rawStatus: string;
+  statusRank: number;
+  statusProviderTimestamp: Date | null;
+  statusReceivedAt: Date;
+  errorCode: string | null;
+  errorMessage: string | null;
+  conflict: boolean;
+  numSegments: number | null;
+  numMedia: number | null;
+  ref: string | null;
+  sentViaProxy: boolean;
+  clientStatusCallback: string | null;
+  createdAt: Date;
+  lastEventAt: Date;
+}
+
+/**
+ * Folds one event into a message's state (DESIGN §3). Pure, and independent of arrival
+ * order for the status: the highest rank wins; between different terminal statuses of equal
+ * rank the later provider timestamp (then receive time) wins and the message is flagged as a
+ * conflict. An error code, once known, is only replaced by a winning event that has one.
+ */
+export function applyEvent(current: MessageState | null, event: StatusEvent): MessageState {
+  const rank = rankOf(event.status);
+  if (!current) return initialState(event, rank);
+
+  const sameRankConflict =
+    rank === current.statusRank && rank >= TERMINAL_RANK && event.status !== current.status;
+  const wins = rank > current.statusRank || (sameRankConflict && isLater(event, current));
+  const takesError = wins && event.errorCode !== null;
+  const send = event.send;
+
+  return {
+    ...current,
+    projectId: event.projectId ?? current.projectId,
+    from: event.from ?? current.from,
+    to: event.to ?? current.to,
+    // The provider's own counts beat the proxy's estimate, so the latest known value wins.
+    numSegments: event.numSegments ?? current.numSegments,
+    numMedia: event.numMedia ?? current.numMedia,
+    kind: current.kind ?? send?.kind ?? kindFromMedia(event.numMedia),
+    body: send?.body ?? current.body,
+    ref: current.ref ?? send?.ref ?? null,
+    sentViaProxy: current.sentViaProxy || send !== undefined,
+    clientStatusCallback: current.clientStatusCallback ?? send?.clientStatusCallback ?? null,
+    ...(wins && {
+      status: event.status,
+      rawStatus: event.rawStatus,
+      statusRank: rank,
+      statusProviderTimestamp: event.providerTimestamp,
+      statusReceivedAt: event.receivedAt,
+    }),
+    errorCode: takesError ? event.errorCode : current.errorCode,
+    errorMessage: takesError ? event.errorMessage : current.errorMessage,
+    conflict: current.conflict || sameRankConflict,
+    createdAt: event.receivedAt < current.createdAt ? event.receivedAt : current.createdAt,
+    lastEventAt: event.receivedAt > current.lastEventAt ? event.receivedAt : current.lastEventAt,
+  };
+}
+
+function initialState(event: StatusEvent, rank: number): MessageState {
+  return {
+    id: event.messageId,
+    api: event.api,
+    projectId: event.projectId,
+    from: event.from,
+    to: event.to,
+    kind: event.send?.kind ?? kindFromMedia(event.numMedia),
+    body: event.send?.body ?? null,
+    status: event.status,
+    rawStatus: event.rawStatus,
+    statusRank: rank,
+    statusProviderTimestamp: event.providerTimestamp,
+    statusReceivedAt: event.receivedAt,
+    errorCode: event.errorCode,
+    errorMessage: event.errorMessage,
+    conflict: false,
+    numSegments: event.numSegments,
+    numMedia: event.numMedia,
+    ref: event.send?.ref ?? null,
+    sentViaProxy: event.send !== undefined,
+    clientStatusCallback: event.send?.clientStatusCallback ?? null,
+    createdAt: event.receivedAt,
+    lastEventAt: event.receivedAt,
+  };
+}
+
+/** Later provider timestamp wins; without two different ones, the later receive time. */
+function isLater(event: StatusEvent, current: MessageState): boolean {
+  const a = event.providerTimestamp;
+  const b = current.statusProviderTimestamp;
+  if (a && b && a.getTime() !== b.getTime()) return a > b;
+  return event.receivedAt > current.statusReceivedAt;
+}
+
+function kindFromMedia(numMedia: number | null): 'sms' | 'mms' | null {
+  if (numMedia === null) return null;
+  return numMedia > 0 ? 'mms' : 'sms';
+}

@@ -1,0 +1,52 @@
+import { createHash } from 'node:crypto';
+import type { Api, CanonicalStatus, EventSource } from './statuses';
+
+/**
+ * One status event, normalized from either callback format (or made by the proxy): the only
+ * thing the status store records. Field names follow DESIGN §3.
+ */
+export interface StatusEvent {
+  messageId: string;
+  api: Api;
+  source: EventSource;
+  projectId: string | null;
+  status: CanonicalStatus;
+  rawStatus: string;
+  errorCode: string | null;
+  errorMessage: string | null;
+  from: string | null;
+  to: string | null;
+  numSegments: number | null;
+  numMedia: number | null;
+  providerTimestamp: Date | null;
+  receivedAt: Date;
+  /** The payload as received, Body removed unless STORE_BODY=true. */
+  raw: Record<string, unknown>;
+  /** Facts about the message that only a send knows (the proxy sets them). */
+  send?: SendFacts;
+}
+
+export interface SendFacts {
+  ref: string | null;
+  kind: 'sms' | 'mms' | null;
+  clientStatusCallback: string | null;
+  /** Only when STORE_BODY=true. */
+  body: string | null;
+}
+
+/**
+ * Duplicate = same message id, raw status, error code and (when the format has one) provider
+ * timestamp (DESIGN §3). Hashed to 32 bytes to keep the unique index small.
+ */
+export function dedupeKey(event: StatusEvent): Buffer {
+  return createHash('sha256')
+    .update(
+      JSON.stringify([
+        event.messageId,
+        event.rawStatus.toLowerCase(),
+        event.errorCode ?? '',
+        event.providerTimestamp?.toISOString() ?? '',
+      ]),
+    )
+    .digest();
+}

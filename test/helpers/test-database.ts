@@ -1,0 +1,57 @@
+import { randomBytes } from 'node:crypto';
+import { Client } from 'pg';
+import { createDb } from '../../src/db/database';
+import type { DatabaseHandle } from '../../src/db/database';
+
+export interface TestDatabase extends DatabaseHandle {
+  url: string;
+  /** Closes the pool and drops the database. */
+  destroy(): Promise<void>;
+}
+
+/** A fresh database cloned from the run's migrated template: one per test file. */
+export async function createTestDatabase(poolSize = 10): Promise<TestDatabase> {
+  const adminUrl = required('SW_TEST_ADMIN_URL');
+  const template = required('SW_TEST_TEMPLATE');
+  const name = `sw_status_test_${randomBytes(6).toString('hex')}`;
+  await adminQuery(adminUrl, `CREATE DATABASE ${name} TEMPLATE ${template}`);
+  const url = withDatabase(adminUrl, name);
+  const handle = createDb(url, poolSize);
+  return {
+    ...handle,
+    url,
+    async destroy() {
+      await handle.db.destroy();
+      await adminQuery(adminUrl, `DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+    },
+  };
+}
+
+async function adminQuery(adminUrl: string, statement: string): Promise<void> {
+  // Two files cloning the template at the same instant can collide; a short retry settles it.
+  for (let attempt = 1; ; attempt++) {
+    const client = new Client({ connectionString: adminUrl });
+    await client.connect();
+    try {
+      await client.query(statement);
+      return;
+    } catch (error) {
+      if (attempt >= 5 || (error as { code?: string }).code !== '55006') throw error;
+      await new Promise((resolve) => setTimeout(resolve, 100 * attempt));
+    } finally {
+      await client.end();
+    }
+  }
+}
+
+export function withDatabase(url: string, database: string): string {
+  const parsed = new URL(url);
+  parsed.pathname = `/${database}`;
+  return parsed.toString();
+}
+
+function required(name: string): string {
+  const value = process.env[name];
+  if (!value) throw new Error(`${name} is not set: run the tests through jest (globalSetup)`);
+  return value;
+}
