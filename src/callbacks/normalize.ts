@@ -23,7 +23,7 @@ const MAX_STATUS_LENGTH = 64;
 export function normalizeCxmlCallback(fields: CallbackFields, options: NormalizeOptions): StatusEvent {
   // Twilio-legacy SmsSid/SmsStatus may stand in for the Message* names.
   const messageId = text(fields.MessageSid) ?? text(fields.SmsSid);
-  const rawStatus = text(fields.MessageStatus) ?? text(fields.SmsStatus);
+  const rawStatus = word(fields.MessageStatus) ?? word(fields.SmsStatus);
   requireFields({ MessageSid: messageId, MessageStatus: rawStatus });
   return {
     messageId: checkId('MessageSid', messageId!),
@@ -49,7 +49,7 @@ export function normalizeNativeCallback(
   options: NormalizeOptions,
 ): StatusEvent {
   const messageId = text(fields.id);
-  const rawStatus = text(fields.status);
+  const rawStatus = word(fields.status);
   requireFields({ id: messageId, status: rawStatus });
   return {
     messageId: checkId('id', messageId!),
@@ -104,6 +104,12 @@ function text(value: unknown): string | null {
   if (typeof value !== 'string') return null;
   const trimmed = value.trim();
   return trimmed === '' ? null : trimmed;
+}
+
+/** A status is a word: a string, never a number or an object. */
+function word(value: unknown): string | null {
+  if (typeof value === 'number') return null;
+  return text(value);
 }
 
 function count(value: unknown): number | null {

@@ -30,7 +30,8 @@ const ALIASES: Readonly<Record<string, CanonicalStatus>> = { initiated: 'sending
 /** Maps a raw provider status to its canonical one; anything new is `unknown` (raw kept). */
 export function canonicalStatus(raw: string): CanonicalStatus {
   const lower = raw.trim().toLowerCase();
-  if (lower in ALIASES) return ALIASES[lower]!;
+  // hasOwn, not `in`: a raw status of `__proto__` or `toString` must not match Object's own keys.
+  if (Object.hasOwn(ALIASES, lower)) return ALIASES[lower]!;
   return Object.hasOwn(STATUS_RANK, lower) ? (lower as CanonicalStatus) : 'unknown';
 }
 

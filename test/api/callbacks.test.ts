@@ -1,0 +1,236 @@
+import { randomUUID } from 'node:crypto';
+import request from 'supertest';
+import { mintCallbackToken } from '../../src/callbacks/callback-token';
+import { signFormParams, signJsonBody } from '../../src/signalwire/signing';
+import { cxmlFields, nativeFields, postCxml, postNative } from '../helpers/callbacks';
+import { TEST_API_TOKEN, TEST_PUBLIC_BASE_URL, TEST_TOKEN_SECRET, createTestApp } from '../helpers/test-app';
+import type { TestApp } from '../helpers/test-app';
+
+let t: TestApp;
+beforeAll(async () => {
+  t = await createTestApp();
+});
+afterAll(() => t.close());
+
+async function getMessage(id: string) {
+  const res = await request(t.internalApp).get(`/v1/messages/${id}`).auth(TEST_API_TOKEN, { type: 'bearer' });
+  return res;
+}
+
+describe('compatibility (cXML) callbacks', () => {
+  test.each([
+    ['queued', 'queued'],
+    ['sending', 'sending'],
+    ['initiated', 'sending'],
+    ['sent', 'sent'],
+    ['delivered', 'delivered'],
+    ['undelivered', 'undelivered'],
+    ['failed', 'failed'],
+    ['receiving', 'receiving'],
+    ['received', 'received'],
+  ])('When MessageStatus=%s arrives, then it is stored as %s and answered with <Response/>', async (raw, canonical) => {
+    const fields = cxmlFields({ MessageStatus: raw });
+    const res = await postCxml(t.publicApp, fields);
+    expect(res.status).toBe(200);
+    expect(res.headers['content-type']).toMatch(/xml/);
+    expect(res.text).toBe('<Response/>');
+    const message = await getMessage(fields.MessageSid!);
+    expect(message.body).toMatchObject({ status: canonical, raw_status: raw, api: 'cxml' });
+    expect(message.body.history).toHaveLength(1);
+  });
+
+  test('When an undelivered callback carries ErrorCode, then the code is stored as text', async () => {
+    const fields = cxmlFields({ MessageStatus: 'undelivered', ErrorCode: '30003' });
+    await postCxml(t.publicApp, fields).expect(200);
+    const { body } = await getMessage(fields.MessageSid!);
+    expect(body.error_code).toBe('30003');
+    expect(body.history[0].error_code).toBe('30003');
+  });
+
+  test('When the callback is signed as X-Twilio-Signature, then it is accepted', async () => {
+    const fields = cxmlFields();
+    await postCxml(t.publicApp, fields, { header: 'X-Twilio-Signature' }).expect(200);
+  });
+
+  test('When the callback is JSON instead of form, then it is accepted (scheme A)', async () => {
+    const fields = cxmlFields({ MessageStatus: 'sent' });
+    const body = JSON.stringify(fields);
+    await request(t.publicApp)
+      .post('/callbacks/cxml')
+      .set('Content-Type', 'application/json')
+      .set('X-SignalWire-Signature', signJsonBody('PSK_test_signing_key_0123456789', `${TEST_PUBLIC_BASE_URL}/callbacks/cxml`, body))
+      .send(body)
+      .expect(200);
+    expect((await getMessage(fields.MessageSid!)).body.status).toBe('sent');
+  });
+
+  test('When an Application calls back with GET and query parameters, then it is accepted', async () => {
+    const fields = cxmlFields({ MessageStatus: 'sent' });
+    const path = `/callbacks/cxml?${new URLSearchParams(fields).toString()}`;
+    const signature = signFormParams('PSK_test_signing_key_0123456789', TEST_PUBLIC_BASE_URL + path, []);
+    await request(t.publicApp).get(path).set('X-SignalWire-Signature', signature).expect(200);
+    expect((await getMessage(fields.MessageSid!)).body.status).toBe('sent');
+  });
+
+  test('When the body is not stored (default), then raw has no Body but keeps other fields', async () => {
+    const fields = cxmlFields({ Body: 'secret text' });
+    await postCxml(t.publicApp, fields).expect(200);
+    const row = await t.database.db.selectFrom('status_events').select('raw').where('message_id', '=', fields.MessageSid!).executeTakeFirstOrThrow();
+    expect(row.raw).not.toHaveProperty('Body');
+    expect(row.raw).toHaveProperty('AccountSid', fields.AccountSid);
+  });
+});
+
+describe('native callbacks', () => {
+  test.each([
+    ['queued', 'queued'],
+    ['initiated', 'sending'],
+    ['sent', 'sent'],
+    ['delivered', 'delivered'],
+    ['undelivered', 'undelivered'],
+    ['failed', 'failed'],
+    ['read', 'read'],
+  ])('When status=%s arrives, then it is stored as %s with an empty 200', async (raw, canonical) => {
+    const fields = nativeFields({ status: raw });
+    const res = await postNative(t.publicApp, fields);
+    expect(res.status).toBe(200);
+    expect(res.text).toBe('');
+    const { body } = await getMessage(fields.id as string);
+    expect(body).toMatchObject({ status: canonical, raw_status: raw, api: 'native' });
+    expect(body.history[0].provider_timestamp).toBe('2026-03-17T22:26:57.000Z');
+  });
+
+  test('When a failed callback carries error_code and error_message, then both are kept', async () => {
+    const fields = nativeFields({ status: 'failed', error_code: 'carrier_violation', error_message: 'Filtered' });
+    await postNative(t.publicApp, fields).expect(200);
+    expect((await getMessage(fields.id as string)).body).toMatchObject({ error_code: 'carrier_violation', error_message: 'Filtered' });
+  });
+});
+
+describe('the truth about a message (DESIGN §3)', () => {
+  test('When sent arrives after delivered, then delivered stays and both are in the history', async () => {
+    const id = randomUUID();
+    await postNative(t.publicApp, nativeFields({ id, status: 'delivered', timestamp: '2026-11-01T10:00:02Z' })).expect(200);
+    await postNative(t.publicApp, nativeFields({ id, status: 'sent', timestamp: '2026-11-01T10:00:01Z' })).expect(200);
+    const { body } = await getMessage(id);
+    expect(body.status).toBe('delivered');
+    expect(body.history.map((h: { status: string }) => h.status)).toEqual(['delivered', 'sent']);
+  });
+
+  test('When the same callback arrives twice, then both are acknowledged and one row is stored', async () => {
+    const fields = cxmlFields({ MessageStatus: 'sent' });
+    await postCxml(t.publicApp, fields).expect(200);
+    await postCxml(t.publicApp, fields).expect(200);
+    expect((await getMessage(fields.MessageSid!)).body.history).toHaveLength(1);
+  });
+
+  test('When the same status comes with another error code or timestamp, then it is a new event', async () => {
+    const id = randomUUID();
+    await postNative(t.publicApp, nativeFields({ id, status: 'sent', timestamp: '2026-11-01T10:00:01Z' })).expect(200);
+    await postNative(t.publicApp, nativeFields({ id, status: 'sent', timestamp: '2026-11-01T10:00:02Z' })).expect(200);
+    expect((await getMessage(id)).body.history).toHaveLength(2);
+  });
+
+  test('When delivered and undelivered disagree, then the later provider timestamp wins and conflict is set', async () => {
+    const id = randomUUID();
+    await postNative(t.publicApp, nativeFields({ id, status: 'undelivered', error_code: '30003', timestamp: '2026-11-01T10:00:09Z' })).expect(200);
+    await postNative(t.publicApp, nativeFields({ id, status: 'delivered', timestamp: '2026-11-01T10:00:05Z' })).expect(200);
+    const { body } = await getMessage(id);
+    expect(body).toMatchObject({ status: 'undelivered', error_code: '30003', conflict: true });
+    expect(body.history).toHaveLength(2);
+  });
+
+  test('When a later callback has no error code, then the stored error code is kept', async () => {
+    const sid = randomUUID();
+    await postCxml(t.publicApp, cxmlFields({ MessageSid: sid, MessageStatus: 'undelivered', ErrorCode: '30005' })).expect(200);
+    await postCxml(t.publicApp, cxmlFields({ MessageSid: sid, MessageStatus: 'sent' })).expect(200);
+    expect((await getMessage(sid)).body).toMatchObject({ status: 'undelivered', error_code: '30005' });
+  });
+
+  test('When the status is one we do not know, then it is stored as unknown with the raw status', async () => {
+    const fields = nativeFields({ status: 'teleported' });
+    await postNative(t.publicApp, fields).expect(200);
+    const { body } = await getMessage(fields.id as string);
+    expect(body).toMatchObject({ status: 'unknown', raw_status: 'teleported' });
+  });
+
+  test('When a callback names a message the service never sent, then the message is created from it', async () => {
+    const fields = cxmlFields({ MessageStatus: 'sent' });
+    await postCxml(t.publicApp, fields).expect(200);
+    const { body } = await getMessage(fields.MessageSid!);
+    expect(body).toMatchObject({ sent_via_proxy: false, from: fields.From, to: fields.To, project_id: fields.AccountSid, num_segments: 1 });
+  });
+});
+
+describe('callback authentication', () => {
+  test('When a valid per-send token is in the path, then an unsigned callback is accepted', async () => {
+    const { token } = mintCallbackToken([TEST_TOKEN_SECRET]);
+    const fields = nativeFields();
+    await request(t.publicApp).post(`/callbacks/native/${token}`).send(fields).expect(200);
+    const fieldsCxml = cxmlFields();
+    await request(t.publicApp).post(`/callbacks/cxml/${token}`).type('form').send(fieldsCxml).expect(200);
+  });
+
+  test('When the token is forged, then the callback is refused with 403 and nothing is stored', async () => {
+    const fields = nativeFields();
+    const res = await request(t.publicApp).post(`/callbacks/native/${'a'.repeat(16)}.${'b'.repeat(43)}`).send(fields);
+    expect(res.status).toBe(403);
+    expect(res.body.error).toMatchObject({ code: 'invalid_token' });
+    expect((await getMessage(fields.id as string)).status).toBe(404);
+  });
+
+  test('When a signed callback arrives on a token path, then it is signed for the URL with the token', async () => {
+    const { token } = mintCallbackToken(['some-other-secret-0123456789']);
+    const fields = nativeFields();
+    await postNative(t.publicApp, fields, { path: `/callbacks/native/${token}` }).expect(200);
+  });
+
+  test('When the signature does not verify, then 403 invalid_signature and nothing is stored', async () => {
+    const fields = cxmlFields();
+    const res = await postCxml(t.publicApp, fields, { key: 'PSK_wrong' });
+    expect(res.status).toBe(403);
+    expect(res.body.error).toMatchObject({ code: 'invalid_signature', request_id: expect.any(String) });
+    expect((await getMessage(fields.MessageSid!)).status).toBe(404);
+  });
+
+  test('When there is neither signature nor token, then 401', async () => {
+    const res = await request(t.publicApp).post('/callbacks/cxml').type('form').send(cxmlFields());
+    expect(res.status).toBe(401);
+    expect(res.body.error.code).toBe('unauthorized');
+  });
+
+  test('When the signature was made for another host, then it does not verify (Host is not trusted)', async () => {
+    const fields = cxmlFields();
+    const signature = signFormParams('PSK_test_signing_key_0123456789', 'https://evil.example.com/callbacks/cxml', Object.entries(fields));
+    await request(t.publicApp)
+      .post('/callbacks/cxml')
+      .set('Host', 'evil.example.com')
+      .set('X-SignalWire-Signature', signature)
+      .type('form')
+      .send(fields)
+      .expect(403);
+  });
+
+  test('When ALLOW_UNSIGNED_CALLBACKS is on, then unsigned callbacks are accepted', async () => {
+    const open = await createTestApp({ ALLOW_UNSIGNED_CALLBACKS: 'true' });
+    try {
+      await request(open.publicApp).post('/callbacks/native').send(nativeFields()).expect(200);
+    } finally {
+      await open.close();
+    }
+  });
+});
+
+describe('STORE_BODY', () => {
+  test('When STORE_BODY=true, then the raw payload keeps the body', async () => {
+    const storing = await createTestApp({ STORE_BODY: 'true' });
+    try {
+      const fields = nativeFields({ body: 'kept' });
+      await postNative(storing.publicApp, fields).expect(200);
+      const row = await storing.database.db.selectFrom('status_events').select('raw').where('message_id', '=', fields.id as string).executeTakeFirstOrThrow();
+      expect(row.raw).toHaveProperty('body', 'kept');
+    } finally {
+      await storing.close();
+    }
+  });
+});

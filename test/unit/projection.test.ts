@@ -1,0 +1,97 @@
+import { applyEvent } from '../../src/messages/projection';
+import type { MessageState } from '../../src/messages/projection';
+import type { StatusEvent } from '../../src/messages/status-event';
+import { canonicalStatus } from '../../src/messages/statuses';
+
+let clock = Date.parse('2026-11-01T00:00:00Z');
+function event(rawStatus: string, overrides: Partial<StatusEvent> = {}): StatusEvent {
+  clock += 1000;
+  return {
+    messageId: 'm1',
+    api: 'native',
+    source: 'callback',
+    projectId: 'p1',
+    status: canonicalStatus(rawStatus),
+    rawStatus,
+    errorCode: null,
+    errorMessage: null,
+    from: '+15550000001',
+    to: '+15550000002',
+    numSegments: 1,
+    numMedia: 0,
+    providerTimestamp: null,
+    receivedAt: new Date(clock),
+    raw: {},
+    ...overrides,
+  };
+}
+const fold = (events: StatusEvent[]): MessageState =>
+  events.reduce<MessageState | null>(applyEvent, null)!;
+
+describe('canonicalStatus', () => {
+  test('When SignalWire says initiated, then the canonical status is sending', () => {
+    expect(canonicalStatus('initiated')).toBe('sending');
+  });
+  test('When a status is new to us, then it is unknown', () => {
+    expect(canonicalStatus('teleported')).toBe('unknown');
+    expect(canonicalStatus('__proto__')).toBe('unknown');
+  });
+});
+
+describe('applyEvent', () => {
+  test('When delivered arrives before sent, then the status stays delivered', () => {
+    const state = fold([event('queued'), event('delivered'), event('sent')]);
+    expect(state.status).toBe('delivered');
+    expect(state.conflict).toBe(false);
+  });
+
+  test('When events arrive in any order, then the final status is the same', () => {
+    const events = [event('queued'), event('initiated'), event('sent'), event('delivered'), event('read')];
+    const orders = [events, [...events].reverse(), [events[3]!, events[0]!, events[4]!, events[1]!, events[2]!]];
+    for (const order of orders) expect(fold(order).status).toBe('read');
+  });
+
+  test('When two terminal statuses disagree, then the later provider timestamp wins and the message is flagged', () => {
+    const delivered = event('delivered', { providerTimestamp: new Date('2026-11-01T10:00:05Z') });
+    const undelivered = event('undelivered', {
+      providerTimestamp: new Date('2026-11-01T10:00:01Z'),
+      errorCode: '30003',
+    });
+    const state = fold([delivered, undelivered]);
+    expect(state.status).toBe('delivered');
+    expect(state.conflict).toBe(true);
+    // The losing event's error code does not describe the winning status.
+    expect(state.errorCode).toBeNull();
+    expect(fold([undelivered, delivered]).status).toBe('delivered');
+  });
+
+  test('When terminal statuses disagree without provider timestamps, then the later receive time wins', () => {
+    const state = fold([event('delivered', { api: 'cxml' }), event('failed', { api: 'cxml', errorCode: '30008' })]);
+    expect(state.status).toBe('failed');
+    expect(state.errorCode).toBe('30008');
+    expect(state.conflict).toBe(true);
+  });
+
+  test('When a later event has no error code, then the known error code is kept', () => {
+    const state = fold([event('undelivered', { errorCode: '30003', errorMessage: 'unreachable' }), event('sent')]);
+    expect(state).toMatchObject({ status: 'undelivered', errorCode: '30003', errorMessage: 'unreachable' });
+  });
+
+  test('When a status is unknown, then it never outranks a known one', () => {
+    expect(fold([event('sent'), event('teleported')]).status).toBe('sent');
+    expect(fold([event('teleported')])).toMatchObject({ status: 'unknown', rawStatus: 'teleported', statusRank: 0 });
+  });
+
+  test('When the proxy records a send after its callbacks, then send facts and the earliest time are kept', () => {
+    const callback = event('delivered');
+    const proxy = event('queued', {
+      source: 'proxy',
+      receivedAt: new Date(callback.receivedAt.getTime() - 5000),
+      send: { ref: 'r1', kind: 'sms', clientStatusCallback: 'https://app/cb', body: null },
+    });
+    const state = fold([callback, proxy]);
+    expect(state).toMatchObject({ status: 'delivered', ref: 'r1', sentViaProxy: true, clientStatusCallback: 'https://app/cb' });
+    expect(state.createdAt).toEqual(proxy.receivedAt);
+    expect(state.lastEventAt).toEqual(callback.receivedAt);
+  });
+});

@@ -1,0 +1,244 @@
+import { RestClient } from '@signalwire/compatibility-api';
+import { candidateUrlsFor, verifySignature } from '../../src/callbacks/signature';
+import { sha256Hex, signFormParams, signJsonBody, signSha256 } from '../../src/signalwire/signing';
+
+const noBody = Buffer.alloc(0);
+
+describe('SignalWire signing schemes (SIGNALWIRE.md test vectors)', () => {
+  const vectorParams: Array<[string, string]> = [
+    ['CallSid', 'CA1234567890ABCDE'],
+    ['Caller', '+14158675309'],
+    ['Digits', '1234'],
+    ['From', '+14158675309'],
+    ['To', '+18005551212'],
+  ];
+  const vectorUrl = 'https://mycompany.com/myapp.php?foo=1&bar=2';
+
+  test('When the scheme B vector is signed, then it matches the documented signature', () => {
+    expect(signFormParams('12345', vectorUrl, vectorParams)).toBe('RSOYDt4T1cUTdK1PDd93/VVr8B8=');
+  });
+
+  test('When the scheme B vector params arrive in another order, then the signature is the same', () => {
+    expect(signFormParams('12345', vectorUrl, [...vectorParams].reverse())).toBe(
+      'RSOYDt4T1cUTdK1PDd93/VVr8B8=',
+    );
+  });
+
+  test('When the scheme A vector is signed, then it matches the documented signature', () => {
+    expect(
+      signJsonBody(
+        'PSK_7TruNcSNTxp4zNrykMj4EPzF',
+        'https://hooks.example.com/callbacks/native',
+        '{"id":"a1b2c3d4-e5f6-7890-abcd-ef1234567890","status":"delivered"}',
+      ),
+    ).toBe('4f2925f09cc2b49edd0f81c20f5fe1572db752ab');
+  });
+
+  test('When the official SDK validates the vector and our signatures, then it accepts them', () => {
+    const params = Object.fromEntries(vectorParams);
+    expect(
+      RestClient.validateRequest('12345', 'RSOYDt4T1cUTdK1PDd93/VVr8B8=', vectorUrl, params),
+    ).toBe(true);
+
+    const callback = {
+      MessageSid: '0a059168-ead0-41af-9d1f-343dae832527',
+      MessageStatus: 'undelivered',
+      ErrorCode: '30003',
+      AccountSid: 'ea108133-d6b3-407c-9536-9fad8a929a6a',
+      From: '+15551234567',
+      To: '+15557654321',
+      Body: 'Hello & good bye = ok?',
+    };
+    const url = 'https://hooks.example.com/callbacks/cxml/ref.mac?x=1';
+    const ours = signFormParams('PSK_rotation_key', url, Object.entries(callback));
+    expect(RestClient.validateRequest('PSK_rotation_key', ours, url, callback)).toBe(true);
+    expect(RestClient.validateRequest('PSK_other', ours, url, callback, true)).toBe(false);
+    // The SDK also accepts the same request signed for the URL with its default port.
+    const withPort = signFormParams(
+      'PSK_rotation_key',
+      'https://hooks.example.com:443/callbacks/cxml/ref.mac?x=1',
+      Object.entries(callback),
+    );
+    expect(RestClient.validateRequest('PSK_rotation_key', withPort, url, callback)).toBe(true);
+  });
+
+  test('When a repeated form key is signed, then the SDK agrees on the order', () => {
+    const pairs: Array<[string, string]> = [
+      ['MediaUrl', 'https://a/1'],
+      ['Body', 'x'],
+      ['MediaUrl', 'https://a/2'],
+    ];
+    const url = 'https://hooks.example.com/callbacks/cxml';
+    const signature = signFormParams('k', url, pairs);
+    expect(
+      RestClient.validateRequest('k', signature, url, {
+        Body: 'x',
+        MediaUrl: ['https://a/1', 'https://a/2'],
+      }),
+    ).toBe(true);
+  });
+});
+
+describe('verifySignature', () => {
+  const base = 'https://hooks.example.com';
+  const formPairs: Array<[string, string]> = [
+    ['MessageSid', 'abc'],
+    ['MessageStatus', 'sent'],
+  ];
+  const formBody = Buffer.from(new URLSearchParams(formPairs).toString());
+  const jsonBody = Buffer.from('{"id":"abc","status":"sent"}');
+
+  const verify = (
+    keys: string[],
+    headers: Record<string, string>,
+    opts: { path?: string; body?: Buffer; form?: Array<[string, string]> } = {},
+  ) =>
+    verifySignature(keys, base, {
+      headers,
+      originalUrl: opts.path ?? '/callbacks/cxml',
+      rawBody: opts.body ?? noBody,
+      formParams: opts.form ?? [],
+    });
+
+  test('When a form callback is signed with scheme B, then it verifies', () => {
+    const sig = signFormParams('k1', `${base}/callbacks/cxml`, formPairs);
+    expect(
+      verify(['k1'], { 'x-signalwire-signature': sig }, { body: formBody, form: formPairs }),
+    ).toMatchObject({ ok: true, scheme: 'B' });
+  });
+
+  test('When the signature comes as X-Twilio-Signature, then it verifies too', () => {
+    const sig = signFormParams('k1', `${base}/callbacks/cxml`, formPairs);
+    expect(
+      verify(['k1'], { 'x-twilio-signature': sig }, { body: formBody, form: formPairs }).ok,
+    ).toBe(true);
+  });
+
+  test('When a JSON callback is signed with scheme A, then it verifies', () => {
+    const sig = signJsonBody('k1', `${base}/callbacks/native`, jsonBody);
+    expect(
+      verify(
+        ['k1'],
+        { 'x-signalwire-signature': sig },
+        { path: '/callbacks/native', body: jsonBody },
+      ),
+    ).toMatchObject({ ok: true, scheme: 'A' });
+  });
+
+  test('When keys rotate, then a signature by any configured key verifies', () => {
+    const sig = signJsonBody('new-key', `${base}/callbacks/native`, jsonBody);
+    expect(
+      verify(
+        ['old-key', 'new-key'],
+        { 'x-signalwire-signature': sig },
+        { path: '/callbacks/native', body: jsonBody },
+      ).ok,
+    ).toBe(true);
+    expect(
+      verify(
+        ['old-key'],
+        { 'x-signalwire-signature': sig },
+        { path: '/callbacks/native', body: jsonBody },
+      ),
+    ).toMatchObject({ ok: false, reason: 'mismatch' });
+  });
+
+  test('When SignalWire signed the URL with the default port, then it still verifies', () => {
+    const sig = signJsonBody('k1', 'https://hooks.example.com:443/callbacks/native', jsonBody);
+    expect(
+      verify(
+        ['k1'],
+        { 'x-signalwire-signature': sig },
+        { path: '/callbacks/native', body: jsonBody },
+      ).ok,
+    ).toBe(true);
+  });
+
+  test('When the query string is part of the URL, then it is signed as given and tampering fails', () => {
+    const sig = signJsonBody('k1', `${base}/callbacks/native?tenant=a`, jsonBody);
+    expect(
+      verify(
+        ['k1'],
+        { 'x-signalwire-signature': sig },
+        { path: '/callbacks/native?tenant=a', body: jsonBody },
+      ).ok,
+    ).toBe(true);
+    expect(
+      verify(
+        ['k1'],
+        { 'x-signalwire-signature': sig },
+        { path: '/callbacks/native?tenant=b', body: jsonBody },
+      ).ok,
+    ).toBe(false);
+  });
+
+  test('When the body is changed after signing, then it fails', () => {
+    const sig = signJsonBody('k1', `${base}/callbacks/native`, jsonBody);
+    const tampered = Buffer.from('{"id":"abc","status":"delivered"}');
+    expect(
+      verify(
+        ['k1'],
+        { 'x-signalwire-signature': sig },
+        { path: '/callbacks/native', body: tampered },
+      ).ok,
+    ).toBe(false);
+  });
+
+  test('When the URL carries bodySHA256, then the URL signature and the body hash must both match', () => {
+    const path = `/callbacks/cxml?bodySHA256=${sha256Hex(jsonBody)}`;
+    const sig = signFormParams('k1', base + path, []);
+    expect(
+      verify(['k1'], { 'x-signalwire-signature': sig }, { path, body: jsonBody }),
+    ).toMatchObject({ ok: true, scheme: 'B+bodySHA256' });
+    expect(RestClient.validateRequestWithBody('k1', sig, base + path, jsonBody.toString())).toBe(
+      true,
+    );
+    expect(
+      verify(['k1'], { 'x-signalwire-signature': sig }, { path, body: Buffer.from('{}') }),
+    ).toMatchObject({ ok: false, reason: 'body_hash_mismatch' });
+  });
+
+  test('When the SHA-256 header is present, then it must verify', () => {
+    const url = `${base}/callbacks/native`;
+    const sha1 = signJsonBody('k1', url, jsonBody);
+    const sha256 = signSha256('k1', url, jsonBody);
+    const path = { path: '/callbacks/native', body: jsonBody };
+    expect(
+      verify(
+        ['k1'],
+        { 'x-signalwire-signature': sha1, 'x-signalwire-sha256-signature': sha256 },
+        path,
+      ).ok,
+    ).toBe(true);
+    expect(verify(['k1'], { 'x-signalwire-sha256-signature': sha256 }, path)).toMatchObject({
+      ok: true,
+      scheme: 'SHA256',
+    });
+    expect(
+      verify(
+        ['k1'],
+        { 'x-signalwire-signature': sha1, 'x-signalwire-sha256-signature': 'ab'.repeat(32) },
+        path,
+      ),
+    ).toMatchObject({ ok: false, reason: 'sha256_mismatch' });
+  });
+
+  test('When no signature header is sent, then the reason is missing', () => {
+    expect(verify(['k1'], {})).toMatchObject({ ok: false, reason: 'missing' });
+  });
+});
+
+describe('candidateUrlsFor', () => {
+  test('When the base URL has no port, then the default-port variant is also tried', () => {
+    expect(candidateUrlsFor('https://hooks.example.com', '/callbacks/cxml?a=1')).toEqual([
+      'https://hooks.example.com/callbacks/cxml?a=1',
+      'https://hooks.example.com:443/callbacks/cxml?a=1',
+    ]);
+  });
+
+  test('When the base URL has a path prefix and a custom port, then both are kept', () => {
+    expect(candidateUrlsFor('http://10.0.0.1:8080/sw/', '/callbacks/native')).toEqual([
+      'http://10.0.0.1:8080/sw/callbacks/native',
+    ]);
+  });
+});
