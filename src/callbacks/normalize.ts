@@ -22,7 +22,7 @@ const MAX_STATUS_LENGTH = 64;
 
 export function normalizeCxmlCallback(fields: CallbackFields, options: NormalizeOptions): StatusEvent {
   // Twilio-legacy SmsSid/SmsStatus may stand in for the Message* names.
-  const messageId = text(fields.MessageSid) ?? text(fields.SmsSid);
+  const messageId = word(fields.MessageSid) ?? word(fields.SmsSid);
   const rawStatus = word(fields.MessageStatus) ?? word(fields.SmsStatus);
   requireFields({ MessageSid: messageId, MessageStatus: rawStatus });
   return {
@@ -48,7 +48,7 @@ export function normalizeNativeCallback(
   fields: CallbackFields,
   options: NormalizeOptions,
 ): StatusEvent {
-  const messageId = text(fields.id);
+  const messageId = word(fields.id);
   const rawStatus = word(fields.status);
   requireFields({ id: messageId, status: rawStatus });
   return {
@@ -75,8 +75,8 @@ function requireFields(required: Record<string, string | null>): void {
   if (missing.length > 0) {
     throw badRequest(
       'missing_field',
-      `Missing required field${missing.length > 1 ? 's' : ''}: ${missing.join(', ')}`,
-      missing.map((path) => ({ path, message: 'Required' })),
+      `Required field${missing.length > 1 ? 's' : ''} missing or not a single string: ${missing.join(', ')}`,
+      missing.map((path) => ({ path, message: 'Required string' })),
     );
   }
 }
@@ -106,10 +106,9 @@ function text(value: unknown): string | null {
   return trimmed === '' ? null : trimmed;
 }
 
-/** A status is a word: a string, never a number or an object. */
+/** Ids and statuses must be one string: a number, object or repeated field is not one. */
 function word(value: unknown): string | null {
-  if (typeof value === 'number') return null;
-  return text(value);
+  return typeof value === 'string' ? text(value) : null;
 }
 
 function count(value: unknown): number | null {

@@ -1,0 +1,135 @@
+import { randomUUID } from 'node:crypto';
+import request from 'supertest';
+import { recordEvents } from '../../src/messages/record-events';
+import type { StatusEvent } from '../../src/messages/status-event';
+import { canonicalStatus } from '../../src/messages/statuses';
+import { TEST_API_TOKEN, createTestApp } from '../helpers/test-app';
+import type { TestApp } from '../helpers/test-app';
+
+let t: TestApp;
+beforeAll(async () => {
+  t = await createTestApp();
+});
+afterAll(() => t.close());
+
+const get = (path: string) => request(t.internalApp).get(path).auth(TEST_API_TOKEN, { type: 'bearer' });
+
+function event(messageId: string, rawStatus: string, receivedAt: Date, overrides: Partial<StatusEvent> = {}): StatusEvent {
+  return {
+    messageId,
+    api: 'cxml',
+    source: 'callback',
+    projectId: 'p1',
+    status: canonicalStatus(rawStatus),
+    rawStatus,
+    errorCode: null,
+    errorMessage: null,
+    from: '+15550000001',
+    to: '+15550000002',
+    numSegments: 1,
+    numMedia: 0,
+    providerTimestamp: null,
+    receivedAt,
+    raw: {},
+    ...overrides,
+  };
+}
+
+describe('GET /v1/messages/:id', () => {
+  test('When a message has several events, then its history is in arrival order with snake_case ISO fields', async () => {
+    const id = randomUUID();
+    const base = Date.parse('2026-11-20T10:00:00Z');
+    await recordEvents(t.database.db, [event(id, 'queued', new Date(base), { source: 'proxy' })]);
+    await recordEvents(t.database.db, [event(id, 'delivered', new Date(base + 2000))]);
+    await recordEvents(t.database.db, [event(id, 'sent', new Date(base + 3000))]);
+    const res = await get(`/v1/messages/${id}`).expect(200);
+    expect(res.body).toMatchObject({
+      id,
+      api: 'cxml',
+      status: 'delivered',
+      error_code: null,
+      conflict: false,
+      created_at: '2026-11-20T10:00:00.000Z',
+      last_event_at: '2026-11-20T10:00:03.000Z',
+    });
+    expect(res.body.history).toEqual([
+      expect.objectContaining({ status: 'queued', source: 'proxy', received_at: '2026-11-20T10:00:00.000Z' }),
+      expect.objectContaining({ status: 'delivered', source: 'callback' }),
+      expect.objectContaining({ status: 'sent', source: 'callback' }),
+    ]);
+    const seqs = res.body.history.map((h: { seq: number }) => h.seq);
+    expect([...seqs].sort((a, b) => a - b)).toEqual(seqs);
+    expect(res.body).not.toHaveProperty('body');
+  });
+});
+
+describe('GET /v1/messages', () => {
+  // A few hundred messages over a handful of timestamps, so many share last_event_at and
+  // the (last_event_at, id) tie-breaker is exercised.
+  const ids: string[] = [];
+  const base = Date.parse('2026-10-01T00:00:00Z');
+  beforeAll(async () => {
+    const events: StatusEvent[] = [];
+    for (let i = 0; i < 320; i++) {
+      const id = randomUUID();
+      ids.push(id);
+      const status = ['delivered', 'undelivered', 'sent', 'failed'][i % 4]!;
+      events.push(
+        event(id, status, new Date(base + Math.floor(i / 7) * 1000), {
+          api: i % 2 === 0 ? 'cxml' : 'native',
+          to: i % 5 === 0 ? '+15557777777' : '+15550000002',
+          errorCode: status === 'undelivered' ? '30003' : status === 'failed' ? '30008' : null,
+        }),
+      );
+    }
+    await recordEvents(t.database.db, events);
+  });
+
+  async function pageAll(query: string, limit: number): Promise<Array<{ id: string; last_event_at: string }>> {
+    const seen: Array<{ id: string; last_event_at: string }> = [];
+    let cursor: string | null = null;
+    for (let pages = 0; pages < 1000; pages++) {
+      const res: request.Response = await get(`/v1/messages?${query}&limit=${limit}${cursor ? `&cursor=${cursor}` : ''}`).expect(200);
+      seen.push(...res.body.data);
+      cursor = res.body.next_cursor;
+      if (!cursor) break;
+    }
+    return seen;
+  }
+
+  test('When paging through a few hundred messages, then none is skipped or repeated, newest first', async () => {
+    const seen = await pageAll('since=2026-10-01T00:00:00Z&until=2026-10-02T00:00:00Z', 23);
+    expect(seen).toHaveLength(ids.length);
+    expect(new Set(seen.map((m) => m.id)).size).toBe(ids.length);
+    expect(new Set(seen.map((m) => m.id))).toEqual(new Set(ids));
+    for (let i = 1; i < seen.length; i++) {
+      const [a, b] = [seen[i - 1]!, seen[i]!];
+      expect(a.last_event_at > b.last_event_at || (a.last_event_at === b.last_event_at && a.id > b.id)).toBe(true);
+    }
+  });
+
+  test('When filtering by status, then only that status is returned, across pages', async () => {
+    const seen = await pageAll('status=undelivered&since=2026-10-01T00:00:00Z&until=2026-10-02T00:00:00Z', 17);
+    expect(seen).toHaveLength(80);
+    expect(seen.every((m) => (m as unknown as { status: string }).status === 'undelivered')).toBe(true);
+  });
+
+  test('When filtering by api, to, and error_code together, then all filters apply', async () => {
+    const res = await get('/v1/messages?api=cxml&to=%2B15557777777&error_code=30003&limit=500').expect(200);
+    const expected = ids.filter((_, i) => i % 2 === 0 && i % 5 === 0 && i % 4 === 1);
+    expect(res.body.data.map((m: { id: string }) => m.id).sort()).toEqual(expected.sort());
+    expect(res.body.next_cursor).toBeNull();
+  });
+
+  test('When filtering by from and a time window, then the window is [since, until)', async () => {
+    const res = await get('/v1/messages?from=%2B15550000001&since=2026-10-01T00:00:01Z&until=2026-10-01T00:00:02Z').expect(200);
+    expect(res.body.data).toHaveLength(7);
+    expect(res.body.data.every((m: { last_event_at: string }) => m.last_event_at === '2026-10-01T00:00:01.000Z')).toBe(true);
+  });
+
+  test('When no limit is given, then a default page size with a cursor is returned', async () => {
+    const res = await get('/v1/messages').expect(200);
+    expect(res.body.data).toHaveLength(50);
+    expect(typeof res.body.next_cursor).toBe('string');
+  });
+});
