@@ -5,15 +5,9 @@
 #   docker build -t sw-status:0.1.0 .
 #
 # Database migrations are NOT applied on start in production: run them from this image before
-# rolling out a new version. The migration CLI validates the same configuration as the service
-# and the image sets NODE_ENV=production, so give it the service's environment:
+# rolling out a new version. The migration CLI needs only DATABASE_URL:
 #
-#   docker run --rm --env-file sw-status.env sw-status:0.1.0 node dist/db/migrate-cli.js
-#
-# or, with only the database URL at hand (a DATABASE_URL that is set is used as given):
-#
-#   docker run --rm -e NODE_ENV=development \
-#     -e DATABASE_URL=postgres://user:password@host:5432/sw_status \
+#   docker run --rm -e DATABASE_URL=postgres://user:password@host:5432/sw_status \
 #     sw-status:0.1.0 node dist/db/migrate-cli.js
 #
 # In Kubernetes, k8s/migrate-job.yaml runs the same command with the service's ConfigMap and

@@ -58,12 +58,17 @@ const EnvSchema = z.object({
   RATE_LIMIT_PUBLIC_PER_MINUTE: positiveInt.default(6000),
   RATE_LIMIT_QUERY_PER_MINUTE: positiveInt.default(1200),
   SHUTDOWN_DRAIN_MS: positiveInt.default(10_000),
+  // Unset: 5 s in production (see shutdownDelayMs), 0 elsewhere.
+  SHUTDOWN_DELAY_MS: z.coerce.number().int().min(0).optional(),
   INGEST_BATCH_MAX: positiveInt.default(200),
   INGEST_BATCH_WAIT_MS: z.coerce.number().min(0).default(2),
   INGEST_QUEUE_MAX: positiveInt.default(5000),
   SPOOL_DIR: z.string().min(1).default('.data/spool'),
   SIMULATOR_PORT: port.default(0),
 });
+
+/** Every environment variable the service reads (deployment manifests are checked against it). */
+export const ENV_VARIABLES = Object.freeze(Object.keys(EnvSchema.shape));
 
 export type TrustProxy = boolean | number | string[];
 
@@ -91,7 +96,14 @@ export interface Config {
   trustProxy: TrustProxy;
   rateLimitPublicPerMinute: number;
   rateLimitQueryPerMinute: number;
+  /** After SIGTERM, how long to wait for in-flight requests before closing connections. */
   shutdownDrainMs: number;
+  /**
+   * After SIGTERM, how long to keep serving with readiness failing before the listeners close:
+   * Kubernetes removes the pod from its Service endpoints only after a probe or two, and the
+   * load balancer keeps sending requests until then.
+   */
+  shutdownDelayMs: number;
   ingestBatchMax: number;
   ingestBatchWaitMs: number;
   ingestQueueMax: number;
@@ -164,6 +176,13 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     problems.push('ALLOW_UNSIGNED_CALLBACKS: must not be true when NODE_ENV=production');
   }
   if (e.ALLOW_UNSIGNED_CALLBACKS) defaults.push('ALLOW_UNSIGNED_CALLBACKS=true: callbacks are not authenticated');
+  if (isProduction) {
+    // The example Secret ships placeholders; a forgotten one must stop the pod, not become a
+    // working API token.
+    for (const name of ['DATABASE_URL', 'SIGNALWIRE_SIGNING_KEYS', 'CALLBACK_TOKEN_SECRET', 'API_TOKENS'] as const) {
+      if (/REPLACE_ME/i.test(env[name] ?? '')) problems.push(`${name}: still holds the REPLACE_ME placeholder`);
+    }
+  }
   for (const secret of e.CALLBACK_TOKEN_SECRET ?? []) {
     // A short secret makes the per-send token guessable offline.
     if (secret.length < 16) problems.push('CALLBACK_TOKEN_SECRET: each secret needs at least 16 characters');
@@ -194,6 +213,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     rateLimitPublicPerMinute: e.RATE_LIMIT_PUBLIC_PER_MINUTE,
     rateLimitQueryPerMinute: e.RATE_LIMIT_QUERY_PER_MINUTE,
     shutdownDrainMs: e.SHUTDOWN_DRAIN_MS,
+    shutdownDelayMs: e.SHUTDOWN_DELAY_MS ?? (isProduction ? 5_000 : 0),
     ingestBatchMax: e.INGEST_BATCH_MAX,
     ingestBatchWaitMs: e.INGEST_BATCH_WAIT_MS,
     ingestQueueMax: e.INGEST_QUEUE_MAX,

@@ -1,5 +1,5 @@
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
+import yaml from 'js-yaml';
 import path from 'node:path';
 import { Deployment } from 'kubernetes-models/apps/v1/Deployment';
 import type { IDeployment } from 'kubernetes-models/apps/v1/Deployment';
@@ -33,12 +33,6 @@ import { loadConfig } from '../../src/config';
 const ROOT = path.resolve(__dirname, '..', '..');
 const K8S_DIR = path.join(ROOT, 'k8s');
 
-// js-yaml is in node_modules only transitively (eslint, istanbul) and ships no types: it should
-// become an explicit devDependency (with @types/js-yaml), and this an ordinary import.
-interface YamlParser {
-  loadAll(source: string): unknown[];
-}
-const yaml = createRequire(__filename)('js-yaml') as YamlParser;
 
 // ---------------------------------------------------------------------------------------------
 // Schema validation

@@ -58,3 +58,7 @@ describe('loadConfig', () => {
     expect(loadConfig({ PORT: '', API_TOKENS: '' })).toMatchObject({ port: 8080, apiTokens: [DEV_API_TOKEN] });
   });
 });
+
+test('When a production secret still holds the example placeholder, then start-up is refused', () => {
+  expect(problems({ ...production, API_TOKENS: 'REPLACE_ME' })).toEqual(['API_TOKENS: still holds the REPLACE_ME placeholder']);
+});
