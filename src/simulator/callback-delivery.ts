@@ -1,0 +1,174 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import { signFormParams, signJsonBody } from '../signalwire/signing';
+import type { FormParams } from '../signalwire/signing';
+import { COMPAT_API_VERSION, isoSeconds } from './message-resources';
+import type { SimulatedMessage } from './message-resources';
+import type { ScenarioStep, SimulatorApi } from './scenarios';
+
+/**
+ * Signed status callbacks, built and delivered the way SignalWire does it (SIGNALWIRE.md
+ * "Status callbacks", "Signing"): compatibility = form POST signed with scheme B, native =
+ * JSON POST signed with scheme A, both in `X-SignalWire-Signature` over the callback URL exactly
+ * as the sender gave it; at most 3 attempts, then the callback is dropped silently.
+ */
+
+export interface DeliveryAttempt {
+  at: string;
+  /** HTTP status of the answer; null when there was none (network error, timeout). */
+  statusCode: number | null;
+  error: string | null;
+}
+
+export interface CallbackDelivery {
+  seq: number;
+  messageId: string;
+  api: SimulatorApi;
+  url: string;
+  status: string;
+  errorCode: string | null;
+  /** 1, or 2 for the second copy of a duplicated callback. */
+  copy: number;
+  contentType: string;
+  /** The exact bytes posted, so a test can recompute the signature. */
+  rawBody: string;
+  signature: string;
+  attempts: DeliveryAttempt[];
+  outcome: 'pending' | 'delivered' | 'dropped';
+}
+
+export interface DeliveryPolicy {
+  maxAttempts: number;
+  /** Wait before attempt n+1 is n × this. */
+  retryBackoffMs: number;
+  timeoutMs: number;
+}
+
+/** Compatibility callback fields, in the order SignalWire's example payload has them. */
+export function compatCallbackParams(m: SimulatedMessage, step: ScenarioStep): FormParams {
+  const params: Array<[string, string]> = [
+    ['MessageSid', m.id],
+    ['MessageStatus', step.status],
+  ];
+  // ErrorCode only accompanies failed/undelivered; there is no ErrorMessage field.
+  if (step.errorCode !== null) params.push(['ErrorCode', step.errorCode]);
+  params.push(
+    ['AccountSid', m.projectId],
+    ['From', m.from],
+    ['To', m.to],
+    ['Body', m.body],
+    ['NumMedia', String(m.media.length)],
+    ['NumSegments', String(m.numSegments)],
+    ['ApiVersion', COMPAT_API_VERSION],
+  );
+  return params;
+}
+
+/** Native callback body: a flat JSON object (SIGNALWIRE.md example). */
+export function nativeCallbackPayload(
+  m: SimulatedMessage,
+  step: ScenarioStep,
+  at: Date,
+): Record<string, unknown> {
+  return {
+    id: m.id,
+    project_id: m.projectId,
+    status: step.status,
+    to: m.to,
+    from: m.from,
+    body: m.body,
+    number_of_segments: m.numSegments,
+    timestamp: isoSeconds(at),
+    error_code: step.errorCode,
+    error_message: step.errorMessage,
+    custom_variables: m.customVariables,
+  };
+}
+
+/** A ready-to-send, signed callback for one step of a message. */
+export function buildDelivery(
+  seq: number,
+  m: SimulatedMessage,
+  step: ScenarioStep,
+  copy: number,
+  signingKey: string,
+  at: Date,
+): CallbackDelivery {
+  const url = m.statusCallback ?? '';
+  const common = {
+    seq,
+    messageId: m.id,
+    api: m.api,
+    url,
+    status: step.status,
+    errorCode: step.errorCode,
+    copy,
+    attempts: [],
+    outcome: 'pending' as const,
+  };
+  if (m.api === 'cxml') {
+    const params = compatCallbackParams(m, step);
+    return {
+      ...common,
+      contentType: 'application/x-www-form-urlencoded',
+      rawBody: new URLSearchParams(params as Array<[string, string]>).toString(),
+      signature: signFormParams(signingKey, url, params),
+    };
+  }
+  const rawBody = JSON.stringify(nativeCallbackPayload(m, step, at));
+  return {
+    ...common,
+    contentType: 'application/json',
+    rawBody,
+    signature: signJsonBody(signingKey, url, rawBody),
+  };
+}
+
+function describe(err: unknown): string {
+  if (err instanceof Error) {
+    const cause = (err as Error & { cause?: unknown }).cause;
+    return cause instanceof Error ? `${err.message}: ${cause.message}` : err.message;
+  }
+  return String(err);
+}
+
+/**
+ * Posts the callback, retrying on a network error or a non-2xx answer. Mutates `delivery`
+ * (attempts, outcome) so observers see progress. Rejects only when `signal` aborts, i.e. the
+ * simulator is shutting down.
+ */
+export async function deliver(
+  delivery: CallbackDelivery,
+  policy: DeliveryPolicy,
+  signal: AbortSignal,
+): Promise<void> {
+  for (let attempt = 1; attempt <= policy.maxAttempts; attempt += 1) {
+    if (attempt > 1) await sleep((attempt - 1) * policy.retryBackoffMs, undefined, { signal });
+    const record: DeliveryAttempt = { at: new Date().toISOString(), statusCode: null, error: null };
+    delivery.attempts.push(record);
+    try {
+      const res = await fetch(delivery.url, {
+        method: 'POST',
+        headers: {
+          'content-type': delivery.contentType,
+          'x-signalwire-signature': delivery.signature,
+          'user-agent': 'sw-status-simulator',
+        },
+        body: delivery.rawBody,
+        redirect: 'manual',
+        signal: AbortSignal.any([signal, AbortSignal.timeout(policy.timeoutMs)]),
+      });
+      record.statusCode = res.status;
+      // Drain the body so the connection can be reused or closed cleanly.
+      await res.arrayBuffer().catch(() => undefined);
+      if (res.status >= 200 && res.status < 300) {
+        delivery.outcome = 'delivered';
+        return;
+      }
+      record.error = `HTTP ${res.status}`;
+    } catch (err) {
+      if (signal.aborted) throw err;
+      record.error = describe(err);
+    }
+  }
+  delivery.outcome = 'dropped';
+}

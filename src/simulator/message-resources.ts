@@ -1,0 +1,92 @@
+import type { ScenarioName, SimulatorApi } from './scenarios';
+
+/**
+ * The simulator's record of one message, and the provider-shaped resources built from it:
+ * the compatibility Message object (seed 004) and the native create response (seeds 001, 003).
+ */
+export interface SimulatedMessage {
+  id: string;
+  api: SimulatorApi;
+  projectId: string;
+  from: string;
+  to: string;
+  body: string;
+  media: string[];
+  kind: 'sms' | 'mms';
+  numSegments: number;
+  messagingServiceSid: string | null;
+  statusCallback: string | null;
+  customVariables: Record<string, string>;
+  scenario: ScenarioName;
+  status: string;
+  errorCode: string | null;
+  errorMessage: string | null;
+  createdAt: Date;
+  updatedAt: Date;
+  sentAt: Date | null;
+}
+
+export const COMPAT_API_VERSION = '2010-04-01';
+
+/** RFC 2822 in UTC as the compatibility API writes it: `Mon, 13 Aug 2018 21:38:46 +0000`. */
+export function rfc2822(date: Date): string {
+  return date.toUTCString().replace(/GMT$/, '+0000');
+}
+
+/** ISO 8601 UTC to the second, as native payloads write it: `2026-03-17T22:26:57Z`. */
+export function isoSeconds(date: Date): string {
+  return date.toISOString().replace(/\.\d{3}Z$/, 'Z');
+}
+
+export function compatMessageUri(accountSid: string, sid: string): string {
+  return `/api/laml/${COMPAT_API_VERSION}/Accounts/${accountSid}/Messages/${sid}`;
+}
+
+/** The compatibility Message object, every field of seed 004 in its order. */
+export function toCompatResource(m: SimulatedMessage): Record<string, unknown> {
+  const uri = compatMessageUri(m.projectId, m.id);
+  return {
+    account_sid: m.projectId,
+    api_version: COMPAT_API_VERSION,
+    body: m.body,
+    num_segments: m.numSegments,
+    num_media: m.media.length,
+    date_created: rfc2822(m.createdAt),
+    date_sent: m.sentAt ? rfc2822(m.sentAt) : null,
+    date_updated: rfc2822(m.updatedAt),
+    direction: 'outbound-api',
+    error_code: m.errorCode,
+    error_message: m.errorMessage,
+    from: m.from,
+    // Not yet rated: the price is known only once the carrier has the message.
+    price: null,
+    price_unit: 'USD',
+    sid: m.id,
+    status: m.status,
+    to: m.to,
+    messaging_service_sid: m.messagingServiceSid,
+    uri,
+    subresource_uris: { media: `${uri}/Media` },
+  };
+}
+
+/** The native create response (seed 003), every field in its order. */
+export function toNativeResource(m: SimulatedMessage): Record<string, unknown> {
+  return {
+    id: m.id,
+    from: m.from,
+    to: m.to,
+    body: m.body,
+    status: m.status,
+    direction: 'outbound',
+    kind: m.kind,
+    media: m.media,
+    number_of_segments: m.numSegments,
+    error_code: m.errorCode,
+    error_message: m.errorMessage,
+    created_at: isoSeconds(m.createdAt),
+    project_id: m.projectId,
+    status_callback_url: m.statusCallback,
+    message_uri: `/api/messaging/logs/${m.id}`,
+  };
+}

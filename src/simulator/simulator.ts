@@ -1,0 +1,412 @@
+import { randomUUID, timingSafeEqual } from 'node:crypto';
+import type { AddressInfo } from 'node:net';
+import type { Server } from 'node:http';
+import { setTimeout as sleep } from 'node:timers/promises';
+import express from 'express';
+import type { Express, NextFunction, Request, Response } from 'express';
+import pino from 'pino';
+import type { Logger } from 'pino';
+import { SIMULATOR_SIGNING_KEY } from '../config';
+import { parseBasicAuth } from '../signalwire/basic-auth';
+import { countSegments } from '../signalwire/segments';
+import {
+  COMPAT_CODES,
+  compatError,
+  messageKind,
+  nativeError,
+  parseCompatCreate,
+  parseNativeCreate,
+} from '../signalwire/send-rules';
+import type { ApiFailure, CompatErrorBody, NativeErrorBody } from '../signalwire/send-rules';
+import { buildDelivery, deliver } from './callback-delivery';
+import type { CallbackDelivery, DeliveryPolicy } from './callback-delivery';
+import { toCompatResource, toNativeResource } from './message-resources';
+import type { SimulatedMessage } from './message-resources';
+import { isProgress, scenarioFor, scenarioSteps } from './scenarios';
+import type { SimulatorApi } from './scenarios';
+
+/**
+ * A fake SignalWire space (DESIGN §8): both create endpoints with Basic auth, the seeds'
+ * validation and error shapes, provider-shaped 201 bodies, then signed status callbacks that
+ * follow the scenario picked by the destination number (see scenarios.ts).
+ *
+ * Compatibility routes are served under `/api/laml/2010-04-01/…` (the documented base URL) and
+ * under `/2010-04-01/…`, the path the official `@signalwire/compatibility-api` SDK actually
+ * requests (it inherits twilio-node's `2010-04-01/Accounts/…` paths and only swaps the host).
+ */
+
+export interface SimulatorOptions {
+  /** Signs every callback. Defaults to the development key the service trusts by default. */
+  signingKey?: string;
+  /** When set, only this pair authenticates; otherwise any non-empty Basic pair does. */
+  credentials?: { projectId: string; token: string };
+  logger?: Logger;
+  /** Pause between scenario steps. Tests pass 0–5. */
+  stepDelayMs?: number;
+  /** Attempts per callback; SignalWire tries 3 times then drops it. */
+  maxAttempts?: number;
+  retryBackoffMs?: number;
+  /** Per attempt; SignalWire allows 2 s to connect and 5 s to read. */
+  callbackTimeoutMs?: number;
+  /** Oldest messages and deliveries are forgotten beyond this, so load tests stay bounded. */
+  maxStored?: number;
+  now?: () => Date;
+}
+
+export interface Simulator {
+  app: Express;
+  /** Every accepted message, oldest first. Live objects: their status moves as steps happen. */
+  readonly messages: readonly SimulatedMessage[];
+  /** Every callback, in the order it was first attempted, with its attempts and outcome. */
+  readonly deliveries: readonly CallbackDelivery[];
+  /** Resolves once every scheduled step and callback (retries included) has finished. */
+  waitForIdle(): Promise<void>;
+  /** Forgets messages and deliveries (pending scenarios keep running). */
+  reset(): void;
+  /** Cancels pending steps and retries; the app answers 503 afterwards. */
+  dispose(): Promise<void>;
+}
+
+export interface RunningSimulator extends Simulator {
+  /** Base URL to use as the space URL, e.g. `http://127.0.0.1:8090`. */
+  url: string;
+  port: number;
+  close(): Promise<void>;
+}
+
+const COMPAT_PREFIXES = ['/api/laml/2010-04-01', '/2010-04-01'];
+// A sender is needed when a request names only a MessagingServiceSid: the simulated number
+// group always picks this number.
+const NUMBER_GROUP_SENDER = '+15550100001';
+
+function safeEqual(a: string, b: string): boolean {
+  const ab = Buffer.from(a);
+  const bb = Buffer.from(b);
+  return ab.length === bb.length && timingSafeEqual(ab, bb);
+}
+
+export function createSimulator(options: SimulatorOptions = {}): Simulator {
+  const signingKey = options.signingKey ?? SIMULATOR_SIGNING_KEY;
+  const logger = options.logger ?? pino({ enabled: false });
+  const stepDelayMs = options.stepDelayMs ?? 30;
+  const maxStored = options.maxStored ?? 10_000;
+  const now = options.now ?? (() => new Date());
+  const policy: DeliveryPolicy = {
+    maxAttempts: options.maxAttempts ?? 3,
+    retryBackoffMs: options.retryBackoffMs ?? 200,
+    timeoutMs: options.callbackTimeoutMs ?? 5_000,
+  };
+
+  const messages: SimulatedMessage[] = [];
+  const deliveries: CallbackDelivery[] = [];
+  const running = new Set<Promise<void>>();
+  const shutdown = new AbortController();
+  let deliverySeq = 0;
+
+  function remember<T>(list: T[], item: T): void {
+    list.push(item);
+    if (list.length > maxStored) list.splice(0, list.length - maxStored);
+  }
+
+  // --- Authentication -------------------------------------------------------------------------
+
+  /** The project id of valid credentials, or null. */
+  function projectOf(req: Request): string | null {
+    const creds = parseBasicAuth(req.get('authorization'));
+    if (!creds || creds.username === '' || creds.password === '') return null;
+    if (options.credentials) {
+      const ok =
+        safeEqual(creds.username, options.credentials.projectId) &&
+        safeEqual(creds.password, options.credentials.token);
+      if (!ok) return null;
+    }
+    return creds.username;
+  }
+
+  function fail(res: Response, failure: ApiFailure<CompatErrorBody | NativeErrorBody>): void {
+    if (failure.status === 401) res.set('WWW-Authenticate', 'Basic realm="SignalWire"');
+    res.status(failure.status).json(failure.error);
+  }
+
+  const compatUnauthorized = (message: string) =>
+    compatError(401, COMPAT_CODES.authentication, message);
+  const nativeUnauthorized = () =>
+    // SignalWire's REST APIs answer 401 in their `errors` envelope; type/code are our best
+    // reading of that catalogue (no primary source shows this exact body).
+    nativeError(401, 'authentication_error', 'unauthorized', 'Unauthorized');
+
+  /**
+   * Compatibility auth. A foreign AccountSid in the path is answered 401 (not 403): API
+   * credentials are scoped to one project, so they do not authenticate the requested account,
+   * which is what SignalWire and Twilio report (error 20003).
+   */
+  function compatProject(req: Request, res: Response): string | null {
+    const projectId = projectOf(req);
+    if (projectId === null) {
+      fail(res, compatUnauthorized('Authentication Error - invalid username or password'));
+      return null;
+    }
+    if (req.params['accountSid'] !== projectId) {
+      fail(
+        res,
+        compatUnauthorized(
+          'Authentication Error - the AccountSid in the URL does not match the credentials',
+        ),
+      );
+      return null;
+    }
+    return projectId;
+  }
+
+  // --- Scenario execution ---------------------------------------------------------------------
+
+  function schedule(m: SimulatedMessage): void {
+    const steps = scenarioSteps(m.scenario, m.api, m.kind);
+    const run = (async () => {
+      for (const step of steps) {
+        await sleep(step.delaySteps * stepDelayMs, undefined, { signal: shutdown.signal });
+        const at = now();
+        if (isProgress(m.status, step.status)) {
+          m.status = step.status;
+          m.errorCode = step.errorCode;
+          m.errorMessage = step.errorMessage;
+          m.updatedAt = at;
+          if (step.status === 'sent' && !m.sentAt) m.sentAt = at;
+        }
+        if (m.statusCallback === null) continue;
+        for (let copy = 1; copy <= step.copies; copy += 1) {
+          deliverySeq += 1;
+          const delivery = buildDelivery(deliverySeq, m, step, copy, signingKey, at);
+          remember(deliveries, delivery);
+          await deliver(delivery, policy, shutdown.signal);
+          const log = { messageId: m.id, status: step.status, url: delivery.url };
+          if (delivery.outcome === 'dropped') {
+            logger.warn({ ...log, attempts: delivery.attempts }, 'status callback dropped');
+          } else logger.debug(log, 'status callback delivered');
+        }
+      }
+    })().catch((err: unknown) => {
+      if (!shutdown.signal.aborted) logger.error({ err, messageId: m.id }, 'scenario failed');
+    });
+    running.add(run);
+    void run.finally(() => running.delete(run));
+  }
+
+  function accept(m: SimulatedMessage): void {
+    remember(messages, m);
+    logger.info(
+      { messageId: m.id, api: m.api, to: m.to, scenario: m.scenario, kind: m.kind },
+      'simulated message queued',
+    );
+    schedule(m);
+  }
+
+  function newMessage(
+    api: SimulatorApi,
+    fields: Omit<
+      SimulatedMessage,
+      | 'id'
+      | 'api'
+      | 'numSegments'
+      | 'kind'
+      | 'scenario'
+      | 'status'
+      | 'errorCode'
+      | 'errorMessage'
+      | 'createdAt'
+      | 'updatedAt'
+      | 'sentAt'
+    > & { sendAsMms: boolean },
+  ): SimulatedMessage {
+    const at = now();
+    const { sendAsMms, ...rest } = fields;
+    return {
+      ...rest,
+      id: randomUUID(),
+      api,
+      kind: messageKind(fields.media, sendAsMms),
+      numSegments: countSegments(fields.body).segments,
+      scenario: scenarioFor(fields.to),
+      status: 'queued',
+      errorCode: null,
+      errorMessage: null,
+      createdAt: at,
+      updatedAt: at,
+      sentAt: null,
+    };
+  }
+
+  // --- Routes ---------------------------------------------------------------------------------
+
+  const app = express();
+  app.disable('x-powered-by');
+  app.use((_req, res, next) => {
+    if (shutdown.signal.aborted) {
+      res.status(503).json({ error: 'simulator is shutting down' });
+      return;
+    }
+    next();
+  });
+  app.use(express.urlencoded({ extended: false, limit: '1mb' }));
+  app.use(express.json({ limit: '1mb' }));
+
+  const compatCreate = (req: Request, res: Response): void => {
+    const projectId = compatProject(req, res);
+    if (projectId === null) return;
+    const parsed = parseCompatCreate((req.body ?? {}) as Record<string, unknown>);
+    if (!parsed.ok) {
+      fail(res, parsed);
+      return;
+    }
+    const v = parsed.value;
+    const m = newMessage('cxml', {
+      projectId,
+      from: v.from ?? NUMBER_GROUP_SENDER,
+      to: v.to,
+      body: v.body ?? '',
+      media: v.mediaUrls,
+      sendAsMms: v.sendAsMms,
+      messagingServiceSid: v.messagingServiceSid,
+      statusCallback: v.statusCallback,
+      customVariables: {},
+    });
+    res.status(201).json(toCompatResource(m));
+    accept(m);
+  };
+
+  const compatFetch = (req: Request, res: Response): void => {
+    const projectId = compatProject(req, res);
+    if (projectId === null) return;
+    const m = messages.find(
+      (x) => x.api === 'cxml' && x.id === req.params['sid'] && x.projectId === projectId,
+    );
+    if (!m) {
+      fail(
+        res,
+        compatError(404, COMPAT_CODES.notFound, `The requested resource ${req.path} was not found`),
+      );
+      return;
+    }
+    res.json(toCompatResource(m));
+  };
+
+  for (const prefix of COMPAT_PREFIXES) {
+    app.post(`${prefix}/Accounts/:accountSid/Messages{.json}`, compatCreate);
+    app.get(`${prefix}/Accounts/:accountSid/Messages/:sid{.json}`, compatFetch);
+  }
+
+  app.post('/api/messaging/messages', (req: Request, res: Response) => {
+    const projectId = projectOf(req);
+    if (projectId === null) {
+      fail(res, nativeUnauthorized());
+      return;
+    }
+    const parsed = parseNativeCreate(req.body);
+    if (!parsed.ok) {
+      fail(res, parsed);
+      return;
+    }
+    const v = parsed.value;
+    const m = newMessage('native', {
+      projectId,
+      from: v.from,
+      to: v.to,
+      body: v.body ?? '',
+      media: v.media,
+      sendAsMms: v.sendAsMms,
+      messagingServiceSid: null,
+      statusCallback: v.statusCallback,
+      customVariables: v.customVariables,
+    });
+    res.status(201).json(toNativeResource(m));
+    accept(m);
+  });
+
+  // Debug view for people and tests; unauthenticated because the simulator is a local tool.
+  app.get('/__simulator/messages', (_req, res) => {
+    res.json({ messages, deliveries });
+  });
+  app.delete('/__simulator/messages', (_req, res) => {
+    messages.length = 0;
+    deliveries.length = 0;
+    res.status(204).end();
+  });
+
+  // Body-parser failures (malformed JSON or form, too large) in the API's own shape.
+  app.use((err: unknown, req: Request, res: Response, next: NextFunction) => {
+    if (res.headersSent) {
+      next(err);
+      return;
+    }
+    const status = (err as { status?: number }).status;
+    const code = typeof status === 'number' && status >= 400 && status < 500 ? status : 500;
+    const message = code === 500 ? 'Internal error' : 'The request body could not be parsed';
+    if (code === 500) logger.error({ err }, 'simulator request failed');
+    if (req.path.startsWith('/api/messaging')) {
+      fail(res, nativeError(code, 'invalid_request_error', 'invalid_parameter', message));
+    } else {
+      fail(res, compatError(code, COMPAT_CODES.invalidArgument, message));
+    }
+  });
+
+  return {
+    app,
+    messages,
+    deliveries,
+    async waitForIdle() {
+      while (running.size > 0) await Promise.allSettled([...running]);
+    },
+    reset() {
+      messages.length = 0;
+      deliveries.length = 0;
+    },
+    async dispose() {
+      shutdown.abort();
+      while (running.size > 0) await Promise.allSettled([...running]);
+    },
+  };
+}
+
+export interface StartSimulatorOptions extends SimulatorOptions {
+  /** 0 (default) picks a free port. */
+  port?: number;
+  host?: string;
+}
+
+/** Starts a simulator on a real port. `close()` cancels pending callbacks and stops listening. */
+export async function startSimulator(
+  options: StartSimulatorOptions = {},
+): Promise<RunningSimulator> {
+  const sim = createSimulator(options);
+  const host = options.host ?? '127.0.0.1';
+  const server = await new Promise<Server>((resolve, reject) => {
+    const s = sim.app.listen(options.port ?? 0, host, (err?: Error) =>
+      err ? reject(err) : resolve(s),
+    );
+  });
+  const { port } = server.address() as AddressInfo;
+  // A wildcard bind is reachable on loopback; an IPv6 literal needs brackets in a URL.
+  const urlHost =
+    host === '0.0.0.0'
+      ? '127.0.0.1'
+      : host === '::'
+        ? '[::1]'
+        : host.includes(':')
+          ? `[${host}]`
+          : host;
+  return {
+    ...sim,
+    // Getters would be lost by the spread: keep the live arrays themselves.
+    messages: sim.messages,
+    deliveries: sim.deliveries,
+    url: `http://${urlHost}:${port}`,
+    port,
+    async close() {
+      await sim.dispose();
+      await new Promise<void>((resolve, reject) => {
+        server.close((err) => (err ? reject(err) : resolve()));
+        server.closeIdleConnections();
+      });
+    },
+  };
+}
