@@ -2,17 +2,13 @@ import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { parse as parseQuery } from 'node:querystring';
 import express from 'express';
-// The SDK's package.json `exports` map has no `types` condition, so node16 module resolution
-// cannot see the declarations it ships; they are imported by path, the code by package name.
-import type * as CompatibilityApi from '../../node_modules/@signalwire/compatibility-api/compatibility-api';
+import { RestClient } from '@signalwire/compatibility-api';
 import { SIMULATOR_SIGNING_KEY } from '../../src/config';
 import { basicAuthHeader } from '../../src/signalwire/basic-auth';
 import { signJsonBody } from '../../src/signalwire/signing';
 import { startSimulator } from '../../src/simulator/simulator';
 import type { RunningSimulator } from '../../src/simulator/simulator';
 
-// eslint-disable-next-line @typescript-eslint/no-require-imports
-const { RestClient } = require('@signalwire/compatibility-api') as typeof CompatibilityApi;
 
 /**
  * The simulator on a real port, driven by the official compatibility SDK and by plain fetch,
