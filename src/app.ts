@@ -9,11 +9,14 @@ import { bearerAuth } from './http/bearer-auth';
 import { errorHandler, notFoundHandler } from './http/error-handler';
 import { healthRoutes } from './http/health.routes';
 import type { Lifecycle } from './http/health.routes';
+import { publicRateLimit, queryRateLimit } from './http/rate-limit';
 import { requestId } from './http/request-id';
 import { requestLog } from './http/request-log';
 import type { Logger } from './logger';
 import type { EventRecorder } from './messages/event-recorder';
 import { messageRoutes } from './messages/messages.routes';
+import type { Metrics } from './metrics/metrics';
+import { ingestLatency, metricsRoutes } from './metrics/metrics.routes';
 
 /** Everything the apps need, built once by main.ts (or by a test) and passed in. */
 export interface AppDeps {
@@ -24,6 +27,8 @@ export interface AppDeps {
   lifecycle: Lifecycle;
   clock?: () => Date;
   callbackHooks?: Pick<CallbackDeps, 'onCallback' | 'onSignatureFailure'>;
+  /** Prometheus metrics on their own registry; served at /metrics on the internal listener. */
+  metrics?: Metrics;
 }
 
 function baseApp(deps: AppDeps): Express {
@@ -33,6 +38,12 @@ function baseApp(deps: AppDeps): Express {
   app.use(requestId());
   app.use(requestLog(deps.logger));
   app.use(helmet());
+  app.use((_req, res, next) => {
+    // While draining, keep-alive clients are told to reconnect: their next request then goes
+    // to a replica that is still in the load balancer.
+    if (deps.lifecycle.draining) res.setHeader('Connection', 'close');
+    next();
+  });
   app.use(healthRoutes(deps));
   return app;
 }
@@ -46,14 +57,46 @@ function finish(app: Express, deps: AppDeps): Express {
 /** Public listener: SignalWire's callbacks and health only (DESIGN §1). */
 export function createPublicApp(deps: AppDeps): Express {
   const app = baseApp(deps);
-  app.use(callbackRoutes({ ...deps, ...deps.callbackHooks }));
+  const { metrics } = deps;
+  if (metrics) app.use(ingestLatency(metrics));
+  // After the health routes (probes are never limited), before any callback work.
+  app.use(
+    publicRateLimit({
+      perMinute: deps.config.rateLimitPublicPerMinute,
+      logger: deps.logger,
+      onLimited: () => metrics?.onRateLimited('public'),
+    }),
+  );
+  app.use(
+    callbackRoutes({
+      ...deps,
+      onCallback: (api, status, outcome) => {
+        metrics?.onCallback(api, status, outcome);
+        deps.callbackHooks?.onCallback?.(api, status, outcome);
+      },
+      onSignatureFailure: (reason) => {
+        metrics?.onSignatureFailure(reason);
+        deps.callbackHooks?.onSignatureFailure?.(reason);
+      },
+    }),
+  );
   return finish(app, deps);
 }
 
 /** Internal listener: the query API (and later the send proxy and metrics). */
 export function createInternalApp(deps: AppDeps): Express {
   const app = baseApp(deps);
-  app.use('/v1', bearerAuth(deps.config.apiTokens));
+  const { metrics } = deps;
+  if (metrics) app.use(metricsRoutes({ metrics }));
+  app.use(
+    '/v1',
+    bearerAuth(deps.config.apiTokens),
+    queryRateLimit({
+      perMinute: deps.config.rateLimitQueryPerMinute,
+      logger: deps.logger,
+      onLimited: () => metrics?.onRateLimited('query'),
+    }),
+  );
   app.use(messageRoutes(deps));
   return finish(app, deps);
 }

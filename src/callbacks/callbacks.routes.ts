@@ -53,7 +53,15 @@ export function callbackRoutes(deps: CallbackDeps): Router {
 
 async function handle(deps: CallbackDeps, api: Api, req: Request, res: Response): Promise<void> {
   const { config } = deps;
-  const parsed = parseCallback(api, req);
+  let parsed: ParsedCallback;
+  try {
+    parsed = parseCallback(api, req);
+  } catch (error) {
+    // refused_malformed_body, refused_unsupported_media_type: bounded by the AppError codes.
+    const code = error instanceof AppError ? error.code : 'malformed_body';
+    deps.onCallback?.(api, 'invalid', `refused_${code}`);
+    throw error;
+  }
   authenticate(deps, api, req, parsed);
 
   const options = { receivedAt: (deps.clock ?? (() => new Date()))(), storeBody: config.storeBody };

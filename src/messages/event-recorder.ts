@@ -1,6 +1,6 @@
 import type { Db } from '../db/database';
 import { recordEvents } from './record-events';
-import type { RecordOutcome } from './record-events';
+import type { RecordOptions, RecordOutcome } from './record-events';
 import type { StatusEvent } from './status-event';
 
 /**
@@ -14,11 +14,11 @@ export interface EventRecorder {
 }
 
 /** One transaction per event: the simplest durable recorder. */
-export function directRecorder(db: Db): EventRecorder {
+export function directRecorder(db: Db, options: RecordOptions = {}): EventRecorder {
   const pending = new Set<Promise<unknown>>();
   return {
     async record(event) {
-      const write = recordEvents(db, [event]);
+      const write = recordEvents(db, [event], options);
       pending.add(write);
       try {
         const [outcome] = await write;

@@ -9,8 +9,26 @@ import { applyEvent } from './projection';
 import type { MessageState } from './projection';
 import { dedupeKey } from './status-event';
 import type { StatusEvent } from './status-event';
+import type { Api } from './statuses';
 
 export type RecordOutcome = 'recorded' | 'duplicate';
+
+/** A message's current status changed (queued→sent, sent→delivered, …). */
+export interface StatusTransition {
+  api: Api;
+  from: string;
+  to: string;
+  /**
+   * Between the two statuses' provider timestamps when both events carry one, otherwise
+   * between their receive times: never across two different clocks.
+   */
+  seconds: number;
+}
+
+export interface RecordOptions {
+  /** Told, after the commit, about every status change the batch caused (metrics). */
+  onTransition?: (transition: StatusTransition) => void;
+}
 
 /**
  * Records a batch of events — history rows plus the message projection — in ONE transaction,
@@ -25,6 +43,7 @@ export type RecordOutcome = 'recorded' | 'duplicate';
 export async function recordEvents(
   db: Db,
   events: readonly StatusEvent[],
+  options: RecordOptions = {},
 ): Promise<RecordOutcome[]> {
   if (events.length === 0) return [];
   const keyed = events.map((event) => ({ event, key: dedupeKey(event) }));
@@ -37,16 +56,24 @@ export async function recordEvents(
   });
   const candidates = keyed.filter(({ key }, i) => firstOfKey.get(key.toString('hex')) === i);
 
-  const inserted = await withRetry(() =>
+  const { newKeys: inserted, transitions } = await withRetry(() =>
     db.transaction().execute(async (trx) => {
       const newKeys = await insertEvents(trx, candidates);
       const newEvents = candidates
         .filter(({ key }) => newKeys.has(key.toString('hex')))
         .map(({ event }) => event);
-      await project(trx, newEvents);
-      return newKeys;
+      return { newKeys, transitions: await project(trx, newEvents) };
     }),
   );
+  if (options.onTransition) {
+    // Only after the commit (a retried transaction must not count twice), and an observer's
+    // failure must never turn a committed write into an error.
+    try {
+      transitions.forEach(options.onTransition);
+    } catch {
+      // metrics are best-effort
+    }
+  }
 
   return keyed.map(({ key }, index) => {
     const hex = key.toString('hex');
@@ -54,9 +81,12 @@ export async function recordEvents(
   });
 }
 
-/** Applies new events to their messages; the caller's transaction holds the row locks. */
-async function project(trx: Db, events: readonly StatusEvent[]): Promise<void> {
-  if (events.length === 0) return;
+/**
+ * Applies new events to their messages; the caller's transaction holds the row locks.
+ * Returns the status changes it made.
+ */
+async function project(trx: Db, events: readonly StatusEvent[]): Promise<StatusTransition[]> {
+  if (events.length === 0) return [];
   const byMessage = new Map<string, StatusEvent[]>();
   for (const event of events) {
     const list = byMessage.get(event.messageId) ?? [];
@@ -74,15 +104,38 @@ async function project(trx: Db, events: readonly StatusEvent[]): Promise<void> {
   );
 
   // ...and then every remaining event is folded in, in arrival order.
+  const transitions: StatusTransition[] = [];
+  const fold = (state: MessageState, rest: readonly StatusEvent[]): MessageState =>
+    rest.reduce((previous, event) => {
+      const next = applyEvent(previous, event);
+      const transition = transitionBetween(previous, next);
+      if (transition) transitions.push(transition);
+      return next;
+    }, state);
   const changed: MessageState[] = [];
   for (const state of initial.filter((s) => created.has(s.id))) {
     const rest = byMessage.get(state.id)!.slice(1);
-    if (rest.length > 0) changed.push(rest.reduce(applyEvent, state));
+    if (rest.length > 0) changed.push(fold(state, rest));
   }
   for (const state of existing) {
-    changed.push(byMessage.get(state.id)!.reduce(applyEvent, state));
+    changed.push(fold(state, byMessage.get(state.id)!));
   }
   await saveMessages(trx, changed);
+  return transitions;
+}
+
+function transitionBetween(previous: MessageState, next: MessageState): StatusTransition | null {
+  if (next.status === previous.status) return null;
+  const a = previous.statusProviderTimestamp;
+  const b = next.statusProviderTimestamp;
+  const ms =
+    a && b
+      ? b.getTime() - a.getTime()
+      : next.statusReceivedAt.getTime() - previous.statusReceivedAt.getTime();
+  // A negative span means the clocks disagree (or a terminal conflict resolved backwards):
+  // it says nothing about delivery time.
+  if (ms < 0) return null;
+  return { api: next.api, from: previous.status, to: next.status, seconds: ms / 1000 };
 }
 
 const RETRYABLE_SQLSTATES = new Set(['40P01', '40001']); // deadlock, serialization failure

@@ -7,6 +7,7 @@ import type { Lifecycle } from '../../src/http/health.routes';
 import { createLogger } from '../../src/logger';
 import { directRecorder } from '../../src/messages/event-recorder';
 import type { EventRecorder } from '../../src/messages/event-recorder';
+import { createMetrics } from '../../src/metrics/metrics';
 import { createTestDatabase } from './test-database';
 import type { TestDatabase } from './test-database';
 
@@ -45,8 +46,12 @@ export async function createTestApp(
   const logger = createLogger(process.env.TEST_LOG_LEVEL ?? 'silent');
   const lifecycle: Lifecycle = { draining: false };
   const base = { config, logger, db: database.db, lifecycle };
-  const recorder = options.recorder ? options.recorder(base) : directRecorder(database.db);
-  const deps: AppDeps = { ...base, recorder };
+  // Like main.ts: a registry of the app's own, reading this file's pool.
+  const metrics = createMetrics({ pool: database.pool });
+  const recorder = options.recorder
+    ? options.recorder(base)
+    : directRecorder(database.db, { onTransition: metrics.observeTransition });
+  const deps: AppDeps = { ...base, recorder, metrics };
   return {
     config,
     database,

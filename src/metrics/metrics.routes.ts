@@ -1,0 +1,34 @@
+import { Router } from 'express';
+import type { RequestHandler } from 'express';
+import type { Api } from '../messages/statuses';
+import type { Metrics } from './metrics';
+
+/** `GET /metrics` in Prometheus' text format; mounted on the internal listener only. */
+export function metricsRoutes({ metrics }: { metrics: Metrics }): Router {
+  const router = Router();
+  router.get('/metrics', async (_req, res) => {
+    const body = await metrics.registry.metrics();
+    res.type(metrics.registry.contentType).send(body);
+  });
+  return router;
+}
+
+const CALLBACK_PATH = /^\/callbacks\/(cxml|native)(?:\/|$)/;
+
+/**
+ * Times every callback from the moment the app sees it until its answer is written. A 200 is
+ * only sent once the event is durable, so for code 200 this is "received → durable ack".
+ */
+export function ingestLatency(metrics: Metrics): RequestHandler {
+  return (req, res, next) => {
+    const api = CALLBACK_PATH.exec(req.path)?.[1] as Api | undefined;
+    if (api) {
+      const started = process.hrtime.bigint();
+      res.on('finish', () => {
+        const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+        metrics.observeIngest(api, res.statusCode, seconds);
+      });
+    }
+    next();
+  };
+}

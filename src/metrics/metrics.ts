@@ -1,0 +1,171 @@
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { CallbackOutcome } from '../callbacks/callbacks.routes';
+import type { SignatureFailure } from '../callbacks/signature';
+import type { StatusTransition } from '../messages/record-events';
+import type { Api } from '../messages/statuses';
+
+/** The pg Pool counters read on every scrape (a `pg.Pool` satisfies it). */
+export interface PoolStats {
+  readonly totalCount: number;
+  readonly idleCount: number;
+  readonly waitingCount: number;
+}
+
+export interface MetricsOptions {
+  /** Database pool whose use is reported on scrape. */
+  pool?: PoolStats;
+  /** Events accepted but not yet in PostgreSQL (the ingest spool); reported on scrape. */
+  spoolDepth?: () => number;
+  /** Node.js process metrics (CPU, memory, event loop, GC). Default: on. */
+  processMetrics?: boolean;
+}
+
+/** Which send-proxy outcome an upstream call had: its HTTP status, or why there was none. */
+export type UpstreamStatus = number | 'timeout' | 'unreachable';
+
+export type RateLimiterName = 'public' | 'query';
+
+/**
+ * The service's Prometheus metrics on a registry of their own: no global default registry, so
+ * a test (or one process) can build several apps side by side. Every recording method is a
+ * plain function that can be handed around as a hook.
+ */
+export interface Metrics {
+  readonly registry: Registry;
+  /** Every callback's outcome (wired to callbackRoutes' onCallback). */
+  onCallback(api: Api, status: string, outcome: CallbackOutcome): void;
+  onSignatureFailure(reason: SignatureFailure): void;
+  /** Callback request received → answered (200 = durably acknowledged), in seconds. */
+  observeIngest(api: Api, code: number, seconds: number): void;
+  /** One send-proxy call to SignalWire: api flavour, upstream status, seconds it took. */
+  observeUpstream(api: Api, status: UpstreamStatus, seconds: number): void;
+  /** A message's current status moved (wired to recordEvents' onTransition). */
+  observeTransition(transition: StatusTransition): void;
+  onRateLimited(limiter: RateLimiterName): void;
+}
+
+export const METRIC_PREFIX = 'sw_status_';
+
+// Callbacks are answered in milliseconds; SignalWire gives up after about 5 s.
+const INGEST_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+// The send proxy waits on SignalWire's API, bounded by SIGNALWIRE_TIMEOUT_MS (10 s default).
+const UPSTREAM_BUCKETS = [0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
+// queued→sent takes seconds, sent→delivered up to hours (handset off, carrier retries).
+const TRANSITION_BUCKETS = [0.5, 1, 2, 5, 10, 30, 60, 300, 900, 3600, 4 * 3600, 24 * 3600];
+
+export function createMetrics(options: MetricsOptions = {}): Metrics {
+  const registry = new Registry();
+  const registers = [registry];
+  const name = (suffix: string): string => `${METRIC_PREFIX}${suffix}`;
+
+  if (options.processMetrics ?? true) collectDefaultMetrics({ register: registry });
+
+  const callbacks = new Counter({
+    name: name('callbacks_total'),
+    help: 'Callbacks received, by API flavour, canonical status and outcome (recorded, duplicate, refused_<reason>)',
+    labelNames: ['api', 'status', 'outcome'] as const,
+    registers,
+  });
+  const signatureFailures = new Counter({
+    name: name('callback_signature_failures_total'),
+    help: 'Callbacks whose signature did not verify, by reason',
+    labelNames: ['reason'] as const,
+    registers,
+  });
+  const ingest = new Histogram({
+    name: name('ingest_duration_seconds'),
+    help: 'Callback request received to answered; code 200 means durably committed',
+    labelNames: ['api', 'code'] as const,
+    buckets: INGEST_BUCKETS,
+    registers,
+  });
+  const upstream = new Histogram({
+    name: name('upstream_request_duration_seconds'),
+    help: 'Send-proxy calls to SignalWire, by API flavour and upstream status (or timeout/unreachable)',
+    labelNames: ['api', 'status'] as const,
+    buckets: UPSTREAM_BUCKETS,
+    registers,
+  });
+  const transitions = new Histogram({
+    name: name('status_transition_seconds'),
+    help: "Time between a message's consecutive current statuses (e.g. queued→sent, sent→delivered)",
+    labelNames: ['api', 'from', 'to'] as const,
+    buckets: TRANSITION_BUCKETS,
+    registers,
+  });
+  const rateLimited = new Counter({
+    name: name('rate_limited_total'),
+    help: 'Requests refused with 429, by limiter (public: per client address; query: per API token)',
+    labelNames: ['limiter'] as const,
+    registers,
+  });
+
+  const { pool, spoolDepth } = options;
+  if (pool) {
+    // Read on scrape: the pool's counters are always current, no timer needed.
+    scrapedGauge(
+      registers,
+      name('db_pool_clients'),
+      'Database connections open',
+      () => pool.totalCount,
+    );
+    scrapedGauge(
+      registers,
+      name('db_pool_idle_clients'),
+      'Database connections idle',
+      () => pool.idleCount,
+    );
+    scrapedGauge(
+      registers,
+      name('db_pool_waiting_requests'),
+      'Queries waiting for a free database connection',
+      () => pool.waitingCount,
+    );
+  }
+  if (spoolDepth) {
+    scrapedGauge(
+      registers,
+      name('spool_depth'),
+      'Events spooled, not yet in PostgreSQL',
+      spoolDepth,
+    );
+  }
+
+  return {
+    registry,
+    onCallback(api, status, outcome) {
+      callbacks.inc({ api, status, outcome });
+    },
+    onSignatureFailure(reason) {
+      signatureFailures.inc({ reason });
+    },
+    observeIngest(api, code, seconds) {
+      ingest.observe({ api, code: String(code) }, seconds);
+    },
+    observeUpstream(api, status, seconds) {
+      upstream.observe({ api, status: String(status) }, seconds);
+    },
+    observeTransition({ api, from, to, seconds }) {
+      transitions.observe({ api, from, to }, seconds);
+    },
+    onRateLimited(limiter) {
+      rateLimited.inc({ limiter });
+    },
+  };
+}
+
+function scrapedGauge(
+  registers: Registry[],
+  metricName: string,
+  help: string,
+  read: () => number,
+): void {
+  new Gauge({
+    name: metricName,
+    help,
+    registers,
+    collect() {
+      this.set(read());
+    },
+  });
+}
