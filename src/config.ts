@@ -11,14 +11,12 @@ export const SIMULATOR_SIGNING_KEY = 'PSK_sw_status_simulator_development_key';
 export const DEV_CALLBACK_TOKEN_SECRET = 'sw-status-development-callback-token-secret';
 export const DEV_API_TOKEN = 'dev-token';
 
-const list = z
-  .string()
-  .transform((s) =>
-    s
-      .split(',')
-      .map((item) => item.trim())
-      .filter((item) => item.length > 0),
-  );
+const list = z.string().transform((s) =>
+  s
+    .split(',')
+    .map((item) => item.trim())
+    .filter((item) => item.length > 0),
+);
 
 const bool = z
   .enum(['true', 'false', '1', '0', 'yes', 'no', ''])
@@ -175,17 +173,25 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   if (isProduction && e.ALLOW_UNSIGNED_CALLBACKS) {
     problems.push('ALLOW_UNSIGNED_CALLBACKS: must not be true when NODE_ENV=production');
   }
-  if (e.ALLOW_UNSIGNED_CALLBACKS) defaults.push('ALLOW_UNSIGNED_CALLBACKS=true: callbacks are not authenticated');
+  if (e.ALLOW_UNSIGNED_CALLBACKS)
+    defaults.push('ALLOW_UNSIGNED_CALLBACKS=true: callbacks are not authenticated');
   if (isProduction) {
     // The example Secret ships placeholders; a forgotten one must stop the pod, not become a
     // working API token.
-    for (const name of ['DATABASE_URL', 'SIGNALWIRE_SIGNING_KEYS', 'CALLBACK_TOKEN_SECRET', 'API_TOKENS'] as const) {
-      if (/REPLACE_ME/i.test(env[name] ?? '')) problems.push(`${name}: still holds the REPLACE_ME placeholder`);
+    for (const name of [
+      'DATABASE_URL',
+      'SIGNALWIRE_SIGNING_KEYS',
+      'CALLBACK_TOKEN_SECRET',
+      'API_TOKENS',
+    ] as const) {
+      if (/REPLACE_ME/i.test(env[name] ?? ''))
+        problems.push(`${name}: still holds the REPLACE_ME placeholder`);
     }
   }
   for (const secret of e.CALLBACK_TOKEN_SECRET ?? []) {
     // A short secret makes the per-send token guessable offline.
-    if (secret.length < 16) problems.push('CALLBACK_TOKEN_SECRET: each secret needs at least 16 characters');
+    if (secret.length < 16)
+      problems.push('CALLBACK_TOKEN_SECRET: each secret needs at least 16 characters');
   }
   if (problems.length > 0) throw new ConfigError(problems);
 
@@ -201,7 +207,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     publicBaseUrl: e.PUBLIC_BASE_URL ?? `http://127.0.0.1:${e.PORT}`,
     signalwireSpaceUrl: e.SIGNALWIRE_SPACE_URL,
     signalwireProjectIds: Object.freeze(e.SIGNALWIRE_PROJECT_IDS),
-    signingKeys: Object.freeze(e.SIGNALWIRE_SIGNING_KEYS?.length ? e.SIGNALWIRE_SIGNING_KEYS : [SIMULATOR_SIGNING_KEY]),
+    signingKeys: Object.freeze(
+      e.SIGNALWIRE_SIGNING_KEYS?.length ? e.SIGNALWIRE_SIGNING_KEYS : [SIMULATOR_SIGNING_KEY],
+    ),
     signalwireTimeoutMs: e.SIGNALWIRE_TIMEOUT_MS,
     callbackTokenSecrets: Object.freeze(
       e.CALLBACK_TOKEN_SECRET?.length ? e.CALLBACK_TOKEN_SECRET : [DEV_CALLBACK_TOKEN_SECRET],

@@ -29,4 +29,6 @@ export const notFound = (what: string, id: string): AppError =>
   new AppError(404, 'not_found', `${what} ${id} not found`);
 
 export const unavailable = (message: string, retryAfterSeconds = 1): AppError =>
-  new AppError(503, 'unavailable', message, undefined, { 'Retry-After': String(retryAfterSeconds) });
+  new AppError(503, 'unavailable', message, undefined, {
+    'Retry-After': String(retryAfterSeconds),
+  });

@@ -32,7 +32,8 @@ export function verifyCallbackToken(secrets: readonly string[], token: string): 
   // Check every secret (no early exit) so timing does not tell which one matched.
   for (const secret of secrets) {
     const expected = Buffer.from(mac(secret, ref), 'base64url');
-    if (expected.length === givenBytes.length && timingSafeEqual(expected, givenBytes)) valid = true;
+    if (expected.length === givenBytes.length && timingSafeEqual(expected, givenBytes))
+      valid = true;
   }
   return valid ? ref : null;
 }

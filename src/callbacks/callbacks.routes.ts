@@ -96,7 +96,9 @@ async function handle(deps: CallbackDeps, api: Api, req: Request, res: Response)
 
 function parseCallback(api: Api, req: Request): ParsedCallback {
   if (req.method === 'GET') {
-    const query = req.originalUrl.includes('?') ? req.originalUrl.slice(req.originalUrl.indexOf('?') + 1) : '';
+    const query = req.originalUrl.includes('?')
+      ? req.originalUrl.slice(req.originalUrl.indexOf('?') + 1)
+      : '';
     // Signed GET callbacks cover the full URL and no body parameters.
     return { fields: toFields([...new URLSearchParams(query)]), formParams: [] };
   }
@@ -108,7 +110,8 @@ function parseCallback(api: Api, req: Request): ParsedCallback {
     const pairs = [...new URLSearchParams(raw.toString('utf8'))];
     return { fields: toFields(pairs), formParams: pairs };
   }
-  const expected = api === 'cxml' ? 'application/x-www-form-urlencoded or application/json' : 'application/json';
+  const expected =
+    api === 'cxml' ? 'application/x-www-form-urlencoded or application/json' : 'application/json';
   throw new AppError(415, 'unsupported_media_type', `Content-Type must be ${expected}`);
 }
 

@@ -20,7 +20,10 @@ export interface NormalizeOptions {
 const MESSAGE_ID = /^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/;
 const MAX_STATUS_LENGTH = 64;
 
-export function normalizeCxmlCallback(fields: CallbackFields, options: NormalizeOptions): StatusEvent {
+export function normalizeCxmlCallback(
+  fields: CallbackFields,
+  options: NormalizeOptions,
+): StatusEvent {
   // Twilio-legacy SmsSid/SmsStatus may stand in for the Message* names.
   const messageId = word(fields.MessageSid) ?? word(fields.SmsSid);
   const rawStatus = word(fields.MessageStatus) ?? word(fields.SmsStatus);
@@ -124,7 +127,11 @@ function timestamp(value: unknown): Date | null {
   return Number.isNaN(date.getTime()) ? null : date;
 }
 
-function withoutBody(fields: CallbackFields, storeBody: boolean, bodyField: string): CallbackFields {
+function withoutBody(
+  fields: CallbackFields,
+  storeBody: boolean,
+  bodyField: string,
+): CallbackFields {
   if (storeBody || !(bodyField in fields)) return fields;
   const { [bodyField]: _body, ...rest } = fields;
   return rest;

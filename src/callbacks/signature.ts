@@ -1,11 +1,6 @@
 import { timingSafeEqual } from 'node:crypto';
 import type { IncomingHttpHeaders } from 'node:http';
-import {
-  sha256Hex,
-  signFormParams,
-  signJsonBody,
-  signSha256,
-} from '../signalwire/signing';
+import { sha256Hex, signFormParams, signJsonBody, signSha256 } from '../signalwire/signing';
 import type { FormParams } from '../signalwire/signing';
 
 export type SignatureFailure = 'missing' | 'mismatch' | 'sha256_mismatch' | 'body_hash_mismatch';
@@ -34,7 +29,9 @@ export function verifySignature(
   request: SignedRequest,
 ): SignatureResult {
   const candidateUrls = candidateUrlsFor(publicBaseUrl, request.originalUrl);
-  const sha1 = header(request.headers, 'x-signalwire-signature') ?? header(request.headers, 'x-twilio-signature');
+  const sha1 =
+    header(request.headers, 'x-signalwire-signature') ??
+    header(request.headers, 'x-twilio-signature');
   const sha256 = header(request.headers, 'x-signalwire-sha256-signature');
   if (!sha1 && !sha256) return { ok: false, reason: 'missing', candidateUrls };
 
@@ -79,7 +76,10 @@ export function candidateUrlsFor(publicBaseUrl: string, originalUrl: string): st
   const origin = `${base.protocol}//${base.hostname.includes(':') ? `[${base.hostname}]` : base.hostname}`;
   const suffix = `${basePath}${originalUrl}`;
   const port = base.port; // '' when the URL used the default port
-  const urls = port === '' ? [`${origin}${suffix}`, `${origin}:${defaultPort}${suffix}`] : [`${origin}:${port}${suffix}`];
+  const urls =
+    port === ''
+      ? [`${origin}${suffix}`, `${origin}:${defaultPort}${suffix}`]
+      : [`${origin}:${port}${suffix}`];
   if (port === defaultPort) urls.push(`${origin}${suffix}`);
   return urls;
 }

@@ -44,7 +44,8 @@ export async function startEmbeddedPostgres(
     // Postgres refuses to run as root; as root the package runs it as a `postgres` user.
     createPostgresUser: os.userInfo().uid === 0,
     postgresFlags: ['-c', 'listen_addresses=127.0.0.1'],
-    onLog: (message: unknown) => logger.debug({ postgres: String(message).trim() }, 'embedded postgres'),
+    onLog: (message: unknown) =>
+      logger.debug({ postgres: String(message).trim() }, 'embedded postgres'),
     onError: (error: unknown) => logger.warn({ err: error }, 'embedded postgres'),
   });
   if (!existsSync(path.join(dataDir, 'PG_VERSION'))) {

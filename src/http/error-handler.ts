@@ -50,10 +50,17 @@ function describe(
     error: { code, message, ...(details !== undefined && { details }), request_id: requestId },
   });
   if (err instanceof AppError) {
-    return { status: err.status, body: body(err.code, err.message, err.details), headers: err.headers };
+    return {
+      status: err.status,
+      body: body(err.code, err.message, err.details),
+      headers: err.headers,
+    };
   }
   if (err instanceof ZodError) {
-    const details = err.issues.map((issue) => ({ path: issue.path.join('.'), message: issue.message }));
+    const details = err.issues.map((issue) => ({
+      path: issue.path.join('.'),
+      message: issue.message,
+    }));
     return { status: 400, body: body('invalid_request', 'The request is invalid', details) };
   }
   const parserError = err as { type?: unknown; status?: unknown; expose?: unknown };

@@ -9,7 +9,9 @@ import type { ListCursor, MessageRow } from './messages.repository';
 const CursorShape = z.tuple([z.iso.datetime(), z.string().min(1).max(64)]);
 
 export function encodeCursor(row: Pick<MessageRow, 'last_event_at' | 'id'>): string {
-  return Buffer.from(JSON.stringify([row.last_event_at.toISOString(), row.id])).toString('base64url');
+  return Buffer.from(JSON.stringify([row.last_event_at.toISOString(), row.id])).toString(
+    'base64url',
+  );
 }
 
 export function decodeCursor(cursor: string): ListCursor {

@@ -1,7 +1,12 @@
 import request from 'supertest';
 import { signJsonBody } from '../../src/signalwire/signing';
 import { cxmlFields, nativeFields, postCxml, postNative } from '../helpers/callbacks';
-import { TEST_API_TOKEN, TEST_PUBLIC_BASE_URL, TEST_SIGNING_KEY, createTestApp } from '../helpers/test-app';
+import {
+  TEST_API_TOKEN,
+  TEST_PUBLIC_BASE_URL,
+  TEST_SIGNING_KEY,
+  createTestApp,
+} from '../helpers/test-app';
 import type { TestApp } from '../helpers/test-app';
 
 /**
@@ -18,7 +23,11 @@ function expectError(res: request.Response, status: number, code?: string): void
   expect(res.status).toBe(status);
   expect(res.headers['content-type']).toMatch(/application\/json/);
   expect(res.body.error).toEqual(
-    expect.objectContaining({ code: code ?? expect.any(String), message: expect.any(String), request_id: expect.any(String) }),
+    expect.objectContaining({
+      code: code ?? expect.any(String),
+      message: expect.any(String),
+      request_id: expect.any(String),
+    }),
   );
   expect(JSON.stringify(res.body)).not.toMatch(/at .*\.ts:\d+/); // no stack traces
 }
@@ -27,7 +36,10 @@ function signedNative(body: string, contentType = 'application/json') {
   return request(t.publicApp)
     .post('/callbacks/native')
     .set('Content-Type', contentType)
-    .set('X-SignalWire-Signature', signJsonBody(TEST_SIGNING_KEY, `${TEST_PUBLIC_BASE_URL}/callbacks/native`, body))
+    .set(
+      'X-SignalWire-Signature',
+      signJsonBody(TEST_SIGNING_KEY, `${TEST_PUBLIC_BASE_URL}/callbacks/native`, body),
+    )
     .send(body);
 }
 
@@ -61,8 +73,15 @@ describe('callbacks: bad input', () => {
 
   test('When the content type is not supported, then 415', async () => {
     expectError(await signedNative('<xml/>', 'application/xml'), 415, 'unsupported_media_type');
-    expectError(await signedNative('id=abc&status=sent', 'application/x-www-form-urlencoded'), 415, 'unsupported_media_type');
-    const res = await request(t.publicApp).post('/callbacks/cxml').set('Content-Type', 'text/plain').send('MessageSid=abc');
+    expectError(
+      await signedNative('id=abc&status=sent', 'application/x-www-form-urlencoded'),
+      415,
+      'unsupported_media_type',
+    );
+    const res = await request(t.publicApp)
+      .post('/callbacks/cxml')
+      .set('Content-Type', 'text/plain')
+      .send('MessageSid=abc');
     expectError(res, 415, 'unsupported_media_type');
   });
 
@@ -74,7 +93,11 @@ describe('callbacks: bad input', () => {
     const big = JSON.stringify(nativeFields({ padding: 'x'.repeat(70 * 1024) }));
     expectError(await signedNative(big), 413, 'payload_too_large');
     const form = new URLSearchParams(cxmlFields({ Body: 'y'.repeat(70 * 1024) })).toString();
-    expectError(await request(t.publicApp).post('/callbacks/cxml').type('form').send(form), 413, 'payload_too_large');
+    expectError(
+      await request(t.publicApp).post('/callbacks/cxml').type('form').send(form),
+      413,
+      'payload_too_large',
+    );
   });
 
   test('When the signature header is garbage, then 403', async () => {
@@ -86,7 +109,11 @@ describe('callbacks: bad input', () => {
   });
 
   test('When the signature is missing, then 401', async () => {
-    expectError(await request(t.publicApp).post('/callbacks/native').send(nativeFields()), 401, 'unauthorized');
+    expectError(
+      await request(t.publicApp).post('/callbacks/native').send(nativeFields()),
+      401,
+      'unauthorized',
+    );
   });
 
   test('When the charset is unknown, then still never a 500', async () => {
@@ -106,14 +133,19 @@ describe('callbacks: bad input', () => {
 });
 
 describe('query API: bad input', () => {
-  const get = (path: string) => request(t.internalApp).get(path).auth(TEST_API_TOKEN, { type: 'bearer' });
+  const get = (path: string) =>
+    request(t.internalApp).get(path).auth(TEST_API_TOKEN, { type: 'bearer' });
 
   test('When there is no bearer token, then 401', async () => {
     expectError(await request(t.internalApp).get('/v1/messages'), 401, 'unauthorized');
   });
 
   test('When the bearer token is wrong, then 401', async () => {
-    expectError(await request(t.internalApp).get('/v1/messages').auth('nope', { type: 'bearer' }), 401, 'unauthorized');
+    expectError(
+      await request(t.internalApp).get('/v1/messages').auth('nope', { type: 'bearer' }),
+      401,
+      'unauthorized',
+    );
     expectError(await request(t.internalApp).get('/v1/messages').auth('user', 'pass'), 401);
   });
 
@@ -149,7 +181,10 @@ describe('query API: bad input', () => {
   });
 
   test('When the query API is asked on the public listener, then it is not there', async () => {
-    expectError(await request(t.publicApp).get('/v1/messages').auth(TEST_API_TOKEN, { type: 'bearer' }), 404);
+    expectError(
+      await request(t.publicApp).get('/v1/messages').auth(TEST_API_TOKEN, { type: 'bearer' }),
+      404,
+    );
   });
 
   test('When bad input has been answered, then the next valid query still works', async () => {

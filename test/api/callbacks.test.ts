@@ -3,7 +3,12 @@ import request from 'supertest';
 import { mintCallbackToken } from '../../src/callbacks/callback-token';
 import { signFormParams, signJsonBody } from '../../src/signalwire/signing';
 import { cxmlFields, nativeFields, postCxml, postNative } from '../helpers/callbacks';
-import { TEST_API_TOKEN, TEST_PUBLIC_BASE_URL, TEST_TOKEN_SECRET, createTestApp } from '../helpers/test-app';
+import {
+  TEST_API_TOKEN,
+  TEST_PUBLIC_BASE_URL,
+  TEST_TOKEN_SECRET,
+  createTestApp,
+} from '../helpers/test-app';
 import type { TestApp } from '../helpers/test-app';
 
 let t: TestApp;
@@ -13,7 +18,9 @@ beforeAll(async () => {
 afterAll(() => t.close());
 
 async function getMessage(id: string) {
-  const res = await request(t.internalApp).get(`/v1/messages/${id}`).auth(TEST_API_TOKEN, { type: 'bearer' });
+  const res = await request(t.internalApp)
+    .get(`/v1/messages/${id}`)
+    .auth(TEST_API_TOKEN, { type: 'bearer' });
   return res;
 }
 
@@ -28,16 +35,19 @@ describe('compatibility (cXML) callbacks', () => {
     ['failed', 'failed'],
     ['receiving', 'receiving'],
     ['received', 'received'],
-  ])('When MessageStatus=%s arrives, then it is stored as %s and answered with <Response/>', async (raw, canonical) => {
-    const fields = cxmlFields({ MessageStatus: raw });
-    const res = await postCxml(t.publicApp, fields);
-    expect(res.status).toBe(200);
-    expect(res.headers['content-type']).toMatch(/xml/);
-    expect(res.text).toBe('<Response/>');
-    const message = await getMessage(fields.MessageSid!);
-    expect(message.body).toMatchObject({ status: canonical, raw_status: raw, api: 'cxml' });
-    expect(message.body.history).toHaveLength(1);
-  });
+  ])(
+    'When MessageStatus=%s arrives, then it is stored as %s and answered with <Response/>',
+    async (raw, canonical) => {
+      const fields = cxmlFields({ MessageStatus: raw });
+      const res = await postCxml(t.publicApp, fields);
+      expect(res.status).toBe(200);
+      expect(res.headers['content-type']).toMatch(/xml/);
+      expect(res.text).toBe('<Response/>');
+      const message = await getMessage(fields.MessageSid!);
+      expect(message.body).toMatchObject({ status: canonical, raw_status: raw, api: 'cxml' });
+      expect(message.body.history).toHaveLength(1);
+    },
+  );
 
   test('When an undelivered callback carries ErrorCode, then the code is stored as text', async () => {
     const fields = cxmlFields({ MessageStatus: 'undelivered', ErrorCode: '30003' });
@@ -58,7 +68,14 @@ describe('compatibility (cXML) callbacks', () => {
     await request(t.publicApp)
       .post('/callbacks/cxml')
       .set('Content-Type', 'application/json')
-      .set('X-SignalWire-Signature', signJsonBody('PSK_test_signing_key_0123456789', `${TEST_PUBLIC_BASE_URL}/callbacks/cxml`, body))
+      .set(
+        'X-SignalWire-Signature',
+        signJsonBody(
+          'PSK_test_signing_key_0123456789',
+          `${TEST_PUBLIC_BASE_URL}/callbacks/cxml`,
+          body,
+        ),
+      )
       .send(body)
       .expect(200);
     expect((await getMessage(fields.MessageSid!)).body.status).toBe('sent');
@@ -67,7 +84,11 @@ describe('compatibility (cXML) callbacks', () => {
   test('When an Application calls back with GET and query parameters, then it is accepted', async () => {
     const fields = cxmlFields({ MessageStatus: 'sent' });
     const path = `/callbacks/cxml?${new URLSearchParams(fields).toString()}`;
-    const signature = signFormParams('PSK_test_signing_key_0123456789', TEST_PUBLIC_BASE_URL + path, []);
+    const signature = signFormParams(
+      'PSK_test_signing_key_0123456789',
+      TEST_PUBLIC_BASE_URL + path,
+      [],
+    );
     await request(t.publicApp).get(path).set('X-SignalWire-Signature', signature).expect(200);
     expect((await getMessage(fields.MessageSid!)).body.status).toBe('sent');
   });
@@ -75,7 +96,11 @@ describe('compatibility (cXML) callbacks', () => {
   test('When the body is not stored (default), then raw has no Body but keeps other fields', async () => {
     const fields = cxmlFields({ Body: 'secret text' });
     await postCxml(t.publicApp, fields).expect(200);
-    const row = await t.database.db.selectFrom('status_events').select('raw').where('message_id', '=', fields.MessageSid!).executeTakeFirstOrThrow();
+    const row = await t.database.db
+      .selectFrom('status_events')
+      .select('raw')
+      .where('message_id', '=', fields.MessageSid!)
+      .executeTakeFirstOrThrow();
     expect(row.raw).not.toHaveProperty('Body');
     expect(row.raw).toHaveProperty('AccountSid', fields.AccountSid);
   });
@@ -90,28 +115,44 @@ describe('native callbacks', () => {
     ['undelivered', 'undelivered'],
     ['failed', 'failed'],
     ['read', 'read'],
-  ])('When status=%s arrives, then it is stored as %s with an empty 200', async (raw, canonical) => {
-    const fields = nativeFields({ status: raw });
-    const res = await postNative(t.publicApp, fields);
-    expect(res.status).toBe(200);
-    expect(res.text).toBe('');
-    const { body } = await getMessage(fields.id as string);
-    expect(body).toMatchObject({ status: canonical, raw_status: raw, api: 'native' });
-    expect(body.history[0].provider_timestamp).toBe('2026-03-17T22:26:57.000Z');
-  });
+  ])(
+    'When status=%s arrives, then it is stored as %s with an empty 200',
+    async (raw, canonical) => {
+      const fields = nativeFields({ status: raw });
+      const res = await postNative(t.publicApp, fields);
+      expect(res.status).toBe(200);
+      expect(res.text).toBe('');
+      const { body } = await getMessage(fields.id as string);
+      expect(body).toMatchObject({ status: canonical, raw_status: raw, api: 'native' });
+      expect(body.history[0].provider_timestamp).toBe('2026-03-17T22:26:57.000Z');
+    },
+  );
 
   test('When a failed callback carries error_code and error_message, then both are kept', async () => {
-    const fields = nativeFields({ status: 'failed', error_code: 'carrier_violation', error_message: 'Filtered' });
+    const fields = nativeFields({
+      status: 'failed',
+      error_code: 'carrier_violation',
+      error_message: 'Filtered',
+    });
     await postNative(t.publicApp, fields).expect(200);
-    expect((await getMessage(fields.id as string)).body).toMatchObject({ error_code: 'carrier_violation', error_message: 'Filtered' });
+    expect((await getMessage(fields.id as string)).body).toMatchObject({
+      error_code: 'carrier_violation',
+      error_message: 'Filtered',
+    });
   });
 });
 
 describe('the truth about a message (DESIGN §3)', () => {
   test('When sent arrives after delivered, then delivered stays and both are in the history', async () => {
     const id = randomUUID();
-    await postNative(t.publicApp, nativeFields({ id, status: 'delivered', timestamp: '2026-11-01T10:00:02Z' })).expect(200);
-    await postNative(t.publicApp, nativeFields({ id, status: 'sent', timestamp: '2026-11-01T10:00:01Z' })).expect(200);
+    await postNative(
+      t.publicApp,
+      nativeFields({ id, status: 'delivered', timestamp: '2026-11-01T10:00:02Z' }),
+    ).expect(200);
+    await postNative(
+      t.publicApp,
+      nativeFields({ id, status: 'sent', timestamp: '2026-11-01T10:00:01Z' }),
+    ).expect(200);
     const { body } = await getMessage(id);
     expect(body.status).toBe('delivered');
     expect(body.history.map((h: { status: string }) => h.status)).toEqual(['delivered', 'sent']);
@@ -126,15 +167,32 @@ describe('the truth about a message (DESIGN §3)', () => {
 
   test('When the same status comes with another error code or timestamp, then it is a new event', async () => {
     const id = randomUUID();
-    await postNative(t.publicApp, nativeFields({ id, status: 'sent', timestamp: '2026-11-01T10:00:01Z' })).expect(200);
-    await postNative(t.publicApp, nativeFields({ id, status: 'sent', timestamp: '2026-11-01T10:00:02Z' })).expect(200);
+    await postNative(
+      t.publicApp,
+      nativeFields({ id, status: 'sent', timestamp: '2026-11-01T10:00:01Z' }),
+    ).expect(200);
+    await postNative(
+      t.publicApp,
+      nativeFields({ id, status: 'sent', timestamp: '2026-11-01T10:00:02Z' }),
+    ).expect(200);
     expect((await getMessage(id)).body.history).toHaveLength(2);
   });
 
   test('When delivered and undelivered disagree, then the later provider timestamp wins and conflict is set', async () => {
     const id = randomUUID();
-    await postNative(t.publicApp, nativeFields({ id, status: 'undelivered', error_code: '30003', timestamp: '2026-11-01T10:00:09Z' })).expect(200);
-    await postNative(t.publicApp, nativeFields({ id, status: 'delivered', timestamp: '2026-11-01T10:00:05Z' })).expect(200);
+    await postNative(
+      t.publicApp,
+      nativeFields({
+        id,
+        status: 'undelivered',
+        error_code: '30003',
+        timestamp: '2026-11-01T10:00:09Z',
+      }),
+    ).expect(200);
+    await postNative(
+      t.publicApp,
+      nativeFields({ id, status: 'delivered', timestamp: '2026-11-01T10:00:05Z' }),
+    ).expect(200);
     const { body } = await getMessage(id);
     expect(body).toMatchObject({ status: 'undelivered', error_code: '30003', conflict: true });
     expect(body.history).toHaveLength(2);
@@ -142,9 +200,15 @@ describe('the truth about a message (DESIGN §3)', () => {
 
   test('When a later callback has no error code, then the stored error code is kept', async () => {
     const sid = randomUUID();
-    await postCxml(t.publicApp, cxmlFields({ MessageSid: sid, MessageStatus: 'undelivered', ErrorCode: '30005' })).expect(200);
+    await postCxml(
+      t.publicApp,
+      cxmlFields({ MessageSid: sid, MessageStatus: 'undelivered', ErrorCode: '30005' }),
+    ).expect(200);
     await postCxml(t.publicApp, cxmlFields({ MessageSid: sid, MessageStatus: 'sent' })).expect(200);
-    expect((await getMessage(sid)).body).toMatchObject({ status: 'undelivered', error_code: '30005' });
+    expect((await getMessage(sid)).body).toMatchObject({
+      status: 'undelivered',
+      error_code: '30005',
+    });
   });
 
   test('When the status is one we do not know, then it is stored as unknown with the raw status', async () => {
@@ -158,7 +222,13 @@ describe('the truth about a message (DESIGN §3)', () => {
     const fields = cxmlFields({ MessageStatus: 'sent' });
     await postCxml(t.publicApp, fields).expect(200);
     const { body } = await getMessage(fields.MessageSid!);
-    expect(body).toMatchObject({ sent_via_proxy: false, from: fields.From, to: fields.To, project_id: fields.AccountSid, num_segments: 1 });
+    expect(body).toMatchObject({
+      sent_via_proxy: false,
+      from: fields.From,
+      to: fields.To,
+      project_id: fields.AccountSid,
+      num_segments: 1,
+    });
   });
 });
 
@@ -168,12 +238,18 @@ describe('callback authentication', () => {
     const fields = nativeFields();
     await request(t.publicApp).post(`/callbacks/native/${token}`).send(fields).expect(200);
     const fieldsCxml = cxmlFields();
-    await request(t.publicApp).post(`/callbacks/cxml/${token}`).type('form').send(fieldsCxml).expect(200);
+    await request(t.publicApp)
+      .post(`/callbacks/cxml/${token}`)
+      .type('form')
+      .send(fieldsCxml)
+      .expect(200);
   });
 
   test('When the token is forged, then the callback is refused with 403 and nothing is stored', async () => {
     const fields = nativeFields();
-    const res = await request(t.publicApp).post(`/callbacks/native/${'a'.repeat(16)}.${'b'.repeat(43)}`).send(fields);
+    const res = await request(t.publicApp)
+      .post(`/callbacks/native/${'a'.repeat(16)}.${'b'.repeat(43)}`)
+      .send(fields);
     expect(res.status).toBe(403);
     expect(res.body.error).toMatchObject({ code: 'invalid_token' });
     expect((await getMessage(fields.id as string)).status).toBe(404);
@@ -189,7 +265,10 @@ describe('callback authentication', () => {
     const fields = cxmlFields();
     const res = await postCxml(t.publicApp, fields, { key: 'PSK_wrong' });
     expect(res.status).toBe(403);
-    expect(res.body.error).toMatchObject({ code: 'invalid_signature', request_id: expect.any(String) });
+    expect(res.body.error).toMatchObject({
+      code: 'invalid_signature',
+      request_id: expect.any(String),
+    });
     expect((await getMessage(fields.MessageSid!)).status).toBe(404);
   });
 
@@ -201,7 +280,11 @@ describe('callback authentication', () => {
 
   test('When the signature was made for another host, then it does not verify (Host is not trusted)', async () => {
     const fields = cxmlFields();
-    const signature = signFormParams('PSK_test_signing_key_0123456789', 'https://evil.example.com/callbacks/cxml', Object.entries(fields));
+    const signature = signFormParams(
+      'PSK_test_signing_key_0123456789',
+      'https://evil.example.com/callbacks/cxml',
+      Object.entries(fields),
+    );
     await request(t.publicApp)
       .post('/callbacks/cxml')
       .set('Host', 'evil.example.com')
@@ -227,7 +310,11 @@ describe('STORE_BODY', () => {
     try {
       const fields = nativeFields({ body: 'kept' });
       await postNative(storing.publicApp, fields).expect(200);
-      const row = await storing.database.db.selectFrom('status_events').select('raw').where('message_id', '=', fields.id as string).executeTakeFirstOrThrow();
+      const row = await storing.database.db
+        .selectFrom('status_events')
+        .select('raw')
+        .where('message_id', '=', fields.id as string)
+        .executeTakeFirstOrThrow();
       expect(row.raw).toHaveProperty('body', 'kept');
     } finally {
       await storing.close();

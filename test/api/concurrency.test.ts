@@ -26,24 +26,42 @@ interface Planned {
 }
 
 function cxmlCallback(messageId: string, status: string, errorCode?: string): Planned {
-  const fields: Record<string, string> = { MessageSid: messageId, MessageStatus: status, AccountSid: 'acct', To: '+15550000002' };
+  const fields: Record<string, string> = {
+    MessageSid: messageId,
+    MessageStatus: status,
+    AccountSid: 'acct',
+    To: '+15550000002',
+  };
   if (errorCode) fields.ErrorCode = errorCode;
   const path = '/callbacks/cxml';
-  const signature = signFormParams(TEST_SIGNING_KEY, TEST_PUBLIC_BASE_URL + path, Object.entries(fields));
+  const signature = signFormParams(
+    TEST_SIGNING_KEY,
+    TEST_PUBLIC_BASE_URL + path,
+    Object.entries(fields),
+  );
   return {
     messageId,
     key: `${messageId}|${status}|${errorCode ?? ''}`,
     send: () =>
       fetch(origin + path, {
         method: 'POST',
-        headers: { 'content-type': 'application/x-www-form-urlencoded', 'x-signalwire-signature': signature },
+        headers: {
+          'content-type': 'application/x-www-form-urlencoded',
+          'x-signalwire-signature': signature,
+        },
         body: new URLSearchParams(fields).toString(),
       }),
   };
 }
 
 function nativeCallback(messageId: string, status: string, timestamp: string): Planned {
-  const body = JSON.stringify({ id: messageId, status, timestamp, error_code: null, to: '+15550000002' });
+  const body = JSON.stringify({
+    id: messageId,
+    status,
+    timestamp,
+    error_code: null,
+    to: '+15550000002',
+  });
   const path = '/callbacks/native';
   return {
     messageId,
@@ -51,7 +69,14 @@ function nativeCallback(messageId: string, status: string, timestamp: string): P
     send: () =>
       fetch(origin + path, {
         method: 'POST',
-        headers: { 'content-type': 'application/json', 'x-signalwire-signature': signJsonBody(TEST_SIGNING_KEY, TEST_PUBLIC_BASE_URL + path, body) },
+        headers: {
+          'content-type': 'application/json',
+          'x-signalwire-signature': signJsonBody(
+            TEST_SIGNING_KEY,
+            TEST_PUBLIC_BASE_URL + path,
+            body,
+          ),
+        },
         body,
       }),
   };
@@ -74,12 +99,17 @@ test('When hundreds of callbacks for the same messages arrive at once, shuffled 
     for (const status of ['queued', 'sending', 'sent', fails ? 'undelivered' : 'delivered']) {
       planned.push(cxmlCallback(id, status, status === 'undelivered' ? '30003' : undefined));
     }
-    expected.set(id, { status: fails ? 'undelivered' : 'delivered', errorCode: fails ? '30003' : null });
+    expected.set(id, {
+      status: fails ? 'undelivered' : 'delivered',
+      errorCode: fails ? '30003' : null,
+    });
   }
   for (let i = 0; i < 30; i++) {
     const id = randomUUID();
     const steps = ['queued', 'initiated', 'sent', 'delivered', 'read'];
-    steps.forEach((status, n) => planned.push(nativeCallback(id, status, `2026-11-01T10:00:0${n}Z`)));
+    steps.forEach((status, n) =>
+      planned.push(nativeCallback(id, status, `2026-11-01T10:00:0${n}Z`)),
+    );
     expected.set(id, { status: 'read', errorCode: null });
   }
   // Every event is sent one to three times, the copies spread through the shuffled stream.
@@ -103,7 +133,12 @@ test('When hundreds of callbacks for the same messages arrive at once, shuffled 
     .execute();
   expect(messages).toHaveLength(expected.size);
   for (const message of messages) {
-    expect({ id: message.id, status: message.status, errorCode: message.error_code, conflict: message.conflict }).toEqual({
+    expect({
+      id: message.id,
+      status: message.status,
+      errorCode: message.error_code,
+      conflict: message.conflict,
+    }).toEqual({
       id: message.id,
       ...expected.get(message.id),
       conflict: false,

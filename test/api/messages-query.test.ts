@@ -12,9 +12,15 @@ beforeAll(async () => {
 });
 afterAll(() => t.close());
 
-const get = (path: string) => request(t.internalApp).get(path).auth(TEST_API_TOKEN, { type: 'bearer' });
+const get = (path: string) =>
+  request(t.internalApp).get(path).auth(TEST_API_TOKEN, { type: 'bearer' });
 
-function event(messageId: string, rawStatus: string, receivedAt: Date, overrides: Partial<StatusEvent> = {}): StatusEvent {
+function event(
+  messageId: string,
+  rawStatus: string,
+  receivedAt: Date,
+  overrides: Partial<StatusEvent> = {},
+): StatusEvent {
   return {
     messageId,
     api: 'cxml',
@@ -53,7 +59,11 @@ describe('GET /v1/messages/:id', () => {
       last_event_at: '2026-11-20T10:00:03.000Z',
     });
     expect(res.body.history).toEqual([
-      expect.objectContaining({ status: 'queued', source: 'proxy', received_at: '2026-11-20T10:00:00.000Z' }),
+      expect.objectContaining({
+        status: 'queued',
+        source: 'proxy',
+        received_at: '2026-11-20T10:00:00.000Z',
+      }),
       expect.objectContaining({ status: 'delivered', source: 'callback' }),
       expect.objectContaining({ status: 'sent', source: 'callback' }),
     ]);
@@ -85,11 +95,16 @@ describe('GET /v1/messages', () => {
     await recordEvents(t.database.db, events);
   });
 
-  async function pageAll(query: string, limit: number): Promise<Array<{ id: string; last_event_at: string }>> {
+  async function pageAll(
+    query: string,
+    limit: number,
+  ): Promise<Array<{ id: string; last_event_at: string }>> {
     const seen: Array<{ id: string; last_event_at: string }> = [];
     let cursor: string | null = null;
     for (let pages = 0; pages < 1000; pages++) {
-      const res: request.Response = await get(`/v1/messages?${query}&limit=${limit}${cursor ? `&cursor=${cursor}` : ''}`).expect(200);
+      const res: request.Response = await get(
+        `/v1/messages?${query}&limit=${limit}${cursor ? `&cursor=${cursor}` : ''}`,
+      ).expect(200);
       seen.push(...res.body.data);
       cursor = res.body.next_cursor;
       if (!cursor) break;
@@ -104,27 +119,42 @@ describe('GET /v1/messages', () => {
     expect(new Set(seen.map((m) => m.id))).toEqual(new Set(ids));
     for (let i = 1; i < seen.length; i++) {
       const [a, b] = [seen[i - 1]!, seen[i]!];
-      expect(a.last_event_at > b.last_event_at || (a.last_event_at === b.last_event_at && a.id > b.id)).toBe(true);
+      expect(
+        a.last_event_at > b.last_event_at || (a.last_event_at === b.last_event_at && a.id > b.id),
+      ).toBe(true);
     }
   });
 
   test('When filtering by status, then only that status is returned, across pages', async () => {
-    const seen = await pageAll('status=undelivered&since=2026-10-01T00:00:00Z&until=2026-10-02T00:00:00Z', 17);
+    const seen = await pageAll(
+      'status=undelivered&since=2026-10-01T00:00:00Z&until=2026-10-02T00:00:00Z',
+      17,
+    );
     expect(seen).toHaveLength(80);
-    expect(seen.every((m) => (m as unknown as { status: string }).status === 'undelivered')).toBe(true);
+    expect(seen.every((m) => (m as unknown as { status: string }).status === 'undelivered')).toBe(
+      true,
+    );
   });
 
   test('When filtering by api, to, and error_code together, then all filters apply', async () => {
-    const res = await get('/v1/messages?api=cxml&to=%2B15557777777&error_code=30003&limit=500').expect(200);
+    const res = await get(
+      '/v1/messages?api=cxml&to=%2B15557777777&error_code=30003&limit=500',
+    ).expect(200);
     const expected = ids.filter((_, i) => i % 2 === 0 && i % 5 === 0 && i % 4 === 1);
     expect(res.body.data.map((m: { id: string }) => m.id).sort()).toEqual(expected.sort());
     expect(res.body.next_cursor).toBeNull();
   });
 
   test('When filtering by from and a time window, then the window is [since, until)', async () => {
-    const res = await get('/v1/messages?from=%2B15550000001&since=2026-10-01T00:00:01Z&until=2026-10-01T00:00:02Z').expect(200);
+    const res = await get(
+      '/v1/messages?from=%2B15550000001&since=2026-10-01T00:00:01Z&until=2026-10-01T00:00:02Z',
+    ).expect(200);
     expect(res.body.data).toHaveLength(7);
-    expect(res.body.data.every((m: { last_event_at: string }) => m.last_event_at === '2026-10-01T00:00:01.000Z')).toBe(true);
+    expect(
+      res.body.data.every(
+        (m: { last_event_at: string }) => m.last_event_at === '2026-10-01T00:00:01.000Z',
+      ),
+    ).toBe(true);
   });
 
   test('When no limit is given, then a default page size with a cursor is returned', async () => {

@@ -33,7 +33,6 @@ import { loadConfig } from '../../src/config';
 const ROOT = path.resolve(__dirname, '..', '..');
 const K8S_DIR = path.join(ROOT, 'k8s');
 
-
 // ---------------------------------------------------------------------------------------------
 // Schema validation
 

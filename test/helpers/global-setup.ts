@@ -21,8 +21,15 @@ declare global {
 export default async function globalSetup(): Promise<void> {
   let adminUrl = process.env.TEST_DATABASE_URL;
   if (!adminUrl) {
-    const dataDir = path.join(os.tmpdir(), `sw-status-test-${randomBytes(4).toString('hex')}`, 'pg');
-    const embedded = await startEmbeddedPostgres(createLogger('warn'), { dataDir, ephemeral: true });
+    const dataDir = path.join(
+      os.tmpdir(),
+      `sw-status-test-${randomBytes(4).toString('hex')}`,
+      'pg',
+    );
+    const embedded = await startEmbeddedPostgres(createLogger('warn'), {
+      dataDir,
+      ephemeral: true,
+    });
     globalThis.swStatusEmbeddedPostgres = embedded;
     adminUrl = embedded.url;
   }

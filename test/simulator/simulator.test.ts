@@ -9,7 +9,6 @@ import { signJsonBody } from '../../src/signalwire/signing';
 import { startSimulator } from '../../src/simulator/simulator';
 import type { RunningSimulator } from '../../src/simulator/simulator';
 
-
 /**
  * The simulator on a real port, driven by the official compatibility SDK and by plain fetch,
  * posting its callbacks to a real receiver on another port. Signatures are checked with the

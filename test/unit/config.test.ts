@@ -23,7 +23,12 @@ function problems(env: Record<string, string>): string[] {
 describe('loadConfig', () => {
   test('When nothing is set, then local defaults are in force and listed', () => {
     const config = loadConfig({});
-    expect(config).toMatchObject({ port: 8080, internalPort: 8081, host: '0.0.0.0', databaseUrl: undefined });
+    expect(config).toMatchObject({
+      port: 8080,
+      internalPort: 8081,
+      host: '0.0.0.0',
+      databaseUrl: undefined,
+    });
     expect(config.apiTokens).toEqual([DEV_API_TOKEN]);
     expect(config.signingKeys).toEqual([SIMULATOR_SIGNING_KEY]);
     expect(config.publicBaseUrl).toBe('http://127.0.0.1:8080');
@@ -50,15 +55,30 @@ describe('loadConfig', () => {
   });
 
   test('When several variables are bad, then there is one line per variable', () => {
-    const found = problems({ PORT: 'eighty', DATABASE_URL: 'mysql://x', PUBLIC_BASE_URL: 'ftp://x', STORE_BODY: 'maybe' });
-    expect(found.map((p) => p.split(':')[0]).sort()).toEqual(['DATABASE_URL', 'PORT', 'PUBLIC_BASE_URL', 'STORE_BODY']);
+    const found = problems({
+      PORT: 'eighty',
+      DATABASE_URL: 'mysql://x',
+      PUBLIC_BASE_URL: 'ftp://x',
+      STORE_BODY: 'maybe',
+    });
+    expect(found.map((p) => p.split(':')[0]).sort()).toEqual([
+      'DATABASE_URL',
+      'PORT',
+      'PUBLIC_BASE_URL',
+      'STORE_BODY',
+    ]);
   });
 
   test('When a variable is set to an empty string, then it counts as unset', () => {
-    expect(loadConfig({ PORT: '', API_TOKENS: '' })).toMatchObject({ port: 8080, apiTokens: [DEV_API_TOKEN] });
+    expect(loadConfig({ PORT: '', API_TOKENS: '' })).toMatchObject({
+      port: 8080,
+      apiTokens: [DEV_API_TOKEN],
+    });
   });
 });
 
 test('When a production secret still holds the example placeholder, then start-up is refused', () => {
-  expect(problems({ ...production, API_TOKENS: 'REPLACE_ME' })).toEqual(['API_TOKENS: still holds the REPLACE_ME placeholder']);
+  expect(problems({ ...production, API_TOKENS: 'REPLACE_ME' })).toEqual([
+    'API_TOKENS: still holds the REPLACE_ME placeholder',
+  ]);
 });

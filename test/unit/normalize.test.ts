@@ -29,12 +29,18 @@ describe('normalizeCxmlCallback', () => {
   });
 
   test('When STORE_BODY is on, then the raw payload keeps Body', () => {
-    const event = normalizeCxmlCallback({ MessageSid: 'abc', MessageStatus: 'sent', Body: 'hi' }, { ...options, storeBody: true });
+    const event = normalizeCxmlCallback(
+      { MessageSid: 'abc', MessageStatus: 'sent', Body: 'hi' },
+      { ...options, storeBody: true },
+    );
     expect(event.raw).toHaveProperty('Body', 'hi');
   });
 
   test('When only the legacy SmsSid/SmsStatus names are sent, then they are used', () => {
-    expect(normalizeCxmlCallback({ SmsSid: 'abc', SmsStatus: 'sent' }, options)).toMatchObject({ messageId: 'abc', status: 'sent' });
+    expect(normalizeCxmlCallback({ SmsSid: 'abc', SmsStatus: 'sent' }, options)).toMatchObject({
+      messageId: 'abc',
+      status: 'sent',
+    });
   });
 
   test('When MessageSid or MessageStatus is missing, then it is a 400 naming them', () => {
@@ -49,9 +55,9 @@ describe('normalizeCxmlCallback', () => {
   });
 
   test('When the id is not an id, then it is a 400', () => {
-    expect(() => normalizeCxmlCallback({ MessageSid: '../../etc', MessageStatus: 'sent' }, options)).toThrow(
-      expect.objectContaining({ status: 400 }),
-    );
+    expect(() =>
+      normalizeCxmlCallback({ MessageSid: '../../etc', MessageStatus: 'sent' }, options),
+    ).toThrow(expect.objectContaining({ status: 400 }));
   });
 });
 
@@ -85,10 +91,15 @@ describe('normalizeNativeCallback', () => {
   });
 
   test('When an error code is a number, then it is stored as text', () => {
-    expect(normalizeNativeCallback({ id: 'abc', status: 'failed', error_code: 30008 }, options).errorCode).toBe('30008');
+    expect(
+      normalizeNativeCallback({ id: 'abc', status: 'failed', error_code: 30008 }, options)
+        .errorCode,
+    ).toBe('30008');
   });
 
   test('When the status has a wrong type, then it is a 400', () => {
-    expect(() => normalizeNativeCallback({ id: 'abc', status: 42 }, options)).toThrow(expect.objectContaining({ status: 400 }));
+    expect(() => normalizeNativeCallback({ id: 'abc', status: 42 }, options)).toThrow(
+      expect.objectContaining({ status: 400 }),
+    );
   });
 });

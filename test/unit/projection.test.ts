@@ -46,8 +46,18 @@ describe('applyEvent', () => {
   });
 
   test('When events arrive in any order, then the final status is the same', () => {
-    const events = [event('queued'), event('initiated'), event('sent'), event('delivered'), event('read')];
-    const orders = [events, [...events].reverse(), [events[3]!, events[0]!, events[4]!, events[1]!, events[2]!]];
+    const events = [
+      event('queued'),
+      event('initiated'),
+      event('sent'),
+      event('delivered'),
+      event('read'),
+    ];
+    const orders = [
+      events,
+      [...events].reverse(),
+      [events[3]!, events[0]!, events[4]!, events[1]!, events[2]!],
+    ];
     for (const order of orders) expect(fold(order).status).toBe('read');
   });
 
@@ -66,20 +76,34 @@ describe('applyEvent', () => {
   });
 
   test('When terminal statuses disagree without provider timestamps, then the later receive time wins', () => {
-    const state = fold([event('delivered', { api: 'cxml' }), event('failed', { api: 'cxml', errorCode: '30008' })]);
+    const state = fold([
+      event('delivered', { api: 'cxml' }),
+      event('failed', { api: 'cxml', errorCode: '30008' }),
+    ]);
     expect(state.status).toBe('failed');
     expect(state.errorCode).toBe('30008');
     expect(state.conflict).toBe(true);
   });
 
   test('When a later event has no error code, then the known error code is kept', () => {
-    const state = fold([event('undelivered', { errorCode: '30003', errorMessage: 'unreachable' }), event('sent')]);
-    expect(state).toMatchObject({ status: 'undelivered', errorCode: '30003', errorMessage: 'unreachable' });
+    const state = fold([
+      event('undelivered', { errorCode: '30003', errorMessage: 'unreachable' }),
+      event('sent'),
+    ]);
+    expect(state).toMatchObject({
+      status: 'undelivered',
+      errorCode: '30003',
+      errorMessage: 'unreachable',
+    });
   });
 
   test('When a status is unknown, then it never outranks a known one', () => {
     expect(fold([event('sent'), event('teleported')]).status).toBe('sent');
-    expect(fold([event('teleported')])).toMatchObject({ status: 'unknown', rawStatus: 'teleported', statusRank: 0 });
+    expect(fold([event('teleported')])).toMatchObject({
+      status: 'unknown',
+      rawStatus: 'teleported',
+      statusRank: 0,
+    });
   });
 
   test('When the proxy records a send after its callbacks, then send facts and the earliest time are kept', () => {
@@ -90,7 +114,12 @@ describe('applyEvent', () => {
       send: { ref: 'r1', kind: 'sms', clientStatusCallback: 'https://app/cb', body: null },
     });
     const state = fold([callback, proxy]);
-    expect(state).toMatchObject({ status: 'delivered', ref: 'r1', sentViaProxy: true, clientStatusCallback: 'https://app/cb' });
+    expect(state).toMatchObject({
+      status: 'delivered',
+      ref: 'r1',
+      sentViaProxy: true,
+      clientStatusCallback: 'https://app/cb',
+    });
     expect(state.createdAt).toEqual(proxy.receivedAt);
     expect(state.lastEventAt).toEqual(callback.receivedAt);
   });
