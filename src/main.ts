@@ -8,6 +8,7 @@ import { migrateToLatest } from './db/migrate';
 import type { Lifecycle } from './http/health.routes';
 import { createLogger } from './logger';
 import { directRecorder } from './messages/event-recorder';
+import { createMetrics } from './metrics/metrics';
 
 /** Process entry: config → logger → db → apps → listen on both ports; SIGTERM drains. */
 async function main(): Promise<void> {
@@ -23,8 +24,9 @@ async function main(): Promise<void> {
   }
 
   const lifecycle: Lifecycle = { draining: false };
-  const recorder = directRecorder(db);
-  const deps: AppDeps = { config, logger, db, recorder, lifecycle };
+  const metrics = createMetrics({ pool });
+  const recorder = directRecorder(db, { onTransition: metrics.observeTransition });
+  const deps: AppDeps = { config, logger, db, recorder, lifecycle, metrics };
   const publicServer = await listen(createPublicApp(deps), config.port, config.host);
   const internalServer = await listen(createInternalApp(deps), config.internalPort, config.host);
   logger.info(
@@ -36,10 +38,17 @@ async function main(): Promise<void> {
   const shutdown = async (signal: string): Promise<void> => {
     if (stopping) return;
     stopping = true;
-    logger.info({ signal }, 'shutting down: readiness off, draining');
     lifecycle.draining = true;
-    // In-flight requests finish; idle keep-alive connections are closed so close() returns.
-    await Promise.all([closeServer(publicServer), closeServer(internalServer)]);
+    // Readiness now fails, but the load balancer still routes here until the endpoints
+    // update: keep serving for SHUTDOWN_DELAY_MS, then stop accepting connections.
+    logger.info({ signal, delay_ms: config.shutdownDelayMs }, 'shutting down: readiness off');
+    await new Promise((resolve) => setTimeout(resolve, config.shutdownDelayMs));
+    logger.info({ drain_ms: config.shutdownDrainMs }, 'closing listeners, draining requests');
+    const drained = await Promise.all([
+      closeServer(publicServer, config.shutdownDrainMs),
+      closeServer(internalServer, config.shutdownDrainMs),
+    ]);
+    if (drained.includes(false)) logger.warn('drain deadline passed: open connections were cut');
     await recorder.drain();
     await db.destroy();
     await embedded?.stop();
@@ -64,9 +73,21 @@ function listen(app: ReturnType<typeof createPublicApp>, port: number, host: str
   });
 }
 
-function closeServer(server: Server): Promise<void> {
+/**
+ * Stops accepting connections and lets in-flight requests finish; idle keep-alive connections
+ * are closed so close() can return. Resolves false when connections had to be cut after
+ * `deadlineMs` (a client trickling a body must not hold the pod past its grace period).
+ */
+function closeServer(server: Server, deadlineMs: number): Promise<boolean> {
   return new Promise((resolve) => {
-    server.close(() => resolve());
+    const deadline = setTimeout(() => {
+      server.closeAllConnections();
+      resolve(false);
+    }, deadlineMs);
+    server.close(() => {
+      clearTimeout(deadline);
+      resolve(true);
+    });
     server.closeIdleConnections();
   });
 }
