@@ -1,9 +1,11 @@
 import express, { Router } from 'express';
 import type { Request, Response } from 'express';
 import type { Config } from '../config';
+import type { Db } from '../db/database';
 import { AppError, badRequest, forbidden, unauthorized, unavailable } from '../errors';
 import type { Logger } from '../logger';
 import type { EventRecorder } from '../messages/event-recorder';
+import { findMessageRef } from '../messages/messages.repository';
 import type { RecordOutcome } from '../messages/record-events';
 import type { StatusEvent } from '../messages/status-event';
 import type { Api } from '../messages/statuses';
@@ -20,6 +22,7 @@ export type CallbackOutcome = RecordOutcome | `refused_${string}`;
 
 export interface CallbackDeps {
   config: Config;
+  db: Db;
   logger: Logger;
   recorder: EventRecorder;
   clock?: () => Date;
@@ -62,7 +65,7 @@ async function handle(deps: CallbackDeps, api: Api, req: Request, res: Response)
     deps.onCallback?.(api, 'invalid', `refused_${code}`);
     throw error;
   }
-  authenticate(deps, api, req, parsed);
+  const tokenRef = authenticate(deps, api, req, parsed);
 
   const options = { receivedAt: (deps.clock ?? (() => new Date()))(), storeBody: config.storeBody };
   let event: StatusEvent;
@@ -74,6 +77,11 @@ async function handle(deps: CallbackDeps, api: Api, req: Request, res: Response)
   } catch (error) {
     deps.onCallback?.(api, 'invalid', 'refused_invalid');
     throw error;
+  }
+
+  if (tokenRef) {
+    event.tokenRef = tokenRef;
+    await checkTokenBinding(deps, api, req, event.messageId, tokenRef);
   }
 
   let outcome: RecordOutcome;
@@ -140,12 +148,21 @@ function toFields(pairs: Array<[string, string]>): CallbackFields {
 }
 
 /** Either a valid signature or a valid per-send token (DESIGN §2 "Callback authentication"). */
-function authenticate(deps: CallbackDeps, api: Api, req: Request, parsed: ParsedCallback): void {
+/**
+ * Either a valid per-send token or a valid signature (DESIGN §2 "Callback authentication").
+ * Returns the token's ref when a valid token authenticated the callback.
+ */
+function authenticate(
+  deps: CallbackDeps,
+  api: Api,
+  req: Request,
+  parsed: ParsedCallback,
+): string | null {
   const { config } = deps;
-  if (config.allowUnsignedCallbacks) return;
-
   const token = req.params.token;
-  if (typeof token === 'string' && verifyCallbackToken(config.callbackTokenSecrets, token)) return;
+  const tokenRef =
+    typeof token === 'string' ? verifyCallbackToken(config.callbackTokenSecrets, token) : null;
+  if (tokenRef || config.allowUnsignedCallbacks) return tokenRef;
 
   const result = verifySignature(config.signingKeys, config.publicBaseUrl, {
     headers: req.headers,
@@ -153,7 +170,7 @@ function authenticate(deps: CallbackDeps, api: Api, req: Request, parsed: Parsed
     rawBody: Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0),
     formParams: parsed.formParams,
   });
-  if (result.ok) return;
+  if (result.ok) return null;
 
   const reason: SignatureFailure | 'bad_token' =
     result.reason === 'missing' && token !== undefined ? 'bad_token' : result.reason;
@@ -173,6 +190,31 @@ function authenticate(deps: CallbackDeps, api: Api, req: Request, parsed: Parsed
     reason === 'bad_token' ? 'invalid_token' : 'invalid_signature',
     reason === 'bad_token' ? 'The callback token is not valid' : 'The signature does not verify',
   );
+}
+
+/**
+ * A token is minted for one send: once a message is bound to a ref (by the proxy, or by the
+ * first token-authenticated callback), a token of another send cannot write to it. Several
+ * messages may share a ref (a native send can produce several segment ids). When the database
+ * cannot answer, the valid token alone authenticates and the event goes on to be made durable.
+ */
+async function checkTokenBinding(
+  deps: CallbackDeps,
+  api: Api,
+  req: Request,
+  messageId: string,
+  tokenRef: string,
+): Promise<void> {
+  let boundRef: string | null | undefined;
+  try {
+    boundRef = await findMessageRef(deps.db, messageId);
+  } catch {
+    return;
+  }
+  if (!boundRef || boundRef === tokenRef) return;
+  deps.onCallback?.(api, 'unauthenticated', 'refused_token_mismatch');
+  deps.logger.warn({ request_id: req.id, reason: 'token_mismatch' }, 'callback refused');
+  throw forbidden('token_mismatch', 'The callback token belongs to another send');
 }
 
 function maskUrlToken(url: string): string {

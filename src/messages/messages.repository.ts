@@ -111,6 +111,12 @@ export async function saveMessages(db: Db, states: readonly MessageState[]): Pro
     .execute();
 }
 
+/** The callback-token ref a message is bound to: undefined when the message is unknown. */
+export async function findMessageRef(db: Db, id: string): Promise<string | null | undefined> {
+  const row = await db.selectFrom('messages').select('ref').where('id', '=', id).executeTakeFirst();
+  return row?.ref;
+}
+
 export async function findMessage(db: Db, id: string): Promise<MessageRow | undefined> {
   return db.selectFrom('messages').selectAll().where('id', '=', id).executeTakeFirst();
 }

@@ -54,7 +54,7 @@ export function applyEvent(current: MessageState | null, event: StatusEvent): Me
     numMedia: event.numMedia ?? current.numMedia,
     kind: current.kind ?? send?.kind ?? kindFromMedia(event.numMedia),
     body: send?.body ?? current.body,
-    ref: current.ref ?? send?.ref ?? null,
+    ref: current.ref ?? send?.ref ?? event.tokenRef ?? null,
     sentViaProxy: current.sentViaProxy || send !== undefined,
     clientStatusCallback: current.clientStatusCallback ?? send?.clientStatusCallback ?? null,
     ...(wins && {
@@ -91,7 +91,7 @@ function initialState(event: StatusEvent, rank: number): MessageState {
     conflict: false,
     numSegments: event.numSegments,
     numMedia: event.numMedia,
-    ref: event.send?.ref ?? null,
+    ref: event.send?.ref ?? event.tokenRef ?? null,
     sentViaProxy: event.send !== undefined,
     clientStatusCallback: event.send?.clientStatusCallback ?? null,
     createdAt: event.receivedAt,

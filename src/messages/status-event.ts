@@ -22,6 +22,8 @@ export interface StatusEvent {
   receivedAt: Date;
   /** The payload as received, Body removed unless STORE_BODY=true. */
   raw: Record<string, unknown>;
+  /** Ref of the per-send callback token that authenticated this callback, if one did. */
+  tokenRef?: string;
   /** Facts about the message that only a send knows (the proxy sets them). */
   send?: SendFacts;
 }

@@ -245,6 +245,31 @@ describe('callback authentication', () => {
       .expect(200);
   });
 
+  test('When a token-authenticated callback creates a message, then the message is bound to that send', async () => {
+    const first = mintCallbackToken([TEST_TOKEN_SECRET]);
+    const other = mintCallbackToken([TEST_TOKEN_SECRET]);
+    const id = randomUUID();
+    await request(t.publicApp)
+      .post(`/callbacks/native/${first.token}`)
+      .send(nativeFields({ id, status: 'sent' }))
+      .expect(200);
+    expect((await getMessage(id)).body.ref).toBe(first.ref);
+
+    // The same send's token keeps working; another send's valid token cannot write here.
+    await request(t.publicApp)
+      .post(`/callbacks/native/${first.token}`)
+      .send(nativeFields({ id, status: 'delivered' }))
+      .expect(200);
+    const res = await request(t.publicApp)
+      .post(`/callbacks/native/${other.token}`)
+      .send(nativeFields({ id, status: 'failed', error_code: '30008' }));
+    expect(res.status).toBe(403);
+    expect(res.body.error.code).toBe('token_mismatch');
+    const { body } = await getMessage(id);
+    expect(body.status).toBe('delivered');
+    expect(body.history).toHaveLength(2);
+  });
+
   test('When the token is forged, then the callback is refused with 403 and nothing is stored', async () => {
     const fields = nativeFields();
     const res = await request(t.publicApp)
