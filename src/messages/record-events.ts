@@ -1,10 +1,5 @@
 import type { Db } from '../db/database';
-import {
-  insertEvents,
-  insertNewMessages,
-  lockMessages,
-  saveMessages,
-} from './messages.repository';
+import { insertEvents, insertNewMessages, lockMessages, saveMessages } from './messages.repository';
 import { applyEvent } from './projection';
 import type { MessageState } from './projection';
 import { dedupeKey } from './status-event';
