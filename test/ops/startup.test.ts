@@ -1,0 +1,83 @@
+import { freePort, isListening, startService } from './service-process';
+import type { ServiceProcess } from './service-process';
+
+/** Everything production requires, with believable values; each test removes or spoils one. */
+async function productionEnv(): Promise<Record<string, string>> {
+  return {
+    NODE_ENV: 'production',
+    HOST: '127.0.0.1',
+    PORT: String(await freePort()),
+    INTERNAL_PORT: String(await freePort()),
+    // Nothing listens there: a start-up that got as far as the database would hang or fail later.
+    DATABASE_URL: 'postgres://sw:secret@127.0.0.1:9/sw_status',
+    PUBLIC_BASE_URL: 'https://hooks.example.com',
+    SIGNALWIRE_SPACE_URL: 'https://example.signalwire.com',
+    SIGNALWIRE_SIGNING_KEYS: 'PSK_production_signing_key_0123456789',
+    CALLBACK_TOKEN_SECRET: 'production-callback-token-secret-0123456789',
+    API_TOKENS: 'production-api-token-0123456789',
+  };
+}
+
+const running: ServiceProcess[] = [];
+afterEach(async () => {
+  await Promise.all(running.splice(0).map((service) => service.kill()));
+});
+
+async function start(env: Record<string, string>) {
+  const service = startService(env);
+  running.push(service);
+  const started = Date.now();
+  const { code } = await service.exited;
+  return { code, ms: Date.now() - started, stdout: service.stdout(), stderr: service.stderr() };
+}
+
+describe('start-up with NODE_ENV=production', () => {
+  test('When CALLBACK_TOKEN_SECRET is missing, then the process exits 1 at once naming it, before any database or listener', async () => {
+    const env = await productionEnv();
+    delete env.CALLBACK_TOKEN_SECRET;
+    const result = await start(env);
+
+    expect(result.code).toBe(1);
+    expect(result.stderr).toContain('CALLBACK_TOKEN_SECRET: required when NODE_ENV=production');
+    // Only the missing variable is named, plainly: no stack trace, no log lines, nothing started.
+    for (const other of [
+      'DATABASE_URL',
+      'API_TOKENS',
+      'SIGNALWIRE_SIGNING_KEYS',
+      'PUBLIC_BASE_URL',
+    ]) {
+      expect(result.stderr).not.toContain(other);
+    }
+    expect(result.stderr).not.toMatch(/^\s+at /m);
+    expect(result.stdout).toBe('');
+    expect(await isListening(Number(env.PORT))).toBe(false);
+    // tsx's start-up dominates; the check itself takes no time.
+    expect(result.ms).toBeLessThan(15_000);
+  });
+
+  test('When nothing is configured, then every development default is refused by name', async () => {
+    const result = await start({ NODE_ENV: 'production', PORT: String(await freePort()) });
+    expect(result.code).toBe(1);
+    for (const name of [
+      'DATABASE_URL',
+      'SIGNALWIRE_SPACE_URL',
+      'SIGNALWIRE_SIGNING_KEYS',
+      'CALLBACK_TOKEN_SECRET',
+      'API_TOKENS',
+      'PUBLIC_BASE_URL',
+    ]) {
+      expect(result.stderr).toContain(`${name}: required when NODE_ENV=production`);
+    }
+    expect(result.stderr).not.toMatch(/^\s+at /m);
+    // No embedded PostgreSQL was started in its place.
+    expect(result.stdout).toBe('');
+  });
+
+  test('When a value is malformed, then the process exits 1 naming the variable', async () => {
+    const env = { ...(await productionEnv()), SHUTDOWN_DELAY_MS: 'soon' };
+    const result = await start(env);
+    expect(result.code).toBe(1);
+    expect(result.stderr).toMatch(/SHUTDOWN_DELAY_MS: /);
+    expect(result.stderr).not.toMatch(/^\s+at /m);
+  });
+});
