@@ -1,10 +1,13 @@
 import { Router } from 'express';
 import { sql } from 'kysely';
 import type { Db } from '../db/database';
+import type { IngestStatus } from '../ingest/group-commit-recorder';
 
 export interface Lifecycle {
   /** Set on SIGTERM: readiness fails first so the load balancer stops sending traffic. */
   draining: boolean;
+  /** The ingest path's state, when it has an outage spool (src/ingest). */
+  ingest?: { status(): IngestStatus };
 }
 
 /** Liveness says the process is up; readiness says it can do its job (database reachable). */
@@ -18,12 +21,23 @@ export function healthRoutes({ db, lifecycle }: { db: Db; lifecycle: Lifecycle }
       res.status(503).json({ status: 'draining' });
       return;
     }
-    try {
-      await sql`select 1`.execute(db);
-      res.json({ status: 'ready', database: 'ok' });
-    } catch {
-      res.status(503).json({ status: 'unavailable', database: 'unreachable' });
+    // While the database is down, a pod with a working spool still accepts callbacks
+    // durably, so it stays ready: taking every replica out of the load balancer would turn a
+    // database outage into lost callbacks. Known-down skips the query (its connect timeout
+    // would outlast the probe's).
+    const ingest = lifecycle.ingest?.status();
+    const spool = ingest && ingest.spool.state !== 'disabled' ? ingest.spool : undefined;
+    let database: 'ok' | 'unreachable' = 'unreachable';
+    if (ingest?.database !== 'unreachable') {
+      database = await sql`select 1`.execute(db).then(
+        () => 'ok' as const,
+        () => 'unreachable' as const,
+      );
     }
+    const ready = database === 'ok' || (spool !== undefined && spool.state !== 'failing');
+    res
+      .status(ready ? 200 : 503)
+      .json({ status: ready ? 'ready' : 'unavailable', database, ...(spool && { spool }) });
   });
   return router;
 }

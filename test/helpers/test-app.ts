@@ -4,9 +4,12 @@ import type { AppDeps } from '../../src/app';
 import { loadConfig } from '../../src/config';
 import type { Config } from '../../src/config';
 import type { Lifecycle } from '../../src/http/health.routes';
+import { createGroupCommitRecorder } from '../../src/ingest/group-commit-recorder';
+import { maxInFlightFor } from '../../src/ingest/ingest';
 import { createLogger } from '../../src/logger';
 import { directRecorder } from '../../src/messages/event-recorder';
 import type { EventRecorder } from '../../src/messages/event-recorder';
+import type { RecordOptions } from '../../src/messages/record-events';
 import { createMetrics } from '../../src/metrics/metrics';
 import { createTestDatabase } from './test-database';
 import type { TestDatabase } from './test-database';
@@ -31,7 +34,10 @@ export interface TestApp {
  */
 export async function createTestApp(
   env: Record<string, string> = {},
-  options: { recorder?: (deps: Omit<AppDeps, 'recorder'>) => EventRecorder } = {},
+  options: {
+    /** Gets the file's database too, e.g. to reach it through its own pool. */
+    recorder?: (deps: Omit<AppDeps, 'recorder'>, database: TestDatabase) => EventRecorder;
+  } = {},
 ): Promise<TestApp> {
   const config = loadConfig({
     NODE_ENV: 'test',
@@ -49,8 +55,8 @@ export async function createTestApp(
   // Like main.ts: a registry of the app's own, reading this file's pool.
   const metrics = createMetrics({ pool: database.pool });
   const recorder = options.recorder
-    ? options.recorder(base)
-    : directRecorder(database.db, { onTransition: metrics.observeTransition });
+    ? options.recorder(base, database)
+    : defaultRecorder(base, { onTransition: metrics.observeTransition });
   const deps: AppDeps = { ...base, recorder, metrics };
   return {
     config,
@@ -63,4 +69,27 @@ export async function createTestApp(
       await database.destroy();
     },
   };
+}
+
+/**
+ * SW_TEST_RECORDER=group-commit puts production's group-commit recorder (without a spool)
+ * behind the apps; test/ingest/api-through-production-stack.test.ts runs the API suite so.
+ */
+function defaultRecorder(
+  base: Omit<AppDeps, 'recorder'>,
+  recordOptions: RecordOptions,
+): EventRecorder {
+  if (process.env.SW_TEST_RECORDER !== 'group-commit') {
+    return directRecorder(base.db, recordOptions);
+  }
+  const { config } = base;
+  return createGroupCommitRecorder({
+    db: base.db,
+    logger: base.logger,
+    recordOptions,
+    batchMax: config.ingestBatchMax,
+    batchWaitMs: config.ingestBatchWaitMs,
+    queueMax: config.ingestQueueMax,
+    maxInFlight: maxInFlightFor(config.databasePoolMax),
+  });
 }

@@ -1,0 +1,42 @@
+import type { Config } from '../config';
+import type { Db } from '../db/database';
+import type { Logger } from '../logger';
+import type { RecordOptions } from '../messages/record-events';
+import { createGroupCommitRecorder } from './group-commit-recorder';
+import type { GroupCommitRecorder } from './group-commit-recorder';
+import type { Spool } from './spool';
+
+/**
+ * The production ingest path: group commit in front of PostgreSQL, the outage spool
+ * (opened by the caller with openSpool, so metrics can read `spool.depth()`) behind it.
+ * Whatever an earlier process left in the spool starts replaying at once.
+ */
+export function createIngestRecorder(deps: {
+  config: Config;
+  db: Db;
+  logger: Logger;
+  spool: Spool;
+  recordOptions?: RecordOptions;
+}): GroupCommitRecorder {
+  const { config } = deps;
+  const recorder = createGroupCommitRecorder({
+    db: deps.db,
+    logger: deps.logger,
+    spool: deps.spool,
+    recordOptions: deps.recordOptions,
+    batchMax: config.ingestBatchMax,
+    batchWaitMs: config.ingestBatchWaitMs,
+    queueMax: config.ingestQueueMax,
+    maxInFlight: maxInFlightFor(config.databasePoolMax),
+  });
+  recorder.start();
+  return recorder;
+}
+
+/**
+ * Half the pool, at most 4: the rest serves queries, readiness and the replay. Beyond a few
+ * concurrent batches PostgreSQL gains nothing on two cores — the batches just grow instead.
+ */
+export function maxInFlightFor(poolMax: number): number {
+  return Math.max(1, Math.min(4, Math.floor(poolMax / 2)));
+}

@@ -1,0 +1,55 @@
+import { z } from 'zod';
+import type { StatusEvent } from '../messages/status-event';
+import { CANONICAL_STATUSES } from '../messages/statuses';
+
+/**
+ * One spooled event per line: `{"v":1,"event":{…}}` with dates as ISO strings. The version
+ * lets a later release read what an older one left behind after a crash.
+ */
+
+const isoDate = z.iso.datetime({ offset: true }).transform((s) => new Date(s));
+
+const SpooledEvent = z.object({
+  messageId: z.string().min(1),
+  api: z.enum(['cxml', 'native']),
+  source: z.enum(['proxy', 'callback', 'reconcile', 'replay']),
+  projectId: z.string().nullable(),
+  status: z.enum(CANONICAL_STATUSES as [StatusEvent['status'], ...StatusEvent['status'][]]),
+  rawStatus: z.string(),
+  errorCode: z.string().nullable(),
+  errorMessage: z.string().nullable(),
+  from: z.string().nullable(),
+  to: z.string().nullable(),
+  numSegments: z.number().nullable(),
+  numMedia: z.number().nullable(),
+  providerTimestamp: isoDate.nullable(),
+  receivedAt: isoDate,
+  raw: z.record(z.string(), z.unknown()),
+  send: z
+    .object({
+      ref: z.string().nullable(),
+      kind: z.enum(['sms', 'mms']).nullable(),
+      clientStatusCallback: z.string().nullable(),
+      body: z.string().nullable(),
+    })
+    .optional(),
+});
+
+const SpoolRecord = z.object({ v: z.literal(1), event: SpooledEvent });
+
+/** One line, newline included. */
+export function encodeSpoolLine(event: StatusEvent): string {
+  return `${JSON.stringify({ v: 1, event })}\n`;
+}
+
+/** The event of one line, or undefined when the line is not a valid record. */
+export function decodeSpoolLine(line: string): StatusEvent | undefined {
+  let value: unknown;
+  try {
+    value = JSON.parse(line);
+  } catch {
+    return undefined;
+  }
+  const parsed = SpoolRecord.safeParse(value);
+  return parsed.success ? parsed.data.event : undefined;
+}

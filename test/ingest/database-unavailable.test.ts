@@ -1,0 +1,45 @@
+import { isDatabaseUnavailable } from '../../src/ingest/database-unavailable';
+
+const withCode = (code: string, message = 'x'): Error =>
+  Object.assign(new Error(message), { code });
+
+describe('isDatabaseUnavailable', () => {
+  test.each([
+    ['a refused connection', withCode('ECONNREFUSED')],
+    ['a reset connection', withCode('ECONNRESET')],
+    ['a timed-out connection', withCode('ETIMEDOUT')],
+    ['an unknown host', withCode('ENOTFOUND')],
+    ['a connection failure (class 08)', withCode('08006')],
+    ['a refused connection attempt (class 08)', withCode('08001')],
+    ['an administrator shutdown', withCode('57P01')],
+    ['a crash shutdown', withCode('57P02')],
+    ['a server still starting', withCode('57P03')],
+    ['a standby after failover', withCode('25006')],
+    ['too many connections (class 53)', withCode('53300')],
+    ['a full disk (class 53)', withCode('53100')],
+    ['the pool connect timeout', new Error('timeout exceeded when trying to connect')],
+    ['a socket closed under a query', new Error('Connection terminated unexpectedly')],
+    [
+      'a socket closed while connecting',
+      new Error('Connection terminated due to connection timeout'),
+    ],
+    [
+      'every address refusing',
+      new AggregateError([withCode('ECONNREFUSED'), withCode('ECONNREFUSED')]),
+    ],
+  ])('When the error is %s, then the database is unavailable', (_what, error) => {
+    expect(isDatabaseUnavailable(error)).toBe(true);
+  });
+
+  test.each([
+    ['a unique violation', withCode('23505')],
+    ['a bad character in jsonb', withCode('22P05')],
+    ['a deadlock', withCode('40P01')],
+    ['a check violation', withCode('23514')],
+    ['a plain bug', new TypeError('cannot read properties of undefined')],
+    ['not an error at all', 'ECONNREFUSED'],
+    ['nothing', undefined],
+  ])('When the error is %s, then it belongs to the write, not to the database', (_what, error) => {
+    expect(isDatabaseUnavailable(error)).toBe(false);
+  });
+});
