@@ -42,6 +42,8 @@ export interface Metrics {
   /** A message's current status moved (wired to recordEvents' onTransition). */
   observeTransition(transition: StatusTransition): void;
   onRateLimited(limiter: RateLimiterName): void;
+  /** SignalWire accepted a send the proxy could not record (the send proxy's onUnrecorded). */
+  onProxyUnrecorded(api: Api): void;
 }
 
 export const METRIC_PREFIX = 'sw_status_';
@@ -100,6 +102,13 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
     registers,
   });
 
+  const unrecorded = new Counter({
+    name: name('proxy_unrecorded_sends_total'),
+    help: 'Sends SignalWire accepted that the proxy could not record (their callbacks still will)',
+    labelNames: ['api'] as const,
+    registers,
+  });
+
   const { pool, spoolDepth } = options;
   if (pool) {
     // Read on scrape: the pool's counters are always current, no timer needed.
@@ -150,6 +159,9 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
     },
     onRateLimited(limiter) {
       rateLimited.inc({ limiter });
+    },
+    onProxyUnrecorded(api) {
+      unrecorded.inc({ api });
     },
   };
 }

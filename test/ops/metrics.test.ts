@@ -223,6 +223,13 @@ describe('hooks for other parts of the service', () => {
     ).toBe(1);
   });
 
+  test('When the send proxy could not record an accepted send, then it is counted by api', async () => {
+    const metrics = createMetrics({ processMetrics: false });
+    metrics.onProxyUnrecorded('native');
+    const text = await metrics.registry.metrics();
+    expect(sample(text, 'sw_status_proxy_unrecorded_sends_total', { api: 'native' })).toBe(1);
+  });
+
   test('When a spool depth function is given, then its value is reported on every scrape', async () => {
     let depth = 3;
     const metrics = createMetrics({ spoolDepth: () => depth, processMetrics: false });
