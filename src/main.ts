@@ -5,9 +5,11 @@ import { ConfigError, loadConfig } from './config';
 import { createDb } from './db/database';
 import { startEmbeddedPostgres } from './db/embedded-postgres';
 import { migrateToLatest } from './db/migrate';
+import { createFastServer } from './http/fast-server';
 import type { Lifecycle } from './http/health.routes';
+import { createIngestRecorder } from './ingest/ingest';
+import { openSpool } from './ingest/spool';
 import { createLogger } from './logger';
-import { directRecorder } from './messages/event-recorder';
 import { createMetrics } from './metrics/metrics';
 
 /** Process entry: config → logger → db → apps → listen on both ports; SIGTERM drains. */
@@ -24,8 +26,16 @@ async function main(): Promise<void> {
   }
 
   const lifecycle: Lifecycle = { draining: false };
-  const metrics = createMetrics({ pool });
-  const recorder = directRecorder(db, { onTransition: metrics.observeTransition });
+  const spool = await openSpool({ dir: config.spoolDir, logger });
+  const metrics = createMetrics({ pool, spoolDepth: spool.depth });
+  const recorder = createIngestRecorder({
+    config,
+    db,
+    logger,
+    spool,
+    recordOptions: { onTransition: metrics.observeTransition },
+  });
+  lifecycle.ingest = recorder;
   const deps: AppDeps = { config, logger, db, recorder, lifecycle, metrics };
   const publicServer = await listen(createPublicApp(deps), config.port, config.host);
   const internalServer = await listen(createInternalApp(deps), config.internalPort, config.host);
@@ -67,9 +77,19 @@ async function main(): Promise<void> {
   }
 }
 
-function listen(app: ReturnType<typeof createPublicApp>, port: number, host: string): Promise<Server> {
+function listen(
+  app: ReturnType<typeof createPublicApp>,
+  port: number,
+  host: string,
+): Promise<Server> {
+  // The fast server spares Express its per-request prototype swap (src/http/fast-server.ts).
+  const server = createFastServer(app);
   return new Promise((resolve, reject) => {
-    const server = app.listen(port, host, (error?: Error) => (error ? reject(error) : resolve(server)));
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      resolve(server);
+    });
   });
 }
 
