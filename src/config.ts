@@ -53,7 +53,9 @@ const EnvSchema = z.object({
   STORE_BODY: bool.default(false),
   // Express's `trust proxy`: a hop count, `true`/`false`, or a list of addresses/subnets.
   TRUST_PROXY: z.string().default('false'),
-  RATE_LIMIT_PUBLIC_PER_MINUTE: positiveInt.default(6000),
+  // SignalWire delivers callbacks from a handful of addresses, so a per-address limit must
+  // leave room for a bulk send's burst: ~1000/s per address per replica.
+  RATE_LIMIT_PUBLIC_PER_MINUTE: positiveInt.default(60_000),
   RATE_LIMIT_QUERY_PER_MINUTE: positiveInt.default(1200),
   SHUTDOWN_DRAIN_MS: positiveInt.default(10_000),
   // Unset: 5 s in production (see shutdownDelayMs), 0 elsewhere.
