@@ -17,6 +17,10 @@ import type { EventRecorder } from './messages/event-recorder';
 import { messageRoutes } from './messages/messages.routes';
 import type { Metrics } from './metrics/metrics';
 import { ingestLatency, metricsRoutes } from './metrics/metrics.routes';
+import { proxyRoutes } from './proxy/proxy.routes';
+import type { ProxyDeps } from './proxy/proxy.service';
+import { signalWireClientFor } from './proxy/signalwire-client';
+import type { SignalWireClient } from './proxy/signalwire-client';
 
 /** Everything the apps need, built once by main.ts (or by a test) and passed in. */
 export interface AppDeps {
@@ -29,6 +33,12 @@ export interface AppDeps {
   callbackHooks?: Pick<CallbackDeps, 'onCallback' | 'onSignatureFailure'>;
   /** Prometheus metrics on their own registry; served at /metrics on the internal listener. */
   metrics?: Metrics;
+  /**
+   * The send proxy's upstream. Absent: a client for SIGNALWIRE_SPACE_URL. main.ts passes the
+   * in-process simulator's when that is unset; tests pass fakes.
+   */
+  signalwire?: SignalWireClient;
+  proxyHooks?: Pick<ProxyDeps, 'onUpstream' | 'onUnrecorded'>;
 }
 
 function baseApp(deps: AppDeps): Express {
@@ -83,11 +93,25 @@ export function createPublicApp(deps: AppDeps): Express {
   return finish(app, deps);
 }
 
-/** Internal listener: the query API (and later the send proxy and metrics). */
+/** Internal listener: the send proxy, the query API and metrics. */
 export function createInternalApp(deps: AppDeps): Express {
   const app = baseApp(deps);
   const { metrics } = deps;
   if (metrics) app.use(metricsRoutes({ metrics }));
+  app.use(
+    proxyRoutes({
+      ...deps,
+      signalwire: deps.signalwire ?? signalWireClientFor(deps.config),
+      onUpstream: (api, status, seconds) => {
+        metrics?.observeUpstream(api, status, seconds);
+        deps.proxyHooks?.onUpstream?.(api, status, seconds);
+      },
+      onUnrecorded: (api) => {
+        metrics?.onProxyUnrecorded(api);
+        deps.proxyHooks?.onUnrecorded?.(api);
+      },
+    }),
+  );
   app.use(
     '/v1',
     bearerAuth(deps.config.apiTokens),

@@ -48,6 +48,11 @@ export function dedupeKey(event: StatusEvent): Buffer {
         event.rawStatus.toLowerCase(),
         event.errorCode ?? '',
         event.providerTimestamp?.toISOString() ?? '',
+        // The proxy's record of a send is never a duplicate of the provider's `queued` callback
+        // (same id and status; natively often the same second as the send's `created_at`):
+        // dropping whichever came second would lose the send facts or make the history depend
+        // on arrival order. Callback keys are unchanged.
+        ...(event.source === 'proxy' ? ['proxy'] : []),
       ]),
     )
     .digest();

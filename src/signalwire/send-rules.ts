@@ -22,6 +22,11 @@ export const COMPAT_CODES = {
   accessDenied: 20006,
   /** Twilio: resource not found. */
   notFound: 20404,
+  /** Twilio "Internal Server Error": a fault of the service answering (here: the proxy). */
+  internalError: 20500,
+  /** Twilio "Service Unavailable": the proxy could not reach SignalWire, or it did not answer
+   * within SIGNALWIRE_TIMEOUT_MS (HTTP 502 and 504 respectively). */
+  serviceUnavailable: 20503,
   /** Twilio "Invalid 'To' Phone Number". */
   invalidTo: 21211,
   /** Twilio "Invalid 'From' Phone Number" (SignalWire: "not in the correct format"). */

@@ -1,0 +1,141 @@
+import { mintCallbackToken } from '../callbacks/callback-token';
+import type { Config } from '../config';
+import type { Logger } from '../logger';
+import type { EventRecorder } from '../messages/event-recorder';
+import type { Api } from '../messages/statuses';
+import { proxyErrors } from './proxy-errors';
+import type { ProxyFailure } from './proxy-errors';
+import type { EncodedBody } from './request-body';
+import { sendEvent } from './send-event';
+import type { SendContext } from './send-event';
+import type { SignalWireClient, UpstreamStatus } from './signalwire-client';
+
+export interface ProxyDeps {
+  config: Config;
+  logger: Logger;
+  recorder: EventRecorder;
+  signalwire: SignalWireClient;
+  clock?: () => Date;
+  /** Every upstream call: API flavour, upstream status (or timeout/unreachable), seconds. */
+  onUpstream?: (api: Api, status: UpstreamStatus, seconds: number) => void;
+  /**
+   * SignalWire accepted a send that could not be recorded (store down, or an answer without a
+   * message id). The message exists: its callbacks will create the row, without send facts.
+   */
+  onUnrecorded?: (api: Api) => void;
+}
+
+/** A create request that passed authentication and the validation rules. */
+export interface ValidSend {
+  api: Api;
+  /** Path and query as the caller sent them; forwarded unchanged. */
+  path: string;
+  /** The caller's Authorization header, passed through untouched (and never logged). */
+  authorization: string;
+  accept: string | undefined;
+  userAgent: string | undefined;
+  /** The caller's body with the status callback set to the given URL. */
+  encode(callbackUrl: string): EncodedBody;
+  facts: Omit<SendContext, 'api' | 'ref' | 'receivedAt' | 'storeBody'>;
+}
+
+export type ProxyReply =
+  | { kind: 'upstream'; status: number; headers: Record<string, string>; body: Buffer }
+  | { kind: 'failure'; failure: ProxyFailure };
+
+/**
+ * Forwards one send (DESIGN §5): mints the per-send callback token, points the status callback
+ * at this service, calls SignalWire, records the message's first event from a 2xx answer, and
+ * hands back SignalWire's answer as it came.
+ */
+export async function forwardSend(
+  deps: ProxyDeps,
+  send: ValidSend,
+  requestId: string,
+): Promise<ProxyReply> {
+  const { config, logger } = deps;
+  const { api } = send;
+  const { token, ref } = mintCallbackToken(config.callbackTokenSecrets);
+  const encoded = send.encode(`${config.publicBaseUrl}/callbacks/${api}/${token}`);
+
+  const headers: Record<string, string> = {
+    authorization: send.authorization,
+    'content-type': encoded.contentType,
+  };
+  if (send.accept) headers['accept'] = send.accept;
+  if (send.userAgent) headers['user-agent'] = send.userAgent;
+
+  const started = process.hrtime.bigint();
+  const result = await deps.signalwire.post({ path: send.path, headers, body: encoded.text });
+  const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+  deps.onUpstream?.(api, result.ok ? result.response.status : result.failure, seconds);
+
+  const log = { request_id: requestId, api, upstream: deps.signalwire.baseUrl, seconds };
+  if (!result.ok) {
+    const err = result.error instanceof Error ? result.error : new Error(String(result.error));
+    if (result.failure === 'timeout') {
+      // The provider may have queued it: its callbacks carry our token and will record it.
+      logger.warn({ ...log, err }, 'SignalWire did not answer in time; the send may have happened');
+      return { kind: 'failure', failure: proxyErrors(api).timeout() };
+    }
+    logger.warn({ ...log, err }, 'SignalWire unreachable; the send was not forwarded');
+    return { kind: 'failure', failure: proxyErrors(api).unreachable() };
+  }
+
+  const { response } = result;
+  const receivedAt = (deps.clock ?? (() => new Date()))();
+  if (response.status >= 200 && response.status < 300) {
+    await record(deps, send, response.body, { ref, receivedAt, requestId });
+  } else {
+    logger.info({ ...log, status: response.status }, 'SignalWire refused the send');
+  }
+  return { kind: 'upstream', ...response };
+}
+
+/**
+ * Records the accepted send. A failure here must not turn a sent message into an error for
+ * the caller (it would retry and send twice): it is logged and counted, and the answer goes
+ * back as it came. The callbacks, authenticated by the token, still create the message.
+ */
+async function record(
+  deps: ProxyDeps,
+  send: ValidSend,
+  body: Buffer,
+  meta: { ref: string; receivedAt: Date; requestId: string },
+): Promise<void> {
+  const { api } = send;
+  const context: SendContext = {
+    ...send.facts,
+    api,
+    ref: meta.ref,
+    receivedAt: meta.receivedAt,
+    storeBody: deps.config.storeBody,
+  };
+  const event = sendEvent(context, parseJson(body));
+  const log = { request_id: meta.requestId, api, ref: meta.ref };
+  if (!event) {
+    deps.onUnrecorded?.(api);
+    deps.logger.error(
+      log,
+      'SignalWire accepted the send but its answer names no message: not recorded',
+    );
+    return;
+  }
+  try {
+    await deps.recorder.record(event);
+  } catch (err) {
+    deps.onUnrecorded?.(api);
+    deps.logger.error(
+      { ...log, err, message_id: event.messageId },
+      'send accepted by SignalWire but not recorded; its callbacks will create the message',
+    );
+  }
+}
+
+function parseJson(body: Buffer): unknown {
+  try {
+    return JSON.parse(body.toString('utf8'));
+  } catch {
+    return null;
+  }
+}

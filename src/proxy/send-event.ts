@@ -1,0 +1,104 @@
+import { maskTokens } from '../http/request-log';
+import type { StatusEvent } from '../messages/status-event';
+import { canonicalStatus } from '../messages/statuses';
+import type { Api } from '../messages/statuses';
+
+/**
+ * The first event of a proxied message, made from SignalWire's answer to the create call
+ * (compatibility: the Message object of seed 004; native: the body of seeds 001/003) plus
+ * what only the send knows (DESIGN §5). The provider's answer wins over the request for every
+ * fact it states; the request fills the gaps.
+ */
+
+export interface SendContext {
+  api: Api;
+  /** The callback token's ref: binds the callbacks to this send. */
+  ref: string;
+  /** The Basic username: the project, when the answer does not name it. */
+  projectId: string;
+  to: string;
+  from: string | null;
+  body: string | null;
+  kind: 'sms' | 'mms';
+  clientStatusCallback: string | null;
+  receivedAt: Date;
+  storeBody: boolean;
+}
+
+// Provider ids are UUIDs; anything that could not be a message id is not recorded.
+const MESSAGE_ID = /^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/;
+
+/** The event, or null when the answer names no message (nothing to record it under). */
+export function sendEvent(context: SendContext, answer: unknown): StatusEvent | null {
+  if (!isPlainObject(answer)) return null;
+  const compat = context.api === 'cxml';
+  const messageId = text(answer[compat ? 'sid' : 'id']);
+  if (messageId === null || !MESSAGE_ID.test(messageId)) return null;
+
+  // A create answers `queued`; should it ever say more, that is what the provider knows.
+  const rawStatus = text(answer['status']) ?? 'queued';
+  const media = answer['media'];
+  const answeredKind = answer['kind'];
+  const kind = answeredKind === 'sms' || answeredKind === 'mms' ? answeredKind : context.kind;
+  return {
+    messageId,
+    api: context.api,
+    source: 'proxy',
+    projectId: text(answer[compat ? 'account_sid' : 'project_id']) ?? context.projectId,
+    status: canonicalStatus(rawStatus),
+    rawStatus,
+    errorCode: text(answer['error_code']),
+    errorMessage: text(answer['error_message']),
+    from: text(answer['from']) ?? context.from,
+    to: text(answer['to']) ?? context.to,
+    numSegments: count(answer[compat ? 'num_segments' : 'number_of_segments']),
+    numMedia: compat ? count(answer['num_media']) : Array.isArray(media) ? media.length : null,
+    // The provider's creation time: native ISO 8601, compatibility RFC 2822.
+    providerTimestamp: timestamp(answer[compat ? 'date_created' : 'created_at']),
+    receivedAt: context.receivedAt,
+    raw: rawAnswer(answer, context.storeBody),
+    send: {
+      ref: context.ref,
+      kind,
+      clientStatusCallback: context.clientStatusCallback,
+      body: context.storeBody ? context.body : null,
+    },
+  };
+}
+
+/**
+ * The answer as stored: without the body unless STORE_BODY=true, and with the callback token
+ * masked in a native `status_callback_url` (a token authenticates callbacks; the store keeps
+ * its ref, which is enough to tie them to the send).
+ */
+function rawAnswer(answer: Record<string, unknown>, storeBody: boolean): Record<string, unknown> {
+  const raw: Record<string, unknown> = { ...answer };
+  if (!storeBody) delete raw['body'];
+  const callback = raw['status_callback_url'];
+  if (typeof callback === 'string') raw['status_callback_url'] = maskTokens(callback);
+  return raw;
+}
+
+function isPlainObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+/** A scalar as text: error codes and ids are text, even when a JSON number. */
+function text(value: unknown): string | null {
+  if (typeof value === 'number' && Number.isFinite(value)) return String(value);
+  if (typeof value !== 'string') return null;
+  const trimmed = value.trim();
+  return trimmed === '' ? null : trimmed;
+}
+
+function count(value: unknown): number | null {
+  const s = text(value);
+  return s !== null && /^\d{1,6}$/.test(s) ? Number(s) : null;
+}
+
+function timestamp(value: unknown): Date | null {
+  const s = text(value);
+  if (s === null) return null;
+  const date = new Date(s);
+  return Number.isNaN(date.getTime()) ? null : date;
+}
