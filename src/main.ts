@@ -11,6 +11,8 @@ import { createIngestRecorder } from './ingest/ingest';
 import { openSpool } from './ingest/spool';
 import { createLogger } from './logger';
 import { createMetrics } from './metrics/metrics';
+import { createSignalWireClient, signalWireClientFor } from './proxy/signalwire-client';
+import { startSimulator } from './simulator/simulator';
 
 /** Process entry: config → logger → db → apps → listen on both ports; SIGTERM drains. */
 async function main(): Promise<void> {
@@ -25,6 +27,20 @@ async function main(): Promise<void> {
     if (applied.length > 0) logger.info({ applied }, 'migrations applied');
   }
 
+  // SIGNALWIRE_SPACE_URL unset (refused in production): the built-in simulator is the send
+  // proxy's upstream. It signs with SIMULATOR_SIGNING_KEY, the default SIGNALWIRE_SIGNING_KEYS.
+  const simulator = config.signalwireSpaceUrl
+    ? undefined
+    : await startSimulator({
+        port: config.simulatorPort,
+        host: '127.0.0.1',
+        logger: logger.child({ component: 'simulator' }),
+      });
+  if (simulator) logger.info({ url: simulator.url }, 'built-in SignalWire simulator listening');
+  const signalwire = simulator
+    ? createSignalWireClient({ baseUrl: simulator.url, timeoutMs: config.signalwireTimeoutMs })
+    : signalWireClientFor(config);
+
   const lifecycle: Lifecycle = { draining: false };
   const spool = await openSpool({ dir: config.spoolDir, logger });
   const metrics = createMetrics({ pool, spoolDepth: spool.depth });
@@ -36,7 +52,7 @@ async function main(): Promise<void> {
     recordOptions: { onTransition: metrics.observeTransition },
   });
   lifecycle.ingest = recorder;
-  const deps: AppDeps = { config, logger, db, recorder, lifecycle, metrics };
+  const deps: AppDeps = { config, logger, db, recorder, lifecycle, metrics, signalwire };
   const publicServer = await listen(createPublicApp(deps), config.port, config.host);
   const internalServer = await listen(createInternalApp(deps), config.internalPort, config.host);
   logger.info(
@@ -59,6 +75,8 @@ async function main(): Promise<void> {
       closeServer(internalServer, config.shutdownDrainMs),
     ]);
     if (drained.includes(false)) logger.warn('drain deadline passed: open connections were cut');
+    // After the listeners: in-flight sends have had their answer. Pending callbacks are dropped.
+    await simulator?.close();
     await recorder.drain();
     await db.destroy();
     await embedded?.stop();

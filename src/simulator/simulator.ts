@@ -1,4 +1,5 @@
 import { randomUUID, timingSafeEqual } from 'node:crypto';
+import { setMaxListeners } from 'node:events';
 import type { AddressInfo } from 'node:net';
 import type { Server } from 'node:http';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -101,6 +102,9 @@ export function createSimulator(options: SimulatorOptions = {}): Simulator {
   const deliveries: CallbackDelivery[] = [];
   const running = new Set<Promise<void>>();
   const shutdown = new AbortController();
+  // Every pending step and callback listens on this one signal: hundreds at once is normal
+  // (a load test, or the in-process upstream under traffic), not a leak.
+  setMaxListeners(0, shutdown.signal);
   let deliverySeq = 0;
 
   function remember<T>(list: T[], item: T): void {
