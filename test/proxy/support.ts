@@ -1,0 +1,173 @@
+import { createServer } from 'node:http';
+import type { IncomingHttpHeaders, RequestListener, Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { RestClient } from '@signalwire/compatibility-api';
+
+/** Servers on real ports for the proxy and end-to-end tests; each one closes cleanly. */
+
+export interface Listening {
+  url: string;
+  port: number;
+  close(): Promise<void>;
+}
+
+/**
+ * Listens on a free loopback port before the handler exists: the service's PUBLIC_BASE_URL
+ * must name the receiver's port, and the app is built from that configuration.
+ */
+export async function listenFirst(): Promise<Listening & { use(handler: RequestListener): void }> {
+  let handler: RequestListener | undefined;
+  const server = createServer((req, res) => {
+    if (handler) handler(req, res);
+    else res.writeHead(503).end();
+  });
+  const listening = await listenServer(server);
+  return {
+    ...listening,
+    use(h) {
+      handler = h;
+    },
+  };
+}
+
+export function listen(handler: RequestListener): Promise<Listening> {
+  return listenServer(createServer(handler));
+}
+
+function listenServer(server: Server): Promise<Listening> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as AddressInfo;
+      resolve({
+        url: `http://127.0.0.1:${port}`,
+        port,
+        close: () =>
+          new Promise<void>((done, fail) => {
+            server.close((err) => (err ? fail(err) : done()));
+            // Hanging requests (the timeout tests) and idle keep-alive sockets both go.
+            server.closeAllConnections();
+          }),
+      });
+    });
+  });
+}
+
+/** A port nothing listens on: bound, then released. */
+export async function closedPort(): Promise<number> {
+  const server = await listen((_req, res) => res.end());
+  await server.close();
+  return server.port;
+}
+
+export interface TappedRequest {
+  method: string;
+  path: string;
+  headers: IncomingHttpHeaders;
+  body: string;
+  /** What the tap answered (forwarded or canned), as sent. */
+  response?: { status: number; contentType: string | null; body: Buffer };
+}
+
+export interface CannedResponse {
+  status: number;
+  headers?: Record<string, string>;
+  body: string | Buffer;
+}
+
+/** forward: to that base URL; a function: canned answers; 'hang': never answers. */
+export type TapBehaviour =
+  { forwardTo: string } | ((req: TappedRequest) => CannedResponse) | 'hang';
+
+export interface UpstreamTap extends Listening {
+  /** Every request that reached the upstream, in order. */
+  requests: TappedRequest[];
+}
+
+/**
+ * A stand-in for SignalWire that records every request byte for byte: in front of the
+ * simulator it shows what the proxy forwarded (and the answer it got); alone it answers
+ * whatever a test needs, or nothing at all.
+ */
+export async function startUpstreamTap(behaviour: TapBehaviour): Promise<UpstreamTap> {
+  const requests: TappedRequest[] = [];
+  const server = await listen((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (chunk: Buffer) => chunks.push(chunk));
+    req.on('end', () => {
+      const tapped: TappedRequest = {
+        method: req.method ?? '',
+        path: req.url ?? '',
+        headers: req.headers,
+        body: Buffer.concat(chunks).toString('utf8'),
+      };
+      requests.push(tapped);
+      if (behaviour === 'hang') return;
+      void answer(behaviour, tapped).then(
+        (response) => {
+          tapped.response = response;
+          res.writeHead(
+            response.status,
+            response.contentType ? { 'content-type': response.contentType } : {},
+          );
+          res.end(response.body);
+        },
+        () => res.writeHead(599).end(),
+      );
+    });
+  });
+  return { ...server, requests };
+}
+
+async function answer(
+  behaviour: Exclude<TapBehaviour, 'hang'>,
+  req: TappedRequest,
+): Promise<NonNullable<TappedRequest['response']>> {
+  if (typeof behaviour === 'function') {
+    const canned = behaviour(req);
+    return {
+      status: canned.status,
+      contentType: canned.headers?.['content-type'] ?? null,
+      body: Buffer.from(canned.body),
+    };
+  }
+  const headers: Record<string, string> = {};
+  for (const name of ['authorization', 'content-type', 'accept', 'user-agent']) {
+    const value = req.headers[name];
+    if (typeof value === 'string') headers[name] = value;
+  }
+  const res = await fetch(`${behaviour.forwardTo}${req.path}`, {
+    method: req.method,
+    headers,
+    body: req.body,
+  });
+  return {
+    status: res.status,
+    contentType: res.headers.get('content-type'),
+    body: Buffer.from(await res.arrayBuffer()),
+  };
+}
+
+/**
+ * The official compatibility SDK with its space URL pointed at `baseUrl`, changing nothing
+ * else. RestClient hard-codes `https://${signalwireSpaceUrl}`; its `api` domain reads
+ * `baseUrl` on every request, so overriding that is how a plain-http local URL is reached.
+ */
+export function sdkClient(baseUrl: string, projectId: string, token: string) {
+  const client = RestClient(projectId, token, { signalwireSpaceUrl: new URL(baseUrl).host });
+  (client.api as unknown as { baseUrl: string }).baseUrl = baseUrl;
+  return client;
+}
+
+/** Form fields from a raw `application/x-www-form-urlencoded` body, order and repeats kept. */
+export function formPairs(body: string): Array<[string, string]> {
+  return [...new URLSearchParams(body)];
+}
+
+/**
+ * A form body exactly as `curl --data-urlencode name=value …` builds it: each value
+ * percent-encoded (space as %20), pairs joined with `&`.
+ */
+export function curlDataUrlencode(pairs: ReadonlyArray<readonly [string, string]>): string {
+  return pairs.map(([k, v]) => `${k}=${encodeURIComponent(v)}`).join('&');
+}
