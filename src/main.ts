@@ -7,6 +7,7 @@ import { startEmbeddedPostgres } from './db/embedded-postgres';
 import { migrateToLatest } from './db/migrate';
 import { createFastServer } from './http/fast-server';
 import type { Lifecycle } from './http/health.routes';
+import { surviveLostConnections } from './ingest/database-unavailable';
 import { createIngestRecorder } from './ingest/ingest';
 import { openSpool } from './ingest/spool';
 import { createLogger } from './logger';
@@ -22,18 +23,22 @@ async function main(): Promise<void> {
 
   const embedded = config.databaseUrl ? undefined : await startEmbeddedPostgres(logger);
   const { db, pool } = createDb(config.databaseUrl ?? embedded!.url, config.databasePoolMax);
+  // A database restart must not kill the process (and with it the spool's acknowledgements).
+  surviveLostConnections(pool);
   if (!config.isProduction) {
     const applied = await migrateToLatest(db);
     if (applied.length > 0) logger.info({ applied }, 'migrations applied');
   }
 
   // SIGNALWIRE_SPACE_URL unset (refused in production): the built-in simulator is the send
-  // proxy's upstream. It signs with SIMULATOR_SIGNING_KEY, the default SIGNALWIRE_SIGNING_KEYS.
+  // proxy's upstream. It signs with the first SIGNALWIRE_SIGNING_KEYS key (by default
+  // SIMULATOR_SIGNING_KEY), so its callbacks verify like SignalWire's would.
   const simulator = config.signalwireSpaceUrl
     ? undefined
     : await startSimulator({
         port: config.simulatorPort,
         host: '127.0.0.1',
+        signingKey: config.signingKeys[0],
         logger: logger.child({ component: 'simulator' }),
       });
   if (simulator) logger.info({ url: simulator.url }, 'built-in SignalWire simulator listening');
