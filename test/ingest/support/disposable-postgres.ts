@@ -1,0 +1,115 @@
+import { spawn, execFileSync } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
+import { chownSync, existsSync, mkdirSync, mkdtempSync, rmSync, chmodSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { freePort } from '../../../src/db/embedded-postgres';
+
+/**
+ * A PostgreSQL server of the test's own, which it may stop and start again: the outage test
+ * cannot touch the server every other test file shares. It runs the binaries that the
+ * embedded-postgres package installed, directly (the package is an ES module, which jest's
+ * module sandbox cannot import). As root the server must run as the `postgres` user (it
+ * refuses root), which the embedded server created; its directory lives in the system temp
+ * directory, which that user can reach.
+ */
+export interface DisposablePostgres {
+  url: string;
+  /** Fast shutdown: sessions are terminated (57P01), new connections refused. */
+  stop(): Promise<void>;
+  start(): Promise<void>;
+  /** Stops the server and deletes its files. */
+  destroy(): Promise<void>;
+}
+
+export async function createDisposablePostgres(): Promise<DisposablePostgres> {
+  const bin = binDir();
+  const owner: { uid?: number; gid?: number } = os.userInfo().uid === 0 ? postgresUser() : {};
+  const base = mkdtempSync(path.join(os.tmpdir(), 'sw-status-outage-'));
+  chmodSync(base, 0o755);
+  const dataDir = path.join(base, 'pg');
+  mkdirSync(dataDir, { mode: 0o700 });
+  if (owner.uid !== undefined && owner.gid !== undefined) chownSync(dataDir, owner.uid, owner.gid);
+
+  await run(
+    spawn(
+      path.join(bin, 'initdb'),
+      ['-D', dataDir, '-U', 'postgres', '--auth=trust', '-E', 'UTF8', '--locale=C', '--no-sync'],
+      { ...owner, stdio: 'ignore' },
+    ),
+  );
+
+  const port = await freePort();
+  let server: ChildProcess | undefined;
+
+  const start = (): Promise<void> =>
+    new Promise((resolve, reject) => {
+      const child = spawn(
+        path.join(bin, 'postgres'),
+        ['-D', dataDir, '-p', String(port), '-c', 'listen_addresses=127.0.0.1', '-k', dataDir],
+        { ...owner, stdio: ['ignore', 'ignore', 'pipe'] },
+      );
+      server = child;
+      let log = '';
+      const onData = (chunk: Buffer): void => {
+        log += chunk.toString();
+        if (log.includes('ready to accept connections')) {
+          child.stderr!.off('data', onData);
+          child.stderr!.resume();
+          resolve();
+        }
+      };
+      child.stderr!.on('data', onData);
+      child.once('exit', (code) => reject(new Error(`postgres exited (${code}): ${log}`)));
+    });
+
+  const stop = async (): Promise<void> => {
+    const child = server;
+    server = undefined;
+    if (!child || child.exitCode !== null) return;
+    const exited = new Promise((resolve) => child.once('exit', resolve));
+    child.kill('SIGINT');
+    await exited;
+  };
+
+  await start();
+  return {
+    url: `postgres://postgres@127.0.0.1:${port}/postgres`,
+    start,
+    stop,
+    async destroy() {
+      await stop();
+      rmSync(base, { recursive: true, force: true });
+    },
+  };
+}
+
+function binDir(): string {
+  const name = `${process.platform}-${process.arch}`;
+  for (const dir of module.paths) {
+    const candidate = path.join(dir, '@embedded-postgres', name, 'native', 'bin');
+    if (existsSync(candidate)) return candidate;
+  }
+  throw new Error(`@embedded-postgres/${name} is not installed`);
+}
+
+function postgresUser(): { uid: number; gid: number } {
+  const id = (flag: string): number => Number(execFileSync('id', [flag, 'postgres']).toString());
+  try {
+    return { uid: id('-u'), gid: id('-g') };
+  } catch {
+    // As embedded-postgres does when asked to create the user (createPostgresUser).
+    execFileSync('groupadd', ['-f', 'postgres']);
+    execFileSync('useradd', ['-g', 'postgres', 'postgres']);
+    return { uid: id('-u'), gid: id('-g') };
+  }
+}
+
+function run(child: ChildProcess): Promise<void> {
+  return new Promise((resolve, reject) => {
+    child.once('error', reject);
+    child.once('exit', (code) =>
+      code === 0 ? resolve() : reject(new Error(`${child.spawnfile} exited with ${code}`)),
+    );
+  });
+}
