@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import request from 'supertest';
 import { recordEvents } from '../../src/messages/record-events';
 import type { StatusEvent } from '../../src/messages/status-event';
-import { canonicalStatus } from '../../src/messages/statuses';
+import { statusEvent } from '../factories';
 import { TEST_API_TOKEN, createTestApp } from '../helpers/test-app';
 import type { TestApp } from '../helpers/test-app';
 
@@ -21,24 +21,7 @@ function event(
   receivedAt: Date,
   overrides: Partial<StatusEvent> = {},
 ): StatusEvent {
-  return {
-    messageId,
-    api: 'cxml',
-    source: 'callback',
-    projectId: 'p1',
-    status: canonicalStatus(rawStatus),
-    rawStatus,
-    errorCode: null,
-    errorMessage: null,
-    from: '+15550000001',
-    to: '+15550000002',
-    numSegments: 1,
-    numMedia: 0,
-    providerTimestamp: null,
-    receivedAt,
-    raw: {},
-    ...overrides,
-  };
+  return statusEvent(rawStatus, { messageId, receivedAt, ...overrides });
 }
 
 describe('GET /v1/messages/:id', () => {

@@ -2,28 +2,18 @@ import { applyEvent } from '../../src/messages/projection';
 import type { MessageState } from '../../src/messages/projection';
 import type { StatusEvent } from '../../src/messages/status-event';
 import { canonicalStatus } from '../../src/messages/statuses';
+import { statusEvent } from '../factories';
 
 let clock = Date.parse('2026-11-01T00:00:00Z');
+// Events of one message, each received a second after the previous one.
 function event(rawStatus: string, overrides: Partial<StatusEvent> = {}): StatusEvent {
   clock += 1000;
-  return {
+  return statusEvent(rawStatus, {
     messageId: 'm1',
     api: 'native',
-    source: 'callback',
-    projectId: 'p1',
-    status: canonicalStatus(rawStatus),
-    rawStatus,
-    errorCode: null,
-    errorMessage: null,
-    from: '+15550000001',
-    to: '+15550000002',
-    numSegments: 1,
-    numMedia: 0,
-    providerTimestamp: null,
     receivedAt: new Date(clock),
-    raw: {},
     ...overrides,
-  };
+  });
 }
 const fold = (events: StatusEvent[]): MessageState =>
   events.reduce<MessageState | null>(applyEvent, null)!;
