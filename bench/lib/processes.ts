@@ -1,0 +1,97 @@
+import { spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import net from 'node:net';
+
+export interface Server {
+  pid: number;
+  port: number;
+  /** Starts sampling the process's resident memory and CPU time. */
+  sample(): Sampler;
+  stop(): Promise<void>;
+}
+
+export interface Sampler {
+  /** Peak RSS (MB) and average CPU use (fraction of one core) since sample(). */
+  stop(): { max_rss_mb: number; cpu_cores: number };
+}
+
+/** Runs a TypeScript entry point with tsx (as `npm start` does) and waits for its port. */
+export async function startServer(
+  script: string,
+  port: number,
+  env: Record<string, string>,
+  nodeFlags: string[] = [],
+): Promise<Server> {
+  const child = spawn(process.execPath, ['--import', 'tsx', ...nodeFlags, script], {
+    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', ...env, PORT: String(port) },
+    stdio: ['ignore', process.env.BENCH_SERVER_STDOUT ? 'inherit' : 'ignore', 'pipe'],
+  });
+  let stderr = '';
+  child.stderr!.on('data', (chunk: Buffer) => {
+    stderr = (stderr + chunk.toString()).slice(-4000);
+  });
+  const exited = new Promise<number | null>((resolve) => child.once('exit', resolve));
+  const deadline = Date.now() + 60_000;
+  while (!(await accepts(port))) {
+    if (child.exitCode !== null || Date.now() > deadline) {
+      child.kill('SIGKILL');
+      throw new Error(`${script} did not start listening on ${port}:\n${stderr}`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  return {
+    pid: child.pid!,
+    port,
+    sample: () => sampler(child),
+    async stop() {
+      if (child.exitCode !== null) return;
+      child.kill('SIGTERM');
+      const timer = setTimeout(() => child.kill('SIGKILL'), 20_000);
+      await exited;
+      clearTimeout(timer);
+    },
+  };
+}
+
+function accepts(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = net.connect(port, '127.0.0.1');
+    socket.once('connect', () => {
+      socket.destroy();
+      resolve(true);
+    });
+    socket.once('error', () => resolve(false));
+  });
+}
+
+const CLOCK_TICKS = 100; // USER_HZ on Linux
+
+function sampler(child: ChildProcess): Sampler {
+  const pid = child.pid!;
+  const cpuTicks = (): number => {
+    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+    return Number(fields[11]) + Number(fields[12]); // utime + stime
+  };
+  const rssMb = (): number => {
+    const match = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return Number(match?.[1] ?? 0) / 1024;
+  };
+  const started = Date.now();
+  const startTicks = cpuTicks();
+  let maxRss = rssMb();
+  const timer = setInterval(() => {
+    if (child.exitCode === null) maxRss = Math.max(maxRss, rssMb());
+  }, 200);
+  return {
+    stop() {
+      clearInterval(timer);
+      maxRss = Math.max(maxRss, rssMb());
+      const seconds = (Date.now() - started) / 1000;
+      return {
+        max_rss_mb: Math.round(maxRss),
+        cpu_cores: Math.round(((cpuTicks() - startTicks) / CLOCK_TICKS / seconds) * 100) / 100,
+      };
+    },
+  };
+}

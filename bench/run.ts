@@ -1,0 +1,242 @@
+import { randomBytes } from 'node:crypto';
+import { spawnSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { freePort } from '../src/db/embedded-postgres';
+import { startBenchPostgres } from './lib/database';
+import type { BenchPostgres } from './lib/database';
+import { fixedRate, peak } from './lib/load';
+import type { LoadResult } from './lib/load';
+import { startServer } from './lib/processes';
+import type { Server } from './lib/processes';
+import { BENCH_PUBLIC_BASE_URL, BENCH_SIGNING_KEY, writeRequestPool } from './lib/request-pool';
+
+/**
+ * `npm run bench`: ingest throughput and latency of four receivers, one after the other on
+ * this machine, each server in its own process and the load generator in another:
+ *   (a) bare Express + express.urlencoded, answering 200 (the framework's baseline);
+ *   (b) sw-status itself — src/main.ts in production mode: fast server, real middleware,
+ *       signature check, validation, group commit to PostgreSQL, spool armed;
+ *   (c) naive Express handler doing one INSERT (one commit) per callback;
+ *   (d) bare Node http server parsing the body (the ceiling).
+ * Peak runs use wrk (32 connections) with pre-signed callbacks, each with its own
+ * MessageSid. Then (b) and (a) run at the same fixed rate, half of (b)'s peak, to compare
+ * their latency under equal load. Results: stdout and bench/results/bench-<time>.json.
+ *
+ * Env: BENCH_DATABASE_URL (default: an embedded PostgreSQL), BENCH_SECONDS (10),
+ * BENCH_WARMUP_SECONDS (3), BENCH_PROFILE=1 (CPU profile of (b) into bench/results/profiles;
+ * summarise with bench/profile-summary.ts), BENCH_SERVER_STDOUT=1 (servers' logs to stdout).
+ */
+
+const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
+const WARMUP = Number(process.env.BENCH_WARMUP_SECONDS ?? 3);
+const CONNECTIONS = 32;
+const RESULTS = path.join(__dirname, 'results');
+const MAX_EXPECTED_RPS = 20_000; // sizes the request pools; a wrap-around is reported
+
+interface Scenario {
+  key: 'a' | 'b' | 'c' | 'd';
+  name: string;
+  script: string;
+  needsDatabase: boolean;
+  env(
+    databaseUrl: string | undefined,
+    internalPort: number,
+    spoolDir: string,
+  ): Record<string, string>;
+}
+
+const SCENARIOS: Scenario[] = [
+  {
+    key: 'a',
+    name: 'bare Express + urlencoded',
+    script: 'bench/servers/bare-express.ts',
+    needsDatabase: false,
+    env: () => ({ NODE_ENV: 'production' }),
+  },
+  {
+    key: 'b',
+    name: 'sw-status full ingest',
+    script: 'src/main.ts',
+    needsDatabase: true,
+    env: (databaseUrl, internalPort, spoolDir) => ({
+      NODE_ENV: 'production',
+      HOST: '127.0.0.1',
+      INTERNAL_PORT: String(internalPort),
+      LOG_LEVEL: 'info',
+      DATABASE_URL: databaseUrl!,
+      PUBLIC_BASE_URL: BENCH_PUBLIC_BASE_URL,
+      SIGNALWIRE_SPACE_URL: 'http://127.0.0.1:9',
+      SIGNALWIRE_SIGNING_KEYS: BENCH_SIGNING_KEY,
+      CALLBACK_TOKEN_SECRET: randomBytes(24).toString('hex'),
+      API_TOKENS: 'bench-api-token',
+      // One load generator is one client address: the per-address limit would cap the run.
+      RATE_LIMIT_PUBLIC_PER_MINUTE: '1000000000',
+      SPOOL_DIR: spoolDir,
+      SHUTDOWN_DELAY_MS: '0',
+    }),
+  },
+  {
+    key: 'c',
+    name: 'naive INSERT per request',
+    script: 'bench/servers/naive-insert.ts',
+    needsDatabase: true,
+    env: (databaseUrl) => ({ NODE_ENV: 'production', DATABASE_URL: databaseUrl! }),
+  },
+  {
+    key: 'd',
+    name: 'bare Node http (ceiling)',
+    script: 'bench/servers/bare-node.ts',
+    needsDatabase: false,
+    env: () => ({ NODE_ENV: 'production' }),
+  },
+];
+
+interface Run {
+  load: LoadResult;
+  max_rss_mb: number;
+  cpu_cores: number;
+}
+
+async function main(): Promise<void> {
+  if (spawnSync('wrk', ['-v']).error) {
+    throw new Error('wrk is not installed: apt-get install wrk (or brew install wrk)');
+  }
+  const started = Date.now();
+  const work = mkdtempSync(path.join(os.tmpdir(), 'sw-status-bench-'));
+  mkdirSync(RESULTS, { recursive: true });
+  let postgres: BenchPostgres | undefined;
+  try {
+    log(`machine: ${os.cpus().length} × ${os.cpus()[0]?.model ?? '?'}, node ${process.version}`);
+    postgres = await startBenchPostgres();
+    log(`PostgreSQL: ${postgres.source}`);
+    const warmupPool = path.join(work, 'warmup.pool');
+    const measurePool = path.join(work, 'measure.pool');
+    await writeRequestPool(warmupPool, WARMUP * MAX_EXPECTED_RPS);
+    await writeRequestPool(measurePool, SECONDS * MAX_EXPECTED_RPS);
+
+    const peaks: Partial<Record<Scenario['key'], Run>> = {};
+    for (const scenario of SCENARIOS) {
+      const profile = scenario.key === 'b' && process.env.BENCH_PROFILE === '1';
+      const flags = profile
+        ? ['--cpu-prof', `--cpu-prof-dir=${path.join(RESULTS, 'profiles')}`]
+        : [];
+      peaks[scenario.key] = await withServer(postgres, scenario, work, flags, async (server) => {
+        await peak(server.port, warmupPool, WARMUP, CONNECTIONS);
+        const sampler = server.sample();
+        const load = await peak(server.port, measurePool, SECONDS, CONNECTIONS);
+        return { load, ...sampler.stop() };
+      });
+      report(`(${scenario.key}) ${scenario.name}`, peaks[scenario.key]!);
+    }
+
+    // Equal load: half of sw-status's peak, for both sw-status and the Express baseline.
+    const rate = Math.round(peaks.b!.load.rps / 2);
+    const fixed: Partial<Record<'a' | 'b', Run>> = {};
+    for (const key of ['b', 'a'] as const) {
+      const scenario = SCENARIOS.find((s) => s.key === key)!;
+      fixed[key] = await withServer(postgres, scenario, work, [], async (server) => {
+        const sampler = server.sample();
+        const load = await fixedRate(server.port, measurePool, rate, SECONDS, CONNECTIONS);
+        return { load, ...sampler.stop() };
+      });
+      report(`(${key}) at ${rate}/s`, fixed[key]!);
+    }
+
+    const ratio = (x: number, y: number) => Math.round((x / y) * 100) / 100;
+    const results = {
+      date: new Date().toISOString(),
+      machine: {
+        cpus: os.cpus().length,
+        model: os.cpus()[0]?.model,
+        memory_gb: Math.round(os.totalmem() / 2 ** 30),
+      },
+      node: process.version,
+      postgres: postgres.source,
+      load: {
+        generator: 'wrk (peak), bench/load/fixed-rate.ts (fixed rate)',
+        connections: CONNECTIONS,
+        seconds: SECONDS,
+        warmup_seconds: WARMUP,
+      },
+      peak: Object.fromEntries(SCENARIOS.map((s) => [s.key, { name: s.name, ...peaks[s.key] }])),
+      ratios: {
+        b_over_a: ratio(peaks.b!.load.rps, peaks.a!.load.rps),
+        c_over_a: ratio(peaks.c!.load.rps, peaks.a!.load.rps),
+        b_over_d: ratio(peaks.b!.load.rps, peaks.d!.load.rps),
+      },
+      fixed_rate: {
+        rate,
+        a: fixed.a,
+        b: fixed.b,
+        p99_b_over_a: ratio(fixed.b!.load.p99_ms, fixed.a!.load.p99_ms),
+      },
+      targets: {
+        'b/a >= 1.0': peaks.b!.load.rps >= peaks.a!.load.rps,
+        'p99(b) <= 2 x p99(a) at half of b peak': fixed.b!.load.p99_ms <= 2 * fixed.a!.load.p99_ms,
+        'RSS(b) < 200 MB': Math.max(peaks.b!.max_rss_mb, fixed.b!.max_rss_mb) < 200,
+        'no failed requests': [...Object.values(peaks), ...Object.values(fixed)].every(
+          (r) => r!.load.failures === 0,
+        ),
+      },
+      elapsed_seconds: Math.round((Date.now() - started) / 1000),
+    };
+    const file = path.join(RESULTS, `bench-${results.date.replace(/[:.]/g, '-')}.json`);
+    writeFileSync(file, `${JSON.stringify(results, null, 2)}\n`);
+
+    log('');
+    log(
+      `b/a = ${results.ratios.b_over_a}   c/a = ${results.ratios.c_over_a}   b/d = ${results.ratios.b_over_d}`,
+    );
+    log(
+      `p99 at ${rate}/s: (b) ${fixed.b!.load.p99_ms} ms vs (a) ${fixed.a!.load.p99_ms} ms → ${results.fixed_rate.p99_b_over_a}×`,
+    );
+    for (const [target, met] of Object.entries(results.targets))
+      log(`${met ? 'met    ' : 'NOT MET'}  ${target}`);
+    log(`written: ${path.relative(process.cwd(), file)} (${results.elapsed_seconds} s)`);
+  } finally {
+    await postgres?.close();
+    rmSync(work, { recursive: true, force: true });
+  }
+}
+
+async function withServer<T>(
+  postgres: BenchPostgres,
+  scenario: Scenario,
+  work: string,
+  flags: string[],
+  body: (server: Server) => Promise<T>,
+): Promise<T> {
+  const databaseUrl = scenario.needsDatabase ? await postgres.createDatabase() : undefined;
+  const spoolDir = mkdtempSync(path.join(work, 'spool-'));
+  const server = await startServer(
+    scenario.script,
+    await freePort(),
+    scenario.env(databaseUrl, await freePort(), spoolDir),
+    flags,
+  );
+  try {
+    return await body(server);
+  } finally {
+    await server.stop();
+  }
+}
+
+function report(label: string, run: Run): void {
+  const { load } = run;
+  log(
+    `${label.padEnd(34)} ${String(load.rps).padStart(7)} req/s  p50 ${load.p50_ms.toFixed(2).padStart(7)} ms  ` +
+      `p99 ${load.p99_ms.toFixed(2).padStart(7)} ms  failures ${load.failures}  RSS ${run.max_rss_mb} MB  ` +
+      `CPU ${run.cpu_cores}${load.pool_wraps ? `  (pool wrapped ${load.pool_wraps}×)` : ''}`,
+  );
+}
+
+function log(line: string): void {
+  process.stdout.write(`${line}\n`);
+}
+
+main().catch((error: unknown) => {
+  console.error(error);
+  process.exit(1);
+});
