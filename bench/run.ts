@@ -1,4 +1,3 @@
-import { randomBytes } from 'node:crypto';
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -10,7 +9,8 @@ import { fixedRate, peak } from './lib/load';
 import type { LoadResult } from './lib/load';
 import { startServer } from './lib/processes';
 import type { Server } from './lib/processes';
-import { BENCH_PUBLIC_BASE_URL, BENCH_SIGNING_KEY, writeRequestPool } from './lib/request-pool';
+import { writeRequestPool } from './lib/request-pool';
+import { swStatusEnv } from './lib/sw-status';
 
 /**
  * `npm run bench`: ingest throughput and latency of four receivers, one after the other on
@@ -60,22 +60,7 @@ const SCENARIOS: Scenario[] = [
     name: 'sw-status full ingest',
     script: 'src/main.ts',
     needsDatabase: true,
-    env: (databaseUrl, internalPort, spoolDir) => ({
-      NODE_ENV: 'production',
-      HOST: '127.0.0.1',
-      INTERNAL_PORT: String(internalPort),
-      LOG_LEVEL: 'info',
-      DATABASE_URL: databaseUrl!,
-      PUBLIC_BASE_URL: BENCH_PUBLIC_BASE_URL,
-      SIGNALWIRE_SPACE_URL: 'http://127.0.0.1:9',
-      SIGNALWIRE_SIGNING_KEYS: BENCH_SIGNING_KEY,
-      CALLBACK_TOKEN_SECRET: randomBytes(24).toString('hex'),
-      API_TOKENS: 'bench-api-token',
-      // One load generator is one client address: the per-address limit would cap the run.
-      RATE_LIMIT_PUBLIC_PER_MINUTE: '1000000000',
-      SPOOL_DIR: spoolDir,
-      SHUTDOWN_DELAY_MS: '0',
-    }),
+    env: (databaseUrl, internalPort, spoolDir) => swStatusEnv(databaseUrl!, internalPort, spoolDir),
   },
   {
     key: 'c',

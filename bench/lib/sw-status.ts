@@ -1,0 +1,29 @@
+import { randomBytes } from 'node:crypto';
+import { BENCH_PUBLIC_BASE_URL, BENCH_SIGNING_KEY } from './request-pool';
+
+export const BENCH_API_TOKEN = 'bench-api-token';
+
+/** The environment of sw-status (src/main.ts) in production mode, for a benchmark. */
+export function swStatusEnv(
+  databaseUrl: string,
+  internalPort: number,
+  spoolDir: string,
+): Record<string, string> {
+  return {
+    NODE_ENV: 'production',
+    HOST: '127.0.0.1',
+    INTERNAL_PORT: String(internalPort),
+    LOG_LEVEL: 'info',
+    DATABASE_URL: databaseUrl,
+    PUBLIC_BASE_URL: BENCH_PUBLIC_BASE_URL,
+    SIGNALWIRE_SPACE_URL: 'http://127.0.0.1:9',
+    SIGNALWIRE_SIGNING_KEYS: BENCH_SIGNING_KEY,
+    CALLBACK_TOKEN_SECRET: randomBytes(24).toString('hex'),
+    API_TOKENS: BENCH_API_TOKEN,
+    // One load generator is one client address (and one token): per-client limits would cap it.
+    RATE_LIMIT_PUBLIC_PER_MINUTE: '1000000000',
+    RATE_LIMIT_QUERY_PER_MINUTE: '1000000000',
+    SPOOL_DIR: spoolDir,
+    SHUTDOWN_DELAY_MS: '0',
+  };
+}

@@ -1,0 +1,457 @@
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { Kysely, PostgresDialect } from 'kysely';
+import type { CompiledQuery } from 'kysely';
+import { Client, Pool } from 'pg';
+import type { Database } from '../src/db/database';
+import { freePort, startEmbeddedPostgres } from '../src/db/embedded-postgres';
+import { migrateToLatest } from '../src/db/migrate';
+import { createLogger } from '../src/logger';
+import { findHistory, findMessage, listMessages } from '../src/messages/messages.repository';
+import { generateEvents } from '../scripts/generate-events';
+import { withDatabase } from './lib/database';
+import { measureGets } from './lib/http-latency';
+import type { LatencyResult } from './lib/http-latency';
+import { peak } from './lib/load';
+import { startServer } from './lib/processes';
+import type { Server } from './lib/processes';
+import { writeRequestPool } from './lib/request-pool';
+import { BENCH_API_TOKEN, swStatusEnv } from './lib/sw-status';
+
+/**
+ * `npm run bench:scale`: the store at 10 million status events.
+ *  1. Loads SCALE_EVENTS (10 000 000) events with scripts/generate-events.ts (COPY), unless
+ *     the database already holds them (the data directory is kept for the next run).
+ *  2. Query latency through sw-status's internal listener (HTTP, auth, JSON):
+ *     GET /v1/messages/:id for random messages (target p99 < 5 ms) and filtered list pages,
+ *     first pages and cursor pages (target p99 < 20 ms); 4 concurrent clients.
+ *  3. EXPLAIN (ANALYZE, BUFFERS) of the repository's own SQL.
+ *  4. Ingest rate (the full path, as in `npm run bench`) into the 10 M database vs an empty
+ *     one, alternating, 3 runs each (target: within 10 %).
+ * Env: BENCH_DATABASE_URL (else an embedded PostgreSQL in .data/scale-postgres),
+ * SCALE_EVENTS, BENCH_SECONDS (10).
+ */
+
+const EVENTS = Number(process.env.SCALE_EVENTS ?? 10_000_000);
+const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
+const FULL_DB = `sw_status_scale_${EVENTS}`;
+const EMPTY_DB = 'sw_status_scale_empty';
+const RESULTS = path.join(__dirname, 'results');
+
+async function main(): Promise<void> {
+  const started = Date.now();
+  const work = mkdtempSync(path.join(os.tmpdir(), 'sw-status-scale-'));
+  const embedded = process.env.BENCH_DATABASE_URL
+    ? undefined
+    : await startEmbeddedPostgres(createLogger('warn'), {
+        dataDir: path.resolve('.data', 'scale-postgres'),
+      });
+  const adminUrl = process.env.BENCH_DATABASE_URL ?? embedded!.url;
+  try {
+    const fullUrl = withDatabase(adminUrl, FULL_DB);
+    const load = await ensureLoaded(adminUrl, fullUrl);
+    const sizes = await tableSizes(fullUrl);
+    log(`store: ${JSON.stringify(sizes)}`);
+
+    const queries = await withSwStatus(fullUrl, work, (server, internalPort) =>
+      queryLatency(fullUrl, internalPort),
+    );
+    const plans = await explainPlans(fullUrl);
+    for (const plan of plans) log(`plan ${plan.name}: ${plan.summary}`);
+
+    await recreate(adminUrl, EMPTY_DB);
+    const emptyUrl = withDatabase(adminUrl, EMPTY_DB);
+    await migrate(emptyUrl);
+    const ingest = { empty: [] as number[], full: [] as number[] };
+    const writeCost: Record<'empty' | 'full', WriteCost[]> = { empty: [], full: [] };
+    for (let run = 0; run < 3; run++) {
+      for (const [which, url] of [
+        ['empty', emptyUrl],
+        ['full', fullUrl],
+      ] as const) {
+        const { rps, cost } = await withSwStatus(url, work, async (server) => {
+          const warmup = path.join(work, 'warmup.pool');
+          const measure = path.join(work, 'measure.pool');
+          await writeRequestPool(warmup, 3 * 20_000);
+          await writeRequestPool(measure, SECONDS * 20_000);
+          await peak(server.port, warmup, 3, 32);
+          const before = await writeCounters(url);
+          const result = await peak(server.port, measure, SECONDS, 32);
+          if (result.failures > 0) throw new Error(`${result.failures} failed requests`);
+          return {
+            rps: result.rps,
+            cost: perEvent(before, await writeCounters(url), result.requests),
+          };
+        });
+        ingest[which].push(rps);
+        writeCost[which].push(cost);
+        log(`ingest into the ${which} store: ${rps} req/s; per event ${JSON.stringify(cost)}`);
+      }
+    }
+    const median = (values: number[]) => [...values].sort((a, b) => a - b)[1]!;
+    const ingestRatio = Math.round((median(ingest.full) / median(ingest.empty)) * 100) / 100;
+
+    const results = {
+      date: new Date().toISOString(),
+      machine: { cpus: os.cpus().length, model: os.cpus()[0]?.model },
+      postgres: process.env.BENCH_DATABASE_URL ? 'BENCH_DATABASE_URL' : 'embedded',
+      load,
+      sizes,
+      queries,
+      ingest: {
+        ...ingest,
+        write_cost_per_event: writeCost,
+        median_empty: median(ingest.empty),
+        median_full: median(ingest.full),
+        full_over_empty: ingestRatio,
+      },
+      plans,
+      targets: {
+        'GET /v1/messages/:id p99 < 5 ms (4 clients)': queries.by_id.p99_ms < 5,
+        'GET /v1/messages/:id p99 < 5 ms (1 client)': queries.alone.by_id.p99_ms < 5,
+        'list page p99 < 20 ms (4 clients)': queries.list_all.p99_ms < 20,
+        'list page p99 < 20 ms (1 client)': queries.alone.list_all.p99_ms < 20,
+        'ingest at 10 M within 10 % of empty': ingestRatio >= 0.9,
+      },
+      elapsed_seconds: Math.round((Date.now() - started) / 1000),
+    };
+    mkdirSync(RESULTS, { recursive: true });
+    const file = path.join(RESULTS, `scale-${results.date.replace(/[:.]/g, '-')}.json`);
+    writeFileSync(file, `${JSON.stringify(results, null, 2)}\n`);
+    log('');
+    log(`${queries.concurrency} clients:`);
+    log(`GET /v1/messages/:id  p50 ${queries.by_id.p50_ms} ms  p99 ${queries.by_id.p99_ms} ms`);
+    for (const [name, result] of Object.entries(queries.lists)) {
+      log(`list ${name.padEnd(28)} p50 ${result.p50_ms} ms  p99 ${result.p99_ms} ms`);
+    }
+    log(
+      `list pages overall    p50 ${queries.list_all.p50_ms} ms  p99 ${queries.list_all.p99_ms} ms`,
+    );
+    log(
+      `one client alone: by id p50 ${queries.alone.by_id.p50_ms} ms p99 ${queries.alone.by_id.p99_ms} ms; ` +
+        `list p50 ${queries.alone.list_all.p50_ms} ms p99 ${queries.alone.list_all.p99_ms} ms`,
+    );
+    log(
+      `ingest median: empty ${results.ingest.median_empty}/s, 10 M ${results.ingest.median_full}/s → ${ingestRatio}`,
+    );
+    for (const [target, met] of Object.entries(results.targets))
+      log(`${met ? 'met    ' : 'NOT MET'}  ${target}`);
+    log(`written: ${path.relative(process.cwd(), file)} (${results.elapsed_seconds} s)`);
+  } catch (error) {
+    // Reported before the server below stops (which would end idle sessions noisily).
+    console.error(error);
+    process.exitCode = 1;
+  } finally {
+    await embedded?.stop();
+    rmSync(work, { recursive: true, force: true });
+  }
+}
+
+async function ensureLoaded(adminUrl: string, url: string) {
+  const admin = new Client({ connectionString: adminUrl });
+  await admin.connect();
+  const exists = (await admin.query('SELECT 1 FROM pg_database WHERE datname = $1', [FULL_DB]))
+    .rowCount;
+  await admin.end();
+  if (exists) {
+    const count = await scalar(url, 'SELECT count(*) FROM status_events');
+    if (count >= EVENTS) {
+      log(`reusing ${FULL_DB}: ${count.toLocaleString('en')} events`);
+      return { reused: true, events: count };
+    }
+  }
+  await recreate(adminUrl, FULL_DB);
+  await migrate(url);
+  log(`loading ${EVENTS.toLocaleString('en')} events with COPY…`);
+  const result = await generateEvents(url, EVENTS, (line) => log(`  ${line}`));
+  log(
+    `loaded ${result.events.toLocaleString('en')} events, ${result.messages.toLocaleString('en')} messages in ${result.seconds} s`,
+  );
+  return { reused: false, ...result };
+}
+
+/** Latency with `concurrency` dashboards polling at once, and with one alone. */
+async function queryLatency(url: string, internalPort: number, concurrency = 4) {
+  const pool = new Pool({ connectionString: url, max: 2 });
+  pool.on('error', () => undefined);
+  // A random sample of about 10 000 messages, whatever the table's size.
+  const { rows: counted } = await pool.query<{ n: number }>(
+    `SELECT reltuples AS n FROM pg_class WHERE relname = 'messages'`,
+  );
+  const percent = Math.min(100, (10_000 / Math.max(1, counted[0]!.n)) * 100);
+  const sample = (
+    await pool.query<{ id: string; to: string }>(
+      `SELECT id, "to" FROM messages TABLESAMPLE BERNOULLI (${percent}) LIMIT 10000`,
+    )
+  ).rows;
+  const ids = sample.slice(0, 4000).map((row) => row.id);
+  const recipients = sample.slice(4000, 4200).map((row) => row.to);
+  await pool.end();
+  const headers = { Authorization: `Bearer ${BENCH_API_TOKEN}` };
+  const shuffle = <T>(values: T[]) => values.sort(() => Math.random() - 0.5);
+
+  // Warm the page cache the way a running service's would be.
+  await measureGets(
+    internalPort,
+    ids.slice(0, 1000).map((id) => `/v1/messages/${id}`),
+    4,
+    headers,
+  );
+  const byIdPaths = ids.map((id) => `/v1/messages/${id}`);
+  const byId = await measureGets(internalPort, shuffle(byIdPaths), concurrency, headers);
+  const byIdAlone = await measureGets(internalPort, shuffle(byIdPaths), 1, headers);
+
+  const day = (daysAgo: number) => new Date(Date.now() - daysAgo * 86_400_000).toISOString();
+  const filters: Record<string, (i: number) => string> = {
+    'newest (no filter)': () => '',
+    'status=undelivered': () => 'status=undelivered',
+    'status=delivered': () => 'status=delivered',
+    'to=<recipient>': (i) => `to=${encodeURIComponent(recipients[i % recipients.length]!)}`,
+    'from=<sender>': (i) =>
+      `from=${encodeURIComponent(`+1555010${String(i % 50).padStart(4, '0')}`)}`,
+    'error_code=30003': () => 'error_code=30003',
+    'api=native&status=failed': () => 'api=native&status=failed',
+    'since..until (one day)': (i) => `since=${day(1 + (i % 28))}&until=${day(i % 28)}`,
+  };
+  const lists: Record<string, LatencyResult> = {};
+  const allPaths: string[] = [];
+  for (const [name, query] of Object.entries(filters)) {
+    const paths = Array.from({ length: 300 }, (_, i) => `/v1/messages?${query(i)}&limit=50`);
+    // Deeper pages: follow next_cursor from a first page.
+    paths.push(
+      ...(await cursorPages(internalPort, `/v1/messages?${query(0)}&limit=50`, 100, headers)),
+    );
+    await measureGets(internalPort, paths.slice(0, 50), 4, headers);
+    lists[name] = await measureGets(internalPort, shuffle([...paths]), concurrency, headers);
+    allPaths.push(...paths);
+  }
+  const listAll = await measureGets(internalPort, shuffle(allPaths), concurrency, headers);
+  const listAllAlone = await measureGets(internalPort, shuffle(allPaths), 1, headers);
+  return {
+    concurrency,
+    by_id: byId,
+    lists,
+    list_all: listAll,
+    // One client at a time: the request's own latency, without queueing behind others.
+    alone: { by_id: byIdAlone, list_all: listAllAlone },
+  };
+}
+
+/** The paths of the next `count` pages after `first`, by following next_cursor. */
+async function cursorPages(
+  port: number,
+  first: string,
+  count: number,
+  headers: Record<string, string>,
+): Promise<string[]> {
+  const paths: string[] = [];
+  let path = first;
+  for (let i = 0; i < count; i++) {
+    const res = await fetch(`http://127.0.0.1:${port}${path}`, { headers });
+    const body = (await res.json()) as { next_cursor: string | null };
+    if (!body.next_cursor) break;
+    path = `${first}&cursor=${encodeURIComponent(body.next_cursor)}`;
+    paths.push(path);
+  }
+  return paths;
+}
+
+interface Plan {
+  name: string;
+  summary: string;
+  plan: string;
+}
+
+/** The repository's own SQL (captured from kysely), explained with real parameters. */
+async function explainPlans(url: string): Promise<Plan[]> {
+  const pool = new Pool({ connectionString: url, max: 2 });
+  pool.on('error', () => undefined);
+  let captured: CompiledQuery | undefined;
+  const db = new Kysely<Database>({
+    dialect: new PostgresDialect({ pool }),
+    log: (event) => {
+      captured = event.query;
+    },
+  });
+  const sample = await pool.query<{ id: string; to: string; last_event_at: Date }>(
+    `SELECT id, "to", last_event_at FROM messages WHERE id >= gen_random_uuid()::text ORDER BY id LIMIT 1`,
+  );
+  const { id, to, last_event_at: lastEventAt } = sample.rows[0]!;
+  const cases: Array<[string, () => Promise<unknown>]> = [
+    ['message by id', () => findMessage(db, id)],
+    ['history of a message', () => findHistory(db, id)],
+    ['list newest', () => listMessages(db, {}, 51)],
+    ['list status=undelivered', () => listMessages(db, { status: 'undelivered' }, 51)],
+    ['list to=<recipient>', () => listMessages(db, { to }, 51)],
+    ['list error_code=30003', () => listMessages(db, { errorCode: '30003' }, 51)],
+    [
+      'list api=native&status=failed',
+      () => listMessages(db, { api: 'native', status: 'failed' }, 51),
+    ],
+    [
+      'list status=delivered, cursor page',
+      () => listMessages(db, { status: 'delivered' }, 51, { lastEventAt, id }),
+    ],
+    [
+      'list since..until one day',
+      () =>
+        listMessages(
+          db,
+          {
+            since: new Date(Date.now() - 2 * 86_400_000),
+            until: new Date(Date.now() - 86_400_000),
+          },
+          51,
+        ),
+    ],
+  ];
+  const plans: Plan[] = [];
+  for (const [name, run] of cases) {
+    await run();
+    const query = captured!;
+    const { rows } = await pool.query<{ 'QUERY PLAN': string }>(
+      `EXPLAIN (ANALYZE, BUFFERS) ${query.sql}`,
+      query.parameters as unknown[],
+    );
+    const plan = rows.map((row) => row['QUERY PLAN']).join('\n');
+    plans.push({ name, summary: summarize(plan), plan });
+  }
+  await db.destroy();
+  return plans;
+}
+
+/** Scan types with their index, whether anything is sorted, buffers and execution time. */
+function summarize(plan: string): string {
+  const scans = [
+    ...plan.matchAll(
+      /(Index Only Scan|Index Scan|Bitmap Index Scan|Seq Scan)(?: Backward)? (?:using (\S+) )?on (\S+)/g,
+    ),
+  ].map((m) => `${m[1]}${m[2] ? ` ${m[2]}` : ` ${m[3]}`}`);
+  const sort = /\bSort\b/.test(plan) ? ', sort' : '';
+  const buffers = /Buffers: ([^\n]+)/.exec(plan)?.[1] ?? '';
+  const time = /Execution Time: ([\d.]+) ms/.exec(plan)?.[1];
+  return `${[...new Set(scans)].join(' + ')}${sort}; ${buffers}; ${time} ms`;
+}
+
+async function withSwStatus<T>(
+  url: string,
+  work: string,
+  body: (server: Server, internalPort: number) => Promise<T>,
+): Promise<T> {
+  const internalPort = await freePort();
+  const spool = mkdtempSync(path.join(work, 'spool-'));
+  const server = await startServer(
+    'src/main.ts',
+    await freePort(),
+    swStatusEnv(url, internalPort, spool),
+  );
+  try {
+    return await body(server, internalPort);
+  } finally {
+    await server.stop();
+  }
+}
+
+interface WriteCounters {
+  walRecords: number;
+  walFpi: number;
+  walBytes: number;
+  blocksRead: number;
+}
+
+interface WriteCost {
+  wal_records: number;
+  full_page_images: number;
+  wal_bytes: number;
+  blocks_read: number;
+}
+
+/**
+ * WAL (cluster-wide: run nothing else on the server) and buffer misses of the two tables: at
+ * scale, random keys (provider UUIDs, SHA-256 dedupe keys) make most index pages an insert
+ * touches both uncached and untouched since the last checkpoint, which costs a read and a
+ * full-page image in the WAL.
+ */
+async function writeCounters(url: string): Promise<WriteCounters> {
+  const client = new Client({ connectionString: url });
+  await client.connect();
+  const wal = await client.query<{ wal_records: string; wal_fpi: string; wal_bytes: string }>(
+    'SELECT wal_records, wal_fpi, wal_bytes FROM pg_stat_wal',
+  );
+  const io = await client.query<{ read: string }>(
+    `SELECT sum(heap_blks_read + coalesce(idx_blks_read, 0)) AS read FROM pg_statio_user_tables`,
+  );
+  await client.end();
+  return {
+    walRecords: Number(wal.rows[0]!.wal_records),
+    walFpi: Number(wal.rows[0]!.wal_fpi),
+    walBytes: Number(wal.rows[0]!.wal_bytes),
+    blocksRead: Number(io.rows[0]!.read),
+  };
+}
+
+function perEvent(before: WriteCounters, after: WriteCounters, events: number): WriteCost {
+  const per = (a: number, b: number) => Math.round(((b - a) / events) * 100) / 100;
+  return {
+    wal_records: per(before.walRecords, after.walRecords),
+    full_page_images: per(before.walFpi, after.walFpi),
+    wal_bytes: Math.round((after.walBytes - before.walBytes) / events),
+    blocks_read: per(before.blocksRead, after.blocksRead),
+  };
+}
+
+async function tableSizes(url: string) {
+  const client = new Client({ connectionString: url });
+  await client.connect();
+  const { rows } = await client.query<{
+    table: string;
+    rows: string;
+    total: string;
+    indexes: string;
+  }>(`
+    SELECT relname AS table, reltuples::bigint AS rows,
+           pg_size_pretty(pg_total_relation_size(oid)) AS total,
+           pg_size_pretty(pg_indexes_size(oid)) AS indexes
+      FROM pg_class WHERE relname IN ('messages', 'status_events') ORDER BY 1`);
+  await client.end();
+  return Object.fromEntries(
+    rows.map((row) => [
+      row.table,
+      { rows: Number(row.rows), total: row.total, indexes: row.indexes },
+    ]),
+  );
+}
+
+async function recreate(adminUrl: string, name: string): Promise<void> {
+  const admin = new Client({ connectionString: adminUrl });
+  await admin.connect();
+  await admin.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+  await admin.query(`CREATE DATABASE ${name}`);
+  await admin.end();
+}
+
+async function migrate(url: string): Promise<void> {
+  const db = new Kysely<Database>({
+    dialect: new PostgresDialect({ pool: new Pool({ connectionString: url, max: 1 }) }),
+  });
+  await migrateToLatest(db);
+  await db.destroy();
+}
+
+async function scalar(url: string, sql: string): Promise<number> {
+  const client = new Client({ connectionString: url });
+  await client.connect();
+  const { rows } = await client.query<{ count: string }>(sql);
+  await client.end();
+  return Number(rows[0]!.count);
+}
+
+function log(line: string): void {
+  process.stdout.write(`${line}\n`);
+}
+
+main().catch((error: unknown) => {
+  console.error(error);
+  process.exit(1);
+});
