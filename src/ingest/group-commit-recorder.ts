@@ -17,8 +17,8 @@ import type { Spool } from './spool';
  * the ceiling of a naive receiver; a batch pays one flush for up to `batchMax` events.
  *
  * A batch closes when it holds `batchMax` events or its oldest event has waited
- * `batchWaitMs`; at most `maxInFlight` batches commit at once (each holds a pool
- * connection). Events waiting or committing are bounded by `queueMax`: past it, `record`
+ * `batchWaitMs` — or at once when nothing is committing; at most `maxInFlight` batches
+ * commit at once (each holds a pool connection). Events waiting or committing are bounded by `queueMax`: past it, `record`
  * refuses at once with a 503 and Retry-After instead of growing memory until SignalWire's
  * 5 s timeout fires anyway.
  *
@@ -130,10 +130,16 @@ export function createGroupCommitRecorder(options: GroupCommitOptions): GroupCom
   let idleWaiters: Array<() => void> = [];
 
   function schedule(): void {
+    // With nothing committing, waiting would only add latency: the events arriving meanwhile
+    // batch up behind this commit anyway (PostgreSQL's commit_delay likewise waits only when
+    // other transactions are active).
     while (
       inFlight < maxInFlight &&
       queue.length > 0 &&
-      (closed || queue.length >= batchMax || performance.now() - oldestQueuedAt >= batchWaitMs)
+      (closed ||
+        inFlight === 0 ||
+        queue.length >= batchMax ||
+        performance.now() - oldestQueuedAt >= batchWaitMs)
     ) {
       startBatch();
     }
