@@ -16,6 +16,9 @@ export interface Sampler {
   stop(): { max_rss_mb: number; cpu_cores: number };
 }
 
+/** BENCH_SERVER_LOGS=1: the servers' stdout and stderr go to the benchmark's. */
+const SERVER_LOGS = process.env.BENCH_SERVER_LOGS === '1';
+
 /** Runs a TypeScript entry point with tsx (as `npm start` does) and waits for its port. */
 export async function startServer(
   script: string,
@@ -25,10 +28,11 @@ export async function startServer(
 ): Promise<Server> {
   const child = spawn(process.execPath, ['--import', 'tsx', ...nodeFlags, script], {
     env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', ...env, PORT: String(port) },
-    stdio: ['ignore', process.env.BENCH_SERVER_STDOUT ? 'inherit' : 'ignore', 'pipe'],
+    stdio: ['ignore', SERVER_LOGS ? 'inherit' : 'ignore', 'pipe'],
   });
   let stderr = '';
   child.stderr!.on('data', (chunk: Buffer) => {
+    if (SERVER_LOGS) process.stderr.write(chunk);
     stderr = (stderr + chunk.toString()).slice(-4000);
   });
   const exited = new Promise<number | null>((resolve) => child.once('exit', resolve));
