@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Client } from 'pg';
@@ -18,10 +19,11 @@ export interface BenchPostgres {
 /** BENCH_DATABASE_URL's server, or an embedded PostgreSQL in a temporary directory. */
 export async function startBenchPostgres(): Promise<BenchPostgres> {
   const given = process.env.BENCH_DATABASE_URL;
+  const dataParent = path.join(os.tmpdir(), `sw-status-bench-pg-${randomBytes(4).toString('hex')}`);
   const embedded = given
     ? undefined
     : await startEmbeddedPostgres(createLogger('warn'), {
-        dataDir: path.join(os.tmpdir(), `sw-status-bench-${randomBytes(4).toString('hex')}`, 'pg'),
+        dataDir: path.join(dataParent, 'pg'),
         ephemeral: true,
       });
   const adminUrl = given ?? embedded!.url;
@@ -46,6 +48,7 @@ export async function startBenchPostgres(): Promise<BenchPostgres> {
         await admin(adminUrl, `DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
       }
       await embedded?.stop();
+      if (embedded) rmSync(dataParent, { recursive: true, force: true });
     },
   };
 }
