@@ -20,6 +20,10 @@ import { decodeSpoolLine, encodeSpoolLine } from './spool-codec';
  * deleted, so the same events can be replayed again. That is harmless because history rows
  * are unique on their dedupe key (message id, raw status, error code, provider timestamp):
  * a second insert is a no-op. The key deliberately leaves out `source`.
+ *
+ * One process per SPOOL_DIR: a second one would replay (and delete) segments the first is
+ * still writing. In Kubernetes that is a volume per pod — an emptyDir survives a container
+ * restart, a per-replica persistent volume also survives the pod.
  */
 export interface Spool {
   readonly dir: string;
