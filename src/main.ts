@@ -7,7 +7,6 @@ import { startEmbeddedPostgres } from './db/embedded-postgres';
 import { migrateToLatest } from './db/migrate';
 import { createFastServer } from './http/fast-server';
 import type { Lifecycle } from './http/health.routes';
-import { surviveLostConnections } from './ingest/database-unavailable';
 import { createIngestRecorder } from './ingest/ingest';
 import { openSpool } from './ingest/spool';
 import { createLogger } from './logger';
@@ -24,7 +23,6 @@ async function main(): Promise<void> {
   const embedded = config.databaseUrl ? undefined : await startEmbeddedPostgres(logger);
   const { db, pool } = createDb(config.databaseUrl ?? embedded!.url, config.databasePoolMax);
   // A database restart must not kill the process (and with it the spool's acknowledgements).
-  surviveLostConnections(pool);
   if (!config.isProduction) {
     const applied = await migrateToLatest(db);
     if (applied.length > 0) logger.info({ applied }, 'migrations applied');

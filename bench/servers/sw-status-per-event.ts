@@ -2,7 +2,6 @@ import { createPublicApp } from '../../src/app';
 import { loadConfig } from '../../src/config';
 import { createDb } from '../../src/db/database';
 import { createFastServer } from '../../src/http/fast-server';
-import { surviveLostConnections } from '../../src/ingest/database-unavailable';
 import { createLogger } from '../../src/logger';
 import { directRecorder } from '../../src/messages/event-recorder';
 import { createMetrics } from '../../src/metrics/metrics';
@@ -15,7 +14,6 @@ import { createMetrics } from '../../src/metrics/metrics';
 const config = loadConfig();
 const logger = createLogger(config.logLevel);
 const { db, pool } = createDb(config.databaseUrl!, config.databasePoolMax);
-surviveLostConnections(pool);
 const metrics = createMetrics({ pool });
 const recorder = directRecorder(db, { onTransition: metrics.observeTransition });
 const app = createPublicApp({

@@ -66,6 +66,12 @@ async function handle(deps: CallbackDeps, api: Api, req: Request, res: Response)
     throw error;
   }
   const tokenRef = authenticate(deps, api, req, parsed);
+  // PostgreSQL text and jsonb cannot hold NUL: such a callback could never be stored, and a
+  // 503 would only make SignalWire retry it in vain.
+  if (JSON.stringify(parsed.fields).includes('\\u0000')) {
+    deps.onCallback?.(api, 'invalid', 'refused_invalid');
+    throw badRequest('invalid_character', 'NUL characters are not accepted');
+  }
 
   const options = { receivedAt: (deps.clock ?? (() => new Date()))(), storeBody: config.storeBody };
   let event: StatusEvent;

@@ -73,6 +73,13 @@ export function createDb(connectionString: string, maxConnections = 10): Databas
   // An idle client losing its connection (database restart) emits 'error' on the pool; without
   // a listener that would crash the process.
   pool.on('error', () => undefined);
+  // node-postgres also emits 'error' on a client that loses its connection while checked out
+  // between two statements (a database restart sends 57P01 to every session); pg-pool listens
+  // only while a client is idle. Unhandled, that event kills the process. The failure still
+  // reaches the caller through its next query, and pg-pool discards the broken client.
+  pool.on('connect', (client) => {
+    client.on('error', () => undefined);
+  });
   const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
   return { db, pool };
 }

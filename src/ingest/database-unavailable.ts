@@ -1,5 +1,3 @@
-import type { Pool } from 'pg';
-
 /**
  * Tells "PostgreSQL cannot take writes right now" apart from "this write is wrong". The first
  * sends accepted callbacks to the outage spool; the second must fail only its own events.
@@ -46,18 +44,4 @@ export function isDatabaseUnavailable(error: unknown): boolean {
   }
   const message = (error as { message?: unknown }).message;
   return typeof message === 'string' && CODELESS_MESSAGES.some((pattern) => pattern.test(message));
-}
-
-/**
- * node-postgres emits 'error' on a client that loses its connection while no query is
- * running on it. pg-pool listens only while a client sits idle in the pool; a client checked
- * out by kysely between two statements of a transaction has no listener, and an unhandled
- * 'error' event kills the process — what a database restart (57P01 to every session) does.
- * A listener on every client keeps the process alive; the failure still reaches the caller
- * through its next query, and pg-pool discards the broken client on release.
- */
-export function surviveLostConnections(pool: Pool): void {
-  pool.on('connect', (client) => {
-    client.on('error', () => undefined);
-  });
 }

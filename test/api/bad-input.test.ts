@@ -71,6 +71,16 @@ describe('callbacks: bad input', () => {
     expectError(await signedNative(JSON.stringify({ id: 'abc', status: ['sent'] })), 400);
   });
 
+  test('When a field holds a NUL character, then 400 instead of a 503 retried forever', async () => {
+    expectError(
+      await signedNative(JSON.stringify(nativeFields({ to: '+1555\u0000' }))),
+      400,
+      'invalid_character',
+    );
+    const fields = cxmlFields({ Body: 'a\u0000b' });
+    expectError(await postCxml(t.publicApp, fields), 400, 'invalid_character');
+  });
+
   test('When the content type is not supported, then 415', async () => {
     expectError(await signedNative('<xml/>', 'application/xml'), 415, 'unsupported_media_type');
     expectError(

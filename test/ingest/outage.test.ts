@@ -11,7 +11,6 @@ import type { DatabaseHandle } from '../../src/db/database';
 import { migrateToLatest } from '../../src/db/migrate';
 import { createFastServer } from '../../src/http/fast-server';
 import type { Lifecycle } from '../../src/http/health.routes';
-import { surviveLostConnections } from '../../src/ingest/database-unavailable';
 import { createGroupCommitRecorder } from '../../src/ingest/group-commit-recorder';
 import type { GroupCommitRecorder } from '../../src/ingest/group-commit-recorder';
 import { openSpool } from '../../src/ingest/spool';
@@ -48,7 +47,6 @@ const agent = new http.Agent({ keepAlive: true, maxSockets: SENDERS });
 beforeAll(async () => {
   pg = await createDisposablePostgres();
   database = createDb(pg.url, 6);
-  surviveLostConnections(database.pool);
   await migrateToLatest(database.db);
   spoolDir = await mkdtemp(path.join(os.tmpdir(), 'sw-status-outage-spool-'));
   const logger = createLogger(process.env.TEST_LOG_LEVEL ?? 'silent');

@@ -5,7 +5,6 @@ import request from 'supertest';
 import { normalizeCxmlCallback } from '../../src/callbacks/normalize';
 import { createDb } from '../../src/db/database';
 import type { DatabaseHandle } from '../../src/db/database';
-import { surviveLostConnections } from '../../src/ingest/database-unavailable';
 import { createGroupCommitRecorder } from '../../src/ingest/group-commit-recorder';
 import type { GroupCommitRecorder } from '../../src/ingest/group-commit-recorder';
 import { DEAD_LETTER_FILE, openSpool } from '../../src/ingest/spool';
@@ -46,7 +45,6 @@ async function harness(dir: string, write = recordEvents): Promise<Harness> {
     {
       recorder: (deps, database) => {
         h.viaSwitch = createDb(h.tcp.relay(database.url), 4);
-        surviveLostConnections(h.viaSwitch.pool);
         h.recorder = createGroupCommitRecorder({
           db: h.viaSwitch.db,
           logger: deps.logger,
