@@ -19,6 +19,19 @@ export const TEST_PUBLIC_BASE_URL = 'https://hooks.example.com';
 export const TEST_API_TOKEN = 'test-api-token';
 export const TEST_TOKEN_SECRET = 'test-callback-token-secret-0123456789';
 
+/** The service's configuration with the test keys, secrets and token; `env` overrides. */
+export function testConfig(env: Record<string, string> = {}): Config {
+  return loadConfig({
+    NODE_ENV: 'test',
+    PUBLIC_BASE_URL: TEST_PUBLIC_BASE_URL,
+    SIGNALWIRE_SIGNING_KEYS: TEST_SIGNING_KEY,
+    CALLBACK_TOKEN_SECRET: TEST_TOKEN_SECRET,
+    API_TOKENS: TEST_API_TOKEN,
+    SIGNALWIRE_SPACE_URL: 'http://127.0.0.1:9',
+    ...env,
+  });
+}
+
 export interface TestApp {
   config: Config;
   database: TestDatabase;
@@ -39,15 +52,7 @@ export async function createTestApp(
     recorder?: (deps: Omit<AppDeps, 'recorder'>, database: TestDatabase) => EventRecorder;
   } = {},
 ): Promise<TestApp> {
-  const config = loadConfig({
-    NODE_ENV: 'test',
-    PUBLIC_BASE_URL: TEST_PUBLIC_BASE_URL,
-    SIGNALWIRE_SIGNING_KEYS: TEST_SIGNING_KEY,
-    CALLBACK_TOKEN_SECRET: TEST_TOKEN_SECRET,
-    API_TOKENS: TEST_API_TOKEN,
-    SIGNALWIRE_SPACE_URL: 'http://127.0.0.1:9',
-    ...env,
-  });
+  const config = testConfig(env);
   const database = await createTestDatabase();
   const logger = createLogger(process.env.TEST_LOG_LEVEL ?? 'silent');
   const lifecycle: Lifecycle = { draining: false };

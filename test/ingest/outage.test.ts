@@ -5,7 +5,6 @@ import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { createPublicApp } from '../../src/app';
-import { loadConfig } from '../../src/config';
 import { createDb } from '../../src/db/database';
 import type { DatabaseHandle } from '../../src/db/database';
 import { migrateToLatest } from '../../src/db/migrate';
@@ -17,12 +16,7 @@ import { openSpool } from '../../src/ingest/spool';
 import { createLogger } from '../../src/logger';
 import { signFormParams } from '../../src/signalwire/signing';
 import { cxmlFields } from '../helpers/callbacks';
-import {
-  TEST_API_TOKEN,
-  TEST_PUBLIC_BASE_URL,
-  TEST_SIGNING_KEY,
-  TEST_TOKEN_SECRET,
-} from '../helpers/test-app';
+import { TEST_PUBLIC_BASE_URL, TEST_SIGNING_KEY, testConfig } from '../helpers/test-app';
 import { createDisposablePostgres } from './support/disposable-postgres';
 import type { DisposablePostgres } from './support/disposable-postgres';
 import { eventually } from './support/eventually';
@@ -50,13 +44,7 @@ beforeAll(async () => {
   await migrateToLatest(database.db);
   spoolDir = await mkdtemp(path.join(os.tmpdir(), 'sw-status-outage-spool-'));
   const logger = createLogger(process.env.TEST_LOG_LEVEL ?? 'silent');
-  const config = loadConfig({
-    NODE_ENV: 'test',
-    PUBLIC_BASE_URL: TEST_PUBLIC_BASE_URL,
-    SIGNALWIRE_SIGNING_KEYS: TEST_SIGNING_KEY,
-    CALLBACK_TOKEN_SECRET: TEST_TOKEN_SECRET,
-    API_TOKENS: TEST_API_TOKEN,
-    SIGNALWIRE_SPACE_URL: 'http://127.0.0.1:9',
+  const config = testConfig({
     SPOOL_DIR: spoolDir,
     // The test is one client sending as fast as it is answered.
     RATE_LIMIT_PUBLIC_PER_MINUTE: '1000000',
