@@ -10,7 +10,7 @@ import { migrateToLatest } from '../src/db/migrate';
 import { createLogger } from '../src/logger';
 import { findHistory, findMessage, listMessages } from '../src/messages/messages.repository';
 import { generateEvents } from '../scripts/generate-events';
-import { withDatabase } from './lib/database';
+import { withDatabase } from '../src/db/database';
 import { measureGets } from './lib/http-latency';
 import type { LatencyResult } from './lib/http-latency';
 import { peak } from './lib/load';

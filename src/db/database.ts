@@ -61,6 +61,13 @@ export interface DatabaseHandle {
   pool: Pool;
 }
 
+/** The same server and credentials, another database. */
+export function withDatabase(url: string, database: string): string {
+  const parsed = new URL(url);
+  parsed.pathname = `/${database}`;
+  return parsed.toString();
+}
+
 export function createDb(connectionString: string, maxConnections = 10): DatabaseHandle {
   const pool = new Pool({
     connectionString,

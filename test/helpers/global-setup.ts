@@ -2,12 +2,11 @@ import { randomBytes } from 'node:crypto';
 import os from 'node:os';
 import path from 'node:path';
 import { Client } from 'pg';
-import { createDb } from '../../src/db/database';
+import { createDb, withDatabase } from '../../src/db/database';
 import { startEmbeddedPostgres } from '../../src/db/embedded-postgres';
 import type { EmbeddedPostgres } from '../../src/db/embedded-postgres';
 import { migrateToLatest } from '../../src/db/migrate';
 import { createLogger } from '../../src/logger';
-import { withDatabase } from './test-database';
 
 declare global {
   var swStatusEmbeddedPostgres: EmbeddedPostgres | undefined;

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { Client } from 'pg';
-import { createDb } from '../../src/db/database';
+import { createDb, withDatabase } from '../../src/db/database';
 import type { DatabaseHandle } from '../../src/db/database';
 
 export interface TestDatabase extends DatabaseHandle {
@@ -42,12 +42,6 @@ async function adminQuery(adminUrl: string, statement: string): Promise<void> {
       await client.end();
     }
   }
-}
-
-export function withDatabase(url: string, database: string): string {
-  const parsed = new URL(url);
-  parsed.pathname = `/${database}`;
-  return parsed.toString();
 }
 
 function required(name: string): string {
