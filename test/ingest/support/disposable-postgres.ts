@@ -1,9 +1,9 @@
 import { spawn, execFileSync } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
-import { chownSync, existsSync, mkdirSync, mkdtempSync, rmSync, chmodSync } from 'node:fs';
+import { chownSync, mkdirSync, mkdtempSync, rmSync, chmodSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { freePort } from '../../../src/db/embedded-postgres';
+import { freePort, postgresBinDir } from '../../../src/db/embedded-postgres';
 
 /**
  * A PostgreSQL server of the test's own, which it may stop and start again: the outage test
@@ -23,7 +23,7 @@ export interface DisposablePostgres {
 }
 
 export async function createDisposablePostgres(): Promise<DisposablePostgres> {
-  const bin = binDir();
+  const bin = postgresBinDir();
   const owner: { uid?: number; gid?: number } = os.userInfo().uid === 0 ? postgresUser() : {};
   const base = mkdtempSync(path.join(os.tmpdir(), 'sw-status-outage-'));
   chmodSync(base, 0o755);
@@ -82,15 +82,6 @@ export async function createDisposablePostgres(): Promise<DisposablePostgres> {
       rmSync(base, { recursive: true, force: true });
     },
   };
-}
-
-function binDir(): string {
-  const name = `${process.platform}-${process.arch}`;
-  for (const dir of module.paths) {
-    const candidate = path.join(dir, '@embedded-postgres', name, 'native', 'bin');
-    if (existsSync(candidate)) return candidate;
-  }
-  throw new Error(`@embedded-postgres/${name} is not installed`);
 }
 
 function postgresUser(): { uid: number; gid: number } {
