@@ -1,17 +1,18 @@
 import express from 'express';
 import type { Express } from 'express';
-import helmet from 'helmet';
 import { callbackRoutes } from './callbacks/callbacks.routes';
 import type { CallbackDeps } from './callbacks/callbacks.routes';
 import type { Config } from './config';
 import type { Db } from './db/database';
 import { bearerAuth } from './http/bearer-auth';
+import { chain } from './http/chain';
 import { errorHandler, notFoundHandler } from './http/error-handler';
 import { healthRoutes } from './http/health.routes';
 import type { Lifecycle } from './http/health.routes';
 import { publicRateLimit, queryRateLimit } from './http/rate-limit';
 import { requestId } from './http/request-id';
 import { requestLog } from './http/request-log';
+import { securityHeaders } from './http/security-headers';
 import type { Logger } from './logger';
 import type { EventRecorder } from './messages/event-recorder';
 import { messageRoutes } from './messages/messages.routes';
@@ -45,15 +46,14 @@ function baseApp(deps: AppDeps): Express {
   const app = express();
   app.disable('x-powered-by');
   app.set('trust proxy', deps.config.trustProxy);
-  app.use(requestId());
-  app.use(requestLog(deps.logger));
-  app.use(helmet());
-  app.use((_req, res, next) => {
-    // While draining, keep-alive clients are told to reconnect: their next request then goes
-    // to a replica that is still in the load balancer.
-    if (deps.lifecycle.draining) res.setHeader('Connection', 'close');
-    next();
-  });
+  app.use(
+    chain(requestId(), requestLog(deps.logger), securityHeaders(), (_req, res, next) => {
+      // While draining, keep-alive clients are told to reconnect: their next request then
+      // goes to a replica that is still in the load balancer.
+      if (deps.lifecycle.draining) res.setHeader('Connection', 'close');
+      next();
+    }),
+  );
   app.use(healthRoutes(deps));
   return app;
 }
@@ -67,16 +67,16 @@ function finish(app: Express, deps: AppDeps): Express {
 /** Public listener: SignalWire's callbacks and health only (DESIGN §1). */
 export function createPublicApp(deps: AppDeps): Express {
   const app = baseApp(deps);
+  // A callback's answer is never cached or revalidated: no ETag (a hash per response).
+  app.set('etag', false);
   const { metrics } = deps;
-  if (metrics) app.use(ingestLatency(metrics));
   // After the health routes (probes are never limited), before any callback work.
-  app.use(
-    publicRateLimit({
-      perMinute: deps.config.rateLimitPublicPerMinute,
-      logger: deps.logger,
-      onLimited: () => metrics?.onRateLimited('public'),
-    }),
-  );
+  const limit = publicRateLimit({
+    perMinute: deps.config.rateLimitPublicPerMinute,
+    logger: deps.logger,
+    onLimited: () => metrics?.onRateLimited('public'),
+  });
+  app.use(metrics ? chain(ingestLatency(metrics), limit) : limit);
   app.use(
     callbackRoutes({
       ...deps,

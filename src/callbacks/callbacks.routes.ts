@@ -68,7 +68,7 @@ async function handle(deps: CallbackDeps, api: Api, req: Request, res: Response)
   const tokenRef = authenticate(deps, api, req, parsed);
   // PostgreSQL text and jsonb cannot hold NUL: such a callback could never be stored, and a
   // 503 would only make SignalWire retry it in vain.
-  if (JSON.stringify(parsed.fields).includes('\\u0000')) {
+  if (holdsNul(parsed.fields)) {
     deps.onCallback?.(api, 'invalid', 'refused_invalid');
     throw badRequest('invalid_character', 'NUL characters are not accepted');
   }
@@ -101,10 +101,13 @@ async function handle(deps: CallbackDeps, api: Api, req: Request, res: Response)
   }
   deps.onCallback?.(api, event.status, outcome);
 
+  // Plain Node writes: Express's send() would parse and rebuild the content type each time.
+  res.statusCode = 200;
   if (api === 'cxml') {
-    res.status(200).type('text/xml').send('<Response/>');
+    res.setHeader('Content-Type', 'text/xml; charset=utf-8');
+    res.end('<Response/>');
   } else {
-    res.status(200).end();
+    res.end();
   }
 }
 
@@ -117,16 +120,32 @@ function parseCallback(api: Api, req: Request): ParsedCallback {
     return { fields: toFields([...new URLSearchParams(query)]), formParams: [] };
   }
   const raw: Buffer = Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0);
-  const isForm = req.is('application/x-www-form-urlencoded');
-  const isJson = req.is(['application/json', 'application/*+json']);
-  if (isJson) return { fields: parseJsonObject(raw), formParams: [] };
-  if (isForm && api === 'cxml') {
+  const type = mediaType(req);
+  if (type === 'application/json' || JSON_SUFFIX.test(type)) {
+    return { fields: parseJsonObject(raw), formParams: [] };
+  }
+  if (type === 'application/x-www-form-urlencoded' && api === 'cxml') {
     const pairs = [...new URLSearchParams(raw.toString('utf8'))];
     return { fields: toFields(pairs), formParams: pairs };
   }
   const expected =
     api === 'cxml' ? 'application/x-www-form-urlencoded or application/json' : 'application/json';
   throw new AppError(415, 'unsupported_media_type', `Content-Type must be ${expected}`);
+}
+
+const JSON_SUFFIX = /^application\/[^/]+\+json$/;
+
+/**
+ * The body's media type, lower case and without parameters; '' without a body. What
+ * `req.is()` answers, without parsing the header again for every type asked about.
+ */
+function mediaType(req: Request): string {
+  const hasBody =
+    req.headers['transfer-encoding'] !== undefined || req.headers['content-length'] !== undefined;
+  const header = req.headers['content-type'];
+  if (!hasBody || header === undefined) return '';
+  const semicolon = header.indexOf(';');
+  return (semicolon === -1 ? header : header.slice(0, semicolon)).trim().toLowerCase();
 }
 
 function parseJsonObject(raw: Buffer): CallbackFields {
@@ -140,6 +159,17 @@ function parseJsonObject(raw: Buffer): CallbackFields {
     throw badRequest('malformed_body', 'The body must be a JSON object');
   }
   return value as CallbackFields;
+}
+
+/** Whether any key or string value, however deeply nested, contains a NUL character. */
+function holdsNul(value: unknown): boolean {
+  if (typeof value === 'string') return value.includes('\0');
+  if (typeof value !== 'object' || value === null) return false;
+  if (Array.isArray(value)) return value.some(holdsNul);
+  for (const key in value) {
+    if (key.includes('\0') || holdsNul((value as Record<string, unknown>)[key])) return true;
+  }
+  return false;
 }
 
 /** Form pairs to fields; a repeated key becomes an array. */

@@ -45,8 +45,11 @@ export function verifySignature(
     if (!sha1) return { ok: true, scheme: 'SHA256', url: sha256Url };
   }
 
+  // The query is the same in every candidate URL: read it once, and only when it is there.
+  const bodyHash = request.originalUrl.includes('bodySHA256')
+    ? new URL(candidateUrls[0]!).searchParams.get('bodySHA256')
+    : null;
   for (const url of candidateUrls) {
-    const bodyHash = new URL(url).searchParams.get('bodySHA256');
     for (const key of keys) {
       if (bodyHash !== null) {
         // Twilio-style JSON signing: the signature covers the URL only, the body its hash.
@@ -70,18 +73,27 @@ export function verifySignature(
 
 /** The URL as called, plus the same URL with the default port added or removed. */
 export function candidateUrlsFor(publicBaseUrl: string, originalUrl: string): string[] {
+  return candidatePrefixes(publicBaseUrl).map((prefix) => `${prefix}${originalUrl}`);
+}
+
+// PUBLIC_BASE_URL is fixed for the life of the process: parse it once, not per callback.
+const prefixesByBaseUrl = new Map<string, string[]>();
+
+function candidatePrefixes(publicBaseUrl: string): string[] {
+  let prefixes = prefixesByBaseUrl.get(publicBaseUrl);
+  if (prefixes) return prefixes;
   const base = new URL(publicBaseUrl);
   const basePath = base.pathname.replace(/\/+$/, '');
   const defaultPort = base.protocol === 'https:' ? '443' : '80';
   const origin = `${base.protocol}//${base.hostname.includes(':') ? `[${base.hostname}]` : base.hostname}`;
-  const suffix = `${basePath}${originalUrl}`;
   const port = base.port; // '' when the URL used the default port
-  const urls =
+  prefixes =
     port === ''
-      ? [`${origin}${suffix}`, `${origin}:${defaultPort}${suffix}`]
-      : [`${origin}:${port}${suffix}`];
-  if (port === defaultPort) urls.push(`${origin}${suffix}`);
-  return urls;
+      ? [`${origin}${basePath}`, `${origin}:${defaultPort}${basePath}`]
+      : [`${origin}:${port}${basePath}`];
+  if (port === defaultPort) prefixes.push(`${origin}${basePath}`);
+  prefixesByBaseUrl.set(publicBaseUrl, prefixes);
+  return prefixes;
 }
 
 function header(headers: IncomingHttpHeaders, name: string): string | undefined {

@@ -13,7 +13,7 @@ export function metricsRoutes({ metrics }: { metrics: Metrics }): Router {
   return router;
 }
 
-const CALLBACK_PATH = /^\/callbacks\/(cxml|native)(?:\/|$)/;
+const CALLBACK_PATH = /^\/callbacks\/(cxml|native)(?:[/?]|$)/;
 
 /**
  * Times every callback from the moment the app sees it until its answer is written. A 200 is
@@ -21,7 +21,8 @@ const CALLBACK_PATH = /^\/callbacks\/(cxml|native)(?:\/|$)/;
  */
 export function ingestLatency(metrics: Metrics): RequestHandler {
   return (req, res, next) => {
-    const api = CALLBACK_PATH.exec(req.path)?.[1] as Api | undefined;
+    // req.url, not req.path: this runs on every request, and req.path parses the URL.
+    const api = CALLBACK_PATH.exec(req.url)?.[1] as Api | undefined;
     if (api) {
       const started = process.hrtime.bigint();
       res.on('finish', () => {
