@@ -99,6 +99,15 @@ function initialState(event: StatusEvent, rank: number): MessageState {
   };
 }
 
+/** Whether two states hold the same values (dates compared by time). */
+export function sameState(a: MessageState, b: MessageState): boolean {
+  return (Object.keys(a) as Array<keyof MessageState>).every((key) => {
+    const x = a[key];
+    const y = b[key];
+    return x instanceof Date && y instanceof Date ? x.getTime() === y.getTime() : x === y;
+  });
+}
+
 /** Later provider timestamp wins; without two different ones, the later receive time. */
 function isLater(event: StatusEvent, current: MessageState): boolean {
   const a = event.providerTimestamp;

@@ -1,6 +1,6 @@
 import type { Db } from '../db/database';
-import { insertEvents, insertNewMessages, lockMessages, saveMessages } from './messages.repository';
-import { applyEvent } from './projection';
+import { recordBatch, saveMessages } from './record-events.repository';
+import { applyEvent, sameState } from './projection';
 import type { MessageState } from './projection';
 import { dedupeKey } from './status-event';
 import type { StatusEvent } from './status-event';
@@ -31,9 +31,9 @@ export interface RecordOptions {
  * event and in order, whether it was new or a duplicate.
  *
  * Concurrency: new history rows are de-duplicated by the unique dedupe key; message rows are
- * created with INSERT … ON CONFLICT DO NOTHING and then locked (in id order) before the
- * projection is computed, so concurrent batches for the same message serialise instead of
- * overwriting each other. A deadlock between two batches is retried.
+ * created with INSERT … ON CONFLICT DO NOTHING or locked (in id order) before the projection
+ * is computed, so concurrent batches for the same message serialise instead of overwriting
+ * each other. A deadlock between two batches is retried.
  */
 export async function recordEvents(
   db: Db,
@@ -41,24 +41,17 @@ export async function recordEvents(
   options: RecordOptions = {},
 ): Promise<RecordOutcome[]> {
   if (events.length === 0) return [];
-  const keyed = events.map((event) => ({ event, key: dedupeKey(event) }));
+  const keyed = events.map((event) => ({ event, key: dedupeKey(event).toString('hex') }));
 
   // Within one batch the first of a key is the candidate; later copies are duplicates.
   const firstOfKey = new Map<string, number>();
   keyed.forEach(({ key }, index) => {
-    const hex = key.toString('hex');
-    if (!firstOfKey.has(hex)) firstOfKey.set(hex, index);
+    if (!firstOfKey.has(key)) firstOfKey.set(key, index);
   });
-  const candidates = keyed.filter(({ key }, i) => firstOfKey.get(key.toString('hex')) === i);
+  const candidates = keyed.filter(({ key }, index) => firstOfKey.get(key) === index);
 
-  const { newKeys: inserted, transitions } = await withRetry(() =>
-    db.transaction().execute(async (trx) => {
-      const newKeys = await insertEvents(trx, candidates);
-      const newEvents = candidates
-        .filter(({ key }) => newKeys.has(key.toString('hex')))
-        .map(({ event }) => event);
-      return { newKeys, transitions: await project(trx, newEvents) };
-    }),
+  const { newKeys, transitions } = await withRetry(() =>
+    db.transaction().execute((trx) => record(trx, candidates)),
   );
   if (options.onTransition) {
     // Only after the commit (a retried transaction must not count twice), and an observer's
@@ -70,53 +63,52 @@ export async function recordEvents(
     }
   }
 
-  return keyed.map(({ key }, index) => {
-    const hex = key.toString('hex');
-    return firstOfKey.get(hex) === index && inserted.has(hex) ? 'recorded' : 'duplicate';
-  });
+  return keyed.map(({ key }, index) =>
+    firstOfKey.get(key) === index && newKeys.has(key) ? 'recorded' : 'duplicate',
+  );
 }
 
 /**
- * Applies new events to their messages; the caller's transaction holds the row locks.
- * Returns the status changes it made.
+ * Inserts the new events and applies them to their messages, inside the caller's
+ * transaction. Returns the keys of the new events and the status changes they made.
  */
-async function project(trx: Db, events: readonly StatusEvent[]): Promise<StatusTransition[]> {
-  if (events.length === 0) return [];
-  const byMessage = new Map<string, StatusEvent[]>();
-  for (const event of events) {
-    const list = byMessage.get(event.messageId) ?? [];
+async function record(
+  trx: Db,
+  candidates: ReadonlyArray<{ event: StatusEvent; key: string }>,
+): Promise<{ newKeys: Set<string>; transitions: StatusTransition[] }> {
+  // A message without a row is created from its first event in the batch.
+  const initial = new Map<string, MessageState>();
+  for (const { event } of candidates) {
+    if (!initial.has(event.messageId)) initial.set(event.messageId, applyEvent(null, event));
+  }
+  const { newKeys, messages } = await recordBatch(trx, candidates, [...initial.values()]);
+
+  const newEvents = new Map<string, StatusEvent[]>();
+  for (const { event, key } of candidates) {
+    if (!newKeys.has(key)) continue;
+    const list = newEvents.get(event.messageId) ?? [];
     list.push(event);
-    byMessage.set(event.messageId, list);
+    newEvents.set(event.messageId, list);
   }
-  const ids = [...byMessage.keys()].sort();
 
-  // A message seen for the first time is created from its first event...
-  const initial = ids.map((id) => applyEvent(null, byMessage.get(id)![0]!));
-  const created = await insertNewMessages(trx, initial);
-  const existing = await lockMessages(
-    trx,
-    ids.filter((id) => !created.has(id)),
-  );
-
-  // ...and then every remaining event is folded in, in arrival order.
+  // Every new event is folded into its message in arrival order. A message just created from
+  // its first event gets that event again, which changes nothing: applying an event a state
+  // already holds is a no-op (test/unit/projection.test.ts).
   const transitions: StatusTransition[] = [];
-  const fold = (state: MessageState, rest: readonly StatusEvent[]): MessageState =>
-    rest.reduce((previous, event) => {
-      const next = applyEvent(previous, event);
-      const transition = transitionBetween(previous, next);
-      if (transition) transitions.push(transition);
-      return next;
-    }, state);
   const changed: MessageState[] = [];
-  for (const state of initial.filter((s) => created.has(s.id))) {
-    const rest = byMessage.get(state.id)!.slice(1);
-    if (rest.length > 0) changed.push(fold(state, rest));
-  }
-  for (const state of existing) {
-    changed.push(fold(state, byMessage.get(state.id)!));
+  for (const [id, events] of newEvents) {
+    const stored = messages.get(id);
+    if (!stored) throw new Error(`message ${id} has new events but no row`);
+    const next = events.reduce((previous, event) => {
+      const folded = applyEvent(previous, event);
+      const transition = transitionBetween(previous, folded);
+      if (transition) transitions.push(transition);
+      return folded;
+    }, stored);
+    if (!sameState(next, stored)) changed.push(next);
   }
   await saveMessages(trx, changed);
-  return transitions;
+  return { newKeys, transitions };
 }
 
 function transitionBetween(previous: MessageState, next: MessageState): StatusTransition | null {

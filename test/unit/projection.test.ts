@@ -1,4 +1,4 @@
-import { applyEvent } from '../../src/messages/projection';
+import { applyEvent, sameState } from '../../src/messages/projection';
 import type { MessageState } from '../../src/messages/projection';
 import type { StatusEvent } from '../../src/messages/status-event';
 import { canonicalStatus } from '../../src/messages/statuses';
@@ -112,5 +112,41 @@ describe('applyEvent', () => {
     });
     expect(state.createdAt).toEqual(proxy.receivedAt);
     expect(state.lastEventAt).toEqual(callback.receivedAt);
+  });
+
+  // The write path relies on this: a message created from its first event gets that event
+  // folded in again (messages/record-events.ts).
+  test.each([
+    [
+      'a proxy send',
+      event('queued', {
+        source: 'proxy',
+        send: { ref: 'r1', kind: 'sms', clientStatusCallback: 'https://app/cb', body: 'hi' },
+      }),
+    ],
+    ['a callback with a token', event('sent', { tokenRef: 'r2', numMedia: 2 })],
+    ['a failure', event('undelivered', { errorCode: '30003', errorMessage: 'Unreachable' })],
+    [
+      'a native receipt',
+      event('delivered', { providerTimestamp: new Date('2026-11-01T10:00:05Z') }),
+    ],
+    ['an unknown status', event('teleported', { from: null, to: null, numSegments: null })],
+  ])(
+    'When a message created from %s gets that event again, then nothing changes',
+    (_what, first) => {
+      const created = applyEvent(null, first);
+      const again = applyEvent(created, first);
+      expect(sameState(again, created)).toBe(true);
+      expect(again).toEqual(created);
+    },
+  );
+
+  test('When two states differ in any field, then they are not the same', () => {
+    const state = fold([event('queued'), event('sent')]);
+    expect(sameState(state, { ...state })).toBe(true);
+    expect(sameState(state, { ...state, lastEventAt: new Date(state.lastEventAt) })).toBe(true);
+    expect(sameState(state, { ...state, conflict: true })).toBe(false);
+    expect(sameState(state, { ...state, errorCode: '30003' })).toBe(false);
+    expect(sameState(state, { ...state, lastEventAt: new Date(clock + 1) })).toBe(false);
   });
 });
