@@ -1,4 +1,5 @@
 import type { Selectable } from 'kysely';
+import { jsonArrayFrom } from 'kysely/helpers/postgres';
 import type { Db, MessagesTable, StatusEventsTable } from '../db/database';
 
 /**
@@ -29,23 +30,49 @@ export async function findMessage(db: Db, id: string): Promise<MessageRow | unde
   return db.selectFrom('messages').selectAll().where('id', '=', id).executeTakeFirst();
 }
 
-/** History in arrival order (seq is an identity: the commit order of the events). */
-export async function findHistory(db: Db, messageId: string): Promise<HistoryRow[]> {
-  return db
-    .selectFrom('status_events')
-    .select([
-      'seq',
-      'status',
-      'raw_status',
-      'error_code',
-      'error_message',
-      'source',
-      'provider_timestamp',
-      'received_at',
-    ])
-    .where('message_id', '=', messageId)
-    .orderBy('seq')
-    .execute();
+/**
+ * A message with its history in arrival order (seq is an identity: the commit order of the
+ * events), in one round trip; undefined when the message is unknown.
+ */
+export async function findMessageWithHistory(
+  db: Db,
+  id: string,
+): Promise<{ message: MessageRow; history: HistoryRow[] } | undefined> {
+  const row = await db
+    .selectFrom('messages')
+    .selectAll('messages')
+    .select((eb) =>
+      jsonArrayFrom(
+        eb
+          .selectFrom('status_events')
+          .select([
+            'seq',
+            'status',
+            'raw_status',
+            'error_code',
+            'error_message',
+            'source',
+            'provider_timestamp',
+            'received_at',
+          ])
+          .whereRef('status_events.message_id', '=', 'messages.id')
+          .orderBy('seq'),
+      ).as('history'),
+    )
+    .where('messages.id', '=', id)
+    .executeTakeFirst();
+  if (!row) return undefined;
+  const { history, ...message } = row;
+  return {
+    message,
+    // Timestamps inside JSON arrive as ISO 8601 text.
+    history: history.map((event) => ({
+      ...event,
+      provider_timestamp:
+        event.provider_timestamp === null ? null : new Date(event.provider_timestamp),
+      received_at: new Date(event.received_at),
+    })),
+  };
 }
 
 export interface MessageFilter {

@@ -4,7 +4,7 @@ import type { Db } from '../db/database';
 import { notFound } from '../errors';
 import { decodeCursor, encodeCursor } from './cursor';
 import { toMessageDto } from './message-dto';
-import { findHistory, findMessage, listMessages } from './messages.repository';
+import { findMessageWithHistory, listMessages } from './messages.repository';
 import { CANONICAL_STATUSES } from './statuses';
 
 const MessageParams = z.object({ id: z.string().min(1).max(64) });
@@ -30,9 +30,9 @@ export function messageRoutes({ db }: { db: Db }): Router {
 
   router.get('/v1/messages/:id', async (req, res) => {
     const { id } = MessageParams.parse(req.params);
-    const message = await findMessage(db, id);
-    if (!message) throw notFound('message', id);
-    res.json(toMessageDto(message, await findHistory(db, id)));
+    const found = await findMessageWithHistory(db, id);
+    if (!found) throw notFound('message', id);
+    res.json(toMessageDto(found.message, found.history));
   });
 
   router.get('/v1/messages', async (req, res) => {
