@@ -218,6 +218,7 @@ async function withServer<T>(
   flags: string[],
   body: (server: Server) => Promise<T>,
 ): Promise<T> {
+  await postgres.settle();
   const databaseUrl = scenario.needsDatabase ? await postgres.createDatabase() : undefined;
   const spoolDir = mkdtempSync(path.join(work, 'spool-'));
   const server = await startServer(
@@ -230,6 +231,8 @@ async function withServer<T>(
     return await body(server);
   } finally {
     await server.stop();
+    // Its rows would otherwise be vacuumed during a later scenario's measurement.
+    if (databaseUrl) await postgres.dropDatabase(databaseUrl);
   }
 }
 

@@ -8,11 +8,33 @@ import { startEmbeddedPostgres } from '../../src/db/embedded-postgres';
 import { migrateToLatest } from '../../src/db/migrate';
 import { createLogger } from '../../src/logger';
 
+/**
+ * The benchmarks' PostgreSQL is configured as a production server for this workload would
+ * be (README, "PostgreSQL for sw-status"): the indexes that take random inserts (message ids,
+ * dedupe keys, recipients: about 330 bytes per stored event) fit in shared_buffers, and
+ * checkpoints are far apart, so that an index page is not written to the WAL in full (a
+ * full-page image) at its first change after every checkpoint. PostgreSQL's defaults
+ * (128 MB, 1 GB, 5 min) are sized for a laptop. With BENCH_DATABASE_URL, set them yourself.
+ */
+export const BENCH_POSTGRES_SETTINGS = {
+  shared_buffers: '4GB',
+  max_wal_size: '8GB',
+  checkpoint_timeout: '15min',
+} as const;
+
 export interface BenchPostgres {
   /** Where it came from, for the results. */
   source: 'BENCH_DATABASE_URL' | 'embedded';
   /** A fresh, migrated, empty database; each scenario run gets its own. */
   createDatabase(): Promise<string>;
+  /** Drops a database made by createDatabase, once its run is over. */
+  dropDatabase(url: string): Promise<void>;
+  /**
+   * Waits until earlier runs' background work is done — autovacuum of the rows they wrote,
+   * dirty buffers (CHECKPOINT) — so that it does not land in the next run's measurement.
+   * The measured run's own vacuum and checkpoint work still counts.
+   */
+  settle(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -25,6 +47,7 @@ export async function startBenchPostgres(): Promise<BenchPostgres> {
     : await startEmbeddedPostgres(createLogger('warn'), {
         dataDir: path.join(dataParent, 'pg'),
         ephemeral: true,
+        settings: BENCH_POSTGRES_SETTINGS,
       });
   const adminUrl = given ?? embedded!.url;
   const suffix = randomBytes(4).toString('hex');
@@ -43,6 +66,12 @@ export async function startBenchPostgres(): Promise<BenchPostgres> {
       created.push(name);
       return withDatabase(adminUrl, name);
     },
+    async dropDatabase(url) {
+      const name = new URL(url).pathname.slice(1);
+      await admin(adminUrl, `DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+      created.splice(created.indexOf(name), 1);
+    },
+    settle: () => settlePostgres(adminUrl),
     async close() {
       for (const name of [...created, template]) {
         await admin(adminUrl, `DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
@@ -51,6 +80,32 @@ export async function startBenchPostgres(): Promise<BenchPostgres> {
       if (embedded) rmSync(dataParent, { recursive: true, force: true });
     },
   };
+}
+
+/**
+ * Waits (up to a minute) until no autovacuum worker runs, then checkpoints: what earlier runs
+ * left for the server to do in the background is done before the next measurement.
+ */
+export async function settlePostgres(adminUrl: string): Promise<void> {
+  const deadline = Date.now() + 60_000;
+  while (Date.now() < deadline && (await autovacuumWorkers(adminUrl)) > 0) {
+    await new Promise((resolve) => setTimeout(resolve, 500));
+  }
+  // Needs superuser or pg_checkpoint on a BENCH_DATABASE_URL server; without, skip it.
+  await admin(adminUrl, 'CHECKPOINT').catch(() => undefined);
+}
+
+async function autovacuumWorkers(url: string): Promise<number> {
+  const client = new Client({ connectionString: url });
+  await client.connect();
+  try {
+    const { rows } = await client.query<{ n: number }>(
+      `SELECT count(*)::int AS n FROM pg_stat_activity WHERE backend_type = 'autovacuum worker'`,
+    );
+    return rows[0]!.n;
+  } finally {
+    await client.end();
+  }
 }
 
 async function admin(url: string, statement: string): Promise<void> {

@@ -34,6 +34,12 @@ export interface EmbeddedPostgresOptions {
   port?: number;
   /** Delete the data directory on stop (tests). */
   ephemeral?: boolean;
+  /** Server settings (`postgresql.conf` names), e.g. the benchmarks' production-like ones. */
+  settings?: Readonly<Record<string, string>>;
+}
+
+function settingFlags(settings: Readonly<Record<string, string>>): string[] {
+  return Object.entries(settings).flatMap(([name, value]) => ['-c', `${name}=${value}`]);
 }
 
 const USER = 'postgres';
@@ -54,7 +60,7 @@ export async function startEmbeddedPostgres(
     persistent: !options.ephemeral,
     // Postgres refuses to run as root; as root the package runs it as a `postgres` user.
     createPostgresUser: os.userInfo().uid === 0,
-    postgresFlags: ['-c', 'listen_addresses=127.0.0.1'],
+    postgresFlags: ['-c', 'listen_addresses=127.0.0.1', ...settingFlags(options.settings ?? {})],
     onLog: (message: unknown) =>
       logger.debug({ postgres: String(message).trim() }, 'embedded postgres'),
     onError: (error: unknown) => logger.warn({ err: error }, 'embedded postgres'),
