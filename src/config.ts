@@ -61,7 +61,9 @@ const EnvSchema = z.object({
   // Unset: 5 s in production (see shutdownDelayMs), 0 elsewhere.
   SHUTDOWN_DELAY_MS: z.coerce.number().int().min(0).optional(),
   INGEST_BATCH_MAX: positiveInt.default(200),
-  INGEST_BATCH_WAIT_MS: z.coerce.number().min(0).default(2),
+  // Applies only while another batch commits. 1 ms (Node's shortest timer) measured 8 % more
+  // callbacks/s than 2 ms with 32 concurrent senders: commits are short, waiting is not free.
+  INGEST_BATCH_WAIT_MS: z.coerce.number().min(0).default(1),
   INGEST_QUEUE_MAX: positiveInt.default(5000),
   SPOOL_DIR: z.string().min(1).default('.data/spool'),
   SIMULATOR_PORT: port.default(0),

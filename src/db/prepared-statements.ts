@@ -48,6 +48,11 @@ export function preparingPool(pool: Pool): PostgresPool {
   };
 }
 
+interface Corkable {
+  cork(): void;
+  uncork(): void;
+}
+
 /** The answer to a statement that needed no round trip. */
 function nothingSent(): Promise<unknown> {
   return Promise.resolve({ rows: [], rowCount: 0, command: 'BEGIN' });
@@ -69,8 +74,18 @@ function wrap(client: PoolClient): PostgresPoolClient {
     if (!beginDeferred) return send(textOrCursor, [...parameters]);
     beginDeferred = false;
     if (textOrCursor === 'rollback' || textOrCursor === 'commit') return nothingSent();
-    const began = client.query('begin');
-    const result = send(textOrCursor, [...parameters]);
+    // Both leave in one write (one system call), when pg's socket is reachable.
+    const socket = (client as unknown as { connection?: { stream?: Partial<Corkable> } }).connection
+      ?.stream;
+    socket?.cork?.();
+    let began: Promise<unknown>;
+    let result: Promise<unknown>;
+    try {
+      began = client.query('begin');
+      result = send(textOrCursor, [...parameters]);
+    } finally {
+      socket?.uncork?.();
+    }
     return began.then(
       () => result,
       (error: unknown) => {

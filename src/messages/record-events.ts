@@ -81,7 +81,7 @@ async function record(
   for (const { event } of candidates) {
     if (!initial.has(event.messageId)) initial.set(event.messageId, applyEvent(null, event));
   }
-  const { newKeys, messages } = await recordBatch(trx, candidates, [...initial.values()]);
+  const { newKeys, created, existing } = await recordBatch(trx, candidates, [...initial.values()]);
 
   const newEvents = new Map<string, StatusEvent[]>();
   for (const { event, key } of candidates) {
@@ -97,7 +97,7 @@ async function record(
   const transitions: StatusTransition[] = [];
   const changed: MessageState[] = [];
   for (const [id, events] of newEvents) {
-    const stored = messages.get(id);
+    const stored = created.has(id) ? initial.get(id) : existing.get(id);
     if (!stored) throw new Error(`message ${id} has new events but no row`);
     const next = events.reduce((previous, event) => {
       const folded = applyEvent(previous, event);
