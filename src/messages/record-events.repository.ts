@@ -1,5 +1,5 @@
 import type { Db, MessagesTable } from '../db/database';
-import { preparedStatement } from '../db/prepared-statements';
+import { preparedStatement } from '../db/kysely-pool';
 import type { MessageRow } from './messages.repository';
 import type { MessageState } from './projection';
 import type { StatusEvent } from './status-event';
@@ -7,7 +7,7 @@ import type { StatusEvent } from './status-event';
 /**
  * The SQL of the write path (messages/record-events.ts runs it in one transaction).
  *
- * - Fixed texts, prepared once per connection (db/prepared-statements.ts), and a batch travels
+ * - Fixed texts, prepared once per connection (db/kysely-pool.ts), and a batch travels
  *   as ONE JSON parameter expanded by json_to_recordset: a VALUES list would bind a parameter
  *   per column and row (2,200 for a batch of 200) and change its text with every batch size.
  *   Timestamps travel as ISO 8601 text, dedupe keys as hex.
@@ -174,7 +174,7 @@ export async function saveMessages(db: Db, states: readonly MessageState[]): Pro
  * stored with U+FFFD in its place (as node-postgres encodes text parameters), and still is.
  * Scanning from the left, an escaped backslash is consumed whole, so only real escapes match.
  */
-export function jsonParameter(rows: unknown): string {
+function jsonParameter(rows: unknown): string {
   const json = JSON.stringify(rows);
   if (!json.includes('\\ud')) return json;
   return json.replace(/\\\\|\\ud[89a-f][0-9a-f]{2}/g, (escape) =>

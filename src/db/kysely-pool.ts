@@ -3,7 +3,9 @@ import type { PostgresPool, PostgresPoolClient } from 'kysely';
 import type { Pool, PoolClient } from 'pg';
 
 /**
- * Named prepared statements for the hot write path. node-postgres sends every query as an
+ * The pg pool as Kysely sees it, with two things Kysely cannot ask node-postgres for.
+ *
+ * 1. Named prepared statements for the hot write path. node-postgres sends every query as an
  * unnamed statement that PostgreSQL parses and plans again each time; for the group-commit
  * statements that was about a third of PostgreSQL's work per batch (measured: 80 → 63 µs of
  * server CPU per event at 14 events per batch). A named statement is parsed and planned once
@@ -12,6 +14,11 @@ import type { Pool, PoolClient } from 'pg';
  * Kysely has no notion of statement names, so the pool handed to it looks up each query's
  * SQL text here and names the ones that were declared with `preparedStatement`. Only fixed
  * SQL texts belong here: every distinct text stays prepared on every connection for its life.
+ *
+ * 2. A transaction's BEGIN travels with its first statement (node-postgres pipeline mode,
+ * `pipeline: true` on the pool): one round trip instead of two, during which the connection
+ * would otherwise wait for the event loop of a busy service. A transaction that ends before
+ * its first statement sends nothing at all.
  *
  * Behind PgBouncer in transaction mode, named statements need PgBouncer ≥ 1.21 with
  * `max_prepared_statements` set.
@@ -30,8 +37,8 @@ export function preparedStatement(name: string, text: string): PreparedStatement
   return (parameters) => CompiledQuery.raw(text, [...parameters]);
 }
 
-/** The pg pool as Kysely sees it, naming the declared statements. */
-export function preparingPool(pool: Pool): PostgresPool {
+/** The pg pool as Kysely sees it (see above). */
+export function kyselyPool(pool: Pool): PostgresPool {
   // One wrapper per connection, so Kysely keeps one connection object per pg client.
   const wrappers = new WeakMap<PoolClient, PostgresPoolClient>();
   return {
