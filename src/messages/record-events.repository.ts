@@ -15,9 +15,9 @@ import type { StatusEvent } from './status-event';
  *   or `id = ANY(…)`: a prepared statement keeps the plan it was given, and one planned
  *   while `messages` was still tiny would scan the whole table by then (seen: a batch of 14
  *   took 7 ms at 28,000 messages).
- * - Each statement is a round trip during which the connection and its row locks wait for
- *   the event loop: a batch takes three (BEGIN, RECORD_BATCH, COMMIT), four when it moves
- *   messages that already existed (… SAVE_MESSAGES …).
+ * - Each round trip holds the connection and its row locks while it waits for the event loop:
+ *   a batch takes two (BEGIN pipelined with RECORD_BATCH, then COMMIT), three when it moves
+ *   messages that already existed (SAVE_MESSAGES before the COMMIT).
  */
 
 // Every column of `messages` with its type, in table order: the shape of a JSON message row.
