@@ -3,7 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { Kysely, PostgresDialect } from 'kysely';
 import type { CompiledQuery } from 'kysely';
-import { Client, Pool } from 'pg';
+import { Pool } from 'pg';
 import type { Database } from '../src/db/database';
 import { freePort, startEmbeddedPostgres } from '../src/db/embedded-postgres';
 import { migrateToLatest } from '../src/db/migrate';
@@ -11,7 +11,7 @@ import { createLogger } from '../src/logger';
 import { findMessageWithHistory, listMessages } from '../src/messages/messages.repository';
 import { generateEvents } from '../scripts/generate-events';
 import { withDatabase } from '../src/db/database';
-import { BENCH_POSTGRES_SETTINGS, settlePostgres } from './lib/database';
+import { BENCH_POSTGRES_SETTINGS, settlePostgres, withClient } from './lib/database';
 import { measureGets } from './lib/http-latency';
 import type { LatencyResult } from './lib/http-latency';
 import { peak } from './lib/load';
@@ -165,11 +165,11 @@ async function main(): Promise<void> {
 }
 
 async function ensureLoaded(adminUrl: string, url: string) {
-  const admin = new Client({ connectionString: adminUrl });
-  await admin.connect();
-  const exists = (await admin.query('SELECT 1 FROM pg_database WHERE datname = $1', [FULL_DB]))
-    .rowCount;
-  await admin.end();
+  const exists = await withClient(
+    adminUrl,
+    async (admin) =>
+      (await admin.query('SELECT 1 FROM pg_database WHERE datname = $1', [FULL_DB])).rowCount,
+  );
   if (exists) {
     const count = await scalar(url, 'SELECT count(*) FROM status_events');
     if (count >= EVENTS) {
@@ -389,21 +389,20 @@ interface WriteCost {
  * full-page image in the WAL.
  */
 async function writeCounters(url: string): Promise<WriteCounters> {
-  const client = new Client({ connectionString: url });
-  await client.connect();
-  const wal = await client.query<{ wal_records: string; wal_fpi: string; wal_bytes: string }>(
-    'SELECT wal_records, wal_fpi, wal_bytes FROM pg_stat_wal',
-  );
-  const io = await client.query<{ read: string }>(
-    `SELECT sum(heap_blks_read + coalesce(idx_blks_read, 0)) AS read FROM pg_statio_user_tables`,
-  );
-  await client.end();
-  return {
-    walRecords: Number(wal.rows[0]!.wal_records),
-    walFpi: Number(wal.rows[0]!.wal_fpi),
-    walBytes: Number(wal.rows[0]!.wal_bytes),
-    blocksRead: Number(io.rows[0]!.read),
-  };
+  return withClient(url, async (client) => {
+    const wal = await client.query<{ wal_records: string; wal_fpi: string; wal_bytes: string }>(
+      'SELECT wal_records, wal_fpi, wal_bytes FROM pg_stat_wal',
+    );
+    const io = await client.query<{ read: string }>(
+      `SELECT sum(heap_blks_read + coalesce(idx_blks_read, 0)) AS read FROM pg_statio_user_tables`,
+    );
+    return {
+      walRecords: Number(wal.rows[0]!.wal_records),
+      walFpi: Number(wal.rows[0]!.wal_fpi),
+      walBytes: Number(wal.rows[0]!.wal_bytes),
+      blocksRead: Number(io.rows[0]!.read),
+    };
+  });
 }
 
 function perEvent(before: WriteCounters, after: WriteCounters, events: number): WriteCost {
@@ -417,19 +416,13 @@ function perEvent(before: WriteCounters, after: WriteCounters, events: number): 
 }
 
 async function tableSizes(url: string) {
-  const client = new Client({ connectionString: url });
-  await client.connect();
-  const { rows } = await client.query<{
-    table: string;
-    rows: string;
-    total: string;
-    indexes: string;
-  }>(`
-    SELECT relname AS table, reltuples::bigint AS rows,
-           pg_size_pretty(pg_total_relation_size(oid)) AS total,
-           pg_size_pretty(pg_indexes_size(oid)) AS indexes
-      FROM pg_class WHERE relname IN ('messages', 'status_events') ORDER BY 1`);
-  await client.end();
+  const { rows } = await withClient(url, (client) =>
+    client.query<{ table: string; rows: string; total: string; indexes: string }>(`
+      SELECT relname AS table, reltuples::bigint AS rows,
+             pg_size_pretty(pg_total_relation_size(oid)) AS total,
+             pg_size_pretty(pg_indexes_size(oid)) AS indexes
+        FROM pg_class WHERE relname IN ('messages', 'status_events') ORDER BY 1`),
+  );
   return Object.fromEntries(
     rows.map((row) => [
       row.table,
@@ -444,37 +437,28 @@ interface IngestMark {
 }
 
 async function ingestMark(url: string): Promise<IngestMark> {
-  const client = new Client({ connectionString: url });
-  await client.connect();
-  try {
-    const { rows } = await client.query<{ max_seq: number; at: Date }>(
+  const { rows } = await withClient(url, (client) =>
+    client.query<{ max_seq: number; at: Date }>(
       'SELECT coalesce(max(seq), 0)::bigint AS max_seq, now() AS at FROM status_events',
-    );
-    return { maxSeq: Number(rows[0]!.max_seq), at: rows[0]!.at };
-  } finally {
-    await client.end();
-  }
+    ),
+  );
+  return { maxSeq: Number(rows[0]!.max_seq), at: rows[0]!.at };
 }
 
 /** The benchmark's callbacks create new messages only: later events, newer messages. */
 async function removeIngested(url: string, mark: IngestMark): Promise<void> {
-  const client = new Client({ connectionString: url });
-  await client.connect();
-  try {
+  await withClient(url, async (client) => {
     await client.query('DELETE FROM status_events WHERE seq > $1', [mark.maxSeq]);
     await client.query('DELETE FROM messages WHERE created_at >= $1', [mark.at]);
     await client.query('VACUUM (ANALYZE) messages, status_events');
-  } finally {
-    await client.end();
-  }
+  });
 }
 
 async function recreate(adminUrl: string, name: string): Promise<void> {
-  const admin = new Client({ connectionString: adminUrl });
-  await admin.connect();
-  await admin.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
-  await admin.query(`CREATE DATABASE ${name}`);
-  await admin.end();
+  await withClient(adminUrl, async (admin) => {
+    await admin.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+    await admin.query(`CREATE DATABASE ${name}`);
+  });
 }
 
 async function migrate(url: string): Promise<void> {
@@ -486,10 +470,7 @@ async function migrate(url: string): Promise<void> {
 }
 
 async function scalar(url: string, sql: string): Promise<number> {
-  const client = new Client({ connectionString: url });
-  await client.connect();
-  const { rows } = await client.query<{ count: string }>(sql);
-  await client.end();
+  const { rows } = await withClient(url, (client) => client.query<{ count: string }>(sql));
   return Number(rows[0]!.count);
 }
 
