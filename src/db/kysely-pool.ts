@@ -72,7 +72,8 @@ function wrap(client: PoolClient): PostgresPoolClient {
     return name === undefined ? client.query(text, values) : client.query({ name, text, values });
   };
   const query = (textOrCursor: unknown, parameters: readonly unknown[] = []): unknown => {
-    // A cursor (streamed results) is passed through as Kysely built it.
+    // A cursor (streamed results) is passed through as Kysely built it; node-postgres refuses
+    // it in pipeline mode, and nothing here streams.
     if (typeof textOrCursor !== 'string') return client.query(textOrCursor as never);
     if (textOrCursor === 'begin') {
       beginDeferred = true;

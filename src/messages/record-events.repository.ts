@@ -10,7 +10,7 @@ import type { StatusEvent } from './status-event';
  * - Fixed texts, prepared once per connection (db/kysely-pool.ts), and a batch travels
  *   as ONE JSON parameter expanded by json_to_recordset: a VALUES list would bind a parameter
  *   per column and row (2,200 for a batch of 200) and change its text with every batch size.
- *   Timestamps travel as ISO 8601 text, dedupe keys as hex.
+ *   Timestamps travel as epoch milliseconds, dedupe keys as hex.
  * - Every row is found through INSERT … ON CONFLICT on a unique index, never through a join
  *   or `id = ANY(…)`: a prepared statement keeps the plan it was given, and one planned
  *   while `messages` was still tiny would scan the whole table by then (seen: a batch of 14
@@ -49,8 +49,7 @@ const MESSAGE_COLUMNS: ReadonlyArray<readonly [keyof MessagesTable, string]> = [
   ['last_event_at', 'timestamptz'],
 ];
 const COLUMNS = MESSAGE_COLUMNS.map(([name]) => `"${name}"`).join(', ');
-const FROM_JSON = MESSAGE_COLUMNS.map(([name, type]) => fromJson(`m."${name}"`, type)).join(', ');
-const FROM_JSON_AS = MESSAGE_COLUMNS.map(
+const FROM_JSON = MESSAGE_COLUMNS.map(
   ([name, type]) => `${fromJson(`m."${name}"`, type)} AS "${name}"`,
 ).join(', ');
 const EXCLUDED = MESSAGE_COLUMNS.map(([name]) => `excluded."${name}"`).join(', ');
@@ -87,7 +86,7 @@ const RECORD_BATCH = preparedStatement(
      ON CONFLICT (dedupe_key) DO NOTHING
      RETURNING message_id, dedupe_key
    ), initial AS (
-     SELECT ${FROM_JSON_AS} FROM json_to_recordset($2::json) AS ${MESSAGE_RECORD}
+     SELECT ${FROM_JSON} FROM json_to_recordset($2::json) AS ${MESSAGE_RECORD}
      WHERE m.id IN (SELECT message_id FROM new_events)
    ), created AS (
      INSERT INTO messages (${COLUMNS})
