@@ -26,10 +26,6 @@ export async function findMessageRef(db: Db, id: string): Promise<string | null 
   return row?.ref;
 }
 
-export async function findMessage(db: Db, id: string): Promise<MessageRow | undefined> {
-  return db.selectFrom('messages').selectAll().where('id', '=', id).executeTakeFirst();
-}
-
 /**
  * A message with its history in arrival order (seq is an identity: the commit order of the
  * events), in one round trip; undefined when the message is unknown.

@@ -4,7 +4,8 @@ import { applyEvent } from '../../src/messages/projection';
 import type { MessageState } from '../../src/messages/projection';
 import { recordEvents } from '../../src/messages/record-events';
 import type { StatusTransition } from '../../src/messages/record-events';
-import { findMessage, findMessageWithHistory } from '../../src/messages/messages.repository';
+import { findMessageWithHistory } from '../../src/messages/messages.repository';
+import type { Db } from '../../src/db/database';
 import type { StatusEvent } from '../../src/messages/status-event';
 import { statusEvent } from '../factories';
 import { createTestDatabase } from '../helpers/test-database';
@@ -25,6 +26,11 @@ let clock = Date.parse('2026-11-20T10:00:00Z');
 function event(messageId: string, rawStatus: string, overrides: Partial<StatusEvent> = {}) {
   clock += 1000;
   return statusEvent(rawStatus, { messageId, receivedAt: new Date(clock), ...overrides });
+}
+
+/** The stored `messages` row, undefined when there is none. */
+async function findMessage(db: Db, id: string) {
+  return (await findMessageWithHistory(db, id))?.message;
 }
 
 /** The stored message, as the projection would make it from the stored history. */
