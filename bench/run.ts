@@ -122,24 +122,18 @@ async function main(): Promise<void> {
       const flags = profile
         ? ['--cpu-prof', `--cpu-prof-dir=${path.join(RESULTS, 'profiles')}`]
         : [];
-      peaks[scenario.key] = await withServer(postgres, scenario, work, flags, async (server) => {
-        await peak(server.port, warmupPool, WARMUP, CONNECTIONS);
-        const sampler = server.sample();
-        const load = await peak(server.port, measurePool, SECONDS, CONNECTIONS);
-        return { load, ...sampler.stop() };
-      });
+      peaks[scenario.key] = await withServer(postgres, scenario, work, flags, (server) =>
+        peakRun(server, warmupPool, measurePool, CONNECTIONS),
+      );
       report(`(${scenario.key}) ${scenario.name}`, peaks[scenario.key]!);
     }
 
     const highConcurrency: Partial<Record<'a' | 'b', Run>> = {};
     for (const key of ['a', 'b'] as const) {
       const scenario = SCENARIOS.find((s) => s.key === key)!;
-      highConcurrency[key] = await withServer(postgres, scenario, work, [], async (server) => {
-        await peak(server.port, warmupPool, WARMUP, HIGH_CONNECTIONS);
-        const sampler = server.sample();
-        const load = await peak(server.port, measurePool, SECONDS, HIGH_CONNECTIONS);
-        return { load, ...sampler.stop() };
-      });
+      highConcurrency[key] = await withServer(postgres, scenario, work, [], (server) =>
+        peakRun(server, warmupPool, measurePool, HIGH_CONNECTIONS),
+      );
       report(`(${key}) ${HIGH_CONNECTIONS} connections`, highConcurrency[key]!);
     }
 
@@ -237,6 +231,19 @@ async function main(): Promise<void> {
     await postgres?.close();
     rmSync(work, { recursive: true, force: true });
   }
+}
+
+/** wrk as hard as the server answers: a warmup, then the measured run with its RSS and CPU. */
+async function peakRun(
+  server: Server,
+  warmupPool: string,
+  measurePool: string,
+  connections: number,
+): Promise<Run> {
+  await peak(server.port, warmupPool, WARMUP, connections);
+  const sampler = server.sample();
+  const load = await peak(server.port, measurePool, SECONDS, connections);
+  return { load, ...sampler.stop() };
 }
 
 async function withServer<T>(
