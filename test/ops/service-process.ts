@@ -20,10 +20,20 @@ export interface ServiceProcess {
 /**
  * The real service, as `node --import tsx src/main.ts` (the image runs the same entry point
  * compiled). Only the given variables and PATH are passed: nothing leaks in from the test
- * runner's environment.
+ * runner's environment. `wrapper` runs it under another command (e.g. `unshare`).
  */
-export function startService(env: Record<string, string>): ServiceProcess {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
+export function startService(
+  env: Record<string, string>,
+  { wrapper = [] }: { wrapper?: string[] } = {},
+): ServiceProcess {
+  const [command = process.execPath, ...args] = [
+    ...wrapper,
+    process.execPath,
+    '--import',
+    'tsx',
+    'src/main.ts',
+  ];
+  const child = spawn(command, args, {
     cwd: REPO_ROOT,
     env: { PATH: process.env.PATH ?? '', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
