@@ -12,8 +12,8 @@ import { createIngestRecorder } from './ingest/ingest';
 import { openSpool } from './ingest/spool';
 import { createLogger } from './logger';
 import { createMetrics } from './metrics/metrics';
+import { trapStartupSignals } from './process/startup-signals';
 import { createSignalWireClient, signalWireClientFor } from './proxy/signalwire-client';
-import { trapShutdownSignals } from './shutdown-signals';
 import { startSimulator } from './simulator/simulator';
 
 /** Process entry: config → logger → db → apps → listen on both ports; SIGTERM drains. */
@@ -21,11 +21,11 @@ async function main(): Promise<void> {
   const config = loadConfig();
   const logger = createLogger(config.logLevel);
   // Before anything that takes time: as PID 1 the process would ignore SIGTERM until then.
-  const signals = trapShutdownSignals(logger);
+  const startup = trapStartupSignals(logger);
   for (const note of config.defaultsInForce) logger.warn(`development default in force: ${note}`);
 
   const embedded = config.databaseUrl ? undefined : await startEmbeddedPostgres(logger);
-  signals.onAbort(() => embedded?.stop());
+  startup.onAbort(() => embedded?.stop());
   const { db, pool } = createDb(config.databaseUrl ?? embedded!.url, config.databasePoolMax);
   // A database restart must not kill the process (and with it the spool's acknowledgements).
   if (!config.isProduction) {
@@ -44,7 +44,6 @@ async function main(): Promise<void> {
         signingKey: config.signingKeys[0],
         logger: logger.child({ component: 'simulator' }),
       });
-  signals.onAbort(() => simulator?.close());
   if (simulator) logger.info({ url: simulator.url }, 'built-in SignalWire simulator listening');
   const signalwire = simulator
     ? createSignalWireClient({ baseUrl: simulator.url, timeoutMs: config.signalwireTimeoutMs })
@@ -53,7 +52,6 @@ async function main(): Promise<void> {
   // Not ready until the database has been reached once with a schema this release runs on.
   const database = createDatabaseReadiness({ db, logger, known: await knownMigrations() });
   database.start();
-  signals.onAbort(() => database.stop());
   const lifecycle: Lifecycle = { draining: false, database };
   const spool = await openSpool({ dir: config.spoolDir, logger });
   const metrics = createMetrics({ pool, spoolDepth: spool.depth });
@@ -67,9 +65,7 @@ async function main(): Promise<void> {
   lifecycle.ingest = recorder;
   const deps: AppDeps = { config, logger, db, recorder, lifecycle, metrics, signalwire };
   const publicServer = await listen(createPublicApp(deps), config.port, config.host);
-  signals.onAbort(() => closeServer(publicServer, 0));
   const internalServer = await listen(createInternalApp(deps), config.internalPort, config.host);
-  signals.onAbort(() => closeServer(internalServer, 0));
   logger.info(
     { public: address(publicServer), internal: address(internalServer) },
     'sw-status listening',
@@ -80,7 +76,6 @@ async function main(): Promise<void> {
     if (stopping) return;
     stopping = true;
     lifecycle.draining = true;
-    database.stop();
     // Readiness now fails, but the load balancer still routes here until the endpoints
     // update: keep serving for SHUTDOWN_DELAY_MS, then stop accepting connections.
     logger.info({ signal, delay_ms: config.shutdownDelayMs }, 'shutting down: readiness off');
@@ -98,7 +93,18 @@ async function main(): Promise<void> {
     await embedded?.stop();
     logger.info({ pool_total: pool.totalCount }, 'stopped');
   };
-  signals.ready(shutdown);
+  startup.complete(); // the handlers below take over
+  for (const signal of ['SIGTERM', 'SIGINT'] as const) {
+    process.on(signal, () => {
+      shutdown(signal).then(
+        () => process.exit(0),
+        (error: unknown) => {
+          logger.error({ err: error }, 'shutdown failed');
+          process.exit(1);
+        },
+      );
+    });
+  }
 }
 
 function listen(
