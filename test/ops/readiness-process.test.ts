@@ -6,11 +6,11 @@ import { createDb } from '../../src/db/database';
 import { migrateToLatest } from '../../src/db/migrate';
 import { signFormParams } from '../../src/signalwire/signing';
 import { cxmlFields } from '../helpers/callbacks';
-import { TEST_PUBLIC_BASE_URL, TEST_SIGNING_KEY, TEST_TOKEN_SECRET } from '../helpers/test-app';
+import { TEST_PUBLIC_BASE_URL, TEST_SIGNING_KEY } from '../helpers/test-app';
 import { createDisposablePostgres } from '../ingest/support/disposable-postgres';
 import type { DisposablePostgres } from '../ingest/support/disposable-postgres';
 import { eventually } from '../ingest/support/eventually';
-import { freePort, startService } from './service-process';
+import { freePort, productionEnv, startService } from './service-process';
 import type { ServiceProcess } from './service-process';
 
 /**
@@ -34,22 +34,8 @@ afterAll(async () => {
 });
 
 async function launch(databaseUrl: string) {
-  const port = await freePort();
-  const service = startService({
-    NODE_ENV: 'production',
-    HOST: '127.0.0.1',
-    PORT: String(port),
-    INTERNAL_PORT: String(await freePort()),
-    DATABASE_URL: databaseUrl,
-    PUBLIC_BASE_URL: TEST_PUBLIC_BASE_URL,
-    SIGNALWIRE_SPACE_URL: 'http://127.0.0.1:9',
-    SIGNALWIRE_SIGNING_KEYS: TEST_SIGNING_KEY,
-    CALLBACK_TOKEN_SECRET: TEST_TOKEN_SECRET,
-    API_TOKENS: 'readiness-test-token',
-    SPOOL_DIR: path.join(spoolRoot, randomUUID()),
-    SHUTDOWN_DELAY_MS: '0',
-    LOG_LEVEL: 'info',
-  });
+  const { port, env } = await productionEnv(databaseUrl, path.join(spoolRoot, randomUUID()));
+  const service = startService({ ...env, LOG_LEVEL: 'info' });
   services.push(service);
   await service.waitForLog('sw-status listening', 30_000);
   const base = `http://127.0.0.1:${port}`;
