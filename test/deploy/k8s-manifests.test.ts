@@ -563,6 +563,10 @@ rendered('Kubernetes manifests: migrations before the rollout', () => {
     expect(['Never', 'OnFailure']).toContain(spec.template.spec!.restartPolicy);
     expect(spec.backoffLimit).toBeGreaterThanOrEqual(1);
     expect(spec.activeDeadlineSeconds).toBeGreaterThan(0);
+    // Not one of the service's pods: no Service, PDB or NetworkPolicy selects it.
+    const server = one<IStatefulSet>(builds!.default, 'StatefulSet').spec!.selector.matchLabels!;
+    const labels = spec.template.metadata?.labels ?? {};
+    expect(Object.entries(server).every(([key, value]) => labels[key] === value)).toBe(false);
   });
 });
 
