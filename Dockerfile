@@ -10,15 +10,18 @@
 #   docker run --rm -e DATABASE_URL=postgres://user:password@host:5432/sw_status \
 #     sw-status:0.1.0 node dist/db/migrate-cli.js
 #
-# In Kubernetes, k8s/migrate-job.yaml runs the same command with the service's ConfigMap and
-# Secret.
+# In Kubernetes, k8s/migrate/job.yaml runs the same command with DATABASE_URL from the
+# service's Secret, one Job per release, before the release's pods take traffic.
 #
 # Listeners: 8080 public (/callbacks/*, /healthz, /readyz: the only one to put behind the
-# Ingress/LB) and 8081 internal (send proxy, /v1/*, /metrics, /openapi.json: cluster-only).
+# Ingress/LB) and 8081 internal (send proxy, /v1/*, /metrics, /openapi.json, /docs and the
+# status page at /: cluster-only).
 
-# One pin for every stage. For reproducible builds pin the digest too:
-# node:24-bookworm-slim@sha256:<digest>
-FROM node:24-bookworm-slim AS base
+# One pin for every stage: Node.js 24.20.0 on Debian 12 (bookworm), by the digest of the
+# image's multi-platform index, so a rebuild gets the same base until the pin is changed on
+# purpose. .ci/run tests on the same Node.js version (test/deploy/dockerfile.test.ts checks).
+# To move it: `docker buildx imagetools inspect node:24.X.Y-bookworm-slim` gives the digest.
+FROM node:24.20.0-bookworm-slim@sha256:ba849c60be29959425b8734d57b8b4b7d56f98edd9504c9af091d5281095a71e AS base
 WORKDIR /app
 
 # --- build: full dependency tree (typescript lives in devDependencies) -> dist/ -------------
@@ -38,6 +41,10 @@ RUN --mount=type=cache,target=/root/.npm npm ci --omit=dev --no-audit --no-fund
 
 # --- runtime --------------------------------------------------------------------------------
 FROM base AS runtime
+# node and nothing else: no npm, npx, corepack or yarn (less to patch, and nothing in the
+# running container that installs packages). Their absence is harmless where a path is missing.
+RUN rm -rf /usr/local/lib/node_modules /usr/local/bin/npm /usr/local/bin/npx \
+    /usr/local/bin/corepack /usr/local/bin/yarn /usr/local/bin/yarnpkg /opt/yarn-*
 # SPOOL_DIR: the default (.data/spool under /app) is not writable by the service user.
 ENV NODE_ENV=production \
     SPOOL_DIR=/var/lib/sw-status/spool
@@ -62,6 +69,7 @@ EXPOSE 8080 8081
 HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
   CMD ["node", "-e", "fetch('http://127.0.0.1:' + (process.env.PORT || 8080) + '/healthz', { signal: AbortSignal.timeout(4000) }).then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
 
-# Node runs as PID 1 and handles SIGTERM itself (readiness 503, drain, exit 0).
-# Exec form, no npm/shell wrapper, so the signal reaches node.
+# Node runs as PID 1 and handles SIGTERM itself (readiness 503, drain, exit 0), from the first
+# line of start-up on (PID 1 ignores a signal it has no handler for). Exec form, no npm/shell
+# wrapper, so the signal reaches node.
 CMD ["node", "dist/main.js"]

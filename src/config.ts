@@ -60,6 +60,8 @@ const EnvSchema = z.object({
   SHUTDOWN_DRAIN_MS: positiveInt.default(10_000),
   // Unset: 5 s in production (see shutdownDelayMs), 0 elsewhere.
   SHUTDOWN_DELAY_MS: z.coerce.number().int().min(0).optional(),
+  // The whole SIGTERM → exit budget (see shutdownGraceMs).
+  SHUTDOWN_GRACE_MS: positiveInt.default(30_000),
   INGEST_BATCH_MAX: positiveInt.default(200),
   // Applies only while another batch commits. 1 ms (Node's shortest timer) measured 8 % more
   // callbacks/s than 2 ms with 32 concurrent senders: commits are short, waiting is not free.

@@ -3,14 +3,16 @@ import { createInternalApp, createPublicApp } from './app';
 import type { AppDeps } from './app';
 import { ConfigError, loadConfig } from './config';
 import { createDb } from './db/database';
+import { createDatabaseReadiness } from './db/database-readiness';
 import { startEmbeddedPostgres } from './db/embedded-postgres';
-import { migrateToLatest } from './db/migrate';
+import { knownMigrations, migrateToLatest } from './db/migrate';
 import { createFastServer } from './http/fast-server';
 import type { Lifecycle } from './http/health.routes';
 import { createIngestRecorder } from './ingest/ingest';
 import { openSpool } from './ingest/spool';
 import { createLogger } from './logger';
 import { createMetrics } from './metrics/metrics';
+import { trapStartupSignals } from './process/startup-signals';
 import { createSignalWireClient, signalWireClientFor } from './proxy/signalwire-client';
 import { startSimulator } from './simulator/simulator';
 
@@ -18,9 +20,12 @@ import { startSimulator } from './simulator/simulator';
 async function main(): Promise<void> {
   const config = loadConfig();
   const logger = createLogger(config.logLevel);
+  // Before anything that takes time: as PID 1 the process would ignore SIGTERM until then.
+  const startup = trapStartupSignals(logger);
   for (const note of config.defaultsInForce) logger.warn(`development default in force: ${note}`);
 
   const embedded = config.databaseUrl ? undefined : await startEmbeddedPostgres(logger);
+  startup.onAbort(() => embedded?.stop());
   const { db, pool } = createDb(config.databaseUrl ?? embedded!.url, config.databasePoolMax);
   // A database restart must not kill the process (and with it the spool's acknowledgements).
   if (!config.isProduction) {
@@ -44,7 +49,10 @@ async function main(): Promise<void> {
     ? createSignalWireClient({ baseUrl: simulator.url, timeoutMs: config.signalwireTimeoutMs })
     : signalWireClientFor(config);
 
-  const lifecycle: Lifecycle = { draining: false };
+  // Not ready until the database has been reached once with a schema this release runs on.
+  const database = createDatabaseReadiness({ db, logger, known: await knownMigrations() });
+  database.start();
+  const lifecycle: Lifecycle = { draining: false, database };
   const spool = await openSpool({ dir: config.spoolDir, logger });
   const metrics = createMetrics({ pool, spoolDepth: spool.depth });
   const recorder = createIngestRecorder({
@@ -85,6 +93,7 @@ async function main(): Promise<void> {
     await embedded?.stop();
     logger.info({ pool_total: pool.totalCount }, 'stopped');
   };
+  startup.complete(); // the handlers below take over
   for (const signal of ['SIGTERM', 'SIGINT'] as const) {
     process.on(signal, () => {
       shutdown(signal).then(

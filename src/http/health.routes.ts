@@ -1,6 +1,7 @@
 import { Router } from 'express';
 import { sql } from 'kysely';
 import type { Db } from '../db/database';
+import type { DatabaseReadiness } from '../db/database-readiness';
 import type { IngestStatus } from '../ingest/group-commit-recorder';
 
 export interface Lifecycle {
@@ -8,6 +9,8 @@ export interface Lifecycle {
   draining: boolean;
   /** The ingest path's state, when it has an outage spool (src/ingest). */
   ingest?: { status(): IngestStatus };
+  /** First contact and schema version (src/db/database-readiness.ts); main.ts always sets it. */
+  database?: DatabaseReadiness;
 }
 
 /** Liveness says the process is up; readiness says it can do its job (database reachable). */
@@ -24,20 +27,33 @@ export function healthRoutes({ db, lifecycle }: { db: Db; lifecycle: Lifecycle }
     // While the database is down, a pod with a working spool still accepts callbacks
     // durably, so it stays ready: taking every replica out of the load balancer would turn a
     // database outage into lost callbacks. Known-down skips the query (its connect timeout
-    // would outlast the probe's).
+    // would outlast the probe's). A pod that has never reached its database, or has found a
+    // schema it cannot run on, is never ready (lifecycle.database).
     const ingest = lifecycle.ingest?.status();
     const spool = ingest && ingest.spool.state !== 'disabled' ? ingest.spool : undefined;
-    let database: 'ok' | 'unreachable' = 'unreachable';
-    if (ingest?.database !== 'unreachable') {
-      database = await sql`select 1`.execute(db).then(
-        () => 'ok' as const,
-        () => 'unreachable' as const,
-      );
-    }
-    const ready = database === 'ok' || (spool !== undefined && spool.state !== 'failing');
-    res
-      .status(ready ? 200 : 503)
-      .json({ status: ready ? 'ready' : 'unavailable', database, ...(spool && { spool }) });
+    const knownDown = ingest?.database === 'unreachable';
+    const {
+      database,
+      ready: schemaReady = true,
+      ...gate
+    } = lifecycle.database
+      ? await lifecycle.database.check({ knownDown })
+      : { database: knownDown ? 'unreachable' : await selectOne(db) };
+    const ready =
+      schemaReady && (database === 'ok' || (spool !== undefined && spool.state !== 'failing'));
+    res.status(ready ? 200 : 503).json({
+      status: ready ? 'ready' : 'unavailable',
+      database,
+      ...gate,
+      ...(spool && { spool }),
+    });
   });
   return router;
+}
+
+function selectOne(db: Db): Promise<'ok' | 'unreachable'> {
+  return sql`select 1`.execute(db).then(
+    () => 'ok' as const,
+    () => 'unreachable' as const,
+  );
 }

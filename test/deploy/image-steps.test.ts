@@ -1,6 +1,17 @@
 import { execFile, spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
-import { cpSync, mkdtempSync, rmSync, symlinkSync } from 'node:fs';
+import {
+  chmodSync,
+  chownSync,
+  copyFileSync,
+  cpSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  symlinkSync,
+} from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -11,9 +22,10 @@ import type { TestDatabase } from '../helpers/test-database';
 /**
  * The Dockerfile's steps without Docker (no daemon here): in a temporary copy, the build
  * stage compiles, the production-dependency stage installs with `npm ci --omit=dev`, and the
- * runtime stage — only those dependencies, `dist/` and `db/` — migrates with the documented
- * command and starts with NODE_ENV=production until /readyz answers. Run on whatever Node
- * runs the tests, so CI's Node 24 pass is the image's runtime.
+ * runtime stage — only those dependencies, `dist/` and `db/`, and node without npm — migrates
+ * with the documented command and starts with NODE_ENV=production until /readyz answers, as
+ * PID 1, UID 1000, on a read-only root (containerLike), then stops on SIGTERM with exit 0.
+ * Run on whatever Node runs the tests, so CI's Node 24 pass is the image's runtime.
  */
 const run = promisify(execFile);
 const ROOT = path.resolve(__dirname, '..', '..');
@@ -63,8 +75,10 @@ test('When the image steps run in a clean copy, then the production install and 
   cpSync(path.join(build, 'dist'), path.join(app, 'dist'), { recursive: true });
   cpSync(path.join(ROOT, 'db'), path.join(app, 'db'), { recursive: true });
   const [port, internalPort] = [await freePort(), await freePort()];
+  const container = await containerLike(app);
   const env = {
-    PATH: process.env.PATH ?? '',
+    // The image has node and no npm: nothing else is on the runtime's PATH.
+    PATH: container.bin,
     NODE_ENV: 'production',
     DATABASE_URL: database.url,
     PORT: String(port),
@@ -75,7 +89,8 @@ test('When the image steps run in a clean copy, then the production install and 
     SIGNALWIRE_SIGNING_KEYS: 'PSK_image_test_key',
     CALLBACK_TOKEN_SECRET: 'image-test-callback-token-secret',
     API_TOKENS: 'image-test-token',
-    SPOOL_DIR: path.join(work, 'spool'),
+    SPOOL_DIR: container.spool,
+    TMPDIR: container.tmp,
     SHUTDOWN_DELAY_MS: '0',
     LOG_LEVEL: 'warn',
   };
@@ -86,11 +101,8 @@ test('When the image steps run in a clean copy, then the production install and 
     env: { PATH: env.PATH, NODE_ENV: 'production', DATABASE_URL: database.url },
   });
 
-  const started = spawn(node, ['dist/main.js'], {
-    cwd: app,
-    env,
-    stdio: ['ignore', 'ignore', 'pipe'],
-  });
+  const [command, ...args] = container.command(['node', 'dist/main.js']);
+  const started = spawn(command!, args, { cwd: app, env, stdio: ['ignore', 'ignore', 'pipe'] });
   service = started;
   let stderr = '';
   started.stderr?.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
@@ -107,9 +119,109 @@ test('When the image steps run in a clean copy, then the production install and 
   });
   expect(query.status).toBe(200);
 
-  started.kill('SIGTERM');
+  // As the container runtime sees it: PID 1 of its namespace, UID 1000, read-only root.
+  const pid = container.isolated ? childOf(started.pid!) : started.pid!;
+  if (container.isolated) {
+    const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+    expect(status).toMatch(/^NSpid:\s+\d+\s+1$/m);
+    expect(status).toMatch(/^Uid:\s+1000\s+1000\s+1000\s+1000$/m);
+    const root = readFileSync(`/proc/${pid}/mountinfo`, 'utf8')
+      .split('\n')
+      .find((line) => line.split(' ')[4] === '/');
+    expect(root?.split(' ')[5]?.split(',')).toContain('ro');
+  } else {
+    console.warn('not root or no unshare/setpriv: the image steps ran without isolation');
+  }
+
+  process.kill(pid, 'SIGTERM');
   expect(await exited).toBe(0);
 });
+
+/**
+ * How the runtime stage runs, as near the real container as this machine allows: as root with
+ * util-linux, the service is PID 1 of a new PID namespace (where the kernel drops signals it
+ * has no handler for), runs as UID 1000 with no supplementary groups and no new privileges, on
+ * a root filesystem remounted read-only in a private mount namespace but for the spool and a
+ * temporary directory (the pod's volumes). Elsewhere it runs as a plain child process.
+ */
+async function containerLike(app: string) {
+  const spool = path.join(work, 'volumes', 'spool');
+  const tmp = path.join(work, 'volumes', 'tmp');
+  const bin = path.join(work, 'bin');
+  for (const dir of [spool, tmp, bin]) mkdirSync(dir, { recursive: true });
+  const tools = ['unshare', 'setpriv', 'mount'].map(which);
+  const isolated =
+    os.userInfo().uid === 0 &&
+    tools.every(Boolean) &&
+    (await run('unshare', ['--pid', '--fork', '--mount', 'true']).then(
+      () => true,
+      () => false,
+    ));
+  if (!isolated) {
+    symlinkSync(node, path.join(bin, 'node'));
+    return { isolated, spool, tmp, bin, command: (argv: string[]) => argv };
+  }
+  const [unshare, setpriv, mount] = tools as string[];
+  // The service user owns its volumes and can read the application and node (copied when the
+  // one running the tests lives where UID 1000 cannot reach it).
+  for (const dir of [spool, tmp]) chownSync(dir, 1000, 1000);
+  for (let dir = app; dir !== path.dirname(dir); dir = path.dirname(dir)) {
+    if (dir.startsWith(work)) chmodSync(dir, 0o755);
+  }
+  chmodSync(path.join(work, 'volumes'), 0o755);
+  chmodSync(bin, 0o755);
+  const asServiceUser = [
+    setpriv!,
+    '--reuid=1000',
+    '--regid=1000',
+    '--clear-groups',
+    '--no-new-privs',
+  ];
+  const reachable = await run(asServiceUser[0]!, [...asServiceUser.slice(1), node, '-e', '0']).then(
+    () => true,
+    () => false,
+  );
+  if (reachable) symlinkSync(node, path.join(bin, 'node'));
+  else copyFileSync(node, path.join(bin, 'node'));
+  const script = [
+    `${mount} --bind ${spool} ${spool}`,
+    `${mount} --bind ${tmp} ${tmp}`,
+    `${mount} -o remount,bind,ro /`,
+    `exec ${asServiceUser.join(' ')} "$@"`,
+  ].join(' && ');
+  return {
+    isolated,
+    spool,
+    tmp,
+    bin,
+    command: ([program, ...rest]: string[]) => [
+      unshare!,
+      '--pid',
+      '--fork',
+      '--kill-child',
+      '--mount',
+      '--mount-proc',
+      '/bin/sh',
+      '-c',
+      script,
+      'sh',
+      path.join(bin, program!),
+      ...rest,
+    ],
+  };
+}
+
+function which(tool: string): string | undefined {
+  for (const dir of ['/usr/bin', '/bin', '/usr/sbin', '/sbin']) {
+    if (existsSync(path.join(dir, tool))) return path.join(dir, tool);
+  }
+  return undefined;
+}
+
+/** The first child of `pid` (the service inside `unshare`), as seen from here. */
+function childOf(pid: number): number {
+  return Number(readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/)[0]);
+}
 
 async function waitForReady(url: string, exited: Promise<number | null>): Promise<boolean> {
   let gone = false;

@@ -9,12 +9,18 @@ export interface TestDatabase extends DatabaseHandle {
   destroy(): Promise<void>;
 }
 
-/** A fresh database cloned from the run's migrated template: one per test file. */
-export async function createTestDatabase(poolSize = 10): Promise<TestDatabase> {
+/**
+ * A fresh database cloned from the run's migrated template: one per test file.
+ * `migrated: false` gives an empty one, as a release finds a database nobody has migrated.
+ */
+export async function createTestDatabase(
+  poolSize = 10,
+  { migrated = true }: { migrated?: boolean } = {},
+): Promise<TestDatabase> {
   const adminUrl = required('SW_TEST_ADMIN_URL');
-  const template = required('SW_TEST_TEMPLATE');
   const name = `sw_status_test_${randomBytes(6).toString('hex')}`;
-  await adminQuery(adminUrl, `CREATE DATABASE ${name} TEMPLATE ${template}`);
+  const template = migrated ? ` TEMPLATE ${required('SW_TEST_TEMPLATE')}` : '';
+  await adminQuery(adminUrl, `CREATE DATABASE ${name}${template}`);
   const url = withDatabase(adminUrl, name);
   const handle = createDb(url, poolSize);
   return {

@@ -2,6 +2,7 @@ import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import net from 'node:net';
 import path from 'node:path';
+import { TEST_PUBLIC_BASE_URL, TEST_SIGNING_KEY, TEST_TOKEN_SECRET } from '../helpers/test-app';
 
 export const REPO_ROOT = path.resolve(__dirname, '../..');
 
@@ -20,10 +21,20 @@ export interface ServiceProcess {
 /**
  * The real service, as `node --import tsx src/main.ts` (the image runs the same entry point
  * compiled). Only the given variables and PATH are passed: nothing leaks in from the test
- * runner's environment.
+ * runner's environment. `wrapper` runs it under another command (e.g. `unshare`).
  */
-export function startService(env: Record<string, string>): ServiceProcess {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
+export function startService(
+  env: Record<string, string>,
+  { wrapper = [] }: { wrapper?: string[] } = {},
+): ServiceProcess {
+  const [command = process.execPath, ...args] = [
+    ...wrapper,
+    process.execPath,
+    '--import',
+    'tsx',
+    'src/main.ts',
+  ];
+  const child = spawn(command, args, {
     cwd: REPO_ROOT,
     env: { PATH: process.env.PATH ?? '', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -100,4 +111,32 @@ export function isListening(port: number): Promise<boolean> {
     });
     socket.once('error', () => resolve(false));
   });
+}
+
+/**
+ * The environment NODE_ENV=production requires, with the tests' keys and secrets, fresh ports
+ * on 127.0.0.1 and no shutdown delay; `port` is the public listener's.
+ */
+export async function productionEnv(
+  databaseUrl: string,
+  spoolDir: string,
+): Promise<{ port: number; env: Record<string, string> }> {
+  const port = await freePort();
+  return {
+    port,
+    env: {
+      NODE_ENV: 'production',
+      HOST: '127.0.0.1',
+      PORT: String(port),
+      INTERNAL_PORT: String(await freePort()),
+      DATABASE_URL: databaseUrl,
+      PUBLIC_BASE_URL: TEST_PUBLIC_BASE_URL,
+      SIGNALWIRE_SPACE_URL: 'http://127.0.0.1:9',
+      SIGNALWIRE_SIGNING_KEYS: TEST_SIGNING_KEY,
+      CALLBACK_TOKEN_SECRET: TEST_TOKEN_SECRET,
+      API_TOKENS: 'production-test-token',
+      SPOOL_DIR: spoolDir,
+      SHUTDOWN_DELAY_MS: '0',
+    },
+  };
 }

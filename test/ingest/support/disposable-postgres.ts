@@ -1,6 +1,6 @@
 import { spawn, execFileSync } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
-import { chownSync, mkdirSync, mkdtempSync, rmSync, chmodSync } from 'node:fs';
+import { chownSync, mkdirSync, mkdtempSync, rmSync, chmodSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { freePort, postgresBinDir } from '../../../src/db/embedded-postgres';
@@ -22,7 +22,14 @@ export interface DisposablePostgres {
   destroy(): Promise<void>;
 }
 
-export async function createDisposablePostgres(): Promise<DisposablePostgres> {
+export interface DisposablePostgresOptions {
+  /** Serve TLS with this certificate (PEM) and key; plain connections are still accepted. */
+  tls?: { cert: string; key: string };
+}
+
+export async function createDisposablePostgres(
+  options: DisposablePostgresOptions = {},
+): Promise<DisposablePostgres> {
   const bin = postgresBinDir();
   const owner: { uid?: number; gid?: number } = os.userInfo().uid === 0 ? postgresUser() : {};
   const base = mkdtempSync(path.join(os.tmpdir(), 'sw-status-outage-'));
@@ -39,6 +46,26 @@ export async function createDisposablePostgres(): Promise<DisposablePostgres> {
     ),
   );
 
+  // PostgreSQL reads its key only when the server's user owns it with mode 0600.
+  const tlsFlags: string[] = [];
+  if (options.tls) {
+    for (const [file, text] of [
+      ['server.crt', options.tls.cert],
+      ['server.key', options.tls.key],
+    ] as const) {
+      writeFileSync(path.join(dataDir, file), text, { mode: 0o600 });
+      if (owner.uid !== undefined) chownSync(path.join(dataDir, file), owner.uid, owner.gid!);
+    }
+    tlsFlags.push(
+      '-c',
+      'ssl=on',
+      '-c',
+      'ssl_cert_file=server.crt',
+      '-c',
+      'ssl_key_file=server.key',
+    );
+  }
+
   const port = await freePort();
   let server: ChildProcess | undefined;
 
@@ -46,7 +73,10 @@ export async function createDisposablePostgres(): Promise<DisposablePostgres> {
     new Promise((resolve, reject) => {
       const child = spawn(
         path.join(bin, 'postgres'),
-        ['-D', dataDir, '-p', String(port), '-c', 'listen_addresses=127.0.0.1', '-k', dataDir],
+        [
+          ...['-D', dataDir, '-p', String(port), '-c', 'listen_addresses=127.0.0.1', '-k', dataDir],
+          ...tlsFlags,
+        ],
         { ...owner, stdio: ['ignore', 'ignore', 'pipe'] },
       );
       server = child;

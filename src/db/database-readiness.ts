@@ -1,0 +1,162 @@
+import type { Logger } from '../logger';
+import type { Db } from './database';
+import { describeSchema, isCompatible, judgeSchema, readSchema } from './schema-version';
+import type { SchemaVerdict } from './schema-version';
+
+/**
+ * The database half of readiness: a pod is not ready until it has reached its database once
+ * and found a schema it can run on. After that, an outage keeps it ready (the outage spool
+ * acknowledges callbacks durably; taking every replica out of the load balancer would lose
+ * them), but a schema it cannot run on — a migration too new for it, applied while it runs —
+ * takes it out.
+ *
+ * Each check reads the schema (two tiny queries) through the service's own pool, so a wrong
+ * host, database, password or TLS setting fails here exactly as it would for a callback. A
+ * check never outlasts `timeoutMs` (the kubelet's probe gives up after 2 s); concurrent
+ * probes share one check. Until the first good verdict the database is also checked every
+ * `intervalMs` without waiting for a probe, so the log says at once what is wrong.
+ */
+export interface DatabaseReadiness {
+  /** `knownDown`: the write path already knows the database is unreachable; skip the query. */
+  check(options?: { knownDown?: boolean }): Promise<DatabaseReadinessReport>;
+  /** Starts the background checks (until the schema is found compatible). */
+  start(): void;
+  stop(): void;
+}
+
+export interface DatabaseReadinessReport {
+  /** Whether the database answered this check. */
+  database: 'ok' | 'unreachable';
+  /** False until a compatible schema has been seen, and while the last one seen is not. */
+  ready: boolean;
+  /** The last schema seen; `unknown` until the database has been reached. */
+  schema: SchemaVerdict | { state: 'unknown' };
+  /** Why the pod is not ready, in one line; absent when it is. */
+  reason?: string;
+}
+
+export interface DatabaseReadinessOptions {
+  db: Db;
+  logger: Logger;
+  /** The migrations this release ships (src/db/migrate.ts knownMigrations). */
+  known: readonly string[];
+  timeoutMs?: number;
+  intervalMs?: number;
+}
+
+export function createDatabaseReadiness(options: DatabaseReadinessOptions): DatabaseReadiness {
+  const { db, logger, known } = options;
+  const timeoutMs = options.timeoutMs ?? 1_500;
+  const intervalMs = options.intervalMs ?? 5_000;
+
+  let verdict: SchemaVerdict | undefined;
+  let lastError: string | undefined;
+  let lastLogged: string | undefined;
+  let inFlight: Promise<DatabaseReadinessReport> | undefined;
+  let timer: NodeJS.Timeout | undefined;
+
+  /** One log line per change of what is wrong (not one per probe). */
+  const say = (key: string, log: () => void): void => {
+    if (key === lastLogged) return;
+    lastLogged = key;
+    log();
+  };
+
+  const report = (database: 'ok' | 'unreachable'): DatabaseReadinessReport => {
+    if (!verdict) {
+      return {
+        database,
+        ready: false,
+        schema: { state: 'unknown' },
+        reason: `the database has not been reached since start (${lastError ?? 'no answer'})`,
+      };
+    }
+    const ready = isCompatible(verdict);
+    return {
+      database,
+      ready,
+      schema: verdict,
+      ...(!ready && { reason: describeSchema(verdict) }),
+    };
+  };
+
+  const run = async (): Promise<DatabaseReadinessReport> => {
+    try {
+      const found = await withTimeout(readSchema(db), timeoutMs);
+      verdict = judgeSchema(known, found);
+      lastError = undefined;
+      const line = describeSchema(verdict);
+      say(`schema ${line}`, () => {
+        if (isCompatible(verdict!)) logger.info({ schema: verdict }, line);
+        else logger.error({ schema: verdict }, line);
+      });
+      return report('ok');
+    } catch (error) {
+      lastError = errorCode(error);
+      if (!verdict) {
+        say(`unreached ${lastError}`, () =>
+          logger.warn(
+            { err: errorMessage(error), code: lastError },
+            'database not reached yet: the pod stays unready until it is',
+          ),
+        );
+      }
+      return report('unreachable');
+    }
+  };
+
+  const check = (): Promise<DatabaseReadinessReport> => {
+    inFlight ??= run().finally(() => {
+      inFlight = undefined;
+    });
+    return inFlight;
+  };
+
+  const tick = (): void => {
+    void check().then(() => {
+      if (timer === undefined) return; // stopped meanwhile
+      timer = verdict && isCompatible(verdict) ? undefined : schedule();
+    });
+  };
+  const schedule = (): NodeJS.Timeout => setTimeout(tick, intervalMs).unref();
+
+  return {
+    check(options = {}) {
+      if (options.knownDown) return Promise.resolve(report('unreachable'));
+      return check();
+    },
+    start() {
+      if (timer !== undefined) return;
+      timer = setTimeout(tick, 0).unref();
+    },
+    stop() {
+      clearTimeout(timer);
+      timer = undefined;
+    },
+  };
+}
+
+function withTimeout<T>(work: Promise<T>, ms: number): Promise<T> {
+  let timeout: NodeJS.Timeout | undefined;
+  const expired = new Promise<never>((_resolve, reject) => {
+    timeout = setTimeout(
+      () => reject(Object.assign(new Error(`no answer within ${ms} ms`), { code: 'ETIMEDOUT' })),
+      ms,
+    );
+  });
+  // The abandoned query ends by itself (the pool's connection timeout); nothing awaits it.
+  work.catch(() => undefined);
+  return Promise.race([work, expired]).finally(() => clearTimeout(timeout));
+}
+
+/** A short, secret-free name for the failure: errno or SQLSTATE code, else the error's name. */
+function errorCode(error: unknown): string {
+  const code = (error as { code?: unknown }).code;
+  if (typeof code === 'string' && code !== '') return code;
+  return error instanceof Error ? error.name : 'error';
+}
+
+/** node-postgres and Node errors name hosts and users, never passwords. */
+function errorMessage(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
