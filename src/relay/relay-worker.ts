@@ -1,0 +1,232 @@
+import type { Db } from '../db/database';
+import type { Logger } from '../logger';
+import { isDatabaseUnavailable } from '../ingest/database-unavailable';
+import { createHostLimiter } from './circuit-breaker';
+import type { BreakerOptions } from './circuit-breaker';
+import type { RelayMetrics } from './relay-metrics';
+import { relayRequest, withoutMessageBody } from './relay-request';
+import {
+  claimDueJobs,
+  markDead,
+  markDelivered,
+  markForRetry,
+  outboxStats,
+  releaseJob,
+} from './relay.repository';
+import type { OutboxStats, RelayJobRow } from './relay.repository';
+import { decide, isHostFailure } from './retry-policy';
+import type { AttemptResult } from './retry-policy';
+import type { RelayTransport } from './relay-transport';
+
+/**
+ * Delivers the relay outbox (DESIGN §10): a loop that main.ts starts and stops. Each turn
+ * claims the due jobs this replica has room for, sends them (at most `concurrency` at once,
+ * at most RELAY_HOST_CONCURRENCY per host, none to a host whose circuit is open) and records
+ * what came of each. Decisions are pure (retry-policy.ts, circuit-breaker.ts); the network
+ * sits behind RelayTransport, the database behind relay.repository.ts.
+ */
+export interface RelayWorkerOptions {
+  db: Db;
+  logger: Logger;
+  transport: RelayTransport;
+  signingKeys: readonly string[];
+  retrySchedule: readonly number[];
+  hostConcurrency: number;
+  timeoutMs: number;
+  storeBody: boolean;
+  /** Requests in flight per replica. */
+  concurrency?: number;
+  /** Longest wait between two looks at the outbox when nothing wakes the worker. */
+  pollMs?: number;
+  /** How often the backlog metrics are refreshed. */
+  statsEveryMs?: number;
+  breaker?: Partial<Omit<BreakerOptions, 'hostConcurrency'>>;
+  /** Wired by the caller once metrics exist (they read this worker's stats). */
+  metrics?: RelayMetrics;
+}
+
+export interface RelayWorker {
+  start(): void;
+  /** Stops claiming, waits for the requests in flight, closes the transport. */
+  stop(): Promise<void>;
+  /** Something was enqueued here: look now rather than at the next poll. */
+  wake(): void;
+  /** For metrics: the last look at the outbox, and hosts paused on this replica. */
+  stats(): { stats: OutboxStats | null; openHosts: number };
+  setMetrics(metrics: RelayMetrics): void;
+}
+
+export function createRelayWorker(options: RelayWorkerOptions): RelayWorker {
+  const { db, logger, transport } = options;
+  const concurrency = options.concurrency ?? 32;
+  const pollMs = options.pollMs ?? 1_000;
+  const statsEveryMs = options.statsEveryMs ?? 5_000;
+  // Longer than any attempt can take, so a lease only runs out when its replica died.
+  const leaseMs = options.timeoutMs + 30_000;
+  const limiter = createHostLimiter({
+    hostConcurrency: options.hostConcurrency,
+    failureThreshold: options.breaker?.failureThreshold ?? 5,
+    openMs: options.breaker?.openMs ?? 30_000,
+    maxOpenMs: options.breaker?.maxOpenMs ?? 10 * 60_000,
+  });
+  let metrics = options.metrics;
+  const inFlight = new Set<Promise<void>>();
+  let stopping = false;
+  let running: Promise<void> | null = null;
+  let wakeUp: (() => void) | null = null;
+  let woken = false;
+  let lastStatsAt = 0;
+  let stats: OutboxStats | null = null;
+  let databaseDown = false;
+
+  function wake(): void {
+    woken = true;
+    wakeUp?.();
+  }
+
+  function pause(ms: number): Promise<void> {
+    if (woken) {
+      woken = false;
+      return Promise.resolve();
+    }
+    return new Promise((resolve) => {
+      const timer = setTimeout(done, ms);
+      function done(): void {
+        clearTimeout(timer);
+        wakeUp = null;
+        woken = false;
+        resolve();
+      }
+      wakeUp = done;
+    });
+  }
+
+  async function turn(): Promise<number> {
+    const now = Date.now();
+    if (now - lastStatsAt >= statsEveryMs) {
+      lastStatsAt = now;
+      stats = await outboxStats(db);
+    }
+    const free = concurrency - inFlight.size;
+    if (free <= 0) return 0;
+    const jobs = await claimDueJobs(db, free, leaseMs, limiter.blocked(now));
+    let started = 0;
+    for (const job of jobs) {
+      if (limiter.available(job.host, Date.now()) === 0) {
+        await releaseJob(db, job.id);
+        continue;
+      }
+      limiter.started(job.host);
+      started++;
+      const attempt: Promise<void> = send(job)
+        .catch((error: unknown) => {
+          // The outcome could not be recorded: the lease runs out and the job is sent again.
+          logger.warn({ err: error, relay_id: job.id }, 'relay outcome not recorded; will resend');
+        })
+        .finally(() => {
+          inFlight.delete(attempt);
+          wake();
+        });
+      inFlight.add(attempt);
+    }
+    return started;
+  }
+
+  async function send(job: RelayJobRow): Promise<void> {
+    let result: AttemptResult;
+    if (job.payload === null) {
+      result = { kind: 'refused', reason: 'the callback is no longer kept' };
+    } else {
+      const request = relayRequest(
+        {
+          url: job.url,
+          method: job.method,
+          contentType: job.content_type,
+          payload: job.payload,
+          signingKeyRef: job.signing_key_ref,
+        },
+        options.signingKeys,
+      );
+      result = await transport.send(request);
+    }
+    const change = limiter.finished(job.host, isHostFailure(result), Date.now());
+    if (change === 'open') logger.warn({ host: job.host }, 'relay host failing: circuit open');
+    else if (change === 'closed')
+      logger.info({ host: job.host }, 'relay host recovered: circuit closed');
+
+    const decision = decide(result, job.attempts, options.retrySchedule);
+    const log = { relay_id: job.id, message_id: job.message_id, host: job.host };
+    switch (decision.state) {
+      case 'delivered':
+        await markDelivered(db, job.id, decision.status, options.storeBody);
+        metrics?.onAttempt('delivered');
+        break;
+      case 'pending':
+        await markForRetry(db, job.id, decision.delayMs, decision.status, decision.error);
+        metrics?.onAttempt('retry');
+        break;
+      case 'dead': {
+        const payload =
+          options.storeBody || job.payload === null
+            ? job.payload
+            : withoutMessageBody(job.payload, job.method, job.content_type);
+        await markDead(db, job.id, decision.status, decision.error, payload);
+        metrics?.onAttempt(result.kind === 'refused' ? 'refused' : 'dead');
+        logger.warn({ ...log, reason: decision.error }, 'relay dead');
+        break;
+      }
+    }
+  }
+
+  async function loop(): Promise<void> {
+    while (!stopping) {
+      let started = 0;
+      try {
+        started = await turn();
+        if (databaseDown) logger.info('relay worker: database reachable again');
+        databaseDown = false;
+      } catch (error) {
+        if (!databaseDown) {
+          logger.error(
+            { err: error, unavailable: isDatabaseUnavailable(error) },
+            'relay worker cannot reach the outbox; retrying',
+          );
+        }
+        databaseDown = true;
+      }
+      if (stopping) break;
+      // Claimed something with room to spare: more may be due at once.
+      if (started > 0 && inFlight.size < concurrency) continue;
+      await pause(databaseDown ? Math.max(pollMs, 1_000) : pollMs);
+    }
+  }
+
+  return {
+    start() {
+      if (running) return;
+      stopping = false;
+      running = loop();
+      logger.info(
+        {
+          concurrency,
+          host_concurrency: options.hostConcurrency,
+          retry_schedule_ms: options.retrySchedule,
+        },
+        'relay worker started',
+      );
+    },
+    async stop() {
+      stopping = true;
+      wake();
+      await running;
+      running = null;
+      while (inFlight.size > 0) await Promise.allSettled([...inFlight]);
+      transport.close();
+    },
+    wake,
+    stats: () => ({ stats, openHosts: limiter.openHosts(Date.now()) }),
+    setMetrics(m) {
+      metrics = m;
+    },
+  };
+}
