@@ -154,10 +154,11 @@ async function scenario(
   pools: { warmupPool: string; measurePool: string },
 ): Promise<Run> {
   await postgres.settle();
-  const databaseUrl =
-    key === 'base'
-      ? await baselineDatabase(postgres, path.join(baseline, 'db', 'migrations'))
-      : await postgres.createDatabase();
+  // Every scenario's database is made the same way, with its own commit's migrations.
+  const databaseUrl = await migratedDatabase(
+    postgres,
+    path.join(key === 'base' ? baseline : REPO, 'db', 'migrations'),
+  );
   if (key === 'seeded' || key === 'relayed') {
     await seedMessages(databaseUrl, messageIds, key === 'relayed' ? noopUrl : null);
     await postgres.settle();
@@ -196,10 +197,14 @@ async function scenario(
   }
 }
 
-/** A database migrated with the baseline commit's own migrations (no outbox, no sweep index). */
-async function baselineDatabase(postgres: BenchPostgres, migrations: string): Promise<string> {
+/**
+ * An empty database migrated from scratch with the given migrations (the baseline's have no
+ * outbox and no sweep index).
+ */
+async function migratedDatabase(postgres: BenchPostgres, migrations: string): Promise<string> {
   const url = await postgres.createDatabase();
-  await query(url, 'DROP SCHEMA public CASCADE; CREATE SCHEMA public', []);
+  await query(url, 'DROP SCHEMA public CASCADE', []);
+  await query(url, 'CREATE SCHEMA public', []);
   const { db } = createDb(url, 1);
   try {
     await migrateToLatest(db, migrations);

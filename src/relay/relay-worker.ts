@@ -5,15 +5,8 @@ import { createHostLimiter } from './circuit-breaker';
 import type { BreakerOptions } from './circuit-breaker';
 import type { RelayMetrics } from './relay-metrics';
 import { relayRequest, withoutMessageBody } from './relay-request';
-import {
-  claimDueJobs,
-  markDead,
-  markDelivered,
-  markForRetry,
-  outboxStats,
-  releaseJob,
-} from './relay.repository';
-import type { OutboxStats, RelayJobRow } from './relay.repository';
+import { claimDueJobs, outboxStats, recordOutcomes, releaseJobs } from './relay.repository';
+import type { AttemptOutcome, OutboxStats, RelayJobRow } from './relay.repository';
 import { decide, isHostFailure } from './retry-policy';
 import type { AttemptResult } from './retry-policy';
 import type { RelayTransport } from './relay-transport';
@@ -101,35 +94,67 @@ export function createRelayWorker(options: RelayWorkerOptions): RelayWorker {
     });
   }
 
+  // Claimed jobs whose host had no free slot yet: they keep their lease and start as soon as
+  // a slot frees (a message's next job is never claimed before this one is done).
+  let waiting: Array<{ job: RelayJobRow; claimedAt: number }> = [];
+  // Outcomes waiting to be written: one statement and one commit for all that accumulate
+  // while the previous write runs (group commit).
+  let outcomes: Array<{ outcome: AttemptOutcome; done: (error?: unknown) => void }> = [];
+  let writing = false;
+
   async function turn(): Promise<number> {
     const now = Date.now();
     if (now - lastStatsAt >= statsEveryMs) {
       lastStatsAt = now;
       stats = await outboxStats(db);
     }
-    const free = concurrency - inFlight.size;
+    await releaseStale(now);
+    const free = concurrency - inFlight.size - waiting.length;
     if (free <= 0) return 0;
     const jobs = await claimDueJobs(db, free, leaseMs, limiter.blocked(now));
-    let started = 0;
-    for (const job of jobs) {
-      if (limiter.available(job.host, Date.now()) === 0) {
-        await releaseJob(db, job.id);
-        continue;
-      }
-      limiter.started(job.host);
-      started++;
-      const attempt: Promise<void> = send(job)
-        .catch((error: unknown) => {
-          // The outcome could not be recorded: the lease runs out and the job is sent again.
-          logger.warn({ err: error, relay_id: job.id }, 'relay outcome not recorded; will resend');
-        })
-        .finally(() => {
-          inFlight.delete(attempt);
-          wake();
-        });
-      inFlight.add(attempt);
+    for (const job of jobs) waiting.push({ job, claimedAt: now });
+    startWaiting();
+    return jobs.length;
+  }
+
+  /** Starts every waiting job whose host has a free slot, in claim order. */
+  function startWaiting(): void {
+    if (waiting.length === 0) return;
+    const now = Date.now();
+    const still: typeof waiting = [];
+    for (const entry of waiting) {
+      if (stopping || limiter.available(entry.job.host, now) === 0) still.push(entry);
+      else launch(entry.job);
     }
-    return started;
+    waiting = still;
+  }
+
+  /** Waiting jobs of a host that opened its circuit, or waiting too long, go back (one statement). */
+  async function releaseStale(now: number): Promise<void> {
+    const stale = waiting.filter(
+      ({ job, claimedAt }) =>
+        stopping || limiter.state(job.host, now) === 'open' || now - claimedAt > leaseMs / 2,
+    );
+    if (stale.length === 0) return;
+    waiting = waiting.filter((entry) => !stale.includes(entry));
+    await releaseJobs(
+      db,
+      stale.map(({ job }) => job.id),
+    );
+  }
+
+  function launch(job: RelayJobRow): void {
+    limiter.started(job.host);
+    const attempt: Promise<void> = send(job)
+      .catch((error: unknown) => {
+        // The outcome could not be recorded: the lease runs out and the job is sent again.
+        logger.warn({ err: error, relay_id: job.id }, 'relay outcome not recorded; will resend');
+      })
+      .finally(() => {
+        inFlight.delete(attempt);
+        wake();
+      });
+    inFlight.add(attempt);
   }
 
   async function send(job: RelayJobRow): Promise<void> {
@@ -149,32 +174,70 @@ export function createRelayWorker(options: RelayWorkerOptions): RelayWorker {
       );
       result = await transport.send(request);
     }
+    // The host's slot is free as soon as it answered: the next waiting job can go.
     const change = limiter.finished(job.host, isHostFailure(result), Date.now());
     if (change === 'open') logger.warn({ host: job.host }, 'relay host failing: circuit open');
     else if (change === 'closed')
       logger.info({ host: job.host }, 'relay host recovered: circuit closed');
+    startWaiting();
 
     const decision = decide(result, job.attempts, options.retrySchedule);
-    const log = { relay_id: job.id, message_id: job.message_id, host: job.host };
-    switch (decision.state) {
-      case 'delivered':
-        await markDelivered(db, job.id, decision.status, options.storeBody);
-        metrics?.onAttempt('delivered');
-        break;
-      case 'pending':
-        await markForRetry(db, job.id, decision.delayMs, decision.status, decision.error);
-        metrics?.onAttempt('retry');
-        break;
-      case 'dead': {
-        const payload =
-          options.storeBody || job.payload === null
-            ? job.payload
-            : withoutMessageBody(job.payload, job.method, job.content_type);
-        await markDead(db, job.id, decision.status, decision.error, payload);
-        metrics?.onAttempt(result.kind === 'refused' ? 'refused' : 'dead');
-        logger.warn({ ...log, reason: decision.error }, 'relay dead');
-        break;
+    const outcome: AttemptOutcome = {
+      id: job.id,
+      state: decision.state,
+      delayMs: decision.state === 'pending' ? decision.delayMs : null,
+      status: decision.status,
+      error: decision.state === 'delivered' ? null : decision.error,
+      payload: { keep: true },
+    };
+    if (!options.storeBody && job.payload !== null && decision.state !== 'pending') {
+      // Delivered: nothing more to send. Dead: kept for a retry, without the message's text.
+      outcome.payload = {
+        keep: false,
+        base64:
+          decision.state === 'dead'
+            ? withoutMessageBody(job.payload, job.method, job.content_type).toString('base64')
+            : null,
+      };
+    }
+    await record(outcome);
+    if (decision.state === 'dead') {
+      metrics?.onAttempt(result.kind === 'refused' ? 'refused' : 'dead');
+      logger.warn(
+        { relay_id: job.id, message_id: job.message_id, host: job.host, reason: decision.error },
+        'relay dead',
+      );
+    } else {
+      metrics?.onAttempt(decision.state === 'delivered' ? 'delivered' : 'retry');
+    }
+  }
+
+  function record(outcome: AttemptOutcome): Promise<void> {
+    return new Promise((resolve, reject) => {
+      outcomes.push({ outcome, done: (error) => (error ? reject(error) : resolve()) });
+      void writeOutcomes();
+    });
+  }
+
+  async function writeOutcomes(): Promise<void> {
+    if (writing) return;
+    writing = true;
+    try {
+      while (outcomes.length > 0) {
+        const batch = outcomes;
+        outcomes = [];
+        try {
+          await recordOutcomes(
+            db,
+            batch.map((entry) => entry.outcome),
+          );
+          for (const entry of batch) entry.done();
+        } catch (error) {
+          for (const entry of batch) entry.done(error);
+        }
       }
+    } finally {
+      writing = false;
     }
   }
 
@@ -221,6 +284,8 @@ export function createRelayWorker(options: RelayWorkerOptions): RelayWorker {
       await running;
       running = null;
       while (inFlight.size > 0) await Promise.allSettled([...inFlight]);
+      // Claimed but never started: another replica may take them at once.
+      await releaseStale(Date.now()).catch(() => undefined);
       transport.close();
     },
     wake,

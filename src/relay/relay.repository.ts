@@ -38,74 +38,57 @@ export async function claimDueJobs(
   return rows.sort((a, b) => a.id - b.id);
 }
 
-/** Gives a claimed job back untouched (its host had no room after all). */
-export async function releaseJob(db: Db, id: number): Promise<void> {
-  await db.updateTable('relay_jobs').set({ lease_until: null }).where('id', '=', id).execute();
+/** Gives claimed jobs back untouched (their host had no room, or this replica stops). */
+export async function releaseJobs(db: Db, ids: readonly number[]): Promise<void> {
+  if (ids.length === 0) return;
+  await sql`UPDATE relay_jobs SET lease_until = NULL WHERE id = ANY(${[...ids]}::bigint[])`.execute(
+    db,
+  );
 }
 
-export async function markDelivered(
-  db: Db,
-  id: number,
-  status: number,
-  keepPayload: boolean,
-): Promise<void> {
-  await db
-    .updateTable('relay_jobs')
-    .set((eb) => ({
-      state: 'delivered',
-      attempts: eb('attempts', '+', 1),
-      lease_until: null,
-      last_status: status,
-      last_error: null,
-      delivered_at: sql`now()`,
-      updated_at: sql`now()`,
-      ...(!keepPayload && { payload: null }),
-    }))
-    .where('id', '=', id)
-    .execute();
+/** What one attempt came to, as the worker writes it back. */
+export interface AttemptOutcome {
+  id: number;
+  state: 'delivered' | 'pending' | 'dead';
+  /** pending: wait before the next attempt. */
+  delayMs: number | null;
+  status: number | null;
+  error: string | null;
+  /** keep it, clear it (delivered), or replace it (dead: without the message body), base64. */
+  payload: { keep: true } | { keep: false; base64: string | null };
 }
 
-export async function markForRetry(
-  db: Db,
-  id: number,
-  delayMs: number,
-  status: number | null,
-  error: string,
-): Promise<void> {
-  await db
-    .updateTable('relay_jobs')
-    .set((eb) => ({
-      attempts: eb('attempts', '+', 1),
-      next_attempt_at: sql`now() + ${delayMs} * interval '1 millisecond'`,
-      lease_until: null,
-      last_status: status,
-      last_error: error,
-      updated_at: sql`now()`,
-    }))
-    .where('id', '=', id)
-    .execute();
-}
-
-export async function markDead(
-  db: Db,
-  id: number,
-  status: number | null,
-  error: string,
-  payload: Buffer | null,
-): Promise<void> {
-  await db
-    .updateTable('relay_jobs')
-    .set((eb) => ({
-      state: 'dead',
-      attempts: eb('attempts', '+', 1),
-      lease_until: null,
-      last_status: status,
-      last_error: error,
-      payload,
-      updated_at: sql`now()`,
-    }))
-    .where('id', '=', id)
-    .execute();
+/**
+ * Writes the outcomes of many attempts in one statement and one commit: a commit per relay
+ * would cost the database more than the relays themselves. Not a named statement (see
+ * messages/relay-outbox.ts): planned with its values, the join is on the primary key.
+ */
+export async function recordOutcomes(db: Db, outcomes: readonly AttemptOutcome[]): Promise<void> {
+  if (outcomes.length === 0) return;
+  const rows = outcomes.map((o) => ({
+    id: o.id,
+    state: o.state,
+    delay_ms: o.delayMs,
+    status: o.status,
+    error: o.error,
+    keep_payload: o.payload.keep,
+    payload: o.payload.keep ? null : o.payload.base64,
+  }));
+  await sql`
+    UPDATE relay_jobs r SET
+      state = o.state,
+      attempts = r.attempts + 1,
+      next_attempt_at = CASE WHEN o.state = 'pending'
+        THEN now() + o.delay_ms * interval '1 millisecond' ELSE r.next_attempt_at END,
+      lease_until = NULL,
+      last_status = o.status,
+      last_error = o.error,
+      delivered_at = CASE WHEN o.state = 'delivered' THEN now() ELSE r.delivered_at END,
+      updated_at = now(),
+      payload = CASE WHEN o.keep_payload THEN r.payload ELSE decode(o.payload, 'base64') END
+    FROM json_to_recordset(${JSON.stringify(rows)}::json) AS o(id bigint, state text,
+      delay_ms double precision, status integer, error text, keep_payload boolean, payload text)
+    WHERE r.id = o.id`.execute(db);
 }
 
 /** Dead → pending, due now, with a fresh retry schedule. Undefined: no such job; null: not dead. */
