@@ -30,7 +30,9 @@ import { swStatusEnv } from './lib/sw-status';
  *
  * wrk at 32 connections, each run a fresh server and database; the scenarios alternate for
  * BENCH_ROUNDS rounds (default 3) and medians are reported, since the machine is shared.
- * Env as bench/run.ts (BENCH_DATABASE_URL, BENCH_SECONDS, BENCH_WARMUP_SECONDS).
+ * Env as bench/run.ts (BENCH_DATABASE_URL, BENCH_SECONDS, BENCH_WARMUP_SECONDS), plus
+ * BENCH_ROUNDS, BENCH_BASELINE_REF and BENCH_RELAY_HOST_CONCURRENCY (RELAY_HOST_CONCURRENCY of
+ * the relayed runs, default 4 as in production).
  */
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
@@ -117,6 +119,7 @@ async function main(): Promise<void> {
         seeded: rps('seeded'),
         relayed: rps('relayed'),
       },
+      relay_host_concurrency: process.env.BENCH_RELAY_HOST_CONCURRENCY ?? '4',
       median_relays_per_second: median(runs.relayed.map((r) => r.relays_per_second ?? 0)),
       ratios: {
         outbox_over_base: ratio(rps('outbox'), rps('base')),
@@ -168,6 +171,8 @@ async function scenario(
     ...swStatusEnv(databaseUrl, await freePort(), spoolDir),
     RELAY_ALLOWED_NETWORKS: '127.0.0.0/8',
     RELAY_ALLOW_HTTP: 'true',
+    // Every relay goes to the one no-op app: its per-host limit bounds relays/s.
+    RELAY_HOST_CONCURRENCY: process.env.BENCH_RELAY_HOST_CONCURRENCY ?? '4',
   };
   const script = key === 'base' ? path.join(baseline, 'src', 'main.ts') : 'src/main.ts';
   const server = await startServer(script, await freePort(), env);

@@ -114,7 +114,7 @@ export interface RelayFilter {
   messageId?: string;
 }
 
-/** Newest first, keyset-paginated on id (indexes: state, id / message_id, id). */
+/** Newest first, keyset-paginated on id (the primary key; message_id, id; the dead index). */
 export async function listRelayJobs(
   db: Db,
   filter: RelayFilter,

@@ -13,7 +13,7 @@ import {
   TEST_PUBLIC_BASE_URL,
   TEST_SIGNING_KEY,
 } from '../helpers/test-app';
-import { signJsonBody } from '../../src/signalwire/signing';
+import { signFormParams, signJsonBody } from '../../src/signalwire/signing';
 import type { TestApp } from '../helpers/test-app';
 import { sample } from '../ops/scrape';
 import { eventually, seedProxiedMessage, startCustomerApp } from './support';
@@ -129,6 +129,32 @@ describe('relay of the caller’s own status callback', () => {
     expect(relay).toMatchObject({ valid: true, status: 'delivered', path: '/native/hook' });
     expect(relay!.body).toBe(body);
     expect(relay!.headers['content-type']).toBe('application/json; charset=utf-8');
+  });
+
+  test('When SignalWire called back with GET (a cXML Application so configured), then the app gets a signed GET with the same query', async () => {
+    const id = await seedProxiedMessage(
+      t.database.db,
+      'cxml',
+      app.callbackUrl('/get-hook?tenant=3'),
+    );
+    const query = new URLSearchParams(
+      cxmlFields({ MessageSid: id, MessageStatus: 'sent' }),
+    ).toString();
+    const path = `/callbacks/cxml?${query}`;
+    await request(t.publicApp)
+      .get(path)
+      .set(
+        'X-SignalWire-Signature',
+        signFormParams(TEST_SIGNING_KEY, `${TEST_PUBLIC_BASE_URL}${path}`, []),
+      )
+      .expect(200);
+    const [relay] = await eventually(() => receivedFor(id).length === 1 && receivedFor(id));
+    expect(relay).toMatchObject({
+      method: 'GET',
+      valid: true,
+      status: 'sent',
+      path: `/get-hook?tenant=3&${query}`,
+    });
   });
 
   test('When the same callback arrives twice, then it is relayed once', async () => {

@@ -72,6 +72,12 @@ export async function startCustomerApp(signingKey: string): Promise<CustomerApp>
         messageId = json.id;
         status = json.status;
         valid = signature === signJsonBody(signingKey, url, body);
+      } else if (req.method === 'GET') {
+        // A GET's parameters are in the URL, which the signature covers whole.
+        const params = Object.fromEntries(new URL(url).searchParams);
+        messageId = params['MessageSid'] ?? '';
+        status = params['MessageStatus'] ?? '';
+        valid = RestClient.validateRequest(signingKey, signature, url, {});
       } else {
         const params = Object.fromEntries(new URLSearchParams(body));
         messageId = params['MessageSid'] ?? '';

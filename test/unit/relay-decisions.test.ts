@@ -184,6 +184,42 @@ describe('relay request', () => {
     expect(RestClient.validateRequest('PSK_first', signature, url, params)).toBe(false);
   });
 
+  test('When any form parameters are relayed, then the official SDK validates the signature (property)', () => {
+    const text = fc.string({ unit: 'grapheme', maxLength: 30 });
+    fc.assert(
+      fc.property(
+        fc.dictionary(
+          fc.string({ minLength: 1, maxLength: 20 }).filter((k) => k !== '__proto__'),
+          text,
+          {
+            maxKeys: 12,
+          },
+        ),
+        (params) => {
+          const body = Buffer.from(new URLSearchParams(params).toString());
+          const { headers } = relayRequest(
+            {
+              url,
+              method: 'POST',
+              contentType: 'application/x-www-form-urlencoded',
+              payload: body,
+              signingKeyRef: null,
+            },
+            keys,
+          );
+          expect(
+            RestClient.validateRequest(
+              'PSK_first',
+              headers['x-signalwire-signature']!,
+              url,
+              params,
+            ),
+          ).toBe(true);
+        },
+      ),
+    );
+  });
+
   test('When the verifying key was rotated away or a token authenticated it, then the first key signs', () => {
     const request = relayRequest(
       {
