@@ -27,7 +27,7 @@ export interface RelayWorkerOptions {
   hostConcurrency: number;
   timeoutMs: number;
   storeBody: boolean;
-  /** Requests in flight per replica. */
+  /** Jobs per replica being sent, waiting for a host slot, or having their outcome written. */
   concurrency?: number;
   /** Longest wait between two looks at the outbox when nothing wakes the worker. */
   pollMs?: number;
@@ -51,7 +51,7 @@ export interface RelayWorker {
 
 export function createRelayWorker(options: RelayWorkerOptions): RelayWorker {
   const { db, logger, transport } = options;
-  const concurrency = options.concurrency ?? 32;
+  const concurrency = options.concurrency ?? 64;
   const pollMs = options.pollMs ?? 1_000;
   const statsEveryMs = options.statsEveryMs ?? 5_000;
   // Longer than any attempt can take, so a lease only runs out when its replica died.
@@ -109,8 +109,10 @@ export function createRelayWorker(options: RelayWorkerOptions): RelayWorker {
       stats = await outboxStats(db);
     }
     await releaseStale(now);
+    // Claim in bulk, once half the room is free: every claim is a statement and a commit, and
+    // claiming a job or two per finished request would make the claims the bottleneck.
     const free = concurrency - inFlight.size - waiting.length;
-    if (free <= 0) return 0;
+    if (free < concurrency / 2) return 0;
     const jobs = await claimDueJobs(db, free, leaseMs, limiter.blocked(now));
     for (const job of jobs) waiting.push({ job, claimedAt: now });
     startWaiting();
