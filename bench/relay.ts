@@ -1,5 +1,13 @@
 import { execFileSync, spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import {
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  readdirSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Client } from 'pg';
@@ -55,6 +63,12 @@ type Key = 'base' | 'outbox' | 'seeded' | 'relayed';
 
 interface Run {
   load: LoadResult;
+  /**
+   * CPU per request in µs, of the service and of PostgreSQL: on a shared machine other work
+   * moves throughput a lot, and the CPU a request costs much less.
+   */
+  service_cpu_us: number;
+  postgres_cpu_us: number;
   /** (relayed) relays delivered during the measured seconds, per second. */
   relays_per_second?: number;
   /** (relayed) relay jobs still pending when the measurement ended. */
@@ -100,7 +114,8 @@ async function main(): Promise<void> {
         });
         runs[key].push(run);
         log(
-          `round ${round + 1} (${key.padEnd(7)}) ${String(run.load.rps).padStart(6)} req/s  p99 ${run.load.p99_ms.toFixed(1)} ms  failures ${run.load.failures}` +
+          `round ${round + 1} (${key.padEnd(7)}) ${String(run.load.rps).padStart(6)} req/s  p99 ${run.load.p99_ms.toFixed(1)} ms  failures ${run.load.failures}  ` +
+            `CPU/request ${run.service_cpu_us} µs service + ${run.postgres_cpu_us} µs PostgreSQL` +
             (run.relays_per_second === undefined
               ? ''
               : `  relays ${run.relays_per_second}/s, ${run.relays_pending_at_end} pending at end`),
@@ -111,6 +126,10 @@ async function main(): Promise<void> {
     const median = (values: number[]) =>
       [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
     const rps = (key: Key) => median(runs[key].map((r) => r.load.rps));
+    const cpuUs = (key: Key) =>
+      runs[key].length === 0
+        ? null
+        : median(runs[key].map((r) => r.service_cpu_us + r.postgres_cpu_us));
     const ratio = (x: number, y: number) => Math.round((x / y) * 1000) / 1000;
     const pairedRatio = (x: Key, y: Key): number | null => {
       const pairs = runs[x].map((run, i) =>
@@ -133,6 +152,12 @@ async function main(): Promise<void> {
         relayed: rps('relayed'),
       },
       relay_host_concurrency: process.env.BENCH_RELAY_HOST_CONCURRENCY ?? '4',
+      median_cpu_us_per_request: {
+        base: cpuUs('base'),
+        outbox: cpuUs('outbox'),
+        seeded: cpuUs('seeded'),
+        relayed: cpuUs('relayed'),
+      },
       median_relays_per_second: median(runs.relayed.map((r) => r.relays_per_second ?? 0)),
       ratios: {
         outbox_over_base: ratio(rps('outbox'), rps('base')),
@@ -152,6 +177,9 @@ async function main(): Promise<void> {
     const file = path.join(RESULTS, `bench-relay-${results.date.replace(/[:.]/g, '-')}.json`);
     writeFileSync(file, `${JSON.stringify(results, null, 2)}\n`);
     log('');
+    log(
+      `median CPU per request (service + PostgreSQL, µs): ${JSON.stringify(results.median_cpu_us_per_request)}`,
+    );
     log(
       `paired medians: outbox/base ${results.paired_median_ratios.outbox_over_base}, ` +
         `relayed/seeded ${results.paired_median_ratios.relayed_over_seeded}`,
@@ -208,9 +236,17 @@ async function scenario(
   try {
     await peak(server.port, pools.warmupPool, WARMUP, CONNECTIONS);
     const started = new Date();
+    const sampler = server.sample();
+    const postgresBefore = postgresCpuSeconds(databaseUrl);
     const load = await peak(server.port, pools.measurePool, SECONDS, CONNECTIONS);
+    const postgresSeconds = postgresCpuSeconds(databaseUrl) - postgresBefore;
+    const { cpu_cores } = sampler.stop();
     const ended = new Date();
-    if (key !== 'relayed') return { load };
+    const cpu = {
+      service_cpu_us: Math.round((cpu_cores * SECONDS * 1e6) / load.requests),
+      postgres_cpu_us: Math.round((postgresSeconds * 1e6) / load.requests),
+    };
+    if (key !== 'relayed') return { load, ...cpu };
     const counts = await query<{ delivered: number; pending: number }>(
       databaseUrl,
       `SELECT count(*) FILTER (WHERE delivered_at >= $1 AND delivered_at < $2)::int AS delivered,
@@ -220,6 +256,7 @@ async function scenario(
     );
     return {
       load,
+      ...cpu,
       relays_per_second: Math.round(
         counts.delivered / ((ended.getTime() - started.getTime()) / 1000),
       ),
@@ -262,6 +299,42 @@ async function seedMessages(url: string, ids: string[], callback: string | null)
     );
   }
   await query(url, 'VACUUM ANALYZE messages', []);
+}
+
+/**
+ * CPU seconds used so far by the PostgreSQL server of `url` (its postmaster, found by port,
+ * and every process it started): Linux /proc, children that exited are not counted.
+ */
+function postgresCpuSeconds(url: string): number {
+  const port = new URL(url).port || '5432';
+  const stat = (pid: string) => {
+    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+    return { ppid: fields[1]!, ticks: Number(fields[11]) + Number(fields[12]) };
+  };
+  const pids = readdirSync('/proc').filter((name) => /^\d+$/.test(name));
+  const postmaster = pids.find((pid) => {
+    try {
+      const args = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+      return (
+        args[0]!.endsWith('/postgres') &&
+        args.includes('-p') &&
+        args[args.indexOf('-p') + 1] === port
+      );
+    } catch {
+      return false;
+    }
+  });
+  if (!postmaster) return 0;
+  let ticks = 0;
+  for (const pid of pids) {
+    try {
+      const s = stat(pid);
+      if (pid === postmaster || s.ppid === postmaster) ticks += s.ticks;
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return ticks / 100; // USER_HZ
 }
 
 function poolIds(file: string): string[] {

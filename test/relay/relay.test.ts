@@ -313,6 +313,44 @@ describe('relay of the caller’s own status callback', () => {
     expect(await jobRow(id)).toHaveLength(0);
   });
 
+  test('When one app hangs, then it gets at most RELAY_HOST_CONCURRENCY requests at once and other apps’ relays flow meanwhile', async () => {
+    const hanging = await startCustomerApp(TEST_SIGNING_KEY);
+    try {
+      const stuckIds = await Promise.all(
+        Array.from({ length: 10 }, () =>
+          seedProxiedMessage(t.database.db, 'cxml', hanging.callbackUrl('/slow')),
+        ),
+      );
+      for (const id of stuckIds) hanging.behave(id, () => ({ status: 200, delayMs: 3_000 }));
+      for (const id of stuckIds) {
+        await postCxml(t.publicApp, cxmlFields({ MessageSid: id, MessageStatus: 'sent' })).expect(
+          200,
+        );
+      }
+      const healthyIds = await Promise.all(
+        Array.from({ length: 6 }, () =>
+          seedProxiedMessage(t.database.db, 'native', app.callbackUrl('/fast')),
+        ),
+      );
+      for (const id of healthyIds) {
+        await postNative(t.publicApp, nativeFields({ id, status: 'delivered' })).expect(200);
+      }
+      await eventually(() => healthyIds.every((id) => receivedFor(id).length === 1));
+      // Meanwhile the hanging app has answered nothing in time, and never had more than 4.
+      const slowDelivered = await t.database.db
+        .selectFrom('relay_jobs')
+        .select((eb) => eb.fn.countAll<number>().as('n'))
+        .where('message_id', 'in', stuckIds)
+        .where('state', '=', 'delivered')
+        .executeTakeFirstOrThrow();
+      expect(Number(slowDelivered.n)).toBe(0);
+      expect(hanging.received).toHaveLength(0);
+      expect(hanging.maxConcurrentOverall()).toBeLessThanOrEqual(4);
+    } finally {
+      await hanging.close();
+    }
+  });
+
   test('When two service instances share the outbox, then every event is relayed once, in order per message', async () => {
     second = startWorker();
     const ids = await Promise.all(

@@ -44,6 +44,8 @@ export interface CustomerApp {
   behave(messageId: string, answer: (n: number) => Answer): void;
   /** The most requests one of these messages ever had in flight at once. */
   maxConcurrent(ids: readonly string[]): number;
+  /** The most requests this app ever had in flight at once. */
+  maxConcurrentOverall(): number;
   close(): Promise<void>;
 }
 
@@ -52,6 +54,8 @@ export async function startCustomerApp(signingKey: string): Promise<CustomerApp>
   const counts = new Map<string, number>();
   const inFlight = new Map<string, number>();
   const maxConcurrent = new Map<string, number>();
+  let open = 0;
+  let maxOpen = 0;
   const received: ReceivedRelay[] = [];
   const paths: string[] = [];
   let base = '';
@@ -84,6 +88,15 @@ export async function startCustomerApp(signingKey: string): Promise<CustomerApp>
         status = params['MessageStatus'] ?? '';
         valid = RestClient.validateRequest(signingKey, signature, url, params);
       }
+      // Open until answered, or until the client gives up (a relay timing out).
+      open++;
+      maxOpen = Math.max(maxOpen, open);
+      let closed = false;
+      const close = (): void => {
+        if (!closed) open--;
+        closed = true;
+      };
+      res.on('close', close);
       const n = (counts.get(messageId) ?? 0) + 1;
       counts.set(messageId, n);
       const concurrent = (inFlight.get(messageId) ?? 0) + 1;
@@ -102,6 +115,7 @@ export async function startCustomerApp(signingKey: string): Promise<CustomerApp>
       };
       setTimeout(() => {
         inFlight.set(messageId, (inFlight.get(messageId) ?? 1) - 1);
+        close();
         received.push(entry);
         if (!res.destroyed) res.writeHead(answer.status, answer.headers).end();
       }, answer.delayMs ?? 0);
@@ -117,6 +131,7 @@ export async function startCustomerApp(signingKey: string): Promise<CustomerApp>
     received,
     paths,
     behave: (id, answer) => behaviours.set(id, answer),
+    maxConcurrentOverall: () => maxOpen,
     maxConcurrent: (ids) => Math.max(0, ...ids.map((id) => maxConcurrent.get(id) ?? 0)),
     close: () =>
       new Promise<void>((resolve) => {
