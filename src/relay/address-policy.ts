@@ -7,6 +7,14 @@ import ipaddr from 'ipaddr.js';
  * address is refused at connect time; `urlProblem` refuses what is wrong before any I/O.
  */
 
+/**
+ * Public-looking addresses that are a cloud platform's own service inside every VM: Azure's
+ * WireServer (168.63.129.16). The metadata services of AWS, GCP and Azure (169.254.169.254,
+ * fd00:ec2::254) and Alibaba's (100.100.100.200) are link-local, unique-local or CGNAT,
+ * which the range check refuses already.
+ */
+const INTERNAL_UNICAST = ['168.63.129.16/32'].map((cidr) => ipaddr.parseCIDR(cidr));
+
 export interface DestinationPolicy {
   /** CIDRs allowed although not public unicast (RELAY_ALLOWED_NETWORKS). */
   allowedNetworks: readonly string[];
@@ -48,7 +56,14 @@ export function addressProblem(
     if (network[0].kind() === parsed.kind() && parsed.match(network)) return null;
   }
   const range = parsed.range();
-  if (range === 'unicast') return null;
+  if (range === 'unicast') {
+    const internal = INTERNAL_UNICAST.find(
+      (network) => network[0].kind() === parsed.kind() && parsed.match(network),
+    );
+    return internal
+      ? `address ${address} is not allowed (a cloud platform's internal service); RELAY_ALLOWED_NETWORKS can allow it`
+      : null;
+  }
   return `address ${address} is not allowed (${range}); RELAY_ALLOWED_NETWORKS can allow it`;
 }
 

@@ -105,6 +105,9 @@ describe('address policy', () => {
     'http://192.168.1.1/',
     'http://[fd00::1]/',
     'http://[64:ff9b::7f00:1]/',
+    'http://168.63.129.16/',
+    'http://100.100.100.200/',
+    'http://[fd00:ec2::254]/',
   ])('When the destination is %s, then it is refused before any connection', (url) => {
     expect(problem(url)).toMatch(/not allowed/);
   });
