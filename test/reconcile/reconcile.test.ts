@@ -1,7 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import request from 'supertest';
 import { recordEvents } from '../../src/messages/record-events';
-import type { StatusEvent } from '../../src/messages/status-event';
 import { createMessageLookup, lookupPath } from '../../src/reconcile/lookup-client';
 import type { LookupTarget, MessageLookup } from '../../src/reconcile/lookup-client';
 import { createReconcileWorker } from '../../src/reconcile/reconcile-worker';
@@ -11,6 +10,7 @@ import type { RelayWorker } from '../../src/relay/relay-worker';
 import { SIMULATOR_SIGNING_KEY } from '../../src/config';
 import { E2E_PROJECT, E2E_TOKEN, startStack } from '../e2e/stack';
 import type { Stack } from '../e2e/stack';
+import { statusEvent } from '../factories';
 import { TEST_API_TOKEN } from '../helpers/test-app';
 import { eventually, startCustomerApp } from '../relay/support';
 import type { CustomerApp } from '../relay/support';
@@ -152,31 +152,11 @@ beforeAll(async () => {
   });
 
   await recordEvents(stack.app.database.db, [
-    callbackEvent(ids.unauthorized, OTHER_PROJECT),
-    callbackEvent(ids.unknown, E2E_PROJECT),
+    statusEvent('sent', { messageId: ids.unauthorized, projectId: OTHER_PROJECT }),
+    statusEvent('sent', { messageId: ids.unknown, projectId: E2E_PROJECT }),
   ]);
   for (const sweep of sweeps) sweep.start();
 });
-
-function callbackEvent(id: string, projectId: string): StatusEvent {
-  return {
-    messageId: id,
-    api: 'cxml',
-    source: 'callback',
-    projectId,
-    status: 'sent',
-    rawStatus: 'sent',
-    errorCode: null,
-    errorMessage: null,
-    from: '+15550000001',
-    to: '+15550000002',
-    numSegments: 1,
-    numMedia: 0,
-    providerTimestamp: null,
-    receivedAt: new Date(),
-    raw: {},
-  };
-}
 
 async function messageWhen(
   id: string,

@@ -5,9 +5,9 @@ import type { AddressInfo } from 'node:net';
 import { RestClient } from '@signalwire/compatibility-api';
 import type { Db } from '../../src/db/database';
 import { recordEvents } from '../../src/messages/record-events';
-import type { StatusEvent } from '../../src/messages/status-event';
 import type { Api } from '../../src/messages/statuses';
 import { signJsonBody } from '../../src/signalwire/signing';
+import { statusEvent } from '../factories';
 
 /**
  * A customer's app on a real port: the endpoint a caller gave as its own status callback.
@@ -148,24 +148,12 @@ export async function seedProxiedMessage(
   clientStatusCallback: string,
   id: string = randomUUID(),
 ): Promise<string> {
-  const event: StatusEvent = {
+  const event = statusEvent('queued', {
     messageId: id,
     api,
     source: 'proxy',
-    projectId: 'ea108133-d6b3-407c-9536-9fad8a929a6a',
-    status: 'queued',
-    rawStatus: 'queued',
-    errorCode: null,
-    errorMessage: null,
-    from: '+15551234567',
-    to: '+15557654321',
-    numSegments: 1,
-    numMedia: 0,
-    providerTimestamp: null,
-    receivedAt: new Date(),
-    raw: {},
     send: { ref: null, kind: 'sms', clientStatusCallback, body: null },
-  };
+  });
   await recordEvents(db, [event]);
   return id;
 }

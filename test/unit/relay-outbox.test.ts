@@ -2,24 +2,11 @@ import { applyEvent } from '../../src/messages/projection';
 import type { MessageState } from '../../src/messages/projection';
 import { hostOf, relayJobsFor } from '../../src/messages/relay-outbox';
 import type { StatusEvent } from '../../src/messages/status-event';
+import { statusEvent } from '../factories';
 
 function event(overrides: Partial<StatusEvent> = {}): StatusEvent {
-  return {
+  return statusEvent('sent', {
     messageId: 'm1',
-    api: 'cxml',
-    source: 'callback',
-    projectId: 'p',
-    status: 'sent',
-    rawStatus: 'sent',
-    errorCode: null,
-    errorMessage: null,
-    from: null,
-    to: null,
-    numSegments: null,
-    numMedia: null,
-    providerTimestamp: null,
-    receivedAt: new Date('2026-01-01T00:00:00Z'),
-    raw: {},
     relay: {
       method: 'POST',
       contentType: 'application/x-www-form-urlencoded',
@@ -27,7 +14,7 @@ function event(overrides: Partial<StatusEvent> = {}): StatusEvent {
       keyRef: 'k',
     },
     ...overrides,
-  };
+  });
 }
 
 function stateWith(callback: string | null): Map<string, MessageState> {
