@@ -19,6 +19,7 @@ import { messageRoutes } from './messages/messages.routes';
 import type { Metrics } from './metrics/metrics';
 import { ingestLatency, metricsRoutes } from './metrics/metrics.routes';
 import { proxyRoutes } from './proxy/proxy.routes';
+import { relayRoutes } from './relay/relays.routes';
 import type { ProxyDeps } from './proxy/proxy.service';
 import { signalWireClientFor } from './proxy/signalwire-client';
 import type { SignalWireClient } from './proxy/signalwire-client';
@@ -40,6 +41,8 @@ export interface AppDeps {
    */
   signalwire?: SignalWireClient;
   proxyHooks?: Pick<ProxyDeps, 'onUpstream' | 'onUnrecorded'>;
+  /** The relay worker, woken when a dead relay is retried through the API. */
+  relay?: { wake(): void };
 }
 
 function baseApp(deps: AppDeps): Express {
@@ -122,5 +125,6 @@ export function createInternalApp(deps: AppDeps): Express {
     }),
   );
   app.use(messageRoutes(deps));
+  app.use(relayRoutes({ db: deps.db, onRetried: () => deps.relay?.wake() }));
   return finish(app, deps);
 }

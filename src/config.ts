@@ -1,3 +1,4 @@
+import ipaddr from 'ipaddr.js';
 import { z } from 'zod';
 
 /**
@@ -10,6 +11,8 @@ export const SIMULATOR_SIGNING_KEY = 'PSK_sw_status_simulator_development_key';
 /** Callback-token secret used outside production when none is configured. */
 export const DEV_CALLBACK_TOKEN_SECRET = 'sw-status-development-callback-token-secret';
 export const DEV_API_TOKEN = 'dev-token';
+/** Where relays may go outside production without RELAY_ALLOWED_NETWORKS: an app on this host. */
+export const LOOPBACK_NETWORKS = ['127.0.0.0/8', '::1/128'] as const;
 
 const list = z.string().transform((s) =>
   s
@@ -30,6 +33,54 @@ const httpUrl = z
   .url()
   .refine((u) => /^https?:\/\//.test(u), 'must be an http(s) URL')
   .transform((u) => u.replace(/\/+$/, ''));
+
+/** `10s,1m,5m` → milliseconds; units ms, s, m, h, d. */
+const durations = z.string().transform((s, ctx) => {
+  const parts = s.split(',').map((part) => part.trim());
+  const values = parts.map(parseDuration);
+  if (parts.length === 0 || values.some((v) => v === null)) {
+    ctx.addIssue({
+      code: 'custom',
+      message: 'must be durations like 10s,1m,2h (units ms, s, m, h, d)',
+    });
+    return z.NEVER;
+  }
+  return values as number[];
+});
+
+export function parseDuration(text: string): number | null {
+  const match = /^(\d+)(ms|s|m|h|d)$/.exec(text.trim());
+  if (!match) return null;
+  const unit = { ms: 1, s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000 }[match[2] as 'ms'];
+  const value = Number(match[1]) * unit;
+  return value > 0 ? value : null;
+}
+
+/** CIDRs (`10.0.0.0/8, ::1/128`), or `none`. */
+const cidrs = list.transform((items, ctx) => {
+  if (items.length === 1 && items[0] === 'none') return [];
+  for (const item of items) {
+    if (!ipaddr.isValidCIDR(item)) {
+      ctx.addIssue({ code: 'custom', message: `${item} is not a CIDR (e.g. 10.0.0.0/8, ::1/128)` });
+    }
+  }
+  return items;
+});
+
+/** `project_id:api_token,…`: the REST credentials reconciliation looks messages up with. */
+const credentials = list.transform((items, ctx) => {
+  const byProject = new Map<string, string>();
+  for (const item of items) {
+    const colon = item.indexOf(':');
+    if (colon <= 0 || colon === item.length - 1) {
+      // Never echo the value: it holds an API token.
+      ctx.addIssue({ code: 'custom', message: 'each entry must be project_id:api_token' });
+      return z.NEVER;
+    }
+    byProject.set(item.slice(0, colon), item.slice(colon + 1));
+  }
+  return byProject;
+});
 
 const EnvSchema = z.object({
   NODE_ENV: z.enum(['development', 'production', 'test']).default('development'),
@@ -69,6 +120,17 @@ const EnvSchema = z.object({
   INGEST_QUEUE_MAX: positiveInt.default(5000),
   SPOOL_DIR: z.string().min(1).default('.data/spool'),
   SIMULATOR_PORT: port.default(0),
+  // Relay of the caller's own status callbacks (DESIGN §10).
+  RELAY_RETRY_SCHEDULE: durations.prefault(['10s', '1m', '5m', '30m', '2h', '6h', '12h'].join(',')),
+  RELAY_TIMEOUT_MS: positiveInt.default(5_000),
+  RELAY_HOST_CONCURRENCY: positiveInt.default(4),
+  // Unset: loopback outside production (a local app), nothing in production.
+  RELAY_ALLOWED_NETWORKS: cidrs.optional(),
+  RELAY_ALLOW_HTTP: bool.default(false),
+  // Reconciliation (DESIGN §11).
+  RECONCILE_SCHEDULE: durations.prefault('10m,1h,6h,24h'),
+  RECONCILE_RATE: z.coerce.number().positive().default(5),
+  SIGNALWIRE_CREDENTIALS: credentials.optional(),
 });
 
 /** Every environment variable the service reads (deployment manifests are checked against it). */
@@ -113,6 +175,20 @@ export interface Config {
   ingestQueueMax: number;
   spoolDir: string;
   simulatorPort: number;
+  /** Waits before each relay retry, in ms; past the last the job is dead. */
+  relayRetrySchedule: readonly number[];
+  relayTimeoutMs: number;
+  relayHostConcurrency: number;
+  /** CIDRs a relay may connect to although private, loopback, link-local, … */
+  relayAllowedNetworks: readonly string[];
+  /** Plain http relays: always outside production, in production only when allowed. */
+  relayAllowHttp: boolean;
+  /** How old a message's last event must be for each lookup, in ms; after the last: stuck. */
+  reconcileSchedule: readonly number[];
+  /** Lookups per second per replica. */
+  reconcileRate: number;
+  /** project id → API token for lookups; empty: reconciliation is off. */
+  signalwireCredentials: ReadonlyMap<string, string>;
   /** Human-readable notes on the development defaults in force, for the start log. */
   defaultsInForce: readonly string[];
 }
@@ -189,6 +265,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       'SIGNALWIRE_SIGNING_KEYS',
       'CALLBACK_TOKEN_SECRET',
       'API_TOKENS',
+      'SIGNALWIRE_CREDENTIALS',
     ] as const) {
       if (/REPLACE_ME/i.test(env[name] ?? ''))
         problems.push(`${name}: still holds the REPLACE_ME placeholder`);
@@ -199,6 +276,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     if (secret.length < 16)
       problems.push('CALLBACK_TOKEN_SECRET: each secret needs at least 16 characters');
   }
+  if (e.RELAY_ALLOWED_NETWORKS === undefined && !isProduction)
+    defaults.push('RELAY_ALLOWED_NETWORKS unset: relays may reach loopback (127.0.0.0/8, ::1)');
   if (problems.length > 0) throw new ConfigError(problems);
 
   return Object.freeze({
@@ -233,6 +312,16 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     ingestQueueMax: e.INGEST_QUEUE_MAX,
     spoolDir: e.SPOOL_DIR,
     simulatorPort: e.SIMULATOR_PORT,
+    relayRetrySchedule: Object.freeze(e.RELAY_RETRY_SCHEDULE),
+    relayTimeoutMs: e.RELAY_TIMEOUT_MS,
+    relayHostConcurrency: e.RELAY_HOST_CONCURRENCY,
+    relayAllowedNetworks: Object.freeze(
+      e.RELAY_ALLOWED_NETWORKS ?? (isProduction ? [] : [...LOOPBACK_NETWORKS]),
+    ),
+    relayAllowHttp: !isProduction || e.RELAY_ALLOW_HTTP,
+    reconcileSchedule: Object.freeze(e.RECONCILE_SCHEDULE),
+    reconcileRate: e.RECONCILE_RATE,
+    signalwireCredentials: e.SIGNALWIRE_CREDENTIALS ?? new Map<string, string>(),
     defaultsInForce: Object.freeze(defaults),
   });
 }

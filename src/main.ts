@@ -14,6 +14,8 @@ import { createLogger } from './logger';
 import { createMetrics } from './metrics/metrics';
 import { trapStartupSignals } from './process/startup-signals';
 import { createSignalWireClient, signalWireClientFor } from './proxy/signalwire-client';
+import { createReconciler } from './reconcile/reconcile';
+import { createRelay } from './relay/relay';
 import { startSimulator } from './simulator/simulator';
 
 /** Process entry: config → logger → db → apps → listen on both ports; SIGTERM drains. */
@@ -55,17 +57,24 @@ async function main(): Promise<void> {
   const lifecycle: Lifecycle = { draining: false, database };
   const spool = await openSpool({ dir: config.spoolDir, logger });
   const metrics = createMetrics({ pool, spoolDepth: spool.depth });
-  const recorder = createIngestRecorder({
+  // Background work (STYLE.md): the relay of callers' own callbacks and the sweep.
+  const relay = createRelay({ config, db, logger, registry: metrics.registry });
+  const recordOptions = { onTransition: metrics.observeTransition, onRelaysEnqueued: relay.wake };
+  const reconciler = createReconciler({
     config,
     db,
     logger,
-    spool,
-    recordOptions: { onTransition: metrics.observeTransition },
+    baseUrl: simulator?.url ?? config.signalwireSpaceUrl ?? '',
+    registry: metrics.registry,
+    recordOptions,
   });
+  const recorder = createIngestRecorder({ config, db, logger, spool, recordOptions });
   lifecycle.ingest = recorder;
-  const deps: AppDeps = { config, logger, db, recorder, lifecycle, metrics, signalwire };
+  const deps: AppDeps = { config, logger, db, recorder, lifecycle, metrics, signalwire, relay };
   const publicServer = await listen(createPublicApp(deps), config.port, config.host);
   const internalServer = await listen(createInternalApp(deps), config.internalPort, config.host);
+  relay.start();
+  reconciler?.start();
   logger.info(
     { public: address(publicServer), internal: address(internalServer) },
     'sw-status listening',
@@ -87,8 +96,11 @@ async function main(): Promise<void> {
     ]);
     if (drained.includes(false)) logger.warn('drain deadline passed: open connections were cut');
     // After the listeners: in-flight sends have had their answer. Pending callbacks are dropped.
+    await reconciler?.stop();
     await simulator?.close();
     await recorder.drain();
+    // After the ingest drain: the relays of the last committed callbacks may still go out.
+    await relay.stop();
     await db.destroy();
     await embedded?.stop();
     logger.info({ pool_total: pool.totalCount }, 'stopped');

@@ -12,6 +12,7 @@ import type { Api } from '../messages/statuses';
 import { maskTokens } from '../http/request-log';
 import { verifyCallbackToken } from './callback-token';
 import { normalizeCxmlCallback, normalizeNativeCallback } from './normalize';
+import { relayPayloadOf } from './relay-payload';
 import type { CallbackFields } from './normalize';
 import { verifySignature } from './signature';
 import type { SignatureFailure } from './signature';
@@ -84,6 +85,9 @@ async function handle(deps: CallbackDeps, api: Api, req: Request, res: Response)
     deps.onCallback?.(api, 'invalid', 'refused_invalid');
     throw error;
   }
+
+  // Relayed as received if the message has a client callback (DESIGN §10; src/relay).
+  event.relay = relayPayloadOf(req, config.signingKeys, event.verifiedKeyIndex);
 
   if (tokenRef) {
     event.tokenRef = tokenRef;

@@ -35,6 +35,18 @@ export interface MessagesTable {
   last_event_at: Timestamp;
 }
 
+/**
+ * Reconciliation sweep state of a message (db/migrations/0004; src/reconcile). Apart from the
+ * write path's reset when a new event moves a message (SAVE_MESSAGES), only the sweep writes it.
+ */
+export interface MessageSweepColumns {
+  stuck: ColumnType<boolean, boolean | undefined, boolean>;
+  sweep_step: ColumnType<number, number | undefined, number>;
+  sweep_lease_until: Timestamp | null;
+  sweep_checked_at: Timestamp | null;
+  sweep_error: string | null;
+}
+
 export interface StatusEventsTable {
   seq: Generated<number>;
   message_id: string;
@@ -50,9 +62,32 @@ export interface StatusEventsTable {
   raw: ColumnType<unknown, string, string>;
 }
 
+/** The relay outbox (db/migrations/0004; src/relay). */
+export interface RelayJobsTable {
+  id: Generated<number>;
+  message_id: string;
+  event_seq: number | null;
+  url: string;
+  host: string;
+  method: 'POST' | 'GET';
+  content_type: string | null;
+  payload: Buffer | null;
+  signing_key_ref: string | null;
+  state: ColumnType<'pending' | 'delivered' | 'dead', string | undefined, string>;
+  attempts: ColumnType<number, number | undefined, number>;
+  next_attempt_at: ColumnType<Date, Date | string | undefined, Date | string>;
+  lease_until: Timestamp | null;
+  last_status: number | null;
+  last_error: string | null;
+  created_at: ColumnType<Date, Date | string | undefined, Date | string>;
+  updated_at: ColumnType<Date, Date | string | undefined, Date | string>;
+  delivered_at: Timestamp | null;
+}
+
 export interface Database {
-  messages: MessagesTable;
+  messages: MessagesTable & MessageSweepColumns;
   status_events: StatusEventsTable;
+  relay_jobs: RelayJobsTable;
 }
 
 export type Db = Kysely<Database>;

@@ -33,6 +33,16 @@ const SpooledEvent = z.object({
       body: z.string().nullable(),
     })
     .optional(),
+  // Added with the relay (DESIGN §10); lines written before it have neither and still decode.
+  verifiedKeyIndex: z.number().int().min(0).optional(),
+  relay: z
+    .object({
+      method: z.enum(['POST', 'GET']),
+      contentType: z.string().nullable(),
+      body: z.base64(),
+      keyRef: z.string().nullable(),
+    })
+    .optional(),
 });
 
 const SpoolRecord = z.object({ v: z.literal(1), event: SpooledEvent });

@@ -18,6 +18,8 @@ export interface MessageDto {
   ref: string | null;
   sent_via_proxy: boolean;
   client_status_callback: string | null;
+  /** Reconciliation gave up: still not final after the last lookup (DESIGN §11). */
+  stuck: boolean;
   body?: string;
   created_at: string;
   updated_at: string;
@@ -54,6 +56,7 @@ export function toMessageDto(row: MessageRow, history?: readonly HistoryRow[]): 
     ref: row.ref,
     sent_via_proxy: row.sent_via_proxy,
     client_status_callback: row.client_status_callback,
+    stuck: row.stuck,
     // Present only when STORE_BODY=true stored one.
     ...(row.body !== null && { body: row.body }),
     created_at: row.created_at.toISOString(),

@@ -1,13 +1,13 @@
 import type { Selectable } from 'kysely';
 import { jsonArrayFrom } from 'kysely/helpers/postgres';
-import type { Db, MessagesTable, StatusEventsTable } from '../db/database';
+import type { Database, Db, StatusEventsTable } from '../db/database';
 
 /**
  * The read side of `messages` and `status_events`; the write side is
  * record-events.repository.ts. Functions take `db` first and work the same on a transaction.
  */
 
-export type MessageRow = Selectable<MessagesTable>;
+export type MessageRow = Selectable<Database['messages']>;
 export type HistoryRow = Pick<
   Selectable<StatusEventsTable>,
   | 'seq'
@@ -79,6 +79,8 @@ export interface MessageFilter {
   errorCode?: string;
   since?: Date;
   until?: Date;
+  /** Reconciliation's stuck messages only (DESIGN §11); index messages_stuck_idx. */
+  stuck?: boolean;
 }
 
 export interface ListCursor {
@@ -104,6 +106,8 @@ export async function listMessages(
   if (filter.errorCode) query = query.where('error_code', '=', filter.errorCode);
   if (filter.since) query = query.where('last_event_at', '>=', filter.since);
   if (filter.until) query = query.where('last_event_at', '<', filter.until);
+  // The stuck filter (src/reconcile): separate from the others on purpose.
+  if (filter.stuck !== undefined) query = query.where('stuck', '=', filter.stuck);
   if (after) {
     query = query.where((eb) =>
       eb(eb.refTuple('last_event_at', 'id'), '<', eb.tuple(after.lastEventAt, after.id)),

@@ -18,6 +18,7 @@ const ListQuery = z
     error_code: z.string().min(1).max(64).optional(),
     since: z.iso.datetime({ offset: true }).optional(),
     until: z.iso.datetime({ offset: true }).optional(),
+    stuck: z.enum(['true', 'false']).optional(),
     limit: z.coerce.number().int().min(1).max(500).default(50),
     cursor: z.string().optional(),
   })
@@ -49,6 +50,7 @@ export function messageRoutes({ db }: { db: Db }): Router {
         errorCode: query.error_code,
         since: query.since ? new Date(query.since) : undefined,
         until: query.until ? new Date(query.until) : undefined,
+        stuck: query.stuck === undefined ? undefined : query.stuck === 'true',
       },
       query.limit + 1,
       after,

@@ -105,13 +105,17 @@ const RECORD_BATCH = preparedStatement(
    UNION ALL SELECT NULL, NULL, row_to_json(existing) FROM existing`,
 );
 
-/** Writes projected states over rows the caller holds locked (an upsert: see above). */
+/**
+ * Writes projected states over rows the caller holds locked (an upsert: see above). A new
+ * event restarts reconciliation's schedule for its message (src/reconcile, DESIGN §11).
+ */
 const SAVE_MESSAGES = preparedStatement(
   'sw_status_save_messages',
   `INSERT INTO messages (${COLUMNS})
    SELECT ${FROM_JSON} FROM json_to_recordset($1::json) AS ${MESSAGE_RECORD}
    ORDER BY m.id
-   ON CONFLICT (id) DO UPDATE SET (${COLUMNS}) = (${EXCLUDED})`,
+   ON CONFLICT (id) DO UPDATE SET (${COLUMNS}) = (${EXCLUDED}),
+     stuck = false, sweep_step = 0`,
 );
 
 export interface RecordedBatch {

@@ -1,6 +1,7 @@
 import type { Db } from '../db/database';
 import { recordBatch, saveMessages } from './record-events.repository';
 import { applyEvent, sameState } from './projection';
+import { enqueueRelays, relayJobsFor } from './relay-outbox';
 import type { MessageState } from './projection';
 import { dedupeKey } from './status-event';
 import type { StatusEvent } from './status-event';
@@ -23,6 +24,8 @@ export interface StatusTransition {
 export interface RecordOptions {
   /** Told, after the commit, about every status change the batch caused (metrics). */
   onTransition?: (transition: StatusTransition) => void;
+  /** Told, after the commit, how many relay jobs the batch wrote (wakes the relay worker). */
+  onRelaysEnqueued?: (count: number) => void;
 }
 
 /**
@@ -50,9 +53,10 @@ export async function recordEvents(
   });
   const candidates = keyed.filter(({ key }, index) => firstOfKey.get(key) === index);
 
-  const { newKeys, transitions } = await withRetry(() =>
+  const { newKeys, transitions, relays } = await withRetry(() =>
     db.transaction().execute((trx) => record(trx, candidates)),
   );
+  if (relays > 0) options.onRelaysEnqueued?.(relays);
   if (options.onTransition) {
     // Only after the commit (a retried transaction must not count twice), and an observer's
     // failure must never turn a committed write into an error.
@@ -75,7 +79,7 @@ export async function recordEvents(
 async function record(
   trx: Db,
   candidates: ReadonlyArray<{ event: StatusEvent; key: string }>,
-): Promise<{ newKeys: Set<string>; transitions: StatusTransition[] }> {
+): Promise<{ newKeys: Set<string>; transitions: StatusTransition[]; relays: number }> {
   // A message without a row is created from its first event in the batch.
   const initial = new Map<string, MessageState>();
   for (const { event } of candidates) {
@@ -96,6 +100,7 @@ async function record(
   // already holds is a no-op (test/unit/projection.test.ts).
   const transitions: StatusTransition[] = [];
   const changed: MessageState[] = [];
+  const folded = new Map<string, MessageState>();
   for (const [id, events] of newEvents) {
     const stored = created.has(id) ? initial.get(id) : existing.get(id);
     if (!stored) throw new Error(`message ${id} has new events but no row`);
@@ -106,9 +111,16 @@ async function record(
       return folded;
     }, stored);
     if (!sameState(next, stored)) changed.push(next);
+    folded.set(id, next);
   }
   await saveMessages(trx, changed);
-  return { newKeys, transitions };
+  // The relay outbox (DESIGN §10): a separate statement, only when a message has a client callback.
+  const relays = relayJobsFor(
+    candidates.filter(({ key }) => newKeys.has(key)),
+    folded,
+  );
+  await enqueueRelays(trx, relays);
+  return { newKeys, transitions, relays: relays.length };
 }
 
 function transitionBetween(previous: MessageState, next: MessageState): StatusTransition | null {

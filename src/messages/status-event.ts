@@ -26,6 +26,28 @@ export interface StatusEvent {
   tokenRef?: string;
   /** Facts about the message that only a send knows (the proxy sets them). */
   send?: SendFacts;
+  /**
+   * Which `SIGNALWIRE_SIGNING_KEYS` entry verified the callback's signature (set by signature
+   * verification); absent when a token authenticated it.
+   */
+  verifiedKeyIndex?: number;
+  /** The callback as received, relayed to the caller's own status callback (DESIGN §10). */
+  relay?: RelayPayload;
+}
+
+/**
+ * What relaying an event needs (src/relay): the request exactly as SignalWire made it, and
+ * which signing key to sign it with again. Only the relay outbox stores it
+ * (messages/relay-outbox.ts), and only for messages with a `client_status_callback`.
+ */
+export interface RelayPayload {
+  method: 'POST' | 'GET';
+  /** The body's Content-Type as received; null for a GET. */
+  contentType: string | null;
+  /** The raw body bytes (a GET: its query string), base64: a spool line carries them as text. */
+  body: string;
+  /** Fingerprint of the key that verified the original (signingKeyRef); null: the first key. */
+  keyRef: string | null;
 }
 
 export interface SendFacts {

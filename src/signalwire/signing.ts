@@ -40,3 +40,29 @@ export function sha256Hex(rawBody: string | Buffer): string {
 export function parseFormPairs(raw: string): Array<[string, string]> {
   return [...new URLSearchParams(raw)];
 }
+
+const keyRefs = new Map<string, string>();
+
+/**
+ * A reference to a signing key that can be stored without storing the key: the first 16 hex
+ * digits of a SHA-256 over a fixed label and the key (the relay outbox records which key
+ * verified a callback, and resolves the reference against the configured keys when it signs).
+ */
+export function signingKeyRef(key: string): string {
+  let ref = keyRefs.get(key);
+  if (ref === undefined) {
+    ref = createHash('sha256').update('sw-status signing key\0').update(key).digest('hex');
+    ref = ref.slice(0, 16);
+    keyRefs.set(key, ref);
+  }
+  return ref;
+}
+
+/** The configured key a reference names; the first key when it was rotated away (or null). */
+export function resolveSigningKey(keys: readonly string[], ref: string | null): string | undefined {
+  if (ref !== null) {
+    const key = keys.find((candidate) => signingKeyRef(candidate) === ref);
+    if (key !== undefined) return key;
+  }
+  return keys[0];
+}

@@ -90,3 +90,26 @@ export function toNativeResource(m: SimulatedMessage): Record<string, unknown> {
     message_uri: `/api/messaging/logs/${m.id}`,
   };
 }
+
+/**
+ * The native message log (`GET /api/messaging/logs/{id}`): the native API has no GET for a
+ * message, so this is what a sweep reads (RESEARCH.md §3.2). Compatibility messages appear
+ * too, with `source: laml`.
+ */
+export function toMessageLog(m: SimulatedMessage): Record<string, unknown> {
+  return {
+    id: m.id,
+    from: m.from,
+    to: m.to,
+    status: m.status,
+    direction: 'outbound',
+    kind: m.kind,
+    source: m.api === 'native' ? 'realtime_api' : 'laml',
+    number_of_segments: m.numSegments,
+    error_code: m.errorCode,
+    error_message: m.errorMessage,
+    created_at: isoSeconds(m.createdAt),
+    updated_at: isoSeconds(m.updatedAt),
+    ...(m.api === 'cxml' && { url: compatMessageUri(m.projectId, m.id) }),
+  };
+}

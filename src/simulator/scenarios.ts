@@ -11,11 +11,14 @@
  * | 0005         | duplicates   | every callback of `delivered` sent twice          | every callback of `delivered` sent twice                   |
  * | 0006         | out-of-order | queued → delivered → sent                        | queued → initiated → delivered → sent                      |
  * | 0007         | no-receipt   | queued → sent (carrier never confirms)           | queued → initiated → sent                                  |
+ * | 0008         | lost-callback| queued → sent; delivered, but that callback is never sent | queued → initiated → sent; delivered, callback never sent |
  * | 0009         | slow         | as delivered, the receipt 10 steps late          | as delivered, the receipt 10 steps late                    |
  *
  * An MMS (media present, or SendAsMms / send_as_mms) never gets a delivery receipt
  * (SIGNALWIRE.md): its `delivered` steps are dropped, so it stops at `sent`; failure scenarios
- * still fail it. Steps are `stepDelayMs` apart.
+ * still fail it. Steps are `stepDelayMs` apart. In the lost-callback scenario the message does
+ * reach `delivered` (the lookups of DESIGN §11 say so) but its last callback is never sent,
+ * as when SignalWire gives up after three attempts: only reconciliation can find the truth.
  *
  * Native error codes are SignalWire's snake_case strings rather than 300xx numbers: no primary
  * source says which native callbacks carry, and the strings exercise the "codes are text, and
@@ -25,14 +28,24 @@
 export type SimulatorApi = 'cxml' | 'native';
 
 export type ScenarioName =
-  'delivered' | 'undelivered' | 'failed' | 'duplicates' | 'out-of-order' | 'no-receipt' | 'slow';
+  | 'delivered'
+  | 'undelivered'
+  | 'failed'
+  | 'duplicates'
+  | 'out-of-order'
+  | 'no-receipt'
+  | 'lost-callback'
+  | 'slow';
 
 export interface ScenarioStep {
   /** The raw status as the API spells it (`initiated` exists only natively). */
   status: string;
   errorCode: string | null;
   errorMessage: string | null;
-  /** How many identical callbacks this step sends (2 for the duplicates scenario). */
+  /**
+   * How many identical callbacks this step sends (2 for the duplicates scenario, 0 when the
+   * callback is lost: the message still moves).
+   */
   copies: number;
   /** Delay before this step, in units of the simulator's `stepDelayMs`. */
   delaySteps: number;
@@ -83,6 +96,12 @@ export const SCENARIO_TABLE: readonly ScenarioRow[] = [
     scenario: 'no-receipt',
     cxml: 'queued → sent',
     native: 'queued → initiated → sent',
+  },
+  {
+    suffix: '0008',
+    scenario: 'lost-callback',
+    cxml: 'queued → sent; reaches delivered, but that callback is never sent',
+    native: 'queued → initiated → sent; reaches delivered, but that callback is never sent',
   },
   {
     suffix: '0009',
@@ -152,6 +171,9 @@ export function scenarioSteps(
     }
     case 'no-receipt':
       steps = toSent;
+      break;
+    case 'lost-callback':
+      steps = [...toSent, { ...step('delivered'), copies: 0 }];
       break;
     case 'slow':
       steps = [...toSent, step('delivered', 10)];

@@ -21,7 +21,7 @@ import {
 import type { ApiFailure, CompatErrorBody, NativeErrorBody } from '../signalwire/send-rules';
 import { buildDelivery, deliver } from './callback-delivery';
 import type { CallbackDelivery, DeliveryPolicy } from './callback-delivery';
-import { toCompatResource, toNativeResource } from './message-resources';
+import { toCompatResource, toMessageLog, toNativeResource } from './message-resources';
 import type { SimulatedMessage } from './message-resources';
 import { isProgress, scenarioFor, scenarioSteps } from './scenarios';
 import type { SimulatorApi } from './scenarios';
@@ -324,6 +324,21 @@ export function createSimulator(options: SimulatorOptions = {}): Simulator {
     });
     res.status(201).json(toNativeResource(m));
     accept(m);
+  });
+
+  // Message logs: what a sweep of native messages reads (DESIGN §8, §11). The true state.
+  app.get('/api/messaging/logs/:id', (req: Request, res: Response) => {
+    const projectId = projectOf(req);
+    if (projectId === null) {
+      fail(res, nativeUnauthorized());
+      return;
+    }
+    const m = messages.find((x) => x.id === req.params['id'] && x.projectId === projectId);
+    if (!m) {
+      fail(res, nativeError(404, 'invalid_request_error', 'not_found', 'Message log not found'));
+      return;
+    }
+    res.json(toMessageLog(m));
   });
 
   // Debug view for people and tests; unauthenticated because the simulator is a local tool.

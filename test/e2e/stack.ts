@@ -48,6 +48,8 @@ export async function startStack(
   options: {
     simulator?: SimulatorOptions;
     recorder?: (deps: Omit<AppDeps, 'recorder'>) => EventRecorder;
+    /** More configuration (e.g. reconciliation's credentials and schedule). */
+    env?: Record<string, string>;
   } = {},
 ): Promise<Stack> {
   // The receiver's port must be known before the app is configured with it.
@@ -58,6 +60,7 @@ export async function startStack(
       PUBLIC_BASE_URL: receiver.url,
       SIGNALWIRE_SPACE_URL: sim.url,
       SIGNALWIRE_SIGNING_KEYS: SIMULATOR_SIGNING_KEY,
+      ...options.env,
     },
     options.recorder ? { recorder: options.recorder } : {},
   );

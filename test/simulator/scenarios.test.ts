@@ -9,7 +9,7 @@ describe('simulator scenarios', () => {
       if (row.suffix) expect(scenarioFor(`+1555765${row.suffix}`)).toBe(row.scenario);
     }
     expect(scenarioFor('+15557650000')).toBe('delivered');
-    expect(scenarioFor('+15557650008')).toBe('delivered');
+    expect(scenarioFor('+15557650010')).toBe('delivered');
     expect(scenarioFor('988')).toBe('delivered');
   });
 
@@ -19,6 +19,14 @@ describe('simulator scenarios', () => {
     expect(statuses('duplicates', 'cxml', 'mms')).toEqual(['queued×2', 'sent×2']);
     expect(statuses('failed', 'native', 'mms')).toEqual(['queued', 'failed']);
     expect(statuses('undelivered', 'cxml', 'mms')).toEqual(['queued', 'sent', 'undelivered']);
+  });
+
+  it('When the scenario is lost-callback, then the message reaches delivered but that callback is never sent', () => {
+    for (const api of ['cxml', 'native'] as const) {
+      const steps = scenarioSteps('lost-callback', api, 'sms');
+      expect(steps.at(-1)).toMatchObject({ status: 'delivered', copies: 0 });
+      expect(steps.slice(0, -1).every((s) => s.copies === 1)).toBe(true);
+    }
   });
 
   it('When the scenario is no-receipt or slow, then the receipt is missing or late', () => {

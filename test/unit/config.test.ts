@@ -82,3 +82,63 @@ test('When a production secret still holds the example placeholder, then start-u
     'API_TOKENS: still holds the REPLACE_ME placeholder',
   ]);
 });
+
+describe('relay and reconciliation settings', () => {
+  test('When nothing is set, then the documented schedules apply, loopback is allowed outside production and reconciliation has no credentials', () => {
+    const config = loadConfig({});
+    expect(config.relayRetrySchedule).toEqual(
+      [10, 60, 300, 1800, 7200, 21600, 43200].map((s) => s * 1000),
+    );
+    expect(config.reconcileSchedule).toEqual([600, 3600, 21600, 86400].map((s) => s * 1000));
+    expect(config).toMatchObject({
+      relayTimeoutMs: 5000,
+      relayHostConcurrency: 4,
+      reconcileRate: 5,
+      relayAllowHttp: true,
+    });
+    expect(config.relayAllowedNetworks).toEqual(['127.0.0.0/8', '::1/128']);
+    expect(config.signalwireCredentials.size).toBe(0);
+  });
+
+  test('When in production, then relays reach public addresses over https only unless configured', () => {
+    const config = loadConfig(production);
+    expect(config.relayAllowedNetworks).toEqual([]);
+    expect(config.relayAllowHttp).toBe(false);
+    const open = loadConfig({
+      ...production,
+      RELAY_ALLOWED_NETWORKS: '10.0.0.0/8, fd00::/8',
+      RELAY_ALLOW_HTTP: 'true',
+    });
+    expect(open.relayAllowedNetworks).toEqual(['10.0.0.0/8', 'fd00::/8']);
+    expect(open.relayAllowHttp).toBe(true);
+    expect(loadConfig({ RELAY_ALLOWED_NETWORKS: 'none' }).relayAllowedNetworks).toEqual([]);
+  });
+
+  test('When credentials are given per project, then each project maps to its token (colons in tokens kept)', () => {
+    const config = loadConfig({
+      SIGNALWIRE_CREDENTIALS: 'p1:PTa, p2:PT:b',
+      RECONCILE_SCHEDULE: '500ms,2s',
+    });
+    expect([...config.signalwireCredentials]).toEqual([
+      ['p1', 'PTa'],
+      ['p2', 'PT:b'],
+    ]);
+    expect(config.reconcileSchedule).toEqual([500, 2000]);
+  });
+
+  test('When relay or reconciliation values are malformed, then each is named without echoing a token', () => {
+    const found = problems({
+      RELAY_RETRY_SCHEDULE: '10s,soon',
+      RELAY_ALLOWED_NETWORKS: '10.0.0.0/33',
+      SIGNALWIRE_CREDENTIALS: 'PTsecret-without-project',
+      RECONCILE_RATE: '0',
+    });
+    expect(found.map((p) => p.split(':')[0])).toEqual([
+      'RELAY_RETRY_SCHEDULE',
+      'RELAY_ALLOWED_NETWORKS',
+      'RECONCILE_RATE',
+      'SIGNALWIRE_CREDENTIALS',
+    ]);
+    expect(found.join('\n')).not.toContain('PTsecret');
+  });
+});

@@ -1,0 +1,72 @@
+import type { Api } from '../messages/statuses';
+import { basicAuthHeader } from '../signalwire/basic-auth';
+
+/**
+ * Looking a message up at SignalWire (DESIGN §11, SIGNALWIRE.md "Callback delivery and
+ * looking a message up"): compatibility `GET /api/laml/2010-04-01/Accounts/{project}/
+ * Messages/{sid}.json`, native `GET /api/messaging/logs/{id}` (the native API has no GET for
+ * a message), with the project's own REST credentials. The sweep's only network I/O.
+ */
+export type LookupResult =
+  | { kind: 'found'; answer: Record<string, unknown> }
+  | { kind: 'not_found' }
+  | { kind: 'unauthorized' }
+  | { kind: 'no_credentials' }
+  | { kind: 'failed'; error: string };
+
+export interface LookupTarget {
+  id: string;
+  api: Api;
+  projectId: string;
+}
+
+export interface MessageLookup {
+  lookup(target: LookupTarget): Promise<LookupResult>;
+}
+
+export function lookupPath(target: LookupTarget): string {
+  const id = encodeURIComponent(target.id);
+  return target.api === 'cxml'
+    ? `/api/laml/2010-04-01/Accounts/${encodeURIComponent(target.projectId)}/Messages/${id}.json`
+    : `/api/messaging/logs/${id}`;
+}
+
+export function createMessageLookup(options: {
+  baseUrl: string;
+  credentials: ReadonlyMap<string, string>;
+  timeoutMs: number;
+}): MessageLookup {
+  return {
+    async lookup(target) {
+      const token = options.credentials.get(target.projectId);
+      if (token === undefined) return { kind: 'no_credentials' };
+      let res: Response;
+      try {
+        res = await fetch(`${options.baseUrl}${lookupPath(target)}`, {
+          headers: {
+            authorization: basicAuthHeader(target.projectId, token),
+            accept: 'application/json',
+          },
+          redirect: 'manual',
+          signal: AbortSignal.timeout(options.timeoutMs),
+        });
+      } catch (error) {
+        return { kind: 'failed', error: error instanceof Error ? error.message : String(error) };
+      }
+      const text = await res.text().catch(() => '');
+      if (res.status === 404) return { kind: 'not_found' };
+      if (res.status === 401 || res.status === 403) return { kind: 'unauthorized' };
+      if (res.status < 200 || res.status >= 300)
+        return { kind: 'failed', error: `HTTP ${res.status}` };
+      try {
+        const answer: unknown = JSON.parse(text);
+        if (typeof answer === 'object' && answer !== null && !Array.isArray(answer)) {
+          return { kind: 'found', answer: answer as Record<string, unknown> };
+        }
+      } catch {
+        // fall through
+      }
+      return { kind: 'failed', error: 'the answer is not a JSON object' };
+    },
+  };
+}

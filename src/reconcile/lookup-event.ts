@@ -1,0 +1,129 @@
+import type { RelayPayload, StatusEvent } from '../messages/status-event';
+import { canonicalStatus, rankOf, TERMINAL_RANK } from '../messages/statuses';
+import type { Api, CanonicalStatus } from '../messages/statuses';
+
+/**
+ * What a lookup answer means for a message (DESIGN §11). Pure.
+ *
+ * The answer becomes an event with `source: reconcile`, normalized like a callback (REST
+ * `initiated` is `sending`), when it tells something the message does not already say: a
+ * higher status, a different final status, or an error code the message lacks. Otherwise
+ * nothing is recorded: a lookup that confirms `sent` adds no history row.
+ *
+ * The event has no provider timestamp, like a compatibility callback, so two lookups that
+ * say the same thing are one event (dedupe), and it carries a callback in SignalWire's format
+ * for the relay (the app gets the same callback SignalWire failed to send).
+ */
+export interface SweptMessage {
+  id: string;
+  api: Api;
+  projectId: string;
+  status: string;
+  errorCode: string | null;
+}
+
+export function lookupEvent(
+  message: SweptMessage,
+  answer: Record<string, unknown>,
+  receivedAt: Date,
+  storeBody: boolean,
+): StatusEvent | null {
+  const rawStatus = text(answer['status']);
+  if (rawStatus === null || rawStatus.length > 64) return null;
+  const status = canonicalStatus(rawStatus);
+  const errorCode = text(answer['error_code']);
+  if (!isNews(message, status, errorCode)) return null;
+
+  const compat = message.api === 'cxml';
+  const event: StatusEvent = {
+    messageId: message.id,
+    api: message.api,
+    source: 'reconcile',
+    projectId: text(answer[compat ? 'account_sid' : 'project_id']) ?? message.projectId,
+    status,
+    rawStatus,
+    errorCode,
+    errorMessage: text(answer['error_message']),
+    from: text(answer['from']),
+    to: text(answer['to']),
+    numSegments: count(answer[compat ? 'num_segments' : 'number_of_segments']),
+    numMedia: compat ? count(answer['num_media']) : null,
+    providerTimestamp: null,
+    receivedAt,
+    raw: withoutBody(answer, storeBody),
+  };
+  event.relay = relayPayload(event, text(answer['body']));
+  return event;
+}
+
+function isNews(message: SweptMessage, status: CanonicalStatus, errorCode: string | null): boolean {
+  const current = canonicalStatus(message.status);
+  const rank = rankOf(status);
+  const currentRank = rankOf(current);
+  if (rank > currentRank) return true;
+  if (rank === currentRank && rank >= TERMINAL_RANK && status !== current) return true;
+  return rank === currentRank && errorCode !== null && message.errorCode === null;
+}
+
+/**
+ * The callback SignalWire would have sent (SIGNALWIRE.md "Status callbacks"): compatibility
+ * as form parameters, native as a flat JSON object. Signed with the first key at relay time.
+ */
+function relayPayload(event: StatusEvent, body: string | null): RelayPayload {
+  if (event.api === 'cxml') {
+    const params = new URLSearchParams();
+    params.append('MessageSid', event.messageId);
+    // The message resource says `initiated` where callbacks say `sending`.
+    params.append('MessageStatus', event.rawStatus === 'initiated' ? 'sending' : event.rawStatus);
+    if (event.errorCode !== null) params.append('ErrorCode', event.errorCode);
+    if (event.projectId !== null) params.append('AccountSid', event.projectId);
+    if (event.from !== null) params.append('From', event.from);
+    if (event.to !== null) params.append('To', event.to);
+    if (body !== null) params.append('Body', body);
+    if (event.numMedia !== null) params.append('NumMedia', String(event.numMedia));
+    if (event.numSegments !== null) params.append('NumSegments', String(event.numSegments));
+    params.append('ApiVersion', '2010-04-01');
+    return {
+      method: 'POST',
+      contentType: 'application/x-www-form-urlencoded',
+      body: Buffer.from(params.toString()).toString('base64'),
+      keyRef: null,
+    };
+  }
+  const payload = {
+    id: event.messageId,
+    project_id: event.projectId,
+    status: event.rawStatus,
+    to: event.to,
+    from: event.from,
+    ...(body !== null && { body }),
+    number_of_segments: event.numSegments,
+    timestamp: event.receivedAt.toISOString().replace(/\.\d{3}Z$/, 'Z'),
+    error_code: event.errorCode,
+    error_message: event.errorMessage,
+  };
+  return {
+    method: 'POST',
+    contentType: 'application/json',
+    body: Buffer.from(JSON.stringify(payload)).toString('base64'),
+    keyRef: null,
+  };
+}
+
+function withoutBody(answer: Record<string, unknown>, storeBody: boolean): Record<string, unknown> {
+  if (storeBody || !('body' in answer)) return answer;
+  const { body: _body, ...rest } = answer;
+  return rest;
+}
+
+function text(value: unknown): string | null {
+  if (typeof value === 'number' && Number.isFinite(value)) return String(value);
+  if (typeof value !== 'string') return null;
+  const trimmed = value.trim();
+  return trimmed === '' ? null : trimmed;
+}
+
+function count(value: unknown): number | null {
+  const s = text(value);
+  return s !== null && /^\d{1,6}$/.test(s) ? Number(s) : null;
+}

@@ -1,0 +1,179 @@
+import type { Db } from '../db/database';
+import type { Logger } from '../logger';
+import { recordEvents } from '../messages/record-events';
+import type { RecordOptions } from '../messages/record-events';
+import type { Api } from '../messages/statuses';
+import type { LookupResult, MessageLookup } from './lookup-client';
+import { lookupEvent } from './lookup-event';
+import { claimDueMessages, postpone, recordStep, sweepStats } from './reconcile.repository';
+import type { ClaimedMessage, SweepStats } from './reconcile.repository';
+import { afterLookup } from './sweep-policy';
+
+/**
+ * The reconciliation sweep (DESIGN §11): a loop main.ts starts and stops. Each turn claims the
+ * messages due for a lookup (shared by replicas through the database), looks each up at no
+ * more than `rate` per second on this replica, records what the answer says through
+ * recordEvents — the same normalization, dedupe, rules and relay as a callback — and moves
+ * the message along RECONCILE_SCHEDULE (sweep-policy.ts), to `stuck` after the last step.
+ */
+export type LookupOutcome = 'updated' | 'unchanged' | Exclude<LookupResult['kind'], 'found'>;
+
+export interface ReconcileWorkerOptions {
+  db: Db;
+  logger: Logger;
+  lookup: MessageLookup;
+  schedule: readonly number[];
+  /** Lookups per second on this replica (RECONCILE_RATE). */
+  rate: number;
+  /** Projects with credentials: the only ones looked up. */
+  projects: readonly string[];
+  storeBody: boolean;
+  /** Passed to recordEvents (metrics, relay wake-up). */
+  recordOptions?: RecordOptions;
+  /** Longest wait between two looks for due messages. */
+  pollMs?: number;
+  statsEveryMs?: number;
+  onLookup?: (api: Api, outcome: LookupOutcome) => void;
+  clock?: () => Date;
+}
+
+export interface ReconcileWorker {
+  start(): void;
+  stop(): Promise<void>;
+  stats(): SweepStats | null;
+}
+
+export function createReconcileWorker(options: ReconcileWorkerOptions): ReconcileWorker {
+  const { db, logger, schedule } = options;
+  const clock = options.clock ?? (() => new Date());
+  // Polling much faster than the first step would find nothing new; tests use short schedules.
+  const pollMs = options.pollMs ?? Math.min(30_000, Math.max(50, (schedule[0] ?? 0) / 4));
+  const statsEveryMs = options.statsEveryMs ?? 15_000;
+  const intervalMs = 1_000 / options.rate;
+  const batch = Math.max(1, Math.min(50, Math.ceil(options.rate * 2)));
+  let stopping = false;
+  let running: Promise<void> | null = null;
+  let wakeUp: (() => void) | null = null;
+  let nextLookupAt = 0;
+  let stats: SweepStats | null = null;
+  let lastStatsAt = 0;
+  let failing = false;
+
+  function sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(done, ms);
+      function done(): void {
+        clearTimeout(timer);
+        wakeUp = null;
+        resolve();
+      }
+      wakeUp = done;
+    });
+  }
+
+  /** Waits for this replica's next lookup slot (RECONCILE_RATE). */
+  async function paced(): Promise<void> {
+    const now = Date.now();
+    const at = Math.max(now, nextLookupAt);
+    nextLookupAt = at + intervalMs;
+    if (at > now) await sleep(at - now);
+  }
+
+  async function lookUp(message: ClaimedMessage): Promise<void> {
+    const result = await options.lookup.lookup(message);
+    let outcome: LookupOutcome = result.kind === 'found' ? 'unchanged' : result.kind;
+    if (result.kind === 'found') {
+      const event = lookupEvent(message, result.answer, clock(), options.storeBody);
+      if (event) {
+        const [recorded] = await recordEvents(db, [event], options.recordOptions);
+        if (recorded === 'recorded') {
+          outcome = 'updated';
+          logger.info(
+            { message_id: message.id, api: message.api, from: message.status, to: event.status },
+            'reconciliation found a status SignalWire never called back with',
+          );
+        }
+      }
+    }
+    const next = afterLookup(message.step, schedule, result);
+    if (next.kind === 'retry_later') {
+      await postpone(db, message.id, next.retryMs, next.error);
+    } else {
+      await recordStep(db, message, next.step, next.stuck, next.error);
+      if (next.stuck && outcome !== 'updated') {
+        logger.warn(
+          { message_id: message.id, api: message.api, status: message.status },
+          'message stuck: still not final after the last lookup',
+        );
+      }
+    }
+    if (result.kind === 'unauthorized' || result.kind === 'not_found') {
+      logger.warn(
+        { message_id: message.id, api: message.api, outcome: result.kind },
+        'lookup refused',
+      );
+    }
+    options.onLookup?.(message.api, outcome);
+  }
+
+  async function turn(): Promise<number> {
+    if (Date.now() - lastStatsAt >= statsEveryMs) {
+      lastStatsAt = Date.now();
+      stats = await sweepStats(db, schedule);
+    }
+    const claimed = await claimDueMessages(db, {
+      limit: batch,
+      // Time for the whole batch at this replica's rate, plus a lookup's timeout.
+      leaseMs: 60_000 + batch * intervalMs,
+      schedule,
+      projects: options.projects,
+    });
+    for (const message of claimed) {
+      if (stopping) break;
+      await paced();
+      try {
+        await lookUp(message);
+      } catch (error) {
+        // The lease runs out and another turn tries again.
+        logger.warn({ err: error, message_id: message.id }, 'lookup not recorded');
+      }
+    }
+    return claimed.length;
+  }
+
+  async function loop(): Promise<void> {
+    while (!stopping) {
+      let claimed = 0;
+      try {
+        claimed = await turn();
+        if (failing) logger.info('reconciliation: database reachable again');
+        failing = false;
+      } catch (error) {
+        if (!failing)
+          logger.error({ err: error }, 'reconciliation cannot reach the database; retrying');
+        failing = true;
+      }
+      if (stopping) break;
+      if (claimed < batch) await sleep(failing ? Math.max(pollMs, 1_000) : pollMs);
+    }
+  }
+
+  return {
+    start() {
+      if (running) return;
+      stopping = false;
+      running = loop();
+      logger.info(
+        { schedule_ms: schedule, rate_per_second: options.rate, projects: options.projects.length },
+        'reconciliation sweep started',
+      );
+    },
+    async stop() {
+      stopping = true;
+      wakeUp?.();
+      await running;
+      running = null;
+    },
+    stats: () => stats,
+  };
+}

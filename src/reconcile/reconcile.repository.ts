@@ -1,0 +1,128 @@
+import { sql } from 'kysely';
+import type { Db } from '../db/database';
+import type { Api } from '../messages/statuses';
+
+/**
+ * The sweep's SQL over `messages` (DESIGN §11). The predicate below is the one of
+ * messages_sweep_idx (db/migrations/0004), so the sweep reads an index of just the messages it
+ * may still look up: not final, not stuck, not an MMS at `sent` (final: MMS has no receipts).
+ */
+const SWEEPABLE = sql`status_rank < 50 AND NOT stuck AND (kind IS DISTINCT FROM 'mms' OR status <> 'sent')`;
+
+export interface ClaimedMessage {
+  id: string;
+  api: Api;
+  projectId: string;
+  status: string;
+  errorCode: string | null;
+  step: number;
+  lastEventAt: Date;
+}
+
+/**
+ * Claims up to `limit` messages due for their next lookup, for `leaseMs`: replicas share the
+ * sweep, and a message is never looked up by two at once (SKIP LOCKED while claiming, the
+ * lease after). Only projects with credentials are claimed.
+ */
+export async function claimDueMessages(
+  db: Db,
+  options: {
+    limit: number;
+    leaseMs: number;
+    schedule: readonly number[];
+    projects: readonly string[];
+  },
+): Promise<ClaimedMessage[]> {
+  const { rows } = await sql<{
+    id: string;
+    api: Api;
+    project_id: string;
+    status: string;
+    error_code: string | null;
+    sweep_step: number;
+    last_event_at: Date;
+  }>`
+    WITH due AS (
+      SELECT id FROM messages
+      WHERE ${SWEEPABLE}
+        AND last_event_at <= now() - ${options.schedule[0] ?? 0} * interval '1 millisecond'
+        AND last_event_at <= now()
+          - (${[...options.schedule]}::bigint[])[sweep_step + 1] * interval '1 millisecond'
+        AND (sweep_lease_until IS NULL OR sweep_lease_until < now())
+        AND project_id = ANY(${[...options.projects]}::text[])
+      ORDER BY last_event_at
+      LIMIT ${options.limit}
+      FOR UPDATE SKIP LOCKED)
+    UPDATE messages m SET sweep_lease_until = now() + ${options.leaseMs} * interval '1 millisecond'
+    FROM due WHERE m.id = due.id
+    RETURNING m.id, m.api, m.project_id, m.status, m.error_code, m.sweep_step, m.last_event_at`.execute(
+    db,
+  );
+  return rows
+    .map((row) => ({
+      id: row.id,
+      api: row.api,
+      projectId: row.project_id,
+      status: row.status,
+      errorCode: row.error_code,
+      step: row.sweep_step,
+      lastEventAt: row.last_event_at,
+    }))
+    .sort((a, b) => a.lastEventAt.getTime() - b.lastEventAt.getTime());
+}
+
+/**
+ * Records a lookup that moved the message to its next step (maybe stuck). The step and stuck
+ * flag only apply while the message is where the lookup found it: an event recorded meanwhile
+ * (by this lookup, or a callback) has restarted the schedule.
+ */
+export async function recordStep(
+  db: Db,
+  message: ClaimedMessage,
+  step: number,
+  stuck: boolean,
+  error: string | null,
+): Promise<void> {
+  await sql`
+    UPDATE messages SET
+      sweep_lease_until = NULL,
+      sweep_checked_at = now(),
+      sweep_error = ${error},
+      sweep_step = CASE WHEN last_event_at = ${message.lastEventAt} THEN ${step}::smallint
+        ELSE sweep_step END,
+      stuck = CASE WHEN last_event_at = ${message.lastEventAt} THEN ${stuck} AND status_rank < 50
+        ELSE stuck END
+    WHERE id = ${message.id}`.execute(db);
+}
+
+/** A lookup that failed for a reason of its own: the same step is tried after `retryMs`. */
+export async function postpone(db: Db, id: string, retryMs: number, error: string): Promise<void> {
+  await sql`
+    UPDATE messages SET sweep_lease_until = now() + ${retryMs} * interval '1 millisecond',
+      sweep_checked_at = now(), sweep_error = ${error}
+    WHERE id = ${id}`.execute(db);
+}
+
+export interface SweepStats {
+  /** Messages due for a lookup now (any project). */
+  due: number;
+  /** How long the longest-waiting due message has been due, in seconds. */
+  oldestDueSeconds: number;
+  stuck: number;
+}
+
+export async function sweepStats(db: Db, schedule: readonly number[]): Promise<SweepStats> {
+  const { rows } = await sql<{ due: number; oldest: number | null; stuck: number }>`
+    WITH due AS (
+      SELECT now() - last_event_at
+          - (${[...schedule]}::bigint[])[sweep_step + 1] * interval '1 millisecond' AS late
+      FROM messages
+      WHERE ${SWEEPABLE}
+        AND last_event_at <= now() - ${schedule[0] ?? 0} * interval '1 millisecond')
+    SELECT
+      (SELECT count(*) FROM due WHERE late >= interval '0') AS due,
+      (SELECT extract(epoch FROM max(late))::float8 FROM due WHERE late >= interval '0') AS oldest,
+      (SELECT count(*) FROM messages WHERE stuck) AS stuck`.execute(db);
+  const row = rows[0]!;
+  return { due: Number(row.due), oldestDueSeconds: row.oldest ?? 0, stuck: Number(row.stuck) };
+}

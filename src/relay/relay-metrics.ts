@@ -1,0 +1,57 @@
+import { Counter, Gauge } from 'prom-client';
+import type { Registry } from 'prom-client';
+import { METRIC_PREFIX } from '../metrics/metrics';
+import type { OutboxStats } from './relay.repository';
+
+export type AttemptOutcome = 'delivered' | 'retry' | 'dead' | 'refused';
+
+/** The relay's metrics, on the service's registry (DESIGN §10: attempts, pending, dead, age). */
+export interface RelayMetrics {
+  onAttempt(outcome: AttemptOutcome): void;
+}
+
+export function createRelayMetrics(
+  registry: Registry,
+  read: () => { stats: OutboxStats | null; openHosts: number },
+): RelayMetrics {
+  const registers = [registry];
+  const name = (suffix: string): string => `${METRIC_PREFIX}relay_${suffix}`;
+  const attempts = new Counter({
+    name: name('attempts_total'),
+    help: "Relay attempts to callers' own status callbacks, by outcome (delivered, retry, dead, refused: address or URL not allowed)",
+    labelNames: ['outcome'] as const,
+    registers,
+  });
+  const gauge = (suffix: string, help: string, value: () => number): void => {
+    new Gauge({
+      name: name(suffix),
+      help,
+      registers,
+      collect() {
+        this.set(value());
+      },
+    });
+  };
+  // Read from the worker's last look at the outbox (every few seconds), not queried per scrape.
+  gauge('pending', 'Relay jobs waiting to be delivered', () => read().stats?.pending ?? 0);
+  gauge(
+    'dead',
+    'Relay jobs that exhausted their retries or were refused',
+    () => read().stats?.dead ?? 0,
+  );
+  gauge(
+    'oldest_pending_age_seconds',
+    'Age of the oldest relay job not yet delivered',
+    () => read().stats?.oldestPendingSeconds ?? 0,
+  );
+  gauge(
+    'open_circuits',
+    'Destination hosts paused by the circuit breaker (this replica)',
+    () => read().openHosts,
+  );
+  return {
+    onAttempt(outcome) {
+      attempts.inc({ outcome });
+    },
+  };
+}

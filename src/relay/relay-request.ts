@@ -1,0 +1,87 @@
+import { resolveSigningKey, signFormParams, signJsonBody } from '../signalwire/signing';
+
+/**
+ * The request a relay job becomes (DESIGN §10): the callback exactly as SignalWire sent it,
+ * to the caller's own URL, signed as SignalWire signs — so the app's existing
+ * `validateRequest(signingKey, signature, url, params)` passes unchanged. Pure.
+ *
+ * - form body: base64 HMAC-SHA1 over the URL + sorted parameters (scheme B);
+ * - JSON (or any other) body: hex HMAC-SHA1 over the URL + raw body (scheme A);
+ * - GET (a cXML Application configured for GET): the query joins the caller's URL and the
+ *   signature covers that whole URL, with no parameters.
+ */
+export interface RelayJobToSend {
+  url: string;
+  method: 'POST' | 'GET';
+  contentType: string | null;
+  payload: Buffer;
+  signingKeyRef: string | null;
+}
+
+export interface RelayRequest {
+  url: string;
+  method: 'POST' | 'GET';
+  headers: Record<string, string>;
+  body: Buffer | null;
+}
+
+export const RELAY_USER_AGENT = 'sw-status-relay';
+
+export function relayRequest(job: RelayJobToSend, signingKeys: readonly string[]): RelayRequest {
+  const key = resolveSigningKey(signingKeys, job.signingKeyRef) ?? '';
+  const headers: Record<string, string> = { 'user-agent': RELAY_USER_AGENT };
+  if (job.method === 'GET') {
+    const query = job.payload.toString('utf8');
+    const url = query === '' ? job.url : `${job.url}${job.url.includes('?') ? '&' : '?'}${query}`;
+    return {
+      url,
+      method: 'GET',
+      headers: signed(headers, signFormParams(key, url, [])),
+      body: null,
+    };
+  }
+  if (job.contentType !== null) headers['content-type'] = job.contentType;
+  const signature = isForm(job.contentType)
+    ? signFormParams(key, job.url, [...new URLSearchParams(job.payload.toString('utf8'))])
+    : signJsonBody(key, job.url, job.payload);
+  return { url: job.url, method: 'POST', headers: signed(headers, signature), body: job.payload };
+}
+
+function signed(headers: Record<string, string>, signature: string): Record<string, string> {
+  // Twilio-style libraries read X-Twilio-Signature; SignalWire's own docs name both.
+  return { ...headers, 'x-signalwire-signature': signature, 'x-twilio-signature': signature };
+}
+
+function isForm(contentType: string | null): boolean {
+  return (
+    (contentType ?? '').split(';')[0]!.trim().toLowerCase() === 'application/x-www-form-urlencoded'
+  );
+}
+
+/**
+ * A dead job's payload without the message body (`Body` / `body`): kept so a retry through
+ * the API still sends a valid callback, while the text of the message is not kept beyond the
+ * relay (DESIGN §4, STORE_BODY). The signature is made at send time, so it still matches.
+ */
+export function withoutMessageBody(
+  payload: Buffer,
+  method: 'POST' | 'GET',
+  contentType: string | null,
+): Buffer {
+  const text = payload.toString('utf8');
+  if (method === 'GET' || isForm(contentType)) {
+    const pairs = [...new URLSearchParams(text)].filter(([name]) => name !== 'Body');
+    return Buffer.from(new URLSearchParams(pairs).toString());
+  }
+  try {
+    const value: unknown = JSON.parse(text);
+    if (typeof value === 'object' && value !== null && !Array.isArray(value) && 'body' in value) {
+      const { body: _body, ...rest } = value as Record<string, unknown>;
+      return Buffer.from(JSON.stringify(rest));
+    }
+  } catch {
+    // Not JSON: nothing we can tell apart from the body; keep nothing.
+    return Buffer.alloc(0);
+  }
+  return payload;
+}

@@ -1,0 +1,87 @@
+import http from 'node:http';
+import https from 'node:https';
+import { addressGuard, urlProblem } from './address-policy';
+import type { DestinationPolicy } from './address-policy';
+import type { AttemptResult } from './retry-policy';
+import type { RelayRequest } from './relay-request';
+import { AddressRefusedError, createSafeAgents } from './safe-agent';
+import type { LookupFunction } from './safe-agent';
+
+/**
+ * The relay's one piece of network I/O: send a request, say what came of it. No redirect is
+ * ever followed (Node's http never does), the whole exchange is bounded by `timeoutMs`, and
+ * every connection goes through the address-checking agents.
+ */
+export interface RelayTransport {
+  send(request: RelayRequest): Promise<AttemptResult>;
+  close(): void;
+}
+
+export interface TransportOptions extends DestinationPolicy {
+  timeoutMs: number;
+  /** Sockets per host (RELAY_HOST_CONCURRENCY). */
+  maxSockets: number;
+  /** DNS resolution; tests give names the addresses they need. */
+  lookup?: LookupFunction;
+}
+
+export function createRelayTransport(options: TransportOptions): RelayTransport {
+  const guard = addressGuard(options.allowedNetworks);
+  const agents = createSafeAgents(guard, {
+    maxSockets: options.maxSockets,
+    lookup: options.lookup,
+  });
+  return {
+    async send(request) {
+      const problem = urlProblem(request.url, options, guard);
+      if (problem) return { kind: 'refused', reason: problem };
+      return exchange(request, options.timeoutMs, agents);
+    },
+    close: () => agents.destroy(),
+  };
+}
+
+function exchange(
+  request: RelayRequest,
+  timeoutMs: number,
+  agents: { http: http.Agent; https: https.Agent },
+): Promise<AttemptResult> {
+  return new Promise((resolve) => {
+    const url = new URL(request.url);
+    const client = url.protocol === 'https:' ? https : http;
+    const headers = { ...request.headers };
+    if (request.body) headers['content-length'] = String(request.body.length);
+    let settled = false;
+    const settle = (result: AttemptResult): void => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      resolve(result);
+    };
+    const req = client.request(url, {
+      method: request.method,
+      headers,
+      agent: url.protocol === 'https:' ? agents.https : agents.http,
+    });
+    const timer = setTimeout(() => {
+      settle({ kind: 'failed', error: `no answer within ${timeoutMs} ms` });
+      req.destroy();
+    }, timeoutMs);
+    req.on('response', (res) => {
+      // The answer's body is not needed; reading it lets the socket be reused.
+      res.resume();
+      res.on('error', () => undefined);
+      res.on('end', () => settle({ kind: 'answered', status: res.statusCode ?? 0 }));
+    });
+    req.on('error', (error) => {
+      if (error instanceof AddressRefusedError) settle({ kind: 'refused', reason: error.message });
+      else settle({ kind: 'failed', error: describe(error) });
+    });
+    req.end(request.body ?? undefined);
+  });
+}
+
+function describe(error: Error): string {
+  const code = (error as { code?: unknown }).code;
+  return typeof code === 'string' ? `${code}: ${error.message}` : error.message;
+}

@@ -1,0 +1,299 @@
+import type { Db } from '../db/database';
+import type { Logger } from '../logger';
+import { isDatabaseUnavailable } from '../ingest/database-unavailable';
+import { createHostLimiter } from './circuit-breaker';
+import type { BreakerOptions } from './circuit-breaker';
+import type { RelayMetrics } from './relay-metrics';
+import { relayRequest, withoutMessageBody } from './relay-request';
+import { claimDueJobs, outboxStats, recordOutcomes, releaseJobs } from './relay.repository';
+import type { AttemptOutcome, OutboxStats, RelayJobRow } from './relay.repository';
+import { decide, isHostFailure } from './retry-policy';
+import type { AttemptResult } from './retry-policy';
+import type { RelayTransport } from './relay-transport';
+
+/**
+ * Delivers the relay outbox (DESIGN §10): a loop that main.ts starts and stops. Each turn
+ * claims the due jobs this replica has room for, sends them (at most `concurrency` at once,
+ * at most RELAY_HOST_CONCURRENCY per host, none to a host whose circuit is open) and records
+ * what came of each. Decisions are pure (retry-policy.ts, circuit-breaker.ts); the network
+ * sits behind RelayTransport, the database behind relay.repository.ts.
+ */
+export interface RelayWorkerOptions {
+  db: Db;
+  logger: Logger;
+  transport: RelayTransport;
+  signingKeys: readonly string[];
+  retrySchedule: readonly number[];
+  hostConcurrency: number;
+  timeoutMs: number;
+  storeBody: boolean;
+  /** Jobs per replica being sent, waiting for a host slot, or having their outcome written. */
+  concurrency?: number;
+  /** Longest wait between two looks at the outbox when nothing wakes the worker. */
+  pollMs?: number;
+  /** How often the backlog metrics are refreshed. */
+  statsEveryMs?: number;
+  breaker?: Partial<Omit<BreakerOptions, 'hostConcurrency'>>;
+  /** Wired by the caller once metrics exist (they read this worker's stats). */
+  metrics?: RelayMetrics;
+}
+
+export interface RelayWorker {
+  start(): void;
+  /** Stops claiming, waits for the requests in flight, closes the transport. */
+  stop(): Promise<void>;
+  /** Something was enqueued here: look now rather than at the next poll. */
+  wake(): void;
+  /** For metrics: the last look at the outbox, and hosts paused on this replica. */
+  stats(): { stats: OutboxStats | null; openHosts: number };
+  setMetrics(metrics: RelayMetrics): void;
+}
+
+export function createRelayWorker(options: RelayWorkerOptions): RelayWorker {
+  const { db, logger, transport } = options;
+  const concurrency = options.concurrency ?? 64;
+  const pollMs = options.pollMs ?? 1_000;
+  const statsEveryMs = options.statsEveryMs ?? 5_000;
+  // Longer than any attempt can take, so a lease only runs out when its replica died.
+  const leaseMs = options.timeoutMs + 30_000;
+  const limiter = createHostLimiter({
+    hostConcurrency: options.hostConcurrency,
+    failureThreshold: options.breaker?.failureThreshold ?? 5,
+    openMs: options.breaker?.openMs ?? 30_000,
+    maxOpenMs: options.breaker?.maxOpenMs ?? 10 * 60_000,
+  });
+  let metrics = options.metrics;
+  const inFlight = new Set<Promise<void>>();
+  let stopping = false;
+  let running: Promise<void> | null = null;
+  let wakeUp: (() => void) | null = null;
+  let woken = false;
+  let lastStatsAt = 0;
+  let stats: OutboxStats | null = null;
+  let databaseDown = false;
+
+  function wake(): void {
+    woken = true;
+    wakeUp?.();
+  }
+
+  function pause(ms: number): Promise<void> {
+    if (woken) {
+      woken = false;
+      return Promise.resolve();
+    }
+    return new Promise((resolve) => {
+      const timer = setTimeout(done, ms);
+      function done(): void {
+        clearTimeout(timer);
+        wakeUp = null;
+        woken = false;
+        resolve();
+      }
+      wakeUp = done;
+    });
+  }
+
+  // Claimed jobs whose host had no free slot yet: they keep their lease and start as soon as
+  // a slot frees (a message's next job is never claimed before this one is done).
+  let waiting: Array<{ job: RelayJobRow; claimedAt: number }> = [];
+  // Outcomes waiting to be written: one statement and one commit for all that accumulate
+  // while the previous write runs (group commit).
+  let outcomes: Array<{ outcome: AttemptOutcome; done: (error?: unknown) => void }> = [];
+  let writing = false;
+
+  async function turn(): Promise<number> {
+    const now = Date.now();
+    if (now - lastStatsAt >= statsEveryMs) {
+      lastStatsAt = now;
+      stats = await outboxStats(db);
+    }
+    await releaseStale(now);
+    // Claim in bulk, once half the room is free: every claim is a statement and a commit, and
+    // claiming a job or two per finished request would make the claims the bottleneck.
+    const free = concurrency - inFlight.size - waiting.length;
+    if (free < concurrency / 2) return 0;
+    const jobs = await claimDueJobs(db, free, leaseMs, limiter.blocked(now));
+    for (const job of jobs) waiting.push({ job, claimedAt: now });
+    startWaiting();
+    return jobs.length;
+  }
+
+  /** Starts every waiting job whose host has a free slot, in claim order. */
+  function startWaiting(): void {
+    if (waiting.length === 0) return;
+    const now = Date.now();
+    const still: typeof waiting = [];
+    for (const entry of waiting) {
+      if (stopping || limiter.available(entry.job.host, now) === 0) still.push(entry);
+      else launch(entry.job);
+    }
+    waiting = still;
+  }
+
+  /** Waiting jobs of a host that opened its circuit, or waiting too long, go back (one statement). */
+  async function releaseStale(now: number): Promise<void> {
+    const stale = waiting.filter(
+      ({ job, claimedAt }) =>
+        stopping || limiter.state(job.host, now) === 'open' || now - claimedAt > leaseMs / 2,
+    );
+    if (stale.length === 0) return;
+    waiting = waiting.filter((entry) => !stale.includes(entry));
+    await releaseJobs(
+      db,
+      stale.map(({ job }) => job.id),
+    );
+  }
+
+  function launch(job: RelayJobRow): void {
+    limiter.started(job.host);
+    const attempt: Promise<void> = send(job)
+      .catch((error: unknown) => {
+        // The outcome could not be recorded: the lease runs out and the job is sent again.
+        logger.warn({ err: error, relay_id: job.id }, 'relay outcome not recorded; will resend');
+      })
+      .finally(() => {
+        inFlight.delete(attempt);
+        wake();
+      });
+    inFlight.add(attempt);
+  }
+
+  async function send(job: RelayJobRow): Promise<void> {
+    let result: AttemptResult;
+    if (job.payload === null) {
+      result = { kind: 'refused', reason: 'the callback is no longer kept' };
+    } else {
+      const request = relayRequest(
+        {
+          url: job.url,
+          method: job.method,
+          contentType: job.content_type,
+          payload: job.payload,
+          signingKeyRef: job.signing_key_ref,
+        },
+        options.signingKeys,
+      );
+      result = await transport.send(request);
+    }
+    // The host's slot is free as soon as it answered: the next waiting job can go.
+    const change = limiter.finished(job.host, isHostFailure(result), Date.now());
+    if (change === 'open') logger.warn({ host: job.host }, 'relay host failing: circuit open');
+    else if (change === 'closed')
+      logger.info({ host: job.host }, 'relay host recovered: circuit closed');
+    startWaiting();
+
+    const decision = decide(result, job.attempts, options.retrySchedule);
+    const outcome: AttemptOutcome = {
+      id: job.id,
+      state: decision.state,
+      delayMs: decision.state === 'pending' ? decision.delayMs : null,
+      status: decision.status,
+      error: decision.state === 'delivered' ? null : decision.error,
+      payload: { keep: true },
+    };
+    if (!options.storeBody && job.payload !== null && decision.state !== 'pending') {
+      // Delivered: nothing more to send. Dead: kept for a retry, without the message's text.
+      outcome.payload = {
+        keep: false,
+        base64:
+          decision.state === 'dead'
+            ? withoutMessageBody(job.payload, job.method, job.content_type).toString('base64')
+            : null,
+      };
+    }
+    await record(outcome);
+    if (decision.state === 'dead') {
+      metrics?.onAttempt(result.kind === 'refused' ? 'refused' : 'dead');
+      logger.warn(
+        { relay_id: job.id, message_id: job.message_id, host: job.host, reason: decision.error },
+        'relay dead',
+      );
+    } else {
+      metrics?.onAttempt(decision.state === 'delivered' ? 'delivered' : 'retry');
+    }
+  }
+
+  function record(outcome: AttemptOutcome): Promise<void> {
+    return new Promise((resolve, reject) => {
+      outcomes.push({ outcome, done: (error) => (error ? reject(error) : resolve()) });
+      void writeOutcomes();
+    });
+  }
+
+  async function writeOutcomes(): Promise<void> {
+    if (writing) return;
+    writing = true;
+    try {
+      while (outcomes.length > 0) {
+        const batch = outcomes;
+        outcomes = [];
+        try {
+          await recordOutcomes(
+            db,
+            batch.map((entry) => entry.outcome),
+          );
+          for (const entry of batch) entry.done();
+        } catch (error) {
+          for (const entry of batch) entry.done(error);
+        }
+      }
+    } finally {
+      writing = false;
+    }
+  }
+
+  async function loop(): Promise<void> {
+    while (!stopping) {
+      let started = 0;
+      try {
+        started = await turn();
+        if (databaseDown) logger.info('relay worker: database reachable again');
+        databaseDown = false;
+      } catch (error) {
+        if (!databaseDown) {
+          logger.error(
+            { err: error, unavailable: isDatabaseUnavailable(error) },
+            'relay worker cannot reach the outbox; retrying',
+          );
+        }
+        databaseDown = true;
+      }
+      if (stopping) break;
+      // Claimed something with room to spare: more may be due at once.
+      if (started > 0 && inFlight.size < concurrency) continue;
+      await pause(databaseDown ? Math.max(pollMs, 1_000) : pollMs);
+    }
+  }
+
+  return {
+    start() {
+      if (running) return;
+      stopping = false;
+      running = loop();
+      logger.info(
+        {
+          concurrency,
+          host_concurrency: options.hostConcurrency,
+          retry_schedule_ms: options.retrySchedule,
+        },
+        'relay worker started',
+      );
+    },
+    async stop() {
+      stopping = true;
+      wake();
+      await running;
+      running = null;
+      while (inFlight.size > 0) await Promise.allSettled([...inFlight]);
+      // Claimed but never started: another replica may take them at once.
+      await releaseStale(Date.now()).catch(() => undefined);
+      transport.close();
+    },
+    wake,
+    stats: () => ({ stats, openHosts: limiter.openHosts(Date.now()) }),
+    setMetrics(m) {
+      metrics = m;
+    },
+  };
+}

@@ -1,0 +1,42 @@
+import type { Registry } from 'prom-client';
+import type { Config } from '../config';
+import type { Db } from '../db/database';
+import type { Logger } from '../logger';
+import { createRelayMetrics } from './relay-metrics';
+import { createRelayTransport } from './relay-transport';
+import type { LookupFunction } from './safe-agent';
+import { createRelayWorker } from './relay-worker';
+import type { RelayWorker, RelayWorkerOptions } from './relay-worker';
+
+/** The relay as main.ts (and tests) build it from the configuration (DESIGN §10). */
+export function createRelay(deps: {
+  config: Config;
+  db: Db;
+  logger: Logger;
+  registry?: Registry;
+  /** Tests: DNS answers, a faster poll. */
+  lookup?: LookupFunction;
+  tuning?: Pick<RelayWorkerOptions, 'pollMs' | 'concurrency' | 'statsEveryMs' | 'breaker'>;
+}): RelayWorker {
+  const { config } = deps;
+  const logger = deps.logger.child({ component: 'relay' });
+  const worker = createRelayWorker({
+    db: deps.db,
+    logger,
+    transport: createRelayTransport({
+      timeoutMs: config.relayTimeoutMs,
+      maxSockets: config.relayHostConcurrency,
+      allowedNetworks: config.relayAllowedNetworks,
+      allowHttp: config.relayAllowHttp,
+      lookup: deps.lookup,
+    }),
+    signingKeys: config.signingKeys,
+    retrySchedule: config.relayRetrySchedule,
+    hostConcurrency: config.relayHostConcurrency,
+    timeoutMs: config.relayTimeoutMs,
+    storeBody: config.storeBody,
+    ...deps.tuning,
+  });
+  if (deps.registry) worker.setMetrics(createRelayMetrics(deps.registry, worker.stats));
+  return worker;
+}

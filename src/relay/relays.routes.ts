@@ -1,0 +1,73 @@
+import { Router } from 'express';
+import type { Db } from '../db/database';
+import { AppError, badRequest, notFound } from '../errors';
+import { listRelayJobs, retryDeadJob } from './relay.repository';
+import type { RelayJobRow } from './relay.repository';
+import { RelayListQuery, RelayParams } from './relays.schema';
+import type { RelayDto } from './relays.schema';
+
+/**
+ * `GET /v1/relays?state=&message_id=` and `POST /v1/relays/:id/retry` (DESIGN §10). Mounted
+ * behind the query API's bearer auth.
+ */
+export function relayRoutes({ db, onRetried }: { db: Db; onRetried?: () => void }): Router {
+  const router = Router();
+
+  router.get('/v1/relays', async (req, res) => {
+    const query = RelayListQuery.parse(req.query);
+    const before = query.cursor === undefined ? undefined : decodeRelayCursor(query.cursor);
+    // One extra row tells whether another page exists without a count query.
+    const rows = await listRelayJobs(
+      db,
+      { state: query.state, messageId: query.message_id },
+      query.limit + 1,
+      before,
+    );
+    const page = rows.slice(0, query.limit);
+    const last = page[page.length - 1];
+    res.json({
+      data: page.map(toRelayDto),
+      next_cursor: rows.length > query.limit && last ? encodeRelayCursor(last.id) : null,
+    });
+  });
+
+  router.post('/v1/relays/:id/retry', async (req, res) => {
+    const { id } = RelayParams.parse(req.params);
+    const job = await retryDeadJob(db, Number(id));
+    if (job === undefined) throw notFound('relay', id);
+    if (job === null)
+      throw new AppError(409, 'not_dead', `relay ${id} is not dead: only dead relays are retried`);
+    onRetried?.();
+    res.json(toRelayDto(job));
+  });
+
+  return router;
+}
+
+export function toRelayDto(row: RelayJobRow): RelayDto {
+  return {
+    id: row.id,
+    message_id: row.message_id,
+    event_seq: row.event_seq,
+    url: row.url,
+    state: row.state,
+    attempts: row.attempts,
+    next_attempt_at: row.state === 'pending' ? row.next_attempt_at.toISOString() : null,
+    last_status: row.last_status,
+    last_error: row.last_error,
+    created_at: row.created_at.toISOString(),
+    updated_at: row.updated_at.toISOString(),
+    delivered_at: row.delivered_at?.toISOString() ?? null,
+  };
+}
+
+/** Opaque to clients: base64url of the last id of a page. */
+function encodeRelayCursor(id: number): string {
+  return Buffer.from(`r${id}`).toString('base64url');
+}
+
+function decodeRelayCursor(cursor: string): number {
+  const match = /^r([1-9]\d{0,15})$/.exec(Buffer.from(cursor, 'base64url').toString('utf8'));
+  if (!match) throw badRequest('invalid_cursor', 'The cursor is not one this API issued');
+  return Number(match[1]);
+}

@@ -1,0 +1,44 @@
+import { z } from 'zod';
+
+/**
+ * The relay routes' shapes (DESIGN §10), as zod schemas: the routes validate with them and
+ * the OpenAPI document can be generated from them.
+ */
+
+export const RelayState = z.enum(['pending', 'delivered', 'dead']);
+
+export const RelayListQuery = z
+  .object({
+    state: RelayState.optional(),
+    message_id: z.string().min(1).max(64).optional(),
+    limit: z.coerce.number().int().min(1).max(500).default(50),
+    cursor: z.string().max(200).optional(),
+  })
+  // A misspelt filter must not silently return everything.
+  .strict();
+
+export const RelayParams = z.object({
+  id: z.string().regex(/^[1-9]\d{0,15}$/, 'a relay id'),
+});
+
+export const RelayDto = z.object({
+  id: z.number().int(),
+  message_id: z.string(),
+  event_seq: z.number().int().nullable(),
+  url: z.string(),
+  state: RelayState,
+  attempts: z.number().int(),
+  /** When the next attempt is due; null unless pending. */
+  next_attempt_at: z.iso.datetime().nullable(),
+  last_status: z.number().int().nullable(),
+  last_error: z.string().nullable(),
+  created_at: z.iso.datetime(),
+  updated_at: z.iso.datetime(),
+  delivered_at: z.iso.datetime().nullable(),
+});
+export type RelayDto = z.infer<typeof RelayDto>;
+
+export const RelayList = z.object({
+  data: z.array(RelayDto),
+  next_cursor: z.string().nullable(),
+});

@@ -1,0 +1,94 @@
+import dns from 'node:dns';
+import http from 'node:http';
+import https from 'node:https';
+import net from 'node:net';
+import type { Duplex } from 'node:stream';
+import type { AddressGuard } from './address-policy';
+
+/**
+ * http(s) agents that refuse to connect to an address the guard refuses, checked on the
+ * address actually connected to: a literal host before connecting, and every address a name
+ * resolves to inside the socket's own lookup, so what was checked is what is dialled (no
+ * second resolution for DNS rebinding to change). The pattern of azu/request-filtering-agent,
+ * with the address rules in address-policy.ts (ipaddr.js): that library's allow list logs a
+ * console warning for every address of the other IP family than a listed CIDR, and it ships
+ * as ES modules only, which Jest cannot load before Node 24.9.
+ */
+
+export type LookupFunction = NonNullable<net.TcpSocketConnectOpts['lookup']>;
+
+export class AddressRefusedError extends Error {
+  readonly code = 'ERR_RELAY_ADDRESS_REFUSED';
+  constructor(reason: string) {
+    super(reason);
+    this.name = 'AddressRefusedError';
+  }
+}
+
+export interface SafeAgents {
+  http: http.Agent;
+  https: https.Agent;
+  destroy(): void;
+}
+
+export function createSafeAgents(
+  guard: AddressGuard,
+  options: { maxSockets: number; lookup?: LookupFunction },
+): SafeAgents {
+  const agentOptions = { keepAlive: true, maxSockets: options.maxSockets, maxFreeSockets: 4 };
+  const httpAgent = new http.Agent(agentOptions);
+  const httpsAgent = new https.Agent(agentOptions);
+  for (const agent of [httpAgent, httpsAgent]) {
+    const original = agent.createConnection.bind(agent);
+    agent.createConnection = (connectOptions, callback): Duplex | null | undefined => {
+      const host = (connectOptions.host ?? connectOptions.hostname ?? '').replace(/^\[|\]$/g, '');
+      if (net.isIP(host) !== 0) {
+        const problem = guard.problem(host);
+        if (problem) return refusedSocket(new AddressRefusedError(problem), callback);
+      }
+      const lookup = guardedLookup(guard, options.lookup ?? (dns.lookup as LookupFunction));
+      return original({ ...connectOptions, lookup } as typeof connectOptions, callback);
+    };
+  }
+  return {
+    http: httpAgent,
+    https: httpsAgent,
+    destroy() {
+      httpAgent.destroy();
+      httpsAgent.destroy();
+    },
+  };
+}
+
+/** A lookup that fails when any resolved address is refused (all of them, with `all`). */
+function guardedLookup(guard: AddressGuard, lookup: LookupFunction): LookupFunction {
+  return ((hostname: string, options: dns.LookupOptions, callback: LookupCallback) => {
+    lookup(hostname, options, ((error, address, family) => {
+      if (error) return callback(error, address, family);
+      const addresses =
+        typeof address === 'string' ? [{ address, family }] : (address as dns.LookupAddress[]);
+      for (const entry of addresses) {
+        const problem = guard.problem(entry.address);
+        if (problem)
+          return callback(new AddressRefusedError(`${hostname}: ${problem}`), address, family);
+      }
+      callback(null, address, family);
+    }) as LookupCallback);
+  }) as LookupFunction;
+}
+
+type LookupCallback = (
+  error: NodeJS.ErrnoException | null,
+  address: string | dns.LookupAddress[],
+  family?: number,
+) => void;
+
+function refusedSocket(
+  error: Error,
+  callback: ((err: Error | null, stream: Duplex) => void) | undefined,
+): Duplex {
+  const socket = new net.Socket();
+  if (callback) callback(error, socket);
+  else process.nextTick(() => socket.destroy(error));
+  return socket;
+}

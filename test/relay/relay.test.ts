@@ -1,0 +1,389 @@
+import { randomUUID } from 'node:crypto';
+import request from 'supertest';
+import { decodeSpoolLine, encodeSpoolLine } from '../../src/ingest/spool-codec';
+import { createMetrics } from '../../src/metrics/metrics';
+import { recordEvents } from '../../src/messages/record-events';
+import { normalizeCxmlCallback } from '../../src/callbacks/normalize';
+import { createRelay } from '../../src/relay/relay';
+import type { RelayWorker } from '../../src/relay/relay-worker';
+import { cxmlFields, nativeFields, postCxml, postNative } from '../helpers/callbacks';
+import {
+  createTestApp,
+  TEST_API_TOKEN,
+  TEST_PUBLIC_BASE_URL,
+  TEST_SIGNING_KEY,
+} from '../helpers/test-app';
+import { signFormParams, signJsonBody } from '../../src/signalwire/signing';
+import type { TestApp } from '../helpers/test-app';
+import { sample } from '../ops/scrape';
+import { eventually, seedProxiedMessage, startCustomerApp } from './support';
+import type { CustomerApp } from './support';
+
+/**
+ * The relay end to end on real sockets and a real PostgreSQL: signed callbacks into the
+ * public app, the outbox in the same transaction, the worker sending to a customer app on a
+ * real port that validates every request like an app does.
+ */
+
+const ENV = {
+  RELAY_RETRY_SCHEDULE: '50ms,50ms,50ms',
+  RELAY_TIMEOUT_MS: '400',
+};
+
+let t: TestApp;
+let app: CustomerApp;
+let worker: RelayWorker;
+let second: RelayWorker | undefined;
+const metrics = createMetrics({ processMetrics: false });
+
+function startWorker(): RelayWorker {
+  const w = createRelay({
+    config: t.config,
+    db: t.database.db,
+    logger: t.deps.logger,
+    registry: second === undefined && !worker ? metrics.registry : undefined,
+    tuning: { pollMs: 20, statsEveryMs: 50, breaker: { failureThreshold: 1_000 } },
+  });
+  w.start();
+  return w;
+}
+
+beforeAll(async () => {
+  t = await createTestApp(ENV);
+  app = await startCustomerApp(TEST_SIGNING_KEY);
+  worker = startWorker();
+});
+
+afterAll(async () => {
+  await worker.stop();
+  await second?.stop();
+  await app.close();
+  await t.close();
+});
+
+async function relays(messageId: string) {
+  const res = await request(t.internalApp)
+    .get('/v1/relays')
+    .query({ message_id: messageId })
+    .auth(TEST_API_TOKEN, { type: 'bearer' })
+    .expect(200);
+  return (res.body as { data: Array<Record<string, unknown>> }).data;
+}
+
+async function jobRow(messageId: string) {
+  return t.database.db
+    .selectFrom('relay_jobs')
+    .selectAll()
+    .where('message_id', '=', messageId)
+    .orderBy('id')
+    .execute();
+}
+
+const receivedFor = (id: string) => app.received.filter((r) => r.messageId === id);
+
+describe('relay of the caller’s own status callback', () => {
+  test('When a compatibility callback arrives for a proxied message, then the app gets the same form bytes, validated by the official SDK, and the kept bytes are deleted', async () => {
+    const id = await seedProxiedMessage(
+      t.database.db,
+      'cxml',
+      app.callbackUrl('/sms/status?tenant=7'),
+    );
+    expect(await jobRow(id)).toHaveLength(0); // the proxy's own queued is never relayed
+
+    const fields = cxmlFields({ MessageSid: id, MessageStatus: 'sent', Body: 'Grüße & 🚀 = ok' });
+    await postCxml(t.publicApp, fields).expect(200);
+
+    const [relay] = await eventually(() => receivedFor(id).length === 1 && receivedFor(id));
+    expect(relay).toMatchObject({
+      method: 'POST',
+      path: '/sms/status?tenant=7',
+      valid: true,
+      status: 'sent',
+    });
+    expect(relay!.body).toBe(new URLSearchParams(fields).toString());
+    expect(relay!.headers['content-type']).toBe('application/x-www-form-urlencoded');
+
+    const [job] = await eventually(async () => {
+      const rows = await jobRow(id);
+      return rows[0]?.state === 'delivered' && rows;
+    });
+    expect(job).toMatchObject({ attempts: 1, last_status: 200, payload: null });
+    expect(job!.event_seq).toEqual(expect.any(Number));
+  });
+
+  test('When a native callback arrives, then the app gets the JSON body as received, signed with the hex scheme', async () => {
+    const id = await seedProxiedMessage(t.database.db, 'native', app.callbackUrl('/native/hook'));
+    const fields = nativeFields({ id, status: 'delivered', custom_variables: { order: '12' } });
+    // Spacing and key order as sent: the bytes are relayed, not a re-serialisation.
+    const body = JSON.stringify(fields, null, 1);
+    await request(t.publicApp)
+      .post('/callbacks/native')
+      .set('Content-Type', 'application/json; charset=utf-8')
+      .set(
+        'X-SignalWire-Signature',
+        signJsonBody(TEST_SIGNING_KEY, `${TEST_PUBLIC_BASE_URL}/callbacks/native`, body),
+      )
+      .send(body)
+      .expect(200);
+    const [relay] = await eventually(() => receivedFor(id).length === 1 && receivedFor(id));
+    expect(relay).toMatchObject({ valid: true, status: 'delivered', path: '/native/hook' });
+    expect(relay!.body).toBe(body);
+    expect(relay!.headers['content-type']).toBe('application/json; charset=utf-8');
+  });
+
+  test('When SignalWire called back with GET (a cXML Application so configured), then the app gets a signed GET with the same query', async () => {
+    const id = await seedProxiedMessage(
+      t.database.db,
+      'cxml',
+      app.callbackUrl('/get-hook?tenant=3'),
+    );
+    const query = new URLSearchParams(
+      cxmlFields({ MessageSid: id, MessageStatus: 'sent' }),
+    ).toString();
+    const path = `/callbacks/cxml?${query}`;
+    await request(t.publicApp)
+      .get(path)
+      .set(
+        'X-SignalWire-Signature',
+        signFormParams(TEST_SIGNING_KEY, `${TEST_PUBLIC_BASE_URL}${path}`, []),
+      )
+      .expect(200);
+    const [relay] = await eventually(() => receivedFor(id).length === 1 && receivedFor(id));
+    expect(relay).toMatchObject({
+      method: 'GET',
+      valid: true,
+      status: 'sent',
+      path: `/get-hook?tenant=3&${query}`,
+    });
+  });
+
+  test('When the same callback arrives twice, then it is relayed once', async () => {
+    const id = await seedProxiedMessage(t.database.db, 'cxml', app.callbackUrl());
+    const fields = cxmlFields({ MessageSid: id, MessageStatus: 'delivered' });
+    await postCxml(t.publicApp, fields).expect(200);
+    await postCxml(t.publicApp, fields).expect(200);
+    await eventually(() => receivedFor(id).length === 1);
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    expect(receivedFor(id)).toHaveLength(1);
+    expect(await jobRow(id)).toHaveLength(1);
+  });
+
+  test('When callbacks arrive faster than the app answers, then they go out one at a time in the order stored', async () => {
+    const id = await seedProxiedMessage(t.database.db, 'cxml', app.callbackUrl());
+    app.behave(id, () => ({ status: 200, delayMs: 80 }));
+    for (const status of ['queued', 'sent', 'delivered']) {
+      await postCxml(t.publicApp, cxmlFields({ MessageSid: id, MessageStatus: status })).expect(
+        200,
+      );
+    }
+    await eventually(() => receivedFor(id).length === 3);
+    expect(receivedFor(id).map((r) => r.status)).toEqual(['queued', 'sent', 'delivered']);
+    expect(app.maxConcurrent([id])).toBe(1);
+  });
+
+  test('When the app fails its first attempts, then the relay is retried on the schedule until it answers 2xx', async () => {
+    const id = await seedProxiedMessage(t.database.db, 'native', app.callbackUrl());
+    app.behave(id, (n) => ({ status: n <= 2 ? 500 : 204 }));
+    await postNative(t.publicApp, nativeFields({ id, status: 'sent' })).expect(200);
+    const [relay] = await eventually(async () => {
+      const list = await relays(id);
+      return list[0]?.state === 'delivered' && list;
+    });
+    expect(relay).toMatchObject({
+      attempts: 3,
+      last_status: 204,
+      last_error: null,
+      next_attempt_at: null,
+    });
+    expect(receivedFor(id).map((r) => r.answered)).toEqual([500, 500, 204]);
+  });
+
+  test('When the app fails forever, then the relay is dead without the message body, and a retry through the API delivers it', async () => {
+    const id = await seedProxiedMessage(t.database.db, 'cxml', app.callbackUrl());
+    let healthy = false;
+    app.behave(id, () => ({ status: healthy ? 200 : 503 }));
+    const fields = cxmlFields({
+      MessageSid: id,
+      MessageStatus: 'undelivered',
+      ErrorCode: '30003',
+      Body: 'secret',
+    });
+    await postCxml(t.publicApp, fields).expect(200);
+
+    const [dead] = await eventually(async () => {
+      const list = await relays(id);
+      return list[0]?.state === 'dead' && list;
+    });
+    expect(dead).toMatchObject({
+      attempts: 4,
+      last_status: 503,
+      last_error: 'HTTP 503 (after 4 attempts)',
+    });
+    const [row] = await jobRow(id);
+    expect(row!.payload!.toString()).not.toContain('secret');
+    const listed = await request(t.internalApp)
+      .get('/v1/relays?state=dead')
+      .auth(TEST_API_TOKEN, { type: 'bearer' })
+      .expect(200);
+    expect((listed.body as { data: Array<{ id: number }> }).data.map((r) => r.id)).toContain(
+      dead!.id,
+    );
+
+    healthy = true;
+    const retried = await request(t.internalApp)
+      .post(`/v1/relays/${String(dead!.id)}/retry`)
+      .auth(TEST_API_TOKEN, { type: 'bearer' })
+      .expect(200);
+    expect(retried.body).toMatchObject({ state: 'pending', attempts: 0 });
+    await eventually(async () => (await relays(id))[0]?.state === 'delivered');
+    const last = receivedFor(id).at(-1)!;
+    expect(last).toMatchObject({ valid: true, answered: 200, status: 'undelivered' });
+    expect(Object.fromEntries(new URLSearchParams(last.body))).toMatchObject({
+      ErrorCode: '30003',
+    });
+
+    await request(t.internalApp)
+      .post(`/v1/relays/${String(dead!.id)}/retry`)
+      .auth(TEST_API_TOKEN, { type: 'bearer' })
+      .expect(409);
+    await request(t.internalApp)
+      .post('/v1/relays/999999999/retry')
+      .auth(TEST_API_TOKEN, { type: 'bearer' })
+      .expect(404);
+  });
+
+  test('When the app answers slower than RELAY_TIMEOUT_MS, then the attempt fails and is retried', async () => {
+    const id = await seedProxiedMessage(t.database.db, 'cxml', app.callbackUrl());
+    app.behave(id, (n) => ({ status: 200, delayMs: n === 1 ? 1_500 : 0 }));
+    await postCxml(t.publicApp, cxmlFields({ MessageSid: id, MessageStatus: 'sent' })).expect(200);
+    const [relay] = await eventually(async () => {
+      const list = await relays(id);
+      return list[0]?.state === 'delivered' && list;
+    });
+    expect(relay).toMatchObject({ attempts: 2 });
+    const history = await t.database.db
+      .selectFrom('relay_jobs')
+      .select('last_error')
+      .where('message_id', '=', id)
+      .executeTakeFirstOrThrow();
+    expect(history.last_error).toBeNull();
+  });
+
+  test('When the app redirects, then the redirect is not followed and counts as a failure', async () => {
+    const id = await seedProxiedMessage(t.database.db, 'cxml', app.callbackUrl('/old'));
+    app.behave(id, () => ({ status: 302, headers: { location: `${app.url}/moved` } }));
+    await postCxml(t.publicApp, cxmlFields({ MessageSid: id, MessageStatus: 'sent' })).expect(200);
+    const [relay] = await eventually(async () => {
+      const list = await relays(id);
+      return list[0]?.state === 'dead' && list;
+    });
+    expect(relay).toMatchObject({ last_status: 302 });
+    expect(String(relay!.last_error)).toMatch(/redirects are not followed/);
+    expect(app.paths).not.toContain('/moved');
+  });
+
+  test('When a callback was spooled during an outage, then its replay is relayed with the bytes it came with', async () => {
+    const id = await seedProxiedMessage(t.database.db, 'cxml', app.callbackUrl());
+    const fields = cxmlFields({ MessageSid: id, MessageStatus: 'delivered' });
+    const raw = new URLSearchParams(fields).toString();
+    const event = normalizeCxmlCallback(fields, { receivedAt: new Date(), storeBody: false });
+    event.relay = {
+      method: 'POST',
+      contentType: 'application/x-www-form-urlencoded',
+      body: Buffer.from(raw).toString('base64'),
+      keyRef: null,
+    };
+    const replayed = decodeSpoolLine(encodeSpoolLine(event))!;
+    expect(replayed.relay).toEqual(event.relay);
+    await recordEvents(t.database.db, [{ ...replayed, source: 'replay' }]);
+    const [relay] = await eventually(() => receivedFor(id).length === 1 && receivedFor(id));
+    expect(relay).toMatchObject({ valid: true, body: raw });
+  });
+
+  test('When a spool line was written before the relay existed, then it still decodes', () => {
+    const event = normalizeCxmlCallback(cxmlFields(), { receivedAt: new Date(), storeBody: false });
+    const old = decodeSpoolLine(encodeSpoolLine(event));
+    expect(old?.messageId).toBe(event.messageId);
+    expect(old?.relay).toBeUndefined();
+  });
+
+  test('When a message has no client callback, then nothing is enqueued', async () => {
+    const id = randomUUID();
+    await postCxml(t.publicApp, cxmlFields({ MessageSid: id })).expect(200);
+    expect(await jobRow(id)).toHaveLength(0);
+  });
+
+  test('When one app hangs, then it gets at most RELAY_HOST_CONCURRENCY requests at once and other apps’ relays flow meanwhile', async () => {
+    const hanging = await startCustomerApp(TEST_SIGNING_KEY);
+    try {
+      const stuckIds = await Promise.all(
+        Array.from({ length: 10 }, () =>
+          seedProxiedMessage(t.database.db, 'cxml', hanging.callbackUrl('/slow')),
+        ),
+      );
+      for (const id of stuckIds) hanging.behave(id, () => ({ status: 200, delayMs: 3_000 }));
+      for (const id of stuckIds) {
+        await postCxml(t.publicApp, cxmlFields({ MessageSid: id, MessageStatus: 'sent' })).expect(
+          200,
+        );
+      }
+      const healthyIds = await Promise.all(
+        Array.from({ length: 6 }, () =>
+          seedProxiedMessage(t.database.db, 'native', app.callbackUrl('/fast')),
+        ),
+      );
+      for (const id of healthyIds) {
+        await postNative(t.publicApp, nativeFields({ id, status: 'delivered' })).expect(200);
+      }
+      await eventually(() => healthyIds.every((id) => receivedFor(id).length === 1));
+      // Meanwhile the hanging app has answered nothing in time, and never had more than 4.
+      const slowDelivered = await t.database.db
+        .selectFrom('relay_jobs')
+        .select((eb) => eb.fn.countAll<number>().as('n'))
+        .where('message_id', 'in', stuckIds)
+        .where('state', '=', 'delivered')
+        .executeTakeFirstOrThrow();
+      expect(Number(slowDelivered.n)).toBe(0);
+      expect(hanging.received).toHaveLength(0);
+      expect(hanging.maxConcurrentOverall()).toBeLessThanOrEqual(4);
+    } finally {
+      await hanging.close();
+    }
+  });
+
+  test('When two service instances share the outbox, then every event is relayed once, in order per message', async () => {
+    second = startWorker();
+    const ids = await Promise.all(
+      Array.from({ length: 12 }, () =>
+        seedProxiedMessage(t.database.db, 'cxml', app.callbackUrl('/shared')),
+      ),
+    );
+    for (const id of ids) app.behave(id, () => ({ status: 200, delayMs: 10 }));
+    await Promise.all(
+      ids.map(async (id) => {
+        for (const status of ['queued', 'sent', 'delivered']) {
+          await postCxml(t.publicApp, cxmlFields({ MessageSid: id, MessageStatus: status })).expect(
+            200,
+          );
+        }
+      }),
+    );
+    await eventually(() => ids.every((id) => receivedFor(id).length >= 3));
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    for (const id of ids) {
+      expect(receivedFor(id).map((r) => r.status)).toEqual(['queued', 'sent', 'delivered']);
+    }
+    expect(app.maxConcurrent(ids)).toBe(1);
+  });
+
+  test('When relays have been attempted, then metrics count attempts by outcome and report the backlog', async () => {
+    const text = await metrics.registry.metrics();
+    expect(
+      sample(text, 'sw_status_relay_attempts_total', { outcome: 'delivered' }),
+    ).toBeGreaterThan(0);
+    expect(sample(text, 'sw_status_relay_attempts_total', { outcome: 'retry' })).toBeGreaterThan(0);
+    expect(sample(text, 'sw_status_relay_dead')).toEqual(expect.any(Number));
+    expect(sample(text, 'sw_status_relay_oldest_pending_age_seconds')).toEqual(expect.any(Number));
+    expect(sample(text, 'sw_status_relay_pending')).toEqual(expect.any(Number));
+  });
+});

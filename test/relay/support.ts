@@ -1,0 +1,180 @@
+import { randomUUID } from 'node:crypto';
+import { createServer } from 'node:http';
+import type { IncomingHttpHeaders, Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { RestClient } from '@signalwire/compatibility-api';
+import type { Db } from '../../src/db/database';
+import { recordEvents } from '../../src/messages/record-events';
+import type { Api } from '../../src/messages/statuses';
+import { signJsonBody } from '../../src/signalwire/signing';
+import { statusEvent } from '../factories';
+
+/**
+ * A customer's app on a real port: the endpoint a caller gave as its own status callback.
+ * It validates every relay the way an app does (the official SDK's validateRequest for form
+ * bodies, the hex scheme for JSON) and answers as each message's behaviour says.
+ */
+export interface ReceivedRelay {
+  messageId: string;
+  status: string;
+  path: string;
+  method: string;
+  headers: IncomingHttpHeaders;
+  body: string;
+  /** The signature verified for the URL the app was given, with the expected key. */
+  valid: boolean;
+  answered: number;
+}
+
+export interface Answer {
+  status: number;
+  delayMs?: number;
+  headers?: Record<string, string>;
+}
+
+export interface CustomerApp {
+  url: string;
+  port: number;
+  /** Callback URL of this app for a path (the caller's `StatusCallback`). */
+  callbackUrl(path?: string): string;
+  received: ReceivedRelay[];
+  /** Every request, whatever its path (to prove a redirect target was never asked). */
+  paths: string[];
+  /** Answers for one message's relays: n is 1 for its first request. */
+  behave(messageId: string, answer: (n: number) => Answer): void;
+  /** The most requests one of these messages ever had in flight at once. */
+  maxConcurrent(ids: readonly string[]): number;
+  /** The most requests this app ever had in flight at once. */
+  maxConcurrentOverall(): number;
+  close(): Promise<void>;
+}
+
+export async function startCustomerApp(signingKey: string): Promise<CustomerApp> {
+  const behaviours = new Map<string, (n: number) => Answer>();
+  const counts = new Map<string, number>();
+  const inFlight = new Map<string, number>();
+  const maxConcurrent = new Map<string, number>();
+  let open = 0;
+  let maxOpen = 0;
+  const received: ReceivedRelay[] = [];
+  const paths: string[] = [];
+  let base = '';
+
+  const server: Server = createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (chunk: Buffer) => chunks.push(chunk));
+    req.on('end', () => {
+      const body = Buffer.concat(chunks).toString('utf8');
+      paths.push(req.url ?? '');
+      const url = `${base}${req.url ?? ''}`;
+      const signature = String(req.headers['x-signalwire-signature'] ?? '');
+      let messageId = '';
+      let status = '';
+      let valid: boolean;
+      if ((req.headers['content-type'] ?? '').startsWith('application/json')) {
+        const json = JSON.parse(body) as { id: string; status: string };
+        messageId = json.id;
+        status = json.status;
+        valid = signature === signJsonBody(signingKey, url, body);
+      } else if (req.method === 'GET') {
+        // A GET's parameters are in the URL, which the signature covers whole.
+        const params = Object.fromEntries(new URL(url).searchParams);
+        messageId = params['MessageSid'] ?? '';
+        status = params['MessageStatus'] ?? '';
+        valid = RestClient.validateRequest(signingKey, signature, url, {});
+      } else {
+        const params = Object.fromEntries(new URLSearchParams(body));
+        messageId = params['MessageSid'] ?? '';
+        status = params['MessageStatus'] ?? '';
+        valid = RestClient.validateRequest(signingKey, signature, url, params);
+      }
+      // Open until answered, or until the client gives up (a relay timing out).
+      open++;
+      maxOpen = Math.max(maxOpen, open);
+      let closed = false;
+      const close = (): void => {
+        if (!closed) open--;
+        closed = true;
+      };
+      res.on('close', close);
+      const n = (counts.get(messageId) ?? 0) + 1;
+      counts.set(messageId, n);
+      const concurrent = (inFlight.get(messageId) ?? 0) + 1;
+      inFlight.set(messageId, concurrent);
+      maxConcurrent.set(messageId, Math.max(maxConcurrent.get(messageId) ?? 0, concurrent));
+      const answer = behaviours.get(messageId)?.(n) ?? { status: 200 };
+      const entry: ReceivedRelay = {
+        messageId,
+        status,
+        path: req.url ?? '',
+        method: req.method ?? '',
+        headers: req.headers,
+        body,
+        valid,
+        answered: answer.status,
+      };
+      setTimeout(() => {
+        inFlight.set(messageId, (inFlight.get(messageId) ?? 1) - 1);
+        close();
+        received.push(entry);
+        if (!res.destroyed) res.writeHead(answer.status, answer.headers).end();
+      }, answer.delayMs ?? 0);
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  base = `http://127.0.0.1:${port}`;
+  return {
+    url: base,
+    port,
+    callbackUrl: (path = '/sms/status') => `${base}${path}`,
+    received,
+    paths,
+    behave: (id, answer) => behaviours.set(id, answer),
+    maxConcurrentOverall: () => maxOpen,
+    maxConcurrent: (ids) => Math.max(0, ...ids.map((id) => maxConcurrent.get(id) ?? 0)),
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      }),
+  };
+}
+
+/** A message sent through the proxy with the caller's own callback: its first, proxy event. */
+export async function seedProxiedMessage(
+  db: Db,
+  api: Api,
+  clientStatusCallback: string,
+  id: string = randomUUID(),
+): Promise<string> {
+  const event = statusEvent('queued', {
+    messageId: id,
+    api,
+    source: 'proxy',
+    send: { ref: null, kind: 'sms', clientStatusCallback, body: null },
+  });
+  await recordEvents(db, [event]);
+  return id;
+}
+
+/** Polls until `check` returns a value (not undefined/false), or fails after `timeoutMs`. */
+export async function eventually<T>(
+  check: () => Promise<T | undefined | false> | T | undefined | false,
+  timeoutMs = 15_000,
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  for (;;) {
+    try {
+      const value = await check();
+      if (value !== undefined && value !== false) return value;
+    } catch (error) {
+      last = error;
+    }
+    if (Date.now() > deadline) {
+      throw new Error(`condition not met within ${timeoutMs} ms${last ? `: ${String(last)}` : ''}`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 25));
+  }
+}
