@@ -8,7 +8,7 @@ import type { EventRecorder } from '../messages/event-recorder';
 import { recordEvents } from '../messages/record-events';
 import type { RecordOptions, RecordOutcome } from '../messages/record-events';
 import type { StatusEvent } from '../messages/status-event';
-import { isDatabaseUnavailable } from './database-unavailable';
+import { isDatabaseUnavailable } from '../db/database-unavailable';
 import type { Spool } from './spool';
 
 /**
