@@ -1,16 +1,17 @@
-import type { Server } from 'node:http';
 import { createInternalApp, createPublicApp } from './app';
 import type { AppDeps } from './app';
 import { ConfigError, loadConfig } from './config';
 import { createDb } from './db/database';
 import { startEmbeddedPostgres } from './db/embedded-postgres';
 import { migrateToLatest } from './db/migrate';
-import { createFastServer } from './http/fast-server';
 import type { Lifecycle } from './http/health.routes';
-import { createIngestRecorder } from './ingest/ingest';
-import { openSpool } from './ingest/spool';
+import { createIngestRecorder, openServiceSpool } from './ingest/ingest';
 import { createLogger } from './logger';
 import { createMetrics } from './metrics/metrics';
+import { invokedAs } from './process/invoked-as';
+import { address, listen } from './process/listen';
+import { shutdownOnSignals } from './process/shutdown';
+import { StartupError } from './process/startup-error';
 import { createSignalWireClient, signalWireClientFor } from './proxy/signalwire-client';
 import { startSimulator } from './simulator/simulator';
 
@@ -20,7 +21,15 @@ async function main(): Promise<void> {
   const logger = createLogger(config.logLevel);
   for (const note of config.defaultsInForce) logger.warn(`development default in force: ${note}`);
 
-  const embedded = config.databaseUrl ? undefined : await startEmbeddedPostgres(logger);
+  // Who holds the embedded data and the spool, for a second process refused them.
+  const holder = {
+    command: invokedAs(),
+    details: { port: config.port, internal_port: config.internalPort },
+  };
+  // First the spool: whatever an earlier process left on it is ours to replay, and a live
+  // holder stops this process before anything is started.
+  const spool = await openServiceSpool({ dir: config.spoolDir, logger, ...holder });
+  const embedded = config.databaseUrl ? undefined : await startEmbeddedPostgres(logger, holder);
   const { db, pool } = createDb(config.databaseUrl ?? embedded!.url, config.databasePoolMax);
   // A database restart must not kill the process (and with it the spool's acknowledgements).
   if (!config.isProduction) {
@@ -45,8 +54,11 @@ async function main(): Promise<void> {
     : signalWireClientFor(config);
 
   const lifecycle: Lifecycle = { draining: false };
-  const spool = await openSpool({ dir: config.spoolDir, logger });
-  const metrics = createMetrics({ pool, spoolDepth: spool.depth });
+  const metrics = createMetrics({
+    pool,
+    spoolDepth: spool.depth,
+    spoolDeadLetters: spool.deadLetters,
+  });
   const recorder = createIngestRecorder({
     config,
     db,
@@ -56,91 +68,40 @@ async function main(): Promise<void> {
   });
   lifecycle.ingest = recorder;
   const deps: AppDeps = { config, logger, db, recorder, lifecycle, metrics, signalwire };
-  const publicServer = await listen(createPublicApp(deps), config.port, config.host);
-  const internalServer = await listen(createInternalApp(deps), config.internalPort, config.host);
+  const publicServer = await listen(createPublicApp(deps), config.port, config.host, 'PORT');
+  const internalServer = await listen(
+    createInternalApp(deps),
+    config.internalPort,
+    config.host,
+    'INTERNAL_PORT',
+  );
   logger.info(
-    { public: address(publicServer), internal: address(internalServer) },
+    { public: address(publicServer), internal: address(internalServer), spool: spool.dir },
     'sw-status listening',
   );
 
-  let stopping = false;
-  const shutdown = async (signal: string): Promise<void> => {
-    if (stopping) return;
-    stopping = true;
-    lifecycle.draining = true;
-    // Readiness now fails, but the load balancer still routes here until the endpoints
-    // update: keep serving for SHUTDOWN_DELAY_MS, then stop accepting connections.
-    logger.info({ signal, delay_ms: config.shutdownDelayMs }, 'shutting down: readiness off');
-    await new Promise((resolve) => setTimeout(resolve, config.shutdownDelayMs));
-    logger.info({ drain_ms: config.shutdownDrainMs }, 'closing listeners, draining requests');
-    const drained = await Promise.all([
-      closeServer(publicServer, config.shutdownDrainMs),
-      closeServer(internalServer, config.shutdownDrainMs),
-    ]);
-    if (drained.includes(false)) logger.warn('drain deadline passed: open connections were cut');
-    // After the listeners: in-flight sends have had their answer. Pending callbacks are dropped.
-    await simulator?.close();
-    await recorder.drain();
-    await db.destroy();
-    await embedded?.stop();
-    logger.info({ pool_total: pool.totalCount }, 'stopped');
-  };
-  for (const signal of ['SIGTERM', 'SIGINT'] as const) {
-    process.on(signal, () => {
-      shutdown(signal).then(
-        () => process.exit(0),
-        (error: unknown) => {
-          logger.error({ err: error }, 'shutdown failed');
-          process.exit(1);
-        },
-      );
-    });
-  }
-}
-
-function listen(
-  app: ReturnType<typeof createPublicApp>,
-  port: number,
-  host: string,
-): Promise<Server> {
-  // The fast server spares Express its per-request prototype swap (src/http/fast-server.ts).
-  const server = createFastServer(app);
-  return new Promise((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(port, host, () => {
-      server.off('error', reject);
-      resolve(server);
-    });
+  // SIGTERM/SIGINT: readiness off, drain, commit, replay the spool while there is time, exit 0
+  // within SHUTDOWN_GRACE_MS (process/shutdown.ts). After the listeners: in-flight sends have
+  // had their answer.
+  shutdownOnSignals({
+    config,
+    logger,
+    lifecycle,
+    servers: [publicServer, internalServer],
+    recorder,
+    closers: [
+      async () => simulator?.close(),
+      () => db.destroy(),
+      async () => embedded?.stop(),
+      async () => logger.info({ pool_total: pool.totalCount }, 'pools closed'),
+    ],
+    exit: (code) => process.exit(code),
   });
-}
-
-/**
- * Stops accepting connections and lets in-flight requests finish; idle keep-alive connections
- * are closed so close() can return. Resolves false when connections had to be cut after
- * `deadlineMs` (a client trickling a body must not hold the pod past its grace period).
- */
-function closeServer(server: Server, deadlineMs: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const deadline = setTimeout(() => {
-      server.closeAllConnections();
-      resolve(false);
-    }, deadlineMs);
-    server.close(() => {
-      clearTimeout(deadline);
-      resolve(true);
-    });
-    server.closeIdleConnections();
-  });
-}
-
-function address(server: Server): string {
-  const info = server.address();
-  return typeof info === 'object' && info ? `${info.address}:${info.port}` : String(info);
 }
 
 main().catch((error: unknown) => {
-  // A configuration error is an operator's mistake: print it plainly, no stack trace.
-  if (error instanceof ConfigError) console.error(error.message);
+  // A configuration or start-up error is an operator's to fix: print it plainly, no stack.
+  if (error instanceof ConfigError || error instanceof StartupError) console.error(error.message);
   else console.error(error);
   process.exit(1);
 });

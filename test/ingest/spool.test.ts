@@ -123,7 +123,7 @@ test('When the database is unreachable, then callbacks are acknowledged from the
     expect(ready.body).toEqual({
       status: 'ready',
       database: 'unreachable',
-      spool: { state: 'spooling', depth: 31 },
+      spool: { state: 'spooling', depth: 31, dead_letters: 0 },
     });
 
     await h.tcp.restore();
@@ -173,7 +173,8 @@ test('When a spool file is left by a crashed process, then the next process repl
     expect(rows.map((row) => row.message_id).sort()).toEqual(events.map((e) => e.messageId).sort());
     expect(rows.filter((row) => row.source === 'replay')).toHaveLength(3);
     expect(await segmentFiles(dir)).toEqual([]);
-    expect(await readdir(dir)).toEqual([]);
+    // Nothing but this process's hold on the directory.
+    expect((await readdir(dir)).filter((name) => !name.startsWith('.lock'))).toEqual([]);
   } finally {
     await h.close();
   }
