@@ -20,11 +20,15 @@ export interface ServiceProcess {
 /**
  * The real service, as `node --import tsx src/main.ts` (the image runs the same entry point
  * compiled). Only the given variables and PATH are passed: nothing leaks in from the test
- * runner's environment.
+ * runner's environment. `entry` runs another of the service's commands (the migration CLI),
+ * `cwd` another working directory (one that links to this checkout's src and node_modules).
  */
-export function startService(env: Record<string, string>): ServiceProcess {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
-    cwd: REPO_ROOT,
+export function startService(
+  env: Record<string, string>,
+  { cwd = REPO_ROOT, entry = 'src/main.ts' }: { cwd?: string; entry?: string } = {},
+): ServiceProcess {
+  const child = spawn(process.execPath, ['--import', 'tsx', entry], {
+    cwd,
     env: { PATH: process.env.PATH ?? '', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
