@@ -3,10 +3,9 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { ROOT_DATA_BASE } from '../../src/db/embedded-postgres';
-import { TEST_PUBLIC_BASE_URL, TEST_SIGNING_KEY, TEST_TOKEN_SECRET } from '../helpers/test-app';
 import { createTestDatabase } from '../helpers/test-database';
 import type { TestDatabase } from '../helpers/test-database';
-import { REPO_ROOT, freePort, startService } from './service-process';
+import { REPO_ROOT, freePort, serviceEnv, startService } from './service-process';
 import type { ServiceProcess } from './service-process';
 
 /**
@@ -151,18 +150,8 @@ describe('a port already in use', () => {
   });
 
   const spoolDir = path.join(os.tmpdir(), `sw-status-newcomer-spool-${process.pid}`);
-  const env = (overrides: Record<string, string>) => ({
-    NODE_ENV: 'test',
-    HOST: '127.0.0.1',
-    DATABASE_URL: database.url,
-    PUBLIC_BASE_URL: TEST_PUBLIC_BASE_URL,
-    SIGNALWIRE_SPACE_URL: 'http://127.0.0.1:9',
-    SIGNALWIRE_SIGNING_KEYS: TEST_SIGNING_KEY,
-    CALLBACK_TOKEN_SECRET: TEST_TOKEN_SECRET,
-    API_TOKENS: 'newcomer-test-token',
-    SPOOL_DIR: spoolDir,
-    ...overrides,
-  });
+  const env = (overrides: Record<string, string>) =>
+    serviceEnv(database.url, { SPOOL_DIR: spoolDir, ...overrides });
 
   test.each(['PORT', 'INTERNAL_PORT'])(
     'When %s is taken, then the process exits 1 with one line naming the variable',

@@ -1,7 +1,11 @@
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
+import http from 'node:http';
 import net from 'node:net';
 import path from 'node:path';
+import { signJsonBody } from '../../src/signalwire/signing';
+import { nativeFields } from '../helpers/callbacks';
+import { TEST_PUBLIC_BASE_URL, TEST_SIGNING_KEY, TEST_TOKEN_SECRET } from '../helpers/test-app';
 
 export const REPO_ROOT = path.resolve(__dirname, '../..');
 
@@ -103,5 +107,63 @@ export function isListening(port: number): Promise<boolean> {
       resolve(true);
     });
     socket.once('error', () => resolve(false));
+  });
+}
+
+/**
+ * The service's variables for a test process on `databaseUrl`: the test keys and secrets, the
+ * simulator off (an upstream nothing listens on), logs at info. `overrides` adds or replaces.
+ */
+export function serviceEnv(
+  databaseUrl: string,
+  overrides: Record<string, string> = {},
+): Record<string, string> {
+  return {
+    NODE_ENV: 'test',
+    HOST: '127.0.0.1',
+    DATABASE_URL: databaseUrl,
+    PUBLIC_BASE_URL: TEST_PUBLIC_BASE_URL,
+    SIGNALWIRE_SPACE_URL: 'http://127.0.0.1:9',
+    SIGNALWIRE_SIGNING_KEYS: TEST_SIGNING_KEY,
+    CALLBACK_TOKEN_SECRET: TEST_TOKEN_SECRET,
+    API_TOKENS: 'service-test-token',
+    LOG_LEVEL: 'info',
+    ...overrides,
+  };
+}
+
+/** One signed native `delivered` callback for message `id`; rejects when no answer came. */
+export function postSignedCallback(
+  port: number,
+  id: string,
+  agent: http.Agent | false = false,
+): Promise<{ status: number; connection: string | undefined }> {
+  const body = JSON.stringify(nativeFields({ id, status: 'delivered' }));
+  return new Promise((resolve, reject) => {
+    const req = http.request(
+      {
+        host: '127.0.0.1',
+        port,
+        method: 'POST',
+        path: '/callbacks/native',
+        agent,
+        headers: {
+          'Content-Type': 'application/json',
+          'X-SignalWire-Signature': signJsonBody(
+            TEST_SIGNING_KEY,
+            `${TEST_PUBLIC_BASE_URL}/callbacks/native`,
+            body,
+          ),
+        },
+      },
+      (res) => {
+        res.resume();
+        res.on('end', () =>
+          resolve({ status: res.statusCode ?? 0, connection: res.headers.connection }),
+        );
+      },
+    );
+    req.on('error', reject);
+    req.end(body);
   });
 }

@@ -3,15 +3,12 @@ import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
-import { signJsonBody } from '../../src/signalwire/signing';
-import { nativeFields } from '../helpers/callbacks';
-import { TEST_PUBLIC_BASE_URL, TEST_SIGNING_KEY, TEST_TOKEN_SECRET } from '../helpers/test-app';
 import { createTestDatabase } from '../helpers/test-database';
 import type { TestDatabase } from '../helpers/test-database';
 import { eventually } from '../ingest/support/eventually';
 import { createTcpSwitch } from '../ingest/support/tcp-switch';
 import type { TcpSwitch } from '../ingest/support/tcp-switch';
-import { freePort, startService } from './service-process';
+import { freePort, postSignedCallback, serviceEnv, startService } from './service-process';
 import type { ServiceProcess } from './service-process';
 
 /**
@@ -56,23 +53,16 @@ interface Running {
 async function launch(databaseUrl: string, env: Record<string, string> = {}): Promise<Running> {
   const publicPort = await freePort();
   const internalPort = await freePort();
-  const service = startService({
-    NODE_ENV: 'test',
-    HOST: '127.0.0.1',
-    PORT: String(publicPort),
-    INTERNAL_PORT: String(internalPort),
-    DATABASE_URL: databaseUrl,
-    PUBLIC_BASE_URL: TEST_PUBLIC_BASE_URL,
-    SIGNALWIRE_SPACE_URL: 'http://127.0.0.1:9',
-    SIGNALWIRE_SIGNING_KEYS: TEST_SIGNING_KEY,
-    CALLBACK_TOKEN_SECRET: TEST_TOKEN_SECRET,
-    API_TOKENS: 'handover-test-token',
-    LOG_LEVEL: 'info',
-    SPOOL_DIR: spoolDir,
-    SHUTDOWN_DELAY_MS: '0',
-    SHUTDOWN_DRAIN_MS: '500',
-    ...env,
-  });
+  const service = startService(
+    serviceEnv(databaseUrl, {
+      PORT: String(publicPort),
+      INTERNAL_PORT: String(internalPort),
+      SPOOL_DIR: spoolDir,
+      SHUTDOWN_DELAY_MS: '0',
+      SHUTDOWN_DRAIN_MS: '500',
+      ...env,
+    }),
+  );
   services.push(service);
   return { service, publicPort, internalPort };
 }
@@ -80,35 +70,6 @@ async function launch(databaseUrl: string, env: Record<string, string> = {}): Pr
 async function listening(running: Running): Promise<Running> {
   await running.service.waitForLog('sw-status listening', 30_000);
   return running;
-}
-
-function post(port: number, id: string): Promise<number> {
-  const body = JSON.stringify(nativeFields({ id, status: 'delivered' }));
-  return new Promise((resolve, reject) => {
-    const req = http.request(
-      {
-        host: '127.0.0.1',
-        port,
-        method: 'POST',
-        path: '/callbacks/native',
-        agent: false,
-        headers: {
-          'Content-Type': 'application/json',
-          'X-SignalWire-Signature': signJsonBody(
-            TEST_SIGNING_KEY,
-            `${TEST_PUBLIC_BASE_URL}/callbacks/native`,
-            body,
-          ),
-        },
-      },
-      (res) => {
-        res.resume();
-        res.on('end', () => resolve(res.statusCode ?? 0));
-      },
-    );
-    req.on('error', reject);
-    req.end(body);
-  });
 }
 
 function readiness(port: number): Promise<{ spool?: { depth: number } }> {
@@ -128,7 +89,9 @@ async function spooling(count: number, env: Record<string, string> = {}) {
   const running = await listening(await launch(viaSwitch, env));
   await tcp.cut();
   const ids = Array.from({ length: count }, () => randomUUID());
-  const answers = await Promise.all(ids.map((id) => post(running.publicPort, id)));
+  const answers = await Promise.all(
+    ids.map(async (id) => (await postSignedCallback(running.publicPort, id)).status),
+  );
   expect(answers).toEqual(ids.map(() => 200));
   expect((await readiness(running.publicPort)).spool?.depth).toBe(count);
   return { running, ids };
