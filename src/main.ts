@@ -89,6 +89,7 @@ async function main(): Promise<void> {
     lifecycle,
     servers: [publicServer, internalServer],
     recorder,
+    spoolDir: spool.dir,
     closers: [
       async () => simulator?.close(),
       () => db.destroy(),

@@ -25,6 +25,8 @@ export interface ShutdownDeps {
   lifecycle: Lifecycle;
   servers: readonly Server[];
   recorder: GroupCommitRecorder;
+  /** Where spooled events wait (said when the grace period cuts the shutdown short). */
+  spoolDir?: string;
   /** Closed in order once the recorder has drained (simulator, pool, embedded PostgreSQL). */
   closers: ReadonlyArray<() => Promise<unknown>>;
   /** Called last with the exit code (process.exit in main.ts). */
@@ -67,7 +69,7 @@ export function startShutdown(
   const backstop = setTimeout(() => {
     const { spool } = recorder.status();
     logger.warn(
-      { grace_ms: config.shutdownGraceMs, spool_depth: spool.depth },
+      { grace_ms: config.shutdownGraceMs, depth: spool.depth, dir: deps.spoolDir },
       'shutdown grace period spent: exiting now (spooled events stay on disk)',
     );
     exit(0);
