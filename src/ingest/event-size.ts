@@ -35,9 +35,10 @@ export function approximateEventBytes(event: StatusEvent): number {
       for (const item of value) pending.push(item);
     } else if (typeof value === 'object' && value !== null) {
       bytes += FIELD_OVERHEAD;
-      for (const [key, item] of Object.entries(value)) {
+      // Parsed JSON and form fields are plain objects: own enumerable keys only.
+      for (const key in value) {
         bytes += key.length;
-        pending.push(item);
+        pending.push((value as Record<string, unknown>)[key]);
       }
     } else bytes += FIELD_OVERHEAD;
   }
