@@ -39,9 +39,18 @@ async function main(argv: readonly string[]): Promise<number> {
   const logger = createLogger(process.env.LOG_LEVEL || 'warn');
   const holder = await findHolder(dir);
 
+  // A holder on another machine (a volume shared over the network) cannot be asked from here.
+  const ask = async (op: string): Promise<unknown> =>
+    askHolder(dir, op).catch((error: unknown) => {
+      throw new StartupError(
+        `${dir} is held by ${describeHolder(holder!)}, which does not answer here ` +
+          `(${error instanceof Error ? error.message : String(error)}): run the command where it runs`,
+      );
+    });
+
   if (command === 'status') {
     if (holder) {
-      const status = (await askHolder(dir, 'status')) as IngestStatus;
+      const status = (await ask('status')) as IngestStatus;
       say(`${dir} is held by ${describeHolder(holder)}: ${describeStatus(status)}`);
       return 0;
     }
@@ -55,7 +64,7 @@ async function main(argv: readonly string[]): Promise<number> {
 
   if (holder) {
     if (command === 'requeue-dead-letters') {
-      const result = (await askHolder(dir, 'requeue-dead-letters')) as RequeueResult;
+      const result = (await ask('requeue-dead-letters')) as RequeueResult;
       say(
         `requeued ${result.requeued} dead letters into the spool of ${describeHolder(holder)}, which replays them now` +
           (result.kept > 0

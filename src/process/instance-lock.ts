@@ -33,7 +33,9 @@ import path from 'node:path';
  *
  * A Unix socket is local to one kernel. A holder on another machine (a volume shared over
  * the network, or a record left before a reboot) cannot be probed; then its record's
- * heartbeat decides: refreshed within `foreignStaleMs`, it is taken as alive.
+ * heartbeat decides: refreshed within `foreignStaleMs`, it is taken as alive. A newcomer
+ * waits that long for it to go stale (a pod rescheduled onto another node right after its
+ * predecessor was killed) before it gives up.
  */
 export interface LockHolder {
   pid: number;
@@ -80,6 +82,8 @@ export interface AcquireOptions {
   details?: Readonly<Record<string, unknown>>;
   /** How long a holder on another machine stays alive without a heartbeat (default 30 s). */
   foreignStaleMs?: number;
+  /** How long to wait for a holder on another machine to go stale (default: foreignStaleMs). */
+  foreignWaitMs?: number;
   /** How often the holder refreshes its heartbeat (default: a third of foreignStaleMs). */
   heartbeatMs?: number;
 }
@@ -127,6 +131,7 @@ export async function acquireInstanceLock(options: AcquireOptions): Promise<Inst
   const dir = path.resolve(options.dir);
   const files = new LockFiles(options.name ?? 'lock');
   const foreignStaleMs = options.foreignStaleMs ?? 30_000;
+  const waitUntil = Date.now() + (options.foreignWaitMs ?? foreignStaleMs);
   const nonce = randomBytes(8).toString('hex');
   const socketName = files.socketName(nonce);
   const handlers = new Map<string, LockRequestHandler>();
@@ -143,8 +148,13 @@ export async function acquireInstanceLock(options: AcquireOptions): Promise<Inst
         const holder = await readRecord(dir, files, top);
         // A record that vanished between listing and reading was replaced: look again.
         if (holder === undefined) continue;
-        if (await isAlive(dir, files, holder, foreignStaleMs))
-          throw new InstanceLockedError(dir, holder);
+        const state = await holderState(dir, files, holder, foreignStaleMs);
+        if (state === 'foreign' && Date.now() < waitUntil) {
+          await new Promise((resolve) => setTimeout(resolve, Math.min(1_000, foreignStaleMs / 4)));
+          attempt--; // waiting is not a contest lost
+          continue;
+        }
+        if (state !== 'dead') throw new InstanceLockedError(dir, holder);
       }
       const holder: LockHolder = {
         pid: process.pid,
@@ -185,7 +195,8 @@ export async function findHolder(
   const top = (await listRecords(resolved, files).catch(() => [])).at(-1);
   if (top === undefined) return undefined;
   const holder = await readRecord(resolved, files, top);
-  return holder && (await isAlive(resolved, files, holder, foreignStaleMs)) ? holder : undefined;
+  const state = holder && (await holderState(resolved, files, holder, foreignStaleMs));
+  return state === 'alive' || state === 'foreign' ? holder : undefined;
 }
 
 /**
@@ -282,23 +293,27 @@ async function createRecord(
   }
 }
 
-async function isAlive(
+/**
+ * `alive`: its socket answers; `dead`: it does not, or its heartbeat stopped; `foreign`: on
+ * another machine (or before a reboot) with a fresh heartbeat — alive as far as anyone knows.
+ */
+async function holderState(
   dir: string,
   files: LockFiles,
   holder: LockHolder,
   foreignStaleMs: number,
-): Promise<boolean> {
-  if (!holder.socket) return false;
+): Promise<'alive' | 'dead' | 'foreign'> {
+  if (!holder.socket) return 'dead';
   const sameBoot = holder.bootId !== null && holder.bootId === bootId();
   if (sameBoot || (holder.bootId === null && holder.hostname === os.hostname())) {
-    return probe(dir, holder.socket);
+    return (await probe(dir, holder.socket)) ? 'alive' : 'dead';
   }
   // Another machine, or this one before a reboot: only the heartbeat can tell.
   try {
     const { mtimeMs } = await stat(path.join(dir, files.recordName(holder.generation)));
-    return Date.now() - mtimeMs < foreignStaleMs;
+    return Date.now() - mtimeMs < foreignStaleMs ? 'foreign' : 'dead';
   } catch {
-    return false;
+    return 'dead';
   }
 }
 
@@ -483,7 +498,7 @@ function bootId(): string | null {
     try {
       cachedBootId = readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim() || null;
     } catch {
-      cachedBootId = null; // not Linux: the hostname stands in (see isAlive)
+      cachedBootId = null; // not Linux: the hostname stands in (see holderState)
     }
   }
   return cachedBootId;

@@ -153,8 +153,11 @@ test('When the record comes from another machine, then its heartbeat decides', a
   };
   const record = path.join(dir, '.lock.000000000007');
   await writeFile(record, JSON.stringify(foreign));
-  const refused = await acquireInstanceLock({ dir, command: 'here' }).catch((e) => e);
+  const refused = await acquireInstanceLock({ dir, command: 'here', foreignWaitMs: 0 }).catch(
+    (e) => e,
+  );
   expect(refused).toBeInstanceOf(InstanceLockedError);
+  expect(await findHolder(dir)).toEqual(foreign);
 
   // No heartbeat for longer than foreignStaleMs: that holder is gone.
   const old = new Date(Date.now() - 60_000);
@@ -178,4 +181,23 @@ test('When the directory path is longer than a socket path may be, then the lock
   expect((await readdir(deep)).filter((name) => name.startsWith('.lock'))).toEqual([]);
   const again = await acquireInstanceLock({ dir: deep, command: 'again' });
   await again.release();
+});
+
+test('When a holder on another machine stops its heartbeat, then a newcomer waiting for it takes over once it is stale', async () => {
+  // A pod rescheduled onto another node right after its predecessor was killed.
+  await writeFile(
+    path.join(dir, '.lock.000000000003'),
+    JSON.stringify({
+      pid: 1,
+      hostname: 'sw-status-0',
+      bootId: 'another-machine',
+      startedAt: new Date().toISOString(),
+      command: 'node dist/main.js',
+      generation: 3,
+      socket: '.lock-0123456789abcdef.sock',
+    }),
+  );
+  const lock = await acquireInstanceLock({ dir, command: 'rescheduled', foreignStaleMs: 400 });
+  expect(lock.holder.generation).toBe(4);
+  await lock.release();
 });
