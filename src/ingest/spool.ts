@@ -175,14 +175,13 @@ async function openLocked(
     const segment = current;
     if (!segment) return;
     current = null;
+    // After a failed write the file may hold complete lines that were never acknowledged;
+    // replaying them is harmless (dedupe), losing them is not.
+    const keep = segment.events > 0 || lastWriteFailed;
+    // Listed as closed before the first await: in between, the spool must never look empty.
+    if (keep) closed.push({ id: segment.id, file: segment.file, events: segment.events });
     await segment.handle.close().catch(() => undefined);
-    if (segment.events > 0 || lastWriteFailed) {
-      // After a failed write the file may hold complete lines that were never acknowledged;
-      // replaying them is harmless (dedupe), losing them is not.
-      closed.push({ id: segment.id, file: segment.file, events: segment.events });
-    } else {
-      await unlink(segment.file).catch(() => undefined);
-    }
+    if (!keep) await unlink(segment.file).catch(() => undefined);
   }
 
   async function writeGroup(group: PendingAppend[]): Promise<void> {

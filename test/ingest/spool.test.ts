@@ -299,3 +299,28 @@ test('When a replay commit fails, then its segment stays for the next attempt', 
   expect(await spool.replay(async () => undefined, 10)).toBe(2);
   expect(spool.isEmpty()).toBe(true);
 });
+
+test('When a replay seals the open segment, then the spool never looks empty while it holds events', async () => {
+  // The drain waits "until the spool is empty": a moment of false emptiness (the open
+  // segment between being closed and being listed) ended a shutdown's replay early.
+  const spool = await openSpool({ dir, logger });
+  await spool.append([event(), event(), event()]);
+  const seen: boolean[] = [];
+  let done = false;
+  const replaying = spool
+    .replay(async () => {
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }, 1)
+    .finally(() => {
+      done = true;
+    });
+  while (!done) {
+    seen.push(spool.isEmpty());
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+  await replaying;
+  expect(seen.length).toBeGreaterThan(3);
+  expect(seen.filter((empty) => empty)).toEqual([]);
+  expect(spool.isEmpty()).toBe(true);
+  await spool.close();
+});
