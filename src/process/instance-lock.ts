@@ -92,44 +92,37 @@ export interface AcquireOptions {
 const MAX_SOCKET_PATH = 107;
 
 /** The file names of one lock. */
-class LockFiles {
-  private readonly record: RegExp;
-  readonly socketPattern: RegExp;
-  private readonly temporary: RegExp;
+interface LockFiles {
+  recordName(generation: number): string;
+  generationOf(file: string): number | undefined;
+  socketName(nonce: string): string;
+  isSocket(file: string): boolean;
+  temporaryName(nonce: string): string;
+  isTemporary(file: string): boolean;
+}
 
-  constructor(readonly name: string) {
-    if (!/^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/.test(name)) throw new Error(`bad lock name ${name}`);
-    const escaped = name.replace(/\./g, '\\.');
-    this.record = new RegExp(`^\\.${escaped}\\.(\\d{12})$`);
-    this.socketPattern = new RegExp(`^\\.${escaped}-[0-9a-f]{16}\\.sock$`);
-    this.temporary = new RegExp(`^\\.${escaped}\\.tmp-[0-9a-f]{16}$`);
-  }
-
-  recordName(generation: number): string {
-    return `.${this.name}.${String(generation).padStart(12, '0')}`;
-  }
-
-  generationOf(file: string): number | undefined {
-    const match = this.record.exec(file);
-    return match ? Number(match[1]) : undefined;
-  }
-
-  socketName(nonce: string): string {
-    return `.${this.name}-${nonce}.sock`;
-  }
-
-  temporaryName(nonce: string): string {
-    return `.${this.name}.tmp-${nonce}`;
-  }
-
-  isTemporary(file: string): boolean {
-    return this.temporary.test(file);
-  }
+function lockFiles(name: string): LockFiles {
+  if (!/^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/.test(name)) throw new Error(`bad lock name ${name}`);
+  const escaped = name.replace(/\./g, '\\.');
+  const record = new RegExp(`^\\.${escaped}\\.(\\d{12})$`);
+  const socket = new RegExp(`^\\.${escaped}-[0-9a-f]{16}\\.sock$`);
+  const temporary = new RegExp(`^\\.${escaped}\\.tmp-[0-9a-f]{16}$`);
+  return {
+    recordName: (generation) => `.${name}.${String(generation).padStart(12, '0')}`,
+    generationOf(file) {
+      const match = record.exec(file);
+      return match ? Number(match[1]) : undefined;
+    },
+    socketName: (nonce) => `.${name}-${nonce}.sock`,
+    isSocket: (file) => socket.test(file),
+    temporaryName: (nonce) => `.${name}.tmp-${nonce}`,
+    isTemporary: (file) => temporary.test(file),
+  };
 }
 
 export async function acquireInstanceLock(options: AcquireOptions): Promise<InstanceLock> {
   const dir = path.resolve(options.dir);
-  const files = new LockFiles(options.name ?? 'lock');
+  const files = lockFiles(options.name ?? 'lock');
   const foreignStaleMs = options.foreignStaleMs ?? 30_000;
   const waitUntil = Date.now() + (options.foreignWaitMs ?? foreignStaleMs);
   const nonce = randomBytes(8).toString('hex');
@@ -191,7 +184,7 @@ export async function findHolder(
   foreignStaleMs = 30_000,
 ): Promise<LockHolder | undefined> {
   const resolved = path.resolve(dir);
-  const files = new LockFiles(name);
+  const files = lockFiles(name);
   const top = (await listRecords(resolved, files).catch(() => [])).at(-1);
   if (top === undefined) return undefined;
   const holder = await readRecord(resolved, files, top);
@@ -348,14 +341,14 @@ async function removeStale(
   for (const generation of generations) {
     if (generation >= holder.generation) continue;
     const old = await readRecord(dir, files, generation);
-    if (old?.socket && files.socketPattern.test(old.socket)) {
+    if (old?.socket && files.isSocket(old.socket)) {
       await unlink(path.join(dir, old.socket)).catch(() => undefined);
     }
     await unlink(path.join(dir, files.recordName(generation))).catch(() => undefined);
   }
   // Sockets of holders that died before writing their record.
   for (const name of names) {
-    if (!files.socketPattern.test(name) || name === holder.socket) continue;
+    if (!files.isSocket(name) || name === holder.socket) continue;
     if (!(await probe(dir, name))) {
       await unlink(path.join(dir, name)).catch(() => undefined);
     }
