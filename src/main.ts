@@ -3,13 +3,13 @@ import type { AppDeps } from './app';
 import { ConfigError, loadConfig } from './config';
 import { createDb } from './db/database';
 import { startEmbeddedPostgres } from './db/embedded-postgres';
-import { migrateToLatest } from './db/migrate';
+import { migrateReachable } from './db/migrate';
 import type { Lifecycle } from './http/health.routes';
 import { createIngestRecorder, openServiceSpool } from './ingest/ingest';
 import { createLogger } from './logger';
 import { createMetrics } from './metrics/metrics';
 import { invokedAs } from './process/invoked-as';
-import { address, listen } from './process/listen';
+import { address, describeListenError, listen } from './process/listen';
 import { shutdownOnSignals } from './process/shutdown';
 import { StartupError } from './process/startup-error';
 import { createSignalWireClient, signalWireClientFor } from './proxy/signalwire-client';
@@ -33,7 +33,7 @@ async function main(): Promise<void> {
   const { db, pool } = createDb(config.databaseUrl ?? embedded!.url, config.databasePoolMax);
   // A database restart must not kill the process (and with it the spool's acknowledgements).
   if (!config.isProduction) {
-    const applied = await migrateToLatest(db);
+    const applied = await migrateReachable(db, config.databaseUrl);
     if (applied.length > 0) logger.info({ applied }, 'migrations applied');
   }
 
@@ -47,6 +47,8 @@ async function main(): Promise<void> {
         host: '127.0.0.1',
         signingKey: config.signingKeys[0],
         logger: logger.child({ component: 'simulator' }),
+      }).catch((error: NodeJS.ErrnoException) => {
+        throw describeListenError(error, config.simulatorPort, '127.0.0.1', 'SIMULATOR_PORT');
       });
   if (simulator) logger.info({ url: simulator.url }, 'built-in SignalWire simulator listening');
   const signalwire = simulator

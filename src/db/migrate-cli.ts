@@ -2,9 +2,8 @@ import { createLogger } from '../logger';
 import { invokedAs } from '../process/invoked-as';
 import { StartupError } from '../process/startup-error';
 import { createDb } from './database';
-import { isDatabaseUnavailable } from './database-unavailable';
 import { startEmbeddedPostgres } from './embedded-postgres';
-import { SqlFileMigrationProvider, migrateToLatest } from './migrate';
+import { SqlFileMigrationProvider, migrateReachable } from './migrate';
 
 /**
  * `npm run migrate` / `node dist/db/migrate-cli.js`: applies db/migrations to DATABASE_URL.
@@ -30,13 +29,7 @@ async function main(): Promise<void> {
   const { db } = createDb(url ?? embedded!.url, 1);
   const where = embedded ? `the embedded PostgreSQL in ${embedded.dataDir}` : 'the database';
   try {
-    const applied = await migrateToLatest(db).catch((error: unknown) => {
-      if (!isDatabaseUnavailable(error) || !url) throw error;
-      const { hostname, port } = new URL(url);
-      throw new StartupError(
-        `DATABASE_URL: cannot reach the database at ${hostname}:${port || 5432} (${error instanceof Error ? error.message : String(error)})`,
-      );
-    });
+    const applied = await migrateReachable(db, url);
     const latest = Object.keys(await new SqlFileMigrationProvider().getMigrations())
       .sort()
       .at(-1);

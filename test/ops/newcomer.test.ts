@@ -191,3 +191,23 @@ test('When several variables are wrong at once, then every one is reported in th
   }
   expect(service.stdout()).toBe('');
 });
+
+test('When DATABASE_URL points where no database listens, then npm start says so in one line naming the address', async () => {
+  const port = await freePort();
+  const service = run(
+    serviceEnv(`postgres://postgres@127.0.0.1:${port}/sw_status`, {
+      PORT: String(await freePort()),
+      INTERNAL_PORT: String(await freePort()),
+      SPOOL_DIR: path.join(os.tmpdir(), `sw-status-newcomer-nodb-${process.pid}`),
+    }),
+  );
+  const { code, line } = await refusal(service);
+  await rm(path.join(os.tmpdir(), `sw-status-newcomer-nodb-${process.pid}`), {
+    recursive: true,
+    force: true,
+  });
+  expect(code).toBe(1);
+  expect(line).toBe(
+    `DATABASE_URL: cannot reach the database at 127.0.0.1:${port} (connect ECONNREFUSED 127.0.0.1:${port})`,
+  );
+});
