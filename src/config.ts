@@ -3,10 +3,15 @@ import { z } from 'zod';
 
 /**
  * The only reader of process.env. Every variable is validated here at start-up so a bad
- * deployment fails at once with one line per bad variable, instead of at the first request.
+ * deployment fails at once with one line per bad variable — all of them in one go, malformed
+ * values and missing production values alike — instead of at the first request.
  */
 
-/** Signing key of the built-in simulator: trusted by default when it is the upstream. */
+/**
+ * Signing key of the built-in simulator: the default SIGNALWIRE_SIGNING_KEYS only while the
+ * simulator is the upstream (no SIGNALWIRE_SPACE_URL). The key is published in this source,
+ * so with a real upstream it would let anyone sign a callback.
+ */
 export const SIMULATOR_SIGNING_KEY = 'PSK_sw_status_simulator_development_key';
 /** Callback-token secret used outside production when none is configured. */
 export const DEV_CALLBACK_TOKEN_SECRET = 'sw-status-development-callback-token-secret';
@@ -118,6 +123,9 @@ const EnvSchema = z.object({
   // callbacks/s than 2 ms with 32 concurrent senders: commits are short, waiting is not free.
   INGEST_BATCH_WAIT_MS: z.coerce.number().min(0).default(1),
   INGEST_QUEUE_MAX: positiveInt.default(5000),
+  // 16 MiB of callback data: ~20,000 ordinary callbacks (so INGEST_QUEUE_MAX binds first), or
+  // 256 bodies of 64 KiB instead of 5,000 (320 MB).
+  INGEST_QUEUE_MAX_BYTES: positiveInt.default(16 * 1024 * 1024),
   SPOOL_DIR: z.string().min(1).default('.data/spool'),
   SIMULATOR_PORT: port.default(0),
   // Relay of the caller's own status callbacks (DESIGN §10).
@@ -170,9 +178,19 @@ export interface Config {
    * load balancer keeps sending requests until then.
    */
   shutdownDelayMs: number;
+  /**
+   * SIGTERM → exit, everything included: SHUTDOWN_DELAY_MS, then at most SHUTDOWN_DRAIN_MS of
+   * request draining, then committing what was acknowledged and replaying a non-empty spool
+   * while the database allows, until this budget is spent (less a second to close). What the
+   * spool still holds then stays on disk for the next process. Kubernetes'
+   * terminationGracePeriodSeconds must cover the preStop hook plus this.
+   */
+  shutdownGraceMs: number;
   ingestBatchMax: number;
   ingestBatchWaitMs: number;
   ingestQueueMax: number;
+  /** Approximate bytes of callback data waiting for the database (event-size.ts). */
+  ingestQueueMaxBytes: number;
   spoolDir: string;
   simulatorPort: number;
   /** Waits before each relay retry, in ms; past the last the job is dead. */
@@ -213,20 +231,26 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const present = Object.fromEntries(
     Object.entries(env).filter(([key, value]) => key in EnvSchema.shape && value !== ''),
   );
-  const parsed = EnvSchema.safeParse(present);
-  if (!parsed.success) {
-    throw new ConfigError(
-      parsed.error.issues.map((issue) => `${String(issue.path[0] ?? '?')}: ${issue.message}`),
-    );
-  }
-  const e = parsed.data;
-  const isProduction = e.NODE_ENV === 'production';
+  // Each variable on its own, so that one malformed value does not hide the other problems.
   const problems: string[] = [];
+  const values: Record<string, unknown> = {};
+  for (const [name, schema] of Object.entries(EnvSchema.shape)) {
+    const result = (schema as z.ZodType).safeParse(present[name]);
+    if (result.success) values[name] = result.data;
+    else
+      problems.push(
+        `${name}: ${[...new Set(result.error.issues.map((i) => i.message))].join('; ')}`,
+      );
+  }
+  // A malformed variable stays out of the checks below: it has been named already.
+  const e = values as Partial<z.output<typeof EnvSchema>>;
+  const isProduction = e.NODE_ENV === 'production' || env.NODE_ENV === 'production';
   const defaults: string[] = [];
+  const malformed = (name: string): boolean => name in present && !(name in values);
 
   // In production every development default is refused: each missing value is named.
   const requireInProduction = (name: string, isSet: boolean, note: string): void => {
-    if (isSet) return;
+    if (isSet || malformed(name)) return;
     if (isProduction) problems.push(`${name}: required when NODE_ENV=production`);
     else defaults.push(note);
   };
@@ -236,11 +260,19 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     !!e.SIGNALWIRE_SPACE_URL,
     'SIGNALWIRE_SPACE_URL unset: built-in SignalWire simulator as upstream',
   );
-  requireInProduction(
-    'SIGNALWIRE_SIGNING_KEYS',
-    !!e.SIGNALWIRE_SIGNING_KEYS?.length,
-    'SIGNALWIRE_SIGNING_KEYS unset: the simulator signing key',
-  );
+  if (e.SIGNALWIRE_SPACE_URL) {
+    requireInProduction(
+      'SIGNALWIRE_SIGNING_KEYS',
+      !!e.SIGNALWIRE_SIGNING_KEYS?.length,
+      'SIGNALWIRE_SIGNING_KEYS unset with a real SIGNALWIRE_SPACE_URL: no signature verifies, only callbacks with a per-send token are accepted',
+    );
+  } else {
+    requireInProduction(
+      'SIGNALWIRE_SIGNING_KEYS',
+      !!e.SIGNALWIRE_SIGNING_KEYS?.length,
+      'SIGNALWIRE_SIGNING_KEYS unset: the simulator signing key',
+    );
+  }
   requireInProduction(
     'CALLBACK_TOKEN_SECRET',
     !!e.CALLBACK_TOKEN_SECRET?.length,
@@ -250,7 +282,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   requireInProduction(
     'PUBLIC_BASE_URL',
     !!e.PUBLIC_BASE_URL,
-    `PUBLIC_BASE_URL unset: http://127.0.0.1:${e.PORT}`,
+    `PUBLIC_BASE_URL unset: http://127.0.0.1:${e.PORT ?? 8080}`,
   );
   if (isProduction && e.ALLOW_UNSIGNED_CALLBACKS) {
     problems.push('ALLOW_UNSIGNED_CALLBACKS: must not be true when NODE_ENV=production');
@@ -276,52 +308,70 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     if (secret.length < 16)
       problems.push('CALLBACK_TOKEN_SECRET: each secret needs at least 16 characters');
   }
+  const shutdownDelayMs = e.SHUTDOWN_DELAY_MS ?? (isProduction ? 5_000 : 0);
+  if (
+    e.SHUTDOWN_GRACE_MS !== undefined &&
+    e.SHUTDOWN_DRAIN_MS !== undefined &&
+    shutdownDelayMs + e.SHUTDOWN_DRAIN_MS >= e.SHUTDOWN_GRACE_MS
+  ) {
+    problems.push(
+      `SHUTDOWN_GRACE_MS: must exceed SHUTDOWN_DELAY_MS + SHUTDOWN_DRAIN_MS (${shutdownDelayMs} + ${e.SHUTDOWN_DRAIN_MS} ms), leaving time to commit what was acknowledged`,
+    );
+  }
   if (e.RELAY_ALLOWED_NETWORKS === undefined && !isProduction)
     defaults.push('RELAY_ALLOWED_NETWORKS unset: relays may reach loopback (127.0.0.0/8, ::1)');
   if (problems.length > 0) throw new ConfigError(problems);
+  // Every variable parsed (a problem would have been thrown): the defaults fill the rest.
+  const v = e as z.output<typeof EnvSchema>;
 
   return Object.freeze({
-    nodeEnv: e.NODE_ENV,
+    nodeEnv: v.NODE_ENV,
     isProduction,
-    port: e.PORT,
-    internalPort: e.INTERNAL_PORT,
-    host: e.HOST,
-    logLevel: e.LOG_LEVEL,
-    databaseUrl: e.DATABASE_URL,
-    databasePoolMax: e.DATABASE_POOL_MAX,
-    publicBaseUrl: e.PUBLIC_BASE_URL ?? `http://127.0.0.1:${e.PORT}`,
-    signalwireSpaceUrl: e.SIGNALWIRE_SPACE_URL,
-    signalwireProjectIds: Object.freeze(e.SIGNALWIRE_PROJECT_IDS),
+    port: v.PORT,
+    internalPort: v.INTERNAL_PORT,
+    host: v.HOST,
+    logLevel: v.LOG_LEVEL,
+    databaseUrl: v.DATABASE_URL,
+    databasePoolMax: v.DATABASE_POOL_MAX,
+    publicBaseUrl: v.PUBLIC_BASE_URL ?? `http://127.0.0.1:${v.PORT}`,
+    signalwireSpaceUrl: v.SIGNALWIRE_SPACE_URL,
+    signalwireProjectIds: Object.freeze(v.SIGNALWIRE_PROJECT_IDS),
     signingKeys: Object.freeze(
-      e.SIGNALWIRE_SIGNING_KEYS?.length ? e.SIGNALWIRE_SIGNING_KEYS : [SIMULATOR_SIGNING_KEY],
+      v.SIGNALWIRE_SIGNING_KEYS?.length
+        ? v.SIGNALWIRE_SIGNING_KEYS
+        : v.SIGNALWIRE_SPACE_URL
+          ? []
+          : [SIMULATOR_SIGNING_KEY],
     ),
-    signalwireTimeoutMs: e.SIGNALWIRE_TIMEOUT_MS,
+    signalwireTimeoutMs: v.SIGNALWIRE_TIMEOUT_MS,
     callbackTokenSecrets: Object.freeze(
-      e.CALLBACK_TOKEN_SECRET?.length ? e.CALLBACK_TOKEN_SECRET : [DEV_CALLBACK_TOKEN_SECRET],
+      v.CALLBACK_TOKEN_SECRET?.length ? v.CALLBACK_TOKEN_SECRET : [DEV_CALLBACK_TOKEN_SECRET],
     ),
-    apiTokens: Object.freeze(e.API_TOKENS?.length ? e.API_TOKENS : [DEV_API_TOKEN]),
-    allowUnsignedCallbacks: e.ALLOW_UNSIGNED_CALLBACKS,
-    storeBody: e.STORE_BODY,
-    trustProxy: parseTrustProxy(e.TRUST_PROXY),
-    rateLimitPublicPerMinute: e.RATE_LIMIT_PUBLIC_PER_MINUTE,
-    rateLimitQueryPerMinute: e.RATE_LIMIT_QUERY_PER_MINUTE,
-    shutdownDrainMs: e.SHUTDOWN_DRAIN_MS,
-    shutdownDelayMs: e.SHUTDOWN_DELAY_MS ?? (isProduction ? 5_000 : 0),
-    ingestBatchMax: e.INGEST_BATCH_MAX,
-    ingestBatchWaitMs: e.INGEST_BATCH_WAIT_MS,
-    ingestQueueMax: e.INGEST_QUEUE_MAX,
-    spoolDir: e.SPOOL_DIR,
-    simulatorPort: e.SIMULATOR_PORT,
-    relayRetrySchedule: Object.freeze(e.RELAY_RETRY_SCHEDULE),
-    relayTimeoutMs: e.RELAY_TIMEOUT_MS,
-    relayHostConcurrency: e.RELAY_HOST_CONCURRENCY,
+    apiTokens: Object.freeze(v.API_TOKENS?.length ? v.API_TOKENS : [DEV_API_TOKEN]),
+    allowUnsignedCallbacks: v.ALLOW_UNSIGNED_CALLBACKS,
+    storeBody: v.STORE_BODY,
+    trustProxy: parseTrustProxy(v.TRUST_PROXY),
+    rateLimitPublicPerMinute: v.RATE_LIMIT_PUBLIC_PER_MINUTE,
+    rateLimitQueryPerMinute: v.RATE_LIMIT_QUERY_PER_MINUTE,
+    shutdownDrainMs: v.SHUTDOWN_DRAIN_MS,
+    shutdownDelayMs,
+    shutdownGraceMs: v.SHUTDOWN_GRACE_MS,
+    ingestBatchMax: v.INGEST_BATCH_MAX,
+    ingestBatchWaitMs: v.INGEST_BATCH_WAIT_MS,
+    ingestQueueMax: v.INGEST_QUEUE_MAX,
+    ingestQueueMaxBytes: v.INGEST_QUEUE_MAX_BYTES,
+    spoolDir: v.SPOOL_DIR,
+    simulatorPort: v.SIMULATOR_PORT,
+    relayRetrySchedule: Object.freeze(v.RELAY_RETRY_SCHEDULE),
+    relayTimeoutMs: v.RELAY_TIMEOUT_MS,
+    relayHostConcurrency: v.RELAY_HOST_CONCURRENCY,
     relayAllowedNetworks: Object.freeze(
-      e.RELAY_ALLOWED_NETWORKS ?? (isProduction ? [] : [...LOOPBACK_NETWORKS]),
+      v.RELAY_ALLOWED_NETWORKS ?? (isProduction ? [] : [...LOOPBACK_NETWORKS]),
     ),
-    relayAllowHttp: !isProduction || e.RELAY_ALLOW_HTTP,
-    reconcileSchedule: Object.freeze(e.RECONCILE_SCHEDULE),
-    reconcileRate: e.RECONCILE_RATE,
-    signalwireCredentials: e.SIGNALWIRE_CREDENTIALS ?? new Map<string, string>(),
+    relayAllowHttp: !isProduction || v.RELAY_ALLOW_HTTP,
+    reconcileSchedule: Object.freeze(v.RECONCILE_SCHEDULE),
+    reconcileRate: v.RECONCILE_RATE,
+    signalwireCredentials: v.SIGNALWIRE_CREDENTIALS ?? new Map<string, string>(),
     defaultsInForce: Object.freeze(defaults),
   });
 }

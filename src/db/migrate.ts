@@ -2,6 +2,8 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { Migrator, sql } from 'kysely';
 import type { Kysely, Migration, MigrationProvider } from 'kysely';
+import { StartupError } from '../process/startup-error';
+import { isDatabaseUnavailable } from './database-unavailable';
 import {
   CREATE_SCHEMA_MARKER,
   describeSchema,
@@ -60,4 +62,25 @@ export async function migrateToLatest<T>(db: Kysely<T>, dir?: string): Promise<s
   const { error, results } = await migrator.migrateToLatest();
   if (error) throw error instanceof Error ? error : new Error(String(error));
   return (results ?? []).filter((r) => r.status === 'Success').map((r) => r.migrationName);
+}
+
+/**
+ * migrateToLatest for the commands a person runs (`npm start`, `npm run migrate`): a database
+ * that cannot be reached is said in one line naming DATABASE_URL's host and port, not a stack.
+ * `url` is DATABASE_URL (undefined: the embedded server, whose failures are bugs).
+ */
+export async function migrateReachable<T>(
+  db: Kysely<T>,
+  url: string | undefined,
+): Promise<string[]> {
+  try {
+    return await migrateToLatest(db);
+  } catch (error) {
+    if (!url || !isDatabaseUnavailable(error)) throw error;
+    const { hostname, port } = new URL(url);
+    throw new StartupError(
+      `DATABASE_URL: cannot reach the database at ${hostname}:${port || 5432} (${error instanceof Error ? error.message : String(error)})`,
+      { cause: error },
+    );
+  }
 }

@@ -1,6 +1,8 @@
 import type { ErrorRequestHandler, RequestHandler } from 'express';
 import { ZodError } from 'zod';
-import { AppError } from '../errors';
+import { isDatabaseUnavailable } from '../db/database-unavailable';
+import { sqlState } from '../db/write-failure';
+import { AppError, unavailable } from '../errors';
 import type { Logger } from '../logger';
 
 interface ErrorBody {
@@ -20,11 +22,25 @@ const BODY_PARSER_CODES: Readonly<Record<string, string>> = {
   'stream.encoding.set': 'malformed_body',
 };
 
-/** The one error middleware: every error becomes `{ error: { code, message, request_id } }`. */
+// A query that could not get its answer right now, though nothing is wrong with it: statement
+// timeout, lock timeout, serialization failure, deadlock.
+const RETRYABLE_SQLSTATES = new Set(['57014', '55P03', '40001', '40P01']);
+
+/**
+ * The one error middleware: every error becomes `{ error: { code, message, request_id } }`.
+ * While PostgreSQL is unreachable (or cannot answer in time), any route answers 503 with
+ * Retry-After instead of a 500: the client did nothing wrong and should simply retry.
+ */
 export function errorHandler(logger: Logger): ErrorRequestHandler {
   return (err: unknown, req, res, _next) => {
-    const { status, body, headers } = describe(err, req.id);
-    if (status >= 500 && status !== 503) {
+    const databaseDown = databaseUnavailable(err);
+    const { status, body, headers } = describe(databaseDown ?? err, req.id);
+    if (databaseDown) {
+      logger.warn(
+        { request_id: req.id, method: req.method, cause: (err as Error).message },
+        'database unavailable: answered 503',
+      );
+    } else if (status >= 500 && status !== 503) {
       logger.error({ err, request_id: req.id, method: req.method }, 'unhandled error');
     }
     if (res.headersSent) {
@@ -34,6 +50,17 @@ export function errorHandler(logger: Logger): ErrorRequestHandler {
     if (headers) res.set(headers);
     res.status(status).json(body);
   };
+}
+
+function databaseUnavailable(err: unknown): AppError | undefined {
+  // Errors that carry an HTTP status are the request's (body-parser's ECONNABORTED is a client
+  // that went away, not the database).
+  if (err instanceof AppError || typeof (err as { status?: unknown })?.status === 'number') {
+    return undefined;
+  }
+  const code = sqlState(err);
+  if (!isDatabaseUnavailable(err) && !(code && RETRYABLE_SQLSTATES.has(code))) return undefined;
+  return unavailable('The database is unavailable; retry later', 2);
 }
 
 export function notFoundHandler(): RequestHandler {

@@ -8,7 +8,10 @@ import type { EventRecorder } from '../messages/event-recorder';
 import { recordEvents } from '../messages/record-events';
 import type { RecordOptions, RecordOutcome } from '../messages/record-events';
 import type { StatusEvent } from '../messages/status-event';
-import { isDatabaseUnavailable } from './database-unavailable';
+import { isDatabaseUnavailable } from '../db/database-unavailable';
+import { approximateEventBytes } from './event-size';
+import { createReplayWriter } from './replay';
+import type { ReplayCounts } from './replay';
 import type { Spool } from './spool';
 
 /**
@@ -18,13 +21,15 @@ import type { Spool } from './spool';
  *
  * A batch closes when it holds `batchMax` events or its oldest event has waited
  * `batchWaitMs` — or at once when nothing is committing; at most `maxInFlight` batches
- * commit at once (each holds a pool connection). Events waiting or committing are bounded by `queueMax`: past it, `record`
- * refuses at once with a 503 and Retry-After instead of growing memory until SignalWire's
- * 5 s timeout fires anyway.
+ * commit at once (each holds a pool connection). Events waiting or committing are bounded by
+ * `queueMax` in count and `queueMaxBytes` in size (approximateEventBytes): past either,
+ * `record` refuses at once with a 503 and Retry-After instead of growing memory until
+ * SignalWire's 5 s timeout fires anyway.
  *
  * While PostgreSQL is unreachable, batches go to the spool instead (acknowledged once
- * fsync'd); a probe notices its return and the spool is replayed in arrival order. Until
- * the spool is empty new batches keep going to the spool, so replayed events never land
+ * fsync'd); a probe notices its return and the spool is replayed in arrival order (replay.ts:
+ * transient failures are retried, only events that can never be stored are dead-lettered).
+ * Until the spool is empty new batches keep going to the spool, so replayed events never land
  * after events that arrived later.
  */
 export interface GroupCommitOptions {
@@ -33,6 +38,8 @@ export interface GroupCommitOptions {
   batchMax: number;
   batchWaitMs: number;
   queueMax: number;
+  /** Bytes of callback data waiting or committing (default: unbounded). */
+  queueMaxBytes?: number;
   maxInFlight: number;
   /** Without a spool, events that cannot be committed are refused with a 503. */
   spool?: Spool;
@@ -48,6 +55,13 @@ export interface GroupCommitOptions {
    * makes the replay a no-op for those events.
    */
   commitTimeoutMs?: number;
+  /**
+   * A replay write not settled within this time is treated like an outage (the replay waits
+   * for the database and tries again); no caller waits on it, so it is generous.
+   */
+  replayTimeoutMs?: number;
+  /** First and longest wait between retries of a replay write that failed transiently. */
+  replayBackoffMs?: { initial: number; max: number };
   /** The transactional write; a test can substitute one that fails on purpose. */
   write?: typeof recordEvents;
 }
@@ -69,7 +83,13 @@ export interface IngestStats {
   spooled: number;
   /** Events replayed from the spool into PostgreSQL. */
   replayed: number;
-  /** Events refused because the queue was full. */
+  /** Replayed events the write refused (not stored, not dead-lettered). */
+  replayRefused: number;
+  /** Replayed events PostgreSQL refuses for good, kept in the dead-letter file. */
+  deadLettered: number;
+  /** Replay writes that failed transiently and were tried again. */
+  replayRetries: number;
+  /** Events refused because the queue was full (in count or in bytes). */
   refusedFull: number;
   queued: number;
   inFlight: number;
@@ -80,12 +100,28 @@ export interface IngestStatus {
   spool: {
     state: 'idle' | 'spooling' | 'replaying' | 'failing' | 'disabled';
     depth: number;
+    /** Events that can never be stored as they are (see Spool.requeueDeadLetters). */
+    dead_letters: number;
+    /** While a replay write is being retried after a transient failure: its SQLSTATE. */
+    retrying?: string;
   };
+}
+
+export interface DrainOptions {
+  /**
+   * Epoch ms until which a non-empty spool keeps being replayed (waiting for the database if
+   * need be); what is left after it stays on disk for the next process. Default: now.
+   */
+  deadline?: number;
+  /** Ends the replay before the deadline (a second SIGTERM/SIGINT: stop now). */
+  signal?: AbortSignal;
 }
 
 export interface GroupCommitRecorder extends EventRecorder {
   /** Replays what an earlier process left in the spool (at start-up). */
   start(): void;
+  /** Stops taking events, commits or spools what is waiting, replays until the deadline. */
+  drain(options?: DrainOptions): Promise<void>;
   stats(): IngestStats;
   /** For readiness and metrics. */
   status(): IngestStatus;
@@ -94,6 +130,7 @@ export interface GroupCommitRecorder extends EventRecorder {
 
 interface Pending {
   event: StatusEvent;
+  bytes: number;
   resolve: (outcome: RecordOutcome) => void;
   reject: (error: unknown) => void;
 }
@@ -105,6 +142,8 @@ export function createGroupCommitRecorder(options: GroupCommitOptions): GroupCom
   const probeIntervalMs = options.probeIntervalMs ?? 1_000;
   const replayChunk = options.replayChunk ?? 500;
   const commitTimeoutMs = options.commitTimeoutMs ?? 3_000;
+  const queueMaxBytes = options.queueMaxBytes ?? Number.POSITIVE_INFINITY;
+  const replayTimeoutMs = options.replayTimeoutMs ?? 60_000;
 
   const stats: IngestStats = {
     transactions: 0,
@@ -114,6 +153,9 @@ export function createGroupCommitRecorder(options: GroupCommitOptions): GroupCom
     fallbacks: 0,
     spooled: 0,
     replayed: 0,
+    replayRefused: 0,
+    deadLettered: 0,
+    replayRetries: 0,
     refusedFull: 0,
     queued: 0,
     inFlight: 0,
@@ -121,13 +163,29 @@ export function createGroupCommitRecorder(options: GroupCommitOptions): GroupCom
   let queue: Pending[] = [];
   let oldestQueuedAt = 0;
   let held = 0; // queued + committing: what queueMax bounds
+  let heldBytes = 0; // their approximate size: what queueMaxBytes bounds
   let inFlight = 0;
   let waitTimer: NodeJS.Timeout | null = null;
   let mode: IngestMode = 'direct';
   let probeTimer: NodeJS.Timeout | null = null;
   let replaying: Promise<void> | null = null;
   let closed = false;
+  // Aborted when replaying must stop (the drain's deadline): backoff waits end at once.
+  const stopReplaying = new AbortController();
   let idleWaiters: Array<() => void> = [];
+  const replayWriter = spool
+    ? createReplayWriter({
+        db,
+        logger,
+        write: (database, events, writeOptions) =>
+          withTimeout(write(database, events, writeOptions), replayTimeoutMs),
+        recordOptions,
+        deadLetter: (event, reason) => spool.deadLetter(event, reason),
+        signal: stopReplaying.signal,
+        initialBackoffMs: options.replayBackoffMs?.initial,
+        maxBackoffMs: options.replayBackoffMs?.max,
+      })
+    : undefined;
 
   function schedule(): void {
     // With nothing committing, waiting would only add latency: the events arriving meanwhile
@@ -175,6 +233,7 @@ export function createGroupCommitRecorder(options: GroupCommitOptions): GroupCom
       .finally(() => {
         inFlight--;
         held -= batch.length;
+        for (const pending of batch) heldBytes -= pending.bytes;
         schedule();
       });
   }
@@ -261,7 +320,7 @@ export function createGroupCommitRecorder(options: GroupCommitOptions): GroupCom
   }
 
   function scheduleProbe(): void {
-    if (probeTimer !== null || closed) return;
+    if (probeTimer !== null || stopReplaying.signal.aborted) return;
     probeTimer = setTimeout(() => {
       probeTimer = null;
       void probe();
@@ -271,14 +330,14 @@ export function createGroupCommitRecorder(options: GroupCommitOptions): GroupCom
   }
 
   async function probe(): Promise<void> {
-    if (closed || mode !== 'spooling') return;
+    if (stopReplaying.signal.aborted || mode !== 'spooling') return;
     try {
       await withTimeout(sql`select 1`.execute(db), commitTimeoutMs);
     } catch {
       scheduleProbe();
       return;
     }
-    if (closed) return;
+    if (stopReplaying.signal.aborted) return;
     logger.info({ depth: spool?.depth() }, 'database reachable again: replaying the spool');
     startReplay();
   }
@@ -288,16 +347,22 @@ export function createGroupCommitRecorder(options: GroupCommitOptions): GroupCom
     mode = 'replaying';
     replaying = (async () => {
       try {
-        while (!spool.isEmpty() && !closed) await spool.replay(commitReplayed, replayChunk);
+        while (!spool.isEmpty() && !stopReplaying.signal.aborted) {
+          await spool.replay(commitReplayed, replayChunk);
+        }
         if (spool.isEmpty()) {
           // Synchronous with the emptiness check: no append can slip in between.
           mode = 'direct';
           logger.info(
-            { replayed: stats.replayed },
+            { replayed: currentStats().replayed },
             'spool replayed: writing to the database again',
           );
         }
       } catch (error) {
+        if (stopReplaying.signal.aborted) {
+          mode = 'spooling';
+          return;
+        }
         logger.error({ err: error }, 'spool replay stopped; retrying after the next probe');
         mode = 'spooling';
         scheduleProbe();
@@ -307,80 +372,109 @@ export function createGroupCommitRecorder(options: GroupCommitOptions): GroupCom
     })();
   }
 
-  /**
-   * A replayed callback is stored with source `replay`: it was acknowledged while the
-   * database was unreachable and committed later, which explains why its seq comes after
-   * events received later. Other sources (proxy, reconcile) keep theirs. The dedupe key does
-   * not include the source, so a replay never duplicates a row that did make it in.
-   */
   async function commitReplayed(events: StatusEvent[]): Promise<void> {
-    const replayed = events.map((event) =>
-      event.source === 'callback' ? { ...event, source: 'replay' as const } : event,
-    );
-    try {
-      await write(db, replayed, recordOptions);
-    } catch (error) {
-      if (isDatabaseUnavailable(error)) throw error;
-      for (const event of replayed) {
-        try {
-          await write(db, [event], recordOptions);
-        } catch (single) {
-          if (isDatabaseUnavailable(single)) throw single;
-          logger.error(
-            { err: single, message_id: event.messageId },
-            'replayed event refused: dead-lettered',
-          );
-          await spool!.deadLetter(event, single instanceof Error ? single.message : String(single));
-        }
-      }
+    stopReplaying.signal.throwIfAborted();
+    await replayWriter!.commit(events);
+  }
+
+  /** The counters, the replay's read live from its writer (a chunk may retry for long). */
+  function currentStats(): IngestStats {
+    const replay: Partial<ReplayCounts> = replayWriter?.counts ?? {};
+    return {
+      ...stats,
+      replayed: replay.replayed ?? 0,
+      replayRefused: replay.refused ?? 0,
+      deadLettered: replay.deadLettered ?? 0,
+      replayRetries: replay.retries ?? 0,
+      queued: queue.length,
+      inFlight,
+    };
+  }
+
+  /** Dead letters back into the spool (an operator fixed their cause), then replayed. */
+  async function requeueDeadLetters(): Promise<{ requeued: number; kept: number }> {
+    const result = await spool!.requeueDeadLetters();
+    if (result.requeued > 0 && mode === 'direct') startReplay();
+    return result;
+  }
+  spool?.lock.handle('requeue-dead-letters', requeueDeadLetters);
+  spool?.lock.handle('status', async () => status());
+
+  function status(): IngestStatus {
+    let state: IngestStatus['spool']['state'] = 'disabled';
+    if (spool) state = spool.failing() ? 'failing' : mode === 'direct' ? 'idle' : mode;
+    const retrying = replaying ? replayWriter?.retrying() : null;
+    return {
+      database: mode === 'spooling' ? 'unreachable' : 'ok',
+      spool: {
+        state,
+        depth: spool?.depth() ?? 0,
+        dead_letters: spool?.deadLetters() ?? 0,
+        ...(retrying && { retrying }),
+      },
+    };
+  }
+
+  /** Until the spool is empty and nothing replays, the deadline, or the signal. */
+  async function replayUntil(deadline: number, signal?: AbortSignal): Promise<void> {
+    while (spool && !spool.isEmpty() && Date.now() < deadline && !signal?.aborted) {
+      // The probe (every probeIntervalMs) starts the replay as soon as the database answers.
+      if (mode === 'spooling') scheduleProbe();
+      await new Promise((resolve) => setTimeout(resolve, Math.min(50, deadline - Date.now())));
     }
-    stats.replayed += events.length;
   }
 
   return {
     record(event) {
       if (closed)
         return Promise.reject(unavailable('The service is shutting down; retry later', 1));
-      if (held >= queueMax) {
+      const bytes = approximateEventBytes(event);
+      // One event alone may exceed the byte bound: it is taken when nothing else waits.
+      if (held >= queueMax || (held > 0 && heldBytes + bytes > queueMaxBytes)) {
         stats.refusedFull++;
         return Promise.reject(
           unavailable('Too many callbacks waiting to be stored; retry later', 1),
         );
       }
       held++;
+      heldBytes += bytes;
       return new Promise<RecordOutcome>((resolve, reject) => {
         if (queue.length === 0) oldestQueuedAt = performance.now();
-        queue.push({ event, resolve, reject });
+        queue.push({ event, bytes, resolve, reject });
         schedule();
       });
     },
-    async drain() {
+    async drain(drainOptions = {}) {
       closed = true;
-      if (probeTimer !== null) {
-        clearTimeout(probeTimer);
-        probeTimer = null;
-      }
       await new Promise<void>((resolve) => {
         idleWaiters.push(resolve);
         schedule();
       });
+      // Everything acknowledged is now committed or spooled. A spool left with events is
+      // replayed while there is time: the next process on this directory would do it, but
+      // there may be none soon (a scale-down).
+      await replayUntil(drainOptions.deadline ?? Date.now(), drainOptions.signal);
+      stopReplaying.abort(new Error('the drain deadline has passed'));
+      if (probeTimer !== null) {
+        clearTimeout(probeTimer);
+        probeTimer = null;
+      }
       await replaying;
       await spool?.close();
-      logger.info({ ingest: { ...stats, queued: queue.length, inFlight } }, 'ingest drained');
+      if (spool && !spool.isEmpty()) {
+        logger.warn(
+          { dir: spool.dir, depth: spool.depth(), dead_letters: spool.deadLetters() },
+          'stopping with events in the spool: the next process to open its directory replays them',
+        );
+      }
+      logger.info({ ingest: currentStats() }, 'ingest drained');
     },
     start() {
       if (spool && !spool.isEmpty()) startReplay();
     },
-    stats: () => ({ ...stats, queued: queue.length, inFlight }),
+    stats: currentStats,
     mode: () => mode,
-    status() {
-      let state: IngestStatus['spool']['state'] = 'disabled';
-      if (spool) state = spool.failing() ? 'failing' : mode === 'direct' ? 'idle' : mode;
-      return {
-        database: mode === 'spooling' ? 'unreachable' : 'ok',
-        spool: { state, depth: spool?.depth() ?? 0 },
-      };
-    },
+    status,
   };
 }
 

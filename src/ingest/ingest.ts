@@ -4,7 +4,10 @@ import type { Logger } from '../logger';
 import type { RecordOptions } from '../messages/record-events';
 import { createGroupCommitRecorder } from './group-commit-recorder';
 import type { GroupCommitRecorder } from './group-commit-recorder';
-import type { Spool } from './spool';
+import { InstanceLockedError, describeHolder } from '../process/instance-lock';
+import { StartupError } from '../process/startup-error';
+import { openSpool } from './spool';
+import type { Spool, SpoolOptions } from './spool';
 
 /**
  * The production ingest path: group commit in front of PostgreSQL, the outage spool
@@ -27,6 +30,7 @@ export function createIngestRecorder(deps: {
     batchMax: config.ingestBatchMax,
     batchWaitMs: config.ingestBatchWaitMs,
     queueMax: config.ingestQueueMax,
+    queueMaxBytes: config.ingestQueueMaxBytes,
     maxInFlight: maxInFlightFor(config.databasePoolMax),
   });
   recorder.start();
@@ -39,4 +43,21 @@ export function createIngestRecorder(deps: {
  */
 export function maxInFlightFor(poolMax: number): number {
   return Math.max(1, Math.min(4, Math.floor(poolMax / 2)));
+}
+
+/**
+ * The service's spool on SPOOL_DIR. Another live process on the directory is a StartupError
+ * naming it: two processes would replay (and delete) each other's segments.
+ */
+export async function openServiceSpool(options: SpoolOptions): Promise<Spool> {
+  try {
+    return await openSpool(options);
+  } catch (error) {
+    if (!(error instanceof InstanceLockedError)) throw error;
+    throw new StartupError(
+      `SPOOL_DIR ${error.dir} is in use by ${describeHolder(error.holder)}. ` +
+        `Stop that process first (Ctrl-C in its terminal, or kill ${error.holder.pid}), or give this one its own SPOOL_DIR.`,
+      { cause: error },
+    );
+  }
 }

@@ -1,8 +1,10 @@
-import { mkdir, open, readdir, readFile, unlink } from 'node:fs/promises';
+import { mkdir, open, readdir, readFile, rename, unlink } from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import type { Logger } from '../logger';
 import type { StatusEvent } from '../messages/status-event';
+import { acquireInstanceLock } from '../process/instance-lock';
+import type { InstanceLock } from '../process/instance-lock';
 import { decodeSpoolLine, encodeSpoolLine } from './spool-codec';
 
 /**
@@ -21,9 +23,15 @@ import { decodeSpoolLine, encodeSpoolLine } from './spool-codec';
  * are unique on their dedupe key (message id, raw status, error code, provider timestamp):
  * a second insert is a no-op. The key deliberately leaves out `source`.
  *
- * One process per SPOOL_DIR: a second one would replay (and delete) segments the first is
- * still writing. In Kubernetes that is a volume per pod — an emptyDir survives a container
- * restart, a per-replica persistent volume also survives the pod.
+ * One process per SPOOL_DIR, enforced: opening the spool takes the directory's instance lock
+ * (process/instance-lock.ts) and a second process is refused, naming the holder; a crashed
+ * holder leaves nothing stuck. Whichever process opens the directory next — the restarted
+ * container, the pod that gets the volume, `npm run spool -- replay DIR` — replays what is
+ * in it. In Kubernetes that is a persistent volume per pod (a StatefulSet's claim).
+ *
+ * Dead letters (`dead-letters.jsonl`): events PostgreSQL refuses for good and unreadable
+ * lines, each with why; counted (`deadLetters()`, metric, readiness) and put back into the
+ * spool by `requeueDeadLetters()` once the cause is fixed.
  */
 export interface Spool {
   readonly dir: string;
@@ -44,7 +52,16 @@ export interface Spool {
   replay(commit: (events: StatusEvent[]) => Promise<void>, chunkSize: number): Promise<number>;
   /** Keeps an event that PostgreSQL refuses for good (never silently dropped), with why. */
   deadLetter(event: StatusEvent, reason: string): Promise<void>;
-  /** Finishes pending appends and closes the open segment. */
+  /** Records in the dead-letter file. */
+  deadLetters(): number;
+  /**
+   * Appends every dead-lettered event back to the spool (to be replayed like any other) and
+   * keeps only what cannot be read in the dead-letter file.
+   */
+  requeueDeadLetters(): Promise<{ requeued: number; kept: number }>;
+  /** This process's hold on the directory (it answers other processes' requests). */
+  readonly lock: InstanceLock;
+  /** Finishes pending appends, closes the open segment and releases the directory. */
   close(): Promise<void>;
 }
 
@@ -53,10 +70,14 @@ export interface SpoolOptions {
   logger: Logger;
   /** Events per segment file: bounds the memory a replay needs for one segment. */
   segmentMaxEvents?: number;
+  /** Who holds the directory, for a process refused it (`npm start`, `spool replay`, …). */
+  command?: string;
+  /** More for that process to know (the ports this one listens on, …). */
+  details?: Readonly<Record<string, unknown>>;
 }
 
 const SEGMENT_NAME = /^spool-(\d{20})\.jsonl$/;
-export const DEAD_LETTER_FILE = 'rejected.jsonl';
+export const DEAD_LETTER_FILE = 'dead-letters.jsonl';
 
 interface Segment {
   id: number;
@@ -80,6 +101,34 @@ export async function openSpool(options: SpoolOptions): Promise<Spool> {
   const dir = path.resolve(options.dir);
   const segmentMaxEvents = options.segmentMaxEvents ?? 10_000;
   await mkdir(dir, { recursive: true, mode: 0o700 });
+  // Before anything is read: the segments belong to whoever holds the directory.
+  const lock = await acquireInstanceLock({
+    dir,
+    command: options.command ?? 'sw-status',
+    details: options.details,
+  });
+  try {
+    return await openLocked(dir, lock, logger, segmentMaxEvents);
+  } catch (error) {
+    await lock.release();
+    throw error;
+  }
+}
+
+async function openLocked(
+  dir: string,
+  lock: InstanceLock,
+  logger: Logger,
+  segmentMaxEvents: number,
+): Promise<Spool> {
+  const deadLetterFile = path.join(dir, DEAD_LETTER_FILE);
+  let deadLetters = countLines(await readFile(deadLetterFile).catch(() => Buffer.alloc(0)));
+  if (deadLetters > 0) {
+    logger.warn(
+      { dir, dead_letters: deadLetters },
+      'the spool holds dead letters: fix their cause, then requeue them (npm run spool -- requeue-dead-letters)',
+    );
+  }
 
   // Segments left by an earlier process (a crash, or a shutdown while the database was down).
   const closed: Segment[] = [];
@@ -126,14 +175,13 @@ export async function openSpool(options: SpoolOptions): Promise<Spool> {
     const segment = current;
     if (!segment) return;
     current = null;
+    // After a failed write the file may hold complete lines that were never acknowledged;
+    // replaying them is harmless (dedupe), losing them is not.
+    const keep = segment.events > 0 || lastWriteFailed;
+    // Listed as closed before the first await: in between, the spool must never look empty.
+    if (keep) closed.push({ id: segment.id, file: segment.file, events: segment.events });
     await segment.handle.close().catch(() => undefined);
-    if (segment.events > 0 || lastWriteFailed) {
-      // After a failed write the file may hold complete lines that were never acknowledged;
-      // replaying them is harmless (dedupe), losing them is not.
-      closed.push({ id: segment.id, file: segment.file, events: segment.events });
-    } else {
-      await unlink(segment.file).catch(() => undefined);
-    }
+    if (!keep) await unlink(segment.file).catch(() => undefined);
   }
 
   async function writeGroup(group: PendingAppend[]): Promise<void> {
@@ -194,7 +242,7 @@ export async function openSpool(options: SpoolOptions): Promise<Spool> {
   }
 
   async function appendDeadLetter(record: Record<string, unknown>): Promise<void> {
-    const handle = await open(path.join(dir, DEAD_LETTER_FILE), 'a', 0o600);
+    const handle = await open(deadLetterFile, 'a', 0o600);
     try {
       await handle.write(
         `${JSON.stringify({ rejected_at: new Date().toISOString(), ...record })}\n`,
@@ -203,10 +251,42 @@ export async function openSpool(options: SpoolOptions): Promise<Spool> {
     } finally {
       await handle.close();
     }
+    deadLetters++;
   }
 
-  return {
+  let requeueing: Promise<{ requeued: number; kept: number }> | undefined;
+  async function requeue(): Promise<{ requeued: number; kept: number }> {
+    const content = await readFile(deadLetterFile, 'utf8').catch(() => '');
+    const events: StatusEvent[] = [];
+    const kept: string[] = [];
+    for (const line of content.split('\n')) {
+      if (line.length === 0) continue;
+      const event = deadLetterEvent(line);
+      if (event) events.push(event);
+      else kept.push(line);
+    }
+    if (events.length === 0) return { requeued: 0, kept: kept.length };
+    // Into the spool first, durably; only then out of the dead-letter file. A crash between
+    // the two replays an event twice, which dedupe makes harmless.
+    await spool.append(events);
+    const temporary = `${deadLetterFile}.tmp`;
+    const handle = await open(temporary, 'w', 0o600);
+    try {
+      await handle.write(kept.map((line) => `${line}\n`).join(''));
+      await handle.datasync();
+    } finally {
+      await handle.close();
+    }
+    await rename(temporary, deadLetterFile);
+    await syncDir();
+    deadLetters = kept.length;
+    logger.info({ dir, requeued: events.length, kept: kept.length }, 'dead letters requeued');
+    return { requeued: events.length, kept: kept.length };
+  }
+
+  const spool: Spool = {
     dir,
+    lock,
     append(events) {
       if (events.length === 0) return Promise.resolve();
       return new Promise((resolve, reject) => {
@@ -261,10 +341,33 @@ export async function openSpool(options: SpoolOptions): Promise<Spool> {
       }
     },
     deadLetter: (event, reason) => appendDeadLetter({ reason, event }),
+    deadLetters: () => deadLetters,
+    requeueDeadLetters() {
+      // One at a time: two would append the same events twice.
+      requeueing ??= requeue().finally(() => {
+        requeueing = undefined;
+      });
+      return requeueing;
+    },
     async close() {
       await seal();
+      await lock.release();
     },
   };
+  return spool;
+}
+
+/** The event of a dead-letter record (or of an unreadable line a newer codec can now read). */
+function deadLetterEvent(line: string): StatusEvent | undefined {
+  let record: { event?: unknown; line?: unknown };
+  try {
+    record = JSON.parse(line) as typeof record;
+  } catch {
+    return undefined;
+  }
+  if (record.event !== undefined)
+    return decodeSpoolLine(JSON.stringify({ v: 1, event: record.event }));
+  return typeof record.line === 'string' ? decodeSpoolLine(record.line) : undefined;
 }
 
 function countLines(content: Buffer): number {

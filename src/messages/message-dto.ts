@@ -1,3 +1,4 @@
+import { errorReason } from './error-reasons';
 import type { HistoryRow, MessageRow } from './messages.repository';
 
 /** The wire shape of a message (DESIGN §6): snake_case, ISO 8601 UTC; rows never leak. */
@@ -11,6 +12,8 @@ export interface MessageDto {
   status: string;
   raw_status: string;
   error_code: string | null;
+  /** What error_code means, from the per-API table (error-reasons.ts); null when unknown. */
+  error_reason: string | null;
   error_message: string | null;
   conflict: boolean;
   num_segments: number | null;
@@ -32,6 +35,7 @@ export interface HistoryDto {
   status: string;
   raw_status: string;
   error_code: string | null;
+  error_reason: string | null;
   error_message: string | null;
   source: string;
   provider_timestamp: string | null;
@@ -49,6 +53,7 @@ export function toMessageDto(row: MessageRow, history?: readonly HistoryRow[]): 
     status: row.status,
     raw_status: row.raw_status,
     error_code: row.error_code,
+    error_reason: errorReason(row.api, row.error_code),
     error_message: row.error_message,
     conflict: row.conflict,
     num_segments: row.num_segments,
@@ -62,16 +67,18 @@ export function toMessageDto(row: MessageRow, history?: readonly HistoryRow[]): 
     created_at: row.created_at.toISOString(),
     updated_at: row.updated_at.toISOString(),
     last_event_at: row.last_event_at.toISOString(),
-    ...(history && { history: history.map(toHistoryDto) }),
+    ...(history && { history: history.map((event) => toHistoryDto(event, row.api)) }),
   };
 }
 
-function toHistoryDto(row: HistoryRow): HistoryDto {
+/** A history entry; its API is its message's (one message id belongs to one API). */
+function toHistoryDto(row: HistoryRow, api: MessageRow['api']): HistoryDto {
   return {
     seq: row.seq,
     status: row.status,
     raw_status: row.raw_status,
     error_code: row.error_code,
+    error_reason: errorReason(api, row.error_code),
     error_message: row.error_message,
     source: row.source,
     provider_timestamp: row.provider_timestamp?.toISOString() ?? null,

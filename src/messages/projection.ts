@@ -32,7 +32,10 @@ export interface MessageState {
  * Folds one event into a message's state (DESIGN §3). Pure, and independent of arrival
  * order for the status: the highest rank wins; between different terminal statuses of equal
  * rank the later provider timestamp (then receive time) wins and the message is flagged as a
- * conflict. An error code, once known, is only replaced by a winning event that has one.
+ * conflict. An error code, once known, is only replaced by a winning event that has one; a
+ * message without one takes the code of any event that brings one, whatever its rank
+ * (`undelivered`, then `undelivered` + `30003` → `30003`) — except an event that lost a
+ * conflict between terminal statuses: its code describes the outcome that lost.
  */
 export function applyEvent(current: MessageState | null, event: StatusEvent): MessageState {
   const rank = rankOf(event.status);
@@ -41,7 +44,8 @@ export function applyEvent(current: MessageState | null, event: StatusEvent): Me
   const sameRankConflict =
     rank === current.statusRank && rank >= TERMINAL_RANK && event.status !== current.status;
   const wins = rank > current.statusRank || (sameRankConflict && isLater(event, current));
-  const takesError = wins && event.errorCode !== null;
+  const takesError =
+    event.errorCode !== null && (wins || (current.errorCode === null && !sameRankConflict));
   const send = event.send;
 
   return {

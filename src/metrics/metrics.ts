@@ -16,6 +16,8 @@ export interface MetricsOptions {
   pool?: PoolStats;
   /** Events accepted but not yet in PostgreSQL (the ingest spool); reported on scrape. */
   spoolDepth?: () => number;
+  /** Events the spool keeps as dead letters (they wait for an operator); reported on scrape. */
+  spoolDeadLetters?: () => number;
   /** Node.js process metrics (CPU, memory, event loop, GC). Default: on. */
   processMetrics?: boolean;
 }
@@ -109,7 +111,7 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
     registers,
   });
 
-  const { pool, spoolDepth } = options;
+  const { pool, spoolDepth, spoolDeadLetters } = options;
   if (pool) {
     // Read on scrape: the pool's counters are always current, no timer needed.
     scrapedGauge(
@@ -137,6 +139,14 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
       name('spool_depth'),
       'Events spooled, not yet in PostgreSQL',
       spoolDepth,
+    );
+  }
+  if (spoolDeadLetters) {
+    scrapedGauge(
+      registers,
+      name('spool_dead_letters'),
+      'Spooled events PostgreSQL refuses for good, kept for an operator to requeue',
+      spoolDeadLetters,
     );
   }
 

@@ -1,6 +1,6 @@
 import type { Db } from '../db/database';
 import type { Logger } from '../logger';
-import { isDatabaseUnavailable } from '../ingest/database-unavailable';
+import { isDatabaseUnavailable } from '../db/database-unavailable';
 import { createHostLimiter } from './circuit-breaker';
 import type { BreakerOptions } from './circuit-breaker';
 import type { RelayMetrics } from './relay-metrics';

@@ -1,3 +1,5 @@
+import { rm } from 'node:fs/promises';
+import path from 'node:path';
 import { Client } from 'pg';
 
 export default async function globalTeardown(): Promise<void> {
@@ -10,5 +12,10 @@ export default async function globalTeardown(): Promise<void> {
     await admin.query(`DROP DATABASE IF EXISTS ${template}`);
     await admin.end();
   }
-  await globalThis.swStatusEmbeddedPostgres?.stop();
+  const embedded = globalThis.swStatusEmbeddedPostgres;
+  if (embedded) {
+    await embedded.stop();
+    // The run's own directory (global-setup.ts): the server removed its data, not the folder.
+    await rm(path.dirname(embedded.dataDir), { recursive: true, force: true });
+  }
 }

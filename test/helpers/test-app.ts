@@ -95,6 +95,7 @@ function defaultRecorder(
     batchMax: config.ingestBatchMax,
     batchWaitMs: config.ingestBatchWaitMs,
     queueMax: config.ingestQueueMax,
+    queueMaxBytes: config.ingestQueueMaxBytes,
     maxInFlight: maxInFlightFor(config.databasePoolMax),
   });
 }

@@ -28,7 +28,7 @@ interface Harness {
   poison?: string;
 }
 
-async function harness(queueMax = 1000): Promise<Harness> {
+async function harness(queueMax = 1000, queueMaxBytes?: number): Promise<Harness> {
   const h = { batches: [] } as unknown as Harness;
   h.t = await createTestApp(
     {},
@@ -40,6 +40,7 @@ async function harness(queueMax = 1000): Promise<Harness> {
           batchMax: BATCH_MAX,
           batchWaitMs: 5,
           queueMax,
+          queueMaxBytes,
           maxInFlight: 1,
           write: async (db, events, options) => {
             h.batches.push(events.length);
@@ -191,5 +192,38 @@ describe('back-pressure', () => {
     expect((await waiting).map((res) => res.status)).toEqual([200, 200, 200, 200, 200]);
     // Room again once the queue drained.
     expect((await send(h)).status).toBe(200);
+  });
+});
+
+describe('back-pressure in bytes', () => {
+  let h: Harness;
+  // Room for three callbacks carrying 60 kB of extra parameters (kept in the raw payload).
+  const QUEUE_MAX_BYTES = 200_000;
+  beforeAll(async () => {
+    h = await harness(1000, QUEUE_MAX_BYTES);
+  });
+  afterAll(() => h.t.close());
+
+  const bulky = () => cxmlFields({ Padding: 'x'.repeat(60_000) });
+
+  test('When the callbacks waiting hold INGEST_QUEUE_MAX_BYTES, then the next one is refused at once with 503 and Retry-After, though far fewer than INGEST_QUEUE_MAX wait', async () => {
+    const held = gate();
+    h.hold = held.wait;
+    const waiting = Promise.all(Array.from({ length: 3 }, () => send(h, bulky())));
+    await eventually(() => (h.batches[0] ?? 0) + h.recorder.stats().queued === 3, 'three waiting');
+
+    const refused = await send(h, bulky());
+    expect(refused.status).toBe(503);
+    expect(refused.headers['retry-after']).toBe('1');
+    expect(refused.body.error).toEqual(expect.objectContaining({ code: 'unavailable' }));
+    expect(h.recorder.stats().refusedFull).toBe(1);
+    // A small callback still fits beside them.
+    const small = send(h);
+
+    held.open();
+    expect((await waiting).map((res) => res.status)).toEqual([200, 200, 200]);
+    expect((await small).status).toBe(200);
+    // The bytes were given back once the queue drained.
+    expect((await send(h, bulky())).status).toBe(200);
   });
 });

@@ -6,10 +6,16 @@ import os from 'node:os';
 import path from 'node:path';
 import { signJsonBody } from '../../src/signalwire/signing';
 import { nativeFields } from '../helpers/callbacks';
-import { TEST_PUBLIC_BASE_URL, TEST_SIGNING_KEY, TEST_TOKEN_SECRET } from '../helpers/test-app';
+import { TEST_PUBLIC_BASE_URL, TEST_SIGNING_KEY } from '../helpers/test-app';
 import { createTestDatabase } from '../helpers/test-database';
 import type { TestDatabase } from '../helpers/test-database';
-import { freePort, isListening, startService } from './service-process';
+import {
+  freePort,
+  isListening,
+  postSignedCallback,
+  serviceEnv,
+  startService,
+} from './service-process';
 import type { ServiceProcess } from './service-process';
 
 /**
@@ -45,61 +51,17 @@ interface Running {
 async function launch(env: Record<string, string>): Promise<Running> {
   const publicPort = await freePort();
   const internalPort = await freePort();
-  const service = startService({
-    NODE_ENV: 'test',
-    HOST: '127.0.0.1',
-    PORT: String(publicPort),
-    INTERNAL_PORT: String(internalPort),
-    DATABASE_URL: database.url,
-    PUBLIC_BASE_URL: TEST_PUBLIC_BASE_URL,
-    SIGNALWIRE_SPACE_URL: 'http://127.0.0.1:9',
-    SIGNALWIRE_SIGNING_KEYS: TEST_SIGNING_KEY,
-    CALLBACK_TOKEN_SECRET: TEST_TOKEN_SECRET,
-    API_TOKENS: 'shutdown-test-token',
-    LOG_LEVEL: 'info',
-    SPOOL_DIR: path.join(SPOOL_DIR, randomUUID()),
-    ...env,
-  });
+  const service = startService(
+    serviceEnv(database.url, {
+      PORT: String(publicPort),
+      INTERNAL_PORT: String(internalPort),
+      SPOOL_DIR: path.join(SPOOL_DIR, randomUUID()),
+      ...env,
+    }),
+  );
   services.push(service);
   await service.waitForLog('sw-status listening', 30_000);
   return { service, publicPort, internalPort };
-}
-
-interface Reply {
-  status: number;
-  connection: string | undefined;
-}
-
-/** One signed native callback; rejects when no answer came. */
-function postCallback(port: number, agent: http.Agent, id: string): Promise<Reply> {
-  const body = JSON.stringify(nativeFields({ id, status: 'delivered' }));
-  return new Promise((resolve, reject) => {
-    const req = http.request(
-      {
-        host: '127.0.0.1',
-        port,
-        method: 'POST',
-        path: '/callbacks/native',
-        agent,
-        headers: {
-          'Content-Type': 'application/json',
-          'X-SignalWire-Signature': signJsonBody(
-            TEST_SIGNING_KEY,
-            `${TEST_PUBLIC_BASE_URL}/callbacks/native`,
-            body,
-          ),
-        },
-      },
-      (res) => {
-        res.resume();
-        res.on('end', () =>
-          resolve({ status: res.statusCode ?? 0, connection: res.headers.connection }),
-        );
-      },
-    );
-    req.on('error', reject);
-    req.end(body);
-  });
 }
 
 function getReadiness(port: number): Promise<number> {
@@ -169,7 +131,7 @@ test('When SIGTERM arrives mid-stream, then readiness fails first, in-flight req
       // still be on their way).
       const sentWhileDraining = draining;
       try {
-        const reply = await postCallback(publicPort, agent, id);
+        const reply = await postSignedCallback(publicPort, id, agent);
         if (reply.status === 200) {
           acked.push(id);
           if (sentWhileDraining) {

@@ -162,7 +162,7 @@ test('When requests carrying secrets succeed, fail and error at trace level, the
   await request(internalApp).get('/v1/messages').auth(WRONG_BEARER, { type: 'bearer' }).expect(401);
   await request(internalApp).get('/v1/messages').auth(API_TOKEN, { type: 'bearer' }).expect(200);
 
-  // The database is unreachable: callbacks get 503, the query API a 500, both logged as errors.
+  // The database is unreachable: callbacks and the query API get 503, both logged.
   await signedForm(
     brokenPublic,
     `/callbacks/cxml/${VALID_TOKEN}`,
@@ -171,14 +171,14 @@ test('When requests carrying secrets succeed, fail and error at trace level, the
   await signedJson(brokenPublic, '/callbacks/native', nativeFields({ body: JSON_BODY })).expect(
     503,
   );
-  await request(brokenInternal).get('/v1/messages').auth(API_TOKEN, { type: 'bearer' }).expect(500);
+  await request(brokenInternal).get('/v1/messages').auth(API_TOKEN, { type: 'bearer' }).expect(503);
 
   const logged = lines.join('');
   // The capture works and covered the interesting paths.
   expect(logged).toContain('"msg":"request"');
   expect(logged).toContain('callback refused');
   expect(logged).toContain('callback could not be made durable');
-  expect(logged).toContain('unhandled error');
+  expect(logged).toContain('database unavailable: answered 503');
   expect(logged).toContain('/callbacks/native/[token]');
 
   const values: Record<string, string> = {

@@ -1,7 +1,10 @@
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
+import http from 'node:http';
 import net from 'node:net';
 import path from 'node:path';
+import { signJsonBody } from '../../src/signalwire/signing';
+import { nativeFields } from '../helpers/callbacks';
 import { TEST_PUBLIC_BASE_URL, TEST_SIGNING_KEY, TEST_TOKEN_SECRET } from '../helpers/test-app';
 
 export const REPO_ROOT = path.resolve(__dirname, '../..');
@@ -21,21 +24,27 @@ export interface ServiceProcess {
 /**
  * The real service, as `node --import tsx src/main.ts` (the image runs the same entry point
  * compiled). Only the given variables and PATH are passed: nothing leaks in from the test
- * runner's environment. `wrapper` runs it under another command (e.g. `unshare`).
+ * runner's environment. `entry` runs another of the service's commands (the migration CLI),
+ * `cwd` another working directory (one that links to this checkout's src and node_modules),
+ * `wrapper` runs it under another command (e.g. `unshare`).
  */
 export function startService(
   env: Record<string, string>,
-  { wrapper = [] }: { wrapper?: string[] } = {},
+  {
+    cwd = REPO_ROOT,
+    entry = 'src/main.ts',
+    wrapper = [],
+  }: { cwd?: string; entry?: string; wrapper?: string[] } = {},
 ): ServiceProcess {
   const [command = process.execPath, ...args] = [
     ...wrapper,
     process.execPath,
     '--import',
     'tsx',
-    'src/main.ts',
+    entry,
   ];
   const child = spawn(command, args, {
-    cwd: REPO_ROOT,
+    cwd,
     env: { PATH: process.env.PATH ?? '', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -124,19 +133,71 @@ export async function productionEnv(
   const port = await freePort();
   return {
     port,
-    env: {
+    env: serviceEnv(databaseUrl, {
       NODE_ENV: 'production',
-      HOST: '127.0.0.1',
       PORT: String(port),
       INTERNAL_PORT: String(await freePort()),
-      DATABASE_URL: databaseUrl,
-      PUBLIC_BASE_URL: TEST_PUBLIC_BASE_URL,
-      SIGNALWIRE_SPACE_URL: 'http://127.0.0.1:9',
-      SIGNALWIRE_SIGNING_KEYS: TEST_SIGNING_KEY,
-      CALLBACK_TOKEN_SECRET: TEST_TOKEN_SECRET,
       API_TOKENS: 'production-test-token',
       SPOOL_DIR: spoolDir,
       SHUTDOWN_DELAY_MS: '0',
-    },
+    }),
   };
+}
+
+/**
+ * The service's variables for a test process on `databaseUrl`: the test keys and secrets, the
+ * simulator off (an upstream nothing listens on), logs at info. `overrides` adds or replaces.
+ */
+export function serviceEnv(
+  databaseUrl: string,
+  overrides: Record<string, string> = {},
+): Record<string, string> {
+  return {
+    NODE_ENV: 'test',
+    HOST: '127.0.0.1',
+    DATABASE_URL: databaseUrl,
+    PUBLIC_BASE_URL: TEST_PUBLIC_BASE_URL,
+    SIGNALWIRE_SPACE_URL: 'http://127.0.0.1:9',
+    SIGNALWIRE_SIGNING_KEYS: TEST_SIGNING_KEY,
+    CALLBACK_TOKEN_SECRET: TEST_TOKEN_SECRET,
+    API_TOKENS: 'service-test-token',
+    LOG_LEVEL: 'info',
+    ...overrides,
+  };
+}
+
+/** One signed native `delivered` callback for message `id`; rejects when no answer came. */
+export function postSignedCallback(
+  port: number,
+  id: string,
+  agent: http.Agent | false = false,
+): Promise<{ status: number; connection: string | undefined }> {
+  const body = JSON.stringify(nativeFields({ id, status: 'delivered' }));
+  return new Promise((resolve, reject) => {
+    const req = http.request(
+      {
+        host: '127.0.0.1',
+        port,
+        method: 'POST',
+        path: '/callbacks/native',
+        agent,
+        headers: {
+          'Content-Type': 'application/json',
+          'X-SignalWire-Signature': signJsonBody(
+            TEST_SIGNING_KEY,
+            `${TEST_PUBLIC_BASE_URL}/callbacks/native`,
+            body,
+          ),
+        },
+      },
+      (res) => {
+        res.resume();
+        res.on('end', () =>
+          resolve({ status: res.statusCode ?? 0, connection: res.headers.connection }),
+        );
+      },
+    );
+    req.on('error', reject);
+    req.end(body);
+  });
 }

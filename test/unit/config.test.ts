@@ -142,3 +142,69 @@ describe('relay and reconciliation settings', () => {
     expect(found.join('\n')).not.toContain('PTsecret');
   });
 });
+
+describe('all problems at once', () => {
+  test('When malformed values and missing production values come together, then every one is reported in one go', () => {
+    const { CALLBACK_TOKEN_SECRET: _omitted, ...env } = production;
+    const found = problems({ ...env, PORT: 'eighty', SHUTDOWN_DELAY_MS: 'soon' });
+    expect(found.map((p) => p.split(':')[0]).sort()).toEqual([
+      'CALLBACK_TOKEN_SECRET',
+      'PORT',
+      'SHUTDOWN_DELAY_MS',
+    ]);
+  });
+
+  test('When a production value is malformed rather than missing, then it is named once, for what is wrong with it', () => {
+    const found = problems({ ...production, DATABASE_URL: 'mysql://db/sw' });
+    expect(found).toEqual(['DATABASE_URL: must be a postgres:// connection string']);
+  });
+
+  test('When NODE_ENV itself is malformed, then it is reported with the rest', () => {
+    const found = problems({ NODE_ENV: 'prod', PORT: '-1' });
+    expect(found.map((p) => p.split(':')[0]).sort()).toEqual(['NODE_ENV', 'PORT']);
+  });
+});
+
+describe('the simulator signing key', () => {
+  test('When the simulator is the upstream and no key is set, then its key is the default', () => {
+    const config = loadConfig({});
+    expect(config.signingKeys).toEqual([SIMULATOR_SIGNING_KEY]);
+  });
+
+  test('When a real SIGNALWIRE_SPACE_URL is set without keys, then the published simulator key is not trusted and the start log says so', () => {
+    const config = loadConfig({ SIGNALWIRE_SPACE_URL: 'https://example.signalwire.com' });
+    expect(config.signingKeys).toEqual([]);
+    expect(config.defaultsInForce.join('\n')).toMatch(
+      /SIGNALWIRE_SIGNING_KEYS unset with a real SIGNALWIRE_SPACE_URL/,
+    );
+  });
+
+  test('When keys are set with a real upstream, then only they verify', () => {
+    const config = loadConfig({
+      SIGNALWIRE_SPACE_URL: 'https://example.signalwire.com',
+      SIGNALWIRE_SIGNING_KEYS: 'PSK_real',
+    });
+    expect(config.signingKeys).toEqual(['PSK_real']);
+  });
+});
+
+describe('shutdown and queue bounds', () => {
+  test('When nothing is set, then the shutdown budget covers delay and drain and the queue is bounded in bytes', () => {
+    const config = loadConfig({});
+    expect(config.shutdownGraceMs).toBe(30_000);
+    expect(config.shutdownDelayMs + config.shutdownDrainMs).toBeLessThan(config.shutdownGraceMs);
+    expect(config.ingestQueueMaxBytes).toBe(16 * 1024 * 1024);
+  });
+
+  test('When the grace period leaves no time after the delay and the drain, then it is refused', () => {
+    expect(
+      problems({
+        SHUTDOWN_DELAY_MS: '5000',
+        SHUTDOWN_DRAIN_MS: '20000',
+        SHUTDOWN_GRACE_MS: '25000',
+      }),
+    ).toEqual([
+      'SHUTDOWN_GRACE_MS: must exceed SHUTDOWN_DELAY_MS + SHUTDOWN_DRAIN_MS (5000 + 20000 ms), leaving time to commit what was acknowledged',
+    ]);
+  });
+});

@@ -87,6 +87,39 @@ describe('applyEvent', () => {
     });
   });
 
+  test('When undelivered arrives, then undelivered with 30003, then the message takes the code (DESIGN §3)', () => {
+    const plain = event('undelivered');
+    const withCode = event('undelivered', { errorCode: '30003', errorMessage: 'unreachable' });
+    for (const order of [
+      [plain, withCode],
+      [withCode, plain],
+    ]) {
+      expect(fold(order)).toMatchObject({
+        status: 'undelivered',
+        errorCode: '30003',
+        errorMessage: 'unreachable',
+      });
+    }
+  });
+
+  test('When an event of a lower rank brings a code to a message without one, then the message takes it', () => {
+    const state = fold([event('failed'), event('sent', { errorCode: '30007' })]);
+    expect(state).toMatchObject({ status: 'failed', errorCode: '30007' });
+  });
+
+  test('When an event brings a code to a message that has one, then only a winning event replaces it', () => {
+    const state = fold([
+      event('undelivered', { errorCode: '30003' }),
+      event('undelivered', { errorCode: '30005' }),
+      event('sent', { errorCode: '30008' }),
+    ]);
+    expect(state.errorCode).toBe('30003');
+    expect(
+      fold([event('sent', { errorCode: '30008' }), event('failed', { errorCode: '30004' })])
+        .errorCode,
+    ).toBe('30004');
+  });
+
   test('When a status is unknown, then it never outranks a known one', () => {
     expect(fold([event('sent'), event('teleported')]).status).toBe('sent');
     expect(fold([event('teleported')])).toMatchObject({

@@ -1,6 +1,7 @@
 /**
- * Tells "PostgreSQL cannot take writes right now" apart from "this write is wrong". The first
- * sends accepted callbacks to the outage spool; the second must fail only its own events.
+ * Tells "PostgreSQL cannot be reached or cannot write right now" apart from "this statement
+ * failed". The first sends accepted callbacks to the outage spool and makes the query API
+ * answer 503 (http/error-handler.ts); the second must fail only its own request or events.
  */
 
 // Socket-level failures reaching the server (refused, reset, unreachable, timed out, DNS).
@@ -23,13 +24,16 @@ const NETWORK_CODES = new Set([
 // insufficient resources (disk full, out of memory, too many connections).
 const UNAVAILABLE_SQLSTATES = new Set(['57P01', '57P02', '57P03', '25006']);
 
-// node-postgres raises these without any code, so only their text identifies them: the pool's
-// connect timeout, and a socket that closed under a query or before the client was ready.
+// node-postgres and Kysely raise these without any code, so only their text identifies them:
+// the pool's connect timeout, a socket that closed under a query or before the client was
+// ready, and a pool already closed (shutting down: nothing written now is lost, it waits).
 const CODELESS_MESSAGES = [
   /^timeout exceeded when trying to connect$/i,
   /^Connection terminated/i,
   /^Client has encountered a connection error and is not queryable$/i,
   /^Client was closed and is not queryable$/i,
+  /^Cannot use a pool after calling end on the pool$/i,
+  /^driver has already been destroyed$/i,
 ];
 
 export function isDatabaseUnavailable(error: unknown): boolean {

@@ -1,4 +1,4 @@
-import { isDatabaseUnavailable } from '../../src/ingest/database-unavailable';
+import { isDatabaseUnavailable } from '../../src/db/database-unavailable';
 
 const withCode = (code: string, message = 'x'): Error =>
   Object.assign(new Error(message), { code });

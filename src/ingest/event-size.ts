@@ -1,0 +1,46 @@
+import type { StatusEvent } from '../messages/status-event';
+
+// What a field costs beyond its text: the key or slot, the value's header.
+const FIELD_OVERHEAD = 8;
+// The event's own fixed fields, dates and object headers.
+const EVENT_OVERHEAD = 256;
+
+/**
+ * About how many bytes of callback data an event carries, close to the size of the body it
+ * came from: the text of its fields and of its raw payload, plus a small overhead per field.
+ * What INGEST_QUEUE_MAX_BYTES bounds — a count alone lets 5,000 bodies of 64 KiB hold 320 MB.
+ * Iterative, so no payload is deep enough to overflow the stack.
+ */
+export function approximateEventBytes(event: StatusEvent): number {
+  let bytes = EVENT_OVERHEAD;
+  for (const text of [
+    event.messageId,
+    event.rawStatus,
+    event.errorCode,
+    event.errorMessage,
+    event.from,
+    event.to,
+    event.projectId,
+    event.send?.body,
+    event.send?.clientStatusCallback,
+  ]) {
+    if (typeof text === 'string') bytes += text.length;
+  }
+  const pending: unknown[] = [event.raw];
+  while (pending.length > 0) {
+    const value = pending.pop();
+    if (typeof value === 'string') bytes += value.length + FIELD_OVERHEAD;
+    else if (Array.isArray(value)) {
+      bytes += FIELD_OVERHEAD;
+      for (const item of value) pending.push(item);
+    } else if (typeof value === 'object' && value !== null) {
+      bytes += FIELD_OVERHEAD;
+      // Parsed JSON and form fields are plain objects: own enumerable keys only.
+      for (const key in value) {
+        bytes += key.length;
+        pending.push((value as Record<string, unknown>)[key]);
+      }
+    } else bytes += FIELD_OVERHEAD;
+  }
+  return bytes;
+}

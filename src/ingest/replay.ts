@@ -1,0 +1,192 @@
+import type { Db } from '../db/database';
+import { classifyWriteFailure, isRefusedData, sqlState } from '../db/write-failure';
+import type { Logger } from '../logger';
+import type { RecordOptions, RecordOutcome, recordEvents } from '../messages/record-events';
+import type { StatusEvent } from '../messages/status-event';
+
+/**
+ * Writing spooled events into PostgreSQL. Every spooled event was acknowledged to SignalWire,
+ * which will never send it again, so a failed write is never a reason to drop one:
+ * - PostgreSQL unreachable: the error goes up; the caller waits for the database and replays
+ *   the same events again (the spool keeps them until they are committed);
+ * - a transient failure (lock or statement timeout, deadlock, serialization failure, …): the
+ *   same events are tried again with exponential backoff, for as long as it takes; a chunk
+ *   that keeps failing is tried one event at a time, and the events that still fail are tried
+ *   again after the others, so a lock on one message does not hold up the rest of its chunk;
+ * - an event PostgreSQL refuses for good (its data: classes 22/23), or that our own code fails
+ *   on three times: it goes to the dead-letter file, visible and requeued by command once the
+ *   cause is fixed; its neighbours are stored.
+ * An event the write itself refuses (an outcome other than recorded/duplicate, e.g. a token
+ * bound to another send) is counted and logged: that is the answer, not a failure.
+ */
+export interface ReplayWriterOptions {
+  db: Db;
+  logger: Logger;
+  write: typeof recordEvents;
+  recordOptions?: RecordOptions;
+  deadLetter(event: StatusEvent, reason: string): Promise<void>;
+  /** Aborts a backoff wait (shutdown): the events stay in the spool. */
+  signal?: AbortSignal;
+  /** First backoff delay; doubles up to `maxBackoffMs` (default 100 ms → 30 s). */
+  initialBackoffMs?: number;
+  maxBackoffMs?: number;
+}
+
+export interface ReplayCounts {
+  /** Events written (or found already stored). */
+  replayed: number;
+  recorded: number;
+  duplicates: number;
+  /** Events the write answered with a refusal of its own (not stored, not dead-lettered). */
+  refused: number;
+  deadLettered: number;
+  /** Attempts that failed transiently and were tried again. */
+  retries: number;
+}
+
+export interface ReplayWriter {
+  /** Writes one chunk; resolves once every event is stored, refused or dead-lettered. */
+  commit(events: readonly StatusEvent[]): Promise<void>;
+  readonly counts: ReplayCounts;
+  /** The last transient failure's SQLSTATE (or message) while it is being retried, else null. */
+  retrying(): string | null;
+}
+
+// A chunk failing transiently this often is tried event by event.
+const CHUNK_ATTEMPTS = 2;
+// A codeless error (our own code failing on the event) this often is a dead letter.
+const CODE_FAILURE_ATTEMPTS = 3;
+
+export function createReplayWriter(options: ReplayWriterOptions): ReplayWriter {
+  const { db, logger, write, signal } = options;
+  const recordOptions = options.recordOptions ?? {};
+  const initialBackoffMs = options.initialBackoffMs ?? 100;
+  const maxBackoffMs = options.maxBackoffMs ?? 30_000;
+  const counts: ReplayCounts = {
+    replayed: 0,
+    recorded: 0,
+    duplicates: 0,
+    refused: 0,
+    deadLettered: 0,
+    retries: 0,
+  };
+  let retryingWith: string | null = null;
+
+  function tally(events: readonly StatusEvent[], outcomes: readonly RecordOutcome[]): void {
+    events.forEach((event, index) => {
+      const outcome: string = outcomes[index] ?? 'recorded';
+      counts.replayed++;
+      if (outcome === 'recorded') counts.recorded++;
+      else if (outcome === 'duplicate') counts.duplicates++;
+      else {
+        counts.refused++;
+        logger.warn({ message_id: event.messageId, outcome }, 'replayed event refused');
+      }
+    });
+  }
+
+  async function backoff(attempt: number, error: unknown): Promise<void> {
+    counts.retries++;
+    retryingWith = sqlState(error) ?? (error instanceof Error ? error.message : String(error));
+    const ceiling = Math.min(maxBackoffMs, initialBackoffMs * 2 ** Math.min(attempt - 1, 20));
+    // Full jitter: replicas replaying after the same outage do not retry in step.
+    const delay = ceiling / 2 + Math.random() * (ceiling / 2);
+    logger.warn(
+      { err: error, attempt, retry_in_ms: Math.round(delay) },
+      'replay write failed transiently: retrying',
+    );
+    await sleep(delay, signal);
+  }
+
+  /**
+   * Each event in its own transaction; those failing transiently are tried again, after a
+   * backoff, once the others are through (their order among themselves kept).
+   */
+  async function commitEach(events: readonly StatusEvent[]): Promise<void> {
+    const codeFailures = new Map<StatusEvent, number>();
+    let pending = events;
+    for (let attempt = 1; pending.length > 0; attempt++) {
+      const again: StatusEvent[] = [];
+      let lastError: unknown;
+      for (const event of pending) {
+        try {
+          tally([event], await write(db, [event], recordOptions));
+          continue;
+        } catch (error) {
+          const failure = classifyWriteFailure(error);
+          if (failure === 'unavailable') throw error;
+          const failures = (codeFailures.get(event) ?? 0) + (failure === 'event' ? 1 : 0);
+          codeFailures.set(event, failures);
+          if (failure === 'event' && (isRefusedData(error) || failures >= CODE_FAILURE_ATTEMPTS)) {
+            await deadLetter(event, error);
+            continue;
+          }
+          again.push(event);
+          lastError = error;
+        }
+      }
+      if (again.length > 0) await backoff(attempt, lastError);
+      pending = again;
+    }
+  }
+
+  async function deadLetter(event: StatusEvent, error: unknown): Promise<void> {
+    const message = error instanceof Error ? error.message : String(error);
+    const code = sqlState(error);
+    logger.error(
+      { err: error, message_id: event.messageId },
+      'replayed event cannot be stored: dead-lettered',
+    );
+    await options.deadLetter(event, code ? `${code} ${message}` : message);
+    counts.deadLettered++;
+  }
+
+  return {
+    counts,
+    retrying: () => retryingWith,
+    async commit(chunk) {
+      // A replayed callback is stored with source `replay`: acknowledged during an outage and
+      // committed later, which explains why its seq comes after events received later. Other
+      // sources keep theirs. The dedupe key leaves out the source, so a replay never
+      // duplicates a row that did make it in.
+      const events = chunk.map((event) =>
+        event.source === 'callback' ? { ...event, source: 'replay' as const } : event,
+      );
+      try {
+        for (let attempt = 1; ; attempt++) {
+          try {
+            tally(events, await write(db, events, recordOptions));
+            return;
+          } catch (error) {
+            const failure = classifyWriteFailure(error);
+            if (failure === 'unavailable') throw error;
+            if (failure === 'event' || attempt >= CHUNK_ATTEMPTS || events.length === 1) break;
+            await backoff(attempt, error);
+          }
+        }
+        await commitEach(events);
+      } finally {
+        retryingWith = null;
+      }
+    },
+  };
+}
+
+/** Resolves after `ms`, or rejects at once when `signal` aborts. */
+function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal?.aborted) {
+      reject(signal.reason);
+      return;
+    }
+    const onAbort = (): void => {
+      clearTimeout(timer);
+      reject(signal!.reason);
+    };
+    const timer = setTimeout(() => {
+      signal?.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    signal?.addEventListener('abort', onAbort, { once: true });
+  });
+}

@@ -1,0 +1,498 @@
+import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { link, open, readFile, readdir, stat, unlink, utimes, writeFile } from 'node:fs/promises';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+
+/**
+ * One process per directory (a spool, an embedded PostgreSQL's data), enforced by the kernel
+ * rather than by a PID file.
+ *
+ * A PID file cannot tell a live holder from a dead one in a container: a pod restarted on
+ * its persistent volume has the same hostname and is PID 1 again, so "is PID 1 on this host
+ * alive?" answers yes — it is the newcomer itself. Instead the holder listens on a Unix
+ * socket inside the directory. While the holder lives, connecting succeeds (the kernel
+ * accepts into the backlog even when its event loop is busy); once it has died, for whatever
+ * reason, connecting is refused. So a crashed holder never leaves the directory stuck, and a
+ * live one is never displaced.
+ *
+ * Files, all in the directory (`lock` is the default name; several locks may share a directory):
+ * - `.lock.<generation>`: the holder's record (JSON, see LockHolder), created atomically with
+ *   link(2) — which fails if the name exists — from a fully written temporary file;
+ * - `.lock-<nonce>.sock`: the holder's socket, bound before its record exists.
+ *
+ * Taking over from a dead holder never deletes a record someone else may be creating: the
+ * newcomer creates the next generation instead, and only one process can create it. It then
+ * checks that no higher generation exists (a slow competitor may have judged an older record)
+ * and only after that removes the older records.
+ *
+ * The socket is also a small control channel: a command run beside the holder (the spool
+ * command, `kubectl exec`) can ask it who it is or to do something on its behalf (see
+ * `askHolder`), since the holder is the only process allowed to touch the directory.
+ *
+ * A Unix socket is local to one kernel. A holder on another machine (a volume shared over
+ * the network, or a record left before a reboot) cannot be probed; then its record's
+ * heartbeat decides: refreshed within `foreignStaleMs`, it is taken as alive. A newcomer
+ * waits that long for it to go stale (a pod rescheduled onto another node right after its
+ * predecessor was killed) before it gives up.
+ */
+export interface LockHolder {
+  pid: number;
+  hostname: string;
+  /** The kernel's boot id: a socket can only be probed from the same boot of the same machine. */
+  bootId: string | null;
+  startedAt: string;
+  /** What holds the directory, for people: `npm start`, `spool replay`, … */
+  command: string;
+  generation: number;
+  /** The socket's file name in the directory. */
+  socket: string;
+  /** Anything the holder wants a newcomer to know (ports, the database it serves, …). */
+  details?: Readonly<Record<string, unknown>>;
+}
+
+export class InstanceLockedError extends Error {
+  constructor(
+    readonly dir: string,
+    readonly holder: LockHolder,
+  ) {
+    super(`${dir} is in use by ${describeHolder(holder)}; only one process may use it at a time`);
+    this.name = 'InstanceLockedError';
+  }
+}
+
+/** A request a holder answers on its socket; the answer is any JSON value. */
+export type LockRequestHandler = () => Promise<unknown>;
+
+export interface InstanceLock {
+  readonly dir: string;
+  readonly holder: LockHolder;
+  /** Answers `askHolder(dir, op)` from other processes. */
+  handle(op: string, handler: LockRequestHandler): void;
+  /** Removes the record and closes the socket. Safe to call twice. */
+  release(): Promise<void>;
+}
+
+export interface AcquireOptions {
+  dir: string;
+  /** Names the lock's files (`.<name>.<generation>`), so several can share a directory. */
+  name?: string;
+  command: string;
+  details?: Readonly<Record<string, unknown>>;
+  /** How long a holder on another machine stays alive without a heartbeat (default 30 s). */
+  foreignStaleMs?: number;
+  /** How long to wait for a holder on another machine to go stale (default: foreignStaleMs). */
+  foreignWaitMs?: number;
+  /** How often the holder refreshes its heartbeat (default: a third of foreignStaleMs). */
+  heartbeatMs?: number;
+}
+
+// sun_path holds 108 bytes with its terminating NUL.
+const MAX_SOCKET_PATH = 107;
+
+/** The file names of one lock. */
+interface LockFiles {
+  recordName(generation: number): string;
+  generationOf(file: string): number | undefined;
+  socketName(nonce: string): string;
+  isSocket(file: string): boolean;
+  temporaryName(nonce: string): string;
+  isTemporary(file: string): boolean;
+}
+
+function lockFiles(name: string): LockFiles {
+  if (!/^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/.test(name)) throw new Error(`bad lock name ${name}`);
+  const escaped = name.replace(/\./g, '\\.');
+  const record = new RegExp(`^\\.${escaped}\\.(\\d{12})$`);
+  const socket = new RegExp(`^\\.${escaped}-[0-9a-f]{16}\\.sock$`);
+  const temporary = new RegExp(`^\\.${escaped}\\.tmp-[0-9a-f]{16}$`);
+  return {
+    recordName: (generation) => `.${name}.${String(generation).padStart(12, '0')}`,
+    generationOf(file) {
+      const match = record.exec(file);
+      return match ? Number(match[1]) : undefined;
+    },
+    socketName: (nonce) => `.${name}-${nonce}.sock`,
+    isSocket: (file) => socket.test(file),
+    temporaryName: (nonce) => `.${name}.tmp-${nonce}`,
+    isTemporary: (file) => temporary.test(file),
+  };
+}
+
+export async function acquireInstanceLock(options: AcquireOptions): Promise<InstanceLock> {
+  const dir = path.resolve(options.dir);
+  const files = lockFiles(options.name ?? 'lock');
+  const foreignStaleMs = options.foreignStaleMs ?? 30_000;
+  const waitUntil = Date.now() + (options.foreignWaitMs ?? foreignStaleMs);
+  const nonce = randomBytes(8).toString('hex');
+  const socketName = files.socketName(nonce);
+  const handlers = new Map<string, LockRequestHandler>();
+  const server = await listenOn(dir, socketName, handlers);
+
+  try {
+    await removeOldTemporaries(dir, files);
+    for (let attempt = 1; ; attempt++) {
+      // Each round ends with a lock, a live holder, or a newer record to judge: a few suffice.
+      if (attempt > 50) throw new Error(`${dir}: could not settle who holds the lock`);
+      const records = await listRecords(dir, files);
+      const top = records.at(-1);
+      if (top !== undefined) {
+        const holder = await readRecord(dir, files, top);
+        // A record that vanished between listing and reading was replaced: look again.
+        if (holder === undefined) continue;
+        const state = await holderState(dir, files, holder, foreignStaleMs);
+        if (state === 'foreign' && Date.now() < waitUntil) {
+          await new Promise((resolve) => setTimeout(resolve, Math.min(1_000, foreignStaleMs / 4)));
+          attempt--; // waiting is not a contest lost
+          continue;
+        }
+        if (state !== 'dead') throw new InstanceLockedError(dir, holder);
+      }
+      const holder: LockHolder = {
+        pid: process.pid,
+        hostname: os.hostname(),
+        bootId: bootId(),
+        startedAt: new Date().toISOString(),
+        command: options.command,
+        generation: (top ?? 0) + 1,
+        socket: socketName,
+        ...(options.details && { details: options.details }),
+      };
+      // Another process created this generation first: judge it like any holder.
+      if (!(await createRecord(dir, files, holder, nonce))) continue;
+      const after = await listRecords(dir, files);
+      if (after.some((generation) => generation > holder.generation)) {
+        // Someone judged an older record and moved past ours: they decide, we look again.
+        await unlink(path.join(dir, files.recordName(holder.generation))).catch(() => undefined);
+        continue;
+      }
+      await removeStale(dir, files, after, holder);
+      const heartbeatMs = options.heartbeatMs ?? foreignStaleMs / 3;
+      return holderLock(dir, files, holder, server, handlers, heartbeatMs);
+    }
+  } catch (error) {
+    await closeServer(server, dir, socketName);
+    throw error;
+  }
+}
+
+/** The live holder of `dir`'s lock `name`, if any (nothing is taken or removed). */
+export async function findHolder(
+  dir: string,
+  name = 'lock',
+  foreignStaleMs = 30_000,
+): Promise<LockHolder | undefined> {
+  const resolved = path.resolve(dir);
+  const files = lockFiles(name);
+  const top = (await listRecords(resolved, files).catch(() => [])).at(-1);
+  if (top === undefined) return undefined;
+  const holder = await readRecord(resolved, files, top);
+  const state = holder && (await holderState(resolved, files, holder, foreignStaleMs));
+  return state === 'alive' || state === 'foreign' ? holder : undefined;
+}
+
+/**
+ * Asks the live holder of `dir` to run `op` (registered with `handle`) and returns its answer.
+ * Rejects when nobody holds the directory or the holder has no such request.
+ */
+export async function askHolder(
+  dir: string,
+  op: string,
+  { name = 'lock', timeoutMs = 600_000 }: { name?: string; timeoutMs?: number } = {},
+): Promise<unknown> {
+  const holder = await findHolder(dir, name);
+  if (!holder) throw new Error(`nothing holds ${path.resolve(dir)}`);
+  const address = (use: (address: string) => Promise<string>) =>
+    withSocketAddress(path.resolve(dir), holder.socket, use);
+  const answer = await address(
+    (socketPath) =>
+      new Promise<string>((resolve, reject) => {
+        const socket = net.connect(socketPath);
+        let text = '';
+        socket.setEncoding('utf8');
+        socket.setTimeout(timeoutMs, () =>
+          socket.destroy(new Error(`no answer within ${timeoutMs} ms`)),
+        );
+        socket.on('connect', () => socket.write(`${JSON.stringify({ op })}\n`));
+        socket.on('data', (chunk: string) => (text += chunk));
+        socket.on('end', () => resolve(text));
+        socket.on('error', reject);
+      }),
+  );
+  const parsed = JSON.parse(answer) as { ok: boolean; result?: unknown; error?: string };
+  if (!parsed.ok) throw new Error(parsed.error ?? 'the holder refused the request');
+  return parsed.result;
+}
+
+/** "sw-status pid 42 (npm start; port 8080) on host web-1 since 2026-…". */
+export function describeHolder(holder: LockHolder): string {
+  const details = Object.entries(holder.details ?? {}).map(
+    ([key, value]) => `${key} ${String(value)}`,
+  );
+  const what = [holder.command, ...(details.length > 0 ? [details.join(', ')] : [])].join('; ');
+  return `sw-status pid ${holder.pid} (${what}) on host ${holder.hostname} since ${holder.startedAt}`;
+}
+
+async function listRecords(dir: string, files: LockFiles): Promise<number[]> {
+  return (await readdir(dir))
+    .map((name) => files.generationOf(name))
+    .filter((generation): generation is number => generation !== undefined)
+    .sort((a, b) => a - b);
+}
+
+async function readRecord(
+  dir: string,
+  files: LockFiles,
+  generation: number,
+): Promise<LockHolder | undefined> {
+  try {
+    const text = await readFile(path.join(dir, files.recordName(generation)), 'utf8');
+    return JSON.parse(text) as LockHolder;
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    // Records are written whole (link from a complete file): an unreadable one is nobody's.
+    return { ...UNREADABLE, generation };
+  }
+}
+
+const UNREADABLE: LockHolder = {
+  pid: 0,
+  hostname: '?',
+  bootId: null,
+  startedAt: new Date(0).toISOString(),
+  command: 'unreadable lock record',
+  generation: 0,
+  socket: '',
+};
+
+/** Writes the record to a temporary file, then links it in: false if the name was taken. */
+async function createRecord(
+  dir: string,
+  files: LockFiles,
+  holder: LockHolder,
+  nonce: string,
+): Promise<boolean> {
+  const temporary = path.join(dir, files.temporaryName(nonce));
+  await writeFile(temporary, `${JSON.stringify(holder)}\n`, { mode: 0o600 });
+  try {
+    await link(temporary, path.join(dir, files.recordName(holder.generation)));
+    return true;
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'EEXIST') return false;
+    throw error;
+  } finally {
+    await unlink(temporary).catch(() => undefined);
+  }
+}
+
+/**
+ * `alive`: its socket answers; `dead`: it does not, or its heartbeat stopped; `foreign`: on
+ * another machine (or before a reboot) with a fresh heartbeat — alive as far as anyone knows.
+ */
+async function holderState(
+  dir: string,
+  files: LockFiles,
+  holder: LockHolder,
+  foreignStaleMs: number,
+): Promise<'alive' | 'dead' | 'foreign'> {
+  if (!holder.socket) return 'dead';
+  const sameBoot = holder.bootId !== null && holder.bootId === bootId();
+  if (sameBoot || (holder.bootId === null && holder.hostname === os.hostname())) {
+    return (await probe(dir, holder.socket)) ? 'alive' : 'dead';
+  }
+  // Another machine, or this one before a reboot: only the heartbeat can tell.
+  try {
+    const { mtimeMs } = await stat(path.join(dir, files.recordName(holder.generation)));
+    return Date.now() - mtimeMs < foreignStaleMs ? 'foreign' : 'dead';
+  } catch {
+    return 'dead';
+  }
+}
+
+/** Whether a process listens on the socket: refused or missing means its holder is gone. */
+function probe(dir: string, name: string): Promise<boolean> {
+  return withSocketAddress(dir, name, (address) => connects(address)).catch(() => false);
+}
+
+function connects(address: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = net.connect(address);
+    const done = (alive: boolean): void => {
+      socket.destroy();
+      resolve(alive);
+    };
+    socket.setTimeout(5_000, () => done(true)); // a holder too busy to answer is still there
+    socket.once('connect', () => done(true));
+    socket.once('error', (error: NodeJS.ErrnoException) =>
+      // EAGAIN: the backlog is full, which only a live listener has.
+      done(error.code === 'EAGAIN'),
+    );
+  });
+}
+
+async function removeStale(
+  dir: string,
+  files: LockFiles,
+  generations: number[],
+  holder: LockHolder,
+): Promise<void> {
+  const names = await readdir(dir);
+  for (const generation of generations) {
+    if (generation >= holder.generation) continue;
+    const old = await readRecord(dir, files, generation);
+    if (old?.socket && files.isSocket(old.socket)) {
+      await unlink(path.join(dir, old.socket)).catch(() => undefined);
+    }
+    await unlink(path.join(dir, files.recordName(generation))).catch(() => undefined);
+  }
+  // Sockets of holders that died before writing their record.
+  for (const name of names) {
+    if (!files.isSocket(name) || name === holder.socket) continue;
+    if (!(await probe(dir, name))) {
+      await unlink(path.join(dir, name)).catch(() => undefined);
+    }
+  }
+}
+
+async function removeOldTemporaries(dir: string, files: LockFiles): Promise<void> {
+  for (const name of await readdir(dir)) {
+    if (!files.isTemporary(name)) continue;
+    const file = path.join(dir, name);
+    const info = await stat(file).catch(() => undefined);
+    // A temporary file lives for a moment; an old one was left by a crash.
+    if (info && Date.now() - info.mtimeMs > 60_000) await unlink(file).catch(() => undefined);
+  }
+}
+
+function holderLock(
+  dir: string,
+  files: LockFiles,
+  holder: LockHolder,
+  server: net.Server,
+  handlers: Map<string, LockRequestHandler>,
+  heartbeatMs: number,
+): InstanceLock {
+  const record = path.join(dir, files.recordName(holder.generation));
+  const heartbeat = setInterval(() => {
+    const now = new Date();
+    void utimes(record, now, now).catch(() => undefined);
+  }, heartbeatMs);
+  heartbeat.unref();
+  let released: Promise<void> | undefined;
+  return {
+    dir,
+    holder,
+    handle(op, handler) {
+      handlers.set(op, handler);
+    },
+    release() {
+      released ??= (async () => {
+        clearInterval(heartbeat);
+        // The record first: from then on a newcomer may take over.
+        await unlink(record).catch(() => undefined);
+        await closeServer(server, dir, holder.socket);
+      })();
+      return released;
+    },
+  };
+}
+
+/** Binds the holder's socket; it answers one JSON request per connection. */
+async function listenOn(
+  dir: string,
+  name: string,
+  handlers: Map<string, LockRequestHandler>,
+): Promise<net.Server> {
+  const server = net.createServer((socket) => {
+    let text = '';
+    socket.setEncoding('utf8');
+    socket.on('error', () => undefined);
+    socket.on('data', (chunk: string) => {
+      text += chunk;
+      if (text.length > 4096) socket.destroy();
+      if (!text.includes('\n')) return;
+      socket.removeAllListeners('data');
+      void answer(text.slice(0, text.indexOf('\n'))).then((reply) =>
+        socket.end(`${JSON.stringify(reply)}\n`),
+      );
+    });
+  });
+  const answer = async (
+    line: string,
+  ): Promise<{ ok: boolean; result?: unknown; error?: string }> => {
+    let op: unknown;
+    try {
+      op = (JSON.parse(line) as { op?: unknown }).op;
+    } catch {
+      return { ok: false, error: 'malformed request' };
+    }
+    const handler = typeof op === 'string' ? handlers.get(op) : undefined;
+    if (!handler) return { ok: false, error: `unknown request ${String(op)}` };
+    try {
+      return { ok: true, result: await handler() };
+    } catch (error) {
+      return { ok: false, error: error instanceof Error ? error.message : String(error) };
+    }
+  };
+  // Only the holder's own requests keep a process alive, never the lock.
+  server.unref();
+  await withSocketAddress(
+    dir,
+    name,
+    (address) =>
+      new Promise<void>((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(address, () => {
+          server.off('error', reject);
+          resolve();
+        });
+      }),
+  );
+  return server;
+}
+
+async function closeServer(server: net.Server, dir: string, name: string): Promise<void> {
+  await new Promise((resolve) => server.close(resolve));
+  // Node removes the file only when it was bound by its plain path (see withSocketAddress).
+  await unlink(path.join(dir, name)).catch(() => undefined);
+}
+
+/**
+ * Runs `use` with a path to bind or connect to. A socket path is limited to 107 bytes; when
+ * the absolute one is longer, the path relative to the working directory may fit, and on
+ * Linux a path through an open descriptor of the directory always does
+ * (/proc/self/fd/<n>/<name>, resolved by the kernel to the directory itself).
+ */
+async function withSocketAddress<T>(
+  dir: string,
+  name: string,
+  use: (address: string) => Promise<T>,
+): Promise<T> {
+  const absolute = path.join(dir, name);
+  if (Buffer.byteLength(absolute) <= MAX_SOCKET_PATH) return use(absolute);
+  const relative = path.relative(process.cwd(), absolute);
+  if (Buffer.byteLength(relative) <= MAX_SOCKET_PATH) return use(relative);
+  if (os.platform() !== 'linux') {
+    throw new Error(`${dir}: the path is too long for a socket; choose a shorter directory`);
+  }
+  const handle = await open(dir, 'r');
+  try {
+    return await use(`/proc/self/fd/${handle.fd}/${name}`);
+  } finally {
+    await handle.close();
+  }
+}
+
+let cachedBootId: string | null | undefined;
+
+function bootId(): string | null {
+  if (cachedBootId === undefined) {
+    try {
+      cachedBootId = readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim() || null;
+    } catch {
+      cachedBootId = null; // not Linux: the hostname stands in (see holderState)
+    }
+  }
+  return cachedBootId;
+}
