@@ -69,6 +69,8 @@ export interface IngestStats {
   spooled: number;
   /** Events replayed from the spool into PostgreSQL. */
   replayed: number;
+  /** Replayed events refused because their callback token belongs to another send. */
+  replayRefusedTokens: number;
   /** Events refused because the queue was full. */
   refusedFull: number;
   queued: number;
@@ -114,6 +116,7 @@ export function createGroupCommitRecorder(options: GroupCommitOptions): GroupCom
     fallbacks: 0,
     spooled: 0,
     replayed: 0,
+    replayRefusedTokens: 0,
     refusedFull: 0,
     queued: 0,
     inFlight: 0,
@@ -317,13 +320,18 @@ export function createGroupCommitRecorder(options: GroupCommitOptions): GroupCom
     const replayed = events.map((event) =>
       event.source === 'callback' ? { ...event, source: 'replay' as const } : event,
     );
+    const refused: StatusEvent[] = [];
     try {
-      await write(db, replayed, recordOptions);
+      const outcomes = await write(db, replayed, recordOptions);
+      outcomes.forEach((outcome, index) => {
+        if (outcome === 'refused_token') refused.push(replayed[index]!);
+      });
     } catch (error) {
       if (isDatabaseUnavailable(error)) throw error;
       for (const event of replayed) {
         try {
-          await write(db, [event], recordOptions);
+          const [outcome] = await write(db, [event], recordOptions);
+          if (outcome === 'refused_token') refused.push(event);
         } catch (single) {
           if (isDatabaseUnavailable(single)) throw single;
           logger.error(
@@ -333,6 +341,15 @@ export function createGroupCommitRecorder(options: GroupCommitOptions): GroupCom
           await spool!.deadLetter(event, single instanceof Error ? single.message : String(single));
         }
       }
+    }
+    // Acknowledged while the database was down, checked now like a live callback: a token
+    // of another send is refused (not stored, and not a dead letter: it is not ours to keep).
+    for (const event of refused) {
+      stats.replayRefusedTokens++;
+      logger.warn(
+        { message_id: event.messageId, reason: 'token_mismatch' },
+        'replayed callback refused: its token belongs to another send',
+      );
     }
     stats.replayed += events.length;
   }

@@ -25,6 +25,11 @@ const SpooledEvent = z.object({
   providerTimestamp: isoDate.nullable(),
   receivedAt: isoDate,
   raw: z.record(z.string(), z.unknown()),
+  // Optional, so lines written before they existed still decode. A replayed token event is
+  // checked against its message's binding like a live one (record-events.ts).
+  tokenRef: z.string().optional(),
+  tokenLegacy: z.boolean().optional(),
+  verifiedKeyIndex: z.number().int().min(0).optional(),
   send: z
     .object({
       ref: z.string().nullable(),

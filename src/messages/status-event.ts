@@ -22,8 +22,15 @@ export interface StatusEvent {
   receivedAt: Date;
   /** The payload as received, Body removed unless STORE_BODY=true. */
   raw: Record<string, unknown>;
-  /** Ref of the per-send callback token that authenticated this callback, if one did. */
+  /**
+   * Ref of the per-send callback token that authenticated this callback, if one did. It is
+   * checked against the message's binding in the write's own transaction (record-events.ts).
+   */
   tokenRef?: string;
+  /** The token predates mint times: it may write to a message bound to its ref, never bind one. */
+  tokenLegacy?: boolean;
+  /** Index in SIGNALWIRE_SIGNING_KEYS of the key whose signature verified this callback. */
+  verifiedKeyIndex?: number;
   /** Facts about the message that only a send knows (the proxy sets them). */
   send?: SendFacts;
 }

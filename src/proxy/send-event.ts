@@ -1,4 +1,3 @@
-import { maskTokens } from '../http/request-log';
 import type { StatusEvent } from '../messages/status-event';
 import { canonicalStatus } from '../messages/statuses';
 import type { Api } from '../messages/statuses';
@@ -67,15 +66,13 @@ export function sendEvent(context: SendContext, answer: unknown): StatusEvent | 
 }
 
 /**
- * The answer as stored: without the body unless STORE_BODY=true, and with the callback token
- * masked in a native `status_callback_url` (a token authenticates callbacks; the store keeps
- * its ref, which is enough to tie them to the send).
+ * The answer as stored: without the body unless STORE_BODY=true. It is the answer the caller
+ * got, so a native `status_callback_url` is already the caller's own URL, not the token URL
+ * (proxy/answer-rewrite.ts): the store keeps the token's ref, which ties callbacks to the send.
  */
 function rawAnswer(answer: Record<string, unknown>, storeBody: boolean): Record<string, unknown> {
   const raw: Record<string, unknown> = { ...answer };
   if (!storeBody) delete raw['body'];
-  const callback = raw['status_callback_url'];
-  if (typeof callback === 'string') raw['status_callback_url'] = maskTokens(callback);
   return raw;
 }
 
