@@ -2,14 +2,16 @@ import type { Server } from 'node:http';
 import { createInternalApp, createPublicApp } from './app';
 import type { AppDeps } from './app';
 import { ConfigError, loadConfig } from './config';
+import type { Config } from './config';
 import { createDb } from './db/database';
 import { startEmbeddedPostgres } from './db/embedded-postgres';
 import { migrateToLatest } from './db/migrate';
-import { createFastServer } from './http/fast-server';
 import type { Lifecycle } from './http/health.routes';
+import { bindAddresses, createListener, listenOn, listenerSettings } from './http/listener';
 import { createIngestRecorder } from './ingest/ingest';
 import { openSpool } from './ingest/spool';
 import { createLogger } from './logger';
+import type { Logger } from './logger';
 import { createMetrics } from './metrics/metrics';
 import { createSignalWireClient, signalWireClientFor } from './proxy/signalwire-client';
 import { startSimulator } from './simulator/simulator';
@@ -56,8 +58,8 @@ async function main(): Promise<void> {
   });
   lifecycle.ingest = recorder;
   const deps: AppDeps = { config, logger, db, recorder, lifecycle, metrics, signalwire };
-  const publicServer = await listen(createPublicApp(deps), config.port, config.host);
-  const internalServer = await listen(createInternalApp(deps), config.internalPort, config.host);
+  const publicServer = await listen(createPublicApp(deps), config.port, config, logger);
+  const internalServer = await listen(createInternalApp(deps), config.internalPort, config, logger);
   logger.info(
     { public: address(publicServer), internal: address(internalServer) },
     'sw-status listening',
@@ -98,20 +100,16 @@ async function main(): Promise<void> {
   }
 }
 
-function listen(
+async function listen(
   app: ReturnType<typeof createPublicApp>,
   port: number,
-  host: string,
+  config: Config,
+  logger: Logger,
 ): Promise<Server> {
-  // The fast server spares Express its per-request prototype swap (src/http/fast-server.ts).
-  const server = createFastServer(app);
-  return new Promise((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(port, host, () => {
-      server.off('error', reject);
-      resolve(server);
-    });
-  });
+  // Timeouts, keep-alive and connection bound: src/http/listener.ts.
+  const server = createListener(app, listenerSettings(config), logger);
+  await listenOn(server, port, bindAddresses(config.host), logger);
+  return server;
 }
 
 /**
