@@ -1,3 +1,4 @@
+import { providerTimestamp } from '../callbacks/normalize';
 import type { StatusEvent } from '../messages/status-event';
 import { canonicalStatus } from '../messages/statuses';
 import type { Api } from '../messages/statuses';
@@ -53,7 +54,7 @@ export function sendEvent(context: SendContext, answer: unknown): StatusEvent | 
     numSegments: count(answer[compat ? 'num_segments' : 'number_of_segments']),
     numMedia: compat ? count(answer['num_media']) : Array.isArray(media) ? media.length : null,
     // The provider's creation time: native ISO 8601, compatibility RFC 2822.
-    providerTimestamp: timestamp(answer[compat ? 'date_created' : 'created_at']),
+    providerTimestamp: providerTimestamp(answer[compat ? 'date_created' : 'created_at']),
     receivedAt: context.receivedAt,
     raw: rawAnswer(answer, context.storeBody),
     send: {
@@ -91,11 +92,4 @@ function text(value: unknown): string | null {
 function count(value: unknown): number | null {
   const s = text(value);
   return s !== null && /^\d{1,6}$/.test(s) ? Number(s) : null;
-}
-
-function timestamp(value: unknown): Date | null {
-  const s = text(value);
-  if (s === null) return null;
-  const date = new Date(s);
-  return Number.isNaN(date.getTime()) ? null : date;
 }
