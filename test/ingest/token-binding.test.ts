@@ -219,6 +219,50 @@ describe('the group-commit recorder answers each event of a batch for itself', (
   });
 });
 
+describe('the one-by-one fallback checks tokens too', () => {
+  let database: TestDatabase;
+  beforeAll(async () => {
+    database = await createTestDatabase(2);
+  });
+  afterAll(() => database.destroy());
+
+  test('When a batch fails for a reason of its own and is recorded event by event, then a foreign token is still refused', async () => {
+    // The first batch transaction fails (as a poisoned event would make it); the recorder
+    // then records each event in its own transaction, through the same recordEvents.
+    let failed = false;
+    const write: typeof recordEvents = (db, events, options) => {
+      if (!failed && events.length > 1) {
+        failed = true;
+        return Promise.reject(new Error('a poisoned batch'));
+      }
+      return recordEvents(db, events, options);
+    };
+    const recorder = createGroupCommitRecorder({
+      db: database.db,
+      logger,
+      batchMax: 100,
+      batchWaitMs: 50,
+      queueMax: 1000,
+      maxInFlight: 1,
+      write,
+    });
+    try {
+      const bound = randomUUID();
+      await recorder.record(proxySend(bound, 'owner'));
+      const outcomes = await Promise.all([
+        recorder.record(callback(bound, 'sent', { ref: 'owner' })),
+        recorder.record(callback(bound, 'failed', { ref: 'intruder' })),
+        recorder.record(callback(randomUUID(), 'sent', { ref: 'fresh' })),
+      ]);
+      expect(failed).toBe(true);
+      expect(recorder.stats().fallbacks).toBe(1);
+      expect(outcomes).toEqual(['recorded', 'refused_token', 'recorded']);
+    } finally {
+      await recorder.drain();
+    }
+  });
+});
+
 describe('a callback spooled during an outage is checked when it is replayed', () => {
   let dir: string;
   let t: TestApp;
