@@ -14,6 +14,10 @@ import {
 } from '../helpers/test-app';
 import type { TestApp } from '../helpers/test-app';
 
+// Hundreds of generated cases, some of them 64 KiB bodies: more than the default 30 s on a
+// machine shared with other test runs.
+jest.setTimeout(180_000);
+
 /**
  * Property-based tests of the public listener, through HTTP against the real app and
  * PostgreSQL: whatever body, headers, path and credentials arrive, the answer is a documented
