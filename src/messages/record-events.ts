@@ -60,6 +60,7 @@ export async function recordEvents(
 
   for (;;) {
     const active = refused.size === 0 ? keyed : keyed.filter(({ index }) => !refused.has(index));
+    if (active.length === 0) return keyed.map(() => 'refused_token');
     // Within one batch the first of a key is the candidate; later copies are duplicates.
     const firstOfKey = new Map<string, number>();
     for (const { key, index } of active) if (!firstOfKey.has(key)) firstOfKey.set(key, index);
