@@ -3,7 +3,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { freePort } from '../src/db/embedded-postgres';
-import { runAdversarial } from './adversarial';
+import { logWorst, runAdversarial } from './adversarial';
 import { startBenchPostgres } from './lib/database';
 import type { BenchPostgres } from './lib/database';
 import { fixedRate, peak } from './lib/load';
@@ -231,10 +231,7 @@ async function main(): Promise<void> {
       `p99 at ${rate}/s (median of ${FIXED_RATE_RUNS} runs): (b) ${fixed.b.load.p99_ms} ms vs ` +
         `(a) ${fixed.a.load.p99_ms} ms → ${results.fixed_rate.p99_b_over_a}×`,
     );
-    log(
-      `worst adversarial body: ${adversarial.worst.name}: ${adversarial.worst.cpu_ratio_to_normal}× ` +
-        `the CPU of a normal callback (${adversarial.worst.latency_ratio_to_normal}× its latency)`,
-    );
+    logWorst(adversarial, log);
     for (const [target, met] of Object.entries(results.targets))
       log(`${met ? 'met    ' : 'NOT MET'}  ${target}`);
     log(`written: ${path.relative(process.cwd(), file)} (${results.elapsed_seconds} s)`);
