@@ -3,6 +3,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { freePort } from '../src/db/embedded-postgres';
+import { logWorst, runAdversarial } from './adversarial';
 import { startBenchPostgres } from './lib/database';
 import type { BenchPostgres } from './lib/database';
 import { fixedRate, peak } from './lib/load';
@@ -25,7 +26,8 @@ import { swStatusEnv } from './lib/sw-status';
  * MessageSid; (a) and (b) once more with 128 connections. Then (b) and (a) run at the same
  * fixed rate, half of (b)'s peak, to compare their latency under equal load. Before each run
  * PostgreSQL settles (earlier runs' vacuum and dirty buffers), and each scenario's database is
- * dropped after it. Results: stdout and bench/results/bench-<time>.json.
+ * dropped after it. Last, the adversarial bodies' cost next to a normal callback's
+ * (bench/adversarial.ts, also runnable alone). Results: stdout and bench/results/bench-<time>.json.
  *
  * Env: BENCH_DATABASE_URL (default: an embedded PostgreSQL), BENCH_SECONDS (10),
  * BENCH_WARMUP_SECONDS (3), BENCH_PROFILE=1 (CPU profile of (b) into bench/results/profiles;
@@ -161,6 +163,10 @@ async function main(): Promise<void> {
       [...runs].sort((x, y) => x.load.p99_ms - y.load.p99_ms)[Math.floor(runs.length / 2)]!;
     const fixed = { a: medianRun(fixedRuns.a), b: medianRun(fixedRuns.b) };
 
+    // What the worst bodies cost next to a normal callback (bench/adversarial.ts).
+    log('');
+    const adversarial = await runAdversarial(postgres, log);
+
     const ratio = (x: number, y: number) => Math.round((x / y) * 100) / 100;
     const results = {
       date: new Date().toISOString(),
@@ -193,6 +199,7 @@ async function main(): Promise<void> {
         b: fixed.b,
         p99_b_over_a: ratio(fixed.b.load.p99_ms, fixed.a.load.p99_ms),
       },
+      adversarial,
       targets: {
         'b/a >= 1.0': peaks.b!.load.rps >= peaks.a!.load.rps,
         'p99(b) <= 2 x p99(a) at half of b peak': fixed.b.load.p99_ms <= 2 * fixed.a.load.p99_ms,
@@ -224,6 +231,7 @@ async function main(): Promise<void> {
       `p99 at ${rate}/s (median of ${FIXED_RATE_RUNS} runs): (b) ${fixed.b.load.p99_ms} ms vs ` +
         `(a) ${fixed.a.load.p99_ms} ms → ${results.fixed_rate.p99_b_over_a}×`,
     );
+    logWorst(adversarial, log);
     for (const [target, met] of Object.entries(results.targets))
       log(`${met ? 'met    ' : 'NOT MET'}  ${target}`);
     log(`written: ${path.relative(process.cwd(), file)} (${results.elapsed_seconds} s)`);

@@ -91,7 +91,8 @@ const EnvSchema = z.object({
   NODE_ENV: z.enum(['development', 'production', 'test']).default('development'),
   PORT: port.default(8080),
   INTERNAL_PORT: port.default(8081),
-  HOST: z.string().min(1).default('0.0.0.0'),
+  // Dual-stack: `::` takes IPv4 and IPv6 (main.ts falls back to 0.0.0.0 without IPv6).
+  HOST: z.string().min(1).default('::'),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   DATABASE_URL: z
     .string()
@@ -104,6 +105,7 @@ const EnvSchema = z.object({
   SIGNALWIRE_SIGNING_KEYS: list.optional(),
   SIGNALWIRE_TIMEOUT_MS: positiveInt.default(10_000),
   CALLBACK_TOKEN_SECRET: list.optional(),
+  CALLBACK_TOKEN_TTL_DAYS: positiveInt.default(30),
   API_TOKENS: list.optional(),
   ALLOW_UNSIGNED_CALLBACKS: bool.default(false),
   STORE_BODY: bool.default(false),
@@ -113,6 +115,10 @@ const EnvSchema = z.object({
   // leave room for a bulk send's burst: ~1000/s per address per replica.
   RATE_LIMIT_PUBLIC_PER_MINUTE: positiveInt.default(60_000),
   RATE_LIMIT_QUERY_PER_MINUTE: positiveInt.default(1200),
+  // Above the load balancer's idle timeout for upstream connections (ingress-nginx and AWS
+  // ALB: 60 s), so the service never closes a connection the balancer is about to reuse.
+  HTTP_KEEP_ALIVE_TIMEOUT_MS: positiveInt.default(65_000),
+  HTTP_MAX_CONNECTIONS: positiveInt.default(4096),
   SHUTDOWN_DRAIN_MS: positiveInt.default(10_000),
   // Unset: 5 s in production (see shutdownDelayMs), 0 elsewhere.
   SHUTDOWN_DELAY_MS: z.coerce.number().int().min(0).optional(),
@@ -164,12 +170,18 @@ export interface Config {
   signalwireTimeoutMs: number;
   /** The first mints callback tokens; all verify (receipts can arrive days after the send). */
   callbackTokenSecrets: readonly string[];
+  /** A token older than this is refused (a legacy token without mint time never expires). */
+  callbackTokenTtlDays: number;
   apiTokens: readonly string[];
   allowUnsignedCallbacks: boolean;
   storeBody: boolean;
   trustProxy: TrustProxy;
   rateLimitPublicPerMinute: number;
   rateLimitQueryPerMinute: number;
+  /** Idle keep-alive connections are closed after this (src/http/listener.ts). */
+  httpKeepAliveTimeoutMs: number;
+  /** Open connections per listener; more are refused at once. */
+  httpMaxConnections: number;
   /** After SIGTERM, how long to wait for in-flight requests before closing connections. */
   shutdownDrainMs: number;
   /**
@@ -347,12 +359,15 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     callbackTokenSecrets: Object.freeze(
       v.CALLBACK_TOKEN_SECRET?.length ? v.CALLBACK_TOKEN_SECRET : [DEV_CALLBACK_TOKEN_SECRET],
     ),
+    callbackTokenTtlDays: v.CALLBACK_TOKEN_TTL_DAYS,
     apiTokens: Object.freeze(v.API_TOKENS?.length ? v.API_TOKENS : [DEV_API_TOKEN]),
     allowUnsignedCallbacks: v.ALLOW_UNSIGNED_CALLBACKS,
     storeBody: v.STORE_BODY,
     trustProxy: parseTrustProxy(v.TRUST_PROXY),
     rateLimitPublicPerMinute: v.RATE_LIMIT_PUBLIC_PER_MINUTE,
     rateLimitQueryPerMinute: v.RATE_LIMIT_QUERY_PER_MINUTE,
+    httpKeepAliveTimeoutMs: v.HTTP_KEEP_ALIVE_TIMEOUT_MS,
+    httpMaxConnections: v.HTTP_MAX_CONNECTIONS,
     shutdownDrainMs: v.SHUTDOWN_DRAIN_MS,
     shutdownDelayMs,
     shutdownGraceMs: v.SHUTDOWN_GRACE_MS,

@@ -85,13 +85,8 @@ async function main(): Promise<void> {
   const recorder = createIngestRecorder({ config, db, logger, spool, recordOptions });
   lifecycle.ingest = recorder;
   const deps: AppDeps = { config, logger, db, recorder, lifecycle, metrics, signalwire, relay };
-  const publicServer = await listen(createPublicApp(deps), config.port, config.host, 'PORT');
-  const internalServer = await listen(
-    createInternalApp(deps),
-    config.internalPort,
-    config.host,
-    'INTERNAL_PORT',
-  );
+  const publicServer = await listen(createPublicApp(deps), config, 'PORT', logger);
+  const internalServer = await listen(createInternalApp(deps), config, 'INTERNAL_PORT', logger);
   relay.start();
   reconciler?.start();
   logger.info(

@@ -71,18 +71,20 @@ function accepts(port: number): Promise<boolean> {
 
 const CLOCK_TICKS = 100; // USER_HZ on Linux
 
+/** CPU time a process has used so far, in clock ticks (utime + stime; 100 a second). */
+export function cpuTicks(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+  return Number(fields[11]) + Number(fields[12]);
+}
+
 function sampler(child: ChildProcess): Sampler {
   const pid = child.pid!;
-  const cpuTicks = (): number => {
-    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-    return Number(fields[11]) + Number(fields[12]); // utime + stime
-  };
   const rssMb = (): number => {
     const match = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
     return Number(match?.[1] ?? 0) / 1024;
   };
   const started = Date.now();
-  const startTicks = cpuTicks();
+  const startTicks = cpuTicks(pid);
   let maxRss = rssMb();
   const timer = setInterval(() => {
     if (child.exitCode === null) maxRss = Math.max(maxRss, rssMb());
@@ -94,7 +96,7 @@ function sampler(child: ChildProcess): Sampler {
       const seconds = (Date.now() - started) / 1000;
       return {
         max_rss_mb: Math.round(maxRss),
-        cpu_cores: Math.round(((cpuTicks() - startTicks) / CLOCK_TICKS / seconds) * 100) / 100,
+        cpu_cores: Math.round(((cpuTicks(pid) - startTicks) / CLOCK_TICKS / seconds) * 100) / 100,
       };
     },
   };

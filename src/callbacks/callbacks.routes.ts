@@ -1,35 +1,54 @@
 import express, { Router } from 'express';
-import type { Request, Response } from 'express';
+import type { Request, RequestHandler, Response } from 'express';
 import type { Config } from '../config';
-import type { Db } from '../db/database';
 import { AppError, badRequest, forbidden, unauthorized, unavailable } from '../errors';
+import {
+  MAX_FORM_PARAMETERS,
+  MAX_JSON_DEPTH,
+  formFields,
+  formParametersExceed,
+  jsonNestingExceeds,
+} from '../http/body-limits';
+import { chain } from '../http/chain';
+import { maskTokens } from '../http/request-log';
 import type { Logger } from '../logger';
 import type { EventRecorder } from '../messages/event-recorder';
-import { findMessageRef } from '../messages/messages.repository';
 import type { RecordOutcome } from '../messages/record-events';
 import type { StatusEvent } from '../messages/status-event';
 import type { Api } from '../messages/statuses';
-import { maskTokens } from '../http/request-log';
-import { verifyCallbackToken } from './callback-token';
+import { tokenExpired, verifyCallbackToken } from './callback-token';
+import type { VerifiedToken } from './callback-token';
 import { normalizeCxmlCallback, normalizeNativeCallback } from './normalize';
 import { relayPayloadOf } from './relay-payload';
 import type { CallbackFields } from './normalize';
-import { verifySignature } from './signature';
+import { candidateUrlsFor, verifySignature } from './signature';
 import type { SignatureFailure } from './signature';
 
-export const CALLBACK_BODY_LIMIT = '64kb';
+/** DESIGN §2: a callback body is at most 64 KiB (a real one is about 1 KiB). */
+export const CALLBACK_BODY_LIMIT_BYTES = 64 * 1024;
 
 export type CallbackOutcome = RecordOutcome | `refused_${string}`;
 
 export interface CallbackDeps {
   config: Config;
-  db: Db;
   logger: Logger;
   recorder: EventRecorder;
   clock?: () => Date;
   /** Observes every callback's outcome (metrics). */
   onCallback?: (api: Api, status: string, outcome: CallbackOutcome) => void;
   onSignatureFailure?: (reason: SignatureFailure) => void;
+}
+
+/** `form` for an urlencoded body or a GET's query, `json` for a JSON body. */
+type BodyKind = 'form' | 'json';
+
+/** What the cheap checks established before the body was read. */
+interface Admission {
+  body: BodyKind;
+  /** The valid, unexpired per-send token that authenticates the callback, if one does. */
+  token: VerifiedToken | null;
+  /** Whether a signature must verify once the body is read (no token, signing on). */
+  needsSignature: boolean;
 }
 
 interface ParsedCallback {
@@ -40,33 +59,103 @@ interface ParsedCallback {
 /**
  * The public ingestion routes (DESIGN §2). A callback is answered 200 only after its event
  * is durable — duplicates too, so SignalWire stops retrying — and 503 when it cannot be.
+ *
+ * Cheapest checks first, so that no request makes the process work before it has shown it
+ * could be a real callback: the declared size, the content type and the presence of
+ * credentials (a token is verified here: one HMAC) come before the body is even read; the
+ * body is then parsed within its limits (MAX_FORM_PARAMETERS, MAX_JSON_DEPTH) and only then
+ * is a signature computed.
  */
 export function callbackRoutes(deps: CallbackDeps): Router {
   const router = Router();
   // Raw bytes are needed: signatures cover the body exactly as sent.
-  const rawBody = express.raw({ type: () => true, limit: CALLBACK_BODY_LIMIT });
+  const rawBody = express.raw({ type: () => true, limit: CALLBACK_BODY_LIMIT_BYTES });
+  const route = (api: Api, readBody: boolean): RequestHandler =>
+    chain(admit(deps, api), ...(readBody ? [rawBody] : []), (req: Request, res: Response) =>
+      handle(deps, api, req, res),
+    );
 
   const cxml = ['/callbacks/cxml', '/callbacks/cxml/:token'];
   const native = ['/callbacks/native', '/callbacks/native/:token'];
-  router.post(cxml, rawBody, (req, res) => handle(deps, 'cxml', req, res));
+  router.post(cxml, route('cxml', true));
   // A cXML Application may be configured to call back with GET and query parameters.
-  router.get(cxml, (req, res) => handle(deps, 'cxml', req, res));
-  router.post(native, rawBody, (req, res) => handle(deps, 'native', req, res));
+  router.get(cxml, route('cxml', false));
+  router.post(native, route('native', true));
   return router;
+}
+
+/** Size, content type and credentials: everything that can be refused before reading. */
+function admit(deps: CallbackDeps, api: Api): RequestHandler {
+  return (req, res, next) => {
+    const body = req.method === 'GET' ? 'form' : admitBody(deps, api, req, res);
+    const admission = { body, ...admitCredentials(deps, api, req) };
+    (res.locals as { admission?: Admission }).admission = admission;
+    next();
+  };
+}
+
+function admitBody(deps: CallbackDeps, api: Api, req: Request, res: Response): BodyKind {
+  const length = Number(req.headers['content-length']);
+  if (length > CALLBACK_BODY_LIMIT_BYTES) {
+    deps.onCallback?.(api, 'invalid', 'refused_payload_too_large');
+    // The body is not read: the connection cannot carry another request after this one.
+    res.setHeader('Connection', 'close');
+    throw new AppError(413, 'payload_too_large', 'The body is larger than 64 KiB');
+  }
+  const type = mediaType(req);
+  if (type === 'application/json' || JSON_SUFFIX.test(type)) return 'json';
+  if (type === 'application/x-www-form-urlencoded' && api === 'cxml') return 'form';
+  deps.onCallback?.(api, 'invalid', 'refused_unsupported_media_type');
+  const expected =
+    api === 'cxml' ? 'application/x-www-form-urlencoded or application/json' : 'application/json';
+  throw new AppError(415, 'unsupported_media_type', `Content-Type must be ${expected}`);
+}
+
+/**
+ * Either a valid per-send token or a signature to verify (DESIGN §2 "Callback
+ * authentication"). A token path with an invalid or expired token still verifies by its
+ * signature when it carries one (the URL SignalWire signed is the token URL).
+ */
+function admitCredentials(deps: CallbackDeps, api: Api, req: Request): Omit<Admission, 'body'> {
+  const { config } = deps;
+  const given = req.params['token'];
+  if (typeof given === 'string') {
+    const token = verifyCallbackToken(config.callbackTokenSecrets, given);
+    const expired = token !== null && tokenExpired(token, config.callbackTokenTtlDays, now(deps));
+    if (token && !expired) return { token, needsSignature: false };
+    if (hasSignature(req)) return { token: null, needsSignature: !config.allowUnsignedCallbacks };
+    if (config.allowUnsignedCallbacks) return { token: null, needsSignature: false };
+    throw refuse(deps, api, req, expired ? 'token_expired' : 'bad_token');
+  }
+  if (config.allowUnsignedCallbacks) return { token: null, needsSignature: false };
+  if (hasSignature(req)) return { token: null, needsSignature: true };
+  throw refuse(deps, api, req, 'missing');
+}
+
+function hasSignature(req: Request): boolean {
+  const { headers } = req;
+  return (
+    !!headers['x-signalwire-signature'] ||
+    !!headers['x-twilio-signature'] ||
+    !!headers['x-signalwire-sha256-signature']
+  );
 }
 
 async function handle(deps: CallbackDeps, api: Api, req: Request, res: Response): Promise<void> {
   const { config } = deps;
+  const admission = (res.locals as { admission: Admission }).admission;
   let parsed: ParsedCallback;
   try {
-    parsed = parseCallback(api, req);
+    parsed = parseCallback(admission.body, req);
   } catch (error) {
-    // refused_malformed_body, refused_unsupported_media_type: bounded by the AppError codes.
+    // refused_malformed_body, refused_too_many_parameters, …: bounded by the AppError codes.
     const code = error instanceof AppError ? error.code : 'malformed_body';
     deps.onCallback?.(api, 'invalid', `refused_${code}`);
     throw error;
   }
-  const tokenRef = authenticate(deps, api, req, parsed);
+  const keyIndex = admission.needsSignature
+    ? verifyOrRefuse(deps, api, req, admission.body, parsed)
+    : undefined;
   // PostgreSQL text and jsonb cannot hold NUL: such a callback could never be stored, and a
   // 503 would only make SignalWire retry it in vain.
   if (holdsNul(parsed.fields)) {
@@ -74,7 +163,7 @@ async function handle(deps: CallbackDeps, api: Api, req: Request, res: Response)
     throw badRequest('invalid_character', 'NUL characters are not accepted');
   }
 
-  const options = { receivedAt: (deps.clock ?? (() => new Date()))(), storeBody: config.storeBody };
+  const options = { receivedAt: now(deps), storeBody: config.storeBody };
   let event: StatusEvent;
   try {
     event =
@@ -85,14 +174,15 @@ async function handle(deps: CallbackDeps, api: Api, req: Request, res: Response)
     deps.onCallback?.(api, 'invalid', 'refused_invalid');
     throw error;
   }
-
+  const { token } = admission;
+  if (token) {
+    // Checked against the message's binding in the write's own transaction (record-events).
+    event.tokenRef = token.ref;
+    if (token.mintedAt === null) event.tokenLegacy = true;
+  }
+  if (keyIndex !== undefined) event.verifiedKeyIndex = keyIndex;
   // Relayed as received if the message has a client callback (DESIGN §10; src/relay).
   event.relay = relayPayloadOf(req, config.signingKeys, event.verifiedKeyIndex);
-
-  if (tokenRef) {
-    event.tokenRef = tokenRef;
-    await checkTokenBinding(deps, api, req, event.messageId, tokenRef);
-  }
 
   let outcome: RecordOutcome;
   try {
@@ -104,6 +194,13 @@ async function handle(deps: CallbackDeps, api: Api, req: Request, res: Response)
     throw unavailable('The event could not be stored; retry later', 2);
   }
   deps.onCallback?.(api, event.status, outcome);
+  if (outcome === 'refused_token') {
+    deps.logger.warn(
+      { request_id: req.id, reason: 'token_mismatch', message_id: event.messageId },
+      'callback refused',
+    );
+    throw forbidden('token_mismatch', "The callback token does not belong to this message's send");
+  }
 
   // Plain Node writes: Express's send() would parse and rebuild the content type each time.
   res.statusCode = 200;
@@ -115,26 +212,34 @@ async function handle(deps: CallbackDeps, api: Api, req: Request, res: Response)
   }
 }
 
-function parseCallback(api: Api, req: Request): ParsedCallback {
+function now(deps: CallbackDeps): Date {
+  return (deps.clock ?? (() => new Date()))();
+}
+
+/** The body (or a GET's query) as fields, within the limits of src/http/body-limits.ts. */
+function parseCallback(body: BodyKind, req: Request): ParsedCallback {
   if (req.method === 'GET') {
     const query = req.originalUrl.includes('?')
       ? req.originalUrl.slice(req.originalUrl.indexOf('?') + 1)
       : '';
     // Signed GET callbacks cover the full URL and no body parameters.
-    return { fields: toFields([...new URLSearchParams(query)]), formParams: [] };
+    return { fields: formFields(parseForm(query)), formParams: [] };
   }
-  const raw: Buffer = Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0);
-  const type = mediaType(req);
-  if (type === 'application/json' || JSON_SUFFIX.test(type)) {
-    return { fields: parseJsonObject(raw), formParams: [] };
+  const text = (Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0)).toString('utf8');
+  if (body === 'json') return { fields: parseJsonObject(text), formParams: [] };
+  const pairs = parseForm(text);
+  return { fields: formFields(pairs), formParams: pairs };
+}
+
+function parseForm(text: string): Array<[string, string]> {
+  if (formParametersExceed(text, MAX_FORM_PARAMETERS)) {
+    throw new AppError(
+      413,
+      'too_many_parameters',
+      `The form has more than ${MAX_FORM_PARAMETERS} parameters`,
+    );
   }
-  if (type === 'application/x-www-form-urlencoded' && api === 'cxml') {
-    const pairs = [...new URLSearchParams(raw.toString('utf8'))];
-    return { fields: toFields(pairs), formParams: pairs };
-  }
-  const expected =
-    api === 'cxml' ? 'application/x-www-form-urlencoded or application/json' : 'application/json';
-  throw new AppError(415, 'unsupported_media_type', `Content-Type must be ${expected}`);
+  return [...new URLSearchParams(text)];
 }
 
 const JSON_SUFFIX = /^application\/[^/]+\+json$/;
@@ -152,10 +257,13 @@ function mediaType(req: Request): string {
   return (semicolon === -1 ? header : header.slice(0, semicolon)).trim().toLowerCase();
 }
 
-function parseJsonObject(raw: Buffer): CallbackFields {
+function parseJsonObject(text: string): CallbackFields {
+  if (jsonNestingExceeds(text, MAX_JSON_DEPTH)) {
+    throw badRequest('nesting_too_deep', `The JSON nests deeper than ${MAX_JSON_DEPTH} levels`);
+  }
   let value: unknown;
   try {
-    value = JSON.parse(raw.toString('utf8'));
+    value = JSON.parse(text);
   } catch {
     throw badRequest('malformed_body', 'The body is not valid JSON');
   }
@@ -176,85 +284,53 @@ function holdsNul(value: unknown): boolean {
   return false;
 }
 
-/** Form pairs to fields; a repeated key becomes an array. */
-function toFields(pairs: Array<[string, string]>): CallbackFields {
-  const fields: Record<string, string | string[]> = {};
-  for (const [key, value] of pairs) {
-    const existing = fields[key];
-    if (existing === undefined) fields[key] = value;
-    else fields[key] = Array.isArray(existing) ? [...existing, value] : [existing, value];
-  }
-  return fields;
-}
-
-/** Either a valid signature or a valid per-send token (DESIGN §2 "Callback authentication"). */
-/**
- * Either a valid per-send token or a valid signature (DESIGN §2 "Callback authentication").
- * Returns the token's ref when a valid token authenticated the callback.
- */
-function authenticate(
+/** The signature's verdict: the index of the key that verified, or a 403 (or 401). */
+function verifyOrRefuse(
   deps: CallbackDeps,
   api: Api,
   req: Request,
+  body: BodyKind,
   parsed: ParsedCallback,
-): string | null {
+): number {
   const { config } = deps;
-  const token = req.params.token;
-  const tokenRef =
-    typeof token === 'string' ? verifyCallbackToken(config.callbackTokenSecrets, token) : null;
-  if (tokenRef || config.allowUnsignedCallbacks) return tokenRef;
-
   const result = verifySignature(config.signingKeys, config.publicBaseUrl, {
     headers: req.headers,
     originalUrl: req.originalUrl,
+    body,
     rawBody: Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0),
     formParams: parsed.formParams,
   });
-  if (result.ok) return null;
-
-  const reason: SignatureFailure | 'bad_token' =
-    result.reason === 'missing' && token !== undefined ? 'bad_token' : result.reason;
+  if (result.ok) return result.keyIndex;
   if (result.reason !== 'missing') deps.onSignatureFailure?.(result.reason);
+  throw refuse(deps, api, req, result.reason, result.candidateUrls);
+}
+
+type RefusalReason = SignatureFailure | 'bad_token' | 'token_expired';
+
+/** Counts, logs and builds the answer to a callback whose credentials fail. */
+function refuse(
+  deps: CallbackDeps,
+  api: Api,
+  req: Request,
+  reason: RefusalReason,
+  candidateUrls: string[] = candidateUrlsFor(deps.config.publicBaseUrl, req.originalUrl),
+): AppError {
   deps.onCallback?.(api, 'unauthenticated', `refused_${reason}`);
   deps.logger.warn(
     {
       request_id: req.id,
       reason,
       // What was tried helps fix a PUBLIC_BASE_URL mismatch; tokens are masked, keys never logged.
-      candidate_urls: result.candidateUrls.map(maskUrlToken),
+      candidate_urls: candidateUrls.map(maskUrlToken),
     },
     'callback refused',
   );
-  if (reason === 'missing') throw unauthorized('Missing X-SignalWire-Signature or callback token');
-  throw forbidden(
-    reason === 'bad_token' ? 'invalid_token' : 'invalid_signature',
-    reason === 'bad_token' ? 'The callback token is not valid' : 'The signature does not verify',
-  );
-}
-
-/**
- * A token is minted for one send: once a message is bound to a ref (by the proxy, or by the
- * first token-authenticated callback), a token of another send cannot write to it. Several
- * messages may share a ref (a native send can produce several segment ids). When the database
- * cannot answer, the valid token alone authenticates and the event goes on to be made durable.
- */
-async function checkTokenBinding(
-  deps: CallbackDeps,
-  api: Api,
-  req: Request,
-  messageId: string,
-  tokenRef: string,
-): Promise<void> {
-  let boundRef: string | null | undefined;
-  try {
-    boundRef = await findMessageRef(deps.db, messageId);
-  } catch {
-    return;
+  if (reason === 'missing') return unauthorized('Missing X-SignalWire-Signature or callback token');
+  if (reason === 'bad_token') return forbidden('invalid_token', 'The callback token is not valid');
+  if (reason === 'token_expired') {
+    return forbidden('token_expired', 'The callback token has expired');
   }
-  if (!boundRef || boundRef === tokenRef) return;
-  deps.onCallback?.(api, 'unauthenticated', 'refused_token_mismatch');
-  deps.logger.warn({ request_id: req.id, reason: 'token_mismatch' }, 'callback refused');
-  throw forbidden('token_mismatch', 'The callback token belongs to another send');
+  return forbidden('invalid_signature', 'The signature does not verify');
 }
 
 function maskUrlToken(url: string): string {

@@ -67,7 +67,7 @@ export function normalizeNativeCallback(
     to: text(fields.to),
     numSegments: count(fields.number_of_segments),
     numMedia: Array.isArray(fields.media) ? fields.media.length : count(fields.num_media),
-    providerTimestamp: timestamp(fields.timestamp),
+    providerTimestamp: providerTimestamp(fields.timestamp),
     receivedAt: options.receivedAt,
     raw: withoutBody(fields, options.storeBody, 'body'),
   };
@@ -120,11 +120,17 @@ function count(value: unknown): number | null {
   return Number(s);
 }
 
-function timestamp(value: unknown): Date | null {
+/**
+ * A provider timestamp, or null when there is none to trust. JavaScript dates reach years
+ * PostgreSQL cannot store (`-004713-11-23T…` parses, and would fail the whole write with a
+ * 503 retried forever): only years 1–9999 count, like an unparsable value.
+ */
+export function providerTimestamp(value: unknown): Date | null {
   const s = text(value);
   if (s === null) return null;
   const date = new Date(s);
-  return Number.isNaN(date.getTime()) ? null : date;
+  const year = date.getUTCFullYear();
+  return Number.isNaN(year) || year < 1 || year > 9999 ? null : date;
 }
 
 function withoutBody(

@@ -6,13 +6,24 @@ import type { FormParams } from '../signalwire/signing';
 export type SignatureFailure = 'missing' | 'mismatch' | 'sha256_mismatch' | 'body_hash_mismatch';
 
 export type SignatureResult =
-  | { ok: true; scheme: 'A' | 'B' | 'B+bodySHA256' | 'SHA256'; url: string }
+  | {
+      ok: true;
+      scheme: 'A' | 'B' | 'B+bodySHA256' | 'SHA256';
+      url: string;
+      /** Which of the configured keys verified (its index): the relay re-signs with it. */
+      keyIndex: number;
+    }
   | { ok: false; reason: SignatureFailure; candidateUrls: string[] };
 
 export interface SignedRequest {
   headers: IncomingHttpHeaders;
   /** The request's original path and query, exactly as received (`req.originalUrl`). */
   originalUrl: string;
+  /**
+   * What the body is: `form` for an urlencoded body and for a GET (whose parameters are in
+   * the URL), `json` for a JSON body. It decides the one scheme that may verify.
+   */
+  body: 'form' | 'json';
   rawBody: Buffer;
   /** Form parameters of an urlencoded body, in order; empty for JSON and GET. */
   formParams: FormParams;
@@ -22,6 +33,13 @@ export interface SignedRequest {
  * Verifies SignalWire's signatures (SIGNALWIRE.md "Signing") against every signing key, for
  * the URL as SignalWire called it: PUBLIC_BASE_URL + the original path and query, with and
  * without the default port. The Host header is never trusted to rebuild it.
+ *
+ * The scheme follows the body (DESIGN §2): a form (or GET) verifies only with scheme B over
+ * the URL and its sorted parameters; a JSON body only with scheme A over the URL and the raw
+ * body, or with scheme B over the URL alone when the URL carries a `bodySHA256` that matches
+ * the body. Both schemes are HMAC-SHA1 with the same key, so trying one on the other's body
+ * would let a genuine signature of one request authenticate a forged one: a base64 form
+ * signature re-encoded as hex verifies scheme A over a raw body equal to the signed string.
  */
 export function verifySignature(
   keys: readonly string[],
@@ -35,40 +53,67 @@ export function verifySignature(
   const sha256 = header(request.headers, 'x-signalwire-sha256-signature');
   if (!sha1 && !sha256) return { ok: false, reason: 'missing', candidateUrls };
 
-  // The SHA-256 header, when present, must verify as well: it covers the raw body.
-  let sha256Url: string | undefined;
+  // The SHA-256 header, when present, must verify as well: it covers the raw body. Alone it
+  // authenticates a JSON body only (it exists for JSON webhooks).
   if (sha256) {
-    sha256Url = candidateUrls.find((url) =>
-      keys.some((key) => safeEqual(signSha256(key, url, request.rawBody), sha256.toLowerCase())),
+    const given = sha256.toLowerCase();
+    const match = firstMatch(keys, candidateUrls, (key, url) =>
+      safeEqual(signSha256(key, url, request.rawBody), given),
     );
-    if (!sha256Url) return { ok: false, reason: 'sha256_mismatch', candidateUrls };
-    if (!sha1) return { ok: true, scheme: 'SHA256', url: sha256Url };
+    if (!match) return { ok: false, reason: 'sha256_mismatch', candidateUrls };
+    if (!sha1) {
+      return request.body === 'json'
+        ? { ok: true, scheme: 'SHA256', ...match }
+        : { ok: false, reason: 'mismatch', candidateUrls };
+    }
   }
 
+  if (request.body === 'form') {
+    // Scheme B over the URL and the sorted parameters (a GET has them in the URL).
+    const match = firstMatch(keys, candidateUrls, (key, url) =>
+      safeEqual(signFormParams(key, url, request.formParams), sha1!),
+    );
+    return match
+      ? { ok: true, scheme: 'B', ...match }
+      : { ok: false, reason: 'mismatch', candidateUrls };
+  }
+
+  // JSON: scheme A over the URL and the raw body.
+  const hex = sha1!.toLowerCase();
+  const matchA = firstMatch(keys, candidateUrls, (key, url) =>
+    safeEqual(signJsonBody(key, url, request.rawBody), hex),
+  );
+  if (matchA) return { ok: true, scheme: 'A', ...matchA };
+  // Or Twilio-style: scheme B over the URL alone, the body bound by the URL's bodySHA256.
   // The query is the same in every candidate URL: read it once, and only when it is there.
   const bodyHash = request.originalUrl.includes('bodySHA256')
     ? new URL(candidateUrls[0]!).searchParams.get('bodySHA256')
     : null;
-  for (const url of candidateUrls) {
-    for (const key of keys) {
-      if (bodyHash !== null) {
-        // Twilio-style JSON signing: the signature covers the URL only, the body its hash.
-        if (safeEqual(signFormParams(key, url, []), sha1!)) {
-          return safeEqual(sha256Hex(request.rawBody), bodyHash.toLowerCase())
-            ? { ok: true, scheme: 'B+bodySHA256', url }
-            : { ok: false, reason: 'body_hash_mismatch', candidateUrls };
-        }
-        continue;
-      }
-      if (safeEqual(signFormParams(key, url, request.formParams), sha1!)) {
-        return { ok: true, scheme: 'B', url };
-      }
-      if (safeEqual(signJsonBody(key, url, request.rawBody), sha1!.toLowerCase())) {
-        return { ok: true, scheme: 'A', url };
-      }
+  if (bodyHash !== null) {
+    const matchB = firstMatch(keys, candidateUrls, (key, url) =>
+      safeEqual(signFormParams(key, url, []), sha1!),
+    );
+    if (matchB) {
+      return safeEqual(sha256Hex(request.rawBody), bodyHash.toLowerCase())
+        ? { ok: true, scheme: 'B+bodySHA256', ...matchB }
+        : { ok: false, reason: 'body_hash_mismatch', candidateUrls };
     }
   }
   return { ok: false, reason: 'mismatch', candidateUrls };
+}
+
+/** The first candidate URL and key (by index) for which `verifies` holds. */
+function firstMatch(
+  keys: readonly string[],
+  candidateUrls: readonly string[],
+  verifies: (key: string, url: string) => boolean,
+): { url: string; keyIndex: number } | null {
+  for (const url of candidateUrls) {
+    for (let keyIndex = 0; keyIndex < keys.length; keyIndex++) {
+      if (verifies(keys[keyIndex]!, url)) return { url, keyIndex };
+    }
+  }
+  return null;
 }
 
 /** The URL as called, plus the same URL with the default port added or removed. */

@@ -10,16 +10,28 @@ export interface RateLimitDeps {
   logger: Logger;
   /** Told about every refused request (metrics). */
   onLimited?: () => void;
+  /** Clients tracked at once (default MAX_TRACKED_CLIENTS): bounds the limiter's memory. */
+  maxClients?: number;
 }
 
+/** A rate-limiting middleware that says how many clients it tracks (tests, diagnostics). */
+export type RateLimiter = RequestHandler & { trackedClients(): number };
+
 const WINDOW_MS = 60_000;
+
+/**
+ * About 200 bytes each: 50,000 clients hold about 10 MB. SignalWire calls from a handful of
+ * addresses and the query API has a handful of tokens; only an attacker spraying addresses
+ * (IPv6 prefixes, or X-Forwarded-For with a TRUST_PROXY set too wide) gets near it.
+ */
+export const MAX_TRACKED_CLIENTS = 50_000;
 
 /**
  * Per client address, for the public listener. `req.ip` is the real client behind the load
  * balancer only when TRUST_PROXY names the proxies in front of the service; IPv6 clients are
  * grouped by /56, since one host usually owns a whole prefix.
  */
-export function publicRateLimit(deps: RateLimitDeps): RequestHandler {
+export function publicRateLimit(deps: RateLimitDeps): RateLimiter {
   let warned = false;
   return limiter(deps, (req) => {
     if (!warned && req.headers['x-forwarded-for'] !== undefined && !req.app.get('trust proxy')) {
@@ -37,7 +49,7 @@ export function publicRateLimit(deps: RateLimitDeps): RequestHandler {
  * from. Mounted after bearerAuth, so only valid tokens are counted. The key is a digest of the
  * token: the token itself is never held by the limiter.
  */
-export function queryRateLimit(deps: RateLimitDeps): RequestHandler {
+export function queryRateLimit(deps: RateLimitDeps): RateLimiter {
   return limiter(deps, bearerTokenKey);
 }
 
@@ -57,12 +69,20 @@ interface Window {
  * validations and hashed IETF partition keys cost a fifth of the whole request (bench).
  * Answers carry the IETF draft-8 `RateLimit` and `RateLimit-Policy` fields; a refusal is a
  * 429 in the service's error shape with `Retry-After`.
+ *
+ * Memory is bounded: the map holds windows in the order they started (a renewed window moves
+ * to the end), so when `maxClients` are tracked a new client replaces the oldest window —
+ * ended, or about to — in O(1). Under a spray of addresses the limiter therefore forgets the
+ * oldest counts (errs towards letting a request through) instead of growing without limit or
+ * refusing new clients, SignalWire included.
  */
-function limiter(deps: RateLimitDeps, keyOf: (req: Request) => string): RequestHandler {
-  const { perMinute, onLimited } = deps;
+function limiter(deps: RateLimitDeps, keyOf: (req: Request) => string): RateLimiter {
+  const { perMinute, onLimited, logger } = deps;
+  const maxClients = deps.maxClients ?? MAX_TRACKED_CLIENTS;
   const name = `${perMinute}-in-1min`;
   const policy = `"${name}"; q=${perMinute}; w=${WINDOW_MS / 1000}`;
   const windows = new Map<string, Window>();
+  let lastFullWarning = 0;
   // Forget the windows that ended, so the map holds at most one minute's worth of clients.
   const sweep = setInterval(() => {
     const now = Date.now();
@@ -70,11 +90,26 @@ function limiter(deps: RateLimitDeps, keyOf: (req: Request) => string): RequestH
   }, WINDOW_MS);
   sweep.unref();
 
-  return (req, res, next) => {
+  const forgetOldest = (now: number): void => {
+    const [oldestKey, oldest] = windows.entries().next().value!;
+    windows.delete(oldestKey);
+    if (oldest.resetAt > now && now - lastFullWarning >= WINDOW_MS) {
+      lastFullWarning = now;
+      logger.warn(
+        { max_clients: maxClients },
+        'rate limiter tracks its maximum of clients: the oldest counts are forgotten',
+      );
+    }
+  };
+
+  const handler: RequestHandler = (req, res, next) => {
     const now = Date.now();
     const key = keyOf(req);
     let window = windows.get(key);
     if (window === undefined || window.resetAt <= now) {
+      if (window !== undefined)
+        windows.delete(key); // to the end: the map stays in start order
+      else if (windows.size >= maxClients) forgetOldest(now);
       window = { hits: 0, resetAt: now + WINDOW_MS };
       windows.set(key, window);
     }
@@ -101,4 +136,5 @@ function limiter(deps: RateLimitDeps, keyOf: (req: Request) => string): RequestH
       ),
     );
   };
+  return Object.assign(handler, { trackedClients: () => windows.size });
 }

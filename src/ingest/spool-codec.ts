@@ -25,6 +25,11 @@ const SpooledEvent = z.object({
   providerTimestamp: isoDate.nullable(),
   receivedAt: isoDate,
   raw: z.record(z.string(), z.unknown()),
+  // Optional, so lines written before they existed still decode. A replayed token event is
+  // checked against its message's binding like a live one (record-events.ts).
+  tokenRef: z.string().optional(),
+  tokenLegacy: z.boolean().optional(),
+  verifiedKeyIndex: z.number().int().min(0).optional(),
   send: z
     .object({
       ref: z.string().nullable(),
@@ -33,8 +38,7 @@ const SpooledEvent = z.object({
       body: z.string().nullable(),
     })
     .optional(),
-  // Added with the relay (DESIGN §10); lines written before it have neither and still decode.
-  verifiedKeyIndex: z.number().int().min(0).optional(),
+  // Added with the relay (DESIGN §10); lines written before it do not have it and still decode.
   relay: z
     .object({
       method: z.enum(['POST', 'GET']),

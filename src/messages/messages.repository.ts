@@ -20,12 +20,6 @@ export type HistoryRow = Pick<
   | 'received_at'
 >;
 
-/** The callback-token ref a message is bound to: undefined when the message is unknown. */
-export async function findMessageRef(db: Db, id: string): Promise<string | null | undefined> {
-  const row = await db.selectFrom('messages').select('ref').where('id', '=', id).executeTakeFirst();
-  return row?.ref;
-}
-
 /**
  * A message with its history in arrival order (seq is an identity: the commit order of the
  * events), in one round trip; undefined when the message is unknown.

@@ -66,7 +66,10 @@ function fromJson(column: string, type: string): string {
 /**
  * One batch in one statement: the events not stored yet are inserted, and every message with
  * a new event is either created from its given initial state (`created`: only its id comes
- * back) or, when it has a row, locked and returned as it stands (`existing`). The no-op
+ * back) or, when it has a row, locked and returned as it stands (`existing`). Messages named
+ * in $3 (those with a token-authenticated event, whose binding must be checked even when the
+ * event is a duplicate) are locked and returned too; `= ANY($3)` filters the batch's own rows,
+ * not the table. The no-op
  * DO UPDATE is what locks and returns an existing row: ON CONFLICT finds it even when a
  * concurrent transaction committed it after this statement's snapshot, where a
  * SELECT … FOR UPDATE would miss it.
@@ -87,7 +90,7 @@ const RECORD_BATCH = preparedStatement(
      RETURNING message_id, dedupe_key
    ), initial AS (
      SELECT ${FROM_JSON} FROM json_to_recordset($2::json) AS ${MESSAGE_RECORD}
-     WHERE m.id IN (SELECT message_id FROM new_events)
+     WHERE m.id IN (SELECT message_id FROM new_events) OR m.id = ANY($3::text[])
    ), created AS (
      INSERT INTO messages (${COLUMNS})
      SELECT * FROM initial ORDER BY id
@@ -123,19 +126,21 @@ export interface RecordedBatch {
   newKeys: Set<string>;
   /** Messages with a new event that were created from their initial state. */
   created: Set<string>;
-  /** Messages with a new event that had a row, as they stand, locked until the end. */
+  /** Messages with a new event (or to lock) that had a row, as they stand, locked until the end. */
   existing: Map<string, MessageState>;
 }
 
 /**
  * Inserts the events that are new and creates or locks their messages (RECORD_BATCH).
  * `events` carry their dedupe keys (hex); `initial` holds, per message of the batch, its
- * state should it have no row yet.
+ * state should it have no row yet; the messages in `lock` are locked and returned (or created)
+ * even when none of their events is new.
  */
 export async function recordBatch(
   db: Db,
   events: ReadonlyArray<{ event: StatusEvent; key: string }>,
   initial: readonly MessageState[],
+  lock: readonly string[] = [],
 ): Promise<RecordedBatch> {
   const batch: RecordedBatch = { newKeys: new Set(), created: new Set(), existing: new Map() };
   if (events.length === 0) return batch;
@@ -156,7 +161,7 @@ export async function recordBatch(
     key: string | null;
     created: string | null;
     message: MessageJson | null;
-  }>(RECORD_BATCH([jsonParameter(eventRows), jsonParameter(initial.map(toJsonRow))]));
+  }>(RECORD_BATCH([jsonParameter(eventRows), jsonParameter(initial.map(toJsonRow)), lock]));
   for (const { key, created, message } of rows) {
     if (key !== null) batch.newKeys.add(key);
     if (created !== null) batch.created.add(created);

@@ -7,7 +7,11 @@ import { dedupeKey } from './status-event';
 import type { StatusEvent } from './status-event';
 import type { Api } from './statuses';
 
-export type RecordOutcome = 'recorded' | 'duplicate';
+/**
+ * Per event: stored, a duplicate of a stored event, or refused because its callback token
+ * does not belong to the message's send (DESIGN §2 "A token authenticates its own send only").
+ */
+export type RecordOutcome = 'recorded' | 'duplicate' | 'refused_token';
 
 /** A message's current status changed (queued→sent, sent→delivered, …). */
 export interface StatusTransition {
@@ -31,12 +35,18 @@ export interface RecordOptions {
 /**
  * Records a batch of events — history rows plus the message projection — in ONE transaction,
  * so callers choose their batching (one request, or a group commit of many). Returns, per
- * event and in order, whether it was new or a duplicate.
+ * event and in order, whether it was new, a duplicate, or refused for its token.
  *
  * Concurrency: new history rows are de-duplicated by the unique dedupe key; message rows are
  * created with INSERT … ON CONFLICT DO NOTHING or locked (in id order) before the projection
  * is computed, so concurrent batches for the same message serialise instead of overwriting
  * each other. A deadlock between two batches is retried.
+ *
+ * Token binding is checked here, against the rows the batch holds locked, so the check and
+ * the binding are atomic with the write whoever calls: one request, a group commit, its
+ * one-by-one fallback or a spool replay. When an event is refused the transaction is rolled
+ * back and the batch recorded again without it: the rare path pays, the common one costs no
+ * extra statement.
  */
 export async function recordEvents(
   db: Db,
@@ -44,48 +54,94 @@ export async function recordEvents(
   options: RecordOptions = {},
 ): Promise<RecordOutcome[]> {
   if (events.length === 0) return [];
-  const keyed = events.map((event) => ({ event, key: dedupeKey(event).toString('hex') }));
+  const keyed = events.map((event, index) => ({
+    event,
+    key: dedupeKey(event).toString('hex'),
+    index,
+  }));
+  const refused = new Set<number>();
 
-  // Within one batch the first of a key is the candidate; later copies are duplicates.
-  const firstOfKey = new Map<string, number>();
-  keyed.forEach(({ key }, index) => {
-    if (!firstOfKey.has(key)) firstOfKey.set(key, index);
-  });
-  const candidates = keyed.filter(({ key }, index) => firstOfKey.get(key) === index);
+  for (;;) {
+    const active = refused.size === 0 ? keyed : keyed.filter(({ index }) => !refused.has(index));
+    if (active.length === 0) return keyed.map(() => 'refused_token');
+    // Within one batch the first of a key is the candidate; later copies are duplicates.
+    const firstOfKey = new Map<string, number>();
+    for (const { key, index } of active) if (!firstOfKey.has(key)) firstOfKey.set(key, index);
+    const candidates = active.filter(({ key, index }) => firstOfKey.get(key) === index);
 
-  const { newKeys, transitions, relays } = await withRetry(() =>
-    db.transaction().execute((trx) => record(trx, candidates)),
-  );
-  if (relays > 0) options.onRelaysEnqueued?.(relays);
-  if (options.onTransition) {
-    // Only after the commit (a retried transaction must not count twice), and an observer's
-    // failure must never turn a committed write into an error.
+    let result: { newKeys: Set<string>; transitions: StatusTransition[]; relays: number };
     try {
-      transitions.forEach(options.onTransition);
-    } catch {
-      // metrics are best-effort
+      result = await withRetry(() =>
+        db.transaction().execute((trx) => record(trx, active, candidates)),
+      );
+    } catch (error) {
+      if (!(error instanceof TokenRefusal)) throw error;
+      for (const index of error.indices) refused.add(index);
+      continue;
     }
-  }
 
-  return keyed.map(({ key }, index) =>
-    firstOfKey.get(key) === index && newKeys.has(key) ? 'recorded' : 'duplicate',
-  );
+    const { newKeys, transitions, relays } = result;
+    if (relays > 0) options.onRelaysEnqueued?.(relays);
+    if (options.onTransition) {
+      // Only after the commit (a retried transaction must not count twice), and an observer's
+      // failure must never turn a committed write into an error.
+      try {
+        transitions.forEach(options.onTransition);
+      } catch {
+        // metrics are best-effort
+      }
+    }
+    return keyed.map(({ key, index }) => {
+      if (refused.has(index)) return 'refused_token';
+      return firstOfKey.get(key) === index && newKeys.has(key) ? 'recorded' : 'duplicate';
+    });
+  }
+}
+
+interface KeyedEvent {
+  event: StatusEvent;
+  key: string;
+  /** Position in the caller's batch. */
+  index: number;
+}
+
+/** Events whose token does not belong to their message's send: the transaction rolls back. */
+class TokenRefusal extends Error {
+  constructor(readonly indices: readonly number[]) {
+    super('callback token refused');
+  }
 }
 
 /**
  * Inserts the new events and applies them to their messages, inside the caller's
  * transaction. Returns the keys of the new events and the status changes they made.
+ * `active` is the whole batch in arrival order (copies included: each copy's token is
+ * checked too), `candidates` the first event of each dedupe key.
  */
 async function record(
   trx: Db,
-  candidates: ReadonlyArray<{ event: StatusEvent; key: string }>,
+  active: readonly KeyedEvent[],
+  candidates: readonly KeyedEvent[],
 ): Promise<{ newKeys: Set<string>; transitions: StatusTransition[]; relays: number }> {
   // A message without a row is created from its first event in the batch.
   const initial = new Map<string, MessageState>();
+  const tokenMessages = new Set<string>();
   for (const { event } of candidates) {
     if (!initial.has(event.messageId)) initial.set(event.messageId, applyEvent(null, event));
   }
-  const { newKeys, created, existing } = await recordBatch(trx, candidates, [...initial.values()]);
+  for (const { event } of active) {
+    if (event.tokenRef !== undefined) tokenMessages.add(event.messageId);
+  }
+  const { newKeys, created, existing } = await recordBatch(
+    trx,
+    candidates,
+    [...initial.values()],
+    [...tokenMessages],
+  );
+  if (tokenMessages.size > 0) {
+    const refused = refusedTokens(active, candidates, newKeys, created, existing);
+    if (refused.length > 0) throw new TokenRefusal(refused);
+  }
 
   const newEvents = new Map<string, StatusEvent[]>();
   for (const { event, key } of candidates) {
@@ -105,10 +161,10 @@ async function record(
     const stored = created.has(id) ? initial.get(id) : existing.get(id);
     if (!stored) throw new Error(`message ${id} has new events but no row`);
     const next = events.reduce((previous, event) => {
-      const folded = applyEvent(previous, event);
-      const transition = transitionBetween(previous, folded);
+      const after = applyEvent(previous, event);
+      const transition = transitionBetween(previous, after);
       if (transition) transitions.push(transition);
-      return folded;
+      return after;
     }, stored);
     if (!sameState(next, stored)) changed.push(next);
     folded.set(id, next);
@@ -121,6 +177,49 @@ async function record(
   );
   await enqueueRelays(trx, relays);
   return { newKeys, transitions, relays: relays.length };
+}
+
+/**
+ * DESIGN §2 "A token authenticates its own send only", for the batch's events in arrival
+ * order against the rows it holds locked: a token-authenticated event is refused for a message
+ * bound to another ref, or that exists without a ref (never sent through the proxy); for a
+ * message without a row it binds the message to its ref — unless the token is a legacy one,
+ * which may only write to a message already bound to it. Returns the refused events' indices.
+ */
+function refusedTokens(
+  active: readonly KeyedEvent[],
+  candidates: readonly KeyedEvent[],
+  newKeys: ReadonlySet<string>,
+  created: ReadonlySet<string>,
+  existing: ReadonlyMap<string, MessageState>,
+): number[] {
+  // Each message's binding as the events meet it: `exists: false` until an accepted event
+  // creates it in this batch; `ref: null` for a message not bound to any send.
+  const bindings = new Map<string, { exists: boolean; ref: string | null }>();
+  for (const [id, row] of existing) bindings.set(id, { exists: true, ref: row.ref });
+  for (const id of created) bindings.set(id, { exists: false, ref: null });
+  const isNew = new Set(candidates.filter(({ key }) => newKeys.has(key)).map(({ index }) => index));
+
+  const refused: number[] = [];
+  for (const { event, index } of active) {
+    const binding = bindings.get(event.messageId);
+    if (!binding) continue; // no token event of this message, nothing new for it
+    const { tokenRef } = event;
+    if (tokenRef === undefined) {
+      // A signed callback or the proxy's own record: it creates the message (bound when it
+      // is the proxy's send) or brings the send's ref to a message without one.
+      if (isNew.has(index)) {
+        binding.ref ??= event.send?.ref ?? null;
+        binding.exists = true;
+      }
+    } else if (!binding.exists) {
+      if (event.tokenLegacy) refused.push(index);
+      else Object.assign(binding, { exists: true, ref: tokenRef });
+    } else if (binding.ref !== tokenRef) {
+      refused.push(index);
+    }
+  }
+  return refused;
 }
 
 function transitionBetween(previous: MessageState, next: MessageState): StatusTransition | null {

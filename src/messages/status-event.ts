@@ -22,15 +22,20 @@ export interface StatusEvent {
   receivedAt: Date;
   /** The payload as received, Body removed unless STORE_BODY=true. */
   raw: Record<string, unknown>;
-  /** Ref of the per-send callback token that authenticated this callback, if one did. */
-  tokenRef?: string;
-  /** Facts about the message that only a send knows (the proxy sets them). */
-  send?: SendFacts;
   /**
-   * Which `SIGNALWIRE_SIGNING_KEYS` entry verified the callback's signature (set by signature
-   * verification); absent when a token authenticated it.
+   * Ref of the per-send callback token that authenticated this callback, if one did. It is
+   * checked against the message's binding in the write's own transaction (record-events.ts).
+   */
+  tokenRef?: string;
+  /** The token predates mint times: it may write to a message bound to its ref, never bind one. */
+  tokenLegacy?: boolean;
+  /**
+   * Index in SIGNALWIRE_SIGNING_KEYS of the key whose signature verified this callback;
+   * absent when a token authenticated it.
    */
   verifiedKeyIndex?: number;
+  /** Facts about the message that only a send knows (the proxy sets them). */
+  send?: SendFacts;
   /** The callback as received, relayed to the caller's own status callback (DESIGN §10). */
   relay?: RelayPayload;
 }

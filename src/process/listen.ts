@@ -1,30 +1,31 @@
 import type { Server } from 'node:http';
 import type { Express } from 'express';
-import { createFastServer } from '../http/fast-server';
+import type { Config } from '../config';
+import { bindAddresses, createListener, listenOn, listenerSettings } from '../http/listener';
+import type { Logger } from '../logger';
 import { StartupError } from './startup-error';
 
 /**
- * Starts a listener. A port that is taken or not allowed is a StartupError naming the
- * variable that sets it (`PORT`, `INTERNAL_PORT`, …), not a stack trace: the usual cause is
- * another copy of the service, or another program, on the default port.
+ * Starts a listener with the service's connection settings (timeouts, keep-alive, connection
+ * bound, the dual-stack fallback: src/http/listener.ts) on the port `variable` names. A port
+ * that is taken or not allowed is a StartupError naming that variable (`PORT`,
+ * `INTERNAL_PORT`), not a stack trace: the usual cause is another copy of the service, or
+ * another program, on the default port.
  */
-export function listen(
+export async function listen(
   app: Express,
-  port: number,
-  host: string,
-  variable: string,
+  config: Config,
+  variable: 'PORT' | 'INTERNAL_PORT',
+  logger: Logger,
 ): Promise<Server> {
-  // The fast server spares Express its per-request prototype swap (src/http/fast-server.ts).
-  const server = createFastServer(app);
-  return new Promise((resolve, reject) => {
-    server.once('error', (error: NodeJS.ErrnoException) =>
-      reject(describeListenError(error, port, host, variable)),
-    );
-    server.listen(port, host, () => {
-      server.removeAllListeners('error');
-      resolve(server);
-    });
-  });
+  const port = variable === 'PORT' ? config.port : config.internalPort;
+  const server = createListener(app, listenerSettings(config), logger);
+  try {
+    await listenOn(server, port, bindAddresses(config.host), logger);
+  } catch (error) {
+    throw describeListenError(error as NodeJS.ErrnoException, port, config.host, variable);
+  }
+  return server;
 }
 
 export function describeListenError(

@@ -7,7 +7,13 @@ import { proxyErrors } from './proxy-errors';
 import type { ProxyFailure } from './proxy-errors';
 import { forwardSend } from './proxy.service';
 import type { ProxyDeps, ProxyReply, ValidSend } from './proxy.service';
-import { readRequestBody, requestFields, withField } from './request-body';
+import {
+  bodyEncoding,
+  expectedContentTypes,
+  readRequestBody,
+  requestFields,
+  withField,
+} from './request-body';
 import type { RequestBody } from './request-body';
 
 /**
@@ -27,20 +33,49 @@ export const NATIVE_CREATE_PATH = '/api/messaging/messages';
  * room for any real one and stops a client from streaming megabytes into memory.
  */
 export const PROXY_BODY_LIMIT = '256kb';
+const PROXY_BODY_LIMIT_BYTES = 256 * 1024;
+
+type ReadBody = (req: Request, res: Response) => Promise<void>;
 
 export function proxyRoutes(deps: ProxyDeps): Router {
   const router = Router();
-  // Raw bytes: the body is parsed here so that a parse failure is answered in the API's shape
-  // and only after the credentials were checked.
+  // Raw bytes, read only once the cheap checks passed: the body is parsed here so that a
+  // parse failure is answered in the API's shape and only after the credentials were checked.
   const rawBody = express.raw({ type: () => true, limit: PROXY_BODY_LIMIT });
-  router.post(COMPAT_CREATE_PATHS, rawBody, (req, res) => handle(deps, 'cxml', req, res));
-  router.post(NATIVE_CREATE_PATH, rawBody, (req, res) => handle(deps, 'native', req, res));
+  const readBody: ReadBody = (req, res) =>
+    new Promise((resolve, reject) => {
+      rawBody(req, res, (error?: unknown) => (error ? reject(error) : resolve()));
+    });
+  router.post(COMPAT_CREATE_PATHS, (req, res) => handle(deps, 'cxml', req, res, readBody));
+  router.post(NATIVE_CREATE_PATH, (req, res) => handle(deps, 'native', req, res, readBody));
   router.use(proxyErrorHandler(deps));
   return router;
 }
 
-async function handle(deps: ProxyDeps, api: Api, req: Request, res: Response): Promise<void> {
+/**
+ * Cheapest checks first (DESIGN §2 applies to both listeners): the declared size, the content
+ * type and the credentials are checked before the body is read, the body is parsed within
+ * its limits, and only then validated and forwarded.
+ */
+async function handle(
+  deps: ProxyDeps,
+  api: Api,
+  req: Request,
+  res: Response,
+  readBody: ReadBody,
+): Promise<void> {
   const errors = proxyErrors(api);
+  if (Number(req.headers['content-length']) > PROXY_BODY_LIMIT_BYTES) {
+    // The body is not read: the connection cannot carry another request after this one.
+    res.setHeader('Connection', 'close');
+    fail(res, errors.badBody(413, `The request body is larger than ${PROXY_BODY_LIMIT}`));
+    return;
+  }
+  const encoding = bodyEncoding(api, req.get('content-type'));
+  if (encoding === null) {
+    fail(res, errors.badBody(415, `Content-Type must be ${expectedContentTypes(api)}`));
+    return;
+  }
   const credentials = parseBasicAuth(req.get('authorization'));
   if (!credentials || credentials.username === '' || credentials.password === '') {
     fail(res, errors.unauthenticated('Authentication Error - invalid username or password'));
@@ -65,10 +100,11 @@ async function handle(deps: ProxyDeps, api: Api, req: Request, res: Response): P
     return;
   }
 
+  await readBody(req, res);
   const raw = Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0);
-  const read = readRequestBody(api, req.get('content-type'), raw);
+  const read = readRequestBody(api, encoding, raw);
   if (!read.ok) {
-    fail(res, errors.badBody(read.problem === 'malformed' ? 400 : 415, read.message));
+    fail(res, errors.badBody(read.problem === 'too_many_parameters' ? 413 : 400, read.message));
     return;
   }
 

@@ -3,6 +3,7 @@ import type { Config } from '../config';
 import type { Logger } from '../logger';
 import type { EventRecorder } from '../messages/event-recorder';
 import type { Api } from '../messages/statuses';
+import { withClientCallback } from './answer-rewrite';
 import { proxyErrors } from './proxy-errors';
 import type { ProxyFailure } from './proxy-errors';
 import type { EncodedBody } from './request-body';
@@ -82,7 +83,11 @@ export async function forwardSend(
     return { kind: 'failure', failure: proxyErrors(api).unreachable() };
   }
 
-  const { response } = result;
+  // The caller (and the store) see the caller's own callback URL, never the token URL.
+  const response = {
+    ...result.response,
+    body: withClientCallback(result.response.body, token, send.facts.clientStatusCallback),
+  };
   const receivedAt = (deps.clock ?? (() => new Date()))();
   if (response.status >= 200 && response.status < 300) {
     await record(deps, send, response.body, { ref, receivedAt, requestId });

@@ -1,9 +1,17 @@
+import {
+  MAX_FORM_PARAMETERS,
+  MAX_JSON_DEPTH,
+  formFields,
+  formParametersExceed,
+  jsonNestingExceeds,
+} from '../http/body-limits';
 import type { Api } from '../messages/statuses';
 
 /**
  * Reading a create request's body the way SignalWire does (compatibility: form or JSON;
  * native: JSON) and writing it back out for upstream with one field changed: the status
  * callback. Everything else goes out as the caller sent it, repeated keys in their order.
+ * Parsing stays linear in the body and within the limits of http/body-limits.ts.
  */
 
 export type FormPairs = Array<[string, string]>;
@@ -11,10 +19,13 @@ export type FormPairs = Array<[string, string]>;
 export type RequestBody = { type: 'form'; pairs: FormPairs } | { type: 'json'; value: unknown };
 
 export type BodyProblem =
-  | { problem: 'unsupported_media_type'; message: string }
-  | { problem: 'malformed'; message: string };
+  | { problem: 'malformed'; message: string }
+  | { problem: 'too_many_parameters'; message: string }
+  | { problem: 'too_deep'; message: string };
 
 export type BodyResult = { ok: true; body: RequestBody } | ({ ok: false } & BodyProblem);
+
+export type BodyEncoding = 'form' | 'json';
 
 const FORM = 'application/x-www-form-urlencoded';
 const JSON_TYPE = 'application/json';
@@ -29,45 +40,60 @@ function isJsonType(type: string): boolean {
 }
 
 /**
- * Parses a body by its Content-Type. No Content-Type means the API's usual encoding: a form
- * for compatibility (what `curl -d` means) and JSON for native. An empty body is an empty set
- * of fields, so the validation rules name what is missing.
+ * How a body of this Content-Type is read, or null when the API does not take it (415). No
+ * Content-Type means the API's usual encoding: a form for compatibility (what `curl -d`
+ * means) and JSON for native. Known from the header alone, before the body is read.
  */
-export function readRequestBody(
-  api: Api,
-  contentType: string | undefined,
-  raw: Buffer,
-): BodyResult {
+export function bodyEncoding(api: Api, contentType: string | undefined): BodyEncoding | null {
   const type = mediaType(contentType);
+  if (api === 'cxml' && (type === FORM || type === '')) return 'form';
+  if (isJsonType(type) || (api === 'native' && type === '')) return 'json';
+  return null;
+}
+
+/** What the API takes, for the 415 answer. */
+export function expectedContentTypes(api: Api): string {
+  return api === 'cxml' ? `${FORM} or ${JSON_TYPE}` : JSON_TYPE;
+}
+
+/**
+ * Parses a body in the encoding its Content-Type named (bodyEncoding). An empty body is an
+ * empty set of fields, so the validation rules name what is missing.
+ */
+export function readRequestBody(api: Api, encoding: BodyEncoding, raw: Buffer): BodyResult {
   const text = raw.toString('utf8');
-  const asForm = api === 'cxml' && (type === FORM || type === '');
-  const asJson = isJsonType(type) || (api === 'native' && type === '');
-  if (asForm) {
+  if (encoding === 'form') {
+    if (formParametersExceed(text, MAX_FORM_PARAMETERS)) {
+      return {
+        ok: false,
+        problem: 'too_many_parameters',
+        message: `The form has more than ${MAX_FORM_PARAMETERS} parameters`,
+      };
+    }
     const pairs = parseForm(text);
     if (!pairs) return { ok: false, problem: 'malformed', message: 'The form body is malformed' };
     return { ok: true, body: { type: 'form', pairs } };
   }
-  if (asJson) {
-    if (text.trim() === '') return { ok: true, body: { type: 'json', value: {} } };
-    let value: unknown;
-    try {
-      value = JSON.parse(text);
-    } catch {
-      return { ok: false, problem: 'malformed', message: 'The request body is not valid JSON' };
-    }
-    // Native answers a non-object with its own 422 (send-rules); compatibility fields are
-    // named parameters, so anything but an object cannot be a request.
-    if (api === 'cxml' && !isPlainObject(value)) {
-      return { ok: false, problem: 'malformed', message: 'The JSON body must be an object' };
-    }
-    return { ok: true, body: { type: 'json', value } };
+  if (text.trim() === '') return { ok: true, body: { type: 'json', value: {} } };
+  if (jsonNestingExceeds(text, MAX_JSON_DEPTH)) {
+    return {
+      ok: false,
+      problem: 'too_deep',
+      message: `The JSON body nests deeper than ${MAX_JSON_DEPTH} levels`,
+    };
   }
-  const expected = api === 'cxml' ? `${FORM} or ${JSON_TYPE}` : JSON_TYPE;
-  return {
-    ok: false,
-    problem: 'unsupported_media_type',
-    message: `Content-Type must be ${expected}`,
-  };
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    return { ok: false, problem: 'malformed', message: 'The request body is not valid JSON' };
+  }
+  // Native answers a non-object with its own 422 (send-rules); compatibility fields are
+  // named parameters, so anything but an object cannot be a request.
+  if (api === 'cxml' && !isPlainObject(value)) {
+    return { ok: false, problem: 'malformed', message: 'The JSON body must be an object' };
+  }
+  return { ok: true, body: { type: 'json', value } };
 }
 
 /**
@@ -92,18 +118,6 @@ export function parseForm(text: string): FormPairs | null {
 
 function decodeFormComponent(text: string): string {
   return decodeURIComponent(text.replace(/\+/g, ' '));
-}
-
-/** Form pairs as the validation rules take them: a repeated key becomes an array. */
-export function formFields(pairs: FormPairs): Record<string, string | string[]> {
-  // No prototype: a field named `__proto__` or `constructor` is just a field.
-  const fields = Object.create(null) as Record<string, string | string[]>;
-  for (const [key, value] of pairs) {
-    const existing = fields[key];
-    if (existing === undefined) fields[key] = value;
-    else fields[key] = Array.isArray(existing) ? [...existing, value] : [existing, value];
-  }
-  return fields;
 }
 
 /** The fields the validation rules read, whichever encoding the caller used. */

@@ -1,4 +1,4 @@
-import { maskTokens } from '../http/request-log';
+import { providerTimestamp } from '../callbacks/normalize';
 import type { StatusEvent } from '../messages/status-event';
 import { canonicalStatus } from '../messages/statuses';
 import type { Api } from '../messages/statuses';
@@ -54,7 +54,7 @@ export function sendEvent(context: SendContext, answer: unknown): StatusEvent | 
     numSegments: count(answer[compat ? 'num_segments' : 'number_of_segments']),
     numMedia: compat ? count(answer['num_media']) : Array.isArray(media) ? media.length : null,
     // The provider's creation time: native ISO 8601, compatibility RFC 2822.
-    providerTimestamp: timestamp(answer[compat ? 'date_created' : 'created_at']),
+    providerTimestamp: providerTimestamp(answer[compat ? 'date_created' : 'created_at']),
     receivedAt: context.receivedAt,
     raw: rawAnswer(answer, context.storeBody),
     send: {
@@ -67,15 +67,13 @@ export function sendEvent(context: SendContext, answer: unknown): StatusEvent | 
 }
 
 /**
- * The answer as stored: without the body unless STORE_BODY=true, and with the callback token
- * masked in a native `status_callback_url` (a token authenticates callbacks; the store keeps
- * its ref, which is enough to tie them to the send).
+ * The answer as stored: without the body unless STORE_BODY=true. It is the answer the caller
+ * got, so a native `status_callback_url` is already the caller's own URL, not the token URL
+ * (proxy/answer-rewrite.ts): the store keeps the token's ref, which ties callbacks to the send.
  */
 function rawAnswer(answer: Record<string, unknown>, storeBody: boolean): Record<string, unknown> {
   const raw: Record<string, unknown> = { ...answer };
   if (!storeBody) delete raw['body'];
-  const callback = raw['status_callback_url'];
-  if (typeof callback === 'string') raw['status_callback_url'] = maskTokens(callback);
   return raw;
 }
 
@@ -94,11 +92,4 @@ function text(value: unknown): string | null {
 function count(value: unknown): number | null {
   const s = text(value);
   return s !== null && /^\d{1,6}$/.test(s) ? Number(s) : null;
-}
-
-function timestamp(value: unknown): Date | null {
-  const s = text(value);
-  if (s === null) return null;
-  const date = new Date(s);
-  return Number.isNaN(date.getTime()) ? null : date;
 }

@@ -168,6 +168,37 @@ export function isHttpUrl(value: string): boolean {
   }
 }
 
+/** Longest status-callback URL accepted: far above any real one, far below what abuses it. */
+export const MAX_CALLBACK_URL_LENGTH = 2048;
+
+/**
+ * Why a status-callback URL cannot be used, or null when it can. The service relays the
+ * caller's callbacks to this URL itself (DESIGN §10), signed for the URL as given, so it must
+ * be one an HTTP client calls exactly as written: absolute http(s) with a host, no spaces or
+ * control characters (the URL parser would silently drop tabs and newlines, and the signature
+ * would then cover a URL the app never sees), no credentials (they would travel in every
+ * relay, and be stored), no fragment (never sent, so the app could not verify a signature
+ * over it), and of a sane length.
+ */
+export function callbackUrlProblem(value: string): string | null {
+  if (value.length > MAX_CALLBACK_URL_LENGTH) {
+    return `is longer than ${MAX_CALLBACK_URL_LENGTH} characters`;
+  }
+  // eslint-disable-next-line no-control-regex
+  if (/[\u0000-\u0020\u007f]/.test(value)) return 'contains spaces or control characters';
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    return 'is not an absolute URL';
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') return 'is not an http(s) URL';
+  if (url.hostname === '') return 'has no host';
+  if (url.username !== '' || url.password !== '') return 'must not contain credentials';
+  if (value.includes('#')) return 'must not contain a fragment';
+  return null;
+}
+
 /** Characters as a person counts them (code points), so an emoji is one, not two. */
 function charCount(value: string): number {
   return [...value].length;
@@ -319,14 +350,13 @@ export function parseCompatCreate(
   }
 
   const statusCallback = scalar(fields, 'StatusCallback');
-  if (
-    statusCallback.present &&
-    (statusCallback.value === null || !isHttpUrl(statusCallback.value))
-  ) {
-    return compatInvalid(
-      C.invalidStatusCallback,
-      `The 'StatusCallback' URL${shown(statusCallback.value)} is not a valid http(s) URL`,
-    );
+  if (statusCallback.present) {
+    const problem =
+      statusCallback.value === null ? 'is not a URL' : callbackUrlProblem(statusCallback.value);
+    if (problem !== null) {
+      // The URL itself is not echoed: it may carry credentials.
+      return compatInvalid(C.invalidStatusCallback, `The 'StatusCallback' URL ${problem}`);
+    }
   }
 
   const validity = scalar(fields, 'ValidityPeriod');
@@ -585,14 +615,17 @@ export function parseNativeCreate(
   }
 
   const callback = optional(json, 'status_callback');
-  if (callback !== undefined && (typeof callback !== 'string' || !isHttpUrl(callback))) {
-    errors.push(
-      validationError(
-        C.invalid,
-        'Status callback must be a valid HTTP or HTTPS URL.',
-        'status_callback',
-      ),
-    );
+  if (callback !== undefined) {
+    const problem = typeof callback === 'string' ? callbackUrlProblem(callback) : 'is not a URL';
+    if (problem !== null) {
+      errors.push(
+        validationError(
+          C.invalid,
+          `Status callback must be a valid HTTP or HTTPS URL: it ${problem}.`,
+          'status_callback',
+        ),
+      );
+    }
   }
 
   const customVariables = checkCustomVariables(optional(json, 'custom_variables'), errors);

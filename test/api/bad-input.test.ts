@@ -81,6 +81,18 @@ describe('callbacks: bad input', () => {
     expectError(await postCxml(t.publicApp, fields), 400, 'invalid_character');
   });
 
+  test('When the timestamp is a date PostgreSQL cannot hold, then the callback is stored without it instead of a 503 retried forever', async () => {
+    // Found by test/api/callbacks.property.test.ts: JavaScript parses years PostgreSQL refuses.
+    for (const timestamp of ['-004713-11-23T23:59:59.999Z', '+275760-09-13T00:00:00.000Z']) {
+      const fields = nativeFields({ timestamp });
+      expect((await signedNative(JSON.stringify(fields))).status).toBe(200);
+      const history = await request(t.internalApp)
+        .get(`/v1/messages/${fields.id as string}`)
+        .auth(TEST_API_TOKEN, { type: 'bearer' });
+      expect(history.body.history[0].provider_timestamp).toBeNull();
+    }
+  });
+
   test('When the content type is not supported, then 415', async () => {
     expectError(await signedNative('<xml/>', 'application/xml'), 415, 'unsupported_media_type');
     expectError(

@@ -195,7 +195,9 @@ describe.each(APIS)('%s API through the proxy', (api) => {
       for (const d of deliveries) {
         const url = new URL(d.url);
         expect(`${url.origin}${url.pathname}`).toMatch(
-          new RegExp(`^${stack.publicUrl}/callbacks/${api}/[A-Za-z0-9_-]+\\.[A-Za-z0-9_-]+$`),
+          new RegExp(
+            `^${stack.publicUrl}/callbacks/${api}/[A-Za-z0-9_-]+\\.[0-9a-z]+\\.[A-Za-z0-9_-]+$`,
+          ),
         );
         expect(d.attempts.map((a) => a.statusCode)).toEqual([200]);
         const signature = verifySignature(
@@ -204,6 +206,7 @@ describe.each(APIS)('%s API through the proxy', (api) => {
           {
             headers: { 'x-signalwire-signature': d.signature },
             originalUrl: `${url.pathname}${url.search}`,
+            body: api === 'cxml' ? 'form' : 'json',
             rawBody: Buffer.from(d.rawBody),
             formParams: api === 'cxml' ? [...new URLSearchParams(d.rawBody)] : [],
           },

@@ -119,9 +119,12 @@ describe('callback metrics', () => {
       outcome: 'refused_unsupported_media_type',
     };
     const [m, u] = [await counted(malformed), await counted(unsupported)];
+    // Credentials must be present before a body is parsed at all; the signature is checked
+    // only after parsing, so a malformed body with one is a 400.
     await request(t.publicApp)
       .post('/callbacks/native')
       .set('Content-Type', 'application/json')
+      .set('X-SignalWire-Signature', 'any')
       .send('{not json')
       .expect(400);
     await request(t.publicApp)

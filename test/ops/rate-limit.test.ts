@@ -1,5 +1,8 @@
+import express from 'express';
 import request from 'supertest';
-import { bearerTokenKey } from '../../src/http/rate-limit';
+import { errorHandler } from '../../src/http/error-handler';
+import { bearerTokenKey, publicRateLimit, queryRateLimit } from '../../src/http/rate-limit';
+import { createLogger } from '../../src/logger';
 import { cxmlFields, postCxml } from '../helpers/callbacks';
 import { createTestApp } from '../helpers/test-app';
 import type { TestApp } from '../helpers/test-app';
@@ -101,5 +104,58 @@ describe('query API: per bearer token', () => {
       await request(t.internalApp).get('/metrics').expect(200);
       await request(t.internalApp).get('/healthz').expect(200);
     }
+  });
+});
+
+describe('the limiter’s memory is bounded', () => {
+  function sprayApp(maxClients: number) {
+    const limiter = publicRateLimit({
+      perMinute: 2,
+      logger: createLogger('silent'),
+      maxClients,
+    });
+    const app = express();
+    app.set('trust proxy', true);
+    app.use(limiter);
+    app.get('/', (_req, res) => void res.end('ok'));
+    app.use(errorHandler(createLogger('silent')));
+    return { app, limiter };
+  }
+  const from = (app: express.Express, ip: string) =>
+    request(app).get('/').set('X-Forwarded-For', ip);
+
+  test('When an attacker sprays addresses, then the limiter tracks at most maxClients and keeps answering', async () => {
+    const { app, limiter } = sprayApp(50);
+    for (let i = 0; i < 250; i++) {
+      await from(app, `10.0.${i >> 8}.${i & 255}`).expect(200);
+      expect(limiter.trackedClients()).toBeLessThanOrEqual(50);
+    }
+    expect(limiter.trackedClients()).toBe(50);
+  });
+
+  test('When a limited client is among the tracked ones, then it stays limited; pushed out by a spray, it is forgotten', async () => {
+    const { app } = sprayApp(10);
+    await from(app, '192.0.2.1').expect(200);
+    await from(app, '192.0.2.1').expect(200);
+    await from(app, '192.0.2.1').expect(429);
+    for (let i = 0; i < 9; i++) await from(app, `198.51.100.${i}`).expect(200);
+    await from(app, '192.0.2.1').expect(429);
+    // The trade-off, documented: past the bound the oldest counts are forgotten rather than
+    // memory growing or new clients (SignalWire) being refused.
+    await from(app, '198.51.100.200').expect(200);
+    await from(app, '192.0.2.1').expect(200);
+  });
+
+  test('When a request passes, then the limiter decides synchronously (it runs on every callback)', () => {
+    const limiter = queryRateLimit({ perMinute: 5, logger: createLogger('silent') });
+    const next = jest.fn();
+    const res = { setHeader: jest.fn() };
+    const returned: unknown = limiter(
+      { headers: { authorization: 'Bearer x' } } as never,
+      res as never,
+      next,
+    );
+    expect(returned).toBeUndefined();
+    expect(next).toHaveBeenCalledWith();
   });
 });

@@ -65,7 +65,7 @@ function postForm(body: string, { path = COMPAT_PATH, auth = AUTH as string | nu
 /** The callback token the proxy put in a forwarded form, checked against the secret. */
 function injectedRef(callbackUrl: string | undefined): string | null {
   const token = CALLBACK_URL.exec(callbackUrl ?? '')?.[1];
-  return token ? verifyCallbackToken([TEST_TOKEN_SECRET], token) : null;
+  return token ? (verifyCallbackToken([TEST_TOKEN_SECRET], token)?.ref ?? null) : null;
 }
 
 describe('seed 002 curl example', () => {
@@ -287,6 +287,26 @@ describe('requests that cannot succeed', () => {
     },
     { name: 'MaxPrice is not a number', fields: [...valid, ['MaxPrice', 'cheap']], code: 21627 },
     { name: 'From and MessagingServiceSid are both missing', fields: without('From'), code: 21603 },
+    {
+      name: 'StatusCallback is relative',
+      fields: [...valid, ['StatusCallback', '/hooks/sms']],
+      code: 21609,
+    },
+    {
+      name: 'StatusCallback carries credentials',
+      fields: [...valid, ['StatusCallback', 'https://user:pw@app.example.com/cb']],
+      code: 21609,
+    },
+    {
+      name: 'StatusCallback hides a newline',
+      fields: [...valid, ['StatusCallback', 'https://app.example.com/\ncb']],
+      code: 21609,
+    },
+    {
+      name: 'StatusCallback is longer than 2048 characters',
+      fields: [...valid, ['StatusCallback', `https://app.example.com/${'a'.repeat(2048)}`]],
+      code: 21609,
+    },
   ])(
     'When $name, then the answer is 400 code $code in the compatibility shape and nothing is forwarded',
     async ({ fields, code }) => {

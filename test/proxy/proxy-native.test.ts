@@ -54,7 +54,7 @@ function getMessage(app: TestApp, id: string) {
 
 function injectedRef(url: unknown): string | null {
   if (typeof url !== 'string' || !url.startsWith(CALLBACK_PREFIX)) return null;
-  return verifyCallbackToken([TEST_TOKEN_SECRET], url.slice(CALLBACK_PREFIX.length));
+  return verifyCallbackToken([TEST_TOKEN_SECRET], url.slice(CALLBACK_PREFIX.length))?.ref ?? null;
 }
 
 describe('seed 001 curl example', () => {
@@ -84,10 +84,19 @@ describe('seed 001 curl example', () => {
     expect(ref).not.toBeNull();
 
     expect(res.headers['content-type']).toBe(forwarded.response?.contentType);
-    expect(Buffer.from(res.text)).toEqual(forwarded.response?.body);
+    // SignalWire's answer names the URL it will call: ours, with the token. The caller gets
+    // the answer byte for byte, except that it names the caller's own URL (DESIGN §5).
+    const upstream = forwarded.response!.body.toString();
+    expect(JSON.parse(upstream).status_callback_url).toBe(json['status_callback']);
+    expect(res.text).toBe(
+      upstream.replace(
+        JSON.stringify(json['status_callback']),
+        JSON.stringify(seed.status_callback),
+      ),
+    );
+    expect(res.text).not.toContain(String(json['status_callback']).slice(CALLBACK_PREFIX.length));
     const answer = JSON.parse(res.text) as { id: string; status_callback_url: string };
-    // The caller sees the provider's answer, which names the URL SignalWire will call.
-    expect(answer.status_callback_url).toBe(json['status_callback']);
+    expect(answer.status_callback_url).toBe(seed.status_callback);
 
     const stored = await getMessage(t, answer.id);
     expect(stored.body).toMatchObject({
@@ -112,7 +121,8 @@ describe('seed 001 curl example', () => {
       }),
     ]);
 
-    // The stored answer keeps no body (STORE_BODY is off) and no usable callback token.
+    // The stored answer keeps no body (STORE_BODY is off) and no callback token: it is the
+    // answer the caller got.
     const row = await t.database.db
       .selectFrom('status_events')
       .select('raw')
@@ -120,7 +130,8 @@ describe('seed 001 curl example', () => {
       .executeTakeFirstOrThrow();
     const raw = row.raw as Record<string, unknown>;
     expect(raw).not.toHaveProperty('body');
-    expect(raw['status_callback_url']).toBe(`${CALLBACK_PREFIX}[token]`);
+    expect(raw['status_callback_url']).toBe(seed.status_callback);
+    expect(JSON.stringify(raw)).not.toContain('/callbacks/native/');
     expect(raw['id']).toBe(answer.id);
   });
 
@@ -130,6 +141,9 @@ describe('seed 001 curl example', () => {
     const json = JSON.parse(tap.requests.at(-1)!.body) as Record<string, unknown>;
     expect(Object.keys(json)).toEqual(['to', 'from', 'body', 'status_callback']);
     expect(injectedRef(json['status_callback'])).not.toBeNull();
+    // The caller gave no callback URL: the answer says so, as SignalWire's would have.
+    expect((res.body as { status_callback_url: unknown }).status_callback_url).toBeNull();
+    expect(res.text).not.toContain(CALLBACK_PREFIX);
     const stored = await getMessage(t, (res.body as { id: string }).id);
     expect(stored.body).toMatchObject({ client_status_callback: null, kind: 'sms' });
   });
@@ -195,6 +209,24 @@ describe('requests that cannot succeed', () => {
       body: { ...valid, custom_variables: ['id'] },
       code: 'invalid_parameter',
       attribute: 'custom_variables',
+    },
+    {
+      name: 'status_callback is not an absolute URL',
+      body: { ...valid, status_callback: 'app.example.com/cb' },
+      code: 'invalid_parameter',
+      attribute: 'status_callback',
+    },
+    {
+      name: 'status_callback carries credentials',
+      body: { ...valid, status_callback: 'https://user:pw@app.example.com/cb' },
+      code: 'invalid_parameter',
+      attribute: 'status_callback',
+    },
+    {
+      name: 'status_callback has a fragment',
+      body: { ...valid, status_callback: 'https://app.example.com/cb#x' },
+      code: 'invalid_parameter',
+      attribute: 'status_callback',
     },
   ])(
     'When $name, then the answer is 422 $code on $attribute and nothing is forwarded',

@@ -26,8 +26,10 @@ describe('loadConfig', () => {
     expect(config).toMatchObject({
       port: 8080,
       internalPort: 8081,
-      host: '0.0.0.0',
+      host: '::',
       databaseUrl: undefined,
+      callbackTokenTtlDays: 30,
+      httpKeepAliveTimeoutMs: 65_000,
     });
     expect(config.apiTokens).toEqual([DEV_API_TOKEN]);
     expect(config.signingKeys).toEqual([SIMULATOR_SIGNING_KEY]);

@@ -1,4 +1,6 @@
 import {
+  MAX_CALLBACK_URL_LENGTH,
+  callbackUrlProblem,
   compatError,
   nativeError,
   parseCompatCreate,
@@ -364,5 +366,53 @@ describe('error body helpers', () => {
         ],
       },
     });
+  });
+});
+
+describe('callbackUrlProblem', () => {
+  it.each([
+    'https://app.example.com/hooks/sms?tenant=acme',
+    'http://127.0.0.1:9/cb',
+    'https://[2001:db8::1]:8443/cb',
+    `https://e.com/${'a'.repeat(MAX_CALLBACK_URL_LENGTH - 'https://e.com/'.length)}`,
+  ])('When the callback URL is %s, then it is accepted', (url) => {
+    expect(callbackUrlProblem(url)).toBeNull();
+  });
+
+  it.each([
+    ['relative', '/hooks/sms', 'is not an absolute URL'],
+    ['without scheme', 'app.example.com/cb', 'is not an absolute URL'],
+    ['another scheme', 'ftp://e.com/cb', 'is not an http(s) URL'],
+    ['javascript', 'javascript:alert(1)', 'is not an http(s) URL'],
+    ['with credentials', 'https://user:pw@e.com/cb', 'must not contain credentials'],
+    ['with a user only', 'https://user@e.com/cb', 'must not contain credentials'],
+    ['with a fragment', 'https://e.com/cb#x', 'must not contain a fragment'],
+    ['with a space', 'https://e.com/c b', 'contains spaces or control characters'],
+    ['with a newline', 'https://e.com/\ncb', 'contains spaces or control characters'],
+    ['with a tab in the host', 'https://e.\tcom/cb', 'contains spaces or control characters'],
+    [
+      'too long',
+      `https://e.com/${'a'.repeat(MAX_CALLBACK_URL_LENGTH)}`,
+      'is longer than 2048 characters',
+    ],
+  ])('When the callback URL is %s, then it is refused: %s', (_name, url, problem) => {
+    expect(callbackUrlProblem(url)).toBe(problem);
+  });
+
+  it('When the compatibility StatusCallback has credentials, then the answer is 21609 and does not echo them', () => {
+    const result = parseCompatCreate({
+      To: TO,
+      From: FROM,
+      Body: 'x',
+      StatusCallback: 'https://user:secret@e.com/cb',
+    });
+    expect(result).toMatchObject({ ok: false, status: 400, error: { code: 21609 } });
+    expect(JSON.stringify(result)).not.toContain('secret');
+  });
+
+  it('When the native status_callback is malformed, then it is a 422 on status_callback', () => {
+    expect(
+      nativeCodes({ to: TO, from: FROM, body: 'x', status_callback: 'https://e.com/cb#frag' }),
+    ).toEqual([['invalid_parameter', 'status_callback']]);
   });
 });

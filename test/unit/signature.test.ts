@@ -91,11 +91,18 @@ describe('verifySignature', () => {
   const verify = (
     keys: string[],
     headers: Record<string, string>,
-    opts: { path?: string; body?: Buffer; form?: Array<[string, string]> } = {},
+    opts: {
+      path?: string;
+      body?: Buffer;
+      form?: Array<[string, string]>;
+      kind?: 'form' | 'json';
+    } = {},
   ) =>
     verifySignature(keys, base, {
       headers,
       originalUrl: opts.path ?? '/callbacks/cxml',
+      // A form (or a GET, without a body) unless a body without form parameters is given.
+      body: opts.kind ?? (opts.body && !opts.form ? 'json' : 'form'),
       rawBody: opts.body ?? noBody,
       formParams: opts.form ?? [],
     });
@@ -221,6 +228,62 @@ describe('verifySignature', () => {
         path,
       ),
     ).toMatchObject({ ok: false, reason: 'sha256_mismatch' });
+  });
+
+  test('When several keys are configured, then the index of the key that verified is returned', () => {
+    const sig = signFormParams('k2', `${base}/callbacks/cxml`, formPairs);
+    expect(
+      verify(
+        ['k1', 'k2', 'k3'],
+        { 'x-signalwire-signature': sig },
+        { body: formBody, form: formPairs },
+      ),
+    ).toMatchObject({ ok: true, scheme: 'B', keyIndex: 1 });
+    const hex = signJsonBody('k3', `${base}/callbacks/native`, jsonBody);
+    expect(
+      verify(
+        ['k1', 'k2', 'k3'],
+        { 'x-signalwire-signature': hex },
+        { path: '/callbacks/native', body: jsonBody },
+      ),
+    ).toMatchObject({ ok: true, scheme: 'A', keyIndex: 2 });
+  });
+
+  test('When a genuine form signature is re-sent as hex over a form body equal to the signed string, then it does not verify', () => {
+    // Scheme B signs url + k1v1k2v2…; scheme A signs url + raw body, with the same HMAC-SHA1.
+    const url = `${base}/callbacks/cxml`;
+    const genuine = signFormParams('k1', url, formPairs);
+    const asHex = Buffer.from(genuine, 'base64').toString('hex');
+    const signedString = Buffer.from('MessageSidabcMessageStatussent');
+    expect(signJsonBody('k1', url, signedString)).toBe(asHex); // the forgery's premise
+    const form = [...new URLSearchParams(signedString.toString())];
+    expect(
+      verify(['k1'], { 'x-signalwire-signature': asHex }, { body: signedString, form }),
+    ).toMatchObject({ ok: false, reason: 'mismatch' });
+  });
+
+  test('When a JSON body comes with a base64 signature over the URL alone, then it does not verify', () => {
+    const path = '/callbacks/native';
+    const overUrl = signFormParams('k1', base + path, []);
+    expect(
+      verify(['k1'], { 'x-signalwire-signature': overUrl }, { path, body: jsonBody }),
+    ).toMatchObject({ ok: false, reason: 'mismatch' });
+    // The same signature still verifies what it was made for: a GET without body parameters.
+    expect(verify(['k1'], { 'x-signalwire-signature': overUrl }, { path, kind: 'form' }).ok).toBe(
+      true,
+    );
+  });
+
+  test('When a form body carries only the SHA-256 header, then it does not verify (scheme B is required)', () => {
+    const url = `${base}/callbacks/cxml`;
+    const sha256 = signSha256('k1', url, formBody);
+    expect(
+      verify(
+        ['k1'],
+        { 'x-signalwire-sha256-signature': sha256 },
+        { body: formBody, form: formPairs },
+      ),
+    ).toMatchObject({ ok: false });
   });
 
   test('When no signature header is sent, then the reason is missing', () => {

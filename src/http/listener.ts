@@ -1,0 +1,122 @@
+import type { Server } from 'node:http';
+import type { Express } from 'express';
+import type { Config } from '../config';
+import type { Logger } from '../logger';
+import { createFastServer } from './fast-server';
+
+/**
+ * How both listeners hold their connections (DESIGN §2 "No request can stall the process",
+ * issue 14 item 4). Node's defaults suit neither side of a load balancer:
+ *
+ * - `headersTimeout` 10 s (Node: 60 s) and `requestTimeout` 30 s (Node: 300 s): a client that
+ *   trickles its headers or its body is answered 408 and cut, instead of holding a connection
+ *   and a parser for minutes. Both count only until the request is fully received, so a slow
+ *   answer (the send proxy waiting on SignalWire, a long-poll) is not cut by them.
+ * - Node checks those two only every `connectionsCheckingInterval` (30 s by default, which
+ *   would let a slow client live 40 s): checked every second here.
+ * - `keepAliveTimeout` (Node: 5 s) above the load balancer's idle timeout for upstream
+ *   connections (ingress-nginx and AWS ALB: 60 s; HTTP_KEEP_ALIVE_TIMEOUT_MS, 65 s): when the
+ *   service closes an idle connection first, the balancer can send a request into the
+ *   closing socket and answer 502, which it does not retry for a POST. In Node ≥ 18 an idle
+ *   keep-alive connection is governed by keepAliveTimeout alone, not by headersTimeout (the
+ *   old advice to set headersTimeout above keepAliveTimeout predates that):
+ *   test/ops/listener.test.ts checks it through a real socket.
+ * - `maxConnections` (HTTP_MAX_CONNECTIONS): past it new connections are closed at once, so a
+ *   flood of idle sockets cannot take the process's memory and file descriptors.
+ */
+export interface ListenerSettings {
+  headersTimeoutMs: number;
+  requestTimeoutMs: number;
+  keepAliveTimeoutMs: number;
+  maxConnections: number;
+  /** How often Node looks for connections past headersTimeout or requestTimeout. */
+  timeoutCheckIntervalMs: number;
+}
+
+export const HEADERS_TIMEOUT_MS = 10_000;
+export const REQUEST_TIMEOUT_MS = 30_000;
+
+/** The settings of both listeners (the same for both: neither needs longer). */
+export function listenerSettings(config: Config): ListenerSettings {
+  return {
+    headersTimeoutMs: HEADERS_TIMEOUT_MS,
+    requestTimeoutMs: REQUEST_TIMEOUT_MS,
+    keepAliveTimeoutMs: config.httpKeepAliveTimeoutMs,
+    maxConnections: config.httpMaxConnections,
+    timeoutCheckIntervalMs: 1_000,
+  };
+}
+
+/** An HTTP server for the app (the fast server: src/http/fast-server.ts) with these settings. */
+export function createListener(app: Express, settings: ListenerSettings, logger?: Logger): Server {
+  const server = createFastServer(app, {
+    headersTimeout: settings.headersTimeoutMs,
+    requestTimeout: settings.requestTimeoutMs,
+    connectionsCheckingInterval: settings.timeoutCheckIntervalMs,
+  });
+  server.keepAliveTimeout = settings.keepAliveTimeoutMs;
+  server.maxConnections = settings.maxConnections;
+  if (logger) warnOnDroppedConnections(server, settings.maxConnections, logger);
+  return server;
+}
+
+/** At most one line a minute, however many connections are refused. */
+function warnOnDroppedConnections(server: Server, max: number, logger: Logger): void {
+  let dropped = 0;
+  let lastWarning = 0;
+  server.on('drop', () => {
+    dropped++;
+    const now = Date.now();
+    if (now - lastWarning < 60_000) return;
+    lastWarning = now;
+    logger.warn(
+      { dropped, max_connections: max },
+      'connection limit reached: new connections are refused (HTTP_MAX_CONNECTIONS)',
+    );
+    dropped = 0;
+  });
+}
+
+/**
+ * The addresses to try, in order, for HOST: `::` (the default: IPv4 and IPv6, so IPv6-only
+ * clusters work) falls back to `0.0.0.0` on a machine without IPv6.
+ */
+export function bindAddresses(host: string): string[] {
+  return host === '::' ? ['::', '0.0.0.0'] : [host];
+}
+
+// What binding an IPv6 address says when the machine has no IPv6 (kernel without it, or
+// disabled): only these move on to the next address; anything else (a port in use) is thrown.
+const NO_SUCH_ADDRESS = new Set(['EAFNOSUPPORT', 'EADDRNOTAVAIL']);
+
+/** Listens on the first of `addresses` the machine has; resolves once listening. */
+export async function listenOn(
+  server: Server,
+  port: number,
+  addresses: readonly string[],
+  logger?: Logger,
+): Promise<void> {
+  for (let index = 0; ; index++) {
+    const address = addresses[index]!;
+    try {
+      await bind(server, port, address);
+      return;
+    } catch (error) {
+      const code = (error as { code?: unknown }).code;
+      const next = addresses[index + 1];
+      if (next === undefined || typeof code !== 'string' || !NO_SUCH_ADDRESS.has(code)) throw error;
+      logger?.warn({ address, code, fallback: next }, `cannot listen on ${address}: using ${next}`);
+    }
+  }
+}
+
+function bind(server: Server, port: number, address: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const fail = (error: Error): void => reject(error);
+    server.once('error', fail);
+    server.listen(port, address, () => {
+      server.off('error', fail);
+      resolve();
+    });
+  });
+}

@@ -1,0 +1,219 @@
+import type { Server } from 'node:http';
+import net from 'node:net';
+import type { AddressInfo } from 'node:net';
+import express from 'express';
+import {
+  HEADERS_TIMEOUT_MS,
+  REQUEST_TIMEOUT_MS,
+  bindAddresses,
+  createListener,
+  listenOn,
+  listenerSettings,
+} from '../../src/http/listener';
+import type { ListenerSettings } from '../../src/http/listener';
+import { testConfig } from '../helpers/test-app';
+
+/**
+ * The listeners' connection handling through real sockets (src/http/listener.ts), with small
+ * values so that each behaviour shows within a second or two. What is asserted is which
+ * limit acts on which connection, never how fast: every wait for the server to act is an
+ * "eventually" with a generous limit.
+ */
+
+const small: ListenerSettings = {
+  headersTimeoutMs: 300,
+  requestTimeoutMs: 60_000,
+  keepAliveTimeoutMs: 60_000,
+  maxConnections: 100,
+  timeoutCheckIntervalMs: 50,
+};
+
+const servers: Server[] = [];
+afterEach(async () => {
+  for (const server of servers.splice(0)) {
+    server.closeAllConnections();
+    await new Promise((resolve) => server.close(resolve));
+  }
+});
+
+async function start(settings: ListenerSettings): Promise<number> {
+  const app = express();
+  app.post('/', express.raw({ type: () => true }), (_req, res) => void res.end('posted'));
+  app.get('/', (_req, res) => void res.end('ok'));
+  const server = createListener(app, settings);
+  servers.push(server);
+  await listenOn(server, 0, ['127.0.0.1']);
+  return (server.address() as AddressInfo).port;
+}
+
+interface Client {
+  socket: net.Socket;
+  /** Everything the server sent so far. */
+  received(): string;
+  closed: Promise<void>;
+}
+
+function connect(port: number): Promise<Client> {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect(port, '127.0.0.1');
+    let text = '';
+    socket.on('data', (chunk: Buffer) => (text += chunk.toString()));
+    socket.on('error', () => undefined); // a reset is one of the outcomes looked at
+    const closed = new Promise<void>((done) => socket.on('close', () => done()));
+    socket.once('connect', () => resolve({ socket, received: () => text, closed }));
+    socket.once('error', reject);
+  });
+}
+
+const GET = 'GET / HTTP/1.1\r\nHost: x\r\n\r\n';
+const pause = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+async function waitFor(check: () => boolean, what: string, limitMs = 20_000): Promise<void> {
+  const deadline = Date.now() + limitMs;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`still waiting for: ${what}`);
+    await pause(20);
+  }
+}
+
+function responses(text: string): string[] {
+  return text.match(/HTTP\/1\.1 \d{3}/g) ?? [];
+}
+
+test('When a client trickles its headers, then it is answered 408 and cut at headersTimeout', async () => {
+  const port = await start(small);
+  const client = await connect(port);
+  client.socket.write('GET / HTTP/1.1\r\nHost: x\r\n');
+  // Another header line every 100 ms: the client never stops sending, it just never ends.
+  const trickle = setInterval(() => {
+    if (!client.socket.destroyed) client.socket.write('X-Slow: 1\r\n');
+  }, 100);
+  try {
+    await client.closed; // requestTimeout is a minute: only headersTimeout can have cut it
+  } finally {
+    clearInterval(trickle);
+  }
+  expect(responses(client.received())).toEqual(['HTTP/1.1 408']);
+});
+
+test('When a client sends its headers and trickles its body, then requestTimeout cuts it', async () => {
+  // Node requires headersTimeout ≤ requestTimeout; the headers here are complete at once.
+  const port = await start({ ...small, headersTimeoutMs: 500, requestTimeoutMs: 800 });
+  const client = await connect(port);
+  client.socket.write('POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n');
+  const trickle = setInterval(() => {
+    if (!client.socket.destroyed) client.socket.write('a');
+  }, 100);
+  try {
+    await client.closed;
+  } finally {
+    clearInterval(trickle);
+  }
+  expect(responses(client.received())).toEqual(['HTTP/1.1 408']);
+});
+
+test('When a keep-alive connection idles longer than headersTimeout, then it is kept (keepAliveTimeout governs it) and closed once that passes', async () => {
+  const port = await start({ ...small, keepAliveTimeoutMs: 4_000 });
+  const client = await connect(port);
+  client.socket.write(GET);
+  await waitFor(() => responses(client.received()).length === 1, 'the first answer');
+  // Idle for five times headersTimeout (and its checks): the connection must still serve.
+  await pause(1_500);
+  expect(client.socket.destroyed).toBe(false);
+  client.socket.write(GET);
+  await waitFor(() => responses(client.received()).length === 2, 'the second answer');
+  expect(responses(client.received())).toEqual(['HTTP/1.1 200', 'HTTP/1.1 200']);
+  // Then, idle past keepAliveTimeout, the server closes it.
+  await client.closed;
+});
+
+test('When the connection bound is reached, then further connections are closed at once and served again once one closes', async () => {
+  const port = await start({ ...small, maxConnections: 2 });
+  const first = await connect(port);
+  const second = await connect(port);
+  first.socket.write(GET);
+  second.socket.write(GET);
+  await waitFor(() => responses(first.received() + second.received()).length === 2, 'both served');
+  const third = await connect(port);
+  third.socket.write(GET);
+  await third.closed;
+  expect(third.received()).toBe('');
+
+  first.socket.destroy();
+  await first.closed;
+  // The server counts the closed connection out once it sees the close.
+  await pause(100);
+  const fourth = await connect(port);
+  fourth.socket.write(GET);
+  await waitFor(() => responses(fourth.received()).length === 1, 'the fourth served');
+  fourth.socket.destroy();
+  second.socket.destroy();
+});
+
+test('When the service builds its listeners, then the public timeouts are within DESIGN §2 and keep-alive outlasts the load balancer’s 60 s', () => {
+  const settings = listenerSettings(testConfig());
+  expect(settings.headersTimeoutMs).toBeLessThanOrEqual(10_000);
+  expect(settings.requestTimeoutMs).toBeLessThanOrEqual(30_000);
+  expect(settings.keepAliveTimeoutMs).toBeGreaterThan(60_000);
+  expect(settings.maxConnections).toBeGreaterThan(0);
+  expect(settings.timeoutCheckIntervalMs).toBeLessThanOrEqual(1_000);
+
+  const server = createListener(express(), settings);
+  expect(server).toMatchObject({
+    headersTimeout: HEADERS_TIMEOUT_MS,
+    requestTimeout: REQUEST_TIMEOUT_MS,
+    keepAliveTimeout: 65_000,
+    maxConnections: 4096,
+  });
+  const tuned = listenerSettings(
+    testConfig({ HTTP_KEEP_ALIVE_TIMEOUT_MS: '620000', HTTP_MAX_CONNECTIONS: '10' }),
+  );
+  expect(tuned).toMatchObject({ keepAliveTimeoutMs: 620_000, maxConnections: 10 });
+});
+
+describe('HOST', () => {
+  test('When HOST is `::` (the default), then IPv4 is the fallback; another HOST is used as given', () => {
+    expect(testConfig().host).toBe('::');
+    expect(bindAddresses('::')).toEqual(['::', '0.0.0.0']);
+    expect(bindAddresses('127.0.0.1')).toEqual(['127.0.0.1']);
+  });
+
+  test('When the first address does not exist on the machine, then the next one is listened on', async () => {
+    // 2001:db8::/32 is for documentation: no machine has it, binding it fails EADDRNOTAVAIL
+    // as `::` does on a machine without IPv6.
+    const server = createListener(
+      express().get('/', (_req, res) => void res.end('ok')),
+      small,
+    );
+    servers.push(server);
+    await listenOn(server, 0, ['2001:db8::1', '127.0.0.1']);
+    const { address, port } = server.address() as AddressInfo;
+    expect(address).toBe('127.0.0.1');
+    const client = await connect(port);
+    client.socket.write(GET);
+    await waitFor(() => responses(client.received()).length === 1, 'an answer');
+    client.socket.destroy();
+  });
+
+  test('When the port is taken, then the error is not mistaken for a missing address', async () => {
+    const port = await start(small);
+    const second = createListener(express(), small);
+    await expect(listenOn(second, port, ['127.0.0.1', '0.0.0.0'])).rejects.toMatchObject({
+      code: 'EADDRINUSE',
+    });
+  });
+
+  test('When listening on `::`, then IPv4 clients are served too (dual stack)', async () => {
+    const server = createListener(
+      express().get('/', (_req, res) => void res.end('ok')),
+      small,
+    );
+    servers.push(server);
+    await listenOn(server, 0, bindAddresses('::'));
+    const { port } = server.address() as AddressInfo;
+    const client = await connect(port);
+    client.socket.write(GET);
+    await waitFor(() => responses(client.received()).length === 1, 'an answer over IPv4');
+    client.socket.destroy();
+  });
+});
