@@ -1,7 +1,9 @@
 import type { Db } from '../db/database';
-import { recordBatch, saveMessages } from './record-events.repository';
+import { recordBatch, saveFold } from './record-events.repository';
+import type { BatchEvent } from './record-events.repository';
 import { applyEvent, sameState } from './projection';
 import type { MessageState } from './projection';
+import { rollupSums } from './rollup';
 import { dedupeKey } from './status-event';
 import type { StatusEvent } from './status-event';
 import type { Api } from './statuses';
@@ -23,6 +25,11 @@ export interface StatusTransition {
 export interface RecordOptions {
   /** Told, after the commit, about every status change the batch caused (metrics). */
   onTransition?: (transition: StatusTransition) => void;
+  /**
+   * Told, after the commit, that the batch stored new events (the change feed wakes its
+   * long-polls and hints other replicas; src/feed/feed-signal.ts).
+   */
+  onCommitted?: () => void;
 }
 
 /**
@@ -53,14 +60,13 @@ export async function recordEvents(
   const { newKeys, transitions } = await withRetry(() =>
     db.transaction().execute((trx) => record(trx, candidates)),
   );
-  if (options.onTransition) {
-    // Only after the commit (a retried transaction must not count twice), and an observer's
-    // failure must never turn a committed write into an error.
-    try {
-      transitions.forEach(options.onTransition);
-    } catch {
-      // metrics are best-effort
-    }
+  // Only after the commit (a retried transaction must not count twice), and an observer's
+  // failure must never turn a committed write into an error.
+  try {
+    if (options.onTransition) transitions.forEach(options.onTransition);
+    if (options.onCommitted && newKeys.size > 0) options.onCommitted();
+  } catch {
+    // observers are best-effort
   }
 
   return keyed.map(({ key }, index) =>
@@ -76,19 +82,25 @@ async function record(
   trx: Db,
   candidates: ReadonlyArray<{ event: StatusEvent; key: string }>,
 ): Promise<{ newKeys: Set<string>; transitions: StatusTransition[] }> {
-  // A message without a row is created from its first event in the batch.
+  // A message without a row is created from its first event in the batch. Each event goes in
+  // with the status its message would have after it were the message new: exact for new
+  // messages, corrected below for the others when the stored state decides otherwise.
   const initial = new Map<string, MessageState>();
-  for (const { event } of candidates) {
-    if (!initial.has(event.messageId)) initial.set(event.messageId, applyEvent(null, event));
-  }
-  const { newKeys, created, existing } = await recordBatch(trx, candidates, [...initial.values()]);
+  const ifNew = new Map<string, MessageState>();
+  const batch: BatchEvent[] = candidates.map(({ event, key }) => {
+    const state = applyEvent(ifNew.get(event.messageId) ?? null, event);
+    ifNew.set(event.messageId, state);
+    if (!initial.has(event.messageId)) initial.set(event.messageId, state);
+    return { event, key, messageStatus: state.status };
+  });
+  const { newKeys, created, existing } = await recordBatch(trx, batch, [...initial.values()]);
 
-  const newEvents = new Map<string, StatusEvent[]>();
-  for (const { event, key } of candidates) {
-    if (!newKeys.has(key)) continue;
-    const list = newEvents.get(event.messageId) ?? [];
-    list.push(event);
-    newEvents.set(event.messageId, list);
+  const newEvents = new Map<string, BatchEvent[]>();
+  for (const candidate of batch) {
+    if (!newKeys.has(candidate.key)) continue;
+    const list = newEvents.get(candidate.event.messageId) ?? [];
+    list.push(candidate);
+    newEvents.set(candidate.event.messageId, list);
   }
 
   // Every new event is folded into its message in arrival order. A message just created from
@@ -96,19 +108,39 @@ async function record(
   // already holds is a no-op (test/unit/projection.test.ts).
   const transitions: StatusTransition[] = [];
   const changed: MessageState[] = [];
+  const corrections: BatchEvent[] = [];
+  const deltas = rollupSums();
   for (const [id, events] of newEvents) {
     const stored = created.has(id) ? initial.get(id) : existing.get(id);
-    if (!stored) throw new Error(`message ${id} has new events but no row`);
-    const next = events.reduce((previous, event) => {
-      const folded = applyEvent(previous, event);
+    if (!stored) throw foldedOutOfOrder(id);
+    const next = events.reduce((previous, candidate) => {
+      const folded = applyEvent(previous, candidate.event);
       const transition = transitionBetween(previous, folded);
       if (transition) transitions.push(transition);
+      if (folded.status !== candidate.messageStatus) {
+        corrections.push({ ...candidate, messageStatus: folded.status });
+      }
       return folded;
     }, stored);
-    if (!sameState(next, stored)) changed.push(next);
+    if (!sameState(next, stored)) {
+      changed.push(next);
+      deltas.move(stored, next);
+    }
   }
-  await saveMessages(trx, changed);
+  await saveFold(trx, { states: changed, corrections, deltas: deltas.nonZero() });
   return { newKeys, transitions };
+}
+
+/**
+ * A transaction with a higher id applied events to this message first (RECORD_BATCH left its
+ * row out): folding now would put this batch's events after that one's in the message's fold
+ * but before them in the change feed. A retry runs under a new, higher transaction id.
+ */
+function foldedOutOfOrder(id: string): Error {
+  return Object.assign(
+    new Error(`message ${id} was just changed by a later transaction; retrying the batch`),
+    { code: RETRY_IN_A_NEW_TRANSACTION },
+  );
 }
 
 function transitionBetween(previous: MessageState, next: MessageState): StatusTransition | null {
@@ -125,7 +157,9 @@ function transitionBetween(previous: MessageState, next: MessageState): StatusTr
   return { api: next.api, from: previous.status, to: next.status, seconds: ms / 1000 };
 }
 
-const RETRYABLE_SQLSTATES = new Set(['40P01', '40001']); // deadlock, serialization failure
+// Deadlock, serialization failure: PostgreSQL's. The third is this module's (foldedOutOfOrder).
+const RETRY_IN_A_NEW_TRANSACTION = 'sw_status_fold_order';
+const RETRYABLE_SQLSTATES = new Set(['40P01', '40001', RETRY_IN_A_NEW_TRANSACTION]);
 
 async function withRetry<T>(work: () => Promise<T>, attempts = 5): Promise<T> {
   for (let attempt = 1; ; attempt++) {

@@ -174,7 +174,7 @@ describe('the write statements', () => {
         SELECT name FROM pg_prepared_statements ORDER BY name`.execute(single.db);
       expect(rows.map((row) => row.name)).toEqual([
         'sw_status_record_batch',
-        'sw_status_save_messages',
+        'sw_status_save_fold',
       ]);
     } finally {
       await single.destroy();
