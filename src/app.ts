@@ -4,6 +4,10 @@ import { callbackRoutes } from './callbacks/callbacks.routes';
 import type { CallbackDeps } from './callbacks/callbacks.routes';
 import type { Config } from './config';
 import type { Db } from './db/database';
+import { registerFeedMetrics } from './feed/feed-metrics';
+import { feedRoutes } from './feed/feed.routes';
+import { createFeedSignal } from './feed/feed-signal';
+import type { FeedSignal } from './feed/feed-signal';
 import { bearerAuth } from './http/bearer-auth';
 import { chain } from './http/chain';
 import { errorHandler, notFoundHandler } from './http/error-handler';
@@ -40,6 +44,11 @@ export interface AppDeps {
    */
   signalwire?: SignalWireClient;
   proxyHooks?: Pick<ProxyDeps, 'onUpstream' | 'onUnrecorded'>;
+  /**
+   * Wakes the change feed's long-polls; main.ts wires its `committed` to recordEvents'
+   * onCommitted. Absent: one that only polls.
+   */
+  feedSignal?: FeedSignal;
 }
 
 function baseApp(deps: AppDeps): Express {
@@ -122,5 +131,10 @@ export function createInternalApp(deps: AppDeps): Express {
     }),
   );
   app.use(messageRoutes(deps));
+  const feedSignal = deps.feedSignal ?? createFeedSignal({ logger: deps.logger });
+  if (metrics) registerFeedMetrics(metrics.registry, { db: deps.db, signal: feedSignal });
+  app.use(
+    feedRoutes({ db: deps.db, signal: feedSignal, secrets: deps.config.callbackTokenSecrets }),
+  );
   return finish(app, deps);
 }
