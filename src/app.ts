@@ -24,6 +24,7 @@ import type { Metrics } from './metrics/metrics';
 import { ingestLatency, metricsRoutes } from './metrics/metrics.routes';
 import { proxyRoutes } from './proxy/proxy.routes';
 import type { ProxyDeps } from './proxy/proxy.service';
+import { statsRoutes } from './stats/stats.routes';
 import { signalWireClientFor } from './proxy/signalwire-client';
 import type { SignalWireClient } from './proxy/signalwire-client';
 
@@ -136,5 +137,6 @@ export function createInternalApp(deps: AppDeps): Express {
   app.use(
     feedRoutes({ db: deps.db, signal: feedSignal, secrets: deps.config.callbackTokenSecrets }),
   );
+  app.use(statsRoutes({ db: deps.db, clock: deps.clock }));
   return finish(app, deps);
 }

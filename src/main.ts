@@ -3,6 +3,7 @@ import { createInternalApp, createPublicApp } from './app';
 import type { AppDeps } from './app';
 import { ConfigError, loadConfig } from './config';
 import { createDb } from './db/database';
+import { createFeedSignal } from './feed/feed-signal';
 import { startEmbeddedPostgres } from './db/embedded-postgres';
 import { migrateToLatest } from './db/migrate';
 import { createFastServer } from './http/fast-server';
@@ -13,6 +14,7 @@ import { createLogger } from './logger';
 import { createMetrics } from './metrics/metrics';
 import { createSignalWireClient, signalWireClientFor } from './proxy/signalwire-client';
 import { startSimulator } from './simulator/simulator';
+import { startStatsCompactor } from './stats/stats-compactor';
 
 /** Process entry: config → logger → db → apps → listen on both ports; SIGTERM drains. */
 async function main(): Promise<void> {
@@ -21,7 +23,8 @@ async function main(): Promise<void> {
   for (const note of config.defaultsInForce) logger.warn(`development default in force: ${note}`);
 
   const embedded = config.databaseUrl ? undefined : await startEmbeddedPostgres(logger);
-  const { db, pool } = createDb(config.databaseUrl ?? embedded!.url, config.databasePoolMax);
+  const databaseUrl = config.databaseUrl ?? embedded!.url;
+  const { db, pool } = createDb(databaseUrl, config.databasePoolMax);
   // A database restart must not kill the process (and with it the spool's acknowledgements).
   if (!config.isProduction) {
     const applied = await migrateToLatest(db);
@@ -47,15 +50,20 @@ async function main(): Promise<void> {
   const lifecycle: Lifecycle = { draining: false };
   const spool = await openSpool({ dir: config.spoolDir, logger });
   const metrics = createMetrics({ pool, spoolDepth: spool.depth });
+  // Wakes the change feed's long-polls; every writer of events passes its `committed` as
+  // recordEvents' onCommitted (src/feed/feed-signal.ts).
+  const feedSignal = createFeedSignal({ connectionString: databaseUrl, logger });
   const recorder = createIngestRecorder({
     config,
     db,
     logger,
     spool,
-    recordOptions: { onTransition: metrics.observeTransition },
+    recordOptions: { onTransition: metrics.observeTransition, onCommitted: feedSignal.committed },
   });
   lifecycle.ingest = recorder;
+  const statsCompactor = startStatsCompactor({ db, logger });
   const deps: AppDeps = { config, logger, db, recorder, lifecycle, metrics, signalwire };
+  deps.feedSignal = feedSignal;
   const publicServer = await listen(createPublicApp(deps), config.port, config.host);
   const internalServer = await listen(createInternalApp(deps), config.internalPort, config.host);
   logger.info(
@@ -68,6 +76,8 @@ async function main(): Promise<void> {
     if (stopping) return;
     stopping = true;
     lifecycle.draining = true;
+    // Long-polls answer now, so their clients move to a replica that stays.
+    await feedSignal.close();
     // Readiness now fails, but the load balancer still routes here until the endpoints
     // update: keep serving for SHUTDOWN_DELAY_MS, then stop accepting connections.
     logger.info({ signal, delay_ms: config.shutdownDelayMs }, 'shutting down: readiness off');
@@ -81,6 +91,7 @@ async function main(): Promise<void> {
     // After the listeners: in-flight sends have had their answer. Pending callbacks are dropped.
     await simulator?.close();
     await recorder.drain();
+    await statsCompactor.stop();
     await db.destroy();
     await embedded?.stop();
     logger.info({ pool_total: pool.totalCount }, 'stopped');

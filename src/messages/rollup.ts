@@ -24,7 +24,6 @@ export interface RollupDelta extends RollupKey {
 }
 
 const MINUTE_MS = 60_000;
-const FINAL_WITHIN_MS = 10_000;
 
 /**
  * Latency buckets grow by 8 % each: the geometric middle of a bucket is within 4 % of any
@@ -34,6 +33,8 @@ const FINAL_WITHIN_MS = 10_000;
  */
 export const LATENCY_GROWTH = 1.08;
 const LOG_GROWTH = Math.log(LATENCY_GROWTH);
+/** A message final within this many ms counts in `final_within_10s`. */
+export const FINAL_WITHIN_MS = 10_000;
 
 export function latencyBucket(ms: number): number {
   if (ms < 1) return 0;
@@ -46,11 +47,17 @@ export function latencyBucketValue(bucket: number): number {
   return Math.pow(LATENCY_GROWTH, bucket - 0.5);
 }
 
+/** What a message's contribution depends on. */
+export type RollupFacts = Pick<
+  MessageState,
+  'createdAt' | 'firstTerminalAt' | 'api' | 'status' | 'errorCode' | 'conflict'
+>;
+
 /**
  * First seen → first final status, in ms; null while not final. A message first seen through
  * an event older than the one that made it final cannot have a negative latency: 0.
  */
-export function latencyMs(state: MessageState): number | null {
+export function latencyMs(state: RollupFacts): number | null {
   if (!state.firstTerminalAt) return null;
   return Math.max(0, state.firstTerminalAt.getTime() - state.createdAt.getTime());
 }
@@ -60,7 +67,7 @@ export function minuteOf(date: Date): number {
 }
 
 /** The contribution of one message in this state. */
-export function contributionOf(state: MessageState): RollupDelta {
+export function contributionOf(state: RollupFacts): RollupDelta {
   const latency = latencyMs(state);
   return {
     minute: minuteOf(state.createdAt),
