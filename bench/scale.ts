@@ -297,16 +297,16 @@ async function explainPlans(url: string): Promise<Plan[]> {
   const cases: Array<[string, () => Promise<unknown>]> = [
     ['message with its history, by id', () => findMessageWithHistory(db, id)],
     ['list newest', () => listMessages(db, {}, 51)],
-    ['list status=undelivered', () => listMessages(db, { status: 'undelivered' }, 51)],
-    ['list to=<recipient>', () => listMessages(db, { to }, 51)],
-    ['list error_code=30003', () => listMessages(db, { errorCode: '30003' }, 51)],
+    ['list status=undelivered', () => listMessages(db, { statuses: ['undelivered'] }, 51)],
+    ['list to=<recipient>', () => listMessages(db, { to: [to] }, 51)],
+    ['list error_code=30003', () => listMessages(db, { errorCodes: ['30003'] }, 51)],
     [
       'list api=native&status=failed',
-      () => listMessages(db, { api: 'native', status: 'failed' }, 51),
+      () => listMessages(db, { apis: ['native'], statuses: ['failed'] }, 51),
     ],
     [
       'list status=delivered, cursor page',
-      () => listMessages(db, { status: 'delivered' }, 51, { lastEventAt, id }),
+      () => listMessages(db, { statuses: ['delivered'] }, 51, { after: { at: lastEventAt, id } }),
     ],
     [
       'list since..until one day',

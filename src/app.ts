@@ -1,3 +1,5 @@
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
 import express from 'express';
 import type { Express } from 'express';
 import { callbackRoutes } from './callbacks/callbacks.routes';
@@ -10,6 +12,7 @@ import { createFeedSignal } from './feed/feed-signal';
 import type { FeedSignal } from './feed/feed-signal';
 import { bearerAuth } from './http/bearer-auth';
 import { chain } from './http/chain';
+import { queryApiCors } from './http/cors';
 import { errorHandler, notFoundHandler } from './http/error-handler';
 import { healthRoutes } from './http/health.routes';
 import type { Lifecycle } from './http/health.routes';
@@ -22,6 +25,8 @@ import type { EventRecorder } from './messages/event-recorder';
 import { messageRoutes } from './messages/messages.routes';
 import type { Metrics } from './metrics/metrics';
 import { ingestLatency, metricsRoutes } from './metrics/metrics.routes';
+import { buildApiDocument } from './openapi/api-document';
+import { openApiRoutes } from './openapi/openapi.routes';
 import { proxyRoutes } from './proxy/proxy.routes';
 import type { ProxyDeps } from './proxy/proxy.service';
 import { statsRoutes } from './stats/stats.routes';
@@ -51,6 +56,12 @@ export interface AppDeps {
    */
   feedSignal?: FeedSignal;
 }
+
+const SERVICE_VERSION = (
+  JSON.parse(readFileSync(path.join(__dirname, '..', 'package.json'), 'utf8')) as {
+    version: string;
+  }
+).version;
 
 function baseApp(deps: AppDeps): Express {
   const app = express();
@@ -108,6 +119,7 @@ export function createInternalApp(deps: AppDeps): Express {
   const app = baseApp(deps);
   const { metrics } = deps;
   if (metrics) app.use(metricsRoutes({ metrics }));
+  app.use(openApiRoutes({ document: buildApiDocument(SERVICE_VERSION) }));
   app.use(
     proxyRoutes({
       ...deps,
@@ -122,6 +134,8 @@ export function createInternalApp(deps: AppDeps): Express {
       },
     }),
   );
+  const cors = queryApiCors(deps.config.corsOrigins);
+  if (cors) app.use('/v1', cors);
   app.use(
     '/v1',
     bearerAuth(deps.config.apiTokens),

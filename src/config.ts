@@ -67,6 +67,19 @@ const EnvSchema = z.object({
   INGEST_QUEUE_MAX: positiveInt.default(5000),
   SPOOL_DIR: z.string().min(1).default('.data/spool'),
   SIMULATOR_PORT: port.default(0),
+  // Browser origins allowed to call /v1/* (src/http/cors.ts): scheme://host[:port], or *.
+  CORS_ORIGINS: list
+    .pipe(
+      z.array(
+        z
+          .string()
+          .regex(
+            /^(\*|https?:\/\/[^/\s]+)$/,
+            'each origin is scheme://host[:port] (no path), or *',
+          ),
+      ),
+    )
+    .default([]),
 });
 
 /** Every environment variable the service reads (deployment manifests are checked against it). */
@@ -111,6 +124,8 @@ export interface Config {
   ingestQueueMax: number;
   spoolDir: string;
   simulatorPort: number;
+  /** Browser origins allowed to call the query API; empty: none. */
+  corsOrigins: readonly string[];
   /** Human-readable notes on the development defaults in force, for the start log. */
   defaultsInForce: readonly string[];
 }
@@ -231,6 +246,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     ingestQueueMax: e.INGEST_QUEUE_MAX,
     spoolDir: e.SPOOL_DIR,
     simulatorPort: e.SIMULATOR_PORT,
+    corsOrigins: Object.freeze(e.CORS_ORIGINS),
     defaultsInForce: Object.freeze(defaults),
   });
 }

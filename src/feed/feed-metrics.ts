@@ -16,6 +16,8 @@ export function registerFeedMetrics(
   registry: Registry,
   { db, signal }: { db: Db; signal: FeedSignal },
 ): void {
+  // One set per registry: a second internal app on the same metrics (a test) reuses the first.
+  if (registry.getSingleMetric('sw_status_feed_lag_seconds')) return;
   new Gauge({
     name: 'sw_status_feed_lag_seconds',
     help: 'Age of the oldest open writing transaction on the cluster: how far the change feed can be held back',

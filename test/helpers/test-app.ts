@@ -14,6 +14,7 @@ import { directRecorder } from '../../src/messages/event-recorder';
 import type { EventRecorder } from '../../src/messages/event-recorder';
 import type { RecordOptions } from '../../src/messages/record-events';
 import { createMetrics } from '../../src/metrics/metrics';
+import { checkedAgainstOpenApi } from './openapi';
 import { createTestDatabase } from './test-database';
 import type { TestDatabase } from './test-database';
 
@@ -84,8 +85,8 @@ export async function createTestApp(
     config,
     database,
     deps,
-    publicApp: createPublicApp(deps),
-    internalApp: createInternalApp(deps),
+    publicApp: checkedAgainstOpenApi(createPublicApp(deps), 'public'),
+    internalApp: checkedAgainstOpenApi(createInternalApp(deps), 'internal'),
     feedSignal,
     async close() {
       await feedSignal.close();

@@ -13,6 +13,7 @@ import { openSpool } from '../../../src/ingest/spool';
 import { createLogger } from '../../../src/logger';
 import { recordEvents } from '../../../src/messages/record-events';
 import { signFormParams } from '../../../src/signalwire/signing';
+import { checkedAgainstOpenApi } from '../../helpers/openapi';
 import {
   TEST_API_TOKEN,
   TEST_PUBLIC_BASE_URL,
@@ -73,8 +74,12 @@ export async function startReplica(options: {
   recorder.start();
   const lifecycle: Lifecycle = { draining: false, ingest: recorder };
   const deps = { config, logger, db: database.db, recorder, lifecycle, feedSignal };
-  const publicServer = await listen(createFastServer(createPublicApp(deps)));
-  const internalServer = await listen(createFastServer(createInternalApp(deps)));
+  const publicServer = await listen(
+    createFastServer(checkedAgainstOpenApi(createPublicApp(deps), 'public')),
+  );
+  const internalServer = await listen(
+    createFastServer(checkedAgainstOpenApi(createInternalApp(deps), 'internal')),
+  );
   const agent = new http.Agent({ keepAlive: true, maxSockets: 64 });
 
   const call = (
