@@ -29,6 +29,12 @@ export interface FeedSignal {
   committed(): void;
   /** Whether other replicas' hints are being received. */
   listening(): boolean;
+  /**
+   * How long a long-poll waits before looking on its own: hints can be lost (a writer that does
+   * not hint, a connection dropping one), so it looks every second while hints arrive and five
+   * times a second while they do not.
+   */
+  pollInterval(): number;
   readonly closed: boolean;
   /** Ends every wait and closes the listening connection (shutdown). */
   close(): Promise<void>;
@@ -42,9 +48,17 @@ export interface FeedSignalOptions {
   /** The database to LISTEN on; without it, only this process's commits wake the feed. */
   connectionString?: string;
   logger: Logger;
+  /** pollInterval() while listening (1 s); a test sets it long to see the hints alone work. */
+  pollWhileListeningMs?: number;
 }
 
-export function createFeedSignal({ connectionString, logger }: FeedSignalOptions): FeedSignal {
+const POLL_WHILE_DEAF_MS = 200;
+
+export function createFeedSignal({
+  connectionString,
+  logger,
+  pollWhileListeningMs = 1_000,
+}: FeedSignalOptions): FeedSignal {
   let waiters = new Set<(why: 'commit' | 'closed') => void>();
   let closed = false;
   let client: Client | null = null;
@@ -165,6 +179,7 @@ export function createFeedSignal({ connectionString, logger }: FeedSignalOptions
       hint();
     },
     listening: () => connected,
+    pollInterval: () => (connected ? pollWhileListeningMs : POLL_WHILE_DEAF_MS),
     get closed() {
       return closed;
     },

@@ -10,15 +10,11 @@ import { FeedQuery } from './feed.schema';
 import type { FeedEventDto } from './feed.schema';
 import type { FeedSignal } from './feed-signal';
 
-// A filtered page looks at up to this many events for its matches, then answers with what it
-// found and a cursor after what it looked at.
-const FILTERED_SCAN = 5_000;
-// Hints can be lost (another writer, a dropped connection): a long-poll looks on its own this
-// often while listening, and much more often while it is not.
-const POLL_LISTENING_MS = 1_000;
-const POLL_DEAF_MS = 200;
-// A wake-up that finds nothing new means an older transaction still holds the feed back;
-// commits keep waking it, so it waits this much (doubling up to 1 s) before looking again.
+// A filtered page looks at up to this many events for its matches (about 2 ms of the
+// database's time), then answers with what it found and a cursor after what it looked at.
+const FILTERED_SCAN = 1_000;
+// A wake-up that finds nothing new means an older transaction still holds the feed back: the
+// next looks follow on a timer, 25 ms, 50 ms, … up to 1 s apart, not on every commit.
 const FRUITLESS_BACKOFF_MS = 25;
 
 export interface FeedDeps {
@@ -46,25 +42,33 @@ export function feedRoutes({ db, signal, secrets }: FeedDeps): Router {
     else position = query.after === undefined ? FEED_START : cursors.decode(query.after);
 
     const deadline = Date.now() + query.wait * 1000;
-    let backoff = 0;
+    // > 0 once a commit was announced but is not visible yet: an older transaction still holds
+    // the horizon. Look again after this long (doubling up to 1 s), whatever wakes meanwhile.
+    let recheck = 0;
     let page = await readFeedPage(db, position, filter, query.limit, scanLimit);
     position = nextPosition(position, page, query.limit, scanLimit);
     while (page.rows.length === 0 && Date.now() < deadline && !closedByClient.signal.aborted) {
+      let committed = false;
       // Everything up to the horizon was looked at: wait for a commit (or look on a timer).
-      let why: 'commit' | 'timeout' | 'closed' | 'more' = 'more';
       if (page.scanned < scanLimit) {
-        const poll = signal.listening() ? POLL_LISTENING_MS : POLL_DEAF_MS;
-        why = await signal.next(Math.min(poll, deadline - Date.now()), closedByClient.signal);
-        if (why === 'closed') break;
-        if (why === 'commit' && backoff > 0) {
-          await pause(Math.min(backoff, Math.max(0, deadline - Date.now())));
+        const remaining = deadline - Date.now();
+        if (recheck > 0) {
+          await pause(Math.min(recheck, remaining));
+        } else {
+          const why = await signal.next(
+            Math.min(signal.pollInterval(), remaining),
+            closedByClient.signal,
+          );
+          if (why === 'closed') break;
+          committed = why === 'commit';
         }
       }
       page = await readFeedPage(db, position, filter, query.limit, scanLimit);
       position = nextPosition(position, page, query.limit, scanLimit);
-      if (page.scanned > 0) backoff = 0;
-      else if (why === 'commit')
-        backoff = Math.min(Math.max(2 * backoff, FRUITLESS_BACKOFF_MS), 1_000);
+      if (page.scanned > 0) recheck = 0;
+      else if (committed || recheck > 0) {
+        recheck = Math.min(Math.max(2 * recheck, FRUITLESS_BACKOFF_MS), 1_000);
+      }
     }
     if (closedByClient.signal.aborted) return;
 

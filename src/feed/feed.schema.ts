@@ -86,7 +86,7 @@ export function describeFeed(docs: ApiDocs): void {
         content: { 'application/json': { schema: FeedPageDto } },
       },
       304: NOT_MODIFIED,
-      ...errorResponses(400, 401, 429, 503),
+      ...errorResponses(400, 401, 429, 500, 503),
     },
   });
 }

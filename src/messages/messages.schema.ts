@@ -108,7 +108,7 @@ export function describeMessages(docs: ApiDocs): void {
     responses: {
       200: ok('The message, with `history`.', MessageDto),
       304: NOT_MODIFIED,
-      ...errorResponses(400, 401, 404, 429, 503),
+      ...errorResponses(400, 401, 404, 429, 500, 503),
     },
   });
   docs.registerPath({
@@ -121,7 +121,7 @@ export function describeMessages(docs: ApiDocs): void {
     responses: {
       200: ok('A page of messages.', MessagePageDto),
       304: NOT_MODIFIED,
-      ...errorResponses(400, 401, 429, 503),
+      ...errorResponses(400, 401, 429, 500, 503),
     },
   });
 }

@@ -97,7 +97,7 @@ export function describeStats(docs: ApiDocs): void {
         content: { 'application/json': { schema: StatsDto } },
       },
       304: NOT_MODIFIED,
-      ...errorResponses(400, 401, 429, 503),
+      ...errorResponses(400, 401, 429, 500, 503),
     },
   });
 }

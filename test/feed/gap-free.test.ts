@@ -3,6 +3,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { sql } from 'kysely';
+import { Client } from 'pg';
 import { migrateToLatest } from '../../src/db/migrate';
 import { createDb } from '../../src/db/database';
 import type { Db } from '../../src/db/database';
@@ -14,6 +15,7 @@ import type { TestDatabase } from '../helpers/test-database';
 import { createDisposablePostgres } from '../ingest/support/disposable-postgres';
 import type { DisposablePostgres } from '../ingest/support/disposable-postgres';
 import { eventually } from '../ingest/support/eventually';
+import { sample } from '../ops/scrape';
 import { startReplica } from './support/replica';
 import type { Replica } from './support/replica';
 
@@ -183,8 +185,10 @@ describe('the change feed under concurrent writers on two replicas', () => {
     database = await createTestDatabase();
     replicas = [
       await startReplica({ name: 'a', url: database.url, failBatches: () => Math.random() < 0.1 }),
-      await startReplica({ name: 'b', url: database.url }),
+      // Looks on its own only every minute: only the other replica's hint can wake it sooner.
+      await startReplica({ name: 'b', url: database.url, pollWhileListeningMs: 60_000 }),
     ];
+    await eventually(() => replicas.every((r) => r.feedSignal.listening()), 'both listening');
   });
   afterAll(async () => {
     for (const replica of replicas ?? []) await replica.close();
@@ -206,6 +210,23 @@ describe('the change feed under concurrent writers on two replicas', () => {
     expect(replicas[0]!.recorder.stats().fallbacks).toBeGreaterThan(0);
     await expectExactlyOnce(database.db, consumer.seen);
   }, 90_000);
+
+  test('When an event commits on one replica, then a long-poll on the other answers within a second', async () => {
+    const [a, b] = replicas as [Replica, Replica];
+    for (let round = 0; round < 3; round++) {
+      const now = JSON.parse((await b.get('/v1/events?after=now')).body) as { next_cursor: string };
+      const poll = b.get(`/v1/events?after=${now.next_cursor}&wait=30`);
+      await pause(300); // the long-poll is waiting
+      const sid = randomUUID();
+      expect(await a.callback(cxmlFields({ MessageSid: sid, MessageStatus: 'sent' }))).toBe(200);
+      const committed = Date.now();
+      const res = await poll;
+      // B looks on its own only every minute: this is A's NOTIFY waking it.
+      expect(Date.now() - committed).toBeLessThan(1_000);
+      const page = JSON.parse(res.body) as { data: FeedEvent[] };
+      expect(page.data.map((event) => event.message_id)).toEqual([sid]);
+    }
+  });
 });
 
 describe('the change feed across a database outage', () => {
@@ -232,6 +253,41 @@ describe('the change feed across a database outage', () => {
     for (const dir of spoolDirs) await rm(dir, { recursive: true, force: true });
   });
 
+  test('When a writing transaction stays open anywhere on the cluster, then later events wait behind it, never lost, and sw_status_feed_lag_seconds says for how long', async () => {
+    const [a, b] = replicas as [Replica, Replica];
+    const end = (JSON.parse((await b.get('/v1/events?after=now')).body) as { next_cursor: string })
+      .next_cursor;
+    // Another database of the same cluster: transaction ids and the horizon are cluster-wide.
+    const admin = new Client({ connectionString: pg.url });
+    await admin.connect();
+    await admin.query('CREATE DATABASE elsewhere');
+    await admin.end();
+    const elsewhere = new URL(pg.url);
+    elsewhere.pathname = '/elsewhere';
+    const forgotten = new Client({ connectionString: elsewhere.toString() });
+    await forgotten.connect();
+    try {
+      // A session that wrote, then went idle in its transaction (a BEGIN left open in psql).
+      await forgotten.query('BEGIN');
+      await forgotten.query('SELECT pg_current_xact_id()');
+      await pause(1_100);
+      const sid = randomUUID();
+      expect(await a.callback(cxmlFields({ MessageSid: sid, MessageStatus: 'sent' }))).toBe(200);
+      const held = await b.get(`/v1/events?after=${end}&wait=1`);
+      expect((JSON.parse(held.body) as { data: FeedEvent[] }).data).toEqual([]);
+      const metrics = (await b.get('/metrics')).body;
+      expect(sample(metrics, 'sw_status_feed_lag_seconds')).toBeGreaterThanOrEqual(1);
+      expect(sample(metrics, 'sw_status_feed_listener_up')).toBe(1);
+
+      await forgotten.query('COMMIT');
+      const released = await b.get(`/v1/events?after=${end}&wait=5`);
+      const page = JSON.parse(released.body) as { data: FeedEvent[] };
+      expect(page.data.map((event) => event.message_id)).toEqual([sid]);
+    } finally {
+      await forgotten.end();
+    }
+  });
+
   test('When PostgreSQL stops and restarts mid-run, then spooled events replayed later reach both the following consumer and one whose cursor was already at the end, each once', async () => {
     const db = replicas[0]!.database.db;
     const following = startConsumer(replicas);
@@ -247,7 +303,13 @@ describe('the change feed across a database outage', () => {
     await pause(5_000);
     expect(replicas.some((replica) => replica.recorder.mode() === 'spooling')).toBe(true);
     await pg.start();
-    await pause(2_000);
+    // Each replica's LISTEN connection comes back by itself.
+    await eventually(
+      () => replicas.every((replica) => replica.feedSignal.listening()),
+      'both replicas listening again',
+      30_000,
+    );
+    await pause(1_000);
     await writers.stop();
     await eventually(
       () => replicas.every((replica) => replica.recorder.mode() === 'direct'),

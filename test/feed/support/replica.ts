@@ -12,6 +12,7 @@ import type { GroupCommitRecorder } from '../../../src/ingest/group-commit-recor
 import { openSpool } from '../../../src/ingest/spool';
 import { createLogger } from '../../../src/logger';
 import { recordEvents } from '../../../src/messages/record-events';
+import { createMetrics } from '../../../src/metrics/metrics';
 import { signFormParams } from '../../../src/signalwire/signing';
 import { checkedAgainstOpenApi } from '../../helpers/openapi';
 import {
@@ -44,6 +45,8 @@ export async function startReplica(options: {
   spoolDir?: string;
   /** Fails some batches on purpose, so their events take the one-by-one fallback. */
   failBatches?: () => boolean;
+  /** How often a long-poll looks on its own while hints arrive (src/feed/feed-signal.ts). */
+  pollWhileListeningMs?: number;
 }): Promise<Replica> {
   const logger = createLogger(process.env.TEST_LOG_LEVEL ?? 'silent');
   const config = testConfig({
@@ -52,7 +55,11 @@ export async function startReplica(options: {
     ...(options.spoolDir && { SPOOL_DIR: options.spoolDir }),
   });
   const database = createDb(options.url, 10);
-  const feedSignal = createFeedSignal({ connectionString: options.url, logger });
+  const feedSignal = createFeedSignal({
+    connectionString: options.url,
+    logger,
+    pollWhileListeningMs: options.pollWhileListeningMs,
+  });
   const failBatches = options.failBatches;
   const recorder = createGroupCommitRecorder({
     db: database.db,
@@ -73,7 +80,8 @@ export async function startReplica(options: {
   });
   recorder.start();
   const lifecycle: Lifecycle = { draining: false, ingest: recorder };
-  const deps = { config, logger, db: database.db, recorder, lifecycle, feedSignal };
+  const metrics = createMetrics({ pool: database.pool, processMetrics: false });
+  const deps = { config, logger, db: database.db, recorder, lifecycle, feedSignal, metrics };
   const publicServer = await listen(
     createFastServer(checkedAgainstOpenApi(createPublicApp(deps), 'public')),
   );
