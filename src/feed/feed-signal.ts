@@ -11,7 +11,8 @@ import type { Logger } from '../logger';
  * commit from this process's own listening connection, not inside the batch's transaction: a
  * transaction that notifies takes a cluster-wide lock at commit to keep the notification
  * queue in commit order, which would make concurrent batches commit one at a time. Hints are
- * coalesced (one in flight, one more queued), and the connection runs with
+ * coalesced (one in flight, one more queued, at least HINT_SPACING_MS apart: under load every
+ * batch would otherwise cost the database a transaction more), and the connection runs with
  * synchronous_commit off: a hint need not wait for a disk flush.
  *
  * LISTEN needs a connection of its own (a pooled one would lose it on release); it is
@@ -42,6 +43,7 @@ export interface FeedSignal {
 
 export const FEED_CHANNEL = 'sw_status_events';
 const PING_MS = 10_000;
+const HINT_SPACING_MS = 5;
 const MAX_BACKOFF_MS = 5_000;
 
 export interface FeedSignalOptions {
@@ -86,11 +88,13 @@ export function createFeedSignal({
       .query(`NOTIFY ${FEED_CHANNEL}`)
       .catch(() => undefined) // the connection's own error handler reconnects
       .finally(() => {
-        notifying = false;
-        if (notifyAgain) {
-          notifyAgain = false;
-          hint();
-        }
+        setTimeout(() => {
+          notifying = false;
+          if (notifyAgain) {
+            notifyAgain = false;
+            hint();
+          }
+        }, HINT_SPACING_MS).unref();
       });
   };
 
