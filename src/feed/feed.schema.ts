@@ -16,6 +16,11 @@ export const FeedQuery = z
     wait: z.coerce.number().min(0).max(MAX_WAIT_SECONDS).default(0).meta({
       description:
         'Long-poll: with no event to give, wait up to this many seconds for one to commit (on any replica) before answering an empty page.',
+      // zod-to-openapi renders a coerced non-integer number as number|null: say it plainly.
+      type: 'number',
+      minimum: 0,
+      maximum: MAX_WAIT_SECONDS,
+      default: 0,
     }),
     status: oneOrMore(
       CANONICAL_STATUSES as [string, ...string[]],

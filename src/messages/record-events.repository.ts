@@ -2,7 +2,6 @@ import type { Db, MessagesTable } from '../db/database';
 import { preparedStatement } from '../db/kysely-pool';
 import type { MessageRow } from './messages.repository';
 import type { MessageState } from './projection';
-import { contributionOf } from './rollup';
 import type { RollupDelta } from './rollup';
 import type { StatusEvent } from './status-event';
 
@@ -82,9 +81,8 @@ const EVENT_RECORD = `e(message_id text, api text, status text, raw_status text,
 // A rollup delta as JSON (src/messages/rollup.ts), and where it goes.
 const INSERT_ROLLUP = `INSERT INTO stats_deltas (minute, api, status, error_code, latency_bucket,
      messages, conflicts, final_within_10s)`;
-const ROLLUP_RECORD = `r(id text, minute double precision, api text, status text, error_code text,
+const ROLLUP_RECORD = `r(minute double precision, api text, status text, error_code text,
      latency_bucket smallint, messages integer, conflicts integer, final_within_10s integer)`;
-const ROLLUP_KEY = `to_timestamp(r.minute / 1000), r.api, r.status, r.error_code, r.latency_bucket`;
 
 /**
  * One batch in one statement: the events not stored yet are inserted, and every message with
@@ -99,8 +97,13 @@ const ROLLUP_KEY = `to_timestamp(r.minute / 1000), r.api, r.status, r.error_code
  * retries the batch under a new, higher id. A message's events are thus always folded in the
  * change feed's (transaction id, seq) order, so each event's `message_status` (written here
  * as the fold would leave it were the message new; SAVE_FOLD corrects the others) reads
- * right in feed order. Created messages' rollup contributions ($3) are appended here; the
- * changes of existing ones in SAVE_FOLD.
+ * right in feed order.
+ *
+ * The rollup contribution of every created message is appended here, computed from what
+ * `created` returns: a message made from its first event has no conflict, and is either not
+ * final or final at once (latency 0: bucket 0, within 10 s) — exactly what
+ * src/messages/rollup.ts's contributionOf gives such a state, without a third JSON parameter.
+ * How existing messages moved is appended by SAVE_FOLD.
  */
 const RECORD_BATCH = preparedStatement(
   'sw_status_record_batch',
@@ -116,7 +119,7 @@ const RECORD_BATCH = preparedStatement(
      INSERT INTO messages (${COLUMNS})
      SELECT * FROM initial ORDER BY id
      ON CONFLICT (id) DO NOTHING
-     RETURNING id
+     RETURNING id, created_at, api, status, error_code, first_terminal_at
    ), existing AS (
      INSERT INTO messages (${COLUMNS})
      SELECT * FROM initial WHERE id NOT IN (SELECT id FROM created) ORDER BY id
@@ -125,10 +128,10 @@ const RECORD_BATCH = preparedStatement(
      RETURNING ${COLUMNS}
    ), created_rollup AS (
      ${INSERT_ROLLUP}
-     SELECT ${ROLLUP_KEY}, sum(r.messages), sum(r.conflicts), sum(r.final_within_10s)
-     FROM json_to_recordset($3::json) AS ${ROLLUP_RECORD}
-     WHERE r.id IN (SELECT id FROM created)
-     GROUP BY 1, 2, 3, 4, 5
+     SELECT date_trunc('minute', created_at, 'UTC'), api, status, coalesce(error_code, ''),
+       CASE WHEN first_terminal_at IS NULL THEN -1 ELSE 0 END, count(*), 0,
+       count(first_terminal_at)
+     FROM created GROUP BY 1, 2, 3, 4, 5
    )
    SELECT encode(dedupe_key, 'hex') AS key, NULL AS created, NULL::json AS message
    FROM new_events
@@ -157,7 +160,8 @@ const SAVE_FOLD = preparedStatement(
      ON CONFLICT (dedupe_key) DO UPDATE SET message_status = excluded.message_status
    )
    ${INSERT_ROLLUP}
-   SELECT ${ROLLUP_KEY}, r.messages, r.conflicts, r.final_within_10s
+   SELECT to_timestamp(r.minute / 1000), r.api, r.status, r.error_code, r.latency_bucket,
+     r.messages, r.conflicts, r.final_within_10s
    FROM json_to_recordset($3::json) AS ${ROLLUP_RECORD}`,
 );
 
@@ -188,21 +192,11 @@ export async function recordBatch(
 ): Promise<RecordedBatch> {
   const batch: RecordedBatch = { newKeys: new Set(), created: new Set(), existing: new Map() };
   if (events.length === 0) return batch;
-  const contributions = initial.map((state) => ({
-    id: state.id,
-    ...toRollupRow(contributionOf(state)),
-  }));
   const { rows } = await db.executeQuery<{
     key: string | null;
     created: string | null;
     message: MessageJson | null;
-  }>(
-    RECORD_BATCH([
-      jsonParameter(events.map(eventRow)),
-      jsonParameter(initial.map(toJsonRow)),
-      jsonParameter(contributions),
-    ]),
-  );
+  }>(RECORD_BATCH([jsonParameter(events.map(eventRow)), jsonParameter(initial.map(toJsonRow))]));
   for (const { key, created, message } of rows) {
     if (key !== null) batch.newKeys.add(key);
     if (created !== null) batch.created.add(created);
