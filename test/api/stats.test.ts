@@ -305,6 +305,13 @@ describe('GET /v1/stats', () => {
     expect(span).toBe(24 * HOUR);
   });
 
+  test('When the same stats are asked again with their ETag, then the answer is 304', async () => {
+    const query = '/v1/stats?created_since=2026-01-01&created_until=2026-01-02T00:00:00Z';
+    const first = await get(query).expect(200);
+    expect(first.headers.etag).toBeDefined();
+    await get(query).set('If-None-Match', first.headers.etag!).expect(304);
+  });
+
   test('When the window is empty, then counts are zero and rates are null', async () => {
     const res = await get(
       '/v1/stats?created_since=2001-01-01&created_until=2001-01-02&bucket=day',
