@@ -368,7 +368,7 @@ async function explainPlans(url: string): Promise<Plan[]> {
     ['feed page after a position', () => readFeedPage(db, position, {}, 100, 100)],
     [
       'feed page, status=failed,undelivered',
-      () => readFeedPage(db, position, { statuses: ['failed', 'undelivered'] }, 100, 5000),
+      () => readFeedPage(db, position, { statuses: ['failed', 'undelivered'] }, 100, 500),
     ],
     ['stats rollups, 24 h', () => readRollups(db, day, {})],
     ['stats edge part-minutes, 24 h', () => readEdges(db, day.edges, {})],

@@ -10,9 +10,9 @@ import { FeedQuery } from './feed.schema';
 import type { FeedEventDto } from './feed.schema';
 import type { FeedSignal } from './feed-signal';
 
-// A filtered page looks at up to this many events for its matches (about 2 ms of the
+// A filtered page looks at up to this many events for its matches (about a millisecond of the
 // database's time), then answers with what it found and a cursor after what it looked at.
-const FILTERED_SCAN = 1_000;
+const FILTERED_SCAN = 500;
 // A wake-up that finds nothing new means an older transaction still holds the feed back: the
 // next looks follow on a timer, 25 ms, 50 ms, … up to 1 s apart, not on every commit.
 const FRUITLESS_BACKOFF_MS = 25;
