@@ -22,4 +22,17 @@ export default tseslint.config(
       globals: { module: 'writable', require: 'readonly' },
     },
   },
+  {
+    // Examples are plain Node scripts users run as they are.
+    files: ['examples/**/*.js'],
+    languageOptions: {
+      globals: {
+        fetch: 'readonly',
+        setTimeout: 'readonly',
+        clearTimeout: 'readonly',
+        AbortController: 'readonly',
+      },
+    },
+    rules: { '@typescript-eslint/no-require-imports': 'off' },
+  },
 );

@@ -8,6 +8,8 @@ module.exports = {
   // every test file clones its own database from the template.
   globalSetup: '<rootDir>/test/helpers/global-setup.ts',
   globalTeardown: '<rootDir>/test/helpers/global-teardown.ts',
+  // Every answer an API test gets must match the OpenAPI document (test/helpers/openapi.ts).
+  setupFilesAfterEnv: ['<rootDir>/test/helpers/openapi-setup.ts'],
   // Two cores: more workers only contend with PostgreSQL for CPU.
   maxWorkers: 2,
   testTimeout: 30000,

@@ -8,10 +8,14 @@ import type { Database } from '../src/db/database';
 import { freePort, startEmbeddedPostgres } from '../src/db/embedded-postgres';
 import { migrateToLatest } from '../src/db/migrate';
 import { createLogger } from '../src/logger';
+import { readFeedPage } from '../src/feed/feed.repository';
 import { findMessageWithHistory, listMessages } from '../src/messages/messages.repository';
+import { readEdges, readRollups } from '../src/stats/stats.repository';
+import { planWindow } from '../src/stats/stats-summary';
 import { generateEvents } from '../scripts/generate-events';
 import { withDatabase } from '../src/db/database';
 import { BENCH_POSTGRES_SETTINGS, settlePostgres, withClient } from './lib/database';
+import { feedAndStatsLatency } from './lib/feed-latency';
 import { measureGets } from './lib/http-latency';
 import type { LatencyResult } from './lib/http-latency';
 import { peak } from './lib/load';
@@ -28,6 +32,9 @@ import { BENCH_API_TOKEN, swStatusEnv } from './lib/sw-status';
  *     GET /v1/messages/:id for random messages (target p99 < 5 ms) and filtered list pages,
  *     first pages and cursor pages (target p99 < 20 ms); 4 concurrent clients.
  *  3. EXPLAIN (ANALYZE, BUFFERS) of the repository's own SQL.
+ *  3b. The change feed and the stats (bench/lib/feed-latency.ts): feed pages from random
+ *     positions (target p99 < 10 ms), stats over 24 h (p99 < 50 ms), long-poll wake-up when
+ *     a callback commits on the same replica or another one (p99 < 100 ms).
  *  4. Ingest rate (the full path, as in `npm run bench`) into the 10 M database vs an empty
  *     one, alternating, 3 runs each after a warmup of SCALE_WARMUP_SECONDS (target: within
  *     10 %), with the WAL, full-page images and blocks read per event.
@@ -66,6 +73,28 @@ async function main(): Promise<void> {
 
     const queries = await withSwStatus(fullUrl, work, (server, internalPort) =>
       queryLatency(fullUrl, internalPort),
+    );
+    const feed = await withSwStatus(fullUrl, work, (server, internalPort, env) =>
+      withSwStatus(
+        fullUrl,
+        work,
+        (other, otherPort) =>
+          feedAndStatsLatency(
+            fullUrl,
+            { server, internalPort, env },
+            { server: other, internalPort: otherPort },
+          ),
+        env,
+      ),
+    );
+    log(
+      `feed page p50 ${feed.feed_pages.p50_ms} ms p99 ${feed.feed_pages.p99_ms} ms (alone: p99 ${feed.feed_pages_alone.p99_ms} ms)`,
+    );
+    log(
+      `stats 24 h p50 ${feed.stats_24h.p50_ms} ms p99 ${feed.stats_24h.p99_ms} ms (alone: p99 ${feed.stats_24h_alone.p99_ms} ms)`,
+    );
+    log(
+      `long-poll wake-up: same replica p99 ${feed.wake_same_replica.p99_ms} ms, other replica p99 ${feed.wake_other_replica.p99_ms} ms`,
     );
     const plans = await explainPlans(fullUrl);
     for (const plan of plans) log(`plan ${plan.name}: ${plan.summary}`);
@@ -115,6 +144,7 @@ async function main(): Promise<void> {
       load,
       sizes,
       queries,
+      feed,
       ingest: {
         ...ingest,
         write_cost_per_event: writeCost,
@@ -129,6 +159,9 @@ async function main(): Promise<void> {
         'list page p99 < 20 ms (4 clients)': queries.list_all.p99_ms < 20,
         'list page p99 < 20 ms (1 client)': queries.alone.list_all.p99_ms < 20,
         'ingest at 10 M within 10 % of empty': ingestRatio >= 0.9,
+        'feed page p99 < 10 ms (4 clients)': feed.feed_pages.p99_ms < 10,
+        'stats over 24 h p99 < 50 ms (4 clients)': feed.stats_24h.p99_ms < 50,
+        'long-poll wake-up p99 < 100 ms (other replica)': feed.wake_other_replica.p99_ms < 100,
       },
       elapsed_seconds: Math.round((Date.now() - started) / 1000),
     };
@@ -294,19 +327,29 @@ async function explainPlans(url: string): Promise<Plan[]> {
     `SELECT id, "to", last_event_at FROM messages WHERE id >= gen_random_uuid()::text ORDER BY id LIMIT 1`,
   );
   const { id, to, last_event_at: lastEventAt } = sample.rows[0]!;
+  const position = (
+    await pool.query<{ tx: string; seq: string }>(
+      `SELECT tx::text AS tx, seq FROM status_events
+        WHERE seq >= (SELECT max(seq) / 2 FROM status_events) ORDER BY seq LIMIT 1`,
+    )
+  ).rows.map((row) => ({ tx: row.tx, seq: Number(row.seq) }))[0]!;
+  const newest = (
+    await pool.query<{ at: Date }>('SELECT max(created_at) AS at FROM messages')
+  ).rows[0]!.at.getTime();
+  const day = planWindow(newest - 86_400_000 - 1234, newest - 1234);
   const cases: Array<[string, () => Promise<unknown>]> = [
     ['message with its history, by id', () => findMessageWithHistory(db, id)],
     ['list newest', () => listMessages(db, {}, 51)],
-    ['list status=undelivered', () => listMessages(db, { status: 'undelivered' }, 51)],
-    ['list to=<recipient>', () => listMessages(db, { to }, 51)],
-    ['list error_code=30003', () => listMessages(db, { errorCode: '30003' }, 51)],
+    ['list status=undelivered', () => listMessages(db, { statuses: ['undelivered'] }, 51)],
+    ['list to=<recipient>', () => listMessages(db, { to: [to] }, 51)],
+    ['list error_code=30003', () => listMessages(db, { errorCodes: ['30003'] }, 51)],
     [
       'list api=native&status=failed',
-      () => listMessages(db, { api: 'native', status: 'failed' }, 51),
+      () => listMessages(db, { apis: ['native'], statuses: ['failed'] }, 51),
     ],
     [
       'list status=delivered, cursor page',
-      () => listMessages(db, { status: 'delivered' }, 51, { lastEventAt, id }),
+      () => listMessages(db, { statuses: ['delivered'] }, 51, { after: { at: lastEventAt, id } }),
     ],
     [
       'list since..until one day',
@@ -321,6 +364,15 @@ async function explainPlans(url: string): Promise<Plan[]> {
         ),
     ],
   ];
+  cases.push(
+    ['feed page after a position', () => readFeedPage(db, position, {}, 100, 100)],
+    [
+      'feed page, status=failed,undelivered',
+      () => readFeedPage(db, position, { statuses: ['failed', 'undelivered'] }, 100, 500),
+    ],
+    ['stats rollups, 24 h', () => readRollups(db, day, {})],
+    ['stats edge part-minutes, 24 h', () => readEdges(db, day.edges, {})],
+  );
   const plans: Plan[] = [];
   for (const [name, run] of cases) {
     await run();
@@ -352,17 +404,21 @@ function summarize(plan: string): string {
 async function withSwStatus<T>(
   url: string,
   work: string,
-  body: (server: Server, internalPort: number) => Promise<T>,
+  body: (server: Server, internalPort: number, env: Record<string, string>) => Promise<T>,
+  env?: Record<string, string>,
 ): Promise<T> {
   const internalPort = await freePort();
   const spool = mkdtempSync(path.join(work, 'spool-'));
-  const server = await startServer(
-    'src/main.ts',
-    await freePort(),
-    swStatusEnv(url, internalPort, spool),
-  );
+  // A second replica on the same database gets the first one's secrets (as in production).
+  const serverEnv = {
+    ...swStatusEnv(url, internalPort, spool),
+    ...env,
+    INTERNAL_PORT: String(internalPort),
+    SPOOL_DIR: spool,
+  };
+  const server = await startServer('src/main.ts', await freePort(), serverEnv);
   try {
-    return await body(server, internalPort);
+    return await body(server, internalPort, serverEnv);
   } finally {
     await server.stop();
   }

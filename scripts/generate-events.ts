@@ -2,7 +2,11 @@ import { once } from 'node:events';
 import { performance } from 'node:perf_hooks';
 import type { Writable } from 'node:stream';
 import { Client } from 'pg';
+import { createDb } from '../src/db/database';
+import { rebuildRollups } from '../src/stats/stats.repository';
 import { from as copyFrom } from 'pg-copy-streams';
+import { applyEvent } from '../src/messages/projection';
+import type { MessageState } from '../src/messages/projection';
 import { dedupeKey } from '../src/messages/status-event';
 import type { StatusEvent } from '../src/messages/status-event';
 import { rankOf } from '../src/messages/statuses';
@@ -23,7 +27,8 @@ import type { CanonicalStatus } from '../src/messages/statuses';
  *
  * The tables must be empty. Secondary indexes and the dedupe constraint are dropped for the
  * load and rebuilt after it (sorted builds are much faster than 10 million random inserts),
- * exactly as they were defined; then VACUUM ANALYZE. Deterministic: same N, same rows.
+ * exactly as they were defined; then the stats rollups are counted from the messages (the load
+ * bypasses the write path that keeps them) and VACUUM ANALYZE. Deterministic: same N, same rows.
  */
 
 const DAY_MS = 86_400_000;
@@ -63,7 +68,14 @@ export async function generateEvents(
         log(`rebuilt ${index.name} in ${((performance.now() - t) / 1000).toFixed(1)} s`);
       }
     }
-    await admin.query('VACUUM (ANALYZE) messages, status_events');
+    const { db } = createDb(databaseUrl, 1);
+    try {
+      const rollups = await rebuildRollups(db, log);
+      log(`stats rollups: ${rollups.keys} keys for ${rollups.messages} messages`);
+    } finally {
+      await db.destroy();
+    }
+    await admin.query('VACUUM (ANALYZE) messages, status_events, stats_minutes, stats_hours');
     log('vacuumed and analyzed');
     return { ...result, seconds: Math.round((performance.now() - started) / 1000) };
   } finally {
@@ -116,7 +128,7 @@ async function load(
     const eventsCopy = eventsClient.query(
       copyFrom(
         `COPY status_events (message_id, api, status, raw_status, error_code, error_message, source,
-           provider_timestamp, received_at, dedupe_key, raw) FROM STDIN`,
+           provider_timestamp, received_at, dedupe_key, raw, message_status) FROM STDIN`,
       ),
     );
     const messagesCopy = messagesClient.query(
@@ -124,7 +136,7 @@ async function load(
         `COPY messages (id, api, project_id, "from", "to", kind, body, status, raw_status, status_rank,
            status_provider_timestamp, status_received_at, error_code, error_message, conflict,
            num_segments, num_media, ref, sent_via_proxy, client_status_callback, created_at,
-           updated_at, last_event_at) FROM STDIN`,
+           updated_at, last_event_at, first_terminal_at) FROM STDIN`,
       ),
     );
     const random = mulberry32(0x5eed);
@@ -147,11 +159,14 @@ async function load(
     let nextReport = 1_000_000;
     while (events < total) {
       const message = generateMessage(random, now);
+      // The message's status after each event, as the write path's fold stores it.
+      let state: MessageState | null = null;
       for (const event of message.events.slice(0, total - events)) {
-        eventsBuffer.push(eventRow(event));
+        state = applyEvent(state, event);
+        eventsBuffer.push(eventRow(event, state.status));
         events++;
       }
-      messagesBuffer.push(messageRow(message));
+      messagesBuffer.push(messageRow(message, state!));
       messages++;
       await flush(false);
       if (events >= nextReport) {
@@ -266,7 +281,7 @@ function generateMessage(random: () => number, now: number): GeneratedMessage {
   return message;
 }
 
-function eventRow(event: StatusEvent): string {
+function eventRow(event: StatusEvent, messageStatus: string): string {
   return `${[
     event.messageId,
     event.api,
@@ -279,13 +294,14 @@ function eventRow(event: StatusEvent): string {
     event.receivedAt.toISOString(),
     `\\x${dedupeKey(event).toString('hex')}`, // bytea in hex; copyField escapes the backslash
     JSON.stringify(event.raw),
+    messageStatus,
   ]
     .map(copyField)
     .join('\t')}\n`;
 }
 
 /** The final state, as the projection would leave it: the highest-ranked event wins. */
-function messageRow(message: GeneratedMessage): string {
+function messageRow(message: GeneratedMessage, state: MessageState): string {
   const winner = message.events.reduce((best, event) =>
     rankOf(event.status) >= rankOf(best.status) ? event : best,
   );
@@ -315,6 +331,7 @@ function messageRow(message: GeneratedMessage): string {
     message.events[0]!.receivedAt.toISOString(),
     last.receivedAt.toISOString(),
     last.receivedAt.toISOString(),
+    state.firstTerminalAt?.toISOString() ?? null,
   ]
     .map(copyField)
     .join('\t')}\n`;

@@ -1,11 +1,18 @@
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
 import express from 'express';
 import type { Express } from 'express';
 import { callbackRoutes } from './callbacks/callbacks.routes';
 import type { CallbackDeps } from './callbacks/callbacks.routes';
 import type { Config } from './config';
 import type { Db } from './db/database';
+import { registerFeedMetrics } from './feed/feed-metrics';
+import { feedRoutes } from './feed/feed.routes';
+import { createFeedSignal } from './feed/feed-signal';
+import type { FeedSignal } from './feed/feed-signal';
 import { bearerAuth } from './http/bearer-auth';
 import { chain } from './http/chain';
+import { queryApiCors } from './http/cors';
 import { errorHandler, notFoundHandler } from './http/error-handler';
 import { healthRoutes } from './http/health.routes';
 import type { Lifecycle } from './http/health.routes';
@@ -18,9 +25,12 @@ import type { EventRecorder } from './messages/event-recorder';
 import { messageRoutes } from './messages/messages.routes';
 import type { Metrics } from './metrics/metrics';
 import { ingestLatency, metricsRoutes } from './metrics/metrics.routes';
+import { buildApiDocument } from './openapi/api-document';
+import { openApiRoutes } from './openapi/openapi.routes';
 import { proxyRoutes } from './proxy/proxy.routes';
 import { relayRoutes } from './relay/relays.routes';
 import type { ProxyDeps } from './proxy/proxy.service';
+import { statsRoutes } from './stats/stats.routes';
 import { signalWireClientFor } from './proxy/signalwire-client';
 import type { SignalWireClient } from './proxy/signalwire-client';
 
@@ -43,7 +53,18 @@ export interface AppDeps {
   proxyHooks?: Pick<ProxyDeps, 'onUpstream' | 'onUnrecorded'>;
   /** The relay worker, woken when a dead relay is retried through the API. */
   relay?: { wake(): void };
+  /**
+   * Wakes the change feed's long-polls; main.ts wires its `committed` to recordEvents'
+   * onCommitted. Absent: one that only polls.
+   */
+  feedSignal?: FeedSignal;
 }
+
+const SERVICE_VERSION = (
+  JSON.parse(readFileSync(path.join(__dirname, '..', 'package.json'), 'utf8')) as {
+    version: string;
+  }
+).version;
 
 function baseApp(deps: AppDeps): Express {
   const app = express();
@@ -101,6 +122,7 @@ export function createInternalApp(deps: AppDeps): Express {
   const app = baseApp(deps);
   const { metrics } = deps;
   if (metrics) app.use(metricsRoutes({ metrics }));
+  app.use(openApiRoutes({ document: buildApiDocument(SERVICE_VERSION) }));
   app.use(
     proxyRoutes({
       ...deps,
@@ -115,6 +137,8 @@ export function createInternalApp(deps: AppDeps): Express {
       },
     }),
   );
+  const cors = queryApiCors(deps.config.corsOrigins);
+  if (cors) app.use('/v1', cors);
   app.use(
     '/v1',
     bearerAuth(deps.config.apiTokens),
@@ -126,5 +150,11 @@ export function createInternalApp(deps: AppDeps): Express {
   );
   app.use(messageRoutes(deps));
   app.use(relayRoutes({ db: deps.db, onRetried: () => deps.relay?.wake() }));
+  const feedSignal = deps.feedSignal ?? createFeedSignal({ logger: deps.logger });
+  if (metrics) registerFeedMetrics(metrics.registry, { db: deps.db, signal: feedSignal });
+  app.use(
+    feedRoutes({ db: deps.db, signal: feedSignal, secrets: deps.config.callbackTokenSecrets }),
+  );
+  app.use(statsRoutes({ db: deps.db, clock: deps.clock }));
   return finish(app, deps);
 }

@@ -145,6 +145,19 @@ const EnvSchema = z.object({
   RECONCILE_SCHEDULE: durations.prefault('10m,1h,6h,24h'),
   RECONCILE_RATE: z.coerce.number().positive().default(5),
   SIGNALWIRE_CREDENTIALS: credentials.optional(),
+  // Browser origins allowed to call /v1/* (src/http/cors.ts): scheme://host[:port], or *.
+  CORS_ORIGINS: list
+    .pipe(
+      z.array(
+        z
+          .string()
+          .regex(
+            /^(\*|https?:\/\/[^/\s]+)$/,
+            'each origin is scheme://host[:port] (no path), or *',
+          ),
+      ),
+    )
+    .default([]),
 });
 
 /** Every environment variable the service reads (deployment manifests are checked against it). */
@@ -219,6 +232,8 @@ export interface Config {
   reconcileRate: number;
   /** project id → API token for lookups; empty: reconciliation is off. */
   signalwireCredentials: ReadonlyMap<string, string>;
+  /** Browser origins allowed to call the query API; empty: none. */
+  corsOrigins: readonly string[];
   /** Human-readable notes on the development defaults in force, for the start log. */
   defaultsInForce: readonly string[];
 }
@@ -387,6 +402,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     reconcileSchedule: Object.freeze(v.RECONCILE_SCHEDULE),
     reconcileRate: v.RECONCILE_RATE,
     signalwireCredentials: v.SIGNALWIRE_CREDENTIALS ?? new Map<string, string>(),
+    corsOrigins: Object.freeze(v.CORS_ORIGINS),
     defaultsInForce: Object.freeze(defaults),
   });
 }

@@ -3,6 +3,7 @@ import type { AppDeps } from './app';
 import { ConfigError, loadConfig } from './config';
 import { createDb } from './db/database';
 import { createDatabaseReadiness } from './db/database-readiness';
+import { createFeedSignal } from './feed/feed-signal';
 import { startEmbeddedPostgres } from './db/embedded-postgres';
 import { knownMigrations, migrateReachable } from './db/migrate';
 import type { Lifecycle } from './http/health.routes';
@@ -18,6 +19,7 @@ import { createSignalWireClient, signalWireClientFor } from './proxy/signalwire-
 import { createReconciler } from './reconcile/reconcile';
 import { createRelay } from './relay/relay';
 import { startSimulator } from './simulator/simulator';
+import { startStatsCompactor } from './stats/stats-compactor';
 
 /** Process entry: config → logger → db → apps → listen on both ports; SIGTERM drains. */
 async function main(): Promise<void> {
@@ -37,7 +39,8 @@ async function main(): Promise<void> {
   const spool = await openServiceSpool({ dir: config.spoolDir, logger, ...holder });
   const embedded = config.databaseUrl ? undefined : await startEmbeddedPostgres(logger, holder);
   startup.onAbort(() => embedded?.stop());
-  const { db, pool } = createDb(config.databaseUrl ?? embedded!.url, config.databasePoolMax);
+  const databaseUrl = config.databaseUrl ?? embedded!.url;
+  const { db, pool } = createDb(databaseUrl, config.databasePoolMax);
   // A database restart must not kill the process (and with it the spool's acknowledgements).
   if (!config.isProduction) {
     const applied = await migrateReachable(db, config.databaseUrl);
@@ -73,7 +76,14 @@ async function main(): Promise<void> {
   });
   // Background work (STYLE.md): the relay of callers' own callbacks and the sweep.
   const relay = createRelay({ config, db, logger, registry: metrics.registry });
-  const recordOptions = { onTransition: metrics.observeTransition, onRelaysEnqueued: relay.wake };
+  // Wakes the change feed's long-polls; every writer of events passes its `committed` as
+  // recordEvents' onCommitted (src/feed/feed-signal.ts).
+  const feedSignal = createFeedSignal({ connectionString: databaseUrl, logger });
+  const recordOptions = {
+    onTransition: metrics.observeTransition,
+    onRelaysEnqueued: relay.wake,
+    onCommitted: feedSignal.committed,
+  };
   const reconciler = createReconciler({
     config,
     db,
@@ -84,7 +94,18 @@ async function main(): Promise<void> {
   });
   const recorder = createIngestRecorder({ config, db, logger, spool, recordOptions });
   lifecycle.ingest = recorder;
-  const deps: AppDeps = { config, logger, db, recorder, lifecycle, metrics, signalwire, relay };
+  const statsCompactor = startStatsCompactor({ db, logger });
+  const deps: AppDeps = {
+    config,
+    logger,
+    db,
+    recorder,
+    lifecycle,
+    metrics,
+    signalwire,
+    relay,
+    feedSignal,
+  };
   const publicServer = await listen(createPublicApp(deps), config, 'PORT', logger);
   const internalServer = await listen(createInternalApp(deps), config, 'INTERNAL_PORT', logger);
   relay.start();
@@ -105,11 +126,14 @@ async function main(): Promise<void> {
     servers: [publicServer, internalServer],
     recorder,
     spoolDir: spool.dir,
+    // Long-polls answer now, so their clients move to a replica that stays.
+    onDraining: [() => feedSignal.close()],
     // No new lookups once the listeners are closed: their results would only add to the drain.
     beforeDrain: [async () => reconciler?.stop()],
     closers: [
       // After the ingest drain: the relays of the last committed callbacks may still go out.
       () => relay.stop(),
+      () => statsCompactor.stop(),
       async () => simulator?.close(),
       () => db.destroy(),
       async () => embedded?.stop(),

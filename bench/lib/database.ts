@@ -25,8 +25,11 @@ export const BENCH_POSTGRES_SETTINGS = {
 export interface BenchPostgres {
   /** Where it came from, for the results. */
   source: 'BENCH_DATABASE_URL' | 'embedded';
-  /** A fresh, migrated, empty database; each scenario run gets its own. */
-  createDatabase(): Promise<string>;
+  /**
+   * A fresh, migrated, empty database; each scenario run gets its own. With `migrationsDir`,
+   * migrated from that directory instead (another checkout's schema, bench/compare-ingest.ts).
+   */
+  createDatabase(migrationsDir?: string): Promise<string>;
   /** Drops a database made by createDatabase, once its run is over. */
   dropDatabase(url: string): Promise<void>;
   /**
@@ -60,11 +63,20 @@ export async function startBenchPostgres(): Promise<BenchPostgres> {
   let counter = 0;
   return {
     source: given ? 'BENCH_DATABASE_URL' : 'embedded',
-    async createDatabase() {
+    async createDatabase(migrationsDir) {
       const name = `sw_status_bench_${suffix}_${++counter}`;
-      await admin(adminUrl, `CREATE DATABASE ${name} TEMPLATE ${template}`);
+      await admin(
+        adminUrl,
+        migrationsDir ? `CREATE DATABASE ${name}` : `CREATE DATABASE ${name} TEMPLATE ${template}`,
+      );
       created.push(name);
-      return withDatabase(adminUrl, name);
+      const url = withDatabase(adminUrl, name);
+      if (migrationsDir) {
+        const own = createDb(url, 1);
+        await migrateToLatest(own.db, migrationsDir);
+        await own.db.destroy();
+      }
+      return url;
     },
     async dropDatabase(url) {
       const name = new URL(url).pathname.slice(1);

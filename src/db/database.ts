@@ -33,6 +33,8 @@ export interface MessagesTable {
   created_at: Timestamp;
   updated_at: Timestamp;
   last_event_at: Timestamp;
+  first_terminal_at: Timestamp | null;
+  // applied_tx (xid8) is left out: only RECORD_BATCH's SQL reads and sets it.
 }
 
 /**
@@ -60,6 +62,10 @@ export interface StatusEventsTable {
   received_at: Timestamp;
   dedupe_key: Buffer;
   raw: ColumnType<unknown, string, string>;
+  /** xid8 as text: the writing transaction, the change feed's order (db/migrations/0003). */
+  tx: ColumnType<string, never, never>;
+  /** The message's status right after this event (null for events stored before 0003). */
+  message_status: string | null;
 }
 
 /** The relay outbox (db/migrations/0004; src/relay). */

@@ -1,21 +1,26 @@
 import { z } from 'zod';
 import { badRequest } from '../errors';
-import type { ListCursor, MessageRow } from './messages.repository';
+import type { ListCursor, ListOrder } from './messages.repository';
 
 /**
- * Opaque keyset cursor: base64url of `[last_event_at, id]` of the last row of a page.
- * Anything that does not decode to exactly that shape is a 400, never a query.
+ * Opaque keyset cursor of the message list: base64url of `[sort key, id]` of the last row of
+ * a page — `[last_event_at, id]` for order=activity, `["created", created_at, id]` for
+ * order=created. Anything that does not decode to the shape of the requested order is a 400,
+ * never a query.
  */
-const CursorShape = z.tuple([z.iso.datetime(), z.string().min(1).max(64)]);
+const ActivityCursor = z.tuple([z.iso.datetime(), z.string().min(1).max(64)]);
+const CreatedCursor = z.tuple([z.literal('created'), z.iso.datetime(), z.string().min(1).max(64)]);
 
-export function encodeCursor(row: Pick<MessageRow, 'last_event_at' | 'id'>): string {
-  return Buffer.from(JSON.stringify([row.last_event_at.toISOString(), row.id])).toString(
+export function encodeCursor(order: ListOrder, cursor: ListCursor): string {
+  const key = [cursor.at.toISOString(), cursor.id];
+  return Buffer.from(JSON.stringify(order === 'created' ? ['created', ...key] : key)).toString(
     'base64url',
   );
 }
 
-export function decodeCursor(cursor: string): ListCursor {
-  const invalid = () => badRequest('invalid_cursor', 'The cursor is not one this API issued');
+export function decodeCursor(cursor: string, order: ListOrder): ListCursor {
+  const invalid = () =>
+    badRequest('invalid_cursor', 'The cursor is not one this API issued for this order');
   if (!/^[A-Za-z0-9_-]{1,200}$/.test(cursor)) throw invalid();
   let value: unknown;
   try {
@@ -23,7 +28,12 @@ export function decodeCursor(cursor: string): ListCursor {
   } catch {
     throw invalid();
   }
-  const parsed = CursorShape.safeParse(value);
+  if (order === 'created') {
+    const parsed = CreatedCursor.safeParse(value);
+    if (!parsed.success) throw invalid();
+    return { at: new Date(parsed.data[1]), id: parsed.data[2] };
+  }
+  const parsed = ActivityCursor.safeParse(value);
   if (!parsed.success) throw invalid();
-  return { lastEventAt: new Date(parsed.data[0]), id: parsed.data[1] };
+  return { at: new Date(parsed.data[0]), id: parsed.data[1] };
 }

@@ -1,6 +1,7 @@
 import type { Selectable } from 'kysely';
 import { jsonArrayFrom } from 'kysely/helpers/postgres';
 import type { Database, Db, StatusEventsTable } from '../db/database';
+import type { Api } from './statuses';
 
 /**
  * The read side of `messages` and `status_events`; the write side is
@@ -66,46 +67,61 @@ export async function findMessageWithHistory(
 }
 
 export interface MessageFilter {
-  status?: string;
-  to?: string;
-  from?: string;
-  api?: 'cxml' | 'native';
-  errorCode?: string;
+  statuses?: readonly string[];
+  to?: readonly string[];
+  from?: readonly string[];
+  apis?: readonly Api[];
+  errorCodes?: readonly string[];
+  /** [since, until) on the last activity. */
   since?: Date;
   until?: Date;
+  /** [createdSince, createdUntil) on the first-seen time. */
+  createdSince?: Date;
+  createdUntil?: Date;
   /** Reconciliation's stuck messages only (DESIGN §11); index messages_stuck_idx. */
   stuck?: boolean;
 }
 
+/**
+ * `activity`: newest activity first, on (last_event_at, id) — a message that changes during a
+ * walk moves to the front, so a walk can miss its later state or see it twice (follow the
+ * change feed for changes). `created`: newest first-seen first, on (created_at, id), which
+ * never changes: a walk sees every message that existed when it began exactly once.
+ */
+export type ListOrder = 'activity' | 'created';
+
+/** The sort key of the last row of a page. */
 export interface ListCursor {
-  lastEventAt: Date;
+  at: Date;
   id: string;
 }
 
 /**
- * Newest activity first, keyset-paginated on (last_event_at, id): every filter has an index
- * ending in that key, so a page is an index range scan however deep the client pages.
+ * Keyset-paginated in the given order: every single-value filter has an index ending in the
+ * activity key (messages_created_idx serves the created order), so a page is an index range
+ * scan however deep the client pages.
  */
 export async function listMessages(
   db: Db,
   filter: MessageFilter,
   limit: number,
-  after?: ListCursor,
+  { order = 'activity', after }: { order?: ListOrder; after?: ListCursor } = {},
 ): Promise<MessageRow[]> {
+  const key = order === 'created' ? 'created_at' : 'last_event_at';
   let query = db.selectFrom('messages').selectAll();
-  if (filter.status) query = query.where('status', '=', filter.status);
-  if (filter.to) query = query.where('to', '=', filter.to);
-  if (filter.from) query = query.where('from', '=', filter.from);
-  if (filter.api) query = query.where('api', '=', filter.api);
-  if (filter.errorCode) query = query.where('error_code', '=', filter.errorCode);
+  if (filter.statuses?.length) query = query.where('status', 'in', filter.statuses);
+  if (filter.to?.length) query = query.where('to', 'in', filter.to);
+  if (filter.from?.length) query = query.where('from', 'in', filter.from);
+  if (filter.apis?.length) query = query.where('api', 'in', filter.apis);
+  if (filter.errorCodes?.length) query = query.where('error_code', 'in', filter.errorCodes);
   if (filter.since) query = query.where('last_event_at', '>=', filter.since);
   if (filter.until) query = query.where('last_event_at', '<', filter.until);
-  // The stuck filter (src/reconcile): separate from the others on purpose.
+  if (filter.createdSince) query = query.where('created_at', '>=', filter.createdSince);
+  if (filter.createdUntil) query = query.where('created_at', '<', filter.createdUntil);
+  // The stuck filter (src/reconcile).
   if (filter.stuck !== undefined) query = query.where('stuck', '=', filter.stuck);
   if (after) {
-    query = query.where((eb) =>
-      eb(eb.refTuple('last_event_at', 'id'), '<', eb.tuple(after.lastEventAt, after.id)),
-    );
+    query = query.where((eb) => eb(eb.refTuple(key, 'id'), '<', eb.tuple(after.at, after.id)));
   }
-  return query.orderBy('last_event_at', 'desc').orderBy('id', 'desc').limit(limit).execute();
+  return query.orderBy(key, 'desc').orderBy('id', 'desc').limit(limit).execute();
 }

@@ -1,29 +1,11 @@
 import { Router } from 'express';
-import { z } from 'zod';
 import type { Db } from '../db/database';
 import { notFound } from '../errors';
+import { answeredNotModified } from '../http/etag';
 import { decodeCursor, encodeCursor } from './cursor';
 import { toMessageDto } from './message-dto';
 import { findMessageWithHistory, listMessages } from './messages.repository';
-import { CANONICAL_STATUSES } from './statuses';
-
-const MessageParams = z.object({ id: z.string().min(1).max(64) });
-
-const ListQuery = z
-  .object({
-    status: z.enum(CANONICAL_STATUSES as [string, ...string[]]).optional(),
-    to: z.string().min(1).max(32).optional(),
-    from: z.string().min(1).max(32).optional(),
-    api: z.enum(['cxml', 'native']).optional(),
-    error_code: z.string().min(1).max(64).optional(),
-    since: z.iso.datetime({ offset: true }).optional(),
-    until: z.iso.datetime({ offset: true }).optional(),
-    stuck: z.enum(['true', 'false']).optional(),
-    limit: z.coerce.number().int().min(1).max(500).default(50),
-    cursor: z.string().optional(),
-  })
-  // A misspelt filter must not silently return everything.
-  .strict();
+import { ListQuery, MessageParams } from './messages.schema';
 
 /** The query API dashboards poll (DESIGN §6). Mounted behind bearer auth. */
 export function messageRoutes({ db }: { db: Db }): Router {
@@ -33,34 +15,47 @@ export function messageRoutes({ db }: { db: Db }): Router {
     const { id } = MessageParams.parse(req.params);
     const found = await findMessageWithHistory(db, id);
     if (!found) throw notFound('message', id);
+    // Every change moves updated_at; an event that changes nothing lengthens the history.
+    const last = found.history[found.history.length - 1];
+    const version = `${id}|${found.message.updated_at.getTime()}|${found.history.length}|${last?.seq}`;
+    if (answeredNotModified(req, res, version)) return;
     res.json(toMessageDto(found.message, found.history));
   });
 
   router.get('/v1/messages', async (req, res) => {
     const query = ListQuery.parse(req.query);
-    const after = query.cursor === undefined ? undefined : decodeCursor(query.cursor);
+    const { order } = query;
+    const after = query.cursor === undefined ? undefined : decodeCursor(query.cursor, order);
     // One extra row tells whether another page exists without a count query.
     const rows = await listMessages(
       db,
       {
-        status: query.status,
+        statuses: query.status,
         to: query.to,
         from: query.from,
-        api: query.api,
-        errorCode: query.error_code,
-        since: query.since ? new Date(query.since) : undefined,
-        until: query.until ? new Date(query.until) : undefined,
-        stuck: query.stuck === undefined ? undefined : query.stuck === 'true',
+        apis: query.api,
+        errorCodes: query.error_code,
+        since: query.since,
+        until: query.until,
+        createdSince: query.created_since,
+        createdUntil: query.created_until,
+        stuck: query.stuck,
       },
       query.limit + 1,
-      after,
+      { order, after },
     );
     const page = rows.slice(0, query.limit);
     const last = page[page.length - 1];
-    res.json({
-      data: page.map((row) => toMessageDto(row)),
-      next_cursor: rows.length > query.limit && last ? encodeCursor(last) : null,
-    });
+    const nextCursor =
+      rows.length > query.limit && last
+        ? encodeCursor(order, {
+            at: order === 'created' ? last.created_at : last.last_event_at,
+            id: last.id,
+          })
+        : null;
+    const version = page.map((row) => `${row.id}@${row.updated_at.getTime()}`).join(',');
+    if (answeredNotModified(req, res, `${version}|${nextCursor}`)) return;
+    res.json({ data: page.map((row) => toMessageDto(row)), next_cursor: nextCursor });
   });
 
   return router;

@@ -24,8 +24,11 @@ export interface MessageState {
   ref: string | null;
   sentViaProxy: boolean;
   clientStatusCallback: string | null;
+  /** When the message was first seen: its first recorded event's receive time, never moved. */
   createdAt: Date;
   lastEventAt: Date;
+  /** When the message first reached a final status (rank ≥ 50); null until then. */
+  firstTerminalAt: Date | null;
 }
 
 /**
@@ -71,8 +74,15 @@ export function applyEvent(current: MessageState | null, event: StatusEvent): Me
     errorCode: takesError ? event.errorCode : current.errorCode,
     errorMessage: takesError ? event.errorMessage : current.errorMessage,
     conflict: current.conflict || sameRankConflict,
-    createdAt: event.receivedAt < current.createdAt ? event.receivedAt : current.createdAt,
+    // The first-seen time never moves (an event replayed from the spool can be older): lists
+    // ordered by it cannot skip or repeat, and the stats never move a message between minutes.
+    createdAt: current.createdAt,
     lastEventAt: event.receivedAt > current.lastEventAt ? event.receivedAt : current.lastEventAt,
+    firstTerminalAt:
+      current.firstTerminalAt ??
+      (wins && rank >= TERMINAL_RANK && current.statusRank < TERMINAL_RANK
+        ? event.receivedAt
+        : null),
   };
 }
 
@@ -100,6 +110,7 @@ function initialState(event: StatusEvent, rank: number): MessageState {
     clientStatusCallback: event.send?.clientStatusCallback ?? null,
     createdAt: event.receivedAt,
     lastEventAt: event.receivedAt,
+    firstTerminalAt: rank >= TERMINAL_RANK ? event.receivedAt : null,
   };
 }
 

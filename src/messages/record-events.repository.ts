@@ -2,6 +2,7 @@ import type { Db, MessagesTable } from '../db/database';
 import { preparedStatement } from '../db/kysely-pool';
 import type { MessageRow } from './messages.repository';
 import type { MessageState } from './projection';
+import type { RollupDelta } from './rollup';
 import type { StatusEvent } from './status-event';
 
 /**
@@ -17,7 +18,10 @@ import type { StatusEvent } from './status-event';
  *   took 7 ms at 28,000 messages).
  * - Each round trip holds the connection and its row locks while it waits for the event loop:
  *   a batch takes two (BEGIN pipelined with RECORD_BATCH, then COMMIT), three when it moves
- *   messages that already existed (SAVE_MESSAGES before the COMMIT).
+ *   messages that already existed (SAVE_FOLD before the COMMIT).
+ * - What the feed and the stats need rides in those statements as CTE parts of their own:
+ *   each event's `message_status`, the message's `applied_tx`, and the rollup deltas
+ *   (db/migrations/0003; appended, so concurrent batches never wait on a shared rollup row).
  */
 
 // Every column of `messages` with its type, in table order: the shape of a JSON message row.
@@ -47,6 +51,7 @@ const MESSAGE_COLUMNS: ReadonlyArray<readonly [keyof MessagesTable, string]> = [
   ['created_at', 'timestamptz'],
   ['updated_at', 'timestamptz'],
   ['last_event_at', 'timestamptz'],
+  ['first_terminal_at', 'timestamptz'],
 ];
 const COLUMNS = MESSAGE_COLUMNS.map(([name]) => `"${name}"`).join(', ');
 const FROM_JSON = MESSAGE_COLUMNS.map(
@@ -63,29 +68,50 @@ function fromJson(column: string, type: string): string {
   return type === 'timestamptz' ? `to_timestamp(${column} / 1000)` : column;
 }
 
+// An event as JSON (eventRow below), and where it goes.
+const INSERT_EVENTS = `INSERT INTO status_events (message_id, api, status, raw_status, error_code,
+     error_message, source, provider_timestamp, received_at, dedupe_key, raw, message_status)`;
+const EVENT_VALUES = `message_id, api, status, raw_status, error_code, error_message, source,
+     ${fromJson('provider_timestamp', 'timestamptz')}, ${fromJson('received_at', 'timestamptz')},
+     decode(dedupe_key, 'hex'), raw, message_status`;
+const EVENT_RECORD = `e(message_id text, api text, status text, raw_status text, error_code text,
+     error_message text, source text, provider_timestamp double precision,
+     received_at double precision, dedupe_key text, raw jsonb, message_status text)`;
+
+// A rollup delta as JSON (src/messages/rollup.ts), and where it goes.
+const INSERT_ROLLUP = `INSERT INTO stats_deltas (minute, api, status, error_code, latency_bucket,
+     messages, conflicts, final_within_10s)`;
+const ROLLUP_RECORD = `r(minute double precision, api text, status text, error_code text,
+     latency_bucket smallint, messages integer, conflicts integer, final_within_10s integer)`;
+
 /**
  * One batch in one statement: the events not stored yet are inserted, and every message with
  * a new event is either created from its given initial state (`created`: only its id comes
  * back) or, when it has a row, locked and returned as it stands (`existing`). Messages named
  * in $3 (those with a token-authenticated event, whose binding must be checked even when the
  * event is a duplicate) are locked and returned too; `= ANY($3)` filters the batch's own rows,
- * not the table. The no-op
- * DO UPDATE is what locks and returns an existing row: ON CONFLICT finds it even when a
- * concurrent transaction committed it after this statement's snapshot, where a
- * SELECT … FOR UPDATE would miss it.
+ * not the table. The DO UPDATE is what locks and returns an existing row: ON CONFLICT finds it even when a concurrent
+ * transaction committed it after this statement's snapshot, where a SELECT … FOR UPDATE would
+ * miss it.
+ *
+ * It also records this transaction as the message's last `applied_tx` — unless a transaction
+ * with a higher id got there first: that row stays locked but is not returned, and the caller
+ * retries the batch under a new, higher id. A message's events are thus always folded in the
+ * change feed's (transaction id, seq) order, so each event's `message_status` (written here
+ * as the fold would leave it were the message new; SAVE_FOLD corrects the others) reads
+ * right in feed order.
+ *
+ * The rollup contribution of every created message is appended here, computed from what
+ * `created` returns: a message made from its first event has no conflict, and is either not
+ * final or final at once (latency 0: bucket 0, within 10 s) — exactly what
+ * src/messages/rollup.ts's contributionOf gives such a state, without a third JSON parameter.
+ * How existing messages moved is appended by SAVE_FOLD.
  */
 const RECORD_BATCH = preparedStatement(
   'sw_status_record_batch',
   `WITH new_events AS (
-     INSERT INTO status_events (message_id, api, status, raw_status, error_code, error_message,
-       source, provider_timestamp, received_at, dedupe_key, raw)
-     SELECT message_id, api, status, raw_status, error_code, error_message, source,
-       ${fromJson('provider_timestamp', 'timestamptz')}, ${fromJson('received_at', 'timestamptz')},
-       decode(dedupe_key, 'hex'), raw
-     FROM json_to_recordset($1::json) AS e(message_id text, api text, status text,
-       raw_status text, error_code text, error_message text, source text,
-       provider_timestamp double precision, received_at double precision, dedupe_key text,
-       raw jsonb)
+     ${INSERT_EVENTS}
+     SELECT ${EVENT_VALUES} FROM json_to_recordset($1::json) AS ${EVENT_RECORD}
      ON CONFLICT (dedupe_key) DO NOTHING
      RETURNING message_id, dedupe_key
    ), initial AS (
@@ -95,12 +121,19 @@ const RECORD_BATCH = preparedStatement(
      INSERT INTO messages (${COLUMNS})
      SELECT * FROM initial ORDER BY id
      ON CONFLICT (id) DO NOTHING
-     RETURNING id
+     RETURNING id, created_at, api, status, error_code, first_terminal_at
    ), existing AS (
      INSERT INTO messages (${COLUMNS})
      SELECT * FROM initial WHERE id NOT IN (SELECT id FROM created) ORDER BY id
-     ON CONFLICT (id) DO UPDATE SET updated_at = messages.updated_at
+     ON CONFLICT (id) DO UPDATE SET applied_tx = pg_current_xact_id()
+       WHERE messages.applied_tx < pg_current_xact_id()
      RETURNING ${COLUMNS}
+   ), created_rollup AS (
+     ${INSERT_ROLLUP}
+     SELECT date_trunc('minute', created_at, 'UTC'), api, status, coalesce(error_code, ''),
+       CASE WHEN first_terminal_at IS NULL THEN -1 ELSE 0 END, count(*), 0,
+       count(first_terminal_at)
+     FROM created GROUP BY 1, 2, 3, 4, 5
    )
    SELECT encode(dedupe_key, 'hex') AS key, NULL AS created, NULL::json AS message
    FROM new_events
@@ -109,16 +142,29 @@ const RECORD_BATCH = preparedStatement(
 );
 
 /**
- * Writes projected states over rows the caller holds locked (an upsert: see above). A new
- * event restarts reconciliation's schedule for its message (src/reconcile, DESIGN §11).
+ * What the fold decided, over rows the caller holds locked: the changed messages (an upsert:
+ * see above; a new event restarts reconciliation's schedule for its message, src/reconcile), the events whose `message_status` RECORD_BATCH guessed wrong (found through
+ * their unique dedupe key by ON CONFLICT, never through a join whose prepared plan could go
+ * stale: the events are this transaction's own, so the insert always conflicts), and the
+ * rollup deltas of the moved messages.
  */
-const SAVE_MESSAGES = preparedStatement(
-  'sw_status_save_messages',
-  `INSERT INTO messages (${COLUMNS})
-   SELECT ${FROM_JSON} FROM json_to_recordset($1::json) AS ${MESSAGE_RECORD}
-   ORDER BY m.id
-   ON CONFLICT (id) DO UPDATE SET (${COLUMNS}) = (${EXCLUDED}),
-     stuck = false, sweep_step = 0`,
+const SAVE_FOLD = preparedStatement(
+  'sw_status_save_fold',
+  `WITH saved AS (
+     INSERT INTO messages (${COLUMNS})
+     SELECT ${FROM_JSON} FROM json_to_recordset($1::json) AS ${MESSAGE_RECORD}
+     ORDER BY m.id
+     ON CONFLICT (id) DO UPDATE SET (${COLUMNS}) = (${EXCLUDED}), stuck = false, sweep_step = 0
+   ), corrected AS (
+     ${INSERT_EVENTS}
+     SELECT ${EVENT_VALUES} FROM json_to_recordset($2::json) AS ${EVENT_RECORD}
+     ORDER BY dedupe_key
+     ON CONFLICT (dedupe_key) DO UPDATE SET message_status = excluded.message_status
+   )
+   ${INSERT_ROLLUP}
+   SELECT to_timestamp(r.minute / 1000), r.api, r.status, r.error_code, r.latency_bucket,
+     r.messages, r.conflicts, r.final_within_10s
+   FROM json_to_recordset($3::json) AS ${ROLLUP_RECORD}`,
 );
 
 export interface RecordedBatch {
@@ -126,25 +172,76 @@ export interface RecordedBatch {
   newKeys: Set<string>;
   /** Messages with a new event that were created from their initial state. */
   created: Set<string>;
-  /** Messages with a new event (or to lock) that had a row, as they stand, locked until the end. */
+  /** Messages with a new event that had a row, as they stand, locked until the end. */
   existing: Map<string, MessageState>;
+}
+
+/** An event of the batch with its dedupe key (hex) and its status were its message new. */
+export interface BatchEvent {
+  event: StatusEvent;
+  key: string;
+  messageStatus: string;
 }
 
 /**
  * Inserts the events that are new and creates or locks their messages (RECORD_BATCH).
- * `events` carry their dedupe keys (hex); `initial` holds, per message of the batch, its
- * state should it have no row yet; the messages in `lock` are locked and returned (or created)
- * even when none of their events is new.
+ * `initial` holds, per message of the batch, its state should it have no row yet; the
+ * messages in `lock` are locked and returned (or created) even when none of their events is
+ * new.
  */
 export async function recordBatch(
   db: Db,
-  events: ReadonlyArray<{ event: StatusEvent; key: string }>,
+  events: readonly BatchEvent[],
   initial: readonly MessageState[],
   lock: readonly string[] = [],
 ): Promise<RecordedBatch> {
   const batch: RecordedBatch = { newKeys: new Set(), created: new Set(), existing: new Map() };
   if (events.length === 0) return batch;
-  const eventRows = events.map(({ event, key }) => ({
+  const { rows } = await db.executeQuery<{
+    key: string | null;
+    created: string | null;
+    message: MessageJson | null;
+  }>(
+    RECORD_BATCH([
+      jsonParameter(events.map(eventRow)),
+      jsonParameter(initial.map(toJsonRow)),
+      lock,
+    ]),
+  );
+  for (const { key, created, message } of rows) {
+    if (key !== null) batch.newKeys.add(key);
+    if (created !== null) batch.created.add(created);
+    if (message !== null) batch.existing.set(message.id, fromJsonRow(message));
+  }
+  return batch;
+}
+
+/**
+ * Writes what the fold decided (SAVE_FOLD) over rows the caller holds locked: changed
+ * messages, corrected `message_status` values, rollup deltas.
+ */
+export async function saveFold(
+  db: Db,
+  fold: {
+    states: readonly MessageState[];
+    corrections: readonly BatchEvent[];
+    deltas: readonly RollupDelta[];
+  },
+): Promise<void> {
+  const { states, corrections, deltas } = fold;
+  if (states.length === 0 && corrections.length === 0 && deltas.length === 0) return;
+  await db.executeQuery(
+    SAVE_FOLD([
+      jsonParameter(states.map(toJsonRow)),
+      jsonParameter(corrections.map(eventRow)),
+      jsonParameter(deltas.map(toRollupRow)),
+    ]),
+  );
+}
+
+/** An event as a JSON row: snake_case, timestamps in epoch milliseconds. */
+function eventRow({ event, key, messageStatus }: BatchEvent) {
+  return {
     message_id: event.messageId,
     api: event.api,
     status: event.status,
@@ -156,24 +253,21 @@ export async function recordBatch(
     received_at: event.receivedAt.getTime(),
     dedupe_key: key,
     raw: event.raw,
-  }));
-  const { rows } = await db.executeQuery<{
-    key: string | null;
-    created: string | null;
-    message: MessageJson | null;
-  }>(RECORD_BATCH([jsonParameter(eventRows), jsonParameter(initial.map(toJsonRow)), lock]));
-  for (const { key, created, message } of rows) {
-    if (key !== null) batch.newKeys.add(key);
-    if (created !== null) batch.created.add(created);
-    if (message !== null) batch.existing.set(message.id, fromJsonRow(message));
-  }
-  return batch;
+    message_status: messageStatus,
+  };
 }
 
-/** Writes projected states over rows the caller holds locked. */
-export async function saveMessages(db: Db, states: readonly MessageState[]): Promise<void> {
-  if (states.length === 0) return;
-  await db.executeQuery(SAVE_MESSAGES([jsonParameter(states.map(toJsonRow))]));
+function toRollupRow(delta: RollupDelta) {
+  return {
+    minute: delta.minute,
+    api: delta.api,
+    status: delta.status,
+    error_code: delta.errorCode,
+    latency_bucket: delta.latencyBucket,
+    messages: delta.messages,
+    conflicts: delta.conflicts,
+    final_within_10s: delta.finalWithin10s,
+  };
 }
 
 /**
@@ -216,6 +310,7 @@ function toJsonRow(state: MessageState) {
     created_at: state.createdAt.getTime(),
     updated_at: Date.now(),
     last_event_at: state.lastEventAt.getTime(),
+    first_terminal_at: state.firstTerminalAt?.getTime() ?? null,
   } satisfies Record<(typeof MESSAGE_COLUMNS)[number][0], unknown>;
 }
 
@@ -249,5 +344,6 @@ function fromJsonRow(row: MessageJson): MessageState {
     clientStatusCallback: row.client_status_callback,
     createdAt: date(row.created_at),
     lastEventAt: date(row.last_event_at),
+    firstTerminalAt: row.first_terminal_at === null ? null : date(row.first_terminal_at),
   };
 }

@@ -1,8 +1,10 @@
 import type { Db } from '../db/database';
-import { recordBatch, saveMessages } from './record-events.repository';
+import { recordBatch, saveFold } from './record-events.repository';
+import type { BatchEvent } from './record-events.repository';
 import { applyEvent, sameState } from './projection';
-import { enqueueRelays, relayJobsFor } from './relay-outbox';
 import type { MessageState } from './projection';
+import { enqueueRelays, relayJobsFor } from './relay-outbox';
+import { rollupSums } from './rollup';
 import { dedupeKey } from './status-event';
 import type { StatusEvent } from './status-event';
 import type { Api } from './statuses';
@@ -30,6 +32,11 @@ export interface RecordOptions {
   onTransition?: (transition: StatusTransition) => void;
   /** Told, after the commit, how many relay jobs the batch wrote (wakes the relay worker). */
   onRelaysEnqueued?: (count: number) => void;
+  /**
+   * Told, after the commit, that the batch stored new events (the change feed wakes its
+   * long-polls and hints other replicas; src/feed/feed-signal.ts).
+   */
+  onCommitted?: () => void;
 }
 
 /**
@@ -81,15 +88,14 @@ export async function recordEvents(
     }
 
     const { newKeys, transitions, relays } = result;
-    if (relays > 0) options.onRelaysEnqueued?.(relays);
-    if (options.onTransition) {
-      // Only after the commit (a retried transaction must not count twice), and an observer's
-      // failure must never turn a committed write into an error.
-      try {
-        transitions.forEach(options.onTransition);
-      } catch {
-        // metrics are best-effort
-      }
+    // Only after the commit (a retried transaction must not count twice), and an observer's
+    // failure must never turn a committed write into an error.
+    try {
+      if (relays > 0) options.onRelaysEnqueued?.(relays);
+      if (options.onTransition) transitions.forEach(options.onTransition);
+      if (options.onCommitted && newKeys.size > 0) options.onCommitted();
+    } catch {
+      // observers are best-effort
     }
     return keyed.map(({ key, index }) => {
       if (refused.has(index)) return 'refused_token';
@@ -123,32 +129,43 @@ async function record(
   active: readonly KeyedEvent[],
   candidates: readonly KeyedEvent[],
 ): Promise<{ newKeys: Set<string>; transitions: StatusTransition[]; relays: number }> {
-  // A message without a row is created from its first event in the batch.
+  // A message without a row is created from its first event in the batch. Each event goes in
+  // with the status its message would have after it were the message new: exact for new
+  // messages, corrected below for the others when the stored state decides otherwise.
   const initial = new Map<string, MessageState>();
+  const ifNew = new Map<string, MessageState>();
+  const batch: BatchEvent[] = candidates.map(({ event, key }) => {
+    const state = applyEvent(ifNew.get(event.messageId) ?? null, event);
+    ifNew.set(event.messageId, state);
+    if (!initial.has(event.messageId)) initial.set(event.messageId, state);
+    return { event, key, messageStatus: state.status };
+  });
   const tokenMessages = new Set<string>();
-  for (const { event } of candidates) {
-    if (!initial.has(event.messageId)) initial.set(event.messageId, applyEvent(null, event));
-  }
   for (const { event } of active) {
     if (event.tokenRef !== undefined) tokenMessages.add(event.messageId);
   }
   const { newKeys, created, existing } = await recordBatch(
     trx,
-    candidates,
+    batch,
     [...initial.values()],
     [...tokenMessages],
   );
   if (tokenMessages.size > 0) {
+    // A token's message left out of RECORD_BATCH's answer was just changed by a later
+    // transaction: its binding can only be checked in a new one (see foldedOutOfOrder).
+    for (const id of tokenMessages) {
+      if (!created.has(id) && !existing.has(id)) throw foldedOutOfOrder(id);
+    }
     const refused = refusedTokens(active, candidates, newKeys, created, existing);
     if (refused.length > 0) throw new TokenRefusal(refused);
   }
 
-  const newEvents = new Map<string, StatusEvent[]>();
-  for (const { event, key } of candidates) {
-    if (!newKeys.has(key)) continue;
-    const list = newEvents.get(event.messageId) ?? [];
-    list.push(event);
-    newEvents.set(event.messageId, list);
+  const newEvents = new Map<string, BatchEvent[]>();
+  for (const candidate of batch) {
+    if (!newKeys.has(candidate.key)) continue;
+    const list = newEvents.get(candidate.event.messageId) ?? [];
+    list.push(candidate);
+    newEvents.set(candidate.event.messageId, list);
   }
 
   // Every new event is folded into its message in arrival order. A message just created from
@@ -156,20 +173,28 @@ async function record(
   // already holds is a no-op (test/unit/projection.test.ts).
   const transitions: StatusTransition[] = [];
   const changed: MessageState[] = [];
+  const corrections: BatchEvent[] = [];
+  const deltas = rollupSums();
   const folded = new Map<string, MessageState>();
   for (const [id, events] of newEvents) {
     const stored = created.has(id) ? initial.get(id) : existing.get(id);
-    if (!stored) throw new Error(`message ${id} has new events but no row`);
-    const next = events.reduce((previous, event) => {
-      const after = applyEvent(previous, event);
+    if (!stored) throw foldedOutOfOrder(id);
+    const next = events.reduce((previous, candidate) => {
+      const after = applyEvent(previous, candidate.event);
       const transition = transitionBetween(previous, after);
       if (transition) transitions.push(transition);
+      if (after.status !== candidate.messageStatus) {
+        corrections.push({ ...candidate, messageStatus: after.status });
+      }
       return after;
     }, stored);
-    if (!sameState(next, stored)) changed.push(next);
+    if (!sameState(next, stored)) {
+      changed.push(next);
+      deltas.move(stored, next);
+    }
     folded.set(id, next);
   }
-  await saveMessages(trx, changed);
+  await saveFold(trx, { states: changed, corrections, deltas: deltas.nonZero() });
   // The relay outbox (DESIGN §10): a separate statement, only when a message has a client callback.
   const relays = relayJobsFor(
     candidates.filter(({ key }) => newKeys.has(key)),
@@ -177,6 +202,18 @@ async function record(
   );
   await enqueueRelays(trx, relays);
   return { newKeys, transitions, relays: relays.length };
+}
+
+/**
+ * A transaction with a higher id applied events to this message first (RECORD_BATCH left its
+ * row out): folding now would put this batch's events after that one's in the message's fold
+ * but before them in the change feed. A retry runs under a new, higher transaction id.
+ */
+function foldedOutOfOrder(id: string): Error {
+  return Object.assign(
+    new Error(`message ${id} was just changed by a later transaction; retrying the batch`),
+    { code: SERIALIZATION_FAILURE },
+  );
 }
 
 /**
@@ -236,7 +273,11 @@ function transitionBetween(previous: MessageState, next: MessageState): StatusTr
   return { api: next.api, from: previous.status, to: next.status, seconds: ms / 1000 };
 }
 
-const RETRYABLE_SQLSTATES = new Set(['40P01', '40001']); // deadlock, serialization failure
+// Deadlock, serialization failure. foldedOutOfOrder raises the latter too: it is one (a later
+// transaction got to the message first), and every caller already treats it as transient
+// (src/db/write-failure.ts), so a batch that keeps losing the race is never dead-lettered.
+const SERIALIZATION_FAILURE = '40001';
+const RETRYABLE_SQLSTATES = new Set(['40P01', SERIALIZATION_FAILURE]);
 
 async function withRetry<T>(work: () => Promise<T>, attempts = 5): Promise<T> {
   for (let attempt = 1; ; attempt++) {

@@ -27,6 +27,8 @@ export interface ShutdownDeps {
   recorder: GroupCommitRecorder;
   /** Where spooled events wait (said when the grace period cuts the shutdown short). */
   spoolDir?: string;
+  /** Run in order as soon as readiness turns off (long-polls answer, so clients move on). */
+  onDraining?: ReadonlyArray<() => Promise<unknown>>;
   /** Stopped in order after the listeners, before the recorder drains (background producers). */
   beforeDrain?: ReadonlyArray<() => Promise<unknown>>;
   /** Closed in order once the recorder has drained (simulator, pool, embedded PostgreSQL). */
@@ -79,6 +81,7 @@ export function startShutdown(
 
   const done = (async () => {
     lifecycle.draining = true;
+    for (const drain of deps.onDraining ?? []) await drain();
     // Readiness now fails, but the load balancer still routes here until the endpoints
     // update: keep serving for SHUTDOWN_DELAY_MS, then stop accepting connections.
     logger.info(

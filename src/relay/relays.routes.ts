@@ -1,6 +1,7 @@
 import { Router } from 'express';
 import type { Db } from '../db/database';
 import { AppError, badRequest, notFound } from '../errors';
+import { answeredNotModified } from '../http/etag';
 import { listRelayJobs, retryDeadJob } from './relay.repository';
 import type { RelayJobRow } from './relay.repository';
 import { RelayListQuery, RelayParams } from './relays.schema';
@@ -25,10 +26,11 @@ export function relayRoutes({ db, onRetried }: { db: Db; onRetried?: () => void 
     );
     const page = rows.slice(0, query.limit);
     const last = page[page.length - 1];
-    res.json({
-      data: page.map(toRelayDto),
-      next_cursor: rows.length > query.limit && last ? encodeRelayCursor(last.id) : null,
-    });
+    const nextCursor = rows.length > query.limit && last ? encodeRelayCursor(last.id) : null;
+    // Every change to a relay moves its updated_at.
+    const version = page.map((row) => `${row.id}@${row.updated_at.getTime()}`).join(',');
+    if (answeredNotModified(req, res, `${version}|${nextCursor}`)) return;
+    res.json({ data: page.map(toRelayDto), next_cursor: nextCursor });
   });
 
   router.post('/v1/relays/:id/retry', async (req, res) => {

@@ -1,4 +1,6 @@
 import { z } from 'zod';
+import { BEARER, ETAG_HEADER, NOT_MODIFIED, errorResponses } from '../openapi/api-docs';
+import type { ApiDocs } from '../openapi/api-docs';
 
 /**
  * The relay routes' shapes (DESIGN §10), as zod schemas: the routes validate with them and
@@ -21,24 +23,62 @@ export const RelayParams = z.object({
   id: z.string().regex(/^[1-9]\d{0,15}$/, 'a relay id'),
 });
 
-export const RelayDto = z.object({
-  id: z.number().int(),
-  message_id: z.string(),
-  event_seq: z.number().int().nullable(),
-  url: z.string(),
-  state: RelayState,
-  attempts: z.number().int(),
-  /** When the next attempt is due; null unless pending. */
-  next_attempt_at: z.iso.datetime().nullable(),
-  last_status: z.number().int().nullable(),
-  last_error: z.string().nullable(),
-  created_at: z.iso.datetime(),
-  updated_at: z.iso.datetime(),
-  delivered_at: z.iso.datetime().nullable(),
-});
+export const RelayDto = z
+  .object({
+    id: z.number().int(),
+    message_id: z.string(),
+    event_seq: z.number().int().nullable(),
+    url: z.string(),
+    state: RelayState,
+    attempts: z.number().int(),
+    /** When the next attempt is due; null unless pending. */
+    next_attempt_at: z.iso.datetime().nullable(),
+    last_status: z.number().int().nullable(),
+    last_error: z.string().nullable(),
+    created_at: z.iso.datetime(),
+    updated_at: z.iso.datetime(),
+    delivered_at: z.iso.datetime().nullable(),
+  })
+  .strict()
+  .meta({ id: 'Relay' });
 export type RelayDto = z.infer<typeof RelayDto>;
 
-export const RelayList = z.object({
-  data: z.array(RelayDto),
-  next_cursor: z.string().nullable(),
-});
+export const RelayList = z
+  .object({
+    data: z.array(RelayDto),
+    next_cursor: z.string().nullable().meta({ description: 'null on the last page.' }),
+  })
+  .strict()
+  .meta({ id: 'RelayPage' });
+
+export function describeRelays(docs: ApiDocs): void {
+  const json = (description: string, schema: z.ZodType) => ({
+    description,
+    content: { 'application/json': { schema } },
+  });
+  docs.registerPath({
+    method: 'get',
+    path: '/v1/relays',
+    tags: ['Query API'],
+    summary: "Relays of callbacks to the apps' own status callbacks, newest first",
+    security: [{ [BEARER]: [] }],
+    request: { query: RelayListQuery },
+    responses: {
+      200: { ...json('A page of relays.', RelayList), headers: z.object({ ETag: ETAG_HEADER }) },
+      304: NOT_MODIFIED,
+      ...errorResponses(400, 401, 429, 500, 503),
+    },
+  });
+  docs.registerPath({
+    method: 'post',
+    path: '/v1/relays/{id}/retry',
+    tags: ['Query API'],
+    summary: 'Retry a dead relay (dead → pending)',
+    security: [{ [BEARER]: [] }],
+    request: { params: RelayParams },
+    responses: {
+      200: json('The relay, pending again.', RelayDto),
+      ...errorResponses(400, 401, 404, 409, 429, 500, 503),
+    },
+  });
+}

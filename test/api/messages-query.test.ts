@@ -146,3 +146,109 @@ describe('GET /v1/messages', () => {
     expect(typeof res.body.next_cursor).toBe('string');
   });
 });
+
+describe('GET /v1/messages: filters, orders and validators', () => {
+  const base = Date.parse('2026-11-30T06:00:00Z');
+  const ids: string[] = [];
+  beforeAll(async () => {
+    const events: StatusEvent[] = [];
+    for (let i = 0; i < 40; i++) {
+      const id = randomUUID();
+      ids.push(id);
+      const status = ['failed', 'undelivered', 'delivered', 'sent'][i % 4]!;
+      events.push(
+        event(id, status, new Date(base + i * 60_000), {
+          to: '+15559990000',
+          errorCode: status === 'failed' ? '30008' : status === 'undelivered' ? '30003' : null,
+        }),
+      );
+    }
+    await recordEvents(t.database.db, events);
+  });
+
+  const window = 'created_since=2026-11-30T06:00&created_until=2026-11-30T07:00';
+
+  test('When a filter lists several values, then any of them matches', async () => {
+    const res = await get(`/v1/messages?${window}&status=failed,undelivered&limit=500`).expect(200);
+    expect(res.body.data).toHaveLength(20);
+    expect(new Set(res.body.data.map((m: { status: string }) => m.status))).toEqual(
+      new Set(['failed', 'undelivered']),
+    );
+    const codes = await get(`/v1/messages?${window}&error_code=30003,30008&limit=500`).expect(200);
+    expect(codes.body.data).toHaveLength(20);
+    await get(`/v1/messages?${window}&status=failed,bogus`).expect(400);
+  });
+
+  test('When since is a date, or a date-time without or with an offset, then it is read as UTC unless an offset says otherwise', async () => {
+    const count = async (query: string) =>
+      (await get(`/v1/messages?to=%2B15559990000&limit=500&${query}`).expect(200)).body.data
+        .length as number;
+    expect(await count('since=2026-11-30')).toBe(40);
+    expect(await count('since=2026-12-01')).toBe(0);
+    expect(await count('since=2026-11-30T06:30')).toBe(10);
+    expect(await count('since=2026-11-30T06:30:00')).toBe(10);
+    expect(await count('since=2026-11-30T07:30:00%2B01:00')).toBe(10);
+    expect(
+      await count('created_since=2026-11-30T06:10:00.000Z&created_until=2026-11-30T06:20Z'),
+    ).toBe(10);
+    await get('/v1/messages?since=2026-11-31').expect(400);
+    await get('/v1/messages?since=yesterday').expect(400);
+  });
+
+  test('When order=created is walked while every message changes, then no message is skipped or repeated', async () => {
+    const seen: string[] = [];
+    let cursor: string | null = null;
+    let changed = false;
+    do {
+      const res: request.Response = await get(
+        `/v1/messages?${window}&order=created&limit=7${cursor ? `&cursor=${cursor}` : ''}`,
+      ).expect(200);
+      seen.push(...res.body.data.map((m: { id: string }) => m.id));
+      cursor = res.body.next_cursor;
+      if (!changed) {
+        // Mid-walk, every message gets newer activity (under order=activity they would all
+        // move to the front, behind the walk).
+        await recordEvents(
+          t.database.db,
+          ids.map((id, i) => event(id, 'read', new Date(base + 3_600_000 + i))),
+        );
+        changed = true;
+      }
+    } while (cursor);
+    expect(seen).toHaveLength(40);
+    expect(new Set(seen)).toEqual(new Set(ids));
+    expect(seen).toEqual([...ids].reverse()); // newest first-seen first
+  });
+
+  test('When a cursor from one order is used with the other, then the answer is a 400', async () => {
+    const created = await get(`/v1/messages?${window}&order=created&limit=5`).expect(200);
+    await get(`/v1/messages?cursor=${created.body.next_cursor}`).expect(400);
+    const activity = await get(`/v1/messages?${window}&limit=5`).expect(200);
+    await get(`/v1/messages?order=created&cursor=${activity.body.next_cursor}`).expect(400);
+  });
+
+  test('When stuck=true is asked, then it is accepted and, until reconciliation runs, empty', async () => {
+    const res = await get('/v1/messages?stuck=true').expect(200);
+    expect(res.body).toEqual({ data: [], next_cursor: null });
+    await get('/v1/messages?stuck=maybe').expect(400);
+  });
+
+  test('When a page or a message is asked again with its ETag, then the answer is 304 until it changes', async () => {
+    const list = await get(`/v1/messages?${window}&limit=5`).expect(200);
+    expect(list.headers.etag).toMatch(/^W\/"/);
+    await get(`/v1/messages?${window}&limit=5`)
+      .set('If-None-Match', list.headers.etag!)
+      .expect(304);
+
+    const id = ids[0]!;
+    const one = await get(`/v1/messages/${id}`).expect(200);
+    await get(`/v1/messages/${id}`).set('If-None-Match', one.headers.etag!).expect(304);
+    // A late event that changes nothing still lengthens the history: a new ETag.
+    await recordEvents(t.database.db, [event(id, 'queued', new Date(base - 1000))]);
+    const again = await get(`/v1/messages/${id}`)
+      .set('If-None-Match', one.headers.etag!)
+      .expect(200);
+    expect(again.headers.etag).not.toBe(one.headers.etag);
+    expect(again.body.history).toHaveLength(one.body.history.length + 1);
+  });
+});

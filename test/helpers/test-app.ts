@@ -4,13 +4,17 @@ import type { AppDeps } from '../../src/app';
 import { loadConfig } from '../../src/config';
 import type { Config } from '../../src/config';
 import type { Lifecycle } from '../../src/http/health.routes';
+import { createFeedSignal } from '../../src/feed/feed-signal';
+import type { FeedSignal } from '../../src/feed/feed-signal';
 import { createGroupCommitRecorder } from '../../src/ingest/group-commit-recorder';
 import { maxInFlightFor } from '../../src/ingest/ingest';
+import { createDb } from '../../src/db/database';
 import { createLogger } from '../../src/logger';
 import { directRecorder } from '../../src/messages/event-recorder';
 import type { EventRecorder } from '../../src/messages/event-recorder';
 import type { RecordOptions } from '../../src/messages/record-events';
 import { createMetrics } from '../../src/metrics/metrics';
+import { checkedAgainstOpenApi } from './openapi';
 import { createTestDatabase } from './test-database';
 import type { TestDatabase } from './test-database';
 
@@ -38,6 +42,8 @@ export interface TestApp {
   deps: AppDeps;
   publicApp: Express;
   internalApp: Express;
+  /** Wakes this app's change-feed long-polls (its LISTEN connection is its own). */
+  feedSignal: FeedSignal;
   close(): Promise<void>;
 }
 
@@ -50,30 +56,50 @@ export async function createTestApp(
   options: {
     /** Gets the file's database too, e.g. to reach it through its own pool. */
     recorder?: (deps: Omit<AppDeps, 'recorder'>, database: TestDatabase) => EventRecorder;
+    /**
+     * Another app's database: a second instance of the service on the same database, with
+     * its own pool, recorder and LISTEN connection (like another replica). Its close()
+     * leaves the database to its owner.
+     */
+    database?: TestDatabase;
   } = {},
 ): Promise<TestApp> {
   const config = testConfig(env);
-  const database = await createTestDatabase();
+  const shared = options.database;
+  const database = shared ? connectTo(shared) : await createTestDatabase();
   const logger = createLogger(process.env.TEST_LOG_LEVEL ?? 'silent');
   const lifecycle: Lifecycle = { draining: false };
   const base = { config, logger, db: database.db, lifecycle };
   // Like main.ts: a registry of the app's own, reading this file's pool.
   const metrics = createMetrics({ pool: database.pool });
+  const feedSignal = createFeedSignal({ connectionString: database.url, logger });
+  const recordOptions: RecordOptions = {
+    onTransition: metrics.observeTransition,
+    onCommitted: feedSignal.committed,
+  };
   const recorder = options.recorder
     ? options.recorder(base, database)
-    : defaultRecorder(base, { onTransition: metrics.observeTransition });
-  const deps: AppDeps = { ...base, recorder, metrics };
+    : defaultRecorder(base, recordOptions);
+  const deps: AppDeps = { ...base, recorder, metrics, feedSignal };
   return {
     config,
     database,
     deps,
-    publicApp: createPublicApp(deps),
-    internalApp: createInternalApp(deps),
+    publicApp: checkedAgainstOpenApi(createPublicApp(deps), 'public'),
+    internalApp: checkedAgainstOpenApi(createInternalApp(deps), 'internal'),
+    feedSignal,
     async close() {
+      await feedSignal.close();
       await recorder.drain();
       await database.destroy();
     },
   };
+}
+
+/** The same database through a pool of its own; destroy() only closes that pool. */
+function connectTo(database: TestDatabase): TestDatabase {
+  const handle = createDb(database.url);
+  return { ...handle, url: database.url, destroy: () => handle.db.destroy() };
 }
 
 /**

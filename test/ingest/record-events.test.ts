@@ -3,6 +3,8 @@ import { sql } from 'kysely';
 import { applyEvent } from '../../src/messages/projection';
 import type { MessageState } from '../../src/messages/projection';
 import { recordEvents } from '../../src/messages/record-events';
+import { recordBatch } from '../../src/messages/record-events.repository';
+import { dedupeKey } from '../../src/messages/status-event';
 import type { StatusTransition } from '../../src/messages/record-events';
 import { findMessageWithHistory } from '../../src/messages/messages.repository';
 import type { Db } from '../../src/db/database';
@@ -161,6 +163,60 @@ describe('recordEvents', () => {
   });
 });
 
+describe('what the change feed and the stats read', () => {
+  async function stored(messageId: string) {
+    const { rows } = await sql<{ status: string; message_status: string; seq: number }>`
+      SELECT status, message_status, seq FROM status_events
+      WHERE message_id = ${messageId} ORDER BY tx, seq`.execute(database.db);
+    return rows.map((row) => [row.status, row.message_status]);
+  }
+
+  test('When events arrive out of order, then each event keeps its message status right after it', async () => {
+    const id = randomUUID();
+    await recordEvents(database.db, [event(id, 'queued'), event(id, 'delivered')]);
+    await recordEvents(database.db, [event(id, 'sent')]);
+    await recordEvents(database.db, [
+      event(id, 'read'),
+      event(id, 'undelivered', { errorCode: '30003' }),
+    ]);
+    expect(await stored(id)).toEqual([
+      ['queued', 'queued'],
+      ['delivered', 'delivered'],
+      ['sent', 'delivered'],
+      ['read', 'read'],
+      ['undelivered', 'read'],
+    ]);
+  });
+
+  test('When a transaction with a lower id reaches a message a later transaction has already changed, then the message is left out, for the batch to be retried under a new id', async () => {
+    const id = randomUUID();
+    await recordEvents(database.db, [event(id, 'queued')]);
+    const delivered = event(id, 'delivered');
+    await expect(
+      database.db.transaction().execute(async (trx) => {
+        // This transaction's id is taken now: lower than the next one's.
+        await sql`SELECT pg_current_xact_id()`.execute(trx);
+        await recordEvents(database.db, [event(id, 'sent')]);
+        const batch = await recordBatch(
+          trx,
+          [{ event: delivered, key: dedupeKey(delivered).toString('hex'), messageStatus: 'x' }],
+          [applyEvent(null, delivered)],
+        );
+        expect(batch.newKeys.size).toBe(1);
+        expect(batch.created.has(id) || batch.existing.has(id)).toBe(false);
+        throw new Error('rolled back');
+      }),
+    ).rejects.toThrow('rolled back');
+    // Recorded normally, the same event folds after the later transaction's.
+    await recordEvents(database.db, [delivered]);
+    expect(await stored(id)).toEqual([
+      ['queued', 'queued'],
+      ['sent', 'sent'],
+      ['delivered', 'delivered'],
+    ]);
+  });
+});
+
 describe('the write statements', () => {
   test('When events are recorded, then the statements are prepared once on the connection and reused', async () => {
     const single = await createTestDatabase(1);
@@ -174,7 +230,7 @@ describe('the write statements', () => {
         SELECT name FROM pg_prepared_statements ORDER BY name`.execute(single.db);
       expect(rows.map((row) => row.name)).toEqual([
         'sw_status_record_batch',
-        'sw_status_save_messages',
+        'sw_status_save_fold',
       ]);
     } finally {
       await single.destroy();

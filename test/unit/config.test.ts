@@ -45,6 +45,16 @@ describe('loadConfig', () => {
     expect(config.defaultsInForce).toEqual([]);
   });
 
+  test('When CORS_ORIGINS lists origins, then they are kept; a URL with a path is refused', () => {
+    expect(loadConfig({}).corsOrigins).toEqual([]);
+    expect(
+      loadConfig({ CORS_ORIGINS: 'https://dash.example.com, http://localhost:3000' }).corsOrigins,
+    ).toEqual(['https://dash.example.com', 'http://localhost:3000']);
+    expect(problems({ CORS_ORIGINS: 'https://dash.example.com/app' })).toEqual([
+      'CORS_ORIGINS: each origin is scheme://host[:port] (no path), or *',
+    ]);
+  });
+
   test('When production lacks a secret, then the problem names that variable', () => {
     const { CALLBACK_TOKEN_SECRET: _omitted, ...env } = production;
     expect(problems(env)).toEqual(['CALLBACK_TOKEN_SECRET: required when NODE_ENV=production']);

@@ -129,7 +129,7 @@ describe('applyEvent', () => {
     });
   });
 
-  test('When the proxy records a send after its callbacks, then send facts and the earliest time are kept', () => {
+  test('When the proxy records a send after its callbacks, then send facts are kept and the first-seen time does not move', () => {
     const callback = event('delivered');
     const proxy = event('queued', {
       source: 'proxy',
@@ -143,8 +143,28 @@ describe('applyEvent', () => {
       sentViaProxy: true,
       clientStatusCallback: 'https://app/cb',
     });
-    expect(state.createdAt).toEqual(proxy.receivedAt);
+    // created_at is when the service first saw the message, so an order=created walk can
+    // neither skip nor repeat it and the stats never move it to another minute.
+    expect(state.createdAt).toEqual(callback.receivedAt);
     expect(state.lastEventAt).toEqual(callback.receivedAt);
+  });
+
+  test('When a message first reaches a final status, then that time is kept whatever follows', () => {
+    const sent = event('sent');
+    const undelivered = event('undelivered', {
+      receivedAt: new Date(sent.receivedAt.getTime() + 4000),
+      providerTimestamp: new Date(sent.receivedAt.getTime() + 4000),
+    });
+    const delivered = event('delivered', {
+      receivedAt: new Date(sent.receivedAt.getTime() + 9000),
+      providerTimestamp: new Date(sent.receivedAt.getTime() + 9000),
+    });
+    expect(fold([sent]).firstTerminalAt).toBeNull();
+    const state = fold([sent, undelivered, delivered]);
+    expect(state.status).toBe('delivered');
+    expect(state.conflict).toBe(true);
+    expect(state.firstTerminalAt).toEqual(undelivered.receivedAt);
+    expect(fold([delivered]).firstTerminalAt).toEqual(delivered.receivedAt);
   });
 
   // The write path relies on this: a message created from its first event gets that event

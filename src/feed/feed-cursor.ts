@@ -1,0 +1,71 @@
+import { createHmac, timingSafeEqual } from 'node:crypto';
+import { badRequest } from '../errors';
+
+/**
+ * A position in the change feed: the last event a consumer has, as (transaction id, seq) —
+ * the feed's order (src/feed/feed.repository.ts). tx is an xid8, kept as its decimal text.
+ */
+export interface FeedPosition {
+  tx: string;
+  seq: number;
+}
+
+export const FEED_START: FeedPosition = { tx: '0', seq: 0 };
+
+/** Orders two positions as the feed does. */
+export function comparePositions(a: FeedPosition, b: FeedPosition): number {
+  const tx = BigInt(a.tx) - BigInt(b.tx);
+  if (tx !== 0n) return tx < 0n ? -1 : 1;
+  return Math.sign(a.seq - b.seq);
+}
+
+export function laterOf(a: FeedPosition, b: FeedPosition): FeedPosition {
+  return comparePositions(a, b) >= 0 ? a : b;
+}
+
+/**
+ * Cursors are opaque and signed: `base64url(tx.seq).mac`, the MAC an HMAC-SHA256 (truncated
+ * to 128 bits) under a key derived from CALLBACK_TOKEN_SECRET, so that every replica accepts
+ * every other's cursors and a made-up one is refused (400) instead of silently skipping or
+ * replaying events. All configured secrets verify; the first signs (rotation).
+ */
+export interface FeedCursors {
+  encode(position: FeedPosition): string;
+  /** Throws a 400 for anything this service did not issue. */
+  decode(cursor: string): FeedPosition;
+}
+
+const KEY_LABEL = 'sw-status change feed cursor v1';
+const MAX_XID8 = 2n ** 64n - 1n;
+
+export function feedCursors(secrets: readonly string[]): FeedCursors {
+  const keys = secrets.map((secret) => createHmac('sha256', secret).update(KEY_LABEL).digest());
+  if (keys.length === 0) throw new Error('feed cursors need at least one secret');
+  const mac = (key: Buffer, payload: string): Buffer =>
+    createHmac('sha256', key).update(payload).digest().subarray(0, 16);
+  const invalid = () =>
+    badRequest(
+      'invalid_cursor',
+      'The cursor is not one this API issued; start again with after=now',
+    );
+  return {
+    encode({ tx, seq }) {
+      const payload = `${tx}.${seq}`;
+      return `${Buffer.from(payload).toString('base64url')}.${mac(keys[0]!, payload).toString('base64url')}`;
+    },
+    decode(cursor) {
+      const match = /^([A-Za-z0-9_-]{1,64})\.([A-Za-z0-9_-]{22})$/.exec(cursor);
+      if (!match) throw invalid();
+      const payload = Buffer.from(match[1]!, 'base64url').toString('latin1');
+      const given = Buffer.from(match[2]!, 'base64url');
+      if (given.length !== 16 || !keys.some((key) => timingSafeEqual(mac(key, payload), given))) {
+        throw invalid();
+      }
+      const parts = /^(0|[1-9]\d{0,19})\.(0|[1-9]\d{0,15})$/.exec(payload);
+      if (!parts || BigInt(parts[1]!) > MAX_XID8 || !Number.isSafeInteger(Number(parts[2]))) {
+        throw invalid();
+      }
+      return { tx: parts[1]!, seq: Number(parts[2]) };
+    },
+  };
+}

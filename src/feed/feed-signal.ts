@@ -1,0 +1,206 @@
+import { Client } from 'pg';
+import type { Logger } from '../logger';
+
+/**
+ * Wakes the change feed's long-polls when events commit: at once for this process's own
+ * commits (RecordOptions.onCommitted), and through PostgreSQL's LISTEN/NOTIFY for other
+ * replicas'. A wake-up is only a hint — the feed query decides what a consumer gets — so a
+ * lost or early hint costs a query, never an event.
+ *
+ * The hint is one `NOTIFY sw_status_events` per committed batch at most, sent after the
+ * commit from this process's own listening connection, not inside the batch's transaction: a
+ * transaction that notifies takes a cluster-wide lock at commit to keep the notification
+ * queue in commit order, which would make concurrent batches commit one at a time. Hints are
+ * coalesced (one in flight, one more queued, at least HINT_SPACING_MS apart: under load every
+ * batch would otherwise cost the database a transaction more), and the connection runs with
+ * synchronous_commit off: a hint need not wait for a disk flush.
+ *
+ * LISTEN needs a connection of its own (a pooled one would lose it on release); it is
+ * reopened with back-off when the database restarts, and `listening()` tells the feed to
+ * poll more often meanwhile. Hints from this process are ignored on arrival (the local wake
+ * came first).
+ */
+export interface FeedSignal {
+  /**
+   * Resolves on the next wake-up ('commit'), after `ms` ('timeout'), when `abort` fires, or
+   * at once once the signal is closed ('closed').
+   */
+  next(ms: number, abort?: AbortSignal): Promise<'commit' | 'timeout' | 'closed'>;
+  /** This process committed new events: wake local waiters and hint the other replicas. */
+  committed(): void;
+  /** Whether other replicas' hints are being received. */
+  listening(): boolean;
+  /**
+   * How long a long-poll waits before looking on its own: hints can be lost (a writer that does
+   * not hint, a connection dropping one), so it looks every second while hints arrive and five
+   * times a second while they do not.
+   */
+  pollInterval(): number;
+  readonly closed: boolean;
+  /** Ends every wait and closes the listening connection (shutdown). */
+  close(): Promise<void>;
+}
+
+export const FEED_CHANNEL = 'sw_status_events';
+const PING_MS = 10_000;
+const HINT_SPACING_MS = 5;
+const MAX_BACKOFF_MS = 5_000;
+
+export interface FeedSignalOptions {
+  /** The database to LISTEN on; without it, only this process's commits wake the feed. */
+  connectionString?: string;
+  logger: Logger;
+  /** pollInterval() while listening (1 s); a test sets it long to see the hints alone work. */
+  pollWhileListeningMs?: number;
+}
+
+const POLL_WHILE_DEAF_MS = 200;
+
+export function createFeedSignal({
+  connectionString,
+  logger,
+  pollWhileListeningMs = 1_000,
+}: FeedSignalOptions): FeedSignal {
+  let waiters = new Set<(why: 'commit' | 'closed') => void>();
+  let closed = false;
+  let client: Client | null = null;
+  let connected = false;
+  let backoffMs = 100;
+  let reconnectTimer: NodeJS.Timeout | null = null;
+  let pingTimer: NodeJS.Timeout | null = null;
+  let notifying = false;
+  let notifyAgain = false;
+
+  const wake = (why: 'commit' | 'closed'): void => {
+    const woken = waiters;
+    waiters = new Set();
+    for (const resolve of woken) resolve(why);
+  };
+
+  const hint = (): void => {
+    if (!client || !connected) return;
+    if (notifying) {
+      notifyAgain = true;
+      return;
+    }
+    notifying = true;
+    client
+      .query(`NOTIFY ${FEED_CHANNEL}`)
+      .catch(() => undefined) // the connection's own error handler reconnects
+      .finally(() => {
+        setTimeout(() => {
+          notifying = false;
+          if (notifyAgain) {
+            notifyAgain = false;
+            hint();
+          }
+        }, HINT_SPACING_MS).unref();
+      });
+  };
+
+  const scheduleReconnect = (): void => {
+    if (closed || reconnectTimer) return;
+    reconnectTimer = setTimeout(() => {
+      reconnectTimer = null;
+      void connect();
+    }, backoffMs);
+    reconnectTimer.unref();
+    backoffMs = Math.min(backoffMs * 2, MAX_BACKOFF_MS);
+  };
+
+  const lost = (current: Client, error?: unknown): void => {
+    if (client !== current) return;
+    if (connected)
+      logger.warn({ err: error }, 'change feed: listening connection lost; reconnecting');
+    client = null;
+    connected = false;
+    if (pingTimer) clearInterval(pingTimer);
+    pingTimer = null;
+    current.removeAllListeners('notification');
+    current.on('error', () => undefined);
+    void current.end().catch(() => undefined);
+    scheduleReconnect();
+  };
+
+  async function connect(): Promise<void> {
+    if (closed || !connectionString) return;
+    const current = new Client({
+      connectionString,
+      keepAlive: true,
+      connectionTimeoutMillis: 5_000,
+      query_timeout: 5_000,
+    });
+    client = current;
+    current.on('error', (error) => lost(current, error));
+    current.on('end', () => lost(current));
+    current.on('notification', (message) => {
+      // node-postgres keeps the backend's pid (from BackendKeyData) but does not type it.
+      if (message.processId !== (current as unknown as { processID?: number }).processID) {
+        wake('commit');
+      }
+    });
+    try {
+      await current.connect();
+      await current.query('SET synchronous_commit = off');
+      await current.query(`LISTEN ${FEED_CHANNEL}`);
+    } catch (error) {
+      lost(current, error);
+      return;
+    }
+    if (client !== current || closed) return;
+    connected = true;
+    backoffMs = 100;
+    // A silently dead connection (a network partition) would receive nothing: look.
+    pingTimer = setInterval(() => {
+      current.query('SELECT 1').catch((error: unknown) => lost(current, error));
+    }, PING_MS);
+    pingTimer.unref();
+    logger.info('change feed: listening for other replicas’ commits');
+    // Commits may have happened while nobody listened: let every waiter look again.
+    wake('commit');
+  }
+
+  void connect();
+
+  return {
+    next(ms, abort) {
+      if (closed) return Promise.resolve('closed');
+      return new Promise((resolve) => {
+        const done = (why: 'commit' | 'timeout' | 'closed'): void => {
+          clearTimeout(timer);
+          waiters.delete(done);
+          abort?.removeEventListener('abort', onAbort);
+          resolve(why);
+        };
+        const onAbort = (): void => done('closed');
+        const timer = setTimeout(() => done('timeout'), ms);
+        waiters.add(done);
+        abort?.addEventListener('abort', onAbort, { once: true });
+      });
+    },
+    committed() {
+      wake('commit');
+      hint();
+    },
+    listening: () => connected,
+    pollInterval: () => (connected ? pollWhileListeningMs : POLL_WHILE_DEAF_MS),
+    get closed() {
+      return closed;
+    },
+    async close() {
+      if (closed) return;
+      closed = true;
+      wake('closed');
+      if (reconnectTimer) clearTimeout(reconnectTimer);
+      if (pingTimer) clearInterval(pingTimer);
+      const current = client;
+      client = null;
+      connected = false;
+      if (current) {
+        current.removeAllListeners('end');
+        current.on('error', () => undefined);
+        await current.end().catch(() => undefined);
+      }
+    },
+  };
+}

@@ -1,0 +1,179 @@
+import { sql } from 'kysely';
+import type { Db } from '../db/database';
+import { applyEvent } from '../messages/projection';
+import type { MessageState } from '../messages/projection';
+import type { StatusEvent } from '../messages/status-event';
+import type { Api, CanonicalStatus, EventSource } from '../messages/statuses';
+import { comparePositions } from './feed-cursor';
+import type { FeedPosition } from './feed-cursor';
+
+/**
+ * The change feed's reads. Order: (tx, seq) — the writing transaction's id (xid8, stamped by
+ * the column default) then the event's seq. A page holds only events whose transaction id is
+ * below the snapshot's xmin: every transaction with a lower id has ended, so no event can
+ * ever appear behind a position a consumer has passed (RESEARCH.md §1.2). An identity or a
+ * timestamp alone is not enough: both are taken before the commit, so a later commit can
+ * carry a lower value. The bound and the rows must come from ONE snapshot, hence one
+ * statement.
+ *
+ * What pauses the feed: any transaction with an id (one that has written) open anywhere on
+ * the cluster holds xmin back, and events committed after it started are delivered only once
+ * it ends — a long migration, a forgotten `BEGIN` in psql, a prepared transaction. Reads
+ * without writes do not. sw_status_feed_lag_seconds reports the oldest such transaction.
+ */
+
+export interface FeedFilter {
+  statuses?: readonly string[];
+  apis?: readonly string[];
+}
+
+export interface FeedRow {
+  seq: number;
+  tx: string;
+  message_id: string;
+  api: Api;
+  status: CanonicalStatus;
+  raw_status: string;
+  error_code: string | null;
+  error_message: string | null;
+  source: EventSource;
+  provider_timestamp: Date | null;
+  received_at: Date;
+  message_status: string;
+}
+
+export interface FeedPage {
+  rows: FeedRow[];
+  /** Events looked at (matching the filter or not) and the last of them. */
+  scanned: number;
+  lastScanned: FeedPosition | null;
+  /** The snapshot's xmin: every event below it that exists was looked at or is behind. */
+  horizon: string;
+}
+
+/**
+ * Up to `limit` events after `after` that match the filter, looking at no more than `scanLimit`
+ * events (a rare status must not make one request read the whole history).
+ */
+export async function readFeedPage(
+  db: Db,
+  after: FeedPosition,
+  filter: FeedFilter,
+  limit: number,
+  scanLimit: number,
+): Promise<FeedPage> {
+  const statuses = filter.statuses?.length ? [...filter.statuses] : null;
+  const apis = filter.apis?.length ? [...filter.apis] : null;
+  const { rows } = await sql<
+    Omit<FeedRow, 'message_status'> & {
+      message_status: string | null;
+      horizon: string;
+      scanned: string;
+      last_tx: string | null;
+      last_seq: number | null;
+    }
+  >`
+    WITH horizon AS MATERIALIZED (
+      SELECT pg_snapshot_xmin(pg_current_snapshot()) AS xmin
+    ), scanned AS MATERIALIZED (
+      SELECT seq, tx, message_id, api, status, raw_status, error_code, error_message, source,
+             provider_timestamp, received_at, message_status
+      FROM status_events
+      WHERE (tx, seq) > (${after.tx}::xid8, ${after.seq}::bigint)
+        AND tx < (SELECT xmin FROM horizon)
+      ORDER BY tx, seq
+      LIMIT ${scanLimit}
+    ), page AS (
+      SELECT * FROM scanned
+      WHERE (${statuses}::text[] IS NULL OR status = ANY(${statuses}::text[]))
+        AND (${apis}::text[] IS NULL OR api = ANY(${apis}::text[]))
+      ORDER BY tx, seq
+      LIMIT ${limit}
+    ), summary AS (
+      SELECT (SELECT xmin FROM horizon)::text AS horizon,
+             (SELECT count(*) FROM scanned) AS scanned,
+             last.tx::text AS last_tx, last.seq AS last_seq
+      FROM (SELECT 1) one
+      LEFT JOIN (SELECT tx, seq FROM scanned ORDER BY tx DESC, seq DESC LIMIT 1) last ON true
+    )
+    SELECT summary.horizon, summary.scanned, summary.last_tx, summary.last_seq,
+           page.seq, page.tx::text AS tx, page.message_id, page.api, page.status,
+           page.raw_status, page.error_code, page.error_message, page.source,
+           page.provider_timestamp, page.received_at, page.message_status
+    FROM summary LEFT JOIN page ON true
+    ORDER BY page.tx, page.seq`.execute(db);
+  const summary = rows[0]!;
+  const events = rows.filter((row) => row.seq !== null);
+  return {
+    rows: await withMessageStatus(db, events),
+    scanned: Number(summary.scanned),
+    lastScanned:
+      summary.last_tx === null ? null : { tx: summary.last_tx, seq: Number(summary.last_seq) },
+    horizon: summary.horizon,
+  };
+}
+
+/** The current end of the feed: a position every event committed from now on comes after. */
+export async function feedEnd(db: Db): Promise<FeedPosition> {
+  const { rows } = await sql<{ horizon: string }>`
+    SELECT pg_snapshot_xmin(pg_current_snapshot())::text AS horizon`.execute(db);
+  return { tx: rows[0]!.horizon, seq: 0 };
+}
+
+/**
+ * Events stored before migration 0003 (or by a replica of an older version during a rolling
+ * upgrade) carry no message_status: it is the projection's fold over the message's events in
+ * feed order, up to and including this one.
+ */
+async function withMessageStatus(
+  db: Db,
+  rows: ReadonlyArray<Omit<FeedRow, 'message_status'> & { message_status: string | null }>,
+): Promise<FeedRow[]> {
+  const missing = [
+    ...new Set(rows.filter((r) => r.message_status === null).map((r) => r.message_id)),
+  ];
+  if (missing.length === 0) return rows as FeedRow[];
+  const { rows: history } = await sql<Omit<FeedRow, 'message_status'>>`
+    SELECT seq, tx::text AS tx, message_id, api, status, raw_status, error_code, error_message,
+           source, provider_timestamp, received_at
+    FROM status_events WHERE message_id = ANY(${missing}::text[])`.execute(db);
+  const statusAfter = new Map<number, string>();
+  const byMessage = new Map<string, Array<Omit<FeedRow, 'message_status'>>>();
+  for (const event of history) {
+    const events = byMessage.get(event.message_id) ?? [];
+    events.push(event);
+    byMessage.set(event.message_id, events);
+  }
+  for (const events of byMessage.values()) {
+    events.sort(comparePositions);
+    let state: MessageState | null = null;
+    for (const event of events) {
+      state = applyEvent(state, asStatusEvent(event));
+      statusAfter.set(event.seq, state.status);
+    }
+  }
+  return rows.map((row) => ({
+    ...row,
+    message_status: row.message_status ?? statusAfter.get(row.seq) ?? row.status,
+  }));
+}
+
+function asStatusEvent(row: Omit<FeedRow, 'message_status'>): StatusEvent {
+  return {
+    messageId: row.message_id,
+    api: row.api,
+    source: row.source,
+    projectId: null,
+    status: row.status,
+    rawStatus: row.raw_status,
+    errorCode: row.error_code,
+    errorMessage: row.error_message,
+    from: null,
+    to: null,
+    numSegments: null,
+    numMedia: null,
+    providerTimestamp: row.provider_timestamp,
+    receivedAt: row.received_at,
+    raw: {},
+  };
+}

@@ -1,0 +1,97 @@
+import { z } from 'zod';
+import { oneOrMore } from '../http/query-params';
+import { CANONICAL_STATUSES } from '../messages/statuses';
+import { BEARER, ETAG_HEADER, NOT_MODIFIED, errorResponses } from '../openapi/api-docs';
+import type { ApiDocs } from '../openapi/api-docs';
+
+export const MAX_WAIT_SECONDS = 30;
+
+export const FeedQuery = z
+  .object({
+    after: z.string().max(200).optional().meta({
+      description:
+        'A `next_cursor` from an earlier page, or `now` for the current end. Absent: from the oldest event.',
+    }),
+    limit: z.coerce.number().int().min(1).max(1000).default(100),
+    wait: z.coerce.number().min(0).max(MAX_WAIT_SECONDS).default(0).meta({
+      description:
+        'Long-poll: with no event to give, wait up to this many seconds for one to commit (on any replica) before answering an empty page.',
+      // zod-to-openapi renders a coerced non-integer number as number|null: say it plainly.
+      type: 'number',
+      minimum: 0,
+      maximum: MAX_WAIT_SECONDS,
+      default: 0,
+    }),
+    status: oneOrMore(
+      CANONICAL_STATUSES as [string, ...string[]],
+      'Only events of these statuses.',
+    ).optional(),
+    api: oneOrMore(['cxml', 'native'], 'Only events of these APIs.').optional(),
+  })
+  // A misspelt filter must not silently return everything.
+  .strict();
+
+const timestamp = z.iso.datetime().meta({ description: 'ISO 8601, UTC.' });
+
+export const FeedEventDto = z
+  .object({
+    seq: z.number().int(),
+    message_id: z.string(),
+    api: z.enum(['cxml', 'native']),
+    status: z.enum(CANONICAL_STATUSES as [string, ...string[]]),
+    raw_status: z.string(),
+    error_code: z.string().nullable(),
+    error_reason: z
+      .string()
+      .nullable()
+      .meta({ description: "What the error code means (SignalWire's table); null when unknown." }),
+    error_message: z.string().nullable(),
+    source: z.enum(['proxy', 'callback', 'reconcile', 'replay']),
+    provider_timestamp: timestamp.nullable(),
+    received_at: timestamp,
+    message_status: z
+      .string()
+      .meta({ description: "The message's current status right after this event." }),
+  })
+  .strict()
+  .meta({ id: 'FeedEvent' });
+
+export const FeedPageDto = z
+  .object({
+    data: z.array(FeedEventDto),
+    next_cursor: z.string().meta({
+      description:
+        'Always present: pass it as `after` for the next page. Opaque; the same cursor works on every replica.',
+    }),
+  })
+  .strict()
+  .meta({ id: 'FeedPage' });
+
+export type FeedEventDto = z.infer<typeof FeedEventDto>;
+
+export function describeFeed(docs: ApiDocs): void {
+  docs.registerPath({
+    method: 'get',
+    path: '/v1/events',
+    tags: ['Query API'],
+    summary: 'The change feed: every stored event exactly once, in commit order',
+    description: [
+      'Follow `next_cursor` to get every event the service stores, each once, in the order the',
+      'database committed them — across replicas, group-commit batches and spool replays.',
+      'A page may hold fewer than `limit` events (even none) while `next_cursor` moves on:',
+      'keep following it. The feed can lag while a long transaction is open on the database',
+      '(see `sw_status_feed_lag_seconds`).',
+    ].join(' '),
+    security: [{ [BEARER]: [] }],
+    request: { query: FeedQuery },
+    responses: {
+      200: {
+        description: 'A page of events and the cursor after it.',
+        headers: z.object({ ETag: ETAG_HEADER }),
+        content: { 'application/json': { schema: FeedPageDto } },
+      },
+      304: NOT_MODIFIED,
+      ...errorResponses(400, 401, 429, 500, 503),
+    },
+  });
+}

@@ -1,0 +1,20 @@
+import cors from 'cors';
+import type { RequestHandler } from 'express';
+
+/**
+ * CORS for the query API (`/v1/*`), for browser dashboards served from other origins
+ * (CORS_ORIGINS; none by default, so browsers keep refusing cross-origin reads). Preflights
+ * are answered before authentication (a browser sends them without the Authorization header).
+ * Credentials are a bearer token, never cookies: no Allow-Credentials. ETag is exposed so a
+ * dashboard can send If-None-Match, Retry-After so it can back off.
+ */
+export function queryApiCors(origins: readonly string[]): RequestHandler | undefined {
+  if (origins.length === 0) return undefined;
+  return cors({
+    origin: origins.includes('*') ? '*' : [...origins],
+    methods: ['GET', 'POST'],
+    allowedHeaders: ['Authorization', 'Content-Type', 'If-None-Match'],
+    exposedHeaders: ['ETag', 'Retry-After', 'X-Request-Id'],
+    maxAge: 600,
+  });
+}

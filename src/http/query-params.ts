@@ -1,0 +1,97 @@
+import { z } from 'zod';
+
+/**
+ * Query-string values shared by the query API's routes. Each is a zod schema: the routes
+ * validate with it and the OpenAPI document (src/openapi) is generated from it.
+ */
+
+const commaSeparated = (text: string): string[] => text.split(',').map((value) => value.trim());
+
+/** `status=failed,undelivered`: one value or several, comma-separated, each one of `values`. */
+export function oneOrMore<const T extends readonly [string, ...string[]]>(
+  values: T,
+  description: string,
+) {
+  return z
+    .string()
+    .transform(commaSeparated)
+    .pipe(z.array(z.enum(values)).max(values.length))
+    .meta({
+      description: `${description} One value or several, comma-separated: ${values.join(', ')}.`,
+      example: values.slice(0, 2).join(','),
+    });
+}
+
+/** Like oneOrMore, for free text values (phone numbers, error codes): at most 50. */
+export function oneOrMoreText(maxLength: number, description: string) {
+  return z
+    .string()
+    .transform(commaSeparated)
+    .pipe(z.array(z.string().min(1).max(maxLength)).max(50))
+    .meta({ description: `${description} One value or several, comma-separated.` });
+}
+
+const INSTANT =
+  /^(\d{4})-(\d{2})-(\d{2})(?:[T ](\d{2}):(\d{2})(?::(\d{2})(?:\.(\d{1,9}))?)?(Z|[+-]\d{2}:?\d{2})?)?$/i;
+
+/**
+ * A date (`2026-11-30`, midnight UTC) or a date-time with or without seconds, fraction and
+ * offset (`2026-11-30T08:15`, `2026-11-30T08:15:00.5+01:00`; UTC when there is none). Returns
+ * null when the text is none of these or names a day that does not exist (2026-02-30).
+ */
+export function parseInstant(text: string): Date | null {
+  const match = INSTANT.exec(text);
+  if (!match) return null;
+  const [, year, month, day, hour = '00', minute = '00', second = '00', fraction = '', offset] =
+    match;
+  const ms = Number(`0.${fraction || '0'}`) * 1000;
+  const utc = Date.UTC(
+    Number(year),
+    Number(month) - 1,
+    Number(day),
+    Number(hour),
+    Number(minute),
+    Number(second),
+    Math.floor(ms),
+  );
+  const date = new Date(utc);
+  // Date.UTC rolls 2026-02-30 over to March: a day or time that does not exist is refused.
+  if (
+    date.getUTCFullYear() !== Number(year) ||
+    date.getUTCMonth() !== Number(month) - 1 ||
+    date.getUTCDate() !== Number(day) ||
+    date.getUTCHours() !== Number(hour) ||
+    date.getUTCMinutes() !== Number(minute) ||
+    date.getUTCSeconds() !== Number(second)
+  ) {
+    return null;
+  }
+  if (!offset || offset.toUpperCase() === 'Z') return date;
+  const [, sign, hours, minutes] = /^([+-])(\d{2}):?(\d{2})$/.exec(offset)!;
+  if (Number(hours) > 23 || Number(minutes) > 59) return null;
+  const shift = (Number(hours) * 60 + Number(minutes)) * 60_000;
+  return new Date(utc - (sign === '+' ? shift : -shift));
+}
+
+/** An instant as a query parameter (see parseInstant). */
+export function instant(description: string) {
+  return z
+    .string()
+    .max(40)
+    .transform((text, context) => {
+      const date = parseInstant(text);
+      if (date === null) {
+        context.addIssue({
+          code: 'custom',
+          message:
+            'Expected a date (2026-11-30) or a date-time (2026-11-30T08:15:00Z), UTC unless an offset is given',
+        });
+        return z.NEVER;
+      }
+      return date;
+    })
+    .meta({
+      description: `${description} A date (2026-11-30, midnight UTC) or a date-time with or without offset (UTC assumed).`,
+      examples: ['2026-11-30', '2026-11-30T08:15:00Z', '2026-11-30T09:15:00+01:00'],
+    });
+}

@@ -1,0 +1,76 @@
+import { OpenAPIRegistry } from '@asteasolutions/zod-to-openapi';
+import type { ResponseConfig } from '@asteasolutions/zod-to-openapi';
+import { z } from 'zod';
+
+/**
+ * Where route modules describe their routes for the OpenAPI document (src/openapi). Each
+ * module exports a `describe…(docs)` that registers its paths with the zod schemas its routes
+ * validate with; src/openapi/api-document.ts lists the modules.
+ */
+export type ApiDocs = OpenAPIRegistry;
+
+/** The one error body of the service (src/http/error-handler.ts). */
+export const ErrorBody = z
+  .object({
+    error: z
+      .object({
+        code: z.string().meta({ example: 'invalid_request' }),
+        message: z.string(),
+        details: z
+          .array(z.object({ path: z.string(), message: z.string() }).strict())
+          .optional()
+          .meta({ description: 'For a 400 from validation: which parameter, and why.' }),
+        request_id: z.string(),
+      })
+      .strict(),
+  })
+  .strict()
+  .meta({ id: 'Error', description: 'Every error answer of the service (not the proxy’s).' });
+
+const ERROR_MEANING: Readonly<Record<number, string>> = {
+  400: 'The request is invalid (see `details`).',
+  401: 'Missing or invalid credentials.',
+  403: 'Forbidden.',
+  404: 'Not found.',
+  409: 'Conflict with the current state (e.g. a relay that is not dead).',
+  413: 'The body is too large.',
+  415: 'Unsupported content type.',
+  429: 'Rate limited; retry later.',
+  500: 'Internal error.',
+  503: 'Unavailable (the database is unreachable, or the service is overloaded); see `Retry-After`.',
+};
+
+/** Error answers in the service's error shape, by status. */
+export function errorResponses(...statuses: number[]): Record<number, ResponseConfig> {
+  return Object.fromEntries(
+    statuses.map((status) => [
+      status,
+      {
+        description: ERROR_MEANING[status] ?? 'Error.',
+        content: { 'application/json': { schema: ErrorBody } },
+      },
+    ]),
+  );
+}
+
+export const NOT_MODIFIED: ResponseConfig = {
+  description: 'Not modified: `If-None-Match` named the current `ETag`.',
+};
+
+/** `ETag` on every `GET /v1/*` answer. */
+export const ETAG_HEADER = z.string().meta({
+  description: 'Validator of this answer; send it back in `If-None-Match` to get a 304.',
+});
+
+/** The bearer scheme of the query API (API_TOKENS). */
+export const BEARER = 'bearerAuth';
+
+export function createApiDocs(): ApiDocs {
+  const docs = new OpenAPIRegistry();
+  docs.registerComponent('securitySchemes', BEARER, {
+    type: 'http',
+    scheme: 'bearer',
+    description: 'One of API_TOKENS.',
+  });
+  return docs;
+}

@@ -1,0 +1,91 @@
+import express, { Router } from 'express';
+import { z } from 'zod';
+import { getAbsoluteFSPath } from 'swagger-ui-dist';
+import type { ApiDocs } from './api-docs';
+import type { OpenApiDocument } from './api-document';
+import { INTERNAL_LISTENER } from './listeners';
+
+/**
+ * GET /openapi.json and GET /docs on the internal listener, without auth (DESIGN §6). The
+ * document is built once, at start. /docs is Swagger UI, its files served from the
+ * swagger-ui-dist package (nothing from the internet); its start script is a file too, so the
+ * service's Content-Security-Policy (no inline scripts) holds.
+ */
+export function openApiRoutes({ document }: { document: OpenApiDocument }): Router {
+  const router = Router();
+  const json = JSON.stringify(document);
+  router.get('/openapi.json', (_req, res) => {
+    res.type('application/json').send(json);
+  });
+  router.get('/docs', (req, res, next) => {
+    // Relative asset URLs need the trailing slash.
+    if (!req.path.endsWith('/')) return res.redirect(301, '/docs/');
+    next();
+  });
+  router.get('/docs/', (_req, res) => {
+    res.type('html').send(DOCS_PAGE);
+  });
+  router.get('/docs/start.js', (_req, res) => {
+    res.type('application/javascript').send(START_SCRIPT);
+  });
+  router.use(
+    '/docs',
+    express.static(getAbsoluteFSPath(), {
+      index: false,
+      // Only what the page loads: the bundle, the preset and the stylesheet.
+      setHeaders: (res) => res.setHeader('Cache-Control', 'public, max-age=3600'),
+    }),
+  );
+  return router;
+}
+
+const DOCS_PAGE = `<!doctype html>
+<html lang="en">
+  <head>
+    <meta charset="utf-8" />
+    <meta name="viewport" content="width=device-width, initial-scale=1" />
+    <title>sw-status API</title>
+    <link rel="stylesheet" href="swagger-ui.css" />
+  </head>
+  <body>
+    <div id="swagger-ui"></div>
+    <script src="swagger-ui-bundle.js"></script>
+    <script src="swagger-ui-standalone-preset.js"></script>
+    <script src="start.js"></script>
+  </body>
+</html>
+`;
+
+const START_SCRIPT = `window.ui = SwaggerUIBundle({
+  url: '/openapi.json',
+  dom_id: '#swagger-ui',
+  presets: [SwaggerUIBundle.presets.apis, SwaggerUIStandalonePreset],
+  layout: 'StandaloneLayout',
+});
+`;
+
+export function describeOpenApi(docs: ApiDocs): void {
+  docs.registerPath({
+    method: 'get',
+    path: '/openapi.json',
+    tags: ['Operations'],
+    summary: 'This document (OpenAPI 3.1)',
+    servers: [INTERNAL_LISTENER],
+    responses: {
+      200: {
+        description: 'The OpenAPI document.',
+        content: { 'application/json': { schema: z.record(z.string(), z.unknown()) } },
+      },
+    },
+  });
+  docs.registerPath({
+    method: 'get',
+    path: '/docs/',
+    tags: ['Operations'],
+    summary: 'This document, rendered (Swagger UI)',
+    servers: [INTERNAL_LISTENER],
+    responses: {
+      200: { description: 'The page.', content: { 'text/html': { schema: z.string() } } },
+    },
+  });
+}

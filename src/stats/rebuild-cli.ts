@@ -1,0 +1,32 @@
+import { createDb } from '../db/database';
+import { startEmbeddedPostgres } from '../db/embedded-postgres';
+import { createLogger } from '../logger';
+import { rebuildRollups } from './stats.repository';
+
+/**
+ * `npm run stats:rebuild` / `node dist/stats/rebuild-cli.js`: recounts the stats rollups from
+ * the messages table (DATABASE_URL, like `npm run migrate`). Run it once after a rolling
+ * upgrade to this version: replicas of the older version wrote no rollup deltas meanwhile.
+ * Safe while the service runs; other replicas' deltas keep applying on top.
+ */
+async function main(): Promise<void> {
+  const logger = createLogger(process.env.LOG_LEVEL || 'info');
+  const url = process.env.DATABASE_URL || undefined;
+  if (!url && process.env.NODE_ENV === 'production') {
+    throw new Error('DATABASE_URL: required when NODE_ENV=production');
+  }
+  const embedded = url ? undefined : await startEmbeddedPostgres(logger);
+  const { db } = createDb(url ?? embedded!.url, 1);
+  try {
+    const result = await rebuildRollups(db, (line) => logger.info(line));
+    logger.info(result, 'stats rollups rebuilt');
+  } finally {
+    await db.destroy();
+    await embedded?.stop();
+  }
+}
+
+main().catch((error: unknown) => {
+  console.error(error instanceof Error ? error.message : error);
+  process.exit(1);
+});

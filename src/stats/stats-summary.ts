@@ -1,0 +1,226 @@
+import { errorReason } from '../messages/error-reasons';
+import { latencyBucketValue } from '../messages/rollup';
+import { CANONICAL_STATUSES } from '../messages/statuses';
+import type { Api } from '../messages/statuses';
+
+/**
+ * The pure half of GET /v1/stats: which stored counts answer a window, and what they add up to.
+ *
+ * Counts are kept per minute (and per hour) in which messages were first seen. A window with
+ * arbitrary edges is answered from the hour rollups for its whole hours, the minute rollups for
+ * its other whole minutes, the deltas not yet folded into either, and — for the part-minutes
+ * at its two edges — the messages themselves. Every piece is exact, and none overlaps another:
+ * the total is exactly what a scan of `messages` over the window gives.
+ */
+
+export type Bucket = 'minute' | 'hour' | 'day';
+
+export type Range = readonly [from: number, to: number];
+
+export interface StatsPlan {
+  /** Read from stats_hours. */
+  hours: Range | null;
+  /** Read from stats_minutes. */
+  minutes: Range[];
+  /** Whole minutes of the window: the deltas to add. */
+  deltas: Range | null;
+  /** Part-minutes at the edges: counted from `messages`. */
+  edges: Range[];
+}
+
+const MINUTE = 60_000;
+const HOUR = 3_600_000;
+const DAY = 86_400_000;
+
+const ceilTo = (t: number, unit: number) => Math.ceil(t / unit) * unit;
+const floorTo = (t: number, unit: number) => Math.floor(t / unit) * unit;
+const nonEmpty = (ranges: Range[]): Range[] => ranges.filter(([from, to]) => from < to);
+
+/** How to answer [since, until): hour rollups only where the series is not per minute. */
+export function planWindow(since: number, until: number, bucket?: Bucket): StatsPlan {
+  const firstMinute = ceilTo(since, MINUTE);
+  const lastMinute = floorTo(until, MINUTE);
+  if (firstMinute >= lastMinute) {
+    return { hours: null, minutes: [], deltas: null, edges: [[since, until]] };
+  }
+  const edges = nonEmpty([
+    [since, firstMinute],
+    [lastMinute, until],
+  ]);
+  const firstHour = ceilTo(firstMinute, HOUR);
+  const lastHour = floorTo(lastMinute, HOUR);
+  if (bucket === 'minute' || firstHour >= lastHour) {
+    return {
+      hours: null,
+      minutes: [[firstMinute, lastMinute]],
+      deltas: [firstMinute, lastMinute],
+      edges,
+    };
+  }
+  return {
+    hours: [firstHour, lastHour],
+    minutes: nonEmpty([
+      [firstMinute, firstHour],
+      [lastHour, lastMinute],
+    ]),
+    deltas: [firstMinute, lastMinute],
+    edges,
+  };
+}
+
+/** Counts under one key: what the rollups, the deltas and the edge messages all yield. */
+export interface CountRow {
+  api: string;
+  status: string;
+  /** '' when none. */
+  errorCode: string;
+  /** -1 when not final (or unknown). */
+  latencyBucket: number;
+  messages: number;
+  conflicts: number;
+  finalWithin10s: number;
+}
+
+/** Counts per series bucket start (epoch ms) and status. */
+export interface SeriesRow {
+  start: number;
+  status: string;
+  messages: number;
+}
+
+export interface StatsDto {
+  created_since: string;
+  created_until: string;
+  total: number;
+  by_status: Record<string, number>;
+  delivery_rate: number | null;
+  by_error: Array<{ api: string; error_code: string; error_reason: string | null; count: number }>;
+  latency_ms: { p50: number | null; p95: number | null; p99: number | null };
+  final_within_10s: number | null;
+  stuck: number;
+  conflicts: number;
+  series?: Array<{
+    start: string;
+    total: number;
+    delivered: number;
+    undelivered: number;
+    failed: number;
+  }>;
+}
+
+const BUCKET_MS: Record<Bucket, number> = { minute: MINUTE, hour: HOUR, day: DAY };
+/** A series longer than this is refused (400): ask for a coarser bucket. */
+export const MAX_SERIES_POINTS = 2_000;
+
+export function seriesPoints(since: number, until: number, bucket: Bucket): number {
+  const unit = BUCKET_MS[bucket];
+  return (ceilTo(until, unit) - floorTo(since, unit)) / unit;
+}
+
+export function summarize(
+  window: { since: number; until: number; bucket?: Bucket; stuck: number },
+  counts: readonly CountRow[],
+  series: readonly SeriesRow[],
+): StatsDto {
+  const byStatus: Record<string, number> = Object.fromEntries(
+    CANONICAL_STATUSES.map((status) => [status, 0]),
+  );
+  const byError = new Map<string, { api: string; error_code: string; count: number }>();
+  const latency = new Map<number, number>();
+  let total = 0;
+  let conflicts = 0;
+  let finalWithin10s = 0;
+  for (const row of counts) {
+    total += row.messages;
+    conflicts += row.conflicts;
+    finalWithin10s += row.finalWithin10s;
+    byStatus[row.status] = (byStatus[row.status] ?? 0) + row.messages;
+    if (row.errorCode !== '') {
+      const key = `${row.api} ${row.errorCode}`;
+      const entry = byError.get(key) ?? { api: row.api, error_code: row.errorCode, count: 0 };
+      entry.count += row.messages;
+      byError.set(key, entry);
+    }
+    if (row.latencyBucket >= 0) {
+      latency.set(row.latencyBucket, (latency.get(row.latencyBucket) ?? 0) + row.messages);
+    }
+  }
+  const delivered = byStatus.delivered ?? 0;
+  const ended = delivered + (byStatus.undelivered ?? 0) + (byStatus.failed ?? 0);
+  const dto: StatsDto = {
+    created_since: new Date(window.since).toISOString(),
+    created_until: new Date(window.until).toISOString(),
+    total,
+    by_status: byStatus,
+    delivery_rate: ended === 0 ? null : delivered / ended,
+    by_error: [...byError.values()]
+      .filter((entry) => entry.count > 0)
+      .sort(
+        (a, b) =>
+          b.count - a.count ||
+          a.api.localeCompare(b.api) ||
+          a.error_code.localeCompare(b.error_code),
+      )
+      .map((entry) => ({
+        api: entry.api,
+        error_code: entry.error_code,
+        error_reason: errorReason(entry.api as Api, entry.error_code),
+        count: entry.count,
+      })),
+    latency_ms: percentiles(latency),
+    final_within_10s: total === 0 ? null : finalWithin10s / total,
+    stuck: window.stuck,
+    conflicts,
+  };
+  if (window.bucket) dto.series = fillSeries(window.since, window.until, window.bucket, series);
+  return dto;
+}
+
+/**
+ * Nearest-rank percentiles from the latency histogram: the value of the bucket holding the
+ * ⌈p·n⌉-th smallest latency, within 4 % of that latency (src/messages/rollup.ts).
+ */
+function percentiles(histogram: ReadonlyMap<number, number>): StatsDto['latency_ms'] {
+  const buckets = [...histogram.entries()].filter(([, n]) => n > 0).sort(([a], [b]) => a - b);
+  const n = buckets.reduce((sum, [, count]) => sum + count, 0);
+  const at = (p: number): number | null => {
+    if (n === 0) return null;
+    const rank = Math.ceil(p * n);
+    let seen = 0;
+    for (const [bucket, count] of buckets) {
+      seen += count;
+      if (seen >= rank) return Math.round(latencyBucketValue(bucket) * 10) / 10;
+    }
+    return null;
+  };
+  return { p50: at(0.5), p95: at(0.95), p99: at(0.99) };
+}
+
+/** One point per bucket from the one holding `since` to the one holding `until` (exclusive). */
+function fillSeries(
+  since: number,
+  until: number,
+  bucket: Bucket,
+  rows: readonly SeriesRow[],
+): NonNullable<StatsDto['series']> {
+  const unit = BUCKET_MS[bucket];
+  const points = new Map<
+    number,
+    { total: number; delivered: number; undelivered: number; failed: number }
+  >();
+  for (let start = floorTo(since, unit); start < until; start += unit) {
+    points.set(start, { total: 0, delivered: 0, undelivered: 0, failed: 0 });
+  }
+  for (const row of rows) {
+    const point = points.get(floorTo(row.start, unit));
+    if (!point) continue;
+    point.total += row.messages;
+    if (row.status === 'delivered' || row.status === 'undelivered' || row.status === 'failed') {
+      point[row.status] += row.messages;
+    }
+  }
+  return [...points.entries()].map(([start, point]) => ({
+    start: new Date(start).toISOString(),
+    ...point,
+  }));
+}

@@ -1,0 +1,299 @@
+import { sql } from 'kysely';
+import type { Db } from '../db/database';
+import { contributionOf, rollupSums } from '../messages/rollup';
+import type { Api } from '../messages/statuses';
+import type { RollupDelta } from '../messages/rollup';
+import type { Bucket, CountRow, Range, SeriesRow, StatsPlan } from './stats-summary';
+
+/**
+ * The stats rollups' SQL (tables: db/migrations/0003; written by the write path as deltas,
+ * src/messages/record-events.repository.ts).
+ */
+
+// The advisory lock that lets one replica at a time fold deltas (or rebuild): an arbitrary
+// constant, 'swst' in ASCII.
+const ROLLUP_LOCK = 0x73777374;
+
+const toDate = (ms: number) => new Date(ms);
+
+/**
+ * The rollup counts of a plan's whole minutes and hours, in ONE statement (one snapshot): a
+ * delta is either still in stats_deltas or already folded into the rollups, never both.
+ * Grouped twice — by key for the totals, by series bucket and status for the series.
+ */
+export async function readRollups(
+  db: Db,
+  plan: StatsPlan,
+  filter: { apis?: readonly string[]; bucket?: Bucket },
+): Promise<{ counts: CountRow[]; series: SeriesRow[] }> {
+  const apis = filter.apis?.length ? [...filter.apis] : null;
+  const none: Range = [0, 0];
+  const hours = plan.hours ?? none;
+  const minutesA = plan.minutes[0] ?? none;
+  const minutesB = plan.minutes[1] ?? none;
+  const deltas = plan.deltas ?? none;
+  const { rows } = await sql<{
+    series_start: Date | null;
+    api: string | null;
+    status: string;
+    error_code: string | null;
+    latency_bucket: number | null;
+    messages: string;
+    conflicts: string;
+    final_within_10s: string;
+  }>`
+    WITH pieces AS (
+      SELECT hour AS t, api, status, error_code, latency_bucket, messages, conflicts,
+             final_within_10s
+      FROM stats_hours WHERE hour >= ${toDate(hours[0])} AND hour < ${toDate(hours[1])}
+      UNION ALL
+      SELECT minute, api, status, error_code, latency_bucket, messages, conflicts, final_within_10s
+      FROM stats_minutes
+      WHERE (minute >= ${toDate(minutesA[0])} AND minute < ${toDate(minutesA[1])})
+         OR (minute >= ${toDate(minutesB[0])} AND minute < ${toDate(minutesB[1])})
+      UNION ALL
+      SELECT minute, api, status, error_code, latency_bucket, messages, conflicts, final_within_10s
+      FROM stats_deltas WHERE minute >= ${toDate(deltas[0])} AND minute < ${toDate(deltas[1])}
+    )
+    SELECT series_start, api, status, error_code, latency_bucket,
+           sum(messages) AS messages, sum(conflicts) AS conflicts,
+           sum(final_within_10s) AS final_within_10s
+    FROM (
+      SELECT CASE WHEN ${filter.bucket ?? null}::text IS NULL THEN NULL
+                  ELSE date_trunc(${filter.bucket ?? 'hour'}, t, 'UTC') END AS series_start,
+             api, status, error_code, latency_bucket, messages, conflicts, final_within_10s
+      FROM pieces
+      WHERE ${apis}::text[] IS NULL OR api = ANY(${apis}::text[])
+    ) filtered
+    GROUP BY GROUPING SETS ((api, status, error_code, latency_bucket), (series_start, status))`.execute(
+    db,
+  );
+  const counts: CountRow[] = [];
+  const series: SeriesRow[] = [];
+  for (const row of rows) {
+    if (row.api !== null) {
+      counts.push({
+        api: row.api,
+        status: row.status,
+        errorCode: row.error_code!,
+        latencyBucket: row.latency_bucket!,
+        messages: Number(row.messages),
+        conflicts: Number(row.conflicts),
+        finalWithin10s: Number(row.final_within_10s),
+      });
+    } else if (row.series_start !== null) {
+      series.push({
+        start: row.series_start.getTime(),
+        status: row.status,
+        messages: Number(row.messages),
+      });
+    }
+  }
+  return { counts, series };
+}
+
+/**
+ * The messages first seen in the part-minutes at a window's edges, counted one by one with
+ * the write path's own contribution function (messages_created_idx: a range scan).
+ */
+export async function readEdges(
+  db: Db,
+  edges: readonly Range[],
+  filter: { apis?: readonly Api[] },
+): Promise<{ counts: CountRow[]; series: SeriesRow[] }> {
+  if (edges.length === 0) return { counts: [], series: [] };
+  const apis = filter.apis?.length ? [...filter.apis] : null;
+  const [a, b = a] = edges as [Range, Range?];
+  const messages = await db
+    .selectFrom('messages')
+    .select(['created_at', 'api', 'status', 'error_code', 'conflict', 'first_terminal_at'])
+    .where((eb) =>
+      eb.or([
+        eb.and([eb('created_at', '>=', toDate(a[0])), eb('created_at', '<', toDate(a[1]))]),
+        eb.and([eb('created_at', '>=', toDate(b![0])), eb('created_at', '<', toDate(b![1]))]),
+      ]),
+    )
+    .$if(apis !== null, (query) => query.where('api', 'in', apis!))
+    .execute();
+  const counts: CountRow[] = [];
+  const series: SeriesRow[] = [];
+  for (const message of messages) {
+    const contribution = contributionOf({
+      createdAt: message.created_at,
+      firstTerminalAt: message.first_terminal_at,
+      api: message.api,
+      status: message.status,
+      errorCode: message.error_code,
+      conflict: message.conflict,
+    });
+    counts.push(contribution);
+    series.push({ start: message.created_at.getTime(), status: message.status, messages: 1 });
+  }
+  return { counts, series };
+}
+
+/**
+ * Folds the deltas committed so far into the minute and hour rollups, unless another replica
+ * is doing it (then returns null). The DELETE … RETURNING takes exactly the deltas this
+ * statement's snapshot sees, so one written meanwhile waits for the next round. Rollup rows
+ * that came down to zero are removed. Returns how many deltas were folded.
+ */
+export async function foldDeltas(db: Db): Promise<number | null> {
+  return db.transaction().execute(async (trx) => {
+    const { rows } = await sql<{ locked: boolean; moved: string; minutes: Date[] | null }>`
+      WITH lock AS MATERIALIZED (SELECT pg_try_advisory_xact_lock(${ROLLUP_LOCK}) AS locked),
+      moved AS (DELETE FROM stats_deltas WHERE (SELECT locked FROM lock) RETURNING *),
+      sums AS (
+        SELECT minute, api, status, error_code, latency_bucket, sum(messages) AS messages,
+               sum(conflicts) AS conflicts, sum(final_within_10s) AS final_within_10s
+        FROM moved GROUP BY 1, 2, 3, 4, 5
+      ), minutes AS (
+        INSERT INTO stats_minutes AS r
+        SELECT * FROM sums ORDER BY 1, 2, 3, 4, 5
+        ON CONFLICT (minute, api, status, error_code, latency_bucket) DO UPDATE SET
+          messages = r.messages + excluded.messages, conflicts = r.conflicts + excluded.conflicts,
+          final_within_10s = r.final_within_10s + excluded.final_within_10s
+      ), hours AS (
+        INSERT INTO stats_hours AS r
+        SELECT date_trunc('hour', minute, 'UTC'), api, status, error_code, latency_bucket,
+               sum(messages), sum(conflicts), sum(final_within_10s)
+        FROM sums GROUP BY 1, 2, 3, 4, 5 ORDER BY 1, 2, 3, 4, 5
+        ON CONFLICT (hour, api, status, error_code, latency_bucket) DO UPDATE SET
+          messages = r.messages + excluded.messages, conflicts = r.conflicts + excluded.conflicts,
+          final_within_10s = r.final_within_10s + excluded.final_within_10s
+      )
+      SELECT (SELECT locked FROM lock) AS locked, (SELECT count(*) FROM moved) AS moved,
+             (SELECT array_agg(DISTINCT minute) FROM sums) AS minutes`.execute(trx);
+    const { locked, moved, minutes } = rows[0]!;
+    if (!locked) return null;
+    if (minutes?.length) {
+      // In a statement of its own: the one above cannot see its own upserts.
+      await sql`
+        WITH m AS (DELETE FROM stats_minutes WHERE minute = ANY(${minutes}::timestamptz[])
+                     AND messages = 0)
+        DELETE FROM stats_hours
+        WHERE hour = ANY(SELECT date_trunc('hour', t, 'UTC') FROM unnest(${minutes}::timestamptz[]) t)
+          AND messages = 0`.execute(trx);
+    }
+    return Number(moved);
+  });
+}
+
+/**
+ * Recounts every rollup from the `messages` table: after a rolling upgrade (replicas of an
+ * older version wrote no deltas), or if the rollups were ever doubted. The messages are read in
+ * one REPEATABLE READ snapshot and the rollups replaced at the end in the same one, so deltas
+ * committed meanwhile stay and apply on top; the transaction takes an id (and so holds the
+ * change feed's horizon) only for that last, short part.
+ */
+export async function rebuildRollups(
+  db: Db,
+  log: (line: string) => void = () => undefined,
+): Promise<{ messages: number; keys: number }> {
+  return db
+    .transaction()
+    .setIsolationLevel('repeatable read')
+    .execute(async (trx) => {
+      await sql`SELECT pg_advisory_xact_lock(${ROLLUP_LOCK})`.execute(trx);
+      const sums = rollupSums();
+      let messages = 0;
+      let after = '';
+      for (;;) {
+        const page = await trx
+          .selectFrom('messages')
+          .select([
+            'id',
+            'created_at',
+            'api',
+            'status',
+            'error_code',
+            'conflict',
+            'first_terminal_at',
+          ])
+          .where('id', '>', after)
+          .orderBy('id')
+          .limit(10_000)
+          .execute();
+        for (const message of page) {
+          sums.add(
+            contributionOf({
+              createdAt: message.created_at,
+              firstTerminalAt: message.first_terminal_at,
+              api: message.api,
+              status: message.status,
+              errorCode: message.error_code,
+              conflict: message.conflict,
+            }),
+          );
+        }
+        messages += page.length;
+        if (page.length < 10_000) break;
+        after = page[page.length - 1]!.id;
+        if (messages % 100_000 === 0) log(`${messages} messages counted`);
+      }
+      // In time order, so that a window's rows sit together on disk.
+      const keys = sums
+        .nonZero()
+        .sort(
+          (a, b) =>
+            a.minute - b.minute ||
+            a.api.localeCompare(b.api) ||
+            a.status.localeCompare(b.status) ||
+            a.errorCode.localeCompare(b.errorCode) ||
+            a.latencyBucket - b.latencyBucket,
+        );
+      await sql`DELETE FROM stats_deltas`.execute(trx);
+      await sql`DELETE FROM stats_minutes`.execute(trx);
+      await sql`DELETE FROM stats_hours`.execute(trx);
+      for (let start = 0; start < keys.length; start += 5_000) {
+        await insertMinutes(trx, keys.slice(start, start + 5_000));
+      }
+      await sql`
+        INSERT INTO stats_hours
+        SELECT date_trunc('hour', minute, 'UTC'), api, status, error_code, latency_bucket,
+               sum(messages), sum(conflicts), sum(final_within_10s)
+        FROM stats_minutes GROUP BY 1, 2, 3, 4, 5 ORDER BY 1, 2, 3, 4, 5`.execute(trx);
+      return { messages, keys: keys.length };
+    });
+}
+
+async function insertMinutes(db: Db, keys: readonly RollupDelta[]): Promise<void> {
+  const rows = keys.map((key) => ({
+    minute: key.minute,
+    api: key.api,
+    status: key.status,
+    error_code: key.errorCode,
+    latency_bucket: key.latencyBucket,
+    messages: key.messages,
+    conflicts: key.conflicts,
+    final_within_10s: key.finalWithin10s,
+  }));
+  await sql`
+    INSERT INTO stats_minutes
+    SELECT to_timestamp(r.minute / 1000), r.api, r.status, r.error_code, r.latency_bucket,
+           r.messages, r.conflicts, r.final_within_10s
+    FROM json_to_recordset(${JSON.stringify(rows)}::json) AS r(minute double precision, api text,
+      status text, error_code text, latency_bucket smallint, messages bigint, conflicts bigint,
+      final_within_10s bigint)`.execute(db);
+}
+
+/**
+ * Messages reconciliation gave up on (DESIGN §11: `messages.stuck`), first seen in the window:
+ * few by nature, read through the partial index on stuck messages.
+ */
+export async function countStuck(
+  db: Db,
+  since: number,
+  until: number,
+  filter: { apis?: readonly Api[] },
+): Promise<number> {
+  let query = db
+    .selectFrom('messages')
+    .select((eb) => eb.fn.countAll<string>().as('count'))
+    .where('stuck', '=', true)
+    .where('created_at', '>=', new Date(since))
+    .where('created_at', '<', new Date(until));
+  if (filter.apis?.length) query = query.where('api', 'in', filter.apis);
+  const row = await query.executeTakeFirstOrThrow();
+  return Number(row.count);
+}

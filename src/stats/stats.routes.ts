@@ -1,0 +1,42 @@
+import { Router } from 'express';
+import type { Db } from '../db/database';
+import { badRequest } from '../errors';
+import { countStuck, readEdges, readRollups } from './stats.repository';
+import { StatsQuery } from './stats.schema';
+import { MAX_SERIES_POINTS, planWindow, seriesPoints, summarize } from './stats-summary';
+
+const DEFAULT_WINDOW_MS = 24 * 3_600_000;
+
+/** GET /v1/stats (DESIGN §6). Mounted behind bearer auth; its ETag hashes the (small) body. */
+export function statsRoutes({ db, clock = () => new Date() }: { db: Db; clock?: () => Date }) {
+  const router = Router();
+  router.get('/v1/stats', async (req, res) => {
+    const query = StatsQuery.parse(req.query);
+    const until = (query.created_until ?? clock()).getTime();
+    const since = query.created_since?.getTime() ?? until - DEFAULT_WINDOW_MS;
+    if (since >= until) {
+      throw badRequest('invalid_window', 'created_since must be before created_until');
+    }
+    if (query.bucket && seriesPoints(since, until, query.bucket) > MAX_SERIES_POINTS) {
+      throw badRequest(
+        'too_many_buckets',
+        `The series would have more than ${MAX_SERIES_POINTS} points: choose a larger bucket or a shorter window`,
+      );
+    }
+    const plan = planWindow(since, until, query.bucket);
+    const filter = { apis: query.api, bucket: query.bucket };
+    const [rollups, edges, stuck] = await Promise.all([
+      readRollups(db, plan, filter),
+      readEdges(db, plan.edges, filter),
+      countStuck(db, since, until, filter),
+    ]);
+    res.json(
+      summarize(
+        { since, until, bucket: query.bucket, stuck },
+        [...rollups.counts, ...edges.counts],
+        [...rollups.series, ...edges.series],
+      ),
+    );
+  });
+  return router;
+}

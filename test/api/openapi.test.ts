@@ -1,0 +1,130 @@
+import SwaggerParser from '@apidevtools/swagger-parser';
+import request from 'supertest';
+import type { Express } from 'express';
+import { checkAnswer, listenersOf, openApiDocument } from '../helpers/openapi';
+import { createTestApp } from '../helpers/test-app';
+import type { TestApp } from '../helpers/test-app';
+
+let t: TestApp;
+beforeAll(async () => {
+  t = await createTestApp();
+});
+afterAll(() => t.close());
+
+/** Every (method, OpenAPI path) an Express app routes, nested routers included. */
+function routesOf(app: Express): string[] {
+  const found: string[] = [];
+  const walk = (
+    stack: Array<{
+      route?: { path: string | string[]; methods: object };
+      handle?: { stack?: unknown[] };
+    }>,
+  ) => {
+    for (const layer of stack) {
+      if (layer.route) {
+        const paths = Array.isArray(layer.route.path) ? layer.route.path : [layer.route.path];
+        for (const path of paths.flatMap(expandOptional)) {
+          for (const method of Object.keys(layer.route.methods)) {
+            found.push(`${method.toUpperCase()} ${path.replace(/:(\w+)/g, '{$1}')}`);
+          }
+        }
+      } else if (layer.handle?.stack) {
+        walk(layer.handle.stack as typeof stack);
+      }
+    }
+  };
+  walk((app as unknown as { router: { stack: Parameters<typeof walk>[0] } }).router.stack);
+  return found;
+}
+
+/** Express 5's optional segments: `/Messages{.json}` is two paths. */
+function expandOptional(path: string): string[] {
+  const match = /\{([^}]*)\}/.exec(path);
+  if (!match) return [path];
+  const before = path.slice(0, match.index);
+  const after = path.slice(match.index + match[0].length);
+  return [...expandOptional(before + after), ...expandOptional(before + match[1] + after)];
+}
+
+function documented(listener: 'public' | 'internal'): string[] {
+  const doc = openApiDocument();
+  const found: string[] = [];
+  for (const [path, item] of Object.entries(doc.paths ?? {})) {
+    for (const [method, operation] of Object.entries(
+      item as Record<string, { servers?: Array<{ url: string }> }>,
+    )) {
+      if (listenersOf(doc, operation.servers).includes(listener)) {
+        found.push(`${method.toUpperCase()} ${path}`);
+      }
+    }
+  }
+  return found;
+}
+
+describe('GET /openapi.json', () => {
+  test('When the document is fetched without credentials, then it is OpenAPI 3.1 and valid', async () => {
+    const res = await request(t.internalApp).get('/openapi.json').expect(200);
+    expect(res.headers['content-type']).toMatch(/^application\/json/);
+    expect(res.body.openapi).toBe('3.1.0');
+    // The validator resolves references in place: give it a copy.
+    await expect(SwaggerParser.validate(structuredClone(res.body))).resolves.toBeDefined();
+  });
+
+  test('When the routes of both listeners are listed, then the document describes each of them on its listener', () => {
+    // /docs redirects to /docs/; its script and the other assets are files, not API.
+    const internal = routesOf(t.internalApp).filter(
+      (route) => route !== 'GET /docs' && route !== 'GET /docs/start.js',
+    );
+    const pub = routesOf(t.publicApp);
+    expect(internal.length).toBeGreaterThan(10);
+    expect(new Set(internal)).toEqual(new Set(documented('internal')));
+    expect(new Set(pub)).toEqual(new Set(documented('public')));
+  });
+});
+
+describe('the check every API test runs on its answers', () => {
+  const check = (status: number, type: string, body: unknown, path = '/v1/events') =>
+    checkAnswer('internal', 'GET', path, status, type, Buffer.from(JSON.stringify(body)));
+
+  test('When an answer matches the document, then it passes; when it does not, then the check says why', () => {
+    expect(
+      check(200, 'application/json; charset=utf-8', { data: [], next_cursor: 'c' }),
+    ).toBeNull();
+    expect(check(200, 'application/json', { data: [], next_cursor: 'c', extra: 1 })).toMatch(
+      /additional/,
+    );
+    expect(check(200, 'application/json', { data: [{ seq: 1 }], next_cursor: 'c' })).toMatch(
+      /required/,
+    );
+    expect(check(418, 'application/json', {})).toMatch(/not in the document/);
+    expect(check(200, 'text/plain', 'hi')).toMatch(/content type/);
+    expect(check(400, 'application/json', { error: { code: 'x', message: 'y' } })).toMatch(
+      /request_id/,
+    );
+    // A path the document does not describe is not checked.
+    expect(check(404, 'application/json', { nope: true }, '/v2/nothing')).toBeNull();
+  });
+});
+
+describe('GET /docs', () => {
+  test('When the docs are opened, then the page and every asset it loads come from the service', async () => {
+    await request(t.internalApp).get('/docs').expect(301).expect('Location', '/docs/');
+    const page = await request(t.internalApp).get('/docs/').expect(200);
+    expect(page.headers['content-type']).toMatch(/^text\/html/);
+    const assets = [...page.text.matchAll(/(?:src|href)="([^"]+)"/g)].map((m) => m[1]!);
+    expect(assets.length).toBeGreaterThanOrEqual(4);
+    expect(page.text).not.toMatch(/<script>[^<]/); // no inline script: the CSP forbids them
+    for (const asset of assets) {
+      expect(asset).not.toMatch(/^(https?:)?\/\//);
+      const res = await request(t.internalApp).get(`/docs/${asset}`).expect(200);
+      expect(res.headers['content-type']).toMatch(/javascript|css/);
+    }
+    const start = await request(t.internalApp).get('/docs/start.js').expect(200);
+    expect(start.text).toContain("url: '/openapi.json'");
+  });
+
+  test('When the docs are asked on the public listener, then they are not there', async () => {
+    await request(t.publicApp).get('/openapi.json').expect(404);
+    await request(t.publicApp).get('/docs/').expect(404);
+  });
+});
