@@ -112,7 +112,7 @@ const RECORD_BATCH = preparedStatement(
   `WITH new_events AS (
      ${INSERT_EVENTS}
      SELECT ${EVENT_VALUES} FROM json_to_recordset($1::json) AS ${EVENT_RECORD}
-     ON CONFLICT (dedupe_key) DO NOTHING
+     ON CONFLICT (message_id, dedupe_key) DO NOTHING
      RETURNING message_id, dedupe_key
    ), initial AS (
      SELECT ${FROM_JSON} FROM json_to_recordset($2::json) AS ${MESSAGE_RECORD}
@@ -144,7 +144,7 @@ const RECORD_BATCH = preparedStatement(
 /**
  * What the fold decided, over rows the caller holds locked: the changed messages (an upsert:
  * see above; a new event restarts reconciliation's schedule for its message, src/reconcile), the events whose `message_status` RECORD_BATCH guessed wrong (found through
- * their unique dedupe key by ON CONFLICT, never through a join whose prepared plan could go
+ * their unique (message id, dedupe key) by ON CONFLICT, never through a join whose prepared plan could go
  * stale: the events are this transaction's own, so the insert always conflicts), and the
  * rollup deltas of the moved messages.
  */
@@ -159,7 +159,7 @@ const SAVE_FOLD = preparedStatement(
      ${INSERT_EVENTS}
      SELECT ${EVENT_VALUES} FROM json_to_recordset($2::json) AS ${EVENT_RECORD}
      ORDER BY dedupe_key
-     ON CONFLICT (dedupe_key) DO UPDATE SET message_status = excluded.message_status
+     ON CONFLICT (message_id, dedupe_key) DO UPDATE SET message_status = excluded.message_status
    )
    ${INSERT_ROLLUP}
    SELECT to_timestamp(r.minute / 1000), r.api, r.status, r.error_code, r.latency_bucket,
