@@ -18,6 +18,7 @@ import { trapStartupSignals } from './process/startup-signals';
 import { createSignalWireClient, signalWireClientFor } from './proxy/signalwire-client';
 import { createReconciler } from './reconcile/reconcile';
 import { createRelay } from './relay/relay';
+import { createRetention } from './retention/retention';
 import { startSimulator } from './simulator/simulator';
 import { startStatsCompactor } from './stats/stats-compactor';
 
@@ -95,6 +96,16 @@ async function main(): Promise<void> {
   const recorder = createIngestRecorder({ config, db, logger, spool, recordOptions });
   lifecycle.ingest = recorder;
   const statsCompactor = startStatsCompactor({ db, logger });
+  // RETENTION_DAYS / RELAY_KEEP_DELIVERED_DAYS (DESIGN §13); undefined when neither is set.
+  const retention = createRetention({
+    db,
+    logger: logger.child({ component: 'retention' }),
+    registry: metrics.registry,
+    options: {
+      retentionDays: config.retentionDays,
+      relayKeepDeliveredDays: config.relayKeepDeliveredDays,
+    },
+  });
   const deps: AppDeps = {
     config,
     logger,
@@ -110,6 +121,7 @@ async function main(): Promise<void> {
   const internalServer = await listen(createInternalApp(deps), config, 'INTERNAL_PORT', logger);
   relay.start();
   reconciler?.start();
+  retention?.start();
   logger.info(
     { public: address(publicServer), internal: address(internalServer), spool: spool.dir },
     'sw-status listening',
@@ -129,7 +141,7 @@ async function main(): Promise<void> {
     // Long-polls answer now, so their clients move to a replica that stays.
     onDraining: [() => feedSignal.close()],
     // No new lookups once the listeners are closed: their results would only add to the drain.
-    beforeDrain: [async () => reconciler?.stop()],
+    beforeDrain: [async () => reconciler?.stop(), async () => retention?.stop()],
     closers: [
       // After the ingest drain: the relays of the last committed callbacks may still go out.
       () => relay.stop(),

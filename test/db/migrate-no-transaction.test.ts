@@ -69,10 +69,7 @@ SET lock_timeout = '5s';
 CREATE INDEX CONCURRENTLY IF NOT EXISTS next_things_name_idx ON next_things (name);`,
   );
 
-  expect(await migrateToLatest(target.db, dir)).toEqual([
-    '9000_transactional',
-    '9001_concurrent',
-  ]);
+  expect(await migrateToLatest(target.db, dir)).toEqual(['9000_transactional', '9001_concurrent']);
   expect(await indexes(target, 'next_things')).toEqual([
     { name: 'next_things_name_idx', valid: true },
     { name: 'next_things_pkey', valid: true },
@@ -95,9 +92,7 @@ test('When a concurrent build of 0006 was interrupted and left an INVALID index,
     await sql`
       INSERT INTO status_events (message_id, api, status, raw_status, source, received_at,
         dedupe_key, raw)
-      VALUES ('SMdup', 'cxml', 'sent', 'sent', 'callback', now(), ${key}, '{}')`.execute(
-      target.db,
-    );
+      VALUES ('SMdup', 'cxml', 'sent', 'sent', 'callback', now(), ${key}, '{}')`.execute(target.db);
   }
   await expect(
     sql`CREATE UNIQUE INDEX CONCURRENTLY status_events_message_dedupe_idx
