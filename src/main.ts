@@ -42,6 +42,10 @@ async function main(): Promise<void> {
   startup.onAbort(() => embedded?.stop());
   const databaseUrl = config.databaseUrl ?? embedded!.url;
   const { db, pool } = createDb(databaseUrl, config.databasePoolMax);
+  // DATABASE_READ_URL (DESIGN §13): a hot standby for lists, stats and the feed.
+  const reader = config.databaseReadUrl
+    ? createDb(config.databaseReadUrl, config.databasePoolMax)
+    : undefined;
   // A database restart must not kill the process (and with it the spool's acknowledgements).
   if (!config.isProduction) {
     const applied = await migrateReachable(db, config.databaseUrl);
@@ -110,6 +114,7 @@ async function main(): Promise<void> {
     config,
     logger,
     db,
+    readDb: reader?.db,
     recorder,
     lifecycle,
     metrics,
@@ -148,6 +153,7 @@ async function main(): Promise<void> {
       () => statsCompactor.stop(),
       async () => simulator?.close(),
       () => db.destroy(),
+      async () => reader?.db.destroy(),
       async () => embedded?.stop(),
       async () => logger.info({ pool_total: pool.totalCount }, 'pools closed'),
     ],
