@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { cpSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, cpSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { sql } from 'kysely';
@@ -24,8 +24,8 @@ afterAll(async () => {
   rmSync(work, { recursive: true, force: true });
 });
 
-async function database(poolSize = 2): Promise<TestDatabase> {
-  const created = await createTestDatabase(poolSize);
+async function database(poolSize = 2, migrated = true): Promise<TestDatabase> {
+  const created = await createTestDatabase(poolSize, { migrated });
   databases.push(created);
   return created;
 }
@@ -81,7 +81,14 @@ CREATE INDEX CONCURRENTLY IF NOT EXISTS next_things_name_idx ON next_things (nam
 });
 
 test('When a concurrent build of 0006 was interrupted and left an INVALID index, then running 0006 and 0007 again rebuilds it and ends in the same schema', async () => {
-  const target = await database();
+  // The migrations up to 0007 only, so that later ones do not stand in the way of running
+  // 0006 and 0007 again.
+  const upTo0007 = mkdtempSync(path.join(work, 'upto0007-'));
+  for (const file of readdirSync(MIGRATIONS_DIR).filter((f) => /^\d{4}_.*\.sql$/.test(f))) {
+    if (file < '0008') copyFileSync(path.join(MIGRATIONS_DIR, file), path.join(upTo0007, file));
+  }
+  const target = await database(2, false);
+  await migrateToLatest(target.db, upTo0007);
   const before = await indexes(target, 'status_events');
 
   // An interrupted CREATE UNIQUE INDEX CONCURRENTLY leaves the index INVALID: here it fails
@@ -107,9 +114,10 @@ test('When a concurrent build of 0006 was interrupted and left an INVALID index,
   // As if the crash came before either was recorded.
   await sql`DELETE FROM kysely_migration WHERE name >= '0006'`.execute(target.db);
 
-  expect(await migrateToLatest(target.db)).toEqual(
-    expect.arrayContaining(['0006_event_dedupe_per_message', '0007_drop_unused_indexes']),
-  );
+  expect(await migrateToLatest(target.db, upTo0007)).toEqual([
+    '0006_event_dedupe_per_message',
+    '0007_drop_unused_indexes',
+  ]);
   expect(await indexes(target, 'status_events')).toEqual(before);
   expect(before).toContainEqual({ name: 'status_events_message_dedupe_idx', valid: true });
   expect(before.map((index) => index.name)).not.toContain('status_events_dedupe_key_key');
