@@ -8,9 +8,9 @@
 --   (oldest_reader, src/db/schema-version.ts) and leave the load balancer (/readyz) instead of
 --   answering callbacks with errors. This release's code uses the new index from 0006 on.
 --   The migration Job applies 0006 and 0007 together, so during a rolling update from a
---   release before 0006 the old pods leave the load balancer as soon as 0007 lands, before the
---   new ones are ready. A fleet that must take callbacks throughout upgrades in two steps:
---   apply 0006 alone first (psql, or a build without this file), roll out, then migrate again.
+--   build before 0006 its pods leave the load balancer as soon as 0007 lands, before the new
+--   ones are ready. No release has shipped the old shape (0.1.0 is the first); once releases
+--   exist, a contract step like this one ships in the release after its expand step (0006).
 -- * status_events_message_idx (message_id, seq): a message's history and the feed's fold
 --   read by message_id through status_events_message_dedupe_idx.
 -- * messages_api_idx (api, last_event_at, id): `api` has two values, so an ?api= page walks
