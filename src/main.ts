@@ -92,7 +92,14 @@ async function main(): Promise<void> {
     registry: metrics.registry,
     recordOptions,
   });
-  const recorder = createIngestRecorder({ config, db, logger, spool, recordOptions });
+  const recorder = createIngestRecorder({
+    config,
+    db,
+    logger,
+    spool,
+    recordOptions,
+    onReplayRefused: metrics.onSpoolReplayRefused,
+  });
   lifecycle.ingest = recorder;
   const statsCompactor = startStatsCompactor({ db, logger });
   const deps: AppDeps = {

@@ -11,7 +11,7 @@ import type { StatusEvent } from '../messages/status-event';
 import { isDatabaseUnavailable } from '../db/database-unavailable';
 import { approximateEventBytes } from './event-size';
 import { createReplayWriter } from './replay';
-import type { ReplayCounts } from './replay';
+import type { ReplayCounts, ReplayWriterOptions } from './replay';
 import type { Spool } from './spool';
 
 /**
@@ -62,6 +62,8 @@ export interface GroupCommitOptions {
   replayTimeoutMs?: number;
   /** First and longest wait between retries of a replay write that failed transiently. */
   replayBackoffMs?: { initial: number; max: number };
+  /** Every replayed event the write refused (metrics: sw_status_spool_replay_refused_total). */
+  onReplayRefused?: ReplayWriterOptions['onRefused'];
   /** The transactional write; a test can substitute one that fails on purpose. */
   write?: typeof recordEvents;
 }
@@ -181,6 +183,7 @@ export function createGroupCommitRecorder(options: GroupCommitOptions): GroupCom
           withTimeout(write(database, events, writeOptions), replayTimeoutMs),
         recordOptions,
         deadLetter: (event, reason) => spool.deadLetter(event, reason),
+        onRefused: options.onReplayRefused,
         signal: stopReplaying.signal,
         initialBackoffMs: options.replayBackoffMs?.initial,
         maxBackoffMs: options.replayBackoffMs?.max,
