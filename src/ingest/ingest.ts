@@ -21,6 +21,7 @@ export function createIngestRecorder(deps: {
   spool: Spool;
   recordOptions?: RecordOptions;
   onReplayRefused?: GroupCommitOptions['onReplayRefused'];
+  schemaProblem?: GroupCommitOptions['schemaProblem'];
 }): GroupCommitRecorder {
   const { config } = deps;
   const recorder = createGroupCommitRecorder({
@@ -29,6 +30,7 @@ export function createIngestRecorder(deps: {
     spool: deps.spool,
     recordOptions: deps.recordOptions,
     onReplayRefused: deps.onReplayRefused,
+    schemaProblem: deps.schemaProblem,
     batchMax: config.ingestBatchMax,
     batchWaitMs: config.ingestBatchWaitMs,
     queueMax: config.ingestQueueMax,

@@ -179,7 +179,7 @@ export function createReplayWriter(options: ReplayWriterOptions): ReplayWriter {
 }
 
 /** Resolves after `ms`, or rejects at once when `signal` aborts. */
-function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
   return new Promise((resolve, reject) => {
     if (signal?.aborted) {
       reject(signal.reason);
