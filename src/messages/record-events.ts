@@ -175,7 +175,7 @@ async function record(
   const transitions: StatusTransition[] = [];
   const corrections: BatchEvent[] = [];
   const deltas = rollupSums();
-  const before = new Map<string, MessageState>();
+  const changed = new Map<string, MessageState>();
   const folded = new Map<string, MessageState>();
   for (const [id, events] of newEvents) {
     const stored = created.has(id) ? initial.get(id) : existing.get(id);
@@ -189,13 +189,18 @@ async function record(
       }
       return after;
     }, stored);
-    deltas.move(stored, next);
-    before.set(id, stored);
+    if (!sameState(next, stored)) {
+      changed.set(id, next);
+      deltas.move(stored, next);
+    }
     folded.set(id, next);
   }
-  await withSendIntents(trx, folded, newEvents);
-  const changed = [...folded.values()].filter((next) => !sameState(next, before.get(next.id)!));
-  await saveFold(trx, { states: changed, corrections, deltas: deltas.nonZero() });
+  // The client callback is not part of the rollups: no delta to add.
+  for (const state of await withSendIntents(trx, folded, newEvents)) {
+    changed.set(state.id, state);
+    folded.set(state.id, state);
+  }
+  await saveFold(trx, { states: [...changed.values()], corrections, deltas: deltas.nonZero() });
   // The relay outbox (DESIGN §10): a separate statement, only when a message has a client callback.
   const relays = relayJobsFor(
     candidates.filter(({ key }) => newKeys.has(key)),
@@ -213,13 +218,14 @@ async function record(
  * in the event's own transaction, so the event's relay job is written with it. The proxy's own
  * new events delete their sends' intents: the message row holds the URL from then on.
  *
- * Costs nothing on the common path: both statements run only for the batches that need them.
+ * Returns the states that took a URL. Costs nothing on the common path: both statements run
+ * only for the batches that need them.
  */
 async function withSendIntents(
   trx: Db,
-  folded: Map<string, MessageState>,
+  folded: ReadonlyMap<string, MessageState>,
   newEvents: ReadonlyMap<string, readonly BatchEvent[]>,
-): Promise<void> {
+): Promise<MessageState[]> {
   const waiting: MessageState[] = [];
   const recordedSends: string[] = [];
   for (const [id, events] of newEvents) {
@@ -234,6 +240,7 @@ async function withSendIntents(
       waiting.push(state);
     }
   }
+  const taken: MessageState[] = [];
   if (waiting.length > 0) {
     const urls = await sendIntentsFor(
       trx,
@@ -241,10 +248,11 @@ async function withSendIntents(
     );
     for (const state of waiting) {
       const url = urls.get(state.ref!);
-      if (url !== undefined) folded.set(state.id, { ...state, clientStatusCallback: url });
+      if (url !== undefined) taken.push({ ...state, clientStatusCallback: url });
     }
   }
   await dropSendIntents(trx, recordedSends);
+  return taken;
 }
 
 /**
