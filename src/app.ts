@@ -27,6 +27,7 @@ import type { Metrics } from './metrics/metrics';
 import { ingestLatency, metricsRoutes } from './metrics/metrics.routes';
 import { buildApiDocument } from './openapi/api-document';
 import { openApiRoutes } from './openapi/openapi.routes';
+import { pageRoutes } from './page/page.routes';
 import { proxyRoutes } from './proxy/proxy.routes';
 import { relayRoutes } from './relay/relays.routes';
 import type { ProxyDeps } from './proxy/proxy.service';
@@ -123,6 +124,8 @@ export function createInternalApp(deps: AppDeps): Express {
   const { metrics } = deps;
   if (metrics) app.use(metricsRoutes({ metrics }));
   app.use(openApiRoutes({ document: buildApiDocument(SERVICE_VERSION) }));
+  // The status page (GET / and its files under /page/); it reads the query API below.
+  app.use(pageRoutes(deps));
   app.use(
     proxyRoutes({
       ...deps,
