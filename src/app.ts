@@ -23,7 +23,7 @@ import { securityHeaders } from './http/security-headers';
 import type { Logger } from './logger';
 import type { EventRecorder } from './messages/event-recorder';
 import { messageRoutes } from './messages/messages.routes';
-import type { Metrics } from './metrics/metrics';
+import type { ListenerName, Metrics } from './metrics/metrics';
 import { ingestLatency, metricsRoutes } from './metrics/metrics.routes';
 import { buildApiDocument } from './openapi/api-document';
 import { openApiRoutes } from './openapi/openapi.routes';
@@ -79,13 +79,13 @@ function baseApp(deps: AppDeps): Express {
       next();
     }),
   );
-  app.use(healthRoutes(deps));
+  app.use(healthRoutes({ ...deps, onReadiness: deps.metrics?.observeReadiness }));
   return app;
 }
 
-function finish(app: Express, deps: AppDeps): Express {
+function finish(app: Express, deps: AppDeps, listener: ListenerName): Express {
   app.use(notFoundHandler());
-  app.use(errorHandler(deps.logger));
+  app.use(errorHandler(deps.logger, () => deps.metrics?.onServerError(listener)));
   return app;
 }
 
@@ -115,7 +115,7 @@ export function createPublicApp(deps: AppDeps): Express {
       },
     }),
   );
-  return finish(app, deps);
+  return finish(app, deps, 'public');
 }
 
 /** Internal listener: the send proxy, the query API and metrics. */
@@ -159,5 +159,5 @@ export function createInternalApp(deps: AppDeps): Express {
     feedRoutes({ db: deps.db, signal: feedSignal, secrets: deps.config.callbackTokenSecrets }),
   );
   app.use(statsRoutes({ db: deps.db, clock: deps.clock }));
-  return finish(app, deps);
+  return finish(app, deps, 'internal');
 }

@@ -46,7 +46,13 @@ export interface Metrics {
   onRateLimited(limiter: RateLimiterName): void;
   /** SignalWire accepted a send the proxy could not record (the send proxy's onUnrecorded). */
   onProxyUnrecorded(api: Api): void;
+  /** The service answered a request with a 5xx of its own (the error handler), by listener. */
+  onServerError(listener: ListenerName): void;
+  /** What /readyz just answered: sets the readiness gauge, counts changes (flapping). */
+  observeReadiness(ready: boolean): void;
 }
+
+export type ListenerName = 'public' | 'internal';
 
 export const METRIC_PREFIX = 'sw_status_';
 
@@ -111,6 +117,27 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
     registers,
   });
 
+  // For the dashboards and alerts in k8s/components/monitoring: both start at 0, so a rate()
+  // over them exists before the first error and an alert on them is never silently empty.
+  const serverErrors = new Counter({
+    name: name('http_server_errors_total'),
+    help: 'Answers with a 5xx status of the service itself (not the proxy relaying SignalWire’s), by listener',
+    labelNames: ['listener'] as const,
+    registers,
+  });
+  for (const listener of ['public', 'internal'] as const) serverErrors.inc({ listener }, 0);
+  const ready = new Gauge({
+    name: name('ready'),
+    help: 'What /readyz last answered: 1 ready, 0 not (draining, database or schema not usable)',
+    registers,
+  });
+  const readinessChanges = new Counter({
+    name: name('readiness_changes_total'),
+    help: 'Times /readyz changed its answer (ready ↔ not ready): flapping shows here even between scrapes',
+    registers,
+  });
+  let lastReady: boolean | undefined;
+
   const { pool, spoolDepth, spoolDeadLetters } = options;
   if (pool) {
     // Read on scrape: the pool's counters are always current, no timer needed.
@@ -172,6 +199,14 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
     },
     onProxyUnrecorded(api) {
       unrecorded.inc({ api });
+    },
+    onServerError(listener) {
+      serverErrors.inc({ listener });
+    },
+    observeReadiness(isReady) {
+      ready.set(isReady ? 1 : 0);
+      if (lastReady !== undefined && lastReady !== isReady) readinessChanges.inc();
+      lastReady = isReady;
     },
   };
 }
