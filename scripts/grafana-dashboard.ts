@@ -1,7 +1,6 @@
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import yaml from 'js-yaml';
-import prettier from 'prettier';
 
 /**
  * The Grafana dashboard of k8s/components/monitoring, generated so that its 20-odd panels stay
@@ -368,6 +367,8 @@ export async function dashboardConfigMapYaml(): Promise<string> {
     },
     data: { 'sw-status.json': `${JSON.stringify(dashboard(), null, 2)}\n` },
   };
+  // Imported here: prettier loads its plugins with import(), which jest's CommonJS cannot.
+  const { default: prettier } = await import('prettier');
   const options = await prettier.resolveConfig(DASHBOARD_FILE);
   return prettier.format(header + yaml.dump(configMap, { lineWidth: -1 }), {
     ...options,
@@ -375,8 +376,13 @@ export async function dashboardConfigMapYaml(): Promise<string> {
   });
 }
 
+// `--stdout` prints instead of writing (the test compares it with the committed file).
 if (require.main === module) {
   void dashboardConfigMapYaml().then((text) => {
+    if (process.argv.includes('--stdout')) {
+      process.stdout.write(text);
+      return;
+    }
     writeFileSync(DASHBOARD_FILE, text);
     console.log(`wrote ${DASHBOARD_FILE}`);
   });

@@ -116,6 +116,8 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
     labelNames: ['api'] as const,
     registers,
   });
+  // Rare, and each one matters: served from 0 so the dashboard's panel has a series to show.
+  for (const api of ['cxml', 'native'] as const) unrecorded.inc({ api }, 0);
 
   // For the dashboards and alerts in k8s/components/monitoring: both start at 0, so a rate()
   // over them exists before the first error and an alert on them is never silently empty.
