@@ -217,13 +217,15 @@ describeBrowser('status page', () => {
   });
 
   test('When a message is looked up, then its history is a timeline with sources, late arrivals and conflicts marked', async () => {
-    // The lost callback: proxy, then callbacks, then the lookup that found it delivered.
+    // The lost callback: the proxy's and the callbacks' events (in arrival order: the
+    // simulator's first callback may beat the proxy's own record), then the lookup that
+    // found it delivered.
     await page.getByLabel('Message id (SID)').fill(ids.lost!);
     await page.getByRole('button', { name: 'Look up', exact: true }).click();
     const timeline = page.locator('#lookup-result ol.timeline');
     await timeline.waitFor(UNTIL);
     const sources = await timeline.locator('[data-source]').allTextContents();
-    expect(sources[0]).toBe('via proxy');
+    expect(sources).toContain('via proxy');
     expect(sources).toContain('via callback');
     expect(sources[sources.length - 1]).toBe('via reconcile');
     expect(await timeline.locator('li').last().textContent()).toContain('delivered');
@@ -233,7 +235,7 @@ describeBrowser('status page', () => {
     await page.getByRole('button', { name: 'Look up', exact: true }).click();
     await page.locator('#lookup-result h3').filter({ hasText: ids.outOfOrder! }).waitFor(UNTIL);
     const late = page.locator('#lookup-result li', { hasText: 'arrived late' });
-    expect(await late.locator('.event-status').textContent()).toBe('sent');
+    expect(await late.locator('.event-status').allTextContents()).toContain('sent');
 
     // A second, different final status: a conflict. The page shows it while it is open.
     await page.getByLabel('Message id (SID)').fill(ids.delivered!);

@@ -41,7 +41,9 @@ export function createApiClient(token: string, fetchImpl: typeof fetch = fetch):
     const headers = new Headers(init.headers);
     headers.set('Authorization', `Bearer ${token}`);
     headers.set('Accept', 'application/json');
-    const res = await fetchImpl(path, { ...init, headers, cache: 'no-store' });
+    // no-store: the page revalidates with its own ETags; the HTTP cache would only add a copy.
+    // (A cast: Node's RequestInit, which the tests compile against, has no `cache`.)
+    const res = await fetchImpl(path, { ...init, headers, cache: 'no-store' } as RequestInit);
     if (res.status === 304 || res.ok || res.status === 404) return res;
     throw new ApiError(res.status, await errorText(res), retryAfterMs(res));
   }

@@ -8,7 +8,7 @@ import { renderDeadRelays, renderFailures, renderStuck } from './panels/lists';
 import { renderLookupMessage, renderMessage } from './panels/lookup';
 import { renderOverview } from './panels/overview';
 import { createThroughputChart } from './panels/throughput';
-import { browserEnvironment } from './schedule';
+import { browserEnvironment } from './browser-environment';
 import { forgetToken, readToken, saveToken } from './token-store';
 import { formatTime, windows } from './view-model';
 import './page.css';

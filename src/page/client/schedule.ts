@@ -24,23 +24,6 @@ export interface Environment {
   onChange(listener: () => void): () => void;
 }
 
-export function browserEnvironment(): Environment {
-  return {
-    hidden: () => document.visibilityState === 'hidden',
-    online: () => navigator.onLine,
-    onChange(listener) {
-      document.addEventListener('visibilitychange', listener);
-      window.addEventListener('online', listener);
-      window.addEventListener('offline', listener);
-      return () => {
-        document.removeEventListener('visibilitychange', listener);
-        window.removeEventListener('online', listener);
-        window.removeEventListener('offline', listener);
-      };
-    },
-  };
-}
-
 /**
  * Resolves once the tab is visible and the browser online: a hidden or offline tab makes no
  * requests at all (it catches up when it is looked at again).
