@@ -79,7 +79,7 @@ function fakeApi() {
 
 const settle = () => new Promise((resolve) => setTimeout(resolve, 10));
 
-function start(tab: FakeTab, server: ReturnType<typeof fakeApi>) {
+function start(tab: FakeTab, server: ReturnType<typeof fakeApi>, fresh = false) {
   const states: LiveState[] = [];
   const events: number[] = [];
   let refused = 0;
@@ -87,6 +87,7 @@ function start(tab: FakeTab, server: ReturnType<typeof fakeApi>) {
     api: server.api,
     env: tab.env,
     refresh: server.refresh,
+    fresh,
     onEvents: (batch) => events.push(batch.length),
     onState: (state) => states.push(state),
     onUnauthorized: () => (refused += 1),
@@ -173,6 +174,21 @@ test('When events arrive, then the panels are refreshed once for the burst, not 
   await eventually(() => server.refreshes() > 1);
   await settle();
   expect(server.refreshes()).toBe(2);
+  live.stop();
+});
+
+test('When the panels were just loaded, then the feed starts at once and the panels wait for events', async () => {
+  const tab = fakeTab();
+  const server = fakeApi();
+  const { live } = start(tab, server, true);
+  await settle();
+  expect(server.feed).toHaveLength(1);
+  expect(server.refreshes()).toBe(0);
+  server.feed[0]!.answer({ next_cursor: 'c1' });
+  await settle();
+  const event = { seq: 1, message_id: 'm1' } as FeedPage['data'][number];
+  server.feed[1]!.answer({ data: [event], next_cursor: 'c2' });
+  await eventually(() => server.refreshes() === 1);
   live.stop();
 });
 

@@ -151,6 +151,9 @@ describeBrowser('status page', () => {
     await other.getByRole('alert').filter({ hasText: '401' }).waitFor(UNTIL);
     expect(await other.getByRole('alert').textContent()).toMatch(/refused this token.*API_TOKENS/);
     expect(await other.locator('#dashboard').isHidden()).toBe(true);
+    // The sign-in form, with its error shown, is accessible too.
+    const violations = await runAxe(other);
+    expect(violations.filter((v) => v.impact === 'serious' || v.impact === 'critical')).toEqual([]);
     await other.close();
   });
 

@@ -18,6 +18,8 @@ export interface LiveDeps {
   env: Environment;
   /** Reloads every panel (revalidating with ETags). */
   refresh(): Promise<void>;
+  /** The panels were just loaded: the first refresh waits its turn. */
+  fresh?: boolean;
   onEvents(events: FeedEvent[]): void;
   onState(state: LiveState): void;
   /** The API refused the token: both loops have stopped. */
@@ -66,6 +68,10 @@ export function startLive(deps: LiveDeps): { stop(): void } {
   };
 
   async function refreshLoop(): Promise<void> {
+    if (deps.fresh) {
+      nap = sleep(REFRESH_EVERY_MS);
+      await nap.done;
+    }
     while (!stopped) {
       await whenActive(env);
       if (stopped) return;

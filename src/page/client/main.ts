@@ -72,9 +72,11 @@ async function open(token: string): Promise<void> {
     byId('dashboard').dataset.updated = new Date().toISOString();
   };
 
+  let loaded = false;
   try {
     // The first load shows whether the token works before the page is revealed.
     await refresh();
+    loaded = true;
   } catch (error) {
     if (isUnauthorized(error)) {
       forgetToken();
@@ -91,6 +93,8 @@ async function open(token: string): Promise<void> {
     api,
     env: browserEnvironment(),
     refresh,
+    // Loaded just now: the next refresh waits for events or its period; failed: retry soon.
+    fresh: loaded,
     onEvents: (events) => {
       const last = events[events.length - 1];
       if (last) byId('dashboard').dataset.lastEvent = formatTime(last.received_at);
