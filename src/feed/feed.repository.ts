@@ -1,5 +1,6 @@
 import { sql } from 'kysely';
 import type { Db } from '../db/database';
+import { preparedStatement } from '../db/kysely-pool';
 import { applyEvent } from '../messages/projection';
 import type { MessageState } from '../messages/projection';
 import type { StatusEvent } from '../messages/status-event';
@@ -52,6 +53,43 @@ export interface FeedPage {
 }
 
 /**
+ * One page as one statement (see above), prepared once per connection: dashboards poll it
+ * constantly, and parsing and planning this text cost as much as running it.
+ */
+const FEED_PAGE = preparedStatement(
+  'sw_status_feed_page',
+  `WITH horizon AS MATERIALIZED (
+     SELECT pg_snapshot_xmin(pg_current_snapshot()) AS xmin
+   ), scanned AS MATERIALIZED (
+     SELECT seq, tx, message_id, api, status, raw_status, error_code, error_message, source,
+            provider_timestamp, received_at, message_status
+     FROM status_events
+     WHERE (tx, seq) > ($1::xid8, $2::bigint)
+       AND tx < (SELECT xmin FROM horizon)
+     ORDER BY tx, seq
+     LIMIT $3::int
+   ), page AS (
+     SELECT * FROM scanned
+     WHERE ($4::text[] IS NULL OR status = ANY($4::text[]))
+       AND ($5::text[] IS NULL OR api = ANY($5::text[]))
+     ORDER BY tx, seq
+     LIMIT $6::int
+   ), summary AS (
+     SELECT (SELECT xmin FROM horizon)::text AS horizon,
+            (SELECT count(*) FROM scanned) AS scanned,
+            last.tx::text AS last_tx, last.seq AS last_seq
+     FROM (SELECT 1) one
+     LEFT JOIN (SELECT tx, seq FROM scanned ORDER BY tx DESC, seq DESC LIMIT 1) last ON true
+   )
+   SELECT summary.horizon, summary.scanned, summary.last_tx, summary.last_seq,
+          page.seq, page.tx::text AS tx, page.message_id, page.api, page.status,
+          page.raw_status, page.error_code, page.error_message, page.source,
+          page.provider_timestamp, page.received_at, page.message_status
+   FROM summary LEFT JOIN page ON true
+   ORDER BY page.tx, page.seq`,
+);
+
+/**
  * Up to `limit` events after `after` that match the filter, looking at no more than `scanLimit`
  * events (a rare status must not make one request read the whole history).
  */
@@ -64,7 +102,7 @@ export async function readFeedPage(
 ): Promise<FeedPage> {
   const statuses = filter.statuses?.length ? [...filter.statuses] : null;
   const apis = filter.apis?.length ? [...filter.apis] : null;
-  const { rows } = await sql<
+  const { rows } = await db.executeQuery<
     Omit<FeedRow, 'message_status'> & {
       message_status: string | null;
       horizon: string;
@@ -72,36 +110,7 @@ export async function readFeedPage(
       last_tx: string | null;
       last_seq: number | null;
     }
-  >`
-    WITH horizon AS MATERIALIZED (
-      SELECT pg_snapshot_xmin(pg_current_snapshot()) AS xmin
-    ), scanned AS MATERIALIZED (
-      SELECT seq, tx, message_id, api, status, raw_status, error_code, error_message, source,
-             provider_timestamp, received_at, message_status
-      FROM status_events
-      WHERE (tx, seq) > (${after.tx}::xid8, ${after.seq}::bigint)
-        AND tx < (SELECT xmin FROM horizon)
-      ORDER BY tx, seq
-      LIMIT ${scanLimit}
-    ), page AS (
-      SELECT * FROM scanned
-      WHERE (${statuses}::text[] IS NULL OR status = ANY(${statuses}::text[]))
-        AND (${apis}::text[] IS NULL OR api = ANY(${apis}::text[]))
-      ORDER BY tx, seq
-      LIMIT ${limit}
-    ), summary AS (
-      SELECT (SELECT xmin FROM horizon)::text AS horizon,
-             (SELECT count(*) FROM scanned) AS scanned,
-             last.tx::text AS last_tx, last.seq AS last_seq
-      FROM (SELECT 1) one
-      LEFT JOIN (SELECT tx, seq FROM scanned ORDER BY tx DESC, seq DESC LIMIT 1) last ON true
-    )
-    SELECT summary.horizon, summary.scanned, summary.last_tx, summary.last_seq,
-           page.seq, page.tx::text AS tx, page.message_id, page.api, page.status,
-           page.raw_status, page.error_code, page.error_message, page.source,
-           page.provider_timestamp, page.received_at, page.message_status
-    FROM summary LEFT JOIN page ON true
-    ORDER BY page.tx, page.seq`.execute(db);
+  >(FEED_PAGE([after.tx, after.seq, scanLimit, statuses, apis, limit]));
   const summary = rows[0]!;
   const events = rows.filter((row) => row.seq !== null);
   return {
