@@ -147,8 +147,10 @@ describeBrowser('status page', () => {
   test('When a wrong token is entered, then the page says the service refused it and shows no data', async () => {
     const other = await context.newPage();
     await other.goto(stack.internalUrl);
-    await other.getByRole('textbox', { name: 'API token' }).fill('not-a-token');
-    await other.getByRole('button', { name: 'Open the status page' }).click();
+    // By keyboard alone: the token field has the focus, Enter submits.
+    await other.getByRole('textbox', { name: 'API token' }).waitFor(UNTIL);
+    await other.keyboard.type('not-a-token');
+    await other.keyboard.press('Enter');
     await other.getByRole('alert').filter({ hasText: '401' }).waitFor(UNTIL);
     expect(await other.getByRole('alert').textContent()).toMatch(/refused this token.*API_TOKENS/);
     expect(await other.locator('#dashboard').isHidden()).toBe(true);
@@ -260,11 +262,12 @@ describeBrowser('status page', () => {
     await page.locator('[data-warning="conflict"]').waitFor(UNTIL);
     expect(await page.locator('#lookup-result li.conflicting').count()).toBe(2);
 
-    // From a list: the stuck message's id is a button that opens it.
+    // From a list, by keyboard: the stuck message's id is a button that opens it.
     await page
       .locator('#stuck')
       .getByRole('button', { name: `Look up ${ids.stuck!}` })
-      .click();
+      .focus();
+    await page.keyboard.press('Enter');
     await page.locator('[data-warning="stuck"]').waitFor(UNTIL);
   });
 
@@ -279,5 +282,17 @@ describeBrowser('status page', () => {
     const violations = await runAxe(page);
     const serious = violations.filter((v) => v.impact === 'serious' || v.impact === 'critical');
     expect(serious).toEqual([]);
+  });
+
+  test('When the browser goes offline and back, then the page says so, waits, and catches up', async () => {
+    // After the console check: the long-poll cut by the lost network is logged as an error.
+    await context.setOffline(true);
+    await page.locator('#live-state', { hasText: 'Offline' }).waitFor(UNTIL);
+    const id = await stack.send('cxml', '+15551239004', { body: 'while offline' });
+    await stack.sim.waitForIdle();
+    expect((await stack.message(id))?.status).toBe('delivered');
+    await context.setOffline(false);
+    await page.locator('#live-state', { hasText: /^Live$/ }).waitFor(UNTIL);
+    await figure('total').filter({ hasText: /^11$/ }).waitFor(UNTIL);
   });
 });
