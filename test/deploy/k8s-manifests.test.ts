@@ -693,6 +693,20 @@ rendered('Kubernetes manifests: traffic', () => {
     ]);
     expect(selected[0]!.spec?.ports?.map((p) => p.name)).toContain('internal');
   });
+
+  test('When the monitoring component is rendered, then the alert rules and the Grafana dashboard (labelled, fixed uid) are in k8s/', () => {
+    const rule = one<K8sObject & { spec: { groups: unknown[] } }>(
+      builds!.default,
+      'PrometheusRule',
+      'sw-status',
+    );
+    expect(rule.metadata.namespace).toBe('sw-status');
+    expect(rule.spec.groups.length).toBeGreaterThan(0);
+    const dashboard = one<IConfigMap>(builds!.default, 'ConfigMap', 'sw-status-dashboard');
+    expect(dashboard.metadata?.labels?.grafana_dashboard).toBe('1');
+    const model = JSON.parse(dashboard.data?.['sw-status.json'] ?? '{}') as { uid?: string };
+    expect(model.uid).toBe('sw-status-ops');
+  });
 });
 
 test('The entry points of k8s/ exist', () => {
