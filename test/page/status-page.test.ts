@@ -269,6 +269,12 @@ describeBrowser('status page', () => {
       .focus();
     await page.keyboard.press('Enter');
     await page.locator('[data-warning="stuck"]').waitFor(UNTIL);
+
+    // The view is a link: #message=<id> opens that message (here the undelivered one).
+    expect(new URL(page.url()).hash).toBe(`#message=${ids.stuck!}`);
+    await page.goto(`${stack.internalUrl}/#message=${ids.undelivered!}`);
+    await page.locator('#lookup-result h3').filter({ hasText: ids.undelivered! }).waitFor(UNTIL);
+    expect(await page.locator('#lookup-result li').last().textContent()).toContain('30003');
   });
 
   test('When the page has been used, then it had no console errors and asked nothing of any other origin', async () => {

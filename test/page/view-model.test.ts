@@ -1,5 +1,7 @@
 import {
   errorRows,
+  messageFromHash,
+  messageHash,
   overviewFigures,
   statusRows,
   throughput,
@@ -130,4 +132,13 @@ test('When the windows are computed within one minute, then they are the same (s
     bucket: 'minute',
   });
   expect(a.day.created_since).toBe('2025-12-31T10:01:00.000Z');
+});
+
+test('When a message link is made and read back, then it names the same id; anything else names none', () => {
+  for (const id of ['SM123', 'a b/c?d#e', '0a418059-7161-4799-9719-d1edaa92604b']) {
+    expect(messageFromHash(messageHash(id))).toBe(id);
+  }
+  for (const hash of ['', '#', '#message=', '#message=%E0%A4%A', '#other=SM1', '#message=a&b=c']) {
+    expect(messageFromHash(hash)).toBeNull();
+  }
 });

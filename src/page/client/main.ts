@@ -10,7 +10,7 @@ import { renderOverview } from './panels/overview';
 import { createThroughputChart } from './panels/throughput';
 import { browserEnvironment } from './browser-environment';
 import { forgetToken, readToken, saveToken } from './token-store';
-import { formatTime, windows } from './view-model';
+import { formatTime, messageFromHash, messageHash, windows } from './view-model';
 import './page.css';
 
 /**
@@ -88,6 +88,8 @@ async function open(token: string): Promise<void> {
   byId('token-panel').hidden = true;
   byId('dashboard').hidden = false;
   byId('change-token').hidden = false;
+  lookup.followLink();
+  window.onhashchange = () => lookup.followLink();
 
   live = startLive({
     api,
@@ -123,6 +125,9 @@ function lookupPanel(api: ApiClient) {
       if (message) renderMessage(result, message);
       else renderLookupMessage(result, `No message with id ${id}.`);
       shown = message ? id : undefined;
+      // A link to this view: #message=<id> opens it (after the token, in any tab).
+      if (message && location.hash !== messageHash(id))
+        history.replaceState(null, '', messageHash(id));
     } catch (error) {
       if (isUnauthorized(error)) {
         forgetToken();
@@ -145,6 +150,11 @@ function lookupPanel(api: ApiClient) {
     },
     onEvents(ids: string[]): void {
       if (shown && ids.includes(shown)) void load(shown);
+    },
+    /** Opens the message a #message=<id> link names, if it is not the one shown. */
+    followLink(): void {
+      const id = messageFromHash(location.hash);
+      if (id && id !== shown) this.show(id);
     },
   };
 }

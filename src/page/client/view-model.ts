@@ -176,3 +176,20 @@ export function windows(now: number): {
     },
   };
 }
+
+/** `#message=<id>`: a link to one message's lookup. */
+export function messageHash(id: string): string {
+  return `#message=${encodeURIComponent(id)}`;
+}
+
+/** The message id a location hash names, or null (malformed escapes included). */
+export function messageFromHash(hash: string): string | null {
+  const match = /^#message=([^&]{1,200})$/.exec(hash);
+  if (!match) return null;
+  try {
+    const id = decodeURIComponent(match[1]!).trim();
+    return id === '' ? null : id;
+  } catch {
+    return null;
+  }
+}
