@@ -156,6 +156,7 @@ describeBrowser('status page', () => {
     expect(await other.locator('#dashboard').isHidden()).toBe(true);
     // The sign-in form, with its error shown, is accessible too.
     const violations = await runAxe(other);
+    console.log(`axe-core on the sign-in form: ${JSON.stringify(violations)}`);
     expect(violations.filter((v) => v.impact === 'serious' || v.impact === 'critical')).toEqual([]);
     await other.close();
   });
@@ -286,6 +287,7 @@ describeBrowser('status page', () => {
 
   test('When axe-core checks the page, then it finds no serious or critical violations', async () => {
     const violations = await runAxe(page);
+    console.log(`axe-core on the status page: ${JSON.stringify(violations)}`);
     const serious = violations.filter((v) => v.impact === 'serious' || v.impact === 'critical');
     expect(serious).toEqual([]);
   });
