@@ -1,4 +1,4 @@
-import { fillTable, messageButton } from '../dom';
+import { el, fillTable, messageButton } from '../dom';
 import { formatTime, NONE } from '../view-model';
 import type { Message, Relay } from '../wire';
 
@@ -40,7 +40,7 @@ export function renderDeadRelays(table: HTMLTableElement, relays: Relay[], open:
     ['Message', 'Callback URL', 'Attempts', 'Last error', 'Given up'],
     relays.map((r) => [
       messageButton(r.message_id, open),
-      r.url,
+      el('span', { class: 'url' }, [r.url]),
       String(r.attempts),
       r.last_error ?? (r.last_status === null ? NONE : `HTTP ${r.last_status}`),
       formatTime(r.updated_at),
