@@ -283,6 +283,10 @@ describeBrowser('status page', () => {
     expect(watch.requests.length).toBeGreaterThan(5);
     expect(watch.requests.filter((url) => new URL(url).origin !== origin)).toEqual([]);
     expect(watch.consoleErrors).toEqual([]);
+    // Panels that did not change were revalidated, not sent again.
+    const api = watch.responses.filter((r) => new URL(r.url).pathname.startsWith('/v1/'));
+    expect(api.filter((r) => r.status === 304).length).toBeGreaterThan(0);
+    expect(api.filter((r) => r.status !== 200 && r.status !== 304)).toEqual([]);
   });
 
   test('When axe-core checks the page, then it finds no serious or critical violations', async () => {

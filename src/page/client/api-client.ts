@@ -11,6 +11,9 @@ export class ApiError extends Error {
   }
 }
 
+/** Answers kept for revalidation: the page polls six URLs; a few more for the moving windows. */
+const REMEMBERED_MAX = 16;
+
 export const isUnauthorized = (error: unknown): boolean =>
   error instanceof ApiError && error.status === 401;
 
@@ -41,7 +44,11 @@ export function createApiClient(token: string, fetchImpl: typeof fetch = fetch):
     const headers = new Headers(init.headers);
     headers.set('Authorization', `Bearer ${token}`);
     headers.set('Accept', 'application/json');
-    // no-store: the page revalidates with its own ETags; the HTTP cache would only add a copy.
+    // Set explicitly: for a request the page revalidates itself (If-None-Match) the browser
+    // bypasses its cache and, lacking one, adds `Cache-Control: no-cache` — which tells the
+    // server to answer in full (a forced reload), never 304.
+    headers.set('Cache-Control', 'max-age=0');
+    // no-store: the page keeps its own copies; the HTTP cache would only add another.
     // (A cast: Node's RequestInit, which the tests compile against, has no `cache`.)
     const res = await fetchImpl(path, { ...init, headers, cache: 'no-store' } as RequestInit);
     if (res.status === 304 || res.ok || res.status === 404) return res;
@@ -55,7 +62,12 @@ export function createApiClient(token: string, fetchImpl: typeof fetch = fetch):
     if (!res.ok) throw new ApiError(res.status, await errorText(res));
     const body = (await res.json()) as T;
     const etag = res.headers.get('ETag');
-    if (etag) remembered.set(path, { etag, body });
+    if (etag) {
+      // The stats windows move every minute: only the latest answers are worth keeping.
+      remembered.delete(path);
+      remembered.set(path, { etag, body });
+      if (remembered.size > REMEMBERED_MAX) remembered.delete(remembered.keys().next().value!);
+    }
     return { body, changed: true };
   }
 

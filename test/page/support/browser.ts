@@ -30,10 +30,13 @@ export async function launchChromium(): Promise<Browser> {
 export interface PageWatch {
   consoleErrors: string[];
   requests: string[];
+  /** Status of every finished response, with its URL. */
+  responses: Array<{ url: string; status: number }>;
 }
 
 export function watchPage(page: Page): PageWatch {
-  const watch: PageWatch = { consoleErrors: [], requests: [] };
+  const watch: PageWatch = { consoleErrors: [], requests: [], responses: [] };
+  page.on('response', (res) => watch.responses.push({ url: res.url(), status: res.status() }));
   page.on('console', (message) => {
     if (message.type() === 'error') watch.consoleErrors.push(message.text());
   });
