@@ -6,6 +6,7 @@ import { createDatabaseReadiness } from './db/database-readiness';
 import { createFeedSignal } from './feed/feed-signal';
 import { startEmbeddedPostgres } from './db/embedded-postgres';
 import { knownMigrations, migrateReachable } from './db/migrate';
+import { schemaProblem } from './db/schema-version';
 import type { Lifecycle } from './http/health.routes';
 import { createIngestRecorder, openServiceSpool } from './ingest/ingest';
 import { createLogger } from './logger';
@@ -66,7 +67,8 @@ async function main(): Promise<void> {
     : signalWireClientFor(config);
 
   // Not ready until the database has been reached once with a schema this release runs on.
-  const database = createDatabaseReadiness({ db, logger, known: await knownMigrations() });
+  const known = await knownMigrations();
+  const database = createDatabaseReadiness({ db, logger, known });
   database.start();
   const lifecycle: Lifecycle = { draining: false, database };
   const metrics = createMetrics({
@@ -92,7 +94,16 @@ async function main(): Promise<void> {
     registry: metrics.registry,
     recordOptions,
   });
-  const recorder = createIngestRecorder({ config, db, logger, spool, recordOptions });
+  const recorder = createIngestRecorder({
+    config,
+    db,
+    logger,
+    spool,
+    recordOptions,
+    onReplayRefused: metrics.onSpoolReplayRefused,
+    // A pod may start before the migration Job ran: the spool waits for the schema.
+    schemaProblem: () => schemaProblem(db, known),
+  });
   lifecycle.ingest = recorder;
   const statsCompactor = startStatsCompactor({ db, logger });
   const deps: AppDeps = {

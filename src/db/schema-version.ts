@@ -107,6 +107,18 @@ export function describeSchema(verdict: SchemaVerdict): string {
   }
 }
 
+/**
+ * Null when code built for `known` may write to this database, else the one line that says
+ * why not (describeSchema). Throws when the database cannot be asked.
+ */
+export async function schemaProblem<T>(
+  db: Kysely<T>,
+  known: readonly string[],
+): Promise<string | null> {
+  const verdict = judgeSchema(known, await readSchema(db));
+  return isCompatible(verdict) ? null : describeSchema(verdict);
+}
+
 const UNDEFINED_TABLE = '42P01';
 
 /** Reads the applied migrations and the marker; a database never migrated has neither table. */

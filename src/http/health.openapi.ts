@@ -15,6 +15,10 @@ const Readiness = z
       .object({
         state: z.enum(['idle', 'spooling', 'replaying', 'failing', 'disabled']),
         depth: z.number().int(),
+        waiting_for_schema: z.string().optional().meta({
+          description:
+            'While the spool waits for a database schema this release can write to: why (run the migrations).',
+        }),
       })
       .optional(),
   })

@@ -10,8 +10,8 @@ import type { RecordOptions, RecordOutcome } from '../messages/record-events';
 import type { StatusEvent } from '../messages/status-event';
 import { isDatabaseUnavailable } from '../db/database-unavailable';
 import { approximateEventBytes } from './event-size';
-import { createReplayWriter } from './replay';
-import type { ReplayCounts } from './replay';
+import { createReplayWriter, sleep } from './replay';
+import type { ReplayCounts, ReplayWriterOptions } from './replay';
 import type { Spool } from './spool';
 
 /**
@@ -62,6 +62,16 @@ export interface GroupCommitOptions {
   replayTimeoutMs?: number;
   /** First and longest wait between retries of a replay write that failed transiently. */
   replayBackoffMs?: { initial: number; max: number };
+  /**
+   * Null when the database's schema is one this release may write to, else why not
+   * (src/db/schema-version.ts schemaProblem). The spool is replayed only into a compatible
+   * schema: during a rollout a new pod can start before the migration Job has run, and its
+   * writes would fail (or worse, succeed half-way) on tables and columns that are not there yet.
+   * Absent: not checked.
+   */
+  schemaProblem?: () => Promise<string | null>;
+  /** Every replayed event the write refused (metrics: sw_status_spool_replay_refused_total). */
+  onReplayRefused?: ReplayWriterOptions['onRefused'];
   /** The transactional write; a test can substitute one that fails on purpose. */
   write?: typeof recordEvents;
 }
@@ -104,6 +114,8 @@ export interface IngestStatus {
     dead_letters: number;
     /** While a replay write is being retried after a transient failure: its SQLSTATE. */
     retrying?: string;
+    /** While the replay waits for a schema this release can write to: why it waits. */
+    waiting_for_schema?: string;
   };
 }
 
@@ -169,6 +181,7 @@ export function createGroupCommitRecorder(options: GroupCommitOptions): GroupCom
   let mode: IngestMode = 'direct';
   let probeTimer: NodeJS.Timeout | null = null;
   let replaying: Promise<void> | null = null;
+  let waitingForSchema: string | null = null;
   let closed = false;
   // Aborted when replaying must stop (the drain's deadline): backoff waits end at once.
   const stopReplaying = new AbortController();
@@ -181,6 +194,7 @@ export function createGroupCommitRecorder(options: GroupCommitOptions): GroupCom
           withTimeout(write(database, events, writeOptions), replayTimeoutMs),
         recordOptions,
         deadLetter: (event, reason) => spool.deadLetter(event, reason),
+        onRefused: options.onReplayRefused,
         signal: stopReplaying.signal,
         initialBackoffMs: options.replayBackoffMs?.initial,
         maxBackoffMs: options.replayBackoffMs?.max,
@@ -347,6 +361,7 @@ export function createGroupCommitRecorder(options: GroupCommitOptions): GroupCom
     mode = 'replaying';
     replaying = (async () => {
       try {
+        await untilSchemaCompatible();
         while (!spool.isEmpty() && !stopReplaying.signal.aborted) {
           await spool.replay(commitReplayed, replayChunk);
         }
@@ -370,6 +385,35 @@ export function createGroupCommitRecorder(options: GroupCommitOptions): GroupCom
         replaying = null;
       }
     })();
+  }
+
+  /**
+   * Waits, checking every probe interval, until the schema is one this release may write to.
+   * Nothing is written meanwhile, so no event is retried in vain or dead-lettered for a table
+   * or column that a migration will add; new callbacks keep going to the spool behind the
+   * replayed ones. Throws when the database cannot be asked (the caller probes again) or when
+   * the replay is stopped.
+   */
+  async function untilSchemaCompatible(): Promise<void> {
+    const { schemaProblem } = options;
+    if (!schemaProblem) return;
+    for (;;) {
+      const problem = await withTimeout(schemaProblem(), commitTimeoutMs);
+      if (problem === null) {
+        if (waitingForSchema !== null)
+          logger.info('database schema compatible: replaying the spool');
+        waitingForSchema = null;
+        return;
+      }
+      if (problem !== waitingForSchema) {
+        logger.error(
+          { reason: problem, depth: spool?.depth() },
+          'spool replay waits for a database schema this release can write to',
+        );
+      }
+      waitingForSchema = problem;
+      await sleep(probeIntervalMs, stopReplaying.signal);
+    }
   }
 
   async function commitReplayed(events: StatusEvent[]): Promise<void> {
@@ -411,6 +455,7 @@ export function createGroupCommitRecorder(options: GroupCommitOptions): GroupCom
         depth: spool?.depth() ?? 0,
         dead_letters: spool?.deadLetters() ?? 0,
         ...(retrying && { retrying }),
+        ...(replaying && waitingForSchema !== null && { waiting_for_schema: waitingForSchema }),
       },
     };
   }

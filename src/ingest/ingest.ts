@@ -3,7 +3,7 @@ import type { Db } from '../db/database';
 import type { Logger } from '../logger';
 import type { RecordOptions } from '../messages/record-events';
 import { createGroupCommitRecorder } from './group-commit-recorder';
-import type { GroupCommitRecorder } from './group-commit-recorder';
+import type { GroupCommitOptions, GroupCommitRecorder } from './group-commit-recorder';
 import { InstanceLockedError, describeHolder } from '../process/instance-lock';
 import { StartupError } from '../process/startup-error';
 import { openSpool } from './spool';
@@ -20,6 +20,8 @@ export function createIngestRecorder(deps: {
   logger: Logger;
   spool: Spool;
   recordOptions?: RecordOptions;
+  onReplayRefused?: GroupCommitOptions['onReplayRefused'];
+  schemaProblem?: GroupCommitOptions['schemaProblem'];
 }): GroupCommitRecorder {
   const { config } = deps;
   const recorder = createGroupCommitRecorder({
@@ -27,6 +29,8 @@ export function createIngestRecorder(deps: {
     logger: deps.logger,
     spool: deps.spool,
     recordOptions: deps.recordOptions,
+    onReplayRefused: deps.onReplayRefused,
+    schemaProblem: deps.schemaProblem,
     batchMax: config.ingestBatchMax,
     batchWaitMs: config.ingestBatchWaitMs,
     queueMax: config.ingestQueueMax,

@@ -25,6 +25,11 @@ export interface ReplayWriterOptions {
   write: typeof recordEvents;
   recordOptions?: RecordOptions;
   deadLetter(event: StatusEvent, reason: string): Promise<void>;
+  /**
+   * Told about every replayed event the write refused (e.g. `refused_token`: its token is bound
+   * to another send), so refusals at replay are as visible as refusals of live callbacks.
+   */
+  onRefused?: (outcome: Exclude<RecordOutcome, 'recorded' | 'duplicate'>) => void;
   /** Aborts a backoff wait (shutdown): the events stay in the spool. */
   signal?: AbortSignal;
   /** First backoff delay; doubles up to `maxBackoffMs` (default 100 ms → 30 s). */
@@ -80,6 +85,7 @@ export function createReplayWriter(options: ReplayWriterOptions): ReplayWriter {
       else if (outcome === 'duplicate') counts.duplicates++;
       else {
         counts.refused++;
+        options.onRefused?.(outcome as Exclude<RecordOutcome, 'recorded' | 'duplicate'>);
         logger.warn({ message_id: event.messageId, outcome }, 'replayed event refused');
       }
     });
@@ -173,7 +179,7 @@ export function createReplayWriter(options: ReplayWriterOptions): ReplayWriter {
 }
 
 /** Resolves after `ms`, or rejects at once when `signal` aborts. */
-function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
   return new Promise((resolve, reject) => {
     if (signal?.aborted) {
       reject(signal.reason);

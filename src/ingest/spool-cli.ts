@@ -3,6 +3,8 @@ import path from 'node:path';
 import { createDb } from '../db/database';
 import type { DatabaseHandle } from '../db/database';
 import { startEmbeddedPostgres } from '../db/embedded-postgres';
+import { knownMigrations } from '../db/migrate';
+import { schemaProblem } from '../db/schema-version';
 import type { EmbeddedPostgres } from '../db/embedded-postgres';
 import { createLogger } from '../logger';
 import type { Logger } from '../logger';
@@ -96,6 +98,12 @@ async function main(argv: readonly string[]): Promise<number> {
       return 0;
     }
     database = await connect(logger);
+    // Written into a schema this release cannot write to, events would only fail (or land
+    // half-way): the migrations come first.
+    const problem = await schemaProblem(database.handle.db, await knownMigrations());
+    if (problem !== null) {
+      throw new StartupError(`refusing to replay ${dir} into ${database.name}: ${problem}`);
+    }
     return await replay(spool, database.handle, database.name, logger, timeoutMs);
   } finally {
     await spool.close();
@@ -169,7 +177,8 @@ async function connect(
 function describeStatus({ database, spool }: IngestStatus): string {
   return (
     `${spool.depth} events to replay, ${spool.dead_letters} dead letters, spool ${spool.state}, ` +
-    `database ${database}${spool.retrying ? `, retrying after ${spool.retrying}` : ''}`
+    `database ${database}${spool.retrying ? `, retrying after ${spool.retrying}` : ''}` +
+    (spool.waiting_for_schema ? `, waiting: ${spool.waiting_for_schema}` : '')
   );
 }
 

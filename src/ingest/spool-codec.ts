@@ -24,7 +24,11 @@ const SpooledEvent = z.object({
   numMedia: z.number().nullable(),
   providerTimestamp: isoDate.nullable(),
   receivedAt: isoDate,
-  raw: z.record(z.string(), z.unknown()),
+  // Checked, not rebuilt: z.record copies each key into a new object by assignment, and
+  // assigning `__proto__` sets the copy's prototype instead of keeping the key, so a payload
+  // holding one would come back changed. The object JSON.parse made is kept as it is (its
+  // `__proto__` is an own property there, inert).
+  raw: z.custom<Record<string, unknown>>(isPlainObject, 'raw must be a JSON object'),
   // Optional, so lines written before they existed still decode. A replayed token event is
   // checked against its message's binding like a live one (record-events.ts).
   tokenRef: z.string().optional(),
@@ -48,6 +52,10 @@ const SpooledEvent = z.object({
     })
     .optional(),
 });
+
+function isPlainObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
 
 const SpoolRecord = z.object({ v: z.literal(1), event: SpooledEvent });
 

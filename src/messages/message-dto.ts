@@ -23,6 +23,12 @@ export interface MessageDto {
   client_status_callback: string | null;
   /** Reconciliation gave up: still not final after the last lookup (DESIGN §11). */
   stuck: boolean;
+  /** Lookups reconciliation made since the message's last event (0: none yet). */
+  sweep_step: number;
+  /** When reconciliation last looked the message up; null: never. */
+  sweep_checked_at: string | null;
+  /** Why the last lookup told nothing (e.g. `not_found`, `unauthorized`); null when it did. */
+  sweep_error: string | null;
   body?: string;
   created_at: string;
   updated_at: string;
@@ -62,6 +68,9 @@ export function toMessageDto(row: MessageRow, history?: readonly HistoryRow[]): 
     sent_via_proxy: row.sent_via_proxy,
     client_status_callback: row.client_status_callback,
     stuck: row.stuck,
+    sweep_step: row.sweep_step,
+    sweep_checked_at: row.sweep_checked_at?.toISOString() ?? null,
+    sweep_error: row.sweep_error,
     // Present only when STORE_BODY=true stored one.
     ...(row.body !== null && { body: row.body }),
     created_at: row.created_at.toISOString(),

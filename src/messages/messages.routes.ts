@@ -5,6 +5,7 @@ import { answeredNotModified } from '../http/etag';
 import { decodeCursor, encodeCursor } from './cursor';
 import { toMessageDto } from './message-dto';
 import { findMessageWithHistory, listMessages } from './messages.repository';
+import type { MessageRow } from './messages.repository';
 import { ListQuery, MessageParams } from './messages.schema';
 
 /** The query API dashboards poll (DESIGN §6). Mounted behind bearer auth. */
@@ -15,9 +16,9 @@ export function messageRoutes({ db }: { db: Db }): Router {
     const { id } = MessageParams.parse(req.params);
     const found = await findMessageWithHistory(db, id);
     if (!found) throw notFound('message', id);
-    // Every change moves updated_at; an event that changes nothing lengthens the history.
+    // An event that changes nothing lengthens the history.
     const last = found.history[found.history.length - 1];
-    const version = `${id}|${found.message.updated_at.getTime()}|${found.history.length}|${last?.seq}`;
+    const version = `${rowVersion(found.message)}|${found.history.length}|${last?.seq}`;
     if (answeredNotModified(req, res, version)) return;
     res.json(toMessageDto(found.message, found.history));
   });
@@ -53,10 +54,20 @@ export function messageRoutes({ db }: { db: Db }): Router {
             id: last.id,
           })
         : null;
-    const version = page.map((row) => `${row.id}@${row.updated_at.getTime()}`).join(',');
+    const version = page.map(rowVersion).join(',');
     if (answeredNotModified(req, res, `${version}|${nextCursor}`)) return;
     res.json({ data: page.map((row) => toMessageDto(row)), next_cursor: nextCursor });
   });
 
   return router;
+}
+
+/**
+ * What a message's answer depends on, short. Every change the write path makes moves
+ * updated_at; reconciliation's lookups do not (src/reconcile writes only its sweep columns),
+ * but each one stamps sweep_checked_at, and stuck changes only with a lookup or a new event.
+ */
+function rowVersion(row: MessageRow): string {
+  const checked = row.sweep_checked_at?.getTime() ?? '';
+  return `${row.id}@${row.updated_at.getTime()}|${checked}|${row.sweep_step}|${row.stuck ? 1 : 0}`;
 }

@@ -83,6 +83,16 @@ export const MessageDto = z
     stuck: z.boolean().meta({
       description: 'Reconciliation gave up on it: still not final after the last lookup.',
     }),
+    sweep_step: z.number().int().min(0).meta({
+      description: 'Lookups reconciliation made since the last event (a new event resets it).',
+    }),
+    sweep_checked_at: timestamp
+      .nullable()
+      .meta({ description: 'When reconciliation last looked the message up; null: never.' }),
+    sweep_error: z.string().nullable().meta({
+      description:
+        'Why the last lookup told nothing (`not_found`, `unauthorized`, …); null when it answered.',
+    }),
     body: z.string().optional().meta({ description: 'Only with STORE_BODY=true.' }),
     created_at: timestamp.meta({ description: 'First seen; never changes.' }),
     updated_at: timestamp,

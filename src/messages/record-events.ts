@@ -5,6 +5,7 @@ import { applyEvent, sameState } from './projection';
 import type { MessageState } from './projection';
 import { enqueueRelays, relayJobsFor } from './relay-outbox';
 import { rollupSums } from './rollup';
+import { dropSendIntents, sendIntentsFor } from './send-intents';
 import { dedupeKey } from './status-event';
 import type { StatusEvent } from './status-event';
 import type { Api } from './statuses';
@@ -172,9 +173,9 @@ async function record(
   // its first event gets that event again, which changes nothing: applying an event a state
   // already holds is a no-op (test/unit/projection.test.ts).
   const transitions: StatusTransition[] = [];
-  const changed: MessageState[] = [];
   const corrections: BatchEvent[] = [];
   const deltas = rollupSums();
+  const changed = new Map<string, MessageState>();
   const folded = new Map<string, MessageState>();
   for (const [id, events] of newEvents) {
     const stored = created.has(id) ? initial.get(id) : existing.get(id);
@@ -189,12 +190,17 @@ async function record(
       return after;
     }, stored);
     if (!sameState(next, stored)) {
-      changed.push(next);
+      changed.set(id, next);
       deltas.move(stored, next);
     }
     folded.set(id, next);
   }
-  await saveFold(trx, { states: changed, corrections, deltas: deltas.nonZero() });
+  // The client callback is not part of the rollups: no delta to add.
+  for (const state of await withSendIntents(trx, folded, newEvents)) {
+    changed.set(state.id, state);
+    folded.set(state.id, state);
+  }
+  await saveFold(trx, { states: [...changed.values()], corrections, deltas: deltas.nonZero() });
   // The relay outbox (DESIGN §10): a separate statement, only when a message has a client callback.
   const relays = relayJobsFor(
     candidates.filter(({ key }) => newKeys.has(key)),
@@ -202,6 +208,51 @@ async function record(
   );
   await enqueueRelays(trx, relays);
   return { newKeys, transitions, relays: relays.length };
+}
+
+/**
+ * A callback that beat the proxy's record of its send (send-intents.ts). Its token bound the
+ * message to the send's ref, but only the proxy's record brings the caller's own callback URL:
+ * for a message bound to a ref, not yet recorded by the proxy, without a client callback and
+ * with a new event to relay, the URL the proxy wrote before forwarding the send is taken now,
+ * in the event's own transaction, so the event's relay job is written with it. The proxy's own
+ * new events delete their sends' intents: the message row holds the URL from then on.
+ *
+ * Returns the states that took a URL. Costs nothing on the common path: both statements run
+ * only for the batches that need them.
+ */
+async function withSendIntents(
+  trx: Db,
+  folded: ReadonlyMap<string, MessageState>,
+  newEvents: ReadonlyMap<string, readonly BatchEvent[]>,
+): Promise<MessageState[]> {
+  const waiting: MessageState[] = [];
+  const recordedSends: string[] = [];
+  for (const [id, events] of newEvents) {
+    const state = folded.get(id)!;
+    for (const { event } of events) {
+      if (event.source === 'proxy' && event.send?.ref && event.send.clientStatusCallback) {
+        recordedSends.push(event.send.ref);
+      }
+    }
+    const relayable = events.some(({ event }) => event.relay && event.source !== 'proxy');
+    if (relayable && state.ref !== null && !state.sentViaProxy && !state.clientStatusCallback) {
+      waiting.push(state);
+    }
+  }
+  const taken: MessageState[] = [];
+  if (waiting.length > 0) {
+    const urls = await sendIntentsFor(
+      trx,
+      waiting.map((state) => state.ref!),
+    );
+    for (const state of waiting) {
+      const url = urls.get(state.ref!);
+      if (url !== undefined) taken.push({ ...state, clientStatusCallback: url });
+    }
+  }
+  await dropSendIntents(trx, recordedSends);
+  return taken;
 }
 
 /**

@@ -46,6 +46,8 @@ export interface Metrics {
   onRateLimited(limiter: RateLimiterName): void;
   /** SignalWire accepted a send the proxy could not record (the send proxy's onUnrecorded). */
   onProxyUnrecorded(api: Api): void;
+  /** A spooled event the write refused at replay (the group-commit recorder's onReplayRefused). */
+  onSpoolReplayRefused(outcome: string): void;
   /** The service answered a request with a 5xx of its own (the error handler), by listener. */
   onServerError(listener: ListenerName): void;
   /** What /readyz just answered: sets the readiness gauge, counts changes (flapping). */
@@ -140,6 +142,15 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
   });
   let lastReady: boolean | undefined;
 
+  // A live callback's refusal is answered (403) and counted in callbacks_total; one acknowledged
+  // during an outage is refused only when the spool replays it, long after its answer.
+  const replayRefused = new Counter({
+    name: name('spool_replay_refused_total'),
+    help: 'Spooled events refused when replayed (not stored, not dead-lettered), by outcome (e.g. refused_token)',
+    labelNames: ['outcome'] as const,
+    registers,
+  });
+
   const { pool, spoolDepth, spoolDeadLetters } = options;
   if (pool) {
     // Read on scrape: the pool's counters are always current, no timer needed.
@@ -201,6 +212,9 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
     },
     onProxyUnrecorded(api) {
       unrecorded.inc({ api });
+    },
+    onSpoolReplayRefused(outcome) {
+      replayRefused.inc({ outcome });
     },
     onServerError(listener) {
       serverErrors.inc({ listener });

@@ -1,7 +1,9 @@
 import { mintCallbackToken } from '../callbacks/callback-token';
 import type { Config } from '../config';
+import type { Db } from '../db/database';
 import type { Logger } from '../logger';
 import type { EventRecorder } from '../messages/event-recorder';
+import { forgetSendIntent, rememberSendIntent } from '../messages/send-intents';
 import type { Api } from '../messages/statuses';
 import { withClientCallback } from './answer-rewrite';
 import { proxyErrors } from './proxy-errors';
@@ -15,6 +17,12 @@ export interface ProxyDeps {
   config: Config;
   logger: Logger;
   recorder: EventRecorder;
+  /**
+   * Where a send's intent is written before it is forwarded (messages/send-intents.ts), so a
+   * callback that beats the proxy's record still reaches the caller's own callback. Absent:
+   * no intents (such a callback is stored, but not relayed).
+   */
+  db?: Db;
   signalwire: SignalWireClient;
   clock?: () => Date;
   /** Every upstream call: API flavour, upstream status (or timeout/unreachable), seconds. */
@@ -66,6 +74,7 @@ export async function forwardSend(
   if (send.accept) headers['accept'] = send.accept;
   if (send.userAgent) headers['user-agent'] = send.userAgent;
 
+  const intent = await rememberIntent(deps, send, ref, requestId);
   const started = process.hrtime.bigint();
   const result = await deps.signalwire.post({ path: send.path, headers, body: encoded.text });
   const seconds = Number(process.hrtime.bigint() - started) / 1e9;
@@ -80,6 +89,7 @@ export async function forwardSend(
       return { kind: 'failure', failure: proxyErrors(api).timeout() };
     }
     logger.warn({ ...log, err }, 'SignalWire unreachable; the send was not forwarded');
+    if (intent) await forgetIntent(deps, ref);
     return { kind: 'failure', failure: proxyErrors(api).unreachable() };
   }
 
@@ -93,8 +103,46 @@ export async function forwardSend(
     await record(deps, send, response.body, { ref, receivedAt, requestId });
   } else {
     logger.info({ ...log, status: response.status }, 'SignalWire refused the send');
+    if (intent) await forgetIntent(deps, ref);
   }
   return { kind: 'upstream', ...response };
+}
+
+/**
+ * The caller's own callback, remembered under the token's ref before the send is forwarded.
+ * A failure here (the store is down) must not stop the send: the proxy forwards without a
+ * store today, and its record will fail too; the callbacks are still stored (spooled), only a
+ * callback that beats the record then goes unrelayed. Returns whether an intent was written.
+ */
+async function rememberIntent(
+  deps: ProxyDeps,
+  send: ValidSend,
+  ref: string,
+  requestId: string,
+): Promise<boolean> {
+  const url = send.facts.clientStatusCallback;
+  if (!deps.db || !url) return false;
+  try {
+    await rememberSendIntent(deps.db, {
+      ref,
+      clientStatusCallback: url,
+      ttlDays: deps.config.callbackTokenTtlDays,
+    });
+    return true;
+  } catch (err) {
+    deps.logger.warn(
+      { err, request_id: requestId, api: send.api, ref },
+      'send intent not written: a callback that beats the record of this send will not be relayed',
+    );
+    return false;
+  }
+}
+
+/** The send did not happen: its intent can go now rather than expire (best effort). */
+async function forgetIntent(deps: ProxyDeps, ref: string): Promise<void> {
+  await forgetSendIntent(deps.db!, ref).catch((err: unknown) =>
+    deps.logger.debug({ err, ref }, 'send intent left to expire'),
+  );
 }
 
 /**

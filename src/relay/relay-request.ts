@@ -9,6 +9,11 @@ import { resolveSigningKey, signFormParams, signJsonBody } from '../signalwire/s
  * - JSON (or any other) body: hex HMAC-SHA1 over the URL + raw body (scheme A);
  * - GET (a cXML Application configured for GET): the query joins the caller's URL and the
  *   signature covers that whole URL, with no parameters.
+ *
+ * Without any signing key (SIGNALWIRE_SIGNING_KEYS unset: callbacks are authenticated by their
+ * per-send token only) the relay carries no signature header at all. An HMAC under an empty
+ * key would be a signature anyone can compute: an app that checks signatures must see that
+ * there is none, not one that verifies for whoever tries the empty key.
  */
 export interface RelayJobToSend {
   url: string;
@@ -28,7 +33,7 @@ export interface RelayRequest {
 export const RELAY_USER_AGENT = 'sw-status-relay';
 
 export function relayRequest(job: RelayJobToSend, signingKeys: readonly string[]): RelayRequest {
-  const key = resolveSigningKey(signingKeys, job.signingKeyRef) ?? '';
+  const key = resolveSigningKey(signingKeys, job.signingKeyRef);
   const headers: Record<string, string> = { 'user-agent': RELAY_USER_AGENT };
   if (job.method === 'GET') {
     const query = job.payload.toString('utf8');
@@ -36,18 +41,25 @@ export function relayRequest(job: RelayJobToSend, signingKeys: readonly string[]
     return {
       url,
       method: 'GET',
-      headers: signed(headers, signFormParams(key, url, [])),
+      headers: signed(headers, key && signFormParams(key, url, [])),
       body: null,
     };
   }
   if (job.contentType !== null) headers['content-type'] = job.contentType;
-  const signature = isForm(job.contentType)
-    ? signFormParams(key, job.url, [...new URLSearchParams(job.payload.toString('utf8'))])
-    : signJsonBody(key, job.url, job.payload);
+  const signature =
+    key &&
+    (isForm(job.contentType)
+      ? signFormParams(key, job.url, [...new URLSearchParams(job.payload.toString('utf8'))])
+      : signJsonBody(key, job.url, job.payload));
   return { url: job.url, method: 'POST', headers: signed(headers, signature), body: job.payload };
 }
 
-function signed(headers: Record<string, string>, signature: string): Record<string, string> {
+/** The headers with the signature, or unchanged when there is no key to sign with. */
+function signed(
+  headers: Record<string, string>,
+  signature: string | undefined,
+): Record<string, string> {
+  if (!signature) return headers;
   // Twilio-style libraries read X-Twilio-Signature; SignalWire's own docs name both.
   return { ...headers, 'x-signalwire-signature': signature, 'x-twilio-signature': signature };
 }

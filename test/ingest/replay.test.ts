@@ -1,4 +1,3 @@
-import { spawn } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -20,6 +19,7 @@ import { cxmlFields } from '../helpers/callbacks';
 import { createTestApp } from '../helpers/test-app';
 import type { TestApp } from '../helpers/test-app';
 import { eventually } from './support/eventually';
+import { runSpoolCommand } from './support/spool-command';
 
 /**
  * Replaying a spool into a real PostgreSQL that fails the way production databases do: a row
@@ -30,7 +30,6 @@ import { eventually } from './support/eventually';
  */
 
 const logger = createLogger(process.env.TEST_LOG_LEVEL ?? 'silent');
-const REPO_ROOT = path.resolve(__dirname, '../..');
 
 interface Harness {
   t: TestApp;
@@ -273,20 +272,3 @@ test('When a spool directory is orphaned, then the command replays it into DATAB
 });
 
 /** `npm run spool -- …` as an operator runs it (through tsx, as the npm script does). */
-function runSpoolCommand(
-  args: string[],
-  env: Record<string, string> = {},
-): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', 'src/ingest/spool-cli.ts', ...args], {
-      cwd: REPO_ROOT,
-      env: { PATH: process.env.PATH ?? '', ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
-    child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
-    child.on('exit', (code) => resolve({ code, stdout, stderr }));
-  });
-}

@@ -12,6 +12,7 @@ import { openSpool } from '../../src/ingest/spool';
 import { decodeSpoolLine, encodeSpoolLine } from '../../src/ingest/spool-codec';
 import { createLogger } from '../../src/logger';
 import { recordEvents } from '../../src/messages/record-events';
+import { createMetrics } from '../../src/metrics/metrics';
 import type { StatusEvent } from '../../src/messages/status-event';
 import { statusEvent } from '../factories';
 import { nativeFields } from '../helpers/callbacks';
@@ -269,6 +270,7 @@ describe('a callback spooled during an outage is checked when it is replayed', (
   let tcp: TcpSwitch;
   let viaSwitch: DatabaseHandle;
   let recorder: GroupCommitRecorder;
+  const replayMetrics = createMetrics({ processMetrics: false });
 
   beforeAll(async () => {
     dir = await mkdtemp(path.join(os.tmpdir(), 'sw-status-token-spool-'));
@@ -288,6 +290,7 @@ describe('a callback spooled during an outage is checked when it is replayed', (
             queueMax: 1000,
             maxInFlight: 2,
             probeIntervalMs: 50,
+            onReplayRefused: replayMetrics.onSpoolReplayRefused,
           });
           deps.lifecycle.ingest = recorder;
           return recorder;
@@ -355,6 +358,9 @@ describe('a callback spooled during an outage is checked when it is replayed', (
       [unknown]: [fresh.ref, 'sent'],
     });
     expect(recorder.stats().replayRefused).toBe(2);
+    expect(await replayMetrics.registry.metrics()).toMatch(
+      /^sw_status_spool_replay_refused_total\{outcome="refused_token"\} 2$/m,
+    );
     // Refused, not kept: no dead-letter file, no segment left (the instance lock's files stay).
     expect((await readdir(dir)).filter((name) => !name.startsWith('.lock'))).toEqual([]);
   });

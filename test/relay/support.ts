@@ -58,6 +58,8 @@ export async function startCustomerApp(signingKey: string): Promise<CustomerApp>
   let maxOpen = 0;
   const received: ReceivedRelay[] = [];
   const paths: string[] = [];
+  // Answers not given yet (a slow app): close() cancels them, so no timer outlives the app.
+  const pendingAnswers = new Set<NodeJS.Timeout>();
   let base = '';
 
   const server: Server = createServer((req, res) => {
@@ -113,12 +115,14 @@ export async function startCustomerApp(signingKey: string): Promise<CustomerApp>
         valid,
         answered: answer.status,
       };
-      setTimeout(() => {
+      const timer = setTimeout(() => {
+        pendingAnswers.delete(timer);
         inFlight.set(messageId, (inFlight.get(messageId) ?? 1) - 1);
         close();
         received.push(entry);
         if (!res.destroyed) res.writeHead(answer.status, answer.headers).end();
       }, answer.delayMs ?? 0);
+      pendingAnswers.add(timer);
     });
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
@@ -135,6 +139,8 @@ export async function startCustomerApp(signingKey: string): Promise<CustomerApp>
     maxConcurrent: (ids) => Math.max(0, ...ids.map((id) => maxConcurrent.get(id) ?? 0)),
     close: () =>
       new Promise<void>((resolve) => {
+        for (const timer of pendingAnswers) clearTimeout(timer);
+        pendingAnswers.clear();
         server.close(() => resolve());
         server.closeAllConnections();
       }),

@@ -239,6 +239,22 @@ describe('relay request', () => {
     );
   });
 
+  test.each([
+    ['POST', 'application/x-www-form-urlencoded', 'MessageSid=a&MessageStatus=sent'],
+    ['POST', 'application/json', '{"id":"x","status":"sent"}'],
+    ['GET', null, 'MessageSid=a&MessageStatus=sent'],
+  ] as const)(
+    'When no signing key is configured, then a %s %s relay carries no signature header',
+    (method, contentType, payload) => {
+      const request = relayRequest(
+        { url, method, contentType, payload: Buffer.from(payload), signingKeyRef: null },
+        [],
+      );
+      expect(request.headers).not.toHaveProperty('x-signalwire-signature');
+      expect(request.headers).not.toHaveProperty('x-twilio-signature');
+    },
+  );
+
   test('When the original was a GET, then its query joins the URL and the signature covers it', () => {
     const request = relayRequest(
       {
