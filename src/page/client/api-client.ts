@@ -44,10 +44,6 @@ export function createApiClient(token: string, fetchImpl: typeof fetch = fetch):
     const headers = new Headers(init.headers);
     headers.set('Authorization', `Bearer ${token}`);
     headers.set('Accept', 'application/json');
-    // Set explicitly: for a request the page revalidates itself (If-None-Match) the browser
-    // bypasses its cache and, lacking one, adds `Cache-Control: no-cache` — which tells the
-    // server to answer in full (a forced reload), never 304.
-    headers.set('Cache-Control', 'max-age=0');
     // no-store: the page keeps its own copies; the HTTP cache would only add another.
     // (A cast: Node's RequestInit, which the tests compile against, has no `cache`.)
     const res = await fetchImpl(path, { ...init, headers, cache: 'no-store' } as RequestInit);
