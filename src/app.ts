@@ -23,10 +23,11 @@ import { securityHeaders } from './http/security-headers';
 import type { Logger } from './logger';
 import type { EventRecorder } from './messages/event-recorder';
 import { messageRoutes } from './messages/messages.routes';
-import type { Metrics } from './metrics/metrics';
+import type { ListenerName, Metrics } from './metrics/metrics';
 import { ingestLatency, metricsRoutes } from './metrics/metrics.routes';
 import { buildApiDocument } from './openapi/api-document';
 import { openApiRoutes } from './openapi/openapi.routes';
+import { pageRoutes } from './page/page.routes';
 import { proxyRoutes } from './proxy/proxy.routes';
 import { relayRoutes } from './relay/relays.routes';
 import type { ProxyDeps } from './proxy/proxy.service';
@@ -83,13 +84,13 @@ function baseApp(deps: AppDeps): Express {
       next();
     }),
   );
-  app.use(healthRoutes(deps));
+  app.use(healthRoutes({ ...deps, onReadiness: deps.metrics?.observeReadiness }));
   return app;
 }
 
-function finish(app: Express, deps: AppDeps): Express {
+function finish(app: Express, deps: AppDeps, listener: ListenerName): Express {
   app.use(notFoundHandler());
-  app.use(errorHandler(deps.logger));
+  app.use(errorHandler(deps.logger, () => deps.metrics?.onServerError(listener)));
   return app;
 }
 
@@ -119,7 +120,7 @@ export function createPublicApp(deps: AppDeps): Express {
       },
     }),
   );
-  return finish(app, deps);
+  return finish(app, deps, 'public');
 }
 
 /** Internal listener: the send proxy, the query API and metrics. */
@@ -128,6 +129,8 @@ export function createInternalApp(deps: AppDeps): Express {
   const { metrics } = deps;
   if (metrics) app.use(metricsRoutes({ metrics }));
   app.use(openApiRoutes({ document: buildApiDocument(SERVICE_VERSION) }));
+  // The status page (GET / and its files under /page/); it reads the query API below.
+  app.use(pageRoutes(deps));
   app.use(
     proxyRoutes({
       ...deps,
@@ -162,5 +165,5 @@ export function createInternalApp(deps: AppDeps): Express {
     feedRoutes({ db: readDb, signal: feedSignal, secrets: deps.config.callbackTokenSecrets }),
   );
   app.use(statsRoutes({ db: readDb, clock: deps.clock }));
-  return finish(app, deps);
+  return finish(app, deps, 'internal');
 }

@@ -31,7 +31,10 @@ const RETRYABLE_SQLSTATES = new Set(['57014', '55P03', '40001', '40P01']);
  * While PostgreSQL is unreachable (or cannot answer in time), any route answers 503 with
  * Retry-After instead of a 500: the client did nothing wrong and should simply retry.
  */
-export function errorHandler(logger: Logger): ErrorRequestHandler {
+export function errorHandler(
+  logger: Logger,
+  onServerError?: (status: number) => void,
+): ErrorRequestHandler {
   return (err: unknown, req, res, _next) => {
     const databaseDown = databaseUnavailable(err);
     const { status, body, headers } = describe(databaseDown ?? err, req.id);
@@ -47,6 +50,7 @@ export function errorHandler(logger: Logger): ErrorRequestHandler {
       res.destroy();
       return;
     }
+    if (status >= 500) onServerError?.(status);
     if (headers) res.set(headers);
     res.status(status).json(body);
   };

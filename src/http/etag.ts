@@ -5,11 +5,28 @@ import type { Request, Response } from 'express';
  * Sets a weak ETag derived from `version` — a short string that changes whenever the answer
  * would (a cursor, row versions), so no answer is serialised just to be hashed — and answers
  * 304 when the request's If-None-Match names it. Returns true when it answered.
+ *
+ * If-None-Match is evaluated here as RFC 9110 §13.1.2 tells an origin server to, and not with
+ * Express's `req.fresh`: that also honours a request's `Cache-Control: no-cache`, which the
+ * fetch standard adds to every request carrying If-None-Match (browsers and Node's fetch), so
+ * no fetch client would ever get its 304.
  */
 export function answeredNotModified(req: Request, res: Response, version: string): boolean {
   const digest = createHash('sha256').update(version).digest('base64url').slice(0, 27);
-  res.setHeader('ETag', `W/"${digest}"`);
-  if (!req.fresh) return false;
+  const etag = `W/"${digest}"`;
+  res.setHeader('ETag', etag);
+  if (req.method !== 'GET' && req.method !== 'HEAD') return false;
+  if (!ifNoneMatchNames(req.headers['if-none-match'], etag)) return false;
   res.status(304).end();
   return true;
+}
+
+/** Weak comparison (§8.8.3.2): `W/"x"` and `"x"` name the same tag; `*` names any. */
+function ifNoneMatchNames(header: string | undefined, etag: string): boolean {
+  if (header === undefined || header.length > 8_192) return false;
+  const opaque = etag.slice(2);
+  return header.split(',').some((candidate) => {
+    const tag = candidate.trim();
+    return tag === '*' || tag === etag || tag === opaque;
+  });
 }

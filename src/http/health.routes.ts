@@ -14,13 +14,23 @@ export interface Lifecycle {
 }
 
 /** Liveness says the process is up; readiness says it can do its job (database reachable). */
-export function healthRoutes({ db, lifecycle }: { db: Db; lifecycle: Lifecycle }): Router {
+export function healthRoutes({
+  db,
+  lifecycle,
+  onReadiness,
+}: {
+  db: Db;
+  lifecycle: Lifecycle;
+  /** Told every readiness answer (the metrics' readiness gauge). */
+  onReadiness?: (ready: boolean) => void;
+}): Router {
   const router = Router();
   router.get('/healthz', (_req, res) => {
     res.json({ status: 'ok' });
   });
   router.get('/readyz', async (_req, res) => {
     if (lifecycle.draining) {
+      onReadiness?.(false);
       res.status(503).json({ status: 'draining' });
       return;
     }
@@ -41,6 +51,7 @@ export function healthRoutes({ db, lifecycle }: { db: Db; lifecycle: Lifecycle }
       : { database: knownDown ? 'unreachable' : await selectOne(db) };
     const ready =
       schemaReady && (database === 'ok' || (spool !== undefined && spool.state !== 'failing'));
+    onReadiness?.(ready);
     res.status(ready ? 200 : 503).json({
       status: ready ? 'ready' : 'unavailable',
       database,

@@ -48,7 +48,13 @@ export interface Metrics {
   onProxyUnrecorded(api: Api): void;
   /** A spooled event the write refused at replay (the group-commit recorder's onReplayRefused). */
   onSpoolReplayRefused(outcome: string): void;
+  /** The service answered a request with a 5xx of its own (the error handler), by listener. */
+  onServerError(listener: ListenerName): void;
+  /** What /readyz just answered: sets the readiness gauge, counts changes (flapping). */
+  observeReadiness(ready: boolean): void;
 }
+
+export type ListenerName = 'public' | 'internal';
 
 export const METRIC_PREFIX = 'sw_status_';
 
@@ -112,6 +118,29 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
     labelNames: ['api'] as const,
     registers,
   });
+  // Rare, and each one matters: served from 0 so the dashboard's panel has a series to show.
+  for (const api of ['cxml', 'native'] as const) unrecorded.inc({ api }, 0);
+
+  // For the dashboards and alerts in k8s/components/monitoring: both start at 0, so a rate()
+  // over them exists before the first error and an alert on them is never silently empty.
+  const serverErrors = new Counter({
+    name: name('http_server_errors_total'),
+    help: 'Answers with a 5xx status of the service itself (not the proxy relaying SignalWire’s), by listener',
+    labelNames: ['listener'] as const,
+    registers,
+  });
+  for (const listener of ['public', 'internal'] as const) serverErrors.inc({ listener }, 0);
+  const ready = new Gauge({
+    name: name('ready'),
+    help: 'What /readyz last answered: 1 ready, 0 not (draining, database or schema not usable)',
+    registers,
+  });
+  const readinessChanges = new Counter({
+    name: name('readiness_changes_total'),
+    help: 'Times /readyz changed its answer (ready ↔ not ready): flapping shows here even between scrapes',
+    registers,
+  });
+  let lastReady: boolean | undefined;
 
   // A live callback's refusal is answered (403) and counted in callbacks_total; one acknowledged
   // during an outage is refused only when the spool replays it, long after its answer.
@@ -186,6 +215,14 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
     },
     onSpoolReplayRefused(outcome) {
       replayRefused.inc({ outcome });
+    },
+    onServerError(listener) {
+      serverErrors.inc({ listener });
+    },
+    observeReadiness(isReady) {
+      ready.set(isReady ? 1 : 0);
+      if (lastReady !== undefined && lastReady !== isReady) readinessChanges.inc();
+      lastReady = isReady;
     },
   };
 }

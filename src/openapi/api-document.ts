@@ -11,6 +11,7 @@ import { createApiDocs } from './api-docs';
 import type { ApiDocs } from './api-docs';
 import { INTERNAL_LISTENER } from './listeners';
 import { describeOpenApi } from './openapi.routes';
+import { describePage } from '../page/page.openapi';
 
 /**
  * Every route module that serves HTTP describes its routes here, once. A new module adds its
@@ -26,6 +27,7 @@ const DESCRIBERS: ReadonlyArray<(docs: ApiDocs) => void> = [
   describeHealth,
   describeMetrics,
   describeOpenApi,
+  describePage,
 ];
 
 export type OpenApiDocument = ReturnType<OpenApiGeneratorV31['generateDocument']>;

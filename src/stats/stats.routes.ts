@@ -1,6 +1,7 @@
 import { Router } from 'express';
 import type { Db } from '../db/database';
 import { badRequest } from '../errors';
+import { answeredNotModified } from '../http/etag';
 import { countStuck, readEdges, readRollups } from './stats.repository';
 import { StatsQuery } from './stats.schema';
 import { MAX_SERIES_POINTS, planWindow, seriesPoints, summarize } from './stats-summary';
@@ -30,13 +31,15 @@ export function statsRoutes({ db, clock = () => new Date() }: { db: Db; clock?: 
       readEdges(db, plan.edges, filter),
       countStuck(db, since, until, filter),
     ]);
-    res.json(
+    const body = JSON.stringify(
       summarize(
         { since, until, bucket: query.bucket, stuck },
         [...rollups.counts, ...edges.counts],
         [...rollups.series, ...edges.series],
       ),
     );
+    if (answeredNotModified(req, res, body)) return;
+    res.type('json').send(body);
   });
   return router;
 }

@@ -312,6 +312,23 @@ describe('GET /v1/stats', () => {
     await get(query).set('If-None-Match', first.headers.etag!).expect(304);
   });
 
+  test('When a fetch client revalidates (it adds Cache-Control: no-cache), then it still gets 304', async () => {
+    // The fetch standard adds `Cache-Control: no-cache` and `Pragma: no-cache` to every request
+    // carrying If-None-Match; an origin server evaluates the condition all the same.
+    const query = '/v1/stats?created_since=2026-01-01&created_until=2026-01-03T00:00:00Z';
+    const first = await get(query).expect(200);
+    const etag = first.headers.etag!;
+    const revalidate = (ifNoneMatch: string) =>
+      get(query)
+        .set('If-None-Match', ifNoneMatch)
+        .set('Cache-Control', 'no-cache')
+        .set('Pragma', 'no-cache');
+    await revalidate(etag).expect(304);
+    await revalidate(`"other", ${etag.slice(2)}`).expect(304);
+    await revalidate('*').expect(304);
+    await revalidate('W/"other"').expect(200);
+  });
+
   test('When the window is empty, then counts are zero and rates are null', async () => {
     const res = await get(
       '/v1/stats?created_since=2001-01-01&created_until=2001-01-02&bucket=day',

@@ -118,6 +118,11 @@ test('When the image steps run in a clean copy, then the production install and 
     headers: { authorization: 'Bearer image-test-token' },
   });
   expect(query.status).toBe(200);
+  // The status page from the bundle `npm run build` made (the runtime has no esbuild).
+  const page = await fetch(`http://127.0.0.1:${internalPort}/`);
+  expect(page.status).toBe(200);
+  const script = /src="(\/page\/app-\w+\.js)"/.exec(await page.text())?.[1];
+  expect((await fetch(`http://127.0.0.1:${internalPort}${script!}`)).status).toBe(200);
 
   // As the container runtime sees it: PID 1 of its namespace, UID 1000, read-only root.
   const pid = container.isolated ? childOf(started.pid!) : started.pid!;

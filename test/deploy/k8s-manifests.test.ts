@@ -3,6 +3,7 @@ import path from 'node:path';
 import yaml from 'js-yaml';
 import { Kustomization as FluxKustomization } from '@kubernetes-models/flux-cd/kustomize.toolkit.fluxcd.io/v1/Kustomization';
 import type { IKustomization as IFluxKustomization } from '@kubernetes-models/flux-cd/kustomize.toolkit.fluxcd.io/v1/Kustomization';
+import { PrometheusRule } from '@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1/PrometheusRule';
 import { ServiceMonitor } from '@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1/ServiceMonitor';
 import type { IServiceMonitor } from '@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1/ServiceMonitor';
 import { StatefulSet } from 'kubernetes-models/apps/v1/StatefulSet';
@@ -79,6 +80,7 @@ const MODELS: Record<string, Validatable> = {
   'autoscaling/v2/HorizontalPodAutoscaler': HorizontalPodAutoscaler,
   'policy/v1/PodDisruptionBudget': PodDisruptionBudget,
   'monitoring.coreos.com/v1/ServiceMonitor': ServiceMonitor,
+  'monitoring.coreos.com/v1/PrometheusRule': PrometheusRule,
   'kustomize.toolkit.fluxcd.io/v1/Kustomization': FluxKustomization,
 };
 
@@ -271,7 +273,7 @@ describe('Kubernetes manifests: the files behind the builds', () => {
 });
 
 rendered('Kubernetes manifests: configuration and secrets', () => {
-  const configMap = () => one<IConfigMap>(builds!.default, 'ConfigMap');
+  const configMap = () => one<IConfigMap>(builds!.default, 'ConfigMap', 'sw-status-config');
   const configData = () => configMap().data ?? {};
   const exampleSecret = () => one<ISecret>(builds!.exampleSecret, 'Secret');
   const secretData = () => ({ ...exampleSecret().stringData, ...exampleSecret().data });
@@ -340,7 +342,8 @@ rendered('Kubernetes manifests: the StatefulSet', () => {
   const podSpec = () => workload().spec!.template.spec!;
   const container = () => podSpec().containers[0]!;
   const podLabels = () => workload().spec!.template.metadata!.labels!;
-  const configData = () => one<IConfigMap>(builds!.default, 'ConfigMap').data ?? {};
+  const configData = () =>
+    one<IConfigMap>(builds!.default, 'ConfigMap', 'sw-status-config').data ?? {};
   const hpa = () => one<IHorizontalPodAutoscaler>(builds!.default, 'HorizontalPodAutoscaler');
   const matches = (selector: Record<string, string> | undefined) =>
     !!selector &&
@@ -615,7 +618,7 @@ rendered('Kubernetes manifests: traffic', () => {
     const hosts = rules.map((r) => r.host);
     const tlsHosts = (ingress.spec?.tls ?? []).flatMap((t) => t.hosts ?? []);
     expect(hosts.every((h) => h !== undefined && tlsHosts.includes(h))).toBe(true);
-    const configData = one<IConfigMap>(builds!.default, 'ConfigMap').data ?? {};
+    const configData = one<IConfigMap>(builds!.default, 'ConfigMap', 'sw-status-config').data ?? {};
     const publicUrl = new URL(configData.PUBLIC_BASE_URL!);
     expect(publicUrl.protocol).toBe('https:');
     expect(hosts).toContain(publicUrl.hostname);
@@ -689,6 +692,20 @@ rendered('Kubernetes manifests: traffic', () => {
       expect.objectContaining({ port: 'internal', path: '/metrics' }),
     ]);
     expect(selected[0]!.spec?.ports?.map((p) => p.name)).toContain('internal');
+  });
+
+  test('When the monitoring component is rendered, then the alert rules and the Grafana dashboard (labelled, fixed uid) are in k8s/', () => {
+    const rule = one<K8sObject & { spec: { groups: unknown[] } }>(
+      builds!.default,
+      'PrometheusRule',
+      'sw-status',
+    );
+    expect(rule.metadata.namespace).toBe('sw-status');
+    expect(rule.spec.groups.length).toBeGreaterThan(0);
+    const dashboard = one<IConfigMap>(builds!.default, 'ConfigMap', 'sw-status-dashboard');
+    expect(dashboard.metadata?.labels?.grafana_dashboard).toBe('1');
+    const model = JSON.parse(dashboard.data?.['sw-status.json'] ?? '{}') as { uid?: string };
+    expect(model.uid).toBe('sw-status-ops');
   });
 });
 

@@ -1,0 +1,100 @@
+import type { FeedPage, Message, MessagePage, RelayPage, Stats } from './wire';
+
+/** A non-2xx answer of the query API; `retryAfterMs` from its Retry-After (429, 503). */
+export class ApiError extends Error {
+  constructor(
+    readonly status: number,
+    message: string,
+    readonly retryAfterMs?: number,
+  ) {
+    super(message);
+  }
+}
+
+/** Answers kept for revalidation: the page polls six URLs; a few more for the moving windows. */
+const REMEMBERED_MAX = 16;
+
+export const isUnauthorized = (error: unknown): boolean =>
+  error instanceof ApiError && error.status === 401;
+
+export interface Answer<T> {
+  body: T;
+  /** False when the server answered 304: the body is the one it gave before. */
+  changed: boolean;
+}
+
+export interface ApiClient {
+  stats(query: Record<string, string>): Promise<Answer<Stats>>;
+  messages(query: Record<string, string>): Promise<Answer<MessagePage>>;
+  /** null when the service knows no such message. */
+  message(id: string): Promise<Message | null>;
+  deadRelays(): Promise<Answer<RelayPage>>;
+  /** One page of the change feed; `waitSeconds` > 0 long-polls. */
+  events(after: string, waitSeconds: number, signal?: AbortSignal): Promise<FeedPage>;
+}
+
+/**
+ * The query API on this page's own origin, with the tab's bearer token. Polled answers are
+ * revalidated with their ETag (If-None-Match): an unchanged answer costs a 304 and no body.
+ */
+export function createApiClient(token: string, fetchImpl: typeof fetch = fetch): ApiClient {
+  const remembered = new Map<string, { etag: string; body: unknown }>();
+
+  async function request(path: string, init: RequestInit = {}): Promise<Response> {
+    const headers = new Headers(init.headers);
+    headers.set('Authorization', `Bearer ${token}`);
+    headers.set('Accept', 'application/json');
+    // no-store: the page keeps its own copies; the HTTP cache would only add another.
+    // (A cast: Node's RequestInit, which the tests compile against, has no `cache`.)
+    const res = await fetchImpl(path, { ...init, headers, cache: 'no-store' } as RequestInit);
+    if (res.status === 304 || res.ok || res.status === 404) return res;
+    throw new ApiError(res.status, await errorText(res), retryAfterMs(res));
+  }
+
+  async function revalidated<T>(path: string): Promise<Answer<T>> {
+    const known = remembered.get(path);
+    const res = await request(path, known ? { headers: { 'If-None-Match': known.etag } } : {});
+    if (res.status === 304 && known) return { body: known.body as T, changed: false };
+    if (!res.ok) throw new ApiError(res.status, await errorText(res));
+    const body = (await res.json()) as T;
+    const etag = res.headers.get('ETag');
+    if (etag) {
+      // The stats windows move every minute: only the latest answers are worth keeping.
+      remembered.delete(path);
+      remembered.set(path, { etag, body });
+      if (remembered.size > REMEMBERED_MAX) remembered.delete(remembered.keys().next().value!);
+    }
+    return { body, changed: true };
+  }
+
+  return {
+    stats: (query) => revalidated(`/v1/stats?${new URLSearchParams(query)}`),
+    messages: (query) => revalidated(`/v1/messages?${new URLSearchParams(query)}`),
+    deadRelays: () => revalidated('/v1/relays?state=dead&limit=20'),
+    async message(id) {
+      const res = await request(`/v1/messages/${encodeURIComponent(id)}`);
+      if (res.status === 404) return null;
+      return (await res.json()) as Message;
+    },
+    async events(after, waitSeconds, signal) {
+      const query = new URLSearchParams({ after, wait: String(waitSeconds), limit: '500' });
+      const res = await request(`/v1/events?${query}`, signal ? { signal } : {});
+      if (!res.ok) throw new ApiError(res.status, await errorText(res));
+      return (await res.json()) as FeedPage;
+    },
+  };
+}
+
+async function errorText(res: Response): Promise<string> {
+  try {
+    const body = (await res.json()) as { error?: { message?: string } };
+    return body.error?.message ?? `HTTP ${res.status}`;
+  } catch {
+    return `HTTP ${res.status}`;
+  }
+}
+
+function retryAfterMs(res: Response): number | undefined {
+  const seconds = Number(res.headers.get('Retry-After'));
+  return Number.isFinite(seconds) && seconds > 0 ? seconds * 1000 : undefined;
+}

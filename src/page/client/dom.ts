@@ -1,0 +1,64 @@
+/**
+ * The little DOM help the panels need. Text from the API (ids, error texts, numbers) only
+ * ever becomes text nodes or attribute values, never markup: nothing here sets innerHTML.
+ */
+
+export function byId<T extends HTMLElement = HTMLElement>(id: string): T {
+  const found = document.getElementById(id);
+  if (!found) throw new Error(`the page has no #${id}`);
+  return found as T;
+}
+
+export type Child = Node | string | null;
+
+export function el<K extends keyof HTMLElementTagNameMap>(
+  tag: K,
+  attrs: Record<string, string> = {},
+  children: Child[] = [],
+): HTMLElementTagNameMap[K] {
+  const node = document.createElement(tag);
+  for (const [name, value] of Object.entries(attrs)) node.setAttribute(name, value);
+  for (const child of children) {
+    if (child !== null) node.append(child);
+  }
+  return node;
+}
+
+/** Fills a <table> with a header row and body rows; `empty` says so when there are none. */
+export function fillTable(
+  table: HTMLTableElement,
+  headers: string[],
+  rows: Child[][],
+  empty: string,
+): void {
+  const head = el('thead', {}, [
+    el(
+      'tr',
+      {},
+      headers.map((title) => el('th', { scope: 'col' }, [title])),
+    ),
+  ]);
+  const body = el(
+    'tbody',
+    {},
+    rows.length > 0
+      ? rows.map((cells) =>
+          el(
+            'tr',
+            {},
+            cells.map((cell) => el('td', {}, [cell])),
+          ),
+        )
+      : [el('tr', {}, [el('td', { colspan: String(headers.length), class: 'empty' }, [empty])])],
+  );
+  table.replaceChildren(head, body);
+}
+
+/** A button that opens a message in the lookup panel (keyboard-reachable, unlike a plain id). */
+export function messageButton(id: string, open: (id: string) => void): HTMLButtonElement {
+  const button = el('button', { type: 'button', class: 'link', 'aria-label': `Look up ${id}` }, [
+    id,
+  ]);
+  button.addEventListener('click', () => open(id));
+  return button;
+}

@@ -1,0 +1,182 @@
+import { createApiClient, isUnauthorized } from './api-client';
+import type { ApiClient } from './api-client';
+import { byId } from './dom';
+import { startLive } from './live';
+import type { LiveState } from './live';
+import { renderErrors, renderStatuses } from './panels/breakdowns';
+import { renderDeadRelays, renderFailures, renderStuck } from './panels/lists';
+import { renderLookupMessage, renderMessage } from './panels/lookup';
+import { renderOverview } from './panels/overview';
+import { createThroughputChart } from './panels/throughput';
+import { browserEnvironment } from './browser-environment';
+import { forgetToken, readToken, saveToken } from './token-store';
+import { formatTime, messageFromHash, messageHash, windows } from './view-model';
+import './page.css';
+
+/**
+ * The status page (DESIGN §12): asks for an API token once per tab session, then shows the
+ * query API's figures and follows the change feed. Every request goes to this page's origin.
+ */
+
+const STATE_TEXT: Record<LiveState, string> = {
+  live: 'Live',
+  reconnecting: 'Connection lost, retrying…',
+  paused: 'Paused while the tab is hidden',
+  offline: 'Offline, waiting for the network',
+};
+
+let live: { stop(): void } | undefined;
+
+function askForToken(problem?: string): void {
+  live?.stop();
+  live = undefined;
+  byId('dashboard').hidden = true;
+  byId('change-token').hidden = true;
+  byId('token-panel').hidden = false;
+  byId('live-state').textContent = problem ? 'Not signed in' : 'Enter an API token';
+  byId('token-error').textContent = problem ?? '';
+  const input = byId<HTMLInputElement>('token-input');
+  input.setAttribute('aria-invalid', problem ? 'true' : 'false');
+  if (problem) input.setAttribute('aria-describedby', 'token-error');
+  input.focus();
+}
+
+const REFUSED =
+  'The service refused this token (401 Unauthorized): it is not one of its API_TOKENS. Check it and try again.';
+
+async function open(token: string): Promise<void> {
+  const api = createApiClient(token);
+  const state = byId('live-state');
+  state.textContent = 'Connecting…';
+  const chart = createThroughputChart(byId('throughput-chart'), byId('throughput-summary'));
+  const lookup = lookupPanel(api);
+
+  const refresh = async (): Promise<void> => {
+    const { day, hour } = windows(Date.now());
+    const [stats, perMinute, failures, stuck, relays] = await Promise.all([
+      api.stats(day),
+      api.stats(hour),
+      api.messages({ status: 'failed,undelivered', limit: '10' }),
+      api.messages({ stuck: 'true', limit: '10' }),
+      api.deadRelays(),
+    ]);
+    if (stats.changed) {
+      renderOverview(byId('overview'), byId('announce'), stats.body);
+      renderStatuses(byId<HTMLTableElement>('statuses'), stats.body);
+      renderErrors(byId<HTMLTableElement>('errors'), stats.body);
+    }
+    if (perMinute.changed) chart.render(perMinute.body);
+    if (failures.changed) renderFailures(byId('failures'), failures.body.data, lookup.show);
+    if (stuck.changed) renderStuck(byId('stuck'), stuck.body.data, lookup.show);
+    if (relays.changed) renderDeadRelays(byId('relays'), relays.body.data, lookup.show);
+    byId('dashboard').dataset.updated = new Date().toISOString();
+  };
+
+  let loaded = false;
+  try {
+    // The first load shows whether the token works before the page is revealed.
+    await refresh();
+    loaded = true;
+  } catch (error) {
+    if (isUnauthorized(error)) {
+      forgetToken();
+      askForToken(REFUSED);
+      return;
+    }
+    state.textContent = `The service did not answer: ${(error as Error).message}`;
+  }
+  byId('token-panel').hidden = true;
+  byId('dashboard').hidden = false;
+  byId('change-token').hidden = false;
+  lookup.followLink();
+  window.onhashchange = () => lookup.followLink();
+
+  live = startLive({
+    api,
+    env: browserEnvironment(),
+    refresh,
+    // Loaded just now: the next refresh waits for events or its period; failed: retry soon.
+    fresh: loaded,
+    onEvents: (events) => {
+      const last = events[events.length - 1];
+      if (last) byId('dashboard').dataset.lastEvent = formatTime(last.received_at);
+      lookup.onEvents(events.map((event) => event.message_id));
+    },
+    onState: (current) => {
+      if (state.textContent !== STATE_TEXT[current]) state.textContent = STATE_TEXT[current];
+    },
+    onUnauthorized: () => {
+      forgetToken();
+      askForToken(REFUSED);
+    },
+  });
+}
+
+/** The lookup form; the message shown is reloaded when the feed brings an event of it. */
+function lookupPanel(api: ApiClient) {
+  const form = byId<HTMLFormElement>('lookup-form');
+  const input = byId<HTMLInputElement>('lookup-input');
+  const result = byId('lookup-result');
+  let shown: string | undefined;
+
+  const load = async (id: string): Promise<void> => {
+    try {
+      const message = await api.message(id);
+      if (message) renderMessage(result, message);
+      else renderLookupMessage(result, `No message with id ${id}.`);
+      shown = message ? id : undefined;
+      // A link to this view: #message=<id> opens it (after the token, in any tab).
+      if (message && location.hash !== messageHash(id))
+        history.replaceState(null, '', messageHash(id));
+    } catch (error) {
+      if (isUnauthorized(error)) {
+        forgetToken();
+        askForToken(REFUSED);
+        return;
+      }
+      renderLookupMessage(result, `The lookup failed: ${(error as Error).message}`);
+    }
+  };
+  form.onsubmit = (event) => {
+    event.preventDefault();
+    const id = input.value.trim();
+    if (id) void load(id);
+  };
+  return {
+    show(id: string): void {
+      input.value = id;
+      byId('lookup-panel').scrollIntoView({ block: 'start' });
+      void load(id).then(() => byId('lookup-result').focus());
+    },
+    onEvents(ids: string[]): void {
+      if (shown && ids.includes(shown)) void load(shown);
+    },
+    /** Opens the message a #message=<id> link names, if it is not the one shown. */
+    followLink(): void {
+      const id = messageFromHash(location.hash);
+      if (id && id !== shown) this.show(id);
+    },
+  };
+}
+
+function start(): void {
+  const form = byId<HTMLFormElement>('token-form');
+  form.onsubmit = (event) => {
+    event.preventDefault();
+    const token = byId<HTMLInputElement>('token-input').value.trim();
+    if (!token) return;
+    saveToken(token);
+    void open(token);
+  };
+  byId('change-token').onclick = () => {
+    forgetToken();
+    byId<HTMLInputElement>('token-input').value = '';
+    askForToken();
+  };
+  byId('lookup-result').tabIndex = -1;
+  const token = readToken();
+  if (token) void open(token);
+  else askForToken();
+}
+
+start();

@@ -1,0 +1,50 @@
+import { el, fillTable, messageButton } from '../dom';
+import { formatTime, NONE } from '../view-model';
+import type { Message, Relay } from '../wire';
+
+type Open = (id: string) => void;
+
+const errorOf = (m: Message): string =>
+  m.error_code ? `${m.error_code} ${m.error_reason ?? ''}`.trim() : NONE;
+
+/** The latest undelivered and failed messages. */
+export function renderFailures(table: HTMLTableElement, messages: Message[], open: Open): void {
+  fillTable(
+    table,
+    ['Last event', 'Message', 'To', 'Status', 'Error'],
+    messages.map((m) => [
+      formatTime(m.last_event_at),
+      messageButton(m.id, open),
+      m.to ?? NONE,
+      m.status,
+      errorOf(m),
+    ]),
+    'No failures.',
+  );
+}
+
+/** Messages reconciliation gave up on (DESIGN §11). */
+export function renderStuck(table: HTMLTableElement, messages: Message[], open: Open): void {
+  fillTable(
+    table,
+    ['Message', 'Status', 'Last event'],
+    messages.map((m) => [messageButton(m.id, open), m.status, formatTime(m.last_event_at)]),
+    'No stuck messages.',
+  );
+}
+
+/** Relays to apps' own status callbacks that exhausted their retries (DESIGN §10). */
+export function renderDeadRelays(table: HTMLTableElement, relays: Relay[], open: Open): void {
+  fillTable(
+    table,
+    ['Message', 'Callback URL', 'Attempts', 'Last error', 'Given up'],
+    relays.map((r) => [
+      messageButton(r.message_id, open),
+      el('span', { class: 'url' }, [r.url]),
+      String(r.attempts),
+      r.last_error ?? (r.last_status === null ? NONE : `HTTP ${r.last_status}`),
+      formatTime(r.updated_at),
+    ]),
+    'No dead relays.',
+  );
+}

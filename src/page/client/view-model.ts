@@ -1,0 +1,195 @@
+import { STATUS_RANK, TERMINAL_RANK } from '../../messages/statuses';
+import type { CanonicalStatus } from '../../messages/statuses';
+import type { HistoryEntry, Message, Stats } from './wire';
+
+/**
+ * The API's answers turned into what the panels show: pure functions, no DOM (unit tested in
+ * test/page/view-model.test.ts). The panels only put these strings into text nodes.
+ */
+
+export const NONE = '—';
+
+export function formatShare(share: number | null): string {
+  return share === null ? NONE : `${(share * 100).toFixed(1)} %`;
+}
+
+export function formatDuration(ms: number | null): string {
+  if (ms === null) return NONE;
+  if (ms < 1_000) return `${Math.round(ms)} ms`;
+  if (ms < 60_000) return `${(ms / 1_000).toFixed(1)} s`;
+  if (ms < 3_600_000) return `${(ms / 60_000).toFixed(1)} min`;
+  return `${(ms / 3_600_000).toFixed(1)} h`;
+}
+
+export function formatCount(n: number): string {
+  return n.toLocaleString('en-US');
+}
+
+/** Times in UTC, as the API gives them: operators compare them with logs and SignalWire's. */
+export function formatTime(iso: string | null): string {
+  if (!iso) return NONE;
+  return `${iso.slice(0, 10)} ${iso.slice(11, 19)} UTC`;
+}
+
+export interface Figure {
+  /** Stable key: the test and the DOM find a figure by it. */
+  key: string;
+  label: string;
+  value: string;
+}
+
+export function overviewFigures(stats: Stats): Figure[] {
+  return [
+    { key: 'delivery-rate', label: 'Delivery rate', value: formatShare(stats.delivery_rate) },
+    { key: 'total', label: 'Messages', value: formatCount(stats.total) },
+    {
+      key: 'final-within-10s',
+      label: 'Final within 10 s',
+      value: formatShare(stats.final_within_10s),
+    },
+    { key: 'latency-p50', label: 'Latency p50', value: formatDuration(stats.latency_ms.p50) },
+    { key: 'latency-p95', label: 'Latency p95', value: formatDuration(stats.latency_ms.p95) },
+    { key: 'latency-p99', label: 'Latency p99', value: formatDuration(stats.latency_ms.p99) },
+    { key: 'stuck', label: 'Stuck', value: formatCount(stats.stuck) },
+    { key: 'conflicts', label: 'Conflicts', value: formatCount(stats.conflicts) },
+  ];
+}
+
+/** One line for screen readers when the figures change. */
+export function announcement(stats: Stats): string {
+  return `${formatCount(stats.total)} messages, delivery rate ${formatShare(stats.delivery_rate)}.`;
+}
+
+const rank = (status: string): number =>
+  Object.hasOwn(STATUS_RANK, status) ? STATUS_RANK[status as CanonicalStatus] : -1;
+
+/** Statuses with messages, in the order a message moves through them; the outcomes always. */
+export function statusRows(stats: Stats): Array<{ status: string; count: number }> {
+  const always = new Set(['delivered', 'undelivered', 'failed']);
+  return Object.entries(stats.by_status)
+    .filter(([status, count]) => count > 0 || always.has(status))
+    .sort(([a], [b]) => rank(a) - rank(b) || a.localeCompare(b))
+    .map(([status, count]) => ({ status, count }));
+}
+
+export interface ErrorRow {
+  api: string;
+  code: string;
+  reason: string;
+  count: number;
+  /** Of all the messages in the window. */
+  share: string;
+}
+
+export function errorRows(stats: Stats): ErrorRow[] {
+  return stats.by_error.map((row) => ({
+    api: row.api,
+    code: row.error_code,
+    reason: row.error_reason ?? 'unknown code',
+    count: row.count,
+    share: stats.total > 0 ? formatShare(row.count / stats.total) : NONE,
+  }));
+}
+
+export interface Throughput {
+  /** Bucket starts, Unix seconds (uPlot's x axis). */
+  times: number[];
+  total: number[];
+  delivered: number[];
+  /** undelivered + failed. */
+  failed: number[];
+  summary: string;
+}
+
+export function throughput(stats: Stats): Throughput {
+  const series = stats.series ?? [];
+  const total = series.map((point) => point.total);
+  const sum = total.reduce((a, b) => a + b, 0);
+  const failedSum = series.reduce((a, p) => a + p.undelivered + p.failed, 0);
+  return {
+    times: series.map((point) => Date.parse(point.start) / 1000),
+    total,
+    delivered: series.map((point) => point.delivered),
+    failed: series.map((point) => point.undelivered + point.failed),
+    summary:
+      `${formatCount(sum)} messages in the last hour, ${formatCount(failedSum)} not delivered; ` +
+      `busiest minute ${formatCount(Math.max(0, ...total))}.`,
+  };
+}
+
+export interface TimelineEntry {
+  seq: number;
+  time: string;
+  status: string;
+  /** The provider's own word, when it differs from the canonical status. */
+  raw: string | null;
+  source: string;
+  error: string | null;
+  /** A final status that disagrees with another final status of the message. */
+  conflicting: boolean;
+  /** Arrived after a higher-ranked status: it did not move the message back. */
+  late: boolean;
+}
+
+/** A message's history, in arrival order, with conflicts and late arrivals marked. */
+export function timeline(message: Message): TimelineEntry[] {
+  const history: HistoryEntry[] = message.history ?? [];
+  const finals = new Set(
+    history.filter((e) => rank(e.status) === TERMINAL_RANK).map((e) => e.status),
+  );
+  let highest = -1;
+  return history.map((entry) => {
+    const entryRank = rank(entry.status);
+    const late = entryRank < highest;
+    highest = Math.max(highest, entryRank);
+    return {
+      seq: entry.seq,
+      time: formatTime(entry.received_at),
+      status: entry.status,
+      raw: entry.raw_status.toLowerCase() === entry.status ? null : entry.raw_status,
+      source: entry.source,
+      error: entry.error_code
+        ? `${entry.error_code}${entry.error_reason ? ` ${entry.error_reason}` : ''}${
+            entry.error_message ? ` — ${entry.error_message}` : ''
+          }`
+        : null,
+      conflicting: finals.size > 1 && entryRank === TERMINAL_RANK,
+      late,
+    };
+  });
+}
+
+/** The minute-aligned windows the page asks for, so that ETags match within a minute. */
+export function windows(now: number): {
+  day: Record<string, string>;
+  hour: Record<string, string>;
+} {
+  const minute = 60_000;
+  const until = Math.floor(now / minute) * minute + minute;
+  const iso = (ms: number): string => new Date(ms).toISOString();
+  return {
+    day: { created_since: iso(until - 24 * 60 * minute), created_until: iso(until) },
+    hour: {
+      created_since: iso(until - 60 * minute),
+      created_until: iso(until),
+      bucket: 'minute',
+    },
+  };
+}
+
+/** `#message=<id>`: a link to one message's lookup. */
+export function messageHash(id: string): string {
+  return `#message=${encodeURIComponent(id)}`;
+}
+
+/** The message id a location hash names, or null (malformed escapes included). */
+export function messageFromHash(hash: string): string | null {
+  const match = /^#message=([^&]{1,200})$/.exec(hash);
+  if (!match) return null;
+  try {
+    const id = decodeURIComponent(match[1]!).trim();
+    return id === '' ? null : id;
+  } catch {
+    return null;
+  }
+}

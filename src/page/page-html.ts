@@ -1,0 +1,89 @@
+/**
+ * The status page's HTML: landmarks, headings and labelled regions are in the markup, so a
+ * screen reader has the page's structure before any data arrives; the script fills the
+ * regions. No inline script or style: the page's Content-Security-Policy allows only files
+ * from the service itself.
+ */
+export function pageHtml({ script, stylesheet }: { script: string; stylesheet: string }): string {
+  return `<!doctype html>
+<html lang="en">
+  <head>
+    <meta charset="utf-8" />
+    <meta name="viewport" content="width=device-width, initial-scale=1" />
+    <title>sw-status — delivery</title>
+    <link rel="icon" href="data:," />
+    <link rel="stylesheet" href="/page/${stylesheet}" />
+    <script defer src="/page/${script}"></script>
+  </head>
+  <body>
+    <a class="skip-link" href="#main">Skip to content</a>
+    <header class="top">
+      <h1>sw-status <span class="subtitle">message delivery</span></h1>
+      <p id="live-state" class="live-state" role="status" aria-live="polite">Loading…</p>
+      <button id="change-token" type="button" hidden>Change token</button>
+    </header>
+    <main id="main" tabindex="-1">
+      <section id="token-panel" class="panel token-panel" aria-labelledby="token-title" hidden>
+        <h2 id="token-title">API token</h2>
+        <form id="token-form">
+          <p>Enter one of the service's <code>API_TOKENS</code>. It is kept for this tab only.</p>
+          <label for="token-input">API token</label>
+          <input id="token-input" name="token" type="password" autocomplete="off" required />
+          <button type="submit">Open the status page</button>
+          <p id="token-error" class="error" role="alert"></p>
+        </form>
+      </section>
+
+      <div id="dashboard" class="dashboard" hidden>
+        <section class="panel overview" aria-labelledby="overview-title">
+          <h2 id="overview-title">Last 24 hours</h2>
+          <dl id="overview" class="figures"></dl>
+          <p id="announce" class="visually-hidden" aria-live="polite"></p>
+        </section>
+
+        <section class="panel" aria-labelledby="statuses-title">
+          <h2 id="statuses-title">Messages by status</h2>
+          <table id="statuses" class="data"></table>
+        </section>
+
+        <section class="panel" aria-labelledby="errors-title">
+          <h2 id="errors-title">Error mix</h2>
+          <table id="errors" class="data"></table>
+        </section>
+
+        <section class="panel wide" aria-labelledby="throughput-title">
+          <h2 id="throughput-title">Throughput, last hour (per minute)</h2>
+          <div id="throughput-chart" class="chart" role="img" aria-labelledby="throughput-title" aria-describedby="throughput-summary"></div>
+          <p id="throughput-summary" class="chart-summary"></p>
+        </section>
+
+        <section class="panel wide" aria-labelledby="failures-title">
+          <h2 id="failures-title">Recent failures</h2>
+          <table id="failures" class="data"></table>
+        </section>
+
+        <section class="panel" aria-labelledby="stuck-title">
+          <h2 id="stuck-title">Stuck messages</h2>
+          <table id="stuck" class="data"></table>
+        </section>
+
+        <section class="panel" aria-labelledby="relays-title">
+          <h2 id="relays-title">Dead relays</h2>
+          <table id="relays" class="data"></table>
+        </section>
+
+        <section class="panel wide" id="lookup-panel" aria-labelledby="lookup-title">
+          <h2 id="lookup-title">Message lookup</h2>
+          <form id="lookup-form" class="lookup-form" role="search" aria-label="Message lookup">
+            <label for="lookup-input">Message id (SID)</label>
+            <input id="lookup-input" name="id" type="text" autocomplete="off" spellcheck="false" required maxlength="64" />
+            <button type="submit">Look up</button>
+          </form>
+          <div id="lookup-result" aria-live="polite"></div>
+        </section>
+      </div>
+    </main>
+  </body>
+</html>
+`;
+}

@@ -1,0 +1,144 @@
+import { execFile } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import yaml from 'js-yaml';
+import { alertRuleGroups } from './alert-rules';
+
+/**
+ * The alert rules of k8s/components/monitoring/prometheusrule.yaml through Prometheus' own
+ * tool (Debian's `prometheus` package; .ci/run installs it): `promtool check rules` parses
+ * every expression and annotation template, `promtool test rules` evaluates some alerts over
+ * synthetic series and checks when they fire and when they do not.
+ */
+
+const run = promisify(execFile);
+const PROMTOOL = process.env.PROMTOOL_PATH ?? '/usr/bin/promtool';
+const groups = alertRuleGroups();
+
+let work: string;
+beforeAll(() => {
+  if (!existsSync(PROMTOOL)) {
+    throw new Error(
+      `promtool not found at ${PROMTOOL}: install it with \`apt-get install -y prometheus\` (Debian; .ci/run does this), or set PROMTOOL_PATH`,
+    );
+  }
+  work = mkdtempSync(path.join(os.tmpdir(), 'sw-status-rules-'));
+});
+afterAll(() => rmSync(work, { recursive: true, force: true }));
+
+test('When promtool checks the PrometheusRule’s groups, then every rule parses', async () => {
+  const file = path.join(work, 'rules.yaml');
+  writeFileSync(file, yaml.dump({ groups }));
+  const { stdout } = await run(PROMTOOL, ['check', 'rules', file]);
+  const count = groups.reduce((n, g) => n + g.rules.length, 0);
+  expect(stdout).toContain(`SUCCESS: ${count} rules found`);
+});
+
+test('When an alert is written, then it has a severity, a summary, a description and a for: of at least 5 minutes', () => {
+  const minutes = (d: string): number => Number(/^(\d+)m$/.exec(d)?.[1] ?? NaN);
+  for (const rule of groups.flatMap((g) => g.rules)) {
+    expect(rule).toMatchObject({
+      alert: expect.stringMatching(/^SwStatus/),
+      labels: { severity: expect.stringMatching(/^(warning|critical)$/) },
+      annotations: { summary: expect.any(String), description: expect.any(String) },
+    });
+    expect(minutes(rule.for ?? '')).toBeGreaterThanOrEqual(5);
+  }
+});
+
+test('When series show each trouble, then promtool test rules sees the alerts fire, and stay silent for the healthy ones', async () => {
+  // Annotations are left out here (promtool compares them verbatim); `check rules` above
+  // parses their templates.
+  const rules = path.join(work, 'alerts.yaml');
+  writeFileSync(
+    rules,
+    yaml.dump({
+      groups: groups.map((g) => ({
+        ...g,
+        rules: g.rules.map(({ annotations: _annotations, ...rule }) => rule),
+      })),
+    }),
+  );
+  const ns = 'namespace="sw-status"';
+  const tests = {
+    rule_files: [rules],
+    evaluation_interval: '1m',
+    tests: [
+      {
+        interval: '1m',
+        input_series: [
+          // One pod's spool keeps growing (database out), another's drains.
+          { series: `sw_status_spool_depth{${ns},pod="sw-status-0"}`, values: '5+1x40' },
+          { series: `sw_status_spool_depth{${ns},pod="sw-status-1"}`, values: '400-10x40' },
+          // One pod's readiness flips every minute, another's once.
+          {
+            series: `sw_status_readiness_changes_total{${ns},pod="sw-status-0"}`,
+            values: '0+1x30',
+          },
+          {
+            series: `sw_status_readiness_changes_total{${ns},pod="sw-status-1"}`,
+            values: '0x10 1x20',
+          },
+          // Half the callbacks fail their signature (a key rotated at SignalWire only).
+          { series: `sw_status_callbacks_total{${ns},outcome="recorded"}`, values: '0+30x30' },
+          {
+            series: `sw_status_callbacks_total{${ns},outcome="refused_invalid_signature"}`,
+            values: '0+30x30',
+          },
+          {
+            series: `sw_status_callback_signature_failures_total{${ns},reason="mismatch"}`,
+            values: '0+30x30',
+          },
+          // Dead relays: one more every 5 minutes, as each pod reports it.
+          { series: `sw_status_relay_dead{${ns},pod="sw-status-0"}`, values: '0+0.2x60' },
+          { series: `sw_status_relay_dead{${ns},pod="sw-status-1"}`, values: '0+0.2x60' },
+        ],
+        alert_rule_test: [
+          { eval_time: '10m', alertname: 'SwStatusSpoolNotDraining', exp_alerts: [] },
+          {
+            eval_time: '30m',
+            alertname: 'SwStatusSpoolNotDraining',
+            exp_alerts: [
+              {
+                exp_labels: {
+                  severity: 'critical',
+                  namespace: 'sw-status',
+                  pod: 'sw-status-0',
+                },
+              },
+            ],
+          },
+          {
+            eval_time: '25m',
+            alertname: 'SwStatusReadinessFlapping',
+            exp_alerts: [
+              {
+                exp_labels: { severity: 'warning', namespace: 'sw-status', pod: 'sw-status-0' },
+              },
+            ],
+          },
+          { eval_time: '8m', alertname: 'SwStatusSignatureFailures', exp_alerts: [] },
+          {
+            eval_time: '25m',
+            alertname: 'SwStatusSignatureFailures',
+            exp_alerts: [{ exp_labels: { severity: 'critical', namespace: 'sw-status' } }],
+          },
+          {
+            eval_time: '50m',
+            alertname: 'SwStatusDeadRelaysGrowing',
+            exp_alerts: [{ exp_labels: { severity: 'warning', namespace: 'sw-status' } }],
+          },
+          { eval_time: '50m', alertname: 'SwStatusStuckMessagesGrowing', exp_alerts: [] },
+        ],
+      },
+    ],
+  };
+  const file = path.join(work, 'alerts.test.yaml');
+  writeFileSync(file, yaml.dump(tests));
+  const result = await run(PROMTOOL, ['test', 'rules', file]).catch(
+    (error: { stdout: string; stderr: string }) => error,
+  );
+  expect(`${result.stdout}${result.stderr}`).toContain('SUCCESS');
+});

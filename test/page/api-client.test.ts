@@ -1,0 +1,61 @@
+import { ApiError, createApiClient, isUnauthorized } from '../../src/page/client/api-client';
+import { windows } from '../../src/page/client/view-model';
+import { createTestApp, TEST_API_TOKEN } from '../helpers/test-app';
+import type { TestApp } from '../helpers/test-app';
+import { listen } from '../proxy/support';
+
+/**
+ * The page's API client against the real query API over a socket (Node's fetch standing in
+ * for the browser's, on the page's origin): revalidation with ETags, a refused token, a 404.
+ */
+
+let t: TestApp;
+let server: { url: string; close(): Promise<void> };
+const requests: Array<{ path: string; ifNoneMatch: string | null; status: number }> = [];
+
+beforeAll(async () => {
+  t = await createTestApp();
+  server = await listen(t.internalApp);
+});
+afterAll(async () => {
+  await server.close();
+  await t.close();
+});
+
+/** fetch on the service's origin, as the page's relative URLs resolve in the browser. */
+const originFetch = (async (path: string, init?: RequestInit) => {
+  const res = await fetch(`${server.url}${path}`, init);
+  requests.push({
+    path,
+    ifNoneMatch: new Headers(init?.headers).get('If-None-Match'),
+    status: res.status,
+  });
+  return res;
+}) as typeof fetch;
+
+test('When stats are polled and nothing changed, then the second answer is a 304 with the first body', async () => {
+  const api = createApiClient(TEST_API_TOKEN, originFetch);
+  const { day } = windows(Date.now());
+  const first = await api.stats(day);
+  const second = await api.stats(day);
+  expect(first.changed).toBe(true);
+  expect(second).toEqual({ body: first.body, changed: false });
+  const [a, b] = requests.slice(-2);
+  expect(a).toMatchObject({ ifNoneMatch: null, status: 200 });
+  expect(b).toMatchObject({ ifNoneMatch: expect.stringMatching(/^(W\/)?"/), status: 304 });
+});
+
+test('When the token is wrong, then the client says so with an ApiError 401', async () => {
+  const api = createApiClient('not-a-token', originFetch);
+  const error = await api.stats({}).catch((e: unknown) => e);
+  expect(error).toBeInstanceOf(ApiError);
+  expect(isUnauthorized(error)).toBe(true);
+});
+
+test('When a message is unknown, then the lookup answers null; the feed gives a cursor from now', async () => {
+  const api = createApiClient(TEST_API_TOKEN, originFetch);
+  expect(await api.message('SM-nothing-here')).toBeNull();
+  const page = await api.events('now', 0);
+  expect(page.data).toEqual([]);
+  expect(page.next_cursor).toEqual(expect.any(String));
+});

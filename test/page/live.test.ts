@@ -1,0 +1,219 @@
+import { ApiError } from '../../src/page/client/api-client';
+import type { ApiClient } from '../../src/page/client/api-client';
+import { startLive } from '../../src/page/client/live';
+import type { LiveState } from '../../src/page/client/live';
+import { retryDelayMs } from '../../src/page/client/schedule';
+import type { Environment } from '../../src/page/client/schedule';
+import type { FeedPage } from '../../src/page/client/wire';
+import { eventually } from '../relay/support';
+
+/**
+ * The page's live updates without a browser: a scripted tab (visible or hidden, online or not)
+ * and an API whose answers the test releases one by one, so what is asked, and when, is seen
+ * exactly.
+ */
+
+interface FakeTab {
+  hidden: boolean;
+  online: boolean;
+  env: Environment;
+  set(state: { hidden?: boolean; online?: boolean }): void;
+}
+
+function fakeTab(hidden = false, online = true): FakeTab {
+  const listeners = new Set<() => void>();
+  const tab: FakeTab = {
+    hidden,
+    online,
+    env: {
+      hidden: () => tab.hidden,
+      online: () => tab.online,
+      onChange(listener: () => void) {
+        listeners.add(listener);
+        return () => listeners.delete(listener);
+      },
+    },
+    set(state: { hidden?: boolean; online?: boolean }) {
+      Object.assign(tab, state);
+      for (const listener of [...listeners]) listener();
+    },
+  };
+  return tab;
+}
+
+interface Call {
+  after: string;
+  wait: number;
+  answer(page: Partial<FeedPage>): void;
+  fail(error: unknown): void;
+}
+
+function fakeApi() {
+  const feed: Call[] = [];
+  let refreshes = 0;
+  let refreshError: unknown;
+  const api = {
+    events: (after: string, wait: number) =>
+      new Promise<FeedPage>((resolve, reject) => {
+        feed.push({
+          after,
+          wait,
+          answer: (page) => resolve({ data: [], next_cursor: `${after}+`, ...page }),
+          fail: reject,
+        });
+      }),
+  } as unknown as ApiClient;
+  return {
+    api,
+    feed,
+    refresh: async () => {
+      refreshes += 1;
+      if (refreshError) throw refreshError;
+    },
+    refreshes: () => refreshes,
+    failRefreshes(error: unknown) {
+      refreshError = error;
+    },
+  };
+}
+
+const settle = () => new Promise((resolve) => setTimeout(resolve, 10));
+
+function start(tab: FakeTab, server: ReturnType<typeof fakeApi>, fresh = false) {
+  const states: LiveState[] = [];
+  const events: number[] = [];
+  let refused = 0;
+  const live = startLive({
+    api: server.api,
+    env: tab.env,
+    refresh: server.refresh,
+    fresh,
+    onEvents: (batch) => events.push(batch.length),
+    onState: (state) => states.push(state),
+    onUnauthorized: () => (refused += 1),
+  });
+  return { live, states, events, refused: () => refused };
+}
+
+test('When the tab is hidden, then nothing is asked until it is visible again, and then it catches up', async () => {
+  const tab = fakeTab(true);
+  const server = fakeApi();
+  const { live, states } = start(tab, server);
+  await settle();
+  expect(server.feed).toHaveLength(0);
+  expect(server.refreshes()).toBe(0);
+  expect(states).toEqual(['paused']);
+
+  tab.set({ hidden: false });
+  await settle();
+  expect(server.refreshes()).toBe(1);
+  expect(server.feed.map((c) => [c.after, c.wait])).toEqual([['now', 0]]);
+  expect(states[states.length - 1]).toBe('live');
+  live.stop();
+});
+
+test('When the browser is offline, then nothing is asked until it is back online', async () => {
+  const tab = fakeTab(false, false);
+  const server = fakeApi();
+  const { live, states } = start(tab, server);
+  await settle();
+  expect(server.feed).toHaveLength(0);
+  expect(states).toEqual(['offline']);
+  tab.set({ online: true });
+  await settle();
+  expect(server.feed).toHaveLength(1);
+  live.stop();
+});
+
+test('When the feed is followed, then there is one long-poll at a time, each after the last one answered', async () => {
+  const tab = fakeTab();
+  const server = fakeApi();
+  const { live, events } = start(tab, server);
+  await settle();
+  server.feed[0]!.answer({ next_cursor: 'c1' });
+  await settle();
+  expect(server.feed.map((c) => [c.after, c.wait])).toEqual([
+    ['now', 0],
+    ['c1', 25],
+  ]);
+  await settle();
+  expect(server.feed).toHaveLength(2); // still waiting on the open long-poll
+
+  const event = { seq: 1, message_id: 'm1' } as FeedPage['data'][number];
+  server.feed[1]!.answer({ data: [event, event], next_cursor: 'c2' });
+  await settle();
+  expect(events).toEqual([2]);
+  expect(server.feed.map((c) => c.after)).toEqual(['now', 'c1', 'c2']);
+
+  // Hidden while a long-poll is open: it may finish, but no new one starts.
+  tab.set({ hidden: true });
+  server.feed[2]!.answer({ next_cursor: 'c3' });
+  await settle();
+  expect(server.feed).toHaveLength(3);
+  tab.set({ hidden: false });
+  await settle();
+  expect(server.feed.map((c) => c.after)).toEqual(['now', 'c1', 'c2', 'c3']);
+  live.stop();
+});
+
+test('When events arrive, then the panels are refreshed once for the burst, not once per event', async () => {
+  const tab = fakeTab();
+  const server = fakeApi();
+  const { live } = start(tab, server);
+  await settle();
+  expect(server.refreshes()).toBe(1);
+  server.feed[0]!.answer({ next_cursor: 'c1' });
+  await settle();
+  const event = { seq: 1, message_id: 'm1' } as FeedPage['data'][number];
+  server.feed[1]!.answer({ data: [event], next_cursor: 'c2' });
+  await settle();
+  server.feed[2]!.answer({ data: [event], next_cursor: 'c3' });
+  await settle();
+  expect(server.refreshes()).toBe(1);
+  // After the settle pause that the first event started, one refresh for both.
+  await eventually(() => server.refreshes() > 1);
+  await settle();
+  expect(server.refreshes()).toBe(2);
+  live.stop();
+});
+
+test('When the panels were just loaded, then the feed starts at once and the panels wait for events', async () => {
+  const tab = fakeTab();
+  const server = fakeApi();
+  const { live } = start(tab, server, true);
+  await settle();
+  expect(server.feed).toHaveLength(1);
+  expect(server.refreshes()).toBe(0);
+  server.feed[0]!.answer({ next_cursor: 'c1' });
+  await settle();
+  const event = { seq: 1, message_id: 'm1' } as FeedPage['data'][number];
+  server.feed[1]!.answer({ data: [event], next_cursor: 'c2' });
+  await eventually(() => server.refreshes() === 1);
+  live.stop();
+});
+
+test('When the API refuses the token, then both loops stop and the page is told once', async () => {
+  const tab = fakeTab();
+  const server = fakeApi();
+  const { live, refused } = start(tab, server);
+  await settle();
+  server.feed[0]!.fail(new ApiError(401, 'Unauthorized'));
+  await settle();
+  expect(refused()).toBe(1);
+  tab.set({ hidden: true });
+  tab.set({ hidden: false });
+  await settle();
+  expect(server.feed).toHaveLength(1);
+  expect(server.refreshes()).toBe(1);
+  live.stop();
+});
+
+test('When requests keep failing, then retries back off exponentially to a minute, with jitter, and honour Retry-After', () => {
+  const low = () => 0;
+  const high = () => 0.999_999;
+  expect([1, 2, 3, 4, 5, 6, 7, 8, 20].map((n) => retryDelayMs(n, 0, high))).toEqual([
+    1_000, 2_000, 4_000, 8_000, 16_000, 32_000, 60_000, 60_000, 60_000,
+  ]);
+  expect(retryDelayMs(3, 0, low)).toBe(2_000);
+  expect(retryDelayMs(1, 30_000, high)).toBe(30_000);
+});

@@ -1,0 +1,116 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { chromium } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
+
+/**
+ * Debian's chromium, driven by playwright-core (no browser download). CI installs it
+ * (.ci/run); elsewhere a missing browser fails the browser tests with the command that
+ * installs it, unless SW_SKIP_BROWSER_TESTS=1 says to skip them on purpose.
+ */
+export const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
+
+export const skipBrowserTests = process.env.SW_SKIP_BROWSER_TESTS === '1';
+
+export async function launchChromium(): Promise<Browser> {
+  if (!existsSync(CHROMIUM)) {
+    throw new Error(
+      `The browser tests need Chromium at ${CHROMIUM}: install it with \`apt-get install -y chromium\` ` +
+        '(Debian/Ubuntu; .ci/run does this in CI), or set CHROMIUM_PATH to another Chromium. ' +
+        'To skip the browser tests on purpose, set SW_SKIP_BROWSER_TESTS=1.',
+    );
+  }
+  return chromium.launch({
+    executablePath: CHROMIUM,
+    // Root (CI) cannot use Chromium's sandbox; /dev/shm is small in containers.
+    args: ['--no-sandbox', '--disable-dev-shm-usage'],
+  });
+}
+
+/** What a page did: console errors, uncaught exceptions, and every URL it asked for. */
+export interface PageWatch {
+  consoleErrors: string[];
+  requests: string[];
+  /** Status of every finished response, with its URL. */
+  responses: Array<{ url: string; status: number }>;
+}
+
+export function watchPage(page: Page): PageWatch {
+  const watch: PageWatch = { consoleErrors: [], requests: [], responses: [] };
+  page.on('response', (res) => watch.responses.push({ url: res.url(), status: res.status() }));
+  page.on('console', (message) => {
+    if (message.type() === 'error') watch.consoleErrors.push(message.text());
+  });
+  page.on('pageerror', (error) => watch.consoleErrors.push(`uncaught: ${error.message}`));
+  page.on('request', (req) => watch.requests.push(req.url()));
+  return watch;
+}
+
+/**
+ * Every request the page makes to another origin is aborted (and recorded by watchPage):
+ * the page must load nothing from the internet.
+ */
+export async function confineTo(page: Page, origin: string): Promise<void> {
+  await page.route('**/*', (route) =>
+    new URL(route.request().url()).origin === origin ? route.continue() : route.abort(),
+  );
+}
+
+const AXE_SOURCE = readFileSync(require.resolve('axe-core/axe.min.js'), 'utf8');
+
+export interface AxeViolation {
+  id: string;
+  impact: string | null;
+  help: string;
+  nodes: number;
+}
+
+/**
+ * axe-core run in the page (its source evaluated over the DevTools protocol, which the page's
+ * Content-Security-Policy does not govern, so the policy stays as served). Violations of
+ * every impact are returned.
+ */
+export async function runAxe(page: Page): Promise<AxeViolation[]> {
+  await page.evaluate(`${AXE_SOURCE}\n;undefined`);
+  return page.evaluate(async () => {
+    // Runs in the page: its globals, typed here without the DOM library.
+    const { axe, document } = globalThis as unknown as {
+      document: unknown;
+      axe: {
+        run(
+          context: unknown,
+          options: object,
+        ): Promise<{
+          violations: Array<{ id: string; impact: string | null; help: string; nodes: unknown[] }>;
+        }>;
+      };
+    };
+    const result = await axe.run(document, { resultTypes: ['violations'] });
+    return result.violations.map((v) => ({
+      id: v.id,
+      impact: v.impact,
+      help: v.help,
+      nodes: v.nodes.length,
+    }));
+  });
+}
+
+/**
+ * Bytes the page has transferred so far, as Chromium counts them (Network.loadingFinished's
+ * encodedDataLength: headers and body as they came over the wire), and how many responses.
+ * Start it before the page is opened.
+ */
+export async function measureTransfer(
+  page: Page,
+): Promise<{ bytes(): number; responses(): string[] }> {
+  const cdp = await page.context().newCDPSession(page);
+  const urls = new Map<string, string>();
+  const finished: string[] = [];
+  let total = 0;
+  cdp.on('Network.requestWillBeSent', (event) => urls.set(event.requestId, event.request.url));
+  cdp.on('Network.loadingFinished', (event) => {
+    total += event.encodedDataLength;
+    finished.push(urls.get(event.requestId) ?? '?');
+  });
+  await cdp.send('Network.enable');
+  return { bytes: () => total, responses: () => [...finished] };
+}

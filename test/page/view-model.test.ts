@@ -1,0 +1,144 @@
+import {
+  errorRows,
+  messageFromHash,
+  messageHash,
+  overviewFigures,
+  statusRows,
+  throughput,
+  timeline,
+  windows,
+} from '../../src/page/client/view-model';
+import type { HistoryEntry, Message, Stats } from '../../src/page/client/wire';
+
+/** The status page's pure view model: what each panel shows for an API answer. */
+
+const stats = (overrides: Partial<Stats> = {}): Stats => ({
+  created_since: '2026-01-01T00:00:00.000Z',
+  created_until: '2026-01-02T00:00:00.000Z',
+  total: 8,
+  by_status: { unknown: 0, queued: 0, sent: 1, delivered: 4, undelivered: 2, failed: 1, read: 0 },
+  delivery_rate: 4 / 7,
+  by_error: [
+    { api: 'cxml', error_code: '30003', error_reason: 'Destination handset unreachable', count: 2 },
+    { api: 'native', error_code: 'new_code', error_reason: null, count: 1 },
+  ],
+  latency_ms: { p50: 850, p95: 4_200, p99: null },
+  final_within_10s: 0.875,
+  stuck: 1,
+  conflicts: 0,
+  ...overrides,
+});
+
+test('When stats arrive, then the figures read as people read them', () => {
+  const figures = Object.fromEntries(overviewFigures(stats()).map((f) => [f.key, f.value]));
+  expect(figures).toMatchObject({
+    'delivery-rate': '57.1 %',
+    total: '8',
+    'final-within-10s': '87.5 %',
+    'latency-p50': '850 ms',
+    'latency-p95': '4.2 s',
+    'latency-p99': '—',
+    stuck: '1',
+  });
+  expect(overviewFigures(stats({ delivery_rate: null }))[0]!.value).toBe('—');
+});
+
+test('When statuses are listed, then they follow a message’s path, with the outcomes always shown', () => {
+  const rows = statusRows(stats({ by_status: { delivered: 0, sent: 3, failed: 0, queued: 1 } }));
+  expect(rows).toEqual([
+    { status: 'queued', count: 1 },
+    { status: 'sent', count: 3 },
+    { status: 'delivered', count: 0 },
+    { status: 'failed', count: 0 },
+  ]);
+});
+
+test('When errors are listed, then each has its reason (or says the code is unknown) and its share', () => {
+  expect(errorRows(stats())).toEqual([
+    {
+      api: 'cxml',
+      code: '30003',
+      reason: 'Destination handset unreachable',
+      count: 2,
+      share: '25.0 %',
+    },
+    { api: 'native', code: 'new_code', reason: 'unknown code', count: 1, share: '12.5 %' },
+  ]);
+});
+
+test('When the series is drawn, then undelivered and failed are one line and the summary counts them', () => {
+  const series = [
+    { start: '2026-01-01T10:00:00.000Z', total: 3, delivered: 2, undelivered: 1, failed: 0 },
+    { start: '2026-01-01T10:01:00.000Z', total: 5, delivered: 3, undelivered: 1, failed: 1 },
+  ];
+  const data = throughput(stats({ series }));
+  expect(data.times).toEqual([
+    Date.parse(series[0]!.start) / 1000,
+    Date.parse(series[1]!.start) / 1000,
+  ]);
+  expect(data.failed).toEqual([1, 2]);
+  expect(data.summary).toBe('8 messages in the last hour, 3 not delivered; busiest minute 5.');
+});
+
+const entry = (seq: number, status: string, extra: Partial<HistoryEntry> = {}): HistoryEntry => ({
+  seq,
+  status,
+  raw_status: status,
+  error_code: null,
+  error_reason: null,
+  error_message: null,
+  source: 'callback',
+  provider_timestamp: null,
+  received_at: `2026-01-01T10:00:0${seq}.000Z`,
+  ...extra,
+});
+
+test('When a history has a late sent and two different final statuses, then they are marked', () => {
+  const message = {
+    id: 'SM1',
+    conflict: true,
+    history: [
+      entry(1, 'queued', { source: 'proxy' }),
+      entry(2, 'delivered'),
+      entry(3, 'sent'),
+      entry(4, 'undelivered', {
+        error_code: '30003',
+        error_reason: 'Unreachable',
+        source: 'reconcile',
+      }),
+      entry(5, 'sending', { raw_status: 'initiated' }),
+    ],
+  } as Message;
+  const entries = timeline(message);
+  expect(entries.map((e) => [e.status, e.source, e.late, e.conflicting])).toEqual([
+    ['queued', 'proxy', false, false],
+    ['delivered', 'callback', false, true],
+    ['sent', 'callback', true, false],
+    ['undelivered', 'reconcile', false, true],
+    ['sending', 'callback', true, false],
+  ]);
+  expect(entries[3]!.error).toBe('30003 Unreachable');
+  expect(entries[4]!.raw).toBe('initiated');
+  expect(entries[0]!.time).toBe('2026-01-01 10:00:01 UTC');
+});
+
+test('When the windows are computed within one minute, then they are the same (so ETags can match)', () => {
+  const a = windows(Date.parse('2026-01-01T10:00:05Z'));
+  const b = windows(Date.parse('2026-01-01T10:00:55Z'));
+  expect(a).toEqual(b);
+  expect(a.hour).toEqual({
+    created_since: '2026-01-01T09:01:00.000Z',
+    created_until: '2026-01-01T10:01:00.000Z',
+    bucket: 'minute',
+  });
+  expect(a.day.created_since).toBe('2025-12-31T10:01:00.000Z');
+});
+
+test('When a message link is made and read back, then it names the same id; anything else names none', () => {
+  for (const id of ['SM123', 'a b/c?d#e', '0a418059-7161-4799-9719-d1edaa92604b']) {
+    expect(messageFromHash(messageHash(id))).toBe(id);
+  }
+  for (const hash of ['', '#', '#message=', '#message=%E0%A4%A', '#other=SM1', '#message=a&b=c']) {
+    expect(messageFromHash(hash)).toBeNull();
+  }
+});
