@@ -4,6 +4,7 @@ import path from 'node:path';
 import { freePort } from '../src/db/embedded-postgres';
 import { startBenchPostgres } from './lib/database';
 import { peak } from './lib/load';
+import { postgresCpuSeconds, postmasterPid } from './lib/postgres-cpu';
 import { startServer } from './lib/processes';
 import { writeRequestPool } from './lib/request-pool';
 import { swStatusEnv } from './lib/sw-status';
@@ -13,19 +14,21 @@ import { swStatusEnv } from './lib/sw-status';
  * PostgreSQL, alternating, so a change to the write path is measured against what it changes
  * (the machine's noise hits both alike). Each run: a fresh database migrated by its own
  * checkout's migrations, sw-status (src/main.ts, production mode) from that checkout, a warmup,
- * then wrk with 32 connections. Reports each run and the medians.
+ * then wrk with 32 connections. Reports each run and the medians: requests per second, and the
+ * PostgreSQL server's CPU time per event (all its processes, from /proc: bench/lib/postgres-cpu.ts).
  *
  *   BENCH_BASELINE_DIR=/path/to/other/checkout npm run bench:compare
  *
  * The baseline checkout needs its dependencies (npm ci there, or a node_modules symlink).
- * Env: BENCH_RUNS (5 per checkout), BENCH_SECONDS (10), BENCH_WARMUP_SECONDS (5).
+ * Env: BENCH_RUNS (5 per checkout), BENCH_SECONDS (10), BENCH_WARMUP_SECONDS (5),
+ * BENCH_CONNECTIONS (32).
  */
 
 const BASELINE = process.env.BENCH_BASELINE_DIR;
 const RUNS = Number(process.env.BENCH_RUNS ?? 5);
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
 const WARMUP = Number(process.env.BENCH_WARMUP_SECONDS ?? 5);
-const CONNECTIONS = 32;
+const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 32);
 
 async function main(): Promise<void> {
   if (!BASELINE || !existsSync(path.join(BASELINE, 'src', 'main.ts'))) {
@@ -38,6 +41,8 @@ async function main(): Promise<void> {
   const work = mkdtempSync(path.join(os.tmpdir(), 'sw-status-compare-'));
   const postgres = await startBenchPostgres();
   const rps: Record<keyof typeof checkouts, number[]> = { baseline: [], current: [] };
+  const pgMicros: Record<keyof typeof checkouts, number[]> = { baseline: [], current: [] };
+  const postmaster = await postmasterPid(postgres.adminUrl);
   try {
     const warmupPool = path.join(work, 'warmup.pool');
     const measurePool = path.join(work, 'measure.pool');
@@ -59,10 +64,17 @@ async function main(): Promise<void> {
         );
         try {
           await peak(server.port, warmupPool, WARMUP, CONNECTIONS);
+          const cpuBefore = postgresCpuSeconds(postmaster);
           const result = await peak(server.port, measurePool, SECONDS, CONNECTIONS);
+          const perEvent =
+            Math.round(((postgresCpuSeconds(postmaster) - cpuBefore) / result.requests) * 1e7) / 10;
           if (result.failures > 0) throw new Error(`${which}: ${result.failures} failed requests`);
           rps[which].push(result.rps);
-          log(`run ${run + 1} ${which.padEnd(8)} ${result.rps} req/s  p99 ${result.p99_ms} ms`);
+          pgMicros[which].push(perEvent);
+          log(
+            `run ${run + 1} ${which.padEnd(8)} ${result.rps} req/s  p99 ${result.p99_ms} ms  ` +
+              `PostgreSQL CPU ${perEvent} µs/event`,
+          );
         } finally {
           await server.stop();
           await postgres.dropDatabase(databaseUrl);
@@ -74,10 +86,16 @@ async function main(): Promise<void> {
     const result = {
       date: new Date().toISOString(),
       baseline: checkouts.baseline,
+      connections: CONNECTIONS,
       runs: rps,
       median_baseline: median(rps.baseline),
       median_current: median(rps.current),
       current_over_baseline: Math.round((median(rps.current) / median(rps.baseline)) * 1000) / 1000,
+      postgres_cpu_us_per_event: {
+        runs: pgMicros,
+        median_baseline: median(pgMicros.baseline),
+        median_current: median(pgMicros.current),
+      },
     };
     const results = path.join(__dirname, 'results');
     mkdirSync(results, { recursive: true });
@@ -85,6 +103,10 @@ async function main(): Promise<void> {
     writeFileSync(file, `${JSON.stringify(result, null, 2)}\n`);
     log(
       `median: baseline ${result.median_baseline} req/s, current ${result.median_current} req/s → ${result.current_over_baseline}`,
+    );
+    log(
+      `PostgreSQL CPU per event (median): baseline ${result.postgres_cpu_us_per_event.median_baseline} µs, ` +
+        `current ${result.postgres_cpu_us_per_event.median_current} µs`,
     );
   } finally {
     await postgres.close();

@@ -8,6 +8,7 @@ import { startBenchPostgres } from './lib/database';
 import type { BenchPostgres } from './lib/database';
 import { fixedRate, peak } from './lib/load';
 import type { LoadResult } from './lib/load';
+import { postgresCpuSeconds, postmasterPid } from './lib/postgres-cpu';
 import { startServer } from './lib/processes';
 import type { Server } from './lib/processes';
 import { writeRequestPool } from './lib/request-pool';
@@ -23,13 +24,17 @@ import { swStatusEnv } from './lib/sw-status';
  *   (c) naive Express handler doing one INSERT (one commit) per callback;
  *   (d) bare Node http server parsing the body (the ceiling).
  * Peak runs use wrk (32 connections) with pre-signed callbacks, each with its own
- * MessageSid; (a) and (b) once more with 128 connections. Then (b) and (a) run at the same
+ * MessageSid. (a) and (b), the targets' ratio, run BENCH_ROUNDS times (3) alternating, at 32
+ * and at 128 connections, and their medians count: on a shared machine one run of each says
+ * little. For (b) the PostgreSQL server's CPU time per event is measured too (all its
+ * processes, from /proc: bench/lib/postgres-cpu.ts). Then (b) and (a) run at the same
  * fixed rate, half of (b)'s peak, to compare their latency under equal load. Before each run
  * PostgreSQL settles (earlier runs' vacuum and dirty buffers), and each scenario's database is
  * dropped after it. Last, the adversarial bodies' cost next to a normal callback's
  * (bench/adversarial.ts, also runnable alone). Results: stdout and bench/results/bench-<time>.json.
  *
- * Env: BENCH_DATABASE_URL (default: an embedded PostgreSQL), BENCH_SECONDS (10),
+ * Env: BENCH_DATABASE_URL (default: an embedded PostgreSQL), BENCH_SECONDS (10), BENCH_ROUNDS
+ * (3), BENCH_ONLY_RATIO=1 (only the alternating (a)/(b) runs),
  * BENCH_WARMUP_SECONDS (3), BENCH_PROFILE=1 (CPU profile of (b) into bench/results/profiles;
  * summarise with bench/profile-summary.ts), BENCH_SERVER_LOGS=1 (servers' logs).
  */
@@ -44,6 +49,8 @@ const HIGH_CONNECTIONS = 128;
 const RESULTS = path.join(__dirname, 'results');
 const MAX_EXPECTED_RPS = 20_000;
 const FIXED_RATE_RUNS = 3; // sizes the request pools; a wrap-around is reported
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
+const ONLY_RATIO = process.env.BENCH_ONLY_RATIO === '1';
 
 interface Scenario {
   key: 'a' | 'b' | 'b1' | 'c' | 'd';
@@ -99,6 +106,13 @@ interface Run {
   load: LoadResult;
   max_rss_mb: number;
   cpu_cores: number;
+  /** PostgreSQL server CPU per request of the measured run (µs); 0 for servers without it. */
+  postgres_cpu_us_per_event?: number;
+}
+
+/** The run with the median requests per second. */
+function medianByRps(runs: readonly Run[]): Run {
+  return [...runs].sort((x, y) => x.load.rps - y.load.rps)[Math.floor(runs.length / 2)]!;
 }
 
 async function main(): Promise<void> {
@@ -118,25 +132,95 @@ async function main(): Promise<void> {
     await writeRequestPool(warmupPool, WARMUP * MAX_EXPECTED_RPS);
     await writeRequestPool(measurePool, SECONDS * MAX_EXPECTED_RPS);
 
-    const peaks: Partial<Record<Scenario['key'], Run>> = {};
-    for (const scenario of SCENARIOS) {
-      const profile = scenario.key === 'b' && process.env.BENCH_PROFILE === '1';
-      const flags = profile
-        ? ['--cpu-prof', `--cpu-prof-dir=${path.join(RESULTS, 'profiles')}`]
-        : [];
-      peaks[scenario.key] = await withServer(postgres, scenario, work, flags, (server) =>
-        peakRun(server, warmupPool, measurePool, CONNECTIONS),
+    const postmaster = await postmasterPid(postgres.adminUrl);
+    const measure = (server: Server, connections: number) =>
+      peakRun(server, warmupPool, measurePool, connections, postmaster);
+
+    // The targets' ratio: (a) and (b) alternating, ROUNDS times, at both concurrencies.
+    const rounds: Record<'32' | '128', Record<'a' | 'b', Run[]>> = {
+      '32': { a: [], b: [] },
+      '128': { a: [], b: [] },
+    };
+    for (const connections of [CONNECTIONS, HIGH_CONNECTIONS] as const) {
+      for (let round = 0; round < ROUNDS; round++) {
+        // Alternate which goes first, so neither always follows the other.
+        const order = round % 2 === 0 ? (['a', 'b'] as const) : (['b', 'a'] as const);
+        for (const key of order) {
+          const scenario = SCENARIOS.find((s) => s.key === key)!;
+          const profile = key === 'b' && process.env.BENCH_PROFILE === '1' && round === 0;
+          const flags = profile
+            ? ['--cpu-prof', `--cpu-prof-dir=${path.join(RESULTS, 'profiles')}`]
+            : [];
+          const run = await withServer(postgres, scenario, work, flags, (server) =>
+            measure(server, connections),
+          );
+          rounds[String(connections) as '32' | '128'][key].push(run);
+          report(`(${key}) ${connections} conn, round ${round + 1}`, run);
+        }
+      }
+    }
+    const peaks: Partial<Record<Scenario['key'], Run>> = {
+      a: medianByRps(rounds['32'].a),
+      b: medianByRps(rounds['32'].b),
+    };
+    const highConcurrency = {
+      a: medianByRps(rounds['128'].a),
+      b: medianByRps(rounds['128'].b),
+    };
+    const ratioOfMedians = (connections: '32' | '128') =>
+      Math.round(
+        (medianByRps(rounds[connections].b).load.rps /
+          medianByRps(rounds[connections].a).load.rps) *
+          100,
+      ) / 100;
+    const medianCpu = (runs: Run[]) =>
+      [...runs.map((run) => run.postgres_cpu_us_per_event ?? 0)].sort((x, y) => x - y)[
+        Math.floor(runs.length / 2)
+      ]!;
+    log('');
+    log(
+      `median of ${ROUNDS}: b/a = ${ratioOfMedians('32')} at ${CONNECTIONS} connections, ` +
+        `${ratioOfMedians('128')} at ${HIGH_CONNECTIONS}; PostgreSQL CPU per event (b): ` +
+        `${medianCpu(rounds['32'].b)} µs at ${CONNECTIONS}, ${medianCpu(rounds['128'].b)} µs at ${HIGH_CONNECTIONS}`,
+    );
+    if (ONLY_RATIO) {
+      const file = path.join(
+        RESULTS,
+        `bench-ratio-${new Date().toISOString().replace(/[:.]/g, '-')}.json`,
+      );
+      writeFileSync(
+        file,
+        `${JSON.stringify(
+          {
+            date: new Date().toISOString(),
+            machine: { cpus: os.cpus().length, model: os.cpus()[0]?.model, loadavg: os.loadavg() },
+            node: process.version,
+            postgres: postgres.source,
+            seconds: SECONDS,
+            rounds,
+            b_over_a: { '32': ratioOfMedians('32'), '128': ratioOfMedians('128') },
+            postgres_cpu_us_per_event_b: {
+              '32': medianCpu(rounds['32'].b),
+              '128': medianCpu(rounds['128'].b),
+            },
+            targets: {
+              'b/a >= 1.0 at 32 connections': ratioOfMedians('32') >= 1,
+              'b/a >= 1.3 at 128 connections': ratioOfMedians('128') >= 1.3,
+            },
+            elapsed_seconds: Math.round((Date.now() - started) / 1000),
+          },
+          null,
+          2,
+        )}\n`,
+      );
+      log(`written: ${path.relative(process.cwd(), file)}`);
+      return;
+    }
+    for (const scenario of SCENARIOS.filter((s) => s.key !== 'a' && s.key !== 'b')) {
+      peaks[scenario.key] = await withServer(postgres, scenario, work, [], (server) =>
+        measure(server, CONNECTIONS),
       );
       report(`(${scenario.key}) ${scenario.name}`, peaks[scenario.key]!);
-    }
-
-    const highConcurrency: Partial<Record<'a' | 'b', Run>> = {};
-    for (const key of ['a', 'b'] as const) {
-      const scenario = SCENARIOS.find((s) => s.key === key)!;
-      highConcurrency[key] = await withServer(postgres, scenario, work, [], (server) =>
-        peakRun(server, warmupPool, measurePool, HIGH_CONNECTIONS),
-      );
-      report(`(${key}) ${HIGH_CONNECTIONS} connections`, highConcurrency[key]!);
     }
 
     // Equal load: half of sw-status's peak, for both sw-status and the Express baseline.
@@ -185,6 +269,11 @@ async function main(): Promise<void> {
       },
       peak: Object.fromEntries(SCENARIOS.map((s) => [s.key, { name: s.name, ...peaks[s.key] }])),
       peak_high_concurrency: { connections: HIGH_CONNECTIONS, ...highConcurrency },
+      alternating_rounds: rounds,
+      postgres_cpu_us_per_event_b: {
+        [CONNECTIONS]: medianCpu(rounds['32'].b),
+        [HIGH_CONNECTIONS]: medianCpu(rounds['128'].b),
+      },
       ratios: {
         b_over_a: ratio(peaks.b!.load.rps, peaks.a!.load.rps),
         c_over_a: ratio(peaks.c!.load.rps, peaks.a!.load.rps),
@@ -201,7 +290,9 @@ async function main(): Promise<void> {
       },
       adversarial,
       targets: {
-        'b/a >= 1.0': peaks.b!.load.rps >= peaks.a!.load.rps,
+        'b/a >= 1.0 (median of rounds, 32 connections)': peaks.b!.load.rps >= peaks.a!.load.rps,
+        'b/a >= 1.3 (median of rounds, 128 connections)':
+          highConcurrency.b.load.rps >= 1.3 * highConcurrency.a.load.rps,
         'p99(b) <= 2 x p99(a) at half of b peak': fixed.b.load.p99_ms <= 2 * fixed.a.load.p99_ms,
         'RSS(b) < 200 MB':
           Math.max(
@@ -247,11 +338,18 @@ async function peakRun(
   warmupPool: string,
   measurePool: string,
   connections: number,
+  postmaster: number,
 ): Promise<Run> {
   await peak(server.port, warmupPool, WARMUP, connections);
   const sampler = server.sample();
+  const cpuBefore = postgresCpuSeconds(postmaster);
   const load = await peak(server.port, measurePool, SECONDS, connections);
-  return { load, ...sampler.stop() };
+  const postgresCpu = postgresCpuSeconds(postmaster) - cpuBefore;
+  return {
+    load,
+    ...sampler.stop(),
+    postgres_cpu_us_per_event: Math.round((postgresCpu / Math.max(load.requests, 1)) * 1e7) / 10,
+  };
 }
 
 async function withServer<T>(
@@ -284,7 +382,7 @@ function report(label: string, run: Run): void {
   log(
     `${label.padEnd(34)} ${String(load.rps).padStart(7)} req/s  p50 ${load.p50_ms.toFixed(2).padStart(7)} ms  ` +
       `p99 ${load.p99_ms.toFixed(2).padStart(7)} ms  failures ${load.failures}  RSS ${run.max_rss_mb} MB  ` +
-      `CPU ${run.cpu_cores}${load.pool_wraps ? `  (pool wrapped ${load.pool_wraps}×)` : ''}`,
+      `CPU ${run.cpu_cores}  PG ${run.postgres_cpu_us_per_event ?? 0} µs/req${load.pool_wraps ? `  (pool wrapped ${load.pool_wraps}×)` : ''}`,
   );
 }
 

@@ -40,6 +40,11 @@ export interface AppDeps {
   config: Config;
   logger: Logger;
   db: Db;
+  /**
+   * DATABASE_READ_URL's pool (DESIGN §13): lists, stats and the feed read there. Absent: db.
+   * Writes, token binding and single-message reads stay on `db`.
+   */
+  readDb?: Db;
   recorder: EventRecorder;
   lifecycle: Lifecycle;
   clock?: () => Date;
@@ -155,9 +160,10 @@ export function createInternalApp(deps: AppDeps): Express {
   app.use(relayRoutes({ db: deps.db, onRetried: () => deps.relay?.wake() }));
   const feedSignal = deps.feedSignal ?? createFeedSignal({ logger: deps.logger });
   if (metrics) registerFeedMetrics(metrics.registry, { db: deps.db, signal: feedSignal });
+  const readDb = deps.readDb ?? deps.db;
   app.use(
-    feedRoutes({ db: deps.db, signal: feedSignal, secrets: deps.config.callbackTokenSecrets }),
+    feedRoutes({ db: readDb, signal: feedSignal, secrets: deps.config.callbackTokenSecrets }),
   );
-  app.use(statsRoutes({ db: deps.db, clock: deps.clock }));
+  app.use(statsRoutes({ db: readDb, clock: deps.clock }));
   return finish(app, deps, 'internal');
 }

@@ -158,6 +158,14 @@ const EnvSchema = z.object({
       ),
     )
     .default([]),
+  // Growth (DESIGN §13): retention and a read replica. Unset: history is kept, reads go to
+  // DATABASE_URL.
+  RETENTION_DAYS: positiveInt.optional(),
+  RELAY_KEEP_DELIVERED_DAYS: positiveInt.optional(),
+  DATABASE_READ_URL: z
+    .string()
+    .regex(/^postgres(ql)?:\/\//, 'must be a postgres:// connection string')
+    .optional(),
 });
 
 /** Every environment variable the service reads (deployment manifests are checked against it). */
@@ -236,6 +244,13 @@ export interface Config {
   corsOrigins: readonly string[];
   /** Human-readable notes on the development defaults in force, for the start log. */
   defaultsInForce: readonly string[];
+  // Growth (DESIGN §13).
+  /** Messages whose last activity is older are removed (src/retention); undefined: kept. */
+  retentionDays: number | undefined;
+  /** Delivered relay jobs older than this are removed; undefined: kept. */
+  relayKeepDeliveredDays: number | undefined;
+  /** A read replica for lists, stats, the feed and the page (src/db/read-replica.ts). */
+  databaseReadUrl: string | undefined;
 }
 
 export class ConfigError extends Error {
@@ -404,5 +419,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     signalwireCredentials: v.SIGNALWIRE_CREDENTIALS ?? new Map<string, string>(),
     corsOrigins: Object.freeze(v.CORS_ORIGINS),
     defaultsInForce: Object.freeze(defaults),
+    retentionDays: v.RETENTION_DAYS,
+    relayKeepDeliveredDays: v.RELAY_KEEP_DELIVERED_DAYS,
+    databaseReadUrl: v.DATABASE_READ_URL,
   });
 }

@@ -19,6 +19,7 @@ import { trapStartupSignals } from './process/startup-signals';
 import { createSignalWireClient, signalWireClientFor } from './proxy/signalwire-client';
 import { createReconciler } from './reconcile/reconcile';
 import { createRelay } from './relay/relay';
+import { createRetention } from './retention/retention';
 import { startSimulator } from './simulator/simulator';
 import { startStatsCompactor } from './stats/stats-compactor';
 
@@ -42,6 +43,10 @@ async function main(): Promise<void> {
   startup.onAbort(() => embedded?.stop());
   const databaseUrl = config.databaseUrl ?? embedded!.url;
   const { db, pool } = createDb(databaseUrl, config.databasePoolMax);
+  // DATABASE_READ_URL (DESIGN §13): a hot standby for lists, stats and the feed.
+  const reader = config.databaseReadUrl
+    ? createDb(config.databaseReadUrl, config.databasePoolMax)
+    : undefined;
   // A database restart must not kill the process (and with it the spool's acknowledgements).
   if (!config.isProduction) {
     const applied = await migrateReachable(db, config.databaseUrl);
@@ -106,10 +111,21 @@ async function main(): Promise<void> {
   });
   lifecycle.ingest = recorder;
   const statsCompactor = startStatsCompactor({ db, logger });
+  // RETENTION_DAYS / RELAY_KEEP_DELIVERED_DAYS (DESIGN §13); undefined when neither is set.
+  const retention = createRetention({
+    db,
+    logger: logger.child({ component: 'retention' }),
+    registry: metrics.registry,
+    options: {
+      retentionDays: config.retentionDays,
+      relayKeepDeliveredDays: config.relayKeepDeliveredDays,
+    },
+  });
   const deps: AppDeps = {
     config,
     logger,
     db,
+    readDb: reader?.db,
     recorder,
     lifecycle,
     metrics,
@@ -121,6 +137,7 @@ async function main(): Promise<void> {
   const internalServer = await listen(createInternalApp(deps), config, 'INTERNAL_PORT', logger);
   relay.start();
   reconciler?.start();
+  retention?.start();
   logger.info(
     { public: address(publicServer), internal: address(internalServer), spool: spool.dir },
     'sw-status listening',
@@ -140,13 +157,14 @@ async function main(): Promise<void> {
     // Long-polls answer now, so their clients move to a replica that stays.
     onDraining: [() => feedSignal.close()],
     // No new lookups once the listeners are closed: their results would only add to the drain.
-    beforeDrain: [async () => reconciler?.stop()],
+    beforeDrain: [async () => reconciler?.stop(), async () => retention?.stop()],
     closers: [
       // After the ingest drain: the relays of the last committed callbacks may still go out.
       () => relay.stop(),
       () => statsCompactor.stop(),
       async () => simulator?.close(),
       () => db.destroy(),
+      async () => reader?.db.destroy(),
       async () => embedded?.stop(),
       async () => logger.info({ pool_total: pool.totalCount }, 'pools closed'),
     ],

@@ -25,6 +25,8 @@ export const BENCH_POSTGRES_SETTINGS = {
 export interface BenchPostgres {
   /** Where it came from, for the results. */
   source: 'BENCH_DATABASE_URL' | 'embedded';
+  /** The server's maintenance database (CPU readings: bench/lib/postgres-cpu.ts). */
+  adminUrl: string;
   /**
    * A fresh, migrated, empty database; each scenario run gets its own. With `migrationsDir`,
    * migrated from that directory instead (another checkout's schema, bench/compare-ingest.ts).
@@ -63,6 +65,7 @@ export async function startBenchPostgres(): Promise<BenchPostgres> {
   let counter = 0;
   return {
     source: given ? 'BENCH_DATABASE_URL' : 'embedded',
+    adminUrl,
     async createDatabase(migrationsDir) {
       const name = `sw_status_bench_${suffix}_${++counter}`;
       await admin(

@@ -1,3 +1,4 @@
+import { AsyncLocalStorage } from 'node:async_hooks';
 import { CompiledQuery } from 'kysely';
 import type { PostgresPool, PostgresPoolClient } from 'kysely';
 import type { Pool, PoolClient } from 'pg';
@@ -20,6 +21,13 @@ import type { Pool, PoolClient } from 'pg';
  * would otherwise wait for the event loop of a busy service. A transaction that ends before
  * its first statement sends nothing at all.
  *
+ * 3. A transaction's COMMIT can travel with its last statement (`asLastStatement`): one round
+ * trip less again. If that statement fails, PostgreSQL answers the COMMIT of the now aborted
+ * transaction with ROLLBACK (no error), and the statement's error is what the caller sees; if
+ * the statement succeeds and the COMMIT fails, Kysely's commit() rejects with that error.
+ * Only for a statement after which the transaction's callback does nothing that could throw:
+ * the COMMIT is already on its way.
+ *
  * Behind PgBouncer in transaction mode, named statements need PgBouncer ≥ 1.21 with
  * `max_prepared_statements` set.
  */
@@ -35,6 +43,16 @@ export function preparedStatement(name: string, text: string): PreparedStatement
   }
   namesBySql.set(text, name);
   return (parameters) => CompiledQuery.raw(text, [...parameters]);
+}
+
+const lastStatement = new AsyncLocalStorage<true>();
+
+/**
+ * Runs `work`, whose one statement is the last of its transaction: the COMMIT is sent right
+ * behind it (see 3. above). A `work` that sends no statement leaves the COMMIT as it was.
+ */
+export function asLastStatement<T>(work: () => Promise<T>): Promise<T> {
+  return lastStatement.run(true, work);
 }
 
 /** The pg pool as Kysely sees it (see above). */
@@ -67,6 +85,8 @@ function nothingSent(): Promise<unknown> {
 
 function wrap(client: PoolClient): PostgresPoolClient {
   let beginDeferred = false;
+  // The COMMIT sent with the transaction's last statement, until Kysely asks for it.
+  let commitSent: Promise<unknown> | null = null;
   const send = (text: string, values: unknown[]): Promise<unknown> => {
     const name = namesBySql.get(text);
     return name === undefined ? client.query(text, values) : client.query({ name, text, values });
@@ -79,18 +99,32 @@ function wrap(client: PoolClient): PostgresPoolClient {
       beginDeferred = true;
       return nothingSent();
     }
-    if (!beginDeferred) return send(textOrCursor, [...parameters]);
+    if (commitSent !== null && (textOrCursor === 'commit' || textOrCursor === 'rollback')) {
+      const commit = commitSent;
+      commitSent = null;
+      // After a failed last statement the COMMIT rolled back: a rollback has nothing to add.
+      return textOrCursor === 'commit' ? commit : commit.then(nothingSent, nothingSent);
+    }
+    const begin = beginDeferred;
     beginDeferred = false;
-    if (textOrCursor === 'rollback' || textOrCursor === 'commit') return nothingSent();
-    // Both leave in one write (one system call), when pg's socket is reachable.
+    if (begin && (textOrCursor === 'rollback' || textOrCursor === 'commit')) return nothingSent();
+    const commit = lastStatement.getStore() === true && begin === false;
+    if (!begin && !commit) return send(textOrCursor, [...parameters]);
+    // What leaves together leaves in one write (one system call), when pg's socket is reachable.
     const socket = (client as unknown as { connection?: { stream?: Partial<Corkable> } }).connection
       ?.stream;
     socket?.cork?.();
-    let began: Promise<unknown>;
+    let began: Promise<unknown> = Promise.resolve();
     let result: Promise<unknown>;
     try {
-      began = client.query('begin');
+      if (begin) began = client.query('begin');
       result = send(textOrCursor, [...parameters]);
+      if (commit) {
+        const sent = client.query('commit');
+        // Kysely asks for it next; until then a failure must not go unhandled.
+        sent.catch(() => undefined);
+        commitSent = sent;
+      }
     } finally {
       socket?.uncork?.();
     }
@@ -107,6 +141,7 @@ function wrap(client: PoolClient): PostgresPoolClient {
     // pg-pool gives a client a new release function at each checkout: look it up each time.
     release: () => {
       beginDeferred = false;
+      commitSent = null;
       client.release();
     },
   };

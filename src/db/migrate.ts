@@ -1,7 +1,7 @@
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { Migrator, sql } from 'kysely';
-import type { Kysely, Migration, MigrationProvider } from 'kysely';
+import type { Kysely, Migration, MigrationProvider, MigrationResultSet } from 'kysely';
 import { StartupError } from '../process/startup-error';
 import { isDatabaseUnavailable } from './database-unavailable';
 import {
@@ -22,11 +22,27 @@ export async function knownMigrations(dir: string = MIGRATIONS_DIR): Promise<str
 }
 
 /**
+ * The first line that marks a migration to run outside a transaction: CREATE INDEX
+ * CONCURRENTLY and DROP INDEX CONCURRENTLY refuse to run inside one. Such a file must be safe
+ * to run again from the top (IF NOT EXISTS, IF EXISTS): a crash between two of its statements,
+ * or between its last statement and its record in kysely_migration, runs it again.
+ */
+export const NO_TRANSACTION_MARKER = '--! no-transaction';
+
+/** Whether a migration's text opens with the no-transaction marker. */
+export function isNonTransactional(text: string): boolean {
+  return text.trimStart().split('\n', 1)[0]!.trim() === NO_TRANSACTION_MARKER;
+}
+
+/**
  * Plain SQL files, applied in file-name order; each file is one migration. Kysely's
  * Migrator records them in kysely_migration and takes a lock, so concurrent replicas
  * starting at once apply each file exactly once. Before each file the compatibility marker
- * (src/db/schema-version.ts) is made to exist, in the same transaction, so a migration that
- * breaks older releases can say so in plain SQL.
+ * (src/db/schema-version.ts) is made to exist, so a migration that breaks older releases can
+ * say so in plain SQL.
+ *
+ * A non-transactional file runs statement by statement (a multi-statement query string would
+ * be one implicit transaction); session settings it makes (SET lock_timeout) are reset after it.
  */
 export class SqlFileMigrationProvider implements MigrationProvider {
   constructor(private readonly dir: string = MIGRATIONS_DIR) {}
@@ -35,15 +51,60 @@ export class SqlFileMigrationProvider implements MigrationProvider {
     const migrations: Record<string, Migration> = {};
     for (const name of await knownMigrations(this.dir)) {
       const text = await fs.readFile(path.join(this.dir, `${name}.sql`), 'utf8');
-      migrations[name] = {
-        up: async (db) => {
-          await CREATE_SCHEMA_MARKER.execute(db);
-          await sql.raw(text).execute(db);
-        },
-      };
+      migrations[name] = isNonTransactional(text)
+        ? {
+            up: async (db) => {
+              await CREATE_SCHEMA_MARKER.execute(db);
+              try {
+                for (const statement of splitStatements(text)) await sql.raw(statement).execute(db);
+              } finally {
+                await sql`RESET ALL`.execute(db);
+              }
+            },
+          }
+        : {
+            up: async (db) => {
+              await CREATE_SCHEMA_MARKER.execute(db);
+              await sql.raw(text).execute(db);
+            },
+          };
     }
     return migrations;
   }
+}
+
+/**
+ * SQL text split into statements at semicolons outside quotes, dollar quotes and comments.
+ * Only for the no-transaction files this repository writes; the result keeps comments.
+ */
+export function splitStatements(text: string): string[] {
+  const statements: string[] = [];
+  let start = 0;
+  let i = 0;
+  while (i < text.length) {
+    const rest = text.slice(i);
+    const dollar = /^\$[A-Za-z_]*\$/.exec(rest)?.[0];
+    if (rest.startsWith('--')) i = until(text, '\n', i);
+    else if (rest.startsWith('/*')) i = until(text, '*/', i + 2);
+    else if (text[i] === "'" || text[i] === '"') i = until(text, text[i]!, i + 1);
+    else if (dollar) i = until(text, dollar, i + dollar.length);
+    else if (text[i] === ';') {
+      statements.push(text.slice(start, i + 1));
+      start = ++i;
+    } else i++;
+  }
+  statements.push(text.slice(start));
+  return statements.filter((statement) => !/^\s*$/.test(withoutComments(statement)));
+}
+
+/** The index just past the next `end` at or after `from` (the text's end when none). */
+function until(text: string, end: string, from: number): number {
+  const found = text.indexOf(end, from);
+  return found === -1 ? text.length : found + end.length;
+}
+
+function withoutComments(statement: string): string {
+  return statement.replace(/--[^\n]*/g, '').replace(/\/\*[\s\S]*?\*\//g, '');
 }
 
 /**
@@ -58,8 +119,44 @@ export async function migrateToLatest<T>(db: Kysely<T>, dir?: string): Promise<s
   if (!isCompatible(verdict) && verdict.state !== 'too_old') {
     throw new Error(describeSchema(verdict));
   }
-  const migrator = new Migrator({ db, provider: new SqlFileMigrationProvider(dir) });
-  const { error, results } = await migrator.migrateToLatest();
+  // Kysely runs every pending migration in one transaction, or none in any. Without a file
+  // marked no-transaction pending, that is kept: a failure leaves nothing half-applied. With
+  // one, files are applied one at a time (migrateUp: the next pending one, under Kysely's
+  // lock, so racing replicas never apply a file twice), each transactional file in its own
+  // transaction with its record in kysely_migration.
+  const provider = new SqlFileMigrationProvider(dir);
+  const nonTransactional = await nonTransactionalMigrations(known, dir);
+  const inTransaction = new Migrator({ db, provider });
+  const pending = (await inTransaction.getMigrations())
+    .filter((migration) => migration.executedAt === undefined)
+    .map((migration) => migration.name);
+  if (!pending.some((name) => nonTransactional.has(name))) {
+    return succeeded(await inTransaction.migrateToLatest());
+  }
+  const alone = new Migrator({ db, provider, disableTransactions: true });
+  const applied: string[] = [];
+  for (const name of pending) {
+    // Another replica may have applied `name` meanwhile: migrateUp then applies the next one,
+    // and one of the other kind still works (a transactional file's text is one implicit
+    // transaction; a concurrent index build refuses to run in one, and the next start retries).
+    const migrator = nonTransactional.has(name) ? alone : inTransaction;
+    applied.push(...succeeded(await migrator.migrateUp()));
+  }
+  return applied;
+}
+
+async function nonTransactionalMigrations(
+  known: readonly string[],
+  dir: string = MIGRATIONS_DIR,
+): Promise<Set<string>> {
+  const texts = await Promise.all(
+    known.map((name) => fs.readFile(path.join(dir, `${name}.sql`), 'utf8')),
+  );
+  return new Set(known.filter((_, i) => isNonTransactional(texts[i]!)));
+}
+
+/** The names a migrator run applied; its error, thrown. */
+function succeeded({ error, results }: MigrationResultSet): string[] {
   if (error) throw error instanceof Error ? error : new Error(String(error));
   return (results ?? []).filter((r) => r.status === 'Success').map((r) => r.migrationName);
 }

@@ -1,8 +1,10 @@
 import { Router } from 'express';
 import type { Db } from '../db/database';
+import { AppError } from '../errors';
 import { answeredNotModified } from '../http/etag';
 import { errorReason } from '../messages/error-reasons';
-import { FEED_START, feedCursors, laterOf } from './feed-cursor';
+import { removedThrough } from '../retention/retention.repository';
+import { FEED_START, comparePositions, feedCursors, laterOf } from './feed-cursor';
 import type { FeedPosition } from './feed-cursor';
 import { feedEnd, readFeedPage } from './feed.repository';
 import type { FeedFilter, FeedPage, FeedRow } from './feed.repository';
@@ -46,6 +48,9 @@ export function feedRoutes({ db, signal, secrets }: FeedDeps): Router {
     // the horizon. Look again after this long (doubling up to 1 s), whatever wakes meanwhile.
     let recheck = 0;
     let page = await readFeedPage(db, position, filter, query.limit, scanLimit);
+    // Retention (src/retention) removed events after this cursor: the consumer would miss them.
+    // Read after the page, so any removal the page's snapshot already missed is seen here.
+    if (query.after !== undefined && query.after !== 'now') await refuseExpired(db, position);
     position = nextPosition(position, page, query.limit, scanLimit);
     while (page.rows.length === 0 && Date.now() < deadline && !closedByClient.signal.aborted) {
       let committed = false;
@@ -78,6 +83,18 @@ export function feedRoutes({ db, signal, secrets }: FeedDeps): Router {
   });
 
   return router;
+}
+
+/** 410 cursor_expired for a cursor before the newest event retention removed. */
+async function refuseExpired(db: Db, position: FeedPosition): Promise<void> {
+  const removed = await removedThrough(db);
+  if (comparePositions(position, removed) >= 0) return;
+  throw new AppError(
+    410,
+    'cursor_expired',
+    'events after this cursor were removed by retention (RETENTION_DAYS): read the current ' +
+      'state from /v1/messages, then follow the feed from after=now',
+  );
 }
 
 /**

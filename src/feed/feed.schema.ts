@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { oneOrMore } from '../http/query-params';
 import { CANONICAL_STATUSES } from '../messages/statuses';
-import { BEARER, ETAG_HEADER, NOT_MODIFIED, errorResponses } from '../openapi/api-docs';
+import { BEARER, ETAG_HEADER, ErrorBody, NOT_MODIFIED, errorResponses } from '../openapi/api-docs';
 import type { ApiDocs } from '../openapi/api-docs';
 
 export const MAX_WAIT_SECONDS = 30;
@@ -92,6 +92,12 @@ export function describeFeed(docs: ApiDocs): void {
       },
       304: NOT_MODIFIED,
       ...errorResponses(400, 401, 429, 500, 503),
+      // Retention (RETENTION_DAYS, src/retention).
+      410: {
+        description:
+          '`cursor_expired`: retention removed events after this cursor, so following it would miss them. Read the current state from `/v1/messages`, then follow the feed from `after=now`.',
+        content: { 'application/json': { schema: ErrorBody } },
+      },
     },
   });
 }

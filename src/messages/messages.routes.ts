@@ -8,8 +8,12 @@ import { findMessageWithHistory, listMessages } from './messages.repository';
 import type { MessageRow } from './messages.repository';
 import { ListQuery, MessageParams } from './messages.schema';
 
-/** The query API dashboards poll (DESIGN §6). Mounted behind bearer auth. */
-export function messageRoutes({ db }: { db: Db }): Router {
+/**
+ * The query API dashboards poll (DESIGN §6). Mounted behind bearer auth. Lists read from
+ * `readDb` (DATABASE_READ_URL's replica when set: a list may lag a moment); a single message is
+ * read from the primary, so a caller sees its own send or callback right after it.
+ */
+export function messageRoutes({ db, readDb = db }: { db: Db; readDb?: Db }): Router {
   const router = Router();
 
   router.get('/v1/messages/:id', async (req, res) => {
@@ -29,7 +33,7 @@ export function messageRoutes({ db }: { db: Db }): Router {
     const after = query.cursor === undefined ? undefined : decodeCursor(query.cursor, order);
     // One extra row tells whether another page exists without a count query.
     const rows = await listMessages(
-      db,
+      readDb,
       {
         statuses: query.status,
         to: query.to,

@@ -90,7 +90,10 @@ const ROLLUP_RECORD = `r(minute double precision, api text, status text, error_c
  * back) or, when it has a row, locked and returned as it stands (`existing`). Messages named
  * in $3 (those with a token-authenticated event, whose binding must be checked even when the
  * event is a duplicate) are locked and returned too; `= ANY($3)` filters the batch's own rows,
- * not the table. The DO UPDATE is what locks and returns an existing row: ON CONFLICT finds it even when a concurrent
+ * not the table. An event conflicts only on its dedupe key (seq is an identity): the conflict
+ * target is left out, so the statement works with whichever unique index holds it — the
+ * (message_id, dedupe_key) of migration 0006, or the global one it replaces while 0006–0007
+ * run. The DO UPDATE is what locks and returns an existing row: ON CONFLICT finds it even when a concurrent
  * transaction committed it after this statement's snapshot, where a SELECT … FOR UPDATE would
  * miss it.
  *
@@ -112,7 +115,7 @@ const RECORD_BATCH = preparedStatement(
   `WITH new_events AS (
      ${INSERT_EVENTS}
      SELECT ${EVENT_VALUES} FROM json_to_recordset($1::json) AS ${EVENT_RECORD}
-     ON CONFLICT (dedupe_key) DO NOTHING
+     ON CONFLICT DO NOTHING
      RETURNING message_id, dedupe_key
    ), initial AS (
      SELECT ${FROM_JSON} FROM json_to_recordset($2::json) AS ${MESSAGE_RECORD}
@@ -144,7 +147,7 @@ const RECORD_BATCH = preparedStatement(
 /**
  * What the fold decided, over rows the caller holds locked: the changed messages (an upsert:
  * see above; a new event restarts reconciliation's schedule for its message, src/reconcile), the events whose `message_status` RECORD_BATCH guessed wrong (found through
- * their unique dedupe key by ON CONFLICT, never through a join whose prepared plan could go
+ * their unique (message id, dedupe key) by ON CONFLICT, never through a join whose prepared plan could go
  * stale: the events are this transaction's own, so the insert always conflicts), and the
  * rollup deltas of the moved messages.
  */
@@ -159,7 +162,7 @@ const SAVE_FOLD = preparedStatement(
      ${INSERT_EVENTS}
      SELECT ${EVENT_VALUES} FROM json_to_recordset($2::json) AS ${EVENT_RECORD}
      ORDER BY dedupe_key
-     ON CONFLICT (dedupe_key) DO UPDATE SET message_status = excluded.message_status
+     ON CONFLICT (message_id, dedupe_key) DO UPDATE SET message_status = excluded.message_status
    )
    ${INSERT_ROLLUP}
    SELECT to_timestamp(r.minute / 1000), r.api, r.status, r.error_code, r.latency_bucket,

@@ -1,4 +1,5 @@
 import type { Db } from '../db/database';
+import { asLastStatement } from '../db/kysely-pool';
 import { recordBatch, saveFold } from './record-events.repository';
 import type { BatchEvent } from './record-events.repository';
 import { applyEvent, sameState } from './projection';
@@ -200,13 +201,20 @@ async function record(
     changed.set(state.id, state);
     folded.set(state.id, state);
   }
-  await saveFold(trx, { states: [...changed.values()], corrections, deltas: deltas.nonZero() });
   // The relay outbox (DESIGN §10): a separate statement, only when a message has a client callback.
   const relays = relayJobsFor(
     candidates.filter(({ key }) => newKeys.has(key)),
     folded,
   );
-  await enqueueRelays(trx, relays);
+  // The transaction's last statement takes the COMMIT with it (db/kysely-pool.ts): nothing
+  // below may throw once it is sent.
+  const fold = { states: [...changed.values()], corrections, deltas: deltas.nonZero() };
+  if (relays.length === 0) {
+    await asLastStatement(() => saveFold(trx, fold));
+  } else {
+    await saveFold(trx, fold);
+    await asLastStatement(() => enqueueRelays(trx, relays));
+  }
   return { newKeys, transitions, relays: relays.length };
 }
 

@@ -68,7 +68,7 @@ export function hostOf(url: string): string {
 
 /**
  * Not a named statement: it runs only for batches with relays, and planned with the values
- * at hand it always finds the event's seq through the dedupe key's unique index (a generic
+ * at hand it always finds the event's seq through the unique (message_id, dedupe_key) index (a generic
  * plan made while status_events was small could scan it). The jobs' ids are taken while the
  * batch holds its messages' rows locked, so per message they follow commit order; within the
  * batch, ORDER BY keeps the events' order.
@@ -76,7 +76,8 @@ export function hostOf(url: string): string {
 const ENQUEUE_RELAYS = `INSERT INTO relay_jobs (message_id, event_seq, url, host, method,
     content_type, payload, signing_key_ref)
   SELECT j.message_id,
-    (SELECT seq FROM status_events e WHERE e.dedupe_key = decode(j.dedupe_key, 'hex')),
+    (SELECT seq FROM status_events e
+      WHERE e.message_id = j.message_id AND e.dedupe_key = decode(j.dedupe_key, 'hex')),
     j.url, j.host, j.method, j.content_type, decode(j.payload, 'base64'), j.signing_key_ref
   FROM json_to_recordset($1::json) AS j(n integer, message_id text, dedupe_key text, url text,
     host text, method text, content_type text, payload text, signing_key_ref text)

@@ -62,6 +62,8 @@ export async function createTestApp(
      * leaves the database to its owner.
      */
     database?: TestDatabase;
+    /** DATABASE_READ_URL's pool: lists, stats and the feed read there (DESIGN §13). */
+    readDb?: AppDeps['readDb'];
   } = {},
 ): Promise<TestApp> {
   const config = testConfig(env);
@@ -80,7 +82,7 @@ export async function createTestApp(
   const recorder = options.recorder
     ? options.recorder(base, database)
     : defaultRecorder(base, recordOptions);
-  const deps: AppDeps = { ...base, recorder, metrics, feedSignal };
+  const deps: AppDeps = { ...base, recorder, metrics, feedSignal, readDb: options.readDb };
   return {
     config,
     database,

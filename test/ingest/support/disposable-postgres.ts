@@ -15,6 +15,8 @@ import { freePort, postgresBinDir } from '../../../src/db/embedded-postgres';
  */
 export interface DisposablePostgres {
   url: string;
+  /** The server's data directory (a hot standby is copied from it: test/db/support). */
+  dataDir: string;
   /** Fast shutdown: sessions are terminated (57P01), new connections refused. */
   stop(): Promise<void>;
   start(): Promise<void>;
@@ -105,6 +107,7 @@ export async function createDisposablePostgres(
   await start();
   return {
     url: `postgres://postgres@127.0.0.1:${port}/postgres`,
+    dataDir,
     start,
     stop,
     async destroy() {
@@ -114,7 +117,7 @@ export async function createDisposablePostgres(
   };
 }
 
-function postgresUser(): { uid: number; gid: number } {
+export function postgresUser(): { uid: number; gid: number } {
   const id = (flag: string): number => Number(execFileSync('id', [flag, 'postgres']).toString());
   try {
     return { uid: id('-u'), gid: id('-g') };

@@ -1,0 +1,149 @@
+import { Counter } from 'prom-client';
+import type { Registry } from 'prom-client';
+import type { Db } from '../db/database';
+import type { Logger } from '../logger';
+import { METRIC_PREFIX } from '../metrics/metrics';
+import { removeDeliveredRelayJobs, removeExpiredMessages } from './retention.repository';
+import type { RemovedCounts } from './retention.repository';
+
+/**
+ * Retention (DESIGN §13): with RETENTION_DAYS set, messages whose last activity is older are
+ * removed with their events and relay jobs; with RELAY_KEEP_DELIVERED_DAYS, delivered relay
+ * jobs older than that. Continuously, in small steps (retention.repository.ts): a round runs
+ * steps back to back while they come back full, yielding between them, then waits for the
+ * next round. Every replica runs it; SKIP LOCKED lets them share the work.
+ *
+ * Deleted rows leave free space that autovacuum makes reusable, and the steady state (a day
+ * removed per day written) reuses it: the tables stop growing at about RETENTION_DAYS of
+ * history instead of shrinking on disk.
+ *
+ * Stats rollups (stats_minutes, stats_hours) are history and stay: a stats window before the
+ * horizon still counts the messages of its time. `npm run stats:rebuild` recounts from the
+ * messages retained (docs/scaling.md).
+ */
+export interface RetentionOptions {
+  /** RETENTION_DAYS; undefined: messages are kept. */
+  retentionDays?: number;
+  /** RELAY_KEEP_DELIVERED_DAYS; undefined: delivered relay jobs are kept. */
+  relayKeepDeliveredDays?: number;
+  /** Rows per step. */
+  batch?: number;
+  /** Between rounds. */
+  intervalMs?: number;
+  /** Between the steps of a round: other work gets the database and the event loop. */
+  pauseMs?: number;
+}
+
+export interface Retention {
+  /** One round now, until a step comes back short; what it removed. For tests. */
+  runOnce(now?: Date): Promise<RemovedCounts>;
+  start(): void;
+  stop(): Promise<void>;
+}
+
+const DAY_MS = 86_400_000;
+
+export function createRetention({
+  db,
+  logger,
+  registry,
+  options,
+}: {
+  db: Db;
+  logger: Logger;
+  registry: Registry;
+  options: RetentionOptions;
+}): Retention | undefined {
+  const { retentionDays, relayKeepDeliveredDays } = options;
+  if (retentionDays === undefined && relayKeepDeliveredDays === undefined) return undefined;
+  const batch = options.batch ?? 500;
+  const intervalMs = options.intervalMs ?? 60_000;
+  const pauseMs = options.pauseMs ?? 50;
+  const removedTotal = new Counter({
+    name: `${METRIC_PREFIX}retention_removed_total`,
+    help: 'Rows removed by retention (RETENTION_DAYS, RELAY_KEEP_DELIVERED_DAYS), by table',
+    labelNames: ['table'] as const,
+    registers: [registry],
+  });
+  let stopped = false;
+  let timer: NodeJS.Timeout | null = null;
+  let running: Promise<unknown> | null = null;
+  let failing = false;
+
+  const runOnce = async (now = new Date()): Promise<RemovedCounts> => {
+    const total: RemovedCounts = { messages: 0, status_events: 0, relay_jobs: 0 };
+    const add = (counts: Partial<RemovedCounts>) => {
+      for (const [table, n] of Object.entries(counts) as Array<[keyof RemovedCounts, number]>) {
+        total[table] += n;
+        if (n > 0) removedTotal.inc({ table }, n);
+      }
+    };
+    if (retentionDays !== undefined) {
+      const horizon = new Date(now.getTime() - retentionDays * DAY_MS);
+      for (;;) {
+        const step = await removeExpiredMessages(db, horizon, batch);
+        add(step);
+        if (step.messages < batch || stopped) break;
+        await pause(pauseMs);
+      }
+    }
+    if (relayKeepDeliveredDays !== undefined) {
+      const horizon = new Date(now.getTime() - relayKeepDeliveredDays * DAY_MS);
+      for (;;) {
+        const removed = await removeDeliveredRelayJobs(db, horizon, batch);
+        add({ relay_jobs: removed });
+        if (removed < batch || stopped) break;
+        await pause(pauseMs);
+      }
+    }
+    if (total.messages + total.status_events + total.relay_jobs > 0) {
+      logger.info(
+        {
+          removed: total,
+          retention_days: retentionDays,
+          relay_keep_delivered_days: relayKeepDeliveredDays,
+        },
+        'retention: removed expired history',
+      );
+    }
+    return total;
+  };
+
+  const round = async (): Promise<void> => {
+    try {
+      await runOnce();
+      if (failing) logger.info('retention: running again');
+      failing = false;
+    } catch (error) {
+      // The database is away or busy: the next round tries again.
+      if (!failing) logger.warn({ err: error }, 'retention: a step failed');
+      failing = true;
+    }
+  };
+  const schedule = (delay: number): void => {
+    if (stopped) return;
+    timer = setTimeout(() => {
+      timer = null;
+      running = round().finally(() => {
+        running = null;
+        schedule(intervalMs);
+      });
+    }, delay);
+    timer.unref();
+  };
+
+  return {
+    runOnce,
+    // The first round soon after start, not a whole interval later.
+    start: () => schedule(Math.min(intervalMs, 5_000)),
+    async stop() {
+      stopped = true;
+      if (timer) clearTimeout(timer);
+      await running;
+    },
+  };
+}
+
+function pause(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
