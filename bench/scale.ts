@@ -161,7 +161,8 @@ async function main(): Promise<void> {
         'ingest at 10 M within 10 % of empty': ingestRatio >= 0.9,
         'feed page p99 < 10 ms (4 clients)': feed.feed_pages.p99_ms < 10,
         'stats over 24 h p99 < 50 ms (4 clients)': feed.stats_24h.p99_ms < 50,
-        'long-poll wake-up p99 < 100 ms (other replica)': feed.wake_other_replica.p99_ms < 100,
+        'long-poll wake-up p99 < 100 ms (other replica)':
+          feed.wake_other_replica.failures === 0 && feed.wake_other_replica.p99_ms < 100,
       },
       elapsed_seconds: Math.round((Date.now() - started) / 1000),
     };
@@ -206,7 +207,13 @@ async function ensureLoaded(adminUrl: string, url: string) {
   if (exists) {
     const count = await scalar(url, 'SELECT count(*) FROM status_events');
     if (count >= EVENTS) {
-      log(`reusing ${FULL_DB}: ${count.toLocaleString('en')} events`);
+      // A store loaded by an earlier release gets this release's migrations first (as a
+      // production rollout would): a service started on an older schema measures nothing real.
+      const started = Date.now();
+      await migrate(url);
+      log(
+        `reusing ${FULL_DB}: ${count.toLocaleString('en')} events; migrations applied in ${Math.round((Date.now() - started) / 100) / 10} s`,
+      );
       return { reused: true, events: count };
     }
   }
