@@ -1,36 +1,12 @@
 /** The query API's answers the page reads (DESIGN §6, §10), as the browser sees them. */
 
-export interface Stats {
-  created_since: string;
-  created_until: string;
-  total: number;
-  by_status: Record<string, number>;
-  delivery_rate: number | null;
-  by_error: Array<{ api: string; error_code: string; error_reason: string | null; count: number }>;
-  latency_ms: { p50: number | null; p95: number | null; p99: number | null };
-  final_within_10s: number | null;
-  stuck: number;
-  conflicts: number;
-  series?: Array<{
-    start: string;
-    total: number;
-    delivered: number;
-    undelivered: number;
-    failed: number;
-  }>;
-}
+// The server's own types (type-only imports: esbuild erases them, nothing server-side is bundled),
+// so a change to an answer's shape fails the page's typecheck instead of its users.
+import type { HistoryDto } from '../../messages/message-dto';
+import type { StatsDto } from '../../stats/stats-summary';
 
-export interface HistoryEntry {
-  seq: number;
-  status: string;
-  raw_status: string;
-  error_code: string | null;
-  error_reason: string | null;
-  error_message: string | null;
-  source: string;
-  provider_timestamp: string | null;
-  received_at: string;
-}
+export type Stats = StatsDto;
+export type HistoryEntry = HistoryDto;
 
 export interface Message {
   id: string;
