@@ -118,18 +118,29 @@ export async function readEdges(
   const counts: CountRow[] = [];
   const series: SeriesRow[] = [];
   for (const message of messages) {
-    const contribution = contributionOf({
-      createdAt: message.created_at,
-      firstTerminalAt: message.first_terminal_at,
-      api: message.api,
-      status: message.status,
-      errorCode: message.error_code,
-      conflict: message.conflict,
-    });
-    counts.push(contribution);
+    counts.push(contributionOfRow(message));
     series.push({ start: message.created_at.getTime(), status: message.status, messages: 1 });
   }
   return { counts, series };
+}
+
+/** A stored message's rollup contribution (the write path computes the same from its state). */
+function contributionOfRow(message: {
+  created_at: Date;
+  first_terminal_at: Date | null;
+  api: Api;
+  status: string;
+  error_code: string | null;
+  conflict: boolean;
+}): RollupDelta {
+  return contributionOf({
+    createdAt: message.created_at,
+    firstTerminalAt: message.first_terminal_at,
+    api: message.api,
+    status: message.status,
+    errorCode: message.error_code,
+    conflict: message.conflict,
+  });
 }
 
 /**
@@ -215,16 +226,7 @@ export async function rebuildRollups(
           .limit(10_000)
           .execute();
         for (const message of page) {
-          sums.add(
-            contributionOf({
-              createdAt: message.created_at,
-              firstTerminalAt: message.first_terminal_at,
-              api: message.api,
-              status: message.status,
-              errorCode: message.error_code,
-              conflict: message.conflict,
-            }),
-          );
+          sums.add(contributionOfRow(message));
         }
         messages += page.length;
         if (page.length < 10_000) break;
