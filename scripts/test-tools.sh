@@ -17,8 +17,12 @@ missing=()
 
 if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
   echo "test tools: installing ${missing[*]} with apt-get (once)"
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  # A failed install (no package source reachable) must not stop the rest of the suite: the
+  # tests that need the tools then fail and say what is missing.
+  if ! { apt-get update -qq &&
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null; }; then
+    echo "test tools: installing ${missing[*]} failed; install with: apt-get install -y ${missing[*]}" >&2
+  fi
 else
   echo "test tools: ${missing[*]} missing; install with: sudo apt-get install -y ${missing[*]}" >&2
 fi
