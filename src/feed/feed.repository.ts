@@ -50,14 +50,18 @@ export interface FeedPage {
   lastScanned: FeedPosition | null;
   /** The snapshot's xmin: every event below it that exists was looked at or is behind. */
   horizon: string;
+  /** The newest event retention removed, as the same snapshot saw it (src/retention). */
+  removedThrough: FeedPosition;
 }
 
 /**
  * One page as one statement (see above), prepared once per connection: dashboards poll it
- * constantly, and parsing and planning this text cost as much as running it.
+ * constantly, and parsing and planning this text cost as much as running it. The summary also
+ * carries what retention removed (sw_status_retention), read in the page's own snapshot: a
+ * cursor behind it has missed events (410 cursor_expired) — one round trip, not two.
  */
 const FEED_PAGE = preparedStatement(
-  'sw_status_feed_page',
+  'sw_status_feed_page_v2',
   `WITH horizon AS MATERIALIZED (
      SELECT pg_snapshot_xmin(pg_current_snapshot()) AS xmin
    ), scanned AS MATERIALIZED (
@@ -77,11 +81,14 @@ const FEED_PAGE = preparedStatement(
    ), summary AS (
      SELECT (SELECT xmin FROM horizon)::text AS horizon,
             (SELECT count(*) FROM scanned) AS scanned,
-            last.tx::text AS last_tx, last.seq AS last_seq
+            last.tx::text AS last_tx, last.seq AS last_seq,
+            removed.removed_tx::text AS removed_tx, removed.removed_seq
      FROM (SELECT 1) one
      LEFT JOIN (SELECT tx, seq FROM scanned ORDER BY tx DESC, seq DESC LIMIT 1) last ON true
+     LEFT JOIN sw_status_retention removed ON true
    )
    SELECT summary.horizon, summary.scanned, summary.last_tx, summary.last_seq,
+          summary.removed_tx, summary.removed_seq,
           page.seq, page.tx::text AS tx, page.message_id, page.api, page.status,
           page.raw_status, page.error_code, page.error_message, page.source,
           page.provider_timestamp, page.received_at, page.message_status
@@ -109,6 +116,8 @@ export async function readFeedPage(
       scanned: string;
       last_tx: string | null;
       last_seq: number | null;
+      removed_tx: string | null;
+      removed_seq: number | null;
     }
   >(FEED_PAGE([after.tx, after.seq, scanLimit, statuses, apis, limit]));
   const summary = rows[0]!;
@@ -119,6 +128,7 @@ export async function readFeedPage(
     lastScanned:
       summary.last_tx === null ? null : { tx: summary.last_tx, seq: Number(summary.last_seq) },
     horizon: summary.horizon,
+    removedThrough: { tx: summary.removed_tx ?? '0', seq: Number(summary.removed_seq ?? 0) },
   };
 }
 

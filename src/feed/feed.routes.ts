@@ -3,7 +3,6 @@ import type { Db } from '../db/database';
 import { AppError } from '../errors';
 import { answeredNotModified } from '../http/etag';
 import { errorReason } from '../messages/error-reasons';
-import { removedThrough } from '../retention/retention.repository';
 import { FEED_START, comparePositions, feedCursors, laterOf } from './feed-cursor';
 import type { FeedPosition } from './feed-cursor';
 import { feedEnd, readFeedPage } from './feed.repository';
@@ -49,8 +48,7 @@ export function feedRoutes({ db, signal, secrets }: FeedDeps): Router {
     let recheck = 0;
     let page = await readFeedPage(db, position, filter, query.limit, scanLimit);
     // Retention (src/retention) removed events after this cursor: the consumer would miss them.
-    // Read after the page, so any removal the page's snapshot already missed is seen here.
-    if (query.after !== undefined && query.after !== 'now') await refuseExpired(db, position);
+    if (query.after !== undefined && query.after !== 'now') refuseExpired(position, page);
     position = nextPosition(position, page, query.limit, scanLimit);
     while (page.rows.length === 0 && Date.now() < deadline && !closedByClient.signal.aborted) {
       let committed = false;
@@ -79,16 +77,21 @@ export function feedRoutes({ db, signal, secrets }: FeedDeps): Router {
 
     const nextCursor = cursors.encode(position);
     if (answeredNotModified(req, res, `${nextCursor}|${page.rows.length}`)) return;
-    res.json({ data: page.rows.map(toFeedEventDto), next_cursor: nextCursor });
+    // A plain Node write: Express's json() would check freshness and the content type again.
+    res.setHeader('Content-Type', 'application/json; charset=utf-8');
+    res.end(JSON.stringify({ data: page.rows.map(toFeedEventDto), next_cursor: nextCursor }));
   });
 
   return router;
 }
 
-/** 410 cursor_expired for a cursor before the newest event retention removed. */
-async function refuseExpired(db: Db, position: FeedPosition): Promise<void> {
-  const removed = await removedThrough(db);
-  if (comparePositions(position, removed) >= 0) return;
+/**
+ * 410 cursor_expired for a cursor before the newest event retention removed, as the page's own
+ * snapshot saw it: a removal committed after that snapshot left this page whole (it still held
+ * the events), and the next request sees it.
+ */
+function refuseExpired(position: FeedPosition, page: FeedPage): void {
+  if (comparePositions(position, page.removedThrough) >= 0) return;
   throw new AppError(
     410,
     'cursor_expired',

@@ -92,11 +92,3 @@ export async function removeDeliveredRelayJobs(
     SELECT count(*) AS removed FROM gone`.execute(db);
   return Number(rows[0]!.removed);
 }
-
-/** The newest removed event's feed position ((0, 0): nothing removed yet). */
-export async function removedThrough(db: Db): Promise<{ tx: string; seq: number }> {
-  const { rows } = await sql<{ tx: string; seq: string }>`
-    SELECT removed_tx::text AS tx, removed_seq AS seq FROM sw_status_retention`.execute(db);
-  const row = rows[0];
-  return row ? { tx: row.tx, seq: Number(row.seq) } : { tx: '0', seq: 0 };
-}

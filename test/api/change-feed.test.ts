@@ -105,6 +105,44 @@ describe('GET /v1/events', () => {
     );
   });
 
+  test('When events carry arbitrary times, then the feed writes them exactly as the message history does', async () => {
+    // The feed's events are serialised by PostgreSQL (to_char), the history's by JavaScript
+    // (toISOString): both must give the same text for every millisecond, a timestamp stored
+    // through a double (to_timestamp) included, and the same fields otherwise.
+    const start = await now();
+    const id = randomUUID();
+    const times = Array.from(
+      { length: 40 },
+      (_, i) => Date.parse('2026-11-20T10:00:00Z') + i * 1_001 + Math.floor(Math.random() * 1_000),
+    );
+    await record(
+      times.map((at, i) =>
+        statusEvent(i % 2 ? 'sent' : 'queued', {
+          messageId: id,
+          receivedAt: new Date(at),
+          providerTimestamp: i % 3 ? new Date(at - 999) : null,
+          errorMessage: i % 5 ? null : `odd "text" \\ ${'é'} \n ${i}`,
+        }),
+      ),
+    );
+    const history = (await get(`/v1/messages/${id}`).expect(200)).body.history as Array<
+      Record<string, unknown>
+    >;
+    // Repeats of a status without a provider timestamp are duplicates (one stored).
+    expect(history.length).toBeGreaterThan(20);
+    const { events } = await follow(start, history.length);
+    expect(events).toHaveLength(history.length);
+    for (const event of events) {
+      const stored = history.find((entry) => entry.seq === event.seq);
+      expect(stored).toBeDefined();
+      for (const field of ['received_at', 'provider_timestamp', 'error_message', 'raw_status']) {
+        expect([field, event[field as keyof typeof event]]).toEqual([field, stored![field]]);
+      }
+    }
+    const written = new Set(times.map((at) => new Date(at).toISOString()));
+    expect(events.every((event) => written.has(String(event.received_at)))).toBe(true);
+  });
+
   test('When after=now, then the page is empty and its cursor gives what commits later', async () => {
     const before = statusEvent('sent');
     await record([before]);
