@@ -378,6 +378,7 @@ async function explainPlans(url: string): Promise<Plan[]> {
       () => readFeedPage(db, position, { statuses: ['failed', 'undelivered'] }, 100, 500),
     ],
     ['stats rollups, 24 h', () => readRollups(db, day, {})],
+    ['stats rollups with an hourly series, 24 h', () => readRollups(db, day, { bucket: 'hour' })],
     ['stats edge part-minutes, 24 h', () => readEdges(db, day.edges, {})],
   );
   const plans: Plan[] = [];

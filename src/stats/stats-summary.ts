@@ -18,9 +18,9 @@ export type Bucket = 'minute' | 'hour' | 'day';
 export type Range = readonly [from: number, to: number];
 
 export interface StatsPlan {
-  /** Read from stats_hours. */
+  /** Read from the hour rollups (stats_hour_counts, stats_hour_latency). */
   hours: Range | null;
-  /** Read from stats_minutes. */
+  /** Read from the minute rollups (stats_minute_counts, stats_minute_latency). */
   minutes: Range[];
   /** Whole minutes of the window: the deltas to add. */
   deltas: Range | null;
@@ -81,6 +81,12 @@ export interface CountRow {
   finalWithin10s: number;
 }
 
+/** Final messages per latency bucket (≥ 0): the histogram the percentiles are read from. */
+export interface LatencyRow {
+  latencyBucket: number;
+  messages: number;
+}
+
 /** Counts per series bucket start (epoch ms) and status. */
 export interface SeriesRow {
   start: number;
@@ -117,16 +123,21 @@ export function seriesPoints(since: number, until: number, bucket: Bucket): numb
   return (ceilTo(until, unit) - floorTo(since, unit)) / unit;
 }
 
+/**
+ * The histogram is `latency` plus the latency buckets of `counts`: the rollups keep it apart
+ * (their counts carry -1), the edge messages carry their own.
+ */
 export function summarize(
   window: { since: number; until: number; bucket?: Bucket; stuck: number },
   counts: readonly CountRow[],
   series: readonly SeriesRow[],
+  latency: readonly LatencyRow[],
 ): StatsDto {
   const byStatus: Record<string, number> = Object.fromEntries(
     CANONICAL_STATUSES.map((status) => [status, 0]),
   );
   const byError = new Map<string, { api: string; error_code: string; count: number }>();
-  const latency = new Map<number, number>();
+  const histogram = new Map<number, number>();
   let total = 0;
   let conflicts = 0;
   let finalWithin10s = 0;
@@ -142,8 +153,11 @@ export function summarize(
       byError.set(key, entry);
     }
     if (row.latencyBucket >= 0) {
-      latency.set(row.latencyBucket, (latency.get(row.latencyBucket) ?? 0) + row.messages);
+      histogram.set(row.latencyBucket, (histogram.get(row.latencyBucket) ?? 0) + row.messages);
     }
+  }
+  for (const row of latency) {
+    histogram.set(row.latencyBucket, (histogram.get(row.latencyBucket) ?? 0) + row.messages);
   }
   const delivered = byStatus.delivered ?? 0;
   const ended = delivered + (byStatus.undelivered ?? 0) + (byStatus.failed ?? 0);
@@ -167,7 +181,7 @@ export function summarize(
         error_reason: errorReason(entry.api as Api, entry.error_code),
         count: entry.count,
       })),
-    latency_ms: percentiles(latency),
+    latency_ms: percentiles(histogram),
     final_within_10s: total === 0 ? null : finalWithin10s / total,
     stuck: window.stuck,
     conflicts,

@@ -3,11 +3,11 @@ import type { Db } from '../db/database';
 import { contributionOf, rollupSums } from '../messages/rollup';
 import type { Api } from '../messages/statuses';
 import type { RollupDelta } from '../messages/rollup';
-import type { Bucket, CountRow, Range, SeriesRow, StatsPlan } from './stats-summary';
+import type { Bucket, CountRow, LatencyRow, Range, SeriesRow, StatsPlan } from './stats-summary';
 
 /**
- * The stats rollups' SQL (tables: db/migrations/0003; written by the write path as deltas,
- * src/messages/record-events.repository.ts).
+ * The stats rollups' SQL (tables: db/migrations/0003, and the narrow ones derived from them by
+ * triggers, 0009; written by the write path as deltas, src/messages/record-events.repository.ts).
  */
 
 // The advisory lock that lets one replica at a time fold deltas (or rebuild): an arbitrary
@@ -18,78 +18,98 @@ const toDate = (ms: number) => new Date(ms);
 
 /**
  * The rollup counts of a plan's whole minutes and hours, in ONE statement (one snapshot): a
- * delta is either still in stats_deltas or already folded into the rollups, never both.
- * Grouped twice — by key for the totals, by series bucket and status for the series.
+ * delta is either still in stats_deltas or already folded into the rollups, never both. Reads
+ * the narrow rollups (db/migrations/0009): the counts by key (their latencyBucket is -1: the
+ * histogram comes apart), the latency histogram, and — only when a bucket is asked — the
+ * series by bucket start and status, from the same counts.
  */
 export async function readRollups(
   db: Db,
   plan: StatsPlan,
   filter: { apis?: readonly string[]; bucket?: Bucket },
-): Promise<{ counts: CountRow[]; series: SeriesRow[] }> {
+): Promise<{ counts: CountRow[]; latency: LatencyRow[]; series: SeriesRow[] }> {
   const apis = filter.apis?.length ? [...filter.apis] : null;
   const none: Range = [0, 0];
   const hours = plan.hours ?? none;
   const minutesA = plan.minutes[0] ?? none;
   const minutesB = plan.minutes[1] ?? none;
   const deltas = plan.deltas ?? none;
+  const inHours = sql`hour >= ${toDate(hours[0])} AND hour < ${toDate(hours[1])}`;
+  const inMinutes = sql`
+    ((minute >= ${toDate(minutesA[0])} AND minute < ${toDate(minutesA[1])})
+      OR (minute >= ${toDate(minutesB[0])} AND minute < ${toDate(minutesB[1])}))`;
+  const inDeltas = sql`minute >= ${toDate(deltas[0])} AND minute < ${toDate(deltas[1])}`;
+  const ofApis = sql`(${apis}::text[] IS NULL OR api = ANY(${apis}::text[]))`;
+  // Only when a bucket is asked. `counts` is then referenced twice, and PostgreSQL computes it
+  // once (a materialised CTE); otherwise it is inlined into its one reader.
+  const seriesPart = filter.bucket
+    ? sql`
+      UNION ALL
+      SELECT 'series', date_trunc(${filter.bucket}, t, 'UTC'), NULL, status, NULL, NULL,
+             sum(messages), NULL, NULL
+      FROM counts GROUP BY 2, status`
+    : sql``;
   const { rows } = await sql<{
+    part: 'counts' | 'latency' | 'series';
     series_start: Date | null;
     api: string | null;
-    status: string;
+    status: string | null;
     error_code: string | null;
     latency_bucket: number | null;
     messages: string;
-    conflicts: string;
-    final_within_10s: string;
+    conflicts: string | null;
+    final_within_10s: string | null;
   }>`
-    WITH pieces AS (
-      SELECT hour AS t, api, status, error_code, latency_bucket, messages, conflicts,
-             final_within_10s
-      FROM stats_hours WHERE hour >= ${toDate(hours[0])} AND hour < ${toDate(hours[1])}
+    WITH counts AS (
+      SELECT hour AS t, api, status, error_code, messages, conflicts, final_within_10s
+      FROM stats_hour_counts WHERE ${inHours} AND ${ofApis}
       UNION ALL
-      SELECT minute, api, status, error_code, latency_bucket, messages, conflicts, final_within_10s
-      FROM stats_minutes
-      WHERE (minute >= ${toDate(minutesA[0])} AND minute < ${toDate(minutesA[1])})
-         OR (minute >= ${toDate(minutesB[0])} AND minute < ${toDate(minutesB[1])})
+      SELECT minute, api, status, error_code, messages, conflicts, final_within_10s
+      FROM stats_minute_counts WHERE ${inMinutes} AND ${ofApis}
       UNION ALL
-      SELECT minute, api, status, error_code, latency_bucket, messages, conflicts, final_within_10s
-      FROM stats_deltas WHERE minute >= ${toDate(deltas[0])} AND minute < ${toDate(deltas[1])}
+      SELECT minute, api, status, error_code, messages, conflicts, final_within_10s
+      FROM stats_deltas WHERE ${inDeltas} AND ${ofApis}
+    ), latency AS (
+      SELECT latency_bucket, messages FROM stats_hour_latency WHERE ${inHours} AND ${ofApis}
+      UNION ALL
+      SELECT latency_bucket, messages FROM stats_minute_latency WHERE ${inMinutes} AND ${ofApis}
+      UNION ALL
+      SELECT latency_bucket, messages FROM stats_deltas
+      WHERE ${inDeltas} AND ${ofApis} AND latency_bucket >= 0
     )
-    SELECT series_start, api, status, error_code, latency_bucket,
-           sum(messages) AS messages, sum(conflicts) AS conflicts,
-           sum(final_within_10s) AS final_within_10s
-    FROM (
-      SELECT CASE WHEN ${filter.bucket ?? null}::text IS NULL THEN NULL
-                  ELSE date_trunc(${filter.bucket ?? 'hour'}, t, 'UTC') END AS series_start,
-             api, status, error_code, latency_bucket, messages, conflicts, final_within_10s
-      FROM pieces
-      WHERE ${apis}::text[] IS NULL OR api = ANY(${apis}::text[])
-    ) filtered
-    GROUP BY GROUPING SETS ((api, status, error_code, latency_bucket), (series_start, status))`.execute(
-    db,
-  );
+    SELECT 'counts' AS part, NULL::timestamptz AS series_start, api, status, error_code,
+           NULL::smallint AS latency_bucket, sum(messages) AS messages,
+           sum(conflicts) AS conflicts, sum(final_within_10s) AS final_within_10s
+    FROM counts GROUP BY api, status, error_code
+    UNION ALL
+    SELECT 'latency', NULL, NULL, NULL, NULL, latency_bucket, sum(messages), NULL, NULL
+    FROM latency GROUP BY latency_bucket
+    ${seriesPart}`.execute(db);
   const counts: CountRow[] = [];
+  const latency: LatencyRow[] = [];
   const series: SeriesRow[] = [];
   for (const row of rows) {
-    if (row.api !== null) {
+    if (row.part === 'counts') {
       counts.push({
-        api: row.api,
-        status: row.status,
+        api: row.api!,
+        status: row.status!,
         errorCode: row.error_code!,
-        latencyBucket: row.latency_bucket!,
+        latencyBucket: -1,
         messages: Number(row.messages),
         conflicts: Number(row.conflicts),
         finalWithin10s: Number(row.final_within_10s),
       });
-    } else if (row.series_start !== null) {
+    } else if (row.part === 'latency') {
+      latency.push({ latencyBucket: row.latency_bucket!, messages: Number(row.messages) });
+    } else {
       series.push({
-        start: row.series_start.getTime(),
-        status: row.status,
+        start: row.series_start!.getTime(),
+        status: row.status!,
         messages: Number(row.messages),
       });
     }
   }
-  return { counts, series };
+  return { counts, latency, series };
 }
 
 /**

@@ -36,6 +36,7 @@ export function statsRoutes({ db, clock = () => new Date() }: { db: Db; clock?: 
         { since, until, bucket: query.bucket, stuck },
         [...rollups.counts, ...edges.counts],
         [...rollups.series, ...edges.series],
+        rollups.latency,
       ),
     );
     if (answeredNotModified(req, res, body)) return;

@@ -2,7 +2,7 @@ import fc from 'fast-check';
 import { FEED_START, comparePositions, feedCursors } from '../../src/feed/feed-cursor';
 import { parseInstant } from '../../src/http/query-params';
 import { latencyBucket, latencyBucketValue } from '../../src/messages/rollup';
-import { planWindow } from '../../src/stats/stats-summary';
+import { planWindow, summarize } from '../../src/stats/stats-summary';
 import type { Range } from '../../src/stats/stats-summary';
 
 describe('parseInstant', () => {
@@ -133,5 +133,32 @@ describe('planWindow', () => {
         },
       ),
     );
+  });
+});
+
+describe('summarize', () => {
+  const row = (status: string, latencyBucket: number, messages: number) => ({
+    api: 'cxml',
+    status,
+    errorCode: '',
+    latencyBucket,
+    messages,
+    conflicts: 0,
+    finalWithin10s: 0,
+  });
+  test('When the rollups give their latency histogram apart and the edge messages carry their own buckets, then the percentiles come from both and the counts once', () => {
+    const window = { since: 0, until: 3_600_000, stuck: 0 };
+    const rollupCounts = [row('delivered', -1, 8), row('sent', -1, 2)];
+    const edgeCounts = [row('delivered', 30, 1), row('delivered', 90, 1)];
+    const rollupLatency = [{ latencyBucket: 10, messages: 8 }];
+    const stats = summarize(window, [...rollupCounts, ...edgeCounts], [], rollupLatency);
+    expect(stats.total).toBe(12);
+    expect(stats.by_status).toMatchObject({ delivered: 10, sent: 2 });
+    // 10 latencies: eight in bucket 10, then 30, then 90.
+    expect(stats.latency_ms).toEqual({
+      p50: Math.round(latencyBucketValue(10) * 10) / 10,
+      p95: Math.round(latencyBucketValue(90) * 10) / 10,
+      p99: Math.round(latencyBucketValue(90) * 10) / 10,
+    });
   });
 });

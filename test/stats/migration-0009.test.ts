@@ -1,0 +1,93 @@
+import { randomUUID } from 'node:crypto';
+import { copyFileSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { sql } from 'kysely';
+import { MIGRATIONS_DIR, migrateToLatest } from '../../src/db/migrate';
+import { recordEvents } from '../../src/messages/record-events';
+import { foldDeltas, readRollups } from '../../src/stats/stats.repository';
+import { statusEvent } from '../factories';
+import { createTestDatabase } from '../helpers/test-database';
+import type { TestDatabase } from '../helpers/test-database';
+import { expectNarrowRollupsEqualWide } from './support/narrow-rollups';
+
+/**
+ * Migration 0009 on a store whose wide rollups already hold counts (folded by the previous
+ * release), with deltas still waiting to be folded: the narrow rollups start equal to the wide
+ * ones' projections, the next fold keeps them so, and a stats read over them counts every
+ * message.
+ */
+
+let database: TestDatabase;
+afterAll(() => database?.destroy());
+
+const HOUR = 3_600_000;
+const base = Date.parse('2027-05-01T00:00:00Z');
+
+/** A message first seen `at`, sent, then (for most) final a few seconds later. */
+function messageEvents(index: number) {
+  const messageId = randomUUID();
+  const at = base + ((index * 7_919_000) % (3 * HOUR));
+  const api = index % 3 === 0 ? 'native' : 'cxml';
+  const sent = statusEvent('sent', { messageId, api, receivedAt: new Date(at) });
+  if (index % 5 === 0) return [sent];
+  const final = index % 4 === 0 ? 'undelivered' : 'delivered';
+  return [
+    sent,
+    statusEvent(final, {
+      messageId,
+      api,
+      receivedAt: new Date(at + 500 + index * 300),
+      errorCode: final === 'undelivered' ? (api === 'cxml' ? '30003' : 'carrier_violation') : null,
+    }),
+  ];
+}
+
+test('When 0009 runs on wide rollups that already hold counts, then the narrow rollups start equal to their projections and the stats count every message', async () => {
+  database = await createTestDatabase(4, { migrated: false });
+  const before = mkdtempSync(path.join(os.tmpdir(), 'sw-status-before-0009-'));
+  for (const file of readdirSync(MIGRATIONS_DIR).filter((f) => /^\d{4}_.*\.sql$/.test(f))) {
+    if (file < '0009') copyFileSync(path.join(MIGRATIONS_DIR, file), path.join(before, file));
+  }
+  await migrateToLatest(database.db, before);
+  rmSync(before, { recursive: true, force: true });
+
+  // The previous release: events recorded and folded (moves included), and a last round not
+  // folded yet.
+  const messages = Array.from({ length: 120 }, (_, index) => messageEvents(index));
+  await recordEvents(
+    database.db,
+    messages.map((events) => events[0]!),
+  );
+  await foldDeltas(database.db);
+  await recordEvents(
+    database.db,
+    messages.slice(0, 80).flatMap((events) => events.slice(1)),
+  );
+  await foldDeltas(database.db);
+  await recordEvents(
+    database.db,
+    messages.slice(80).flatMap((events) => events.slice(1)),
+  );
+
+  expect(await migrateToLatest(database.db)).toEqual(['0009_stats_narrow_rollups']);
+  expect(await expectNarrowRollupsEqualWide(database.db)).toBeGreaterThan(0);
+
+  // Whole hours only (no edge part-minutes): the hour rollups plus the deltas not folded yet.
+  const hours = [base, base + 3 * HOUR] as const;
+  const plan = { hours, minutes: [], deltas: hours, edges: [] };
+  const expected = (
+    await sql<{ messages: number; final: number }>`
+      SELECT count(*)::int AS messages, count(first_terminal_at)::int AS final
+      FROM messages`.execute(database.db)
+  ).rows[0]!;
+  const sums = async () => {
+    const { counts, latency } = await readRollups(database.db, plan, {});
+    const total = (rows: Array<{ messages: number }>) => rows.reduce((n, r) => n + r.messages, 0);
+    return { messages: total(counts), final: total(latency) };
+  };
+  expect(await sums()).toEqual(expected);
+  await foldDeltas(database.db);
+  await expectNarrowRollupsEqualWide(database.db);
+  expect(await sums()).toEqual(expected);
+});
