@@ -56,3 +56,57 @@ export async function measureGets(
     failures,
   };
 }
+
+/**
+ * GETs every path once at a fixed rate over `clients` keep-alive connections (open loop): the
+ * i-th request is due at start + i / ratePerSecond whether or not earlier answers are back,
+ * and its latency counts from when it was due, so time spent queued behind a slow answer is
+ * in the result (no coordinated omission). What `clients` dashboards polling at that combined
+ * rate see; measureGets with `concurrency` clients in a closed loop instead finds the most the
+ * service can answer (its saturation), where latency is mostly queueing.
+ */
+export async function measureGetsAtRate(
+  port: number,
+  paths: readonly string[],
+  clients: number,
+  ratePerSecond: number,
+  headers: Record<string, string> = {},
+): Promise<LatencyResult & { rate_per_second: number; clients: number }> {
+  const agent = new http.Agent({ keepAlive: true, maxSockets: clients });
+  const latencies: number[] = [];
+  let failures = 0;
+  const start = performance.now() + 20;
+  const interval = 1000 / ratePerSecond;
+  await Promise.all(
+    paths.map(async (path, index) => {
+      const due = start + index * interval;
+      const wait = due - performance.now();
+      if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
+      const status = await new Promise<number>((resolve, reject) => {
+        http
+          .get({ host: '127.0.0.1', port, path, headers, agent }, (res) => {
+            res.resume();
+            res.on('end', () => resolve(res.statusCode ?? 0));
+          })
+          .on('error', reject);
+      });
+      latencies.push(performance.now() - due);
+      if (status !== 200) failures++;
+    }),
+  );
+  agent.destroy();
+  latencies.sort((a, b) => a - b);
+  const at = (q: number) =>
+    latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))] ?? 0;
+  const ms = (value: number) => Math.round(value * 100) / 100;
+  return {
+    requests: latencies.length,
+    p50_ms: ms(at(0.5)),
+    p90_ms: ms(at(0.9)),
+    p99_ms: ms(at(0.99)),
+    max_ms: ms(latencies.at(-1) ?? 0),
+    failures,
+    rate_per_second: ratePerSecond,
+    clients,
+  };
+}
