@@ -59,9 +59,13 @@ export interface FeedPage {
  * constantly, and parsing and planning this text cost as much as running it. The summary also
  * carries what retention removed (sw_status_retention), read in the page's own snapshot: a
  * cursor behind it has missed events (410 cursor_expired) — one round trip, not two.
+ *
+ * The summary is a row of its own, first (its `tx` is NULL), rather than columns repeated on
+ * every event: decoding those 600 repeated values took a tenth of the server's time per page.
+ * `tx` leaves as xid8, which node-postgres hands over as its text.
  */
 const FEED_PAGE = preparedStatement(
-  'sw_status_feed_page_v2',
+  'sw_status_feed_page',
   `WITH horizon AS MATERIALIZED (
      SELECT pg_snapshot_xmin(pg_current_snapshot()) AS xmin
    ), scanned AS MATERIALIZED (
@@ -87,13 +91,18 @@ const FEED_PAGE = preparedStatement(
      LEFT JOIN (SELECT tx, seq FROM scanned ORDER BY tx DESC, seq DESC LIMIT 1) last ON true
      LEFT JOIN sw_status_retention removed ON true
    )
-   SELECT summary.horizon, summary.scanned, summary.last_tx, summary.last_seq,
-          summary.removed_tx, summary.removed_seq,
-          page.seq, page.tx::text AS tx, page.message_id, page.api, page.status,
-          page.raw_status, page.error_code, page.error_message, page.source,
-          page.provider_timestamp, page.received_at, page.message_status
-   FROM summary LEFT JOIN page ON true
-   ORDER BY page.tx, page.seq`,
+   SELECT horizon, scanned, last_tx, last_seq, removed_tx, removed_seq,
+          NULL::bigint AS seq, NULL::xid8 AS tx, NULL::text AS message_id, NULL::text AS api,
+          NULL::text AS status, NULL::text AS raw_status, NULL::text AS error_code,
+          NULL::text AS error_message, NULL::text AS source,
+          NULL::timestamptz AS provider_timestamp, NULL::timestamptz AS received_at,
+          NULL::text AS message_status
+   FROM summary
+   UNION ALL
+   SELECT NULL, NULL, NULL, NULL, NULL, NULL, seq, tx, message_id, api, status, raw_status,
+          error_code, error_message, source, provider_timestamp, received_at, message_status
+   FROM page
+   ORDER BY tx NULLS FIRST, seq`,
 );
 
 /**
@@ -120,7 +129,7 @@ export async function readFeedPage(
       removed_seq: number | null;
     }
   >(FEED_PAGE([after.tx, after.seq, scanLimit, statuses, apis, limit]));
-  const summary = rows[0]!;
+  const summary = rows.find((row) => row.seq === null)!;
   const events = rows.filter((row) => row.seq !== null);
   return {
     rows: await withMessageStatus(db, events),
