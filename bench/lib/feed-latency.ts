@@ -4,7 +4,7 @@ import { randomUUID } from 'node:crypto';
 import { feedCursors } from '../../src/feed/feed-cursor';
 import { signFormParams } from '../../src/signalwire/signing';
 import { withClient } from './database';
-import { measureGets, measureGetsAtRate } from './http-latency';
+import { latencyResult, measureGets, measureGetsAtRate } from './http-latency';
 import type { LatencyResult } from './http-latency';
 import type { Server } from './processes';
 import { BENCH_PUBLIC_BASE_URL, BENCH_SIGNING_KEY, CALLBACK_PATH } from './request-pool';
@@ -153,18 +153,7 @@ async function wakeUps(writer: Replica, poller: Replica, count: number): Promise
     latencies.push(Math.max(0, answered.at - acknowledged));
   }
   agent.destroy();
-  latencies.sort((a, b) => a - b);
-  const at = (q: number) =>
-    latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))]!;
-  const ms = (value: number) => Math.round(value * 100) / 100;
-  return {
-    requests: count,
-    p50_ms: ms(at(0.5)),
-    p90_ms: ms(at(0.9)),
-    p99_ms: ms(at(0.99)),
-    max_ms: ms(latencies.at(-1)!),
-    failures,
-  };
+  return latencyResult(latencies, failures);
 }
 
 function request(

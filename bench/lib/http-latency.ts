@@ -43,18 +43,7 @@ export async function measureGets(
   };
   await Promise.all(Array.from({ length: concurrency }, worker));
   agent.destroy();
-  latencies.sort((a, b) => a - b);
-  const at = (q: number) =>
-    latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))] ?? 0;
-  const ms = (value: number) => Math.round(value * 100) / 100;
-  return {
-    requests: latencies.length,
-    p50_ms: ms(at(0.5)),
-    p90_ms: ms(at(0.9)),
-    p99_ms: ms(at(0.99)),
-    max_ms: ms(latencies.at(-1) ?? 0),
-    failures,
-  };
+  return latencyResult(latencies, failures);
 }
 
 /**
@@ -95,6 +84,11 @@ export async function measureGetsAtRate(
     }),
   );
   agent.destroy();
+  return { ...latencyResult(latencies, failures), rate_per_second: ratePerSecond, clients };
+}
+
+/** Percentiles (nearest rank) of latencies in ms, rounded to 10 µs. */
+export function latencyResult(latencies: number[], failures: number): LatencyResult {
   latencies.sort((a, b) => a - b);
   const at = (q: number) =>
     latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))] ?? 0;
@@ -106,7 +100,5 @@ export async function measureGetsAtRate(
     p99_ms: ms(at(0.99)),
     max_ms: ms(latencies.at(-1) ?? 0),
     failures,
-    rate_per_second: ratePerSecond,
-    clients,
   };
 }
