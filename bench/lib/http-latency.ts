@@ -29,14 +29,7 @@ export async function measureGets(
     while (next < paths.length) {
       const path = paths[next++]!;
       const started = performance.now();
-      const status = await new Promise<number>((resolve, reject) => {
-        http
-          .get({ host: '127.0.0.1', port, path, headers, agent }, (res) => {
-            res.resume();
-            res.on('end', () => resolve(res.statusCode ?? 0));
-          })
-          .on('error', reject);
-      });
+      const status = await getStatus(agent, port, path, headers);
       latencies.push(performance.now() - started);
       if (status !== 200) failures++;
     }
@@ -71,14 +64,7 @@ export async function measureGetsAtRate(
       const due = start + index * interval;
       const wait = due - performance.now();
       if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
-      const status = await new Promise<number>((resolve, reject) => {
-        http
-          .get({ host: '127.0.0.1', port, path, headers, agent }, (res) => {
-            res.resume();
-            res.on('end', () => resolve(res.statusCode ?? 0));
-          })
-          .on('error', reject);
-      });
+      const status = await getStatus(agent, port, path, headers);
       latencies.push(performance.now() - due);
       if (status !== 200) failures++;
     }),
@@ -101,4 +87,21 @@ export function latencyResult(latencies: number[], failures: number): LatencyRes
     max_ms: ms(latencies.at(-1) ?? 0),
     failures,
   };
+}
+
+/** One GET over `agent`, its body read and dropped; resolves with the status code. */
+function getStatus(
+  agent: http.Agent,
+  port: number,
+  path: string,
+  headers: Record<string, string>,
+): Promise<number> {
+  return new Promise<number>((resolve, reject) => {
+    http
+      .get({ host: '127.0.0.1', port, path, headers, agent }, (res) => {
+        res.resume();
+        res.on('end', () => resolve(res.statusCode ?? 0));
+      })
+      .on('error', reject);
+  });
 }
