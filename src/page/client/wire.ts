@@ -2,29 +2,31 @@
 
 // The server's own types (type-only imports: esbuild erases them, nothing server-side is bundled),
 // so a change to an answer's shape fails the page's typecheck instead of its users.
-import type { HistoryDto } from '../../messages/message-dto';
+import type { HistoryDto, MessageDto } from '../../messages/message-dto';
 import type { StatsDto } from '../../stats/stats-summary';
 
 export type Stats = StatsDto;
 export type HistoryEntry = HistoryDto;
 
-export interface Message {
-  id: string;
-  api: string;
-  from: string | null;
-  to: string | null;
-  kind: string | null;
-  status: string;
-  raw_status: string;
-  error_code: string | null;
-  error_reason: string | null;
-  error_message: string | null;
-  conflict: boolean;
-  stuck: boolean;
-  created_at: string;
-  last_event_at: string;
-  history?: HistoryEntry[];
-}
+/** The fields of a message the page shows. */
+export type Message = Pick<
+  MessageDto,
+  | 'id'
+  | 'api'
+  | 'from'
+  | 'to'
+  | 'kind'
+  | 'status'
+  | 'raw_status'
+  | 'error_code'
+  | 'error_reason'
+  | 'error_message'
+  | 'conflict'
+  | 'stuck'
+  | 'created_at'
+  | 'last_event_at'
+  | 'history'
+>;
 
 export interface MessagePage {
   data: Message[];
