@@ -1,5 +1,5 @@
 import type { Db, MessagesTable } from '../db/database';
-import { preparedStatement } from '../db/kysely-pool';
+import { lastInTransaction, preparedStatement } from '../db/kysely-pool';
 import type { MessageRow } from './messages.repository';
 import type { MessageState } from './projection';
 import type { RollupDelta } from './rollup';
@@ -221,7 +221,8 @@ export async function recordBatch(
 
 /**
  * Writes what the fold decided (SAVE_FOLD) over rows the caller holds locked: changed
- * messages, corrected `message_status` values, rollup deltas.
+ * messages, corrected `message_status` values, rollup deltas. `last`: the transaction's last
+ * statement, which takes the COMMIT with it (db/kysely-pool.ts lastInTransaction).
  */
 export async function saveFold(
   db: Db,
@@ -230,16 +231,16 @@ export async function saveFold(
     corrections: readonly BatchEvent[];
     deltas: readonly RollupDelta[];
   },
+  { last }: { last: boolean },
 ): Promise<void> {
   const { states, corrections, deltas } = fold;
   if (states.length === 0 && corrections.length === 0 && deltas.length === 0) return;
-  await db.executeQuery(
-    SAVE_FOLD([
-      jsonParameter(states.map(toJsonRow)),
-      jsonParameter(corrections.map(eventRow)),
-      jsonParameter(deltas.map(toRollupRow)),
-    ]),
-  );
+  const query = SAVE_FOLD([
+    jsonParameter(states.map(toJsonRow)),
+    jsonParameter(corrections.map(eventRow)),
+    jsonParameter(deltas.map(toRollupRow)),
+  ]);
+  await db.executeQuery(last ? lastInTransaction(query) : query);
 }
 
 /** An event as a JSON row: snake_case, timestamps in epoch milliseconds. */

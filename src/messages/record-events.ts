@@ -1,5 +1,4 @@
 import type { Db } from '../db/database';
-import { asLastStatement } from '../db/kysely-pool';
 import { recordBatch, saveFold } from './record-events.repository';
 import type { BatchEvent } from './record-events.repository';
 import { applyEvent, sameState } from './projection';
@@ -210,10 +209,10 @@ async function record(
   // below may throw once it is sent.
   const fold = { states: [...changed.values()], corrections, deltas: deltas.nonZero() };
   if (relays.length === 0) {
-    await asLastStatement(() => saveFold(trx, fold));
+    await saveFold(trx, fold, { last: true });
   } else {
-    await saveFold(trx, fold);
-    await asLastStatement(() => enqueueRelays(trx, relays));
+    await saveFold(trx, fold, { last: false });
+    await enqueueRelays(trx, relays, { last: true });
   }
   return { newKeys, transitions, relays: relays.length };
 }

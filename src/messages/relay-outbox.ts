@@ -1,5 +1,6 @@
 import { CompiledQuery } from 'kysely';
 import type { Db } from '../db/database';
+import { lastInTransaction } from '../db/kysely-pool';
 import type { MessageState } from './projection';
 import type { StatusEvent } from './status-event';
 
@@ -83,7 +84,13 @@ const ENQUEUE_RELAYS = `INSERT INTO relay_jobs (message_id, event_seq, url, host
     host text, method text, content_type text, payload text, signing_key_ref text)
   ORDER BY j.n`;
 
-export async function enqueueRelays(db: Db, rows: readonly RelayJobRow[]): Promise<void> {
+/** `last`: the transaction's last statement, which takes the COMMIT with it (lastInTransaction). */
+export async function enqueueRelays(
+  db: Db,
+  rows: readonly RelayJobRow[],
+  { last }: { last: boolean },
+): Promise<void> {
   if (rows.length === 0) return;
-  await db.executeQuery(CompiledQuery.raw(ENQUEUE_RELAYS, [JSON.stringify(rows)]));
+  const query = CompiledQuery.raw(ENQUEUE_RELAYS, [JSON.stringify(rows)]);
+  await db.executeQuery(last ? lastInTransaction(query) : query);
 }

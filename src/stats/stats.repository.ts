@@ -1,6 +1,6 @@
 import { sql } from 'kysely';
 import type { Db } from '../db/database';
-import { asLastStatement, preparedStatement } from '../db/kysely-pool';
+import { lastInTransaction, preparedStatement } from '../db/kysely-pool';
 import { contributionOf, rollupSums } from '../messages/rollup';
 import type { Api } from '../messages/statuses';
 import type { RollupDelta } from '../messages/rollup';
@@ -102,8 +102,8 @@ export async function readRollups(
   ];
   const { rows } = await db.transaction().execute(async (trx) => {
     await sql`SET LOCAL max_parallel_workers_per_gather = 0`.execute(trx);
-    return asLastStatement(() =>
-      trx.executeQuery<RollupRow>(
+    return trx.executeQuery<RollupRow>(
+      lastInTransaction(
         filter.bucket
           ? READ_ROLLUPS_WITH_SERIES([...parameters, filter.bucket])
           : READ_ROLLUPS(parameters),
