@@ -1,8 +1,8 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import express from 'express';
-import type { Express } from 'express';
-import { callbackRoutes } from './callbacks/callbacks.routes';
+import type { Express, RequestHandler } from 'express';
+import { callbackEndpoint } from './callbacks/callbacks.routes';
 import type { CallbackDeps } from './callbacks/callbacks.routes';
 import type { Config } from './config';
 import type { Db } from './db/database';
@@ -72,17 +72,29 @@ const SERVICE_VERSION = (
   }
 ).version;
 
-function baseApp(deps: AppDeps): Express {
+/**
+ * An app with what every request gets (request id, log line, security headers, the drain's
+ * Connection: close) and the health routes. `first` runs right after the former, in the same
+ * Express layer: the public listener's callbacks, answered there without going through the
+ * router's other layers.
+ */
+function baseApp(deps: AppDeps, first?: RequestHandler): Express {
   const app = express();
   app.disable('x-powered-by');
   app.set('trust proxy', deps.config.trustProxy);
   app.use(
-    chain(requestId(), requestLog(deps.logger), securityHeaders(), (_req, res, next) => {
-      // While draining, keep-alive clients are told to reconnect: their next request then
-      // goes to a replica that is still in the load balancer.
-      if (deps.lifecycle.draining) res.setHeader('Connection', 'close');
-      next();
-    }),
+    chain(
+      requestId(),
+      requestLog(deps.logger),
+      securityHeaders(),
+      (_req, res, next) => {
+        // While draining, keep-alive clients are told to reconnect: their next request then
+        // goes to a replica that is still in the load balancer.
+        if (deps.lifecycle.draining) res.setHeader('Connection', 'close');
+        next();
+      },
+      ...(first ? [first] : []),
+    ),
   );
   app.use(healthRoutes({ ...deps, onReadiness: deps.metrics?.observeReadiness }));
   return app;
@@ -96,30 +108,29 @@ function finish(app: Express, deps: AppDeps, listener: ListenerName): Express {
 
 /** Public listener: SignalWire's callbacks and health only (DESIGN §1). */
 export function createPublicApp(deps: AppDeps): Express {
-  const app = baseApp(deps);
-  // A callback's answer is never cached or revalidated: no ETag (a hash per response).
-  app.set('etag', false);
   const { metrics } = deps;
-  // After the health routes (probes are never limited), before any callback work.
+  // Health probes are never limited; callbacks and everything else on this listener are.
   const limit = publicRateLimit({
     perMinute: deps.config.rateLimitPublicPerMinute,
     logger: deps.logger,
     onLimited: () => metrics?.onRateLimited('public'),
   });
-  app.use(metrics ? chain(ingestLatency(metrics), limit) : limit);
-  app.use(
-    callbackRoutes({
-      ...deps,
-      onCallback: (api, status, outcome) => {
-        metrics?.onCallback(api, status, outcome);
-        deps.callbackHooks?.onCallback?.(api, status, outcome);
-      },
-      onSignatureFailure: (reason) => {
-        metrics?.onSignatureFailure(reason);
-        deps.callbackHooks?.onSignatureFailure?.(reason);
-      },
-    }),
-  );
+  const callbacks = callbackEndpoint({
+    ...deps,
+    before: metrics ? chain(ingestLatency(metrics), limit) : limit,
+    onCallback: (api, status, outcome) => {
+      metrics?.onCallback(api, status, outcome);
+      deps.callbackHooks?.onCallback?.(api, status, outcome);
+    },
+    onSignatureFailure: (reason) => {
+      metrics?.onSignatureFailure(reason);
+      deps.callbackHooks?.onSignatureFailure?.(reason);
+    },
+  });
+  const app = baseApp(deps, callbacks);
+  // A callback's answer is never cached or revalidated: no ETag (a hash per response).
+  app.set('etag', false);
+  app.use(limit);
   return finish(app, deps, 'public');
 }
 
