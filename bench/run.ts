@@ -35,7 +35,7 @@ import { swStatusEnv } from './lib/sw-status';
  *
  * Env: BENCH_DATABASE_URL (default: an embedded PostgreSQL), BENCH_SECONDS (10), BENCH_ROUNDS
  * (3), BENCH_ONLY_RATIO=1 (only the alternating (a)/(b) runs),
- * BENCH_WARMUP_SECONDS (3), BENCH_PROFILE=1 (CPU profile of (b) into bench/results/profiles;
+ * BENCH_WARMUP_SECONDS (3), BENCH_SW_STATUS_ENV (settings for (b): bench/lib/sw-status.ts), BENCH_PROFILE=1 (CPU profile of (b) into bench/results/profiles;
  * summarise with bench/profile-summary.ts), BENCH_SERVER_LOGS=1 (servers' logs).
  */
 
@@ -196,6 +196,8 @@ async function main(): Promise<void> {
             machine: { cpus: os.cpus().length, model: os.cpus()[0]?.model, loadavg: os.loadavg() },
             node: process.version,
             postgres: postgres.source,
+            // Settings given to (b) on top of bench/lib/sw-status.ts's (BENCH_SW_STATUS_ENV).
+            sw_status_env: process.env.BENCH_SW_STATUS_ENV ?? '',
             seconds: SECONDS,
             rounds,
             b_over_a: { '32': ratioOfMedians('32'), '128': ratioOfMedians('128') },

@@ -3,7 +3,12 @@ import { BENCH_PUBLIC_BASE_URL, BENCH_SIGNING_KEY } from './request-pool';
 
 export const BENCH_API_TOKEN = 'bench-api-token';
 
-/** The environment of sw-status (src/main.ts) in production mode, for a benchmark. */
+/**
+ * The environment of sw-status (src/main.ts) in production mode, for a benchmark.
+ * BENCH_SW_STATUS_ENV adds to it or overrides it, as `NAME=value` pairs separated by spaces
+ * (e.g. `INGEST_BATCH_WAIT_MS=2 DATABASE_POOL_MAX=4`): how the ingest settings' effect is
+ * measured (docs/scaling.md).
+ */
 export function swStatusEnv(
   databaseUrl: string,
   internalPort: number,
@@ -25,5 +30,18 @@ export function swStatusEnv(
     RATE_LIMIT_QUERY_PER_MINUTE: '1000000000',
     SPOOL_DIR: spoolDir,
     SHUTDOWN_DELAY_MS: '0',
+    ...benchOverrides(process.env.BENCH_SW_STATUS_ENV ?? ''),
   };
+}
+
+function benchOverrides(pairs: string): Record<string, string> {
+  const entries = pairs
+    .split(/\s+/)
+    .filter(Boolean)
+    .map((pair) => {
+      const equals = pair.indexOf('=');
+      if (equals <= 0) throw new Error(`BENCH_SW_STATUS_ENV: "${pair}" is not NAME=value`);
+      return [pair.slice(0, equals), pair.slice(equals + 1)] as const;
+    });
+  return Object.fromEntries(entries);
 }
