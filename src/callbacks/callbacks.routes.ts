@@ -85,10 +85,13 @@ export function callbackEndpoint(deps: CallbackDeps & { before?: RequestHandler 
       ...(readBody ? [readRawBody(deps, api)] : []),
       (req: Request, res: Response) => handle(deps, api, req, res),
     );
-  const routes: Record<Api, Partial<Record<string, RequestHandler>>> = {
-    cxml: Object.fromEntries(CALLBACK_METHODS.cxml.map((m) => [m, route('cxml', m === 'POST')])),
-    native: Object.fromEntries(CALLBACK_METHODS.native.map((m) => [m, route('native', true)])),
-  };
+  // The handler of each API and method; a GET callback carries its fields in the query.
+  const routes = Object.fromEntries(
+    Object.entries(CALLBACK_METHODS).map(([api, methods]) => [
+      api,
+      Object.fromEntries(methods.map((method) => [method, route(api as Api, method === 'POST')])),
+    ]),
+  ) as Record<Api, Partial<Record<string, RequestHandler>>>;
 
   return (req, res, next) => {
     const matched = CALLBACK_ROUTE.exec(pathOf(req.url));
@@ -166,8 +169,13 @@ function readRawBody(deps: CallbackDeps, api: Api): RequestHandler {
         res.setHeader('Connection', 'close');
         throw new AppError(413, 'payload_too_large', 'The body is larger than 64 KiB');
       }
-      deps.onCallback?.(api, 'invalid', 'refused_malformed_body');
-      // The client went away or sent less than it declared: the error handler words it.
+      // The client went away, or sent less than it declared: the error handler words it.
+      const aborted = type === 'request.aborted';
+      deps.onCallback?.(
+        api,
+        'invalid',
+        aborted ? 'refused_request_aborted' : 'refused_malformed_body',
+      );
       throw error;
     }
     next();
