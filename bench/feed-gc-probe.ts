@@ -2,18 +2,12 @@ import { spawn } from 'node:child_process';
 import { closeSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { Kysely, PostgresDialect } from 'kysely';
-import { Pool } from 'pg';
-import type { Database } from '../src/db/database';
-import { withDatabase } from '../src/db/database';
-import { freePort, startEmbeddedPostgres } from '../src/db/embedded-postgres';
-import { migrateToLatest } from '../src/db/migrate';
+import { freePort } from '../src/db/embedded-postgres';
 import { feedCursors } from '../src/feed/feed-cursor';
-import { createLogger } from '../src/logger';
-import { generateEvents } from '../scripts/generate-events';
-import { BENCH_POSTGRES_SETTINGS, withClient } from './lib/database';
+import { withClient } from './lib/database';
 import { measureGets, measureGetsAtRate } from './lib/http-latency';
 import type { LatencyResult } from './lib/http-latency';
+import { openScaleStore } from './lib/scale-store';
 import { BENCH_API_TOKEN, swStatusEnv } from './lib/sw-status';
 
 /**
@@ -41,7 +35,6 @@ const PAGES = Number(process.env.PROBE_PAGES ?? 2_000);
 const NODE_FLAGS = (process.env.PROBE_NODE_FLAGS ?? '').split(' ').filter(Boolean);
 const SERVERS = (process.env.PROBE_SERVERS ?? process.cwd()).split(',').map((dir) => dir.trim());
 const FEED_PAGES_PER_SECOND = 160;
-const FULL_DB = `sw_status_scale_${EVENTS}`;
 const RECORDER = path.resolve(__dirname, 'lib', 'gc-recorder.ts');
 
 interface Pause {
@@ -52,16 +45,9 @@ interface Pause {
 
 async function main(): Promise<void> {
   const work = mkdtempSync(path.join(os.tmpdir(), 'sw-status-feed-gc-'));
-  const embedded = process.env.BENCH_DATABASE_URL
-    ? undefined
-    : await startEmbeddedPostgres(createLogger('warn'), {
-        dataDir: path.resolve('.data', 'scale-postgres'),
-        settings: BENCH_POSTGRES_SETTINGS,
-      });
-  const adminUrl = process.env.BENCH_DATABASE_URL ?? embedded!.url;
+  const store = await openScaleStore(EVENTS, log);
+  const { url } = store;
   try {
-    const url = withDatabase(adminUrl, FULL_DB);
-    await ensureLoaded(adminUrl, url);
     const secret = 'feed-gc-probe-secret-0123456789abcdef';
     const paths = await feedPaths(url, secret);
     for (let round = 1; round <= ROUNDS; round++) {
@@ -77,7 +63,7 @@ async function main(): Promise<void> {
       }
     }
   } finally {
-    await embedded?.stop();
+    await store.stop();
     rmSync(work, { recursive: true, force: true });
   }
 }
@@ -222,42 +208,6 @@ async function answers(port: number): Promise<boolean> {
 }
 
 /** bench:scale's store, loaded as bench/scale.ts loads it (same database, same rows). */
-async function ensureLoaded(adminUrl: string, url: string): Promise<void> {
-  const exists = await withClient(
-    adminUrl,
-    async (admin) =>
-      (await admin.query('SELECT 1 FROM pg_database WHERE datname = $1', [FULL_DB])).rowCount,
-  );
-  if (exists) {
-    const count = await withClient(url, async (client) =>
-      Number(
-        (await client.query<{ n: string }>('SELECT count(*) AS n FROM status_events')).rows[0]!.n,
-      ),
-    );
-    if (count >= EVENTS) {
-      await migrate(url);
-      log(`reusing ${FULL_DB}: ${count} events`);
-      return;
-    }
-  }
-  await withClient(adminUrl, async (admin) => {
-    await admin.query(`DROP DATABASE IF EXISTS ${FULL_DB} WITH (FORCE)`);
-    await admin.query(`CREATE DATABASE ${FULL_DB}`);
-  });
-  await migrate(url);
-  log(`loading ${EVENTS} events with COPY…`);
-  const result = await generateEvents(url, EVENTS, (line) => log(`  ${line}`));
-  log(`loaded ${result.events} events in ${result.seconds} s`);
-}
-
-async function migrate(url: string): Promise<void> {
-  const db = new Kysely<Database>({
-    dialect: new PostgresDialect({ pool: new Pool({ connectionString: url, max: 1 }) }),
-  });
-  await migrateToLatest(db);
-  await db.destroy();
-}
-
 function log(line: string): void {
   console.log(`[feed-gc-probe] ${line}`);
 }

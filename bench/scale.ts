@@ -5,16 +5,13 @@ import { Kysely, PostgresDialect } from 'kysely';
 import type { CompiledQuery } from 'kysely';
 import { Pool } from 'pg';
 import type { Database } from '../src/db/database';
-import { freePort, startEmbeddedPostgres } from '../src/db/embedded-postgres';
-import { migrateToLatest } from '../src/db/migrate';
-import { createLogger } from '../src/logger';
+import { freePort } from '../src/db/embedded-postgres';
 import { readFeedPage } from '../src/feed/feed.repository';
 import { findMessageWithHistory, listMessages } from '../src/messages/messages.repository';
 import { readEdges, readRollups } from '../src/stats/stats.repository';
 import { planWindow } from '../src/stats/stats-summary';
-import { generateEvents } from '../scripts/generate-events';
 import { withDatabase } from '../src/db/database';
-import { BENCH_POSTGRES_SETTINGS, settlePostgres, withClient } from './lib/database';
+import { settlePostgres, withClient } from './lib/database';
 import { feedAndStatsLatency } from './lib/feed-latency';
 import { measureGets } from './lib/http-latency';
 import type { LatencyResult } from './lib/http-latency';
@@ -22,6 +19,7 @@ import { peak } from './lib/load';
 import { startServer } from './lib/processes';
 import type { Server } from './lib/processes';
 import { writeRequestPool } from './lib/request-pool';
+import { migrate, openScaleStore, recreate } from './lib/scale-store';
 import { BENCH_API_TOKEN, swStatusEnv } from './lib/sw-status';
 
 /**
@@ -53,23 +51,15 @@ const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
 // a read and a full-page image in the WAL (seen after a 3 s warmup: 2.6 images and 19 kB of
 // WAL per event, against 2 kB in steady state): the warmup runs until that has passed.
 const WARMUP_SECONDS = Number(process.env.SCALE_WARMUP_SECONDS ?? 30);
-const FULL_DB = `sw_status_scale_${EVENTS}`;
 const EMPTY_DB = 'sw_status_scale_empty';
 const RESULTS = path.join(__dirname, 'results');
 
 async function main(): Promise<void> {
   const started = Date.now();
   const work = mkdtempSync(path.join(os.tmpdir(), 'sw-status-scale-'));
-  const embedded = process.env.BENCH_DATABASE_URL
-    ? undefined
-    : await startEmbeddedPostgres(createLogger('warn'), {
-        dataDir: path.resolve('.data', 'scale-postgres'),
-        settings: BENCH_POSTGRES_SETTINGS,
-      });
-  const adminUrl = process.env.BENCH_DATABASE_URL ?? embedded!.url;
+  const store = await openScaleStore(EVENTS, log);
+  const { adminUrl, url: fullUrl, load } = store;
   try {
-    const fullUrl = withDatabase(adminUrl, FULL_DB);
-    const load = await ensureLoaded(adminUrl, fullUrl);
     const sizes = await tableSizes(fullUrl);
     log(`store: ${JSON.stringify(sizes)}`);
     await settlePostgres(adminUrl);
@@ -201,38 +191,9 @@ async function main(): Promise<void> {
     console.error(error);
     process.exitCode = 1;
   } finally {
-    await embedded?.stop();
+    await store.stop();
     rmSync(work, { recursive: true, force: true });
   }
-}
-
-async function ensureLoaded(adminUrl: string, url: string) {
-  const exists = await withClient(
-    adminUrl,
-    async (admin) =>
-      (await admin.query('SELECT 1 FROM pg_database WHERE datname = $1', [FULL_DB])).rowCount,
-  );
-  if (exists) {
-    const count = await scalar(url, 'SELECT count(*) FROM status_events');
-    if (count >= EVENTS) {
-      // A store loaded by an earlier release gets this release's migrations first (as a
-      // production rollout would): a service started on an older schema measures nothing real.
-      const started = Date.now();
-      await migrate(url);
-      log(
-        `reusing ${FULL_DB}: ${count.toLocaleString('en')} events; migrations applied in ${Math.round((Date.now() - started) / 100) / 10} s`,
-      );
-      return { reused: true, events: count };
-    }
-  }
-  await recreate(adminUrl, FULL_DB);
-  await migrate(url);
-  log(`loading ${EVENTS.toLocaleString('en')} events with COPY…`);
-  const result = await generateEvents(url, EVENTS, (line) => log(`  ${line}`));
-  log(
-    `loaded ${result.events.toLocaleString('en')} events, ${result.messages.toLocaleString('en')} messages in ${result.seconds} s`,
-  );
-  return { reused: false, ...result };
 }
 
 /** Latency with `concurrency` dashboards polling at once, and with one alone. */
@@ -539,26 +500,6 @@ async function removeIngested(url: string, mark: IngestMark): Promise<void> {
     await client.query('DELETE FROM messages WHERE created_at >= $1', [mark.at]);
     await client.query('VACUUM (ANALYZE) messages, status_events');
   });
-}
-
-async function recreate(adminUrl: string, name: string): Promise<void> {
-  await withClient(adminUrl, async (admin) => {
-    await admin.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
-    await admin.query(`CREATE DATABASE ${name}`);
-  });
-}
-
-async function migrate(url: string): Promise<void> {
-  const db = new Kysely<Database>({
-    dialect: new PostgresDialect({ pool: new Pool({ connectionString: url, max: 1 }) }),
-  });
-  await migrateToLatest(db);
-  await db.destroy();
-}
-
-async function scalar(url: string, sql: string): Promise<number> {
-  const { rows } = await withClient(url, (client) => client.query<{ count: string }>(sql));
-  return Number(rows[0]!.count);
 }
 
 function log(line: string): void {
