@@ -117,7 +117,7 @@ export function createPublicApp(deps: AppDeps): Express {
   });
   const callbacks = callbackEndpoint({
     ...deps,
-    before: metrics ? chain(ingestLatency(metrics), limit) : limit,
+    before: (api) => (metrics ? chain(ingestLatency(metrics, api), limit) : limit),
     onCallback: (api, status, outcome) => {
       metrics?.onCallback(api, status, outcome);
       deps.callbackHooks?.onCallback?.(api, status, outcome);

@@ -75,21 +75,31 @@ interface ParsedCallback {
  * body is then read within its limit and parsed within its limits (MAX_FORM_PARAMETERS,
  * MAX_JSON_DEPTH), and only then is a signature computed.
  *
- * `before` runs first on every callback request (the rate limit, the latency metric).
+ * `before(api)` runs first on every request to a callback path, OPTIONS and a malformed token
+ * included (the rate limit, the latency metric).
  */
-export function callbackEndpoint(deps: CallbackDeps & { before?: RequestHandler }): RequestHandler {
-  const route = (api: Api, readBody: boolean): RequestHandler =>
-    chain(
-      ...(deps.before ? [deps.before] : []),
+export function callbackEndpoint(
+  deps: CallbackDeps & { before?: (api: Api) => RequestHandler },
+): RequestHandler {
+  const route = (api: Api, ...handlers: RequestHandler[]): RequestHandler =>
+    chain(...(deps.before ? [deps.before(api)] : []), ...handlers);
+  const callback = (api: Api, readBody: boolean): RequestHandler =>
+    route(
+      api,
+      decodeToken,
       admit(deps, api),
       ...(readBody ? [readRawBody(deps, api)] : []),
       (req: Request, res: Response) => handle(deps, api, req, res),
     );
-  // The handler of each API and method; a GET callback carries its fields in the query.
+  // The handler of each API and method (a GET callback carries its fields in the query), and
+  // OPTIONS, which says which methods the path takes, as Express's router does.
   const routes = Object.fromEntries(
     Object.entries(CALLBACK_METHODS).map(([api, methods]) => [
       api,
-      Object.fromEntries(methods.map((method) => [method, route(api as Api, method === 'POST')])),
+      Object.fromEntries([
+        ...methods.map((method) => [method, callback(api as Api, method === 'POST')]),
+        ['OPTIONS', route(api as Api, (_req, res) => answerOptions(res, methods))],
+      ]),
     ]),
   ) as Record<Api, Partial<Record<string, RequestHandler>>>;
 
@@ -98,20 +108,25 @@ export function callbackEndpoint(deps: CallbackDeps & { before?: RequestHandler 
     if (matched === null) return next();
     const api = matched[1]!.toLowerCase() as Api;
     const handler = routes[api][req.method];
-    if (handler === undefined) {
-      // OPTIONS says which methods the path takes, as Express's router does.
-      if (req.method === 'OPTIONS') return answerOptions(res, CALLBACK_METHODS[api]);
-      // Another method on a callback path: not a route (404 further on), as with Express.
-      return next();
-    }
-    try {
-      req.params = matched[2] === undefined ? {} : { token: decodeURIComponent(matched[2]) };
-    } catch {
-      return next(badRequest('malformed_path', 'The callback path is not valid URL encoding'));
-    }
+    // Another method on a callback path: not a route (404 further on), as with Express.
+    if (handler === undefined) return next();
+    req.params = matched[2] === undefined ? {} : { token: matched[2] };
     return handler(req, res, next);
   };
 }
+
+/** The token path segment, URL-decoded (as Express decodes a route parameter). */
+const decodeToken: RequestHandler = (req, _res, next) => {
+  const token = req.params['token'];
+  if (typeof token === 'string') {
+    try {
+      req.params['token'] = decodeURIComponent(token);
+    } catch {
+      throw badRequest('malformed_path', 'The callback path is not valid URL encoding');
+    }
+  }
+  next();
+};
 
 function answerOptions(res: Response, methods: readonly string[]): void {
   const allow = methods.join(', ');

@@ -13,23 +13,18 @@ export function metricsRoutes({ metrics }: { metrics: Metrics }): Router {
   return router;
 }
 
-const CALLBACK_PATH = /^\/callbacks\/(cxml|native)(?:[/?]|$)/;
-
 /**
- * Times every callback from the moment the app sees it until its answer is written. A 200 is
- * only sent once the event is durable, so for code 200 this is "received → durable ack".
+ * Times a callback to `api` from the moment the app sees it until its answer is written. A
+ * 200 is only sent once the event is durable, so for code 200 this is "received → durable ack".
+ * Mounted by the callback routes (src/callbacks/callbacks.routes.ts), which know the API.
  */
-export function ingestLatency(metrics: Metrics): RequestHandler {
-  return (req, res, next) => {
-    // req.url, not req.path: this runs on every request, and req.path parses the URL.
-    const api = CALLBACK_PATH.exec(req.url)?.[1] as Api | undefined;
-    if (api) {
-      const started = process.hrtime.bigint();
-      res.on('finish', () => {
-        const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-        metrics.observeIngest(api, res.statusCode, seconds);
-      });
-    }
+export function ingestLatency(metrics: Metrics, api: Api): RequestHandler {
+  return (_req, res, next) => {
+    const started = process.hrtime.bigint();
+    res.on('finish', () => {
+      const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+      metrics.observeIngest(api, res.statusCode, seconds);
+    });
     next();
   };
 }

@@ -102,6 +102,24 @@ describe('paths', () => {
   );
 });
 
+describe('the rate limit', () => {
+  test('When a client is over its limit, then OPTIONS and a malformed token path on a callback route are refused with 429 too, before any other work', async () => {
+    const limited = await createTestApp({ RATE_LIMIT_PUBLIC_PER_MINUTE: '2' });
+    try {
+      await request(limited.publicApp).options('/callbacks/cxml').expect(200);
+      await request(limited.publicApp).options('/callbacks/native').expect(200);
+      expectError(await request(limited.publicApp).options('/callbacks/cxml'), 429, 'rate_limited');
+      expectError(
+        await request(limited.publicApp).post('/callbacks/native/%E0%A4%A').send('{}'),
+        429,
+        'rate_limited',
+      );
+    } finally {
+      await limited.close();
+    }
+  });
+});
+
 describe('the body', () => {
   test('When the body is gzip-compressed, then 415 unsupported_encoding and nothing is stored', async () => {
     const fields = cxmlFields();
