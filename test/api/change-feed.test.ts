@@ -230,8 +230,10 @@ describe('GET /v1/events', () => {
   });
 
   test('When the same page is asked again with its ETag, then the answer is 304', async () => {
-    const first = await get('/v1/events?limit=1').expect(200);
-    const again = await get('/v1/events?limit=1')
+    // Long-polled: the first page is not empty while another file's transaction holds it back.
+    const first = await get('/v1/events?limit=1&wait=5').expect(200);
+    expect(first.body.data).toHaveLength(1);
+    const again = await get('/v1/events?limit=1&wait=5')
       .set('If-None-Match', first.headers.etag!)
       .expect(304);
     expect(again.text).toBe('');
