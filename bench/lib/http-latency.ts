@@ -1,5 +1,5 @@
 import http from 'node:http';
-import { performance } from 'node:perf_hooks';
+import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
 
 export interface LatencyResult {
   requests: number;
@@ -11,6 +11,45 @@ export interface LatencyResult {
   failures: number;
 }
 
+/** One request: its path, when it was due or written (epoch ms), and its latency. */
+export interface LatencySample {
+  path: string;
+  at: number;
+  ms: number;
+}
+
+/**
+ * What a measurement also hands over when asked: every request, to see which kind of request
+ * makes the tail and when, and how late the client's own event loop ran meanwhile — a stall
+ * of the load client (its GC, the machine's scheduler) looks like a slow answer otherwise.
+ */
+export interface LatencyDetail {
+  samples: LatencySample[];
+  clientLoopDelay: { p99_ms: number; max_ms: number };
+}
+
+/** Records the client's event-loop delay while `run` runs. */
+async function withLoopDelay<T>(
+  run: () => Promise<T>,
+  detail: ((detail: LatencyDetail) => void) | undefined,
+  samples: LatencySample[],
+): Promise<T> {
+  const delay = monitorEventLoopDelay({ resolution: 1 });
+  delay.enable();
+  try {
+    return await run();
+  } finally {
+    delay.disable();
+    detail?.({
+      samples,
+      clientLoopDelay: {
+        p99_ms: Math.round(delay.percentile(99) / 1e4) / 100,
+        max_ms: Math.round(delay.max / 1e4) / 100,
+      },
+    });
+  }
+}
+
 /**
  * GETs every path once, `concurrency` at a time, over keep-alive connections; latency of each
  * from the request being written to the last byte of the answer.
@@ -20,9 +59,11 @@ export async function measureGets(
   paths: readonly string[],
   concurrency: number,
   headers: Record<string, string> = {},
+  detail?: (detail: LatencyDetail) => void,
 ): Promise<LatencyResult> {
   const agent = new http.Agent({ keepAlive: true, maxSockets: concurrency });
   const latencies: number[] = [];
+  const samples: LatencySample[] = [];
   let failures = 0;
   let next = 0;
   const worker = async (): Promise<void> => {
@@ -30,11 +71,17 @@ export async function measureGets(
       const path = paths[next++]!;
       const started = performance.now();
       const status = await getStatus(agent, port, path, headers);
-      latencies.push(performance.now() - started);
+      const ms = performance.now() - started;
+      latencies.push(ms);
+      if (detail) samples.push({ path, at: performance.timeOrigin + started, ms });
       if (status !== 200) failures++;
     }
   };
-  await Promise.all(Array.from({ length: concurrency }, worker));
+  await withLoopDelay(
+    () => Promise.all(Array.from({ length: concurrency }, worker)),
+    detail,
+    samples,
+  );
   agent.destroy();
   return latencyResult(latencies, failures);
 }
@@ -53,21 +100,30 @@ export async function measureGetsAtRate(
   clients: number,
   ratePerSecond: number,
   headers: Record<string, string> = {},
+  detail?: (detail: LatencyDetail) => void,
 ): Promise<LatencyResult & { rate_per_second: number; clients: number }> {
   const agent = new http.Agent({ keepAlive: true, maxSockets: clients });
   const latencies: number[] = [];
+  const samples: LatencySample[] = [];
   let failures = 0;
   const start = performance.now() + 20;
   const interval = 1000 / ratePerSecond;
-  await Promise.all(
-    paths.map(async (path, index) => {
-      const due = start + index * interval;
-      const wait = due - performance.now();
-      if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
-      const status = await getStatus(agent, port, path, headers);
-      latencies.push(performance.now() - due);
-      if (status !== 200) failures++;
-    }),
+  await withLoopDelay(
+    () =>
+      Promise.all(
+        paths.map(async (path, index) => {
+          const due = start + index * interval;
+          const wait = due - performance.now();
+          if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
+          const status = await getStatus(agent, port, path, headers);
+          const ms = performance.now() - due;
+          latencies.push(ms);
+          if (detail) samples.push({ path, at: performance.timeOrigin + due, ms });
+          if (status !== 200) failures++;
+        }),
+      ),
+    detail,
+    samples,
   );
   agent.destroy();
   return { ...latencyResult(latencies, failures), rate_per_second: ratePerSecond, clients };
