@@ -7,6 +7,7 @@ import { feedCursors } from '../src/feed/feed-cursor';
 import { settlePostgres, withClient } from './lib/database';
 import { measureGets, measureGetsAtRate } from './lib/http-latency';
 import type { LatencyDetail, LatencyResult } from './lib/http-latency';
+import { machineCpu } from './lib/machine-cpu';
 import { postgresCpuSeconds, postmasterPid } from './lib/postgres-cpu';
 import { openScaleStore } from './lib/scale-store';
 import { BENCH_API_TOKEN, swStatusEnv } from './lib/sw-status';
@@ -318,17 +319,6 @@ async function backgroundWork(url: string) {
       );
     },
     ...now,
-  };
-}
-
-/** The machine's CPU time so far (/proc/stat's first line, in ticks): all, idle, stolen. */
-function machineCpu(): { total: number; idle: number; steal: number } {
-  const ticks = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1, 9);
-  const [user, nice, system, idle, iowait, irq, softirq, steal] = ticks.map(Number) as number[];
-  return {
-    total: user! + nice! + system! + idle! + iowait! + irq! + softirq! + steal!,
-    idle: idle! + iowait!,
-    steal: steal!,
   };
 }
 

@@ -4,10 +4,11 @@ import os from 'node:os';
 import path from 'node:path';
 import { freePort } from '../src/db/embedded-postgres';
 import { logWorst, runAdversarial } from './adversarial';
-import { startBenchPostgres } from './lib/database';
+import { startBenchPostgres, withClient } from './lib/database';
 import type { BenchPostgres } from './lib/database';
 import { fixedRate, peak } from './lib/load';
 import type { LoadResult } from './lib/load';
+import { busyBetween, machineCpu } from './lib/machine-cpu';
 import { postgresCpuSeconds, postmasterPid } from './lib/postgres-cpu';
 import { startServer } from './lib/processes';
 import type { Server } from './lib/processes';
@@ -108,6 +109,14 @@ interface Run {
   cpu_cores: number;
   /** PostgreSQL server CPU per request of the measured run (µs); 0 for servers without it. */
   postgres_cpu_us_per_event?: number;
+  /**
+   * The whole machine's CPU in use during the measured run, as a share of all its cores: near
+   * 1, the run was bound by CPU (the server's, PostgreSQL's and wrk's together); below, by
+   * latency.
+   */
+  machine_busy?: number;
+  /** Requests per transaction committed in the whole PostgreSQL server: the batch size. */
+  events_per_commit?: number;
 }
 
 /** The run with the median requests per second. */
@@ -132,9 +141,10 @@ async function main(): Promise<void> {
     await writeRequestPool(warmupPool, WARMUP * MAX_EXPECTED_RPS);
     await writeRequestPool(measurePool, SECONDS * MAX_EXPECTED_RPS);
 
-    const postmaster = await postmasterPid(postgres.adminUrl);
+    const { adminUrl } = postgres;
+    const postmaster = await postmasterPid(adminUrl);
     const measure = (server: Server, connections: number) =>
-      peakRun(server, warmupPool, measurePool, connections, postmaster);
+      peakRun(server, warmupPool, measurePool, connections, postmaster, adminUrl);
 
     // The targets' ratio: (a) and (b) alternating, ROUNDS times, at both concurrencies.
     const rounds: Record<'32' | '128', Record<'a' | 'b', Run[]>> = {
@@ -341,17 +351,38 @@ async function peakRun(
   measurePool: string,
   connections: number,
   postmaster: number,
+  adminUrl: string,
 ): Promise<Run> {
   await peak(server.port, warmupPool, WARMUP, connections);
   const sampler = server.sample();
   const cpuBefore = postgresCpuSeconds(postmaster);
+  const machineBefore = machineCpu();
+  const commitsBefore = await commits(adminUrl);
   const load = await peak(server.port, measurePool, SECONDS, connections);
+  const machine_busy = busyBetween(machineBefore, machineCpu());
   const postgresCpu = postgresCpuSeconds(postmaster) - cpuBefore;
+  const committed = (await commits(adminUrl)) - commitsBefore - 1;
   return {
     load,
     ...sampler.stop(),
     postgres_cpu_us_per_event: Math.round((postgresCpu / Math.max(load.requests, 1)) * 1e7) / 10,
+    machine_busy,
+    events_per_commit: Math.round((load.requests / Math.max(committed, 1)) * 10) / 10,
   };
+}
+
+/**
+ * Writing transactions so far in the whole server: the next transaction id (this reading
+ * takes one itself). pg_stat_database's commit counts would do, but a backend going idle
+ * reports them up to 10 s late.
+ */
+async function commits(adminUrl: string): Promise<number> {
+  return withClient(adminUrl, async (client) => {
+    const { rows } = await client.query<{ xid: string }>(
+      'SELECT pg_current_xact_id()::text AS xid',
+    );
+    return Number(rows[0]!.xid);
+  });
 }
 
 async function withServer<T>(
@@ -384,7 +415,7 @@ function report(label: string, run: Run): void {
   log(
     `${label.padEnd(34)} ${String(load.rps).padStart(7)} req/s  p50 ${load.p50_ms.toFixed(2).padStart(7)} ms  ` +
       `p99 ${load.p99_ms.toFixed(2).padStart(7)} ms  failures ${load.failures}  RSS ${run.max_rss_mb} MB  ` +
-      `CPU ${run.cpu_cores}  PG ${run.postgres_cpu_us_per_event ?? 0} µs/req${load.pool_wraps ? `  (pool wrapped ${load.pool_wraps}×)` : ''}`,
+      `CPU ${run.cpu_cores}  PG ${run.postgres_cpu_us_per_event ?? 0} µs/req  machine ${run.machine_busy ?? '?'}  ${run.events_per_commit ?? '?'}/commit${load.pool_wraps ? `  (pool wrapped ${load.pool_wraps}×)` : ''}`,
   );
 }
 
