@@ -47,7 +47,15 @@ export async function startServer(
   return {
     pid: child.pid!,
     port,
-    sample: () => sampler(child),
+    sample: () => {
+      // Seen once: a server gone between its warmup and its measurement. Say how it ended.
+      if (child.exitCode !== null || child.signalCode !== null) {
+        throw new Error(
+          `${script} ended (${child.exitCode ?? child.signalCode}) before its measurement:\n${stderr}`,
+        );
+      }
+      return sampler(child);
+    },
     async stop() {
       if (child.exitCode !== null) return;
       child.kill('SIGTERM');
