@@ -5,9 +5,9 @@ import path from 'node:path';
 import { freePort } from '../src/db/embedded-postgres';
 import { feedCursors } from '../src/feed/feed-cursor';
 import { settlePostgres, withClient } from './lib/database';
-import { measureGets, measureGetsAtRate } from './lib/http-latency';
+import { latencyResult, measureGets, measureGetsAtRate } from './lib/http-latency';
 import type { LatencyDetail, LatencyResult } from './lib/http-latency';
-import { machineCpu } from './lib/machine-cpu';
+import { busyBetween, machineCpu } from './lib/machine-cpu';
 import { postgresCpuSeconds, postmasterPid } from './lib/postgres-cpu';
 import { openScaleStore } from './lib/scale-store';
 import { BENCH_API_TOKEN, swStatusEnv } from './lib/sw-status';
@@ -158,6 +158,7 @@ async function measureServer(
       .map((line) => JSON.parse(line) as Pause);
     const within = (from: number, to: number) => pauses.filter((p) => p.at >= from && p.at <= to);
     const served = serverTimes(serverLog);
+    writeSamples({ alone: aloneDetail!, four: fourDetail! });
     return {
       alone: {
         latency: alone,
@@ -170,7 +171,6 @@ async function measureServer(
           served(aloneStart, aloneEnd),
         ),
       },
-      ...writeSamples({ alone: aloneDetail!, four: fourDetail! }),
       four: {
         latency: four,
         gc: summarise(within(fourStart, fourEnd), fourEnd - fourStart),
@@ -187,14 +187,13 @@ async function measureServer(
  * to set beside the server's own request log (its stdout: PROBE_SERVER_STDOUT) and tell time
  * spent in the server from time spent getting to it.
  */
-function writeSamples(details: Record<string, LatencyDetail>): Record<string, never> {
+function writeSamples(details: Record<string, LatencyDetail>): void {
   const file = process.env.PROBE_SAMPLES_FILE;
-  if (!file) return {};
+  if (!file) return;
   const lines = Object.entries(details).flatMap(([phase, detail]) =>
     detail.samples.map((sample) => JSON.stringify({ phase, ...sample })),
   );
   appendFileSync(file, lines.join('\n') + '\n');
-  return {};
 }
 
 /** The kind of page a path asks for: what bench:scale mixes. */
@@ -223,18 +222,15 @@ function diagnose(
   }
   const kinds = [...byKind]
     .map(([kind, ms]) => {
-      ms.sort((a, b) => a - b);
-      const at = (q: number) => round(ms[Math.min(ms.length - 1, Math.floor(q * ms.length))]);
-      return `${kind} ${ms.length}: p50 ${at(0.5)} p99 ${at(0.99)}`;
+      const { requests, p50_ms, p99_ms } = latencyResult(ms, 0);
+      return `${kind} ${requests}: p50 ${p50_ms} p99 ${p99_ms}`;
     })
     .join(' | ');
   const slowest = [...detail.samples].sort((a, b) => b.ms - a.ms).slice(0, 5);
-  served.sort((a, b) => a - b);
-  const servedAt = (q: number) =>
-    served[Math.min(served.length - 1, Math.floor(q * served.length))];
+  const own = latencyResult(served, 0);
   const lines = [
     `by kind: ${kinds}`,
-    `the server's own time (request log, ${served.length} pages): p50 ${servedAt(0.5)} p99 ${servedAt(0.99)} max ${served.at(-1)} ms`,
+    `the server's own time (request log, ${own.requests} pages): p50 ${own.p50_ms} p99 ${own.p99_ms} max ${own.max_ms} ms`,
     `client loop delay p99 ${detail.clientLoopDelay.p99_ms} max ${detail.clientLoopDelay.max_ms} ms; server loop lag max ${serverLagMaxMs ?? '?'} ms; PostgreSQL meanwhile: ${background}`,
   ];
   for (const sample of slowest) {
@@ -310,10 +306,10 @@ async function backgroundWork(url: string) {
       const diff = (key: 'checkpoints' | 'vacuums' | 'analyzes') =>
         Number(now[key]) - Number(before[key]);
       const ticks = now.cpu.total - before.cpu.total;
-      const share = (part: number) => `${Math.round((100 * part) / ticks)} %`;
+      const steal = Math.round((100 * (now.cpu.steal - before.cpu.steal)) / ticks);
       return (
-        `machine busy ${share(ticks - (now.cpu.idle - before.cpu.idle))} ` +
-        `(steal ${share(now.cpu.steal - before.cpu.steal)}), PostgreSQL ` +
+        `machine busy ${Math.round(100 * busyBetween(before.cpu, now.cpu))} % ` +
+        `(steal ${steal} %), PostgreSQL ` +
         `${round(now.postgres - before.postgres)} s CPU; ${diff('checkpoints')} checkpoints, ${diff('vacuums')} autovacuums and ` +
         `${diff('analyzes')} autoanalyzes finished, autovacuum workers running ${before.workers} → ${now.workers}`
       );
