@@ -117,6 +117,17 @@ interface Run {
   machine_busy?: number;
   /** Requests per transaction committed in the whole PostgreSQL server: the batch size. */
   events_per_commit?: number;
+  /**
+   * The requests/s this run's CPU per request would allow, were the machine's cores or the
+   * server's one thread fully busy, whichever binds first: rps / max(machine_busy,
+   * min(cpu_cores, 1)). A server answering below it waits (on round trips, commits,
+   * wake-ups); one at it can only go faster by spending less CPU per request.
+   */
+  cpu_ceiling_rps?: number;
+}
+
+function median(values: readonly number[]): number {
+  return [...values].sort((x, y) => x - y)[Math.floor(values.length / 2)]!;
 }
 
 /** The run with the median requests per second. */
@@ -184,14 +195,24 @@ async function main(): Promise<void> {
           100,
       ) / 100;
     const medianCpu = (runs: Run[]) =>
-      [...runs.map((run) => run.postgres_cpu_us_per_event ?? 0)].sort((x, y) => x - y)[
-        Math.floor(runs.length / 2)
-      ]!;
+      median(runs.map((run) => run.postgres_cpu_us_per_event ?? 0));
+    // What (b) could reach with the whole machine busy at its CPU per request: when that is
+    // below a target, no tuning of waits, batches or connections meets it (docs/scaling.md).
+    const ceilingRatio = (connections: '32' | '128') =>
+      Math.round(
+        (median(rounds[connections].b.map((run) => run.cpu_ceiling_rps ?? 0)) /
+          medianByRps(rounds[connections].a).load.rps) *
+          100,
+      ) / 100;
     log('');
     log(
       `median of ${ROUNDS}: b/a = ${ratioOfMedians('32')} at ${CONNECTIONS} connections, ` +
         `${ratioOfMedians('128')} at ${HIGH_CONNECTIONS}; PostgreSQL CPU per event (b): ` +
         `${medianCpu(rounds['32'].b)} µs at ${CONNECTIONS}, ${medianCpu(rounds['128'].b)} µs at ${HIGH_CONNECTIONS}`,
+    );
+    log(
+      `(b)'s CPU ceiling over (a): ${ceilingRatio('32')} at ${CONNECTIONS} connections, ` +
+        `${ceilingRatio('128')} at ${HIGH_CONNECTIONS} (b/a cannot pass these at today's CPU per request)`,
     );
     if (ONLY_RATIO) {
       const file = path.join(
@@ -211,6 +232,7 @@ async function main(): Promise<void> {
             seconds: SECONDS,
             rounds,
             b_over_a: { '32': ratioOfMedians('32'), '128': ratioOfMedians('128') },
+            b_ceiling_over_a: { '32': ceilingRatio('32'), '128': ceilingRatio('128') },
             postgres_cpu_us_per_event_b: {
               '32': medianCpu(rounds['32'].b),
               '128': medianCpu(rounds['128'].b),
@@ -292,6 +314,8 @@ async function main(): Promise<void> {
         b_over_d: ratio(peaks.b!.load.rps, peaks.d!.load.rps),
         b_over_b1: ratio(peaks.b!.load.rps, peaks.b1!.load.rps),
         b_over_a_high_concurrency: ratio(highConcurrency.b!.load.rps, highConcurrency.a!.load.rps),
+        b_ceiling_over_a: ceilingRatio('32'),
+        b_ceiling_over_a_high_concurrency: ceilingRatio('128'),
       },
       fixed_rate: {
         rate,
@@ -362,12 +386,17 @@ async function peakRun(
   const machine_busy = busyBetween(machineBefore, machineCpu());
   const postgresCpu = postgresCpuSeconds(postmaster) - cpuBefore;
   const committed = (await commits(adminUrl)) - commitsBefore - 1;
+  const serverUse = sampler.stop();
   return {
     load,
-    ...sampler.stop(),
+    ...serverUse,
     postgres_cpu_us_per_event: Math.round((postgresCpu / Math.max(load.requests, 1)) * 1e7) / 10,
     machine_busy,
     events_per_commit: Math.round((load.requests / Math.max(committed, 1)) * 10) / 10,
+    // The server's CPU counts its helper threads (GC) too: at a core it is bound.
+    cpu_ceiling_rps: Math.round(
+      load.rps / Math.max(machine_busy, Math.min(serverUse.cpu_cores, 1), 0.01),
+    ),
   };
 }
 
@@ -415,7 +444,7 @@ function report(label: string, run: Run): void {
   log(
     `${label.padEnd(34)} ${String(load.rps).padStart(7)} req/s  p50 ${load.p50_ms.toFixed(2).padStart(7)} ms  ` +
       `p99 ${load.p99_ms.toFixed(2).padStart(7)} ms  failures ${load.failures}  RSS ${run.max_rss_mb} MB  ` +
-      `CPU ${run.cpu_cores}  PG ${run.postgres_cpu_us_per_event ?? 0} µs/req  machine ${run.machine_busy ?? '?'}  ${run.events_per_commit ?? '?'}/commit${load.pool_wraps ? `  (pool wrapped ${load.pool_wraps}×)` : ''}`,
+      `CPU ${run.cpu_cores}  PG ${run.postgres_cpu_us_per_event ?? 0} µs/req  machine ${run.machine_busy ?? '?'}  ${run.events_per_commit ?? '?'}/commit  ceiling ${run.cpu_ceiling_rps ?? '?'}/s${load.pool_wraps ? `  (pool wrapped ${load.pool_wraps}×)` : ''}`,
   );
 }
 

@@ -19,7 +19,7 @@ app.post(
       .digest();
     await pool.query(
       `INSERT INTO status_events (message_id, api, status, raw_status, source, received_at, dedupe_key, raw)
-     VALUES ($1, 'cxml', $2, $2, 'callback', now(), $3, $4) ON CONFLICT (dedupe_key) DO NOTHING`,
+     VALUES ($1, 'cxml', $2, $2, 'callback', now(), $3, $4) ON CONFLICT (message_id, dedupe_key) DO NOTHING`,
       [fields.MessageSid, fields.MessageStatus, key, JSON.stringify(fields)],
     );
     res.status(200).type('text/xml').send('<Response/>');
