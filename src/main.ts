@@ -11,6 +11,7 @@ import type { Lifecycle } from './http/health.routes';
 import { createIngestRecorder, openServiceSpool } from './ingest/ingest';
 import { createLogger } from './logger';
 import { createMetrics } from './metrics/metrics';
+import { turnOffPretenuring } from './process/heap-tuning';
 import { invokedAs } from './process/invoked-as';
 import { address, describeListenError, listen } from './process/listen';
 import { shutdownOnSignals } from './process/shutdown';
@@ -25,6 +26,8 @@ import { startStatsCompactor } from './stats/stats-compactor';
 
 /** Process entry: config → logger → db → apps → listen on both ports; SIGTERM drains. */
 async function main(): Promise<void> {
+  // Before the first request: see heap-tuning.ts for what it spares the heap.
+  turnOffPretenuring();
   const config = loadConfig();
   const logger = createLogger(config.logLevel);
   // Before anything that takes time: as PID 1 the process would ignore SIGTERM until then.
