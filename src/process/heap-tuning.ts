@@ -14,10 +14,11 @@ export const PRETENURING_FLAG = '--allocation-site-pretenuring';
  * long-lived objects and allocates from them straight in old space. The decision sticks:
  * from then on every callback's ~14 kB lands in old space as garbage that only a full
  * collection frees, and the process grows by 100 MB and more between full collections.
- * Measured: 3 of 5 fresh servers at 3 400 callbacks/s grew from 170 to 200–270 MB within
- * 5 s, nearly all of it request and response objects (a sampling heap profile); with
- * pretenuring off, 5 of 5 stayed at 169–173 MB (`npm run bench:heap-growth`). Objects that
- * do live long still reach old space the ordinary way, after surviving two scavenges.
+ * Measured (`npm run bench:heap-growth`, fresh servers at 3 400 callbacks/s): with
+ * pretenuring on, 4 of 8 grew by 40 MB in 5 s (and `npm run bench` saw 280 MB), nearly all of
+ * it request and response objects (a sampling heap profile); off, 0 of 8 grew, all at
+ * 151–172 MB. Objects that do live long still reach old space the ordinary way, after
+ * surviving two scavenges.
  *
  * The flag is set at run time (v8.setFlagsFromString) so that every way of starting the
  * service gets it — `npm start`, the image's `node dist/main.js`, the benchmarks. V8 reads it
