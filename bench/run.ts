@@ -28,7 +28,9 @@ import { swStatusEnv } from './lib/sw-status';
  * MessageSid. (a) and (b), the targets' ratio, run BENCH_ROUNDS times (3) alternating, at 32
  * and at 128 connections, and their medians count: on a shared machine one run of each says
  * little. For (b) the PostgreSQL server's CPU time per event is measured too (all its
- * processes, from /proc: bench/lib/postgres-cpu.ts). Then (b) and (a) run at the same
+ * processes, from /proc: bench/lib/postgres-cpu.ts), and for every run its CPU ceiling (the
+ * rate its CPU per request would allow with nothing waiting: Run.cpu_ceiling_rps), so that a
+ * ratio the CPU cannot reach is told apart from one that waits. Then (b) and (a) run at the same
  * fixed rate, half of (b)'s peak, to compare their latency under equal load. Before each run
  * PostgreSQL settles (earlier runs' vacuum and dirty buffers), and each scenario's database is
  * dropped after it. Last, the adversarial bodies' cost next to a normal callback's
