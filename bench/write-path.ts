@@ -38,6 +38,8 @@ interface Measured {
   cpu_us: number;
   wal_bytes: number;
   wall_us: number;
+  /** This process's CPU per event: the service's side of the write path (kysely, pg, JSON). */
+  node_cpu_us: number;
 }
 
 async function main(): Promise<void> {
@@ -62,7 +64,7 @@ async function main(): Promise<void> {
           log(
             `run ${run + 1} ${checkout.name.padEnd(8)} ${workload.padEnd(9)} ` +
               `PostgreSQL CPU ${measured.cpu_us} µs/event  WAL ${measured.wal_bytes} B/event  ` +
-              `wall ${measured.wall_us} µs/event`,
+              `wall ${measured.wall_us} µs/event  Node CPU ${measured.node_cpu_us} µs/event`,
           );
         }
       }
@@ -79,6 +81,7 @@ async function main(): Promise<void> {
               cpu_us: median(runs.map((r) => r.cpu_us)),
               wal_bytes: median(runs.map((r) => r.wal_bytes)),
               wall_us: median(runs.map((r) => r.wall_us)),
+              node_cpu_us: median(runs.map((r) => r.node_cpu_us)),
             },
           ]),
         ),
@@ -100,7 +103,7 @@ async function main(): Promise<void> {
     for (const [name, workloads] of Object.entries(medians)) {
       for (const [workload, m] of Object.entries(workloads)) {
         log(
-          `median ${name.padEnd(8)} ${workload.padEnd(9)} CPU ${m.cpu_us} µs  WAL ${m.wal_bytes} B  wall ${m.wall_us} µs per event`,
+          `median ${name.padEnd(8)} ${workload.padEnd(9)} CPU ${m.cpu_us} µs  WAL ${m.wal_bytes} B  wall ${m.wall_us} µs  Node CPU ${m.node_cpu_us} µs per event`,
         );
       }
     }
@@ -138,7 +141,9 @@ async function measure(
     const walBefore = await lsn();
     const cpuBefore = postgresCpuSeconds(postmaster);
     const started = process.hrtime.bigint();
+    const nodeBefore = process.cpuUsage();
     for (const batch of batches) await recordEvents(handle.db, batch);
+    const node = process.cpuUsage(nodeBefore);
     const wall = Number(process.hrtime.bigint() - started) / 1000;
     const cpu = postgresCpuSeconds(postmaster) - cpuBefore;
     const { rows } = await client.query<{ bytes: string }>(
@@ -150,6 +155,7 @@ async function measure(
       cpu_us: Math.round((cpu / events) * 1e7) / 10,
       wal_bytes: Math.round(Number(rows[0]!.bytes) / events),
       wall_us: Math.round(wall / events),
+      node_cpu_us: Math.round(((node.user + node.system) / events) * 10) / 10,
     };
   } finally {
     await client.end();
