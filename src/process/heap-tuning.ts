@@ -1,6 +1,6 @@
 import v8 from 'node:v8';
 
-/** The V8 flag that heapTuning turns off; given on node's command line, it is left alone. */
+/** The V8 flag that turnOffPretenuring turns off; given on node's command line, it is left alone. */
 export const PRETENURING_FLAG = '--allocation-site-pretenuring';
 
 /**
