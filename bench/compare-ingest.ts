@@ -4,6 +4,7 @@ import path from 'node:path';
 import { freePort } from '../src/db/embedded-postgres';
 import { startBenchPostgres } from './lib/database';
 import { peak } from './lib/load';
+import { median } from './lib/median';
 import { postgresCpuSeconds, postmasterPid } from './lib/postgres-cpu';
 import { startServer } from './lib/processes';
 import { writeRequestPool } from './lib/request-pool';
@@ -81,8 +82,6 @@ async function main(): Promise<void> {
         }
       }
     }
-    const median = (values: number[]) =>
-      [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
     const result = {
       date: new Date().toISOString(),
       baseline: checkouts.baseline,

@@ -1,11 +1,11 @@
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { freePort } from '../src/db/embedded-postgres';
 import { PRETENURING_FLAG } from '../src/process/heap-tuning';
 import { startBenchPostgres } from './lib/database';
 import { fixedRate } from './lib/load';
-import { startServer } from './lib/processes';
+import { rssMb, startServer } from './lib/processes';
 import { writeRequestPool } from './lib/request-pool';
 import { swStatusEnv } from './lib/sw-status';
 
@@ -59,7 +59,7 @@ async function main(): Promise<void> {
         );
         try {
           const samples: number[] = [];
-          const timer = setInterval(() => samples.push(rssMb(server.pid)), 250);
+          const timer = setInterval(() => samples.push(Math.round(rssMb(server.pid))), 250);
           // fixed-rate.ts's own first 2 s are its warmup: the load runs SECONDS + 2 in all.
           await fixedRate(server.port, pool, RATE, SECONDS, 32);
           clearInterval(timer);
@@ -104,11 +104,6 @@ async function main(): Promise<void> {
     await postgres.close();
     rmSync(work, { recursive: true, force: true });
   }
-}
-
-function rssMb(pid: number): number {
-  const match = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-  return Math.round(Number(match?.[1] ?? 0) / 1024);
 }
 
 function log(line: string): void {

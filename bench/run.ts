@@ -9,6 +9,7 @@ import type { BenchPostgres } from './lib/database';
 import { fixedRate, peak } from './lib/load';
 import type { LoadResult } from './lib/load';
 import { busyBetween, machineCpu } from './lib/machine-cpu';
+import { median } from './lib/median';
 import { postgresCpuSeconds, postmasterPid } from './lib/postgres-cpu';
 import { startServer } from './lib/processes';
 import type { Server } from './lib/processes';
@@ -126,10 +127,6 @@ interface Run {
    * wake-ups); one at it can only go faster by spending less CPU per request.
    */
   cpu_ceiling_rps?: number;
-}
-
-function median(values: readonly number[]): number {
-  return [...values].sort((x, y) => x - y)[Math.floor(values.length / 2)]!;
 }
 
 /** The run with the median requests per second. */

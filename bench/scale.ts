@@ -16,6 +16,7 @@ import { feedAndStatsLatency } from './lib/feed-latency';
 import { measureGets } from './lib/http-latency';
 import type { LatencyResult } from './lib/http-latency';
 import { peak } from './lib/load';
+import { median } from './lib/median';
 import { startServer } from './lib/processes';
 import type { Server } from './lib/processes';
 import { writeRequestPool } from './lib/request-pool';
@@ -130,7 +131,6 @@ async function main(): Promise<void> {
     } finally {
       await removeIngested(fullUrl, mark);
     }
-    const median = (values: number[]) => [...values].sort((a, b) => a - b)[1]!;
     const ingestRatio = Math.round((median(ingest.full) / median(ingest.empty)) * 100) / 100;
 
     const results = {

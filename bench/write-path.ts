@@ -8,6 +8,7 @@ import type * as RecordEventsModule from '../src/messages/record-events';
 import type { StatusEvent } from '../src/messages/status-event';
 import { startBenchPostgres } from './lib/database';
 import type { BenchPostgres } from './lib/database';
+import { median } from './lib/median';
 import { postgresCpuSeconds, postmasterPid } from './lib/postgres-cpu';
 
 /**
@@ -69,8 +70,6 @@ async function main(): Promise<void> {
         }
       }
     }
-    const median = (values: number[]) =>
-      [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
     const medians = Object.fromEntries(
       Object.entries(results).map(([name, workloads]) => [
         name,

@@ -85,22 +85,24 @@ export function cpuTicks(pid: number): number {
   return Number(fields[11]) + Number(fields[12]);
 }
 
+/** A process's resident memory now, in MB (/proc/<pid>/status). */
+export function rssMb(pid: number): number {
+  const match = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return Number(match?.[1] ?? 0) / 1024;
+}
+
 function sampler(child: ChildProcess): Sampler {
   const pid = child.pid!;
-  const rssMb = (): number => {
-    const match = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-    return Number(match?.[1] ?? 0) / 1024;
-  };
   const started = Date.now();
   const startTicks = cpuTicks(pid);
-  let maxRss = rssMb();
+  let maxRss = rssMb(pid);
   const timer = setInterval(() => {
-    if (child.exitCode === null) maxRss = Math.max(maxRss, rssMb());
+    if (child.exitCode === null) maxRss = Math.max(maxRss, rssMb(pid));
   }, 200);
   return {
     stop() {
       clearInterval(timer);
-      maxRss = Math.max(maxRss, rssMb());
+      maxRss = Math.max(maxRss, rssMb(pid));
       const seconds = (Date.now() - started) / 1000;
       return {
         max_rss_mb: Math.round(maxRss),

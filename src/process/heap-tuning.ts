@@ -2,6 +2,7 @@ import v8 from 'node:v8';
 
 /** The V8 flag that turnOffPretenuring turns off; given on node's command line, it is left alone. */
 export const PRETENURING_FLAG = '--allocation-site-pretenuring';
+const noFlag = PRETENURING_FLAG.replace('--', '--no-');
 
 /**
  * Turns off V8's allocation-site pretenuring for this process — unless node was started with
@@ -30,5 +31,3 @@ export function turnOffPretenuring(execArgv: readonly string[] = process.execArg
   v8.setFlagsFromString(noFlag);
   return true;
 }
-
-const noFlag = PRETENURING_FLAG.replace('--', '--no-');
