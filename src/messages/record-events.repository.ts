@@ -9,9 +9,13 @@ import type { StatusEvent } from './status-event';
  * The SQL of the write path (messages/record-events.ts runs it in one transaction).
  *
  * - Fixed texts, prepared once per connection (db/kysely-pool.ts), and a batch travels
- *   as ONE JSON parameter expanded by json_to_recordset: a VALUES list would bind a parameter
- *   per column and row (2,200 for a batch of 200) and change its text with every batch size.
- *   Timestamps travel as epoch milliseconds, dedupe keys as hex.
+ *   as one array parameter per column, zipped back into rows by unnest: a VALUES list would
+ *   bind a parameter per column and row (2,200 for a batch of 200) and change its text with
+ *   every batch size. Arrays rather than one JSON document of rows: json_to_recordset builds a
+ *   hash table of field names for every row, a fifth of PostgreSQL's CPU on this path, and
+ *   reading arrays by position costs it less than half as much per row (docs/scaling.md).
+ *   Timestamps travel as epoch milliseconds, dedupe keys as hex, raw payloads as one JSON
+ *   array (already JSON: no second layer of escaping).
  * - Every row is found through INSERT … ON CONFLICT on a unique index, never through a join
  *   or `id = ANY(…)`: a prepared statement keeps the plan it was given, and one planned
  *   while `messages` was still tiny would scan the whole table by then (seen: a batch of 14
@@ -24,10 +28,13 @@ import type { StatusEvent } from './status-event';
  *   (db/migrations/0003; appended, so concurrent batches never wait on a shared rollup row).
  */
 
-// Every column of `messages` with its type, in table order: the shape of a JSON message row.
-// Timestamps travel as epoch milliseconds: JSON.stringify spends most of its time on Date
-// objects otherwise (5.3 → 2.0 µs per event and message).
-const MESSAGE_COLUMNS: ReadonlyArray<readonly [keyof MessagesTable, string]> = [
+/** A column as it travels: its name and its SQL type (one array parameter of that type). */
+type Column<Name extends string> = readonly [name: Name, type: string];
+
+// Every column of `messages` with its type, in table order: the shape of a message row.
+// Timestamps travel as epoch milliseconds (double precision): turning Date objects into text
+// cost the server more than the rest of the row.
+const MESSAGE_COLUMNS: ReadonlyArray<Column<keyof MessagesTable>> = [
   ['id', 'text'],
   ['api', 'text'],
   ['project_id', 'text'],
@@ -54,42 +61,118 @@ const MESSAGE_COLUMNS: ReadonlyArray<readonly [keyof MessagesTable, string]> = [
   ['first_terminal_at', 'timestamptz'],
 ];
 const COLUMNS = MESSAGE_COLUMNS.map(([name]) => `"${name}"`).join(', ');
-const FROM_JSON = MESSAGE_COLUMNS.map(
-  ([name, type]) => `${fromJson(`m."${name}"`, type)} AS "${name}"`,
+const MESSAGE_VALUES = MESSAGE_COLUMNS.map(
+  ([name, type]) => `${fromWire(`m."${name}"`, type)} AS "${name}"`,
 ).join(', ');
 const EXCLUDED = MESSAGE_COLUMNS.map(([name]) => `excluded."${name}"`).join(', ');
-const MESSAGE_RECORD = `m(${MESSAGE_COLUMNS.map(([name, type]) => `"${name}" ${jsonType(type)}`).join(', ')})`;
 
-function jsonType(type: string): string {
-  return type === 'timestamptz' ? 'double precision' : type;
-}
-
-function fromJson(column: string, type: string): string {
-  return type === 'timestamptz' ? `to_timestamp(${column} / 1000)` : column;
-}
-
-// An event as JSON (eventRow below), and where it goes.
+// An event as it travels (eventRow below), and where it goes.
+const EVENT_COLUMNS: ReadonlyArray<Column<keyof ReturnType<typeof eventRow>>> = [
+  ['message_id', 'text'],
+  ['api', 'text'],
+  ['status', 'text'],
+  ['raw_status', 'text'],
+  ['error_code', 'text'],
+  ['error_message', 'text'],
+  ['source', 'text'],
+  ['provider_timestamp', 'timestamptz'],
+  ['received_at', 'timestamptz'],
+  ['dedupe_key', 'text'],
+  ['raw', 'jsonb'],
+  ['message_status', 'text'],
+];
 const INSERT_EVENTS = `INSERT INTO status_events (message_id, api, status, raw_status, error_code,
      error_message, source, provider_timestamp, received_at, dedupe_key, raw, message_status)`;
 const EVENT_VALUES = `message_id, api, status, raw_status, error_code, error_message, source,
-     ${fromJson('provider_timestamp', 'timestamptz')}, ${fromJson('received_at', 'timestamptz')},
+     ${fromWire('provider_timestamp', 'timestamptz')}, ${fromWire('received_at', 'timestamptz')},
      decode(dedupe_key, 'hex'), raw, message_status`;
-const EVENT_RECORD = `e(message_id text, api text, status text, raw_status text, error_code text,
-     error_message text, source text, provider_timestamp double precision,
-     received_at double precision, dedupe_key text, raw jsonb, message_status text)`;
 
-// A rollup delta as JSON (src/messages/rollup.ts), and where it goes.
+// A rollup delta as it travels (src/messages/rollup.ts; `minute` in epoch milliseconds), and
+// where it goes.
+const ROLLUP_COLUMNS: ReadonlyArray<Column<keyof ReturnType<typeof toRollupRow>>> = [
+  ['minute', 'double precision'],
+  ['api', 'text'],
+  ['status', 'text'],
+  ['error_code', 'text'],
+  ['latency_bucket', 'smallint'],
+  ['messages', 'integer'],
+  ['conflicts', 'integer'],
+  ['final_within_10s', 'integer'],
+];
 const INSERT_ROLLUP = `INSERT INTO stats_deltas (minute, api, status, error_code, latency_bucket,
      messages, conflicts, final_within_10s)`;
-const ROLLUP_RECORD = `r(minute double precision, api text, status text, error_code text,
-     latency_bucket smallint, messages integer, conflicts integer, final_within_10s integer)`;
+
+/**
+ * `unnest($first::type[], …) AS alias(column, …)`: the rows of one kind, zipped back from one
+ * parameter per column (columnParameters below), the first of them $first. A jsonb column
+ * travels as one JSON array, split back into its elements in their order.
+ */
+function unnestRows<Name extends string>(
+  alias: string,
+  columns: ReadonlyArray<Column<Name>>,
+  first: number,
+): string {
+  const arrays = columns.map(([, type], i) =>
+    type === 'jsonb'
+      ? `ARRAY(SELECT v FROM jsonb_array_elements($${first + i}::jsonb) WITH ORDINALITY AS j(v, n) ORDER BY n)`
+      : `$${first + i}::${wireType(type)}[]`,
+  );
+  const names = columns.map(([name]) => `"${name}"`);
+  return `unnest(${arrays.join(', ')}) AS ${alias}(${names.join(', ')})`;
+}
+
+function wireType(type: string): string {
+  return type === 'timestamptz' ? 'double precision' : type;
+}
+
+function fromWire(column: string, type: string): string {
+  return type === 'timestamptz' ? `to_timestamp(${column} / 1000)` : column;
+}
+
+/**
+ * Rows as one parameter per column, in `columns`' order: the parameters unnestRows reads. Each
+ * is text written here rather than a JS array left to node-postgres, whose array encoding
+ * costs the server's one thread twice as much; a jsonb column is a JSON array.
+ */
+function columnParameters<Row extends Record<Name, unknown>, Name extends string>(
+  rows: readonly Row[],
+  columns: ReadonlyArray<Column<Name>>,
+): string[] {
+  return columns.map(([name, type]) => {
+    if (type === 'jsonb') return jsonText(rows.map((row) => row[name]));
+    let literal = '';
+    for (const row of rows) literal += `,${arrayElement(row[name])}`;
+    return `{${literal.slice(1)}}`;
+  });
+}
+
+/**
+ * One element of an array literal. Text is always quoted, with `\` and `"` escaped — the only
+ * characters special inside quotes — so no value can end its element early or read as NULL.
+ * A number that JSON could not hold (NaN, Infinity) is NULL, as it was when rows travelled as
+ * JSON.
+ */
+function arrayElement(value: unknown): string {
+  if (value === null || value === undefined) return 'NULL';
+  if (typeof value === 'string') return `"${value.replace(/[\\"]/g, '\\$&')}"`;
+  if (typeof value === 'number' && !Number.isFinite(value)) return 'NULL';
+  return String(value);
+}
+
+// Where each kind of row starts among a statement's parameters.
+const RECORD_BATCH_EVENTS = 1;
+const RECORD_BATCH_MESSAGES = RECORD_BATCH_EVENTS + EVENT_COLUMNS.length;
+const RECORD_BATCH_LOCK = RECORD_BATCH_MESSAGES + MESSAGE_COLUMNS.length;
+const SAVE_FOLD_MESSAGES = 1;
+const SAVE_FOLD_EVENTS = SAVE_FOLD_MESSAGES + MESSAGE_COLUMNS.length;
+const SAVE_FOLD_ROLLUPS = SAVE_FOLD_EVENTS + EVENT_COLUMNS.length;
 
 /**
  * One batch in one statement: the events not stored yet are inserted, and every message with
  * a new event is either created from its given initial state (`created`: only its id comes
  * back) or, when it has a row, locked and returned as it stands (`existing`). Messages named
- * in $3 (those with a token-authenticated event, whose binding must be checked even when the
- * event is a duplicate) are locked and returned too; `= ANY($3)` filters the batch's own rows,
+ * in `lock` (those with a token-authenticated event, whose binding must be checked even when the
+ * event is a duplicate) are locked and returned too; `= ANY(lock)` filters the batch's own rows,
  * not the table. An event conflicts only on its dedupe key (seq is an identity): the conflict
  * target is left out, so the statement works with whichever unique index holds it — the
  * (message_id, dedupe_key) of migration 0006, or the global one it replaces while 0006–0007
@@ -114,12 +197,12 @@ const RECORD_BATCH = preparedStatement(
   'sw_status_record_batch',
   `WITH new_events AS (
      ${INSERT_EVENTS}
-     SELECT ${EVENT_VALUES} FROM json_to_recordset($1::json) AS ${EVENT_RECORD}
+     SELECT ${EVENT_VALUES} FROM ${unnestRows('e', EVENT_COLUMNS, RECORD_BATCH_EVENTS)}
      ON CONFLICT DO NOTHING
      RETURNING message_id, dedupe_key
    ), initial AS (
-     SELECT ${FROM_JSON} FROM json_to_recordset($2::json) AS ${MESSAGE_RECORD}
-     WHERE m.id IN (SELECT message_id FROM new_events) OR m.id = ANY($3::text[])
+     SELECT ${MESSAGE_VALUES} FROM ${unnestRows('m', MESSAGE_COLUMNS, RECORD_BATCH_MESSAGES)}
+     WHERE m.id IN (SELECT message_id FROM new_events) OR m.id = ANY($${RECORD_BATCH_LOCK}::text[])
    ), created AS (
      INSERT INTO messages (${COLUMNS})
      SELECT * FROM initial ORDER BY id
@@ -155,19 +238,19 @@ const SAVE_FOLD = preparedStatement(
   'sw_status_save_fold',
   `WITH saved AS (
      INSERT INTO messages (${COLUMNS})
-     SELECT ${FROM_JSON} FROM json_to_recordset($1::json) AS ${MESSAGE_RECORD}
+     SELECT ${MESSAGE_VALUES} FROM ${unnestRows('m', MESSAGE_COLUMNS, SAVE_FOLD_MESSAGES)}
      ORDER BY m.id
      ON CONFLICT (id) DO UPDATE SET (${COLUMNS}) = (${EXCLUDED}), stuck = false, sweep_step = 0
    ), corrected AS (
      ${INSERT_EVENTS}
-     SELECT ${EVENT_VALUES} FROM json_to_recordset($2::json) AS ${EVENT_RECORD}
+     SELECT ${EVENT_VALUES} FROM ${unnestRows('e', EVENT_COLUMNS, SAVE_FOLD_EVENTS)}
      ORDER BY dedupe_key
      ON CONFLICT (message_id, dedupe_key) DO UPDATE SET message_status = excluded.message_status
    )
    ${INSERT_ROLLUP}
    SELECT to_timestamp(r.minute / 1000), r.api, r.status, r.error_code, r.latency_bucket,
      r.messages, r.conflicts, r.final_within_10s
-   FROM json_to_recordset($3::json) AS ${ROLLUP_RECORD}`,
+   FROM ${unnestRows('r', ROLLUP_COLUMNS, SAVE_FOLD_ROLLUPS)}`,
 );
 
 export interface RecordedBatch {
@@ -206,8 +289,8 @@ export async function recordBatch(
     message: MessageJson | null;
   }>(
     RECORD_BATCH([
-      jsonParameter(events.map(eventRow)),
-      jsonParameter(initial.map(toJsonRow)),
+      ...columnParameters(events.map(eventRow), EVENT_COLUMNS),
+      ...columnParameters(initial.map(messageRow), MESSAGE_COLUMNS),
       lock,
     ]),
   );
@@ -236,14 +319,14 @@ export async function saveFold(
   const { states, corrections, deltas } = fold;
   if (states.length === 0 && corrections.length === 0 && deltas.length === 0) return;
   const query = SAVE_FOLD([
-    jsonParameter(states.map(toJsonRow)),
-    jsonParameter(corrections.map(eventRow)),
-    jsonParameter(deltas.map(toRollupRow)),
+    ...columnParameters(states.map(messageRow), MESSAGE_COLUMNS),
+    ...columnParameters(corrections.map(eventRow), EVENT_COLUMNS),
+    ...columnParameters(deltas.map(toRollupRow), ROLLUP_COLUMNS),
   ]);
   await db.executeQuery(last ? lastInTransaction(query) : query);
 }
 
-/** An event as a JSON row: snake_case, timestamps in epoch milliseconds. */
+/** An event as it travels: snake_case, timestamps in epoch milliseconds. */
 function eventRow({ event, key, messageStatus }: BatchEvent) {
   return {
     message_id: event.messageId,
@@ -275,21 +358,21 @@ function toRollupRow(delta: RollupDelta) {
 }
 
 /**
- * Rows as one JSON text. JSON.stringify writes a lone UTF-16 surrogate (half an emoji cut off
- * in a message body, say) as a `\udXXX` escape that PostgreSQL refuses; such text was always
- * stored with U+FFFD in its place (as node-postgres encodes text parameters), and still is.
+ * A value as JSON text. JSON.stringify writes a lone UTF-16 surrogate (half an emoji cut off
+ * in a message body, say) as a `\udXXX` escape that PostgreSQL refuses; such text is stored
+ * with U+FFFD in its place, as node-postgres encodes a lone surrogate in a text parameter.
  * Scanning from the left, an escaped backslash is consumed whole, so only real escapes match.
  */
-function jsonParameter(rows: unknown): string {
-  const json = JSON.stringify(rows);
+function jsonText(value: unknown): string {
+  const json = JSON.stringify(value);
   if (!json.includes('\\ud')) return json;
   return json.replace(/\\\\|\\ud[89a-f][0-9a-f]{2}/g, (escape) =>
     escape === '\\\\' ? escape : '\\ufffd',
   );
 }
 
-/** A state as a JSON message row: snake_case, timestamps in epoch milliseconds. */
-function toJsonRow(state: MessageState) {
+/** A state as a message row travels: snake_case, timestamps in epoch milliseconds. */
+function messageRow(state: MessageState) {
   return {
     id: state.id,
     api: state.api,
