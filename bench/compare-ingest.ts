@@ -19,13 +19,23 @@ import { swStatusEnv } from './lib/sw-status';
  * PostgreSQL server's CPU time per event (all its processes, from /proc: bench/lib/postgres-cpu.ts).
  *
  *   BENCH_BASELINE_DIR=/path/to/other/checkout npm run bench:compare
+ *   BENCH_BASELINE_ENV='INGEST_BATCH_WAIT_MS=2' npm run bench:compare   # a setting, same code
  *
  * The baseline checkout needs its dependencies (npm ci there, or a node_modules symlink).
+ * BENCH_BASELINE_ENV and BENCH_CURRENT_ENV give one side settings of its own (`NAME=value`
+ * pairs, as BENCH_SW_STATUS_ENV, which both get); with either and no BENCH_BASELINE_DIR, the
+ * baseline is this checkout.
  * Env: BENCH_RUNS (5 per checkout), BENCH_SECONDS (10), BENCH_WARMUP_SECONDS (5),
  * BENCH_CONNECTIONS (32).
  */
 
-const BASELINE = process.env.BENCH_BASELINE_DIR;
+const SIDE_ENV = {
+  baseline: process.env.BENCH_BASELINE_ENV ?? '',
+  current: process.env.BENCH_CURRENT_ENV ?? '',
+};
+const BASELINE =
+  process.env.BENCH_BASELINE_DIR ??
+  (SIDE_ENV.baseline || SIDE_ENV.current ? path.resolve(__dirname, '..') : undefined);
 const RUNS = Number(process.env.BENCH_RUNS ?? 5);
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
 const WARMUP = Number(process.env.BENCH_WARMUP_SECONDS ?? 5);
@@ -33,7 +43,9 @@ const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 32);
 
 async function main(): Promise<void> {
   if (!BASELINE || !existsSync(path.join(BASELINE, 'src', 'main.ts'))) {
-    throw new Error('BENCH_BASELINE_DIR must name another checkout of sw-status');
+    throw new Error(
+      'BENCH_BASELINE_DIR must name another checkout of sw-status (or BENCH_BASELINE_ENV set)',
+    );
   }
   const checkouts = {
     baseline: path.resolve(BASELINE),
@@ -61,7 +73,7 @@ async function main(): Promise<void> {
         const server = await startServer(
           path.join(dir, 'src', 'main.ts'),
           await freePort(),
-          swStatusEnv(databaseUrl, await freePort(), spoolDir),
+          swStatusEnv(databaseUrl, await freePort(), spoolDir, SIDE_ENV[which]),
         );
         try {
           await peak(server.port, warmupPool, WARMUP, CONNECTIONS);
@@ -85,6 +97,7 @@ async function main(): Promise<void> {
     const result = {
       date: new Date().toISOString(),
       baseline: checkouts.baseline,
+      settings: SIDE_ENV,
       connections: CONNECTIONS,
       runs: rps,
       median_baseline: median(rps.baseline),

@@ -13,6 +13,8 @@ export function swStatusEnv(
   databaseUrl: string,
   internalPort: number,
   spoolDir: string,
+  /** More `NAME=value` pairs, after BENCH_SW_STATUS_ENV's (bench/compare-ingest.ts). */
+  extra = '',
 ): Record<string, string> {
   return {
     NODE_ENV: 'production',
@@ -31,6 +33,7 @@ export function swStatusEnv(
     SPOOL_DIR: spoolDir,
     SHUTDOWN_DELAY_MS: '0',
     ...benchOverrides(process.env.BENCH_SW_STATUS_ENV ?? ''),
+    ...benchOverrides(extra),
   };
 }
 
