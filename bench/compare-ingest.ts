@@ -44,7 +44,7 @@ const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 32);
 async function main(): Promise<void> {
   if (!BASELINE || !existsSync(path.join(BASELINE, 'src', 'main.ts'))) {
     throw new Error(
-      'BENCH_BASELINE_DIR must name another checkout of sw-status (or BENCH_BASELINE_ENV set)',
+      'BENCH_BASELINE_DIR must name another checkout of sw-status (or BENCH_BASELINE_ENV or BENCH_CURRENT_ENV be set)',
     );
   }
   const checkouts = {
