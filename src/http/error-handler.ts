@@ -26,6 +26,10 @@ const BODY_PARSER_CODES: Readonly<Record<string, string>> = {
 // timeout, lock timeout, serialization failure, deadlock.
 const RETRYABLE_SQLSTATES = new Set(['57014', '55P03', '40001', '40P01']);
 
+// Text PostgreSQL cannot hold (a NUL character; a character the database's encoding lacks):
+// the request's own values, refused by the database where no schema caught them first.
+const UNSTORABLE_TEXT_SQLSTATES = new Set(['22021', '22P05']);
+
 /**
  * The one error middleware: every error becomes `{ error: { code, message, request_id } }`.
  * While PostgreSQL is unreachable (or cannot answer in time), any route answers 503 with
@@ -104,6 +108,13 @@ function describe(
     const code = BODY_PARSER_CODES[type] ?? 'bad_request';
     const message = parserError.expose && err instanceof Error ? err.message : 'Bad request';
     return { status: parserError.status, body: body(code, message) };
+  }
+  const code = sqlState(err);
+  if (code && UNSTORABLE_TEXT_SQLSTATES.has(code)) {
+    return {
+      status: 400,
+      body: body('invalid_request', 'The request holds text the database cannot store'),
+    };
   }
   return { status: 500, body: body('internal', 'Internal server error') };
 }

@@ -22,13 +22,42 @@ export function oneOrMore<const T extends readonly [string, ...string[]]>(
     });
 }
 
-/** Like oneOrMore, for free text values (phone numbers, error codes): at most 50. */
+/**
+ * Text that reaches a query as a parameter. PostgreSQL's text cannot hold a NUL character (it
+ * refuses one with SQLSTATE 22021), so no stored value contains one: a NUL is the caller's
+ * mistake, answered 400 here rather than 500 by the database.
+ */
+export function storableText(maxLength: number) {
+  return z
+    .string()
+    .min(1)
+    .max(maxLength)
+    .refine((value) => !value.includes('\u0000'), 'must not contain a NUL character');
+}
+
+/** Like oneOrMore, for free text values (error codes): at most 50. */
 export function oneOrMoreText(maxLength: number, description: string) {
   return z
     .string()
     .transform(commaSeparated)
-    .pipe(z.array(z.string().min(1).max(maxLength)).max(50))
+    .pipe(z.array(storableText(maxLength)).max(50))
     .meta({ description: `${description} One value or several, comma-separated.` });
+}
+
+/**
+ * Like oneOrMoreText, for phone numbers. An E.164 number starts with `+`, which a query string
+ * decodes to a space unless it is written `%2B`; `?to=+15551230000` typed in a browser or curl
+ * would otherwise match nothing. A value that starts with a space before a digit therefore
+ * takes the `+` back (no stored number starts with a space).
+ */
+export function oneOrMorePhoneNumbers(description: string) {
+  return z
+    .string()
+    .transform((text) => text.split(',').map((value) => value.replace(/^ (?=\d)/, '+').trim()))
+    .pipe(z.array(storableText(32)).max(50))
+    .meta({
+      description: `${description} One value or several, comma-separated; a leading \`+\` may be left unencoded.`,
+    });
 }
 
 const INSTANT =

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { badRequest } from '../errors';
+import { storableText } from '../http/query-params';
 import type { ListCursor, ListOrder } from './messages.repository';
 
 /**
@@ -8,8 +9,8 @@ import type { ListCursor, ListOrder } from './messages.repository';
  * order=created. Anything that does not decode to the shape of the requested order is a 400,
  * never a query.
  */
-const ActivityCursor = z.tuple([z.iso.datetime(), z.string().min(1).max(64)]);
-const CreatedCursor = z.tuple([z.literal('created'), z.iso.datetime(), z.string().min(1).max(64)]);
+const ActivityCursor = z.tuple([z.iso.datetime(), storableText(64)]);
+const CreatedCursor = z.tuple([z.literal('created'), z.iso.datetime(), storableText(64)]);
 
 export function encodeCursor(order: ListOrder, cursor: ListCursor): string {
   const key = [cursor.at.toISOString(), cursor.id];

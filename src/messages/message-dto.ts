@@ -11,6 +11,8 @@ export interface MessageDto {
   kind: string | null;
   status: string;
   raw_status: string;
+  /** Rank of `status` (DESIGN §3): what a later event must reach to replace it. */
+  status_rank: number;
   error_code: string | null;
   /** What error_code means, from the per-API table (error-reasons.ts); null when unknown. */
   error_reason: string | null;
@@ -58,6 +60,7 @@ export function toMessageDto(row: MessageRow, history?: readonly HistoryRow[]): 
     kind: row.kind,
     status: row.status,
     raw_status: row.raw_status,
+    status_rank: row.status_rank,
     error_code: row.error_code,
     error_reason: errorReason(row.api, row.error_code),
     error_message: row.error_message,

@@ -1,3 +1,4 @@
+import { sql } from 'kysely';
 import type { Selectable } from 'kysely';
 import { jsonArrayFrom } from 'kysely/helpers/postgres';
 import type { Database, Db, StatusEventsTable } from '../db/database';
@@ -8,7 +9,14 @@ import type { Api } from './statuses';
  * record-events.repository.ts. Functions take `db` first and work the same on a transaction.
  */
 
-export type MessageRow = Selectable<Database['messages']>;
+/**
+ * A message as read: its columns, and `applied_tx` (xid8, as text), the last transaction that
+ * recorded an event for it — written by RECORD_BATCH's SQL alone, so not a column Kysely knows
+ * (src/db/database.ts), but read with the row as its version for ETags.
+ */
+export type MessageRow = Selectable<Database['messages']> & { applied_tx: string };
+
+const appliedTx = sql<string>`messages.applied_tx::text`.as('applied_tx');
 export type HistoryRow = Pick<
   Selectable<StatusEventsTable>,
   | 'seq'
@@ -32,6 +40,7 @@ export async function findMessageWithHistory(
   const row = await db
     .selectFrom('messages')
     .selectAll('messages')
+    .select(appliedTx)
     .select((eb) =>
       jsonArrayFrom(
         eb
@@ -108,7 +117,7 @@ export async function listMessages(
   { order = 'activity', after }: { order?: ListOrder; after?: ListCursor } = {},
 ): Promise<MessageRow[]> {
   const key = order === 'created' ? 'created_at' : 'last_event_at';
-  let query = db.selectFrom('messages').selectAll();
+  let query = db.selectFrom('messages').selectAll().select(appliedTx);
   if (filter.statuses?.length) query = query.where('status', 'in', filter.statuses);
   if (filter.to?.length) query = query.where('to', 'in', filter.to);
   if (filter.from?.length) query = query.where('from', 'in', filter.from);

@@ -67,11 +67,13 @@ export function messageRoutes({ db, readDb = db }: { db: Db; readDb?: Db }): Rou
 }
 
 /**
- * What a message's answer depends on, short. Every change the write path makes moves
- * updated_at; reconciliation's lookups do not (src/reconcile writes only its sweep columns),
- * but each one stamps sweep_checked_at, and stuck changes only with a lookup or a new event.
+ * What a message's answer depends on, short. Every transaction of the write path that changes
+ * a message stamps its id in applied_tx (updated_at alone would not do: two writes within one
+ * millisecond leave it as it was, and a client would keep the older answer on a 304);
+ * reconciliation's lookups do not (src/reconcile writes only its sweep columns), but each one
+ * stamps sweep_checked_at, and stuck changes only with a lookup or a new event.
  */
 function rowVersion(row: MessageRow): string {
   const checked = row.sweep_checked_at?.getTime() ?? '';
-  return `${row.id}@${row.updated_at.getTime()}|${checked}|${row.sweep_step}|${row.stuck ? 1 : 0}`;
+  return `${row.id}@${row.applied_tx}|${row.updated_at.getTime()}|${checked}|${row.sweep_step}|${row.stuck ? 1 : 0}`;
 }

@@ -1,16 +1,22 @@
 import { z } from 'zod';
-import { instant, oneOrMore, oneOrMoreText } from '../http/query-params';
+import {
+  instant,
+  oneOrMore,
+  oneOrMorePhoneNumbers,
+  oneOrMoreText,
+  storableText,
+} from '../http/query-params';
 import { BEARER, ETAG_HEADER, NOT_MODIFIED, errorResponses } from '../openapi/api-docs';
 import type { ApiDocs } from '../openapi/api-docs';
 import { CANONICAL_STATUSES } from './statuses';
 
-export const MessageParams = z.object({ id: z.string().min(1).max(64) });
+export const MessageParams = z.object({ id: storableText(64) });
 
 export const ListQuery = z
   .object({
     status: oneOrMore(CANONICAL_STATUSES as [string, ...string[]], 'Current status.').optional(),
-    to: oneOrMoreText(32, 'Recipient (E.164).').optional(),
-    from: oneOrMoreText(32, 'Sender (E.164).').optional(),
+    to: oneOrMorePhoneNumbers('Recipient (E.164).').optional(),
+    from: oneOrMorePhoneNumbers('Sender (E.164).').optional(),
     api: oneOrMore(['cxml', 'native'], 'API flavour.').optional(),
     error_code: oneOrMoreText(64, 'Current error code.').optional(),
     since: instant('Last activity at or after.').optional(),
@@ -71,6 +77,10 @@ export const MessageDto = z
     kind: z.enum(['sms', 'mms']).nullable(),
     status: z.string(),
     raw_status: z.string(),
+    status_rank: z.number().int().meta({
+      description:
+        'Rank of `status` (queued and receiving 10, sending 20, sent 30, delivered, undelivered, failed and received 50, read 60, unknown 0): a later event of a lower rank never replaces it.',
+    }),
     error_code: z.string().nullable(),
     error_reason: REASON,
     error_message: z.string().nullable(),
