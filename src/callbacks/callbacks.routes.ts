@@ -10,6 +10,7 @@ import {
   jsonNestingExceeds,
 } from '../http/body-limits';
 import { chain } from '../http/chain';
+import { isUnstorableValue } from '../db/write-failure';
 import { maskTokens } from '../http/request-log';
 import type { Logger } from '../logger';
 import type { EventRecorder } from '../messages/event-recorder';
@@ -307,6 +308,16 @@ async function handle(deps: CallbackDeps, api: Api, req: Request, res: Response)
   try {
     outcome = await deps.recorder.record(event);
   } catch (error) {
+    if (isUnstorableValue(error)) {
+      // PostgreSQL refuses one of this callback's values, and would on every retry: the
+      // request is malformed, not the service unavailable (a 503 would be retried in vain).
+      deps.onCallback?.(api, event.status, 'refused_invalid');
+      deps.logger.warn(
+        { err: error, request_id: req.id, message_id: event.messageId },
+        'callback refused: the database cannot store one of its values',
+      );
+      throw badRequest('invalid_field', 'A field of this callback cannot be stored');
+    }
     deps.onCallback?.(api, event.status, 'refused_unavailable');
     if (error instanceof AppError) throw error;
     deps.logger.error({ err: error, request_id: req.id }, 'callback could not be made durable');

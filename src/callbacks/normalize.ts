@@ -19,6 +19,11 @@ export interface NormalizeOptions {
 // Provider ids are UUIDs; Twilio-style SIDs are tolerated. Anything else is not an id.
 const MESSAGE_ID = /^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/;
 const MAX_STATUS_LENGTH = 64;
+// `to`, `from` and `error_code` are keys of the messages table's btree indexes, whose entries
+// PostgreSQL caps at about 2.7 kB: a longer value would be refused by the write on every
+// attempt (and, spooled during an outage, at replay). A real one is a phone number, a sender
+// name or a code of a few characters; 256 leaves room for anything a provider could send.
+const MAX_INDEXED_LENGTH = 256;
 
 export function normalizeCxmlCallback(
   fields: CallbackFields,
@@ -35,10 +40,10 @@ export function normalizeCxmlCallback(
     projectId: text(fields.AccountSid),
     status: canonicalStatus(checkStatus('MessageStatus', rawStatus!)),
     rawStatus: rawStatus!,
-    errorCode: text(fields.ErrorCode),
+    errorCode: indexed('ErrorCode', fields.ErrorCode),
     errorMessage: text(fields.ErrorMessage),
-    from: text(fields.From),
-    to: text(fields.To),
+    from: indexed('From', fields.From),
+    to: indexed('To', fields.To),
     numSegments: count(fields.NumSegments),
     numMedia: count(fields.NumMedia),
     providerTimestamp: null, // the compatibility format carries none
@@ -61,10 +66,10 @@ export function normalizeNativeCallback(
     projectId: text(fields.project_id),
     status: canonicalStatus(checkStatus('status', rawStatus!)),
     rawStatus: rawStatus!,
-    errorCode: text(fields.error_code),
+    errorCode: indexed('error_code', fields.error_code),
     errorMessage: text(fields.error_message),
-    from: text(fields.from),
-    to: text(fields.to),
+    from: indexed('from', fields.from),
+    to: indexed('to', fields.to),
     numSegments: count(fields.number_of_segments),
     numMedia: Array.isArray(fields.media) ? fields.media.length : count(fields.num_media),
     providerTimestamp: providerTimestamp(fields.timestamp),
@@ -98,6 +103,17 @@ function checkStatus(name: string, value: string): string {
     throw badRequest('invalid_field', `${name} is too long`, [{ path: name, message: 'Too long' }]);
   }
   return value;
+}
+
+/** text() of a field that is an index key: too long a value is malformed (MAX_INDEXED_LENGTH). */
+function indexed(name: string, value: unknown): string | null {
+  const s = text(value);
+  if (s !== null && s.length > MAX_INDEXED_LENGTH) {
+    throw badRequest('invalid_field', `${name} is too long`, [
+      { path: name, message: `At most ${MAX_INDEXED_LENGTH} characters` },
+    ]);
+  }
+  return s;
 }
 
 /** A scalar as trimmed text; numbers become text (error codes are text, never numbers). */

@@ -8,8 +8,10 @@ import { isDatabaseUnavailable } from './database-unavailable';
  *   a serialization failure, a cancelled query) or the database is in a state an operator
  *   fixes (a missing migration, a system error): the same write may well succeed later;
  * - `event`: the data itself cannot be stored — PostgreSQL refuses it (data exception, class
- *   22: a bad character or value; integrity violation, class 23), or our own code fails on it
- *   (an error without a SQLSTATE). Retrying the same event gives the same answer.
+ *   22: a bad character or value; integrity violation, class 23; program limit exceeded, class
+ *   54: a value too large for an index entry, where the write path's statements are fixed and
+ *   only the values vary), or our own code fails on it (an error without a SQLSTATE). Retrying
+ *   the same event gives the same answer.
  *
  * Only `event` failures may take an event out of the way of the others (a dead letter): every
  * other failure is the database's or the environment's, and an acknowledged event waits for it.
@@ -18,7 +20,7 @@ import { isDatabaseUnavailable } from './database-unavailable';
 export type WriteFailure = 'unavailable' | 'transient' | 'event';
 
 // Classes whose errors are about the values written, never about the moment or the server.
-const EVENT_CLASSES = new Set(['22', '23']);
+const EVENT_CLASSES = new Set(['22', '23', '54']);
 
 export function classifyWriteFailure(error: unknown): WriteFailure {
   if (isDatabaseUnavailable(error)) return 'unavailable';
@@ -31,6 +33,17 @@ export function classifyWriteFailure(error: unknown): WriteFailure {
 export function isRefusedData(error: unknown): boolean {
   const code = sqlState(error);
   return code !== undefined && EVENT_CLASSES.has(code.slice(0, 2));
+}
+
+/**
+ * Whether a value itself cannot be stored (a data exception, class 22, or a program limit,
+ * class 54): the request that brought it is malformed. Integrity violations (class 23) are
+ * left out: the write path's statements avoid them by design, so one is more likely a race
+ * or a fault of ours than the caller's, and the caller should retry.
+ */
+export function isUnstorableValue(error: unknown): boolean {
+  const code = sqlState(error);
+  return code !== undefined && (code.startsWith('22') || code.startsWith('54'));
 }
 
 /** The five-character SQLSTATE of a PostgreSQL error, if the error is one. */

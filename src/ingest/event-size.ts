@@ -6,8 +6,8 @@ const FIELD_OVERHEAD = 8;
 const EVENT_OVERHEAD = 256;
 
 /**
- * About how many bytes of callback data an event carries, close to the size of the body it
- * came from: the text of its fields and of its raw payload, plus a small overhead per field.
+ * About how many bytes of callback data an event carries: the text of its fields, of its raw
+ * payload and of the copy of its body kept for the relay, plus a small overhead per field.
  * What INGEST_QUEUE_MAX_BYTES bounds — a count alone lets 5,000 bodies of 64 KiB hold 320 MB.
  * Iterative, so no payload is deep enough to overflow the stack.
  */
@@ -23,6 +23,9 @@ export function approximateEventBytes(event: StatusEvent): number {
     event.projectId,
     event.send?.body,
     event.send?.clientStatusCallback,
+    // The callback as received, kept for the relay (base64: a third more than the body).
+    event.relay?.body,
+    event.relay?.contentType,
   ]) {
     if (typeof text === 'string') bytes += text.length;
   }

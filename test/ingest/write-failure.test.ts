@@ -1,5 +1,6 @@
+import { randomBytes } from 'node:crypto';
 import { Client } from 'pg';
-import { classifyWriteFailure } from '../../src/db/write-failure';
+import { classifyWriteFailure, isUnstorableValue } from '../../src/db/write-failure';
 import { createTestDatabase } from '../helpers/test-database';
 import type { TestDatabase } from '../helpers/test-database';
 
@@ -93,6 +94,27 @@ test('When PostgreSQL refuses the data itself, then the failure belongs to the e
   const check = await failure(() => client.query(`INSERT INTO check_probe VALUES ('poison')`));
   expect((check as { code: string }).code).toBe('23514');
   expect(classifyWriteFailure(check)).toBe('event');
+});
+
+test('When a value is too large for an index entry, then the failure belongs to the event (54000), and it is an unstorable value', async () => {
+  const client = await session();
+  await client.query('CREATE TABLE index_probe (v text)');
+  await client.query('CREATE INDEX ON index_probe (v)');
+  // Random bytes do not compress: an entry over btree's cap of about 2.7 kB.
+  const long = randomBytes(4500).toString('base64url');
+  const error = await failure(() => client.query('INSERT INTO index_probe VALUES ($1)', [long]));
+  expect((error as { code: string }).code).toBe('54000');
+  expect(classifyWriteFailure(error)).toBe('event');
+  expect(isUnstorableValue(error)).toBe(true);
+});
+
+test('When an integrity rule refuses a write, then the failure belongs to the event but not an unstorable value (the caller retries)', async () => {
+  const client = await session();
+  await client.query('CREATE TABLE unique_probe (v text UNIQUE)');
+  await client.query(`INSERT INTO unique_probe VALUES ('a')`);
+  const error = await failure(() => client.query(`INSERT INTO unique_probe VALUES ('a')`));
+  expect((error as { code: string }).code).toBe('23505');
+  expect(isUnstorableValue(error)).toBe(false);
 });
 
 test('When the server cannot be reached, then the database is unavailable', async () => {

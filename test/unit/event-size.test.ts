@@ -25,4 +25,14 @@ describe('approximateEventBytes', () => {
       2_000,
     );
   });
+
+  test('When an event carries the copy of its body kept for the relay, then its size counts that copy too', () => {
+    const raw = { id: 'a1b2c3d4-e5f6-7890-abcd-ef1234567890', padding: 'x'.repeat(60 * 1024) };
+    const body = Buffer.from(JSON.stringify(raw)).toString('base64');
+    const event = statusEvent('delivered', { raw });
+    const without = approximateEventBytes(event);
+    event.relay = { method: 'POST', contentType: 'application/json', body, keyRef: null };
+    // What the event holds: the parsed fields plus the base64 copy of the body.
+    expect(approximateEventBytes(event) - without).toBeGreaterThanOrEqual(body.length);
+  });
 });
