@@ -1,3 +1,4 @@
+import express from 'express';
 import ipaddr from 'ipaddr.js';
 import { z } from 'zod';
 
@@ -110,7 +111,7 @@ const EnvSchema = z.object({
   ALLOW_UNSIGNED_CALLBACKS: bool.default(false),
   STORE_BODY: bool.default(false),
   // Express's `trust proxy`: a hop count, `true`/`false`, or a list of addresses/subnets.
-  TRUST_PROXY: z.string().default('false'),
+  TRUST_PROXY: z.string().default('false').superRefine(checkTrustProxy),
   // SignalWire delivers callbacks from a handful of addresses, so a per-address limit must
   // leave room for a bulk send's burst: ~1000/s per address per replica.
   RATE_LIMIT_PUBLIC_PER_MINUTE: positiveInt.default(60_000),
@@ -257,6 +258,22 @@ export class ConfigError extends Error {
   constructor(readonly problems: readonly string[]) {
     super(`Invalid configuration:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
     this.name = 'ConfigError';
+  }
+}
+
+/**
+ * Express compiles `trust proxy` when it is set, and throws a bare TypeError there for a list
+ * entry that is no address or subnet: checked here with Express itself, so a typo is refused
+ * at start by name, with what Express could not read.
+ */
+function checkTrustProxy(value: string, ctx: z.core.$RefinementCtx<string>): void {
+  try {
+    express().set('trust proxy', parseTrustProxy(value));
+  } catch (error) {
+    ctx.addIssue({
+      code: 'custom',
+      message: `expected a hop count, true/false, or a comma-separated list of addresses, subnets or loopback/linklocal/uniquelocal (${(error as Error).message})`,
+    });
   }
 }
 

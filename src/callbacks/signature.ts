@@ -137,6 +137,10 @@ function candidatePrefixes(publicBaseUrl: string): string[] {
       ? [`${origin}${basePath}`, `${origin}:${defaultPort}${basePath}`]
       : [`${origin}:${port}${basePath}`];
   if (port === defaultPort) prefixes.push(`${origin}${basePath}`);
+  // URL parsing lower-cases the host (and punycodes it); SignalWire signs the URL it was given,
+  // and the proxy gives it PUBLIC_BASE_URL as written: that spelling verifies too.
+  const asWritten = publicBaseUrl.replace(/\/+$/, '');
+  if (!prefixes.includes(asWritten)) prefixes.push(asWritten);
   prefixesByBaseUrl.set(publicBaseUrl, prefixes);
   return prefixes;
 }

@@ -1,4 +1,7 @@
+import { randomUUID } from 'node:crypto';
+import { STATUS_CODES } from 'node:http';
 import type { Server } from 'node:http';
+import type { Duplex } from 'node:stream';
 import type { Express } from 'express';
 import type { Config } from '../config';
 import type { Logger } from '../logger';
@@ -56,8 +59,43 @@ export function createListener(app: Express, settings: ListenerSettings, logger?
   });
   server.keepAliveTimeout = settings.keepAliveTimeoutMs;
   server.maxConnections = settings.maxConnections;
+  server.on('clientError', answerClientError);
   if (logger) warnOnDroppedConnections(server, settings.maxConnections, logger);
   return server;
+}
+
+// What Node's HTTP parser refuses before a request exists, in the service's error shape.
+const CLIENT_ERRORS: Readonly<Record<string, [status: number, code: string, message: string]>> = {
+  HPE_HEADER_OVERFLOW: [431, 'headers_too_large', 'The request headers are too large'],
+  ERR_HTTP_REQUEST_TIMEOUT: [408, 'request_timeout', 'The request was not received in time'],
+};
+const MALFORMED: [number, string, string] = [
+  400,
+  'malformed_request',
+  'The request is not valid HTTP',
+];
+
+/**
+ * Node's own answer to a request its parser refuses (a malformed Content-Length or header, too
+ * large headers) or that trickles in past headersTimeout / requestTimeout: the same statuses
+ * (400, 431, 408) and the same care — only when no answer has begun on the socket, and the
+ * connection closed after it — but with the JSON error body every other error has (DESIGN §2).
+ * No request exists yet, so the answer is written to the socket itself, with a fresh id.
+ */
+function answerClientError(error: Error & { code?: string }, socket: Duplex): void {
+  const inFlight = (socket as Duplex & { _httpMessage?: { headersSent?: boolean } })._httpMessage;
+  if (error.code !== 'ECONNRESET' && socket.writable && !inFlight?.headersSent) {
+    const [status, code, message] = CLIENT_ERRORS[error.code ?? ''] ?? MALFORMED;
+    const body = JSON.stringify({ error: { code, message, request_id: randomUUID() } });
+    socket.write(
+      `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\n` +
+        'Content-Type: application/json; charset=utf-8\r\n' +
+        `Content-Length: ${Buffer.byteLength(body)}\r\n` +
+        'Connection: close\r\n\r\n' +
+        body,
+    );
+  }
+  socket.destroy(error);
 }
 
 /** At most one line a minute, however many connections are refused. */

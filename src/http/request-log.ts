@@ -29,5 +29,6 @@ export function requestLog(logger: Logger): RequestHandler {
 }
 
 export function maskTokens(path: string): string {
-  return path.replace(/(\/callbacks\/(?:cxml|native)\/)[^/]+/, '$1[token]');
+  // Case-insensitive, as the routes are (src/callbacks/callbacks.routes.ts).
+  return path.replace(/(\/callbacks\/(?:cxml|native)\/)[^/]+/i, '$1[token]');
 }

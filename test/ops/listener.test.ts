@@ -80,6 +80,15 @@ function responses(text: string): string[] {
   return text.match(/HTTP\/1\.1 \d{3}/g) ?? [];
 }
 
+/** The error code of a raw answer in the service's JSON shape (DESIGN §2), else null. */
+function errorCode(text: string): string | null {
+  const [head, body] = text.split('\r\n\r\n');
+  if (!/content-type: application\/json/i.test(head ?? '')) return null;
+  const parsed = JSON.parse(body ?? '') as { error: { code: string; request_id: string } };
+  expect(parsed.error.request_id).toMatch(/^[0-9a-f-]{36}$/);
+  return parsed.error.code;
+}
+
 test('When a client trickles its headers, then it is answered 408 and cut at headersTimeout', async () => {
   const port = await start(small);
   const client = await connect(port);
@@ -94,6 +103,7 @@ test('When a client trickles its headers, then it is answered 408 and cut at hea
     clearInterval(trickle);
   }
   expect(responses(client.received())).toEqual(['HTTP/1.1 408']);
+  expect(errorCode(client.received())).toBe('request_timeout');
 });
 
 test('When a client sends its headers and trickles its body, then requestTimeout cuts it', async () => {
@@ -111,6 +121,37 @@ test('When a client sends its headers and trickles its body, then requestTimeout
   }
   expect(responses(client.received())).toEqual(['HTTP/1.1 408']);
 });
+
+test.each([
+  [
+    'a malformed Content-Length',
+    'POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 12abc\r\n\r\n',
+    'HTTP/1.1 400',
+    'malformed_request',
+  ],
+  [
+    'a header line that is not one',
+    'GET / HTTP/1.1\r\nHost: x\r\nno colon here\r\n\r\n',
+    'HTTP/1.1 400',
+    'malformed_request',
+  ],
+  [
+    'headers over Node’s 16 KiB',
+    `GET / HTTP/1.1\r\nHost: x\r\nX-Big: ${'a'.repeat(20_000)}\r\n\r\n`,
+    'HTTP/1.1 431',
+    'headers_too_large',
+  ],
+])(
+  'When a request has %s, then the parser’s refusal is answered in the JSON error shape and the connection closed',
+  async (_what, request, status, code) => {
+    const port = await start(small);
+    const client = await connect(port);
+    client.socket.write(request);
+    await client.closed;
+    expect(responses(client.received())).toEqual([status]);
+    expect(errorCode(client.received())).toBe(code);
+  },
+);
 
 test('When a keep-alive connection idles longer than headersTimeout, then it is kept (keepAliveTimeout governs it) and closed once that passes', async () => {
   const port = await start({ ...small, keepAliveTimeoutMs: 4_000 });

@@ -157,6 +157,12 @@ test('When requests carrying secrets succeed, fail and error at trace level, the
     .send(JSON_BODY)
     .expect(415);
   await signedForm(publicApp, `/callbacks/cxml/${VALID_TOKEN}`, { Body: FORM_BODY }).expect(400);
+  // The routes are case-insensitive, as Express's are: so is the masking of their token.
+  await request(publicApp)
+    .post(`/Callbacks/NATIVE/${VALID_TOKEN}`)
+    .set('Content-Type', 'text/plain')
+    .send(JSON_BODY)
+    .expect(415);
 
   // The query API: a wrong token, then the right one.
   await request(internalApp).get('/v1/messages').auth(WRONG_BEARER, { type: 'bearer' }).expect(401);

@@ -81,6 +81,19 @@ describe('loadConfig', () => {
     ]);
   });
 
+  test('When TRUST_PROXY holds an entry that is no address or subnet, then start-up refuses it by name', () => {
+    const found = problems({ TRUST_PROXY: '10.0.0.0/8,lb.internal' });
+    expect(found).toHaveLength(1);
+    expect(found[0]).toMatch(/^TRUST_PROXY: expected a hop count.*lb\.internal/);
+  });
+
+  test.each([['2'], ['true'], ['false'], ['loopback, 10.0.0.0/8, fd00::/8'], ['10.0.0.1']])(
+    'When TRUST_PROXY is %s, then it is accepted',
+    (value) => {
+      expect(problems({ TRUST_PROXY: value })).toEqual([]);
+    },
+  );
+
   test('When a variable is set to an empty string, then it counts as unset', () => {
     expect(loadConfig({ PORT: '', API_TOKENS: '' })).toMatchObject({
       port: 8080,

@@ -304,4 +304,12 @@ describe('candidateUrlsFor', () => {
       'http://10.0.0.1:8080/sw/callbacks/native',
     ]);
   });
+
+  test('When the base URL is not written in canonical form, then it is also tried as written (the proxy gives SignalWire that spelling)', () => {
+    expect(candidateUrlsFor('https://Hooks.Example.com/SW', '/callbacks/cxml')).toEqual([
+      'https://hooks.example.com/SW/callbacks/cxml',
+      'https://hooks.example.com:443/SW/callbacks/cxml',
+      'https://Hooks.Example.com/SW/callbacks/cxml',
+    ]);
+  });
 });
