@@ -23,12 +23,13 @@ import { postgresCpuSeconds, postmasterPid } from './lib/postgres-cpu';
  * Workloads: `new` — batches of 20 callbacks, each for a new message (npm run bench's shape);
  * `lifecycle` — messages created by one batch and moved by the next two (queued → sent →
  * delivered: the existing-message path, SAVE_FOLD).
- * Env: BENCH_BASELINE_DIR, BENCH_RUNS (3), WRITE_PATH_EVENTS (20000 per workload and run).
+ * Env: BENCH_BASELINE_DIR, BENCH_RUNS (3), WRITE_PATH_EVENTS (20000 per workload and run),
+ * WRITE_PATH_BATCH (20 events per batch; two sizes tell a batch's fixed cost from an event's).
  */
 
 const RUNS = Number(process.env.BENCH_RUNS ?? 3);
 const EVENTS = Number(process.env.WRITE_PATH_EVENTS ?? 20_000);
-const BATCH = 20;
+const BATCH = Number(process.env.WRITE_PATH_BATCH ?? 20);
 
 interface Checkout {
   name: string;
