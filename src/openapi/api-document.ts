@@ -57,7 +57,11 @@ export function buildApiDocument(version: string): OpenApiDocument {
         description: 'Internal listener, `Authorization: Bearer <API_TOKENS>`.',
       },
       { name: 'Callbacks (public listener)' },
-      { name: 'Send proxy' },
+      {
+        name: 'Send proxy',
+        description:
+          "SignalWire's create-message endpoints, sent with the service's status callback. Every other call under `/api/laml/2010-04-01`, `/2010-04-01` and `/api/messaging` is passed through to SignalWire unchanged (the caller's Basic credentials, `SIGNALWIRE_PROJECT_IDS`, 502/504 as for sends); one that could create a message elsewhere is refused with 404.",
+      },
       { name: 'Operations' },
     ],
   });

@@ -1,6 +1,7 @@
 import type { Api } from '../messages/statuses';
 import { COMPAT_CODES, compatError, nativeError } from '../signalwire/send-rules';
 import type { ApiFailure, CompatErrorBody, NativeErrorBody } from '../signalwire/send-rules';
+import type { UpstreamFailure } from './signalwire-client';
 
 /**
  * The proxy's own refusals, in the error shape of the API the caller spoke (DESIGN §5), so a
@@ -18,23 +19,68 @@ export interface ProxyErrors {
   projectNotAllowed(projectId: string): ProxyFailure;
   /** The body cannot be read: malformed (400), too large (413), wrong type (415). */
   badBody(status: number, message: string): ProxyFailure;
-  timeout(): ProxyFailure;
-  unreachable(): ProxyFailure;
+  /** A request that could create a message upstream without the service's status callback. */
+  notACreateRoute(): ProxyFailure;
+  /**
+   * No answer from SignalWire (DESIGN §5: timeout 504, unreachable 502). Only a request that
+   * never left is "not sent"; once it may have been written the caller must not assume it
+   * failed (a retry could send the message twice).
+   */
+  upstream(failure: UpstreamFailure, subject: UpstreamSubject): ProxyFailure;
   internal(): ProxyFailure;
 }
 
+/** A create (`send`) or a call passed through (`request`): what the messages speak of. */
+export type UpstreamSubject = 'send' | 'request';
+
 const C = COMPAT_CODES;
 
-const TIMEOUT_MESSAGE = 'SignalWire did not answer in time; the message may still have been sent';
-const UNREACHABLE_MESSAGE = 'SignalWire could not be reached; the message was not sent';
+const UPSTREAM_STATUS: Record<UpstreamFailure, number> = {
+  unreachable: 502,
+  timeout: 504,
+  interrupted: 502,
+};
+
+const UPSTREAM_MESSAGES: Record<UpstreamSubject, Record<UpstreamFailure, string>> = {
+  send: {
+    unreachable: 'SignalWire could not be reached; the message was not sent',
+    timeout: 'SignalWire did not answer in time; the message may still have been sent',
+    interrupted:
+      'The connection to SignalWire failed before its answer; the outcome is unknown and the message may have been sent',
+  },
+  request: {
+    unreachable: 'SignalWire could not be reached; the request was not sent',
+    timeout: 'SignalWire did not answer in time; the request may still have been carried out',
+    interrupted:
+      'The connection to SignalWire failed before its answer; the outcome of the request is unknown',
+  },
+};
+
+const NATIVE_UPSTREAM_CODES: Record<UpstreamFailure, string> = {
+  unreachable: 'upstream_unreachable',
+  timeout: 'upstream_timeout',
+  interrupted: 'upstream_outcome_unknown',
+};
+
+const NOT_A_CREATE_ROUTE =
+  'Messages are created through this service at …/Accounts/{AccountSid}/Messages(.json) and /api/messaging/messages only: this request would reach SignalWire without the service’s status callback';
 
 const compat: ProxyErrors = {
   unauthenticated: (message) => compatError(401, C.authentication, message),
   projectNotAllowed: (projectId) =>
-    compatError(403, C.accessDenied, `Project ${projectId} may not send through this service`),
+    compatError(
+      403,
+      C.accessDenied,
+      `Project ${projectId} may not reach SignalWire through this service`,
+    ),
   badBody: (status, message) => compatError(status, C.invalidArgument, message),
-  timeout: () => compatError(504, C.serviceUnavailable, TIMEOUT_MESSAGE),
-  unreachable: () => compatError(502, C.serviceUnavailable, UNREACHABLE_MESSAGE),
+  notACreateRoute: () => compatError(404, C.notFound, NOT_A_CREATE_ROUTE),
+  upstream: (failure, subject) =>
+    compatError(
+      UPSTREAM_STATUS[failure],
+      C.serviceUnavailable,
+      UPSTREAM_MESSAGES[subject][failure],
+    ),
   internal: () => compatError(500, C.internalError, 'Internal error'),
 };
 
@@ -47,12 +93,18 @@ const native: ProxyErrors = {
       403,
       'authorization_error',
       'forbidden',
-      `Project ${projectId} may not send through this service`,
+      `Project ${projectId} may not reach SignalWire through this service`,
     ),
   badBody: (status, message) =>
     nativeError(status, 'invalid_request_error', 'invalid_parameter', message),
-  timeout: () => nativeError(504, 'api_error', 'upstream_timeout', TIMEOUT_MESSAGE),
-  unreachable: () => nativeError(502, 'api_error', 'upstream_unreachable', UNREACHABLE_MESSAGE),
+  notACreateRoute: () => nativeError(404, 'invalid_request_error', 'not_found', NOT_A_CREATE_ROUTE),
+  upstream: (failure, subject) =>
+    nativeError(
+      UPSTREAM_STATUS[failure],
+      'api_error',
+      NATIVE_UPSTREAM_CODES[failure],
+      UPSTREAM_MESSAGES[subject][failure],
+    ),
   internal: () => nativeError(500, 'api_error', 'internal_error', 'Internal error'),
 };
 

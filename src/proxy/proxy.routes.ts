@@ -1,12 +1,21 @@
-import express, { Router } from 'express';
+import { Router } from 'express';
 import type { ErrorRequestHandler, Request, Response } from 'express';
 import type { Api } from '../messages/statuses';
-import { parseBasicAuth } from '../signalwire/basic-auth';
 import { messageKind, parseCompatCreate, parseNativeCreate } from '../signalwire/send-rules';
 import { proxyErrors } from './proxy-errors';
 import type { ProxyFailure } from './proxy-errors';
+import {
+  PROXY_BODY_LIMIT,
+  bodyReader,
+  checkCaller,
+  fail,
+  forwardedHeaders,
+  refuseDeclaredTooLarge,
+} from './proxy-http';
+import type { ReadBody } from './proxy-http';
 import { forwardSend } from './proxy.service';
 import type { ProxyDeps, ProxyReply, ValidSend } from './proxy.service';
+import { passThroughRoutes } from './pass-through.routes';
 import {
   bodyEncoding,
   expectedContentTypes,
@@ -15,11 +24,15 @@ import {
   withField,
 } from './request-body';
 import type { RequestBody } from './request-body';
+import { apiOfPath, upstreamTarget } from './upstream-target';
 
 /**
  * The send proxy's routes (DESIGN §5), on the internal listener. Both compatibility prefixes
  * are served: `/api/laml/2010-04-01/…` is the documented one, `/2010-04-01/…` the one the
  * official `@signalwire/compatibility-api` SDK requests once its space URL points here.
+ * Routing ignores case and a trailing slash (Express's defaults), so every spelling of a
+ * create path that SignalWire would take as one comes here; every other call under these
+ * prefixes is passed through unchanged (pass-through.routes.ts).
  */
 
 const COMPAT_PREFIXES = ['/api/laml/2010-04-01', '/2010-04-01'];
@@ -28,26 +41,14 @@ export const COMPAT_CREATE_PATHS = COMPAT_PREFIXES.map(
 );
 export const NATIVE_CREATE_PATH = '/api/messaging/messages';
 
-/**
- * A create request is a few fields (a 1600-character body, 8 media URLs): 256 KiB leaves
- * room for any real one and stops a client from streaming megabytes into memory.
- */
-export const PROXY_BODY_LIMIT = '256kb';
-const PROXY_BODY_LIMIT_BYTES = 256 * 1024;
-
-type ReadBody = (req: Request, res: Response) => Promise<void>;
-
 export function proxyRoutes(deps: ProxyDeps): Router {
   const router = Router();
   // Raw bytes, read only once the cheap checks passed: the body is parsed here so that a
   // parse failure is answered in the API's shape and only after the credentials were checked.
-  const rawBody = express.raw({ type: () => true, limit: PROXY_BODY_LIMIT });
-  const readBody: ReadBody = (req, res) =>
-    new Promise((resolve, reject) => {
-      rawBody(req, res, (error?: unknown) => (error ? reject(error) : resolve()));
-    });
+  const readBody = bodyReader();
   router.post(COMPAT_CREATE_PATHS, (req, res) => handle(deps, 'cxml', req, res, readBody));
   router.post(NATIVE_CREATE_PATH, (req, res) => handle(deps, 'native', req, res, readBody));
+  router.use(passThroughRoutes(deps, [...COMPAT_PREFIXES, '/api/messaging'], readBody));
   router.use(proxyErrorHandler(deps));
   return router;
 }
@@ -65,44 +66,24 @@ async function handle(
   readBody: ReadBody,
 ): Promise<void> {
   const errors = proxyErrors(api);
-  if (Number(req.headers['content-length']) > PROXY_BODY_LIMIT_BYTES) {
-    // The body is not read: the connection cannot carry another request after this one.
-    res.setHeader('Connection', 'close');
-    fail(res, errors.badBody(413, `The request body is larger than ${PROXY_BODY_LIMIT}`));
-    return;
-  }
+  if (refuseDeclaredTooLarge(req, res, errors)) return;
   const encoding = bodyEncoding(api, req.get('content-type'));
   if (encoding === null) {
     fail(res, errors.badBody(415, `Content-Type must be ${expectedContentTypes(api)}`));
     return;
   }
-  const credentials = parseBasicAuth(req.get('authorization'));
-  if (!credentials || credentials.username === '' || credentials.password === '') {
-    fail(res, errors.unauthenticated('Authentication Error - invalid username or password'));
-    return;
-  }
-  const projectId = credentials.username;
-  // Credentials belong to one project: for another AccountSid they do not authenticate, which
-  // SignalWire (like Twilio) answers 401 code 20003, not 403. Refused here, like SignalWire
-  // would, so a mismatched request never leaves the service.
-  if (api === 'cxml' && req.params['accountSid'] !== projectId) {
-    fail(
-      res,
-      errors.unauthenticated(
-        'Authentication Error - the AccountSid in the URL does not match the credentials',
-      ),
-    );
-    return;
-  }
-  const allowed = deps.config.signalwireProjectIds;
-  if (allowed.length > 0 && !allowed.includes(projectId)) {
-    fail(res, errors.projectNotAllowed(projectId));
+  const caller = checkCaller(
+    deps.config,
+    errors,
+    req,
+    api === 'cxml' ? String(req.params['accountSid']) : undefined,
+  );
+  if (!caller.ok) {
+    fail(res, caller.failure);
     return;
   }
 
-  await readBody(req, res);
-  const raw = Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0);
-  const read = readRequestBody(api, encoding, raw);
+  const read = readRequestBody(api, encoding, await readBody(req, res));
   if (!read.ok) {
     fail(res, errors.badBody(read.problem === 'too_many_parameters' ? 413 : 400, read.message));
     return;
@@ -115,12 +96,10 @@ async function handle(
   }
   const send: ValidSend = {
     api,
-    path: req.originalUrl,
-    authorization: req.get('authorization')!,
-    accept: req.get('accept'),
-    userAgent: req.get('user-agent'),
+    target: upstreamTarget(req.originalUrl),
+    headers: forwardedHeaders(req),
     encode: (callbackUrl) => withField(read.body, valid.callbackField, callbackUrl),
-    facts: { ...valid.facts, projectId },
+    facts: { ...valid.facts, projectId: caller.projectId },
   };
   reply(res, await forwardSend(deps, send, req.id));
 }
@@ -168,11 +147,6 @@ function validate(api: Api, body: RequestBody): Validation {
   };
 }
 
-function fail(res: Response, failure: ProxyFailure): void {
-  if (failure.status === 401) res.set('WWW-Authenticate', 'Basic realm="SignalWire"');
-  res.status(failure.status).json(failure.error);
-}
-
 /** SignalWire's answer as it came: status, content type and the exact bytes. */
 function reply(res: Response, proxyReply: ProxyReply): void {
   if (proxyReply.kind === 'failure') {
@@ -192,7 +166,7 @@ function proxyErrorHandler(deps: ProxyDeps): ErrorRequestHandler {
       next(err);
       return;
     }
-    const errors = proxyErrors(req.path.startsWith(NATIVE_CREATE_PATH) ? 'native' : 'cxml');
+    const errors = proxyErrors(apiOfPath(req.path));
     const status = (err as { status?: unknown }).status;
     if (typeof status === 'number' && status >= 400 && status < 500) {
       const message =

@@ -11,6 +11,7 @@ import type { ProxyFailure } from './proxy-errors';
 import type { EncodedBody } from './request-body';
 import { sendEvent } from './send-event';
 import type { SendContext } from './send-event';
+import { metricLabel } from './signalwire-client';
 import type { SignalWireClient, UpstreamStatus } from './signalwire-client';
 
 export interface ProxyDeps {
@@ -25,7 +26,7 @@ export interface ProxyDeps {
   db?: Db;
   signalwire: SignalWireClient;
   clock?: () => Date;
-  /** Every upstream call: API flavour, upstream status (or timeout/unreachable), seconds. */
+  /** Every upstream create call: API flavour, upstream status (or timeout/unreachable), seconds. */
   onUpstream?: (api: Api, status: UpstreamStatus, seconds: number) => void;
   /**
    * SignalWire accepted a send that could not be recorded (store down, or an answer without a
@@ -37,12 +38,13 @@ export interface ProxyDeps {
 /** A create request that passed authentication and the validation rules. */
 export interface ValidSend {
   api: Api;
-  /** Path and query as the caller sent them; forwarded unchanged. */
-  path: string;
-  /** The caller's Authorization header, passed through untouched (and never logged). */
-  authorization: string;
-  accept: string | undefined;
-  userAgent: string | undefined;
+  /** Path and query as the caller sent them (upstream-target.ts); forwarded unchanged. */
+  target: string;
+  /**
+   * The caller's headers that go upstream (proxy-http.ts), its Authorization among them,
+   * passed through untouched (and never logged). Content-Type is the encoded body's.
+   */
+  headers: Readonly<Record<string, string>>;
   /** The caller's body with the status callback set to the given URL. */
   encode(callbackUrl: string): EncodedBody;
   facts: Omit<SendContext, 'api' | 'ref' | 'receivedAt' | 'storeBody'>;
@@ -67,30 +69,37 @@ export async function forwardSend(
   const { token, ref } = mintCallbackToken(config.callbackTokenSecrets);
   const encoded = send.encode(`${config.publicBaseUrl}/callbacks/${api}/${token}`);
 
-  const headers: Record<string, string> = {
-    authorization: send.authorization,
-    'content-type': encoded.contentType,
-  };
-  if (send.accept) headers['accept'] = send.accept;
-  if (send.userAgent) headers['user-agent'] = send.userAgent;
+  const headers = { ...send.headers, 'content-type': encoded.contentType };
 
   const intent = await rememberIntent(deps, send, ref, requestId);
   const started = process.hrtime.bigint();
-  const result = await deps.signalwire.post({ path: send.path, headers, body: encoded.text });
+  const result = await deps.signalwire.send({
+    method: 'POST',
+    target: send.target,
+    headers,
+    body: Buffer.from(encoded.text, 'utf8'),
+  });
   const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-  deps.onUpstream?.(api, result.ok ? result.response.status : result.failure, seconds);
+  deps.onUpstream?.(api, result.ok ? result.response.status : metricLabel(result.failure), seconds);
 
   const log = { request_id: requestId, api, upstream: deps.signalwire.baseUrl, seconds };
   if (!result.ok) {
-    const err = result.error instanceof Error ? result.error : new Error(String(result.error));
-    if (result.failure === 'timeout') {
-      // The provider may have queued it: its callbacks carry our token and will record it.
-      logger.warn({ ...log, err }, 'SignalWire did not answer in time; the send may have happened');
-      return { kind: 'failure', failure: proxyErrors(api).timeout() };
+    const { failure, error: err } = result;
+    if (failure === 'unreachable') {
+      // No connection was made: not a byte of the send left, so the caller may retry.
+      logger.warn({ ...log, err }, 'SignalWire unreachable; the send was not forwarded');
+      if (intent) await forgetIntent(deps, ref);
+    } else {
+      // The provider may have queued it: its callbacks carry our token and will record it,
+      // and the intent, which expires with the token, lets them reach the caller's callback.
+      logger.warn(
+        { ...log, err, failure },
+        failure === 'timeout'
+          ? 'SignalWire did not answer in time; the send may have happened'
+          : 'The connection to SignalWire failed before its answer; the send may have happened',
+      );
     }
-    logger.warn({ ...log, err }, 'SignalWire unreachable; the send was not forwarded');
-    if (intent) await forgetIntent(deps, ref);
-    return { kind: 'failure', failure: proxyErrors(api).unreachable() };
+    return { kind: 'failure', failure: proxyErrors(api).upstream(failure, 'send') };
   }
 
   // The caller (and the store) see the caller's own callback URL, never the token URL.
@@ -99,10 +108,18 @@ export async function forwardSend(
     body: withClientCallback(result.response.body, token, send.facts.clientStatusCallback),
   };
   const receivedAt = (deps.clock ?? (() => new Date()))();
-  if (response.status >= 200 && response.status < 300) {
+  const { status } = response;
+  if (status >= 200 && status < 300) {
     await record(deps, send, response.body, { ref, receivedAt, requestId });
+  } else if (status >= 500) {
+    // A 5xx (SignalWire's own, or a gateway's 502/503/504 in front of it) does not say the
+    // send was refused: it may have been queued before the failure. The intent stays.
+    logger.warn(
+      { ...log, status },
+      'SignalWire answered with a server error; the send may have happened',
+    );
   } else {
-    logger.info({ ...log, status: response.status }, 'SignalWire refused the send');
+    logger.info({ ...log, status }, 'SignalWire refused the send');
     if (intent) await forgetIntent(deps, ref);
   }
   return { kind: 'upstream', ...response };

@@ -1,38 +1,74 @@
+import http from 'node:http';
+import https from 'node:https';
+import type { ClientRequest, IncomingMessage } from 'node:http';
+import type { Readable } from 'node:stream';
+import zlib from 'node:zlib';
 import type { Config } from '../config';
 
 /**
- * The send proxy's way to SignalWire: one POST, answered with the upstream's status, selected
- * headers and exact body bytes, or with why there was no answer. An interface so tests (and
- * main.ts with its in-process simulator) choose the upstream through the same door.
+ * The proxy's way to SignalWire: a create answered in full, any other call answered as a
+ * stream, or why there was no answer. An interface so tests (and main.ts with its in-process
+ * simulator) choose the upstream through the same door.
+ *
+ * Node's http client, not fetch: what the caller is told — "not sent, safe to retry" or "the
+ * outcome is unknown" — hangs on whether the request could have reached SignalWire, and fetch
+ * reports every failure as one "fetch failed" whose causes overlap (an ECONNRESET can end a
+ * TLS handshake or the wait for an answer). Here the socket's own connect event draws the line:
+ * no request byte leaves before TCP (and TLS) is up.
  */
 
-/** What an upstream call came to: its HTTP status, or why there was none (metrics label). */
-export type UpstreamStatus = number | UpstreamFailure;
-export type UpstreamFailure = 'timeout' | 'unreachable';
+/** Why there was no answer. */
+export type UpstreamFailure =
+  /** No connection (refused, DNS, TLS handshake, none within the time): nothing was sent. */
+  | 'unreachable'
+  /** Connected, but no whole answer within SIGNALWIRE_TIMEOUT_MS: it may have been acted on. */
+  | 'timeout'
+  /** The connection failed once the request may have been written: it may have been acted on. */
+  | 'interrupted';
 
-export interface UpstreamRequest {
-  /** Path and query as the caller sent them; the space URL supplies scheme and host. */
-  path: string;
-  headers: Readonly<Record<string, string>>;
-  body: string;
+/**
+ * An upstream call's outcome as the metrics label it (metrics/metrics.ts): its HTTP status,
+ * or why there was none. There `unreachable` means "no answer, and not for lack of time": an
+ * interrupted exchange counts under it (the logs tell the two apart).
+ */
+export type UpstreamStatus = number | 'timeout' | 'unreachable';
+
+export function metricLabel(failure: UpstreamFailure): 'timeout' | 'unreachable' {
+  return failure === 'timeout' ? 'timeout' : 'unreachable';
 }
 
-export interface UpstreamResponse {
-  status: number;
-  /** Only the headers a caller needs back (see RETURNED_HEADERS), lower-case names. */
-  headers: Record<string, string>;
-  /** The exact bytes SignalWire answered (after transfer decoding). */
+export interface UpstreamRequest {
+  method: string;
+  /** Path and query only (upstream-target.ts); the space URL supplies scheme, host and port. */
+  target: string;
+  /** Lower-case names; content-length and accept-encoding are the client's own. */
+  headers: Readonly<Record<string, string>>;
   body: Buffer;
 }
 
-export type UpstreamResult =
-  | { ok: true; response: UpstreamResponse }
-  | { ok: false; failure: UpstreamFailure; error: unknown };
+export interface UpstreamAnswer<B> {
+  status: number;
+  /** Only the headers a caller needs back (see RETURNED_HEADERS), lower-case names. */
+  headers: Record<string, string>;
+  body: B;
+}
+
+export type UpstreamResult<B> =
+  { ok: true; response: UpstreamAnswer<B> } | { ok: false; failure: UpstreamFailure; error: Error };
 
 export interface SignalWireClient {
   /** Where requests go, for logs; never carries credentials. */
   readonly baseUrl: string;
-  post(request: UpstreamRequest): Promise<UpstreamResult>;
+  /**
+   * A create: the whole answer, content-decoded, at most MAX_ANSWER_BYTES, within the timeout
+   * (the proxy reads it, rewrites it and records from it).
+   */
+  send(request: UpstreamRequest): Promise<UpstreamResult<Buffer>>;
+  /**
+   * Any other call: the answer's bytes as they come (a message list can be megabytes). The
+   * timeout bounds the wait for the status line and then each silence within the body.
+   */
+  forward(request: UpstreamRequest): Promise<UpstreamResult<Readable>>;
 }
 
 /**
@@ -42,45 +78,184 @@ export interface SignalWireClient {
  */
 const RETURNED_HEADERS = ['content-type', 'retry-after', 'www-authenticate', 'location'];
 
+/** A create's answer is one message resource, a few KiB: anything near this is not one. */
+export const MAX_ANSWER_BYTES = 1024 * 1024;
+
+/**
+ * Idle keep-alive sockets are closed after this, below the usual load-balancer idle timeouts
+ * (60 s on AWS ALB, 350 s on GCP), so a request is seldom written into a socket the other
+ * side is closing; the agent also honours a server's own `Keep-Alive: timeout=` hint.
+ */
+const IDLE_SOCKET_MS = 4_000;
+
 export interface SignalWireClientOptions {
   /** The space URL, e.g. `https://example.signalwire.com` (no trailing slash). */
   baseUrl: string;
-  /** Covers the whole exchange, body included (SIGNALWIRE_TIMEOUT_MS). */
+  /** SIGNALWIRE_TIMEOUT_MS. */
   timeoutMs: number;
-  fetch?: typeof fetch;
 }
 
 export function createSignalWireClient(options: SignalWireClientOptions): SignalWireClient {
   const { baseUrl, timeoutMs } = options;
-  const fetchImpl = options.fetch ?? fetch;
+  const space = new URL(baseUrl);
+  const secure = space.protocol === 'https:';
+  const agent = secure
+    ? new https.Agent({ keepAlive: true, timeout: IDLE_SOCKET_MS })
+    : new http.Agent({ keepAlive: true, timeout: IDLE_SOCKET_MS });
+  const origin = {
+    protocol: space.protocol,
+    // WHATWG keeps an IPv6 host in brackets; http.request wants the bare address.
+    hostname: space.hostname.replace(/^\[(.*)\]$/, '$1'),
+    port: space.port === '' ? undefined : Number(space.port),
+    // A space URL with a path (a gateway in front of SignalWire) keeps it in front.
+    basePath: space.pathname.replace(/\/+$/, ''),
+  };
+
+  function exchange<B>(
+    request: UpstreamRequest,
+    returned: readonly string[],
+    read: (res: IncomingMessage, req: ClientRequest) => Promise<B>,
+  ): Promise<UpstreamResult<B>> {
+    return new Promise((resolve) => {
+      let connected = false;
+      let settled = false;
+      let req: ClientRequest | undefined;
+      const settle = (result: UpstreamResult<B>): void => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        resolve(result);
+      };
+      const failed = (error: Error, timedOut: boolean): void => {
+        const failure = !connected ? 'unreachable' : timedOut ? 'timeout' : 'interrupted';
+        settle({ ok: false, failure, error });
+      };
+      const timer = setTimeout(() => {
+        const error = new Error(
+          connected ? `no answer within ${timeoutMs} ms` : `no connection within ${timeoutMs} ms`,
+        );
+        failed(error, true);
+        req?.destroy(error);
+      }, timeoutMs);
+
+      try {
+        req = (secure ? https : http).request({
+          protocol: origin.protocol,
+          hostname: origin.hostname,
+          port: origin.port,
+          path: origin.basePath + request.target,
+          method: request.method,
+          headers: outgoingHeaders(request),
+          agent,
+        });
+      } catch (error) {
+        // Refused before any connection (an invalid header or path): nothing was sent.
+        failed(asError(error), false);
+        return;
+      }
+      const sent = req;
+      sent.on('socket', (socket) => {
+        // A kept-alive socket is up already; a new one carries nothing before it connects.
+        if (sent.reusedSocket) connected = true;
+        else socket.once(secure ? 'secureConnect' : 'connect', () => (connected = true));
+      });
+      sent.on('error', (error) => failed(error, false));
+      sent.on('response', (res) => {
+        read(res, sent).then(
+          (body) => {
+            const headers = pick(res, returned);
+            settle({ ok: true, response: { status: res.statusCode ?? 0, headers, body } });
+          },
+          (error: unknown) => {
+            sent.destroy();
+            failed(asError(error), false);
+          },
+        );
+      });
+      sent.end(request.body);
+    });
+  }
+
   return {
     baseUrl,
-    async post(request) {
-      const signal = AbortSignal.timeout(timeoutMs);
-      try {
-        const res = await fetchImpl(`${baseUrl}${request.path}`, {
-          method: 'POST',
-          headers: request.headers,
-          body: request.body,
-          redirect: 'manual',
-          signal,
-        });
-        const body = Buffer.from(await res.arrayBuffer());
-        const headers: Record<string, string> = {};
-        for (const name of RETURNED_HEADERS) {
-          const value = res.headers.get(name);
-          if (value !== null) headers[name] = value;
-        }
-        return { ok: true, response: { status: res.status, headers, body } };
-      } catch (error) {
-        // The signal tells a timeout (connect, headers or body) from every other failure.
-        return { ok: false, failure: signal.aborted ? 'timeout' : 'unreachable', error };
-      }
-    },
+    send: (request) =>
+      exchange(request, RETURNED_HEADERS, async (res) => {
+        const body = await readAtMost(res, MAX_ANSWER_BYTES);
+        return decoded(body, res.headers['content-encoding']);
+      }),
+    // Its bytes pass as they came, so their coding (should a server ignore `identity`) too.
+    forward: (request) =>
+      exchange(request, [...RETURNED_HEADERS, 'content-encoding'], async (res, req) => {
+        // From here the caller is streamed to: a stalled body ends the exchange.
+        req.setTimeout(timeoutMs, () => req.destroy(new Error(`no data for ${timeoutMs} ms`)));
+        return res;
+      }),
   };
 }
 
-/** The client for SIGNALWIRE_SPACE_URL; without one every send fails as unreachable. */
+function outgoingHeaders(request: UpstreamRequest): Record<string, string> {
+  const headers: Record<string, string> = { ...request.headers };
+  // The answer's bytes are rewritten (creates) or passed on (the rest) as they are: ask for
+  // them unencoded; decoded() and the forwarded content-encoding cover a server that ignores it.
+  headers['accept-encoding'] = 'identity';
+  if (request.body.length > 0 || !['GET', 'HEAD', 'DELETE', 'OPTIONS'].includes(request.method)) {
+    headers['content-length'] = String(request.body.length);
+  }
+  return headers;
+}
+
+function pick(res: IncomingMessage, names: readonly string[]): Record<string, string> {
+  const headers: Record<string, string> = {};
+  for (const name of names) {
+    const value = res.headers[name];
+    if (typeof value === 'string') headers[name] = value;
+  }
+  return headers;
+}
+
+/** The whole body, or an error once it passes `limit` bytes (then the exchange is cut). */
+function readAtMost(res: IncomingMessage, limit: number): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    res.on('data', (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > limit) {
+        reject(new Error(`the answer is larger than ${limit} bytes`));
+        res.destroy();
+        return;
+      }
+      chunks.push(chunk);
+    });
+    res.on('end', () => resolve(Buffer.concat(chunks)));
+    res.on('error', reject);
+    // Closed before the body's end (its length, or the last chunk): a cut-off answer.
+    res.on('close', () => {
+      if (!res.complete) reject(new Error('the answer was cut off'));
+    });
+  });
+}
+
+/**
+ * A create's answer as text, whatever content coding a server applied despite `identity`:
+ * its token is rewritten (answer-rewrite.ts) and must not slip out compressed.
+ */
+function decoded(body: Buffer, encoding: string | undefined): Buffer {
+  const coding = (encoding ?? '').trim().toLowerCase();
+  const limits = { maxOutputLength: MAX_ANSWER_BYTES };
+  if (coding === '' || coding === 'identity') return body;
+  if (coding === 'gzip' || coding === 'x-gzip' || coding === 'deflate') {
+    return zlib.unzipSync(body, limits);
+  }
+  if (coding === 'br') return zlib.brotliDecompressSync(body, limits);
+  throw new Error(`the answer has an unknown content-encoding: ${coding}`);
+}
+
+function asError(error: unknown): Error {
+  return error instanceof Error ? error : new Error(String(error));
+}
+
+/** The client for SIGNALWIRE_SPACE_URL; without one every call fails as unreachable. */
 export function signalWireClientFor(config: Config): SignalWireClient {
   if (config.signalwireSpaceUrl) {
     return createSignalWireClient({
@@ -90,14 +265,10 @@ export function signalWireClientFor(config: Config): SignalWireClient {
   }
   // main.ts passes the in-process simulator's client instead; this only serves an app built
   // without either, which must not crash at start-up over a route it may never use.
-  return {
-    baseUrl: '(not configured)',
-    async post() {
-      return {
-        ok: false,
-        failure: 'unreachable',
-        error: new Error('SIGNALWIRE_SPACE_URL is not set and no upstream was given'),
-      };
-    },
-  };
+  const none = async () => ({
+    ok: false as const,
+    failure: 'unreachable' as const,
+    error: new Error('SIGNALWIRE_SPACE_URL is not set and no upstream was given'),
+  });
+  return { baseUrl: '(not configured)', send: none, forward: none };
 }

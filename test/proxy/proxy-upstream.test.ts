@@ -1,3 +1,4 @@
+import { gzipSync } from 'node:zlib';
 import type { Express } from 'express';
 import request from 'supertest';
 import { createInternalApp } from '../../src/app';
@@ -11,7 +12,7 @@ import type { RunningSimulator } from '../../src/simulator/simulator';
 import { createTestApp, TEST_API_TOKEN } from '../helpers/test-app';
 import type { TestApp } from '../helpers/test-app';
 import { closedPort, curlDataUrlencode, startUpstreamTap } from './support';
-import type { CannedResponse, UpstreamTap } from './support';
+import type { CannedResponse, TappedRequest, UpstreamTap } from './support';
 
 /**
  * What SignalWire answers (or fails to) reaches the caller unchanged; what the proxy cannot
@@ -89,12 +90,12 @@ describe('upstream errors pass through verbatim', () => {
 });
 
 describe('canned upstream answers', () => {
-  let next: CannedResponse;
+  let next: CannedResponse | ((req: TappedRequest) => CannedResponse);
   let tap: UpstreamTap;
   let t: TestApp;
 
   beforeAll(async () => {
-    tap = await startUpstreamTap(() => next);
+    tap = await startUpstreamTap((req) => (typeof next === 'function' ? next(req) : next));
     t = await createTestApp({ SIGNALWIRE_SPACE_URL: tap.url });
   });
 
@@ -146,6 +147,32 @@ describe('canned upstream answers', () => {
     expect(res.status).toBe(201);
     expect(res.text).toBe('created');
     expect(unrecorded).toEqual(['native']);
+  });
+
+  it('When SignalWire gzips its answer anyway, then the caller gets it decoded, with its own callback URL in place of the token URL, and the send is recorded', async () => {
+    const id = '6f1c2d3e-4b5a-4c6d-8e7f-0a1b2c3d4e5f';
+    next = (req) => {
+      const sent = JSON.parse(req.body) as { status_callback: string };
+      return {
+        status: 201,
+        headers: { 'content-type': 'application/json', 'content-encoding': 'gzip' },
+        body: gzipSync(
+          JSON.stringify({ id, status: 'queued', status_callback_url: sent.status_callback }),
+        ),
+      };
+    };
+    const res = await request(t.internalApp)
+      .post(NATIVE_PATH)
+      .set('Authorization', AUTH)
+      .send({ to: '+15557650000', from: '+15551234567', body: 'x' });
+    expect(tap.requests.at(-1)!.headers['accept-encoding']).toBe('identity');
+    expect(res.status).toBe(201);
+    expect(res.headers['content-encoding']).toBeUndefined();
+    expect(res.body).toEqual({ id, status: 'queued', status_callback_url: null });
+    const stored = await request(t.internalApp)
+      .get(`/v1/messages/${id}`)
+      .set('Authorization', `Bearer ${TEST_API_TOKEN}`);
+    expect(stored.status).toBe(200);
   });
 });
 

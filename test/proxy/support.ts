@@ -1,6 +1,7 @@
-import { createServer } from 'node:http';
+import { createServer, request as httpRequest } from 'node:http';
 import type { IncomingHttpHeaders, RequestListener, Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { createServer as createTcpServer } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import { RestClient } from '@signalwire/compatibility-api';
 
 /** Servers on real ports for the proxy and end-to-end tests; each one closes cleanly. */
@@ -53,6 +54,35 @@ function listenServer(server: Server): Promise<Listening> {
   });
 }
 
+/**
+ * A bare TCP listener: what a server that never speaks HTTP (or TLS) does to the proxy's
+ * connection, e.g. closing it at the TLS ClientHello or staying silent.
+ */
+export function listenTcp(onSocket: (socket: Socket) => void): Promise<Listening> {
+  const sockets = new Set<Socket>();
+  const server = createTcpServer((socket) => {
+    sockets.add(socket);
+    socket.on('close', () => sockets.delete(socket));
+    socket.on('error', () => undefined);
+    onSocket(socket);
+  });
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as AddressInfo;
+      resolve({
+        url: `http://127.0.0.1:${port}`,
+        port,
+        close: () =>
+          new Promise<void>((done, fail) => {
+            server.close((err) => (err ? fail(err) : done()));
+            for (const socket of sockets) socket.destroy();
+          }),
+      });
+    });
+  });
+}
+
 /** A port nothing listens on: bound, then released. */
 export async function closedPort(): Promise<number> {
   const server = await listen((_req, res) => res.end());
@@ -66,7 +96,13 @@ export interface TappedRequest {
   headers: IncomingHttpHeaders;
   body: string;
   /** What the tap answered (forwarded or canned), as sent. */
-  response?: { status: number; contentType: string | null; body: Buffer };
+  response?: {
+    status: number;
+    contentType: string | null;
+    /** Every header the tap answered with (content-type among them). */
+    headers: Record<string, string>;
+    body: Buffer;
+  };
 }
 
 export interface CannedResponse {
@@ -75,9 +111,13 @@ export interface CannedResponse {
   body: string | Buffer;
 }
 
-/** forward: to that base URL; a function: canned answers; 'hang': never answers. */
+/**
+ * forward: to that base URL; a function: canned answers; 'hang': never answers; 'drop':
+ * closes the connection once the whole request is in, without an answer (a reset, a load
+ * balancer's idle close, a deploy: SignalWire may have acted on it).
+ */
 export type TapBehaviour =
-  { forwardTo: string } | ((req: TappedRequest) => CannedResponse) | 'hang';
+  { forwardTo: string } | ((req: TappedRequest) => CannedResponse) | 'hang' | 'drop';
 
 export interface UpstreamTap extends Listening {
   /** Every request that reached the upstream, in order. */
@@ -103,13 +143,14 @@ export async function startUpstreamTap(behaviour: TapBehaviour): Promise<Upstrea
       };
       requests.push(tapped);
       if (behaviour === 'hang') return;
+      if (behaviour === 'drop') {
+        req.socket.destroy();
+        return;
+      }
       void answer(behaviour, tapped).then(
         (response) => {
           tapped.response = response;
-          res.writeHead(
-            response.status,
-            response.contentType ? { 'content-type': response.contentType } : {},
-          );
+          res.writeHead(response.status, response.headers);
           res.end(response.body);
         },
         () => res.writeHead(599).end(),
@@ -120,7 +161,7 @@ export async function startUpstreamTap(behaviour: TapBehaviour): Promise<Upstrea
 }
 
 async function answer(
-  behaviour: Exclude<TapBehaviour, 'hang'>,
+  behaviour: Exclude<TapBehaviour, 'hang' | 'drop'>,
   req: TappedRequest,
 ): Promise<NonNullable<TappedRequest['response']>> {
   if (typeof behaviour === 'function') {
@@ -128,6 +169,7 @@ async function answer(
     return {
       status: canned.status,
       contentType: canned.headers?.['content-type'] ?? null,
+      headers: canned.headers ?? {},
       body: Buffer.from(canned.body),
     };
   }
@@ -139,11 +181,14 @@ async function answer(
   const res = await fetch(`${behaviour.forwardTo}${req.path}`, {
     method: req.method,
     headers,
-    body: req.body,
+    // fetch refuses a body, even an empty one, on a GET or HEAD.
+    body: ['GET', 'HEAD'].includes(req.method) ? undefined : req.body,
   });
+  const contentType = res.headers.get('content-type');
   return {
     status: res.status,
-    contentType: res.headers.get('content-type'),
+    contentType,
+    headers: contentType === null ? {} : { 'content-type': contentType },
     body: Buffer.from(await res.arrayBuffer()),
   };
 }
@@ -170,4 +215,39 @@ export function formPairs(body: string): Array<[string, string]> {
  */
 export function curlDataUrlencode(pairs: ReadonlyArray<readonly [string, string]>): string {
   return pairs.map(([k, v]) => `${k}=${encodeURIComponent(v)}`).join('&');
+}
+
+export interface RawAnswer {
+  status: number;
+  headers: IncomingHttpHeaders;
+  body: Buffer;
+}
+
+/**
+ * One request with the target exactly as given — `..`, `%2E`, `//`, absolute form — which
+ * supertest's URL handling would normalize before sending.
+ */
+export function rawRequest(
+  port: number,
+  options: { method: string; path: string; headers?: Record<string, string>; body?: string },
+): Promise<RawAnswer> {
+  return new Promise((resolve, reject) => {
+    const req = httpRequest({
+      host: '127.0.0.1',
+      port,
+      method: options.method,
+      path: options.path,
+      headers: options.headers,
+    });
+    req.on('response', (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (chunk: Buffer) => chunks.push(chunk));
+      res.on('end', () =>
+        resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) }),
+      );
+      res.on('error', reject);
+    });
+    req.on('error', reject);
+    req.end(options.body);
+  });
 }

@@ -1,0 +1,91 @@
+import { Router } from 'express';
+import type { Request, Response } from 'express';
+import { pipeline } from 'node:stream/promises';
+import { proxyErrors } from './proxy-errors';
+import { checkCaller, fail, forwardedHeaders, refuseDeclaredTooLarge } from './proxy-http';
+import type { ReadBody } from './proxy-http';
+import type { ProxyDeps } from './proxy.service';
+import { apiOfPath, couldCreateMessage, targetPath, upstreamTarget } from './upstream-target';
+
+/**
+ * Every other call of the SignalWire APIs the proxy serves (DESIGN §5: an app points its space
+ * URL here "and changes nothing else"). The SDK client that sends through the proxy also
+ * fetches, lists, updates and deletes messages, and reads other resources, with the same base
+ * URL: those calls go to SIGNALWIRE_SPACE_URL as they came — method, path, query, body bytes,
+ * Content-Type, the caller's Basic credentials — and SignalWire's status, Content-Type and
+ * bytes come back as they are. Nothing is recorded.
+ *
+ * The proxy's own rules still hold: credentials present, a project of SIGNALWIRE_PROJECT_IDS
+ * (no open relay), bodies within PROXY_BODY_LIMIT, a timeout 504 and an unreachable 502 in
+ * the API's shape. And no message is ever created this way: a create would go out without the
+ * service's status callback, so a request that could be one is refused here.
+ */
+export function passThroughRoutes(
+  deps: ProxyDeps,
+  prefixes: readonly string[],
+  readBody: ReadBody,
+): Router {
+  const router = Router();
+  router.use([...prefixes], (req, res) => passThrough(deps, req, res, readBody));
+  return router;
+}
+
+async function passThrough(
+  deps: ProxyDeps,
+  req: Request,
+  res: Response,
+  readBody: ReadBody,
+): Promise<void> {
+  const target = upstreamTarget(req.originalUrl);
+  const path = targetPath(target);
+  const errors = proxyErrors(apiOfPath(path));
+  if (refuseDeclaredTooLarge(req, res, errors)) return;
+  const caller = checkCaller(deps.config, errors, req);
+  if (!caller.ok) {
+    fail(res, caller.failure);
+    return;
+  }
+  const log = {
+    request_id: req.id,
+    method: req.method,
+    path,
+    upstream: deps.signalwire.baseUrl,
+  };
+  if (couldCreateMessage(req.method, path)) {
+    deps.logger.warn(
+      log,
+      'a request that could create a message outside the create routes refused',
+    );
+    fail(res, errors.notACreateRoute());
+    return;
+  }
+
+  const body = await readBody(req, res);
+  const result = await deps.signalwire.forward({
+    method: req.method,
+    target,
+    headers: forwardedHeaders(req),
+    body,
+  });
+  if (!result.ok) {
+    const { failure, error: err } = result;
+    deps.logger.warn({ ...log, err, failure }, 'SignalWire call passed through got no answer');
+    fail(res, errors.upstream(failure, 'request'));
+    return;
+  }
+
+  const answer = result.response;
+  res.status(answer.status);
+  for (const [name, value] of Object.entries(answer.headers)) res.setHeader(name, value);
+  try {
+    // Streamed: back-pressure from the caller reaches SignalWire, and a caller that goes away
+    // ends the upstream exchange too.
+    await pipeline(answer.body, res);
+  } catch (err) {
+    // The status is out already: the caller sees a cut-off body, the log says why.
+    deps.logger.warn(
+      { ...log, err, status: answer.status },
+      'SignalWire answer passed through was cut off',
+    );
+  }
+}

@@ -1,0 +1,115 @@
+import express from 'express';
+import type { Request, Response } from 'express';
+import type { Config } from '../config';
+import { parseBasicAuth } from '../signalwire/basic-auth';
+import type { ProxyErrors, ProxyFailure } from './proxy-errors';
+
+/**
+ * What both kinds of proxy route — the creates and the calls passed through — do at the HTTP
+ * edge, the same way: the cheap checks before the body is read (DESIGN §2 applies to both
+ * listeners), the body within one limit, the caller's headers that go upstream, and refusals
+ * in the API's own shape.
+ */
+
+/**
+ * A create request is a few fields (a 1600-character body, 8 media URLs); no other call of
+ * the messaging APIs takes more. 256 KiB leaves room for any real one and stops a client
+ * from streaming megabytes into memory.
+ */
+export const PROXY_BODY_LIMIT = '256kb';
+const PROXY_BODY_LIMIT_BYTES = 256 * 1024;
+
+/** Answers 413 when the declared size is over the limit; the body is then never read. */
+export function refuseDeclaredTooLarge(req: Request, res: Response, errors: ProxyErrors): boolean {
+  if (!(Number(req.headers['content-length']) > PROXY_BODY_LIMIT_BYTES)) return false;
+  // The body is not read: the connection cannot carry another request after this one.
+  res.setHeader('Connection', 'close');
+  fail(res, errors.badBody(413, `The request body is larger than ${PROXY_BODY_LIMIT}`));
+  return true;
+}
+
+export type CallerCheck = { ok: true; projectId: string } | { ok: false; failure: ProxyFailure };
+
+/**
+ * The caller's Basic credentials are present (SignalWire checks them; the proxy passes them
+ * on untouched) and name a project allowed here (SIGNALWIRE_PROJECT_IDS): no open relay.
+ * With `accountSid` (a create's path), they must also be that account's.
+ */
+export function checkCaller(
+  config: Config,
+  errors: ProxyErrors,
+  req: Request,
+  accountSid?: string,
+): CallerCheck {
+  const credentials = parseBasicAuth(req.get('authorization'));
+  if (!credentials || credentials.username === '' || credentials.password === '') {
+    return {
+      ok: false,
+      failure: errors.unauthenticated('Authentication Error - invalid username or password'),
+    };
+  }
+  const projectId = credentials.username;
+  // Credentials belong to one project: for another AccountSid they do not authenticate, which
+  // SignalWire (like Twilio) answers 401 code 20003, not 403. Refused here, like SignalWire
+  // would, so a mismatched create never leaves the service.
+  if (accountSid !== undefined && accountSid !== projectId) {
+    return {
+      ok: false,
+      failure: errors.unauthenticated(
+        'Authentication Error - the AccountSid in the URL does not match the credentials',
+      ),
+    };
+  }
+  const allowed = config.signalwireProjectIds;
+  if (allowed.length > 0 && !allowed.includes(projectId)) {
+    return { ok: false, failure: errors.projectNotAllowed(projectId) };
+  }
+  return { ok: true, projectId };
+}
+
+export type ReadBody = (req: Request, res: Response) => Promise<Buffer>;
+
+/**
+ * The raw body bytes, read only once the cheap checks passed, within PROXY_BODY_LIMIT (a
+ * larger one is a 413 from the routes' error handler). No body is an empty buffer.
+ */
+export function bodyReader(): ReadBody {
+  const raw = express.raw({ type: () => true, limit: PROXY_BODY_LIMIT });
+  return (req, res) =>
+    new Promise((resolve, reject) => {
+      raw(req, res, (error?: unknown) => {
+        if (error) reject(error);
+        else resolve(Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0));
+      });
+    });
+}
+
+/**
+ * The caller's headers that SignalWire gets: its credentials and what shapes the answer, by
+ * name. Nothing else: not Host (the space URL's), not the hop-by-hop ones (Connection,
+ * Transfer-Encoding, TE, Upgrade, Proxy-*), not Cookie (the internal listener's neighbours'
+ * cookies are no business of SignalWire's), not X-Forwarded-* (the cluster's own addresses),
+ * not Accept-Encoding (answers come unencoded, see signalwire-client.ts).
+ */
+const FORWARDED_HEADERS = [
+  'authorization',
+  'accept',
+  'accept-charset',
+  'accept-language',
+  'content-type',
+  'user-agent',
+];
+
+export function forwardedHeaders(req: Request): Record<string, string> {
+  const headers: Record<string, string> = {};
+  for (const name of FORWARDED_HEADERS) {
+    const value = req.get(name);
+    if (value !== undefined) headers[name] = value;
+  }
+  return headers;
+}
+
+export function fail(res: Response, failure: ProxyFailure): void {
+  if (failure.status === 401) res.set('WWW-Authenticate', 'Basic realm="SignalWire"');
+  res.status(failure.status).json(failure.error);
+}

@@ -1,0 +1,80 @@
+import type { Api } from '../messages/statuses';
+
+/**
+ * Where a proxied request goes at SignalWire, and which requests must not go there the way
+ * they came. Pure functions over the request target (no I/O), shared by both kinds of proxy
+ * route.
+ */
+
+// RFC 9112 §3.2.2: a client may send the absolute form (`POST http://host/path`), which
+// Express routes by its path but keeps whole in originalUrl.
+const ABSOLUTE_FORM = /^[A-Za-z][A-Za-z0-9+.-]*:\/\/[^/?#]*/;
+
+/**
+ * The path and query SignalWire gets: the caller's, byte for byte, without the scheme and
+ * host of an absolute-form target (the space URL supplies those) or a fragment (never part
+ * of a request). Always starts with `/`, so appending it to the space URL cannot change the
+ * host it names.
+ */
+export function upstreamTarget(originalUrl: string): string {
+  const target = originalUrl.replace(ABSOLUTE_FORM, '').split('#')[0]!;
+  return target.startsWith('/') ? target : `/${target}`;
+}
+
+/** The path of a target, without its query. */
+export function targetPath(target: string): string {
+  return target.split('?')[0]!;
+}
+
+/** Native paths answer in the native error shape; everything else is compatibility. */
+export function apiOfPath(path: string): Api {
+  return path.toLowerCase().startsWith('/api/messaging') ? 'native' : 'cxml';
+}
+
+/** Methods that read: they never create a message, whatever the path. */
+const READ_METHODS = new Set(['GET', 'HEAD']);
+
+/**
+ * Whether a request that is not one of the proxy's create routes could still create a
+ * message upstream, so that it would go out without the service's status callback (and the
+ * caller's own callback would never be relayed). Any method but a read aimed at a messages
+ * collection counts, however the path is spelled: a server upstream may decode escapes,
+ * ignore case, collapse slashes, resolve dot segments, drop `;parameters` or take another
+ * extension (`Messages.xml`) where the create routes take only `Messages` and `Messages.json`.
+ * A path that cannot be decoded is refused too: nothing tells what SignalWire would make of it.
+ */
+export function couldCreateMessage(method: string, path: string): boolean {
+  if (READ_METHODS.has(method.toUpperCase())) return false;
+  const segments = normalizedSegments(path);
+  if (segments === null) return true;
+  const last = segments.at(-1) ?? '';
+  // The resource name without any `;parameters` or `.extension`.
+  return last.split(/[;.]/)[0] === 'messages';
+}
+
+/**
+ * The path's segments as the most lenient server would read them: percent-escapes decoded
+ * (repeatedly, so a double-encoded dot or slash counts), `\` as `/`, empty and `.` segments
+ * dropped, `..` resolved, lower case. Null when an escape is malformed.
+ */
+function normalizedSegments(path: string): string[] | null {
+  let decoded = path;
+  for (let i = 0; i < 3; i++) {
+    let next: string;
+    try {
+      next = decodeURIComponent(decoded);
+    } catch {
+      return null;
+    }
+    if (next === decoded) break;
+    decoded = next;
+  }
+  const segments: string[] = [];
+  for (const raw of decoded.toLowerCase().split(/[/\\]/)) {
+    const segment = raw.trim();
+    if (segment === '' || segment === '.') continue;
+    if (segment === '..') segments.pop();
+    else segments.push(segment);
+  }
+  return segments;
+}

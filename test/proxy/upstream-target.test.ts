@@ -1,0 +1,51 @@
+import { couldCreateMessage, upstreamTarget } from '../../src/proxy/upstream-target';
+
+/** Where a proxied request goes, and which ones must not go as they came (pure, no I/O). */
+
+describe('upstreamTarget', () => {
+  it.each([
+    ['/api/messaging/messages', '/api/messaging/messages'],
+    ['/api/messaging/logs/a?x=1&y=%2B1', '/api/messaging/logs/a?x=1&y=%2B1'],
+    ['http://sw-status.internal/api/messaging/messages?x=1', '/api/messaging/messages?x=1'],
+    ['https://user:pw@evil.example:8443/2010-04-01/Accounts', '/2010-04-01/Accounts'],
+    ['HTTP://host', '/'],
+    ['/api/messaging/logs/a#fragment', '/api/messaging/logs/a'],
+  ])('When the request target is %s, then SignalWire gets %s', (original, target) => {
+    expect(upstreamTarget(original)).toBe(target);
+  });
+
+  it('When the path starts with two slashes, then it stays a path (the space URL keeps its host)', () => {
+    const target = upstreamTarget('//evil.example/api/messaging/logs');
+    expect(target).toBe('//evil.example/api/messaging/logs');
+    expect(new URL(`https://space.signalwire.com${target}`).host).toBe('space.signalwire.com');
+  });
+});
+
+describe('couldCreateMessage', () => {
+  it.each(['GET', 'HEAD', 'get'])('When the method is %s, then nothing is a create', (method) => {
+    expect(couldCreateMessage(method, '/api/messaging/messages.json')).toBe(false);
+  });
+
+  it.each([
+    '/2010-04-01/Accounts/a/Messages/b.json',
+    '/2010-04-01/Accounts/a/Messages/b/Media',
+    '/2010-04-01/Accounts/a/Calls.json',
+    '/api/messaging/logs/b',
+    '/api/messaging/messagesx',
+  ])('When a POST names %s, then it is not a create', (path) => {
+    expect(couldCreateMessage('POST', path)).toBe(false);
+  });
+
+  it.each([
+    '/2010-04-01/Accounts/a/Messages.xml',
+    '/2010-04-01/Accounts/a/mEsSaGeS',
+    '/2010-04-01/Accounts/a/Messages%20',
+    '/2010-04-01/Accounts/a/Messages%5C',
+    '/2010-04-01/Accounts/a/Messages\\',
+    '/2010-04-01/Accounts/a/b/..%2F..%2Fa%2FMessages',
+    '/api/messaging/messages;jsessionid=1',
+    '/api/messaging/%',
+  ])('When a POST names %s, then it could be a create', (path) => {
+    expect(couldCreateMessage('POST', path)).toBe(true);
+  });
+});
