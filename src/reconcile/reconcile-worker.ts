@@ -30,6 +30,11 @@ export interface ReconcileWorkerOptions {
   storeBody: boolean;
   /** Passed to recordEvents (metrics, relay wake-up). */
   recordOptions?: RecordOptions;
+  /**
+   * Longest one lookup can take (the lookup client's timeout, SIGNALWIRE_TIMEOUT_MS; default its
+   * default, 10 s): a claim's lease must cover a whole batch of lookups that all time out.
+   */
+  lookupTimeoutMs?: number;
   /** Longest wait between two looks for due messages. */
   pollMs?: number;
   statsEveryMs?: number;
@@ -43,6 +48,13 @@ export interface ReconcileWorker {
   stats(): SweepStats | null;
 }
 
+/**
+ * Room in a lease for the database work of a batch (the claim, recording what lookups found,
+ * the steps): a lookup starts only while its lease still has this much left after the lookup's
+ * own timeout, so it is never looked up by two replicas at once even when the database is slow.
+ */
+const RECORD_ROOM_MS = 30_000;
+
 export function createReconcileWorker(options: ReconcileWorkerOptions): ReconcileWorker {
   const { db, logger, schedule } = options;
   const clock = options.clock ?? (() => new Date());
@@ -51,6 +63,11 @@ export function createReconcileWorker(options: ReconcileWorkerOptions): Reconcil
   const statsEveryMs = options.statsEveryMs ?? 15_000;
   const intervalMs = 1_000 / options.rate;
   const batch = Math.max(1, Math.min(50, Math.ceil(options.rate * 2)));
+  const lookupTimeoutMs = options.lookupTimeoutMs ?? 10_000;
+  // Every lookup of the batch waiting its turn (RECONCILE_RATE) and timing out, and room for the
+  // database work: 10 lookups at 5/s with a 10 s timeout take up to 102 s. A lease shorter than
+  // that let a second replica claim the tail of a slow batch while this one still worked on it.
+  const leaseMs = batch * (intervalMs + lookupTimeoutMs) + 2 * RECORD_ROOM_MS;
   let stopping = false;
   let running: Promise<void> | null = null;
   let wakeUp: (() => void) | null = null;
@@ -121,16 +138,27 @@ export function createReconcileWorker(options: ReconcileWorkerOptions): Reconcil
       lastStatsAt = Date.now();
       stats = await sweepStats(db, schedule);
     }
+    // The lease runs from the claim's statement on the database's clock; measured from just
+    // before it on this one, it ends no earlier than this deadline.
+    const leaseEnds = clock().getTime() + leaseMs;
     const claimed = await claimDueMessages(db, {
       limit: batch,
-      // Time for the whole batch at this replica's rate, plus a lookup's timeout.
-      leaseMs: 60_000 + batch * intervalMs,
+      leaseMs,
       schedule,
       projects: options.projects,
     });
     for (const message of claimed) {
       if (stopping) break;
       await paced();
+      if (clock().getTime() + lookupTimeoutMs + RECORD_ROOM_MS > leaseEnds) {
+        // Another replica may claim these once the lease runs out; this one must not look
+        // them up meanwhile. They wait for their lease to end, then for any replica's claim.
+        logger.warn(
+          { left: claimed.length - claimed.indexOf(message), lease_ms: leaseMs },
+          'reconciliation batch outran its lease; the rest is left to a later claim',
+        );
+        break;
+      }
       try {
         await lookUp(message);
       } catch (error) {

@@ -9,6 +9,17 @@ import type { Api } from '../messages/statuses';
  */
 const SWEEPABLE = sql`status_rank < 50 AND NOT stuck AND (kind IS DISTINCT FROM 'mms' OR status <> 'sent')`;
 
+/**
+ * How old a message's last event must be for its next lookup: the schedule's step after the
+ * lookups it had (sweep_step). A message that had as many lookups as the schedule has steps, or
+ * more — RECONCILE_SCHEDULE was shortened since — waits the last step, is looked up once more
+ * and then stuck (sweep-policy.ts); indexing past the array's end would give NULL, and the
+ * message would never be looked up, stuck or counted again.
+ */
+function nextStepMs(schedule: readonly number[]) {
+  return sql`(${[...schedule]}::bigint[])[LEAST(sweep_step + 1, ${schedule.length}::int)]`;
+}
+
 export interface ClaimedMessage {
   id: string;
   api: Api;
@@ -46,8 +57,7 @@ export async function claimDueMessages(
       SELECT id FROM messages
       WHERE ${SWEEPABLE}
         AND last_event_at <= now() - ${options.schedule[0] ?? 0} * interval '1 millisecond'
-        AND last_event_at <= now()
-          - (${[...options.schedule]}::bigint[])[sweep_step + 1] * interval '1 millisecond'
+        AND last_event_at <= now() - ${nextStepMs(options.schedule)} * interval '1 millisecond'
         AND (sweep_lease_until IS NULL OR sweep_lease_until < now())
         AND project_id = ANY(${[...options.projects]}::text[])
       ORDER BY last_event_at
@@ -114,8 +124,7 @@ export interface SweepStats {
 export async function sweepStats(db: Db, schedule: readonly number[]): Promise<SweepStats> {
   const { rows } = await sql<{ due: number; oldest: number | null; stuck: number }>`
     WITH due AS (
-      SELECT now() - last_event_at
-          - (${[...schedule]}::bigint[])[sweep_step + 1] * interval '1 millisecond' AS late
+      SELECT now() - last_event_at - ${nextStepMs(schedule)} * interval '1 millisecond' AS late
       FROM messages
       WHERE ${SWEEPABLE}
         AND last_event_at <= now() - ${schedule[0] ?? 0} * interval '1 millisecond')

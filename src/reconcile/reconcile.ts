@@ -43,6 +43,7 @@ export function createReconciler(deps: {
     }),
     schedule: config.reconcileSchedule,
     rate: config.reconcileRate,
+    lookupTimeoutMs: config.signalwireTimeoutMs,
     projects,
     storeBody: config.storeBody,
     recordOptions: deps.recordOptions,

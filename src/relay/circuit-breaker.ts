@@ -25,8 +25,10 @@ interface HostState {
 export interface HostLimiter {
   /** Requests the host may take now: 0 while open or saturated. */
   available(host: string, now: number): number;
-  /** Hosts that may take no request now (the claim skips their jobs). */
+  /** Hosts that may take no request now. */
   blocked(now: number): string[];
+  /** Hosts whose circuit is not closed, with its state: the claim takes none or one of theirs. */
+  circuits(now: number): Map<string, BreakerState>;
   started(host: string): void;
   finished(host: string, failed: boolean, now: number): BreakerState | null;
   state(host: string, now: number): BreakerState;
@@ -56,6 +58,14 @@ export function createHostLimiter(options: BreakerOptions): HostLimiter {
     available,
     blocked(now) {
       return [...hosts.keys()].filter((host) => available(host, now) === 0);
+    },
+    circuits(now) {
+      const circuits = new Map<string, BreakerState>();
+      for (const [host, s] of hosts) {
+        const state = stateOf(s, now);
+        if (state !== 'closed') circuits.set(host, state);
+      }
+      return circuits;
     },
     started(host) {
       get(host).inFlight++;

@@ -3,6 +3,7 @@ import type { Logger } from '../logger';
 import { isDatabaseUnavailable } from '../db/database-unavailable';
 import { createHostLimiter } from './circuit-breaker';
 import type { BreakerOptions } from './circuit-breaker';
+import { nextClaim } from './claim-room';
 import type { RelayMetrics } from './relay-metrics';
 import { relayRequest, withoutMessageBody } from './relay-request';
 import { claimDueJobs, outboxStats, recordOutcomes, releaseJobs } from './relay.repository';
@@ -13,10 +14,11 @@ import type { RelayTransport } from './relay-transport';
 
 /**
  * Delivers the relay outbox (DESIGN §10): a loop that main.ts starts and stops. Each turn
- * claims the due jobs this replica has room for, sends them (at most `concurrency` at once,
- * at most RELAY_HOST_CONCURRENCY per host, none to a host whose circuit is open) and records
- * what came of each. Decisions are pure (retry-policy.ts, circuit-breaker.ts); the network
- * sits behind RelayTransport, the database behind relay.repository.ts.
+ * claims the due jobs this replica has room for, a share for each host (claim-room.ts), sends
+ * them (at most RELAY_HOST_CONCURRENCY per host, none to a host whose circuit is open) and
+ * records what came of each. Decisions are pure (claim-room.ts, retry-policy.ts,
+ * circuit-breaker.ts); the network sits behind RelayTransport, the database behind
+ * relay.repository.ts.
  */
 export interface RelayWorkerOptions {
   db: Db;
@@ -27,7 +29,10 @@ export interface RelayWorkerOptions {
   hostConcurrency: number;
   timeoutMs: number;
   storeBody: boolean;
-  /** Jobs per replica being sent, waiting for a host slot, or having their outcome written. */
+  /**
+   * Jobs per replica being sent, waiting for a host slot, or having their outcome written
+   * (jobs that have waited long for a slow host's slot no longer count: claim-room.ts).
+   */
   concurrency?: number;
   /** Longest wait between two looks at the outbox when nothing wakes the worker. */
   pollMs?: number;
@@ -56,6 +61,9 @@ export function createRelayWorker(options: RelayWorkerOptions): RelayWorker {
   const statsEveryMs = options.statsEveryMs ?? 5_000;
   // Longer than any attempt can take, so a lease only runs out when its replica died.
   const leaseMs = options.timeoutMs + 30_000;
+  // A job waiting for its host's slot holds claim room this long at most (claim-room.ts): far
+  // longer than a fast host takes to drain a bulk claim, short enough not to hold up others.
+  const heldRoomMs = 1_000;
   const limiter = createHostLimiter({
     hostConcurrency: options.hostConcurrency,
     failureThreshold: options.breaker?.failureThreshold ?? 5,
@@ -97,6 +105,15 @@ export function createRelayWorker(options: RelayWorkerOptions): RelayWorker {
   // Claimed jobs whose host had no free slot yet: they keep their lease and start as soon as
   // a slot frees (a message's next job is never claimed before this one is done).
   let waiting: Array<{ job: RelayJobRow; claimedAt: number }> = [];
+  // Jobs each host holds here, in flight or waiting: what caps its share of the next claim.
+  const heldByHost = new Map<string, number>();
+  let lastClaimAt = 0;
+
+  function hold(host: string, change: number): void {
+    const held = (heldByHost.get(host) ?? 0) + change;
+    if (held > 0) heldByHost.set(host, held);
+    else heldByHost.delete(host);
+  }
   // Outcomes waiting to be written: one statement and one commit for all that accumulate
   // while the previous write runs (group commit).
   let outcomes: Array<{ outcome: AttemptOutcome; done: (error?: unknown) => void }> = [];
@@ -109,12 +126,23 @@ export function createRelayWorker(options: RelayWorkerOptions): RelayWorker {
       stats = await outboxStats(db);
     }
     await releaseStale(now);
-    // Claim in bulk, once half the room is free: every claim is a statement and a commit, and
-    // claiming a job or two per finished request would make the claims the bottleneck.
-    const free = concurrency - inFlight.size - waiting.length;
-    if (free < concurrency / 2) return 0;
-    const jobs = await claimDueJobs(db, free, leaseMs, limiter.blocked(now));
-    for (const job of jobs) waiting.push({ job, claimedAt: now });
+    const claim = nextClaim({
+      now,
+      concurrency,
+      heldRoomMs,
+      lastClaimAt,
+      inFlight: inFlight.size,
+      waiting,
+      byHost: heldByHost,
+      circuits: limiter.circuits(now),
+    });
+    if (!claim) return 0;
+    lastClaimAt = now;
+    const jobs = await claimDueJobs(db, claim, leaseMs);
+    for (const job of jobs) {
+      waiting.push({ job, claimedAt: now });
+      hold(job.host, 1);
+    }
     startWaiting();
     return jobs.length;
   }
@@ -139,6 +167,7 @@ export function createRelayWorker(options: RelayWorkerOptions): RelayWorker {
     );
     if (stale.length === 0) return;
     waiting = waiting.filter((entry) => !stale.includes(entry));
+    for (const { job } of stale) hold(job.host, -1);
     await releaseJobs(
       db,
       stale.map(({ job }) => job.id),
@@ -154,6 +183,7 @@ export function createRelayWorker(options: RelayWorkerOptions): RelayWorker {
       })
       .finally(() => {
         inFlight.delete(attempt);
+        hold(job.host, -1);
         wake();
       });
     inFlight.add(attempt);

@@ -70,7 +70,8 @@ test('When 0009 runs on wide rollups that already hold counts, then the narrow r
     messages.slice(80).flatMap((events) => events.slice(1)),
   );
 
-  expect(await migrateToLatest(database.db)).toEqual(['0009_stats_narrow_rollups']);
+  // 0009 first (later migrations may follow it).
+  expect((await migrateToLatest(database.db))[0]).toBe('0009_stats_narrow_rollups');
   expect(await expectNarrowRollupsEqualWide(database.db)).toBeGreaterThan(0);
 
   // Whole hours only (no edge part-minutes): the hour rollups plus the deltas not folded yet.

@@ -1,0 +1,53 @@
+import type { BreakerState } from './circuit-breaker';
+import type { ClaimLimits } from './relay.repository';
+
+/**
+ * What the relay worker claims next (DESIGN §10: a slow or failing host never delays the
+ * others). Pure: the worker says what it holds and gets how many jobs to claim and how many of
+ * them each host may have — or null, no claim now.
+ *
+ * Claims are made in bulk, once half the room is free: every claim is a statement and a commit,
+ * and claiming a job or two per finished request would make the claims the bottleneck. So a
+ * busy host's next jobs are claimed ahead and wait in memory for one of its
+ * RELAY_HOST_CONCURRENCY slots. That must not keep other hosts' jobs from being claimed:
+ * - A host holds at most `concurrency` jobs (in flight or waiting); one whose circuit is open
+ *   none, half-open one (its trial). Each claim is shared among the hosts that have due jobs
+ *   (relay.repository.ts), so an older backlog of one host does not fill it.
+ * - A job that has waited `heldRoomMs` for its host's slot stops holding room: that host drains
+ *   slower than the bulk claim assumed, and its queue would otherwise keep the room full for as
+ *   long as it takes (a 1.5 s endpoint: 60 waiting jobs, 22 s). While such jobs wait, the worker
+ *   claims at most once per `heldRoomMs`: other hosts' jobs are found within about that time,
+ *   and the slow host's own (capped) never become a claim per relay.
+ */
+export interface HeldJobs {
+  now: number;
+  /** Jobs this replica may hold: being sent, having their outcome written, or waiting. */
+  concurrency: number;
+  heldRoomMs: number;
+  /** When the last claim was made (0: never). */
+  lastClaimAt: number;
+  /** Jobs being sent or having their outcome written. */
+  inFlight: number;
+  /** When each job waiting for its host's slot was claimed. */
+  waiting: ReadonlyArray<{ claimedAt: number }>;
+  /** Jobs each host holds on this replica, in flight or waiting (hosts holding none: absent). */
+  byHost: ReadonlyMap<string, number>;
+  /** Hosts whose circuit is not closed. */
+  circuits: ReadonlyMap<string, BreakerState>;
+}
+
+export function nextClaim(held: HeldJobs): ClaimLimits | null {
+  let fresh = 0;
+  for (const { claimedAt } of held.waiting) if (held.now - claimedAt < held.heldRoomMs) fresh++;
+  const limit = held.concurrency - held.inFlight - fresh;
+  if (limit < held.concurrency / 2) return null;
+  const stale = fresh < held.waiting.length;
+  if (stale && held.now - held.lastClaimAt < held.heldRoomMs) return null;
+  const caps = new Map<string, number>();
+  for (const host of new Set([...held.byHost.keys(), ...held.circuits.keys()])) {
+    const circuit = held.circuits.get(host) ?? 'closed';
+    const capacity = { closed: held.concurrency, open: 0, 'half-open': 1 }[circuit];
+    caps.set(host, Math.max(0, capacity - (held.byHost.get(host) ?? 0)));
+  }
+  return { limit, perHost: held.concurrency, caps };
+}

@@ -1,0 +1,87 @@
+import { createHostLimiter } from '../../src/relay/circuit-breaker';
+import { nextClaim } from '../../src/relay/claim-room';
+import type { HeldJobs } from '../../src/relay/claim-room';
+
+/** What the relay worker claims next (src/relay/claim-room.ts): pure, no I/O. */
+
+const NOW = 1_000_000;
+
+function held(overrides: Partial<HeldJobs> = {}): HeldJobs {
+  return {
+    now: NOW,
+    concurrency: 64,
+    heldRoomMs: 1_000,
+    lastClaimAt: 0,
+    inFlight: 0,
+    waiting: [],
+    byHost: new Map(),
+    circuits: new Map(),
+    ...overrides,
+  };
+}
+
+/** `count` jobs waiting since `ago` ms. */
+const waitingSince = (ago: number, count: number) =>
+  Array.from({ length: count }, () => ({ claimedAt: NOW - ago }));
+
+test('When nothing is held, then the whole room is claimed, any host up to all of it', () => {
+  expect(nextClaim(held())).toEqual({ limit: 64, perHost: 64, caps: new Map() });
+});
+
+test('When a busy host’s fresh jobs fill more than half the room, then nothing is claimed until half is free', () => {
+  const busy = (waiting: number) => ({
+    inFlight: 4,
+    waiting: waitingSince(10, waiting),
+    byHost: new Map([['https://busy', 4 + waiting]]),
+  });
+  expect(nextClaim(held(busy(36)))).toBeNull();
+  // 32 free: a bulk claim, the busy host topped up to 64 at most.
+  expect(nextClaim(held(busy(28)))).toEqual({
+    limit: 32,
+    perHost: 64,
+    caps: new Map([['https://busy', 32]]),
+  });
+});
+
+test('When a slow host’s jobs have waited longer than heldRoomMs, then they no longer hold room, and claims come once per heldRoomMs', () => {
+  const slow = { inFlight: 4, byHost: new Map([['https://slow', 64]]) };
+  const stale = waitingSince(1_500, 60);
+  const claim = nextClaim(held({ ...slow, waiting: stale, lastClaimAt: NOW - 1_500 }));
+  // Room for other hosts; none for the slow one, which holds all it may.
+  expect(claim).toEqual({ limit: 60, perHost: 64, caps: new Map([['https://slow', 0]]) });
+  expect(nextClaim(held({ ...slow, waiting: stale, lastClaimAt: NOW - 200 }))).toBeNull();
+});
+
+test('When a host’s circuit is open or half-open, then a claim gives it none, or its one trial', () => {
+  const circuits = new Map([
+    ['https://open', 'open' as const],
+    ['https://trial', 'half-open' as const],
+    ['https://trying', 'half-open' as const],
+  ]);
+  const claim = nextClaim(held({ circuits, byHost: new Map([['https://trying', 1]]) }));
+  expect(claim?.caps).toEqual(
+    new Map([
+      ['https://trying', 0],
+      ['https://open', 0],
+      ['https://trial', 1],
+    ]),
+  );
+});
+
+test('When hosts fail, then the limiter lists the open and half-open ones, and forgets them once they recover', () => {
+  const limiter = createHostLimiter({
+    hostConcurrency: 4,
+    failureThreshold: 2,
+    openMs: 1_000,
+    maxOpenMs: 10_000,
+  });
+  for (const host of ['https://a', 'https://a', 'https://b']) {
+    limiter.started(host);
+    limiter.finished(host, true, 0);
+  }
+  expect(limiter.circuits(500)).toEqual(new Map([['https://a', 'open']]));
+  expect(limiter.circuits(1_500)).toEqual(new Map([['https://a', 'half-open']]));
+  limiter.started('https://a');
+  limiter.finished('https://a', false, 1_500);
+  expect(limiter.circuits(1_500)).toEqual(new Map());
+});

@@ -1,0 +1,133 @@
+import type { KyselyPlugin } from 'kysely';
+import type { Db } from '../../src/db/database';
+import { createRelay } from '../../src/relay/relay';
+import type { RelayWorker } from '../../src/relay/relay-worker';
+import { cxmlFields, postCxml } from '../helpers/callbacks';
+import { createTestApp, TEST_SIGNING_KEY } from '../helpers/test-app';
+import type { TestApp } from '../helpers/test-app';
+import { eventually, seedProxiedMessage, startCustomerApp } from './support';
+import type { CustomerApp } from './support';
+
+/**
+ * DESIGN §10: "A failing destination host never delays other hosts". The worker claims jobs
+ * in bulk and keeps a busy host's next jobs in memory until one of its
+ * RELAY_HOST_CONCURRENCY slots frees; a slow host (answering 200, so its circuit never opens)
+ * must not hold the claim room that other hosts' relays need, and a fast host must still be
+ * claimed in bulk rather than a claim per relay.
+ */
+jest.setTimeout(60_000);
+
+let t: TestApp;
+const apps: CustomerApp[] = [];
+let worker: RelayWorker | undefined;
+
+beforeAll(async () => {
+  t = await createTestApp({ RELAY_RETRY_SCHEDULE: '10s' });
+});
+
+afterEach(async () => {
+  await worker?.stop();
+  worker = undefined;
+  for (const app of apps.splice(0)) await app.close();
+  // The next test starts with an empty outbox.
+  await t.database.db.deleteFrom('relay_jobs').execute();
+});
+
+afterAll(() => t.close());
+
+async function customerApp(): Promise<CustomerApp> {
+  const app = await startCustomerApp(TEST_SIGNING_KEY);
+  apps.push(app);
+  return app;
+}
+
+/** `count` relays to `app` (one `sent` callback each), answered as `answer` says. */
+async function relaysTo(
+  app: CustomerApp,
+  path: string,
+  count: number,
+  delayMs = 0,
+): Promise<string[]> {
+  const ids: string[] = [];
+  for (let i = 0; i < count; i++) {
+    const id = await seedProxiedMessage(t.database.db, 'cxml', app.callbackUrl(path));
+    if (delayMs > 0) app.behave(id, () => ({ status: 200, delayMs }));
+    await postCxml(t.publicApp, cxmlFields({ MessageSid: id, MessageStatus: 'sent' })).expect(200);
+    ids.push(id);
+  }
+  return ids;
+}
+
+function startWorker(db: Db = t.database.db, pollMs = 20): RelayWorker {
+  const w = createRelay({
+    config: t.config,
+    db,
+    logger: t.deps.logger,
+    tuning: { pollMs, statsEveryMs: 50 },
+  });
+  w.start();
+  return w;
+}
+
+const deliveredTo = (app: CustomerApp, ids: readonly string[]) =>
+  ids.every((id) => app.received.some((r) => r.messageId === id && r.answered === 200));
+
+test('When a slow (but healthy) app has an older backlog, then another app’s relays still go out at once', async () => {
+  const slow = await customerApp();
+  const fast = await customerApp();
+  await relaysTo(slow, '/slow', 100, 1_500);
+  const other = await relaysTo(fast, '/fast', 3);
+
+  const started = Date.now();
+  worker = startWorker();
+  await eventually(() => deliveredTo(fast, other), 40_000);
+  // The fast app answers at once: its 3 relays need a claim and a round trip (~0.1 s). Before
+  // each host's share of a claim was capped, the first claims were all the slow app's: ~12 s.
+  expect(Date.now() - started).toBeLessThan(2_000);
+  expect(slow.maxConcurrentOverall()).toBeLessThanOrEqual(4);
+});
+
+test('When a slow app’s jobs already fill the worker’s room, then another app’s new relays go out within about a second', async () => {
+  const slow = await customerApp();
+  const fast = await customerApp();
+  await relaysTo(slow, '/slow', 100, 1_500);
+  worker = startWorker();
+  // The worker has claimed the slow app's jobs: 4 in flight, the rest waiting in memory.
+  await eventually(() => slow.maxConcurrentOverall() === 4, 10_000);
+
+  const other = await relaysTo(fast, '/fast', 3);
+  const enqueued = Date.now();
+  worker.wake();
+  await eventually(() => deliveredTo(fast, other), 40_000);
+  // A job waiting for its host's slot holds room for a second at most (then the worker looks
+  // for other hosts' jobs): ~1 s. Before, the room stayed full until 32 of the slow app's
+  // relays were done: ~12 s.
+  expect(Date.now() - enqueued).toBeLessThan(3_000);
+  expect(slow.maxConcurrentOverall()).toBeLessThanOrEqual(4);
+});
+
+test('When one fast app has a backlog, then the worker claims its jobs in bulk, not a claim per relay', async () => {
+  const fast = await customerApp();
+  const ids = await relaysTo(fast, '/bulk', 200);
+  // Claims that took jobs (one with room to spare and nothing due takes none, and is cheap).
+  const claimQueries = new Set<unknown>();
+  let claims = 0;
+  const countClaims: KyselyPlugin = {
+    transformQuery({ node, queryId }) {
+      if (node.kind === 'RawNode' && node.sqlFragments.join('').includes('lease_until = now()'))
+        claimQueries.add(queryId);
+      return node;
+    },
+    transformResult({ result, queryId }) {
+      if (claimQueries.delete(queryId) && result.rows.length > 0) claims++;
+      return Promise.resolve(result);
+    },
+  };
+  // A long poll: only claims the drain itself needs are counted, not idle looks.
+  worker = startWorker(t.database.db.withPlugin(countClaims), 60_000);
+  await eventually(() => deliveredTo(fast, ids), 30_000);
+  // 200 jobs, claimed 64 first and then whenever half the room (32) is free: 4 to 6 claims;
+  // a claim per free slot would be 50 or more.
+  expect(claims).toBeLessThanOrEqual(12);
+  expect(fast.maxConcurrentOverall()).toBeLessThanOrEqual(4);
+});
