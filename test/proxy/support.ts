@@ -1,7 +1,7 @@
 import { createServer, request as httpRequest } from 'node:http';
 import type { IncomingHttpHeaders, RequestListener, Server } from 'node:http';
 import { createServer as createTcpServer } from 'node:net';
-import type { AddressInfo, Socket } from 'node:net';
+import type { AddressInfo, Server as TcpServer, Socket } from 'node:net';
 import { RestClient } from '@signalwire/compatibility-api';
 
 /** Servers on real ports for the proxy and end-to-end tests; each one closes cleanly. */
@@ -36,6 +36,15 @@ export function listen(handler: RequestListener): Promise<Listening> {
 }
 
 function listenServer(server: Server): Promise<Listening> {
+  // Hanging requests (the timeout tests) and idle keep-alive sockets both go on close.
+  return listenLocally(server, () => server.closeAllConnections());
+}
+
+/** Listens on a free loopback port; close() stops listening and drops what is still open. */
+function listenLocally(
+  server: Server | TcpServer,
+  dropConnections: () => void,
+): Promise<Listening> {
   return new Promise((resolve, reject) => {
     server.once('error', reject);
     server.listen(0, '127.0.0.1', () => {
@@ -46,8 +55,7 @@ function listenServer(server: Server): Promise<Listening> {
         close: () =>
           new Promise<void>((done, fail) => {
             server.close((err) => (err ? fail(err) : done()));
-            // Hanging requests (the timeout tests) and idle keep-alive sockets both go.
-            server.closeAllConnections();
+            dropConnections();
           }),
       });
     });
@@ -66,20 +74,8 @@ export function listenTcp(onSocket: (socket: Socket) => void): Promise<Listening
     socket.on('error', () => undefined);
     onSocket(socket);
   });
-  return new Promise((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as AddressInfo;
-      resolve({
-        url: `http://127.0.0.1:${port}`,
-        port,
-        close: () =>
-          new Promise<void>((done, fail) => {
-            server.close((err) => (err ? fail(err) : done()));
-            for (const socket of sockets) socket.destroy();
-          }),
-      });
-    });
+  return listenLocally(server, () => {
+    for (const socket of sockets) socket.destroy();
   });
 }
 
