@@ -25,7 +25,8 @@ export function createReconcileMetrics(
       registers,
       collect() {
         const stats = read();
-        this.set(stats ? value(stats) : 0);
+        // Unknown before the sweep's first look: NaN, not 0 (see relay-metrics.ts).
+        this.set(stats ? value(stats) : NaN);
       },
     });
   };

@@ -33,16 +33,19 @@ export function createRelayMetrics(
     });
   };
   // Read from the worker's last look at the outbox (every few seconds), not queried per scrape.
-  gauge('pending', 'Relay jobs waiting to be delivered', () => read().stats?.pending ?? 0);
+  // Before the first look (a pod started while the database is out) the counts are unknown:
+  // NaN, not 0, so a jump from 0 to the real count is no growth to the alerts (delta is NaN,
+  // which `max by` passes over) and no dip on the dashboards.
+  gauge('pending', 'Relay jobs waiting to be delivered', () => read().stats?.pending ?? NaN);
   gauge(
     'dead',
     'Relay jobs that exhausted their retries or were refused',
-    () => read().stats?.dead ?? 0,
+    () => read().stats?.dead ?? NaN,
   );
   gauge(
     'oldest_pending_age_seconds',
     'Age of the oldest relay job not yet delivered',
-    () => read().stats?.oldestPendingSeconds ?? 0,
+    () => read().stats?.oldestPendingSeconds ?? NaN,
   );
   gauge(
     'open_circuits',

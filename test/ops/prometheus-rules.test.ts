@@ -94,6 +94,17 @@ test('When series show each trouble, then promtool test rules sees the alerts fi
           // Dead relays: one more every 5 minutes, as each pod reports it.
           { series: `sw_status_relay_dead{${ns},pod="sw-status-0"}`, values: '0+0.2x60' },
           { series: `sw_status_relay_dead{${ns},pod="sw-status-1"}`, values: '0+0.2x60' },
+          // sw-status-3 spools for ten minutes of an outage, then is scaled down with its spool
+          // full (its series end); sw-status-2 is restarted with an empty spool and returns.
+          { series: `sw_status_spool_depth{${ns},pod="sw-status-3"}`, values: '50+5x10' },
+          { series: `sw_status_spool_depth{${ns},pod="sw-status-2"}`, values: '0x10 _x3 0x40' },
+          // A new pod starts while the database is out: its relay and reconciliation gauges
+          // are unknown (NaN) until the first look, then the unchanged database-wide counts.
+          { series: `sw_status_reconcile_stuck{${ns},pod="sw-status-0"}`, values: '7x90' },
+          {
+            series: `sw_status_reconcile_stuck{${ns},pod="sw-status-4"}`,
+            values: 'NaN NaN NaN NaN NaN 7x85',
+          },
         ],
         alert_rule_test: [
           { eval_time: '10m', alertname: 'SwStatusSpoolNotDraining', exp_alerts: [] },
@@ -131,6 +142,14 @@ test('When series show each trouble, then promtool test rules sees the alerts fi
             exp_alerts: [{ exp_labels: { severity: 'warning', namespace: 'sw-status' } }],
           },
           { eval_time: '50m', alertname: 'SwStatusStuckMessagesGrowing', exp_alerts: [] },
+          { eval_time: '20m', alertname: 'SwStatusSpoolOrphaned', exp_alerts: [] },
+          {
+            eval_time: '40m',
+            alertname: 'SwStatusSpoolOrphaned',
+            exp_alerts: [
+              { exp_labels: { severity: 'critical', namespace: 'sw-status', pod: 'sw-status-3' } },
+            ],
+          },
         ],
       },
     ],
