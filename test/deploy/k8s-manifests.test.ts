@@ -457,10 +457,13 @@ rendered('Kubernetes manifests: the StatefulSet', () => {
     const migrateCli = readFileSync(path.join(ROOT, 'src', 'db', 'migrate-cli.ts'), 'utf8');
     expect(migrateCli).toMatch(/createDb\([^)]*,\s*1\)/);
     const job = 1;
-    const total = pods * pool + surge + job;
+    // Each process also holds one connection outside its pool: the change feed's LISTEN
+    // (src/feed/feed-signal.ts; test/ops/connection-budget.test.ts counts a real process's).
+    const listen = 1;
+    const total = pods * (pool + listen) + surge + job;
     // PostgreSQL's default max_connections (100) less superuser_reserved_connections (3).
     expect(total).toBeLessThanOrEqual(97);
-    expect(readme).toContain(`${pods} × ${pool} + ${surge} + ${job} = ${total}`);
+    expect(readme).toContain(`${pods} × (${pool} + ${listen}) + ${surge} + ${job} = ${total}`);
   });
 
   const podSpecs = [
