@@ -28,6 +28,12 @@ BEGIN
 END
 $$;
 
+-- No lock_timeout for the build: it waits for every transaction older than it, whatever
+-- table they read (a backup, a long report), and lock_timeout would cancel that wait after 5 s
+-- and fail the migration. Waiting blocks no reads or writes: the build's own lock (SHARE
+-- UPDATE EXCLUSIVE) conflicts only with schema changes and VACUUM.
+RESET lock_timeout;
+
 CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS status_events_message_dedupe_idx
   ON status_events (message_id, dedupe_key);
 

@@ -27,5 +27,11 @@ BEGIN
 END
 $$;
 
+-- No lock_timeout for the build: it waits for every transaction older than it, whatever
+-- table they read (a backup, a long report), and lock_timeout would cancel that wait after 5 s
+-- and fail the migration. Waiting blocks no reads or writes: the build's own lock (SHARE
+-- UPDATE EXCLUSIVE) conflicts only with schema changes and VACUUM.
+RESET lock_timeout;
+
 CREATE INDEX CONCURRENTLY IF NOT EXISTS relay_jobs_host_due_idx
   ON relay_jobs (host, next_attempt_at, id) WHERE state = 'pending';

@@ -3,6 +3,7 @@ import { copyFileSync, cpSync, mkdtempSync, readdirSync, rmSync, writeFileSync }
 import os from 'node:os';
 import path from 'node:path';
 import { sql } from 'kysely';
+import { Client } from 'pg';
 import { MIGRATIONS_DIR, migrateToLatest, splitStatements } from '../../src/db/migrate';
 import { createTestDatabase } from '../helpers/test-database';
 import type { TestDatabase } from '../helpers/test-database';
@@ -123,3 +124,31 @@ test('When a concurrent build of 0006 was interrupted and left an INVALID index,
   expect(before.map((index) => index.name)).not.toContain('status_events_dedupe_key_key');
   expect(before.map((index) => index.name)).not.toContain('status_events_message_idx');
 });
+
+test('When a transaction older than the build runs past lock_timeout (a backup, a long report), then the concurrent build waits for it instead of failing', async () => {
+  const target = await database();
+  // 0010's build anew, as after an interrupted run.
+  await sql`DROP INDEX relay_jobs_host_due_idx`.execute(target.db);
+  await sql`DELETE FROM kysely_migration WHERE name = '0010_relay_jobs_host_idx'`.execute(
+    target.db,
+  );
+  // A snapshot taken before the build, held 6 s (0010 sets lock_timeout to 5 s for its DROP),
+  // in a transaction that reads another table only.
+  const reader = new Client({ connectionString: target.url });
+  await reader.connect();
+  try {
+    await reader.query('BEGIN ISOLATION LEVEL REPEATABLE READ');
+    await reader.query('SELECT count(*) FROM messages');
+    const release = new Promise((resolve) => setTimeout(resolve, 6_000)).then(() =>
+      reader.query('COMMIT'),
+    );
+    expect(await migrateToLatest(target.db)).toEqual(['0010_relay_jobs_host_idx']);
+    await release;
+  } finally {
+    await reader.end();
+  }
+  expect(await indexes(target, 'relay_jobs')).toContainEqual({
+    name: 'relay_jobs_host_due_idx',
+    valid: true,
+  });
+}, 30_000);
