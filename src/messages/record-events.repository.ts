@@ -187,6 +187,10 @@ const SAVE_FOLD_ROLLUPS = SAVE_FOLD_EVENTS + EVENT_COLUMNS.length;
  * as the fold would leave it were the message new; SAVE_FOLD corrects the others) reads
  * right in feed order.
  *
+ * A row `existing` inserted rather than updated counts as created: a retention step had it
+ * locked when `created` ran and deleted it before `existing` could (PostgreSQL then retries
+ * the insert, which succeeds), so the message is new again, made from its initial state.
+ *
  * The rollup contribution of every created message is appended here, computed from what
  * `created` returns: a message made from its first event has no conflict, and is either not
  * final or final at once (latency 0: bucket 0, within 10 s) — exactly what
@@ -213,18 +217,23 @@ const RECORD_BATCH = preparedStatement(
      SELECT * FROM initial WHERE id NOT IN (SELECT id FROM created) ORDER BY id
      ON CONFLICT (id) DO UPDATE SET applied_tx = pg_current_xact_id()
        WHERE messages.applied_tx < pg_current_xact_id()
-     RETURNING ${COLUMNS}
+     RETURNING ${COLUMNS}, xmax = 0 AS inserted
+   ), all_created AS (
+     SELECT id, created_at, api, status, error_code, first_terminal_at FROM created
+     UNION ALL
+     SELECT id, created_at, api, status, error_code, first_terminal_at FROM existing
+     WHERE inserted
    ), created_rollup AS (
      ${INSERT_ROLLUP}
      SELECT date_trunc('minute', created_at, 'UTC'), api, status, coalesce(error_code, ''),
        CASE WHEN first_terminal_at IS NULL THEN -1 ELSE 0 END, count(*), 0,
        count(first_terminal_at)
-     FROM created GROUP BY 1, 2, 3, 4, 5
+     FROM all_created GROUP BY 1, 2, 3, 4, 5
    )
    SELECT encode(dedupe_key, 'hex') AS key, NULL AS created, NULL::json AS message
    FROM new_events
-   UNION ALL SELECT NULL, id, NULL FROM created
-   UNION ALL SELECT NULL, NULL, row_to_json(existing) FROM existing`,
+   UNION ALL SELECT NULL, id, NULL FROM all_created
+   UNION ALL SELECT NULL, NULL, row_to_json(existing) FROM existing WHERE NOT inserted`,
 );
 
 /**
