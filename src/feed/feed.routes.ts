@@ -67,6 +67,10 @@ export function feedRoutes({ db, signal, secrets }: FeedDeps): Router {
         }
       }
       page = await readFeedPage(db, position, filter, query.limit, scanLimit);
+      // Retention may have removed events past this position while the long-poll waited (an
+      // old message's events replayed from a spool, then removed): the same 410, or the
+      // cursor handed back would step over them unnoticed.
+      refuseExpired(position, page);
       position = nextPosition(position, page, query.limit, scanLimit);
       if (page.scanned > 0) recheck = 0;
       else if (committed || recheck > 0) {
