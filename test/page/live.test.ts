@@ -192,6 +192,30 @@ test('When the panels were just loaded, then the feed starts at once and the pan
   live.stop();
 });
 
+test.each([
+  [410, 'events after this cursor were removed by retention'],
+  [400, 'the cursor is not one this API issued'],
+])(
+  'When the feed answers %s for the cursor, then the page reads the state anew and follows the feed from now, not the dead cursor forever',
+  async (status, message) => {
+    const tab = fakeTab();
+    const server = fakeApi();
+    const { live, states } = start(tab, server, true);
+    await settle();
+    server.feed[0]!.answer({ next_cursor: 'c1' });
+    await settle();
+    server.feed[1]!.fail(new ApiError(status, message));
+    // No back-off: the next request starts over at once, and is not a long-poll.
+    await eventually(() => server.feed.length === 3);
+    expect(server.feed.map((call) => call.after)).toEqual(['now', 'c1', 'now']);
+    expect(server.feed[2]!.wait).toBe(0);
+    // The panels are read anew (the feed's gap is covered by their state), once.
+    await eventually(() => server.refreshes() === 1);
+    expect(states).not.toContain('reconnecting');
+    live.stop();
+  },
+);
+
 test('When the API refuses the token, then both loops stop and the page is told once', async () => {
   const tab = fakeTab();
   const server = fakeApi();

@@ -112,6 +112,16 @@ export function startLive(deps: LiveDeps): { stop(): void } {
         }
       } catch (error) {
         if (stopped || refused(error)) return;
+        if (error instanceof ApiError && (error.status === 410 || error.status === 400)) {
+          // The cursor is past use: retention removed events after it (410, a tab left hidden
+          // longer than RETENTION_DAYS), or it no longer verifies (400, a rotated secret).
+          // Retrying it would fail forever: as the API says, read the state anew (the panels'
+          // refresh) and follow the feed from now.
+          cursor = 'now';
+          following = false;
+          markDirty();
+          continue;
+        }
         feedFailures += 1;
         report();
         const retryAfter = error instanceof ApiError ? error.retryAfterMs : undefined;
