@@ -19,8 +19,12 @@ import { isDatabaseUnavailable } from './database-unavailable';
  */
 export type WriteFailure = 'unavailable' | 'transient' | 'event';
 
-// Classes whose errors are about the values written, never about the moment or the server.
-const EVENT_CLASSES = new Set(['22', '23', '54']);
+// Classes of errors about a value itself: a data exception (22), a program limit such as an
+// index entry's size (54).
+const VALUE_CLASSES = new Set(['22', '54']);
+// Classes whose errors are about the values written, never about the moment or the server:
+// those, and integrity violations (23).
+const EVENT_CLASSES = new Set([...VALUE_CLASSES, '23']);
 
 export function classifyWriteFailure(error: unknown): WriteFailure {
   if (isDatabaseUnavailable(error)) return 'unavailable';
@@ -31,19 +35,22 @@ export function classifyWriteFailure(error: unknown): WriteFailure {
 
 /** Whether the database refused the data itself (so retrying can never succeed). */
 export function isRefusedData(error: unknown): boolean {
-  const code = sqlState(error);
-  return code !== undefined && EVENT_CLASSES.has(code.slice(0, 2));
+  return inClasses(error, EVENT_CLASSES);
 }
 
 /**
- * Whether a value itself cannot be stored (a data exception, class 22, or a program limit,
- * class 54): the request that brought it is malformed. Integrity violations (class 23) are
- * left out: the write path's statements avoid them by design, so one is more likely a race
- * or a fault of ours than the caller's, and the caller should retry.
+ * Whether a value itself cannot be stored (VALUE_CLASSES): the request that brought it is
+ * malformed. Integrity violations (class 23) are left out: the write path's statements avoid
+ * them by design, so one is more likely a race or a fault of ours than the caller's, and the
+ * caller should retry.
  */
 export function isUnstorableValue(error: unknown): boolean {
+  return inClasses(error, VALUE_CLASSES);
+}
+
+function inClasses(error: unknown, classes: ReadonlySet<string>): boolean {
   const code = sqlState(error);
-  return code !== undefined && (code.startsWith('22') || code.startsWith('54'));
+  return code !== undefined && classes.has(code.slice(0, 2));
 }
 
 /** The five-character SQLSTATE of a PostgreSQL error, if the error is one. */

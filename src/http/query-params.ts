@@ -5,7 +5,9 @@ import { z } from 'zod';
  * validate with it and the OpenAPI document (src/openapi) is generated from it.
  */
 
-const commaSeparated = (text: string): string[] => text.split(',').map((value) => value.trim());
+/** The values of a comma-separated list, each as `each` makes it, trimmed. */
+const commaSeparated = (text: string, each = (value: string) => value): string[] =>
+  text.split(',').map((value) => each(value).trim());
 
 /** `status=failed,undelivered`: one value or several, comma-separated, each one of `values`. */
 export function oneOrMore<const T extends readonly [string, ...string[]]>(
@@ -14,7 +16,7 @@ export function oneOrMore<const T extends readonly [string, ...string[]]>(
 ) {
   return z
     .string()
-    .transform(commaSeparated)
+    .transform((text) => commaSeparated(text))
     .pipe(z.array(z.enum(values)).max(values.length))
     .meta({
       description: `${description} One value or several, comma-separated: ${values.join(', ')}.`,
@@ -37,11 +39,7 @@ export function storableText(maxLength: number) {
 
 /** Like oneOrMore, for free text values (error codes): at most 50. */
 export function oneOrMoreText(maxLength: number, description: string) {
-  return z
-    .string()
-    .transform(commaSeparated)
-    .pipe(z.array(storableText(maxLength)).max(50))
-    .meta({ description: `${description} One value or several, comma-separated.` });
+  return textList(maxLength, `${description} One value or several, comma-separated.`);
 }
 
 /**
@@ -51,13 +49,20 @@ export function oneOrMoreText(maxLength: number, description: string) {
  * takes the `+` back (no stored number starts with a space).
  */
 export function oneOrMorePhoneNumbers(description: string) {
+  return textList(
+    32,
+    `${description} One value or several, comma-separated; a leading \`+\` may be left unencoded.`,
+    (value) => value.replace(/^ (?=\d)/, '+'),
+  );
+}
+
+/** At most 50 comma-separated values (commaSeparated), each storable text. */
+function textList(maxLength: number, description: string, each = (value: string) => value) {
   return z
     .string()
-    .transform((text) => text.split(',').map((value) => value.replace(/^ (?=\d)/, '+').trim()))
-    .pipe(z.array(storableText(32)).max(50))
-    .meta({
-      description: `${description} One value or several, comma-separated; a leading \`+\` may be left unencoded.`,
-    });
+    .transform((text) => commaSeparated(text, each))
+    .pipe(z.array(storableText(maxLength)).max(50))
+    .meta({ description });
 }
 
 const INSTANT =

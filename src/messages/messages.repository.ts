@@ -16,7 +16,6 @@ import type { Api } from './statuses';
  */
 export type MessageRow = Selectable<Database['messages']> & { applied_tx: string };
 
-const appliedTx = sql<string>`messages.applied_tx::text`.as('applied_tx');
 export type HistoryRow = Pick<
   Selectable<StatusEventsTable>,
   | 'seq'
@@ -28,6 +27,9 @@ export type HistoryRow = Pick<
   | 'provider_timestamp'
   | 'received_at'
 >;
+
+/** MessageRow's `applied_tx`, selected beside the row's columns. */
+const appliedTx = sql<string>`messages.applied_tx::text`.as('applied_tx');
 
 /**
  * A message with its history in arrival order (seq is an identity: the commit order of the
