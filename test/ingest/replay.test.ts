@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -15,7 +16,7 @@ import { createLogger } from '../../src/logger';
 import { recordEvents } from '../../src/messages/record-events';
 import type { StatusEvent } from '../../src/messages/status-event';
 import { createMetrics } from '../../src/metrics/metrics';
-import { cxmlFields } from '../helpers/callbacks';
+import { cxmlFields, postCxml } from '../helpers/callbacks';
 import { createTestApp } from '../helpers/test-app';
 import type { TestApp } from '../helpers/test-app';
 import { eventually } from './support/eventually';
@@ -229,6 +230,38 @@ test('When the database refuses an event for good, then only it is dead-lettered
     await h.close();
   }
 });
+
+test('When a spooled event is too long for an index (54000), then it is dead-lettered and the spool drains: callbacks reach PostgreSQL again, not the spool forever', async () => {
+  // Left by a release that did not bound `to` at the edge. Random bytes do not compress: an
+  // index entry over btree's cap of about 2.7 kB.
+  const poisoned = { ...event(), to: randomBytes(4500).toString('base64url') };
+  const others = [event(), event(), event()];
+  await leftInSpool(dir, [others[0]!, poisoned, others[1]!, others[2]!]);
+  const h = await harness(dir, 'lock_timeout=1000');
+  try {
+    h.recorder.start();
+    await eventually(
+      async () =>
+        (
+          await stored(
+            h,
+            others.map((e) => e.messageId),
+          )
+        ).length === others.length,
+      'the neighbours stored',
+    );
+    // Were 54000 transient, the replay would retry the event forever and never end.
+    await eventually(() => h.recorder.mode() === 'direct', 'the spool replayed', 8_000);
+    expect(h.recorder.status().spool).toMatchObject({ dead_letters: 1 });
+    expect(h.recorder.status().spool.retrying).toBeUndefined();
+    // A live callback after it reaches PostgreSQL, not the spool.
+    const live = cxmlFields();
+    expect((await postCxml(h.t.publicApp, live)).status).toBe(200);
+    expect(await stored(h, [live.MessageSid!])).toHaveLength(1);
+  } finally {
+    await h.close();
+  }
+}, 30_000);
 
 test('When a spool directory is orphaned, then the command replays it into DATABASE_URL exactly once, and refuses a directory a live process holds', async () => {
   const events = Array.from({ length: 5 }, () => event());
