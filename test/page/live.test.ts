@@ -216,6 +216,19 @@ test.each([
   },
 );
 
+test('When the feed refuses even a request from now with 400, then the page backs off like after any failure instead of asking again at once', async () => {
+  const tab = fakeTab();
+  const server = fakeApi();
+  const { live, states } = start(tab, server, true);
+  await settle();
+  server.feed[0]!.fail(new ApiError(400, 'the request is invalid'));
+  await eventually(() => states.includes('reconnecting'));
+  // The first retry comes after a back-off of at least half a second, not at once.
+  await settle();
+  expect(server.feed).toHaveLength(1);
+  live.stop();
+});
+
 test('When the API refuses the token, then both loops stop and the page is told once', async () => {
   const tab = fakeTab();
   const server = fakeApi();

@@ -112,11 +112,14 @@ export function startLive(deps: LiveDeps): { stop(): void } {
         }
       } catch (error) {
         if (stopped || refused(error)) return;
-        if (error instanceof ApiError && (error.status === 410 || error.status === 400)) {
+        const cursorRefused =
+          error instanceof ApiError && (error.status === 410 || error.status === 400);
+        if (cursorRefused && cursor !== 'now') {
           // The cursor is past use: retention removed events after it (410, a tab left hidden
           // longer than RETENTION_DAYS), or it no longer verifies (400, a rotated secret).
           // Retrying it would fail forever: as the API says, read the state anew (the panels'
-          // refresh) and follow the feed from now.
+          // refresh) and follow the feed from now. (Refused from `now` too, it is not the
+          // cursor: that backs off below like any failure, never a loop without a pause.)
           cursor = 'now';
           following = false;
           markDirty();
