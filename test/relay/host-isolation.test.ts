@@ -83,7 +83,8 @@ test('When a slow (but healthy) app has an older backlog, then another app’s r
   await eventually(() => deliveredTo(fast, other), 40_000);
   // The fast app answers at once: its 3 relays need a claim and a round trip (~0.1 s). Before
   // each host's share of a claim was capped, the first claims were all the slow app's: ~12 s.
-  expect(Date.now() - started).toBeLessThan(2_000);
+  // The bound sits halfway, leaving room for a loaded CI machine.
+  expect(Date.now() - started).toBeLessThan(6_000);
   expect(slow.maxConcurrentOverall()).toBeLessThanOrEqual(4);
 });
 
@@ -101,8 +102,8 @@ test('When a slow app’s jobs already fill the worker’s room, then another ap
   await eventually(() => deliveredTo(fast, other), 40_000);
   // A job waiting for its host's slot holds room for a second at most (then the worker looks
   // for other hosts' jobs): ~1 s. Before, the room stayed full until 32 of the slow app's
-  // relays were done: ~12 s.
-  expect(Date.now() - enqueued).toBeLessThan(3_000);
+  // relays were done: ~12 s. The bound sits halfway, leaving room for a loaded CI machine.
+  expect(Date.now() - enqueued).toBeLessThan(6_000);
   expect(slow.maxConcurrentOverall()).toBeLessThanOrEqual(4);
 });
 
