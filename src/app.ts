@@ -28,6 +28,7 @@ import { ingestLatency, metricsRoutes } from './metrics/metrics.routes';
 import { buildApiDocument } from './openapi/api-document';
 import { openApiRoutes } from './openapi/openapi.routes';
 import { pageRoutes } from './page/page.routes';
+import { createApplicationCallbacks } from './proxy/application-callback';
 import { proxyRoutes } from './proxy/proxy.routes';
 import { relayRoutes } from './relay/relays.routes';
 import type { ProxyDeps } from './proxy/proxy.service';
@@ -142,10 +143,12 @@ export function createInternalApp(deps: AppDeps): Express {
   app.use(openApiRoutes({ document: buildApiDocument(SERVICE_VERSION) }));
   // The status page (GET / and its files under /page/); it reads the query API below.
   app.use(pageRoutes(deps));
+  const signalwire = deps.signalwire ?? signalWireClientFor(deps.config);
   app.use(
     proxyRoutes({
       ...deps,
-      signalwire: deps.signalwire ?? signalWireClientFor(deps.config),
+      signalwire,
+      applications: createApplicationCallbacks(signalwire),
       onUpstream: (api, status, seconds) => {
         metrics?.observeUpstream(api, status, seconds);
         deps.proxyHooks?.onUpstream?.(api, status, seconds);

@@ -100,6 +100,7 @@ async function handle(
     headers: forwardedHeaders(req),
     encode: (callbackUrl) => withField(read.body, valid.callbackField, callbackUrl),
     facts: { ...valid.facts, projectId: caller.projectId },
+    applicationSid: valid.applicationSid,
   };
   reply(res, await forwardSend(deps, send, req.id));
 }
@@ -109,6 +110,7 @@ type Validation =
       ok: true;
       callbackField: string;
       facts: Omit<ValidSend['facts'], 'projectId'>;
+      applicationSid: string | null;
     }
   | { ok: false; failure: ProxyFailure };
 
@@ -129,6 +131,7 @@ function validate(api: Api, body: RequestBody): Validation {
         kind: messageKind(v.mediaUrls, v.sendAsMms),
         clientStatusCallback: v.statusCallback,
       },
+      applicationSid: v.applicationSid,
     };
   }
   const parsed = parseNativeCreate(fields);
@@ -144,6 +147,7 @@ function validate(api: Api, body: RequestBody): Validation {
       kind: messageKind(v.media, v.sendAsMms),
       clientStatusCallback: v.statusCallback,
     },
+    applicationSid: null,
   };
 }
 

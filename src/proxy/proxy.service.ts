@@ -6,6 +6,7 @@ import type { EventRecorder } from '../messages/event-recorder';
 import { forgetSendIntent, rememberSendIntent } from '../messages/send-intents';
 import type { Api } from '../messages/statuses';
 import { withClientCallback } from './answer-rewrite';
+import type { ApplicationCallbacks } from './application-callback';
 import { proxyErrors } from './proxy-errors';
 import type { ProxyFailure } from './proxy-errors';
 import type { EncodedBody } from './request-body';
@@ -25,6 +26,8 @@ export interface ProxyDeps {
    */
   db?: Db;
   signalwire: SignalWireClient;
+  /** Reads a cXML Application's status callback (application-callback.ts). */
+  applications: ApplicationCallbacks;
   clock?: () => Date;
   /** Every upstream create call: API flavour, upstream status (or timeout/unreachable), seconds. */
   onUpstream?: (api: Api, status: UpstreamStatus, seconds: number) => void;
@@ -48,6 +51,8 @@ export interface ValidSend {
   /** The caller's body with the status callback set to the given URL. */
   encode(callbackUrl: string): EncodedBody;
   facts: Omit<SendContext, 'api' | 'ref' | 'receivedAt' | 'storeBody'>;
+  /** A compatibility send's `ApplicationSid` (a UUID), or null. */
+  applicationSid: string | null;
 }
 
 export type ProxyReply =
@@ -71,7 +76,13 @@ export async function forwardSend(
 
   const headers = { ...send.headers, 'content-type': encoded.contentType };
 
-  const intent = await rememberIntent(deps, send, ref, requestId);
+  // Where the caller's callbacks go: its StatusCallback, or its Application's.
+  const callerCallback = send.facts.clientStatusCallback;
+  const relayed: ValidSend = {
+    ...send,
+    facts: { ...send.facts, clientStatusCallback: await relayTarget(deps, send, requestId) },
+  };
+  const intent = await rememberIntent(deps, relayed, ref, requestId);
   const started = process.hrtime.bigint();
   const result = await deps.signalwire.send({
     method: 'POST',
@@ -105,12 +116,12 @@ export async function forwardSend(
   // The caller (and the store) see the caller's own callback URL, never the token URL.
   const response = {
     ...result.response,
-    body: withClientCallback(result.response.body, token, send.facts.clientStatusCallback),
+    body: withClientCallback(result.response.body, token, callerCallback),
   };
   const receivedAt = (deps.clock ?? (() => new Date()))();
   const { status } = response;
   if (status >= 200 && status < 300) {
-    await record(deps, send, response.body, { ref, receivedAt, requestId });
+    await record(deps, relayed, response.body, { ref, receivedAt, requestId });
   } else if (status >= 500) {
     // A 5xx (SignalWire's own, or a gateway's 502/503/504 in front of it) does not say the
     // send was refused: it may have been queued before the failure. The intent stays.
@@ -123,6 +134,38 @@ export async function forwardSend(
     if (intent) await forgetIntent(deps, ref);
   }
   return { kind: 'upstream', ...response };
+}
+
+/**
+ * The URL the caller's callbacks are relayed to (DESIGN §10): its StatusCallback, or, for a
+ * compatibility send that names an ApplicationSid and no StatusCallback, the Application's
+ * status callback, which SignalWire would have used had the proxy not set its own. A failed
+ * lookup does not stop the send (SignalWire itself decides whether the Application exists):
+ * the message and its callbacks are still stored, only not relayed, and the log says so.
+ */
+async function relayTarget(
+  deps: ProxyDeps,
+  send: ValidSend,
+  requestId: string,
+): Promise<string | null> {
+  const given = send.facts.clientStatusCallback;
+  if (given !== null || send.api !== 'cxml' || send.applicationSid === null) return given;
+  const found = await deps.applications.lookup(
+    send.facts.projectId,
+    send.applicationSid,
+    send.headers['authorization'],
+  );
+  if (found.ok) return found.url;
+  deps.logger.warn(
+    {
+      request_id: requestId,
+      api: send.api,
+      application_sid: send.applicationSid,
+      reason: found.reason,
+    },
+    'the Application’s status callback could not be read: this send’s callbacks are stored but not relayed',
+  );
+  return null;
 }
 
 /**

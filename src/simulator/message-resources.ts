@@ -2,7 +2,8 @@ import type { ScenarioName, SimulatorApi } from './scenarios';
 
 /**
  * The simulator's record of one message, and the provider-shaped resources built from it:
- * the compatibility Message object (seed 004) and the native create response (seeds 001, 003).
+ * the compatibility Message object (seed 004) and the native create response (seeds 001, 003),
+ * and the cXML Application a send can name.
  */
 export interface SimulatedMessage {
   id: string;
@@ -111,5 +112,32 @@ export function toMessageLog(m: SimulatedMessage): Record<string, unknown> {
     created_at: isoSeconds(m.createdAt),
     updated_at: isoSeconds(m.updatedAt),
     ...(m.api === 'cxml' && { url: compatMessageUri(m.projectId, m.id) }),
+  };
+}
+
+/** A cXML Application: only what a send's ApplicationSid uses, its message status callback. */
+export interface SimulatedApplication {
+  sid: string;
+  projectId: string;
+  friendlyName: string;
+  messageStatusCallback: string | null;
+  createdAt: Date;
+}
+
+/**
+ * The compatibility Application object as SignalWire's reference shows it: the message status
+ * callback under both its names (`sms_status_callback` is the older one).
+ */
+export function toApplicationResource(a: SimulatedApplication): Record<string, unknown> {
+  return {
+    account_sid: a.projectId,
+    api_version: COMPAT_API_VERSION,
+    date_created: rfc2822(a.createdAt),
+    date_updated: rfc2822(a.createdAt),
+    friendly_name: a.friendlyName,
+    message_status_callback: a.messageStatusCallback,
+    sid: a.sid,
+    sms_status_callback: a.messageStatusCallback,
+    uri: `/api/laml/${COMPAT_API_VERSION}/Accounts/${a.projectId}/Applications/${a.sid}.json`,
   };
 }

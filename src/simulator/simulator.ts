@@ -11,6 +11,7 @@ import { SIMULATOR_SIGNING_KEY } from '../config';
 import { parseBasicAuth } from '../signalwire/basic-auth';
 import { countSegments } from '../signalwire/segments';
 import {
+  callbackUrlProblem,
   COMPAT_CODES,
   compatError,
   messageKind,
@@ -21,8 +22,13 @@ import {
 import type { ApiFailure, CompatErrorBody, NativeErrorBody } from '../signalwire/send-rules';
 import { buildDelivery, deliver } from './callback-delivery';
 import type { CallbackDelivery, DeliveryPolicy } from './callback-delivery';
-import { toCompatResource, toMessageLog, toNativeResource } from './message-resources';
-import type { SimulatedMessage } from './message-resources';
+import {
+  toApplicationResource,
+  toCompatResource,
+  toMessageLog,
+  toNativeResource,
+} from './message-resources';
+import type { SimulatedApplication, SimulatedMessage } from './message-resources';
 import { isProgress, scenarioFor, scenarioSteps } from './scenarios';
 import type { SimulatorApi } from './scenarios';
 
@@ -100,6 +106,9 @@ export function createSimulator(options: SimulatorOptions = {}): Simulator {
 
   const messages: SimulatedMessage[] = [];
   const deliveries: CallbackDelivery[] = [];
+  // cXML Applications by `${projectId}/${sid}`: a send naming one without a StatusCallback
+  // reports to the Application's message status callback, as SignalWire does.
+  const applications = new Map<string, SimulatedApplication>();
   const running = new Set<Promise<void>>();
   const shutdown = new AbortController();
   // Every pending step and callback listens on this one signal: hundreds at once is normal
@@ -263,6 +272,10 @@ export function createSimulator(options: SimulatorOptions = {}): Simulator {
       return;
     }
     const v = parsed.value;
+    const application =
+      v.applicationSid === null
+        ? undefined
+        : applications.get(`${projectId}/${v.applicationSid.toLowerCase()}`);
     const m = newMessage('cxml', {
       projectId,
       from: v.from ?? NUMBER_GROUP_SENDER,
@@ -271,7 +284,7 @@ export function createSimulator(options: SimulatorOptions = {}): Simulator {
       media: v.mediaUrls,
       sendAsMms: v.sendAsMms,
       messagingServiceSid: v.messagingServiceSid,
-      statusCallback: v.statusCallback,
+      statusCallback: v.statusCallback ?? application?.messageStatusCallback ?? null,
       customVariables: {},
     });
     res.status(201).json(toCompatResource(m));
@@ -294,9 +307,54 @@ export function createSimulator(options: SimulatorOptions = {}): Simulator {
     res.json(toCompatResource(m));
   };
 
+  // cXML Applications: create and fetch, enough for a send's ApplicationSid to mean something.
+  const applicationCreate = (req: Request, res: Response): void => {
+    const projectId = compatProject(req, res);
+    if (projectId === null) return;
+    const fields = (req.body ?? {}) as Record<string, unknown>;
+    const text = (name: string): string | null => {
+      const value = fields[name];
+      return typeof value === 'string' && value !== '' ? value : null;
+    };
+    const callback = text('MessageStatusCallback') ?? text('SmsStatusCallback');
+    if (callback !== null && callbackUrlProblem(callback) !== null) {
+      fail(
+        res,
+        compatError(400, COMPAT_CODES.invalidArgument, 'The status callback URL is invalid'),
+      );
+      return;
+    }
+    const at = now();
+    const application: SimulatedApplication = {
+      sid: randomUUID(),
+      projectId,
+      friendlyName: text('FriendlyName') ?? '',
+      messageStatusCallback: callback,
+      createdAt: at,
+    };
+    applications.set(`${projectId}/${application.sid}`, application);
+    res.status(201).json(toApplicationResource(application));
+  };
+
+  const applicationFetch = (req: Request, res: Response): void => {
+    const projectId = compatProject(req, res);
+    if (projectId === null) return;
+    const application = applications.get(`${projectId}/${String(req.params['sid']).toLowerCase()}`);
+    if (!application) {
+      fail(
+        res,
+        compatError(404, COMPAT_CODES.notFound, `The requested resource ${req.path} was not found`),
+      );
+      return;
+    }
+    res.json(toApplicationResource(application));
+  };
+
   for (const prefix of COMPAT_PREFIXES) {
     app.post(`${prefix}/Accounts/:accountSid/Messages{.json}`, compatCreate);
     app.get(`${prefix}/Accounts/:accountSid/Messages/:sid{.json}`, compatFetch);
+    app.post(`${prefix}/Accounts/:accountSid/Applications{.json}`, applicationCreate);
+    app.get(`${prefix}/Accounts/:accountSid/Applications/:sid{.json}`, applicationFetch);
   }
 
   app.post('/api/messaging/messages', (req: Request, res: Response) => {

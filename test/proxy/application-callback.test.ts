@@ -1,0 +1,98 @@
+import { createApplicationCallbacks } from '../../src/proxy/application-callback';
+import { createSignalWireClient } from '../../src/proxy/signalwire-client';
+import { startUpstreamTap } from './support';
+import type { CannedResponse, TappedRequest, UpstreamTap } from './support';
+
+/**
+ * Reading a cXML Application's status callback (proxy/application-callback.ts) from a real
+ * HTTP upstream that answers as each test says.
+ */
+
+const PROJECT = 'ea108133-d6b3-407c-9536-9fad8a929a6a';
+const APP_SID = '2e7d8c3a-5b1f-4f6e-9a0b-1c2d3e4f5a6b';
+const AUTH = 'Basic cHJvamVjdDp0b2tlbg==';
+
+let answer: (req: TappedRequest) => CannedResponse;
+let tap: UpstreamTap;
+beforeAll(async () => {
+  tap = await startUpstreamTap((req) => answer(req));
+});
+afterAll(async () => {
+  await tap.close();
+});
+
+const json = (status: number, body: unknown): CannedResponse => ({
+  status,
+  headers: { 'content-type': 'application/json' },
+  body: JSON.stringify(body),
+});
+
+function reader(clock: () => number = Date.now) {
+  const client = createSignalWireClient({ baseUrl: tap.url, timeoutMs: 2_000 });
+  return createApplicationCallbacks(client, clock);
+}
+
+test('When the Application carries only the older sms_status_callback, then that URL is used', async () => {
+  answer = () => json(200, { sid: APP_SID, sms_status_callback: 'https://app.example.com/s' });
+  expect(await reader().lookup(PROJECT, APP_SID, AUTH)).toEqual({
+    ok: true,
+    url: 'https://app.example.com/s',
+  });
+});
+
+test('When an answer is kept, then it is read again only after a minute', async () => {
+  let now = 1_000_000;
+  let reads = 0;
+  answer = () => {
+    reads++;
+    return json(200, { message_status_callback: `https://app.example.com/v${reads}` });
+  };
+  const applications = reader(() => now);
+  expect(await applications.lookup(PROJECT, APP_SID, AUTH)).toMatchObject({
+    url: 'https://app.example.com/v1',
+  });
+  now += 59_000;
+  expect(await applications.lookup(PROJECT, APP_SID.toUpperCase(), AUTH)).toMatchObject({
+    url: 'https://app.example.com/v1',
+  });
+  now += 2_000;
+  expect(await applications.lookup(PROJECT, APP_SID, AUTH)).toMatchObject({
+    url: 'https://app.example.com/v2',
+  });
+  expect(reads).toBe(2);
+});
+
+test('When SignalWire refuses the read, then the failure says why and is not kept', async () => {
+  let reads = 0;
+  answer = () => {
+    reads++;
+    return json(404, { code: 20404, message: 'not found' });
+  };
+  const applications = reader();
+  expect(await applications.lookup(PROJECT, APP_SID, AUTH)).toEqual({
+    ok: false,
+    reason: 'SignalWire answered 404',
+  });
+  await applications.lookup(PROJECT, APP_SID, AUTH);
+  expect(reads).toBe(2);
+});
+
+test.each([
+  ['credentials', 'https://user:pass@app.example.com/s'],
+  ['a fragment', 'https://app.example.com/s#x'],
+  ['not http', 'ftp://app.example.com/s'],
+])(
+  'When the Application’s URL has %s, then it is refused as a StatusCallback would be',
+  async (_what, url) => {
+    answer = () => json(200, { message_status_callback: url });
+    expect(await reader().lookup(PROJECT, APP_SID, AUTH)).toMatchObject({ ok: false });
+  },
+);
+
+test('When the answer is not an Application (HTML from a gateway), then the read fails', async () => {
+  answer = () => ({ status: 200, headers: { 'content-type': 'text/html' }, body: '<html>' });
+  expect(await reader().lookup(PROJECT, APP_SID, AUTH)).toEqual({
+    ok: false,
+    reason: 'the answer is not an Application',
+  });
+});
