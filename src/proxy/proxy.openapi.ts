@@ -41,7 +41,10 @@ const CompatCreate = z
       .string()
       .optional()
       .meta({ description: 'Kept as client_status_callback; SignalWire gets the service’s URL.' }),
-    ApplicationSid: z.string().optional(),
+    ApplicationSid: z.string().optional().meta({
+      description:
+        'Without StatusCallback: the Application’s message status callback becomes client_status_callback.',
+    }),
     MaxPrice: z.string().optional(),
     ValidityPeriod: z.string().optional(),
     SendAsMms: z.string().optional(),
