@@ -33,11 +33,30 @@ const bool = z
 
 const port = z.coerce.number().int().min(0).max(65535);
 const positiveInt = z.coerce.number().int().positive();
+/**
+ * Node's timers hold at most 2^31 − 1 ms (about 24.8 days) and silently fire after 1 ms
+ * instead: a longer timeout would make every send a 504, or SIGTERM skip its drain.
+ */
+const MAX_TIMER_MS = 2_147_483_647;
+const millis = positiveInt.max(MAX_TIMER_MS, 'must be at most 2147483647 (Node’s longest timer)');
 
+/**
+ * A base URL the service appends paths to: http(s), and nothing after the path. A query or
+ * fragment would swallow the appended path (every callback would go to `/`), and credentials
+ * would travel, and be logged, wherever the URL goes.
+ */
 const httpUrl = z
   .string()
   .url()
   .refine((u) => /^https?:\/\//.test(u), 'must be an http(s) URL')
+  .refine((u) => {
+    const url = new URL(u);
+    return url.search === '' && url.hash === '' && !u.includes('?') && !u.includes('#');
+  }, 'must not carry a query string or fragment')
+  .refine((u) => {
+    const url = new URL(u);
+    return url.username === '' && url.password === '';
+  }, 'must not carry credentials')
   .transform((u) => u.replace(/\/+$/, ''));
 
 /** `10s,1m,5m` → milliseconds; units ms, s, m, h, d. */
@@ -104,7 +123,7 @@ const EnvSchema = z.object({
   SIGNALWIRE_SPACE_URL: httpUrl.optional(),
   SIGNALWIRE_PROJECT_IDS: list.default([]),
   SIGNALWIRE_SIGNING_KEYS: list.optional(),
-  SIGNALWIRE_TIMEOUT_MS: positiveInt.default(10_000),
+  SIGNALWIRE_TIMEOUT_MS: millis.default(10_000),
   CALLBACK_TOKEN_SECRET: list.optional(),
   CALLBACK_TOKEN_TTL_DAYS: positiveInt.default(30),
   API_TOKENS: list.optional(),
@@ -118,17 +137,17 @@ const EnvSchema = z.object({
   RATE_LIMIT_QUERY_PER_MINUTE: positiveInt.default(1200),
   // Above the load balancer's idle timeout for upstream connections (ingress-nginx and AWS
   // ALB: 60 s), so the service never closes a connection the balancer is about to reuse.
-  HTTP_KEEP_ALIVE_TIMEOUT_MS: positiveInt.default(65_000),
+  HTTP_KEEP_ALIVE_TIMEOUT_MS: millis.default(65_000),
   HTTP_MAX_CONNECTIONS: positiveInt.default(4096),
-  SHUTDOWN_DRAIN_MS: positiveInt.default(10_000),
+  SHUTDOWN_DRAIN_MS: millis.default(10_000),
   // Unset: 5 s in production (see shutdownDelayMs), 0 elsewhere.
-  SHUTDOWN_DELAY_MS: z.coerce.number().int().min(0).optional(),
+  SHUTDOWN_DELAY_MS: z.coerce.number().int().min(0).max(MAX_TIMER_MS).optional(),
   // The whole SIGTERM → exit budget (see shutdownGraceMs).
-  SHUTDOWN_GRACE_MS: positiveInt.default(30_000),
+  SHUTDOWN_GRACE_MS: millis.default(30_000),
   INGEST_BATCH_MAX: positiveInt.default(200),
   // Applies only while another batch commits. 1 ms (Node's shortest timer) measured 8 % more
   // callbacks/s than 2 ms with 32 concurrent senders: commits are short, waiting is not free.
-  INGEST_BATCH_WAIT_MS: z.coerce.number().min(0).default(1),
+  INGEST_BATCH_WAIT_MS: z.coerce.number().min(0).max(MAX_TIMER_MS).default(1),
   INGEST_QUEUE_MAX: positiveInt.default(5000),
   // 16 MiB of callback data: ~20,000 ordinary callbacks (so INGEST_QUEUE_MAX binds first), or
   // 256 bodies of 64 KiB instead of 5,000 (320 MB).
@@ -137,7 +156,7 @@ const EnvSchema = z.object({
   SIMULATOR_PORT: port.default(0),
   // Relay of the caller's own status callbacks (DESIGN §10).
   RELAY_RETRY_SCHEDULE: durations.prefault(['10s', '1m', '5m', '30m', '2h', '6h', '12h'].join(',')),
-  RELAY_TIMEOUT_MS: positiveInt.default(5_000),
+  RELAY_TIMEOUT_MS: millis.default(5_000),
   RELAY_HOST_CONCURRENCY: positiveInt.default(4),
   // Unset: loopback outside production (a local app), nothing in production.
   RELAY_ALLOWED_NETWORKS: cidrs.optional(),
@@ -349,6 +368,18 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   if (e.ALLOW_UNSIGNED_CALLBACKS)
     defaults.push('ALLOW_UNSIGNED_CALLBACKS=true: callbacks are not authenticated');
   if (isProduction) {
+    // The development values are in this source (and in a dev run's start log): set
+    // explicitly, they would let anyone read the query API, mint callback tokens or sign
+    // callbacks.
+    const published: Array<[string, readonly string[] | undefined, string]> = [
+      ['API_TOKENS', e.API_TOKENS, DEV_API_TOKEN],
+      ['CALLBACK_TOKEN_SECRET', e.CALLBACK_TOKEN_SECRET, DEV_CALLBACK_TOKEN_SECRET],
+      ['SIGNALWIRE_SIGNING_KEYS', e.SIGNALWIRE_SIGNING_KEYS, SIMULATOR_SIGNING_KEY],
+    ];
+    for (const [name, values, development] of published) {
+      if (values?.includes(development))
+        problems.push(`${name}: holds the published development value; set a real one`);
+    }
     // The example Secret ships placeholders; a forgotten one must stop the pod, not become a
     // working API token.
     for (const name of [

@@ -1,4 +1,10 @@
-import { ConfigError, DEV_API_TOKEN, SIMULATOR_SIGNING_KEY, loadConfig } from '../../src/config';
+import {
+  ConfigError,
+  DEV_API_TOKEN,
+  DEV_CALLBACK_TOKEN_SECRET,
+  SIMULATOR_SIGNING_KEY,
+  loadConfig,
+} from '../../src/config';
 
 const production = {
   NODE_ENV: 'production',
@@ -231,5 +237,72 @@ describe('shutdown and queue bounds', () => {
     ).toEqual([
       'SHUTDOWN_GRACE_MS: must exceed SHUTDOWN_DELAY_MS + SHUTDOWN_DRAIN_MS (5000 + 20000 ms), leaving time to commit what was acknowledged',
     ]);
+  });
+});
+
+describe('values production must not take from the source', () => {
+  // Each is in this source and in a development run's start log: anyone could use it.
+  test.each([
+    ['API_TOKENS', `tok1,${DEV_API_TOKEN}`],
+    ['CALLBACK_TOKEN_SECRET', DEV_CALLBACK_TOKEN_SECRET],
+    ['SIGNALWIRE_SIGNING_KEYS', `PSK_a,${SIMULATOR_SIGNING_KEY}`],
+  ])(
+    'When production sets %s to a published development value, then start-up refuses it by name',
+    (name, value) => {
+      expect(problems({ ...production, [name]: value })).toEqual([
+        `${name}: holds the published development value; set a real one`,
+      ]);
+    },
+  );
+
+  test('When a development run sets them explicitly, then they are accepted', () => {
+    expect(
+      problems({ API_TOKENS: DEV_API_TOKEN, CALLBACK_TOKEN_SECRET: DEV_CALLBACK_TOKEN_SECRET }),
+    ).toEqual([]);
+  });
+});
+
+describe('base URLs the service appends paths to', () => {
+  // The proxy sends `${PUBLIC_BASE_URL}/callbacks/{api}/{token}`: behind a query or a fragment
+  // that path never reaches the receiver, and every callback of every send would be lost.
+  test.each([
+    ['PUBLIC_BASE_URL', 'https://hooks.example.com/?env=prod', 'query string or fragment'],
+    ['PUBLIC_BASE_URL', 'https://hooks.example.com/#prod', 'query string or fragment'],
+    ['PUBLIC_BASE_URL', 'https://hooks.example.com/?', 'query string or fragment'],
+    ['PUBLIC_BASE_URL', 'https://user:pw@hooks.example.com', 'credentials'],
+    ['SIGNALWIRE_SPACE_URL', 'https://example.signalwire.com/?x=1', 'query string or fragment'],
+  ])('When %s is %s, then start-up refuses it', (name, value, why) => {
+    expect(problems({ [name]: value })).toEqual([expect.stringContaining(`${name}: `)]);
+    expect(problems({ [name]: value })[0]).toContain(why);
+  });
+
+  test('When PUBLIC_BASE_URL has a path, then it is kept (a receiver behind a path prefix)', () => {
+    expect(loadConfig({ PUBLIC_BASE_URL: 'https://hooks.example.com/sw/' }).publicBaseUrl).toBe(
+      'https://hooks.example.com/sw',
+    );
+  });
+});
+
+describe('settings in milliseconds', () => {
+  // Node's timers hold at most 2^31 − 1 ms and fire after 1 ms instead: a send would time out
+  // at once, SIGTERM would skip its drain.
+  test.each([
+    'SIGNALWIRE_TIMEOUT_MS',
+    'RELAY_TIMEOUT_MS',
+    'SHUTDOWN_GRACE_MS',
+    'SHUTDOWN_DRAIN_MS',
+    'SHUTDOWN_DELAY_MS',
+    'HTTP_KEEP_ALIVE_TIMEOUT_MS',
+    'INGEST_BATCH_WAIT_MS',
+  ])('When %s is longer than a Node timer can wait, then start-up refuses it', (name) => {
+    expect(problems({ [name]: '2147483648' })).toContainEqual(
+      expect.stringMatching(new RegExp(`^${name}: `)),
+    );
+  });
+
+  test('When a timeout is exactly the longest timer, then it is accepted', () => {
+    expect(loadConfig({ SIGNALWIRE_TIMEOUT_MS: '2147483647' }).signalwireTimeoutMs).toBe(
+      2_147_483_647,
+    );
   });
 });
