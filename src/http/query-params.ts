@@ -107,13 +107,22 @@ export function parseInstant(text: string): Date | null {
   return new Date(utc - (sign === '+' ? shift : -shift));
 }
 
+/**
+ * A `+hh:mm` offset typed unencoded in a query string (`since=…T09:15:00+01:00`, as in a browser
+ * or curl, and in this API's own examples) arrives as a space: after a time of day, a space
+ * before an offset takes the `+` back. Only there: a space between date and time stays one.
+ */
+function withUnencodedPlus(text: string): string {
+  return text.replace(/(\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?) (\d{2}:?\d{2})$/, '$1+$2');
+}
+
 /** An instant as a query parameter (see parseInstant). */
 export function instant(description: string) {
   return z
     .string()
     .max(40)
     .transform((text, context) => {
-      const date = parseInstant(text);
+      const date = parseInstant(withUnencodedPlus(text));
       if (date === null) {
         context.addIssue({
           code: 'custom',
@@ -125,7 +134,7 @@ export function instant(description: string) {
       return date;
     })
     .meta({
-      description: `${description} A date (2026-11-30, midnight UTC) or a date-time with or without offset (UTC assumed).`,
+      description: `${description} A date (2026-11-30, midnight UTC) or a date-time with or without offset (UTC assumed); a \`+\` offset may be left unencoded.`,
       examples: ['2026-11-30', '2026-11-30T08:15:00Z', '2026-11-30T09:15:00+01:00'],
     });
 }

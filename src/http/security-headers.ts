@@ -20,7 +20,14 @@ export function securityHeaders(): RequestHandler {
     },
   };
   let finished = false;
-  helmet()({} as Request, recorder as unknown as Response, (error?: unknown) => {
+  // Both listeners speak plain HTTP (TLS, where there is any, ends in front of them), so
+  // helmet's `upgrade-insecure-requests` would send a browser's requests for /docs' own
+  // scripts, styles and /openapi.json to an https port that does not exist: a blank page
+  // anywhere but loopback. Every other default directive stays.
+  const headers = helmet({
+    contentSecurityPolicy: { directives: { upgradeInsecureRequests: null } },
+  });
+  headers({} as Request, recorder as unknown as Response, (error?: unknown) => {
     if (error) throw error;
     finished = true;
   });

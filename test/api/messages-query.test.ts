@@ -188,6 +188,11 @@ describe('GET /v1/messages: filters, orders and validators', () => {
     expect(await count('since=2026-11-30T06:30')).toBe(10);
     expect(await count('since=2026-11-30T06:30:00')).toBe(10);
     expect(await count('since=2026-11-30T07:30:00%2B01:00')).toBe(10);
+    // A `+` left unencoded (a browser, curl) arrives as a space: after a time, it is the offset's.
+    expect(await count('since=2026-11-30T07:30:00+01:00')).toBe(10);
+    expect(await count('since=2026-11-30T07:30+0100')).toBe(10);
+    // A space between date and time stays a separator.
+    expect(await count('since=2026-11-30%2006:30')).toBe(10);
     expect(
       await count('created_since=2026-11-30T06:10:00.000Z&created_until=2026-11-30T06:20Z'),
     ).toBe(10);

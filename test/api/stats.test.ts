@@ -305,6 +305,13 @@ describe('GET /v1/stats', () => {
     expect(span).toBe(24 * HOUR);
   });
 
+  test('When created_since carries a +hh:mm offset left unencoded, then it is read as that offset', async () => {
+    const res = await get(
+      '/v1/stats?created_since=2026-11-30T09:15:00+01:00&created_until=2026-12-01T00:00:00Z',
+    ).expect(200);
+    expect(res.body.created_since).toBe('2026-11-30T08:15:00.000Z');
+  });
+
   test('When the same stats are asked again with their ETag, then the answer is 304', async () => {
     const query = '/v1/stats?created_since=2026-01-01&created_until=2026-01-02T00:00:00Z';
     const first = await get(query).expect(200);

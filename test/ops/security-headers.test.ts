@@ -33,6 +33,18 @@ describe.each(listeners)('%s listener', (_name, app) => {
     },
   );
 
+  test('When anything is served, then its CSP does not upgrade requests to https (the listeners speak plain HTTP)', async () => {
+    // With `upgrade-insecure-requests` a browser fetches /docs' scripts, styles and
+    // /openapi.json over https from a port without TLS: a blank page anywhere but loopback.
+    const paths = ['/healthz', '/docs/', '/docs/swagger-ui.css', '/openapi.json'];
+    for (const path of app() === t.internalApp ? paths : ['/healthz']) {
+      const res = await request(app()).get(path);
+      expect([path, res.status]).toEqual([path, 200]);
+      expect(res.headers['content-security-policy']).toContain("default-src 'self'");
+      expect(res.headers['content-security-policy']).not.toMatch(/upgrade-insecure-requests/);
+    }
+  });
+
   test('When a request carries a well-formed X-Request-Id, then it is reused in the response and the error body', async () => {
     const id = 'lb-7f3a.9c:21_abc-DEF';
     const res = await request(app()).get('/no-such-route').set('X-Request-Id', id).expect(404);
