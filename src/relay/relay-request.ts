@@ -1,3 +1,4 @@
+import { relayUrl } from '../signalwire/send-rules';
 import { resolveSigningKey, signFormParams, signJsonBody } from '../signalwire/signing';
 
 /**
@@ -35,9 +36,11 @@ export const RELAY_USER_AGENT = 'sw-status-relay';
 export function relayRequest(job: RelayJobToSend, signingKeys: readonly string[]): RelayRequest {
   const key = resolveSigningKey(signingKeys, job.signingKeyRef);
   const headers: Record<string, string> = { 'user-agent': RELAY_USER_AGENT };
+  // A fragment (SignalWire's #rt=/#ot=/#tt= timeout overrides) is never sent: nor signed.
+  const target = relayUrl(job.url);
   if (job.method === 'GET') {
     const query = job.payload.toString('utf8');
-    const url = query === '' ? job.url : `${job.url}${job.url.includes('?') ? '&' : '?'}${query}`;
+    const url = query === '' ? target : `${target}${target.includes('?') ? '&' : '?'}${query}`;
     return {
       url,
       method: 'GET',
@@ -49,9 +52,9 @@ export function relayRequest(job: RelayJobToSend, signingKeys: readonly string[]
   const signature =
     key &&
     (isForm(job.contentType)
-      ? signFormParams(key, job.url, [...new URLSearchParams(job.payload.toString('utf8'))])
-      : signJsonBody(key, job.url, job.payload));
-  return { url: job.url, method: 'POST', headers: signed(headers, signature), body: job.payload };
+      ? signFormParams(key, target, [...new URLSearchParams(job.payload.toString('utf8'))])
+      : signJsonBody(key, target, job.payload));
+  return { url: target, method: 'POST', headers: signed(headers, signature), body: job.payload };
 }
 
 /** The headers with the signature, or unchanged when there is no key to sign with. */

@@ -177,8 +177,9 @@ export const MAX_CALLBACK_URL_LENGTH = 2048;
  * be one an HTTP client calls exactly as written: absolute http(s) with a host, no spaces or
  * control characters (the URL parser would silently drop tabs and newlines, and the signature
  * would then cover a URL the app never sees), no credentials (they would travel in every
- * relay, and be stored), no fragment (never sent, so the app could not verify a signature
- * over it), and of a sane length.
+ * relay, and be stored), and of a sane length. A fragment is allowed: SignalWire documents
+ * `#ot=`, `#rt=` and `#tt=` on a callback URL to tune its delivery timeouts. A fragment is
+ * never sent in a request, so the relay calls and signs the URL without it (relayUrl).
  */
 export function callbackUrlProblem(value: string): string | null {
   if (value.length > MAX_CALLBACK_URL_LENGTH) {
@@ -195,8 +196,16 @@ export function callbackUrlProblem(value: string): string | null {
   if (url.protocol !== 'http:' && url.protocol !== 'https:') return 'is not an http(s) URL';
   if (url.hostname === '') return 'has no host';
   if (url.username !== '' || url.password !== '') return 'must not contain credentials';
-  if (value.includes('#')) return 'must not contain a fragment';
   return null;
+}
+
+/**
+ * A callback URL as it is called and signed: without its fragment, which no HTTP client
+ * sends, so the app sees (and validates a signature against) the URL without it.
+ */
+export function relayUrl(callbackUrl: string): string {
+  const hash = callbackUrl.indexOf('#');
+  return hash === -1 ? callbackUrl : callbackUrl.slice(0, hash);
 }
 
 /** Characters as a person counts them (code points), so an emoji is one, not two. */

@@ -79,7 +79,7 @@ test('When SignalWire refuses the read, then the failure says why and is not kep
 
 test.each([
   ['credentials', 'https://user:pass@app.example.com/s'],
-  ['a fragment', 'https://app.example.com/s#x'],
+  ['a space', 'https://app.example.com/a b'],
   ['not http', 'ftp://app.example.com/s'],
 ])(
   'When the Application’s URL has %s, then it is refused as a StatusCallback would be',

@@ -111,6 +111,21 @@ describe('relay of the caller’s own status callback', () => {
     expect(job!.event_seq).toEqual(expect.any(Number));
   });
 
+  test('When the caller’s callback URL carries SignalWire’s #rt=/#ot= overrides, then the relay calls and signs it without the fragment, which no client sends', async () => {
+    const given = app.callbackUrl('/sms/status?tenant=8#rt=10000&ot=3000');
+    const id = await seedProxiedMessage(t.database.db, 'cxml', given);
+    await postCxml(t.publicApp, cxmlFields({ MessageSid: id, MessageStatus: 'sent' })).expect(200);
+
+    const [relay] = await eventually(() => receivedFor(id).length === 1 && receivedFor(id));
+    // The app validates against the URL it was called at, as every SDK's validator does.
+    expect(relay).toMatchObject({ path: '/sms/status?tenant=8', valid: true, answered: 200 });
+    const message = await request(t.internalApp)
+      .get(`/v1/messages/${id}`)
+      .auth(TEST_API_TOKEN, { type: 'bearer' })
+      .expect(200);
+    expect(message.body.client_status_callback).toBe(given);
+  });
+
   test('When a native callback arrives, then the app gets the JSON body as received, signed with the hex scheme', async () => {
     const id = await seedProxiedMessage(t.database.db, 'native', app.callbackUrl('/native/hook'));
     const fields = nativeFields({ id, status: 'delivered', custom_variables: { order: '12' } });
