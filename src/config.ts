@@ -399,6 +399,12 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       problems.push('CALLBACK_TOKEN_SECRET: each secret needs at least 16 characters');
   }
   const shutdownDelayMs = e.SHUTDOWN_DELAY_MS ?? (isProduction ? 5_000 : 0);
+  // One port for both listeners would fail at bind with "in use", as if another program held it.
+  if (e.PORT !== undefined && e.PORT !== 0 && e.PORT === e.INTERNAL_PORT) {
+    problems.push(
+      `INTERNAL_PORT: must differ from PORT (${e.PORT}): the public and internal listeners are separate`,
+    );
+  }
   if (
     e.SHUTDOWN_GRACE_MS !== undefined &&
     e.SHUTDOWN_DRAIN_MS !== undefined &&

@@ -306,3 +306,15 @@ describe('settings in milliseconds', () => {
     );
   });
 });
+
+describe('listener ports', () => {
+  test('When PORT and INTERNAL_PORT are the same, then start-up refuses it by name', () => {
+    expect(problems({ PORT: '9000', INTERNAL_PORT: '9000' })).toEqual([
+      expect.stringMatching(/^INTERNAL_PORT: must differ from PORT \(9000\)/),
+    ]);
+  });
+
+  test('When both are 0 (free ports, as tests use), then they are accepted', () => {
+    expect(problems({ PORT: '0', INTERNAL_PORT: '0' })).toEqual([]);
+  });
+});
