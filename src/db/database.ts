@@ -120,6 +120,18 @@ export function createDb(connectionString: string, maxConnections = 10): Databas
     // Lets a transaction's BEGIN travel with its first statement (db/kysely-pool.ts).
     pipeline: true,
     idleTimeoutMillis: 30_000,
+    // TCP keepalive: a connection waiting for an answer from a database that stopped
+    // answering altogether (a partition, a host gone after a failover) fails within minutes and
+    // leaves the pool, where without it nothing would ever end it — e.g. one the feed-lag
+    // scrape stopped waiting for (feed/feed-metrics.ts). It ends only connections whose peer no
+    // longer answers at the TCP level, never a slow query, so it cannot cut short a COMMIT that
+    // PostgreSQL is still carrying out. A query or statement timeout could, and would make the
+    // write path treat as failed a batch that may yet commit: none is set on this pool; what
+    // must not wait (the scrape) bounds its own wait.
+    keepAlive: true,
+    // The first probe after 30 s of silence (Node's default, 0, leaves the OS's 2 h); the OS's
+    // probe interval and count follow (about 11 more minutes on Linux).
+    keepAliveInitialDelayMillis: 30_000,
   });
   // An idle client losing its connection (database restart) emits 'error' on the pool; without
   // a listener that would crash the process.

@@ -1,5 +1,6 @@
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { Migrator, sql } from 'kysely';
 import type { Kysely, Migration, MigrationProvider, MigrationResultSet } from 'kysely';
 import { StartupError } from '../process/startup-error';
@@ -36,7 +37,7 @@ export function isNonTransactional(text: string): boolean {
 
 /**
  * Plain SQL files, applied in file-name order; each file is one migration. Kysely's
- * Migrator records them in kysely_migration and takes a lock, so concurrent replicas
+ * Migrator records them in kysely_migration; migrateToLatest's lock makes concurrent replicas
  * starting at once apply each file exactly once. Before each file the compatibility marker
  * (src/db/schema-version.ts) is made to exist, so a migration that breaks older releases can
  * say so in plain SQL.
@@ -57,9 +58,14 @@ export class SqlFileMigrationProvider implements MigrationProvider {
               await CREATE_SCHEMA_MARKER.execute(db);
               try {
                 for (const statement of splitStatements(text)) await sql.raw(statement).execute(db);
-              } finally {
-                await sql`RESET ALL`.execute(db);
+              } catch (error) {
+                // The statement's error is the one to report: were the file ever run inside a
+                // transaction, RESET ALL would fail too ("current transaction is aborted") and,
+                // thrown from a finally, would hide it.
+                await sql`RESET ALL`.execute(db).catch(() => undefined);
+                throw error;
               }
+              await sql`RESET ALL`.execute(db);
             },
           }
         : {
@@ -108,12 +114,73 @@ function withoutComments(statement: string): string {
 }
 
 /**
+ * The session-level advisory lock every migrateToLatest holds, on one connection, from reading
+ * the schema to its last file: two runners at once (two release Jobs, replicas migrating at
+ * start) take turns, and the second finds nothing left to do. A fixed key of this service's own
+ * (Kysely's Migrator takes its own lock, inside this one, on the same connection).
+ */
+const MIGRATION_LOCK_KEY = sql.lit(BigInt('7391520648820133001'));
+
+/**
  * Applies the pending migrations and returns their names. A database ahead of this release
  * (a newer release migrated it) is left alone when its migrations mark this release as still
  * safe — a rollback's migration Job then succeeds with nothing to do — and refused otherwise.
  */
 export async function migrateToLatest<T>(db: Kysely<T>, dir?: string): Promise<string[]> {
   const known = await knownMigrations(dir);
+  const nonTransactional = await nonTransactionalMigrations(known, dir);
+  // Kysely's Migrator locks each of its runs, but the choice below (one transaction for all,
+  // or file by file, each in a transaction or not) is made from what is pending: that must not
+  // change between the choice and the run, or another runner's progress makes migrateUp apply
+  // a no-transaction file inside a transaction, where CREATE INDEX CONCURRENTLY fails. Hence
+  // one lock around the whole run, and everything read under it. Everything runs on the one
+  // connection that holds the lock (a session lock belongs to its connection), which also lets
+  // a pool of one connection migrate.
+  return db.connection().execute(async (connection) => {
+    await lockMigrations(connection);
+    let failed = false;
+    try {
+      return await migrateLocked(connection, known, nonTransactional, dir);
+    } catch (error) {
+      failed = true;
+      throw error;
+    } finally {
+      // The connection goes back to the pool: the lock must not go with it. After a failure
+      // the migration's error is the one reported, not a second one from here.
+      await sql`SELECT pg_advisory_unlock(${MIGRATION_LOCK_KEY})`
+        .execute(connection)
+        .catch((error: unknown) => {
+          if (!failed) throw error;
+        });
+    }
+  });
+}
+
+/**
+ * Takes the migration lock, asking again every LOCK_POLL_MS while another runner holds it. Not
+ * pg_advisory_lock: a session waiting in it is inside a statement, with a snapshot, and the
+ * holder's CREATE INDEX CONCURRENTLY waits for every older snapshot to end — PostgreSQL sees a
+ * deadlock and aborts one of the two. Between two tries the session holds no snapshot.
+ */
+async function lockMigrations<T>(db: Kysely<T>): Promise<void> {
+  for (;;) {
+    const { rows } = await sql<{ locked: boolean }>`
+      SELECT pg_try_advisory_lock(${MIGRATION_LOCK_KEY}) AS locked`.execute(db);
+    if (rows[0]?.locked) return;
+    await sleep(LOCK_POLL_MS);
+  }
+}
+
+// Migrations are rare and take seconds: a quarter of a second later is soon enough.
+const LOCK_POLL_MS = 250;
+
+/** migrateToLatest's work, on the connection that holds the migration lock. */
+async function migrateLocked<T>(
+  db: Kysely<T>,
+  known: readonly string[],
+  nonTransactional: ReadonlySet<string>,
+  dir: string | undefined,
+): Promise<string[]> {
   const verdict = judgeSchema(known, await readSchema(db));
   if (verdict.state === 'ahead') return [];
   if (!isCompatible(verdict) && verdict.state !== 'too_old') {
@@ -121,26 +188,27 @@ export async function migrateToLatest<T>(db: Kysely<T>, dir?: string): Promise<s
   }
   // Kysely runs every pending migration in one transaction, or none in any. Without a file
   // marked no-transaction pending, that is kept: a failure leaves nothing half-applied. With
-  // one, files are applied one at a time (migrateUp: the next pending one, under Kysely's
-  // lock, so racing replicas never apply a file twice), each transactional file in its own
-  // transaction with its record in kysely_migration.
+  // one, files are applied one at a time, each transactional file in its own transaction with
+  // its record in kysely_migration, each no-transaction file outside any.
   const provider = new SqlFileMigrationProvider(dir);
-  const nonTransactional = await nonTransactionalMigrations(known, dir);
   const inTransaction = new Migrator({ db, provider });
-  const pending = (await inTransaction.getMigrations())
-    .filter((migration) => migration.executedAt === undefined)
-    .map((migration) => migration.name);
-  if (!pending.some((name) => nonTransactional.has(name))) {
+  const pending = async (): Promise<string[]> =>
+    (await inTransaction.getMigrations())
+      .filter((migration) => migration.executedAt === undefined)
+      .map((migration) => migration.name);
+  if (!(await pending()).some((name) => nonTransactional.has(name))) {
     return succeeded(await inTransaction.migrateToLatest());
   }
   const alone = new Migrator({ db, provider, disableTransactions: true });
   const applied: string[] = [];
-  for (const name of pending) {
-    // Another replica may have applied `name` meanwhile: migrateUp then applies the next one,
-    // and one of the other kind still works (a transactional file's text is one implicit
-    // transaction; a concurrent index build refuses to run in one, and the next start retries).
-    const migrator = nonTransactional.has(name) ? alone : inTransaction;
-    applied.push(...succeeded(await migrator.migrateUp()));
+  // The next pending file is read again before each step: migrateUp applies whatever is
+  // really next, and the migrator must be the one for that file.
+  for (let next = (await pending())[0]; next !== undefined; next = (await pending())[0]) {
+    const migrator = nonTransactional.has(next) ? alone : inTransaction;
+    const step = succeeded(await migrator.migrateUp());
+    // Never loop on a file Kysely does not see as pending (a runner of another kind at work).
+    if (step.length === 0) throw new Error(`migration ${next} is pending but was not applied`);
+    applied.push(...step);
   }
   return applied;
 }
