@@ -1,0 +1,121 @@
+import net from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
+import request from 'supertest';
+import type { Express } from 'express';
+import { createInternalApp } from '../../src/app';
+import { createDb } from '../../src/db/database';
+import type { DatabaseHandle } from '../../src/db/database';
+import { createMetrics } from '../../src/metrics/metrics';
+import { createTestApp } from '../helpers/test-app';
+import type { TestApp } from '../helpers/test-app';
+import { sample } from './scrape';
+
+/**
+ * PostgreSQL stops answering on connections that are already open (a network partition, a
+ * frozen VM, a storage stall): exactly the outage the spool exists for, and the one whose
+ * spool depth the alerts must see. Prometheus gives a scrape 10 s (servicemonitor.yaml
+ * scrapeTimeout); /metrics answers within it whatever the database does, because the one
+ * series read from the database (sw_status_feed_lag_seconds, src/feed/feed-metrics.ts) waits
+ * for it only briefly.
+ */
+
+/** A TCP relay in front of PostgreSQL that can stop passing bytes: the server goes silent. */
+interface Freezer {
+  /** Relays to `targetUrl`'s host and port; returns the same URL pointing at the relay. */
+  relay(targetUrl: string): Promise<string>;
+  freeze(): void;
+  close(): Promise<void>;
+}
+
+function createFreezer(): Freezer {
+  let frozen = false;
+  let target: URL | undefined;
+  const sockets = new Set<Socket>();
+  const server = net.createServer((client) => {
+    const upstream = net.connect(Number(target!.port || 5432), target!.hostname);
+    for (const [from, to] of [
+      [client, upstream],
+      [upstream, client],
+    ] as const) {
+      sockets.add(from);
+      from.on('data', (chunk) => {
+        if (!frozen) to.write(chunk);
+      });
+      from.on('close', () => sockets.delete(from));
+      from.on('error', () => undefined);
+      from.on('close', () => to.destroy());
+    }
+  });
+  return {
+    async relay(targetUrl) {
+      target = new URL(targetUrl);
+      await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+      const url = new URL(targetUrl);
+      url.hostname = '127.0.0.1';
+      url.port = String((server.address() as AddressInfo).port);
+      return url.toString();
+    },
+    freeze() {
+      frozen = true;
+    },
+    close: () =>
+      new Promise<void>((resolve) => {
+        for (const socket of sockets) socket.destroy();
+        server.close(() => resolve());
+      }),
+  };
+}
+
+/** GET /metrics, given up on after Prometheus's scrape timeout. */
+async function scrapeWithin(app: Express, ms: number) {
+  const started = Date.now();
+  const answer = await request(app)
+    .get('/metrics')
+    .timeout(ms)
+    .then(
+      (res) => ({ status: res.status, text: res.text }),
+      (error: Error) => ({ status: 0, text: error.message }),
+    );
+  return { ...answer, ms: Date.now() - started };
+}
+
+const SCRAPE_TIMEOUT_MS = 10_000;
+
+let t: TestApp;
+let freezer: Freezer;
+let handle: DatabaseHandle;
+beforeAll(async () => {
+  t = await createTestApp();
+  freezer = createFreezer();
+  handle = createDb(await freezer.relay(t.database.url), 4);
+});
+afterAll(async () => {
+  // Closing the relay ends the connections the silent database held, and the queries on them.
+  await freezer.close();
+  await handle.db.destroy().catch(() => undefined);
+  await t.close();
+});
+
+test('When PostgreSQL stops answering on open connections, then /metrics still answers within the scrape timeout with the spool depth, and the lag query holds one connection at most', async () => {
+  // A replica in service: its pool holds open, idle connections.
+  await Promise.all([1, 2].map(() => handle.pool.query('select pg_sleep(0.05)')));
+  const metrics = createMetrics({ pool: handle.pool, spoolDepth: () => 42 });
+  const app = createInternalApp({ ...t.deps, db: handle.db, metrics });
+  const before = await scrapeWithin(app, SCRAPE_TIMEOUT_MS);
+  expect(sample(before.text, 'sw_status_feed_lag_seconds')).toBe(0);
+
+  freezer.freeze();
+  for (let scrape = 1; scrape <= 2; scrape++) {
+    const { status, text, ms } = await scrapeWithin(app, SCRAPE_TIMEOUT_MS);
+    expect({ scrape, status, within: ms < SCRAPE_TIMEOUT_MS }).toEqual({
+      scrape,
+      status: 200,
+      within: true,
+    });
+    expect(sample(text, 'sw_status_spool_depth')).toBe(42);
+    // Not measured now: the last value stays.
+    expect(sample(text, 'sw_status_feed_lag_seconds')).toBe(0);
+  }
+  // The second scrape waited for the first one's query again instead of sending another.
+  expect(handle.pool.totalCount - handle.pool.idleCount).toBe(1);
+}, 30_000);
