@@ -1,4 +1,5 @@
-import type { Server } from 'node:http';
+import { ServerResponse } from 'node:http';
+import type { IncomingMessage, Server } from 'node:http';
 import type { Express } from 'express';
 import type { Config } from '../config';
 import { bindAddresses, createListener, listenOn, listenerSettings } from '../http/listener';
@@ -60,9 +61,16 @@ export function describeListenError(
  * Stops accepting connections and lets in-flight requests finish; idle keep-alive connections
  * are closed so close() can return. Resolves false when connections had to be cut after
  * `deadlineMs` (a client trickling a body must not hold the pod past its grace period).
+ *
+ * A busy keep-alive connection (the Ingress controller's, an app's HTTP agent) is not left
+ * open: from now on every answer — in flight or still to come on it — says Connection: close,
+ * and the connection ends once its answer is sent. Otherwise the client would go on sending
+ * requests on it until the deadline cut it, perhaps mid-request (a send the proxy had already
+ * forwarded to SignalWire), and every drain would last `deadlineMs` in full.
  */
 export function closeServer(server: Server, deadlineMs: number): Promise<boolean> {
   return new Promise((resolve) => {
+    const onRequest = (_req: IncomingMessage, res: ServerResponse): void => closeAfter(res);
     const deadline = setTimeout(
       () => {
         server.closeAllConnections();
@@ -70,12 +78,57 @@ export function closeServer(server: Server, deadlineMs: number): Promise<boolean
       },
       Math.max(0, deadlineMs),
     );
+    // Before the app's own listener, so that the header is set before any answer begins.
+    server.prependListener('request', onRequest);
     server.close(() => {
       clearTimeout(deadline);
+      server.off('request', onRequest);
       resolve(true);
     });
+    for (const res of unfinishedResponses(server)) closeAfter(res);
     server.closeIdleConnections();
   });
+}
+
+/** Ends the response's connection once it is answered, and says so in the answer if it can. */
+function closeAfter(res: ServerResponse): void {
+  if (!res.headersSent) {
+    // Node then ends the connection itself once the response is sent.
+    res.setHeader('Connection', 'close');
+    return;
+  }
+  // Headers already sent, saying keep-alive: end the connection after the last byte.
+  const socket = res.socket;
+  if (!socket || res.writableFinished) return;
+  res.once('finish', () => socket.end(() => socket.destroy()));
+}
+
+/**
+ * The responses a server has begun and not finished. Node keeps its connections in a list of
+ * its own (for closeIdleConnections and the request timeouts) but does not expose it: it is
+ * found by its symbol's description, and the response in flight on each connection's socket is
+ * Node's `_httpMessage` (as in src/http/listener.ts). Checked on Node 20 and 24
+ * (test/ops/drain-keep-alive.test.ts); should a Node release hide the list, nothing is found
+ * and in-flight keep-alive answers go out as before (cut at the deadline at worst).
+ */
+function unfinishedResponses(server: Server): ServerResponse[] {
+  const key = Object.getOwnPropertySymbols(server).find(
+    (symbol) => symbol.description === 'http.server.connections',
+  );
+  const connections = key && (server as unknown as Record<symbol, unknown>)[key];
+  const all = (connections as { all?: () => unknown } | undefined)?.all;
+  if (typeof all !== 'function') return [];
+  const found = all.call(connections);
+  if (!Array.isArray(found)) return [];
+  return found
+    .map((connection) => {
+      const socket = (connection as { socket?: { _httpMessage?: unknown } } | null)?.socket;
+      return socket?._httpMessage;
+    })
+    .filter(
+      (message): message is ServerResponse =>
+        message instanceof ServerResponse && !message.writableFinished,
+    );
 }
 
 export function address(server: Server): string {
