@@ -65,7 +65,7 @@ USER 1000:1000
 EXPOSE 8080 8081
 
 # Liveness of the public listener. Node's built-in fetch: the slim image has no curl/wget.
-# Kubernetes ignores HEALTHCHECK and uses the probes in k8s/deployment.yaml instead.
+# Kubernetes ignores HEALTHCHECK and uses the probes in k8s/app/statefulset.yaml instead.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
   CMD ["node", "-e", "fetch('http://127.0.0.1:' + (process.env.PORT || 8080) + '/healthz', { signal: AbortSignal.timeout(4000) }).then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
 

@@ -22,6 +22,13 @@ export const DASHBOARD_FILE = path.join(
 
 /** Every series selector has the namespace filter (the dashboard's namespace variable). */
 const NS = 'namespace="$namespace"';
+/**
+ * The series the namespace variable lists namespaces from: one every replica serves from its
+ * start (src/metrics/metrics.ts), not a labelled counter such as callbacks_total, which has
+ * no sample until the first callback — when the variable would be empty and every panel blank,
+ * on a new install or an Ingress that does not route SignalWire's callbacks.
+ */
+const NAMESPACE_SOURCE = 'sw_status_ready';
 const RATE = '$__rate_interval';
 
 interface Target {
@@ -328,10 +335,10 @@ export function dashboard(): Record<string, unknown> {
           type: 'query',
           datasource: { type: 'prometheus', uid: '${datasource}' },
           query: {
-            query: 'label_values(sw_status_callbacks_total, namespace)',
+            query: `label_values(${NAMESPACE_SOURCE}, namespace)`,
             refId: 'namespaces',
           },
-          definition: 'label_values(sw_status_callbacks_total, namespace)',
+          definition: `label_values(${NAMESPACE_SOURCE}, namespace)`,
           refresh: 2,
           current: {},
         },
@@ -345,7 +352,7 @@ export function dashboard(): Record<string, unknown> {
 export function dashboardExpressions(): string[] {
   return [
     ...ROWS.flatMap((row) => row.panels.flatMap((panel) => panel.targets.map((t) => t.expr))),
-    'sw_status_callbacks_total',
+    NAMESPACE_SOURCE,
   ];
 }
 
