@@ -435,6 +435,22 @@ describe('project allow-list (SIGNALWIRE_PROJECT_IDS)', () => {
     expect(tap.requests).toHaveLength(before);
   });
 
+  it('When a header decodes to a listed project only under a lenient reading, then it is refused 401 and nothing is forwarded', async () => {
+    // Node's base64 decoder stops at the `=`: it would read the listed project, while the
+    // bytes after it carry another project's credentials for a decoder that reads on.
+    const lenient = (text: string) => Buffer.from(text).toString('base64');
+    const other = '99999999-2222-4333-8444-555555555555';
+    const auth = `Basic ${lenient(`${PROJECT}:x`)}=${lenient(`${other}:${TOKEN}`)}`;
+    const before = tap.requests.length;
+    const res = await request(limited.internalApp)
+      .post('/api/messaging/messages')
+      .set('Authorization', auth)
+      .set('Content-Type', 'application/json')
+      .send(JSON.stringify({ to: '+15557650000', from: FROM, body: 'x' }));
+    expect(res.status).toBe(401);
+    expect(tap.requests).toHaveLength(before);
+  });
+
   it('When a listed project sends, then the send goes through', async () => {
     const res = await request(limited.internalApp)
       .post(COMPAT_PATH)
