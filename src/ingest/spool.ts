@@ -1,4 +1,4 @@
-import { mkdir, open, readdir, readFile, rename, unlink } from 'node:fs/promises';
+import { mkdir, open, readdir, rename, unlink } from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import type { Logger } from '../logger';
@@ -6,6 +6,7 @@ import type { StatusEvent } from '../messages/status-event';
 import { acquireInstanceLock } from '../process/instance-lock';
 import type { InstanceLock } from '../process/instance-lock';
 import { decodeSpoolLine, encodeSpoolLine } from './spool-codec';
+import { countLines, readLines } from './spool-lines';
 
 /**
  * The outage spool: a durable, ordered local queue of accepted events for when PostgreSQL is
@@ -15,8 +16,11 @@ import { decodeSpoolLine, encodeSpoolLine } from './spool-codec';
  * Layout: `SPOOL_DIR/spool-<20-digit number>.jsonl`, one event per line (spool-codec.ts).
  * Segments are written in number order and replayed in the same order, so events reach
  * PostgreSQL in arrival order. An append resolves only after `fdatasync`; appends that queue
- * up while a write is under way share the next write and sync (group fsync). A segment file
- * is deleted only after every one of its events is committed.
+ * up while a write is under way share the next write and sync (group fsync). A segment is
+ * closed at `segmentMaxEvents` events or `segmentMaxBytes` bytes, whichever comes first, and
+ * replayed as a stream of lines (spool-lines.ts), so neither its size nor that of its lines
+ * decides whether it can be replayed. A segment file is deleted only after every one of its
+ * events is committed.
  *
  * Exactly once: replay may commit a chunk and then fail (or crash) before the segment is
  * deleted, so the same events can be replayed again. That is harmless because history rows
@@ -68,8 +72,13 @@ export interface Spool {
 export interface SpoolOptions {
   dir: string;
   logger: Logger;
-  /** Events per segment file: bounds the memory a replay needs for one segment. */
+  /** Events per segment file (default 10,000). */
   segmentMaxEvents?: number;
+  /**
+   * Bytes per segment file (default 64 MiB): a replay streams a segment whatever its size, but
+   * a smaller file is deleted sooner, so a crash mid-replay replays less again.
+   */
+  segmentMaxBytes?: number;
   /** Who holds the directory, for a process refused it (`npm start`, `spool replay`, …). */
   command?: string;
   /** More for that process to know (the ports this one listens on, …). */
@@ -79,6 +88,17 @@ export interface SpoolOptions {
 const SEGMENT_NAME = /^spool-(\d{20})\.jsonl$/;
 export const DEAD_LETTER_FILE = 'dead-letters.jsonl';
 
+// An event's line is at most a few hundred kB (a 64 KiB callback, its relay copy, escaping):
+// a longer one was never written by an append, and is not held in memory to be decoded.
+const MAX_LINE_BYTES = 16 * 1024 * 1024;
+// A dead-letter record of an unreadable line holds that line JSON-escaped (up to 6 × longer).
+const MAX_DEAD_LETTER_BYTES = 6 * MAX_LINE_BYTES + 4096;
+// A replay transaction, or a requeue's append, holds at most this much of the spool (and at
+// most `chunkSize`, or CHUNK_MAX_EVENTS, events): 500 callbacks of 64 KiB would be 75 MB of
+// text, and again as much in decoded events and statement parameters.
+const CHUNK_MAX_BYTES = 16 * 1024 * 1024;
+const CHUNK_MAX_EVENTS = 500;
+
 interface Segment {
   id: number;
   file: string;
@@ -87,6 +107,7 @@ interface Segment {
 
 interface OpenSegment extends Segment {
   handle: FileHandle;
+  bytes: number;
 }
 
 interface PendingAppend {
@@ -99,7 +120,10 @@ interface PendingAppend {
 export async function openSpool(options: SpoolOptions): Promise<Spool> {
   const { logger } = options;
   const dir = path.resolve(options.dir);
-  const segmentMaxEvents = options.segmentMaxEvents ?? 10_000;
+  const limits = {
+    events: options.segmentMaxEvents ?? 10_000,
+    bytes: options.segmentMaxBytes ?? 64 * 1024 * 1024,
+  };
   await mkdir(dir, { recursive: true, mode: 0o700 });
   // Before anything is read: the segments belong to whoever holds the directory.
   const lock = await acquireInstanceLock({
@@ -108,7 +132,7 @@ export async function openSpool(options: SpoolOptions): Promise<Spool> {
     details: options.details,
   });
   try {
-    return await openLocked(dir, lock, logger, segmentMaxEvents);
+    return await openLocked(dir, lock, logger, limits);
   } catch (error) {
     await lock.release();
     throw error;
@@ -119,10 +143,10 @@ async function openLocked(
   dir: string,
   lock: InstanceLock,
   logger: Logger,
-  segmentMaxEvents: number,
+  limits: { events: number; bytes: number },
 ): Promise<Spool> {
   const deadLetterFile = path.join(dir, DEAD_LETTER_FILE);
-  let deadLetters = countLines(await readFile(deadLetterFile).catch(() => Buffer.alloc(0)));
+  let deadLetters = await countLines(deadLetterFile).catch(() => 0);
   if (deadLetters > 0) {
     logger.warn(
       { dir, dead_letters: deadLetters },
@@ -136,7 +160,7 @@ async function openLocked(
     const match = SEGMENT_NAME.exec(name);
     if (!match) continue;
     const file = path.join(dir, name);
-    closed.push({ id: Number(match[1]), file, events: countLines(await readFile(file)) });
+    closed.push({ id: Number(match[1]), file, events: await countLines(file) });
   }
   let nextId = (closed.at(-1)?.id ?? 0) + 1;
   let depth = closed.reduce((sum, segment) => sum + segment.events, 0);
@@ -166,7 +190,7 @@ async function openLocked(
     const id = nextId++;
     const file = path.join(dir, `spool-${String(id).padStart(20, '0')}.jsonl`);
     const handle = await open(file, 'a', 0o600);
-    current = { id, file, events: 0, handle };
+    current = { id, file, events: 0, handle, bytes: 0 };
     await syncDir();
     return current;
   }
@@ -196,10 +220,11 @@ async function openLocked(
       }
       await segment.handle.datasync();
       segment.events += count;
+      segment.bytes += buffer.length;
       depth += count;
       lastWriteFailed = false;
       for (const append of group) append.resolve();
-      if (segment.events >= segmentMaxEvents) await closeSegment();
+      if (segment.events >= limits.events || segment.bytes >= limits.bytes) await closeSegment();
     } catch (error) {
       lastWriteFailed = true;
       logger.error({ err: error, dir }, 'spool write failed');
@@ -241,7 +266,20 @@ async function openLocked(
     });
   }
 
-  async function appendDeadLetter(record: Record<string, unknown>): Promise<void> {
+  // Dead-letter appends and requeues take turns: a requeue rewrites the file from what it read,
+  // and a record appended meanwhile would be lost with the old file.
+  let deadLetterTurn: Promise<unknown> = Promise.resolve();
+  function inTurn<T>(work: () => Promise<T>): Promise<T> {
+    const result = deadLetterTurn.then(work);
+    deadLetterTurn = result.catch(() => undefined);
+    return result;
+  }
+
+  function appendDeadLetter(record: Record<string, unknown>): Promise<void> {
+    return inTurn(() => writeDeadLetter(record));
+  }
+
+  async function writeDeadLetter(record: Record<string, unknown>): Promise<void> {
     const handle = await open(deadLetterFile, 'a', 0o600);
     try {
       await handle.write(
@@ -255,33 +293,136 @@ async function openLocked(
   }
 
   let requeueing: Promise<{ requeued: number; kept: number }> | undefined;
+  /**
+   * Streams the dead-letter file: its events go back into the spool (durably, in chunks), the
+   * records that still cannot be read are copied as they are into a new file, which then takes
+   * the old one's place. A crash before that replays the requeued events twice, which dedupe
+   * makes harmless; losing them would not be.
+   */
   async function requeue(): Promise<{ requeued: number; kept: number }> {
-    const content = await readFile(deadLetterFile, 'utf8').catch(() => '');
-    const events: StatusEvent[] = [];
-    const kept: string[] = [];
-    for (const line of content.split('\n')) {
-      if (line.length === 0) continue;
-      const event = deadLetterEvent(line);
-      if (event) events.push(event);
-      else kept.push(line);
-    }
-    if (events.length === 0) return { requeued: 0, kept: kept.length };
-    // Into the spool first, durably; only then out of the dead-letter file. A crash between
-    // the two replays an event twice, which dedupe makes harmless.
-    await spool.append(events);
     const temporary = `${deadLetterFile}.tmp`;
-    const handle = await open(temporary, 'w', 0o600);
+    let source: FileHandle;
     try {
-      await handle.write(kept.map((line) => `${line}\n`).join(''));
-      await handle.datasync();
+      source = await open(deadLetterFile, 'r');
+    } catch {
+      return { requeued: 0, kept: 0 };
+    }
+    let result: { requeued: number; kept: number };
+    try {
+      result = await requeueFrom(source, temporary);
+    } catch (error) {
+      await unlink(temporary).catch(() => undefined);
+      throw error;
     } finally {
-      await handle.close();
+      await source.close();
+    }
+    if (result.requeued === 0) {
+      await unlink(temporary).catch(() => undefined);
+      return result;
     }
     await rename(temporary, deadLetterFile);
     await syncDir();
-    deadLetters = kept.length;
-    logger.info({ dir, requeued: events.length, kept: kept.length }, 'dead letters requeued');
-    return { requeued: events.length, kept: kept.length };
+    deadLetters = result.kept;
+    logger.info({ dir, ...result }, 'dead letters requeued');
+    return result;
+  }
+
+  /** Appends the events of `source` to the spool and writes the other records to `target`. */
+  async function requeueFrom(
+    source: FileHandle,
+    temporary: string,
+  ): Promise<{ requeued: number; kept: number }> {
+    let requeued = 0;
+    let kept = 0;
+    const target = await open(temporary, 'w', 0o600);
+    try {
+      let chunk: StatusEvent[] = [];
+      let chunkBytes = 0;
+      const flush = async (): Promise<void> => {
+        await spool.append(chunk);
+        requeued += chunk.length;
+        chunk = [];
+        chunkBytes = 0;
+      };
+      for await (const line of readLines(deadLetterFile, MAX_DEAD_LETTER_BYTES)) {
+        if (line.bytes === 0) continue;
+        const event = line.text === undefined ? undefined : deadLetterEvent(line.text);
+        if (event) {
+          chunk.push(event);
+          chunkBytes += line.bytes;
+          if (chunk.length >= CHUNK_MAX_EVENTS || chunkBytes >= CHUNK_MAX_BYTES) await flush();
+        } else {
+          await copyLine(source, target, line.offset, line.bytes);
+          kept++;
+        }
+      }
+      if (chunk.length > 0) await flush();
+      // Durable before it takes the old file's place.
+      await target.datasync();
+    } finally {
+      await target.close();
+    }
+    return { requeued, kept };
+  }
+
+  /**
+   * Reads a segment's lines in order and commits their events in chunks; returns how many it
+   * committed and how many lines it could not read. Rethrows the first error of `commit`.
+   */
+  async function replaySegment(
+    segment: Segment,
+    commit: (events: StatusEvent[]) => Promise<void>,
+    chunkSize: number,
+  ): Promise<{ committed: number; unreadable: number }> {
+    let committed = 0;
+    let unreadable = 0;
+    let chunk: StatusEvent[] = [];
+    let chunkBytes = 0;
+    for await (const line of readLines(segment.file, MAX_LINE_BYTES)) {
+      if (line.bytes === 0) continue;
+      const event = line.text === undefined ? undefined : decodeSpoolLine(line.text);
+      if (!event) {
+        unreadable++;
+        continue;
+      }
+      chunk.push(event);
+      chunkBytes += line.bytes;
+      if (chunk.length >= chunkSize || chunkBytes >= CHUNK_MAX_BYTES) {
+        await commit(chunk);
+        committed += chunk.length;
+        chunk = [];
+        chunkBytes = 0;
+      }
+    }
+    if (chunk.length > 0) {
+      await commit(chunk);
+      committed += chunk.length;
+    }
+    return { committed, unreadable };
+  }
+
+  /**
+   * Keeps a segment's unreadable lines in the dead-letter file. A second pass over the file,
+   * taken only for a segment that has such lines: holding them until the segment is committed
+   * would hold memory without bound.
+   */
+  async function deadLetterUnreadable(segment: Segment): Promise<void> {
+    const name = path.basename(segment.file);
+    for await (const line of readLines(segment.file, MAX_LINE_BYTES)) {
+      if (line.bytes === 0) continue;
+      if (line.text !== undefined && decodeSpoolLine(line.text)) continue;
+      logger.error({ file: segment.file }, 'spool line unreadable: kept in the dead-letter file');
+      await appendDeadLetter(
+        line.text === undefined
+          ? // Longer than any event an append writes: damage, not an acknowledged callback.
+            {
+              reason: `unreadable spool line of ${line.bytes} bytes, longer than any event`,
+              segment: name,
+              offset: line.offset,
+            }
+          : { reason: 'unreadable spool line', segment: name, line: line.text },
+      );
+    }
   }
 
   const spool: Spool = {
@@ -313,27 +454,14 @@ async function openLocked(
         await seal();
         let replayed = 0;
         for (let segment = closed[0]; segment; segment = closed[0]) {
-          const { events, corrupt } = readSegment(await readFile(segment.file, 'utf8'));
-          for (let start = 0; start < events.length; start += chunkSize) {
-            await commit(events.slice(start, start + chunkSize));
-          }
+          const { committed, unreadable } = await replaySegment(segment, commit, chunkSize);
           // Only now, with every readable event committed: a failure above replays it again.
-          for (const line of corrupt) {
-            logger.error(
-              { file: segment.file },
-              'spool line unreadable: kept in the dead-letter file',
-            );
-            await appendDeadLetter({
-              reason: 'unreadable spool line',
-              segment: path.basename(segment.file),
-              line,
-            });
-          }
+          if (unreadable > 0) await deadLetterUnreadable(segment);
           await unlink(segment.file);
           await syncDir();
           closed.shift();
           depth -= segment.events;
-          replayed += events.length;
+          replayed += committed;
         }
         return replayed;
       } finally {
@@ -344,7 +472,7 @@ async function openLocked(
     deadLetters: () => deadLetters,
     requeueDeadLetters() {
       // One at a time: two would append the same events twice.
-      requeueing ??= requeue().finally(() => {
+      requeueing ??= inTurn(requeue).finally(() => {
         requeueing = undefined;
       });
       return requeueing;
@@ -370,27 +498,31 @@ function deadLetterEvent(line: string): StatusEvent | undefined {
   return typeof record.line === 'string' ? decodeSpoolLine(record.line) : undefined;
 }
 
-function countLines(content: Buffer): number {
-  let lines = 0;
-  for (let index = content.indexOf(10); index !== -1; index = content.indexOf(10, index + 1))
-    lines++;
-  return lines;
+/** Copies `bytes` bytes at `offset` of `source`, and a newline, to the end of `target`. */
+async function copyLine(
+  source: FileHandle,
+  target: FileHandle,
+  offset: number,
+  bytes: number,
+): Promise<void> {
+  const buffer = Buffer.allocUnsafe(Math.min(bytes + 1, 1 << 20));
+  for (let done = 0; done < bytes;) {
+    const { bytesRead } = await source.read(
+      buffer,
+      0,
+      Math.min(buffer.length, bytes - done),
+      offset + done,
+    );
+    if (bytesRead === 0) throw new Error('dead-letter file shrank while being requeued');
+    await writeAll(target, buffer.subarray(0, bytesRead));
+    done += bytesRead;
+  }
+  await writeAll(target, Buffer.from('\n'));
 }
 
-/**
- * Every complete line's event. A last line without its newline is a write torn by a crash:
- * its append never returned, so it was never acknowledged, and it is skipped.
- */
-function readSegment(content: string): { events: StatusEvent[]; corrupt: string[] } {
-  const lines = content.split('\n');
-  lines.pop(); // "" after the final newline, or the torn tail
-  const events: StatusEvent[] = [];
-  const corrupt: string[] = [];
-  for (const line of lines) {
-    if (line.length === 0) continue;
-    const event = decodeSpoolLine(line);
-    if (event) events.push(event);
-    else corrupt.push(line);
+async function writeAll(handle: FileHandle, data: Buffer): Promise<void> {
+  for (let offset = 0; offset < data.length;) {
+    const { bytesWritten } = await handle.write(data, offset);
+    offset += bytesWritten;
   }
-  return { events, corrupt };
 }

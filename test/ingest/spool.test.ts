@@ -1,4 +1,4 @@
-import { appendFile, mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
+import { appendFile, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import request from 'supertest';
@@ -9,6 +9,7 @@ import { createGroupCommitRecorder } from '../../src/ingest/group-commit-recorde
 import type { GroupCommitRecorder } from '../../src/ingest/group-commit-recorder';
 import { DEAD_LETTER_FILE, openSpool } from '../../src/ingest/spool';
 import type { Spool } from '../../src/ingest/spool';
+import { encodeSpoolLine } from '../../src/ingest/spool-codec';
 import { createLogger } from '../../src/logger';
 import { recordEvents } from '../../src/messages/record-events';
 import type { StatusEvent } from '../../src/messages/status-event';
@@ -298,6 +299,40 @@ test('When a replay commit fails, then its segment stays for the next attempt', 
   expect(await segmentFiles(dir)).toHaveLength(1);
   expect(await spool.replay(async () => undefined, 10)).toBe(2);
   expect(spool.isEmpty()).toBe(true);
+});
+
+test('When a replay commit fails partway through a segment, then the segment stays whole and its unreadable line is dead-lettered once, after the rest is committed', async () => {
+  const events = Array.from({ length: 6 }, () => event());
+  const lines = events.map(encodeSpoolLine);
+  lines.splice(3, 0, 'not a spool line\n');
+  await writeFile(path.join(dir, `spool-${'1'.padStart(20, '0')}.jsonl`), lines.join(''));
+  const spool = await openSpool({ dir, logger });
+  expect(spool.depth()).toBe(7);
+
+  const lost = Object.assign(new Error('connect ECONNREFUSED'), { code: 'ECONNREFUSED' });
+  let chunks = 0;
+  await expect(
+    spool.replay(async () => {
+      if (++chunks === 2) throw lost;
+    }, 2),
+  ).rejects.toBe(lost);
+  expect(await segmentFiles(dir)).toHaveLength(1);
+  expect(spool.deadLetters()).toBe(0);
+
+  const replayed: string[] = [];
+  expect(
+    await spool.replay(async (chunk) => {
+      replayed.push(...chunk.map((e) => e.messageId));
+    }, 2),
+  ).toBe(6);
+  expect(replayed).toEqual(events.map((e) => e.messageId));
+  expect(await segmentFiles(dir)).toEqual([]);
+  expect(spool.isEmpty()).toBe(true);
+  const deadLetters = (await readFile(path.join(dir, DEAD_LETTER_FILE), 'utf8')).trim().split('\n');
+  expect(deadLetters.map((record) => JSON.parse(record))).toEqual([
+    expect.objectContaining({ reason: 'unreadable spool line', line: 'not a spool line' }),
+  ]);
+  await spool.close();
 });
 
 test('When a replay seals the open segment, then the spool never looks empty while it holds events', async () => {
