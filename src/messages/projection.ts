@@ -32,23 +32,42 @@ export interface MessageState {
 }
 
 /**
- * Folds one event into a message's state (DESIGN §3). Pure, and independent of arrival
- * order for the status: the highest rank wins; between different terminal statuses of equal
- * rank the later provider timestamp (then receive time) wins and the message is flagged as a
- * conflict. An error code, once known, is only replaced by a winning event that has one; a
- * message without one takes the code of any event that brings one, whatever its rank
- * (`undelivered`, then `undelivered` + `30003` → `30003`) — except an event that lost a
- * conflict between terminal statuses: its code describes the outcome that lost.
+ * Folds one event into a message's state (DESIGN §3). Pure; the status and its error code come
+ * out the same whatever order the events arrive in (SignalWire does not order its callbacks,
+ * and a spool replay stores events late):
+ * - the highest rank wins; between different statuses of equal rank the later provider
+ *   timestamp (then receive time) wins, and between terminal ones the message is flagged as a
+ *   conflict;
+ * - the status keeps the time of its LATEST event: an event of the current status that is later
+ *   moves it forward. Kept at the first one instead, an outcome between the two (delivered@01,
+ *   undelivered@05, delivered@09) would beat the status or not depending on which delivered
+ *   arrived first;
+ * - an event that wins over another status of equal rank brings its own error code and
+ *   message, none included: the code it replaces describes the outcome that lost, and would
+ *   stick to the winner only when the loser happened to arrive first;
+ * - otherwise an error code, once known, is only replaced by an event that wins or is the
+ *   latest of the current status and has one; a message without one takes the code of any
+ *   event that brings one, whatever its rank (`undelivered`, then `undelivered` + `30003` →
+ *   `30003`) — except an event that lost to another status of equal rank.
+ * What holds for any order is checked in test/unit/projection.property.test.ts. Two limits
+ * of a fold that keeps only the current state: an event below the current rank cannot tell
+ * whether it would have been a conflict or given a code (read, then delivered and
+ * undelivered), and `createdAt`/`firstTerminalAt` are arrival facts by definition.
  */
 export function applyEvent(current: MessageState | null, event: StatusEvent): MessageState {
   const rank = rankOf(event.status);
   if (!current) return initialState(event, rank);
 
-  const sameRankConflict =
-    rank === current.statusRank && rank >= TERMINAL_RANK && event.status !== current.status;
-  const wins = rank > current.statusRank || (sameRankConflict && isLater(event, current));
+  // Another status of the same rank: the later one takes over (both are what SignalWire said).
+  const rival = rank === current.statusRank && event.status !== current.status;
+  const conflict = rival && rank >= TERMINAL_RANK;
+  const later = isLater(event, current);
+  const wins = rank > current.statusRank || (rival && later);
+  // The event that now stands for the status: a winner, or a later event of the same status.
+  const moves = wins || (event.status === current.status && later);
   const takesError =
-    event.errorCode !== null && (wins || (current.errorCode === null && !sameRankConflict));
+    (rival && wins) ||
+    (event.errorCode !== null && (moves || (current.errorCode === null && !rival)));
   const send = event.send;
 
   return {
@@ -64,16 +83,20 @@ export function applyEvent(current: MessageState | null, event: StatusEvent): Me
     ref: current.ref ?? send?.ref ?? event.tokenRef ?? null,
     sentViaProxy: current.sentViaProxy || send !== undefined,
     clientStatusCallback: current.clientStatusCallback ?? send?.clientStatusCallback ?? null,
-    ...(wins && {
+    ...(moves && {
       status: event.status,
       rawStatus: event.rawStatus,
       statusRank: rank,
-      statusProviderTimestamp: event.providerTimestamp,
+      // An event of the current status without a provider timestamp (a reconciliation lookup)
+      // moves the receive time but keeps the provider's word on when the status happened.
+      statusProviderTimestamp: wins
+        ? event.providerTimestamp
+        : (event.providerTimestamp ?? current.statusProviderTimestamp),
       statusReceivedAt: event.receivedAt,
     }),
     errorCode: takesError ? event.errorCode : current.errorCode,
     errorMessage: takesError ? event.errorMessage : current.errorMessage,
-    conflict: current.conflict || sameRankConflict,
+    conflict: current.conflict || conflict,
     // The first-seen time never moves (an event replayed from the spool can be older): lists
     // ordered by it cannot skip or repeat, and the stats never move a message between minutes.
     createdAt: current.createdAt,

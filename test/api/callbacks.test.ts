@@ -198,6 +198,56 @@ describe('the truth about a message (DESIGN §3)', () => {
     expect(body.history).toHaveLength(2);
   });
 
+  test('When undelivered with 30003 and a later delivered arrive in either order, then the message ends delivered without the losing outcome’s code', async () => {
+    const states = [];
+    for (const winnerFirst of [false, true]) {
+      const id = randomUUID();
+      const undelivered = nativeFields({
+        id,
+        status: 'undelivered',
+        error_code: '30003',
+        error_message: 'unreachable',
+        timestamp: '2026-03-17T22:26:01Z',
+      });
+      const delivered = nativeFields({
+        id,
+        status: 'delivered',
+        timestamp: '2026-03-17T22:26:05Z',
+      });
+      for (const fields of winnerFirst ? [delivered, undelivered] : [undelivered, delivered]) {
+        await postNative(t.publicApp, fields).expect(200);
+      }
+      const { body } = await getMessage(id);
+      states.push({
+        status: body.status,
+        conflict: body.conflict,
+        error_code: body.error_code,
+        error_message: body.error_message,
+      });
+    }
+    const expected = { status: 'delivered', conflict: true, error_code: null, error_message: null };
+    expect(states).toEqual([expected, expected]);
+  });
+
+  test('When delivered comes twice around an undelivered, then the latest provider timestamp wins whatever the order', async () => {
+    const at = (second: number) => `2026-03-17T22:26:${String(second).padStart(2, '0')}Z`;
+    const delivered01 = { status: 'delivered', timestamp: at(1) };
+    const delivered09 = { status: 'delivered', timestamp: at(9) };
+    const undelivered05 = { status: 'undelivered', timestamp: at(5), error_code: '30003' };
+    const statuses = [];
+    for (const order of [
+      [delivered01, delivered09, undelivered05],
+      [delivered09, delivered01, undelivered05],
+    ]) {
+      const id = randomUUID();
+      for (const fields of order) {
+        await postNative(t.publicApp, nativeFields({ id, ...fields })).expect(200);
+      }
+      statuses.push((await getMessage(id)).body.status);
+    }
+    expect(statuses).toEqual(['delivered', 'delivered']);
+  });
+
   test('When a later callback has no error code, then the stored error code is kept', async () => {
     const sid = randomUUID();
     await postCxml(

@@ -107,17 +107,62 @@ describe('applyEvent', () => {
     expect(state).toMatchObject({ status: 'failed', errorCode: '30007' });
   });
 
-  test('When an event brings a code to a message that has one, then only a winning event replaces it', () => {
-    const state = fold([
-      event('undelivered', { errorCode: '30003' }),
-      event('undelivered', { errorCode: '30005' }),
-      event('sent', { errorCode: '30008' }),
-    ]);
-    expect(state.errorCode).toBe('30003');
+  test('When an event brings a code to a message that has one, then only a winning event or the latest of its status replaces it', () => {
+    const first = event('undelivered', { errorCode: '30003' });
+    const latest = event('undelivered', { errorCode: '30005' });
+    const lower = event('sent', { errorCode: '30008' });
+    // The latest word on the current status, whichever of the two arrived first.
+    for (const order of [
+      [first, latest, lower],
+      [latest, first, lower],
+      [lower, first, latest],
+    ]) {
+      expect(fold(order).errorCode).toBe('30005');
+    }
     expect(
       fold([event('sent', { errorCode: '30008' }), event('failed', { errorCode: '30004' })])
         .errorCode,
     ).toBe('30004');
+  });
+
+  test('When the outcome that loses a terminal conflict arrives first, then its error code does not stick to the winner', () => {
+    const undelivered = event('undelivered', {
+      providerTimestamp: new Date('2026-03-17T22:26:01Z'),
+      errorCode: '30003',
+      errorMessage: 'unreachable',
+    });
+    const delivered = event('delivered', { providerTimestamp: new Date('2026-03-17T22:26:05Z') });
+    for (const order of [
+      [undelivered, delivered],
+      [delivered, undelivered],
+    ]) {
+      expect(fold(order)).toMatchObject({
+        status: 'delivered',
+        conflict: true,
+        errorCode: null,
+        errorMessage: null,
+      });
+    }
+  });
+
+  test('When a status comes twice around a conflicting outcome, then the latest provider timestamp wins whatever the order', () => {
+    const at = (second: number) => new Date(Date.UTC(2026, 2, 17, 22, 26, second));
+    const delivered01 = event('delivered', { providerTimestamp: at(1) });
+    const delivered09 = event('delivered', { providerTimestamp: at(9) });
+    const undelivered05 = event('undelivered', { providerTimestamp: at(5), errorCode: '30003' });
+    for (const order of [
+      [delivered01, delivered09, undelivered05],
+      [delivered09, delivered01, undelivered05],
+      [delivered01, undelivered05, delivered09],
+    ]) {
+      expect(fold(order)).toMatchObject({
+        status: 'delivered',
+        statusProviderTimestamp: at(9),
+        statusReceivedAt: delivered09.receivedAt,
+        errorCode: null,
+        conflict: true,
+      });
+    }
   });
 
   test('When a status is unknown, then it never outranks a known one', () => {

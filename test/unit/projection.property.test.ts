@@ -1,0 +1,128 @@
+import fc from 'fast-check';
+import { applyEvent } from '../../src/messages/projection';
+import type { MessageState } from '../../src/messages/projection';
+import { dedupeKey } from '../../src/messages/status-event';
+import type { StatusEvent } from '../../src/messages/status-event';
+import { statusEvent } from '../factories';
+
+/**
+ * SignalWire does not order its callbacks and a spool replay stores events late: whatever order
+ * a message's events arrive in, its status, the time of that status, its error code and its
+ * conflict flag must come out the same (DESIGN §3). Arrival facts are left out on purpose:
+ * `createdAt` (first seen) and `firstTerminalAt` (first final status seen) are defined by it.
+ *
+ * The events are the ones SignalWire sends: error codes only on `undelivered` and `failed`, and
+ * a status that comes with a code every time it comes (the code itself may differ). Outside
+ * that, what the fold cannot know from the current state alone makes the order matter (see
+ * applyEvent): a `read` arriving before a terminal conflict, an outcome that comes once with a
+ * code and once without around another outcome.
+ */
+
+const STATUSES = [
+  'queued',
+  'sending',
+  'initiated',
+  'sent',
+  'delivered',
+  'undelivered',
+  'failed',
+] as const;
+const CODES = ['30003', '30005', '30007'] as const;
+const SECOND = 1000;
+const base = Date.parse('2026-03-17T22:26:00Z');
+
+const story = fc
+  .record({
+    api: fc.constantFrom('cxml' as const, 'native' as const),
+    // Which failure statuses come with a code in this message's story.
+    coded: fc.record({ undelivered: fc.boolean(), failed: fc.boolean() }),
+    steps: fc.array(
+      fc.record({
+        rawStatus: fc.constantFrom(...STATUSES),
+        // A few seconds apart at most: equal provider timestamps happen, receive times decide.
+        providerSecond: fc.integer({ min: 0, max: 6 }),
+        code: fc.constantFrom(...CODES),
+      }),
+      { minLength: 1, maxLength: 7 },
+    ),
+  })
+  .map(({ api, coded, steps }) => {
+    const events = steps.map((step, index): StatusEvent => {
+      const { rawStatus } = step;
+      const failing = rawStatus === 'undelivered' || rawStatus === 'failed';
+      const code = failing && coded[rawStatus] ? step.code : null;
+      return statusEvent(rawStatus, {
+        messageId: 'm1',
+        api,
+        // The compatibility format has no timestamp: receive times decide.
+        providerTimestamp: api === 'native' ? new Date(base + step.providerSecond * SECOND) : null,
+        receivedAt: new Date(base + 60 * SECOND + index * SECOND),
+        errorCode: code,
+        errorMessage: code && `reason ${code}`,
+      });
+    });
+    // What the write path stores: the first of a dedupe key, never its copies.
+    const seen = new Set<string>();
+    return events.filter((event) => {
+      const key = dedupeKey(event).toString('hex');
+      if (seen.has(key)) return false;
+      seen.add(key);
+      return true;
+    });
+  });
+
+const storyInTwoOrders = story.chain((events) =>
+  fc.tuple(
+    fc.shuffledSubarray(events, { minLength: events.length, maxLength: events.length }),
+    fc.shuffledSubarray(events, { minLength: events.length, maxLength: events.length }),
+  ),
+);
+
+const fold = (events: readonly StatusEvent[]): MessageState =>
+  events.reduce<MessageState | null>(applyEvent, null)!;
+
+/** What must not depend on arrival order. */
+function truth(state: MessageState) {
+  return {
+    status: state.status,
+    rawStatus: state.rawStatus,
+    statusRank: state.statusRank,
+    statusProviderTimestamp: state.statusProviderTimestamp?.toISOString() ?? null,
+    statusReceivedAt: state.statusReceivedAt.toISOString(),
+    errorCode: state.errorCode,
+    errorMessage: state.errorMessage,
+    conflict: state.conflict,
+    lastEventAt: state.lastEventAt.toISOString(),
+  };
+}
+
+test('When a message’s events arrive in any order, then its status, the time of that status, its error code and its conflict flag are the same', () => {
+  fc.assert(
+    fc.property(storyInTwoOrders, ([one, other]) => {
+      expect(truth(fold(one))).toEqual(truth(fold(other)));
+    }),
+    { numRuns: 2000 },
+  );
+});
+
+test('When a status wins, then it holds its latest event’s time and, among equal-rank outcomes, its own error code', () => {
+  fc.assert(
+    fc.property(storyInTwoOrders, ([events]) => {
+      const state = fold(events);
+      const ofStatus = events.filter((event) => event.status === state.status);
+      const latest = ofStatus.reduce((a, b) => (isLater(b, a) ? b : a));
+      expect(state.statusReceivedAt).toEqual(latest.receivedAt);
+      expect(state.statusProviderTimestamp).toEqual(latest.providerTimestamp);
+      // In these stories a status comes with a code every time or never: the winner's own.
+      if (state.statusRank === 50) expect(state.errorCode).toBe(latest.errorCode);
+    }),
+    { numRuns: 1000 },
+  );
+});
+
+/** Later provider timestamp, then later receive time (DESIGN §3). */
+function isLater(a: StatusEvent, b: StatusEvent): boolean {
+  const x = a.providerTimestamp?.getTime() ?? 0;
+  const y = b.providerTimestamp?.getTime() ?? 0;
+  return x !== y ? x > y : a.receivedAt > b.receivedAt;
+}
