@@ -72,7 +72,7 @@ export function normalizeNativeCallback(
     to: indexed('to', fields.to),
     numSegments: count(fields.number_of_segments),
     numMedia: Array.isArray(fields.media) ? fields.media.length : count(fields.num_media),
-    providerTimestamp: providerTimestamp(fields.timestamp),
+    providerTimestamp: isoTimestamp(fields.timestamp),
     receivedAt: options.receivedAt,
     raw: withoutBody(fields, options.storeBody, 'body'),
   };
@@ -136,17 +136,106 @@ function count(value: unknown): number | null {
   return Number(s);
 }
 
+// ISO 8601 extended format, as native payloads write it (`2026-03-17T22:26:57Z`): a date-time,
+// seconds and fraction optional, a `T` (or the space RFC 3339 allows), an optional offset.
+const ISO_DATE_TIME =
+  /^(\d{4})-(\d{2})-(\d{2})[T ](\d{2}):(\d{2})(?::(\d{2})(?:[.,](\d+))?)?(Z|[+-]\d{2}(?::?\d{2})?)?$/i;
+
+// RFC 2822 §3.3, as the compatibility API writes its dates (`Mon, 13 Aug 2018 21:38:46 +0000`,
+// seed 004): the zone is part of the format, and the obsolete names of §4.3 are still read.
+const RFC_2822_DATE_TIME =
+  /^(?:(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun),\s*)?(\d{1,2})\s+(Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)\s+(\d{4})\s+(\d{2}):(\d{2})(?::(\d{2}))?\s+([+-]\d{4}|UT|UTC|GMT|[ECMP][SD]T)$/i;
+const MONTHS = ['jan', 'feb', 'mar', 'apr', 'may', 'jun', 'jul', 'aug', 'sep', 'oct', 'nov', 'dec'];
+const ZONE_MINUTES: Readonly<Record<string, number>> = {
+  ut: 0,
+  utc: 0,
+  gmt: 0,
+  est: -300,
+  edt: -240,
+  cst: -360,
+  cdt: -300,
+  mst: -420,
+  mdt: -360,
+  pst: -480,
+  pdt: -420,
+};
+
 /**
- * A provider timestamp, or null when there is none to trust. JavaScript dates reach years
- * PostgreSQL cannot store (`-004713-11-23T…` parses, and would fail the whole write with a
- * 503 retried forever): only years 1–9999 count, like an unparsable value.
+ * A native timestamp: ISO 8601, and UTC when it has no offset (SignalWire writes UTC; the
+ * service reads offset-less date-times as UTC everywhere, DESIGN §6). Not `new Date(text)`:
+ * that reads an offset-less date-time in the server's own time zone — so two replicas, or a
+ * replica and the replay of its spool elsewhere, would disagree about the same callback's
+ * dedupe key and conflict outcome — and it takes junk (`"0"` is the year 2000). Null when the
+ * text is not such a date-time, names a day or time that does not exist, or a year PostgreSQL
+ * cannot store (years 0001–9999 only: a write that fails on it would be retried forever).
+ */
+export function isoTimestamp(value: unknown): Date | null {
+  const s = text(value);
+  const match = s === null ? null : ISO_DATE_TIME.exec(s);
+  if (!match) return null;
+  const [, year, month, day, hour, minute, second = '0', fraction = '', offset = 'Z'] = match;
+  const ms = fraction.slice(0, 3).padEnd(3, '0');
+  return utcDate([year, month, day, hour, minute, second, ms].map(Number), offsetMinutes(offset));
+}
+
+/** A compatibility date (RFC 2822, zone required), or null. */
+export function rfc2822Timestamp(value: unknown): Date | null {
+  const s = text(value);
+  const match = s === null ? null : RFC_2822_DATE_TIME.exec(s);
+  if (!match) return null;
+  const [, day, monthName, year, hour, minute, second = '0', zone] = match;
+  const month = MONTHS.indexOf(monthName!.toLowerCase()) + 1;
+  const lower = zone!.toLowerCase();
+  const offset = Object.hasOwn(ZONE_MINUTES, lower) ? ZONE_MINUTES[lower]! : offsetMinutes(zone!);
+  return utcDate(
+    [Number(year), month, Number(day), Number(hour), Number(minute), Number(second), 0],
+    offset,
+  );
+}
+
+/**
+ * A provider timestamp in either API's format: ISO 8601 (native) or RFC 2822 (compatibility:
+ * the create answer's `date_created`, src/proxy/send-event.ts). Null when it is neither.
  */
 export function providerTimestamp(value: unknown): Date | null {
-  const s = text(value);
-  if (s === null) return null;
-  const date = new Date(s);
-  const year = date.getUTCFullYear();
-  return Number.isNaN(year) || year < 1 || year > 9999 ? null : date;
+  return isoTimestamp(value) ?? rfc2822Timestamp(value);
+}
+
+/** `Z`, `±hh`, `±hhmm` or `±hh:mm` in minutes east of UTC; null when out of range. */
+function offsetMinutes(offset: string): number | null {
+  if (offset.toUpperCase() === 'Z') return 0;
+  const [, sign, hours, minutes = '00'] = /^([+-])(\d{2}):?(\d{2})?$/.exec(offset)!;
+  if (Number(hours) > 23 || Number(minutes) > 59) return null;
+  return (sign === '-' ? -1 : 1) * (Number(hours) * 60 + Number(minutes));
+}
+
+/**
+ * The instant of a wall-clock time (year, month 1–12, day, hour, minute, second, ms) at
+ * `offset` minutes east of UTC; null when that time does not exist.
+ */
+function utcDate(fields: readonly number[], offset: number | null): Date | null {
+  const [year = 0, month = 0, day = 0, hour = 0, minute = 0, second = 0, ms = 0] = fields;
+  if (offset === null || year < 1) return null;
+  // Set field by field (Date.UTC would read years 1–99 as 1901–1999) and read back: Date rolls
+  // 2026-02-30 over to March, so a day or time that does not exist — a leap second too,
+  // which a Date cannot hold — comes back different and is refused.
+  const wall = new Date(0);
+  wall.setUTCFullYear(year, month - 1, day);
+  wall.setUTCHours(hour, minute, second, ms);
+  if (
+    wall.getUTCFullYear() !== year ||
+    wall.getUTCMonth() !== month - 1 ||
+    wall.getUTCDate() !== day ||
+    wall.getUTCHours() !== hour ||
+    wall.getUTCMinutes() !== minute ||
+    wall.getUTCSeconds() !== second
+  ) {
+    return null;
+  }
+  const instant = new Date(wall.getTime() - offset * 60_000);
+  // Only years PostgreSQL stores: an offset can push 9999-12-31T23:30-01:00 past them.
+  const instantYear = instant.getUTCFullYear();
+  return instantYear < 1 || instantYear > 9999 ? null : instant;
 }
 
 function withoutBody(

@@ -1,4 +1,10 @@
-import { normalizeCxmlCallback, normalizeNativeCallback } from '../../src/callbacks/normalize';
+import { execFileSync } from 'node:child_process';
+import path from 'node:path';
+import {
+  normalizeCxmlCallback,
+  normalizeNativeCallback,
+  providerTimestamp,
+} from '../../src/callbacks/normalize';
 import { AppError } from '../../src/errors';
 
 const options = { receivedAt: new Date('2026-11-23T00:00:00Z'), storeBody: false };
@@ -101,5 +107,82 @@ describe('normalizeNativeCallback', () => {
     expect(() => normalizeNativeCallback({ id: 'abc', status: 42 }, options)).toThrow(
       expect.objectContaining({ status: 400 }),
     );
+  });
+});
+
+describe('provider timestamps', () => {
+  const native = (timestamp: unknown) =>
+    normalizeNativeCallback(
+      { id: 'a1b2c3d4-e5f6-7890-abcd-ef1234567890', status: 'delivered', timestamp },
+      options,
+    ).providerTimestamp?.toISOString() ?? null;
+
+  test('When a native timestamp is ISO 8601, then it is that instant, UTC when it has no offset', () => {
+    expect(native('2026-03-17T22:26:57Z')).toBe('2026-03-17T22:26:57.000Z');
+    expect(native('2026-03-17T22:26:57')).toBe('2026-03-17T22:26:57.000Z');
+    expect(native('2026-03-17 22:26:57.123456z')).toBe('2026-03-17T22:26:57.123Z');
+    expect(native('2026-03-17T22:26')).toBe('2026-03-17T22:26:00.000Z');
+    expect(native('2026-03-17T23:26:57+01:00')).toBe('2026-03-17T22:26:57.000Z');
+    expect(native('2026-03-17T17:26:57-0500')).toBe('2026-03-17T22:26:57.000Z');
+    expect(native('2026-03-18T03:56:57+05:30')).toBe('2026-03-17T22:26:57.000Z');
+    expect(native('2026-03-18T00:26:57+02')).toBe('2026-03-17T22:26:57.000Z');
+  });
+
+  test('When a native timestamp is not an ISO 8601 date-time, then the event has none', () => {
+    for (const junk of [
+      '0',
+      0,
+      1773786417,
+      'now',
+      '2026-03-17',
+      'Tue, 17 Mar 2026 22:26:57 +0000',
+      '2026-02-30T10:00:00Z',
+      '2026-03-17T24:00:00Z',
+      '2026-03-17T23:59:60Z',
+      '2026-03-17T22:26:57+25:00',
+      '0000-01-01T00:00:00Z',
+      '+275760-09-13T00:00:00.000Z',
+      '9999-12-31T23:30:00-01:00',
+      '2026-03-17T22:26:57Z trailing',
+      { at: '2026-03-17T22:26:57Z' },
+    ]) {
+      expect([junk, native(junk)]).toEqual([junk, null]);
+    }
+  });
+
+  test('When a native timestamp has no offset, then it is read as UTC whatever the server time zone', () => {
+    // jest gives each test file its own copy of process.env, so TZ cannot be changed in here:
+    // the normalizer runs in a process of its own, in a zone west and one east of UTC.
+    const root = path.resolve(__dirname, '../..');
+    const script = `
+      import { normalizeNativeCallback } from './src/callbacks/normalize';
+      const at = normalizeNativeCallback(
+        { id: 'a1b2c3d4-e5f6-7890-abcd-ef1234567890', status: 'delivered', timestamp: '2026-03-17T22:26:57' },
+        { receivedAt: new Date(), storeBody: false },
+      ).providerTimestamp;
+      process.stdout.write(String(at?.toISOString()));`;
+    for (const zone of ['America/New_York', 'Asia/Kolkata']) {
+      const output = execFileSync(path.join(root, 'node_modules/.bin/tsx'), ['-e', script], {
+        cwd: root,
+        env: { ...process.env, TZ: zone },
+      }).toString();
+      expect([zone, output]).toEqual([zone, '2026-03-17T22:26:57.000Z']);
+    }
+  });
+
+  test('When a send’s answer dates it, then native ISO 8601 and compatibility RFC 2822 both read', () => {
+    // Seed 004's date_created, and what the simulator writes.
+    expect(providerTimestamp('Mon, 13 Aug 2018 21:38:46 +0000')).toEqual(
+      new Date('2018-08-13T21:38:46Z'),
+    );
+    expect(providerTimestamp('Tue, 17 Mar 2026 17:26:57 -0500')).toEqual(
+      new Date('2026-03-17T22:26:57Z'),
+    );
+    expect(providerTimestamp('17 Mar 2026 22:26:57 GMT')).toEqual(new Date('2026-03-17T22:26:57Z'));
+    expect(providerTimestamp('2026-02-25T15:30:00Z')).toEqual(new Date('2026-02-25T15:30:00Z'));
+    // RFC 2822 names its zone: a date without one could only be read in the server's.
+    expect(providerTimestamp('Tue, 17 Mar 2026 22:26:57')).toBeNull();
+    expect(providerTimestamp('Tue, 31 Feb 2026 22:26:57 +0000')).toBeNull();
+    expect(providerTimestamp('0')).toBeNull();
   });
 });
