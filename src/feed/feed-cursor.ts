@@ -27,7 +27,10 @@ export function laterOf(a: FeedPosition, b: FeedPosition): FeedPosition {
  * Cursors are opaque and signed: `base64url(tx.seq).mac`, the MAC an HMAC-SHA256 (truncated
  * to 128 bits) under a key derived from CALLBACK_TOKEN_SECRET, so that every replica accepts
  * every other's cursors and a made-up one is refused (400) instead of silently skipping or
- * replaying events. All configured secrets verify; the first signs (rotation).
+ * replaying events. All configured secrets verify; the first signs (rotation). A signature
+ * says who issued a cursor, not for which database: one beyond what this database has reached
+ * is refused by the route (410, src/feed/feed.routes.ts). The signed format is what running
+ * pods of every version issue: changing it would break cursors in a rolling upgrade.
  */
 export interface FeedCursors {
   encode(position: FeedPosition): string;

@@ -26,6 +26,12 @@ export interface FeedSignal {
    * at once once the signal is closed ('closed').
    */
   next(ms: number, abort?: AbortSignal): Promise<'commit' | 'timeout' | 'closed'>;
+  /**
+   * Waits `ms` whatever commits meanwhile (a long-poll looking on a timer while an older
+   * transaction holds the horizon); ends early, as 'closed', when the signal closes or `abort`
+   * fires, so that shutdown and a client that went away end that wait too.
+   */
+  sleep(ms: number, abort?: AbortSignal): Promise<'timeout' | 'closed'>;
   /** This process committed new events: wake local waiters and hint the other replicas. */
   committed(): void;
   /** Whether other replicas' hints are being received. */
@@ -62,6 +68,7 @@ export function createFeedSignal({
   pollWhileListeningMs = 1_000,
 }: FeedSignalOptions): FeedSignal {
   let waiters = new Set<(why: 'commit' | 'closed') => void>();
+  const sleepers = new Set<() => void>();
   let closed = false;
   let client: Client | null = null;
   let connected = false;
@@ -164,7 +171,8 @@ export function createFeedSignal({
 
   return {
     next(ms, abort) {
-      if (closed) return Promise.resolve('closed');
+      // An abort that fired already would never call its listener.
+      if (closed || abort?.aborted) return Promise.resolve('closed');
       return new Promise((resolve) => {
         const done = (why: 'commit' | 'timeout' | 'closed'): void => {
           clearTimeout(timer);
@@ -176,6 +184,21 @@ export function createFeedSignal({
         const timer = setTimeout(() => done('timeout'), ms);
         waiters.add(done);
         abort?.addEventListener('abort', onAbort, { once: true });
+      });
+    },
+    sleep(ms, abort) {
+      if (closed || abort?.aborted) return Promise.resolve('closed');
+      return new Promise((resolve) => {
+        const done = (why: 'timeout' | 'closed'): void => {
+          clearTimeout(timer);
+          sleepers.delete(onClose);
+          abort?.removeEventListener('abort', onClose);
+          resolve(why);
+        };
+        const onClose = (): void => done('closed');
+        const timer = setTimeout(() => done('timeout'), ms);
+        sleepers.add(onClose);
+        abort?.addEventListener('abort', onClose, { once: true });
       });
     },
     committed() {
@@ -191,6 +214,7 @@ export function createFeedSignal({
       if (closed) return;
       closed = true;
       wake('closed');
+      for (const onClose of [...sleepers]) onClose();
       if (reconnectTimer) clearTimeout(reconnectTimer);
       if (pingTimer) clearInterval(pingTimer);
       const current = client;

@@ -50,6 +50,16 @@ export interface FeedPage {
   lastScanned: FeedPosition | null;
   /** The snapshot's xmin: every event below it that exists was looked at or is behind. */
   horizon: string;
+  /**
+   * The snapshot's xmax: the first transaction id the cluster had not issued yet. Every
+   * position this cluster gives out lies at or below it, and a primary's only grows: a cursor
+   * beyond it comes from elsewhere — another deployment, or this database before a restore
+   * (ids restart lower) or a failover that lost transactions — and events committed from now
+   * on can carry ids below it (src/feed/feed.routes.ts refuses it).
+   */
+  issuedBefore: string;
+  /** Read on a hot standby: its xmax trails the primary's by the replay delay. */
+  standby: boolean;
   /** The newest event retention removed, as the same snapshot saw it (src/retention). */
   removedThrough: FeedPosition;
 }
@@ -60,6 +70,9 @@ export interface FeedPage {
  * carries what retention removed (sw_status_retention), read in the page's own snapshot: a
  * cursor behind it has missed events (410 cursor_expired) — one round trip, not two.
  *
+ * It carries the snapshot's xmax too, against which the route checks a cursor it is given
+ * (beyond it: not this cluster's), again without a round trip of its own.
+ *
  * The summary is a row of its own, first (its `tx` is NULL), rather than columns repeated on
  * every event: decoding those 600 repeated values took a tenth of the server's time per page.
  * `tx` leaves as xid8, which node-postgres hands over as its text.
@@ -67,7 +80,8 @@ export interface FeedPage {
 const FEED_PAGE = preparedStatement(
   'sw_status_feed_page',
   `WITH horizon AS MATERIALIZED (
-     SELECT pg_snapshot_xmin(pg_current_snapshot()) AS xmin
+     SELECT pg_snapshot_xmin(snapshot) AS xmin, pg_snapshot_xmax(snapshot) AS xmax
+     FROM pg_current_snapshot() snapshot
    ), scanned AS MATERIALIZED (
      SELECT seq, tx, message_id, api, status, raw_status, error_code, error_message, source,
             provider_timestamp, received_at, message_status
@@ -84,6 +98,7 @@ const FEED_PAGE = preparedStatement(
      LIMIT $6::int
    ), summary AS (
      SELECT (SELECT xmin FROM horizon)::text AS horizon,
+            (SELECT xmax FROM horizon)::text AS issued_before, pg_is_in_recovery() AS standby,
             (SELECT count(*) FROM scanned) AS scanned,
             last.tx::text AS last_tx, last.seq AS last_seq,
             removed.removed_tx::text AS removed_tx, removed.removed_seq
@@ -91,7 +106,7 @@ const FEED_PAGE = preparedStatement(
      LEFT JOIN (SELECT tx, seq FROM scanned ORDER BY tx DESC, seq DESC LIMIT 1) last ON true
      LEFT JOIN sw_status_retention removed ON true
    )
-   SELECT horizon, scanned, last_tx, last_seq, removed_tx, removed_seq,
+   SELECT horizon, issued_before, standby, scanned, last_tx, last_seq, removed_tx, removed_seq,
           NULL::bigint AS seq, NULL::xid8 AS tx, NULL::text AS message_id, NULL::text AS api,
           NULL::text AS status, NULL::text AS raw_status, NULL::text AS error_code,
           NULL::text AS error_message, NULL::text AS source,
@@ -99,8 +114,9 @@ const FEED_PAGE = preparedStatement(
           NULL::text AS message_status
    FROM summary
    UNION ALL
-   SELECT NULL, NULL, NULL, NULL, NULL, NULL, seq, tx, message_id, api, status, raw_status,
-          error_code, error_message, source, provider_timestamp, received_at, message_status
+   SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, seq, tx, message_id, api, status,
+          raw_status, error_code, error_message, source, provider_timestamp, received_at,
+          message_status
    FROM page
    ORDER BY tx NULLS FIRST, seq`,
 );
@@ -122,6 +138,8 @@ export async function readFeedPage(
     Omit<FeedRow, 'message_status'> & {
       message_status: string | null;
       horizon: string;
+      issued_before: string;
+      standby: boolean;
       scanned: string;
       last_tx: string | null;
       last_seq: number | null;
@@ -137,6 +155,8 @@ export async function readFeedPage(
     lastScanned:
       summary.last_tx === null ? null : { tx: summary.last_tx, seq: Number(summary.last_seq) },
     horizon: summary.horizon,
+    issuedBefore: summary.issued_before,
+    standby: summary.standby,
     removedThrough: { tx: summary.removed_tx ?? '0', seq: Number(summary.removed_seq ?? 0) },
   };
 }

@@ -11,12 +11,18 @@ import { FeedQuery } from './feed.schema';
 import type { FeedEventDto } from './feed.schema';
 import type { FeedSignal } from './feed-signal';
 
-// A filtered page looks at up to this many events for its matches (about a millisecond of the
-// database's time), then answers with what it found and a cursor after what it looked at.
+// A filtered page looks at up to this many events (about a millisecond of the database's
+// time), then answers with what it found and a cursor after what it looked at — a long-poll
+// too: it waits only once a look has reached the horizon.
 const FILTERED_SCAN = 500;
 // A wake-up that finds nothing new means an older transaction still holds the feed back: the
 // next looks follow on a timer, 25 ms, 50 ms, … up to 1 s apart, not on every commit.
 const FRUITLESS_BACKOFF_MS = 25;
+// How long a hot standby gets to replay up to a cursor beyond its snapshot before the cursor
+// is refused: one issued from a less delayed snapshot (another standby behind the same
+// DATABASE_READ_URL, the primary during a rollout) is ahead by the replay delay, well under a
+// second on a healthy standby. Past this, the consumer starts over: a resync, never a loss.
+const STANDBY_CATCH_UP_MS = 5_000;
 
 export interface FeedDeps {
   db: Db;
@@ -38,39 +44,59 @@ export function feedRoutes({ db, signal, secrets }: FeedDeps): Router {
     const closedByClient = new AbortController();
     res.on('close', () => closedByClient.abort());
 
+    // The consumer's own cursor, when it gave one (not `now`, nor none for the start).
+    const cursor = query.after === 'now' ? undefined : query.after;
+    const given = cursor !== undefined;
     let position: FeedPosition;
     if (query.after === 'now') position = await feedEnd(db);
-    else position = query.after === undefined ? FEED_START : cursors.decode(query.after);
+    else position = cursor === undefined ? FEED_START : cursors.decode(cursor);
 
-    const deadline = Date.now() + query.wait * 1000;
+    const started = Date.now();
+    const deadline = started + query.wait * 1000;
     // > 0 once a commit was announced but is not visible yet: an older transaction still holds
     // the horizon. Look again after this long (doubling up to 1 s), whatever wakes meanwhile.
     let recheck = 0;
     let page = await readFeedPage(db, position, filter, query.limit, scanLimit);
     // Retention (src/retention) removed events after this cursor: the consumer would miss them.
-    if (query.after !== undefined && query.after !== 'now') refuseExpired(position, page);
+    if (given) refuseExpired(position, page);
+    // The consumer's cursor lies beyond what this database has reached: true until a snapshot
+    // has caught up with it (only ever on a standby; see refuseUnreached).
+    let unreached = given && refuseUnreached(position, page);
     position = nextPosition(position, page, query.limit, scanLimit);
-    while (page.rows.length === 0 && Date.now() < deadline && !closedByClient.signal.aborted) {
+    // While the cursor is beyond a standby's snapshot, the request waits for its replay (up to
+    // STANDBY_CATCH_UP_MS, whatever `wait` says); once reached, the long-poll goes on as asked.
+    const until = (): number => (unreached ? started + STANDBY_CATCH_UP_MS : deadline);
+    // Wait only while the last look reached the horizon: after a full filtered scan without a
+    // match, the empty page and its cursor go back now, as without wait, so that one request
+    // reads a bounded number of events, not the whole history FILTERED_SCAN at a time.
+    while (
+      page.rows.length === 0 &&
+      page.scanned < scanLimit &&
+      Date.now() < until() &&
+      !closedByClient.signal.aborted
+    ) {
+      const remaining = until() - Date.now();
       let committed = false;
       // Everything up to the horizon was looked at: wait for a commit (or look on a timer).
-      if (page.scanned < scanLimit) {
-        const remaining = deadline - Date.now();
-        if (recheck > 0) {
-          await pause(Math.min(recheck, remaining));
-        } else {
-          const why = await signal.next(
-            Math.min(signal.pollInterval(), remaining),
-            closedByClient.signal,
-          );
-          if (why === 'closed') break;
-          committed = why === 'commit';
-        }
+      // Either wait ends when the signal closes (shutdown: the client moves to a replica that
+      // stays) or the client goes away.
+      if (recheck > 0) {
+        const why = await signal.sleep(Math.min(recheck, remaining), closedByClient.signal);
+        if (why === 'closed') break;
+      } else {
+        const why = await signal.next(
+          Math.min(signal.pollInterval(), remaining),
+          closedByClient.signal,
+        );
+        if (why === 'closed') break;
+        committed = why === 'commit';
       }
       page = await readFeedPage(db, position, filter, query.limit, scanLimit);
       // Retention may have removed events past this position while the long-poll waited (an
       // old message's events replayed from a spool, then removed): the same 410, or the
       // cursor handed back would step over them unnoticed.
       refuseExpired(position, page);
+      if (unreached) unreached = refuseUnreached(position, page);
       position = nextPosition(position, page, query.limit, scanLimit);
       if (page.scanned > 0) recheck = 0;
       else if (committed || recheck > 0) {
@@ -78,6 +104,9 @@ export function feedRoutes({ db, signal, secrets }: FeedDeps): Router {
       }
     }
     if (closedByClient.signal.aborted) return;
+    // The standby did not replay up to the cursor in time. (When shutdown ended the wait, the
+    // empty page and the same cursor go back: the replica the client moves to judges anew.)
+    if (unreached && !signal.closed) throw unreachedCursor();
 
     const nextCursor = cursors.encode(position);
     if (answeredNotModified(req, res, `${nextCursor}|${page.rows.length}`)) return;
@@ -101,6 +130,36 @@ function refuseExpired(position: FeedPosition, page: FeedPage): void {
     'cursor_expired',
     'events after this cursor were removed by retention (RETENTION_DAYS): read the current ' +
       'state from /v1/messages, then follow the feed from after=now',
+  );
+}
+
+/**
+ * A validly signed cursor beyond the snapshot's xmax was not issued by this cluster: another
+ * deployment's (sharing CALLBACK_TOKEN_SECRET), or this database's before a restore (a logical
+ * dump restarts transaction ids lower) or a failover that lost transactions. Events committed
+ * from now on get lower ids, so its consumer would silently miss every one until the ids catch
+ * up. 410 cursor_expired, as for a cursor retention overtook, because the documented answer
+ * to it — read the current state, then follow from after=now — is the one such a consumer
+ * needs: it has missed events, and its state may hold some this database no longer has. A 400
+ * would call the cursor forged, which it is not, and say only to start from now.
+ *
+ * A hot standby's snapshot trails the primary's, so a cursor issued from a less delayed one is
+ * beyond it for a moment: there it is held while the standby replays (up to
+ * STANDBY_CATCH_UP_MS) and refused only if still beyond. Returns whether it is held.
+ */
+function refuseUnreached(position: FeedPosition, page: FeedPage): boolean {
+  if (comparePositions(position, { tx: page.issuedBefore, seq: 0 }) <= 0) return false;
+  if (page.standby) return true;
+  throw unreachedCursor();
+}
+
+function unreachedCursor(): AppError {
+  return new AppError(
+    410,
+    'cursor_expired',
+    'this cursor is beyond every position this database has reached (a cursor of another ' +
+      'deployment, or from before the database was restored): read the current state from ' +
+      '/v1/messages, then follow the feed from after=now',
   );
 }
 
@@ -138,8 +197,4 @@ function toFeedEventDto(row: FeedRow): FeedEventDto {
     received_at: row.received_at.toISOString(),
     message_status: row.message_status,
   };
-}
-
-function pause(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }

@@ -92,10 +92,10 @@ export function describeFeed(docs: ApiDocs): void {
       },
       304: NOT_MODIFIED,
       ...errorResponses(400, 401, 429, 500, 503),
-      // Retention (RETENTION_DAYS, src/retention).
+      // Retention (RETENTION_DAYS, src/retention); a cursor this database never reached.
       410: {
         description:
-          '`cursor_expired`: retention removed events after this cursor, so following it would miss them. Read the current state from `/v1/messages`, then follow the feed from `after=now`.',
+          '`cursor_expired`: following this cursor would miss events — retention removed events after it, or it lies beyond every position this database has reached (a cursor of another deployment sharing the secret, or one kept from before the database was restored). Read the current state from `/v1/messages`, then follow the feed from `after=now`.',
         content: { 'application/json': { schema: ErrorBody } },
       },
     },
