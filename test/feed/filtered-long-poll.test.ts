@@ -1,0 +1,62 @@
+import { sql } from 'kysely';
+import request from 'supertest';
+import { createDb } from '../../src/db/database';
+import type { DatabaseHandle } from '../../src/db/database';
+import { TEST_API_TOKEN, createTestApp } from '../helpers/test-app';
+import type { TestApp } from '../helpers/test-app';
+
+/**
+ * A filtered page looks at a bounded number of events (FILTERED_SCAN in
+ * src/feed/feed.routes.ts), then answers with what it found and a cursor after what it looked
+ * at, so that a rare status cannot make one request read the whole history. A long-poll did
+ * not: while nothing matched it read the next events at once, page after page, so one request
+ * with a rare status and no cursor read the whole history (10 M events: 20 000 statements)
+ * before it waited.
+ */
+
+const EVENTS = 30_000;
+
+let owner: TestApp;
+let t: TestApp;
+let reader: DatabaseHandle;
+let statements = 0;
+beforeAll(async () => {
+  owner = await createTestApp();
+  // The feed reads through a pool of its own (as with DATABASE_READ_URL): its statements are
+  // counted.
+  reader = createDb(owner.database.url, 4);
+  reader.pool.on('acquire', () => (statements += 1));
+  t = await createTestApp({}, { database: owner.database, readDb: reader.db });
+  await sql`
+    INSERT INTO status_events (message_id, api, status, raw_status, source, received_at,
+      dedupe_key, raw, message_status)
+    SELECT 'bulk-' || i, 'cxml', 'queued', 'queued', 'callback', now(),
+      sha256(convert_to('bulk-' || i, 'UTF8')), '{}', 'queued'
+    FROM generate_series(1, ${EVENTS}) i`.execute(owner.database.db);
+}, 60_000);
+afterAll(async () => {
+  await t.close();
+  await reader.db.destroy();
+  await owner.close();
+});
+
+const get = (path: string) =>
+  request(t.internalApp).get(path).auth(TEST_API_TOKEN, { type: 'bearer' });
+
+test('When a long-poll filters on a status no stored event has, then it answers after one bounded look, as without wait, not after reading the whole history', async () => {
+  statements = 0;
+  const plain = await get('/v1/events?status=read').expect(200);
+  const looked = statements;
+
+  statements = 0;
+  const started = Date.now();
+  const polled = await get('/v1/events?status=read&wait=5').expect(200);
+  console.log(
+    `statements: ${looked} without wait, ${statements} with wait=5, over ${EVENTS} events none of which matches`,
+  );
+  expect(polled.body.data).toEqual([]);
+  // The same look and the same cursor after it (the first FILTERED_SCAN events), at once.
+  expect(statements).toBe(looked);
+  expect(polled.body.next_cursor).toBe(plain.body.next_cursor);
+  expect(Date.now() - started).toBeLessThan(2_500);
+}, 60_000);
