@@ -1,4 +1,4 @@
-import { ApiError } from '../../src/page/client/api-client';
+import { ApiError, FEED_PAGE_LIMIT } from '../../src/page/client/api-client';
 import type { ApiClient } from '../../src/page/client/api-client';
 import { startLive } from '../../src/page/client/live';
 import type { LiveState } from '../../src/page/client/live';
@@ -44,6 +44,8 @@ function fakeTab(hidden = false, online = true): FakeTab {
 interface Call {
   after: string;
   wait: number;
+  /** When it was asked (Date.now()). */
+  at: number;
   answer(page: Partial<FeedPage>): void;
   fail(error: unknown): void;
 }
@@ -58,6 +60,7 @@ function fakeApi() {
         feed.push({
           after,
           wait,
+          at: Date.now(),
           answer: (page) => resolve({ data: [], next_cursor: `${after}+`, ...page }),
           fail: reject,
         });
@@ -143,6 +146,8 @@ test('When the feed is followed, then there is one long-poll at a time, each aft
   server.feed[1]!.answer({ data: [event, event], next_cursor: 'c2' });
   await settle();
   expect(events).toEqual([2]);
+  // The next one a second after the last one was asked (see below).
+  await eventually(() => server.feed.length === 3);
   expect(server.feed.map((c) => c.after)).toEqual(['now', 'c1', 'c2']);
 
   // Hidden while a long-poll is open: it may finish, but no new one starts.
@@ -165,7 +170,8 @@ test('When events arrive, then the panels are refreshed once for the burst, not 
   server.feed[0]!.answer({ next_cursor: 'c1' });
   await settle();
   const event = { seq: 1, message_id: 'm1' } as FeedPage['data'][number];
-  server.feed[1]!.answer({ data: [event], next_cursor: 'c2' });
+  // A full page, then the rest of the burst at once.
+  server.feed[1]!.answer({ data: Array(FEED_PAGE_LIMIT).fill(event), next_cursor: 'c2' });
   await settle();
   server.feed[2]!.answer({ data: [event], next_cursor: 'c3' });
   await settle();
@@ -174,6 +180,62 @@ test('When events arrive, then the panels are refreshed once for the burst, not 
   await eventually(() => server.refreshes() > 1);
   await settle();
   expect(server.refreshes()).toBe(2);
+  live.stop();
+});
+
+test('When a page of events is not full, then the next long-poll starts a second after the last one did, not at once; a full page is followed at once', async () => {
+  // The server answers a long-poll as soon as one event is there: asking again at once would
+  // cost a request per commit on a busy service, and 429s from the token's budget.
+  const tab = fakeTab();
+  const server = fakeApi();
+  const { live } = start(tab, server, true);
+  await settle();
+  server.feed[0]!.answer({ next_cursor: 'c1' });
+  await settle();
+  const event = { seq: 1, message_id: 'm1' } as FeedPage['data'][number];
+  server.feed[1]!.answer({ data: [event], next_cursor: 'c2' });
+  await settle();
+  expect(server.feed).toHaveLength(2);
+  await eventually(() => server.feed.length === 3);
+  expect(server.feed[2]!.at - server.feed[1]!.at).toBeGreaterThanOrEqual(990);
+
+  // Catching up: a full page says more are waiting.
+  server.feed[2]!.answer({ data: Array(FEED_PAGE_LIMIT).fill(event), next_cursor: 'c3' });
+  await settle();
+  expect(server.feed.map((c) => c.after)).toEqual(['now', 'c1', 'c2', 'c3']);
+  live.stop();
+});
+
+test('When the page is stopped while the feed backs off after an error, then the back-off ends at once and leaves no timer behind', async () => {
+  jest.useFakeTimers();
+  try {
+    const tab = fakeTab();
+    const server = fakeApi();
+    const { live } = start(tab, server, true);
+    await jest.advanceTimersByTimeAsync(0);
+    server.feed[0]!.fail(new ApiError(503, 'Service Unavailable'));
+    await jest.advanceTimersByTimeAsync(0);
+    // The feed's back-off and the panels' 30 s wait.
+    expect(jest.getTimerCount()).toBe(2);
+    live.stop();
+    await jest.advanceTimersByTimeAsync(0);
+    expect(jest.getTimerCount()).toBe(0);
+    expect(server.feed).toHaveLength(1);
+  } finally {
+    jest.useRealTimers();
+  }
+});
+
+test('When the first load failed, then the page does not say live before a refresh has succeeded', async () => {
+  const tab = fakeTab();
+  const server = fakeApi();
+  server.failRefreshes(new ApiError(503, 'Service Unavailable'));
+  const { live, states } = start(tab, server, false);
+  await eventually(() => states.length > 0);
+  // The page's own message (what the service answered) was not overwritten with "Live".
+  expect(states).toEqual(['reconnecting']);
+  server.failRefreshes(undefined);
+  await eventually(() => states.includes('live'));
   live.stop();
 });
 

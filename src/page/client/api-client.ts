@@ -11,6 +11,9 @@ export class ApiError extends Error {
   }
 }
 
+/** Events asked for per feed page; a page this full says more are waiting (live.ts). */
+export const FEED_PAGE_LIMIT = 500;
+
 /** Answers kept for revalidation: the page polls six URLs; a few more for the moving windows. */
 const REMEMBERED_MAX = 16;
 
@@ -77,7 +80,11 @@ export function createApiClient(token: string, fetchImpl: typeof fetch = fetch):
       return (await res.json()) as Message;
     },
     async events(after, waitSeconds, signal) {
-      const query = new URLSearchParams({ after, wait: String(waitSeconds), limit: '500' });
+      const query = new URLSearchParams({
+        after,
+        wait: String(waitSeconds),
+        limit: String(FEED_PAGE_LIMIT),
+      });
       const res = await request(`/v1/events?${query}`, signal ? { signal } : {});
       if (!res.ok) throw new ApiError(res.status, await errorText(res));
       return (await res.json()) as FeedPage;

@@ -1,4 +1,4 @@
-import { ApiError, isUnauthorized } from './api-client';
+import { ApiError, FEED_PAGE_LIMIT, isUnauthorized } from './api-client';
 import type { ApiClient } from './api-client';
 import { retryDelayMs, sleep, whenActive } from './schedule';
 import type { Environment } from './schedule';
@@ -10,6 +10,16 @@ const LONG_POLL_SECONDS = 25;
 const REFRESH_EVERY_MS = 30_000;
 /** Events wake a refresh after this pause, so that a burst of them costs one refresh. */
 const SETTLE_MS = 1_000;
+/**
+ * After a page with events, the next feed request starts no sooner than this after the last
+ * one did. The server answers a long-poll as soon as one event is there, so on a busy service
+ * asking again at once costs a request per commit — dozens a second, far past the query API's
+ * per-token budget (RATE_LIMIT_QUERY_PER_MINUTE, 1 200 a minute by default, shared by every
+ * tab and dashboard on the token), until the tab gets 429s. The panels show events only
+ * SETTLE_MS after they arrive anyway: what commits meanwhile comes in the next page. A full
+ * page means more are waiting: that one is followed at once.
+ */
+const FEED_MIN_INTERVAL_MS = SETTLE_MS;
 
 export type LiveState = 'live' | 'reconnecting' | 'paused' | 'offline';
 
@@ -36,6 +46,9 @@ export function startLive(deps: LiveDeps): { stop(): void } {
   let stopped = false;
   const abort = new AbortController();
   let nap: ReturnType<typeof sleep> | undefined;
+  // The feed's own pauses (between pages, after errors): stop() ends them too.
+  let feedNap: ReturnType<typeof sleep> | undefined;
+  let settleTimer: ReturnType<typeof setTimeout> | undefined;
   let dirty = false;
   let refreshFailures = 0;
   let feedFailures = 0;
@@ -57,6 +70,8 @@ export function startLive(deps: LiveDeps): { stop(): void } {
     unsubscribe();
     abort.abort();
     nap?.wake();
+    feedNap?.wake();
+    clearTimeout(settleTimer);
   };
   const refused = (error: unknown): boolean => {
     if (!isUnauthorized(error)) return false;
@@ -98,6 +113,7 @@ export function startLive(deps: LiveDeps): { stop(): void } {
     while (!stopped) {
       await whenActive(env);
       if (stopped) return;
+      const asked = Date.now();
       try {
         const page = await api.events(cursor, following ? LONG_POLL_SECONDS : 0, abort.signal);
         cursor = page.next_cursor;
@@ -110,13 +126,18 @@ export function startLive(deps: LiveDeps): { stop(): void } {
           deps.onEvents(page.data);
           markDirty();
         }
+        if (page.data.length > 0 && page.data.length < FEED_PAGE_LIMIT) {
+          await pause(FEED_MIN_INTERVAL_MS - (Date.now() - asked));
+        }
       } catch (error) {
         if (stopped || refused(error)) return;
         const cursorRefused =
           error instanceof ApiError && (error.status === 410 || error.status === 400);
         if (cursorRefused && cursor !== 'now') {
           // The cursor is past use: retention removed events after it (410, a tab left hidden
-          // longer than RETENTION_DAYS), or it no longer verifies (400, a rotated secret).
+          // longer than RETENTION_DAYS), the database behind the service is not the one that
+          // issued it (410, restored from a dump), or it no longer verifies (400, a rotated
+          // secret).
           // Retrying it would fail forever: as the API says, read the state anew (the panels'
           // refresh) and follow the feed from now. (Refused from `now` too, it is not the
           // cursor: that backs off below like any failure, never a loop without a pause.)
@@ -128,18 +149,27 @@ export function startLive(deps: LiveDeps): { stop(): void } {
         feedFailures += 1;
         report();
         const retryAfter = error instanceof ApiError ? error.retryAfterMs : undefined;
-        await sleep(retryDelayMs(feedFailures, retryAfter)).done;
+        await pause(retryDelayMs(feedFailures, retryAfter));
       }
     }
+  }
+
+  async function pause(ms: number): Promise<void> {
+    if (ms <= 0 || stopped) return;
+    feedNap = sleep(ms);
+    await feedNap.done;
   }
 
   function markDirty(): void {
     if (dirty || refreshFailures > 0) return;
     dirty = true;
-    setTimeout(() => nap?.wake(), SETTLE_MS);
+    settleTimer = setTimeout(() => nap?.wake(), SETTLE_MS);
   }
 
-  report();
+  // 'Live' only once the panels have loaded: after a failed first load the page's own message
+  // (what the service answered) stays until the first refresh says better. Hidden or offline
+  // is said at once either way.
+  if (deps.fresh || env.hidden() || !env.online()) report();
   void refreshLoop();
   void feedLoop();
   return { stop };
