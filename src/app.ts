@@ -171,7 +171,7 @@ export function createInternalApp(deps: AppDeps): Express {
     }),
   );
   app.use(messageRoutes(deps));
-  app.use(relayRoutes({ db: deps.db, onRetried: () => deps.relay?.wake() }));
+  app.use(relayRoutes({ db: deps.db, readDb: deps.readDb, onRetried: () => deps.relay?.wake() }));
   const feedSignal = deps.feedSignal ?? createFeedSignal({ logger: deps.logger });
   if (metrics) registerFeedMetrics(metrics.registry, { db: deps.db, signal: feedSignal });
   const readDb = deps.readDb ?? deps.db;

@@ -9,9 +9,19 @@ import type { RelayDto } from './relays.schema';
 
 /**
  * `GET /v1/relays?state=&message_id=` and `POST /v1/relays/:id/retry` (DESIGN §10). Mounted
- * behind the query API's bearer auth.
+ * behind the query API's bearer auth. The list reads `readDb` (DATABASE_READ_URL's replica when
+ * set, DESIGN §13: every open status page polls it, and it may lag a moment like the other
+ * lists); a retry is a write and goes to the primary.
  */
-export function relayRoutes({ db, onRetried }: { db: Db; onRetried?: () => void }): Router {
+export function relayRoutes({
+  db,
+  readDb = db,
+  onRetried,
+}: {
+  db: Db;
+  readDb?: Db;
+  onRetried?: () => void;
+}): Router {
   const router = Router();
 
   router.get('/v1/relays', async (req, res) => {
@@ -19,7 +29,7 @@ export function relayRoutes({ db, onRetried }: { db: Db; onRetried?: () => void 
     const before = query.cursor === undefined ? undefined : decodeRelayCursor(query.cursor);
     // One extra row tells whether another page exists without a count query.
     const rows = await listRelayJobs(
-      db,
+      readDb,
       { state: query.state, messageId: query.message_id },
       query.limit + 1,
       before,
