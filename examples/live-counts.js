@@ -18,16 +18,22 @@
  *    message is its current status.
  *  - 5xx / network errors: retry the same cursor after a pause (nothing is lost meanwhile).
  *    A 400 `invalid_cursor` means the cursor was not issued by this deployment: start again.
+ *  - A 410 `cursor_expired` means following the cursor would miss events (retention removed
+ *    some after it, or the database never reached it: restored from a dump, say). Take the end
+ *    of the feed (`after=now`), read the current state from /v1/messages, then follow from that
+ *    end: an event committed between the two is seen twice, and its `message_status` is the
+ *    same both times.
  */
 
 const fs = require('node:fs');
 
 const RETRY_MS = [1_000, 2_000, 5_000, 10_000];
 
-async function call(baseUrl, token, path, etag) {
+async function call(baseUrl, token, path, etag, signal) {
   const headers = { authorization: `Bearer ${token}` };
   if (etag) headers['if-none-match'] = etag;
-  const res = await fetch(`${baseUrl}${path}`, { headers });
+  // The signal ends a long-poll at once when the loop is stopped.
+  const res = await fetch(`${baseUrl}${path}`, { headers, signal });
   const body = res.status === 200 ? await res.json() : await res.text();
   return { status: res.status, body, etag: res.headers.get('etag') };
 }
@@ -73,6 +79,8 @@ async function followFeed({
         baseUrl,
         token,
         `/v1/events?limit=500&wait=20&after=${encodeURIComponent(cursor)}`,
+        undefined,
+        signal,
       );
     } catch {
       page = { status: 0 };
@@ -81,6 +89,18 @@ async function followFeed({
       throw new Error('the saved cursor is not valid for this deployment: start without it');
     }
     if (page.status === 401) throw new Error('unauthorized: check SW_STATUS_TOKEN');
+    if (page.status === 410) {
+      try {
+        cursor = await resync(baseUrl, token, since, statusOf);
+      } catch {
+        await sleep(RETRY_MS[Math.min(failures++, RETRY_MS.length - 1)], signal);
+        continue;
+      }
+      recount();
+      state.cursor = cursor;
+      onCounts({ ...state });
+      continue;
+    }
     if (page.status !== 200) {
       await sleep(RETRY_MS[Math.min(failures++, RETRY_MS.length - 1)], signal);
       continue;
@@ -110,6 +130,31 @@ async function followFeed({
     if (changed) onCounts({ ...state });
   }
   return state;
+}
+
+/**
+ * After a 410: the messages' current statuses, read afresh, and the feed's end to follow from.
+ * The end is taken first, so nothing that commits while the list is read can fall between.
+ */
+async function resync(baseUrl, token, since, statusOf) {
+  const end = await call(baseUrl, token, '/v1/events?after=now');
+  if (end.status !== 200) throw new Error(`GET /v1/events?after=now: ${end.status}`);
+  const current = new Map();
+  let next = null;
+  do {
+    const query = `created_since=${since.toISOString()}&order=created&limit=500`;
+    const list = await call(
+      baseUrl,
+      token,
+      `/v1/messages?${query}${next ? `&cursor=${encodeURIComponent(next)}` : ''}`,
+    );
+    if (list.status !== 200) throw new Error(`GET /v1/messages: ${list.status}`);
+    for (const message of list.body.data) current.set(message.id, message.status);
+    next = list.body.next_cursor;
+  } while (next);
+  statusOf.clear();
+  for (const [id, status] of current) statusOf.set(id, status);
+  return end.body.next_cursor;
 }
 
 function sleep(ms, signal) {

@@ -5,11 +5,13 @@ import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { randomUUID } from 'node:crypto';
 import { isDeepStrictEqual } from 'node:util';
+import { sql } from 'kysely';
 import request from 'supertest';
+import { feedCursors } from '../../src/feed/feed-cursor';
 import { createFastServer } from '../../src/http/fast-server';
 import { recordEvents } from '../../src/messages/record-events';
 import { statusEvent } from '../factories';
-import { TEST_API_TOKEN, createTestApp } from '../helpers/test-app';
+import { TEST_API_TOKEN, TEST_TOKEN_SECRET, createTestApp } from '../helpers/test-app';
 import type { TestApp } from '../helpers/test-app';
 import { eventually } from '../ingest/support/eventually';
 
@@ -95,4 +97,55 @@ test('When messages change while the example follows the feed, then its live cou
     },
     `the example's counts to reach ${JSON.stringify(expected)} (last: ${JSON.stringify(lines[lines.length - 1])})`,
   );
+}, 60_000);
+
+test('When its saved cursor is answered 410 cursor_expired, then the example reads the current state anew and follows on from the end, its counts equal to the stats', async () => {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const { followFeed } = require('../../examples/live-counts.js') as {
+    followFeed: (options: Record<string, unknown>) => Promise<Line>;
+  };
+  const since = new Date(); // after the messages of the test before
+  const ids = Array.from({ length: 12 }, () => randomUUID());
+  await recordEvents(
+    t.database.db,
+    ids.map((id, i) => statusEvent(i % 4 === 0 ? 'failed' : 'delivered', { messageId: id })),
+  );
+  // A cursor this database never reached (saved before a restore from a dump, say): signed
+  // with this deployment's secret, beyond every transaction id the cluster has issued.
+  const { rows } = await sql<{ xmax: string }>`
+    SELECT pg_snapshot_xmax(pg_current_snapshot())::text AS xmax`.execute(t.database.db);
+  const saved = feedCursors([TEST_TOKEN_SECRET]).encode({
+    tx: String(BigInt(rows[0]!.xmax) + 1_000_000n),
+    seq: 0,
+  });
+
+  const controller = new AbortController();
+  const seen: Line[] = [];
+  const following = followFeed({
+    baseUrl: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    token: TEST_API_TOKEN,
+    cursor: saved,
+    since,
+    statsEveryMs: 0,
+    signal: controller.signal,
+    onCounts: (state: Line) => seen.push(state),
+  });
+  try {
+    await eventually(
+      () => isDeepStrictEqual(seen.at(-1)?.counts, { delivered: 9, failed: 3 }),
+      `the counts read anew (last: ${JSON.stringify(seen.at(-1))})`,
+    );
+    // And it follows the feed from the end it took: a later move is counted.
+    await recordEvents(t.database.db, [statusEvent('delivered', { messageId: ids[0]! })], {
+      onCommitted: t.feedSignal.committed,
+    });
+    await eventually(
+      () => isDeepStrictEqual(seen.at(-1)?.counts, { delivered: 10, failed: 2 }),
+      `the later move (last: ${JSON.stringify(seen.at(-1))})`,
+    );
+    expect(seen.at(-1)!.cursor).not.toBe(saved);
+  } finally {
+    controller.abort();
+    await following;
+  }
 }, 60_000);
