@@ -176,7 +176,13 @@ export function createInternalApp(deps: AppDeps): Express {
   if (metrics) registerFeedMetrics(metrics.registry, { db: deps.db, signal: feedSignal });
   const readDb = deps.readDb ?? deps.db;
   app.use(
-    feedRoutes({ db: readDb, signal: feedSignal, secrets: deps.config.callbackTokenSecrets }),
+    feedRoutes({
+      db: readDb,
+      signal: feedSignal,
+      secrets: deps.config.callbackTokenSecrets,
+      // A quarter of the pool: the rest stays for callbacks' commits, stats and lists.
+      concurrentReads: Math.max(1, Math.floor(deps.config.databasePoolMax / 4)),
+    }),
   );
   app.use(statsRoutes({ db: readDb, clock: deps.clock }));
   return finish(app, deps, 'internal');

@@ -5,7 +5,8 @@ import { answeredNotModified } from '../http/etag';
 import { errorReason } from '../messages/error-reasons';
 import { FEED_START, comparePositions, feedCursors, laterOf } from './feed-cursor';
 import type { FeedPosition } from './feed-cursor';
-import { feedEnd, readFeedPage } from './feed.repository';
+import { feedEnd } from './feed.repository';
+import { createFeedReads } from './feed-reads';
 import type { FeedFilter, FeedPage, FeedRow } from './feed.repository';
 import { FeedQuery } from './feed.schema';
 import type { FeedEventDto } from './feed.schema';
@@ -29,10 +30,13 @@ export interface FeedDeps {
   signal: FeedSignal;
   /** CALLBACK_TOKEN_SECRET: the cursors' MAC keys. */
   secrets: readonly string[];
+  /** Page reads at once per process (feed-reads.ts); the rest queue, identical ones shared. */
+  concurrentReads: number;
 }
 
 /** GET /v1/events: the change feed (DESIGN §6). Mounted behind bearer auth. */
-export function feedRoutes({ db, signal, secrets }: FeedDeps): Router {
+export function feedRoutes({ db, signal, secrets, concurrentReads }: FeedDeps): Router {
+  const reads = createFeedReads(db, concurrentReads);
   const router = Router();
   const cursors = feedCursors(secrets);
 
@@ -56,7 +60,7 @@ export function feedRoutes({ db, signal, secrets }: FeedDeps): Router {
     // > 0 once a commit was announced but is not visible yet: an older transaction still holds
     // the horizon. Look again after this long (doubling up to 1 s), whatever wakes meanwhile.
     let recheck = 0;
-    let page = await readFeedPage(db, position, filter, query.limit, scanLimit);
+    let page = await reads.read(position, filter, query.limit, scanLimit);
     // Retention (src/retention) removed events after this cursor: the consumer would miss them.
     if (given) refuseExpired(position, page);
     // The consumer's cursor lies beyond what this database has reached: true until a snapshot
@@ -91,7 +95,7 @@ export function feedRoutes({ db, signal, secrets }: FeedDeps): Router {
         if (why === 'closed') break;
         committed = why === 'commit';
       }
-      page = await readFeedPage(db, position, filter, query.limit, scanLimit);
+      page = await reads.read(position, filter, query.limit, scanLimit);
       // Retention may have removed events past this position while the long-poll waited (an
       // old message's events replayed from a spool, then removed): the same 410, or the
       // cursor handed back would step over them unnoticed.

@@ -1,0 +1,93 @@
+import type { Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { randomUUID } from 'node:crypto';
+import { createDb } from '../../src/db/database';
+import type { DatabaseHandle } from '../../src/db/database';
+import { createFastServer } from '../../src/http/fast-server';
+import { recordEvents } from '../../src/messages/record-events';
+import { statusEvent } from '../factories';
+import { TEST_API_TOKEN, createTestApp } from '../helpers/test-app';
+import type { TestApp } from '../helpers/test-app';
+
+/**
+ * Every commit wakes every waiting long-poll. Each used to read its page at once: with a few
+ * hundred consumers, that many statements queued for the pool the callbacks' commits take
+ * their connections from. Now a few reads run at once per process and consumers at the same
+ * position share one (src/feed/feed-reads.ts).
+ */
+
+const CONSUMERS = 100;
+
+let owner: TestApp;
+let t: TestApp;
+let reader: DatabaseHandle;
+let server: Server;
+let statements = 0;
+let inUse = 0;
+let mostInUse = 0;
+beforeAll(async () => {
+  owner = await createTestApp();
+  // The feed reads through a pool of its own (as with DATABASE_READ_URL): its statements and
+  // its busiest moment are counted.
+  reader = createDb(owner.database.url, 10);
+  reader.pool.on('acquire', () => {
+    statements += 1;
+    mostInUse = Math.max(mostInUse, ++inUse);
+  });
+  reader.pool.on('release', () => (inUse -= 1));
+  t = await createTestApp({}, { database: owner.database, readDb: reader.db });
+  server = createFastServer(t.internalApp);
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+}, 60_000);
+afterAll(async () => {
+  await new Promise((resolve) => server.close(resolve));
+  await t.close();
+  await reader.db.destroy();
+  await owner.close();
+});
+
+async function get(path: string) {
+  const { port } = server.address() as AddressInfo;
+  const res = await fetch(`http://127.0.0.1:${port}${path}`, {
+    headers: { authorization: `Bearer ${TEST_API_TOKEN}` },
+  });
+  return { status: res.status, body: (await res.json()) as Record<string, unknown> };
+}
+
+test('When a hundred long-polls wait at the end of the feed and an event commits, then they all get it from a few shared reads, not a read each', async () => {
+  const end = await get('/v1/events?after=now');
+  const cursor = end.body['next_cursor'] as string;
+  const polls = Array.from({ length: CONSUMERS }, () =>
+    get(`/v1/events?after=${encodeURIComponent(cursor)}&wait=20`),
+  );
+  // Every long-poll made its first look and waits.
+  const settled = async () => {
+    let last = -1;
+    while (statements !== last) {
+      last = statements;
+      await new Promise((resolve) => setTimeout(resolve, 300));
+    }
+  };
+  await settled();
+  statements = 0;
+  mostInUse = 0;
+
+  const id = randomUUID();
+  await recordEvents(t.database.db, [statusEvent('sent', { messageId: id })], {
+    onCommitted: t.feedSignal.committed,
+  });
+  const answers = await Promise.all(polls);
+
+  for (const answer of answers) {
+    expect(answer.status).toBe(200);
+    expect((answer.body['data'] as Array<{ message_id: string }>).map((e) => e.message_id)).toEqual(
+      [id],
+    );
+  }
+  console.log(
+    `${CONSUMERS} long-polls woken by one commit: ${statements} page reads, ${mostInUse} at once`,
+  );
+  // A quarter of DATABASE_POOL_MAX (10) at once, and the rest shared: before, one per consumer.
+  expect(mostInUse).toBeLessThanOrEqual(2);
+  expect(statements).toBeLessThan(10);
+}, 60_000);
