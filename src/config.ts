@@ -49,13 +49,14 @@ const httpUrl = z
   .string()
   .url()
   .refine((u) => /^https?:\/\//.test(u), 'must be an http(s) URL')
+  // zod runs these even after .url() failed: a URL that does not parse is that check's to name.
   .refine((u) => {
-    const url = new URL(u);
-    return url.search === '' && url.hash === '' && !u.includes('?') && !u.includes('#');
+    const url = URL.parse(u);
+    return !url || (url.search === '' && url.hash === '' && !u.includes('?') && !u.includes('#'));
   }, 'must not carry a query string or fragment')
   .refine((u) => {
-    const url = new URL(u);
-    return url.username === '' && url.password === '';
+    const url = URL.parse(u);
+    return !url || (url.username === '' && url.password === '');
   }, 'must not carry credentials')
   .transform((u) => u.replace(/\/+$/, ''));
 

@@ -1,6 +1,8 @@
+import fc from 'fast-check';
 import {
   ConfigError,
   DEV_API_TOKEN,
+  ENV_VARIABLES,
   DEV_CALLBACK_TOKEN_SECRET,
   SIMULATOR_SIGNING_KEY,
   loadConfig,
@@ -316,5 +318,34 @@ describe('listener ports', () => {
 
   test('When both are 0 (free ports, as tests use), then they are accepted', () => {
     expect(problems({ PORT: '0', INTERNAL_PORT: '0' })).toEqual([]);
+  });
+});
+
+describe('any value of any variable', () => {
+  // A value the checks refuse must come back as a ConfigError naming it, never as a bare
+  // TypeError from inside a check (a malformed base URL once did: new URL() in a refinement).
+  test('When a variable holds any text, then loading either succeeds or fails with a ConfigError naming it (property)', () => {
+    const text = fc.oneof(
+      fc.string({ maxLength: 40 }),
+      fc.webUrl({ withQueryParameters: true, withFragments: true }),
+      fc.constantFrom('not a url', 'http://', 'https://exa mple.com', '2147483648', '-1', 'NaN'),
+    );
+    fc.assert(
+      fc.property(fc.constantFrom(...ENV_VARIABLES), text, (name, value) => {
+        try {
+          loadConfig({ [name]: value });
+        } catch (error) {
+          expect(error).toBeInstanceOf(ConfigError);
+          expect((error as ConfigError).problems.join('\n')).toContain(name);
+        }
+      }),
+      { numRuns: 2_000 },
+    );
+  });
+
+  test('When a base URL is malformed and another variable too, then both are named', () => {
+    const found = problems({ PUBLIC_BASE_URL: 'not a url', PORT: 'abc' }).join('\n');
+    expect(found).toContain('PUBLIC_BASE_URL');
+    expect(found).toContain('PORT');
   });
 });
