@@ -31,15 +31,22 @@ export function statsRoutes({ db, clock = () => new Date() }: { db: Db; clock?: 
       readEdges(db, plan.edges, filter),
       countStuck(db, since, until, filter),
     ]);
-    const body = JSON.stringify(
-      summarize(
-        { since, until, bucket: query.bucket, stuck },
-        [...rollups.counts, ...edges.counts],
-        [...rollups.series, ...edges.series],
-        rollups.latency,
-      ),
+    const summary = summarize(
+      { since, until, bucket: query.bucket, stuck },
+      [...rollups.counts, ...edges.counts],
+      [...rollups.series, ...edges.series],
+      rollups.latency,
     );
-    if (answeredNotModified(req, res, body)) return;
+    const body = JSON.stringify(summary);
+    // A window that ends "now" (no created_until) has new bounds on every request: they stay out
+    // of the ETag, so a client revalidating an open window gets a 304 while the counts (and the
+    // series' buckets) are the same. A bound the client gave is part of what it asked for.
+    const compared = {
+      ...summary,
+      created_since: query.created_since === undefined ? null : summary.created_since,
+      created_until: query.created_until === undefined ? null : summary.created_until,
+    };
+    if (answeredNotModified(req, res, JSON.stringify(compared))) return;
     res.type('json').send(body);
   });
   return router;

@@ -312,6 +312,30 @@ describe('GET /v1/stats', () => {
     expect(res.body.created_since).toBe('2026-11-30T08:15:00.000Z');
   });
 
+  test.each([
+    ['the default window', '/v1/stats'],
+    ['an hourly series over the default window', '/v1/stats?bucket=hour'],
+    [
+      'a window open at its end (created_since only)',
+      `/v1/stats?created_since=${new Date(Date.now() - 60_000).toISOString()}`,
+    ],
+  ])(
+    'When %s is asked again with its ETag and nothing changed, then the answer is 304, though its end (now) moved',
+    async (_what, path) => {
+      const first = await get(path).expect(200);
+      await new Promise((resolve) => setTimeout(resolve, 5)); // a later "now"
+      await get(path).set('If-None-Match', first.headers.etag!).expect(304);
+    },
+  );
+
+  test('When a message arrives in a window open at its end, then revalidating gets the new counts, not a 304', async () => {
+    const path = `/v1/stats?created_since=${new Date(Date.now() - 60_000).toISOString()}`;
+    const first = await get(path).expect(200);
+    await recordEvents(t.database.db, [statusEvent('delivered')]);
+    const again = await get(path).set('If-None-Match', first.headers.etag!).expect(200);
+    expect(again.body.total).toBe(first.body.total + 1);
+  });
+
   test('When the same stats are asked again with their ETag, then the answer is 304', async () => {
     const query = '/v1/stats?created_since=2026-01-01&created_until=2026-01-02T00:00:00Z';
     const first = await get(query).expect(200);
