@@ -64,7 +64,8 @@ export function applyEvent(current: MessageState | null, event: StatusEvent): Me
   const later = isLater(event, current);
   const wins = rank > current.statusRank || (rival && later);
   // The event that now stands for the status: a winner, or a later event of the same status.
-  const moves = wins || (event.status === current.status && later);
+  const same = event.status === current.status;
+  const moves = wins || (same && later);
   const takesError =
     (rival && wins) ||
     (event.errorCode !== null && (moves || (current.errorCode === null && !rival)));
@@ -94,6 +95,15 @@ export function applyEvent(current: MessageState | null, event: StatusEvent): Me
         : (event.providerTimestamp ?? current.statusProviderTimestamp),
       statusReceivedAt: event.receivedAt,
     }),
+    // An event of the current status that is not later by the usual test can still bring the
+    // provider's timestamp the status lacked (a callback replayed after a reconciliation lookup,
+    // which has none, found the status): a rival is then compared with the provider's word, as
+    // it would have been had the callback come first.
+    ...(same &&
+      !moves &&
+      current.statusProviderTimestamp === null && {
+        statusProviderTimestamp: event.providerTimestamp,
+      }),
     errorCode: takesError ? event.errorCode : current.errorCode,
     errorMessage: takesError ? event.errorMessage : current.errorMessage,
     conflict: current.conflict || conflict,

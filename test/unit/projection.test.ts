@@ -165,6 +165,39 @@ describe('applyEvent', () => {
     }
   });
 
+  test('When a reconciliation found the status before its callback was replayed, then the callback’s provider timestamp still decides against a rival', () => {
+    const at = (second: number) => new Date(Date.parse('2026-11-01T00:00:00Z') + second * 1000);
+    // delivered at provider time +20 s, received at +60 s (spooled, replayed late)
+    const callback = statusEvent('delivered', {
+      messageId: 'm-r',
+      api: 'native',
+      providerTimestamp: at(20),
+      receivedAt: at(60),
+    });
+    // the same status found by a lookup: no provider timestamp
+    const lookup = statusEvent('delivered', {
+      messageId: 'm-r',
+      api: 'native',
+      source: 'reconcile',
+      providerTimestamp: null,
+      receivedAt: at(61),
+    });
+    // an outcome the provider dated earlier (+10 s), received last
+    const rival = statusEvent('undelivered', {
+      messageId: 'm-r',
+      api: 'native',
+      providerTimestamp: at(10),
+      receivedAt: at(62),
+      errorCode: '30003',
+    });
+    for (const order of [
+      [callback, lookup, rival],
+      [lookup, callback, rival],
+    ]) {
+      expect(fold(order)).toMatchObject({ status: 'delivered', errorCode: null });
+    }
+  });
+
   test('When a status is unknown, then it never outranks a known one', () => {
     expect(fold([event('sent'), event('teleported')]).status).toBe('sent');
     expect(fold([event('teleported')])).toMatchObject({
