@@ -7,7 +7,8 @@
  *   SW_STATUS_URL=http://127.0.0.1:8081 SW_STATUS_TOKEN=dev-token node examples/live-counts.js
  *
  * Prints one JSON line whenever the counts change. CURSOR_FILE=path keeps the feed position
- * across restarts (resume exactly where it stopped: nothing missed, nothing counted twice).
+ * across restarts (the feed resumes exactly where it stopped: no event missed or seen twice);
+ * the counts themselves live in memory and start again from the events after that position.
  *
  * The rules a consumer of GET /v1/events follows:
  *  - Keep `next_cursor` and pass it back as `after`; it is always present. A page may be empty
