@@ -2,19 +2,17 @@ import { randomUUID } from 'node:crypto';
 import { sql } from 'kysely';
 import { Client } from 'pg';
 import request from 'supertest';
-import { createDb } from '../../src/db/database';
 import type { DatabaseHandle } from '../../src/db/database';
-import { migrateToLatest } from '../../src/db/migrate';
 import { recordEvents } from '../../src/messages/record-events';
 import { statusEvent } from '../factories';
 import { cxmlFields, postCxml } from '../helpers/callbacks';
-import { TEST_API_TOKEN, createTestApp } from '../helpers/test-app';
+import { TEST_API_TOKEN } from '../helpers/test-app';
 import type { TestApp } from '../helpers/test-app';
-import { createDisposablePostgres } from '../ingest/support/disposable-postgres';
 import type { DisposablePostgres } from '../ingest/support/disposable-postgres';
 import { eventually } from '../ingest/support/eventually';
-import { startHotStandby } from './support/hot-standby';
 import type { HotStandby } from './support/hot-standby';
+import { startReplicaStack } from './support/replica-stack';
+import type { ReplicaStack } from './support/replica-stack';
 
 /**
  * DATABASE_READ_URL against a real hot standby (test/db/support/hot-standby.ts) streaming from
@@ -28,33 +26,22 @@ import type { HotStandby } from './support/hot-standby';
 let primary: DisposablePostgres;
 let standby: HotStandby;
 let writer: DatabaseHandle;
-let reader: DatabaseHandle;
 let t: TestApp;
 
+let stack: ReplicaStack | undefined;
 beforeAll(async () => {
-  primary = await createDisposablePostgres();
-  writer = createDb(primary.url, 8);
-  await migrateToLatest(writer.db);
-  standby = await startHotStandby(primary);
-  reader = createDb(standby.url, 4);
   // The feed test below pages as fast as the machine allows for four seconds; on a fast machine
   // that is more than the query API's default 1 200 requests a minute per token, and a 429 here
   // would say nothing about the replica.
-  t = await createTestApp(
-    { RATE_LIMIT_QUERY_PER_MINUTE: '1000000' },
-    {
-      database: { ...writer, url: primary.url, destroy: async () => undefined },
-      readDb: reader.db,
-    },
-  );
+  stack = await startReplicaStack({
+    env: { RATE_LIMIT_QUERY_PER_MINUTE: '1000000' },
+    writerPool: 8,
+  });
+  ({ primary, standby, writer, t } = stack);
 }, 120_000);
 
 afterAll(async () => {
-  await t?.close();
-  await reader?.db.destroy();
-  await writer?.db.destroy();
-  await standby?.destroy();
-  await primary?.destroy();
+  await stack?.close();
 });
 
 const get = (path: string) =>

@@ -1,15 +1,12 @@
 import { sql } from 'kysely';
 import request from 'supertest';
-import { createDb } from '../../src/db/database';
 import type { DatabaseHandle } from '../../src/db/database';
-import { migrateToLatest } from '../../src/db/migrate';
 import { feedCursors } from '../../src/feed/feed-cursor';
-import { startHotStandby } from '../db/support/hot-standby';
 import type { HotStandby } from '../db/support/hot-standby';
-import { TEST_API_TOKEN, TEST_TOKEN_SECRET, createTestApp } from '../helpers/test-app';
+import { TEST_API_TOKEN, TEST_TOKEN_SECRET } from '../helpers/test-app';
 import type { TestApp } from '../helpers/test-app';
-import { createDisposablePostgres } from '../ingest/support/disposable-postgres';
-import type { DisposablePostgres } from '../ingest/support/disposable-postgres';
+import { startReplicaStack } from '../db/support/replica-stack';
+import type { ReplicaStack } from '../db/support/replica-stack';
 
 /**
  * With DATABASE_READ_URL the feed reads a hot standby (test/db/support/hot-standby.ts), whose
@@ -20,33 +17,19 @@ import type { DisposablePostgres } from '../ingest/support/disposable-postgres';
  * (STANDBY_CATCH_UP_MS in src/feed/feed.routes.ts).
  */
 
-let primary: DisposablePostgres;
 let standby: HotStandby;
 let writer: DatabaseHandle;
 let reader: DatabaseHandle;
 let t: TestApp;
 
+let stack: ReplicaStack | undefined;
 beforeAll(async () => {
-  primary = await createDisposablePostgres();
-  writer = createDb(primary.url, 4);
-  await migrateToLatest(writer.db);
-  standby = await startHotStandby(primary);
-  reader = createDb(standby.url, 4);
-  t = await createTestApp(
-    {},
-    {
-      database: { ...writer, url: primary.url, destroy: async () => undefined },
-      readDb: reader.db,
-    },
-  );
+  stack = await startReplicaStack();
+  ({ standby, writer, reader, t } = stack);
 }, 120_000);
 
 afterAll(async () => {
-  await t?.close();
-  await reader?.db.destroy();
-  await writer?.db.destroy();
-  await standby?.destroy();
-  await primary?.destroy();
+  await stack?.close();
 });
 
 const get = (path: string) =>
