@@ -8,6 +8,7 @@ import { recordEvents } from '../../src/messages/record-events';
 import { statusEvent } from '../factories';
 import { TEST_API_TOKEN, createTestApp } from '../helpers/test-app';
 import type { TestApp } from '../helpers/test-app';
+import { eventually } from '../ingest/support/eventually';
 
 /**
  * Every commit wakes every waiting long-poll. Each used to read its page at once: with a few
@@ -35,7 +36,9 @@ beforeAll(async () => {
     mostInUse = Math.max(mostInUse, ++inUse);
   });
   reader.pool.on('release', () => (inUse -= 1));
-  t = await createTestApp({}, { database: owner.database, readDb: reader.db });
+  // Long-polls look on their own only every minute: every read counted below is the commit's.
+  t = await createTestApp({}, { database: owner.database, readDb: reader.db, feedPollMs: 60_000 });
+  await eventually(() => t.feedSignal.listening(), 'the feed signal listening');
   server = createFastServer(t.internalApp);
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
 }, 60_000);
@@ -60,12 +63,12 @@ test('When a hundred long-polls wait at the end of the feed and an event commits
   const polls = Array.from({ length: CONSUMERS }, () =>
     get(`/v1/events?after=${encodeURIComponent(cursor)}&wait=20`),
   );
-  // Every long-poll made its first look and waits.
+  // Every long-poll made its first look and waits: no read for a second.
   const settled = async () => {
     let last = -1;
     while (statements !== last) {
       last = statements;
-      await new Promise((resolve) => setTimeout(resolve, 300));
+      await new Promise((resolve) => setTimeout(resolve, 1_000));
     }
   };
   await settled();

@@ -64,6 +64,8 @@ export async function createTestApp(
     database?: TestDatabase;
     /** DATABASE_READ_URL's pool: lists, stats and the feed read there (DESIGN §13). */
     readDb?: AppDeps['readDb'];
+    /** How often a long-poll looks on its own while hints arrive (1 s); long: hints alone. */
+    feedPollMs?: number;
   } = {},
 ): Promise<TestApp> {
   const config = testConfig(env);
@@ -74,7 +76,11 @@ export async function createTestApp(
   const base = { config, logger, db: database.db, lifecycle };
   // Like main.ts: a registry of the app's own, reading this file's pool.
   const metrics = createMetrics({ pool: database.pool });
-  const feedSignal = createFeedSignal({ connectionString: database.url, logger });
+  const feedSignal = createFeedSignal({
+    connectionString: database.url,
+    logger,
+    pollWhileListeningMs: options.feedPollMs,
+  });
   const recordOptions: RecordOptions = {
     onTransition: metrics.observeTransition,
     onCommitted: feedSignal.committed,
