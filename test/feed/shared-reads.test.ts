@@ -3,11 +3,14 @@ import type { AddressInfo } from 'node:net';
 import { randomUUID } from 'node:crypto';
 import { createDb } from '../../src/db/database';
 import type { DatabaseHandle } from '../../src/db/database';
+import { migrateToLatest } from '../../src/db/migrate';
 import { createFastServer } from '../../src/http/fast-server';
 import { recordEvents } from '../../src/messages/record-events';
 import { statusEvent } from '../factories';
 import { TEST_API_TOKEN, createTestApp } from '../helpers/test-app';
 import type { TestApp } from '../helpers/test-app';
+import { createDisposablePostgres } from '../ingest/support/disposable-postgres';
+import type { DisposablePostgres } from '../ingest/support/disposable-postgres';
 import { eventually } from '../ingest/support/eventually';
 
 /**
@@ -19,7 +22,8 @@ import { eventually } from '../ingest/support/eventually';
 
 const CONSUMERS = 100;
 
-let owner: TestApp;
+let primary: DisposablePostgres;
+let writer: DatabaseHandle;
 let t: TestApp;
 let reader: DatabaseHandle;
 let server: Server;
@@ -27,26 +31,39 @@ let statements = 0;
 let inUse = 0;
 let mostInUse = 0;
 beforeAll(async () => {
-  owner = await createTestApp();
+  // A PostgreSQL of its own: the feed reads below the oldest open transaction of the whole
+  // cluster, and other test files' transactions on a shared one would hold the commit back and
+  // send every long-poll into its own rechecks.
+  primary = await createDisposablePostgres();
+  writer = createDb(primary.url, 4);
+  await migrateToLatest(writer.db);
   // The feed reads through a pool of its own (as with DATABASE_READ_URL): its statements and
   // its busiest moment are counted.
-  reader = createDb(owner.database.url, 10);
+  reader = createDb(primary.url, 10);
   reader.pool.on('acquire', () => {
     statements += 1;
     mostInUse = Math.max(mostInUse, ++inUse);
   });
   reader.pool.on('release', () => (inUse -= 1));
   // Long-polls look on their own only every minute: every read counted below is the commit's.
-  t = await createTestApp({}, { database: owner.database, readDb: reader.db, feedPollMs: 60_000 });
+  t = await createTestApp(
+    {},
+    {
+      database: { ...writer, url: primary.url, destroy: async () => undefined },
+      readDb: reader.db,
+      feedPollMs: 60_000,
+    },
+  );
   await eventually(() => t.feedSignal.listening(), 'the feed signal listening');
   server = createFastServer(t.internalApp);
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-}, 60_000);
+}, 120_000);
 afterAll(async () => {
-  await new Promise((resolve) => server.close(resolve));
-  await t.close();
-  await reader.db.destroy();
-  await owner.close();
+  await new Promise((resolve) => server?.close(resolve));
+  await t?.close();
+  await reader?.db.destroy();
+  await writer?.db.destroy();
+  await primary?.destroy();
 });
 
 async function get(path: string) {
