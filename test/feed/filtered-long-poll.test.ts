@@ -1,9 +1,8 @@
 import { sql } from 'kysely';
 import request from 'supertest';
-import { createDb } from '../../src/db/database';
-import type { DatabaseHandle } from '../../src/db/database';
-import { TEST_API_TOKEN, createTestApp } from '../helpers/test-app';
-import type { TestApp } from '../helpers/test-app';
+import { TEST_API_TOKEN } from '../helpers/test-app';
+import { startCountedFeedApp } from './support/counted-feed-app';
+import type { CountedFeedApp } from './support/counted-feed-app';
 
 /**
  * A filtered page looks at a bounded number of events (FILTERED_SCAN in
@@ -16,47 +15,37 @@ import type { TestApp } from '../helpers/test-app';
 
 const EVENTS = 30_000;
 
-let owner: TestApp;
-let t: TestApp;
-let reader: DatabaseHandle;
-let statements = 0;
+let app: CountedFeedApp;
 beforeAll(async () => {
-  owner = await createTestApp();
-  // The feed reads through a pool of its own (as with DATABASE_READ_URL): its statements are
-  // counted.
-  reader = createDb(owner.database.url, 4);
-  reader.pool.on('acquire', () => (statements += 1));
-  t = await createTestApp({}, { database: owner.database, readDb: reader.db });
+  app = await startCountedFeedApp();
   await sql`
     INSERT INTO status_events (message_id, api, status, raw_status, source, received_at,
       dedupe_key, raw, message_status)
     SELECT 'bulk-' || i, 'cxml', 'queued', 'queued', 'callback', now(),
       sha256(convert_to('bulk-' || i, 'UTF8')), '{}', 'queued'
-    FROM generate_series(1, ${EVENTS}) i`.execute(owner.database.db);
-}, 60_000);
+    FROM generate_series(1, ${EVENTS}) i`.execute(app.writer.db);
+}, 120_000);
 afterAll(async () => {
-  await t.close();
-  await reader.db.destroy();
-  await owner.close();
+  await app?.close();
 });
 
 const get = (path: string) =>
-  request(t.internalApp).get(path).auth(TEST_API_TOKEN, { type: 'bearer' });
+  request(app.t.internalApp).get(path).auth(TEST_API_TOKEN, { type: 'bearer' });
 
 test('When a long-poll filters on a status no stored event has, then it answers after one bounded look, as without wait, not after reading the whole history', async () => {
-  statements = 0;
+  app.reads.statements = 0;
   const plain = await get('/v1/events?status=read').expect(200);
-  const looked = statements;
+  const looked = app.reads.statements;
 
-  statements = 0;
+  app.reads.statements = 0;
   const started = Date.now();
   const polled = await get('/v1/events?status=read&wait=5').expect(200);
   console.log(
-    `statements: ${looked} without wait, ${statements} with wait=5, over ${EVENTS} events none of which matches`,
+    `statements: ${looked} without wait, ${app.reads.statements} with wait=5, over ${EVENTS} events none of which matches`,
   );
   expect(polled.body.data).toEqual([]);
   // The same look and the same cursor after it (the first FILTERED_SCAN events), at once.
-  expect(statements).toBe(looked);
+  expect(app.reads.statements).toBe(looked);
   expect(polled.body.next_cursor).toBe(plain.body.next_cursor);
   // Far below the 5 s wait: answered after the look, not at the end of the wait.
   expect(Date.now() - started).toBeLessThan(4_500);

@@ -1,17 +1,13 @@
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { randomUUID } from 'node:crypto';
-import { createDb } from '../../src/db/database';
-import type { DatabaseHandle } from '../../src/db/database';
-import { migrateToLatest } from '../../src/db/migrate';
 import { createFastServer } from '../../src/http/fast-server';
 import { recordEvents } from '../../src/messages/record-events';
 import { statusEvent } from '../factories';
-import { TEST_API_TOKEN, createTestApp } from '../helpers/test-app';
-import type { TestApp } from '../helpers/test-app';
-import { createDisposablePostgres } from '../ingest/support/disposable-postgres';
-import type { DisposablePostgres } from '../ingest/support/disposable-postgres';
+import { TEST_API_TOKEN } from '../helpers/test-app';
 import { eventually } from '../ingest/support/eventually';
+import { startCountedFeedApp } from './support/counted-feed-app';
+import type { CountedFeedApp } from './support/counted-feed-app';
 
 /**
  * Every commit wakes every waiting long-poll. Each used to read its page at once: with a few
@@ -22,48 +18,18 @@ import { eventually } from '../ingest/support/eventually';
 
 const CONSUMERS = 100;
 
-let primary: DisposablePostgres;
-let writer: DatabaseHandle;
-let t: TestApp;
-let reader: DatabaseHandle;
+let app: CountedFeedApp;
 let server: Server;
-let statements = 0;
-let inUse = 0;
-let mostInUse = 0;
 beforeAll(async () => {
-  // A PostgreSQL of its own: the feed reads below the oldest open transaction of the whole
-  // cluster, and other test files' transactions on a shared one would hold the commit back and
-  // send every long-poll into its own rechecks.
-  primary = await createDisposablePostgres();
-  writer = createDb(primary.url, 4);
-  await migrateToLatest(writer.db);
-  // The feed reads through a pool of its own (as with DATABASE_READ_URL): its statements and
-  // its busiest moment are counted.
-  reader = createDb(primary.url, 10);
-  reader.pool.on('acquire', () => {
-    statements += 1;
-    mostInUse = Math.max(mostInUse, ++inUse);
-  });
-  reader.pool.on('release', () => (inUse -= 1));
   // Long-polls look on their own only every minute: every read counted below is the commit's.
-  t = await createTestApp(
-    {},
-    {
-      database: { ...writer, url: primary.url, destroy: async () => undefined },
-      readDb: reader.db,
-      feedPollMs: 60_000,
-    },
-  );
-  await eventually(() => t.feedSignal.listening(), 'the feed signal listening');
-  server = createFastServer(t.internalApp);
+  app = await startCountedFeedApp({ feedPollMs: 60_000 });
+  await eventually(() => app.t.feedSignal.listening(), 'the feed signal listening');
+  server = createFastServer(app.t.internalApp);
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
 }, 120_000);
 afterAll(async () => {
   await new Promise((resolve) => server?.close(resolve));
-  await t?.close();
-  await reader?.db.destroy();
-  await writer?.db.destroy();
-  await primary?.destroy();
+  await app?.close();
 });
 
 async function get(path: string) {
@@ -83,18 +49,18 @@ test('When a hundred long-polls wait at the end of the feed and an event commits
   // Every long-poll made its first look and waits: no read for a second.
   const settled = async () => {
     let last = -1;
-    while (statements !== last) {
-      last = statements;
+    while (app.reads.statements !== last) {
+      last = app.reads.statements;
       await new Promise((resolve) => setTimeout(resolve, 1_000));
     }
   };
   await settled();
-  statements = 0;
-  mostInUse = 0;
+  app.reads.statements = 0;
+  app.reads.mostInUse = 0;
 
   const id = randomUUID();
-  await recordEvents(t.database.db, [statusEvent('sent', { messageId: id })], {
-    onCommitted: t.feedSignal.committed,
+  await recordEvents(app.writer.db, [statusEvent('sent', { messageId: id })], {
+    onCommitted: app.t.feedSignal.committed,
   });
   const answers = await Promise.all(polls);
 
@@ -105,9 +71,9 @@ test('When a hundred long-polls wait at the end of the feed and an event commits
     );
   }
   console.log(
-    `${CONSUMERS} long-polls woken by one commit: ${statements} page reads, ${mostInUse} at once`,
+    `${CONSUMERS} long-polls woken by one commit: ${app.reads.statements} page reads, ${app.reads.mostInUse} at once`,
   );
   // A quarter of DATABASE_POOL_MAX (10) at once, and the rest shared: before, one per consumer.
-  expect(mostInUse).toBeLessThanOrEqual(2);
-  expect(statements).toBeLessThan(10);
+  expect(app.reads.mostInUse).toBeLessThanOrEqual(2);
+  expect(app.reads.statements).toBeLessThan(10);
 }, 60_000);
