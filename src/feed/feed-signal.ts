@@ -68,7 +68,6 @@ export function createFeedSignal({
   pollWhileListeningMs = 1_000,
 }: FeedSignalOptions): FeedSignal {
   let waiters = new Set<(why: 'commit' | 'closed') => void>();
-  const sleepers = new Set<() => void>();
   let closed = false;
   let client: Client | null = null;
   let connected = false;
@@ -169,37 +168,33 @@ export function createFeedSignal({
 
   void connect();
 
+  const next: FeedSignal['next'] = (ms, abort) => {
+    // An abort that fired already would never call its listener.
+    if (closed || abort?.aborted) return Promise.resolve('closed');
+    return new Promise((resolve) => {
+      const done = (why: 'commit' | 'timeout' | 'closed'): void => {
+        clearTimeout(timer);
+        waiters.delete(done);
+        abort?.removeEventListener('abort', onAbort);
+        resolve(why);
+      };
+      const onAbort = (): void => done('closed');
+      const timer = setTimeout(() => done('timeout'), ms);
+      waiters.add(done);
+      abort?.addEventListener('abort', onAbort, { once: true });
+    });
+  };
+
   return {
-    next(ms, abort) {
-      // An abort that fired already would never call its listener.
-      if (closed || abort?.aborted) return Promise.resolve('closed');
-      return new Promise((resolve) => {
-        const done = (why: 'commit' | 'timeout' | 'closed'): void => {
-          clearTimeout(timer);
-          waiters.delete(done);
-          abort?.removeEventListener('abort', onAbort);
-          resolve(why);
-        };
-        const onAbort = (): void => done('closed');
-        const timer = setTimeout(() => done('timeout'), ms);
-        waiters.add(done);
-        abort?.addEventListener('abort', onAbort, { once: true });
-      });
-    },
-    sleep(ms, abort) {
-      if (closed || abort?.aborted) return Promise.resolve('closed');
-      return new Promise((resolve) => {
-        const done = (why: 'timeout' | 'closed'): void => {
-          clearTimeout(timer);
-          sleepers.delete(onClose);
-          abort?.removeEventListener('abort', onClose);
-          resolve(why);
-        };
-        const onClose = (): void => done('closed');
-        const timer = setTimeout(() => done('timeout'), ms);
-        sleepers.add(onClose);
-        abort?.addEventListener('abort', onClose, { once: true });
-      });
+    next,
+    // next() with commits let pass: it ends the same way on shutdown and abort.
+    async sleep(ms, abort) {
+      const until = Date.now() + ms;
+      for (;;) {
+        const why = await next(Math.max(0, until - Date.now()), abort);
+        if (why === 'closed') return 'closed';
+        if (why === 'timeout') return 'timeout';
+      }
     },
     committed() {
       wake('commit');
@@ -214,7 +209,6 @@ export function createFeedSignal({
       if (closed) return;
       closed = true;
       wake('closed');
-      for (const onClose of [...sleepers]) onClose();
       if (reconnectTimer) clearTimeout(reconnectTimer);
       if (pingTimer) clearInterval(pingTimer);
       const current = client;
