@@ -336,27 +336,21 @@ async function openLocked(
     let kept = 0;
     const target = await open(temporary, 'w', 0o600);
     try {
-      let chunk: StatusEvent[] = [];
-      let chunkBytes = 0;
-      const flush = async (): Promise<void> => {
-        await spool.append(chunk);
-        requeued += chunk.length;
-        chunk = [];
-        chunkBytes = 0;
-      };
+      const chunks = inChunks(CHUNK_MAX_EVENTS, async (events) => {
+        await spool.append(events);
+        requeued += events.length;
+      });
       for await (const line of readLines(deadLetterFile, MAX_DEAD_LETTER_BYTES)) {
         if (line.bytes === 0) continue;
         const event = line.text === undefined ? undefined : deadLetterEvent(line.text);
         if (event) {
-          chunk.push(event);
-          chunkBytes += line.bytes;
-          if (chunk.length >= CHUNK_MAX_EVENTS || chunkBytes >= CHUNK_MAX_BYTES) await flush();
+          await chunks.add(event, line.bytes);
         } else {
           await copyLine(source, target, line.offset, line.bytes);
           kept++;
         }
       }
-      if (chunk.length > 0) await flush();
+      await chunks.end();
       // Durable before it takes the old file's place.
       await target.datasync();
     } finally {
@@ -376,28 +370,17 @@ async function openLocked(
   ): Promise<{ committed: number; unreadable: number }> {
     let committed = 0;
     let unreadable = 0;
-    let chunk: StatusEvent[] = [];
-    let chunkBytes = 0;
+    const chunks = inChunks(chunkSize, async (events) => {
+      await commit(events);
+      committed += events.length;
+    });
     for await (const line of readLines(segment.file, MAX_LINE_BYTES)) {
       if (line.bytes === 0) continue;
       const event = line.text === undefined ? undefined : decodeSpoolLine(line.text);
-      if (!event) {
-        unreadable++;
-        continue;
-      }
-      chunk.push(event);
-      chunkBytes += line.bytes;
-      if (chunk.length >= chunkSize || chunkBytes >= CHUNK_MAX_BYTES) {
-        await commit(chunk);
-        committed += chunk.length;
-        chunk = [];
-        chunkBytes = 0;
-      }
+      if (event) await chunks.add(event, line.bytes);
+      else unreadable++;
     }
-    if (chunk.length > 0) {
-      await commit(chunk);
-      committed += chunk.length;
-    }
+    await chunks.end();
     return { committed, unreadable };
   }
 
@@ -496,6 +479,33 @@ function deadLetterEvent(line: string): StatusEvent | undefined {
   if (record.event !== undefined)
     return decodeSpoolLine(JSON.stringify({ v: 1, event: record.event }));
   return typeof record.line === 'string' ? decodeSpoolLine(record.line) : undefined;
+}
+
+/**
+ * Gathers events into chunks of at most `maxEvents` events and CHUNK_MAX_BYTES of their lines,
+ * handing each full chunk to `flush` as it fills, and what is left at `end()`.
+ */
+function inChunks(
+  maxEvents: number,
+  flush: (events: StatusEvent[]) => Promise<void>,
+): { add(event: StatusEvent, lineBytes: number): Promise<void>; end(): Promise<void> } {
+  let chunk: StatusEvent[] = [];
+  let bytes = 0;
+  const end = async (): Promise<void> => {
+    if (chunk.length === 0) return;
+    const full = chunk;
+    chunk = [];
+    bytes = 0;
+    await flush(full);
+  };
+  return {
+    async add(event, lineBytes) {
+      chunk.push(event);
+      bytes += lineBytes;
+      if (chunk.length >= maxEvents || bytes >= CHUNK_MAX_BYTES) await end();
+    },
+    end,
+  };
 }
 
 /** Copies `bytes` bytes at `offset` of `source`, and a newline, to the end of `target`. */
