@@ -171,6 +171,18 @@ export function createSimulator(options: SimulatorOptions = {}): Simulator {
     return projectId;
   }
 
+  /** SignalWire's compatibility 404 for a resource that is not there. */
+  function notFound(req: Request, res: Response): void {
+    fail(
+      res,
+      compatError(404, COMPAT_CODES.notFound, `The requested resource ${req.path} was not found`),
+    );
+  }
+
+  /** A project's Application by sid, whatever the sid's case. */
+  const applicationOf = (projectId: string, sid: string) =>
+    applications.get(`${projectId}/${sid.toLowerCase()}`);
+
   // --- Scenario execution ---------------------------------------------------------------------
 
   function schedule(m: SimulatedMessage): void {
@@ -273,9 +285,7 @@ export function createSimulator(options: SimulatorOptions = {}): Simulator {
     }
     const v = parsed.value;
     const application =
-      v.applicationSid === null
-        ? undefined
-        : applications.get(`${projectId}/${v.applicationSid.toLowerCase()}`);
+      v.applicationSid === null ? undefined : applicationOf(projectId, v.applicationSid);
     const m = newMessage('cxml', {
       projectId,
       from: v.from ?? NUMBER_GROUP_SENDER,
@@ -298,10 +308,7 @@ export function createSimulator(options: SimulatorOptions = {}): Simulator {
       (x) => x.api === 'cxml' && x.id === req.params['sid'] && x.projectId === projectId,
     );
     if (!m) {
-      fail(
-        res,
-        compatError(404, COMPAT_CODES.notFound, `The requested resource ${req.path} was not found`),
-      );
+      notFound(req, res);
       return;
     }
     res.json(toCompatResource(m));
@@ -339,12 +346,9 @@ export function createSimulator(options: SimulatorOptions = {}): Simulator {
   const applicationFetch = (req: Request, res: Response): void => {
     const projectId = compatProject(req, res);
     if (projectId === null) return;
-    const application = applications.get(`${projectId}/${String(req.params['sid']).toLowerCase()}`);
+    const application = applicationOf(projectId, String(req.params['sid']));
     if (!application) {
-      fail(
-        res,
-        compatError(404, COMPAT_CODES.notFound, `The requested resource ${req.path} was not found`),
-      );
+      notFound(req, res);
       return;
     }
     res.json(toApplicationResource(application));
