@@ -49,15 +49,17 @@ const httpUrl = z
   .string()
   .url()
   .refine((u) => /^https?:\/\//.test(u), 'must be an http(s) URL')
-  // zod runs these even after .url() failed: a URL that does not parse is that check's to name.
-  .refine((u) => {
+  .superRefine((u, context) => {
+    // zod runs this even after .url() failed: a URL that does not parse is that check's to name.
     const url = URL.parse(u);
-    return !url || (url.search === '' && url.hash === '' && !u.includes('?') && !u.includes('#'));
-  }, 'must not carry a query string or fragment')
-  .refine((u) => {
-    const url = URL.parse(u);
-    return !url || (url.username === '' && url.password === '');
-  }, 'must not carry credentials')
+    if (!url) return;
+    if (url.search !== '' || url.hash !== '' || u.includes('?') || u.includes('#')) {
+      context.addIssue({ code: 'custom', message: 'must not carry a query string or fragment' });
+    }
+    if (url.username !== '' || url.password !== '') {
+      context.addIssue({ code: 'custom', message: 'must not carry credentials' });
+    }
+  })
   .transform((u) => u.replace(/\/+$/, ''));
 
 /** `10s,1m,5m` → milliseconds; units ms, s, m, h, d. */
