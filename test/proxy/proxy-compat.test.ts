@@ -10,8 +10,8 @@ import {
   TEST_TOKEN_SECRET,
 } from '../helpers/test-app';
 import type { TestApp } from '../helpers/test-app';
-import { curlDataUrlencode, formPairs, listen, sdkClient, startUpstreamTap } from './support';
-import type { Listening, UpstreamTap } from './support';
+import { curlDataUrlencode, formPairs, sdkClient, startTappedProxy } from './support';
+import type { Listening, TappedProxy, UpstreamTap } from './support';
 
 /**
  * The compatibility (cXML/LaML) create through the proxy: the official SDK and the seed's
@@ -30,21 +30,19 @@ const CALLBACK_URL = new RegExp(
 );
 
 let sim: RunningSimulator;
+let stack: TappedProxy;
 let tap: UpstreamTap;
 let t: TestApp;
 let proxy: Listening;
 
 beforeAll(async () => {
   sim = await startSimulator({ stepDelayMs: 3_600_000 });
-  tap = await startUpstreamTap({ forwardTo: sim.url });
-  t = await createTestApp({ SIGNALWIRE_SPACE_URL: tap.url });
-  proxy = await listen(t.internalApp);
+  stack = await startTappedProxy({ forwardTo: sim.url });
+  ({ tap, t, proxy } = stack);
 });
 
 afterAll(async () => {
-  await proxy.close();
-  await t.close();
-  await tap.close();
+  await stack.close();
   await sim.close();
 });
 

@@ -6,8 +6,15 @@ import { startSimulator } from '../../src/simulator/simulator';
 import type { RunningSimulator } from '../../src/simulator/simulator';
 import { createTestApp, TEST_API_TOKEN, TEST_TOKEN_SECRET } from '../helpers/test-app';
 import type { TestApp } from '../helpers/test-app';
-import { closedPort, listen, rawRequest, sdkClient, startUpstreamTap } from './support';
-import type { CannedResponse, Listening, TappedRequest, UpstreamTap } from './support';
+import {
+  closedPort,
+  listen,
+  rawRequest,
+  sdkClient,
+  startTappedProxy,
+  startUpstreamTap,
+} from './support';
+import type { CannedResponse, Listening, TappedProxy, TappedRequest, UpstreamTap } from './support';
 
 /**
  * DESIGN §5: an app points its space URL at the proxy "and changes nothing else". Its SDK
@@ -25,6 +32,7 @@ const LAML = `/api/laml/2010-04-01/Accounts/${PROJECT}`;
 
 describe('the official SDK, with the proxy as its space URL for everything', () => {
   let sim: RunningSimulator;
+  let stack: TappedProxy;
   let tap: UpstreamTap;
   let t: TestApp;
   let proxy: Listening;
@@ -34,15 +42,12 @@ describe('the official SDK, with the proxy as its space URL for everything', () 
       stepDelayMs: 3_600_000,
       credentials: { projectId: PROJECT, token: TOKEN },
     });
-    tap = await startUpstreamTap({ forwardTo: sim.url });
-    t = await createTestApp({ SIGNALWIRE_SPACE_URL: tap.url });
-    proxy = await listen(t.internalApp);
+    stack = await startTappedProxy({ forwardTo: sim.url });
+    ({ tap, t, proxy } = stack);
   });
 
   afterAll(async () => {
-    await proxy.close();
-    await t.close();
-    await tap.close();
+    await stack.close();
     await sim.close();
   });
 
@@ -387,12 +392,12 @@ describe('SignalWire gives no answer to a call passed through', () => {
 });
 
 describe('no create reaches SignalWire without the service’s callback', () => {
+  let stack: TappedProxy;
   let tap: UpstreamTap;
-  let t: TestApp;
   let proxy: Listening;
 
   beforeAll(async () => {
-    tap = await startUpstreamTap((req) =>
+    stack = await startTappedProxy((req) =>
       req.method === 'POST'
         ? {
             status: 201,
@@ -401,14 +406,11 @@ describe('no create reaches SignalWire without the service’s callback', () => 
           }
         : { status: 200, headers: { 'content-type': 'application/json' }, body: '{}' },
     );
-    t = await createTestApp({ SIGNALWIRE_SPACE_URL: tap.url });
-    proxy = await listen(t.internalApp);
+    ({ tap, proxy } = stack);
   });
 
   afterAll(async () => {
-    await proxy.close();
-    await t.close();
-    await tap.close();
+    await stack.close();
   });
 
   const form = 'To=%2B15557650000&From=%2B15551234567&Body=x';

@@ -7,8 +7,16 @@ import type { UpstreamStatus } from '../../src/proxy/signalwire-client';
 import { basicAuthHeader } from '../../src/signalwire/basic-auth';
 import { createTestApp } from '../helpers/test-app';
 import type { TestApp } from '../helpers/test-app';
-import { closedPort, formPairs, listen, listenTcp, rawRequest, startUpstreamTap } from './support';
-import type { CannedResponse, Listening, UpstreamTap } from './support';
+import {
+  closedPort,
+  formPairs,
+  listen,
+  listenTcp,
+  rawRequest,
+  startTappedProxy,
+  startUpstreamTap,
+} from './support';
+import type { CannedResponse, Listening, TappedProxy, UpstreamTap } from './support';
 
 /**
  * What a caller is told when SignalWire's answer to a create does not come, and what becomes
@@ -300,24 +308,21 @@ describe('SignalWire is never reached', () => {
 });
 
 describe('the request target', () => {
+  let stack: TappedProxy;
   let tap: UpstreamTap;
-  let t: TestApp;
   let proxy: Listening;
 
   beforeAll(async () => {
-    tap = await startUpstreamTap(() => ({
+    stack = await startTappedProxy(() => ({
       status: 201,
       headers: { 'content-type': 'application/json' },
       body: JSON.stringify({ sid: randomUUID(), status: 'queued' }),
     }));
-    t = await createTestApp({ SIGNALWIRE_SPACE_URL: tap.url });
-    proxy = await listen(t.internalApp);
+    ({ tap, proxy } = stack);
   });
 
   afterAll(async () => {
-    await proxy.close();
-    await t.close();
-    await tap.close();
+    await stack.close();
   });
 
   it('When a create comes in absolute form (POST http://host/path), then SignalWire gets the path and query only', async () => {

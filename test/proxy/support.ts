@@ -3,6 +3,8 @@ import type { IncomingHttpHeaders, RequestListener, Server } from 'node:http';
 import { createServer as createTcpServer } from 'node:net';
 import type { AddressInfo, Server as TcpServer, Socket } from 'node:net';
 import { RestClient } from '@signalwire/compatibility-api';
+import { createTestApp } from '../helpers/test-app';
+import type { TestApp } from '../helpers/test-app';
 
 /** Servers on real ports for the proxy and end-to-end tests; each one closes cleanly. */
 
@@ -246,4 +248,31 @@ export function rawRequest(
     req.on('error', reject);
     req.end(options.body);
   });
+}
+
+/** The service's internal listener on a real port, with a tap playing SignalWire behind it. */
+export interface TappedProxy {
+  tap: UpstreamTap;
+  t: TestApp;
+  proxy: Listening;
+  close(): Promise<void>;
+}
+
+export async function startTappedProxy(
+  behaviour: TapBehaviour,
+  env: Record<string, string> = {},
+): Promise<TappedProxy> {
+  const tap = await startUpstreamTap(behaviour);
+  const t = await createTestApp({ SIGNALWIRE_SPACE_URL: tap.url, ...env });
+  const proxy = await listen(t.internalApp);
+  return {
+    tap,
+    t,
+    proxy,
+    async close() {
+      await proxy.close();
+      await t.close();
+      await tap.close();
+    },
+  };
 }
