@@ -27,6 +27,14 @@ export interface FeedSignal {
    */
   next(ms: number, abort?: AbortSignal): Promise<'commit' | 'timeout' | 'closed'>;
   /**
+   * next(), also ended ('look') by the process's look tick. Hints can be lost (a writer that
+   * does not hint, a connection dropping one), so a long-poll that nothing wakes looks on its
+   * own: every second while hints arrive, five times a second while they do not — together
+   * with every other waiting long-poll, so that their reads join (feed-reads.ts) instead of
+   * each reading on a timer of its own.
+   */
+  nextLook(ms: number, abort?: AbortSignal): Promise<'commit' | 'look' | 'timeout' | 'closed'>;
+  /**
    * Waits `ms` whatever commits meanwhile (a long-poll looking on a timer while an older
    * transaction holds the horizon); ends early, as 'closed', when the signal closes or `abort`
    * fires, so that shutdown and a client that went away end that wait too.
@@ -36,12 +44,6 @@ export interface FeedSignal {
   committed(): void;
   /** Whether other replicas' hints are being received. */
   listening(): boolean;
-  /**
-   * How long a long-poll waits before looking on its own: hints can be lost (a writer that does
-   * not hint, a connection dropping one), so it looks every second while hints arrive and five
-   * times a second while they do not.
-   */
-  pollInterval(): number;
   readonly closed: boolean;
   /** Ends every wait and closes the listening connection (shutdown). */
   close(): Promise<void>;
@@ -56,18 +58,25 @@ export interface FeedSignalOptions {
   /** The database to LISTEN on; without it, only this process's commits wake the feed. */
   connectionString?: string;
   logger: Logger;
-  /** pollInterval() while listening (1 s); a test sets it long to see the hints alone work. */
+  /** The look tick while listening (1 s); a test sets it long to see the hints alone work. */
   pollWhileListeningMs?: number;
 }
 
 const POLL_WHILE_DEAF_MS = 200;
+
+interface Waiter {
+  /** Ended by the look tick too (nextLook). */
+  looks: boolean;
+  done(why: 'commit' | 'look' | 'timeout' | 'closed'): void;
+}
 
 export function createFeedSignal({
   connectionString,
   logger,
   pollWhileListeningMs = 1_000,
 }: FeedSignalOptions): FeedSignal {
-  let waiters = new Set<(why: 'commit' | 'closed') => void>();
+  let waiters = new Set<Waiter>();
+  let lookTimer: NodeJS.Timeout | null = null;
   let closed = false;
   let client: Client | null = null;
   let connected = false;
@@ -80,7 +89,19 @@ export function createFeedSignal({
   const wake = (why: 'commit' | 'closed'): void => {
     const woken = waiters;
     waiters = new Set();
-    for (const resolve of woken) resolve(why);
+    for (const waiter of woken) waiter.done(why);
+  };
+
+  // One timer for every waiter that looks on its own, started by the first of them: a waiter
+  // that comes later looks sooner than one interval after it began, never later.
+  const look = (): void => {
+    lookTimer = null;
+    for (const waiter of [...waiters]) if (waiter.looks) waiter.done('look');
+  };
+  const scheduleLook = (): void => {
+    if (lookTimer !== null) return;
+    lookTimer = setTimeout(look, connected ? pollWhileListeningMs : POLL_WHILE_DEAF_MS);
+    lookTimer.unref();
   };
 
   const hint = (): void => {
@@ -168,25 +189,34 @@ export function createFeedSignal({
 
   void connect();
 
-  const next: FeedSignal['next'] = (ms, abort) => {
+  type Why = 'commit' | 'look' | 'timeout' | 'closed';
+  const wait = (ms: number, abort: AbortSignal | undefined, looks: boolean): Promise<Why> => {
     // An abort that fired already would never call its listener.
     if (closed || abort?.aborted) return Promise.resolve('closed');
     return new Promise((resolve) => {
-      const done = (why: 'commit' | 'timeout' | 'closed'): void => {
-        clearTimeout(timer);
-        waiters.delete(done);
-        abort?.removeEventListener('abort', onAbort);
-        resolve(why);
+      const waiter: Waiter = {
+        looks,
+        done(why) {
+          clearTimeout(timer);
+          waiters.delete(waiter);
+          abort?.removeEventListener('abort', onAbort);
+          resolve(why);
+        },
       };
-      const onAbort = (): void => done('closed');
-      const timer = setTimeout(() => done('timeout'), ms);
-      waiters.add(done);
+      const onAbort = (): void => waiter.done('closed');
+      const timer = setTimeout(() => waiter.done('timeout'), ms);
+      waiters.add(waiter);
+      if (looks) scheduleLook();
       abort?.addEventListener('abort', onAbort, { once: true });
     });
   };
+  // A waiter that does not look is never ended by the tick.
+  const next = (ms: number, abort?: AbortSignal) =>
+    wait(ms, abort, false) as Promise<Exclude<Why, 'look'>>;
 
   return {
     next,
+    nextLook: (ms, abort) => wait(ms, abort, true),
     // next() with commits let pass: it ends the same way on shutdown and abort.
     async sleep(ms, abort) {
       const until = Date.now() + ms;
@@ -201,7 +231,6 @@ export function createFeedSignal({
       hint();
     },
     listening: () => connected,
-    pollInterval: () => (connected ? pollWhileListeningMs : POLL_WHILE_DEAF_MS),
     get closed() {
       return closed;
     },
@@ -211,6 +240,7 @@ export function createFeedSignal({
       wake('closed');
       if (reconnectTimer) clearTimeout(reconnectTimer);
       if (pingTimer) clearInterval(pingTimer);
+      if (lookTimer) clearTimeout(lookTimer);
       const current = client;
       client = null;
       connected = false;

@@ -88,10 +88,8 @@ export function feedRoutes({ db, signal, secrets, concurrentReads }: FeedDeps): 
         const why = await signal.sleep(Math.min(recheck, remaining), closedByClient.signal);
         if (why === 'closed') break;
       } else {
-        const why = await signal.next(
-          Math.min(signal.pollInterval(), remaining),
-          closedByClient.signal,
-        );
+        // Woken by a commit, or by the process's look tick with every other waiting long-poll.
+        const why = await signal.nextLook(remaining, closedByClient.signal);
         if (why === 'closed') break;
         committed = why === 'commit';
       }
