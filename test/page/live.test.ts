@@ -176,11 +176,47 @@ test('When events arrive, then the panels are refreshed once for the burst, not 
   server.feed[2]!.answer({ data: [event], next_cursor: 'c3' });
   await settle();
   expect(server.refreshes()).toBe(1);
-  // After the settle pause that the first event started, one refresh for both.
+  // After the settle pause that the first event started (here also the five seconds events
+  // leave between refreshes), one refresh for both.
   await eventually(() => server.refreshes() > 1);
   await settle();
   expect(server.refreshes()).toBe(2);
   live.stop();
+});
+
+test('When events keep arriving, then the panels are refreshed at most once every five seconds, not a second after every page of them', async () => {
+  // A refresh is four requests: one a second on a busy service, with the feed's own request a
+  // second, was about 240 a minute per tab, and five tabs filled the token's default budget.
+  jest.useFakeTimers();
+  try {
+    const tab = fakeTab();
+    const server = fakeApi();
+    const { live } = start(tab, server, true);
+    await jest.advanceTimersByTimeAsync(0);
+    server.feed[0]!.answer({ next_cursor: 'c0' });
+    const event = { seq: 1, message_id: 'm1' } as FeedPage['data'][number];
+    const refreshedAt: number[] = [];
+    let seen = server.refreshes();
+    const began = Date.now();
+    // A page with an event every second for a minute, as the feed gives on a busy service.
+    for (let second = 1; second <= 60; second += 1) {
+      await jest.advanceTimersByTimeAsync(1_000);
+      server.feed[server.feed.length - 1]!.answer({ data: [event], next_cursor: `c${second}` });
+      await jest.advanceTimersByTimeAsync(0);
+      if (server.refreshes() > seen) {
+        seen = server.refreshes();
+        refreshedAt.push(Date.now() - began);
+      }
+    }
+    // It still follows the events: the first refresh a settle pause after the first of them.
+    expect(refreshedAt[0]).toBeLessThanOrEqual(2_000);
+    const gaps = refreshedAt.slice(1).map((at, i) => at - refreshedAt[i]!);
+    expect(Math.min(...gaps)).toBeGreaterThanOrEqual(5_000);
+    expect(refreshedAt.length).toBeGreaterThanOrEqual(10);
+    live.stop();
+  } finally {
+    jest.useRealTimers();
+  }
 });
 
 test('When a page of events is not full, then the next long-poll starts a second after the last one did, not at once; a full page is followed at once', async () => {

@@ -74,6 +74,10 @@ describeBrowser('status page on a busy service', () => {
     // About one a second (each starts a second after the last, the pages not being full),
     // far inside the token's 20 a second shared by every tab.
     expect(feed / seconds).toBeLessThanOrEqual(2);
+    // With the panels' refreshes (four requests, at most every 5 s while events arrive): about
+    // 110 a minute, so that ten tabs fit the token's budget. A refresh a second after every
+    // page of events made about 240 (4 a second).
+    expect(during.length / seconds).toBeLessThanOrEqual(3);
     expect(limited).toEqual([]);
     expect(await page.locator('#live-state').textContent()).toBe('Live');
     // And it did follow the feed: the panels show the commits.
