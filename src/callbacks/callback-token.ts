@@ -67,11 +67,13 @@ export function tokenExpired(
 }
 
 function signedByAny(secrets: readonly string[], signed: string, given: string): boolean {
-  const givenBytes = Buffer.from(given, 'base64url');
+  // The MAC's text, not its decoded bytes: 43 base64url characters hold 258 bits for 256, so
+  // four spellings of the last character decode alike, and a token must have one spelling.
+  const givenBytes = Buffer.from(given, 'latin1');
   let valid = false;
   // Check every secret (no early exit) so timing does not tell which one matched.
   for (const secret of secrets) {
-    const expected = Buffer.from(mac(secret, signed), 'base64url');
+    const expected = Buffer.from(mac(secret, signed), 'latin1');
     if (expected.length === givenBytes.length && timingSafeEqual(expected, givenBytes))
       valid = true;
   }

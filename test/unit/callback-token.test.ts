@@ -46,6 +46,27 @@ describe('callback tokens', () => {
     expect(verifyCallbackToken([secretB], token)).toBeNull();
   });
 
+  test('When the last character of a token is spelled another way that decodes to the same bytes, then it does not verify: a token has one spelling', () => {
+    // 43 base64url characters carry 258 bits for the MAC's 256: the last one's two low bits are
+    // unused, so four characters decode alike. One spelling, or a token is not one identifier.
+    const BASE64URL = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
+    for (const minted of [
+      mintCallbackToken([secretA]),
+      { token: legacyToken(secretA, 'r'.repeat(16)) },
+    ]) {
+      const last = BASE64URL.indexOf(minted.token.slice(-1));
+      const others = [1, 2, 3].map((bits) => BASE64URL[(last & ~3) | ((last + bits) & 3)]!);
+      for (const other of others) {
+        const respelled = minted.token.slice(0, -1) + other;
+        expect(Buffer.from(respelled.split('.').at(-1)!, 'base64url')).toEqual(
+          Buffer.from(minted.token.split('.').at(-1)!, 'base64url'),
+        );
+        expect(verifyCallbackToken([secretA], respelled)).toBeNull();
+      }
+      expect(verifyCallbackToken([secretA], minted.token)).not.toBeNull();
+    }
+  });
+
   test('When a legacy token (no mint time) is presented, then it verifies without a mint time', () => {
     const ref = 'AAAAbbbbCCCCdddd';
     expect(verifyCallbackToken([secretA], legacyToken(secretA, ref))).toEqual({
