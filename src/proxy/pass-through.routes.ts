@@ -5,7 +5,13 @@ import { proxyErrors } from './proxy-errors';
 import { checkCaller, fail, forwardedHeaders, refuseDeclaredTooLarge } from './proxy-http';
 import type { ReadBody } from './proxy-http';
 import type { ProxyDeps } from './proxy.service';
-import { apiOfPath, couldCreateMessage, targetPath, upstreamTarget } from './upstream-target';
+import {
+  apiOfPath,
+  couldCreateMessage,
+  couldLeavePrefix,
+  targetPath,
+  upstreamTarget,
+} from './upstream-target';
 
 /**
  * Every other call of the SignalWire APIs the proxy serves (DESIGN §5: an app points its space
@@ -17,7 +23,9 @@ import { apiOfPath, couldCreateMessage, targetPath, upstreamTarget } from './ups
  *
  * The proxy's own rules still hold: credentials present, a project of SIGNALWIRE_PROJECT_IDS
  * (no open relay), bodies within PROXY_BODY_LIMIT, a timeout 504 and an unreachable 502 in
- * the API's shape. And no message is ever created this way: a create would go out without the
+ * the API's shape. Nothing outside the prefixes is reached: a path with a dot segment, which
+ * SignalWire or a gateway in front of it would resolve to another path of its host, is
+ * refused. And no message is ever created this way: a create would go out without the
  * service's status callback, so a request that could be one is refused here.
  */
 export function passThroughRoutes(
@@ -51,6 +59,11 @@ async function passThrough(
     path,
     upstream: deps.signalwire.baseUrl,
   };
+  if (couldLeavePrefix(path)) {
+    deps.logger.warn(log, 'a path that could leave the API prefix upstream refused');
+    fail(res, errors.outsideApi());
+    return;
+  }
   if (couldCreateMessage(req.method, path)) {
     deps.logger.warn(
       log,

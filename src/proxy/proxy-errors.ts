@@ -19,8 +19,15 @@ export interface ProxyErrors {
   projectNotAllowed(projectId: string): ProxyFailure;
   /** The body cannot be read: malformed (400), too large (413), wrong type (415). */
   badBody(status: number, message: string): ProxyFailure;
+  /**
+   * A create whose query string names where its callbacks go (proxy.routes.ts): the field
+   * belongs in the body, where the proxy reads and replaces it.
+   */
+  fieldInQuery(field: string): ProxyFailure;
   /** A request that could create a message upstream without the service's status callback. */
   notACreateRoute(): ProxyFailure;
+  /** A path that could reach beyond the API prefix it came in under (upstream-target.ts). */
+  outsideApi(): ProxyFailure;
   /**
    * No answer from SignalWire (DESIGN §5: timeout 504, unreachable 502). Only a request that
    * never left is "not sent"; once it may have been written the caller must not assume it
@@ -65,6 +72,18 @@ const NATIVE_UPSTREAM_CODES: Record<UpstreamFailure, string> = {
 const NOT_A_CREATE_ROUTE =
   'Messages are created through this service at …/Accounts/{AccountSid}/Messages(.json) and /api/messaging/messages only: this request would reach SignalWire without the service’s status callback';
 
+const OUTSIDE_API =
+  'The path has a dot segment (`.` or `..`, also percent-encoded): no SignalWire resource is named so, and it is not passed on';
+
+const inQuery = (field: string) =>
+  `The '${field}' parameter must be sent in the request body, not in the query string`;
+
+/** Each field's own code; the Application's is SignalWire's "invalid ApplicationSid". */
+const COMPAT_FIELD_CODES: Record<string, number> = {
+  StatusCallback: C.invalidStatusCallback,
+  ApplicationSid: C.invalidApplicationSid,
+};
+
 const compat: ProxyErrors = {
   unauthenticated: (message) => compatError(401, C.authentication, message),
   projectNotAllowed: (projectId) =>
@@ -74,7 +93,10 @@ const compat: ProxyErrors = {
       `Project ${projectId} may not reach SignalWire through this service`,
     ),
   badBody: (status, message) => compatError(status, C.invalidArgument, message),
+  fieldInQuery: (field) =>
+    compatError(400, COMPAT_FIELD_CODES[field] ?? C.invalidArgument, inQuery(field)),
   notACreateRoute: () => compatError(404, C.notFound, NOT_A_CREATE_ROUTE),
+  outsideApi: () => compatError(404, C.notFound, OUTSIDE_API),
   upstream: (failure, subject) =>
     compatError(
       UPSTREAM_STATUS[failure],
@@ -97,7 +119,10 @@ const native: ProxyErrors = {
     ),
   badBody: (status, message) =>
     nativeError(status, 'invalid_request_error', 'invalid_parameter', message),
+  fieldInQuery: (field) =>
+    nativeError(422, 'validation_error', 'invalid_parameter', inQuery(field), field),
   notACreateRoute: () => nativeError(404, 'invalid_request_error', 'not_found', NOT_A_CREATE_ROUTE),
+  outsideApi: () => nativeError(404, 'invalid_request_error', 'not_found', OUTSIDE_API),
   upstream: (failure, subject) =>
     nativeError(
       UPSTREAM_STATUS[failure],

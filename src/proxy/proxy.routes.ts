@@ -24,7 +24,13 @@ import {
   withField,
 } from './request-body';
 import type { RequestBody } from './request-body';
-import { apiOfPath, upstreamTarget } from './upstream-target';
+import {
+  apiOfPath,
+  couldLeavePrefix,
+  queryParameterNames,
+  targetPath,
+  upstreamTarget,
+} from './upstream-target';
 
 /**
  * The send proxy's routes (DESIGN §5), on the internal listener. Both compatibility prefixes
@@ -40,6 +46,17 @@ export const COMPAT_CREATE_PATHS = COMPAT_PREFIXES.map(
   (prefix) => `${prefix}/Accounts/:accountSid/Messages{.json}`,
 );
 export const NATIVE_CREATE_PATH = '/api/messaging/messages';
+
+/**
+ * The fields that decide where a send's callbacks go. The proxy reads and replaces them in
+ * the body; the target's query string goes upstream as it came, and a server that merges
+ * query and body parameters (as Rails does) could take one from there: the service's callback
+ * could be displaced, or the caller's own never be relayed. So they are refused there.
+ */
+const CALLBACK_FIELDS: Record<Api, readonly string[]> = {
+  cxml: ['StatusCallback', 'ApplicationSid'],
+  native: ['status_callback'],
+};
 
 export function proxyRoutes(deps: ProxyDeps): Router {
   const router = Router();
@@ -67,6 +84,12 @@ async function handle(
 ): Promise<void> {
   const errors = proxyErrors(api);
   if (refuseDeclaredTooLarge(req, res, errors)) return;
+  const target = upstreamTarget(req.originalUrl);
+  // The account id is a path parameter: decoded, it could be a dot segment upstream.
+  if (couldLeavePrefix(targetPath(target))) {
+    fail(res, errors.outsideApi());
+    return;
+  }
   const encoding = bodyEncoding(api, req.get('content-type'));
   if (encoding === null) {
     fail(res, errors.badBody(415, `Content-Type must be ${expectedContentTypes(api)}`));
@@ -94,9 +117,14 @@ async function handle(
     fail(res, valid.failure);
     return;
   }
+  const inQuery = queryParameterNames(target).find((name) => CALLBACK_FIELDS[api].includes(name));
+  if (inQuery !== undefined) {
+    fail(res, errors.fieldInQuery(inQuery));
+    return;
+  }
   const send: ValidSend = {
     api,
-    target: upstreamTarget(req.originalUrl),
+    target,
     headers: forwardedHeaders(req),
     encode: (callbackUrl) => withField(read.body, valid.callbackField, callbackUrl),
     facts: { ...valid.facts, projectId: caller.projectId },

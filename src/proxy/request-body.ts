@@ -28,6 +28,8 @@ export type BodyResult = { ok: true; body: RequestBody } | ({ ok: false } & Body
 export type BodyEncoding = 'form' | 'json';
 
 const FORM = 'application/x-www-form-urlencoded';
+/** Fatal: invalid bytes throw. A byte-order mark is kept, so JSON.parse refuses it as before. */
+const UTF8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 const JSON_TYPE = 'application/json';
 
 /** The media type without parameters, lower-case; '' when absent. */
@@ -61,7 +63,14 @@ export function expectedContentTypes(api: Api): string {
  * empty set of fields, so the validation rules name what is missing.
  */
 export function readRequestBody(api: Api, encoding: BodyEncoding, raw: Buffer): BodyResult {
-  const text = raw.toString('utf8');
+  // Strictly: a lenient decode turns every byte that is not UTF-8 (a Latin-1 é) into U+FFFD,
+  // and the message would go out with replacement characters where the sender's text was.
+  let text: string;
+  try {
+    text = UTF8.decode(raw);
+  } catch {
+    return { ok: false, problem: 'malformed', message: 'The request body is not valid UTF-8' };
+  }
   if (encoding === 'form') {
     if (formParametersExceed(text, MAX_FORM_PARAMETERS)) {
       return {

@@ -26,9 +26,49 @@ export function targetPath(target: string): string {
   return target.split('?')[0]!;
 }
 
+/**
+ * The names of a target's query parameters, form-decoded (a broken escape stays as written),
+ * with a bracket suffix cut off (`StatusCallback[]`, `a[b]`): how a lenient server reads them.
+ */
+export function queryParameterNames(target: string): string[] {
+  const question = target.indexOf('?');
+  if (question < 0) return [];
+  return [...new URLSearchParams(target.slice(question + 1)).keys()].map(
+    (name) => name.split('[')[0]!,
+  );
+}
+
 /** Native paths answer in the native error shape; everything else is compatibility. */
 export function apiOfPath(path: string): Api {
   return path.toLowerCase().startsWith('/api/messaging') ? 'native' : 'cxml';
+}
+
+/**
+ * Whether a path could name something outside the API prefix it came in under once a server
+ * upstream reads it: it has a dot segment (`.`, `..`, also `..;param`) as written, or once
+ * its escapes are decoded (`%2e%2e`, `..%2F`, double encoding), or with `\` read as `/`.
+ * SignalWire, or a gateway in front of it (a space URL with a path), resolves dot segments,
+ * often after decoding escapes, so `/api/messaging/../../admin` would reach `/admin` there:
+ * the pass-through would be an open proxy to every path of that host. No real call has one:
+ * SignalWire's resource names are words and its ids UUIDs. The query is not looked at.
+ */
+export function couldLeavePrefix(path: string): boolean {
+  let text = path;
+  for (let depth = 0; depth < 4; depth++) {
+    for (const segment of text.split(/[/\\]/)) {
+      const name = segment.split(';')[0]!.trim();
+      if (name === '.' || name === '..') return true;
+    }
+    // Byte-wise, so that no escape (a broken one, or invalid UTF-8 next to it) keeps the
+    // ones that decode to dots and separators from being seen.
+    const next = text.replace(/%([0-9A-Fa-f]{2})/g, (_, hex: string) =>
+      String.fromCharCode(parseInt(hex, 16)),
+    );
+    if (next === text) return false;
+    text = next;
+  }
+  // Still more escapes after four decodings: no server reads a path that way.
+  return true;
 }
 
 /** Methods that read: they never create a message, whatever the path. */

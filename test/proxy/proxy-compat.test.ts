@@ -10,7 +10,7 @@ import {
   TEST_TOKEN_SECRET,
 } from '../helpers/test-app';
 import type { TestApp } from '../helpers/test-app';
-import { curlDataUrlencode, formPairs, sdkClient, startTappedProxy } from './support';
+import { curlDataUrlencode, formPairs, rawRequest, sdkClient, startTappedProxy } from './support';
 import type { Listening, TappedProxy, UpstreamTap } from './support';
 
 /**
@@ -321,6 +321,35 @@ describe('requests that cannot succeed', () => {
     },
   );
 
+  it.each([
+    { query: '?StatusCallback=https%3A%2F%2Fapp.example.com%2Fcb', code: 21609 },
+    { query: '?trace=1&Status%43allback=https://app.example.com/cb', code: 21609 },
+    { query: '?StatusCallback[]=https://app.example.com/cb', code: 21609 },
+    { query: '?ApplicationSid=0a059168-ead0-41af-9d1f-343dae832527', code: 21218 },
+  ])(
+    'When the query string carries where callbacks go ($query), then the answer is 400 code $code and nothing is forwarded (SignalWire could read it there, and the caller’s callback would be lost)',
+    async ({ query, code }) => {
+      const before = tap.requests.length;
+      const res = await postForm(curlDataUrlencode(valid), { path: `${COMPAT_PATH}${query}` });
+      expect(res.status).toBe(400);
+      expect(res.body).toEqual({
+        code,
+        message: expect.stringMatching(/query string/),
+        more_info: `https://developer.signalwire.com/rest/compatibility-api/overview/error-codes#${code}`,
+        status: 400,
+      });
+      expect(tap.requests).toHaveLength(before);
+    },
+  );
+
+  it('When the query string carries other parameters, then the send goes through with the query unchanged', async () => {
+    const res = await postForm(curlDataUrlencode(valid), {
+      path: `${COMPAT_PATH}?trace=StatusCallback&x%5B%5D=1`,
+    });
+    expect(res.status).toBe(201);
+    expect(tap.requests.at(-1)!.path).toBe(`${COMPAT_PATH}?trace=StatusCallback&x%5B%5D=1`);
+  });
+
   it('When exactly eight media and ValidityPeriod 172800 are given, then the send goes through', async () => {
     const res = await postForm(
       curlDataUrlencode([...without('Body'), ...media(8), ['ValidityPeriod', '172800']]),
@@ -357,6 +386,31 @@ describe('requests that cannot succeed', () => {
       expect(tap.requests).toHaveLength(before);
     },
   );
+
+  it('When the form carries a byte that is not UTF-8 (a raw Latin-1 é), then the answer is 400 code 10000 and nothing is forwarded, rather than a body with U+FFFD in its place', async () => {
+    const before = tap.requests.length;
+    const form = Buffer.concat([
+      Buffer.from(`${curlDataUrlencode(without('Body'))}&Body=caf`),
+      Buffer.from([0xe9]),
+    ]);
+    // A real socket: supertest would serialize a Buffer given with a form Content-Type.
+    const res = await rawRequest(proxy.port, {
+      method: 'POST',
+      path: COMPAT_PATH,
+      headers: {
+        authorization: AUTH,
+        'content-type': 'application/x-www-form-urlencoded',
+        'content-length': String(form.length),
+      },
+      body: form,
+    });
+    expect(res.status).toBe(400);
+    expect(JSON.parse(res.body.toString('utf8'))).toMatchObject({
+      code: 10000,
+      message: expect.stringMatching(/UTF-8/),
+    });
+    expect(tap.requests).toHaveLength(before);
+  });
 
   it('When the body is larger than 256 KiB, then the answer is 413 in the compatibility shape and nothing is forwarded', async () => {
     const before = tap.requests.length;

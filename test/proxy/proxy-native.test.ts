@@ -10,7 +10,7 @@ import {
   TEST_TOKEN_SECRET,
 } from '../helpers/test-app';
 import type { TestApp } from '../helpers/test-app';
-import { startUpstreamTap } from './support';
+import { listen, rawRequest, startUpstreamTap } from './support';
 import type { UpstreamTap } from './support';
 
 /**
@@ -259,6 +259,28 @@ describe('requests that cannot succeed', () => {
     },
   );
 
+  it('When the query string carries status_callback, then the answer is 422 on status_callback and nothing is forwarded (SignalWire could read it there, and the caller’s callback would be lost)', async () => {
+    const before = tap.requests.length;
+    const res = await request(t.internalApp)
+      .post(`${PATH}?status_callback=${encodeURIComponent('https://app.example.com/cb')}`)
+      .set('Authorization', AUTH)
+      .set('Content-Type', 'application/json')
+      .send(JSON.stringify(valid));
+    expect(res.status).toBe(422);
+    expect(res.body).toEqual({
+      errors: [
+        {
+          type: 'validation_error',
+          code: 'invalid_parameter',
+          message: expect.stringMatching(/query string/),
+          attribute: 'status_callback',
+          url: 'https://developer.signalwire.com/rest/overview/error-codes/#invalid_parameter',
+        },
+      ],
+    });
+    expect(tap.requests).toHaveLength(before);
+  });
+
   it('When several rules are broken, then every problem is answered at once', async () => {
     const res = await send(t, { to: 'nope', media: ['ftp://x'] });
     expect(res.status).toBe(422);
@@ -297,6 +319,42 @@ describe('requests that cannot succeed', () => {
       expect(tap.requests).toHaveLength(before);
     },
   );
+
+  it('When the JSON is not UTF-8 (a Latin-1 é), then the answer is 400 and nothing is forwarded, rather than a body with U+FFFD in its place', async () => {
+    const before = tap.requests.length;
+    const json = Buffer.concat([
+      Buffer.from('{"to":"+15551234567","from":"+15559876543","body":"caf'),
+      Buffer.from([0xe9]),
+      Buffer.from('"}'),
+    ]);
+    // A real socket: supertest would serialize a Buffer given with a JSON Content-Type.
+    const proxy = await listen(t.internalApp);
+    try {
+      const res = await rawRequest(proxy.port, {
+        method: 'POST',
+        path: PATH,
+        headers: {
+          authorization: AUTH,
+          'content-type': 'application/json',
+          'content-length': String(json.length),
+        },
+        body: json,
+      });
+      expect(res.status).toBe(400);
+      expect(JSON.parse(res.body.toString('utf8'))).toEqual({
+        errors: [
+          expect.objectContaining({
+            type: 'invalid_request_error',
+            code: 'invalid_parameter',
+            message: expect.stringMatching(/UTF-8/),
+          }),
+        ],
+      });
+    } finally {
+      await proxy.close();
+    }
+    expect(tap.requests).toHaveLength(before);
+  });
 
   it('When the body is larger than 256 KiB, then the answer is 413 in the native errors shape', async () => {
     const res = await send(t, { ...valid, padding: 'x'.repeat(300 * 1024) });

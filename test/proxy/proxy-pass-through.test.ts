@@ -506,3 +506,89 @@ describe('no create reaches SignalWire without the service’s callback', () => 
     },
   );
 });
+
+describe('no call leaves the API prefix it came in under', () => {
+  let stack: TappedProxy;
+  let tap: UpstreamTap;
+  let proxy: Listening;
+
+  beforeAll(async () => {
+    stack = await startTappedProxy(() => ({
+      status: 200,
+      headers: { 'content-type': 'application/json' },
+      body: '{}',
+    }));
+    ({ tap, proxy } = stack);
+  });
+
+  afterAll(async () => {
+    await stack.close();
+  });
+
+  // SignalWire (or a gateway in front of it: a space URL with a path) resolves dot segments,
+  // often after decoding escapes: each of these names a path outside the prefix there.
+  it.each([
+    { method: 'GET', path: '/api/messaging/../../admin' },
+    { method: 'GET', path: '/api/messaging/logs/%2e%2e/%2E%2E/%2e%2e/admin' },
+    { method: 'GET', path: '/api/messaging/..%2F..%2Fadmin' },
+    { method: 'GET', path: '/api/messaging/logs/%252e%252e%252f%252e%252e%252fadmin' },
+    { method: 'GET', path: '/api/messaging/a\\..\\..\\admin' },
+    { method: 'GET', path: '/api/messaging/logs/..;/..;/admin' },
+    { method: 'DELETE', path: `${COMPAT}/../../../admin/projects/x?y=1` },
+    { method: 'POST', path: `${LAML}/Messages/./../../../../../video/rooms` },
+  ])(
+    'When $method $path is called, then it is refused 404 in its API’s shape and nothing is forwarded',
+    async ({ method, path }) => {
+      const before = tap.requests.length;
+      const body = method === 'GET' ? '' : '{}';
+      const res = await rawRequest(proxy.port, {
+        method,
+        path,
+        headers: {
+          authorization: AUTH,
+          'content-type': 'application/json',
+          'content-length': String(body.length),
+        },
+        body,
+      });
+      expect(res.status).toBe(404);
+      const answer = JSON.parse(res.body.toString('utf8')) as unknown;
+      expect(answer).toMatchObject(
+        path.startsWith('/api/messaging')
+          ? { errors: [expect.objectContaining({ code: 'not_found' })] }
+          : { code: 20404, status: 404 },
+      );
+      expect(tap.requests).toHaveLength(before);
+    },
+  );
+
+  it('When a create names an account that decodes to a dot segment, then it is refused 404 and nothing is forwarded', async () => {
+    const before = tap.requests.length;
+    const res = await rawRequest(proxy.port, {
+      method: 'POST',
+      path: '/api/laml/2010-04-01/Accounts/%2e%2e/Messages.json',
+      headers: {
+        authorization: basicAuthHeader('..', TOKEN),
+        'content-type': 'application/x-www-form-urlencoded',
+      },
+      body: 'To=%2B15557650000&From=%2B15551234567&Body=x',
+    });
+    expect(res.status).toBe(404);
+    expect(JSON.parse(res.body.toString('utf8'))).toMatchObject({ code: 20404, status: 404 });
+    expect(tap.requests).toHaveLength(before);
+  });
+
+  it.each([
+    `${LAML}/Messages.json?To=%2B15557650000&DateSent%3E=2026-01-01&x=..%2F..%2F`,
+    '/api/messaging/logs/a1b2c3d4-e5f6-7890-abcd-ef1234567890',
+    `${LAML}/Messages/Page.json..`,
+  ])('When GET %s is called, then it still goes through unchanged', async (path) => {
+    const res = await rawRequest(proxy.port, {
+      method: 'GET',
+      path,
+      headers: { authorization: AUTH },
+    });
+    expect(res.status).toBe(200);
+    expect(tap.requests.at(-1)).toMatchObject({ method: 'GET', path });
+  });
+});

@@ -227,7 +227,12 @@ export interface RawAnswer {
  */
 export function rawRequest(
   port: number,
-  options: { method: string; path: string; headers?: Record<string, string>; body?: string },
+  options: {
+    method: string;
+    path: string;
+    headers?: Record<string, string>;
+    body?: string | Buffer;
+  },
 ): Promise<RawAnswer> {
   return new Promise((resolve, reject) => {
     const req = httpRequest({

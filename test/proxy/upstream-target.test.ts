@@ -1,4 +1,8 @@
-import { couldCreateMessage, upstreamTarget } from '../../src/proxy/upstream-target';
+import {
+  couldCreateMessage,
+  couldLeavePrefix,
+  upstreamTarget,
+} from '../../src/proxy/upstream-target';
 
 /** Where a proxied request goes, and which ones must not go as they came (pure, no I/O). */
 
@@ -47,5 +51,30 @@ describe('couldCreateMessage', () => {
     '/api/messaging/%',
   ])('When a POST names %s, then it could be a create', (path) => {
     expect(couldCreateMessage('POST', path)).toBe(true);
+  });
+});
+
+describe('couldLeavePrefix', () => {
+  it.each([
+    '/api/messaging/logs/a1b2c3d4-e5f6-7890-abcd-ef1234567890',
+    '/2010-04-01/Accounts/a/Messages.json',
+    '/2010-04-01/Accounts/a/Messages/b/Media/c..json',
+    '/api/messaging/logs/%C3%A9%ZZ',
+    '/api/messaging//logs',
+  ])('When the path is %s, then it stays where it is', (path) => {
+    expect(couldLeavePrefix(path)).toBe(false);
+  });
+
+  it.each([
+    '/api/messaging/..',
+    '/api/messaging/./logs',
+    '/api/messaging/%2E%2e/x',
+    '/api/messaging/%252e%252e/x',
+    '/api/messaging/a%5C..%5Cx',
+    '/api/messaging/..;x=1/x',
+    '/api/messaging/%ZZ/%2e./x',
+    '/api/messaging/%25252525252e',
+  ])('When the path is %s, then it could leave its prefix upstream', (path) => {
+    expect(couldLeavePrefix(path)).toBe(true);
   });
 });
