@@ -12,7 +12,17 @@ export type LookupResult =
   | { kind: 'not_found' }
   | { kind: 'unauthorized' }
   | { kind: 'no_credentials' }
-  | { kind: 'failed'; error: string };
+  | {
+      kind: 'failed';
+      error: string;
+      /**
+       * SignalWire is overloaded or unavailable (429, 5xx, no answer): the whole sweep of this
+       * replica backs off, not only this message (sweep-policy.ts).
+       */
+      unavailable?: boolean;
+      /** Its Retry-After, when it gave one. */
+      retryAfterMs?: number;
+    };
 
 export interface LookupTarget {
   id: string;
@@ -51,13 +61,24 @@ export function createMessageLookup(options: {
           signal: AbortSignal.timeout(options.timeoutMs),
         });
       } catch (error) {
-        return { kind: 'failed', error: error instanceof Error ? error.message : String(error) };
+        return {
+          kind: 'failed',
+          error: error instanceof Error ? error.message : String(error),
+          unavailable: true,
+        };
       }
       const text = await res.text().catch(() => '');
       if (res.status === 404) return { kind: 'not_found' };
       if (res.status === 401 || res.status === 403) return { kind: 'unauthorized' };
-      if (res.status < 200 || res.status >= 300)
-        return { kind: 'failed', error: `HTTP ${res.status}` };
+      if (res.status < 200 || res.status >= 300) {
+        const retryAfterMs = retryAfter(res.headers.get('retry-after'), Date.now());
+        return {
+          kind: 'failed',
+          error: `HTTP ${res.status}`,
+          unavailable: res.status === 429 || res.status >= 500,
+          ...(retryAfterMs !== undefined && { retryAfterMs }),
+        };
+      }
       try {
         const answer: unknown = JSON.parse(text);
         if (typeof answer === 'object' && answer !== null && !Array.isArray(answer)) {
@@ -66,7 +87,16 @@ export function createMessageLookup(options: {
       } catch {
         // fall through
       }
-      return { kind: 'failed', error: 'the answer is not a JSON object' };
+      return { kind: 'failed', error: 'the answer is not a JSON object', unavailable: false };
     },
   };
+}
+
+/** A Retry-After header (delay in seconds, or an HTTP date) in ms from `now`; undefined: none. */
+export function retryAfter(value: string | null, now: number): number | undefined {
+  if (value === null) return undefined;
+  const text = value.trim();
+  if (/^\d{1,9}$/.test(text)) return Number(text) * 1_000;
+  const at = Date.parse(text);
+  return Number.isNaN(at) ? undefined : Math.max(0, at - now);
 }

@@ -5,9 +5,15 @@ import type { RecordOptions } from '../messages/record-events';
 import type { Api } from '../messages/statuses';
 import type { LookupResult, MessageLookup } from './lookup-client';
 import { lookupEvent } from './lookup-event';
-import { claimDueMessages, postpone, recordStep, sweepStats } from './reconcile.repository';
+import {
+  claimDueMessages,
+  currentState,
+  postpone,
+  recordStep,
+  sweepStats,
+} from './reconcile.repository';
 import type { ClaimedMessage, SweepStats } from './reconcile.repository';
-import { afterLookup } from './sweep-policy';
+import { afterLookup, lookupPause } from './sweep-policy';
 
 /**
  * The reconciliation sweep (DESIGN §11): a loop main.ts starts and stops. Each turn claims the
@@ -75,6 +81,8 @@ export function createReconcileWorker(options: ReconcileWorkerOptions): Reconcil
   let stats: SweepStats | null = null;
   let lastStatsAt = 0;
   let failing = false;
+  // Lookups in a row that found SignalWire overloaded or unavailable (sweep-policy.ts).
+  let unavailable = 0;
 
   function sleep(ms: number): Promise<void> {
     return new Promise((resolve) => {
@@ -98,9 +106,30 @@ export function createReconcileWorker(options: ReconcileWorkerOptions): Reconcil
 
   async function lookUp(message: ClaimedMessage): Promise<void> {
     const result = await options.lookup.lookup(message);
+    if (result.kind === 'failed' && result.unavailable) {
+      unavailable++;
+      const pauseMs = lookupPause(unavailable, result.retryAfterMs);
+      nextLookupAt = Math.max(nextLookupAt, Date.now() + pauseMs);
+      if (unavailable === 1) {
+        logger.warn(
+          { error: result.error, pause_ms: pauseMs },
+          'SignalWire overloaded or unavailable: lookups paused, backing off',
+        );
+      }
+    } else {
+      if (unavailable > 0) logger.info('SignalWire answers lookups again');
+      unavailable = 0;
+    }
     let outcome: LookupOutcome = result.kind === 'found' ? 'unchanged' : result.kind;
     if (result.kind === 'found') {
-      const event = lookupEvent(message, result.answer, clock(), options.storeBody);
+      // Judged against the message as it is now, not as claimed: a callback recorded during
+      // the lookup already told what the answer says (a native callback has a timestamp the
+      // lookup's event lacks, so dedupe would not catch the copy, and the app would get it
+      // twice). A message removed meanwhile (retention) is left alone.
+      const current = await currentState(db, message.id);
+      const event =
+        current &&
+        lookupEvent({ ...message, ...current }, result.answer, clock(), options.storeBody);
       if (event) {
         const [recorded] = await recordEvents(db, [event], options.recordOptions);
         if (recorded === 'recorded') {
@@ -150,6 +179,8 @@ export function createReconcileWorker(options: ReconcileWorkerOptions): Reconcil
     for (const message of claimed) {
       if (stopping) break;
       await paced();
+      // stop() ends the wait for a slot early: it is no slot for one more lookup.
+      if (stopping) break;
       if (clock().getTime() + lookupTimeoutMs + RECORD_ROOM_MS > leaseEnds) {
         // Another replica may claim these once the lease runs out; this one must not look
         // them up meanwhile. They wait for their lease to end, then for any replica's claim.
@@ -171,6 +202,12 @@ export function createReconcileWorker(options: ReconcileWorkerOptions): Reconcil
 
   async function loop(): Promise<void> {
     while (!stopping) {
+      // Backing off (SignalWire overloaded or unavailable): claim nothing meanwhile, so other
+      // replicas may look those messages up.
+      if (nextLookupAt > Date.now()) {
+        await sleep(nextLookupAt - Date.now());
+        continue;
+      }
       let claimed = 0;
       try {
         claimed = await turn();

@@ -82,6 +82,23 @@ export async function claimDueMessages(
 }
 
 /**
+ * The message's status and error code as they are now. A lookup takes time (up to
+ * SIGNALWIRE_TIMEOUT_MS): the callback SignalWire was late with may have been recorded
+ * meanwhile, and an answer judged against the claim's older state would record it again.
+ */
+export async function currentState(
+  db: Db,
+  id: string,
+): Promise<{ status: string; errorCode: string | null } | undefined> {
+  const row = await db
+    .selectFrom('messages')
+    .select(['status', 'error_code'])
+    .where('id', '=', id)
+    .executeTakeFirst();
+  return row && { status: row.status, errorCode: row.error_code };
+}
+
+/**
  * Records a lookup that moved the message to its next step (maybe stuck). The step and stuck
  * flag only apply while the message is where the lookup found it: an event recorded meanwhile
  * (by this lookup, or a callback) has restarted the schedule.

@@ -20,11 +20,35 @@ export function afterLookup(
   result: LookupResult,
 ): SweepOutcome {
   if (result.kind === 'failed') {
-    // A tenth of the current step's wait, at least 10 s and at most 10 min.
-    const retryMs = Math.min(600_000, Math.max(10_000, (schedule[step] ?? 0) / 10));
+    // A tenth of the current step's wait, at least 10 s and at most 10 min; no sooner than
+    // SignalWire's Retry-After (bounded like the sweep's pause, below).
+    const retryMs = Math.max(
+      Math.min(600_000, Math.max(10_000, (schedule[step] ?? 0) / 10)),
+      Math.min(MAX_RETRY_AFTER_MS, result.retryAfterMs ?? 0),
+    );
     return { kind: 'retry_later', retryMs, error: result.error };
   }
   const next = step + 1;
   const error = result.kind === 'found' ? null : result.kind; // not_found | unauthorized | no_credentials
   return { kind: 'advance', step: next, stuck: next >= schedule.length, error };
+}
+
+/** The first pause after SignalWire was overloaded or unavailable; it doubles while it stays so. */
+const FIRST_PAUSE_MS = 1_000;
+const MAX_PAUSE_MS = 5 * 60_000;
+/** A Retry-After is obeyed up to this long: a broken header must not stop the sweep for days. */
+const MAX_RETRY_AFTER_MS = 15 * 60_000;
+
+/**
+ * How long this replica makes no lookup after the `failures`-th lookup in a row that found
+ * SignalWire overloaded or unavailable (429, 5xx, no answer): RECONCILE_RATE is a ceiling, and
+ * keeping it up against a service that is refusing work only prolongs its trouble. Doubling
+ * from 1 s up to 5 min, and never less than its Retry-After.
+ */
+export function lookupPause(failures: number, retryAfterMs: number | undefined): number {
+  const backoff = Math.min(
+    MAX_PAUSE_MS,
+    FIRST_PAUSE_MS * 2 ** Math.min(Math.max(failures, 1) - 1, 20),
+  );
+  return Math.max(backoff, Math.min(MAX_RETRY_AFTER_MS, retryAfterMs ?? 0));
 }

@@ -9,8 +9,9 @@ import type { LookupFunction } from './safe-agent';
 
 /**
  * The relay's one piece of network I/O: send a request, say what came of it. No redirect is
- * ever followed (Node's http never does), the whole exchange is bounded by `timeoutMs`, and
- * every connection goes through the address-checking agents.
+ * ever followed (Node's http never does), the whole exchange is bounded by `timeoutMs` (the
+ * answer is its status line; its body is read to a bound, then dropped), and every connection
+ * goes through the address-checking agents.
  */
 export interface RelayTransport {
   send(request: RelayRequest): Promise<AttemptResult>;
@@ -41,6 +42,12 @@ export function createRelayTransport(options: TransportOptions): RelayTransport 
   };
 }
 
+/**
+ * Bytes of an answer's body read (and thrown away) so its connection can be reused; past this
+ * the connection is closed instead: a huge body costs nothing but the socket.
+ */
+const MAX_ANSWER_BODY_BYTES = 64 * 1024;
+
 function exchange(
   request: RelayRequest,
   timeoutMs: number,
@@ -55,7 +62,6 @@ function exchange(
     const settle = (result: AttemptResult): void => {
       if (settled) return;
       settled = true;
-      clearTimeout(timer);
       resolve(result);
     };
     const req = client.request(url, {
@@ -63,15 +69,26 @@ function exchange(
       headers,
       agent: url.protocol === 'https:' ? agents.https : agents.http,
     });
+    // Bounds the whole exchange, the body of the answer included: a connection still busy
+    // when it runs out is closed.
     const timer = setTimeout(() => {
       settle({ kind: 'failed', error: `no answer within ${timeoutMs} ms` });
       req.destroy();
     }, timeoutMs);
+    req.on('close', () => clearTimeout(timer));
     req.on('response', (res) => {
-      // The answer's body is not needed; reading it lets the socket be reused.
-      res.resume();
+      // The status line is the app's answer (DESIGN §10: a 2xx within RELAY_TIMEOUT_MS is
+      // delivered). Waiting for the body's end too made an app that answered 200 at once but
+      // streamed a slow or endless body get the same callback again and again.
+      settle({ kind: 'answered', status: res.statusCode ?? 0 });
+      // The body is not needed; reading it lets the socket be reused.
+      let read = 0;
+      res.on('data', (chunk: Buffer) => {
+        read += chunk.length;
+        if (read > MAX_ANSWER_BODY_BYTES) req.destroy();
+      });
       res.on('error', () => undefined);
-      res.on('end', () => settle({ kind: 'answered', status: res.statusCode ?? 0 }));
+      res.on('end', () => clearTimeout(timer));
     });
     req.on('error', (error) => {
       if (error instanceof AddressRefusedError) settle({ kind: 'refused', reason: error.message });

@@ -19,9 +19,10 @@ export interface ClaimLimits {
 /**
  * Claims up to `limit` due jobs for `leaseMs`, at most each host's cap, skipping rows another
  * replica is claiming (SKIP LOCKED) or holds a lease on, and every job of a message whose
- * earlier job is still pending: a message's jobs go out one at a time, in order. Nothing stays
- * locked during the HTTP call; the lease keeps other replicas off, and a replica that dies
- * mid-call only delays the job until its lease runs out (at least once).
+ * earlier job is still pending, or another of whose jobs is leased: a message's jobs go out one
+ * at a time, in order. Nothing stays locked during the HTTP call; the lease keeps other
+ * replicas off, and a replica that dies mid-call only delays the job until its lease runs out
+ * (at least once).
  *
  * Host by host (DESIGN §10: one host never delays the others): each host with due jobs gets an
  * equal share of the claim (up to its cap), oldest jobs first, and the shares are interleaved
@@ -71,9 +72,12 @@ export async function claimDueJobs(
         WHERE j.state = 'pending' AND j.host = ANY(ARRAY[room.host])
           AND j.next_attempt_at <= now()
           AND (j.lease_until IS NULL OR j.lease_until < now())
+          -- Nor while another job of its message is out (leased): a dead job retried through
+          -- the API is pending again below a later job that may be being sent.
           AND NOT EXISTS (
             SELECT 1 FROM relay_jobs p
-            WHERE p.message_id = j.message_id AND p.state = 'pending' AND p.id < j.id)
+            WHERE p.message_id = j.message_id AND p.state = 'pending' AND p.id <> j.id
+              AND (p.id < j.id OR p.lease_until >= now()))
         ORDER BY j.host, j.next_attempt_at, j.id
         LIMIT LEAST(room.cap, share.n)) c
       ORDER BY c.turn, c.next_attempt_at, c.id
