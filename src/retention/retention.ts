@@ -17,9 +17,9 @@ import type { RemovedCounts } from './retention.repository';
  * removed per day written) reuses it: the tables stop growing at about RETENTION_DAYS of
  * history instead of shrinking on disk.
  *
- * Stats rollups (stats_minutes, stats_hours) are history and stay: a stats window before the
- * horizon still counts the messages of its time. `npm run stats:rebuild` recounts from the
- * messages retained (docs/scaling.md).
+ * The stats rollups lose what is removed, in the same transaction (retention.repository.ts):
+ * GET /v1/stats counts the retained messages, as a scan of the tables would (DESIGN §6), and
+ * `npm run stats:rebuild`, which recounts them, changes nothing.
  */
 export interface RetentionOptions {
   /** RETENTION_DAYS; undefined: messages are kept. */
@@ -78,33 +78,37 @@ export function createRetention({
         if (n > 0) removedTotal.inc({ table }, n);
       }
     };
-    if (retentionDays !== undefined) {
-      const horizon = new Date(now.getTime() - retentionDays * DAY_MS);
-      for (;;) {
-        const step = await removeExpiredMessages(db, horizon, batch);
-        add(step);
-        if (step.messages < batch || stopped) break;
-        await pause(pauseMs);
+    try {
+      const messagesHorizon = horizonOf(now, retentionDays);
+      if (messagesHorizon) {
+        for (;;) {
+          const step = await removeExpiredMessages(db, messagesHorizon, batch);
+          add(step);
+          if (step.messages < batch || stopped) break;
+          await pause(pauseMs);
+        }
       }
-    }
-    if (relayKeepDeliveredDays !== undefined) {
-      const horizon = new Date(now.getTime() - relayKeepDeliveredDays * DAY_MS);
-      for (;;) {
-        const removed = await removeDeliveredRelayJobs(db, horizon, batch);
-        add({ relay_jobs: removed });
-        if (removed < batch || stopped) break;
-        await pause(pauseMs);
+      const jobsHorizon = horizonOf(now, relayKeepDeliveredDays);
+      if (jobsHorizon) {
+        for (;;) {
+          const removed = await removeDeliveredRelayJobs(db, jobsHorizon, batch);
+          add({ relay_jobs: removed });
+          if (removed < batch || stopped) break;
+          await pause(pauseMs);
+        }
       }
-    }
-    if (total.messages + total.status_events + total.relay_jobs > 0) {
-      logger.info(
-        {
-          removed: total,
-          retention_days: retentionDays,
-          relay_keep_delivered_days: relayKeepDeliveredDays,
-        },
-        'retention: removed expired history',
-      );
+    } finally {
+      // Also when a step failed: the steps before it committed, and the metric counted them.
+      if (total.messages + total.status_events + total.relay_jobs > 0) {
+        logger.info(
+          {
+            removed: total,
+            retention_days: retentionDays,
+            relay_keep_delivered_days: relayKeepDeliveredDays,
+          },
+          'retention: removed expired history',
+        );
+      }
     }
     return total;
   };
@@ -142,6 +146,17 @@ export function createRetention({
       await running;
     },
   };
+}
+
+// Nothing is older than this: a horizon before it (a RETENTION_DAYS of thousands of years) means
+// nothing expires, where PostgreSQL would refuse the timestamp (out of range) every round.
+const EARLIEST = Date.parse('0001-01-01T00:00:00Z');
+
+/** `days` before `now`; null when unset or before anything stored could be. */
+function horizonOf(now: Date, days: number | undefined): Date | null {
+  if (days === undefined) return null;
+  const horizon = now.getTime() - days * DAY_MS;
+  return Number.isFinite(horizon) && horizon >= EARLIEST ? new Date(horizon) : null;
 }
 
 function pause(ms: number): Promise<void> {

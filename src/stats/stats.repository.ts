@@ -241,16 +241,32 @@ export async function foldDeltas(db: Db): Promise<number | null> {
  * one REPEATABLE READ snapshot and the rollups replaced at the end in the same one, so deltas
  * committed meanwhile stay and apply on top; the transaction takes an id (and so holds the
  * change feed's horizon) only for that last, short part.
+ *
+ * The rollup lock is taken on the connection BEFORE the transaction begins, so the snapshot is
+ * taken once no fold can be running. Taken inside it, the snapshot would come first (a
+ * REPEATABLE READ transaction takes it at its first statement, the lock's own): a fold
+ * committing while the rebuild waited would have deleted deltas that snapshot still sees, and
+ * the rebuild's own DELETE of them would fail (could not serialize access).
  */
 export async function rebuildRollups(
   db: Db,
   log: (line: string) => void = () => undefined,
 ): Promise<{ messages: number; keys: number }> {
+  return db.connection().execute(async (connection) => {
+    await sql`SELECT pg_advisory_lock(${ROLLUP_LOCK})`.execute(connection);
+    try {
+      return await recount(connection, log);
+    } finally {
+      await sql`SELECT pg_advisory_unlock(${ROLLUP_LOCK})`.execute(connection);
+    }
+  });
+}
+
+function recount(db: Db, log: (line: string) => void): Promise<{ messages: number; keys: number }> {
   return db
     .transaction()
     .setIsolationLevel('repeatable read')
     .execute(async (trx) => {
-      await sql`SELECT pg_advisory_xact_lock(${ROLLUP_LOCK})`.execute(trx);
       const sums = rollupSums();
       let messages = 0;
       let after = '';

@@ -7,6 +7,7 @@ import { StatsQuery } from './stats.schema';
 import { MAX_SERIES_POINTS, planWindow, seriesPoints, summarize } from './stats-summary';
 
 const DEFAULT_WINDOW_MS = 24 * 3_600_000;
+const LAST_INSTANT = Date.parse('9999-12-31T23:59:59.999Z');
 
 /** GET /v1/stats (DESIGN §6). Mounted behind bearer auth; its ETag hashes the (small) body. */
 export function statsRoutes({ db, clock = () => new Date() }: { db: Db; clock?: () => Date }) {
@@ -17,6 +18,11 @@ export function statsRoutes({ db, clock = () => new Date() }: { db: Db; clock?: 
     const since = query.created_since?.getTime() ?? until - DEFAULT_WINDOW_MS;
     if (since >= until) {
       throw badRequest('invalid_window', 'created_since must be before created_until');
+    }
+    if (until > LAST_INSTANT) {
+      // An offset can carry 9999-12-31 past the year 9999, which ISO 8601 (and the answer's
+      // created_until) cannot write with four digits.
+      throw badRequest('invalid_window', 'created_until must be before the year 10000');
     }
     if (query.bucket && seriesPoints(since, until, query.bucket) > MAX_SERIES_POINTS) {
       throw badRequest(

@@ -100,3 +100,66 @@ test('When that re-created message moves on, then no status count in /v1/stats g
   );
   expect({ total: stats.body.total, negative }).toEqual({ total: 1, negative: [] });
 });
+
+test('When a callback commits for an old message after a retention step began but before the step locked that message, then no event or relay job of it is left without its message', async () => {
+  // Both last active 40 days ago; `first` comes first in the step's order. The late event for
+  // `second` is as old (a spooled callback replayed late keeps its receive time): the message
+  // stays expired, and the step removes it — with every event and relay job it has by then.
+  const old = new Date(Date.now() - 40 * DAY);
+  const first = 'orphan-first';
+  const second = 'orphan-second';
+  await recordEvents(t.database.db, [
+    statusEvent('sent', { messageId: first, receivedAt: old }),
+    statusEvent('sent', { messageId: second, receivedAt: new Date(old.getTime() + 1_000) }),
+  ]);
+  await sql`UPDATE messages SET client_status_callback = 'https://app.example.com/cb'
+            WHERE id = ${second}`.execute(t.database.db);
+
+  // The step is slowed while it removes `first`, i.e. before it reaches `second` (its
+  // messages are deleted first, one by one: see the planner settings below).
+  await sql`CREATE FUNCTION test_slow_first() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN
+              IF OLD.id = 'orphan-first' THEN PERFORM pg_sleep(1); END IF;
+              RETURN OLD;
+            END $$`.execute(t.database.db);
+  await sql`CREATE TRIGGER test_slow_first BEFORE DELETE ON messages
+            FOR EACH ROW EXECUTE FUNCTION test_slow_first()`.execute(t.database.db);
+
+  // At scale the step's deletes walk its messages one by one (nested loops over the indexes);
+  // on these tiny tables the planner would hash them all first. Its connection plans as at scale.
+  const name = sql.id(new URL(t.database.url).pathname.slice(1));
+  await sql`ALTER DATABASE ${name} SET enable_hashjoin = off`.execute(t.database.db);
+  await sql`ALTER DATABASE ${name} SET enable_mergejoin = off`.execute(t.database.db);
+  const retentionDb = createDb(t.database.url, 1);
+  try {
+    const step = removeExpiredMessages(retentionDb.db, new Date(Date.now() - 30 * DAY), 10);
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    // Committed while the step is busy with `first`; `second` is not locked yet.
+    await expect(
+      recordEvents(t.database.db, [
+        statusEvent('delivered', {
+          messageId: second,
+          receivedAt: new Date(old.getTime() + 2_000),
+          relay: { method: 'POST', contentType: 'application/json', body: 'e30=', keyRef: null },
+        }),
+      ]),
+    ).resolves.toEqual(['recorded']);
+    expect((await step).messages).toBe(2);
+  } finally {
+    await retentionDb.db.destroy();
+    await sql`ALTER DATABASE ${name} RESET ALL`.execute(t.database.db);
+    await sql`DROP TRIGGER test_slow_first ON messages`.execute(t.database.db);
+  }
+
+  // Whichever came first — the step's lock (the event waits, then creates its message anew) or
+  // the event's commit (the step removes it with the message) — every event and relay job left
+  // has its message.
+  const { rows } = await sql<{ events: number; jobs: number }>`
+    SELECT (SELECT count(*)::int FROM status_events e WHERE message_id IN (${first}, ${second})
+              AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.id = e.message_id)) AS events,
+           (SELECT count(*)::int FROM relay_jobs j WHERE message_id IN (${first}, ${second})
+              AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.id = j.message_id)) AS jobs`.execute(
+    t.database.db,
+  );
+  expect(rows[0]).toEqual({ events: 0, jobs: 0 });
+});
