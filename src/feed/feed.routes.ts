@@ -63,6 +63,9 @@ export function feedRoutes({ db, signal, secrets, concurrentReads }: FeedDeps): 
     let page = await reads.read(position, filter, query.limit, scanLimit);
     // Retention (src/retention) removed events after this cursor: the consumer would miss them.
     if (given) refuseExpired(position, page);
+    // Removals up to here are judged (a cursor) or none of the consumer's business (no cursor:
+    // the retained history, as found). Only a removal after this look can step over it.
+    const removedAtStart = page.removedThrough;
     // The consumer's cursor lies beyond what this database has reached: true until a snapshot
     // has caught up with it (only ever on a standby; see refuseUnreached).
     let unreached = given && refuseUnreached(position, page);
@@ -96,8 +99,10 @@ export function feedRoutes({ db, signal, secrets, concurrentReads }: FeedDeps): 
       page = await reads.read(position, filter, query.limit, scanLimit);
       // Retention may have removed events past this position while the long-poll waited (an
       // old message's events replayed from a spool, then removed): the same 410, or the
-      // cursor handed back would step over them unnoticed.
-      refuseExpired(position, page);
+      // cursor handed back would step over them unnoticed. (An older transaction holding the
+      // feed back can leave a consumer without a cursor at a position below removals made
+      // before it began: those it did not miss.)
+      if (comparePositions(page.removedThrough, removedAtStart) > 0) refuseExpired(position, page);
       if (unreached) unreached = refuseUnreached(position, page);
       position = nextPosition(position, page, query.limit, scanLimit);
       if (page.scanned > 0) recheck = 0;

@@ -64,3 +64,42 @@ test('When retention removes an event while a long-poll waits, then it is not sk
   const next = await get(`/v1/events?after=${encodeURIComponent(answer.body.next_cursor)}`);
   expect(next.status).toBe(410);
 });
+
+/**
+ * A consumer without a cursor asks for the retained history: events retention removed before it
+ * began are none of its business. An older open transaction holding the feed back made its
+ * first look find nothing, and its next look, at the held-back position, was judged against
+ * those old removals as if it had missed them.
+ */
+test('When a long-poll without a cursor starts while an older transaction holds the feed back, then events removed before it began do not make it 410', async () => {
+  const blocker = createDb(t.database.url, 1);
+  let release!: () => void;
+  let began!: () => void;
+  const holding = new Promise<void>((resolve) => (began = resolve));
+  const held = blocker.db.transaction().execute(async (trx) => {
+    await sql`SELECT pg_current_xact_id()`.execute(trx);
+    began();
+    await new Promise<void>((resolve) => (release = resolve));
+  });
+  try {
+    await holding;
+    // Removed after the held transaction began: the removal mark lies beyond the horizon.
+    await recordEvents(t.database.db, [
+      statusEvent('failed', {
+        messageId: 'removed-before-start',
+        receivedAt: new Date(Date.now() - 40 * DAY),
+        source: 'replay',
+      }),
+    ]);
+    const removed = await removeExpiredMessages(t.database.db, new Date(Date.now() - 30 * DAY), 10);
+    expect(removed.status_events).toBe(1);
+
+    const answer = await get('/v1/events?wait=2');
+    expect(answer.status).toBe(200);
+    expect(answer.body.data).toEqual([]);
+  } finally {
+    release();
+    await held;
+    await blocker.db.destroy();
+  }
+});
