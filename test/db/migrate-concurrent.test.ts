@@ -33,9 +33,10 @@ test('When two runners migrate a database one transactional and one no-transacti
   cpSync(MIGRATIONS_DIR, previous, { recursive: true });
   unlinkSync(path.join(previous, '0009_stats_narrow_rollups.sql'));
   unlinkSync(path.join(previous, '0010_relay_jobs_host_idx.sql'));
+  unlinkSync(path.join(previous, '0011_relay_jobs_delivered_idx.sql'));
   await migrateToLatest(target.db, previous);
 
-  // This release: 0009 (transactional) and 0010 (no-transaction) pending, two runners at once,
+  // This release: 0009 (transactional), 0010 and 0011 (no-transaction) pending, two runners at once,
   // each with its own pool as two processes would have.
   const a = createDb(target.url, 2);
   const b = createDb(target.url, 2);
@@ -51,7 +52,11 @@ test('When two runners migrate a database one transactional and one no-transacti
     const applied = results.flatMap((result) =>
       result.status === 'fulfilled' ? result.value : [],
     );
-    expect(applied.sort()).toEqual(['0009_stats_narrow_rollups', '0010_relay_jobs_host_idx']);
+    expect(applied.sort()).toEqual([
+      '0009_stats_narrow_rollups',
+      '0010_relay_jobs_host_idx',
+      '0011_relay_jobs_delivered_idx',
+    ]);
     const { rows } = await sql<{ valid: boolean }>`
       SELECT i.indisvalid AS valid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
       WHERE c.relname = 'relay_jobs_host_due_idx'`.execute(target.db);
