@@ -11,10 +11,23 @@ import type { RequestHandler } from 'express';
 export function queryApiCors(origins: readonly string[]): RequestHandler | undefined {
   if (origins.length === 0) return undefined;
   return cors({
-    origin: origins.includes('*') ? '*' : [...origins],
+    origin: origins.includes('*') ? '*' : [...new Set(origins.map(serializedOrigin))],
     methods: ['GET', 'POST'],
     allowedHeaders: ['Authorization', 'Content-Type', 'If-None-Match'],
     exposedHeaders: ['ETag', 'Retry-After', 'X-Request-Id'],
     maxAge: 600,
   });
+}
+
+/**
+ * An origin as a browser writes it in the Origin header (RFC 6454 §6.2): host in lower case, no
+ * default port. The cors package compares strings, so `https://Dash.example.com:443` in
+ * CORS_ORIGINS would otherwise never match the `https://dash.example.com` a browser sends.
+ */
+function serializedOrigin(origin: string): string {
+  try {
+    return new URL(origin).origin;
+  } catch {
+    return origin;
+  }
 }

@@ -32,6 +32,20 @@ export type HistoryRow = Pick<
 const appliedTx = sql<string>`messages.applied_tx::text`.as('applied_tx');
 
 /**
+ * The history's timestamps, read inside JSON, as milliseconds since the epoch. As JSON text a
+ * timestamptz is written in the session's TimeZone, and for an early date (a provider's
+ * `0001-01-01T00:00:00Z` "no time") a zone's local mean time gives an offset with seconds and a
+ * BC suffix that Date cannot read: the message would answer 500 on any database not set to
+ * UTC. A number reads the same whatever the TimeZone.
+ */
+const providerTimestampMs = sql<
+  number | null
+>`floor(extract(epoch from provider_timestamp) * 1000)::float8`.as('provider_timestamp');
+const receivedAtMs = sql<number>`floor(extract(epoch from received_at) * 1000)::float8`.as(
+  'received_at',
+);
+
+/**
  * A message with its history in arrival order (seq is an identity: the commit order of the
  * events), in one round trip; undefined when the message is unknown.
  */
@@ -54,8 +68,8 @@ export async function findMessageWithHistory(
             'error_code',
             'error_message',
             'source',
-            'provider_timestamp',
-            'received_at',
+            providerTimestampMs,
+            receivedAtMs,
           ])
           .whereRef('status_events.message_id', '=', 'messages.id')
           .orderBy('seq'),
@@ -67,7 +81,6 @@ export async function findMessageWithHistory(
   const { history, ...message } = row;
   return {
     message,
-    // Timestamps inside JSON arrive as ISO 8601 text.
     history: history.map((event) => ({
       ...event,
       provider_timestamp:
