@@ -65,6 +65,16 @@ const MESSAGE_VALUES = MESSAGE_COLUMNS.map(
   ([name, type]) => `${fromWire(`m."${name}"`, type)} AS "${name}"`,
 ).join(', ');
 const EXCLUDED = MESSAGE_COLUMNS.map(([name]) => `excluded."${name}"`).join(', ');
+// An existing message as it comes back: JSON with its timestamps as epoch seconds (double
+// precision: to the millisecond for any year from 1 to 9999, cheaper than numeric). As JSON
+// text a timestamptz is written in the session's TimeZone, and on a database not set to UTC an
+// early date (a provider's year-1 "no time") comes out in local mean time, with seconds in the
+// offset and a BC suffix, which Date cannot read: the fold lost it. A number reads the same in
+// every zone.
+const EXISTING_JSON = `json_build_object(${MESSAGE_COLUMNS.map(
+  ([name, type]) =>
+    `'${name}', ${type === 'timestamptz' ? `date_part('epoch', existing."${name}")` : `existing."${name}"`}`,
+).join(', ')})`;
 
 // An event as it travels (eventRow below), and where it goes.
 const EVENT_COLUMNS: ReadonlyArray<Column<keyof ReturnType<typeof eventRow>>> = [
@@ -233,7 +243,7 @@ const RECORD_BATCH = preparedStatement(
    SELECT encode(dedupe_key, 'hex') AS key, NULL AS created, NULL::json AS message
    FROM new_events
    UNION ALL SELECT NULL, id, NULL FROM all_created
-   UNION ALL SELECT NULL, NULL, row_to_json(existing) FROM existing WHERE NOT inserted`,
+   UNION ALL SELECT NULL, NULL, ${EXISTING_JSON} FROM existing WHERE NOT inserted`,
 );
 
 /**
@@ -410,12 +420,13 @@ function messageRow(state: MessageState) {
   } satisfies Record<(typeof MESSAGE_COLUMNS)[number][0], unknown>;
 }
 
-/** A `messages` row as row_to_json writes it: timestamps are ISO 8601 text. */
+/** A `messages` row as EXISTING_JSON writes it: timestamps are epoch seconds. */
 type MessageJson = { [K in keyof MessageRow]: JsonValue<MessageRow[K]> };
-type JsonValue<T> = T extends Date ? string : T;
+type JsonValue<T> = T extends Date ? number : T;
 
 function fromJsonRow(row: MessageJson): MessageState {
-  const date = (value: string): Date => new Date(value);
+  // Rounded to the millisecond a Date holds (the service writes milliseconds).
+  const date = (seconds: number): Date => new Date(Math.round(seconds * 1000));
   return {
     id: row.id,
     api: row.api,
