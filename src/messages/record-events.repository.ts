@@ -2,6 +2,7 @@ import type { Db, MessagesTable } from '../db/database';
 import { lastInTransaction, preparedStatement } from '../db/kysely-pool';
 import type { MessageRow } from './messages.repository';
 import type { MessageState } from './projection';
+import { deltaRow } from './rollup';
 import type { RollupDelta } from './rollup';
 import type { StatusEvent } from './status-event';
 
@@ -99,7 +100,7 @@ const EVENT_VALUES = `message_id, api, status, raw_status, error_code, error_mes
 
 // A rollup delta as it travels (src/messages/rollup.ts; `minute` in epoch milliseconds), and
 // where it goes.
-const ROLLUP_COLUMNS: ReadonlyArray<Column<keyof ReturnType<typeof toRollupRow>>> = [
+const ROLLUP_COLUMNS: ReadonlyArray<Column<keyof ReturnType<typeof deltaRow>>> = [
   ['minute', 'double precision'],
   ['api', 'text'],
   ['status', 'text'],
@@ -340,7 +341,7 @@ export async function saveFold(
   const query = SAVE_FOLD([
     ...columnParameters(states.map(messageRow), MESSAGE_COLUMNS),
     ...columnParameters(corrections.map(eventRow), EVENT_COLUMNS),
-    ...columnParameters(deltas.map(toRollupRow), ROLLUP_COLUMNS),
+    ...columnParameters(deltas.map(deltaRow), ROLLUP_COLUMNS),
   ]);
   await db.executeQuery(last ? lastInTransaction(query) : query);
 }
@@ -360,19 +361,6 @@ function eventRow({ event, key, messageStatus }: BatchEvent) {
     dedupe_key: key,
     raw: event.raw,
     message_status: messageStatus,
-  };
-}
-
-function toRollupRow(delta: RollupDelta) {
-  return {
-    minute: delta.minute,
-    api: delta.api,
-    status: delta.status,
-    error_code: delta.errorCode,
-    latency_bucket: delta.latencyBucket,
-    messages: delta.messages,
-    conflicts: delta.conflicts,
-    final_within_10s: delta.finalWithin10s,
   };
 }
 

@@ -1,4 +1,5 @@
 import type { MessageState } from './projection';
+import type { Api } from './statuses';
 
 /**
  * What one message adds to the stats rollups (db/migrations/0003, GET /v1/stats): a count of 1
@@ -78,6 +79,42 @@ export function contributionOf(state: RollupFacts): RollupDelta {
     messages: 1,
     conflicts: state.conflict ? 1 : 0,
     finalWithin10s: latency !== null && latency <= FINAL_WITHIN_MS ? 1 : 0,
+  };
+}
+
+/** A `messages` row's columns that decide its contribution. */
+export interface StoredRollupFacts {
+  created_at: Date;
+  first_terminal_at: Date | null;
+  api: Api;
+  status: string;
+  error_code: string | null;
+  conflict: boolean;
+}
+
+/** The contribution of a stored message (the rebuild's and retention's view of it). */
+export function contributionOfRow(message: StoredRollupFacts): RollupDelta {
+  return contributionOf({
+    createdAt: message.created_at,
+    firstTerminalAt: message.first_terminal_at,
+    api: message.api,
+    status: message.status,
+    errorCode: message.error_code,
+    conflict: message.conflict,
+  });
+}
+
+/** A delta as a `stats_deltas` row: snake_case, `minute` in epoch milliseconds. */
+export function deltaRow(delta: RollupDelta) {
+  return {
+    minute: delta.minute,
+    api: delta.api,
+    status: delta.status,
+    error_code: delta.errorCode,
+    latency_bucket: delta.latencyBucket,
+    messages: delta.messages,
+    conflicts: delta.conflicts,
+    final_within_10s: delta.finalWithin10s,
   };
 }
 

@@ -1,6 +1,6 @@
 import { sql } from 'kysely';
 import type { Db } from '../db/database';
-import { contributionOf, rollupSums } from '../messages/rollup';
+import { contributionOfRow, deltaRow, rollupSums } from '../messages/rollup';
 import type { Api } from '../messages/statuses';
 
 /**
@@ -80,29 +80,8 @@ async function removeStep(trx: Db, horizon: Date, batch: number): Promise<Remove
 
   const ids = doomed.map((message) => message.id);
   const uncounted = rollupSums();
-  for (const message of doomed) {
-    uncounted.add(
-      contributionOf({
-        createdAt: message.created_at,
-        firstTerminalAt: message.first_terminal_at,
-        api: message.api,
-        status: message.status,
-        errorCode: message.error_code,
-        conflict: message.conflict,
-      }),
-      -1,
-    );
-  }
-  const deltas = uncounted.nonZero().map((delta) => ({
-    minute: delta.minute,
-    api: delta.api,
-    status: delta.status,
-    error_code: delta.errorCode,
-    latency_bucket: delta.latencyBucket,
-    messages: delta.messages,
-    conflicts: delta.conflicts,
-    final_within_10s: delta.finalWithin10s,
-  }));
+  for (const message of doomed) uncounted.add(contributionOfRow(message), -1);
+  const deltas = uncounted.nonZero().map(deltaRow);
   const { rows } = await sql<{ messages: string; status_events: string; relay_jobs: string }>`
     WITH events AS (
       DELETE FROM status_events WHERE message_id = ANY(${ids}::text[])

@@ -1,7 +1,7 @@
 import { sql } from 'kysely';
 import type { Db } from '../db/database';
 import { lastInTransaction, preparedStatement } from '../db/kysely-pool';
-import { contributionOf, rollupSums } from '../messages/rollup';
+import { contributionOfRow, rollupSums } from '../messages/rollup';
 import type { Api } from '../messages/statuses';
 import type { RollupDelta } from '../messages/rollup';
 import type { Bucket, CountRow, LatencyRow, Range, SeriesRow, StatsPlan } from './stats-summary';
@@ -167,25 +167,6 @@ export async function readEdges(
     series.push({ start: message.created_at.getTime(), status: message.status, messages: 1 });
   }
   return { counts, series };
-}
-
-/** A stored message's rollup contribution (the write path computes the same from its state). */
-function contributionOfRow(message: {
-  created_at: Date;
-  first_terminal_at: Date | null;
-  api: Api;
-  status: string;
-  error_code: string | null;
-  conflict: boolean;
-}): RollupDelta {
-  return contributionOf({
-    createdAt: message.created_at,
-    firstTerminalAt: message.first_terminal_at,
-    api: message.api,
-    status: message.status,
-    errorCode: message.error_code,
-    conflict: message.conflict,
-  });
 }
 
 /**
