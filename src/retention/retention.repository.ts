@@ -1,7 +1,7 @@
 import { sql } from 'kysely';
 import type { Db } from '../db/database';
 import { contributionOfRow, deltaRow, rollupSums } from '../messages/rollup';
-import type { Api } from '../messages/statuses';
+import type { StoredRollupFacts } from '../messages/rollup';
 
 /**
  * The SQL of retention (DESIGN §13). Each step is one short transaction over a bounded batch
@@ -59,15 +59,7 @@ export async function removeExpiredMessages(
 }
 
 async function removeStep(trx: Db, horizon: Date, batch: number): Promise<RemovedCounts> {
-  const { rows: doomed } = await sql<{
-    id: string;
-    created_at: Date;
-    first_terminal_at: Date | null;
-    api: Api;
-    status: string;
-    error_code: string | null;
-    conflict: boolean;
-  }>`
+  const { rows: doomed } = await sql<StoredRollupFacts & { id: string }>`
     WITH turn AS MATERIALIZED (
       SELECT pg_try_advisory_xact_lock(${RETENTION_LOCK}) AS mine
     )

@@ -2,28 +2,21 @@ import { randomUUID } from 'node:crypto';
 import request from 'supertest';
 import { recordEvents } from '../../src/messages/record-events';
 import { statusEvent } from '../factories';
-import { TEST_API_TOKEN, createTestApp } from '../helpers/test-app';
+import { startOnNonUtcDatabase } from '../helpers/non-utc-app';
+import { TEST_API_TOKEN } from '../helpers/test-app';
 import type { TestApp } from '../helpers/test-app';
 
 // The service must not depend on the database's TimeZone setting: a self-hosted PostgreSQL
 // often takes the host's zone (timezone = 'America/New_York' in postgresql.conf).
 
-let owner: TestApp;
+let app: Awaited<ReturnType<typeof startOnNonUtcDatabase>>;
 let t: TestApp;
 beforeAll(async () => {
-  owner = await createTestApp();
-  const { rows } = await owner.database.pool.query<{ name: string }>(
-    'SELECT current_database() AS name',
-  );
-  await owner.database.pool.query(
-    `ALTER DATABASE ${rows[0]!.name} SET timezone = 'America/New_York'`,
-  );
-  // A replica on the same database whose connections start after the change.
-  t = await createTestApp({}, { database: owner.database });
+  app = await startOnNonUtcDatabase();
+  t = app.t;
 });
 afterAll(async () => {
-  await t.close();
-  await owner.close();
+  await app?.close();
 });
 
 test('When the database is not on UTC and a message has a provider timestamp of year 1, then its history still reads (no 500)', async () => {

@@ -1,9 +1,5 @@
-import type { Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
-import { createFastServer } from '../../src/http/fast-server';
-import { TEST_API_TOKEN } from '../helpers/test-app';
 import { eventually } from '../ingest/support/eventually';
-import { startCountedFeedApp } from './support/counted-feed-app';
+import { listenInternal, startCountedFeedApp } from './support/counted-feed-app';
 import type { CountedFeedApp } from './support/counted-feed-app';
 
 /**
@@ -14,29 +10,22 @@ import type { CountedFeedApp } from './support/counted-feed-app';
  */
 
 const CONSUMERS = 60;
-const LOOK_MS = 200;
-const WATCH_MS = 3_000;
+const LOOK_MS = 500;
+const WATCH_MS = 5_000;
 
 let app: CountedFeedApp;
-let server: Server;
+let internal: Awaited<ReturnType<typeof listenInternal>>;
 beforeAll(async () => {
   app = await startCountedFeedApp({ feedPollMs: LOOK_MS });
   await eventually(() => app.t.feedSignal.listening(), 'the feed signal listening');
-  server = createFastServer(app.t.internalApp);
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  internal = await listenInternal(app.t);
 }, 120_000);
 afterAll(async () => {
-  await new Promise((resolve) => server?.close(resolve));
+  await internal?.close();
   await app?.close();
 });
 
-async function get(path: string) {
-  const { port } = server.address() as AddressInfo;
-  const res = await fetch(`http://127.0.0.1:${port}${path}`, {
-    headers: { authorization: `Bearer ${TEST_API_TOKEN}` },
-  });
-  return { status: res.status, body: (await res.json()) as Record<string, unknown> };
-}
+const get = (path: string) => internal.get(path);
 
 test('When many long-polls wait on a quiet service, then their own looks are shared reads, a few per look interval, not one per consumer', async () => {
   const end = await get('/v1/events?after=now');
@@ -55,9 +44,10 @@ test('When many long-polls wait on a quiet service, then their own looks are sha
   console.log(
     `${CONSUMERS} idle long-polls over ${WATCH_MS} ms (a look every ${LOOK_MS} ms): ${looks} page reads`,
   );
-  // Each on its own timer: about CONSUMERS × intervals (900). Together: the reads one tick costs
-  // (a quarter of DATABASE_POOL_MAX at once, 2, and the one the rest join) per interval.
-  expect(looks).toBeLessThanOrEqual(intervals * 4);
+  // Each on its own timer: about CONSUMERS × intervals (600; 715 measured over 15 intervals).
+  // Together: a tick costs the reads a quarter of DATABASE_POOL_MAX runs at once (2) and the one
+  // the rest join — twice that when a slow read on a loaded machine makes some miss a tick.
+  expect(looks).toBeLessThanOrEqual(intervals * 6);
   const answers = await Promise.all(polls);
   for (const answer of answers) {
     expect(answer.status).toBe(200);

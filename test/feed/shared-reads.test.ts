@@ -1,12 +1,8 @@
-import type { Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { randomUUID } from 'node:crypto';
-import { createFastServer } from '../../src/http/fast-server';
 import { recordEvents } from '../../src/messages/record-events';
 import { statusEvent } from '../factories';
-import { TEST_API_TOKEN } from '../helpers/test-app';
 import { eventually } from '../ingest/support/eventually';
-import { startCountedFeedApp } from './support/counted-feed-app';
+import { listenInternal, startCountedFeedApp } from './support/counted-feed-app';
 import type { CountedFeedApp } from './support/counted-feed-app';
 
 /**
@@ -19,26 +15,19 @@ import type { CountedFeedApp } from './support/counted-feed-app';
 const CONSUMERS = 100;
 
 let app: CountedFeedApp;
-let server: Server;
+let internal: Awaited<ReturnType<typeof listenInternal>>;
 beforeAll(async () => {
   // Long-polls look on their own only every minute: every read counted below is the commit's.
   app = await startCountedFeedApp({ feedPollMs: 60_000 });
   await eventually(() => app.t.feedSignal.listening(), 'the feed signal listening');
-  server = createFastServer(app.t.internalApp);
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  internal = await listenInternal(app.t);
 }, 120_000);
 afterAll(async () => {
-  await new Promise((resolve) => server?.close(resolve));
+  await internal?.close();
   await app?.close();
 });
 
-async function get(path: string) {
-  const { port } = server.address() as AddressInfo;
-  const res = await fetch(`http://127.0.0.1:${port}${path}`, {
-    headers: { authorization: `Bearer ${TEST_API_TOKEN}` },
-  });
-  return { status: res.status, body: (await res.json()) as Record<string, unknown> };
-}
+const get = (path: string) => internal.get(path);
 
 test('When a hundred long-polls wait at the end of the feed and an event commits, then they all get it from a few shared reads, not a read each', async () => {
   const end = await get('/v1/events?after=now');

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { sql } from 'kysely';
 import { recordEvents } from '../../src/messages/record-events';
 import { statusEvent } from '../factories';
-import { createTestApp } from '../helpers/test-app';
+import { startOnNonUtcDatabase } from '../helpers/non-utc-app';
 import type { TestApp } from '../helpers/test-app';
 
 // The write path must not depend on the database's TimeZone setting either: a self-hosted
@@ -10,22 +10,14 @@ import type { TestApp } from '../helpers/test-app';
 // PostgreSQL writes a timestamptz in that zone — for an early date in local mean time, with
 // seconds in the offset and a BC suffix, which Date cannot read.
 
-let owner: TestApp;
+let app: Awaited<ReturnType<typeof startOnNonUtcDatabase>>;
 let t: TestApp;
 beforeAll(async () => {
-  owner = await createTestApp();
-  const { rows } = await owner.database.pool.query<{ name: string }>(
-    'SELECT current_database() AS name',
-  );
-  await owner.database.pool.query(
-    `ALTER DATABASE ${rows[0]!.name} SET timezone = 'America/New_York'`,
-  );
-  // A replica on the same database whose connections start after the change.
-  t = await createTestApp({}, { database: owner.database });
+  app = await startOnNonUtcDatabase();
+  t = app.t;
 });
 afterAll(async () => {
-  await t.close();
-  await owner.close();
+  await app?.close();
 });
 
 test('When the database is not on UTC and a message with an early provider timestamp moves on, then its stored timestamps survive the fold and the later provider timestamp wins', async () => {

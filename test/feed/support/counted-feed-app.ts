@@ -1,7 +1,10 @@
+import type { Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { createDb } from '../../../src/db/database';
+import { createFastServer } from '../../../src/http/fast-server';
 import type { DatabaseHandle } from '../../../src/db/database';
 import { migrateToLatest } from '../../../src/db/migrate';
-import { createTestApp } from '../../helpers/test-app';
+import { TEST_API_TOKEN, createTestApp } from '../../helpers/test-app';
 import type { TestApp } from '../../helpers/test-app';
 import { createDisposablePostgres } from '../../ingest/support/disposable-postgres';
 import type { DisposablePostgres } from '../../ingest/support/disposable-postgres';
@@ -18,6 +21,28 @@ export interface CountedFeedApp {
   writer: DatabaseHandle;
   reads: { statements: number; inUse: number; mostInUse: number };
   close(): Promise<void>;
+}
+
+/**
+ * The internal app on a real socket, for many requests at once (long-polls that wait
+ * together), with a GET that sends the test token.
+ */
+export async function listenInternal(t: TestApp): Promise<{
+  get(path: string): Promise<{ status: number; body: Record<string, unknown> }>;
+  close(): Promise<void>;
+}> {
+  const server: Server = createFastServer(t.internalApp);
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  return {
+    async get(path) {
+      const res = await fetch(`http://127.0.0.1:${port}${path}`, {
+        headers: { authorization: `Bearer ${TEST_API_TOKEN}` },
+      });
+      return { status: res.status, body: (await res.json()) as Record<string, unknown> };
+    },
+    close: () => new Promise((resolve) => server.close(() => resolve())),
+  };
 }
 
 export async function startCountedFeedApp(
