@@ -130,7 +130,8 @@ function candidatePrefixes(publicBaseUrl: string): string[] {
   const base = new URL(publicBaseUrl);
   const basePath = base.pathname.replace(/\/+$/, '');
   const defaultPort = base.protocol === 'https:' ? '443' : '80';
-  const origin = `${base.protocol}//${base.hostname.includes(':') ? `[${base.hostname}]` : base.hostname}`;
+  // An IPv6 host keeps its brackets in `hostname` (WHATWG URL): `http://[2001:db8::1]`.
+  const origin = `${base.protocol}//${base.hostname}`;
   const port = base.port; // '' when the URL used the default port
   prefixes =
     port === ''

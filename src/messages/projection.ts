@@ -79,7 +79,11 @@ export function applyEvent(current: MessageState | null, event: StatusEvent): Me
     // The provider's own counts beat the proxy's estimate, so the latest known value wins.
     numSegments: event.numSegments ?? current.numSegments,
     numMedia: event.numMedia ?? current.numMedia,
-    kind: current.kind ?? send?.kind ?? kindFromMedia(event.numMedia),
+    // The send knows what it sent (SendAsMms, media, the native answer's `kind`); a callback's
+    // NumMedia is only a guess — an MMS sent with SendAsMms and no media says 0 — and a
+    // callback can beat the proxy's record of the send. MMS has no delivery receipt, so taken
+    // for an SMS it would be swept at `sent` and end stuck (DESIGN §11).
+    kind: send?.kind ?? current.kind ?? kindFromMedia(event.numMedia),
     body: send?.body ?? current.body,
     ref: current.ref ?? send?.ref ?? event.tokenRef ?? null,
     sentViaProxy: current.sentViaProxy || send !== undefined,

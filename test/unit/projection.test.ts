@@ -227,6 +227,19 @@ describe('applyEvent', () => {
     expect(state.lastEventAt).toEqual(callback.receivedAt);
   });
 
+  test('When the proxy says a send is an MMS, then a callback’s NumMedia=0 does not make it an SMS, in either order', () => {
+    const callback = () => event('sent', { api: 'cxml', numMedia: 0 });
+    const proxy = () =>
+      event('queued', {
+        api: 'cxml',
+        source: 'proxy',
+        numMedia: 0,
+        send: { ref: 'r1', kind: 'mms', clientStatusCallback: null, body: null },
+      });
+    expect(fold([callback(), proxy()]).kind).toBe('mms');
+    expect(fold([proxy(), callback()]).kind).toBe('mms');
+  });
+
   test('When a message first reaches a final status, then that time is kept whatever follows', () => {
     const sent = event('sent');
     const undelivered = event('undelivered', {

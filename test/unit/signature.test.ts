@@ -312,4 +312,24 @@ describe('candidateUrlsFor', () => {
       'https://Hooks.Example.com/SW/callbacks/cxml',
     ]);
   });
+
+  test('When the base URL is an IPv6 literal, then its brackets are not doubled and the default-port variant verifies', () => {
+    expect(candidateUrlsFor('http://[2001:db8::1]', '/callbacks/cxml')).toEqual([
+      'http://[2001:db8::1]/callbacks/cxml',
+      'http://[2001:db8::1]:80/callbacks/cxml',
+    ]);
+    const fields: Array<[string, string]> = [
+      ['MessageSid', 'm1'],
+      ['MessageStatus', 'sent'],
+    ];
+    const url = 'http://[2001:db8::1]:80/callbacks/cxml';
+    const result = verifySignature(['PSK_ipv6_key'], 'http://[2001:db8::1]', {
+      headers: { 'x-signalwire-signature': signFormParams('PSK_ipv6_key', url, fields) },
+      originalUrl: '/callbacks/cxml',
+      body: 'form',
+      rawBody: Buffer.from(new URLSearchParams(fields).toString()),
+      formParams: fields,
+    });
+    expect(result.ok).toBe(true);
+  });
 });
