@@ -42,13 +42,12 @@ export interface MessageState {
  *   moves it forward. Kept at the first one instead, an outcome between the two (delivered@01,
  *   undelivered@05, delivered@09) would beat the status or not depending on which delivered
  *   arrived first;
- * - an event that wins over another status of equal rank brings its own error code and
- *   message, none included: the code it replaces describes the outcome that lost, and would
- *   stick to the winner only when the loser happened to arrive first;
- * - otherwise an error code, once known, is only replaced by an event that wins or is the
- *   latest of the current status and has one; a message without one takes the code of any
- *   event that brings one, whatever its rank (`undelivered`, then `undelivered` + `30003` →
- *   `30003`) — except an event that lost to another status of equal rank.
+ * - an error code, once known, is never erased by an event without one (DESIGN §3), and is
+ *   replaced only by an event that wins or is the latest of the current status and has one; a
+ *   message without one takes the code of any event that brings one, whatever its rank or
+ *   outcome (`undelivered`, then `undelivered` + `30003` → `30003`). So a terminal conflict
+ *   keeps the code that came with it whichever outcome wins and whichever came first
+ *   (`undelivered` + `30003` against a later `delivered`: `delivered`, `conflict`, `30003`).
  * What holds for any order is checked in test/unit/projection.property.test.ts. Two limits
  * of a fold that keeps only the current state: an event below the current rank cannot tell
  * whether it would have been a conflict or given a code (read, then delivered and
@@ -66,9 +65,10 @@ export function applyEvent(current: MessageState | null, event: StatusEvent): Me
   // The event that now stands for the status: a winner, or a later event of the same status.
   const same = event.status === current.status;
   const moves = wins || (same && later);
-  const takesError =
-    (rival && wins) ||
-    (event.errorCode !== null && (moves || (current.errorCode === null && !rival)));
+  // DESIGN §3: a code, once known, is not erased by an event without one; an event with a code
+  // replaces it when the event now stands for the status, and gives it to a message without
+  // one whatever its rank or outcome.
+  const takesError = event.errorCode !== null && (moves || current.errorCode === null);
   const send = event.send;
 
   return {

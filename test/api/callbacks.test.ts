@@ -198,7 +198,7 @@ describe('the truth about a message (DESIGN §3)', () => {
     expect(body.history).toHaveLength(2);
   });
 
-  test('When undelivered with 30003 and a later delivered arrive in either order, then the message ends delivered without the losing outcome’s code', async () => {
+  test('When undelivered with 30003 and a later delivered arrive in either order, then the message ends delivered, flagged, and keeps the code (DESIGN §3: never erased by an event without one)', async () => {
     const states = [];
     for (const winnerFirst of [false, true]) {
       const id = randomUUID();
@@ -225,7 +225,12 @@ describe('the truth about a message (DESIGN §3)', () => {
         error_message: body.error_message,
       });
     }
-    const expected = { status: 'delivered', conflict: true, error_code: null, error_message: null };
+    const expected = {
+      status: 'delivered',
+      conflict: true,
+      error_code: '30003',
+      error_message: 'unreachable',
+    };
     expect(states).toEqual([expected, expected]);
   });
 

@@ -60,8 +60,8 @@ describe('applyEvent', () => {
     const state = fold([delivered, undelivered]);
     expect(state.status).toBe('delivered');
     expect(state.conflict).toBe(true);
-    // The losing event's error code does not describe the winning status.
-    expect(state.errorCode).toBeNull();
+    // DESIGN §3: a code, once known, is not erased — it stays with the conflict it came with.
+    expect(state.errorCode).toBe('30003');
     expect(fold([undelivered, delivered]).status).toBe('delivered');
   });
 
@@ -125,7 +125,7 @@ describe('applyEvent', () => {
     ).toBe('30004');
   });
 
-  test('When the outcome that loses a terminal conflict arrives first, then its error code does not stick to the winner', () => {
+  test('When the outcome that loses a terminal conflict brings the only code, then the message keeps it whichever arrives first (DESIGN §3: never erased by an event without one)', () => {
     const undelivered = event('undelivered', {
       providerTimestamp: new Date('2026-03-17T22:26:01Z'),
       errorCode: '30003',
@@ -139,10 +139,33 @@ describe('applyEvent', () => {
       expect(fold(order)).toMatchObject({
         status: 'delivered',
         conflict: true,
-        errorCode: null,
-        errorMessage: null,
+        errorCode: '30003',
+        errorMessage: 'unreachable',
       });
     }
+  });
+
+  test('When the winner of a terminal conflict has a code, then it is its own whatever the losers brought and whatever the order', () => {
+    const at = (second: number) => new Date(Date.UTC(2026, 2, 17, 22, 26, second));
+    const undelivered = event('undelivered', { providerTimestamp: at(1), errorCode: '30003' });
+    const failed = event('failed', { providerTimestamp: at(5), errorCode: '30005' });
+    for (const order of [
+      [undelivered, failed],
+      [failed, undelivered],
+    ]) {
+      expect(fold(order)).toMatchObject({ status: 'failed', errorCode: '30005', conflict: true });
+    }
+  });
+
+  test('When a winner without a code meets two losers with different codes, then the message keeps the first code it learned (a limit of a fold over the current state)', () => {
+    // DESIGN §3 says a code is never erased and a message without one takes any; which of two
+    // losers' codes stays is not said, and the current state cannot tell which came later.
+    const at = (second: number) => new Date(Date.UTC(2026, 2, 17, 22, 26, second));
+    const delivered = event('delivered', { providerTimestamp: at(9) });
+    const undelivered = event('undelivered', { providerTimestamp: at(1), errorCode: '30003' });
+    const failed = event('failed', { providerTimestamp: at(5), errorCode: '30005' });
+    expect(fold([undelivered, failed, delivered]).errorCode).toBe('30005');
+    expect(fold([delivered, undelivered, failed]).errorCode).toBe('30003');
   });
 
   test('When a status comes twice around a conflicting outcome, then the latest provider timestamp wins whatever the order', () => {
@@ -159,7 +182,7 @@ describe('applyEvent', () => {
         status: 'delivered',
         statusProviderTimestamp: at(9),
         statusReceivedAt: delivered09.receivedAt,
-        errorCode: null,
+        errorCode: '30003',
         conflict: true,
       });
     }
@@ -194,7 +217,7 @@ describe('applyEvent', () => {
       [callback, lookup, rival],
       [lookup, callback, rival],
     ]) {
-      expect(fold(order)).toMatchObject({ status: 'delivered', errorCode: null });
+      expect(fold(order)).toMatchObject({ status: 'delivered', errorCode: '30003' });
     }
   });
 
