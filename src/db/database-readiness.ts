@@ -1,3 +1,4 @@
+import { sql } from 'kysely';
 import type { Logger } from '../logger';
 import type { Db } from './database';
 import { describeSchema, isCompatible, judgeSchema, readSchema } from './schema-version';
@@ -10,8 +11,9 @@ import type { SchemaVerdict } from './schema-version';
  * them), but a schema it cannot run on — a migration too new for it, applied while it runs —
  * takes it out.
  *
- * Each check reads the schema (two tiny queries) through the service's own pool, so a wrong
- * host, database, password or TLS setting fails here exactly as it would for a callback. A
+ * Each check asks whether the database takes writes and reads the schema (three tiny queries)
+ * through the service's own pool, so a wrong host, database, password or TLS setting, or a
+ * hot standby, fails here exactly as it would for a callback. A
  * check never outlasts `timeoutMs` (the kubelet's probe gives up after 2 s); concurrent
  * probes share one check. Until the first good verdict the database is also checked every
  * `intervalMs` without waiting for a probe, so the log says at once what is wrong.
@@ -51,6 +53,8 @@ export function createDatabaseReadiness(options: DatabaseReadinessOptions): Data
 
   let verdict: SchemaVerdict | undefined;
   let lastError: string | undefined;
+  /** Why the database cannot be used although it answered (read-only, not allowed to write). */
+  let lastUnusable: string | undefined;
   let lastLogged: string | undefined;
   let inFlight: Promise<DatabaseReadinessReport> | undefined;
   let timer: NodeJS.Timeout | undefined;
@@ -68,7 +72,9 @@ export function createDatabaseReadiness(options: DatabaseReadinessOptions): Data
         database,
         ready: false,
         schema: { state: 'unknown' },
-        reason: `the database has not been reached since start (${lastError ?? 'no answer'})`,
+        reason:
+          lastUnusable ??
+          `the database has not been reached since start (${lastError ?? 'no answer'})`,
       };
     }
     const ready = isCompatible(verdict);
@@ -82,9 +88,9 @@ export function createDatabaseReadiness(options: DatabaseReadinessOptions): Data
 
   const run = async (): Promise<DatabaseReadinessReport> => {
     try {
-      const found = await withTimeout(readSchema(db), timeoutMs);
-      verdict = judgeSchema(known, found);
+      verdict = await withTimeout(judgeWritable(db, known), timeoutMs);
       lastError = undefined;
+      lastUnusable = undefined;
       const line = describeSchema(verdict);
       say(`schema ${line}`, () => {
         if (isCompatible(verdict!)) logger.info({ schema: verdict }, line);
@@ -93,11 +99,14 @@ export function createDatabaseReadiness(options: DatabaseReadinessOptions): Data
       return report('ok');
     } catch (error) {
       lastError = errorCode(error);
+      lastUnusable = unusable.has(error as Error) ? (error as Error).message : undefined;
       if (!verdict) {
         say(`unreached ${lastError}`, () =>
           logger.warn(
             { err: errorMessage(error), code: lastError },
-            'database not reached yet: the pod stays unready until it is',
+            lastUnusable
+              ? 'database cannot be written: the pod stays unready until it can'
+              : 'database not reached yet: the pod stays unready until it is',
           ),
         );
       }
@@ -134,6 +143,68 @@ export function createDatabaseReadiness(options: DatabaseReadinessOptions): Data
       timer = undefined;
     },
   };
+}
+
+/** Errors of ours: the database answered, but this release cannot write to it. */
+const unusable = new WeakSet<Error>();
+function unusableError(code: string, message: string): Error {
+  const error = Object.assign(new Error(message), { code });
+  unusable.add(error);
+  return error;
+}
+
+/**
+ * What the callback write path writes (src/messages/record-events.repository.ts,
+ * relay-outbox.ts): table, privilege.
+ */
+const WRITES = [
+  ['messages', 'INSERT'],
+  ['messages', 'UPDATE'],
+  ['status_events', 'INSERT'],
+  ['stats_deltas', 'INSERT'],
+  ['relay_jobs', 'INSERT'],
+] as const;
+
+/**
+ * The schema's verdict, once the database has shown it takes this release's writes. Reached
+ * but unable to write, a database is as good as unreachable for the write path, which spools
+ * or refuses every callback:
+ * - read-only: DATABASE_URL naming a hot standby, a failover that left the address on the
+ *   demoted primary (25006 is an outage for the write path: db/database-unavailable.ts).
+ *   `transaction_read_only` is on in every session of a standby (pg_is_in_recovery()) and
+ *   wherever default_transaction_read_only is;
+ * - a user that may read but not write (a reporting user's credentials in the Secret).
+ * A pod that has never seen its database writable is not ready, so such a DATABASE_URL stops a
+ * rollout; later, this counts as an outage. The privileges are asked only of a schema this
+ * release runs on (on another, the tables may not exist, and the verdict says what is wrong).
+ */
+async function judgeWritable(db: Db, known: readonly string[]): Promise<SchemaVerdict> {
+  const { rows } = await sql<{
+    read_only: string;
+  }>`SELECT current_setting('transaction_read_only') AS read_only`.execute(db);
+  if (rows[0]?.read_only === 'on') {
+    throw unusableError(
+      '25006',
+      'the database is read-only (a hot standby, or default_transaction_read_only): ' +
+        'DATABASE_URL must lead to the primary',
+    );
+  }
+  const verdict = judgeSchema(known, await readSchema(db));
+  if (!isCompatible(verdict)) return verdict;
+  const granted = await sql<{ granted: boolean[] }>`SELECT ARRAY[${sql.join(
+    WRITES.map(([table, privilege]) => sql`has_table_privilege(${table}, ${privilege})`),
+  )}] AS granted`.execute(db);
+  const missing = WRITES.filter((_write, index) => granted.rows[0]?.granted[index] !== true);
+  if (missing.length > 0) {
+    const user = await sql<{ user: string }>`SELECT current_user AS user`.execute(db);
+    throw unusableError(
+      '42501',
+      `the database user ${user.rows[0]?.user ?? ''} is not allowed to write: ` +
+        `${missing.map(([table, privilege]) => `${privilege} on ${table}`).join(', ')} ` +
+        'not granted',
+    );
+  }
+  return verdict;
 }
 
 function withTimeout<T>(work: Promise<T>, ms: number): Promise<T> {

@@ -1,6 +1,7 @@
 import { CompiledQuery } from 'kysely';
 import type { PostgresPool, PostgresPoolClient } from 'kysely';
 import type { Pool, PoolClient } from 'pg';
+import { sqlState } from './write-failure';
 
 /**
  * The pg pool as Kysely sees it, with two things Kysely cannot ask node-postgres for.
@@ -26,6 +27,16 @@ import type { Pool, PoolClient } from 'pg';
  * the statement succeeds and the COMMIT fails, Kysely's commit() rejects with that error.
  * Only for a statement after which the transaction's callback does nothing that could throw:
  * the COMMIT is already on its way.
+ *
+ * 4. A connection that refused a write as read-only (25006) is closed when it is released,
+ * not handed out again. After a failover a new connection can land on a server that no longer
+ * takes writes (the demoted primary back as a replica under the old address, or the old address
+ * while DNS still names it), and such a session stays read-only for its whole life, while the
+ * write path treats 25006 as an outage (db/database-unavailable.ts) and retries on the same pool:
+ * the idle connection released last is handed out next, and one the spool's replay uses every
+ * second never reaches idleTimeoutMillis. The spool would grow long after the new primary took
+ * over. Closed, the next attempt connects afresh to wherever the address now leads. Reads keep
+ * working on a read-only server meanwhile: only a refused write closes a connection.
  *
  * Behind PgBouncer in transaction mode, named statements need PgBouncer ≥ 1.21 with
  * `max_prepared_statements` set.
@@ -85,8 +96,13 @@ function nothingSent(): Promise<unknown> {
   return Promise.resolve({ rows: [], rowCount: 0, command: 'BEGIN' });
 }
 
+/** read_only_sql_transaction: a write on a session that cannot write. */
+const READ_ONLY = '25006';
+
 function wrap(client: PoolClient): PostgresPoolClient {
   let beginDeferred = false;
+  // This session refused a write as read-only (4. above): it leaves the pool at its release.
+  let readOnly = false;
   // The COMMIT sent with the transaction's last statement, until Kysely asks for it.
   let commitSent: Promise<unknown> | null = null;
   // node-postgres's callback form, in a promise of our own, not its promise form: under load
@@ -98,8 +114,11 @@ function wrap(client: PoolClient): PostgresPoolClient {
   const send = (text: string, values: unknown[]): Promise<unknown> => {
     const name = namesBySql.get(text);
     return new Promise((resolve, reject) => {
-      const done = (error: Error | undefined, result: unknown) =>
-        error ? reject(error) : resolve(result);
+      const done = (error: Error | undefined, result: unknown) => {
+        if (!error) return resolve(result);
+        if (sqlState(error) === READ_ONLY) readOnly = true;
+        reject(error);
+      };
       if (name === undefined) client.query(text, values, done);
       else client.query({ name, text, values }, done);
     });
@@ -157,7 +176,8 @@ function wrap(client: PoolClient): PostgresPoolClient {
     release: () => {
       beginDeferred = false;
       commitSent = null;
-      client.release();
+      // An error given to release makes pg-pool close the connection instead of keeping it.
+      client.release(readOnly ? new Error('the session refused a write as read-only') : undefined);
     },
   };
 }

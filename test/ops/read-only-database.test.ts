@@ -1,0 +1,155 @@
+import { randomUUID } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { Client } from 'pg';
+import { signFormParams } from '../../src/signalwire/signing';
+import { cxmlFields } from '../helpers/callbacks';
+import { TEST_PUBLIC_BASE_URL, TEST_SIGNING_KEY } from '../helpers/test-app';
+import { createTestDatabase } from '../helpers/test-database';
+import type { TestDatabase } from '../helpers/test-database';
+import { eventually } from '../ingest/support/eventually';
+import { productionEnv, startService } from './service-process';
+import type { ServiceProcess } from './service-process';
+
+/**
+ * A database that answers but cannot write: DATABASE_URL naming a hot standby, or a failover
+ * after which the service's connections land on the demoted primary (DNS not yet moved, the
+ * old primary back as a replica). PostgreSQL then answers every write 25006
+ * (read_only_sql_transaction). Simulated with `default_transaction_read_only` on the test's
+ * own database: like a standby's sessions, a session opened while it is on stays read-only.
+ */
+
+jest.setTimeout(90_000);
+
+let spoolRoot: string;
+const services: ServiceProcess[] = [];
+const databases: TestDatabase[] = [];
+const roles: string[] = [];
+
+beforeAll(() => {
+  spoolRoot = mkdtempSync(path.join(os.tmpdir(), 'sw-status-read-only-'));
+});
+afterAll(async () => {
+  await Promise.all(services.map((service) => service.kill()));
+  await Promise.all(databases.map((database) => database.destroy()));
+  for (const role of roles) await admin(`DROP ROLE IF EXISTS ${role}`);
+  rmSync(spoolRoot, { recursive: true, force: true });
+});
+
+async function freshDatabase(): Promise<TestDatabase & { name: string }> {
+  const database = await createTestDatabase(1);
+  databases.push(database);
+  return { ...database, name: new URL(database.url).pathname.slice(1) };
+}
+
+async function admin(statement: string): Promise<void> {
+  const client = new Client({ connectionString: process.env.SW_TEST_ADMIN_URL });
+  await client.connect();
+  try {
+    await client.query(statement);
+  } finally {
+    await client.end();
+  }
+}
+
+async function launch(databaseUrl: string) {
+  const { port, env } = await productionEnv(databaseUrl, path.join(spoolRoot, randomUUID()));
+  const service = startService(env);
+  services.push(service);
+  await service.waitForLog('sw-status listening', 30_000);
+  const base = `http://127.0.0.1:${port}`;
+  const readyz = async () => {
+    const res = await fetch(`${base}/readyz`, { signal: AbortSignal.timeout(3_000) });
+    return { status: res.status, body: (await res.json()) as Record<string, unknown> };
+  };
+  const callback = async (id: string) => {
+    const fields = cxmlFields({ MessageSid: id });
+    const url = `${TEST_PUBLIC_BASE_URL}/callbacks/cxml`;
+    const res = await fetch(`${base}/callbacks/cxml`, {
+      method: 'POST',
+      headers: {
+        'content-type': 'application/x-www-form-urlencoded',
+        'x-signalwire-signature': signFormParams(TEST_SIGNING_KEY, url, Object.entries(fields)),
+      },
+      body: new URLSearchParams(fields).toString(),
+    });
+    return res.status;
+  };
+  return { service, readyz, callback };
+}
+
+const pause = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+test('When DATABASE_URL leads to a read-only database (a hot standby), then the pod never becomes ready and /readyz says why', async () => {
+  const database = await freshDatabase();
+  await admin(`ALTER DATABASE ${database.name} SET default_transaction_read_only = on`);
+  const { readyz } = await launch(database.url);
+
+  // Several probes, over more than one background check (every 5 s until the first good one).
+  for (let probe = 0; probe < 4; probe++) {
+    const { status, body } = await readyz();
+    expect(status).toBe(503);
+    expect(body).toMatchObject({ status: 'unavailable', database: 'unreachable' });
+    expect(String(body.reason)).toMatch(/read-only/);
+    await pause(1_500);
+  }
+});
+
+test('When a failover leaves the pool’s connections on a read-only server, then they are not kept: once writes are accepted again the spool is replayed', async () => {
+  const database = await freshDatabase();
+  const { readyz, callback } = await launch(database.url);
+  await eventually(async () => (await readyz()).status === 200, 'the pod is ready', 20_000);
+  const before = randomUUID();
+  expect(await callback(before)).toBe(200);
+
+  // The failover: every session ends, and the ones the service opens next are read-only.
+  await admin(`ALTER DATABASE ${database.name} SET default_transaction_read_only = on`);
+  await admin(
+    `SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+      WHERE datname = '${database.name}' AND pid <> pg_backend_pid()`,
+  );
+  const during = [randomUUID(), randomUUID()];
+  for (const id of during) expect(await callback(id)).toBe(200); // spooled
+  // Long enough for the replay to meet the read-only server a few times (a probe a second).
+  await pause(3_000);
+
+  // The new primary takes writes; sessions opened from now on can write.
+  await admin(`ALTER DATABASE ${database.name} RESET default_transaction_read_only`);
+  const stored = async () => {
+    await pause(200);
+    const client = new Client({ connectionString: database.url });
+    await client.connect();
+    try {
+      const { rows } = await client.query<{ n: number }>(
+        'SELECT count(*)::int AS n FROM messages WHERE id = ANY($1)',
+        [during],
+      );
+      return rows[0]!.n;
+    } finally {
+      await client.end();
+    }
+  };
+  // Not a timing bound: the replay needs about a second; a pinned connection never lets it.
+  await eventually(async () => (await stored()) === 2, 'the spooled callbacks stored', 30_000);
+});
+
+test('When DATABASE_URL’s user may read but not write, then the pod never becomes ready and /readyz says why', async () => {
+  const database = await freshDatabase();
+  const role = `sw_status_reader_${randomUUID().slice(0, 8)}`;
+  roles.push(role);
+  await admin(`CREATE ROLE ${role} LOGIN`);
+  // What a reporting or read-only user is given: the schema is readable, nothing writable.
+  await database.pool.query(`GRANT SELECT ON ALL TABLES IN SCHEMA public TO ${role}`);
+  const url = new URL(database.url);
+  url.username = role;
+  const { readyz } = await launch(url.toString());
+
+  for (let probe = 0; probe < 4; probe++) {
+    const { status, body } = await readyz();
+    expect(status).toBe(503);
+    expect(body).toMatchObject({ status: 'unavailable' });
+    expect(String(body.reason)).toMatch(/not allowed to write.*messages/);
+    await pause(1_500);
+  }
+});
