@@ -138,11 +138,13 @@ test('When DATABASE_URL’s user may read but not write, then the pod never beco
   const database = await freshDatabase();
   const role = `sw_status_reader_${randomUUID().slice(0, 8)}`;
   roles.push(role);
-  await admin(`CREATE ROLE ${role} LOGIN`);
+  // A password: the embedded PostgreSQL asks for one (the CI's system one trusts local users).
+  await admin(`CREATE ROLE ${role} LOGIN PASSWORD '${role}-password'`);
   // What a reporting or read-only user is given: the schema is readable, nothing writable.
   await database.pool.query(`GRANT SELECT ON ALL TABLES IN SCHEMA public TO ${role}`);
   const url = new URL(database.url);
   url.username = role;
+  url.password = `${role}-password`;
   const { readyz } = await launch(url.toString());
 
   for (let probe = 0; probe < 4; probe++) {
