@@ -216,6 +216,7 @@ export function createRelayWorker(options: RelayWorkerOptions): RelayWorker {
     const decision = decide(result, job.attempts, options.retrySchedule);
     const outcome: AttemptOutcome = {
       id: job.id,
+      lease: job.lease_until!,
       state: decision.state,
       delayMs: decision.state === 'pending' ? decision.delayMs : null,
       status: decision.status,

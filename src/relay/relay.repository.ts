@@ -89,7 +89,9 @@ export async function claimDueJobs(
       WHERE j.id IN (SELECT id FROM candidates)
         AND j.state = 'pending' AND (j.lease_until IS NULL OR j.lease_until < now())
       FOR UPDATE OF j SKIP LOCKED)
-    UPDATE relay_jobs r SET lease_until = now() + ${leaseMs} * interval '1 millisecond'
+    -- To the millisecond: what a Date holds, so that the outcome can name the lease exactly.
+    UPDATE relay_jobs r
+    SET lease_until = date_trunc('milliseconds', now() + ${leaseMs} * interval '1 millisecond')
     FROM due WHERE r.id = due.id
     RETURNING r.*`.execute(db);
   return rows.sort((a, b) => a.id - b.id);
@@ -106,6 +108,12 @@ export async function releaseJobs(db: Db, ids: readonly number[]): Promise<void>
 /** What one attempt came to, as the worker writes it back. */
 export interface AttemptOutcome {
   id: number;
+  /**
+   * The lease the attempt was made under (the claimed row's lease_until): the outcome is
+   * written only while the job still holds it, so a replica that lost the job (its database
+   * stalled past the lease, another replica claimed it) cannot overwrite what happened since.
+   */
+  lease: Date;
   state: 'delivered' | 'pending' | 'dead';
   /** pending: wait before the next attempt. */
   delayMs: number | null;
@@ -117,13 +125,15 @@ export interface AttemptOutcome {
 
 /**
  * Writes the outcomes of many attempts in one statement and one commit: a commit per relay
- * would cost the database more than the relays themselves. Not a named statement (see
+ * would cost the database more than the relays themselves. An outcome whose lease the job no
+ * longer holds is not written (the job was claimed again: its newer attempt decides). Not a named statement (see
  * messages/relay-outbox.ts): planned with its values, the join is on the primary key.
  */
 export async function recordOutcomes(db: Db, outcomes: readonly AttemptOutcome[]): Promise<void> {
   if (outcomes.length === 0) return;
   const rows = outcomes.map((o) => ({
     id: o.id,
+    lease_ms: o.lease.getTime(),
     state: o.state,
     delay_ms: o.delayMs,
     status: o.status,
@@ -143,9 +153,12 @@ export async function recordOutcomes(db: Db, outcomes: readonly AttemptOutcome[]
       delivered_at = CASE WHEN o.state = 'delivered' THEN now() ELSE r.delivered_at END,
       updated_at = now(),
       payload = CASE WHEN o.keep_payload THEN r.payload ELSE decode(o.payload, 'base64') END
-    FROM json_to_recordset(${JSON.stringify(rows)}::json) AS o(id bigint, state text,
-      delay_ms double precision, status integer, error text, keep_payload boolean, payload text)
-    WHERE r.id = o.id`.execute(db);
+    FROM json_to_recordset(${JSON.stringify(rows)}::json) AS o(id bigint, lease_ms double precision,
+      state text, delay_ms double precision, status integer, error text, keep_payload boolean,
+      payload text)
+    -- Only while the job still holds the lease the attempt was made under (see AttemptOutcome).
+    WHERE r.id = o.id AND r.state = 'pending'
+      AND date_trunc('milliseconds', r.lease_until) = to_timestamp(o.lease_ms / 1000)`.execute(db);
 }
 
 /** Dead → pending, due now, with a fresh retry schedule. Undefined: no such job; null: not dead. */
