@@ -46,7 +46,8 @@ export function describeHealth(docs: ApiDocs): void {
     responses: {
       200: { description: 'Ready.', content: { 'application/json': { schema: Readiness } } },
       503: {
-        description: 'Not ready (draining, or neither the database nor the spool can take events).',
+        description:
+          'Not ready: draining; neither the database nor the spool can take events; or, since start, the database was never reached, never took writes (read-only, or a user without the write path’s privileges) or holds a schema this release cannot run on — `reason` says which.',
         content: { 'application/json': { schema: Readiness } },
       },
     },
