@@ -87,6 +87,9 @@ export interface SpoolOptions {
 
 const SEGMENT_NAME = /^spool-(\d{20})\.jsonl$/;
 export const DEAD_LETTER_FILE = 'dead-letters.jsonl';
+// Its name in the first release (adoptLegacyDeadLetters).
+const LEGACY_DEAD_LETTER_FILE = 'rejected.jsonl';
+const NEWLINE = 0x0a;
 
 // An event's line is at most a few hundred kB (a 64 KiB callback, its relay copy, escaping):
 // a longer one was never written by an append, and is not held in memory to be decoded.
@@ -124,7 +127,17 @@ export async function openSpool(options: SpoolOptions): Promise<Spool> {
     events: options.segmentMaxEvents ?? 10_000,
     bytes: options.segmentMaxBytes ?? 64 * 1024 * 1024,
   };
-  await mkdir(dir, { recursive: true, mode: 0o700 });
+  const created = await mkdir(dir, { recursive: true, mode: 0o700 });
+  // A directory mkdir created is an entry in its parent, durable only once the parent is
+  // synced: until then a power loss can take SPOOL_DIR away with every segment acknowledged
+  // in it (the segments' own entries are synced in SPOOL_DIR itself).
+  if (created !== undefined) {
+    const first = path.resolve(created);
+    for (let child = dir; child !== path.dirname(child); child = path.dirname(child)) {
+      await syncDirectory(path.dirname(child));
+      if (child === first) break;
+    }
+  }
   // Before anything is read: the segments belong to whoever holds the directory.
   const lock = await acquireInstanceLock({
     dir,
@@ -146,6 +159,7 @@ async function openLocked(
   limits: { events: number; bytes: number },
 ): Promise<Spool> {
   const deadLetterFile = path.join(dir, DEAD_LETTER_FILE);
+  await adoptLegacyDeadLetters(dir, deadLetterFile);
   let deadLetters = await countLines(deadLetterFile).catch(() => 0);
   if (deadLetters > 0) {
     logger.warn(
@@ -175,15 +189,8 @@ async function openLocked(
   let lastWriteFailed = false;
   let replaying = false;
 
-  async function syncDir(): Promise<void> {
-    // A new or deleted file is durable only once its directory entry is.
-    const handle = await open(dir, 'r');
-    try {
-      await handle.sync();
-    } finally {
-      await handle.close();
-    }
-  }
+  // A new or deleted file is durable only once its directory entry is.
+  const syncDir = (): Promise<void> => syncDirectory(dir);
 
   async function openSegment(): Promise<OpenSegment> {
     if (current) return current;
@@ -195,13 +202,16 @@ async function openLocked(
     return current;
   }
 
-  async function closeSegment(): Promise<void> {
+  /**
+   * `written`: a failed write put bytes in the file. They may be complete lines that were never
+   * acknowledged; replaying them is harmless (dedupe), losing them is not. A file nothing
+   * reached is removed: a full disk would otherwise collect one empty segment per refusal.
+   */
+  async function closeSegment(written = false): Promise<void> {
     const segment = current;
     if (!segment) return;
     current = null;
-    // After a failed write the file may hold complete lines that were never acknowledged;
-    // replaying them is harmless (dedupe), losing them is not.
-    const keep = segment.events > 0 || lastWriteFailed;
+    const keep = segment.events > 0 || written;
     // Listed as closed before the first await: in between, the spool must never look empty.
     if (keep) closed.push({ id: segment.id, file: segment.file, events: segment.events });
     await segment.handle.close().catch(() => undefined);
@@ -211,12 +221,15 @@ async function openLocked(
   async function writeGroup(group: PendingAppend[]): Promise<void> {
     const count = group.reduce((sum, append) => sum + append.count, 0);
     eventsBeingWritten += count;
+    // Whether any byte of this group reached the file (a failed datasync: all of them may have).
+    let written = false;
     try {
       const segment = await openSegment();
       const buffer = Buffer.from(group.map((append) => append.data).join(''), 'utf8');
       for (let offset = 0; offset < buffer.length;) {
         const { bytesWritten } = await segment.handle.write(buffer, offset);
         offset += bytesWritten;
+        if (bytesWritten > 0) written = true;
       }
       await segment.handle.datasync();
       segment.events += count;
@@ -229,7 +242,7 @@ async function openLocked(
       lastWriteFailed = true;
       logger.error({ err: error, dir }, 'spool write failed');
       // A partly written line must never be followed by more lines: start a new segment.
-      await closeSegment();
+      await closeSegment(written);
       for (const append of group) append.reject(error);
     } finally {
       eventsBeingWritten -= count;
@@ -441,10 +454,14 @@ async function openLocked(
           // Only now, with every readable event committed: a failure above replays it again.
           if (unreadable > 0) await deadLetterUnreadable(segment);
           await unlink(segment.file);
-          await syncDir();
+          // Gone from the directory as soon as unlink returns: no longer listed, even if the
+          // sync below fails (then the next replay would fail on the missing file forever). A
+          // crash before a sync brings the file back at the next start: replayed again, which
+          // the dedupe keys make harmless.
           closed.shift();
           depth -= segment.events;
           replayed += committed;
+          await syncDir();
         }
         return replayed;
       } finally {
@@ -466,6 +483,57 @@ async function openLocked(
     },
   };
   return spool;
+}
+
+async function syncDirectory(dir: string): Promise<void> {
+  const handle = await open(dir, 'r');
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
+/**
+ * The first release named the dead-letter file `rejected.jsonl` (same records): its dead
+ * letters are acknowledged events too, so they join the current file — counted, visible and
+ * requeued like the others — instead of lying unseen in the directory. Copied, synced, then
+ * removed: a crash in between copies them twice, which a requeue's dedupe makes harmless.
+ */
+async function adoptLegacyDeadLetters(dir: string, deadLetterFile: string): Promise<void> {
+  const legacy = path.join(dir, LEGACY_DEAD_LETTER_FILE);
+  let source: FileHandle;
+  try {
+    source = await open(legacy, 'r');
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return;
+    throw error;
+  }
+  try {
+    const target = await open(deadLetterFile, 'a', 0o600);
+    try {
+      const buffer = Buffer.allocUnsafe(1 << 20);
+      let last = NEWLINE;
+      for (let position = 0; ;) {
+        const { bytesRead } = await source.read(buffer, 0, buffer.length, position);
+        if (bytesRead === 0) break;
+        await writeAll(target, buffer.subarray(0, bytesRead));
+        last = buffer[bytesRead - 1]!;
+        position += bytesRead;
+      }
+      // A torn last record stays one unreadable record, not the start of the next one.
+      if (last !== NEWLINE) await writeAll(target, Buffer.from('\n'));
+      await target.datasync();
+    } finally {
+      await target.close();
+    }
+  } finally {
+    await source.close();
+  }
+  // The dead-letter file may be new: its entry first, then the old file's removal.
+  await syncDirectory(dir);
+  await unlink(legacy);
+  await syncDirectory(dir);
 }
 
 /** The event of a dead-letter record (or of an unreadable line a newer codec can now read). */
