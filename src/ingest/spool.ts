@@ -1,4 +1,4 @@
-import { mkdir, open, readdir, rename, unlink } from 'node:fs/promises';
+import { mkdir, open, readdir, rename, stat, unlink } from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import type { Logger } from '../logger';
@@ -383,6 +383,9 @@ async function openLocked(
   ): Promise<{ committed: number; unreadable: number }> {
     let committed = 0;
     let unreadable = 0;
+    // Removed by an earlier replay whose directory sync then failed: it was replayed in full
+    // (removal comes only after that), and failing on it would stop every later replay.
+    if (!(await exists(segment.file))) return { committed, unreadable };
     const chunks = inChunks(chunkSize, async (events) => {
       await commit(events);
       committed += events.length;
@@ -453,15 +456,11 @@ async function openLocked(
           const { committed, unreadable } = await replaySegment(segment, commit, chunkSize);
           // Only now, with every readable event committed: a failure above replays it again.
           if (unreadable > 0) await deadLetterUnreadable(segment);
-          await unlink(segment.file);
-          // Gone from the directory as soon as unlink returns: no longer listed, even if the
-          // sync below fails (then the next replay would fail on the missing file forever). A
-          // crash before a sync brings the file back at the next start: replayed again, which
-          // the dedupe keys make harmless.
+          await removeReplayed(segment.file);
+          await syncDir();
           closed.shift();
           depth -= segment.events;
           replayed += committed;
-          await syncDir();
         }
         return replayed;
       } finally {
@@ -483,6 +482,25 @@ async function openLocked(
     },
   };
   return spool;
+}
+
+async function exists(file: string): Promise<boolean> {
+  try {
+    await stat(file);
+    return true;
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return false;
+    throw error;
+  }
+}
+
+/** A replayed segment's file, removed; already gone counts (see replaySegment). */
+async function removeReplayed(file: string): Promise<void> {
+  try {
+    await unlink(file);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+  }
 }
 
 async function syncDirectory(dir: string): Promise<void> {
