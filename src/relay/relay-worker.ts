@@ -170,7 +170,7 @@ export function createRelayWorker(options: RelayWorkerOptions): RelayWorker {
     for (const { job } of stale) hold(job.host, -1);
     await releaseJobs(
       db,
-      stale.map(({ job }) => job.id),
+      stale.map(({ job }) => ({ id: job.id, lease: job.lease_until! })),
     );
   }
 

@@ -97,12 +97,23 @@ export async function claimDueJobs(
   return rows.sort((a, b) => a.id - b.id);
 }
 
-/** Gives claimed jobs back untouched (their host had no room, or this replica stops). */
-export async function releaseJobs(db: Db, ids: readonly number[]): Promise<void> {
-  if (ids.length === 0) return;
-  await sql`UPDATE relay_jobs SET lease_until = NULL WHERE id = ANY(${[...ids]}::bigint[])`.execute(
-    db,
-  );
+/**
+ * Gives claimed jobs back untouched (their host had no room, or this replica stops) — each only
+ * while it still holds the lease this replica claimed it under: one that ran out and was
+ * claimed by another replica is that replica's now, and clearing its lease would let a third
+ * send it meanwhile and drop its outcome (recordOutcomes).
+ */
+export async function releaseJobs(
+  db: Db,
+  jobs: ReadonlyArray<{ id: number; lease: Date }>,
+): Promise<void> {
+  if (jobs.length === 0) return;
+  const rows = jobs.map((job) => ({ id: job.id, lease_ms: job.lease.getTime() }));
+  await sql`
+    UPDATE relay_jobs r SET lease_until = NULL
+    FROM json_to_recordset(${JSON.stringify(rows)}::json) AS o(id bigint, lease_ms double precision)
+    WHERE r.id = o.id AND r.state = 'pending'
+      AND date_trunc('milliseconds', r.lease_until) = to_timestamp(o.lease_ms / 1000)`.execute(db);
 }
 
 /** What one attempt came to, as the worker writes it back. */

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { sql } from 'kysely';
-import { claimDueJobs, recordOutcomes } from '../../src/relay/relay.repository';
+import { claimDueJobs, recordOutcomes, releaseJobs } from '../../src/relay/relay.repository';
 import type { AttemptOutcome, ClaimLimits } from '../../src/relay/relay.repository';
 import { createTestDatabase } from '../helpers/test-database';
 import type { TestDatabase } from '../helpers/test-database';
@@ -79,4 +79,48 @@ test('When a replica records an attempt whose lease ran out but no one claimed t
     .where('id', '=', job.id)
     .executeTakeFirstOrThrow();
   expect(row).toEqual({ state: 'delivered', attempts: 1 });
+});
+
+test('When a replica gives back a job whose lease ran out and another replica claimed, then the other keeps it: no third claim meanwhile, and its delivery is recorded', async () => {
+  const messageId = randomUUID();
+  await sql`
+    INSERT INTO relay_jobs (message_id, url, host, method, payload)
+    VALUES (${messageId}, 'https://app.example/hook', 'https://app.example', 'POST', '\\x00')`.execute(
+    database.db,
+  );
+  const first = (await claimDueJobs(database.db, limits, 60_000)).find(
+    (job) => job.message_id === messageId,
+  )!;
+  await sql`UPDATE relay_jobs SET lease_until = now() - interval '1 second'
+    WHERE id = ${first.id}`.execute(database.db);
+  const second = (await claimDueJobs(database.db, limits, 60_000)).find(
+    (job) => job.message_id === messageId,
+  )!;
+  // The first replica, late, gives back the job it waited to send.
+  await releaseJobs(database.db, [{ id: first.id, lease: first.lease_until! }]);
+
+  const third = await claimDueJobs(database.db, limits, 60_000);
+  expect(third.map((job) => job.id)).not.toContain(first.id);
+  await recordOutcomes(database.db, [outcome(second, 'delivered')]);
+  const row = await database.db
+    .selectFrom('relay_jobs')
+    .select(['state', 'attempts'])
+    .where('id', '=', first.id)
+    .executeTakeFirstOrThrow();
+  expect(row).toEqual({ state: 'delivered', attempts: 1 });
+});
+
+test('When a replica gives back a job it still holds, then the job is free to claim at once', async () => {
+  const messageId = randomUUID();
+  await sql`
+    INSERT INTO relay_jobs (message_id, url, host, method, payload)
+    VALUES (${messageId}, 'https://app.example/hook', 'https://app.example', 'POST', '\\x00')`.execute(
+    database.db,
+  );
+  const job = (await claimDueJobs(database.db, limits, 60_000)).find(
+    (j) => j.message_id === messageId,
+  )!;
+  await releaseJobs(database.db, [{ id: job.id, lease: job.lease_until! }]);
+  const again = await claimDueJobs(database.db, limits, 60_000);
+  expect(again.map((j) => j.id)).toContain(job.id);
 });
