@@ -20,13 +20,16 @@ export function queryApiCors(origins: readonly string[]): RequestHandler | undef
 }
 
 /**
- * An origin as a browser writes it in the Origin header (RFC 6454 §6.2): host in lower case, no
- * default port. The cors package compares strings, so `https://Dash.example.com:443` in
- * CORS_ORIGINS would otherwise never match the `https://dash.example.com` a browser sends.
+ * An http(s) origin as a browser writes it in the Origin header (RFC 6454 §6.2): host in lower
+ * case, no default port. The cors package compares strings, so `https://Dash.example.com:443` in
+ * CORS_ORIGINS would otherwise never match the `https://dash.example.com` a browser sends. Other
+ * schemes (an extension's, an Electron app's) are kept as written: WHATWG URL gives them the
+ * opaque origin "null", which would let every sandboxed or file: page through instead.
  */
 function serializedOrigin(origin: string): string {
   try {
-    return new URL(origin).origin;
+    const url = new URL(origin);
+    return url.protocol === 'http:' || url.protocol === 'https:' ? url.origin : origin;
   } catch {
     return origin;
   }
