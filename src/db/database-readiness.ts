@@ -154,15 +154,21 @@ function unusableError(code: string, message: string): Error {
 }
 
 /**
- * What the callback write path writes (src/messages/record-events.repository.ts,
- * relay-outbox.ts): table, privilege.
+ * What every replica writes, whatever its settings: table, privilege. The callbacks' write path
+ * (src/messages/record-events.repository.ts: upserts, so UPDATE on status_events too — an
+ * INSERT … ON CONFLICT DO UPDATE needs it even when nothing conflicts — and relay-outbox.ts),
+ * the relay's outcomes (src/relay) and the send proxy's intents (src/messages/send-intents.ts).
  */
 const WRITES = [
   ['messages', 'INSERT'],
   ['messages', 'UPDATE'],
   ['status_events', 'INSERT'],
+  ['status_events', 'UPDATE'],
   ['stats_deltas', 'INSERT'],
   ['relay_jobs', 'INSERT'],
+  ['relay_jobs', 'UPDATE'],
+  ['send_intents', 'INSERT'],
+  ['send_intents', 'DELETE'],
 ] as const;
 
 /**

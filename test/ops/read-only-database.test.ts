@@ -155,3 +155,28 @@ test('When DATABASE_URL’s user may read but not write, then the pod never beco
     await pause(1_500);
   }
 });
+
+test('When DATABASE_URL’s user may insert events but not upsert them, then the pod never becomes ready and /readyz names what is missing', async () => {
+  // What an operator granting "just inserts" would give: every event upsert of the write path
+  // (INSERT … ON CONFLICT DO UPDATE) would then fail with 42501 on a ready pod.
+  const database = await freshDatabase();
+  const role = `sw_status_inserter_${randomUUID().slice(0, 8)}`;
+  roles.push(role);
+  await admin(`CREATE ROLE ${role} LOGIN PASSWORD '${role}-password'`);
+  await database.pool.query(`GRANT SELECT ON ALL TABLES IN SCHEMA public TO ${role}`);
+  await database.pool.query(
+    `GRANT INSERT, UPDATE ON messages, relay_jobs TO ${role};
+     GRANT INSERT ON status_events, stats_deltas TO ${role};
+     GRANT INSERT, DELETE ON send_intents TO ${role};
+     GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO ${role}`,
+  );
+  const url = new URL(database.url);
+  url.username = role;
+  url.password = `${role}-password`;
+  const { readyz } = await launch(url.toString());
+
+  const { status, body } = await readyz();
+  expect(status).toBe(503);
+  expect(String(body.reason)).toMatch(/UPDATE on status_events/);
+  expect(String(body.reason)).not.toMatch(/on messages/);
+});
