@@ -136,8 +136,9 @@ test('When SignalWire recovers after a 503, then the sweep goes on with the othe
 test('When the sweep is stopped while it waits for its next lookup slot, then it makes no further lookup', async () => {
   await sentMessages('p-stop', 2);
   answer = () => ({ status: 200, body: JSON.stringify({ status: 'sent' }) });
-  // One lookup every 3 s: the second waits for its slot when stop() comes.
-  sweep = startSweep('p-stop', { rate: 1 / 3 });
+  // One lookup a second, and both messages in one claim (a claim holds two seconds' worth): the
+  // second waits for its slot in that turn when stop() comes.
+  sweep = startSweep('p-stop', { rate: 1 });
   await eventually(() => requests >= 1, 5_000);
   await pause(200);
   await sweep.stop();
