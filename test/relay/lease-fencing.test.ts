@@ -20,6 +20,23 @@ afterAll(() => database.destroy());
 
 const limits: ClaimLimits = { limit: 10, perHost: 10, caps: new Map() };
 
+/** A due relay job of a message of its own; returns the message id. */
+async function newJob(): Promise<string> {
+  const messageId = randomUUID();
+  await sql`
+    INSERT INTO relay_jobs (message_id, url, host, method, payload)
+    VALUES (${messageId}, 'https://app.example/hook', 'https://app.example', 'POST', '\\x00')`.execute(
+    database.db,
+  );
+  return messageId;
+}
+
+/** This replica's claim of the job of `messageId`. */
+async function claim(messageId: string, leaseMs = 60_000) {
+  const claimed = await claimDueJobs(database.db, limits, leaseMs);
+  return claimed.find((job) => job.message_id === messageId);
+}
+
 function outcome(
   job: { id: number; lease_until: Date | null },
   state: AttemptOutcome['state'],
@@ -36,18 +53,13 @@ function outcome(
 }
 
 test('When a replica records an attempt after its lease ran out and another replica claimed and delivered the job, then the late outcome is not written', async () => {
-  const messageId = randomUUID();
-  await sql`
-    INSERT INTO relay_jobs (message_id, url, host, method, payload)
-    VALUES (${messageId}, 'https://app.example/hook', 'https://app.example', 'POST', '\\x00')`.execute(
-    database.db,
-  );
-  const [first] = await claimDueJobs(database.db, limits, 60_000);
+  const messageId = await newJob();
+  const first = await claim(messageId);
   expect(first).toBeDefined();
   // The first replica's lease runs out while its database is stalled.
   await sql`UPDATE relay_jobs SET lease_until = now() - interval '1 second'
     WHERE id = ${first!.id}`.execute(database.db);
-  const [second] = await claimDueJobs(database.db, limits, 60_000);
+  const second = await claim(messageId);
   expect(second?.id).toBe(first!.id);
   await recordOutcomes(database.db, [outcome(second!, 'delivered')]);
 
@@ -63,14 +75,8 @@ test('When a replica records an attempt after its lease ran out and another repl
 });
 
 test('When a replica records an attempt whose lease ran out but no one claimed the job since, then it is written', async () => {
-  const messageId = randomUUID();
-  await sql`
-    INSERT INTO relay_jobs (message_id, url, host, method, payload)
-    VALUES (${messageId}, 'https://app.example/hook', 'https://app.example', 'POST', '\\x00')`.execute(
-    database.db,
-  );
-  const claimed = await claimDueJobs(database.db, limits, 1);
-  const job = claimed.find((j) => j.message_id === messageId)!;
+  const messageId = await newJob();
+  const job = (await claim(messageId, 1))!;
   await new Promise((resolve) => setTimeout(resolve, 20)); // the 1 ms lease is over
   await recordOutcomes(database.db, [outcome(job, 'delivered')]);
   const row = await database.db
@@ -82,25 +88,15 @@ test('When a replica records an attempt whose lease ran out but no one claimed t
 });
 
 test('When a replica gives back a job whose lease ran out and another replica claimed, then the other keeps it: no third claim meanwhile, and its delivery is recorded', async () => {
-  const messageId = randomUUID();
-  await sql`
-    INSERT INTO relay_jobs (message_id, url, host, method, payload)
-    VALUES (${messageId}, 'https://app.example/hook', 'https://app.example', 'POST', '\\x00')`.execute(
-    database.db,
-  );
-  const first = (await claimDueJobs(database.db, limits, 60_000)).find(
-    (job) => job.message_id === messageId,
-  )!;
+  const messageId = await newJob();
+  const first = (await claim(messageId))!;
   await sql`UPDATE relay_jobs SET lease_until = now() - interval '1 second'
     WHERE id = ${first.id}`.execute(database.db);
-  const second = (await claimDueJobs(database.db, limits, 60_000)).find(
-    (job) => job.message_id === messageId,
-  )!;
+  const second = (await claim(messageId))!;
   // The first replica, late, gives back the job it waited to send.
   await releaseJobs(database.db, [{ id: first.id, lease: first.lease_until! }]);
 
-  const third = await claimDueJobs(database.db, limits, 60_000);
-  expect(third.map((job) => job.id)).not.toContain(first.id);
+  expect(await claim(messageId)).toBeUndefined();
   await recordOutcomes(database.db, [outcome(second, 'delivered')]);
   const row = await database.db
     .selectFrom('relay_jobs')
@@ -111,16 +107,8 @@ test('When a replica gives back a job whose lease ran out and another replica cl
 });
 
 test('When a replica gives back a job it still holds, then the job is free to claim at once', async () => {
-  const messageId = randomUUID();
-  await sql`
-    INSERT INTO relay_jobs (message_id, url, host, method, payload)
-    VALUES (${messageId}, 'https://app.example/hook', 'https://app.example', 'POST', '\\x00')`.execute(
-    database.db,
-  );
-  const job = (await claimDueJobs(database.db, limits, 60_000)).find(
-    (j) => j.message_id === messageId,
-  )!;
+  const messageId = await newJob();
+  const job = (await claim(messageId))!;
   await releaseJobs(database.db, [{ id: job.id, lease: job.lease_until! }]);
-  const again = await claimDueJobs(database.db, limits, 60_000);
-  expect(again.map((j) => j.id)).toContain(job.id);
+  expect((await claim(messageId))?.id).toBe(job.id);
 });
