@@ -2,6 +2,7 @@ import { sql } from 'kysely';
 import type { Selectable } from 'kysely';
 import { jsonArrayFrom } from 'kysely/helpers/postgres';
 import type { Database, Db, StatusEventsTable } from '../db/database';
+import { epochMilliseconds } from '../db/json-timestamps';
 import type { Api } from './statuses';
 
 /**
@@ -31,19 +32,11 @@ export type HistoryRow = Pick<
 /** MessageRow's `applied_tx`, selected beside the row's columns. */
 const appliedTx = sql<string>`messages.applied_tx::text`.as('applied_tx');
 
-/**
- * The history's timestamps, read inside JSON, as milliseconds since the epoch. As JSON text a
- * timestamptz is written in the session's TimeZone, and for an early date (a provider's
- * `0001-01-01T00:00:00Z` "no time") a zone's local mean time gives an offset with seconds and a
- * BC suffix that Date cannot read: the message would answer 500 on any database not set to
- * UTC. A number reads the same whatever the TimeZone.
- */
+// The history's timestamps, read inside JSON: as numbers (db/json-timestamps.ts).
 const providerTimestampMs = sql<
   number | null
->`floor(extract(epoch from provider_timestamp) * 1000)::float8`.as('provider_timestamp');
-const receivedAtMs = sql<number>`floor(extract(epoch from received_at) * 1000)::float8`.as(
-  'received_at',
-);
+>`${sql.raw(epochMilliseconds('provider_timestamp'))}`.as('provider_timestamp');
+const receivedAtMs = sql<number>`${sql.raw(epochMilliseconds('received_at'))}`.as('received_at');
 
 /**
  * A message with its history in arrival order (seq is an identity: the commit order of the

@@ -1,4 +1,5 @@
 import type { Db, MessagesTable } from '../db/database';
+import { epochMilliseconds } from '../db/json-timestamps';
 import { lastInTransaction, preparedStatement } from '../db/kysely-pool';
 import type { MessageRow } from './messages.repository';
 import type { MessageState } from './projection';
@@ -66,15 +67,11 @@ const MESSAGE_VALUES = MESSAGE_COLUMNS.map(
   ([name, type]) => `${fromWire(`m."${name}"`, type)} AS "${name}"`,
 ).join(', ');
 const EXCLUDED = MESSAGE_COLUMNS.map(([name]) => `excluded."${name}"`).join(', ');
-// An existing message as it comes back: JSON with its timestamps as epoch seconds (double
-// precision: to the millisecond for any year from 1 to 9999, cheaper than numeric). As JSON
-// text a timestamptz is written in the session's TimeZone, and on a database not set to UTC an
-// early date (a provider's year-1 "no time") comes out in local mean time, with seconds in the
-// offset and a BC suffix, which Date cannot read: the fold lost it. A number reads the same in
-// every zone.
+// An existing message as it comes back: JSON with its timestamps as epoch milliseconds
+// (db/json-timestamps.ts: text in the session's TimeZone could not always be read back).
 const EXISTING_JSON = `json_build_object(${MESSAGE_COLUMNS.map(
   ([name, type]) =>
-    `'${name}', ${type === 'timestamptz' ? `date_part('epoch', existing."${name}")` : `existing."${name}"`}`,
+    `'${name}', ${type === 'timestamptz' ? epochMilliseconds(`existing."${name}"`) : `existing."${name}"`}`,
 ).join(', ')})`;
 
 // An event as it travels (eventRow below), and where it goes.
@@ -408,13 +405,12 @@ function messageRow(state: MessageState) {
   } satisfies Record<(typeof MESSAGE_COLUMNS)[number][0], unknown>;
 }
 
-/** A `messages` row as EXISTING_JSON writes it: timestamps are epoch seconds. */
+/** A `messages` row as EXISTING_JSON writes it: timestamps are epoch milliseconds. */
 type MessageJson = { [K in keyof MessageRow]: JsonValue<MessageRow[K]> };
 type JsonValue<T> = T extends Date ? number : T;
 
 function fromJsonRow(row: MessageJson): MessageState {
-  // Rounded to the millisecond a Date holds (the service writes milliseconds).
-  const date = (seconds: number): Date => new Date(Math.round(seconds * 1000));
+  const date = (ms: number): Date => new Date(ms);
   return {
     id: row.id,
     api: row.api,
