@@ -98,6 +98,14 @@ export async function claimDueJobs(
 }
 
 /**
+ * A job row `r` still pending under the lease `o.lease_ms` (epoch ms) it was claimed under: the
+ * one condition on which a replica may write what came of its claim (releaseJobs,
+ * recordOutcomes). Claims set leases to the millisecond, what a Date holds.
+ */
+const stillLeased = sql`r.state = 'pending'
+  AND date_trunc('milliseconds', r.lease_until) = to_timestamp(o.lease_ms / 1000)`;
+
+/**
  * Gives claimed jobs back untouched (their host had no room, or this replica stops) — each only
  * while it still holds the lease this replica claimed it under: one that ran out and was
  * claimed by another replica is that replica's now, and clearing its lease would let a third
@@ -112,8 +120,7 @@ export async function releaseJobs(
   await sql`
     UPDATE relay_jobs r SET lease_until = NULL
     FROM json_to_recordset(${JSON.stringify(rows)}::json) AS o(id bigint, lease_ms double precision)
-    WHERE r.id = o.id AND r.state = 'pending'
-      AND date_trunc('milliseconds', r.lease_until) = to_timestamp(o.lease_ms / 1000)`.execute(db);
+    WHERE r.id = o.id AND ${stillLeased}`.execute(db);
 }
 
 /** What one attempt came to, as the worker writes it back. */
@@ -167,9 +174,7 @@ export async function recordOutcomes(db: Db, outcomes: readonly AttemptOutcome[]
     FROM json_to_recordset(${JSON.stringify(rows)}::json) AS o(id bigint, lease_ms double precision,
       state text, delay_ms double precision, status integer, error text, keep_payload boolean,
       payload text)
-    -- Only while the job still holds the lease the attempt was made under (see AttemptOutcome).
-    WHERE r.id = o.id AND r.state = 'pending'
-      AND date_trunc('milliseconds', r.lease_until) = to_timestamp(o.lease_ms / 1000)`.execute(db);
+    WHERE r.id = o.id AND ${stillLeased}`.execute(db);
 }
 
 /** Dead → pending, due now, with a fresh retry schedule. Undefined: no such job; null: not dead. */
