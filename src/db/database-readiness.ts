@@ -197,15 +197,15 @@ async function judgeWritable(db: Db, known: readonly string[]): Promise<SchemaVe
   }
   const verdict = judgeSchema(known, await readSchema(db));
   if (!isCompatible(verdict)) return verdict;
-  const granted = await sql<{ granted: boolean[] }>`SELECT ARRAY[${sql.join(
-    WRITES.map(([table, privilege]) => sql`has_table_privilege(${table}, ${privilege})`),
-  )}] AS granted`.execute(db);
-  const missing = WRITES.filter((_write, index) => granted.rows[0]?.granted[index] !== true);
+  const { rows: privileges } = await sql<{ user: string; granted: boolean[] }>`
+    SELECT current_user AS user, ARRAY[${sql.join(
+      WRITES.map(([table, privilege]) => sql`has_table_privilege(${table}, ${privilege})`),
+    )}] AS granted`.execute(db);
+  const missing = WRITES.filter((_write, index) => privileges[0]?.granted[index] !== true);
   if (missing.length > 0) {
-    const user = await sql<{ user: string }>`SELECT current_user AS user`.execute(db);
     throw unusableError(
       '42501',
-      `the database user ${user.rows[0]?.user ?? ''} is not allowed to write: ` +
+      `the database user ${privileges[0]?.user ?? ''} is not allowed to write: ` +
         `${missing.map(([table, privilege]) => `${privilege} on ${table}`).join(', ')} ` +
         'not granted',
     );
