@@ -13,6 +13,21 @@ declare global {
 }
 
 /**
+ * The embedded test cluster does not wait for the disk at commit. Tests prove behaviour, not
+ * durability against power loss (a killed server process loses nothing either way: its writes
+ * are in the OS's cache), and a commit waiting on fsync ties every timing in the suite to the
+ * disk. Late in one CI run (its fourth pass of the suite) a burst of callbacks was answered
+ * 503 three times over by the group-commit recorder, which without a spool refuses a batch not
+ * committed within 3 s (test/api/concurrency.test.ts through
+ * test/ingest/api-through-production-stack.test.ts): commits stalled for about ten seconds.
+ * A disk flush stalled under the run's writes is the likely cause (nothing in the code
+ * reproduces it: stopping PostgreSQL for 6 s mid-burst loses nothing; 12 s refuses 5 of 600).
+ * The service's own local run (npm start) keeps PostgreSQL's defaults, and the second CI leg
+ * runs the suite on a PostgreSQL that syncs.
+ */
+const TEST_CLUSTER_SETTINGS = { fsync: 'off' } as const;
+
+/**
  * Starts the run's PostgreSQL — TEST_DATABASE_URL when set, otherwise an embedded server in
  * a temporary directory the `postgres` user can reach — and migrates a template database
  * that each test file clones (test/helpers/test-database.ts).
@@ -28,6 +43,7 @@ export default async function globalSetup(): Promise<void> {
     const embedded = await startEmbeddedPostgres(createLogger('warn'), {
       dataDir,
       ephemeral: true,
+      settings: TEST_CLUSTER_SETTINGS,
     });
     globalThis.swStatusEmbeddedPostgres = embedded;
     adminUrl = embedded.url;
