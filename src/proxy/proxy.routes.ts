@@ -1,7 +1,12 @@
 import { Router } from 'express';
 import type { ErrorRequestHandler, Request, Response } from 'express';
 import type { Api } from '../messages/statuses';
-import { messageKind, parseCompatCreate, parseNativeCreate } from '../signalwire/send-rules';
+import {
+  COMPAT_SINGLE_VALUED,
+  messageKind,
+  parseCompatCreate,
+  parseNativeCreate,
+} from '../signalwire/send-rules';
 import { proxyErrors } from './proxy-errors';
 import type { ProxyFailure } from './proxy-errors';
 import {
@@ -126,7 +131,8 @@ async function handle(
     api,
     target,
     headers: forwardedHeaders(req),
-    encode: (callbackUrl) => withField(read.body, valid.callbackField, callbackUrl),
+    encode: (callbackUrl) =>
+      withField(read.body, valid.callbackField, callbackUrl, valid.singleValued),
     facts: { ...valid.facts, projectId: caller.projectId },
     applicationSid: valid.applicationSid,
   };
@@ -137,6 +143,8 @@ type Validation =
   | {
       ok: true;
       callbackField: string;
+      /** Form keys sent upstream once, with the value validated (request-body.ts withField). */
+      singleValued: readonly string[];
       facts: Omit<ValidSend['facts'], 'projectId'>;
       applicationSid: string | null;
     }
@@ -152,6 +160,7 @@ function validate(api: Api, body: RequestBody): Validation {
     return {
       ok: true,
       callbackField: 'StatusCallback',
+      singleValued: COMPAT_SINGLE_VALUED,
       facts: {
         to: v.to,
         from: v.from,
@@ -168,6 +177,7 @@ function validate(api: Api, body: RequestBody): Validation {
   return {
     ok: true,
     callbackField: 'status_callback',
+    singleValued: [],
     facts: {
       to: v.to,
       from: v.from,

@@ -142,17 +142,29 @@ export interface EncodedBody {
 /**
  * The body for upstream: the caller's fields with `field` set to `value`, in the caller's
  * encoding. The callback takes the place of the caller's (a repeated one collapses to ours)
- * or goes last when the caller gave none.
+ * or goes last when the caller gave none. A form's repeated `singleValued` key keeps only its
+ * first value, the one the rules validated and the service records: which of two `To`s the
+ * provider would pick is not ours to guess. (A JSON object cannot repeat a key once parsed.)
  */
-export function withField(body: RequestBody, field: string, value: string): EncodedBody {
+export function withField(
+  body: RequestBody,
+  field: string,
+  value: string,
+  singleValued: readonly string[] = [],
+): EncodedBody {
   if (body.type === 'form') {
     const pairs: FormPairs = [];
+    const seen = new Set<string>();
     let placed = false;
     for (const [key, v] of body.pairs) {
-      if (key !== field) pairs.push([key, v]);
-      else if (!placed) {
-        pairs.push([key, value]);
+      if (key === field) {
+        if (!placed) pairs.push([key, value]);
         placed = true;
+      } else if (!singleValued.includes(key)) {
+        pairs.push([key, v]);
+      } else if (!seen.has(key)) {
+        seen.add(key);
+        pairs.push([key, v]);
       }
     }
     if (!placed) pairs.push([field, value]);

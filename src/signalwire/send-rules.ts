@@ -240,12 +240,31 @@ export interface CompatCreateRequest {
 type Scalar = { present: false } | { present: true; value: string | null };
 
 /**
+ * The compatibility parameters that take one value: parseCompatCreate reads the first of a
+ * repeated one, and the proxy sends upstream only that first (proxy/request-body.ts withField),
+ * so what SignalWire sends and what is recorded cannot be two different values.
+ */
+export const COMPAT_SINGLE_VALUED = [
+  'To',
+  'From',
+  'MessagingServiceSid',
+  'Body',
+  'StatusCallback',
+  'ValidityPeriod',
+  'MaxPrice',
+  'SendAsMms',
+  'ApplicationSid',
+] as const;
+
+type CompatSingleValued = (typeof COMPAT_SINGLE_VALUED)[number];
+
+/**
  * One value of a single-valued parameter. Forms repeat keys, so the first value wins (what
  * form parsers on the provider side do); JSON numbers and booleans become their text; an empty
  * string counts as absent, because form clients render unset fields as "".
  * `value: null` means present but not a scalar (an object), which no rule accepts.
  */
-function scalar(fields: CompatFields, key: string): Scalar {
+function scalar(fields: CompatFields, key: CompatSingleValued): Scalar {
   if (!Object.hasOwn(fields, key)) return { present: false };
   let raw = fields[key];
   if (Array.isArray(raw)) raw = raw[0];

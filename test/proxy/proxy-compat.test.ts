@@ -124,6 +124,41 @@ describe('seed 002 curl example', () => {
     ]);
   });
 
+  it('When a form repeats a single-valued field, then only its first value goes upstream, the one recorded, and repeated MediaUrl stays whole', async () => {
+    const fields: Array<[string, string]> = [
+      ['To', '+15557654000'],
+      ['From', FROM],
+      ['To', '+15557654999'],
+      ['Body', 'first body'],
+      ['MediaUrl', 'https://example.com/1.png'],
+      ['Body', 'second body'],
+      ['MediaUrl', 'https://example.com/2.png'],
+      ['From', '+15550000000'],
+      ['SendAsMms', 'true'],
+      ['SendAsMms', 'nonsense'],
+    ];
+    const before = tap.requests.length;
+    const res = await postForm(curlDataUrlencode(fields));
+
+    expect(res.status).toBe(201);
+    expect(tap.requests).toHaveLength(before + 1);
+    const sent = formPairs(tap.requests.at(-1)!.body);
+    const callback = sent.find(([k]) => k === 'StatusCallback')?.[1];
+    expect(sent).toEqual([
+      ['To', '+15557654000'],
+      ['From', FROM],
+      ['Body', 'first body'],
+      ['MediaUrl', 'https://example.com/1.png'],
+      ['MediaUrl', 'https://example.com/2.png'],
+      ['SendAsMms', 'true'],
+      ['StatusCallback', callback],
+    ]);
+    const answer = JSON.parse(res.text) as { sid: string; to: string };
+    expect(answer.to).toBe('+15557654000');
+    const stored = await getMessage(answer.sid);
+    expect(stored.body).toMatchObject({ to: '+15557654000', from: FROM, num_media: 2 });
+  });
+
   it.each([
     ['/api/laml/2010-04-01', ''],
     ['/api/laml/2010-04-01', '.json'],
