@@ -200,14 +200,19 @@ describe('the change feed under concurrent writers on two replicas', () => {
     const writers = startWriters(replicas, 12);
     const slow = startSlowWriters(database.db, 3);
     await pause(4_000);
+    // Enough traffic to mean something, however busy the machine: a count, not a duration
+    // (a CI run with a second suite beside it acknowledged 132 in the 4 s).
+    await eventually(
+      () => writers.acknowledged.size > 200 && replicas[0]!.recorder.stats().fallbacks > 0,
+      'over 200 callbacks acknowledged, and a failed batch retried event by event',
+      30_000,
+    );
     await Promise.all([writers.stop(), slow.stop()]);
     const settledCount = async () =>
       consumer.seen.length >= (await storedEvents(database.db)).length;
     await consumer.finish(settledCount);
 
     expect(writers.refused).toEqual([]);
-    expect(writers.acknowledged.size).toBeGreaterThan(200);
-    expect(replicas[0]!.recorder.stats().fallbacks).toBeGreaterThan(0);
     await expectExactlyOnce(database.db, consumer.seen);
   }, 90_000);
 
