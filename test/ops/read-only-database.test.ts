@@ -3,13 +3,10 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Client } from 'pg';
-import { signFormParams } from '../../src/signalwire/signing';
-import { cxmlFields } from '../helpers/callbacks';
-import { TEST_PUBLIC_BASE_URL, TEST_SIGNING_KEY } from '../helpers/test-app';
 import { createTestDatabase } from '../helpers/test-database';
 import type { TestDatabase } from '../helpers/test-database';
 import { eventually } from '../ingest/support/eventually';
-import { productionEnv, startService } from './service-process';
+import { launchProductionService } from './service-process';
 import type { ServiceProcess } from './service-process';
 
 /**
@@ -54,29 +51,13 @@ async function admin(statement: string): Promise<void> {
 }
 
 async function launch(databaseUrl: string) {
-  const { port, env } = await productionEnv(databaseUrl, path.join(spoolRoot, randomUUID()));
-  const service = startService(env);
-  services.push(service);
-  await service.waitForLog('sw-status listening', 30_000);
-  const base = `http://127.0.0.1:${port}`;
-  const readyz = async () => {
-    const res = await fetch(`${base}/readyz`, { signal: AbortSignal.timeout(3_000) });
-    return { status: res.status, body: (await res.json()) as Record<string, unknown> };
-  };
-  const callback = async (id: string) => {
-    const fields = cxmlFields({ MessageSid: id });
-    const url = `${TEST_PUBLIC_BASE_URL}/callbacks/cxml`;
-    const res = await fetch(`${base}/callbacks/cxml`, {
-      method: 'POST',
-      headers: {
-        'content-type': 'application/x-www-form-urlencoded',
-        'x-signalwire-signature': signFormParams(TEST_SIGNING_KEY, url, Object.entries(fields)),
-      },
-      body: new URLSearchParams(fields).toString(),
-    });
-    return res.status;
-  };
-  return { service, readyz, callback };
+  const launched = await launchProductionService(
+    databaseUrl,
+    path.join(spoolRoot, randomUUID()),
+    3_000,
+  );
+  services.push(launched.service);
+  return launched;
 }
 
 const pause = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -101,7 +82,7 @@ test('When a failover leaves the pool’s connections on a read-only server, the
   const { readyz, callback } = await launch(database.url);
   await eventually(async () => (await readyz()).status === 200, 'the pod is ready', 20_000);
   const before = randomUUID();
-  expect(await callback(before)).toBe(200);
+  expect(await callback({ MessageSid: before })).toBe(200);
 
   // The failover: every session ends, and the ones the service opens next are read-only.
   await admin(`ALTER DATABASE ${database.name} SET default_transaction_read_only = on`);
@@ -110,7 +91,7 @@ test('When a failover leaves the pool’s connections on a read-only server, the
       WHERE datname = '${database.name}' AND pid <> pg_backend_pid()`,
   );
   const during = [randomUUID(), randomUUID()];
-  for (const id of during) expect(await callback(id)).toBe(200); // spooled
+  for (const id of during) expect(await callback({ MessageSid: id })).toBe(200); // spooled
   // Long enough for the replay to meet the read-only server a few times (a probe a second).
   await pause(3_000);
 

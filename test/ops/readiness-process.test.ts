@@ -4,13 +4,10 @@ import os from 'node:os';
 import path from 'node:path';
 import { createDb } from '../../src/db/database';
 import { migrateToLatest } from '../../src/db/migrate';
-import { signFormParams } from '../../src/signalwire/signing';
-import { cxmlFields } from '../helpers/callbacks';
-import { TEST_PUBLIC_BASE_URL, TEST_SIGNING_KEY } from '../helpers/test-app';
 import { createDisposablePostgres } from '../ingest/support/disposable-postgres';
 import type { DisposablePostgres } from '../ingest/support/disposable-postgres';
 import { eventually } from '../ingest/support/eventually';
-import { freePort, productionEnv, startService } from './service-process';
+import { freePort, launchProductionService } from './service-process';
 import type { ServiceProcess } from './service-process';
 
 /**
@@ -34,29 +31,13 @@ afterAll(async () => {
 });
 
 async function launch(databaseUrl: string) {
-  const { port, env } = await productionEnv(databaseUrl, path.join(spoolRoot, randomUUID()));
-  const service = startService({ ...env, LOG_LEVEL: 'info' });
-  services.push(service);
-  await service.waitForLog('sw-status listening', 30_000);
-  const base = `http://127.0.0.1:${port}`;
-  const readyz = async () => {
-    const res = await fetch(`${base}/readyz`, { signal: AbortSignal.timeout(2_000) });
-    return { status: res.status, body: (await res.json()) as Record<string, unknown> };
-  };
-  const callback = async () => {
-    const fields = cxmlFields();
-    const url = `${TEST_PUBLIC_BASE_URL}/callbacks/cxml`;
-    const res = await fetch(`${base}/callbacks/cxml`, {
-      method: 'POST',
-      headers: {
-        'content-type': 'application/x-www-form-urlencoded',
-        'x-signalwire-signature': signFormParams(TEST_SIGNING_KEY, url, Object.entries(fields)),
-      },
-      body: new URLSearchParams(fields).toString(),
-    });
-    return res.status;
-  };
-  return { service, readyz, callback };
+  const launched = await launchProductionService(
+    databaseUrl,
+    path.join(spoolRoot, randomUUID()),
+    2_000,
+  );
+  services.push(launched.service);
+  return launched;
 }
 
 const pause = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));

@@ -3,8 +3,8 @@ import type { ChildProcess } from 'node:child_process';
 import http from 'node:http';
 import net from 'node:net';
 import path from 'node:path';
-import { signJsonBody } from '../../src/signalwire/signing';
-import { nativeFields } from '../helpers/callbacks';
+import { signFormParams, signJsonBody } from '../../src/signalwire/signing';
+import { cxmlFields, nativeFields } from '../helpers/callbacks';
 import { TEST_PUBLIC_BASE_URL, TEST_SIGNING_KEY, TEST_TOKEN_SECRET } from '../helpers/test-app';
 
 export const REPO_ROOT = path.resolve(__dirname, '../..');
@@ -142,6 +142,49 @@ export async function productionEnv(
       SHUTDOWN_DELAY_MS: '0',
     }),
   };
+}
+
+/**
+ * The service started in production mode (productionEnv) and listening, with its public
+ * listener's /readyz (given up after `probeTimeoutMs`) and a signed cXML callback (`fields`
+ * over cxmlFields' defaults) as the kubelet and SignalWire reach them. The caller kills it.
+ */
+export async function launchProductionService(
+  databaseUrl: string,
+  spoolDir: string,
+  probeTimeoutMs: number,
+): Promise<{
+  service: ServiceProcess;
+  readyz(): Promise<{ status: number; body: Record<string, unknown> }>;
+  callback(fields?: Record<string, string>): Promise<number>;
+}> {
+  const { port, env } = await productionEnv(databaseUrl, spoolDir);
+  const service = startService(env);
+  try {
+    await service.waitForLog('sw-status listening', 30_000);
+  } catch (error) {
+    await service.kill(); // the caller never gets it to kill
+    throw error;
+  }
+  const base = `http://127.0.0.1:${port}`;
+  const readyz = async () => {
+    const res = await fetch(`${base}/readyz`, { signal: AbortSignal.timeout(probeTimeoutMs) });
+    return { status: res.status, body: (await res.json()) as Record<string, unknown> };
+  };
+  const callback = async (fields: Record<string, string> = {}) => {
+    const signed = cxmlFields(fields);
+    const url = `${TEST_PUBLIC_BASE_URL}/callbacks/cxml`;
+    const res = await fetch(`${base}/callbacks/cxml`, {
+      method: 'POST',
+      headers: {
+        'content-type': 'application/x-www-form-urlencoded',
+        'x-signalwire-signature': signFormParams(TEST_SIGNING_KEY, url, Object.entries(signed)),
+      },
+      body: new URLSearchParams(signed).toString(),
+    });
+    return res.status;
+  };
+  return { service, readyz, callback };
 }
 
 /**
