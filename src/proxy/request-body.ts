@@ -153,21 +153,17 @@ export function withField(
   singleValued: readonly string[] = [],
 ): EncodedBody {
   if (body.type === 'form') {
+    // The callback field is single-valued too: only its first place is kept, with our value.
     const pairs: FormPairs = [];
     const seen = new Set<string>();
-    let placed = false;
     for (const [key, v] of body.pairs) {
-      if (key === field) {
-        if (!placed) pairs.push([key, value]);
-        placed = true;
-      } else if (!singleValued.includes(key)) {
-        pairs.push([key, v]);
-      } else if (!seen.has(key)) {
+      if (key !== field && !singleValued.includes(key)) pairs.push([key, v]);
+      else if (!seen.has(key)) {
         seen.add(key);
-        pairs.push([key, v]);
+        pairs.push([key, key === field ? value : v]);
       }
     }
-    if (!placed) pairs.push([field, value]);
+    if (!seen.has(field)) pairs.push([field, value]);
     return { contentType: FORM, text: new URLSearchParams(pairs).toString() };
   }
   // Only objects get this far (see readRequestBody and the native rules). Spreading keeps an
