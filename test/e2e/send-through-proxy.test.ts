@@ -10,8 +10,10 @@ import type { Stack } from './stack';
  * simulator → signed callbacks to PUBLIC_BASE_URL → receiver → PostgreSQL → query API.
  *
  * The simulator's steps are 200 ms apart, so the proxy's own record of a send (made before
- * it answers the client) is always first in the history; test/e2e/callback-order.test.ts
- * covers the other order.
+ * it answers the client) usually comes first in the history. Not always: on a loaded machine
+ * (a CI run's fourth pass) the first callback once beat it, an order production sees too and
+ * test/e2e/callback-order.test.ts covers. So the callbacks' rows are checked in arrival order
+ * and the proxy's row once, wherever it landed.
  */
 
 const CLIENT_CALLBACK = 'https://app.example.com/sms/status';
@@ -31,7 +33,7 @@ function cb(raw: string, errorCode: string | null = null): Row {
 interface Outcome {
   status: string;
   errorCode: string | null;
-  /** Callback rows after the proxy's, in arrival order. */
+  /** Callback rows, in arrival order (the proxy's own row aside). */
   callbacks: Row[];
 }
 
@@ -175,14 +177,14 @@ describe.each(APIS)('%s API through the proxy', (api) => {
         ref: expect.any(String),
       });
       const history = message.history ?? [];
-      expect(
-        history.map(({ status, raw_status, error_code, source }) => ({
-          status,
-          raw_status,
-          error_code,
-          source,
-        })),
-      ).toEqual([PROXY, ...expected.callbacks]);
+      const rows = history.map(({ status, raw_status, error_code, source }) => ({
+        status,
+        raw_status,
+        error_code,
+        source,
+      }));
+      expect(rows.filter((row) => row.source === 'proxy')).toEqual([PROXY]);
+      expect(rows.filter((row) => row.source !== 'proxy')).toEqual(expected.callbacks);
       const seqs = history.map((h) => h.seq);
       expect(seqs).toEqual([...seqs].sort((a, b) => a - b));
 
