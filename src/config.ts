@@ -395,6 +395,14 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       if (/REPLACE_ME/i.test(env[name] ?? ''))
         problems.push(`${name}: still holds the REPLACE_ME placeholder`);
     }
+    // Every wrong guess at the query API costs an attacker one request and nothing else (no
+    // lockout: one would let the same attacker lock out every dashboard behind a shared
+    // address), so a token must be too long to guess online, as a callback secret must be to
+    // guess offline.
+    // The development value and the placeholder are already refused above, by their own names.
+    const refusedAbove = (token: string) => token === DEV_API_TOKEN || /REPLACE_ME/i.test(token);
+    if (e.API_TOKENS?.some((token) => !refusedAbove(token) && token.length < 16))
+      problems.push('API_TOKENS: each token needs at least 16 characters');
   }
   for (const secret of e.CALLBACK_TOKEN_SECRET ?? []) {
     // A short secret makes the per-send token guessable offline.

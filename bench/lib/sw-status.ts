@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { BENCH_PUBLIC_BASE_URL, BENCH_SIGNING_KEY } from './request-pool';
 
-export const BENCH_API_TOKEN = 'bench-api-token';
+export const BENCH_API_TOKEN = 'bench-api-token-0123456789';
 
 /**
  * The environment of sw-status (src/main.ts) in production mode, for a benchmark.

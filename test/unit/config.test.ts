@@ -14,7 +14,7 @@ const production = {
   SIGNALWIRE_SPACE_URL: 'https://example.signalwire.com',
   SIGNALWIRE_SIGNING_KEYS: 'PSK_a,PSK_b',
   CALLBACK_TOKEN_SECRET: 'a-production-secret-of-length',
-  API_TOKENS: 'tok1, tok2',
+  API_TOKENS: 'api-token-one-0123456789, api-token-two-0123456789',
   PUBLIC_BASE_URL: 'https://hooks.example.com/',
 };
 
@@ -48,7 +48,7 @@ describe('loadConfig', () => {
   test('When production is fully configured, then lists are split and the base URL is trimmed', () => {
     const config = loadConfig(production);
     expect(config.signingKeys).toEqual(['PSK_a', 'PSK_b']);
-    expect(config.apiTokens).toEqual(['tok1', 'tok2']);
+    expect(config.apiTokens).toEqual(['api-token-one-0123456789', 'api-token-two-0123456789']);
     expect(config.publicBaseUrl).toBe('https://hooks.example.com');
     expect(config.defaultsInForce).toEqual([]);
   });
@@ -108,6 +108,17 @@ describe('loadConfig', () => {
       apiTokens: [DEV_API_TOKEN],
     });
   });
+});
+
+test('When a production API token is shorter than 16 characters, then start-up refuses it without echoing it', () => {
+  const refused = problems({
+    ...production,
+    API_TOKENS: 'api-token-one-0123456789,fifteen-chars-x',
+  });
+  expect(refused).toEqual(['API_TOKENS: each token needs at least 16 characters']);
+  expect(problems({ ...production, API_TOKENS: 'exactly-16-chars' })).toEqual([]);
+  // Development keeps accepting short tokens (dev-token itself is one).
+  expect(loadConfig({ API_TOKENS: 'tok1' }).apiTokens).toEqual(['tok1']);
 });
 
 test('When a production secret still holds the example placeholder, then start-up is refused', () => {
@@ -245,7 +256,7 @@ describe('shutdown and queue bounds', () => {
 describe('values production must not take from the source', () => {
   // Each is in this source and in a development run's start log: anyone could use it.
   test.each([
-    ['API_TOKENS', `tok1,${DEV_API_TOKEN}`],
+    ['API_TOKENS', `api-token-one-0123456789,${DEV_API_TOKEN}`],
     ['CALLBACK_TOKEN_SECRET', DEV_CALLBACK_TOKEN_SECRET],
     ['SIGNALWIRE_SIGNING_KEYS', `PSK_a,${SIMULATOR_SIGNING_KEY}`],
   ])(
