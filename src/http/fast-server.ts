@@ -1,5 +1,11 @@
 import http from 'node:http';
-import type { IncomingMessage, Server, ServerOptions, ServerResponse } from 'node:http';
+import type {
+  IncomingMessage,
+  RequestListener,
+  Server,
+  ServerOptions,
+  ServerResponse,
+} from 'node:http';
 import type { Express } from 'express';
 
 /**
@@ -19,15 +25,20 @@ import type { Express } from 'express';
  * body (Node's own IncomingMessage/ServerResponse run on them), so app code cannot tell the
  * difference — test/ingest/fast-server.test.ts and the API suite run through it check that.
  * One server serves one app (a mounted sub-app still swaps, as Express always did).
+ * `handler` (default: the app) receives the requests: one that screens them before the app.
  */
-export function createFastServer(app: Express, options: ServerOptions = {}): Server {
+export function createFastServer(
+  app: Express,
+  options: ServerOptions = {},
+  handler: RequestListener = app,
+): Server {
   return http.createServer(
     {
       ...options,
       IncomingMessage: constructorWithPrototype(http.IncomingMessage, app.request),
       ServerResponse: constructorWithPrototype(http.ServerResponse, app.response),
     },
-    app,
+    handler,
   );
 }
 

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { STATUS_CODES } from 'node:http';
-import type { Server } from 'node:http';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { Express } from 'express';
 import type { Config } from '../config';
@@ -52,14 +52,28 @@ export function listenerSettings(config: Config): ListenerSettings {
 
 /** An HTTP server for the app (the fast server: src/http/fast-server.ts) with these settings. */
 export function createListener(app: Express, settings: ListenerSettings, logger?: Logger): Server {
-  const server = createFastServer(app, {
-    headersTimeout: settings.headersTimeoutMs,
-    requestTimeout: settings.requestTimeoutMs,
-    connectionsCheckingInterval: settings.timeoutCheckIntervalMs,
-  });
+  const server = createFastServer(
+    app,
+    {
+      headersTimeout: settings.headersTimeoutMs,
+      requestTimeout: settings.requestTimeoutMs,
+      connectionsCheckingInterval: settings.timeoutCheckIntervalMs,
+      // Node's own refusal of an HTTP/1.1 request without Host is an empty 400: refused
+      // below instead, in the service's error shape.
+      requireHostHeader: false,
+    },
+    (req, res) => {
+      if (lacksHost(req)) answerWithoutApp(res, MISSING_HOST);
+      else app(req, res);
+    },
+  );
   server.keepAliveTimeout = settings.keepAliveTimeoutMs;
   server.maxConnections = settings.maxConnections;
   server.on('clientError', answerClientError);
+  // An Expect other than 100-continue: Node's own answer is an empty 417.
+  server.on('checkExpectation', (_req: IncomingMessage, res: ServerResponse) =>
+    answerWithoutApp(res, EXPECTATION_FAILED),
+  );
   if (logger) warnOnDroppedConnections(server, settings.maxConnections, logger);
   return server;
 }
@@ -96,6 +110,40 @@ function answerClientError(error: Error & { code?: string }, socket: Duplex): vo
     );
   }
   socket.destroy(error);
+}
+
+const MISSING_HOST: [number, string, string] = [
+  400,
+  'missing_host',
+  'An HTTP/1.1 request must carry a Host header',
+];
+const EXPECTATION_FAILED: [number, string, string] = [
+  417,
+  'expectation_failed',
+  'Only the 100-continue expectation is supported',
+];
+
+/** What Node's requireHostHeader refuses: HTTP/1.1 (or later) without a Host header. */
+function lacksHost(req: IncomingMessage): boolean {
+  return req.headers.host === undefined && (req.httpVersionMajor > 1 || req.httpVersionMinor >= 1);
+}
+
+/**
+ * A refusal Node would otherwise write itself, before the app sees the request, with an empty
+ * body: written here in the service's error shape (fresh id, as in answerClientError). The
+ * body of the request is not read, so the connection is closed after the answer.
+ */
+function answerWithoutApp(
+  res: ServerResponse,
+  [status, code, message]: [number, string, string],
+): void {
+  const body = JSON.stringify({ error: { code, message, request_id: randomUUID() } });
+  res.writeHead(status, {
+    'Content-Type': 'application/json; charset=utf-8',
+    'Content-Length': Buffer.byteLength(body),
+    Connection: 'close',
+  });
+  res.end(body);
 }
 
 /** At most one line a minute, however many connections are refused. */
