@@ -28,6 +28,19 @@ import type { SignatureFailure } from './signature';
 /** DESIGN §2: a callback body is at most 64 KiB (a real one is about 1 KiB). */
 export const CALLBACK_BODY_LIMIT_BYTES = 64 * 1024;
 
+/**
+ * A body is read before its signature can be checked, so without a bound any client that shows
+ * a signature header could hold HTTP_MAX_CONNECTIONS bodies of 64 KiB (4,096: 256 MiB of a
+ * 512 MiB pod) by sending all but their last byte (DESIGN §2: memory held by waiting callbacks
+ * is bounded in bytes). Real callbacks are about 1 KiB: a body declared no larger than
+ * SMALL_CALLBACK_BYTES is always taken (all connections together hold at most 32 MiB of them),
+ * and larger ones share CALLBACK_BODY_BYTES_IN_FLIGHT, reserved as declared before a byte is
+ * read. Past it such a body is refused 503 unread, and SignalWire retries it; an attacker who
+ * fills it therefore delays only other oversized bodies, never an ordinary callback.
+ */
+export const SMALL_CALLBACK_BYTES = 8 * 1024;
+export const CALLBACK_BODY_BYTES_IN_FLIGHT = 16 * 1024 * 1024;
+
 export type CallbackOutcome = RecordOutcome | `refused_${string}`;
 
 export interface CallbackDeps {
@@ -38,6 +51,8 @@ export interface CallbackDeps {
   /** Observes every callback's outcome (metrics). */
   onCallback?: (api: Api, status: string, outcome: CallbackOutcome) => void;
   onSignatureFailure?: (reason: SignatureFailure) => void;
+  /** Bytes of large bodies held at once (default CALLBACK_BODY_BYTES_IN_FLIGHT). */
+  bodyBytesInFlight?: number;
 }
 
 /** `form` for an urlencoded body or a GET's query, `json` for a JSON body. */
@@ -84,12 +99,16 @@ export function callbackEndpoint(
 ): RequestHandler {
   const route = (api: Api, ...handlers: RequestHandler[]): RequestHandler =>
     chain(...(deps.before ? [deps.before(api)] : []), ...handlers);
+  const bodies: BodyBudget = {
+    held: 0,
+    max: deps.bodyBytesInFlight ?? CALLBACK_BODY_BYTES_IN_FLIGHT,
+  };
   const callback = (api: Api, readBody: boolean): RequestHandler =>
     route(
       api,
       decodeToken,
       admit(deps, api),
-      ...(readBody ? [readRawBody(deps, api)] : []),
+      ...(readBody ? [readRawBody(deps, api, bodies)] : []),
       (req: Request, res: Response) => handle(deps, api, req, res),
     );
   // The handler of each API and method (a GET callback carries its fields in the query), and
@@ -165,14 +184,28 @@ function pathOf(url: string): string {
   return query === -1 ? url : url.slice(0, query);
 }
 
+/** Bytes of the bodies held now (reserved as declared), and the most that may be. */
+interface BodyBudget {
+  held: number;
+  max: number;
+}
+
 /**
  * The body as raw bytes (signatures cover it exactly as sent), at most
  * CALLBACK_BODY_LIMIT_BYTES. raw-body (what Express's body parsers read with) enforces the
  * limit while reading and refuses a body cut short; past the limit the rest is not read and
  * the connection is closed after the answer.
+ *
+ * Before a byte of a body larger than SMALL_CALLBACK_BYTES is read, its size is reserved in
+ * `bodies` — its Content-Length, or the limit for a chunked body — until the answer is sent or
+ * the connection is gone; when the reservation does not fit, 503 with Retry-After and the body
+ * is not read (CALLBACK_BODY_BYTES_IN_FLIGHT).
  */
-function readRawBody(deps: CallbackDeps, api: Api): RequestHandler {
+function readRawBody(deps: CallbackDeps, api: Api, bodies: BodyBudget): RequestHandler {
   return async (req, res, next) => {
+    const declared = Number(req.headers['content-length']);
+    const size = Number.isInteger(declared) ? declared : CALLBACK_BODY_LIMIT_BYTES;
+    if (size > SMALL_CALLBACK_BYTES) reserve(deps, api, res, bodies, size);
     try {
       req.body = await getRawBody(req, {
         length: req.headers['content-length'],
@@ -196,6 +229,26 @@ function readRawBody(deps: CallbackDeps, api: Api): RequestHandler {
     }
     next();
   };
+}
+
+/** Holds `size` bytes of `bodies` until the answer is gone, or refuses the body 503. */
+function reserve(
+  deps: CallbackDeps,
+  api: Api,
+  res: Response,
+  bodies: BodyBudget,
+  size: number,
+): void {
+  // One body always fits, whatever the budget (a test's may be smaller than one body).
+  if (bodies.held > 0 && bodies.held + size > bodies.max) {
+    deps.onCallback?.(api, 'invalid', 'refused_unavailable');
+    res.setHeader('Connection', 'close');
+    throw unavailable('Too many large callbacks are being received at once; retry later', 1);
+  }
+  bodies.held += size;
+  res.once('close', () => {
+    bodies.held -= size;
+  });
 }
 
 /** Size, content type and credentials: everything that can be refused before reading. */

@@ -1,0 +1,192 @@
+import { randomUUID } from 'node:crypto';
+import net from 'node:net';
+import type { AddressInfo } from 'node:net';
+import type { Server } from 'node:http';
+import {
+  CALLBACK_BODY_BYTES_IN_FLIGHT,
+  SMALL_CALLBACK_BYTES,
+} from '../../src/callbacks/callbacks.routes';
+import { createListener, listenerSettings } from '../../src/http/listener';
+import { signJsonBody } from '../../src/signalwire/signing';
+import { nativeFields } from '../helpers/callbacks';
+import { TEST_PUBLIC_BASE_URL, TEST_SIGNING_KEY, createTestApp } from '../helpers/test-app';
+import type { TestApp } from '../helpers/test-app';
+import { eventually } from '../ingest/support/eventually';
+
+/**
+ * The public listener as an attacker meets it: through the service's own listener
+ * (createListener, as main.ts serves it) on a real socket, with what no HTTP client library
+ * sends — requests Node answers itself before the app, and bodies that stall.
+ */
+
+let t: TestApp;
+let server: Server;
+let port: number;
+beforeAll(async () => {
+  t = await createTestApp({ RATE_LIMIT_PUBLIC_PER_MINUTE: '100000' });
+  server = createListener(t.publicApp, listenerSettings(t.config));
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  port = (server.address() as AddressInfo).port;
+});
+afterAll(async () => {
+  server.closeAllConnections();
+  await new Promise((resolve) => server.close(resolve));
+  await t.close();
+});
+
+interface Answer {
+  status: number;
+  headers: Record<string, string>;
+  body: string;
+  /** Everything received, interim answers (100 Continue) included. */
+  raw: string;
+}
+
+/** Writes `raw` on a new connection and reads until the service closes it. */
+function exchange(raw: string): Promise<Answer> {
+  return new Promise((resolve, reject) => {
+    let text = '';
+    const socket = net.connect(port, '127.0.0.1', () => socket.write(raw));
+    socket.on('data', (data: Buffer) => (text += data.toString('latin1')));
+    socket.on('error', reject);
+    socket.setTimeout(10_000, () => socket.destroy(new Error(`no close; got ${text}`)));
+    socket.on('close', () => resolve(parseLast(text)));
+  });
+}
+
+/** The final answer in `raw` (after any interim 1xx answer). */
+function parseLast(raw: string): Answer {
+  const start = /^(?:HTTP\/1\.1 1\d\d [^\r]*\r\n\r\n)*/.exec(raw)![0].length;
+  const end = raw.indexOf('\r\n\r\n', start);
+  const [statusLine, ...lines] = raw.slice(start, end).split('\r\n');
+  const headers: Record<string, string> = {};
+  for (const line of lines) {
+    const colon = line.indexOf(':');
+    headers[line.slice(0, colon).toLowerCase()] = line.slice(colon + 1).trim();
+  }
+  return { status: Number(statusLine!.split(' ')[1]), headers, body: raw.slice(end + 4), raw };
+}
+
+function expectErrorShape(answer: Answer, status: number, code: string): void {
+  expect(answer.status).toBe(status);
+  expect(answer.headers['content-type']).toMatch(/^application\/json/);
+  expect(JSON.parse(answer.body)).toEqual({
+    error: { code, message: expect.any(String), request_id: expect.any(String) },
+  });
+}
+
+/**
+ * A signed native callback's request, with `extraHeaders` lines; `padding` characters more in
+ * a field of its own make it a large body.
+ */
+function signedNative(id: string, extraHeaders = '', padding = 0): string {
+  const fields = nativeFields({ id });
+  const body = JSON.stringify(padding > 0 ? { ...fields, padding: 'x'.repeat(padding) } : fields);
+  const signature = signJsonBody(
+    TEST_SIGNING_KEY,
+    `${TEST_PUBLIC_BASE_URL}/callbacks/native`,
+    body,
+  );
+  return (
+    'POST /callbacks/native HTTP/1.1\r\nHost: hooks.example.com\r\nConnection: close\r\n' +
+    `Content-Type: application/json\r\nX-SignalWire-Signature: ${signature}\r\n${extraHeaders}` +
+    `Content-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`
+  );
+}
+
+async function eventsOf(messageId: string): Promise<number> {
+  const rows = await t.database.db
+    .selectFrom('status_events')
+    .select('seq')
+    .where('message_id', '=', messageId)
+    .execute();
+  return rows.length;
+}
+
+describe('what Node answers before the app', () => {
+  test('When an HTTP/1.1 request has no Host header, then 400 in the service’s error shape (not Node’s empty body)', async () => {
+    const answer = await exchange(
+      'POST /callbacks/native HTTP/1.1\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}',
+    );
+    expectErrorShape(answer, 400, 'missing_host');
+  });
+
+  test('When an HTTP/1.0 request has no Host header, then the app answers it (Host is optional there)', async () => {
+    const answer = await exchange(
+      'POST /callbacks/native HTTP/1.0\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}',
+    );
+    expectErrorShape(answer, 401, 'unauthorized');
+  });
+
+  test('When a callback carries an Expect other than 100-continue, then 417 in the service’s error shape and nothing is stored', async () => {
+    const id = randomUUID();
+    const answer = await exchange(signedNative(id, 'Expect: something-else\r\n'));
+    expectErrorShape(answer, 417, 'expectation_failed');
+    expect(await eventsOf(id)).toBe(0);
+  });
+
+  test('When a callback carries Expect: 100-continue, then it is told to continue and stored', async () => {
+    const id = randomUUID();
+    const answer = await exchange(signedNative(id, 'Expect: 100-continue\r\n'));
+    expect(answer.raw).toMatch(/^HTTP\/1\.1 100 Continue\r\n/);
+    expect(answer.status).toBe(200);
+    expect(await eventsOf(id)).toBe(1);
+  });
+});
+
+describe('bodies that stall', () => {
+  test('When large bodies holding the whole in-flight budget stall, then a further large callback is refused 503 before its body is read, an ordinary one is still stored, and a large one is accepted once they are gone', async () => {
+    // Each declares the maximum body, shows a (false) signature, and sends no body. Node sends
+    // 100 Continue in the same tick as it hands the request to the app, which reserves the
+    // body's size synchronously: once it arrives, the reservation is held.
+    const stalled: net.Socket[] = [];
+    const count = CALLBACK_BODY_BYTES_IN_FLIGHT / (64 * 1024);
+    const large = SMALL_CALLBACK_BYTES + 1;
+    try {
+      await Promise.all(
+        Array.from(
+          { length: count },
+          () =>
+            new Promise<void>((resolve, reject) => {
+              const socket = net.connect(port, '127.0.0.1', () =>
+                socket.write(
+                  'POST /callbacks/native HTTP/1.1\r\nHost: hooks.example.com\r\n' +
+                    'Content-Type: application/json\r\nX-SignalWire-Signature: forged\r\n' +
+                    'Expect: 100-continue\r\nContent-Length: 65536\r\n\r\n',
+                ),
+              );
+              stalled.push(socket);
+              socket.once('data', (data: Buffer) =>
+                data.toString('latin1').startsWith('HTTP/1.1 100 Continue')
+                  ? resolve()
+                  : reject(new Error(`not continued: ${data.toString('latin1')}`)),
+              );
+              socket.on('error', reject);
+            }),
+        ),
+      );
+
+      const refusedId = randomUUID();
+      const refused = await exchange(signedNative(refusedId, '', large));
+      expectErrorShape(refused, 503, 'unavailable');
+      expect(refused.headers['retry-after']).toBeDefined();
+      expect(refused.headers['connection']).toBe('close');
+      expect(await eventsOf(refusedId)).toBe(0);
+
+      // The attack delays only other large bodies: SignalWire's ordinary callbacks go on.
+      const ordinaryId = randomUUID();
+      expect((await exchange(signedNative(ordinaryId))).status).toBe(200);
+      expect(await eventsOf(ordinaryId)).toBe(1);
+    } finally {
+      for (const socket of stalled) socket.destroy();
+    }
+
+    // Their reservations end with their connections: a large callback is accepted again.
+    let acceptedId = '';
+    await eventually(async () => {
+      acceptedId = randomUUID();
+      return (await exchange(signedNative(acceptedId, '', large))).status === 200;
+    }, 'a large callback accepted once the stalled bodies are gone');
+    expect(await eventsOf(acceptedId)).toBe(1);
+  });
+});
