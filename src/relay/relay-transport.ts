@@ -75,7 +75,19 @@ function exchange(
       settle({ kind: 'failed', error: `no answer within ${timeoutMs} ms` });
       req.destroy();
     }, timeoutMs);
-    req.on('close', () => clearTimeout(timer));
+    req.on('close', () => {
+      clearTimeout(timer);
+      // Closed without an answer or an error: a 101 (an upgrade) ends the exchange so, and
+      // without this the attempt would never end, holding its host's slot and the worker's
+      // room for good.
+      settle({ kind: 'failed', error: 'the connection closed without an answer' });
+    });
+    // A switch of protocols is no answer to a callback: the app's status, not delivered, and
+    // the socket (handed over to whoever takes the upgrade) is closed.
+    req.on('upgrade', (res, socket) => {
+      settle({ kind: 'answered', status: res.statusCode ?? 0 });
+      socket.destroy();
+    });
     req.on('response', (res) => {
       // The status line is the app's answer (DESIGN §10: a 2xx within RELAY_TIMEOUT_MS is
       // delivered). Waiting for the body's end too made an app that answered 200 at once but

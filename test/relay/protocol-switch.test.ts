@@ -1,0 +1,87 @@
+import net from 'node:net';
+import type { AddressInfo } from 'node:net';
+import { createRelay } from '../../src/relay/relay';
+import type { RelayWorker } from '../../src/relay/relay-worker';
+import { createRelayTransport } from '../../src/relay/relay-transport';
+import { cxmlFields, postCxml } from '../helpers/callbacks';
+import { createTestApp } from '../helpers/test-app';
+import type { TestApp } from '../helpers/test-app';
+import { eventually, seedProxiedMessage } from './support';
+
+/**
+ * A caller's callback URL may answer anything. `101 Switching Protocols` is no answer to a
+ * callback, and Node's client ends such an exchange with neither a response nor an error (only
+ * `close`, when nobody takes the upgrade): an attempt that waited for one of those would never
+ * end, keeping its host's slot and a share of the worker's room for good — a few such URLs
+ * and the replica relays nothing, for any host, and cannot stop. It must end like any other
+ * answer that is not a 2xx: retried, then dead.
+ */
+
+let t: TestApp;
+let worker: RelayWorker;
+let switcher: net.Server;
+let switcherUrl = '';
+
+beforeAll(async () => {
+  // Answers every request with 101 and keeps the connection open.
+  switcher = net.createServer((socket) => {
+    socket.on('error', () => undefined);
+    socket.once('data', () =>
+      socket.write(
+        'HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n',
+      ),
+    );
+  });
+  await new Promise<void>((resolve) => switcher.listen(0, '127.0.0.1', resolve));
+  switcherUrl = `http://127.0.0.1:${(switcher.address() as AddressInfo).port}/hook`;
+  t = await createTestApp({ RELAY_RETRY_SCHEDULE: '20ms', RELAY_TIMEOUT_MS: '2000' });
+  worker = createRelay({
+    config: t.config,
+    db: t.database.db,
+    logger: t.deps.logger,
+    tuning: { pollMs: 20 },
+  });
+  worker.start();
+});
+
+afterAll(async () => {
+  // Waits for every attempt in flight: it would never return while one hung.
+  await worker.stop();
+  await new Promise((resolve) => switcher.close(resolve));
+  await t.close();
+});
+
+test('When the callback URL answers 101 Switching Protocols, then the attempt ends as that answer', async () => {
+  const transport = createRelayTransport({
+    timeoutMs: 60_000,
+    maxSockets: 4,
+    allowedNetworks: ['127.0.0.0/8'],
+    allowHttp: true,
+  });
+  try {
+    const result = await transport.send({
+      url: switcherUrl,
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: Buffer.from('MessageStatus=sent'),
+    });
+    expect(result).toEqual({ kind: 'answered', status: 101 });
+  } finally {
+    transport.close();
+  }
+});
+
+test('When the callback URL answers 101 Switching Protocols, then the relay is retried and dead, not held forever', async () => {
+  const id = await seedProxiedMessage(t.database.db, 'cxml', switcherUrl);
+  await postCxml(t.publicApp, cxmlFields({ MessageSid: id, MessageStatus: 'sent' })).expect(200);
+  const job = await eventually(async () => {
+    const row = await t.database.db
+      .selectFrom('relay_jobs')
+      .selectAll()
+      .where('message_id', '=', id)
+      .executeTakeFirst();
+    return row?.state === 'dead' && row;
+  });
+  expect(job).toMatchObject({ attempts: 2, last_status: 101 });
+  expect(job.last_error).toMatch(/HTTP 101/);
+});
