@@ -15,6 +15,13 @@ import ipaddr from 'ipaddr.js';
  */
 const INTERNAL_UNICAST = ['168.63.129.16/32'].map((cidr) => ipaddr.parseCIDR(cidr));
 
+/**
+ * Deprecated IPv4-compatible IPv6 addresses (`::a.b.c.d`, RFC 4291 §2.5.5.1), which ipaddr.js
+ * calls unicast: no public host has one, and a host that still routes them (automatic
+ * tunnelling) reaches the IPv4 address inside — `[::127.0.0.1]`, `[::a9fe:a9fe]`.
+ */
+const IPV4_COMPATIBLE = ipaddr.parseCIDR('::/96');
+
 export interface DestinationPolicy {
   /** CIDRs allowed although not public unicast (RELAY_ALLOWED_NETWORKS). */
   allowedNetworks: readonly string[];
@@ -56,6 +63,9 @@ export function addressProblem(
     if (network[0].kind() === parsed.kind() && parsed.match(network)) return null;
   }
   const range = parsed.range();
+  if (range === 'unicast' && parsed.kind() === 'ipv6' && parsed.match(IPV4_COMPATIBLE)) {
+    return `address ${address} is not allowed (IPv4-compatible); RELAY_ALLOWED_NETWORKS can allow it`;
+  }
   if (range === 'unicast') {
     const internal = INTERNAL_UNICAST.find(
       (network) => network[0].kind() === parsed.kind() && parsed.match(network),

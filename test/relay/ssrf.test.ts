@@ -91,6 +91,8 @@ const DESTINATIONS: Array<[string, string]> = [
   ['the unspecified address, which reaches this host', 'http://0.0.0.0:{port}/hook'],
   ['loopback written as one integer', 'http://2130706433:{port}/hook'],
   ['IPv6 loopback', 'http://[::1]:{port}/hook'],
+  ['IPv4-compatible loopback (deprecated ::/96)', 'http://[::127.0.0.1]:{port}/hook'],
+  ['the IPv4-compatible metadata address', 'http://[::a9fe:a9fe]/latest/meta-data/'],
   ['a name that resolves to loopback', 'http://internal.example.test:{port}/hook'],
   ['a name that resolves to the metadata address', 'http://metadata.example.test:{port}/'],
   ['a name with a public and a private address', 'http://mixed.example.test:{port}/'],
@@ -120,14 +122,16 @@ test.each(DESTINATIONS)(
     expect(job.attempts).toBe(1);
     expect(job.last_error).toMatch(/not allowed/);
     expect(job.last_error).toMatch(
-      /127\.0\.0\.1|::ffff:7f00:1|::1|0\.0\.0\.0|169\.254\.169\.254|10\.0\.0\.7/,
+      /127\.0\.0\.1|::ffff:7f00:1|::1|::7f00:1|::a9fe:a9fe|0\.0\.0\.0|169\.254\.169\.254|10\.0\.0\.7/,
     );
     expect(job.last_status).toBeNull();
     expect(trapConnections).toBe(0);
     // A socket given an IP dials it at once; one given a name dials only what its lookup
     // returns, and the guarded lookup refused (last_error names the address).
     const forbidden = connects.filter(
-      (c) => net.isIP(c.host) !== 0 && (c.port === trapPort || c.host === '169.254.169.254'),
+      (c) =>
+        net.isIP(c.host) !== 0 &&
+        (c.port === trapPort || c.host === '169.254.169.254' || c.host === '::a9fe:a9fe'),
     );
     expect({ what, forbidden }).toEqual({ what, forbidden: [] });
   },
