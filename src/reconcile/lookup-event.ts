@@ -24,10 +24,11 @@ export interface SweptMessage {
 
 export function lookupEvent(
   message: SweptMessage,
-  answer: Record<string, unknown>,
+  given: Record<string, unknown>,
   receivedAt: Date,
   storeBody: boolean,
 ): StatusEvent | null {
+  const answer = withoutNul(given) as Record<string, unknown>;
   const rawStatus = text(answer['status']);
   if (rawStatus === null || rawStatus.length > 64) return null;
   const status = canonicalStatus(rawStatus);
@@ -108,6 +109,29 @@ function relayPayload(event: StatusEvent, body: string | null): RelayPayload {
     body: Buffer.from(JSON.stringify(payload)).toString('base64'),
     keyRef: null,
   };
+}
+
+/**
+ * The answer without NUL characters, in keys and values at any depth. JSON can hold one
+ * (`\u0000`); PostgreSQL can store it neither in text nor in jsonb. A callback with one is
+ * refused (src/callbacks), but a lookup has nobody to refuse: recording it would fail on every
+ * lookup, the lookup would count as not made, and the message would be looked up again and
+ * again instead of moving through the schedule.
+ */
+function withoutNul(value: unknown): unknown {
+  if (typeof value === 'string') return value.includes('\0') ? value.replaceAll('\0', '') : value;
+  if (Array.isArray(value)) return value.map(withoutNul);
+  if (typeof value !== 'object' || value === null) return value;
+  const clean: Record<string, unknown> = {};
+  for (const [key, inner] of Object.entries(value)) {
+    Object.defineProperty(clean, withoutNul(key) as string, {
+      value: withoutNul(inner),
+      enumerable: true,
+      writable: true,
+      configurable: true,
+    });
+  }
+  return clean;
 }
 
 function withoutBody(answer: Record<string, unknown>, storeBody: boolean): Record<string, unknown> {
