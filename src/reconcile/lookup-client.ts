@@ -67,7 +67,7 @@ export function createMessageLookup(options: {
           unavailable: true,
         };
       }
-      const text = await res.text().catch(() => '');
+      const text = await readAtMost(res, MAX_ANSWER_BYTES).catch(() => '');
       if (res.status === 404) return { kind: 'not_found' };
       if (res.status === 401 || res.status === 403) return { kind: 'unauthorized' };
       if (res.status < 200 || res.status >= 300) {
@@ -78,6 +78,9 @@ export function createMessageLookup(options: {
           unavailable: res.status === 429 || res.status >= 500,
           ...(retryAfterMs !== undefined && { retryAfterMs }),
         };
+      }
+      if (text === null) {
+        return { kind: 'failed', error: 'the answer is too large', unavailable: false };
       }
       try {
         const answer: unknown = JSON.parse(text);
@@ -90,6 +93,31 @@ export function createMessageLookup(options: {
       return { kind: 'failed', error: 'the answer is not a JSON object', unavailable: false };
     },
   };
+}
+
+/**
+ * A message resource or log entry is a few KiB: an answer past this is not one, and reading it
+ * whole (a gateway's endless or huge body) would hold it all in memory.
+ */
+export const MAX_ANSWER_BYTES = 1024 * 1024;
+
+/** The body as text, or null once it passes `limit` bytes (the rest is not read). */
+async function readAtMost(res: Response, limit: number): Promise<string | null> {
+  if (!res.body) return '';
+  const reader = res.body.getReader();
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    size += value.byteLength;
+    if (size > limit) {
+      await reader.cancel().catch(() => undefined);
+      return null;
+    }
+    chunks.push(value);
+  }
+  return Buffer.concat(chunks).toString('utf8');
 }
 
 /** A Retry-After header (delay in seconds, or an HTTP date) in ms from `now`; undefined: none. */
