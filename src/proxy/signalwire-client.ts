@@ -160,7 +160,27 @@ export function createSignalWireClient(options: SignalWireClientOptions): Signal
         else socket.once(secure ? 'secureConnect' : 'connect', () => (connected = true));
       });
       sent.on('error', (error) => failed(error, false));
+      let answered = false;
+      // A switch of protocols is no answer to an API call; Node's client ends such an
+      // exchange with neither a response nor an error, only `close`, which would leave the
+      // caller waiting for the timeout.
+      sent.on('upgrade', (res, socket) => {
+        socket.destroy();
+        failed(new Error(`SignalWire answered ${res.statusCode} (a switch of protocols)`), false);
+      });
+      sent.on('close', () => {
+        if (!answered) failed(new Error('the connection closed without an answer'), false);
+      });
       sent.on('response', (res) => {
+        answered = true;
+        const status = res.statusCode ?? 0;
+        if (status < 200 || status > 599) {
+          // No HTTP status a caller could be given (Express refuses one below 100): garbage,
+          // after the request went out.
+          sent.destroy();
+          failed(new Error(`SignalWire answered with an invalid status ${status}`), false);
+          return;
+        }
         read(res, sent).then(
           (body) => {
             const headers = pick(res, returned);
