@@ -29,13 +29,27 @@ export function laterOf(a: FeedPosition, b: FeedPosition): FeedPosition {
  * every other's cursors and a made-up one is refused (400) instead of silently skipping or
  * replaying events. All configured secrets verify; the first signs (rotation). A signature
  * says who issued a cursor, not for which database: one beyond what this database has reached
- * is refused by the route (410, src/feed/feed.routes.ts). The signed format is what running
- * pods of every version issue: changing it would break cursors in a rolling upgrade.
+ * is refused by the route (410, src/feed/feed.routes.ts).
+ *
+ * The payload is `tx.seq`, or `tx.seq.removedTx.removedSeq` when the consumer has already been
+ * judged against a retention removal beyond its position (FeedCursor.removedSeen). Only that
+ * second form is new, and it is issued only where the `tx.seq` form would be refused 410 by
+ * the same rule (src/feed/feed.routes.ts): a pod of an earlier version, which refuses the long
+ * form as invalid (400), costs a consumer in a rolling upgrade nothing it had not lost anyway.
  */
 export interface FeedCursors {
-  encode(position: FeedPosition): string;
+  encode(position: FeedPosition, removedSeen?: FeedPosition): string;
   /** Throws a 400 for anything this service did not issue. */
-  decode(cursor: string): FeedPosition;
+  decode(cursor: string): FeedCursor;
+}
+
+/**
+ * A decoded cursor: its position and, when the cursor says so, the newest event retention had
+ * removed when its consumer was last judged (none: the position itself — removals up to it
+ * cannot have been missed).
+ */
+export interface FeedCursor extends FeedPosition {
+  removedSeen?: FeedPosition;
 }
 
 const KEY_LABEL = 'sw-status change feed cursor v1';
@@ -52,23 +66,33 @@ export function feedCursors(secrets: readonly string[]): FeedCursors {
       'The cursor is not one this API issued; start again with after=now',
     );
   return {
-    encode({ tx, seq }) {
-      const payload = `${tx}.${seq}`;
+    encode({ tx, seq }, removedSeen) {
+      const beyond = removedSeen !== undefined && comparePositions(removedSeen, { tx, seq }) > 0;
+      const payload = beyond ? `${tx}.${seq}.${removedSeen.tx}.${removedSeen.seq}` : `${tx}.${seq}`;
       return `${Buffer.from(payload).toString('base64url')}.${mac(keys[0]!, payload).toString('base64url')}`;
     },
     decode(cursor) {
-      const match = /^([A-Za-z0-9_-]{1,64})\.([A-Za-z0-9_-]{22})$/.exec(cursor);
+      const match = /^([A-Za-z0-9_-]{1,128})\.([A-Za-z0-9_-]{22})$/.exec(cursor);
       if (!match) throw invalid();
       const payload = Buffer.from(match[1]!, 'base64url').toString('latin1');
       const given = Buffer.from(match[2]!, 'base64url');
       if (given.length !== 16 || !keys.some((key) => timingSafeEqual(mac(key, payload), given))) {
         throw invalid();
       }
-      const parts = /^(0|[1-9]\d{0,19})\.(0|[1-9]\d{0,15})$/.exec(payload);
-      if (!parts || BigInt(parts[1]!) > MAX_XID8 || !Number.isSafeInteger(Number(parts[2]))) {
-        throw invalid();
-      }
-      return { tx: parts[1]!, seq: Number(parts[2]) };
+      const fields = payload.split('.');
+      const position = fields.length === 2 || fields.length === 4 ? positionOf(fields) : null;
+      if (position === null) throw invalid();
+      if (fields.length === 2) return position;
+      const removedSeen = positionOf(fields.slice(2));
+      if (removedSeen === null) throw invalid();
+      return { ...position, removedSeen };
     },
   };
+}
+
+/** `[tx, seq]` (the first two of `fields`) as a position, or null when they are not one. */
+function positionOf([tx = '', seq = '']: string[]): FeedPosition | null {
+  if (!/^(0|[1-9]\d{0,19})$/.test(tx) || !/^(0|[1-9]\d{0,15})$/.test(seq)) return null;
+  if (BigInt(tx) > MAX_XID8 || !Number.isSafeInteger(Number(seq))) return null;
+  return { tx, seq: Number(seq) };
 }

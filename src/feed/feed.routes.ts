@@ -52,8 +52,11 @@ export function feedRoutes({ db, signal, secrets, concurrentReads }: FeedDeps): 
     const cursor = query.after === 'now' ? undefined : query.after;
     const given = cursor !== undefined;
     let position: FeedPosition;
+    // The newest removal by retention this consumer was judged against (its cursor's).
+    let removedSeen: FeedPosition | undefined;
     if (query.after === 'now') position = await feedEnd(db);
-    else position = cursor === undefined ? FEED_START : cursors.decode(cursor);
+    else if (cursor === undefined) position = FEED_START;
+    else ({ removedSeen, ...position } = cursors.decode(cursor));
 
     const started = Date.now();
     const deadline = started + query.wait * 1000;
@@ -62,10 +65,11 @@ export function feedRoutes({ db, signal, secrets, concurrentReads }: FeedDeps): 
     let recheck = 0;
     let page = await reads.read(position, filter, query.limit, scanLimit);
     // Retention (src/retention) removed events after this cursor: the consumer would miss them.
-    if (given) refuseExpired(position, page);
-    // Removals up to here are judged (a cursor) or none of the consumer's business (no cursor:
-    // the retained history, as found). Only a removal after this look can step over it.
-    const removedAtStart = page.removedThrough;
+    if (given) refuseExpired(position, removedSeen ?? position, page);
+    // Removals up to here are judged (a cursor) or none of the consumer's business (no cursor,
+    // or `now`: the retained history, as found). Only a removal after this look can step over
+    // it, now or on a later request: the cursor handed back carries this mark (feed-cursor.ts).
+    let removedJudged = laterOf(removedSeen ?? position, page.removedThrough);
     // The consumer's cursor lies beyond what this database has reached: true until a snapshot
     // has caught up with it (only ever on a standby; see refuseUnreached).
     let unreached = given && refuseUnreached(position, page);
@@ -99,10 +103,9 @@ export function feedRoutes({ db, signal, secrets, concurrentReads }: FeedDeps): 
       page = await reads.read(position, filter, query.limit, scanLimit);
       // Retention may have removed events past this position while the long-poll waited (an
       // old message's events replayed from a spool, then removed): the same 410, or the
-      // cursor handed back would step over them unnoticed. (An older transaction holding the
-      // feed back can leave a consumer without a cursor at a position below removals made
-      // before it began: those it did not miss.)
-      if (comparePositions(page.removedThrough, removedAtStart) > 0) refuseExpired(position, page);
+      // cursor handed back would step over them unnoticed.
+      refuseExpired(position, removedJudged, page);
+      removedJudged = laterOf(removedJudged, page.removedThrough);
       if (unreached) unreached = refuseUnreached(position, page);
       position = nextPosition(position, page, query.limit, scanLimit);
       if (page.scanned > 0) recheck = 0;
@@ -115,7 +118,7 @@ export function feedRoutes({ db, signal, secrets, concurrentReads }: FeedDeps): 
     // empty page and the same cursor go back: the replica the client moves to judges anew.)
     if (unreached && !signal.closed) throw unreachedCursor();
 
-    const nextCursor = cursors.encode(position);
+    const nextCursor = cursors.encode(position, removedJudged);
     if (answeredNotModified(req, res, `${nextCursor}|${page.rows.length}`)) return;
     // A plain Node write: Express's json() would check freshness and the content type again.
     res.setHeader('Content-Type', 'application/json; charset=utf-8');
@@ -126,11 +129,15 @@ export function feedRoutes({ db, signal, secrets, concurrentReads }: FeedDeps): 
 }
 
 /**
- * 410 cursor_expired for a cursor before the newest event retention removed, as the page's own
- * snapshot saw it: a removal committed after that snapshot left this page whole (it still held
- * the events), and the next request sees it.
+ * 410 cursor_expired when retention removed events after `position` since the consumer was
+ * last judged (`removedSeen`: the newest removal then), as the page's own snapshot saw it: a
+ * removal committed after that snapshot left this page whole (it still held the events), and
+ * the next request sees it. Removals judged before are not looked at again: a consumer that
+ * began after them reads the retained history, whose events interleave in feed order with the
+ * removed ones (a message first seen long ago and active today), without a 410.
  */
-function refuseExpired(position: FeedPosition, page: FeedPage): void {
+function refuseExpired(position: FeedPosition, removedSeen: FeedPosition, page: FeedPage): void {
+  if (comparePositions(page.removedThrough, removedSeen) <= 0) return;
   if (comparePositions(position, page.removedThrough) >= 0) return;
   throw new AppError(
     410,

@@ -71,7 +71,7 @@ test('When retention removes an event while a long-poll waits, then it is not sk
  * first look find nothing, and its next look, at the held-back position, was judged against
  * those old removals as if it had missed them.
  */
-test('When a long-poll without a cursor starts while an older transaction holds the feed back, then events removed before it began do not make it 410', async () => {
+test('When a long-poll without a cursor starts while an older transaction holds the feed back, then events removed before it began make neither it nor its cursor 410', async () => {
   const blocker = createDb(t.database.url, 1);
   let release!: () => void;
   let began!: () => void;
@@ -97,6 +97,9 @@ test('When a long-poll without a cursor starts while an older transaction holds 
     const answer = await get('/v1/events?wait=2');
     expect(answer.status).toBe(200);
     expect(answer.body.data).toEqual([]);
+    // Nor does the cursor it was handed, below that removal while the feed is held back.
+    const next = await get(`/v1/events?after=${encodeURIComponent(answer.body.next_cursor)}`);
+    expect(next.status).toBe(200);
   } finally {
     release();
     await held;

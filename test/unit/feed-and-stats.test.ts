@@ -1,3 +1,4 @@
+import { createHmac } from 'node:crypto';
 import fc from 'fast-check';
 import { FEED_START, comparePositions, feedCursors } from '../../src/feed/feed-cursor';
 import { parseInstant } from '../../src/http/query-params';
@@ -62,6 +63,40 @@ describe('feed cursors', () => {
     );
     const byOlder = feedCursors(['older-secret-0123456789']).encode({ tx: '42', seq: 7 });
     expect(cursors.decode(byOlder)).toEqual({ tx: '42', seq: 7 });
+  });
+
+  test('When a removal mark beyond the position is encoded, then it decodes back with it; one not beyond it leaves the short form earlier versions read', () => {
+    const position = fc.record({
+      tx: fc.bigInt({ min: 0n, max: 2n ** 64n - 1n }).map(String),
+      seq: fc.nat({ max: 2 ** 52 }),
+    });
+    fc.assert(
+      fc.property(position, position, (at, removedSeen) => {
+        const decoded = cursors.decode(cursors.encode(at, removedSeen));
+        if (comparePositions(removedSeen, at) > 0) expect(decoded).toEqual({ ...at, removedSeen });
+        else expect(decoded).toEqual(at);
+      }),
+    );
+    // The short form is exactly the one every earlier version issued and reads.
+    const at = { tx: '42', seq: 7 };
+    expect(cursors.encode(at, { tx: '41', seq: 9 })).toBe(cursors.encode(at));
+  });
+
+  test('When a signed cursor payload is neither two nor four numbers, then it is refused', () => {
+    const payloads = ['1.2.3', '1.2.3.4.5', '1.2.x.4', '1.2..4'];
+    for (const payload of payloads) {
+      const mac = createHmac(
+        'sha256',
+        createHmac('sha256', 'first-secret-0123456789')
+          .update('sw-status change feed cursor v1')
+          .digest(),
+      )
+        .update(payload)
+        .digest()
+        .subarray(0, 16);
+      const forged = `${Buffer.from(payload).toString('base64url')}.${mac.toString('base64url')}`;
+      expect(() => cursors.decode(forged)).toThrow(/not one this API issued/);
+    }
   });
 
   test('When a cursor is altered or made up, then it is refused', () => {
