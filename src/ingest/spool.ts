@@ -106,6 +106,8 @@ interface Segment {
   id: number;
   file: string;
   events: number;
+  /** Removed by this process's replay (its directory's sync may still have to be done). */
+  removed?: boolean;
 }
 
 interface OpenSegment extends Segment {
@@ -232,6 +234,13 @@ async function openLocked(
         if (bytesWritten > 0) written = true;
       }
       await segment.handle.datasync();
+      // Synced into a file no directory holds (SPOOL_DIR removed under the process): no
+      // replay or restart would ever read it. Not durable, so not acknowledged.
+      if ((await segment.handle.stat()).nlink === 0) {
+        throw Object.assign(new Error(`spool segment ${segment.file} was removed while open`), {
+          code: 'ENOENT',
+        });
+      }
       segment.events += count;
       segment.bytes += buffer.length;
       depth += count;
@@ -292,13 +301,27 @@ async function openLocked(
     return inTurn(() => writeDeadLetter(record));
   }
 
+  /**
+   * Once it resolves, the record is whole on disk: its segment may then be removed, and the
+   * record is the event's only copy. A nearly full disk (or the file-size limit) takes part of
+   * a write without an error, so every byte is written or the write fails; a failed one is
+   * cut off again, and a record torn by a crash stays a line of its own: appended to, either
+   * would make the next record unreadable too.
+   */
   async function writeDeadLetter(record: Record<string, unknown>): Promise<void> {
-    const handle = await open(deadLetterFile, 'a', 0o600);
+    // Read too: whether the last record ends with its newline.
+    const handle = await open(deadLetterFile, 'a+', 0o600);
     try {
-      await handle.write(
-        `${JSON.stringify({ rejected_at: new Date().toISOString(), ...record })}\n`,
-      );
-      await handle.datasync();
+      const { size } = await handle.stat();
+      const separator = size > 0 && !(await endsWithNewline(handle, size)) ? '\n' : '';
+      const line = `${separator}${JSON.stringify({ rejected_at: new Date().toISOString(), ...record })}\n`;
+      try {
+        await writeAll(handle, Buffer.from(line, 'utf8'));
+        await handle.datasync();
+      } catch (error) {
+        await handle.truncate(size).catch(() => undefined);
+        throw error;
+      }
     } finally {
       await handle.close();
     }
@@ -385,7 +408,16 @@ async function openLocked(
     let unreadable = 0;
     // Removed by an earlier replay whose directory sync then failed: it was replayed in full
     // (removal comes only after that), and failing on it would stop every later replay.
-    if (!(await exists(segment.file))) return { committed, unreadable };
+    if (segment.removed) return { committed, unreadable };
+    if (!(await exists(segment.file))) {
+      // Someone else removed it (SPOOL_DIR cleared under the process): nothing brings its
+      // events back, and waiting for it would stop every later replay. Said loudly.
+      logger.error(
+        { file: segment.file, events: segment.events },
+        'spool segment removed before it was replayed: its events are lost',
+      );
+      return { committed, unreadable };
+    }
     const chunks = inChunks(chunkSize, async (events) => {
       await commit(events);
       committed += events.length;
@@ -457,6 +489,7 @@ async function openLocked(
           // Only now, with every readable event committed: a failure above replays it again.
           if (unreadable > 0) await deadLetterUnreadable(segment);
           await removeReplayed(segment.file);
+          segment.removed = true;
           await syncDir();
           closed.shift();
           depth -= segment.events;
@@ -614,6 +647,12 @@ async function copyLine(
     done += bytesRead;
   }
   await writeAll(target, Buffer.from('\n'));
+}
+
+async function endsWithNewline(handle: FileHandle, size: number): Promise<boolean> {
+  const last = Buffer.alloc(1);
+  const { bytesRead } = await handle.read(last, 0, 1, size - 1);
+  return bytesRead === 1 && last[0] === NEWLINE;
 }
 
 async function writeAll(handle: FileHandle, data: Buffer): Promise<void> {

@@ -1,0 +1,119 @@
+import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import request from 'supertest';
+import { normalizeCxmlCallback } from '../../src/callbacks/normalize';
+import { createDb } from '../../src/db/database';
+import type { DatabaseHandle } from '../../src/db/database';
+import { createGroupCommitRecorder } from '../../src/ingest/group-commit-recorder';
+import type { GroupCommitRecorder } from '../../src/ingest/group-commit-recorder';
+import { openSpool } from '../../src/ingest/spool';
+import type { Spool } from '../../src/ingest/spool';
+import { createLogger } from '../../src/logger';
+import type { StatusEvent } from '../../src/messages/status-event';
+import { cxmlFields, postCxml } from '../helpers/callbacks';
+import { createTestApp } from '../helpers/test-app';
+import type { TestApp } from '../helpers/test-app';
+import { createTcpSwitch } from './support/tcp-switch';
+import type { TcpSwitch } from './support/tcp-switch';
+
+/**
+ * The spool's directory taken away while a segment is open in it (an operator clearing what
+ * looks like stale files, a tmp cleaner, a volume swapped under the pod). The open segment's
+ * file handle still takes writes and syncs — into a file no directory holds any more, which
+ * no replay or restart will ever read. Such a write is not durable: the callback gets a 503
+ * (SignalWire retries it), never a 200.
+ */
+
+const logger = createLogger('silent');
+
+function event(): StatusEvent {
+  return normalizeCxmlCallback(cxmlFields(), { receivedAt: new Date(), storeBody: false });
+}
+
+let root: string;
+beforeEach(async () => {
+  root = await mkdtemp(path.join(os.tmpdir(), 'sw-status-spool-directory-edge-'));
+});
+afterEach(() => rm(root, { recursive: true, force: true }));
+
+test('When the spool directory is removed while a segment is open in it, then the next callback during the outage is refused with 503, not acknowledged into a deleted file', async () => {
+  const dir = path.join(root, 'spool');
+  const spool: Spool = await openSpool({ dir, logger });
+  const tcp: TcpSwitch = await createTcpSwitch();
+  let viaSwitch: DatabaseHandle | undefined;
+  let recorder: GroupCommitRecorder | undefined;
+  const t: TestApp = await createTestApp(
+    {},
+    {
+      recorder: (deps, database) => {
+        viaSwitch = createDb(tcp.relay(database.url), 4);
+        recorder = createGroupCommitRecorder({
+          db: viaSwitch.db,
+          logger: deps.logger,
+          spool,
+          batchMax: 50,
+          batchWaitMs: 2,
+          queueMax: 1000,
+          maxInFlight: 2,
+          probeIntervalMs: 50,
+        });
+        deps.lifecycle.ingest = recorder;
+        return recorder;
+      },
+    },
+  );
+  try {
+    await tcp.cut();
+    // The outage has begun: this callback is in an open segment, fsync'd, acknowledged.
+    expect((await postCxml(t.publicApp, cxmlFields())).status).toBe(200);
+    expect(recorder!.mode()).toBe('spooling');
+
+    await rm(dir, { recursive: true, force: true });
+    const res = await postCxml(t.publicApp, cxmlFields());
+    expect(res.status).toBe(503);
+    expect(res.headers['retry-after']).toBeDefined();
+
+    // And it says so: not ready (the LB sends callbacks to a replica that can keep them).
+    const ready = await request(t.publicApp).get('/readyz');
+    expect(ready.status).toBe(503);
+    expect(ready.body.spool).toEqual(expect.objectContaining({ state: 'failing' }));
+  } finally {
+    await tcp.restore();
+    await t.close();
+    await viaSwitch?.db.destroy();
+    await tcp.close();
+  }
+});
+
+test('When a closed segment is removed by someone else before it is replayed, then the replay says its events are lost and goes on with the rest', async () => {
+  const dir = path.join(root, 'spool');
+  const lines: string[] = [];
+  const spool = await openSpool({
+    dir,
+    logger: createLogger('info', { write: (line: string) => void lines.push(line) }),
+    segmentMaxEvents: 1,
+  });
+  const [first, second] = [event(), event()];
+  await spool.append([first!]);
+  await spool.append([second!]);
+  const [removed] = (await readdir(dir)).filter((name) => name.startsWith('spool-')).sort();
+  await rm(path.join(dir, removed!));
+
+  const replayed: string[] = [];
+  await spool.replay(async (events) => {
+    replayed.push(...events.map((e) => e.messageId));
+  }, 10);
+  expect(replayed).toEqual([second!.messageId]);
+  expect(spool.isEmpty()).toBe(true);
+  const said = lines.map((line) => JSON.parse(line) as Record<string, unknown>);
+  expect(said).toContainEqual(
+    expect.objectContaining({
+      level: 50,
+      file: path.join(dir, removed!),
+      events: 1,
+      msg: 'spool segment removed before it was replayed: its events are lost',
+    }),
+  );
+  await spool.close();
+});
