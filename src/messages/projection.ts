@@ -36,8 +36,8 @@ export interface MessageState {
  * out the same whatever order the events arrive in (SignalWire does not order its callbacks,
  * and a spool replay stores events late):
  * - the highest rank wins; between different statuses of equal rank the later provider
- *   timestamp (then receive time) wins, and between terminal ones the message is flagged as a
- *   conflict;
+ *   timestamp (the receive time for an event without one, then receive time) wins, and between
+ *   terminal ones the message is flagged as a conflict;
  * - the status keeps the time of its LATEST event: an event of the current status that is later
  *   moves it forward. Kept at the first one instead, an outcome between the two (delivered@01,
  *   undelivered@05, delivered@09) would beat the status or not depending on which delivered
@@ -92,22 +92,10 @@ export function applyEvent(current: MessageState | null, event: StatusEvent): Me
       status: event.status,
       rawStatus: event.rawStatus,
       statusRank: rank,
-      // An event of the current status without a provider timestamp (a reconciliation lookup)
-      // moves the receive time but keeps the provider's word on when the status happened.
-      statusProviderTimestamp: wins
-        ? event.providerTimestamp
-        : (event.providerTimestamp ?? current.statusProviderTimestamp),
+      // Both times of the one event that now stands for the status: what isLater compares.
+      statusProviderTimestamp: event.providerTimestamp,
       statusReceivedAt: event.receivedAt,
     }),
-    // An event of the current status that is not later by the usual test can still bring the
-    // provider's timestamp the status lacked (a callback replayed after a reconciliation lookup,
-    // which has none, found the status): a rival is then compared with the provider's word, as
-    // it would have been had the callback come first.
-    ...(same &&
-      !moves &&
-      current.statusProviderTimestamp === null && {
-        statusProviderTimestamp: event.providerTimestamp,
-      }),
     errorCode: takesError ? event.errorCode : current.errorCode,
     errorMessage: takesError ? event.errorMessage : current.errorMessage,
     conflict: current.conflict || conflict,
@@ -160,11 +148,18 @@ export function sameState(a: MessageState, b: MessageState): boolean {
   });
 }
 
-/** Later provider timestamp wins; without two different ones, the later receive time. */
+/**
+ * Whether the event is later than the one standing for the current status (DESIGN §3: the
+ * later provider timestamp, then receive time), as ONE order of events: an event without a
+ * provider timestamp — a compatibility callback, or a reconciliation lookup, which says what
+ * SignalWire held when asked — is placed at its receive time. Comparing provider timestamps
+ * when both events have one and receive times otherwise is no order (A later than B, B than C
+ * and C than A), and the winner of a conflict then depended on arrival order.
+ */
 function isLater(event: StatusEvent, current: MessageState): boolean {
-  const a = event.providerTimestamp;
-  const b = current.statusProviderTimestamp;
-  if (a && b && a.getTime() !== b.getTime()) return a > b;
+  const a = (event.providerTimestamp ?? event.receivedAt).getTime();
+  const b = (current.statusProviderTimestamp ?? current.statusReceivedAt).getTime();
+  if (a !== b) return a > b;
   return event.receivedAt > current.statusReceivedAt;
 }
 

@@ -43,6 +43,9 @@ const story = fc
         // A few seconds apart at most: equal provider timestamps happen, receive times decide.
         providerSecond: fc.integer({ min: 0, max: 6 }),
         code: fc.constantFrom(...CODES),
+        // A reconciliation lookup's answer: what SignalWire said when asked, without the
+        // provider's own timestamp of the status.
+        lookup: fc.boolean(),
       }),
       { minLength: 1, maxLength: 7 },
     ),
@@ -52,12 +55,15 @@ const story = fc
       const { rawStatus } = step;
       const failing = rawStatus === 'undelivered' || rawStatus === 'failed';
       const code = failing && coded[rawStatus] ? step.code : null;
+      // The compatibility format has no timestamp, nor has a lookup: receive times stand in.
+      const timestamped = api === 'native' && !step.lookup;
       return statusEvent(rawStatus, {
         messageId: 'm1',
         api,
-        // The compatibility format has no timestamp: receive times decide.
-        providerTimestamp: api === 'native' ? new Date(base + step.providerSecond * SECOND) : null,
-        receivedAt: new Date(base + 60 * SECOND + index * SECOND),
+        ...(step.lookup && { source: 'reconcile' as const }),
+        providerTimestamp: timestamped ? new Date(base + step.providerSecond * SECOND) : null,
+        // Within seconds of the provider's times: a lookup can fall before or after them.
+        receivedAt: new Date(base + 3 * SECOND + index * SECOND),
         errorCode: code,
         errorMessage: code && `reason ${code}`,
       });
@@ -148,9 +154,9 @@ test('When a status wins, then it holds its latest event’s time and its own er
   );
 });
 
-/** Later provider timestamp, then later receive time (DESIGN §3). */
+/** Later provider timestamp (the receive time without one), then later receive time (DESIGN §3). */
 function isLater(a: StatusEvent, b: StatusEvent): boolean {
-  const x = a.providerTimestamp?.getTime() ?? 0;
-  const y = b.providerTimestamp?.getTime() ?? 0;
+  const x = (a.providerTimestamp ?? a.receivedAt).getTime();
+  const y = (b.providerTimestamp ?? b.receivedAt).getTime();
   return x !== y ? x > y : a.receivedAt > b.receivedAt;
 }
