@@ -83,7 +83,13 @@ export interface SpoolOptions {
   command?: string;
   /** More for that process to know (the ports this one listens on, …). */
   details?: Readonly<Record<string, unknown>>;
+  /** While failing, how often the spool tries a write of its own (default 5 s). */
+  probeIntervalMs?: number;
 }
+
+/** The probe's file (no segment's name) and size: the most one callback can take. */
+const PROBE_FILE = '.write-probe';
+const PROBE_BYTES = 64 * 1024;
 
 const SEGMENT_NAME = /^spool-(\d{20})\.jsonl$/;
 export const DEAD_LETTER_FILE = 'dead-letters.jsonl';
@@ -128,6 +134,7 @@ export async function openSpool(options: SpoolOptions): Promise<Spool> {
   const limits = {
     events: options.segmentMaxEvents ?? 10_000,
     bytes: options.segmentMaxBytes ?? 64 * 1024 * 1024,
+    probeIntervalMs: options.probeIntervalMs ?? 5_000,
   };
   const created = await mkdir(dir, { recursive: true, mode: 0o700 });
   // A directory mkdir created is an entry in its parent, durable only once the parent is
@@ -158,7 +165,7 @@ async function openLocked(
   dir: string,
   lock: InstanceLock,
   logger: Logger,
-  limits: { events: number; bytes: number },
+  limits: { events: number; bytes: number; probeIntervalMs: number },
 ): Promise<Spool> {
   const deadLetterFile = path.join(dir, DEAD_LETTER_FILE);
   await adoptLegacyDeadLetters(dir, deadLetterFile);
@@ -189,6 +196,8 @@ async function openLocked(
   let sealWaiters: Array<() => void> = [];
   let pumping = false;
   let lastWriteFailed = false;
+  let failedWrites = 0;
+  let probeTimer: NodeJS.Timeout | undefined;
   let replaying = false;
 
   // A new or deleted file is durable only once its directory entry is.
@@ -244,17 +253,57 @@ async function openLocked(
       segment.events += count;
       segment.bytes += buffer.length;
       depth += count;
-      lastWriteFailed = false;
+      writable();
       for (const append of group) append.resolve();
       if (segment.events >= limits.events || segment.bytes >= limits.bytes) await closeSegment();
     } catch (error) {
-      lastWriteFailed = true;
+      failing();
       logger.error({ err: error, dir }, 'spool write failed');
       // A partly written line must never be followed by more lines: start a new segment.
       await closeSegment(written);
       for (const append of group) append.reject(error);
     } finally {
       eventsBeingWritten -= count;
+    }
+  }
+
+  /**
+   * A failed write leaves the spool failing, and a replica whose database is down too is then
+   * not ready (src/http/health.routes.ts). Only a write could say the disk took bytes again —
+   * and a replica out of the load balancer gets no callbacks to write: it would stay out for the
+   * rest of the outage, and every replica with it after one full-disk episode. So while it is
+   * failing the spool tries a write of its own, as large as a callback, now and then.
+   */
+  function failing(): void {
+    lastWriteFailed = true;
+    failedWrites += 1;
+    probeTimer ??= setInterval(() => void probe(), limits.probeIntervalMs).unref();
+  }
+
+  function writable(): void {
+    if (lastWriteFailed) logger.info({ dir }, 'spool writable again');
+    lastWriteFailed = false;
+    clearInterval(probeTimer);
+    probeTimer = undefined;
+  }
+
+  async function probe(): Promise<void> {
+    // A write under way says it itself; a failure during the probe outweighs its success.
+    if (pumping) return;
+    const failuresBefore = failedWrites;
+    const file = path.join(dir, PROBE_FILE);
+    try {
+      const handle = await open(file, 'w', 0o600);
+      try {
+        await writeAll(handle, Buffer.alloc(PROBE_BYTES));
+        await handle.datasync();
+      } finally {
+        await handle.close();
+      }
+      await unlink(file);
+      if (failedWrites === failuresBefore && lastWriteFailed) writable();
+    } catch {
+      await unlink(file).catch(() => undefined);
     }
   }
 
@@ -510,6 +559,8 @@ async function openLocked(
       return requeueing;
     },
     async close() {
+      clearInterval(probeTimer);
+      probeTimer = undefined;
       await seal();
       await lock.release();
     },

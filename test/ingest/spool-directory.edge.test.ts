@@ -1,4 +1,4 @@
-import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import request from 'supertest';
@@ -14,6 +14,7 @@ import type { StatusEvent } from '../../src/messages/status-event';
 import { cxmlFields, postCxml } from '../helpers/callbacks';
 import { createTestApp } from '../helpers/test-app';
 import type { TestApp } from '../helpers/test-app';
+import { eventually } from './support/eventually';
 import { createTcpSwitch } from './support/tcp-switch';
 import type { TcpSwitch } from './support/tcp-switch';
 
@@ -37,9 +38,9 @@ beforeEach(async () => {
 });
 afterEach(() => rm(root, { recursive: true, force: true }));
 
-test('When the spool directory is removed while a segment is open in it, then the next callback during the outage is refused with 503, not acknowledged into a deleted file', async () => {
+test('When the spool directory is removed while a segment is open in it, then the next callback during the outage is refused with 503, not acknowledged into a deleted file; once it is back, the replica is ready again without a callback to try it', async () => {
   const dir = path.join(root, 'spool');
-  const spool: Spool = await openSpool({ dir, logger });
+  const spool: Spool = await openSpool({ dir, logger, probeIntervalMs: 20 });
   const tcp: TcpSwitch = await createTcpSwitch();
   let viaSwitch: DatabaseHandle | undefined;
   let recorder: GroupCommitRecorder | undefined;
@@ -78,6 +79,16 @@ test('When the spool directory is removed while a segment is open in it, then th
     const ready = await request(t.publicApp).get('/readyz');
     expect(ready.status).toBe(503);
     expect(ready.body.spool).toEqual(expect.objectContaining({ state: 'failing' }));
+
+    // Out of the load balancer it gets no callbacks whose writes could say the spool works
+    // again: its own probe says so, and the database is still out.
+    await mkdir(dir, { recursive: true });
+    await eventually(
+      async () => (await request(t.publicApp).get('/readyz')).status === 200,
+      'ready again once the spool directory is back',
+    );
+    expect(recorder!.mode()).toBe('spooling');
+    expect((await postCxml(t.publicApp, cxmlFields())).status).toBe(200);
   } finally {
     await tcp.restore();
     await t.close();
