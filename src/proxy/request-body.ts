@@ -144,7 +144,8 @@ export interface EncodedBody {
  * encoding. The callback takes the place of the caller's (a repeated one collapses to ours)
  * or goes last when the caller gave none. A form's repeated `singleValued` key keeps only its
  * first value, the one the rules validated and the service records: which of two `To`s the
- * provider would pick is not ours to guess. (A JSON object cannot repeat a key once parsed.)
+ * provider would pick is not ours to guess. A JSON list given for such a key is cut to its first
+ * item for the same reason (a JSON object cannot repeat a key once parsed).
  */
 export function withField(
   body: RequestBody,
@@ -168,7 +169,13 @@ export function withField(
   }
   // Only objects get this far (see readRequestBody and the native rules). Spreading keeps an
   // existing key's position and defines own properties, `__proto__` included.
-  const object = isPlainObject(body.value) ? body.value : {};
+  const object: Record<string, unknown> = { ...(isPlainObject(body.value) ? body.value : {}) };
+  // A JSON list given for a single-valued key goes out as its first item, the one the rules
+  // validated and the service records, just as a form's repeated key does above.
+  for (const key of singleValued) {
+    const given = Object.hasOwn(object, key) ? object[key] : undefined;
+    if (Array.isArray(given)) object[key] = given[0];
+  }
   return { contentType: JSON_TYPE, text: JSON.stringify({ ...object, [field]: value }) };
 }
 
