@@ -3,7 +3,8 @@
  * status-callback URL the proxy injected (the native `status_callback_url`), the caller sees
  * its own callback URL, or null when it gave none. The token in the injected URL
  * authenticates callbacks: it never leaves the service, neither to the caller nor into the
- * stored answer. Every other byte stays as SignalWire sent it.
+ * stored answer. Text that only mentions the injected URL (an error message) keeps its words,
+ * with the token hidden. Every other byte stays as SignalWire sent it.
  */
 export function withClientCallback(
   answer: Buffer,
@@ -13,14 +14,33 @@ export function withClientCallback(
   // Tokens are base64url with dots: they appear literally in any JSON text that holds them.
   if (!answer.includes(token)) return answer;
   const replacement = JSON.stringify(clientCallback);
-  // Every JSON string literal that holds the token becomes the caller's URL (or null). A
-  // left-to-right scan of valid JSON meets string literals exactly, keys included.
+  // Every JSON string literal that is the injected URL becomes the caller's URL (or null). A
+  // left-to-right scan of valid JSON meets string literals exactly, keys included. A literal
+  // that only mentions it, such as an error message naming the URL SignalWire refused, keeps
+  // its words: the caller's URL is not what it speaks of, and only the token is hidden.
   let text = answer
     .toString('utf8')
-    .replace(JSON_STRING, (literal) => (literal.includes(token) ? replacement : literal));
+    .replace(JSON_STRING, (literal) =>
+      !literal.includes(token) ? literal : isProse(literal) ? masked(literal, token) : replacement,
+    );
   // An answer that is not JSON (none is expected) still never carries the token out.
   if (text.includes(token)) text = text.split(token).join('[token]');
   return Buffer.from(text, 'utf8');
 }
 
 const JSON_STRING = /"(?:[^"\\]|\\.)*"/g;
+
+/** Text with white space in it is words about a URL, never a URL itself. */
+function isProse(literal: string): boolean {
+  let value: unknown;
+  try {
+    value = JSON.parse(literal);
+  } catch {
+    value = literal;
+  }
+  return typeof value === 'string' && /\s/.test(value);
+}
+
+function masked(literal: string, token: string): string {
+  return literal.split(token).join('[token]');
+}
