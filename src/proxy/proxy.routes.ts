@@ -87,6 +87,11 @@ async function handle(
   res: Response,
   readBody: ReadBody,
 ): Promise<void> {
+  // Closed before it was answered: the caller's client has given up on this send.
+  let callerGone = false;
+  res.once('close', () => {
+    if (!res.writableFinished) callerGone = true;
+  });
   const errors = proxyErrors(api);
   if (refuseDeclaredTooLarge(req, res, errors)) return;
   const target = upstreamTarget(req.originalUrl);
@@ -135,6 +140,7 @@ async function handle(
       withField(read.body, valid.callbackField, callbackUrl, valid.singleValued),
     facts: { ...valid.facts, projectId: caller.projectId },
     applicationSid: valid.applicationSid,
+    callerGone: () => callerGone,
   };
   reply(res, await forwardSend(deps, send, req.id));
 }
@@ -193,6 +199,11 @@ function validate(api: Api, body: RequestBody): Validation {
 function reply(res: Response, proxyReply: ProxyReply): void {
   if (proxyReply.kind === 'failure') {
     fail(res, proxyReply.failure);
+    return;
+  }
+  if (proxyReply.kind === 'abandoned') {
+    // Nobody reads it; 499 (a client that closed its request) is for the request log.
+    res.status(499).end();
     return;
   }
   res.status(proxyReply.status);

@@ -36,7 +36,17 @@ export interface ProxyDeps {
    * message id). The message exists: its callbacks will create the row, without send facts.
    */
   onUnrecorded?: (api: Api) => void;
+  /** How long a send waits for its intent to be written (INTENT_WRITE_TIMEOUT_MS). */
+  intentWriteTimeoutMs?: number;
 }
+
+/**
+ * The send intent is written before the send is forwarded, with no timeout of its own on the
+ * pool (db/database.ts): a database that stopped answering would hold the send until TCP gives
+ * up, minutes later, long after the caller gave up and retried. Past this the send goes out
+ * without an intent, as when the store is down.
+ */
+export const INTENT_WRITE_TIMEOUT_MS = 2_000;
 
 /** A create request that passed authentication and the validation rules. */
 export interface ValidSend {
@@ -53,11 +63,18 @@ export interface ValidSend {
   facts: Omit<SendContext, 'api' | 'ref' | 'receivedAt' | 'storeBody'>;
   /** A compatibility send's `ApplicationSid` (a UUID), or null. */
   applicationSid: string | null;
+  /**
+   * Whether the caller has gone (its connection closed) before the send was forwarded. Its
+   * client counts the send as failed and may retry: forwarding it then would send twice.
+   */
+  callerGone?: () => boolean;
 }
 
 export type ProxyReply =
   | { kind: 'upstream'; status: number; headers: Record<string, string>; body: Buffer }
-  | { kind: 'failure'; failure: ProxyFailure };
+  | { kind: 'failure'; failure: ProxyFailure }
+  /** Not forwarded: the caller went away first, and there is no one to answer. */
+  | { kind: 'abandoned' };
 
 /**
  * Forwards one send (DESIGN §5): mints the per-send callback token, points the status callback
@@ -83,6 +100,15 @@ export async function forwardSend(
     facts: { ...send.facts, clientStatusCallback: await relayTarget(deps, send, requestId) },
   };
   const intent = await rememberIntent(deps, relayed, ref, requestId);
+  if (send.callerGone?.()) {
+    // The Application read or the intent write took longer than the caller waited.
+    logger.info(
+      { request_id: requestId, api },
+      'the caller went away before the send was forwarded: not sent',
+    );
+    if (intent) await forgetIntent(deps, ref);
+    return { kind: 'abandoned' };
+  }
   const started = process.hrtime.bigint();
   const result = await deps.signalwire.send({
     method: 'POST',
@@ -182,12 +208,26 @@ async function rememberIntent(
 ): Promise<boolean> {
   const url = send.facts.clientStatusCallback;
   if (!deps.db || !url) return false;
+  const timeoutMs = deps.intentWriteTimeoutMs ?? INTENT_WRITE_TIMEOUT_MS;
+  let timer: NodeJS.Timeout | undefined;
+  const timedOut = new Promise<'timeout'>((resolve) => {
+    timer = setTimeout(() => resolve('timeout'), timeoutMs);
+  });
   try {
-    await rememberSendIntent(deps.db, {
+    const written = rememberSendIntent(deps.db, {
       ref,
       clientStatusCallback: url,
       ttlDays: deps.config.callbackTokenTtlDays,
     });
+    if ((await Promise.race([written, timedOut])) === 'timeout') {
+      // It may still be written: then it expires with the token, like any leftover intent.
+      written.catch(() => undefined);
+      deps.logger.warn(
+        { request_id: requestId, api: send.api, ref, timeout_ms: timeoutMs },
+        'send intent not written in time: a callback that beats the record of this send will not be relayed',
+      );
+      return false;
+    }
     return true;
   } catch (err) {
     deps.logger.warn(
@@ -195,6 +235,8 @@ async function rememberIntent(
       'send intent not written: a callback that beats the record of this send will not be relayed',
     );
     return false;
+  } finally {
+    clearTimeout(timer);
   }
 }
 
