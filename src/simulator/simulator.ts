@@ -413,6 +413,23 @@ export function createSimulator(options: SimulatorOptions = {}): Simulator {
     res.status(204).end();
   });
 
+  // Everything the simulator does not serve (lists, updates, media…): a 404 in the API's own
+  // shape, as SignalWire answers a resource it does not know, so that a SignalWire client
+  // pointed at the local stack reports a 404 rather than failing on Express's HTML page.
+  app.use((req: Request, res: Response) => {
+    if (req.path.toLowerCase().startsWith('/api/messaging')) {
+      fail(
+        res,
+        nativeError(
+          404,
+          'invalid_request_error',
+          'not_found',
+          `The requested resource ${req.path} was not found`,
+        ),
+      );
+    } else notFound(req, res);
+  });
+
   // Body-parser failures (malformed JSON or form, too large) in the API's own shape.
   app.use((err: unknown, req: Request, res: Response, next: NextFunction) => {
     if (res.headersSent) {

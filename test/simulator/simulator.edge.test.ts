@@ -1,0 +1,68 @@
+import { RestClient } from '@signalwire/compatibility-api';
+import { basicAuthHeader } from '../../src/signalwire/basic-auth';
+import { startSimulator } from '../../src/simulator/simulator';
+import type { RunningSimulator } from '../../src/simulator/simulator';
+
+/**
+ * The simulator serves only part of SignalWire's APIs (DESIGN §8). Everything else must still
+ * be answered the way SignalWire answers a path it does not know — a 404 in the API's error
+ * shape — so that a SignalWire client, pointed at the local stack, reports a 404 instead of
+ * failing to parse an HTML page.
+ */
+
+const PROJECT = 'b2c3d4e5-f6a7-4901-bcde-f12345678901';
+const TOKEN = 'PTsimulatoredgetoken';
+const AUTH = basicAuthHeader(PROJECT, TOKEN);
+
+let sim: RunningSimulator;
+
+beforeAll(async () => {
+  sim = await startSimulator({ stepDelayMs: 3_600_000 });
+});
+
+afterAll(async () => {
+  await sim.close();
+});
+
+test('When the official SDK calls a compatibility resource the simulator does not serve, then it rejects with a 404 RestException, not a parse error', async () => {
+  const client = RestClient(PROJECT, TOKEN, { signalwireSpaceUrl: new URL(sim.url).host });
+  (client.api as unknown as { baseUrl: string }).baseUrl = sim.url;
+
+  const error = (await client.messages.list({ limit: 5 }).then(
+    () => null,
+    (err: unknown) => err,
+  )) as { status?: number; code?: number } | null;
+
+  expect(error).toMatchObject({ status: 404, code: 20404 });
+});
+
+test.each([
+  ['GET', `/api/laml/2010-04-01/Accounts/${PROJECT}/Messages.json`],
+  [
+    'DELETE',
+    `/api/laml/2010-04-01/Accounts/${PROJECT}/Messages/0a059168-ead0-41af-9d1f-343dae832527.json`,
+  ],
+])(
+  'When %s %s is not served, then the answer is 404 in the compatibility shape',
+  async (method, path) => {
+    const res = await fetch(`${sim.url}${path}`, { method, headers: { Authorization: AUTH } });
+    expect(res.status).toBe(404);
+    expect(res.headers.get('content-type')).toMatch(/^application\/json/);
+    expect(await res.json()).toEqual({
+      code: 20404,
+      message: `The requested resource ${path} was not found`,
+      more_info: expect.stringContaining('#20404') as unknown,
+      status: 404,
+    });
+  },
+);
+
+test('When a native path is not served, then the answer is 404 in the native errors shape', async () => {
+  const res = await fetch(`${sim.url}/api/messaging/logs`, { headers: { Authorization: AUTH } });
+  expect(res.status).toBe(404);
+  expect(await res.json()).toEqual({
+    errors: [
+      expect.objectContaining({ type: 'invalid_request_error', code: 'not_found' }) as unknown,
+    ],
+  });
+});
