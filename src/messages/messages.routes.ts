@@ -4,6 +4,7 @@ import { notFound } from '../errors';
 import { answeredNotModified } from '../http/etag';
 import { decodeCursor, encodeCursor } from './cursor';
 import { toMessageDto } from './message-dto';
+import { READ_STATEMENT_TIMEOUT_MS, readWithin } from '../db/read-timeout';
 import { findMessageWithHistory, listMessages } from './messages.repository';
 import type { MessageRow } from './messages.repository';
 import { ListQuery, MessageParams } from './messages.schema';
@@ -13,12 +14,21 @@ import { ListQuery, MessageParams } from './messages.schema';
  * `readDb` (DATABASE_READ_URL's replica when set: a list may lag a moment); a single message is
  * read from the primary, so a caller sees its own send or callback right after it.
  */
-export function messageRoutes({ db, readDb = db }: { db: Db; readDb?: Db }): Router {
+export function messageRoutes({
+  db,
+  readDb = db,
+  readTimeoutMs = READ_STATEMENT_TIMEOUT_MS,
+}: {
+  db: Db;
+  readDb?: Db;
+  /** Each read's statement timeout (readWithin): a costly list cannot hold a connection long. */
+  readTimeoutMs?: number;
+}): Router {
   const router = Router();
 
   router.get('/v1/messages/:id', async (req, res) => {
     const { id } = MessageParams.parse(req.params);
-    const found = await findMessageWithHistory(db, id);
+    const found = await readWithin(db, readTimeoutMs, (trx) => findMessageWithHistory(trx, id));
     if (!found) throw notFound('message', id);
     // An event that changes nothing lengthens the history.
     const last = found.history[found.history.length - 1];
@@ -32,22 +42,24 @@ export function messageRoutes({ db, readDb = db }: { db: Db; readDb?: Db }): Rou
     const { order } = query;
     const after = query.cursor === undefined ? undefined : decodeCursor(query.cursor, order);
     // One extra row tells whether another page exists without a count query.
-    const rows = await listMessages(
-      readDb,
-      {
-        statuses: query.status,
-        to: query.to,
-        from: query.from,
-        apis: query.api,
-        errorCodes: query.error_code,
-        since: query.since,
-        until: query.until,
-        createdSince: query.created_since,
-        createdUntil: query.created_until,
-        stuck: query.stuck,
-      },
-      query.limit + 1,
-      { order, after },
+    const rows = await readWithin(readDb, readTimeoutMs, (trx) =>
+      listMessages(
+        trx,
+        {
+          statuses: query.status,
+          to: query.to,
+          from: query.from,
+          apis: query.api,
+          errorCodes: query.error_code,
+          since: query.since,
+          until: query.until,
+          createdSince: query.created_since,
+          createdUntil: query.created_until,
+          stuck: query.stuck,
+        },
+        query.limit + 1,
+        { order, after },
+      ),
     );
     const page = rows.slice(0, query.limit);
     const last = page[page.length - 1];

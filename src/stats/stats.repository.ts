@@ -83,12 +83,14 @@ const READ_ROLLUPS_WITH_SERIES = preparedStatement(
  * parallel workers off: PostgreSQL would otherwise start two workers for a statement that
  * needs ~2 ms, and starting them cost more CPU than the statement itself (measured at 10 M
  * events: 8 ms with workers, 4 ms without, EXPLAIN ANALYZE). SET LOCAL keeps that to this
- * transaction, so it holds behind PgBouncer in transaction mode too.
+ * transaction, so it holds behind PgBouncer in transaction mode too; so does the statement
+ * timeout the query API gives it (`statementTimeoutMs`, see db/read-timeout.ts).
  */
 export async function readRollups(
   db: Db,
   plan: StatsPlan,
   filter: { apis?: readonly string[]; bucket?: Bucket },
+  statementTimeoutMs?: number,
 ): Promise<{ counts: CountRow[]; latency: LatencyRow[]; series: SeriesRow[] }> {
   const apis = filter.apis?.length ? [...filter.apis] : null;
   const none: Range = [0, 0];
@@ -101,7 +103,12 @@ export async function readRollups(
     apis,
   ];
   const { rows } = await db.transaction().execute(async (trx) => {
-    await sql`SET LOCAL max_parallel_workers_per_gather = 0`.execute(trx);
+    await (
+      statementTimeoutMs === undefined
+        ? sql`SET LOCAL max_parallel_workers_per_gather = 0`
+        : sql`SELECT set_config('max_parallel_workers_per_gather', '0', true),
+                   set_config('statement_timeout', ${String(statementTimeoutMs)}, true)`
+    ).execute(trx);
     return trx.executeQuery<RollupRow>(
       lastInTransaction(
         filter.bucket

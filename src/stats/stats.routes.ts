@@ -2,6 +2,7 @@ import { Router } from 'express';
 import type { Db } from '../db/database';
 import { badRequest } from '../errors';
 import { answeredNotModified } from '../http/etag';
+import { READ_STATEMENT_TIMEOUT_MS, asQueryTimeout, readWithin } from '../db/read-timeout';
 import { countStuck, readEdges, readRollups } from './stats.repository';
 import { StatsQuery } from './stats.schema';
 import { MAX_SERIES_POINTS, planWindow, seriesPoints, summarize } from './stats-summary';
@@ -10,7 +11,16 @@ const DEFAULT_WINDOW_MS = 24 * 3_600_000;
 const LAST_INSTANT = Date.parse('9999-12-31T23:59:59.999Z');
 
 /** GET /v1/stats (DESIGN §6). Mounted behind bearer auth; its ETag hashes the (small) body. */
-export function statsRoutes({ db, clock = () => new Date() }: { db: Db; clock?: () => Date }) {
+export function statsRoutes({
+  db,
+  clock = () => new Date(),
+  readTimeoutMs = READ_STATEMENT_TIMEOUT_MS,
+}: {
+  db: Db;
+  clock?: () => Date;
+  /** Each read's statement timeout: a window costlier than expected cannot hold the pool. */
+  readTimeoutMs?: number;
+}) {
   const router = Router();
   router.get('/v1/stats', async (req, res) => {
     const query = StatsQuery.parse(req.query);
@@ -33,9 +43,13 @@ export function statsRoutes({ db, clock = () => new Date() }: { db: Db; clock?: 
     const plan = planWindow(since, until, query.bucket);
     const filter = { apis: query.api, bucket: query.bucket };
     const [rollups, edges, stuck] = await Promise.all([
-      readRollups(db, plan, filter),
-      readEdges(db, plan.edges, filter),
-      countStuck(db, since, until, filter),
+      readRollups(db, plan, filter, readTimeoutMs).catch((error: unknown) => {
+        throw asQueryTimeout(error, readTimeoutMs);
+      }),
+      plan.edges.length === 0
+        ? readEdges(db, plan.edges, filter)
+        : readWithin(db, readTimeoutMs, (trx) => readEdges(trx, plan.edges, filter)),
+      readWithin(db, readTimeoutMs, (trx) => countStuck(trx, since, until, filter)),
     ]);
     const summary = summarize(
       { since, until, bucket: query.bucket, stuck },

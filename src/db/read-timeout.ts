@@ -1,0 +1,51 @@
+import { sql } from 'kysely';
+import { AppError } from '../errors';
+import type { Db } from './database';
+import { sqlState } from './write-failure';
+
+/**
+ * How long one statement of the query API may run. The pool carries no statement timeout (the
+ * write path must never see a COMMIT cut short, src/db/database.ts), and without
+ * DATABASE_READ_URL the reads share it with the callbacks' commits: a list the indexes serve
+ * badly (two senders and two statuses in `order=created`, where none match: a walk of the whole
+ * created index, seconds at a few million messages) would otherwise hold its connection for
+ * as long as it runs, and a few of them at once leave the commits waiting for the pool. Far
+ * above what any read needs (milliseconds, bench/scale.ts).
+ */
+export const READ_STATEMENT_TIMEOUT_MS = 5_000;
+
+/**
+ * Runs `read` in a transaction whose statements are cancelled after `timeoutMs` (SET LOCAL:
+ * this transaction only, so it holds behind PgBouncer in transaction mode and on a hot
+ * standby too). A read cancelled so is a 503 `query_timeout`, not an outage: the database
+ * is fine, the question is too costly.
+ */
+export async function readWithin<T>(
+  db: Db,
+  timeoutMs: number,
+  read: (trx: Db) => Promise<T>,
+): Promise<T> {
+  try {
+    return await db.transaction().execute(async (trx) => {
+      await sql`SELECT set_config('statement_timeout', ${String(timeoutMs)}, true)`.execute(trx);
+      return read(trx);
+    });
+  } catch (error) {
+    throw asQueryTimeout(error, timeoutMs);
+  }
+}
+
+/**
+ * A read cancelled by its statement timeout (57014 query_canceled: nothing else cancels the
+ * query API's reads) as the 503 `query_timeout` it answers; any other error as it is.
+ */
+export function asQueryTimeout(error: unknown, timeoutMs: number): unknown {
+  if (sqlState(error) !== '57014') return error;
+  return new AppError(
+    503,
+    'query_timeout',
+    `The query did not finish within ${timeoutMs / 1000} s: narrow it (a shorter time window, fewer filter values) and retry`,
+    undefined,
+    { 'Retry-After': '5' },
+  );
+}
