@@ -3,6 +3,7 @@ import type { Logger } from '../logger';
 import type { Db } from './database';
 import { describeSchema, isCompatible, judgeSchema, readSchema } from './schema-version';
 import type { SchemaVerdict } from './schema-version';
+import { withTimeout } from './with-timeout';
 
 /**
  * The database half of readiness: a pod is not ready until it has reached its database once
@@ -211,19 +212,6 @@ async function judgeWritable(db: Db, known: readonly string[]): Promise<SchemaVe
     );
   }
   return verdict;
-}
-
-function withTimeout<T>(work: Promise<T>, ms: number): Promise<T> {
-  let timeout: NodeJS.Timeout | undefined;
-  const expired = new Promise<never>((_resolve, reject) => {
-    timeout = setTimeout(
-      () => reject(Object.assign(new Error(`no answer within ${ms} ms`), { code: 'ETIMEDOUT' })),
-      ms,
-    );
-  });
-  // The abandoned query ends by itself (the pool's connection timeout); nothing awaits it.
-  work.catch(() => undefined);
-  return Promise.race([work, expired]).finally(() => clearTimeout(timeout));
 }
 
 /** A short, secret-free name for the failure: errno or SQLSTATE code, else the error's name. */

@@ -9,6 +9,7 @@ import { recordEvents } from '../messages/record-events';
 import type { RecordOptions, RecordOutcome } from '../messages/record-events';
 import type { StatusEvent } from '../messages/status-event';
 import { isDatabaseUnavailable } from '../db/database-unavailable';
+import { withTimeout } from '../db/with-timeout';
 import { approximateEventBytes } from './event-size';
 import { createReplayWriter, sleep } from './replay';
 import type { ReplayCounts, ReplayWriterOptions } from './replay';
@@ -191,7 +192,7 @@ export function createGroupCommitRecorder(options: GroupCommitOptions): GroupCom
         db,
         logger,
         write: (database, events, writeOptions) =>
-          withTimeout(write(database, events, writeOptions), replayTimeoutMs),
+          withTimeout(write(database, events, writeOptions), replayTimeoutMs, NOT_COMMITTED),
         recordOptions,
         deadLetter: (event, reason) => spool.deadLetter(event, reason),
         onRefused: options.onReplayRefused,
@@ -264,6 +265,7 @@ export function createGroupCommitRecorder(options: GroupCommitOptions): GroupCom
           recordOptions,
         ),
         commitTimeoutMs,
+        NOT_COMMITTED,
       );
     } catch (error) {
       if (isDatabaseUnavailable(error)) return unreachable(batch, error);
@@ -288,6 +290,7 @@ export function createGroupCommitRecorder(options: GroupCommitOptions): GroupCom
         const [outcome] = await withTimeout(
           write(db, [pending.event], recordOptions),
           commitTimeoutMs,
+          NOT_COMMITTED,
         );
         stats.transactions++;
         stats.committed++;
@@ -523,19 +526,9 @@ export function createGroupCommitRecorder(options: GroupCommitOptions): GroupCom
   };
 }
 
+/** A late write is treated like a lost connection (withTimeout): it may still commit later. */
+const NOT_COMMITTED = 'not committed';
+
 function unavailableError(): AppError {
   return unavailable('The event could not be stored; retry later', 2);
-}
-
-/** A late write is treated like a lost connection (ETIMEDOUT): it may still commit later. */
-function withTimeout<T>(work: Promise<T>, ms: number): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_resolve, reject) => {
-    timer = setTimeout(
-      () =>
-        reject(Object.assign(new Error(`not committed within ${ms} ms`), { code: 'ETIMEDOUT' })),
-      ms,
-    );
-  });
-  return Promise.race([work, timeout]).finally(() => clearTimeout(timer));
 }

@@ -1,6 +1,7 @@
 import { mintCallbackToken } from '../callbacks/callback-token';
 import type { Config } from '../config';
 import type { Db } from '../db/database';
+import { withTimeout } from '../db/with-timeout';
 import type { Logger } from '../logger';
 import type { EventRecorder } from '../messages/event-recorder';
 import { forgetSendIntent, rememberSendIntent } from '../messages/send-intents';
@@ -208,26 +209,18 @@ async function rememberIntent(
 ): Promise<boolean> {
   const url = send.facts.clientStatusCallback;
   if (!deps.db || !url) return false;
-  const timeoutMs = deps.intentWriteTimeoutMs ?? INTENT_WRITE_TIMEOUT_MS;
-  let timer: NodeJS.Timeout | undefined;
-  const timedOut = new Promise<'timeout'>((resolve) => {
-    timer = setTimeout(() => resolve('timeout'), timeoutMs);
-  });
   try {
     const written = rememberSendIntent(deps.db, {
       ref,
       clientStatusCallback: url,
       ttlDays: deps.config.callbackTokenTtlDays,
     });
-    if ((await Promise.race([written, timedOut])) === 'timeout') {
-      // It may still be written: then it expires with the token, like any leftover intent.
-      written.catch(() => undefined);
-      deps.logger.warn(
-        { request_id: requestId, api: send.api, ref, timeout_ms: timeoutMs },
-        'send intent not written in time: a callback that beats the record of this send will not be relayed',
-      );
-      return false;
-    }
+    // Late, it may still be written: then it expires with the token, like any leftover intent.
+    await withTimeout(
+      written,
+      deps.intentWriteTimeoutMs ?? INTENT_WRITE_TIMEOUT_MS,
+      'send intent not written',
+    );
     return true;
   } catch (err) {
     deps.logger.warn(
@@ -235,8 +228,6 @@ async function rememberIntent(
       'send intent not written: a callback that beats the record of this send will not be relayed',
     );
     return false;
-  } finally {
-    clearTimeout(timer);
   }
 }
 
