@@ -1,6 +1,7 @@
 import { sql } from 'kysely';
 import type { Db } from '../db/database';
 import { lastInTransaction, preparedStatement } from '../db/kysely-pool';
+import { READ_STATEMENT_TIMEOUT_MS } from '../db/read-timeout';
 import { contributionOfRow, rollupSums } from '../messages/rollup';
 import type { Api } from '../messages/statuses';
 import type { RollupDelta } from '../messages/rollup';
@@ -82,15 +83,15 @@ const READ_ROLLUPS_WITH_SERIES = preparedStatement(
  * A prepared statement (planning its six scans cost as much as running them), run with
  * parallel workers off: PostgreSQL would otherwise start two workers for a statement that
  * needs ~2 ms, and starting them cost more CPU than the statement itself (measured at 10 M
- * events: 8 ms with workers, 4 ms without, EXPLAIN ANALYZE). SET LOCAL keeps that to this
- * transaction, so it holds behind PgBouncer in transaction mode too; so does the statement
- * timeout the query API gives it (`statementTimeoutMs`, see db/read-timeout.ts).
+ * events: 8 ms with workers, 4 ms without, EXPLAIN ANALYZE), and with the query API's statement
+ * timeout (db/read-timeout.ts). Both are set for this transaction only (SET LOCAL), so they
+ * hold behind PgBouncer in transaction mode too.
  */
 export async function readRollups(
   db: Db,
   plan: StatsPlan,
   filter: { apis?: readonly string[]; bucket?: Bucket },
-  statementTimeoutMs?: number,
+  statementTimeoutMs = READ_STATEMENT_TIMEOUT_MS,
 ): Promise<{ counts: CountRow[]; latency: LatencyRow[]; series: SeriesRow[] }> {
   const apis = filter.apis?.length ? [...filter.apis] : null;
   const none: Range = [0, 0];
@@ -103,12 +104,10 @@ export async function readRollups(
     apis,
   ];
   const { rows } = await db.transaction().execute(async (trx) => {
-    await (
-      statementTimeoutMs === undefined
-        ? sql`SET LOCAL max_parallel_workers_per_gather = 0`
-        : sql`SELECT set_config('max_parallel_workers_per_gather', '0', true),
-                   set_config('statement_timeout', ${String(statementTimeoutMs)}, true)`
-    ).execute(trx);
+    await sql`SELECT set_config('max_parallel_workers_per_gather', '0', true),
+                     set_config('statement_timeout', ${String(statementTimeoutMs)}, true)`.execute(
+      trx,
+    );
     return trx.executeQuery<RollupRow>(
       lastInTransaction(
         filter.bucket
