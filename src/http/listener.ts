@@ -78,16 +78,20 @@ export function createListener(app: Express, settings: ListenerSettings, logger?
   return server;
 }
 
+/** A refusal written without the app (no request id yet): status, error code, message. */
+type Refusal = [status: number, code: string, message: string];
+
+/** The service's error body for a refusal, with a fresh request id. */
+function refusalBody([, code, message]: Refusal): string {
+  return JSON.stringify({ error: { code, message, request_id: randomUUID() } });
+}
+
 // What Node's HTTP parser refuses before a request exists, in the service's error shape.
-const CLIENT_ERRORS: Readonly<Record<string, [status: number, code: string, message: string]>> = {
+const CLIENT_ERRORS: Readonly<Record<string, Refusal>> = {
   HPE_HEADER_OVERFLOW: [431, 'headers_too_large', 'The request headers are too large'],
   ERR_HTTP_REQUEST_TIMEOUT: [408, 'request_timeout', 'The request was not received in time'],
 };
-const MALFORMED: [number, string, string] = [
-  400,
-  'malformed_request',
-  'The request is not valid HTTP',
-];
+const MALFORMED: Refusal = [400, 'malformed_request', 'The request is not valid HTTP'];
 
 /**
  * Node's own answer to a request its parser refuses (a malformed Content-Length or header, too
@@ -99,8 +103,9 @@ const MALFORMED: [number, string, string] = [
 function answerClientError(error: Error & { code?: string }, socket: Duplex): void {
   const inFlight = (socket as Duplex & { _httpMessage?: { headersSent?: boolean } })._httpMessage;
   if (error.code !== 'ECONNRESET' && socket.writable && !inFlight?.headersSent) {
-    const [status, code, message] = CLIENT_ERRORS[error.code ?? ''] ?? MALFORMED;
-    const body = JSON.stringify({ error: { code, message, request_id: randomUUID() } });
+    const refusal = CLIENT_ERRORS[error.code ?? ''] ?? MALFORMED;
+    const [status] = refusal;
+    const body = refusalBody(refusal);
     socket.write(
       `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\n` +
         'Content-Type: application/json; charset=utf-8\r\n' +
@@ -112,12 +117,8 @@ function answerClientError(error: Error & { code?: string }, socket: Duplex): vo
   socket.destroy(error);
 }
 
-const MISSING_HOST: [number, string, string] = [
-  400,
-  'missing_host',
-  'An HTTP/1.1 request must carry a Host header',
-];
-const EXPECTATION_FAILED: [number, string, string] = [
+const MISSING_HOST: Refusal = [400, 'missing_host', 'An HTTP/1.1 request must carry a Host header'];
+const EXPECTATION_FAILED: Refusal = [
   417,
   'expectation_failed',
   'Only the 100-continue expectation is supported',
@@ -133,12 +134,9 @@ function lacksHost(req: IncomingMessage): boolean {
  * body: written here in the service's error shape (fresh id, as in answerClientError). The
  * body of the request is not read, so the connection is closed after the answer.
  */
-function answerWithoutApp(
-  res: ServerResponse,
-  [status, code, message]: [number, string, string],
-): void {
-  const body = JSON.stringify({ error: { code, message, request_id: randomUUID() } });
-  res.writeHead(status, {
+function answerWithoutApp(res: ServerResponse, refusal: Refusal): void {
+  const body = refusalBody(refusal);
+  res.writeHead(refusal[0], {
     'Content-Type': 'application/json; charset=utf-8',
     'Content-Length': Buffer.byteLength(body),
     Connection: 'close',
