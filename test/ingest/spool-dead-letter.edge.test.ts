@@ -1,4 +1,3 @@
-import { spawn } from 'node:child_process';
 import { mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -21,42 +20,9 @@ import { runSpoolCommand } from './support/spool-command';
  */
 
 const logger = createLogger('silent');
-const REPO_ROOT = path.resolve(__dirname, '../..');
 
 function event(overrides: Record<string, string> = {}): StatusEvent {
   return normalizeCxmlCallback(cxmlFields(overrides), { receivedAt: new Date(), storeBody: false });
-}
-
-/** The spool command, run with a file-size limit (RLIMIT_FSIZE) of `maxFileBytes`. */
-function runSpoolCommandWithFileSizeLimit(
-  maxFileBytes: number,
-  args: string[],
-  env: Record<string, string>,
-): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(
-      'prlimit',
-      [
-        `--fsize=${maxFileBytes}`,
-        process.execPath,
-        '--import',
-        'tsx',
-        'src/ingest/spool-cli.ts',
-        ...args,
-      ],
-      {
-        cwd: REPO_ROOT,
-        env: { PATH: process.env.PATH ?? '', ...env },
-        stdio: ['ignore', 'pipe', 'pipe'],
-      },
-    );
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
-    child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
-    child.on('error', reject);
-    child.on('exit', (code) => resolve({ code, stdout, stderr }));
-  });
 }
 
 let dir: string;
@@ -89,11 +55,9 @@ test('When the disk fills up while a replayed event is dead-lettered, then its s
     .execute(database.db);
   const env = { DATABASE_URL: database.url };
 
-  const full = await runSpoolCommandWithFileSizeLimit(
-    limit,
-    ['replay', dir, '--timeout', '2'],
-    env,
-  );
+  const full = await runSpoolCommand(['replay', dir, '--timeout', '2'], env, {
+    maxFileBytes: limit,
+  });
   // The dead letter could not be written whole: the event is still in the spool.
   expect(full.code).toBe(1);
   expect((await readdir(dir)).filter((name) => name.startsWith('spool-'))).not.toEqual([]);
