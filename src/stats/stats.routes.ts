@@ -42,14 +42,16 @@ export function statsRoutes({
     }
     const plan = planWindow(since, until, query.bucket);
     const filter = { apis: query.api, bucket: query.bucket };
-    const [rollups, edges, stuck] = await Promise.all([
+    // Two transactions at once, not three: the edges and the stuck count (messages, a few ms
+    // each) share one, so a small pool has at most one read waiting for a connection.
+    const [rollups, [edges, stuck]] = await Promise.all([
       readRollups(db, plan, filter, readTimeoutMs).catch((error: unknown) => {
         throw asQueryTimeout(error, readTimeoutMs);
       }),
-      plan.edges.length === 0
-        ? readEdges(db, plan.edges, filter)
-        : readWithin(db, readTimeoutMs, (trx) => readEdges(trx, plan.edges, filter)),
-      readWithin(db, readTimeoutMs, (trx) => countStuck(trx, since, until, filter)),
+      readWithin(db, readTimeoutMs, async (trx) => {
+        const edges = await readEdges(trx, plan.edges, filter);
+        return [edges, await countStuck(trx, since, until, filter)] as const;
+      }),
     ]);
     const summary = summarize(
       { since, until, bucket: query.bucket, stuck },
