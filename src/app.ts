@@ -6,6 +6,8 @@ import { callbackEndpoint } from './callbacks/callbacks.routes';
 import type { CallbackDeps } from './callbacks/callbacks.routes';
 import type { Config } from './config';
 import type { Db } from './db/database';
+import { createReadGate } from './db/read-gate';
+import { READ_STATEMENT_TIMEOUT_MS } from './db/read-timeout';
 import { registerFeedMetrics } from './feed/feed-metrics';
 import { feedRoutes } from './feed/feed.routes';
 import { createFeedSignal } from './feed/feed-signal';
@@ -170,8 +172,21 @@ export function createInternalApp(deps: AppDeps): Express {
       onLimited: () => metrics?.onRateLimited('query'),
     }),
   );
-  app.use(messageRoutes(deps));
-  app.use(relayRoutes({ db: deps.db, readDb: deps.readDb, onRetried: () => deps.relay?.wake() }));
+  // A quarter of the pool for the lists, messages, stats and relays, another for the feed's
+  // pages (below): the rest stays for the callbacks' commits however many dashboards ask.
+  const reads = createReadGate({
+    concurrency: quarterOfPool(deps.config),
+    maxWaitMs: READ_STATEMENT_TIMEOUT_MS,
+  });
+  app.use(messageRoutes({ ...deps, reads }));
+  app.use(
+    relayRoutes({
+      db: deps.db,
+      readDb: deps.readDb,
+      reads,
+      onRetried: () => deps.relay?.wake(),
+    }),
+  );
   const feedSignal = deps.feedSignal ?? createFeedSignal({ logger: deps.logger });
   if (metrics) registerFeedMetrics(metrics.registry, { db: deps.db, signal: feedSignal });
   const readDb = deps.readDb ?? deps.db;
@@ -180,10 +195,13 @@ export function createInternalApp(deps: AppDeps): Express {
       db: readDb,
       signal: feedSignal,
       secrets: deps.config.callbackTokenSecrets,
-      // A quarter of the pool: the rest stays for callbacks' commits, stats and lists.
-      concurrentReads: Math.max(1, Math.floor(deps.config.databasePoolMax / 4)),
+      concurrentReads: quarterOfPool(deps.config),
     }),
   );
-  app.use(statsRoutes({ db: readDb, clock: deps.clock }));
+  app.use(statsRoutes({ db: readDb, clock: deps.clock, reads }));
   return finish(app, deps, 'internal');
+}
+
+function quarterOfPool(config: Config): number {
+  return Math.max(1, Math.floor(config.databasePoolMax / 4));
 }

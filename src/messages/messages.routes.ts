@@ -4,6 +4,8 @@ import { notFound } from '../errors';
 import { answeredNotModified } from '../http/etag';
 import { decodeCursor, encodeCursor } from './cursor';
 import { toMessageDto } from './message-dto';
+import { UNGATED_READS } from '../db/read-gate';
+import type { ReadGate } from '../db/read-gate';
 import { READ_STATEMENT_TIMEOUT_MS, readWithin } from '../db/read-timeout';
 import { findMessageWithHistory, listMessages } from './messages.repository';
 import type { MessageRow } from './messages.repository';
@@ -18,17 +20,23 @@ export function messageRoutes({
   db,
   readDb = db,
   readTimeoutMs = READ_STATEMENT_TIMEOUT_MS,
+  reads = UNGATED_READS,
 }: {
   db: Db;
   readDb?: Db;
   /** Each read's statement timeout (readWithin): a costly list cannot hold a connection long. */
   readTimeoutMs?: number;
+  /** How many of the query API's reads run at once (db/read-gate.ts). */
+  reads?: ReadGate;
 }): Router {
   const router = Router();
 
   router.get('/v1/messages/:id', async (req, res) => {
     const { id } = MessageParams.parse(req.params);
-    const found = await readWithin(db, readTimeoutMs, (trx) => findMessageWithHistory(trx, id));
+    const found = await reads.run(
+      () => readWithin(db, readTimeoutMs, (trx) => findMessageWithHistory(trx, id)),
+      () => req.socket.destroyed,
+    );
     if (!found) throw notFound('message', id);
     // An event that changes nothing lengthens the history.
     const last = found.history[found.history.length - 1];
@@ -42,24 +50,24 @@ export function messageRoutes({
     const { order } = query;
     const after = query.cursor === undefined ? undefined : decodeCursor(query.cursor, order);
     // One extra row tells whether another page exists without a count query.
-    const rows = await readWithin(readDb, readTimeoutMs, (trx) =>
-      listMessages(
-        trx,
-        {
-          statuses: query.status,
-          to: query.to,
-          from: query.from,
-          apis: query.api,
-          errorCodes: query.error_code,
-          since: query.since,
-          until: query.until,
-          createdSince: query.created_since,
-          createdUntil: query.created_until,
-          stuck: query.stuck,
-        },
-        query.limit + 1,
-        { order, after },
-      ),
+    const filter = {
+      statuses: query.status,
+      to: query.to,
+      from: query.from,
+      apis: query.api,
+      errorCodes: query.error_code,
+      since: query.since,
+      until: query.until,
+      createdSince: query.created_since,
+      createdUntil: query.created_until,
+      stuck: query.stuck,
+    };
+    const rows = await reads.run(
+      () =>
+        readWithin(readDb, readTimeoutMs, (trx) =>
+          listMessages(trx, filter, query.limit + 1, { order, after }),
+        ),
+      () => req.socket.destroyed,
     );
     const page = rows.slice(0, query.limit);
     const last = page[page.length - 1];

@@ -1,5 +1,8 @@
 import { Router } from 'express';
 import type { Db } from '../db/database';
+import { UNGATED_READS } from '../db/read-gate';
+import type { ReadGate } from '../db/read-gate';
+import { READ_STATEMENT_TIMEOUT_MS, readWithin } from '../db/read-timeout';
 import { AppError, badRequest, notFound } from '../errors';
 import { answeredNotModified } from '../http/etag';
 import { listRelayJobs, retryDeadJob } from './relay.repository';
@@ -17,10 +20,16 @@ export function relayRoutes({
   db,
   readDb = db,
   onRetried,
+  readTimeoutMs = READ_STATEMENT_TIMEOUT_MS,
+  reads = UNGATED_READS,
 }: {
   db: Db;
   readDb?: Db;
   onRetried?: () => void;
+  /** The list's statement timeout (readWithin), as for the other lists. */
+  readTimeoutMs?: number;
+  /** How many of the query API's reads run at once (db/read-gate.ts). */
+  reads?: ReadGate;
 }): Router {
   const router = Router();
 
@@ -28,11 +37,13 @@ export function relayRoutes({
     const query = RelayListQuery.parse(req.query);
     const before = query.cursor === undefined ? undefined : decodeRelayCursor(query.cursor);
     // One extra row tells whether another page exists without a count query.
-    const rows = await listRelayJobs(
-      readDb,
-      { state: query.state, messageId: query.message_id },
-      query.limit + 1,
-      before,
+    const filter = { state: query.state, messageId: query.message_id };
+    const rows = await reads.run(
+      () =>
+        readWithin(readDb, readTimeoutMs, (trx) =>
+          listRelayJobs(trx, filter, query.limit + 1, before),
+        ),
+      () => req.socket.destroyed,
     );
     const page = rows.slice(0, query.limit);
     const last = page[page.length - 1];

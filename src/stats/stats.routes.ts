@@ -2,6 +2,8 @@ import { Router } from 'express';
 import type { Db } from '../db/database';
 import { badRequest } from '../errors';
 import { answeredNotModified } from '../http/etag';
+import { UNGATED_READS } from '../db/read-gate';
+import type { ReadGate } from '../db/read-gate';
 import { READ_STATEMENT_TIMEOUT_MS, asQueryTimeout, readWithin } from '../db/read-timeout';
 import { countStuck, readEdges, readRollups } from './stats.repository';
 import { StatsQuery } from './stats.schema';
@@ -15,11 +17,14 @@ export function statsRoutes({
   db,
   clock = () => new Date(),
   readTimeoutMs = READ_STATEMENT_TIMEOUT_MS,
+  reads = UNGATED_READS,
 }: {
   db: Db;
   clock?: () => Date;
   /** Each read's statement timeout: a window costlier than expected cannot hold the pool. */
   readTimeoutMs?: number;
+  /** How many of the query API's reads run at once (db/read-gate.ts); a stats request is one. */
+  reads?: ReadGate;
 }) {
   const router = Router();
   router.get('/v1/stats', async (req, res) => {
@@ -44,15 +49,19 @@ export function statsRoutes({
     const filter = { apis: query.api, bucket: query.bucket };
     // Two transactions at once, not three: the edges and the stuck count (messages, a few ms
     // each) share one, so a small pool has at most one read waiting for a connection.
-    const [rollups, [edges, stuck]] = await Promise.all([
-      readRollups(db, plan, filter, readTimeoutMs).catch((error: unknown) => {
-        throw asQueryTimeout(error, readTimeoutMs);
-      }),
-      readWithin(db, readTimeoutMs, async (trx) => {
-        const edges = await readEdges(trx, plan.edges, filter);
-        return [edges, await countStuck(trx, since, until, filter)] as const;
-      }),
-    ]);
+    const [rollups, [edges, stuck]] = await reads.run(
+      () =>
+        Promise.all([
+          readRollups(db, plan, filter, readTimeoutMs).catch((error: unknown) => {
+            throw asQueryTimeout(error, readTimeoutMs);
+          }),
+          readWithin(db, readTimeoutMs, async (trx) => {
+            const edges = await readEdges(trx, plan.edges, filter);
+            return [edges, await countStuck(trx, since, until, filter)] as const;
+          }),
+        ]),
+      () => req.socket.destroyed,
+    );
     const summary = summarize(
       { since, until, bucket: query.bucket, stuck },
       [...rollups.counts, ...edges.counts],

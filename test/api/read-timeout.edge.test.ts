@@ -6,6 +6,7 @@ import { errorHandler } from '../../src/http/error-handler';
 import { requestId } from '../../src/http/request-id';
 import { createLogger } from '../../src/logger';
 import { messageRoutes } from '../../src/messages/messages.routes';
+import { relayRoutes } from '../../src/relay/relays.routes';
 import { statsRoutes } from '../../src/stats/stats.routes';
 import { createTestDatabase } from '../helpers/test-database';
 import type { TestDatabase } from '../helpers/test-database';
@@ -29,17 +30,18 @@ beforeAll(async () => {
   app.use(requestId());
   app.use(messageRoutes({ db: database.db, readTimeoutMs: READ_TIMEOUT_MS }));
   app.use(statsRoutes({ db: database.db, readTimeoutMs: READ_TIMEOUT_MS }));
+  app.use(relayRoutes({ db: database.db, readTimeoutMs: READ_TIMEOUT_MS }));
   app.use(errorHandler(createLogger('silent')));
 });
 afterAll(() => database.destroy());
 
-/** Runs `body` while another session holds ACCESS EXCLUSIVE on `messages`. */
+/** Runs `body` while another session holds ACCESS EXCLUSIVE on `messages` and `relay_jobs`. */
 async function whileMessagesLocked<T>(body: () => Promise<T>): Promise<T> {
   const locker = new Client({ connectionString: database.url });
   await locker.connect();
   try {
     await locker.query('BEGIN');
-    await locker.query('LOCK TABLE messages IN ACCESS EXCLUSIVE MODE');
+    await locker.query('LOCK TABLE messages, relay_jobs IN ACCESS EXCLUSIVE MODE');
     return await body();
   } finally {
     await locker.query('ROLLBACK').catch(() => undefined);
@@ -51,6 +53,7 @@ test.each([
   ['a list', '/v1/messages?status=failed,undelivered&order=created'],
   ['a message by id', `/v1/messages/${randomUUID()}`],
   ['the stats', '/v1/stats'],
+  ['the relays', '/v1/relays?state=dead'],
 ])(
   'When %s cannot finish (a lock holds it), then it is cancelled and answered 503 query_timeout, and the pool connection comes back clean',
   async (_what, path) => {
