@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { isIP } from 'node:net';
 import type { Request, RequestHandler } from 'express';
 import { ipKeyGenerator } from 'express-rate-limit';
 import { AppError } from '../errors';
@@ -40,8 +41,19 @@ export function publicRateLimit(deps: RateLimitDeps): RateLimiter {
         'X-Forwarded-For is set but TRUST_PROXY is not: every client behind that proxy shares one rate limit',
       );
     }
-    return ipKeyGenerator(req.ip ?? '', 56);
+    return ipKeyGenerator(clientAddress(req), 56);
   });
+}
+
+/**
+ * `req.ip`, when it is an address. With TRUST_PROXY wider than the proxies really in front,
+ * Express takes it unchecked from what the client wrote in X-Forwarded-For: any string of up
+ * to 16 KiB, a new key (and 16 KiB held) per request. Such a value says nothing about the
+ * client; the connection's peer is what is known.
+ */
+function clientAddress(req: Request): string {
+  const ip = req.ip ?? '';
+  return isIP(ip) !== 0 ? ip : (req.socket.remoteAddress ?? '');
 }
 
 /**
