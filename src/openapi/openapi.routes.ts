@@ -28,16 +28,24 @@ export function openApiRoutes({ document }: { document: OpenApiDocument }): Rout
   router.get('/docs/start.js', (_req, res) => {
     res.type('application/javascript').send(START_SCRIPT);
   });
-  router.use(
-    '/docs',
-    express.static(getAbsoluteFSPath(), {
-      index: false,
-      // Only what the page loads: the bundle, the preset and the stylesheet.
-      setHeaders: (res) => res.setHeader('Cache-Control', 'public, max-age=3600'),
-    }),
-  );
+  const assets = express.static(getAbsoluteFSPath(), {
+    index: false,
+    setHeaders: (res) => res.setHeader('Cache-Control', 'public, max-age=3600'),
+  });
+  // Only what the page loads. The package also holds a demo page (index.html, which loads a
+  // spec from petstore.swagger.io), an OAuth redirect page, source maps and its package.json.
+  router.use('/docs', (req, res, next) => {
+    if (DOCS_ASSETS.has(req.path)) return assets(req, res, next);
+    next();
+  });
   return router;
 }
+
+const DOCS_ASSETS: ReadonlySet<string> = new Set([
+  '/swagger-ui.css',
+  '/swagger-ui-bundle.js',
+  '/swagger-ui-standalone-preset.js',
+]);
 
 const DOCS_PAGE = `<!doctype html>
 <html lang="en">
