@@ -16,6 +16,7 @@ import { bearerAuth } from './http/bearer-auth';
 import { chain } from './http/chain';
 import { queryApiCors } from './http/cors';
 import { errorHandler, notFoundHandler } from './http/error-handler';
+import { privateAnswers } from './http/etag';
 import { healthRoutes } from './http/health.routes';
 import type { Lifecycle } from './http/health.routes';
 import { publicRateLimit, queryRateLimit } from './http/rate-limit';
@@ -165,6 +166,7 @@ export function createInternalApp(deps: AppDeps): Express {
   if (cors) app.use('/v1', cors);
   app.use(
     '/v1',
+    privateAnswers(),
     bearerAuth(deps.config.apiTokens),
     queryRateLimit({
       perMinute: deps.config.rateLimitQueryPerMinute,

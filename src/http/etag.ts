@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import type { Request, Response } from 'express';
+import type { Request, RequestHandler, Response } from 'express';
 
 /**
  * Sets a weak ETag derived from `version` — a short string that changes whenever the answer
@@ -29,4 +29,17 @@ function ifNoneMatchNames(header: string | undefined, etag: string): boolean {
     const tag = candidate.trim();
     return tag === '*' || tag === etag || tag === opaque;
   });
+}
+
+/**
+ * `Cache-Control: private, no-cache` on every answer of the query API: it is read with a bearer
+ * token, and a shared cache set up to store everything (an nginx `proxy_cache_valid`, a CDN in
+ * front of the internal listener) would otherwise hand one caller's answer to the next, who may
+ * hold no token. A browser still keeps it and revalidates with its ETag (a 304 costs no body).
+ */
+export function privateAnswers(): RequestHandler {
+  return (_req, res, next) => {
+    res.setHeader('Cache-Control', 'private, no-cache');
+    next();
+  };
 }

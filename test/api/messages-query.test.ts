@@ -238,6 +238,23 @@ describe('GET /v1/messages: filters, orders and validators', () => {
     await get('/v1/messages?stuck=maybe').expect(400);
   });
 
+  test.each([
+    ['a list', '/v1/messages?limit=1', 200],
+    ['a message that does not exist', `/v1/messages/${randomUUID()}`, 404],
+    ['the stats', '/v1/stats', 200],
+    ['the change feed', '/v1/events?limit=1', 200],
+    ['the relays', '/v1/relays?limit=1', 200],
+  ])(
+    'When %s is answered, then no shared cache may keep it (Cache-Control: private, no-cache)',
+    async (_what, path, status) => {
+      const res = await get(path).expect(status);
+      expect(res.headers['cache-control']).toBe('private, no-cache');
+      // Without a token too: a cache must not keep the refusal for the next caller either.
+      const refused = await request(t.internalApp).get(path).expect(401);
+      expect(refused.headers['cache-control']).toBe('private, no-cache');
+    },
+  );
+
   test('When a page or a message is asked again with its ETag, then the answer is 304 until it changes', async () => {
     const list = await get(`/v1/messages?${window}&limit=5`).expect(200);
     expect(list.headers.etag).toMatch(/^W\/"/);
