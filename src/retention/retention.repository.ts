@@ -5,7 +5,7 @@ import type { StoredRollupFacts } from '../messages/rollup';
 
 /**
  * The SQL of retention (DESIGN §13). Each step is one short transaction over a bounded batch
- * (two statements: lock, then remove): it takes row locks on the few messages it removes and
+ * (a lock, then the removal): it takes row locks on the few messages it removes and
  * nothing else, so ingest and queries go on. SKIP LOCKED: a message a writer holds (a new
  * event is arriving for it right now) is left for a later step. Replicas take turns: a step
  * runs only with an advisory lock (tried, never waited for), so a replica whose turn it is not
@@ -15,6 +15,19 @@ import type { StoredRollupFacts } from '../messages/rollup';
 
 // An arbitrary constant, distinct from the stats rollups' (src/stats/stats.repository.ts).
 const RETENTION_LOCK = 0x53575245; // 'SWRE' in ASCII
+
+/**
+ * The most events, and the most relay jobs, one step removes. A step is bounded in messages
+ * (`batch`) AND in rows: one message with a huge history (a sender that called back for one
+ * id over and over) would otherwise make one step a transaction deleting all of it, for as
+ * long as that takes; while it holds its transaction id the change feed delivers nothing
+ * committed after it began (src/feed/feed.repository.ts), for every consumer. Such a message
+ * goes over several steps instead, back to back (a step that reaches this bound counts as full:
+ * retention.ts runs the next one); between them it is still there, expired, counted in the
+ * stats, part of its history already gone, as if removed early. 500 messages of
+ * ordinary history (a handful of events each) stay well below it.
+ */
+export const EVENTS_PER_STEP = 10_000;
 
 export interface RemovedCounts {
   messages: number;
@@ -28,16 +41,18 @@ export interface RemovedCounts {
  * contributions out of the stats rollups, and raises the feed's expiry mark
  * (sw_status_retention, db/migrations/0008) to the newest event removed — one transaction.
  *
- * Two statements, in this order. The first takes the turn and locks the messages (SKIP LOCKED;
- * READ COMMITTED rechecks `last_event_at` on a row a writer changed meanwhile). The second,
- * under a snapshot taken once those locks are held, removes what they own. In one statement,
- * the events and relay jobs would be found under the snapshot taken before the locks: those a
- * writer committed for a message between that snapshot and the lock (an event whose receive
- * time leaves the message expired: a spooled callback replayed late) would stay behind, owned by
- * no message, never removed. From the lock on, a writer of a new event waits for this step
- * (RECORD_BATCH locks the message), and an event it inserted meanwhile is not seen here: it
- * stays, and the write path, finding the message row gone once this commits, creates the
- * message anew from it — history older than the horizon is gone, the new event is not.
+ * The first statement takes the turn and locks the messages (SKIP LOCKED; READ COMMITTED
+ * rechecks `last_event_at` on a row a writer changed meanwhile). The next ones, under snapshots
+ * taken once those locks are held, remove what they own: their events and relay jobs (at most
+ * EVENTS_PER_STEP of each), then the messages left without either. In one statement with
+ * the lock, the events and relay jobs would be found under the snapshot taken before the
+ * locks: those a writer committed for a message between that snapshot and the lock (an event
+ * whose receive time leaves the message expired: a spooled callback replayed late) would stay
+ * behind, owned by no message, never removed. From the lock on, a writer of a new event waits
+ * for this step (RECORD_BATCH locks the message), and an event it inserted meanwhile is not
+ * seen here: it stays, and the write path, finding the message row gone once this commits,
+ * creates the message anew from it — history older than the horizon is gone, the new event
+ * is not.
  *
  * The stats (DESIGN §6: counts equal a scan of the tables): each removed message's
  * contribution, as src/messages/rollup.ts computes it from the row (as the rebuild does), goes
@@ -71,24 +86,57 @@ async function removeStep(trx: Db, horizon: Date, batch: number): Promise<Remove
   if (doomed.length === 0) return { messages: 0, status_events: 0, relay_jobs: 0 };
 
   const ids = doomed.map((message) => message.id);
-  const uncounted = rollupSums();
-  for (const message of doomed) uncounted.add(contributionOfRow(message), -1);
-  const deltas = uncounted.nonZero().map(deltaRow);
-  const { rows } = await sql<{ messages: string; status_events: string; relay_jobs: string }>`
+  // Their events and relay jobs first, at most EVENTS_PER_STEP of each, in the doomed
+  // messages' order (the lateral joins walk them one by one, and the LIMIT ends the walk),
+  // raising the feed's expiry mark to the newest event removed.
+  const { rows: removed } = await sql<{ status_events: string; relay_jobs: string }>`
     WITH events AS (
-      DELETE FROM status_events WHERE message_id = ANY(${ids}::text[])
+      DELETE FROM status_events WHERE seq IN (
+        SELECT e.seq FROM unnest(${ids}::text[]) AS d(id)
+        CROSS JOIN LATERAL (SELECT seq FROM status_events WHERE message_id = d.id) e
+        LIMIT ${EVENTS_PER_STEP})
       RETURNING tx, seq
     ), jobs AS (
-      DELETE FROM relay_jobs WHERE message_id = ANY(${ids}::text[])
-      RETURNING 1
-    ), gone AS (
-      DELETE FROM messages WHERE id = ANY(${ids}::text[])
+      DELETE FROM relay_jobs WHERE id IN (
+        SELECT j.id FROM unnest(${ids}::text[]) AS d(id)
+        CROSS JOIN LATERAL (SELECT id FROM relay_jobs WHERE message_id = d.id) j
+        LIMIT ${EVENTS_PER_STEP})
       RETURNING 1
     ), newest AS (
       SELECT tx, seq FROM events ORDER BY tx DESC, seq DESC LIMIT 1
     ), mark AS (
       UPDATE sw_status_retention r SET removed_tx = newest.tx, removed_seq = newest.seq
       FROM newest WHERE (r.removed_tx, r.removed_seq) < (newest.tx, newest.seq)
+    )
+    SELECT (SELECT count(*) FROM events) AS status_events,
+           (SELECT count(*) FROM jobs) AS relay_jobs`.execute(trx);
+  const statusEvents = Number(removed[0]!.status_events);
+  const relayJobs = Number(removed[0]!.relay_jobs);
+
+  // Below both bounds, the statement took every event and relay job the doomed messages have.
+  // At a bound, only the messages it emptied go now; the others (a huge history) stay, expired
+  // and whole in the stats, and the next step goes on with them.
+  let emptied = doomed;
+  if (statusEvents >= EVENTS_PER_STEP || relayJobs >= EVENTS_PER_STEP) {
+    const { rows: left } = await sql<{ id: string }>`
+      SELECT d.id FROM unnest(${ids}::text[]) AS d(id)
+      WHERE EXISTS (SELECT 1 FROM status_events e WHERE e.message_id = d.id)
+         OR EXISTS (SELECT 1 FROM relay_jobs j WHERE j.message_id = d.id)`.execute(trx);
+    const unfinished = new Set(left.map((row) => row.id));
+    emptied = doomed.filter((message) => !unfinished.has(message.id));
+  }
+  if (emptied.length === 0) {
+    return { messages: 0, status_events: statusEvents, relay_jobs: relayJobs };
+  }
+
+  const gone = emptied.map((message) => message.id);
+  const uncounted = rollupSums();
+  for (const message of emptied) uncounted.add(contributionOfRow(message), -1);
+  const deltas = uncounted.nonZero().map(deltaRow);
+  const { rows } = await sql<{ messages: string }>`
+    WITH gone AS (
+      DELETE FROM messages WHERE id = ANY(${gone}::text[])
+      RETURNING 1
     ), uncounted AS (
       INSERT INTO stats_deltas (minute, api, status, error_code, latency_bucket, messages,
         conflicts, final_within_10s)
@@ -98,14 +146,12 @@ async function removeStep(trx: Db, horizon: Date, batch: number): Promise<Remove
         api text, status text, error_code text, latency_bucket smallint, messages integer,
         conflicts integer, final_within_10s integer)
     )
-    SELECT (SELECT count(*) FROM gone) AS messages,
-           (SELECT count(*) FROM events) AS status_events,
-           (SELECT count(*) FROM jobs) AS relay_jobs`.execute(trx);
+    SELECT (SELECT count(*) FROM gone) AS messages`.execute(trx);
   const row = rows[0]!;
   return {
     messages: Number(row.messages),
-    status_events: Number(row.status_events),
-    relay_jobs: Number(row.relay_jobs),
+    status_events: statusEvents,
+    relay_jobs: relayJobs,
   };
 }
 

@@ -3,7 +3,11 @@ import type { Registry } from 'prom-client';
 import type { Db } from '../db/database';
 import type { Logger } from '../logger';
 import { METRIC_PREFIX } from '../metrics/metrics';
-import { removeDeliveredRelayJobs, removeExpiredMessages } from './retention.repository';
+import {
+  EVENTS_PER_STEP,
+  removeDeliveredRelayJobs,
+  removeExpiredMessages,
+} from './retention.repository';
 import type { RemovedCounts } from './retention.repository';
 
 /**
@@ -84,7 +88,13 @@ export function createRetention({
         for (;;) {
           const step = await removeExpiredMessages(db, messagesHorizon, batch);
           add(step);
-          if (step.messages < batch || stopped) break;
+          // A step is full when it reached either bound: batch messages, or EVENTS_PER_STEP
+          // events or relay jobs (a huge history, removed over several steps).
+          const full =
+            step.messages >= batch ||
+            step.status_events >= EVENTS_PER_STEP ||
+            step.relay_jobs >= EVENTS_PER_STEP;
+          if (!full || stopped) break;
           await pause(pauseMs);
         }
       }
