@@ -31,14 +31,29 @@ const bool = z
   .enum(['true', 'false', '1', '0', 'yes', 'no', ''])
   .transform((s) => s === 'true' || s === '1' || s === 'yes');
 
-const port = z.coerce.number().int().min(0).max(65535);
-const positiveInt = z.coerce.number().int().positive();
+/**
+ * A number written in decimal. Not z.coerce.number(), which is Number(): '' and ' ' are 0 (a
+ * blank PORT would listen on a random free port), '0x1F90' is 8080 and '1e3' is 1000.
+ */
+const decimal = (pattern: RegExp, expected: string) =>
+  z.string().trim().regex(pattern, `must be ${expected}`).transform(Number);
+const wholeNumber = decimal(/^\d+$/, 'a whole number (digits only)');
+const decimalNumber = decimal(/^\d+(\.\d+)?$/, 'a decimal number (digits, optionally a point)');
+
+const port = wholeNumber.pipe(z.number().int().min(0).max(65535));
+const positiveInt = wholeNumber.pipe(z.number().int().positive());
 /**
  * Node's timers hold at most 2^31 − 1 ms (about 24.8 days) and silently fire after 1 ms
  * instead: a longer timeout would make every send a 504, or SIGTERM skip its drain.
  */
 const MAX_TIMER_MS = 2_147_483_647;
-const millis = positiveInt.max(MAX_TIMER_MS, 'must be at most 2147483647 (Node’s longest timer)');
+const millis = wholeNumber.pipe(
+  z
+    .number()
+    .int()
+    .positive()
+    .max(MAX_TIMER_MS, 'must be at most 2147483647 (Node’s longest timer)'),
+);
 
 /**
  * A base URL the service appends paths to: http(s), and nothing after the path. A query or
@@ -61,6 +76,25 @@ const httpUrl = z
     }
   })
   .transform((u) => u.replace(/\/+$/, ''));
+
+/**
+ * A postgres:// URL node-postgres can read, checked with pg-connection-string's own steps
+ * (spaces and stray `%` encoded first; `user@/db?host=…` has no host): otherwise the pool
+ * fails at its first connection with a bare "Invalid URL", and the pod runs, never ready,
+ * with nothing naming the variable. Never echoed: it holds a password.
+ */
+const connectionString = z
+  .string()
+  .regex(/^postgres(ql)?:\/\//, 'must be a postgres:// connection string')
+  .refine((url) => {
+    const text = / |%[^a-f0-9]|%[a-f0-9][^a-f0-9]/i.test(url)
+      ? encodeURI(url).replace(/%25(\d\d)/g, '%$1')
+      : url;
+    return (
+      URL.canParse(text, 'postgres://base') ||
+      URL.canParse(text.replace('@/', '@___DUMMY___/'), 'postgres://base')
+    );
+  }, 'is not a connection string node-postgres can read (host, port 0–65535, %-encoding)');
 
 /** `10s,1m,5m` → milliseconds; units ms, s, m, h, d. */
 const durations = z.string().transform((s, ctx) => {
@@ -100,12 +134,21 @@ const credentials = list.transform((items, ctx) => {
   const byProject = new Map<string, string>();
   for (const item of items) {
     const colon = item.indexOf(':');
-    if (colon <= 0 || colon === item.length - 1) {
+    // `project : token` is read as written around the colon, not as "project " and " token",
+    // which would only ever get 401s.
+    const project = item.slice(0, colon).trim();
+    const token = item.slice(colon + 1).trim();
+    if (colon === -1 || project === '' || token === '') {
       // Never echo the value: it holds an API token.
       ctx.addIssue({ code: 'custom', message: 'each entry must be project_id:api_token' });
       return z.NEVER;
     }
-    byProject.set(item.slice(0, colon), item.slice(colon + 1));
+    if (byProject.has(project)) {
+      // Which token would be meant is a guess; the project id is no secret.
+      ctx.addIssue({ code: 'custom', message: `project ${project} is listed twice` });
+      return z.NEVER;
+    }
+    byProject.set(project, token);
   }
   return byProject;
 });
@@ -117,10 +160,7 @@ const EnvSchema = z.object({
   // Dual-stack: `::` takes IPv4 and IPv6 (main.ts falls back to 0.0.0.0 without IPv6).
   HOST: z.string().min(1).default('::'),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
-  DATABASE_URL: z
-    .string()
-    .regex(/^postgres(ql)?:\/\//, 'must be a postgres:// connection string')
-    .optional(),
+  DATABASE_URL: connectionString.optional(),
   DATABASE_POOL_MAX: positiveInt.default(10),
   PUBLIC_BASE_URL: httpUrl.optional(),
   SIGNALWIRE_SPACE_URL: httpUrl.optional(),
@@ -144,13 +184,13 @@ const EnvSchema = z.object({
   HTTP_MAX_CONNECTIONS: positiveInt.default(4096),
   SHUTDOWN_DRAIN_MS: millis.default(10_000),
   // Unset: 5 s in production (see shutdownDelayMs), 0 elsewhere.
-  SHUTDOWN_DELAY_MS: z.coerce.number().int().min(0).max(MAX_TIMER_MS).optional(),
+  SHUTDOWN_DELAY_MS: wholeNumber.pipe(z.number().int().min(0).max(MAX_TIMER_MS)).optional(),
   // The whole SIGTERM → exit budget (see shutdownGraceMs).
   SHUTDOWN_GRACE_MS: millis.default(30_000),
   INGEST_BATCH_MAX: positiveInt.default(200),
   // Applies only while another batch commits. 1 ms (Node's shortest timer) measured 8 % more
   // callbacks/s than 2 ms with 32 concurrent senders: commits are short, waiting is not free.
-  INGEST_BATCH_WAIT_MS: z.coerce.number().min(0).max(MAX_TIMER_MS).default(1),
+  INGEST_BATCH_WAIT_MS: decimalNumber.pipe(z.number().min(0).max(MAX_TIMER_MS)).default(1),
   INGEST_QUEUE_MAX: positiveInt.default(5000),
   // 16 MiB of callback data: ~20,000 ordinary callbacks (so INGEST_QUEUE_MAX binds first), or
   // 256 bodies of 64 KiB instead of 5,000 (320 MB).
@@ -166,7 +206,7 @@ const EnvSchema = z.object({
   RELAY_ALLOW_HTTP: bool.default(false),
   // Reconciliation (DESIGN §11).
   RECONCILE_SCHEDULE: durations.prefault('10m,1h,6h,24h'),
-  RECONCILE_RATE: z.coerce.number().positive().default(5),
+  RECONCILE_RATE: decimalNumber.pipe(z.number().positive()).default(5),
   SIGNALWIRE_CREDENTIALS: credentials.optional(),
   // Browser origins allowed to call /v1/* (src/http/cors.ts): scheme://host[:port], or *.
   CORS_ORIGINS: list
@@ -185,10 +225,7 @@ const EnvSchema = z.object({
   // DATABASE_URL.
   RETENTION_DAYS: positiveInt.optional(),
   RELAY_KEEP_DELIVERED_DAYS: positiveInt.optional(),
-  DATABASE_READ_URL: z
-    .string()
-    .regex(/^postgres(ql)?:\/\//, 'must be a postgres:// connection string')
-    .optional(),
+  DATABASE_READ_URL: connectionString.optional(),
 });
 
 /** Every environment variable the service reads (deployment manifests are checked against it). */
@@ -305,6 +342,64 @@ function parseTrustProxy(value: string): TrustProxy {
   if (v === 'true') return true;
   if (/^\d+$/.test(v)) return Number(v);
   return v.split(',').map((s) => s.trim());
+}
+
+/**
+ * The secret values the environment holds: API tokens, callback-token secrets, signing keys,
+ * the API tokens of SIGNALWIRE_CREDENTIALS and the passwords of the database URLs (in the
+ * userinfo or as `password=`, as written and decoded). What main.ts prints when the process
+ * cannot start passes through redactSecrets: an error's message or properties can quote its
+ * input (Node's ERR_INVALID_URL keeps the whole URL in `input`). Values shorter than 4
+ * characters are left alone: erasing them would erase the rest of the text with them.
+ */
+export function secretValues(env: NodeJS.ProcessEnv = process.env): string[] {
+  const items = (name: string): string[] =>
+    (env[name] ?? '')
+      .split(',')
+      .map((item) => item.trim())
+      .filter((item) => item.length > 0);
+  const values = [
+    ...items('API_TOKENS'),
+    ...items('CALLBACK_TOKEN_SECRET'),
+    ...items('SIGNALWIRE_SIGNING_KEYS'),
+    ...items('SIGNALWIRE_CREDENTIALS').map((item) => item.slice(item.indexOf(':') + 1)),
+    ...databasePasswords(env['DATABASE_URL']),
+    ...databasePasswords(env['DATABASE_READ_URL']),
+  ];
+  const found = new Set<string>();
+  for (const value of values) {
+    found.add(value);
+    try {
+      found.add(decodeURIComponent(value));
+    } catch {
+      // Not percent-encoded as a whole: the value as written is the one to erase.
+    }
+  }
+  // Longest first, so that a secret containing another is erased whole.
+  return [...found].filter((value) => value.length >= 4).sort((a, b) => b.length - a.length);
+}
+
+/**
+ * A connection string's passwords, read without a URL parser: the strings this is for are the
+ * ones a parser may refuse.
+ */
+function databasePasswords(url: string | undefined): string[] {
+  if (!url) return [];
+  const passwords: string[] = [];
+  const rest = url.slice(url.indexOf('://') + 3);
+  const at = rest.lastIndexOf('@');
+  const userinfo = at === -1 ? '' : rest.slice(0, at);
+  const colon = userinfo.indexOf(':');
+  if (colon !== -1) passwords.push(userinfo.slice(colon + 1));
+  for (const match of url.matchAll(/[?&]password=([^&#]*)/gi)) passwords.push(match[1]!);
+  return passwords;
+}
+
+/** `text` with every value of secretValues(env) replaced by `[redacted]`. */
+export function redactSecrets(text: string, env: NodeJS.ProcessEnv = process.env): string {
+  let redacted = text;
+  for (const secret of secretValues(env)) redacted = redacted.split(secret).join('[redacted]');
+  return redacted;
 }
 
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {

@@ -1,6 +1,7 @@
+import { inspect } from 'node:util';
 import { createInternalApp, createPublicApp } from './app';
 import type { AppDeps } from './app';
-import { ConfigError, loadConfig } from './config';
+import { ConfigError, loadConfig, redactSecrets } from './config';
 import { createDb } from './db/database';
 import { createDatabaseReadiness } from './db/database-readiness';
 import { createFeedSignal } from './feed/feed-signal';
@@ -177,7 +178,9 @@ async function main(): Promise<void> {
 
 main().catch((error: unknown) => {
   // A configuration or start-up error is an operator's to fix: print it plainly, no stack.
-  if (error instanceof ConfigError || error instanceof StartupError) console.error(error.message);
-  else console.error(error);
+  // Anything else in full, but without the configured secrets: an error's message or
+  // properties may quote them (Node's ERR_INVALID_URL keeps a whole DATABASE_URL in `input`).
+  const known = error instanceof ConfigError || error instanceof StartupError;
+  console.error(redactSecrets(known ? error.message : inspect(error)));
   process.exit(1);
 });

@@ -1,0 +1,46 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { freePort, serviceEnv, startService } from './service-process';
+import type { ServiceProcess } from './service-process';
+
+/**
+ * What the process prints when it cannot start goes to the same log pipeline as everything
+ * else: it must name the problem without the secrets it was configured with.
+ */
+
+const DB_PASSWORD = 'dbpw-startup-7c1f9e2a';
+
+let spoolDir: string;
+const running: ServiceProcess[] = [];
+beforeAll(async () => {
+  spoolDir = await mkdtemp(path.join(os.tmpdir(), 'sw-startup-secrets-'));
+});
+afterEach(async () => {
+  await Promise.all(running.splice(0).map((service) => service.kill()));
+});
+afterAll(async () => {
+  await rm(spoolDir, { recursive: true, force: true });
+});
+
+test('When start-up fails on a DATABASE_URL that only node-postgres can read, then nothing printed holds its password', async () => {
+  // libpq's form for a host given as a parameter (e.g. a Unix socket directory): node-postgres
+  // reads it, WHATWG URL does not. Nothing listens on the port, so the migration fails.
+  const port = await freePort();
+  const url = `postgres://sw:${DB_PASSWORD}@/sw_status?host=127.0.0.1&port=${port}`;
+  const service = startService(
+    serviceEnv(url, {
+      NODE_ENV: 'development',
+      PORT: String(await freePort()),
+      INTERNAL_PORT: String(await freePort()),
+      SPOOL_DIR: path.join(spoolDir, 'a'),
+    }),
+  );
+  running.push(service);
+  const { code } = await service.exited;
+
+  expect(code).toBe(1);
+  // It did fail where expected (the migration), and said something about it.
+  expect(service.stderr()).not.toBe('');
+  expect(service.stderr() + service.stdout()).not.toContain(DB_PASSWORD);
+}, 60_000);

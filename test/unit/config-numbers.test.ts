@@ -1,0 +1,55 @@
+import { ConfigError, loadConfig } from '../../src/config';
+
+/**
+ * Number() reads '' and ' ' as 0, '0x1F90' as 8080 and '1e3' as 1000: a blank PORT would put
+ * the listener on a random free port, a typo would become another setting. Numbers in the
+ * environment are plain decimals, or the variable is refused by name.
+ */
+
+function problems(env: Record<string, string>): string[] {
+  try {
+    loadConfig(env);
+  } catch (error) {
+    if (error instanceof ConfigError) return [...error.problems];
+    throw error;
+  }
+  return [];
+}
+
+describe('numbers in the environment', () => {
+  test.each([
+    ['PORT', ' '],
+    ['INTERNAL_PORT', '\t'],
+    ['PORT', '0x1F90'],
+    ['PORT', '1e3'],
+    ['PORT', '8080.0'],
+    ['SIMULATOR_PORT', ' '],
+    ['CALLBACK_TOKEN_TTL_DAYS', '0x10'],
+    ['DATABASE_POOL_MAX', '1e3'],
+    ['RETENTION_DAYS', '3e1'],
+    ['SHUTDOWN_DELAY_MS', ' '],
+    ['SIGNALWIRE_TIMEOUT_MS', '0b1010'],
+    ['INGEST_BATCH_WAIT_MS', ' '],
+    ['RECONCILE_RATE', '0x5'],
+    ['RECONCILE_RATE', '5e0'],
+  ])('When %s is %j, then start-up refuses it by name', (name, value) => {
+    expect(problems({ [name]: value })).toEqual([expect.stringMatching(new RegExp(`^${name}: `))]);
+  });
+
+  test('When numbers are plain decimals (spaces around them allowed), then they are read as written', () => {
+    const config = loadConfig({
+      PORT: ' 9090 ',
+      INTERNAL_PORT: '0',
+      DATABASE_POOL_MAX: '007',
+      SHUTDOWN_DELAY_MS: '0',
+      INGEST_BATCH_WAIT_MS: '0.5',
+      RECONCILE_RATE: '2.5',
+    });
+    expect(config.port).toBe(9090);
+    expect(config.internalPort).toBe(0);
+    expect(config.databasePoolMax).toBe(7);
+    expect(config.shutdownDelayMs).toBe(0);
+    expect(config.ingestBatchWaitMs).toBe(0.5);
+    expect(config.reconcileRate).toBe(2.5);
+  });
+});
