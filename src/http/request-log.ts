@@ -17,7 +17,7 @@ export function requestLog(logger: Logger): RequestHandler {
         {
           request_id: req.id,
           method: req.method,
-          path: maskTokens(req.path),
+          path: loggedPath(req.path),
           status: res.statusCode,
           ms: Math.round(ms * 10) / 10,
         },
@@ -26,6 +26,16 @@ export function requestLog(logger: Logger): RequestHandler {
     });
     next();
   };
+}
+
+// Node takes request lines of up to 16 KiB, and every 4xx (429s included) is logged at info:
+// an anonymous client must not decide how much is written per request.
+const MAX_LOGGED_PATH = 256;
+
+/** The path as logged: tokens masked first (a cut must not leave half a token), then cut. */
+export function loggedPath(path: string): string {
+  const masked = maskTokens(path);
+  return masked.length > MAX_LOGGED_PATH ? `${masked.slice(0, MAX_LOGGED_PATH)}…` : masked;
 }
 
 export function maskTokens(path: string): string {
