@@ -1,4 +1,5 @@
 import { RestClient } from '@signalwire/compatibility-api';
+import pino from 'pino';
 import { basicAuthHeader } from '../../src/signalwire/basic-auth';
 import { startSimulator } from '../../src/simulator/simulator';
 import type { RunningSimulator } from '../../src/simulator/simulator';
@@ -65,4 +66,37 @@ test('When a native path is not served, then the answer is 404 in the native err
       expect.objectContaining({ type: 'invalid_request_error', code: 'not_found' }) as unknown,
     ],
   });
+});
+
+test('When the simulator logs a status callback it delivered or dropped, then the callback token in its URL is masked', async () => {
+  const lines: string[] = [];
+  const logger = pino({ level: 'debug' }, { write: (line: string) => void lines.push(line) });
+  const token = 'v1.secret-callback-token-in-the-path';
+  // Nothing listens on port 9: every delivery fails and is finally dropped (a warn line).
+  const logged = await startSimulator({
+    stepDelayMs: 1,
+    retryBackoffMs: 1,
+    callbackTimeoutMs: 200,
+    logger,
+  });
+  try {
+    const res = await fetch(`${logged.url}/api/laml/2010-04-01/Accounts/${PROJECT}/Messages.json`, {
+      method: 'POST',
+      headers: { Authorization: AUTH },
+      body: new URLSearchParams({
+        To: '+15557650000',
+        From: '+15551234567',
+        Body: 'hi',
+        StatusCallback: `http://127.0.0.1:9/callbacks/cxml/${token}`,
+      }),
+    });
+    expect(res.status).toBe(201);
+    await logged.waitForIdle();
+  } finally {
+    await logged.close();
+  }
+  const callbackLines = lines.filter((line) => line.includes('status callback'));
+  expect(callbackLines.length).toBeGreaterThan(0);
+  expect(callbackLines.join('\n')).toContain('/callbacks/cxml/[token]');
+  expect(lines.join('\n')).not.toContain(token);
 });
