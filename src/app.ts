@@ -28,6 +28,7 @@ import type { EventRecorder } from './messages/event-recorder';
 import { messageRoutes } from './messages/messages.routes';
 import type { ListenerName, Metrics } from './metrics/metrics';
 import { ingestLatency, metricsRoutes } from './metrics/metrics.routes';
+import { registerQueryReadMetrics } from './metrics/metrics';
 import { buildApiDocument } from './openapi/api-document';
 import { openApiRoutes } from './openapi/openapi.routes';
 import { pageRoutes } from './page/page.routes';
@@ -180,6 +181,7 @@ export function createInternalApp(deps: AppDeps): Express {
     concurrency: quarterOfPool(deps.config),
     maxWaitMs: READ_STATEMENT_TIMEOUT_MS,
   });
+  if (metrics) registerQueryReadMetrics(metrics.registry, reads);
   app.use(messageRoutes({ ...deps, reads }));
   app.use(
     relayRoutes({

@@ -18,10 +18,14 @@ export interface ReadGate {
    * has gone away meanwhile (its connection closed) is not read for.
    */
   run<T>(read: () => Promise<T>, abandoned?: () => boolean): Promise<T>;
+  /** Reads holding a turn now (for sw_status_query_reads_running). */
+  readonly running: number;
+  /** Reads waiting for a turn now (for sw_status_query_reads_waiting). */
+  readonly waiting: number;
 }
 
 /** For routes built without a gate (tests of one route): every read runs at once. */
-export const UNGATED_READS: ReadGate = { run: (read) => read() };
+export const UNGATED_READS: ReadGate = { run: (read) => read(), running: 0, waiting: 0 };
 
 interface Waiting {
   start(): void;
@@ -44,6 +48,12 @@ export function createReadGate({
   };
 
   return {
+    get running() {
+      return running;
+    },
+    get waiting() {
+      return queue.length;
+    },
     run<T>(read: () => Promise<T>, abandoned?: () => boolean): Promise<T> {
       const go = (): Promise<T> => {
         running++;

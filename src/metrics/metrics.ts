@@ -242,3 +242,28 @@ function scrapedGauge(
     },
   });
 }
+
+/**
+ * The query API's read gate (src/db/read-gate.ts), read on scrape: reads holding a database
+ * connection, and reads waiting in the process for one. Waiting reads that keep climbing mean
+ * the dashboards ask more than a quarter of the pool can answer: 503s follow after 5 s.
+ */
+export function registerQueryReadMetrics(
+  registry: Registry,
+  gate: { readonly running: number; readonly waiting: number },
+): void {
+  // One set per registry: a second internal app on the same metrics (a test) reuses the first.
+  if (registry.getSingleMetric(`${METRIC_PREFIX}query_reads_running`)) return;
+  scrapedGauge(
+    [registry],
+    `${METRIC_PREFIX}query_reads_running`,
+    'Query API reads (lists, messages, stats, relays) holding a database connection',
+    () => gate.running,
+  );
+  scrapedGauge(
+    [registry],
+    `${METRIC_PREFIX}query_reads_waiting`,
+    'Query API reads waiting in the process for their turn (a quarter of DATABASE_POOL_MAX run at once)',
+    () => gate.waiting,
+  );
+}

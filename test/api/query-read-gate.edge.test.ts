@@ -77,6 +77,10 @@ test('When dashboards ask for more reads at once than the pool has connections, 
     expect(database.pool.waitingCount).toBe(0);
     const { rows } = await database.pool.query<{ one: number }>('SELECT 1 AS one');
     expect(rows[0]!.one).toBe(1);
+    // And an operator sees it: two reads running, ten waiting their turn.
+    const metrics = (await request(internalApp).get('/metrics').expect(200)).text;
+    expect(metrics).toMatch(/^sw_status_query_reads_running 2$/m);
+    expect(metrics).toMatch(/^sw_status_query_reads_waiting 10$/m);
     // Not awaited here: the lock goes first.
     return { pending };
   });
