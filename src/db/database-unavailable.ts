@@ -18,6 +18,24 @@ const NETWORK_CODES = new Set([
   'EAI_AGAIN',
 ]);
 
+// TLS to the server failing: its certificate expired, renewed by another CA, or not naming
+// the host, or the server no longer speaking TLS. Nothing reaches the database until an
+// operator mends it — an outage like any other (callbacks spooled, reads 503), not the fault of
+// the event being written (which would be refused, or dead-lettered at replay).
+const TLS_CODES = new Set([
+  'CERT_HAS_EXPIRED',
+  'CERT_NOT_YET_VALID',
+  'CERT_REVOKED',
+  'CERT_UNTRUSTED',
+  'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'SELF_SIGNED_CERT_IN_CHAIN',
+  'UNABLE_TO_GET_ISSUER_CERT',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'ERR_TLS_CERT_ALTNAME_INVALID',
+  'ERR_SSL_WRONG_VERSION_NUMBER',
+]);
+
 // Server states in which nothing can be written, whatever the statement:
 // 57P01 admin_shutdown, 57P02 crash_shutdown, 57P03 cannot_connect_now (starting up or in
 // recovery), 25006 read_only_sql_transaction (a failover left us on a standby), 53xxx
@@ -34,6 +52,7 @@ const CODELESS_MESSAGES = [
   /^Client was closed and is not queryable$/i,
   /^Cannot use a pool after calling end on the pool$/i,
   /^driver has already been destroyed$/i,
+  /^The server does not support SSL connections$/i,
 ];
 
 export function isDatabaseUnavailable(error: unknown): boolean {
@@ -42,7 +61,9 @@ export function isDatabaseUnavailable(error: unknown): boolean {
   if (error instanceof AggregateError && error.errors.some(isDatabaseUnavailable)) return true;
   const code = (error as { code?: unknown }).code;
   if (typeof code === 'string') {
-    if (NETWORK_CODES.has(code) || UNAVAILABLE_SQLSTATES.has(code)) return true;
+    if (NETWORK_CODES.has(code) || TLS_CODES.has(code) || UNAVAILABLE_SQLSTATES.has(code)) {
+      return true;
+    }
     // SQLSTATE class 08: connection exceptions; class 53: insufficient resources.
     if (/^(08|53)[0-9A-Z]{3}$/.test(code)) return true;
   }

@@ -1,12 +1,15 @@
 import { execFile } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import type { AddressInfo, Server } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { sql } from 'kysely';
 import { createDb } from '../../src/db/database';
 import { createDatabaseReadiness } from '../../src/db/database-readiness';
+import { isDatabaseUnavailable } from '../../src/db/database-unavailable';
 import { knownMigrations } from '../../src/db/migrate';
 import { createLogger } from '../../src/logger';
 import { createDisposablePostgres } from '../ingest/support/disposable-postgres';
@@ -158,3 +161,45 @@ test.each([
     });
   },
 );
+
+describe('TLS failures met by a write', () => {
+  // What a PostgreSQL without TLS answers a client's SSLRequest: 'N', "no".
+  let plain: Server;
+  let plainPort = 0;
+  beforeAll(async () => {
+    plain = createServer((socket) => socket.once('data', () => socket.write('N')));
+    await new Promise<void>((resolve) => plain.listen(0, '127.0.0.1', resolve));
+    plainPort = (plain.address() as AddressInfo).port;
+  });
+  afterAll(() => new Promise<void>((resolve) => plain.close(() => resolve())));
+
+  test.each([
+    [
+      'another CA',
+      () => url('127.0.0.1', `sslmode=verify-full&sslrootcert=${path.join(dir, 'other-ca.crt')}`),
+    ],
+    [
+      'a host the certificate does not name',
+      () => url('localhost', `sslmode=verify-full&sslrootcert=${privateCa()}`),
+    ],
+    [
+      'TLS to a server that does not speak it',
+      () => `postgres://postgres@127.0.0.1:${plainPort}/postgres?sslmode=require`,
+    ],
+  ])(
+    'When a write meets %s (a certificate renewed by another CA, say), then the database counts as unavailable: callbacks are spooled, not refused or dead-lettered',
+    async (_label, databaseUrl) => {
+      const { db } = createDb(databaseUrl(), 1);
+      try {
+        const error = await sql`SELECT 1`.execute(db).then(
+          () => undefined,
+          (caught: unknown) => caught,
+        );
+        expect(error).toBeDefined();
+        expect(isDatabaseUnavailable(error)).toBe(true);
+      } finally {
+        await db.destroy();
+      }
+    },
+  );
+});
