@@ -242,10 +242,26 @@ export async function migrateReachable<T>(
     return await migrateToLatest(db);
   } catch (error) {
     if (!url || !isDatabaseUnavailable(error)) throw error;
-    const { hostname, port } = new URL(url);
     throw new StartupError(
-      `DATABASE_URL: cannot reach the database at ${hostname}:${port || 5432} (${error instanceof Error ? error.message : String(error)})`,
+      `DATABASE_URL: cannot reach ${databaseAt(url)} (${error instanceof Error ? error.message : String(error)})`,
       { cause: error },
     );
   }
+}
+
+/**
+ * Where DATABASE_URL points, as node-postgres reads it: libpq's `user@/db?host=…&port=…` form
+ * (a Unix socket directory, say) gives its host and port as parameters, and is no WHATWG URL
+ * until a host is put in (pg-connection-string does the same). Never the userinfo.
+ */
+function databaseAt(url: string): string {
+  let parsed: URL;
+  try {
+    parsed = new URL(url.replace('@/', '@___DUMMY___/'));
+  } catch {
+    return 'the database';
+  }
+  const host = parsed.searchParams.get('host') ?? parsed.hostname;
+  const port = parsed.searchParams.get('port') ?? parsed.port;
+  return `the database at ${host}:${port || 5432}`;
 }
