@@ -58,6 +58,10 @@ export function createDatabaseReadiness(options: DatabaseReadinessOptions): Data
   let lastUnusable: string | undefined;
   let lastLogged: string | undefined;
   let inFlight: Promise<DatabaseReadinessReport> | undefined;
+  // The judging queries still running, past a check's timeout too: a database that stopped
+  // answering on an open connection holds them until TCP gives up, and the next checks wait
+  // for the same ones instead of taking a connection each (a few probes would hold the pool).
+  let judging: Promise<SchemaVerdict> | undefined;
   let timer: NodeJS.Timeout | undefined;
 
   /** One log line per change of what is wrong (not one per probe). */
@@ -89,7 +93,10 @@ export function createDatabaseReadiness(options: DatabaseReadinessOptions): Data
 
   const run = async (): Promise<DatabaseReadinessReport> => {
     try {
-      verdict = await withTimeout(judgeWritable(db, known), timeoutMs);
+      judging ??= judgeWritable(db, known).finally(() => {
+        judging = undefined;
+      });
+      verdict = await withTimeout(judging, timeoutMs);
       lastError = undefined;
       lastUnusable = undefined;
       const line = describeSchema(verdict);

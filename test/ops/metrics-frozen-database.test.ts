@@ -1,11 +1,11 @@
-import net from 'node:net';
-import type { AddressInfo, Socket } from 'node:net';
 import request from 'supertest';
 import type { Express } from 'express';
 import { createInternalApp } from '../../src/app';
 import { createDb } from '../../src/db/database';
 import type { DatabaseHandle } from '../../src/db/database';
 import { createMetrics } from '../../src/metrics/metrics';
+import { createFreezer } from '../helpers/freezer';
+import type { Freezer } from '../helpers/freezer';
 import { createTestApp } from '../helpers/test-app';
 import type { TestApp } from '../helpers/test-app';
 import { sample } from './scrape';
@@ -18,53 +18,6 @@ import { sample } from './scrape';
  * series read from the database (sw_status_feed_lag_seconds, src/feed/feed-metrics.ts) waits
  * for it only briefly.
  */
-
-/** A TCP relay in front of PostgreSQL that can stop passing bytes: the server goes silent. */
-interface Freezer {
-  /** Relays to `targetUrl`'s host and port; returns the same URL pointing at the relay. */
-  relay(targetUrl: string): Promise<string>;
-  freeze(): void;
-  close(): Promise<void>;
-}
-
-function createFreezer(): Freezer {
-  let frozen = false;
-  let target: URL | undefined;
-  const sockets = new Set<Socket>();
-  const server = net.createServer((client) => {
-    const upstream = net.connect(Number(target!.port || 5432), target!.hostname);
-    for (const [from, to] of [
-      [client, upstream],
-      [upstream, client],
-    ] as const) {
-      sockets.add(from);
-      from.on('data', (chunk) => {
-        if (!frozen) to.write(chunk);
-      });
-      from.on('close', () => sockets.delete(from));
-      from.on('error', () => undefined);
-      from.on('close', () => to.destroy());
-    }
-  });
-  return {
-    async relay(targetUrl) {
-      target = new URL(targetUrl);
-      await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-      const url = new URL(targetUrl);
-      url.hostname = '127.0.0.1';
-      url.port = String((server.address() as AddressInfo).port);
-      return url.toString();
-    },
-    freeze() {
-      frozen = true;
-    },
-    close: () =>
-      new Promise<void>((resolve) => {
-        for (const socket of sockets) socket.destroy();
-        server.close(() => resolve());
-      }),
-  };
-}
 
 /** GET /metrics, given up on after Prometheus's scrape timeout. */
 async function scrapeWithin(app: Express, ms: number) {

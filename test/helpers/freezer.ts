@@ -1,0 +1,49 @@
+import net from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
+
+/** A TCP relay in front of PostgreSQL that can stop passing bytes: the server goes silent. */
+export interface Freezer {
+  /** Relays to `targetUrl`'s host and port; returns the same URL pointing at the relay. */
+  relay(targetUrl: string): Promise<string>;
+  freeze(): void;
+  close(): Promise<void>;
+}
+
+export function createFreezer(): Freezer {
+  let frozen = false;
+  let target: URL | undefined;
+  const sockets = new Set<Socket>();
+  const server = net.createServer((client) => {
+    const upstream = net.connect(Number(target!.port || 5432), target!.hostname);
+    for (const [from, to] of [
+      [client, upstream],
+      [upstream, client],
+    ] as const) {
+      sockets.add(from);
+      from.on('data', (chunk) => {
+        if (!frozen) to.write(chunk);
+      });
+      from.on('close', () => sockets.delete(from));
+      from.on('error', () => undefined);
+      from.on('close', () => to.destroy());
+    }
+  });
+  return {
+    async relay(targetUrl) {
+      target = new URL(targetUrl);
+      await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+      const url = new URL(targetUrl);
+      url.hostname = '127.0.0.1';
+      url.port = String((server.address() as AddressInfo).port);
+      return url.toString();
+    },
+    freeze() {
+      frozen = true;
+    },
+    close: () =>
+      new Promise<void>((resolve) => {
+        for (const socket of sockets) socket.destroy();
+        server.close(() => resolve());
+      }),
+  };
+}

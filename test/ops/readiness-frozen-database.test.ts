@@ -1,0 +1,48 @@
+import { createDb } from '../../src/db/database';
+import type { DatabaseHandle } from '../../src/db/database';
+import { createDatabaseReadiness } from '../../src/db/database-readiness';
+import { knownMigrations } from '../../src/db/migrate';
+import { createLogger } from '../../src/logger';
+import { createFreezer } from '../helpers/freezer';
+import type { Freezer } from '../helpers/freezer';
+import { createTestDatabase } from '../helpers/test-database';
+import type { TestDatabase } from '../helpers/test-database';
+
+/**
+ * PostgreSQL stops answering on open connections (a partition, a frozen VM, a storage stall).
+ * The kubelet probes readiness every few seconds and each check gives up after its timeout, but
+ * the check's query cannot be taken back: it holds its connection until TCP gives up on it.
+ * Were each probe to send another, a few probes would hold the whole pool — and the callbacks'
+ * commits, the moment the database answers again, would queue behind them.
+ */
+
+let database: TestDatabase;
+let freezer: Freezer;
+let handle: DatabaseHandle;
+beforeAll(async () => {
+  database = await createTestDatabase(1);
+  freezer = createFreezer();
+  handle = createDb(await freezer.relay(database.url), 4);
+});
+afterAll(async () => {
+  await freezer.close();
+  await handle.db.destroy().catch(() => undefined);
+  await database.destroy();
+});
+
+test('When the database stops answering, then every readiness check times out on the one query already waiting, not a new connection each', async () => {
+  const readiness = createDatabaseReadiness({
+    db: handle.db,
+    logger: createLogger('silent'),
+    known: await knownMigrations(),
+    timeoutMs: 150,
+  });
+  expect(await readiness.check()).toMatchObject({ database: 'ok', ready: true });
+  freezer.freeze();
+  for (let probe = 0; probe < 6; probe++) {
+    expect(await readiness.check()).toMatchObject({ database: 'unreachable' });
+  }
+  // One connection holds the one query still waiting; the rest of the pool is free.
+  expect(handle.pool.totalCount - handle.pool.idleCount).toBe(1);
+  expect(handle.pool.waitingCount).toBe(0);
+});
