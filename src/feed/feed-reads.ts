@@ -16,6 +16,10 @@ import type { FeedFilter, FeedPage } from './feed.repository';
  * costs a few statements however many of them wait. A read already running is never joined:
  * it may have taken its snapshot before the commit that woke the new asker, which would then
  * be answered without the event it was woken for. Joiners share one page: it is read-only.
+ *
+ * A read whose consumer went away (`abort`) while it waited for its turn is left: it answers
+ * undefined at once, and a queued read nobody waits for any more is not run — consumers that
+ * give up on a long queue (a proxy's timeout) must not lengthen it with reads for nobody.
  */
 export interface FeedReads {
   read(
@@ -23,13 +27,19 @@ export interface FeedReads {
     filter: FeedFilter,
     limit: number,
     scanLimit: number,
-  ): Promise<FeedPage>;
+    abort?: AbortSignal,
+  ): Promise<FeedPage | undefined>;
+}
+
+interface Settle {
+  resolve: (page: FeedPage | undefined) => void;
+  reject: (error: unknown) => void;
 }
 
 interface Queued {
   key: string;
   run: () => Promise<FeedPage>;
-  settle: Array<{ resolve: (page: FeedPage) => void; reject: (error: unknown) => void }>;
+  settle: Settle[];
 }
 
 export function createFeedReads(db: Db, concurrency: number): FeedReads {
@@ -61,7 +71,8 @@ export function createFeedReads(db: Db, concurrency: number): FeedReads {
   };
 
   return {
-    read(after, filter, limit, scanLimit) {
+    read(after, filter, limit, scanLimit, abort) {
+      if (abort?.aborted) return Promise.resolve(undefined);
       const key = JSON.stringify([
         after.tx,
         after.seq,
@@ -70,19 +81,39 @@ export function createFeedReads(db: Db, concurrency: number): FeedReads {
         limit,
         scanLimit,
       ]);
-      return new Promise<FeedPage>((resolve, reject) => {
+      return new Promise<FeedPage | undefined>((resolve, reject) => {
+        const settle: Settle = {
+          resolve: (page) => {
+            abort?.removeEventListener('abort', onAbort);
+            resolve(page);
+          },
+          reject: (error) => {
+            abort?.removeEventListener('abort', onAbort);
+            reject(error);
+          },
+        };
         const joined = waiting.get(key);
-        if (joined) {
-          joined.settle.push({ resolve, reject });
-          return;
-        }
-        const entry: Queued = {
+        const entry: Queued = joined ?? {
           key,
           run: () => readFeedPage(db, after, filter, limit, scanLimit),
-          settle: [{ resolve, reject }],
+          settle: [],
         };
-        queue.push(entry);
-        waiting.set(key, entry);
+        entry.settle.push(settle);
+        if (!joined) {
+          queue.push(entry);
+          waiting.set(key, entry);
+        }
+        function onAbort(): void {
+          // Running already (no longer waiting): its page comes as usual.
+          if (waiting.get(key) !== entry) return;
+          entry.settle.splice(entry.settle.indexOf(settle), 1);
+          if (entry.settle.length === 0) {
+            queue.splice(queue.indexOf(entry), 1);
+            waiting.delete(key);
+          }
+          resolve(undefined);
+        }
+        abort?.addEventListener('abort', onAbort, { once: true });
         startNext();
       });
     },

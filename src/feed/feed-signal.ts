@@ -33,7 +33,18 @@ export interface FeedSignal {
    * with every other waiting long-poll, so that their reads join (feed-reads.ts) instead of
    * each reading on a timer of its own.
    */
-  nextLook(ms: number, abort?: AbortSignal): Promise<'commit' | 'look' | 'timeout' | 'closed'>;
+  nextLook(
+    ms: number,
+    abort?: AbortSignal,
+    seen?: number,
+  ): Promise<'commit' | 'look' | 'timeout' | 'closed'>;
+  /**
+   * How many commits have been announced so far. A caller that notes it before a read and
+   * passes it to nextLook() as `seen` is answered 'commit' at once when one was announced
+   * meanwhile: that commit's wake-up came while the caller was not waiting, and its read may
+   * have taken its snapshot before the commit.
+   */
+  readonly commits: number;
   /**
    * Waits `ms` whatever commits meanwhile (a long-poll looking on a timer while an older
    * transaction holds the horizon); ends early, as 'closed', when the signal closes or `abort`
@@ -85,8 +96,10 @@ export function createFeedSignal({
   let pingTimer: NodeJS.Timeout | null = null;
   let notifying = false;
   let notifyAgain = false;
+  let commits = 0;
 
   const wake = (why: 'commit' | 'closed'): void => {
+    if (why === 'commit') commits += 1;
     const woken = waiters;
     waiters = new Set();
     for (const waiter of woken) waiter.done(why);
@@ -190,9 +203,15 @@ export function createFeedSignal({
   void connect();
 
   type Why = 'commit' | 'look' | 'timeout' | 'closed';
-  const wait = (ms: number, abort: AbortSignal | undefined, looks: boolean): Promise<Why> => {
+  const wait = (
+    ms: number,
+    abort: AbortSignal | undefined,
+    looks: boolean,
+    seen?: number,
+  ): Promise<Why> => {
     // An abort that fired already would never call its listener.
     if (closed || abort?.aborted) return Promise.resolve('closed');
+    if (seen !== undefined && seen !== commits) return Promise.resolve('commit');
     return new Promise((resolve) => {
       const waiter: Waiter = {
         looks,
@@ -216,7 +235,10 @@ export function createFeedSignal({
 
   return {
     next,
-    nextLook: (ms, abort) => wait(ms, abort, true),
+    nextLook: (ms, abort, seen) => wait(ms, abort, true, seen),
+    get commits() {
+      return commits;
+    },
     // next() with commits let pass: it ends the same way on shutdown and abort.
     async sleep(ms, abort) {
       const until = Date.now() + ms;

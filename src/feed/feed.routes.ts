@@ -16,8 +16,9 @@ import type { FeedSignal } from './feed-signal';
 // time), then answers with what it found and a cursor after what it looked at — a long-poll
 // too: it waits only once a look has reached the horizon.
 const FILTERED_SCAN = 500;
-// A wake-up that finds nothing new means an older transaction still holds the feed back: the
-// next looks follow on a timer, 25 ms, 50 ms, … up to 1 s apart, not on every commit.
+// A wake-up that finds nothing new while a transaction is open (mayBeHeldBack) means an older
+// transaction may hold the feed back: the next looks follow on a timer, 25 ms, 50 ms, … up to
+// 1 s apart, not on every commit.
 const FRUITLESS_BACKOFF_MS = 25;
 // How long a hot standby gets to replay up to a cursor beyond its snapshot before the cursor
 // is refused: one issued from a less delayed snapshot (another standby behind the same
@@ -47,6 +48,7 @@ export function feedRoutes({ db, signal, secrets, concurrentReads }: FeedDeps): 
     const scanLimit = filtered ? Math.max(FILTERED_SCAN, query.limit) : query.limit;
     const closedByClient = new AbortController();
     res.on('close', () => closedByClient.abort());
+    const clientGone = closedByClient.signal;
 
     // The consumer's own cursor, when it gave one (not `now`, nor none for the start).
     const cursor = query.after === 'now' ? undefined : query.after;
@@ -63,7 +65,12 @@ export function feedRoutes({ db, signal, secrets, concurrentReads }: FeedDeps): 
     // > 0 once a commit was announced but is not visible yet: an older transaction still holds
     // the horizon. Look again after this long (doubling up to 1 s), whatever wakes meanwhile.
     let recheck = 0;
-    let page = await reads.read(position, filter, query.limit, scanLimit);
+    // Commits announced before the last read began (FeedSignal.commits): one announced during
+    // it woke nobody, and the read may have missed it — the wait then ends at once.
+    let seen = signal.commits;
+    const firstPage = await reads.read(position, filter, query.limit, scanLimit, clientGone);
+    if (firstPage === undefined) return;
+    let page = firstPage;
     // Retention (src/retention) removed events after this cursor: the consumer would miss them.
     if (given) refuseExpired(position, removedSeen ?? position, page);
     // Removals up to here are judged (a cursor) or none of the consumer's business (no cursor,
@@ -96,11 +103,15 @@ export function feedRoutes({ db, signal, secrets, concurrentReads }: FeedDeps): 
         if (why === 'closed') break;
       } else {
         // Woken by a commit, or by the process's look tick with every other waiting long-poll.
-        const why = await signal.nextLook(remaining, closedByClient.signal);
+        const why = await signal.nextLook(remaining, closedByClient.signal, seen);
         if (why === 'closed') break;
         committed = why === 'commit';
       }
-      page = await reads.read(position, filter, query.limit, scanLimit);
+      seen = signal.commits;
+      const next = await reads.read(position, filter, query.limit, scanLimit, clientGone);
+      // The client went away while the read waited for its turn: nobody to answer.
+      if (next === undefined) return;
+      page = next;
       // Retention may have removed events past this position while the long-poll waited (an
       // old message's events replayed from a spool, then removed): the same 410, or the
       // cursor handed back would step over them unnoticed.
@@ -108,7 +119,7 @@ export function feedRoutes({ db, signal, secrets, concurrentReads }: FeedDeps): 
       removedJudged = laterOf(removedJudged, page.removedThrough);
       if (unreached) unreached = refuseUnreached(position, page);
       position = nextPosition(position, page, query.limit, scanLimit);
-      if (page.scanned > 0) recheck = 0;
+      if (page.scanned > 0 || !mayBeHeldBack(page)) recheck = 0;
       else if (committed || recheck > 0) {
         recheck = Math.min(Math.max(2 * recheck, FRUITLESS_BACKOFF_MS), 1_000);
       }
@@ -175,6 +186,18 @@ function unreachedCursor(): AppError {
       'deployment, or from before the database was restored): read the current state from ' +
       '/v1/messages, then follow the feed from after=now',
   );
+}
+
+/**
+ * Whether a commit announced before this page's read can still be invisible to it. On a
+ * primary only when a transaction was open at its snapshot (xmin < xmax): one that started
+ * before the commit holds the horizon. With none open, a wake-up that finds nothing was for
+ * a commit already read (a hint arriving late, the LISTEN connection coming back), and the
+ * long-poll goes on waiting for commits rather than looking on a timer that would answer the
+ * next one up to a second late. A standby may not have replayed the commit yet.
+ */
+function mayBeHeldBack(page: FeedPage): boolean {
+  return page.standby || page.horizon !== page.issuedBefore;
 }
 
 /**
