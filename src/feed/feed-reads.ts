@@ -1,6 +1,6 @@
 import type { Db } from '../db/database';
 import type { FeedPosition } from './feed-cursor';
-import { readFeedPage } from './feed.repository';
+import { feedEnd, readFeedPage } from './feed.repository';
 import type { FeedFilter, FeedPage } from './feed.repository';
 
 /**
@@ -29,16 +29,22 @@ export interface FeedReads {
     scanLimit: number,
     abort?: AbortSignal,
   ): Promise<FeedPage | undefined>;
+  /**
+   * The feed's current end (`after=now`), in the same line as the pages: a burst of consumers
+   * starting at once (every dashboard after a deploy) costs one statement per turn, not one
+   * queued on the pool each.
+   */
+  end(abort?: AbortSignal): Promise<FeedPosition | undefined>;
 }
 
 interface Settle {
-  resolve: (page: FeedPage | undefined) => void;
+  resolve: (value: unknown) => void;
   reject: (error: unknown) => void;
 }
 
 interface Queued {
   key: string;
-  run: () => Promise<FeedPage>;
+  run: () => Promise<unknown>;
   settle: Settle[];
 }
 
@@ -56,8 +62,8 @@ export function createFeedReads(db: Db, concurrency: number): FeedReads {
       next
         .run()
         .then(
-          (page) => {
-            for (const { resolve } of next.settle) resolve(page);
+          (value) => {
+            for (const { resolve } of next.settle) resolve(value);
           },
           (error: unknown) => {
             for (const { reject } of next.settle) reject(error);
@@ -70,9 +76,44 @@ export function createFeedReads(db: Db, concurrency: number): FeedReads {
     }
   };
 
+  /** `run` in its turn, or the queued read of the same `key` joined; undefined once aborted. */
+  function enqueue<T>(key: string, run: () => Promise<T>, abort?: AbortSignal) {
+    if (abort?.aborted) return Promise.resolve(undefined);
+    return new Promise<T | undefined>((resolve, reject) => {
+      const settle: Settle = {
+        resolve: (value) => {
+          abort?.removeEventListener('abort', onAbort);
+          resolve(value as T);
+        },
+        reject: (error) => {
+          abort?.removeEventListener('abort', onAbort);
+          reject(error);
+        },
+      };
+      const joined = waiting.get(key);
+      const entry: Queued = joined ?? { key, run, settle: [] };
+      entry.settle.push(settle);
+      if (!joined) {
+        queue.push(entry);
+        waiting.set(key, entry);
+      }
+      function onAbort(): void {
+        // Running already (no longer waiting): its answer comes as usual.
+        if (waiting.get(key) !== entry) return;
+        entry.settle.splice(entry.settle.indexOf(settle), 1);
+        if (entry.settle.length === 0) {
+          queue.splice(queue.indexOf(entry), 1);
+          waiting.delete(key);
+        }
+        resolve(undefined);
+      }
+      abort?.addEventListener('abort', onAbort, { once: true });
+      startNext();
+    });
+  }
+
   return {
     read(after, filter, limit, scanLimit, abort) {
-      if (abort?.aborted) return Promise.resolve(undefined);
       const key = JSON.stringify([
         after.tx,
         after.seq,
@@ -81,41 +122,12 @@ export function createFeedReads(db: Db, concurrency: number): FeedReads {
         limit,
         scanLimit,
       ]);
-      return new Promise<FeedPage | undefined>((resolve, reject) => {
-        const settle: Settle = {
-          resolve: (page) => {
-            abort?.removeEventListener('abort', onAbort);
-            resolve(page);
-          },
-          reject: (error) => {
-            abort?.removeEventListener('abort', onAbort);
-            reject(error);
-          },
-        };
-        const joined = waiting.get(key);
-        const entry: Queued = joined ?? {
-          key,
-          run: () => readFeedPage(db, after, filter, limit, scanLimit),
-          settle: [],
-        };
-        entry.settle.push(settle);
-        if (!joined) {
-          queue.push(entry);
-          waiting.set(key, entry);
-        }
-        function onAbort(): void {
-          // Running already (no longer waiting): its page comes as usual.
-          if (waiting.get(key) !== entry) return;
-          entry.settle.splice(entry.settle.indexOf(settle), 1);
-          if (entry.settle.length === 0) {
-            queue.splice(queue.indexOf(entry), 1);
-            waiting.delete(key);
-          }
-          resolve(undefined);
-        }
-        abort?.addEventListener('abort', onAbort, { once: true });
-        startNext();
-      });
+      return enqueue(key, () => readFeedPage(db, after, filter, limit, scanLimit), abort);
+    },
+    end(abort) {
+      // Joined only while it waits, as a page: a read that started before a consumer asked
+      // may be older than that consumer's own commit.
+      return enqueue('end', () => feedEnd(db), abort);
     },
   };
 }

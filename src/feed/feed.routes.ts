@@ -5,7 +5,6 @@ import { answeredNotModified } from '../http/etag';
 import { errorReason } from '../messages/error-reasons';
 import { FEED_START, comparePositions, feedCursors, laterOf } from './feed-cursor';
 import type { FeedPosition } from './feed-cursor';
-import { feedEnd } from './feed.repository';
 import { createFeedReads } from './feed-reads';
 import type { FeedFilter, FeedPage, FeedRow } from './feed.repository';
 import { FeedQuery } from './feed.schema';
@@ -56,8 +55,12 @@ export function feedRoutes({ db, signal, secrets, concurrentReads }: FeedDeps): 
     let position: FeedPosition;
     // The newest removal by retention this consumer was judged against (its cursor's).
     let removedSeen: FeedPosition | undefined;
-    if (query.after === 'now') position = await feedEnd(db);
-    else if (cursor === undefined) position = FEED_START;
+    if (query.after === 'now') {
+      const end = await reads.end(clientGone);
+      // The client went away while the read waited for its turn: nobody to answer.
+      if (end === undefined) return;
+      position = end;
+    } else if (cursor === undefined) position = FEED_START;
     else ({ removedSeen, ...position } = cursors.decode(cursor));
 
     const started = Date.now();
