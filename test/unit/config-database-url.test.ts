@@ -1,14 +1,5 @@
-import { ConfigError, loadConfig, redactSecrets } from '../../src/config';
-
-function problems(env: Record<string, string>): string[] {
-  try {
-    loadConfig(env);
-  } catch (error) {
-    if (error instanceof ConfigError) return [...error.problems];
-    throw error;
-  }
-  return [];
-}
+import { loadConfig, redactSecrets } from '../../src/config';
+import { configProblems } from '../helpers/config-problems';
 
 describe('DATABASE_URL and DATABASE_READ_URL', () => {
   // node-postgres would fail at its first connection with a bare "Invalid URL": the pod would
@@ -19,7 +10,7 @@ describe('DATABASE_URL and DATABASE_READ_URL', () => {
   ])(
     'When %s is one node-postgres cannot read, then start-up refuses it without echoing it',
     (name, value) => {
-      const found = problems({ [name]: value });
+      const found = configProblems({ [name]: value });
       expect(found).toEqual([expect.stringMatching(new RegExp(`^${name}: `))]);
       expect(found.join('\n')).not.toContain('hunter2secret');
     },

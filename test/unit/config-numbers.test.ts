@@ -1,20 +1,11 @@
-import { ConfigError, loadConfig } from '../../src/config';
+import { loadConfig } from '../../src/config';
+import { configProblems } from '../helpers/config-problems';
 
 /**
  * Number() reads '' and ' ' as 0, '0x1F90' as 8080 and '1e3' as 1000: a blank PORT would put
  * the listener on a random free port, a typo would become another setting. Numbers in the
  * environment are plain decimals, or the variable is refused by name.
  */
-
-function problems(env: Record<string, string>): string[] {
-  try {
-    loadConfig(env);
-  } catch (error) {
-    if (error instanceof ConfigError) return [...error.problems];
-    throw error;
-  }
-  return [];
-}
 
 describe('numbers in the environment', () => {
   test.each([
@@ -33,7 +24,9 @@ describe('numbers in the environment', () => {
     ['RECONCILE_RATE', '0x5'],
     ['RECONCILE_RATE', '5e0'],
   ])('When %s is %j, then start-up refuses it by name', (name, value) => {
-    expect(problems({ [name]: value })).toEqual([expect.stringMatching(new RegExp(`^${name}: `))]);
+    expect(configProblems({ [name]: value })).toEqual([
+      expect.stringMatching(new RegExp(`^${name}: `)),
+    ]);
   });
 
   test('When numbers are plain decimals (spaces around them allowed), then they are read as written', () => {

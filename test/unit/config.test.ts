@@ -7,6 +7,7 @@ import {
   SIMULATOR_SIGNING_KEY,
   loadConfig,
 } from '../../src/config';
+import { configProblems } from '../helpers/config-problems';
 
 const production = {
   NODE_ENV: 'production',
@@ -17,16 +18,6 @@ const production = {
   API_TOKENS: 'api-token-one-0123456789, api-token-two-0123456789',
   PUBLIC_BASE_URL: 'https://hooks.example.com/',
 };
-
-function problems(env: Record<string, string>): string[] {
-  try {
-    loadConfig(env);
-  } catch (error) {
-    if (error instanceof ConfigError) return [...error.problems];
-    throw error;
-  }
-  return [];
-}
 
 describe('loadConfig', () => {
   test('When nothing is set, then local defaults are in force and listed', () => {
@@ -58,24 +49,26 @@ describe('loadConfig', () => {
     expect(
       loadConfig({ CORS_ORIGINS: 'https://dash.example.com, http://localhost:3000' }).corsOrigins,
     ).toEqual(['https://dash.example.com', 'http://localhost:3000']);
-    expect(problems({ CORS_ORIGINS: 'https://dash.example.com/app' })).toEqual([
+    expect(configProblems({ CORS_ORIGINS: 'https://dash.example.com/app' })).toEqual([
       'CORS_ORIGINS: each origin is scheme://host[:port] (no path), or *',
     ]);
   });
 
   test('When production lacks a secret, then the problem names that variable', () => {
     const { CALLBACK_TOKEN_SECRET: _omitted, ...env } = production;
-    expect(problems(env)).toEqual(['CALLBACK_TOKEN_SECRET: required when NODE_ENV=production']);
+    expect(configProblems(env)).toEqual([
+      'CALLBACK_TOKEN_SECRET: required when NODE_ENV=production',
+    ]);
   });
 
   test('When production allows unsigned callbacks, then it is refused', () => {
-    expect(problems({ ...production, ALLOW_UNSIGNED_CALLBACKS: 'true' })).toEqual([
+    expect(configProblems({ ...production, ALLOW_UNSIGNED_CALLBACKS: 'true' })).toEqual([
       'ALLOW_UNSIGNED_CALLBACKS: must not be true when NODE_ENV=production',
     ]);
   });
 
   test('When several variables are bad, then there is one line per variable', () => {
-    const found = problems({
+    const found = configProblems({
       PORT: 'eighty',
       DATABASE_URL: 'mysql://x',
       PUBLIC_BASE_URL: 'ftp://x',
@@ -90,7 +83,7 @@ describe('loadConfig', () => {
   });
 
   test('When TRUST_PROXY holds an entry that is no address or subnet, then start-up refuses it by name', () => {
-    const found = problems({ TRUST_PROXY: '10.0.0.0/8,lb.internal' });
+    const found = configProblems({ TRUST_PROXY: '10.0.0.0/8,lb.internal' });
     expect(found).toHaveLength(1);
     expect(found[0]).toMatch(/^TRUST_PROXY: expected a hop count.*lb\.internal/);
   });
@@ -98,7 +91,7 @@ describe('loadConfig', () => {
   test.each([['2'], ['true'], ['false'], ['loopback, 10.0.0.0/8, fd00::/8'], ['10.0.0.1']])(
     'When TRUST_PROXY is %s, then it is accepted',
     (value) => {
-      expect(problems({ TRUST_PROXY: value })).toEqual([]);
+      expect(configProblems({ TRUST_PROXY: value })).toEqual([]);
     },
   );
 
@@ -111,18 +104,18 @@ describe('loadConfig', () => {
 });
 
 test('When a production API token is shorter than 16 characters, then start-up refuses it without echoing it', () => {
-  const refused = problems({
+  const refused = configProblems({
     ...production,
     API_TOKENS: 'api-token-one-0123456789,fifteen-chars-x',
   });
   expect(refused).toEqual(['API_TOKENS: each token needs at least 16 characters']);
-  expect(problems({ ...production, API_TOKENS: 'exactly-16-chars' })).toEqual([]);
+  expect(configProblems({ ...production, API_TOKENS: 'exactly-16-chars' })).toEqual([]);
   // Development keeps accepting short tokens (dev-token itself is one).
   expect(loadConfig({ API_TOKENS: 'tok1' }).apiTokens).toEqual(['tok1']);
 });
 
 test('When a production secret still holds the example placeholder, then start-up is refused', () => {
-  expect(problems({ ...production, API_TOKENS: 'REPLACE_ME' })).toEqual([
+  expect(configProblems({ ...production, API_TOKENS: 'REPLACE_ME' })).toEqual([
     'API_TOKENS: still holds the REPLACE_ME placeholder',
   ]);
 });
@@ -171,7 +164,7 @@ describe('relay and reconciliation settings', () => {
   });
 
   test('When relay or reconciliation values are malformed, then each is named without echoing a token', () => {
-    const found = problems({
+    const found = configProblems({
       RELAY_RETRY_SCHEDULE: '10s,soon',
       RELAY_ALLOWED_NETWORKS: '10.0.0.0/33',
       SIGNALWIRE_CREDENTIALS: 'PTsecret-without-project',
@@ -190,7 +183,7 @@ describe('relay and reconciliation settings', () => {
 describe('all problems at once', () => {
   test('When malformed values and missing production values come together, then every one is reported in one go', () => {
     const { CALLBACK_TOKEN_SECRET: _omitted, ...env } = production;
-    const found = problems({ ...env, PORT: 'eighty', SHUTDOWN_DELAY_MS: 'soon' });
+    const found = configProblems({ ...env, PORT: 'eighty', SHUTDOWN_DELAY_MS: 'soon' });
     expect(found.map((p) => p.split(':')[0]).sort()).toEqual([
       'CALLBACK_TOKEN_SECRET',
       'PORT',
@@ -199,12 +192,12 @@ describe('all problems at once', () => {
   });
 
   test('When a production value is malformed rather than missing, then it is named once, for what is wrong with it', () => {
-    const found = problems({ ...production, DATABASE_URL: 'mysql://db/sw' });
+    const found = configProblems({ ...production, DATABASE_URL: 'mysql://db/sw' });
     expect(found).toEqual(['DATABASE_URL: must be a postgres:// connection string']);
   });
 
   test('When NODE_ENV itself is malformed, then it is reported with the rest', () => {
-    const found = problems({ NODE_ENV: 'prod', PORT: '-1' });
+    const found = configProblems({ NODE_ENV: 'prod', PORT: '-1' });
     expect(found.map((p) => p.split(':')[0]).sort()).toEqual(['NODE_ENV', 'PORT']);
   });
 });
@@ -242,7 +235,7 @@ describe('shutdown and queue bounds', () => {
 
   test('When the grace period leaves no time after the delay and the drain, then it is refused', () => {
     expect(
-      problems({
+      configProblems({
         SHUTDOWN_DELAY_MS: '5000',
         SHUTDOWN_DRAIN_MS: '20000',
         SHUTDOWN_GRACE_MS: '25000',
@@ -262,7 +255,7 @@ describe('values production must not take from the source', () => {
   ])(
     'When production sets %s to a published development value, then start-up refuses it by name',
     (name, value) => {
-      expect(problems({ ...production, [name]: value })).toEqual([
+      expect(configProblems({ ...production, [name]: value })).toEqual([
         `${name}: holds the published development value; set a real one`,
       ]);
     },
@@ -270,7 +263,10 @@ describe('values production must not take from the source', () => {
 
   test('When a development run sets them explicitly, then they are accepted', () => {
     expect(
-      problems({ API_TOKENS: DEV_API_TOKEN, CALLBACK_TOKEN_SECRET: DEV_CALLBACK_TOKEN_SECRET }),
+      configProblems({
+        API_TOKENS: DEV_API_TOKEN,
+        CALLBACK_TOKEN_SECRET: DEV_CALLBACK_TOKEN_SECRET,
+      }),
     ).toEqual([]);
   });
 });
@@ -285,8 +281,8 @@ describe('base URLs the service appends paths to', () => {
     ['PUBLIC_BASE_URL', 'https://user:pw@hooks.example.com', 'credentials'],
     ['SIGNALWIRE_SPACE_URL', 'https://example.signalwire.com/?x=1', 'query string or fragment'],
   ])('When %s is %s, then start-up refuses it', (name, value, why) => {
-    expect(problems({ [name]: value })).toEqual([expect.stringContaining(`${name}: `)]);
-    expect(problems({ [name]: value })[0]).toContain(why);
+    expect(configProblems({ [name]: value })).toEqual([expect.stringContaining(`${name}: `)]);
+    expect(configProblems({ [name]: value })[0]).toContain(why);
   });
 
   test('When PUBLIC_BASE_URL has a path, then it is kept (a receiver behind a path prefix)', () => {
@@ -308,7 +304,7 @@ describe('settings in milliseconds', () => {
     'HTTP_KEEP_ALIVE_TIMEOUT_MS',
     'INGEST_BATCH_WAIT_MS',
   ])('When %s is longer than a Node timer can wait, then start-up refuses it', (name) => {
-    expect(problems({ [name]: '2147483648' })).toContainEqual(
+    expect(configProblems({ [name]: '2147483648' })).toContainEqual(
       expect.stringMatching(new RegExp(`^${name}: `)),
     );
   });
@@ -322,13 +318,13 @@ describe('settings in milliseconds', () => {
 
 describe('listener ports', () => {
   test('When PORT and INTERNAL_PORT are the same, then start-up refuses it by name', () => {
-    expect(problems({ PORT: '9000', INTERNAL_PORT: '9000' })).toEqual([
+    expect(configProblems({ PORT: '9000', INTERNAL_PORT: '9000' })).toEqual([
       expect.stringMatching(/^INTERNAL_PORT: must differ from PORT \(9000\)/),
     ]);
   });
 
   test('When both are 0 (free ports, as tests use), then they are accepted', () => {
-    expect(problems({ PORT: '0', INTERNAL_PORT: '0' })).toEqual([]);
+    expect(configProblems({ PORT: '0', INTERNAL_PORT: '0' })).toEqual([]);
   });
 });
 
@@ -355,7 +351,7 @@ describe('any value of any variable', () => {
   });
 
   test('When a base URL is malformed and another variable too, then both are named', () => {
-    const found = problems({ PUBLIC_BASE_URL: 'not a url', PORT: 'abc' }).join('\n');
+    const found = configProblems({ PUBLIC_BASE_URL: 'not a url', PORT: 'abc' }).join('\n');
     expect(found).toContain('PUBLIC_BASE_URL');
     expect(found).toContain('PORT');
   });
