@@ -14,10 +14,10 @@ const packageJson = JSON.parse(readFileSync(path.join(ROOT, 'package.json'), 'ut
   scripts: Record<string, string>;
 };
 
-/** `tsx src/x.ts` (an npm script) → `node dist/x.js` (the same entry point after the build). */
+/** `node --import tsx src/x.ts` (an npm script) → `node dist/x.js` (the same entry point after the build). */
 function built(script: string | undefined): string[] {
-  const [, entry] = /^tsx (src\/\S+)\.ts$/.exec(script ?? '') ?? [];
-  if (!entry) throw new Error(`not a tsx script: ${script}`);
+  const [, entry] = /^node --import tsx (src\/\S+)\.ts$/.exec(script ?? '') ?? [];
+  if (!entry) throw new Error(`not a "node --import tsx" script: ${script}`);
   return ['node', `${entry.replace(/^src\//, 'dist/')}.js`];
 }
 
@@ -152,4 +152,14 @@ test('When the build context is filtered by .dockerignore, then every path the D
   }
   expect(excluded('.env')).toBe(true);
   expect(excluded('node_modules')).toBe(true);
+});
+
+test('When a long-running command is started through npm (start, migrate, spool, stats:rebuild, simulator), then node runs it itself, not the tsx command', () => {
+  // tsx's command runs the script in a child and relays SIGINT/SIGTERM to it; when the child
+  // does not confirm within 30 ms (an event loop busy with callbacks) it sends the signal again,
+  // and 30 ms later SIGKILL. A terminal's Ctrl-C, which reaches the child too, then read as a
+  // second signal (the spool replay cut short) or killed the service before its drain.
+  for (const name of ['start', 'migrate', 'spool', 'stats:rebuild', 'simulator']) {
+    expect(packageJson.scripts[name]).toMatch(/^node --import tsx src\/\S+\.ts$/);
+  }
 });
