@@ -136,7 +136,18 @@ export async function openSpool(options: SpoolOptions): Promise<Spool> {
     bytes: options.segmentMaxBytes ?? 64 * 1024 * 1024,
     probeIntervalMs: options.probeIntervalMs ?? 5_000,
   };
-  const created = await mkdir(dir, { recursive: true, mode: 0o700 });
+  // Only SPOOL_DIR itself is private (0700): the directories above it are made as any other
+  // (`.data`, which the embedded PostgreSQL's data directory shares, must stay enterable by
+  // the `postgres` user the server runs as under root).
+  const createdAbove = await mkdir(path.dirname(dir), { recursive: true });
+  const createdSelf = await mkdir(dir, { mode: 0o700 }).then(
+    () => true,
+    (error: NodeJS.ErrnoException) => {
+      if (error.code === 'EEXIST') return false;
+      throw error;
+    },
+  );
+  const created = createdAbove ?? (createdSelf ? dir : undefined);
   // A directory mkdir created is an entry in its parent, durable only once the parent is
   // synced: until then a power loss can take SPOOL_DIR away with every segment acknowledged
   // in it (the segments' own entries are synced in SPOOL_DIR itself).

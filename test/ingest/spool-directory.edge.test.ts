@@ -1,4 +1,4 @@
-import { mkdir, mkdtemp, readdir, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, rm, stat } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import request from 'supertest';
@@ -127,4 +127,22 @@ test('When a closed segment is removed by someone else before it is replayed, th
     }),
   );
   await spool.close();
+});
+
+test('When the spool makes its directory, then only SPOOL_DIR itself is private (0700): the directories above it are made as any other', async () => {
+  // `.data/spool` in a new checkout: `.data` also holds the embedded PostgreSQL's data
+  // directory, which the `postgres` user (the server's, under root) must be able to enter.
+  const previous = process.umask(0o022);
+  try {
+    const dir = path.join(root, '.data', 'spool');
+    const spool = await openSpool({ dir, logger });
+    try {
+      expect((await stat(dir)).mode & 0o777).toBe(0o700);
+      expect((await stat(path.join(root, '.data'))).mode & 0o777).toBe(0o755);
+    } finally {
+      await spool.close();
+    }
+  } finally {
+    process.umask(previous);
+  }
 });
