@@ -11,9 +11,10 @@ import type { SignalWireClient } from './signalwire-client';
  * The Application is read with the caller's own credentials (the proxy holds none of its
  * own), so a caller only ever learns its own project's Applications. Answers are kept for
  * TTL_MS per project and Application: a burst of sends costs one lookup, and a changed
- * Application is followed within a minute. A failed lookup is not kept, and does not stop the
- * send: the message is still stored, only its callbacks are not relayed (the caller is told
- * so in the log).
+ * Application is followed within a minute. The sends of a burst start together, before any
+ * read has come back: those with the same credentials wait for the one read in flight. A
+ * failed lookup is not kept, and does not stop the send: the message is still stored, only
+ * its callbacks are not relayed (the caller is told so in the log).
  */
 
 export type ApplicationLookup =
@@ -40,6 +41,9 @@ export function createApplicationCallbacks(
 ): ApplicationCallbacks {
   // Insertion order is age order: the first entry is the oldest, dropped first when full.
   const kept = new Map<string, { url: string | null; until: number }>();
+  // Reads in flight, by key and credentials: other credentials (wrong ones, say) read for
+  // themselves, so a read refused to one caller is never another's answer.
+  const reading = new Map<string, Promise<ApplicationLookup>>();
 
   async function read(
     projectId: string,
@@ -74,12 +78,21 @@ export function createApplicationCallbacks(
       const hit = kept.get(key);
       if (hit && hit.until > now) return { ok: true, url: hit.url };
       kept.delete(key);
-      const found = await read(projectId, applicationSid, authorization);
-      if (found.ok) {
-        if (kept.size >= MAX_KEPT) kept.delete(kept.keys().next().value!);
-        kept.set(key, { url: found.url, until: now + TTL_MS });
+      const flight = `${key}\n${authorization ?? ''}`;
+      let pending = reading.get(flight);
+      if (pending === undefined) {
+        pending = read(projectId, applicationSid, authorization).then((found) => {
+          if (found.ok) {
+            if (kept.size >= MAX_KEPT) kept.delete(kept.keys().next().value!);
+            kept.set(key, { url: found.url, until: now + TTL_MS });
+          }
+          return found;
+        });
+        reading.set(flight, pending);
+        const forget = (): void => void reading.delete(flight);
+        pending.then(forget, forget);
       }
-      return found;
+      return pending;
     },
   };
 }
