@@ -5,9 +5,14 @@ import { z } from 'zod';
  * validate with it and the OpenAPI document (src/openapi) is generated from it.
  */
 
-/** The values of a comma-separated list, each as `each` makes it, trimmed. */
-const commaSeparated = (text: string, each = (value: string) => value): string[] =>
-  text.split(',').map((value) => each(value).trim());
+/**
+ * The values of a comma-separated list, each as `each` makes it, trimmed, each once: a list is
+ * a set, so a value named twice (a dashboard's saved view, a multi-select) counts once against
+ * the list's bound.
+ */
+const commaSeparated = (text: string, each = (value: string) => value): string[] => [
+  ...new Set(text.split(',').map((value) => each(value).trim())),
+];
 
 /** `status=failed,undelivered`: one value or several, comma-separated, each one of `values`. */
 export function oneOrMore<const T extends readonly [string, ...string[]]>(
@@ -72,24 +77,21 @@ const INSTANT =
  * A date (`2026-11-30`, midnight UTC) or a date-time with or without seconds, fraction and
  * offset (`2026-11-30T08:15`, `2026-11-30T08:15:00.5+01:00`; UTC when there is none). Returns
  * null when the text is none of these or names a day that does not exist (2026-02-30).
+ *
+ * A fraction finer than a millisecond is rounded UP to the next one: every stored instant is a
+ * whole millisecond (the write path's clock), so for those `t >= x` and `t < x` say the same as
+ * `t >= ceil(x)` and `t < ceil(x)` — a bound filters as PostgreSQL would with the exact text.
  */
 export function parseInstant(text: string): Date | null {
   const match = INSTANT.exec(text);
   if (!match) return null;
   const [, year, month, day, hour = '00', minute = '00', second = '00', fraction = '', offset] =
     match;
-  const ms = Number(`0.${fraction || '0'}`) * 1000;
-  const utc = Date.UTC(
-    Number(year),
-    Number(month) - 1,
-    Number(day),
-    Number(hour),
-    Number(minute),
-    Number(second),
-    Math.floor(ms),
-  );
-  const date = new Date(utc);
-  // Date.UTC rolls 2026-02-30 over to March: a day or time that does not exist is refused.
+  // Set field by field: Date.UTC would read the years 0001–0099 as 1901–1999. Read back:
+  // Date rolls 2026-02-30 over to March, so a day or time that does not exist is refused.
+  const date = new Date(0);
+  date.setUTCFullYear(Number(year), Number(month) - 1, Number(day));
+  date.setUTCHours(Number(hour), Number(minute), Number(second));
   if (
     date.getUTCFullYear() !== Number(year) ||
     date.getUTCMonth() !== Number(month) - 1 ||
@@ -100,11 +102,19 @@ export function parseInstant(text: string): Date | null {
   ) {
     return null;
   }
-  if (!offset || offset.toUpperCase() === 'Z') return date;
-  const [, sign, hours, minutes] = /^([+-])(\d{2}):?(\d{2})$/.exec(offset)!;
-  if (Number(hours) > 23 || Number(minutes) > 59) return null;
-  const shift = (Number(hours) * 60 + Number(minutes)) * 60_000;
-  return new Date(utc - (sign === '+' ? shift : -shift));
+  // In integers (nanoseconds), so that .029 is 29 ms, not 29.000000000000004 rounded up to 30.
+  const ms = Math.ceil(Number(fraction.padEnd(9, '0')) / 1_000_000);
+  let shift = 0;
+  if (offset && offset.toUpperCase() !== 'Z') {
+    const [, sign, hours, minutes] = /^([+-])(\d{2}):?(\d{2})$/.exec(offset)!;
+    if (Number(hours) > 23 || Number(minutes) > 59) return null;
+    shift = (sign === '+' ? 1 : -1) * (Number(hours) * 60 + Number(minutes)) * 60_000;
+  }
+  const instant = new Date(date.getTime() + ms - shift);
+  // Years from 0001, as callbacks (src/callbacks/normalize.ts): nothing stored is older, and an
+  // offset must not carry a bound before year 0000, which an answer echoing it (the stats'
+  // created_since) could not write in ISO 8601's four digits.
+  return instant.getUTCFullYear() < 1 ? null : instant;
 }
 
 /**
