@@ -101,9 +101,11 @@ export interface MessageFilter {
 
 /**
  * `activity`: newest activity first, on (last_event_at, id) — a message that changes during a
- * walk moves to the front, so a walk can miss its later state or see it twice (follow the
- * change feed for changes). `created`: newest first-seen first, on (created_at, id), which
- * never changes: a walk sees every message that existed when it began exactly once.
+ * walk moves to the front, behind the walk (last_event_at never decreases): one the walk already
+ * returned is not returned again, in its new state; one it had not reached yet is not returned
+ * at all (follow the change feed for changes). `created`: newest first-seen first, on
+ * (created_at, id), which never changes: a walk sees every message that existed when it began
+ * exactly once.
  */
 export type ListOrder = 'activity' | 'created';
 

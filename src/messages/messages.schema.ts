@@ -32,7 +32,7 @@ export const ListQuery = z
       }),
     order: z.enum(['activity', 'created']).default('activity').meta({
       description:
-        '`activity`: newest activity first; a message that changes during a walk moves to the front (follow `GET /v1/events` for changes). `created`: newest first-seen first, on a key that never changes: a walk neither skips nor repeats a message.',
+        '`activity`: newest activity first; a message that changes during a walk moves to the front, behind the walk, so the walk does not return it again, or at all if it had not reached it yet (follow `GET /v1/events` for changes). `created`: newest first-seen first, on a key that never changes: a walk neither skips nor repeats a message.',
     }),
     limit: z.coerce.number().int().min(1).max(500).default(50),
     cursor: z
