@@ -36,6 +36,11 @@ export interface RelayWorkerOptions {
   concurrency?: number;
   /** Longest wait between two looks at the outbox when nothing wakes the worker. */
   pollMs?: number;
+  /**
+   * A claim's lease beyond one attempt's RELAY_TIMEOUT_MS (default 30 s): the time a claimed
+   * job may wait for its host's slot, and the time its outcome's write may take.
+   */
+  leaseSlackMs?: number;
   /** How often the backlog metrics are refreshed. */
   statsEveryMs?: number;
   breaker?: Partial<Omit<BreakerOptions, 'hostConcurrency'>>;
@@ -60,7 +65,13 @@ export function createRelayWorker(options: RelayWorkerOptions): RelayWorker {
   const pollMs = options.pollMs ?? 1_000;
   const statsEveryMs = options.statsEveryMs ?? 5_000;
   // Longer than any attempt can take, so a lease only runs out when its replica died.
-  const leaseMs = options.timeoutMs + 30_000;
+  const leaseSlackMs = options.leaseSlackMs ?? 30_000;
+  const leaseMs = options.timeoutMs + leaseSlackMs;
+  // A claimed job starts only this soon after its claim, so that its lease still covers the
+  // whole attempt and half the slack for writing the outcome; later it is given back. Started
+  // later (a slow host's slot freed late, or turns stalled on the database), an attempt could
+  // outlive the lease while another replica claimed the job and sent it again.
+  const startWithinMs = leaseSlackMs / 2;
   // A job waiting for its host's slot holds claim room this long at most (claim-room.ts): far
   // longer than a fast host takes to drain a bulk claim, short enough not to hold up others.
   const heldRoomMs = 1_000;
@@ -153,17 +164,22 @@ export function createRelayWorker(options: RelayWorkerOptions): RelayWorker {
     const now = Date.now();
     const still: typeof waiting = [];
     for (const entry of waiting) {
-      if (stopping || limiter.available(entry.job.host, now) === 0) still.push(entry);
+      // Too late to start: it waits for releaseStale (the next turn) to give it back.
+      const late = now - entry.claimedAt > startWithinMs;
+      if (stopping || late || limiter.available(entry.job.host, now) === 0) still.push(entry);
       else launch(entry.job);
     }
     waiting = still;
   }
 
-  /** Waiting jobs of a host that opened its circuit, or waiting too long, go back (one statement). */
+  /**
+   * Waiting jobs of a host that opened its circuit, or too late to start, go back (one
+   * statement).
+   */
   async function releaseStale(now: number): Promise<void> {
     const stale = waiting.filter(
       ({ job, claimedAt }) =>
-        stopping || limiter.state(job.host, now) === 'open' || now - claimedAt > leaseMs / 2,
+        stopping || limiter.state(job.host, now) === 'open' || now - claimedAt > startWithinMs,
     );
     if (stale.length === 0) return;
     waiting = waiting.filter((entry) => !stale.includes(entry));

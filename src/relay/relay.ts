@@ -16,7 +16,10 @@ export function createRelay(deps: {
   registry?: Registry;
   /** Tests: DNS answers, a faster poll. */
   lookup?: LookupFunction;
-  tuning?: Pick<RelayWorkerOptions, 'pollMs' | 'concurrency' | 'statsEveryMs' | 'breaker'>;
+  tuning?: Pick<
+    RelayWorkerOptions,
+    'pollMs' | 'concurrency' | 'statsEveryMs' | 'breaker' | 'leaseSlackMs'
+  >;
 }): RelayWorker {
   const { config } = deps;
   const logger = deps.logger.child({ component: 'relay' });

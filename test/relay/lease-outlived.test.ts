@@ -1,0 +1,72 @@
+import { createRelay } from '../../src/relay/relay';
+import type { RelayWorker } from '../../src/relay/relay-worker';
+import { cxmlFields, postCxml } from '../helpers/callbacks';
+import { createTestApp, TEST_SIGNING_KEY } from '../helpers/test-app';
+import type { TestApp } from '../helpers/test-app';
+import { eventually, seedProxiedMessage, startCustomerApp } from './support';
+import type { CustomerApp } from './support';
+
+/**
+ * A relay job's lease must outlast its attempt (DESIGN §10: replicas share jobs "without
+ * sending one twice at once"). A claimed job may wait in memory for its host's slot; started
+ * late in its lease, an attempt that then takes RELAY_TIMEOUT_MS ran past the lease, another
+ * replica claimed the job meanwhile and sent it again while the first request was still open
+ * (and, having delivered it, could send the message's next callback before the first copy
+ * ended). The lease's room beyond one attempt is shortened here (leaseSlackMs) so that this
+ * shows within seconds; with the default 30 s it needed RELAY_TIMEOUT_MS above about 30 s, or a
+ * replica whose outbox turns stalled.
+ */
+jest.setTimeout(30_000);
+
+let t: TestApp;
+let app: CustomerApp;
+const workers: RelayWorker[] = [];
+
+beforeAll(async () => {
+  t = await createTestApp({
+    RELAY_HOST_CONCURRENCY: '1',
+    RELAY_TIMEOUT_MS: '2000',
+    // No retry within the test: every request the app gets is a first attempt.
+    RELAY_RETRY_SCHEDULE: '30s',
+  });
+  app = await startCustomerApp(TEST_SIGNING_KEY);
+});
+
+afterAll(async () => {
+  for (const worker of workers) await worker.stop();
+  await app.close();
+  await t.close();
+});
+
+function startWorker(): RelayWorker {
+  const worker = createRelay({
+    config: t.config,
+    db: t.database.db,
+    logger: t.deps.logger,
+    tuning: { pollMs: 20, statsEveryMs: 60_000, leaseSlackMs: 400 },
+  });
+  workers.push(worker);
+  worker.start();
+  return worker;
+}
+
+test('When a claimed relay waited for its host’s slot, then it is never sent while another replica sends it too', async () => {
+  // Two relays to one app with one slot: the second waits in memory for the first (900 ms).
+  const first = await seedProxiedMessage(t.database.db, 'cxml', app.callbackUrl('/one'));
+  const second = await seedProxiedMessage(t.database.db, 'cxml', app.callbackUrl('/one'));
+  app.behave(first, () => ({ status: 200, delayMs: 900 }));
+  // Its first request hangs past RELAY_TIMEOUT_MS (2000 ms); any later one is answered at once.
+  app.behave(second, (n) => ({ status: 200, delayMs: n === 1 ? 3_000 : 0 }));
+  for (const id of [first, second]) {
+    await postCxml(t.publicApp, cxmlFields({ MessageSid: id, MessageStatus: 'sent' })).expect(200);
+  }
+  startWorker();
+  // The first replica has claimed both and is sending the first: a second replica joins.
+  await eventually(() => app.paths.length >= 1);
+  startWorker();
+
+  // Lease 2400 ms from the claim; the hanging request ends by 3000 ms after it started.
+  await new Promise((resolve) => setTimeout(resolve, 4_500));
+  expect(app.maxConcurrent([second])).toBe(1);
+  expect(app.maxConcurrent([first])).toBe(1);
+});
