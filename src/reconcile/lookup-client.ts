@@ -16,8 +16,10 @@ export type LookupResult =
       kind: 'failed';
       error: string;
       /**
-       * SignalWire is overloaded or unavailable (429, 5xx, no answer): the whole sweep of this
-       * replica backs off, not only this message (sweep-policy.ts).
+       * SignalWire is overloaded or unavailable (408, 429, 5xx, no whole answer): the whole
+       * sweep of this replica backs off, not only this message, and the message's step is
+       * tried again (sweep-policy.ts). False: SignalWire answered, and asking again would get
+       * the same answer (another 4xx, a redirect, no message resource in it): the step is done.
        */
       unavailable?: boolean;
       /** Its Retry-After, when it gave one. */
@@ -67,7 +69,8 @@ export function createMessageLookup(options: {
           unavailable: true,
         };
       }
-      const text = await readAtMost(res, MAX_ANSWER_BYTES).catch(() => '');
+      // undefined: the answer broke off (the timeout, a reset), which is no answer.
+      const text = await readAtMost(res, MAX_ANSWER_BYTES).catch(() => undefined);
       if (res.status === 404) return { kind: 'not_found' };
       if (res.status === 401 || res.status === 403) return { kind: 'unauthorized' };
       if (res.status < 200 || res.status >= 300) {
@@ -75,9 +78,12 @@ export function createMessageLookup(options: {
         return {
           kind: 'failed',
           error: `HTTP ${res.status}`,
-          unavailable: res.status === 429 || res.status >= 500,
+          unavailable: res.status === 408 || res.status === 429 || res.status >= 500,
           ...(retryAfterMs !== undefined && { retryAfterMs }),
         };
+      }
+      if (text === undefined) {
+        return { kind: 'failed', error: 'the answer broke off', unavailable: true };
       }
       if (text === null) {
         return { kind: 'failed', error: 'the answer is too large', unavailable: false };

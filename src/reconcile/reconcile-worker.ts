@@ -158,6 +158,11 @@ export function createReconcileWorker(options: ReconcileWorkerOptions): Reconcil
         { message_id: message.id, api: message.api, outcome: result.kind },
         'lookup refused',
       );
+    } else if (result.kind === 'failed' && next.kind === 'advance') {
+      logger.warn(
+        { message_id: message.id, api: message.api, error: result.error },
+        'lookup answer unusable: counted as the step',
+      );
     }
     options.onLookup?.(message.api, outcome);
   }

@@ -7,8 +7,11 @@ import type { LookupResult } from './lookup-client';
  * RECONCILE_SCHEDULE[n]. Each lookup that leaves it where it was moves it to the next step;
  * after the last step a message still not final is stuck and not looked up again until a new
  * event moves it (which restarts the schedule). A 404 or 401 is recorded and counts as a step:
- * it is never retried in a loop. A failure that says nothing about the message (timeout, 5xx)
- * keeps the step and waits `retryMs` before the same lookup is tried again.
+ * it is never retried in a loop; so is any other answer that asking again would not change
+ * (a failure with `unavailable: false`: another 4xx, a redirect, no message resource in it),
+ * which kept the message at its step for ever, looked up every few minutes and never stuck. A
+ * failure that says nothing about the message (timeout, 408, 429, 5xx) keeps the step and
+ * waits `retryMs` before the same lookup is tried again.
  */
 export type SweepOutcome =
   | { kind: 'advance'; step: number; stuck: boolean; error: string | null }
@@ -19,7 +22,7 @@ export function afterLookup(
   schedule: readonly number[],
   result: LookupResult,
 ): SweepOutcome {
-  if (result.kind === 'failed') {
+  if (result.kind === 'failed' && result.unavailable !== false) {
     // A tenth of the current step's wait, at least 10 s and at most 10 min; no sooner than
     // SignalWire's Retry-After (bounded like the sweep's pause, below).
     const retryMs = Math.max(
@@ -29,7 +32,9 @@ export function afterLookup(
     return { kind: 'retry_later', retryMs, error: result.error };
   }
   const next = step + 1;
-  const error = result.kind === 'found' ? null : result.kind; // not_found | unauthorized | no_credentials
+  // not_found | unauthorized | no_credentials, or what SignalWire answered (HTTP 400, …)
+  const error =
+    result.kind === 'found' ? null : result.kind === 'failed' ? result.error : result.kind;
   return { kind: 'advance', step: next, stuck: next >= schedule.length, error };
 }
 
