@@ -96,6 +96,15 @@ const connectionString = z
     );
   }, 'is not a connection string node-postgres can read (host, port 0–65535, %-encoding)');
 
+/**
+ * What is wrong with a DATABASE_URL, as start-up would say it (never echoing it), or undefined:
+ * for the command-line tools, which read DATABASE_URL without the service's whole configuration.
+ */
+export function databaseUrlProblem(url: string): string | undefined {
+  const checked = connectionString.safeParse(url);
+  return checked.success ? undefined : (checked.error.issues[0]?.message ?? 'is not valid');
+}
+
 /** `10s,1m,5m` → milliseconds; units ms, s, m, h, d. */
 const durations = z.string().transform((s, ctx) => {
   const parts = s.split(',').map((part) => part.trim());

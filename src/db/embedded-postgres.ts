@@ -55,6 +55,11 @@ export interface EmbeddedPostgresOptions {
   command?: string;
   /** More for that process to know (the ports this one listens on, …). */
   details?: Readonly<Record<string, unknown>>;
+  /**
+   * Why the running instance may be all that is needed, said after "Stop that process first"
+   * when this one is refused (`npm run migrate`: the service applies migrations itself).
+   */
+  refusalHint?: string;
   /** Default: a free port; the machine's own PostgreSQL may hold 5432. */
   port?: number;
   /** Delete the data directory on stop (tests). */
@@ -264,8 +269,9 @@ async function lockDataDir(
     const { holder } = error;
     throw new StartupError(
       `The embedded PostgreSQL in ${dataDir} is in use by ${describeHolder(holder)}. ` +
-        `Stop that process first (Ctrl-C in its terminal, or kill ${holder.pid}) — ` +
-        'it applies migrations itself when it starts — or set DATABASE_URL (and SPOOL_DIR) to use another database.',
+        `Stop that process first (Ctrl-C in its terminal, or kill ${holder.pid})` +
+        (options.refusalHint ? ` — ${options.refusalHint} —` : '') +
+        ' or set DATABASE_URL (and SPOOL_DIR) to use another database.',
       { cause: error },
     );
   }

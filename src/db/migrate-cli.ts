@@ -1,6 +1,6 @@
 import { createLogger } from '../logger';
 import { invokedAs } from '../process/invoked-as';
-import { StartupError } from '../process/startup-error';
+import { cliDatabaseUrl } from './cli-database-url';
 import { createDb } from './database';
 import { startEmbeddedPostgres } from './embedded-postgres';
 import { SqlFileMigrationProvider, migrateReachable } from './migrate';
@@ -15,17 +15,14 @@ import { SqlFileMigrationProvider, migrateReachable } from './migrate';
  */
 async function main(): Promise<void> {
   const logger = createLogger(process.env.LOG_LEVEL || 'info');
-  const url = process.env.DATABASE_URL || undefined;
-  if (!url && process.env.NODE_ENV === 'production') {
-    throw new StartupError('DATABASE_URL: required when NODE_ENV=production');
-  }
-  if (url && !/^postgres(ql)?:\/\//.test(url)) {
-    throw new StartupError('DATABASE_URL: must be a postgres:// connection string');
-  }
+  const url = cliDatabaseUrl();
   // The embedded server's own start line would only repeat what the result line says.
   const embedded = url
     ? undefined
-    : await startEmbeddedPostgres(logger.child({}, { level: 'warn' }), { command: invokedAs() });
+    : await startEmbeddedPostgres(logger.child({}, { level: 'warn' }), {
+        command: invokedAs(),
+        refusalHint: 'it applies migrations itself when it starts',
+      });
   const { db } = createDb(url ?? embedded!.url, 1);
   const where = embedded ? `the embedded PostgreSQL in ${embedded.dataDir}` : 'the database';
   try {

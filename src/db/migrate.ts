@@ -254,7 +254,7 @@ export async function migrateReachable<T>(
  * (a Unix socket directory, say) gives its host and port as parameters, and is no WHATWG URL
  * until a host is put in (pg-connection-string does the same). Never the userinfo.
  */
-function databaseAt(url: string): string {
+export function databaseAt(url: string): string {
   let parsed: URL;
   try {
     parsed = new URL(url.replace('@/', '@___DUMMY___/'));

@@ -1,9 +1,10 @@
 import { existsSync } from 'node:fs';
 import path from 'node:path';
+import { cliDatabaseUrl } from '../db/cli-database-url';
 import { createDb } from '../db/database';
 import type { DatabaseHandle } from '../db/database';
 import { startEmbeddedPostgres } from '../db/embedded-postgres';
-import { knownMigrations } from '../db/migrate';
+import { databaseAt, knownMigrations } from '../db/migrate';
 import { schemaProblem } from '../db/schema-version';
 import type { EmbeddedPostgres } from '../db/embedded-postgres';
 import { createLogger } from '../logger';
@@ -155,17 +156,8 @@ async function replay(
 async function connect(
   logger: Logger,
 ): Promise<{ handle: DatabaseHandle; embedded?: EmbeddedPostgres; name: string }> {
-  const url = process.env.DATABASE_URL || undefined;
-  if (!url && process.env.NODE_ENV === 'production') {
-    throw new StartupError('DATABASE_URL: required when NODE_ENV=production');
-  }
-  if (url && !/^postgres(ql)?:\/\//.test(url)) {
-    throw new StartupError('DATABASE_URL: must be a postgres:// connection string');
-  }
-  if (url) {
-    const { hostname, port, pathname } = new URL(url);
-    return { handle: createDb(url, 2), name: `${hostname}:${port || 5432}${pathname}` };
-  }
+  const url = cliDatabaseUrl();
+  if (url) return { handle: createDb(url, 2), name: databaseAt(url) };
   const embedded = await startEmbeddedPostgres(logger, { command: invokedAs() });
   return {
     handle: createDb(embedded.url, 2),

@@ -1,3 +1,4 @@
+import { cliDatabaseUrl } from '../db/cli-database-url';
 import { createDb } from '../db/database';
 import { startEmbeddedPostgres } from '../db/embedded-postgres';
 import { createLogger } from '../logger';
@@ -11,10 +12,7 @@ import { rebuildRollups } from './stats.repository';
  */
 async function main(): Promise<void> {
   const logger = createLogger(process.env.LOG_LEVEL || 'info');
-  const url = process.env.DATABASE_URL || undefined;
-  if (!url && process.env.NODE_ENV === 'production') {
-    throw new Error('DATABASE_URL: required when NODE_ENV=production');
-  }
+  const url = cliDatabaseUrl();
   const embedded = url ? undefined : await startEmbeddedPostgres(logger);
   const { db } = createDb(url ?? embedded!.url, 1);
   try {

@@ -1,7 +1,8 @@
+import { execFile } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { freePort, serviceEnv, startService } from './service-process';
+import { REPO_ROOT, freePort, serviceEnv, startService } from './service-process';
 import type { ServiceProcess } from './service-process';
 
 /**
@@ -47,3 +48,36 @@ test('When start-up fails on a DATABASE_URL that only node-postgres can read, th
   expect(service.stderr().trim().split('\n')).toHaveLength(1);
   expect(service.stderr() + service.stdout()).not.toContain(DB_PASSWORD);
 }, 60_000);
+
+// (`npm run spool` reads it through the same cliDatabaseUrl, once it has events to replay.)
+test.each([
+  ['npm run migrate', 'src/db/migrate-cli.ts', []],
+  ['npm run stats:rebuild', 'src/stats/rebuild-cli.ts', []],
+])(
+  'When %s is given a DATABASE_URL node-postgres cannot read, then it refuses it by name in one line, as the service does, without echoing it',
+  async (_command, entry, args) => {
+    const { code, stderr } = await new Promise<{ code: number | null; stderr: string }>(
+      (resolve) => {
+        execFile(
+          process.execPath,
+          ['--import', 'tsx', entry, ...args],
+          {
+            cwd: REPO_ROOT,
+            env: {
+              PATH: process.env.PATH ?? '',
+              NODE_ENV: 'production',
+              DATABASE_URL: `postgres://sw:${DB_PASSWORD}@bad host:99999/sw`,
+            },
+          },
+          (error, _stdout, stderr) =>
+            resolve({ code: error ? ((error as { code?: number }).code ?? 1) : 0, stderr }),
+        );
+      },
+    );
+    expect(code).toBe(1);
+    expect(stderr.trim()).toBe(
+      'DATABASE_URL: is not a connection string node-postgres can read (host, port 0–65535, %-encoding)',
+    );
+    expect(stderr).not.toContain(DB_PASSWORD);
+  },
+);

@@ -1,0 +1,18 @@
+import { databaseUrlProblem } from '../config';
+import { StartupError } from '../process/startup-error';
+
+/**
+ * DATABASE_URL as the command-line tools read it (migrate, spool, stats:rebuild): they need
+ * nothing else of the service's configuration, so a migration Job carries no unrelated secrets.
+ * Undefined: the local embedded PostgreSQL, which production refuses. A value node-postgres
+ * cannot read is refused here, by name, as the service refuses it at start.
+ */
+export function cliDatabaseUrl(env: NodeJS.ProcessEnv = process.env): string | undefined {
+  const url = env.DATABASE_URL || undefined;
+  if (!url && env.NODE_ENV === 'production') {
+    throw new StartupError('DATABASE_URL: required when NODE_ENV=production');
+  }
+  const problem = url === undefined ? undefined : databaseUrlProblem(url);
+  if (problem) throw new StartupError(`DATABASE_URL: ${problem}`);
+  return url;
+}
