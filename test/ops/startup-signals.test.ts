@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import type { AddressInfo, Socket } from 'node:net';
@@ -19,6 +19,8 @@ import type { ServiceProcess } from './service-process';
 jest.setTimeout(60_000);
 
 const running: ServiceProcess[] = [];
+// Each service's SPOOL_DIR, below one directory removed at the end.
+const spoolRoot = mkdtempSync(`${os.tmpdir()}/sw-status-signals-`);
 let stall: net.Server;
 const held = new Set<Socket>();
 let connected: (() => void) | undefined;
@@ -36,6 +38,7 @@ afterAll(async () => {
   await Promise.all(running.map((service) => service.kill()));
   for (const socket of held) socket.destroy();
   await new Promise((resolve) => stall.close(resolve));
+  rmSync(spoolRoot, { recursive: true, force: true });
 });
 
 async function startStalled(wrapper: string[] = []) {
@@ -53,7 +56,7 @@ async function startStalled(wrapper: string[] = []) {
       SIGNALWIRE_SIGNING_KEYS: TEST_SIGNING_KEY,
       CALLBACK_TOKEN_SECRET: TEST_TOKEN_SECRET,
       API_TOKENS: 'signals-test-token',
-      SPOOL_DIR: `${os.tmpdir()}/sw-status-signals-${port}`,
+      SPOOL_DIR: `${spoolRoot}/${port}`,
       LOG_LEVEL: 'info',
     },
     { wrapper },
