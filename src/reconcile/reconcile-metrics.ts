@@ -30,7 +30,11 @@ export function createReconcileMetrics(
       },
     });
   };
-  gauge('due', 'Messages due for a reconciliation lookup', (s) => s.due);
+  gauge(
+    'due',
+    'Messages due for a reconciliation lookup (of projects in SIGNALWIRE_CREDENTIALS)',
+    (s) => s.due,
+  );
   gauge(
     'oldest_due_age_seconds',
     'How long the longest-waiting due message has waited',

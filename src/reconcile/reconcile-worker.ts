@@ -170,7 +170,7 @@ export function createReconcileWorker(options: ReconcileWorkerOptions): Reconcil
   async function turn(): Promise<number> {
     if (Date.now() - lastStatsAt >= statsEveryMs) {
       lastStatsAt = Date.now();
-      stats = await sweepStats(db, schedule);
+      stats = await sweepStats(db, schedule, options.projects);
     }
     // The lease runs from the claim's statement on the database's clock; measured from just
     // before it on this one, it ends no earlier than this deadline.

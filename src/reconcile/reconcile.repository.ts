@@ -131,20 +131,25 @@ export async function postpone(db: Db, id: string, retryMs: number, error: strin
 }
 
 export interface SweepStats {
-  /** Messages due for a lookup now (any project). */
+  /** Messages due for a lookup now, of the projects with credentials (the ones swept). */
   due: number;
   /** How long the longest-waiting due message has been due, in seconds. */
   oldestDueSeconds: number;
   stuck: number;
 }
 
-export async function sweepStats(db: Db, schedule: readonly number[]): Promise<SweepStats> {
+export async function sweepStats(
+  db: Db,
+  schedule: readonly number[],
+  projects: readonly string[],
+): Promise<SweepStats> {
   const { rows } = await sql<{ due: number; oldest: number | null; stuck: number }>`
     WITH due AS (
       SELECT now() - last_event_at - ${nextStepMs(schedule)} * interval '1 millisecond' AS late
       FROM messages
       WHERE ${SWEEPABLE}
-        AND last_event_at <= now() - ${schedule[0] ?? 0} * interval '1 millisecond')
+        AND last_event_at <= now() - ${schedule[0] ?? 0} * interval '1 millisecond'
+        AND project_id = ANY(${[...projects]}::text[]))
     SELECT
       (SELECT count(*) FROM due WHERE late >= interval '0') AS due,
       (SELECT extract(epoch FROM max(late))::float8 FROM due WHERE late >= interval '0') AS oldest,

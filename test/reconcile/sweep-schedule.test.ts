@@ -65,10 +65,10 @@ const sent = (): Promise<LookupResult> =>
 
 test('When RECONCILE_SCHEDULE was shortened under a message already past its new last step, then it is counted as due, looked up once more and stuck', async () => {
   const [id] = await sentMessages('p-shrink', 1);
-  const before = await sweepStats(database.db, [50, 100]);
+  const before = await sweepStats(database.db, [50, 100], ['p-shrink']);
   // Two lookups done under the old four-step schedule; the new one has two steps.
   await sql`UPDATE messages SET sweep_step = 2 WHERE id = ${id}`.execute(database.db);
-  expect(await sweepStats(database.db, [50, 100])).toMatchObject({ due: before.due });
+  expect(await sweepStats(database.db, [50, 100], ['p-shrink'])).toMatchObject({ due: before.due });
 
   const looked: string[] = [];
   sweep = startSweep('p-shrink', (target) => {
@@ -144,4 +144,14 @@ test('When a batch has outrun its lease, then the rest of it is left for a later
   // left in the batch stay leased to this replica until their lease runs out.
   expect(ids).toContain(looked[0]);
   expect(looked.filter((id) => id !== looked[0])).toEqual([]);
+});
+
+test('When messages belong to a project without credentials, then they are not counted as due: no sweep will ever look them up', async () => {
+  await sentMessages('p-without-credentials', 3);
+  await sentMessages('p-counted', 2);
+  expect(await sweepStats(database.db, [50, 100], ['p-counted'])).toMatchObject({ due: 2 });
+  expect(await sweepStats(database.db, [50, 100], [])).toMatchObject({
+    due: 0,
+    oldestDueSeconds: 0,
+  });
 });
