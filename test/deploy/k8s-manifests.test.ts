@@ -556,7 +556,8 @@ rendered('Kubernetes manifests: migrations before the rollout', () => {
   test('When the migration Job runs, then it calls the built migrate CLI with only DATABASE_URL from the Secret', () => {
     const spec = job().spec!;
     const migrate = spec.template.spec!.containers[0]!;
-    const [, entry] = /^node --import tsx (src\/\S+)\.ts$/.exec(packageJson.scripts.migrate ?? '') ?? [];
+    const [, entry] =
+      /^node --import tsx (src\/\S+)\.ts$/.exec(packageJson.scripts.migrate ?? '') ?? [];
     expect([...(migrate.command ?? []), ...(migrate.args ?? [])]).toEqual([
       'node',
       `${entry!.replace(/^src\//, 'dist/')}.js`,
