@@ -47,19 +47,22 @@ export function statsRoutes({
     }
     const plan = planWindow(since, until, query.bucket);
     const filter = { apis: query.api, bucket: query.bucket };
-    // Two transactions at once, not three: the edges and the stuck count (messages, a few ms
-    // each) share one, so a small pool has at most one read waiting for a connection.
+    // Two transactions, one after the other in one turn of the gate: the turn stands for one
+    // connection (a quarter of the pool for all reads), and two at once would hold two. The
+    // edges and the stuck count (messages, a few ms each) share the second.
     const [rollups, [edges, stuck]] = await reads.run(
-      () =>
-        Promise.all([
-          readRollups(db, plan, filter, readTimeoutMs).catch((error: unknown) => {
+      async () => {
+        const rollups = await readRollups(db, plan, filter, readTimeoutMs).catch(
+          (error: unknown) => {
             throw asQueryTimeout(error, readTimeoutMs);
-          }),
-          readWithin(db, readTimeoutMs, async (trx) => {
-            const edges = await readEdges(trx, plan.edges, filter);
-            return [edges, await countStuck(trx, since, until, filter)] as const;
-          }),
-        ]),
+          },
+        );
+        const rest = await readWithin(db, readTimeoutMs, async (trx) => {
+          const edges = await readEdges(trx, plan.edges, filter);
+          return [edges, await countStuck(trx, since, until, filter)] as const;
+        });
+        return [rollups, rest] as const;
+      },
       () => req.socket.destroyed,
     );
     const summary = summarize(
