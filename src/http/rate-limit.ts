@@ -52,8 +52,17 @@ export function publicRateLimit(deps: RateLimitDeps): RateLimiter {
  * client; the connection's peer is what is known.
  */
 function clientAddress(req: Request): string {
-  const ip = req.ip ?? '';
+  const ip = withoutPort(req.ip ?? '');
   return isIP(ip) !== 0 ? ip : (req.socket.remoteAddress ?? '');
+}
+
+/**
+ * Some proxies write the client's port too (`192.0.2.10:50001`, `[2001:db8::5]:443`): the
+ * address is still the client's, the port a new one per connection.
+ */
+function withoutPort(ip: string): string {
+  const match = /^(?:\[([0-9a-f:.]+)\]|(\d{1,3}(?:\.\d{1,3}){3})):\d{1,5}$/i.exec(ip);
+  return match ? (match[1] ?? match[2]!) : ip;
 }
 
 /**
