@@ -149,9 +149,13 @@ export function createRelayWorker(options: RelayWorkerOptions): RelayWorker {
     });
     if (!claim) return 0;
     lastClaimAt = now;
+    // The lease runs from the claim's statement: measured from just before it (not from the
+    // turn's start, before the backlog metrics and releaseStale), it ends no earlier than
+    // claimedAt + leaseMs, and a slow turn does not make every job it claims late at once.
+    const claimedAt = Date.now();
     const jobs = await claimDueJobs(db, claim, leaseMs);
     for (const job of jobs) {
-      waiting.push({ job, claimedAt: now });
+      waiting.push({ job, claimedAt });
       hold(job.host, 1);
     }
     startWaiting();

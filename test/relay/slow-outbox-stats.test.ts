@@ -1,0 +1,72 @@
+import type { Db } from '../../src/db/database';
+import { createRelay } from '../../src/relay/relay';
+import type { RelayWorker } from '../../src/relay/relay-worker';
+import { cxmlFields, postCxml } from '../helpers/callbacks';
+import { createTestApp, TEST_SIGNING_KEY } from '../helpers/test-app';
+import type { TestApp } from '../helpers/test-app';
+import { eventually, seedProxiedMessage, startCustomerApp } from './support';
+import type { CustomerApp } from './support';
+
+/**
+ * A claimed relay starts only within half the lease's slack of its claim (relay-worker.ts).
+ * That time runs from the claim: the work a turn does before claiming (the outbox's backlog
+ * metrics, giving back stale jobs) is no part of the lease, which the claim's own statement
+ * stamps. Here that work is slow (a backlog count on a busy database): the lease's slack is
+ * shortened (leaseSlackMs 400: start within 200 ms) and the backlog count takes 300 ms.
+ */
+jest.setTimeout(30_000);
+
+let t: TestApp;
+let app: CustomerApp;
+let worker: RelayWorker | undefined;
+
+beforeAll(async () => {
+  t = await createTestApp({ RELAY_TIMEOUT_MS: '2000', RELAY_RETRY_SCHEDULE: '30s' });
+  app = await startCustomerApp(TEST_SIGNING_KEY);
+});
+
+afterAll(async () => {
+  await worker?.stop();
+  await app.close();
+  await t.close();
+});
+
+/** `db`, whose statement reading the outbox's backlog answers `delayMs` late. */
+function withSlowBacklogCount(db: Db, delayMs: number): Db {
+  const executor = db.getExecutor();
+  const slowExecutor = new Proxy(executor, {
+    get(target, prop) {
+      const value: unknown = Reflect.get(target, prop, target);
+      if (prop === 'executeQuery') {
+        return async (query: { sql: string }, ...rest: unknown[]) => {
+          if (query.sql.includes("FROM relay_jobs WHERE state = 'dead'")) {
+            await new Promise((resolve) => setTimeout(resolve, delayMs));
+          }
+          return (value as (...args: unknown[]) => unknown).call(target, query, ...rest);
+        };
+      }
+      return typeof value === 'function' ? (value as () => unknown).bind(target) : value;
+    },
+  });
+  return new Proxy(db, {
+    get(target, prop) {
+      if (prop === 'getExecutor') return () => slowExecutor;
+      const value: unknown = Reflect.get(target, prop, target);
+      return typeof value === 'function' ? (value as () => unknown).bind(target) : value;
+    },
+  });
+}
+
+test('When a turn’s work before its claim is slow, then the jobs it claims are still sent', async () => {
+  const id = await seedProxiedMessage(t.database.db, 'cxml', app.callbackUrl('/slow-stats'));
+  await postCxml(t.publicApp, cxmlFields({ MessageSid: id, MessageStatus: 'sent' })).expect(200);
+  worker = createRelay({
+    config: t.config,
+    db: withSlowBacklogCount(t.database.db, 300),
+    logger: t.deps.logger,
+    // The backlog is counted on every turn.
+    tuning: { pollMs: 20, statsEveryMs: 0, leaseSlackMs: 400 },
+  });
+  worker.start();
+  await eventually(() => app.received.some((relay) => relay.messageId === id), 5_000);
+});
