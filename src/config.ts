@@ -371,7 +371,7 @@ export function secretValues(env: NodeJS.ProcessEnv = process.env): string[] {
     ...items('API_TOKENS'),
     ...items('CALLBACK_TOKEN_SECRET'),
     ...items('SIGNALWIRE_SIGNING_KEYS'),
-    ...items('SIGNALWIRE_CREDENTIALS').map((item) => item.slice(item.indexOf(':') + 1)),
+    ...items('SIGNALWIRE_CREDENTIALS').map((item) => item.slice(item.indexOf(':') + 1).trim()),
     ...databasePasswords(env['DATABASE_URL']),
     ...databasePasswords(env['DATABASE_READ_URL']),
   ];
