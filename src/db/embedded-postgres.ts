@@ -1,4 +1,5 @@
 import { execFileSync, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import {
   chmodSync,
@@ -224,8 +225,12 @@ async function startServer(
     child.kill('SIGINT');
   };
   process.on('exit', stopOnExit);
+  const guard = child.pid === undefined ? undefined : stopWhenGone(child.pid);
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  void exited.then(() => process.off('exit', stopOnExit));
+  void exited.then(() => {
+    process.off('exit', stopOnExit);
+    guard?.kill('SIGKILL'); // before the server's pid can be reused
+  });
   await new Promise<void>((resolve, reject) => {
     child.on('error', reject);
     child.stdout.on('data', onLog);
@@ -242,6 +247,24 @@ async function startServer(
       await exited;
     },
   };
+}
+
+/**
+ * A process of the server's own session that stops it once this one is gone however it ended.
+ * 'exit' hooks do not run when a signal with no handler ends the process (Ctrl-C in a
+ * command-line tool or a jest run: the server, in its own group, no longer gets it) or on
+ * SIGKILL; the pipe to its stdin, which only this process holds, closes then all the same.
+ */
+function stopWhenGone(pid: number): ChildProcess {
+  const guard = spawn('/bin/sh', ['-c', 'read -r _; kill -INT "$0" 2>/dev/null', String(pid)], {
+    detached: true,
+    stdio: ['pipe', 'ignore', 'ignore'],
+  });
+  guard.on('error', () => undefined); // no shell: only the 'exit' hook stops the server
+  // Neither the guard nor its pipe keeps this process alive.
+  guard.unref();
+  (guard.stdin as (NodeJS.WritableStream & { unref?: () => void }) | null)?.unref?.();
+  return guard;
 }
 
 /** As root, the `postgres` user the package created (initialise) runs the server. */

@@ -1,0 +1,88 @@
+import { spawn } from 'node:child_process';
+import { chmodSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import path from 'node:path';
+import { REPO_ROOT } from '../ops/service-process';
+
+/**
+ * A command-line tool (npm run migrate, spool, stats:rebuild) or a jest run holds an embedded
+ * PostgreSQL in a process group of its own. Such a process has no handler for Ctrl-C and no
+ * 'exit' hook runs when a signal ends it: its server must still not outlive it.
+ */
+
+jest.setTimeout(60_000);
+
+const scratch: string[] = [];
+
+afterAll(() => {
+  for (const dir of scratch) {
+    for (const pid of serversOn(dir)) process.kill(pid, 'SIGKILL');
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+/** The PIDs of postgres servers whose data directory is below `dir`. */
+function serversOn(dir: string): number[] {
+  const found: number[] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    let args: string[];
+    try {
+      args = readFileSync(`/proc/${entry}/cmdline`, 'utf8').split('\0');
+    } catch {
+      continue;
+    }
+    if (path.basename(args[0] ?? '') !== 'postgres') continue;
+    if (args.some((arg) => arg.startsWith(dir))) found.push(Number(entry));
+  }
+  return found;
+}
+
+/** A process that starts an embedded server, says so, and waits (as a CLI at work). */
+async function holder(): Promise<{ pid: number; dir: string; exited: Promise<void> }> {
+  const dir = mkdtempSync('/var/tmp/sw-status-orphan-');
+  scratch.push(dir);
+  chmodSync(dir, 0o755);
+  const script = `
+    const { startEmbeddedPostgres } = require(${JSON.stringify(path.join(REPO_ROOT, 'src/db/embedded-postgres.ts'))});
+    const { createLogger } = require(${JSON.stringify(path.join(REPO_ROOT, 'src/logger.ts'))});
+    startEmbeddedPostgres(createLogger('silent'), { dataDir: ${JSON.stringify(path.join(dir, 'pg'))} })
+      .then(() => { process.stdout.write('started\\n'); setInterval(() => {}, 1000); });
+  `;
+  const child = spawn(process.execPath, ['--import', 'tsx', '-e', script], {
+    cwd: REPO_ROOT,
+    // A process group of its own, like a command started in a terminal.
+    detached: true,
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  await new Promise<void>((resolve, reject) => {
+    child.stdout!.on('data', (chunk: Buffer) => {
+      if (chunk.toString().includes('started')) resolve();
+    });
+    void exited.then(() => reject(new Error('the holder exited before its server started')));
+  });
+  expect(serversOn(dir)).toHaveLength(1);
+  return { pid: child.pid!, dir, exited };
+}
+
+async function noServerOn(dir: string): Promise<number[]> {
+  for (const deadline = Date.now() + 10_000; Date.now() < deadline;) {
+    if (serversOn(dir).length === 0) return [];
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  return serversOn(dir);
+}
+
+test('When Ctrl-C ends a process holding the embedded PostgreSQL, then its server stops too', async () => {
+  const { pid, dir, exited } = await holder();
+  process.kill(-pid, 'SIGINT'); // the terminal signals the foreground group
+  await exited;
+  expect(await noServerOn(dir)).toEqual([]);
+});
+
+test('When a process holding the embedded PostgreSQL is killed (SIGKILL), then its server stops too', async () => {
+  const { pid, dir, exited } = await holder();
+  process.kill(pid, 'SIGKILL');
+  await exited;
+  expect(await noServerOn(dir)).toEqual([]);
+});
