@@ -45,12 +45,24 @@ export interface DatabaseReadinessOptions {
   known: readonly string[];
   timeoutMs?: number;
   intervalMs?: number;
+  /**
+   * How long a judging query that has not answered is waited on by later checks (default: the
+   * pool's idle timeout, 30 s). Past it a check sends a new one, on another connection: one
+   * that went silent after a failover (the old host gone) would otherwise be waited on until
+   * TCP gives up on it, minutes — and by then the pool has closed its other idle connections
+   * to that host, so the new query reaches the new one.
+   */
+  shareQueryMs?: number;
 }
+
+/** Judging queries left running past their checks' timeouts: connections held at most. */
+const MAX_UNANSWERED = 3;
 
 export function createDatabaseReadiness(options: DatabaseReadinessOptions): DatabaseReadiness {
   const { db, logger, known } = options;
   const timeoutMs = options.timeoutMs ?? 1_500;
   const intervalMs = options.intervalMs ?? 5_000;
+  const shareQueryMs = options.shareQueryMs ?? 30_000;
 
   let verdict: SchemaVerdict | undefined;
   let lastError: string | undefined;
@@ -60,8 +72,27 @@ export function createDatabaseReadiness(options: DatabaseReadinessOptions): Data
   let inFlight: Promise<DatabaseReadinessReport> | undefined;
   // The judging queries still running, past a check's timeout too: a database that stopped
   // answering on an open connection holds them until TCP gives up, and the next checks wait
-  // for the same ones instead of taking a connection each (a few probes would hold the pool).
-  let judging: Promise<SchemaVerdict> | undefined;
+  // for the newest one instead of taking a connection each (a few probes would hold the pool)
+  // — for shareQueryMs, then a new one is sent, MAX_UNANSWERED at most.
+  const unanswered = new Set<Promise<SchemaVerdict>>();
+  let newest: { query: Promise<SchemaVerdict>; since: number } | undefined;
+
+  const judging = (): Promise<SchemaVerdict> => {
+    const now = Date.now();
+    if (
+      newest &&
+      unanswered.has(newest.query) &&
+      (now - newest.since < shareQueryMs || unanswered.size >= MAX_UNANSWERED)
+    ) {
+      return newest.query;
+    }
+    const query = judgeWritable(db, known);
+    unanswered.add(query);
+    const forget = (): void => void unanswered.delete(query);
+    query.then(forget, forget);
+    newest = { query, since: now };
+    return query;
+  };
   let timer: NodeJS.Timeout | undefined;
 
   /** One log line per change of what is wrong (not one per probe). */
@@ -93,10 +124,7 @@ export function createDatabaseReadiness(options: DatabaseReadinessOptions): Data
 
   const run = async (): Promise<DatabaseReadinessReport> => {
     try {
-      judging ??= judgeWritable(db, known).finally(() => {
-        judging = undefined;
-      });
-      verdict = await withTimeout(judging, timeoutMs);
+      verdict = await withTimeout(judging(), timeoutMs);
       lastError = undefined;
       lastUnusable = undefined;
       const line = describeSchema(verdict);

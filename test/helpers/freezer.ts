@@ -6,6 +6,11 @@ export interface Freezer {
   /** Relays to `targetUrl`'s host and port; returns the same URL pointing at the relay. */
   relay(targetUrl: string): Promise<string>;
   freeze(): void;
+  /**
+   * Only the connections open now stop passing bytes; new ones pass (a failover: the old host
+   * went silent, the address now reaches a new one).
+   */
+  freezeOpen(): void;
   close(): Promise<void>;
 }
 
@@ -13,6 +18,7 @@ export function createFreezer(): Freezer {
   let frozen = false;
   let target: URL | undefined;
   const sockets = new Set<Socket>();
+  const frozenSockets = new WeakSet<Socket>();
   const server = net.createServer((client) => {
     const upstream = net.connect(Number(target!.port || 5432), target!.hostname);
     for (const [from, to] of [
@@ -21,7 +27,7 @@ export function createFreezer(): Freezer {
     ] as const) {
       sockets.add(from);
       from.on('data', (chunk) => {
-        if (!frozen) to.write(chunk);
+        if (!frozen && !frozenSockets.has(from)) to.write(chunk);
       });
       from.on('close', () => sockets.delete(from));
       from.on('error', () => undefined);
@@ -39,6 +45,9 @@ export function createFreezer(): Freezer {
     },
     freeze() {
       frozen = true;
+    },
+    freezeOpen() {
+      for (const socket of sockets) frozenSockets.add(socket);
     },
     close: () =>
       new Promise<void>((resolve) => {

@@ -46,3 +46,31 @@ test('When the database stops answering, then every readiness check times out on
   expect(handle.pool.totalCount - handle.pool.idleCount).toBe(1);
   expect(handle.pool.waitingCount).toBe(0);
 });
+
+test('When a failover leaves the query on a connection to the old host unanswered, then a check after shareQueryMs asks again on a new connection and finds the database', async () => {
+  const failover = createFreezer();
+  const pool = createDb(await failover.relay(database.url), 4);
+  try {
+    const readiness = createDatabaseReadiness({
+      db: pool.db,
+      logger: createLogger('silent'),
+      known: await knownMigrations(),
+      timeoutMs: 150,
+      shareQueryMs: 400,
+    });
+    expect(await readiness.check()).toMatchObject({ database: 'ok', ready: true });
+    // The pool's idle connection now leads to a host that no longer answers; new ones reach
+    // the database.
+    failover.freezeOpen();
+    expect(await readiness.check()).toMatchObject({ database: 'unreachable' });
+    // Within shareQueryMs the checks wait on that same query...
+    expect(await readiness.check()).toMatchObject({ database: 'unreachable' });
+    expect(pool.pool.totalCount).toBe(1);
+    // ...past it, one asks again and is answered.
+    await new Promise((resolve) => setTimeout(resolve, 450));
+    expect(await readiness.check()).toMatchObject({ database: 'ok', ready: true });
+  } finally {
+    await failover.close();
+    await pool.db.destroy().catch(() => undefined);
+  }
+});
