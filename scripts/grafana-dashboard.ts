@@ -162,7 +162,7 @@ export const ROWS: RowSpec[] = [
       {
         title: 'Database pool use',
         description:
-          'Connections open and idle per pod, and queries waiting for a connection (should be 0).',
+          'Connections open and idle per pod, and queries waiting for a connection (should be 0). Query API reads waiting their turn in the process (a quarter of the pool runs at once) climb when dashboards ask more than that can answer; past 5 s they are answered 503.',
         unit: 'short',
         targets: [
           { expr: `sum by (pod) (sw_status_db_pool_clients{${NS}})`, legend: '{{pod}} open' },
@@ -170,6 +170,10 @@ export const ROWS: RowSpec[] = [
           {
             expr: `sum by (pod) (sw_status_db_pool_waiting_requests{${NS}})`,
             legend: '{{pod}} waiting',
+          },
+          {
+            expr: `sum by (pod) (sw_status_query_reads_waiting{${NS}})`,
+            legend: '{{pod}} query reads waiting',
           },
         ],
       },
