@@ -70,15 +70,21 @@ test('When dashboards ask for more reads at once than the pool has connections, 
       request(internalApp).get(path).set('Authorization', `Bearer ${TEST_API_TOKEN}`).then(),
     );
     await until(async () => (await readsWaitingOnLock(database.url)) >= 2);
-    // Give every other request time to reach the database, if it could.
-    await new Promise((resolve) => setTimeout(resolve, 300));
+    // Every other request has reached the gate (not a pause "long enough" for them to reach
+    // the database, which a loaded machine can outlast): ten wait their turn, none is still
+    // on its way to the database. (Without the gate none would wait, and ten reads hold
+    // connections in the database.)
+    let metrics = '';
+    await until(async () => {
+      metrics = (await request(internalApp).get('/metrics').expect(200)).text;
+      return /^sw_status_query_reads_waiting 10$/m.test(metrics);
+    });
     expect(await readsWaitingOnLock(database.url)).toBe(2);
     // Twelve reads asked of ten connections: none of the write path's work waits for the pool.
     expect(database.pool.waitingCount).toBe(0);
     const { rows } = await database.pool.query<{ one: number }>('SELECT 1 AS one');
     expect(rows[0]!.one).toBe(1);
     // And an operator sees it: two reads running, ten waiting their turn.
-    const metrics = (await request(internalApp).get('/metrics').expect(200)).text;
     expect(metrics).toMatch(/^sw_status_query_reads_running 2$/m);
     expect(metrics).toMatch(/^sw_status_query_reads_waiting 10$/m);
     // Not awaited here: the lock goes first.

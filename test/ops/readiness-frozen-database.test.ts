@@ -30,12 +30,17 @@ afterAll(async () => {
   await database.destroy();
 });
 
+// A check that is answered opens a connection and sends three queries: on a loaded machine
+// that can take hundreds of milliseconds, so the checks' timeout leaves room for it. (What is
+// judged below is which connections the checks hold, not how fast they give up.)
+const TIMEOUT_MS = 1_000;
+
 test('When the database stops answering, then every readiness check times out on the one query already waiting, not a new connection each', async () => {
   const readiness = createDatabaseReadiness({
     db: handle.db,
     logger: createLogger('silent'),
     known: await knownMigrations(),
-    timeoutMs: 150,
+    timeoutMs: TIMEOUT_MS,
   });
   expect(await readiness.check()).toMatchObject({ database: 'ok', ready: true });
   freezer.freeze();
@@ -55,19 +60,21 @@ test('When a failover leaves the query on a connection to the old host unanswere
       db: pool.db,
       logger: createLogger('silent'),
       known: await knownMigrations(),
-      timeoutMs: 150,
-      shareQueryMs: 400,
+      timeoutMs: TIMEOUT_MS,
+      // Room for the second check below to start within it on a loaded machine.
+      shareQueryMs: 3 * TIMEOUT_MS,
     });
     expect(await readiness.check()).toMatchObject({ database: 'ok', ready: true });
     // The pool's idle connection now leads to a host that no longer answers; new ones reach
     // the database.
     failover.freezeOpen();
+    const asked = Date.now();
     expect(await readiness.check()).toMatchObject({ database: 'unreachable' });
     // Within shareQueryMs the checks wait on that same query...
     expect(await readiness.check()).toMatchObject({ database: 'unreachable' });
     expect(pool.pool.totalCount).toBe(1);
     // ...past it, one asks again and is answered.
-    await new Promise((resolve) => setTimeout(resolve, 450));
+    await new Promise((resolve) => setTimeout(resolve, asked + 3 * TIMEOUT_MS + 100 - Date.now()));
     expect(await readiness.check()).toMatchObject({ database: 'ok', ready: true });
   } finally {
     await failover.close();

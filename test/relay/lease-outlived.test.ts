@@ -43,7 +43,10 @@ function startWorker(): RelayWorker {
     config: t.config,
     db: t.database.db,
     logger: t.deps.logger,
-    tuning: { pollMs: 20, statsEveryMs: 60_000, leaseSlackMs: 400 },
+    // Lease: RELAY_TIMEOUT_MS + 1000 ms; a claimed relay starts within 500 ms of its claim or
+    // is given back. (A slack of 400 ms left a fixed relay ~200 ms, less the claim's and the
+    // outcome's statements, to end its attempt within its lease: too little on a loaded machine.)
+    tuning: { pollMs: 20, statsEveryMs: 60_000, leaseSlackMs: 1_000 },
   });
   workers.push(worker);
   worker.start();
@@ -51,10 +54,11 @@ function startWorker(): RelayWorker {
 }
 
 test('When a claimed relay waited for its host’s slot, then it is never sent while another replica sends it too', async () => {
-  // Two relays to one app with one slot: the second waits in memory for the first (900 ms).
+  // Two relays to one app with one slot: the second waits in memory for the first (1500 ms,
+  // longer than the lease's slack: started then, its attempt would outlive its lease).
   const first = await seedProxiedMessage(t.database.db, 'cxml', app.callbackUrl('/one'));
   const second = await seedProxiedMessage(t.database.db, 'cxml', app.callbackUrl('/one'));
-  app.behave(first, () => ({ status: 200, delayMs: 900 }));
+  app.behave(first, () => ({ status: 200, delayMs: 1_500 }));
   // Its first request hangs past RELAY_TIMEOUT_MS (2000 ms); any later one is answered at once.
   app.behave(second, (n) => ({ status: 200, delayMs: n === 1 ? 3_000 : 0 }));
   for (const id of [first, second]) {
@@ -65,8 +69,10 @@ test('When a claimed relay waited for its host’s slot, then it is never sent w
   await eventually(() => app.paths.length >= 1);
   startWorker();
 
-  // Lease 2400 ms from the claim; the hanging request ends by 3000 ms after it started.
-  await new Promise((resolve) => setTimeout(resolve, 4_500));
+  // Lease 3000 ms from the claim; the hanging request ends by 3000 ms after it started (before
+  // the fix: started at 1500 ms, it was open from 3000 ms, when another replica took it, to
+  // 4500 ms).
+  await new Promise((resolve) => setTimeout(resolve, 5_500));
   expect(app.maxConcurrent([second])).toBe(1);
   expect(app.maxConcurrent([first])).toBe(1);
 });
