@@ -7,6 +7,7 @@ import { errorHandler } from '../../src/http/error-handler';
 import { requestId } from '../../src/http/request-id';
 import { createLogger } from '../../src/logger';
 import { messageRoutes } from '../../src/messages/messages.routes';
+import { backendsWaitingOnLock } from '../helpers/lock-waits';
 import { TEST_API_TOKEN, createTestApp } from '../helpers/test-app';
 import type { TestApp } from '../helpers/test-app';
 
@@ -37,21 +38,6 @@ async function whileLocked<T>(url: string, tables: string, body: () => Promise<T
   }
 }
 
-/** Backends of this database waiting for a lock: the reads the gate let through. */
-async function readsWaitingOnLock(url: string): Promise<number> {
-  const client = new Client({ connectionString: url });
-  await client.connect();
-  try {
-    const { rows } = await client.query<{ n: number }>(
-      `SELECT count(*)::int AS n FROM pg_stat_activity
-        WHERE datname = current_database() AND wait_event_type = 'Lock'`,
-    );
-    return rows[0]!.n;
-  } finally {
-    await client.end();
-  }
-}
-
 async function until(condition: () => Promise<boolean>): Promise<void> {
   for (let i = 0; i < 200 && !(await condition()); i++) {
     await new Promise((resolve) => setTimeout(resolve, 25));
@@ -69,7 +55,7 @@ test('When dashboards ask for more reads at once than the pool has connections, 
     const pending = paths.map((path) =>
       request(internalApp).get(path).set('Authorization', `Bearer ${TEST_API_TOKEN}`).then(),
     );
-    await until(async () => (await readsWaitingOnLock(database.url)) >= 2);
+    await until(async () => (await backendsWaitingOnLock(database.url)) >= 2);
     // Every other request has reached the gate (not a pause "long enough" for them to reach
     // the database, which a loaded machine can outlast): ten wait their turn, none is still
     // on its way to the database. (Without the gate none would wait, and ten reads hold
@@ -79,7 +65,7 @@ test('When dashboards ask for more reads at once than the pool has connections, 
       metrics = (await request(internalApp).get('/metrics').expect(200)).text;
       return /^sw_status_query_reads_waiting 10$/m.test(metrics);
     });
-    expect(await readsWaitingOnLock(database.url)).toBe(2);
+    expect(await backendsWaitingOnLock(database.url)).toBe(2);
     // Twelve reads asked of ten connections: none of the write path's work waits for the pool.
     expect(database.pool.waitingCount).toBe(0);
     const { rows } = await database.pool.query<{ one: number }>('SELECT 1 AS one');
@@ -114,7 +100,7 @@ test('When a read waits for its turn longer than the bound, then it is answered 
   app.use(errorHandler(createLogger('silent')));
   const [first, second] = await whileLocked(database.url, 'messages', async () => {
     const held = request(app).get('/v1/messages?limit=1').then();
-    await until(async () => (await readsWaitingOnLock(database.url)) >= 1);
+    await until(async () => (await backendsWaitingOnLock(database.url)) >= 1);
     const refused = await request(app).get('/v1/messages?limit=2');
     return [held, refused] as const;
   });

@@ -1,5 +1,6 @@
 import { Client } from 'pg';
 import request from 'supertest';
+import { backendsWaitingOnLock } from '../helpers/lock-waits';
 import { TEST_API_TOKEN, createTestApp } from '../helpers/test-app';
 import type { TestApp } from '../helpers/test-app';
 
@@ -13,20 +14,6 @@ beforeAll(async () => {
   service = await createTestApp({ DATABASE_POOL_MAX: '8' });
 });
 afterAll(() => service.close());
-
-async function backendsWaitingOnLock(url: string): Promise<number> {
-  const client = new Client({ connectionString: url });
-  await client.connect();
-  try {
-    const { rows } = await client.query<{ n: number }>(
-      `SELECT count(*)::int AS n FROM pg_stat_activity
-        WHERE datname = current_database() AND wait_event_type = 'Lock'`,
-    );
-    return rows[0]!.n;
-  } finally {
-    await client.end();
-  }
-}
 
 test('When four stats requests arrive while their tables are locked, then no more connections than the gate’s two turns wait in the database, and every request is answered once the lock goes', async () => {
   const { database, internalApp } = service;

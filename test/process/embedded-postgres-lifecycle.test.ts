@@ -1,19 +1,11 @@
-import {
-  chmodSync,
-  mkdirSync,
-  mkdtempSync,
-  readFileSync,
-  readdirSync,
-  rmSync,
-  symlinkSync,
-  writeFileSync,
-} from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
 import { signJsonBody } from '../../src/signalwire/signing';
 import { nativeFields } from '../helpers/callbacks';
 import { TEST_PUBLIC_BASE_URL, TEST_SIGNING_KEY, TEST_TOKEN_SECRET } from '../helpers/test-app';
 import { REPO_ROOT, freePort, startService } from '../ops/service-process';
+import { processesOf } from './support/processes';
 import type { ServiceProcess } from '../ops/service-process';
 
 /**
@@ -64,25 +56,6 @@ async function npmStart(cwd: string): Promise<{ service: ServiceProcess; port: n
   );
   running.push(service);
   return { service, port };
-}
-
-/** The PIDs of initdb processes creating a data directory below `dir`. */
-function initdbsBelow(dir: string): number[] {
-  const found: number[] = [];
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    let args: string[];
-    try {
-      args = readFileSync(`/proc/${entry}/cmdline`, 'utf8').split('\0');
-    } catch {
-      continue;
-    }
-    if (path.basename(args[0] ?? '') !== 'initdb') continue;
-    if (args.some((arg) => arg.startsWith('--pgdata=') && arg.includes(dir))) {
-      found.push(Number(entry));
-    }
-  }
-  return found;
 }
 
 test('When Ctrl-C reaches the terminal’s whole process group, then the embedded PostgreSQL stays up for the drain: a callback in flight is committed, not spooled, and the process exits at once', async () => {
@@ -173,3 +146,8 @@ test('When the data directory was made by another PostgreSQL major, then the sta
   expect(said).toContain(`${dataDir} was created by PostgreSQL 16`);
   expect(said).toMatch(/runs PostgreSQL \d+/);
 });
+
+/** The PIDs of initdb processes creating a data directory below `dir`. */
+function initdbsBelow(dir: string): number[] {
+  return processesOf('initdb', (arg) => arg.startsWith('--pgdata=') && arg.includes(dir));
+}

@@ -1,7 +1,8 @@
 import { spawn } from 'node:child_process';
-import { chmodSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { REPO_ROOT } from '../ops/service-process';
+import { processesOf } from './support/processes';
 
 /**
  * A command-line tool (npm run migrate, spool, stats:rebuild) or a jest run holds an embedded
@@ -19,23 +20,6 @@ afterAll(() => {
     rmSync(dir, { recursive: true, force: true });
   }
 });
-
-/** The PIDs of postgres servers whose data directory is below `dir`. */
-function serversOn(dir: string): number[] {
-  const found: number[] = [];
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    let args: string[];
-    try {
-      args = readFileSync(`/proc/${entry}/cmdline`, 'utf8').split('\0');
-    } catch {
-      continue;
-    }
-    if (path.basename(args[0] ?? '') !== 'postgres') continue;
-    if (args.some((arg) => arg.startsWith(dir))) found.push(Number(entry));
-  }
-  return found;
-}
 
 /** A process that starts an embedded server, says so, and waits (as a CLI at work). */
 async function holder(): Promise<{ pid: number; dir: string; exited: Promise<void> }> {
@@ -86,3 +70,8 @@ test('When a process holding the embedded PostgreSQL is killed (SIGKILL), then i
   await exited;
   expect(await noServerOn(dir)).toEqual([]);
 });
+
+/** The PIDs of postgres servers whose data directory is below `dir`. */
+function serversOn(dir: string): number[] {
+  return processesOf('postgres', (arg) => arg.startsWith(dir));
+}
