@@ -37,6 +37,11 @@ export interface LiveDeps {
   refresh(): Promise<void>;
   /** The panels were just loaded: the first refresh waits its turn. */
   fresh?: boolean;
+  /**
+   * The first load failed with this Retry-After (a 503 from a busy replica, a 429): the first
+   * refresh waits for it rather than asking again at once.
+   */
+  retryAfterMs?: number;
   onEvents(events: FeedEvent[]): void;
   onState(state: LiveState): void;
   /** The API refused the token: both loops have stopped. */
@@ -59,7 +64,9 @@ export function startLive(deps: LiveDeps): { stop(): void } {
   let dirty = false;
   // When the last refresh began (Date.now()), for EVENT_REFRESH_MIN_INTERVAL_MS.
   let refreshedAt = -Infinity;
-  let refreshFailures = 0;
+  // A first load refused with Retry-After counts as a failure: neither events nor the tab
+  // coming back into view cut its wait short.
+  let refreshFailures = deps.retryAfterMs ? 1 : 0;
   let feedFailures = 0;
 
   const report = (): void => {
@@ -92,8 +99,8 @@ export function startLive(deps: LiveDeps): { stop(): void } {
   };
 
   async function refreshLoop(): Promise<void> {
-    if (deps.fresh) {
-      nap = sleep(REFRESH_EVERY_MS);
+    if (deps.fresh || deps.retryAfterMs) {
+      nap = sleep(deps.fresh ? REFRESH_EVERY_MS : deps.retryAfterMs!);
       await nap.done;
     }
     while (!stopped) {

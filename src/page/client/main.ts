@@ -1,4 +1,4 @@
-import { createApiClient, isUnauthorized } from './api-client';
+import { ApiError, createApiClient, isUnauthorized } from './api-client';
 import type { ApiClient } from './api-client';
 import { byId } from './dom';
 import { startLive } from './live';
@@ -53,26 +53,43 @@ async function open(token: string): Promise<void> {
 
   const refresh = async (): Promise<void> => {
     const { day, hour } = windows(Date.now());
-    const [stats, perMinute, failures, stuck, relays] = await Promise.all([
+    // Each answer is drawn as it is, even when another read failed (a 503 from the read gate,
+    // a query_timeout): the client remembers every answer it got with its ETag, so the next
+    // refresh gets a 304 for it — an answer not drawn now would never be drawn.
+    const [stats, perMinute, failures, stuck, relays] = await Promise.allSettled([
       api.stats(day),
       api.stats(hour),
       api.messages({ status: 'failed,undelivered', limit: '10' }),
       api.messages({ stuck: 'true', limit: '10' }),
       api.deadRelays(),
     ]);
-    if (stats.changed) {
-      renderOverview(byId('overview'), byId('announce'), stats.body);
-      renderStatuses(byId<HTMLTableElement>('statuses'), stats.body);
-      renderErrors(byId<HTMLTableElement>('errors'), stats.body);
+    if (stats.status === 'fulfilled' && stats.value.changed) {
+      renderOverview(byId('overview'), byId('announce'), stats.value.body);
+      renderStatuses(byId<HTMLTableElement>('statuses'), stats.value.body);
+      renderErrors(byId<HTMLTableElement>('errors'), stats.value.body);
     }
-    if (perMinute.changed) chart.render(perMinute.body);
-    if (failures.changed) renderFailures(byId('failures'), failures.body.data, lookup.show);
-    if (stuck.changed) renderStuck(byId('stuck'), stuck.body.data, lookup.show);
-    if (relays.changed) renderDeadRelays(byId('relays'), relays.body.data, lookup.show);
+    if (perMinute.status === 'fulfilled' && perMinute.value.changed) {
+      chart.render(perMinute.value.body);
+    }
+    if (failures.status === 'fulfilled' && failures.value.changed) {
+      renderFailures(byId('failures'), failures.value.body.data, lookup.show);
+    }
+    if (stuck.status === 'fulfilled' && stuck.value.changed) {
+      renderStuck(byId('stuck'), stuck.value.body.data, lookup.show);
+    }
+    if (relays.status === 'fulfilled' && relays.value.changed) {
+      renderDeadRelays(byId('relays'), relays.value.body.data, lookup.show);
+    }
+    const errors = [stats, perMinute, failures, stuck, relays].flatMap((answer) =>
+      answer.status === 'rejected' ? [answer.reason as unknown] : [],
+    );
+    // A refused token first: it stops the page whichever read said so.
+    if (errors.length > 0) throw errors.find(isUnauthorized) ?? errors[0];
     byId('dashboard').dataset.updated = new Date().toISOString();
   };
 
   let loaded = false;
+  let retryAfterMs: number | undefined;
   try {
     // The first load shows whether the token works before the page is revealed.
     await refresh();
@@ -84,6 +101,7 @@ async function open(token: string): Promise<void> {
       return;
     }
     state.textContent = `The service did not answer: ${(error as Error).message}`;
+    retryAfterMs = error instanceof ApiError ? error.retryAfterMs : undefined;
   }
   byId('token-panel').hidden = true;
   byId('dashboard').hidden = false;
@@ -97,6 +115,7 @@ async function open(token: string): Promise<void> {
     refresh,
     // Loaded just now: the next refresh waits for events or its period; failed: retry soon.
     fresh: loaded,
+    ...(retryAfterMs !== undefined && { retryAfterMs }),
     onEvents: (events) => {
       const last = events[events.length - 1];
       if (last) byId('dashboard').dataset.lastEvent = formatTime(last.received_at);

@@ -1,0 +1,183 @@
+import type { Browser, Page, Route } from 'playwright-core';
+import { recordEvents } from '../../src/messages/record-events';
+import { statusEvent } from '../factories';
+import { TEST_API_TOKEN, createTestApp } from '../helpers/test-app';
+import type { TestApp } from '../helpers/test-app';
+import { listen } from '../proxy/support';
+import { confineTo, launchChromium, skipBrowserTests, watchPage } from './support/browser';
+import type { PageWatch } from './support/browser';
+
+/**
+ * The status page in a real headless browser while the query API answers some of its reads
+ * 503 + Retry-After: the read gate's `unavailable` (too many reads waiting on the replica) or
+ * a read's `query_timeout`. A refresh asks five URLs at once; the ones answered before the
+ * 503 were remembered with their ETag, so the next refresh got 304s for them — and a panel
+ * that had never been drawn from them stayed empty (or showed what it showed before) until its
+ * data changed.
+ */
+
+const describeBrowser = skipBrowserTests ? describe.skip : describe;
+jest.setTimeout(120_000);
+
+const UNTIL = { timeout: 30_000 };
+
+/** What the read gate answers (src/db/read-gate.ts) and what a timed-out read answers. */
+function answer503(route: Route, code: 'unavailable' | 'query_timeout', retryAfter: string) {
+  return route.fulfill({
+    status: 503,
+    headers: { 'Retry-After': retryAfter, 'Content-Type': 'application/json' },
+    body: JSON.stringify({
+      error: {
+        code,
+        message:
+          code === 'unavailable'
+            ? 'Too many query API reads are waiting on this replica; retry shortly'
+            : 'The query did not finish within 5 s: narrow it and retry',
+        request_id: 'r-test',
+      },
+    }),
+  });
+}
+
+describeBrowser('status page while the query API answers 503', () => {
+  let t: TestApp;
+  let server: { url: string; close(): Promise<void> };
+  let browser: Browser;
+  let page: Page;
+  let watch: PageWatch;
+
+  beforeAll(async () => {
+    browser = await launchChromium();
+    t = await createTestApp();
+    server = await listen(t.internalApp);
+  });
+
+  beforeEach(async () => {
+    page = await browser.newPage();
+    watch = watchPage(page);
+    // Every text the live state shows, however briefly.
+    await page.addInitScript(`
+      window.statesSeen = [];
+      document.addEventListener('DOMContentLoaded', () => {
+        const state = document.getElementById('live-state');
+        new MutationObserver(() => window.statesSeen.push(state.textContent)).observe(state, {
+          childList: true,
+          characterData: true,
+          subtree: true,
+        });
+      });
+    `);
+    await confineTo(page, new URL(server.url).origin);
+  });
+
+  afterEach(async () => {
+    await page?.close();
+  });
+
+  afterAll(async () => {
+    await browser?.close();
+    await server?.close();
+    await t?.close();
+  });
+
+  const statesSeen = (): Promise<string[]> =>
+    page.evaluate(() => (globalThis as unknown as { statesSeen: string[] }).statesSeen);
+
+  const openPage = async (): Promise<void> => {
+    await page.goto(server.url);
+    await page.getByRole('textbox', { name: 'API token' }).fill(TEST_API_TOKEN);
+    await page.getByRole('button', { name: 'Open the status page' }).click();
+  };
+
+  test('When one read of the first load is answered 503 unavailable, then the page says what the service answered, retries by itself and fills every panel', async () => {
+    const failed = statusEvent('failed', { errorCode: '30008' });
+    await recordEvents(t.database.db, [failed]);
+    let refused = 0;
+    await page.route('**/v1/messages?status=*', async (route) => {
+      if (refused++ === 0) {
+        // Answered last, as a read that waited its 5 s in the gate is: the others are in.
+        await new Promise((resolve) => setTimeout(resolve, 1_000));
+        return answer503(route, 'unavailable', '1');
+      }
+      return route.continue();
+    });
+    await openPage();
+    await page.locator('#failures', { hasText: failed.messageId }).waitFor(UNTIL);
+    await page.locator('#live-state', { hasText: /^Live$/ }).waitFor(UNTIL);
+    // It said what the service answered while it did.
+    expect(await statesSeen()).toContainEqual(
+      expect.stringContaining('Too many query API reads are waiting'),
+    );
+    // The panels whose answers came before the 503 are drawn too (not left empty by 304s).
+    expect(await page.locator('#overview').textContent()).not.toBe('');
+    expect(await page.locator('#statuses').textContent()).toContain('failed');
+    expect(await page.locator('#stuck').textContent()).toContain('No stuck messages.');
+    expect(await page.locator('#relays').textContent()).toContain('No dead relays.');
+    expect(watch.consoleErrors.filter((e) => !e.includes('503'))).toEqual([]);
+  });
+
+  test('When a refresh is answered 503 query_timeout while a new failure arrives, then the page retries after Retry-After and shows the new failure', async () => {
+    await openPage();
+    await page.locator('#live-state', { hasText: /^Live$/ }).waitFor(UNTIL);
+    const before = await page.locator('#failures').textContent();
+
+    // The next day-stats read times out; the lists answer (a new failure is in them).
+    let refused = 0;
+    await page.route('**/v1/stats?*', async (route) => {
+      const url = new URL(route.request().url());
+      if (!url.searchParams.has('bucket') && refused++ === 0) {
+        return answer503(route, 'query_timeout', '2');
+      }
+      return route.continue();
+    });
+    const failed = statusEvent('undelivered', { errorCode: '30003' });
+    await recordEvents(t.database.db, [failed], { onCommitted: t.feedSignal.committed });
+
+    await page.locator('#live-state', { hasText: /retrying/ }).waitFor(UNTIL);
+    expect(refused).toBe(1);
+    await page.locator('#live-state', { hasText: /^Live$/ }).waitFor(UNTIL);
+    expect(before).not.toContain(failed.messageId);
+    await page.locator('#failures', { hasText: failed.messageId }).waitFor({ timeout: 10_000 });
+  });
+
+  test('When every read and the feed are answered 503 for several seconds, then the page keeps retrying with back-off and is live again once they answer', async () => {
+    await openPage();
+    await page.locator('#live-state', { hasText: /^Live$/ }).waitFor(UNTIL);
+    let outage = true;
+    let refusedDuring = 0;
+    await page.route('**/v1/**', async (route) => {
+      if (!outage) return route.continue();
+      refusedDuring += 1;
+      return answer503(route, 'unavailable', '1');
+    });
+    // A new event wakes the feed's answer and a refresh, both refused from now on.
+    const failed = statusEvent('failed', { errorCode: '30007' });
+    await recordEvents(t.database.db, [failed], { onCommitted: t.feedSignal.committed });
+    await page.locator('#live-state', { hasText: /retrying/ }).waitFor(UNTIL);
+    await page.waitForTimeout(6_000);
+    outage = false;
+    // Retried during the outage, but backing off (not a request per millisecond).
+    expect(refusedDuring).toBeGreaterThanOrEqual(2);
+    expect(refusedDuring).toBeLessThan(60);
+    await page.locator('#live-state', { hasText: /^Live$/ }).waitFor(UNTIL);
+    await page.locator('#failures', { hasText: failed.messageId }).waitFor(UNTIL);
+  });
+
+  test('When the first load is answered 503 with Retry-After, then the page waits that long before it asks again', async () => {
+    const asked: number[] = [];
+    let refused503At = 0;
+    await page.route('**/v1/stats?*', async (route) => {
+      asked.push(Date.now());
+      if (refused503At === 0) {
+        refused503At = Date.now();
+        return answer503(route, 'unavailable', '3');
+      }
+      return route.continue();
+    });
+    await openPage();
+    await page.locator('#live-state', { hasText: /^Live$/ }).waitFor(UNTIL);
+    // Both stats reads of the first load, then the next refresh's: not before Retry-After.
+    expect(asked.length).toBeGreaterThanOrEqual(4);
+    expect(asked[2]! - refused503At).toBeGreaterThanOrEqual(2_900);
+  });
+});
