@@ -13,6 +13,7 @@ import {
   realpathSync,
   renameSync,
   rmSync,
+  rmdirSync,
   statSync,
   symlinkSync,
 } from 'node:fs';
@@ -130,6 +131,15 @@ async function startLocked(
       await server.stop();
       if (options.ephemeral) rmSync(dataDir, { recursive: true, force: true });
       await lock.release();
+      // A throw-away server moved below ROOT_DATA_BASE (a test's checkout the postgres user
+      // cannot enter) leaves no empty directory there either, once nothing else is in it.
+      if (options.ephemeral && dataDir.startsWith(`${ROOT_DATA_BASE}/`)) {
+        try {
+          rmdirSync(path.dirname(dataDir));
+        } catch {
+          // Not empty (another server's data beside it) or already gone: left as it is.
+        }
+      }
     },
   };
 }

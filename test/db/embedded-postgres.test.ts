@@ -1,7 +1,9 @@
 import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import { reachableDataDir } from '../../src/db/embedded-postgres';
 
 /**
  * initdb takes the cluster's encoding from the locale; under the POSIX locale (LANG unset,
@@ -36,6 +38,11 @@ test('When the embedded PostgreSQL is created with LANG and LC_* unset, then its
       child.on('exit', (code) => (code === 0 ? resolve(text) : reject(new Error(`exit ${code}`))));
     });
     expect(JSON.parse(output)).toEqual({ encoding: 'UTF8', escaped: 'é' });
+    // Run as root from a directory the postgres user cannot enter (mkdtemp: mode 700), the
+    // throw-away server was placed below /var/lib/sw-status: nothing of it stays there.
+    const preferred = path.join(base, 'pg');
+    const placed = reachableDataDir(preferred);
+    if (placed !== preferred) expect(existsSync(path.dirname(placed))).toBe(false);
   } finally {
     await rm(base, { recursive: true, force: true });
   }
