@@ -164,9 +164,15 @@ describe('planWindow', () => {
             expect([from % MINUTE, to % MINUTE]).toEqual([0, 0]);
           if (plan.hours) expect([plan.hours[0] % HOUR, plan.hours[1] % HOUR]).toEqual([0, 0]);
           if (bucket === 'minute') expect(plan.hours).toBeNull();
-          for (const [from, to] of plan.edges) expect(to - from).toBeLessThan(MINUTE);
+          // An edge is read from the messages themselves: less than a minute on each side of
+          // the whole minutes — or, in a window holding no whole minute (one that starts off a
+          // minute and lasts one minute or less, say), the whole window, under two minutes.
+          const edgeBound = plan.minutes.length > 0 || plan.hours ? MINUTE : 2 * MINUTE;
+          for (const [from, to] of plan.edges) expect(to - from).toBeLessThan(edgeBound);
         },
       ),
+      // A window one minute long starting off a minute: it holds no whole minute.
+      { examples: [[1, 60_000, undefined]] },
     );
   });
 });
