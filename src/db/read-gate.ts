@@ -36,7 +36,8 @@ export function createReadGate({
   maxWaitMs,
 }: {
   concurrency: number;
-  maxWaitMs: number;
+  /** Unset: a read waits as long as its turn takes (the change feed's pages). */
+  maxWaitMs?: number;
 }): ReadGate {
   let running = 0;
   const queue: Waiting[] = [];
@@ -80,14 +81,19 @@ export function createReadGate({
             go().then(resolve, reject);
           },
         };
-        const timer = setTimeout(() => {
-          const at = queue.indexOf(entry);
-          if (at >= 0) queue.splice(at, 1);
-          reject(
-            unavailable('Too many query API reads are waiting on this replica; retry shortly', 1),
-          );
-        }, maxWaitMs);
-        timer.unref();
+        const timer =
+          maxWaitMs === undefined
+            ? undefined
+            : setTimeout(() => {
+                const at = queue.indexOf(entry);
+                if (at >= 0) queue.splice(at, 1);
+                reject(
+                  unavailable(
+                    'Too many query API reads are waiting on this replica; retry shortly',
+                    1,
+                  ),
+                );
+              }, maxWaitMs).unref();
         queue.push(entry);
       });
     },

@@ -1,4 +1,5 @@
 import type { Db } from '../db/database';
+import { createReadGate } from '../db/read-gate';
 import type { FeedPosition } from './feed-cursor';
 import { feedEnd, readFeedPage } from './feed.repository';
 import type { FeedFilter, FeedPage } from './feed.repository';
@@ -42,39 +43,11 @@ interface Settle {
   reject: (error: unknown) => void;
 }
 
-interface Queued {
-  key: string;
-  run: () => Promise<unknown>;
-  settle: Settle[];
-}
-
 export function createFeedReads(db: Db, concurrency: number): FeedReads {
-  let running = 0;
-  const queue: Queued[] = [];
-  // The queued (not yet running) read of each key.
-  const waiting = new Map<string, Queued>();
-
-  const startNext = (): void => {
-    while (running < concurrency && queue.length > 0) {
-      const next = queue.shift()!;
-      waiting.delete(next.key);
-      running++;
-      next
-        .run()
-        .then(
-          (value) => {
-            for (const { resolve } of next.settle) resolve(value);
-          },
-          (error: unknown) => {
-            for (const { reject } of next.settle) reject(error);
-          },
-        )
-        .finally(() => {
-          running--;
-          startNext();
-        });
-    }
-  };
+  // The turns: at most `concurrency` reads at once, the others in order (db/read-gate.ts).
+  const gate = createReadGate({ concurrency });
+  // The queued (not yet running) read of each key, with the consumers waiting for it.
+  const waiting = new Map<string, Settle[]>();
 
   /** `run` in its turn, or the queued read of the same `key` joined; undefined once aborted. */
   function enqueue<T>(key: string, run: () => Promise<T>, abort?: AbortSignal) {
@@ -91,24 +64,37 @@ export function createFeedReads(db: Db, concurrency: number): FeedReads {
         },
       };
       const joined = waiting.get(key);
-      const entry: Queued = joined ?? { key, run, settle: [] };
-      entry.settle.push(settle);
+      const settles = joined ?? [];
+      settles.push(settle);
       if (!joined) {
-        queue.push(entry);
-        waiting.set(key, entry);
+        waiting.set(key, settles);
+        gate
+          .run(
+            () => {
+              // From its turn on, it is no longer joined.
+              if (waiting.get(key) === settles) waiting.delete(key);
+              return run();
+            },
+            // Every consumer of it went away while it waited: the turn passes, unread.
+            () => settles.length === 0,
+          )
+          .then(
+            (value) => {
+              for (const { resolve } of settles) resolve(value);
+            },
+            (error: unknown) => {
+              for (const { reject } of settles) reject(error);
+            },
+          );
       }
       function onAbort(): void {
         // Running already (no longer waiting): its answer comes as usual.
-        if (waiting.get(key) !== entry) return;
-        entry.settle.splice(entry.settle.indexOf(settle), 1);
-        if (entry.settle.length === 0) {
-          queue.splice(queue.indexOf(entry), 1);
-          waiting.delete(key);
-        }
+        if (waiting.get(key) !== settles) return;
+        settles.splice(settles.indexOf(settle), 1);
+        if (settles.length === 0) waiting.delete(key);
         resolve(undefined);
       }
       abort?.addEventListener('abort', onAbort, { once: true });
-      startNext();
     });
   }
 
