@@ -70,6 +70,13 @@ export function createListener(app: Express, settings: ListenerSettings, logger?
   server.keepAliveTimeout = settings.keepAliveTimeoutMs;
   server.maxConnections = settings.maxConnections;
   server.on('clientError', answerClientError);
+  // Expect: 100-continue. Node's own handling (no listener) writes 100 Continue before the app
+  // sees the request, so a body refused by its declared size got 100 Continue, then 413.
+  server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => {
+    continueOnFirstRead(req, res);
+    // As Node does: every 'request' listener sees it (the drain's, src/process/listen.ts).
+    server.emit('request', req, res);
+  });
   // An Expect other than 100-continue: Node's own answer is an empty 417.
   server.on('checkExpectation', (_req: IncomingMessage, res: ServerResponse) =>
     answerWithoutApp(res, EXPECTATION_FAILED),
@@ -123,6 +130,27 @@ const EXPECTATION_FAILED: Refusal = [
   'expectation_failed',
   'Only the 100-continue expectation is supported',
 ];
+
+/**
+ * 100 Continue only once the app starts reading the body (RFC 9110 §10.1.1 lets a server
+ * answer a final status instead). What a route refuses before it reads — a declared size past
+ * its limit (413: callbacks 64 KiB, the send proxy 256 KiB), missing credentials, a content
+ * type — is answered at once without 100 Continue, and the client never sends the body it held
+ * back; Node then closes the connection after the answer, since the body was neither invited
+ * nor read. The limits and the checks stay with the routes: whatever reads a body asks for it,
+ * through the stream's `_read` (raw-body, the body parsers, a pipe alike).
+ *
+ * Once the answer has begun nothing is written: after the answer Node drains an unread body
+ * (req._dump), which reads too.
+ */
+function continueOnFirstRead(req: IncomingMessage, res: ServerResponse): void {
+  const read = req._read;
+  req._read = function (this: IncomingMessage, size: number): void {
+    req._read = read;
+    if (!res.headersSent && !res.writableEnded) res.writeContinue();
+    read.call(this, size);
+  };
+}
 
 /** What Node's requireHostHeader refuses: HTTP/1.1 (or later) without a Host header. */
 function lacksHost(req: IncomingMessage): boolean {
