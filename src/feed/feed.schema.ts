@@ -1,35 +1,37 @@
 import { z } from 'zod';
-import { oneOrMore } from '../http/query-params';
+import { oneOrMore, queryParameters } from '../http/query-params';
 import { CANONICAL_STATUSES } from '../messages/statuses';
 import { BEARER, ETAG_HEADER, ErrorBody, NOT_MODIFIED, errorResponses } from '../openapi/api-docs';
 import type { ApiDocs } from '../openapi/api-docs';
 
 export const MAX_WAIT_SECONDS = 30;
 
-export const FeedQuery = z
-  .object({
-    after: z.string().max(200).optional().meta({
-      description:
-        'A `next_cursor` from an earlier page, or `now` for the current end. Absent: from the oldest event.',
-    }),
-    limit: z.coerce.number().int().min(1).max(1000).default(100),
-    wait: z.coerce.number().min(0).max(MAX_WAIT_SECONDS).default(0).meta({
-      description:
-        'Long-poll: with no event to give, wait up to this many seconds for one to commit (on any replica) before answering an empty page.',
-      // zod-to-openapi renders a coerced non-integer number as number|null: say it plainly.
-      type: 'number',
-      minimum: 0,
-      maximum: MAX_WAIT_SECONDS,
-      default: 0,
-    }),
-    status: oneOrMore(
-      CANONICAL_STATUSES as [string, ...string[]],
-      'Only events of these statuses.',
-    ).optional(),
-    api: oneOrMore(['cxml', 'native'], 'Only events of these APIs.').optional(),
-  })
-  // A misspelt filter must not silently return everything.
-  .strict();
+export const FeedQuery = queryParameters(
+  z
+    .object({
+      after: z.string().max(200).optional().meta({
+        description:
+          'A `next_cursor` from an earlier page, or `now` for the current end. Absent: from the oldest event.',
+      }),
+      limit: z.coerce.number().int().min(1).max(1000).default(100),
+      wait: z.coerce.number().min(0).max(MAX_WAIT_SECONDS).default(0).meta({
+        description:
+          'Long-poll: with no event to give, wait up to this many seconds for one to commit (on any replica) before answering an empty page.',
+        // zod-to-openapi renders a coerced non-integer number as number|null: say it plainly.
+        type: 'number',
+        minimum: 0,
+        maximum: MAX_WAIT_SECONDS,
+        default: 0,
+      }),
+      status: oneOrMore(
+        CANONICAL_STATUSES as [string, ...string[]],
+        'Only events of these statuses.',
+      ).optional(),
+      api: oneOrMore(['cxml', 'native'], 'Only events of these APIs.').optional(),
+    })
+    // A misspelt filter must not silently return everything.
+    .strict(),
+);
 
 const timestamp = z.iso.datetime().meta({ description: 'ISO 8601, UTC.' });
 
@@ -83,7 +85,8 @@ export function describeFeed(docs: ApiDocs): void {
       '(see `sw_status_feed_lag_seconds`).',
     ].join(' '),
     security: [{ [BEARER]: [] }],
-    request: { query: FeedQuery },
+    // The parameters as the route reads them, once repeats are merged (queryParameters).
+    request: { query: FeedQuery.out },
     responses: {
       200: {
         description: 'A page of events and the cursor after it.',

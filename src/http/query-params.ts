@@ -14,19 +14,73 @@ const commaSeparated = (text: string, each = (value: string) => value): string[]
   ...new Set(text.split(',').map((value) => each(value).trim())),
 ];
 
+/**
+ * A route's query string: `object` (strict, so that a misspelt filter does not silently return
+ * everything), with repeated parameters made sense of first. Express's query parser
+ * (node:querystring) makes a parameter given twice an array of its values, which is how HTTP
+ * clients send an array (axios, Python's requests, URLSearchParams.append): for a list
+ * (oneOrMore…) `status=delivered&status=failed` means `status=delivered,failed` — one list,
+ * within the same bound, each value once. Any other parameter takes one value: a repeat is a
+ * 400 naming it, not zod's "expected string, received array" (or a NaN for a number).
+ */
+export function queryParameters<T extends z.ZodObject>(object: T) {
+  const { shape } = object;
+  return z.preprocess((query, context) => {
+    if (typeof query !== 'object' || query === null) return query;
+    // No prototype, like the parser's own object: a parameter named __proto__ stays one.
+    const merged = Object.create(null) as Record<string, unknown>;
+    for (const [name, value] of Object.entries(query)) {
+      const field = Object.hasOwn(shape, name) ? shape[name] : undefined;
+      if (!Array.isArray(value) || field === undefined) {
+        // An unknown parameter, repeated or not, is left for `object` to refuse by name.
+        merged[name] = value;
+      } else if (isList(field)) {
+        merged[name] = value.join(',');
+      } else {
+        context.addIssue({
+          code: 'custom',
+          path: [name],
+          message: `The query parameter ${name} is given ${value.length} times; it takes one value`,
+        });
+      }
+    }
+    return merged;
+  }, object);
+}
+
+/** The list parameters below: the ones queryParameters lets a client repeat. */
+const LISTS = new WeakSet<object>();
+
+function repeatable<T extends z.ZodType>(schema: T): T {
+  LISTS.add(schema);
+  return schema;
+}
+
+function isList(field: unknown): boolean {
+  let schema = field;
+  while (schema instanceof z.ZodOptional || schema instanceof z.ZodDefault) {
+    schema = schema.unwrap();
+  }
+  return typeof schema === 'object' && schema !== null && LISTS.has(schema);
+}
+
+const REPEATABLE = 'comma-separated, or the parameter repeated';
+
 /** `status=failed,undelivered`: one value or several, comma-separated, each one of `values`. */
 export function oneOrMore<const T extends readonly [string, ...string[]]>(
   values: T,
   description: string,
 ) {
-  return z
-    .string()
-    .transform((text) => commaSeparated(text))
-    .pipe(z.array(z.enum(values)).max(values.length))
-    .meta({
-      description: `${description} One value or several, comma-separated: ${values.join(', ')}.`,
-      example: values.slice(0, 2).join(','),
-    });
+  return repeatable(
+    z
+      .string()
+      .transform((text) => commaSeparated(text))
+      .pipe(z.array(z.enum(values)).max(values.length))
+      .meta({
+        description: `${description} One value or several, ${REPEATABLE}: ${values.join(', ')}.`,
+        example: values.slice(0, 2).join(','),
+      }),
+  );
 }
 
 /**
@@ -44,7 +98,7 @@ export function storableText(maxLength: number) {
 
 /** Like oneOrMore, for free text values (error codes): at most 50. */
 export function oneOrMoreText(maxLength: number, description: string) {
-  return textList(maxLength, `${description} One value or several, comma-separated.`);
+  return textList(maxLength, `${description} One value or several, ${REPEATABLE}.`);
 }
 
 /**
@@ -56,27 +110,31 @@ export function oneOrMoreText(maxLength: number, description: string) {
 export function oneOrMorePhoneNumbers(description: string) {
   return textList(
     32,
-    `${description} One value or several, comma-separated; a leading \`+\` may be left unencoded.`,
+    `${description} One value or several, ${REPEATABLE}; a leading \`+\` may be left unencoded.`,
     (value) => value.replace(/^ (?=\d)/, '+'),
   );
 }
 
 /** At most 50 comma-separated values (commaSeparated), each storable text. */
 function textList(maxLength: number, description: string, each = (value: string) => value) {
-  return z
-    .string()
-    .transform((text) => commaSeparated(text, each))
-    .pipe(z.array(storableText(maxLength)).max(50))
-    .meta({ description });
+  return repeatable(
+    z
+      .string()
+      .transform((text) => commaSeparated(text, each))
+      .pipe(z.array(storableText(maxLength)).max(50))
+      .meta({ description }),
+  );
 }
 
 const INSTANT =
-  /^(\d{4})-(\d{2})-(\d{2})(?:[T ](\d{2}):(\d{2})(?::(\d{2})(?:\.(\d{1,9}))?)?(Z|[+-]\d{2}:?\d{2})?)?$/i;
+  /^(\d{4})-(\d{2})-(\d{2})(?:[T ](\d{2}):(\d{2})(?::(\d{2})(?:\.(\d{1,9}))?)?(Z|[+-]\d{2}(?::?\d{2})?)?)?$/i;
 
 /**
  * A date (`2026-11-30`, midnight UTC) or a date-time with or without seconds, fraction and
- * offset (`2026-11-30T08:15`, `2026-11-30T08:15:00.5+01:00`; UTC when there is none). Returns
- * null when the text is none of these or names a day that does not exist (2026-02-30).
+ * offset (`2026-11-30T08:15`, `2026-11-30T08:15:00.5+01:00`; UTC when there is none). An
+ * offset is `Z`, `±hh:mm`, `±hhmm` or `±hh` (ISO 8601 allows the hour alone, and PostgreSQL
+ * reads `+01` as `+01:00`). Returns null when the text is none of these or names a day that
+ * does not exist (2026-02-30).
  *
  * A fraction finer than a millisecond is rounded UP to the next one: every stored instant is a
  * whole millisecond (the write path's clock), so for those `t >= x` and `t < x` say the same as
@@ -106,7 +164,7 @@ export function parseInstant(text: string): Date | null {
   const ms = Math.ceil(Number(fraction.padEnd(9, '0')) / 1_000_000);
   let shift = 0;
   if (offset && offset.toUpperCase() !== 'Z') {
-    const [, sign, hours, minutes] = /^([+-])(\d{2}):?(\d{2})$/.exec(offset)!;
+    const [, sign, hours, minutes = '00'] = /^([+-])(\d{2})(?::?(\d{2}))?$/.exec(offset)!;
     if (Number(hours) > 23 || Number(minutes) > 59) return null;
     shift = (sign === '+' ? 1 : -1) * (Number(hours) * 60 + Number(minutes)) * 60_000;
   }
@@ -118,12 +176,13 @@ export function parseInstant(text: string): Date | null {
 }
 
 /**
- * A `+hh:mm` offset typed unencoded in a query string (`since=…T09:15:00+01:00`, as in a browser
- * or curl, and in this API's own examples) arrives as a space: after a time of day, a space
- * before an offset takes the `+` back. Only there: a space between date and time stays one.
+ * A `+hh:mm` (`+hhmm`, `+hh`) offset typed unencoded in a query string (`since=…T09:15:00+01:00`,
+ * as in a browser or curl, and in this API's own examples) arrives as a space: after a time of
+ * day, a space before an offset takes the `+` back. Only there: a space between date and time
+ * stays one.
  */
 function withUnencodedPlus(text: string): string {
-  return text.replace(/(\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?) (\d{2}:?\d{2})$/, '$1+$2');
+  return text.replace(/(\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?) (\d{2}(?::?\d{2})?)$/, '$1+$2');
 }
 
 /** An instant as a query parameter (see parseInstant). */
@@ -144,7 +203,12 @@ export function instant(description: string) {
       return date;
     })
     .meta({
-      description: `${description} A date (2026-11-30, midnight UTC) or a date-time with or without offset (UTC assumed); a \`+\` offset may be left unencoded.`,
-      examples: ['2026-11-30', '2026-11-30T08:15:00Z', '2026-11-30T09:15:00+01:00'],
+      description: `${description} A date (2026-11-30, midnight UTC) or a date-time with or without offset (\`Z\`, \`±hh:mm\`, \`±hhmm\` or \`±hh\`; UTC assumed); a \`+\` offset may be left unencoded.`,
+      examples: [
+        '2026-11-30',
+        '2026-11-30T08:15:00Z',
+        '2026-11-30T09:15:00+01:00',
+        '2026-11-30T03:15:00-05',
+      ],
     });
 }

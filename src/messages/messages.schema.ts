@@ -4,6 +4,7 @@ import {
   oneOrMore,
   oneOrMorePhoneNumbers,
   oneOrMoreText,
+  queryParameters,
   storableText,
 } from '../http/query-params';
 import { BEARER, ETAG_HEADER, NOT_MODIFIED, errorResponses } from '../openapi/api-docs';
@@ -12,37 +13,39 @@ import { CANONICAL_STATUSES } from './statuses';
 
 export const MessageParams = z.object({ id: storableText(64) });
 
-export const ListQuery = z
-  .object({
-    status: oneOrMore(CANONICAL_STATUSES as [string, ...string[]], 'Current status.').optional(),
-    to: oneOrMorePhoneNumbers('Recipient (E.164).').optional(),
-    from: oneOrMorePhoneNumbers('Sender (E.164).').optional(),
-    api: oneOrMore(['cxml', 'native'], 'API flavour.').optional(),
-    error_code: oneOrMoreText(64, 'Current error code.').optional(),
-    since: instant('Last activity at or after.').optional(),
-    until: instant('Last activity before.').optional(),
-    created_since: instant('First seen at or after.').optional(),
-    created_until: instant('First seen before.').optional(),
-    stuck: z
-      .enum(['true', 'false'])
-      .transform((value) => value === 'true')
-      .optional()
-      .meta({
-        description: 'true: only messages reconciliation gave up on (none until it runs).',
+export const ListQuery = queryParameters(
+  z
+    .object({
+      status: oneOrMore(CANONICAL_STATUSES as [string, ...string[]], 'Current status.').optional(),
+      to: oneOrMorePhoneNumbers('Recipient (E.164).').optional(),
+      from: oneOrMorePhoneNumbers('Sender (E.164).').optional(),
+      api: oneOrMore(['cxml', 'native'], 'API flavour.').optional(),
+      error_code: oneOrMoreText(64, 'Current error code.').optional(),
+      since: instant('Last activity at or after.').optional(),
+      until: instant('Last activity before.').optional(),
+      created_since: instant('First seen at or after.').optional(),
+      created_until: instant('First seen before.').optional(),
+      stuck: z
+        .enum(['true', 'false'])
+        .transform((value) => value === 'true')
+        .optional()
+        .meta({
+          description: 'true: only messages reconciliation gave up on (none until it runs).',
+        }),
+      order: z.enum(['activity', 'created']).default('activity').meta({
+        description:
+          '`activity`: newest activity first; a message that changes during a walk moves to the front, behind the walk, so the walk does not return it again, or at all if it had not reached it yet (follow `GET /v1/events` for changes). `created`: newest first-seen first, on a key that never changes: a walk neither skips nor repeats a message.',
       }),
-    order: z.enum(['activity', 'created']).default('activity').meta({
-      description:
-        '`activity`: newest activity first; a message that changes during a walk moves to the front, behind the walk, so the walk does not return it again, or at all if it had not reached it yet (follow `GET /v1/events` for changes). `created`: newest first-seen first, on a key that never changes: a walk neither skips nor repeats a message.',
-    }),
-    limit: z.coerce.number().int().min(1).max(500).default(50),
-    cursor: z
-      .string()
-      .max(300)
-      .optional()
-      .meta({ description: 'A `next_cursor` from the previous page of the same order.' }),
-  })
-  // A misspelt filter must not silently return everything.
-  .strict();
+      limit: z.coerce.number().int().min(1).max(500).default(50),
+      cursor: z
+        .string()
+        .max(300)
+        .optional()
+        .meta({ description: 'A `next_cursor` from the previous page of the same order.' }),
+    })
+    // A misspelt filter must not silently return everything.
+    .strict(),
+);
 
 const timestamp = z.iso.datetime().meta({ description: 'ISO 8601, UTC.' });
 
@@ -148,7 +151,8 @@ export function describeMessages(docs: ApiDocs): void {
     tags: ['Query API'],
     summary: 'Messages, filtered, keyset-paginated',
     security: [{ [BEARER]: [] }],
-    request: { query: ListQuery },
+    // The parameters as the route reads them, once repeats are merged (queryParameters).
+    request: { query: ListQuery.out },
     responses: {
       200: ok('A page of messages.', MessagePageDto),
       304: NOT_MODIFIED,

@@ -1,24 +1,26 @@
 import { z } from 'zod';
-import { instant, oneOrMore } from '../http/query-params';
+import { instant, oneOrMore, queryParameters } from '../http/query-params';
 import { CANONICAL_STATUSES } from '../messages/statuses';
 import { BEARER, ETAG_HEADER, NOT_MODIFIED, errorResponses } from '../openapi/api-docs';
 import type { ApiDocs } from '../openapi/api-docs';
 
-export const StatsQuery = z
-  .object({
-    created_since: instant(
-      'Start of the window (inclusive): messages first seen from then.',
-    ).optional(),
-    created_until: instant(
-      'End of the window (exclusive). Default: now; the window defaults to the 24 hours before it.',
-    ).optional(),
-    api: oneOrMore(['cxml', 'native'], 'Only messages of these APIs.').optional(),
-    bucket: z
-      .enum(['minute', 'hour', 'day'])
-      .optional()
-      .meta({ description: 'Adds `series`: counts per UTC minute, hour or day of the window.' }),
-  })
-  .strict();
+export const StatsQuery = queryParameters(
+  z
+    .object({
+      created_since: instant(
+        'Start of the window (inclusive): messages first seen from then.',
+      ).optional(),
+      created_until: instant(
+        'End of the window (exclusive). Default: now; the window defaults to the 24 hours before it.',
+      ).optional(),
+      api: oneOrMore(['cxml', 'native'], 'Only messages of these APIs.').optional(),
+      bucket: z
+        .enum(['minute', 'hour', 'day'])
+        .optional()
+        .meta({ description: 'Adds `series`: counts per UTC minute, hour or day of the window.' }),
+    })
+    .strict(),
+);
 
 const share = z.number().min(0).max(1);
 const count = z.number().int().min(0);
@@ -89,7 +91,8 @@ export function describeStats(docs: ApiDocs): void {
     description:
       'Exact counts (equal to a scan of the messages) for any window edges, from rollups kept in the same transactions as the events.',
     security: [{ [BEARER]: [] }],
-    request: { query: StatsQuery },
+    // The parameters as the route reads them, once repeats are merged (queryParameters).
+    request: { query: StatsQuery.out },
     responses: {
       200: {
         description: 'The statistics.',
