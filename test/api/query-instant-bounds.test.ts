@@ -43,18 +43,24 @@ const pad = (n: number, width = 2) => String(Math.abs(n)).padStart(width, '0');
 
 /**
  * An instant near BASE written as a caller might: `T` or a space, seconds with 0–6 fraction
- * digits (PostgreSQL keeps microseconds exactly), and `Z`, no offset (UTC) or ±hh:mm / ±hhmm.
+ * digits (PostgreSQL keeps microseconds exactly), and `Z`, no offset (UTC) or ±hh:mm / ±hhmm /
+ * ±hh (the hour alone: a whole-hour offset).
  */
 const boundText = fc
   .record({
     micros: fc.integer({ min: -2_000, max: 22_000 }),
     digits: fc.integer({ min: 0, max: 6 }),
     offsetMinutes: fc.integer({ min: -12 * 60, max: 14 * 60 }),
-    zone: fc.constantFrom('Z', '', 'colon', 'plain'),
+    zone: fc.constantFrom('Z', '', 'colon', 'plain', 'hour'),
     separator: fc.constantFrom('T', ' '),
   })
   .map(({ micros, digits, offsetMinutes, zone, separator }) => {
-    const offset = zone === 'colon' || zone === 'plain' ? offsetMinutes : 0;
+    const offset =
+      zone === 'colon' || zone === 'plain'
+        ? offsetMinutes
+        : zone === 'hour'
+          ? Math.trunc(offsetMinutes / 60) * 60
+          : 0;
     const wallMicros = BASE * 1000 + micros + offset * 60_000_000;
     const wall = new Date(Math.floor(wallMicros / 1000));
     const microsOfSecond = ((wallMicros % 1_000_000) + 1_000_000) % 1_000_000;
@@ -70,7 +76,9 @@ const boundText = fc
           ? `${sign}${hhmm.join(':')}`
           : zone === 'plain'
             ? `${sign}${hhmm.join('')}`
-            : '';
+            : zone === 'hour'
+              ? `${sign}${hhmm[0]}`
+              : '';
     return `${date}${separator}${time}${fraction}${suffix}`;
   });
 
