@@ -53,6 +53,14 @@ export function verifySignature(
   const sha256 = header(request.headers, 'x-signalwire-sha256-signature');
   if (!sha1 && !sha256) return { ok: false, reason: 'missing', candidateUrls };
 
+  // No scheme separates the URL from what is signed after it, so a JSON body's signature
+  // (url + body) is also one over a URL that goes on with that body: a GET to url + body, or
+  // a JSON body bound by a bodySHA256 its sender wrote into the signed body (a message's text)
+  // — a forged status for any message id. Such a request target holds the body's opening `{`,
+  // which no URL SignalWire calls holds: the callback URL has none, and what SignalWire adds
+  // (a GET's parameters) it percent-encodes.
+  if (request.originalUrl.includes('{')) return { ok: false, reason: 'mismatch', candidateUrls };
+
   // The SHA-256 header, when present, must verify as well: it covers the raw body. Alone it
   // authenticates a JSON body only (it exists for JSON webhooks).
   if (sha256) {
