@@ -201,7 +201,7 @@ const EnvSchema = z.object({
   // callbacks/s than 2 ms with 32 concurrent senders: commits are short, waiting is not free.
   INGEST_BATCH_WAIT_MS: decimalNumber.pipe(z.number().min(0).max(MAX_TIMER_MS)).default(1),
   INGEST_QUEUE_MAX: positiveInt.default(5000),
-  // 16 MiB of callback data: ~20,000 ordinary callbacks (so INGEST_QUEUE_MAX binds first), or
+  // 16 MiB of callback data: ~10,000 ordinary callbacks (so INGEST_QUEUE_MAX binds first), or
   // 256 bodies of 64 KiB instead of 5,000 (320 MB).
   INGEST_QUEUE_MAX_BYTES: positiveInt.default(16 * 1024 * 1024),
   SPOOL_DIR: z.string().min(1).default('.data/spool'),

@@ -2,6 +2,12 @@ import type { StatusEvent } from '../messages/status-event';
 
 // What a field costs beyond its text: the key or slot, the value's header.
 const FIELD_OVERHEAD = 8;
+// What V8 holds for a parsed JSON object or array beyond its slots (measured with Node 20:
+// `[{},{},…]` costs 64 bytes an item, `[[],[],…]` 40, an object of many keys ~60 a key), so
+// that a body of empty containers — 48 KB of `{},` parse to 1 MB — is not counted as 128 KB.
+const OBJECT_OVERHEAD = 56;
+const ARRAY_OVERHEAD = 32;
+const KEY_OVERHEAD = 40;
 // The event's own fixed fields, dates and object headers.
 const EVENT_OVERHEAD = 256;
 
@@ -34,13 +40,13 @@ export function approximateEventBytes(event: StatusEvent): number {
     const value = pending.pop();
     if (typeof value === 'string') bytes += value.length + FIELD_OVERHEAD;
     else if (Array.isArray(value)) {
-      bytes += FIELD_OVERHEAD;
+      bytes += FIELD_OVERHEAD + ARRAY_OVERHEAD;
       for (const item of value) pending.push(item);
     } else if (typeof value === 'object' && value !== null) {
-      bytes += FIELD_OVERHEAD;
+      bytes += FIELD_OVERHEAD + OBJECT_OVERHEAD;
       // Parsed JSON and form fields are plain objects: own enumerable keys only.
       for (const key in value) {
-        bytes += key.length;
+        bytes += key.length + KEY_OVERHEAD;
         pending.push((value as Record<string, unknown>)[key]);
       }
     } else bytes += FIELD_OVERHEAD;
