@@ -17,12 +17,8 @@ export function openApiRoutes({ document }: { document: OpenApiDocument }): Rout
   router.get('/openapi.json', (_req, res) => {
     res.type('application/json').send(json);
   });
-  router.get('/docs', (req, res, next) => {
-    // Relative asset URLs need the trailing slash.
-    if (!req.path.endsWith('/')) return res.redirect(301, '/docs/');
-    next();
-  });
-  router.get('/docs/', (_req, res) => {
+  // `/docs` and `/docs/` alike (DESIGN §6 names the first): the page's asset URLs are absolute.
+  router.get('/docs', (_req, res) => {
     res.type('html').send(DOCS_PAGE);
   });
   router.get('/docs/start.js', (_req, res) => {
@@ -53,20 +49,23 @@ const DOCS_PAGE = `<!doctype html>
     <meta charset="utf-8" />
     <meta name="viewport" content="width=device-width, initial-scale=1" />
     <title>sw-status API</title>
-    <link rel="stylesheet" href="swagger-ui.css" />
+    <link rel="stylesheet" href="/docs/swagger-ui.css" />
   </head>
   <body>
     <div id="swagger-ui"></div>
-    <script src="swagger-ui-bundle.js"></script>
-    <script src="swagger-ui-standalone-preset.js"></script>
-    <script src="start.js"></script>
+    <script src="/docs/swagger-ui-bundle.js"></script>
+    <script src="/docs/swagger-ui-standalone-preset.js"></script>
+    <script src="/docs/start.js"></script>
   </body>
 </html>
 `;
 
+// validatorUrl null: Swagger UI would otherwise send the document's URL to validator.swagger.io
+// for its badge whenever the page is not opened on localhost.
 const START_SCRIPT = `window.ui = SwaggerUIBundle({
   url: '/openapi.json',
   dom_id: '#swagger-ui',
+  validatorUrl: null,
   presets: [SwaggerUIBundle.presets.apis, SwaggerUIStandalonePreset],
   layout: 'StandaloneLayout',
 });
@@ -88,7 +87,7 @@ export function describeOpenApi(docs: ApiDocs): void {
   });
   docs.registerPath({
     method: 'get',
-    path: '/docs/',
+    path: '/docs',
     tags: ['Operations'],
     summary: 'This document, rendered (Swagger UI)',
     servers: [INTERNAL_LISTENER],
