@@ -84,7 +84,7 @@ export function applyEvent(current: MessageState | null, event: StatusEvent): Me
     // callback can beat the proxy's record of the send. MMS has no delivery receipt, so taken
     // for an SMS it would be swept at `sent` and end stuck (DESIGN §11).
     kind: send?.kind ?? current.kind ?? kindFromMedia(event.numMedia),
-    body: send?.body ?? current.body,
+    body: send?.body ?? current.body ?? callbackBody(event),
     ref: current.ref ?? send?.ref ?? event.tokenRef ?? null,
     sentViaProxy: current.sentViaProxy || send !== undefined,
     clientStatusCallback: current.clientStatusCallback ?? send?.clientStatusCallback ?? null,
@@ -119,7 +119,7 @@ function initialState(event: StatusEvent, rank: number): MessageState {
     from: event.from,
     to: event.to,
     kind: event.send?.kind ?? kindFromMedia(event.numMedia),
-    body: event.send?.body ?? null,
+    body: event.send?.body ?? callbackBody(event),
     status: event.status,
     rawStatus: event.rawStatus,
     statusRank: rank,
@@ -166,4 +166,15 @@ function isLater(event: StatusEvent, current: MessageState): boolean {
 function kindFromMedia(numMedia: number | null): 'sms' | 'mms' | null {
   if (numMedia === null) return null;
   return numMedia > 0 ? 'mms' : 'sms';
+}
+
+/**
+ * The message's text as a callback or a lookup carries it (cXML `Body`, native and REST
+ * `body`), for a message the proxy did not send: its payload keeps the text only with
+ * STORE_BODY=true (normalization removes it otherwise), so this is null unless bodies are
+ * stored. The proxy's own record, when there is one, wins: it is what was sent.
+ */
+function callbackBody(event: StatusEvent): string | null {
+  const text = event.raw['Body'] ?? event.raw['body'];
+  return typeof text === 'string' && text !== '' ? text : null;
 }

@@ -400,4 +400,29 @@ describe('STORE_BODY', () => {
       await storing.close();
     }
   });
+
+  test('When STORE_BODY=true and a callback creates the message, then the message shows its text; without, it has none', async () => {
+    const storing = await createTestApp({ STORE_BODY: 'true' });
+    const message = (app: TestApp, id: string) =>
+      request(app.internalApp).get(`/v1/messages/${id}`).auth(TEST_API_TOKEN, { type: 'bearer' });
+    try {
+      const cxml = cxmlFields({ MessageStatus: 'sent', Body: 'from a form' });
+      await postCxml(storing.publicApp, cxml).expect(200);
+      expect((await message(storing, cxml.MessageSid!)).body.body).toBe('from a form');
+      // A message first seen without its text takes it from a later callback.
+      const native = nativeFields({ status: 'queued', body: undefined });
+      await postNative(storing.publicApp, native).expect(200);
+      expect((await message(storing, native.id as string)).body).not.toHaveProperty('body');
+      await postNative(storing.publicApp, { ...native, status: 'sent', body: 'from JSON' }).expect(
+        200,
+      );
+      expect((await message(storing, native.id as string)).body.body).toBe('from JSON');
+
+      const plain = cxmlFields({ Body: 'not kept' });
+      await postCxml(t.publicApp, plain).expect(200);
+      expect((await message(t, plain.MessageSid!)).body).not.toHaveProperty('body');
+    } finally {
+      await storing.close();
+    }
+  });
 });
