@@ -1,7 +1,7 @@
 import { ApiError, FEED_PAGE_LIMIT } from '../../src/page/client/api-client';
 import type { ApiClient } from '../../src/page/client/api-client';
 import { startLive } from '../../src/page/client/live';
-import type { LiveState } from '../../src/page/client/live';
+import type { LiveState, Retrying } from '../../src/page/client/live';
 import { retryDelayMs } from '../../src/page/client/schedule';
 import type { Environment } from '../../src/page/client/schedule';
 import type { FeedPage } from '../../src/page/client/wire';
@@ -324,6 +324,40 @@ test('When the feed refuses even a request from now with 400, then the page back
   // The first retry comes after a back-off of at least half a second, not at once.
   await settle();
   expect(server.feed).toHaveLength(1);
+  live.stop();
+});
+
+test('When the feed fails, then the page says why and when it asks again, and that request answers at once instead of long-polling', async () => {
+  const tab = fakeTab();
+  const server = fakeApi();
+  const reports: Array<[LiveState, Retrying | undefined]> = [];
+  const live = startLive({
+    api: server.api,
+    env: tab.env,
+    refresh: server.refresh,
+    fresh: true,
+    onEvents: () => {},
+    onState: (state, retrying) => reports.push([state, retrying]),
+    onUnauthorized: () => {},
+  });
+  await settle();
+  server.feed[0]!.answer({ next_cursor: 'c1' });
+  await settle();
+  expect(server.feed[1]!.wait).toBe(25);
+  const busy = new ApiError(503, 'busy', 50);
+  const failedAt = Date.now();
+  server.feed[1]!.fail(busy);
+  await eventually(() => server.feed.length === 3);
+  const [state, retrying] = reports[reports.length - 1]!;
+  expect(state).toBe('reconnecting');
+  expect(retrying?.error).toBe(busy);
+  expect(retrying!.at).toBeGreaterThanOrEqual(failedAt + 50);
+  // Same cursor, no wait: a service that answers again is seen to at once.
+  expect([server.feed[2]!.after, server.feed[2]!.wait]).toEqual(['c1', 0]);
+  server.feed[2]!.answer({ next_cursor: 'c2' });
+  await eventually(() => reports[reports.length - 1]![0] === 'live');
+  await eventually(() => server.feed.length === 4);
+  expect([server.feed[3]!.after, server.feed[3]!.wait]).toEqual(['c2', 25]);
   live.stop();
 });
 

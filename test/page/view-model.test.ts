@@ -1,8 +1,11 @@
 import {
   errorRows,
+  lookupGaveUpText,
+  lookupRetryingText,
   messageFromHash,
   messageHash,
   overviewFigures,
+  retryingText,
   statusRows,
   throughput,
   timeline,
@@ -141,4 +144,18 @@ test('When a message link is made and read back, then it names the same id; anyt
   for (const hash of ['', '#', '#message=', '#message=%E0%A4%A', '#other=SM1', '#message=a&b=c']) {
     expect(messageFromHash(hash)).toBeNull();
   }
+});
+
+test('When the page retries, then it says whether the service answered (503, 429) or not, and when it asks again', () => {
+  expect(retryingText(undefined, 1_500)).toBe('Connection lost, retrying in 2 s…');
+  expect(retryingText(502, 0)).toBe('Connection lost, retrying…');
+  expect(retryingText(503, 3_000)).toBe('Service busy or database unavailable, retrying in 3 s…');
+  expect(retryingText(429, 59_001)).toBe('Too many requests, retrying in 60 s…');
+  expect(retryingText(500, -20)).toBe('Service error (HTTP 500), retrying…');
+  expect(lookupRetryingText(503, 2_000)).toBe(
+    'Service busy or database unavailable, retrying the lookup in 2 s…',
+  );
+  expect(lookupGaveUpText('SM1', 429, 4)).toBe(
+    'Could not look up SM1: too many requests after 4 tries. Try again later.',
+  );
 });

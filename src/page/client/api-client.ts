@@ -20,6 +20,18 @@ const REMEMBERED_MAX = 16;
 export const isUnauthorized = (error: unknown): boolean =>
   error instanceof ApiError && error.status === 401;
 
+/**
+ * The service answered "not now": 503 (the read gate full, a read timed out, the database
+ * away) or 429 (the token's budget spent). Both say when to ask again (Retry-After), and the
+ * same request may then succeed; any other answer (400, 404, 500) would come back the same.
+ */
+export const isBusy = (error: unknown): error is ApiError =>
+  error instanceof ApiError && (error.status === 503 || error.status === 429);
+
+/** The HTTP status the service answered with, or undefined when no answer came (network). */
+export const answeredStatus = (error: unknown): number | undefined =>
+  error instanceof ApiError ? error.status : undefined;
+
 export interface Answer<T> {
   body: T;
   /** False when the server answered 304: the body is the one it gave before. */
@@ -30,7 +42,7 @@ export interface ApiClient {
   stats(query: Record<string, string>): Promise<Answer<Stats>>;
   messages(query: Record<string, string>): Promise<Answer<MessagePage>>;
   /** null when the service knows no such message. */
-  message(id: string): Promise<Message | null>;
+  message(id: string, signal?: AbortSignal): Promise<Message | null>;
   deadRelays(): Promise<Answer<RelayPage>>;
   /** One page of the change feed; `waitSeconds` > 0 long-polls. */
   events(after: string, waitSeconds: number, signal?: AbortSignal): Promise<FeedPage>;
@@ -74,8 +86,8 @@ export function createApiClient(token: string, fetchImpl: typeof fetch = fetch):
     stats: (query) => revalidated(`/v1/stats?${new URLSearchParams(query)}`),
     messages: (query) => revalidated(`/v1/messages?${new URLSearchParams(query)}`),
     deadRelays: () => revalidated('/v1/relays?state=dead&limit=20'),
-    async message(id) {
-      const res = await request(`/v1/messages/${encodeURIComponent(id)}`);
+    async message(id, signal) {
+      const res = await request(`/v1/messages/${encodeURIComponent(id)}`, signal ? { signal } : {});
       if (res.status === 404) return null;
       return (await res.json()) as Message;
     },

@@ -30,6 +30,14 @@ const FEED_MIN_INTERVAL_MS = SETTLE_MS;
 
 export type LiveState = 'live' | 'reconnecting' | 'paused' | 'offline';
 
+/** While reconnecting: the failure that made the page wait, and when it asks again. */
+export interface Retrying {
+  /** What the request threw: an ApiError when the service answered, else a network error. */
+  error: unknown;
+  /** Date.now() of the next attempt. */
+  at: number;
+}
+
 export interface LiveDeps {
   api: ApiClient;
   env: Environment;
@@ -38,12 +46,13 @@ export interface LiveDeps {
   /** The panels were just loaded: the first refresh waits its turn. */
   fresh?: boolean;
   /**
-   * The first load failed with this Retry-After (a 503 from a busy replica, a 429): the first
-   * refresh waits for it rather than asking again at once.
+   * The first load failed with this error. With a Retry-After (a 503 from a busy replica, a
+   * 429) the first refresh waits for it rather than asking again at once.
    */
-  retryAfterMs?: number;
+  failed?: unknown;
   onEvents(events: FeedEvent[]): void;
-  onState(state: LiveState): void;
+  /** `retrying` comes with 'reconnecting': of the loops failing, the one that asks again sooner. */
+  onState(state: LiveState, retrying?: Retrying): void;
   /** The API refused the token: both loops have stopped. */
   onUnauthorized(): void;
 }
@@ -66,14 +75,30 @@ export function startLive(deps: LiveDeps): { stop(): void } {
   let refreshedAt = -Infinity;
   // A first load refused with Retry-After counts as a failure: neither events nor the tab
   // coming back into view cut its wait short.
-  let refreshFailures = deps.retryAfterMs ? 1 : 0;
+  const firstWait = deps.failed instanceof ApiError ? deps.failed.retryAfterMs : undefined;
+  let refreshFailures = firstWait ? 1 : 0;
   let feedFailures = 0;
+  // Each loop's latest failure while it is failing.
+  let refreshRetrying: Retrying | undefined =
+    deps.failed === undefined
+      ? undefined
+      : { error: deps.failed, at: Date.now() + (firstWait ?? 0) };
+  let feedRetrying: Retrying | undefined;
+  /** Of the loops failing now, the one that asks again sooner. */
+  const retrying = (): Retrying | undefined => {
+    const failing = [refreshFailures > 0 ? refreshRetrying : undefined, feedRetrying];
+    return failing.reduce<Retrying | undefined>(
+      (soonest, one) => (one && (!soonest || one.at < soonest.at) ? one : soonest),
+      undefined,
+    );
+  };
 
   const report = (): void => {
     if (stopped) return;
     if (!env.online()) deps.onState('offline');
     else if (env.hidden()) deps.onState('paused');
-    else deps.onState(refreshFailures + feedFailures > 0 ? 'reconnecting' : 'live');
+    else if (refreshFailures + feedFailures > 0) deps.onState('reconnecting', retrying());
+    else deps.onState('live');
   };
   const unsubscribe = env.onChange(() => {
     report();
@@ -99,8 +124,8 @@ export function startLive(deps: LiveDeps): { stop(): void } {
   };
 
   async function refreshLoop(): Promise<void> {
-    if (deps.fresh || deps.retryAfterMs) {
-      nap = sleep(deps.fresh ? REFRESH_EVERY_MS : deps.retryAfterMs!);
+    if (deps.fresh || firstWait) {
+      nap = sleep(deps.fresh ? REFRESH_EVERY_MS : firstWait!);
       await nap.done;
     }
     while (!stopped) {
@@ -112,10 +137,12 @@ export function startLive(deps: LiveDeps): { stop(): void } {
       try {
         await deps.refresh();
         refreshFailures = 0;
+        refreshRetrying = undefined;
       } catch (error) {
         if (refused(error)) return;
         refreshFailures += 1;
         wait = retryDelayMs(refreshFailures, (error as ApiError).retryAfterMs);
+        refreshRetrying = { error, at: Date.now() + wait };
       }
       report();
       nap = sleep(wait);
@@ -137,6 +164,7 @@ export function startLive(deps: LiveDeps): { stop(): void } {
         following = true;
         if (feedFailures > 0) {
           feedFailures = 0;
+          feedRetrying = undefined;
           report();
         }
         if (page.data.length > 0) {
@@ -164,9 +192,14 @@ export function startLive(deps: LiveDeps): { stop(): void } {
           continue;
         }
         feedFailures += 1;
-        report();
         const retryAfter = error instanceof ApiError ? error.retryAfterMs : undefined;
-        await pause(retryDelayMs(feedFailures, retryAfter));
+        const wait = retryDelayMs(feedFailures, retryAfter);
+        feedRetrying = { error, at: Date.now() + wait };
+        // The next request answers at once, not after a long-poll's 25 s: a service that
+        // answers again is said to be live as soon as it does.
+        following = false;
+        report();
+        await pause(wait);
       }
     }
   }

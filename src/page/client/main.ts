@@ -1,16 +1,15 @@
-import { ApiError, createApiClient, isUnauthorized } from './api-client';
-import type { ApiClient } from './api-client';
+import { ApiError, answeredStatus, createApiClient, isUnauthorized } from './api-client';
 import { byId } from './dom';
 import { startLive } from './live';
 import type { LiveState } from './live';
+import { lookupPanel } from './lookup';
 import { renderErrors, renderStatuses } from './panels/breakdowns';
 import { renderDeadRelays, renderFailures, renderStuck } from './panels/lists';
-import { renderLookupMessage, renderMessage } from './panels/lookup';
 import { renderOverview } from './panels/overview';
 import { createThroughputChart } from './panels/throughput';
 import { browserEnvironment } from './browser-environment';
 import { forgetToken, readToken, saveToken } from './token-store';
-import { formatTime, messageFromHash, messageHash, windows } from './view-model';
+import { formatTime, retryingText, windows } from './view-model';
 import './page.css';
 
 /**
@@ -20,7 +19,8 @@ import './page.css';
 
 const STATE_TEXT: Record<LiveState, string> = {
   live: 'Live',
-  reconnecting: 'Connection lost, retrying…',
+  // Said with why and when (retryingText): this only if neither is known.
+  reconnecting: 'Retrying…',
   paused: 'Paused while the tab is hidden',
   offline: 'Offline, waiting for the network',
 };
@@ -49,7 +49,10 @@ async function open(token: string): Promise<void> {
   const state = byId('live-state');
   state.textContent = 'Connecting…';
   const chart = createThroughputChart(byId('throughput-chart'), byId('throughput-summary'));
-  const lookup = lookupPanel(api);
+  const lookup = lookupPanel(api, () => {
+    forgetToken();
+    askForToken(REFUSED);
+  });
 
   const refresh = async (): Promise<void> => {
     const { day, hour } = windows(Date.now());
@@ -89,7 +92,7 @@ async function open(token: string): Promise<void> {
   };
 
   let loaded = false;
-  let retryAfterMs: number | undefined;
+  let failed: unknown;
   try {
     // The first load shows whether the token works before the page is revealed.
     await refresh();
@@ -100,8 +103,10 @@ async function open(token: string): Promise<void> {
       askForToken(REFUSED);
       return;
     }
-    state.textContent = `The service did not answer: ${(error as Error).message}`;
-    retryAfterMs = error instanceof ApiError ? error.retryAfterMs : undefined;
+    failed = error;
+    // The first refresh comes after Retry-After, else at once (live.ts).
+    const wait = error instanceof ApiError ? (error.retryAfterMs ?? 0) : 0;
+    state.textContent = retryingText(answeredStatus(error), wait);
   }
   byId('token-panel').hidden = true;
   byId('dashboard').hidden = false;
@@ -109,71 +114,35 @@ async function open(token: string): Promise<void> {
   lookup.followLink();
   window.onhashchange = () => lookup.followLink();
 
-  live = startLive({
+  const following = startLive({
     api,
     env: browserEnvironment(),
     refresh,
     // Loaded just now: the next refresh waits for events or its period; failed: retry soon.
     fresh: loaded,
-    ...(retryAfterMs !== undefined && { retryAfterMs }),
+    ...(failed !== undefined && { failed }),
     onEvents: (events) => {
       const last = events[events.length - 1];
       if (last) byId('dashboard').dataset.lastEvent = formatTime(last.received_at);
       lookup.onEvents(events.map((event) => event.message_id));
     },
-    onState: (current) => {
-      if (state.textContent !== STATE_TEXT[current]) state.textContent = STATE_TEXT[current];
+    onState: (current, retrying) => {
+      // A 503 or 429 is the service answering "not now", not a lost connection: said apart.
+      const text = retrying
+        ? retryingText(answeredStatus(retrying.error), retrying.at - Date.now())
+        : STATE_TEXT[current];
+      if (state.textContent !== text) state.textContent = text;
     },
     onUnauthorized: () => {
       forgetToken();
       askForToken(REFUSED);
     },
   });
-}
-
-/** The lookup form; the message shown is reloaded when the feed brings an event of it. */
-function lookupPanel(api: ApiClient) {
-  const form = byId<HTMLFormElement>('lookup-form');
-  const input = byId<HTMLInputElement>('lookup-input');
-  const result = byId('lookup-result');
-  let shown: string | undefined;
-
-  const load = async (id: string): Promise<void> => {
-    try {
-      const message = await api.message(id);
-      if (message) renderMessage(result, message);
-      else renderLookupMessage(result, `No message with id ${id}.`);
-      shown = message ? id : undefined;
-      // A link to this view: #message=<id> opens it (after the token, in any tab).
-      if (message && location.hash !== messageHash(id))
-        history.replaceState(null, '', messageHash(id));
-    } catch (error) {
-      if (isUnauthorized(error)) {
-        forgetToken();
-        askForToken(REFUSED);
-        return;
-      }
-      renderLookupMessage(result, `The lookup failed: ${(error as Error).message}`);
-    }
-  };
-  form.onsubmit = (event) => {
-    event.preventDefault();
-    const id = input.value.trim();
-    if (id) void load(id);
-  };
-  return {
-    show(id: string): void {
-      input.value = id;
-      byId('lookup-panel').scrollIntoView({ block: 'start' });
-      void load(id).then(() => byId('lookup-result').focus());
-    },
-    onEvents(ids: string[]): void {
-      if (shown && ids.includes(shown)) void load(shown);
-    },
-    /** Opens the message a #message=<id> link names, if it is not the one shown. */
-    followLink(): void {
-      const id = messageFromHash(location.hash);
-      if (id && id !== shown) this.show(id);
+  // Signed out: neither the feed nor a lookup waiting to be asked again goes on.
+  live = {
+    stop() {
+      following.stop();
+      lookup.cancel();
     },
   };
 }

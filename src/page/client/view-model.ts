@@ -177,6 +177,40 @@ export function windows(now: number): {
   };
 }
 
+/**
+ * What went wrong, in a few words, from the status the service answered with; undefined is no
+ * answer at all (the request failed on the network). 502 and 504 come from a proxy in front
+ * that could not reach the service: for the reader, the same as no answer.
+ */
+export function troubleText(status: number | undefined): string {
+  if (status === undefined || status === 502 || status === 504) return 'Connection lost';
+  // The read gate full, a read past its statement timeout, or the database unreachable: the
+  // service says which only in its message, which is written for API clients ("retry later").
+  if (status === 503) return 'Service busy or database unavailable';
+  if (status === 429) return 'Too many requests';
+  return `Service error (HTTP ${status})`;
+}
+
+/** " in 3 s" for a wait of 2.1 s; nothing once the time has come. */
+const within = (ms: number): string => (ms > 0 ? ` in ${Math.ceil(ms / 1000)} s` : '');
+
+/** The live state while the page tries again: why, and when it asks next. */
+export function retryingText(status: number | undefined, inMs: number): string {
+  return `${troubleText(status)}, retrying${within(inMs)}…`;
+}
+
+/** The lookup panel while a lookup waits to be asked again (a 503 or 429). */
+export function lookupRetryingText(status: number | undefined, inMs: number): string {
+  return `${troubleText(status)}, retrying the lookup${within(inMs)}…`;
+}
+
+/** The lookup panel once the page stopped asking again. */
+export function lookupGaveUpText(id: string, status: number | undefined, tries: number): string {
+  const trouble = troubleText(status);
+  const lowered = trouble.charAt(0).toLowerCase() + trouble.slice(1);
+  return `Could not look up ${id}: ${lowered} after ${tries} tries. Try again later.`;
+}
+
 /** `#message=<id>`: a link to one message's lookup. */
 export function messageHash(id: string): string {
   return `#message=${encodeURIComponent(id)}`;
