@@ -53,7 +53,7 @@ async function main(): Promise<void> {
     : undefined;
   // A database restart must not kill the process (and with it the spool's acknowledgements).
   if (!config.isProduction) {
-    const applied = await migrateReachable(db, config.databaseUrl);
+    const applied = await migrateReachable(db, config.databaseUrl, { logger });
     if (applied.length > 0) logger.info({ applied }, 'migrations applied');
   }
 

@@ -11,7 +11,8 @@ import { SqlFileMigrationProvider, migrateReachable } from './migrate';
  * configuration, so a migration Job or `docker run` carries no unrelated secrets.
  * Without DATABASE_URL outside production it migrates the local embedded PostgreSQL — unless
  * a running sw-status holds it, which is said in one line (that one migrates when it starts).
- * Every outcome is one log line: what was applied, or that there was nothing to apply.
+ * Every outcome is one log line: what was applied, or that there was nothing to apply. Waiting
+ * behind another migrator (a rollout's migration Job) is said once, after a moment, naming it.
  */
 async function main(): Promise<void> {
   const logger = createLogger(process.env.LOG_LEVEL || 'info');
@@ -26,7 +27,7 @@ async function main(): Promise<void> {
   const { db } = createDb(url ?? embedded!.url, 1);
   const where = embedded ? `the embedded PostgreSQL in ${embedded.dataDir}` : 'the database';
   try {
-    const applied = await migrateReachable(db, url);
+    const applied = await migrateReachable(db, url, { logger });
     const latest = Object.keys(await new SqlFileMigrationProvider().getMigrations())
       .sort()
       .at(-1);

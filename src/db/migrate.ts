@@ -3,6 +3,7 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Migrator, sql } from 'kysely';
 import type { Kysely, Migration, MigrationProvider, MigrationResultSet } from 'kysely';
+import type { Logger } from '../logger';
 import { StartupError } from '../process/startup-error';
 import { isDatabaseUnavailable } from './database-unavailable';
 import {
@@ -119,14 +120,28 @@ function withoutComments(statement: string): string {
  * start) take turns, and the second finds nothing left to do. A fixed key of this service's own
  * (Kysely's Migrator takes its own lock, inside this one, on the same connection).
  */
-const MIGRATION_LOCK_KEY = sql.lit(BigInt('7391520648820133001'));
+export const MIGRATION_LOCK_ID = '7391520648820133001';
+const MIGRATION_LOCK_KEY = sql.lit(BigInt(MIGRATION_LOCK_ID));
+
+export interface MigrateOptions {
+  /**
+   * Told once, when another runner has held the migration lock for LOCK_NOTICE_MS, who that
+   * is: an operator's `npm run migrate` behind a rollout's migration Job otherwise waits in
+   * silence.
+   */
+  logger?: Pick<Logger, 'info'>;
+}
 
 /**
  * Applies the pending migrations and returns their names. A database ahead of this release
  * (a newer release migrated it) is left alone when its migrations mark this release as still
  * safe — a rollback's migration Job then succeeds with nothing to do — and refused otherwise.
  */
-export async function migrateToLatest<T>(db: Kysely<T>, dir?: string): Promise<string[]> {
+export async function migrateToLatest<T>(
+  db: Kysely<T>,
+  dir?: string,
+  { logger }: MigrateOptions = {},
+): Promise<string[]> {
   const known = await knownMigrations(dir);
   const nonTransactional = await nonTransactionalMigrations(known, dir);
   // Kysely's Migrator locks each of its runs, but the choice below (one transaction for all,
@@ -137,7 +152,7 @@ export async function migrateToLatest<T>(db: Kysely<T>, dir?: string): Promise<s
   // connection that holds the lock (a session lock belongs to its connection), which also lets
   // a pool of one connection migrate.
   return db.connection().execute(async (connection) => {
-    await lockMigrations(connection);
+    await lockMigrations(connection, logger);
     let failed = false;
     try {
       return await migrateLocked(connection, known, nonTransactional, dir);
@@ -160,19 +175,79 @@ export async function migrateToLatest<T>(db: Kysely<T>, dir?: string): Promise<s
  * Takes the migration lock, asking again every LOCK_POLL_MS while another runner holds it. Not
  * pg_advisory_lock: a session waiting in it is inside a statement, with a snapshot, and the
  * holder's CREATE INDEX CONCURRENTLY waits for every older snapshot to end — PostgreSQL sees a
- * deadlock and aborts one of the two. Between two tries the session holds no snapshot.
+ * deadlock and aborts one of the two. Between two tries the session holds no snapshot (nor
+ * across the short look at who holds the lock).
  */
-async function lockMigrations<T>(db: Kysely<T>): Promise<void> {
+async function lockMigrations<T>(db: Kysely<T>, logger?: Pick<Logger, 'info'>): Promise<void> {
+  const started = Date.now();
+  let told = !logger;
   for (;;) {
     const { rows } = await sql<{ locked: boolean }>`
       SELECT pg_try_advisory_lock(${MIGRATION_LOCK_KEY}) AS locked`.execute(db);
     if (rows[0]?.locked) return;
+    if (!told && Date.now() - started >= LOCK_NOTICE_MS) {
+      // Not found: the holder let go since the try; the next try most likely succeeds.
+      const holder = await migrationLockHolder(db);
+      if (holder) {
+        told = true;
+        logger!.info(
+          { lock: MIGRATION_LOCK_ID, holder },
+          `waiting for another migrator: ${describeLockHolder(holder)} holds the migration lock ` +
+            `(advisory lock ${MIGRATION_LOCK_ID}); migrating once it is done`,
+        );
+      }
+    }
     await sleep(LOCK_POLL_MS);
   }
 }
 
 // Migrations are rare and take seconds: a quarter of a second later is soon enough.
 const LOCK_POLL_MS = 250;
+// A runner that waits this long is behind another one's work, not a moment's overlap.
+const LOCK_NOTICE_MS = 2_000;
+
+/** The session holding the migration lock, as pg_locks and pg_stat_activity show it. */
+interface LockHolder {
+  pid: number;
+  /**
+   * Null where pg_stat_activity hides another role's session from this one (no
+   * pg_read_all_stats); '' when the holder set no application_name.
+   */
+  application_name: string | null;
+  user: string | null;
+  client_addr: string | null;
+  backend_start: Date | null;
+}
+
+/**
+ * Who holds the migration lock, or undefined when nobody does (any more). An advisory lock on
+ * one bigint key is the pg_locks row with objsubid 1, the key's high half in classid and low
+ * half in objid, in the current database.
+ */
+async function migrationLockHolder<T>(db: Kysely<T>): Promise<LockHolder | undefined> {
+  const key = BigInt(MIGRATION_LOCK_ID);
+  const high = Number(key >> BigInt(32));
+  const low = Number(key & BigInt(0xffffffff));
+  const { rows } = await sql<LockHolder>`
+    SELECT l.pid, a.application_name, a.usename AS user, host(a.client_addr) AS client_addr,
+           a.backend_start
+    FROM pg_locks l LEFT JOIN pg_stat_activity a ON a.pid = l.pid
+    WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
+      AND l.classid = ${high}::oid AND l.objid = ${low}::oid
+      AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+    LIMIT 1`.execute(db);
+  return rows[0];
+}
+
+function describeLockHolder(holder: LockHolder): string {
+  const details = [
+    holder.application_name ? `application ${holder.application_name}` : undefined,
+    holder.user ? `user ${holder.user}` : undefined,
+    holder.client_addr ? `from ${holder.client_addr}` : undefined,
+    holder.backend_start ? `connected since ${holder.backend_start.toISOString()}` : undefined,
+  ].filter((detail) => detail !== undefined);
+  return `PostgreSQL backend pid ${holder.pid}${details.length > 0 ? ` (${details.join(', ')})` : ''}`;
+}
 
 /** migrateToLatest's work, on the connection that holds the migration lock. */
 async function migrateLocked<T>(
@@ -237,9 +312,10 @@ function succeeded({ error, results }: MigrationResultSet): string[] {
 export async function migrateReachable<T>(
   db: Kysely<T>,
   url: string | undefined,
+  options: MigrateOptions = {},
 ): Promise<string[]> {
   try {
-    return await migrateToLatest(db);
+    return await migrateToLatest(db, undefined, options);
   } catch (error) {
     if (!url || !isDatabaseUnavailable(error)) throw error;
     throw new StartupError(
@@ -255,13 +331,41 @@ export async function migrateReachable<T>(
  * until a host is put in (pg-connection-string does the same). Never the userinfo.
  */
 export function databaseAt(url: string): string {
+  const address = databaseAddress(url);
+  return address ? `the database at ${address.host}:${address.port}` : 'the database';
+}
+
+/**
+ * databaseAt with the database's name, for a line that says which database a command writes
+ * into (`the database sw_status at db.internal:5432`): host, port and name only — never the
+ * userinfo or a parameter (`password=`). A URL without a name gives databaseAt's words.
+ */
+export function databaseNamed(url: string): string {
+  const address = databaseAddress(url);
+  if (!address?.name) return databaseAt(url);
+  return `the database ${address.name} at ${address.host}:${address.port}`;
+}
+
+/** Put where `user@/db` has no host, so that it parses (as pg-connection-string does). */
+const NO_HOST = '___DUMMY___';
+
+function databaseAddress(url: string): { host: string; port: string; name: string } | undefined {
   let parsed: URL;
   try {
-    parsed = new URL(url.replace('@/', '@___DUMMY___/'));
+    parsed = new URL(url.replace('@/', `@${NO_HOST}/`));
   } catch {
-    return 'the database';
+    return undefined;
   }
-  const host = parsed.searchParams.get('host') ?? parsed.hostname;
+  // No host at all (`user@/db`): node-postgres connects to localhost.
+  const host =
+    parsed.searchParams.get('host') ??
+    (parsed.hostname === NO_HOST ? 'localhost' : parsed.hostname);
   const port = parsed.searchParams.get('port') ?? parsed.port;
-  return `the database at ${host}:${port || 5432}`;
+  let name = parsed.pathname.slice(1);
+  try {
+    name = decodeURIComponent(name);
+  } catch {
+    // Not percent-encoded as a whole: the name as written.
+  }
+  return { host, port: port || '5432', name };
 }
