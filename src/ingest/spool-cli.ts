@@ -1,10 +1,11 @@
 import { existsSync } from 'node:fs';
 import path from 'node:path';
+import { redactSecrets } from '../config';
 import { cliDatabaseUrl } from '../db/cli-database-url';
 import { createDb } from '../db/database';
 import type { DatabaseHandle } from '../db/database';
 import { startEmbeddedPostgres } from '../db/embedded-postgres';
-import { databaseAt, knownMigrations } from '../db/migrate';
+import { databaseNamed, knownMigrations } from '../db/migrate';
 import { schemaProblem } from '../db/schema-version';
 import type { EmbeddedPostgres } from '../db/embedded-postgres';
 import { createLogger } from '../logger';
@@ -157,7 +158,10 @@ async function connect(
   logger: Logger,
 ): Promise<{ handle: DatabaseHandle; embedded?: EmbeddedPostgres; name: string }> {
   const url = cliDatabaseUrl();
-  if (url) return { handle: createDb(url, 2), name: databaseAt(url) };
+  // Which database the events go into (host, port and name), never the credentials: the name
+  // is built from those three alone, and redactSecrets also erases a password that happens to
+  // be part of them.
+  if (url) return { handle: createDb(url, 2), name: redactSecrets(databaseNamed(url)) };
   const embedded = await startEmbeddedPostgres(logger, { command: invokedAs() });
   return {
     handle: createDb(embedded.url, 2),
