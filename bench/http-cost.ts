@@ -8,6 +8,7 @@ import { createListener, listenerSettings } from '../src/http/listener';
 import { createLogger } from '../src/logger';
 import type { EventRecorder } from '../src/messages/event-recorder';
 import { createMetrics } from '../src/metrics/metrics';
+import { onCleanup, runBench } from './lib/cleanup';
 import { peak } from './lib/load';
 import { writeRequestPool } from './lib/request-pool';
 import { swStatusEnv } from './lib/sw-status';
@@ -21,13 +22,15 @@ import { swStatusEnv } from './lib/sw-status';
  * what the HTTP side of `npm run bench`'s (b) costs before any database work. Compare two
  * checkouts by running it in each; rounds show the spread.
  *
- * Env: BENCH_SECONDS (8), BENCH_ROUNDS (4).
+ * Env: BENCH_SECONDS (8), BENCH_ROUNDS (4). Ctrl-C or SIGTERM stops it, without leaving its
+ * request pool (tens of MB in the temp directory) or wrk behind (bench/lib/cleanup.ts).
  */
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 8);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 4);
 
 async function main(): Promise<void> {
   const work = mkdtempSync(path.join(os.tmpdir(), 'sw-status-http-cost-'));
+  onCleanup(() => rmSync(work, { recursive: true, force: true }));
   const pool = path.join(work, 'callbacks.pool');
   await writeRequestPool(pool, SECONDS * 50_000);
   const config = loadConfig({
@@ -64,14 +67,7 @@ async function main(): Promise<void> {
     }
   } finally {
     server.close();
-    rmSync(work, { recursive: true, force: true });
   }
 }
 
-void main().then(
-  () => process.exit(0),
-  (error: unknown) => {
-    console.error(error);
-    process.exit(1);
-  },
-);
+runBench(main);

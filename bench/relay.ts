@@ -1,4 +1,5 @@
-import { execFileSync, spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
+import { once } from 'node:events';
 import {
   mkdirSync,
   mkdtempSync,
@@ -16,10 +17,10 @@ import { freePort } from '../src/db/embedded-postgres';
 import { migrateToLatest } from '../src/db/migrate';
 import { startBenchPostgres } from './lib/database';
 import type { BenchPostgres } from './lib/database';
+import { onCleanup, runBench, started, stopOnCleanup } from './lib/cleanup';
 import { peak } from './lib/load';
 import type { LoadResult } from './lib/load';
 import { startServer } from './lib/processes';
-import type { Server } from './lib/processes';
 import { writeRequestPool } from './lib/request-pool';
 import { swStatusEnv } from './lib/sw-status';
 
@@ -42,6 +43,10 @@ import { swStatusEnv } from './lib/sw-status';
  * BENCH_ROUNDS, BENCH_BASELINE_REF, BENCH_SCENARIOS (e.g. `base,outbox`),
  * BENCH_RELAY_HOST_CONCURRENCY (RELAY_HOST_CONCURRENCY of the runs, default 4 as in
  * production) and BENCH_PROFILE=1 (CPU profile of the relayed runs into bench/results/profiles).
+ *
+ * However it ends — Ctrl-C and SIGTERM included (exit 130, 143) — it leaves nothing behind
+ * (bench/lib/cleanup.ts): no servers or wrk, no embedded PostgreSQL or its data, no databases
+ * on BENCH_DATABASE_URL, no baseline worktree, nothing in the temp directory.
  */
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
@@ -78,129 +83,125 @@ interface Run {
 async function main(): Promise<void> {
   if (spawnSync('wrk', ['-v']).error) throw new Error('wrk is not installed: apt-get install wrk');
   const work = mkdtempSync(path.join(os.tmpdir(), 'sw-status-bench-relay-'));
+  onCleanup(() => rmSync(work, { recursive: true, force: true }));
   mkdirSync(RESULTS, { recursive: true });
   const baseline = path.join(work, 'baseline');
-  let postgres: BenchPostgres | undefined;
-  let noop: Server | undefined;
-  try {
-    execFileSync('git', ['-C', REPO, 'worktree', 'add', '--detach', baseline, BASELINE_REF], {
-      stdio: 'ignore',
-    });
-    symlinkSync(path.join(REPO, 'node_modules'), path.join(baseline, 'node_modules'));
-    postgres = await startBenchPostgres();
-    log(`machine: ${os.cpus().length} × ${os.cpus()[0]?.model ?? '?'}, node ${process.version}`);
-    log(`baseline: ${BASELINE_REF}; PostgreSQL: ${postgres.source}`);
+  // Registered before git makes it, and run before `work` is removed: git forgets a worktree
+  // only through `worktree remove`.
+  onCleanup(() =>
+    spawnSync('git', ['-C', REPO, 'worktree', 'remove', '--force', baseline], { stdio: 'ignore' }),
+  );
+  await git(['worktree', 'add', '--detach', baseline, BASELINE_REF]);
+  symlinkSync(path.join(REPO, 'node_modules'), path.join(baseline, 'node_modules'));
+  const [postgres] = await started(startBenchPostgres(), (server) => server.close());
+  log(`machine: ${os.cpus().length} × ${os.cpus()[0]?.model ?? '?'}, node ${process.version}`);
+  log(`baseline: ${BASELINE_REF}; PostgreSQL: ${postgres.source}`);
 
-    const warmupPool = path.join(work, 'warmup.pool');
-    const measurePool = path.join(work, 'measure.pool');
-    await writeRequestPool(warmupPool, WARMUP * MAX_EXPECTED_RPS);
-    await writeRequestPool(measurePool, SECONDS * MAX_EXPECTED_RPS);
-    const messageIds = [...poolIds(warmupPool), ...poolIds(measurePool)];
+  const warmupPool = path.join(work, 'warmup.pool');
+  const measurePool = path.join(work, 'measure.pool');
+  await writeRequestPool(warmupPool, WARMUP * MAX_EXPECTED_RPS);
+  await writeRequestPool(measurePool, SECONDS * MAX_EXPECTED_RPS);
+  const messageIds = [...poolIds(warmupPool), ...poolIds(measurePool)];
 
-    // The customer's app: answers every relay 200 at once (bench/servers/bare-node.ts).
-    const noopPort = await freePort();
-    noop = await startServer('bench/servers/bare-node.ts', noopPort, { NODE_ENV: 'production' });
-    const noopUrl = `http://127.0.0.1:${noopPort}/status`;
+  // The customer's app: answers every relay 200 at once (bench/servers/bare-node.ts).
+  const noopPort = await freePort();
+  await started(
+    startServer('bench/servers/bare-node.ts', noopPort, { NODE_ENV: 'production' }),
+    (server) => server.stop(),
+  );
+  const noopUrl = `http://127.0.0.1:${noopPort}/status`;
 
-    const runs: Record<Key, Run[]> = { base: [], outbox: [], seeded: [], relayed: [] };
-    const order = SCENARIOS;
-    for (let round = 0; round < ROUNDS; round++) {
-      // Alternate the order so that drift on a shared machine does not favour one scenario.
-      const keys = round % 2 === 0 ? order : [...order].reverse();
-      for (const key of keys) {
-        const run = await scenario(key, postgres, baseline, work, messageIds, noopUrl, {
-          warmupPool,
-          measurePool,
-        });
-        runs[key].push(run);
-        log(
-          `round ${round + 1} (${key.padEnd(7)}) ${String(run.load.rps).padStart(6)} req/s  p99 ${run.load.p99_ms.toFixed(1)} ms  failures ${run.load.failures}  ` +
-            `CPU/request ${run.service_cpu_us} µs service + ${run.postgres_cpu_us} µs PostgreSQL` +
-            (run.relays_per_second === undefined
-              ? ''
-              : `  relays ${run.relays_per_second}/s, ${run.relays_pending_at_end} pending at end`),
-        );
-      }
-    }
-
-    const median = (values: number[]) =>
-      [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
-    const rps = (key: Key) => median(runs[key].map((r) => r.load.rps));
-    const cpuUs = (key: Key) =>
-      runs[key].length === 0
-        ? null
-        : median(runs[key].map((r) => r.service_cpu_us + r.postgres_cpu_us));
-    const ratio = (x: number, y: number) => Math.round((x / y) * 1000) / 1000;
-    const pairedRatio = (x: Key, y: Key): number | null => {
-      const pairs = runs[x].map((run, i) =>
-        runs[y][i] ? run.load.rps / runs[y][i]!.load.rps : NaN,
+  const runs: Record<Key, Run[]> = { base: [], outbox: [], seeded: [], relayed: [] };
+  const order = SCENARIOS;
+  for (let round = 0; round < ROUNDS; round++) {
+    // Alternate the order so that drift on a shared machine does not favour one scenario.
+    const keys = round % 2 === 0 ? order : [...order].reverse();
+    for (const key of keys) {
+      const run = await scenario(key, postgres, baseline, work, messageIds, noopUrl, {
+        warmupPool,
+        measurePool,
+      });
+      runs[key].push(run);
+      log(
+        `round ${round + 1} (${key.padEnd(7)}) ${String(run.load.rps).padStart(6)} req/s  p99 ${run.load.p99_ms.toFixed(1)} ms  failures ${run.load.failures}  ` +
+          `CPU/request ${run.service_cpu_us} µs service + ${run.postgres_cpu_us} µs PostgreSQL` +
+          (run.relays_per_second === undefined
+            ? ''
+            : `  relays ${run.relays_per_second}/s, ${run.relays_pending_at_end} pending at end`),
       );
-      const valid = pairs.filter((value) => Number.isFinite(value));
-      return valid.length === 0 ? null : ratio(median(valid), 1);
-    };
-    const results = {
-      date: new Date().toISOString(),
-      baseline_ref: BASELINE_REF,
-      machine: { cpus: os.cpus().length, model: os.cpus()[0]?.model },
-      node: process.version,
-      seconds: SECONDS,
-      rounds: ROUNDS,
-      median_rps: {
-        base: rps('base'),
-        outbox: rps('outbox'),
-        seeded: rps('seeded'),
-        relayed: rps('relayed'),
-      },
-      relay_host_concurrency: process.env.BENCH_RELAY_HOST_CONCURRENCY ?? '4',
-      median_cpu_us_per_request: {
-        base: cpuUs('base'),
-        outbox: cpuUs('outbox'),
-        seeded: cpuUs('seeded'),
-        relayed: cpuUs('relayed'),
-      },
-      median_relays_per_second: median(runs.relayed.map((r) => r.relays_per_second ?? 0)),
-      ratios: {
-        outbox_over_base: ratio(rps('outbox'), rps('base')),
-        relayed_over_seeded: ratio(rps('relayed'), rps('seeded')),
-      },
-      // The two runs of a pair are adjacent in every round, so they share the machine's
-      // state: the median of the per-round ratios is the steadier number on a noisy machine.
-      paired_median_ratios: {
-        outbox_over_base: pairedRatio('outbox', 'base'),
-        relayed_over_seeded: pairedRatio('relayed', 'seeded'),
-      },
-      // Judged only when both scenarios ran (BENCH_SCENARIOS).
-      targets: Object.fromEntries(
-        pairedRatio('outbox', 'base') === null
-          ? []
-          : [['outbox within 5 % of base (paired median)', pairedRatio('outbox', 'base')! >= 0.95]],
-      ),
-      runs,
-    };
-    const file = path.join(RESULTS, `bench-relay-${results.date.replace(/[:.]/g, '-')}.json`);
-    writeFileSync(file, `${JSON.stringify(results, null, 2)}\n`);
-    log('');
-    log(
-      `median CPU per request (service + PostgreSQL, µs): ${JSON.stringify(results.median_cpu_us_per_request)}`,
-    );
-    log(
-      `paired medians: outbox/base ${results.paired_median_ratios.outbox_over_base}, ` +
-        `relayed/seeded ${results.paired_median_ratios.relayed_over_seeded}`,
-    );
-    log(
-      `median req/s: base ${results.median_rps.base}, outbox ${results.median_rps.outbox} (${results.ratios.outbox_over_base}×), ` +
-        `seeded ${results.median_rps.seeded}, relayed ${results.median_rps.relayed} (${results.ratios.relayed_over_seeded}×), ` +
-        `relays ${results.median_relays_per_second}/s`,
-    );
-    for (const [target, met] of Object.entries(results.targets))
-      log(`${met ? 'met    ' : 'NOT MET'}  ${target}`);
-    log(`written: ${path.relative(process.cwd(), file)}`);
-  } finally {
-    await noop?.stop();
-    await postgres?.close();
-    spawnSync('git', ['-C', REPO, 'worktree', 'remove', '--force', baseline], { stdio: 'ignore' });
-    rmSync(work, { recursive: true, force: true });
+    }
   }
+
+  const median = (values: number[]) =>
+    [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
+  const rps = (key: Key) => median(runs[key].map((r) => r.load.rps));
+  const cpuUs = (key: Key) =>
+    runs[key].length === 0
+      ? null
+      : median(runs[key].map((r) => r.service_cpu_us + r.postgres_cpu_us));
+  const ratio = (x: number, y: number) => Math.round((x / y) * 1000) / 1000;
+  const pairedRatio = (x: Key, y: Key): number | null => {
+    const pairs = runs[x].map((run, i) => (runs[y][i] ? run.load.rps / runs[y][i]!.load.rps : NaN));
+    const valid = pairs.filter((value) => Number.isFinite(value));
+    return valid.length === 0 ? null : ratio(median(valid), 1);
+  };
+  const results = {
+    date: new Date().toISOString(),
+    baseline_ref: BASELINE_REF,
+    machine: { cpus: os.cpus().length, model: os.cpus()[0]?.model },
+    node: process.version,
+    seconds: SECONDS,
+    rounds: ROUNDS,
+    median_rps: {
+      base: rps('base'),
+      outbox: rps('outbox'),
+      seeded: rps('seeded'),
+      relayed: rps('relayed'),
+    },
+    relay_host_concurrency: process.env.BENCH_RELAY_HOST_CONCURRENCY ?? '4',
+    median_cpu_us_per_request: {
+      base: cpuUs('base'),
+      outbox: cpuUs('outbox'),
+      seeded: cpuUs('seeded'),
+      relayed: cpuUs('relayed'),
+    },
+    median_relays_per_second: median(runs.relayed.map((r) => r.relays_per_second ?? 0)),
+    ratios: {
+      outbox_over_base: ratio(rps('outbox'), rps('base')),
+      relayed_over_seeded: ratio(rps('relayed'), rps('seeded')),
+    },
+    // The two runs of a pair are adjacent in every round, so they share the machine's
+    // state: the median of the per-round ratios is the steadier number on a noisy machine.
+    paired_median_ratios: {
+      outbox_over_base: pairedRatio('outbox', 'base'),
+      relayed_over_seeded: pairedRatio('relayed', 'seeded'),
+    },
+    // Judged only when both scenarios ran (BENCH_SCENARIOS).
+    targets: Object.fromEntries(
+      pairedRatio('outbox', 'base') === null
+        ? []
+        : [['outbox within 5 % of base (paired median)', pairedRatio('outbox', 'base')! >= 0.95]],
+    ),
+    runs,
+  };
+  const file = path.join(RESULTS, `bench-relay-${results.date.replace(/[:.]/g, '-')}.json`);
+  writeFileSync(file, `${JSON.stringify(results, null, 2)}\n`);
+  log('');
+  log(
+    `median CPU per request (service + PostgreSQL, µs): ${JSON.stringify(results.median_cpu_us_per_request)}`,
+  );
+  log(
+    `paired medians: outbox/base ${results.paired_median_ratios.outbox_over_base}, ` +
+      `relayed/seeded ${results.paired_median_ratios.relayed_over_seeded}`,
+  );
+  log(
+    `median req/s: base ${results.median_rps.base}, outbox ${results.median_rps.outbox} (${results.ratios.outbox_over_base}×), ` +
+      `seeded ${results.median_rps.seeded}, relayed ${results.median_rps.relayed} (${results.ratios.relayed_over_seeded}×), ` +
+      `relays ${results.median_relays_per_second}/s`,
+  );
+  for (const [target, met] of Object.entries(results.targets))
+    log(`${met ? 'met    ' : 'NOT MET'}  ${target}`);
+  log(`written: ${path.relative(process.cwd(), file)}`);
 }
 
 async function scenario(
@@ -235,7 +236,10 @@ async function scenario(
     PROFILE && key === 'relayed'
       ? ['--cpu-prof', `--cpu-prof-dir=${path.join(RESULTS, 'profiles')}`]
       : [];
-  const server = await startServer(script, await freePort(), env, flags);
+  const [server, stopServer] = await started(
+    startServer(script, await freePort(), env, flags),
+    (running) => running.stop(),
+  );
   try {
     await peak(server.port, pools.warmupPool, WARMUP, CONNECTIONS);
     const started = new Date();
@@ -266,7 +270,7 @@ async function scenario(
       relays_pending_at_end: counts.pending,
     };
   } finally {
-    await server.stop();
+    await stopServer();
     await postgres.dropDatabase(databaseUrl);
   }
 }
@@ -358,11 +362,25 @@ async function query<T>(url: string, text: string, values: unknown[]): Promise<T
   }
 }
 
+/**
+ * `git -C REPO …` in a process group of its own, which the clean-up stops whole when the run
+ * ends meanwhile: `worktree add` removes its half-made worktree then, and the `git reset` it
+ * runs does not write on into a directory being removed.
+ */
+async function git(args: string[]): Promise<void> {
+  const child = spawn('git', ['-C', REPO, ...args], {
+    stdio: ['ignore', 'ignore', 'pipe'],
+    detached: true,
+  });
+  stopOnCleanup(child, { group: true });
+  let stderr = '';
+  child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+  const [code] = (await once(child, 'exit')) as [number | null];
+  if (code !== 0) throw new Error(`git ${args.join(' ')} exited with ${code}: ${stderr.trim()}`);
+}
+
 function log(line: string): void {
   process.stdout.write(`${line}\n`);
 }
 
-main().catch((error: unknown) => {
-  console.error(error);
-  process.exit(1);
-});
+runBench(main);

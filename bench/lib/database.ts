@@ -53,15 +53,30 @@ export async function startBenchPostgres(): Promise<BenchPostgres> {
         dataDir: path.join(dataParent, 'pg'),
         ephemeral: true,
         settings: BENCH_POSTGRES_SETTINGS,
+      }).catch((error: unknown) => {
+        // An initdb cut short (Ctrl-C reaches it too) leaves its half-made cluster beside.
+        rmSync(dataParent, { recursive: true, force: true });
+        throw error;
       });
   const adminUrl = given ?? embedded!.url;
   const suffix = randomBytes(4).toString('hex');
   const template = `sw_status_bench_template_${suffix}`;
   const created: string[] = [];
-  await admin(adminUrl, `CREATE DATABASE ${template}`);
-  const handle = createDb(withDatabase(adminUrl, template), 1);
-  await migrateToLatest(handle.db);
-  await handle.db.destroy();
+  try {
+    await admin(adminUrl, `CREATE DATABASE ${template}`);
+    const handle = createDb(withDatabase(adminUrl, template), 1);
+    try {
+      await migrateToLatest(handle.db);
+    } finally {
+      await handle.db.destroy();
+    }
+  } catch (error) {
+    // Nobody gets a server to close: what was made so far goes now.
+    await admin(adminUrl, `DROP DATABASE IF EXISTS ${template} WITH (FORCE)`).catch(() => {});
+    await embedded?.stop();
+    if (embedded) rmSync(dataParent, { recursive: true, force: true });
+    throw error;
+  }
   let counter = 0;
   return {
     source: given ? 'BENCH_DATABASE_URL' : 'embedded',
