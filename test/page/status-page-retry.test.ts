@@ -5,7 +5,15 @@ import { statusEvent } from '../factories';
 import { TEST_API_TOKEN, createTestApp } from '../helpers/test-app';
 import type { TestApp } from '../helpers/test-app';
 import { listen } from '../proxy/support';
-import { confineTo, launchChromium, skipBrowserTests, watchPage } from './support/browser';
+import {
+  answerNotNow,
+  confineTo,
+  launchChromium,
+  recordTexts,
+  skipBrowserTests,
+  textsSeen,
+  watchPage,
+} from './support/browser';
 import type { PageWatch } from './support/browser';
 
 /**
@@ -25,26 +33,9 @@ const UNTIL = { timeout: 30_000 };
 const SLACK_MS = 150;
 const BUSY = 'Service busy or database unavailable';
 
-/** The service's own 503 and 429 answers (src/db/read-gate.ts, src/http/rate-limit.ts). */
+/** The service's own 503 and 429 answers, by status. */
 function refuse(route: Route, status: 503 | 429, retryAfter: number) {
-  return route.fulfill({
-    status,
-    headers: { 'Retry-After': String(retryAfter), 'Content-Type': 'application/json' },
-    body: JSON.stringify({
-      error:
-        status === 503
-          ? {
-              code: 'unavailable',
-              message: 'Too many query API reads are waiting on this replica; retry shortly',
-              request_id: 'r-test',
-            }
-          : {
-              code: 'rate_limited',
-              message: 'Too many requests; retry after the Retry-After delay',
-              request_id: 'r-test',
-            },
-    }),
-  });
+  return answerNotNow(route, status === 503 ? 'unavailable' : 'rate_limited', retryAfter);
 }
 
 describeBrowser('status page when the query API answers 503 or 429', () => {
@@ -63,20 +54,7 @@ describeBrowser('status page when the query API answers 503 or 429', () => {
   beforeEach(async () => {
     page = await browser.newPage();
     watch = watchPage(page);
-    // Every text the live state and the lookup panel show, however briefly.
-    await page.addInitScript(`
-      window.seen = { state: [], lookup: [] };
-      document.addEventListener('DOMContentLoaded', () => {
-        for (const [key, id] of [['state', 'live-state'], ['lookup', 'lookup-result']]) {
-          const node = document.getElementById(id);
-          new MutationObserver(() => window.seen[key].push(node.textContent)).observe(node, {
-            childList: true,
-            characterData: true,
-            subtree: true,
-          });
-        }
-      });
-    `);
+    await recordTexts(page, { state: 'live-state', lookup: 'lookup-result' });
     await confineTo(page, new URL(server.url).origin);
   });
 
@@ -90,11 +68,7 @@ describeBrowser('status page when the query API answers 503 or 429', () => {
     await t?.close();
   });
 
-  const seen = (key: 'state' | 'lookup'): Promise<string[]> =>
-    page.evaluate(
-      (which) => (globalThis as unknown as { seen: Record<string, string[]> }).seen[which]!,
-      key,
-    );
+  const seen = (key: 'state' | 'lookup'): Promise<string[]> => textsSeen(page, key);
 
   const openPage = async (hash = ''): Promise<void> => {
     await page.goto(`${server.url}/${hash}`);

@@ -1,10 +1,18 @@
-import type { Browser, Page, Route } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
 import { recordEvents } from '../../src/messages/record-events';
 import { statusEvent } from '../factories';
 import { TEST_API_TOKEN, createTestApp } from '../helpers/test-app';
 import type { TestApp } from '../helpers/test-app';
 import { listen } from '../proxy/support';
-import { confineTo, launchChromium, skipBrowserTests, watchPage } from './support/browser';
+import {
+  answerNotNow,
+  confineTo,
+  launchChromium,
+  recordTexts,
+  skipBrowserTests,
+  textsSeen,
+  watchPage,
+} from './support/browser';
 import type { PageWatch } from './support/browser';
 
 /**
@@ -23,24 +31,6 @@ const UNTIL = { timeout: 30_000 };
 /** The page's longest back-off (a minute) and some. */
 const AFTER_BACK_OFF = { timeout: 75_000 };
 
-/** What the read gate answers (src/db/read-gate.ts) and what a timed-out read answers. */
-function answer503(route: Route, code: 'unavailable' | 'query_timeout', retryAfter: string) {
-  return route.fulfill({
-    status: 503,
-    headers: { 'Retry-After': retryAfter, 'Content-Type': 'application/json' },
-    body: JSON.stringify({
-      error: {
-        code,
-        message:
-          code === 'unavailable'
-            ? 'Too many query API reads are waiting on this replica; retry shortly'
-            : 'The query did not finish within 5 s: narrow it and retry',
-        request_id: 'r-test',
-      },
-    }),
-  });
-}
-
 describeBrowser('status page while the query API answers 503', () => {
   let t: TestApp;
   let server: { url: string; close(): Promise<void> };
@@ -57,18 +47,7 @@ describeBrowser('status page while the query API answers 503', () => {
   beforeEach(async () => {
     page = await browser.newPage();
     watch = watchPage(page);
-    // Every text the live state shows, however briefly.
-    await page.addInitScript(`
-      window.statesSeen = [];
-      document.addEventListener('DOMContentLoaded', () => {
-        const state = document.getElementById('live-state');
-        new MutationObserver(() => window.statesSeen.push(state.textContent)).observe(state, {
-          childList: true,
-          characterData: true,
-          subtree: true,
-        });
-      });
-    `);
+    await recordTexts(page, { state: 'live-state' });
     await confineTo(page, new URL(server.url).origin);
   });
 
@@ -82,8 +61,7 @@ describeBrowser('status page while the query API answers 503', () => {
     await t?.close();
   });
 
-  const statesSeen = (): Promise<string[]> =>
-    page.evaluate(() => (globalThis as unknown as { statesSeen: string[] }).statesSeen);
+  const statesSeen = (): Promise<string[]> => textsSeen(page, 'state');
 
   const openPage = async (): Promise<void> => {
     await page.goto(server.url);
@@ -99,7 +77,7 @@ describeBrowser('status page while the query API answers 503', () => {
       if (refused++ === 0) {
         // Answered last, as a read that waited its 5 s in the gate is: the others are in.
         await new Promise((resolve) => setTimeout(resolve, 1_000));
-        return answer503(route, 'unavailable', '1');
+        return answerNotNow(route, 'unavailable', 1);
       }
       return route.continue();
     });
@@ -129,7 +107,7 @@ describeBrowser('status page while the query API answers 503', () => {
     await page.route('**/v1/stats?*', async (route) => {
       const url = new URL(route.request().url());
       if (!url.searchParams.has('bucket') && refused++ === 0) {
-        return answer503(route, 'query_timeout', '2');
+        return answerNotNow(route, 'query_timeout', 2);
       }
       return route.continue();
     });
@@ -151,7 +129,7 @@ describeBrowser('status page while the query API answers 503', () => {
     await page.route('**/v1/**', async (route) => {
       if (!outage) return route.continue();
       refusedDuring += 1;
-      return answer503(route, 'unavailable', '1');
+      return answerNotNow(route, 'unavailable', 1);
     });
     // A new event wakes the feed's answer and a refresh, both refused from now on.
     const failed = statusEvent('failed', { errorCode: '30007' });
@@ -176,7 +154,7 @@ describeBrowser('status page while the query API answers 503', () => {
       asked.push(Date.now());
       if (refused503At === 0) {
         refused503At = Date.now();
-        return answer503(route, 'unavailable', '3');
+        return answerNotNow(route, 'unavailable', 3);
       }
       return route.continue();
     });

@@ -1,6 +1,6 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { chromium } from 'playwright-core';
-import type { Browser, Page } from 'playwright-core';
+import type { Browser, Page, Route } from 'playwright-core';
 
 /**
  * Debian's chromium, driven by playwright-core (no browser download). CI installs it
@@ -113,4 +113,58 @@ export async function measureTransfer(
   });
   await cdp.send('Network.enable');
   return { bytes: () => total, responses: () => [...finished] };
+}
+
+const NOT_NOW_MESSAGES = {
+  unavailable: 'Too many query API reads are waiting on this replica; retry shortly',
+  query_timeout: 'The query did not finish within 5 s: narrow it and retry',
+  rate_limited: 'Too many requests; retry after the Retry-After delay',
+} as const;
+
+/**
+ * Answers a request the way the service says "not now", for page.route: a 503 of the read gate
+ * (`unavailable`, src/db/read-gate.ts) or of a read past its statement timeout
+ * (`query_timeout`, src/db/read-timeout.ts), or a 429 (`rate_limited`, src/http/rate-limit.ts),
+ * with Retry-After, in the documented error shape.
+ */
+export function answerNotNow(
+  route: Route,
+  code: keyof typeof NOT_NOW_MESSAGES,
+  retryAfterSeconds: number,
+): Promise<void> {
+  return route.fulfill({
+    status: code === 'rate_limited' ? 429 : 503,
+    headers: { 'Retry-After': String(retryAfterSeconds), 'Content-Type': 'application/json' },
+    body: JSON.stringify({
+      error: { code, message: NOT_NOW_MESSAGES[code], request_id: 'r-test' },
+    }),
+  });
+}
+
+/**
+ * Records every text the page's elements with these ids show, however briefly (each under its
+ * key); textsSeen reads them back. Call before the page is opened.
+ */
+export async function recordTexts(page: Page, ids: Record<string, string>): Promise<void> {
+  await page.addInitScript(`
+    window.textsSeen = {};
+    document.addEventListener('DOMContentLoaded', () => {
+      for (const [key, id] of Object.entries(${JSON.stringify(ids)})) {
+        const node = document.getElementById(id);
+        window.textsSeen[key] = [];
+        new MutationObserver(() => window.textsSeen[key].push(node.textContent)).observe(node, {
+          childList: true,
+          characterData: true,
+          subtree: true,
+        });
+      }
+    });
+  `);
+}
+
+export function textsSeen(page: Page, key: string): Promise<string[]> {
+  return page.evaluate(
+    (which) => (globalThis as unknown as { textsSeen: Record<string, string[]> }).textsSeen[which]!,
+    key,
+  );
 }
