@@ -73,7 +73,10 @@ export function createListener(app: Express, settings: ListenerSettings, logger?
   // Expect: 100-continue. Node's own handling (no listener) writes 100 Continue before the app
   // sees the request, so a body refused by its declared size got 100 Continue, then 413.
   server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => {
-    continueOnFirstRead(req, res);
+    // Without a body there is nothing to hold back: 100 Continue at once, as Node does, so the
+    // connection stays open (Node closes one answered while a 100 Continue is still owed).
+    if (hasBody(req)) continueOnFirstRead(req, res);
+    else res.writeContinue();
     // As Node does: every 'request' listener sees it (the drain's, src/process/listen.ts).
     server.emit('request', req, res);
   });
@@ -150,6 +153,12 @@ function continueOnFirstRead(req: IncomingMessage, res: ServerResponse): void {
     if (!res.headersSent && !res.writableEnded) res.writeContinue();
     read.call(this, size);
   };
+}
+
+/** Whether a body follows the head: a length above zero, or a transfer coding. */
+function hasBody(req: IncomingMessage): boolean {
+  const length = req.headers['content-length'];
+  return req.headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0');
 }
 
 /** What Node's requireHostHeader refuses: HTTP/1.1 (or later) without a Host header. */

@@ -203,3 +203,23 @@ describe('internal listener (send proxy, 256 KiB; the query API reads no body)',
     });
   });
 });
+
+describe('a request without a body', () => {
+  test('When a GET says Expect: 100-continue, then it is answered and its connection stays open for the next request', async () => {
+    const text = await new Promise<string>((resolve, reject) => {
+      let received = '';
+      const socket = net.connect(portOf(internalServer), '127.0.0.1', () =>
+        socket.write(
+          'GET /healthz HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n\r\n' +
+            'GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n',
+        ),
+      );
+      socket.on('data', (data: Buffer) => (received += data.toString('latin1')));
+      socket.on('error', reject);
+      socket.setTimeout(10_000, () => socket.destroy(new Error(`no close; got ${received}`)));
+      socket.on('close', () => resolve(received));
+    });
+    expect(text.match(/HTTP\/1\.1 200 /g)).toHaveLength(2);
+    expect(text).toMatch(/Connection: keep-alive/);
+  });
+});
