@@ -175,6 +175,9 @@ function kindFromMedia(numMedia: number | null): 'sms' | 'mms' | null {
  * stored. The proxy's own record, when there is one, wins: it is what was sent.
  */
 function callbackBody(event: StatusEvent): string | null {
-  const text = event.raw['Body'] ?? event.raw['body'];
+  // Only the spelling normalization removes without STORE_BODY: a cXML callback's `Body`, a
+  // native callback's or a lookup's `body`. The other one is just another field of the payload.
+  const key = event.api === 'cxml' && event.source !== 'reconcile' ? 'Body' : 'body';
+  const text = event.raw[key];
   return typeof text === 'string' && text !== '' ? text : null;
 }

@@ -421,6 +421,13 @@ describe('STORE_BODY', () => {
       const plain = cxmlFields({ Body: 'not kept' });
       await postCxml(t.publicApp, plain).expect(200);
       expect((await message(t, plain.MessageSid!)).body).not.toHaveProperty('body');
+      // The other API's spelling is just another field: never taken for the text.
+      const misspelt = cxmlFields({ body: 'not the text' });
+      await postCxml(t.publicApp, misspelt).expect(200);
+      expect((await message(t, misspelt.MessageSid!)).body).not.toHaveProperty('body');
+      const nativeMisspelt = nativeFields({ Body: 'not the text either' });
+      await postNative(t.publicApp, nativeMisspelt).expect(200);
+      expect((await message(t, nativeMisspelt.id as string)).body).not.toHaveProperty('body');
     } finally {
       await storing.close();
     }
