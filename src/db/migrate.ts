@@ -186,8 +186,13 @@ async function lockMigrations<T>(db: Kysely<T>, logger?: Pick<Logger, 'info'>): 
       SELECT pg_try_advisory_lock(${MIGRATION_LOCK_KEY}) AS locked`.execute(db);
     if (rows[0]?.locked) return;
     if (!told && Date.now() - started >= LOCK_NOTICE_MS) {
-      // Not found: the holder let go since the try; the next try most likely succeeds.
-      const holder = await migrationLockHolder(db);
+      // Not found: the holder let go since the try; the next try most likely succeeds. Only a
+      // notice: a role that may not read pg_locks (a managed database) migrates all the same.
+      const holder = await migrationLockHolder(db).catch(() => {
+        told = true;
+        logger!.info('waiting for another migrator holding the migration lock');
+        return undefined;
+      });
       if (holder) {
         told = true;
         logger!.info(
