@@ -14,6 +14,7 @@ import {
   createTestApp,
 } from '../helpers/test-app';
 import type { TestApp } from '../helpers/test-app';
+import { storedEventCount } from '../helpers/raw-http';
 
 /**
  * The callback routes are one request handler, not an Express Router with a body parser
@@ -27,14 +28,7 @@ beforeAll(async () => {
 });
 afterAll(() => t.close());
 
-async function eventsOf(messageId: string): Promise<number> {
-  const rows = await t.database.db
-    .selectFrom('status_events')
-    .select('seq')
-    .where('message_id', '=', messageId)
-    .execute();
-  return rows.length;
-}
+const eventsOf = (messageId: string) => storedEventCount(t.database.db, messageId);
 
 function expectError(res: request.Response, status: number, code: string): void {
   expect(res.status).toBe(status);

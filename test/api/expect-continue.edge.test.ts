@@ -8,6 +8,8 @@ import { signJsonBody } from '../../src/signalwire/signing';
 import { nativeFields } from '../helpers/callbacks';
 import { TEST_PUBLIC_BASE_URL, TEST_SIGNING_KEY, createTestApp } from '../helpers/test-app';
 import type { TestApp } from '../helpers/test-app';
+import { CONTINUE, exchangeRaw, expectErrorShape, storedEventCount } from '../helpers/raw-http';
+import type { RawAnswer } from '../helpers/raw-http';
 
 /**
  * `Expect: 100-continue` on both listeners, through the service's own listener (createListener,
@@ -40,73 +42,20 @@ async function serve(server: Server): Promise<Server> {
 
 const portOf = (server: Server) => (server.address() as AddressInfo).port;
 
-interface Answer {
-  status: number;
-  headers: Record<string, string>;
-  body: string;
-  /** Everything received, an interim 100 Continue included. */
-  raw: string;
-}
-
 /**
  * Writes the request's headers only, then reads what comes back until the service closes the
  * connection. With `body`, the body is written once (and only if) 100 Continue came first.
  */
-function exchange(server: Server, head: string, body?: string): Promise<Answer> {
-  return new Promise((resolve, reject) => {
-    let text = '';
-    let sent = false;
-    const socket = net.connect(portOf(server), '127.0.0.1', () => socket.write(head));
-    socket.on('data', (data: Buffer) => {
-      text += data.toString('latin1');
-      if (body !== undefined && !sent && text.startsWith(CONTINUE)) {
-        sent = true;
-        socket.write(body);
-      }
-    });
-    socket.on('error', reject);
-    socket.setTimeout(10_000, () => socket.destroy(new Error(`no close; got ${text}`)));
-    socket.on('close', () => resolve(parseLast(text)));
-  });
-}
-
-const CONTINUE = 'HTTP/1.1 100 Continue\r\n\r\n';
-
-/** The final answer in `raw` (after any interim 1xx answer). */
-function parseLast(raw: string): Answer {
-  const start = /^(?:HTTP\/1\.1 1\d\d [^\r]*\r\n\r\n)*/.exec(raw)![0].length;
-  const end = raw.indexOf('\r\n\r\n', start);
-  const [statusLine, ...lines] = raw.slice(start, end).split('\r\n');
-  const headers: Record<string, string> = {};
-  for (const line of lines) {
-    const colon = line.indexOf(':');
-    headers[line.slice(0, colon).toLowerCase()] = line.slice(colon + 1).trim();
-  }
-  return { status: Number(statusLine!.split(' ')[1]), headers, body: raw.slice(end + 4), raw };
-}
-
-function expectErrorShape(answer: Answer, status: number, code: string): void {
-  expect(answer.status).toBe(status);
-  expect(answer.headers['content-type']).toMatch(/^application\/json/);
-  expect(JSON.parse(answer.body)).toEqual({
-    error: { code, message: expect.any(String), request_id: expect.any(String) },
-  });
-}
+const exchange = (server: Server, head: string, body?: string) =>
+  exchangeRaw(portOf(server), head, body);
 
 /** Nothing but the final answer came back: no 100 Continue before it. */
-function expectNoContinue(answer: Answer): void {
+function expectNoContinue(answer: RawAnswer): void {
   expect(answer.raw).not.toContain('100 Continue');
   expect(answer.raw).toMatch(/^HTTP\/1\.1 [2-5]\d\d /);
 }
 
-async function eventsOf(messageId: string): Promise<number> {
-  const rows = await t.database.db
-    .selectFrom('status_events')
-    .select('seq')
-    .where('message_id', '=', messageId)
-    .execute();
-  return rows.length;
-}
+const eventsOf = (messageId: string) => storedEventCount(t.database.db, messageId);
 
 describe('public listener (callbacks, 64 KiB)', () => {
   const head = (length: number, signature: string) =>

@@ -12,6 +12,7 @@ import { nativeFields } from '../helpers/callbacks';
 import { TEST_PUBLIC_BASE_URL, TEST_SIGNING_KEY, createTestApp } from '../helpers/test-app';
 import type { TestApp } from '../helpers/test-app';
 import { eventually } from '../ingest/support/eventually';
+import { exchangeRaw, expectErrorShape, storedEventCount } from '../helpers/raw-http';
 
 /**
  * The public listener as an attacker meets it: through the service's own listener
@@ -34,46 +35,8 @@ afterAll(async () => {
   await t.close();
 });
 
-interface Answer {
-  status: number;
-  headers: Record<string, string>;
-  body: string;
-  /** Everything received, interim answers (100 Continue) included. */
-  raw: string;
-}
-
 /** Writes `raw` on a new connection and reads until the service closes it. */
-function exchange(raw: string): Promise<Answer> {
-  return new Promise((resolve, reject) => {
-    let text = '';
-    const socket = net.connect(port, '127.0.0.1', () => socket.write(raw));
-    socket.on('data', (data: Buffer) => (text += data.toString('latin1')));
-    socket.on('error', reject);
-    socket.setTimeout(10_000, () => socket.destroy(new Error(`no close; got ${text}`)));
-    socket.on('close', () => resolve(parseLast(text)));
-  });
-}
-
-/** The final answer in `raw` (after any interim 1xx answer). */
-function parseLast(raw: string): Answer {
-  const start = /^(?:HTTP\/1\.1 1\d\d [^\r]*\r\n\r\n)*/.exec(raw)![0].length;
-  const end = raw.indexOf('\r\n\r\n', start);
-  const [statusLine, ...lines] = raw.slice(start, end).split('\r\n');
-  const headers: Record<string, string> = {};
-  for (const line of lines) {
-    const colon = line.indexOf(':');
-    headers[line.slice(0, colon).toLowerCase()] = line.slice(colon + 1).trim();
-  }
-  return { status: Number(statusLine!.split(' ')[1]), headers, body: raw.slice(end + 4), raw };
-}
-
-function expectErrorShape(answer: Answer, status: number, code: string): void {
-  expect(answer.status).toBe(status);
-  expect(answer.headers['content-type']).toMatch(/^application\/json/);
-  expect(JSON.parse(answer.body)).toEqual({
-    error: { code, message: expect.any(String), request_id: expect.any(String) },
-  });
-}
+const exchange = (raw: string) => exchangeRaw(port, raw);
 
 /**
  * A signed native callback's request, with `extraHeaders` lines; `padding` characters more in
@@ -94,14 +57,7 @@ function signedNative(id: string, extraHeaders = '', padding = 0): string {
   );
 }
 
-async function eventsOf(messageId: string): Promise<number> {
-  const rows = await t.database.db
-    .selectFrom('status_events')
-    .select('seq')
-    .where('message_id', '=', messageId)
-    .execute();
-  return rows.length;
-}
+const eventsOf = (messageId: string) => storedEventCount(t.database.db, messageId);
 
 describe('what Node answers before the app', () => {
   test('When an HTTP/1.1 request has no Host header, then 400 in the service’s error shape (not Node’s empty body)', async () => {

@@ -3,6 +3,7 @@ import vm from 'node:vm';
 import { normalizeNativeCallback } from '../../src/callbacks/normalize';
 import { approximateEventBytes } from '../../src/ingest/event-size';
 import type { StatusEvent } from '../../src/messages/status-event';
+import { nativeFields } from '../helpers/callbacks';
 
 /**
  * INGEST_QUEUE_MAX_BYTES bounds the memory of waiting callbacks by approximateEventBytes
@@ -56,19 +57,7 @@ test.each([
 );
 
 test('When an ordinary callback is waiting, then its estimate is close to the heap it holds', () => {
-  const body = JSON.stringify({
-    id: 'a1b2c3d4-e5f6-7890-abcd-ef1234567890',
-    project_id: 'b2c3d4e5-f6a7-8901-bcde-f12345678901',
-    status: 'delivered',
-    to: '+15551234567',
-    from: '+15559876543',
-    body: 'Hello World!',
-    number_of_segments: 1,
-    timestamp: '2026-03-17T22:26:57Z',
-    error_code: null,
-    error_message: null,
-    custom_variables: { id: '12345' },
-  });
+  const body = JSON.stringify(nativeFields({ custom_variables: { id: '12345' } }));
   // A fresh parse per copy, as each callback is; the relay's copy of the body too.
   const make = (): StatusEvent => {
     const event = nativeEvent(`${body}${' '.repeat(Math.floor(Math.random() * 8))}`);
