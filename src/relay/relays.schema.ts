@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { queryParameters } from '../http/query-params';
 import { BEARER, ETAG_HEADER, NOT_MODIFIED, errorResponses } from '../openapi/api-docs';
 import type { ApiDocs } from '../openapi/api-docs';
 
@@ -9,15 +10,18 @@ import type { ApiDocs } from '../openapi/api-docs';
 
 export const RelayState = z.enum(['pending', 'delivered', 'dead']);
 
-export const RelayListQuery = z
-  .object({
-    state: RelayState.optional(),
-    message_id: z.string().min(1).max(64).optional(),
-    limit: z.coerce.number().int().min(1).max(500).default(50),
-    cursor: z.string().max(200).optional(),
-  })
-  // A misspelt filter must not silently return everything.
-  .strict();
+// A misspelt filter must not silently return everything (strict); a repeated one is a 400
+// naming it (queryParameters), as on the other lists.
+export const RelayListQuery = queryParameters(
+  z
+    .object({
+      state: RelayState.optional(),
+      message_id: z.string().min(1).max(64).optional(),
+      limit: z.coerce.number().int().min(1).max(500).default(50),
+      cursor: z.string().max(200).optional(),
+    })
+    .strict(),
+);
 
 export const RelayParams = z.object({
   id: z.string().regex(/^[1-9]\d{0,15}$/, 'a relay id'),
@@ -62,7 +66,8 @@ export function describeRelays(docs: ApiDocs): void {
     tags: ['Query API'],
     summary: "Relays of callbacks to the apps' own status callbacks, newest first",
     security: [{ [BEARER]: [] }],
-    request: { query: RelayListQuery },
+    // The parameters as the route reads them, once repeats are merged (queryParameters).
+    request: { query: RelayListQuery.out },
     responses: {
       200: { ...json('A page of relays.', RelayList), headers: z.object({ ETag: ETAG_HEADER }) },
       304: NOT_MODIFIED,

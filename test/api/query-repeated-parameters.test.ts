@@ -167,6 +167,10 @@ describe('other parameters given more than once', () => {
     ['/v1/stats', 'created_since', '2026-08-03'],
     ['/v1/stats', 'created_until', '2026-08-04'],
     ['/v1/stats', 'bucket', 'hour'],
+    ['/v1/relays', 'state', 'dead'],
+    ['/v1/relays', 'message_id', 'SM1'],
+    ['/v1/relays', 'limit', '10'],
+    ['/v1/relays', 'cursor', 'abc'],
   ];
 
   test.each(cases)(
