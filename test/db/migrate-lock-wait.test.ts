@@ -1,7 +1,10 @@
 import { spawn } from 'node:child_process';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { sql } from 'kysely';
 import { Client } from 'pg';
+import { createDb } from '../../src/db/database';
 import { MIGRATION_LOCK_ID, knownMigrations, migrateToLatest } from '../../src/db/migrate';
 import { createLogger } from '../../src/logger';
 import { createTestDatabase } from '../helpers/test-database';
@@ -18,8 +21,17 @@ const REPO_ROOT = path.resolve(__dirname, '../..');
 const WAITING = 'waiting for another migrator';
 
 const databases: TestDatabase[] = [];
+const roles: string[] = [];
 afterAll(async () => {
   await Promise.all(databases.map((database) => database.destroy()));
+  // A role is the cluster's, not a database's: dropped once the databases it owns are gone.
+  const admin = new Client({ connectionString: process.env.SW_TEST_ADMIN_URL });
+  await admin.connect();
+  try {
+    for (const role of roles) await admin.query(`DROP ROLE IF EXISTS ${role}`);
+  } finally {
+    await admin.end();
+  }
 });
 
 async function database(migrated: boolean): Promise<TestDatabase> {
@@ -122,3 +134,48 @@ test('When another migrator lets go of the lock within a moment, then nothing is
   expect(await migrating).toEqual([]);
   expect(messages).toEqual([]);
 });
+
+test('When the migrating role may not read pg_locks (as on some managed databases), then it still waits for the holder, says so without naming it, and migrates', async () => {
+  const target = await database(false);
+  const suffix = randomBytes(4).toString('hex');
+  const role = `sw_migrator_${suffix}`;
+  const password = `pw_${suffix}`;
+  roles.push(role);
+  const name = new URL(target.url).pathname.slice(1);
+  // The role owns the database and its public schema, as a managed database's application role
+  // does, and pg_locks is closed to it. REVOKE touches only this database's catalog.
+  await sql.raw(`CREATE ROLE ${role} LOGIN PASSWORD '${password}'`).execute(target.db);
+  const asRole = new URL(target.url);
+  asRole.username = role;
+  asRole.password = password;
+  const migrator = createDb(asRole.toString(), 1);
+  const holder = await holdMigrationLock(target.url);
+  let released = false;
+  try {
+    await sql.raw(`ALTER DATABASE ${name} OWNER TO ${role}`).execute(target.db);
+    await sql.raw(`ALTER SCHEMA public OWNER TO ${role}`).execute(target.db);
+    await sql.raw('REVOKE SELECT ON pg_catalog.pg_locks FROM PUBLIC').execute(target.db);
+    await expect(sql`SELECT count(*) FROM pg_locks`.execute(migrator.db)).rejects.toMatchObject({
+      code: '42501',
+    });
+
+    const { logger, messages } = recordingLogger();
+    const migrating = migrateToLatest(migrator.db, undefined, { logger });
+    const settled = migrating.then(
+      () => 'migrated',
+      () => 'failed',
+    );
+    await eventually(() => messages.length > 0, 'a notice that it waits');
+    expect(messages).toEqual(['waiting for another migrator holding the migration lock']);
+    expect(await Promise.race([settled, sleep(300).then(() => 'waiting')])).toBe('waiting');
+    expect(await appliedMigrations(target)).toBe(0);
+
+    await holder.release();
+    released = true;
+    expect(await migrating).toEqual(await knownMigrations());
+    expect(messages).toHaveLength(1);
+  } finally {
+    if (!released) await holder.release();
+    await migrator.db.destroy();
+  }
+}, 60_000);
