@@ -152,15 +152,34 @@ export function sameState(a: MessageState, b: MessageState): boolean {
  * Whether the event is later than the one standing for the current status (DESIGN §3: the
  * later provider timestamp, then receive time), as ONE order of events: an event without a
  * provider timestamp — a compatibility callback, or a reconciliation lookup, which says what
- * SignalWire held when asked — is placed at its receive time. Comparing provider timestamps
+ * SignalWire held when asked — or with one far ahead of its receipt is placed at its receive
+ * time. Comparing provider timestamps
  * when both events have one and receive times otherwise is no order (A later than B, B than C
  * and C than A), and the winner of a conflict then depended on arrival order.
  */
 function isLater(event: StatusEvent, current: MessageState): boolean {
-  const a = (event.providerTimestamp ?? event.receivedAt).getTime();
-  const b = (current.statusProviderTimestamp ?? current.statusReceivedAt).getTime();
+  const a = orderTime(event.providerTimestamp, event.receivedAt);
+  const b = orderTime(current.statusProviderTimestamp, current.statusReceivedAt);
   if (a !== b) return a > b;
   return event.receivedAt > current.statusReceivedAt;
+}
+
+// How far a provider timestamp may run ahead of our receipt of the callback that carries it.
+// SignalWire stamps an event before it calls us, so a later stamp is the two clocks' skew:
+// seconds. One an hour or more ahead (year 9999, a time zone read as UTC) is not a time the
+// event happened, and ordering by it would let that event win every later conflict for good.
+const PROVIDER_CLOCK_AHEAD_MS = 60 * 60 * 1000;
+
+/**
+ * Where an event stands in the order of conflicts: its provider timestamp, unless that is
+ * implausibly ahead of its receipt, then its receive time — the same rule for the event and
+ * for the one standing, so that it stays one order.
+ */
+function orderTime(providerTimestamp: Date | null, receivedAt: Date): number {
+  const received = receivedAt.getTime();
+  if (providerTimestamp === null) return received;
+  const provided = providerTimestamp.getTime();
+  return provided > received + PROVIDER_CLOCK_AHEAD_MS ? received : provided;
 }
 
 function kindFromMedia(numMedia: number | null): 'sms' | 'mms' | null {

@@ -198,6 +198,29 @@ describe('the truth about a message (DESIGN §3)', () => {
     expect(body.history).toHaveLength(2);
   });
 
+  test('When a callback carries a provider timestamp far in the future, then a later outcome still wins the conflict (the stamp stands at its receipt)', async () => {
+    const id = randomUUID();
+    await postNative(
+      t.publicApp,
+      nativeFields({ id, status: 'delivered', timestamp: '9999-12-31T23:59:59Z' }),
+    ).expect(200);
+    await postNative(
+      t.publicApp,
+      nativeFields({
+        id,
+        status: 'undelivered',
+        error_code: '30003',
+        timestamp: new Date().toISOString(),
+      }),
+    ).expect(200);
+    const { body } = await getMessage(id);
+    expect(body).toMatchObject({ status: 'undelivered', error_code: '30003', conflict: true });
+    // The history keeps the timestamp as SignalWire sent it.
+    expect(
+      body.history.map((event: { provider_timestamp: string }) => event.provider_timestamp),
+    ).toContain('9999-12-31T23:59:59.000Z');
+  });
+
   test('When undelivered with 30003 and a later delivered arrive in either order, then the message ends delivered, flagged, and keeps the code (DESIGN §3: never erased by an event without one)', async () => {
     const states = [];
     for (const winnerFirst of [false, true]) {

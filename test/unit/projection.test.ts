@@ -4,7 +4,7 @@ import type { StatusEvent } from '../../src/messages/status-event';
 import { canonicalStatus } from '../../src/messages/statuses';
 import { statusEvent } from '../factories';
 
-let clock = Date.parse('2026-11-01T00:00:00Z');
+let clock = Date.parse('2026-11-01T10:00:00Z');
 // Events of one message, each received a second after the previous one.
 function event(rawStatus: string, overrides: Partial<StatusEvent> = {}): StatusEvent {
   clock += 1000;
@@ -63,6 +63,28 @@ describe('applyEvent', () => {
     // DESIGN §3: a code, once known, is not erased — it stays with the conflict it came with.
     expect(state.errorCode).toBe('30003');
     expect(fold([undelivered, delivered]).status).toBe('delivered');
+  });
+
+  test('When a provider timestamp is far ahead of its receipt, then it does not win every later conflict: the event stands at its receive time', () => {
+    const receivedAt = new Date('2026-11-01T10:00:02Z');
+    const delivered = event('delivered', {
+      providerTimestamp: new Date('9999-12-31T23:59:59Z'),
+      receivedAt,
+    });
+    const undelivered = event('undelivered', {
+      providerTimestamp: new Date('2026-11-01T10:05:00Z'),
+      receivedAt: new Date('2026-11-01T10:05:01Z'),
+      errorCode: '30003',
+    });
+    expect(fold([delivered, undelivered]).status).toBe('undelivered');
+    expect(fold([undelivered, delivered]).status).toBe('undelivered');
+    // Within the hour a provider clock may run ahead of ours, its timestamp still decides.
+    const slightlyAhead = event('delivered', {
+      providerTimestamp: new Date('2026-11-01T10:50:00Z'),
+      receivedAt,
+    });
+    expect(fold([slightlyAhead, undelivered]).status).toBe('delivered');
+    expect(fold([undelivered, slightlyAhead]).status).toBe('delivered');
   });
 
   test('When terminal statuses disagree without provider timestamps, then the later receive time wins', () => {
