@@ -105,7 +105,12 @@ export function databaseUrlProblem(url: string): string | undefined {
   return checked.success ? undefined : (checked.error.issues[0]?.message ?? 'is not valid');
 }
 
-/** `10s,1m,5m` → milliseconds; units ms, s, m, h, d. */
+// The longest step of a schedule: ten years. The schedules reach PostgreSQL as intervals
+// subtracted from or added to now(), where a step of thousands of years fails every statement
+// of the sweep or the relay ("timestamp out of range") long after start-up accepted it.
+const MAX_SCHEDULE_STEP_DAYS = 3_650;
+
+/** `10s,1m,5m` → milliseconds; units ms, s, m, h, d; each at most MAX_SCHEDULE_STEP_DAYS. */
 const durations = z.string().transform((s, ctx) => {
   const parts = s.split(',').map((part) => part.trim());
   const values = parts.map(parseDuration);
@@ -113,6 +118,13 @@ const durations = z.string().transform((s, ctx) => {
     ctx.addIssue({
       code: 'custom',
       message: 'must be durations like 10s,1m,2h (units ms, s, m, h, d)',
+    });
+    return z.NEVER;
+  }
+  if (values.some((v) => v! > MAX_SCHEDULE_STEP_DAYS * 86_400_000)) {
+    ctx.addIssue({
+      code: 'custom',
+      message: `each duration must be at most ${MAX_SCHEDULE_STEP_DAYS}d`,
     });
     return z.NEVER;
   }
@@ -177,7 +189,9 @@ const EnvSchema = z.object({
   SIGNALWIRE_SIGNING_KEYS: list.optional(),
   SIGNALWIRE_TIMEOUT_MS: millis.default(10_000),
   CALLBACK_TOKEN_SECRET: list.optional(),
-  CALLBACK_TOKEN_TTL_DAYS: positiveInt.default(30),
+  // At most a century: send intents expire by it in SQL (now() - the TTL), which refuses a
+  // date thousands of years back, and a token is never needed that long.
+  CALLBACK_TOKEN_TTL_DAYS: positiveInt.pipe(z.number().max(36_500)).default(30),
   API_TOKENS: list.optional(),
   ALLOW_UNSIGNED_CALLBACKS: bool.default(false),
   STORE_BODY: bool.default(false),
@@ -215,7 +229,9 @@ const EnvSchema = z.object({
   RELAY_ALLOW_HTTP: bool.default(false),
   // Reconciliation (DESIGN §11).
   RECONCILE_SCHEDULE: durations.prefault('10m,1h,6h,24h'),
-  RECONCILE_RATE: decimalNumber.pipe(z.number().positive()).default(5),
+  // At least one lookup in 1,000 s: the pause between two is a timer, and Node fires one
+  // longer than 2^31-1 ms (24.8 days) at once, which would make a tiny rate a busy loop.
+  RECONCILE_RATE: decimalNumber.pipe(z.number().min(0.001)).default(5),
   SIGNALWIRE_CREDENTIALS: credentials.optional(),
   // Browser origins allowed to call /v1/* (src/http/cors.ts): scheme://host[:port], or *.
   CORS_ORIGINS: list

@@ -46,3 +46,35 @@ describe('numbers in the environment', () => {
     expect(config.reconcileRate).toBe(2.5);
   });
 });
+
+/**
+ * Values start-up would accept but the service could not use: PostgreSQL refuses a date
+ * thousands of years back (the sweep's and the send intents' statements would fail every time,
+ * long after start-up), and Node fires a timer longer than 24.8 days at once (a busy loop).
+ */
+describe('upper bounds the database and the timers need', () => {
+  test.each([
+    ['RECONCILE_SCHEDULE', '10m,3000000d', /at most 3650d/],
+    ['RELAY_RETRY_SCHEDULE', '10s,400000000d', /at most 3650d/],
+    ['RECONCILE_SCHEDULE', '10m,3651d', /at most 3650d/],
+    ['CALLBACK_TOKEN_TTL_DAYS', '99999999', /36500/],
+    ['RECONCILE_RATE', '0.0000001', /0\.001/],
+  ])('When %s is %j, then start-up refuses it by name, saying the bound', (name, value, bound) => {
+    const found = configProblems({ [name]: value });
+    expect(found).toEqual([expect.stringMatching(new RegExp(`^${name}: `))]);
+    expect(found[0]).toMatch(bound);
+  });
+
+  test('When the values are at their bounds, then they are read as written', () => {
+    const config = loadConfig({
+      RECONCILE_SCHEDULE: '10m,3650d',
+      RELAY_RETRY_SCHEDULE: '10s,3650d',
+      CALLBACK_TOKEN_TTL_DAYS: '36500',
+      RECONCILE_RATE: '0.001',
+    });
+    expect(config.reconcileSchedule).toEqual([600_000, 3650 * 86_400_000]);
+    expect(config.relayRetrySchedule).toEqual([10_000, 3650 * 86_400_000]);
+    expect(config.callbackTokenTtlDays).toBe(36_500);
+    expect(config.reconcileRate).toBe(0.001);
+  });
+});
