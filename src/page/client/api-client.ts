@@ -1,3 +1,5 @@
+import { createServerClock } from './server-clock';
+import type { ServerClock } from './server-clock';
 import type { FeedPage, Message, MessagePage, RelayPage, Stats } from './wire';
 
 /** A non-2xx answer of the query API; `retryAfterMs` from its Retry-After (429, 503). */
@@ -46,13 +48,19 @@ export interface ApiClient {
   deadRelays(): Promise<Answer<RelayPage>>;
   /** One page of the change feed; `waitSeconds` > 0 long-polls. */
   events(after: string, waitSeconds: number, signal?: AbortSignal): Promise<FeedPage>;
+  /** The service's clock as its answers tell it (server-clock.ts), as Date.now() would. */
+  serverNow(): number;
 }
 
 /**
  * The query API on this page's own origin, with the tab's bearer token. Polled answers are
  * revalidated with their ETag (If-None-Match): an unchanged answer costs a 304 and no body.
  */
-export function createApiClient(token: string, fetchImpl: typeof fetch = fetch): ApiClient {
+export function createApiClient(
+  token: string,
+  fetchImpl: typeof fetch = fetch,
+  clock: ServerClock = createServerClock(),
+): ApiClient {
   const remembered = new Map<string, { etag: string; body: unknown }>();
 
   async function request(path: string, init: RequestInit = {}): Promise<Response> {
@@ -61,7 +69,9 @@ export function createApiClient(token: string, fetchImpl: typeof fetch = fetch):
     headers.set('Accept', 'application/json');
     // no-store: the page keeps its own copies; the HTTP cache would only add another.
     // (A cast: Node's RequestInit, which the tests compile against, has no `cache`.)
-    const res = await fetchImpl(path, { ...init, headers, cache: 'no-store' } as RequestInit);
+    const res = await clock.timed(() =>
+      fetchImpl(path, { ...init, headers, cache: 'no-store' } as RequestInit),
+    );
     if (res.status === 304 || res.ok || res.status === 404) return res;
     throw new ApiError(res.status, await errorText(res), retryAfterMs(res));
   }
@@ -101,6 +111,7 @@ export function createApiClient(token: string, fetchImpl: typeof fetch = fetch):
       if (!res.ok) throw new ApiError(res.status, await errorText(res));
       return (await res.json()) as FeedPage;
     },
+    serverNow: clock.now,
   };
 }
 

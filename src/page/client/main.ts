@@ -54,8 +54,9 @@ async function open(token: string): Promise<void> {
     askForToken(REFUSED);
   });
 
-  const refresh = async (): Promise<void> => {
-    const { day, hour } = windows(Date.now());
+  const refresh = async (askAgain = true): Promise<void> => {
+    // The service's now, not the browser's: a slow laptop clock would end the windows early.
+    const { day, hour } = windows(api.serverNow());
     // Each answer is drawn as it is, even when another read failed (a 503 from the read gate,
     // a query_timeout): the client remembers every answer it got with its ETag, so the next
     // refresh gets a 304 for it — an answer not drawn now would never be drawn.
@@ -66,6 +67,11 @@ async function open(token: string): Promise<void> {
       api.messages({ stuck: 'true', limit: '10' }),
       api.deadRelays(),
     ]);
+    // These answers may have set the page's clock (server-clock.ts), the first ones always do:
+    // windows asked by a browser clock that is off are asked again at once, by the service's.
+    if (askAgain && windows(api.serverNow()).day.created_until !== day.created_until) {
+      return refresh(false);
+    }
     if (stats.status === 'fulfilled' && stats.value.changed) {
       renderOverview(byId('overview'), byId('announce'), stats.value.body);
       renderStatuses(byId<HTMLTableElement>('statuses'), stats.value.body);

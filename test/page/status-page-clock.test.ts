@@ -1,0 +1,66 @@
+import type { Browser, Page } from 'playwright-core';
+import { recordEvents } from '../../src/messages/record-events';
+import { statusEvent } from '../factories';
+import { TEST_API_TOKEN, createTestApp } from '../helpers/test-app';
+import type { TestApp } from '../helpers/test-app';
+import { listen } from '../proxy/support';
+import { confineTo, launchChromium, skipBrowserTests, watchPage } from './support/browser';
+import type { PageWatch } from './support/browser';
+
+/**
+ * The status page in a real headless browser whose clock is minutes slow, as a laptop's can be.
+ * Its windows ("the last 24 hours", the throughput of the last hour) ended at the browser's
+ * now, minutes ago: the latest messages were missing from a page that said "Live". They end at
+ * the service's now, which the page learns from its answers' Date headers.
+ */
+
+const describeBrowser = skipBrowserTests ? describe.skip : describe;
+jest.setTimeout(60_000);
+
+const UNTIL = { timeout: 30_000 };
+const SLOW_MS = 3 * 60_000;
+
+describeBrowser('status page with a slow browser clock', () => {
+  let t: TestApp;
+  let server: { url: string; close(): Promise<void> };
+  let browser: Browser;
+  let page: Page;
+  let watch: PageWatch;
+
+  beforeAll(async () => {
+    browser = await launchChromium();
+    t = await createTestApp();
+    server = await listen(t.internalApp);
+    page = await browser.newPage();
+    watch = watchPage(page);
+    await confineTo(page, new URL(server.url).origin);
+    // The browser's clock three minutes behind the service's.
+    await page.addInitScript((slowMs: number) => {
+      const browserNow = Date.now.bind(Date);
+      Date.now = () => browserNow() - slowMs;
+    }, SLOW_MS);
+  });
+
+  afterAll(async () => {
+    await page?.close();
+    await browser?.close();
+    await server?.close();
+    await t?.close();
+  });
+
+  test('When a message arrived a moment ago, then the page counts it and its windows end at the service’s now', async () => {
+    await recordEvents(t.database.db, [statusEvent('delivered')]);
+    await page.goto(`${server.url}/`);
+    await page.getByRole('textbox', { name: 'API token' }).fill(TEST_API_TOKEN);
+    await page.getByRole('button', { name: 'Open the status page' }).click();
+    await page.locator('#live-state', { hasText: /^Live$/ }).waitFor(UNTIL);
+
+    await page.locator('[data-figure="total"]', { hasText: /^1$/ }).waitFor(UNTIL);
+    const windowsAsked = watch.requests
+      .filter((url) => url.includes('/v1/stats?'))
+      .map((url) => Date.parse(new URL(url).searchParams.get('created_until')!));
+    expect(windowsAsked.length).toBeGreaterThan(0);
+    // The last windows asked for end after the service's now, not minutes before it.
+    expect(Math.min(...windowsAsked.slice(-2))).toBeGreaterThan(Date.now());
+  });
+});
