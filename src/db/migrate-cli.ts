@@ -1,9 +1,12 @@
+import { Client } from 'pg';
+import type { Pool, PoolClient } from 'pg';
 import { createLogger } from '../logger';
 import { invokedAs } from '../process/invoked-as';
 import { cliDatabaseUrl } from './cli-database-url';
 import { createDb } from './database';
 import { startEmbeddedPostgres } from './embedded-postgres';
-import { SqlFileMigrationProvider, migrateReachable } from './migrate';
+import { SqlFileMigrationProvider, knownMigrations, migrateReachable } from './migrate';
+import { describeSchema, judgeSchema, readSchema } from './schema-version';
 
 /**
  * `npm run migrate` / `node dist/db/migrate-cli.js`: applies db/migrations to DATABASE_URL.
@@ -24,14 +27,20 @@ async function main(): Promise<void> {
         command: invokedAs(),
         refusalHint: 'it applies migrations itself when it starts',
       });
-  const { db } = createDb(url ?? embedded!.url, 1);
+  const target = url ?? embedded!.url;
+  const { db, pool } = createDb(target, 1);
+  const stopOnSignal = endSessionsOnSignal(pool, target, logger);
   const where = embedded ? `the embedded PostgreSQL in ${embedded.dataDir}` : 'the database';
   try {
     const applied = await migrateReachable(db, url, { logger });
     const latest = Object.keys(await new SqlFileMigrationProvider().getMigrations())
       .sort()
       .at(-1);
-    if (applied.length === 0) {
+    const verdict = judgeSchema(await knownMigrations(), await readSchema(db));
+    if (verdict.state === 'ahead') {
+      // A rollback's migration Job: the database is at a newer release's migration, not ours.
+      logger.info({ latest }, `nothing to migrate: ${where}: ${describeSchema(verdict)}`);
+    } else if (applied.length === 0) {
       logger.info({ latest }, `nothing to migrate: ${where} is already at ${latest}`);
     } else {
       logger.info(
@@ -40,12 +49,82 @@ async function main(): Promise<void> {
       );
     }
   } finally {
+    stopOnSignal.dispose();
     await db.destroy();
     await embedded?.stop();
   }
 }
 
+/**
+ * SIGTERM (a Job past its deadline, a deleted pod) or SIGINT (Ctrl-C). The statement under
+ * way is PostgreSQL's work, not this process's: were the process simply to die, its session
+ * would carry on — an index build waiting for old snapshots, holding the migration lock — and
+ * finish with the migration unrecorded, the next runner waiting behind it and the release's
+ * pods unready. So the migrating session is ended first: its transaction rolls back (a
+ * concurrent index build stops, left INVALID, which the next run drops and builds again), the
+ * lock goes with it, and the run fails saying so. As PID 1 in a container, Node ignores
+ * SIGTERM unless it listens for it.
+ */
+function endSessionsOnSignal(
+  pool: Pool,
+  url: string,
+  logger: ReturnType<typeof createLogger>,
+): { dispose(): void } {
+  const sessions = new Set<number>();
+  const onConnect = (client: PoolClient): void => {
+    const pid = (client as PoolClient & { processID: number | null }).processID;
+    if (pid !== null) sessions.add(pid);
+  };
+  pool.on('connect', onConnect);
+  const onSignal = (signal: NodeJS.Signals): void => {
+    process.exitCode = signal === 'SIGINT' ? 130 : 143;
+    interruptedBy = signal;
+    logger.error(
+      { signal, sessions: [...sessions] },
+      `migration stopped by ${signal}: ending its database session, so that nothing of the ` +
+        'migration under way stays behind holding the migration lock; nothing unfinished is ' +
+        'recorded: run the migration again',
+    );
+    // The migration's next step then fails on the ended session and main() cleans up (the
+    // embedded server too). Not connected yet: nothing to end, nothing begun.
+    if (sessions.size === 0) process.exit();
+    endSessions(url, [...sessions]).catch((error: unknown) => {
+      logger.error(
+        { err: error instanceof Error ? error.message : String(error) },
+        'could not end the migrating session; it may still hold the migration lock',
+      );
+      process.exit();
+    });
+  };
+  process.once('SIGTERM', onSignal);
+  process.once('SIGINT', onSignal);
+  return {
+    dispose() {
+      pool.off('connect', onConnect);
+      process.off('SIGTERM', onSignal);
+      process.off('SIGINT', onSignal);
+    },
+  };
+}
+
+/** The signal that stopped the migration, if one did: the process exits with its code. */
+let interruptedBy: NodeJS.Signals | undefined;
+
+/** pg_terminate_backend, from a session of its own: a role may end its own sessions. */
+async function endSessions(url: string, pids: number[]): Promise<void> {
+  if (pids.length === 0) return;
+  const client = new Client({ connectionString: url, connectionTimeoutMillis: 5_000 });
+  await client.connect();
+  try {
+    await client.query('SELECT pg_terminate_backend(pid) FROM unnest($1::int[]) AS pid', [pids]);
+  } finally {
+    await client.end();
+  }
+}
+
 main().catch((error: unknown) => {
+  // Stopped by a signal: said already; the error is only the ended session's.
+  if (interruptedBy !== undefined) process.exit();
   console.error(error instanceof Error ? error.message : error);
   process.exit(1);
 });

@@ -179,3 +179,52 @@ test('When the migrating role may not read pg_locks (as on some managed database
     await migrator.db.destroy();
   }
 }, 60_000);
+
+test('When a migration Job is stopped (SIGTERM) while an index build waits, then the build’s session ends with it, the lock is free, and the next run applies everything', async () => {
+  const target = await database(false);
+  // A long report: a transaction holding a snapshot, which a concurrent index build waits for.
+  const report = new Client({ connectionString: target.url });
+  await report.connect();
+  await report.query('BEGIN ISOLATION LEVEL REPEATABLE READ');
+  await report.query('SELECT 1');
+  const child = spawn(process.execPath, ['--import', 'tsx', 'src/db/migrate-cli.ts'], {
+    cwd: REPO_ROOT,
+    env: { PATH: process.env.PATH ?? '', DATABASE_URL: target.url, LOG_LEVEL: 'info' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let output = '';
+  child.stdout.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));
+  child.stderr.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));
+  const exited = new Promise<number | null>((resolve) => child.once('exit', resolve));
+  try {
+    const building = async () => {
+      const { rows } = await sql<{ n: number }>`
+        SELECT count(*)::int AS n FROM pg_stat_progress_create_index
+        WHERE datname = current_database()`.execute(target.db);
+      return rows[0]!.n > 0;
+    };
+    await eventually(building, `an index build under way; the migrator said: ${output}`);
+    child.kill('SIGTERM');
+    expect(await exited).toBe(143);
+    expect(output).toContain('migration stopped by SIGTERM');
+    // The session is gone, and the migration lock with it, though the report still runs.
+    await eventually(async () => !(await building()), 'the index build to stop');
+    const { rows } = await sql<{ n: number }>`
+      SELECT count(*)::int AS n FROM pg_locks
+      WHERE locktype = 'advisory' AND database = (SELECT oid FROM pg_database WHERE datname = current_database())`.execute(
+      target.db,
+    );
+    expect(rows[0]!.n).toBe(0);
+  } finally {
+    child.kill('SIGKILL');
+    await report.query('ROLLBACK');
+    await report.end();
+  }
+  const { logger } = recordingLogger();
+  const known = await knownMigrations();
+  await migrateToLatest(target.db, undefined, { logger });
+  expect(await appliedMigrations(target)).toBe(known.length);
+  const { rows: invalid } = await sql<{ n: number }>`
+    SELECT count(*)::int AS n FROM pg_index WHERE NOT indisvalid`.execute(target.db);
+  expect(invalid[0]!.n).toBe(0);
+}, 60_000);

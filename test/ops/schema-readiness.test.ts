@@ -1,6 +1,8 @@
+import { execFile } from 'node:child_process';
 import { cpSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { promisify } from 'node:util';
 import request from 'supertest';
 import { createPublicApp } from '../../src/app';
 import { createDatabaseReadiness } from '../../src/db/database-readiness';
@@ -19,6 +21,8 @@ import type { TestDatabase } from '../helpers/test-database';
  * one, nor on a newer one marked unsafe for it. The rolling-update rule (src/db/schema-version.ts)
  * is exercised with a migration directory one migration ahead of the release's.
  */
+
+const execFileAsync = promisify(execFile);
 
 let work: string;
 const databases: TestDatabase[] = [];
@@ -169,5 +173,24 @@ describe('the migration command on a database ahead of it (a rollback)', () => {
     const target = await database();
     await migrateToLatest(target.db, nextRelease('9000_breaking', BREAKING));
     await expect(migrateToLatest(target.db)).rejects.toThrow(/database schema too new/);
+  });
+
+  test('When the rollback’s migration Job runs (the CLI), then its one line names the database’s newer schema, not this release’s latest as the database’s', async () => {
+    const target = await database();
+    await migrateToLatest(target.db, nextRelease('9000_additive', ADDITIVE));
+    const { stdout } = await execFileAsync(
+      process.execPath,
+      ['--import', 'tsx', 'src/db/migrate-cli.ts'],
+      {
+        cwd: path.resolve(__dirname, '../..'),
+        env: { PATH: process.env.PATH ?? '', DATABASE_URL: target.url, LOG_LEVEL: 'info' },
+      },
+    );
+    const known = await knownMigrations();
+    const v = (n: number) => String(n).padStart(4, '0');
+    expect(stdout).toContain(
+      `nothing to migrate: the database: database schema 9000 is ahead of this release (${v(migrationVersion(known.at(-1)!))})`,
+    );
+    expect(stdout).not.toContain('is already at');
   });
 });
