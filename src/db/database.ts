@@ -110,7 +110,12 @@ export function withDatabase(url: string, database: string): string {
   return parsed.toString();
 }
 
-export function createDb(connectionString: string, maxConnections = 10): DatabaseHandle {
+export function createDb(
+  connectionString: string,
+  maxConnections = 10,
+  /** How long a transaction may wait for this process (db/kysely-pool.ts); tests shorten it. */
+  { idleInTransactionTimeoutMs }: { idleInTransactionTimeoutMs?: number } = {},
+): DatabaseHandle {
   const pool = new Pool({
     connectionString,
     max: maxConnections,
@@ -143,6 +148,10 @@ export function createDb(connectionString: string, maxConnections = 10): Databas
   pool.on('connect', (client) => {
     client.on('error', () => undefined);
   });
-  const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool: kyselyPool(pool) }) });
+  const db = new Kysely<Database>({
+    dialect: new PostgresDialect({
+      pool: kyselyPool(pool, idleInTransactionTimeoutMs ? { idleInTransactionTimeoutMs } : {}),
+    }),
+  });
   return { db, pool };
 }

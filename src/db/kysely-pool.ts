@@ -38,6 +38,16 @@ import { sqlState } from './write-failure';
  * over. Closed, the next attempt connects afresh to wherever the address now leads. Reads keep
  * working on a read-only server meanwhile: only a refused write closes a connection.
  *
+ * 5. Every transaction is bounded while it waits for us: its BEGIN carries SET LOCAL
+ * idle_in_transaction_session_timeout. A replica paused in the middle of a transaction (a
+ * SIGSTOP, a frozen VM, a node gone without closing its sockets) otherwise kept its row locks
+ * and its transaction id for as long as PostgreSQL took to notice (hours with default TCP
+ * keepalives): every other replica's callbacks for those messages went to the spool, the
+ * change feed's cursor stopped for every consumer. The timeout counts only time PostgreSQL
+ * waits for the client, never a statement or a COMMIT at work, so unlike a statement timeout
+ * it cannot cut a COMMIT short. SET LOCAL, not a startup parameter: PgBouncer refuses unknown
+ * startup parameters, and a session SET does not follow a client in transaction mode.
+ *
  * Behind PgBouncer in transaction mode, named statements need PgBouncer ≥ 1.21 with
  * `max_prepared_statements` set.
  */
@@ -68,8 +78,20 @@ export function lastInTransaction(query: CompiledQuery): CompiledQuery {
 
 const COMMIT_FOLLOWS = '\n-- sw-status: COMMIT follows';
 
+/**
+ * How long a transaction of ours may wait for us (5. above): far beyond any gap between two
+ * statements of one transaction here (a fold, an event-loop turn under load), short enough
+ * that a frozen replica's locks go within a spool replay's round.
+ */
+export const IDLE_IN_TRANSACTION_TIMEOUT_MS = 30_000;
+
 /** The pg pool as Kysely sees it (see above). */
-export function kyselyPool(pool: Pool): PostgresPool {
+export function kyselyPool(
+  pool: Pool,
+  { idleInTransactionTimeoutMs = IDLE_IN_TRANSACTION_TIMEOUT_MS } = {},
+): PostgresPool {
+  // Sent in the same simple-protocol message as the transaction's BEGIN (5. above).
+  const bound = `SET LOCAL idle_in_transaction_session_timeout = ${Math.round(idleInTransactionTimeoutMs)}`;
   // One wrapper per connection, so Kysely keeps one connection object per pg client.
   const wrappers = new WeakMap<PoolClient, PostgresPoolClient>();
   return {
@@ -77,7 +99,7 @@ export function kyselyPool(pool: Pool): PostgresPool {
       const client = await pool.connect();
       let wrapper = wrappers.get(client);
       if (!wrapper) {
-        wrapper = wrap(client);
+        wrapper = wrap(client, bound);
         wrappers.set(client, wrapper);
       }
       return wrapper;
@@ -99,8 +121,10 @@ function nothingSent(): Promise<unknown> {
 /** read_only_sql_transaction: a write on a session that cannot write. */
 const READ_ONLY = '25006';
 
-function wrap(client: PoolClient): PostgresPoolClient {
-  let beginDeferred = false;
+function wrap(client: PoolClient, bound: string): PostgresPoolClient {
+  // Kysely's BEGIN (`begin`, or `start transaction isolation level …`), until the transaction's
+  // first statement takes it along.
+  let beginDeferred: string | null = null;
   // This session refused a write as read-only (4. above): it leaves the pool at its release.
   let readOnly = false;
   // The COMMIT sent with the transaction's last statement, until Kysely asks for it.
@@ -127,8 +151,8 @@ function wrap(client: PoolClient): PostgresPoolClient {
     // A cursor (streamed results) is passed through as Kysely built it; node-postgres refuses
     // it in pipeline mode, and nothing here streams.
     if (typeof textOrCursor !== 'string') return client.query(textOrCursor as never);
-    if (textOrCursor === 'begin') {
-      beginDeferred = true;
+    if (textOrCursor === 'begin' || textOrCursor.startsWith('start transaction')) {
+      beginDeferred = textOrCursor;
       return nothingSent();
     }
     if (commitSent !== null && (textOrCursor === 'commit' || textOrCursor === 'rollback')) {
@@ -138,12 +162,13 @@ function wrap(client: PoolClient): PostgresPoolClient {
       return textOrCursor === 'commit' ? commit : commit.then(nothingSent, nothingSent);
     }
     const begin = beginDeferred;
-    beginDeferred = false;
-    if (begin && (textOrCursor === 'rollback' || textOrCursor === 'commit')) return nothingSent();
+    beginDeferred = null;
+    if (begin !== null && (textOrCursor === 'rollback' || textOrCursor === 'commit'))
+      return nothingSent();
     const last = textOrCursor.endsWith(COMMIT_FOLLOWS);
     const text = last ? textOrCursor.slice(0, -COMMIT_FOLLOWS.length) : textOrCursor;
-    const commit = last && !begin;
-    if (!begin && !commit) return send(text, [...parameters]);
+    const commit = last && begin === null;
+    if (begin === null && !commit) return send(text, [...parameters]);
     // What leaves together leaves in one write (one system call), when pg's socket is reachable.
     const socket = (client as unknown as { connection?: { stream?: Partial<Corkable> } }).connection
       ?.stream;
@@ -151,7 +176,7 @@ function wrap(client: PoolClient): PostgresPoolClient {
     let began: Promise<unknown> = Promise.resolve();
     let result: Promise<unknown>;
     try {
-      if (begin) began = client.query('begin');
+      if (begin !== null) began = client.query(`${begin}; ${bound}`);
       result = send(text, [...parameters]);
       if (commit) {
         const sent = client.query('commit');
@@ -174,7 +199,7 @@ function wrap(client: PoolClient): PostgresPoolClient {
     query: query as PostgresPoolClient['query'],
     // pg-pool gives a client a new release function at each checkout: look it up each time.
     release: () => {
-      beginDeferred = false;
+      beginDeferred = null;
       commitSent = null;
       // An error given to release makes pg-pool close the connection instead of keeping it.
       client.release(readOnly ? new Error('the session refused a write as read-only') : undefined);
