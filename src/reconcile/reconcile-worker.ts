@@ -143,7 +143,7 @@ export function createReconcileWorker(options: ReconcileWorkerOptions): Reconcil
     }
     const next = afterLookup(message.step, schedule, result);
     if (next.kind === 'retry_later') {
-      await postpone(db, message.id, next.retryMs, next.error);
+      await postpone(db, message, next.retryMs, next.error);
     } else {
       await recordStep(db, message, next.step, next.stuck, next.error);
       if (next.stuck && outcome !== 'updated') {

@@ -28,6 +28,8 @@ export interface ClaimedMessage {
   errorCode: string | null;
   step: number;
   lastEventAt: Date;
+  /** The lease this replica claimed it under, to the millisecond: what its writes check. */
+  lease: Date;
 }
 
 /**
@@ -52,6 +54,7 @@ export async function claimDueMessages(
     error_code: string | null;
     sweep_step: number;
     last_event_at: Date;
+    sweep_lease_until: Date;
   }>`
     WITH due AS (
       SELECT id FROM messages
@@ -63,11 +66,12 @@ export async function claimDueMessages(
       ORDER BY last_event_at
       LIMIT ${options.limit}
       FOR UPDATE SKIP LOCKED)
-    UPDATE messages m SET sweep_lease_until = now() + ${options.leaseMs} * interval '1 millisecond'
+    -- To the millisecond: what a Date holds, so that the lookup's writes can name the lease.
+    UPDATE messages m
+    SET sweep_lease_until = date_trunc('milliseconds', now() + ${options.leaseMs} * interval '1 millisecond')
     FROM due WHERE m.id = due.id
-    RETURNING m.id, m.api, m.project_id, m.status, m.error_code, m.sweep_step, m.last_event_at`.execute(
-    db,
-  );
+    RETURNING m.id, m.api, m.project_id, m.status, m.error_code, m.sweep_step, m.last_event_at,
+      m.sweep_lease_until`.execute(db);
   return rows
     .map((row) => ({
       id: row.id,
@@ -77,6 +81,7 @@ export async function claimDueMessages(
       errorCode: row.error_code,
       step: row.sweep_step,
       lastEventAt: row.last_event_at,
+      lease: row.sweep_lease_until,
     }))
     .sort((a, b) => a.lastEventAt.getTime() - b.lastEventAt.getTime());
 }
@@ -99,9 +104,26 @@ export async function currentState(
 }
 
 /**
+ * The message still under the lease this replica claimed it under: the one condition on which
+ * a lookup may write what came of it. One whose lease ran out (a replica paused, a lookup or a
+ * database slower than the lease) may since be another replica's: clearing or moving that
+ * replica's lease would let a third look the message up at the same time (DESIGN §11).
+ */
+const STILL_LEASED = (message: ClaimedMessage) =>
+  sql`date_trunc('milliseconds', sweep_lease_until) = ${message.lease}`;
+
+/**
+ * The message has had no event since the claim: its last event is the one the claim saw (to the
+ * millisecond, what the claim's Date holds).
+ */
+const UNMOVED = (message: ClaimedMessage) =>
+  sql`date_trunc('milliseconds', last_event_at) = ${message.lastEventAt}`;
+
+/**
  * Records a lookup that moved the message to its next step (maybe stuck). The step and stuck
  * flag only apply while the message is where the lookup found it: an event recorded meanwhile
- * (by this lookup, or a callback) has restarted the schedule.
+ * (by this lookup, or a callback) has restarted the schedule. Nothing is written once the lease
+ * is another's (STILL_LEASED).
  */
 export async function recordStep(
   db: Db,
@@ -115,19 +137,25 @@ export async function recordStep(
       sweep_lease_until = NULL,
       sweep_checked_at = now(),
       sweep_error = ${error},
-      sweep_step = CASE WHEN last_event_at = ${message.lastEventAt} THEN ${step}::smallint
-        ELSE sweep_step END,
-      stuck = CASE WHEN last_event_at = ${message.lastEventAt} THEN ${stuck} AND status_rank < 50
-        ELSE stuck END
-    WHERE id = ${message.id}`.execute(db);
+      sweep_step = CASE WHEN ${UNMOVED(message)} THEN ${step}::smallint ELSE sweep_step END,
+      stuck = CASE WHEN ${UNMOVED(message)} THEN ${stuck} AND status_rank < 50 ELSE stuck END
+    WHERE id = ${message.id} AND ${STILL_LEASED(message)}`.execute(db);
 }
 
-/** A lookup that failed for a reason of its own: the same step is tried after `retryMs`. */
-export async function postpone(db: Db, id: string, retryMs: number, error: string): Promise<void> {
+/**
+ * A lookup that failed for a reason of its own: the same step is tried after `retryMs` (while
+ * the lease is still this replica's: STILL_LEASED).
+ */
+export async function postpone(
+  db: Db,
+  message: ClaimedMessage,
+  retryMs: number,
+  error: string,
+): Promise<void> {
   await sql`
     UPDATE messages SET sweep_lease_until = now() + ${retryMs} * interval '1 millisecond',
       sweep_checked_at = now(), sweep_error = ${error}
-    WHERE id = ${id}`.execute(db);
+    WHERE id = ${message.id} AND ${STILL_LEASED(message)}`.execute(db);
 }
 
 export interface SweepStats {
