@@ -98,6 +98,13 @@ test('When series show each trouble, then promtool test rules sees the alerts fi
           // full (its series end); sw-status-2 is restarted with an empty spool and returns.
           { series: `sw_status_spool_depth{${ns},pod="sw-status-3"}`, values: '50+5x10' },
           { series: `sw_status_spool_depth{${ns},pod="sw-status-2"}`, values: '0x10 _x3 0x40' },
+          // One pod's node lost time synchronisation: 3 s ahead of the database; another's
+          // clock is a few milliseconds off.
+          { series: `sw_status_clock_offset_seconds{${ns},pod="sw-status-0"}`, values: '3x30' },
+          {
+            series: `sw_status_clock_offset_seconds{${ns},pod="sw-status-1"}`,
+            values: '-0.004x30',
+          },
           // A new pod starts while the database is out: its relay and reconciliation gauges
           // are unknown (NaN) until the first look, then the unchanged database-wide counts.
           { series: `sw_status_reconcile_stuck{${ns},pod="sw-status-0"}`, values: '7x90' },
@@ -107,6 +114,16 @@ test('When series show each trouble, then promtool test rules sees the alerts fi
           },
         ],
         alert_rule_test: [
+          { eval_time: '5m', alertname: 'SwStatusClockSkew', exp_alerts: [] },
+          {
+            eval_time: '15m',
+            alertname: 'SwStatusClockSkew',
+            exp_alerts: [
+              {
+                exp_labels: { severity: 'warning', namespace: 'sw-status', pod: 'sw-status-0' },
+              },
+            ],
+          },
           { eval_time: '10m', alertname: 'SwStatusSpoolNotDraining', exp_alerts: [] },
           {
             eval_time: '30m',
