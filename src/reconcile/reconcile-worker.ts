@@ -45,7 +45,10 @@ export interface ReconcileWorkerOptions {
   pollMs?: number;
   statsEveryMs?: number;
   onLookup?: (api: Api, outcome: LookupOutcome) => void;
+  /** The time lookups' events are stamped with. */
   clock?: () => Date;
+  /** Milliseconds for intervals (a lease's remaining time): monotonic, so NTP cannot step it. */
+  elapsedClock?: () => number;
 }
 
 export interface ReconcileWorker {
@@ -64,6 +67,7 @@ const RECORD_ROOM_MS = 30_000;
 export function createReconcileWorker(options: ReconcileWorkerOptions): ReconcileWorker {
   const { db, logger, schedule } = options;
   const clock = options.clock ?? (() => new Date());
+  const elapsed = options.elapsedClock ?? (() => performance.now());
   // Polling much faster than the first step would find nothing new; tests use short schedules.
   const pollMs = options.pollMs ?? Math.min(30_000, Math.max(50, (schedule[0] ?? 0) / 4));
   const statsEveryMs = options.statsEveryMs ?? 15_000;
@@ -173,8 +177,9 @@ export function createReconcileWorker(options: ReconcileWorkerOptions): Reconcil
       stats = await sweepStats(db, schedule, options.projects);
     }
     // The lease runs from the claim's statement on the database's clock; measured from just
-    // before it on this one, it ends no earlier than this deadline.
-    const leaseEnds = clock().getTime() + leaseMs;
+    // before it on this one, it ends no earlier than this deadline. A monotonic clock: the wall
+    // clock stepped back (NTP) would make the lease look longer than it is.
+    const leaseEnds = elapsed() + leaseMs;
     const claimed = await claimDueMessages(db, {
       limit: batch,
       leaseMs,
@@ -186,7 +191,7 @@ export function createReconcileWorker(options: ReconcileWorkerOptions): Reconcil
       await paced();
       // stop() ends the wait for a slot early: it is no slot for one more lookup.
       if (stopping) break;
-      if (clock().getTime() + lookupTimeoutMs + RECORD_ROOM_MS > leaseEnds) {
+      if (elapsed() + lookupTimeoutMs + RECORD_ROOM_MS > leaseEnds) {
         // Another replica may claim these once the lease runs out; this one must not look
         // them up meanwhile. They wait for their lease to end, then for any replica's claim.
         logger.warn(

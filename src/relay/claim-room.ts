@@ -24,7 +24,7 @@ export interface HeldJobs {
   /** Jobs this replica may hold: being sent, having their outcome written, or waiting. */
   concurrency: number;
   heldRoomMs: number;
-  /** When the last claim was made (0: never). */
+  /** When the last claim was made (-Infinity: never). */
   lastClaimAt: number;
   /** Jobs being sent or having their outcome written. */
   inFlight: number;

@@ -13,6 +13,12 @@ import type { AttemptResult } from './retry-policy';
 import type { RelayTransport } from './relay-transport';
 
 /**
+ * The worker's clock for intervals (a claim's age against its lease, a host's circuit, the
+ * stats' period): monotonic. A wall clock stepped back by NTP made a claim look younger than
+ * it was, and a relay could start after its lease had run out, while another replica sent it.
+ */
+const monotonicNow = (): number => performance.now();
+/**
  * Delivers the relay outbox (DESIGN §10): a loop that main.ts starts and stops. Each turn
  * claims the due jobs this replica has room for, a share for each host (claim-room.ts), sends
  * them (at most RELAY_HOST_CONCURRENCY per host, none to a host whose circuit is open) and
@@ -87,7 +93,7 @@ export function createRelayWorker(options: RelayWorkerOptions): RelayWorker {
   let running: Promise<void> | null = null;
   let wakeUp: (() => void) | null = null;
   let woken = false;
-  let lastStatsAt = 0;
+  let lastStatsAt = -Infinity;
   let stats: OutboxStats | null = null;
   let databaseDown = false;
 
@@ -118,7 +124,7 @@ export function createRelayWorker(options: RelayWorkerOptions): RelayWorker {
   let waiting: Array<{ job: RelayJobRow; claimedAt: number }> = [];
   // Jobs each host holds here, in flight or waiting: what caps its share of the next claim.
   const heldByHost = new Map<string, number>();
-  let lastClaimAt = 0;
+  let lastClaimAt = -Infinity;
 
   function hold(host: string, change: number): void {
     const held = (heldByHost.get(host) ?? 0) + change;
@@ -131,7 +137,7 @@ export function createRelayWorker(options: RelayWorkerOptions): RelayWorker {
   let writing = false;
 
   async function turn(): Promise<number> {
-    const now = Date.now();
+    const now = monotonicNow();
     if (now - lastStatsAt >= statsEveryMs) {
       lastStatsAt = now;
       stats = await outboxStats(db);
@@ -152,7 +158,7 @@ export function createRelayWorker(options: RelayWorkerOptions): RelayWorker {
     // The lease runs from the claim's statement: measured from just before it (not from the
     // turn's start, before the backlog metrics and releaseStale), it ends no earlier than
     // claimedAt + leaseMs, and a slow turn does not make every job it claims late at once.
-    const claimedAt = Date.now();
+    const claimedAt = monotonicNow();
     const jobs = await claimDueJobs(db, claim, leaseMs);
     for (const job of jobs) {
       waiting.push({ job, claimedAt });
@@ -165,7 +171,7 @@ export function createRelayWorker(options: RelayWorkerOptions): RelayWorker {
   /** Starts every waiting job whose host has a free slot, in claim order. */
   function startWaiting(): void {
     if (waiting.length === 0) return;
-    const now = Date.now();
+    const now = monotonicNow();
     const still: typeof waiting = [];
     for (const entry of waiting) {
       // Too late to start: it waits for releaseStale (the next turn) to give it back.
@@ -227,7 +233,7 @@ export function createRelayWorker(options: RelayWorkerOptions): RelayWorker {
       result = await transport.send(request);
     }
     // The host's slot is free as soon as it answered: the next waiting job can go.
-    const change = limiter.finished(job.host, isHostFailure(result), Date.now());
+    const change = limiter.finished(job.host, isHostFailure(result), monotonicNow());
     if (change === 'open') logger.warn({ host: job.host }, 'relay host failing: circuit open');
     else if (change === 'closed')
       logger.info({ host: job.host }, 'relay host recovered: circuit closed');
@@ -338,11 +344,11 @@ export function createRelayWorker(options: RelayWorkerOptions): RelayWorker {
       running = null;
       while (inFlight.size > 0) await Promise.allSettled([...inFlight]);
       // Claimed but never started: another replica may take them at once.
-      await releaseStale(Date.now()).catch(() => undefined);
+      await releaseStale(monotonicNow()).catch(() => undefined);
       transport.close();
     },
     wake,
-    stats: () => ({ stats, openHosts: limiter.openHosts(Date.now()) }),
+    stats: () => ({ stats, openHosts: limiter.openHosts(monotonicNow()) }),
     setMetrics(m) {
       metrics = m;
     },

@@ -136,7 +136,10 @@ test('When a batch has outrun its lease, then the rest of it is left for a later
       offsetMs = 3_600_000;
       return sent();
     },
-    { clock: () => new Date(Date.now() + offsetMs) },
+    {
+      clock: () => new Date(Date.now() + offsetMs),
+      elapsedClock: () => performance.now() + offsetMs,
+    },
   );
   await eventually(() => looked.length > 0, 5_000);
   await new Promise((resolve) => setTimeout(resolve, 500));

@@ -76,3 +76,29 @@ test('When a claimed relay waited for its host’s slot, then it is never sent w
   expect(app.maxConcurrent([second])).toBe(1);
   expect(app.maxConcurrent([first])).toBe(1);
 });
+
+test('When the wall clock steps back while a claimed relay waits for its host’s slot, then it is still given back in time, never sent while another replica sends it too', async () => {
+  // Only this test's replicas.
+  for (const worker of workers.splice(0)) await worker.stop();
+  const first = await seedProxiedMessage(t.database.db, 'cxml', app.callbackUrl('/stepped'));
+  const second = await seedProxiedMessage(t.database.db, 'cxml', app.callbackUrl('/stepped'));
+  app.behave(first, () => ({ status: 200, delayMs: 1_500 }));
+  app.behave(second, (n) => ({ status: 200, delayMs: n === 1 ? 3_000 : 0 }));
+  for (const id of [first, second]) {
+    await postCxml(t.publicApp, cxmlFields({ MessageSid: id, MessageStatus: 'sent' })).expect(200);
+  }
+  const sentBefore = app.paths.length;
+  startWorker();
+  await eventually(() => app.paths.length > sentBefore);
+  // NTP steps this host's clock back 10 s: the waiting relay's claim must not look younger.
+  const realNow = Date.now.bind(Date);
+  const stepped = jest.spyOn(Date, 'now').mockImplementation(() => realNow() - 10_000);
+  try {
+    startWorker();
+    await new Promise((resolve) => setTimeout(resolve, 5_500));
+  } finally {
+    stepped.mockRestore();
+  }
+  expect(app.maxConcurrent([second])).toBe(1);
+  expect(app.maxConcurrent([first])).toBe(1);
+});
