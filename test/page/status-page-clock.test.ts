@@ -48,14 +48,17 @@ describeBrowser('status page with a slow browser clock', () => {
     await t?.close();
   });
 
-  test('When a message arrived a moment ago, then the page counts it and its windows end at the service’s now', async () => {
-    await recordEvents(t.database.db, [statusEvent('delivered')]);
+  test('When messages arrived a moment ago, then the page counts them, its windows end at the service’s now, and every panel is drawn', async () => {
+    const failed = statusEvent('undelivered', { errorCode: '30003' });
+    await recordEvents(t.database.db, [statusEvent('delivered'), failed]);
     await page.goto(`${server.url}/`);
     await page.getByRole('textbox', { name: 'API token' }).fill(TEST_API_TOKEN);
     await page.getByRole('button', { name: 'Open the status page' }).click();
     await page.locator('#live-state', { hasText: /^Live$/ }).waitFor(UNTIL);
 
-    await page.locator('[data-figure="total"]', { hasText: /^1$/ }).waitFor(UNTIL);
+    await page.locator('[data-figure="total"]', { hasText: /^2$/ }).waitFor(UNTIL);
+    // The lists were answered in the same round as the windows the page asked again: drawn too.
+    await page.locator('#failures', { hasText: failed.messageId }).waitFor(UNTIL);
     const windowsAsked = watch.requests
       .filter((url) => url.includes('/v1/stats?'))
       .map((url) => Date.parse(new URL(url).searchParams.get('created_until')!));

@@ -54,23 +54,27 @@ async function open(token: string): Promise<void> {
     askForToken(REFUSED);
   });
 
-  const refresh = async (askAgain = true): Promise<void> => {
+  const refresh = async (): Promise<void> => {
     // The service's now, not the browser's: a slow laptop clock would end the windows early.
-    const { day, hour } = windows(api.serverNow());
+    const asked = windows(api.serverNow());
     // Each answer is drawn as it is, even when another read failed (a 503 from the read gate,
     // a query_timeout): the client remembers every answer it got with its ETag, so the next
     // refresh gets a 304 for it — an answer not drawn now would never be drawn.
-    const [stats, perMinute, failures, stuck, relays] = await Promise.allSettled([
-      api.stats(day),
-      api.stats(hour),
+    const answers = await Promise.allSettled([
+      api.stats(asked.day),
+      api.stats(asked.hour),
       api.messages({ status: 'failed,undelivered', limit: '10' }),
       api.messages({ stuck: 'true', limit: '10' }),
       api.deadRelays(),
     ]);
+    const [, , failures, stuck, relays] = answers;
+    let [stats, perMinute] = answers;
     // These answers may have set the page's clock (server-clock.ts), the first ones always do:
     // windows asked by a browser clock that is off are asked again at once, by the service's.
-    if (askAgain && windows(api.serverNow()).day.created_until !== day.created_until) {
-      return refresh(false);
+    // Only the windows: the lists' answers stand (asked again, they would be 304s not drawn).
+    const now = windows(api.serverNow());
+    if (now.day.created_until !== asked.day.created_until) {
+      [stats, perMinute] = await Promise.allSettled([api.stats(now.day), api.stats(now.hour)]);
     }
     if (stats.status === 'fulfilled' && stats.value.changed) {
       renderOverview(byId('overview'), byId('announce'), stats.value.body);
