@@ -9,7 +9,6 @@ import type { Db } from './db/database';
 import { createReadGate } from './db/read-gate';
 import { READ_STATEMENT_TIMEOUT_MS } from './db/read-timeout';
 import { registerFeedMetrics } from './feed/feed-metrics';
-import { registerClockOffsetMetric } from './metrics/clock-offset';
 import { feedRoutes } from './feed/feed.routes';
 import { createFeedSignal } from './feed/feed-signal';
 import type { FeedSignal } from './feed/feed-signal';
@@ -194,7 +193,6 @@ export function createInternalApp(deps: AppDeps): Express {
   );
   const feedSignal = deps.feedSignal ?? createFeedSignal({ logger: deps.logger });
   if (metrics) registerFeedMetrics(metrics.registry, { db: deps.db, signal: feedSignal });
-  if (metrics) registerClockOffsetMetric(metrics.registry, deps.db);
   const readDb = deps.readDb ?? deps.db;
   app.use(
     feedRoutes({

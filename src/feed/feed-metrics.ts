@@ -11,6 +11,14 @@ import type { FeedSignal } from './feed-signal';
  *   ends; see src/feed/feed.repository.ts). 0 when none. Prepared transactions count too. To
  *   see other roles' sessions the database user needs pg_read_all_stats (pg_monitor).
  * - sw_status_feed_listener_up: 1 while other replicas' commit hints are received.
+ * - sw_status_clock_offset_seconds: this replica's clock minus the database's, read by the same
+ *   query (one statement, one connection at most per scrape). Each replica stamps the
+ *   callbacks it receives with its own clock, and those times decide conflicts between
+ *   outcomes without a provider timestamp and measure latency in the stats: replicas whose
+ *   clocks disagree by seconds skew both (NTP keeps them within milliseconds; a node without
+ *   it drifts). The database's clock is the one every replica can be compared with; the
+ *   answer's arrival stands for the moment it was read (off by the trip back, not by any wait
+ *   for a connection).
  */
 export function registerFeedMetrics(
   registry: Registry,
@@ -19,23 +27,35 @@ export function registerFeedMetrics(
   // One set per registry: a second internal app on the same metrics (a test) reuses the first.
   if (registry.getSingleMetric('sw_status_feed_lag_seconds')) return;
   // The query a scrape is waiting for, until it is answered or fails.
-  let lagQuery: Promise<number | undefined> | undefined;
+  let lagQuery: Promise<DatabaseReading | undefined> | undefined;
+  // One query at a time, shared by both gauges of a scrape: while one is stuck on a database
+  // that stopped answering, the next scrape waits for that one again instead of sending
+  // another, so through an outage these gauges hold at most one pool client — until the
+  // database answers or TCP gives up on the connection (keepalive: src/db/database.ts).
+  const reading = (): Promise<DatabaseReading | undefined> => {
+    lagQuery ??= readDatabase(db).finally(() => {
+      lagQuery = undefined;
+    });
+    return within(lagQuery, LAG_QUERY_WAIT_MS);
+  };
   new Gauge({
     name: 'sw_status_feed_lag_seconds',
     help: 'Age of the oldest open writing transaction on the cluster: how far the change feed can be held back',
     registers: [registry],
     async collect() {
-      // One query at a time: while one is stuck on a database that stopped answering, the
-      // next scrape waits for that one again instead of sending another, so through an outage
-      // this gauge holds at most one pool client — until the database answers or TCP gives up
-      // on the connection (keepalive: src/db/database.ts).
-      lagQuery ??= readLag(db).finally(() => {
-        lagQuery = undefined;
-      });
-      const seconds = await within(lagQuery, LAG_QUERY_WAIT_MS);
+      const read = await reading();
       // Database unreachable or not answering: the gauge keeps its last value; readiness
       // reports the outage.
-      if (seconds !== undefined) this.set(seconds);
+      if (read !== undefined) this.set(read.lagSeconds);
+    },
+  });
+  new Gauge({
+    name: 'sw_status_clock_offset_seconds',
+    help: "This replica's clock minus the database's, in seconds: replicas stamp receive times with their own clocks",
+    registers: [registry],
+    async collect() {
+      const read = await reading();
+      if (read !== undefined) this.set(read.clockOffsetSeconds);
     },
   });
   new Gauge({
@@ -57,15 +77,25 @@ export function registerFeedMetrics(
  */
 const LAG_QUERY_WAIT_MS = 1_500;
 
-/** The feed's lag in seconds; undefined when the database could not say. */
-async function readLag(db: Db): Promise<number | undefined> {
+interface DatabaseReading {
+  lagSeconds: number;
+  clockOffsetSeconds: number;
+}
+
+/** The feed's lag and this replica's clock offset; undefined when the database could not say. */
+async function readDatabase(db: Db): Promise<DatabaseReading | undefined> {
   try {
-    const { rows } = await sql<{ seconds: number | null }>`
+    const { rows } = await sql<{ seconds: number | null; clock_ms: number }>`
       SELECT extract(epoch FROM now() - least(
                (SELECT min(xact_start) FROM pg_stat_activity
                  WHERE backend_xid IS NOT NULL AND pid <> pg_backend_pid()),
-               (SELECT min(prepared) FROM pg_prepared_xacts)))::float8 AS seconds`.execute(db);
-    return Math.max(0, rows[0]?.seconds ?? 0);
+               (SELECT min(prepared) FROM pg_prepared_xacts)))::float8 AS seconds,
+             extract(epoch FROM clock_timestamp())::float8 * 1000 AS clock_ms`.execute(db);
+    const answeredAt = Date.now();
+    return {
+      lagSeconds: Math.max(0, rows[0]?.seconds ?? 0),
+      clockOffsetSeconds: (answeredAt - rows[0]!.clock_ms) / 1000,
+    };
   } catch {
     return undefined;
   }

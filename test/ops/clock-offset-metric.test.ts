@@ -3,7 +3,7 @@ import type { TestApp } from '../helpers/test-app';
 import { sample, scrape } from './scrape';
 
 /**
- * sw_status_clock_offset_seconds (src/metrics/clock-offset.ts): replicas stamp callbacks with
+ * sw_status_clock_offset_seconds (src/feed/feed-metrics.ts): replicas stamp callbacks with
  * their own clocks, which decide conflicts and measure latency; this gauge, and the
  * SwStatusClockSkew alert on it, say when a replica's clock is off the database's.
  */
