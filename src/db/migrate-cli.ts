@@ -70,17 +70,37 @@ function endSessionsOnSignal(
   url: string,
   logger: ReturnType<typeof createLogger>,
 ): { dispose(): void } {
-  const sessions = new Set<number>();
+  // Each connection's backend, as PostgreSQL names it (pid and start time, so that a pid reused
+  // by another session is never ended): asked on the connection itself before anything else
+  // runs on it. node-postgres's processID is no backend pid behind PgBouncer, whose cancel key
+  // it is.
+  const sessions = new Map<PoolClient, Promise<Session | undefined>>();
   const onConnect = (client: PoolClient): void => {
-    const pid = (client as PoolClient & { processID: number | null }).processID;
-    if (pid !== null) sessions.add(pid);
+    sessions.set(
+      client,
+      client
+        .query<Session>(
+          'SELECT pid, backend_start::text AS started FROM pg_stat_activity WHERE pid = pg_backend_pid()',
+        )
+        .then(
+          ({ rows }) => rows[0],
+          () => undefined,
+        ),
+    );
   };
+  const onRemove = (client: PoolClient): void => void sessions.delete(client);
   pool.on('connect', onConnect);
+  pool.on('remove', onRemove);
   const onSignal = (signal: NodeJS.Signals): void => {
+    if (interruptedBy !== undefined) {
+      // A second Ctrl-C: the default action would kill the process before the session is ended.
+      logger.warn({ signal }, 'already stopping: ending the migrating session first');
+      return;
+    }
     process.exitCode = signal === 'SIGINT' ? 130 : 143;
     interruptedBy = signal;
     logger.error(
-      { signal, sessions: [...sessions] },
+      { signal },
       `migration stopped by ${signal}: ending its database session, so that nothing of the ` +
         'migration under way stays behind holding the migration lock; nothing unfinished is ' +
         'recorded: run the migration again',
@@ -88,35 +108,64 @@ function endSessionsOnSignal(
     // The migration's next step then fails on the ended session and main() cleans up (the
     // embedded server too). Not connected yet: nothing to end, nothing begun.
     if (sessions.size === 0) process.exit();
-    endSessions(url, [...sessions]).catch((error: unknown) => {
-      logger.error(
-        { err: error instanceof Error ? error.message : String(error) },
-        'could not end the migrating session; it may still hold the migration lock',
-      );
-      process.exit();
-    });
+    void Promise.all(sessions.values())
+      .then((found) =>
+        endSessions(
+          url,
+          found.filter((session) => session !== undefined),
+        ),
+      )
+      .then((ended) => {
+        if (ended === 0) {
+          logger.error('no migrating session was found to end; exiting');
+          process.exit();
+        }
+      })
+      .catch((error: unknown) => {
+        logger.error(
+          { err: error instanceof Error ? error.message : String(error) },
+          'could not end the migrating session; it may still hold the migration lock',
+        );
+        process.exit();
+      });
   };
-  process.once('SIGTERM', onSignal);
-  process.once('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
   return {
     dispose() {
       pool.off('connect', onConnect);
+      pool.off('remove', onRemove);
       process.off('SIGTERM', onSignal);
       process.off('SIGINT', onSignal);
     },
   };
 }
 
+interface Session {
+  pid: number;
+  started: string;
+}
+
 /** The signal that stopped the migration, if one did: the process exits with its code. */
 let interruptedBy: NodeJS.Signals | undefined;
 
-/** pg_terminate_backend, from a session of its own: a role may end its own sessions. */
-async function endSessions(url: string, pids: number[]): Promise<void> {
-  if (pids.length === 0) return;
+/**
+ * pg_terminate_backend, from a session of its own (a role may end its own sessions), of each
+ * session still the one found at connect; how many were ended.
+ */
+async function endSessions(url: string, sessions: Session[]): Promise<number> {
+  if (sessions.length === 0) return 0;
   const client = new Client({ connectionString: url, connectionTimeoutMillis: 5_000 });
   await client.connect();
   try {
-    await client.query('SELECT pg_terminate_backend(pid) FROM unnest($1::int[]) AS pid', [pids]);
+    const { rows } = await client.query<{ ended: number }>(
+      `SELECT count(*) FILTER (WHERE pg_terminate_backend(a.pid))::int AS ended
+       FROM pg_stat_activity a
+       JOIN unnest($1::int[], $2::text[]) AS s(pid, started)
+         ON a.pid = s.pid AND a.backend_start = s.started::timestamptz`,
+      [sessions.map((session) => session.pid), sessions.map((session) => session.started)],
+    );
+    return rows[0]?.ended ?? 0;
   } finally {
     await client.end();
   }
