@@ -176,10 +176,18 @@ const PROVIDER_CLOCK_AHEAD_MS = 60 * 60 * 1000;
  * for the one standing, so that it stays one order.
  */
 function orderTime(providerTimestamp: Date | null, receivedAt: Date): number {
-  const received = receivedAt.getTime();
-  if (providerTimestamp === null) return received;
-  const provided = providerTimestamp.getTime();
-  return provided > received + PROVIDER_CLOCK_AHEAD_MS ? received : provided;
+  return (plausibleProviderTime(providerTimestamp, receivedAt) ?? receivedAt).getTime();
+}
+
+/** A provider timestamp as a time the event happened: null when missing or implausibly late. */
+export function plausibleProviderTime(
+  providerTimestamp: Date | null,
+  receivedAt: Date,
+): Date | null {
+  if (providerTimestamp === null) return null;
+  return providerTimestamp.getTime() > receivedAt.getTime() + PROVIDER_CLOCK_AHEAD_MS
+    ? null
+    : providerTimestamp;
 }
 
 function kindFromMedia(numMedia: number | null): 'sms' | 'mms' | null {

@@ -1,7 +1,7 @@
 import type { Db } from '../db/database';
 import { recordBatch, saveFold } from './record-events.repository';
 import type { BatchEvent } from './record-events.repository';
-import { applyEvent, sameState } from './projection';
+import { applyEvent, plausibleProviderTime, sameState } from './projection';
 import type { MessageState } from './projection';
 import { enqueueRelays, relayJobsFor } from './relay-outbox';
 import { rollupSums } from './rollup';
@@ -319,8 +319,9 @@ function refusedTokens(
 
 function transitionBetween(previous: MessageState, next: MessageState): StatusTransition | null {
   if (next.status === previous.status) return null;
-  const a = previous.statusProviderTimestamp;
-  const b = next.statusProviderTimestamp;
+  // Provider timestamps far ahead of their receipt are no times of delivery (projection.ts).
+  const a = plausibleProviderTime(previous.statusProviderTimestamp, previous.statusReceivedAt);
+  const b = plausibleProviderTime(next.statusProviderTimestamp, next.statusReceivedAt);
   const ms =
     a && b
       ? b.getTime() - a.getTime()

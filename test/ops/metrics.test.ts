@@ -194,6 +194,25 @@ describe('status transition metrics', () => {
     ).toBeCloseTo(5);
   });
 
+  test('When a callback is stamped far in the future (a provider clock gone wrong), then its transition is timed by receive times, not by the stamp', async () => {
+    const before = await scrape(t.internalApp);
+    const id = randomUUID();
+    await postNative(t.publicApp, nativeFields({ id, status: 'sent' })).expect(200);
+    await postNative(
+      t.publicApp,
+      nativeFields({ id, status: 'delivered', timestamp: '9999-12-31T23:59:59Z' }),
+    ).expect(200);
+    const after = await scrape(t.internalApp);
+    expect(transition(after, 'sent', 'delivered', 'count')).toBe(
+      transition(before, 'sent', 'delivered', 'count') + 1,
+    );
+    const seconds =
+      transition(after, 'sent', 'delivered', 'sum') -
+      transition(before, 'sent', 'delivered', 'sum');
+    expect(seconds).toBeGreaterThanOrEqual(0);
+    expect(seconds).toBeLessThan(60);
+  });
+
   test('When a late lower-ranked callback arrives, then no transition is observed (the status does not move)', async () => {
     const id = randomUUID();
     await postNative(t.publicApp, nativeFields({ id, status: 'delivered' })).expect(200);
