@@ -85,8 +85,11 @@ async function main(): Promise<void> {
     spoolDepth: spool.depth,
     spoolDeadLetters: spool.deadLetters,
   });
-  // Background work (STYLE.md): the relay of callers' own callbacks and the sweep.
-  const relay = createRelay({ config, db, logger, registry: metrics.registry });
+  // Background work (STYLE.md): the relay of callers' own callbacks and the sweep. Like the
+  // pod's traffic, it stops while the schema is not one this release may write to (a newer
+  // release's breaking migration, or this one's not applied yet).
+  const paused = (): boolean => database.schemaUnsuitable();
+  const relay = createRelay({ config, db, logger, registry: metrics.registry, paused });
   // Wakes the change feed's long-polls; every writer of events passes its `committed` as
   // recordEvents' onCommitted (src/feed/feed-signal.ts).
   const feedSignal = createFeedSignal({ connectionString: databaseUrl, logger });
@@ -102,6 +105,7 @@ async function main(): Promise<void> {
     baseUrl: simulator?.url ?? config.signalwireSpaceUrl ?? '',
     registry: metrics.registry,
     recordOptions,
+    paused,
   });
   const recorder = createIngestRecorder({
     config,
@@ -114,7 +118,7 @@ async function main(): Promise<void> {
     schemaProblem: () => schemaProblem(db, known),
   });
   lifecycle.ingest = recorder;
-  const statsCompactor = startStatsCompactor({ db, logger });
+  const statsCompactor = startStatsCompactor({ db, logger, paused });
   // RETENTION_DAYS / RELAY_KEEP_DELIVERED_DAYS (DESIGN §13); undefined when neither is set.
   const retention = createRetention({
     db,
@@ -123,6 +127,7 @@ async function main(): Promise<void> {
     options: {
       retentionDays: config.retentionDays,
       relayKeepDeliveredDays: config.relayKeepDeliveredDays,
+      paused,
     },
   });
   const deps: AppDeps = {

@@ -25,6 +25,13 @@ export interface DatabaseReadiness {
   /** Starts the background checks (until the schema is found compatible). */
   start(): void;
   stop(): void;
+  /**
+   * Whether the last schema seen is one this release must not write to (`too_old`, `too_new`):
+   * the background workers (relay, reconciliation, retention, stats folding) then pause, as the
+   * pod leaves the load balancer. False while the database has not been reached: the workers
+   * find out for themselves. Kept current by the checks (/readyz probes).
+   */
+  schemaUnsuitable(): boolean;
 }
 
 export interface DatabaseReadinessReport {
@@ -178,6 +185,7 @@ export function createDatabaseReadiness(options: DatabaseReadinessOptions): Data
       clearTimeout(timer);
       timer = undefined;
     },
+    schemaUnsuitable: () => verdict !== undefined && !isCompatible(verdict),
   };
 }
 

@@ -49,6 +49,12 @@ export interface ReconcileWorkerOptions {
   clock?: () => Date;
   /** Milliseconds for intervals (a lease's remaining time): monotonic, so NTP cannot step it. */
   elapsedClock?: () => number;
+  /**
+   * True while the database's schema is not one this release may write to (a newer release's
+   * breaking migration, or its own not applied yet: DatabaseReadiness.schemaUnsuitable): no new
+   * work is begun meanwhile.
+   */
+  paused?: () => boolean;
 }
 
 export interface ReconcileWorker {
@@ -172,6 +178,7 @@ export function createReconcileWorker(options: ReconcileWorkerOptions): Reconcil
   }
 
   async function turn(): Promise<number> {
+    if (options.paused?.()) return 0;
     if (Date.now() - lastStatsAt >= statsEveryMs) {
       lastStatsAt = Date.now();
       stats = await sweepStats(db, schedule, options.projects);

@@ -21,6 +21,7 @@ export function createReconciler(deps: {
   registry?: Registry;
   recordOptions?: RecordOptions;
   tuning?: Pick<ReconcileWorkerOptions, 'pollMs' | 'statsEveryMs'>;
+  paused?: () => boolean;
 }): ReconcileWorker | undefined {
   const { config } = deps;
   const logger = deps.logger.child({ component: 'reconcile' });
@@ -48,6 +49,7 @@ export function createReconciler(deps: {
     storeBody: config.storeBody,
     recordOptions: deps.recordOptions,
     onLookup: metrics?.onLookup,
+    ...(deps.paused && { paused: deps.paused }),
     ...deps.tuning,
   });
   stats = worker.stats;

@@ -52,6 +52,12 @@ export interface RelayWorkerOptions {
   breaker?: Partial<Omit<BreakerOptions, 'hostConcurrency'>>;
   /** Wired by the caller once metrics exist (they read this worker's stats). */
   metrics?: RelayMetrics;
+  /**
+   * True while the database's schema is not one this release may write to (a newer release's
+   * breaking migration, or its own not applied yet: DatabaseReadiness.schemaUnsuitable): no new
+   * work is begun meanwhile.
+   */
+  paused?: () => boolean;
 }
 
 export interface RelayWorker {
@@ -137,6 +143,7 @@ export function createRelayWorker(options: RelayWorkerOptions): RelayWorker {
   let writing = false;
 
   async function turn(): Promise<number> {
+    if (options.paused?.()) return 0;
     const now = monotonicNow();
     if (now - lastStatsAt >= statsEveryMs) {
       lastStatsAt = now;

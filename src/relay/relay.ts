@@ -20,6 +20,7 @@ export function createRelay(deps: {
     RelayWorkerOptions,
     'pollMs' | 'concurrency' | 'statsEveryMs' | 'breaker' | 'leaseSlackMs'
   >;
+  paused?: () => boolean;
 }): RelayWorker {
   const { config } = deps;
   const logger = deps.logger.child({ component: 'relay' });
@@ -38,6 +39,7 @@ export function createRelay(deps: {
     hostConcurrency: config.relayHostConcurrency,
     timeoutMs: config.relayTimeoutMs,
     storeBody: config.storeBody,
+    ...(deps.paused && { paused: deps.paused }),
     ...deps.tuning,
   });
   if (deps.registry) worker.setMetrics(createRelayMetrics(deps.registry, worker.stats));

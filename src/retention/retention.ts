@@ -36,6 +36,8 @@ export interface RetentionOptions {
   intervalMs?: number;
   /** Between the steps of a round: other work gets the database and the event loop. */
   pauseMs?: number;
+  /** True while the schema is not this release's (DatabaseReadiness.schemaUnsuitable): no round. */
+  paused?: () => boolean;
 }
 
 export interface Retention {
@@ -124,6 +126,7 @@ export function createRetention({
   };
 
   const round = async (): Promise<void> => {
+    if (options.paused?.()) return;
     try {
       await runOnce();
       if (failing) logger.info('retention: running again');

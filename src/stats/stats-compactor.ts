@@ -15,10 +15,13 @@ export function startStatsCompactor({
   db,
   logger,
   intervalMs = 5_000,
+  paused = () => false,
 }: {
   db: Db;
   logger: Logger;
   intervalMs?: number;
+  /** True while the schema is not this release's (DatabaseReadiness.schemaUnsuitable): no round. */
+  paused?: () => boolean;
 }): StatsCompactor {
   let stopped = false;
   let timer: NodeJS.Timeout | null = null;
@@ -26,6 +29,7 @@ export function startStatsCompactor({
   let failing = false;
 
   const round = async (): Promise<void> => {
+    if (paused()) return;
     try {
       await foldDeltas(db);
       if (failing) logger.info('stats rollups: folding deltas again');
