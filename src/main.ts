@@ -88,7 +88,7 @@ async function main(): Promise<void> {
   // Background work (STYLE.md): the relay of callers' own callbacks and the sweep. Like the
   // pod's traffic, it stops while the schema is not one this release may write to (a newer
   // release's breaking migration, or this one's not applied yet).
-  const paused = (): boolean => database.schemaUnsuitable();
+  const paused = (): boolean => !database.schemaSuitable();
   const relay = createRelay({ config, db, logger, registry: metrics.registry, paused });
   // Wakes the change feed's long-polls; every writer of events passes its `committed` as
   // recordEvents' onCommitted (src/feed/feed-signal.ts).

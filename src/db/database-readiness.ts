@@ -22,16 +22,19 @@ import { withTimeout } from './with-timeout';
 export interface DatabaseReadiness {
   /** `knownDown`: the write path already knows the database is unreachable; skip the query. */
   check(options?: { knownDown?: boolean }): Promise<DatabaseReadinessReport>;
-  /** Starts the background checks (until the schema is found compatible). */
+  /**
+   * Starts the background checks: every `intervalMs` until the schema is found compatible, then
+   * every `recheckMs`, so that what schemaSuitable says stays current without probes.
+   */
   start(): void;
   stop(): void;
   /**
-   * Whether the last schema seen is one this release must not write to (`too_old`, `too_new`):
-   * the background workers (relay, reconciliation, retention, stats folding) then pause, as the
-   * pod leaves the load balancer. False while the database has not been reached: the workers
-   * find out for themselves. Kept current by the checks (/readyz probes).
+   * Whether the last schema seen is one this release may write to. The background workers
+   * (relay, reconciliation, retention, stats folding) pause while it is not (`too_old`,
+   * `too_new`, or not seen yet: the database not reached since start), as the pod leaves the
+   * load balancer.
    */
-  schemaUnsuitable(): boolean;
+  schemaSuitable(): boolean;
 }
 
 export interface DatabaseReadinessReport {
@@ -52,6 +55,8 @@ export interface DatabaseReadinessOptions {
   known: readonly string[];
   timeoutMs?: number;
   intervalMs?: number;
+  /** Between two background checks once the schema is compatible (a newer release may come). */
+  recheckMs?: number;
   /**
    * How long a judging query that has not answered is waited on by later checks (default: the
    * pool's idle timeout, 30 s). Past it a check sends a new one, on another connection: one
@@ -69,6 +74,7 @@ export function createDatabaseReadiness(options: DatabaseReadinessOptions): Data
   const { db, logger, known } = options;
   const timeoutMs = options.timeoutMs ?? 1_500;
   const intervalMs = options.intervalMs ?? 5_000;
+  const recheckMs = options.recheckMs ?? 30_000;
   const shareQueryMs = options.shareQueryMs ?? 30_000;
 
   let verdict: SchemaVerdict | undefined;
@@ -167,10 +173,10 @@ export function createDatabaseReadiness(options: DatabaseReadinessOptions): Data
   const tick = (): void => {
     void check().then(() => {
       if (timer === undefined) return; // stopped meanwhile
-      timer = verdict && isCompatible(verdict) ? undefined : schedule();
+      timer = schedule(verdict && isCompatible(verdict) ? recheckMs : intervalMs);
     });
   };
-  const schedule = (): NodeJS.Timeout => setTimeout(tick, intervalMs).unref();
+  const schedule = (ms: number): NodeJS.Timeout => setTimeout(tick, ms).unref();
 
   return {
     check(options = {}) {
@@ -185,7 +191,7 @@ export function createDatabaseReadiness(options: DatabaseReadinessOptions): Data
       clearTimeout(timer);
       timer = undefined;
     },
-    schemaUnsuitable: () => verdict !== undefined && !isCompatible(verdict),
+    schemaSuitable: () => verdict !== undefined && isCompatible(verdict),
   };
 }
 

@@ -51,7 +51,7 @@ export interface ReconcileWorkerOptions {
   elapsedClock?: () => number;
   /**
    * True while the database's schema is not one this release may write to (a newer release's
-   * breaking migration, or its own not applied yet: DatabaseReadiness.schemaUnsuitable): no new
+   * breaking migration, or its own not applied yet: DatabaseReadiness.schemaSuitable): no new
    * work is begun meanwhile.
    */
   paused?: () => boolean;
@@ -196,8 +196,9 @@ export function createReconcileWorker(options: ReconcileWorkerOptions): Reconcil
     for (const message of claimed) {
       if (stopping) break;
       await paced();
-      // stop() ends the wait for a slot early: it is no slot for one more lookup.
-      if (stopping) break;
+      // stop() ends the wait for a slot early: it is no slot for one more lookup. Paused, the
+      // rest of the batch waits for its lease to end, then for any replica's claim.
+      if (stopping || options.paused?.()) break;
       if (elapsed() + lookupTimeoutMs + RECORD_ROOM_MS > leaseEnds) {
         // Another replica may claim these once the lease runs out; this one must not look
         // them up meanwhile. They wait for their lease to end, then for any replica's claim.

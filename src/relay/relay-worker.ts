@@ -54,7 +54,7 @@ export interface RelayWorkerOptions {
   metrics?: RelayMetrics;
   /**
    * True while the database's schema is not one this release may write to (a newer release's
-   * breaking migration, or its own not applied yet: DatabaseReadiness.schemaUnsuitable): no new
+   * breaking migration, or its own not applied yet: DatabaseReadiness.schemaSuitable): no new
    * work is begun meanwhile.
    */
   paused?: () => boolean;
@@ -100,6 +100,7 @@ export function createRelayWorker(options: RelayWorkerOptions): RelayWorker {
   let wakeUp: (() => void) | null = null;
   let woken = false;
   let lastStatsAt = -Infinity;
+  const paused = options.paused ?? (() => false);
   let stats: OutboxStats | null = null;
   let databaseDown = false;
 
@@ -143,8 +144,12 @@ export function createRelayWorker(options: RelayWorkerOptions): RelayWorker {
   let writing = false;
 
   async function turn(): Promise<number> {
-    if (options.paused?.()) return 0;
     const now = monotonicNow();
+    // Paused (options.paused): the jobs claimed before go back at once, nothing is claimed.
+    if (paused()) {
+      await releaseStale(now);
+      return 0;
+    }
     if (now - lastStatsAt >= statsEveryMs) {
       lastStatsAt = now;
       stats = await outboxStats(db);
@@ -183,8 +188,9 @@ export function createRelayWorker(options: RelayWorkerOptions): RelayWorker {
     for (const entry of waiting) {
       // Too late to start: it waits for releaseStale (the next turn) to give it back.
       const late = now - entry.claimedAt > startWithinMs;
-      if (stopping || late || limiter.available(entry.job.host, now) === 0) still.push(entry);
-      else launch(entry.job);
+      if (stopping || paused() || late || limiter.available(entry.job.host, now) === 0) {
+        still.push(entry);
+      } else launch(entry.job);
     }
     waiting = still;
   }
@@ -194,9 +200,10 @@ export function createRelayWorker(options: RelayWorkerOptions): RelayWorker {
    * statement).
    */
   async function releaseStale(now: number): Promise<void> {
+    const giveAllBack = stopping || paused();
     const stale = waiting.filter(
       ({ job, claimedAt }) =>
-        stopping || limiter.state(job.host, now) === 'open' || now - claimedAt > startWithinMs,
+        giveAllBack || limiter.state(job.host, now) === 'open' || now - claimedAt > startWithinMs,
     );
     if (stale.length === 0) return;
     waiting = waiting.filter((entry) => !stale.includes(entry));

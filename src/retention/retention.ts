@@ -36,7 +36,7 @@ export interface RetentionOptions {
   intervalMs?: number;
   /** Between the steps of a round: other work gets the database and the event loop. */
   pauseMs?: number;
-  /** True while the schema is not this release's (DatabaseReadiness.schemaUnsuitable): no round. */
+  /** True while the schema is not this release's (DatabaseReadiness.schemaSuitable): no round. */
   paused?: () => boolean;
 }
 

@@ -20,7 +20,7 @@ export function startStatsCompactor({
   db: Db;
   logger: Logger;
   intervalMs?: number;
-  /** True while the schema is not this release's (DatabaseReadiness.schemaUnsuitable): no round. */
+  /** True while the schema is not this release's (DatabaseReadiness.schemaSuitable): no round. */
   paused?: () => boolean;
 }): StatsCompactor {
   let stopped = false;

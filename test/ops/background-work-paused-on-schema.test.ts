@@ -25,7 +25,7 @@ import type { CustomerApp } from '../relay/support';
  * this release) takes this release's pods out of the load balancer (/readyz: too_new). Their
  * background work went on meanwhile with the old release's idea of the tables: relays, lookups,
  * retention and the stats fold. It now pauses with the traffic, and resumes when the schema is
- * one this release may write to again (DatabaseReadiness.schemaUnsuitable).
+ * one this release may write to again (DatabaseReadiness.schemaSuitable).
  */
 
 let t: TestApp;
@@ -60,24 +60,27 @@ const DAY_MS = 86_400_000;
 const pause = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 test('When a newer release’s breaking migration is applied, then the relay sends nothing until the schema is this release’s again', async () => {
+  // Its own background checks, no probe: as under `npm start` or docker.
   const readiness = createDatabaseReadiness({
     db: t.database.db,
     logger: createLogger('silent'),
     known: await knownMigrations(),
+    intervalMs: 50,
+    recheckMs: 100,
   });
-  await readiness.check();
-  expect(readiness.schemaUnsuitable()).toBe(false);
+  // Not seen yet: nothing is begun on a schema not known to be this release's.
+  expect(readiness.schemaSuitable()).toBe(false);
+  readiness.start();
+  await eventually(() => readiness.schemaSuitable());
 
   await applyBreakingMigration();
-  // A probe sees it, as the kubelet's would.
-  expect((await readiness.check()).schema).toMatchObject({ state: 'too_new' });
-  expect(readiness.schemaUnsuitable()).toBe(true);
+  await eventually(() => !readiness.schemaSuitable());
 
   worker = createRelay({
     config: t.config,
     db: t.database.db,
     logger: t.deps.logger,
-    paused: readiness.schemaUnsuitable,
+    paused: () => !readiness.schemaSuitable(),
     tuning: { pollMs: 20 },
   });
   worker.start();
@@ -93,10 +96,13 @@ test('When a newer release’s breaking migration is applied, then the relay sen
 
   // The newer release is rolled back and its marker lowered: this release may write again.
   await sql`UPDATE sw_status_schema SET oldest_reader = 0`.execute(t.database.db);
-  await readiness.check();
-  expect(readiness.schemaUnsuitable()).toBe(false);
-  worker.wake();
-  await eventually(() => app.received.some((relay) => relay.path === '/paused'));
+  try {
+    await eventually(() => readiness.schemaSuitable());
+    worker.wake();
+    await eventually(() => app.received.some((relay) => relay.path === '/paused'));
+  } finally {
+    readiness.stop();
+  }
 });
 
 test('When the schema is not this release’s, then the stats fold leaves the deltas alone until it is', async () => {
