@@ -70,22 +70,29 @@ function endSessionsOnSignal(
   url: string,
   logger: ReturnType<typeof createLogger>,
 ): { dispose(): void } {
-  // Each connection's backend, as PostgreSQL names it (pid and start time, so that a pid reused
-  // by another session is never ended): asked on the connection itself before anything else
-  // runs on it. node-postgres's processID is no backend pid behind PgBouncer, whose cancel key
-  // it is.
+  // Each connection's backend, as PostgreSQL names it: asked on the connection itself before
+  // anything else runs on it (node-postgres's processID is no backend pid behind PgBouncer,
+  // whose cancel key it is), with its start time where pg_stat_activity may be read, so that a
+  // pid since reused by another session is not ended.
   const sessions = new Map<PoolClient, Promise<Session | undefined>>();
   const onConnect = (client: PoolClient): void => {
+    const pid = client.query<{ pid: number }>('SELECT pg_backend_pid() AS pid').then(
+      ({ rows }) => rows[0]?.pid,
+      () => undefined,
+    );
+    const started = client
+      .query<{ started: string | null }>(
+        'SELECT backend_start::text AS started FROM pg_stat_activity WHERE pid = pg_backend_pid()',
+      )
+      .then(
+        ({ rows }) => rows[0]?.started ?? null,
+        () => null,
+      );
     sessions.set(
       client,
-      client
-        .query<Session>(
-          'SELECT pid, backend_start::text AS started FROM pg_stat_activity WHERE pid = pg_backend_pid()',
-        )
-        .then(
-          ({ rows }) => rows[0],
-          () => undefined,
-        ),
+      Promise.all([pid, started]).then(([id, at]) =>
+        id === undefined ? undefined : { pid: id, started: at },
+      ),
     );
   };
   const onRemove = (client: PoolClient): void => void sessions.delete(client);
@@ -93,10 +100,19 @@ function endSessionsOnSignal(
   pool.on('remove', onRemove);
   const onSignal = (signal: NodeJS.Signals): void => {
     if (interruptedBy !== undefined) {
-      // A second Ctrl-C: the default action would kill the process before the session is ended.
-      logger.warn({ signal }, 'already stopping: ending the migrating session first');
+      // Again (npm run forwards Ctrl-C, so one press can come twice): the default action would
+      // kill the process before the session is ended; the deadline below still holds.
+      logger.info({ signal }, 'stopping: ending the migrating session');
       return;
     }
+    // Ending the session waits on the database: one that stopped answering must not keep the
+    // process from exiting.
+    setTimeout(() => {
+      logger.error(
+        'the migrating session could not be ended in time; it may still hold the migration lock',
+      );
+      process.exit();
+    }, END_SESSION_WITHIN_MS);
     process.exitCode = signal === 'SIGINT' ? 130 : 143;
     interruptedBy = signal;
     logger.error(
@@ -117,7 +133,9 @@ function endSessionsOnSignal(
       )
       .then((ended) => {
         if (ended === 0) {
-          logger.error('no migrating session was found to end; exiting');
+          logger.error(
+            'the migrating session could not be identified and ended; it may still hold the migration lock',
+          );
           process.exit();
         }
       })
@@ -143,8 +161,11 @@ function endSessionsOnSignal(
 
 interface Session {
   pid: number;
-  started: string;
+  /** backend_start, as text; null where pg_stat_activity may not be read. */
+  started: string | null;
 }
+
+const END_SESSION_WITHIN_MS = 10_000;
 
 /** The signal that stopped the migration, if one did: the process exits with its code. */
 let interruptedBy: NodeJS.Signals | undefined;
@@ -158,12 +179,19 @@ async function endSessions(url: string, sessions: Session[]): Promise<number> {
   const client = new Client({ connectionString: url, connectionTimeoutMillis: 5_000 });
   await client.connect();
   try {
+    // Matched by start time where it is known (pg_stat_activity readable), else by pid alone.
+    const known = sessions.every((session) => session.started !== null);
     const { rows } = await client.query<{ ended: number }>(
-      `SELECT count(*) FILTER (WHERE pg_terminate_backend(a.pid))::int AS ended
-       FROM pg_stat_activity a
-       JOIN unnest($1::int[], $2::text[]) AS s(pid, started)
-         ON a.pid = s.pid AND a.backend_start = s.started::timestamptz`,
-      [sessions.map((session) => session.pid), sessions.map((session) => session.started)],
+      known
+        ? `SELECT count(*) FILTER (WHERE pg_terminate_backend(a.pid))::int AS ended
+           FROM pg_stat_activity a
+           JOIN unnest($1::int[], $2::text[]) AS s(pid, started)
+             ON a.pid = s.pid AND a.backend_start = s.started::timestamptz`
+        : `SELECT count(*) FILTER (WHERE pg_terminate_backend(pid))::int AS ended
+           FROM unnest($1::int[]) AS pid`,
+      known
+        ? [sessions.map((session) => session.pid), sessions.map((session) => session.started)]
+        : [sessions.map((session) => session.pid)],
     );
     return rows[0]?.ended ?? 0;
   } finally {

@@ -40,6 +40,25 @@ async function database(migrated: boolean): Promise<TestDatabase> {
   return created;
 }
 
+/**
+ * A role of its own owning the database and its public schema, as a managed database's
+ * application role does (no superuser); its connection string. Dropped after the file.
+ */
+async function ownedByOwnRole(target: TestDatabase): Promise<string> {
+  const suffix = randomBytes(4).toString('hex');
+  const role = `sw_migrator_${suffix}`;
+  const password = `pw_${suffix}`;
+  roles.push(role);
+  const name = new URL(target.url).pathname.slice(1);
+  await sql.raw(`CREATE ROLE ${role} LOGIN PASSWORD '${password}'`).execute(target.db);
+  await sql.raw(`ALTER DATABASE ${name} OWNER TO ${role}`).execute(target.db);
+  await sql.raw(`ALTER SCHEMA public OWNER TO ${role}`).execute(target.db);
+  const asRole = new URL(target.url);
+  asRole.username = role;
+  asRole.password = password;
+  return asRole.toString();
+}
+
 /** Another migrator: a session of its own holding the migration lock until release(). */
 async function holdMigrationLock(url: string): Promise<{ pid: number; release(): Promise<void> }> {
   const client = new Client({ connectionString: url, application_name: 'rollout-migrate-job' });
@@ -137,23 +156,11 @@ test('When another migrator lets go of the lock within a moment, then nothing is
 
 test('When the migrating role may not read pg_locks (as on some managed databases), then it still waits for the holder, says so without naming it, and migrates', async () => {
   const target = await database(false);
-  const suffix = randomBytes(4).toString('hex');
-  const role = `sw_migrator_${suffix}`;
-  const password = `pw_${suffix}`;
-  roles.push(role);
-  const name = new URL(target.url).pathname.slice(1);
-  // The role owns the database and its public schema, as a managed database's application role
-  // does, and pg_locks is closed to it. REVOKE touches only this database's catalog.
-  await sql.raw(`CREATE ROLE ${role} LOGIN PASSWORD '${password}'`).execute(target.db);
-  const asRole = new URL(target.url);
-  asRole.username = role;
-  asRole.password = password;
-  const migrator = createDb(asRole.toString(), 1);
+  // pg_locks closed to the role. REVOKE touches only this database's catalog.
+  const migrator = createDb(await ownedByOwnRole(target), 1);
   const holder = await holdMigrationLock(target.url);
   let released = false;
   try {
-    await sql.raw(`ALTER DATABASE ${name} OWNER TO ${role}`).execute(target.db);
-    await sql.raw(`ALTER SCHEMA public OWNER TO ${role}`).execute(target.db);
     await sql.raw('REVOKE SELECT ON pg_catalog.pg_locks FROM PUBLIC').execute(target.db);
     await expect(sql`SELECT count(*) FROM pg_locks`.execute(migrator.db)).rejects.toMatchObject({
       code: '42501',
@@ -180,8 +187,12 @@ test('When the migrating role may not read pg_locks (as on some managed database
   }
 }, 60_000);
 
-test('When a migration Job is stopped (SIGTERM, then SIGINT) while an index build waits, then the build’s session ends with it, the lock is free, and the next run applies everything', async () => {
-  const target = await database(false);
+/**
+ * A migrator stopped (SIGTERM, then SIGINT) while its concurrent index build waits for a long
+ * report: its session must end with it, leaving no build running and the lock free; the next
+ * run applies everything. `migratorUrl`: whom the migrator connects as.
+ */
+async function stopMidBuild(target: TestDatabase, migratorUrl: string): Promise<void> {
   // A long report: a transaction holding a snapshot, which a concurrent index build waits for.
   const report = new Client({ connectionString: target.url });
   await report.connect();
@@ -189,7 +200,7 @@ test('When a migration Job is stopped (SIGTERM, then SIGINT) while an index buil
   await report.query('SELECT 1');
   const child = spawn(process.execPath, ['--import', 'tsx', 'src/db/migrate-cli.ts'], {
     cwd: REPO_ROOT,
-    env: { PATH: process.env.PATH ?? '', DATABASE_URL: target.url, LOG_LEVEL: 'info' },
+    env: { PATH: process.env.PATH ?? '', DATABASE_URL: migratorUrl, LOG_LEVEL: 'info' },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let output = '';
@@ -211,6 +222,7 @@ test('When a migration Job is stopped (SIGTERM, then SIGINT) while an index buil
     const code = await exited;
     expect([130, 143]).toContain(code);
     expect(output).toContain(`migration stopped by ${code === 130 ? 'SIGINT' : 'SIGTERM'}`);
+    expect(output).not.toContain('may still hold the migration lock');
     // The session is gone, and the migration lock with it, though the report still runs.
     await eventually(async () => !(await building()), 'the index build to stop');
     const { rows } = await sql<{ n: number }>`
@@ -231,4 +243,16 @@ test('When a migration Job is stopped (SIGTERM, then SIGINT) while an index buil
   const { rows: invalid } = await sql<{ n: number }>`
     SELECT count(*)::int AS n FROM pg_index WHERE NOT indisvalid`.execute(target.db);
   expect(invalid[0]!.n).toBe(0);
+}
+
+test('When a migration Job is stopped (SIGTERM, then SIGINT) while an index build waits, then the build’s session ends with it, the lock is free, and the next run applies everything', async () => {
+  const target = await database(false);
+  await stopMidBuild(target, target.url);
+}, 60_000);
+
+test('When the stopped migrator’s role may not read pg_stat_activity (as on some managed databases), then its session still ends with it', async () => {
+  const target = await database(false);
+  const asRole = await ownedByOwnRole(target);
+  await sql.raw('REVOKE SELECT ON pg_catalog.pg_stat_activity FROM PUBLIC').execute(target.db);
+  await stopMidBuild(target, asRole);
 }, 60_000);
