@@ -317,11 +317,22 @@ function refusedTokens(
   return refused;
 }
 
+/**
+ * A provider timestamp fit to time a transition by: none far ahead of its receipt (projection.ts)
+ * nor more than a day behind it (a zero or epoch stamp would make a span of decades; SignalWire
+ * gives up calling back within minutes).
+ */
+function timingStamp(providerTimestamp: Date | null, receivedAt: Date): Date | null {
+  const stamp = plausibleProviderTime(providerTimestamp, receivedAt);
+  return stamp && receivedAt.getTime() - stamp.getTime() <= DAY_MS ? stamp : null;
+}
+
+const DAY_MS = 86_400_000;
+
 function transitionBetween(previous: MessageState, next: MessageState): StatusTransition | null {
   if (next.status === previous.status) return null;
-  // Provider timestamps far ahead of their receipt are no times of delivery (projection.ts).
-  const a = plausibleProviderTime(previous.statusProviderTimestamp, previous.statusReceivedAt);
-  const b = plausibleProviderTime(next.statusProviderTimestamp, next.statusReceivedAt);
+  const a = timingStamp(previous.statusProviderTimestamp, previous.statusReceivedAt);
+  const b = timingStamp(next.statusProviderTimestamp, next.statusReceivedAt);
   const ms =
     a && b
       ? b.getTime() - a.getTime()
