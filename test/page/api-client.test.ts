@@ -1,4 +1,5 @@
 import { ApiError, createApiClient, isUnauthorized } from '../../src/page/client/api-client';
+import { createServerClock } from '../../src/page/client/server-clock';
 import { windows } from '../../src/page/client/view-model';
 import { createTestApp, TEST_API_TOKEN } from '../helpers/test-app';
 import type { TestApp } from '../helpers/test-app';
@@ -58,4 +59,13 @@ test('When a message is unknown, then the lookup answers null; the feed gives a 
   const page = await api.events('now', 0);
   expect(page.data).toEqual([]);
   expect(page.next_cursor).toEqual(expect.any(String));
+});
+
+test('When the browser’s clock is five minutes slow, then after one answer serverNow() is the service’s now (server-clock.ts)', async () => {
+  const minute = 60_000;
+  const slow = () => Date.now() - 5 * minute;
+  const api = createApiClient(TEST_API_TOKEN, originFetch, createServerClock(slow));
+  expect(Date.now() - api.serverNow()).toBeGreaterThan(4 * minute);
+  await api.stats({});
+  expect(Math.abs(Date.now() - api.serverNow())).toBeLessThan(2_500);
 });

@@ -1,8 +1,4 @@
-import { createApiClient } from '../../src/page/client/api-client';
 import { createServerClock } from '../../src/page/client/server-clock';
-import { createTestApp, TEST_API_TOKEN } from '../helpers/test-app';
-import type { TestApp } from '../helpers/test-app';
-import { listen } from '../proxy/support';
 
 /**
  * The page's windows end at the service's now (src/page/client/server-clock.ts), learnt from
@@ -55,28 +51,5 @@ describe('the service clock from Date headers', () => {
     // A 6 s round trip: the service read its clock anywhere in it.
     clock.observe('Wed, 02 Dec 2026 11:59:57 GMT', answeredAt - 6_000, answeredAt);
     expect(clock.now()).toBe(answeredAt);
-  });
-});
-
-describe('the API client against the real service', () => {
-  let t: TestApp;
-  let server: { url: string; close(): Promise<void> };
-  beforeAll(async () => {
-    t = await createTestApp();
-    server = await listen(t.internalApp);
-  });
-  afterAll(async () => {
-    await server.close();
-    await t.close();
-  });
-
-  test('When the browser’s clock is five minutes slow, then after one answer serverNow() is the service’s now', async () => {
-    const originFetch = ((path: string, init?: RequestInit) =>
-      fetch(`${server.url}${path}`, init)) as typeof fetch;
-    const slow = () => Date.now() - 5 * MINUTE;
-    const api = createApiClient(TEST_API_TOKEN, originFetch, createServerClock(slow));
-    expect(Date.now() - api.serverNow()).toBeGreaterThan(4 * MINUTE);
-    await api.stats({});
-    expect(Math.abs(Date.now() - api.serverNow())).toBeLessThan(2_500);
   });
 });

@@ -4,7 +4,7 @@ import { statusEvent } from '../factories';
 import { TEST_API_TOKEN, createTestApp } from '../helpers/test-app';
 import type { TestApp } from '../helpers/test-app';
 import { listen } from '../proxy/support';
-import { confineTo, launchChromium, skipBrowserTests, watchPage } from './support/browser';
+import { confineTo, launchChromium, signIn, skipBrowserTests, watchPage } from './support/browser';
 import type { PageWatch } from './support/browser';
 
 /**
@@ -46,9 +46,7 @@ describeBrowser('status page on a busy service', () => {
   });
 
   test('When events commit continuously, then one open tab follows them with about a feed request a second, stays live and is never rate limited', async () => {
-    await page.goto(server.url);
-    await page.getByRole('textbox', { name: 'API token' }).fill(TEST_API_TOKEN);
-    await page.getByRole('button', { name: 'Open the status page' }).click();
+    await signIn(page, server.url, TEST_API_TOKEN);
     await page.locator('#live-state', { hasText: /^Live$/ }).waitFor(UNTIL);
 
     // A busy service: a small batch commits every few milliseconds.

@@ -4,7 +4,7 @@ import { statusEvent } from '../factories';
 import { TEST_API_TOKEN, createTestApp } from '../helpers/test-app';
 import type { TestApp } from '../helpers/test-app';
 import { listen } from '../proxy/support';
-import { confineTo, launchChromium, skipBrowserTests, watchPage } from './support/browser';
+import { confineTo, launchChromium, signIn, skipBrowserTests, watchPage } from './support/browser';
 import type { PageWatch } from './support/browser';
 
 /**
@@ -51,9 +51,7 @@ describeBrowser('status page with a slow browser clock', () => {
   test('When messages arrived a moment ago, then the page counts them, its windows end at the service’s now, and every panel is drawn', async () => {
     const failed = statusEvent('undelivered', { errorCode: '30003' });
     await recordEvents(t.database.db, [statusEvent('delivered'), failed]);
-    await page.goto(`${server.url}/`);
-    await page.getByRole('textbox', { name: 'API token' }).fill(TEST_API_TOKEN);
-    await page.getByRole('button', { name: 'Open the status page' }).click();
+    await signIn(page, `${server.url}/`, TEST_API_TOKEN);
     await page.locator('#live-state', { hasText: /^Live$/ }).waitFor(UNTIL);
 
     await page.locator('[data-figure="total"]', { hasText: /^2$/ }).waitFor(UNTIL);

@@ -10,6 +10,7 @@ import {
   confineTo,
   launchChromium,
   recordTexts,
+  signIn,
   skipBrowserTests,
   textsSeen,
   watchPage,
@@ -71,9 +72,7 @@ describeBrowser('status page when the query API answers 503 or 429', () => {
   const seen = (key: 'state' | 'lookup'): Promise<string[]> => textsSeen(page, key);
 
   const openPage = async (hash = ''): Promise<void> => {
-    await page.goto(`${server.url}/${hash}`);
-    await page.getByRole('textbox', { name: 'API token' }).fill(TEST_API_TOKEN);
-    await page.getByRole('button', { name: 'Open the status page' }).click();
+    await signIn(page, `${server.url}/${hash}`, TEST_API_TOKEN);
   };
 
   const openLive = async (): Promise<void> => {

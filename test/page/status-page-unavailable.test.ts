@@ -9,6 +9,7 @@ import {
   confineTo,
   launchChromium,
   recordTexts,
+  signIn,
   skipBrowserTests,
   textsSeen,
   watchPage,
@@ -64,9 +65,7 @@ describeBrowser('status page while the query API answers 503', () => {
   const statesSeen = (): Promise<string[]> => textsSeen(page, 'state');
 
   const openPage = async (): Promise<void> => {
-    await page.goto(server.url);
-    await page.getByRole('textbox', { name: 'API token' }).fill(TEST_API_TOKEN);
-    await page.getByRole('button', { name: 'Open the status page' }).click();
+    await signIn(page, server.url, TEST_API_TOKEN);
   };
 
   test('When one read of the first load is answered 503 unavailable, then the page says what the service answered, retries by itself and fills every panel', async () => {

@@ -18,6 +18,7 @@ import {
   launchChromium,
   measureTransfer,
   runAxe,
+  signIn,
   skipBrowserTests,
   watchPage,
 } from './support/browser';
@@ -162,9 +163,7 @@ describeBrowser('status page', () => {
   });
 
   test('When the right token is entered, then the first view shows the delivery rate, counts and error mix with reasons, in under 200 KB', async () => {
-    await page.goto(stack.internalUrl);
-    await page.getByRole('textbox', { name: 'API token' }).fill(TEST_API_TOKEN);
-    await page.getByRole('button', { name: 'Open the status page' }).click();
+    await signIn(page, stack.internalUrl, TEST_API_TOKEN);
     await page.locator('#dashboard').waitFor({ state: 'visible', ...UNTIL });
 
     // 4 delivered (one after a lookup found it), 1 undelivered, 1 failed; 1 still at sent.

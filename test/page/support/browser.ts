@@ -26,6 +26,13 @@ export async function launchChromium(): Promise<Browser> {
   });
 }
 
+/** Opens the status page at `url` and signs in with `token`, as a reader does. */
+export async function signIn(page: Page, url: string, token: string): Promise<void> {
+  await page.goto(url);
+  await page.getByRole('textbox', { name: 'API token' }).fill(token);
+  await page.getByRole('button', { name: 'Open the status page' }).click();
+}
+
 /** What a page did: console errors, uncaught exceptions, and every URL it asked for. */
 export interface PageWatch {
   consoleErrors: string[];
