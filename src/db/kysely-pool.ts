@@ -163,8 +163,9 @@ function wrap(client: PoolClient, bound: string): PostgresPoolClient {
     }
     const begin = beginDeferred;
     beginDeferred = null;
-    if (begin !== null && (textOrCursor === 'rollback' || textOrCursor === 'commit'))
+    if (begin !== null && (textOrCursor === 'rollback' || textOrCursor === 'commit')) {
       return nothingSent();
+    }
     const last = textOrCursor.endsWith(COMMIT_FOLLOWS);
     const text = last ? textOrCursor.slice(0, -COMMIT_FOLLOWS.length) : textOrCursor;
     const commit = last && begin === null;

@@ -5,7 +5,7 @@ import { invokedAs } from '../process/invoked-as';
 import { cliDatabaseUrl } from './cli-database-url';
 import { createDb } from './database';
 import { startEmbeddedPostgres } from './embedded-postgres';
-import { SqlFileMigrationProvider, knownMigrations, migrateReachable } from './migrate';
+import { knownMigrations, migrateReachable } from './migrate';
 import { describeSchema, judgeSchema, readSchema } from './schema-version';
 
 /**
@@ -33,10 +33,9 @@ async function main(): Promise<void> {
   const where = embedded ? `the embedded PostgreSQL in ${embedded.dataDir}` : 'the database';
   try {
     const applied = await migrateReachable(db, url, { logger });
-    const latest = Object.keys(await new SqlFileMigrationProvider().getMigrations())
-      .sort()
-      .at(-1);
-    const verdict = judgeSchema(await knownMigrations(), await readSchema(db));
+    const known = await knownMigrations();
+    const latest = known.at(-1);
+    const verdict = judgeSchema(known, await readSchema(db));
     if (verdict.state === 'ahead') {
       // A rollback's migration Job: the database is at a newer release's migration, not ours.
       logger.info({ latest }, `nothing to migrate: ${where}: ${describeSchema(verdict)}`);

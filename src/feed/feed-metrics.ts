@@ -27,16 +27,16 @@ export function registerFeedMetrics(
   // One set per registry: a second internal app on the same metrics (a test) reuses the first.
   if (registry.getSingleMetric('sw_status_feed_lag_seconds')) return;
   // The query a scrape is waiting for, until it is answered or fails.
-  let lagQuery: Promise<DatabaseReading | undefined> | undefined;
+  let asking: Promise<DatabaseReading | undefined> | undefined;
   // One query at a time, shared by both gauges of a scrape: while one is stuck on a database
   // that stopped answering, the next scrape waits for that one again instead of sending
   // another, so through an outage these gauges hold at most one pool client — until the
   // database answers or TCP gives up on the connection (keepalive: src/db/database.ts).
   const reading = (): Promise<DatabaseReading | undefined> => {
-    lagQuery ??= readDatabase(db).finally(() => {
-      lagQuery = undefined;
+    asking ??= readDatabase(db).finally(() => {
+      asking = undefined;
     });
-    return within(lagQuery, LAG_QUERY_WAIT_MS);
+    return within(asking, LAG_QUERY_WAIT_MS);
   };
   new Gauge({
     name: 'sw_status_feed_lag_seconds',

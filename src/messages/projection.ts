@@ -153,9 +153,9 @@ export function sameState(a: MessageState, b: MessageState): boolean {
  * later provider timestamp, then receive time), as ONE order of events: an event without a
  * provider timestamp — a compatibility callback, or a reconciliation lookup, which says what
  * SignalWire held when asked — or with one far ahead of its receipt is placed at its receive
- * time. Comparing provider timestamps
- * when both events have one and receive times otherwise is no order (A later than B, B than C
- * and C than A), and the winner of a conflict then depended on arrival order.
+ * time. Comparing provider timestamps when both events have one and receive times otherwise is
+ * no order (A later than B, B than C and C than A), and the winner of a conflict then depended
+ * on arrival order.
  */
 function isLater(event: StatusEvent, current: MessageState): boolean {
   const a = orderTime(event.providerTimestamp, event.receivedAt);

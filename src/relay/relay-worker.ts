@@ -18,6 +18,7 @@ import type { RelayTransport } from './relay-transport';
  * it was, and a relay could start after its lease had run out, while another replica sent it.
  */
 const monotonicNow = (): number => performance.now();
+
 /**
  * Delivers the relay outbox (DESIGN §10): a loop that main.ts starts and stops. Each turn
  * claims the due jobs this replica has room for, a share for each host (claim-room.ts), sends
