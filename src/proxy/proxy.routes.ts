@@ -88,9 +88,9 @@ async function handle(
   readBody: ReadBody,
 ): Promise<void> {
   // Closed before it was answered: the caller's client has given up on this send.
-  let callerGone = false;
+  const callerGone = new AbortController();
   res.once('close', () => {
-    if (!res.writableFinished) callerGone = true;
+    if (!res.writableFinished) callerGone.abort();
   });
   const errors = proxyErrors(api);
   if (refuseDeclaredTooLarge(req, res, errors)) return;
@@ -140,7 +140,7 @@ async function handle(
       withField(read.body, valid.callbackField, callbackUrl, valid.singleValued),
     facts: { ...valid.facts, projectId: caller.projectId },
     applicationSid: valid.applicationSid,
-    callerGone: () => callerGone,
+    callerGone: callerGone.signal,
   };
   reply(res, await forwardSend(deps, send, req.id));
 }

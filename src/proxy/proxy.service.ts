@@ -65,10 +65,11 @@ export interface ValidSend {
   /** A compatibility send's `ApplicationSid` (a UUID), or null. */
   applicationSid: string | null;
   /**
-   * Whether the caller has gone (its connection closed) before the send was forwarded. Its
-   * client counts the send as failed and may retry: forwarding it then would send twice.
+   * Fires when the caller goes (its connection closes unanswered). Its client counts the send
+   * as failed and may retry: a send not yet forwarded, or whose connection to SignalWire is not
+   * yet up, is then dropped, since forwarding it would send twice.
    */
-  callerGone?: () => boolean;
+  callerGone?: AbortSignal;
 }
 
 export type ProxyReply =
@@ -101,22 +102,20 @@ export async function forwardSend(
     facts: { ...send.facts, clientStatusCallback: await relayTarget(deps, send, requestId) },
   };
   const intent = await rememberIntent(deps, relayed, ref, requestId);
-  if (send.callerGone?.()) {
-    // The Application read or the intent write took longer than the caller waited.
-    logger.info(
-      { request_id: requestId, api },
-      'the caller went away before the send was forwarded: not sent',
-    );
-    if (intent) await forgetIntent(deps, ref);
-    return { kind: 'abandoned' };
-  }
+  // The Application read or the intent write took longer than the caller waited.
+  if (send.callerGone?.aborted) return abandoned(deps, send, ref, intent, requestId);
   const started = process.hrtime.bigint();
   const result = await deps.signalwire.send({
     method: 'POST',
     target: send.target,
     headers,
     body: Buffer.from(encoded.text, 'utf8'),
+    signal: send.callerGone,
   });
+  // Unreachable after the caller went: the connection was not up yet, and was dropped unsent.
+  if (!result.ok && result.failure === 'unreachable' && send.callerGone?.aborted) {
+    return abandoned(deps, send, ref, intent, requestId);
+  }
   const seconds = Number(process.hrtime.bigint() - started) / 1e9;
   deps.onUpstream?.(api, result.ok ? result.response.status : metricLabel(result.failure), seconds);
 
@@ -161,6 +160,22 @@ export async function forwardSend(
     if (intent) await forgetIntent(deps, ref);
   }
   return { kind: 'upstream', ...response };
+}
+
+/** The caller went away before the send left: nothing was sent, and no one reads an answer. */
+async function abandoned(
+  deps: ProxyDeps,
+  send: ValidSend,
+  ref: string,
+  intent: boolean,
+  requestId: string,
+): Promise<ProxyReply> {
+  deps.logger.info(
+    { request_id: requestId, api: send.api },
+    'the caller went away before the send was forwarded: not sent',
+  );
+  if (intent) await forgetIntent(deps, ref);
+  return { kind: 'abandoned' };
 }
 
 /**

@@ -44,6 +44,12 @@ export interface UpstreamRequest {
   /** Lower-case names; content-length and accept-encoding are the client's own. */
   headers: Readonly<Record<string, string>>;
   body: Buffer;
+  /**
+   * The caller's: once it fires before the connection is up (TCP, and TLS for https), the
+   * request is dropped unsent and the call fails as `unreachable`. Ignored once connected: by
+   * then the request may be on its way, and its answer must be read and recorded.
+   */
+  signal?: AbortSignal;
 }
 
 export interface UpstreamAnswer<B> {
@@ -154,6 +160,7 @@ export function createSignalWireClient(options: SignalWireClientOptions): Signal
         return;
       }
       const sent = req;
+      dropUnsentOnAbort(sent, request.signal, () => connected);
       sent.on('socket', (socket) => {
         // A kept-alive socket is up already; a new one carries nothing before it connects.
         if (sent.reusedSocket) connected = true;
@@ -211,6 +218,28 @@ export function createSignalWireClient(options: SignalWireClientOptions): Signal
         return res;
       }),
   };
+}
+
+/**
+ * A caller that gave up before SignalWire was reached counts the send as failed and may retry
+ * it: the request, still waiting for its socket to connect, is destroyed before any byte of it
+ * leaves (Node writes a request only once its socket is connected).
+ */
+function dropUnsentOnAbort(
+  req: ClientRequest,
+  signal: AbortSignal | undefined,
+  connected: () => boolean,
+): void {
+  if (signal === undefined) return;
+  const drop = (): void => {
+    if (!connected()) req.destroy(new Error('the caller went away before SignalWire was reached'));
+  };
+  if (signal.aborted) {
+    drop();
+    return;
+  }
+  signal.addEventListener('abort', drop, { once: true });
+  req.once('close', () => signal.removeEventListener('abort', drop));
 }
 
 function outgoingHeaders(request: UpstreamRequest): Record<string, string> {

@@ -80,7 +80,7 @@ function harness(options: {
 
 function compatSend(
   fields: { statusCallback?: string; applicationSid?: string },
-  callerGone?: () => boolean,
+  callerGone?: AbortSignal,
 ): ValidSend {
   return {
     api: 'cxml',
@@ -119,18 +119,18 @@ test('When writing the send intent never finishes (the database stopped answerin
 });
 
 test('When the caller has gone while the Application was read, then the send is not forwarded and its intent is dropped', async () => {
-  let gone = false;
+  const gone = new AbortController();
   const h = harness({
     lookup: () => {
       // The caller's client gave up while SignalWire was slow to answer the read.
-      gone = true;
+      gone.abort();
       return Promise.resolve({ ok: true, url: CLIENT_CALLBACK });
     },
   });
 
   const reply = await forwardSend(
     h.deps,
-    compatSend({ applicationSid: APPLICATION }, () => gone),
+    compatSend({ applicationSid: APPLICATION }, gone.signal),
     'r2',
   );
 
@@ -146,7 +146,7 @@ test('When the caller is still there, then the send goes out as usual', async ()
   const h = harness({});
   const reply = await forwardSend(
     h.deps,
-    compatSend({ statusCallback: CLIENT_CALLBACK }, () => false),
+    compatSend({ statusCallback: CLIENT_CALLBACK }, new AbortController().signal),
     'r3',
   );
   expect(reply).toMatchObject({ kind: 'upstream', status: 201 });
