@@ -152,7 +152,9 @@ export function createInternalApp(deps: AppDeps): Express {
     proxyRoutes({
       ...deps,
       signalwire,
-      applications: createApplicationCallbacks(signalwire),
+      applications: createApplicationCallbacks(signalwire, {
+        credentials: deps.config.signalwireCredentials,
+      }),
       onUpstream: (api, status, seconds) => {
         metrics?.observeUpstream(api, status, seconds);
         deps.proxyHooks?.onUpstream?.(api, status, seconds);

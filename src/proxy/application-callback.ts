@@ -1,3 +1,4 @@
+import { basicAuthHeader } from '../signalwire/basic-auth';
 import { callbackUrlProblem } from '../signalwire/send-rules';
 import type { SignalWireClient } from './signalwire-client';
 
@@ -8,13 +9,19 @@ import type { SignalWireClient } from './signalwire-client';
  * its own URL in the send, which then takes the Application's place, so it reads the
  * Application's URL first and relays the callbacks there as it does for `StatusCallback`.
  *
- * The Application is read with the caller's own credentials (the proxy holds none of its
- * own), so a caller only ever learns its own project's Applications. Answers are kept for
- * TTL_MS per project and Application: a burst of sends costs one lookup, and a changed
- * Application is followed within a minute. The sends of a burst start together, before any
- * read has come back: those with the same credentials wait for the one read in flight. A
- * failed lookup is not kept, and does not stop the send: the message is still stored, only
- * its callbacks are not relayed (the caller is told so in the log).
+ * The Application is read with the caller's own credentials, so a caller only ever learns its
+ * own project's Applications. A token may be scoped to messaging alone: when SignalWire
+ * refuses it the read (401, 403), the project's own token in SIGNALWIRE_CREDENTIALS, if any,
+ * reads it instead. The URL is never shown to the caller, only relayed to.
+ *
+ * Answers are kept for TTL_MS per project and Application: a burst of sends costs one lookup,
+ * and a changed Application is followed within a minute. The sends of a burst start together,
+ * before any read has come back: those with the same credentials wait for the one read in
+ * flight. When a read fails (SignalWire slow, rate limiting, a gateway's error page) the last
+ * answer read within MAX_STALE_MS stands: an Application's callback changes seldom, and a failed
+ * read would otherwise cost the send's callbacks their relay. A failed lookup does not stop
+ * the send: the message is still stored, only its callbacks are not relayed (the caller is
+ * told so in the log).
  */
 
 export type ApplicationLookup =
@@ -31,16 +38,28 @@ export interface ApplicationCallbacks {
   ): Promise<ApplicationLookup>;
 }
 
+/** A lookup, or a read SignalWire refused to the credentials it was made with (401, 403). */
+type Read = ApplicationLookup | { ok: false; reason: string; refused: true };
+
 const TTL_MS = 60_000;
+/** How long an answer stands in for failed reads. */
+const MAX_STALE_MS = 24 * 60 * 60_000;
 /** Applications kept at once; a project holds at most 1,000 (Twilio's documented limit). */
 const MAX_KEPT = 1_000;
 
 export function createApplicationCallbacks(
   signalwire: SignalWireClient,
-  clock: () => number = Date.now,
+  {
+    clock = Date.now,
+    credentials = new Map<string, string>(),
+  }: {
+    clock?: () => number;
+    /** SIGNALWIRE_CREDENTIALS: project id → API token, for reads a caller's token may not make. */
+    credentials?: ReadonlyMap<string, string>;
+  } = {},
 ): ApplicationCallbacks {
   // Insertion order is age order: the first entry is the oldest, dropped first when full.
-  const kept = new Map<string, { url: string | null; until: number }>();
+  const kept = new Map<string, { url: string | null; readAt: number }>();
   // Reads in flight, by key and credentials: other credentials (wrong ones, say) read for
   // themselves, so a read refused to one caller is never another's answer.
   const reading = new Map<string, Promise<ApplicationLookup>>();
@@ -49,7 +68,20 @@ export function createApplicationCallbacks(
     projectId: string,
     applicationSid: string,
     authorization: string | undefined,
-  ): Promise<ApplicationLookup> {
+  ): Promise<Read> {
+    const found = await readAs(projectId, applicationSid, authorization);
+    const own = credentials.get(projectId);
+    if (found.ok || own === undefined || !('refused' in found)) return found;
+    const ownAuthorization = basicAuthHeader(projectId, own);
+    if (ownAuthorization === authorization) return found;
+    return readAs(projectId, applicationSid, ownAuthorization);
+  }
+
+  async function readAs(
+    projectId: string,
+    applicationSid: string,
+    authorization: string | undefined,
+  ): Promise<Read> {
     const headers: Record<string, string> = { accept: 'application/json' };
     if (authorization !== undefined) headers['authorization'] = authorization;
     const result = await signalwire.send({
@@ -62,6 +94,9 @@ export function createApplicationCallbacks(
     });
     if (!result.ok) return { ok: false, reason: result.failure };
     const { status, body } = result.response;
+    if (status === 401 || status === 403) {
+      return { ok: false, reason: `SignalWire answered ${status}`, refused: true };
+    }
     if (status !== 200) return { ok: false, reason: `SignalWire answered ${status}` };
     const url = callbackOf(body);
     if (url === undefined) return { ok: false, reason: 'the answer is not an Application' };
@@ -76,17 +111,22 @@ export function createApplicationCallbacks(
       const key = `${projectId}/${applicationSid.toLowerCase()}`;
       const now = clock();
       const hit = kept.get(key);
-      if (hit && hit.until > now) return { ok: true, url: hit.url };
-      kept.delete(key);
+      if (hit && hit.readAt + TTL_MS > now) return { ok: true, url: hit.url };
+      if (hit && hit.readAt + MAX_STALE_MS <= now) kept.delete(key);
       const flight = `${key}\n${authorization ?? ''}`;
       let pending = reading.get(flight);
       if (pending === undefined) {
         pending = read(projectId, applicationSid, authorization).then((found) => {
           if (found.ok) {
+            // Re-inserted, so the order of the map stays the order of the reads.
+            kept.delete(key);
             if (kept.size >= MAX_KEPT) kept.delete(kept.keys().next().value!);
-            kept.set(key, { url: found.url, until: now + TTL_MS });
+            kept.set(key, { url: found.url, readAt: now });
+            return found;
           }
-          return found;
+          // A refusal is this caller's own (its credentials): never answered from another's read.
+          const last = 'refused' in found ? undefined : kept.get(key);
+          return last ? { ok: true, url: last.url } : { ok: false, reason: found.reason };
         });
         reading.set(flight, pending);
         const forget = (): void => void reading.delete(flight);

@@ -1,5 +1,6 @@
 import { createApplicationCallbacks } from '../../src/proxy/application-callback';
 import { createSignalWireClient } from '../../src/proxy/signalwire-client';
+import { basicAuthHeader } from '../../src/signalwire/basic-auth';
 import { startUpstreamTap } from './support';
 import type { CannedResponse, TappedRequest, UpstreamTap } from './support';
 
@@ -27,9 +28,9 @@ const json = (status: number, body: unknown): CannedResponse => ({
   body: JSON.stringify(body),
 });
 
-function reader(clock: () => number = Date.now) {
+function reader(clock: () => number = Date.now, credentials = new Map<string, string>()) {
   const client = createSignalWireClient({ baseUrl: tap.url, timeoutMs: 2_000 });
-  return createApplicationCallbacks(client, clock);
+  return createApplicationCallbacks(client, { clock, credentials });
 }
 
 test('When the Application carries only the older sms_status_callback, then that URL is used', async () => {
@@ -60,6 +61,49 @@ test('When an answer is kept, then it is read again only after a minute', async 
     url: 'https://app.example.com/v2',
   });
   expect(reads).toBe(2);
+});
+
+test('When a later read fails (SignalWire slow or rate limiting), then the last answer stands for a day', async () => {
+  let now = 1_000_000;
+  let reads = 0;
+  answer = () => {
+    reads++;
+    return reads === 1
+      ? json(200, { message_status_callback: 'https://app.example.com/v1' })
+      : json(429, { code: 20429, message: 'Too Many Requests' });
+  };
+  const applications = reader(() => now);
+  expect(await applications.lookup(PROJECT, APP_SID, AUTH)).toMatchObject({
+    url: 'https://app.example.com/v1',
+  });
+  now += 61_000;
+  expect(await applications.lookup(PROJECT, APP_SID, AUTH)).toEqual({
+    ok: true,
+    url: 'https://app.example.com/v1',
+  });
+  expect(reads).toBe(2);
+  now += 24 * 60 * 60_000;
+  expect(await applications.lookup(PROJECT, APP_SID, AUTH)).toMatchObject({ ok: false });
+});
+
+test('When the caller’s token may not read Applications, then the project’s own token in SIGNALWIRE_CREDENTIALS reads it', async () => {
+  const own = basicAuthHeader(PROJECT, 'PTprojectowntoken');
+  answer = (req) =>
+    req.headers.authorization === own
+      ? json(200, { message_status_callback: 'https://app.example.com/own' })
+      : json(403, { code: 20403, message: 'Forbidden' });
+  const before = tap.requests.length;
+  const credentials = new Map([[PROJECT, 'PTprojectowntoken']]);
+  expect(await reader(Date.now, credentials).lookup(PROJECT, APP_SID, AUTH)).toEqual({
+    ok: true,
+    url: 'https://app.example.com/own',
+  });
+  expect(tap.requests.slice(before).map((req) => req.headers.authorization)).toEqual([AUTH, own]);
+  // Without a token of the project's own, the refusal stands.
+  expect(await reader().lookup(PROJECT, APP_SID, AUTH)).toEqual({
+    ok: false,
+    reason: 'SignalWire answered 403',
+  });
 });
 
 test('When SignalWire refuses the read, then the failure says why and is not kept', async () => {
