@@ -55,6 +55,18 @@ const CODELESS_MESSAGES = [
   /^The server does not support SSL connections$/i,
 ];
 
+// The server is up but refuses the service's session, for every statement alike: a rotated
+// password or a role made NOLOGIN (class 28), a database renamed or not yet restored (3D000),
+// one closed to connections for maintenance (55000 "is not currently accepting connections"),
+// or CONNECT revoked (42501 "permission denied for database"). Until an operator mends it
+// nothing can be written, like an outage, and it is no fault of the event being written. The
+// last two codes also name statement errors, so only the connection's message counts for them.
+const REFUSED_SESSION_SQLSTATES = new Set(['3D000']);
+const REFUSED_SESSION_MESSAGES: Readonly<Record<string, RegExp>> = {
+  '55000': /^database ".*" is not currently accepting connections$/,
+  '42501': /^permission denied for database ".*"$/,
+};
+
 export function isDatabaseUnavailable(error: unknown): boolean {
   if (typeof error !== 'object' || error === null) return false;
   // Node's happy-eyeballs connect reports one failure per address in an AggregateError.
@@ -64,9 +76,13 @@ export function isDatabaseUnavailable(error: unknown): boolean {
     if (NETWORK_CODES.has(code) || TLS_CODES.has(code) || UNAVAILABLE_SQLSTATES.has(code)) {
       return true;
     }
-    // SQLSTATE class 08: connection exceptions; class 53: insufficient resources.
-    if (/^(08|53)[0-9A-Z]{3}$/.test(code)) return true;
+    // SQLSTATE class 08: connection exceptions; 28: invalid authorization specification
+    // (only ever at login); 53: insufficient resources.
+    if (/^(08|28|53)[0-9A-Z]{3}$/.test(code) || REFUSED_SESSION_SQLSTATES.has(code)) return true;
   }
   const message = (error as { message?: unknown }).message;
-  return typeof message === 'string' && CODELESS_MESSAGES.some((pattern) => pattern.test(message));
+  if (typeof message !== 'string') return false;
+  const refusal = typeof code === 'string' ? REFUSED_SESSION_MESSAGES[code] : undefined;
+  if (refusal !== undefined && refusal.test(message)) return true;
+  return CODELESS_MESSAGES.some((pattern) => pattern.test(message));
 }

@@ -17,6 +17,14 @@ describe('isDatabaseUnavailable', () => {
     ['a standby after failover', withCode('25006')],
     ['too many connections (class 53)', withCode('53300')],
     ['a full disk (class 53)', withCode('53100')],
+    ['a role that may not log in (class 28)', withCode('28000')],
+    ['a rotated password (class 28)', withCode('28P01')],
+    ['a database that does not exist', withCode('3D000')],
+    [
+      'a database closed to connections',
+      withCode('55000', 'database "sw_status" is not currently accepting connections'),
+    ],
+    ['CONNECT revoked', withCode('42501', 'permission denied for database "sw_status"')],
     ['the pool connect timeout', new Error('timeout exceeded when trying to connect')],
     ['a socket closed under a query', new Error('Connection terminated unexpectedly')],
     [
@@ -36,6 +44,8 @@ describe('isDatabaseUnavailable', () => {
     ['a bad character in jsonb', withCode('22P05')],
     ['a deadlock', withCode('40P01')],
     ['a check violation', withCode('23514')],
+    ['a statement not allowed on a table', withCode('42501', 'permission denied for table x')],
+    ['a sequence not yet used', withCode('55000', 'currval of sequence "s" is not yet defined')],
     ['a plain bug', new TypeError('cannot read properties of undefined')],
     ['not an error at all', 'ECONNREFUSED'],
     ['nothing', undefined],
