@@ -2,6 +2,7 @@ import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { redactSecrets } from '../config';
 import { cliDatabaseUrl } from '../db/cli-database-url';
+import { isDatabaseUnavailable } from '../db/database-unavailable';
 import { createDb } from '../db/database';
 import type { DatabaseHandle } from '../db/database';
 import { startEmbeddedPostgres } from '../db/embedded-postgres';
@@ -99,14 +100,17 @@ async function main(argv: readonly string[]): Promise<number> {
       say(`${dir}: nothing to replay (${spool.deadLetters()} dead letters)`);
       return 0;
     }
+    const deadline = Date.now() + timeoutMs;
     database = await connect(logger);
     // Written into a schema this release cannot write to, events would only fail (or land
     // half-way): the migrations come first.
-    const problem = await schemaProblem(database.handle.db, await knownMigrations());
+    const problem = await whenReachable(database.name, deadline, async () =>
+      schemaProblem(database!.handle.db, await knownMigrations()),
+    );
     if (problem !== null) {
       throw new StartupError(`refusing to replay ${dir} into ${database.name}: ${problem}`);
     }
-    return await replay(spool, database.handle, database.name, logger, timeoutMs);
+    return await replay(spool, database.handle, database.name, logger, deadline);
   } finally {
     await spool.close();
     await database?.handle.db.destroy();
@@ -124,7 +128,7 @@ async function replay(
   database: DatabaseHandle,
   name: string,
   logger: Logger,
-  timeoutMs: number,
+  deadline: number,
 ): Promise<number> {
   const depth = spool.depth();
   say(`replaying ${depth} events from ${spool.dir} into ${name}…`);
@@ -139,7 +143,7 @@ async function replay(
   });
   recorder.start();
   // Nothing is recorded through it: draining just replays until empty or the deadline.
-  await recorder.drain({ deadline: Date.now() + timeoutMs });
+  await recorder.drain({ deadline });
   const stats = recorder.stats();
   const left = spool.depth();
   say(
@@ -148,11 +152,40 @@ async function replay(
       `${left} left, ${spool.deadLetters()} dead letters in ${spool.dir}`,
   );
   if (left > 0) {
-    say(`the database did not take everything within ${timeoutMs / 1000} s: run the command again`);
+    say('the database did not take everything within --timeout: run the command again');
     return 1;
   }
   return 0;
 }
+
+/**
+ * `ask`, asked again every second while the database cannot be reached (the outage that left
+ * the spool behind may not be over), until `deadline`: then the command fails in one line.
+ */
+async function whenReachable<T>(name: string, deadline: number, ask: () => Promise<T>): Promise<T> {
+  let said = false;
+  for (;;) {
+    try {
+      return await ask();
+    } catch (error) {
+      if (!isDatabaseUnavailable(error)) throw error;
+      const reason = error instanceof Error ? error.message : String(error);
+      if (Date.now() + RETRY_MS > deadline) {
+        throw new StartupError(
+          `cannot reach ${name} (${redactSecrets(reason)}): run the command again`,
+          {
+            cause: error,
+          },
+        );
+      }
+      if (!said) say(`waiting for ${name} (${redactSecrets(reason)})…`);
+      said = true;
+      await new Promise((resolve) => setTimeout(resolve, RETRY_MS));
+    }
+  }
+}
+
+const RETRY_MS = 1_000;
 
 async function connect(
   logger: Logger,

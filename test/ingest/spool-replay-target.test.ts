@@ -1,4 +1,6 @@
 import { mkdtemp, rm } from 'node:fs/promises';
+import { connect, createServer as createTcpServer } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { normalizeCxmlCallback } from '../../src/callbacks/normalize';
@@ -76,4 +78,75 @@ test('The database a command names is the one node-postgres connects to, without
   expect(databaseNamed('postgres://app:s3cret@db.internal:6432')).toBe(
     'the database at db.internal:6432',
   );
+});
+
+/** A free loopback port, closed again: nothing listens on it until a test starts a server. */
+async function freePort(): Promise<number> {
+  const server = createTcpServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
+
+async function spoolOfTwo(): Promise<void> {
+  const spool = await openSpool({ dir, logger });
+  await spool.append(
+    [cxmlFields(), cxmlFields()].map((fields) =>
+      normalizeCxmlCallback(fields, { receivedAt: new Date(), storeBody: false }),
+    ),
+  );
+  await spool.close();
+}
+
+test('When the database cannot be reached yet, then replay waits for it within --timeout and replays once it answers', async () => {
+  await spoolOfTwo();
+  const target = new URL(database.url);
+  // The database's address, unreachable until a forwarder opens it two seconds in.
+  const port = await freePort();
+  const url = new URL(database.url);
+  url.hostname = '127.0.0.1';
+  url.port = String(port);
+  const sockets: Socket[] = [];
+  const forwarder = createTcpServer((client) => {
+    const onward = connect(Number(target.port || 5432), target.hostname);
+    sockets.push(client, onward);
+    client.pipe(onward).pipe(client);
+    client.on('error', () => undefined);
+    onward.on('error', () => undefined);
+  });
+  const opening = setTimeout(() => forwarder.listen(port, '127.0.0.1'), 2_000);
+  try {
+    const replay = await runSpoolCommand(['replay', dir, '--timeout', '30'], {
+      DATABASE_URL: url.toString(),
+    });
+
+    expect(replay.stdout).toMatch(/waiting for the database .* \(connect ECONNREFUSED/);
+    expect(replay.stdout).toContain('replayed 2 events');
+    expect(replay.code).toBe(0);
+  } finally {
+    clearTimeout(opening);
+    for (const socket of sockets) socket.destroy();
+    await new Promise((resolve) => forwarder.close(resolve));
+  }
+});
+
+test('When the database stays out of reach, then replay gives up at --timeout in one line', async () => {
+  await spoolOfTwo();
+  const url = new URL(database.url);
+  url.hostname = '127.0.0.1';
+  url.port = String(await freePort());
+  const started = Date.now();
+
+  const replay = await runSpoolCommand(['replay', dir, '--timeout', '3'], {
+    DATABASE_URL: url.toString(),
+  });
+
+  expect(replay.code).toBe(1);
+  expect(Date.now() - started).toBeGreaterThanOrEqual(2_000);
+  expect(replay.stderr.trim().split('\n')).toEqual([
+    expect.stringMatching(
+      /cannot reach the database .* \(connect ECONNREFUSED .*\): run the command again$/,
+    ),
+  ]);
 });
