@@ -19,7 +19,12 @@ import { sqlState } from './write-failure';
  * 2. A transaction's BEGIN travels with its first statement (node-postgres pipeline mode,
  * `pipeline: true` on the pool): one round trip instead of two, during which the connection
  * would otherwise wait for the event loop of a busy service. A transaction that ends before
- * its first statement sends nothing at all.
+ * its first statement sends nothing at all. But the two are separate messages, and a BEGIN
+ * can fail before it runs (a cancel, or a statement_timeout that fired at the very end of the
+ * connection's previous statement, is delivered on it): the statement behind it then runs on
+ * its own and commits alone. So only a statement that does nothing outside our transaction —
+ * its text holds the IN_OUR_TRANSACTION condition, true only after our BEGIN ran — rides
+ * with the BEGIN; before any other the BEGIN is sent alone and its answer awaited.
  *
  * 3. A transaction's COMMIT can travel with its last statement (`lastInTransaction`): one
  * round trip less again. If that statement fails, PostgreSQL answers the COMMIT of the now aborted
@@ -52,6 +57,13 @@ import { sqlState } from './write-failure';
  * `max_prepared_statements` set.
  */
 const namesBySql = new Map<string, string>();
+
+/**
+ * True only inside a transaction this pool began (2. above): its BEGIN sets the flag LOCAL, so
+ * it is gone at the transaction's end, and absent when the BEGIN did not run. A statement whose
+ * every write is conditioned on it may travel with the BEGIN.
+ */
+export const IN_OUR_TRANSACTION = "current_setting('sw_status.in_transaction', true) = 'on'";
 
 export type PreparedStatement = (parameters: readonly unknown[]) => CompiledQuery;
 
@@ -91,7 +103,9 @@ export function kyselyPool(
   { idleInTransactionTimeoutMs = IDLE_IN_TRANSACTION_TIMEOUT_MS } = {},
 ): PostgresPool {
   // Sent in the same simple-protocol message as the transaction's BEGIN (5. above).
-  const bound = `SET LOCAL idle_in_transaction_session_timeout = ${Math.round(idleInTransactionTimeoutMs)}`;
+  const bound =
+    `SET LOCAL idle_in_transaction_session_timeout = ${Math.round(idleInTransactionTimeoutMs)}; ` +
+    `SET LOCAL sw_status.in_transaction = 'on'`;
   // One wrapper per connection, so Kysely keeps one connection object per pg client.
   const wrappers = new WeakMap<PoolClient, PostgresPoolClient>();
   return {
@@ -165,6 +179,10 @@ function wrap(client: PoolClient, bound: string): PostgresPoolClient {
     beginDeferred = null;
     if (begin !== null && (textOrCursor === 'rollback' || textOrCursor === 'commit')) {
       return nothingSent();
+    }
+    if (begin !== null && !textOrCursor.includes(IN_OUR_TRANSACTION)) {
+      // Not safe behind a BEGIN that might not run (2. above): the BEGIN first, on its own.
+      return client.query(`${begin}; ${bound}`).then(() => query(textOrCursor, parameters));
     }
     const last = textOrCursor.endsWith(COMMIT_FOLLOWS);
     const text = last ? textOrCursor.slice(0, -COMMIT_FOLLOWS.length) : textOrCursor;

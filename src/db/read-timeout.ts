@@ -1,6 +1,7 @@
 import { sql } from 'kysely';
 import { AppError } from '../errors';
 import type { Db } from './database';
+import { IN_OUR_TRANSACTION } from './kysely-pool';
 import { sqlState } from './write-failure';
 
 /**
@@ -27,7 +28,9 @@ export async function readWithin<T>(
 ): Promise<T> {
   try {
     return await db.transaction().execute(async (trx) => {
-      await sql`SELECT set_config('statement_timeout', ${String(timeoutMs)}, true)`.execute(trx);
+      // Conditioned on our transaction, so it may travel with the BEGIN (db/kysely-pool.ts).
+      await sql`SELECT set_config('statement_timeout', ${String(timeoutMs)}, true)
+                WHERE ${sql.raw(IN_OUR_TRANSACTION)}`.execute(trx);
       return read(trx);
     });
   } catch (error) {

@@ -1,6 +1,6 @@
 import type { Db, MessagesTable } from '../db/database';
 import { epochMilliseconds } from '../db/json-timestamps';
-import { lastInTransaction, preparedStatement } from '../db/kysely-pool';
+import { IN_OUR_TRANSACTION, lastInTransaction, preparedStatement } from '../db/kysely-pool';
 import type { MessageRow } from './messages.repository';
 import type { MessageState } from './projection';
 import { deltaRow } from './rollup';
@@ -188,6 +188,10 @@ const SAVE_FOLD_ROLLUPS = SAVE_FOLD_EVENTS + EVENT_COLUMNS.length;
  * transaction committed it after this statement's snapshot, where a SELECT … FOR UPDATE would
  * miss it.
  *
+ * It writes nothing outside the transaction its caller began (IN_OUR_TRANSACTION), so it
+ * may travel with that transaction's BEGIN (db/kysely-pool.ts): were the BEGIN to fail before
+ * it ran, this statement would otherwise commit events on their own, without their fold.
+ *
  * It also records this transaction as the message's last `applied_tx` — unless a transaction
  * with a higher id got there first: that row stays locked but is not returned, and the caller
  * retries the batch under a new, higher id. A message's events are thus always folded in the
@@ -210,11 +214,13 @@ const RECORD_BATCH = preparedStatement(
   `WITH new_events AS (
      ${INSERT_EVENTS}
      SELECT ${EVENT_VALUES} FROM ${unnestRows('e', EVENT_COLUMNS, RECORD_BATCH_EVENTS)}
+     WHERE ${IN_OUR_TRANSACTION}
      ON CONFLICT DO NOTHING
      RETURNING message_id, dedupe_key
    ), initial AS (
      SELECT ${MESSAGE_VALUES} FROM ${unnestRows('m', MESSAGE_COLUMNS, RECORD_BATCH_MESSAGES)}
-     WHERE m.id IN (SELECT message_id FROM new_events) OR m.id = ANY($${RECORD_BATCH_LOCK}::text[])
+     WHERE (m.id IN (SELECT message_id FROM new_events) OR m.id = ANY($${RECORD_BATCH_LOCK}::text[]))
+       AND ${IN_OUR_TRANSACTION}
    ), created AS (
      INSERT INTO messages (${COLUMNS})
      SELECT * FROM initial ORDER BY id

@@ -1,6 +1,6 @@
 import { sql } from 'kysely';
 import type { Db } from '../db/database';
-import { lastInTransaction, preparedStatement } from '../db/kysely-pool';
+import { IN_OUR_TRANSACTION, lastInTransaction, preparedStatement } from '../db/kysely-pool';
 import { READ_STATEMENT_TIMEOUT_MS } from '../db/read-timeout';
 import { contributionOfRow, rollupSums } from '../messages/rollup';
 import type { Api } from '../messages/statuses';
@@ -104,10 +104,10 @@ export async function readRollups(
     apis,
   ];
   const { rows } = await db.transaction().execute(async (trx) => {
+    // Conditioned on our transaction, so it may travel with the BEGIN (db/kysely-pool.ts).
     await sql`SELECT set_config('max_parallel_workers_per_gather', '0', true),
-                     set_config('statement_timeout', ${String(statementTimeoutMs)}, true)`.execute(
-      trx,
-    );
+                     set_config('statement_timeout', ${String(statementTimeoutMs)}, true)
+              WHERE ${sql.raw(IN_OUR_TRANSACTION)}`.execute(trx);
     return trx.executeQuery<RollupRow>(
       lastInTransaction(
         filter.bucket
