@@ -2,7 +2,7 @@ import { inspect } from 'node:util';
 import { createInternalApp, createPublicApp } from './app';
 import type { AppDeps } from './app';
 import { ConfigError, loadConfig, redactSecrets } from './config';
-import { createDb } from './db/database';
+import { createDb, createReaderDb } from './db/database';
 import { createDatabaseReadiness } from './db/database-readiness';
 import { createFeedSignal } from './feed/feed-signal';
 import { startEmbeddedPostgres } from './db/embedded-postgres';
@@ -49,7 +49,7 @@ async function main(): Promise<void> {
   const { db, pool } = createDb(databaseUrl, config.databasePoolMax);
   // DATABASE_READ_URL (DESIGN §13): a hot standby for lists, stats and the feed.
   const reader = config.databaseReadUrl
-    ? createDb(config.databaseReadUrl, config.databasePoolMax)
+    ? createReaderDb(config.databaseReadUrl, config.databasePoolMax)
     : undefined;
   // A database restart must not kill the process (and with it the spool's acknowledgements).
   if (!config.isProduction) {

@@ -2,6 +2,7 @@ import { Kysely, PostgresDialect } from 'kysely';
 import type { ColumnType, Generated } from 'kysely';
 import { Pool, types } from 'pg';
 import { kyselyPool } from './kysely-pool';
+import { standbyOnly } from './standby-only';
 
 // bigint (int8) columns such as status_events.seq come back as strings by default; seq stays
 // far below 2^53, so numbers are safe and easier for clients.
@@ -113,8 +114,15 @@ export function withDatabase(url: string, database: string): string {
 export function createDb(
   connectionString: string,
   maxConnections = 10,
-  /** How long a transaction may wait for this process (db/kysely-pool.ts); tests shorten it. */
-  { idleInTransactionTimeoutMs }: { idleInTransactionTimeoutMs?: number } = {},
+  {
+    idleInTransactionTimeoutMs,
+    standby = false,
+  }: {
+    /** How long a transaction may wait for this process (db/kysely-pool.ts); tests shorten it. */
+    idleInTransactionTimeoutMs?: number;
+    /** Hand out connections only while the server is a standby (db/standby-only.ts). */
+    standby?: boolean;
+  } = {},
 ): DatabaseHandle {
   const pool = new Pool({
     connectionString,
@@ -148,10 +156,17 @@ export function createDb(
   pool.on('connect', (client) => {
     client.on('error', () => undefined);
   });
+  const wrapped = kyselyPool(
+    pool,
+    idleInTransactionTimeoutMs ? { idleInTransactionTimeoutMs } : {},
+  );
   const db = new Kysely<Database>({
-    dialect: new PostgresDialect({
-      pool: kyselyPool(pool, idleInTransactionTimeoutMs ? { idleInTransactionTimeoutMs } : {}),
-    }),
+    dialect: new PostgresDialect({ pool: standby ? standbyOnly(wrapped) : wrapped }),
   });
   return { db, pool };
+}
+
+/** DATABASE_READ_URL's handle (DESIGN §13): a hot standby, refused once it is not one. */
+export function createReaderDb(connectionString: string, maxConnections?: number): DatabaseHandle {
+  return createDb(connectionString, maxConnections, { standby: true });
 }

@@ -1,4 +1,4 @@
-import { createDb } from '../../../src/db/database';
+import { createDb, createReaderDb } from '../../../src/db/database';
 import type { DatabaseHandle } from '../../../src/db/database';
 import { migrateToLatest } from '../../../src/db/migrate';
 import { createTestApp } from '../../helpers/test-app';
@@ -31,7 +31,7 @@ export async function startReplicaStack(
   const writer = createDb(primary.url, options.writerPool ?? 4);
   await migrateToLatest(writer.db);
   const standby = await startHotStandby(primary);
-  const reader = createDb(standby.url, 4);
+  const reader = createReaderDb(standby.url, 4);
   const t = await createTestApp(options.env ?? {}, {
     database: { ...writer, url: primary.url, destroy: async () => undefined },
     readDb: reader.db,
