@@ -3,6 +3,7 @@ import { createInternalApp, createPublicApp } from './app';
 import type { AppDeps } from './app';
 import { ConfigError, loadConfig, redactSecrets } from './config';
 import { createDb, createReaderDb } from './db/database';
+import { createInFlight } from './process/in-flight';
 import { createDatabaseReadiness } from './db/database-readiness';
 import { createFeedSignal } from './feed/feed-signal';
 import { startEmbeddedPostgres } from './db/embedded-postgres';
@@ -79,7 +80,7 @@ async function main(): Promise<void> {
   const known = await knownMigrations();
   const database = createDatabaseReadiness({ db, logger, known });
   database.start();
-  const lifecycle: Lifecycle = { draining: false, database };
+  const lifecycle: Lifecycle = { draining: false, database, sends: createInFlight() };
   const metrics = createMetrics({
     pool,
     spoolDepth: spool.depth,

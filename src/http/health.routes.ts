@@ -1,6 +1,7 @@
 import { Router } from 'express';
 import { sql } from 'kysely';
 import type { Db } from '../db/database';
+import type { InFlight } from '../process/in-flight';
 import type { DatabaseReadiness } from '../db/database-readiness';
 import type { IngestStatus } from '../ingest/group-commit-recorder';
 
@@ -11,6 +12,13 @@ export interface Lifecycle {
   ingest?: { status(): IngestStatus };
   /** First contact and schema version (src/db/database-readiness.ts); main.ts always sets it. */
   database?: DatabaseReadiness;
+  /**
+   * Set on SIGTERM (process/shutdown.ts): when the open connections will be cut at the latest.
+   * A send that could not have SignalWire's answer back by then is not forwarded (src/proxy).
+   */
+  connectionsCutAt?: number;
+  /** The send proxy's sends under way: the cut waits for them, up to connectionsCutAt. */
+  sends?: InFlight;
 }
 
 /** Liveness says the process is up; readiness says it can do its job (database reachable). */

@@ -67,21 +67,41 @@ export function describeListenError(
  * and the connection ends once its answer is sent. Otherwise the client would go on sending
  * requests on it until the deadline cut it, perhaps mid-request (a send the proxy had already
  * forwarded to SignalWire), and every drain would last `deadlineMs` in full.
+ *
+ * `hold`: work whose answers must go out before the cut (the send proxy's sends, which SignalWire
+ * may already have acted on). Past `deadlineMs` the cut waits for it to settle, until `until`
+ * (epoch ms) at the latest.
  */
-export function closeServer(server: Server, deadlineMs: number): Promise<boolean> {
+export function closeServer(
+  server: Server,
+  deadlineMs: number,
+  hold?: { settled(): Promise<void>; until: number },
+): Promise<boolean> {
   return new Promise((resolve) => {
     const onRequest = (_req: IncomingMessage, res: ServerResponse): void => closeAfter(res);
+    let holding: NodeJS.Timeout | undefined;
+    let closed = false;
+    const cut = (): void => {
+      clearTimeout(holding);
+      if (closed) return;
+      server.closeAllConnections();
+      resolve(false);
+    };
     const deadline = setTimeout(
       () => {
-        server.closeAllConnections();
-        resolve(false);
+        const left = hold ? hold.until - Date.now() : 0;
+        if (!hold || left <= 0) return cut();
+        holding = setTimeout(cut, left);
+        hold.settled().then(cut, cut);
       },
       Math.max(0, deadlineMs),
     );
     // Before the app's own listener, so that the header is set before any answer begins.
     server.prependListener('request', onRequest);
     server.close(() => {
+      closed = true;
       clearTimeout(deadline);
+      clearTimeout(holding);
       server.off('request', onRequest);
       resolve(true);
     });

@@ -9,7 +9,9 @@ import { closeServer } from './listen';
  * SIGTERM (or SIGINT) to exit, within SHUTDOWN_GRACE_MS from the signal:
  * 1. readiness turns 503, and the process keeps serving for SHUTDOWN_DELAY_MS while the load
  *    balancer takes it out;
- * 2. the listeners close; in-flight requests get up to SHUTDOWN_DRAIN_MS;
+ * 2. the listeners close; in-flight requests get up to SHUTDOWN_DRAIN_MS, and sends the proxy
+ *    forwarded to SignalWire their answer (until shortly before the grace period ends: a send
+ *    whose answer could come later is not forwarded, but answered 503 "not sent");
  * 3. everything acknowledged is committed, or spooled when the database is unreachable; a
  *    spool that is not empty keeps being replayed while the database allows, until the grace
  *    period is spent less CLOSE_RESERVE_MS;
@@ -39,6 +41,9 @@ export interface ShutdownDeps {
 
 /** Kept for closing pools and the embedded database after the replay stops. */
 export const CLOSE_RESERVE_MS = 1_000;
+
+/** Kept after the connections are cut for the background work to stop and the recorder to drain. */
+export const CUT_RESERVE_MS = 2_000;
 
 /** Runs the shutdown on the first signal; a second one stops the replay at once. */
 export function shutdownOnSignals(deps: ShutdownDeps): void {
@@ -79,6 +84,11 @@ export function startShutdown(
     exit(0);
   }, config.shutdownGraceMs);
 
+  // The send proxy forwards nothing whose answer could come after this (src/proxy), and the
+  // drain waits for the sends under way until then: a little before the pools must close.
+  const connectionsCutAt = deadline - CLOSE_RESERVE_MS - CUT_RESERVE_MS;
+  lifecycle.connectionsCutAt = connectionsCutAt;
+
   const done = (async () => {
     lifecycle.draining = true;
     for (const drain of deps.onDraining ?? []) await drain();
@@ -90,8 +100,10 @@ export function startShutdown(
     );
     await sleep(config.shutdownDelayMs, hurry.signal);
     logger.info({ drain_ms: config.shutdownDrainMs }, 'closing listeners, draining requests');
+    const sends = lifecycle.sends;
+    const hold = sends && { settled: () => sends.settled(), until: connectionsCutAt };
     const drained = await Promise.all(
-      deps.servers.map((server) => closeServer(server, config.shutdownDrainMs)),
+      deps.servers.map((server) => closeServer(server, config.shutdownDrainMs, hold)),
     );
     if (drained.includes(false)) logger.warn('drain deadline passed: open connections were cut');
     for (const stop of deps.beforeDrain ?? []) await stop();

@@ -34,6 +34,11 @@ export interface ProxyErrors {
    * failed (a retry could send the message twice).
    */
   upstream(failure: UpstreamFailure, subject: UpstreamSubject): ProxyFailure;
+  /**
+   * This replica is shutting down and could not carry a send through SignalWire's answer
+   * before its connections are cut: not sent (503, with Retry-After), so the retry is safe.
+   */
+  shuttingDown(): ProxyFailure;
   internal(): ProxyFailure;
 }
 
@@ -69,6 +74,9 @@ const NATIVE_UPSTREAM_CODES: Record<UpstreamFailure, string> = {
   interrupted: 'upstream_outcome_unknown',
 };
 
+const SHUTTING_DOWN =
+  'This replica of the service is shutting down; the message was not sent: send it again';
+
 const NOT_A_CREATE_ROUTE =
   'Messages are created through this service at …/Accounts/{AccountSid}/Messages(.json) and /api/messaging/messages only: this request would reach SignalWire without the service’s status callback';
 
@@ -103,6 +111,7 @@ const compat: ProxyErrors = {
       C.serviceUnavailable,
       UPSTREAM_MESSAGES[subject][failure],
     ),
+  shuttingDown: () => compatError(503, C.serviceUnavailable, SHUTTING_DOWN),
   internal: () => compatError(500, C.internalError, 'Internal error'),
 };
 
@@ -130,6 +139,7 @@ const native: ProxyErrors = {
       NATIVE_UPSTREAM_CODES[failure],
       UPSTREAM_MESSAGES[subject][failure],
     ),
+  shuttingDown: () => nativeError(503, 'api_error', 'shutting_down', SHUTTING_DOWN),
   internal: () => nativeError(500, 'api_error', 'internal_error', 'Internal error'),
 };
 

@@ -111,5 +111,7 @@ export function forwardedHeaders(req: Request): Record<string, string> {
 
 export function fail(res: Response, failure: ProxyFailure): void {
   if (failure.status === 401) res.set('WWW-Authenticate', 'Basic realm="SignalWire"');
+  // Only the proxy's own 503 (shutting down): another replica takes the retry at once.
+  if (failure.status === 503) res.set('Retry-After', '1');
   res.status(failure.status).json(failure.error);
 }

@@ -66,7 +66,7 @@ const NativeCreate = z
 const upstream = (error: z.ZodType) => ({
   default: {
     description:
-      'SignalWire’s answer, status and body verbatim — or the proxy’s own refusal in the same shape (400, 401, 403, 413, 415, 502, 504). A 502 `upstream_unreachable` (compatibility: code 20503, “the message was not sent”) means no connection was made: the send never left and may be retried. A 504 `upstream_timeout` or a 502 `upstream_outcome_unknown` (compatibility: code 20503, “the outcome is unknown”) means SignalWire may have queued the message: do not resend blindly; its callbacks still reach your own status callback.',
+      'SignalWire’s answer, status and body verbatim — or the proxy’s own refusal in the same shape (400, 401, 403, 413, 415, 502, 503, 504). A 503 (native `shutting_down`) means this replica is shutting down and did not send the message: send it again. A 502 `upstream_unreachable` (compatibility: code 20503, “the message was not sent”) means no connection was made: the send never left and may be retried. A 504 `upstream_timeout` or a 502 `upstream_outcome_unknown` (compatibility: code 20503, “the outcome is unknown”) means SignalWire may have queued the message: do not resend blindly; its callbacks still reach your own status callback.',
     content: {
       'application/json': { schema: z.union([z.record(z.string(), z.unknown()), error]) },
       '*/*': { schema: z.string().meta({ description: 'Whatever SignalWire answered.' }) },

@@ -142,7 +142,9 @@ async function handle(
     applicationSid: valid.applicationSid,
     callerGone: callerGone.signal,
   };
-  reply(res, await forwardSend(deps, send, req.id));
+  // Counted until answered: a shutdown cuts connections only once it has been (up to a bound).
+  const answered = forwardSend(deps, send, req.id).then((proxyReply) => reply(res, proxyReply));
+  await (deps.lifecycle?.sends?.track(answered) ?? answered);
 }
 
 type Validation =

@@ -3,6 +3,7 @@ import type { Config } from '../config';
 import type { Db } from '../db/database';
 import { withTimeout } from '../db/with-timeout';
 import type { Logger } from '../logger';
+import type { Lifecycle } from '../http/health.routes';
 import type { EventRecorder } from '../messages/event-recorder';
 import { forgetSendIntent, rememberSendIntent } from '../messages/send-intents';
 import type { Api } from '../messages/statuses';
@@ -39,7 +40,15 @@ export interface ProxyDeps {
   onUnrecorded?: (api: Api) => void;
   /** How long a send waits for its intent to be written (INTENT_WRITE_TIMEOUT_MS). */
   intentWriteTimeoutMs?: number;
+  /** The process's shutdown state: when the connections will be cut (process/shutdown.ts). */
+  lifecycle?: Pick<Lifecycle, 'connectionsCutAt' | 'sends'>;
 }
+
+/**
+ * What a send needs after SignalWire's answer, before its caller has it: the record's write
+ * (the recorder's commit timeout) and the answer itself.
+ */
+export const RECORD_RESERVE_MS = 3_000;
 
 /**
  * The send intent is written before the send is forwarded, with no timeout of its own on the
@@ -104,6 +113,14 @@ export async function forwardSend(
   const intent = await rememberIntent(deps, relayed, ref, requestId);
   // The Application read or the intent write took longer than the caller waited.
   if (send.callerGone?.aborted) return abandoned(deps, send, ref, intent, requestId);
+  // Shutting down: a send whose answer might come after the connections are cut is not
+  // forwarded. Its caller would see the connection drop and retry a message SignalWire sends.
+  const cutAt = deps.lifecycle?.connectionsCutAt;
+  if (cutAt !== undefined && Date.now() + config.signalwireTimeoutMs + RECORD_RESERVE_MS > cutAt) {
+    logger.info({ request_id: requestId, api }, 'shutting down: the send was not forwarded');
+    if (intent) await forgetIntent(deps, ref);
+    return { kind: 'failure', failure: proxyErrors(api).shuttingDown() };
+  }
   const started = process.hrtime.bigint();
   const result = await deps.signalwire.send({
     method: 'POST',
