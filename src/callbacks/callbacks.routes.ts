@@ -21,6 +21,7 @@ import { tokenExpired, verifyCallbackToken } from './callback-token';
 import type { VerifiedToken } from './callback-token';
 import { normalizeCxmlCallback, normalizeNativeCallback } from './normalize';
 import { relayPayloadOf } from './relay-payload';
+import { scrubToken } from './token-scrub';
 import type { CallbackFields } from './normalize';
 import { candidateUrlsFor, verifySignature } from './signature';
 import type { SignatureFailure } from './signature';
@@ -356,6 +357,7 @@ async function handle(deps: CallbackDeps, api: Api, req: Request, res: Response)
   if (keyIndex !== undefined) event.verifiedKeyIndex = keyIndex;
   // Relayed as received if the message has a client callback (DESIGN §10; src/relay).
   event.relay = relayPayloadOf(req, config.signingKeys, event.verifiedKeyIndex);
+  if (token) scrubToken(event, String(req.params['token']), req);
 
   let outcome: RecordOutcome;
   try {
