@@ -64,10 +64,23 @@ const CODELESS_MESSAGES = [
 // nothing can be written, like an outage, and it is no fault of the event being written. The
 // last two codes also name statement errors, so only the connection's message counts for them.
 const REFUSED_SESSION_SQLSTATES = new Set(['3D000']);
-const REFUSED_SESSION_MESSAGES: Readonly<Record<string, RegExp>> = {
-  '55000': /^database ".*" is not currently accepting connections$/,
-  '42501': /^permission denied for database ".*"$/,
-};
+const REFUSED_SESSION_MESSAGES = new Map<string, RegExp>([
+  ['55000', /^database ".*" is not currently accepting connections$/],
+  ['42501', /^permission denied for database ".*"$/],
+]);
+
+/**
+ * The server refused the session itself (see above): a wrong role, password or database name,
+ * or one closed to connections. A command a person runs says so at once rather than waiting.
+ */
+export function isSessionRefused(error: unknown): boolean {
+  if (typeof error !== 'object' || error === null) return false;
+  const { code, message } = error as { code?: unknown; message?: unknown };
+  if (typeof code !== 'string') return false;
+  if (/^28[0-9A-Z]{3}$/.test(code) || REFUSED_SESSION_SQLSTATES.has(code)) return true;
+  const refusal = REFUSED_SESSION_MESSAGES.get(code);
+  return refusal !== undefined && typeof message === 'string' && refusal.test(message);
+}
 
 export function isDatabaseUnavailable(error: unknown): boolean {
   if (typeof error !== 'object' || error === null) return false;
@@ -78,13 +91,10 @@ export function isDatabaseUnavailable(error: unknown): boolean {
     if (NETWORK_CODES.has(code) || TLS_CODES.has(code) || UNAVAILABLE_SQLSTATES.has(code)) {
       return true;
     }
-    // SQLSTATE class 08: connection exceptions; 28: invalid authorization specification
-    // (only ever at login); 53: insufficient resources.
-    if (/^(08|28|53)[0-9A-Z]{3}$/.test(code) || REFUSED_SESSION_SQLSTATES.has(code)) return true;
+    // SQLSTATE class 08: connection exceptions; 53: insufficient resources.
+    if (/^(08|53)[0-9A-Z]{3}$/.test(code)) return true;
   }
+  if (isSessionRefused(error)) return true;
   const message = (error as { message?: unknown }).message;
-  if (typeof message !== 'string') return false;
-  const refusal = typeof code === 'string' ? REFUSED_SESSION_MESSAGES[code] : undefined;
-  if (refusal !== undefined && refusal.test(message)) return true;
-  return CODELESS_MESSAGES.some((pattern) => pattern.test(message));
+  return typeof message === 'string' && CODELESS_MESSAGES.some((pattern) => pattern.test(message));
 }

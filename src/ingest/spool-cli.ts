@@ -2,7 +2,7 @@ import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { redactSecrets } from '../config';
 import { cliDatabaseUrl } from '../db/cli-database-url';
-import { isDatabaseUnavailable } from '../db/database-unavailable';
+import { isDatabaseUnavailable, isSessionRefused } from '../db/database-unavailable';
 import { createDb } from '../db/database';
 import type { DatabaseHandle } from '../db/database';
 import { startEmbeddedPostgres } from '../db/embedded-postgres';
@@ -170,6 +170,12 @@ async function whenReachable<T>(name: string, deadline: number, ask: () => Promi
     } catch (error) {
       if (!isDatabaseUnavailable(error)) throw error;
       const reason = error instanceof Error ? error.message : String(error);
+      // Waiting cannot mend a wrong user, password or database name.
+      if (isSessionRefused(error)) {
+        throw new StartupError(`${name} refused the session (${redactSecrets(reason)})`, {
+          cause: error,
+        });
+      }
       if (Date.now() + RETRY_MS > deadline) {
         throw new StartupError(
           `cannot reach ${name} (${redactSecrets(reason)}): run the command again`,

@@ -11,8 +11,8 @@ import type { SignalWireClient } from './signalwire-client';
  *
  * The Application is read with the caller's own credentials, so a caller only ever learns its
  * own project's Applications. A token may be scoped to messaging alone: when SignalWire
- * refuses it the read (401, 403), the project's own token in SIGNALWIRE_CREDENTIALS, if any,
- * reads it instead. The URL is never shown to the caller, only relayed to.
+ * refuses it the read (403), the project's own token in SIGNALWIRE_CREDENTIALS, if any, reads
+ * it instead. The URL is never shown to the caller, only relayed to.
  *
  * Answers are kept for TTL_MS per project and Application: a burst of sends costs one lookup,
  * and a changed Application is followed within a minute. The sends of a burst start together,
@@ -38,8 +38,14 @@ export interface ApplicationCallbacks {
   ): Promise<ApplicationLookup>;
 }
 
-/** A lookup, or a read SignalWire refused to the credentials it was made with (401, 403). */
-type Read = ApplicationLookup | { ok: false; reason: string; refused: true };
+/**
+ * A lookup, or a read SignalWire refused to the credentials it was made with (401, 403), or
+ * one that found no such Application (404, 410).
+ */
+type Read =
+  | ApplicationLookup
+  | { ok: false; reason: string; refused: true }
+  | { ok: false; reason: string; gone: true };
 
 const TTL_MS = 60_000;
 /** How long an answer stands in for failed reads. */
@@ -71,7 +77,9 @@ export function createApplicationCallbacks(
   ): Promise<Read> {
     const found = await readAs(projectId, applicationSid, authorization);
     const own = credentials.get(projectId);
-    if (found.ok || own === undefined || !('refused' in found)) return found;
+    // Only a token SignalWire knows but does not let read Applications (403): a 401 is a
+    // token it does not know, whose send it refuses anyway.
+    if (found.ok || own === undefined || found.reason !== 'SignalWire answered 403') return found;
     const ownAuthorization = basicAuthHeader(projectId, own);
     if (ownAuthorization === authorization) return found;
     return readAs(projectId, applicationSid, ownAuthorization);
@@ -96,6 +104,9 @@ export function createApplicationCallbacks(
     const { status, body } = result.response;
     if (status === 401 || status === 403) {
       return { ok: false, reason: `SignalWire answered ${status}`, refused: true };
+    }
+    if (status === 404 || status === 410) {
+      return { ok: false, reason: `SignalWire answered ${status}`, gone: true };
     }
     if (status !== 200) return { ok: false, reason: `SignalWire answered ${status}` };
     const url = callbackOf(body);
@@ -124,8 +135,10 @@ export function createApplicationCallbacks(
             kept.set(key, { url: found.url, readAt: now });
             return found;
           }
-          // A refusal is this caller's own (its credentials): never answered from another's read.
-          const last = 'refused' in found ? undefined : kept.get(key);
+          // A refusal is this caller's own (its credentials): never answered from another's
+          // read. An Application that is gone has no callback any more.
+          if ('gone' in found) kept.delete(key);
+          const last = 'refused' in found || 'gone' in found ? undefined : kept.get(key);
           return last ? { ok: true, url: last.url } : { ok: false, reason: found.reason };
         });
         reading.set(flight, pending);

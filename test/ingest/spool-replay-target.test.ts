@@ -102,7 +102,7 @@ async function spoolOfTwo(): Promise<void> {
 test('When the database cannot be reached yet, then replay waits for it within --timeout and replays once it answers', async () => {
   await spoolOfTwo();
   const target = new URL(database.url);
-  // The database's address, unreachable until a forwarder opens it two seconds in.
+  // The database's address, unreachable until the command says it waits for it.
   const port = await freePort();
   const url = new URL(database.url);
   url.hostname = '127.0.0.1';
@@ -115,19 +115,25 @@ test('When the database cannot be reached yet, then replay waits for it within -
     client.on('error', () => undefined);
     onward.on('error', () => undefined);
   });
-  const opening = setTimeout(() => forwarder.listen(port, '127.0.0.1'), 2_000);
   try {
-    const replay = await runSpoolCommand(['replay', dir, '--timeout', '30'], {
-      DATABASE_URL: url.toString(),
-    });
+    const replay = await runSpoolCommand(
+      ['replay', dir, '--timeout', '30'],
+      { DATABASE_URL: url.toString() },
+      {
+        onStdout: (stdout) => {
+          if (stdout.includes('waiting for') && !forwarder.listening) {
+            forwarder.listen(port, '127.0.0.1');
+          }
+        },
+      },
+    );
 
     expect(replay.stdout).toMatch(/waiting for the database .* \(connect ECONNREFUSED/);
     expect(replay.stdout).toContain('replayed 2 events');
     expect(replay.code).toBe(0);
   } finally {
-    clearTimeout(opening);
     for (const socket of sockets) socket.destroy();
-    await new Promise((resolve) => forwarder.close(resolve));
+    if (forwarder.listening) await new Promise((resolve) => forwarder.close(resolve));
   }
 });
 
@@ -149,4 +155,22 @@ test('When the database stays out of reach, then replay gives up at --timeout in
       /cannot reach the database .* \(connect ECONNREFUSED .*\): run the command again$/,
     ),
   ]);
+});
+
+test('When the database refuses the session (a wrong user), then replay says so at once instead of waiting', async () => {
+  await spoolOfTwo();
+  const url = new URL(database.url);
+  url.username = 'sw_status_no_such_role';
+  url.password = 'not-the-password';
+  const started = Date.now();
+
+  const replay = await runSpoolCommand(['replay', dir, '--timeout', '60'], {
+    DATABASE_URL: url.toString(),
+  });
+
+  expect(replay.code).toBe(1);
+  expect(replay.stderr).toMatch(/refused the session \(.*sw_status_no_such_role/);
+  expect(replay.stderr).not.toContain('not-the-password');
+  // Not a timing bound: without the refusal being told apart it waits the whole minute.
+  expect(Date.now() - started).toBeLessThan(30_000);
 });

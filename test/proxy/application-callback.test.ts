@@ -86,6 +86,28 @@ test('When a later read fails (SignalWire slow or rate limiting), then the last 
   expect(await applications.lookup(PROJECT, APP_SID, AUTH)).toMatchObject({ ok: false });
 });
 
+test('When the Application is gone (404), then its last answer no longer stands', async () => {
+  let now = 1_000_000;
+  let reads = 0;
+  answer = () => {
+    reads++;
+    return reads === 1
+      ? json(200, { message_status_callback: 'https://app.example.com/v1' })
+      : reads === 2
+        ? json(404, { code: 20404, message: 'not found' })
+        : json(503, { message: 'unavailable' });
+  };
+  const applications = reader(() => now);
+  await applications.lookup(PROJECT, APP_SID, AUTH);
+  now += 61_000;
+  expect(await applications.lookup(PROJECT, APP_SID, AUTH)).toEqual({
+    ok: false,
+    reason: 'SignalWire answered 404',
+  });
+  // Nor does it come back when a later read fails otherwise.
+  expect(await applications.lookup(PROJECT, APP_SID, AUTH)).toMatchObject({ ok: false });
+});
+
 test('When the caller’s token may not read Applications, then the project’s own token in SIGNALWIRE_CREDENTIALS reads it', async () => {
   const own = basicAuthHeader(PROJECT, 'PTprojectowntoken');
   answer = (req) =>
@@ -99,6 +121,22 @@ test('When the caller’s token may not read Applications, then the project’s 
     url: 'https://app.example.com/own',
   });
   expect(tap.requests.slice(before).map((req) => req.headers.authorization)).toEqual([AUTH, own]);
+  // A token SignalWire does not know at all (401) is not read for with the project's own: its
+  // send is refused anyway.
+  answer = (req) =>
+    req.headers.authorization === own
+      ? json(200, { message_status_callback: 'https://app.example.com/own' })
+      : json(401, { code: 20003, message: 'Authentication Error' });
+  const beforeUnknown = tap.requests.length;
+  expect(await reader(Date.now, credentials).lookup(PROJECT, APP_SID, AUTH)).toEqual({
+    ok: false,
+    reason: 'SignalWire answered 401',
+  });
+  expect(tap.requests.length - beforeUnknown).toBe(1);
+  answer = (req) =>
+    req.headers.authorization === own
+      ? json(200, { message_status_callback: 'https://app.example.com/own' })
+      : json(403, { code: 20403, message: 'Forbidden' });
   // Without a token of the project's own, the refusal stands.
   expect(await reader().lookup(PROJECT, APP_SID, AUTH)).toEqual({
     ok: false,

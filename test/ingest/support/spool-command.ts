@@ -11,7 +11,14 @@ const REPO_ROOT = path.resolve(__dirname, '../../..');
 export function runSpoolCommand(
   args: string[],
   env: Record<string, string> = {},
-  { maxFileBytes }: { maxFileBytes?: number } = {},
+  {
+    maxFileBytes,
+    onStdout,
+  }: {
+    maxFileBytes?: number;
+    /** Called with everything printed so far, at each new output. */
+    onStdout?: (stdout: string) => void;
+  } = {},
 ): Promise<{ code: number | null; stdout: string; stderr: string }> {
   const command = [process.execPath, '--import', 'tsx', 'src/ingest/spool-cli.ts', ...args];
   if (maxFileBytes !== undefined) command.unshift('prlimit', `--fsize=${maxFileBytes}`);
@@ -23,7 +30,10 @@ export function runSpoolCommand(
     });
     let stdout = '';
     let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
+    child.stdout.setEncoding('utf8').on('data', (chunk: string) => {
+      stdout += chunk;
+      onStdout?.(stdout);
+    });
     child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
     child.on('error', reject);
     child.on('exit', (code) => resolve({ code, stdout, stderr }));
