@@ -54,7 +54,7 @@ const CODELESS_MESSAGES = [
   /^driver has already been destroyed$/i,
   /^The server does not support SSL connections$/i,
   // DATABASE_READ_URL leads to a server that is no standby (db/standby-only.ts).
-  /^DATABASE_READ_URL does not lead to a standby/,
+  /^DATABASE_READ_URL leads to a server that is neither a standby/,
 ];
 
 // The server is up but refuses the service's session, for every statement alike: a rotated

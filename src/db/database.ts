@@ -1,4 +1,4 @@
-import { Kysely, PostgresDialect } from 'kysely';
+import { Kysely, PostgresDialect, sql } from 'kysely';
 import type { ColumnType, Generated } from 'kysely';
 import { Pool, types } from 'pg';
 import { kyselyPool } from './kysely-pool';
@@ -116,12 +116,12 @@ export function createDb(
   maxConnections = 10,
   {
     idleInTransactionTimeoutMs,
-    standby = false,
+    readerOf,
   }: {
     /** How long a transaction may wait for this process (db/kysely-pool.ts); tests shorten it. */
     idleInTransactionTimeoutMs?: number;
-    /** Hand out connections only while the server is a standby (db/standby-only.ts). */
-    standby?: boolean;
+    /** DATABASE_URL's database, when this is DATABASE_READ_URL's (db/standby-only.ts). */
+    readerOf?: Db;
   } = {},
 ): DatabaseHandle {
   const pool = new Pool({
@@ -161,12 +161,28 @@ export function createDb(
     idleInTransactionTimeoutMs ? { idleInTransactionTimeoutMs } : {},
   );
   const db = new Kysely<Database>({
-    dialect: new PostgresDialect({ pool: standby ? standbyOnly(wrapped) : wrapped }),
+    dialect: new PostgresDialect({
+      pool: readerOf ? standbyOnly(wrapped, { writerStarted: () => startedAt(readerOf) }) : wrapped,
+    }),
   });
   return { db, pool };
 }
 
-/** DATABASE_READ_URL's handle (DESIGN §13): a hot standby, refused once it is not one. */
-export function createReaderDb(connectionString: string, maxConnections?: number): DatabaseHandle {
-  return createDb(connectionString, maxConnections, { standby: true });
+/**
+ * DATABASE_READ_URL's handle (DESIGN §13): a hot standby of `writer`'s server (or that server
+ * itself), refused once it is neither.
+ */
+export function createReaderDb(
+  connectionString: string,
+  maxConnections: number | undefined,
+  writer: Db,
+): DatabaseHandle {
+  return createDb(connectionString, maxConnections, { readerOf: writer });
+}
+
+async function startedAt(db: Db): Promise<string> {
+  const { rows } = await sql<{
+    started: string;
+  }>`SELECT pg_postmaster_start_time()::text AS started`.execute(db);
+  return rows[0]!.started;
 }

@@ -1,5 +1,8 @@
 import { randomUUID } from 'node:crypto';
+import { sql } from 'kysely';
 import { Client } from 'pg';
+import { createReaderDb } from '../../src/db/database';
+import { NOT_A_STANDBY } from '../../src/db/standby-only';
 import request from 'supertest';
 import { cxmlFields, postCxml } from '../helpers/callbacks';
 import { TEST_API_TOKEN } from '../helpers/test-app';
@@ -23,6 +26,17 @@ beforeAll(async () => {
 }, 120_000);
 afterAll(async () => {
   await stack?.close();
+});
+
+test('When DATABASE_READ_URL names the primary’s own server, then it is read from: it has what the primary has', async () => {
+  const { primary, writer } = stack!;
+  const reader = createReaderDb(primary.url, 1, writer.db);
+  try {
+    const { rows } = await sql<{ one: number }>`SELECT 1 AS one`.execute(reader.db);
+    expect(rows).toEqual([{ one: 1 }]);
+  } finally {
+    await reader.db.destroy();
+  }
 });
 
 test('When the read replica is promoted, then the feed, lists and stats read from it answer 503 instead of a history that stopped', async () => {
@@ -55,6 +69,13 @@ test('When the read replica is promoted, then the feed, lists and stats read fro
   expect(feed.headers['retry-after']).toBeDefined();
   expect((await get('/v1/messages')).status).toBe(503);
   expect((await get('/v1/stats')).status).toBe(503);
+  // A reader opened afresh on the promoted server says why.
+  const fresh = createReaderDb(standby.url, 1, stack!.writer.db);
+  try {
+    await expect(sql`SELECT 1`.execute(fresh.db)).rejects.toThrow(NOT_A_STANDBY);
+  } finally {
+    await fresh.db.destroy();
+  }
   // The primary still answers what must see the caller's own write.
   expect((await get(`/v1/messages/${later}`)).status).toBe(200);
 });

@@ -31,7 +31,7 @@ export async function startReplicaStack(
   const writer = createDb(primary.url, options.writerPool ?? 4);
   await migrateToLatest(writer.db);
   const standby = await startHotStandby(primary);
-  const reader = createReaderDb(standby.url, 4);
+  const reader = createReaderDb(standby.url, 4, writer.db);
   const t = await createTestApp(options.env ?? {}, {
     database: { ...writer, url: primary.url, destroy: async () => undefined },
     readDb: reader.db,
