@@ -21,6 +21,9 @@ import type { TestDatabase } from '../helpers/test-database';
 
 let database: TestDatabase;
 let failNextBegin = false;
+// For each BEGIN message sent: whether it had been answered when the next statement was sent.
+let begin: { answered: boolean } | null = null;
+const answeredBeforeNext: boolean[] = [];
 
 beforeAll(async () => {
   // One connection: the failed BEGIN's connection is the one the retry uses.
@@ -31,11 +34,23 @@ beforeAll(async () => {
     ...args: unknown[]
   ) {
     const [text] = args;
-    if (failNextBegin && typeof text === 'string' && /^(begin|start transaction)/.test(text)) {
+    const isBegin = typeof text === 'string' && /^(begin|start transaction)/.test(text);
+    if (begin !== null) {
+      answeredBeforeNext.push(begin.answered);
+      begin = null;
+    }
+    if (failNextBegin && isBegin) {
       failNextBegin = false;
       args[0] = `SELECT 1/0; ${text}`;
     }
-    return original.apply(this, args) as never;
+    const result = original.apply(this, args);
+    if (isBegin) {
+      const sent = { answered: false };
+      begin = sent;
+      const answered = () => void (sent.answered = true);
+      (result as Promise<unknown>).then(answered, answered);
+    }
+    return result as never;
   } as typeof Client.prototype.query);
 });
 afterAll(async () => {
@@ -79,4 +94,18 @@ test('When the BEGIN in front of any other transaction’s first write fails, th
   ).rejects.toMatchObject({ code: '22012' });
   const { rows } = await sql<{ id: number }>`SELECT id FROM begin_failure`.execute(database.db);
   expect(rows).toEqual([]);
+});
+
+test('A batch’s statement travels with its BEGIN, while another transaction’s first write waits for the BEGIN’s answer', async () => {
+  answeredBeforeNext.length = 0;
+  await recordEvents(database.db, [callback(randomUUID(), 'sent')]);
+  // One round trip saved on every batch of callbacks: the guard in RECORD_BATCH allows it.
+  expect(answeredBeforeNext).toEqual([false]);
+
+  await sql`CREATE TABLE IF NOT EXISTS begin_failure (id int)`.execute(database.db);
+  answeredBeforeNext.length = 0;
+  await database.db.transaction().execute(async (trx) => {
+    await sql`INSERT INTO begin_failure VALUES (3)`.execute(trx);
+  });
+  expect(answeredBeforeNext).toEqual([true]);
 });
