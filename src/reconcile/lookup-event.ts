@@ -1,3 +1,4 @@
+import { mapStrings } from '../messages/map-strings';
 import type { RelayPayload, StatusEvent } from '../messages/status-event';
 import { canonicalStatus, rankOf, TERMINAL_RANK } from '../messages/statuses';
 import type { Api, CanonicalStatus } from '../messages/statuses';
@@ -119,19 +120,7 @@ function relayPayload(event: StatusEvent, body: string | null): RelayPayload {
  * again instead of moving through the schedule.
  */
 function withoutNul(value: unknown): unknown {
-  if (typeof value === 'string') return value.includes('\0') ? value.replaceAll('\0', '') : value;
-  if (Array.isArray(value)) return value.map(withoutNul);
-  if (typeof value !== 'object' || value === null) return value;
-  const clean: Record<string, unknown> = {};
-  for (const [key, inner] of Object.entries(value)) {
-    Object.defineProperty(clean, withoutNul(key) as string, {
-      value: withoutNul(inner),
-      enumerable: true,
-      writable: true,
-      configurable: true,
-    });
-  }
-  return clean;
+  return mapStrings(value, (text) => (text.includes('\0') ? text.replaceAll('\0', '') : text));
 }
 
 function withoutBody(answer: Record<string, unknown>, storeBody: boolean): Record<string, unknown> {

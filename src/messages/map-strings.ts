@@ -1,0 +1,21 @@
+/**
+ * A JSON-like value with `change` applied to every string in it, keys included, at any depth:
+ * for payloads kept as received (a callback's fields, a lookup's answer) that must lose
+ * something wherever it is. Keys are defined, not assigned, so a key such as `__proto__`
+ * stays a plain key of the copy.
+ */
+export function mapStrings(value: unknown, change: (text: string) => string): unknown {
+  if (typeof value === 'string') return change(value);
+  if (Array.isArray(value)) return value.map((item) => mapStrings(item, change));
+  if (typeof value !== 'object' || value === null) return value;
+  const copy: Record<string, unknown> = {};
+  for (const [key, inner] of Object.entries(value)) {
+    Object.defineProperty(copy, change(key), {
+      value: mapStrings(inner, change),
+      enumerable: true,
+      writable: true,
+      configurable: true,
+    });
+  }
+  return copy;
+}
