@@ -44,7 +44,7 @@ export interface ApplicationCallbacks {
  */
 type Read =
   | ApplicationLookup
-  | { ok: false; reason: string; refused: true }
+  | { ok: false; reason: string; refused: 401 | 403 }
   | { ok: false; reason: string; gone: true };
 
 const TTL_MS = 60_000;
@@ -79,7 +79,9 @@ export function createApplicationCallbacks(
     const own = credentials.get(projectId);
     // Only a token SignalWire knows but does not let read Applications (403): a 401 is a
     // token it does not know, whose send it refuses anyway.
-    if (found.ok || own === undefined || found.reason !== 'SignalWire answered 403') return found;
+    if (found.ok || own === undefined || !('refused' in found) || found.refused !== 403) {
+      return found;
+    }
     const ownAuthorization = basicAuthHeader(projectId, own);
     if (ownAuthorization === authorization) return found;
     return readAs(projectId, applicationSid, ownAuthorization);
@@ -103,7 +105,7 @@ export function createApplicationCallbacks(
     if (!result.ok) return { ok: false, reason: result.failure };
     const { status, body } = result.response;
     if (status === 401 || status === 403) {
-      return { ok: false, reason: `SignalWire answered ${status}`, refused: true };
+      return { ok: false, reason: `SignalWire answered ${status}`, refused: status };
     }
     if (status === 404 || status === 410) {
       return { ok: false, reason: `SignalWire answered ${status}`, gone: true };
