@@ -33,6 +33,11 @@ export async function createTestDatabase(
   };
 }
 
+/** Runs one statement as the test run's administrator (roles, databases, their settings). */
+export function asAdmin(statement: string): Promise<void> {
+  return adminQuery(required('SW_TEST_ADMIN_URL'), statement);
+}
+
 async function adminQuery(adminUrl: string, statement: string): Promise<void> {
   // Two files cloning the template at the same instant can collide; a short retry settles it.
   for (let attempt = 1; ; attempt++) {

@@ -2,8 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { Client } from 'pg';
-import { createTestDatabase } from '../helpers/test-database';
+import { asAdmin, createTestDatabase } from '../helpers/test-database';
 import type { TestDatabase } from '../helpers/test-database';
 import { eventually } from '../ingest/support/eventually';
 import { launchProductionService } from './service-process';
@@ -31,22 +30,12 @@ afterAll(async () => {
   await Promise.all(services.map((service) => service.kill()));
   for (const database of databases) {
     const name = new URL(database.url).pathname.slice(1);
-    await admin(`ALTER DATABASE ${name} ALLOW_CONNECTIONS true`);
+    await asAdmin(`ALTER DATABASE ${name} ALLOW_CONNECTIONS true`);
     await database.destroy();
   }
-  for (const role of roles) await admin(`DROP ROLE IF EXISTS ${role}`);
+  for (const role of roles) await asAdmin(`DROP ROLE IF EXISTS ${role}`);
   rmSync(spoolRoot, { recursive: true, force: true });
 });
-
-async function admin(statement: string): Promise<void> {
-  const client = new Client({ connectionString: process.env.SW_TEST_ADMIN_URL });
-  await client.connect();
-  try {
-    await client.query(statement);
-  } finally {
-    await client.end();
-  }
-}
 
 /** A database and a role of its own with what the service needs (the migrations run as admin). */
 async function databaseWithRole(): Promise<{
@@ -60,7 +49,7 @@ async function databaseWithRole(): Promise<{
   const role = `sw_status_app_${randomUUID().slice(0, 8)}`;
   roles.push(role);
   // A password: the embedded PostgreSQL asks for one (the CI's system one trusts local users).
-  await admin(`CREATE ROLE ${role} LOGIN PASSWORD '${role}-password'`);
+  await asAdmin(`CREATE ROLE ${role} LOGIN PASSWORD '${role}-password'`);
   await database.pool.query(
     `GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO ${role};
      GRANT USAGE, SELECT, UPDATE ON ALL SEQUENCES IN SCHEMA public TO ${role}`,
@@ -104,8 +93,8 @@ test.each(refusals)(
     await eventually(async () => (await readyz()).status === 200, 'the pod is ready', 20_000);
     expect(await callback({ MessageSid: randomUUID() })).toBe(200);
 
-    await admin(refuse(target));
-    await admin(
+    await asAdmin(refuse(target));
+    await asAdmin(
       `SELECT pg_terminate_backend(pid) FROM pg_stat_activity
         WHERE datname = '${target.name}' AND pid <> pg_backend_pid()`,
     );
@@ -114,7 +103,7 @@ test.each(refusals)(
     expect((await readyz()).body).toMatchObject({ spool: { depth: expect.any(Number) } });
     expect(((await readyz()).body.spool as { depth: number }).depth).toBeGreaterThanOrEqual(1);
 
-    await admin(mend(target));
+    await asAdmin(mend(target));
     const stored = async () => {
       const { rows } = await target.database.pool.query<{ n: number }>(
         'SELECT count(*)::int AS n FROM messages WHERE id = ANY($1)',

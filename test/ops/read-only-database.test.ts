@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Client } from 'pg';
-import { createTestDatabase } from '../helpers/test-database';
+import { asAdmin, createTestDatabase } from '../helpers/test-database';
 import type { TestDatabase } from '../helpers/test-database';
 import { eventually } from '../ingest/support/eventually';
 import { launchProductionService } from './service-process';
@@ -30,7 +30,7 @@ beforeAll(() => {
 afterAll(async () => {
   await Promise.all(services.map((service) => service.kill()));
   await Promise.all(databases.map((database) => database.destroy()));
-  for (const role of roles) await admin(`DROP ROLE IF EXISTS ${role}`);
+  for (const role of roles) await asAdmin(`DROP ROLE IF EXISTS ${role}`);
   rmSync(spoolRoot, { recursive: true, force: true });
 });
 
@@ -38,16 +38,6 @@ async function freshDatabase(): Promise<TestDatabase & { name: string }> {
   const database = await createTestDatabase(1);
   databases.push(database);
   return { ...database, name: new URL(database.url).pathname.slice(1) };
-}
-
-async function admin(statement: string): Promise<void> {
-  const client = new Client({ connectionString: process.env.SW_TEST_ADMIN_URL });
-  await client.connect();
-  try {
-    await client.query(statement);
-  } finally {
-    await client.end();
-  }
 }
 
 async function launch(databaseUrl: string) {
@@ -64,7 +54,7 @@ const pause = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 test('When DATABASE_URL leads to a read-only database (a hot standby), then the pod never becomes ready and /readyz says why', async () => {
   const database = await freshDatabase();
-  await admin(`ALTER DATABASE ${database.name} SET default_transaction_read_only = on`);
+  await asAdmin(`ALTER DATABASE ${database.name} SET default_transaction_read_only = on`);
   const { readyz } = await launch(database.url);
 
   // Several probes, over more than one background check (every 5 s until the first good one).
@@ -85,8 +75,8 @@ test('When a failover leaves the pool’s connections on a read-only server, the
   expect(await callback({ MessageSid: before })).toBe(200);
 
   // The failover: every session ends, and the ones the service opens next are read-only.
-  await admin(`ALTER DATABASE ${database.name} SET default_transaction_read_only = on`);
-  await admin(
+  await asAdmin(`ALTER DATABASE ${database.name} SET default_transaction_read_only = on`);
+  await asAdmin(
     `SELECT pg_terminate_backend(pid) FROM pg_stat_activity
       WHERE datname = '${database.name}' AND pid <> pg_backend_pid()`,
   );
@@ -96,7 +86,7 @@ test('When a failover leaves the pool’s connections on a read-only server, the
   await pause(3_000);
 
   // The new primary takes writes; sessions opened from now on can write.
-  await admin(`ALTER DATABASE ${database.name} RESET default_transaction_read_only`);
+  await asAdmin(`ALTER DATABASE ${database.name} RESET default_transaction_read_only`);
   const stored = async () => {
     await pause(200);
     const client = new Client({ connectionString: database.url });
@@ -120,7 +110,7 @@ test('When DATABASE_URL’s user may read but not write, then the pod never beco
   const role = `sw_status_reader_${randomUUID().slice(0, 8)}`;
   roles.push(role);
   // A password: the embedded PostgreSQL asks for one (the CI's system one trusts local users).
-  await admin(`CREATE ROLE ${role} LOGIN PASSWORD '${role}-password'`);
+  await asAdmin(`CREATE ROLE ${role} LOGIN PASSWORD '${role}-password'`);
   // What a reporting or read-only user is given: the schema is readable, nothing writable.
   await database.pool.query(`GRANT SELECT ON ALL TABLES IN SCHEMA public TO ${role}`);
   const url = new URL(database.url);
@@ -143,7 +133,7 @@ test('When DATABASE_URL’s user may insert events but not upsert them, then the
   const database = await freshDatabase();
   const role = `sw_status_inserter_${randomUUID().slice(0, 8)}`;
   roles.push(role);
-  await admin(`CREATE ROLE ${role} LOGIN PASSWORD '${role}-password'`);
+  await asAdmin(`CREATE ROLE ${role} LOGIN PASSWORD '${role}-password'`);
   await database.pool.query(`GRANT SELECT ON ALL TABLES IN SCHEMA public TO ${role}`);
   await database.pool.query(
     `GRANT INSERT, UPDATE ON messages, relay_jobs TO ${role};
