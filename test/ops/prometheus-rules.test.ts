@@ -48,10 +48,13 @@ test('When an alert is written, then it has a severity, a summary, a description
   }
 });
 
-test('When series show each trouble, then promtool test rules sees the alerts fire, and stay silent for the healthy ones', async () => {
-  // Annotations are left out here (promtool compares them verbatim); `check rules` above
-  // parses their templates.
-  const rules = path.join(work, 'alerts.yaml');
+/**
+ * Runs `promtool test rules` over the rules with these test groups (promtool's `tests:`), and
+ * expects it to pass. Annotations are left out (promtool compares them verbatim); `check rules`
+ * above parses their templates.
+ */
+async function expectPromtoolTestPasses(name: string, testGroups: unknown[]): Promise<void> {
+  const rules = path.join(work, `${name}.rules.yaml`);
   writeFileSync(
     rules,
     yaml.dump({
@@ -61,120 +64,199 @@ test('When series show each trouble, then promtool test rules sees the alerts fi
       })),
     }),
   );
-  const ns = 'namespace="sw-status"';
-  const tests = {
-    rule_files: [rules],
-    evaluation_interval: '1m',
-    tests: [
-      {
-        interval: '1m',
-        input_series: [
-          // One pod's spool keeps growing (database out), another's drains.
-          { series: `sw_status_spool_depth{${ns},pod="sw-status-0"}`, values: '5+1x40' },
-          { series: `sw_status_spool_depth{${ns},pod="sw-status-1"}`, values: '400-10x40' },
-          // One pod's readiness flips every minute, another's once.
-          {
-            series: `sw_status_readiness_changes_total{${ns},pod="sw-status-0"}`,
-            values: '0+1x30',
-          },
-          {
-            series: `sw_status_readiness_changes_total{${ns},pod="sw-status-1"}`,
-            values: '0x10 1x20',
-          },
-          // Half the callbacks fail their signature (a key rotated at SignalWire only).
-          { series: `sw_status_callbacks_total{${ns},outcome="recorded"}`, values: '0+30x30' },
-          {
-            series: `sw_status_callbacks_total{${ns},outcome="refused_invalid_signature"}`,
-            values: '0+30x30',
-          },
-          {
-            series: `sw_status_callback_signature_failures_total{${ns},reason="mismatch"}`,
-            values: '0+30x30',
-          },
-          // Dead relays: one more every 5 minutes, as each pod reports it.
-          { series: `sw_status_relay_dead{${ns},pod="sw-status-0"}`, values: '0+0.2x60' },
-          { series: `sw_status_relay_dead{${ns},pod="sw-status-1"}`, values: '0+0.2x60' },
-          // sw-status-3 spools for ten minutes of an outage, then is scaled down with its spool
-          // full (its series end); sw-status-2 is restarted with an empty spool and returns.
-          { series: `sw_status_spool_depth{${ns},pod="sw-status-3"}`, values: '50+5x10' },
-          { series: `sw_status_spool_depth{${ns},pod="sw-status-2"}`, values: '0x10 _x3 0x40' },
-          // One pod's node lost time synchronisation: 3 s ahead of the database; another's
-          // clock is a few milliseconds off.
-          { series: `sw_status_clock_offset_seconds{${ns},pod="sw-status-0"}`, values: '3x30' },
-          {
-            series: `sw_status_clock_offset_seconds{${ns},pod="sw-status-1"}`,
-            values: '-0.004x30',
-          },
-          // A new pod starts while the database is out: its relay and reconciliation gauges
-          // are unknown (NaN) until the first look, then the unchanged database-wide counts.
-          { series: `sw_status_reconcile_stuck{${ns},pod="sw-status-0"}`, values: '7x90' },
-          {
-            series: `sw_status_reconcile_stuck{${ns},pod="sw-status-4"}`,
-            values: 'NaN NaN NaN NaN NaN 7x85',
-          },
-        ],
-        alert_rule_test: [
-          { eval_time: '5m', alertname: 'SwStatusClockSkew', exp_alerts: [] },
-          {
-            eval_time: '15m',
-            alertname: 'SwStatusClockSkew',
-            exp_alerts: [
-              {
-                exp_labels: { severity: 'warning', namespace: 'sw-status', pod: 'sw-status-0' },
-              },
-            ],
-          },
-          { eval_time: '10m', alertname: 'SwStatusSpoolNotDraining', exp_alerts: [] },
-          {
-            eval_time: '30m',
-            alertname: 'SwStatusSpoolNotDraining',
-            exp_alerts: [
-              {
-                exp_labels: {
-                  severity: 'critical',
-                  namespace: 'sw-status',
-                  pod: 'sw-status-0',
-                },
-              },
-            ],
-          },
-          {
-            eval_time: '25m',
-            alertname: 'SwStatusReadinessFlapping',
-            exp_alerts: [
-              {
-                exp_labels: { severity: 'warning', namespace: 'sw-status', pod: 'sw-status-0' },
-              },
-            ],
-          },
-          { eval_time: '8m', alertname: 'SwStatusSignatureFailures', exp_alerts: [] },
-          {
-            eval_time: '25m',
-            alertname: 'SwStatusSignatureFailures',
-            exp_alerts: [{ exp_labels: { severity: 'critical', namespace: 'sw-status' } }],
-          },
-          {
-            eval_time: '50m',
-            alertname: 'SwStatusDeadRelaysGrowing',
-            exp_alerts: [{ exp_labels: { severity: 'warning', namespace: 'sw-status' } }],
-          },
-          { eval_time: '50m', alertname: 'SwStatusStuckMessagesGrowing', exp_alerts: [] },
-          { eval_time: '20m', alertname: 'SwStatusSpoolOrphaned', exp_alerts: [] },
-          {
-            eval_time: '40m',
-            alertname: 'SwStatusSpoolOrphaned',
-            exp_alerts: [
-              { exp_labels: { severity: 'critical', namespace: 'sw-status', pod: 'sw-status-3' } },
-            ],
-          },
-        ],
-      },
-    ],
-  };
-  const file = path.join(work, 'alerts.test.yaml');
-  writeFileSync(file, yaml.dump(tests));
+  const file = path.join(work, `${name}.test.yaml`);
+  writeFileSync(
+    file,
+    yaml.dump({ rule_files: [rules], evaluation_interval: '1m', tests: testGroups }),
+  );
   const result = await run(PROMTOOL, ['test', 'rules', file]).catch(
     (error: { stdout: string; stderr: string }) => error,
   );
   expect(`${result.stdout}${result.stderr}`).toContain('SUCCESS');
+}
+
+const ns = 'namespace="sw-status"';
+
+test('When series show each trouble, then promtool test rules sees the alerts fire, and stay silent for the healthy ones', async () => {
+  await expectPromtoolTestPasses('troubles', [
+    {
+      interval: '1m',
+      input_series: [
+        // One pod's spool keeps growing (database out), another's drains.
+        { series: `sw_status_spool_depth{${ns},pod="sw-status-0"}`, values: '5+1x40' },
+        { series: `sw_status_spool_depth{${ns},pod="sw-status-1"}`, values: '400-10x40' },
+        // One pod's readiness flips every minute, another's once.
+        {
+          series: `sw_status_readiness_changes_total{${ns},pod="sw-status-0"}`,
+          values: '0+1x30',
+        },
+        {
+          series: `sw_status_readiness_changes_total{${ns},pod="sw-status-1"}`,
+          values: '0x10 1x20',
+        },
+        // Half the callbacks fail their signature (a key rotated at SignalWire only).
+        { series: `sw_status_callbacks_total{${ns},outcome="recorded"}`, values: '0+30x30' },
+        {
+          series: `sw_status_callbacks_total{${ns},outcome="refused_invalid_signature"}`,
+          values: '0+30x30',
+        },
+        {
+          series: `sw_status_callback_signature_failures_total{${ns},reason="mismatch"}`,
+          values: '0+30x30',
+        },
+        // Dead relays: one more every 5 minutes, as each pod reports it.
+        { series: `sw_status_relay_dead{${ns},pod="sw-status-0"}`, values: '0+0.2x60' },
+        { series: `sw_status_relay_dead{${ns},pod="sw-status-1"}`, values: '0+0.2x60' },
+        // sw-status-3 spools for ten minutes of an outage, then is scaled down with its spool
+        // full (its series end); sw-status-2 is restarted with an empty spool and returns.
+        { series: `sw_status_spool_depth{${ns},pod="sw-status-3"}`, values: '50+5x10' },
+        { series: `sw_status_spool_depth{${ns},pod="sw-status-2"}`, values: '0x10 _x3 0x40' },
+        // One pod's node lost time synchronisation: 3 s ahead of the database; another's
+        // clock is a few milliseconds off.
+        { series: `sw_status_clock_offset_seconds{${ns},pod="sw-status-0"}`, values: '3x30' },
+        {
+          series: `sw_status_clock_offset_seconds{${ns},pod="sw-status-1"}`,
+          values: '-0.004x30',
+        },
+        // A new pod starts while the database is out: its relay and reconciliation gauges
+        // are unknown (NaN) until the first look, then the unchanged database-wide counts.
+        { series: `sw_status_reconcile_stuck{${ns},pod="sw-status-0"}`, values: '7x90' },
+        {
+          series: `sw_status_reconcile_stuck{${ns},pod="sw-status-4"}`,
+          values: 'NaN NaN NaN NaN NaN 7x85',
+        },
+      ],
+      alert_rule_test: [
+        { eval_time: '5m', alertname: 'SwStatusClockSkew', exp_alerts: [] },
+        {
+          eval_time: '15m',
+          alertname: 'SwStatusClockSkew',
+          exp_alerts: [
+            {
+              exp_labels: { severity: 'warning', namespace: 'sw-status', pod: 'sw-status-0' },
+            },
+          ],
+        },
+        { eval_time: '10m', alertname: 'SwStatusSpoolNotDraining', exp_alerts: [] },
+        {
+          eval_time: '30m',
+          alertname: 'SwStatusSpoolNotDraining',
+          exp_alerts: [
+            {
+              exp_labels: {
+                severity: 'critical',
+                namespace: 'sw-status',
+                pod: 'sw-status-0',
+              },
+            },
+          ],
+        },
+        {
+          eval_time: '25m',
+          alertname: 'SwStatusReadinessFlapping',
+          exp_alerts: [
+            {
+              exp_labels: { severity: 'warning', namespace: 'sw-status', pod: 'sw-status-0' },
+            },
+          ],
+        },
+        { eval_time: '8m', alertname: 'SwStatusSignatureFailures', exp_alerts: [] },
+        {
+          eval_time: '25m',
+          alertname: 'SwStatusSignatureFailures',
+          exp_alerts: [{ exp_labels: { severity: 'critical', namespace: 'sw-status' } }],
+        },
+        {
+          eval_time: '50m',
+          alertname: 'SwStatusDeadRelaysGrowing',
+          exp_alerts: [{ exp_labels: { severity: 'warning', namespace: 'sw-status' } }],
+        },
+        { eval_time: '50m', alertname: 'SwStatusStuckMessagesGrowing', exp_alerts: [] },
+        { eval_time: '20m', alertname: 'SwStatusSpoolOrphaned', exp_alerts: [] },
+        {
+          eval_time: '40m',
+          alertname: 'SwStatusSpoolOrphaned',
+          exp_alerts: [
+            { exp_labels: { severity: 'critical', namespace: 'sw-status', pod: 'sw-status-3' } },
+          ],
+        },
+      ],
+    },
+  ]);
+});
+
+test('When every pod is not ready, none is scraped, or none is there, then SwStatusDown fires after 5 minutes; a rollout’s one unready pod does not fire it', async () => {
+  const job = 'job="sw-status-internal"';
+  const down = (eval_time: string, labels: Record<string, string>) => ({
+    eval_time,
+    alertname: 'SwStatusDown',
+    exp_alerts: [{ exp_labels: { severity: 'critical', ...labels } }],
+  });
+  const silent = (eval_time: string) => ({ eval_time, alertname: 'SwStatusDown', exp_alerts: [] });
+  await expectPromtoolTestPasses('down', [
+    {
+      // Both pods scraped, both answering /readyz "not ready" from minute 10 (a schema this
+      // release cannot use); one of them was unready for 3 minutes before, as in a rollout.
+      interval: '1m',
+      input_series: [
+        { series: `up{${job},${ns},pod="sw-status-0"}`, values: '1x40' },
+        { series: `up{${job},${ns},pod="sw-status-1"}`, values: '1x40' },
+        { series: `sw_status_ready{${ns},pod="sw-status-0"}`, values: '1x9 0x30' },
+        { series: `sw_status_ready{${ns},pod="sw-status-1"}`, values: '1x2 0x3 1x4 0x30' },
+      ],
+      alert_rule_test: [silent('9m'), silent('14m'), down('20m', { namespace: 'sw-status' })],
+    },
+    {
+      // A crash loop: the targets are there, no scrape succeeds, sw_status_ready goes stale.
+      interval: '1m',
+      input_series: [
+        { series: `up{${job},${ns},pod="sw-status-0"}`, values: '1x9 0x30' },
+        { series: `up{${job},${ns},pod="sw-status-1"}`, values: '1x9 0x30' },
+        { series: `sw_status_ready{${ns},pod="sw-status-0"}`, values: '1x9' },
+        { series: `sw_status_ready{${ns},pod="sw-status-1"}`, values: '1x9' },
+      ],
+      alert_rule_test: [silent('9m'), down('25m', { namespace: 'sw-status' })],
+    },
+    {
+      // No target at all (scaled to zero, or the StatefulSet gone).
+      interval: '1m',
+      input_series: [{ series: `up{job="other"}`, values: '1x20' }],
+      alert_rule_test: [down('10m', { job: 'sw-status-internal' })],
+    },
+  ]);
+});
+
+test('When every pod’s relay and reconciliation gauges start unknown (NaN) after a rollout, then growing dead relays and stuck messages still fire', async () => {
+  await expectPromtoolTestPasses('unknown-after-rollout', [
+    {
+      interval: '1m',
+      input_series: [
+        // Dead relays grow from 10 to 70 over the hour; both new pods report NaN at first.
+        {
+          series: `sw_status_relay_dead{${ns},pod="sw-status-0"}`,
+          values: 'NaN NaN NaN 10+1x60',
+        },
+        {
+          series: `sw_status_relay_dead{${ns},pod="sw-status-1"}`,
+          values: 'NaN NaN NaN NaN 11+1x60',
+        },
+        {
+          series: `sw_status_reconcile_stuck{${ns},pod="sw-status-0"}`,
+          values: 'NaN NaN NaN 5+1x100',
+        },
+      ],
+      alert_rule_test: [
+        {
+          eval_time: '25m',
+          alertname: 'SwStatusDeadRelaysGrowing',
+          exp_alerts: [{ exp_labels: { severity: 'warning', namespace: 'sw-status' } }],
+        },
+        {
+          eval_time: '50m',
+          alertname: 'SwStatusStuckMessagesGrowing',
+          exp_alerts: [{ exp_labels: { severity: 'warning', namespace: 'sw-status' } }],
+        },
+      ],
+    },
+  ]);
 });
