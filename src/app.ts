@@ -19,6 +19,7 @@ import { errorHandler, notFoundHandler } from './http/error-handler';
 import { privateAnswers } from './http/etag';
 import { healthRoutes } from './http/health.routes';
 import type { Lifecycle } from './http/health.routes';
+import { parseQueryString } from './http/query-parser';
 import { publicRateLimit, queryRateLimit } from './http/rate-limit';
 import { requestId } from './http/request-id';
 import { requestLog } from './http/request-log';
@@ -87,6 +88,7 @@ function baseApp(deps: AppDeps, first?: RequestHandler): Express {
   const app = express();
   app.disable('x-powered-by');
   app.set('trust proxy', deps.config.trustProxy);
+  app.set('query parser', parseQueryString);
   app.use(
     chain(
       requestId(),

@@ -194,3 +194,29 @@ describe('other parameters given more than once', () => {
     expect(JSON.stringify(res.body.error.details)).toMatch(/state/);
   });
 });
+
+describe('a query string past the parameters’ limit', () => {
+  // Express's own parser kept the first 1,000 parameters and dropped the rest without a word:
+  // a filter after them was lost and a filtered list answered unfiltered.
+  const thousand = Array.from({ length: 1000 }, () => 'api=native').join('&');
+
+  test.each(['/v1/messages', '/v1/events', '/v1/stats', '/v1/relays'])(
+    'When %s gets more than 1,000 parameters, then it is a 400 too_many_parameters, not a query without the last ones',
+    async (route) => {
+      const res = await get(`${route}?${thousand}&status=failed`).expect(400);
+      expect(res.body.error).toMatchObject({
+        code: 'too_many_parameters',
+        message: 'The query string has more than 1000 parameters',
+      });
+    },
+  );
+
+  test('When a query holds 1,000 parameters, the last one included, then each of them counts', async () => {
+    const ids = await threeMessages();
+    const repeated = Array.from({ length: 997 }, () => 'api=native&').join('');
+    const res = await get(`/v1/messages?${repeated}api=cxml&${WINDOW}`).expect(200);
+    expect(idsOf(res.body)).toEqual(expect.arrayContaining(Object.values(ids)));
+    const filtered = await get(`/v1/messages?${repeated}status=failed&${WINDOW}`).expect(200);
+    expect(idsOf(filtered.body)).toEqual([]);
+  });
+});
