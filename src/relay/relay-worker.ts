@@ -130,6 +130,9 @@ export function createRelayWorker(options: RelayWorkerOptions): RelayWorker {
   // Claimed jobs whose host had no free slot yet: they keep their lease and start as soon as
   // a slot frees (a message's next job is never claimed before this one is done).
   let waiting: Array<{ job: RelayJobRow; claimedAt: number }> = [];
+  // startWaiting is running (an attempt finished inside its loop), and a pass more is asked.
+  let starting = false;
+  let startAgain = false;
   // Jobs each host holds here, in flight or waiting: what caps its share of the next claim.
   const heldByHost = new Map<string, number>();
   let lastClaimAt = -Infinity;
@@ -181,19 +184,36 @@ export function createRelayWorker(options: RelayWorkerOptions): RelayWorker {
     return jobs.length;
   }
 
-  /** Starts every waiting job whose host has a free slot, in claim order. */
+  /**
+   * Starts every waiting job whose host has a free slot, in claim order. An attempt that
+   * finishes without waiting (a job whose callback is no longer kept) calls this again from
+   * inside the loop, before `waiting` has lost the job just launched: that call only asks for
+   * another pass, which sees the slot it freed.
+   */
   function startWaiting(): void {
-    if (waiting.length === 0) return;
-    const now = monotonicNow();
-    const still: typeof waiting = [];
-    for (const entry of waiting) {
-      // Too late to start: it waits for releaseStale (the next turn) to give it back.
-      const late = now - entry.claimedAt > startWithinMs;
-      if (stopping || paused() || late || limiter.available(entry.job.host, now) === 0) {
-        still.push(entry);
-      } else launch(entry.job);
+    if (starting) {
+      startAgain = true;
+      return;
     }
-    waiting = still;
+    starting = true;
+    try {
+      do {
+        startAgain = false;
+        if (waiting.length === 0) return;
+        const now = monotonicNow();
+        const still: typeof waiting = [];
+        for (const entry of waiting) {
+          // Too late to start: it waits for releaseStale (the next turn) to give it back.
+          const late = now - entry.claimedAt > startWithinMs;
+          if (stopping || paused() || late || limiter.available(entry.job.host, now) === 0) {
+            still.push(entry);
+          } else launch(entry.job);
+        }
+        waiting = still;
+      } while (startAgain);
+    } finally {
+      starting = false;
+    }
   }
 
   /**
