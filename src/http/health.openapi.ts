@@ -32,7 +32,7 @@ export function describeHealth(docs: ApiDocs): void {
     path: '/healthz',
     tags: ['Operations'],
     summary: 'Liveness: the process is up',
-    servers: [PUBLIC_LISTENER, INTERNAL_LISTENER],
+    servers: [INTERNAL_LISTENER, PUBLIC_LISTENER],
     responses: {
       200: { description: 'Up.', content: { 'application/json': { schema: Liveness } } },
     },
@@ -42,7 +42,7 @@ export function describeHealth(docs: ApiDocs): void {
     path: '/readyz',
     tags: ['Operations'],
     summary: 'Readiness: the replica can take traffic (database reachable, or spooling safely)',
-    servers: [PUBLIC_LISTENER, INTERNAL_LISTENER],
+    servers: [INTERNAL_LISTENER, PUBLIC_LISTENER],
     responses: {
       200: { description: 'Ready.', content: { 'application/json': { schema: Readiness } } },
       503: {

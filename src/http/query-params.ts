@@ -76,9 +76,10 @@ export function oneOrMore<const T extends readonly [string, ...string[]]>(
       .string()
       .transform((text) => commaSeparated(text))
       .pipe(z.array(z.enum(values)).max(values.length))
+      // No `example`: Swagger UI fills a parameter's field with it, and "Try it out" then
+      // sent a filter the user never chose (a list of queued and unknown messages only).
       .meta({
-        description: `${description} One value or several, ${REPEATABLE}: ${values.join(', ')}.`,
-        example: values.slice(0, 2).join(','),
+        description: `${description} One value or several, ${REPEATABLE}: ${values.join(', ')} (e.g. \`${values.slice(0, 2).join(',')}\`).`,
       }),
   );
 }

@@ -12,7 +12,9 @@ import { formParametersExceed, MAX_FORM_PARAMETERS } from './body-limits';
  * `too_many_parameters`; within it, every parameter is kept. Counting stops at the limit, so a
  * 16 KiB URL of empty-valued parameters costs what one of 1,001 does.
  */
-export function parseQueryString(text: string): querystring.ParsedUrlQuery {
+export function parseQueryString(text: string | null | undefined): querystring.ParsedUrlQuery {
+  // Express passes null for a URL without `?`.
+  if (!text) return {};
   if (formParametersExceed(text, MAX_FORM_PARAMETERS)) {
     throw new AppError(
       400,

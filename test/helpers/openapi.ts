@@ -40,9 +40,10 @@ let operations: Operation[] | undefined;
 
 /** Which listener serves an operation: its own servers, else the document's. */
 export function listenersOf(doc: OpenApiDocument, servers?: Array<{ url: string }>): Listener[] {
-  // The listeners' servers differ by their port variable (src/openapi/listeners.ts).
+  // The internal listener's server is relative, the public one's names its port variable
+  // (src/openapi/listeners.ts).
   return (servers ?? doc.servers ?? []).map((server): Listener =>
-    server.url.includes('{internal_port}') ? 'internal' : 'public',
+    server.url === '/' ? 'internal' : 'public',
   );
 }
 

@@ -64,4 +64,28 @@ describeBrowser('the API docs in a browser', () => {
     },
     60_000,
   );
+
+  test('When "Try it out" runs GET /v1/messages on a page opened by a host name, then it asks that host, with no filter the reader did not choose', async () => {
+    const { port } = server.address() as AddressInfo;
+    const origin = `http://sw-status.test:${port}`;
+    const page = await browser.newPage();
+    await page.goto(`${origin}/docs`);
+    const operation = page
+      .locator('.opblock-get')
+      .filter({ has: page.locator('.opblock-summary-path', { hasText: /^\/v1\/messages$/ }) });
+    await operation.locator('.opblock-summary').click();
+    await operation.getByRole('button', { name: 'Try it out' }).click();
+    const asked = page.waitForResponse((res) => res.url().includes('/v1/messages'));
+    await operation.getByRole('button', { name: 'Execute' }).click();
+    const answer = await asked;
+    const url = new URL(answer.url());
+    // No bearer token was given: the service itself answers 401 (not the browser's CSP
+    // refusing a request to http://localhost:8081).
+    expect(url.origin).toBe(origin);
+    expect(answer.status()).toBe(401);
+    expect(
+      [...url.searchParams.keys()].filter((name) => !['limit', 'order'].includes(name)),
+    ).toEqual([]);
+    await page.close();
+  }, 60_000);
 });
