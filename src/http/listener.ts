@@ -26,6 +26,15 @@ import { createFastServer } from './fast-server';
  *   test/ops/listener.test.ts checks it through a real socket.
  * - `maxConnections` (HTTP_MAX_CONNECTIONS): past it new connections are closed at once, so a
  *   flood of idle sockets cannot take the process's memory and file descriptors.
+ * - `maxOwedAnswers`: a connection that pipelines requests and never reads the answers is cut
+ *   once it is owed this many. Node answers every pipelined request it has read — a 64 KiB read
+ *   holds some 1,600 small GETs — and keeps each answer, with its request and response
+ *   objects, until the client reads; none of the timeouts above applies once the requests are
+ *   in. A hundred such sockets took a gigabyte. Requests read before the cut are not handled.
+ * - `stalledTimeoutMs` (Node's `server.timeout`): a connection on which nothing moves either
+ *   way for this long is cut — one owed answers it never reads, which would otherwise hold a
+ *   connection for ever. Longer than any wait the service itself makes a client sit through (a
+ *   feed long-poll, a send to SignalWire) and than keepAliveTimeout.
  */
 export interface ListenerSettings {
   headersTimeoutMs: number;
@@ -34,10 +43,15 @@ export interface ListenerSettings {
   maxConnections: number;
   /** How often Node looks for connections past headersTimeout or requestTimeout. */
   timeoutCheckIntervalMs: number;
+  maxOwedAnswers: number;
+  stalledTimeoutMs: number;
 }
 
 export const HEADERS_TIMEOUT_MS = 10_000;
 export const REQUEST_TIMEOUT_MS = 30_000;
+/** Browsers do not pipeline; HTTP clients that do keep a few requests in flight. */
+export const MAX_OWED_ANSWERS = 32;
+const STALLED_TIMEOUT_MS = 120_000;
 
 /** The settings of both listeners (the same for both: neither needs longer). */
 export function listenerSettings(config: Config): ListenerSettings {
@@ -47,6 +61,8 @@ export function listenerSettings(config: Config): ListenerSettings {
     keepAliveTimeoutMs: config.httpKeepAliveTimeoutMs,
     maxConnections: config.httpMaxConnections,
     timeoutCheckIntervalMs: 1_000,
+    maxOwedAnswers: MAX_OWED_ANSWERS,
+    stalledTimeoutMs: Math.max(STALLED_TIMEOUT_MS, config.httpKeepAliveTimeoutMs + 10_000),
   };
 }
 
@@ -63,12 +79,16 @@ export function createListener(app: Express, settings: ListenerSettings, logger?
       requireHostHeader: false,
     },
     (req, res) => {
-      if (lacksHost(req)) answerWithoutApp(res, MISSING_HOST);
+      // A connection cut below still has the requests Node read with the last one: unheard.
+      if (req.socket.destroyed) return;
+      if (!owe(req.socket, res, settings.maxOwedAnswers)) req.socket.destroy();
+      else if (lacksHost(req)) answerWithoutApp(res, MISSING_HOST);
       else app(req, res);
     },
   );
   server.keepAliveTimeout = settings.keepAliveTimeoutMs;
   server.maxConnections = settings.maxConnections;
+  server.timeout = settings.stalledTimeoutMs;
   server.on('clientError', answerClientError);
   // Expect: 100-continue. Node's own handling (no listener) writes 100 Continue before the app
   // sees the request, so a body refused by its declared size got 100 Continue, then 413.
@@ -86,6 +106,27 @@ export function createListener(app: Express, settings: ListenerSettings, logger?
   );
   if (logger) warnOnDroppedConnections(server, settings.maxConnections, logger);
   return server;
+}
+
+const owed = new WeakMap<Duplex, number>();
+
+/**
+ * Counts one more answer owed on `socket` until `res` is written out (or the connection is
+ * gone); false, counting nothing, when `max` are owed already.
+ */
+function owe(socket: Duplex, res: ServerResponse, max: number): boolean {
+  const count = owed.get(socket) ?? 0;
+  if (count >= max) return false;
+  owed.set(socket, count + 1);
+  let paid = false;
+  const pay = (): void => {
+    if (paid) return;
+    paid = true;
+    owed.set(socket, (owed.get(socket) ?? 1) - 1);
+  };
+  res.once('finish', pay);
+  res.once('close', pay);
+  return true;
 }
 
 /** A refusal written without the app (no request id yet): status, error code, message. */

@@ -24,6 +24,8 @@ const settings: ListenerSettings = {
   keepAliveTimeoutMs: 65_000,
   maxConnections: 100,
   timeoutCheckIntervalMs: 1_000,
+  maxOwedAnswers: 32,
+  stalledTimeoutMs: 120_000,
 };
 // SHUTDOWN_DRAIN_MS as configmap.yaml sets it; a drain that ends well before it ended by itself.
 const DRAIN_MS = 15_000;

@@ -26,6 +26,8 @@ const small: ListenerSettings = {
   keepAliveTimeoutMs: 60_000,
   maxConnections: 100,
   timeoutCheckIntervalMs: 50,
+  maxOwedAnswers: 32,
+  stalledTimeoutMs: 120_000,
 };
 
 const servers: Server[] = [];
@@ -210,6 +212,69 @@ test('When the service builds its listeners, then the public timeouts are within
     testConfig({ HTTP_KEEP_ALIVE_TIMEOUT_MS: '620000', HTTP_MAX_CONNECTIONS: '10' }),
   );
   expect(tuned).toMatchObject({ keepAliveTimeoutMs: 620_000, maxConnections: 10 });
+  // Nothing-moves cut-off: after keep-alive's, and past any wait of the service's own.
+  expect(server.timeout).toBe(120_000);
+  expect(tuned.stalledTimeoutMs).toBeGreaterThan(620_000);
+});
+
+describe('a client that does not read its answers', () => {
+  test('When a client pipelines thousands of requests and never reads, then it is cut once 32 answers are owed, and the app hears no more', async () => {
+    let heard = 0;
+    const app = express().get('/', (_req, res) => {
+      heard++;
+      res.end('ok');
+    });
+    const server = createListener(app, small);
+    servers.push(server);
+    await listenOn(server, 0, ['127.0.0.1']);
+    const { port } = server.address() as AddressInfo;
+    const socket = net.connect(port, '127.0.0.1');
+    socket.on('error', () => undefined);
+    await new Promise((resolve) => socket.once('connect', resolve));
+    socket.pause(); // never reads
+    socket.write(GET.repeat(5_000));
+    const connections = () =>
+      new Promise<number>((resolve) => server.getConnections((_e, n) => resolve(n)));
+    const deadline = Date.now() + 20_000;
+    while ((await connections()) > 0 && Date.now() < deadline) await pause(20);
+    expect(await connections()).toBe(0);
+    // Node reads ~1,600 of these requests at once and answered them all, keeping every answer
+    // until the client read it.
+    expect(heard).toBeLessThanOrEqual(32);
+    socket.destroy();
+  });
+
+  test('When pipelined requests are answered as the client reads, then the connection serves them all', async () => {
+    const port = await start(small);
+    const client = await connect(port);
+    for (let round = 0; round < 5; round++) {
+      client.socket.write(GET.repeat(20));
+      await waitFor(() => responses(client.received()).length === (round + 1) * 20, 'answers');
+    }
+    expect(client.socket.destroyed).toBe(false);
+    client.socket.destroy();
+  });
+
+  test('When an answer is never read and nothing moves for stalledTimeoutMs, then the connection is cut', async () => {
+    const app = express().get('/', (_req, res) => void res.end(Buffer.alloc(16 * 1024 * 1024)));
+    const server = createListener(app, { ...small, stalledTimeoutMs: 1_000 });
+    servers.push(server);
+    await listenOn(server, 0, ['127.0.0.1']);
+    const { port } = server.address() as AddressInfo;
+    const socket = net.connect(port, '127.0.0.1');
+    const closed = new Promise<void>((resolve) => socket.on('close', () => resolve()));
+    socket.on('error', () => undefined);
+    await new Promise((resolve) => socket.once('connect', resolve));
+    socket.pause();
+    socket.write(GET);
+    const connections = () =>
+      new Promise<number>((resolve) => server.getConnections((_e, n) => resolve(n)));
+    const deadline = Date.now() + 20_000;
+    while ((await connections()) > 0 && Date.now() < deadline) await pause(50);
+    expect(await connections()).toBe(0);
+    socket.destroy();
+    await closed;
+  });
 });
 
 describe('HOST', () => {
