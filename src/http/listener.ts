@@ -104,6 +104,7 @@ export function createListener(app: Express, settings: ListenerSettings, logger?
   server.on('checkExpectation', (_req: IncomingMessage, res: ServerResponse) =>
     answerWithoutApp(res, EXPECTATION_FAILED),
   );
+  freeIdleConnectionsWhenFull(server);
   if (logger) warnOnDroppedConnections(server, settings.maxConnections, logger);
   return server;
 }
@@ -220,6 +221,24 @@ function answerWithoutApp(res: ServerResponse, refusal: Refusal): void {
     Connection: 'close',
   });
   res.end(body);
+}
+
+/**
+ * When a connection is refused at `maxConnections`, the connections sitting idle between
+ * requests are closed (at most once a second). Otherwise one client opening thousands of
+ * keep-alive connections, with one request each per keep-alive period, held every slot: the
+ * load balancer's connections, SignalWire's and the kubelet's probes were refused until the
+ * client left. A keep-alive client whose idle connection is closed opens a new one; a request
+ * in flight is not touched.
+ */
+function freeIdleConnectionsWhenFull(server: Server): void {
+  let lastFreed = 0;
+  server.on('drop', () => {
+    const now = Date.now();
+    if (now - lastFreed < 1_000) return;
+    lastFreed = now;
+    server.closeIdleConnections();
+  });
 }
 
 /** At most one line a minute, however many connections are refused. */

@@ -193,6 +193,21 @@ test('When the connection bound is reached, then further connections are closed 
   second.socket.destroy();
 });
 
+test('When idle keep-alive connections hold every slot, then a refused connection has them closed, and the next one is served', async () => {
+  const port = await start({ ...small, maxConnections: 2 });
+  const idle = [await connect(port), await connect(port)];
+  for (const client of idle) client.socket.write(GET);
+  await waitFor(() => idle.every((c) => responses(c.received()).length === 1), 'both served');
+  const refused = await connect(port);
+  await refused.closed;
+  // Nobody leaves of their own accord: the server closes the idle ones.
+  await Promise.all(idle.map((client) => client.closed));
+  const next = await connect(port);
+  next.socket.write(GET);
+  await waitFor(() => responses(next.received()).length === 1, 'the next served');
+  next.socket.destroy();
+});
+
 test('When the service builds its listeners, then the public timeouts are within DESIGN §2 and keep-alive outlasts the load balancer’s 60 s', () => {
   const settings = listenerSettings(testConfig());
   expect(settings.headersTimeoutMs).toBeLessThanOrEqual(10_000);
