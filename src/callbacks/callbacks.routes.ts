@@ -518,7 +518,15 @@ function refuse(
   return forbidden('invalid_signature', 'The signature does not verify');
 }
 
+/**
+ * The URL as it was checked, with its token masked and its query left out. Not re-parsed:
+ * `URL.origin` drops a default port, and the `:443` candidate was logged as the one without.
+ */
 function maskUrlToken(url: string): string {
-  const parsed = new URL(url);
-  return `${parsed.origin}${maskTokens(parsed.pathname)}${parsed.search ? '?…' : ''}`;
+  const queryAt = url.indexOf('?');
+  const target = queryAt === -1 ? url : url.slice(0, queryAt);
+  const pathAt = target.indexOf('/', target.indexOf('//') + 2);
+  const origin = pathAt === -1 ? target : target.slice(0, pathAt);
+  const path = pathAt === -1 ? '' : target.slice(pathAt);
+  return `${origin}${maskTokens(path)}${queryAt === -1 ? '' : '?…'}`;
 }

@@ -186,6 +186,15 @@ test('When requests carrying secrets succeed, fail and error at trace level, the
   expect(logged).toContain('callback could not be made durable');
   expect(logged).toContain('database unavailable: answered 503');
   expect(logged).toContain('/callbacks/native/[token]');
+  // The refusal names each URL the signature was checked against: with and without :443.
+  const refusals = lines
+    .map((line) => JSON.parse(line) as { msg: string; candidate_urls?: string[] })
+    .filter((entry) => entry.msg === 'callback refused' && entry.candidate_urls);
+  expect(refusals.length).toBeGreaterThan(0);
+  for (const { candidate_urls: urls } of refusals) {
+    expect(new Set(urls).size).toBe(urls!.length);
+    expect(urls).toContainEqual(expect.stringMatching(/^https:\/\/hooks\.example\.com:443\//));
+  }
 
   const values: Record<string, string> = {
     'API bearer token': API_TOKEN,
