@@ -97,6 +97,9 @@ export function createApiClient(
     messages: (query) => revalidated(`/v1/messages?${new URLSearchParams(query)}`),
     deadRelays: () => revalidated('/v1/relays?state=dead&limit=20'),
     async message(id, signal) {
+      // `.` and `..` are dot segments however they are written (`%2e` too): the URL would ask
+      // for the list (/v1/messages/) or /v1/ instead, and the page showed a list as a message.
+      if (id === '.' || id === '..') return null;
       const res = await request(`/v1/messages/${encodeURIComponent(id)}`, signal ? { signal } : {});
       if (res.status === 404) return null;
       return (await res.json()) as Message;
