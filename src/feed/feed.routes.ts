@@ -130,7 +130,7 @@ export function feedRoutes({ db, signal, secrets, concurrentReads }: FeedDeps): 
     if (closedByClient.signal.aborted) return;
     // The standby did not replay up to the cursor in time. (When shutdown ended the wait, the
     // empty page and the same cursor go back: the replica the client moves to judges anew.)
-    if (unreached && !signal.closed) throw unreachedCursor();
+    if (unreached && !signal.closed) throw unreachedCursor(true);
 
     const nextCursor = cursors.encode(position, removedJudged);
     if (answeredNotModified(req, res, `${nextCursor}|${page.rows.length}`)) return;
@@ -178,16 +178,21 @@ function refuseExpired(position: FeedPosition, removedSeen: FeedPosition, page: 
 function refuseUnreached(position: FeedPosition, page: FeedPage): boolean {
   if (comparePositions(position, { tx: page.issuedBefore, seq: 0 }) <= 0) return false;
   if (page.standby) return true;
-  throw unreachedCursor();
+  throw unreachedCursor(false);
 }
 
-function unreachedCursor(): AppError {
+/** `standby`: judged on a read replica, after waiting STANDBY_CATCH_UP_MS for it to replay. */
+function unreachedCursor(standby: boolean): AppError {
+  const where = standby
+    ? `this read replica has replayed within ${STANDBY_CATCH_UP_MS / 1_000} s (a replica ` +
+      'lagging further behind the one that issued it, '
+    : 'this database has reached (';
   return new AppError(
     410,
     'cursor_expired',
-    'this cursor is beyond every position this database has reached (a cursor of another ' +
-      'deployment, or from before the database was restored): read the current state from ' +
-      '/v1/messages, then follow the feed from after=now',
+    `this cursor is beyond every position ${where}a cursor of another deployment, or from ` +
+      'before the database was restored): read the current state from /v1/messages, then ' +
+      'follow the feed from after=now',
   );
 }
 

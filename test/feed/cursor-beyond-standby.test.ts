@@ -83,6 +83,8 @@ test('When a cursor is beyond what even the primary has reached, then the standb
   const took = Date.now() - started;
   expect(res.status).toBe(410);
   expect(res.body.error.code).toBe('cursor_expired');
+  // It says a lagging replica may be why, not only another deployment or a restore.
+  expect(res.body.error.message).toMatch(/read replica has replayed within 5 s/);
   // STANDBY_CATCH_UP_MS (5 s), not the 25 s wait.
   expect(took).toBeGreaterThanOrEqual(4_500);
   expect(took).toBeLessThan(15_000);
