@@ -26,15 +26,20 @@ import { createFastServer } from './fast-server';
  *   test/ops/listener.test.ts checks it through a real socket.
  * - `maxConnections` (HTTP_MAX_CONNECTIONS): past it new connections are closed at once, so a
  *   flood of idle sockets cannot take the process's memory and file descriptors.
- * - `maxOwedAnswers`: a connection that pipelines requests and never reads the answers is cut
- *   once it is owed this many. Node answers every pipelined request it has read — a 64 KiB read
- *   holds some 1,600 small GETs — and keeps each answer, with its request and response
- *   objects, until the client reads; none of the timeouts above applies once the requests are
- *   in. A hundred such sockets took a gigabyte. Requests read before the cut are not handled.
+ * - `maxOwedAnswers`: a connection that pipelines requests is cut once it is owed this many
+ *   answers at once. Node answers every pipelined request it has read — a 64 KiB read holds
+ *   some 1,600 small GETs — and keeps each answer, with its request and response objects, until
+ *   the client reads it; none of the timeouts above applies once the requests are in, so a
+ *   hundred sockets that never read took a gigabyte. Browsers and the Ingress do not pipeline;
+ *   a client that does and keeps more than this many requests in flight is cut too: the
+ *   requests already handed to the app are handled, the rest of what was read is not.
  * - `stalledTimeoutMs` (Node's `server.timeout`): a connection on which nothing moves either
  *   way for this long is cut — one owed answers it never reads, which would otherwise hold a
- *   connection for ever. Longer than any wait the service itself makes a client sit through (a
- *   feed long-poll, a send to SignalWire) and than keepAliveTimeout.
+ *   connection for ever. Longer than keepAliveTimeout and than any wait the service itself
+ *   makes a client sit through: a feed long-poll (30 s), a send through the proxy (an
+ *   Application read and the create, each up to SIGNALWIRE_TIMEOUT_MS).
+ * - When a connection is refused at `maxConnections`, the connections idle for
+ *   `idleToFreeMs` or more (no answer owed) are closed: see freeIdleConnectionsWhenFull.
  */
 export interface ListenerSettings {
   headersTimeoutMs: number;
@@ -45,6 +50,7 @@ export interface ListenerSettings {
   timeoutCheckIntervalMs: number;
   maxOwedAnswers: number;
   stalledTimeoutMs: number;
+  idleToFreeMs: number;
 }
 
 export const HEADERS_TIMEOUT_MS = 10_000;
@@ -52,6 +58,8 @@ export const REQUEST_TIMEOUT_MS = 30_000;
 /** Browsers do not pipeline; HTTP clients that do keep a few requests in flight. */
 export const MAX_OWED_ANSWERS = 32;
 const STALLED_TIMEOUT_MS = 120_000;
+/** Far longer than a busy client's pause between requests (milliseconds). */
+const IDLE_TO_FREE_MS = 5_000;
 
 /** The settings of both listeners (the same for both: neither needs longer). */
 export function listenerSettings(config: Config): ListenerSettings {
@@ -62,7 +70,12 @@ export function listenerSettings(config: Config): ListenerSettings {
     maxConnections: config.httpMaxConnections,
     timeoutCheckIntervalMs: 1_000,
     maxOwedAnswers: MAX_OWED_ANSWERS,
-    stalledTimeoutMs: Math.max(STALLED_TIMEOUT_MS, config.httpKeepAliveTimeoutMs + 10_000),
+    stalledTimeoutMs: Math.max(
+      STALLED_TIMEOUT_MS,
+      config.httpKeepAliveTimeoutMs + 10_000,
+      2 * config.signalwireTimeoutMs + 30_000,
+    ),
+    idleToFreeMs: IDLE_TO_FREE_MS,
   };
 }
 
@@ -81,7 +94,7 @@ export function createListener(app: Express, settings: ListenerSettings, logger?
     (req, res) => {
       // A connection cut below still has the requests Node read with the last one: unheard.
       if (req.socket.destroyed) return;
-      if (!owe(req.socket, res, settings.maxOwedAnswers)) req.socket.destroy();
+      if (!owe(connections.get(req.socket), res, settings.maxOwedAnswers)) req.socket.destroy();
       else if (lacksHost(req)) answerWithoutApp(res, MISSING_HOST);
       else app(req, res);
     },
@@ -89,6 +102,7 @@ export function createListener(app: Express, settings: ListenerSettings, logger?
   server.keepAliveTimeout = settings.keepAliveTimeoutMs;
   server.maxConnections = settings.maxConnections;
   server.timeout = settings.stalledTimeoutMs;
+  const connections = trackConnections(server);
   server.on('clientError', answerClientError);
   // Expect: 100-continue. Node's own handling (no listener) writes 100 Continue before the app
   // sees the request, so a body refused by its declared size got 100 Continue, then 413.
@@ -104,26 +118,45 @@ export function createListener(app: Express, settings: ListenerSettings, logger?
   server.on('checkExpectation', (_req: IncomingMessage, res: ServerResponse) =>
     answerWithoutApp(res, EXPECTATION_FAILED),
   );
-  freeIdleConnectionsWhenFull(server);
+  freeIdleConnectionsWhenFull(server, connections, settings.idleToFreeMs);
   if (logger) warnOnDroppedConnections(server, settings.maxConnections, logger);
   return server;
 }
 
-const owed = new WeakMap<Duplex, number>();
+/** What the listener knows of one open connection. */
+interface Connection {
+  /** Answers owed: requests handed on and not yet written out. */
+  owed: number;
+  /** When it last began a request or finished an answer (or connected). */
+  lastActive: number;
+}
+
+/** The open connections, each with its state, from 'connection' until its socket closes. */
+function trackConnections(server: Server): Map<Duplex, Connection> {
+  const connections = new Map<Duplex, Connection>();
+  server.on('connection', (socket: Duplex) => {
+    connections.set(socket, { owed: 0, lastActive: Date.now() });
+    socket.once('close', () => connections.delete(socket));
+  });
+  return connections;
+}
 
 /**
- * Counts one more answer owed on `socket` until `res` is written out (or the connection is
- * gone); false, counting nothing, when `max` are owed already.
+ * Counts one more answer owed on the connection until `res` is written out (or the connection
+ * is gone); false, counting nothing, when `max` are owed already.
  */
-function owe(socket: Duplex, res: ServerResponse, max: number): boolean {
-  const count = owed.get(socket) ?? 0;
-  if (count >= max) return false;
-  owed.set(socket, count + 1);
+function owe(connection: Connection | undefined, res: ServerResponse, max: number): boolean {
+  // Not tracked: a request emitted by hand (server.emit), not read off a socket.
+  if (!connection) return true;
+  if (connection.owed >= max) return false;
+  connection.owed++;
+  connection.lastActive = Date.now();
   let paid = false;
   const pay = (): void => {
     if (paid) return;
     paid = true;
-    owed.set(socket, (owed.get(socket) ?? 1) - 1);
+    connection.owed--;
+    connection.lastActive = Date.now();
   };
   res.once('finish', pay);
   res.once('close', pay);
@@ -224,20 +257,28 @@ function answerWithoutApp(res: ServerResponse, refusal: Refusal): void {
 }
 
 /**
- * When a connection is refused at `maxConnections`, the connections sitting idle between
- * requests are closed (at most once a second). Otherwise one client opening thousands of
- * keep-alive connections, with one request each per keep-alive period, held every slot: the
- * load balancer's connections, SignalWire's and the kubelet's probes were refused until the
- * client left. A keep-alive client whose idle connection is closed opens a new one; a request
- * in flight is not touched.
+ * When a connection is refused at `maxConnections`, the connections that have been idle for
+ * `idleForMs` or more (no answer owed) are closed, at most once a second. Otherwise one client
+ * opening thousands of keep-alive connections, with one request each per keep-alive period,
+ * held every slot: the load balancer's connections, SignalWire's and the kubelet's probes were
+ * refused until the client left. Not every idle connection: a busy keep-alive client (the
+ * Ingress, an app's agent) pauses for milliseconds between requests, and closing its
+ * connections would hand their slots to whoever fills the rest. A connection that has sent
+ * nothing since it connected counts as idle too (headersTimeout cuts it soon anyway).
  */
-function freeIdleConnectionsWhenFull(server: Server): void {
+function freeIdleConnectionsWhenFull(
+  server: Server,
+  connections: Map<Duplex, Connection>,
+  idleForMs: number,
+): void {
   let lastFreed = 0;
   server.on('drop', () => {
     const now = Date.now();
     if (now - lastFreed < 1_000) return;
     lastFreed = now;
-    server.closeIdleConnections();
+    for (const [socket, connection] of connections) {
+      if (connection.owed === 0 && now - connection.lastActive >= idleForMs) socket.destroy();
+    }
   });
 }
 

@@ -26,6 +26,7 @@ const settings: ListenerSettings = {
   timeoutCheckIntervalMs: 1_000,
   maxOwedAnswers: 32,
   stalledTimeoutMs: 120_000,
+  idleToFreeMs: 5_000,
 };
 // SHUTDOWN_DRAIN_MS as configmap.yaml sets it; a drain that ends well before it ended by itself.
 const DRAIN_MS = 15_000;

@@ -28,6 +28,7 @@ const small: ListenerSettings = {
   timeoutCheckIntervalMs: 50,
   maxOwedAnswers: 32,
   stalledTimeoutMs: 120_000,
+  idleToFreeMs: 5_000,
 };
 
 const servers: Server[] = [];
@@ -194,10 +195,11 @@ test('When the connection bound is reached, then further connections are closed 
 });
 
 test('When idle keep-alive connections hold every slot, then a refused connection has them closed, and the next one is served', async () => {
-  const port = await start({ ...small, maxConnections: 2 });
+  const port = await start({ ...small, maxConnections: 2, idleToFreeMs: 200 });
   const idle = [await connect(port), await connect(port)];
   for (const client of idle) client.socket.write(GET);
   await waitFor(() => idle.every((c) => responses(c.received()).length === 1), 'both served');
+  await pause(300); // idle for longer than idleToFreeMs
   const refused = await connect(port);
   await refused.closed;
   // Nobody leaves of their own accord: the server closes the idle ones.
@@ -207,6 +209,51 @@ test('When idle keep-alive connections hold every slot, then a refused connectio
   await waitFor(() => responses(next.received()).length === 1, 'the next served');
   next.socket.destroy();
 });
+
+test('When a flood holds the other slots and keeps connecting, then a busy keep-alive client’s connection is not closed under it', async () => {
+  const port = await start({
+    ...small,
+    headersTimeoutMs: 60_000,
+    maxConnections: 4,
+    idleToFreeMs: 1_000,
+  });
+  const busy = await connect(port);
+  // Three connections that never finish their headers, then a new connection every 10 ms.
+  const flood: Client[] = [];
+  for (let i = 0; i < 3; i++) {
+    const client = await connect(port);
+    client.socket.write('GET / HTTP/1.1\r\nHost: x\r\n');
+    flood.push(client);
+  }
+  let flooding = true;
+  const attempts = (async () => {
+    while (flooding) {
+      const socket = net.connect(port, '127.0.0.1');
+      socket.on('error', () => undefined);
+      socket.on('connect', () => socket.write('GET / HTTP/1.1\r\nHost: x\r\n'));
+      flood.push({ socket, received: () => '', closed: Promise.resolve() });
+      await pause(10);
+    }
+  })();
+  try {
+    // A request every 20 ms for 2.5 s, each waiting for its answer: idle for milliseconds only.
+    for (let n = 1; n <= 100; n++) {
+      busy.socket.write(GET);
+      await waitFor(
+        () => responses(busy.received()).length === n || busy.socket.destroyed,
+        'an answer or the connection closed',
+        5_000,
+      );
+      expect(busy.socket.destroyed).toBe(false);
+      await pause(20);
+    }
+    expect(responses(busy.received())).toHaveLength(100);
+  } finally {
+    flooding = false;
+    await attempts;
+    for (const client of [busy, ...flood]) client.socket.destroy();
+  }
+}, 30_000);
 
 test('When the service builds its listeners, then the public timeouts are within DESIGN §2 and keep-alive outlasts the load balancer’s 60 s', () => {
   const settings = listenerSettings(testConfig());
@@ -224,12 +271,18 @@ test('When the service builds its listeners, then the public timeouts are within
     maxConnections: 4096,
   });
   const tuned = listenerSettings(
-    testConfig({ HTTP_KEEP_ALIVE_TIMEOUT_MS: '620000', HTTP_MAX_CONNECTIONS: '10' }),
+    testConfig({
+      HTTP_KEEP_ALIVE_TIMEOUT_MS: '620000',
+      HTTP_MAX_CONNECTIONS: '10',
+      SIGNALWIRE_TIMEOUT_MS: '400000',
+    }),
   );
   expect(tuned).toMatchObject({ keepAliveTimeoutMs: 620_000, maxConnections: 10 });
   // Nothing-moves cut-off: after keep-alive's, and past any wait of the service's own.
   expect(server.timeout).toBe(120_000);
   expect(tuned.stalledTimeoutMs).toBeGreaterThan(620_000);
+  // A send through the proxy: an Application read and the create, each up to the timeout.
+  expect(tuned.stalledTimeoutMs).toBeGreaterThan(2 * 400_000);
 });
 
 describe('a client that does not read its answers', () => {
