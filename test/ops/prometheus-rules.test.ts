@@ -218,10 +218,18 @@ test('When every pod is not ready, none is scraped, or none is there, then SwSta
       alert_rule_test: [silent('9m'), down('25m', { namespace: 'sw-status' })],
     },
     {
-      // No target at all (scaled to zero, or the StatefulSet gone).
+      // No target at all (scaled to zero, or the StatefulSet gone) while another namespace's
+      // deployment is scraped: the alert names the namespace.
       interval: '1m',
-      input_series: [{ series: `up{job="other"}`, values: '1x20' }],
-      alert_rule_test: [down('10m', { job: 'sw-status-internal' })],
+      input_series: [
+        { series: `up{job="other"}`, values: '1x20' },
+        { series: `up{${job},namespace="sw-status-staging",pod="sw-status-0"}`, values: '1x20' },
+        {
+          series: `sw_status_ready{namespace="sw-status-staging",pod="sw-status-0"}`,
+          values: '1x20',
+        },
+      ],
+      alert_rule_test: [down('10m', { job: 'sw-status-internal', namespace: 'sw-status' })],
     },
   ]);
 });
