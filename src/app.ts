@@ -147,7 +147,7 @@ export function createInternalApp(deps: AppDeps): Express {
   const { metrics } = deps;
   if (metrics) app.use(metricsRoutes({ metrics }));
   app.use(openApiRoutes({ document: buildApiDocument(SERVICE_VERSION) }));
-  // The status page (GET / and its files under /page/); it reads the query API below.
+  // The status page (GET /); it reads the query API below.
   app.use(pageRoutes(deps));
   const signalwire = deps.signalwire ?? signalWireClientFor(deps.config);
   app.use(

@@ -1,5 +1,6 @@
 import { execFile, spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import {
   chmodSync,
   chownSync,
@@ -121,8 +122,12 @@ test('When the image steps run in a clean copy, then the production install and 
   // The status page from the bundle `npm run build` made (the runtime has no esbuild).
   const page = await fetch(`http://127.0.0.1:${internalPort}/`);
   expect(page.status).toBe(200);
-  const script = /src="(\/page\/app-\w+\.js)"/.exec(await page.text())?.[1];
-  expect((await fetch(`http://127.0.0.1:${internalPort}${script!}`)).status).toBe(200);
+  const script = /<script>([\s\S]*)<\/script>/.exec(await page.text())?.[1];
+  expect(script).toBe(readFileSync(path.join(app, 'dist', 'page', 'assets', 'app.js'), 'utf8'));
+  const scriptHash = createHash('sha256').update(script!).digest('base64');
+  expect(page.headers.get('content-security-policy')).toContain(
+    `script-src 'sha256-${scriptHash}'`,
+  );
 
   // As the container runtime sees it: PID 1 of its namespace, UID 1000, read-only root.
   const pid = container.isolated ? childOf(started.pid!) : started.pid!;

@@ -1,10 +1,11 @@
+import { createHash } from 'node:crypto';
 import request from 'supertest';
-import { PAGE_CSP } from '../../src/page/page.routes';
+import { assemblePage } from '../../src/page/page-html';
 import { createTestApp } from '../helpers/test-app';
 import type { TestApp } from '../helpers/test-app';
 
 /**
- * The status page's routes on the internal listener: the page and its hashed files, with the
+ * The status page's route on the internal listener: the whole page in one response, with the
  * page's own Content-Security-Policy, beside the API routes it must not disturb.
  */
 
@@ -17,31 +18,44 @@ afterAll(() => t.close());
 test('When GET / is asked, then the page comes with its own strict policy, always revalidated', async () => {
   const res = await request(t.internalApp).get('/').expect(200);
   expect(res.headers['content-type']).toMatch(/^text\/html/);
-  expect(res.headers['content-security-policy']).toBe(PAGE_CSP);
-  expect(PAGE_CSP).toContain("script-src 'self'");
-  expect(PAGE_CSP).not.toMatch(/unsafe-inline|unsafe-eval|https:|upgrade-insecure-requests/);
   expect(res.headers['cache-control']).toBe('no-cache');
   expect(res.headers['x-content-type-options']).toBe('nosniff');
-  // No inline script or style: every script and stylesheet is a file of the service.
-  expect(res.text).not.toMatch(/<script(?![^>]*\ssrc=)/);
-  expect(res.text).not.toMatch(/<style|style="/);
+  const csp = res.headers['content-security-policy'] as string;
+  expect(csp).not.toMatch(/unsafe-inline|unsafe-eval|https:|upgrade-insecure-requests/);
+  expect(csp).not.toMatch(/(?:script|style)-src[^;]*'self'/);
+  expect(csp).toContain("default-src 'none'");
+  expect(csp).toContain("connect-src 'self'");
+  expect(csp).toContain("frame-ancestors 'none'");
+  // An unchanged page is a 304.
+  await request(t.internalApp).get('/').set('If-None-Match', res.headers.etag!).expect(304);
 });
 
-test('When the page’s script and stylesheet are asked, then they are served for good under hashed names', async () => {
-  const html = (await request(t.internalApp).get('/').expect(200)).text;
-  const files = [...html.matchAll(/(?:src|href)="(\/page\/[^"]+)"/g)].map((m) => m[1]!);
-  expect(files).toEqual([
-    expect.stringMatching(/^\/page\/app-\w+\.css$/),
-    expect.stringMatching(/^\/page\/app-\w+\.js$/),
-  ]);
-  for (const file of files) {
-    const res = await request(t.internalApp).get(file).expect(200);
-    expect(res.headers['cache-control']).toBe('public, max-age=31536000, immutable');
-    expect(res.headers['content-type']).toMatch(file.endsWith('.js') ? /javascript/ : /text\/css/);
-    expect(res.headers.etag).toBeDefined();
-  }
-  const missing = await request(t.internalApp).get('/page/app-NOPE.js').expect(404);
+test('When GET / is asked, then it is the whole page: one script and one stylesheet inside it, allowed by their hashes and nothing else', async () => {
+  const res = await request(t.internalApp).get('/').expect(200);
+  // Nothing else to fetch: during a rolling update the page's files cannot come from another release.
+  expect(res.text).not.toMatch(/\s(?:src|href)="\/(?!\/)/);
+  const scripts = [...res.text.matchAll(/<script>([\s\S]*?)<\/script>/g)].map((m) => m[1]!);
+  const styles = [...res.text.matchAll(/<style>([\s\S]*?)<\/style>/g)].map((m) => m[1]!);
+  expect(scripts).toHaveLength(1);
+  expect(styles).toHaveLength(1);
+  expect(res.text.match(/<script/g)).toHaveLength(1);
+  expect(res.text).not.toMatch(/\sstyle="|\son\w+="/);
+  const hash = (text: string): string => createHash('sha256').update(text).digest('base64');
+  const csp = res.headers['content-security-policy'] as string;
+  expect(csp).toContain(`script-src 'sha256-${hash(scripts[0]!)}';`);
+  expect(csp).toContain(`style-src 'sha256-${hash(styles[0]!)}';`);
+  // The files the page was once split into are gone.
+  const missing = await request(t.internalApp).get('/page/app.js').expect(404);
   expect(missing.body.error.code).toBe('not_found');
+});
+
+test('When a bundle would end its element early, then the page is not assembled', () => {
+  expect(() => assemblePage({ script: 'x="</SCRIPT>"', stylesheet: '' })).toThrow(/inlined/);
+  expect(() => assemblePage({ script: 'x="<!--"', stylesheet: '' })).toThrow(/inlined/);
+  expect(() => assemblePage({ script: '', stylesheet: 'a::after{content:"</style>"}' })).toThrow(
+    /inlined/,
+  );
+  expect(assemblePage({ script: 'x="<\\/script>"', stylesheet: '' }).html).toContain('<\\/script>');
 });
 
 test('When the page is served, then the API beside it is unchanged: /v1 needs the token, /docs and /healthz answer', async () => {
