@@ -3,8 +3,11 @@
  * delays the others). In memory, per replica, deterministic: time is passed in.
  *
  * Closed: up to `hostConcurrency` requests at once. After `failureThreshold` failures in a
- * row the host is open for `openMs` (doubling on each reopening, up to `maxOpenMs`): its jobs
- * are not even claimed. Then half-open: one trial request; success closes it, failure reopens.
+ * row the host is open for `openMs` (doubling on each reopening, up to `maxOpenMs`): no request
+ * goes to it (its due jobs move on along their retry schedule unsent). Then half-open: one
+ * trial request; success closes it, failure reopens. A host sent nothing for `maxOpenMs` after
+ * its last request and its circuit's opening is forgotten (closed again): apps retired or URLs
+ * mistyped must not stay in memory, and in every claim (claim-room.ts), for the process's life.
  */
 export interface BreakerOptions {
   hostConcurrency: number;
@@ -20,6 +23,8 @@ interface HostState {
   failures: number;
   openUntil: number;
   openMs: number;
+  /** When its last request ended. */
+  lastFinishedAt: number;
 }
 
 export interface HostLimiter {
@@ -40,7 +45,7 @@ export function createHostLimiter(options: BreakerOptions): HostLimiter {
   const get = (host: string): HostState => {
     let state = hosts.get(host);
     if (!state) {
-      state = { inFlight: 0, failures: 0, openUntil: 0, openMs: 0 };
+      state = { inFlight: 0, failures: 0, openUntil: 0, openMs: 0, lastFinishedAt: 0 };
       hosts.set(host, state);
     }
     return state;
@@ -62,6 +67,10 @@ export function createHostLimiter(options: BreakerOptions): HostLimiter {
     circuits(now) {
       const circuits = new Map<string, BreakerState>();
       for (const [host, s] of hosts) {
+        if (s.inFlight === 0 && now - Math.max(s.openUntil, s.lastFinishedAt) > options.maxOpenMs) {
+          hosts.delete(host);
+          continue;
+        }
         const state = stateOf(s, now);
         if (state !== 'closed') circuits.set(host, state);
       }
@@ -73,6 +82,7 @@ export function createHostLimiter(options: BreakerOptions): HostLimiter {
     finished(host, failed, now) {
       const s = get(host);
       s.inFlight--;
+      s.lastFinishedAt = now;
       const before = stateOf(s, now);
       if (!failed) {
         s.failures = 0;

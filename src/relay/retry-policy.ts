@@ -3,13 +3,17 @@
  * A 2xx answer within RELAY_TIMEOUT_MS is delivered; anything else — 3xx included, since
  * redirects are never followed — waits for the next step of RELAY_RETRY_SCHEDULE, and after
  * the last step the job is dead. A destination the address policy refuses is dead at once:
- * retrying would only be refused again.
+ * retrying would only be refused again. A job that comes due while its host is paused by the
+ * circuit breaker uses up that step of the schedule without a request (`paused`): the schedule
+ * is the relay's promise of when it gives up, and a host that stays down must not keep its
+ * relays pending for ever, unseen by the dead-relay metrics and alerts.
  */
 
 export type AttemptResult =
   | { kind: 'answered'; status: number }
   | { kind: 'failed'; error: string }
-  | { kind: 'refused'; reason: string };
+  | { kind: 'refused'; reason: string }
+  | { kind: 'paused'; error: string };
 
 export type Decision =
   | { state: 'delivered'; status: number }
@@ -42,7 +46,8 @@ function describeStatus(status: number): string {
 
 /** Whether an attempt's outcome counts against its host (circuit breaker). */
 export function isHostFailure(result: AttemptResult): boolean {
-  if (result.kind === 'refused') return false;
+  // Refused by our own policy, or not sent at all (paused): nothing was learned of the host.
+  if (result.kind === 'refused' || result.kind === 'paused') return false;
   if (result.kind === 'failed') return true;
   // The app answered: only overload and server errors say the host is in trouble.
   return result.status === 408 || result.status === 429 || result.status >= 500;

@@ -52,7 +52,7 @@ test('When a slow host’s jobs have waited longer than heldRoomMs, then they no
   expect(nextClaim(held({ ...slow, waiting: stale, lastClaimAt: NOW - 200 }))).toBeNull();
 });
 
-test('When a host’s circuit is open or half-open, then a claim gives it none, or its one trial', () => {
+test('When a host’s circuit is open or half-open, then a claim gives it its due jobs to pass over unsent, or its one trial', () => {
   const circuits = new Map([
     ['https://open', 'open' as const],
     ['https://trial', 'half-open' as const],
@@ -62,7 +62,8 @@ test('When a host’s circuit is open or half-open, then a claim gives it none, 
   expect(claim?.caps).toEqual(
     new Map([
       ['https://trying', 0],
-      ['https://open', 0],
+      // Passed over without a request, each taking its retry schedule's step (relay-worker.ts).
+      ['https://open', 64],
       ['https://trial', 1],
     ]),
   );
@@ -84,4 +85,30 @@ test('When hosts fail, then the limiter lists the open and half-open ones, and f
   limiter.started('https://a');
   limiter.finished('https://a', false, 1_500);
   expect(limiter.circuits(1_500)).toEqual(new Map());
+});
+
+test('When a failing host is sent nothing for maxOpenMs, then the limiter forgets it; a host still being tried keeps its failures', () => {
+  const limiter = createHostLimiter({
+    hostConcurrency: 4,
+    failureThreshold: 2,
+    openMs: 1_000,
+    maxOpenMs: 10_000,
+  });
+  const fail = (host: string, now: number): void => {
+    limiter.started(host);
+    limiter.finished(host, true, now);
+  };
+  // A retired app: opened at 0 (until 1 000), half-open from then on, never tried again.
+  fail('https://retired', 0);
+  fail('https://retired', 0);
+  // An app failing once in a while: its streak must survive a gap between its requests.
+  fail('https://flaky', 0);
+  expect(limiter.circuits(9_000)).toEqual(new Map([['https://retired', 'half-open']]));
+  fail('https://flaky', 9_500);
+  expect(limiter.state('https://flaky', 9_500)).toBe('open');
+  expect(limiter.circuits(11_001)).toEqual(new Map([['https://flaky', 'half-open']]));
+  expect(limiter.state('https://retired', 11_001)).toBe('closed');
+  // Forgotten, it starts again from no failures: one more is not enough to open it.
+  fail('https://retired', 12_000);
+  expect(limiter.state('https://retired', 12_000)).toBe('closed');
 });
