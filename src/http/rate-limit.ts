@@ -104,12 +104,18 @@ function limiter(deps: RateLimitDeps, keyOf: (req: Request) => string): RateLimi
   const policy = `"${name}"; q=${perMinute}; w=${WINDOW_MS / 1000}`;
   const windows = new Map<string, Window>();
   let lastFullWarning = 0;
-  // Forget the windows that ended, so the map holds at most one minute's worth of clients.
-  const sweep = setInterval(() => {
-    const now = Date.now();
-    for (const [key, window] of windows) if (window.resetAt <= now) windows.delete(key);
-  }, WINDOW_MS);
-  sweep.unref();
+  // Forget the windows that ended, so the map holds at most one minute's worth of clients:
+  // swept by the requests themselves, at most once a window (no timer outlives the app).
+  let nextSweep = Date.now() + WINDOW_MS;
+  const sweep = (now: number): void => {
+    if (now < nextSweep) return;
+    nextSweep = now + WINDOW_MS;
+    // In start order: the ended windows come first.
+    for (const [key, window] of windows) {
+      if (window.resetAt > now) break;
+      windows.delete(key);
+    }
+  };
 
   const forgetOldest = (now: number): void => {
     const [oldestKey, oldest] = windows.entries().next().value!;
@@ -125,6 +131,7 @@ function limiter(deps: RateLimitDeps, keyOf: (req: Request) => string): RateLimi
 
   const handler: RequestHandler = (req, res, next) => {
     const now = Date.now();
+    sweep(now);
     const key = keyOf(req);
     let window = windows.get(key);
     if (window === undefined || window.resetAt <= now) {

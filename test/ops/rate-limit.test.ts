@@ -1,8 +1,11 @@
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import express from 'express';
 import request from 'supertest';
 import { errorHandler } from '../../src/http/error-handler';
 import { bearerTokenKey, publicRateLimit, queryRateLimit } from '../../src/http/rate-limit';
 import { createLogger } from '../../src/logger';
+import type { Logger } from '../../src/logger';
 import { cxmlFields, postCxml } from '../helpers/callbacks';
 import { createTestApp } from '../helpers/test-app';
 import type { TestApp } from '../helpers/test-app';
@@ -131,6 +134,36 @@ describe('the limiter’s memory is bounded', () => {
       expect(limiter.trackedClients()).toBeLessThanOrEqual(50);
     }
     expect(limiter.trackedClients()).toBe(50);
+  });
+
+  test('When a minute has passed, then the next request forgets the clients whose window ended', async () => {
+    const { app, limiter } = sprayApp(1_000);
+    const clock = jest.spyOn(Date, 'now');
+    try {
+      const start = Date.now();
+      clock.mockReturnValue(start);
+      for (let i = 0; i < 20; i++) await from(app, `10.1.0.${i}`).expect(200);
+      expect(limiter.trackedClients()).toBe(20);
+      clock.mockReturnValue(start + 61_000);
+      await from(app, '192.0.2.99').expect(200);
+      expect(limiter.trackedClients()).toBe(1);
+    } finally {
+      clock.mockRestore();
+    }
+  });
+
+  test('When a limiter is dropped, then nothing keeps it alive: no timer of its own outlives the app', async () => {
+    setFlagsFromString('--expose-gc');
+    const gc = runInNewContext('gc') as () => void;
+    // Only the limiter holds this logger: collected with it.
+    const held = ((): WeakRef<Logger> => {
+      const logger = { warn: () => undefined } as unknown as Logger;
+      publicRateLimit({ perMinute: 2, logger });
+      return new WeakRef(logger);
+    })();
+    await new Promise((resolve) => setImmediate(resolve));
+    gc();
+    expect(held.deref()).toBeUndefined();
   });
 
   test('When a limited client is among the tracked ones, then it stays limited; pushed out by a spray, it is forgotten', async () => {
