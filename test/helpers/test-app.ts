@@ -66,6 +66,12 @@ export async function createTestApp(
     readDb?: AppDeps['readDb'];
     /** How often a long-poll looks on its own while hints arrive (1 s); long: hints alone. */
     feedPollMs?: number;
+    /**
+     * prom-client's process metrics (collectDefaultMetrics): off unless a test reads them.
+     * Their event-loop-delay histogram is never disabled, so it kept every test file's whole
+     * module graph alive in the jest worker (about 17 MB a file).
+     */
+    processMetrics?: boolean;
   } = {},
 ): Promise<TestApp> {
   const config = testConfig(env);
@@ -75,7 +81,10 @@ export async function createTestApp(
   const lifecycle: Lifecycle = { draining: false };
   const base = { config, logger, db: database.db, lifecycle };
   // Like main.ts: a registry of the app's own, reading this file's pool.
-  const metrics = createMetrics({ pool: database.pool });
+  const metrics = createMetrics({
+    pool: database.pool,
+    processMetrics: options.processMetrics ?? false,
+  });
   const feedSignal = createFeedSignal({
     connectionString: database.url,
     logger,

@@ -8,7 +8,7 @@ import { sample, scrape } from './scrape';
 
 let t: TestApp;
 beforeAll(async () => {
-  t = await createTestApp();
+  t = await createTestApp({}, { processMetrics: true });
 });
 afterAll(() => t.close());
 
