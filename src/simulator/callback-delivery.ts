@@ -145,6 +145,7 @@ export async function deliver(
     if (attempt > 1) await sleep((attempt - 1) * policy.retryBackoffMs, undefined, { signal });
     const record: DeliveryAttempt = { at: new Date().toISOString(), statusCode: null, error: null };
     delivery.attempts.push(record);
+    const attemptSignal = untilShutdownOr(signal, policy.timeoutMs);
     try {
       const res = await fetch(delivery.url, {
         method: 'POST',
@@ -155,7 +156,7 @@ export async function deliver(
         },
         body: delivery.rawBody,
         redirect: 'manual',
-        signal: AbortSignal.any([signal, AbortSignal.timeout(policy.timeoutMs)]),
+        signal: attemptSignal.signal,
       });
       record.statusCode = res.status;
       // Drain the body so the connection can be reused or closed cleanly.
@@ -168,7 +169,35 @@ export async function deliver(
     } catch (err) {
       if (signal.aborted) throw err;
       record.error = describe(err);
+    } finally {
+      attemptSignal.done();
     }
   }
   delivery.outcome = 'dropped';
+}
+
+/**
+ * A signal that aborts when `shutdown` does or after `timeoutMs`, whichever comes first, and
+ * lets go of `shutdown` once `done`. Not AbortSignal.any: on Node 20 the long-lived shutdown
+ * signal keeps a reference to every signal ever made from it (one per callback delivered).
+ */
+function untilShutdownOr(
+  shutdown: AbortSignal,
+  timeoutMs: number,
+): { signal: AbortSignal; done(): void } {
+  const controller = new AbortController();
+  const abort = (): void => controller.abort(shutdown.reason);
+  if (shutdown.aborted) abort();
+  else shutdown.addEventListener('abort', abort, { once: true });
+  const timer = setTimeout(
+    () => controller.abort(new DOMException('The operation timed out.', 'TimeoutError')),
+    timeoutMs,
+  );
+  return {
+    signal: controller.signal,
+    done() {
+      clearTimeout(timer);
+      shutdown.removeEventListener('abort', abort);
+    },
+  };
 }
