@@ -115,10 +115,12 @@ test('When the image steps run in a clean copy, then the production install and 
   expect({ ready, stderr }).toEqual({ ready: true, stderr: '' });
   const internal = await fetch(`http://127.0.0.1:${internalPort}/readyz`);
   expect(internal.status).toBe(200);
+  await internal.arrayBuffer();
   const query = await fetch(`http://127.0.0.1:${internalPort}/v1/messages`, {
     headers: { authorization: 'Bearer image-test-token' },
   });
   expect(query.status).toBe(200);
+  await query.arrayBuffer();
   // The status page from the bundle `npm run build` made (the runtime has no esbuild).
   const page = await fetch(`http://127.0.0.1:${internalPort}/`);
   expect(page.status).toBe(200);
@@ -238,7 +240,10 @@ async function waitForReady(url: string, exited: Promise<number | null>): Promis
   void exited.then(() => (gone = true));
   for (let attempt = 0; attempt < 300 && !gone; attempt++) {
     try {
-      if ((await fetch(url)).status === 200) return true;
+      const res = await fetch(url);
+      // Read to the end: an unread answer keeps its socket open after the test.
+      await res.arrayBuffer();
+      if (res.status === 200) return true;
     } catch {
       // not listening yet
     }
