@@ -25,6 +25,8 @@ interface HostState {
   openMs: number;
   /** When its last request ended. */
   lastFinishedAt: number;
+  /** Why its last failed request failed. */
+  lastFailure: string | null;
 }
 
 export interface HostLimiter {
@@ -35,7 +37,10 @@ export interface HostLimiter {
   /** Hosts whose circuit is not closed, with its state: the claim takes none or one of theirs. */
   circuits(now: number): Map<string, BreakerState>;
   started(host: string): void;
-  finished(host: string, failed: boolean, now: number): BreakerState | null;
+  /** `failure`: why the request failed the host, or null when it did not. */
+  finished(host: string, failure: string | null, now: number): BreakerState | null;
+  /** Why the host's last failed request failed, while the limiter remembers the host. */
+  lastFailure(host: string): string | null;
   state(host: string, now: number): BreakerState;
   openHosts(now: number): number;
 }
@@ -45,7 +50,14 @@ export function createHostLimiter(options: BreakerOptions): HostLimiter {
   const get = (host: string): HostState => {
     let state = hosts.get(host);
     if (!state) {
-      state = { inFlight: 0, failures: 0, openUntil: 0, openMs: 0, lastFinishedAt: 0 };
+      state = {
+        inFlight: 0,
+        failures: 0,
+        openUntil: 0,
+        openMs: 0,
+        lastFinishedAt: 0,
+        lastFailure: null,
+      };
       hosts.set(host, state);
     }
     return state;
@@ -79,17 +91,18 @@ export function createHostLimiter(options: BreakerOptions): HostLimiter {
     started(host) {
       get(host).inFlight++;
     },
-    finished(host, failed, now) {
+    finished(host, failure, now) {
       const s = get(host);
       s.inFlight--;
       s.lastFinishedAt = now;
       const before = stateOf(s, now);
-      if (!failed) {
+      if (failure === null) {
         s.failures = 0;
         s.openMs = 0;
         s.openUntil = 0;
       } else {
         s.failures++;
+        s.lastFailure = failure;
         if (s.failures >= options.failureThreshold && (before !== 'open' || s.openUntil === 0)) {
           s.openMs = s.openMs === 0 ? options.openMs : Math.min(s.openMs * 2, options.maxOpenMs);
           s.openUntil = now + s.openMs;
@@ -101,6 +114,7 @@ export function createHostLimiter(options: BreakerOptions): HostLimiter {
       return after === before ? null : after;
     },
     state: (host, now) => stateOf(hosts.get(host), now),
+    lastFailure: (host) => hosts.get(host)?.lastFailure ?? null,
     openHosts(now) {
       return [...hosts.values()].filter((s) => stateOf(s, now) === 'open').length;
     },

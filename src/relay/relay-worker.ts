@@ -8,7 +8,7 @@ import type { RelayMetrics } from './relay-metrics';
 import { relayRequest, withoutMessageBody } from './relay-request';
 import { claimDueJobs, outboxStats, recordOutcomes, releaseJobs } from './relay.repository';
 import type { AttemptOutcome, OutboxStats, RelayJobRow } from './relay.repository';
-import { decide, isHostFailure } from './retry-policy';
+import { decide, describeFailure, isHostFailure } from './retry-policy';
 import type { AttemptResult } from './retry-policy';
 import type { RelayTransport } from './relay-transport';
 
@@ -264,7 +264,9 @@ export function createRelayWorker(options: RelayWorkerOptions): RelayWorker {
       result = await transport.send(request);
     }
     // The host's slot is free as soon as it answered: the next waiting job can go.
-    const change = limiter.finished(job.host, isHostFailure(result), monotonicNow());
+    const failure =
+      result.kind !== 'refused' && isHostFailure(result) ? describeFailure(result) : null;
+    const change = limiter.finished(job.host, failure, monotonicNow());
     if (change === 'open') logger.warn({ host: job.host }, 'relay host failing: circuit open');
     else if (change === 'closed')
       logger.info({ host: job.host }, 'relay host recovered: circuit closed');
@@ -278,9 +280,12 @@ export function createRelayWorker(options: RelayWorkerOptions): RelayWorker {
    * schedule ends rather than pending for as long as it is down.
    */
   function passOver(job: RelayJobRow): Promise<void> {
+    const last = limiter.lastFailure(job.host);
     return conclude(job, {
       kind: 'paused',
-      error: 'not sent: the host is paused by the circuit breaker after failing repeatedly',
+      error: `not sent: the host is paused by the circuit breaker after failing repeatedly${
+        last === null ? '' : ` (last: ${last})`
+      }`,
     });
   }
 

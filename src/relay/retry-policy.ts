@@ -31,7 +31,7 @@ export function decide(
     return { state: 'delivered', status: result.status };
   }
   const status = result.kind === 'answered' ? result.status : null;
-  const error = result.kind === 'answered' ? describeStatus(result.status) : result.error;
+  const error = describeFailure(result);
   const delayMs = schedule[attempts];
   if (delayMs === undefined) {
     return { state: 'dead', status, error: `${error} (after ${attempts + 1} attempts)` };
@@ -39,7 +39,10 @@ export function decide(
   return { state: 'pending', delayMs, status, error };
 }
 
-function describeStatus(status: number): string {
+/** Why an attempt did not deliver, as `last_error` says it. */
+export function describeFailure(result: Exclude<AttemptResult, { kind: 'refused' }>): string {
+  if (result.kind !== 'answered') return result.error;
+  const { status } = result;
   if (status >= 300 && status < 400) return `HTTP ${status}: redirects are not followed`;
   return `HTTP ${status}`;
 }

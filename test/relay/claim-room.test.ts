@@ -78,12 +78,12 @@ test('When hosts fail, then the limiter lists the open and half-open ones, and f
   });
   for (const host of ['https://a', 'https://a', 'https://b']) {
     limiter.started(host);
-    limiter.finished(host, true, 0);
+    limiter.finished(host, 'HTTP 503', 0);
   }
   expect(limiter.circuits(500)).toEqual(new Map([['https://a', 'open']]));
   expect(limiter.circuits(1_500)).toEqual(new Map([['https://a', 'half-open']]));
   limiter.started('https://a');
-  limiter.finished('https://a', false, 1_500);
+  limiter.finished('https://a', null, 1_500);
   expect(limiter.circuits(1_500)).toEqual(new Map());
 });
 
@@ -96,7 +96,7 @@ test('When a failing host is sent nothing for maxOpenMs, then the limiter forget
   });
   const fail = (host: string, now: number): void => {
     limiter.started(host);
-    limiter.finished(host, true, now);
+    limiter.finished(host, 'HTTP 503', now);
   };
   // A retired app: opened at 0 (until 1 000), half-open from then on, never tried again.
   fail('https://retired', 0);

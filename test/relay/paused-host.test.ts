@@ -69,7 +69,8 @@ test('When a host stays down with its circuit open, then its relays are dead onc
   expect(requests).toBeLessThanOrEqual(2 + 4);
   const unsent = jobs.filter((job) => /paused by the circuit breaker/.test(job.last_error ?? ''));
   expect(unsent.length).toBeGreaterThan(0);
-  expect(unsent[0]!.last_error).toMatch(/\(after 4 attempts\)$/);
+  // It says why the host is paused: the app's own last answer.
+  expect(unsent[0]!.last_error).toMatch(/\(last: HTTP 503\) \(after 4 attempts\)$/);
   // Dead as any other: its message text dropped, counted, and in the dead list.
   for (const job of jobs) expect(job.payload?.toString() ?? '').not.toContain('Body=');
   const text = await metrics.registry.metrics();
