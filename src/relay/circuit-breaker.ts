@@ -3,8 +3,8 @@
  * delays the others). In memory, per replica, deterministic: time is passed in.
  *
  * Closed: up to `hostConcurrency` requests at once. After `failureThreshold` failures in a
- * row the host is open for `openMs` (doubling on each reopening, up to `maxOpenMs`): no request
- * goes to it (its due jobs move on along their retry schedule unsent). Then half-open: one
+ * row the host is open for `openMs` (doubling on each reopening, up to `maxOpenMs`): its jobs
+ * are not even claimed. Then half-open: one
  * trial request; success closes it, failure reopens. A host sent nothing for `maxOpenMs` after
  * its last request and its circuit's opening is forgotten (closed again): apps retired or URLs
  * mistyped must not stay in memory, and in every claim (claim-room.ts), for the process's life.
@@ -25,8 +25,6 @@ interface HostState {
   openMs: number;
   /** When its last request ended. */
   lastFinishedAt: number;
-  /** Why its last failed request failed. */
-  lastFailure: string | null;
 }
 
 export interface HostLimiter {
@@ -37,10 +35,7 @@ export interface HostLimiter {
   /** Hosts whose circuit is not closed, with its state: the claim takes none or one of theirs. */
   circuits(now: number): Map<string, BreakerState>;
   started(host: string): void;
-  /** `failure`: why the request failed the host, or null when it did not. */
-  finished(host: string, failure: string | null, now: number): BreakerState | null;
-  /** Why the host's last failed request failed, while the limiter remembers the host. */
-  lastFailure(host: string): string | null;
+  finished(host: string, failed: boolean, now: number): BreakerState | null;
   state(host: string, now: number): BreakerState;
   openHosts(now: number): number;
 }
@@ -50,14 +45,7 @@ export function createHostLimiter(options: BreakerOptions): HostLimiter {
   const get = (host: string): HostState => {
     let state = hosts.get(host);
     if (!state) {
-      state = {
-        inFlight: 0,
-        failures: 0,
-        openUntil: 0,
-        openMs: 0,
-        lastFinishedAt: 0,
-        lastFailure: null,
-      };
+      state = { inFlight: 0, failures: 0, openUntil: 0, openMs: 0, lastFinishedAt: 0 };
       hosts.set(host, state);
     }
     return state;
@@ -91,18 +79,17 @@ export function createHostLimiter(options: BreakerOptions): HostLimiter {
     started(host) {
       get(host).inFlight++;
     },
-    finished(host, failure, now) {
+    finished(host, failed, now) {
       const s = get(host);
       s.inFlight--;
       s.lastFinishedAt = now;
       const before = stateOf(s, now);
-      if (failure === null) {
+      if (!failed) {
         s.failures = 0;
         s.openMs = 0;
         s.openUntil = 0;
       } else {
         s.failures++;
-        s.lastFailure = failure;
         if (s.failures >= options.failureThreshold && (before !== 'open' || s.openUntil === 0)) {
           s.openMs = s.openMs === 0 ? options.openMs : Math.min(s.openMs * 2, options.maxOpenMs);
           s.openUntil = now + s.openMs;
@@ -114,7 +101,6 @@ export function createHostLimiter(options: BreakerOptions): HostLimiter {
       return after === before ? null : after;
     },
     state: (host, now) => stateOf(hosts.get(host), now),
-    lastFailure: (host) => hosts.get(host)?.lastFailure ?? null,
     openHosts(now) {
       return [...hosts.values()].filter((s) => stateOf(s, now) === 'open').length;
     },

@@ -10,11 +10,9 @@ import type { ClaimLimits } from './relay.repository';
  * and claiming a job or two per finished request would make the claims the bottleneck. So a
  * busy host's next jobs are claimed ahead and wait in memory for one of its
  * RELAY_HOST_CONCURRENCY slots. That must not keep other hosts' jobs from being claimed:
- * - A host holds at most `concurrency` jobs (in flight or waiting); one whose circuit is
- *   half-open one (its trial). Each claim is shared among the hosts that have due jobs
- *   (relay.repository.ts), so an older backlog of one host does not fill it. The due jobs of a
- *   host whose circuit is open are claimed too, to move them on along the retry schedule
- *   without a request (retry-policy.ts), which takes no time.
+ * - A host holds at most `concurrency` jobs (in flight or waiting); one whose circuit is open
+ *   none, half-open one (its trial). Each claim is shared among the hosts that have due jobs
+ *   (relay.repository.ts), so an older backlog of one host does not fill it.
  * - A job that has waited `heldRoomMs` for its host's slot stops holding room: that host drains
  *   slower than the bulk claim assumed, and its queue would otherwise keep the room full for as
  *   long as it takes (a 1.5 s endpoint: 60 waiting jobs, 22 s). While such jobs wait, the worker
@@ -48,7 +46,7 @@ export function nextClaim(held: HeldJobs): ClaimLimits | null {
   const caps = new Map<string, number>();
   for (const host of new Set([...held.byHost.keys(), ...held.circuits.keys()])) {
     const circuit = held.circuits.get(host) ?? 'closed';
-    const capacity = circuit === 'half-open' ? 1 : held.concurrency;
+    const capacity = { closed: held.concurrency, open: 0, 'half-open': 1 }[circuit];
     caps.set(host, Math.max(0, capacity - (held.byHost.get(host) ?? 0)));
   }
   return { limit, perHost: held.concurrency, caps };

@@ -3,7 +3,7 @@ import type { Registry } from 'prom-client';
 import { METRIC_PREFIX } from '../metrics/metrics';
 import type { OutboxStats } from './relay.repository';
 
-export type AttemptOutcome = 'delivered' | 'retry' | 'dead' | 'refused' | 'paused';
+export type AttemptOutcome = 'delivered' | 'retry' | 'dead' | 'refused';
 
 /** The relay's metrics, on the service's registry (DESIGN §10: attempts, pending, dead, age). */
 export interface RelayMetrics {
@@ -18,7 +18,7 @@ export function createRelayMetrics(
   const name = (suffix: string): string => `${METRIC_PREFIX}relay_${suffix}`;
   const attempts = new Counter({
     name: name('attempts_total'),
-    help: "Relay attempts to callers' own status callbacks, by outcome (delivered, retry, dead, refused: address or URL not allowed, paused: not sent, the host's circuit open, retried on schedule)",
+    help: "Relay attempts to callers' own status callbacks, by outcome (delivered, retry, dead, refused: address or URL not allowed)",
     labelNames: ['outcome'] as const,
     registers,
   });

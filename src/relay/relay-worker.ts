@@ -8,7 +8,7 @@ import type { RelayMetrics } from './relay-metrics';
 import { relayRequest, withoutMessageBody } from './relay-request';
 import { claimDueJobs, outboxStats, recordOutcomes, releaseJobs } from './relay.repository';
 import type { AttemptOutcome, OutboxStats, RelayJobRow } from './relay.repository';
-import { decide, describeFailure, isHostFailure } from './retry-policy';
+import { decide, isHostFailure } from './retry-policy';
 import type { AttemptResult } from './retry-policy';
 import type { RelayTransport } from './relay-transport';
 
@@ -22,8 +22,8 @@ const monotonicNow = (): number => performance.now();
 /**
  * Delivers the relay outbox (DESIGN §10): a loop that main.ts starts and stops. Each turn
  * claims the due jobs this replica has room for, a share for each host (claim-room.ts), sends
- * them (at most RELAY_HOST_CONCURRENCY per host; none to a host whose circuit is open, whose
- * jobs take that step of their retry schedule unsent) and records what came of each. Decisions are pure (claim-room.ts, retry-policy.ts,
+ * them (at most RELAY_HOST_CONCURRENCY per host, none to a host whose circuit is open) and
+ * records what came of each. Decisions are pure (claim-room.ts, retry-policy.ts,
  * circuit-breaker.ts); the network sits behind RelayTransport, the database behind
  * relay.repository.ts.
  */
@@ -205,10 +205,9 @@ export function createRelayWorker(options: RelayWorkerOptions): RelayWorker {
         for (const entry of waiting) {
           // Too late to start: it waits for releaseStale (the next turn) to give it back.
           const late = now - entry.claimedAt > startWithinMs;
-          if (stopping || paused() || late) still.push(entry);
-          else if (limiter.state(entry.job.host, now) === 'open') launch(entry.job, 'unsent');
-          else if (limiter.available(entry.job.host, now) === 0) still.push(entry);
-          else launch(entry.job, 'send');
+          if (stopping || paused() || late || limiter.available(entry.job.host, now) === 0) {
+            still.push(entry);
+          } else launch(entry.job);
         }
         waiting = still;
       } while (startAgain);
@@ -217,10 +216,16 @@ export function createRelayWorker(options: RelayWorkerOptions): RelayWorker {
     }
   }
 
-  /** Waiting jobs too late to start go back (one statement). */
+  /**
+   * Waiting jobs of a host that opened its circuit, or too late to start, go back (one
+   * statement).
+   */
   async function releaseStale(now: number): Promise<void> {
     const giveAllBack = stopping || paused();
-    const stale = waiting.filter(({ claimedAt }) => giveAllBack || now - claimedAt > startWithinMs);
+    const stale = waiting.filter(
+      ({ job, claimedAt }) =>
+        giveAllBack || limiter.state(job.host, now) === 'open' || now - claimedAt > startWithinMs,
+    );
     if (stale.length === 0) return;
     waiting = waiting.filter((entry) => !stale.includes(entry));
     for (const { job } of stale) hold(job.host, -1);
@@ -230,10 +235,9 @@ export function createRelayWorker(options: RelayWorkerOptions): RelayWorker {
     );
   }
 
-  /** `unsent`: the host's circuit is open, so the job only takes its schedule's step. */
-  function launch(job: RelayJobRow, how: 'send' | 'unsent'): void {
-    if (how === 'send') limiter.started(job.host);
-    const attempt: Promise<void> = (how === 'send' ? send(job) : passOver(job))
+  function launch(job: RelayJobRow): void {
+    limiter.started(job.host);
+    const attempt: Promise<void> = send(job)
       .catch((error: unknown) => {
         // The outcome could not be recorded: the lease runs out and the job is sent again.
         logger.warn({ err: error, relay_id: job.id }, 'relay outcome not recorded; will resend');
@@ -264,33 +268,12 @@ export function createRelayWorker(options: RelayWorkerOptions): RelayWorker {
       result = await transport.send(request);
     }
     // The host's slot is free as soon as it answered: the next waiting job can go.
-    const failure =
-      result.kind !== 'refused' && isHostFailure(result) ? describeFailure(result) : null;
-    const change = limiter.finished(job.host, failure, monotonicNow());
+    const change = limiter.finished(job.host, isHostFailure(result), monotonicNow());
     if (change === 'open') logger.warn({ host: job.host }, 'relay host failing: circuit open');
     else if (change === 'closed')
       logger.info({ host: job.host }, 'relay host recovered: circuit closed');
     startWaiting();
-    await conclude(job, result);
-  }
 
-  /**
-   * A job due while its host's circuit is open: no request, but the step of its schedule is
-   * used up as by a failed attempt, so a host that stays down has its relays dead when the
-   * schedule ends rather than pending for as long as it is down.
-   */
-  function passOver(job: RelayJobRow): Promise<void> {
-    const last = limiter.lastFailure(job.host);
-    return conclude(job, {
-      kind: 'paused',
-      error: `not sent: the host is paused by the circuit breaker after failing repeatedly${
-        last === null ? '' : ` (last: ${last})`
-      }`,
-    });
-  }
-
-  /** Writes what an attempt (or a pass over) came to, and counts it. */
-  async function conclude(job: RelayJobRow, result: AttemptResult): Promise<void> {
     const decision = decide(result, job.attempts, options.retrySchedule);
     const outcome: AttemptOutcome = {
       id: job.id,
@@ -318,8 +301,6 @@ export function createRelayWorker(options: RelayWorkerOptions): RelayWorker {
         { relay_id: job.id, message_id: job.message_id, host: job.host, reason: decision.error },
         'relay dead',
       );
-    } else if (result.kind === 'paused') {
-      metrics?.onAttempt('paused');
     } else {
       metrics?.onAttempt(decision.state === 'delivered' ? 'delivered' : 'retry');
     }

@@ -52,7 +52,7 @@ test('When a slow host’s jobs have waited longer than heldRoomMs, then they no
   expect(nextClaim(held({ ...slow, waiting: stale, lastClaimAt: NOW - 200 }))).toBeNull();
 });
 
-test('When a host’s circuit is open or half-open, then a claim gives it its due jobs to pass over unsent, or its one trial', () => {
+test('When a host’s circuit is open or half-open, then a claim gives it none, or its one trial', () => {
   const circuits = new Map([
     ['https://open', 'open' as const],
     ['https://trial', 'half-open' as const],
@@ -62,8 +62,7 @@ test('When a host’s circuit is open or half-open, then a claim gives it its du
   expect(claim?.caps).toEqual(
     new Map([
       ['https://trying', 0],
-      // Passed over without a request, each taking its retry schedule's step (relay-worker.ts).
-      ['https://open', 64],
+      ['https://open', 0],
       ['https://trial', 1],
     ]),
   );
@@ -78,12 +77,12 @@ test('When hosts fail, then the limiter lists the open and half-open ones, and f
   });
   for (const host of ['https://a', 'https://a', 'https://b']) {
     limiter.started(host);
-    limiter.finished(host, 'HTTP 503', 0);
+    limiter.finished(host, true, 0);
   }
   expect(limiter.circuits(500)).toEqual(new Map([['https://a', 'open']]));
   expect(limiter.circuits(1_500)).toEqual(new Map([['https://a', 'half-open']]));
   limiter.started('https://a');
-  limiter.finished('https://a', null, 1_500);
+  limiter.finished('https://a', false, 1_500);
   expect(limiter.circuits(1_500)).toEqual(new Map());
 });
 
@@ -96,7 +95,7 @@ test('When a failing host is sent nothing for maxOpenMs, then the limiter forget
   });
   const fail = (host: string, now: number): void => {
     limiter.started(host);
-    limiter.finished(host, 'HTTP 503', now);
+    limiter.finished(host, true, now);
   };
   // A retired app: opened at 0 (until 1 000), half-open from then on, never tried again.
   fail('https://retired', 0);

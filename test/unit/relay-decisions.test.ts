@@ -68,7 +68,7 @@ describe('per-host limit and circuit breaker', () => {
     const limiter = createHostLimiter(options);
     const fail = (now: number) => {
       limiter.started('h');
-      return limiter.finished('h', 'HTTP 503', now);
+      return limiter.finished('h', true, now);
     };
     expect(fail(0)).toBeNull();
     expect(fail(0)).toBeNull();
@@ -82,7 +82,7 @@ describe('per-host limit and circuit breaker', () => {
     expect(limiter.state('h', 2_999)).toBe('open');
     expect(limiter.state('h', 3_000)).toBe('half-open');
     limiter.started('h');
-    expect(limiter.finished('h', null, 3_000)).toBe('closed');
+    expect(limiter.finished('h', false, 3_000)).toBe('closed');
     expect(limiter.available('h', 3_000)).toBe(2);
   });
 });
