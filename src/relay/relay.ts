@@ -18,7 +18,13 @@ export function createRelay(deps: {
   lookup?: LookupFunction;
   tuning?: Pick<
     RelayWorkerOptions,
-    'pollMs' | 'concurrency' | 'statsEveryMs' | 'breaker' | 'leaseSlackMs'
+    | 'pollMs'
+    | 'concurrency'
+    | 'statsEveryMs'
+    | 'breaker'
+    | 'leaseSlackMs'
+    | 'overdueEveryMs'
+    | 'overdueGraceMs'
   >;
   paused?: () => boolean;
 }): RelayWorker {
