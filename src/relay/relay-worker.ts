@@ -6,13 +6,7 @@ import type { BreakerOptions } from './circuit-breaker';
 import { nextClaim } from './claim-room';
 import type { RelayMetrics } from './relay-metrics';
 import { relayRequest, withoutMessageBody } from './relay-request';
-import {
-  claimDueJobs,
-  expireOverdueJobs,
-  outboxStats,
-  recordOutcomes,
-  releaseJobs,
-} from './relay.repository';
+import { claimDueJobs, outboxStats, recordOutcomes, releaseJobs } from './relay.repository';
 import type { AttemptOutcome, OutboxStats, RelayJobRow } from './relay.repository';
 import { decide, isHostFailure } from './retry-policy';
 import type { AttemptResult } from './retry-policy';
@@ -56,14 +50,6 @@ export interface RelayWorkerOptions {
   leaseSlackMs?: number;
   /** How often the backlog metrics are refreshed. */
   statsEveryMs?: number;
-  /** How often jobs past their retry schedule are looked for (expireOverdueJobs). */
-  overdueEveryMs?: number;
-  /**
-   * How far past its schedule's end a job must be to be overdue: by default the schedule's
-   * whole length (at least a minute), so an outage of the service or its database shorter than
-   * that costs no job its last attempts.
-   */
-  overdueGraceMs?: number;
   breaker?: Partial<Omit<BreakerOptions, 'hostConcurrency'>>;
   /** Wired by the caller once metrics exist (they read this worker's stats). */
   metrics?: RelayMetrics;
@@ -91,12 +77,6 @@ export function createRelayWorker(options: RelayWorkerOptions): RelayWorker {
   const concurrency = options.concurrency ?? 64;
   const pollMs = options.pollMs ?? 1_000;
   const statsEveryMs = options.statsEveryMs ?? 5_000;
-  const overdueEveryMs = options.overdueEveryMs ?? 30_000;
-  // remainingMs[a]: the schedule's steps still ahead of a job that has had `a` attempts.
-  const remainingMs = options.retrySchedule.map((_, a) =>
-    options.retrySchedule.slice(a).reduce((sum, ms) => sum + ms, 0),
-  );
-  const overdueGraceMs = options.overdueGraceMs ?? Math.max(60_000, remainingMs[0] ?? 0);
   // Longer than any attempt can take, so a lease only runs out when its replica died.
   const leaseSlackMs = options.leaseSlackMs ?? 30_000;
   const leaseMs = options.timeoutMs + leaseSlackMs;
@@ -121,7 +101,6 @@ export function createRelayWorker(options: RelayWorkerOptions): RelayWorker {
   let wakeUp: (() => void) | null = null;
   let woken = false;
   let lastStatsAt = -Infinity;
-  let lastOverdueAt = -Infinity;
   const paused = options.paused ?? (() => false);
   let stats: OutboxStats | null = null;
   let databaseDown = false;
@@ -178,10 +157,6 @@ export function createRelayWorker(options: RelayWorkerOptions): RelayWorker {
     if (now - lastStatsAt >= statsEveryMs) {
       lastStatsAt = now;
       stats = await outboxStats(db);
-    }
-    if (now - lastOverdueAt >= overdueEveryMs) {
-      lastOverdueAt = now;
-      await expireOverdue();
     }
     await releaseStale(now);
     const claim = nextClaim({
@@ -258,37 +233,6 @@ export function createRelayWorker(options: RelayWorkerOptions): RelayWorker {
       db,
       stale.map(({ job }) => ({ id: job.id, lease: job.lease_until! })),
     );
-  }
-
-  /**
-   * Jobs past their retry schedule although no attempt ended them (their host paused by the
-   * circuit breaker all along, whose jobs are not claimed) are dead: the schedule is when a
-   * relay gives up, whatever kept it from its attempts.
-   */
-  async function expireOverdue(): Promise<void> {
-    const limit = 500;
-    // Bounded per turn: a huge backlog is worked off over several turns, between claims.
-    for (let batch = 0; batch < 10; batch++) {
-      const expired = await expireOverdueJobs(
-        db,
-        { remainingMs, graceMs: overdueGraceMs, limit },
-        (job) => ({
-          error: `${job.last_error === null ? '' : `${job.last_error}; then `}not delivered within RELAY_RETRY_SCHEDULE (its host kept failing and was paused)`,
-          payload:
-            options.storeBody || job.payload === null
-              ? job.payload
-              : withoutMessageBody(job.payload, job.method, job.content_type),
-        }),
-      );
-      for (const _ of expired) metrics?.onAttempt('dead');
-      if (expired.length > 0) {
-        logger.warn(
-          { relays: expired.length, hosts: [...new Set(expired.map((job) => job.host))] },
-          'relays dead: past their retry schedule, their host paused',
-        );
-      }
-      if (expired.length < limit) return;
-    }
   }
 
   function launch(job: RelayJobRow): void {

@@ -177,60 +177,6 @@ export async function recordOutcomes(db: Db, outcomes: readonly AttemptOutcome[]
     WHERE r.id = o.id AND ${stillLeased}`.execute(db);
 }
 
-/** A job found overdue by expireOverdueJobs, for the worker to write it dead. */
-export interface OverdueJob {
-  id: number;
-  host: string;
-  payload: Buffer | null;
-  method: RelayJobRow['method'];
-  content_type: string | null;
-  last_error: string | null;
-}
-
-/**
- * Makes dead the pending jobs that are past their retry schedule (DESIGN §10: "retried on
- * RELAY_RETRY_SCHEDULE, then the job is dead") although no attempt ended them: their host was
- * paused by the circuit breaker, whose jobs are not claimed, for longer than the schedule. A job
- * is overdue when its next attempt plus every step left (`remainingMs[attempts]`: the sum of the
- * schedule from that step, 0 past the last) plus `graceMs` lies in the past — as if each step
- * had been tried on time and had failed. No breaker is consulted: one replica's open circuit
- * never spends the schedule of jobs another replica could deliver, and a job its host answers
- * in time is never overdue. Leased jobs (being sent) are left alone; `dead` decides each
- * one's last_error and payload (the message text dropped unless STORE_BODY). At most `limit`
- * a call, in one transaction, skipping rows another replica holds.
- */
-export async function expireOverdueJobs(
-  db: Db,
-  options: { remainingMs: readonly number[]; graceMs: number; limit: number },
-  dead: (job: OverdueJob) => { error: string; payload: Buffer | null },
-): Promise<OverdueJob[]> {
-  return db.transaction().execute(async (trx) => {
-    const { rows } = await sql<OverdueJob>`
-      SELECT id, host, payload, method, content_type, last_error FROM relay_jobs
-      WHERE state = 'pending' AND (lease_until IS NULL OR lease_until < now())
-        -- What relay_jobs_due_idx can bound (every step left is ≥ 0): only jobs due longer
-        -- than the grace ago are read, whatever the backlog of jobs due now.
-        AND next_attempt_at < now() - ${options.graceMs}::float8 * interval '1 millisecond'
-        AND next_attempt_at + (COALESCE((${[...options.remainingMs]}::float8[])[attempts + 1], 0)
-          + ${options.graceMs}::float8) * interval '1 millisecond' < now()
-      ORDER BY next_attempt_at
-      LIMIT ${options.limit}
-      FOR UPDATE SKIP LOCKED`.execute(trx);
-    if (rows.length === 0) return rows;
-    const outcomes = rows.map((job) => {
-      const { error, payload } = dead(job);
-      return { id: job.id, error, payload: payload?.toString('base64') ?? null };
-    });
-    await sql`
-      UPDATE relay_jobs r SET state = 'dead', lease_until = NULL, last_error = o.error,
-        updated_at = now(), payload = decode(o.payload, 'base64')
-      FROM json_to_recordset(${JSON.stringify(outcomes)}::json) AS o(id bigint, error text,
-        payload text)
-      WHERE r.id = o.id`.execute(trx);
-    return rows;
-  });
-}
-
 /** Dead → pending, due now, with a fresh retry schedule. Undefined: no such job; null: not dead. */
 export async function retryDeadJob(db: Db, id: number): Promise<RelayJobRow | null | undefined> {
   const updated = await db

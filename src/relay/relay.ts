@@ -18,13 +18,7 @@ export function createRelay(deps: {
   lookup?: LookupFunction;
   tuning?: Pick<
     RelayWorkerOptions,
-    | 'pollMs'
-    | 'concurrency'
-    | 'statsEveryMs'
-    | 'breaker'
-    | 'leaseSlackMs'
-    | 'overdueEveryMs'
-    | 'overdueGraceMs'
+    'pollMs' | 'concurrency' | 'statsEveryMs' | 'breaker' | 'leaseSlackMs'
   >;
   paused?: () => boolean;
 }): RelayWorker {
