@@ -559,7 +559,25 @@ function everyoneCanTraverse(dir: string): boolean {
   }
 }
 
-export function freePort(): Promise<number> {
+/** Ports freePort has given out in this process. */
+const givenPorts = new Set<number>();
+
+/**
+ * A loopback TCP port nothing listens on right now, never one this process was given before:
+ * the kernel may hand a port just closed out again at once, and two ports asked for in a row
+ * (a public and an internal listener) came back equal.
+ */
+export async function freePort(): Promise<number> {
+  for (;;) {
+    const port = await unusedPort();
+    if (!givenPorts.has(port)) {
+      givenPorts.add(port);
+      return port;
+    }
+  }
+}
+
+function unusedPort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const server = net.createServer();
     server.unref();

@@ -1,9 +1,10 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { connect, createServer as createTcpServer } from 'node:net';
-import type { AddressInfo, Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { normalizeCxmlCallback } from '../../src/callbacks/normalize';
+import { freePort } from '../../src/db/embedded-postgres';
 import { databaseNamed } from '../../src/db/migrate';
 import { openSpool } from '../../src/ingest/spool';
 import { createLogger } from '../../src/logger';
@@ -79,15 +80,6 @@ test('The database a command names is the one node-postgres connects to, without
     'the database at db.internal:6432',
   );
 });
-
-/** A free loopback port, closed again: nothing listens on it until a test starts a server. */
-async function freePort(): Promise<number> {
-  const server = createTcpServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
 
 async function spoolOfTwo(): Promise<void> {
   const spool = await openSpool({ dir, logger });

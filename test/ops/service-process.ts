@@ -3,6 +3,7 @@ import type { ChildProcess } from 'node:child_process';
 import http from 'node:http';
 import net from 'node:net';
 import path from 'node:path';
+import { freePort } from '../../src/db/embedded-postgres';
 import { signFormParams, signJsonBody } from '../../src/signalwire/signing';
 import { cxmlFields, nativeFields } from '../helpers/callbacks';
 import { TEST_PUBLIC_BASE_URL, TEST_SIGNING_KEY, TEST_TOKEN_SECRET } from '../helpers/test-app';
@@ -98,17 +99,8 @@ export function startService(
   };
 }
 
-/** A TCP port nothing listens on right now. */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.on('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
-}
+/** A TCP port nothing listens on right now, never one given out before in this process. */
+export { freePort };
 
 /** Whether something accepts TCP connections on the port. */
 export function isListening(port: number): Promise<boolean> {
