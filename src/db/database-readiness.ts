@@ -207,7 +207,7 @@ function unusableError(code: string, message: string): Error {
  * What every replica writes, whatever its settings: table, privilege. The callbacks' write path
  * (src/messages/record-events.repository.ts: upserts, so UPDATE on status_events too — an
  * INSERT … ON CONFLICT DO UPDATE needs it even when nothing conflicts — and relay-outbox.ts),
- * the relay's outcomes (src/relay) and the send proxy's intents (src/messages/send-intents.ts).
+ * the relay's outcomes and its failing hosts (src/relay) and the send proxy's intents (src/messages/send-intents.ts).
  */
 const WRITES = [
   ['messages', 'INSERT'],
@@ -217,6 +217,9 @@ const WRITES = [
   ['stats_deltas', 'INSERT'],
   ['relay_jobs', 'INSERT'],
   ['relay_jobs', 'UPDATE'],
+  ['relay_hosts', 'INSERT'],
+  ['relay_hosts', 'UPDATE'],
+  ['relay_hosts', 'DELETE'],
   ['send_intents', 'INSERT'],
   ['send_intents', 'DELETE'],
 ] as const;

@@ -91,10 +91,19 @@ export interface RelayJobsTable {
   delivered_at: Timestamp | null;
 }
 
+/** Relay destination hosts every real attempt at which has failed since the last delivery (0012). */
+export interface RelayHostsTable {
+  host: string;
+  failing_since: Timestamp;
+  last_failure_at: Timestamp;
+  last_error: string | null;
+}
+
 export interface Database {
   messages: MessagesTable & MessageSweepColumns;
   status_events: StatusEventsTable;
   relay_jobs: RelayJobsTable;
+  relay_hosts: RelayHostsTable;
 }
 
 export type Db = Kysely<Database>;

@@ -8,6 +8,8 @@ export type AttemptOutcome = 'delivered' | 'retry' | 'dead' | 'refused';
 /** The relay's metrics, on the service's registry (DESIGN §10: attempts, pending, dead, age). */
 export interface RelayMetrics {
   onAttempt(outcome: AttemptOutcome): void;
+  /** Relays made dead without another request: their schedule ran out, their host failing. */
+  onExpired(count: number): void;
 }
 
 export function createRelayMetrics(
@@ -20,6 +22,11 @@ export function createRelayMetrics(
     name: name('attempts_total'),
     help: "Relay attempts to callers' own status callbacks, by outcome (delivered, retry, dead, refused: address or URL not allowed)",
     labelNames: ['outcome'] as const,
+    registers,
+  });
+  const expired = new Counter({
+    name: name('expired_total'),
+    help: 'Relay jobs made dead without another attempt: their retry schedule ran out while their host kept failing (paused by the circuit breaker)',
     registers,
   });
   const gauge = (suffix: string, help: string, value: () => number): void => {
@@ -55,6 +62,9 @@ export function createRelayMetrics(
   return {
     onAttempt(outcome) {
       attempts.inc({ outcome });
+    },
+    onExpired(count) {
+      expired.inc(count);
     },
   };
 }

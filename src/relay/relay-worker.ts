@@ -6,8 +6,22 @@ import type { BreakerOptions } from './circuit-breaker';
 import { nextClaim } from './claim-room';
 import type { RelayMetrics } from './relay-metrics';
 import { relayRequest, withoutMessageBody } from './relay-request';
-import { claimDueJobs, outboxStats, recordOutcomes, releaseJobs } from './relay.repository';
-import type { AttemptOutcome, OutboxStats, RelayJobRow } from './relay.repository';
+import {
+  claimDueJobs,
+  claimExpiredJobs,
+  forgetQuietHosts,
+  noteFailingHosts,
+  outboxStats,
+  recordOutcomes,
+  releaseJobs,
+} from './relay.repository';
+import type {
+  AttemptOutcome,
+  ExpiredJobRow,
+  HostFailure,
+  OutboxStats,
+  RelayJobRow,
+} from './relay.repository';
 import { decide, isHostFailure } from './retry-policy';
 import type { AttemptResult } from './retry-policy';
 import type { RelayTransport } from './relay-transport';
@@ -50,6 +64,8 @@ export interface RelayWorkerOptions {
   leaseSlackMs?: number;
   /** How often the backlog metrics are refreshed. */
   statsEveryMs?: number;
+  /** How often relays whose schedule ran out while their host kept failing are made dead. */
+  expireEveryMs?: number;
   breaker?: Partial<Omit<BreakerOptions, 'hostConcurrency'>>;
   /** Wired by the caller once metrics exist (they read this worker's stats). */
   metrics?: RelayMetrics;
@@ -88,12 +104,25 @@ export function createRelayWorker(options: RelayWorkerOptions): RelayWorker {
   // A job waiting for its host's slot holds claim room this long at most (claim-room.ts): far
   // longer than a fast host takes to drain a bulk claim, short enough not to hold up others.
   const heldRoomMs = 1_000;
+  const maxOpenMs = options.breaker?.maxOpenMs ?? 10 * 60_000;
   const limiter = createHostLimiter({
     hostConcurrency: options.hostConcurrency,
     failureThreshold: options.breaker?.failureThreshold ?? 5,
     openMs: options.breaker?.openMs ?? 30_000,
-    maxOpenMs: options.breaker?.maxOpenMs ?? 10 * 60_000,
+    maxOpenMs,
   });
+  // Expiry (claimExpiredJobs): a host counts as failing once every attempt at it has failed for
+  // this long, and stops counting when none has failed for this long. Twice the breaker's
+  // longest pause: a host that stays down is tried (and fails) at least once in that time on
+  // every replica that has its relays due, so its evidence never lapses while it is down.
+  const expiryWindowMs = 2 * maxOpenMs;
+  const expireEveryMs = options.expireEveryMs ?? 10_000;
+  // What the schedule still holds after k attempts: a job with k attempts made, never sent
+  // again, would have been dead that long after it was next due.
+  const remainingMs = options.retrySchedule.map((_, k) =>
+    options.retrySchedule.slice(k).reduce((sum, ms) => sum + ms, 0),
+  );
+  remainingMs.push(0);
   let metrics = options.metrics;
   const inFlight = new Set<Promise<void>>();
   let stopping = false;
@@ -101,6 +130,7 @@ export function createRelayWorker(options: RelayWorkerOptions): RelayWorker {
   let wakeUp: (() => void) | null = null;
   let woken = false;
   let lastStatsAt = -Infinity;
+  let lastExpiryAt = -Infinity;
   const paused = options.paused ?? (() => false);
   let stats: OutboxStats | null = null;
   let databaseDown = false;
@@ -159,6 +189,10 @@ export function createRelayWorker(options: RelayWorkerOptions): RelayWorker {
       stats = await outboxStats(db);
     }
     await releaseStale(now);
+    if (now - lastExpiryAt >= expireEveryMs) {
+      lastExpiryAt = now;
+      await expire();
+    }
     const claim = nextClaim({
       now,
       concurrency,
@@ -268,7 +302,8 @@ export function createRelayWorker(options: RelayWorkerOptions): RelayWorker {
       result = await transport.send(request);
     }
     // The host's slot is free as soon as it answered: the next waiting job can go.
-    const change = limiter.finished(job.host, isHostFailure(result), monotonicNow());
+    const hostFailure = isHostFailure(result);
+    const change = limiter.finished(job.host, hostFailure, monotonicNow());
     if (change === 'open') logger.warn({ host: job.host }, 'relay host failing: circuit open');
     else if (change === 'closed')
       logger.info({ host: job.host }, 'relay host recovered: circuit closed');
@@ -279,21 +314,14 @@ export function createRelayWorker(options: RelayWorkerOptions): RelayWorker {
       id: job.id,
       lease: job.lease_until!,
       state: decision.state,
+      attempted: job.payload !== null,
+      hostFailure,
       delayMs: decision.state === 'pending' ? decision.delayMs : null,
       status: decision.status,
       error: decision.state === 'delivered' ? null : decision.error,
       payload: { keep: true },
     };
-    if (!options.storeBody && job.payload !== null && decision.state !== 'pending') {
-      // Delivered: nothing more to send. Dead: kept for a retry, without the message's text.
-      outcome.payload = {
-        keep: false,
-        base64:
-          decision.state === 'dead'
-            ? withoutMessageBody(job.payload, job.method, job.content_type).toString('base64')
-            : null,
-      };
-    }
+    if (decision.state !== 'pending') outcome.payload = payloadAfter(job, decision.state);
     await record(outcome);
     if (decision.state === 'dead') {
       metrics?.onAttempt(result.kind === 'refused' ? 'refused' : 'dead');
@@ -304,6 +332,66 @@ export function createRelayWorker(options: RelayWorkerOptions): RelayWorker {
     } else {
       metrics?.onAttempt(decision.state === 'delivered' ? 'delivered' : 'retry');
     }
+  }
+
+  /**
+   * What is kept of a job's callback once it leaves pending: delivered, nothing more to send;
+   * dead, kept for a retry, without the message's text. All of it with STORE_BODY=true.
+   */
+  function payloadAfter(job: RelayJobRow, state: 'delivered' | 'dead'): AttemptOutcome['payload'] {
+    if (options.storeBody || job.payload === null) return { keep: true };
+    return {
+      keep: false,
+      base64:
+        state === 'dead'
+          ? withoutMessageBody(job.payload, job.method, job.content_type).toString('base64')
+          : null,
+    };
+  }
+
+  /**
+   * Makes dead, without another request, the relays whose schedule ran out while their host
+   * kept failing (claimExpiredJobs says which): a host paused by the circuit breaker has its
+   * relays not claimed, and they would otherwise stay pending for as long as it is down. Their
+   * outcomes join the others' group commit; the turn does not wait for it.
+   */
+  async function expire(): Promise<void> {
+    await forgetQuietHosts(db, expiryWindowMs);
+    const jobs = await claimExpiredJobs(db, {
+      windowMs: expiryWindowMs,
+      remainingMs,
+      limit: concurrency * 4,
+      leaseMs,
+    });
+    if (jobs.length === 0) return;
+    const written: Promise<void> = Promise.all(
+      jobs.map((job) =>
+        record({
+          id: job.id,
+          lease: job.lease_until!,
+          state: 'dead',
+          attempted: false,
+          hostFailure: false,
+          delayMs: null,
+          status: job.last_status,
+          error: expiryReason(job),
+          payload: payloadAfter(job, 'dead'),
+        }),
+      ),
+    )
+      .then(() => {
+        metrics?.onExpired(jobs.length);
+        logger.warn(
+          { relays: jobs.length, hosts: [...new Set(jobs.map((job) => job.host))] },
+          'relays dead: their schedule ran out while their host kept failing',
+        );
+      })
+      .catch((error: unknown) => {
+        // Their leases run out and the next expiry takes them again.
+        logger.warn({ err: error }, 'expired relays not recorded; will retry');
+      })
+      .finally(() => inFlight.delete(written));
+    inFlight.add(written);
   }
 
   function record(outcome: AttemptOutcome): Promise<void> {
@@ -320,15 +408,21 @@ export function createRelayWorker(options: RelayWorkerOptions): RelayWorker {
       while (outcomes.length > 0) {
         const batch = outcomes;
         outcomes = [];
+        let failing: HostFailure[];
         try {
-          await recordOutcomes(
+          failing = await recordOutcomes(
             db,
             batch.map((entry) => entry.outcome),
           );
           for (const entry of batch) entry.done();
         } catch (error) {
           for (const entry of batch) entry.done(error);
+          continue;
         }
+        // Evidence for expiry only: the outcomes are written whether or not this is.
+        await noteFailingHosts(db, failing, expiryWindowMs).catch((error: unknown) => {
+          logger.warn({ err: error }, 'relay: failing hosts not recorded');
+        });
       }
     } finally {
       writing = false;
@@ -388,4 +482,14 @@ export function createRelayWorker(options: RelayWorkerOptions): RelayWorker {
       metrics = m;
     },
   };
+}
+
+/** Why an expired relay is dead, as `GET /v1/relays` and the status page show it. */
+function expiryReason(job: ExpiredJobRow): string {
+  const last = job.host_last_error ?? job.last_error ?? 'failing';
+  const attempts = job.attempts === 1 ? '1 attempt' : `${job.attempts} attempts`;
+  return (
+    `${last} (after ${attempts}: its host failing since ` +
+    `${job.host_failing_since.toISOString()}, the schedule ran out)`
+  );
 }

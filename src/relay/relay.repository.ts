@@ -133,6 +133,13 @@ export interface AttemptOutcome {
    */
   lease: Date;
   state: 'delivered' | 'pending' | 'dead';
+  /**
+   * A request was made (false: the job expired without one, claimExpiredJobs): only requests
+   * count in `attempts`.
+   */
+  attempted: boolean;
+  /** The request failed in a way that counts against its host (retry-policy.ts, isHostFailure). */
+  hostFailure: boolean;
   /** pending: wait before the next attempt. */
   delayMs: number | null;
   status: number | null;
@@ -141,40 +148,177 @@ export interface AttemptOutcome {
   payload: { keep: true } | { keep: false; base64: string | null };
 }
 
+/** A host whose request failed in a batch of outcomes, and how (relay_hosts.last_error). */
+export interface HostFailure {
+  host: string;
+  error: string | null;
+}
+
 /**
  * Writes the outcomes of many attempts in one statement and one commit: a commit per relay
  * would cost the database more than the relays themselves. An outcome whose lease the job no
  * longer holds is not written (the job was claimed again: its newer attempt decides). Not a named statement (see
  * messages/relay-outbox.ts): planned with its values, the join is on the primary key.
+ *
+ * The same statement removes the hosts delivered to from relay_hosts (they are not failing),
+ * and returns the hosts whose requests failed among the outcomes written and that had no
+ * delivery in the batch: noteFailingHosts records them, in a statement of its own (it may
+ * wait for another replica's row lock, and an outcome must not wait for evidence).
  */
-export async function recordOutcomes(db: Db, outcomes: readonly AttemptOutcome[]): Promise<void> {
-  if (outcomes.length === 0) return;
+export async function recordOutcomes(
+  db: Db,
+  outcomes: readonly AttemptOutcome[],
+): Promise<HostFailure[]> {
+  if (outcomes.length === 0) return [];
   const rows = outcomes.map((o) => ({
     id: o.id,
     lease_ms: o.lease.getTime(),
     state: o.state,
+    attempted: o.attempted,
+    host_failure: o.hostFailure,
     delay_ms: o.delayMs,
     status: o.status,
     error: o.error,
     keep_payload: o.payload.keep,
     payload: o.payload.keep ? null : o.payload.base64,
   }));
+  const { rows: failed } = await sql<HostFailure>`
+    WITH written AS (
+      UPDATE relay_jobs r SET
+        state = o.state,
+        attempts = r.attempts + CASE WHEN o.attempted THEN 1 ELSE 0 END,
+        next_attempt_at = CASE WHEN o.state = 'pending'
+          THEN now() + o.delay_ms * interval '1 millisecond' ELSE r.next_attempt_at END,
+        lease_until = NULL,
+        last_status = o.status,
+        last_error = o.error,
+        delivered_at = CASE WHEN o.state = 'delivered' THEN now() ELSE r.delivered_at END,
+        updated_at = now(),
+        payload = CASE WHEN o.keep_payload THEN r.payload ELSE decode(o.payload, 'base64') END
+      FROM json_to_recordset(${JSON.stringify(rows)}::json) AS o(id bigint,
+        lease_ms double precision, state text, attempted boolean, host_failure boolean,
+        delay_ms double precision, status integer, error text, keep_payload boolean,
+        payload text)
+      WHERE r.id = o.id AND ${stillLeased}
+      RETURNING r.host, o.state, o.host_failure, o.error
+    ), recovered AS (
+      -- Locked in host order, as noteFailingHosts locks them: two replicas' statements never
+      -- wait for each other in a cycle.
+      DELETE FROM relay_hosts h WHERE h.host IN (
+        SELECT f.host FROM relay_hosts f
+        WHERE f.host IN (SELECT host FROM written WHERE state = 'delivered')
+        ORDER BY f.host FOR UPDATE)
+    )
+    SELECT DISTINCT ON (w.host) w.host, w.error FROM written w
+    WHERE w.host_failure
+      AND NOT EXISTS (SELECT 1 FROM written d WHERE d.host = w.host AND d.state = 'delivered')
+    ORDER BY w.host`.execute(db);
+  return failed;
+}
+
+/**
+ * Records that these hosts' requests failed (relay_hosts): stamped now, and failing since now
+ * unless they were already failing — a row last stamped more than `windowMs` ago is old news
+ * (the relay was stopped, or its host had no due relays): the host's failing starts again. In
+ * host order (see recordOutcomes).
+ */
+export async function noteFailingHosts(
+  db: Db,
+  failures: readonly HostFailure[],
+  windowMs: number,
+): Promise<void> {
+  if (failures.length === 0) return;
   await sql`
-    UPDATE relay_jobs r SET
-      state = o.state,
-      attempts = r.attempts + 1,
-      next_attempt_at = CASE WHEN o.state = 'pending'
-        THEN now() + o.delay_ms * interval '1 millisecond' ELSE r.next_attempt_at END,
-      lease_until = NULL,
-      last_status = o.status,
-      last_error = o.error,
-      delivered_at = CASE WHEN o.state = 'delivered' THEN now() ELSE r.delivered_at END,
-      updated_at = now(),
-      payload = CASE WHEN o.keep_payload THEN r.payload ELSE decode(o.payload, 'base64') END
-    FROM json_to_recordset(${JSON.stringify(rows)}::json) AS o(id bigint, lease_ms double precision,
-      state text, delay_ms double precision, status integer, error text, keep_payload boolean,
-      payload text)
-    WHERE r.id = o.id AND ${stillLeased}`.execute(db);
+    INSERT INTO relay_hosts AS h (host, failing_since, last_failure_at, last_error)
+    SELECT f.host, now(), now(), f.error
+    FROM json_to_recordset(${JSON.stringify(failures)}::json) AS f(host text, error text)
+    ORDER BY f.host
+    ON CONFLICT (host) DO UPDATE SET
+      failing_since = CASE WHEN h.last_failure_at < now() - ${windowMs} * interval '1 millisecond'
+        THEN now() ELSE h.failing_since END,
+      last_failure_at = now(),
+      last_error = excluded.last_error`.execute(db);
+}
+
+/** Expiry's view of the host of a job it claimed. */
+export interface ExpiredJobRow extends RelayJobRow {
+  host_failing_since: Date;
+  host_last_error: string | null;
+}
+
+/**
+ * Claims (leases, as claimDueJobs does) up to `limit` relay jobs whose retry schedule has run
+ * out while their host kept failing, for the worker to make dead without another request.
+ *
+ * Why: a host paused by a replica's circuit breaker has its jobs not claimed, so they never
+ * used up their schedule (DESIGN §10: retried on RELAY_RETRY_SCHEDULE, then dead). Nothing
+ * here asks a breaker, which is each replica's own; a job expires only when the database shows
+ * all of:
+ * - its host has failed every real attempt, from any replica, since `failing_since`
+ *   (relay_hosts: a delivery to it ends that), and failed again within the last `windowMs`
+ *   (older news says nothing of now: the relay was stopped, or had nothing due for it);
+ * - it is its message's next job (no earlier job pending), unleased;
+ * - what its schedule still holds has passed, and `windowMs` more, since the later of: when it
+ *   could first have been sent (its own due time, or when its message's previous job left
+ *   pending — a message's later jobs do not age while they wait behind its earlier ones), and
+ *   when its host began failing. So its host failed all through what would have been the
+ *   rest of its schedule, where every attempt would have failed too. A host that fails some
+ *   requests but delivers others never counts as failing for long: a backlog waiting for a
+ *   slow app does not expire, however long it waits.
+ * `remainingMs[k]`: what the schedule still holds after k attempts (its last is 0).
+ *
+ * Bounded: the first `limit` pending jobs of each failing host, in due order, are looked at.
+ */
+export async function claimExpiredJobs(
+  db: Db,
+  options: { windowMs: number; remainingMs: readonly number[]; limit: number; leaseMs: number },
+): Promise<ExpiredJobRow[]> {
+  const { windowMs, remainingMs, limit, leaseMs } = options;
+  const window = sql`${windowMs} * interval '1 millisecond'`;
+  const last = remainingMs.length - 1;
+  const { rows } = await sql<ExpiredJobRow>`
+    WITH failing AS (
+      SELECT host, failing_since FROM relay_hosts
+      WHERE failing_since <= now() - ${window} AND last_failure_at > now() - ${window}
+    ), candidates AS (
+      SELECT j.id FROM failing f CROSS JOIN LATERAL (
+        -- The host matched as an array, as in claimDueJobs: walked on relay_jobs_host_due_idx.
+        SELECT j.id, j.message_id, j.attempts, j.next_attempt_at, j.lease_until
+        FROM relay_jobs j
+        WHERE j.state = 'pending' AND j.host = ANY(ARRAY[f.host])
+          AND j.next_attempt_at <= now() - ${window}
+        ORDER BY j.host, j.next_attempt_at, j.id
+        LIMIT ${limit}) j
+      WHERE (j.lease_until IS NULL OR j.lease_until < now())
+        AND NOT EXISTS (
+          SELECT 1 FROM relay_jobs p
+          WHERE p.message_id = j.message_id AND p.state = 'pending' AND p.id < j.id)
+        AND GREATEST(j.next_attempt_at, f.failing_since, (
+              SELECT max(p.updated_at) FROM relay_jobs p
+              WHERE p.message_id = j.message_id AND p.id < j.id))
+            + (${[...remainingMs]}::float8[])[LEAST(j.attempts, ${last}) + 1]
+              * interval '1 millisecond'
+            + ${window} <= now()
+      LIMIT ${limit}
+    ), expired AS (
+      SELECT j.id FROM relay_jobs j
+      WHERE j.id IN (SELECT id FROM candidates)
+        AND j.state = 'pending' AND (j.lease_until IS NULL OR j.lease_until < now())
+      FOR UPDATE OF j SKIP LOCKED)
+    UPDATE relay_jobs r
+    SET lease_until = date_trunc('milliseconds', now() + ${leaseMs} * interval '1 millisecond')
+    FROM expired, relay_hosts h
+    WHERE r.id = expired.id AND h.host = r.host
+    RETURNING r.*, h.failing_since AS host_failing_since, h.last_error AS host_last_error`.execute(
+    db,
+  );
+  return rows.sort((a, b) => a.id - b.id);
+}
+
+/** Forgets hosts not seen failing for `windowMs`: relay_hosts holds the hosts failing now. */
+export async function forgetQuietHosts(db: Db, windowMs: number): Promise<void> {
+  await sql`DELETE FROM relay_hosts
+    WHERE last_failure_at < now() - ${windowMs} * interval '1 millisecond'`.execute(db);
 }
 
 /** Dead → pending, due now, with a fresh retry schedule. Undefined: no such job; null: not dead. */

@@ -18,7 +18,7 @@ export function createRelay(deps: {
   lookup?: LookupFunction;
   tuning?: Pick<
     RelayWorkerOptions,
-    'pollMs' | 'concurrency' | 'statsEveryMs' | 'breaker' | 'leaseSlackMs'
+    'pollMs' | 'concurrency' | 'statsEveryMs' | 'expireEveryMs' | 'breaker' | 'leaseSlackMs'
   >;
   paused?: () => boolean;
 }): RelayWorker {

@@ -163,13 +163,15 @@ test('When migration 0010 was interrupted and left its index invalid, then runni
   // What a cancelled CREATE INDEX CONCURRENTLY leaves behind, and no record of the migration.
   await sql`UPDATE pg_index SET indisvalid = false
     WHERE indexrelid = 'relay_jobs_host_due_idx'::regclass`.execute(database.db);
-  // With the files after it: the runner applies files in order.
+  // With the files after it (the runner applies files in order), undone.
   await sql`DELETE FROM kysely_migration WHERE name >= '0010_relay_jobs_host_idx'`.execute(
     database.db,
   );
+  await sql`DROP TABLE relay_hosts`.execute(database.db);
   expect(await migrateToLatest(database.db)).toEqual([
     '0010_relay_jobs_host_idx',
     '0011_relay_jobs_delivered_idx',
+    '0012_relay_hosts',
   ]);
   expect((await index()).rows).toEqual([{ valid: true }]);
 });

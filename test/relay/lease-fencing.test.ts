@@ -45,6 +45,8 @@ function outcome(
     id: job.id,
     lease: job.lease_until!,
     state,
+    attempted: true,
+    hostFailure: state !== 'delivered',
     delayMs: state === 'pending' ? 60_000 : null,
     status: state === 'delivered' ? 200 : 503,
     error: state === 'delivered' ? null : 'HTTP 503',

@@ -1,0 +1,221 @@
+import { sql } from 'kysely';
+import { freePort } from '../../src/db/embedded-postgres';
+import { createRelay } from '../../src/relay/relay';
+import { claimExpiredJobs } from '../../src/relay/relay.repository';
+import type { RelayWorker } from '../../src/relay/relay-worker';
+import { cxmlFields, postCxml } from '../helpers/callbacks';
+import { createTestApp, TEST_SIGNING_KEY } from '../helpers/test-app';
+import type { TestApp } from '../helpers/test-app';
+import { eventually, seedProxiedMessage, startCustomerApp } from './support';
+import type { CustomerApp } from './support';
+
+/**
+ * DESIGN §10: a relay is retried on RELAY_RETRY_SCHEDULE, "then the job is dead" — also when
+ * its host stays down and the circuit breaker pauses it. A paused host's relays are not
+ * claimed (only one trial request now and then), so before expiry they never used up their
+ * schedule: an app that stayed down kept every relay pending, with no dead relay, no metric
+ * and no alert, for as long as it was down.
+ *
+ * Scaled down: a schedule of 200 ms + 400 ms (600 ms in all), a breaker that opens after 2
+ * failures and pauses 500 ms, doubling to 1 s — so a host counts as failing once every attempt
+ * at it has failed for 2 s (twice the longest pause), and a relay expires 2 s after its
+ * schedule would have ended.
+ */
+jest.setTimeout(60_000);
+
+const WINDOW_MS = 2_000;
+const SCHEDULE_MS = 600;
+
+let t: TestApp;
+let worker: RelayWorker | undefined;
+const apps: CustomerApp[] = [];
+
+beforeAll(async () => {
+  t = await createTestApp({ RELAY_RETRY_SCHEDULE: '200ms,400ms', RELAY_TIMEOUT_MS: '2000' });
+});
+
+afterEach(async () => {
+  await worker?.stop();
+  worker = undefined;
+  for (const app of apps.splice(0)) await app.close();
+  await t.database.db.deleteFrom('relay_jobs').execute();
+  await t.database.db.deleteFrom('relay_hosts').execute();
+});
+
+afterAll(() => t.close());
+
+function startWorker(failureThreshold = 2, concurrency = 64): RelayWorker {
+  const w = createRelay({
+    config: t.config,
+    db: t.database.db,
+    logger: t.deps.logger,
+    tuning: {
+      pollMs: 20,
+      concurrency,
+      statsEveryMs: 50,
+      expireEveryMs: 50,
+      breaker: { failureThreshold, openMs: 500, maxOpenMs: WINDOW_MS / 2 },
+    },
+  });
+  w.start();
+  return w;
+}
+
+/** A callback URL on a port nothing listens on: every request is refused. */
+async function downUrl(): Promise<string> {
+  return `http://127.0.0.1:${await freePort()}/status`;
+}
+
+/** One relay per message: a `sent` callback for each of `count` new messages. */
+async function relaysTo(url: string, count: number): Promise<string[]> {
+  const ids: string[] = [];
+  for (let i = 0; i < count; i++) {
+    const id = await seedProxiedMessage(t.database.db, 'cxml', url);
+    await postCxml(t.publicApp, cxmlFields({ MessageSid: id, MessageStatus: 'sent' })).expect(200);
+    ids.push(id);
+  }
+  return ids;
+}
+
+const jobsOf = (ids: readonly string[]) =>
+  t.database.db
+    .selectFrom('relay_jobs')
+    .select(['id', 'message_id', 'state', 'attempts', 'last_error', 'updated_at', 'payload'])
+    .where('message_id', 'in', ids)
+    .orderBy('id')
+    .execute();
+
+test('When an app stays down, then its relays are dead once their schedule has run out, though the breaker paused its host', async () => {
+  const url = await downUrl();
+  // Enough that the breaker's trials (one request per pause, each a step of one relay's
+  // schedule) could not have used up their schedules in the time allowed: 40 relays need 120
+  // failed trials, one a second at most.
+  const ids = await relaysTo(url, 40);
+  const started = Date.now();
+  worker = startWorker();
+
+  const jobs = await eventually(async () => {
+    const rows = await jobsOf(ids);
+    return rows.every((row) => row.state === 'dead') && rows;
+  }, 30_000);
+  const took = Date.now() - started;
+
+  // Not before their schedule and the window had passed; long before the trials could have.
+  expect(took).toBeGreaterThanOrEqual(SCHEDULE_MS + WINDOW_MS);
+  expect(took).toBeLessThan(20_000);
+  // Most were never sent again (no request, so no attempt counted).
+  expect(jobs.filter((job) => job.attempts < 3).length).toBeGreaterThan(30);
+  for (const job of jobs) {
+    if (job.attempts < 3) {
+      expect(job.last_error).toMatch(/ECONNREFUSED|connect/i);
+      expect(job.last_error).toContain('the schedule ran out');
+    }
+    // Dead: the callback is kept for a retry, without the message's text.
+    expect(job.payload).not.toBeNull();
+  }
+  const { rows } = await sql<{ n: string }>`SELECT count(*) AS n FROM relay_hosts`.execute(
+    t.database.db,
+  );
+  expect(Number(rows[0]!.n)).toBe(1);
+});
+
+test('When a message has several relays to a host that stays down, then a later one\u2019s schedule starts when the one before it is dead, not when it was written', async () => {
+  const url = await downUrl();
+  const host = new URL(url).origin;
+  const id = await seedProxiedMessage(t.database.db, 'cxml', url);
+  for (const status of ['sent', 'delivered']) {
+    await postCxml(t.publicApp, cxmlFields({ MessageSid: id, MessageStatus: status })).expect(200);
+  }
+  // Written an hour ago; the host failing all that time and just now.
+  await sql`UPDATE relay_jobs SET next_attempt_at = now() - interval '1 hour'
+    WHERE message_id = ${id}`.execute(t.database.db);
+  await sql`INSERT INTO relay_hosts (host, failing_since, last_failure_at, last_error)
+    VALUES (${host}, now() - interval '1 hour', now(), 'connect ECONNREFUSED')`.execute(
+    t.database.db,
+  );
+  const [first, second] = await jobsOf([id]);
+  const expire = () =>
+    claimExpiredJobs(t.database.db, {
+      windowMs: WINDOW_MS,
+      remainingMs: [600, 400, 0],
+      limit: 100,
+      leaseMs: 60_000,
+    });
+
+  // Only the first: the second waits behind it.
+  expect((await expire()).map((job) => job.id)).toEqual([first!.id]);
+  // The first went dead a second ago: the second's schedule (600 ms) and the window (2 s) have
+  // not passed since.
+  await sql`UPDATE relay_jobs SET state = 'dead', lease_until = NULL,
+    updated_at = now() - interval '1 second' WHERE id = ${first!.id}`.execute(t.database.db);
+  expect(await expire()).toEqual([]);
+  // Three seconds ago: they have. But its host has been failing for a second only (it
+  // delivered before): not all through what would have been the rest of its schedule.
+  await sql`UPDATE relay_jobs SET updated_at = now() - interval '3 seconds'
+    WHERE id = ${first!.id}`.execute(t.database.db);
+  await sql`UPDATE relay_hosts SET failing_since = now() - interval '1 second'`.execute(
+    t.database.db,
+  );
+  expect(await expire()).toEqual([]);
+  // Failing for three seconds: it has.
+  await sql`UPDATE relay_hosts SET failing_since = now() - interval '3 seconds'`.execute(
+    t.database.db,
+  );
+  const expired = await expire();
+  expect(expired.map((job) => job.id)).toEqual([second!.id]);
+  expect(expired[0]!.host_last_error).toBe('connect ECONNREFUSED');
+  // Claimed with a lease, as a due job is: a second look does not take it again.
+  expect(await expire()).toEqual([]);
+});
+
+test('When a slow app fails some relays but keeps delivering others, then its backlog is delivered however long it waits, never expired', async () => {
+  const app = await startCustomerApp(TEST_SIGNING_KEY);
+  apps.push(app);
+  const ids = await relaysTo(app.callbackUrl('/slow'), 60);
+  // Every fourth message's relay is always refused (503: it uses up its own schedule); the
+  // others are accepted. Each answer takes 500 ms: 4 at a time, the backlog takes about 8 s,
+  // far past every relay's schedule and the window. The host fails often, but never all
+  // through a relay's schedule.
+  ids.forEach((id, i) => app.behave(id, () => ({ status: i % 4 === 0 ? 503 : 200, delayMs: 500 })));
+  // The breaker as configured by default (5 failures in a row): the failures here are spread.
+  // Room for 8 relays: the backlog waits in the outbox, where expiry could take it, not
+  // claimed (leased) in the worker's memory.
+  worker = startWorker(5, 8);
+
+  const rows = await eventually(async () => {
+    const all = await jobsOf(ids);
+    // In the order of ids (jobsOf orders by job id; one job per message).
+    return all.every((row) => row.state !== 'pending') && all;
+  }, 50_000);
+  // Every accepted relay was delivered, although most waited past their schedule and the
+  // window; the refused ones are dead (by their own schedule, or expired once only they were
+  // left and the host failed everything).
+  expect(rows.filter((row, i) => i % 4 === 0 && row.state !== 'dead')).toEqual([]);
+  expect(rows.filter((row) => row.state === 'delivered')).toHaveLength(45);
+});
+
+test('When a host failed long ago but has not been tried since (the relay was stopped), then its overdue relays are not expired before it fails again', async () => {
+  const url = await downUrl();
+  const ids = await relaysTo(url, 3);
+  const host = new URL(url).origin;
+  // Long overdue, and its host seen failing an hour ago: old news (the service was down).
+  await sql`UPDATE relay_jobs SET next_attempt_at = now() - interval '2 hours'
+    WHERE message_id = ANY(${ids})`.execute(t.database.db);
+  await sql`INSERT INTO relay_hosts (host, failing_since, last_failure_at, last_error)
+    VALUES (${host}, now() - interval '3 hours', now() - interval '1 hour', 'HTTP 503')`.execute(
+    t.database.db,
+  );
+  worker = startWorker();
+
+  // Tried again first: the host fails now, and counts as failing only a window later.
+  await eventually(async () => {
+    const rows = await jobsOf(ids);
+    return rows.some((row) => row.attempts > 0);
+  });
+  const early = await jobsOf(ids);
+  expect(early.filter((row) => row.state === 'dead' && row.attempts === 0)).toEqual([]);
+  const { rows } = await sql<{ since_ms: number }>`
+    SELECT (extract(epoch FROM now() - failing_since) * 1000)::float8 AS since_ms
+    FROM relay_hosts WHERE host = ${host}`.execute(t.database.db);
+  expect(rows[0]!.since_ms).toBeLessThan(WINDOW_MS);
+});
