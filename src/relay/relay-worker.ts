@@ -9,7 +9,9 @@ import { relayRequest, withoutMessageBody } from './relay-request';
 import {
   claimDueJobs,
   claimExpiredJobs,
+  failingHosts,
   forgetQuietHosts,
+  forgetRecoveredHosts,
   noteFailingHosts,
   outboxStats,
   recordOutcomes,
@@ -174,7 +176,17 @@ export function createRelayWorker(options: RelayWorkerOptions): RelayWorker {
   }
   // Outcomes waiting to be written: one statement and one commit for all that accumulate
   // while the previous write runs (group commit).
-  let outcomes: Array<{ outcome: AttemptOutcome; done: (error?: unknown) => void }> = [];
+  let outcomes: Array<{
+    outcome: AttemptOutcome;
+    host: string;
+    done: (error?: unknown) => void;
+  }> = [];
+  // The hosts in relay_hosts, as of the last expiry and this replica's own notes since: a
+  // delivery removes a host's row only if it is here, so that delivering to a healthy host
+  // costs no statement. A row another replica added since the last look (expireEveryMs) is
+  // missed that long; it cannot count for expiry before it is expiryWindowMs old, by which time
+  // it has been seen.
+  let knownFailing = new Set<string>();
   let writing = false;
 
   async function turn(): Promise<number> {
@@ -322,7 +334,7 @@ export function createRelayWorker(options: RelayWorkerOptions): RelayWorker {
       payload: { keep: true },
     };
     if (decision.state !== 'pending') outcome.payload = payloadAfter(job, decision.state);
-    await record(outcome);
+    await record(outcome, job.host);
     if (decision.state === 'dead') {
       metrics?.onAttempt(result.kind === 'refused' ? 'refused' : 'dead');
       logger.warn(
@@ -357,6 +369,7 @@ export function createRelayWorker(options: RelayWorkerOptions): RelayWorker {
    */
   async function expire(): Promise<void> {
     await forgetQuietHosts(db, expiryWindowMs);
+    knownFailing = new Set(await failingHosts(db));
     const jobs = await claimExpiredJobs(db, {
       windowMs: expiryWindowMs,
       remainingMs,
@@ -366,17 +379,20 @@ export function createRelayWorker(options: RelayWorkerOptions): RelayWorker {
     if (jobs.length === 0) return;
     const written: Promise<void> = Promise.all(
       jobs.map((job) =>
-        record({
-          id: job.id,
-          lease: job.lease_until!,
-          state: 'dead',
-          attempted: false,
-          hostFailure: false,
-          delayMs: null,
-          status: job.last_status,
-          error: expiryReason(job),
-          payload: payloadAfter(job, 'dead'),
-        }),
+        record(
+          {
+            id: job.id,
+            lease: job.lease_until!,
+            state: 'dead',
+            attempted: false,
+            hostFailure: false,
+            delayMs: null,
+            status: job.last_status,
+            error: expiryReason(job),
+            payload: payloadAfter(job, 'dead'),
+          },
+          job.host,
+        ),
       ),
     )
       .then(() => {
@@ -394,9 +410,9 @@ export function createRelayWorker(options: RelayWorkerOptions): RelayWorker {
     inFlight.add(written);
   }
 
-  function record(outcome: AttemptOutcome): Promise<void> {
+  function record(outcome: AttemptOutcome, host: string): Promise<void> {
     return new Promise((resolve, reject) => {
-      outcomes.push({ outcome, done: (error) => (error ? reject(error) : resolve()) });
+      outcomes.push({ outcome, host, done: (error) => (error ? reject(error) : resolve()) });
       void writeOutcomes();
     });
   }
@@ -408,24 +424,50 @@ export function createRelayWorker(options: RelayWorkerOptions): RelayWorker {
       while (outcomes.length > 0) {
         const batch = outcomes;
         outcomes = [];
-        let failing: HostFailure[];
         try {
-          failing = await recordOutcomes(
+          await recordOutcomes(
             db,
             batch.map((entry) => entry.outcome),
           );
           for (const entry of batch) entry.done();
         } catch (error) {
           for (const entry of batch) entry.done(error);
-          continue;
         }
-        // Evidence for expiry only: the outcomes are written whether or not this is.
-        await noteFailingHosts(db, failing, expiryWindowMs).catch((error: unknown) => {
-          logger.warn({ err: error }, 'relay: failing hosts not recorded');
-        });
+        await noteHosts(batch);
       }
     } finally {
       writing = false;
+    }
+  }
+
+  /**
+   * What a batch of outcomes says of their hosts, for expiry (relay_hosts): a host delivered to
+   * is not failing; one whose request failed, with none delivered in the batch, is. About the
+   * requests made, whether or not their outcomes could be written (another replica may have
+   * taken a job whose lease ran out: the request was still made). Only changes are written.
+   */
+  async function noteHosts(batch: ReadonlyArray<{ outcome: AttemptOutcome; host: string }>) {
+    const delivered = new Set<string>();
+    for (const { outcome, host } of batch) if (outcome.state === 'delivered') delivered.add(host);
+    const failed = new Map<string, HostFailure>();
+    for (const { outcome, host } of batch) {
+      if (outcome.hostFailure && !delivered.has(host)) {
+        failed.set(host, { host, error: outcome.error });
+      }
+    }
+    const recovered = [...delivered].filter((host) => knownFailing.has(host)).sort();
+    try {
+      await noteFailingHosts(
+        db,
+        [...failed.values()].sort((a, b) => (a.host < b.host ? -1 : 1)),
+        expiryWindowMs,
+      );
+      for (const host of failed.keys()) knownFailing.add(host);
+      await forgetRecoveredHosts(db, recovered);
+      for (const host of recovered) knownFailing.delete(host);
+    } catch (error) {
+      // Evidence only: at worst a relay expires later, or a delivery is missed for a while.
+      logger.warn({ err: error }, 'relay: failing hosts not recorded');
     }
   }
 

@@ -148,79 +148,61 @@ export interface AttemptOutcome {
   payload: { keep: true } | { keep: false; base64: string | null };
 }
 
-/** A host whose request failed in a batch of outcomes, and how (relay_hosts.last_error). */
-export interface HostFailure {
-  host: string;
-  error: string | null;
-}
-
 /**
  * Writes the outcomes of many attempts in one statement and one commit: a commit per relay
  * would cost the database more than the relays themselves. An outcome whose lease the job no
  * longer holds is not written (the job was claimed again: its newer attempt decides). Not a named statement (see
  * messages/relay-outbox.ts): planned with its values, the join is on the primary key.
- *
- * The same statement removes the hosts delivered to from relay_hosts (they are not failing),
- * and returns the hosts whose requests failed among the outcomes written and that had no
- * delivery in the batch: noteFailingHosts records them, in a statement of its own (it may
- * wait for another replica's row lock, and an outcome must not wait for evidence).
  */
-export async function recordOutcomes(
-  db: Db,
-  outcomes: readonly AttemptOutcome[],
-): Promise<HostFailure[]> {
-  if (outcomes.length === 0) return [];
+export async function recordOutcomes(db: Db, outcomes: readonly AttemptOutcome[]): Promise<void> {
+  if (outcomes.length === 0) return;
   const rows = outcomes.map((o) => ({
     id: o.id,
     lease_ms: o.lease.getTime(),
     state: o.state,
     attempted: o.attempted,
-    host_failure: o.hostFailure,
     delay_ms: o.delayMs,
     status: o.status,
     error: o.error,
     keep_payload: o.payload.keep,
     payload: o.payload.keep ? null : o.payload.base64,
   }));
-  const { rows: failed } = await sql<HostFailure>`
-    WITH written AS (
-      UPDATE relay_jobs r SET
-        state = o.state,
-        attempts = r.attempts + CASE WHEN o.attempted THEN 1 ELSE 0 END,
-        next_attempt_at = CASE WHEN o.state = 'pending'
-          THEN now() + o.delay_ms * interval '1 millisecond' ELSE r.next_attempt_at END,
-        lease_until = NULL,
-        last_status = o.status,
-        last_error = o.error,
-        delivered_at = CASE WHEN o.state = 'delivered' THEN now() ELSE r.delivered_at END,
-        updated_at = now(),
-        payload = CASE WHEN o.keep_payload THEN r.payload ELSE decode(o.payload, 'base64') END
-      FROM json_to_recordset(${JSON.stringify(rows)}::json) AS o(id bigint,
-        lease_ms double precision, state text, attempted boolean, host_failure boolean,
-        delay_ms double precision, status integer, error text, keep_payload boolean,
-        payload text)
-      WHERE r.id = o.id AND ${stillLeased}
-      RETURNING r.host, o.state, o.host_failure, o.error
-    ), recovered AS (
-      -- Locked in host order, as noteFailingHosts locks them: two replicas' statements never
-      -- wait for each other in a cycle.
-      DELETE FROM relay_hosts h WHERE h.host IN (
-        SELECT f.host FROM relay_hosts f
-        WHERE f.host IN (SELECT host FROM written WHERE state = 'delivered')
-        ORDER BY f.host FOR UPDATE)
-    )
-    SELECT DISTINCT ON (w.host) w.host, w.error FROM written w
-    WHERE w.host_failure
-      AND NOT EXISTS (SELECT 1 FROM written d WHERE d.host = w.host AND d.state = 'delivered')
-    ORDER BY w.host`.execute(db);
-  return failed;
+  await sql`
+    UPDATE relay_jobs r SET
+      state = o.state,
+      attempts = r.attempts + CASE WHEN o.attempted THEN 1 ELSE 0 END,
+      next_attempt_at = CASE WHEN o.state = 'pending'
+        THEN now() + o.delay_ms * interval '1 millisecond' ELSE r.next_attempt_at END,
+      lease_until = NULL,
+      last_status = o.status,
+      last_error = o.error,
+      delivered_at = CASE WHEN o.state = 'delivered' THEN now() ELSE r.delivered_at END,
+      updated_at = now(),
+      payload = CASE WHEN o.keep_payload THEN r.payload ELSE decode(o.payload, 'base64') END
+    FROM json_to_recordset(${JSON.stringify(rows)}::json) AS o(id bigint, lease_ms double precision,
+      state text, attempted boolean, delay_ms double precision, status integer, error text,
+      keep_payload boolean, payload text)
+    WHERE r.id = o.id AND ${stillLeased}`.execute(db);
+}
+
+/** A host a request to which failed (relay_hosts.last_error: how). */
+export interface HostFailure {
+  host: string;
+  error: string | null;
+}
+
+/** The hosts in relay_hosts: failing now, as far as the replicas know. */
+export async function failingHosts(db: Db): Promise<string[]> {
+  const rows = await db.selectFrom('relay_hosts').select('host').execute();
+  return rows.map((row) => row.host);
 }
 
 /**
- * Records that these hosts' requests failed (relay_hosts): stamped now, and failing since now
- * unless they were already failing — a row last stamped more than `windowMs` ago is old news
- * (the relay was stopped, or its host had no due relays): the host's failing starts again. In
- * host order (see recordOutcomes).
+ * Records that requests to these hosts failed (relay_hosts): stamped now, and failing since
+ * now unless they were already failing — a row last stamped more than `windowMs` ago is old
+ * news (the relay was stopped, or its host had no due relays): its failing starts again.
+ * Rows are locked in host order, as forgetRecoveredHosts locks them, so two replicas'
+ * statements never wait for each other in a cycle.
  */
 export async function noteFailingHosts(
   db: Db,
@@ -238,6 +220,15 @@ export async function noteFailingHosts(
         THEN now() ELSE h.failing_since END,
       last_failure_at = now(),
       last_error = excluded.last_error`.execute(db);
+}
+
+/** A request to each of these hosts was delivered: they are not failing (relay_hosts). */
+export async function forgetRecoveredHosts(db: Db, hosts: readonly string[]): Promise<void> {
+  if (hosts.length === 0) return;
+  await sql`
+    DELETE FROM relay_hosts WHERE host IN (
+      SELECT host FROM relay_hosts WHERE host = ANY(${[...hosts]}::text[])
+      ORDER BY host FOR UPDATE)`.execute(db);
 }
 
 /** Expiry's view of the host of a job it claimed. */

@@ -3,6 +3,7 @@ import { freePort } from '../../src/db/embedded-postgres';
 import { createRelay } from '../../src/relay/relay';
 import { claimExpiredJobs } from '../../src/relay/relay.repository';
 import type { RelayWorker } from '../../src/relay/relay-worker';
+import type { LookupFunction } from '../../src/relay/safe-agent';
 import { cxmlFields, postCxml } from '../helpers/callbacks';
 import { createTestApp, TEST_SIGNING_KEY } from '../helpers/test-app';
 import type { TestApp } from '../helpers/test-app';
@@ -27,7 +28,7 @@ const WINDOW_MS = 2_000;
 const SCHEDULE_MS = 600;
 
 let t: TestApp;
-let worker: RelayWorker | undefined;
+const workers: RelayWorker[] = [];
 const apps: CustomerApp[] = [];
 
 beforeAll(async () => {
@@ -35,8 +36,7 @@ beforeAll(async () => {
 });
 
 afterEach(async () => {
-  await worker?.stop();
-  worker = undefined;
+  for (const worker of workers.splice(0)) await worker.stop();
   for (const app of apps.splice(0)) await app.close();
   await t.database.db.deleteFrom('relay_jobs').execute();
   await t.database.db.deleteFrom('relay_hosts').execute();
@@ -44,11 +44,17 @@ afterEach(async () => {
 
 afterAll(() => t.close());
 
-function startWorker(failureThreshold = 2, concurrency = 64): RelayWorker {
-  const w = createRelay({
+/** A relay worker, as each replica runs one; `lookup`: where its name lookups lead. */
+function startWorker({
+  failureThreshold = 2,
+  concurrency = 64,
+  lookup,
+}: { failureThreshold?: number; concurrency?: number; lookup?: LookupFunction } = {}): void {
+  const worker = createRelay({
     config: t.config,
     db: t.database.db,
     logger: t.deps.logger,
+    ...(lookup && { lookup }),
     tuning: {
       pollMs: 20,
       concurrency,
@@ -57,8 +63,20 @@ function startWorker(failureThreshold = 2, concurrency = 64): RelayWorker {
       breaker: { failureThreshold, openMs: 500, maxOpenMs: WINDOW_MS / 2 },
     },
   });
-  w.start();
-  return w;
+  worker.start();
+  workers.push(worker);
+}
+
+/** A name lookup that answers `address` for every name. */
+function lookupTo(address: string): LookupFunction {
+  return ((
+    _hostname: string,
+    options: { all?: boolean },
+    callback: (...args: unknown[]) => void,
+  ) =>
+    options.all
+      ? callback(null, [{ address, family: 4 }])
+      : callback(null, address, 4)) as unknown as LookupFunction;
 }
 
 /** A callback URL on a port nothing listens on: every request is refused. */
@@ -92,7 +110,7 @@ test('When an app stays down, then its relays are dead once their schedule has r
   // failed trials, one a second at most.
   const ids = await relaysTo(url, 40);
   const started = Date.now();
-  worker = startWorker();
+  startWorker();
 
   const jobs = await eventually(async () => {
     const rows = await jobsOf(ids);
@@ -180,7 +198,7 @@ test('When a slow app fails some relays but keeps delivering others, then its ba
   // The breaker as configured by default (5 failures in a row): the failures here are spread.
   // Room for 8 relays: the backlog waits in the outbox, where expiry could take it, not
   // claimed (leased) in the worker's memory.
-  worker = startWorker(5, 8);
+  startWorker({ failureThreshold: 5, concurrency: 8 });
 
   const rows = await eventually(async () => {
     const all = await jobsOf(ids);
@@ -194,6 +212,29 @@ test('When a slow app fails some relays but keeps delivering others, then its ba
   expect(rows.filter((row) => row.state === 'delivered')).toHaveLength(45);
 });
 
+test('When one replica cannot reach an app that another replica delivers to, then none of its relays expire', async () => {
+  const app = await startCustomerApp(TEST_SIGNING_KEY);
+  apps.push(app);
+  const ids = await relaysTo(`http://app.expiry.test:${app.port}/status`, 60);
+  // 4 at a time and 300 ms each, the backlog takes about 5 s: past every relay's schedule and
+  // the window.
+  for (const id of ids) app.behave(id, () => ({ status: 200, delayMs: 300 }));
+  // Replica A's lookups lead to an address nothing listens on: it sees the host down, its
+  // circuit opens, and it records the host failing. Replica B's lead to the app, which it
+  // delivers to all along. Room for 8 relays each: the backlog waits in the outbox, where
+  // expiry could take it.
+  startWorker({ concurrency: 8, lookup: lookupTo('127.0.0.2') });
+  startWorker({ concurrency: 8, lookup: lookupTo('127.0.0.1') });
+
+  const rows = await eventually(async () => {
+    const all = await jobsOf(ids);
+    return all.every((row) => row.state !== 'pending') && all;
+  }, 50_000);
+  // A's failures may use up a relay's schedule (3 refused requests); none expired.
+  expect(rows.filter((row) => row.state === 'dead' && row.attempts < 3)).toEqual([]);
+  expect(rows.filter((row) => row.state === 'delivered').length).toBeGreaterThan(50);
+});
+
 test('When a host failed long ago but has not been tried since (the relay was stopped), then its overdue relays are not expired before it fails again', async () => {
   const url = await downUrl();
   const ids = await relaysTo(url, 3);
@@ -205,7 +246,7 @@ test('When a host failed long ago but has not been tried since (the relay was st
     VALUES (${host}, now() - interval '3 hours', now() - interval '1 hour', 'HTTP 503')`.execute(
     t.database.db,
   );
-  worker = startWorker();
+  startWorker();
 
   // Tried again first: the host fails now, and counts as failing only a window later.
   await eventually(async () => {
