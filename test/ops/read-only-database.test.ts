@@ -151,3 +151,27 @@ test('When DATABASE_URL’s user may insert events but not upsert them, then the
   expect(String(body.reason)).toMatch(/UPDATE on status_events/);
   expect(String(body.reason)).not.toMatch(/on messages/);
 });
+
+test('When DATABASE_URL’s user was granted table by table before relay_hosts existed, then the pod never becomes ready and /readyz names relay_hosts', async () => {
+  // Migration 0012's table, which the relay's expiry writes: an operator's per-table grants
+  // made for an earlier release do not cover it.
+  const database = await freshDatabase();
+  const role = `sw_status_pertable_${randomUUID().slice(0, 8)}`;
+  roles.push(role);
+  await asAdmin(`CREATE ROLE ${role} LOGIN PASSWORD '${role}-password'`);
+  await database.pool.query(
+    `GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO ${role};
+     REVOKE ALL ON relay_hosts FROM ${role};
+     GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO ${role}`,
+  );
+  const url = new URL(database.url);
+  url.username = role;
+  url.password = `${role}-password`;
+  const { readyz } = await launch(url.toString());
+
+  const { status, body } = await readyz();
+  expect(status).toBe(503);
+  expect(String(body.reason)).toMatch(
+    /not allowed to write: INSERT on relay_hosts, UPDATE on relay_hosts, DELETE on relay_hosts/,
+  );
+});
