@@ -185,7 +185,7 @@ export const ROWS: RowSpec[] = [
       {
         title: 'Relay backlog and dead letters',
         description:
-          'Relays to the apps’ own status callbacks: pending, dead (retries exhausted; retry with POST /v1/relays/{id}/retry) and the oldest pending age. Counts are of the whole database (every pod reports the same: max).',
+          'Relays to the apps’ own status callbacks: pending, dead (retries exhausted, or their schedule ran out while their host kept failing; retry with POST /v1/relays/{id}/retry) and the oldest pending age. Counts are of the whole database (every pod reports the same: max).',
         unit: 'short',
         targets: [
           { expr: `max(sw_status_relay_pending{${NS}})`, legend: 'pending' },
@@ -194,12 +194,17 @@ export const ROWS: RowSpec[] = [
       },
       {
         title: 'Relay attempts and oldest pending',
-        description: 'Relay attempts per second by outcome; oldest pending relay (right axis).',
+        description:
+          'Relay attempts per second by outcome, and relays made dead without an attempt (expired: their schedule ran out while their host kept failing); oldest pending relay (right axis).',
         unit: 'reqps',
         targets: [
           {
             expr: `sum by (outcome) (rate(sw_status_relay_attempts_total{${NS}}[${RATE}]))`,
             legend: '{{outcome}}',
+          },
+          {
+            expr: `sum(rate(sw_status_relay_expired_total{${NS}}[${RATE}]))`,
+            legend: 'expired',
           },
           {
             expr: `max(sw_status_relay_oldest_pending_age_seconds{${NS}})`,
