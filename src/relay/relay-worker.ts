@@ -9,6 +9,7 @@ import { relayRequest, withoutMessageBody } from './relay-request';
 import {
   claimDueJobs,
   claimExpiredJobs,
+  expiringHosts,
   failingHosts,
   forgetQuietHosts,
   forgetRecoveredHosts,
@@ -20,6 +21,7 @@ import {
 import type {
   AttemptOutcome,
   ExpiredJobRow,
+  ExpiryCursor,
   HostFailure,
   OutboxStats,
   RelayJobRow,
@@ -119,6 +121,8 @@ export function createRelayWorker(options: RelayWorkerOptions): RelayWorker {
   // every replica that has its relays due, so its evidence never lapses while it is down.
   const expiryWindowMs = 2 * maxOpenMs;
   const expireEveryMs = options.expireEveryMs ?? 10_000;
+  // Jobs expiry looks at each time, in all hosts: a few milliseconds of the turn it runs in.
+  const expiryBudget = 1_000;
   // What the schedule still holds after k attempts: a job with k attempts made, never sent
   // again, would have been dead that long after it was next due.
   const remainingMs = options.retrySchedule.map((_, k) =>
@@ -187,6 +191,9 @@ export function createRelayWorker(options: RelayWorkerOptions): RelayWorker {
   // missed that long; it cannot count for expiry before it is expiryWindowMs old, by which time
   // it has been seen.
   let knownFailing = new Set<string>();
+  // Expiry's walks: where each failing host's stopped, and the host it looked at last.
+  const expiryCursors = new Map<string, ExpiryCursor>();
+  let lastExpiredHost = '';
   let writing = false;
 
   async function turn(): Promise<number> {
@@ -370,12 +377,32 @@ export function createRelayWorker(options: RelayWorkerOptions): RelayWorker {
   async function expire(): Promise<void> {
     await forgetQuietHosts(db, expiryWindowMs);
     knownFailing = new Set(await failingHosts(db));
-    const jobs = await claimExpiredJobs(db, {
-      windowMs: expiryWindowMs,
-      remainingMs,
-      limit: concurrency * 4,
-      leaseMs,
-    });
+    const hosts = await expiringHosts(db, expiryWindowMs);
+    for (const host of expiryCursors.keys()) if (!hosts.includes(host)) expiryCursors.delete(host);
+    // A bounded look each time (expiryBudget jobs in all), host after host, each walk picking
+    // up where the last one stopped: a host with a large backlog is walked through in turns,
+    // and the others' turns come.
+    const jobs: ExpiredJobRow[] = [];
+    let budget = expiryBudget;
+    const start = hosts.findIndex((host) => host > lastExpiredHost);
+    const order = start < 0 ? hosts : [...hosts.slice(start), ...hosts.slice(0, start)];
+    for (const host of order) {
+      if (budget <= 0) break;
+      const limit = Math.min(budget, expiryBudget / 2);
+      const walk = await claimExpiredJobs(db, {
+        host,
+        after: expiryCursors.get(host) ?? null,
+        limit,
+        windowMs: expiryWindowMs,
+        remainingMs,
+        leaseMs,
+      });
+      budget -= limit;
+      lastExpiredHost = host;
+      if (walk.next) expiryCursors.set(host, walk.next);
+      else expiryCursors.delete(host);
+      jobs.push(...walk.jobs);
+    }
     if (jobs.length === 0) return;
     const written: Promise<void> = Promise.all(
       jobs.map((job) =>

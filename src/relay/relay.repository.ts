@@ -237,9 +237,28 @@ export interface ExpiredJobRow extends RelayJobRow {
   host_last_error: string | null;
 }
 
+/** Where a walk through one host's pending jobs got to (relay_jobs_host_due_idx order). */
+export interface ExpiryCursor {
+  /** As PostgreSQL wrote it: to the microsecond (a Date's milliseconds would walk in place). */
+  dueAt: string;
+  id: number;
+}
+
+/** The hosts that have failed every real attempt for at least `windowMs`, and recently. */
+export async function expiringHosts(db: Db, windowMs: number): Promise<string[]> {
+  const { rows } = await sql<{ host: string }>`
+    SELECT host FROM relay_hosts
+    WHERE failing_since <= now() - ${windowMs} * interval '1 millisecond'
+      AND last_failure_at > now() - ${windowMs} * interval '1 millisecond'
+    ORDER BY host`.execute(db);
+  return rows.map((row) => row.host);
+}
+
 /**
- * Claims (leases, as claimDueJobs does) up to `limit` relay jobs whose retry schedule has run
- * out while their host kept failing, for the worker to make dead without another request.
+ * Looks at up to `limit` pending jobs of one host, after `after` in due order, and claims
+ * (leases, as claimDueJobs does) those whose retry schedule has run out while their host kept
+ * failing, for the worker to make dead without another request. Returns them, and where the
+ * walk got to (null: the end of the host's jobs; the next walk starts from the beginning).
  *
  * Why: a host paused by a replica's circuit breaker has its jobs not claimed, so they never
  * used up their schedule (DESIGN §10: retried on RELAY_RETRY_SCHEDULE, then dead). Nothing
@@ -258,43 +277,66 @@ export interface ExpiredJobRow extends RelayJobRow {
  *   slow app does not expire, however long it waits.
  * `remainingMs[k]`: what the schedule still holds after k attempts (its last is 0).
  *
- * Bounded: the first `limit` pending jobs of each failing host, in due order, are looked at.
+ * A walk, not the host's first jobs each time: a message's later job keeps the due time it
+ * was written with, so due order is not expiry order, and the first jobs of a host could be
+ * ones not expiring for hours while older ones behind them are long overdue.
  */
 export async function claimExpiredJobs(
   db: Db,
-  options: { windowMs: number; remainingMs: readonly number[]; limit: number; leaseMs: number },
-): Promise<ExpiredJobRow[]> {
-  const { windowMs, remainingMs, limit, leaseMs } = options;
+  options: {
+    host: string;
+    after: ExpiryCursor | null;
+    limit: number;
+    windowMs: number;
+    remainingMs: readonly number[];
+    leaseMs: number;
+  },
+): Promise<{ jobs: ExpiredJobRow[]; next: ExpiryCursor | null }> {
+  const { host, after, limit, windowMs, remainingMs, leaseMs } = options;
   const window = sql`${windowMs} * interval '1 millisecond'`;
   const last = remainingMs.length - 1;
-  const { rows } = await sql<ExpiredJobRow>`
-    WITH failing AS (
+  // The row comparison on the whole key of relay_jobs_host_due_idx: one index descent to the
+  // cursor, then the next rows in order.
+  const { rows: slice } = await sql<{ id: number; due_at: string; expired: boolean }>`
+    WITH host AS (
       SELECT host, failing_since FROM relay_hosts
-      WHERE failing_since <= now() - ${window} AND last_failure_at > now() - ${window}
-    ), candidates AS (
-      SELECT j.id FROM failing f CROSS JOIN LATERAL (
-        -- The host matched as an array, as in claimDueJobs: walked on relay_jobs_host_due_idx.
-        SELECT j.id, j.message_id, j.attempts, j.next_attempt_at, j.lease_until
-        FROM relay_jobs j
-        WHERE j.state = 'pending' AND j.host = ANY(ARRAY[f.host])
-          AND j.next_attempt_at <= now() - ${window}
-        ORDER BY j.host, j.next_attempt_at, j.id
-        LIMIT ${limit}) j
-      WHERE (j.lease_until IS NULL OR j.lease_until < now())
+      WHERE host = ${host}
+        AND failing_since <= now() - ${window} AND last_failure_at > now() - ${window}
+    )
+    SELECT j.id, j.next_attempt_at::text AS due_at,
+      (j.lease_until IS NULL OR j.lease_until < now())
         AND NOT EXISTS (
           SELECT 1 FROM relay_jobs p
           WHERE p.message_id = j.message_id AND p.state = 'pending' AND p.id < j.id)
-        AND GREATEST(j.next_attempt_at, f.failing_since, (
+        AND GREATEST(j.next_attempt_at, h.failing_since, (
               SELECT max(p.updated_at) FROM relay_jobs p
               WHERE p.message_id = j.message_id AND p.id < j.id))
             + (${[...remainingMs]}::float8[])[LEAST(j.attempts, ${last}) + 1]
               * interval '1 millisecond'
-            + ${window} <= now()
-      LIMIT ${limit}
-    ), expired AS (
+            + ${window} <= now() AS expired
+    FROM host h CROSS JOIN LATERAL (
+      SELECT j.id, j.message_id, j.attempts, j.next_attempt_at, j.lease_until
+      FROM relay_jobs j
+      WHERE j.state = 'pending' AND j.host = h.host
+        AND (j.host, j.next_attempt_at, j.id)
+          > (h.host, ${after?.dueAt ?? '-infinity'}::timestamptz, ${after?.id ?? 0}::bigint)
+      ORDER BY j.host, j.next_attempt_at, j.id
+      LIMIT ${limit}) j
+    ORDER BY j.next_attempt_at, j.id`.execute(db);
+  const end = slice.at(-1);
+  const next = slice.length < limit || !end ? null : { dueAt: end.due_at, id: end.id };
+  const ids = slice.filter((row) => row.expired).map((row) => row.id);
+  if (ids.length === 0) return { jobs: [], next };
+  // Locked and checked again here: another replica may have claimed one, or a retried job
+  // (POST /v1/relays/:id/retry) may stand before one again.
+  const { rows } = await sql<ExpiredJobRow>`
+    WITH expired AS (
       SELECT j.id FROM relay_jobs j
-      WHERE j.id IN (SELECT id FROM candidates)
+      WHERE j.id = ANY(${ids}::bigint[])
         AND j.state = 'pending' AND (j.lease_until IS NULL OR j.lease_until < now())
+        AND NOT EXISTS (
+          SELECT 1 FROM relay_jobs p
+          WHERE p.message_id = j.message_id AND p.state = 'pending' AND p.id < j.id)
       FOR UPDATE OF j SKIP LOCKED)
     UPDATE relay_jobs r
     SET lease_until = date_trunc('milliseconds', now() + ${leaseMs} * interval '1 millisecond')
@@ -303,13 +345,19 @@ export async function claimExpiredJobs(
     RETURNING r.*, h.failing_since AS host_failing_since, h.last_error AS host_last_error`.execute(
     db,
   );
-  return rows.sort((a, b) => a.id - b.id);
+  return { jobs: rows.sort((a, b) => a.id - b.id), next };
 }
 
-/** Forgets hosts not seen failing for `windowMs`: relay_hosts holds the hosts failing now. */
+/**
+ * Forgets hosts not seen failing for `windowMs`: relay_hosts holds the hosts failing now.
+ * Rows another statement holds are skipped (they are being stamped, so not quiet), and the
+ * rest are locked in host order, as noteFailingHosts and forgetRecoveredHosts lock them.
+ */
 export async function forgetQuietHosts(db: Db, windowMs: number): Promise<void> {
-  await sql`DELETE FROM relay_hosts
-    WHERE last_failure_at < now() - ${windowMs} * interval '1 millisecond'`.execute(db);
+  await sql`DELETE FROM relay_hosts WHERE host IN (
+      SELECT host FROM relay_hosts
+      WHERE last_failure_at < now() - ${windowMs} * interval '1 millisecond'
+      ORDER BY host FOR UPDATE SKIP LOCKED)`.execute(db);
 }
 
 /** Dead → pending, due now, with a fresh retry schedule. Undefined: no such job; null: not dead. */

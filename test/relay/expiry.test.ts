@@ -2,6 +2,7 @@ import { sql } from 'kysely';
 import { freePort } from '../../src/db/embedded-postgres';
 import { createRelay } from '../../src/relay/relay';
 import { claimExpiredJobs } from '../../src/relay/relay.repository';
+import type { ExpiryCursor } from '../../src/relay/relay.repository';
 import type { RelayWorker } from '../../src/relay/relay-worker';
 import type { LookupFunction } from '../../src/relay/safe-agent';
 import { cxmlFields, postCxml } from '../helpers/callbacks';
@@ -95,6 +96,17 @@ async function relaysTo(url: string, count: number): Promise<string[]> {
   return ids;
 }
 
+/** One look of expiry's at `host`'s pending jobs, after `after`. */
+const walk = (host: string, after: ExpiryCursor | null, limit: number) =>
+  claimExpiredJobs(t.database.db, {
+    host,
+    after,
+    limit,
+    windowMs: WINDOW_MS,
+    remainingMs: [600, 400, 0],
+    leaseMs: 60_000,
+  });
+
 const jobsOf = (ids: readonly string[]) =>
   t.database.db
     .selectFrom('relay_jobs')
@@ -152,13 +164,7 @@ test('When a message has several relays to a host that stays down, then a later 
     t.database.db,
   );
   const [first, second] = await jobsOf([id]);
-  const expire = () =>
-    claimExpiredJobs(t.database.db, {
-      windowMs: WINDOW_MS,
-      remainingMs: [600, 400, 0],
-      limit: 100,
-      leaseMs: 60_000,
-    });
+  const expire = async () => (await walk(host, null, 100)).jobs;
 
   // Only the first: the second waits behind it.
   expect((await expire()).map((job) => job.id)).toEqual([first!.id]);
@@ -184,6 +190,52 @@ test('When a message has several relays to a host that stays down, then a later 
   expect(expired[0]!.host_last_error).toBe('connect ECONNREFUSED');
   // Claimed with a lease, as a due job is: a second look does not take it again.
   expect(await expire()).toEqual([]);
+});
+
+test('When a host’s first jobs in due order are not expiring yet, then expiry walks on to older overdue ones behind them, whatever their due times', async () => {
+  const url = await downUrl();
+  const host = new URL(url).origin;
+  // 4 messages with two relays each, whose first relays went dead a second ago: their second
+  // relays were written two hours ago (due then), but their schedule started a second ago.
+  const waiting: string[] = [];
+  for (let i = 0; i < 4; i++) {
+    const id = await seedProxiedMessage(t.database.db, 'cxml', url);
+    for (const status of ['sent', 'delivered']) {
+      await postCxml(t.publicApp, cxmlFields({ MessageSid: id, MessageStatus: status })).expect(
+        200,
+      );
+    }
+    waiting.push(id);
+  }
+  await sql`UPDATE relay_jobs SET next_attempt_at = now() - interval '2 hours'
+    WHERE message_id = ANY(${waiting})`.execute(t.database.db);
+  await sql`UPDATE relay_jobs j SET state = 'dead', updated_at = now() - interval '1 second'
+    WHERE message_id = ANY(${waiting})
+      AND id = (SELECT min(id) FROM relay_jobs WHERE message_id = j.message_id)`.execute(
+    t.database.db,
+  );
+  // 10 messages never tried, due an hour ago, written in one statement (one due time for all,
+  // to the microsecond): long past their schedule.
+  const overdue = await relaysTo(url, 10);
+  await sql`UPDATE relay_jobs SET next_attempt_at = now() - interval '1 hour'
+    WHERE message_id = ANY(${overdue})`.execute(t.database.db);
+  await sql`INSERT INTO relay_hosts (host, failing_since, last_failure_at, last_error)
+    VALUES (${host}, now() - interval '3 hours', now(), 'HTTP 503')`.execute(t.database.db);
+
+  // Looks of 4 jobs: the first finds only the waiting second relays, then the walk goes on.
+  const expired: string[] = [];
+  let after: ExpiryCursor | null = null;
+  const looks: number[] = [];
+  do {
+    const look = await walk(host, after, 4);
+    looks.push(look.jobs.length);
+    expired.push(...look.jobs.map((job) => job.message_id));
+    after = look.next;
+  } while (after && looks.length < 10);
+  expect(looks).toEqual([0, 4, 4, 2]);
+  expect(expired.sort()).toEqual([...overdue].sort());
+  // The walk ended: the next starts from the beginning.
+  expect(after).toBeNull();
 });
 
 test('When a slow app fails some relays but keeps delivering others, then its backlog is delivered however long it waits, never expired', async () => {
