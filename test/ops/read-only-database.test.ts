@@ -105,18 +105,29 @@ test('When a failover leaves the pool’s connections on a read-only server, the
   await eventually(async () => (await stored()) === 2, 'the spooled callbacks stored', 30_000);
 });
 
-test('When DATABASE_URL’s user may read but not write, then the pod never becomes ready and /readyz says why', async () => {
+/**
+ * The service on a fresh database as a user of its own, given `grants` (SQL, `ROLE` standing
+ * for the user's name). A password: the embedded PostgreSQL asks for one (the CI's system one
+ * trusts local users).
+ */
+async function launchAs(prefix: string, grants: string) {
   const database = await freshDatabase();
-  const role = `sw_status_reader_${randomUUID().slice(0, 8)}`;
+  const role = `${prefix}_${randomUUID().slice(0, 8)}`;
   roles.push(role);
-  // A password: the embedded PostgreSQL asks for one (the CI's system one trusts local users).
   await asAdmin(`CREATE ROLE ${role} LOGIN PASSWORD '${role}-password'`);
-  // What a reporting or read-only user is given: the schema is readable, nothing writable.
-  await database.pool.query(`GRANT SELECT ON ALL TABLES IN SCHEMA public TO ${role}`);
+  await database.pool.query(grants.replaceAll('ROLE', role));
   const url = new URL(database.url);
   url.username = role;
   url.password = `${role}-password`;
-  const { readyz } = await launch(url.toString());
+  return launch(url.toString());
+}
+
+test('When DATABASE_URL’s user may read but not write, then the pod never becomes ready and /readyz says why', async () => {
+  // What a reporting or read-only user is given: the schema is readable, nothing writable.
+  const { readyz } = await launchAs(
+    'sw_status_reader',
+    'GRANT SELECT ON ALL TABLES IN SCHEMA public TO ROLE',
+  );
 
   for (let probe = 0; probe < 4; probe++) {
     const { status, body } = await readyz();
@@ -130,21 +141,14 @@ test('When DATABASE_URL’s user may read but not write, then the pod never beco
 test('When DATABASE_URL’s user may insert events but not upsert them, then the pod never becomes ready and /readyz names what is missing', async () => {
   // What an operator granting "just inserts" would give: every event upsert of the write path
   // (INSERT … ON CONFLICT DO UPDATE) would then fail with 42501 on a ready pod.
-  const database = await freshDatabase();
-  const role = `sw_status_inserter_${randomUUID().slice(0, 8)}`;
-  roles.push(role);
-  await asAdmin(`CREATE ROLE ${role} LOGIN PASSWORD '${role}-password'`);
-  await database.pool.query(`GRANT SELECT ON ALL TABLES IN SCHEMA public TO ${role}`);
-  await database.pool.query(
-    `GRANT INSERT, UPDATE ON messages, relay_jobs TO ${role};
-     GRANT INSERT ON status_events, stats_deltas TO ${role};
-     GRANT INSERT, DELETE ON send_intents TO ${role};
-     GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO ${role}`,
+  const { readyz } = await launchAs(
+    'sw_status_inserter',
+    `GRANT SELECT ON ALL TABLES IN SCHEMA public TO ROLE;
+     GRANT INSERT, UPDATE ON messages, relay_jobs TO ROLE;
+     GRANT INSERT ON status_events, stats_deltas TO ROLE;
+     GRANT INSERT, DELETE ON send_intents TO ROLE;
+     GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO ROLE`,
   );
-  const url = new URL(database.url);
-  url.username = role;
-  url.password = `${role}-password`;
-  const { readyz } = await launch(url.toString());
 
   const { status, body } = await readyz();
   expect(status).toBe(503);
@@ -155,19 +159,12 @@ test('When DATABASE_URL’s user may insert events but not upsert them, then the
 test('When DATABASE_URL’s user was granted table by table before relay_hosts existed, then the pod never becomes ready and /readyz names relay_hosts', async () => {
   // Migration 0012's table, which the relay's expiry writes: an operator's per-table grants
   // made for an earlier release do not cover it.
-  const database = await freshDatabase();
-  const role = `sw_status_pertable_${randomUUID().slice(0, 8)}`;
-  roles.push(role);
-  await asAdmin(`CREATE ROLE ${role} LOGIN PASSWORD '${role}-password'`);
-  await database.pool.query(
-    `GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO ${role};
-     REVOKE ALL ON relay_hosts FROM ${role};
-     GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO ${role}`,
+  const { readyz } = await launchAs(
+    'sw_status_pertable',
+    `GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO ROLE;
+     REVOKE ALL ON relay_hosts FROM ROLE;
+     GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO ROLE`,
   );
-  const url = new URL(database.url);
-  url.username = role;
-  url.password = `${role}-password`;
-  const { readyz } = await launch(url.toString());
 
   const { status, body } = await readyz();
   expect(status).toBe(503);
