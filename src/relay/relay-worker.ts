@@ -379,25 +379,26 @@ export function createRelayWorker(options: RelayWorkerOptions): RelayWorker {
     knownFailing = new Set(await failingHosts(db));
     const hosts = await expiringHosts(db, expiryWindowMs);
     for (const host of expiryCursors.keys()) if (!hosts.includes(host)) expiryCursors.delete(host);
-    // A bounded look each time (expiryBudget jobs in all), host after host, each walk picking
-    // up where the last one stopped: a host with a large backlog is walked through in turns,
-    // and the others' turns come.
+    // A bounded look each time (expiryBudget jobs in all), host after host (each at most once),
+    // each walk picking up where the last one stopped: a host with a large backlog is walked
+    // through in turns, and the others' turns come.
     const jobs: ExpiredJobRow[] = [];
     let budget = expiryBudget;
     const start = hosts.findIndex((host) => host > lastExpiredHost);
     const order = start < 0 ? hosts : [...hosts.slice(start), ...hosts.slice(0, start)];
     for (const host of order) {
       if (budget <= 0) break;
-      const limit = Math.min(budget, expiryBudget / 2);
       const walk = await claimExpiredJobs(db, {
         host,
         after: expiryCursors.get(host) ?? null,
-        limit,
+        // No host takes the whole budget: the next ones' turns come in the same run.
+        limit: Math.min(budget, expiryBudget / 2),
         windowMs: expiryWindowMs,
         remainingMs,
         leaseMs,
       });
-      budget -= limit;
+      // Charged by the jobs looked at: a host with few pending costs little of the run.
+      budget -= Math.max(walk.looked, 1);
       lastExpiredHost = host;
       if (walk.next) expiryCursors.set(host, walk.next);
       else expiryCursors.delete(host);

@@ -291,19 +291,24 @@ export async function claimExpiredJobs(
     remainingMs: readonly number[];
     leaseMs: number;
   },
-): Promise<{ jobs: ExpiredJobRow[]; next: ExpiryCursor | null }> {
+): Promise<{ jobs: ExpiredJobRow[]; next: ExpiryCursor | null; looked: number }> {
   const { host, after, limit, windowMs, remainingMs, leaseMs } = options;
   const window = sql`${windowMs} * interval '1 millisecond'`;
   const last = remainingMs.length - 1;
   // The row comparison on the whole key of relay_jobs_host_due_idx: one index descent to the
   // cursor, then the next rows in order.
-  const { rows: slice } = await sql<{ id: number; due_at: string; expired: boolean }>`
+  const { rows: slice } = await sql<{
+    id: number;
+    due_at: string;
+    failing_since: string;
+    expired: boolean;
+  }>`
     WITH host AS (
       SELECT host, failing_since FROM relay_hosts
       WHERE host = ${host}
         AND failing_since <= now() - ${window} AND last_failure_at > now() - ${window}
     )
-    SELECT j.id, j.next_attempt_at::text AS due_at,
+    SELECT j.id, j.next_attempt_at::text AS due_at, h.failing_since::text AS failing_since,
       (j.lease_until IS NULL OR j.lease_until < now())
         AND NOT EXISTS (
           SELECT 1 FROM relay_jobs p
@@ -325,10 +330,13 @@ export async function claimExpiredJobs(
     ORDER BY j.next_attempt_at, j.id`.execute(db);
   const end = slice.at(-1);
   const next = slice.length < limit || !end ? null : { dueAt: end.due_at, id: end.id };
+  const looked = slice.length;
   const ids = slice.filter((row) => row.expired).map((row) => row.id);
-  if (ids.length === 0) return { jobs: [], next };
+  if (ids.length === 0) return { jobs: [], next, looked };
   // Locked and checked again here: another replica may have claimed one, or a retried job
-  // (POST /v1/relays/:id/retry) may stand before one again.
+  // (POST /v1/relays/:id/retry) may stand before one again; and the host's row must be the one
+  // judged above, still recent. A delivery since removed it (no row: nothing is claimed), and
+  // a failure after that made a new one, failing since then.
   const { rows } = await sql<ExpiredJobRow>`
     WITH expired AS (
       SELECT j.id FROM relay_jobs j
@@ -342,10 +350,12 @@ export async function claimExpiredJobs(
     SET lease_until = date_trunc('milliseconds', now() + ${leaseMs} * interval '1 millisecond')
     FROM expired, relay_hosts h
     WHERE r.id = expired.id AND h.host = r.host
+      AND h.failing_since = ${slice[0]!.failing_since}::timestamptz
+      AND h.last_failure_at > now() - ${window}
     RETURNING r.*, h.failing_since AS host_failing_since, h.last_error AS host_last_error`.execute(
     db,
   );
-  return { jobs: rows.sort((a, b) => a.id - b.id), next };
+  return { jobs: rows.sort((a, b) => a.id - b.id), next, looked };
 }
 
 /**

@@ -1,4 +1,5 @@
 import { sql } from 'kysely';
+import type { KyselyPlugin } from 'kysely';
 import { freePort } from '../../src/db/embedded-postgres';
 import { createRelay } from '../../src/relay/relay';
 import { claimExpiredJobs } from '../../src/relay/relay.repository';
@@ -50,7 +51,13 @@ function startWorker({
   failureThreshold = 2,
   concurrency = 64,
   lookup,
-}: { failureThreshold?: number; concurrency?: number; lookup?: LookupFunction } = {}): void {
+  expireEveryMs = 50,
+}: {
+  failureThreshold?: number;
+  concurrency?: number;
+  lookup?: LookupFunction;
+  expireEveryMs?: number;
+} = {}): void {
   const worker = createRelay({
     config: t.config,
     db: t.database.db,
@@ -60,7 +67,7 @@ function startWorker({
       pollMs: 20,
       concurrency,
       statsEveryMs: 50,
-      expireEveryMs: 50,
+      expireEveryMs,
       breaker: { failureThreshold, openMs: 500, maxOpenMs: WINDOW_MS / 2 },
     },
   });
@@ -236,6 +243,70 @@ test('When a host’s first jobs in due order are not expiring yet, then expiry 
   expect(expired.sort()).toEqual([...overdue].sort());
   // The walk ended: the next starts from the beginning.
   expect(after).toBeNull();
+});
+
+test('When the host delivers and then fails anew between expiry’s look and its claim, then nothing is claimed on the old evidence', async () => {
+  const url = await downUrl();
+  const host = new URL(url).origin;
+  const ids = await relaysTo(url, 3);
+  await sql`UPDATE relay_jobs SET next_attempt_at = now() - interval '1 hour'
+    WHERE message_id = ANY(${ids})`.execute(t.database.db);
+  await sql`INSERT INTO relay_hosts (host, failing_since, last_failure_at, last_error)
+    VALUES (${host}, now() - interval '1 hour', now(), 'HTTP 503')`.execute(t.database.db);
+  // Right after the look: another replica delivers to the host (its row goes), and another's
+  // request fails (a new row, failing since now).
+  let between = false;
+  const gap: KyselyPlugin = {
+    transformQuery: ({ node }) => node,
+    async transformResult({ result }) {
+      const first = result.rows[0];
+      if (!between && first && 'expired' in first) {
+        between = true;
+        await sql`DELETE FROM relay_hosts WHERE host = ${host}`.execute(t.database.db);
+        await sql`INSERT INTO relay_hosts (host, failing_since, last_failure_at, last_error)
+          VALUES (${host}, now(), now(), 'HTTP 503')`.execute(t.database.db);
+      }
+      return result;
+    },
+  };
+
+  const look = await claimExpiredJobs(t.database.db.withPlugin(gap), {
+    host,
+    after: null,
+    limit: 100,
+    windowMs: WINDOW_MS,
+    remainingMs: [600, 400, 0],
+    leaseMs: 60_000,
+  });
+  expect(between).toBe(true);
+  expect(look.looked).toBe(3);
+  expect(look.jobs).toEqual([]);
+});
+
+test('When many hosts are failing with a few overdue relays each, then one expiry run gets through them all', async () => {
+  const hosts: string[] = [];
+  const ids: string[] = [];
+  for (let i = 0; i < 6; i++) {
+    const url = await downUrl();
+    hosts.push(new URL(url).origin);
+    ids.push(...(await relaysTo(url, 1)));
+  }
+  await sql`UPDATE relay_jobs SET next_attempt_at = now() - interval '1 hour'
+    WHERE message_id = ANY(${ids})`.execute(t.database.db);
+  await sql`INSERT INTO relay_hosts (host, failing_since, last_failure_at, last_error)
+    SELECT host, now() - interval '1 hour', now(), 'HTTP 503' FROM unnest(${hosts}::text[]) host`.execute(
+    t.database.db,
+  );
+  // One expiry run in the test's time: the first turn's.
+  startWorker({ expireEveryMs: 60_000 });
+
+  const rows = await eventually(async () => {
+    const all = await jobsOf(ids);
+    return all.every((row) => row.state === 'dead') && all;
+  });
+  // All expired in that run, none sent (a host it did not get to would have had its relay
+  // claimed and tried).
+  expect(rows.map((row) => row.attempts)).toEqual([0, 0, 0, 0, 0, 0]);
 });
 
 test('When a slow app fails some relays but keeps delivering others, then its backlog is delivered however long it waits, never expired', async () => {
