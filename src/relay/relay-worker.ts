@@ -6,26 +6,9 @@ import type { BreakerOptions } from './circuit-breaker';
 import { nextClaim } from './claim-room';
 import type { RelayMetrics } from './relay-metrics';
 import { relayRequest, withoutMessageBody } from './relay-request';
-import {
-  claimDueJobs,
-  claimExpiredJobs,
-  expiringHosts,
-  failingHosts,
-  forgetQuietHosts,
-  forgetRecoveredHosts,
-  noteFailingHosts,
-  outboxStats,
-  recordOutcomes,
-  releaseJobs,
-} from './relay.repository';
-import type {
-  AttemptOutcome,
-  ExpiredJobRow,
-  ExpiryCursor,
-  HostFailure,
-  OutboxStats,
-  RelayJobRow,
-} from './relay.repository';
+import { createRelayExpiry, expiryReason } from './relay-expiry';
+import { claimDueJobs, outboxStats, recordOutcomes, releaseJobs } from './relay.repository';
+import type { AttemptOutcome, OutboxStats, RelayJobRow } from './relay.repository';
 import { decide, isHostFailure } from './retry-policy';
 import type { AttemptResult } from './retry-policy';
 import type { RelayTransport } from './relay-transport';
@@ -115,20 +98,23 @@ export function createRelayWorker(options: RelayWorkerOptions): RelayWorker {
     openMs: options.breaker?.openMs ?? 30_000,
     maxOpenMs,
   });
-  // Expiry (claimExpiredJobs): a host counts as failing once every attempt at it has failed for
-  // this long, and stops counting when none has failed for this long. Twice the breaker's
-  // longest pause: a host that stays down is tried (and fails) at least once in that time on
-  // every replica that has its relays due, so its evidence never lapses while it is down.
-  const expiryWindowMs = 2 * maxOpenMs;
   const expireEveryMs = options.expireEveryMs ?? 10_000;
-  // Jobs expiry looks at each time, in all hosts: a few milliseconds of the turn it runs in.
-  const expiryBudget = 1_000;
   // What the schedule still holds after k attempts: a job with k attempts made, never sent
   // again, would have been dead that long after it was next due.
   const remainingMs = options.retrySchedule.map((_, k) =>
     options.retrySchedule.slice(k).reduce((sum, ms) => sum + ms, 0),
   );
   remainingMs.push(0);
+  const expiry = createRelayExpiry({
+    db,
+    logger,
+    // Twice the breaker's longest pause: a host that stays down is tried (and fails) at least
+    // once in that time on every replica that has its relays due, so its evidence never
+    // lapses while it is down.
+    windowMs: 2 * maxOpenMs,
+    remainingMs,
+    leaseMs,
+  });
   let metrics = options.metrics;
   const inFlight = new Set<Promise<void>>();
   let stopping = false;
@@ -180,20 +166,13 @@ export function createRelayWorker(options: RelayWorkerOptions): RelayWorker {
   }
   // Outcomes waiting to be written: one statement and one commit for all that accumulate
   // while the previous write runs (group commit).
+  // Each with what its request said of its host, for expiry (none: no request was made).
   let outcomes: Array<{
     outcome: AttemptOutcome;
     host: string;
+    hostFailure: boolean;
     done: (error?: unknown) => void;
   }> = [];
-  // The hosts in relay_hosts, as of the last expiry and this replica's own notes since: a
-  // delivery removes a host's row only if it is here, so that delivering to a healthy host
-  // costs no statement. A row another replica added since the last look (expireEveryMs) is
-  // missed that long; it cannot count for expiry before it is expiryWindowMs old, by which time
-  // it has been seen.
-  let knownFailing = new Set<string>();
-  // Expiry's walks: where each failing host's stopped, and the host it looked at last.
-  const expiryCursors = new Map<string, ExpiryCursor>();
-  let lastExpiredHost = '';
   let writing = false;
 
   async function turn(): Promise<number> {
@@ -334,14 +313,13 @@ export function createRelayWorker(options: RelayWorkerOptions): RelayWorker {
       lease: job.lease_until!,
       state: decision.state,
       attempted: job.payload !== null,
-      hostFailure,
       delayMs: decision.state === 'pending' ? decision.delayMs : null,
       status: decision.status,
       error: decision.state === 'delivered' ? null : decision.error,
       payload: { keep: true },
     };
     if (decision.state !== 'pending') outcome.payload = payloadAfter(job, decision.state);
-    await record(outcome, job.host);
+    await record(outcome, job.host, hostFailure);
     if (decision.state === 'dead') {
       metrics?.onAttempt(result.kind === 'refused' ? 'refused' : 'dead');
       logger.warn(
@@ -370,40 +348,11 @@ export function createRelayWorker(options: RelayWorkerOptions): RelayWorker {
 
   /**
    * Makes dead, without another request, the relays whose schedule ran out while their host
-   * kept failing (claimExpiredJobs says which): a host paused by the circuit breaker has its
-   * relays not claimed, and they would otherwise stay pending for as long as it is down. Their
-   * outcomes join the others' group commit; the turn does not wait for it.
+   * kept failing (relay-expiry.ts says which). Their outcomes join the others' group commit;
+   * the turn does not wait for it.
    */
   async function expire(): Promise<void> {
-    await forgetQuietHosts(db, expiryWindowMs);
-    knownFailing = new Set(await failingHosts(db));
-    const hosts = await expiringHosts(db, expiryWindowMs);
-    for (const host of expiryCursors.keys()) if (!hosts.includes(host)) expiryCursors.delete(host);
-    // A bounded look each time (expiryBudget jobs in all), host after host (each at most once),
-    // each walk picking up where the last one stopped: a host with a large backlog is walked
-    // through in turns, and the others' turns come.
-    const jobs: ExpiredJobRow[] = [];
-    let budget = expiryBudget;
-    const start = hosts.findIndex((host) => host > lastExpiredHost);
-    const order = start < 0 ? hosts : [...hosts.slice(start), ...hosts.slice(0, start)];
-    for (const host of order) {
-      if (budget <= 0) break;
-      const walk = await claimExpiredJobs(db, {
-        host,
-        after: expiryCursors.get(host) ?? null,
-        // No host takes the whole budget: the next ones' turns come in the same run.
-        limit: Math.min(budget, expiryBudget / 2),
-        windowMs: expiryWindowMs,
-        remainingMs,
-        leaseMs,
-      });
-      // Charged by the jobs looked at: a host with few pending costs little of the run.
-      budget -= Math.max(walk.looked, 1);
-      lastExpiredHost = host;
-      if (walk.next) expiryCursors.set(host, walk.next);
-      else expiryCursors.delete(host);
-      jobs.push(...walk.jobs);
-    }
+    const jobs = await expiry.claimExpired();
     if (jobs.length === 0) return;
     const written: Promise<void> = Promise.all(
       jobs.map((job) =>
@@ -413,13 +362,13 @@ export function createRelayWorker(options: RelayWorkerOptions): RelayWorker {
             lease: job.lease_until!,
             state: 'dead',
             attempted: false,
-            hostFailure: false,
             delayMs: null,
             status: job.last_status,
             error: expiryReason(job),
             payload: payloadAfter(job, 'dead'),
           },
           job.host,
+          false,
         ),
       ),
     )
@@ -438,9 +387,14 @@ export function createRelayWorker(options: RelayWorkerOptions): RelayWorker {
     inFlight.add(written);
   }
 
-  function record(outcome: AttemptOutcome, host: string): Promise<void> {
+  function record(outcome: AttemptOutcome, host: string, hostFailure: boolean): Promise<void> {
     return new Promise((resolve, reject) => {
-      outcomes.push({ outcome, host, done: (error) => (error ? reject(error) : resolve()) });
+      outcomes.push({
+        outcome,
+        host,
+        hostFailure,
+        done: (error) => (error ? reject(error) : resolve()),
+      });
       void writeOutcomes();
     });
   }
@@ -461,41 +415,19 @@ export function createRelayWorker(options: RelayWorkerOptions): RelayWorker {
         } catch (error) {
           for (const entry of batch) entry.done(error);
         }
-        await noteHosts(batch);
+        // About the requests made, whether or not their outcomes could be written (another
+        // replica may have taken a job whose lease ran out: the request was still made).
+        await expiry.note(
+          batch.map(({ outcome, host, hostFailure }) => ({
+            host,
+            delivered: outcome.state === 'delivered',
+            hostFailure,
+            error: outcome.error,
+          })),
+        );
       }
     } finally {
       writing = false;
-    }
-  }
-
-  /**
-   * What a batch of outcomes says of their hosts, for expiry (relay_hosts): a host delivered to
-   * is not failing; one whose request failed, with none delivered in the batch, is. About the
-   * requests made, whether or not their outcomes could be written (another replica may have
-   * taken a job whose lease ran out: the request was still made). Only changes are written.
-   */
-  async function noteHosts(batch: ReadonlyArray<{ outcome: AttemptOutcome; host: string }>) {
-    const delivered = new Set<string>();
-    for (const { outcome, host } of batch) if (outcome.state === 'delivered') delivered.add(host);
-    const failed = new Map<string, HostFailure>();
-    for (const { outcome, host } of batch) {
-      if (outcome.hostFailure && !delivered.has(host)) {
-        failed.set(host, { host, error: outcome.error });
-      }
-    }
-    const recovered = [...delivered].filter((host) => knownFailing.has(host)).sort();
-    try {
-      await noteFailingHosts(
-        db,
-        [...failed.values()].sort((a, b) => (a.host < b.host ? -1 : 1)),
-        expiryWindowMs,
-      );
-      for (const host of failed.keys()) knownFailing.add(host);
-      await forgetRecoveredHosts(db, recovered);
-      for (const host of recovered) knownFailing.delete(host);
-    } catch (error) {
-      // Evidence only: at worst a relay expires later, or a delivery is missed for a while.
-      logger.warn({ err: error }, 'relay: failing hosts not recorded');
     }
   }
 
@@ -552,14 +484,4 @@ export function createRelayWorker(options: RelayWorkerOptions): RelayWorker {
       metrics = m;
     },
   };
-}
-
-/** Why an expired relay is dead, as `GET /v1/relays` and the status page show it. */
-function expiryReason(job: ExpiredJobRow): string {
-  const last = job.host_last_error ?? job.last_error ?? 'failing';
-  const attempts = job.attempts === 1 ? '1 attempt' : `${job.attempts} attempts`;
-  return (
-    `${last} (after ${attempts}: its host failing since ` +
-    `${job.host_failing_since.toISOString()}, the schedule ran out)`
-  );
 }

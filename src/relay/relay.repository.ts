@@ -138,8 +138,6 @@ export interface AttemptOutcome {
    * count in `attempts`.
    */
   attempted: boolean;
-  /** The request failed in a way that counts against its host (retry-policy.ts, isHostFailure). */
-  hostFailure: boolean;
   /** pending: wait before the next attempt. */
   delayMs: number | null;
   status: number | null;
@@ -191,10 +189,21 @@ export interface HostFailure {
   error: string | null;
 }
 
-/** The hosts in relay_hosts: failing now, as far as the replicas know. */
-export async function failingHosts(db: Db): Promise<string[]> {
-  const rows = await db.selectFrom('relay_hosts').select('host').execute();
-  return rows.map((row) => row.host);
+/**
+ * The hosts in relay_hosts (failing now, as far as the replicas know), each with whether it
+ * has failed every real attempt for at least `windowMs`, and recently: whether its jobs may
+ * expire (claimExpiredJobs checks it again for each).
+ */
+export async function relayHosts(
+  db: Db,
+  windowMs: number,
+): Promise<Array<{ host: string; expiring: boolean }>> {
+  const window = sql`${windowMs} * interval '1 millisecond'`;
+  const { rows } = await sql<{ host: string; expiring: boolean }>`
+    SELECT host,
+      failing_since <= now() - ${window} AND last_failure_at > now() - ${window} AS expiring
+    FROM relay_hosts ORDER BY host`.execute(db);
+  return rows;
 }
 
 /**
@@ -242,16 +251,6 @@ export interface ExpiryCursor {
   /** As PostgreSQL wrote it: to the microsecond (a Date's milliseconds would walk in place). */
   dueAt: string;
   id: number;
-}
-
-/** The hosts that have failed every real attempt for at least `windowMs`, and recently. */
-export async function expiringHosts(db: Db, windowMs: number): Promise<string[]> {
-  const { rows } = await sql<{ host: string }>`
-    SELECT host FROM relay_hosts
-    WHERE failing_since <= now() - ${windowMs} * interval '1 millisecond'
-      AND last_failure_at > now() - ${windowMs} * interval '1 millisecond'
-    ORDER BY host`.execute(db);
-  return rows.map((row) => row.host);
 }
 
 /**

@@ -46,7 +46,6 @@ function outcome(
     lease: job.lease_until!,
     state,
     attempted: true,
-    hostFailure: state !== 'delivered',
     delayMs: state === 'pending' ? 60_000 : null,
     status: state === 'delivered' ? 200 : 503,
     error: state === 'delivered' ? null : 'HTTP 503',
