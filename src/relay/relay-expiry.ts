@@ -33,7 +33,7 @@ export interface RelayExpiryOptions {
   budget?: number;
 }
 
-/** What one request to a host came to, as the worker tells expiry. */
+/** What one outcome says of its host, as the worker tells expiry (an expired job's: nothing). */
 export interface HostAttempt {
   host: string;
   delivered: boolean;
@@ -61,6 +61,9 @@ export function createRelayExpiry(options: RelayExpiryOptions): RelayExpiry {
   // costs no statement. A row another replica added since the last look is missed that long;
   // it cannot count for expiry before it is windowMs old, by which time it has been seen.
   let knownFailing = new Set<string>();
+  // Hosts noted failing while a look at relay_hosts is under way: the look may have read the
+  // table before their rows were written, and must not drop them from knownFailing.
+  let notedDuringLook: Set<string> | null = null;
   // The walks: where each failing host's stopped, and the host looked at last.
   const cursors = new Map<string, ExpiryCursor>();
   let lastHost = '';
@@ -79,9 +82,15 @@ export function createRelayExpiry(options: RelayExpiryOptions): RelayExpiry {
         [...failed.values()].sort((a, b) => (a.host < b.host ? -1 : 1)),
         windowMs,
       );
-      for (const host of failed.keys()) knownFailing.add(host);
+      for (const host of failed.keys()) {
+        knownFailing.add(host);
+        notedDuringLook?.add(host);
+      }
       await forgetRecoveredHosts(db, recovered);
-      for (const host of recovered) knownFailing.delete(host);
+      for (const host of recovered) {
+        knownFailing.delete(host);
+        notedDuringLook?.delete(host);
+      }
     } catch (error) {
       // Evidence only: at worst a relay expires later, or a delivery is missed for a while.
       logger.warn({ err: error }, 'relay: failing hosts not recorded');
@@ -90,8 +99,15 @@ export function createRelayExpiry(options: RelayExpiryOptions): RelayExpiry {
 
   async function claimExpired(): Promise<ExpiredJobRow[]> {
     await forgetQuietHosts(db, windowMs);
-    const rows = await relayHosts(db, windowMs);
-    knownFailing = new Set(rows.map((row) => row.host));
+    const noted = new Set<string>();
+    notedDuringLook = noted;
+    let rows: Awaited<ReturnType<typeof relayHosts>>;
+    try {
+      rows = await relayHosts(db, windowMs);
+    } finally {
+      notedDuringLook = null;
+    }
+    knownFailing = new Set([...rows.map((row) => row.host), ...noted]);
     const hosts = rows.filter((row) => row.expiring).map((row) => row.host);
     for (const host of cursors.keys()) if (!hosts.includes(host)) cursors.delete(host);
     // Host after host (each at most once), each walk picking up where the last one stopped: a

@@ -2,6 +2,7 @@ import { sql } from 'kysely';
 import type { KyselyPlugin } from 'kysely';
 import { freePort } from '../../src/db/embedded-postgres';
 import { createRelay } from '../../src/relay/relay';
+import { createRelayExpiry } from '../../src/relay/relay-expiry';
 import { claimExpiredJobs } from '../../src/relay/relay.repository';
 import type { ExpiryCursor } from '../../src/relay/relay.repository';
 import type { RelayWorker } from '../../src/relay/relay-worker';
@@ -382,4 +383,49 @@ test('When a host failed long ago but has not been tried since (the relay was st
     SELECT (extract(epoch FROM now() - failing_since) * 1000)::float8 AS since_ms
     FROM relay_hosts WHERE host = ${host}`.execute(t.database.db);
   expect(rows[0]!.since_ms).toBeLessThan(WINDOW_MS);
+});
+
+test('When a host is first noted failing while expiry reads the failing hosts, then a delivery to it right after still removes its row', async () => {
+  const host = 'http://noted-during-look.example';
+  // Another host's row, so that the look's read has a row to hold it by.
+  await sql`INSERT INTO relay_hosts (host, failing_since, last_failure_at, last_error)
+    VALUES ('http://other.example', now(), now(), 'HTTP 503')`.execute(t.database.db);
+  let reading!: () => void;
+  const readStarted = new Promise<void>((resolve) => (reading = resolve));
+  let release!: () => void;
+  const released = new Promise<void>((resolve) => (release = resolve));
+  let held = false;
+  const hold: KyselyPlugin = {
+    transformQuery: ({ node }) => node,
+    async transformResult({ result }) {
+      const first = result.rows[0];
+      if (!held && first && 'expiring' in first) {
+        held = true;
+        reading();
+        await released;
+      }
+      return result;
+    },
+  };
+  const expiry = createRelayExpiry({
+    db: t.database.db.withPlugin(hold),
+    logger: t.deps.logger,
+    windowMs: WINDOW_MS,
+    remainingMs: [0],
+    leaseMs: 60_000,
+  });
+
+  // The look has read the table (without the host), and the host's first failure is noted
+  // before the look takes in what it read.
+  const look = expiry.claimExpired();
+  await readStarted;
+  await expiry.note([{ host, delivered: false, hostFailure: true, error: 'HTTP 503' }]);
+  release();
+  await look;
+  await expiry.note([{ host, delivered: true, hostFailure: false, error: null }]);
+
+  const { rows } = await sql`SELECT host FROM relay_hosts WHERE host = ${host}`.execute(
+    t.database.db,
+  );
+  expect(rows).toEqual([]);
 });
