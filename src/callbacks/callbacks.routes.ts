@@ -15,6 +15,7 @@ import { maskTokens } from '../http/request-log';
 import type { Logger } from '../logger';
 import type { EventRecorder } from '../messages/event-recorder';
 import type { RecordOutcome } from '../messages/record-events';
+import { withoutNul } from '../messages/map-strings';
 import type { StatusEvent } from '../messages/status-event';
 import type { Api } from '../messages/statuses';
 import { tokenExpired, verifyCallbackToken } from './callback-token';
@@ -330,20 +331,27 @@ async function handle(deps: CallbackDeps, api: Api, req: Request, res: Response)
   const keyIndex = admission.needsSignature
     ? verifyOrRefuse(deps, api, req, admission.body, parsed)
     : undefined;
-  // PostgreSQL text and jsonb cannot hold NUL: such a callback could never be stored, and a
-  // 503 would only make SignalWire retry it in vain.
-  if (holdsNul(parsed.fields)) {
+  // PostgreSQL text and jsonb cannot hold NUL. In what says which message and what happened
+  // (or in a name), it is refused: stripped, it could make another id or status. Anywhere else
+  // (a message text or custom variable the app sent with one) it is left out of what is
+  // stored; refused, SignalWire's callbacks for such a send would all be lost. The relay
+  // keeps the callback's bytes as received.
+  if (nulInKeyOrIdentity(api, parsed.fields)) {
     deps.onCallback?.(api, 'invalid', 'refused_invalid');
-    throw badRequest('invalid_character', 'NUL characters are not accepted');
+    throw badRequest(
+      'invalid_character',
+      'NUL characters are not accepted in names, ids or statuses',
+    );
   }
+  const fields = withoutNul(parsed.fields) as CallbackFields;
 
   const options = { receivedAt: now(deps), storeBody: config.storeBody };
   let event: StatusEvent;
   try {
     event =
       api === 'cxml'
-        ? normalizeCxmlCallback(parsed.fields, options)
-        : normalizeNativeCallback(parsed.fields, options);
+        ? normalizeCxmlCallback(fields, options)
+        : normalizeNativeCallback(fields, options);
   } catch (error) {
     deps.onCallback?.(api, 'invalid', 'refused_invalid');
     throw error;
@@ -458,13 +466,26 @@ function parseJsonObject(text: string): CallbackFields {
   return value as CallbackFields;
 }
 
-/** Whether any key or string value, however deeply nested, contains a NUL character. */
-function holdsNul(value: unknown): boolean {
-  if (typeof value === 'string') return value.includes('\0');
+/** The fields that say which message and what happened (normalize.ts reads them so). */
+const IDENTITY_FIELDS: Record<Api, readonly string[]> = {
+  cxml: ['MessageSid', 'SmsSid', 'MessageStatus', 'SmsStatus', 'ErrorCode'],
+  native: ['id', 'status', 'error_code'],
+};
+
+/** Whether a NUL is in any key, however deeply nested, or in an identity field's value. */
+function nulInKeyOrIdentity(api: Api, fields: CallbackFields): boolean {
+  return holdsNul(fields, true) || IDENTITY_FIELDS[api].some((name) => holdsNul(fields[name]));
+}
+
+/** Whether a key (or with `keysOnly` false, a string too), however deeply nested, holds NUL. */
+function holdsNul(value: unknown, keysOnly = false): boolean {
+  if (typeof value === 'string') return !keysOnly && value.includes('\0');
   if (typeof value !== 'object' || value === null) return false;
-  if (Array.isArray(value)) return value.some(holdsNul);
+  if (Array.isArray(value)) return value.some((item) => holdsNul(item, keysOnly));
   for (const key in value) {
-    if (key.includes('\0') || holdsNul((value as Record<string, unknown>)[key])) return true;
+    if (key.includes('\0') || holdsNul((value as Record<string, unknown>)[key], keysOnly)) {
+      return true;
+    }
   }
   return false;
 }

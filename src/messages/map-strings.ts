@@ -19,3 +19,12 @@ export function mapStrings(value: unknown, change: (text: string) => string): un
   }
   return copy;
 }
+
+/**
+ * The value without NUL characters, in keys and strings at any depth. JSON and forms can hold
+ * one (`\u0000`, `%00`); PostgreSQL can store it neither in text nor in jsonb, so a payload
+ * kept as received must lose it to be stored at all.
+ */
+export function withoutNul(value: unknown): unknown {
+  return mapStrings(value, (text) => (text.includes('\0') ? text.replaceAll('\0', '') : text));
+}

@@ -1,4 +1,5 @@
 import { providerTimestamp } from '../callbacks/normalize';
+import { withoutNul } from '../messages/map-strings';
 import type { StatusEvent } from '../messages/status-event';
 import { canonicalStatus } from '../messages/statuses';
 import type { Api } from '../messages/statuses';
@@ -29,7 +30,11 @@ export interface SendContext {
 const MESSAGE_ID = /^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/;
 
 /** The event, or null when the answer names no message (nothing to record it under). */
-export function sendEvent(context: SendContext, answer: unknown): StatusEvent | null {
+export function sendEvent(context: SendContext, given: unknown): StatusEvent | null {
+  // PostgreSQL can store a NUL neither in text nor in jsonb, and SignalWire may take a send
+  // whose text or custom variables hold one: what is stored goes without it (the caller got
+  // SignalWire's answer as it was), or the send would not be recorded at all.
+  const answer = withoutNul(given);
   if (!isPlainObject(answer)) return null;
   const compat = context.api === 'cxml';
   const messageId = text(answer[compat ? 'sid' : 'id']);
@@ -49,8 +54,8 @@ export function sendEvent(context: SendContext, answer: unknown): StatusEvent | 
     rawStatus,
     errorCode: text(answer['error_code']),
     errorMessage: text(answer['error_message']),
-    from: text(answer['from']) ?? context.from,
-    to: text(answer['to']) ?? context.to,
+    from: text(answer['from']) ?? (withoutNul(context.from) as string | null),
+    to: text(answer['to']) ?? (withoutNul(context.to) as string),
     numSegments: count(answer[compat ? 'num_segments' : 'number_of_segments']),
     numMedia: compat ? count(answer['num_media']) : Array.isArray(media) ? media.length : null,
     // The provider's creation time: native ISO 8601, compatibility RFC 2822.
@@ -61,7 +66,7 @@ export function sendEvent(context: SendContext, answer: unknown): StatusEvent | 
       ref: context.ref,
       kind,
       clientStatusCallback: context.clientStatusCallback,
-      body: context.storeBody ? context.body : null,
+      body: context.storeBody ? (withoutNul(context.body) as string | null) : null,
     },
   };
 }

@@ -1,4 +1,4 @@
-import { mapStrings } from '../messages/map-strings';
+import { withoutNul } from '../messages/map-strings';
 import type { RelayPayload, StatusEvent } from '../messages/status-event';
 import { canonicalStatus, rankOf, TERMINAL_RANK } from '../messages/statuses';
 import type { Api, CanonicalStatus } from '../messages/statuses';
@@ -29,6 +29,9 @@ export function lookupEvent(
   receivedAt: Date,
   storeBody: boolean,
 ): StatusEvent | null {
+  // A callback with a NUL in its id or status is refused (src/callbacks), but a lookup has
+  // nobody to refuse: recording it would fail on every lookup, the lookup would count as not
+  // made, and the message would be looked up again and again instead of moving on.
   const answer = withoutNul(given) as Record<string, unknown>;
   const rawStatus = text(answer['status']);
   if (rawStatus === null || rawStatus.length > 64) return null;
@@ -110,17 +113,6 @@ function relayPayload(event: StatusEvent, body: string | null): RelayPayload {
     body: Buffer.from(JSON.stringify(payload)).toString('base64'),
     keyRef: null,
   };
-}
-
-/**
- * The answer without NUL characters, in keys and values at any depth. JSON can hold one
- * (`\u0000`); PostgreSQL can store it neither in text nor in jsonb. A callback with one is
- * refused (src/callbacks), but a lookup has nobody to refuse: recording it would fail on every
- * lookup, the lookup would count as not made, and the message would be looked up again and
- * again instead of moving through the schedule.
- */
-function withoutNul(value: unknown): unknown {
-  return mapStrings(value, (text) => (text.includes('\0') ? text.replaceAll('\0', '') : text));
 }
 
 function withoutBody(answer: Record<string, unknown>, storeBody: boolean): Record<string, unknown> {

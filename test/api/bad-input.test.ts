@@ -71,14 +71,48 @@ describe('callbacks: bad input', () => {
     expectError(await signedNative(JSON.stringify({ id: 'abc', status: ['sent'] })), 400);
   });
 
-  test('When a field holds a NUL character, then 400 instead of a 503 retried forever', async () => {
-    expectError(
-      await signedNative(JSON.stringify(nativeFields({ to: '+1555\u0000' }))),
-      400,
-      'invalid_character',
-    );
-    const fields = cxmlFields({ Body: 'a\u0000b' });
-    expectError(await postCxml(t.publicApp, fields), 400, 'invalid_character');
+  test('When a NUL character is in an id, a status, an error code or a field name, then 400 instead of a 503 retried forever', async () => {
+    // Stripped, it could make another id or status: PostgreSQL cannot store it as it is.
+    for (const fields of [
+      nativeFields({ status: 'deliv\u0000ered' }),
+      nativeFields({ error_code: '30003\u0000' }),
+      nativeFields({ custom_variables: { 'a\u0000': 'b' } }),
+    ]) {
+      expectError(await signedNative(JSON.stringify(fields)), 400, 'invalid_character');
+    }
+    for (const fields of [
+      cxmlFields({ MessageStatus: 'sent\u0000' }),
+      cxmlFields({ ErrorCode: '3\u00000003' }),
+      { ...cxmlFields(), 'Body\u0000': 'x' },
+    ]) {
+      expectError(await postCxml(t.publicApp, fields), 400, 'invalid_character');
+    }
+  });
+
+  test('When a NUL character is in a message text or other free text, then the callback is stored without it (200)', async () => {
+    // An app may send a text or custom variable with one through the proxy, and SignalWire
+    // echoes it in every callback: refused, they would all be lost.
+    const native = nativeFields({
+      to: '+1555\u0000',
+      error_message: 'Unreachable\u0000',
+      custom_variables: { order: 'x\u0000y' },
+    });
+    expect((await signedNative(JSON.stringify(native))).status).toBe(200);
+    const cxml = cxmlFields({ Body: 'a\u0000b', ErrorMessage: 'oops\u0000' });
+    expect((await postCxml(t.publicApp, cxml)).status).toBe(200);
+
+    const stored = async (id: string) =>
+      (
+        await request(t.internalApp)
+          .get(`/v1/messages/${id}`)
+          .auth(TEST_API_TOKEN, { type: 'bearer' })
+          .expect(200)
+      ).body;
+    const nativeMessage = await stored(native.id as string);
+    expect(nativeMessage.to).toBe('+1555');
+    expect(nativeMessage.history[0].error_message).toBe('Unreachable');
+    const cxmlMessage = await stored(cxml.MessageSid as string);
+    expect(cxmlMessage.history[0].error_message).toBe('oops');
   });
 
   test('When the timestamp is a date PostgreSQL cannot hold, then the callback is stored without it instead of a 503 retried forever', async () => {
