@@ -1,6 +1,7 @@
 import express from 'express';
 import ipaddr from 'ipaddr.js';
 import { z } from 'zod';
+import type { EgressProxySettings } from './signalwire/egress-proxy';
 
 /**
  * The only reader of process.env. Every variable is validated here at start-up so a bad
@@ -150,6 +151,34 @@ const cidrs = list.transform((items, ctx) => {
   return items;
 });
 
+/**
+ * A forward proxy's URL as curl takes it: http:// or https://, the scheme http:// when left
+ * out (`proxy:3128`), credentials allowed (`http://user:pass@proxy:3128`). Checked here so a
+ * typo stops the pod at start, not the first send; the value is never echoed: it may hold a
+ * password.
+ */
+const proxyUrl = z.string().transform((value, ctx) => {
+  const text = value.trim();
+  const url = URL.parse(text.includes('://') ? text : `http://${text}`);
+  if (!url || !['http:', 'https:'].includes(url.protocol) || url.hostname === '') {
+    ctx.addIssue({
+      code: 'custom',
+      message:
+        'must be a proxy URL like http://proxy.internal:3128 (http or https, credentials allowed; the value is not shown)',
+    });
+    return z.NEVER;
+  }
+  return url;
+});
+
+/** NO_PROXY: hosts, domains, host:port or `*`, separated by commas (or spaces, as curl allows). */
+const noProxyList = z.string().transform((s) =>
+  s
+    .toLowerCase()
+    .split(/[\s,]+/)
+    .filter((item) => item.length > 0),
+);
+
 /** `project_id:api_token,…`: the REST credentials reconciliation looks messages up with. */
 const credentials = list.transform((items, ctx) => {
   const byProject = new Map<string, string>();
@@ -251,6 +280,15 @@ const EnvSchema = z.object({
   RETENTION_DAYS: positiveInt.optional(),
   RELAY_KEEP_DELIVERED_DAYS: positiveInt.optional(),
   DATABASE_READ_URL: connectionString.optional(),
+  // A forward proxy for SignalWire-bound traffic only (src/signalwire/egress-proxy.ts), under
+  // the names curl and most tools read. The lower-case spelling wins when both are set, as
+  // with curl.
+  HTTPS_PROXY: proxyUrl.optional(),
+  https_proxy: proxyUrl.optional(),
+  HTTP_PROXY: proxyUrl.optional(),
+  http_proxy: proxyUrl.optional(),
+  NO_PROXY: noProxyList.optional(),
+  no_proxy: noProxyList.optional(),
 });
 
 /** Every environment variable the service reads (deployment manifests are checked against it). */
@@ -336,6 +374,8 @@ export interface Config {
   relayKeepDeliveredDays: number | undefined;
   /** A read replica for lists, stats, the feed and the page (src/db/read-replica.ts). */
   databaseReadUrl: string | undefined;
+  /** HTTPS_PROXY, HTTP_PROXY, NO_PROXY: SignalWire-bound traffic only. Never logged whole. */
+  egressProxy: EgressProxySettings;
 }
 
 export class ConfigError extends Error {
@@ -371,8 +411,8 @@ function parseTrustProxy(value: string): TrustProxy {
 
 /**
  * The secret values the environment holds: API tokens, callback-token secrets, signing keys,
- * the API tokens of SIGNALWIRE_CREDENTIALS and the passwords of the database URLs (in the
- * userinfo or as `password=`, as written and decoded). What main.ts prints when the process
+ * the API tokens of SIGNALWIRE_CREDENTIALS and the passwords of the database and proxy URLs
+ * (in the userinfo or as `password=`, as written and decoded). What main.ts prints when the process
  * cannot start passes through redactSecrets: an error's message or properties can quote its
  * input (Node's ERR_INVALID_URL keeps the whole URL in `input`). Values shorter than 4
  * characters are left alone: erasing them would erase the rest of the text with them.
@@ -388,8 +428,13 @@ export function secretValues(env: NodeJS.ProcessEnv = process.env): string[] {
     ...items('CALLBACK_TOKEN_SECRET'),
     ...items('SIGNALWIRE_SIGNING_KEYS'),
     ...items('SIGNALWIRE_CREDENTIALS').map((item) => item.slice(item.indexOf(':') + 1).trim()),
-    ...databasePasswords(env['DATABASE_URL']),
-    ...databasePasswords(env['DATABASE_READ_URL']),
+    ...urlPasswords(env['DATABASE_URL']),
+    ...urlPasswords(env['DATABASE_READ_URL']),
+    // A proxy URL may leave out its scheme (`user:pass@proxy:3128`).
+    ...PROXY_VARIABLES.flatMap((name) => {
+      const value = env[name];
+      return urlPasswords(value && !value.includes('://') ? `http://${value}` : value);
+    }),
   ];
   const found = new Set<string>();
   for (const value of values) {
@@ -404,11 +449,13 @@ export function secretValues(env: NodeJS.ProcessEnv = process.env): string[] {
   return [...found].filter((value) => value.length >= 4).sort((a, b) => b.length - a.length);
 }
 
+const PROXY_VARIABLES = ['HTTPS_PROXY', 'https_proxy', 'HTTP_PROXY', 'http_proxy'] as const;
+
 /**
- * A connection string's passwords, read without a URL parser: the strings this is for are the
- * ones a parser may refuse.
+ * A connection string's or proxy URL's passwords, read without a URL parser: the strings this
+ * is for are the ones a parser may refuse.
  */
-function databasePasswords(url: string | undefined): string[] {
+function urlPasswords(url: string | undefined): string[] {
   if (!url) return [];
   const passwords: string[] = [];
   const rest = url.slice(url.indexOf('://') + 3);
@@ -607,5 +654,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     retentionDays: v.RETENTION_DAYS,
     relayKeepDeliveredDays: v.RELAY_KEEP_DELIVERED_DAYS,
     databaseReadUrl: v.DATABASE_READ_URL,
+    egressProxy: Object.freeze({
+      httpsProxy: v.https_proxy ?? v.HTTPS_PROXY,
+      httpProxy: v.http_proxy ?? v.HTTP_PROXY,
+      noProxy: Object.freeze(v.no_proxy ?? v.NO_PROXY ?? []),
+    }),
   });
 }
