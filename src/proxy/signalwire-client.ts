@@ -3,7 +3,10 @@ import https from 'node:https';
 import type { ClientRequest, IncomingMessage } from 'node:http';
 import type { Readable } from 'node:stream';
 import zlib from 'node:zlib';
+import { HttpProxyAgent } from 'http-proxy-agent';
+import { HttpsProxyAgent } from 'https-proxy-agent';
 import type { Config } from '../config';
+import { signalwireProxy } from '../signalwire/egress-proxy';
 
 /**
  * The proxy's way to SignalWire: a create answered in full, any other call answered as a
@@ -99,15 +102,15 @@ export interface SignalWireClientOptions {
   baseUrl: string;
   /** SIGNALWIRE_TIMEOUT_MS. */
   timeoutMs: number;
+  /** The forward proxy to reach it through (signalwire/egress-proxy.ts); undefined: direct. */
+  proxy?: URL | undefined;
 }
 
 export function createSignalWireClient(options: SignalWireClientOptions): SignalWireClient {
   const { baseUrl, timeoutMs } = options;
   const space = new URL(baseUrl);
   const secure = space.protocol === 'https:';
-  const agent = secure
-    ? new https.Agent({ keepAlive: true, timeout: IDLE_SOCKET_MS })
-    : new http.Agent({ keepAlive: true, timeout: IDLE_SOCKET_MS });
+  const agent = upstreamAgent(secure, options.proxy);
   const origin = {
     protocol: space.protocol,
     // WHATWG keeps an IPv6 host in brackets; http.request wants the bare address.
@@ -163,7 +166,10 @@ export function createSignalWireClient(options: SignalWireClientOptions): Signal
       dropUnsentOnAbort(sent, request.signal, () => connected);
       sent.on('socket', (socket) => {
         // A kept-alive socket is up already; a new one carries nothing before it connects.
-        if (sent.reusedSocket) connected = true;
+        // Through a proxy, a plain socket comes connected (to the proxy, which passes on
+        // whatever is written), and a TLS one once the tunnel is open, before its handshake
+        // with SignalWire.
+        if (sent.reusedSocket || (!secure && !socket.connecting)) connected = true;
         else socket.once(secure ? 'secureConnect' : 'connect', () => (connected = true));
       });
       sent.on('error', (error) => failed(error, false));
@@ -181,6 +187,13 @@ export function createSignalWireClient(options: SignalWireClientOptions): Signal
       sent.on('response', (res) => {
         answered = true;
         const status = res.statusCode ?? 0;
+        if (!connected) {
+          // The forward proxy's own answer to CONNECT (403, 407, 502…), which https-proxy-agent
+          // hands over as the response: the tunnel never opened, so nothing reached SignalWire.
+          res.resume();
+          failed(new Error(`the forward proxy refused the tunnel with ${status}`), false);
+          return;
+        }
         if (status < 200 || status > 599) {
           // No HTTP status a caller could be given (Express refuses one below 100): garbage,
           // after the request went out.
@@ -218,6 +231,17 @@ export function createSignalWireClient(options: SignalWireClientOptions): Signal
         return res;
       }),
   };
+}
+
+/**
+ * Keep-alive either way. Through a proxy, https goes through a CONNECT tunnel and plain http
+ * as absolute-URI requests, as curl does (many proxies refuse CONNECT to any port but 443).
+ */
+function upstreamAgent(secure: boolean, proxy: URL | undefined): http.Agent {
+  const options = { keepAlive: true, timeout: IDLE_SOCKET_MS };
+  if (proxy)
+    return secure ? new HttpsProxyAgent(proxy, options) : new HttpProxyAgent(proxy, options);
+  return secure ? new https.Agent(options) : new http.Agent(options);
 }
 
 /**
@@ -310,6 +334,7 @@ export function signalWireClientFor(config: Config): SignalWireClient {
     return createSignalWireClient({
       baseUrl: config.signalwireSpaceUrl,
       timeoutMs: config.signalwireTimeoutMs,
+      proxy: signalwireProxy(config),
     });
   }
   // main.ts passes the in-process simulator's client instead; this only serves an app built
