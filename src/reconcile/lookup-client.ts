@@ -1,3 +1,4 @@
+import { ProxyAgent } from 'undici';
 import type { Api } from '../messages/statuses';
 import { basicAuthHeader } from '../signalwire/basic-auth';
 
@@ -47,7 +48,10 @@ export function createMessageLookup(options: {
   baseUrl: string;
   credentials: ReadonlyMap<string, string>;
   timeoutMs: number;
+  /** The forward proxy to reach SignalWire through (signalwire/egress-proxy.ts). */
+  proxy?: URL | undefined;
 }): MessageLookup {
+  const dispatcher = options.proxy && proxyDispatcher(new URL(options.baseUrl), options.proxy);
   return {
     async lookup(target) {
       const token = options.credentials.get(target.projectId);
@@ -61,6 +65,7 @@ export function createMessageLookup(options: {
           },
           redirect: 'manual',
           signal: AbortSignal.timeout(options.timeoutMs),
+          ...(dispatcher && { dispatcher }),
         });
       } catch (error) {
         return {
@@ -99,6 +104,18 @@ export function createMessageLookup(options: {
       return { kind: 'failed', error: 'the answer is not a JSON object', unavailable: false };
     },
   };
+}
+
+/**
+ * undici's own, which the global fetch takes (undici 7 speaks the handler interface of both
+ * Node 20's bundled undici 6 and Node 24's undici 7). Like the send proxy's agent
+ * (proxy/signalwire-client.ts): https through a CONNECT tunnel, plain http as absolute-URI
+ * requests; undici tunnels both unless told.
+ */
+function proxyDispatcher(target: URL, proxy: URL): RequestInit['dispatcher'] {
+  const agent = new ProxyAgent({ uri: proxy.href, proxyTunnel: target.protocol === 'https:' });
+  // Only the types differ: @types/node 20 describes its bundled undici 6 (FormData and all).
+  return agent as unknown as RequestInit['dispatcher'];
 }
 
 /**

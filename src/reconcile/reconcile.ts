@@ -18,6 +18,8 @@ export function createReconciler(deps: {
   logger: Logger;
   /** SIGNALWIRE_SPACE_URL, or the built-in simulator's URL. */
   baseUrl: string;
+  /** The forward proxy to SIGNALWIRE_SPACE_URL (signalwire/egress-proxy.ts); undefined: direct. */
+  proxy?: URL | undefined;
   registry?: Registry;
   recordOptions?: RecordOptions;
   tuning?: Pick<ReconcileWorkerOptions, 'pollMs' | 'statsEveryMs'>;
@@ -41,6 +43,7 @@ export function createReconciler(deps: {
       baseUrl: deps.baseUrl,
       credentials: config.signalwireCredentials,
       timeoutMs: config.signalwireTimeoutMs,
+      proxy: deps.proxy,
     }),
     schedule: config.reconcileSchedule,
     rate: config.reconcileRate,
