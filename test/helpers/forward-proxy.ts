@@ -29,6 +29,8 @@ export async function startForwardProxy(
   options: {
     /** Answer every CONNECT with this status instead of a tunnel (e.g. 407). */
     refuseTunnels?: number;
+    /** Open each tunnel only this long after its CONNECT (a slow egress). */
+    holdTunnelsMs?: number;
   } = {},
 ): Promise<ForwardProxy> {
   const requests: ProxiedRequest[] = [];
@@ -83,15 +85,20 @@ export async function startForwardProxy(
       return;
     }
     const { hostname, port } = new URL(`http://${req.url}`);
-    const tunnel = connect(Number(port), hostname.replace(/^\[(.*)\]$/, '$1'), () => {
-      client.write('HTTP/1.1 200 Connection Established\r\n\r\n');
-      tunnel.write(head);
-      tunnel.pipe(client);
-      client.pipe(tunnel);
-    });
-    track(tunnel);
-    tunnel.on('close', () => client.destroy());
-    client.on('close', () => tunnel.destroy());
+    const open = (): void => {
+      if (client.destroyed) return;
+      const tunnel = connect(Number(port), hostname.replace(/^\[(.*)\]$/, '$1'), () => {
+        client.write('HTTP/1.1 200 Connection Established\r\n\r\n');
+        tunnel.write(head);
+        tunnel.pipe(client);
+        client.pipe(tunnel);
+      });
+      track(tunnel);
+      tunnel.on('close', () => client.destroy());
+      client.on('close', () => tunnel.destroy());
+    };
+    const hold = setTimeout(open, options.holdTunnelsMs ?? 0);
+    client.on('close', () => clearTimeout(hold));
   });
 
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));

@@ -1,3 +1,4 @@
+import { request as httpRequest } from 'node:http';
 import type { Express } from 'express';
 import request from 'supertest';
 import { createInternalApp } from '../../src/app';
@@ -10,8 +11,9 @@ import type { ForwardProxy } from '../helpers/forward-proxy';
 import { createTestApp } from '../helpers/test-app';
 import type { TestApp } from '../helpers/test-app';
 import { startTlsUpstream } from '../helpers/tls-upstream';
+import { eventually } from '../ingest/support/eventually';
 import type { TlsUpstream } from '../helpers/tls-upstream';
-import { closedPort } from './support';
+import { closedPort, listen } from './support';
 
 /**
  * Clusters whose egress must pass a forward proxy set HTTPS_PROXY / HTTP_PROXY / NO_PROXY:
@@ -26,6 +28,8 @@ const AUTH = basicAuthHeader(PROJECT, TOKEN);
 const COMPAT_PATH = `/api/laml/2010-04-01/Accounts/${PROJECT}/Messages.json`;
 const PROXY_USER = 'egress-user';
 const PROXY_PASSWORD = 'egress-pa55word-not-for-logs';
+/** How long the slow proxy holds a CONNECT before opening the tunnel. */
+const HOLD_MS = 1_000;
 const PROXY_AUTH = `Basic ${Buffer.from(`${PROXY_USER}:${PROXY_PASSWORD}`).toString('base64')}`;
 
 function send(app: Express) {
@@ -123,6 +127,7 @@ describe('SignalWire on https:// (HTTPS_PROXY)', () => {
   let signalwire: TlsUpstream;
   let egress: ForwardProxy;
   let refusing: ForwardProxy;
+  let slow: ForwardProxy;
   const apps: TestApp[] = [];
 
   beforeAll(async () => {
@@ -135,12 +140,14 @@ describe('SignalWire on https:// (HTTPS_PROXY)', () => {
     });
     egress = await startForwardProxy();
     refusing = await startForwardProxy({ refuseTunnels: 407 });
+    slow = await startForwardProxy({ holdTunnelsMs: HOLD_MS });
   });
 
   afterAll(async () => {
     for (const app of apps) await app.close();
     await egress.close();
     await refusing.close();
+    await slow.close();
     await signalwire.close();
     jest.restoreAllMocks();
   });
@@ -197,5 +204,32 @@ describe('SignalWire on https:// (HTTPS_PROXY)', () => {
     expect(log).toMatch(/refused the tunnel with 407/);
     expect(log).not.toContain(PROXY_PASSWORD);
     expect(log).not.toContain(PROXY_AUTH.slice('Basic '.length));
+  });
+
+  test('When the caller goes away while the tunnel is still being opened, then the send is dropped unsent', async () => {
+    const t = await appWith({ HTTPS_PROXY: slow.url });
+    const service = await listen(t.internalApp);
+    const before = signalwire.requests.length;
+    try {
+      const req = httpRequest({
+        host: '127.0.0.1',
+        port: service.port,
+        method: 'POST',
+        path: COMPAT_PATH,
+        headers: { authorization: AUTH, 'content-type': 'application/x-www-form-urlencoded' },
+      });
+      req.on('error', () => undefined);
+      req.end(
+        new URLSearchParams({ To: '+15557650000', From: '+15551234567', Body: 'x' }).toString(),
+      );
+      await eventually(() => slow.requests.length === 1, 'the CONNECT');
+      // The client's own timeout fires: it closes the connection and will retry the send.
+      req.destroy();
+      // Past the hold and a handshake: by then a forwarded send would have arrived.
+      await new Promise((resolve) => setTimeout(resolve, HOLD_MS + 1_000));
+      expect(signalwire.requests.length).toBe(before);
+    } finally {
+      await service.close();
+    }
   });
 });
