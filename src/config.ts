@@ -203,13 +203,17 @@ const credentials = list.transform((items, ctx) => {
   return byProject;
 });
 
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+
 const EnvSchema = z.object({
   NODE_ENV: z.enum(['development', 'production', 'test']).default('development'),
   PORT: port.default(8080),
   INTERNAL_PORT: port.default(8081),
   // Dual-stack: `::` takes IPv4 and IPv6 (main.ts falls back to 0.0.0.0 without IPv6).
-  HOST: z.string().min(1).default('::'),
-  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  // Trimmed: a stray space (a YAML or .env slip) would be looked up as a name and fail.
+  HOST: z.string().trim().min(1).default('::'),
+  LOG_LEVEL: z.enum(LOG_LEVELS).default('info'),
   DATABASE_URL: connectionString.optional(),
   DATABASE_POOL_MAX: positiveInt.default(10),
   PUBLIC_BASE_URL: httpUrl.optional(),
@@ -376,6 +380,19 @@ export interface Config {
   databaseReadUrl: string | undefined;
   /** HTTPS_PROXY, HTTP_PROXY, NO_PROXY: SignalWire-bound traffic only. Never logged whole. */
   egressProxy: EgressProxySettings;
+}
+
+/**
+ * LOG_LEVEL for the command-line tools (migrate, stats:rebuild, spool), which read nothing
+ * else of the service's settings: checked as the service checks it, so a typo is one line
+ * naming the variable rather than the logger's own complaint.
+ */
+export function cliLogLevel(fallback: LogLevel, env: NodeJS.ProcessEnv = process.env): LogLevel {
+  const value = env['LOG_LEVEL'] || fallback;
+  if (!(LOG_LEVELS as readonly string[]).includes(value)) {
+    throw new ConfigError([`LOG_LEVEL: must be one of ${LOG_LEVELS.join(', ')}`]);
+  }
+  return value as LogLevel;
 }
 
 export class ConfigError extends Error {
@@ -578,6 +595,13 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   }
   const shutdownDelayMs = e.SHUTDOWN_DELAY_MS ?? (isProduction ? 5_000 : 0);
   // One port for both listeners would fail at bind with "in use", as if another program held it.
+  // A port picked at start (0) cannot be in the default PUBLIC_BASE_URL: SignalWire would be
+  // told to call back at port 0, and every callback would be lost.
+  if (e.PORT === 0 && !e.PUBLIC_BASE_URL) {
+    problems.push(
+      'PUBLIC_BASE_URL: must be set when PORT=0 (the default, http://127.0.0.1:$PORT, cannot name a port picked at start)',
+    );
+  }
   if (e.PORT !== undefined && e.PORT !== 0 && e.PORT === e.INTERNAL_PORT) {
     problems.push(
       `INTERNAL_PORT: must differ from PORT (${e.PORT}): the public and internal listeners are separate`,

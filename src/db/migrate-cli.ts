@@ -1,3 +1,4 @@
+import { cliLogLevel } from '../config';
 import { Client } from 'pg';
 import type { Pool, PoolClient } from 'pg';
 import { createLogger } from '../logger';
@@ -18,7 +19,7 @@ import { describeSchema, judgeSchema, readSchema } from './schema-version';
  * behind another migrator (a rollout's migration Job) is said once, after a moment, naming it.
  */
 async function main(): Promise<void> {
-  const logger = createLogger(process.env.LOG_LEVEL || 'info');
+  const logger = createLogger(cliLogLevel('info'));
   const url = cliDatabaseUrl();
   // The embedded server's own start line would only repeat what the result line says.
   const embedded = url

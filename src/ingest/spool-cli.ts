@@ -1,6 +1,6 @@
 import { existsSync } from 'node:fs';
 import path from 'node:path';
-import { redactSecrets } from '../config';
+import { cliLogLevel, redactSecrets } from '../config';
 import { cliDatabaseUrl } from '../db/cli-database-url';
 import { isDatabaseUnavailable, isSessionRefused } from '../db/database-unavailable';
 import { createDb } from '../db/database';
@@ -41,7 +41,7 @@ const USAGE = `usage: spool <status|replay|requeue-dead-letters> [DIR] [--timeou
 async function main(argv: readonly string[]): Promise<number> {
   const { command, dir, timeoutMs } = parseArguments(argv);
   if (!existsSync(dir)) throw new StartupError(`${dir}: no such directory`);
-  const logger = createLogger(process.env.LOG_LEVEL || 'warn');
+  const logger = createLogger(cliLogLevel('warn'));
   const holder = await findHolder(dir);
 
   // A holder on another machine (a volume shared over the network) cannot be asked from here.

@@ -48,6 +48,13 @@ export function describeListenError(
       { cause: error },
     );
   }
+  if (error.code === 'ENOTFOUND' || error.code === 'EAI_AGAIN') {
+    // Not an address, so looked up as a name, and the name leads nowhere.
+    return new StartupError(
+      `HOST=${host}: no address to listen on (not an address, and no name that resolves here). Set HOST to one of this machine's addresses, or 0.0.0.0 / :: for all.`,
+      { cause: error },
+    );
+  }
   if (error.code === 'EADDRNOTAVAIL') {
     return new StartupError(
       `HOST=${host}: this machine has no such address to listen on. Set HOST to one of its addresses, or 0.0.0.0 / :: for all.`,

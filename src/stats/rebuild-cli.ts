@@ -1,3 +1,4 @@
+import { cliLogLevel } from '../config';
 import { cliDatabaseUrl } from '../db/cli-database-url';
 import { createDb } from '../db/database';
 import { startEmbeddedPostgres } from '../db/embedded-postgres';
@@ -11,7 +12,7 @@ import { rebuildRollups } from './stats.repository';
  * Safe while the service runs; other replicas' deltas keep applying on top.
  */
 async function main(): Promise<void> {
-  const logger = createLogger(process.env.LOG_LEVEL || 'info');
+  const logger = createLogger(cliLogLevel('info'));
   const url = cliDatabaseUrl();
   const embedded = url ? undefined : await startEmbeddedPostgres(logger);
   const { db } = createDb(url ?? embedded!.url, 1);

@@ -135,7 +135,7 @@ describe('a checkout with the embedded PostgreSQL', () => {
   }, 60_000);
 });
 
-describe('a port already in use', () => {
+describe('refused at start: a port in use, a HOST, a log level', () => {
   let database: TestDatabase;
   let blocker: net.Server;
   let busy: number;
@@ -168,6 +168,33 @@ describe('a port already in use', () => {
     },
     60_000,
   );
+
+  test('When HOST is a name that leads nowhere, then the process exits 1 with one line naming HOST', async () => {
+    const service = run(
+      env({
+        HOST: 'no-such-host.invalid',
+        PORT: String(await freePort()),
+        INTERNAL_PORT: String(await freePort()),
+      }),
+    );
+    const { code, line } = await refusal(service);
+    expect(code).toBe(1);
+    expect(line).toBe(
+      "HOST=no-such-host.invalid: no address to listen on (not an address, and no name that resolves here). Set HOST to one of this machine's addresses, or 0.0.0.0 / :: for all.",
+    );
+  }, 60_000);
+
+  test('When LOG_LEVEL is not a level, then npm run migrate exits 1 with one line naming it', async () => {
+    const migrate = run(
+      { DATABASE_URL: database.url, LOG_LEVEL: 'verbose' },
+      { entry: 'src/db/migrate-cli.ts' },
+    );
+    const { code, line } = await refusal(migrate);
+    expect(code).toBe(1);
+    expect(line).toBe(
+      'Invalid configuration:\n  - LOG_LEVEL: must be one of fatal, error, warn, info, debug, trace, silent',
+    );
+  }, 60_000);
 });
 
 test('When several variables are wrong at once, then every one is reported in the same run', async () => {

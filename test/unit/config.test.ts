@@ -323,8 +323,20 @@ describe('listener ports', () => {
     ]);
   });
 
-  test('When both are 0 (free ports, as tests use), then they are accepted', () => {
-    expect(configProblems({ PORT: '0', INTERNAL_PORT: '0' })).toEqual([]);
+  test('When both are 0 (free ports, as tests use) and PUBLIC_BASE_URL is set, then they are accepted', () => {
+    expect(
+      configProblems({ PORT: '0', INTERNAL_PORT: '0', PUBLIC_BASE_URL: 'https://sw.example' }),
+    ).toEqual([]);
+  });
+
+  test('When PORT is 0 without PUBLIC_BASE_URL, then start-up refuses it: callbacks would be sent to port 0', () => {
+    expect(configProblems({ PORT: '0', INTERNAL_PORT: '0' })).toEqual([
+      expect.stringMatching(/^PUBLIC_BASE_URL: must be set when PORT=0/),
+    ]);
+  });
+
+  test('When HOST has stray spaces around it, then they are not part of the address', () => {
+    expect(loadConfig({ HOST: ' 127.0.0.1 ' }).host).toBe('127.0.0.1');
   });
 });
 
