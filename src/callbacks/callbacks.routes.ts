@@ -15,7 +15,7 @@ import { maskTokens } from '../http/request-log';
 import type { Logger } from '../logger';
 import type { EventRecorder } from '../messages/event-recorder';
 import type { RecordOutcome } from '../messages/record-events';
-import { withoutNul } from '../messages/map-strings';
+import { holdsNul, withoutNul } from '../messages/map-strings';
 import type { StatusEvent } from '../messages/status-event';
 import type { Api } from '../messages/statuses';
 import { tokenExpired, verifyCallbackToken } from './callback-token';
@@ -343,7 +343,10 @@ async function handle(deps: CallbackDeps, api: Api, req: Request, res: Response)
       'NUL characters are not accepted in names, ids or statuses',
     );
   }
-  const fields = withoutNul(parsed.fields) as CallbackFields;
+  // Copied only when there is something to strip: nearly every callback has nothing.
+  const fields = holdsNul(parsed.fields)
+    ? (withoutNul(parsed.fields) as CallbackFields)
+    : parsed.fields;
 
   const options = { receivedAt: now(deps), storeBody: config.storeBody };
   let event: StatusEvent;
@@ -469,25 +472,13 @@ function parseJsonObject(text: string): CallbackFields {
 /** The fields that say which message and what happened (normalize.ts reads them so). */
 const IDENTITY_FIELDS: Record<Api, readonly string[]> = {
   cxml: ['MessageSid', 'SmsSid', 'MessageStatus', 'SmsStatus', 'ErrorCode'],
-  native: ['id', 'status', 'error_code'],
+  // The timestamp too: it is part of the dedupe key and orders conflicting events.
+  native: ['id', 'status', 'error_code', 'timestamp'],
 };
 
 /** Whether a NUL is in any key, however deeply nested, or in an identity field's value. */
 function nulInKeyOrIdentity(api: Api, fields: CallbackFields): boolean {
   return holdsNul(fields, true) || IDENTITY_FIELDS[api].some((name) => holdsNul(fields[name]));
-}
-
-/** Whether a key (or with `keysOnly` false, a string too), however deeply nested, holds NUL. */
-function holdsNul(value: unknown, keysOnly = false): boolean {
-  if (typeof value === 'string') return !keysOnly && value.includes('\0');
-  if (typeof value !== 'object' || value === null) return false;
-  if (Array.isArray(value)) return value.some((item) => holdsNul(item, keysOnly));
-  for (const key in value) {
-    if (key.includes('\0') || holdsNul((value as Record<string, unknown>)[key], keysOnly)) {
-      return true;
-    }
-  }
-  return false;
 }
 
 /** The signature's verdict: the index of the key that verified, or a 403 (or 401). */

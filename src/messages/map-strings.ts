@@ -28,3 +28,16 @@ export function mapStrings(value: unknown, change: (text: string) => string): un
 export function withoutNul(value: unknown): unknown {
   return mapStrings(value, (text) => (text.includes('\0') ? text.replaceAll('\0', '') : text));
 }
+
+/** Whether a key (or with `keysOnly` false, a string too), however deeply nested, holds NUL. */
+export function holdsNul(value: unknown, keysOnly = false): boolean {
+  if (typeof value === 'string') return !keysOnly && value.includes('\0');
+  if (typeof value !== 'object' || value === null) return false;
+  if (Array.isArray(value)) return value.some((item) => holdsNul(item, keysOnly));
+  for (const key in value) {
+    if (key.includes('\0') || holdsNul((value as Record<string, unknown>)[key], keysOnly)) {
+      return true;
+    }
+  }
+  return false;
+}

@@ -48,7 +48,14 @@ export function describeListenError(
       { cause: error },
     );
   }
-  if (error.code === 'ENOTFOUND' || error.code === 'EAI_AGAIN') {
+  if (error.code === 'EAI_AGAIN') {
+    // Not an address, so looked up as a name, and the lookup failed for now: HOST may be right.
+    return new StartupError(
+      `HOST=${host}: looking up the name failed for now (EAI_AGAIN: DNS not answering). Check DNS, or set HOST to an address (0.0.0.0 / :: for all).`,
+      { cause: error },
+    );
+  }
+  if (error.code === 'ENOTFOUND') {
     // Not an address, so looked up as a name, and the name leads nowhere.
     return new StartupError(
       `HOST=${host}: no address to listen on (not an address, and no name that resolves here). Set HOST to one of this machine's addresses, or 0.0.0.0 / :: for all.`,

@@ -1,5 +1,5 @@
 import { providerTimestamp } from '../callbacks/normalize';
-import { withoutNul } from '../messages/map-strings';
+import { holdsNul, withoutNul } from '../messages/map-strings';
 import type { StatusEvent } from '../messages/status-event';
 import { canonicalStatus } from '../messages/statuses';
 import type { Api } from '../messages/statuses';
@@ -31,12 +31,16 @@ const MESSAGE_ID = /^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/;
 
 /** The event, or null when the answer names no message (nothing to record it under). */
 export function sendEvent(context: SendContext, given: unknown): StatusEvent | null {
+  if (!isPlainObject(given)) return null;
+  const compat = context.api === 'cxml';
   // PostgreSQL can store a NUL neither in text nor in jsonb, and SignalWire may take a send
   // whose text or custom variables hold one: what is stored goes without it (the caller got
-  // SignalWire's answer as it was), or the send would not be recorded at all.
-  const answer = withoutNul(given);
-  if (!isPlainObject(answer)) return null;
-  const compat = context.api === 'cxml';
+  // SignalWire's answer as it was), or the send would not be recorded at all. Never in what
+  // names the message or its status: stripped, it could name another.
+  if ([compat ? 'sid' : 'id', 'status', 'error_code'].some((name) => holdsNul(given[name]))) {
+    return null;
+  }
+  const answer = holdsNul(given) ? (withoutNul(given) as Record<string, unknown>) : given;
   const messageId = text(answer[compat ? 'sid' : 'id']);
   if (messageId === null || !MESSAGE_ID.test(messageId)) return null;
 

@@ -76,6 +76,7 @@ describe('callbacks: bad input', () => {
     for (const fields of [
       nativeFields({ status: 'deliv\u0000ered' }),
       nativeFields({ error_code: '30003\u0000' }),
+      nativeFields({ timestamp: '2026-03-17T22:26:5\u00007Z' }),
       nativeFields({ custom_variables: { 'a\u0000': 'b' } }),
     ]) {
       expectError(await signedNative(JSON.stringify(fields)), 400, 'invalid_character');
