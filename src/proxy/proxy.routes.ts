@@ -136,8 +136,8 @@ async function handle(
     api,
     target,
     headers: forwardedHeaders(req),
-    encode: (callbackUrl) =>
-      withField(read.body, valid.callbackField, callbackUrl, valid.singleValued),
+    encode: (callbackUrl, omit) =>
+      withField(read.body, valid.callbackField, callbackUrl, valid.singleValued, omit),
     facts: { ...valid.facts, projectId: caller.projectId },
     applicationSid: valid.applicationSid,
     callerGone: callerGone.signal,

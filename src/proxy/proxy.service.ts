@@ -68,8 +68,8 @@ export interface ValidSend {
    * passed through untouched (and never logged). Content-Type is the encoded body's.
    */
   headers: Readonly<Record<string, string>>;
-  /** The caller's body with the status callback set to the given URL. */
-  encode(callbackUrl: string): EncodedBody;
+  /** The caller's body with the status callback set to the given URL, without `omit`'s fields. */
+  encode(callbackUrl: string, omit?: readonly string[]): EncodedBody;
   facts: Omit<SendContext, 'api' | 'ref' | 'receivedAt' | 'storeBody'>;
   /** A compatibility send's `ApplicationSid` (a UUID), or null. */
   applicationSid: string | null;
@@ -100,15 +100,19 @@ export async function forwardSend(
   const { config, logger } = deps;
   const { api } = send;
   const { token, ref } = mintCallbackToken(config.callbackTokenSecrets);
-  const encoded = send.encode(`${config.publicBaseUrl}/callbacks/${api}/${token}`);
+  // Where the caller's callbacks go: its StatusCallback, or its Application's.
+  const target = await relayTarget(deps, send, requestId);
+  const encoded = send.encode(
+    `${config.publicBaseUrl}/callbacks/${api}/${token}`,
+    target.withoutApplication ? ['ApplicationSid'] : [],
+  );
 
   const headers = { ...send.headers, 'content-type': encoded.contentType };
 
-  // Where the caller's callbacks go: its StatusCallback, or its Application's.
   const callerCallback = send.facts.clientStatusCallback;
   const relayed: ValidSend = {
     ...send,
-    facts: { ...send.facts, clientStatusCallback: await relayTarget(deps, send, requestId) },
+    facts: { ...send.facts, clientStatusCallback: target.url },
   };
   const intent = await rememberIntent(deps, relayed, ref, requestId);
   // The Application read or the intent write took longer than the caller waited.
@@ -198,23 +202,35 @@ async function abandoned(
 /**
  * The URL the caller's callbacks are relayed to (DESIGN §10): its StatusCallback, or, for a
  * compatibility send that names an ApplicationSid and no StatusCallback, the Application's
- * status callback, which SignalWire would have used had the proxy not set its own. A failed
- * lookup does not stop the send (SignalWire itself decides whether the Application exists):
- * the message and its callbacks are still stored, only not relayed, and the log says so.
+ * status callback, which SignalWire would have used had the proxy not set its own.
+ *
+ * And whether the ApplicationSid is left out of the send. Its only documented effect on a
+ * message is its status callback (seed 002: "used to configure the message's status
+ * callback"), and which one wins when a send also gives a StatusCallback is not documented for
+ * SignalWire; on Twilio, whose API the compatibility API follows, the Application's does ("the
+ * status_callback parameter of this request is ignored"). Sent on, it could take every
+ * callback past the proxy's URL, and the message would stay `queued` here. So once the
+ * Application is read (it exists, and its callback is known), it is left out, and the proxy's
+ * URL is the send's only status callback, whichever rule SignalWire follows.
+ *
+ * A failed lookup does not stop the send: the ApplicationSid then goes on as given, and
+ * SignalWire decides whether the Application exists. The log says what that costs.
  */
 async function relayTarget(
   deps: ProxyDeps,
   send: ValidSend,
   requestId: string,
-): Promise<string | null> {
+): Promise<{ url: string | null; withoutApplication: boolean }> {
   const given = send.facts.clientStatusCallback;
-  if (given !== null || send.api !== 'cxml' || send.applicationSid === null) return given;
+  if (send.api !== 'cxml' || send.applicationSid === null) {
+    return { url: given, withoutApplication: false };
+  }
   const found = await deps.applications.lookup(
     send.facts.projectId,
     send.applicationSid,
     send.headers['authorization'],
   );
-  if (found.ok) return found.url;
+  if (found.ok) return { url: given ?? found.url, withoutApplication: true };
   deps.logger.warn(
     {
       request_id: requestId,
@@ -222,9 +238,11 @@ async function relayTarget(
       application_sid: send.applicationSid,
       reason: found.reason,
     },
-    'the Application’s status callback could not be read: this send’s callbacks are stored but not relayed',
+    given === null
+      ? 'the Application could not be read: the send names it as given; its callbacks are not relayed, and are not stored should SignalWire report to the Application'
+      : 'the Application could not be read: the send names it as given; should SignalWire report to the Application rather than to StatusCallback, its callbacks pass the proxy by',
   );
-  return null;
+  return { url: given, withoutApplication: false };
 }
 
 /**

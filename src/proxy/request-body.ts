@@ -145,19 +145,22 @@ export interface EncodedBody {
  * or goes last when the caller gave none. A form's repeated `singleValued` key keeps only its
  * first value, the one the rules validated and the service records: which of two `To`s the
  * provider would pick is not ours to guess. A JSON list given for such a key is cut to its first
- * item for the same reason (a JSON object cannot repeat a key once parsed).
+ * item for the same reason (a JSON object cannot repeat a key once parsed). The `omit` keys are
+ * left out.
  */
 export function withField(
   body: RequestBody,
   field: string,
   value: string,
   singleValued: readonly string[] = [],
+  omit: readonly string[] = [],
 ): EncodedBody {
   if (body.type === 'form') {
     // The callback field is single-valued too: only its first place is kept, with our value.
     const pairs: FormPairs = [];
     const seen = new Set<string>();
     for (const [key, v] of body.pairs) {
+      if (omit.includes(key)) continue;
       if (key !== field && !singleValued.includes(key)) pairs.push([key, v]);
       else if (!seen.has(key)) {
         seen.add(key);
@@ -176,6 +179,7 @@ export function withField(
     const given = Object.hasOwn(object, key) ? object[key] : undefined;
     if (Array.isArray(given)) object[key] = given[0];
   }
+  for (const key of omit) delete object[key];
   return { contentType: JSON_TYPE, text: JSON.stringify({ ...object, [field]: value }) };
 }
 

@@ -58,6 +58,12 @@ export interface SimulatorOptions {
   callbackTimeoutMs?: number;
   /** Oldest messages and deliveries are forgotten beyond this, so load tests stay bounded. */
   maxStored?: number;
+  /**
+   * A send naming a known cXML Application reports to the Application's message status
+   * callback, its own StatusCallback ignored, as Twilio documents it. SignalWire documents no
+   * precedence; by default the send's StatusCallback wins. Tests run both.
+   */
+  applicationCallbackFirst?: boolean;
   now?: () => Date;
 }
 
@@ -296,7 +302,10 @@ export function createSimulator(options: SimulatorOptions = {}): Simulator {
       media: v.mediaUrls,
       sendAsMms: v.sendAsMms,
       messagingServiceSid: v.messagingServiceSid,
-      statusCallback: v.statusCallback ?? application?.messageStatusCallback ?? null,
+      statusCallback:
+        options.applicationCallbackFirst && application
+          ? (application.messageStatusCallback ?? null)
+          : (v.statusCallback ?? application?.messageStatusCallback ?? null),
       customVariables: {},
     });
     res.status(201).json(toCompatResource(m));

@@ -21,16 +21,22 @@ let app: CustomerApp;
 let worker: RelayWorker;
 let tap: UpstreamTap;
 
+/** A relay worker on `on`'s database, started. */
+function startRelay(on: Stack): RelayWorker {
+  const relay = createRelay({
+    config: on.app.config,
+    db: on.app.database.db,
+    logger: on.app.deps.logger,
+    tuning: { pollMs: 20 },
+  });
+  relay.start();
+  return relay;
+}
+
 beforeAll(async () => {
   stack = await startStack({ simulator: { stepDelayMs: 50 } });
   app = await startCustomerApp(SIMULATOR_SIGNING_KEY);
-  worker = createRelay({
-    config: stack.app.config,
-    db: stack.app.database.db,
-    logger: stack.app.deps.logger,
-    tuning: { pollMs: 20 },
-  });
-  worker.start();
+  worker = startRelay(stack);
   // Counts the proxy's reads of Applications on their way to the simulator.
   tap = await startUpstreamTap({ forwardTo: stack.sim.url });
 });
@@ -155,4 +161,59 @@ describe('reading Applications', () => {
       `Basic ${Buffer.from(`${E2E_PROJECT}:${E2E_TOKEN}`).toString('base64')}`,
     );
   });
+});
+
+/**
+ * Which callback wins when a send names an Application is not documented for SignalWire; on
+ * Twilio, whose API the compatibility API follows, the Application's does, and the send's
+ * StatusCallback is ignored. Were the ApplicationSid sent on, every callback would then go
+ * past the proxy's URL and the message would stay `queued`: the proxy leaves it out once it
+ * has read the Application, so both rules give the same result.
+ */
+describe('a SignalWire that lets the Application’s callback win, as Twilio documents', () => {
+  let twilioRule: Stack;
+  let ruleWorker: RelayWorker;
+  beforeAll(async () => {
+    twilioRule = await startStack({
+      simulator: { stepDelayMs: 50, applicationCallbackFirst: true },
+    });
+    ruleWorker = startRelay(twilioRule);
+  });
+  afterAll(async () => {
+    await ruleWorker?.stop();
+    await twilioRule?.close();
+  });
+
+  const ruleClient = () => sdkClient(twilioRule.internalUrl, E2E_PROJECT, E2E_TOKEN);
+
+  test.each([
+    ['gives no StatusCallback', undefined, '/app/status'],
+    ['gives its own StatusCallback too', '/own/rule', '/own/rule'],
+  ])(
+    'When a send names an Application and %s, then SignalWire reports to the proxy, and the statuses are stored and relayed',
+    async (_, own, relayedTo) => {
+      const application = await ruleClient().applications.create({
+        friendlyName: 'twilio rule',
+        messageStatusCallback: app.callbackUrl('/app/status'),
+      });
+      const message = await ruleClient().messages.create({
+        from: E2E_FROM,
+        to: own ? '+15557653001' : '+15557653000',
+        body: 'application callback',
+        applicationSid: application.sid,
+        ...(own && { statusCallback: app.callbackUrl(own) }),
+      });
+      await twilioRule.sim.waitForIdle();
+
+      // The send reached SignalWire without the ApplicationSid: the proxy's URL is its callback.
+      const simulated = twilioRule.sim.messages.find((m) => m.id === message.sid);
+      expect(simulated?.statusCallback).toMatch(new RegExp(`^${twilioRule.publicUrl}/callbacks/`));
+      expect(await twilioRule.message(message.sid)).toMatchObject({
+        status: 'delivered',
+        client_status_callback: app.callbackUrl(relayedTo),
+      });
+      await eventually(() => statusesAt(message.sid, relayedTo).length === 3);
+      expect(statusesAt(message.sid, relayedTo)).toEqual(['queued', 'sent', 'delivered']);
+    },
+  );
 });
