@@ -159,6 +159,8 @@ const cidrs = list.transform((items, ctx) => {
  */
 const proxyUrl = z.string().transform((value, ctx) => {
   const text = value.trim();
+  // Blank (spaces only) is unset, as empty is.
+  if (text === '') return undefined;
   const url = URL.parse(text.includes('://') ? text : `http://${text}`);
   if (!url || !['http:', 'https:'].includes(url.protocol) || url.hostname === '') {
     ctx.addIssue({
@@ -168,8 +170,27 @@ const proxyUrl = z.string().transform((value, ctx) => {
     });
     return z.NEVER;
   }
+  // The URL parser lets a stray `%` through; the proxy agents decode the credentials and
+  // would fail on every request (or at start), naming nothing.
+  if (!decodes(url.username) || !decodes(url.password)) {
+    ctx.addIssue({
+      code: 'custom',
+      message:
+        'its user name or password is not valid percent-encoding (write % as %25; the value is not shown)',
+    });
+    return z.NEVER;
+  }
   return url;
 });
+
+function decodes(text: string): boolean {
+  try {
+    decodeURIComponent(text);
+    return true;
+  } catch {
+    return false;
+  }
+}
 
 /** NO_PROXY: hosts, domains, host:port or `*`, separated by commas (or spaces, as curl allows). */
 const noProxyList = z.string().transform((s) =>

@@ -111,6 +111,9 @@ export function createSignalWireClient(options: SignalWireClientOptions): Signal
   const space = new URL(baseUrl);
   const secure = space.protocol === 'https:';
   const agent = upstreamAgent(secure, options.proxy);
+  // Plain http through a proxy goes as absolute-URI requests: the proxy answers them itself
+  // when it will not pass them on, and a 407 (Proxy Authentication Required) is only ever its.
+  const proxiedPlain = options.proxy !== undefined && !secure;
   const origin = {
     protocol: space.protocol,
     // WHATWG keeps an IPv6 host in brackets; http.request wants the bare address.
@@ -192,6 +195,11 @@ export function createSignalWireClient(options: SignalWireClientOptions): Signal
           // hands over as the response: the tunnel never opened, so nothing reached SignalWire.
           res.resume();
           failed(new Error(`the forward proxy refused the tunnel with ${status}`), false);
+          return;
+        }
+        if (proxiedPlain && status === 407) {
+          res.resume();
+          failed(new Error('the forward proxy refused the request with 407'), false);
           return;
         }
         if (status < 200 || status > 599) {

@@ -68,11 +68,7 @@ export function createMessageLookup(options: {
           ...(dispatcher && { dispatcher }),
         });
       } catch (error) {
-        return {
-          kind: 'failed',
-          error: error instanceof Error ? error.message : String(error),
-          unavailable: true,
-        };
+        return { kind: 'failed', error: fetchFailure(error), unavailable: true };
       }
       // undefined: the answer broke off (the timeout, a reset), which is no answer.
       const text = await readAtMost(res, MAX_ANSWER_BYTES).catch(() => undefined);
@@ -107,13 +103,42 @@ export function createMessageLookup(options: {
 }
 
 /**
+ * Why a fetch failed: its message ("fetch failed") and its cause's, which says what went wrong
+ * (ECONNREFUSED, a proxy's 407, a timeout). Neither holds the proxy's credentials.
+ */
+function fetchFailure(error: unknown): string {
+  const message = messageOf(error) ?? String(error);
+  const cause = messageOf((error as { cause?: unknown } | null)?.cause);
+  return cause && cause !== message ? `${message}: ${cause}` : message;
+}
+
+/** An error's message, by its shape: fetch's errors may come from another realm. */
+function messageOf(value: unknown): string | undefined {
+  const message = (value as { message?: unknown } | null | undefined)?.message;
+  return typeof message === 'string' ? message : undefined;
+}
+
+/**
  * undici's own, which the global fetch takes (undici 7 speaks the handler interface of both
  * Node 20's bundled undici 6 and Node 24's undici 7). Like the send proxy's agent
  * (proxy/signalwire-client.ts): https through a CONNECT tunnel, plain http as absolute-URI
  * requests; undici tunnels both unless told.
  */
 function proxyDispatcher(target: URL, proxy: URL): RequestInit['dispatcher'] {
-  const agent = new ProxyAgent({ uri: proxy.href, proxyTunnel: target.protocol === 'https:' });
+  // The credentials as the send proxy's agent and curl send them: also a user name alone
+  // (undici would send none unless both parts are there).
+  const bare = new URL(proxy.href);
+  bare.username = '';
+  bare.password = '';
+  const credentials =
+    proxy.username || proxy.password
+      ? `${decodeURIComponent(proxy.username)}:${decodeURIComponent(proxy.password)}`
+      : undefined;
+  const agent = new ProxyAgent({
+    uri: bare.href,
+    proxyTunnel: target.protocol === 'https:',
+    ...(credentials && { token: `Basic ${Buffer.from(credentials).toString('base64')}` }),
+  });
   // Only the types differ: @types/node 20 describes its bundled undici 6 (FormData and all).
   return agent as unknown as RequestInit['dispatcher'];
 }

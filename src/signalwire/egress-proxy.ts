@@ -46,17 +46,23 @@ export function egressProxyFor(target: URL, settings: EgressProxySettings): URL 
 }
 
 /**
- * NO_PROXY as curl reads it: `*` alone is every host; an entry is a host name or address,
+ * NO_PROXY as curl reads it: `*` as the whole value is every host (elsewhere in a list it
+ * names none); an entry is a host name or address,
  * optionally with a port (`host:port`, `[::1]:8080`), and names that host and every name
  * under it, a leading `.` or `*.` changing nothing (`example.com`, `.example.com` and
  * `*.example.com` all cover `api.example.com`). An address matches only itself: CIDR ranges,
  * which curl reads since 7.86, are not (an operator lists the addresses instead).
  */
 export function bypassesProxy(target: URL, noProxy: readonly string[]): boolean {
-  const host = target.hostname.toLowerCase().replace(/^\[(.*)\]$/, '$1');
+  // A fully qualified name's final dot changes nothing, as in curl.
+  const host = target.hostname
+    .toLowerCase()
+    .replace(/^\[(.*)\]$/, '$1')
+    .replace(/\.$/, '');
+  if (noProxy.length === 1 && noProxy[0] === '*') return true;
   const port = target.port === '' ? (target.protocol === 'https:' ? 443 : 80) : Number(target.port);
   return noProxy.some((entry) => {
-    if (entry === '*') return true;
+    if (entry === '*') return false;
     const { name, entryPort } = splitPort(entry);
     if (entryPort !== undefined && entryPort !== port) return false;
     const domain = name.replace(/^\*?\.+/, '').replace(/\.$/, '');

@@ -27,8 +27,8 @@ export interface ForwardProxy {
 
 export async function startForwardProxy(
   options: {
-    /** Answer every CONNECT with this status instead of a tunnel (e.g. 407). */
-    refuseTunnels?: number;
+    /** Answer every CONNECT and every plain request with this status itself (e.g. 407). */
+    refuseWith?: number;
     /** Open each tunnel only this long after its CONNECT (a slow egress). */
     holdTunnelsMs?: number;
   } = {},
@@ -50,6 +50,11 @@ export async function startForwardProxy(
       line: `${req.method} ${req.url}`,
       proxyAuthorization: req.headers['proxy-authorization'],
     });
+    if (options.refuseWith !== undefined) {
+      req.resume();
+      res.writeHead(options.refuseWith).end();
+      return;
+    }
     const target = new URL(req.url ?? '');
     const headers = { ...req.headers };
     delete headers['proxy-authorization'];
@@ -80,8 +85,8 @@ export async function startForwardProxy(
       line: `CONNECT ${req.url}`,
       proxyAuthorization: req.headers['proxy-authorization'],
     });
-    if (options.refuseTunnels !== undefined) {
-      client.end(`HTTP/1.1 ${options.refuseTunnels} Refused\r\ncontent-length: 0\r\n\r\n`);
+    if (options.refuseWith !== undefined) {
+      client.end(`HTTP/1.1 ${options.refuseWith} Refused\r\ncontent-length: 0\r\n\r\n`);
       return;
     }
     const { hostname, port } = new URL(`http://${req.url}`);

@@ -93,14 +93,11 @@ describe('SignalWire on http:// (HTTP_PROXY)', () => {
   });
 
   test.each([
-    ['its address', '127.0.0.1'],
-    ['its address and port', () => new URL(sim.url).host],
-    ['*', '*'],
+    ['its address', () => 'internal.example, 127.0.0.1'],
+    ['its address and port', () => `internal.example, ${new URL(sim.url).host}`],
+    ['* (the whole value)', () => '*'],
   ])('When NO_PROXY names SignalWire by %s, then sends go direct', async (_, noProxy) => {
-    const t = await appWith({
-      HTTP_PROXY: egress.url,
-      NO_PROXY: `internal.example, ${typeof noProxy === 'string' ? noProxy : noProxy()}`,
-    });
+    const t = await appWith({ HTTP_PROXY: egress.url, NO_PROXY: noProxy() });
     const res = await send(t.internalApp);
     expect(res.status).toBe(201);
     expect(sim.messages.some((m) => m.id === res.body.sid)).toBe(true);
@@ -114,6 +111,21 @@ describe('SignalWire on http:// (HTTP_PROXY)', () => {
     expect(res.status).toBe(502);
     expect(res.body).toMatchObject({ code: 20503, status: 502 });
     expect(sim.messages.length).toBe(before);
+  });
+
+  test('When the forward proxy answers an http:// send with its own 407, then the send fails as unreachable (502), not as SignalWire’s answer', async () => {
+    const refusing = await startForwardProxy({ refuseWith: 407 });
+    try {
+      const t = await appWith({ HTTP_PROXY: refusing.url });
+      const before = sim.messages.length;
+      const res = await send(t.internalApp);
+      expect(res.status).toBe(502);
+      expect(res.body).toMatchObject({ code: 20503, status: 502 });
+      expect(refusing.requests.map((r) => r.line)).toEqual([`POST ${sim.url}${COMPAT_PATH}`]);
+      expect(sim.messages.length).toBe(before);
+    } finally {
+      await refusing.close();
+    }
   });
 
   test('When only HTTPS_PROXY is set, then an http:// space is reached directly, as curl does', async () => {
@@ -139,7 +151,7 @@ describe('SignalWire on https:// (HTTPS_PROXY)', () => {
       });
     });
     egress = await startForwardProxy();
-    refusing = await startForwardProxy({ refuseTunnels: 407 });
+    refusing = await startForwardProxy({ refuseWith: 407 });
     slow = await startForwardProxy({ holdTunnelsMs: HOLD_MS });
   });
 

@@ -87,6 +87,25 @@ test('When HTTP_PROXY is set, then a lookup at an http:// space goes through it 
   ]);
 });
 
+test('When the proxy URL has a user name and no password, then lookups send it as the send proxy and curl do', async () => {
+  const result = await lookupWith(plainUrl, { HTTP_PROXY: egress.urlWith('tok3n', '') }).lookup(
+    target(),
+  );
+  expect(result).toMatchObject({ kind: 'found' });
+  expect(egress.requests.map((r) => r.proxyAuthorization)).toEqual([
+    `Basic ${Buffer.from('tok3n:').toString('base64')}`,
+  ]);
+});
+
+test('When the forward proxy cannot be reached, then the lookup’s failure says why, not only "fetch failed"', async () => {
+  const closed = await startForwardProxy();
+  const url = closed.url;
+  await closed.close();
+  const result = await lookupWith(plainUrl, { HTTP_PROXY: url }).lookup(target());
+  expect(result).toMatchObject({ kind: 'failed', unavailable: true });
+  expect((result as { error: string }).error).toMatch(/^fetch failed: .*ECONNREFUSED/);
+});
+
 test('When HTTPS_PROXY is set, then a lookup at an https:// space goes through a CONNECT tunnel', async () => {
   const message = target();
   const before = secure.requests.length;

@@ -12,6 +12,9 @@ describe('NO_PROXY', () => {
     ['https://example.signalwire.com', ['*.signalwire.com'], true],
     ['https://EXAMPLE.signalwire.com', ['example.signalwire.com'], true],
     ['https://example.signalwire.com', ['*'], true],
+    // As curl: `*` counts only as the whole value.
+    ['https://example.signalwire.com', ['internal', '*'], false],
+    ['https://example.signalwire.com.', ['signalwire.com'], true],
     ['https://example.signalwire.com', ['example.signalwire.com:443'], true],
     ['https://example.signalwire.com:8443', ['example.signalwire.com:8443'], true],
     ['https://example.signalwire.com', ['example.signalwire.com:8443'], false],
@@ -101,6 +104,24 @@ describe('the proxy variables at start', () => {
       expect(problems).not.toContain('hunter2pass');
     },
   );
+
+  test('When a proxy password holds a % that is no percent-encoding, then start-up refuses it by name without echoing it', () => {
+    // The URL parser takes it; the proxy agents decode the credentials and failed on every
+    // send (and reconciliation's at start), naming nothing.
+    const problems = configProblems({ HTTPS_PROXY: 'http://egress:50%off@proxy:3128' }).join('\n');
+    expect(problems).toMatch(
+      /^HTTPS_PROXY: its user name or password is not valid percent-encoding/,
+    );
+    expect(problems).not.toContain('50%off');
+  });
+
+  test('When a proxy variable holds only spaces, then it is unset, as an empty one is', () => {
+    expect(loadConfig({ ...SPACE, HTTPS_PROXY: '  ', HTTP_PROXY: ' ' }).egressProxy).toEqual({
+      httpsProxy: undefined,
+      httpProxy: undefined,
+      noProxy: [],
+    });
+  });
 
   test('When start-up fails with a proxy password in the environment, then what is printed never carries it', () => {
     const env = {
