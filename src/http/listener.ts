@@ -37,7 +37,8 @@ import { createFastServer } from './fast-server';
  *   way for this long is cut — one owed answers it never reads, which would otherwise hold a
  *   connection for ever. Longer than keepAliveTimeout and than any wait the service itself
  *   makes a client sit through: a feed long-poll (30 s), a send through the proxy (an
- *   Application read and the create, each up to SIGNALWIRE_TIMEOUT_MS).
+ *   Application read, a second read with the project's own token when the caller's was
+ *   refused it, and the create, each up to SIGNALWIRE_TIMEOUT_MS).
  * - When a connection is refused at `maxConnections`, the connections idle for
  *   `idleToFreeMs` or more (no answer owed) are closed: see freeIdleConnectionsWhenFull.
  */
@@ -73,7 +74,7 @@ export function listenerSettings(config: Config): ListenerSettings {
     stalledTimeoutMs: Math.max(
       STALLED_TIMEOUT_MS,
       config.httpKeepAliveTimeoutMs + 10_000,
-      2 * config.signalwireTimeoutMs + 30_000,
+      3 * config.signalwireTimeoutMs + 30_000,
     ),
     idleToFreeMs: IDLE_TO_FREE_MS,
   };

@@ -28,7 +28,7 @@ import {
   requestFields,
   withField,
 } from './request-body';
-import type { RequestBody } from './request-body';
+import type { FormPairs, RequestBody } from './request-body';
 import {
   apiOfPath,
   couldLeavePrefix,
@@ -130,6 +130,19 @@ async function handle(
   const inQuery = queryParameterNames(target).find((name) => CALLBACK_FIELDS[api].includes(name));
   if (inQuery !== undefined) {
     fail(res, errors.fieldInQuery(inQuery));
+    return;
+  }
+  // `StatusCallback[]=…` in a form: a lenient server (Rack, PHP) reads it as StatusCallback,
+  // beside the proxy's own, which it neither replaces nor leaves out.
+  const bracketed = read.body.type === 'form' ? bracketedField(read.body.pairs, api) : undefined;
+  if (bracketed !== undefined) {
+    fail(
+      res,
+      errors.badBody(
+        400,
+        `The '${bracketed}' parameter is not accepted: give ${bracketed.split('[')[0]} without brackets`,
+      ),
+    );
     return;
   }
   const send: ValidSend = {
@@ -234,4 +247,11 @@ function proxyErrorHandler(deps: ProxyDeps): ErrorRequestHandler {
     deps.logger.error({ err, request_id: req.id }, 'send proxy failed');
     fail(res, errors.internal());
   };
+}
+
+/** A form key that names a callback field with a bracket suffix (`ApplicationSid[]`), if any. */
+function bracketedField(pairs: FormPairs, api: Api): string | undefined {
+  return pairs
+    .map(([key]) => key)
+    .find((key) => key.includes('[') && CALLBACK_FIELDS[api].includes(key.split('[')[0]!));
 }

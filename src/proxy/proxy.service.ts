@@ -211,7 +211,9 @@ async function abandoned(
  * status_callback parameter of this request is ignored"). Sent on, it could take every
  * callback past the proxy's URL, and the message would stay `queued` here. So once the
  * Application is read (it exists, and its callback is known), it is left out, and the proxy's
- * URL is the send's only status callback, whichever rule SignalWire follows.
+ * URL is the send's only status callback, whichever rule SignalWire follows. With a
+ * StatusCallback given too, the Application is not read (its callback is not relayed to, and
+ * a read would add its wait to every such send): it is left out unread.
  *
  * A failed lookup does not stop the send: the ApplicationSid then goes on as given, and
  * SignalWire decides whether the Application exists. The log says what that costs.
@@ -225,12 +227,13 @@ async function relayTarget(
   if (send.api !== 'cxml' || send.applicationSid === null) {
     return { url: given, withoutApplication: false };
   }
+  if (given !== null) return { url: given, withoutApplication: true };
   const found = await deps.applications.lookup(
     send.facts.projectId,
     send.applicationSid,
     send.headers['authorization'],
   );
-  if (found.ok) return { url: given ?? found.url, withoutApplication: true };
+  if (found.ok) return { url: found.url, withoutApplication: true };
   deps.logger.warn(
     {
       request_id: requestId,
@@ -238,11 +241,9 @@ async function relayTarget(
       application_sid: send.applicationSid,
       reason: found.reason,
     },
-    given === null
-      ? 'the Application could not be read: the send names it as given; its callbacks are not relayed, and are not stored should SignalWire report to the Application'
-      : 'the Application could not be read: the send names it as given; should SignalWire report to the Application rather than to StatusCallback, its callbacks pass the proxy by',
+    'the Application could not be read: the send names it as given; its callbacks are not relayed, and are not stored should SignalWire report to the Application',
   );
-  return { url: given, withoutApplication: false };
+  return { url: null, withoutApplication: false };
 }
 
 /**

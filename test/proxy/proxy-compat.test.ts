@@ -85,18 +85,21 @@ describe('seed 002 curl example', () => {
     const res = await postForm(curlDataUrlencode(fields)).set('User-Agent', 'curl/8.5.0');
 
     expect(res.status).toBe(201);
-    // The Application named is read first: unknown here (404), so it goes on as given.
-    const [read, ...sends] = tap.requests.slice(before);
-    expect(read?.method).toBe('GET');
-    expect(sends).toHaveLength(1);
-    const forwarded = sends[0]!;
+    expect(tap.requests).toHaveLength(before + 1);
+    const forwarded = tap.requests.at(-1)!;
     expect(forwarded.path).toBe(COMPAT_PATH);
     expect(forwarded.headers['authorization']).toBe(AUTH);
     expect(forwarded.headers['user-agent']).toBe('curl/8.5.0');
     expect(forwarded.headers['content-type']).toBe('application/x-www-form-urlencoded');
     const sent = formPairs(forwarded.body);
     const callback = sent.find(([k]) => k === 'StatusCallback')?.[1];
-    expect(sent).toEqual(fields.map(([k, v]) => [k, k === 'StatusCallback' ? callback : v]));
+    // The ApplicationSid is left out: with a StatusCallback given, its only effect would be to
+    // take the callbacks past the proxy, should SignalWire let the Application's win.
+    expect(sent).toEqual(
+      fields
+        .filter(([k]) => k !== 'ApplicationSid')
+        .map(([k, v]) => [k, k === 'StatusCallback' ? callback : v]),
+    );
     const ref = injectedRef(callback);
     expect(ref).not.toBeNull();
 
@@ -376,6 +379,19 @@ describe('requests that cannot succeed', () => {
         more_info: `https://developer.signalwire.com/rest/compatibility-api/overview/error-codes#${code}`,
         status: 400,
       });
+      expect(tap.requests).toHaveLength(before);
+    },
+  );
+
+  it.each(['StatusCallback[]', 'ApplicationSid[]', 'StatusCallback[x]'])(
+    'When the form names %s (a callback field with brackets), then the answer is 400 and nothing is forwarded (a lenient server reads it as the field itself)',
+    async (name) => {
+      const before = tap.requests.length;
+      const res = await postForm(
+        curlDataUrlencode([...valid, [name, '0a059168-ead0-41af-9d1f-343dae832527']]),
+      );
+      expect(res.status).toBe(400);
+      expect(res.body.message).toContain(`'${name}'`);
       expect(tap.requests).toHaveLength(before);
     },
   );
