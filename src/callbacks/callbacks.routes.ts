@@ -335,18 +335,18 @@ async function handle(deps: CallbackDeps, api: Api, req: Request, res: Response)
   // (or in a name), it is refused: stripped, it could make another id or status. Anywhere else
   // (a message text or custom variable the app sent with one) it is left out of what is
   // stored; refused, SignalWire's callbacks for such a send would all be lost. The relay
-  // keeps the callback's bytes as received.
-  if (nulInKeyOrIdentity(api, parsed.fields)) {
-    deps.onCallback?.(api, 'invalid', 'refused_invalid');
-    throw badRequest(
-      'invalid_character',
-      'NUL characters are not accepted in names, ids or statuses',
-    );
+  // keeps the callback's bytes as received. One scan for the usual callback, which has none.
+  let fields = parsed.fields;
+  if (holdsNul(fields)) {
+    if (nulInKeyOrIdentity(api, fields)) {
+      deps.onCallback?.(api, 'invalid', 'refused_invalid');
+      throw badRequest(
+        'invalid_character',
+        'NUL characters are not accepted in names, ids or statuses',
+      );
+    }
+    fields = withoutNul(fields) as CallbackFields;
   }
-  // Copied only when there is something to strip: nearly every callback has nothing.
-  const fields = holdsNul(parsed.fields)
-    ? (withoutNul(parsed.fields) as CallbackFields)
-    : parsed.fields;
 
   const options = { receivedAt: now(deps), storeBody: config.storeBody };
   let event: StatusEvent;
