@@ -1,6 +1,6 @@
 import { Router } from 'express';
 import type { Db } from '../db/database';
-import { notFound } from '../errors';
+import { badRequest, notFound } from '../errors';
 import { answeredNotModified } from '../http/etag';
 import { decodeCursor, encodeCursor } from './cursor';
 import { toMessageDto } from './message-dto';
@@ -47,6 +47,18 @@ export function messageRoutes({
 
   router.get('/v1/messages', async (req, res) => {
     const query = ListQuery.parse(req.query);
+    // A reversed window can hold nothing: an empty page would hide the caller's mistake (the
+    // stats refuse it too). An empty one (the same instant) is only empty.
+    for (const [from, to] of [
+      ['since', 'until'],
+      ['created_since', 'created_until'],
+    ] as const) {
+      const start = query[from];
+      const end = query[to];
+      if (start && end && start > end) {
+        throw badRequest('invalid_window', `${from} must not be after ${to}`);
+      }
+    }
     const { order } = query;
     const after = query.cursor === undefined ? undefined : decodeCursor(query.cursor, order);
     // One extra row tells whether another page exists without a count query.

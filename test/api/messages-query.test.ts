@@ -128,6 +128,21 @@ describe('GET /v1/messages', () => {
     expect(res.body.next_cursor).toBeNull();
   });
 
+  test.each([
+    ['since=2026-10-02&until=2026-10-01', 'since must not be after until'],
+    [
+      'created_since=2026-10-01T00:00:01Z&created_until=2026-10-01T00:00:00Z',
+      'created_since must not be after created_until',
+    ],
+  ])(
+    'When a window is reversed (%s), then 400 invalid_window, not an empty page that hides the mistake',
+    async (window, message) => {
+      const res = await get(`/v1/messages?${window}`);
+      expect(res.status).toBe(400);
+      expect(res.body.error).toMatchObject({ code: 'invalid_window', message });
+    },
+  );
+
   test('When filtering by from and a time window, then the window is [since, until)', async () => {
     const res = await get(
       '/v1/messages?from=%2B15550000001&since=2026-10-01T00:00:01Z&until=2026-10-01T00:00:02Z',

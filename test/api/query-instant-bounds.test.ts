@@ -92,7 +92,14 @@ test('When since/until and created_since/created_until are written with any prec
         const params = new URLSearchParams({ order: 'created', limit: '500' });
         params.set(from, since);
         params.set(to, until);
-        const res = await get(`/v1/messages?${params}`).expect(200);
+        const res = await get(`/v1/messages?${params}`);
+        if (res.status === 400) {
+          // A reversed window, which can hold nothing.
+          expect(res.body.error.code).toBe('invalid_window');
+          expect(await scan(column, since, until)).toEqual([]);
+          continue;
+        }
+        expect(res.status).toBe(200);
         const ids = res.body.data.map((m: { id: string }) => m.id).sort();
         expect({ since, until, [column]: ids }).toEqual({
           since,
