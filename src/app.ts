@@ -16,6 +16,7 @@ import { bearerAuth } from './http/bearer-auth';
 import { chain } from './http/chain';
 import { queryApiCors } from './http/cors';
 import { errorHandler, notFoundHandler } from './http/error-handler';
+import { methodNotAllowed } from './http/method-not-allowed';
 import { privateAnswers } from './http/etag';
 import { healthRoutes } from './http/health.routes';
 import type { Lifecycle } from './http/health.routes';
@@ -207,6 +208,16 @@ export function createInternalApp(deps: AppDeps): Express {
     }),
   );
   app.use(statsRoutes({ db: readDb, clock: deps.clock, reads }));
+  app.use(
+    methodNotAllowed([
+      { path: '/v1/messages', methods: ['GET'] },
+      { path: '/v1/messages/:id', methods: ['GET'] },
+      { path: '/v1/events', methods: ['GET'] },
+      { path: '/v1/stats', methods: ['GET'] },
+      { path: '/v1/relays', methods: ['GET'] },
+      { path: '/v1/relays/:id/retry', methods: ['POST'] },
+    ]),
+  );
   return finish(app, deps, 'internal');
 }
 

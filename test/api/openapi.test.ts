@@ -26,6 +26,8 @@ function routesOf(app: Express): string[] {
         const paths = Array.isArray(layer.route.path) ? layer.route.path : [layer.route.path];
         for (const path of paths.flatMap(expandOptional)) {
           for (const method of Object.keys(layer.route.methods)) {
+            // router.all: the 405 answers of http/method-not-allowed.ts, no operation.
+            if (method === '_all') continue;
             found.push(`${method.toUpperCase()} ${path.replace(/:(\w+)/g, '{$1}')}`);
           }
         }
