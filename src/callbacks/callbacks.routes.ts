@@ -342,7 +342,7 @@ async function handle(deps: CallbackDeps, api: Api, req: Request, res: Response)
       deps.onCallback?.(api, 'invalid', 'refused_invalid');
       throw badRequest(
         'invalid_character',
-        'NUL characters are not accepted in names, ids or statuses',
+        'NUL characters are not accepted in field names, ids, statuses, error codes or timestamps',
       );
     }
     fields = withoutNul(fields) as CallbackFields;

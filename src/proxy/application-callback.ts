@@ -20,8 +20,9 @@ import type { SignalWireClient } from './signalwire-client';
  * flight. When a read fails (SignalWire slow, rate limiting, a gateway's error page) the last
  * answer read within MAX_STALE_MS stands: an Application's callback changes seldom, and a failed
  * read would otherwise cost the send's callbacks their relay. A failed lookup does not stop
- * the send: the message is still stored, only its callbacks are not relayed (the caller is
- * told so in the log).
+ * the send: it goes out naming the Application as given, and its callbacks are not relayed —
+ * nor stored, should SignalWire let the Application's callback win (proxy.service.ts,
+ * relayTarget; the log says so).
  */
 
 export type ApplicationLookup =

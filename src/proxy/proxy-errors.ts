@@ -24,6 +24,11 @@ export interface ProxyErrors {
    * belongs in the body, where the proxy reads and replaces it.
    */
   fieldInQuery(field: string): ProxyFailure;
+  /**
+   * A form naming such a field with brackets (`StatusCallback[]`), which a lenient server reads
+   * as the field itself, beside the proxy's own.
+   */
+  fieldBracketed(name: string): ProxyFailure;
   /** A request that could create a message upstream without the service's status callback. */
   notACreateRoute(): ProxyFailure;
   /** A path that could reach beyond the API prefix it came in under (upstream-target.ts). */
@@ -85,6 +90,8 @@ const OUTSIDE_API =
 
 const inQuery = (field: string) =>
   `The '${field}' parameter must be sent in the request body, not in the query string`;
+const bracketed = (name: string) =>
+  `The '${name}' parameter is not accepted: give ${name.split('[')[0]} without brackets`;
 
 /** Each field's own code; the Application's is SignalWire's "invalid ApplicationSid". */
 const COMPAT_FIELD_CODES: Record<string, number> = {
@@ -103,6 +110,8 @@ const compat: ProxyErrors = {
   badBody: (status, message) => compatError(status, C.invalidArgument, message),
   fieldInQuery: (field) =>
     compatError(400, COMPAT_FIELD_CODES[field] ?? C.invalidArgument, inQuery(field)),
+  fieldBracketed: (name) =>
+    compatError(400, COMPAT_FIELD_CODES[name.split('[')[0]!] ?? C.invalidArgument, bracketed(name)),
   notACreateRoute: () => compatError(404, C.notFound, NOT_A_CREATE_ROUTE),
   outsideApi: () => compatError(404, C.notFound, OUTSIDE_API),
   upstream: (failure, subject) =>
@@ -130,6 +139,9 @@ const native: ProxyErrors = {
     nativeError(status, 'invalid_request_error', 'invalid_parameter', message),
   fieldInQuery: (field) =>
     nativeError(422, 'validation_error', 'invalid_parameter', inQuery(field), field),
+  // Native bodies are JSON, never a form: kept for the interface's sake.
+  fieldBracketed: (name) =>
+    nativeError(422, 'validation_error', 'invalid_parameter', bracketed(name), name),
   notACreateRoute: () => nativeError(404, 'invalid_request_error', 'not_found', NOT_A_CREATE_ROUTE),
   outsideApi: () => nativeError(404, 'invalid_request_error', 'not_found', OUTSIDE_API),
   upstream: (failure, subject) =>

@@ -136,13 +136,7 @@ async function handle(
   // beside the proxy's own, which it neither replaces nor leaves out.
   const bracketed = read.body.type === 'form' ? bracketedField(read.body.pairs, api) : undefined;
   if (bracketed !== undefined) {
-    fail(
-      res,
-      errors.badBody(
-        400,
-        `The '${bracketed}' parameter is not accepted: give ${bracketed.split('[')[0]} without brackets`,
-      ),
-    );
+    fail(res, errors.fieldBracketed(bracketed));
     return;
   }
   const send: ValidSend = {

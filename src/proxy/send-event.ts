@@ -29,7 +29,10 @@ export interface SendContext {
 // Provider ids are UUIDs; anything that could not be a message id is not recorded.
 const MESSAGE_ID = /^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/;
 
-/** The event, or null when the answer names no message (nothing to record it under). */
+/**
+ * The event, or null when the answer names no message (nothing to record it under), or when
+ * what names the message or its status holds a NUL (stripped, it could name another).
+ */
 export function sendEvent(context: SendContext, given: unknown): StatusEvent | null {
   if (!isPlainObject(given)) return null;
   const compat = context.api === 'cxml';

@@ -21,12 +21,6 @@ export interface EgressProxySettings {
   noProxy: readonly string[];
 }
 
-export const NO_EGRESS_PROXY: EgressProxySettings = Object.freeze({
-  httpProxy: undefined,
-  httpsProxy: undefined,
-  noProxy: Object.freeze([]),
-});
-
 /**
  * The proxy to reach SIGNALWIRE_SPACE_URL through; undefined: direct, as always without one
  * (the built-in simulator runs in this process and is reached directly).

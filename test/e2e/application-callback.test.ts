@@ -137,14 +137,49 @@ describe('reading Applications', () => {
     await viaTap?.close();
   });
 
+  test('When the Application cannot be read, then the send names it as given, and SignalWire decides', async () => {
+    const unknown = '7b0c1e2d-3f4a-4b5c-8d6e-9f0a1b2c3d4e';
+    const before = tap.requests.length;
+    await sdkClient(viaTap.internalUrl, E2E_PROJECT, E2E_TOKEN).messages.create({
+      from: E2E_FROM,
+      to: '+15557652100',
+      body: 'unknown application',
+      applicationSid: unknown,
+    });
+    const sends = tap.requests.slice(before).filter((r) => r.method === 'POST');
+    expect(sends).toHaveLength(1);
+    expect(new URLSearchParams(sends[0]!.body).get('ApplicationSid')).toBe(unknown);
+  });
+
+  test('When the Application is read, then the send goes without it', async () => {
+    const tapped = sdkClient(viaTap.internalUrl, E2E_PROJECT, E2E_TOKEN);
+    const application = await tapped.applications.create({
+      friendlyName: 'left out',
+      messageStatusCallback: app.callbackUrl('/left-out'),
+    });
+    const before = tap.requests.length;
+    await tapped.messages.create({
+      from: E2E_FROM,
+      to: '+15557652101',
+      body: 'known application',
+      applicationSid: application.sid,
+    });
+    const sends = tap.requests.slice(before).filter((r) => r.method === 'POST');
+    expect(sends).toHaveLength(1);
+    expect(new URLSearchParams(sends[0]!.body).has('ApplicationSid')).toBe(false);
+  });
+
   test('When sends name the same Application in a burst, then it is read once, with the caller’s own credentials', async () => {
     const tapped = sdkClient(viaTap.internalUrl, E2E_PROJECT, E2E_TOKEN);
     const application = await tapped.applications.create({
       friendlyName: 'burst',
       messageStatusCallback: app.callbackUrl('/burst'),
     });
+    const start = tap.requests.length;
     const reads = () =>
-      tap.requests.filter((r) => r.method === 'GET' && r.path.includes('/Applications/'));
+      tap.requests
+        .slice(start)
+        .filter((r) => r.method === 'GET' && r.path.includes('/Applications/'));
     for (let i = 0; i < 3; i++) {
       await tapped.messages.create({
         from: E2E_FROM,

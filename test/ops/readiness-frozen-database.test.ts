@@ -42,7 +42,13 @@ test('When the database stops answering, then every readiness check times out on
     known: await knownMigrations(),
     timeoutMs: TIMEOUT_MS,
   });
-  expect(await readiness.check()).toMatchObject({ database: 'ok', ready: true });
+  // Answered first. On a loaded machine (a CI run on two cores) the first check, which opens
+  // the connection, once took longer than the timeout: it is asked again until answered.
+  let answered = await readiness.check();
+  for (let tries = 0; answered.database !== 'ok' && tries < 10; tries++) {
+    answered = await readiness.check();
+  }
+  expect(answered).toMatchObject({ database: 'ok', ready: true });
   freezer.freeze();
   for (let probe = 0; probe < 6; probe++) {
     expect(await readiness.check()).toMatchObject({ database: 'unreachable' });

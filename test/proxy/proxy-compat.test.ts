@@ -383,14 +383,19 @@ describe('requests that cannot succeed', () => {
     },
   );
 
-  it.each(['StatusCallback[]', 'ApplicationSid[]', 'StatusCallback[x]'])(
-    'When the form names %s (a callback field with brackets), then the answer is 400 and nothing is forwarded (a lenient server reads it as the field itself)',
-    async (name) => {
+  it.each([
+    { name: 'StatusCallback[]', code: 21609 },
+    { name: 'ApplicationSid[]', code: 21218 },
+    { name: 'StatusCallback[x]', code: 21609 },
+  ])(
+    'When the form names $name (a callback field with brackets), then the answer is 400 code $code and nothing is forwarded (a lenient server reads it as the field itself)',
+    async ({ name, code }) => {
       const before = tap.requests.length;
       const res = await postForm(
         curlDataUrlencode([...valid, [name, '0a059168-ead0-41af-9d1f-343dae832527']]),
       );
       expect(res.status).toBe(400);
+      expect(res.body).toMatchObject({ code, status: 400 });
       expect(res.body.message).toContain(`'${name}'`);
       expect(tap.requests).toHaveLength(before);
     },
