@@ -16,7 +16,7 @@ import { bearerAuth } from './http/bearer-auth';
 import { chain } from './http/chain';
 import { queryApiCors } from './http/cors';
 import { errorHandler, notFoundHandler } from './http/error-handler';
-import { methodNotAllowed } from './http/method-not-allowed';
+import { documentedRoutes, methodNotAllowed } from './http/method-not-allowed';
 import { privateAnswers } from './http/etag';
 import { healthRoutes } from './http/health.routes';
 import type { Lifecycle } from './http/health.routes';
@@ -147,7 +147,8 @@ export function createInternalApp(deps: AppDeps): Express {
   const app = baseApp(deps);
   const { metrics } = deps;
   if (metrics) app.use(metricsRoutes({ metrics }));
-  app.use(openApiRoutes({ document: buildApiDocument(SERVICE_VERSION) }));
+  const document = buildApiDocument(SERVICE_VERSION);
+  app.use(openApiRoutes({ document }));
   // The status page (GET /); it reads the query API below.
   app.use(pageRoutes(deps));
   const signalwire = deps.signalwire ?? signalWireClientFor(deps.config);
@@ -208,16 +209,8 @@ export function createInternalApp(deps: AppDeps): Express {
     }),
   );
   app.use(statsRoutes({ db: readDb, clock: deps.clock, reads }));
-  app.use(
-    methodNotAllowed([
-      { path: '/v1/messages', methods: ['GET'] },
-      { path: '/v1/messages/:id', methods: ['GET'] },
-      { path: '/v1/events', methods: ['GET'] },
-      { path: '/v1/stats', methods: ['GET'] },
-      { path: '/v1/relays', methods: ['GET'] },
-      { path: '/v1/relays/:id/retry', methods: ['POST'] },
-    ]),
-  );
+  // Last: a documented /v1 path asked with a method it does not take.
+  app.use(methodNotAllowed(documentedRoutes(document, '/v1')));
   return finish(app, deps, 'internal');
 }
 
