@@ -35,6 +35,7 @@ import {
   queryParameterNames,
   targetPath,
   upstreamTarget,
+  withoutBrackets,
 } from './upstream-target';
 
 /**
@@ -247,5 +248,5 @@ function proxyErrorHandler(deps: ProxyDeps): ErrorRequestHandler {
 function bracketedField(pairs: FormPairs, api: Api): string | undefined {
   return pairs
     .map(([key]) => key)
-    .find((key) => key.includes('[') && CALLBACK_FIELDS[api].includes(key.split('[')[0]!));
+    .find((key) => key.includes('[') && CALLBACK_FIELDS[api].includes(withoutBrackets(key)));
 }

@@ -33,9 +33,12 @@ export function targetPath(target: string): string {
 export function queryParameterNames(target: string): string[] {
   const question = target.indexOf('?');
   if (question < 0) return [];
-  return [...new URLSearchParams(target.slice(question + 1)).keys()].map(
-    (name) => name.split('[')[0]!,
-  );
+  return [...new URLSearchParams(target.slice(question + 1)).keys()].map(withoutBrackets);
+}
+
+/** A parameter's name without its bracket suffix (`StatusCallback[]` → `StatusCallback`). */
+export function withoutBrackets(name: string): string {
+  return name.split('[')[0]!;
 }
 
 /** Native paths answer in the native error shape; everything else is compatibility. */
