@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { basicAuthHeader } from '../signalwire/basic-auth';
 import { callbackUrlProblem } from '../signalwire/send-rules';
 import type { SignalWireClient } from './signalwire-client';
@@ -23,6 +24,11 @@ import type { SignalWireClient } from './signalwire-client';
  * the send: it goes out naming the Application as given, and its callbacks are not relayed —
  * nor stored, should SignalWire let the Application's callback win (proxy.service.ts,
  * relayTarget; the log says so).
+ *
+ * A refusal (401, 403 — a token scoped to messaging alone, with no project token to fall back
+ * on — or 404, 410) is kept for TTL_MS too, for those credentials only: every send of such an
+ * app would otherwise wait for a SignalWire round trip that answers the same, and a token
+ * given the permission, or an Application created, is followed within a minute.
  */
 
 export type ApplicationLookup =
@@ -70,6 +76,8 @@ export function createApplicationCallbacks(
   // Reads in flight, by key and credentials: other credentials (wrong ones, say) read for
   // themselves, so a read refused to one caller is never another's answer.
   const reading = new Map<string, Promise<ApplicationLookup>>();
+  // Refusals by key and a hash of the credentials (kept credentials would outlive the request).
+  const refused = new Map<string, { reason: string; readAt: number }>();
 
   async function read(
     projectId: string,
@@ -127,21 +135,27 @@ export function createApplicationCallbacks(
       const hit = kept.get(key);
       if (hit && hit.readAt + TTL_MS > now) return { ok: true, url: hit.url };
       if (hit && hit.readAt + MAX_STALE_MS <= now) kept.delete(key);
-      const flight = `${key}\n${authorization ?? ''}`;
+      const flight = `${key}\n${credentialsHash(authorization)}`;
+      const refusal = refused.get(flight);
+      if (refusal && refusal.readAt + TTL_MS > now) {
+        return { ok: false, reason: `${refusal.reason} (asked again after a minute)` };
+      }
+      if (refusal) refused.delete(flight);
       let pending = reading.get(flight);
       if (pending === undefined) {
         pending = read(projectId, applicationSid, authorization).then((found) => {
           if (found.ok) {
-            // Re-inserted, so the order of the map stays the order of the reads.
-            kept.delete(key);
-            if (kept.size >= MAX_KEPT) kept.delete(kept.keys().next().value!);
-            kept.set(key, { url: found.url, readAt: now });
+            keepNewest(kept, key, { url: found.url, readAt: now });
             return found;
           }
           // A refusal is this caller's own (its credentials): never answered from another's
           // read. An Application that is gone has no callback any more.
           if ('gone' in found) kept.delete(key);
-          const last = 'refused' in found || 'gone' in found ? undefined : kept.get(key);
+          if ('refused' in found || 'gone' in found) {
+            keepNewest(refused, flight, { reason: found.reason, readAt: now });
+            return { ok: false, reason: found.reason };
+          }
+          const last = kept.get(key);
           return last ? { ok: true, url: last.url } : { ok: false, reason: found.reason };
         });
         reading.set(flight, pending);
@@ -151,6 +165,22 @@ export function createApplicationCallbacks(
       return pending;
     },
   };
+}
+
+/**
+ * Sets a key as the map's newest entry (re-inserted, so the map's order stays the order of the
+ * reads), dropping the oldest past MAX_KEPT.
+ */
+function keepNewest<V>(map: Map<string, V>, key: string, value: V): void {
+  map.delete(key);
+  if (map.size >= MAX_KEPT) map.delete(map.keys().next().value!);
+  map.set(key, value);
+}
+
+function credentialsHash(authorization: string | undefined): string {
+  return createHash('sha256')
+    .update(authorization ?? '')
+    .digest('base64url');
 }
 
 /**

@@ -105,7 +105,11 @@ test('When the Application is gone (404), then its last answer no longer stands'
     reason: 'SignalWire answered 404',
   });
   // Nor does it come back when a later read fails otherwise.
-  expect(await applications.lookup(PROJECT, APP_SID, AUTH)).toMatchObject({ ok: false });
+  now += 61_000;
+  expect(await applications.lookup(PROJECT, APP_SID, AUTH)).toEqual({
+    ok: false,
+    reason: 'SignalWire answered 503',
+  });
 });
 
 test('When the caller’s token may not read Applications, then the project’s own token in SIGNALWIRE_CREDENTIALS reads it', async () => {
@@ -144,16 +148,55 @@ test('When the caller’s token may not read Applications, then the project’s 
   });
 });
 
-test('When SignalWire refuses the read, then the failure says why and is not kept', async () => {
+test.each([
+  [403, 'a token scoped to messaging alone'],
+  [401, 'an unknown token'],
+  [404, 'no such Application'],
+])(
+  'When SignalWire refuses the read (%s: %s), then the refusal is kept a minute for those credentials only',
+  async (status) => {
+    let now = 1_000_000;
+    let reads = 0;
+    answer = () => {
+      reads++;
+      return json(status, { code: 20000 + status, message: 'refused' });
+    };
+    const applications = reader(() => now);
+    expect(await applications.lookup(PROJECT, APP_SID, AUTH)).toEqual({
+      ok: false,
+      reason: `SignalWire answered ${status}`,
+    });
+    // The next sends of that app do not wait for SignalWire to answer the same again.
+    now += 59_000;
+    expect(await applications.lookup(PROJECT, APP_SID.toUpperCase(), AUTH)).toEqual({
+      ok: false,
+      reason: `SignalWire answered ${status} (asked again after a minute)`,
+    });
+    expect(reads).toBe(1);
+    // Other credentials are not answered from it.
+    await applications.lookup(PROJECT, APP_SID, 'Basic b3RoZXI6Y3JlZGVudGlhbHM=');
+    expect(reads).toBe(2);
+    // A minute on, a token given the permission (or an Application created) is seen.
+    now += 2_000;
+    answer = () => json(200, { message_status_callback: 'https://app.example.com/now' });
+    expect(await applications.lookup(PROJECT, APP_SID, AUTH)).toEqual({
+      ok: true,
+      url: 'https://app.example.com/now',
+    });
+    expect(reads).toBe(2);
+  },
+);
+
+test('When a read fails for now (503), then the failure is not kept', async () => {
   let reads = 0;
   answer = () => {
     reads++;
-    return json(404, { code: 20404, message: 'not found' });
+    return json(503, { message: 'unavailable' });
   };
   const applications = reader();
   expect(await applications.lookup(PROJECT, APP_SID, AUTH)).toEqual({
     ok: false,
-    reason: 'SignalWire answered 404',
+    reason: 'SignalWire answered 503',
   });
   await applications.lookup(PROJECT, APP_SID, AUTH);
   expect(reads).toBe(2);
