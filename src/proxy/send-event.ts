@@ -3,6 +3,7 @@ import { holdsNul, withoutNul } from '../messages/map-strings';
 import type { StatusEvent } from '../messages/status-event';
 import { canonicalStatus } from '../messages/statuses';
 import type { Api } from '../messages/statuses';
+import { resourceCount, resourceText } from '../signalwire/message-resource';
 
 /**
  * The first event of a proxied message, made from SignalWire's answer to the create call
@@ -44,11 +45,11 @@ export function sendEvent(context: SendContext, given: unknown): StatusEvent | n
     return null;
   }
   const answer = holdsNul(given) ? (withoutNul(given) as Record<string, unknown>) : given;
-  const messageId = text(answer[compat ? 'sid' : 'id']);
+  const messageId = resourceText(answer[compat ? 'sid' : 'id']);
   if (messageId === null || !MESSAGE_ID.test(messageId)) return null;
 
   // A create answers `queued`; should it ever say more, that is what the provider knows.
-  const rawStatus = text(answer['status']) ?? 'queued';
+  const rawStatus = resourceText(answer['status']) ?? 'queued';
   const media = answer['media'];
   const answeredKind = answer['kind'];
   const kind = answeredKind === 'sms' || answeredKind === 'mms' ? answeredKind : context.kind;
@@ -56,15 +57,19 @@ export function sendEvent(context: SendContext, given: unknown): StatusEvent | n
     messageId,
     api: context.api,
     source: 'proxy',
-    projectId: text(answer[compat ? 'account_sid' : 'project_id']) ?? context.projectId,
+    projectId: resourceText(answer[compat ? 'account_sid' : 'project_id']) ?? context.projectId,
     status: canonicalStatus(rawStatus),
     rawStatus,
-    errorCode: text(answer['error_code']),
-    errorMessage: text(answer['error_message']),
-    from: text(answer['from']) ?? (withoutNul(context.from) as string | null),
-    to: text(answer['to']) ?? (withoutNul(context.to) as string),
-    numSegments: count(answer[compat ? 'num_segments' : 'number_of_segments']),
-    numMedia: compat ? count(answer['num_media']) : Array.isArray(media) ? media.length : null,
+    errorCode: resourceText(answer['error_code']),
+    errorMessage: resourceText(answer['error_message']),
+    from: resourceText(answer['from']) ?? (withoutNul(context.from) as string | null),
+    to: resourceText(answer['to']) ?? (withoutNul(context.to) as string),
+    numSegments: resourceCount(answer[compat ? 'num_segments' : 'number_of_segments']),
+    numMedia: compat
+      ? resourceCount(answer['num_media'])
+      : Array.isArray(media)
+        ? media.length
+        : null,
     // The provider's creation time: native ISO 8601, compatibility RFC 2822.
     providerTimestamp: providerTimestamp(answer[compat ? 'date_created' : 'created_at']),
     receivedAt: context.receivedAt,
@@ -91,17 +96,4 @@ function rawAnswer(answer: Record<string, unknown>, storeBody: boolean): Record<
 
 function isPlainObject(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
-
-/** A scalar as text: error codes and ids are text, even when a JSON number. */
-function text(value: unknown): string | null {
-  if (typeof value === 'number' && Number.isFinite(value)) return String(value);
-  if (typeof value !== 'string') return null;
-  const trimmed = value.trim();
-  return trimmed === '' ? null : trimmed;
-}
-
-function count(value: unknown): number | null {
-  const s = text(value);
-  return s !== null && /^\d{1,6}$/.test(s) ? Number(s) : null;
 }

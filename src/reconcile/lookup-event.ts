@@ -2,6 +2,7 @@ import { withoutNul } from '../messages/map-strings';
 import type { RelayPayload, StatusEvent } from '../messages/status-event';
 import { canonicalStatus, rankOf, TERMINAL_RANK } from '../messages/statuses';
 import type { Api, CanonicalStatus } from '../messages/statuses';
+import { resourceCount, resourceText } from '../signalwire/message-resource';
 
 /**
  * What a lookup answer means for a message (DESIGN §11). Pure.
@@ -33,10 +34,10 @@ export function lookupEvent(
   // nobody to refuse: recording it would fail on every lookup, the lookup would count as not
   // made, and the message would be looked up again and again instead of moving on.
   const answer = withoutNul(given) as Record<string, unknown>;
-  const rawStatus = text(answer['status']);
+  const rawStatus = resourceText(answer['status']);
   if (rawStatus === null || rawStatus.length > 64) return null;
   const status = canonicalStatus(rawStatus);
-  const errorCode = text(answer['error_code']);
+  const errorCode = resourceText(answer['error_code']);
   if (!isNews(message, status, errorCode)) return null;
 
   const compat = message.api === 'cxml';
@@ -44,20 +45,20 @@ export function lookupEvent(
     messageId: message.id,
     api: message.api,
     source: 'reconcile',
-    projectId: text(answer[compat ? 'account_sid' : 'project_id']) ?? message.projectId,
+    projectId: resourceText(answer[compat ? 'account_sid' : 'project_id']) ?? message.projectId,
     status,
     rawStatus,
     errorCode,
-    errorMessage: text(answer['error_message']),
-    from: text(answer['from']),
-    to: text(answer['to']),
-    numSegments: count(answer[compat ? 'num_segments' : 'number_of_segments']),
-    numMedia: compat ? count(answer['num_media']) : null,
+    errorMessage: resourceText(answer['error_message']),
+    from: resourceText(answer['from']),
+    to: resourceText(answer['to']),
+    numSegments: resourceCount(answer[compat ? 'num_segments' : 'number_of_segments']),
+    numMedia: compat ? resourceCount(answer['num_media']) : null,
     providerTimestamp: null,
     receivedAt,
     raw: withoutBody(answer, storeBody),
   };
-  event.relay = relayPayload(event, text(answer['body']));
+  event.relay = relayPayload(event, resourceText(answer['body']));
   return event;
 }
 
@@ -119,16 +120,4 @@ function withoutBody(answer: Record<string, unknown>, storeBody: boolean): Recor
   if (storeBody || !('body' in answer)) return answer;
   const { body: _body, ...rest } = answer;
   return rest;
-}
-
-function text(value: unknown): string | null {
-  if (typeof value === 'number' && Number.isFinite(value)) return String(value);
-  if (typeof value !== 'string') return null;
-  const trimmed = value.trim();
-  return trimmed === '' ? null : trimmed;
-}
-
-function count(value: unknown): number | null {
-  const s = text(value);
-  return s !== null && /^\d{1,6}$/.test(s) ? Number(s) : null;
 }
