@@ -4,7 +4,8 @@ import { z } from 'zod';
 import type { EgressProxySettings } from './signalwire/egress-proxy';
 
 /**
- * The only reader of process.env. Every variable is validated here at start-up so a bad
+ * The service's only reader of process.env (the command-line tools read their few variables
+ * themselves). Every variable is validated here at start-up so a bad
  * deployment fails at once with one line per bad variable — all of them in one go, malformed
  * values and missing production values alike — instead of at the first request.
  */
@@ -18,6 +19,8 @@ export const SIMULATOR_SIGNING_KEY = 'PSK_sw_status_simulator_development_key';
 /** Callback-token secret used outside production when none is configured. */
 export const DEV_CALLBACK_TOKEN_SECRET = 'sw-status-development-callback-token-secret';
 export const DEV_API_TOKEN = 'dev-token';
+/** SPOOL_DIR's default; the spool command (src/ingest/spool-cli.ts) reads it from here too. */
+export const DEFAULT_SPOOL_DIR = '.data/spool';
 /** Where relays may go outside production without RELAY_ALLOWED_NETWORKS: an app on this host. */
 export const LOOPBACK_NETWORKS = ['127.0.0.0/8', '::1/128'] as const;
 
@@ -231,7 +234,8 @@ const EnvSchema = z.object({
   NODE_ENV: z.enum(['development', 'production', 'test']).default('development'),
   PORT: port.default(8080),
   INTERNAL_PORT: port.default(8081),
-  // Dual-stack: `::` takes IPv4 and IPv6 (main.ts falls back to 0.0.0.0 without IPv6).
+  // Dual-stack: `::` takes IPv4 and IPv6 (src/http/listener.ts bindAddresses falls back to 0.0.0.0
+  // without IPv6).
   // Trimmed: a stray space (a YAML or .env slip) would be looked up as a name and fail.
   HOST: z.string().trim().min(1).default('::'),
   LOG_LEVEL: z.enum(LOG_LEVELS).default('info'),
@@ -272,7 +276,7 @@ const EnvSchema = z.object({
   // 16 MiB of callback data: ~10,000 ordinary callbacks (so INGEST_QUEUE_MAX binds first), or
   // 256 bodies of 64 KiB instead of 5,000 (320 MB).
   INGEST_QUEUE_MAX_BYTES: positiveInt.default(16 * 1024 * 1024),
-  SPOOL_DIR: z.string().min(1).default('.data/spool'),
+  SPOOL_DIR: z.string().min(1).default(DEFAULT_SPOOL_DIR),
   SIMULATOR_PORT: port.default(0),
   // Relay of the caller's own status callbacks (DESIGN §10).
   RELAY_RETRY_SCHEDULE: durations.prefault(['10s', '1m', '5m', '30m', '2h', '6h', '12h'].join(',')),
@@ -397,7 +401,10 @@ export interface Config {
   retentionDays: number | undefined;
   /** Delivered relay jobs older than this are removed; undefined: kept. */
   relayKeepDeliveredDays: number | undefined;
-  /** A read replica for lists, stats, the feed and the page (src/db/read-replica.ts). */
+  /**
+   * A hot standby for the message and relay lists, the stats and the change feed
+   * (createReaderDb in src/db/database.ts; src/db/standby-only.ts).
+   */
   databaseReadUrl: string | undefined;
   /** HTTPS_PROXY, HTTP_PROXY, NO_PROXY: SignalWire-bound traffic only. Never logged whole. */
   egressProxy: EgressProxySettings;

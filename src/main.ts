@@ -21,7 +21,7 @@ import { StartupError } from './process/startup-error';
 import { trapStartupSignals } from './process/startup-signals';
 import { createSignalWireClient, signalWireClientFor } from './proxy/signalwire-client';
 import { createReconciler } from './reconcile/reconcile';
-import { signalwireProxy } from './signalwire/egress-proxy';
+import { signalwireEgressProxy } from './signalwire/egress-proxy';
 import { createRelay } from './relay/relay';
 import { createRetention } from './retention/retention';
 import { startSimulator } from './simulator/simulator';
@@ -78,8 +78,10 @@ async function main(): Promise<void> {
     : signalWireClientFor(config);
   // HTTPS_PROXY/HTTP_PROXY/NO_PROXY: sends and lookups, never relays (egress-proxy.ts). Only
   // the proxy's origin is logged: its URL may carry a password.
-  const proxy = signalwireProxy(config);
-  if (proxy) logger.info({ proxy: proxy.origin }, 'SignalWire is reached through a forward proxy');
+  const egressProxy = signalwireEgressProxy(config);
+  if (egressProxy) {
+    logger.info({ proxy: egressProxy.origin }, 'SignalWire is reached through a forward proxy');
+  }
 
   // Not ready until the database has been reached once with a schema this release runs on.
   const known = await knownMigrations();
@@ -109,7 +111,7 @@ async function main(): Promise<void> {
     db,
     logger,
     baseUrl: simulator?.url ?? config.signalwireSpaceUrl ?? '',
-    proxy,
+    egressProxy,
     registry: metrics.registry,
     recordOptions,
     paused,

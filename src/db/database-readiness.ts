@@ -12,7 +12,8 @@ import { withTimeout } from './with-timeout';
  * them), but a schema it cannot run on — a migration too new for it, applied while it runs —
  * takes it out.
  *
- * Each check asks whether the database takes writes and reads the schema (three tiny queries)
+ * Each check asks whether the database takes writes and reads the schema (four tiny queries:
+ * read-only, applied migrations, schema marker, write privileges)
  * through the service's own pool, so a wrong host, database, password or TLS setting, or a
  * hot standby, fails here exactly as it would for a callback. A
  * check never outlasts `timeoutMs` (the kubelet's probe gives up after 2 s); concurrent

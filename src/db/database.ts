@@ -35,12 +35,14 @@ export interface MessagesTable {
   updated_at: Timestamp;
   last_event_at: Timestamp;
   first_terminal_at: Timestamp | null;
-  // applied_tx (xid8) is left out: only RECORD_BATCH's SQL reads and sets it.
+  // applied_tx (xid8) is not in this type: set by its column default on insert and by
+  // RECORD_BATCH, read as text by messages.repository.ts (MessageRow) for the query API's ETags.
 }
 
 /**
  * Reconciliation sweep state of a message (db/migrations/0004; src/reconcile). Apart from the
- * write path's reset when a new event moves a message (SAVE_MESSAGES), only the sweep writes it.
+ * write path's reset when a new event moves a message (SAVE_FOLD, record-events.repository.ts),
+ * only the sweep writes it.
  */
 export interface MessageSweepColumns {
   stuck: ColumnType<boolean, boolean | undefined, boolean>;

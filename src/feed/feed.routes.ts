@@ -11,7 +11,7 @@ import { FeedQuery } from './feed.schema';
 import type { FeedEventDto } from './feed.schema';
 import type { FeedSignal } from './feed-signal';
 
-// A filtered page looks at up to this many events (about a millisecond of the database's
+// A filtered page looks at up to this many events, or `limit` if larger (about a millisecond of the database's
 // time), then answers with what it found and a cursor after what it looked at — a long-poll
 // too: it waits only once a look has reached the horizon.
 const FILTERED_SCAN = 500;

@@ -1,6 +1,6 @@
 import { existsSync } from 'node:fs';
 import path from 'node:path';
-import { cliLogLevel, redactSecrets } from '../config';
+import { DEFAULT_SPOOL_DIR, cliLogLevel, redactSecrets } from '../config';
 import { cliDatabaseUrl } from '../db/cli-database-url';
 import { isDatabaseUnavailable, isSessionRefused } from '../db/database-unavailable';
 import { createDb } from '../db/database';
@@ -36,7 +36,7 @@ import type { Spool } from './spool';
  * optionally SPOOL_DIR, LOG_LEVEL (default warn).
  */
 const USAGE = `usage: spool <status|replay|requeue-dead-letters> [DIR] [--timeout SECONDS]
-  DIR defaults to SPOOL_DIR (${process.env.SPOOL_DIR || '.data/spool'})`;
+  DIR defaults to SPOOL_DIR (${process.env.SPOOL_DIR || DEFAULT_SPOOL_DIR})`;
 
 async function main(argv: readonly string[]): Promise<number> {
   const { command, dir, timeoutMs } = parseArguments(argv);
@@ -237,7 +237,7 @@ function parseArguments(argv: readonly string[]): {
   if (extra.length > 0) usage(`unexpected ${extra.join(' ')}`);
   return {
     command,
-    dir: path.resolve(dir ?? (process.env.SPOOL_DIR || '.data/spool')),
+    dir: path.resolve(dir ?? (process.env.SPOOL_DIR || DEFAULT_SPOOL_DIR)),
     timeoutMs: timeoutSeconds * 1000,
   };
 }

@@ -13,7 +13,11 @@ export interface EventRecorder {
   drain(): Promise<void>;
 }
 
-/** One transaction per event: the simplest durable recorder. */
+/**
+ * One transaction per event: the simplest durable recorder. The service records through the
+ * group-commit recorder (src/ingest/group-commit-recorder.ts); tests that need each callback
+ * stored on its own use this one.
+ */
 export function directRecorder(db: Db, options: RecordOptions = {}): EventRecorder {
   const pending = new Set<Promise<unknown>>();
   return {

@@ -6,8 +6,9 @@ import { epochMilliseconds } from '../db/json-timestamps';
 import type { Api } from './statuses';
 
 /**
- * The read side of `messages` and `status_events`; the write side is
- * record-events.repository.ts. Functions take `db` first and work the same on a transaction.
+ * The read side of `messages` and `status_events`; the write path is
+ * record-events.repository.ts (the sweep columns are reconcile.repository.ts's, removal
+ * retention.repository.ts's). Functions take `db` first and work the same on a transaction.
  */
 
 /**

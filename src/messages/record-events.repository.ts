@@ -206,7 +206,7 @@ const SAVE_FOLD_ROLLUPS = SAVE_FOLD_EVENTS + EVENT_COLUMNS.length;
  * The rollup contribution of every created message is appended here, computed from what
  * `created` returns: a message made from its first event has no conflict, and is either not
  * final or final at once (latency 0: bucket 0, within 10 s) — exactly what
- * src/messages/rollup.ts's contributionOf gives such a state, without a third JSON parameter.
+ * src/messages/rollup.ts's contributionOf gives such a state, without parameters of its own.
  * How existing messages moved is appended by SAVE_FOLD.
  */
 const RECORD_BATCH = preparedStatement(

@@ -15,7 +15,7 @@ import type { StatusEvent } from './status-event';
  */
 
 /** One outbox row as JSON (snake_case, bytes as base64, the event's dedupe key as hex). */
-export interface RelayJobRow {
+export interface OutboxInsertRow {
   n: number;
   message_id: string;
   dedupe_key: string;
@@ -36,8 +36,8 @@ export interface RelayJobRow {
 export function relayJobsFor(
   newEvents: ReadonlyArray<{ event: StatusEvent; key: string }>,
   states: ReadonlyMap<string, MessageState>,
-): RelayJobRow[] {
-  const rows: RelayJobRow[] = [];
+): OutboxInsertRow[] {
+  const rows: OutboxInsertRow[] = [];
   for (const { event, key } of newEvents) {
     if (!event.relay || event.source === 'proxy') continue;
     const url = states.get(event.messageId)?.clientStatusCallback;
@@ -87,7 +87,7 @@ const ENQUEUE_RELAYS = `INSERT INTO relay_jobs (message_id, event_seq, url, host
 /** `last`: the transaction's last statement, which takes the COMMIT with it (lastInTransaction). */
 export async function enqueueRelays(
   db: Db,
-  rows: readonly RelayJobRow[],
+  rows: readonly OutboxInsertRow[],
   { last }: { last: boolean },
 ): Promise<void> {
   if (rows.length === 0) return;

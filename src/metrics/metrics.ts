@@ -3,6 +3,7 @@ import type { CallbackOutcome } from '../callbacks/callbacks.routes';
 import type { SignatureFailure } from '../callbacks/signature';
 import type { StatusTransition } from '../messages/record-events';
 import type { Api } from '../messages/statuses';
+import type { UpstreamStatus } from '../proxy/signalwire-client';
 
 /** The pg Pool counters read on every scrape (a `pg.Pool` satisfies it). */
 export interface PoolStats {
@@ -21,9 +22,6 @@ export interface MetricsOptions {
   /** Node.js process metrics (CPU, memory, event loop, GC). Default: on. */
   processMetrics?: boolean;
 }
-
-/** Which send-proxy outcome an upstream call had: its HTTP status, or why there was none. */
-export type UpstreamStatus = number | 'timeout' | 'unreachable';
 
 export type RateLimiterName = 'public' | 'query';
 

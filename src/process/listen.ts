@@ -74,21 +74,21 @@ export function describeListenError(
 /**
  * Stops accepting connections and lets in-flight requests finish; idle keep-alive connections
  * are closed so close() can return. Resolves false when connections had to be cut after
- * `deadlineMs` (a client trickling a body must not hold the pod past its grace period).
+ * `drainMs` (a client trickling a body must not hold the pod past its grace period).
  *
  * A busy keep-alive connection (the Ingress controller's, an app's HTTP agent) is not left
  * open: from now on every answer — in flight or still to come on it — says Connection: close,
  * and the connection ends once its answer is sent. Otherwise the client would go on sending
  * requests on it until the deadline cut it, perhaps mid-request (a send the proxy had already
- * forwarded to SignalWire), and every drain would last `deadlineMs` in full.
+ * forwarded to SignalWire), and every drain would last `drainMs` in full.
  *
  * `hold`: work whose answers must go out before the cut (the send proxy's sends, which SignalWire
- * may already have acted on). Past `deadlineMs` the cut waits for it to settle, until `until`
+ * may already have acted on). Past `drainMs` the cut waits for it to settle, until `until`
  * (epoch ms) at the latest.
  */
 export function closeServer(
   server: Server,
-  deadlineMs: number,
+  drainMs: number,
   hold?: { settled(): Promise<void>; until: number },
 ): Promise<boolean> {
   return new Promise((resolve) => {
@@ -108,7 +108,7 @@ export function closeServer(
         holding = setTimeout(cut, left);
         hold.settled().then(cut, cut);
       },
-      Math.max(0, deadlineMs),
+      Math.max(0, drainMs),
     );
     // Before the app's own listener, so that the header is set before any answer begins.
     server.prependListener('request', onRequest);

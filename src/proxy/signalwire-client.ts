@@ -6,7 +6,7 @@ import zlib from 'node:zlib';
 import { HttpProxyAgent } from 'http-proxy-agent';
 import { HttpsProxyAgent } from 'https-proxy-agent';
 import type { Config } from '../config';
-import { signalwireProxy } from '../signalwire/egress-proxy';
+import { signalwireEgressProxy } from '../signalwire/egress-proxy';
 
 /**
  * The proxy's way to SignalWire: a create answered in full, any other call answered as a
@@ -342,7 +342,7 @@ export function signalWireClientFor(config: Config): SignalWireClient {
     return createSignalWireClient({
       baseUrl: config.signalwireSpaceUrl,
       timeoutMs: config.signalwireTimeoutMs,
-      proxy: signalwireProxy(config),
+      proxy: signalwireEgressProxy(config),
     });
   }
   // main.ts passes the in-process simulator's client instead; this only serves an app built

@@ -19,7 +19,7 @@ export function createReconciler(deps: {
   /** SIGNALWIRE_SPACE_URL, or the built-in simulator's URL. */
   baseUrl: string;
   /** The forward proxy to SIGNALWIRE_SPACE_URL (signalwire/egress-proxy.ts); undefined: direct. */
-  proxy?: URL | undefined;
+  egressProxy?: URL | undefined;
   registry?: Registry;
   recordOptions?: RecordOptions;
   tuning?: Pick<ReconcileWorkerOptions, 'pollMs' | 'statsEveryMs'>;
@@ -43,7 +43,7 @@ export function createReconciler(deps: {
       baseUrl: deps.baseUrl,
       credentials: config.signalwireCredentials,
       timeoutMs: config.signalwireTimeoutMs,
-      proxy: deps.proxy,
+      proxy: deps.egressProxy,
     }),
     schedule: config.reconcileSchedule,
     rate: config.reconcileRate,

@@ -3,11 +3,11 @@ import type { Registry } from 'prom-client';
 import { METRIC_PREFIX } from '../metrics/metrics';
 import type { OutboxStats } from './relay.repository';
 
-export type AttemptOutcome = 'delivered' | 'retry' | 'dead' | 'refused';
+export type AttemptLabel = 'delivered' | 'retry' | 'dead' | 'refused';
 
 /** The relay's metrics, on the service's registry (DESIGN §10: attempts, pending, dead, age). */
 export interface RelayMetrics {
-  onAttempt(outcome: AttemptOutcome): void;
+  onAttempt(outcome: AttemptLabel): void;
   /** Relays made dead without another request: their schedule ran out, their host failing. */
   onExpired(count: number): void;
 }

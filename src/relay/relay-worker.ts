@@ -45,8 +45,8 @@ export interface RelayWorkerOptions {
   /** Longest wait between two looks at the outbox when nothing wakes the worker. */
   pollMs?: number;
   /**
-   * A claim's lease beyond one attempt's RELAY_TIMEOUT_MS (default 30 s): the time a claimed
-   * job may wait for its host's slot, and the time its outcome's write may take.
+   * How long a claim's lease runs past one attempt's RELAY_TIMEOUT_MS (this slack: default
+   * 30 s): the time a claimed job may wait for its host's slot, and the time its outcome's write may take.
    */
   leaseSlackMs?: number;
   /** How often the backlog metrics are refreshed. */

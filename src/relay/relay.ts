@@ -14,7 +14,7 @@ export function createRelay(deps: {
   db: Db;
   logger: Logger;
   registry?: Registry;
-  /** Tests: DNS answers, a faster poll. */
+  /** Tests: DNS answers. */
   lookup?: LookupFunction;
   tuning?: Pick<
     RelayWorkerOptions,

@@ -25,7 +25,7 @@ export interface EgressProxySettings {
  * The proxy to reach SIGNALWIRE_SPACE_URL through; undefined: direct, as always without one
  * (the built-in simulator runs in this process and is reached directly).
  */
-export function signalwireProxy(
+export function signalwireEgressProxy(
   config: Pick<Config, 'signalwireSpaceUrl' | 'egressProxy'>,
 ): URL | undefined {
   if (config.signalwireSpaceUrl === undefined) return undefined;

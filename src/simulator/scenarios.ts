@@ -59,7 +59,10 @@ export interface ScenarioRow {
   native: string;
 }
 
-/** The table above as data, so the README and tests quote the code instead of a copy. */
+/**
+ * The table above as data (the simulator's start log, test/simulator/scenarios.test.ts).
+ * README.md's table is a hand copy: change both.
+ */
 export const SCENARIO_TABLE: readonly ScenarioRow[] = [
   {
     suffix: null,

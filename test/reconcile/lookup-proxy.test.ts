@@ -4,7 +4,7 @@ import type { RequestListener, Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createMessageLookup, lookupPath } from '../../src/reconcile/lookup-client';
 import type { LookupTarget } from '../../src/reconcile/lookup-client';
-import { signalwireProxy } from '../../src/signalwire/egress-proxy';
+import { signalwireEgressProxy } from '../../src/signalwire/egress-proxy';
 import { startForwardProxy } from '../helpers/forward-proxy';
 import type { ForwardProxy } from '../helpers/forward-proxy';
 import { testConfig } from '../helpers/test-app';
@@ -66,7 +66,7 @@ function lookupWith(spaceUrl: string, env: Record<string, string>) {
     baseUrl: spaceUrl,
     credentials: config.signalwireCredentials,
     timeoutMs: 5_000,
-    proxy: signalwireProxy(config),
+    proxy: signalwireEgressProxy(config),
   });
 }
 

@@ -1,5 +1,9 @@
 import { ConfigError, loadConfig, redactSecrets } from '../../src/config';
-import { bypassesProxy, egressProxyFor, signalwireProxy } from '../../src/signalwire/egress-proxy';
+import {
+  bypassesProxy,
+  egressProxyFor,
+  signalwireEgressProxy,
+} from '../../src/signalwire/egress-proxy';
 import { configProblems } from '../helpers/config-problems';
 
 /** HTTPS_PROXY / HTTP_PROXY / NO_PROXY read as curl reads them, checked at start. */
@@ -58,7 +62,7 @@ describe('the proxy for a target', () => {
   });
 
   test('When SIGNALWIRE_SPACE_URL is unset (the built-in simulator), then nothing is proxied', () => {
-    expect(signalwireProxy(loadConfig({ HTTPS_PROXY: 'http://proxy:3128' }))).toBeUndefined();
+    expect(signalwireEgressProxy(loadConfig({ HTTPS_PROXY: 'http://proxy:3128' }))).toBeUndefined();
   });
 });
 
@@ -87,7 +91,7 @@ describe('the proxy variables at start', () => {
 
   test('When a proxy is given without a scheme, then it is http://, as curl reads it', () => {
     expect(
-      signalwireProxy(loadConfig({ ...SPACE, HTTPS_PROXY: 'proxy.internal:3128' }))?.href,
+      signalwireEgressProxy(loadConfig({ ...SPACE, HTTPS_PROXY: 'proxy.internal:3128' }))?.href,
     ).toBe('http://proxy.internal:3128/');
   });
 

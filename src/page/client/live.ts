@@ -11,8 +11,8 @@ const REFRESH_EVERY_MS = 30_000;
 /** Events wake a refresh after this pause, so that a burst of them costs one refresh. */
 const SETTLE_MS = 1_000;
 /**
- * Events wake a refresh no sooner than this after the last one began. A refresh is four
- * requests; on a busy service, where every feed page brings events, one a second came to about
+ * Events wake a refresh no sooner than this after the last one began. A refresh is five
+ * requests (two stats windows, two lists, dead relays); on a busy service, where every feed page brings events, one a second came to about
  * 240 requests a minute per tab with the feed's, and five tabs filled the token's budget. Now
  * a tab asks about 110 a minute: about ten fit. New events still show at once (onEvents).
  */
