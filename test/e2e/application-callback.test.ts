@@ -1,9 +1,8 @@
 import { SIMULATOR_SIGNING_KEY } from '../../src/config';
-import { createRelay } from '../../src/relay/relay';
 import type { RelayWorker } from '../../src/relay/relay-worker';
 import { sdkClient, startUpstreamTap } from '../proxy/support';
 import type { UpstreamTap } from '../proxy/support';
-import { eventually, startCustomerApp } from '../relay/support';
+import { eventually, startCustomerApp, startRelayWorker } from '../relay/support';
 import type { CustomerApp } from '../relay/support';
 import { E2E_FROM, E2E_PROJECT, E2E_TOKEN, startStack } from './stack';
 import type { Stack } from './stack';
@@ -21,22 +20,10 @@ let app: CustomerApp;
 let worker: RelayWorker;
 let tap: UpstreamTap;
 
-/** A relay worker on `on`'s database, started. */
-function startRelay(on: Stack): RelayWorker {
-  const relay = createRelay({
-    config: on.app.config,
-    db: on.app.database.db,
-    logger: on.app.deps.logger,
-    tuning: { pollMs: 20 },
-  });
-  relay.start();
-  return relay;
-}
-
 beforeAll(async () => {
   stack = await startStack({ simulator: { stepDelayMs: 50 } });
   app = await startCustomerApp(SIMULATOR_SIGNING_KEY);
-  worker = startRelay(stack);
+  worker = startRelayWorker(stack.app);
   // Counts the proxy's reads of Applications on their way to the simulator.
   tap = await startUpstreamTap({ forwardTo: stack.sim.url });
 });
@@ -212,7 +199,7 @@ describe('a SignalWire that lets the Application’s callback win, as Twilio doc
     twilioRule = await startStack({
       simulator: { stepDelayMs: 50, applicationCallbackFirst: true },
     });
-    ruleWorker = startRelay(twilioRule);
+    ruleWorker = startRelayWorker(twilioRule.app);
   });
   afterAll(async () => {
     await ruleWorker?.stop();

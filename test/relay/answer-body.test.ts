@@ -1,12 +1,9 @@
 import { createServer } from 'node:http';
 import type { Server, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { createRelay } from '../../src/relay/relay';
-import type { RelayWorker } from '../../src/relay/relay-worker';
 import { cxmlFields, postCxml } from '../helpers/callbacks';
-import { createTestApp } from '../helpers/test-app';
-import type { TestApp } from '../helpers/test-app';
-import { eventually, seedProxiedMessage } from './support';
+import { createRelayTestApp, relayJobWhen, seedProxiedMessage } from './support';
+import type { RelayTestApp } from './support';
 
 /**
  * DESIGN §10: "a 2xx within RELAY_TIMEOUT_MS is delivered". The status line is the app's
@@ -15,8 +12,7 @@ import { eventually, seedProxiedMessage } from './support';
  * again) nor hold the worker.
  */
 
-let t: TestApp;
-let worker: RelayWorker;
+let t: RelayTestApp;
 let server: Server;
 let base = '';
 const requests = new Map<string, number>();
@@ -44,34 +40,19 @@ beforeAll(async () => {
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-  t = await createTestApp({ RELAY_RETRY_SCHEDULE: '50ms,50ms', RELAY_TIMEOUT_MS: '500' });
-  worker = createRelay({
-    config: t.config,
-    db: t.database.db,
-    logger: t.deps.logger,
-    tuning: { pollMs: 20 },
-  });
-  worker.start();
+  t = await createRelayTestApp({ RELAY_RETRY_SCHEDULE: '50ms,50ms', RELAY_TIMEOUT_MS: '500' });
+  t.startWorker();
 });
 
 afterAll(async () => {
-  await worker.stop();
+  await t.stopWorkers();
   for (const res of open) res.destroy();
   server.closeAllConnections();
   await new Promise((resolve) => server.close(resolve));
   await t.close();
 });
 
-async function finished(id: string) {
-  return eventually(async () => {
-    const row = await t.database.db
-      .selectFrom('relay_jobs')
-      .selectAll()
-      .where('message_id', '=', id)
-      .executeTakeFirst();
-    return row !== undefined && row.state !== 'pending' && row;
-  });
-}
+const finished = (id: string) => relayJobWhen(t.database.db, id, (job) => job.state !== 'pending');
 
 test('When the app answers 200 at once and its body never ends, then the relay is delivered after one request', async () => {
   const id = await seedProxiedMessage(t.database.db, 'cxml', `${base}/endless`);

@@ -1,12 +1,11 @@
 import type { IncomingMessage } from 'node:http';
 import { sql } from 'kysely';
 import { SIMULATOR_SIGNING_KEY } from '../../src/config';
-import { createRelay } from '../../src/relay/relay';
 import type { RelayWorker } from '../../src/relay/relay-worker';
 import { startStack } from '../e2e/stack';
 import type { Stack } from '../e2e/stack';
 import { listen } from '../proxy/support';
-import { eventually, startCustomerApp } from './support';
+import { eventually, startCustomerApp, startRelayWorker } from './support';
 import type { CustomerApp } from './support';
 
 /**
@@ -102,13 +101,7 @@ beforeAll(async () => {
   slow.target = stack.sim.url;
   // Token-authenticated callbacks are relayed signed with the first key: the simulator's here.
   customer = await startCustomerApp(SIMULATOR_SIGNING_KEY);
-  worker = createRelay({
-    config: stack.app.config,
-    db: stack.app.database.db,
-    logger: stack.app.deps.logger,
-    tuning: { pollMs: 20, statsEveryMs: 50 },
-  });
-  worker.start();
+  worker = startRelayWorker(stack.app, { tuning: { statsEveryMs: 50 } });
 });
 
 afterAll(async () => {

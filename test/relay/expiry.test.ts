@@ -1,17 +1,13 @@
 import { sql } from 'kysely';
 import type { KyselyPlugin } from 'kysely';
 import { freePort } from '../../src/db/embedded-postgres';
-import { createRelay } from '../../src/relay/relay';
 import { createRelayExpiry } from '../../src/relay/relay-expiry';
 import { claimExpiredJobs } from '../../src/relay/relay.repository';
 import type { ExpiryCursor } from '../../src/relay/relay.repository';
-import type { RelayWorker } from '../../src/relay/relay-worker';
 import type { LookupFunction } from '../../src/relay/safe-agent';
 import { cxmlFields, postCxml } from '../helpers/callbacks';
-import { createTestApp, TEST_SIGNING_KEY } from '../helpers/test-app';
-import type { TestApp } from '../helpers/test-app';
-import { eventually, seedProxiedMessage, startCustomerApp } from './support';
-import type { CustomerApp } from './support';
+import { createRelayTestApp, eventually, seedProxiedMessage } from './support';
+import type { RelayTestApp } from './support';
 
 /**
  * DESIGN §10: a relay is retried on RELAY_RETRY_SCHEDULE, "then the job is dead" — also when
@@ -30,17 +26,14 @@ jest.setTimeout(60_000);
 const WINDOW_MS = 2_000;
 const SCHEDULE_MS = 600;
 
-let t: TestApp;
-const workers: RelayWorker[] = [];
-const apps: CustomerApp[] = [];
+let t: RelayTestApp;
 
 beforeAll(async () => {
-  t = await createTestApp({ RELAY_RETRY_SCHEDULE: '200ms,400ms', RELAY_TIMEOUT_MS: '2000' });
+  t = await createRelayTestApp({ RELAY_RETRY_SCHEDULE: '200ms,400ms', RELAY_TIMEOUT_MS: '2000' });
 });
 
 afterEach(async () => {
-  for (const worker of workers.splice(0)) await worker.stop();
-  for (const app of apps.splice(0)) await app.close();
+  await t.reset();
   await t.database.db.deleteFrom('relay_jobs').execute();
   await t.database.db.deleteFrom('relay_hosts').execute();
 });
@@ -59,21 +52,15 @@ function startWorker({
   lookup?: LookupFunction;
   expireEveryMs?: number;
 } = {}): void {
-  const worker = createRelay({
-    config: t.config,
-    db: t.database.db,
-    logger: t.deps.logger,
-    ...(lookup && { lookup }),
+  t.startWorker({
+    lookup,
     tuning: {
-      pollMs: 20,
       concurrency,
       statsEveryMs: 50,
       expireEveryMs,
       breaker: { failureThreshold, openMs: 500, maxOpenMs: WINDOW_MS / 2 },
     },
   });
-  worker.start();
-  workers.push(worker);
 }
 
 /** A name lookup that answers `address` for every name. */
@@ -311,8 +298,7 @@ test('When many hosts are failing with a few overdue relays each, then one expir
 });
 
 test('When a slow app fails some relays but keeps delivering others, then its backlog is delivered however long it waits, never expired', async () => {
-  const app = await startCustomerApp(TEST_SIGNING_KEY);
-  apps.push(app);
+  const app = await t.customerApp();
   const ids = await relaysTo(app.callbackUrl('/slow'), 60);
   // Every fourth message's relay is always refused (503: it uses up its own schedule); the
   // others are accepted. Each answer takes 500 ms: 4 at a time, the backlog takes about 8 s,
@@ -337,8 +323,7 @@ test('When a slow app fails some relays but keeps delivering others, then its ba
 });
 
 test('When one replica cannot reach an app that another replica delivers to, then none of its relays expire', async () => {
-  const app = await startCustomerApp(TEST_SIGNING_KEY);
-  apps.push(app);
+  const app = await t.customerApp();
   const ids = await relaysTo(`http://app.expiry.test:${app.port}/status`, 60);
   // 4 at a time and 300 ms each, the backlog takes about 5 s: past every relay's schedule and
   // the window.

@@ -1,12 +1,9 @@
 import type { KyselyPlugin } from 'kysely';
 import type { Db } from '../../src/db/database';
-import { createRelay } from '../../src/relay/relay';
 import type { RelayWorker } from '../../src/relay/relay-worker';
 import { cxmlFields, postCxml } from '../helpers/callbacks';
-import { createTestApp, TEST_SIGNING_KEY } from '../helpers/test-app';
-import type { TestApp } from '../helpers/test-app';
-import { eventually, seedProxiedMessage, startCustomerApp } from './support';
-import type { CustomerApp } from './support';
+import { createRelayTestApp, eventually, seedProxiedMessage } from './support';
+import type { CustomerApp, RelayTestApp } from './support';
 
 /**
  * DESIGN §10: "A failing destination host never delays other hosts". The worker claims jobs
@@ -17,29 +14,19 @@ import type { CustomerApp } from './support';
  */
 jest.setTimeout(60_000);
 
-let t: TestApp;
-const apps: CustomerApp[] = [];
-let worker: RelayWorker | undefined;
+let t: RelayTestApp;
 
 beforeAll(async () => {
-  t = await createTestApp({ RELAY_RETRY_SCHEDULE: '10s' });
+  t = await createRelayTestApp({ RELAY_RETRY_SCHEDULE: '10s' });
 });
 
 afterEach(async () => {
-  await worker?.stop();
-  worker = undefined;
-  for (const app of apps.splice(0)) await app.close();
+  await t.reset();
   // The next test starts with an empty outbox.
   await t.database.db.deleteFrom('relay_jobs').execute();
 });
 
 afterAll(() => t.close());
-
-async function customerApp(): Promise<CustomerApp> {
-  const app = await startCustomerApp(TEST_SIGNING_KEY);
-  apps.push(app);
-  return app;
-}
 
 /** `count` relays to `app` (one `sent` callback each), answered as `answer` says. */
 async function relaysTo(
@@ -59,27 +46,20 @@ async function relaysTo(
 }
 
 function startWorker(db: Db = t.database.db, pollMs = 20): RelayWorker {
-  const w = createRelay({
-    config: t.config,
-    db,
-    logger: t.deps.logger,
-    tuning: { pollMs, statsEveryMs: 50 },
-  });
-  w.start();
-  return w;
+  return t.startWorker({ db, tuning: { pollMs, statsEveryMs: 50 } });
 }
 
 const deliveredTo = (app: CustomerApp, ids: readonly string[]) =>
   ids.every((id) => app.received.some((r) => r.messageId === id && r.answered === 200));
 
 test('When a slow (but healthy) app has an older backlog, then another app’s relays still go out at once', async () => {
-  const slow = await customerApp();
-  const fast = await customerApp();
+  const slow = await t.customerApp();
+  const fast = await t.customerApp();
   await relaysTo(slow, '/slow', 100, 1_500);
   const other = await relaysTo(fast, '/fast', 3);
 
   const started = Date.now();
-  worker = startWorker();
+  startWorker();
   await eventually(() => deliveredTo(fast, other), 40_000);
   // The fast app answers at once: its 3 relays need a claim and a round trip (~0.1 s). Before
   // each host's share of a claim was capped, the first claims were all the slow app's: ~12 s.
@@ -89,10 +69,10 @@ test('When a slow (but healthy) app has an older backlog, then another app’s r
 });
 
 test('When a slow app’s jobs already fill the worker’s room, then another app’s new relays go out within about a second', async () => {
-  const slow = await customerApp();
-  const fast = await customerApp();
+  const slow = await t.customerApp();
+  const fast = await t.customerApp();
   await relaysTo(slow, '/slow', 100, 1_500);
-  worker = startWorker();
+  const worker = startWorker();
   // The worker has claimed the slow app's jobs: 4 in flight, the rest waiting in memory.
   await eventually(() => slow.maxConcurrentOverall() === 4, 10_000);
 
@@ -108,7 +88,7 @@ test('When a slow app’s jobs already fill the worker’s room, then another ap
 });
 
 test('When one fast app has a backlog, then the worker claims its jobs in bulk, not a claim per relay', async () => {
-  const fast = await customerApp();
+  const fast = await t.customerApp();
   const ids = await relaysTo(fast, '/bulk', 200);
   // Claims that took jobs (one with room to spare and nothing due takes none, and is cheap).
   const claimQueries = new Set<unknown>();
@@ -125,7 +105,7 @@ test('When one fast app has a backlog, then the worker claims its jobs in bulk, 
     },
   };
   // A long poll: only claims the drain itself needs are counted, not idle looks.
-  worker = startWorker(t.database.db.withPlugin(countClaims), 60_000);
+  startWorker(t.database.db.withPlugin(countClaims), 60_000);
   await eventually(() => deliveredTo(fast, ids), 30_000);
   // 200 jobs, claimed 64 first and then whenever half the room (32) is free: 4 to 6 claims;
   // a claim per free slot would be 50 or more.

@@ -1,10 +1,7 @@
-import { createRelay } from '../../src/relay/relay';
 import type { RelayWorker } from '../../src/relay/relay-worker';
 import { cxmlFields, postCxml } from '../helpers/callbacks';
-import { createTestApp, TEST_SIGNING_KEY } from '../helpers/test-app';
-import type { TestApp } from '../helpers/test-app';
-import { eventually, seedProxiedMessage, startCustomerApp } from './support';
-import type { CustomerApp } from './support';
+import { createRelayTestApp, eventually, seedProxiedMessage } from './support';
+import type { CustomerApp, RelayTestApp } from './support';
 
 /**
  * A relay job's lease must outlast its attempt (DESIGN §10: replicas share jobs "without
@@ -18,39 +15,28 @@ import type { CustomerApp } from './support';
  */
 jest.setTimeout(30_000);
 
-let t: TestApp;
+let t: RelayTestApp;
 let app: CustomerApp;
-const workers: RelayWorker[] = [];
 
 beforeAll(async () => {
-  t = await createTestApp({
+  t = await createRelayTestApp({
     RELAY_HOST_CONCURRENCY: '1',
     RELAY_TIMEOUT_MS: '2000',
     // No retry within the test: every request the app gets is a first attempt.
     RELAY_RETRY_SCHEDULE: '30s',
   });
-  app = await startCustomerApp(TEST_SIGNING_KEY);
+  app = await t.customerApp();
 });
 
-afterAll(async () => {
-  for (const worker of workers) await worker.stop();
-  await app.close();
-  await t.close();
-});
+afterAll(() => t.close());
 
 function startWorker(): RelayWorker {
-  const worker = createRelay({
-    config: t.config,
-    db: t.database.db,
-    logger: t.deps.logger,
+  return t.startWorker({
     // Lease: RELAY_TIMEOUT_MS + 1000 ms; a claimed relay starts within 500 ms of its claim or
     // is given back. (A slack of 400 ms left a fixed relay ~200 ms, less the claim's and the
     // outcome's statements, to end its attempt within its lease: too little on a loaded machine.)
-    tuning: { pollMs: 20, statsEveryMs: 60_000, leaseSlackMs: 1_000 },
+    tuning: { statsEveryMs: 60_000, leaseSlackMs: 1_000 },
   });
-  workers.push(worker);
-  worker.start();
-  return worker;
 }
 
 test('When a claimed relay waited for its host’s slot, then it is never sent while another replica sends it too', async () => {
@@ -79,7 +65,7 @@ test('When a claimed relay waited for its host’s slot, then it is never sent w
 
 test('When the wall clock steps back while a claimed relay waits for its host’s slot, then it is still given back in time, never sent while another replica sends it too', async () => {
   // Only this test's replicas.
-  for (const worker of workers.splice(0)) await worker.stop();
+  await t.stopWorkers();
   const first = await seedProxiedMessage(t.database.db, 'cxml', app.callbackUrl('/stepped'));
   const second = await seedProxiedMessage(t.database.db, 'cxml', app.callbackUrl('/stepped'));
   app.behave(first, () => ({ status: 200, delayMs: 1_500 }));

@@ -1,10 +1,6 @@
-import { createRelay } from '../../src/relay/relay';
-import type { RelayWorker } from '../../src/relay/relay-worker';
 import { cxmlFields, postCxml } from '../helpers/callbacks';
-import { createTestApp, TEST_SIGNING_KEY } from '../helpers/test-app';
-import type { TestApp } from '../helpers/test-app';
-import { eventually, seedProxiedMessage, startCustomerApp } from './support';
-import type { CustomerApp } from './support';
+import { createRelayTestApp, eventually, seedProxiedMessage } from './support';
+import type { CustomerApp, RelayTestApp } from './support';
 
 /**
  * A pending relay whose callback is no longer kept (`payload` NULL: restored from a backup
@@ -15,20 +11,15 @@ import type { CustomerApp } from './support';
  */
 jest.setTimeout(30_000);
 
-let t: TestApp;
+let t: RelayTestApp;
 let app: CustomerApp;
-let worker: RelayWorker | undefined;
 
 beforeAll(async () => {
-  t = await createTestApp();
-  app = await startCustomerApp(TEST_SIGNING_KEY);
+  t = await createRelayTestApp();
+  app = await t.customerApp();
 });
 
-afterAll(async () => {
-  await worker?.stop();
-  await app.close();
-  await t.close();
-});
+afterAll(() => t.close());
 
 test('When pending relays have no callback kept, then they end dead and the worker still sends the others', async () => {
   const ids: string[] = [];
@@ -44,13 +35,7 @@ test('When pending relays have no callback kept, then they end dead and the work
     .where('message_id', 'in', gone)
     .execute();
 
-  worker = createRelay({
-    config: t.config,
-    db: t.database.db,
-    logger: t.deps.logger,
-    tuning: { pollMs: 20, statsEveryMs: 50 },
-  });
-  worker.start();
+  t.startWorker({ tuning: { statsEveryMs: 50 } });
 
   const jobs = () =>
     t.database.db

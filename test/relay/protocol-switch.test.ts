@@ -1,12 +1,9 @@
 import net from 'node:net';
 import type { AddressInfo } from 'node:net';
-import { createRelay } from '../../src/relay/relay';
-import type { RelayWorker } from '../../src/relay/relay-worker';
 import { createRelayTransport } from '../../src/relay/relay-transport';
 import { cxmlFields, postCxml } from '../helpers/callbacks';
-import { createTestApp } from '../helpers/test-app';
-import type { TestApp } from '../helpers/test-app';
-import { eventually, seedProxiedMessage } from './support';
+import { createRelayTestApp, relayJobWhen, seedProxiedMessage } from './support';
+import type { RelayTestApp } from './support';
 
 /**
  * A caller's callback URL may answer anything. `101 Switching Protocols` is no answer to a
@@ -17,8 +14,7 @@ import { eventually, seedProxiedMessage } from './support';
  * answer that is not a 2xx: retried, then dead.
  */
 
-let t: TestApp;
-let worker: RelayWorker;
+let t: RelayTestApp;
 let switcher: net.Server;
 let switcherUrl = '';
 
@@ -34,19 +30,13 @@ beforeAll(async () => {
   });
   await new Promise<void>((resolve) => switcher.listen(0, '127.0.0.1', resolve));
   switcherUrl = `http://127.0.0.1:${(switcher.address() as AddressInfo).port}/hook`;
-  t = await createTestApp({ RELAY_RETRY_SCHEDULE: '20ms', RELAY_TIMEOUT_MS: '2000' });
-  worker = createRelay({
-    config: t.config,
-    db: t.database.db,
-    logger: t.deps.logger,
-    tuning: { pollMs: 20 },
-  });
-  worker.start();
+  t = await createRelayTestApp({ RELAY_RETRY_SCHEDULE: '20ms', RELAY_TIMEOUT_MS: '2000' });
+  t.startWorker();
 });
 
 afterAll(async () => {
   // Waits for every attempt in flight: it would never return while one hung.
-  await worker.stop();
+  await t.stopWorkers();
   await new Promise((resolve) => switcher.close(resolve));
   await t.close();
 });
@@ -74,14 +64,7 @@ test('When the callback URL answers 101 Switching Protocols, then the attempt en
 test('When the callback URL answers 101 Switching Protocols, then the relay is retried and dead, not held forever', async () => {
   const id = await seedProxiedMessage(t.database.db, 'cxml', switcherUrl);
   await postCxml(t.publicApp, cxmlFields({ MessageSid: id, MessageStatus: 'sent' })).expect(200);
-  const job = await eventually(async () => {
-    const row = await t.database.db
-      .selectFrom('relay_jobs')
-      .selectAll()
-      .where('message_id', '=', id)
-      .executeTakeFirst();
-    return row?.state === 'dead' && row;
-  });
+  const job = await relayJobWhen(t.database.db, id, (row) => row.state === 'dead');
   expect(job).toMatchObject({ attempts: 2, last_status: 101 });
   expect(job.last_error).toMatch(/HTTP 101/);
 });

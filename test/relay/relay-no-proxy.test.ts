@@ -1,12 +1,8 @@
-import { createRelay } from '../../src/relay/relay';
-import type { RelayWorker } from '../../src/relay/relay-worker';
 import { cxmlFields, postCxml } from '../helpers/callbacks';
 import { startForwardProxy } from '../helpers/forward-proxy';
 import type { ForwardProxy } from '../helpers/forward-proxy';
-import { createTestApp, TEST_SIGNING_KEY } from '../helpers/test-app';
-import type { TestApp } from '../helpers/test-app';
-import { eventually, seedProxiedMessage, startCustomerApp } from './support';
-import type { CustomerApp } from './support';
+import { createRelayTestApp, eventually, seedProxiedMessage } from './support';
+import type { CustomerApp, RelayTestApp } from './support';
 
 /**
  * HTTPS_PROXY / HTTP_PROXY are for SignalWire-bound traffic only. Relays to the callers' apps
@@ -14,31 +10,22 @@ import type { CustomerApp } from './support';
  * relay's address policy checked what this process resolved, and would defeat it.
  */
 
-let t: TestApp;
+let t: RelayTestApp;
 let app: CustomerApp;
 let egress: ForwardProxy;
-let worker: RelayWorker;
 
 beforeAll(async () => {
   egress = await startForwardProxy();
-  t = await createTestApp({
+  t = await createRelayTestApp({
     RELAY_RETRY_SCHEDULE: '50ms,50ms,50ms',
     HTTP_PROXY: egress.url,
     HTTPS_PROXY: egress.url,
   });
-  app = await startCustomerApp(TEST_SIGNING_KEY);
-  worker = createRelay({
-    config: t.config,
-    db: t.database.db,
-    logger: t.deps.logger,
-    tuning: { pollMs: 20, statsEveryMs: 50 },
-  });
-  worker.start();
+  app = await t.customerApp();
+  t.startWorker({ tuning: { statsEveryMs: 50 } });
 });
 
 afterAll(async () => {
-  await worker.stop();
-  await app.close();
   await t.close();
   await egress.close();
 });

@@ -4,20 +4,12 @@ import { decodeSpoolLine, encodeSpoolLine } from '../../src/ingest/spool-codec';
 import { createMetrics } from '../../src/metrics/metrics';
 import { recordEvents } from '../../src/messages/record-events';
 import { normalizeCxmlCallback } from '../../src/callbacks/normalize';
-import { createRelay } from '../../src/relay/relay';
-import type { RelayWorker } from '../../src/relay/relay-worker';
 import { cxmlFields, nativeFields, postCxml, postNative } from '../helpers/callbacks';
-import {
-  createTestApp,
-  TEST_API_TOKEN,
-  TEST_PUBLIC_BASE_URL,
-  TEST_SIGNING_KEY,
-} from '../helpers/test-app';
+import { TEST_API_TOKEN, TEST_PUBLIC_BASE_URL, TEST_SIGNING_KEY } from '../helpers/test-app';
 import { signFormParams, signJsonBody } from '../../src/signalwire/signing';
-import type { TestApp } from '../helpers/test-app';
 import { sample } from '../ops/scrape';
-import { eventually, seedProxiedMessage, startCustomerApp } from './support';
-import type { CustomerApp } from './support';
+import { createRelayTestApp, eventually, seedProxiedMessage, startCustomerApp } from './support';
+import type { CustomerApp, RelayTestApp } from './support';
 
 /**
  * The relay end to end on real sockets and a real PostgreSQL: signed callbacks into the
@@ -30,36 +22,20 @@ const ENV = {
   RELAY_TIMEOUT_MS: '400',
 };
 
-let t: TestApp;
+const TUNING = { statsEveryMs: 50, breaker: { failureThreshold: 1_000 } };
+
+let t: RelayTestApp;
 let app: CustomerApp;
-let worker: RelayWorker;
-let second: RelayWorker | undefined;
 const metrics = createMetrics({ processMetrics: false });
 
-function startWorker(): RelayWorker {
-  const w = createRelay({
-    config: t.config,
-    db: t.database.db,
-    logger: t.deps.logger,
-    registry: second === undefined && !worker ? metrics.registry : undefined,
-    tuning: { pollMs: 20, statsEveryMs: 50, breaker: { failureThreshold: 1_000 } },
-  });
-  w.start();
-  return w;
-}
-
 beforeAll(async () => {
-  t = await createTestApp(ENV);
-  app = await startCustomerApp(TEST_SIGNING_KEY);
-  worker = startWorker();
+  t = await createRelayTestApp(ENV);
+  app = await t.customerApp();
+  // The first instance's worker is the one the metrics read.
+  t.startWorker({ registry: metrics.registry, tuning: TUNING });
 });
 
-afterAll(async () => {
-  await worker.stop();
-  await second?.stop();
-  await app.close();
-  await t.close();
-});
+afterAll(() => t.close());
 
 async function relays(messageId: string) {
   const res = await request(t.internalApp)
@@ -367,7 +343,7 @@ describe('relay of the caller’s own status callback', () => {
   });
 
   test('When two service instances share the outbox, then every event is relayed once, in order per message', async () => {
-    second = startWorker();
+    t.startWorker({ tuning: TUNING });
     const ids = await Promise.all(
       Array.from({ length: 12 }, () =>
         seedProxiedMessage(t.database.db, 'cxml', app.callbackUrl('/shared')),

@@ -1,11 +1,8 @@
 import request from 'supertest';
-import { createRelay } from '../../src/relay/relay';
-import type { RelayWorker } from '../../src/relay/relay-worker';
 import { cxmlFields, postCxml } from '../helpers/callbacks';
-import { createTestApp, TEST_API_TOKEN, TEST_SIGNING_KEY } from '../helpers/test-app';
-import type { TestApp } from '../helpers/test-app';
-import { eventually, seedProxiedMessage, startCustomerApp } from './support';
-import type { CustomerApp } from './support';
+import { TEST_API_TOKEN } from '../helpers/test-app';
+import { createRelayTestApp, eventually, seedProxiedMessage } from './support';
+import type { CustomerApp, RelayTestApp } from './support';
 
 /**
  * DESIGN §10: a message's relays go out one at a time. A dead relay retried through the API
@@ -13,27 +10,16 @@ import type { CustomerApp } from './support';
  * of them is being sent, not go out beside it.
  */
 
-let t: TestApp;
+let t: RelayTestApp;
 let app: CustomerApp;
-let worker: RelayWorker;
 
 beforeAll(async () => {
-  t = await createTestApp({ RELAY_RETRY_SCHEDULE: '50ms', RELAY_TIMEOUT_MS: '5000' });
-  app = await startCustomerApp(TEST_SIGNING_KEY);
-  worker = createRelay({
-    config: t.config,
-    db: t.database.db,
-    logger: t.deps.logger,
-    tuning: { pollMs: 20, breaker: { failureThreshold: 1_000 } },
-  });
-  worker.start();
+  t = await createRelayTestApp({ RELAY_RETRY_SCHEDULE: '50ms', RELAY_TIMEOUT_MS: '5000' });
+  app = await t.customerApp();
+  t.startWorker({ tuning: { breaker: { failureThreshold: 1_000 } } });
 });
 
-afterAll(async () => {
-  await worker.stop();
-  await app.close();
-  await t.close();
-});
+afterAll(() => t.close());
 
 async function jobs(messageId: string) {
   return t.database.db

@@ -1,11 +1,7 @@
 import type { Db } from '../../src/db/database';
-import { createRelay } from '../../src/relay/relay';
-import type { RelayWorker } from '../../src/relay/relay-worker';
 import { cxmlFields, postCxml } from '../helpers/callbacks';
-import { createTestApp, TEST_SIGNING_KEY } from '../helpers/test-app';
-import type { TestApp } from '../helpers/test-app';
-import { eventually, seedProxiedMessage, startCustomerApp } from './support';
-import type { CustomerApp } from './support';
+import { createRelayTestApp, eventually, seedProxiedMessage } from './support';
+import type { CustomerApp, RelayTestApp } from './support';
 
 /**
  * A claimed relay starts only within half the lease's slack of its claim (relay-worker.ts).
@@ -16,20 +12,15 @@ import type { CustomerApp } from './support';
  */
 jest.setTimeout(30_000);
 
-let t: TestApp;
+let t: RelayTestApp;
 let app: CustomerApp;
-let worker: RelayWorker | undefined;
 
 beforeAll(async () => {
-  t = await createTestApp({ RELAY_TIMEOUT_MS: '2000', RELAY_RETRY_SCHEDULE: '30s' });
-  app = await startCustomerApp(TEST_SIGNING_KEY);
+  t = await createRelayTestApp({ RELAY_TIMEOUT_MS: '2000', RELAY_RETRY_SCHEDULE: '30s' });
+  app = await t.customerApp();
 });
 
-afterAll(async () => {
-  await worker?.stop();
-  await app.close();
-  await t.close();
-});
+afterAll(() => t.close());
 
 /** `db`, whose statement reading the outbox's backlog answers `delayMs` late. */
 function withSlowBacklogCount(db: Db, delayMs: number): Db {
@@ -60,13 +51,10 @@ function withSlowBacklogCount(db: Db, delayMs: number): Db {
 test('When a turn’s work before its claim is slow, then the jobs it claims are still sent', async () => {
   const id = await seedProxiedMessage(t.database.db, 'cxml', app.callbackUrl('/slow-stats'));
   await postCxml(t.publicApp, cxmlFields({ MessageSid: id, MessageStatus: 'sent' })).expect(200);
-  worker = createRelay({
-    config: t.config,
+  t.startWorker({
     db: withSlowBacklogCount(t.database.db, 300),
-    logger: t.deps.logger,
     // The backlog is counted on every turn.
-    tuning: { pollMs: 20, statsEveryMs: 0, leaseSlackMs: 400 },
+    tuning: { statsEveryMs: 0, leaseSlackMs: 400 },
   });
-  worker.start();
   await eventually(() => app.received.some((relay) => relay.messageId === id), 5_000);
 });

@@ -1,13 +1,10 @@
 import net from 'node:net';
 import type { AddressInfo } from 'node:net';
-import { createRelay } from '../../src/relay/relay';
-import type { RelayWorker } from '../../src/relay/relay-worker';
 import type { LookupFunction } from '../../src/relay/safe-agent';
 import { cxmlFields, nativeFields, postCxml, postNative } from '../helpers/callbacks';
 import { createRelayTransport } from '../../src/relay/relay-transport';
-import { createTestApp } from '../helpers/test-app';
-import type { TestApp } from '../helpers/test-app';
-import { eventually, seedProxiedMessage } from './support';
+import { createRelayTestApp, relayJobWhen, seedProxiedMessage } from './support';
+import type { RelayTestApp } from './support';
 
 /**
  * A caller's callback URL is attacker-controlled input: a relay must never reach an internal
@@ -16,8 +13,7 @@ import { eventually, seedProxiedMessage } from './support';
  * process makes is recorded too: none may go to a refused destination.
  */
 
-let t: TestApp;
-let worker: RelayWorker;
+let t: RelayTestApp;
 let trap: net.Server;
 let trapPort: number;
 let trapConnections = 0;
@@ -65,19 +61,12 @@ beforeAll(async () => {
     }
     return (original as (...a: unknown[]) => net.Socket).apply(this, args);
   });
-  t = await createTestApp({ RELAY_ALLOWED_NETWORKS: 'none', RELAY_RETRY_SCHEDULE: '20ms' });
-  worker = createRelay({
-    config: t.config,
-    db: t.database.db,
-    logger: t.deps.logger,
-    lookup,
-    tuning: { pollMs: 20 },
-  });
-  worker.start();
+  t = await createRelayTestApp({ RELAY_ALLOWED_NETWORKS: 'none', RELAY_RETRY_SCHEDULE: '20ms' });
+  t.startWorker({ lookup });
 });
 
 afterAll(async () => {
-  await worker.stop();
+  await t.stopWorkers();
   connectSpy.mockRestore();
   await new Promise((resolve) => trap.close(resolve));
   await t.close();
@@ -98,16 +87,7 @@ const DESTINATIONS: Array<[string, string]> = [
   ['a name with a public and a private address', 'http://mixed.example.test:{port}/'],
 ];
 
-async function deadJob(id: string) {
-  return eventually(async () => {
-    const row = await t.database.db
-      .selectFrom('relay_jobs')
-      .selectAll()
-      .where('message_id', '=', id)
-      .executeTakeFirst();
-    return row?.state === 'dead' && row;
-  });
-}
+const deadJob = (id: string) => relayJobWhen(t.database.db, id, (job) => job.state === 'dead');
 
 test.each(DESTINATIONS)(
   'When the callback URL is %s, then the relay is dead with the reason and nothing connects to it',

@@ -6,8 +6,13 @@ import { RestClient } from '@signalwire/compatibility-api';
 import type { Db } from '../../src/db/database';
 import { recordEvents } from '../../src/messages/record-events';
 import type { Api } from '../../src/messages/statuses';
+import { createRelay } from '../../src/relay/relay';
+import type { RelayJobRow } from '../../src/relay/relay.repository';
+import type { RelayWorker } from '../../src/relay/relay-worker';
 import { signJsonBody } from '../../src/signalwire/signing';
 import { statusEvent } from '../factories';
+import { createTestApp, TEST_SIGNING_KEY } from '../helpers/test-app';
+import type { TestApp } from '../helpers/test-app';
 
 /**
  * A customer's app on a real port: the endpoint a caller gave as its own status callback.
@@ -183,4 +188,92 @@ export async function eventually<T>(
     }
     await new Promise((resolve) => setTimeout(resolve, 25));
   }
+}
+
+/** What a test may change of the relay worker createRelay builds from the app's configuration. */
+export type RelayWorkerSetup = Partial<
+  Pick<Parameters<typeof createRelay>[0], 'db' | 'lookup' | 'registry' | 'tuning'>
+>;
+
+/**
+ * A relay worker on `on`'s database (or `setup.db`), started. It looks at the outbox every
+ * 20 ms unless `setup.tuning` says otherwise, so that tests do not wait on the poll. The caller
+ * stops it.
+ */
+export function startRelayWorker(on: TestApp, setup: RelayWorkerSetup = {}): RelayWorker {
+  const worker = createRelay({
+    config: on.config,
+    db: setup.db ?? on.database.db,
+    logger: on.deps.logger,
+    ...(setup.lookup && { lookup: setup.lookup }),
+    ...(setup.registry && { registry: setup.registry }),
+    tuning: { pollMs: 20, ...setup.tuning },
+  });
+  worker.start();
+  return worker;
+}
+
+/**
+ * The service as createTestApp builds it, with the customer apps and relay workers a relay
+ * test starts: they are stopped and closed with it, workers first (they wait for their
+ * requests in flight), then the apps, then the service and its database.
+ */
+export interface RelayTestApp extends TestApp {
+  /** A customer app on a real port that validates relays signed with `signingKey`. */
+  customerApp(signingKey?: string): Promise<CustomerApp>;
+  /** A relay worker as startRelayWorker starts it on this app, as each replica runs one. */
+  startWorker(setup?: RelayWorkerSetup): RelayWorker;
+  /** Stops every worker started so far (the replicas of one test). */
+  stopWorkers(): Promise<void>;
+  /** Stops the workers and closes the customer apps started so far: between tests. */
+  reset(): Promise<void>;
+}
+
+/** A RelayTestApp; `env` overrides the test defaults, as for createTestApp. */
+export async function createRelayTestApp(env: Record<string, string> = {}): Promise<RelayTestApp> {
+  const t = await createTestApp(env);
+  const workers: RelayWorker[] = [];
+  const apps: CustomerApp[] = [];
+  const stopWorkers = async (): Promise<void> => {
+    for (const worker of workers.splice(0)) await worker.stop();
+  };
+  const reset = async (): Promise<void> => {
+    await stopWorkers();
+    for (const app of apps.splice(0)) await app.close();
+  };
+  return {
+    ...t,
+    async customerApp(signingKey = TEST_SIGNING_KEY) {
+      const app = await startCustomerApp(signingKey);
+      apps.push(app);
+      return app;
+    },
+    startWorker(setup) {
+      const worker = startRelayWorker(t, setup);
+      workers.push(worker);
+      return worker;
+    },
+    stopWorkers,
+    reset,
+    async close() {
+      await reset();
+      await t.close();
+    },
+  };
+}
+
+/** Polls until the message's relay job is as `until` wants, and returns it. */
+export async function relayJobWhen(
+  db: Db,
+  messageId: string,
+  until: (job: RelayJobRow) => boolean,
+): Promise<RelayJobRow> {
+  return eventually(async () => {
+    const job = await db
+      .selectFrom('relay_jobs')
+      .selectAll()
+      .where('message_id', '=', messageId)
+      .executeTakeFirst();
+    return job !== undefined && until(job) && job;
+  });
 }

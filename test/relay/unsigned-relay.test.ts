@@ -3,14 +3,11 @@ import request from 'supertest';
 import { mintCallbackToken } from '../../src/callbacks/callback-token';
 import { recordEvents } from '../../src/messages/record-events';
 import type { Api } from '../../src/messages/statuses';
-import { createRelay } from '../../src/relay/relay';
-import type { RelayWorker } from '../../src/relay/relay-worker';
 import { statusEvent } from '../factories';
 import { cxmlFields, nativeFields } from '../helpers/callbacks';
-import { createTestApp, TEST_TOKEN_SECRET } from '../helpers/test-app';
-import type { TestApp } from '../helpers/test-app';
-import { eventually, startCustomerApp } from './support';
-import type { CustomerApp } from './support';
+import { TEST_TOKEN_SECRET } from '../helpers/test-app';
+import { createRelayTestApp, eventually } from './support';
+import type { CustomerApp, RelayTestApp } from './support';
 
 /**
  * Without SIGNALWIRE_SIGNING_KEYS (a real space, callbacks authenticated by their per-send
@@ -18,31 +15,20 @@ import type { CustomerApp } from './support';
  * signature header, never an HMAC computed under an empty key that anyone could reproduce.
  */
 
-let t: TestApp;
+let t: RelayTestApp;
 let app: CustomerApp;
-let worker: RelayWorker;
 
 beforeAll(async () => {
-  t = await createTestApp({
+  t = await createRelayTestApp({
     SIGNALWIRE_SIGNING_KEYS: '',
     RELAY_RETRY_SCHEDULE: '50ms',
   });
   expect(t.config.signingKeys).toEqual([]);
-  app = await startCustomerApp('');
-  worker = createRelay({
-    config: t.config,
-    db: t.database.db,
-    logger: t.deps.logger,
-    tuning: { pollMs: 20, statsEveryMs: 50 },
-  });
-  worker.start();
+  app = await t.customerApp('');
+  t.startWorker({ tuning: { statsEveryMs: 50 } });
 });
 
-afterAll(async () => {
-  await worker.stop();
-  await app.close();
-  await t.close();
-});
+afterAll(() => t.close());
 
 /** A message the proxy recorded with the caller's own callback, bound to the token's ref. */
 async function proxied(api: Api, ref: string): Promise<string> {
