@@ -1,3 +1,5 @@
+import { verifyCallbackToken } from '../callbacks/callback-token';
+
 /**
  * The one change the proxy makes to SignalWire's answer (DESIGN §5): where it echoes the
  * status-callback URL the proxy injected (the native `status_callback_url`), the caller sees
@@ -44,3 +46,23 @@ function isProse(literal: string): boolean {
 function masked(literal: string, token: string): string {
   return literal.split(token).join('[token]');
 }
+
+/**
+ * The callback tokens of this service in an answer, by ref: every `/callbacks/{api}/{token}`
+ * whose token one of `secrets` signed (a URL SignalWire echoes back, perhaps with its host or
+ * port spelled otherwise, or with `/` escaped as `\/`). Another service's tokens are not ours
+ * to hide.
+ */
+export function injectedTokens(answer: Buffer, secrets: readonly string[]): Map<string, string> {
+  const found = new Map<string, string>();
+  const text = answer.toString('utf8');
+  for (const [, token] of text.matchAll(CALLBACK_PATH)) {
+    const verified = verifyCallbackToken(secrets, token!);
+    if (verified) found.set(token!, verified.ref);
+  }
+  return found;
+}
+
+// The token's shape (src/callbacks/callback-token.ts), legacy or current, as a whole.
+const CALLBACK_PATH =
+  /\/callbacks\\?\/(?:cxml|native)\\?\/([A-Za-z0-9_-]{16}\.(?:[0-9a-z]{1,10}\.)?[A-Za-z0-9_-]{43})(?![A-Za-z0-9_-])/g;

@@ -1,6 +1,10 @@
 import { Router } from 'express';
 import type { Request, Response } from 'express';
 import { pipeline } from 'node:stream/promises';
+import { CompiledQuery } from 'kysely';
+import { withTimeout } from '../db/with-timeout';
+import { sendIntentsFor } from '../messages/send-intents';
+import { injectedTokens, withClientCallback } from './answer-rewrite';
 import { proxyErrors } from './proxy-errors';
 import { checkCaller, fail, forwardedHeaders, refuseDeclaredTooLarge } from './proxy-http';
 import type { ReadBody } from './proxy-http';
@@ -9,6 +13,7 @@ import {
   apiOfPath,
   couldCreateMessage,
   couldLeavePrefix,
+  namesNativeMessage,
   targetPath,
   upstreamTarget,
 } from './upstream-target';
@@ -19,7 +24,10 @@ import {
  * fetches, lists, updates and deletes messages, and reads other resources, with the same base
  * URL: those calls go to SIGNALWIRE_SPACE_URL as they came — method, path, query, body bytes,
  * Content-Type, the caller's Basic credentials — and SignalWire's status, Content-Type and
- * bytes come back as they are. Nothing is recorded.
+ * bytes come back as they are. Nothing is recorded. One exception: a native message's answer
+ * (redaction's PATCH) echoes the `status_callback_url` the proxy gave the send, whose token
+ * never leaves the service (DESIGN §2): it is read whole and the caller sees its own callback
+ * URL there, as in a create's answer.
  *
  * The proxy's own rules still hold: credentials present, a project of SIGNALWIRE_PROJECT_IDS
  * (no open relay), bodies within PROXY_BODY_LIMIT, a timeout 504 and an unreachable 502 in
@@ -74,6 +82,10 @@ async function passThrough(
   }
 
   const body = await readBody(req, res);
+  if (namesNativeMessage(path)) {
+    await passMessageAnswer(deps, req, res, { target, path, body, log, errors });
+    return;
+  }
   const result = await deps.signalwire.forward({
     method: req.method,
     target,
@@ -101,4 +113,80 @@ async function passThrough(
       'SignalWire answer passed through was cut off',
     );
   }
+}
+
+/** A store that does not answer in this long does not hold the caller's answer back. */
+const CALLBACK_READ_TIMEOUT_MS = 2_000;
+
+/** A native message's call: the answer read whole, the service's callback URL replaced. */
+async function passMessageAnswer(
+  deps: ProxyDeps,
+  req: Request,
+  res: Response,
+  call: {
+    target: string;
+    path: string;
+    body: Buffer;
+    log: Record<string, unknown>;
+    errors: ReturnType<typeof proxyErrors>;
+  },
+): Promise<void> {
+  const result = await deps.signalwire.send({
+    method: req.method,
+    target: call.target,
+    headers: forwardedHeaders(req),
+    body: call.body,
+  });
+  if (!result.ok) {
+    const { failure, error: err } = result;
+    deps.logger.warn({ ...call.log, err, failure }, 'SignalWire call passed through got no answer');
+    fail(res, call.errors.upstream(failure, 'request'));
+    return;
+  }
+  const answer = result.response;
+  const tokens = injectedTokens(answer.body, deps.config.callbackTokenSecrets);
+  let body = answer.body;
+  if (tokens.size > 0) {
+    const callbacks = await withTimeout(
+      clientCallbacks(deps, call.path, [...tokens.values()]),
+      CALLBACK_READ_TIMEOUT_MS,
+      "the caller's callback URL not read",
+    ).catch((err: unknown) => {
+      // The token is hidden all the same; the caller sees null where its URL would be.
+      deps.logger.warn({ ...call.log, err }, "the caller's callback URL could not be read");
+      return new Map<string, string>();
+    });
+    for (const [token, ref] of tokens) {
+      body = withClientCallback(body, token, callbacks.get(ref) ?? null);
+    }
+  }
+  res.status(answer.status);
+  for (const [name, value] of Object.entries(answer.headers)) res.setHeader(name, value);
+  res.end(body);
+}
+
+/**
+ * The caller's own callback URLs of these sends, by ref: the message the path names, when its
+ * send is one of them, else the send intents (a send whose record never landed).
+ */
+async function clientCallbacks(
+  deps: ProxyDeps,
+  path: string,
+  refs: readonly string[],
+): Promise<Map<string, string>> {
+  const { db } = deps;
+  if (!db) return new Map();
+  const found = await sendIntentsFor(db, refs);
+  const messageId = decodeURIComponent(path.split('/').pop() ?? '');
+  const { rows } = await db.executeQuery<{ ref: string | null; client_status_callback: string }>(
+    CompiledQuery.raw('SELECT ref, client_status_callback FROM messages WHERE id = $1', [
+      messageId,
+    ]),
+  );
+  for (const row of rows) {
+    if (row.ref !== null && refs.includes(row.ref) && row.client_status_callback !== null) {
+      found.set(row.ref, row.client_status_callback);
+    }
+  }
+  return found;
 }

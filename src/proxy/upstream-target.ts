@@ -96,6 +96,23 @@ export function couldCreateMessage(method: string, path: string): boolean {
 }
 
 /**
+ * Whether a path names a native message (`/api/messaging/messages/{id}`: redaction's PATCH),
+ * however spelled: SignalWire answers it with the message resource, which echoes the
+ * `status_callback_url` the proxy gave the send, so its answer is read and rewritten
+ * (pass-through.routes.ts) instead of streamed.
+ */
+export function namesNativeMessage(path: string): boolean {
+  const segments = normalizedSegments(path);
+  return (
+    segments === null ||
+    (segments.length > 3 &&
+      segments[0] === 'api' &&
+      segments[1] === 'messaging' &&
+      segments[2]!.split(/[;.]/)[0] === 'messages')
+  );
+}
+
+/**
  * The path's segments as the most lenient server would read them: percent-escapes decoded
  * (repeatedly, so a double-encoded dot or slash counts), `\` as `/`, empty and `.` segments
  * dropped, `..` resolved, lower case. Null when an escape is malformed.

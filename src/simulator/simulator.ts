@@ -399,20 +399,46 @@ export function createSimulator(options: SimulatorOptions = {}): Simulator {
     accept(m);
   });
 
+  // Redaction (SignalWire's update_message): the body may only be emptied, and only once the
+  // message is past `queued`/`initiated`; the answer is the message resource, which echoes the
+  // status callback the send was given.
+  app.patch('/api/messaging/messages/:id', (req: Request, res: Response) => {
+    const m = nativeMessageOf(req, res, 'Message not found');
+    if (!m) return;
+    const fields = (req.body ?? {}) as Record<string, unknown>;
+    if (fields['body'] !== '') {
+      fail(res, nativeError(422, 'validation_error', 'invalid_body', 'body may only be ""'));
+      return;
+    }
+    if (m.status === 'queued' || m.status === 'initiated') {
+      fail(res, nativeError(422, 'validation_error', 'in_progress', 'Message is in progress'));
+      return;
+    }
+    m.body = '';
+    res.json(toNativeResource(m));
+  });
+
   // Message logs: what a sweep of native messages reads (DESIGN §8, §11). The true state.
   app.get('/api/messaging/logs/:id', (req: Request, res: Response) => {
+    const m = nativeMessageOf(req, res, 'Message log not found');
+    if (m) res.json(toMessageLog(m));
+  });
+
+  /** The project's message the path names, or undefined once the failure is answered. */
+  function nativeMessageOf(
+    req: Request,
+    res: Response,
+    notFound: string,
+  ): SimulatedMessage | undefined {
     const projectId = projectOf(req);
     if (projectId === null) {
       fail(res, nativeUnauthorized());
-      return;
+      return undefined;
     }
     const m = messages.find((x) => x.id === req.params['id'] && x.projectId === projectId);
-    if (!m) {
-      fail(res, nativeError(404, 'invalid_request_error', 'not_found', 'Message log not found'));
-      return;
-    }
-    res.json(toMessageLog(m));
-  });
+    if (!m) fail(res, nativeError(404, 'invalid_request_error', 'not_found', notFound));
+    return m;
+  }
 
   // Debug view for people and tests; unauthenticated because the simulator is a local tool.
   app.get('/__simulator/messages', (_req, res) => {

@@ -1,4 +1,5 @@
-import { withClientCallback } from '../../src/proxy/answer-rewrite';
+import { mintCallbackToken } from '../../src/callbacks/callback-token';
+import { injectedTokens, withClientCallback } from '../../src/proxy/answer-rewrite';
 
 /**
  * The one change to SignalWire's answer (DESIGN §5): where it echoes the injected callback URL
@@ -46,4 +47,34 @@ test('When an error message mentions the injected URL, then the message keeps it
 test('When the answer does not hold the token, then its bytes are unchanged', () => {
   const bytes = Buffer.from('{"id":"a1",  "status_callback_url":null}');
   expect(withClientCallback(bytes, TOKEN, CLIENT)).toBe(bytes);
+});
+
+describe('injectedTokens', () => {
+  const secrets = ['first-secret', 'older-secret'];
+  const ours = mintCallbackToken(secrets);
+  const older = mintCallbackToken(['older-secret']);
+  const theirs = mintCallbackToken(['another-service']);
+  const found = (text: string) => injectedTokens(Buffer.from(text), secrets);
+
+  test('When an answer echoes a URL with a token one of the secrets signed, then it is found with its ref, however the URL is spelled', () => {
+    expect(
+      found(
+        JSON.stringify({
+          status_callback_url: `https://HOOKS.example.com:443/base/callbacks/native/${ours.token}`,
+          note: `see https://hooks.example.com/callbacks/cxml/${older.token}.`,
+        }).replace(/\//g, '\\/'),
+      ),
+    ).toEqual(
+      new Map([
+        [ours.token, ours.ref],
+        [older.token, older.ref],
+      ]),
+    );
+  });
+
+  test('When a token is another service’s, or not a whole token, then it is not ours to hide', () => {
+    expect(found(`{"u":"https://x/callbacks/native/${theirs.token}"}`).size).toBe(0);
+    expect(found(`{"u":"https://x/callbacks/native/${ours.token}x"}`).size).toBe(0);
+    expect(found(`{"u":"https://x/callbacks/native/${ours.token.slice(1)}"}`).size).toBe(0);
+  });
 });

@@ -1,6 +1,7 @@
 import {
   couldCreateMessage,
   couldLeavePrefix,
+  namesNativeMessage,
   upstreamTarget,
 } from '../../src/proxy/upstream-target';
 
@@ -76,5 +77,28 @@ describe('couldLeavePrefix', () => {
     '/api/messaging/%25252525252e',
   ])('When the path is %s, then it could leave its prefix upstream', (path) => {
     expect(couldLeavePrefix(path)).toBe(true);
+  });
+});
+
+describe('namesNativeMessage', () => {
+  it.each([
+    '/api/messaging/messages/b',
+    '/api/messaging/Messages/b',
+    '/api/messaging//messages/b/',
+    '/api/messaging/messages.json/b',
+    '/api/messaging/x/../messages/b',
+    '/api/messaging/messages%2Fb',
+    '/api/messaging/%',
+  ])('When the path is %s, then its answer is read and rewritten', (path) => {
+    expect(namesNativeMessage(path)).toBe(true);
+  });
+
+  it.each([
+    '/api/messaging/messages',
+    '/api/messaging/logs/b',
+    '/api/messaging/messagesx/b',
+    '/2010-04-01/Accounts/a/Messages/b.json',
+  ])('When the path is %s, then its answer streams as it comes', (path) => {
+    expect(namesNativeMessage(path)).toBe(false);
   });
 });
