@@ -47,7 +47,9 @@ export interface MessageState {
  *   message without one takes the code of any event that brings one, whatever its rank or
  *   outcome (`undelivered`, then `undelivered` + `30003` → `30003`). So a terminal conflict
  *   keeps the code that came with it whichever outcome wins and whichever came first
- *   (`undelivered` + `30003` against a later `delivered`: `delivered`, `conflict`, `30003`).
+ *   (`undelivered` + `30003` against a later `delivered`: `delivered`, `conflict`, `30003`);
+ * - an error message that comes without a code is kept by the same rules among errors without
+ *   a code, and gives way to any code (which brings its own message, or none).
  * What holds for any order is checked in test/unit/projection.property.test.ts. Two limits
  * of a fold that keeps only the current state: an event below the current rank cannot tell
  * whether it would have been a conflict or given a code (read, then delivered and
@@ -68,7 +70,15 @@ export function applyEvent(current: MessageState | null, event: StatusEvent): Me
   // DESIGN §3: a code, once known, is not erased by an event without one; an event with a code
   // replaces it when the event now stands for the status, and gives it to a message without
   // one whatever its rank or outcome.
-  const takesError = event.errorCode !== null && (moves || current.errorCode === null);
+  const takesError =
+    event.errorCode !== null
+      ? moves || current.errorCode === null
+      : // An error message without a code (SignalWire: "some messages may have an
+        // error_message without an error_code") is taken on the same terms by a message
+        // whose error has no code either, and never displaces a coded one.
+        event.errorMessage !== null &&
+        current.errorCode === null &&
+        (moves || current.errorMessage === null);
   const send = event.send;
 
   return {

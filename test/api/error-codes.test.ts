@@ -92,3 +92,42 @@ test('When a native callback carries a string code, or a code not in the table, 
   });
   for (const message of list.body.data) expect(message).toHaveProperty('error_reason');
 });
+
+test('When a native failure says why without a code, then the message says it too, until a code comes', async () => {
+  const sent = nativeFields({ status: 'sent', timestamp: '2026-03-17T22:26:50Z' });
+  const id = sent['id'] as string;
+  await postNative(t.publicApp, sent).expect(200);
+  await postNative(
+    t.publicApp,
+    nativeFields({
+      id,
+      status: 'failed',
+      timestamp: '2026-03-17T22:26:57Z',
+      error_code: null,
+      error_message: 'Message rejected by downstream carrier',
+    }),
+  ).expect(200);
+  expect((await get(`/v1/messages/${id}`).expect(200)).body).toMatchObject({
+    status: 'failed',
+    error_code: null,
+    error_message: 'Message rejected by downstream carrier',
+  });
+
+  // A code, once one comes, brings its own message (here none) and stays.
+  await postNative(
+    t.publicApp,
+    nativeFields({
+      id,
+      status: 'undelivered',
+      timestamp: '2026-03-17T22:26:55Z',
+      error_code: '30003',
+      error_message: null,
+    }),
+  ).expect(200);
+  expect((await get(`/v1/messages/${id}`).expect(200)).body).toMatchObject({
+    status: 'failed',
+    conflict: true,
+    error_code: '30003',
+    error_message: null,
+  });
+});

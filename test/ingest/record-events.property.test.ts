@@ -91,11 +91,16 @@ test('Whatever text a batch holds, each message stores its own values, created a
           const [first, second] = messages[i]!;
           await expectStored(
             id,
-            // The higher rank wins; a known error code is not erased (DESIGN §3).
+            // The higher rank wins; a known error code is not erased (DESIGN §3), nor is its
+            // message by one that comes without a code.
             {
               ...second,
               errorCode: second.errorCode ?? first.errorCode,
-              errorMessage: second.errorCode === null ? first.errorMessage : second.errorMessage,
+              errorMessage:
+                second.errorCode !== null ||
+                (first.errorCode === null && second.errorMessage !== null)
+                  ? second.errorMessage
+                  : first.errorMessage,
             },
             'undelivered',
           );

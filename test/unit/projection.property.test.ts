@@ -29,14 +29,21 @@ const STATUSES = [
   'failed',
 ] as const;
 const CODES = ['30003', '30005', '30007'] as const;
+// Error messages that come without a code (SignalWire: "some messages may have an
+// error_message without an error_code").
+const NOTES = ['Message rejected by downstream carrier', 'No route to destination'] as const;
 const SECOND = 1000;
 const base = Date.parse('2026-03-17T22:26:00Z');
 
 const story = fc
   .record({
     api: fc.constantFrom('cxml' as const, 'native' as const),
-    // Which failure statuses come with a code in this message's story.
-    coded: fc.record({ undelivered: fc.boolean(), failed: fc.boolean() }),
+    // What each failure status comes with in this message's story: a code (with its message),
+    // an error message without a code, or neither.
+    coded: fc.record({
+      undelivered: fc.constantFrom('code', 'message', 'none'),
+      failed: fc.constantFrom('code', 'message', 'none'),
+    }),
     steps: fc.array(
       fc.record({
         rawStatus: fc.constantFrom(...STATUSES),
@@ -48,6 +55,7 @@ const story = fc
           { weight: 1, arbitrary: fc.constantFrom(2 * 3600, 253_402_300_799 - base / SECOND) },
         ),
         code: fc.constantFrom(...CODES),
+        note: fc.constantFrom(...NOTES),
         // A reconciliation lookup's answer: what SignalWire said when asked, without the
         // provider's own timestamp of the status.
         lookup: fc.boolean(),
@@ -59,7 +67,8 @@ const story = fc
     const events = steps.map((step, index): StatusEvent => {
       const { rawStatus } = step;
       const failing = rawStatus === 'undelivered' || rawStatus === 'failed';
-      const code = failing && coded[rawStatus] ? step.code : null;
+      const brings = failing ? coded[rawStatus] : 'none';
+      const code = brings === 'code' ? step.code : null;
       // The compatibility format has no timestamp, nor has a lookup: receive times stand in.
       const timestamped = api === 'native' && !step.lookup;
       return statusEvent(rawStatus, {
@@ -70,7 +79,7 @@ const story = fc
         // Within seconds of the provider's times: a lookup can fall before or after them.
         receivedAt: new Date(base + 3 * SECOND + index * SECOND),
         errorCode: code,
-        errorMessage: code && `reason ${code}`,
+        errorMessage: code ? `reason ${code}` : brings === 'message' ? step.note : null,
       });
     });
     // What the write path stores: the first of a dedupe key, never its copies.
@@ -91,15 +100,18 @@ const storyInTwoOrders = story.chain((events) =>
 );
 
 /**
- * Whether the code a message keeps is decided by its events whatever their order: the winner
- * brings one, or the outcomes that lost bring at most one code between them.
+ * Whether the error a message keeps is decided by its events whatever their order: the winner
+ * brings one, or the outcomes that lost bring at most one between them. A code beats an error
+ * message without one, so when any event brings a code, only codes count.
  */
-function codeIsDecided(events: readonly StatusEvent[], state: MessageState): boolean {
-  const winnerCoded = events.some((e) => e.status === state.status && e.errorCode !== null);
-  const otherCodes = new Set(
-    events.filter((e) => e.status !== state.status && e.errorCode !== null).map((e) => e.errorCode),
+function errorIsDecided(events: readonly StatusEvent[], state: MessageState): boolean {
+  const coded = events.some((e) => e.errorCode !== null);
+  const bearing = events.filter((e) => (coded ? e.errorCode : e.errorMessage) !== null);
+  const winnerBrings = bearing.some((e) => e.status === state.status);
+  const others = new Set(
+    bearing.filter((e) => e.status !== state.status).map((e) => e.errorCode ?? e.errorMessage),
   );
-  return winnerCoded || otherCodes.size <= 1;
+  return winnerBrings || others.size <= 1;
 }
 
 const fold = (events: readonly StatusEvent[]): MessageState =>
@@ -124,9 +136,10 @@ test('When a message’s events arrive in any order, then its status, the time o
   fc.assert(
     fc.property(storyInTwoOrders, ([one, other]) => {
       const [a, b] = [truth(fold(one)), truth(fold(other))];
-      if (!codeIsDecided(one, fold(one))) {
-        // Only which of the losers' codes stays may differ — never whether one does.
+      if (!errorIsDecided(one, fold(one))) {
+        // Only which of the losers' errors stays may differ — never whether one does.
         expect(a.errorCode === null).toBe(b.errorCode === null);
+        expect(a.errorMessage === null).toBe(b.errorMessage === null);
         for (const truth of [a, b]) {
           truth.errorCode = null;
           truth.errorMessage = null;
@@ -153,6 +166,15 @@ test('When a status wins, then it holds its latest event’s time and its own er
         const codes = events.map((e) => e.errorCode).filter((code) => code !== null);
         if (codes.length === 0) expect(state.errorCode).toBeNull();
         else expect(codes).toContain(state.errorCode);
+        // Without any code, an error message that came alone stands in the same way.
+        if (codes.length === 0) {
+          if (latest.errorMessage !== null) expect(state.errorMessage).toBe(latest.errorMessage);
+          else {
+            const notes = events.map((e) => e.errorMessage).filter((note) => note !== null);
+            if (notes.length === 0) expect(state.errorMessage).toBeNull();
+            else expect(notes).toContain(state.errorMessage);
+          }
+        }
       }
     }),
     { numRuns: 1000 },
