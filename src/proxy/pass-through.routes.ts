@@ -3,6 +3,7 @@ import type { Request, Response } from 'express';
 import { pipeline } from 'node:stream/promises';
 import { CompiledQuery } from 'kysely';
 import { withTimeout } from '../db/with-timeout';
+import { forgetMessageText } from '../messages/redaction';
 import { sendIntentsFor } from '../messages/send-intents';
 import { injectedTokens, withClientCallback } from './answer-rewrite';
 import { proxyErrors } from './proxy-errors';
@@ -15,6 +16,7 @@ import {
   couldLeavePrefix,
   namesNativeMessage,
   targetPath,
+  updatedMessageId,
   upstreamTarget,
 } from './upstream-target';
 
@@ -100,6 +102,7 @@ async function passThrough(
   }
 
   const answer = result.response;
+  await forgetRedactedText(deps, req, { path, body, status: answer.status, log });
   res.status(answer.status);
   for (const [name, value] of Object.entries(answer.headers)) res.setHeader(name, value);
   try {
@@ -116,7 +119,7 @@ async function passThrough(
 }
 
 /** A store that does not answer in this long does not hold the caller's answer back. */
-const CALLBACK_READ_TIMEOUT_MS = 2_000;
+const STORE_TIMEOUT_MS = 2_000;
 
 /** A native message's call: the answer read whole, the service's callback URL replaced. */
 async function passMessageAnswer(
@@ -149,7 +152,7 @@ async function passMessageAnswer(
   if (tokens.size > 0) {
     const callbacks = await withTimeout(
       clientCallbacks(deps, call.path, [...tokens.values()]),
-      CALLBACK_READ_TIMEOUT_MS,
+      STORE_TIMEOUT_MS,
       "the caller's callback URL not read",
     ).catch((err: unknown) => {
       // The token is hidden all the same; the caller sees null where its URL would be.
@@ -160,9 +163,54 @@ async function passMessageAnswer(
       body = withClientCallback(body, token, callbacks.get(ref) ?? null);
     }
   }
+  await forgetRedactedText(deps, req, { ...call, status: answer.status });
   res.status(answer.status);
   for (const [name, value] of Object.entries(answer.headers)) res.setHeader(name, value);
   res.end(body);
+}
+
+/**
+ * With STORE_BODY=true, a message SignalWire has redacted (an update that empties its body,
+ * answered 2xx) loses its text here too (src/messages/redaction.ts), before the caller hears
+ * that it is done. A store that cannot do it does not hold the answer back: the log says so.
+ */
+async function forgetRedactedText(
+  deps: ProxyDeps,
+  req: Request,
+  call: { path: string; body: Buffer; status: number; log: Record<string, unknown> },
+): Promise<void> {
+  const { db } = deps;
+  if (!db || !deps.config.storeBody || call.status < 200 || call.status >= 300) return;
+  const messageId = updatedMessageId(req.method, call.path);
+  if (messageId === null || !emptiesText(req, call.body)) return;
+  try {
+    await withTimeout(forgetMessageText(db, messageId), STORE_TIMEOUT_MS, 'not done');
+  } catch (err) {
+    deps.logger.warn(
+      { ...call.log, err, message_id: messageId },
+      'a message redacted at SignalWire keeps its text here: the store did not answer',
+    );
+  }
+}
+
+/** Whether an update's body empties the message's text (`body: ""`, `Body=`). */
+function emptiesText(req: Request, body: Buffer): boolean {
+  const text = body.toString('utf8');
+  if (/json/i.test(req.headers['content-type'] ?? '')) {
+    try {
+      const fields: unknown = JSON.parse(text);
+      return (
+        typeof fields === 'object' &&
+        fields !== null &&
+        ((fields as Record<string, unknown>)['body'] === '' ||
+          (fields as Record<string, unknown>)['Body'] === '')
+      );
+    } catch {
+      return false;
+    }
+  }
+  const form = new URLSearchParams(text);
+  return form.get('Body') === '' || form.get('body') === '';
 }
 
 /**

@@ -113,6 +113,34 @@ export function namesNativeMessage(path: string): boolean {
 }
 
 /**
+ * The message a redaction names, when the request is one: a native `PATCH
+ * /api/messaging/messages/{id}`, or a compatibility `POST …/Accounts/{project}/Messages/{sid}`
+ * (`.json` or none) — SignalWire's update of a message, whose only documented use is emptying
+ * its body. The path as written (ids keep their case); another spelling is not recognised.
+ */
+export function updatedMessageId(method: string, path: string): string | null {
+  const segments = path.split('/');
+  const last = segments.at(-1) ?? '';
+  const parent = (segments.at(-2) ?? '').toLowerCase();
+  if (method === 'PATCH' && /^\/api\/messaging\/messages\/[^/]+$/i.test(path)) {
+    return decoded(last);
+  }
+  if (method === 'POST' && parent === 'messages' && segments.at(-4)?.toLowerCase() === 'accounts') {
+    return decoded(last.replace(/\.json$/i, ''));
+  }
+  return null;
+}
+
+function decoded(segment: string): string | null {
+  try {
+    const id = decodeURIComponent(segment);
+    return id === '' ? null : id;
+  } catch {
+    return null;
+  }
+}
+
+/**
  * The path's segments as the most lenient server would read them: percent-escapes decoded
  * (repeatedly, so a double-encoded dot or slash counts), `\` as `/`, empty and `.` segments
  * dropped, `..` resolved, lower case. Null when an escape is malformed.

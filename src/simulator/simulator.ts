@@ -312,16 +312,30 @@ export function createSimulator(options: SimulatorOptions = {}): Simulator {
     accept(m);
   };
 
-  const compatFetch = (req: Request, res: Response): void => {
+  const compatMessageOf = (req: Request, res: Response): SimulatedMessage | undefined => {
     const projectId = compatProject(req, res);
-    if (projectId === null) return;
+    if (projectId === null) return undefined;
     const m = messages.find(
       (x) => x.api === 'cxml' && x.id === req.params['sid'] && x.projectId === projectId,
     );
-    if (!m) {
-      notFound(req, res);
+    if (!m) notFound(req, res);
+    return m;
+  };
+
+  const compatFetch = (req: Request, res: Response): void => {
+    const m = compatMessageOf(req, res);
+    if (m) res.json(toCompatResource(m));
+  };
+
+  // The compatibility update: redaction only (an empty Body), as the native PATCH below.
+  const compatUpdate = (req: Request, res: Response): void => {
+    const m = compatMessageOf(req, res);
+    if (!m) return;
+    if ((req.body as Record<string, unknown> | undefined)?.['Body'] !== '') {
+      fail(res, compatError(400, COMPAT_CODES.invalidArgument, 'Body may only be emptied'));
       return;
     }
+    m.body = '';
     res.json(toCompatResource(m));
   };
 
@@ -368,6 +382,7 @@ export function createSimulator(options: SimulatorOptions = {}): Simulator {
   for (const prefix of COMPAT_PREFIXES) {
     app.post(`${prefix}/Accounts/:accountSid/Messages{.json}`, compatCreate);
     app.get(`${prefix}/Accounts/:accountSid/Messages/:sid{.json}`, compatFetch);
+    app.post(`${prefix}/Accounts/:accountSid/Messages/:sid{.json}`, compatUpdate);
     app.post(`${prefix}/Accounts/:accountSid/Applications{.json}`, applicationCreate);
     app.get(`${prefix}/Accounts/:accountSid/Applications/:sid{.json}`, applicationFetch);
   }

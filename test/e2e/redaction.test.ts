@@ -1,4 +1,6 @@
+import { sql } from 'kysely';
 import { basicAuthHeader } from '../../src/signalwire/basic-auth';
+import { sdkClient } from '../proxy/support';
 import { E2E_PROJECT, E2E_TOKEN, startStack } from './stack';
 import type { Stack } from './stack';
 
@@ -7,13 +9,14 @@ import type { Stack } from './stack';
  * only) passes through the proxy. Its answer is the message resource, which echoes the
  * `status_callback_url` the send was given: the proxy's token URL, which never leaves the
  * service (DESIGN §2). The caller sees its own callback URL there, or null, as in a create's
- * answer.
+ * answer. With STORE_BODY=true, the text SignalWire overwrote is gone from what sw-status keeps
+ * too (it "cannot be recovered" there).
  */
 
 let stack: Stack;
 
 beforeAll(async () => {
-  stack = await startStack();
+  stack = await startStack({ env: { STORE_BODY: 'true' } });
 });
 
 afterAll(() => stack.close());
@@ -60,4 +63,44 @@ test('When SignalWire refuses the redaction (a body other than ""), then its 422
   expect(res.status).toBe(422);
   expect(await res.json()).toMatchObject({ errors: [{ code: 'invalid_body' }] });
   expect(stack.sim.messages.find((m) => m.id === id)!.body).toBe('x');
+  expect(await storedTexts(id)).toEqual({ body: 'x', inHistory: await historyLength(id) });
 });
+
+async function historyLength(id: string): Promise<number> {
+  return (await stack.message(id))!.history.length;
+}
+
+/** The message's stored text, and how many of its history's payloads hold a text. */
+async function storedTexts(id: string): Promise<{ body: string | undefined; inHistory: number }> {
+  const message = await stack.message(id);
+  const { rows } = await sql<{ n: string }>`
+    SELECT count(*) AS n FROM status_events
+    WHERE message_id = ${id} AND (raw ? 'Body' OR raw ? 'body')`.execute(stack.app.database.db);
+  return { body: message?.body, inHistory: Number(rows[0]!.n) };
+}
+
+test.each(['native', 'cxml'] as const)(
+  'When a %s message is redacted through the proxy with STORE_BODY on, then its text is gone from the message and its history',
+  async (api) => {
+    const id = await stack.send(api, '+15557402004', { body: 'my one-time code is 424242' });
+    await stack.sim.waitForIdle();
+    // The send's record and each of its callbacks kept the text.
+    const events = await historyLength(id);
+    expect(events).toBeGreaterThanOrEqual(4);
+    expect(await storedTexts(id)).toEqual({
+      body: 'my one-time code is 424242',
+      inHistory: events,
+    });
+
+    if (api === 'native') expect((await redact(id)).status).toBe(200);
+    else {
+      // The official SDK's update, as an app redacts a compatibility message.
+      const updated = await sdkClient(stack.internalUrl, E2E_PROJECT, E2E_TOKEN)
+        .messages(id)
+        .update({ body: '' });
+      expect(updated.body).toBe('');
+    }
+    expect(await storedTexts(id)).toEqual({ body: undefined, inHistory: 0 });
+    expect(await historyLength(id)).toBe(events);
+  },
+);

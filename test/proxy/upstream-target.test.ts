@@ -2,6 +2,7 @@ import {
   couldCreateMessage,
   couldLeavePrefix,
   namesNativeMessage,
+  updatedMessageId,
   upstreamTarget,
 } from '../../src/proxy/upstream-target';
 
@@ -100,5 +101,26 @@ describe('namesNativeMessage', () => {
     '/2010-04-01/Accounts/a/Messages/b.json',
   ])('When the path is %s, then its answer streams as it comes', (path) => {
     expect(namesNativeMessage(path)).toBe(false);
+  });
+});
+
+describe('updatedMessageId', () => {
+  it.each([
+    ['PATCH', '/api/messaging/messages/Ab-1', 'Ab-1'],
+    ['POST', '/api/laml/2010-04-01/Accounts/p/Messages/SM1.json', 'SM1'],
+    ['POST', '/2010-04-01/Accounts/p/messages/SM%32', 'SM2'],
+  ])('When %s %s, then it updates message %s', (method, path, id) => {
+    expect(updatedMessageId(method, path)).toBe(id);
+  });
+
+  it.each([
+    ['GET', '/api/messaging/messages/a'],
+    ['PATCH', '/api/messaging/messages/a/b'],
+    ['POST', '/api/messaging/messages/a'],
+    ['POST', '/2010-04-01/Accounts/p/Messages/SM1/Media.json'],
+    ['DELETE', '/2010-04-01/Accounts/p/Messages/SM1.json'],
+    ['POST', '/2010-04-01/Accounts/p/Messages/%E0'],
+  ])('When %s %s, then it updates no message', (method, path) => {
+    expect(updatedMessageId(method, path)).toBeNull();
   });
 });
