@@ -121,3 +121,14 @@ function withoutBody(answer: Record<string, unknown>, storeBody: boolean): Recor
   const { body: _body, ...rest } = answer;
   return rest;
 }
+
+/**
+ * What a lookup's answer says the message is: the log's `kind` (native), or `mms` for a
+ * compatibility answer with media. A count of none says nothing: an MMS sent with SendAsMms and
+ * no media counts none too.
+ */
+export function answeredKind(answer: Record<string, unknown>): 'sms' | 'mms' | null {
+  const kind = answer['kind'];
+  if (kind === 'sms' || kind === 'mms') return kind;
+  return (resourceCount(answer['num_media']) ?? 0) > 0 ? 'mms' : null;
+}

@@ -4,7 +4,7 @@ import { recordEvents } from '../messages/record-events';
 import type { RecordOptions } from '../messages/record-events';
 import type { Api } from '../messages/statuses';
 import type { LookupResult, MessageLookup } from './lookup-client';
-import { lookupEvent } from './lookup-event';
+import { answeredKind, lookupEvent } from './lookup-event';
 import {
   claimDueMessages,
   currentState,
@@ -155,7 +155,8 @@ export function createReconcileWorker(options: ReconcileWorkerOptions): Reconcil
     if (next.kind === 'retry_later') {
       await postpone(db, message, next.retryMs, next.error);
     } else {
-      await recordStep(db, message, next.step, next.stuck, next.error);
+      const kind = result.kind === 'found' ? answeredKind(result.answer) : null;
+      await recordStep(db, message, next.step, next.stuck, next.error, kind);
       if (next.stuck && outcome !== 'updated') {
         logger.warn(
           { message_id: message.id, api: message.api, status: message.status },

@@ -124,6 +124,10 @@ const UNMOVED = (message: ClaimedMessage) =>
  * flag only apply while the message is where the lookup found it: an event recorded meanwhile
  * (by this lookup, or a callback) has restarted the schedule. Nothing is written once the lease
  * is another's (STILL_LEASED).
+ *
+ * `kind` is what the lookup's answer says the message is, for a message whose kind no event
+ * told (a native message known from its callbacks alone: they carry neither media nor kind).
+ * An MMS at `sent` is final (it has no receipts): it is then neither stuck nor swept again.
  */
 export async function recordStep(
   db: Db,
@@ -131,14 +135,20 @@ export async function recordStep(
   step: number,
   stuck: boolean,
   error: string | null,
+  kind: 'sms' | 'mms' | null = null,
 ): Promise<void> {
+  const finalMms = sql`(COALESCE(kind, ${kind}) = 'mms' AND status = 'sent')`;
   await sql`
     UPDATE messages SET
+      kind = COALESCE(kind, ${kind}),
+      -- A kind learned changes the message's answer: its ETag must change (messages.routes.ts).
+      updated_at = CASE WHEN kind IS NULL AND ${kind}::text IS NOT NULL THEN now() ELSE updated_at END,
       sweep_lease_until = NULL,
       sweep_checked_at = now(),
       sweep_error = ${error},
       sweep_step = CASE WHEN ${UNMOVED(message)} THEN ${step}::smallint ELSE sweep_step END,
-      stuck = CASE WHEN ${UNMOVED(message)} THEN ${stuck} AND status_rank < 50 ELSE stuck END
+      stuck = CASE WHEN ${UNMOVED(message)}
+        THEN ${stuck} AND status_rank < 50 AND NOT ${finalMms} ELSE stuck END
     WHERE id = ${message.id} AND ${STILL_LEASED(message)}`.execute(db);
 }
 
