@@ -2,25 +2,19 @@ import getRawBody from 'raw-body';
 import type { Request, RequestHandler, Response } from 'express';
 import type { Config } from '../config';
 import { AppError, badRequest, forbidden, unauthorized, unavailable } from '../errors';
-import {
-  MAX_FORM_PARAMETERS,
-  MAX_JSON_DEPTH,
-  formFields,
-  formParametersExceed,
-  jsonNestingExceeds,
-} from '../http/body-limits';
 import { chain } from '../http/chain';
 import { isUnstorableValue } from '../db/write-failure';
 import { maskTokens } from '../http/request-log';
 import type { Logger } from '../logger';
 import type { EventRecorder } from '../messages/event-recorder';
 import type { RecordOutcome } from '../messages/record-events';
-import { holdsNul, withoutNul } from '../messages/map-strings';
 import type { StatusEvent } from '../messages/status-event';
 import type { Api } from '../messages/statuses';
 import { tokenExpired, verifyCallbackToken } from './callback-token';
 import type { VerifiedToken } from './callback-token';
 import { normalizeCxmlCallback, normalizeNativeCallback } from './normalize';
+import { parseCallback, storableFields } from './callback-body';
+import type { BodyKind, ParsedCallback } from './callback-body';
 import { relayPayloadOf } from './relay-payload';
 import { scrubToken } from './token-scrub';
 import type { CallbackFields } from './normalize';
@@ -57,9 +51,6 @@ export interface CallbackDeps {
   bodyBytesInFlight?: number;
 }
 
-/** `form` for an urlencoded body or a GET's query, `json` for a JSON body. */
-type BodyKind = 'form' | 'json';
-
 /** What the cheap checks established before the body was read. */
 interface Admission {
   body: BodyKind;
@@ -67,11 +58,6 @@ interface Admission {
   token: VerifiedToken | null;
   /** Whether a signature must verify once the body is read (no token, signing on). */
   needsSignature: boolean;
-}
-
-interface ParsedCallback {
-  fields: CallbackFields;
-  formParams: Array<[string, string]>;
 }
 
 /**
@@ -331,21 +317,12 @@ async function handle(deps: CallbackDeps, api: Api, req: Request, res: Response)
   const keyIndex = admission.needsSignature
     ? verifyOrRefuse(deps, api, req, admission.body, parsed)
     : undefined;
-  // PostgreSQL text and jsonb cannot hold NUL. In what says which message and what happened
-  // (or in a name), it is refused: stripped, it could make another id or status. Anywhere else
-  // (a message text or custom variable the app sent with one) it is left out of what is
-  // stored; refused, SignalWire's callbacks for such a send would all be lost. The relay
-  // keeps the callback's bytes as received. One scan for the usual callback, which has none.
-  let fields = parsed.fields;
-  if (holdsNul(fields)) {
-    if (nulInKeyOrIdentity(api, fields)) {
-      deps.onCallback?.(api, 'invalid', 'refused_invalid');
-      throw badRequest(
-        'invalid_character',
-        'NUL characters are not accepted in field names, ids, statuses, error codes or timestamps',
-      );
-    }
-    fields = withoutNul(fields) as CallbackFields;
+  let fields: CallbackFields;
+  try {
+    fields = storableFields(api, parsed.fields);
+  } catch (error) {
+    deps.onCallback?.(api, 'invalid', 'refused_invalid');
+    throw error;
   }
 
   const options = { receivedAt: now(deps), storeBody: config.storeBody };
@@ -412,32 +389,6 @@ function now(deps: CallbackDeps): Date {
   return (deps.clock ?? (() => new Date()))();
 }
 
-/** The body (or a GET's query) as fields, within the limits of src/http/body-limits.ts. */
-function parseCallback(body: BodyKind, req: Request): ParsedCallback {
-  if (req.method === 'GET') {
-    const query = req.originalUrl.includes('?')
-      ? req.originalUrl.slice(req.originalUrl.indexOf('?') + 1)
-      : '';
-    // Signed GET callbacks cover the full URL and no body parameters.
-    return { fields: formFields(parseForm(query)), formParams: [] };
-  }
-  const text = (Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0)).toString('utf8');
-  if (body === 'json') return { fields: parseJsonObject(text), formParams: [] };
-  const pairs = parseForm(text);
-  return { fields: formFields(pairs), formParams: pairs };
-}
-
-function parseForm(text: string): Array<[string, string]> {
-  if (formParametersExceed(text, MAX_FORM_PARAMETERS)) {
-    throw new AppError(
-      413,
-      'too_many_parameters',
-      `The form has more than ${MAX_FORM_PARAMETERS} parameters`,
-    );
-  }
-  return [...new URLSearchParams(text)];
-}
-
 const JSON_SUFFIX = /^application\/[^/]+\+json$/;
 
 /**
@@ -451,34 +402,6 @@ function mediaType(req: Request): string {
   if (!hasBody || header === undefined) return '';
   const semicolon = header.indexOf(';');
   return (semicolon === -1 ? header : header.slice(0, semicolon)).trim().toLowerCase();
-}
-
-function parseJsonObject(text: string): CallbackFields {
-  if (jsonNestingExceeds(text, MAX_JSON_DEPTH)) {
-    throw badRequest('nesting_too_deep', `The JSON nests deeper than ${MAX_JSON_DEPTH} levels`);
-  }
-  let value: unknown;
-  try {
-    value = JSON.parse(text);
-  } catch {
-    throw badRequest('malformed_body', 'The body is not valid JSON');
-  }
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
-    throw badRequest('malformed_body', 'The body must be a JSON object');
-  }
-  return value as CallbackFields;
-}
-
-/** The fields that say which message and what happened (normalize.ts reads them so). */
-const IDENTITY_FIELDS: Record<Api, readonly string[]> = {
-  cxml: ['MessageSid', 'SmsSid', 'MessageStatus', 'SmsStatus', 'ErrorCode'],
-  // The timestamp too: it is part of the dedupe key and orders conflicting events.
-  native: ['id', 'status', 'error_code', 'timestamp'],
-};
-
-/** Whether a NUL is in any key, however deeply nested, or in an identity field's value. */
-function nulInKeyOrIdentity(api: Api, fields: CallbackFields): boolean {
-  return holdsNul(fields, true) || IDENTITY_FIELDS[api].some((name) => holdsNul(fields[name]));
 }
 
 /** The signature's verdict: the index of the key that verified, or a 403 (or 401). */
