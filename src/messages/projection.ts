@@ -49,11 +49,15 @@ export interface MessageState {
  *   keeps the code that came with it whichever outcome wins and whichever came first
  *   (`undelivered` + `30003` against a later `delivered`: `delivered`, `conflict`, `30003`);
  * - an error message that comes without a code is kept by the same rules among errors without
- *   a code, and gives way to any code (which brings its own message, or none).
- * What holds for any order is checked in test/unit/projection.property.test.ts. Two limits
- * of a fold that keeps only the current state: an event below the current rank cannot tell
+ *   a code, and gives way to any code (which brings its own message, or none);
+ * - a body, once known, is kept; `''` is a message redacted at SignalWire (redaction.ts), which
+ *   no later callback's text fills again.
+ * What holds for any order is checked in test/unit/projection.property.test.ts. Limits of a
+ * fold that keeps only the current state: an event below the current rank cannot tell
  * whether it would have been a conflict or given a code (read, then delivered and
- * undelivered), and `createdAt`/`firstTerminalAt` are arrival facts by definition.
+ * undelivered); a status that comes with two different errors (codes, or messages alone) and
+ * once without one can keep either error, depending on arrival order; and `createdAt`/`firstTerminalAt`
+ * are arrival facts by definition.
  */
 export function applyEvent(current: MessageState | null, event: StatusEvent): MessageState {
   const rank = rankOf(event.status);

@@ -2,6 +2,7 @@ import type { Db } from '../db/database';
 import { recordBatch, saveFold } from './record-events.repository';
 import type { BatchEvent } from './record-events.repository';
 import { applyEvent, plausibleProviderTime, sameState } from './projection';
+import { forgetEventTexts, holdsText } from './redaction';
 import type { MessageState } from './projection';
 import { enqueueRelays, relayJobsFor } from './relay-outbox';
 import { rollupSums } from './rollup';
@@ -200,6 +201,12 @@ async function record(
     changed.set(state.id, state);
     folded.set(state.id, state);
   }
+  // A message redacted at SignalWire keeps no text, whatever a callback arriving since brings
+  // (redaction.ts): a separate statement, only for such a message's events that hold one.
+  const redacted = [...newEvents]
+    .filter(([id, events]) => folded.get(id)?.body === '' && events.some(holdsText))
+    .map(([id]) => id);
+  if (redacted.length > 0) await forgetEventTexts(trx, redacted);
   // The relay outbox (DESIGN §10): a separate statement, only when a message has a client callback.
   const relays = relayJobsFor(
     candidates.filter(({ key }) => newKeys.has(key)),

@@ -1,32 +1,47 @@
 import { CompiledQuery } from 'kysely';
 import type { Db } from '../db/database';
+import type { BatchEvent } from './record-events.repository';
 
 /**
  * A message redacted at SignalWire (native `PATCH /api/messaging/messages/{id}` or the
  * compatibility update with an empty `Body`: "the original body is overwritten and cannot be
  * recovered") loses its text here too, where STORE_BODY=true kept it: the message's `body`
- * and the text in its history's payloads (`Body` in compatibility callbacks, `body` in native
- * ones, the proxy's record of the send and lookups). History stays append-only in every other
- * respect. `updated_at` moves, so a dashboard's cached copy (its ETag) is not served again.
+ * becomes `''`, as SignalWire shows a redacted message, and the text leaves its history's
+ * payloads (`Body` in compatibility callbacks, `body` in native ones, the proxy's record of the
+ * send and lookups). History stays append-only in every other respect. `updated_at` moves, so
+ * a dashboard's cached copy (its ETag) is not served again.
  *
- * Not reached: a callback still waiting in the outage spool, and a relay not yet delivered to
- * the app (it carries the callback's bytes as SignalWire sent them, to the app that sent the
- * text; a delivered or dead relay keeps no text).
+ * The empty body is what keeps it so: the fold never fills a body that is `''`
+ * (projection.ts), and the write path strips the text from a redacted message's new events
+ * (forgetEventTexts), so a callback SignalWire retries, one committed while the redaction ran,
+ * or one replayed from the outage spool later brings none back. Not reached: a callback still
+ * in the spool's files, and the relay's copies (src/relay/relay-redaction.ts).
  */
 export async function forgetMessageText(db: Db, messageId: string): Promise<void> {
   await db.transaction().execute(async (trx) => {
     await trx.executeQuery(
       CompiledQuery.raw(
-        'UPDATE messages SET body = NULL, updated_at = now() WHERE id = $1 AND body IS NOT NULL',
+        `UPDATE messages SET body = '', updated_at = now()
+         WHERE id = $1 AND body IS DISTINCT FROM ''`,
         [messageId],
       ),
     );
-    await trx.executeQuery(
-      CompiledQuery.raw(
-        `UPDATE status_events SET raw = raw - 'Body' - 'body'
-         WHERE message_id = $1 AND (raw ? 'Body' OR raw ? 'body')`,
-        [messageId],
-      ),
-    );
+    await forgetEventTexts(trx, [messageId]);
   });
+}
+
+/** Removes the text from these messages' stored events. */
+export async function forgetEventTexts(db: Db, messageIds: readonly string[]): Promise<void> {
+  await db.executeQuery(
+    CompiledQuery.raw(
+      `UPDATE status_events SET raw = raw - 'Body' - 'body'
+       WHERE message_id = ANY($1::text[]) AND (raw ? 'Body' OR raw ? 'body')`,
+      [messageIds],
+    ),
+  );
+}
+
+/** Whether an event's stored payload holds a message text. */
+export function holdsText({ event }: BatchEvent): boolean {
+  return 'Body' in event.raw || 'body' in event.raw;
 }

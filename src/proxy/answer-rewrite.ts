@@ -48,21 +48,21 @@ function masked(literal: string, token: string): string {
 }
 
 /**
- * The callback tokens of this service in an answer, by ref: every `/callbacks/{api}/{token}`
- * whose token one of `secrets` signed (a URL SignalWire echoes back, perhaps with its host or
- * port spelled otherwise, or with `/` escaped as `\/`). Another service's tokens are not ours
- * to hide.
+ * The callback tokens of this service in an answer, by ref: every token one of `secrets`
+ * signed, wherever it stands — in a URL SignalWire echoes back, however that URL is spelled
+ * (another host or port, `/` escaped as `\/` or `\u002f`, percent-encoded): a token's
+ * characters need no escaping anywhere. Another service's tokens are not ours to hide.
  */
 export function injectedTokens(answer: Buffer, secrets: readonly string[]): Map<string, string> {
   const found = new Map<string, string>();
-  const text = answer.toString('utf8');
-  for (const [, token] of text.matchAll(CALLBACK_PATH)) {
-    const verified = verifyCallbackToken(secrets, token!);
-    if (verified) found.set(token!, verified.ref);
+  for (const [token] of answer.toString('utf8').matchAll(TOKEN_SHAPE)) {
+    const verified = verifyCallbackToken(secrets, token);
+    if (verified) found.set(token, verified.ref);
   }
   return found;
 }
 
-// The token's shape (src/callbacks/callback-token.ts), legacy or current, as a whole.
-const CALLBACK_PATH =
-  /\/callbacks\\?\/(?:cxml|native)\\?\/([A-Za-z0-9_-]{16}\.(?:[0-9a-z]{1,10}\.)?[A-Za-z0-9_-]{43})(?![A-Za-z0-9_-])/g;
+// The token's shape (src/callbacks/callback-token.ts), legacy or current. A ref holds no dot,
+// so a match can only start 16 characters before one: what comes before it (`%2F`) is not
+// taken in.
+const TOKEN_SHAPE = /[A-Za-z0-9_-]{16}\.(?:[0-9a-z]{1,10}\.)?[A-Za-z0-9_-]{43}(?![A-Za-z0-9_-])/g;

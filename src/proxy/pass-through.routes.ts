@@ -4,6 +4,7 @@ import { pipeline } from 'node:stream/promises';
 import { CompiledQuery } from 'kysely';
 import { withTimeout } from '../db/with-timeout';
 import { forgetMessageText } from '../messages/redaction';
+import { forgetRelayedText } from '../relay/relay-redaction';
 import { sendIntentsFor } from '../messages/send-intents';
 import { injectedTokens, withClientCallback } from './answer-rewrite';
 import { proxyErrors } from './proxy-errors';
@@ -84,7 +85,9 @@ async function passThrough(
   }
 
   const body = await readBody(req, res);
-  if (namesNativeMessage(path)) {
+  // A message's update is read whole too: its text is forgotten here before the caller hears
+  // it is done, and a streamed answer would wait on the store meanwhile.
+  if (namesNativeMessage(path) || updatedMessageId(req.method, path) !== null) {
     await passMessageAnswer(deps, req, res, { target, path, body, log, errors });
     return;
   }
@@ -102,7 +105,6 @@ async function passThrough(
   }
 
   const answer = result.response;
-  await forgetRedactedText(deps, req, { path, body, status: answer.status, log });
   res.status(answer.status);
   for (const [name, value] of Object.entries(answer.headers)) res.setHeader(name, value);
   try {
@@ -184,7 +186,11 @@ async function forgetRedactedText(
   const messageId = updatedMessageId(req.method, call.path);
   if (messageId === null || !emptiesText(req, call.body)) return;
   try {
-    await withTimeout(forgetMessageText(db, messageId), STORE_TIMEOUT_MS, 'not done');
+    await withTimeout(
+      forgetMessageText(db, messageId).then(() => forgetRelayedText(db, messageId)),
+      STORE_TIMEOUT_MS,
+      'not done',
+    );
   } catch (err) {
     deps.logger.warn(
       { ...call.log, err, message_id: messageId },

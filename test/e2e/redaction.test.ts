@@ -1,6 +1,10 @@
 import { sql } from 'kysely';
+import { Client } from 'pg';
+import { SIMULATOR_SIGNING_KEY } from '../../src/config';
 import { basicAuthHeader } from '../../src/signalwire/basic-auth';
+import { buildDelivery } from '../../src/simulator/callback-delivery';
 import { sdkClient } from '../proxy/support';
+import { eventually, startCustomerApp, startRelayWorker } from '../relay/support';
 import { E2E_PROJECT, E2E_TOKEN, startStack } from './stack';
 import type { Stack } from './stack';
 
@@ -100,7 +104,104 @@ test.each(['native', 'cxml'] as const)(
         .update({ body: '' });
       expect(updated.body).toBe('');
     }
-    expect(await storedTexts(id)).toEqual({ body: undefined, inHistory: 0 });
+    // Redacted, as SignalWire shows it: an empty body.
+    expect(await storedTexts(id)).toEqual({ body: '', inHistory: 0 });
     expect(await historyLength(id)).toBe(events);
   },
 );
+
+test('When a callback SignalWire composed before the redaction arrives after it, then it brings no text back', async () => {
+  const id = await stack.send('native', '+15557402005', { body: 'my one-time code is 424242' });
+  await stack.sim.waitForIdle();
+  // SignalWire's view of the message when it composed a callback it will send again.
+  const before = { ...stack.sim.messages.find((m) => m.id === id)! };
+  expect((await redact(id)).status).toBe(200);
+
+  const retry = buildDelivery(
+    999,
+    before,
+    { status: 'delivered', errorCode: null, errorMessage: null } as never,
+    1,
+    SIMULATOR_SIGNING_KEY,
+    new Date(Date.now() - 5_000),
+  );
+  expect(JSON.parse(retry.rawBody.toString())).toMatchObject({
+    body: 'my one-time code is 424242',
+  });
+  const answer = await fetch(retry.url, {
+    method: 'POST',
+    headers: { 'content-type': retry.contentType, 'x-signalwire-signature': retry.signature },
+    body: retry.rawBody,
+  });
+  expect(answer.status).toBe(200);
+  const events = await historyLength(id);
+  expect(await storedTexts(id)).toEqual({ body: '', inHistory: 0 });
+  expect(events).toBeGreaterThanOrEqual(5);
+});
+
+test('When a message whose callbacks were relayed to the app is redacted, then the relay keeps no text either', async () => {
+  const app = await startCustomerApp(SIMULATOR_SIGNING_KEY);
+  const worker = startRelayWorker(stack.app);
+  try {
+    const id = await stack.send('native', '+15557402006', {
+      body: 'my one-time code is 424242',
+      statusCallback: app.callbackUrl('/sms/status'),
+    });
+    await stack.sim.waitForIdle();
+    const db = stack.app.database.db;
+    const relays = () =>
+      sql<{ state: string; text: string | null }>`
+        SELECT state, convert_from(payload, 'UTF8') AS text FROM relay_jobs
+        WHERE message_id = ${id}`
+        .execute(db)
+        .then(({ rows }) => rows);
+    // Every callback relayed: with STORE_BODY on, each keeps it whole.
+    const delivered = await eventually(async () => {
+      const rows = await relays();
+      return rows.length >= 3 && rows.every((row) => row.state === 'delivered') && rows;
+    });
+    expect(delivered.every((row) => row.text?.includes('424242'))).toBe(true);
+
+    expect((await redact(id)).status).toBe(200);
+    expect((await relays()).filter((row) => row.text?.includes('424242') ?? false)).toEqual([]);
+  } finally {
+    await worker.stop();
+    await app.close();
+  }
+});
+
+test('When a callback is recorded while the redaction runs, then neither leaves the text behind, whichever takes the row first', async () => {
+  const id = await stack.send('native', '+15557402007', { body: 'my one-time code is 424242' });
+  await stack.sim.waitForIdle();
+  const before = { ...stack.sim.messages.find((m) => m.id === id)! };
+  // The message row held for a moment, as a write-path batch holds it: the redaction and the
+  // callback queue behind it (in either order: both orders must end without the text).
+  const locker = new Client({ connectionString: stack.app.database.url });
+  await locker.connect();
+  try {
+    await locker.query('BEGIN');
+    await locker.query('SELECT 1 FROM messages WHERE id = $1 FOR UPDATE', [id]);
+    const redacted = redact(id);
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    const receipt = buildDelivery(
+      1,
+      before,
+      { status: 'delivered', errorCode: null, errorMessage: null } as never,
+      1,
+      SIMULATOR_SIGNING_KEY,
+      new Date(),
+    );
+    const recorded = fetch(receipt.url, {
+      method: 'POST',
+      headers: { 'content-type': receipt.contentType, 'x-signalwire-signature': receipt.signature },
+      body: receipt.rawBody,
+    });
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    await locker.query('COMMIT');
+    expect((await redacted).status).toBe(200);
+    expect((await recorded).status).toBe(200);
+  } finally {
+    await locker.end();
+  }
+  expect(await storedTexts(id)).toEqual({ body: '', inHistory: 0 });
+});

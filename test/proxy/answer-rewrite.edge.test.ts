@@ -72,6 +72,16 @@ describe('injectedTokens', () => {
     );
   });
 
+  test.each([
+    ['escaped as \\u002f', (url: string) => JSON.stringify({ u: url }).replace(/\//g, '\\u002f')],
+    ['percent-encoded', (url: string) => JSON.stringify({ u: encodeURIComponent(url) })],
+  ])('When the URL is %s, then its token is found and hidden', (_how, spell) => {
+    const text = spell(`https://hooks.example.com/callbacks/native/${ours.token}`);
+    expect(found(text)).toEqual(new Map([[ours.token, ours.ref]]));
+    const hidden = withClientCallback(Buffer.from(text), ours.token, null).toString('utf8');
+    expect(hidden).not.toContain(ours.token);
+  });
+
   test('When a token is another service’s, or not a whole token, then it is not ours to hide', () => {
     expect(found(`{"u":"https://x/callbacks/native/${theirs.token}"}`).size).toBe(0);
     expect(found(`{"u":"https://x/callbacks/native/${ours.token}x"}`).size).toBe(0);

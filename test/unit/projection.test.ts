@@ -339,3 +339,18 @@ describe('applyEvent', () => {
     expect(sameState(state, { ...state, lastEventAt: new Date(clock + 1) })).toBe(false);
   });
 });
+
+test('When a redacted message (its body emptied) gets a callback that still carries the text, then the body stays empty', () => {
+  const sent = applyEvent(
+    null,
+    event('queued', {
+      source: 'proxy',
+      send: { ref: 'r1', kind: 'sms', clientStatusCallback: null, body: 'my code is 4242' },
+    }),
+  );
+  const redacted: MessageState = { ...sent, body: '' };
+  const late = event('delivered', { raw: { body: 'my code is 4242' } });
+  expect(applyEvent(redacted, late).body).toBe('');
+  // Not yet redacted, a message without a stored text takes the callback's (STORE_BODY).
+  expect(applyEvent({ ...sent, body: null }, late).body).toBe('my code is 4242');
+});

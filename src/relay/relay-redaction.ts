@@ -1,0 +1,32 @@
+import type { Db } from '../db/database';
+import { withoutMessageBody } from './relay-request';
+
+/**
+ * The relay's copies of a redacted message's callbacks (src/messages/redaction.ts), with
+ * STORE_BODY=true, where a relay keeps its callback once it leaves `pending`: a delivered one
+ * keeps nothing more (nothing is left to send), a dead one keeps its callback without the
+ * text, for a retry — as they are kept without STORE_BODY. A relay still pending goes to the
+ * app as SignalWire sent it: the app that sent the text.
+ */
+export async function forgetRelayedText(db: Db, messageId: string): Promise<void> {
+  const jobs = await db
+    .selectFrom('relay_jobs')
+    .select(['id', 'state', 'payload', 'method', 'content_type'])
+    .where('message_id', '=', messageId)
+    .where('state', 'in', ['delivered', 'dead'])
+    .where('payload', 'is not', null)
+    .execute();
+  for (const job of jobs) {
+    await db
+      .updateTable('relay_jobs')
+      .set({
+        payload:
+          job.state === 'dead'
+            ? withoutMessageBody(job.payload!, job.method, job.content_type)
+            : null,
+      })
+      .where('id', '=', job.id)
+      .where('state', '=', job.state)
+      .execute();
+  }
+}
