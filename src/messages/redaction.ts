@@ -41,7 +41,8 @@ export async function forgetEventTexts(db: Db, messageIds: readonly string[]): P
   );
 }
 
-/** Whether an event's stored payload holds a message text. */
+/** Whether an event's stored payload holds a message text (an MMS without one has `''`). */
 export function holdsText({ event }: BatchEvent): boolean {
-  return 'Body' in event.raw || 'body' in event.raw;
+  const { Body, body } = event.raw;
+  return (typeof Body === 'string' && Body !== '') || (typeof body === 'string' && body !== '');
 }
