@@ -98,7 +98,9 @@ export function applyEvent(current: MessageState | null, event: StatusEvent): Me
     // callback can beat the proxy's record of the send. MMS has no delivery receipt, so taken
     // for an SMS it would be swept at `sent` and end stuck (DESIGN §11).
     kind: send?.kind ?? current.kind ?? kindFromMedia(event.numMedia),
-    body: send?.body ?? current.body ?? callbackBody(event),
+    // '' is a message redacted at SignalWire (redaction.ts): not even its send's record, late
+    // (a commit timed out, the spool), brings the text back.
+    body: current.body === '' ? '' : (send?.body ?? current.body ?? callbackBody(event)),
     ref: current.ref ?? send?.ref ?? event.tokenRef ?? null,
     sentViaProxy: current.sentViaProxy || send !== undefined,
     clientStatusCallback: current.clientStatusCallback ?? send?.clientStatusCallback ?? null,

@@ -14,8 +14,9 @@ import type { BatchEvent } from './record-events.repository';
  * The empty body is what keeps it so: the fold never fills a body that is `''`
  * (projection.ts), and the write path strips the text from a redacted message's new events
  * (forgetEventTexts), so a callback SignalWire retries, one committed while the redaction ran,
- * or one replayed from the outage spool later brings none back. Not reached: a callback still
- * in the spool's files, and the relay's copies (src/relay/relay-redaction.ts).
+ * or the send's own record, late, brings none back. Not reached: a message with no row yet
+ * (all it has is in the outage spool, or its first write is late), for the redaction leaves no
+ * trace but the row; and the relay's copies (src/relay/relay-redaction.ts).
  */
 export async function forgetMessageText(db: Db, messageId: string): Promise<void> {
   await db.transaction().execute(async (trx) => {

@@ -49,20 +49,24 @@ function masked(literal: string, token: string): string {
 
 /**
  * The callback tokens of this service in an answer, by ref: every token one of `secrets`
- * signed, wherever it stands — in a URL SignalWire echoes back, however that URL is spelled
- * (another host or port, `/` escaped as `\/` or `\u002f`, percent-encoded): a token's
- * characters need no escaping anywhere. Another service's tokens are not ours to hide.
+ * signed in a callback URL SignalWire echoes back, however that URL is spelled — another host
+ * or port, `/` as `\/`, `\u002f` or `%2F` (a token's own characters need no escaping). Another
+ * service's tokens are not ours to hide.
  */
 export function injectedTokens(answer: Buffer, secrets: readonly string[]): Map<string, string> {
   const found = new Map<string, string>();
-  for (const [token] of answer.toString('utf8').matchAll(TOKEN_SHAPE)) {
-    const verified = verifyCallbackToken(secrets, token);
-    if (verified) found.set(token, verified.ref);
+  for (const [, token] of answer.toString('utf8').matchAll(CALLBACK_TOKEN)) {
+    const verified = verifyCallbackToken(secrets, token!);
+    if (verified) found.set(token!, verified.ref);
   }
   return found;
 }
 
-// The token's shape (src/callbacks/callback-token.ts), legacy or current. A ref holds no dot,
-// so a match can only start 16 characters before one: what comes before it (`%2F`) is not
-// taken in.
-const TOKEN_SHAPE = /[A-Za-z0-9_-]{16}\.(?:[0-9a-z]{1,10}\.)?[A-Za-z0-9_-]{43}(?![A-Za-z0-9_-])/g;
+// `callbacks/{api}/{token}`, each `/` in any of its spellings; the token's shape as
+// src/callbacks/callback-token.ts makes it, legacy or current.
+const SLASH = String.raw`(?:/|\\/|\\u002f|%2f)`;
+const CALLBACK_TOKEN = new RegExp(
+  String.raw`callbacks${SLASH}(?:cxml|native)${SLASH}` +
+    String.raw`([A-Za-z0-9_-]{16}\.(?:[0-9a-z]{1,10}\.)?[A-Za-z0-9_-]{43})(?![A-Za-z0-9_-])`,
+  'gi',
+);

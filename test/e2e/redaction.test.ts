@@ -170,12 +170,13 @@ test('When a message whose callbacks were relayed to the app is redacted, then t
   }
 });
 
-test('When a callback is recorded while the redaction runs, then neither leaves the text behind, whichever takes the row first', async () => {
+test('When a callback is recorded while the redaction waits on the same row, then neither leaves the text behind', async () => {
   const id = await stack.send('native', '+15557402007', { body: 'my one-time code is 424242' });
   await stack.sim.waitForIdle();
   const before = { ...stack.sim.messages.find((m) => m.id === id)! };
   // The message row held for a moment, as a write-path batch holds it: the redaction and the
-  // callback queue behind it (in either order: both orders must end without the text).
+  // callback queue behind it, the redaction first as a rule (either order must end without
+  // the text: the callback first, the redaction strips it after).
   const locker = new Client({ connectionString: stack.app.database.url });
   await locker.connect();
   try {

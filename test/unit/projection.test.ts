@@ -351,6 +351,12 @@ test('When a redacted message (its body emptied) gets a callback that still carr
   const redacted: MessageState = { ...sent, body: '' };
   const late = event('delivered', { raw: { body: 'my code is 4242' } });
   expect(applyEvent(redacted, late).body).toBe('');
+  // Nor does the send's own record, should it land late (a commit timed out, the spool).
+  const record = event('queued', {
+    source: 'proxy',
+    send: { ref: 'r1', kind: 'sms', clientStatusCallback: null, body: 'my code is 4242' },
+  });
+  expect(applyEvent(redacted, record).body).toBe('');
   // Not yet redacted, a message without a stored text takes the callback's (STORE_BODY).
   expect(applyEvent({ ...sent, body: null }, late).body).toBe('my code is 4242');
 });
