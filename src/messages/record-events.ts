@@ -203,9 +203,10 @@ async function record(
   }
   // A message redacted at SignalWire keeps no text, whatever a callback arriving since brings
   // (redaction.ts): a separate statement, only for such a message's events that hold one.
-  const redacted = [...newEvents]
-    .filter(([id, events]) => folded.get(id)?.body === '' && events.some(holdsText))
-    .map(([id]) => id);
+  const redacted: string[] = [];
+  for (const [id, events] of newEvents) {
+    if (folded.get(id)?.body === '' && events.some(holdsText)) redacted.push(id);
+  }
   if (redacted.length > 0) await forgetEventTexts(trx, redacted);
   // The relay outbox (DESIGN §10): a separate statement, only when a message has a client callback.
   const relays = relayJobsFor(

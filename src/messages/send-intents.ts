@@ -55,6 +55,30 @@ export async function sendIntentsFor(
   return new Map(rows.map((row) => [row.ref, row.client_status_callback]));
 }
 
+/**
+ * The caller's own callback URLs of these sends, by ref: the message's, when its send is one
+ * of them, else the send intents (a send whose record never landed).
+ */
+export async function clientCallbacksFor(
+  db: Db,
+  messageId: string | null,
+  refs: readonly string[],
+): Promise<Map<string, string>> {
+  const found = await sendIntentsFor(db, refs);
+  if (messageId === null) return found;
+  const { rows } = await db.executeQuery<{ ref: string | null; client_status_callback: string }>(
+    CompiledQuery.raw('SELECT ref, client_status_callback FROM messages WHERE id = $1', [
+      messageId,
+    ]),
+  );
+  for (const row of rows) {
+    if (row.ref !== null && refs.includes(row.ref) && row.client_status_callback !== null) {
+      found.set(row.ref, row.client_status_callback);
+    }
+  }
+  return found;
+}
+
 /** The proxy's record of these sends is being committed: their message rows hold the URL. */
 export async function dropSendIntents(db: Db, refs: readonly string[]): Promise<void> {
   if (refs.length === 0) return;

@@ -1,13 +1,13 @@
 import { Router } from 'express';
 import type { Request, Response } from 'express';
 import { pipeline } from 'node:stream/promises';
-import { CompiledQuery } from 'kysely';
 import { withTimeout } from '../db/with-timeout';
 import { forgetMessageText } from '../messages/redaction';
 import { forgetRelayedText } from '../relay/relay-redaction';
-import { sendIntentsFor } from '../messages/send-intents';
+import { clientCallbacksFor } from '../messages/send-intents';
 import { injectedTokens, withClientCallback } from './answer-rewrite';
 import { proxyErrors } from './proxy-errors';
+import { bodyEncoding, readRequestBody, requestFields } from './request-body';
 import { checkCaller, fail, forwardedHeaders, refuseDeclaredTooLarge } from './proxy-http';
 import type { ReadBody } from './proxy-http';
 import type { ProxyDeps } from './proxy.service';
@@ -15,6 +15,7 @@ import {
   apiOfPath,
   couldCreateMessage,
   couldLeavePrefix,
+  messageIdOf,
   namesNativeMessage,
   targetPath,
   updatedMessageId,
@@ -87,8 +88,9 @@ async function passThrough(
   const body = await readBody(req, res);
   // A message's update is read whole too: its text is forgotten here before the caller hears
   // it is done, and a streamed answer would wait on the store meanwhile.
-  if (namesNativeMessage(path) || updatedMessageId(req.method, path) !== null) {
-    await passMessageAnswer(deps, req, res, { target, path, body, log, errors });
+  const updated = updatedMessageId(req.method, path);
+  if (namesNativeMessage(path) || updated !== null) {
+    await passMessageAnswer(deps, req, res, { target, path, updated, body, log, errors });
     return;
   }
   const result = await deps.signalwire.forward({
@@ -131,6 +133,8 @@ async function passMessageAnswer(
   call: {
     target: string;
     path: string;
+    /** The message an update names (updatedMessageId), if the call is one. */
+    updated: string | null;
     body: Buffer;
     log: Record<string, unknown>;
     errors: ReturnType<typeof proxyErrors>;
@@ -152,8 +156,11 @@ async function passMessageAnswer(
   const tokens = injectedTokens(answer.body, deps.config.callbackTokenSecrets);
   let body = answer.body;
   if (tokens.size > 0) {
+    const { db } = deps;
     const callbacks = await withTimeout(
-      clientCallbacks(deps, call.path, [...tokens.values()]),
+      db
+        ? clientCallbacksFor(db, messageIdOf(call.path), [...tokens.values()])
+        : Promise.resolve(new Map<string, string>()),
       STORE_TIMEOUT_MS,
       "the caller's callback URL not read",
     ).catch((err: unknown) => {
@@ -179,12 +186,18 @@ async function passMessageAnswer(
 async function forgetRedactedText(
   deps: ProxyDeps,
   req: Request,
-  call: { path: string; body: Buffer; status: number; log: Record<string, unknown> },
+  call: {
+    path: string;
+    updated: string | null;
+    body: Buffer;
+    status: number;
+    log: Record<string, unknown>;
+  },
 ): Promise<void> {
   const { db } = deps;
+  const messageId = call.updated;
   if (!db || !deps.config.storeBody || call.status < 200 || call.status >= 300) return;
-  const messageId = updatedMessageId(req.method, call.path);
-  if (messageId === null || !emptiesText(req, call.body)) return;
+  if (messageId === null || !emptiesText(req, call.path, call.body)) return;
   try {
     await withTimeout(
       forgetMessageText(db, messageId).then(() => forgetRelayedText(db, messageId)),
@@ -199,48 +212,21 @@ async function forgetRedactedText(
   }
 }
 
-/** Whether an update's body empties the message's text (`body: ""`, `Body=`). */
-function emptiesText(req: Request, body: Buffer): boolean {
-  const text = body.toString('utf8');
-  if (/json/i.test(req.headers['content-type'] ?? '')) {
-    try {
-      const fields: unknown = JSON.parse(text);
-      return (
-        typeof fields === 'object' &&
-        fields !== null &&
-        ((fields as Record<string, unknown>)['body'] === '' ||
-          (fields as Record<string, unknown>)['Body'] === '')
-      );
-    } catch {
-      return false;
-    }
-  }
-  const form = new URLSearchParams(text);
-  return form.get('Body') === '' || form.get('body') === '';
-}
-
 /**
- * The caller's own callback URLs of these sends, by ref: the message the path names, when its
- * send is one of them, else the send intents (a send whose record never landed).
+ * Whether an update's body empties the message's text (`body: ""`, `Body=`), read as a send's
+ * body is (request-body.ts: the API's encodings, strict UTF-8, its limits).
  */
-async function clientCallbacks(
-  deps: ProxyDeps,
-  path: string,
-  refs: readonly string[],
-): Promise<Map<string, string>> {
-  const { db } = deps;
-  if (!db) return new Map();
-  const found = await sendIntentsFor(db, refs);
-  const messageId = decodeURIComponent(path.split('/').pop() ?? '');
-  const { rows } = await db.executeQuery<{ ref: string | null; client_status_callback: string }>(
-    CompiledQuery.raw('SELECT ref, client_status_callback FROM messages WHERE id = $1', [
-      messageId,
-    ]),
+function emptiesText(req: Request, path: string, body: Buffer): boolean {
+  const api = apiOfPath(path);
+  const encoding = bodyEncoding(api, req.headers['content-type']);
+  if (encoding === null) return false;
+  const read = readRequestBody(api, encoding, body);
+  if (!read.ok) return false;
+  const fields = requestFields(read.body);
+  return (
+    typeof fields === 'object' &&
+    fields !== null &&
+    ((fields as Record<string, unknown>)['body'] === '' ||
+      (fields as Record<string, unknown>)['Body'] === '')
   );
-  for (const row of rows) {
-    if (row.ref !== null && refs.includes(row.ref) && row.client_status_callback !== null) {
-      found.set(row.ref, row.client_status_callback);
-    }
-  }
-  return found;
 }

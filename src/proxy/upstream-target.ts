@@ -120,20 +120,23 @@ export function namesNativeMessage(path: string): boolean {
  */
 export function updatedMessageId(method: string, path: string): string | null {
   const segments = path.split('/');
-  const last = segments.at(-1) ?? '';
   const parent = (segments.at(-2) ?? '').toLowerCase();
   if (method === 'PATCH' && /^\/api\/messaging\/messages\/[^/]+$/i.test(path)) {
-    return decoded(last);
+    return messageIdOf(path);
   }
   if (method === 'POST' && parent === 'messages' && segments.at(-4)?.toLowerCase() === 'accounts') {
-    return decoded(last.replace(/\.json$/i, ''));
+    return messageIdOf(path);
   }
   return null;
 }
 
-function decoded(segment: string): string | null {
+/**
+ * The message id a message resource's path ends with (`…/messages/{id}`, `…/Messages/{sid}.json`),
+ * decoded; null when it is empty or not valid percent-encoding.
+ */
+export function messageIdOf(path: string): string | null {
   try {
-    const id = decodeURIComponent(segment);
+    const id = decodeURIComponent((path.split('/').at(-1) ?? '').replace(/\.json$/i, ''));
     return id === '' ? null : id;
   } catch {
     return null;

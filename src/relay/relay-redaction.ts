@@ -9,24 +9,27 @@ import { withoutMessageBody } from './relay-request';
  * app as SignalWire sent it: the app that sent the text.
  */
 export async function forgetRelayedText(db: Db, messageId: string): Promise<void> {
-  const jobs = await db
-    .selectFrom('relay_jobs')
-    .select(['id', 'state', 'payload', 'method', 'content_type'])
+  await db
+    .updateTable('relay_jobs')
+    .set({ payload: null })
     .where('message_id', '=', messageId)
-    .where('state', 'in', ['delivered', 'dead'])
+    .where('state', '=', 'delivered')
     .where('payload', 'is not', null)
     .execute();
-  for (const job of jobs) {
+  // A dead one's text is cut out of its callback as the relay cuts it (relay-request.ts).
+  const dead = await db
+    .selectFrom('relay_jobs')
+    .select(['id', 'payload', 'method', 'content_type'])
+    .where('message_id', '=', messageId)
+    .where('state', '=', 'dead')
+    .where('payload', 'is not', null)
+    .execute();
+  for (const job of dead) {
     await db
       .updateTable('relay_jobs')
-      .set({
-        payload:
-          job.state === 'dead'
-            ? withoutMessageBody(job.payload!, job.method, job.content_type)
-            : null,
-      })
+      .set({ payload: withoutMessageBody(job.payload!, job.method, job.content_type) })
       .where('id', '=', job.id)
-      .where('state', '=', job.state)
+      .where('state', '=', 'dead')
       .execute();
   }
 }
