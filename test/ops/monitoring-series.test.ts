@@ -18,7 +18,7 @@ import { createTestDatabase } from '../helpers/test-database';
 import type { TestDatabase } from '../helpers/test-database';
 import { eventually } from '../relay/support';
 import { alertRuleGroups } from './alert-rules';
-import { metricNames, servedNames } from './promql-names';
+import { labelUses, metricNames, servedNames, unservedLabelUses } from './promql-names';
 import { REPO_ROOT, freePort, serviceEnv, startService } from './service-process';
 import type { ServiceProcess } from './service-process';
 
@@ -149,6 +149,14 @@ test('When /metrics is scraped, then every metric every alert rule reads is serv
     .sort();
   expect(used.length).toBeGreaterThan(8);
   expect(used.filter((name) => !served.has(name))).toEqual([]);
+});
+
+test('When /metrics is scraped, then every label every panel and alert rule reads (matched or grouped by) is served on its metric', () => {
+  const expressions = [...dashboardExpressions(), ...rules().map((rule) => rule.expr)];
+  const uses = expressions.flatMap(labelUses);
+  // The labels the panels split by (outcome, status, reason, listener, api, le, code) are there.
+  expect(new Set(uses.map((use) => use.label)).size).toBeGreaterThan(6);
+  expect(unservedLabelUses(uses, exposition)).toEqual([]);
 });
 
 test('When the dashboard ConfigMap is committed, then it is what the generator makes, labelled for Grafana with a fixed uid', () => {
