@@ -103,9 +103,9 @@ export const ROWS: RowSpec[] = [
         ],
       },
       {
-        title: 'Server errors (5xx)',
+        title: 'Server errors (5xx) and refused callbacks',
         description:
-          'Answers with a 5xx of the service itself, by listener; callbacks answered 5xx are retried by SignalWire only three times.',
+          'Answers with a 5xx of the service itself, by listener, and callbacks refused with 5xx or 429 (the public rate limit, per client address and replica): SignalWire tries a callback only three times.',
         unit: 'reqps',
         targets: [
           {
@@ -115,6 +115,12 @@ export const ROWS: RowSpec[] = [
           {
             expr: `sum(rate(sw_status_ingest_duration_seconds_count{${NS}, code=~"5.."}[${RATE}]))`,
             legend: 'callbacks answered 5xx',
+          },
+          {
+            // Refused before the route, so in neither callbacks_total nor the 5xx: a 429 is a
+            // callback SignalWire retries only three times, like a 5xx.
+            expr: `sum(rate(sw_status_ingest_duration_seconds_count{${NS}, code="429"}[${RATE}]))`,
+            legend: 'callbacks answered 429 (RATE_LIMIT_PUBLIC_PER_MINUTE)',
           },
         ],
       },

@@ -62,6 +62,11 @@ beforeAll(async () => {
     API_TOKENS: TOKEN,
     SPOOL_DIR: spoolDir,
     SHUTDOWN_DELAY_MS: '0',
+    // A client beyond the public rate limit gets 429 (the dashboard and an alert read those);
+    // the test's client names its own address in X-Forwarded-For, the simulator's callbacks
+    // come from 127.0.0.1 and stay far below the limit.
+    TRUST_PROXY: 'loopback',
+    RATE_LIMIT_PUBLIC_PER_MINUTE: '30',
   });
   // No SIGNALWIRE_SPACE_URL: the built-in simulator is the upstream, as with `npm start`.
   service = startService(env);
@@ -94,6 +99,17 @@ beforeAll(async () => {
     body: JSON.stringify({ id: randomUUID(), status: 'delivered' }),
   });
   expect(forged.status).toBe(403);
+  // A client over the public rate limit: its callbacks are answered 429.
+  const limited = [];
+  for (let i = 0; i < 31; i++) {
+    const res = await fetch(`${publicBase}/callbacks/native`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'x-forwarded-for': '203.0.113.9' },
+      body: '{}',
+    });
+    limited.push(res.status);
+  }
+  expect(limited.at(-1)).toBe(429);
   expect((await fetch(`${publicBase}/readyz`)).status).toBe(200);
   // Some of everything has happened once the message is delivered, its relays went out and
   // the no-receipt message was looked up until stuck.

@@ -268,3 +268,39 @@ test('When every pod’s relay and reconciliation gauges start unknown (NaN) aft
     },
   ]);
 });
+
+test('When callbacks are refused by the public rate limit (429), then SwStatusCallbacksRateLimited fires; a few 429s among many callbacks do not', async () => {
+  const count = (code: string, pod: string) =>
+    `sw_status_ingest_duration_seconds_count{${ns},pod="${pod}",api="cxml",code="${code}"}`;
+  await expectPromtoolTestPasses('rate-limited', [
+    {
+      // One replica answers a tenth of SignalWire's callbacks 429 from minute 10 (a burst of
+      // sends, or TRUST_PROXY not matching the hops: every callback keyed on one address).
+      interval: '1m',
+      input_series: [
+        { series: count('200', 'sw-status-0'), values: '0+600x40' },
+        { series: count('429', 'sw-status-0'), values: '0x10 0+70x30' },
+        { series: count('200', 'sw-status-1'), values: '0+600x40' },
+      ],
+      alert_rule_test: [
+        { eval_time: '9m', alertname: 'SwStatusCallbacksRateLimited', exp_alerts: [] },
+        {
+          eval_time: '30m',
+          alertname: 'SwStatusCallbacksRateLimited',
+          exp_alerts: [{ exp_labels: { severity: 'critical', namespace: 'sw-status' } }],
+        },
+      ],
+    },
+    {
+      // One 429 a minute among 1 200 callbacks: not an alert.
+      interval: '1m',
+      input_series: [
+        { series: count('200', 'sw-status-0'), values: '0+1200x40' },
+        { series: count('429', 'sw-status-0'), values: '0+1x40' },
+      ],
+      alert_rule_test: [
+        { eval_time: '30m', alertname: 'SwStatusCallbacksRateLimited', exp_alerts: [] },
+      ],
+    },
+  ]);
+});
