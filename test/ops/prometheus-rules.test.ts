@@ -304,3 +304,55 @@ test('When callbacks are refused by the public rate limit (429), then SwStatusCa
     },
   ]);
 });
+
+test('When a carrier without delivery receipts leaves a few SMS stuck every hour, then SwStatusStuckMessagesGrowing stays silent; when many go stuck, or callbacks stop, it fires', async () => {
+  const finals = (pod: string) =>
+    `sw_status_callbacks_total{${ns},pod="${pod}",api="cxml",status="delivered",outcome="recorded"}`;
+  const stuck = (pod: string) => `sw_status_reconcile_stuck{${ns},pod="${pod}"}`;
+  await expectPromtoolTestPasses('stuck-share', [
+    {
+      // 1 000 messages an hour delivered; 4 an hour (0.4 %) to a carrier that sends no receipt.
+      interval: '1m',
+      input_series: [
+        { series: finals('sw-status-0'), values: '0+8x120' },
+        { series: finals('sw-status-1'), values: '0+8.67x120' },
+        { series: stuck('sw-status-0'), values: '100+0.0667x120' },
+        { series: stuck('sw-status-1'), values: '100+0.0667x120' },
+      ],
+      alert_rule_test: [
+        { eval_time: '100m', alertname: 'SwStatusStuckMessagesGrowing', exp_alerts: [] },
+      ],
+    },
+    {
+      // Callbacks stop reaching sw-status (an Ingress or DNS change): nothing is final by
+      // callback, and every message ends stuck.
+      interval: '1m',
+      input_series: [
+        { series: finals('sw-status-0'), values: '0+8x20 160x100' },
+        { series: stuck('sw-status-0'), values: '100x20 100+1x100' },
+      ],
+      alert_rule_test: [
+        {
+          eval_time: '100m',
+          alertname: 'SwStatusStuckMessagesGrowing',
+          exp_alerts: [{ exp_labels: { severity: 'warning', namespace: 'sw-status' } }],
+        },
+      ],
+    },
+    {
+      // A carrier incident: a fifth of the messages end stuck while the rest are delivered.
+      interval: '1m',
+      input_series: [
+        { series: finals('sw-status-0'), values: '0+8x120' },
+        { series: stuck('sw-status-0'), values: '100x20 100+2x100' },
+      ],
+      alert_rule_test: [
+        {
+          eval_time: '100m',
+          alertname: 'SwStatusStuckMessagesGrowing',
+          exp_alerts: [{ exp_labels: { severity: 'warning', namespace: 'sw-status' } }],
+        },
+      ],
+    },
+  ]);
+});
