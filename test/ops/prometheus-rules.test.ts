@@ -48,6 +48,21 @@ test('When an alert is written, then it has a severity, a summary, a description
   }
 });
 
+test('When an alert tells the on-call what to run, then the production image has it: node dist/… of a real entry point, never npm (the image has none)', () => {
+  const descriptions = groups.flatMap((g) =>
+    g.rules.map((rule) => rule.annotations?.description ?? ''),
+  );
+  const text = descriptions.join('\n').replace(/\s+/g, ' ');
+  expect(text).not.toMatch(/\bnpm\b/);
+  const scripts = [...text.matchAll(/\bnode (dist\/\S+)\.js\b/g)].map((m) => m[1]!);
+  expect(scripts.length).toBeGreaterThan(0);
+  for (const script of scripts) {
+    expect(
+      existsSync(path.join(__dirname, '..', '..', script.replace(/^dist/, 'src') + '.ts')),
+    ).toBe(true);
+  }
+});
+
 /**
  * Runs `promtool test rules` over the rules with these test groups (promtool's `tests:`), and
  * expects it to pass. Annotations are left out (promtool compares them verbatim); `check rules`
