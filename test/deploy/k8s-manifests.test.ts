@@ -444,8 +444,23 @@ rendered('Kubernetes manifests: the StatefulSet', () => {
     }
     const pdb = one<IPodDisruptionBudget>(builds!.default, 'PodDisruptionBudget');
     expect(matches(pdb.spec!.selector?.matchLabels)).toBe(true);
-    expect(Number(pdb.spec!.minAvailable)).toBeLessThan(hpa().spec!.minReplicas!);
     expect(container().resources?.requests?.['ephemeral-storage']).toBeDefined();
+  });
+
+  test('When nodes are drained at any replica count, then one pod at a time may be evicted', () => {
+    const pdb = one<IPodDisruptionBudget>(builds!.default, 'PodDisruptionBudget');
+    expect(matches(pdb.spec!.selector?.matchLabels)).toBe(true);
+    // What the PDB lets a drain evict at once, with `ready` pods up: at the HPA's minimum and
+    // at its maximum. minAvailable: 2 allowed 8 of 10 at once (a node-pool upgrade, a
+    // consolidation), leaving two pods all of SignalWire's callbacks, each with its own
+    // per-replica rate limit, while the evicted ones wait for their spool volumes to re-attach.
+    const allowed = (ready: number): number => {
+      const { minAvailable, maxUnavailable } = pdb.spec!;
+      if (maxUnavailable !== undefined) return Number(maxUnavailable);
+      return Math.max(0, ready - Number(minAvailable));
+    };
+    expect(allowed(hpa().spec!.minReplicas!)).toBe(1);
+    expect(allowed(hpa().spec!.maxReplicas)).toBe(1);
   });
 
   test('When every pod and the migration Job hold their connections, then they fit max_connections, as the README says', () => {
