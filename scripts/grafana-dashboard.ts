@@ -127,10 +127,11 @@ export const ROWS: RowSpec[] = [
       {
         title: 'Ready pods',
         description:
-          'Pods whose last /readyz said ready, and readiness changes (flapping) in the interval.',
+          'Pods whose last /readyz said ready, pods that reach the database (a pod stays ready through a database outage: its spool takes the callbacks), and readiness changes (flapping) in the interval.',
         unit: 'short',
         targets: [
           { expr: `sum(sw_status_ready{${NS}})`, legend: 'ready pods' },
+          { expr: `sum(sw_status_database_up{${NS}})`, legend: 'pods reaching the database' },
           {
             expr: `sum(increase(sw_status_readiness_changes_total{${NS}}[${RATE}]))`,
             legend: 'readiness changes',

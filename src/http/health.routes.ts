@@ -30,7 +30,8 @@ export function healthRoutes({
   db: Db;
   lifecycle: Lifecycle;
   /** Told every readiness answer (the metrics' readiness gauge). */
-  onReadiness?: (ready: boolean) => void;
+  /** `database`: what this answer found of the database (absent while draining: not asked). */
+  onReadiness?: (ready: boolean, database?: 'ok' | 'unreachable') => void;
 }): Router {
   const router = Router();
   router.get('/healthz', (_req, res) => {
@@ -59,7 +60,7 @@ export function healthRoutes({
       : { database: knownDown ? 'unreachable' : await selectOne(db) };
     const ready =
       schemaReady && (database === 'ok' || (spool !== undefined && spool.state !== 'failing'));
-    onReadiness?.(ready);
+    onReadiness?.(ready, database);
     res.status(ready ? 200 : 503).json({
       status: ready ? 'ready' : 'unavailable',
       database,

@@ -48,8 +48,11 @@ export interface Metrics {
   onSpoolReplayRefused(outcome: string): void;
   /** The service answered a request with a 5xx of its own (the error handler), by listener. */
   onServerError(listener: ListenerName): void;
-  /** What /readyz just answered: sets the readiness gauge, counts changes (flapping). */
-  observeReadiness(ready: boolean): void;
+  /**
+   * What /readyz just answered: sets the readiness gauge, counts changes (flapping), and what it
+   * found of the database (absent while draining, when it is not asked).
+   */
+  observeReadiness(ready: boolean, database?: 'ok' | 'unreachable'): void;
 }
 
 export type ListenerName = 'public' | 'internal';
@@ -139,6 +142,16 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
     registers,
   });
   let lastReady: boolean | undefined;
+  // A pod stays ready through a database outage (its spool acknowledges callbacks), so
+  // sw_status_ready cannot tell one: this can, for an alert that does not wait for callbacks
+  // to pile up in the spool, and is told by every probe, traffic or not.
+  const databaseUp = new Gauge({
+    name: name('database_up'),
+    help: 'What /readyz last found of the primary database: 1 reachable, 0 unreachable',
+    registers,
+  });
+  // Unknown (not 0) until the first /readyz: an alert on 0 must not fire on a pod not yet probed.
+  databaseUp.set(Number.NaN);
 
   // A live callback's refusal is answered (403) and counted in callbacks_total; one acknowledged
   // during an outage is refused only when the spool replays it, long after its answer.
@@ -217,8 +230,9 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
     onServerError(listener) {
       serverErrors.inc({ listener });
     },
-    observeReadiness(isReady) {
+    observeReadiness(isReady, database) {
       ready.set(isReady ? 1 : 0);
+      if (database) databaseUp.set(database === 'ok' ? 1 : 0);
       if (lastReady !== undefined && lastReady !== isReady) readinessChanges.inc();
       lastReady = isReady;
     },

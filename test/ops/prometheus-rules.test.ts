@@ -371,3 +371,27 @@ test('When a carrier without delivery receipts leaves a few SMS stuck every hour
     },
   ]);
 });
+
+test('When no pod reaches the database for 5 minutes, then SwStatusDatabaseUnreachable fires; one pod cut off, or a pod not yet probed (NaN), does not', async () => {
+  const up = (pod: string) => `sw_status_database_up{${ns},pod="${pod}"}`;
+  await expectPromtoolTestPasses('database-unreachable', [
+    {
+      interval: '1m',
+      input_series: [
+        { series: up('sw-status-0'), values: '1x10 0x20' },
+        { series: up('sw-status-1'), values: 'NaN 1x9 0x20' },
+        // A third pod loses its database for good at minute 2: alone, not an alert.
+        { series: up('sw-status-2'), values: '1x2 0x28' },
+      ],
+      alert_rule_test: [
+        { eval_time: '9m', alertname: 'SwStatusDatabaseUnreachable', exp_alerts: [] },
+        { eval_time: '13m', alertname: 'SwStatusDatabaseUnreachable', exp_alerts: [] },
+        {
+          eval_time: '20m',
+          alertname: 'SwStatusDatabaseUnreachable',
+          exp_alerts: [{ exp_labels: { severity: 'critical', namespace: 'sw-status' } }],
+        },
+      ],
+    },
+  ]);
+});

@@ -62,3 +62,26 @@ test('When the service answers a 5xx of its own, then it is counted by listener,
     await db.destroy();
   }
 });
+
+test('When /readyz finds the database unreachable, then sw_status_database_up is 0 (a pod stays ready through an outage, so sw_status_ready cannot tell); 1 when reachable; unknown before the first probe', async () => {
+  await request(t.publicApp).get('/readyz').expect(200);
+  expect(sample(await scrape(t.internalApp), 'sw_status_database_up')).toBe(1);
+
+  const { db } = createDb(`postgres://sw@127.0.0.1:${await freePort()}/sw_status`);
+  const metrics = createMetrics({ processMetrics: false });
+  const app = createInternalApp({
+    config: testConfig(),
+    logger: createLogger('silent'),
+    db,
+    recorder: directRecorder(db),
+    lifecycle: { draining: false },
+    metrics,
+  });
+  try {
+    expect(sample(await scrape(app), 'sw_status_database_up')).toBeNaN();
+    await request(app).get('/readyz');
+    expect(sample(await scrape(app), 'sw_status_database_up')).toBe(0);
+  } finally {
+    await db.destroy();
+  }
+});
