@@ -7,7 +7,7 @@ import yaml from 'js-yaml';
  * consistent (one data source variable, one namespace filter, the same rate interval, a fixed
  * uid). `npm run generate:dashboard` rewrites grafana-dashboard.yaml; a test checks that the
  * committed file is what this script makes, and that every series a panel reads is one
- * /metrics really serves (test/ops/monitoring.test.ts).
+ * /metrics really serves (test/ops/monitoring-series.test.ts).
  */
 
 export const DASHBOARD_UID = 'sw-status-ops';
