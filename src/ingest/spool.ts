@@ -184,7 +184,8 @@ async function openLocked(
   if (deadLetters > 0) {
     logger.warn(
       { dir, dead_letters: deadLetters },
-      'the spool holds dead letters: fix their cause, then requeue them (npm run spool -- requeue-dead-letters)',
+      // The production image has no npm: name the command as it runs there.
+      'the spool holds dead letters: fix their cause, then requeue them (node dist/ingest/spool-cli.js requeue-dead-letters; from a checkout: npm run spool -- requeue-dead-letters)',
     );
   }
 

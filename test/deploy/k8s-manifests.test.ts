@@ -373,6 +373,15 @@ rendered('Kubernetes manifests: the StatefulSet', () => {
     expect(c.readinessProbe?.timeoutSeconds).toBeGreaterThanOrEqual(2);
   });
 
+  test('When a pod starts on a large outage spool, then the startup probe waits five minutes before restarting it', () => {
+    // The spool's events are counted before the pod listens (src/ingest/spool.ts); a restart
+    // in the middle would never reach their replay.
+    const probe = container().startupProbe;
+    expect((probe?.periodSeconds ?? 10) * (probe?.failureThreshold ?? 3)).toBeGreaterThanOrEqual(
+      300,
+    );
+  });
+
   test('When a pod is deleted, then preStop, the SHUTDOWN_GRACE_MS budget and a margin fit the grace period', () => {
     const data = configData();
     const graceMs = Number(data.SHUTDOWN_GRACE_MS);
