@@ -286,7 +286,13 @@ const EnvSchema = z.object({
   RELAY_ALLOWED_NETWORKS: cidrs.optional(),
   RELAY_ALLOW_HTTP: bool.default(false),
   // Reconciliation (DESIGN §11).
-  RECONCILE_SCHEDULE: durations.prefault('10m,1h,6h,24h'),
+  // Each step is an age of the message's last event (DESIGN §11): a step no later than the one
+  // before would be due the moment that one was looked up.
+  RECONCILE_SCHEDULE: durations
+    .refine((steps) => steps.every((step, i) => i === 0 || step > steps[i - 1]!), {
+      message: 'each step must be longer than the one before (e.g. 10m,1h,6h,24h)',
+    })
+    .prefault('10m,1h,6h,24h'),
   // At least one lookup in 1,000 s: the pause between two is a timer, and Node fires one
   // longer than 2^31-1 ms (24.8 days) at once, which would make a tiny rate a busy loop.
   RECONCILE_RATE: decimalNumber.pipe(z.number().min(0.001)).default(5),

@@ -65,6 +65,16 @@ describe('upper bounds the database and the timers need', () => {
     expect(found[0]).toMatch(bound);
   });
 
+  test.each(['1h,10m', '10m,10m'])(
+    'When RECONCILE_SCHEDULE is %j (a step no later than the one before), then start-up refuses it by name',
+    (value) => {
+      const found = configProblems({ RECONCILE_SCHEDULE: value });
+      expect(found).toEqual([
+        expect.stringMatching(/^RECONCILE_SCHEDULE: .*longer than the one before/),
+      ]);
+    },
+  );
+
   test('When the values are at their bounds, then they are read as written', () => {
     const config = loadConfig({
       RECONCILE_SCHEDULE: '10m,3650d',
