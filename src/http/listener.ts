@@ -95,8 +95,9 @@ export function createListener(app: Express, settings: ListenerSettings, logger?
     (req, res) => {
       // A connection cut below still has the requests Node read with the last one: unheard.
       if (req.socket.destroyed) return;
-      if (!owe(connections.get(req.socket), res, settings.maxOwedAnswers)) req.socket.destroy();
-      else if (lacksHost(req)) answerWithoutApp(res, MISSING_HOST);
+      if (!owe(connections.get(req.socket), req, res, settings.maxOwedAnswers)) {
+        req.socket.destroy();
+      } else if (lacksHost(req)) answerWithoutApp(res, MISSING_HOST);
       else app(req, res);
     },
   );
@@ -130,6 +131,8 @@ interface Connection {
   owed: number;
   /** When it last began a request or finished an answer (or connected). */
   lastActive: number;
+  /** The last request handed on: the one whose body, if any, is being received. */
+  request?: IncomingMessage;
 }
 
 /** The open connections, each with its state, from 'connection' until its socket closes. */
@@ -146,11 +149,17 @@ function trackConnections(server: Server): Map<Duplex, Connection> {
  * Counts one more answer owed on the connection until `res` is written out (or the connection
  * is gone); false, counting nothing, when `max` are owed already.
  */
-function owe(connection: Connection | undefined, res: ServerResponse, max: number): boolean {
+function owe(
+  connection: Connection | undefined,
+  req: IncomingMessage,
+  res: ServerResponse,
+  max: number,
+): boolean {
   // Not tracked: a request emitted by hand (server.emit), not read off a socket.
   if (!connection) return true;
   if (connection.owed >= max) return false;
   connection.owed++;
+  connection.request = req;
   connection.lastActive = Date.now();
   let paid = false;
   const pay = (): void => {
@@ -158,6 +167,8 @@ function owe(connection: Connection | undefined, res: ServerResponse, max: numbe
     paid = true;
     connection.owed--;
     connection.lastActive = Date.now();
+    // Not kept past its answer: an idle connection holds no request object.
+    if (connection.request === req) connection.request = undefined;
   };
   res.once('finish', pay);
   res.once('close', pay);
@@ -259,13 +270,21 @@ function answerWithoutApp(res: ServerResponse, refusal: Refusal): void {
 
 /**
  * When a connection is refused at `maxConnections`, the connections that have been idle for
- * `idleForMs` or more (no answer owed) are closed, at most once a second. Otherwise one client
- * opening thousands of keep-alive connections, with one request each per keep-alive period,
- * held every slot: the load balancer's connections, SignalWire's and the kubelet's probes were
- * refused until the client left. Not every idle connection: a busy keep-alive client (the
- * Ingress, an app's agent) pauses for milliseconds between requests, and closing its
- * connections would hand their slots to whoever fills the rest. A connection that has sent
- * nothing since it connected counts as idle too (headersTimeout cuts it soon anyway).
+ * `idleForMs` or more (no answer owed), or stuck that long in receiving a request body, are
+ * closed, at most once a second. Otherwise one client opening thousands of keep-alive
+ * connections, with one request each per keep-alive period, held every slot: the load
+ * balancer's connections, SignalWire's and the kubelet's probes were refused until the client
+ * left. Not every idle connection: a busy keep-alive client (the Ingress, an app's agent)
+ * pauses for milliseconds between requests, and closing its connections would hand their
+ * slots to whoever fills the rest. A connection that has sent nothing since it connected
+ * counts as idle too (headersTimeout cuts it soon anyway).
+ *
+ * A request whose body is still arriving `idleForMs` after the request began is stalled: a
+ * callback (≈1 KiB) or a send (a few KiB) arrives in one go. Without this, whole headers and a
+ * body held back one byte short (any signature header gets a callback's body read) kept a
+ * connection "owed an answer" until requestTimeout, 30 s, and a client reconnecting as each
+ * was cut held every slot. A request whose body is in, waiting for its answer (a send at
+ * SignalWire, a long-poll), is not touched, however old.
  */
 function freeIdleConnectionsWhenFull(
   server: Server,
@@ -278,9 +297,15 @@ function freeIdleConnectionsWhenFull(
     if (now - lastFreed < 1_000) return;
     lastFreed = now;
     for (const [socket, connection] of connections) {
-      if (connection.owed === 0 && now - connection.lastActive >= idleForMs) socket.destroy();
+      if (now - connection.lastActive < idleForMs) continue;
+      if (connection.owed === 0 || receivingBody(connection.request)) socket.destroy();
     }
   });
+}
+
+/** Whether a request's body is still arriving (a request without a body is whole at once). */
+function receivingBody(req: IncomingMessage | undefined): boolean {
+  return req !== undefined && !req.complete;
 }
 
 /** At most one line a minute, however many connections are refused. */

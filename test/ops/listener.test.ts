@@ -43,6 +43,8 @@ async function start(settings: ListenerSettings): Promise<number> {
   const app = express();
   app.post('/', express.raw({ type: () => true }), (_req, res) => void res.end('posted'));
   app.get('/', (_req, res) => void res.end('ok'));
+  // An answer that takes a while: its request is whole, the connection is owed an answer.
+  app.get('/slow', (_req, res) => void setTimeout(() => res.end('slow'), 1_500));
   const server = createListener(app, settings);
   servers.push(server);
   await listenOn(server, 0, ['127.0.0.1']);
@@ -208,6 +210,33 @@ test('When idle keep-alive connections hold every slot, then a refused connectio
   next.socket.write(GET);
   await waitFor(() => responses(next.received()).length === 1, 'the next served');
   next.socket.destroy();
+});
+
+test('When connections stalled in their request bodies hold every slot, then a refused connection has them closed, but not one waiting for its answer', async () => {
+  const port = await start({ ...small, maxConnections: 3, idleToFreeMs: 200 });
+  // Whole headers, then 2 of the 100 bytes declared: the app is reading a body that never
+  // comes, so an answer is owed until requestTimeout (30 s in the service).
+  const stalled = [await connect(port), await connect(port)];
+  for (const client of stalled) {
+    client.socket.write('POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nab');
+  }
+  // A whole request whose answer takes a while: not stalled, whatever its age.
+  const waiting = await connect(port);
+  waiting.socket.write('GET /slow HTTP/1.1\r\nHost: x\r\n\r\n');
+  await pause(300); // longer than idleToFreeMs
+  const refused = await connect(port);
+  await refused.closed;
+  let closed = 0;
+  for (const client of stalled) void client.closed.then(() => closed++);
+  await waitFor(() => closed === stalled.length, 'the stalled connections closed', 5_000);
+  const next = await connect(port);
+  next.socket.write(GET);
+  await waitFor(() => responses(next.received()).length === 1, 'the next served');
+  await waitFor(() => responses(waiting.received()).length === 1, 'the slow answer');
+  expect(waiting.received()).toMatch(/slow$/);
+  expect(waiting.socket.destroyed).toBe(false);
+  next.socket.destroy();
+  waiting.socket.destroy();
 });
 
 test('When a flood holds the other slots and keeps connecting, then a busy keep-alive client’s connection is not closed under it', async () => {
