@@ -97,7 +97,8 @@ export function createListener(app: Express, settings: ListenerSettings, logger?
       if (req.socket.destroyed) return;
       if (!owe(connections.get(req.socket), req, res, settings.maxOwedAnswers)) {
         req.socket.destroy();
-      } else if (lacksHost(req)) answerWithoutApp(res, MISSING_HOST);
+      } else if (faultyFraming(req)) refuseOnSocket(req.socket, MALFORMED);
+      else if (lacksHost(req)) answerWithoutApp(res, MISSING_HOST);
       else app(req, res);
     },
   );
@@ -198,9 +199,17 @@ const MALFORMED: Refusal = [400, 'malformed_request', 'The request is not valid 
  * No request exists yet, so the answer is written to the socket itself, with a fresh id.
  */
 function answerClientError(error: Error & { code?: string }, socket: Duplex): void {
+  if (error.code === 'ECONNRESET') socket.destroy(error);
+  else refuseOnSocket(socket, CLIENT_ERRORS[error.code ?? ''] ?? MALFORMED, error);
+}
+
+/**
+ * Writes the refusal on the socket itself, only when no answer has begun there, and closes the
+ * connection: nothing more is read from it, so no request after this one reaches the app.
+ */
+function refuseOnSocket(socket: Duplex, refusal: Refusal, error?: Error): void {
   const inFlight = (socket as Duplex & { _httpMessage?: { headersSent?: boolean } })._httpMessage;
-  if (error.code !== 'ECONNRESET' && socket.writable && !inFlight?.headersSent) {
-    const refusal = CLIENT_ERRORS[error.code ?? ''] ?? MALFORMED;
+  if (socket.writable && !inFlight?.headersSent) {
     const [status] = refusal;
     const body = refusalBody(refusal);
     socket.write(
@@ -212,6 +221,20 @@ function answerClientError(error: Error & { code?: string }, socket: Duplex): vo
     );
   }
   socket.destroy(error);
+}
+
+/**
+ * An HTTP/1.0 request with Transfer-Encoding: RFC 9112 §6.1 has it treated as faulty framing.
+ * Node reads its body as chunked and keeps the connection; a proxy in front that reads it as
+ * HTTP/1.0 does (to the close) takes the bytes after the last chunk as body, which here would
+ * be a request of their own — one that proxy never saw (request smuggling).
+ */
+function faultyFraming(req: IncomingMessage): boolean {
+  return (
+    req.httpVersionMajor === 1 &&
+    req.httpVersionMinor === 0 &&
+    req.headers['transfer-encoding'] !== undefined
+  );
 }
 
 const MISSING_HOST: Refusal = [400, 'missing_host', 'An HTTP/1.1 request must carry a Host header'];

@@ -39,8 +39,12 @@ afterEach(async () => {
   }
 });
 
-async function start(settings: ListenerSettings): Promise<number> {
+async function start(
+  settings: ListenerSettings,
+  onRequest?: (req: express.Request) => void,
+): Promise<number> {
   const app = express();
+  if (onRequest) app.use((req, _res, next) => (onRequest(req), next()));
   app.post('/', express.raw({ type: () => true }), (_req, res) => void res.end('posted'));
   app.get('/', (_req, res) => void res.end('ok'));
   // An answer that takes a while: its request is whole, the connection is owed an answer.
@@ -157,6 +161,23 @@ test.each([
     expect(errorCode(client.received())).toBe(code);
   },
 );
+
+test('When an HTTP/1.0 request carries Transfer-Encoding, then it is refused as faulty framing, nothing of it or after it reaches the app, and the connection is closed', async () => {
+  const heard: string[] = [];
+  const port = await start(small, (req) => heard.push(`${req.method} ${req.url}`));
+  const client = await connect(port);
+  // RFC 9112 §6.1: such framing is faulty. A proxy in front that reads the body as HTTP/1.0
+  // does (to the close) would take the GET below as body; read as chunked, it is a request.
+  client.socket.write(
+    'POST / HTTP/1.0\r\nHost: x\r\nConnection: keep-alive\r\nTransfer-Encoding: chunked\r\n\r\n' +
+      '3\r\na=b\r\n0\r\n\r\n' +
+      'GET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n',
+  );
+  await client.closed;
+  expect(responses(client.received())).toEqual(['HTTP/1.1 400']);
+  expect(errorCode(client.received())).toBe('malformed_request');
+  expect(heard).toEqual([]);
+});
 
 test('When a keep-alive connection idles longer than headersTimeout, then it is kept (keepAliveTimeout governs it) and closed once that passes', async () => {
   const port = await start({ ...small, keepAliveTimeoutMs: 4_000 });
