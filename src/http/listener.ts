@@ -98,6 +98,7 @@ export function createListener(app: Express, settings: ListenerSettings, logger?
       if (!owe(connections.get(req.socket), req, res, settings.maxOwedAnswers)) {
         req.socket.destroy();
       } else if (faultyFraming(req)) refuseOnSocket(req.socket, MALFORMED);
+      else if (unsupportedTransferCoding(req)) refuseOnSocket(req.socket, NOT_IMPLEMENTED);
       else if (lacksHost(req)) answerWithoutApp(res, MISSING_HOST);
       else app(req, res);
     },
@@ -237,6 +238,11 @@ function faultyFraming(req: IncomingMessage): boolean {
   );
 }
 
+const NOT_IMPLEMENTED: Refusal = [
+  501,
+  'unsupported_transfer_encoding',
+  'Only the chunked transfer coding is supported',
+];
 const MISSING_HOST: Refusal = [400, 'missing_host', 'An HTTP/1.1 request must carry a Host header'];
 const EXPECTATION_FAILED: Refusal = [
   417,
@@ -269,6 +275,17 @@ function continueOnFirstRead(req: IncomingMessage, res: ServerResponse): void {
 function hasBody(req: IncomingMessage): boolean {
   const length = req.headers['content-length'];
   return req.headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0');
+}
+
+/**
+ * A transfer coding besides the final chunked one (`gzip, chunked`): Node undoes only the
+ * chunked framing and would hand the app the body still encoded, read as if it were not.
+ * RFC 9112 §6.1: a server that does not understand a coding should answer 501. (Node's parser
+ * refuses a request whose last coding is not chunked, or that repeats chunked, itself.)
+ */
+function unsupportedTransferCoding(req: IncomingMessage): boolean {
+  const coding = req.headers['transfer-encoding'];
+  return coding !== undefined && coding.trim().toLowerCase() !== 'chunked';
 }
 
 /** What Node's requireHostHeader refuses: HTTP/1.1 (or later) without a Host header. */

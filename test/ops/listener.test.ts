@@ -179,6 +179,23 @@ test('When an HTTP/1.0 request carries Transfer-Encoding, then it is refused as 
   expect(heard).toEqual([]);
 });
 
+test.each(['gzip, chunked', 'identity, chunked', 'x-custom, chunked'])(
+  'When a request’s Transfer-Encoding is %s, then it is answered 501 without reaching the app, and the connection closed',
+  async (coding) => {
+    const heard: string[] = [];
+    const port = await start(small, (req) => heard.push(`${req.method} ${req.url}`));
+    const client = await connect(port);
+    // Node decodes only the chunked framing and would hand the app the bytes still encoded.
+    client.socket.write(
+      `POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: ${coding}\r\n\r\n3\r\na=b\r\n0\r\n\r\n`,
+    );
+    await client.closed;
+    expect(responses(client.received())).toEqual(['HTTP/1.1 501']);
+    expect(errorCode(client.received())).toBe('unsupported_transfer_encoding');
+    expect(heard).toEqual([]);
+  },
+);
+
 test('When a keep-alive connection idles longer than headersTimeout, then it is kept (keepAliveTimeout governs it) and closed once that passes', async () => {
   const port = await start({ ...small, keepAliveTimeoutMs: 4_000 });
   const client = await connect(port);
