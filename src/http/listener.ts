@@ -97,8 +97,8 @@ export function createListener(app: Express, settings: ListenerSettings, logger?
       if (req.socket.destroyed) return;
       if (!owe(connections.get(req.socket), req, res, settings.maxOwedAnswers)) {
         req.socket.destroy();
-      } else if (faultyFraming(req)) refuseOnSocket(req.socket, MALFORMED);
-      else if (unsupportedTransferCoding(req)) refuseOnSocket(req.socket, NOT_IMPLEMENTED);
+      } else if (faultyFraming(req)) refuseRequest(res, MALFORMED);
+      else if (unsupportedTransferCoding(req)) refuseRequest(res, NOT_IMPLEMENTED);
       else if (lacksHost(req)) answerWithoutApp(res, MISSING_HOST);
       else app(req, res);
     },
@@ -222,6 +222,19 @@ function refuseOnSocket(socket: Duplex, refusal: Refusal, error?: Error): void {
     );
   }
   socket.destroy(error);
+}
+
+/**
+ * Refuses a request whose framing cannot be trusted, closing its connection so that nothing
+ * read after it reaches the app. The refusal is written only when this request's answer is the
+ * next one the socket owes: with an earlier pipelined answer still pending, bytes written now
+ * would be read as that answer, so the connection is only cut.
+ */
+function refuseRequest(res: ServerResponse, refusal: Refusal): void {
+  const socket = res.socket ?? res.req.socket;
+  const next = (socket as Duplex & { _httpMessage?: unknown })._httpMessage;
+  if (next === undefined || next === res) refuseOnSocket(socket, refusal);
+  else socket.destroy();
 }
 
 /**

@@ -196,6 +196,20 @@ test.each(['gzip, chunked', 'identity, chunked', 'x-custom, chunked'])(
   },
 );
 
+test('When a request with a faulty transfer coding follows a pipelined request still owed its answer, then no refusal is written in that answer’s place', async () => {
+  const heard: string[] = [];
+  const port = await start(small, (req) => heard.push(`${req.method} ${req.url}`));
+  const client = await connect(port);
+  client.socket.write(
+    'GET /slow HTTP/1.1\r\nHost: x\r\n\r\n' +
+      'POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n3\r\na=b\r\n0\r\n\r\n',
+  );
+  await client.closed;
+  // Bytes written now would be read as the answer to GET /slow: the connection is only cut.
+  expect(responses(client.received())).toEqual([]);
+  expect(heard).toEqual(['GET /slow']);
+});
+
 test('When a keep-alive connection idles longer than headersTimeout, then it is kept (keepAliveTimeout governs it) and closed once that passes', async () => {
   const port = await start({ ...small, keepAliveTimeoutMs: 4_000 });
   const client = await connect(port);
