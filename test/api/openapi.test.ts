@@ -86,8 +86,21 @@ describe('GET /openapi.json', () => {
 });
 
 describe('the check every API test runs on its answers', () => {
-  const check = (status: number, type: string, body: unknown, path = '/v1/events') =>
-    checkAnswer('internal', 'GET', path, status, type, Buffer.from(JSON.stringify(body)));
+  const check = (
+    status: number,
+    type: string,
+    body: unknown,
+    path = '/v1/events',
+    headers: Record<string, string> = { etag: 'W/"x"' },
+  ) =>
+    checkAnswer({
+      listener: 'internal',
+      method: 'GET',
+      url: path,
+      status,
+      headers: { 'content-type': type, ...headers },
+      body: Buffer.from(JSON.stringify(body)),
+    });
 
   test('When an answer matches the document, then it passes; when it does not, then the check says why', () => {
     expect(

@@ -12,13 +12,12 @@ import type { OpenApiDocument } from '../../src/openapi/api-document';
  * setupFilesAfterEnv) fails the test in which an answer broke the document. A request to a
  * path and method the document does not describe (a 404 for a made-up path) is not checked.
  *
- * Checked: the status is one the operation declares (or it has `default`); a body comes with
- * a content type declared for that status; a JSON body validates against its schema.
+ * Checked: the status is one the operation declares (or it has `default`); every header the
+ * document marks required for that status is there; a body comes with a content type declared
+ * for that status; a JSON body validates against its schema.
  */
 
 let document: OpenApiDocument | undefined;
-let ajv: Ajv2020 | undefined;
-const validators = new Map<string, ValidateFunction>();
 const violations: string[] = [];
 
 export function openApiDocument(): OpenApiDocument {
@@ -31,12 +30,13 @@ export type Listener = 'public' | 'internal';
 interface Operation {
   path: string;
   pattern: RegExp;
-  responses: Record<string, { content?: Record<string, unknown> }>;
+  responses: Record<
+    string,
+    { content?: Record<string, unknown>; headers?: Record<string, { required?: boolean }> }
+  >;
   method: string;
   listeners: Listener[];
 }
-
-let operations: Operation[] | undefined;
 
 /** Which listener serves an operation: its own servers, else the document's. */
 export function listenersOf(doc: OpenApiDocument, servers?: Array<{ url: string }>): Listener[] {
@@ -69,59 +69,82 @@ function operationsOf(doc: OpenApiDocument): Operation[] {
   return found.sort((a, b) => a.path.split('{').length - b.path.split('{').length);
 }
 
-function validatorFor(pointer: string): ValidateFunction {
-  if (!ajv) {
-    ajv = new Ajv2020({ strict: false, allErrors: true });
-    addFormats(ajv);
-    ajv.addSchema(openApiDocument() as object, 'openapi');
-  }
-  let validate = validators.get(pointer);
-  if (!validate) {
-    validate = ajv.compile({ $ref: `openapi#${pointer}` });
-    validators.set(pointer, validate);
-  }
-  return validate;
-}
-
 const escape = (segment: string) => segment.replace(/~/g, '~0').replace(/\//g, '~1');
 
-/** Checks one answer; returns what is wrong with it, or null. */
-export function checkAnswer(
-  listener: Listener,
-  method: string,
-  url: string,
-  status: number,
-  contentType: string | undefined,
-  body: Buffer,
-): string | null {
-  operations ??= operationsOf(openApiDocument());
-  const path = url.split('?')[0]!;
-  const lower = method.toLowerCase();
-  const operation = operations.find(
-    (op) => op.method === lower && op.listeners.includes(listener) && op.pattern.test(path),
-  );
-  if (!operation) return null;
-  const where = `${method} ${url} → ${status}`;
-  const declared = operation.responses[String(status)] ? String(status) : 'default';
-  const response = operation.responses[declared];
-  if (!response) return `${where}: status ${status} is not in the document for ${operation.path}`;
-  if (body.length === 0) return null;
-  const type = (contentType ?? '').split(';')[0]!.trim().toLowerCase();
-  const content = response.content ?? {};
-  if (!(type in content) && !('*/*' in content)) {
-    return `${where}: content type "${type}" is not declared (declared: ${Object.keys(content).join(', ') || 'none'})`;
-  }
-  if (type !== 'application/json' || !(type in content)) return null;
-  let value: unknown;
-  try {
-    value = JSON.parse(body.toString('utf8'));
-  } catch {
-    return `${where}: the body is not JSON`;
-  }
-  const pointer = `/paths/${escape(operation.path)}/${lower}/responses/${declared}/content/${escape(type)}/schema`;
-  const validate = validatorFor(pointer);
-  if (validate(value)) return null;
-  return `${where}: ${JSON.stringify(validate.errors?.slice(0, 5))}\nbody: ${body.toString('utf8').slice(0, 500)}`;
+/** One answer as the client got it; header names in lower case. */
+export interface Answer {
+  listener: Listener;
+  method: string;
+  url: string;
+  status: number;
+  headers: Record<string, string | undefined>;
+  body: Buffer;
+}
+
+/** Says what is wrong with an answer under one document, or null. */
+export type AnswerChecker = (answer: Answer) => string | null;
+
+/**
+ * A checker of answers against `doc`: the document the tests build (below), or the one a
+ * running service serves at GET /openapi.json (test/api/openapi-live.test.ts).
+ */
+export function answerChecker(doc: OpenApiDocument): AnswerChecker {
+  const operations = operationsOf(doc);
+  const ajv = new Ajv2020({ strict: false, allErrors: true });
+  addFormats(ajv);
+  ajv.addSchema(structuredClone(doc) as object, 'openapi');
+  const validators = new Map<string, ValidateFunction>();
+  const validatorFor = (pointer: string): ValidateFunction => {
+    let validate = validators.get(pointer);
+    if (!validate) {
+      validate = ajv.compile({ $ref: `openapi#${pointer}` });
+      validators.set(pointer, validate);
+    }
+    return validate;
+  };
+  return ({ listener, method, url, status, headers, body }) => {
+    const path = url.split('?')[0]!;
+    const lower = method.toLowerCase();
+    const operation = operations.find(
+      (op) => op.method === lower && op.listeners.includes(listener) && op.pattern.test(path),
+    );
+    if (!operation) return null;
+    const where = `${method} ${url} → ${status}`;
+    const declared = operation.responses[String(status)] ? String(status) : 'default';
+    const response = operation.responses[declared];
+    if (!response) return `${where}: status ${status} is not in the document for ${operation.path}`;
+    // A header the document promises is one a client may read without checking it is there.
+    for (const [name, header] of Object.entries(response.headers ?? {})) {
+      if (header.required && headers[name.toLowerCase()] === undefined) {
+        return `${where}: the required header ${name} is missing`;
+      }
+    }
+    if (body.length === 0) return null;
+    const type = (headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
+    const content = response.content ?? {};
+    if (!(type in content) && !('*/*' in content)) {
+      return `${where}: content type "${type}" is not declared (declared: ${Object.keys(content).join(', ') || 'none'})`;
+    }
+    if (type !== 'application/json' || !(type in content)) return null;
+    let value: unknown;
+    try {
+      value = JSON.parse(body.toString('utf8'));
+    } catch {
+      return `${where}: the body is not JSON`;
+    }
+    const pointer = `/paths/${escape(operation.path)}/${lower}/responses/${declared}/content/${escape(type)}/schema`;
+    const validate = validatorFor(pointer);
+    if (validate(value)) return null;
+    return `${where}: ${JSON.stringify(validate.errors?.slice(0, 5))}\nbody: ${body.toString('utf8').slice(0, 500)}`;
+  };
+}
+
+let defaultChecker: AnswerChecker | undefined;
+
+/** Checks one answer against the tests' document; returns what is wrong with it, or null. */
+export function checkAnswer(answer: Answer): string | null {
+  defaultChecker ??= answerChecker(openApiDocument());
+  return defaultChecker(answer);
 }
 
 /** The violations recorded since the last call. */
@@ -174,15 +197,18 @@ function observe(listener: Listener, req: IncomingMessage, res: ServerResponse):
     return end(...args);
   }) as typeof res.end;
   res.once('finish', () => {
-    const contentType = res.getHeader('content-type');
-    const problem = checkAnswer(
+    const headers: Record<string, string | undefined> = {};
+    for (const [name, value] of Object.entries(res.getHeaders())) {
+      if (value !== undefined) headers[name.toLowerCase()] = String(value);
+    }
+    const problem = checkAnswer({
       listener,
-      req.method ?? 'GET',
+      method: req.method ?? 'GET',
       url,
-      res.statusCode,
-      typeof contentType === 'string' ? contentType : undefined,
-      Buffer.concat(chunks),
-    );
+      status: res.statusCode,
+      headers,
+      body: Buffer.concat(chunks),
+    });
     if (problem) violations.push(problem);
   });
 }
