@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { oneOrMore, queryParameters } from '../http/query-params';
 import { CANONICAL_STATUSES } from '../messages/statuses';
+import { StatusSchema } from '../messages/status.schema';
 import { BEARER, ETAG_HEADER, ErrorBody, NOT_MODIFIED, errorResponses } from '../openapi/api-docs';
 import type { ApiDocs } from '../openapi/api-docs';
 
@@ -40,7 +41,7 @@ export const FeedEventDto = z
     seq: z.number().int(),
     message_id: z.string(),
     api: z.enum(['cxml', 'native']),
-    status: z.enum(CANONICAL_STATUSES as [string, ...string[]]),
+    status: StatusSchema,
     raw_status: z.string(),
     error_code: z.string().nullable(),
     error_reason: z
@@ -51,9 +52,9 @@ export const FeedEventDto = z
     source: z.enum(['proxy', 'callback', 'reconcile', 'replay']),
     provider_timestamp: timestamp.nullable(),
     received_at: timestamp,
-    message_status: z
-      .string()
-      .meta({ description: "The message's current status right after this event." }),
+    message_status: StatusSchema.meta({
+      description: "The message's current status right after this event.",
+    }),
   })
   .strict()
   .meta({ id: 'FeedEvent' });

@@ -10,6 +10,7 @@ import {
 import { BEARER, ETAG_HEADER, NOT_MODIFIED, errorResponses } from '../openapi/api-docs';
 import type { ApiDocs } from '../openapi/api-docs';
 import { CANONICAL_STATUSES } from './statuses';
+import { StatusSchema } from './status.schema';
 
 export const MessageParams = z.object({ id: storableText(64) });
 
@@ -58,7 +59,7 @@ const REASON = z
 export const HistoryDto = z
   .object({
     seq: z.number().int(),
-    status: z.string(),
+    status: StatusSchema,
     raw_status: z.string(),
     error_code: z.string().nullable(),
     error_reason: REASON,
@@ -78,7 +79,7 @@ export const MessageDto = z
     from: z.string().nullable(),
     to: z.string().nullable(),
     kind: z.enum(['sms', 'mms']).nullable(),
-    status: z.string(),
+    status: StatusSchema,
     raw_status: z.string(),
     status_rank: z.number().int().meta({
       description:

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { instant, oneOrMore, queryParameters } from '../http/query-params';
-import { CANONICAL_STATUSES } from '../messages/statuses';
+import { countPerStatus } from '../messages/status.schema';
 import { BEARER, ETAG_HEADER, NOT_MODIFIED, errorResponses } from '../openapi/api-docs';
 import type { ApiDocs } from '../openapi/api-docs';
 
@@ -30,9 +30,9 @@ export const StatsDto = z
     created_since: z.iso.datetime(),
     created_until: z.iso.datetime(),
     total: count.meta({ description: 'Messages first seen in the window.' }),
-    by_status: z
-      .record(z.enum(CANONICAL_STATUSES as [string, ...string[]]), count)
-      .meta({ description: 'Those messages by their current status (every status, 0 included).' }),
+    by_status: countPerStatus(count).meta({
+      description: 'Those messages by their current status (every status, 0 included).',
+    }),
     delivery_rate: share
       .nullable()
       .meta({ description: 'delivered / (delivered + undelivered + failed); null with none.' }),

@@ -2,6 +2,7 @@ import SwaggerParser from '@apidevtools/swagger-parser';
 import request from 'supertest';
 import type { Express } from 'express';
 import { callbackRoutes } from '../../src/callbacks/callbacks.routes';
+import { STATUS_RANK } from '../../src/messages/statuses';
 import { checkAnswer, listenersOf, openApiDocument } from '../helpers/openapi';
 import { createTestApp } from '../helpers/test-app';
 import type { TestApp } from '../helpers/test-app';
@@ -119,6 +120,94 @@ describe('the check every API test runs on its answers', () => {
     );
     // A path the document does not describe is not checked.
     expect(check(404, 'application/json', { nope: true }, '/v2/nothing')).toBeNull();
+  });
+});
+
+describe('what a client generated from the document can rely on', () => {
+  const json = (url: string, body: unknown) =>
+    checkAnswer({
+      listener: 'internal',
+      method: 'GET',
+      url,
+      status: 200,
+      headers: { 'content-type': 'application/json', etag: 'W/"x"' },
+      body: Buffer.from(JSON.stringify(body)),
+    });
+  const at = '2026-12-03T10:00:00.000Z';
+  const event = {
+    seq: 1,
+    status: 'delivered',
+    raw_status: 'delivered',
+    error_code: null,
+    error_reason: null,
+    error_message: null,
+    source: 'callback',
+    provider_timestamp: null,
+    received_at: at,
+  };
+  const message = {
+    id: 'm',
+    api: 'cxml',
+    project_id: null,
+    from: null,
+    to: null,
+    kind: null,
+    status: 'delivered',
+    raw_status: 'delivered',
+    status_rank: 50,
+    error_code: null,
+    error_reason: null,
+    error_message: null,
+    conflict: false,
+    num_segments: null,
+    num_media: null,
+    ref: null,
+    sent_via_proxy: false,
+    client_status_callback: null,
+    stuck: false,
+    sweep_step: 0,
+    sweep_checked_at: null,
+    sweep_error: null,
+    created_at: at,
+    updated_at: at,
+    last_event_at: at,
+    history: [event],
+  };
+  const feedEvent = { ...event, message_id: 'm', api: 'cxml', message_status: 'delivered' };
+  const statuses = Object.keys(STATUS_RANK);
+  const stats = {
+    created_since: at,
+    created_until: at,
+    total: 0,
+    by_status: Object.fromEntries(statuses.map((status) => [status, 0])),
+    delivery_rate: null,
+    by_error: [],
+    latency_ms: { p50: null, p95: null, p99: null },
+    final_within_10s: null,
+    stuck: 0,
+    conflicts: 0,
+  };
+
+  test('When a status is read from a message, its history or the feed, then it is one of the canonical statuses', () => {
+    expect(json('/v1/messages/m', message)).toBeNull();
+    expect(json('/v1/events', { data: [feedEvent], next_cursor: 'c' })).toBeNull();
+    // A generated client switches over these: the document must name the set (DESIGN §3).
+    expect(json('/v1/messages/m', { ...message, status: 'bogus' })).toMatch(/enum/);
+    expect(
+      json('/v1/messages/m', { ...message, history: [{ ...event, status: 'bogus' }] }),
+    ).toMatch(/enum/);
+    expect(
+      json('/v1/events', { data: [{ ...feedEvent, message_status: 'bogus' }], next_cursor: 'c' }),
+    ).toMatch(/enum/);
+  });
+
+  test('When the stats are read, then by_status has every status and nothing else', () => {
+    expect(json('/v1/stats', stats)).toBeNull();
+    const { read: _read, ...withoutRead } = stats.by_status;
+    expect(json('/v1/stats', { ...stats, by_status: withoutRead })).toMatch(/required/);
+    expect(json('/v1/stats', { ...stats, by_status: { ...stats.by_status, lost: 1 } })).toMatch(
+      /additional/,
+    );
   });
 });
 
