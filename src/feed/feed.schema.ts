@@ -2,7 +2,14 @@ import { z } from 'zod';
 import { oneOrMore, queryParameters } from '../http/query-params';
 import { CANONICAL_STATUSES } from '../messages/statuses';
 import { StatusSchema } from '../messages/status.schema';
-import { BEARER, ETAG_HEADER, ErrorBody, NOT_MODIFIED, errorResponses } from '../openapi/api-docs';
+import {
+  BEARER,
+  ETAG_HEADER,
+  ErrorBody,
+  IF_NONE_MATCH,
+  NOT_MODIFIED,
+  errorResponses,
+} from '../openapi/api-docs';
 import type { ApiDocs } from '../openapi/api-docs';
 
 export const MAX_WAIT_SECONDS = 30;
@@ -87,7 +94,7 @@ export function describeFeed(docs: ApiDocs): void {
     ].join(' '),
     security: [{ [BEARER]: [] }],
     // The parameters as the route reads them, once repeats are merged (queryParameters).
-    request: { query: FeedQuery.out },
+    request: { query: FeedQuery.out, headers: IF_NONE_MATCH },
     responses: {
       200: {
         description: 'A page of events and the cursor after it.',

@@ -7,7 +7,13 @@ import {
   queryParameters,
   storableText,
 } from '../http/query-params';
-import { BEARER, ETAG_HEADER, NOT_MODIFIED, errorResponses } from '../openapi/api-docs';
+import {
+  BEARER,
+  ETAG_HEADER,
+  IF_NONE_MATCH,
+  NOT_MODIFIED,
+  errorResponses,
+} from '../openapi/api-docs';
 import type { ApiDocs } from '../openapi/api-docs';
 import { CANONICAL_STATUSES } from './statuses';
 import { StatusSchema } from './status.schema';
@@ -139,7 +145,7 @@ export function describeMessages(docs: ApiDocs): void {
     tags: ['Query API'],
     summary: 'A message and its history',
     security: [{ [BEARER]: [] }],
-    request: { params: MessageParams },
+    request: { params: MessageParams, headers: IF_NONE_MATCH },
     responses: {
       200: ok('The message, with `history`.', MessageDto),
       304: NOT_MODIFIED,
@@ -153,7 +159,7 @@ export function describeMessages(docs: ApiDocs): void {
     summary: 'Messages, filtered, keyset-paginated',
     security: [{ [BEARER]: [] }],
     // The parameters as the route reads them, once repeats are merged (queryParameters).
-    request: { query: ListQuery.out },
+    request: { query: ListQuery.out, headers: IF_NONE_MATCH },
     responses: {
       200: ok('A page of messages.', MessagePageDto),
       304: NOT_MODIFIED,

@@ -40,6 +40,11 @@ const ERROR_MEANING: Readonly<Record<number, string>> = {
   503: 'Unavailable (the database is unreachable, or the service is overloaded); see `Retry-After`.',
 };
 
+/** DESIGN §2 and §6: a 429 or a 503 says when to come back. */
+const RETRY_AFTER = z.object({
+  'Retry-After': z.string().meta({ description: 'Seconds to wait before trying again.' }),
+});
+
 /** Error answers in the service's error shape, by status. */
 export function errorResponses(...statuses: number[]): Record<number, ResponseConfig> {
   return Object.fromEntries(
@@ -47,19 +52,32 @@ export function errorResponses(...statuses: number[]): Record<number, ResponseCo
       status,
       {
         description: ERROR_MEANING[status] ?? 'Error.',
+        ...((status === 429 || status === 503) && { headers: RETRY_AFTER }),
         content: { 'application/json': { schema: ErrorBody } },
       },
     ]),
   );
 }
 
-export const NOT_MODIFIED: ResponseConfig = {
-  description: 'Not modified: `If-None-Match` named the current `ETag`.',
-};
-
 /** `ETag` on every `GET /v1/*` answer. */
 export const ETAG_HEADER = z.string().meta({
   description: 'Validator of this answer; send it back in `If-None-Match` to get a 304.',
+});
+
+/** A 304 carries the ETag it matched (RFC 9110 §15.4.5), so a client can keep it. */
+export const NOT_MODIFIED: ResponseConfig = {
+  description: 'Not modified: `If-None-Match` named the current `ETag`.',
+  headers: z.object({ ETag: ETAG_HEADER }),
+};
+
+/**
+ * The request header of a conditional GET, declared so that a generated client lets its
+ * caller send it (openapi-typescript types undeclared headers as `never`).
+ */
+export const IF_NONE_MATCH = z.object({
+  'If-None-Match': z.string().optional().meta({
+    description: 'An `ETag` of an earlier answer: a 304 without a body while it is current.',
+  }),
 });
 
 /** The bearer scheme of the query API (API_TOKENS). */

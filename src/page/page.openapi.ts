@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { ETAG_HEADER, NOT_MODIFIED } from '../openapi/api-docs';
+import { ETAG_HEADER, IF_NONE_MATCH, NOT_MODIFIED } from '../openapi/api-docs';
 import type { ApiDocs } from '../openapi/api-docs';
 import { INTERNAL_LISTENER } from '../openapi/listeners';
 
@@ -12,6 +12,7 @@ export function describePage(docs: ApiDocs): void {
     description:
       'One HTML document with its script and stylesheet inside. It asks for an API token and reads the query API with it.',
     servers: [INTERNAL_LISTENER],
+    request: { headers: IF_NONE_MATCH },
     responses: {
       200: {
         description: 'The page.',

@@ -1,6 +1,12 @@
 import { z } from 'zod';
 import { queryParameters } from '../http/query-params';
-import { BEARER, ETAG_HEADER, NOT_MODIFIED, errorResponses } from '../openapi/api-docs';
+import {
+  BEARER,
+  ETAG_HEADER,
+  IF_NONE_MATCH,
+  NOT_MODIFIED,
+  errorResponses,
+} from '../openapi/api-docs';
 import type { ApiDocs } from '../openapi/api-docs';
 
 /**
@@ -67,7 +73,7 @@ export function describeRelays(docs: ApiDocs): void {
     summary: "Relays of callbacks to the apps' own status callbacks, newest first",
     security: [{ [BEARER]: [] }],
     // The parameters as the route reads them, once repeats are merged (queryParameters).
-    request: { query: RelayListQuery.out },
+    request: { query: RelayListQuery.out, headers: IF_NONE_MATCH },
     responses: {
       200: { ...json('A page of relays.', RelayList), headers: z.object({ ETag: ETAG_HEADER }) },
       304: NOT_MODIFIED,

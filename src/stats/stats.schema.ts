@@ -1,7 +1,13 @@
 import { z } from 'zod';
 import { instant, oneOrMore, queryParameters } from '../http/query-params';
 import { countPerStatus } from '../messages/status.schema';
-import { BEARER, ETAG_HEADER, NOT_MODIFIED, errorResponses } from '../openapi/api-docs';
+import {
+  BEARER,
+  ETAG_HEADER,
+  IF_NONE_MATCH,
+  NOT_MODIFIED,
+  errorResponses,
+} from '../openapi/api-docs';
 import type { ApiDocs } from '../openapi/api-docs';
 
 export const StatsQuery = queryParameters(
@@ -92,7 +98,7 @@ export function describeStats(docs: ApiDocs): void {
       'Exact counts (equal to a scan of the messages) for any window edges, from rollups kept in the same transactions as the events.',
     security: [{ [BEARER]: [] }],
     // The parameters as the route reads them, once repeats are merged (queryParameters).
-    request: { query: StatsQuery.out },
+    request: { query: StatsQuery.out, headers: IF_NONE_MATCH },
     responses: {
       200: {
         description: 'The statistics.',

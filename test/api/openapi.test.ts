@@ -211,6 +211,42 @@ describe('what a client generated from the document can rely on', () => {
   });
 });
 
+describe('the headers a client reads', () => {
+  const answer = (status: number, headers: Record<string, string>, url = '/v1/messages') =>
+    checkAnswer({
+      listener: 'internal',
+      method: 'GET',
+      url,
+      status,
+      headers,
+      body: Buffer.alloc(0),
+    });
+
+  test('When a 304 comes without its ETag, or a 429 or 503 without Retry-After, then the check refuses it', () => {
+    expect(answer(304, { etag: 'W/"x"' })).toBeNull();
+    expect(answer(304, {})).toMatch(/ETag/);
+    expect(answer(304, {}, '/')).toMatch(/ETag/);
+    for (const status of [429, 503]) {
+      expect(answer(status, { 'retry-after': '1' })).toBeNull();
+      expect(answer(status, {})).toMatch(/Retry-After/);
+    }
+  });
+
+  test('When an operation answers 304, then it declares If-None-Match, so a generated client may send it', () => {
+    const doc = openApiDocument();
+    const conditional = Object.entries(doc.paths ?? {}).filter(
+      ([, item]) => item.get?.responses?.['304'] !== undefined,
+    );
+    expect(conditional.length).toBeGreaterThanOrEqual(6);
+    for (const [path, item] of conditional) {
+      const names = (item.get!.parameters ?? []).map(
+        (p) => `${(p as { in: string }).in}:${(p as { name: string }).name}`,
+      );
+      expect([path, names]).toEqual([path, expect.arrayContaining(['header:If-None-Match'])]);
+    }
+  });
+});
+
 describe('GET /docs', () => {
   test('When the docs are opened, then the page and every asset it loads come from the service', async () => {
     // DESIGN §6 names GET /docs: the page itself, not a redirect; /docs/ is the same page.
