@@ -54,6 +54,7 @@ const refusals = errorResponses(400, 401, 403, 413, 415, 429, 503);
 export function describeCallbacks(docs: ApiDocs): void {
   for (const withToken of [false, true]) {
     const suffix = withToken ? '/{token}' : '';
+    const idSuffix = withToken ? 'WithToken' : '';
     const params = withToken ? { params: token } : {};
     const acknowledged = {
       description: 'Durably stored (or a duplicate of a stored event): SignalWire stops retrying.',
@@ -61,6 +62,7 @@ export function describeCallbacks(docs: ApiDocs): void {
     docs.registerPath({
       method: 'post',
       path: `/callbacks/cxml${suffix}`,
+      operationId: `receiveCxmlCallback${idSuffix}`,
       tags: ['Callbacks (public listener)'],
       summary: 'A compatibility-API status callback',
       servers: [PUBLIC_LISTENER],
@@ -83,6 +85,7 @@ export function describeCallbacks(docs: ApiDocs): void {
     docs.registerPath({
       method: 'get',
       path: `/callbacks/cxml${suffix}`,
+      operationId: `receiveCxmlCallbackByGet${idSuffix}`,
       tags: ['Callbacks (public listener)'],
       summary: 'A compatibility-API status callback sent with GET',
       servers: [PUBLIC_LISTENER],
@@ -95,6 +98,7 @@ export function describeCallbacks(docs: ApiDocs): void {
     docs.registerPath({
       method: 'post',
       path: `/callbacks/native${suffix}`,
+      operationId: `receiveNativeCallback${idSuffix}`,
       tags: ['Callbacks (public listener)'],
       summary: 'A native messaging API status callback',
       servers: [PUBLIC_LISTENER],

@@ -83,6 +83,7 @@ export function describeFeed(docs: ApiDocs): void {
   docs.registerPath({
     method: 'get',
     path: '/v1/events',
+    operationId: 'listEvents',
     tags: ['Query API'],
     summary: 'The change feed: every stored event exactly once, in commit order',
     description: [

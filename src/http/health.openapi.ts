@@ -30,6 +30,7 @@ export function describeHealth(docs: ApiDocs): void {
   docs.registerPath({
     method: 'get',
     path: '/healthz',
+    operationId: 'getLiveness',
     tags: ['Operations'],
     summary: 'Liveness: the process is up',
     servers: [INTERNAL_LISTENER, PUBLIC_LISTENER],
@@ -40,6 +41,7 @@ export function describeHealth(docs: ApiDocs): void {
   docs.registerPath({
     method: 'get',
     path: '/readyz',
+    operationId: 'getReadiness',
     tags: ['Operations'],
     summary: 'Readiness: the replica can take traffic (database reachable, or spooling safely)',
     servers: [INTERNAL_LISTENER, PUBLIC_LISTENER],

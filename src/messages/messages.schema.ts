@@ -142,6 +142,7 @@ export function describeMessages(docs: ApiDocs): void {
   docs.registerPath({
     method: 'get',
     path: '/v1/messages/{id}',
+    operationId: 'getMessage',
     tags: ['Query API'],
     summary: 'A message and its history',
     security: [{ [BEARER]: [] }],
@@ -155,6 +156,7 @@ export function describeMessages(docs: ApiDocs): void {
   docs.registerPath({
     method: 'get',
     path: '/v1/messages',
+    operationId: 'listMessages',
     tags: ['Query API'],
     summary: 'Messages, filtered, keyset-paginated',
     security: [{ [BEARER]: [] }],

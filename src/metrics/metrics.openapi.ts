@@ -6,6 +6,7 @@ export function describeMetrics(docs: ApiDocs): void {
   docs.registerPath({
     method: 'get',
     path: '/metrics',
+    operationId: 'getMetrics',
     tags: ['Operations'],
     summary: 'Prometheus metrics (sw_status_*)',
     servers: [INTERNAL_LISTENER],

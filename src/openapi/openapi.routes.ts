@@ -75,6 +75,7 @@ export function describeOpenApi(docs: ApiDocs): void {
   docs.registerPath({
     method: 'get',
     path: '/openapi.json',
+    operationId: 'getOpenApiDocument',
     tags: ['Operations'],
     summary: 'This document (OpenAPI 3.1)',
     servers: [INTERNAL_LISTENER],
@@ -88,6 +89,7 @@ export function describeOpenApi(docs: ApiDocs): void {
   docs.registerPath({
     method: 'get',
     path: '/docs',
+    operationId: 'getDocs',
     tags: ['Operations'],
     summary: 'This document, rendered (Swagger UI)',
     servers: [INTERNAL_LISTENER],

@@ -7,6 +7,7 @@ export function describePage(docs: ApiDocs): void {
   docs.registerPath({
     method: 'get',
     path: '/',
+    operationId: 'getStatusPage',
     tags: ['Operations'],
     summary: 'The status page, for people (DESIGN §12)',
     description:

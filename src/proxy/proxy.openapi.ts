@@ -85,6 +85,8 @@ export function describeProxy(docs: ApiDocs): void {
       docs.registerPath({
         method: 'post',
         path: `${prefix}/Accounts/{accountSid}/Messages${extension}`,
+        // One per spelling: an operationId is unique in a document.
+        operationId: `sendCompatibilityMessage${prefix === '/2010-04-01' ? 'Short' : ''}${extension ? 'Json' : ''}`,
         tags: ['Send proxy'],
         summary: 'Send a message (compatibility API), with the service’s status callback',
         servers: [INTERNAL_LISTENER],
@@ -106,6 +108,7 @@ export function describeProxy(docs: ApiDocs): void {
   docs.registerPath({
     method: 'post',
     path: '/api/messaging/messages',
+    operationId: 'sendNativeMessage',
     tags: ['Send proxy'],
     summary: 'Send a message (native API), with the service’s status callback',
     servers: [INTERNAL_LISTENER],

@@ -69,6 +69,7 @@ export function describeRelays(docs: ApiDocs): void {
   docs.registerPath({
     method: 'get',
     path: '/v1/relays',
+    operationId: 'listRelays',
     tags: ['Query API'],
     summary: "Relays of callbacks to the apps' own status callbacks, newest first",
     security: [{ [BEARER]: [] }],
@@ -83,6 +84,7 @@ export function describeRelays(docs: ApiDocs): void {
   docs.registerPath({
     method: 'post',
     path: '/v1/relays/{id}/retry',
+    operationId: 'retryRelay',
     tags: ['Query API'],
     summary: 'Retry a dead relay (dead → pending)',
     security: [{ [BEARER]: [] }],

@@ -92,6 +92,7 @@ export function describeStats(docs: ApiDocs): void {
   docs.registerPath({
     method: 'get',
     path: '/v1/stats',
+    operationId: 'getStats',
     tags: ['Query API'],
     summary: 'Delivery statistics of the messages first seen in a window',
     description:

@@ -74,6 +74,29 @@ describe('GET /openapi.json', () => {
     await expect(SwaggerParser.validate(structuredClone(res.body))).resolves.toBeDefined();
   });
 
+  test('When a client is generated from the document, then every operation has its own operationId to name its method', () => {
+    // Without one, openapi-generator and friends make names up from the path (v1MessagesIdGet).
+    const ids: unknown[] = [];
+    for (const item of Object.values(openApiDocument().paths ?? {})) {
+      for (const operation of Object.values(item as Record<string, { operationId?: string }>)) {
+        ids.push(operation.operationId);
+      }
+    }
+    expect(ids.length).toBeGreaterThan(20);
+    for (const id of ids) expect(id).toMatch(/^[a-z][A-Za-z]+$/);
+    expect(new Set(ids).size).toBe(ids.length);
+    expect(ids).toEqual(
+      expect.arrayContaining([
+        'getMessage',
+        'listMessages',
+        'listEvents',
+        'getStats',
+        'listRelays',
+        'retryRelay',
+      ]),
+    );
+  });
+
   test('When the routes of both listeners are listed, then the document describes each of them on its listener', () => {
     // The page's script and the other assets are files, not API.
     const internal = routesOf(t.internalApp).filter((route) => route !== 'GET /docs/start.js');
