@@ -7,22 +7,60 @@ const Liveness = z
   .strict()
   .meta({ id: 'Liveness' });
 
+/** src/db/schema-version.ts's verdict, as /readyz gives it (src/http/health.routes.ts). */
+const SchemaVerdict = z
+  .object({
+    state: z.enum(['ok', 'ahead', 'too_old', 'too_new', 'unknown']).meta({
+      description:
+        '`unknown` until the database is reached; `ahead`: a newer release migrated it, still safe for this one.',
+    }),
+    version: z.number().int().optional().meta({ description: 'The newest migration applied.' }),
+    needs: z
+      .number()
+      .int()
+      .optional()
+      .meta({ description: 'The newest migration this release has.' }),
+    oldest_reader: z
+      .number()
+      .int()
+      .optional()
+      .meta({ description: 'The oldest release the applied migrations leave safe to run.' }),
+    missing: z
+      .array(z.string())
+      .optional()
+      .meta({ description: 'Migrations this release needs that are not applied.' }),
+  })
+  .strict();
+
 const Readiness = z
   .object({
     status: z.enum(['ready', 'unavailable', 'draining']),
     database: z.enum(['ok', 'unreachable']).optional(),
+    schema: SchemaVerdict.optional(),
+    reason: z
+      .string()
+      .optional()
+      .meta({ description: 'Why the replica is not ready, in one line.' }),
     spool: z
       .object({
         state: z.enum(['idle', 'spooling', 'replaying', 'failing', 'disabled']),
         depth: z.number().int(),
+        dead_letters: z
+          .number()
+          .int()
+          .meta({ description: 'Spooled events that can never be stored as they are.' }),
+        retrying: z.string().optional().meta({
+          description: 'While a replay write is retried after a transient failure: its SQLSTATE.',
+        }),
         waiting_for_schema: z.string().optional().meta({
           description:
             'While the spool waits for a database schema this release can write to: why (run the migrations).',
         }),
       })
+      .strict()
       .optional(),
   })
-  .catchall(z.unknown())
+  .strict()
   .meta({ id: 'Readiness' });
 
 /** /healthz and /readyz, served on both listeners (src/http/health.routes.ts). */

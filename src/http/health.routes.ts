@@ -2,7 +2,7 @@ import { Router } from 'express';
 import { sql } from 'kysely';
 import type { Db } from '../db/database';
 import type { InFlight } from '../process/in-flight';
-import type { DatabaseReadiness } from '../db/database-readiness';
+import type { DatabaseReadiness, DatabaseReadinessReport } from '../db/database-readiness';
 import type { IngestStatus } from '../ingest/group-commit-recorder';
 
 export interface Lifecycle {
@@ -64,11 +64,19 @@ export function healthRoutes({
     res.status(ready ? 200 : 503).json({
       status: ready ? 'ready' : 'unavailable',
       database,
-      ...gate,
+      ...('schema' in gate && { schema: wireSchema(gate.schema) }),
+      ...('reason' in gate && gate.reason !== undefined && { reason: gate.reason }),
       ...(spool && { spool }),
     });
   });
   return router;
+}
+
+/** JSON fields are snake_case (DESIGN §6): the verdict's `oldestReader` is `oldest_reader`. */
+function wireSchema(verdict: DatabaseReadinessReport['schema']): Record<string, unknown> {
+  if (!('oldestReader' in verdict)) return verdict;
+  const { oldestReader, ...rest } = verdict;
+  return { ...rest, oldest_reader: oldestReader };
 }
 
 function selectOne(db: Db): Promise<'ok' | 'unreachable'> {

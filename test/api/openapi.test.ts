@@ -270,6 +270,34 @@ describe('the headers a client reads', () => {
   });
 });
 
+describe('GET /readyz', () => {
+  const readiness = (body: unknown) =>
+    checkAnswer({
+      listener: 'public',
+      method: 'GET',
+      url: '/readyz',
+      status: 200,
+      headers: { 'content-type': 'application/json' },
+      body: Buffer.from(JSON.stringify(body)),
+    });
+
+  test('When readiness is read, then every field it carries is documented, and no other', () => {
+    expect(
+      readiness({
+        status: 'ready',
+        database: 'ok',
+        schema: { state: 'ahead', version: 9000, needs: 12, oldest_reader: 6 },
+        spool: { state: 'idle', depth: 0, dead_letters: 0 },
+      }),
+    ).toBeNull();
+    expect(readiness({ status: 'ready', schema: { state: 'ok', oldestReader: 6 } })).toMatch(
+      /additional/,
+    );
+    expect(readiness({ status: 'ready', spool: { state: 'idle', depth: 0 } })).toMatch(/required/);
+    expect(readiness({ status: 'ready', verdict: 'fine' })).toMatch(/additional/);
+  });
+});
+
 describe('GET /docs', () => {
   test('When the docs are opened, then the page and every asset it loads come from the service', async () => {
     // DESIGN §6 names GET /docs: the page itself, not a redirect; /docs/ is the same page.

@@ -5,6 +5,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import request from 'supertest';
 import { createPublicApp } from '../../src/app';
+import { checkedAgainstOpenApi } from '../helpers/openapi';
 import { createDatabaseReadiness } from '../../src/db/database-readiness';
 import { MIGRATIONS_DIR, knownMigrations, migrateToLatest } from '../../src/db/migrate';
 import { judgeSchema, migrationVersion } from '../../src/db/schema-version';
@@ -61,13 +62,17 @@ async function service(target: TestDatabase) {
     known: await knownMigrations(),
   });
   const lifecycle: Lifecycle = { draining: false, database: readiness };
-  const app = createPublicApp({
-    config: testConfig(),
-    logger,
-    db: target.db,
-    recorder: directRecorder(target.db),
-    lifecycle,
-  });
+  // Its answers are checked against the OpenAPI document, as test-app.ts's are.
+  const app = checkedAgainstOpenApi(
+    createPublicApp({
+      config: testConfig(),
+      logger,
+      db: target.db,
+      recorder: directRecorder(target.db),
+      lifecycle,
+    }),
+    'public',
+  );
   // The request log's own lines (a 503 is logged at error level) are not readiness's.
   const said = (level: number) =>
     lines.filter((line) => line.level >= level && line.msg !== 'request').map((line) => line.msg);
@@ -139,8 +144,8 @@ describe('readiness and the schema version', () => {
     expect(await migrateToLatest(target.db, next)).toEqual(['9000_additive']);
     const res = await probe();
     expect(res.status).toBe(200);
-    // oldestReader as this release's own migrations left it (0007 marks releases before 0006).
-    expect(res.body.schema).toMatchObject({ state: 'ahead', version: 9000, oldestReader: 6 });
+    // oldest_reader as this release's own migrations left it (0007 marks releases before 0006).
+    expect(res.body.schema).toMatchObject({ state: 'ahead', version: 9000, oldest_reader: 6 });
   });
 
   test('When the next release breaks older code and says so, then this release turns unready with the reason', async () => {
@@ -154,7 +159,7 @@ describe('readiness and the schema version', () => {
     expect(res.body).toMatchObject({
       status: 'unavailable',
       database: 'ok',
-      schema: { state: 'too_new', version: 9000, oldestReader: 9000 },
+      schema: { state: 'too_new', version: 9000, oldest_reader: 9000 },
     });
     expect(res.body.reason).toMatch(/^database schema too new: 9000 is safe only for releases/);
     await probe();
