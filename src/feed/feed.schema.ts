@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { oneOrMore, queryParameters } from '../http/query-params';
+import { decimalParameter, oneOrMore, queryParameters } from '../http/query-params';
 import { CANONICAL_STATUSES } from '../messages/statuses';
 import { StatusSchema } from '../messages/status.schema';
 import {
@@ -21,15 +21,14 @@ export const FeedQuery = queryParameters(
         description:
           'A `next_cursor` from an earlier page, or `now` for the current end. Absent: from the oldest event.',
       }),
-      limit: z.coerce.number().int().min(1).max(1000).default(100),
-      wait: z.coerce.number().min(0).max(MAX_WAIT_SECONDS).default(0).meta({
+      limit: decimalParameter({ integer: true, min: 1, max: 1000, default: 100 }),
+      wait: decimalParameter({
+        integer: false,
+        min: 0,
+        max: MAX_WAIT_SECONDS,
+        default: 0,
         description:
           'Long-poll: with no event to give, wait up to this many seconds for one to commit (on any replica) before answering an empty page.',
-        // zod-to-openapi renders a coerced non-integer number as number|null: say it plainly.
-        type: 'number',
-        minimum: 0,
-        maximum: MAX_WAIT_SECONDS,
-        default: 0,
       }),
       status: oneOrMore(
         CANONICAL_STATUSES as [string, ...string[]],

@@ -213,3 +213,36 @@ export function instant(description: string) {
       ],
     });
 }
+
+/**
+ * A number in the query string, written in decimal. Not z.coerce.number(), which is Number():
+ * a blank `wait=` was 0 (no long-poll, silently) while a blank `limit=` was refused, and
+ * `limit=0x10`, `limit=1e2` or `limit= 10` were taken as 16, 100 and 10 — values no client
+ * written against the document (`integer`) would expect to be read that way (config.ts reads
+ * its numbers the same way, for the same reasons).
+ */
+export function decimalParameter(options: {
+  /** Whole numbers only (`limit`); else a decimal point is allowed (`wait=0.5`). */
+  integer: boolean;
+  min: number;
+  max: number;
+  default: number;
+  description?: string;
+}) {
+  const pattern = options.integer ? /^\d+$/ : /^\d+(\.\d+)?$/;
+  const expected = options.integer ? 'a whole number (digits only)' : 'a decimal number';
+  return z
+    .string()
+    .regex(pattern, `Must be ${expected}`)
+    .transform(Number)
+    .pipe(z.number().min(options.min).max(options.max))
+    .default(options.default)
+    .meta({
+      ...(options.description !== undefined && { description: options.description }),
+      // What the client sends, as the document's readers expect it: not the string it arrives as.
+      type: options.integer ? 'integer' : 'number',
+      minimum: options.min,
+      maximum: options.max,
+      default: options.default,
+    });
+}

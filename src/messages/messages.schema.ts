@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import {
+  decimalParameter,
   instant,
   oneOrMore,
   oneOrMorePhoneNumbers,
@@ -43,7 +44,7 @@ export const ListQuery = queryParameters(
         description:
           '`activity`: newest activity first; a message that changes during a walk moves to the front, behind the walk, so the walk does not return it again, or at all if it had not reached it yet (follow `GET /v1/events` for changes). `created`: newest first-seen first, on a key that never changes: a walk neither skips nor repeats a message.',
       }),
-      limit: z.coerce.number().int().min(1).max(500).default(50),
+      limit: decimalParameter({ integer: true, min: 1, max: 500, default: 50 }),
       cursor: z
         .string()
         .max(300)

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { queryParameters } from '../http/query-params';
+import { decimalParameter, queryParameters } from '../http/query-params';
 import {
   BEARER,
   ETAG_HEADER,
@@ -23,7 +23,7 @@ export const RelayListQuery = queryParameters(
     .object({
       state: RelayState.optional(),
       message_id: z.string().min(1).max(64).optional(),
-      limit: z.coerce.number().int().min(1).max(500).default(50),
+      limit: decimalParameter({ integer: true, min: 1, max: 500, default: 50 }),
       cursor: z.string().max(200).optional(),
     })
     .strict(),
