@@ -6,7 +6,8 @@ import type { RequestHandler } from 'express';
  * (CORS_ORIGINS; none by default, so browsers keep refusing cross-origin reads). Preflights
  * are answered before authentication (a browser sends them without the Authorization header).
  * Credentials are a bearer token, never cookies: no Allow-Credentials. ETag is exposed so a
- * dashboard can send If-None-Match, Retry-After so it can back off.
+ * dashboard can send If-None-Match, Retry-After and the RateLimit headers so it can pace itself
+ * and back off, Allow so it can tell what a 405 wanted.
  */
 export function queryApiCors(origins: readonly string[]): RequestHandler | undefined {
   if (origins.length === 0) return undefined;
@@ -14,7 +15,14 @@ export function queryApiCors(origins: readonly string[]): RequestHandler | undef
     origin: origins.includes('*') ? '*' : [...new Set(origins.map(serializedOrigin))],
     methods: ['GET', 'POST'],
     allowedHeaders: ['Authorization', 'Content-Type', 'If-None-Match'],
-    exposedHeaders: ['ETag', 'Retry-After', 'X-Request-Id'],
+    exposedHeaders: [
+      'ETag',
+      'Retry-After',
+      'RateLimit',
+      'RateLimit-Policy',
+      'Allow',
+      'X-Request-Id',
+    ],
     maxAge: 600,
   });
 }

@@ -35,6 +35,36 @@ describe('CORS_ORIGINS', () => {
     expect(res.headers.vary).toMatch(/Origin/);
   });
 
+  test('When a listed origin is rate limited or uses a wrong method, then the headers that say what to do are readable', async () => {
+    const limited = await createTestApp({
+      CORS_ORIGINS: DASHBOARD,
+      RATE_LIMIT_QUERY_PER_MINUTE: '1',
+    });
+    try {
+      const call = () =>
+        request(limited.internalApp)
+          .get('/v1/events?after=now')
+          .set('Origin', DASHBOARD)
+          .auth(TEST_API_TOKEN, { type: 'bearer' });
+      const first = await call().expect(200);
+      const exposed = (first.headers['access-control-expose-headers'] as string).split(',');
+      // A browser script reads only the headers listed here (besides a few simple ones).
+      for (const header of ['ETag', 'Retry-After', 'RateLimit', 'RateLimit-Policy', 'Allow']) {
+        expect(exposed).toContain(header);
+      }
+      const second = await call().expect(429);
+      expect(second.headers.ratelimit).toBeDefined();
+      expect(second.headers['retry-after']).toBeDefined();
+      const wrong = await request(limited.internalApp)
+        .delete('/v1/events')
+        .set('Origin', DASHBOARD)
+        .auth(TEST_API_TOKEN, { type: 'bearer' });
+      expect(wrong.headers['access-control-expose-headers']).toMatch(/Allow/);
+    } finally {
+      await limited.close();
+    }
+  });
+
   test('When another origin calls, or anything outside /v1 is called, then no CORS header is given', async () => {
     const other = await request(t.internalApp)
       .get('/v1/events?after=now')
