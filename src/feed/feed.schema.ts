@@ -4,6 +4,7 @@ import { CANONICAL_STATUSES } from '../messages/statuses';
 import { StatusSchema } from '../messages/status.schema';
 import {
   BEARER,
+  bigintId,
   ETAG_HEADER,
   ErrorBody,
   IF_NONE_MATCH,
@@ -44,7 +45,7 @@ const timestamp = z.iso.datetime().meta({ description: 'ISO 8601, UTC.' });
 
 export const FeedEventDto = z
   .object({
-    seq: z.number().int(),
+    seq: bigintId(),
     message_id: z.string(),
     api: z.enum(['cxml', 'native']),
     status: StatusSchema,

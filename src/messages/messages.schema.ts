@@ -10,6 +10,7 @@ import {
 } from '../http/query-params';
 import {
   BEARER,
+  bigintId,
   ETAG_HEADER,
   IF_NONE_MATCH,
   NOT_MODIFIED,
@@ -65,7 +66,7 @@ const REASON = z
 
 export const HistoryDto = z
   .object({
-    seq: z.number().int(),
+    seq: bigintId(),
     status: StatusSchema,
     raw_status: z.string(),
     error_code: z.string().nullable(),

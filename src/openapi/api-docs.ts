@@ -80,6 +80,16 @@ export const IF_NONE_MATCH = z.object({
   }),
 });
 
+/**
+ * A PostgreSQL bigint (an event's seq, a relay's id) as JSON: `int64`, so that a generated
+ * client in a typed language does not read it into 32 bits (openapi-generator maps a bare
+ * `integer` to Java's Integer, which a busy store passes after 2^31 events); at most 2^53 − 1,
+ * the largest a JavaScript number holds exactly.
+ */
+export function bigintId() {
+  return z.number().int().min(1).max(Number.MAX_SAFE_INTEGER).meta({ format: 'int64' });
+}
+
 /** The bearer scheme of the query API (API_TOKENS). */
 export const BEARER = 'bearerAuth';
 

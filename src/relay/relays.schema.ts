@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { decimalParameter, queryParameters } from '../http/query-params';
 import {
   BEARER,
+  bigintId,
   ETAG_HEADER,
   IF_NONE_MATCH,
   NOT_MODIFIED,
@@ -35,9 +36,9 @@ export const RelayParams = z.object({
 
 export const RelayDto = z
   .object({
-    id: z.number().int(),
+    id: bigintId(),
     message_id: z.string(),
-    event_seq: z.number().int().nullable(),
+    event_seq: bigintId().nullable(),
     url: z.string(),
     state: RelayState,
     attempts: z.number().int(),

@@ -224,6 +224,25 @@ describe('what a client generated from the document can rely on', () => {
     ).toMatch(/enum/);
   });
 
+  test('When a bigint is read (an event seq, a relay id), then the document says int64, not a bare integer', () => {
+    const schemas = (openApiDocument().components?.schemas ?? {}) as Record<
+      string,
+      { properties: Record<string, { format?: string }> }
+    >;
+    for (const [schema, field] of [
+      ['HistoryEvent', 'seq'],
+      ['FeedEvent', 'seq'],
+      ['Relay', 'id'],
+      ['Relay', 'event_seq'],
+    ] as const) {
+      expect([schema, field, schemas[schema]!.properties[field]!.format]).toEqual([
+        schema,
+        field,
+        'int64',
+      ]);
+    }
+  });
+
   test('When the stats are read, then by_status has every status and nothing else', () => {
     expect(json('/v1/stats', stats)).toBeNull();
     const { read: _read, ...withoutRead } = stats.by_status;
