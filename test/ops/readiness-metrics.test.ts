@@ -17,6 +17,20 @@ beforeAll(async () => {
 });
 afterAll(() => t.close());
 
+/** An internal app whose database is a port nothing listens on: the query API answers 503. */
+async function withUnreachableDatabase() {
+  const { db } = createDb(`postgres://sw@127.0.0.1:${await freePort()}/sw_status`);
+  const app = createInternalApp({
+    config: testConfig(),
+    logger: createLogger('silent'),
+    db,
+    recorder: directRecorder(db),
+    lifecycle: { draining: false },
+    metrics: createMetrics({ processMetrics: false }),
+  });
+  return { app, db };
+}
+
 test('When /readyz changes its answer, then sw_status_ready follows it and each change is counted', async () => {
   await request(t.publicApp).get('/readyz').expect(200);
   let text = await scrape(t.internalApp);
@@ -36,17 +50,7 @@ test('When /readyz changes its answer, then sw_status_ready follows it and each 
 });
 
 test('When the service answers a 5xx of its own, then it is counted by listener, from 0', async () => {
-  // A service whose database is a port nothing listens on: the query API answers 503.
-  const { db } = createDb(`postgres://sw@127.0.0.1:${await freePort()}/sw_status`);
-  const metrics = createMetrics({ processMetrics: false });
-  const app = createInternalApp({
-    config: testConfig(),
-    logger: createLogger('silent'),
-    db,
-    recorder: directRecorder(db),
-    lifecycle: { draining: false },
-    metrics,
-  });
+  const { app, db } = await withUnreachableDatabase();
   try {
     let text = await scrape(app);
     expect(sample(text, 'sw_status_http_server_errors_total', { listener: 'public' })).toBe(0);
@@ -67,16 +71,7 @@ test('When /readyz finds the database unreachable, then sw_status_database_up is
   await request(t.publicApp).get('/readyz').expect(200);
   expect(sample(await scrape(t.internalApp), 'sw_status_database_up')).toBe(1);
 
-  const { db } = createDb(`postgres://sw@127.0.0.1:${await freePort()}/sw_status`);
-  const metrics = createMetrics({ processMetrics: false });
-  const app = createInternalApp({
-    config: testConfig(),
-    logger: createLogger('silent'),
-    db,
-    recorder: directRecorder(db),
-    lifecycle: { draining: false },
-    metrics,
-  });
+  const { app, db } = await withUnreachableDatabase();
   try {
     expect(sample(await scrape(app), 'sw_status_database_up')).toBeNaN();
     await request(app).get('/readyz');
