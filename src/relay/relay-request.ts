@@ -1,5 +1,5 @@
 import { relayUrl } from '../signalwire/send-rules';
-import { resolveSigningKey, signFormParams, signJsonBody } from '../signalwire/signing';
+import { resolveSigningKey, signFormParams, signJsonBody, signSha256 } from '../signalwire/signing';
 
 /**
  * The request a relay job becomes (DESIGN §10): the callback exactly as SignalWire sent it,
@@ -7,7 +7,9 @@ import { resolveSigningKey, signFormParams, signJsonBody } from '../signalwire/s
  * `validateRequest(signingKey, signature, url, params)` passes unchanged. Pure.
  *
  * - form body: base64 HMAC-SHA1 over the URL + sorted parameters (scheme B);
- * - JSON (or any other) body: hex HMAC-SHA1 over the URL + raw body (scheme A);
+ * - JSON (or any other) body: hex HMAC-SHA1 over the URL + raw body (scheme A), and the
+ *   `X-Signalwire-SHA256-Signature` SignalWire's JSON webhooks may carry beside it (hex
+ *   HMAC-SHA256 over the same), so an app that checks that one keeps passing too;
  * - GET (a cXML Application configured for GET): the query joins the caller's URL and the
  *   signature covers that whole URL, with no parameters.
  *
@@ -49,12 +51,16 @@ export function relayRequest(job: RelayJobToSend, signingKeys: readonly string[]
     };
   }
   if (job.contentType !== null) headers['content-type'] = job.contentType;
-  const signature =
-    key &&
-    (isForm(job.contentType)
-      ? signFormParams(key, target, [...new URLSearchParams(job.payload.toString('utf8'))])
-      : signJsonBody(key, target, job.payload));
-  return { url: target, method: 'POST', headers: signed(headers, signature), body: job.payload };
+  if (isForm(job.contentType)) {
+    const params = [...new URLSearchParams(job.payload.toString('utf8'))];
+    const signature = key && signFormParams(key, target, params);
+    return { url: target, method: 'POST', headers: signed(headers, signature), body: job.payload };
+  }
+  const withSha256 = key
+    ? { ...headers, 'x-signalwire-sha256-signature': signSha256(key, target, job.payload) }
+    : headers;
+  const signature = key && signJsonBody(key, target, job.payload);
+  return { url: target, method: 'POST', headers: signed(withSha256, signature), body: job.payload };
 }
 
 /** The headers with the signature, or unchanged when there is no key to sign with. */

@@ -66,5 +66,6 @@ test.each([
     expect(relay!.headers['content-type']).toBe(contentType);
     expect(relay!.headers).not.toHaveProperty('x-signalwire-signature');
     expect(relay!.headers).not.toHaveProperty('x-twilio-signature');
+    expect(relay!.headers).not.toHaveProperty('x-signalwire-sha256-signature');
   },
 );
