@@ -17,14 +17,22 @@ import type { BatchEvent } from './record-events.repository';
  * or the send's own record, late, brings none back. Not reached: a message with no row yet
  * (all it has is in the outage spool, or its first write is late), for the redaction leaves no
  * trace but the row; and the relay's copies (src/relay/relay-redaction.ts).
+ *
+ * It runs whatever STORE_BODY says now: a service restarted with it off still holds the texts
+ * it stored while it was on. With it off, a message that holds no text keeps `body` null (the
+ * API shows a body only when STORE_BODY stored one).
  */
-export async function forgetMessageText(db: Db, messageId: string): Promise<void> {
+export async function forgetMessageText(
+  db: Db,
+  messageId: string,
+  storeBody: boolean,
+): Promise<void> {
   await db.transaction().execute(async (trx) => {
     await trx.executeQuery(
       CompiledQuery.raw(
         `UPDATE messages SET body = '', updated_at = now()
-         WHERE id = $1 AND body IS DISTINCT FROM ''`,
-        [messageId],
+         WHERE id = $1 AND body IS DISTINCT FROM '' AND ($2 OR body IS NOT NULL)`,
+        [messageId, storeBody],
       ),
     );
     await forgetEventTexts(trx, [messageId]);

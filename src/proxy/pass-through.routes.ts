@@ -179,9 +179,9 @@ async function passMessageAnswer(
 }
 
 /**
- * With STORE_BODY=true, a message SignalWire has redacted (an update that empties its body,
- * answered 2xx) loses its text here too (src/messages/redaction.ts), before the caller hears
- * that it is done. A store that cannot do it does not hold the answer back: the log says so.
+ * A message SignalWire has redacted (an update that empties its body, answered 2xx) loses its
+ * text here too (src/messages/redaction.ts), before the caller hears that it is done. Also with
+ * STORE_BODY=false: what an earlier run with it on stored is still here. A store that cannot do it does not hold the answer back: the log says so.
  */
 async function forgetRedactedText(
   deps: ProxyDeps,
@@ -196,11 +196,13 @@ async function forgetRedactedText(
 ): Promise<void> {
   const { db } = deps;
   const messageId = call.updated;
-  if (!db || !deps.config.storeBody || call.status < 200 || call.status >= 300) return;
+  if (!db || call.status < 200 || call.status >= 300) return;
   if (messageId === null || !emptiesText(req, call.path, call.body)) return;
   try {
     await withTimeout(
-      forgetMessageText(db, messageId).then(() => forgetRelayedText(db, messageId)),
+      forgetMessageText(db, messageId, deps.config.storeBody).then(() =>
+        forgetRelayedText(db, messageId),
+      ),
       STORE_TIMEOUT_MS,
       'not done',
     );
