@@ -13,9 +13,10 @@ import type { Api } from './statuses';
 
 /**
  * Per event: stored, a duplicate of a stored event, or refused because its callback token
- * does not belong to the message's send (DESIGN §2 "A token authenticates its own send only").
+ * does not belong to the message's send (DESIGN §2 "A token authenticates its own send only"),
+ * or, with `existingOnly`, not stored because its message has no row (`message_gone`).
  */
-export type RecordOutcome = 'recorded' | 'duplicate' | 'refused_token';
+export type RecordOutcome = 'recorded' | 'duplicate' | 'refused_token' | 'message_gone';
 
 /** A message's current status changed (queued→sent, sent→delivered, …). */
 export interface StatusTransition {
@@ -30,6 +31,12 @@ export interface StatusTransition {
 }
 
 export interface RecordOptions {
+  /**
+   * Only events of messages that have a row are stored; the others are `message_gone`. A
+   * lookup's answer (src/reconcile) is about a message the sweep found: if retention removed it
+   * meanwhile, even while the write waited on its row, the answer alone must not create it anew.
+   */
+  existingOnly?: boolean;
   /** Told, after the commit, about every status change the batch caused (metrics). */
   onTransition?: (transition: StatusTransition) => void;
   /** Told, after the commit, how many relay jobs the batch wrote (wakes the relay worker). */
@@ -69,10 +76,16 @@ export async function recordEvents(
     index,
   }));
   const refused = new Set<number>();
+  const gone = new Set<number>();
+  const outcomeOfLeftOut = (index: number): RecordOutcome =>
+    refused.has(index) ? 'refused_token' : 'message_gone';
 
   for (;;) {
-    const active = refused.size === 0 ? keyed : keyed.filter(({ index }) => !refused.has(index));
-    if (active.length === 0) return keyed.map(() => 'refused_token');
+    const active =
+      refused.size + gone.size === 0
+        ? keyed
+        : keyed.filter(({ index }) => !refused.has(index) && !gone.has(index));
+    if (active.length === 0) return keyed.map(({ index }) => outcomeOfLeftOut(index));
     // Within one batch the first of a key is the candidate; later copies are duplicates.
     const firstOfKey = new Map<string, number>();
     for (const { key, index } of active) if (!firstOfKey.has(key)) firstOfKey.set(key, index);
@@ -81,9 +94,15 @@ export async function recordEvents(
     let result: { newKeys: Set<string>; transitions: StatusTransition[]; relays: number };
     try {
       result = await withRetry(() =>
-        db.transaction().execute((trx) => record(trx, active, candidates)),
+        db
+          .transaction()
+          .execute((trx) => record(trx, active, candidates, options.existingOnly ?? false)),
       );
     } catch (error) {
+      if (error instanceof MessageGone) {
+        for (const index of error.indices) gone.add(index);
+        continue;
+      }
       if (!(error instanceof TokenRefusal)) throw error;
       for (const index of error.indices) refused.add(index);
       continue;
@@ -100,7 +119,7 @@ export async function recordEvents(
       // observers are best-effort
     }
     return keyed.map(({ key, index }) => {
-      if (refused.has(index)) return 'refused_token';
+      if (refused.has(index) || gone.has(index)) return outcomeOfLeftOut(index);
       return firstOfKey.get(key) === index && newKeys.has(key) ? 'recorded' : 'duplicate';
     });
   }
@@ -120,6 +139,13 @@ class TokenRefusal extends Error {
   }
 }
 
+/** Events of messages that have no row, with `existingOnly`: the transaction rolls back. */
+class MessageGone extends Error {
+  constructor(readonly indices: readonly number[]) {
+    super('message gone');
+  }
+}
+
 /**
  * Inserts the new events and applies them to their messages, inside the caller's
  * transaction. Returns the keys of the new events and the status changes they made.
@@ -130,6 +156,7 @@ async function record(
   trx: Db,
   active: readonly KeyedEvent[],
   candidates: readonly KeyedEvent[],
+  existingOnly: boolean,
 ): Promise<{ newKeys: Set<string>; transitions: StatusTransition[]; relays: number }> {
   // A message without a row is created from its first event in the batch. Each event goes in
   // with the status its message would have after it were the message new: exact for new
@@ -152,6 +179,11 @@ async function record(
     [...initial.values()],
     [...tokenMessages],
   );
+  if (existingOnly && created.size > 0) {
+    throw new MessageGone(
+      active.filter(({ event }) => created.has(event.messageId)).map(({ index }) => index),
+    );
+  }
   if (tokenMessages.size > 0) {
     // A token's message left out of RECORD_BATCH's answer was just changed by a later
     // transaction: its binding can only be checked in a new one (see foldedOutOfOrder).

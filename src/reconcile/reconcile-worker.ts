@@ -135,13 +135,17 @@ export function createReconcileWorker(options: ReconcileWorkerOptions): Reconcil
       // Judged against the message as it is now, not as claimed: a callback recorded during
       // the lookup already told what the answer says (a native callback has a timestamp the
       // lookup's event lacks, so dedupe would not catch the copy, and the app would get it
-      // twice). A message removed meanwhile (retention) is left alone.
+      // twice). A message removed meanwhile (retention) is left alone, also when the removal
+      // commits while the write waits on its row (existingOnly).
       const current = await currentState(db, message.id);
       const event =
         current &&
         lookupEvent({ ...message, ...current }, result.answer, clock(), options.storeBody);
       if (event) {
-        const [recorded] = await recordEvents(db, [event], options.recordOptions);
+        const [recorded] = await recordEvents(db, [event], {
+          ...options.recordOptions,
+          existingOnly: true,
+        });
         if (recorded === 'recorded') {
           outcome = 'updated';
           logger.info(
