@@ -12,6 +12,7 @@ import { isDatabaseUnavailable } from '../db/database-unavailable';
 import { withTimeout } from '../db/with-timeout';
 import { approximateEventBytes } from './event-size';
 import { createReplayWriter, sleep } from './replay';
+import { withoutStoredText } from './spool-texts';
 import type { ReplayCounts, ReplayWriterOptions } from './replay';
 import type { Spool } from './spool';
 
@@ -75,6 +76,12 @@ export interface GroupCommitOptions {
   onReplayRefused?: ReplayWriterOptions['onRefused'];
   /** The transactional write; a test can substitute one that fails on purpose. */
   write?: typeof recordEvents;
+  /**
+   * STORE_BODY of this run: false, replayed events lose the text an earlier run with it on
+   * spooled (spool-texts.ts). Absent: replayed as spooled (the spool command, which has no
+   * configuration but DATABASE_URL).
+   */
+  storeBody?: boolean;
 }
 
 export type IngestMode = 'direct' | 'spooling' | 'replaying';
@@ -192,7 +199,15 @@ export function createGroupCommitRecorder(options: GroupCommitOptions): GroupCom
         db,
         logger,
         write: (database, events, writeOptions) =>
-          withTimeout(write(database, events, writeOptions), replayTimeoutMs, NOT_COMMITTED),
+          withTimeout(
+            write(
+              database,
+              options.storeBody === false ? events.map(withoutStoredText) : events,
+              writeOptions,
+            ),
+            replayTimeoutMs,
+            NOT_COMMITTED,
+          ),
         recordOptions,
         deadLetter: (event, reason) => spool.deadLetter(event, reason),
         onRefused: options.onReplayRefused,

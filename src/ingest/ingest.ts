@@ -36,6 +36,7 @@ export function createIngestRecorder(deps: {
     queueMax: config.ingestQueueMax,
     queueMaxBytes: config.ingestQueueMaxBytes,
     maxInFlight: maxInFlightFor(config.databasePoolMax),
+    storeBody: config.storeBody,
   });
   recorder.start();
   return recorder;

@@ -1,0 +1,86 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { sql } from 'kysely';
+import { normalizeCxmlCallback, normalizeNativeCallback } from '../../src/callbacks/normalize';
+import { createGroupCommitRecorder } from '../../src/ingest/group-commit-recorder';
+import { openSpool } from '../../src/ingest/spool';
+import { createLogger } from '../../src/logger';
+import { cxmlFields } from '../helpers/callbacks';
+import { createTestDatabase } from '../helpers/test-database';
+import type { TestDatabase } from '../helpers/test-database';
+import { eventually } from './support/eventually';
+
+/**
+ * STORE_BODY is read at start. Callbacks a run with it on spooled (PostgreSQL was away) are
+ * replayed by the next run: restarted with STORE_BODY=false, that run stores no text, from
+ * its spool either.
+ */
+
+const logger = createLogger(process.env.TEST_LOG_LEVEL ?? 'silent');
+let dir: string;
+let database: TestDatabase;
+
+beforeAll(async () => {
+  database = await createTestDatabase();
+  dir = await mkdtemp(path.join(os.tmpdir(), 'sw-status-spool-body-'));
+});
+afterAll(async () => {
+  await rm(dir, { recursive: true, force: true });
+  await database.destroy();
+});
+
+test('When a run with STORE_BODY=false replays callbacks a run with it on spooled, then no text is stored', async () => {
+  const cxml = cxmlFields({ Body: 'my one-time code is 424242' });
+  const nativeId = 'b1d4c3e2-0000-4000-8000-00000000abcd';
+  const spooled = await openSpool({ dir, logger });
+  await spooled.append([
+    normalizeCxmlCallback(cxml, { receivedAt: new Date(), storeBody: true }),
+    normalizeNativeCallback(
+      {
+        id: nativeId,
+        project_id: 'd4e5f6a7-b8c9-4012-8ef0-34567890abcd',
+        status: 'delivered',
+        body: 'my one-time code is 424242',
+        from: '+15551234567',
+        to: '+15557654321',
+      },
+      { receivedAt: new Date(), storeBody: true },
+    ),
+  ]);
+  await spooled.close();
+
+  const spool = await openSpool({ dir, logger });
+  const recorder = createGroupCommitRecorder({
+    db: database.db,
+    logger,
+    spool,
+    batchMax: 50,
+    batchWaitMs: 1,
+    queueMax: 100,
+    maxInFlight: 2,
+    storeBody: false,
+  });
+  recorder.start();
+  try {
+    await eventually(async () => {
+      const { rows } = await sql<{ n: number }>`
+        SELECT count(*)::int AS n FROM status_events`.execute(database.db);
+      return rows[0]!.n === 2;
+    }, 'the spool replayed');
+  } finally {
+    await recorder.drain();
+    await spool.close();
+  }
+
+  const { rows } = await sql<{ body: string | null; texts: number }>`
+    SELECT m.body, (SELECT count(*)::int FROM status_events e WHERE e.message_id = m.id
+                      AND e.raw::text LIKE '%424242%') AS texts
+    FROM messages m WHERE m.id IN (${cxml.MessageSid}, ${nativeId}) ORDER BY m.id`.execute(
+    database.db,
+  );
+  expect(rows).toEqual([
+    { body: null, texts: 0 },
+    { body: null, texts: 0 },
+  ]);
+});
