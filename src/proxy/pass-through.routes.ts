@@ -181,7 +181,8 @@ async function passMessageAnswer(
 /**
  * A message SignalWire has redacted (an update that empties its body, answered 2xx) loses its
  * text here too (src/messages/redaction.ts), before the caller hears that it is done. Also with
- * STORE_BODY=false: what an earlier run with it on stored is still here. A store that cannot do it does not hold the answer back: the log says so.
+ * STORE_BODY=false: what an earlier run with it on stored is still here. A store that cannot
+ * do it does not hold the answer back: the log says so.
  */
 async function forgetRedactedText(
   deps: ProxyDeps,
