@@ -146,21 +146,32 @@ describeBrowser('status page while the query API answers 503', () => {
     await page.locator('#failures', { hasText: failed.messageId }).waitFor(UNTIL);
   }, 240_000);
 
-  test('When the first load is answered 503 with Retry-After, then the page waits that long before it asks again', async () => {
-    const asked: number[] = [];
-    let refused503At = 0;
-    await page.route('**/v1/stats?*', async (route) => {
-      asked.push(Date.now());
-      if (refused503At === 0) {
-        refused503At = Date.now();
-        return answerNotNow(route, 'unavailable', 3);
-      }
-      return route.continue();
-    });
-    await openPage();
-    await page.locator('#live-state', { hasText: /^Live$/ }).waitFor(UNTIL);
-    // Both stats reads of the first load, then the next refresh's: not before Retry-After.
-    expect(asked.length).toBeGreaterThanOrEqual(4);
-    expect(asked[2]! - refused503At).toBeGreaterThanOrEqual(2_900);
-  });
+  test.each([
+    ['a browser clock that agrees with the service', 0],
+    // The first load's windows are then asked again by the service's clock: not a refused one.
+    ['a browser clock an hour ahead', 3_600_000],
+  ])(
+    'When the first load is answered 503 with Retry-After (%s), then the page waits that long before it asks again',
+    async (_clock, aheadMs) => {
+      await page.addInitScript((ms: number) => {
+        const browserNow = Date.now.bind(Date);
+        Date.now = () => browserNow() + ms;
+      }, aheadMs);
+      const asked: number[] = [];
+      let refused503At = 0;
+      await page.route('**/v1/stats?*', async (route) => {
+        asked.push(Date.now());
+        if (refused503At === 0) {
+          refused503At = Date.now();
+          return answerNotNow(route, 'unavailable', 3);
+        }
+        return route.continue();
+      });
+      await openPage();
+      await page.locator('#live-state', { hasText: /^Live$/ }).waitFor(UNTIL);
+      // Both stats reads of the first load, then the next refresh's: not before Retry-After.
+      expect(asked.length).toBeGreaterThanOrEqual(4);
+      expect(asked[2]! - refused503At).toBeGreaterThanOrEqual(2_900);
+    },
+  );
 });

@@ -72,8 +72,11 @@ async function open(token: string): Promise<void> {
     // These answers may have set the page's clock (server-clock.ts), the first ones always do:
     // windows asked by a browser clock that is off are asked again at once, by the service's.
     // Only the windows: the lists' answers stand (asked again, they would be 304s not drawn).
+    // Only when both were answered: a refused read (a 503 with Retry-After) is asked again by
+    // the next refresh, with the service's windows, when the service said to.
     const now = windows(api.serverNow());
-    if (now.day.created_until !== asked.day.created_until) {
+    const answered = stats.status === 'fulfilled' && perMinute.status === 'fulfilled';
+    if (answered && now.day.created_until !== asked.day.created_until) {
       [stats, perMinute] = await Promise.allSettled([api.stats(now.day), api.stats(now.hour)]);
     }
     if (stats.status === 'fulfilled' && stats.value.changed) {
