@@ -40,10 +40,16 @@ afterEach(async () => {
   }
 });
 
-/** A listener whose GET /slow answers after 300 ms (a send-proxy request waiting on SignalWire). */
-async function start(): Promise<{ server: Server; port: number }> {
+/**
+ * A listener whose GET /slow answers after 300 ms (a send-proxy request waiting on SignalWire);
+ * `slowBegun` resolves when the first one reaches the app.
+ */
+async function start(): Promise<{ server: Server; port: number; slowBegun: Promise<void> }> {
   const app = express();
+  let begun!: () => void;
+  const slowBegun = new Promise<void>((resolve) => (begun = resolve));
   app.get('/slow', (_req, res) => {
+    begun();
     setTimeout(() => res.json({ ok: true }), 300);
   });
   // The answer begun at once (headers sent, saying keep-alive), its end 300 ms later.
@@ -55,7 +61,7 @@ async function start(): Promise<{ server: Server; port: number }> {
   const server = createListener(app, settings);
   servers.push(server);
   await listenOn(server, 0, ['127.0.0.1']);
-  return { server, port: (server.address() as AddressInfo).port };
+  return { server, port: (server.address() as AddressInfo).port, slowBegun };
 }
 
 /** Whether the drain ended by itself within ENDED_BY_ITSELF_MS, and how long it took. */
@@ -86,7 +92,7 @@ function connect(
 const pause = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 test('When the listener closes while a keep-alive request is in flight, then the answer says Connection: close and the drain ends once it is answered', async () => {
-  const { server, port } = await start();
+  const { server, port, slowBegun } = await start();
   const agent = new http.Agent({ keepAlive: true });
   try {
     const answered = new Promise<string | undefined>((resolve, reject) => {
@@ -97,7 +103,9 @@ test('When the listener closes while a keep-alive request is in flight, then the
         })
         .on('error', reject);
     });
-    await pause(100);
+    // In flight: the app has it (a fixed pause could close the listener before a loaded
+    // machine even connected).
+    await slowBegun;
     const started = Date.now();
     const drained = closeServer(server, DRAIN_MS);
     expect(await answered).toBe('close');
