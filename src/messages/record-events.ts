@@ -75,17 +75,12 @@ export async function recordEvents(
     key: dedupeKey(event).toString('hex'),
     index,
   }));
-  const refused = new Set<number>();
-  const gone = new Set<number>();
-  const outcomeOfLeftOut = (index: number): RecordOutcome =>
-    refused.has(index) ? 'refused_token' : 'message_gone';
+  // Events a rolled-back attempt left out of the batch, with their answer.
+  const leftOut = new Map<number, RecordOutcome>();
 
   for (;;) {
-    const active =
-      refused.size + gone.size === 0
-        ? keyed
-        : keyed.filter(({ index }) => !refused.has(index) && !gone.has(index));
-    if (active.length === 0) return keyed.map(({ index }) => outcomeOfLeftOut(index));
+    const active = leftOut.size === 0 ? keyed : keyed.filter(({ index }) => !leftOut.has(index));
+    if (active.length === 0) return keyed.map(({ index }) => leftOut.get(index)!);
     // Within one batch the first of a key is the candidate; later copies are duplicates.
     const firstOfKey = new Map<string, number>();
     for (const { key, index } of active) if (!firstOfKey.has(key)) firstOfKey.set(key, index);
@@ -99,12 +94,8 @@ export async function recordEvents(
           .execute((trx) => record(trx, active, candidates, options.existingOnly ?? false)),
       );
     } catch (error) {
-      if (error instanceof MessageGone) {
-        for (const index of error.indices) gone.add(index);
-        continue;
-      }
-      if (!(error instanceof TokenRefusal)) throw error;
-      for (const index of error.indices) refused.add(index);
+      if (!(error instanceof LeftOut)) throw error;
+      for (const index of error.indices) leftOut.set(index, error.outcome);
       continue;
     }
 
@@ -119,7 +110,8 @@ export async function recordEvents(
       // observers are best-effort
     }
     return keyed.map(({ key, index }) => {
-      if (refused.has(index) || gone.has(index)) return outcomeOfLeftOut(index);
+      const left = leftOut.get(index);
+      if (left !== undefined) return left;
       return firstOfKey.get(key) === index && newKeys.has(key) ? 'recorded' : 'duplicate';
     });
   }
@@ -132,17 +124,17 @@ interface KeyedEvent {
   index: number;
 }
 
-/** Events whose token does not belong to their message's send: the transaction rolls back. */
-class TokenRefusal extends Error {
-  constructor(readonly indices: readonly number[]) {
-    super('callback token refused');
-  }
-}
-
-/** Events of messages that have no row, with `existingOnly`: the transaction rolls back. */
-class MessageGone extends Error {
-  constructor(readonly indices: readonly number[]) {
-    super('message gone');
+/**
+ * Events the batch must leave out, with their answer: their token does not belong to their
+ * message's send (`refused_token`), or, with `existingOnly`, their message has no row
+ * (`message_gone`). The transaction rolls back and the batch is recorded again without them.
+ */
+class LeftOut extends Error {
+  constructor(
+    readonly outcome: RecordOutcome,
+    readonly indices: readonly number[],
+  ) {
+    super(`events left out of the batch: ${outcome}`);
   }
 }
 
@@ -180,7 +172,8 @@ async function record(
     [...tokenMessages],
   );
   if (existingOnly && created.size > 0) {
-    throw new MessageGone(
+    throw new LeftOut(
+      'message_gone',
       active.filter(({ event }) => created.has(event.messageId)).map(({ index }) => index),
     );
   }
@@ -191,7 +184,7 @@ async function record(
       if (!created.has(id) && !existing.has(id)) throw foldedOutOfOrder(id);
     }
     const refused = refusedTokens(active, candidates, newKeys, created, existing);
-    if (refused.length > 0) throw new TokenRefusal(refused);
+    if (refused.length > 0) throw new LeftOut('refused_token', refused);
   }
 
   const newEvents = new Map<string, BatchEvent[]>();
