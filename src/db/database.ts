@@ -127,10 +127,13 @@ export function createDb(
   maxConnections = 10,
   {
     idleInTransactionTimeoutMs,
+    lockTimeoutMs,
     readerOf,
   }: {
     /** How long a transaction may wait for this process (db/kysely-pool.ts); tests shorten it. */
     idleInTransactionTimeoutMs?: number;
+    /** How long a transaction may wait for one lock (db/kysely-pool.ts); tests shorten it. */
+    lockTimeoutMs?: number;
     /** DATABASE_URL's database, when this is DATABASE_READ_URL's (db/standby-only.ts). */
     readerOf?: Db;
   } = {},
@@ -167,10 +170,10 @@ export function createDb(
   pool.on('connect', (client) => {
     client.on('error', () => undefined);
   });
-  const wrapped = kyselyPool(
-    pool,
-    idleInTransactionTimeoutMs ? { idleInTransactionTimeoutMs } : {},
-  );
+  const wrapped = kyselyPool(pool, {
+    ...(idleInTransactionTimeoutMs && { idleInTransactionTimeoutMs }),
+    ...(lockTimeoutMs && { lockTimeoutMs }),
+  });
   const db = new Kysely<Database>({
     dialect: new PostgresDialect({
       pool: readerOf ? standbyOnly(wrapped, { writerStarted: () => startedAt(readerOf) }) : wrapped,

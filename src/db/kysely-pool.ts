@@ -53,6 +53,18 @@ import { sqlState } from './write-failure';
  * it cannot cut a COMMIT short. SET LOCAL, not a startup parameter: PgBouncer refuses unknown
  * startup parameters, and a session SET does not follow a client in transaction mode.
  *
+ * 6. The same BEGIN sets lock_timeout LOCAL, unless the session's own (an operator's, on the
+ * role or database) is shorter: a transaction of ours waits that long at most for one lock,
+ * then fails with 55P03, which every writer takes for a transient failure (write-failure.ts).
+ * Without it a row lock held by someone else (an operator's session left open in a transaction
+ * after a `SELECT … FOR UPDATE` or an UPDATE of one message) made writes wait for as long as
+ * it was held: the live batch went to the spool at its commit timeout, and the replay then
+ * stopped on that message's event, abandoning one more waiting connection per replay timeout
+ * until the pool ran out, while no other message was stored and /readyz showed nothing wrong.
+ * Failing the wait lets the replay store the rest of its chunk and retry the locked event
+ * (spool.retrying: 55P03), and every abandoned statement ends by itself. It bounds only waits
+ * for a lock, never a statement at work or a COMMIT: a batch that may still commit stays one.
+ *
  * Behind PgBouncer in transaction mode, named statements need PgBouncer ≥ 1.21 with
  * `max_prepared_statements` set.
  */
@@ -97,14 +109,26 @@ const COMMIT_FOLLOWS = '\n-- sw-status: COMMIT follows';
  */
 export const IDLE_IN_TRANSACTION_TIMEOUT_MS = 30_000;
 
+/**
+ * How long a transaction of ours may wait for one lock (6. above): far beyond any wait for
+ * another batch of the write path (a commit's time), shorter than the spool replay's timeout
+ * (group-commit-recorder.ts), so a replay write meeting a held lock fails by itself first. A
+ * migration that needs another bound sets its own.
+ */
+export const LOCK_TIMEOUT_MS = 10_000;
+
 /** The pg pool as Kysely sees it (see above). */
 export function kyselyPool(
   pool: Pool,
-  { idleInTransactionTimeoutMs = IDLE_IN_TRANSACTION_TIMEOUT_MS } = {},
+  {
+    idleInTransactionTimeoutMs = IDLE_IN_TRANSACTION_TIMEOUT_MS,
+    lockTimeoutMs = LOCK_TIMEOUT_MS,
+  }: { idleInTransactionTimeoutMs?: number; lockTimeoutMs?: number } = {},
 ): PostgresPool {
-  // Sent in the same simple-protocol message as the transaction's BEGIN (5. above).
+  // Sent in the same simple-protocol message as the transaction's BEGIN (5. and 6. above).
   const bound =
     `SET LOCAL idle_in_transaction_session_timeout = ${Math.round(idleInTransactionTimeoutMs)}; ` +
+    `${tighterLockTimeout(Math.round(lockTimeoutMs))}; ` +
     `SET LOCAL sw_status.in_transaction = 'on'`;
   // One wrapper per connection, so Kysely keeps one connection object per pg client.
   const wrappers = new WeakMap<PoolClient, PostgresPoolClient>();
@@ -120,6 +144,20 @@ export function kyselyPool(
     },
     end: () => pool.end(),
   };
+}
+
+/**
+ * SET LOCAL lock_timeout to `ms` unless the session's own (set on the role or the database by
+ * an operator) is shorter already: that one stays. lock_timeout is in whole milliseconds, shown
+ * with a unit ('100ms', '1s', '1min'), 0 when off. A SELECT, so a REPEATABLE READ transaction
+ * takes its snapshot here, right before its first statement, not at it: the one such
+ * transaction (stats rebuildRollups) holds its lock from before its BEGIN.
+ */
+function tighterLockTimeout(ms: number): string {
+  return (
+    `SELECT set_config('lock_timeout', '${ms}', true) ` +
+    `WHERE current_setting('lock_timeout')::interval NOT BETWEEN interval '1 ms' AND interval '${ms} ms'`
+  );
 }
 
 interface Corkable {
