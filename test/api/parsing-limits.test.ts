@@ -268,6 +268,32 @@ describe('send proxy: parsing no body can make slow', () => {
     });
   });
 
+  test('When a native create carries 20,000 malformed custom variables, then one error says how many, not one per pair', async () => {
+    // 240 KB of `"0k":"v"` pairs was answered with 20,001 error items: 4.9 MB built and
+    // serialised on the event loop (~200 ms) for one request, 20 times the body it came from.
+    const customVariables = Object.fromEntries(
+      Array.from({ length: 20_000 }, (_, i) => [`${i}k`, 'v']),
+    );
+    const res = await request(t.internalApp)
+      .post('/api/messaging/messages')
+      .set('Authorization', AUTH)
+      .set('Content-Type', 'application/json')
+      .send(
+        JSON.stringify({
+          to: '+15551234567',
+          from: '+15557654321',
+          body: 'x',
+          custom_variables: customVariables,
+        }),
+      );
+    expect(res.status).toBe(422);
+    const errors = (res.body as { errors: Array<{ attribute: string; message: string }> }).errors;
+    expect(errors.filter((e) => e.attribute === 'custom_variables')).toEqual([
+      expect.objectContaining({ message: expect.stringMatching(/at most 20 pairs \(has 20000\)/) }),
+    ]);
+    expect(res.text.length).toBeLessThan(4096);
+  });
+
   test('When Content-Length announces more than 256 KiB, then 413 before the body is read', async () => {
     const res = await request(t.internalApp)
       .post('/api/messaging/messages')
