@@ -41,6 +41,8 @@ import { createFastServer } from './fast-server';
  *   refused it, and the create, each up to SIGNALWIRE_TIMEOUT_MS).
  * - When a connection is refused at `maxConnections`, the connections idle for
  *   `idleToFreeMs` or more (no answer owed) are closed: see freeIdleConnectionsWhenFull.
+ * - `maxBodyPieces`: a request whose body arrives in more pieces is answered 400 and cut (see
+ *   limitBodyPieces): Node hands each chunk of a chunked body to JavaScript on its own.
  */
 export interface ListenerSettings {
   headersTimeoutMs: number;
@@ -52,6 +54,7 @@ export interface ListenerSettings {
   maxOwedAnswers: number;
   stalledTimeoutMs: number;
   idleToFreeMs: number;
+  maxBodyPieces: number;
 }
 
 export const HEADERS_TIMEOUT_MS = 10_000;
@@ -61,6 +64,12 @@ export const MAX_OWED_ANSWERS = 32;
 const STALLED_TIMEOUT_MS = 120_000;
 /** Far longer than a busy client's pause between requests (milliseconds). */
 const IDLE_TO_FREE_MS = 5_000;
+/**
+ * A body comes in one piece per chunk its client wrote, or per socket read: a few, or a few
+ * hundred for the largest body (256 KiB) on a slow link. 4,096 pieces of the largest body
+ * average 64 bytes.
+ */
+export const MAX_BODY_PIECES = 4_096;
 
 /** The settings of both listeners (the same for both: neither needs longer). */
 export function listenerSettings(config: Config): ListenerSettings {
@@ -77,6 +86,7 @@ export function listenerSettings(config: Config): ListenerSettings {
       3 * config.signalwireTimeoutMs + 30_000,
     ),
     idleToFreeMs: IDLE_TO_FREE_MS,
+    maxBodyPieces: MAX_BODY_PIECES,
   };
 }
 
@@ -100,7 +110,10 @@ export function createListener(app: Express, settings: ListenerSettings, logger?
       } else if (faultyFraming(req)) refuseRequest(res, MALFORMED);
       else if (unsupportedTransferCoding(req)) refuseRequest(res, NOT_IMPLEMENTED);
       else if (lacksHost(req)) answerWithoutApp(res, MISSING_HOST);
-      else app(req, res);
+      else {
+        limitBodyPieces(req, res, settings.maxBodyPieces);
+        app(req, res);
+      }
     },
   );
   server.keepAliveTimeout = settings.keepAliveTimeoutMs;
@@ -256,6 +269,11 @@ const NOT_IMPLEMENTED: Refusal = [
   'unsupported_transfer_encoding',
   'Only the chunked transfer coding is supported',
 ];
+const FRAGMENTED: Refusal = [
+  400,
+  'body_too_fragmented',
+  'The request body came in too many pieces (chunks)',
+];
 const MISSING_HOST: Refusal = [400, 'missing_host', 'An HTTP/1.1 request must carry a Host header'];
 const EXPECTATION_FAILED: Refusal = [
   417,
@@ -285,6 +303,28 @@ function continueOnFirstRead(req: IncomingMessage, res: ServerResponse): void {
 }
 
 /** Whether a body follows the head: a length above zero, or a transfer coding. */
+/**
+ * Answers 400 and cuts the connection once the body has come in more than `max` pieces.
+ * Node's parser hands every chunk of a chunked body to JavaScript on its own — a Buffer, a
+ * push, a 'data' event — and a whole socket read of them at once: a 256 KiB body sent to the
+ * send proxy in 1-byte chunks (1.5 MB on the wire) cost 1.5 s of CPU, each of its reads holding
+ * the event loop 60–300 ms, where the same body with a Content-Length costs ~30 ms. Counted
+ * where the parser pushes each piece (before any reader sees it), so what the app reads is
+ * unchanged; past the limit nothing more is pushed and the socket is no longer read, so such a
+ * body costs at most the read that crossed the line.
+ */
+function limitBodyPieces(req: IncomingMessage, res: ServerResponse, max: number): void {
+  if (!hasBody(req)) return;
+  const push = req.push;
+  let pieces = 0;
+  req.push = function (this: IncomingMessage, chunk: unknown, encoding?: BufferEncoding) {
+    // null is the body's end, not a piece of it.
+    if (chunk === null || ++pieces <= max) return push.call(this, chunk, encoding);
+    if (pieces === max + 1) refuseRequest(res, FRAGMENTED);
+    return false;
+  };
+}
+
 function hasBody(req: IncomingMessage): boolean {
   const length = req.headers['content-length'];
   return req.headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0');

@@ -25,6 +25,7 @@ const settings: ListenerSettings = {
   maxConnections: 100,
   timeoutCheckIntervalMs: 1_000,
   maxOwedAnswers: 32,
+  maxBodyPieces: 64,
   stalledTimeoutMs: 120_000,
   idleToFreeMs: 5_000,
 };
