@@ -47,6 +47,12 @@ export function createRelayTransport(options: TransportOptions): RelayTransport 
  * the connection is closed instead: a huge body costs nothing but the socket.
  */
 const MAX_ANSWER_BODY_BYTES = 64 * 1024;
+/**
+ * Pieces of that body read: Node hands each chunk of a chunked answer to JavaScript on its
+ * own, so an app answering 64 KiB in 1-byte chunks held the event loop for each socket read of
+ * them (the listeners bound a request body the same way: src/http/listener.ts).
+ */
+const MAX_ANSWER_BODY_PIECES = 1_024;
 
 function exchange(
   request: RelayRequest,
@@ -95,9 +101,10 @@ function exchange(
       settle({ kind: 'answered', status: res.statusCode ?? 0 });
       // The body is not needed; reading it lets the socket be reused.
       let read = 0;
+      let pieces = 0;
       res.on('data', (chunk: Buffer) => {
         read += chunk.length;
-        if (read > MAX_ANSWER_BODY_BYTES) req.destroy();
+        if (read > MAX_ANSWER_BODY_BYTES || ++pieces > MAX_ANSWER_BODY_PIECES) req.destroy();
       });
       res.on('error', () => undefined);
       res.on('end', () => clearTimeout(timer));

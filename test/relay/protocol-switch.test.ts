@@ -68,3 +68,46 @@ test('When the callback URL answers 101 Switching Protocols, then the relay is r
   expect(job).toMatchObject({ attempts: 2, last_status: 101 });
   expect(job.last_error).toMatch(/HTTP 101/);
 });
+
+test('When the callback URL answers 200 with a body in thousands of 1-byte chunks, then the relay stops reading and closes the connection', async () => {
+  // Node hands each chunk to JavaScript on its own: 60,000 of them (360 KB on the wire, under
+  // the 64 KiB the relay reads of a body) were all read, and the connection kept for reuse.
+  let closedByRelay: () => void = () => undefined;
+  const closed = new Promise<void>((resolve) => (closedByRelay = resolve));
+  const chunky = net.createServer((socket) => {
+    socket.on('error', () => undefined);
+    socket.on('close', () => closedByRelay());
+    socket.once('data', () =>
+      socket.write(
+        'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n' +
+          '1\r\nx\r\n'.repeat(60_000) +
+          '0\r\n\r\n',
+      ),
+    );
+  });
+  await new Promise<void>((resolve) => chunky.listen(0, '127.0.0.1', resolve));
+  const transport = createRelayTransport({
+    timeoutMs: 60_000,
+    maxSockets: 4,
+    allowedNetworks: ['127.0.0.0/8'],
+    allowHttp: true,
+  });
+  try {
+    const result = await transport.send({
+      url: `http://127.0.0.1:${(chunky.address() as AddressInfo).port}/hook`,
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: Buffer.from('MessageStatus=sent'),
+    });
+    expect(result).toEqual({ kind: 'answered', status: 200 });
+    // Without the bound, the keep-alive agent holds the socket open until transport.close().
+    const outcome = await Promise.race([
+      closed.then(() => 'closed'),
+      new Promise((resolve) => setTimeout(() => resolve('still open'), 10_000)),
+    ]);
+    expect(outcome).toBe('closed');
+  } finally {
+    transport.close();
+    await new Promise((resolve) => chunky.close(resolve));
+  }
+});
