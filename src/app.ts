@@ -16,6 +16,7 @@ import { bearerAuth } from './http/bearer-auth';
 import { chain } from './http/chain';
 import { queryApiCors } from './http/cors';
 import { errorHandler, notFoundHandler } from './http/error-handler';
+import { boundForwardedFor } from './http/forwarded-for';
 import { documentedRoutes, methodNotAllowed } from './http/method-not-allowed';
 import { privateAnswers } from './http/etag';
 import { healthRoutes } from './http/health.routes';
@@ -93,6 +94,8 @@ function baseApp(deps: AppDeps, first?: RequestHandler): Express {
   app.use(
     chain(
       requestId(),
+      // Before anything reads req.ip (the public rate limit).
+      boundForwardedFor(),
       requestLog(deps.logger),
       securityHeaders(),
       (_req, res, next) => {
