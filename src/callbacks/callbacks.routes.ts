@@ -3,6 +3,7 @@ import type { Request, RequestHandler, Response } from 'express';
 import type { Config } from '../config';
 import { AppError, badRequest, forbidden, unauthorized, unavailable } from '../errors';
 import { chain } from '../http/chain';
+import { originForm } from '../http/origin-form';
 import { isUnstorableValue } from '../db/write-failure';
 import { maskTokens } from '../http/request-log';
 import type { Logger } from '../logger';
@@ -112,7 +113,7 @@ export function callbackEndpoint(
   ) as Record<Api, Partial<Record<string, RequestHandler>>>;
 
   return (req, res, next) => {
-    const matched = CALLBACK_ROUTE.exec(pathOf(req.url));
+    const matched = CALLBACK_ROUTE.exec(pathOf(originForm(req.url)));
     if (matched === null) return next();
     const api = matched[1]!.toLowerCase() as Api;
     const handler = routes[api][req.method];
@@ -166,7 +167,7 @@ export function callbackRoutes(): string[] {
 /** `/callbacks/cxml`, `/callbacks/native`, each optionally followed by `/:token` and a `/`. */
 const CALLBACK_ROUTE = /^\/callbacks\/(cxml|native)(?:\/([^/]+))?\/?$/i;
 
-/** The request target's path: what is before the query. */
+/** The request target's path (in origin form: see originForm): what is before the query. */
 function pathOf(url: string): string {
   const query = url.indexOf('?');
   return query === -1 ? url : url.slice(0, query);
@@ -415,7 +416,7 @@ function verifyOrRefuse(
   const { config } = deps;
   const result = verifySignature(config.signingKeys, config.publicBaseUrl, {
     headers: req.headers,
-    originalUrl: req.originalUrl,
+    originalUrl: originForm(req.originalUrl),
     body,
     rawBody: Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0),
     formParams: parsed.formParams,
@@ -433,7 +434,10 @@ function refuse(
   api: Api,
   req: Request,
   reason: RefusalReason,
-  candidateUrls: string[] = candidateUrlsFor(deps.config.publicBaseUrl, req.originalUrl),
+  candidateUrls: string[] = candidateUrlsFor(
+    deps.config.publicBaseUrl,
+    originForm(req.originalUrl),
+  ),
 ): AppError {
   deps.onCallback?.(api, 'unauthenticated', `refused_${reason}`);
   deps.logger.warn(

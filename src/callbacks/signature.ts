@@ -17,7 +17,10 @@ export type SignatureResult =
 
 export interface SignedRequest {
   headers: IncomingHttpHeaders;
-  /** The request's original path and query, exactly as received (`req.originalUrl`). */
+  /**
+   * The request's original path and query, exactly as received (`req.originalUrl`, a target in
+   * absolute form without its scheme and authority: originForm).
+   */
   originalUrl: string;
   /**
    * What the body is: `form` for an urlencoded body and for a GET (whose parameters are in

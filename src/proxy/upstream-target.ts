@@ -1,3 +1,4 @@
+import { originForm } from '../http/origin-form';
 import type { Api } from '../messages/statuses';
 
 /**
@@ -6,10 +7,6 @@ import type { Api } from '../messages/statuses';
  * route.
  */
 
-// RFC 9112 §3.2.2: a client may send the absolute form (`POST http://host/path`), which
-// Express routes by its path but keeps whole in originalUrl.
-const ABSOLUTE_FORM = /^[A-Za-z][A-Za-z0-9+.-]*:\/\/[^/?#]*/;
-
 /**
  * The path and query SignalWire gets: the caller's, byte for byte, without the scheme and
  * host of an absolute-form target (the space URL supplies those) or a fragment (never part
@@ -17,7 +14,7 @@ const ABSOLUTE_FORM = /^[A-Za-z][A-Za-z0-9+.-]*:\/\/[^/?#]*/;
  * host it names.
  */
 export function upstreamTarget(originalUrl: string): string {
-  const target = originalUrl.replace(ABSOLUTE_FORM, '').split('#')[0]!;
+  const target = originForm(originalUrl).split('#')[0]!;
   return target.startsWith('/') ? target : `/${target}`;
 }
 
