@@ -150,11 +150,28 @@ function candidatePrefixes(publicBaseUrl: string): string[] {
       : [`${origin}:${port}${basePath}`];
   if (port === defaultPort) prefixes.push(`${origin}${basePath}`);
   // URL parsing lower-cases the host (and punycodes it); SignalWire signs the URL it was given,
-  // and the proxy gives it PUBLIC_BASE_URL as written: that spelling verifies too.
-  const asWritten = publicBaseUrl.replace(/\/+$/, '');
-  if (!prefixes.includes(asWritten)) prefixes.push(asWritten);
+  // and the proxy gives it PUBLIC_BASE_URL as written: that spelling verifies too, with and
+  // without the default port like the canonical one (SignalWire may add or drop it).
+  for (const written of writtenSpellings(publicBaseUrl, port === '' ? defaultPort : null)) {
+    if (!prefixes.includes(written)) prefixes.push(written);
+  }
   prefixesByBaseUrl.set(publicBaseUrl, prefixes);
   return prefixes;
+}
+
+/**
+ * PUBLIC_BASE_URL as written (trailing slashes cut, as the proxy writes it), and, when it names
+ * the default port or none (`defaultPort` given), the same with that port removed and added.
+ */
+function writtenSpellings(publicBaseUrl: string, defaultPort: string | null): string[] {
+  const written = publicBaseUrl.replace(/\/+$/, '');
+  if (defaultPort === null) return [written];
+  const pathAt = written.indexOf('/', written.indexOf('//') + 2);
+  const origin = pathAt === -1 ? written : written.slice(0, pathAt);
+  const path = pathAt === -1 ? '' : written.slice(pathAt);
+  // The port as written (`:443`, or `:0443`, which also names it); an IPv6 host ends in `]`.
+  const host = origin.replace(/:\d*$/, '');
+  return [written, `${host}${path}`, `${host}:${defaultPort}${path}`];
 }
 
 function header(headers: IncomingHttpHeaders, name: string): string | undefined {

@@ -310,6 +310,21 @@ describe('candidateUrlsFor', () => {
       'https://hooks.example.com/SW/callbacks/cxml',
       'https://hooks.example.com:443/SW/callbacks/cxml',
       'https://Hooks.Example.com/SW/callbacks/cxml',
+      'https://Hooks.Example.com:443/SW/callbacks/cxml',
+    ]);
+  });
+
+  test('When the base URL is written with its default port and not in canonical form, then it is also tried as written without that port', () => {
+    expect(candidateUrlsFor('https://Hooks.Example.com:443/SW/', '/callbacks/cxml')).toEqual([
+      'https://hooks.example.com/SW/callbacks/cxml',
+      'https://hooks.example.com:443/SW/callbacks/cxml',
+      'https://Hooks.Example.com:443/SW/callbacks/cxml',
+      'https://Hooks.Example.com/SW/callbacks/cxml',
+    ]);
+    // A port that is not the default has one spelling only, its host as written or not.
+    expect(candidateUrlsFor('http://LB.example:8080', '/callbacks/cxml')).toEqual([
+      'http://lb.example:8080/callbacks/cxml',
+      'http://LB.example:8080/callbacks/cxml',
     ]);
   });
 
