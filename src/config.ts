@@ -429,6 +429,22 @@ export function cliLogLevel(fallback: LogLevel, env: NodeJS.ProcessEnv = process
   return value as LogLevel;
 }
 
+/**
+ * STORE_BODY for the spool command, which replays what a run with it on may have spooled:
+ * read and checked as the service reads it, so the command stores no text the service itself
+ * would not (DESIGN §4), and a typo is one line naming the variable.
+ */
+export function cliStoreBody(env: NodeJS.ProcessEnv = process.env): boolean {
+  // Empty means unset, as in loadConfig.
+  const checked = EnvSchema.shape.STORE_BODY.safeParse(env['STORE_BODY'] || undefined);
+  if (!checked.success) {
+    throw new ConfigError([
+      `STORE_BODY: ${[...new Set(checked.error.issues.map((i) => i.message))].join('; ')}`,
+    ]);
+  }
+  return checked.data;
+}
+
 export class ConfigError extends Error {
   constructor(readonly problems: readonly string[]) {
     super(`Invalid configuration:\n${problems.map((p) => `  - ${p}`).join('\n')}`);

@@ -78,8 +78,8 @@ export interface GroupCommitOptions {
   write?: typeof recordEvents;
   /**
    * STORE_BODY of this run: false, replayed events lose the text an earlier run with it on
-   * spooled (spool-texts.ts). Absent: replayed as spooled (the spool command, which has no
-   * configuration but DATABASE_URL).
+   * spooled (spool-texts.ts). Absent: replayed as spooled (tests; the service and the spool
+   * command both pass the STORE_BODY they read).
    */
   storeBody?: boolean;
 }

@@ -1,6 +1,6 @@
 import { existsSync } from 'node:fs';
 import path from 'node:path';
-import { DEFAULT_SPOOL_DIR, cliLogLevel, redactSecrets } from '../config';
+import { DEFAULT_SPOOL_DIR, cliLogLevel, cliStoreBody, redactSecrets } from '../config';
 import { cliDatabaseUrl } from '../db/cli-database-url';
 import { isDatabaseUnavailable, isSessionRefused } from '../db/database-unavailable';
 import { createDb } from '../db/database';
@@ -33,7 +33,8 @@ import type { Spool } from './spool';
  *   replays them like `replay`.
  *
  * Needs only DATABASE_URL (outside production: the embedded PostgreSQL when unset) and
- * optionally SPOOL_DIR, LOG_LEVEL (default warn).
+ * optionally SPOOL_DIR, LOG_LEVEL (default warn) and STORE_BODY (default false: as the service,
+ * it stores no text from the spool, even what a run with it on spooled).
  */
 const USAGE = `usage: spool <status|replay|requeue-dead-letters> [DIR] [--timeout SECONDS]
   DIR defaults to SPOOL_DIR (${process.env.SPOOL_DIR || DEFAULT_SPOOL_DIR})`;
@@ -42,6 +43,7 @@ async function main(argv: readonly string[]): Promise<number> {
   const { command, dir, timeoutMs } = parseArguments(argv);
   if (!existsSync(dir)) throw new StartupError(`${dir}: no such directory`);
   const logger = createLogger(cliLogLevel('warn'));
+  const storeBody = cliStoreBody();
   const holder = await findHolder(dir);
 
   // A holder on another machine (a volume shared over the network) cannot be asked from here.
@@ -110,7 +112,7 @@ async function main(argv: readonly string[]): Promise<number> {
     if (problem !== null) {
       throw new StartupError(`refusing to replay ${dir} into ${database.name}: ${problem}`);
     }
-    return await replay(spool, database.handle, database.name, logger, deadline);
+    return await replay(spool, database.handle, database.name, { logger, deadline, storeBody });
   } finally {
     await spool.close();
     await database?.handle.db.destroy();
@@ -127,8 +129,7 @@ async function replay(
   spool: Spool,
   database: DatabaseHandle,
   name: string,
-  logger: Logger,
-  deadline: number,
+  { logger, deadline, storeBody }: { logger: Logger; deadline: number; storeBody: boolean },
 ): Promise<number> {
   const depth = spool.depth();
   say(`replaying ${depth} events from ${spool.dir} into ${name}…`);
@@ -140,6 +141,7 @@ async function replay(
     batchWaitMs: 0,
     queueMax: 1,
     maxInFlight: 1,
+    storeBody,
   });
   recorder.start();
   // Nothing is recorded through it: draining just replays until empty or the deadline.
