@@ -191,7 +191,7 @@ export function createInternalApp(deps: AppDeps): Express {
     maxWaitMs: READ_STATEMENT_TIMEOUT_MS,
   });
   if (metrics) registerQueryReadMetrics(metrics.registry, reads);
-  app.use(messageRoutes({ ...deps, reads }));
+  app.use(messageRoutes({ ...deps, reads, storeBody: deps.config.storeBody }));
   app.use(
     relayRoutes({
       db: deps.db,

@@ -50,7 +50,15 @@ export interface HistoryDto {
   received_at: string;
 }
 
-export function toMessageDto(row: MessageRow, history?: readonly HistoryRow[]): MessageDto {
+/**
+ * `storeBody`: STORE_BODY of this run. Without it a body shows only when an earlier run with it
+ * stored a text: `''` (a message redacted at SignalWire, redaction.ts) is no text.
+ */
+export function toMessageDto(
+  row: MessageRow,
+  history?: readonly HistoryRow[],
+  { storeBody = false }: { storeBody?: boolean } = {},
+): MessageDto {
   return {
     id: row.id,
     api: row.api,
@@ -75,7 +83,7 @@ export function toMessageDto(row: MessageRow, history?: readonly HistoryRow[]): 
     sweep_checked_at: row.sweep_checked_at?.toISOString() ?? null,
     sweep_error: row.sweep_error,
     // Present only when STORE_BODY=true stored one.
-    ...(row.body !== null && { body: row.body }),
+    ...(row.body !== null && (storeBody || row.body !== '') && { body: row.body }),
     created_at: row.created_at.toISOString(),
     updated_at: row.updated_at.toISOString(),
     last_event_at: row.last_event_at.toISOString(),

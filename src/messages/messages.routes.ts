@@ -21,6 +21,7 @@ export function messageRoutes({
   readDb = db,
   readTimeoutMs = READ_STATEMENT_TIMEOUT_MS,
   reads = UNGATED_READS,
+  storeBody = false,
 }: {
   db: Db;
   readDb?: Db;
@@ -28,6 +29,8 @@ export function messageRoutes({
   readTimeoutMs?: number;
   /** How many of the query API's reads run at once (db/read-gate.ts). */
   reads?: ReadGate;
+  /** STORE_BODY: whether a redacted message shows its empty body (toMessageDto). */
+  storeBody?: boolean;
 }): Router {
   const router = Router();
 
@@ -42,7 +45,7 @@ export function messageRoutes({
     const last = found.history[found.history.length - 1];
     const version = `${rowVersion(found.message)}|${found.history.length}|${last?.seq}`;
     if (answeredNotModified(req, res, version)) return;
-    res.json(toMessageDto(found.message, found.history));
+    res.json(toMessageDto(found.message, found.history, { storeBody }));
   });
 
   router.get('/v1/messages', async (req, res) => {
@@ -92,7 +95,10 @@ export function messageRoutes({
         : null;
     const version = page.map(rowVersion).join(',');
     if (answeredNotModified(req, res, `${version}|${nextCursor}`)) return;
-    res.json({ data: page.map((row) => toMessageDto(row)), next_cursor: nextCursor });
+    res.json({
+      data: page.map((row) => toMessageDto(row, undefined, { storeBody })),
+      next_cursor: nextCursor,
+    });
   });
 
   return router;

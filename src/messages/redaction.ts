@@ -19,20 +19,17 @@ import type { BatchEvent } from './record-events.repository';
  * trace but the row; and the relay's copies (src/relay/relay-redaction.ts).
  *
  * It runs whatever STORE_BODY says now: a service restarted with it off still holds the texts
- * it stored while it was on. With it off, a message that holds no text keeps `body` null (the
- * API shows a body only when STORE_BODY stored one).
+ * it stored while it was on. With it off, a message that holds no text is marked `''` too, so
+ * a run with it on again stores no text SignalWire sends late for it; the API, with it off,
+ * shows no body for `''` (message-dto.ts).
  */
-export async function forgetMessageText(
-  db: Db,
-  messageId: string,
-  storeBody: boolean,
-): Promise<void> {
+export async function forgetMessageText(db: Db, messageId: string): Promise<void> {
   await db.transaction().execute(async (trx) => {
     await trx.executeQuery(
       CompiledQuery.raw(
         `UPDATE messages SET body = '', updated_at = now()
-         WHERE id = $1 AND body IS DISTINCT FROM '' AND ($2 OR body IS NOT NULL)`,
-        [messageId, storeBody],
+         WHERE id = $1 AND body IS DISTINCT FROM ''`,
+        [messageId],
       ),
     );
     await forgetEventTexts(trx, [messageId]);

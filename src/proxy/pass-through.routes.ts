@@ -201,9 +201,7 @@ async function forgetRedactedText(
   if (messageId === null || !emptiesText(req, call.path, call.body)) return;
   try {
     await withTimeout(
-      forgetMessageText(db, messageId, deps.config.storeBody).then(() =>
-        forgetRelayedText(db, messageId),
-      ),
+      forgetMessageText(db, messageId).then(() => forgetRelayedText(db, messageId)),
       STORE_TIMEOUT_MS,
       'not done',
     );
