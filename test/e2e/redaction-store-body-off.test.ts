@@ -1,12 +1,11 @@
 import { sql } from 'kysely';
 import { SIMULATOR_SIGNING_KEY } from '../../src/config';
 import { basicAuthHeader } from '../../src/signalwire/basic-auth';
-import { buildDelivery } from '../../src/simulator/callback-delivery';
 import { TEST_API_TOKEN } from '../helpers/test-app';
 import { createTestApp } from '../helpers/test-app';
 import type { TestApp } from '../helpers/test-app';
 import { listen } from '../proxy/support';
-import { E2E_PROJECT, E2E_TOKEN, startStack } from './stack';
+import { E2E_PROJECT, E2E_TOKEN, deliverComposedEarlier, startStack } from './stack';
 import type { Stack } from './stack';
 
 /**
@@ -96,23 +95,9 @@ test('When a message redacted with STORE_BODY off gets a callback with its text 
   expect((await redactThroughRestarted(id)).status).toBe(200);
 
   // The stack's receiver is the service with STORE_BODY on again.
-  const retry = buildDelivery(
-    999,
-    before,
-    { status: 'delivered', errorCode: null, errorMessage: null } as never,
-    1,
-    SIMULATOR_SIGNING_KEY,
-    new Date(Date.now() - 5_000),
-  );
-  expect(JSON.parse(retry.rawBody.toString())).toMatchObject({
-    body: 'my one-time code is 939393',
-  });
-  const answer = await fetch(retry.url, {
-    method: 'POST',
-    headers: { 'content-type': retry.contentType, 'x-signalwire-signature': retry.signature },
-    body: retry.rawBody,
-  });
-  expect(answer.status).toBe(200);
+  const retry = await deliverComposedEarlier(before);
+  expect(retry.sent).toMatchObject({ body: 'my one-time code is 939393' });
+  expect(retry.status).toBe(200);
 
   const { rows } = await sql<{ body: string | null; texts: number }>`
     SELECT m.body, (SELECT count(*) FROM status_events e WHERE e.message_id = m.id

@@ -3,6 +3,8 @@ import type { AppDeps } from '../../src/app';
 import type { EventRecorder } from '../../src/messages/event-recorder';
 import type { MessageDto } from '../../src/messages/message-dto';
 import { basicAuthHeader } from '../../src/signalwire/basic-auth';
+import { buildDelivery } from '../../src/simulator/callback-delivery';
+import type { SimulatedMessage } from '../../src/simulator/message-resources';
 import { startSimulator } from '../../src/simulator/simulator';
 import type { RunningSimulator, SimulatorOptions } from '../../src/simulator/simulator';
 import { createTestApp, TEST_API_TOKEN } from '../helpers/test-app';
@@ -114,5 +116,32 @@ export async function startStack(
       await receiver.close();
       await app.close();
     },
+  };
+}
+
+/**
+ * SignalWire's retry of a `delivered` callback it composed earlier: built from `message` as the
+ * simulator held it then (a copy taken before a change, e.g. a redaction), signed, delivered
+ * now. What it sent (the JSON body) and the receiver's answer.
+ */
+export async function deliverComposedEarlier(
+  message: SimulatedMessage,
+): Promise<{ sent: Record<string, unknown>; status: number }> {
+  const retry = buildDelivery(
+    999,
+    message,
+    { status: 'delivered', errorCode: null, errorMessage: null } as never,
+    1,
+    SIMULATOR_SIGNING_KEY,
+    new Date(Date.now() - 5_000),
+  );
+  const answer = await fetch(retry.url, {
+    method: 'POST',
+    headers: { 'content-type': retry.contentType, 'x-signalwire-signature': retry.signature },
+    body: retry.rawBody,
+  });
+  return {
+    sent: JSON.parse(retry.rawBody.toString()) as Record<string, unknown>,
+    status: answer.status,
   };
 }
