@@ -1,16 +1,15 @@
 import { createServer } from 'node:http';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { createLogger } from '../../src/logger';
 import { recordEvents } from '../../src/messages/record-events';
 import { createMessageLookup, retryAfter } from '../../src/reconcile/lookup-client';
-import { createReconcileWorker } from '../../src/reconcile/reconcile-worker';
 import type { ReconcileWorker, ReconcileWorkerOptions } from '../../src/reconcile/reconcile-worker';
 import { afterLookup, lookupPause } from '../../src/reconcile/sweep-policy';
 import { statusEvent } from '../factories';
 import { createTestDatabase } from '../helpers/test-database';
 import type { TestDatabase } from '../helpers/test-database';
 import { eventually } from '../relay/support';
+import { startTestSweep } from './support';
 
 /**
  * The sweep is a client of SignalWire's REST API (DESIGN §11): when SignalWire says it is
@@ -71,9 +70,8 @@ function startSweep(
   project: string,
   options: Partial<ReconcileWorkerOptions> = {},
 ): ReconcileWorker {
-  const worker = createReconcileWorker({
+  return startTestSweep({
     db: database.db,
-    logger: createLogger('silent'),
     lookup: createMessageLookup({
       baseUrl,
       credentials: new Map([[project, 'PT-token']]),
@@ -82,12 +80,8 @@ function startSweep(
     schedule: [50, 60_000],
     rate: 20,
     projects: [project],
-    storeBody: false,
-    pollMs: 20,
     ...options,
   });
-  worker.start();
-  return worker;
 }
 
 const pause = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));

@@ -1,15 +1,14 @@
 import { randomUUID } from 'node:crypto';
 import { sql } from 'kysely';
-import { createLogger } from '../../src/logger';
 import { recordEvents } from '../../src/messages/record-events';
 import type { StatusEvent } from '../../src/messages/status-event';
 import type { LookupResult } from '../../src/reconcile/lookup-client';
-import { createReconcileWorker } from '../../src/reconcile/reconcile-worker';
 import type { ReconcileWorker } from '../../src/reconcile/reconcile-worker';
 import { statusEvent } from '../factories';
 import { createTestDatabase } from '../helpers/test-database';
 import type { TestDatabase } from '../helpers/test-database';
 import { eventually } from '../relay/support';
+import { startTestSweep } from './support';
 
 /**
  * A lookup takes time (up to SIGNALWIRE_TIMEOUT_MS): the callback SignalWire was late with can
@@ -73,9 +72,8 @@ test('When the final callback lands while the lookup is under way, then the look
   ]);
 
   let looked = 0;
-  sweep = createReconcileWorker({
+  sweep = startTestSweep({
     db: database.db,
-    logger: createLogger('silent'),
     lookup: {
       async lookup(): Promise<LookupResult> {
         looked++;
@@ -84,13 +82,8 @@ test('When the final callback lands while the lookup is under way, then the look
         return { kind: 'found', answer: { id, project_id: PROJECT, status: 'delivered' } };
       },
     },
-    schedule: [50, 100],
-    rate: 100,
     projects: [PROJECT],
-    storeBody: false,
-    pollMs: 20,
   });
-  sweep.start();
   await eventually(async () => {
     const row = await database.db
       .selectFrom('messages')

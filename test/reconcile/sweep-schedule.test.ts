@@ -1,14 +1,13 @@
 import { sql } from 'kysely';
-import { createLogger } from '../../src/logger';
 import { recordEvents } from '../../src/messages/record-events';
 import type { LookupResult, LookupTarget } from '../../src/reconcile/lookup-client';
 import { sweepStats } from '../../src/reconcile/reconcile.repository';
-import { createReconcileWorker } from '../../src/reconcile/reconcile-worker';
 import type { ReconcileWorker, ReconcileWorkerOptions } from '../../src/reconcile/reconcile-worker';
 import { statusEvent } from '../factories';
 import { createTestDatabase } from '../helpers/test-database';
 import type { TestDatabase } from '../helpers/test-database';
 import { eventually } from '../relay/support';
+import { startTestSweep } from './support';
 
 /**
  * The sweep's schedule and lease (DESIGN §11) against a real PostgreSQL: a message is looked
@@ -45,19 +44,12 @@ function startSweep(
   lookup: (target: LookupTarget) => Promise<LookupResult>,
   options: Partial<ReconcileWorkerOptions> = {},
 ): ReconcileWorker {
-  const worker = createReconcileWorker({
+  return startTestSweep({
     db: database.db,
-    logger: createLogger('silent'),
     lookup: { lookup },
-    schedule: [50, 100],
-    rate: 100,
     projects: [project],
-    storeBody: false,
-    pollMs: 20,
     ...options,
   });
-  worker.start();
-  return worker;
 }
 
 const sent = (): Promise<LookupResult> =>

@@ -1,14 +1,13 @@
 import { randomUUID } from 'node:crypto';
 import { sql } from 'kysely';
-import { createLogger } from '../../src/logger';
 import { recordEvents } from '../../src/messages/record-events';
 import type { LookupResult } from '../../src/reconcile/lookup-client';
-import { createReconcileWorker } from '../../src/reconcile/reconcile-worker';
 import type { ReconcileWorker } from '../../src/reconcile/reconcile-worker';
 import { statusEvent } from '../factories';
 import { createTestDatabase } from '../helpers/test-database';
 import type { TestDatabase } from '../helpers/test-database';
 import { eventually } from '../relay/support';
+import { startTestSweep } from './support';
 
 /**
  * A lookup's answer is the provider's JSON, and JSON can hold a NUL character (`\u0000`), which
@@ -46,9 +45,8 @@ test('When a lookup answer holds a NUL character, then what it says is recorded 
   ]);
 
   let looked = 0;
-  sweep = createReconcileWorker({
+  sweep = startTestSweep({
     db: database.db,
-    logger: createLogger('silent'),
     lookup: {
       async lookup(): Promise<LookupResult> {
         looked++;
@@ -65,13 +63,8 @@ test('When a lookup answer holds a NUL character, then what it says is recorded 
         };
       },
     },
-    schedule: [50, 100],
-    rate: 100,
     projects: [PROJECT],
-    storeBody: false,
-    pollMs: 20,
   });
-  sweep.start();
   const message = await eventually(async () => {
     const row = await database.db
       .selectFrom('messages')

@@ -1,15 +1,14 @@
 import { createServer } from 'node:http';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { createLogger } from '../../src/logger';
 import { recordEvents } from '../../src/messages/record-events';
 import { createMessageLookup } from '../../src/reconcile/lookup-client';
-import { createReconcileWorker } from '../../src/reconcile/reconcile-worker';
 import type { ReconcileWorker } from '../../src/reconcile/reconcile-worker';
 import { statusEvent } from '../factories';
 import { createTestDatabase } from '../helpers/test-database';
 import type { TestDatabase } from '../helpers/test-database';
 import { eventually } from '../relay/support';
+import { startTestSweep } from './support';
 
 /**
  * DESIGN §11: a lookup SignalWire refuses is "recorded on the message's sweep state, not
@@ -63,23 +62,17 @@ async function sentMessage(project: string): Promise<string> {
 }
 
 function startSweep(project: string): ReconcileWorker {
-  const worker = createReconcileWorker({
+  return startTestSweep({
     db: database.db,
-    logger: createLogger('silent'),
     lookup: createMessageLookup({
       baseUrl,
       credentials: new Map([[project, 'PT-token']]),
       timeoutMs: 2_000,
     }),
     // Both steps long past for a message whose last event is a minute old.
-    schedule: [50, 100],
     rate: 20,
     projects: [project],
-    storeBody: false,
-    pollMs: 20,
   });
-  worker.start();
-  return worker;
 }
 
 const sweepState = (id: string) =>

@@ -1,16 +1,15 @@
 import { randomUUID } from 'node:crypto';
 import { sql } from 'kysely';
 import { createDb } from '../../src/db/database';
-import { createLogger } from '../../src/logger';
 import { recordEvents } from '../../src/messages/record-events';
 import type { LookupResult } from '../../src/reconcile/lookup-client';
-import { createReconcileWorker } from '../../src/reconcile/reconcile-worker';
 import type { ReconcileWorker } from '../../src/reconcile/reconcile-worker';
 import { removeExpiredMessages } from '../../src/retention/retention.repository';
 import { statusEvent } from '../factories';
 import { createTestDatabase } from '../helpers/test-database';
 import type { TestDatabase } from '../helpers/test-database';
 import { eventually } from '../relay/support';
+import { startTestSweep } from '../reconcile/support';
 
 /**
  * The sweep's last lookup and retention can meet: with RETENTION_DAYS=1 and the default
@@ -45,9 +44,8 @@ test('When retention removes a message while the sweep records its lookup, then 
   let step: Promise<number> | undefined;
   let commit: () => void = () => {};
   try {
-    sweep = createReconcileWorker({
+    sweep = startTestSweep({
       db: database.db,
-      logger: createLogger('silent'),
       lookup: {
         async lookup(): Promise<LookupResult> {
           // Retention's step has removed the message, not yet committed: the sweep still sees
@@ -63,13 +61,8 @@ test('When retention removes a message while the sweep records its lookup, then 
           return { kind: 'found', answer: { id, project_id: PROJECT, status: 'delivered' } };
         },
       },
-      schedule: [50, 100],
-      rate: 100,
       projects: [PROJECT],
-      storeBody: false,
-      pollMs: 20,
     });
-    sweep.start();
     await eventually(async () => step !== undefined, 5_000);
     expect(await step).toBe(1);
     // The sweep's write has had its turn after the step.
