@@ -558,6 +558,20 @@ rendered('Kubernetes manifests: migrations before the rollout', () => {
     expect(nextJob.spec!.template.spec!.containers[0]!.image).toMatch(/:0\.2\.0$/);
   });
 
+  test('When the release pins its image by digest, then every workload runs that digest and the Job is still named after the tag', () => {
+    const digest = `sha256:${'0123456789abcdef'.repeat(4)}`;
+    const pinned = renderEdited((copy) => {
+      const file = path.join(copy, 'release', 'kustomization.yaml');
+      writeFileSync(file, readFileSync(file, 'utf8').replace(/# digest: \S+/, `digest: ${digest}`));
+    });
+    const image = one<IStatefulSet>(pinned, 'StatefulSet').spec!.template.spec!.containers[0]!
+      .image!;
+    const pinnedJob = one<IJob>(pinned, 'Job');
+    expect(image).toBe(`registry.example.com/sw-status:0.1.0@${digest}`);
+    expect(pinnedJob.spec!.template.spec!.containers[0]!.image).toBe(image);
+    expect(pinnedJob.metadata!.name).toBe('sw-status-migrate-0.1.0');
+  });
+
   test('When Argo CD syncs, then the Job is a PreSync hook that replaces its predecessor', () => {
     expect(job().metadata!.annotations).toMatchObject({
       'argocd.argoproj.io/hook': 'PreSync',
