@@ -302,7 +302,6 @@ function continueOnFirstRead(req: IncomingMessage, res: ServerResponse): void {
   };
 }
 
-/** Whether a body follows the head: a length above zero, or a transfer coding. */
 /**
  * Answers 400 and cuts the connection once the body has come in more than `max` pieces.
  * Node's parser hands every chunk of a chunked body to JavaScript on its own — a Buffer, a
@@ -325,6 +324,7 @@ function limitBodyPieces(req: IncomingMessage, res: ServerResponse, max: number)
   };
 }
 
+/** Whether a body follows the head: a length above zero, or a transfer coding. */
 function hasBody(req: IncomingMessage): boolean {
   const length = req.headers['content-length'];
   return req.headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0');
