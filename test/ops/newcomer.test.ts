@@ -103,7 +103,7 @@ describe('a checkout with the embedded PostgreSQL', () => {
     );
     expect(line).toContain(`kill ${holder.child.pid}`);
     expect(line.split('\n')).toHaveLength(1);
-  });
+  }, 60_000);
 
   test('When npm run migrate runs while the service runs, then it says which instance holds the data and what to do', async () => {
     const holder = running[0]!;
@@ -115,7 +115,7 @@ describe('a checkout with the embedded PostgreSQL', () => {
     );
     expect(line).toContain('it applies migrations itself when it starts');
     expect(line.split('\n')).toHaveLength(1);
-  });
+  }, 60_000);
 
   test('When the service has stopped and npm run migrate finds nothing to do, then it says so in one line', async () => {
     const holder = running[0]!;
@@ -219,7 +219,7 @@ test('When several variables are wrong at once, then every one is reported in th
     expect(line).toMatch(new RegExp(`^  - ${name}: `, 'm'));
   }
   expect(service.stdout()).toBe('');
-});
+}, 60_000);
 
 test('When DATABASE_URL points where no database listens, then npm start says so in one line naming the address', async () => {
   const port = await freePort();
@@ -239,4 +239,4 @@ test('When DATABASE_URL points where no database listens, then npm start says so
   expect(line).toBe(
     `DATABASE_URL: cannot reach the database at 127.0.0.1:${port} (connect ECONNREFUSED 127.0.0.1:${port})`,
   );
-});
+}, 60_000);
