@@ -8,11 +8,13 @@
 export function withTimeout<T>(work: Promise<T>, ms: number, what = 'no answer'): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   const expired = new Promise<never>((_resolve, reject) => {
-    timer = setTimeout(
-      () => reject(Object.assign(new Error(`${what} within ${ms} ms`), { code: 'ETIMEDOUT' })),
-      ms,
-    );
+    timer = setTimeout(() => reject(timedOut(`${what} within ${ms} ms`)), ms);
   });
   work.catch(() => undefined);
   return Promise.race([work, expired]).finally(() => clearTimeout(timer));
+}
+
+/** The error of work that ran out of its time: ETIMEDOUT, as a lost connection's is taken. */
+export function timedOut(message: string): Error {
+  return Object.assign(new Error(message), { code: 'ETIMEDOUT' });
 }

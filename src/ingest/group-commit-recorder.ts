@@ -9,7 +9,7 @@ import { recordEvents } from '../messages/record-events';
 import type { RecordOptions, RecordOutcome } from '../messages/record-events';
 import type { StatusEvent } from '../messages/status-event';
 import { isDatabaseUnavailable } from '../db/database-unavailable';
-import { withTimeout } from '../db/with-timeout';
+import { timedOut, withTimeout } from '../db/with-timeout';
 import { approximateEventBytes } from './event-size';
 import { createReplayWriter, sleep } from './replay';
 import { withoutStoredText } from './spool-texts';
@@ -310,7 +310,11 @@ export function createGroupCommitRecorder(options: GroupCommitOptions): GroupCom
     for (let index = 0; index < batch.length; index++) {
       const pending = batch[index]!;
       const remainingMs = deadline - performance.now();
-      if (remainingMs <= 0) return unreachable(batch.slice(index), commitTimeoutSpent());
+      if (remainingMs <= 0)
+        return unreachable(
+          batch.slice(index),
+          timedOut(`${NOT_COMMITTED} within the batch's commit timeout`),
+        );
       try {
         const [outcome] = await withTimeout(
           write(db, [pending.event], recordOptions),
@@ -553,13 +557,6 @@ export function createGroupCommitRecorder(options: GroupCommitOptions): GroupCom
 
 /** A late write is treated like a lost connection (withTimeout): it may still commit later. */
 const NOT_COMMITTED = 'not committed';
-
-/** Why the rest of a batch was spooled: its commit timeout ran out in the one-by-one fallback. */
-function commitTimeoutSpent(): Error {
-  return Object.assign(new Error(`${NOT_COMMITTED} within the batch's commit timeout`), {
-    code: 'ETIMEDOUT',
-  });
-}
 
 function unavailableError(): AppError {
   return unavailable('The event could not be stored; retry later', 2);
