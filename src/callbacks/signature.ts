@@ -1,6 +1,12 @@
 import { timingSafeEqual } from 'node:crypto';
 import type { IncomingHttpHeaders } from 'node:http';
-import { sha256Hex, signFormParams, signJsonBody, signSha256 } from '../signalwire/signing';
+import {
+  sha256Hex,
+  signFormString,
+  signJsonBody,
+  signSha256,
+  signedFormParams,
+} from '../signalwire/signing';
 import type { FormParams } from '../signalwire/signing';
 
 export type SignatureFailure = 'missing' | 'mismatch' | 'sha256_mismatch' | 'body_hash_mismatch';
@@ -80,9 +86,11 @@ export function verifySignature(
   }
 
   if (request.body === 'form') {
-    // Scheme B over the URL and the sorted parameters (a GET has them in the URL).
+    // Scheme B over the URL and the sorted parameters (a GET has them in the URL). They are
+    // the same for every candidate URL and key: sorted and joined once, not once per try.
+    const signedParams = signedFormParams(request.formParams);
     const match = firstMatch(keys, candidateUrls, (key, url) =>
-      safeEqual(signFormParams(key, url, request.formParams), sha1!),
+      safeEqual(signFormString(key, url, signedParams), sha1!),
     );
     return match
       ? { ok: true, scheme: 'B', ...match }
@@ -102,7 +110,7 @@ export function verifySignature(
     : null;
   if (bodyHash !== null) {
     const matchB = firstMatch(keys, candidateUrls, (key, url) =>
-      safeEqual(signFormParams(key, url, []), sha1!),
+      safeEqual(signFormString(key, url, ''), sha1!),
     );
     if (matchB) {
       return safeEqual(sha256Hex(request.rawBody), bodyHash.toLowerCase())

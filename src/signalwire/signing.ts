@@ -19,11 +19,27 @@ export function signJsonBody(key: string, url: string, rawBody: string | Buffer)
  * order; nothing is encoded and there are no separators.
  */
 export function signFormParams(key: string, url: string, params: FormParams): string {
+  return signFormString(key, url, signedFormParams(params));
+}
+
+/**
+ * What scheme B signs after the URL: every parameter as key + value, sorted by key (stable).
+ * It depends on the parameters only, so a verifier trying several URLs and keys builds it once.
+ */
+export function signedFormParams(params: FormParams): string {
   const sorted = [...params].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
-  // One update with the whole string: each update() is a call into C++.
-  let signed = url;
+  let signed = '';
   for (const [name, value] of sorted) signed += name + value;
-  return createHmac('sha1', key).update(signed).digest('base64');
+  return signed;
+}
+
+/** Scheme B over the url and signedFormParams' string. */
+export function signFormString(key: string, url: string, signedParams: string): string {
+  // One update with one string, as signed: each update() is a call into C++, and separate
+  // updates would encode a surrogate pair split across the join as two replacement characters.
+  return createHmac('sha1', key)
+    .update(url + signedParams)
+    .digest('base64');
 }
 
 /** The `X-Signalwire-SHA256-Signature` some JSON webhooks carry: hex HMAC-SHA256 over url + body. */

@@ -289,6 +289,36 @@ describe('verifySignature', () => {
   test('When no signature header is sent, then the reason is missing', () => {
     expect(verify(['k1'], {})).toMatchObject({ ok: false, reason: 'missing' });
   });
+
+  test('When a forged form is tried against every key and candidate URL, then its parameters are sorted once', () => {
+    // 3 keys × 4 candidate URLs (a written spelling with :443): each try sorted the 1,000
+    // parameters again, 12 sorts of the largest body the limits allow.
+    const keys = ['k1', 'k2', 'k3'];
+    const written = 'https://Hooks.Example.com:443/sw';
+    const form: Array<[string, string]> = Array.from({ length: 1000 }, (_, i) => [
+      `p${(i * 7919) % 1000}`,
+      String(i),
+    ]);
+    const request = {
+      headers: { 'x-signalwire-signature': 'Zm9yZ2VkZm9yZ2VkZm9yZ2VkZm9yZ2U=' },
+      originalUrl: '/callbacks/cxml',
+      body: 'form' as const,
+      rawBody: Buffer.from(new URLSearchParams(form).toString()),
+      formParams: form,
+    };
+    expect(candidateUrlsFor(written, '/callbacks/cxml')).toHaveLength(4);
+    const sort = jest.spyOn(Array.prototype, 'sort');
+    try {
+      expect(verifySignature(keys, written, request)).toMatchObject({ ok: false });
+      expect(sort).toHaveBeenCalledTimes(1);
+    } finally {
+      sort.mockRestore();
+    }
+    // And the one sorted string is what each of them signs: the last key and URL still verify.
+    const genuine = signFormParams('k3', 'https://Hooks.Example.com/sw/callbacks/cxml', form);
+    const signed = { ...request, headers: { 'x-signalwire-signature': genuine } };
+    expect(verifySignature(keys, written, signed)).toMatchObject({ ok: true, keyIndex: 2 });
+  });
 });
 
 describe('candidateUrlsFor', () => {
