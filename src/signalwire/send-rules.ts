@@ -208,9 +208,16 @@ export function relayUrl(callbackUrl: string): string {
   return hash === -1 ? callbackUrl : callbackUrl.slice(0, hash);
 }
 
-/** Characters as a person counts them (code points), so an emoji is one, not two. */
-function charCount(value: string): number {
-  return [...value].length;
+/**
+ * Whether a text has more than `max` characters as a person counts them (code points), so an
+ * emoji is one, not two. A code point is one or two UTF-16 units, so the count lies between
+ * half the length and the length: only a text between `max` and 2 × `max` units long is
+ * counted. A 256 KiB Body (the proxy's limit) took 10–40 ms of blocked loop to count.
+ */
+function exceedsChars(value: string, max: number): boolean {
+  if (value.length <= max) return false;
+  if (value.length > 2 * max) return true;
+  return [...value].length > max;
 }
 
 /** `sms` unless there is media or MMS was forced (seed 001). */
@@ -360,7 +367,7 @@ export function parseCompatCreate(
           "A 'Body' or 'MediaUrl' parameter is required to send a message",
         );
   }
-  if (bodyText !== null && charCount(bodyText) > MAX_BODY_CHARS) {
+  if (bodyText !== null && exceedsChars(bodyText, MAX_BODY_CHARS)) {
     return compatInvalid(
       C.bodyTooLong,
       `The concatenated message body exceeds the ${MAX_BODY_CHARS} character limit`,
@@ -602,7 +609,7 @@ export function parseNativeCreate(
     errors.push(validationError(C.invalid, 'Body must be a string.', 'body'));
   } else if (typeof body === 'string' && body !== '') {
     bodyText = body;
-    if (charCount(body) > MAX_BODY_CHARS) {
+    if (exceedsChars(body, MAX_BODY_CHARS)) {
       errors.push(
         validationError(
           C.invalid,

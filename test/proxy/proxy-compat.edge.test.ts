@@ -67,3 +67,66 @@ describe('a JSON create that gives a single-valued field as a list', () => {
     expect(stored.body).toMatchObject({ to: '+15557654000', from: FROM });
   });
 });
+
+describe('a Body far over the character limit', () => {
+  /** The lengths of the strings iterated character by character while `work` runs. */
+  async function iteratedLengths(work: () => Promise<void>): Promise<number[]> {
+    const lengths: number[] = [];
+    const iterate = String.prototype[Symbol.iterator];
+    const spy = jest.spyOn(String.prototype, Symbol.iterator).mockImplementation(function (
+      this: string,
+    ) {
+      lengths.push(this.length);
+      return iterate.call(this);
+    });
+    try {
+      await work();
+    } finally {
+      spy.mockRestore();
+    }
+    return lengths;
+  }
+
+  it('When a compatibility create carries a Body of 250,000 characters, then it gets 21617 without counting them', async () => {
+    const before = tap.requests.length;
+    let status = 0;
+    let code = 0;
+    const lengths = await iteratedLengths(async () => {
+      const res = await request(t.internalApp)
+        .post(COMPAT_PATH)
+        .set('Authorization', AUTH)
+        .type('form')
+        .send(
+          new URLSearchParams({
+            To: '+15557654000',
+            From: FROM,
+            Body: 'a'.repeat(250_000),
+          }).toString(),
+        );
+      ({ status } = res);
+      ({ code } = res.body as { code: number });
+    });
+    expect({ status, code }).toEqual({ status: 400, code: 21617 });
+    // A character count is needed only between 1,600 and 3,200 UTF-16 units.
+    expect(Math.max(0, ...lengths)).toBeLessThanOrEqual(3200);
+    expect(tap.requests).toHaveLength(before);
+  });
+
+  it('When a native create carries a body of 60,000 emoji, then it gets 422 without counting them', async () => {
+    const before = tap.requests.length;
+    let status = 0;
+    let text = '';
+    const lengths = await iteratedLengths(async () => {
+      const res = await request(t.internalApp)
+        .post('/api/messaging/messages')
+        .set('Authorization', AUTH)
+        .set('Content-Type', 'application/json')
+        .send(JSON.stringify({ to: '+15557654000', from: FROM, body: '😀'.repeat(60_000) }));
+      ({ status, text } = res);
+    });
+    expect(status).toBe(422);
+    expect(text).toContain('Body is too long');
+    expect(Math.max(0, ...lengths)).toBeLessThanOrEqual(3200);
+    expect(tap.requests).toHaveLength(before);
+  });
+});

@@ -127,6 +127,25 @@ describe('parseCompatCreate', () => {
     expect(compatCode({ To: TO, From: FROM, Body: 'a'.repeat(1601) })).toBe(21617);
   });
 
+  it('When Body is counted only between 1600 and 3200 UTF-16 units, then the count is still in code points at each edge', () => {
+    // Each code point is one or two units: the length bounds the count on both sides.
+    const cases: Array<[string, number | 'ok']> = [
+      ['😀'.repeat(1600), 'ok'], // 3,200 units, 1,600 characters
+      ['😀'.repeat(1599) + 'aa', 21617], // 3,200 units, 1,601 characters
+      ['a' + '😀'.repeat(1599), 'ok'], // 3,199 units, 1,600 characters
+      ['a' + '😀'.repeat(1600), 21617], // 3,201 units: over without counting
+      ['😀'.repeat(1601), 21617], // 3,202 units
+      ['\uD83D'.repeat(1600), 'ok'], // lone surrogates are one character each
+      ['\uD83D'.repeat(1601), 21617],
+    ];
+    for (const [body, code] of cases) {
+      expect(compatCode({ To: TO, From: FROM, Body: body })).toBe(code);
+      expect(nativeCodes({ to: TO, from: FROM, body })).toEqual(
+        code === 'ok' ? [] : [['invalid_parameter', 'body']],
+      );
+    }
+  });
+
   it('When 8 media are sent it is accepted, and 9 get 21623', () => {
     const media = Array.from({ length: 9 }, (_, i) => `https://e.com/${i}.png`);
     expect(compatCode({ To: TO, From: FROM, MediaUrl: media.slice(0, 8) })).toBe('ok');
