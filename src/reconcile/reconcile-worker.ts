@@ -1,4 +1,5 @@
 import type { Db } from '../db/database';
+import { createFailureLog } from '../db/failure-reason';
 import type { Logger } from '../logger';
 import { recordEvents } from '../messages/record-events';
 import type { RecordOptions } from '../messages/record-events';
@@ -90,7 +91,7 @@ export function createReconcileWorker(options: ReconcileWorkerOptions): Reconcil
   let nextLookupAt = 0;
   let stats: SweepStats | null = null;
   let lastStatsAt = 0;
-  let failing = false;
+  const failures = createFailureLog(logger, 'reconciliation');
   // Lookups in a row that found SignalWire overloaded or unavailable (sweep-policy.ts).
   let unavailable = 0;
 
@@ -234,15 +235,12 @@ export function createReconcileWorker(options: ReconcileWorkerOptions): Reconcil
       let claimed = 0;
       try {
         claimed = await turn();
-        if (failing) logger.info('reconciliation: database reachable again');
-        failing = false;
+        failures.succeeded();
       } catch (error) {
-        if (!failing)
-          logger.error({ err: error }, 'reconciliation cannot reach the database; retrying');
-        failing = true;
+        failures.failed(error);
       }
       if (stopping) break;
-      if (claimed < batch) await sleep(failing ? Math.max(pollMs, 1_000) : pollMs);
+      if (claimed < batch) await sleep(failures.failing ? Math.max(pollMs, 1_000) : pollMs);
     }
   }
 

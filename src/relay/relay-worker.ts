@@ -1,6 +1,6 @@
 import type { Db } from '../db/database';
 import type { Logger } from '../logger';
-import { isDatabaseUnavailable } from '../db/database-unavailable';
+import { createFailureLog } from '../db/failure-reason';
 import { createHostLimiter } from './circuit-breaker';
 import type { BreakerOptions } from './circuit-breaker';
 import { nextClaim } from './claim-room';
@@ -125,7 +125,7 @@ export function createRelayWorker(options: RelayWorkerOptions): RelayWorker {
   let lastExpiryAt = -Infinity;
   const paused = options.paused ?? (() => false);
   let stats: OutboxStats | null = null;
-  let databaseDown = false;
+  const failures = createFailureLog(logger, 'relay worker (outbox)');
 
   function wake(): void {
     woken = true;
@@ -436,21 +436,14 @@ export function createRelayWorker(options: RelayWorkerOptions): RelayWorker {
       let started = 0;
       try {
         started = await turn();
-        if (databaseDown) logger.info('relay worker: database reachable again');
-        databaseDown = false;
+        failures.succeeded();
       } catch (error) {
-        if (!databaseDown) {
-          logger.error(
-            { err: error, unavailable: isDatabaseUnavailable(error) },
-            'relay worker cannot reach the outbox; retrying',
-          );
-        }
-        databaseDown = true;
+        failures.failed(error);
       }
       if (stopping) break;
       // Claimed something with room to spare: more may be due at once.
       if (started > 0 && inFlight.size < concurrency) continue;
-      await pause(databaseDown ? Math.max(pollMs, 1_000) : pollMs);
+      await pause(failures.failing ? Math.max(pollMs, 1_000) : pollMs);
     }
   }
 
