@@ -38,10 +38,17 @@ export function describeDatabaseFailure(error: unknown): DatabaseFailure {
   const { kind, reason } = judge(error);
   const code = errorCode(error);
   if (code === undefined) return { kind, reason };
-  // Node's errno codes all begin with E, which no SQLSTATE class does (EPIPE has a SQLSTATE's
-  // shape).
-  const label = sqlState(error) && !code.startsWith('E') ? 'SQLSTATE ' : '';
+  const label = reportedSqlState(error) ? 'SQLSTATE ' : '';
   return { kind, reason: `${reason} [${label}${code}]`, code };
+}
+
+/**
+ * The SQLSTATE the server answered with, if it answered. Node's errno codes all begin with E,
+ * which no SQLSTATE class does (EPIPE has a SQLSTATE's shape).
+ */
+export function reportedSqlState(error: unknown): string | undefined {
+  const code = sqlState(error);
+  return code?.startsWith('E') ? undefined : code;
 }
 
 function judge(error: unknown): Omit<DatabaseFailure, 'code'> {

@@ -35,7 +35,10 @@ const SchemaVerdict = z
 const Readiness = z
   .object({
     status: z.enum(['ready', 'unavailable', 'draining']),
-    database: z.enum(['ok', 'unreachable']).optional(),
+    database: z.enum(['ok', 'unreachable']).optional().meta({
+      description:
+        '`unreachable`: the database cannot take this replica’s writes — no answer, or an answer refusing them (read-only after a failover, a refused login); `spool.retrying` then gives the SQLSTATE when the server answered one.',
+    }),
     schema: SchemaVerdict.optional(),
     reason: z
       .string()
@@ -50,7 +53,8 @@ const Readiness = z
           .int()
           .meta({ description: 'Spooled events that can never be stored as they are.' }),
         retrying: z.string().optional().meta({
-          description: 'While a replay write is retried after a transient failure: its SQLSTATE.',
+          description:
+            'While the database refuses writes (e.g. `25006`: it is read-only, a standby after a failover), or a replay write is retried after a transient failure (e.g. `55P03`: a lock held elsewhere): its SQLSTATE.',
         }),
         waiting_for_schema: z.string().optional().meta({
           description:

@@ -9,6 +9,7 @@ import { recordEvents } from '../messages/record-events';
 import type { RecordOptions, RecordOutcome } from '../messages/record-events';
 import type { StatusEvent } from '../messages/status-event';
 import { isDatabaseUnavailable } from '../db/database-unavailable';
+import { describeDatabaseFailure, reportedSqlState } from '../db/failure-reason';
 import { timedOut, withTimeout } from '../db/with-timeout';
 import { approximateEventBytes } from './event-size';
 import { createReplayWriter, sleep } from './replay';
@@ -120,7 +121,10 @@ export interface IngestStatus {
     depth: number;
     /** Events that can never be stored as they are (see Spool.requeueDeadLetters). */
     dead_letters: number;
-    /** While a replay write is being retried after a transient failure: its SQLSTATE. */
+    /**
+     * While the database refuses writes (25006: read-only), or a replay write is being retried
+     * after a transient failure: its SQLSTATE.
+     */
     retrying?: string;
     /** While the replay waits for a schema this release can write to: why it waits. */
     waiting_for_schema?: string;
@@ -190,6 +194,11 @@ export function createGroupCommitRecorder(options: GroupCommitOptions): GroupCom
   let probeTimer: NodeJS.Timeout | null = null;
   let replaying: Promise<void> | null = null;
   let waitingForSchema: string | null = null;
+  // Why the database cannot take writes, from entering the spool until the replay is through:
+  // what the log said last, and the SQLSTATE /readyz shows when the server gave one (25006: it
+  // is read-only, a standby after a failover) — "unreachable" alone would send an operator
+  // looking for a network fault.
+  let outage: { reason: string; sqlstate?: string } | null = null;
   let closed = false;
   // Aborted when replaying must stop (the drain's deadline): backoff waits end at once.
   const stopReplaying = new AbortController();
@@ -359,10 +368,17 @@ export function createGroupCommitRecorder(options: GroupCommitOptions): GroupCom
 
   function enterSpooling(error: unknown): void {
     if (mode === 'direct') {
-      logger.error({ err: error }, 'database unreachable: spooling accepted callbacks to disk');
+      const { kind, reason, code } = describeDatabaseFailure(error);
+      logger.error({ err: error, kind, code }, `${reason}: spooling accepted callbacks to disk`);
+      noteOutage(error, reason);
     }
     mode = 'spooling';
     scheduleProbe();
+  }
+
+  function noteOutage(error: unknown, reason: string): void {
+    const sqlstate = reportedSqlState(error);
+    outage = { reason, ...(sqlstate && { sqlstate }) };
   }
 
   function scheduleProbe(): void {
@@ -400,6 +416,7 @@ export function createGroupCommitRecorder(options: GroupCommitOptions): GroupCom
         if (spool.isEmpty()) {
           // Synchronous with the emptiness check: no append can slip in between.
           mode = 'direct';
+          outage = null;
           logger.info(
             { replayed: currentStats().replayed },
             'spool replayed: writing to the database again',
@@ -410,7 +427,16 @@ export function createGroupCommitRecorder(options: GroupCommitOptions): GroupCom
           mode = 'spooling';
           return;
         }
-        logger.error({ err: error }, 'spool replay stopped; retrying after the next probe');
+        // Once per reason, not at every probe: a read-only server answers the probe and
+        // refuses the replay's write every second for as long as the failover takes.
+        const { kind, reason, code } = describeDatabaseFailure(error);
+        if (reason !== outage?.reason) {
+          logger.error(
+            { err: error, kind, code },
+            `spool replay stopped: ${reason}; retrying after the next probe`,
+          );
+        }
+        noteOutage(error, reason);
         mode = 'spooling';
         scheduleProbe();
       } finally {
@@ -451,6 +477,7 @@ export function createGroupCommitRecorder(options: GroupCommitOptions): GroupCom
   async function commitReplayed(events: StatusEvent[]): Promise<void> {
     stopReplaying.signal.throwIfAborted();
     await replayWriter!.commit(events);
+    outage = null; // the database takes writes again
   }
 
   /** The counters, the replay's read live from its writer (a chunk may retry for long). */
@@ -479,7 +506,7 @@ export function createGroupCommitRecorder(options: GroupCommitOptions): GroupCom
   function status(): IngestStatus {
     let state: IngestStatus['spool']['state'] = 'disabled';
     if (spool) state = spool.failing() ? 'failing' : mode === 'direct' ? 'idle' : mode;
-    const retrying = replaying ? replayWriter?.retrying() : null;
+    const retrying = (replaying ? replayWriter?.retrying() : null) ?? outage?.sqlstate;
     return {
       database: mode === 'spooling' ? 'unreachable' : 'ok',
       spool: {

@@ -105,6 +105,51 @@ test('When a failover leaves the pool’s connections on a read-only server, the
   await eventually(async () => (await stored()) === 2, 'the spooled callbacks stored', 30_000);
 });
 
+test('When a failover leaves the service on a read-only server, then /readyz and the log say read-only (SQLSTATE 25006), not only unreachable, and the log does not repeat it every second', async () => {
+  const database = await freshDatabase();
+  const { service, readyz, callback } = await launch(database.url);
+  await eventually(async () => (await readyz()).status === 200, 'the pod is ready', 20_000);
+
+  await asAdmin(`ALTER DATABASE ${database.name} SET default_transaction_read_only = on`);
+  await asAdmin(
+    `SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+      WHERE datname = '${database.name}' AND pid <> pg_backend_pid()`,
+  );
+  expect(await callback({ MessageSid: randomUUID() })).toBe(200); // spooled
+  // Several probes and replay attempts (one a second), whether spooling or replaying.
+  for (let probe = 0; probe < 8; probe++) {
+    const { status, body } = await readyz();
+    // Still ready (the spool acknowledges durably); `database` keeps its documented values:
+    // the write path cannot write. Why is in the SQLSTATE.
+    expect(status).toBe(200);
+    expect(body).toMatchObject({ database: 'unreachable', spool: { retrying: '25006' } });
+    await pause(400);
+  }
+
+  // Writable again: the spool is replayed and the SQLSTATE goes with the outage.
+  await asAdmin(`ALTER DATABASE ${database.name} RESET default_transaction_read_only`);
+  await eventually(
+    async () => {
+      const { body } = await readyz();
+      return body.database === 'ok' && (body.spool as { state: string }).state === 'idle';
+    },
+    'the spool replayed',
+    30_000,
+  );
+  expect(((await readyz()).body.spool as { retrying?: string }).retrying).toBeUndefined();
+
+  // One line: the replay meeting the same read-only server at each probe says nothing new.
+  const errors = service
+    .stdout()
+    .split('\n')
+    .filter((line) => line.startsWith('{'))
+    .map((line) => JSON.parse(line) as { level: number; msg: string; component?: string })
+    .filter((line) => line.level >= 50 && line.component === undefined);
+  expect(errors.map((line) => line.msg)).toEqual([
+    'the database is read-only (a standby after a failover, or default_transaction_read_only) [SQLSTATE 25006]: spooling accepted callbacks to disk',
+  ]);
+});
+
 /**
  * The service on a fresh database as a user of its own, given `grants` (SQL, `ROLE` standing
  * for the user's name). A password: the embedded PostgreSQL asks for one (the CI's system one
