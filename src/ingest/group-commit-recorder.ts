@@ -410,8 +410,13 @@ export function createGroupCommitRecorder(options: GroupCommitOptions): GroupCom
     replaying = (async () => {
       try {
         await untilSchemaCompatible();
-        while (!spool.isEmpty() && !stopReplaying.signal.aborted) {
+        for (let waits = 0; !spool.isEmpty() && !stopReplaying.signal.aborted;) {
+          replayWriter!.startPass();
           await spool.replay(commitReplayed, replayChunk);
+          // Events kept for a locked message: the next pass tries them after a backoff, not
+          // at once (each try waits out a lock_timeout on the same lock).
+          if (replayWriter!.deferredInPass() === 0) waits = 0;
+          else await sleep(passBackoff(++waits), stopReplaying.signal);
         }
         if (spool.isEmpty()) {
           // Synchronous with the emptiness check: no append can slip in between.
@@ -474,10 +479,18 @@ export function createGroupCommitRecorder(options: GroupCommitOptions): GroupCom
     }
   }
 
-  async function commitReplayed(events: StatusEvent[]): Promise<void> {
+  async function commitReplayed(events: StatusEvent[]): Promise<number[]> {
     stopReplaying.signal.throwIfAborted();
-    await replayWriter!.commit(events);
+    const deferred = await replayWriter!.commit(events);
     outage = null; // the database takes writes again
+    return deferred;
+  }
+
+  /** Between passes that left events for a locked message: doubling, as the writer's backoff. */
+  function passBackoff(waits: number): number {
+    const initial = options.replayBackoffMs?.initial ?? 100;
+    const max = options.replayBackoffMs?.max ?? 30_000;
+    return Math.min(max, initial * 2 ** Math.min(waits - 1, 20));
   }
 
   /** The counters, the replay's read live from its writer (a chunk may retry for long). */

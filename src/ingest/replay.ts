@@ -9,10 +9,13 @@ import type { StatusEvent } from '../messages/status-event';
  * which will never send it again, so a failed write is never a reason to drop one:
  * - PostgreSQL unreachable: the error goes up; the caller waits for the database and replays
  *   the same events again (the spool keeps them until they are committed);
- * - a transient failure (lock or statement timeout, deadlock, serialization failure, …): the
+ * - a lock held elsewhere on an event's message (55P03 after our lock_timeout): the event and
+ *   that message's later events are deferred to the next pass over the spool (order is kept
+ *   per message), and the other messages' events go on (startPass);
+ * - another transient failure (statement timeout, deadlock, serialization failure, …): the
  *   same events are tried again with exponential backoff, for as long as it takes; a chunk
  *   that keeps failing is tried one event at a time, and the events that still fail are tried
- *   again after the others, so a lock on one message does not hold up the rest of its chunk;
+ *   again after the others;
  * - an event PostgreSQL refuses for good (its data: classes 22/23), or that our own code fails
  *   on three times: it goes to the dead-letter file, visible and requeued by command once the
  *   cause is fixed; its neighbours are stored.
@@ -50,10 +53,25 @@ export interface ReplayCounts {
 }
 
 export interface ReplayWriter {
-  /** Writes one chunk; resolves once every event is stored, refused or dead-lettered. */
-  commit(events: readonly StatusEvent[]): Promise<void>;
+  /**
+   * Writes one chunk; resolves once every event is stored, refused, dead-lettered or deferred
+   * (its message's row locked elsewhere: see startPass), with the deferred ones' indices.
+   */
+  commit(events: readonly StatusEvent[]): Promise<number[]>;
+  /**
+   * Begins a pass over the spool. Order is kept per message, not across the spool: an event
+   * whose message's row another session holds locked (55P03, after our lock_timeout) is
+   * deferred, and so is every later event of that message in the same pass, while other
+   * messages' events go on. The spool keeps what holds a deferred event for the next pass.
+   */
+  startPass(): void;
+  /** Events deferred since the pass began. */
+  deferredInPass(): number;
   readonly counts: ReplayCounts;
-  /** The last transient failure's SQLSTATE (or message) while it is being retried, else null. */
+  /**
+   * The last transient failure's SQLSTATE (or message) while it is being retried, or 55P03
+   * while events wait for a locked message; else null.
+   */
   retrying(): string | null;
 }
 
@@ -61,6 +79,9 @@ export interface ReplayWriter {
 const CHUNK_ATTEMPTS = 2;
 // A codeless error (our own code failing on the event) this often is a dead letter.
 const CODE_FAILURE_ATTEMPTS = 3;
+// lock_not_available: our lock_timeout (db/kysely-pool.ts) ended a wait for a row or table
+// another session holds.
+const LOCKED = '55P03';
 
 export function createReplayWriter(options: ReplayWriterOptions): ReplayWriter {
   const { db, logger, write, signal } = options;
@@ -76,6 +97,30 @@ export function createReplayWriter(options: ReplayWriterOptions): ReplayWriter {
     retries: 0,
   };
   let retryingWith: string | null = null;
+  // Messages whose events wait for the next pass (startPass), and whether the last pass had any.
+  let blocked = new Set<string>();
+  let blockedLastPass = false;
+  let deferred = 0;
+  // The chunk being committed: where each of its events (as written) stands in it, and the
+  // places of those deferred.
+  let positions = new Map<StatusEvent, number>();
+  let deferredHere: number[] = [];
+
+  /** Keeps `event` for the next pass, and its message's later events with it. */
+  function defer(event: StatusEvent, error?: unknown): void {
+    deferred++;
+    deferredHere.push(positions.get(event)!);
+    // A write that failed and will be tried again (at the next pass), as the metric counts.
+    if (error !== undefined) counts.retries++;
+    if (blocked.has(event.messageId)) return;
+    blocked.add(event.messageId);
+    logger.warn(
+      { err: error, message_id: event.messageId },
+      'replayed event waits for a lock on its message: kept for the next pass, the others go on',
+    );
+  }
+
+  const isLocked = (error: unknown): boolean => sqlState(error) === LOCKED;
 
   function tally(events: readonly StatusEvent[], outcomes: readonly RecordOutcome[]): void {
     events.forEach((event, index) => {
@@ -115,12 +160,20 @@ export function createReplayWriter(options: ReplayWriterOptions): ReplayWriter {
       const again: StatusEvent[] = [];
       let lastError: unknown;
       for (const event of pending) {
+        if (blocked.has(event.messageId)) {
+          defer(event);
+          continue;
+        }
         try {
           tally([event], await write(db, [event], recordOptions));
           continue;
         } catch (error) {
           const failure = classifyWriteFailure(error);
           if (failure === 'unavailable') throw error;
+          if (isLocked(error)) {
+            defer(event, error);
+            continue;
+          }
           const failures = (codeFailures.get(event) ?? 0) + (failure === 'event' ? 1 : 0);
           codeFailures.set(event, failures);
           if (failure === 'event' && (isRefusedData(error) || failures >= CODE_FAILURE_ATTEMPTS)) {
@@ -149,24 +202,43 @@ export function createReplayWriter(options: ReplayWriterOptions): ReplayWriter {
 
   return {
     counts,
-    retrying: () => retryingWith,
+    retrying: () => retryingWith ?? (blocked.size > 0 || blockedLastPass ? LOCKED : null),
+    startPass() {
+      blockedLastPass = blocked.size > 0;
+      blocked = new Set();
+      deferred = 0;
+    },
+    deferredInPass: () => deferred,
     async commit(chunk) {
+      positions = new Map();
+      deferredHere = [];
       // A replayed callback is stored with source `replay`: acknowledged during an outage and
       // committed later, which explains why its seq comes after events received later. Other
       // sources keep theirs. The dedupe key leaves out the source, so a replay never
       // duplicates a row that did make it in.
-      const events = chunk.map((event) =>
-        event.source === 'callback' ? { ...event, source: 'replay' as const } : event,
-      );
+      const events: StatusEvent[] = [];
+      chunk.forEach((original, position) => {
+        const event: StatusEvent =
+          original.source === 'callback' ? { ...original, source: 'replay' } : original;
+        positions.set(event, position);
+        if (blocked.has(event.messageId)) defer(event);
+        else events.push(event);
+      });
       try {
-        for (let attempt = 1; ; attempt++) {
+        for (let attempt = 1; events.length > 0; attempt++) {
           try {
             tally(events, await write(db, events, recordOptions));
-            return;
+            return deferredHere;
           } catch (error) {
             const failure = classifyWriteFailure(error);
             if (failure === 'unavailable') throw error;
-            if (failure === 'event' || attempt >= CHUNK_ATTEMPTS || events.length === 1) break;
+            if (isLocked(error) && events.length === 1) {
+              defer(events[0]!, error);
+              return deferredHere;
+            }
+            // A lock is most likely one message's: find it event by event at once.
+            if (failure === 'event' || isLocked(error) || attempt >= CHUNK_ATTEMPTS) break;
+            if (events.length === 1) break;
             await backoff(attempt, error);
           }
         }
@@ -174,6 +246,7 @@ export function createReplayWriter(options: ReplayWriterOptions): ReplayWriter {
       } finally {
         retryingWith = null;
       }
+      return deferredHere;
     },
   };
 }

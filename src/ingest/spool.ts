@@ -15,7 +15,8 @@ import { countLines, readLines } from './spool-lines';
  *
  * Layout: `SPOOL_DIR/spool-<20-digit number>.jsonl`, one event per line (spool-codec.ts).
  * Segments are written in number order and replayed in the same order, so events reach
- * PostgreSQL in arrival order. An append resolves only after `fdatasync`; appends that queue
+ * PostgreSQL in arrival order — per message, when a message's row is locked elsewhere (its
+ * events wait for a later pass while others go on; see `replay`). An append resolves only after `fdatasync`; appends that queue
  * up while a write is under way share the next write and sync (group fsync). A segment is
  * closed at `segmentMaxEvents` events or `segmentMaxBytes` bytes, whichever comes first, and
  * replayed as a stream of lines (spool-lines.ts), so neither its size nor that of its lines
@@ -49,11 +50,18 @@ export interface Spool {
   failing(): boolean;
   /**
    * Replays every segment closed so far, oldest first, in chunks through `commit`, deleting
-   * each segment once all its events are committed. Stops at the first error of `commit`
-   * (rethrown), leaving that segment and the later ones in place. Appends made during a
-   * replay go to a new segment: call again until `isEmpty()`.
+   * each segment once all its events are committed. `commit` may defer events (resolving with
+   * their places in the chunk: their message is locked elsewhere, src/ingest/replay.ts): a
+   * segment holding one is kept, and the next call replays only its deferred lines; the later
+   * segments are replayed meanwhile. A process that stops meanwhile replays a kept segment
+   * whole (its stored events are then duplicates, which the store ignores). Stops
+   * at the first error of `commit` (rethrown), leaving that segment and the later ones in
+   * place. Appends made during a replay go to a new segment: call again until `isEmpty()`.
    */
-  replay(commit: (events: StatusEvent[]) => Promise<void>, chunkSize: number): Promise<number>;
+  replay(
+    commit: (events: StatusEvent[]) => Promise<readonly number[] | void>,
+    chunkSize: number,
+  ): Promise<number>;
   /** Keeps an event that PostgreSQL refuses for good (never silently dropped), with why. */
   deadLetter(event: StatusEvent, reason: string): Promise<void>;
   /** Records in the dead-letter file. */
@@ -112,6 +120,12 @@ interface Segment {
   id: number;
   file: string;
   events: number;
+  /**
+   * Kept by a replay pass for events it deferred (their message locked elsewhere): their lines,
+   * the only ones the next pass replays (the others are stored or dead-lettered), and whether
+   * the file has unreadable lines, to be dead-lettered when it is deleted.
+   */
+  kept?: { lines: ReadonlySet<number>; unreadable: boolean };
   /** Removed by this process's replay (its directory's sync may still have to be done). */
   removed?: boolean;
 }
@@ -462,14 +476,15 @@ async function openLocked(
    */
   async function replaySegment(
     segment: Segment,
-    commit: (events: StatusEvent[]) => Promise<void>,
+    commit: (events: StatusEvent[]) => Promise<readonly number[] | void>,
     chunkSize: number,
-  ): Promise<{ committed: number; unreadable: number }> {
+  ): Promise<{ committed: number; unreadable: number; deferred: Set<number> }> {
     let committed = 0;
     let unreadable = 0;
+    const deferred = new Set<number>();
     // Removed by an earlier replay whose directory sync then failed: it was replayed in full
     // (removal comes only after that), and failing on it would stop every later replay.
-    if (segment.removed) return { committed, unreadable };
+    if (segment.removed) return { committed, unreadable, deferred };
     if (!(await exists(segment.file))) {
       // Someone else removed it (SPOOL_DIR cleared under the process): nothing brings its
       // events back, and waiting for it would stop every later replay. Said loudly.
@@ -477,20 +492,30 @@ async function openLocked(
         { file: segment.file, events: segment.events },
         'spool segment removed before it was replayed: its events are lost',
       );
-      return { committed, unreadable };
+      return { committed, unreadable, deferred };
     }
+    // The line number of each event in the chunk being gathered.
+    let lines: number[] = [];
     const chunks = inChunks(chunkSize, async (events) => {
-      await commit(events);
-      committed += events.length;
+      const chunkLines = lines;
+      lines = [];
+      const kept = (await commit(events)) ?? [];
+      for (const position of kept) deferred.add(chunkLines[position]!);
+      committed += events.length - kept.length;
     });
+    let number = -1;
     for await (const line of readLines(segment.file, MAX_LINE_BYTES)) {
+      number++;
+      if (segment.kept && !segment.kept.lines.has(number)) continue;
       if (line.bytes === 0) continue;
       const event = line.text === undefined ? undefined : decodeSpoolLine(line.text);
-      if (event) await chunks.add(event, line.bytes);
-      else unreadable++;
+      if (event) {
+        lines.push(number);
+        await chunks.add(event, line.bytes);
+      } else unreadable++;
     }
     await chunks.end();
-    return { committed, unreadable };
+    return { committed, unreadable, deferred };
   }
 
   /**
@@ -545,16 +570,29 @@ async function openLocked(
       try {
         await seal();
         let replayed = 0;
-        for (let segment = closed[0]; segment; segment = closed[0]) {
-          const { committed, unreadable } = await replaySegment(segment, commit, chunkSize);
+        // Segments closed during the pass (appends filling one) are replayed in it too.
+        for (let index = 0; index < closed.length;) {
+          const segment = closed[index]!;
+          const { committed, unreadable, deferred } = await replaySegment(
+            segment,
+            commit,
+            chunkSize,
+          );
+          replayed += committed;
+          const hasUnreadable = unreadable > 0 || segment.kept?.unreadable === true;
+          if (deferred.size > 0) {
+            // Kept for the next pass: deleting it needs every one of its events stored.
+            segment.kept = { lines: deferred, unreadable: hasUnreadable };
+            index++;
+            continue;
+          }
           // Only now, with every readable event committed: a failure above replays it again.
-          if (unreadable > 0) await deadLetterUnreadable(segment);
+          if (hasUnreadable) await deadLetterUnreadable(segment);
           await removeReplayed(segment.file);
           segment.removed = true;
           await syncDir();
-          closed.shift();
+          closed.splice(index, 1);
           depth -= segment.events;
-          replayed += committed;
         }
         return replayed;
       } finally {

@@ -1,0 +1,161 @@
+import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { Client } from 'pg';
+import { createDb } from '../../src/db/database';
+import type { DatabaseHandle } from '../../src/db/database';
+import { createGroupCommitRecorder } from '../../src/ingest/group-commit-recorder';
+import type { GroupCommitRecorder } from '../../src/ingest/group-commit-recorder';
+import { openSpool } from '../../src/ingest/spool';
+import { createLogger } from '../../src/logger';
+import { statusEvent } from '../factories';
+import { createTestDatabase } from '../helpers/test-database';
+import type { TestDatabase } from '../helpers/test-database';
+import { eventually } from './support/eventually';
+
+/**
+ * A row lock on one message held for long (an operator's session left open after
+ * `SELECT … FOR UPDATE`) while the spool holds events of that message and of others, in
+ * several chunks and segments. The replay keeps order per message, not across the spool: the
+ * locked message's events wait (in their order) for a later pass, the others are stored
+ * meanwhile, and a segment is deleted only once every event in it is stored — so nothing is
+ * lost, and nothing is stored twice.
+ */
+
+jest.setTimeout(60_000);
+
+const COMMIT_TIMEOUT_MS = 300;
+const LOCK_TIMEOUT_MS = 500;
+const REPLAY_TIMEOUT_MS = 2_000;
+
+let database: TestDatabase;
+let service: DatabaseHandle;
+let recorder: GroupCommitRecorder;
+let spoolDir: string;
+let operator: Client | undefined;
+
+beforeAll(async () => {
+  database = await createTestDatabase(2);
+  service = createDb(database.url, 6, { lockTimeoutMs: LOCK_TIMEOUT_MS });
+  spoolDir = await mkdtemp(path.join(os.tmpdir(), 'sw-status-per-message-spool-'));
+  const logger = createLogger(process.env.TEST_LOG_LEVEL ?? 'silent');
+  recorder = createGroupCommitRecorder({
+    db: service.db,
+    logger,
+    // Small segments and chunks: the locked message's events fall in several of each.
+    spool: await openSpool({ dir: spoolDir, logger, segmentMaxEvents: 2 }),
+    replayChunk: 2,
+    batchMax: 50,
+    batchWaitMs: 20,
+    queueMax: 1_000,
+    maxInFlight: 1,
+    probeIntervalMs: 100,
+    commitTimeoutMs: COMMIT_TIMEOUT_MS,
+    replayTimeoutMs: REPLAY_TIMEOUT_MS,
+    replayBackoffMs: { initial: 100, max: 500 },
+  });
+});
+
+afterEach(async () => {
+  await operator?.end().catch(() => undefined);
+  operator = undefined;
+});
+
+afterAll(async () => {
+  await recorder?.drain();
+  await service?.db.destroy();
+  await database?.destroy();
+  if (spoolDir) await rm(spoolDir, { recursive: true, force: true });
+});
+
+async function history(id: string): Promise<string[]> {
+  const { rows } = await database.pool.query<{ raw_status: string }>(
+    'SELECT raw_status FROM status_events WHERE message_id = $1 ORDER BY seq',
+    [id],
+  );
+  return rows.map((row) => row.raw_status);
+}
+
+test('When one message’s row is locked for long, then the spooled events of other messages after it are stored meanwhile, and the locked message’s events follow in their order once it is released, each once', async () => {
+  const locked = statusEvent('queued');
+  expect(await recorder.record(locked)).toBe('recorded');
+
+  operator = new Client({ connectionString: database.url });
+  await operator.connect();
+  await operator.query('BEGIN');
+  await operator.query('SELECT 1 FROM messages WHERE id = $1 FOR UPDATE', [locked.messageId]);
+
+  // The locked message's first event cannot commit in time: spooled; from then on every
+  // callback joins the spool behind it, the locked message's later events among others'.
+  const id = locked.messageId;
+  const events = [
+    statusEvent('sent', { messageId: id }),
+    statusEvent('sent'),
+    statusEvent('sent'),
+    statusEvent('delivered', { messageId: id }),
+    statusEvent('sent'),
+    statusEvent('sent'),
+    statusEvent('sent'),
+  ];
+  for (const event of events) expect(await recorder.record(event)).toBe('recorded');
+  const others = events.filter((event) => event.messageId !== id);
+
+  // Every other message is stored while the lock is held.
+  await eventually(
+    async () =>
+      (await Promise.all(others.map((event) => history(event.messageId)))).every(
+        (rows) => rows.length === 1,
+      ),
+    'the other messages’ spooled events stored while the lock is held',
+    15_000,
+  );
+  expect(await history(id)).toEqual(['queued']);
+  expect(recorder.status().spool.retrying).toBe('55P03');
+
+  // Released: the locked message's events are stored in arrival order, the spool empties.
+  await operator.query('ROLLBACK');
+  await eventually(() => recorder.mode() === 'direct', 'writing directly again', 15_000);
+  expect(await history(id)).toEqual(['queued', 'sent', 'delivered']);
+  for (const event of others) expect(await history(event.messageId)).toEqual(['sent']);
+  expect(recorder.status().spool.depth).toBe(0);
+  expect((await readdir(spoolDir)).filter((name) => name.startsWith('spool-'))).toEqual([]);
+});
+
+test('When a segment kept for a locked message also holds an event refused for good, then that event is dead-lettered once, not at every pass', async () => {
+  const locked = statusEvent('queued');
+  expect(await recorder.record(locked)).toBe('recorded');
+  const poisoned = statusEvent('sent');
+  // What "can never be stored" looks like to PostgreSQL: a constraint the value violates.
+  await database.pool.query(
+    `ALTER TABLE status_events ADD CONSTRAINT test_refuses CHECK (message_id <> '${poisoned.messageId}')`,
+  );
+  operator = new Client({ connectionString: database.url });
+  await operator.connect();
+  await operator.query('BEGIN');
+  await operator.query('SELECT 1 FROM messages WHERE id = $1 FOR UPDATE', [locked.messageId]);
+  try {
+    // One segment (two events): the locked message's event keeps it for pass after pass.
+    const later = statusEvent('sent');
+    for (const event of [statusEvent('sent', { messageId: locked.messageId }), poisoned, later]) {
+      expect(await recorder.record(event)).toBe('recorded');
+    }
+    await eventually(
+      async () => (await history(later.messageId)).length === 1,
+      'the event after the kept segment stored',
+      15_000,
+    );
+    // Several passes over the kept segment (a lock wait and a backoff each).
+    const retries = recorder.stats().replayRetries;
+    await eventually(
+      () => recorder.stats().replayRetries >= retries + 3,
+      'three more passes',
+      15_000,
+    );
+    expect(recorder.status().spool.dead_letters).toBe(1);
+  } finally {
+    await operator.query('ROLLBACK');
+  }
+  await eventually(() => recorder.mode() === 'direct', 'writing directly again', 15_000);
+  expect(await history(locked.messageId)).toEqual(['queued', 'sent']);
+  expect(recorder.status().spool).toMatchObject({ depth: 0, dead_letters: 1 });
+});
