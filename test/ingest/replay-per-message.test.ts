@@ -38,12 +38,17 @@ beforeAll(async () => {
   database = await createTestDatabase(2);
   service = createDb(database.url, 6, { lockTimeoutMs: LOCK_TIMEOUT_MS });
   spoolDir = await mkdtemp(path.join(os.tmpdir(), 'sw-status-per-message-spool-'));
+  recorder = await startRecorder(spoolDir);
+});
+
+/** A recorder on `dir` as the service runs one, with its time limits shortened. */
+async function startRecorder(dir: string): Promise<GroupCommitRecorder> {
   const logger = createLogger(process.env.TEST_LOG_LEVEL ?? 'silent');
-  recorder = createGroupCommitRecorder({
+  const started = createGroupCommitRecorder({
     db: service.db,
     logger,
     // Small segments and chunks: the locked message's events fall in several of each.
-    spool: await openSpool({ dir: spoolDir, logger, segmentMaxEvents: 2 }),
+    spool: await openSpool({ dir, logger, segmentMaxEvents: 2 }),
     replayChunk: 2,
     batchMax: 50,
     batchWaitMs: 20,
@@ -54,7 +59,9 @@ beforeAll(async () => {
     replayTimeoutMs: REPLAY_TIMEOUT_MS,
     replayBackoffMs: { initial: 100, max: 500 },
   });
-});
+  started.start();
+  return started;
+}
 
 afterEach(async () => {
   await operator?.end().catch(() => undefined);
@@ -67,6 +74,13 @@ afterAll(async () => {
   await database?.destroy();
   if (spoolDir) await rm(spoolDir, { recursive: true, force: true });
 });
+
+async function lock(id: string): Promise<void> {
+  operator = new Client({ connectionString: database.url });
+  await operator.connect();
+  await operator.query('BEGIN');
+  await operator.query('SELECT 1 FROM messages WHERE id = $1 FOR UPDATE', [id]);
+}
 
 async function history(id: string): Promise<string[]> {
   const { rows } = await database.pool.query<{ raw_status: string }>(
@@ -158,4 +172,45 @@ test('When a segment kept for a locked message also holds an event refused for g
   await eventually(() => recorder.mode() === 'direct', 'writing directly again', 15_000);
   expect(await history(locked.messageId)).toEqual(['queued', 'sent']);
   expect(recorder.status().spool).toMatchObject({ depth: 0, dead_letters: 1 });
+});
+
+test('When the process stops while a segment is kept for a locked message, then the next process on the directory replays it: the locked event is stored, the others stay stored once', async () => {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'sw-status-per-message-restart-'));
+  try {
+    const first = await startRecorder(dir);
+    const locked = statusEvent('queued');
+    expect(await first.record(locked)).toBe('recorded');
+    await lock(locked.messageId);
+    // One segment holds the locked message's event and another's; a second segment a third's.
+    const events = [
+      statusEvent('sent', { messageId: locked.messageId }),
+      statusEvent('sent'),
+      statusEvent('sent'),
+    ];
+    for (const event of events) expect(await first.record(event)).toBe('recorded');
+    const others = events.slice(1);
+    await eventually(
+      async () =>
+        (await Promise.all(others.map((event) => history(event.messageId)))).every(
+          (rows) => rows.length === 1,
+        ),
+      'the other messages stored while the lock is held',
+      15_000,
+    );
+    await first.drain(); // the deadline now: the kept segment stays on disk
+    expect((await readdir(dir)).filter((name) => name.startsWith('spool-'))).toHaveLength(1);
+
+    const second = await startRecorder(dir);
+    try {
+      await operator!.query('ROLLBACK');
+      await eventually(() => second.mode() === 'direct', 'the next process replayed it', 15_000);
+      expect(await history(locked.messageId)).toEqual(['queued', 'sent']);
+      for (const event of others) expect(await history(event.messageId)).toEqual(['sent']);
+      expect(second.stats()).toMatchObject({ deadLettered: 0 });
+    } finally {
+      await second.drain();
+    }
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
 });
