@@ -16,12 +16,12 @@ import { countLines, readLines } from './spool-lines';
  * Layout: `SPOOL_DIR/spool-<20-digit number>.jsonl`, one event per line (spool-codec.ts).
  * Segments are written in number order and replayed in the same order, so events reach
  * PostgreSQL in arrival order — per message, when a message's row is locked elsewhere (its
- * events wait for a later pass while others go on; see `replay`). An append resolves only after `fdatasync`; appends that queue
- * up while a write is under way share the next write and sync (group fsync). A segment is
- * closed at `segmentMaxEvents` events or `segmentMaxBytes` bytes, whichever comes first, and
- * replayed as a stream of lines (spool-lines.ts), so neither its size nor that of its lines
- * decides whether it can be replayed. A segment file is deleted only after every one of its
- * events is committed.
+ * events wait for a later pass while others go on; see `replay`). An append resolves only
+ * after `fdatasync`; appends that queue up while a write is under way share the next write and
+ * sync (group fsync). A segment is closed at `segmentMaxEvents` events or `segmentMaxBytes`
+ * bytes, whichever comes first, and replayed as a stream of lines (spool-lines.ts), so neither
+ * its size nor that of its lines decides whether it can be replayed. A segment file is deleted
+ * only after every one of its events is committed (or dead-lettered).
  *
  * Exactly once: replay may commit a chunk and then fail (or crash) before the segment is
  * deleted, so the same events can be replayed again. That is harmless because history rows
@@ -53,10 +53,10 @@ export interface Spool {
    * each segment once all its events are committed. `commit` may defer events (resolving with
    * their places in the chunk: their message is locked elsewhere, src/ingest/replay.ts): a
    * segment holding one is kept, and the next call replays only its deferred lines; the later
-   * segments are replayed meanwhile. A process that stops meanwhile replays a kept segment
-   * whole (its stored events are then duplicates, which the store ignores). Stops
-   * at the first error of `commit` (rethrown), leaving that segment and the later ones in
-   * place. Appends made during a replay go to a new segment: call again until `isEmpty()`.
+   * segments are replayed meanwhile. The next process on the directory replays a kept segment
+   * whole (its stored events are then duplicates, which the store ignores). Stops at the first
+   * error of `commit` (rethrown), leaving that segment and the later ones in place. Appends
+   * made during a replay go to a new segment: call again until `isEmpty()`.
    */
   replay(
     commit: (events: StatusEvent[]) => Promise<readonly number[] | void>,
