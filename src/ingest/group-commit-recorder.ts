@@ -416,7 +416,7 @@ export function createGroupCommitRecorder(options: GroupCommitOptions): GroupCom
           // Events kept for a locked message: the next pass tries them after a backoff, not
           // at once (each try waits out a lock_timeout on the same lock).
           if (replayWriter!.deferredInPass() === 0) waits = 0;
-          else await sleep(passBackoff(++waits), stopReplaying.signal);
+          else await sleep(replayWriter!.backoffCeiling(++waits), stopReplaying.signal);
         }
         if (spool.isEmpty()) {
           // Synchronous with the emptiness check: no append can slip in between.
@@ -484,13 +484,6 @@ export function createGroupCommitRecorder(options: GroupCommitOptions): GroupCom
     const deferred = await replayWriter!.commit(events);
     outage = null; // the database takes writes again
     return deferred;
-  }
-
-  /** Between passes that left events for a locked message: doubling, as the writer's backoff. */
-  function passBackoff(waits: number): number {
-    const initial = options.replayBackoffMs?.initial ?? 100;
-    const max = options.replayBackoffMs?.max ?? 30_000;
-    return Math.min(max, initial * 2 ** Math.min(waits - 1, 20));
   }
 
   /** The counters, the replay's read live from its writer (a chunk may retry for long). */

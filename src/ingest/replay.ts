@@ -67,6 +67,11 @@ export interface ReplayWriter {
   startPass(): void;
   /** Events deferred since the pass began. */
   deferredInPass(): number;
+  /**
+   * The writer's backoff before its `attempt`-th retry (without jitter): doubling from
+   * initialBackoffMs up to maxBackoffMs. Passes that deferred events wait this long too.
+   */
+  backoffCeiling(attempt: number): number;
   readonly counts: ReplayCounts;
   /**
    * The last transient failure's SQLSTATE (or message) while it is being retried, or 55P03
@@ -136,10 +141,14 @@ export function createReplayWriter(options: ReplayWriterOptions): ReplayWriter {
     });
   }
 
+  function backoffCeiling(attempt: number): number {
+    return Math.min(maxBackoffMs, initialBackoffMs * 2 ** Math.min(attempt - 1, 20));
+  }
+
   async function backoff(attempt: number, error: unknown): Promise<void> {
     counts.retries++;
     retryingWith = sqlState(error) ?? (error instanceof Error ? error.message : String(error));
-    const ceiling = Math.min(maxBackoffMs, initialBackoffMs * 2 ** Math.min(attempt - 1, 20));
+    const ceiling = backoffCeiling(attempt);
     // Full jitter: replicas replaying after the same outage do not retry in step.
     const delay = ceiling / 2 + Math.random() * (ceiling / 2);
     logger.warn(
@@ -209,6 +218,7 @@ export function createReplayWriter(options: ReplayWriterOptions): ReplayWriter {
       deferred = 0;
     },
     deferredInPass: () => deferred,
+    backoffCeiling,
     async commit(chunk) {
       positions = new Map();
       deferredHere = [];
