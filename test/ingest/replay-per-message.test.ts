@@ -8,6 +8,7 @@ import { createGroupCommitRecorder } from '../../src/ingest/group-commit-recorde
 import type { GroupCommitRecorder } from '../../src/ingest/group-commit-recorder';
 import { openSpool } from '../../src/ingest/spool';
 import { createLogger } from '../../src/logger';
+import type { StatusEvent } from '../../src/messages/status-event';
 import { statusEvent } from '../factories';
 import { createTestDatabase } from '../helpers/test-database';
 import type { TestDatabase } from '../helpers/test-database';
@@ -82,6 +83,18 @@ async function lock(id: string): Promise<void> {
   await operator.query('SELECT 1 FROM messages WHERE id = $1 FOR UPDATE', [id]);
 }
 
+/** Waits (up to 15 s) until each of `events`' messages has exactly one stored event. */
+async function eachStoredOnce(events: readonly StatusEvent[], what: string): Promise<void> {
+  await eventually(
+    async () =>
+      (await Promise.all(events.map((event) => history(event.messageId)))).every(
+        (rows) => rows.length === 1,
+      ),
+    what,
+    15_000,
+  );
+}
+
 async function history(id: string): Promise<string[]> {
   const { rows } = await database.pool.query<{ raw_status: string }>(
     'SELECT raw_status FROM status_events WHERE message_id = $1 ORDER BY seq',
@@ -115,14 +128,7 @@ test('When one message’s row is locked for long, then the spooled events of ot
   const others = events.filter((event) => event.messageId !== id);
 
   // Every other message is stored while the lock is held.
-  await eventually(
-    async () =>
-      (await Promise.all(others.map((event) => history(event.messageId)))).every(
-        (rows) => rows.length === 1,
-      ),
-    'the other messages’ spooled events stored while the lock is held',
-    15_000,
-  );
+  await eachStoredOnce(others, 'the other messages’ spooled events stored while the lock is held');
   expect(await history(id)).toEqual(['queued']);
   expect(recorder.status().spool.retrying).toBe('55P03');
 
@@ -189,14 +195,7 @@ test('When the process stops while a segment is kept for a locked message, then 
     ];
     for (const event of events) expect(await first.record(event)).toBe('recorded');
     const others = events.slice(1);
-    await eventually(
-      async () =>
-        (await Promise.all(others.map((event) => history(event.messageId)))).every(
-          (rows) => rows.length === 1,
-        ),
-      'the other messages stored while the lock is held',
-      15_000,
-    );
+    await eachStoredOnce(others, 'the other messages stored while the lock is held');
     await first.drain(); // the deadline now: the kept segment stays on disk
     expect((await readdir(dir)).filter((name) => name.startsWith('spool-'))).toHaveLength(1);
 
