@@ -322,6 +322,19 @@ function limitBodyPieces(req: IncomingMessage, res: ServerResponse, max: number)
     if (pieces === max + 1) refuseRequest(res, FRAGMENTED);
     return false;
   };
+  // An answer given before the body was read (a refusal: 401 without credentials, 413, 415)
+  // has Node discard the rest of the body to keep the connection (req._dump), and its parser
+  // then hands each discarded piece to JavaScript without pushing it: uncounted, an endless
+  // body of 1-byte chunks behind a refusal held the loop as above, for as long as the client
+  // sent. Discarded as a reader would discard it instead, each piece still goes through push.
+  let discarding = false;
+  (req as IncomingMessage & { _dump(): void })._dump = function (this: IncomingMessage) {
+    if (discarding) return;
+    discarding = true;
+    this.removeAllListeners('data');
+    this.on('data', () => undefined);
+    this.resume();
+  };
 }
 
 /** Whether a body follows the head: a length above zero, or a transfer coding. */

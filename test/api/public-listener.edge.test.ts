@@ -6,7 +6,7 @@ import {
   CALLBACK_BODY_BYTES_IN_FLIGHT,
   SMALL_CALLBACK_BYTES,
 } from '../../src/callbacks/callbacks.routes';
-import { createListener, listenerSettings } from '../../src/http/listener';
+import { MAX_BODY_PIECES, createListener, listenerSettings } from '../../src/http/listener';
 import { signJsonBody } from '../../src/signalwire/signing';
 import { nativeFields } from '../helpers/callbacks';
 import { TEST_PUBLIC_BASE_URL, TEST_SIGNING_KEY, createTestApp } from '../helpers/test-app';
@@ -144,5 +144,32 @@ describe('bodies that stall', () => {
       return (await exchange(signedNative(acceptedId, '', large))).status === 200;
     }, 'a large callback accepted once the stalled bodies are gone');
     expect(await eventsOf(acceptedId)).toBe(1);
+  });
+});
+
+describe('a refused callback whose body keeps coming', () => {
+  test('When an unsigned callback is refused 401 and its chunked body then comes in thousands of 1-byte chunks, then the connection is cut and nothing behind the body is answered', async () => {
+    // The 401 is answered before the body is read (credentials are checked first, DESIGN §2);
+    // what Node then discards still counts against the listener's limit of body pieces.
+    const socket = net.connect(port, '127.0.0.1');
+    let text = '';
+    socket.on('data', (data: Buffer) => (text += data.toString('latin1')));
+    socket.on('error', () => undefined);
+    let closed = false;
+    socket.on('close', () => (closed = true));
+    await new Promise((resolve) => socket.once('connect', resolve));
+    socket.write(
+      'POST /callbacks/native HTTP/1.1\r\nHost: hooks.example.com\r\n' +
+        'Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n',
+    );
+    await eventually(() => /^HTTP\/1\.1 401/.test(text), 'the refusal');
+    socket.write(
+      '1\r\n \r\n'.repeat(2 * MAX_BODY_PIECES) +
+        '0\r\n\r\nGET /healthz HTTP/1.1\r\nHost: hooks.example.com\r\n\r\n',
+    );
+    const answers = () => text.match(/HTTP\/1\.1 \d{3}/g) ?? [];
+    await eventually(() => closed || answers().length > 1, 'the connection cut, or an answer');
+    expect(answers()).toEqual(['HTTP/1.1 401']);
+    expect(closed).toBe(true);
   });
 });

@@ -297,7 +297,10 @@ test('When a flood holds the other slots and keeps connecting, then a busy keep-
     ...small,
     headersTimeoutMs: 60_000,
     maxConnections: 4,
-    idleToFreeMs: 1_000,
+    // The service's own (5 s): the busy client is idle for milliseconds, so any threshold
+    // above that tells it apart; a shorter one only adds a way to fail on a loaded machine
+    // (the test's own event loop held up for a second made the busy client look idle).
+    idleToFreeMs: 5_000,
   });
   const busy = await connect(port);
   // Three connections that never finish their headers, then a new connection every 10 ms.
@@ -402,6 +405,47 @@ describe('a body in tiny pieces', () => {
     expect(errorCode(client.received())).toBe('body_too_fragmented');
     await client.closed;
     expect(piecesHeard()).toBeLessThanOrEqual(small.maxBodyPieces);
+  });
+
+  /**
+   * A client whose chunked POST the app refused (401) before reading its body, the body not
+   * sent yet; the app serves `GET /` behind it on the same connection.
+   */
+  async function refusedBeforeItsBody(): Promise<Awaited<ReturnType<typeof connect>>> {
+    const app = express();
+    app.post('/refuse', (_req, res) => void res.status(401).end('no'));
+    app.get('/', (_req, res) => void res.end('ok'));
+    const server = createListener(app, small);
+    servers.push(server);
+    await listenOn(server, 0, ['127.0.0.1']);
+    const client = await connect((server.address() as AddressInfo).port);
+    client.socket.write('POST /refuse HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n');
+    await waitFor(() => responses(client.received()).length > 0, 'the refusal');
+    return client;
+  }
+
+  test('When the app answers before reading a body in tiny pieces (a refusal), then the pieces Node discards after the answer count too: the connection is cut', async () => {
+    // A refusal (401 without credentials, 413, 415) is answered before the body is read; Node
+    // then discards the rest of the body (req._dump), each piece still handed to JavaScript.
+    const client = await refusedBeforeItsBody();
+    let closed = false;
+    void client.closed.then(() => (closed = true));
+    // Far more pieces than the limit, then a request behind them on the same connection.
+    client.socket.write('1\r\nx\r\n'.repeat(64 * 1024) + '0\r\n\r\n' + GET);
+    await waitFor(
+      () => closed || responses(client.received()).length > 1,
+      'the connection cut, or an answer to the request behind the body',
+    );
+    expect(responses(client.received())).toEqual(['HTTP/1.1 401']);
+    expect(closed).toBe(true);
+  });
+
+  test('When the app answers before reading a body within the limit of pieces, then the rest is discarded and the connection serves the next request', async () => {
+    const client = await refusedBeforeItsBody();
+    client.socket.write('1\r\nx\r\n'.repeat(small.maxBodyPieces) + '0\r\n\r\n' + GET);
+    await waitFor(() => responses(client.received()).length > 1, 'the next answer');
+    expect(responses(client.received())).toEqual(['HTTP/1.1 401', 'HTTP/1.1 200']);
+    client.socket.destroy();
   });
 
   test('When a chunked body comes within the limit of pieces, then the app reads it whole', async () => {
