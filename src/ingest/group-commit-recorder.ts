@@ -24,7 +24,8 @@ import type { Spool } from './spool';
  *
  * A batch closes when it holds `batchMax` events or its oldest event has waited
  * `batchWaitMs` — or at once when nothing is committing; at most `maxInFlight` batches
- * commit at once (each holds a pool connection). Events waiting or committing are bounded by
+ * commit at once (each holds a pool connection), those sharing a message one after the other
+ * (afterEarlierBatches). Events waiting or committing are bounded by
  * `queueMax` in count and `queueMaxBytes` in size (approximateEventBytes): past either,
  * `record` refuses at once with a 503 and Retry-After instead of growing memory until
  * SignalWire's 5 s timeout fires anyway.
@@ -159,6 +160,12 @@ interface Pending {
   reject: (error: unknown) => void;
 }
 
+/** A batch committing or spooling; `landed` resolves once it is through (commitBatch). */
+interface Flight {
+  batch: readonly Pending[];
+  landed: Promise<void>;
+}
+
 export function createGroupCommitRecorder(options: GroupCommitOptions): GroupCommitRecorder {
   const { db, logger, spool, batchMax, batchWaitMs, queueMax, maxInFlight } = options;
   const write = options.write ?? recordEvents;
@@ -188,7 +195,9 @@ export function createGroupCommitRecorder(options: GroupCommitOptions): GroupCom
   let oldestQueuedAt = 0;
   let held = 0; // queued + committing: what queueMax bounds
   let heldBytes = 0; // their approximate size: what queueMaxBytes bounds
-  let inFlight = 0;
+  // The batches committing or spooling, in the order they started (a Set keeps insertion
+  // order); its size is what maxInFlight bounds.
+  const flights = new Set<Flight>();
   let waitTimer: NodeJS.Timeout | null = null;
   let mode: IngestMode = 'direct';
   let probeTimer: NodeJS.Timeout | null = null;
@@ -231,23 +240,23 @@ export function createGroupCommitRecorder(options: GroupCommitOptions): GroupCom
     // batch up behind this commit anyway (PostgreSQL's commit_delay likewise waits only when
     // other transactions are active).
     while (
-      inFlight < maxInFlight &&
+      flights.size < maxInFlight &&
       queue.length > 0 &&
       (closed ||
-        inFlight === 0 ||
+        flights.size === 0 ||
         queue.length >= batchMax ||
         performance.now() - oldestQueuedAt >= batchWaitMs)
     ) {
       startBatch();
     }
-    if (queue.length > 0 && waitTimer === null && inFlight < maxInFlight) {
+    if (queue.length > 0 && waitTimer === null && flights.size < maxInFlight) {
       const remaining = Math.max(0, batchWaitMs - (performance.now() - oldestQueuedAt));
       waitTimer = setTimeout(() => {
         waitTimer = null;
         schedule();
       }, remaining);
     }
-    if (queue.length === 0 && inFlight === 0 && idleWaiters.length > 0) {
+    if (queue.length === 0 && flights.size === 0 && idleWaiters.length > 0) {
       const waiters = idleWaiters;
       idleWaiters = [];
       for (const resolve of waiters) resolve();
@@ -261,26 +270,33 @@ export function createGroupCommitRecorder(options: GroupCommitOptions): GroupCom
     }
     const batch = queue.length <= batchMax ? queue : queue.slice(0, batchMax);
     queue = queue.length <= batchMax ? [] : queue.slice(batchMax);
-    inFlight++;
     stats.batches++;
-    commitBatch(batch)
+    let land!: () => void;
+    const flight: Flight = { batch, landed: new Promise((resolve) => (land = resolve)) };
+    flights.add(flight);
+    commitBatch(batch, flight)
       .catch((error: unknown) => {
         // commitBatch settles every event itself; reaching here is a bug, not an outage.
         logger.error({ err: error }, 'group commit failed unexpectedly');
         for (const pending of batch) pending.reject(error);
       })
       .finally(() => {
-        inFlight--;
+        flights.delete(flight);
+        land();
         held -= batch.length;
         for (const pending of batch) heldBytes -= pending.bytes;
         schedule();
       });
   }
 
-  async function commitBatch(batch: Pending[]): Promise<void> {
+  async function commitBatch(batch: Pending[], flight: Flight): Promise<void> {
+    const deadline = performance.now() + commitTimeoutMs;
+    await afterEarlierBatches(batch, flight);
     if (mode !== 'direct' && spool) return spoolEntries(batch);
     let outcomes: RecordOutcome[];
     const began = performance.now();
+    if (deadline <= began)
+      return unreachable(batch, timedOut(`${NOT_COMMITTED} within the batch's commit timeout`));
     try {
       outcomes = await withTimeout(
         write(
@@ -288,17 +304,40 @@ export function createGroupCommitRecorder(options: GroupCommitOptions): GroupCom
           batch.map((pending) => pending.event),
           recordOptions,
         ),
-        commitTimeoutMs,
+        deadline - began,
         NOT_COMMITTED,
       );
     } catch (error) {
       if (isDatabaseUnavailable(error)) return unreachable(batch, error);
-      return commitOneByOne(batch, error, began + commitTimeoutMs);
+      return commitOneByOne(batch, error, deadline);
     }
     stats.transactions++;
     stats.committed += batch.length;
     stats.commitMillis += performance.now() - began;
     batch.forEach((pending, index) => pending.resolve(outcomes[index]!));
+  }
+
+  /**
+   * Waits until every batch that started before `batch` with an event of one of its messages
+   * is through (committed or spooled). A message's events then reach PostgreSQL, or the spool,
+   * in arrival order: a batch left waiting (its message's row locked elsewhere, PostgreSQL not
+   * answering) is spooled at its commit timeout, and a later batch written or spooled meanwhile
+   * would get ahead of it — spooled, replayed first; written, committed first, possibly even
+   * while the earlier one is spooled (its abandoned write given up at lock_timeout). Costs
+   * nothing a commit would not wait for anyway: the later batch's transaction would wait for the
+   * message's row, which the earlier one's holds until it ends. Within the batch's own commit
+   * timeout (commitBatch's deadline), which the earlier batch's, started first, ends before.
+   */
+  async function afterEarlierBatches(batch: readonly Pending[], flight: Flight): Promise<void> {
+    const earlier: Array<Promise<void>> = [];
+    let messages: Set<string> | undefined;
+    for (const other of flights) {
+      if (other === flight) break;
+      messages ??= new Set(batch.map((pending) => pending.event.messageId));
+      if (other.batch.some((pending) => messages!.has(pending.event.messageId)))
+        earlier.push(other.landed);
+    }
+    if (earlier.length > 0) await Promise.all(earlier);
   }
 
   /**
@@ -496,7 +535,7 @@ export function createGroupCommitRecorder(options: GroupCommitOptions): GroupCom
       deadLettered: replay.deadLettered ?? 0,
       replayRetries: replay.retries ?? 0,
       queued: queue.length,
-      inFlight,
+      inFlight: flights.size,
     };
   }
 

@@ -15,7 +15,7 @@ import type { StatusEvent } from '../messages/status-event';
  * - another transient failure (statement timeout, deadlock, serialization failure, …): the
  *   same events are tried again with exponential backoff, for as long as it takes; a chunk
  *   that keeps failing is tried one event at a time, and the events that still fail are tried
- *   again after the others;
+ *   again after the other messages' (each with its message's later events, kept in order);
  * - an event PostgreSQL refuses for good (its data: classes 22/23), or that our own code fails
  *   on three times: it goes to the dead-letter file, visible and requeued by command once the
  *   cause is fixed; its neighbours are stored.
@@ -160,17 +160,25 @@ export function createReplayWriter(options: ReplayWriterOptions): ReplayWriter {
 
   /**
    * Each event in its own transaction; those failing transiently are tried again, after a
-   * backoff, once the others are through (their order among themselves kept).
+   * backoff, once the other messages' are through (their order among themselves kept). A
+   * message's later events wait behind its failed one, untried: stored before it, they would
+   * put its history out of arrival order (the retry commits it after them).
    */
   async function commitEach(events: readonly StatusEvent[]): Promise<void> {
     const codeFailures = new Map<StatusEvent, number>();
     let pending = events;
     for (let attempt = 1; pending.length > 0; attempt++) {
       const again: StatusEvent[] = [];
+      // Messages with an event in `again`: their later events join it.
+      const waiting = new Set<string>();
       let lastError: unknown;
       for (const event of pending) {
         if (blocked.has(event.messageId)) {
           defer(event);
+          continue;
+        }
+        if (waiting.has(event.messageId)) {
+          again.push(event);
           continue;
         }
         try {
@@ -190,6 +198,7 @@ export function createReplayWriter(options: ReplayWriterOptions): ReplayWriter {
             continue;
           }
           again.push(event);
+          waiting.add(event.messageId);
           lastError = error;
         }
       }

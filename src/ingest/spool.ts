@@ -2,6 +2,7 @@ import { mkdir, open, readdir, rename, stat, unlink } from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import type { Logger } from '../logger';
+import { dedupeKey } from '../messages/status-event';
 import type { StatusEvent } from '../messages/status-event';
 import { acquireInstanceLock } from '../process/instance-lock';
 import type { InstanceLock } from '../process/instance-lock';
@@ -62,7 +63,10 @@ export interface Spool {
     commit: (events: StatusEvent[]) => Promise<readonly number[] | void>,
     chunkSize: number,
   ): Promise<number>;
-  /** Keeps an event that PostgreSQL refuses for good (never silently dropped), with why. */
+  /**
+   * Keeps an event that PostgreSQL refuses for good (never silently dropped), with why; once:
+   * an event already in the dead-letter file (the same dedupe key) is not written again.
+   */
   deadLetter(event: StatusEvent, reason: string): Promise<void>;
   /** Records in the dead-letter file. */
   deadLetters(): number;
@@ -377,6 +381,45 @@ async function openLocked(
   }
 
   /**
+   * The dedupe keys of the events in the dead-letter file, read from it at this process's first
+   * dead letter. A replay stopped in the middle of a segment (a drain's deadline, a crash, the
+   * database lost), or ended with a segment kept for a locked message, leaves the segment to be
+   * replayed whole by the next pass or process: an event dead-lettered the first time would be
+   * dead-lettered again, once per restart, and counted (metric, readiness) as many times. An
+   * event whose key the file already holds is not written twice; the store would take only one
+   * of them anyway (its dedupe key). One key per dead letter in memory, and dead letters are few.
+   */
+  let deadLetterKeys: Set<string> | undefined;
+  async function deadLetteredKeys(): Promise<Set<string>> {
+    if (deadLetterKeys) return deadLetterKeys;
+    const keys = new Set<string>();
+    if (await exists(deadLetterFile)) {
+      for await (const line of readLines(deadLetterFile, MAX_DEAD_LETTER_BYTES)) {
+        const event = line.text === undefined ? undefined : deadLetterEvent(line.text);
+        if (event) keys.add(dedupeKey(event).toString('hex'));
+      }
+    }
+    deadLetterKeys = keys;
+    return keys;
+  }
+
+  function deadLetterEventOnce(event: StatusEvent, reason: string): Promise<void> {
+    return inTurn(async () => {
+      const keys = await deadLetteredKeys();
+      const key = dedupeKey(event).toString('hex');
+      if (keys.has(key)) {
+        logger.info(
+          { message_id: event.messageId },
+          'replayed event already in the dead-letter file: not written again',
+        );
+        return;
+      }
+      await writeDeadLetter({ reason, event });
+      keys.add(key);
+    });
+  }
+
+  /**
    * Once it resolves, the record is whole on disk: its segment may then be removed, and the
    * record is the event's only copy. A nearly full disk (or the file-size limit) takes part of
    * a write without an error, so every byte is written or the write fails; a failed one is
@@ -434,6 +477,8 @@ async function openLocked(
     await rename(temporary, deadLetterFile);
     await syncDir();
     deadLetters = result.kept;
+    // What is left cannot be read: no event's key (the requeued ones may be refused again).
+    deadLetterKeys = new Set();
     logger.info({ dir, ...result }, 'dead letters requeued');
     return result;
   }
@@ -599,7 +644,7 @@ async function openLocked(
         replaying = false;
       }
     },
-    deadLetter: (event, reason) => appendDeadLetter({ reason, event }),
+    deadLetter: deadLetterEventOnce,
     deadLetters: () => deadLetters,
     requeueDeadLetters() {
       // One at a time: two would append the same events twice.

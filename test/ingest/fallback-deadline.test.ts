@@ -94,9 +94,12 @@ test('When the operator’s lock_timeout is shorter than the commit timeout and 
   await operator.query('ROLLBACK');
   await operator.end();
 
-  // The first batch's commit timeout, plus a write of the spool and the scheduling around it.
+  // One batch's commit timeout, plus a write of the spool and the scheduling around it — or,
+  // when the first callbacks made a batch of their own (the requests reach a loaded machine
+  // spread out), that batch's part of a timeout before the next batch's whole one. Each event
+  // given its own, as before, took CALLBACKS × ROLE_LOCK_TIMEOUT_MS (6 s).
   const slowest = Math.max(...answers.map((answer) => answer.ms));
-  expect(slowest).toBeLessThan(COMMIT_TIMEOUT_MS + 1_500);
+  expect(slowest).toBeLessThan(2 * COMMIT_TIMEOUT_MS + 1_500);
   // A few are refused (503, SignalWire retries) while the batch's time lasts; the rest are kept.
   for (const { status } of answers) expect([200, 503]).toContain(status);
   const acknowledged = answers.filter((answer) => answer.status === 200).map(({ id }) => id);

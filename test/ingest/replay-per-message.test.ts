@@ -1,4 +1,4 @@
-import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { Client } from 'pg';
@@ -6,13 +6,15 @@ import { createDb } from '../../src/db/database';
 import type { DatabaseHandle } from '../../src/db/database';
 import { createGroupCommitRecorder } from '../../src/ingest/group-commit-recorder';
 import type { GroupCommitRecorder } from '../../src/ingest/group-commit-recorder';
-import { openSpool } from '../../src/ingest/spool';
+import { DEAD_LETTER_FILE, openSpool } from '../../src/ingest/spool';
 import { createLogger } from '../../src/logger';
+import { recordEvents } from '../../src/messages/record-events';
 import type { StatusEvent } from '../../src/messages/status-event';
 import { statusEvent } from '../factories';
 import { createTestDatabase } from '../helpers/test-database';
 import type { TestDatabase } from '../helpers/test-database';
 import { eventually } from './support/eventually';
+import { failTransientlyWhileListed } from './support/transient-failure';
 
 /**
  * A row lock on one message held for long (an operator's session left open after
@@ -211,5 +213,78 @@ test('When the process stops while a segment is kept for a locked message, then 
     }
   } finally {
     await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test('When a replayed event’s own transaction fails transiently for a while (a statement timeout), then its message’s later events in the chunk wait for it: stored after it, not before', async () => {
+  // A statement timeout's 57014 for the event tagged 'slow' until the tag is deleted.
+  await failTransientlyWhileListed(database, 'test_slow');
+  await database.pool.query(`INSERT INTO test_slow VALUES ('slow')`);
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'sw-status-per-message-transient-'));
+  try {
+    const queued = statusEvent('queued');
+    await recordEvents(service.db, [queued]);
+    const id = queued.messageId;
+    // One chunk (replayChunk 2) left by an earlier process: the message's two next events.
+    const earlier = await openSpool({ dir, logger: createLogger('silent') });
+    await earlier.append([
+      statusEvent('sent', { messageId: id, errorCode: 'slow' }),
+      statusEvent('delivered', { messageId: id }),
+    ]);
+    await earlier.close();
+
+    const replaying = await startRecorder(dir);
+    try {
+      // The chunk failed twice and was tried event by event, the slow one failing again.
+      await eventually(() => replaying.stats().replayRetries >= 3, 'retries', 15_000);
+      await database.pool.query('DELETE FROM test_slow');
+      await eventually(() => replaying.mode() === 'direct', 'the spool replayed', 15_000);
+      expect(await history(id)).toEqual(['queued', 'sent', 'delivered']);
+    } finally {
+      await replaying.drain();
+    }
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+    await database.pool.query(
+      'DROP TRIGGER test_slow ON status_events; DROP TABLE test_slow; DROP FUNCTION test_slow()',
+    );
+  }
+});
+
+test('When the process stops while a segment is kept for a locked message and holds a dead letter, then the next process, replaying the segment whole, does not dead-letter that event again', async () => {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'sw-status-per-message-dead-letter-'));
+  try {
+    const locked = statusEvent('queued');
+    await recordEvents(service.db, [locked]);
+    const poisoned = statusEvent('sent');
+    // One segment (segmentMaxEvents 2) left by an earlier process: the locked message's next
+    // event, and an event PostgreSQL refuses for good.
+    const earlier = await openSpool({ dir, logger: createLogger('silent') });
+    await earlier.append([statusEvent('sent', { messageId: locked.messageId }), poisoned]);
+    await earlier.close();
+    await database.pool.query(
+      `ALTER TABLE status_events ADD CONSTRAINT test_refuses_kept CHECK (message_id <> '${poisoned.messageId}')`,
+    );
+    await lock(locked.messageId);
+
+    const first = await startRecorder(dir);
+    await eventually(() => first.status().spool.dead_letters === 1, 'dead-lettered', 15_000);
+    await first.drain(); // the segment is kept: its locked event is not stored yet
+    expect((await readdir(dir)).filter((name) => name.startsWith('spool-'))).toHaveLength(1);
+
+    await operator!.query('ROLLBACK');
+    const second = await startRecorder(dir);
+    try {
+      await eventually(() => second.mode() === 'direct', 'the next process replayed it', 15_000);
+      expect(await history(locked.messageId)).toEqual(['queued', 'sent']);
+      expect(second.status().spool.dead_letters).toBe(1);
+    } finally {
+      await second.drain();
+    }
+    const records = (await readFile(path.join(dir, DEAD_LETTER_FILE), 'utf8')).trim().split('\n');
+    expect(records).toHaveLength(1);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+    await database.pool.query('ALTER TABLE status_events DROP CONSTRAINT test_refuses_kept');
   }
 });
