@@ -6,7 +6,8 @@ import { withoutMessageBody } from './relay-request';
  * STORE_BODY=true, where a relay keeps its callback once it leaves `pending`: a delivered one
  * keeps nothing more (nothing is left to send), a dead one keeps its callback without the
  * text, for a retry — as they are kept without STORE_BODY. A relay still pending goes to the
- * app as SignalWire sent it: the app that sent the text.
+ * app as SignalWire sent it: the app that sent the text; when it leaves pending it is kept as
+ * here, not whole (recordOutcomes' `ifRedacted`, src/relay/relay.repository.ts).
  */
 export async function forgetRelayedText(db: Db, messageId: string): Promise<void> {
   await db

@@ -333,17 +333,16 @@ export function createRelayWorker(options: RelayWorkerOptions): RelayWorker {
 
   /**
    * What is kept of a job's callback once it leaves pending: delivered, nothing more to send;
-   * dead, kept for a retry, without the message's text. All of it with STORE_BODY=true.
+   * dead, kept for a retry, without the message's text. All of it with STORE_BODY=true, unless
+   * the message was redacted while the job was pending: then as without it (ifRedacted).
    */
   function payloadAfter(job: RelayJobRow, state: 'delivered' | 'dead'): AttemptOutcome['payload'] {
-    if (options.storeBody || job.payload === null) return { keep: true };
-    return {
-      keep: false,
-      base64:
-        state === 'dead'
-          ? withoutMessageBody(job.payload, job.method, job.content_type).toString('base64')
-          : null,
-    };
+    if (job.payload === null) return { keep: true };
+    const base64 =
+      state === 'dead'
+        ? withoutMessageBody(job.payload, job.method, job.content_type).toString('base64')
+        : null;
+    return options.storeBody ? { keep: true, ifRedacted: { base64 } } : { keep: false, base64 };
   }
 
   /**

@@ -142,8 +142,15 @@ export interface AttemptOutcome {
   delayMs: number | null;
   status: number | null;
   error: string | null;
-  /** keep it, clear it (delivered), or replace it (dead: without the message body), base64. */
-  payload: { keep: true } | { keep: false; base64: string | null };
+  /**
+   * keep it, clear it (delivered), or replace it (dead: without the message body), base64.
+   * `ifRedacted` (STORE_BODY=true, leaving pending): what replaces it instead when the message
+   * has been redacted (its body `''`, src/messages/redaction.ts) by the time the outcome is
+   * written — a relay pending at the redaction went out with the text SignalWire sent, and is
+   * kept as a redaction leaves a relay (src/relay/relay-redaction.ts), not with that text.
+   */
+  payload:
+    { keep: true; ifRedacted?: { base64: string | null } } | { keep: false; base64: string | null };
 }
 
 /**
@@ -163,7 +170,8 @@ export async function recordOutcomes(db: Db, outcomes: readonly AttemptOutcome[]
     status: o.status,
     error: o.error,
     keep_payload: o.payload.keep,
-    payload: o.payload.keep ? null : o.payload.base64,
+    unless_redacted: o.payload.keep && o.payload.ifRedacted !== undefined,
+    payload: o.payload.keep ? (o.payload.ifRedacted?.base64 ?? null) : o.payload.base64,
   }));
   await sql`
     UPDATE relay_jobs r SET
@@ -176,10 +184,13 @@ export async function recordOutcomes(db: Db, outcomes: readonly AttemptOutcome[]
       last_error = o.error,
       delivered_at = CASE WHEN o.state = 'delivered' THEN now() ELSE r.delivered_at END,
       updated_at = now(),
-      payload = CASE WHEN o.keep_payload THEN r.payload ELSE decode(o.payload, 'base64') END
+      payload = CASE
+        WHEN o.keep_payload AND NOT (o.unless_redacted AND EXISTS (
+          SELECT 1 FROM messages m WHERE m.id = r.message_id AND m.body = ''))
+        THEN r.payload ELSE decode(o.payload, 'base64') END
     FROM json_to_recordset(${JSON.stringify(rows)}::json) AS o(id bigint, lease_ms double precision,
       state text, attempted boolean, delay_ms double precision, status integer, error text,
-      keep_payload boolean, payload text)
+      keep_payload boolean, unless_redacted boolean, payload text)
     WHERE r.id = o.id AND ${stillLeased}`.execute(db);
 }
 

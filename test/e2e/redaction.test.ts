@@ -83,6 +83,27 @@ async function storedTexts(id: string): Promise<{ body: string | undefined; inHi
   return { body: message?.body, inHistory: Number(rows[0]!.n) };
 }
 
+/** The message's relays: each one's state and its stored callback as text. */
+async function relays(id: string): Promise<{ state: string; text: string | null }[]> {
+  const { rows } = await sql<{ state: string; text: string | null }>`
+    SELECT state, convert_from(payload, 'UTF8') AS text FROM relay_jobs
+    WHERE message_id = ${id}`.execute(stack.app.database.db);
+  return rows;
+}
+
+/** Runs a relay worker until every relay of the message is in `state`. */
+async function relayedUntilAll(id: string, state: 'delivered' | 'dead'): Promise<void> {
+  const worker = startRelayWorker(stack.app);
+  try {
+    await eventually(async () => {
+      const rows = await relays(id);
+      return rows.every((row) => row.state === state) && rows;
+    });
+  } finally {
+    await worker.stop();
+  }
+}
+
 test.each(['native', 'cxml'] as const)(
   'When a %s message is redacted through the proxy with STORE_BODY on, then its text is gone from the message and its history',
   async (api) => {
@@ -134,22 +155,15 @@ test('When a message whose callbacks were relayed to the app is redacted, then t
       statusCallback: app.callbackUrl('/sms/status'),
     });
     await stack.sim.waitForIdle();
-    const db = stack.app.database.db;
-    const relays = () =>
-      sql<{ state: string; text: string | null }>`
-        SELECT state, convert_from(payload, 'UTF8') AS text FROM relay_jobs
-        WHERE message_id = ${id}`
-        .execute(db)
-        .then(({ rows }) => rows);
     // Every callback relayed: with STORE_BODY on, each keeps it whole.
     const delivered = await eventually(async () => {
-      const rows = await relays();
+      const rows = await relays(id);
       return rows.length >= 3 && rows.every((row) => row.state === 'delivered') && rows;
     });
     expect(delivered.every((row) => row.text?.includes('424242'))).toBe(true);
 
     expect((await redact(id)).status).toBe(200);
-    expect((await relays()).filter((row) => row.text?.includes('424242') ?? false)).toEqual([]);
+    expect((await relays(id)).filter((row) => row.text?.includes('424242') ?? false)).toEqual([]);
   } finally {
     await worker.stop();
     await app.close();
@@ -191,4 +205,46 @@ test('When a callback is recorded while the redaction waits on the same row, the
     await locker.end();
   }
   expect(await storedTexts(id)).toEqual({ body: '', inHistory: 0 });
+});
+
+test('When a message is redacted while its relays are still pending, then once they are delivered the relay keeps no text', async () => {
+  const app = await startCustomerApp(SIMULATOR_SIGNING_KEY);
+  try {
+    const id = await stack.send('native', '+15557402008', {
+      body: 'my one-time code is 424242',
+      statusCallback: app.callbackUrl('/sms/status'),
+    });
+    await stack.sim.waitForIdle();
+    // No worker yet: the callbacks' relays wait, with the text SignalWire sent.
+    const pending = await relays(id);
+    expect(pending.length).toBeGreaterThanOrEqual(3);
+    expect(pending.every((row) => row.state === 'pending')).toBe(true);
+
+    expect((await redact(id)).status).toBe(200);
+
+    // The app still gets them as SignalWire sent them (relay-redaction.ts)...
+    await relayedUntilAll(id, 'delivered');
+    expect(app.received.some((relay) => relay.body.includes('424242'))).toBe(true);
+    // ...but nothing here keeps the text once they have gone.
+    expect((await relays(id)).filter((row) => row.text?.includes('424242') ?? false)).toEqual([]);
+  } finally {
+    await app.close();
+  }
+});
+
+test('When a message is redacted while its relays are pending and they then die, then each keeps its callback without the text', async () => {
+  // A private address outside RELAY_ALLOWED_NETWORKS: refused without a request, dead at once.
+  const id = await stack.send('native', '+15557402009', {
+    body: 'my one-time code is 424242',
+    statusCallback: 'http://10.255.255.1/sms/status',
+  });
+  await stack.sim.waitForIdle();
+  expect((await relays(id)).length).toBeGreaterThanOrEqual(3);
+  expect((await redact(id)).status).toBe(200);
+
+  await relayedUntilAll(id, 'dead');
+  const dead = await relays(id);
+  // Kept for a retry (POST /v1/relays/{id}/retry), without the text.
+  expect(dead.every((row) => row.text !== null && row.text.includes(id))).toBe(true);
+  expect(dead.filter((row) => row.text!.includes('424242'))).toEqual([]);
 });
