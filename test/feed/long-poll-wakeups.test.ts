@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import type { Server } from 'node:http';
+import type { IncomingMessage, Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Client } from 'pg';
 import type { PoolClient } from 'pg';
@@ -196,7 +196,13 @@ test('When the clients of long-polls go away while their page reads wait their t
   const first = [1, 2].map((limit) => get(`/v1/events?after=${cursor}&limit=${limit}`));
   await eventually(() => held === 2, 'two reads running');
   // Twenty more, each a read of its own (a limit of its own), queue behind them; their
-  // clients give up.
+  // clients give up. (Waited for on the server's side: fixed pauses can run out before a
+  // loaded machine has read the requests, or their sockets' closing.)
+  const arrived: IncomingMessage[] = [];
+  const onRequest = (req: IncomingMessage) => {
+    if (!/[?&]limit=[12]$/.test(req.url ?? '')) arrived.push(req);
+  };
+  server.on('request', onRequest);
   const gone = new AbortController();
   const queued = Array.from({ length: 20 }, (_, i) =>
     get(`/v1/events?after=${cursor}&limit=${i + 3}`, gone.signal).then(
@@ -204,11 +210,12 @@ test('When the clients of long-polls go away while their page reads wait their t
       () => 'gone',
     ),
   );
-  await sleep(500);
+  await eventually(() => arrived.length === 20, 'the twenty reads at the server');
+  server.off('request', onRequest);
   gone.abort();
   expect(new Set(await Promise.all(queued))).toEqual(new Set(['gone']));
   // The server sees the sockets close.
-  await sleep(300);
+  await eventually(() => arrived.every((req) => req.socket.destroyed), 'their sockets closed');
   statements = 0;
   const holding = hold;
   hold = null;

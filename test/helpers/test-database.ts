@@ -38,6 +38,37 @@ export function asAdmin(statement: string): Promise<void> {
   return adminQuery(required('SW_TEST_ADMIN_URL'), statement);
 }
 
+/**
+ * Ends every session of one database (as a failover or a restart would) and returns once they
+ * are gone. pg_terminate_backend only signals: a statement sent at once could still meet a
+ * dying connection, which the service reads as "connection lost", whatever the test is about.
+ * Sessions opened meanwhile (a readiness probe's) are left alone: only the ended ones are
+ * waited for, by pid.
+ */
+export async function endSessions(name: string, timeoutMs = 10_000): Promise<void> {
+  const admin = new Client({ connectionString: required('SW_TEST_ADMIN_URL') });
+  await admin.connect();
+  try {
+    const { rows } = await admin.query<{ pid: number }>(
+      `SELECT pid, pg_terminate_backend(pid) FROM pg_stat_activity
+        WHERE datname = $1 AND pid <> pg_backend_pid()`,
+      [name],
+    );
+    const ended = rows.map((row) => row.pid);
+    for (const began = Date.now(); ;) {
+      const { rows: alive } = await admin.query(
+        'SELECT 1 FROM pg_stat_activity WHERE pid = ANY($1)',
+        [ended],
+      );
+      if (alive.length === 0) return;
+      if (Date.now() - began > timeoutMs) throw new Error(`sessions of ${name} still alive`);
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  } finally {
+    await admin.end();
+  }
+}
+
 async function adminQuery(adminUrl: string, statement: string): Promise<void> {
   // Two files cloning the template at the same instant can collide; a short retry settles it.
   for (let attempt = 1; ; attempt++) {

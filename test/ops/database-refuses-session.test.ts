@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { asAdmin, createTestDatabase } from '../helpers/test-database';
+import { asAdmin, createTestDatabase, endSessions } from '../helpers/test-database';
 import type { TestDatabase } from '../helpers/test-database';
 import { eventually } from '../ingest/support/eventually';
 import { launchProductionService } from './service-process';
@@ -94,10 +94,7 @@ test.each(refusals)(
     expect(await callback({ MessageSid: randomUUID() })).toBe(200);
 
     await asAdmin(refuse(target));
-    await asAdmin(
-      `SELECT pg_terminate_backend(pid) FROM pg_stat_activity
-        WHERE datname = '${target.name}' AND pid <> pg_backend_pid()`,
-    );
+    await endSessions(target.name);
     const during = [randomUUID(), randomUUID()];
     for (const id of during) expect(await callback({ MessageSid: id })).toBe(200); // spooled
     expect((await readyz()).body).toMatchObject({ spool: { depth: expect.any(Number) } });

@@ -6,6 +6,7 @@ import express from 'express';
 import { createListener, listenOn } from '../../src/http/listener';
 import type { ListenerSettings } from '../../src/http/listener';
 import { closeServer } from '../../src/process/listen';
+import { eventually } from '../ingest/support/eventually';
 
 /**
  * The drain (src/process/shutdown.ts → closeServer) on keep-alive connections, which is how
@@ -120,7 +121,9 @@ test('When the listener closes while an answer already begun on a keep-alive con
   const { server, port } = await start();
   const client = await connect(port);
   client.socket.write('GET /streamed HTTP/1.1\r\nHost: x\r\n\r\n');
-  await pause(100);
+  // Until the answer has begun: a fixed pause can run out first on a loaded machine (timers
+  // run before waiting sockets are read).
+  await eventually(() => client.received().includes('begun;'), 'the answer begun');
   expect(client.received()).toMatch(/^HTTP\/1\.1 200 .*Connection: keep-alive.*begun;/s);
 
   const started = Date.now();

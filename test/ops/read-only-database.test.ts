@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Client } from 'pg';
-import { asAdmin, createTestDatabase } from '../helpers/test-database';
+import { asAdmin, createTestDatabase, endSessions } from '../helpers/test-database';
 import type { TestDatabase } from '../helpers/test-database';
 import { eventually } from '../ingest/support/eventually';
 import { launchProductionService } from './service-process';
@@ -52,6 +52,19 @@ async function launch(databaseUrl: string) {
 
 const pause = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
+/**
+ * The failover: every session of the database ends, and the ones opened next are read-only.
+ * Returns once the ended sessions are gone (endSessions) and the service has had time to read
+ * their goodbye (57P01): else a callback could still be spooled for "connection lost", not for
+ * the read-only server these tests are about (a second, different error line, and no SQLSTATE
+ * until the next probe).
+ */
+async function failOver(name: string): Promise<void> {
+  await asAdmin(`ALTER DATABASE ${name} SET default_transaction_read_only = on`);
+  await endSessions(name);
+  await pause(300);
+}
+
 test('When DATABASE_URL leads to a read-only database (a hot standby), then the pod never becomes ready and /readyz says why', async () => {
   const database = await freshDatabase();
   await asAdmin(`ALTER DATABASE ${database.name} SET default_transaction_read_only = on`);
@@ -74,12 +87,7 @@ test('When a failover leaves the pool’s connections on a read-only server, the
   const before = randomUUID();
   expect(await callback({ MessageSid: before })).toBe(200);
 
-  // The failover: every session ends, and the ones the service opens next are read-only.
-  await asAdmin(`ALTER DATABASE ${database.name} SET default_transaction_read_only = on`);
-  await asAdmin(
-    `SELECT pg_terminate_backend(pid) FROM pg_stat_activity
-      WHERE datname = '${database.name}' AND pid <> pg_backend_pid()`,
-  );
+  await failOver(database.name);
   const during = [randomUUID(), randomUUID()];
   for (const id of during) expect(await callback({ MessageSid: id })).toBe(200); // spooled
   // Long enough for the replay to meet the read-only server a few times (a probe a second).
@@ -110,12 +118,16 @@ test('When a failover leaves the service on a read-only server, then /readyz and
   const { service, readyz, callback } = await launch(database.url);
   await eventually(async () => (await readyz()).status === 200, 'the pod is ready', 20_000);
 
-  await asAdmin(`ALTER DATABASE ${database.name} SET default_transaction_read_only = on`);
-  await asAdmin(
-    `SELECT pg_terminate_backend(pid) FROM pg_stat_activity
-      WHERE datname = '${database.name}' AND pid <> pg_backend_pid()`,
-  );
+  await failOver(database.name);
   expect(await callback({ MessageSid: randomUUID() })).toBe(200); // spooled
+  // The callback's own write normally meets the read-only server; should it have been spooled
+  // for another reason (a commit timeout on a loaded machine), the replay's first try, a
+  // probe later, meets it.
+  await eventually(
+    async () => ((await readyz()).body.spool as { retrying?: string }).retrying === '25006',
+    'the SQLSTATE in /readyz',
+    5_000,
+  );
   // Several probes and replay attempts (one a second), whether spooling or replaying.
   for (let probe = 0; probe < 8; probe++) {
     const { status, body } = await readyz();
@@ -138,16 +150,25 @@ test('When a failover leaves the service on a read-only server, then /readyz and
   );
   expect(((await readyz()).body.spool as { retrying?: string }).retrying).toBeUndefined();
 
-  // One line: the replay meeting the same read-only server at each probe says nothing new.
+  // Read-only said once: the replay meeting the same read-only server at each probe says
+  // nothing new. Normally the one error line there is; an earlier one (see above) says why the
+  // callback was spooled first.
   const errors = service
     .stdout()
     .split('\n')
     .filter((line) => line.startsWith('{'))
     .map((line) => JSON.parse(line) as { level: number; msg: string; component?: string })
-    .filter((line) => line.level >= 50 && line.component === undefined);
-  expect(errors.map((line) => line.msg)).toEqual([
-    'the database is read-only (a standby after a failover, or default_transaction_read_only) [SQLSTATE 25006]: spooling accepted callbacks to disk',
-  ]);
+    .filter((line) => line.level >= 50 && line.component === undefined)
+    .map((line) => line.msg);
+  const readOnly =
+    'the database is read-only (a standby after a failover, or default_transaction_read_only) [SQLSTATE 25006]';
+  expect(errors.filter((msg) => msg.includes(readOnly))).toHaveLength(1);
+  expect(errors.at(-1)).toBe(
+    errors.length === 1
+      ? `${readOnly}: spooling accepted callbacks to disk`
+      : `spool replay stopped: ${readOnly}; retrying after the next probe`,
+  );
+  expect(errors.length).toBeLessThanOrEqual(2);
 });
 
 /**

@@ -7,6 +7,7 @@ import { listen } from '../proxy/support';
 import {
   answerNotNow,
   confineTo,
+  feedFollowing,
   launchChromium,
   recordTexts,
   signIn,
@@ -99,6 +100,8 @@ describeBrowser('status page while the query API answers 503', () => {
   test('When a refresh is answered 503 query_timeout while a new failure arrives, then the page retries after Retry-After and shows the new failure', async () => {
     await openPage();
     await page.locator('#live-state', { hasText: /^Live$/ }).waitFor(UNTIL);
+    // Else the event below may come before the feed's cursor, and only the 30 s refresh sees it.
+    await feedFollowing(watch, UNTIL.timeout);
     const before = await page.locator('#failures').textContent();
 
     // The next day-stats read times out; the lists answer (a new failure is in them).

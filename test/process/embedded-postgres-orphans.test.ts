@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { REPO_ROOT } from '../ops/service-process';
 import { processesOf } from './support/processes';
@@ -13,8 +13,17 @@ import { processesOf } from './support/processes';
 jest.setTimeout(60_000);
 
 const scratch: string[] = [];
+const holders: number[] = [];
 
 afterAll(() => {
+  // A holder a failed test did not end would keep jest from exiting (its stdout is a pipe).
+  for (const pid of holders) {
+    try {
+      process.kill(-pid, 'SIGKILL');
+    } catch {
+      // already gone
+    }
+  }
   for (const dir of scratch) {
     for (const pid of serversOn(dir)) process.kill(pid, 'SIGKILL');
     rmSync(dir, { recursive: true, force: true });
@@ -38,6 +47,7 @@ async function holder(): Promise<{ pid: number; dir: string; exited: Promise<voi
     detached: true,
     stdio: ['ignore', 'pipe', 'inherit'],
   });
+  holders.push(child.pid!);
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   await new Promise<void>((resolve, reject) => {
     child.stdout!.on('data', (chunk: Buffer) => {
@@ -71,7 +81,22 @@ test('When a process holding the embedded PostgreSQL is killed (SIGKILL), then i
   expect(await noServerOn(dir)).toEqual([]);
 });
 
-/** The PIDs of postgres servers whose data directory is below `dir`. */
+/**
+ * The PIDs of postgres servers (postmasters) whose data directory is below `dir`. A child the
+ * server has just forked has its parent's command line until it retitles itself ("postgres:
+ * checkpointer"): on a loaded machine it was counted as a second and third server.
+ */
 function serversOn(dir: string): number[] {
-  return processesOf('postgres', (arg) => arg.startsWith(dir));
+  const pids = processesOf('postgres', (arg) => arg.startsWith(dir));
+  return pids.filter((pid) => !pids.includes(parentOf(pid)));
+}
+
+/** The parent PID, from /proc/<pid>/stat (after the command's name in parentheses). */
+function parentOf(pid: number): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+  } catch {
+    return 0; // gone meanwhile
+  }
 }

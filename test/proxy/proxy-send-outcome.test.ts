@@ -296,7 +296,8 @@ describe('SignalWire is never reached', () => {
       const mine = clientCallback();
       const started = Date.now();
       const res = await postCompat(t, mine);
-      expect(Date.now() - started).toBeLessThan(2000);
+      // The 200 ms timeout, not the default 10 s (room for a loaded machine's database writes).
+      expect(Date.now() - started).toBeLessThan(5_000);
       expect(res.status).toBe(502);
       expect(res.body).toMatchObject({ message: expect.stringMatching(/was not sent/) });
       expect(await intents(t, mine)).toBe(0);

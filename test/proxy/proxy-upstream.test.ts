@@ -252,7 +252,8 @@ describe('SignalWire does not answer', () => {
   it('When SignalWire does not answer within SIGNALWIRE_TIMEOUT_MS, then the compatibility caller gets 504 code 20503', async () => {
     const started = Date.now();
     const res = await postCompat(slow.internalApp);
-    expect(Date.now() - started).toBeLessThan(2000);
+    // The 200 ms timeout, not the default 10 s (room for a loaded machine's database writes).
+    expect(Date.now() - started).toBeLessThan(5_000);
     expect(res.status).toBe(504);
     expect(res.body).toEqual({
       code: 20503,

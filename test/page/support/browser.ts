@@ -53,6 +53,20 @@ export function watchPage(page: Page): PageWatch {
 }
 
 /**
+ * Until the page's feed follows with long-polls. Its first request, from `now`, does not wait:
+ * an event committed before that request is behind the page's cursor and wakes nothing (the
+ * panels then refresh only after 30 s). From the first long-poll on, an event answers it, and
+ * the feed's next request meets whatever the test routes.
+ */
+export async function feedFollowing(watch: PageWatch, timeoutMs: number): Promise<void> {
+  const longPoll = (url: string) => url.includes('/v1/events?') && url.includes('wait=25');
+  for (const began = Date.now(); !watch.requests.some(longPoll);) {
+    if (Date.now() - began > timeoutMs) throw new Error('the feed never long-polled');
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+/**
  * Every request the page makes to another origin is aborted (and recorded by watchPage):
  * the page must load nothing from the internet.
  */
