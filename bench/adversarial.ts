@@ -4,7 +4,7 @@ import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { freePort } from '../src/db/embedded-postgres';
+import { freePort } from '../src/db/free-port';
 import { basicAuthHeader } from '../src/signalwire/basic-auth';
 import { signFormParams, signJsonBody } from '../src/signalwire/signing';
 import { startBenchPostgres } from './lib/database';

@@ -2,7 +2,7 @@ import { spawn } from 'node:child_process';
 import { appendFileSync, closeSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { freePort } from '../src/db/embedded-postgres';
+import { freePort } from '../src/db/free-port';
 import { feedCursors } from '../src/feed/feed-cursor';
 import { settlePostgres, withClient } from './lib/database';
 import { latencyResult, measureGets, measureGetsAtRate } from './lib/http-latency';

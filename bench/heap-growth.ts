@@ -1,7 +1,7 @@
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { freePort } from '../src/db/embedded-postgres';
+import { freePort } from '../src/db/free-port';
 import { PRETENURING_FLAG } from '../src/process/heap-tuning';
 import { startBenchPostgres } from './lib/database';
 import { fixedRate } from './lib/load';

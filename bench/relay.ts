@@ -13,7 +13,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { Client } from 'pg';
 import { createDb } from '../src/db/database';
-import { freePort } from '../src/db/embedded-postgres';
+import { freePort } from '../src/db/free-port';
 import { migrateToLatest } from '../src/db/migrate';
 import { startBenchPostgres } from './lib/database';
 import type { BenchPostgres } from './lib/database';

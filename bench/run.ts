@@ -2,7 +2,7 @@ import { spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { freePort } from '../src/db/embedded-postgres';
+import { freePort } from '../src/db/free-port';
 import { logWorst, runAdversarial } from './adversarial';
 import { startBenchPostgres, withClient } from './lib/database';
 import type { BenchPostgres } from './lib/database';

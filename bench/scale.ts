@@ -5,7 +5,7 @@ import { Kysely, PostgresDialect } from 'kysely';
 import type { CompiledQuery } from 'kysely';
 import { Pool } from 'pg';
 import type { Database } from '../src/db/database';
-import { freePort } from '../src/db/embedded-postgres';
+import { freePort } from '../src/db/free-port';
 import { readFeedPage } from '../src/feed/feed.repository';
 import { findMessageWithHistory, listMessages } from '../src/messages/messages.repository';
 import { readEdges, readRollups } from '../src/stats/stats.repository';

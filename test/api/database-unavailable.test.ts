@@ -3,7 +3,7 @@ import request from 'supertest';
 import { createInternalApp } from '../../src/app';
 import { createDb } from '../../src/db/database';
 import type { DatabaseHandle } from '../../src/db/database';
-import { freePort } from '../../src/db/embedded-postgres';
+import { freePort } from '../../src/db/free-port';
 import { createLogger } from '../../src/logger';
 import { directRecorder } from '../../src/messages/event-recorder';
 import { recordEvents } from '../../src/messages/record-events';

@@ -4,7 +4,7 @@ import type { Socket } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { normalizeCxmlCallback } from '../../src/callbacks/normalize';
-import { freePort } from '../../src/db/embedded-postgres';
+import { freePort } from '../../src/db/free-port';
 import { databaseNamed } from '../../src/db/migrate';
 import { openSpool } from '../../src/ingest/spool';
 import { createLogger } from '../../src/logger';

@@ -3,7 +3,7 @@ import type { ChildProcess } from 'node:child_process';
 import http from 'node:http';
 import net from 'node:net';
 import path from 'node:path';
-import { freePort } from '../../src/db/embedded-postgres';
+import { freePort } from '../../src/db/free-port';
 import { signFormParams, signJsonBody } from '../../src/signalwire/signing';
 import { cxmlFields, nativeFields } from '../helpers/callbacks';
 import { TEST_PUBLIC_BASE_URL, TEST_SIGNING_KEY, TEST_TOKEN_SECRET } from '../helpers/test-app';

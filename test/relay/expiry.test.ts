@@ -1,6 +1,6 @@
 import { sql } from 'kysely';
 import type { KyselyPlugin } from 'kysely';
-import { freePort } from '../../src/db/embedded-postgres';
+import { freePort } from '../../src/db/free-port';
 import { createRelayExpiry } from '../../src/relay/relay-expiry';
 import { claimExpiredJobs } from '../../src/relay/relay.repository';
 import type { ExpiryCursor } from '../../src/relay/relay.repository';

@@ -13,7 +13,8 @@ import {
 import os from 'node:os';
 import path from 'node:path';
 import { Client } from 'pg';
-import { freePort, postgresBinDir } from '../../../src/db/embedded-postgres';
+import { postgresBinDir } from '../../../src/db/embedded-postgres';
+import { freePort } from '../../../src/db/free-port';
 import { postgresUser } from '../../ingest/support/disposable-postgres';
 import type { DisposablePostgres } from '../../ingest/support/disposable-postgres';
 

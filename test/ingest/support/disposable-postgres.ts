@@ -3,7 +3,8 @@ import type { ChildProcess } from 'node:child_process';
 import { chownSync, mkdirSync, mkdtempSync, rmSync, chmodSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { freePort, postgresBinDir } from '../../../src/db/embedded-postgres';
+import { postgresBinDir } from '../../../src/db/embedded-postgres';
+import { freePort } from '../../../src/db/free-port';
 
 /**
  * A PostgreSQL server of the test's own, which it may stop and start again: the outage test
