@@ -1,10 +1,9 @@
 import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { Client } from 'pg';
+import type { Client } from 'pg';
 import { createDb } from '../../src/db/database';
 import type { DatabaseHandle } from '../../src/db/database';
-import { createGroupCommitRecorder } from '../../src/ingest/group-commit-recorder';
 import type { GroupCommitRecorder } from '../../src/ingest/group-commit-recorder';
 import { DEAD_LETTER_FILE, openSpool } from '../../src/ingest/spool';
 import { createLogger } from '../../src/logger';
@@ -14,6 +13,8 @@ import { statusEvent } from '../factories';
 import { createTestDatabase } from '../helpers/test-database';
 import type { TestDatabase } from '../helpers/test-database';
 import { eventually } from './support/eventually';
+import { spooledRecorder } from './support/spooled-recorder';
+import { holdRowLock } from './support/row-lock';
 import { failTransientlyWhileListed } from './support/transient-failure';
 
 /**
@@ -45,25 +46,20 @@ beforeAll(async () => {
 });
 
 /** A recorder on `dir` as the service runs one, with its time limits shortened. */
-async function startRecorder(dir: string): Promise<GroupCommitRecorder> {
-  const logger = createLogger(process.env.TEST_LOG_LEVEL ?? 'silent');
-  const started = createGroupCommitRecorder({
-    db: service.db,
-    logger,
-    // Small segments and chunks: the locked message's events fall in several of each.
-    spool: await openSpool({ dir, logger, segmentMaxEvents: 2 }),
-    replayChunk: 2,
-    batchMax: 50,
-    batchWaitMs: 20,
-    queueMax: 1_000,
-    maxInFlight: 1,
-    probeIntervalMs: 100,
-    commitTimeoutMs: COMMIT_TIMEOUT_MS,
-    replayTimeoutMs: REPLAY_TIMEOUT_MS,
-    replayBackoffMs: { initial: 100, max: 500 },
-  });
-  started.start();
-  return started;
+function startRecorder(dir: string): Promise<GroupCommitRecorder> {
+  // Small segments and chunks: the locked message's events fall in several of each.
+  return spooledRecorder(
+    service.db,
+    dir,
+    {
+      replayChunk: 2,
+      batchWaitMs: 20,
+      maxInFlight: 1,
+      commitTimeoutMs: COMMIT_TIMEOUT_MS,
+      replayTimeoutMs: REPLAY_TIMEOUT_MS,
+    },
+    { segmentMaxEvents: 2 },
+  );
 }
 
 afterEach(async () => {
@@ -79,10 +75,7 @@ afterAll(async () => {
 });
 
 async function lock(id: string): Promise<void> {
-  operator = new Client({ connectionString: database.url });
-  await operator.connect();
-  await operator.query('BEGIN');
-  await operator.query('SELECT 1 FROM messages WHERE id = $1 FOR UPDATE', [id]);
+  operator = await holdRowLock(database.url, id);
 }
 
 /** Waits (up to 15 s) until each of `events`' messages has exactly one stored event. */
@@ -109,10 +102,7 @@ test('When one message’s row is locked for long, then the spooled events of ot
   const locked = statusEvent('queued');
   expect(await recorder.record(locked)).toBe('recorded');
 
-  operator = new Client({ connectionString: database.url });
-  await operator.connect();
-  await operator.query('BEGIN');
-  await operator.query('SELECT 1 FROM messages WHERE id = $1 FOR UPDATE', [locked.messageId]);
+  operator = await holdRowLock(database.url, locked.messageId);
 
   // The locked message's first event cannot commit in time: spooled; from then on every
   // callback joins the spool behind it, the locked message's later events among others'.
@@ -151,10 +141,7 @@ test('When a segment kept for a locked message also holds an event refused for g
   await database.pool.query(
     `ALTER TABLE status_events ADD CONSTRAINT test_refuses CHECK (message_id <> '${poisoned.messageId}')`,
   );
-  operator = new Client({ connectionString: database.url });
-  await operator.connect();
-  await operator.query('BEGIN');
-  await operator.query('SELECT 1 FROM messages WHERE id = $1 FOR UPDATE', [locked.messageId]);
+  operator = await holdRowLock(database.url, locked.messageId);
   try {
     // One segment (two events): the locked message's event keeps it for pass after pass.
     const later = statusEvent('sent');

@@ -1,17 +1,16 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { Client } from 'pg';
+import type { Client } from 'pg';
 import { createDb } from '../../src/db/database';
 import type { DatabaseHandle } from '../../src/db/database';
-import { createGroupCommitRecorder } from '../../src/ingest/group-commit-recorder';
 import type { GroupCommitRecorder } from '../../src/ingest/group-commit-recorder';
-import { openSpool } from '../../src/ingest/spool';
-import { createLogger } from '../../src/logger';
 import { statusEvent } from '../factories';
 import { createTestDatabase } from '../helpers/test-database';
 import type { TestDatabase } from '../helpers/test-database';
 import { eventually } from './support/eventually';
+import { spooledRecorder } from './support/spooled-recorder';
+import { holdRowLock, sessionsWaitingForLocks } from './support/row-lock';
 
 /**
  * A row lock on one message held by someone else: an operator's session left open in a
@@ -41,19 +40,11 @@ beforeAll(async () => {
   database = await createTestDatabase(2);
   service = createDb(database.url, 6, { lockTimeoutMs: LOCK_TIMEOUT_MS });
   spoolDir = await mkdtemp(path.join(os.tmpdir(), 'sw-status-row-lock-spool-'));
-  const logger = createLogger(process.env.TEST_LOG_LEVEL ?? 'silent');
-  recorder = createGroupCommitRecorder({
-    db: service.db,
-    logger,
-    spool: await openSpool({ dir: spoolDir, logger }),
-    batchMax: 50,
+  recorder = await spooledRecorder(service.db, spoolDir, {
     batchWaitMs: 50,
-    queueMax: 1_000,
     maxInFlight: 1,
-    probeIntervalMs: 100,
     commitTimeoutMs: COMMIT_TIMEOUT_MS,
     replayTimeoutMs: REPLAY_TIMEOUT_MS,
-    replayBackoffMs: { initial: 100, max: 500 },
   });
 });
 
@@ -73,15 +64,6 @@ async function storedStatus(id: string): Promise<string | undefined> {
   return rows[0]?.status;
 }
 
-/** The service's sessions waiting for a lock (the operator's own is idle in its transaction). */
-async function waitingForLocks(): Promise<number> {
-  const { rows } = await database.pool.query<{ n: number }>(
-    `SELECT count(*)::int AS n FROM pg_stat_activity
-      WHERE datname = current_database() AND wait_event_type = 'Lock'`,
-  );
-  return rows[0]!.n;
-}
-
 test('When an operator holds one message’s row lock, then the spooled events of other messages are replayed meanwhile, the locked one is retried as 55P03, and no connection is left waiting on the lock', async () => {
   const locked = statusEvent('sent');
   expect(await recorder.record(locked)).toBe('recorded');
@@ -94,10 +76,7 @@ test('When an operator holds one message’s row lock, then the spooled events o
   );
   const spooledBefore = recorder.stats().spooled;
 
-  operator = new Client({ connectionString: database.url });
-  await operator.connect();
-  await operator.query('BEGIN');
-  await operator.query('SELECT 1 FROM messages WHERE id = $1 FOR UPDATE', [locked.messageId]);
+  operator = await holdRowLock(database.url, locked.messageId);
 
   // One batch: the locked message's next event and another message's. The batch cannot commit
   // within the commit timeout, so both are spooled (acknowledged) and replayed in one chunk.
@@ -122,7 +101,7 @@ test('When an operator holds one message’s row lock, then the spooled events o
   );
   // Past several replay timeouts: nothing of ours is left queued on the lock but the current try.
   await new Promise((resolve) => setTimeout(resolve, 2 * REPLAY_TIMEOUT_MS + 500));
-  expect(await waitingForLocks()).toBeLessThanOrEqual(1);
+  expect(await sessionsWaitingForLocks(database.pool)).toBeLessThanOrEqual(1);
   expect(await storedStatus(locked.messageId)).toBe('sent');
 
   // The operator lets go: the locked event is stored and the spool empties.

@@ -3,7 +3,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { sql } from 'kysely';
-import { Client } from 'pg';
+
 import request from 'supertest';
 import { normalizeCxmlCallback } from '../../src/callbacks/normalize';
 import { createDb } from '../../src/db/database';
@@ -20,6 +20,7 @@ import { cxmlFields, postCxml } from '../helpers/callbacks';
 import { createTestApp } from '../helpers/test-app';
 import type { TestApp } from '../helpers/test-app';
 import { eventually } from './support/eventually';
+import { holdRowLock } from './support/row-lock';
 import { runSpoolCommand } from './support/spool-command';
 
 /**
@@ -97,11 +98,7 @@ async function stored(h: Harness, ids: readonly string[]) {
 
 /** Holds message `id`'s row locked in another session until the returned function is called. */
 async function lockMessage(h: Harness, id: string): Promise<() => Promise<void>> {
-  const client = new Client({ connectionString: h.t.database.url });
-  client.on('error', () => undefined); // the database is dropped under it if a test fails
-  await client.connect();
-  await client.query('BEGIN');
-  await client.query('SELECT 1 FROM messages WHERE id = $1 FOR UPDATE', [id]);
+  const client = await holdRowLock(h.t.database.url, id);
   return async () => {
     await client.query('COMMIT');
     await client.end();

@@ -1,18 +1,17 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { Client } from 'pg';
+import type { Client } from 'pg';
 import { createDb } from '../../src/db/database';
 import type { DatabaseHandle } from '../../src/db/database';
-import { createGroupCommitRecorder } from '../../src/ingest/group-commit-recorder';
 import type { GroupCommitRecorder } from '../../src/ingest/group-commit-recorder';
-import { openSpool } from '../../src/ingest/spool';
-import { createLogger } from '../../src/logger';
 import { recordEvents } from '../../src/messages/record-events';
 import { statusEvent } from '../factories';
 import { createTestDatabase } from '../helpers/test-database';
 import type { TestDatabase } from '../helpers/test-database';
 import { eventually } from './support/eventually';
+import { spooledRecorder } from './support/spooled-recorder';
+import { holdRowLock, sessionsWaitingForLocks } from './support/row-lock';
 
 /**
  * Batches commit concurrently (maxInFlight). When one of them waits on a message's row locked
@@ -41,19 +40,11 @@ beforeAll(async () => {
   database = await createTestDatabase(2);
   service = createDb(database.url, 6, { lockTimeoutMs: LOCK_TIMEOUT_MS });
   dir = await mkdtemp(path.join(os.tmpdir(), 'sw-status-arrival-order-'));
-  const logger = createLogger(process.env.TEST_LOG_LEVEL ?? 'silent');
-  recorder = createGroupCommitRecorder({
-    db: service.db,
-    logger,
-    spool: await openSpool({ dir, logger }),
-    batchMax: 50,
+  recorder = await spooledRecorder(service.db, dir, {
     batchWaitMs: 10,
-    queueMax: 1_000,
     maxInFlight: 2,
-    probeIntervalMs: 100,
     commitTimeoutMs: COMMIT_TIMEOUT_MS,
     replayTimeoutMs: 2 * LOCK_TIMEOUT_MS,
-    replayBackoffMs: { initial: 100, max: 500 },
   });
 });
 
@@ -65,23 +56,11 @@ afterAll(async () => {
   if (dir) await rm(dir, { recursive: true, force: true });
 });
 
-/** The service's sessions waiting for a lock (the operator's is idle in its transaction). */
-async function waitingForLocks(): Promise<number> {
-  const { rows } = await database.pool.query<{ n: number }>(
-    `SELECT count(*)::int AS n FROM pg_stat_activity
-      WHERE datname = current_database() AND wait_event_type = 'Lock'`,
-  );
-  return rows[0]!.n;
-}
-
 test('When a batch waiting on its message’s lock fails over to the spool while a later batch of that message still waits too, then the callbacks arriving meanwhile are spooled behind the later batch’s: the replay stores the message’s callbacks in arrival order', async () => {
   const queued = statusEvent('queued');
   await recordEvents(service.db, [queued]);
   const id = queued.messageId;
-  operator = new Client({ connectionString: database.url });
-  await operator.connect();
-  await operator.query('BEGIN');
-  await operator.query('SELECT 1 FROM messages WHERE id = $1 FOR UPDATE', [id]);
+  operator = await holdRowLock(database.url, id);
 
   // A first batch waits for the lock until its commit timeout; a second one starts meanwhile.
   const first = recorder.record(statusEvent('sent', { messageId: id, errorCode: '1' }));
@@ -95,7 +74,10 @@ test('When a batch waiting on its message’s lock fails over to the spool while
   expect(recorder.stats().spooled).toBe(3);
 
   // The abandoned live writes end at their lock timeout, uncommitted; then the lock goes.
-  await eventually(async () => (await waitingForLocks()) === 0, 'no live write left waiting');
+  await eventually(
+    async () => (await sessionsWaitingForLocks(database.pool)) === 0,
+    'no live write left waiting',
+  );
   await operator.query('ROLLBACK');
   await eventually(() => recorder.mode() === 'direct', 'the spool replayed', 20_000);
   const { rows } = await database.pool.query<{ error_code: string | null }>(
