@@ -25,7 +25,7 @@ import type { Spool } from './spool';
  * A batch closes when it holds `batchMax` events or its oldest event has waited
  * `batchWaitMs` — or at once when nothing is committing; at most `maxInFlight` batches
  * commit at once (each holds a pool connection), those sharing a message one after the other
- * (afterEarlierBatches). Events waiting or committing are bounded by
+ * (earlierSharingAMessage). Events waiting or committing are bounded by
  * `queueMax` in count and `queueMaxBytes` in size (approximateEventBytes): past either,
  * `record` refuses at once with a 503 and Retry-After instead of growing memory until
  * SignalWire's 5 s timeout fires anyway.
@@ -160,7 +160,7 @@ interface Pending {
   reject: (error: unknown) => void;
 }
 
-/** A batch committing or spooling; `landed` resolves once it is through (commitBatch). */
+/** A batch committing or spooling; `landed` resolves once it is through (startBatch). */
 interface Flight {
   batch: readonly Pending[];
   landed: Promise<void>;
@@ -195,8 +195,8 @@ export function createGroupCommitRecorder(options: GroupCommitOptions): GroupCom
   let oldestQueuedAt = 0;
   let held = 0; // queued + committing: what queueMax bounds
   let heldBytes = 0; // their approximate size: what queueMaxBytes bounds
-  // The batches committing or spooling, in the order they started (a Set keeps insertion
-  // order); its size is what maxInFlight bounds.
+  // The batches committing or spooling: a new batch waits for those sharing a message with it
+  // (earlierSharingAMessage); its size is what maxInFlight bounds.
   const flights = new Set<Flight>();
   let waitTimer: NodeJS.Timeout | null = null;
   let mode: IngestMode = 'direct';
@@ -271,27 +271,32 @@ export function createGroupCommitRecorder(options: GroupCommitOptions): GroupCom
     const batch = queue.length <= batchMax ? queue : queue.slice(0, batchMax);
     queue = queue.length <= batchMax ? [] : queue.slice(batchMax);
     stats.batches++;
-    let land!: () => void;
-    const flight: Flight = { batch, landed: new Promise((resolve) => (land = resolve)) };
+    const earlier = earlierSharingAMessage(batch);
+    const flight: Flight = {
+      batch,
+      landed: commitBatch(batch, earlier)
+        .catch((error: unknown) => {
+          // commitBatch settles every event itself; reaching here is a bug, not an outage.
+          logger.error({ err: error }, 'group commit failed unexpectedly');
+          for (const pending of batch) pending.reject(error);
+        })
+        .finally(() => {
+          flights.delete(flight);
+          held -= batch.length;
+          for (const pending of batch) heldBytes -= pending.bytes;
+          schedule();
+        }),
+    };
     flights.add(flight);
-    commitBatch(batch, flight)
-      .catch((error: unknown) => {
-        // commitBatch settles every event itself; reaching here is a bug, not an outage.
-        logger.error({ err: error }, 'group commit failed unexpectedly');
-        for (const pending of batch) pending.reject(error);
-      })
-      .finally(() => {
-        flights.delete(flight);
-        land();
-        held -= batch.length;
-        for (const pending of batch) heldBytes -= pending.bytes;
-        schedule();
-      });
   }
 
-  async function commitBatch(batch: Pending[], flight: Flight): Promise<void> {
+  /** `earlier`: the batches this one waits for first (earlierSharingAMessage). */
+  async function commitBatch(
+    batch: Pending[],
+    earlier: ReadonlyArray<Promise<void>>,
+  ): Promise<void> {
     const deadline = performance.now() + commitTimeoutMs;
-    await afterEarlierBatches(batch, flight);
+    if (earlier.length > 0) await Promise.all(earlier);
     if (mode !== 'direct' && spool) return spoolEntries(batch);
     let outcomes: RecordOutcome[];
     const began = performance.now();
@@ -318,8 +323,8 @@ export function createGroupCommitRecorder(options: GroupCommitOptions): GroupCom
   }
 
   /**
-   * Waits until every batch that started before `batch` with an event of one of its messages
-   * is through (committed or spooled). A message's events then reach PostgreSQL, or the spool,
+   * The batches in flight, started before `batch`, with an event of one of its messages: it
+   * waits until they are through (committed or spooled). A message's events then reach PostgreSQL, or the spool,
    * in arrival order: a batch left waiting (its message's row locked elsewhere, PostgreSQL not
    * answering) is spooled at its commit timeout, and a later batch written or spooled meanwhile
    * would get ahead of it — spooled, replayed first; written, committed first, possibly even
@@ -328,16 +333,15 @@ export function createGroupCommitRecorder(options: GroupCommitOptions): GroupCom
    * message's row, which the earlier one's holds until it ends. Within the batch's own commit
    * timeout (commitBatch's deadline), which the earlier batch's, started first, ends before.
    */
-  async function afterEarlierBatches(batch: readonly Pending[], flight: Flight): Promise<void> {
+  function earlierSharingAMessage(batch: readonly Pending[]): Array<Promise<void>> {
     const earlier: Array<Promise<void>> = [];
-    let messages: Set<string> | undefined;
+    if (flights.size === 0) return earlier;
+    const messages = new Set(batch.map((pending) => pending.event.messageId));
     for (const other of flights) {
-      if (other === flight) break;
-      messages ??= new Set(batch.map((pending) => pending.event.messageId));
-      if (other.batch.some((pending) => messages!.has(pending.event.messageId)))
+      if (other.batch.some((pending) => messages.has(pending.event.messageId)))
         earlier.push(other.landed);
     }
-    if (earlier.length > 0) await Promise.all(earlier);
+    return earlier;
   }
 
   /**
