@@ -4,7 +4,7 @@ import type { DatabaseHandle } from '../../src/db/database';
 import type { HotStandby } from '../db/support/hot-standby';
 import { TEST_API_TOKEN } from '../helpers/test-app';
 import type { TestApp } from '../helpers/test-app';
-import { eventually } from '../ingest/support/eventually';
+import { eventually } from '../helpers/eventually';
 import { startReplicaStack } from '../db/support/replica-stack';
 import type { ReplicaStack } from '../db/support/replica-stack';
 

@@ -9,7 +9,7 @@ import { MIGRATION_LOCK_ID, knownMigrations, migrateToLatest } from '../../src/d
 import { createLogger } from '../../src/logger';
 import { createTestDatabase } from '../helpers/test-database';
 import type { TestDatabase } from '../helpers/test-database';
-import { eventually } from '../ingest/support/eventually';
+import { eventually } from '../helpers/eventually';
 
 /**
  * A migration runner that finds another one holding the migration lock (src/db/migrate.ts) —

@@ -6,7 +6,7 @@ import { NOT_A_STANDBY } from '../../src/db/standby-only';
 import request from 'supertest';
 import { cxmlFields, postCxml } from '../helpers/callbacks';
 import { TEST_API_TOKEN } from '../helpers/test-app';
-import { eventually } from '../ingest/support/eventually';
+import { eventually } from '../helpers/eventually';
 import { startReplicaStack } from './support/replica-stack';
 import type { ReplicaStack } from './support/replica-stack';
 

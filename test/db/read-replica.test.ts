@@ -9,7 +9,7 @@ import { cxmlFields, postCxml } from '../helpers/callbacks';
 import { TEST_API_TOKEN } from '../helpers/test-app';
 import type { TestApp } from '../helpers/test-app';
 import type { DisposablePostgres } from '../ingest/support/disposable-postgres';
-import { eventually } from '../ingest/support/eventually';
+import { eventually } from '../helpers/eventually';
 import type { HotStandby } from './support/hot-standby';
 import { startReplicaStack } from './support/replica-stack';
 import type { ReplicaStack } from './support/replica-stack';

@@ -14,7 +14,7 @@ import { knownMigrations } from '../../src/db/migrate';
 import { createLogger } from '../../src/logger';
 import { createDisposablePostgres } from '../ingest/support/disposable-postgres';
 import type { DisposablePostgres } from '../ingest/support/disposable-postgres';
-import { eventually } from '../ingest/support/eventually';
+import { eventually } from '../helpers/eventually';
 import { REPO_ROOT, productionEnv, startService } from '../ops/service-process';
 import type { ServiceProcess } from '../ops/service-process';
 

@@ -1,8 +1,8 @@
 import { sql } from 'kysely';
-import { Client } from 'pg';
 import { SIMULATOR_SIGNING_KEY } from '../../src/config';
 import { basicAuthHeader } from '../../src/signalwire/basic-auth';
 import { buildDelivery } from '../../src/simulator/callback-delivery';
+import { holdRowLock } from '../helpers/lock-waits';
 import { sdkClient } from '../proxy/support';
 import { eventually, startCustomerApp, startRelayWorker } from '../relay/support';
 import { E2E_PROJECT, E2E_TOKEN, deliverComposedEarlier, startStack } from './stack';
@@ -177,11 +177,8 @@ test('When a callback is recorded while the redaction waits on the same row, the
   // The message row held for a moment, as a write-path batch holds it: the redaction and the
   // callback queue behind it, the redaction first as a rule (either order must end without
   // the text: the callback first, the redaction strips it after).
-  const locker = new Client({ connectionString: stack.app.database.url });
-  await locker.connect();
+  const locker = await holdRowLock(stack.app.database.url, id);
   try {
-    await locker.query('BEGIN');
-    await locker.query('SELECT 1 FROM messages WHERE id = $1 FOR UPDATE', [id]);
     const redacted = redact(id);
     await new Promise((resolve) => setTimeout(resolve, 300));
     const receipt = buildDelivery(

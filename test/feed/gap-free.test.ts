@@ -14,7 +14,7 @@ import { createTestDatabase } from '../helpers/test-database';
 import type { TestDatabase } from '../helpers/test-database';
 import { createDisposablePostgres } from '../ingest/support/disposable-postgres';
 import type { DisposablePostgres } from '../ingest/support/disposable-postgres';
-import { eventually } from '../ingest/support/eventually';
+import { eventually } from '../helpers/eventually';
 import { sample } from '../ops/scrape';
 import { startReplica } from './support/replica';
 import type { Replica } from './support/replica';

@@ -1,4 +1,4 @@
-import { eventually } from '../ingest/support/eventually';
+import { eventually } from '../helpers/eventually';
 import { listenInternal, startCountedFeedApp } from './support/counted-feed-app';
 import type { CountedFeedApp } from './support/counted-feed-app';
 

@@ -13,7 +13,7 @@ import { recordEvents } from '../../src/messages/record-events';
 import { statusEvent } from '../factories';
 import { TEST_API_TOKEN, TEST_TOKEN_SECRET, createTestApp } from '../helpers/test-app';
 import type { TestApp } from '../helpers/test-app';
-import { eventually } from '../ingest/support/eventually';
+import { eventually } from '../helpers/eventually';
 
 /**
  * examples/live-counts.js, run as a user runs it (its own Node process, over HTTP), keeps the

@@ -13,7 +13,7 @@ import { TEST_API_TOKEN, createTestApp } from '../helpers/test-app';
 import type { TestApp } from '../helpers/test-app';
 import { createDisposablePostgres } from '../ingest/support/disposable-postgres';
 import type { DisposablePostgres } from '../ingest/support/disposable-postgres';
-import { eventually, gate } from '../ingest/support/eventually';
+import { eventually, gate } from '../helpers/eventually';
 
 /**
  * A long-poll answers "as soon as an event is there" (DESIGN §6). Its wake-ups are hints: one

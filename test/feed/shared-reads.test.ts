@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { recordEvents } from '../../src/messages/record-events';
 import { statusEvent } from '../factories';
-import { eventually } from '../ingest/support/eventually';
+import { eventually } from '../helpers/eventually';
 import { listenInternal, startCountedFeedApp } from './support/counted-feed-app';
 import type { CountedFeedApp } from './support/counted-feed-app';
 

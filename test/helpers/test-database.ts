@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { Client } from 'pg';
 import { createDb, withDatabase } from '../../src/db/database';
 import type { DatabaseHandle } from '../../src/db/database';
+import { eventually } from './eventually';
 
 export interface TestDatabase extends DatabaseHandle {
   url: string;
@@ -55,15 +56,13 @@ export async function endSessions(name: string, timeoutMs = 10_000): Promise<voi
       [name],
     );
     const ended = rows.map((row) => row.pid);
-    for (const began = Date.now(); ;) {
-      const { rows: alive } = await admin.query(
-        'SELECT 1 FROM pg_stat_activity WHERE pid = ANY($1)',
-        [ended],
-      );
-      if (alive.length === 0) return;
-      if (Date.now() - began > timeoutMs) throw new Error(`sessions of ${name} still alive`);
-      await new Promise((resolve) => setTimeout(resolve, 50));
-    }
+    await eventually(
+      async () =>
+        (await admin.query('SELECT 1 FROM pg_stat_activity WHERE pid = ANY($1)', [ended]))
+          .rowCount === 0,
+      `the sessions of ${name} ended`,
+      timeoutMs,
+    );
   } finally {
     await admin.end();
   }

@@ -17,7 +17,7 @@ import { cxmlFields, postCxml } from '../helpers/callbacks';
 import { createTestDatabase } from '../helpers/test-database';
 import type { TestDatabase } from '../helpers/test-database';
 import { testConfig } from '../helpers/test-app';
-import { eventually } from './support/eventually';
+import { eventually } from '../helpers/eventually';
 
 /**
  * The worst moment of a write: the COMMIT has left for PostgreSQL, which carries it out, and

@@ -12,7 +12,7 @@ import { createLogger } from '../../src/logger';
 import { cxmlFields, postCxml } from '../helpers/callbacks';
 import { createTestApp } from '../helpers/test-app';
 import type { TestApp } from '../helpers/test-app';
-import { eventually } from './support/eventually';
+import { eventually } from '../helpers/eventually';
 
 /**
  * An operator's lock_timeout on the service's role or database, shorter than the live commit

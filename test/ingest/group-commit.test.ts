@@ -7,7 +7,7 @@ import type { StatusEvent } from '../../src/messages/status-event';
 import { cxmlFields, postCxml } from '../helpers/callbacks';
 import { createTestApp } from '../helpers/test-app';
 import type { TestApp } from '../helpers/test-app';
-import { eventually, gate } from './support/eventually';
+import { eventually, gate } from '../helpers/eventually';
 
 /**
  * Group commit through the real public app and a real PostgreSQL. A gate holds the first

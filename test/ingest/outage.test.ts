@@ -19,7 +19,7 @@ import { cxmlFields } from '../helpers/callbacks';
 import { TEST_PUBLIC_BASE_URL, TEST_SIGNING_KEY, testConfig } from '../helpers/test-app';
 import { createDisposablePostgres } from './support/disposable-postgres';
 import type { DisposablePostgres } from './support/disposable-postgres';
-import { eventually } from './support/eventually';
+import { eventually } from '../helpers/eventually';
 
 /**
  * A real outage: the service's own PostgreSQL is stopped for 20 seconds while callbacks keep

@@ -16,7 +16,7 @@ import type { StatusEvent } from '../../src/messages/status-event';
 import { statusEvent } from '../factories';
 import { createTestDatabase } from '../helpers/test-database';
 import type { TestDatabase } from '../helpers/test-database';
-import { eventually } from './support/eventually';
+import { eventually } from '../helpers/eventually';
 import { failTransientlyWhileListed } from './support/transient-failure';
 
 /**

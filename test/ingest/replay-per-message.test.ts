@@ -12,9 +12,9 @@ import type { StatusEvent } from '../../src/messages/status-event';
 import { statusEvent } from '../factories';
 import { createTestDatabase } from '../helpers/test-database';
 import type { TestDatabase } from '../helpers/test-database';
-import { eventually } from './support/eventually';
+import { eventually } from '../helpers/eventually';
 import { spooledRecorder } from './support/spooled-recorder';
-import { holdRowLock } from './support/row-lock';
+import { holdRowLock } from '../helpers/lock-waits';
 import { failTransientlyWhileListed } from './support/transient-failure';
 
 /**

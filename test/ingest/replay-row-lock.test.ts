@@ -8,9 +8,9 @@ import type { GroupCommitRecorder } from '../../src/ingest/group-commit-recorder
 import { statusEvent } from '../factories';
 import { createTestDatabase } from '../helpers/test-database';
 import type { TestDatabase } from '../helpers/test-database';
-import { eventually } from './support/eventually';
+import { eventually } from '../helpers/eventually';
 import { spooledRecorder } from './support/spooled-recorder';
-import { holdRowLock, sessionsWaitingForLocks } from './support/row-lock';
+import { backendsWaitingOnLock, holdRowLock } from '../helpers/lock-waits';
 
 /**
  * A row lock on one message held by someone else: an operator's session left open in a
@@ -101,7 +101,7 @@ test('When an operator holds one message’s row lock, then the spooled events o
   );
   // Past several replay timeouts: nothing of ours is left queued on the lock but the current try.
   await new Promise((resolve) => setTimeout(resolve, 2 * REPLAY_TIMEOUT_MS + 500));
-  expect(await sessionsWaitingForLocks(database.pool)).toBeLessThanOrEqual(1);
+  expect(await backendsWaitingOnLock(database.url)).toBeLessThanOrEqual(1);
   expect(await storedStatus(locked.messageId)).toBe('sent');
 
   // The operator lets go: the locked event is stored and the spool empties.

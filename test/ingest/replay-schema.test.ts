@@ -15,7 +15,7 @@ import { cxmlFields, nativeFields } from '../helpers/callbacks';
 import { testConfig } from '../helpers/test-app';
 import { createTestDatabase } from '../helpers/test-database';
 import type { TestDatabase } from '../helpers/test-database';
-import { eventually } from './support/eventually';
+import { eventually } from '../helpers/eventually';
 import { runSpoolCommand } from './support/spool-command';
 
 /**

@@ -19,8 +19,8 @@ import { createMetrics } from '../../src/metrics/metrics';
 import { cxmlFields, postCxml } from '../helpers/callbacks';
 import { createTestApp } from '../helpers/test-app';
 import type { TestApp } from '../helpers/test-app';
-import { eventually } from './support/eventually';
-import { holdRowLock } from './support/row-lock';
+import { eventually } from '../helpers/eventually';
+import { holdRowLock } from '../helpers/lock-waits';
 import { runSpoolCommand } from './support/spool-command';
 
 /**

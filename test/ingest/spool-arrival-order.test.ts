@@ -9,9 +9,9 @@ import { recordEvents } from '../../src/messages/record-events';
 import { statusEvent } from '../factories';
 import { createTestDatabase } from '../helpers/test-database';
 import type { TestDatabase } from '../helpers/test-database';
-import { eventually } from './support/eventually';
+import { eventually } from '../helpers/eventually';
 import { spooledRecorder } from './support/spooled-recorder';
-import { holdRowLock, sessionsWaitingForLocks } from './support/row-lock';
+import { backendsWaitingOnLock, holdRowLock } from '../helpers/lock-waits';
 
 /**
  * Batches commit concurrently (maxInFlight). When one of them waits on a message's row locked
@@ -75,7 +75,7 @@ test('When a batch waiting on its message’s lock fails over to the spool while
 
   // The abandoned live writes end at their lock timeout, uncommitted; then the lock goes.
   await eventually(
-    async () => (await sessionsWaitingForLocks(database.pool)) === 0,
+    async () => (await backendsWaitingOnLock(database.url)) === 0,
     'no live write left waiting',
   );
   await operator.query('ROLLBACK');

@@ -7,7 +7,7 @@ import { openSpool } from '../../src/ingest/spool';
 import { createLogger } from '../../src/logger';
 import { createTestDatabase } from '../helpers/test-database';
 import type { TestDatabase } from '../helpers/test-database';
-import { eventually } from './support/eventually';
+import { eventually } from '../helpers/eventually';
 
 /**
  * A pod's outage spool outlives its release: the volume is replayed by whichever pod opens it

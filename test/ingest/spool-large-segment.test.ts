@@ -13,7 +13,7 @@ import { createLogger } from '../../src/logger';
 import type { StatusEvent } from '../../src/messages/status-event';
 import { createTestDatabase } from '../helpers/test-database';
 import type { TestDatabase } from '../helpers/test-database';
-import { eventually } from './support/eventually';
+import { eventually } from '../helpers/eventually';
 
 /**
  * Spool segments of large callbacks. A native callback may be up to 64 KiB (DESIGN §2) and its

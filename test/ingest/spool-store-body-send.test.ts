@@ -15,7 +15,7 @@ import type { RunningSimulator } from '../../src/simulator/simulator';
 import { createTestApp, testConfig } from '../helpers/test-app';
 import { createTestDatabase } from '../helpers/test-database';
 import type { TestDatabase } from '../helpers/test-database';
-import { eventually } from './support/eventually';
+import { eventually } from '../helpers/eventually';
 import { runSpoolCommand } from './support/spool-command';
 import { createTcpSwitch } from './support/tcp-switch';
 

@@ -9,7 +9,7 @@ import { createLogger } from '../../src/logger';
 import { cxmlFields } from '../helpers/callbacks';
 import { createTestDatabase } from '../helpers/test-database';
 import type { TestDatabase } from '../helpers/test-database';
-import { eventually } from './support/eventually';
+import { eventually } from '../helpers/eventually';
 import { runSpoolCommand } from './support/spool-command';
 
 /**

@@ -14,7 +14,7 @@ import { nativeFields } from '../helpers/callbacks';
 import { createTestApp, testConfig } from '../helpers/test-app';
 import { createTestDatabase } from '../helpers/test-database';
 import type { TestDatabase } from '../helpers/test-database';
-import { eventually } from './support/eventually';
+import { eventually } from '../helpers/eventually';
 import { createTcpSwitch } from './support/tcp-switch';
 
 /**

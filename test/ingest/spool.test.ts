@@ -16,7 +16,7 @@ import type { StatusEvent } from '../../src/messages/status-event';
 import { cxmlFields, postCxml } from '../helpers/callbacks';
 import { createTestApp } from '../helpers/test-app';
 import type { TestApp } from '../helpers/test-app';
-import { eventually } from './support/eventually';
+import { eventually } from '../helpers/eventually';
 import { createTcpSwitch } from './support/tcp-switch';
 import type { TcpSwitch } from './support/tcp-switch';
 

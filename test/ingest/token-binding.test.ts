@@ -20,7 +20,7 @@ import { TEST_TOKEN_SECRET, createTestApp } from '../helpers/test-app';
 import type { TestApp } from '../helpers/test-app';
 import { createTestDatabase } from '../helpers/test-database';
 import type { TestDatabase } from '../helpers/test-database';
-import { eventually } from './support/eventually';
+import { eventually } from '../helpers/eventually';
 import { createTcpSwitch } from './support/tcp-switch';
 import type { TcpSwitch } from './support/tcp-switch';
 

@@ -4,7 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { asAdmin, createTestDatabase, endSessions } from '../helpers/test-database';
 import type { TestDatabase } from '../helpers/test-database';
-import { eventually } from '../ingest/support/eventually';
+import { eventually } from '../helpers/eventually';
 import { launchProductionService } from './service-process';
 import type { ServiceProcess } from './service-process';
 

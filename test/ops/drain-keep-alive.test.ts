@@ -6,7 +6,7 @@ import express from 'express';
 import { createListener, listenOn } from '../../src/http/listener';
 import type { ListenerSettings } from '../../src/http/listener';
 import { closeServer } from '../../src/process/listen';
-import { eventually } from '../ingest/support/eventually';
+import { eventually } from '../helpers/eventually';
 
 /**
  * The drain (src/process/shutdown.ts → closeServer) on keep-alive connections, which is how

@@ -8,7 +8,7 @@ import { signJsonBody } from '../../src/signalwire/signing';
 import { nativeFields } from '../helpers/callbacks';
 import { TEST_PUBLIC_BASE_URL, TEST_SIGNING_KEY } from '../helpers/test-app';
 import { createTestDatabase } from '../helpers/test-database';
-import { eventually } from '../ingest/support/eventually';
+import { eventually } from '../helpers/eventually';
 import type { TestDatabase } from '../helpers/test-database';
 import {
   freePort,

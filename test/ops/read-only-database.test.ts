@@ -5,7 +5,7 @@ import path from 'node:path';
 import { Client } from 'pg';
 import { asAdmin, createTestDatabase, endSessions } from '../helpers/test-database';
 import type { TestDatabase } from '../helpers/test-database';
-import { eventually } from '../ingest/support/eventually';
+import { eventually } from '../helpers/eventually';
 import { launchProductionService } from './service-process';
 import type { ServiceProcess } from './service-process';
 

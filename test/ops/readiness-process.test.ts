@@ -6,7 +6,7 @@ import { createDb } from '../../src/db/database';
 import { migrateToLatest } from '../../src/db/migrate';
 import { createDisposablePostgres } from '../ingest/support/disposable-postgres';
 import type { DisposablePostgres } from '../ingest/support/disposable-postgres';
-import { eventually } from '../ingest/support/eventually';
+import { eventually } from '../helpers/eventually';
 import { freePort, launchProductionService } from './service-process';
 import type { ServiceProcess } from './service-process';
 

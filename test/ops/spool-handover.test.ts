@@ -5,7 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { createTestDatabase } from '../helpers/test-database';
 import type { TestDatabase } from '../helpers/test-database';
-import { eventually } from '../ingest/support/eventually';
+import { eventually } from '../helpers/eventually';
 import { createTcpSwitch } from '../ingest/support/tcp-switch';
 import type { TcpSwitch } from '../ingest/support/tcp-switch';
 import { freePort, postSignedCallback, serviceEnv, startService } from './service-process';

@@ -11,7 +11,7 @@ import type { ForwardProxy } from '../helpers/forward-proxy';
 import { createTestApp } from '../helpers/test-app';
 import type { TestApp } from '../helpers/test-app';
 import { startTlsUpstream } from '../helpers/tls-upstream';
-import { eventually } from '../ingest/support/eventually';
+import { eventually } from '../helpers/eventually';
 import type { TlsUpstream } from '../helpers/tls-upstream';
 import { closedPort, listen } from './support';
 

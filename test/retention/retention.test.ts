@@ -9,7 +9,7 @@ import { recordEvents } from '../../src/messages/record-events';
 import { createRetention } from '../../src/retention/retention';
 import { removeExpiredMessages } from '../../src/retention/retention.repository';
 import { statusEvent } from '../factories';
-import { eventually } from '../ingest/support/eventually';
+import { eventually } from '../helpers/eventually';
 import { TEST_API_TOKEN, TEST_TOKEN_SECRET, createTestApp } from '../helpers/test-app';
 import type { TestApp } from '../helpers/test-app';
 

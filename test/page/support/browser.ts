@@ -1,6 +1,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { chromium } from 'playwright-core';
 import type { Browser, Page, Route } from 'playwright-core';
+import { eventually } from '../../helpers/eventually';
 
 /**
  * Debian's chromium, driven by playwright-core (no browser download). CI installs it
@@ -60,10 +61,7 @@ export function watchPage(page: Page): PageWatch {
  */
 export async function feedFollowing(watch: PageWatch, timeoutMs: number): Promise<void> {
   const longPoll = (url: string) => url.includes('/v1/events?') && url.includes('wait=25');
-  for (const began = Date.now(); !watch.requests.some(longPoll);) {
-    if (Date.now() - began > timeoutMs) throw new Error('the feed never long-polled');
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
+  await eventually(() => watch.requests.some(longPoll), 'the feed long-polling', timeoutMs);
 }
 
 /**
