@@ -1,8 +1,8 @@
 import { spawn } from 'node:child_process';
-import { chmodSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { REPO_ROOT } from '../ops/service-process';
-import { processesOf } from './support/processes';
+import { parentOf, processesOf } from './support/processes';
 
 /**
  * A command-line tool (npm run migrate, spool, stats:rebuild) or a jest run holds an embedded
@@ -89,14 +89,4 @@ test('When a process holding the embedded PostgreSQL is killed (SIGKILL), then i
 function serversOn(dir: string): number[] {
   const pids = processesOf('postgres', (arg) => arg.startsWith(dir));
   return pids.filter((pid) => !pids.includes(parentOf(pid)));
-}
-
-/** The parent PID, from /proc/<pid>/stat (after the command's name in parentheses). */
-function parentOf(pid: number): number {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
-  } catch {
-    return 0; // gone meanwhile
-  }
 }

@@ -20,3 +20,13 @@ export function processesOf(program: string, matches: (arg: string) => boolean):
   }
   return found;
 }
+
+/** The parent PID, from /proc/<pid>/stat (after the command's name in parentheses); 0 if gone. */
+export function parentOf(pid: number): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+  } catch {
+    return 0; // gone meanwhile
+  }
+}
