@@ -6,9 +6,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { signJsonBody } from '../../src/signalwire/signing';
 import { nativeFields } from '../helpers/callbacks';
+import { eventually } from '../helpers/eventually';
 import { TEST_PUBLIC_BASE_URL, TEST_SIGNING_KEY } from '../helpers/test-app';
 import { createTestDatabase } from '../helpers/test-database';
-import { eventually } from '../helpers/eventually';
 import type { TestDatabase } from '../helpers/test-database';
 import {
   freePort,
