@@ -10,6 +10,7 @@ import type { RecordOptions, RecordOutcome } from '../messages/record-events';
 import type { StatusEvent } from '../messages/status-event';
 import { isDatabaseUnavailable } from '../db/database-unavailable';
 import { describeDatabaseFailure, reportedSqlState } from '../db/failure-reason';
+import { classifyWriteFailure } from '../db/write-failure';
 import { timedOut, withTimeout } from '../db/with-timeout';
 import { approximateEventBytes } from './event-size';
 import { createReplayWriter, sleep } from './replay';
@@ -99,6 +100,8 @@ export interface IngestStats {
   commitMillis: number;
   /** Batches that failed for a reason of their own and were retried one event at a time. */
   fallbacks: number;
+  /** Events of such a batch tried again after a transient failure (commitOneByOne). */
+  fallbackRetries: number;
   /** Events acknowledged after the spool's fsync. */
   spooled: number;
   /** Events replayed from the spool into PostgreSQL. */
@@ -182,6 +185,7 @@ export function createGroupCommitRecorder(options: GroupCommitOptions): GroupCom
     committed: 0,
     commitMillis: 0,
     fallbacks: 0,
+    fallbackRetries: 0,
     spooled: 0,
     replayed: 0,
     replayRefused: 0,
@@ -346,12 +350,17 @@ export function createGroupCommitRecorder(options: GroupCommitOptions): GroupCom
 
   /**
    * One poisoned event must not fail its neighbours: retry each in its own transaction, within
-   * what is left of the batch's commit timeout (`deadline`). A batch can also fail for the
-   * moment's sake (a lock or statement timeout the operator set on the role or database, shorter
-   * than ours, while a table is locked or the server crawls): then every event fails alike, one
-   * after the other. Given a timeout each, with a lock_timeout of 1 s the last of 40 callbacks
-   * was answered after 41 s, a 503 long after SignalWire had given up, and none was spooled.
-   * Past the deadline the rest is treated like the outage it is: spooled.
+   * what is left of the batch's commit timeout (`deadline`). An event PostgreSQL refuses for
+   * its data (classifyWriteFailure: `event`) is refused alone. One that fails for the moment's
+   * sake (`transient`: a deadlock, a lock or statement timeout the operator set on the role or
+   * database, shorter than ours, while its row or table is locked, a migration not yet run) is
+   * tried again after a short backoff, before the batch's later events, so its message's
+   * history keeps arrival order. Answered 503 instead, it came back at most twice
+   * (SignalWire's retries, within 15 s) and was lost if the lock outlasted them. Past the
+   * deadline the event and the rest of the batch are treated like the outage it then is:
+   * spooled, acknowledged, and replayed once the database takes them. Each event given a
+   * commit timeout of its own, with a lock_timeout of 1 s the last of 40 callbacks was answered
+   * after 41 s, a 503 long after SignalWire had given up, and none was spooled.
    */
   async function commitOneByOne(batch: Pending[], cause: unknown, deadline: number): Promise<void> {
     stats.fallbacks++;
@@ -361,28 +370,45 @@ export function createGroupCommitRecorder(options: GroupCommitOptions): GroupCom
     );
     for (let index = 0; index < batch.length; index++) {
       const pending = batch[index]!;
-      const remainingMs = deadline - performance.now();
-      if (remainingMs <= 0)
-        return unreachable(
-          batch.slice(index),
-          timedOut(`${NOT_COMMITTED} within the batch's commit timeout`),
-        );
-      try {
-        const [outcome] = await withTimeout(
-          write(db, [pending.event], recordOptions),
-          remainingMs,
-          NOT_COMMITTED,
-        );
-        stats.transactions++;
-        stats.committed++;
-        pending.resolve(outcome!);
-      } catch (error) {
-        if (isDatabaseUnavailable(error)) return unreachable(batch.slice(index), error);
-        logger.error(
-          { err: error, message_id: pending.event.messageId },
-          'event refused by the database',
-        );
-        pending.reject(error);
+      for (let attempt = 1; ; attempt++) {
+        const remainingMs = deadline - performance.now();
+        if (remainingMs <= 0)
+          return unreachable(
+            batch.slice(index),
+            timedOut(`${NOT_COMMITTED} within the batch's commit timeout`),
+          );
+        try {
+          const [outcome] = await withTimeout(
+            write(db, [pending.event], recordOptions),
+            remainingMs,
+            NOT_COMMITTED,
+          );
+          stats.transactions++;
+          stats.committed++;
+          pending.resolve(outcome!);
+          break;
+        } catch (error) {
+          const failure = classifyWriteFailure(error);
+          if (failure === 'unavailable') return unreachable(batch.slice(index), error);
+          if (failure === 'event') {
+            logger.error(
+              { err: error, message_id: pending.event.messageId },
+              'event refused by the database',
+            );
+            pending.reject(error);
+            break;
+          }
+          stats.fallbackRetries++;
+          const delayMs = Math.min(
+            FALLBACK_RETRY_MAX_MS,
+            FALLBACK_RETRY_FIRST_MS * 2 ** (attempt - 1),
+          );
+          logger.warn(
+            { err: error, message_id: pending.event.messageId, attempt, retry_in_ms: delayMs },
+            'event failed transiently: retrying it before the rest of its batch',
+          );
+          await sleep(Math.min(delayMs, Math.max(0, deadline - performance.now())));
+        }
       }
     }
   }
@@ -633,6 +659,11 @@ export function createGroupCommitRecorder(options: GroupCommitOptions): GroupCom
 
 /** A late write is treated like a lost connection (withTimeout): it may still commit later. */
 const NOT_COMMITTED = 'not committed';
+// Backoff of an event retried in a batch's fallback (commitOneByOne): doubling from the first
+// to the longest, within the batch's commit timeout. A failure that comes back at once (a
+// migration not yet run) is then tried about ten times in the default 3 s, not thousands.
+const FALLBACK_RETRY_FIRST_MS = 25;
+const FALLBACK_RETRY_MAX_MS = 500;
 
 function unavailableError(): AppError {
   return unavailable('The event could not be stored; retry later', 2);
