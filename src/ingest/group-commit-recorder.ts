@@ -13,7 +13,7 @@ import { describeDatabaseFailure, reportedSqlState } from '../db/failure-reason'
 import { classifyWriteFailure } from '../db/write-failure';
 import { timedOut, withTimeout } from '../db/with-timeout';
 import { approximateEventBytes } from './event-size';
-import { createReplayWriter, sleep } from './replay';
+import { createReplayWriter, doublingBackoff, sleep } from './replay';
 import { withoutStoredText } from './spool-texts';
 import type { ReplayCounts, ReplayWriterOptions } from './replay';
 import type { Spool } from './spool';
@@ -399,10 +399,7 @@ export function createGroupCommitRecorder(options: GroupCommitOptions): GroupCom
             break;
           }
           stats.fallbackRetries++;
-          const delayMs = Math.min(
-            FALLBACK_RETRY_MAX_MS,
-            FALLBACK_RETRY_FIRST_MS * 2 ** (attempt - 1),
-          );
+          const delayMs = doublingBackoff(attempt, FALLBACK_RETRY_FIRST_MS, FALLBACK_RETRY_MAX_MS);
           logger.warn(
             { err: error, message_id: pending.event.messageId, attempt, retry_in_ms: delayMs },
             'event failed transiently: retrying it before the rest of its batch',

@@ -142,7 +142,7 @@ export function createReplayWriter(options: ReplayWriterOptions): ReplayWriter {
   }
 
   function backoffCeiling(attempt: number): number {
-    return Math.min(maxBackoffMs, initialBackoffMs * 2 ** Math.min(attempt - 1, 20));
+    return doublingBackoff(attempt, initialBackoffMs, maxBackoffMs);
   }
 
   async function backoff(attempt: number, error: unknown): Promise<void> {
@@ -268,6 +268,11 @@ export function createReplayWriter(options: ReplayWriterOptions): ReplayWriter {
       return deferredHere;
     },
   };
+}
+
+/** The wait before the `attempt`-th retry (from 1): `firstMs`, doubling up to `maxMs`. */
+export function doublingBackoff(attempt: number, firstMs: number, maxMs: number): number {
+  return Math.min(maxMs, firstMs * 2 ** Math.min(attempt - 1, 20));
 }
 
 /** Resolves after `ms`, or rejects at once when `signal` aborts. */

@@ -54,7 +54,7 @@ export async function lockTimeoutApp(options: {
           probeIntervalMs: 100,
           commitTimeoutMs: options.commitTimeoutMs,
           replayBackoffMs: { initial: 50, max: 200 },
-          ...(options.write && { write: options.write }),
+          write: options.write,
         });
         return recorder;
       },
