@@ -57,6 +57,14 @@ export function verifyCallbackToken(
   return null;
 }
 
+/**
+ * Whether a path segment has a token's shape (current or legacy), whatever its MAC says: the
+ * only segments that may fall back to a signature (src/callbacks/callbacks.routes.ts).
+ */
+export function hasTokenShape(segment: string): boolean {
+  return TOKEN.test(segment) || LEGACY_TOKEN.test(segment);
+}
+
 /** Whether a token is past CALLBACK_TOKEN_TTL_DAYS. A legacy token never expires by age. */
 export function tokenExpired(
   token: VerifiedToken,

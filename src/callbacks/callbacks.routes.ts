@@ -11,7 +11,7 @@ import type { EventRecorder } from '../messages/event-recorder';
 import type { RecordOutcome } from '../messages/record-events';
 import type { StatusEvent } from '../messages/status-event';
 import type { Api } from '../messages/statuses';
-import { tokenExpired, verifyCallbackToken } from './callback-token';
+import { hasTokenShape, tokenExpired, verifyCallbackToken } from './callback-token';
 import type { VerifiedToken } from './callback-token';
 import { normalizeCxmlCallback, normalizeNativeCallback } from './normalize';
 import { parseCallback, storableFields } from './callback-body';
@@ -276,12 +276,23 @@ function admitBody(deps: CallbackDeps, api: Api, req: Request, res: Response): B
 /**
  * Either a valid per-send token or a signature to verify (DESIGN §2 "Callback
  * authentication"). A token path with an invalid or expired token still verifies by its
- * signature when it carries one (the URL SignalWire signed is the token URL).
+ * signature when it carries one (the URL SignalWire signed is the token URL): a token minted
+ * under a secret since retired, or past its TTL.
+ *
+ * But only a segment shaped like a token may: the form scheme signs the URL and the sorted
+ * parameters with no separator between them, so a genuine signature of a form POST to
+ * `…/callbacks/cxml/<token>` also verifies a GET to that URL followed by `AccountSid<sid>Body`
+ * and the message's text — text a sender chooses, which can go on with
+ * `?MessageSid=<any message>&MessageStatus=failed`. Such a target's segment is the token with
+ * the signed parameters glued to it, never a token's shape (nor is a bare callback URL's
+ * `AccountSid…` glued after its trailing slash), so it is refused here before any signature
+ * is looked at, unsigned mode included: no URL this service hands out has such a segment.
  */
 function admitCredentials(deps: CallbackDeps, api: Api, req: Request): Omit<Admission, 'body'> {
   const { config } = deps;
   const given = req.params['token'];
   if (typeof given === 'string') {
+    if (!hasTokenShape(given)) throw refuse(deps, api, req, 'bad_token');
     const token = verifyCallbackToken(config.callbackTokenSecrets, given);
     const expired = token !== null && tokenExpired(token, config.callbackTokenTtlDays, now(deps));
     if (token && !expired) return { token, needsSignature: false };

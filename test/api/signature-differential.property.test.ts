@@ -3,6 +3,7 @@ import type { AddressInfo } from 'node:net';
 import { createHash, createHmac, randomUUID } from 'node:crypto';
 import fc from 'fast-check';
 import { RestClient } from '@signalwire/compatibility-api';
+import { mintCallbackToken } from '../../src/callbacks/callback-token';
 import { TEST_SIGNING_KEY, createTestApp } from '../helpers/test-app';
 import type { TestApp } from '../helpers/test-app';
 
@@ -137,8 +138,10 @@ const callbackPath = fc.constantFrom(
   '/callbacks/cxml',
   '/callbacks/cxml/',
   '/Callbacks/CXML',
-  // Not a valid token: the signature must authenticate (the URL SignalWire signed holds it).
-  '/callbacks/cxml/AAAAAAAAAAAAAAAA.notatoken.BBBBBBBBBBBBBBBB',
+  // A token no secret verifies (minted under one since retired): the signature must
+  // authenticate (the URL SignalWire signed holds it). A segment not shaped like a token is
+  // refused whatever its signature (signature-url-extension.test.ts).
+  `/callbacks/cxml/${mintCallbackToken(['a secret since retired']).token}`,
 );
 /** The query of the callback URL as configured: none, a bare `?`, or parameters. */
 const configuredQuery = fc.oneof(

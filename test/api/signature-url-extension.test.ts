@@ -77,60 +77,140 @@ async function message(id: string) {
 /** The same HMAC as a scheme B signature: hex re-encoded as base64. */
 const asBase64 = (hex: string): string => Buffer.from(hex, 'hex').toString('base64');
 
-test('When a genuine native signature is replayed for its URL followed by its body, with a bodySHA256 the body carried, then 403 and the victim is untouched', async () => {
-  const victim = nativeFields({ status: 'undelivered', error_code: '30003' });
-  await postNative(t.publicApp, victim).expect(200);
+/**
+ * The callback URLs such a replay can start from: the proxy's token URL (the glued segment is
+ * no token's shape, so it is refused before any signature is looked at), and a URL configured
+ * without a token but with a query (the `{` the body brings into the request target refuses
+ * it). `sep` opens the attacker's own parameters after the URL.
+ */
+const configured = [
+  {
+    url: 'a token URL',
+    path: (api: string) => `/callbacks/${api}/${mintCallbackToken([TEST_TOKEN_SECRET]).token}`,
+    sep: '?',
+    code: 'invalid_token',
+  },
+  {
+    url: 'a URL without a token, with a query',
+    path: (api: string) => `/callbacks/${api}?app=orders`,
+    sep: '&',
+    code: 'invalid_signature',
+  },
+];
 
-  // The attacker's forged body, and its hash written into the text of the attacker's own
-  // message: SignalWire's callback for that message carries it, and is genuinely signed.
-  const forged = JSON.stringify({ id: victim.id, status: 'delivered' });
-  const { token } = mintCallbackToken([TEST_TOKEN_SECRET]);
-  const path = `/callbacks/native/${token}`;
-  const own = JSON.stringify({
-    id: randomUUID(),
-    status: 'sent',
-    to: '+15551234567',
-    from: '+15559876543',
-    body: `?bodySHA256=${sha256Hex(forged)}&x=`,
-  });
-  const genuine = signJsonBody(TEST_SIGNING_KEY, TEST_PUBLIC_BASE_URL + path, own);
-  const headers = { 'content-type': 'application/json' };
-  expect(
-    (await send('POST', path, { ...headers, 'x-signalwire-signature': genuine }, own)).status,
-  ).toBe(200);
+test.each(configured)(
+  'When a genuine native signature is replayed for its URL followed by its body, with a bodySHA256 the body carried ($url), then 403 and the victim is untouched',
+  async ({ path: pathFor, sep, code }) => {
+    const victim = nativeFields({ status: 'undelivered', error_code: '30003' });
+    await postNative(t.publicApp, victim).expect(200);
 
-  const res = await send(
-    'POST',
-    path + own,
-    { ...headers, 'x-signalwire-signature': asBase64(genuine) },
-    forged,
-  );
-  expect(res.status).toBe(403);
-  expect(JSON.parse(res.body).error.code).toBe('invalid_signature');
-  const stored = await message(victim.id as string);
-  expect(stored.status).toBe('undelivered');
-  expect(stored.history).toHaveLength(1);
-});
+    // The attacker's forged body, and its hash written into the text of the attacker's own
+    // message: SignalWire's callback for that message carries it, and is genuinely signed.
+    const forged = JSON.stringify({ id: victim.id, status: 'delivered' });
+    const path = pathFor('native');
+    const own = JSON.stringify({
+      id: randomUUID(),
+      status: 'sent',
+      to: '+15551234567',
+      from: '+15559876543',
+      body: `${sep}bodySHA256=${sha256Hex(forged)}&x=`,
+    });
+    const genuine = signJsonBody(TEST_SIGNING_KEY, TEST_PUBLIC_BASE_URL + path, own);
+    const headers = { 'content-type': 'application/json' };
+    expect(
+      (await send('POST', path, { ...headers, 'x-signalwire-signature': genuine }, own)).status,
+    ).toBe(200);
 
-test('When a genuine JSON signature of a cXML callback is replayed as a GET to its URL followed by its body, then 403 and the victim is untouched', async () => {
-  const victim = cxmlFields({ MessageStatus: 'undelivered', ErrorCode: '30003' });
-  await postCxml(t.publicApp, victim).expect(200);
+    const res = await send(
+      'POST',
+      path + own,
+      { ...headers, 'x-signalwire-signature': asBase64(genuine) },
+      forged,
+    );
+    expect(res.status).toBe(403);
+    expect(JSON.parse(res.body).error.code).toBe(code);
+    const stored = await message(victim.id as string);
+    expect(stored.status).toBe('undelivered');
+    expect(stored.history).toHaveLength(1);
+  },
+);
 
-  const { token } = mintCallbackToken([TEST_TOKEN_SECRET]);
-  const path = `/callbacks/cxml/${token}`;
-  const own = JSON.stringify({
-    MessageSid: randomUUID(),
-    MessageStatus: 'sent',
-    Body: `?MessageSid=${victim.MessageSid}&MessageStatus=delivered&x=`,
-  });
-  const genuine = signJsonBody(TEST_SIGNING_KEY, TEST_PUBLIC_BASE_URL + path, own);
+test.each(configured)(
+  'When a genuine JSON signature of a cXML callback is replayed as a GET to its URL followed by its body ($url), then 403 and the victim is untouched',
+  async ({ path: pathFor, sep, code }) => {
+    const victim = cxmlFields({ MessageStatus: 'undelivered', ErrorCode: '30003' });
+    await postCxml(t.publicApp, victim).expect(200);
 
-  const res = await send('GET', path + own, { 'x-signalwire-signature': asBase64(genuine) });
-  expect(res.status).toBe(403);
-  const stored = await message(victim.MessageSid!);
-  expect(stored.status).toBe('undelivered');
-  expect(stored.history).toHaveLength(1);
-});
+    const path = pathFor('cxml');
+    const own = JSON.stringify({
+      MessageSid: randomUUID(),
+      MessageStatus: 'sent',
+      Body: `${sep}MessageSid=${victim.MessageSid}&MessageStatus=delivered&x=`,
+    });
+    const genuine = signJsonBody(TEST_SIGNING_KEY, TEST_PUBLIC_BASE_URL + path, own);
+
+    const res = await send('GET', path + own, { 'x-signalwire-signature': asBase64(genuine) });
+    expect(res.status).toBe(403);
+    expect(JSON.parse(res.body).error.code).toBe(code);
+    const stored = await message(victim.MessageSid!);
+    expect(stored.status).toBe('undelivered');
+    expect(stored.history).toHaveLength(1);
+  },
+);
+
+/**
+ * The form scheme has the same seam: it signs the URL and then each parameter's name and value,
+ * sorted, with nothing between them. The genuine signature of SignalWire's form callback for the
+ * attacker's own message (its text, `Body`, chosen by the attacker) is also one of a GET to the
+ * URL followed by `AccountSid<sid>Body<text>…`: the text's `?` starts that GET's query, naming
+ * any message and status. On the proxy's token URL the signed parameters are glued to the token,
+ * on a URL configured with a trailing slash they are a segment of their own: neither is shaped
+ * like a token, so both are refused (no URL the service hands out has such a segment).
+ */
+test.each([
+  {
+    url: 'a token URL',
+    path: () => `/callbacks/cxml/${mintCallbackToken([TEST_TOKEN_SECRET]).token}`,
+  },
+  { url: 'a URL without a token, with a trailing slash', path: () => '/callbacks/cxml/' },
+])(
+  'When a genuine form signature is replayed as a GET to its URL followed by its sorted parameters ($url), then 403 invalid_token and the victim is untouched',
+  async ({ path: pathFor }) => {
+    const victim = cxmlFields({ MessageStatus: 'undelivered', ErrorCode: '30003' });
+    await postCxml(t.publicApp, victim).expect(200);
+
+    const path = pathFor();
+    const own = cxmlFields({
+      MessageStatus: 'delivered',
+      Body: `?MessageSid=${victim.MessageSid}&MessageStatus=delivered&x=`,
+    });
+    const genuine = signFormParams(
+      TEST_SIGNING_KEY,
+      TEST_PUBLIC_BASE_URL + path,
+      Object.entries(own),
+    );
+    const form = { 'content-type': 'application/x-www-form-urlencoded' };
+    const body = new URLSearchParams(own).toString();
+    expect(
+      (await send('POST', path, { ...form, 'x-signalwire-signature': genuine }, body)).status,
+    ).toBe(200);
+
+    const signed = Object.entries(own)
+      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+      .map(([name, value]) => name + value)
+      .join('');
+    // The forgery verifies as a signature: it is refused for its token segment alone.
+    expect(signFormParams(TEST_SIGNING_KEY, TEST_PUBLIC_BASE_URL + path + signed, [])).toBe(
+      genuine,
+    );
+    const res = await send('GET', path + signed, { 'x-signalwire-signature': genuine });
+    expect(res.status).toBe(403);
+    expect(JSON.parse(res.body).error.code).toBe('invalid_token');
+    const stored = await message(victim.MessageSid!);
+    expect(stored.status).toBe('undelivered');
+    expect(stored.history).toHaveLength(1);
+  },
+);
 
 test('When SignalWire calls back with GET, its parameters percent-encoded (braces in the text included), then it still verifies', async () => {
   const fields = cxmlFields({ MessageStatus: 'sent', Body: '{"json": "in a text"}' });
