@@ -14,9 +14,11 @@ import type { Api } from './statuses';
 /**
  * Per event: stored, a duplicate of a stored event, or refused because its callback token
  * does not belong to the message's send (DESIGN §2 "A token authenticates its own send only"),
- * or, with `existingOnly`, not stored because its message has no row (`message_gone`).
+ * or, with `existingOnly`, not stored because its message has no row (`message_gone`), or,
+ * with `stillNews`, not stored because its message already says what it tells (`not_news`).
  */
-export type RecordOutcome = 'recorded' | 'duplicate' | 'refused_token' | 'message_gone';
+export type RecordOutcome =
+  'recorded' | 'duplicate' | 'refused_token' | 'message_gone' | 'not_news';
 
 /** A message's current status changed (queued→sent, sent→delivered, …). */
 export interface StatusTransition {
@@ -37,6 +39,15 @@ export interface RecordOptions {
    * meanwhile, even while the write waited on its row, the answer alone must not create it anew.
    */
   existingOnly?: boolean;
+  /**
+   * An event is stored only when this holds against its message's row as the write holds it
+   * locked — not as read before the write, which a callback committed in between would make
+   * stale; otherwise it is `not_news`. A lookup's answer (src/reconcile) is news only against
+   * the message as it is then: a native callback saying the same has a provider timestamp the
+   * answer lacks, so dedupe would store both and the app would be relayed the status twice.
+   * Not asked for a message the batch creates.
+   */
+  stillNews?: (event: StatusEvent, stored: MessageState) => boolean;
   /** Told, after the commit, about every status change the batch caused (metrics). */
   onTransition?: (transition: StatusTransition) => void;
   /** Told, after the commit, how many relay jobs the batch wrote (wakes the relay worker). */
@@ -89,9 +100,7 @@ export async function recordEvents(
     let result: { newKeys: Set<string>; transitions: StatusTransition[]; relays: number };
     try {
       result = await withRetry(() =>
-        db
-          .transaction()
-          .execute((trx) => record(trx, active, candidates, options.existingOnly ?? false)),
+        db.transaction().execute((trx) => record(trx, active, candidates, options)),
       );
     } catch (error) {
       if (!(error instanceof LeftOut)) throw error;
@@ -127,7 +136,8 @@ interface KeyedEvent {
 /**
  * Events the batch must leave out, with their answer: their token does not belong to their
  * message's send (`refused_token`), or, with `existingOnly`, their message has no row
- * (`message_gone`). The transaction rolls back and the batch is recorded again without them.
+ * (`message_gone`), or, with `stillNews`, their message already says it (`not_news`). The
+ * transaction rolls back and the batch is recorded again without them.
  */
 class LeftOut extends Error {
   constructor(
@@ -148,7 +158,7 @@ async function record(
   trx: Db,
   active: readonly KeyedEvent[],
   candidates: readonly KeyedEvent[],
-  existingOnly: boolean,
+  { existingOnly, stillNews }: Pick<RecordOptions, 'existingOnly' | 'stillNews'>,
 ): Promise<{ newKeys: Set<string>; transitions: StatusTransition[]; relays: number }> {
   // A message without a row is created from its first event in the batch. Each event goes in
   // with the status its message would have after it were the message new: exact for new
@@ -176,6 +186,17 @@ async function record(
       'message_gone',
       active.filter(({ event }) => created.has(event.messageId)).map(({ index }) => index),
     );
+  }
+  if (stillNews) {
+    const stale = active.filter(({ event }) => {
+      const stored = existing.get(event.messageId);
+      return stored !== undefined && !stillNews(event, stored);
+    });
+    if (stale.length > 0)
+      throw new LeftOut(
+        'not_news',
+        stale.map(({ index }) => index),
+      );
   }
   if (tokenMessages.size > 0) {
     // A token's message left out of RECORD_BATCH's answer was just changed by a later

@@ -38,7 +38,7 @@ export function lookupEvent(
   if (rawStatus === null || rawStatus.length > 64) return null;
   const status = canonicalStatus(rawStatus);
   const errorCode = resourceText(answer['error_code']);
-  if (!isNews(message, status, errorCode)) return null;
+  if (!tellsNews(message, { status, errorCode })) return null;
 
   const compat = message.api === 'cxml';
   const event: StatusEvent = {
@@ -62,7 +62,15 @@ export function lookupEvent(
   return event;
 }
 
-function isNews(message: SweptMessage, status: CanonicalStatus, errorCode: string | null): boolean {
+/**
+ * Whether an answer's status and error code tell the message something: asked once before the
+ * event is built, and again by the write against the message's locked row (a callback may have
+ * told it meanwhile: src/reconcile/reconcile-worker.ts).
+ */
+export function tellsNews(
+  message: Pick<SweptMessage, 'status' | 'errorCode'>,
+  { status, errorCode }: { status: CanonicalStatus; errorCode: string | null },
+): boolean {
   const current = canonicalStatus(message.status);
   const rank = rankOf(status);
   const currentRank = rankOf(current);

@@ -5,7 +5,7 @@ import { recordEvents } from '../messages/record-events';
 import type { RecordOptions } from '../messages/record-events';
 import type { Api } from '../messages/statuses';
 import type { LookupResult, MessageLookup } from './lookup-client';
-import { answeredKind, lookupEvent } from './lookup-event';
+import { answeredKind, lookupEvent, tellsNews } from './lookup-event';
 import {
   claimDueMessages,
   currentState,
@@ -136,8 +136,10 @@ export function createReconcileWorker(options: ReconcileWorkerOptions): Reconcil
       // Judged against the message as it is now, not as claimed: a callback recorded during
       // the lookup already told what the answer says (a native callback has a timestamp the
       // lookup's event lacks, so dedupe would not catch the copy, and the app would get it
-      // twice). A message removed meanwhile (retention) is left alone, also when the removal
-      // commits while the write waits on its row (existingOnly).
+      // twice). Judged again by the write, against the row it holds locked (stillNews): a
+      // callback committed between this read and the write is seen there. A message removed
+      // meanwhile (retention) is left alone, also when the removal commits while the write
+      // waits on its row (existingOnly).
       const current = await currentState(db, message.id);
       const event =
         current &&
@@ -146,6 +148,7 @@ export function createReconcileWorker(options: ReconcileWorkerOptions): Reconcil
         const [recorded] = await recordEvents(db, [event], {
           ...options.recordOptions,
           existingOnly: true,
+          stillNews: (answer, stored) => tellsNews(stored, answer),
         });
         if (recorded === 'recorded') {
           outcome = 'updated';

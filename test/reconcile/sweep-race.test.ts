@@ -12,9 +12,10 @@ import { startTestSweep } from './support';
 
 /**
  * A lookup takes time (up to SIGNALWIRE_TIMEOUT_MS): the callback SignalWire was late with can
- * land while the sweep waits for the answer. The lookup's answer must then be judged against
- * the message as it is, not as it was when the sweep claimed it (DESIGN §10/§11: a relay is
- * never sent for a duplicate).
+ * land while the sweep waits for the answer, or between the sweep's reading of the message and
+ * its write. The lookup's answer must then be judged against the message as it is when written,
+ * not as it was when the sweep claimed or read it (DESIGN §10/§11: a relay is never sent for a
+ * duplicate).
  */
 
 const PROJECT = 'p-race';
@@ -51,7 +52,8 @@ function nativeCallback(id: string, status: string, at: Date): StatusEvent {
   });
 }
 
-test('When the final callback lands while the lookup is under way, then the lookup records no second event and no second relay', async () => {
+/** A native message sent through the proxy a minute ago, SignalWire's `sent` callback in. */
+async function sentMessage(): Promise<string> {
   const id = randomUUID();
   const minuteAgo = new Date(Date.now() - 60_000);
   await recordEvents(database.db, [
@@ -70,7 +72,39 @@ test('When the final callback lands while the lookup is under way, then the look
     }),
     nativeCallback(id, 'sent', minuteAgo),
   ]);
+  return id;
+}
 
+/** Once the sweep has looked the message up: its history, and how many relay jobs it has. */
+async function afterTheSweep(id: string): Promise<{ history: unknown[]; relays: number }> {
+  await eventually(async () => {
+    const row = await database.db
+      .selectFrom('messages')
+      .select('sweep_checked_at')
+      .where('id', '=', id)
+      .executeTakeFirstOrThrow();
+    return row.sweep_checked_at !== null;
+  }, 5_000);
+  const { rows } = await sql<{ source: string; status: string }>`
+    SELECT source, status FROM status_events WHERE message_id = ${id} ORDER BY seq`.execute(
+    database.db,
+  );
+  const jobs = await database.db
+    .selectFrom('relay_jobs')
+    .select('id')
+    .where('message_id', '=', id)
+    .execute();
+  return { history: rows, relays: jobs.length };
+}
+
+const CALLBACKS_ONLY = [
+  { source: 'proxy', status: 'queued' },
+  { source: 'callback', status: 'sent' },
+  { source: 'callback', status: 'delivered' },
+];
+
+test('When the final callback lands while the lookup is under way, then the lookup records no second event and no second relay', async () => {
+  const id = await sentMessage();
   let looked = 0;
   sweep = startTestSweep({
     db: database.db,
@@ -84,30 +118,48 @@ test('When the final callback lands while the lookup is under way, then the look
     },
     projects: [PROJECT],
   });
-  await eventually(async () => {
-    const row = await database.db
-      .selectFrom('messages')
-      .select('sweep_checked_at')
-      .where('id', '=', id)
-      .executeTakeFirstOrThrow();
-    return row.sweep_checked_at !== null;
-  }, 5_000);
+  const { history, relays } = await afterTheSweep(id);
   expect(looked).toBe(1);
-
-  const { rows } = await sql<{ source: string; status: string }>`
-    SELECT source, status FROM status_events WHERE message_id = ${id} ORDER BY seq`.execute(
-    database.db,
-  );
-  expect(rows).toEqual([
-    { source: 'proxy', status: 'queued' },
-    { source: 'callback', status: 'sent' },
-    { source: 'callback', status: 'delivered' },
-  ]);
-  const jobs = await database.db
-    .selectFrom('relay_jobs')
-    .select('id')
-    .where('message_id', '=', id)
-    .execute();
+  expect(history).toEqual(CALLBACKS_ONLY);
   // sent and delivered, each once: the app is not told `delivered` twice.
-  expect(jobs).toHaveLength(2);
+  expect(relays).toBe(2);
+});
+
+test('When the final callback commits after the sweep has re-read the message but before its write, then the write sees it: no second event and no second relay', async () => {
+  const id = await sentMessage();
+  let answered = false;
+  let raced = false;
+  // The sweep's next transaction once the lookup has answered is its write of the answer:
+  // SignalWire's delivered callback commits just before it begins, after the sweep's re-read.
+  const db = new Proxy(database.db, {
+    get(target, property, receiver) {
+      if (property === 'transaction' && answered && !raced) {
+        raced = true;
+        const builder = target.transaction();
+        return () => ({
+          ...builder,
+          execute: async (write: Parameters<typeof builder.execute>[0]) => {
+            await recordEvents(target, [nativeCallback(id, 'delivered', new Date())]);
+            return builder.execute(write);
+          },
+        });
+      }
+      const value: unknown = Reflect.get(target, property, receiver);
+      return typeof value === 'function' ? value.bind(target) : value;
+    },
+  });
+  sweep = startTestSweep({
+    db,
+    lookup: {
+      async lookup(): Promise<LookupResult> {
+        answered = true;
+        return { kind: 'found', answer: { id, project_id: PROJECT, status: 'delivered' } };
+      },
+    },
+    projects: [PROJECT],
+  });
+  const { history, relays } = await afterTheSweep(id);
+  expect(raced).toBe(true);
+  expect(history).toEqual(CALLBACKS_ONLY);
+  expect(relays).toBe(2);
 });
