@@ -32,7 +32,13 @@ export function statsRoutes({
     const until = (query.created_until ?? clock()).getTime();
     const since = query.created_since?.getTime() ?? until - DEFAULT_WINDOW_MS;
     if (since >= until) {
-      throw badRequest('invalid_window', 'created_since must be before created_until');
+      // Without created_until the window ends now: say so, not name a parameter never sent.
+      throw badRequest(
+        'invalid_window',
+        query.created_until
+          ? 'created_since must be before created_until'
+          : 'created_since must be in the past when created_until is not given (the window ends now)',
+      );
     }
     if (until > LAST_INSTANT) {
       // An offset can carry 9999-12-31 past the year 9999, which ISO 8601 (and the answer's

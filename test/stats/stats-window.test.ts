@@ -35,3 +35,23 @@ test('When a window bound lies past the year 9999 (a negative offset on 9999-12-
   ).expect(200);
   expect(last.body.created_until).toBe('9999-12-31T23:59:59.999Z');
 });
+
+test.each([
+  [
+    'created_since=2026-10-01T00:00:01Z&created_until=2026-10-01T00:00:01Z',
+    'created_since must be before created_until',
+  ],
+  // No created_until: the window ends now, and the message says so rather than naming a
+  // parameter the caller never sent.
+  [
+    'created_since=9000-01-01T00:00:00Z',
+    'created_since must be in the past when created_until is not given (the window ends now)',
+  ],
+])(
+  'When a stats window is empty or reversed (%s), then 400 invalid_window says why',
+  async (window, message) => {
+    const res = await get(`/v1/stats?${window}`);
+    expect(res.status).toBe(400);
+    expect(res.body.error).toMatchObject({ code: 'invalid_window', message });
+  },
+);
