@@ -286,18 +286,18 @@ function admitBody(deps: CallbackDeps, api: Api, req: Request, res: Response): B
  * `?MessageSid=<any message>&MessageStatus=failed`. Such a target's segment is the token with
  * the signed parameters glued to it, never a token's shape (nor is a bare callback URL's
  * `AccountSid…` glued after its trailing slash), so it is refused here before any signature
- * is looked at, unsigned mode included: no URL this service hands out has such a segment.
+ * is looked at: no URL this service hands out has such a segment. (With
+ * ALLOW_UNSIGNED_CALLBACKS nothing is checked, so there is nothing to forge.)
  */
 function admitCredentials(deps: CallbackDeps, api: Api, req: Request): Omit<Admission, 'body'> {
   const { config } = deps;
   const given = req.params['token'];
   if (typeof given === 'string') {
-    if (!hasTokenShape(given)) throw refuse(deps, api, req, 'bad_token');
     const token = verifyCallbackToken(config.callbackTokenSecrets, given);
     const expired = token !== null && tokenExpired(token, config.callbackTokenTtlDays, now(deps));
     if (token && !expired) return { token, needsSignature: false };
-    if (hasSignature(req)) return { token: null, needsSignature: !config.allowUnsignedCallbacks };
     if (config.allowUnsignedCallbacks) return { token: null, needsSignature: false };
+    if (hasSignature(req) && hasTokenShape(given)) return { token: null, needsSignature: true };
     throw refuse(deps, api, req, expired ? 'token_expired' : 'bad_token');
   }
   if (config.allowUnsignedCallbacks) return { token: null, needsSignature: false };
