@@ -276,7 +276,9 @@ const EnvSchema = z.object({
   // 16 MiB of callback data: ~10,000 ordinary callbacks (so INGEST_QUEUE_MAX binds first), or
   // 256 bodies of 64 KiB instead of 5,000 (320 MB).
   INGEST_QUEUE_MAX_BYTES: positiveInt.default(16 * 1024 * 1024),
-  SPOOL_DIR: z.string().min(1).default(DEFAULT_SPOOL_DIR),
+  // Trimmed like HOST: a stray space from YAML or a .env file would move the spool off its
+  // volume onto the container's own layer, where acknowledged callbacks go with the pod.
+  SPOOL_DIR: z.string().trim().min(1, 'must not be blank').default(DEFAULT_SPOOL_DIR),
   SIMULATOR_PORT: port.default(0),
   // Relay of the caller's own status callbacks (DESIGN §10).
   RELAY_RETRY_SCHEDULE: durations.prefault(['10s', '1m', '5m', '30m', '2h', '6h', '12h'].join(',')),

@@ -239,7 +239,7 @@ function parseArguments(argv: readonly string[]): {
   if (extra.length > 0) usage(`unexpected ${extra.join(' ')}`);
   return {
     command,
-    dir: path.resolve(dir ?? (process.env.SPOOL_DIR || DEFAULT_SPOOL_DIR)),
+    dir: path.resolve(dir ?? (process.env.SPOOL_DIR?.trim() || DEFAULT_SPOOL_DIR)),
     timeoutMs: timeoutSeconds * 1000,
   };
 }

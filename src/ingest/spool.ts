@@ -635,7 +635,7 @@ async function openLocked(
           if (hasUnreadable) await deadLetterUnreadable(segment);
           await removeReplayed(segment.file);
           segment.removed = true;
-          await syncDir();
+          await syncRemoval(dir);
           closed.splice(index, 1);
           depth -= segment.events;
         }
@@ -670,6 +670,20 @@ async function exists(file: string): Promise<boolean> {
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') return false;
     throw error;
+  }
+}
+
+/**
+ * A removal made durable: its directory synced. A directory that is itself gone (SPOOL_DIR
+ * removed under the process) holds no entry to sync, so the removal is done: failing here would
+ * fail every replay pass, keep the spool from ever being empty, and hold the replica in its
+ * outage mode (every callback 503) after the database is back.
+ */
+async function syncRemoval(dir: string): Promise<void> {
+  try {
+    await syncDirectory(dir);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
   }
 }
 

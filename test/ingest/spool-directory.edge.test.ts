@@ -12,7 +12,7 @@ import type { Spool } from '../../src/ingest/spool';
 import { createLogger } from '../../src/logger';
 import type { StatusEvent } from '../../src/messages/status-event';
 import { cxmlFields, postCxml } from '../helpers/callbacks';
-import { createTestApp } from '../helpers/test-app';
+import { TEST_API_TOKEN, createTestApp } from '../helpers/test-app';
 import type { TestApp } from '../helpers/test-app';
 import { eventually } from '../helpers/eventually';
 import { createTcpSwitch } from './support/tcp-switch';
@@ -38,8 +38,12 @@ beforeEach(async () => {
 });
 afterEach(() => rm(root, { recursive: true, force: true }));
 
-test('When the spool directory is removed while a segment is open in it, then the next callback during the outage is refused with 503, not acknowledged into a deleted file; once it is back, the replica is ready again without a callback to try it', async () => {
-  const dir = path.join(root, 'spool');
+/**
+ * An app whose recorder spools into `dir` and reaches PostgreSQL through a switch: the database
+ * cut, a callback acknowledged from an open segment, then the directory removed. `refused` is
+ * the answer to the callback after that.
+ */
+async function directoryRemovedDuringAnOutage(dir: string) {
   const spool: Spool = await openSpool({ dir, logger, probeIntervalMs: 20 });
   const tcp: TcpSwitch = await createTcpSwitch();
   let viaSwitch: DatabaseHandle | undefined;
@@ -64,16 +68,32 @@ test('When the spool directory is removed while a segment is open in it, then th
       },
     },
   );
+  const close = async (): Promise<void> => {
+    await tcp.restore();
+    await t.close();
+    await viaSwitch?.db.destroy();
+    await tcp.close();
+  };
   try {
     await tcp.cut();
     // The outage has begun: this callback is in an open segment, fsync'd, acknowledged.
     expect((await postCxml(t.publicApp, cxmlFields())).status).toBe(200);
     expect(recorder!.mode()).toBe('spooling');
-
     await rm(dir, { recursive: true, force: true });
-    const res = await postCxml(t.publicApp, cxmlFields());
-    expect(res.status).toBe(503);
-    expect(res.headers['retry-after']).toBeDefined();
+    const refused = await postCxml(t.publicApp, cxmlFields());
+    return { t, tcp, recorder: recorder!, refused, close };
+  } catch (error) {
+    await close();
+    throw error;
+  }
+}
+
+test('When the spool directory is removed while a segment is open in it, then the next callback during the outage is refused with 503, not acknowledged into a deleted file; once it is back, the replica is ready again without a callback to try it', async () => {
+  const dir = path.join(root, 'spool');
+  const { t, recorder, refused, close } = await directoryRemovedDuringAnOutage(dir);
+  try {
+    expect(refused.status).toBe(503);
+    expect(refused.headers['retry-after']).toBeDefined();
 
     // And it says so: not ready (the LB sends callbacks to a replica that can keep them).
     const ready = await request(t.publicApp).get('/readyz');
@@ -87,13 +107,31 @@ test('When the spool directory is removed while a segment is open in it, then th
       async () => (await request(t.publicApp).get('/readyz')).status === 200,
       'ready again once the spool directory is back',
     );
-    expect(recorder!.mode()).toBe('spooling');
+    expect(recorder.mode()).toBe('spooling');
     expect((await postCxml(t.publicApp, cxmlFields())).status).toBe(200);
   } finally {
+    await close();
+  }
+});
+
+test('When the spool directory is removed during an outage and never comes back, then once the database does the replay finishes and callbacks are written straight to it again', async () => {
+  const dir = path.join(root, 'spool');
+  // The acknowledged callback's segment went with the directory: it is lost (and logged as
+  // such), but nothing more may be: the replica must not stay in its outage mode for good.
+  const { t, tcp, recorder, refused, close } = await directoryRemovedDuringAnOutage(dir);
+  try {
+    expect(refused.status).toBe(503);
+
     await tcp.restore();
-    await t.close();
-    await viaSwitch?.db.destroy();
-    await tcp.close();
+    await eventually(() => recorder.mode() === 'direct', 'writing straight to PostgreSQL again');
+    const fields = cxmlFields();
+    expect((await postCxml(t.publicApp, fields)).status).toBe(200);
+    const stored = await request(t.internalApp)
+      .get(`/v1/messages/${fields.MessageSid}`)
+      .auth(TEST_API_TOKEN, { type: 'bearer' });
+    expect(stored.status).toBe(200);
+  } finally {
+    await close();
   }
 });
 

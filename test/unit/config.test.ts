@@ -338,6 +338,13 @@ describe('listener ports', () => {
   test('When HOST has stray spaces around it, then they are not part of the address', () => {
     expect(loadConfig({ HOST: ' 127.0.0.1 ' }).host).toBe('127.0.0.1');
   });
+
+  test('When SPOOL_DIR has stray spaces around it, then the spool is the directory meant (its volume), and a blank one is refused', () => {
+    expect(loadConfig({ SPOOL_DIR: ' /var/lib/sw-status/spool ' }).spoolDir).toBe(
+      '/var/lib/sw-status/spool',
+    );
+    expect(configProblems({ SPOOL_DIR: '   ' })).toEqual(['SPOOL_DIR: must not be blank']);
+  });
 });
 
 describe('any value of any variable', () => {

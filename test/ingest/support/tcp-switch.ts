@@ -50,7 +50,8 @@ export async function createTcpSwitch(): Promise<TcpSwitch> {
       return url.toString();
     },
     cut: stop,
-    restore: () => listen(server, port),
+    // Idempotent, like close: a test's clean-up restores whether or not the test did.
+    restore: () => (server.listening ? Promise.resolve() : listen(server, port)),
     close: () => (server.listening ? stop() : Promise.resolve()),
   };
 }
