@@ -71,3 +71,26 @@ test('When the browser’s clock is five minutes slow, then after one answer ser
   await api.stats({});
   expect(Math.abs(Date.now() - api.serverNow())).toBeLessThan(2_500);
 });
+
+test('When the page has run for many minutes, then an unchanged list is still revalidated (304, not drawn again): answers in use are the last to be forgotten', async () => {
+  const api = createApiClient(TEST_API_TOKEN, originFetch);
+  const start = Date.now() - 30 * 60_000;
+  const redrawn: string[] = [];
+  // The page's refresh (main.ts) once a minute for 12 minutes: the two stats windows move
+  // every minute, two new answers to keep each time, past the 16 the client keeps.
+  for (let minute = 0; minute < 12; minute++) {
+    const asked = windows(start + minute * 60_000);
+    const [, , failures, stuck, relays] = await Promise.all([
+      api.stats(asked.day),
+      api.stats(asked.hour),
+      api.messages({ status: 'failed,undelivered', limit: '10' }),
+      api.messages({ stuck: 'true', limit: '10' }),
+      api.deadRelays(),
+    ]);
+    if (minute === 0) continue;
+    if (failures.changed) redrawn.push(`minute ${minute}: failures`);
+    if (stuck.changed) redrawn.push(`minute ${minute}: stuck`);
+    if (relays.changed) redrawn.push(`minute ${minute}: dead relays`);
+  }
+  expect(redrawn).toEqual([]);
+});

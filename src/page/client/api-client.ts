@@ -79,12 +79,19 @@ export function createApiClient(
   async function revalidated<T>(path: string): Promise<Answer<T>> {
     const known = remembered.get(path);
     const res = await request(path, known ? { headers: { 'If-None-Match': known.etag } } : {});
-    if (res.status === 304 && known) return { body: known.body as T, changed: false };
+    if (res.status === 304 && known) {
+      // Used again: kept last in line. The lists that rarely change would otherwise be the
+      // oldest entries while the moving stats windows add two a minute, and every few minutes
+      // be dropped, downloaded whole and drawn again though nothing changed.
+      remembered.delete(path);
+      remembered.set(path, known);
+      return { body: known.body as T, changed: false };
+    }
     if (!res.ok) throw new ApiError(res.status, await errorText(res));
     const body = (await res.json()) as T;
     const etag = res.headers.get('ETag');
     if (etag) {
-      // The stats windows move every minute: only the latest answers are worth keeping.
+      // The stats windows move every minute: only the answers used lately are worth keeping.
       remembered.delete(path);
       remembered.set(path, { etag, body });
       if (remembered.size > REMEMBERED_MAX) remembered.delete(remembered.keys().next().value!);

@@ -26,10 +26,23 @@ const STATE_TEXT: Record<LiveState, string> = {
 };
 
 let live: { stop(): void } | undefined;
+/**
+ * Which sign-in is current. The token form stays usable while a sign-in's first load runs (a
+ * second Enter, a corrected token), and signing out can come then too: a sign-in that is no
+ * longer current when its first load ends starts nothing, or its loops would go on with a
+ * token the reader dropped, and set "Live" above the token form.
+ */
+let signIn = 0;
 
-function askForToken(problem?: string): void {
+/** Stops whatever the current sign-in runs, or will once its first load ends. */
+function signOut(): void {
+  signIn++;
   live?.stop();
   live = undefined;
+}
+
+function askForToken(problem?: string): void {
+  signOut();
   byId('dashboard').hidden = true;
   byId('change-token').hidden = true;
   byId('token-panel').hidden = false;
@@ -45,6 +58,8 @@ const REFUSED =
   'The service refused this token (401 Unauthorized): it is not one of its API_TOKENS. Check it and try again.';
 
 async function open(token: string): Promise<void> {
+  signOut();
+  const current = ++signIn;
   const api = createApiClient(token);
   const state = byId('live-state');
   state.textContent = 'Connecting…';
@@ -111,6 +126,7 @@ async function open(token: string): Promise<void> {
     await refresh();
     loaded = true;
   } catch (error) {
+    if (current !== signIn) return;
     if (isUnauthorized(error)) {
       forgetToken();
       askForToken(REFUSED);
@@ -121,6 +137,7 @@ async function open(token: string): Promise<void> {
     const wait = error instanceof ApiError ? (error.retryAfterMs ?? 0) : 0;
     state.textContent = retryingText(answeredStatus(error), wait);
   }
+  if (current !== signIn) return;
   byId('token-panel').hidden = true;
   byId('dashboard').hidden = false;
   byId('change-token').hidden = false;

@@ -1,0 +1,99 @@
+import type { Browser, Page, Request } from 'playwright-core';
+import { recordEvents } from '../../src/messages/record-events';
+import { statusEvent } from '../factories';
+import { createTestApp } from '../helpers/test-app';
+import type { TestApp } from '../helpers/test-app';
+import { listen } from '../proxy/support';
+import { confineTo, launchChromium, skipBrowserTests } from './support/browser';
+
+/**
+ * The token form stays usable while a sign-in's first load runs (main.ts): a second Enter, or
+ * a corrected token, signs in again before the first is done. Each sign-in starts the feed and
+ * the panels' refreshes once its first load ends; only the current one may, or "Change token"
+ * stops one of them and the other goes on asking with a token the reader dropped — and writes
+ * "Live" above the token form.
+ */
+
+const describeBrowser = skipBrowserTests ? describe.skip : describe;
+jest.setTimeout(60_000);
+
+const UNTIL = { timeout: 30_000 };
+const TOKEN_A = 'sign-in-token-aaaaaaaaaaaa';
+const TOKEN_B = 'sign-in-token-bbbbbbbbbbbb';
+
+describeBrowser('status page signed in twice during its first load', () => {
+  let t: TestApp;
+  let server: { url: string; close(): Promise<void> };
+  let browser: Browser;
+  let page: Page;
+
+  beforeAll(async () => {
+    browser = await launchChromium();
+    t = await createTestApp({ API_TOKENS: `${TOKEN_A},${TOKEN_B}` });
+    server = await listen(t.internalApp);
+  });
+
+  afterAll(async () => {
+    await page?.close();
+    await browser?.close();
+    await server?.close();
+    await t?.close();
+  });
+
+  test('When a second token is submitted while the first one’s load is under way, then after Change token no request goes out with either, and the page asks for a token', async () => {
+    page = await browser.newPage();
+    await confineTo(page, new URL(server.url).origin);
+    const asked: Array<{ at: number; token: string; path: string }> = [];
+    page.on('request', (req: Request) => {
+      const auth = req.headers()['authorization'];
+      if (auth)
+        asked.push({ at: Date.now(), token: auth.slice(7), path: new URL(req.url()).pathname });
+    });
+    // Token A's first stats request is held until token B's sign-in is under way.
+    let releaseA!: () => void;
+    const heldA = new Promise<void>((resolve) => (releaseA = resolve));
+    let holdingA!: () => void;
+    const aIsHeld = new Promise<void>((resolve) => (holdingA = resolve));
+    let aAnswered!: () => void;
+    const aDone = new Promise<void>((resolve) => (aAnswered = resolve));
+    let held = false;
+    await page.route('**/v1/stats**', async (route) => {
+      if (!held && route.request().headers()['authorization'] === `Bearer ${TOKEN_A}`) {
+        held = true;
+        page.once('requestfinished', () => aAnswered());
+        holdingA();
+        await heldA;
+      }
+      await route.continue();
+    });
+
+    await page.goto(`${server.url}/`);
+    const input = page.getByRole('textbox', { name: 'API token' });
+    const submit = page.getByRole('button', { name: 'Open the status page' });
+    await input.fill(TOKEN_A);
+    await submit.click();
+    await aIsHeld;
+    // The reader corrects the token while the first load is still under way.
+    await input.fill(TOKEN_B);
+    await submit.click();
+    await page.locator('#live-state', { hasText: /^Live$/ }).waitFor(UNTIL);
+    // Now A's first load ends, after B's.
+    releaseA();
+    await aDone;
+    await page.waitForTimeout(500);
+
+    await page.getByRole('button', { name: 'Change token' }).click();
+    await page.locator('#token-panel').waitFor({ state: 'visible' });
+    const signedOut = Date.now();
+    // An event: a feed still following would be answered, ask again and refresh the panels.
+    await recordEvents(t.database.db, [statusEvent('failed')], {
+      onCommitted: t.feedSignal.committed,
+    });
+    await page.waitForTimeout(4_000);
+
+    expect(asked.filter(({ at }) => at > signedOut)).toEqual([]);
+    expect(await page.locator('#live-state').textContent()).toBe('Enter an API token');
+    // Both tokens were used: the test did sign in twice.
+    expect(new Set(asked.map(({ token }) => token))).toEqual(new Set([TOKEN_A, TOKEN_B]));
+  });
+});
