@@ -57,11 +57,18 @@ export function relayJobsFor(
   return rows;
 }
 
-/** `scheme://host:port`, the unit of per-host limits; `invalid` when the URL does not parse. */
+/**
+ * `scheme://host:port`, the unit of per-host limits; `invalid` when the URL does not parse.
+ * The URL parser already folds case, the default port and IP spellings; a name's trailing dot
+ * (the same host, written as absolute) is folded here, or an app could double its share of
+ * RELAY_HOST_CONCURRENCY and its circuit by spelling its URLs both ways. The URL called is
+ * left as written.
+ */
 export function hostOf(url: string): string {
   try {
     const parsed = new URL(url);
-    return `${parsed.protocol}//${parsed.host}`;
+    const name = parsed.hostname.replace(/\.$/, '');
+    return `${parsed.protocol}//${name}${parsed.port === '' ? '' : `:${parsed.port}`}`;
   } catch {
     return 'invalid';
   }

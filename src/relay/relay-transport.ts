@@ -14,7 +14,14 @@ import type { LookupFunction } from './safe-agent';
  * goes through the address-checking agents.
  */
 export interface RelayTransport {
-  send(request: RelayRequest): Promise<AttemptResult>;
+  /**
+   * Resolves with the answer (its status line); `onFree` is called once the connection is free
+   * for another request to the host — the answer's body read or dropped, the connection closed
+   * — or at once when no request was made. The two differ when an app answers at once and then
+   * streams its body: a slot given back at the status line would start the next relay to that
+   * host waiting in the agent for a socket, its time running out before it is sent.
+   */
+  send(request: RelayRequest, onFree?: () => void): Promise<AttemptResult>;
   close(): void;
 }
 
@@ -33,10 +40,13 @@ export function createRelayTransport(options: TransportOptions): RelayTransport 
     lookup: options.lookup,
   });
   return {
-    async send(request) {
+    async send(request, onFree) {
       const problem = urlProblem(request.url, options, guard);
-      if (problem) return { kind: 'refused', reason: problem };
-      return exchange(request, options.timeoutMs, agents);
+      if (problem) {
+        onFree?.();
+        return { kind: 'refused', reason: problem };
+      }
+      return exchange(request, options.timeoutMs, agents, onFree);
     },
     close: () => agents.destroy(),
   };
@@ -58,6 +68,7 @@ function exchange(
   request: RelayRequest,
   timeoutMs: number,
   agents: { http: http.Agent; https: https.Agent },
+  onFree?: () => void,
 ): Promise<AttemptResult> {
   return new Promise((resolve) => {
     const url = new URL(request.url);
@@ -81,8 +92,11 @@ function exchange(
       settle({ kind: 'failed', error: `no answer within ${timeoutMs} ms` });
       req.destroy();
     }, timeoutMs);
+    // The request is done (its answer read whole, the socket back in the agent's pool) or its
+    // connection is gone: either way the host's connection is free. Always within timeoutMs.
     req.on('close', () => {
       clearTimeout(timer);
+      onFree?.();
       // Closed without an answer or an error: a 101 (an upgrade) ends the exchange so, and
       // without this the attempt would never end, holding its host's slot and the worker's
       // room for good.

@@ -284,6 +284,7 @@ export function createRelayWorker(options: RelayWorkerOptions): RelayWorker {
 
   async function send(job: RelayJobRow): Promise<void> {
     let result: AttemptResult;
+    let connectionFree: Promise<void> = Promise.resolve();
     if (job.payload === null) {
       result = { kind: 'refused', reason: 'the callback is no longer kept' };
     } else {
@@ -297,15 +298,20 @@ export function createRelayWorker(options: RelayWorkerOptions): RelayWorker {
         },
         options.signingKeys,
       );
-      result = await transport.send(request);
+      let free!: () => void;
+      connectionFree = new Promise<void>((resolve) => (free = resolve));
+      result = await transport.send(request, free);
     }
-    // The host's slot is free as soon as it answered: the next waiting job can go.
+    // The outcome is the answer's; the host's slot is free once its connection is (the
+    // answer's body read or dropped, within RELAY_TIMEOUT_MS): the next waiting job can go.
     const hostFailure = isHostFailure(result);
-    const change = limiter.finished(job.host, hostFailure, monotonicNow());
-    if (change === 'open') logger.warn({ host: job.host }, 'relay host failing: circuit open');
-    else if (change === 'closed')
-      logger.info({ host: job.host }, 'relay host recovered: circuit closed');
-    startWaiting();
+    void connectionFree.then(() => {
+      const change = limiter.finished(job.host, hostFailure, monotonicNow());
+      if (change === 'open') logger.warn({ host: job.host }, 'relay host failing: circuit open');
+      else if (change === 'closed')
+        logger.info({ host: job.host }, 'relay host recovered: circuit closed');
+      startWaiting();
+    });
 
     const decision = decide(result, job.attempts, options.retrySchedule);
     const outcome: AttemptOutcome = {

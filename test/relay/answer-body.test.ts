@@ -16,6 +16,8 @@ let t: RelayTestApp;
 let server: Server;
 let base = '';
 const requests = new Map<string, number>();
+/** When each request reached the app (ms since the epoch), by path. */
+const arrivals = new Map<string, number[]>();
 const open = new Set<ServerResponse>();
 
 beforeAll(async () => {
@@ -23,8 +25,14 @@ beforeAll(async () => {
     req.resume();
     req.on('end', () => {
       requests.set(req.url ?? '', (requests.get(req.url ?? '') ?? 0) + 1);
+      arrivals.set(req.url ?? '', [...(arrivals.get(req.url ?? '') ?? []), Date.now()]);
+      if (req.url === '/in-300-ms') {
+        // A healthy app, answering well within RELAY_TIMEOUT_MS.
+        setTimeout(() => res.writeHead(200).end('ok'), 300);
+        return;
+      }
       res.writeHead(200, { 'content-type': 'text/plain' });
-      if (req.url === '/endless') {
+      if (req.url?.startsWith('/endless')) {
         // Answered at once, then a body that never ends.
         res.write('ok');
         open.add(res);
@@ -60,4 +68,37 @@ test('When the app answers 200 at once and its body never ends, then the relay i
   const job = await finished(id);
   expect(job).toMatchObject({ state: 'delivered', attempts: 1, last_status: 200 });
   expect(requests.get('/endless')).toBe(1);
+});
+
+describe('one connection per host (RELAY_HOST_CONCURRENCY=1)', () => {
+  let one: RelayTestApp;
+  beforeAll(async () => {
+    one = await createRelayTestApp({
+      RELAY_RETRY_SCHEDULE: '30s',
+      RELAY_TIMEOUT_MS: '1000',
+      RELAY_HOST_CONCURRENCY: '1',
+    });
+  });
+  afterAll(async () => {
+    await one.stopWorkers();
+    await one.close();
+  });
+
+  test('When an app streams an endless body after its 200, then the next relay to it waits for the connection and is still given its whole RELAY_TIMEOUT_MS: delivered', async () => {
+    // The host's slot was given back at the status line while the connection still read the
+    // body: the next relay waited for a socket inside the agent, its time running, and was
+    // cut off as "no answer" by the time it was sent — a healthy app's callback sent again.
+    const slow = await seedProxiedMessage(one.database.db, 'cxml', `${base}/endless-one`);
+    await postCxml(one.publicApp, cxmlFields({ MessageSid: slow, MessageStatus: 'sent' }));
+    const next = await seedProxiedMessage(one.database.db, 'cxml', `${base}/in-300-ms`);
+    await postCxml(one.publicApp, cxmlFields({ MessageSid: next, MessageStatus: 'sent' }));
+    one.startWorker();
+    const done = (id: string) => relayJobWhen(one.database.db, id, (job) => job.attempts > 0);
+    expect(await done(slow)).toMatchObject({ state: 'delivered', attempts: 1 });
+    expect(await done(next)).toMatchObject({ state: 'delivered', attempts: 1, last_status: 200 });
+    // One connection: the second relay was sent only once the first one's was let go.
+    expect(arrivals.get('/in-300-ms')![0]! - arrivals.get('/endless-one')![0]!).toBeGreaterThan(
+      900,
+    );
+  }, 30_000);
 });

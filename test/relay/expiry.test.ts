@@ -6,7 +6,7 @@ import { claimExpiredJobs } from '../../src/relay/relay.repository';
 import type { ExpiryCursor } from '../../src/relay/relay.repository';
 import type { LookupFunction } from '../../src/relay/safe-agent';
 import { cxmlFields, postCxml } from '../helpers/callbacks';
-import { createRelayTestApp, eventually, seedProxiedMessage } from './support';
+import { createRelayTestApp, eventually, lookupTo, seedProxiedMessage } from './support';
 import type { RelayTestApp } from './support';
 
 /**
@@ -61,18 +61,6 @@ function startWorker({
       breaker: { failureThreshold, openMs: 500, maxOpenMs: WINDOW_MS / 2 },
     },
   });
-}
-
-/** A name lookup that answers `address` for every name. */
-function lookupTo(address: string): LookupFunction {
-  return ((
-    _hostname: string,
-    options: { all?: boolean },
-    callback: (...args: unknown[]) => void,
-  ) =>
-    options.all
-      ? callback(null, [{ address, family: 4 }])
-      : callback(null, address, 4)) as unknown as LookupFunction;
 }
 
 /** A callback URL on a port nothing listens on: every request is refused. */

@@ -2,7 +2,7 @@ import type { KyselyPlugin } from 'kysely';
 import type { Db } from '../../src/db/database';
 import type { RelayWorker } from '../../src/relay/relay-worker';
 import { cxmlFields, postCxml } from '../helpers/callbacks';
-import { createRelayTestApp, eventually, seedProxiedMessage } from './support';
+import { createRelayTestApp, eventually, lookupTo, seedProxiedMessage } from './support';
 import type { CustomerApp, RelayTestApp } from './support';
 
 /**
@@ -111,4 +111,26 @@ test('When one fast app has a backlog, then the worker claims its jobs in bulk, 
   // a claim per free slot would be 50 or more.
   expect(claims).toBeLessThanOrEqual(12);
   expect(fast.maxConcurrentOverall()).toBeLessThanOrEqual(4);
+});
+
+test('When an app spells its host several ways (case, default port, a trailing dot), then they share one RELAY_HOST_CONCURRENCY', async () => {
+  const app = await t.customerApp();
+  const spellings = [
+    'app.example.test',
+    'APP.example.test.',
+    'app.example.test.',
+    'App.Example.Test',
+  ];
+  const ids: string[] = [];
+  for (let i = 0; i < 8; i++) {
+    const url = `http://${spellings[i % spellings.length]}:${app.port}/status`;
+    const id = await seedProxiedMessage(t.database.db, 'cxml', url);
+    app.behave(id, () => ({ status: 200, delayMs: 800 }));
+    await postCxml(t.publicApp, cxmlFields({ MessageSid: id, MessageStatus: 'sent' })).expect(200);
+    ids.push(id);
+  }
+  t.startWorker({ lookup: lookupTo('127.0.0.1'), tuning: { pollMs: 20 } });
+  await eventually(() => deliveredTo(app, ids), 20_000);
+  // The default RELAY_HOST_CONCURRENCY: 4 at once, not 4 per spelling.
+  expect(app.maxConcurrentOverall()).toBe(4);
 });

@@ -9,6 +9,7 @@ import type { Api } from '../../src/messages/statuses';
 import { createRelay } from '../../src/relay/relay';
 import type { RelayJobRow } from '../../src/relay/relay.repository';
 import type { RelayWorker } from '../../src/relay/relay-worker';
+import type { LookupFunction } from '../../src/relay/safe-agent';
 import { signJsonBody } from '../../src/signalwire/signing';
 import { statusEvent } from '../factories';
 import { createTestApp, TEST_SIGNING_KEY } from '../helpers/test-app';
@@ -276,4 +277,16 @@ export async function relayJobWhen(
       .executeTakeFirst();
     return job !== undefined && until(job) && job;
   });
+}
+
+/** A name lookup that answers `address` for every name. */
+export function lookupTo(address: string): LookupFunction {
+  return ((
+    _hostname: string,
+    options: { all?: boolean },
+    callback: (...args: unknown[]) => void,
+  ) =>
+    options.all
+      ? callback(null, [{ address, family: 4 }])
+      : callback(null, address, 4)) as unknown as LookupFunction;
 }

@@ -56,4 +56,17 @@ describe('relay outbox: which new events become relay jobs', () => {
     expect(hostOf('not a url')).toBe('invalid');
     expect(hostOf('http://[::1]:80/x')).toBe('http://[::1]');
   });
+
+  test('When one host is spelled several ways (case, default port, a trailing dot), then it is one host for the per-host limits', () => {
+    const spellings = [
+      'https://app.example.test/cb',
+      'https://APP.example.test:443/cb',
+      'https://app.example.test./cb',
+      'https://App.Example.Test.:443/other',
+    ];
+    expect(new Set(spellings.map(hostOf))).toEqual(new Set(['https://app.example.test']));
+    expect(hostOf('http://app.example.test.:8080/cb')).toBe('http://app.example.test:8080');
+    // A name of its own, not the same host.
+    expect(hostOf('https://app.example.test.evil/cb')).toBe('https://app.example.test.evil');
+  });
 });
