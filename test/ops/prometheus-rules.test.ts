@@ -4,7 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import yaml from 'js-yaml';
-import { alertRuleGroups } from './alert-rules';
+import { alertRuleGroups, alertRules } from './alert-rules';
 
 /**
  * The alert rules of k8s/components/monitoring/prometheusrule.yaml through Prometheus' own
@@ -38,7 +38,7 @@ test('When promtool checks the PrometheusRule’s groups, then every rule parses
 
 test('When an alert is written, then it has a severity, a summary, a description and a for: of at least 5 minutes', () => {
   const minutes = (d: string): number => Number(/^(\d+)m$/.exec(d)?.[1] ?? NaN);
-  for (const rule of groups.flatMap((g) => g.rules)) {
+  for (const rule of alertRules()) {
     expect(rule).toMatchObject({
       alert: expect.stringMatching(/^SwStatus/),
       labels: { severity: expect.stringMatching(/^(warning|critical)$/) },
@@ -195,6 +195,43 @@ test('When series show each trouble, then promtool test rules sees the alerts fi
             { exp_labels: { severity: 'critical', namespace: 'sw-status', pod: 'sw-status-3' } },
           ],
         },
+      ],
+    },
+  ]);
+});
+
+test('When pods are scraped with their instance and one is recreated under its name, then the orphan alerts go by the name’s latest values: a spool its successor replayed, or dead letters still on a scaled-down claim', async () => {
+  // The ServiceMonitor's `instance` (the pod's IP): a recreated pod is a new series.
+  const at = (pod: string, ip: string) => `${ns},pod="${pod}",instance="${ip}:8081"`;
+  const orphaned = (eval_time: string, alertname: string, pods: string[], severity: string) => ({
+    eval_time,
+    alertname,
+    exp_alerts: pods.map((pod) => ({ exp_labels: { severity, namespace: 'sw-status', pod } })),
+  });
+  await expectPromtoolTestPasses('orphans-by-name', [
+    {
+      interval: '1m',
+      input_series: [
+        // sw-status-3 spools through an outage and is evicted with its spool full (minute 10);
+        // its successor (same claim, new IP) replays it all, then is scaled down empty.
+        { series: `sw_status_spool_depth{${at('sw-status-3', '10.0.0.5')}}`, values: '50+5x10' },
+        {
+          series: `sw_status_spool_depth{${at('sw-status-3', '10.0.0.9')}}`,
+          values: '_x12 100 40 0x46',
+        },
+        // sw-status-4 is scaled down with 100 spooled callbacks and never comes back.
+        { series: `sw_status_spool_depth{${at('sw-status-4', '10.0.0.7')}}`, values: '50+5x10' },
+        // sw-status-5 keeps 12 dead letters, its spool empty, and is scaled down at minute 30.
+        { series: `sw_status_spool_depth{${at('sw-status-5', '10.0.0.8')}}`, values: '0x30' },
+        {
+          series: `sw_status_spool_dead_letters{${at('sw-status-5', '10.0.0.8')}}`,
+          values: '12x30',
+        },
+      ],
+      alert_rule_test: [
+        orphaned('2h', 'SwStatusSpoolOrphaned', ['sw-status-4'], 'critical'),
+        orphaned('20m', 'SwStatusSpoolDeadLettersOrphaned', [], 'warning'),
+        orphaned('2h', 'SwStatusSpoolDeadLettersOrphaned', ['sw-status-5'], 'warning'),
       ],
     },
   ]);
