@@ -137,6 +137,7 @@ export function createPublicApp(deps: AppDeps): Express {
       metrics?.onSignatureFailure(reason);
       deps.callbackHooks?.onSignatureFailure?.(reason);
     },
+    onSignatureVerified: () => metrics?.onSignatureVerified(),
   });
   const app = baseApp(deps, callbacks);
   // A callback's answer is never cached or revalidated: no ETag (a hash per response).

@@ -48,6 +48,7 @@ export interface CallbackDeps {
   /** Observes every callback's outcome (metrics). */
   onCallback?: (api: Api, status: string, outcome: CallbackOutcome) => void;
   onSignatureFailure?: (reason: SignatureFailure) => void;
+  onSignatureVerified?: () => void;
   /** Bytes of large bodies held at once (default CALLBACK_BODY_BYTES_IN_FLIGHT). */
   bodyBytesInFlight?: number;
 }
@@ -432,7 +433,10 @@ function verifyOrRefuse(
     rawBody: Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0),
     formParams: parsed.formParams,
   });
-  if (result.ok) return result.keyIndex;
+  if (result.ok) {
+    deps.onSignatureVerified?.();
+    return result.keyIndex;
+  }
   if (result.reason !== 'missing') deps.onSignatureFailure?.(result.reason);
   throw refuse(deps, api, req, result.reason, result.candidateUrls);
 }

@@ -35,6 +35,8 @@ export interface Metrics {
   /** Every callback's outcome (wired to callbackRoutes' onCallback). */
   onCallback(api: Api, status: string, outcome: CallbackOutcome): void;
   onSignatureFailure(reason: SignatureFailure): void;
+  /** A callback authenticated by its signature (one without a valid per-send token). */
+  onSignatureVerified(): void;
   /** Callback request received → answered (200 = durably acknowledged), in seconds. */
   observeIngest(api: Api, code: number, seconds: number): void;
   /** One send-proxy call to SignalWire: api flavour, upstream status, seconds it took. */
@@ -83,6 +85,13 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
     name: name('callback_signature_failures_total'),
     help: 'Callbacks whose signature did not verify, by reason',
     labelNames: ['reason'] as const,
+    registers,
+  });
+  // The denominator of a signature failure rate: most callbacks come by their per-send token
+  // and are never signature-checked, so a rate against all callbacks would hide a rotated key.
+  const signaturesVerified = new Counter({
+    name: name('callback_signatures_verified_total'),
+    help: 'Callbacks authenticated by their signature (those without a valid per-send token)',
     registers,
   });
   const ingest = new Histogram({
@@ -208,6 +217,9 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
     },
     onSignatureFailure(reason) {
       signatureFailures.inc({ reason });
+    },
+    onSignatureVerified() {
+      signaturesVerified.inc();
     },
     observeIngest(api, code, seconds) {
       ingest.observe({ api, code: String(code) }, seconds);

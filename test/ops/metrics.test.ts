@@ -1,8 +1,9 @@
 import { randomUUID } from 'node:crypto';
 import request from 'supertest';
+import { mintCallbackToken } from '../../src/callbacks/callback-token';
 import { createMetrics } from '../../src/metrics/metrics';
 import { cxmlFields, nativeFields, postCxml, postNative } from '../helpers/callbacks';
-import { createTestApp } from '../helpers/test-app';
+import { TEST_TOKEN_SECRET, createTestApp } from '../helpers/test-app';
 import type { TestApp } from '../helpers/test-app';
 import { sample, scrape } from './scrape';
 
@@ -81,6 +82,22 @@ describe('callback metrics', () => {
     expect(
       sample(after, 'sw_status_callback_signature_failures_total', { reason: 'mismatch' }),
     ).toBe(failures + 1);
+  });
+
+  test('When a callback is authenticated by its signature, then it is counted verified; one that comes by its token is not (the signature failure rate is against the signed ones)', async () => {
+    const verified = async () =>
+      sample(await scrape(t.internalApp), 'sw_status_callback_signatures_verified_total') ?? 0;
+    const before = await verified();
+    await postCxml(t.publicApp, cxmlFields()).expect(200);
+    expect(await verified()).toBe(before + 1);
+    const { token } = mintCallbackToken([TEST_TOKEN_SECRET]);
+    const byToken = new URLSearchParams(cxmlFields()).toString();
+    await request(t.publicApp)
+      .post(`/callbacks/cxml/${token}`)
+      .type('form')
+      .send(byToken)
+      .expect(200);
+    expect(await verified()).toBe(before + 1);
   });
 
   test('When a callback has no credentials or a bad token, then it is counted refused_missing or refused_bad_token', async () => {
