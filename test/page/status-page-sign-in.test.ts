@@ -60,7 +60,11 @@ describeBrowser('status page signed in twice during its first load', () => {
     await page.route('**/v1/stats**', async (route) => {
       if (!held && route.request().headers()['authorization'] === `Bearer ${TOKEN_A}`) {
         held = true;
-        page.once('requestfinished', () => aAnswered());
+        // That request's answer, not the next of any request the page makes.
+        const heldRequest = route.request();
+        page.on('requestfinished', (finished) => {
+          if (finished === heldRequest) aAnswered();
+        });
         holdingA();
         await heldA;
       }

@@ -58,8 +58,9 @@ const REFUSED =
   'The service refused this token (401 Unauthorized): it is not one of its API_TOKENS. Check it and try again.';
 
 async function open(token: string): Promise<void> {
+  // Ends the sign-in before this one: this one is `signIn` from here on.
   signOut();
-  const current = ++signIn;
+  const current = signIn;
   const api = createApiClient(token);
   const state = byId('live-state');
   state.textContent = 'Connecting…';
