@@ -100,4 +100,49 @@ describeBrowser('status page signed in twice during its first load', () => {
     // Both tokens were used: the test did sign in twice.
     expect(new Set(asked.map(({ token }) => token))).toEqual(new Set([TOKEN_A, TOKEN_B]));
   });
+
+  test('When a reader signs in again and again, then the page keeps one chart and one set of window resize listeners', async () => {
+    const again = await browser.newPage();
+    try {
+      await confineTo(again, new URL(server.url).origin);
+      // Counts the window's resize listeners as the page adds and removes them.
+      await again.addInitScript(() => {
+        const counted = window as unknown as { resizeListeners: number };
+        counted.resizeListeners = 0;
+        const add = window.addEventListener.bind(window);
+        const remove = window.removeEventListener.bind(window);
+        window.addEventListener = ((type: string, ...rest: [never, never]) => {
+          if (type === 'resize') counted.resizeListeners++;
+          add(type, ...rest);
+        }) as typeof window.addEventListener;
+        window.removeEventListener = ((type: string, ...rest: [never, never]) => {
+          if (type === 'resize') counted.resizeListeners--;
+          remove(type, ...rest);
+        }) as typeof window.removeEventListener;
+      });
+      await again.goto(`${server.url}/`);
+      const signInWith = async (token: string): Promise<void> => {
+        await again.getByRole('textbox', { name: 'API token' }).fill(token);
+        await again.getByRole('button', { name: 'Open the status page' }).click();
+        await again.locator('#live-state', { hasText: /^Live$/ }).waitFor(UNTIL);
+        await again.locator('#throughput-chart canvas').first().waitFor(UNTIL);
+      };
+      const listeners = (): Promise<number> =>
+        again.evaluate(() => (window as unknown as { resizeListeners: number }).resizeListeners);
+
+      await signInWith(TOKEN_A);
+      const afterFirst = await listeners();
+      for (const token of [TOKEN_B, TOKEN_A, TOKEN_B]) {
+        await again.getByRole('button', { name: 'Change token' }).click();
+        await again.locator('#token-panel').waitFor({ state: 'visible' });
+        await signInWith(token);
+      }
+
+      expect(afterFirst).toBeGreaterThan(0);
+      expect(await listeners()).toBe(afterFirst);
+      expect(await again.locator('#throughput-chart canvas').count()).toBe(1);
+    } finally {
+      await again.close();
+    }
+  });
 });

@@ -34,6 +34,16 @@ let live: { stop(): void } | undefined;
  */
 let signIn = 0;
 
+/**
+ * One chart for the page's life, drawn again by every sign-in: each chart listens to the
+ * window's resizes, and one made per sign-in would leave its listener and canvas behind.
+ */
+let throughputChart: ReturnType<typeof createThroughputChart> | undefined;
+function chart(): ReturnType<typeof createThroughputChart> {
+  throughputChart ??= createThroughputChart(byId('throughput-chart'), byId('throughput-summary'));
+  return throughputChart;
+}
+
 /** Stops whatever the current sign-in runs, or will once its first load ends. */
 function signOut(): void {
   signIn++;
@@ -64,7 +74,6 @@ async function open(token: string): Promise<void> {
   const api = createApiClient(token);
   const state = byId('live-state');
   state.textContent = 'Connecting…';
-  const chart = createThroughputChart(byId('throughput-chart'), byId('throughput-summary'));
   const lookup = lookupPanel(api, () => {
     forgetToken();
     askForToken(REFUSED);
@@ -101,7 +110,7 @@ async function open(token: string): Promise<void> {
       renderErrors(byId<HTMLTableElement>('errors'), stats.value.body);
     }
     if (perMinute.status === 'fulfilled' && perMinute.value.changed) {
-      chart.render(perMinute.value.body);
+      chart().render(perMinute.value.body);
     }
     if (failures.status === 'fulfilled' && failures.value.changed) {
       renderFailures(byId('failures'), failures.value.body.data, lookup.show);
