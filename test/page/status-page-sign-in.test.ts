@@ -107,18 +107,23 @@ describeBrowser('status page signed in twice during its first load', () => {
       await confineTo(again, new URL(server.url).origin);
       // Counts the window's resize listeners as the page adds and removes them.
       await again.addInitScript(() => {
-        const counted = window as unknown as { resizeListeners: number };
-        counted.resizeListeners = 0;
-        const add = window.addEventListener.bind(window);
-        const remove = window.removeEventListener.bind(window);
-        window.addEventListener = ((type: string, ...rest: [never, never]) => {
-          if (type === 'resize') counted.resizeListeners++;
+        type Listen = (type: string, ...rest: unknown[]) => void;
+        const page = globalThis as unknown as {
+          resizeListeners: number;
+          addEventListener: Listen;
+          removeEventListener: Listen;
+        };
+        page.resizeListeners = 0;
+        const add = page.addEventListener.bind(page);
+        const remove = page.removeEventListener.bind(page);
+        page.addEventListener = (type, ...rest) => {
+          if (type === 'resize') page.resizeListeners++;
           add(type, ...rest);
-        }) as typeof window.addEventListener;
-        window.removeEventListener = ((type: string, ...rest: [never, never]) => {
-          if (type === 'resize') counted.resizeListeners--;
+        };
+        page.removeEventListener = (type, ...rest) => {
+          if (type === 'resize') page.resizeListeners--;
           remove(type, ...rest);
-        }) as typeof window.removeEventListener;
+        };
       });
       await again.goto(`${server.url}/`);
       const signInWith = async (token: string): Promise<void> => {
@@ -128,7 +133,9 @@ describeBrowser('status page signed in twice during its first load', () => {
         await again.locator('#throughput-chart canvas').first().waitFor(UNTIL);
       };
       const listeners = (): Promise<number> =>
-        again.evaluate(() => (window as unknown as { resizeListeners: number }).resizeListeners);
+        again.evaluate(
+          () => (globalThis as unknown as { resizeListeners: number }).resizeListeners,
+        );
 
       await signInWith(TOKEN_A);
       const afterFirst = await listeners();
