@@ -2,7 +2,7 @@ import { Router } from 'express';
 import type { Db } from '../db/database';
 import { AppError } from '../errors';
 import { answeredNotModified } from '../http/etag';
-import { errorReason } from '../messages/error-reasons';
+import { ERROR_REASONS_VERSION, errorReason } from '../messages/error-reasons';
 import { FEED_START, comparePositions, feedCursors, laterOf } from './feed-cursor';
 import type { FeedPosition } from './feed-cursor';
 import { createFeedReads } from './feed-reads';
@@ -133,7 +133,9 @@ export function feedRoutes({ db, signal, secrets, concurrentReads }: FeedDeps): 
     if (unreached && !signal.closed) throw unreachedCursor(true);
 
     const nextCursor = cursors.encode(position, removedJudged);
-    if (answeredNotModified(req, res, `${nextCursor}|${page.rows.length}`)) return;
+    // The reasons' version: an upgrade that adds one changes the events' error_reason.
+    const version = `${nextCursor}|${page.rows.length}|${ERROR_REASONS_VERSION}`;
+    if (answeredNotModified(req, res, version)) return;
     // A plain Node write: Express's json() would check freshness and the content type again.
     res.setHeader('Content-Type', 'application/json; charset=utf-8');
     res.end(JSON.stringify({ data: page.rows.map(toFeedEventDto), next_cursor: nextCursor }));

@@ -2,6 +2,7 @@ import { Router } from 'express';
 import type { Db } from '../db/database';
 import { badRequest, notFound } from '../errors';
 import { answeredNotModified } from '../http/etag';
+import { ERROR_REASONS_VERSION } from './error-reasons';
 import { decodeCursor, encodeCursor } from './cursor';
 import { toMessageDto } from './message-dto';
 import { UNGATED_READS } from '../db/read-gate';
@@ -33,9 +34,10 @@ export function messageRoutes({
   storeBody?: boolean;
 }): Router {
   const router = Router();
-  // STORE_BODY changes how a redacted message shows (toMessageDto): a restart that flips it
-  // must not have a client's ETag from the run before revalidate to the old shape.
-  const shape = storeBody ? 'with-body' : 'without-body';
+  // STORE_BODY changes how a redacted message shows (toMessageDto), and a release can change
+  // an error code's reason: a restart that changes either must not have a client's ETag from
+  // the run before revalidate to the old shape.
+  const shape = `${storeBody ? 'with-body' : 'without-body'}|${ERROR_REASONS_VERSION}`;
 
   router.get('/v1/messages/:id', async (req, res) => {
     const { id } = MessageParams.parse(req.params);
