@@ -1,4 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises';
+import { relayUrl } from '../signalwire/send-rules';
 import { signFormParams, signJsonBody } from '../signalwire/signing';
 import type { FormParams } from '../signalwire/signing';
 import { COMPAT_API_VERSION, isoSeconds } from './message-resources';
@@ -93,7 +94,9 @@ export function buildDelivery(
   signingKey: string,
   at: Date,
 ): CallbackDelivery {
-  const url = m.statusCallback ?? '';
+  // Without its fragment (SignalWire's #rt=/#ct= timeouts): it is never sent, so the app
+  // checks the signature against the URL without it — as the service's relay signs.
+  const url = relayUrl(m.statusCallback ?? '');
   const common = {
     seq,
     messageId: m.id,
@@ -147,20 +150,8 @@ export async function deliver(
     delivery.attempts.push(record);
     const attemptSignal = untilShutdownOr(signal, policy.timeoutMs);
     try {
-      const res = await fetch(delivery.url, {
-        method: 'POST',
-        headers: {
-          'content-type': delivery.contentType,
-          'x-signalwire-signature': delivery.signature,
-          'user-agent': 'sw-status-simulator',
-        },
-        body: delivery.rawBody,
-        redirect: 'manual',
-        signal: attemptSignal.signal,
-      });
+      const res = await postFollowing(delivery, attemptSignal.signal);
       record.statusCode = res.status;
-      // Drain the body so the connection can be reused or closed cleanly.
-      await res.arrayBuffer().catch(() => undefined);
       if (res.status >= 200 && res.status < 300) {
         delivery.outcome = 'delivered';
         return;
@@ -174,6 +165,42 @@ export async function deliver(
     }
   }
   delivery.outcome = 'dropped';
+}
+
+/** SignalWire follows up to three redirects of a status callback (SIGNALWIRE.md). */
+const MAX_REDIRECTS = 3;
+
+/**
+ * One attempt: posts the callback and follows its redirects by hand, at most MAX_REDIRECTS
+ * (fetch's own `follow` goes to twenty, and turns a POST redirected by 301–303 into a bodiless
+ * GET). Every hop gets the same body and signature, as an HTTP client following a redirect
+ * sends them; an answer still a redirect after the last hop counts as the attempt's answer.
+ */
+async function postFollowing(
+  delivery: CallbackDelivery,
+  signal: AbortSignal,
+): Promise<{ status: number }> {
+  let url = delivery.url;
+  for (let hop = 0; ; hop += 1) {
+    const res = await fetch(url, {
+      method: 'POST',
+      headers: {
+        'content-type': delivery.contentType,
+        'x-signalwire-signature': delivery.signature,
+        'user-agent': 'sw-status-simulator',
+      },
+      body: delivery.rawBody,
+      redirect: 'manual',
+      signal,
+    });
+    // Drain the body so the connection can be reused or closed cleanly.
+    await res.arrayBuffer().catch(() => undefined);
+    const location = res.headers.get('location');
+    if (res.status < 300 || res.status > 399 || location === null || hop === MAX_REDIRECTS) {
+      return res;
+    }
+    url = new URL(location, url).href;
+  }
 }
 
 /**

@@ -99,6 +99,9 @@ function safeEqual(a: string, b: string): boolean {
   return ab.length === bb.length && timingSafeEqual(ab, bb);
 }
 
+/** The compatibility API's limit on an Application's FriendlyName. */
+const MAX_FRIENDLY_NAME = 64;
+
 export function createSimulator(options: SimulatorOptions = {}): Simulator {
   const signingKey = options.signingKey ?? SIMULATOR_SIGNING_KEY;
   const logger = options.logger ?? pino({ enabled: false });
@@ -122,6 +125,12 @@ export function createSimulator(options: SimulatorOptions = {}): Simulator {
   // (a load test, or the in-process upstream under traffic), not a leak.
   setMaxListeners(0, shutdown.signal);
   let deliverySeq = 0;
+
+  function forgetAll(): void {
+    messages.length = 0;
+    deliveries.length = 0;
+    applications.clear();
+  }
 
   function remember<T>(list: T[], item: T): void {
     list.push(item);
@@ -356,15 +365,34 @@ export function createSimulator(options: SimulatorOptions = {}): Simulator {
       );
       return;
     }
+    const friendlyName = text('FriendlyName') ?? '';
+    // Each Application is held for the process's life: a name up to the body limit would let
+    // a caller pin a megabyte apiece. 64 characters is the compatibility API's own limit.
+    if (friendlyName.length > MAX_FRIENDLY_NAME) {
+      fail(
+        res,
+        compatError(
+          400,
+          COMPAT_CODES.invalidArgument,
+          `FriendlyName must be at most ${MAX_FRIENDLY_NAME} characters`,
+        ),
+      );
+      return;
+    }
     const at = now();
     const application: SimulatedApplication = {
       sid: randomUUID(),
       projectId,
-      friendlyName: text('FriendlyName') ?? '',
+      friendlyName,
       messageStatusCallback: callback,
       createdAt: at,
     };
     applications.set(`${projectId}/${application.sid}`, application);
+    // Bounded like the messages (a Map iterates in insertion order: the oldest go first).
+    for (const key of applications.keys()) {
+      if (applications.size <= maxStored) break;
+      applications.delete(key);
+    }
     res.status(201).json(toApplicationResource(application));
   };
 
@@ -460,8 +488,7 @@ export function createSimulator(options: SimulatorOptions = {}): Simulator {
     res.json({ messages, deliveries });
   });
   app.delete('/__simulator/messages', (_req, res) => {
-    messages.length = 0;
-    deliveries.length = 0;
+    forgetAll();
     res.status(204).end();
   });
 
@@ -506,10 +533,7 @@ export function createSimulator(options: SimulatorOptions = {}): Simulator {
     async waitForIdle() {
       while (running.size > 0) await Promise.allSettled([...running]);
     },
-    reset() {
-      messages.length = 0;
-      deliveries.length = 0;
-    },
+    reset: forgetAll,
     async dispose() {
       shutdown.abort();
       while (running.size > 0) await Promise.allSettled([...running]);
