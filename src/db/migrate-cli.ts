@@ -1,4 +1,4 @@
-import { cliLogLevel } from '../config';
+import { cliLogLevel, redactSecrets } from '../config';
 import { Client } from 'pg';
 import type { Pool, PoolClient } from 'pg';
 import { createLogger } from '../logger';
@@ -141,7 +141,7 @@ function endSessionsOnSignal(
       })
       .catch((error: unknown) => {
         logger.error(
-          { err: error instanceof Error ? error.message : String(error) },
+          { err: redactSecrets(error instanceof Error ? error.message : String(error)) },
           'could not end the migrating session; it may still hold the migration lock',
         );
         process.exit();
@@ -202,6 +202,7 @@ async function endSessions(url: string, sessions: Session[]): Promise<number> {
 main().catch((error: unknown) => {
   // Stopped by a signal: said already; the error is only the ended session's.
   if (interruptedBy !== undefined) process.exit();
-  console.error(error instanceof Error ? error.message : error);
+  // Defence in depth: no message known to carry a secret, but one from a driver might.
+  console.error(redactSecrets(error instanceof Error ? error.message : String(error)));
   process.exit(1);
 });

@@ -51,7 +51,7 @@ async function main(argv: readonly string[]): Promise<number> {
     askHolder(dir, op).catch((error: unknown) => {
       throw new StartupError(
         `${dir} is held by ${describeHolder(holder!)}, which does not answer here ` +
-          `(${error instanceof Error ? error.message : String(error)}): run the command where it runs`,
+          `(${redactSecrets(error instanceof Error ? error.message : String(error))}): run the command where it runs`,
       );
     });
 
@@ -256,7 +256,8 @@ function say(line: string): void {
 main(process.argv.slice(2)).then(
   (code) => process.exit(code),
   (error: unknown) => {
-    console.error(error instanceof Error ? error.message : error);
+    // Defence in depth: no message known to carry a secret, but one from a driver might.
+    console.error(redactSecrets(error instanceof Error ? error.message : String(error)));
     process.exit(1);
   },
 );

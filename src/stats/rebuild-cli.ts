@@ -1,4 +1,4 @@
-import { cliLogLevel } from '../config';
+import { cliLogLevel, redactSecrets } from '../config';
 import { cliDatabaseUrl } from '../db/cli-database-url';
 import { createDb } from '../db/database';
 import { startEmbeddedPostgres } from '../db/embedded-postgres';
@@ -26,6 +26,7 @@ async function main(): Promise<void> {
 }
 
 main().catch((error: unknown) => {
-  console.error(error instanceof Error ? error.message : error);
+  // Defence in depth: no message known to carry a secret, but one from a driver might.
+  console.error(redactSecrets(error instanceof Error ? error.message : String(error)));
   process.exit(1);
 });
