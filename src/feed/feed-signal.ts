@@ -158,7 +158,7 @@ export function createFeedSignal({
     pingTimer = null;
     current.removeAllListeners('notification');
     current.on('error', () => undefined);
-    void current.end().catch(() => undefined);
+    void endWithin(current, END_WAIT_MS);
     scheduleReconnect();
   };
 
@@ -269,8 +269,29 @@ export function createFeedSignal({
       if (current) {
         current.removeAllListeners('end');
         current.on('error', () => undefined);
-        await current.end().catch(() => undefined);
+        await endWithin(current, END_WAIT_MS);
       }
     },
   };
+}
+
+/** How long a goodbye to the database may take before its socket is cut. */
+const END_WAIT_MS = 1_000;
+
+/**
+ * Ends a client, and cuts its socket if the server has not closed the connection within `ms`:
+ * end() waits for the server's side to close, which a database gone silent (a partition, a
+ * frozen VM, a failed-over primary's old address) never does — and shutdown waits on close()
+ * before it closes the listeners.
+ */
+async function endWithin(client: Client, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const cut = new Promise<void>((resolve) => {
+    timer = setTimeout(() => {
+      client.connection.stream.destroy();
+      resolve();
+    }, ms);
+  });
+  await Promise.race([client.end().catch(() => undefined), cut]);
+  clearTimeout(timer);
 }

@@ -1,7 +1,11 @@
 import net from 'node:net';
 import type { AddressInfo, Socket } from 'node:net';
 
-/** A TCP relay in front of PostgreSQL that can stop passing bytes: the server goes silent. */
+/**
+ * A TCP relay in front of PostgreSQL that can stop passing bytes: the server goes silent, as a
+ * real peer does in a partition or a frozen VM — no data and no FIN either way, so a client's
+ * goodbye (end(): Terminate, then its half of the connection closed) is never answered.
+ */
 export interface Freezer {
   /** Relays to `targetUrl`'s host and port; returns the same URL pointing at the relay. */
   relay(targetUrl: string): Promise<string>;
@@ -19,15 +23,24 @@ export function createFreezer(): Freezer {
   let target: URL | undefined;
   const sockets = new Set<Socket>();
   const frozenSockets = new WeakSet<Socket>();
-  const server = net.createServer((client) => {
-    const upstream = net.connect(Number(target!.port || 5432), target!.hostname);
+  // Half-open: each side's end is passed on by hand, so that a frozen one passes none.
+  const server = net.createServer({ allowHalfOpen: true }, (client) => {
+    const upstream = net.connect({
+      port: Number(target!.port || 5432),
+      host: target!.hostname,
+      allowHalfOpen: true,
+    });
     for (const [from, to] of [
       [client, upstream],
       [upstream, client],
     ] as const) {
       sockets.add(from);
+      const passes = (): boolean => !frozen && !frozenSockets.has(from);
       from.on('data', (chunk) => {
-        if (!frozen && !frozenSockets.has(from)) to.write(chunk);
+        if (passes()) to.write(chunk);
+      });
+      from.on('end', () => {
+        if (passes()) to.end();
       });
       from.on('close', () => sockets.delete(from));
       from.on('error', () => undefined);
