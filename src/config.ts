@@ -82,6 +82,21 @@ const httpUrl = z
   .transform((u) => u.replace(/\/+$/, ''));
 
 /**
+ * Whether a URL's authority ends before its writer meant it to: an unencoded `#`, `/` or `?` in
+ * a password ends it early (`user:Xk9@host#Bt7@db.internal`), and what follows becomes the
+ * host, path or fragment — the URL still parses, with a piece of the password for a host, which
+ * every connection error then names in the log. A `#` has no meaning in these URLs at all.
+ */
+function splitsPassword(url: string): boolean {
+  const rest = url.slice(url.indexOf('://') + 3);
+  const authorityEnd = rest.search(/[/?#]/);
+  return url.includes('#') || (authorityEnd !== -1 && rest.slice(authorityEnd).includes('@'));
+}
+
+const SPLIT_PASSWORD =
+  'has a #, or an @ after its host: percent-encode the password (# as %23, / as %2F, ? as %3F, @ as %40; the value is not shown)';
+
+/**
  * A postgres:// URL node-postgres can read, checked with pg-connection-string's own steps
  * (spaces and stray `%` encoded first; `user@/db?host=…` has no host): otherwise the pool
  * fails at its first connection with a bare "Invalid URL", and the pod runs, never ready,
@@ -89,7 +104,10 @@ const httpUrl = z
  */
 const connectionString = z
   .string()
+  // Stray spaces (a YAML or .env slip) would end up in the database's name.
+  .trim()
   .regex(/^postgres(ql)?:\/\//, 'must be a postgres:// connection string')
+  .refine((url) => !splitsPassword(url), SPLIT_PASSWORD)
   .refine((url) => {
     const text = / |%[^a-f0-9]|%[a-f0-9][^a-f0-9]/i.test(url)
       ? encodeURI(url).replace(/%25(\d\d)/g, '%$1')
@@ -164,7 +182,12 @@ const proxyUrl = z.string().transform((value, ctx) => {
   const text = value.trim();
   // Blank (spaces only) is unset, as empty is.
   if (text === '') return undefined;
-  const url = URL.parse(text.includes('://') ? text : `http://${text}`);
+  const full = text.includes('://') ? text : `http://${text}`;
+  if (splitsPassword(full)) {
+    ctx.addIssue({ code: 'custom', message: SPLIT_PASSWORD });
+    return z.NEVER;
+  }
+  const url = URL.parse(full);
   if (!url || !['http:', 'https:'].includes(url.protocol) || url.hostname === '') {
     ctx.addIssue({
       code: 'custom',

@@ -8,7 +8,8 @@ import { StartupError } from '../process/startup-error';
  * cannot read is refused here, by name, as the service refuses it at start.
  */
 export function cliDatabaseUrl(env: NodeJS.ProcessEnv = process.env): string | undefined {
-  const url = env.DATABASE_URL || undefined;
+  // Trimmed as the service trims it: a stray space would end up in the database's name.
+  const url = env.DATABASE_URL?.trim() || undefined;
   if (!url && env.NODE_ENV === 'production') {
     throw new StartupError('DATABASE_URL: required when NODE_ENV=production');
   }

@@ -1,4 +1,7 @@
+import { execFile } from 'node:child_process';
+import { parse } from 'pg-connection-string';
 import { loadConfig, redactSecrets } from '../../src/config';
+import { REPO_ROOT } from '../ops/service-process';
 import { configProblems } from '../helpers/config-problems';
 
 describe('DATABASE_URL and DATABASE_READ_URL', () => {
@@ -25,6 +28,72 @@ describe('DATABASE_URL and DATABASE_READ_URL', () => {
   ])('When DATABASE_URL is %s, then it is accepted as node-postgres reads it', (url) => {
     expect(loadConfig({ DATABASE_URL: url }).databaseUrl).toBe(url);
   });
+});
+
+describe('a password that ends the URL early', () => {
+  // A generated password holding '@' and '#', written into a Secret without percent-encoding:
+  // the URL still parses, with host `zqhorsefrag` — a piece of the password, which every
+  // connection error would then name in the log.
+  const PASSWORD = 'Xk9@zqhorsefrag#Bt7';
+
+  test.each([
+    ['DATABASE_URL', `postgres://sw_status:${PASSWORD}@db.internal:5432/sw_status`],
+    ['DATABASE_READ_URL', `postgres://sw_status:${PASSWORD}@db.internal:5432/sw_status`],
+    ['DATABASE_URL', 'postgres://sw_status:Xk9@zqhorse/frag@db.internal/sw_status'],
+    ['DATABASE_URL', 'postgres://sw_status:Xk9@zqhorse?frag@db.internal/sw_status'],
+    ['HTTPS_PROXY', `http://egress:${PASSWORD}@proxy.internal:3128`],
+    ['HTTP_PROXY', 'egress:Xk9@zqhorse/frag@proxy.internal:3128'],
+  ])(
+    'When %s’s password holds an unencoded #, / or ? after an @, then start-up refuses it, says to percent-encode, and shows no piece of it',
+    (name, value) => {
+      const found = configProblems({ [name]: value });
+      expect(found).toEqual([expect.stringMatching(new RegExp(`^${name}: .*percent-encode`))]);
+      expect(found.join('\n')).not.toMatch(/zqhorse|Xk9|Bt7/);
+    },
+  );
+
+  test('When the password is percent-encoded, then the same URL is accepted and node-postgres reads the whole password', () => {
+    const url = `postgres://sw_status:${encodeURIComponent(PASSWORD)}@db.internal:5432/sw_status`;
+    const read = parse(loadConfig({ DATABASE_URL: url }).databaseUrl!);
+    expect(read).toMatchObject({ host: 'db.internal', password: PASSWORD });
+  });
+
+  test('When DATABASE_URL ends in a space (a YAML or .env slip), then it is read as the database meant, not one named "sw_status "', () => {
+    const config = loadConfig({
+      DATABASE_URL: ' postgres://sw_status:pw-0123456789@db.internal:5432/sw_status \n',
+      DATABASE_READ_URL: 'postgres://sw_status:pw-0123456789@replica.internal/sw_status ',
+    });
+    expect(parse(config.databaseUrl!).database).toBe('sw_status');
+    expect(parse(config.databaseReadUrl!).database).toBe('sw_status');
+  });
+
+  test('When the migration command (production) is given such a DATABASE_URL, then it refuses it by name without printing a piece of the password', async () => {
+    const { code, output } = await new Promise<{ code: number | null; output: string }>(
+      (resolve) => {
+        execFile(
+          process.execPath,
+          ['--import', 'tsx', 'src/db/migrate-cli.ts'],
+          {
+            cwd: REPO_ROOT,
+            timeout: 30_000,
+            env: {
+              PATH: process.env.PATH ?? '',
+              NODE_ENV: 'production',
+              DATABASE_URL: `postgres://sw_status:${PASSWORD}@127.0.0.1:9/sw_status`,
+            },
+          },
+          (error, stdout, stderr) =>
+            resolve({
+              code: error ? ((error as { code?: number }).code ?? 1) : 0,
+              output: stdout + stderr,
+            }),
+        );
+      },
+    );
+    expect(code).toBe(1);
+    expect(output).toContain('DATABASE_URL: has a #');
+    expect(output).not.toMatch(/zqhorse|Xk9|Bt7/);
+  }, 40_000);
 });
 
 describe('redactSecrets', () => {
