@@ -18,6 +18,13 @@ import type { ClaimLimits } from './relay.repository';
  *   long as it takes (a 1.5 s endpoint: 60 waiting jobs, 22 s). While such jobs wait, the worker
  *   claims at most once per `heldRoomMs`: other hosts' jobs are found within about that time,
  *   and the slow host's own (capped) never become a claim per relay.
+ * - So does a request in flight for longer than `heldRoomMs`: each host is held to its
+ *   RELAY_HOST_CONCURRENCY slots, but sixteen slow hosts' requests (an app answering in 3 s,
+ *   or one app under sixteen host names) would otherwise fill the whole room and hold every
+ *   other host's relays until they end.
+ * - A host with a job that has waited past `heldRoomMs` gets none of the next claim: its jobs
+ *   wait in the database, not here, and the claim goes to the hosts that can take it.
+ * - However stale, no more than `maxHeld` jobs are held at once (sockets and memory).
  */
 export interface HeldJobs {
   now: number;
@@ -26,10 +33,12 @@ export interface HeldJobs {
   heldRoomMs: number;
   /** When the last claim was made (-Infinity: never). */
   lastClaimAt: number;
-  /** Jobs being sent or having their outcome written. */
-  inFlight: number;
-  /** When each job waiting for its host's slot was claimed. */
-  waiting: ReadonlyArray<{ claimedAt: number }>;
+  /** The most jobs held at once, stale or not. */
+  maxHeld: number;
+  /** When each job being sent, or having its outcome written, began that. */
+  inFlight: ReadonlyArray<{ since: number }>;
+  /** When each job waiting for its host's slot was claimed, and for which host. */
+  waiting: ReadonlyArray<{ claimedAt: number; host: string }>;
   /** Jobs each host holds on this replica, in flight or waiting (hosts holding none: absent). */
   byHost: ReadonlyMap<string, number>;
   /** Hosts whose circuit is not closed. */
@@ -37,16 +46,25 @@ export interface HeldJobs {
 }
 
 export function nextClaim(held: HeldJobs): ClaimLimits | null {
+  const isFresh = (since: number): boolean => held.now - since < held.heldRoomMs;
   let fresh = 0;
-  for (const { claimedAt } of held.waiting) if (held.now - claimedAt < held.heldRoomMs) fresh++;
-  const limit = held.concurrency - held.inFlight - fresh;
+  for (const { since } of held.inFlight) if (isFresh(since)) fresh++;
+  const backedUp = new Set<string>();
+  for (const { claimedAt, host } of held.waiting) {
+    if (isFresh(claimedAt)) fresh++;
+    else backedUp.add(host);
+  }
+  const holding = held.inFlight.length + held.waiting.length;
+  const limit = Math.min(held.concurrency - fresh, held.maxHeld - holding);
   if (limit < held.concurrency / 2) return null;
-  const stale = fresh < held.waiting.length;
+  const stale = fresh < holding;
   if (stale && held.now - held.lastClaimAt < held.heldRoomMs) return null;
   const caps = new Map<string, number>();
   for (const host of new Set([...held.byHost.keys(), ...held.circuits.keys()])) {
     const circuit = held.circuits.get(host) ?? 'closed';
-    const capacity = { closed: held.concurrency, open: 0, 'half-open': 1 }[circuit];
+    const capacity = backedUp.has(host)
+      ? 0
+      : { closed: held.concurrency, open: 0, 'half-open': 1 }[circuit];
     caps.set(host, Math.max(0, capacity - (held.byHost.get(host) ?? 0)));
   }
   return { limit, perHost: held.concurrency, caps };

@@ -91,6 +91,9 @@ export function createRelayWorker(options: RelayWorkerOptions): RelayWorker {
   // A job waiting for its host's slot holds claim room this long at most (claim-room.ts): far
   // longer than a fast host takes to drain a bulk claim, short enough not to hold up others.
   const heldRoomMs = 1_000;
+  // Requests past heldRoomMs stop holding room (slow hosts must not hold the others'): this
+  // bounds what is held however many hosts are slow — requests open, jobs in memory.
+  const maxHeld = 16 * concurrency;
   const maxOpenMs = options.breaker?.maxOpenMs ?? 10 * 60_000;
   const limiter = createHostLimiter({
     hostConcurrency: options.hostConcurrency,
@@ -116,7 +119,8 @@ export function createRelayWorker(options: RelayWorkerOptions): RelayWorker {
     leaseMs,
   });
   let metrics = options.metrics;
-  const inFlight = new Set<Promise<void>>();
+  // Each job being sent, or outcome being written, with when it began (claim-room.ts).
+  const inFlight = new Map<Promise<void>, number>();
   let stopping = false;
   let running: Promise<void> | null = null;
   let wakeUp: (() => void) | null = null;
@@ -196,8 +200,9 @@ export function createRelayWorker(options: RelayWorkerOptions): RelayWorker {
       concurrency,
       heldRoomMs,
       lastClaimAt,
-      inFlight: inFlight.size,
-      waiting,
+      maxHeld,
+      inFlight: [...inFlight.values()].map((since) => ({ since })),
+      waiting: waiting.map(({ job, claimedAt }) => ({ claimedAt, host: job.host })),
       byHost: heldByHost,
       circuits: limiter.circuits(now),
     });
@@ -279,7 +284,7 @@ export function createRelayWorker(options: RelayWorkerOptions): RelayWorker {
         hold(job.host, -1);
         wake();
       });
-    inFlight.add(attempt);
+    inFlight.set(attempt, monotonicNow());
   }
 
   async function send(job: RelayJobRow): Promise<void> {
@@ -389,7 +394,7 @@ export function createRelayWorker(options: RelayWorkerOptions): RelayWorker {
         logger.warn({ err: error }, 'expired relays not recorded; will retry');
       })
       .finally(() => inFlight.delete(written));
-    inFlight.add(written);
+    inFlight.set(written, monotonicNow());
   }
 
   function record(outcome: AttemptOutcome, host: string, hostFailure: boolean): Promise<void> {
@@ -471,7 +476,7 @@ export function createRelayWorker(options: RelayWorkerOptions): RelayWorker {
       wake();
       await running;
       running = null;
-      while (inFlight.size > 0) await Promise.allSettled([...inFlight]);
+      while (inFlight.size > 0) await Promise.allSettled([...inFlight.keys()]);
       // Claimed but never started: another replica may take them at once.
       await releaseStale(monotonicNow()).catch(() => undefined);
       transport.close();

@@ -11,8 +11,9 @@ function held(overrides: Partial<HeldJobs> = {}): HeldJobs {
     now: NOW,
     concurrency: 64,
     heldRoomMs: 1_000,
+    maxHeld: 1_024,
     lastClaimAt: 0,
-    inFlight: 0,
+    inFlight: [],
     waiting: [],
     byHost: new Map(),
     circuits: new Map(),
@@ -20,9 +21,13 @@ function held(overrides: Partial<HeldJobs> = {}): HeldJobs {
   };
 }
 
-/** `count` jobs waiting since `ago` ms. */
-const waitingSince = (ago: number, count: number) =>
-  Array.from({ length: count }, () => ({ claimedAt: NOW - ago }));
+/** `count` jobs of `host` waiting since `ago` ms. */
+const waitingSince = (ago: number, count: number, host = 'https://busy') =>
+  Array.from({ length: count }, () => ({ claimedAt: NOW - ago, host }));
+
+/** `count` requests in flight since `ago` ms. */
+const inFlightSince = (ago: number, count: number) =>
+  Array.from({ length: count }, () => ({ since: NOW - ago }));
 
 test('When nothing is held, then the whole room is claimed, any host up to all of it', () => {
   expect(nextClaim(held())).toEqual({ limit: 64, perHost: 64, caps: new Map() });
@@ -30,7 +35,7 @@ test('When nothing is held, then the whole room is claimed, any host up to all o
 
 test('When a busy host’s fresh jobs fill more than half the room, then nothing is claimed until half is free', () => {
   const busy = (waiting: number) => ({
-    inFlight: 4,
+    inFlight: inFlightSince(10, 4),
     waiting: waitingSince(10, waiting),
     byHost: new Map([['https://busy', 4 + waiting]]),
   });
@@ -44,12 +49,50 @@ test('When a busy host’s fresh jobs fill more than half the room, then nothing
 });
 
 test('When a slow host’s jobs have waited longer than heldRoomMs, then they no longer hold room, and claims come once per heldRoomMs', () => {
-  const slow = { inFlight: 4, byHost: new Map([['https://slow', 64]]) };
-  const stale = waitingSince(1_500, 60);
+  const slow = { inFlight: inFlightSince(10, 4), byHost: new Map([['https://slow', 64]]) };
+  const stale = waitingSince(1_500, 60, 'https://slow');
   const claim = nextClaim(held({ ...slow, waiting: stale, lastClaimAt: NOW - 1_500 }));
   // Room for other hosts; none for the slow one, which holds all it may.
   expect(claim).toEqual({ limit: 60, perHost: 64, caps: new Map([['https://slow', 0]]) });
   expect(nextClaim(held({ ...slow, waiting: stale, lastClaimAt: NOW - 200 }))).toBeNull();
+});
+
+test('When sixteen slow hosts’ requests have been open longer than heldRoomMs, then they no longer hold room: the next claim (once per heldRoomMs) goes to the other hosts', () => {
+  const byHost = new Map(Array.from({ length: 16 }, (_, i) => [`https://slow${i}`, 4]));
+  const slow = { inFlight: inFlightSince(1_500, 64), byHost };
+  // Requests just begun still hold it.
+  expect(nextClaim(held({ ...slow, inFlight: inFlightSince(500, 64) }))).toBeNull();
+  const claim = nextClaim(held({ ...slow, lastClaimAt: NOW - 1_500 }));
+  expect(claim).toMatchObject({ limit: 64, perHost: 64 });
+  // Each slow host may still take more, up to the jobs a host may hold: only its slots limit it.
+  expect(claim?.caps.get('https://slow0')).toBe(60);
+  expect(nextClaim(held({ ...slow, lastClaimAt: NOW - 200 }))).toBeNull();
+});
+
+test('When a host has a job that waited past heldRoomMs for its slot, then the next claim gives that host none', () => {
+  const claim = nextClaim(
+    held({
+      inFlight: inFlightSince(1_500, 4),
+      waiting: [...waitingSince(1_500, 2, 'https://slow'), ...waitingSince(10, 1, 'https://quick')],
+      byHost: new Map([
+        ['https://slow', 6],
+        ['https://quick', 1],
+      ]),
+      lastClaimAt: NOW - 1_500,
+    }),
+  );
+  expect(claim?.caps).toEqual(
+    new Map([
+      ['https://slow', 0],
+      ['https://quick', 63],
+    ]),
+  );
+});
+
+test('When stale jobs reach maxHeld, then nothing more is claimed however stale they are', () => {
+  const stale = { inFlight: inFlightSince(5_000, 1_000), lastClaimAt: NOW - 5_000 };
+  expect(nextClaim(held({ ...stale, maxHeld: 1_024 }))).toBeNull();
+  expect(nextClaim(held({ ...stale, maxHeld: 1_064 }))).toMatchObject({ limit: 64 });
 });
 
 test('When a host’s circuit is open or half-open, then a claim gives it none, or its one trial', () => {

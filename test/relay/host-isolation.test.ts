@@ -17,7 +17,8 @@ jest.setTimeout(60_000);
 let t: RelayTestApp;
 
 beforeAll(async () => {
-  t = await createRelayTestApp({ RELAY_RETRY_SCHEDULE: '10s' });
+  // Slow apps below answer within 10 s: inside RELAY_TIMEOUT_MS, their circuits stay closed.
+  t = await createRelayTestApp({ RELAY_RETRY_SCHEDULE: '10s', RELAY_TIMEOUT_MS: '20000' });
 });
 
 afterEach(async () => {
@@ -85,6 +86,57 @@ test('When a slow app’s jobs already fill the worker’s room, then another ap
   // relays were done: ~12 s. The bound sits halfway, leaving room for a loaded CI machine.
   expect(Date.now() - enqueued).toBeLessThan(6_000);
   expect(slow.maxConcurrentOverall()).toBeLessThanOrEqual(4);
+});
+
+test('When sixteen slow apps’ requests fill the worker’s room, then another app’s relay goes out within about a second, not when theirs end', async () => {
+  const slowApps: CustomerApp[] = [];
+  for (let i = 0; i < 16; i++) slowApps.push(await t.customerApp());
+  for (const [i, app] of slowApps.entries()) await relaysTo(app, `/slow${i}`, 8, 10_000);
+  const fast = await t.customerApp();
+  const worker = startWorker();
+  // 16 hosts × RELAY_HOST_CONCURRENCY (4): the worker's whole room (64) is in flight.
+  await eventually(() => slowApps.every((app) => app.maxConcurrentOverall() === 4), 20_000);
+
+  const other = await relaysTo(fast, '/fast', 1);
+  const enqueued = Date.now();
+  worker.wake();
+  await eventually(() => deliveredTo(fast, other), 40_000);
+  // Requests open longer than a second no longer hold room: ~1 s. Before, the fast app's relay
+  // waited for the slow apps' requests to end (10 s after they began).
+  expect(Date.now() - enqueued).toBeLessThan(5_000);
+  for (const app of slowApps) expect(app.maxConcurrentOverall()).toBeLessThanOrEqual(4);
+});
+
+test('When one slow app under sixteen host names (wildcard DNS) fills the room, then another app’s backlog goes out in a claim or two, not a few relays per slow round', async () => {
+  const slow = await t.customerApp();
+  for (let i = 0; i < 16; i++) {
+    for (let k = 0; k < 8; k++) {
+      const id = await seedProxiedMessage(
+        t.database.db,
+        'cxml',
+        `http://tenant${i}.slow-app.test:${slow.port}/status`,
+      );
+      slow.behave(id, () => ({ status: 200, delayMs: 10_000 }));
+      await postCxml(t.publicApp, cxmlFields({ MessageSid: id, MessageStatus: 'sent' })).expect(
+        200,
+      );
+    }
+  }
+  const fast = await t.customerApp();
+  const worker = t.startWorker({
+    lookup: lookupTo('127.0.0.1'),
+    tuning: { pollMs: 20, statsEveryMs: 50 },
+  });
+  await eventually(() => slow.maxConcurrentOverall() === 64, 20_000);
+
+  const backlog = await relaysTo(fast, '/fast', 24);
+  const enqueued = Date.now();
+  worker.wake();
+  await eventually(() => deliveredTo(fast, backlog), 60_000);
+  // The slow hosts, their slots full and jobs waiting, get none of the next claims: ~2 s.
+  // Before, the 24 relays went out a few per round of the slow requests (10 s each).
+  expect(Date.now() - enqueued).toBeLessThan(8_000);
+  expect(slow.maxConcurrentOverall()).toBeLessThanOrEqual(64);
 });
 
 test('When one fast app has a backlog, then the worker claims its jobs in bulk, not a claim per relay', async () => {
