@@ -2,6 +2,7 @@ import type { Db } from '../db/database';
 import { recordBatch, saveFold } from './record-events.repository';
 import type { BatchEvent } from './record-events.repository';
 import { applyEvent, plausibleProviderTime, sameState } from './projection';
+import { mayRepeatLookup, repeatsOfLookups } from './lookup-repeats';
 import { forgetEventTexts, holdsText } from './redaction';
 import type { MessageState } from './projection';
 import { enqueueRelays, relayJobsFor } from './relay-outbox';
@@ -224,10 +225,12 @@ async function record(
   const deltas = rollupSums();
   const changed = new Map<string, MessageState>();
   const folded = new Map<string, MessageState>();
+  const mayRepeat: BatchEvent[] = [];
   for (const [id, events] of newEvents) {
     const stored = created.has(id) ? initial.get(id) : existing.get(id);
     if (!stored) throw foldedOutOfOrder(id);
     const next = events.reduce((previous, candidate) => {
+      if (mayRepeatLookup(previous, candidate.event)) mayRepeat.push(candidate);
       const after = applyEvent(previous, candidate.event);
       const transition = transitionBetween(previous, after);
       if (transition) transitions.push(transition);
@@ -254,9 +257,11 @@ async function record(
     if (folded.get(id)?.body === '' && events.some(holdsText)) redacted.push(id);
   }
   if (redacted.length > 0) await forgetEventTexts(trx, redacted);
-  // The relay outbox (DESIGN §10): a separate statement, only when a message has a client callback.
+  // The relay outbox (DESIGN §10): a separate statement, only when a message has a client
+  // callback. Not for a late callback saying what a lookup already relayed (lookup-repeats.ts).
+  const repeats = await repeatsOfLookups(trx, mayRepeat);
   const relays = relayJobsFor(
-    candidates.filter(({ key }) => newKeys.has(key)),
+    candidates.filter(({ key }) => newKeys.has(key) && !repeats.has(key)),
     folded,
   );
   // The transaction's last statement takes the COMMIT with it (db/kysely-pool.ts): nothing

@@ -29,6 +29,8 @@ export function lookupEvent(
   given: Record<string, unknown>,
   receivedAt: Date,
   storeBody: boolean,
+  /** What the message's native callbacks echoed of the send's custom_variables, or null. */
+  echoedCustomVariables: unknown = null,
 ): StatusEvent | null {
   // A callback with a NUL in its id or status is refused (src/callbacks), but a lookup has
   // nobody to refuse: recording it would fail on every lookup, the lookup would count as not
@@ -58,7 +60,10 @@ export function lookupEvent(
     receivedAt,
     raw: withoutBody(answer, storeBody),
   };
-  event.relay = relayPayload(event, resourceText(answer['body']));
+  // The callback SignalWire would have sent echoes the send's custom_variables; a message log
+  // does not hold them, the message's earlier callbacks do.
+  const customVariables = answer['custom_variables'] ?? echoedCustomVariables;
+  event.relay = relayPayload(event, resourceText(answer['body']), customVariables);
   return event;
 }
 
@@ -83,7 +88,11 @@ export function tellsNews(
  * The callback SignalWire would have sent (SIGNALWIRE.md "Status callbacks"): compatibility
  * as form parameters, native as a flat JSON object. Signed with the first key at relay time.
  */
-function relayPayload(event: StatusEvent, body: string | null): RelayPayload {
+function relayPayload(
+  event: StatusEvent,
+  body: string | null,
+  customVariables: unknown,
+): RelayPayload {
   if (event.api === 'cxml') {
     const params = new URLSearchParams();
     params.append('MessageSid', event.messageId);
@@ -115,6 +124,7 @@ function relayPayload(event: StatusEvent, body: string | null): RelayPayload {
     timestamp: event.receivedAt.toISOString().replace(/\.\d{3}Z$/, 'Z'),
     error_code: event.errorCode,
     error_message: event.errorMessage,
+    ...(customVariables !== null && { custom_variables: customVariables }),
   };
   return {
     method: 'POST',

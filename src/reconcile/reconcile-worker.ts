@@ -9,6 +9,7 @@ import { answeredKind, lookupEvent, tellsNews } from './lookup-event';
 import {
   claimDueMessages,
   currentState,
+  echoedCustomVariables,
   postpone,
   recordStep,
   sweepStats,
@@ -141,9 +142,11 @@ export function createReconcileWorker(options: ReconcileWorkerOptions): Reconcil
       // meanwhile (retention) is left alone, also when the removal commits while the write
       // waits on its row (existingOnly).
       const current = await currentState(db, message.id);
+      const echoed =
+        current && message.api === 'native' ? await echoedCustomVariables(db, message.id) : null;
       const event =
         current &&
-        lookupEvent({ ...message, ...current }, result.answer, clock(), options.storeBody);
+        lookupEvent({ ...message, ...current }, result.answer, clock(), options.storeBody, echoed);
       if (event) {
         const [recorded] = await recordEvents(db, [event], {
           ...options.recordOptions,

@@ -87,6 +87,23 @@ export async function claimDueMessages(
 }
 
 /**
+ * The `custom_variables` the message's native callbacks echoed (the newest that carried them),
+ * or null: SignalWire's message log does not give them, and the callback a lookup stands in for
+ * must carry them like the others (apps match callbacks to their records by them).
+ */
+export async function echoedCustomVariables(db: Db, id: string): Promise<unknown> {
+  const row = await db
+    .selectFrom('status_events')
+    .select(sql<unknown>`raw -> 'custom_variables'`.as('custom_variables'))
+    .where('message_id', '=', id)
+    .where(sql<boolean>`raw ? 'custom_variables'`)
+    .orderBy('seq', 'desc')
+    .limit(1)
+    .executeTakeFirst();
+  return row?.custom_variables ?? null;
+}
+
+/**
  * The message's status and error code as they are now. A lookup takes time (up to
  * SIGNALWIRE_TIMEOUT_MS): the callback SignalWire was late with may have been recorded
  * meanwhile, and an answer judged against the claim's older state would record it again.

@@ -21,6 +21,8 @@ export interface SendOptions {
   mms?: boolean;
   /** The client's own status callback. */
   statusCallback?: string;
+  /** Native sends only: echoed by every native callback. */
+  customVariables?: Record<string, string>;
 }
 
 /**
@@ -97,6 +99,7 @@ export async function startStack(
           body: options.body,
           ...(options.statusCallback && { status_callback: options.statusCallback }),
           ...(options.mms && { media }),
+          ...(options.customVariables && { custom_variables: options.customVariables }),
         }),
       });
       if (res.status !== 201) throw new Error(`native send: ${res.status} ${await res.text()}`);
