@@ -109,19 +109,19 @@ test('When series show each trouble, then promtool test rules sees the alerts fi
           series: `sw_status_readiness_changes_total{${ns},pod="sw-status-1"}`,
           values: '0x10 1x20',
         },
-        // A key rotated at SignalWire only: the callbacks that need their signature are all
-        // refused, 4 a minute, while 96 a minute come by their token (never signature-checked)
-        // and would hide them in a rate against all callbacks.
-        { series: `sw_status_callbacks_total{${ns},outcome="recorded"}`, values: '0+96x30' },
+        // A key rotated at SignalWire only, at minute 15: the callbacks that need their
+        // signature, 4 a minute, verified until then and are all refused from then on, while
+        // 96 a minute come by their token (never signature-checked).
+        { series: `sw_status_callbacks_total{${ns},outcome="recorded"}`, values: '0+96x50' },
         {
           series: `sw_status_callbacks_total{${ns},outcome="refused_invalid_signature"}`,
-          values: '0+4x30',
+          values: '0x15 4+4x35',
         },
         {
           series: `sw_status_callback_signature_failures_total{${ns},reason="mismatch"}`,
-          values: '0+4x30',
+          values: '0x15 4+4x35',
         },
-        { series: `sw_status_callback_signatures_verified_total{${ns}}`, values: '0x30' },
+        { series: `sw_status_callback_signatures_verified_total{${ns}}`, values: '0+4x15 60x35' },
         // Dead relays: one more every 5 minutes, as each pod reports it.
         { series: `sw_status_relay_dead{${ns},pod="sw-status-0"}`, values: '0+0.2x60' },
         { series: `sw_status_relay_dead{${ns},pod="sw-status-1"}`, values: '0+0.2x60' },
@@ -179,8 +179,10 @@ test('When series show each trouble, then promtool test rules sees the alerts fi
           ],
         },
         { eval_time: '8m', alertname: 'SwStatusSignatureFailures', exp_alerts: [] },
+        // Refused since minute 16, none verified in the 10 minutes before 25, 10 minutes more.
+        { eval_time: '30m', alertname: 'SwStatusSignatureFailures', exp_alerts: [] },
         {
-          eval_time: '25m',
+          eval_time: '40m',
           alertname: 'SwStatusSignatureFailures',
           exp_alerts: [{ exp_labels: { severity: 'critical', namespace: 'sw-status' } }],
         },
@@ -198,6 +200,42 @@ test('When series show each trouble, then promtool test rules sees the alerts fi
             { exp_labels: { severity: 'critical', namespace: 'sw-status', pod: 'sw-status-3' } },
           ],
         },
+      ],
+    },
+  ]);
+});
+
+test('When anyone posts forged signatures — a few among token traffic, or many beside genuine signed callbacks — then SwStatusSignatureFailures stays silent', async () => {
+  await expectPromtoolTestPasses('forged-signatures', [
+    {
+      // Every callback by its token; one forged request every 3 minutes.
+      interval: '1m',
+      input_series: [
+        { series: `sw_status_callbacks_total{${ns},outcome="recorded"}`, values: '0+100x60' },
+        {
+          series: `sw_status_callback_signature_failures_total{${ns},reason="mismatch"}`,
+          values:
+            '0 0 0 1 1 1 2 2 2 3 3 3 4 4 4 5 5 5 6 6 6 7 7 7 8 8 8 9 9 9 10 10 10 11 11 11 12',
+        },
+        { series: `sw_status_callback_signatures_verified_total{${ns}}`, values: '0x60' },
+      ],
+      alert_rule_test: [
+        { eval_time: '35m', alertname: 'SwStatusSignatureFailures', exp_alerts: [] },
+      ],
+    },
+    {
+      // Signed callbacks keep verifying, 4 a minute, while a forger sends 30 a minute.
+      interval: '1m',
+      input_series: [
+        { series: `sw_status_callbacks_total{${ns},outcome="recorded"}`, values: '0+100x60' },
+        {
+          series: `sw_status_callback_signature_failures_total{${ns},reason="mismatch"}`,
+          values: '0x20 30+30x40',
+        },
+        { series: `sw_status_callback_signatures_verified_total{${ns}}`, values: '0+4x60' },
+      ],
+      alert_rule_test: [
+        { eval_time: '55m', alertname: 'SwStatusSignatureFailures', exp_alerts: [] },
       ],
     },
   ]);
