@@ -85,12 +85,19 @@ const httpUrl = z
  * Whether a URL's authority ends before its writer meant it to: an unencoded `#`, `/` or `?` in
  * a password ends it early (`user:Xk9@host#Bt7@db.internal`), and what follows becomes the
  * host, path or fragment — the URL still parses, with a piece of the password for a host, which
- * every connection error then names in the log. A `#` has no meaning in these URLs at all.
+ * every connection error then names in the log. A `#` has no meaning in these URLs at all; an
+ * `@` in the path is the rest of a userinfo; in the query an `@` is a value's own
+ * (`user=sw@tenant`) unless a host and a path follow it (`?Bt7@db.internal:5432/sw`).
  */
 function splitsPassword(url: string): boolean {
+  if (url.includes('#')) return true;
   const rest = url.slice(url.indexOf('://') + 3);
-  const authorityEnd = rest.search(/[/?#]/);
-  return url.includes('#') || (authorityEnd !== -1 && rest.slice(authorityEnd).includes('@'));
+  const authorityEnd = rest.search(/[/?]/);
+  if (authorityEnd === -1) return false;
+  const queryStart = rest.indexOf('?', authorityEnd);
+  const path = queryStart === -1 ? rest.slice(authorityEnd) : rest.slice(authorityEnd, queryStart);
+  const query = queryStart === -1 ? '' : rest.slice(queryStart);
+  return path.includes('@') || /@[^/?&=]*\//.test(query);
 }
 
 const SPLIT_PASSWORD =

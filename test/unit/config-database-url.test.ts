@@ -25,6 +25,9 @@ describe('DATABASE_URL and DATABASE_READ_URL', () => {
     'postgres://sw:p%20w@db.internal/sw',
     'postgres://sw:p w@db.internal/sw',
     'postgres://db/sw',
+    // An @ of the query's own: libpq's user@server names, an application name.
+    'postgres:///sw?host=/var/run/postgresql&user=sw_status@sw-db',
+    'postgres://sw:pw@db.internal:5432/sw?application_name=sw-status@eu-1',
   ])('When DATABASE_URL is %s, then it is accepted as node-postgres reads it', (url) => {
     expect(loadConfig({ DATABASE_URL: url }).databaseUrl).toBe(url);
   });
