@@ -21,7 +21,8 @@ import type { ClaimLimits } from './relay.repository';
  * - So does a request in flight for longer than `heldRoomMs`: each host is held to its
  *   RELAY_HOST_CONCURRENCY slots, but sixteen slow hosts' requests (an app answering in 3 s,
  *   or one app under sixteen host names) would otherwise fill the whole room and hold every
- *   other host's relays until they end.
+ *   other host's relays until they end. Such requests alone do not slow the claims down: one
+ *   slow request must not hold every other host to a claim a second.
  * - A host with a job that has waited past `heldRoomMs` gets none of the next claim: its jobs
  *   wait in the database, not here, and the claim goes to the hosts that can take it.
  * - However stale, no more than `maxHeld` jobs are held at once (sockets and memory).
@@ -57,8 +58,7 @@ export function nextClaim(held: HeldJobs): ClaimLimits | null {
   const holding = held.inFlight.length + held.waiting.length;
   const limit = Math.min(held.concurrency - fresh, held.maxHeld - holding);
   if (limit < held.concurrency / 2) return null;
-  const stale = fresh < holding;
-  if (stale && held.now - held.lastClaimAt < held.heldRoomMs) return null;
+  if (backedUp.size > 0 && held.now - held.lastClaimAt < held.heldRoomMs) return null;
   const caps = new Map<string, number>();
   for (const host of new Set([...held.byHost.keys(), ...held.circuits.keys()])) {
     const circuit = held.circuits.get(host) ?? 'closed';
