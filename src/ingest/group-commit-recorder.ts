@@ -16,6 +16,7 @@ import { approximateEventBytes } from './event-size';
 import { createReplayWriter, doublingBackoff, sleep } from './replay';
 import { withoutStoredText } from './spool-texts';
 import type { ReplayCounts, ReplayWriterOptions } from './replay';
+import { isSpoolDiskFailure } from './spool';
 import type { Spool } from './spool';
 
 /**
@@ -212,6 +213,9 @@ export function createGroupCommitRecorder(options: GroupCommitOptions): GroupCom
   // is read-only, a standby after a failover) — "unreachable" alone would send an operator
   // looking for a network fault.
   let outage: { reason: string; sqlstate?: string } | null = null;
+  // While the replay is stopped by the spool's own disk (isSpoolDiskFailure): its errno code.
+  // The database answered meanwhile, so it is not reported unreachable for it.
+  let replayDiskFailure: string | null = null;
   let closed = false;
   // Aborted when replaying must stop (the drain's deadline): backoff waits end at once.
   const stopReplaying = new AbortController();
@@ -433,6 +437,7 @@ export function createGroupCommitRecorder(options: GroupCommitOptions): GroupCom
   }
 
   function enterSpooling(error: unknown): void {
+    replayDiskFailure = null;
     if (mode === 'direct') {
       const { kind, reason, code } = describeDatabaseFailure(error);
       logger.error({ err: error, kind, code }, `${reason}: spooling accepted callbacks to disk`);
@@ -462,6 +467,7 @@ export function createGroupCommitRecorder(options: GroupCommitOptions): GroupCom
     try {
       await withTimeout(sql`select 1`.execute(db), commitTimeoutMs);
     } catch {
+      replayDiskFailure = null; // the database is out as well: said so again
       scheduleProbe();
       return;
     }
@@ -488,6 +494,7 @@ export function createGroupCommitRecorder(options: GroupCommitOptions): GroupCom
           // Synchronous with the emptiness check: no append can slip in between.
           mode = 'direct';
           outage = null;
+          replayDiskFailure = null;
           logger.info(
             { replayed: currentStats().replayed },
             'spool replayed: writing to the database again',
@@ -498,6 +505,24 @@ export function createGroupCommitRecorder(options: GroupCommitOptions): GroupCom
           mode = 'spooling';
           return;
         }
+        if (isSpoolDiskFailure(error)) {
+          // The spool's own disk (a dead letter refused by a full disk, a segment that cannot
+          // be removed), not the database: said so, once per cause; new callbacks keep joining
+          // the spool behind the replayed ones and the next probe tries the replay again.
+          const code = (error as { code?: unknown }).code;
+          const cause = typeof code === 'string' ? code : 'error';
+          if (cause !== replayDiskFailure) {
+            logger.error(
+              { err: error, dir: spool.dir, code },
+              'spool replay stopped: the spool disk failed (not the database); retrying after the next probe',
+            );
+          }
+          replayDiskFailure = cause;
+          mode = 'spooling';
+          scheduleProbe();
+          return;
+        }
+        replayDiskFailure = null;
         // Once per reason, not at every probe: a read-only server answers the probe and
         // refuses the replay's write every second for as long as the failover takes.
         const { kind, reason, code } = describeDatabaseFailure(error);
@@ -580,7 +605,7 @@ export function createGroupCommitRecorder(options: GroupCommitOptions): GroupCom
     if (spool) state = spool.failing() ? 'failing' : mode === 'direct' ? 'idle' : mode;
     const retrying = (replaying ? replayWriter?.retrying() : null) ?? outage?.sqlstate;
     return {
-      database: mode === 'spooling' ? 'unreachable' : 'ok',
+      database: mode === 'spooling' && replayDiskFailure === null ? 'unreachable' : 'ok',
       spool: {
         state,
         depth: spool?.depth() ?? 0,

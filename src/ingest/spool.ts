@@ -1,4 +1,5 @@
-import { mkdir, open, readdir, rename, stat, unlink } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { lstat, mkdir, open, readdir, rename, stat, unlink } from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import type { Logger } from '../logger';
@@ -8,6 +9,7 @@ import { acquireInstanceLock } from '../process/instance-lock';
 import type { InstanceLock } from '../process/instance-lock';
 import { decodeSpoolLine, encodeSpoolLine } from './spool-codec';
 import { countLines, readLines } from './spool-lines';
+import type { SpoolLine } from './spool-lines';
 
 /**
  * The outage spool: a durable, ordered local queue of accepted events for when PostgreSQL is
@@ -38,6 +40,12 @@ import { countLines, readLines } from './spool-lines';
  * Dead letters (`dead-letters.jsonl`): events PostgreSQL refuses for good and unreadable
  * lines, each with why; counted (`deadLetters()`, metric, readiness) and put back into the
  * spool by `requeueDeadLetters()` once the cause is fixed.
+ *
+ * A segment the file system will not let us read (EIO from a bad block, a directory or other
+ * non-file under a segment's name) is a disk problem, not a database one, and must not stop the
+ * segments after it nor the service: it is set aside as `unreadable-<its name>` in SPOOL_DIR —
+ * kept on disk for an operator (README, "The outage spool"), counted with the dead letters —
+ * and the replay goes on.
  */
 export interface Spool {
   readonly dir: string;
@@ -68,7 +76,11 @@ export interface Spool {
    * an event already in the dead-letter file (the same dedupe key) is not written again.
    */
   deadLetter(event: StatusEvent, reason: string): Promise<void>;
-  /** Records in the dead-letter file. */
+  /**
+   * What waits for an operator: records in the dead-letter file, and segments set aside because
+   * they could not be read (`unreadable-spool-…` in the directory, counted when the spool opens,
+   * sets one aside or requeues).
+   */
   deadLetters(): number;
   /**
    * Appends every dead-lettered event back to the spool (to be replayed like any other) and
@@ -104,6 +116,9 @@ const PROBE_FILE = '.write-probe';
 const PROBE_BYTES = 64 * 1024;
 
 const SEGMENT_NAME = /^spool-(\d{20})\.jsonl$/;
+// A segment set aside unreadable: a name SEGMENT_NAME does not match, so nothing replays it.
+const SET_ASIDE_PREFIX = 'unreadable-';
+const SET_ASIDE_NAME = /^unreadable-spool-\d{20}\.jsonl(\.\d+)?$/;
 export const DEAD_LETTER_FILE = 'dead-letters.jsonl';
 // Its name in the first release (adoptLegacyDeadLetters).
 const LEGACY_DEAD_LETTER_FILE = 'rejected.jsonl';
@@ -198,27 +213,77 @@ async function openLocked(
 ): Promise<Spool> {
   const deadLetterFile = path.join(dir, DEAD_LETTER_FILE);
   await adoptLegacyDeadLetters(dir, deadLetterFile);
-  let deadLetters = await countLines(deadLetterFile).catch(() => 0);
-  if (deadLetters > 0) {
+  let deadLetterRecords = await countLines(deadLetterFile).catch(() => 0);
+  let setAside = await countSetAside(dir);
+  // Unreadable segments not even renamable: skipped by this process, still counted.
+  let leftInPlace = 0;
+  if (deadLetterRecords > 0) {
     logger.warn(
-      { dir, dead_letters: deadLetters },
+      { dir, dead_letters: deadLetterRecords },
       // The production image has no npm: name the command as it runs there.
       'the spool holds dead letters: fix their cause, then requeue them (node dist/ingest/spool-cli.js requeue-dead-letters; from a checkout: npm run spool -- requeue-dead-letters)',
+    );
+  }
+  if (setAside > 0) {
+    logger.error(
+      { dir, unreadable_segments: setAside },
+      'the spool holds segments set aside because the disk could not read them (unreadable-spool-…): recover their events by hand (README, "The outage spool")',
     );
   }
 
   // Segments left by an earlier process (a crash, or a shutdown while the database was down).
   const closed: Segment[] = [];
+  let highestId = 0;
   for (const name of (await readdir(dir)).sort()) {
     const match = SEGMENT_NAME.exec(name);
     if (!match) continue;
+    const id = Number(match[1]);
+    // Past every segment name seen, an unreadable one included: a new segment must never be
+    // opened on a name that one still takes when it could not be renamed aside.
+    highestId = Math.max(highestId, id);
     const file = path.join(dir, name);
-    closed.push({ id: Number(match[1]), file, events: await countLines(file) });
+    let events: number;
+    try {
+      events = await countSegmentLines(file);
+    } catch (error) {
+      if (!(error instanceof UnreadableSegmentError)) throw error;
+      await setSegmentAside(file, error);
+      continue;
+    }
+    closed.push({ id, file, events });
   }
-  let nextId = (closed.at(-1)?.id ?? 0) + 1;
+  let nextId = highestId + 1;
   let depth = closed.reduce((sum, segment) => sum + segment.events, 0);
   if (closed.length > 0)
     logger.warn({ dir, segments: closed.length, depth }, 'spool holds events from an earlier run');
+
+  /**
+   * Moves an unreadable segment out of the replay's way, keeping it for an operator. When even
+   * the rename fails it stays under its own name and this process leaves it alone (the next
+   * start tries again): retrying it on every pass would spin the replay and keep the spool from
+   * ever being empty, holding every callback in the outage mode.
+   */
+  async function setSegmentAside(file: string, error: UnreadableSegmentError): Promise<void> {
+    const name = path.basename(file);
+    const fields = { file, code: errorCode(error.cause), err: error.cause };
+    try {
+      const target = await freeName(dir, `${SET_ASIDE_PREFIX}${name}`);
+      await rename(file, target);
+      // Best effort: lost in a crash, the segment is found and set aside again.
+      await syncDirectory(dir).catch(() => undefined);
+      setAside++;
+      logger.error(
+        { ...fields, set_aside_as: target },
+        'spool segment unreadable: a disk problem, not the database; set aside for an operator (its events are not replayed until recovered, see README "The outage spool") and the replay goes on with the next segment',
+      );
+    } catch (renameError) {
+      leftInPlace++;
+      logger.error(
+        { ...fields, rename_error: errorCode(renameError) },
+        'spool segment unreadable: a disk problem, not the database; it could not even be renamed, so it stays under its name and this process skips it (the next start tries again)',
+      );
+    }
+  }
 
   let current: OpenSegment | null = null;
   let pending: PendingAppend[] = [];
@@ -376,18 +441,16 @@ async function openLocked(
     return result;
   }
 
-  function appendDeadLetter(record: Record<string, unknown>): Promise<void> {
-    return inTurn(() => writeDeadLetter(record));
-  }
-
   /**
-   * The dedupe keys of the events in the dead-letter file, read from it at this process's first
-   * dead letter. A replay stopped in the middle of a segment (a drain's deadline, a crash, the
-   * database lost), or ended with a segment kept for a locked message, leaves the segment to be
-   * replayed whole by the next pass or process: an event dead-lettered the first time would be
-   * dead-lettered again, once per restart, and counted (metric, readiness) as many times. An
-   * event whose key the file already holds is not written twice; the store would take only one
-   * of them anyway (its dedupe key). One key per dead letter in memory, and dead letters are few.
+   * The keys of what the dead-letter file holds, read from it at this process's first dead
+   * letter: each event's dedupe key, and each unreadable line's place (unreadableLineKey). A
+   * replay stopped in the middle of a segment (a drain's deadline, a crash, the database lost,
+   * a dead-letter write refused by a full disk), or ended with a segment kept for a locked
+   * message, leaves the segment to be replayed whole by the next pass or process: what was
+   * dead-lettered the first time would be dead-lettered again, once per pass or restart, and
+   * counted (metric, readiness) as many times. What the file already holds is not written
+   * twice; the store would take only one of each event anyway (its dedupe key). One key per
+   * dead letter in memory, and dead letters are few.
    */
   let deadLetterKeys: Set<string> | undefined;
   async function deadLetteredKeys(): Promise<Set<string>> {
@@ -395,8 +458,8 @@ async function openLocked(
     const keys = new Set<string>();
     if (await exists(deadLetterFile)) {
       for await (const line of readLines(deadLetterFile, MAX_DEAD_LETTER_BYTES)) {
-        const event = line.text === undefined ? undefined : deadLetterEvent(line.text);
-        if (event) keys.add(dedupeKey(event).toString('hex'));
+        const key = line.text === undefined ? undefined : deadLetterKey(line.text);
+        if (key) keys.add(key);
       }
     }
     deadLetterKeys = keys;
@@ -406,7 +469,7 @@ async function openLocked(
   function deadLetterEventOnce(event: StatusEvent, reason: string): Promise<void> {
     return inTurn(async () => {
       const keys = await deadLetteredKeys();
-      const key = dedupeKey(event).toString('hex');
+      const key = eventKey(event);
       if (keys.has(key)) {
         logger.info(
           { message_id: event.messageId },
@@ -438,12 +501,13 @@ async function openLocked(
         await handle.datasync();
       } catch (error) {
         await handle.truncate(size).catch(() => undefined);
+        markDiskFailure(error);
         throw error;
       }
     } finally {
       await handle.close();
     }
-    deadLetters++;
+    deadLetterRecords++;
   }
 
   let requeueing: Promise<{ requeued: number; kept: number }> | undefined;
@@ -454,6 +518,8 @@ async function openLocked(
    * makes harmless; losing them would not be.
    */
   async function requeue(): Promise<{ requeued: number; kept: number }> {
+    // An operator who recovered a set-aside segment removes it, then requeues: counted afresh.
+    setAside = await countSetAside(dir).catch(() => setAside);
     const temporary = `${deadLetterFile}.tmp`;
     let source: FileHandle;
     try {
@@ -476,9 +542,10 @@ async function openLocked(
     }
     await rename(temporary, deadLetterFile);
     await syncDir();
-    deadLetters = result.kept;
-    // What is left cannot be read: no event's key (the requeued ones may be refused again).
-    deadLetterKeys = new Set();
+    deadLetterRecords = result.kept;
+    // Read again from the new file at the next dead letter: the requeued events' keys are gone
+    // (they may be refused again), the kept unreadable lines' keys stay.
+    deadLetterKeys = undefined;
     logger.info({ dir, ...result }, 'dead letters requeued');
     return result;
   }
@@ -517,7 +584,8 @@ async function openLocked(
 
   /**
    * Reads a segment's lines in order and commits their events in chunks; returns how many it
-   * committed and how many lines it could not read. Rethrows the first error of `commit`.
+   * committed and how many lines it could not read. Rethrows the first error of `commit`; a
+   * segment the file system will not read fails with UnreadableSegmentError.
    */
   async function replaySegment(
     segment: Segment,
@@ -530,7 +598,7 @@ async function openLocked(
     // Removed by an earlier replay whose directory sync then failed: it was replayed in full
     // (removal comes only after that), and failing on it would stop every later replay.
     if (segment.removed) return { committed, unreadable, deferred };
-    if (!(await exists(segment.file))) {
+    if (!(await segmentExists(segment.file))) {
       // Someone else removed it (SPOOL_DIR cleared under the process): nothing brings its
       // events back, and waiting for it would stop every later replay. Said loudly.
       logger.error(
@@ -549,7 +617,7 @@ async function openLocked(
       committed += events.length - kept.length;
     });
     let number = -1;
-    for await (const line of readLines(segment.file, MAX_LINE_BYTES)) {
+    for await (const line of segmentLines(segment.file)) {
       number++;
       if (segment.kept && !segment.kept.lines.has(number)) continue;
       if (line.bytes === 0) continue;
@@ -566,24 +634,37 @@ async function openLocked(
   /**
    * Keeps a segment's unreadable lines in the dead-letter file. A second pass over the file,
    * taken only for a segment that has such lines: holding them until the segment is committed
-   * would hold memory without bound.
+   * would hold memory without bound. Once per line: a dead-letter write refused part-way (a
+   * full disk) fails the pass, and the next pass must not write the lines before it again.
    */
   async function deadLetterUnreadable(segment: Segment): Promise<void> {
     const name = path.basename(segment.file);
-    for await (const line of readLines(segment.file, MAX_LINE_BYTES)) {
+    for await (const line of segmentLines(segment.file)) {
       if (line.bytes === 0) continue;
       if (line.text !== undefined && decodeSpoolLine(line.text)) continue;
-      logger.error({ file: segment.file }, 'spool line unreadable: kept in the dead-letter file');
-      await appendDeadLetter(
-        line.text === undefined
-          ? // Longer than any event an append writes: damage, not an acknowledged callback.
-            {
-              reason: `unreadable spool line of ${line.bytes} bytes, longer than any event`,
-              segment: name,
-              offset: line.offset,
-            }
-          : { reason: 'unreadable spool line', segment: name, line: line.text },
-      );
+      await inTurn(async () => {
+        const keys = await deadLetteredKeys();
+        const key = unreadableLineKey(name, line);
+        if (keys.has(key)) return;
+        logger.error({ file: segment.file }, 'spool line unreadable: kept in the dead-letter file');
+        await writeDeadLetter(
+          line.text === undefined
+            ? // Longer than any event an append writes: damage, not an acknowledged callback.
+              {
+                reason: `unreadable spool line of ${line.bytes} bytes, longer than any event`,
+                segment: name,
+                offset: line.offset,
+                bytes: line.bytes,
+              }
+            : {
+                reason: 'unreadable spool line',
+                segment: name,
+                offset: line.offset,
+                line: line.text,
+              },
+        );
+        keys.add(key);
+      });
     }
   }
 
@@ -612,30 +693,49 @@ async function openLocked(
     async replay(commit, chunkSize) {
       if (replaying) throw new Error('spool replay already running');
       replaying = true;
+      // Tells the database's failures (what `commit` throws) from the spool's own disk's.
+      let commitFailure: unknown;
+      const tracked = async (events: StatusEvent[]): Promise<readonly number[] | void> => {
+        try {
+          return await commit(events);
+        } catch (error) {
+          commitFailure = error;
+          throw error;
+        }
+      };
       try {
         await seal();
         let replayed = 0;
         // Segments closed during the pass (appends filling one) are replayed in it too.
         for (let index = 0; index < closed.length;) {
           const segment = closed[index]!;
-          const { committed, unreadable, deferred } = await replaySegment(
-            segment,
-            commit,
-            chunkSize,
-          );
-          replayed += committed;
-          const hasUnreadable = unreadable > 0 || segment.kept?.unreadable === true;
-          if (deferred.size > 0) {
-            // Kept for the next pass: deleting it needs every one of its events stored.
-            segment.kept = { lines: deferred, unreadable: hasUnreadable };
-            index++;
-            continue;
+          try {
+            const { committed, unreadable, deferred } = await replaySegment(
+              segment,
+              tracked,
+              chunkSize,
+            );
+            replayed += committed;
+            const hasUnreadable = unreadable > 0 || segment.kept?.unreadable === true;
+            if (deferred.size > 0) {
+              // Kept for the next pass: deleting it needs every one of its events stored.
+              segment.kept = { lines: deferred, unreadable: hasUnreadable };
+              index++;
+              continue;
+            }
+            // Only now, with every readable event committed: a failure above replays it again.
+            if (hasUnreadable) await deadLetterUnreadable(segment);
+            await removeReplayed(segment.file);
+            segment.removed = true;
+            await syncRemoval(dir);
+          } catch (error) {
+            if (!(error instanceof UnreadableSegmentError)) {
+              if (error !== commitFailure) markDiskFailure(error);
+              throw error;
+            }
+            // What it held that was committed stays committed; the rest waits in the file.
+            await setSegmentAside(segment.file, error);
           }
-          // Only now, with every readable event committed: a failure above replays it again.
-          if (hasUnreadable) await deadLetterUnreadable(segment);
-          await removeReplayed(segment.file);
-          segment.removed = true;
-          await syncRemoval(dir);
           closed.splice(index, 1);
           depth -= segment.events;
         }
@@ -645,7 +745,7 @@ async function openLocked(
       }
     },
     deadLetter: deadLetterEventOnce,
-    deadLetters: () => deadLetters,
+    deadLetters: () => deadLetterRecords + setAside + leftInPlace,
     requeueDeadLetters() {
       // One at a time: two would append the same events twice.
       requeueing ??= inTurn(requeue).finally(() => {
@@ -661,6 +761,165 @@ async function openLocked(
     },
   };
   return spool;
+}
+
+/**
+ * Errors of the spool's own disk that a replay rethrows (a dead letter refused by a full disk,
+ * a replayed segment that cannot be removed): its caller must not report them as the
+ * database's (isSpoolDiskFailure). Marked, not wrapped: callers still read their `code`.
+ */
+const diskFailures = new WeakSet<object>();
+
+function markDiskFailure(error: unknown): void {
+  if (typeof error === 'object' && error !== null) diskFailures.add(error);
+}
+
+/** Whether a replay failed on the spool's own disk rather than on the database. */
+export function isSpoolDiskFailure(error: unknown): boolean {
+  return typeof error === 'object' && error !== null && diskFailures.has(error);
+}
+
+/** A segment that exists but that the file system will not let us read as a file. */
+class UnreadableSegmentError extends Error {
+  constructor(
+    readonly file: string,
+    override readonly cause: unknown,
+  ) {
+    super(`spool segment ${file} cannot be read (${errorCode(cause) ?? String(cause)})`);
+    this.name = 'UnreadableSegmentError';
+  }
+}
+
+/**
+ * Whether the segment is still there. Gone (ENOENT) is answered, as before (replaySegment);
+ * anything else wrong with it — stat failing (EIO), a directory or another non-file in its
+ * place, which opening would fail on or, for a FIFO, block on — makes it unreadable.
+ */
+async function segmentExists(file: string): Promise<boolean> {
+  let info;
+  try {
+    info = await stat(file);
+  } catch (error) {
+    if (errorCode(error) === 'ENOENT') return false;
+    throw new UnreadableSegmentError(file, error);
+  }
+  if (!info.isFile()) {
+    const kind = info.isDirectory() ? 'a directory' : 'not a regular file';
+    throw new UnreadableSegmentError(
+      file,
+      Object.assign(new Error(`${file} is ${kind}, not a spool segment`), {
+        code: info.isDirectory() ? 'EISDIR' : 'EINVAL',
+      }),
+    );
+  }
+  return true;
+}
+
+/** The segment's lines; a failure to open or read it (not ENOENT) is UnreadableSegmentError. */
+async function* segmentLines(file: string): AsyncGenerator<SpoolLine, void, undefined> {
+  const lines = readLines(file, MAX_LINE_BYTES);
+  try {
+    for (;;) {
+      let next: IteratorResult<SpoolLine, void>;
+      try {
+        next = await lines.next();
+      } catch (error) {
+        if (errorCode(error) === 'ENOENT') throw error;
+        throw new UnreadableSegmentError(file, error);
+      }
+      if (next.done) return;
+      yield next.value;
+    }
+  } finally {
+    // The consumer stopped early (a commit failed): close the file all the same.
+    await lines.return(undefined).catch(() => undefined);
+  }
+}
+
+/**
+ * A segment's events, counted at start-up; an unreadable one is UnreadableSegmentError. One
+ * gone meanwhile (ENOENT) fails the start as it always did: with the directory locked, only
+ * someone clearing SPOOL_DIR by hand does that.
+ */
+async function countSegmentLines(file: string): Promise<number> {
+  if (!(await segmentExists(file))) throw enoent(file);
+  try {
+    return await countLines(file);
+  } catch (error) {
+    if (errorCode(error) === 'ENOENT') throw error;
+    throw new UnreadableSegmentError(file, error);
+  }
+}
+
+function enoent(file: string): Error {
+  return Object.assign(new Error(`ENOENT: ${file} vanished`), { code: 'ENOENT' });
+}
+
+/** `name` in `dir`, or `name.1`, `name.2`, … when taken: a rename must never replace a file. */
+async function freeName(dir: string, name: string): Promise<string> {
+  for (let suffix = 0; ; suffix++) {
+    const candidate = path.join(dir, suffix === 0 ? name : `${name}.${suffix}`);
+    try {
+      await lstat(candidate);
+    } catch (error) {
+      if (errorCode(error) === 'ENOENT') return candidate;
+      throw error;
+    }
+  }
+}
+
+async function countSetAside(dir: string): Promise<number> {
+  return (await readdir(dir)).filter((name) => SET_ASIDE_NAME.test(name)).length;
+}
+
+function errorCode(error: unknown): string | undefined {
+  const code = (error as { code?: unknown } | null)?.code;
+  return typeof code === 'string' ? code : undefined;
+}
+
+/** An event's dead-letter key: its dedupe key, as the store's. */
+function eventKey(event: StatusEvent): string {
+  return dedupeKey(event).toString('hex');
+}
+
+/**
+ * An unreadable line's dead-letter key: its segment, its offset, and its text's hash (or its
+ * length when too long to hold). The hash because a segment's name comes back once the spool
+ * has drained (numbering starts again at 1): a different damaged line at the same place of a
+ * later segment must still be kept.
+ */
+function unreadableLineKey(segment: string, line: SpoolLine): string {
+  const content =
+    line.text === undefined
+      ? `${line.bytes}`
+      : createHash('sha256').update(line.text).digest('hex');
+  return `line:${segment}:${line.offset}:${content}`;
+}
+
+/** The key of a dead-letter record (deadLetteredKeys), if it is an event or a located line. */
+function deadLetterKey(text: string): string | undefined {
+  const event = deadLetterEvent(text);
+  if (event) return eventKey(event);
+  let record: { segment?: unknown; offset?: unknown; line?: unknown; bytes?: unknown };
+  try {
+    record = JSON.parse(text) as typeof record;
+  } catch {
+    return undefined;
+  }
+  if (typeof record.segment !== 'string' || typeof record.offset !== 'number') return undefined;
+  if (typeof record.line === 'string') {
+    return unreadableLineKey(record.segment, {
+      offset: record.offset,
+      bytes: Buffer.byteLength(record.line),
+      text: record.line,
+    });
+  }
+  if (typeof record.bytes !== 'number') return undefined;
+  return unreadableLineKey(record.segment, {
+    offset: record.offset,
+    bytes: record.bytes,
+    text: undefined,
+  });
 }
 
 async function exists(file: string): Promise<boolean> {

@@ -31,6 +31,18 @@ import path from 'node:path';
  * command, `kubectl exec`) can ask it who it is or to do something on its behalf (see
  * `askHolder`), since the holder is the only process allowed to touch the directory.
  *
+ * A full disk (ENOSPC, EDQUOT) must not keep a process from taking the directory: a spool
+ * that fills its volume during an outage is drained — and the space freed — only by the
+ * process that opens it, so a refusal there would crash-loop the pod with every acknowledged
+ * callback stuck on the volume. The record's content is the only thing that needs free blocks:
+ * its temporary file is then linked in empty (an inode and a directory entry, which a full disk
+ * still gives), so link(2) still decides who holds which generation, and the holder is known
+ * by its socket alone: it answers `lock-holder` with its record from memory. A newcomer that
+ * finds a blank record asks the directory's live sockets which one holds that generation
+ * (judgeBlank); with no answer at all it judges the record by its heartbeat, as one from another
+ * machine. (A small reserve file freed on ENOSPC would also work, until the one time the
+ * reserve was not there.)
+ *
  * A Unix socket is local to one kernel. A holder on another machine (a volume shared over
  * the network, or a record left before a reboot) cannot be probed; then its record's
  * heartbeat decides: refreshed within `foreignStaleMs`, it is taken as alive. A newcomer
@@ -90,6 +102,11 @@ export interface AcquireOptions {
 
 // sun_path holds 108 bytes with its terminating NUL.
 const MAX_SOCKET_PATH = 107;
+// The request every socket of a lock answers: its holder's record, or null while it takes the
+// lock (judgeBlank). Not a name `handle` is given.
+const HOLDER_REQUEST = 'lock-holder';
+// How long a socket that connects has to say whom it holds for (as `connects` waits).
+const HOLDER_ANSWER_MS = 5_000;
 
 /** The file names of one lock. */
 interface LockFiles {
@@ -128,6 +145,10 @@ export async function acquireInstanceLock(options: AcquireOptions): Promise<Inst
   const nonce = randomBytes(8).toString('hex');
   const socketName = files.socketName(nonce);
   const handlers = new Map<string, LockRequestHandler>();
+  // The record this process is creating or holds, answered from memory (a blank record's
+  // holder is known by its socket alone).
+  let candidate: LockHolder | null = null;
+  handlers.set(HOLDER_REQUEST, async () => candidate);
   const server = await listenOn(dir, socketName, handlers);
 
   try {
@@ -138,10 +159,10 @@ export async function acquireInstanceLock(options: AcquireOptions): Promise<Inst
       const records = await listRecords(dir, files);
       const top = records.at(-1);
       if (top !== undefined) {
-        const holder = await readRecord(dir, files, top);
+        const judged = await judgeRecord(dir, files, top, foreignStaleMs, socketName);
         // A record that vanished between listing and reading was replaced: look again.
-        if (holder === undefined) continue;
-        const state = await holderState(dir, files, holder, foreignStaleMs);
+        if (judged === undefined) continue;
+        const { holder, state } = judged;
         if (state === 'foreign' && Date.now() < waitUntil) {
           await new Promise((resolve) => setTimeout(resolve, Math.min(1_000, foreignStaleMs / 4)));
           attempt--; // waiting is not a contest lost
@@ -159,12 +180,17 @@ export async function acquireInstanceLock(options: AcquireOptions): Promise<Inst
         socket: socketName,
         ...(options.details && { details: options.details }),
       };
+      candidate = holder;
       // Another process created this generation first: judge it like any holder.
-      if (!(await createRecord(dir, files, holder, nonce))) continue;
+      if (!(await createRecord(dir, files, holder, nonce))) {
+        candidate = null;
+        continue;
+      }
       const after = await listRecords(dir, files);
       if (after.some((generation) => generation > holder.generation)) {
         // Someone judged an older record and moved past ours: they decide, we look again.
         await unlink(path.join(dir, files.recordName(holder.generation))).catch(() => undefined);
+        candidate = null;
         continue;
       }
       await removeStale(dir, files, after, holder);
@@ -187,9 +213,8 @@ export async function findHolder(
   const files = lockFiles(name);
   const top = (await listRecords(resolved, files).catch(() => [])).at(-1);
   if (top === undefined) return undefined;
-  const holder = await readRecord(resolved, files, top);
-  const state = holder && (await holderState(resolved, files, holder, foreignStaleMs));
-  return state === 'alive' || state === 'foreign' ? holder : undefined;
+  const judged = await judgeRecord(resolved, files, top, foreignStaleMs);
+  return judged?.state === 'alive' || judged?.state === 'foreign' ? judged.holder : undefined;
 }
 
 /**
@@ -203,9 +228,22 @@ export async function askHolder(
 ): Promise<unknown> {
   const holder = await findHolder(dir, name);
   if (!holder) throw new Error(`nothing holds ${path.resolve(dir)}`);
-  const address = (use: (address: string) => Promise<string>) =>
-    withSocketAddress(path.resolve(dir), holder.socket, use);
-  const answer = await address(
+  const parsed = await request(path.resolve(dir), holder.socket, op, timeoutMs);
+  if (!parsed.ok) throw new Error(parsed.error ?? 'the holder refused the request');
+  return parsed.result;
+}
+
+interface Answer {
+  ok: boolean;
+  result?: unknown;
+  error?: string;
+}
+
+/** Sends `op` to the socket `name` in `dir`; rejects when nothing answers there. */
+async function request(dir: string, name: string, op: string, timeoutMs: number): Promise<Answer> {
+  const answer = await withSocketAddress(
+    dir,
+    name,
     (socketPath) =>
       new Promise<string>((resolve, reject) => {
         const socket = net.connect(socketPath);
@@ -220,9 +258,7 @@ export async function askHolder(
         socket.on('error', reject);
       }),
   );
-  const parsed = JSON.parse(answer) as { ok: boolean; result?: unknown; error?: string };
-  if (!parsed.ok) throw new Error(parsed.error ?? 'the holder refused the request');
-  return parsed.result;
+  return JSON.parse(answer) as Answer;
 }
 
 /** "sw-status pid 42 (npm start; port 8080) on host web-1 since 2026-…". */
@@ -241,13 +277,17 @@ async function listRecords(dir: string, files: LockFiles): Promise<number[]> {
     .sort((a, b) => a - b);
 }
 
+/** A record linked in with nothing in it: created on a full disk (createRecord). */
+const BLANK = 'blank';
+
 async function readRecord(
   dir: string,
   files: LockFiles,
   generation: number,
-): Promise<LockHolder | undefined> {
+): Promise<LockHolder | typeof BLANK | undefined> {
   try {
     const text = await readFile(path.join(dir, files.recordName(generation)), 'utf8');
+    if (text === '') return BLANK;
     return JSON.parse(text) as LockHolder;
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
@@ -266,7 +306,70 @@ const UNREADABLE: LockHolder = {
   socket: '',
 };
 
-/** Writes the record to a temporary file, then links it in: false if the name was taken. */
+type HolderState = 'alive' | 'dead' | 'foreign';
+
+/** Who holds generation `generation`, and whether it lives; undefined: no such record. */
+async function judgeRecord(
+  dir: string,
+  files: LockFiles,
+  generation: number,
+  foreignStaleMs: number,
+  ownSocket?: string,
+): Promise<{ holder: LockHolder; state: HolderState } | undefined> {
+  const record = await readRecord(dir, files, generation);
+  if (record === undefined) return undefined;
+  if (record === BLANK) return judgeBlank(dir, files, generation, foreignStaleMs, ownSocket);
+  return { holder: record, state: await holderState(dir, files, record, foreignStaleMs) };
+}
+
+/**
+ * A blank record's holder answers for it on its socket. A socket that connects but cannot say
+ * (too busy, a release without the request) may be it: alive, so as never to take a live
+ * holder's directory. None at all: dead, or on another machine whose socket no one here can
+ * reach — the heartbeat decides, as for any record from elsewhere.
+ */
+async function judgeBlank(
+  dir: string,
+  files: LockFiles,
+  generation: number,
+  foreignStaleMs: number,
+  ownSocket: string | undefined,
+): Promise<{ holder: LockHolder; state: HolderState } | undefined> {
+  const unknown: LockHolder = {
+    ...UNREADABLE,
+    command: 'a holder whose lock record was written on a full disk',
+    generation,
+  };
+  let unsure = false;
+  for (const name of await readdir(dir)) {
+    if (!files.isSocket(name) || name === ownSocket) continue;
+    let answer: Answer;
+    try {
+      answer = await request(dir, name, HOLDER_REQUEST, HOLDER_ANSWER_MS);
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code;
+      // Refused or gone: nobody listens there.
+      if (code !== 'ECONNREFUSED' && code !== 'ENOENT') unsure = true;
+      continue;
+    }
+    const holder = answer.ok ? (answer.result as LockHolder | null) : undefined;
+    if (holder === undefined) unsure = true;
+    else if (holder?.generation === generation) return { holder, state: 'alive' };
+  }
+  if (unsure) return { holder: unknown, state: 'alive' };
+  try {
+    const { mtimeMs } = await stat(path.join(dir, files.recordName(generation)));
+    return { holder: unknown, state: Date.now() - mtimeMs < foreignStaleMs ? 'foreign' : 'dead' };
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    return { holder: unknown, state: 'dead' };
+  }
+}
+
+/**
+ * Writes the record to a temporary file, then links it in: false if the name was taken. On a
+ * full disk the temporary file is linked in empty (see the top of this file).
+ */
 async function createRecord(
   dir: string,
   files: LockFiles,
@@ -274,8 +377,15 @@ async function createRecord(
   nonce: string,
 ): Promise<boolean> {
   const temporary = path.join(dir, files.temporaryName(nonce));
-  await writeFile(temporary, `${JSON.stringify(holder)}\n`, { mode: 0o600 });
   try {
+    try {
+      await writeFile(temporary, `${JSON.stringify(holder)}\n`, { mode: 0o600 });
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code;
+      if (code !== 'ENOSPC' && code !== 'EDQUOT') throw error;
+      // Empty, not torn: part of a record would read as an unreadable one, which is nobody's.
+      await (await open(temporary, 'w', 0o600)).close();
+    }
     await link(temporary, path.join(dir, files.recordName(holder.generation)));
     return true;
   } catch (error) {
@@ -295,7 +405,7 @@ async function holderState(
   files: LockFiles,
   holder: LockHolder,
   foreignStaleMs: number,
-): Promise<'alive' | 'dead' | 'foreign'> {
+): Promise<HolderState> {
   if (!holder.socket) return 'dead';
   const sameBoot = holder.bootId !== null && holder.bootId === bootId();
   if (sameBoot || (holder.bootId === null && holder.hostname === os.hostname())) {
@@ -341,7 +451,8 @@ async function removeStale(
   for (const generation of generations) {
     if (generation >= holder.generation) continue;
     const old = await readRecord(dir, files, generation);
-    if (old?.socket && files.isSocket(old.socket)) {
+    // A blank record names no socket: the sweep below removes its holder's dead one.
+    if (old !== BLANK && old?.socket && files.isSocket(old.socket)) {
       await unlink(path.join(dir, old.socket)).catch(() => undefined);
     }
     await unlink(path.join(dir, files.recordName(generation))).catch(() => undefined);
