@@ -30,7 +30,13 @@ export function mayRepeatLookup(previous: MessageState, event: StatusEvent): boo
   );
 }
 
-/** The keys of `suspects` that say what a lookup of their message already recorded. */
+/**
+ * The keys of `suspects` that repeat what the app was told last about their message: the
+ * message's newest relayable event before this transaction's own is a lookup's, saying the same.
+ * When another outcome was relayed after the lookup (a late `undelivered`), the repeat is what
+ * brings the app back to the message's status, and it is relayed. `suspects` holds no event a
+ * new one of the same batch came before (the caller's fold).
+ */
 export async function repeatsOfLookups(
   trx: Db,
   suspects: ReadonlyArray<{ event: StatusEvent; key: string }>,
@@ -38,17 +44,27 @@ export async function repeatsOfLookups(
   const repeats = new Set<string>();
   if (suspects.length === 0) return repeats;
   const ids = [...new Set(suspects.map(({ event }) => event.messageId))];
-  const { rows } = await sql<{ message_id: string; raw_status: string; error_code: string | null }>`
-    SELECT message_id, raw_status, error_code FROM status_events
-    WHERE message_id = ANY(${ids}::text[]) AND source = 'reconcile'`.execute(trx);
+  // The events this transaction inserted carry its own id (tx): not yet told to anyone.
+  const { rows } = await sql<{
+    message_id: string;
+    source: string;
+    raw_status: string;
+    error_code: string | null;
+  }>`
+    SELECT DISTINCT ON (message_id) message_id, source, raw_status, error_code
+    FROM status_events
+    WHERE message_id = ANY(${ids}::text[]) AND source <> 'proxy' AND tx <> pg_current_xact_id()
+    ORDER BY message_id, seq DESC`.execute(trx);
+  const lastTold = new Map(rows.map((row) => [row.message_id, row]));
   for (const { event, key } of suspects) {
-    const told = rows.some(
-      (row) =>
-        row.message_id === event.messageId &&
-        normalizedRaw(row.raw_status) === normalizedRaw(event.rawStatus) &&
-        (row.error_code ?? '') === (event.errorCode ?? ''),
-    );
-    if (told) repeats.add(key);
+    const last = lastTold.get(event.messageId);
+    if (
+      last?.source === 'reconcile' &&
+      normalizedRaw(last.raw_status) === normalizedRaw(event.rawStatus) &&
+      (last.error_code ?? '') === (event.errorCode ?? '')
+    ) {
+      repeats.add(key);
+    }
   }
   return repeats;
 }

@@ -229,8 +229,11 @@ async function record(
   for (const [id, events] of newEvents) {
     const stored = created.has(id) ? initial.get(id) : existing.get(id);
     if (!stored) throw foldedOutOfOrder(id);
+    // Whether a new event of this batch comes before (it is told to the app first).
+    let toldInBatch = false;
     const next = events.reduce((previous, candidate) => {
-      if (mayRepeatLookup(previous, candidate.event)) mayRepeat.push(candidate);
+      if (!toldInBatch && mayRepeatLookup(previous, candidate.event)) mayRepeat.push(candidate);
+      if (candidate.event.source !== 'proxy') toldInBatch = true;
       const after = applyEvent(previous, candidate.event);
       const transition = transitionBetween(previous, after);
       if (transition) transitions.push(transition);
