@@ -8,6 +8,7 @@ import {
   lstatSync,
   mkdirSync,
   mkdtempSync,
+  readdirSync,
   readFileSync,
   readlinkSync,
   realpathSync,
@@ -111,13 +112,15 @@ async function startLocked(
     logger.debug({ postgres: text }, 'embedded postgres');
   };
   if (!existsSync(path.join(dataDir, 'PG_VERSION'))) {
+    refuseIncompleteCluster(dataDir);
     await initialise(EmbeddedPostgresClass, dataDir, onLog, logger);
   }
   refuseOtherMajor(dataDir);
   const server = await startServer(dataDir, port, options.settings ?? {}, onLog).catch(
     (error: unknown) => {
       throw new StartupError(
-        `the embedded PostgreSQL in ${dataDir} did not start (${error instanceof Error ? error.message : String(error)}): ${log.join(' | ') || 'no output'}`,
+        // One line: the server's log lines hold line breaks of their own.
+        `the embedded PostgreSQL in ${dataDir} did not start (${error instanceof Error ? error.message : String(error)}): ${log.join(' | ').replace(/\s*\n\s*/g, ' ') || 'no output'}`,
       );
     },
   );
@@ -322,7 +325,19 @@ async function stopOrphanedServer(dataDir: string, logger: Logger): Promise<void
   } catch {
     return;
   }
-  if (!Number.isInteger(pid) || pid <= 0 || !isPostgresOf(pid, dataDir)) return;
+  if (!Number.isInteger(pid) || pid <= 0) return;
+  if (isOtherProgram(pid)) {
+    // The server died without removing it (a power loss, a killed container), and its pid went
+    // to another program since: PostgreSQL would take that for a server still running here and
+    // refuse to start, for good. We hold the directory's lock and no postgres has that pid.
+    logger.warn(
+      { pid, dataDir },
+      'removing the postmaster.pid a crashed embedded PostgreSQL left (its pid is another program now)',
+    );
+    rmSync(path.join(dataDir, 'postmaster.pid'), { force: true });
+    return;
+  }
+  if (!isPostgresOf(pid, dataDir)) return;
   logger.warn(
     { pid, dataDir },
     'stopping the embedded PostgreSQL a crashed sw-status left running',
@@ -349,6 +364,39 @@ function isRunning(pid: number): boolean {
 }
 
 /** Whether `pid` is a postgres server on `dataDir` (on Linux checked; elsewhere: alive). */
+/**
+ * Whether `pid` runs and is plainly not a PostgreSQL server (its program is not `postgres`).
+ * False when that cannot be told (no /proc): the file is then left to PostgreSQL to judge.
+ */
+function isOtherProgram(pid: number): boolean {
+  if (!isRunning(pid)) return false;
+  try {
+    const program = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0')[0] ?? '';
+    return program !== '' && path.basename(program) !== 'postgres';
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * A data directory with files but no PG_VERSION is a cluster half deleted (an `rm -rf .data`
+ * cut short, or racing the server): initdb would build a new one for nothing, then fail to put
+ * it there. Said in one line, with what to do; its files are the user's to look at.
+ */
+function refuseIncompleteCluster(dataDir: string): void {
+  let entries: string[];
+  try {
+    entries = readdirSync(dataDir);
+  } catch {
+    return;
+  }
+  if (entries.length === 0) return;
+  throw new StartupError(
+    `${dataDir} holds no complete PostgreSQL cluster (no PG_VERSION, ${entries.length} other entries): ` +
+      'move it away or delete it, then start again (a new cluster is made; the old one’s data is not in it)',
+  );
+}
+
 function isPostgresOf(pid: number, dataDir: string): boolean {
   if (!isRunning(pid)) return false;
   try {

@@ -1,4 +1,15 @@
-import { chmodSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import {
+  chmodSync,
+  chownSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
 import { signJsonBody } from '../../src/signalwire/signing';
@@ -145,6 +156,59 @@ test('When the data directory was made by another PostgreSQL major, then the sta
   expect(said.split('\n')).toHaveLength(1);
   expect(said).toContain(`${dataDir} was created by PostgreSQL 16`);
   expect(said).toMatch(/runs PostgreSQL \d+/);
+});
+
+test('When a crash left postmaster.pid and its pid is another program’s now, then the start removes it and serves', async () => {
+  const cwd = checkout();
+  const dataDir = path.join(cwd, '.data', 'postgres');
+  const first = await npmStart(cwd);
+  await first.service.waitForLog('sw-status listening', 40_000);
+  const pidFile = readFileSync(path.join(dataDir, 'postmaster.pid'), 'utf8');
+  process.kill(first.service.child.pid!, 'SIGTERM');
+  expect((await first.service.exited).code).toBe(0);
+
+  // After a power loss the server never removed its postmaster.pid, and after the reboot its
+  // pid went to another program of the same user (here a sleep, run as the data's owner).
+  const owner = statSync(dataDir);
+  const other = spawn('sleep', ['600'], { stdio: 'ignore', uid: owner.uid, gid: owner.gid });
+  try {
+    const lines = pidFile.split('\n');
+    lines[0] = String(other.pid);
+    const pidPath = path.join(dataDir, 'postmaster.pid');
+    writeFileSync(pidPath, lines.join('\n'), { mode: 0o600 });
+    chownSync(pidPath, owner.uid, owner.gid);
+
+    const second = await npmStart(cwd);
+    await Promise.race([
+      second.service.waitForLog('sw-status listening', 40_000),
+      second.service.exited.then(() => {
+        throw new Error(`the second start exited\n${second.service.stderr()}`);
+      }),
+    ]);
+    expect(second.service.stdout()).toContain('removing the postmaster.pid a crashed');
+    process.kill(second.service.child.pid!, 'SIGTERM');
+    expect((await second.service.exited).code).toBe(0);
+  } finally {
+    other.kill('SIGKILL');
+  }
+});
+
+test('When a deletion of the data directory was cut short (PG_VERSION gone, other files left), then the start exits 1 with one line naming it and what to do', async () => {
+  const cwd = checkout();
+  const dataDir = path.join(cwd, '.data', 'postgres');
+  const first = await npmStart(cwd);
+  await first.service.waitForLog('sw-status listening', 40_000);
+  process.kill(first.service.child.pid!, 'SIGTERM');
+  expect((await first.service.exited).code).toBe(0);
+  rmSync(path.join(dataDir, 'PG_VERSION'));
+  rmSync(path.join(dataDir, 'base'), { recursive: true, force: true });
+
+  const { service } = await npmStart(cwd);
+  expect((await service.exited).code).toBe(1);
+  const said = service.stderr().trim();
+  expect(said.split('\n')).toHaveLength(1);
+  expect(said).toContain(`${dataDir} holds no complete PostgreSQL cluster`);
+  expect(said).toMatch(/move it away or delete it/);
 });
 
 /** The PIDs of initdb processes creating a data directory below `dir`. */
