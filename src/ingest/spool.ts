@@ -791,9 +791,25 @@ class UnreadableSegmentError extends Error {
 }
 
 /**
+ * The errors that say a segment itself is damaged — a bad block (EIO), a directory or another
+ * non-file in its place — and will be as damaged on the next pass. Anything else (EMFILE and
+ * ENFILE when a callback flood has every file handle open, EAGAIN, ENOMEM, EACCES, …) may pass:
+ * it fails the pass, which the next probe tries again, and never sets acknowledged callbacks
+ * aside.
+ */
+const SEGMENT_DAMAGE = new Set(['EIO', 'EISDIR', 'EINVAL', 'ENXIO']);
+
+/** `error` as UnreadableSegmentError when it says the segment is damaged; otherwise as it is. */
+function segmentFailure(file: string, error: unknown): unknown {
+  return SEGMENT_DAMAGE.has(errorCode(error) ?? '')
+    ? new UnreadableSegmentError(file, error)
+    : error;
+}
+
+/**
  * Whether the segment is still there. Gone (ENOENT) is answered, as before (replaySegment);
- * anything else wrong with it — stat failing (EIO), a directory or another non-file in its
- * place, which opening would fail on or, for a FIFO, block on — makes it unreadable.
+ * damage — stat failing with EIO, a directory or another non-file in its place, which opening
+ * would fail on or, for a FIFO, block on — makes it unreadable.
  */
 async function segmentExists(file: string): Promise<boolean> {
   let info;
@@ -801,7 +817,7 @@ async function segmentExists(file: string): Promise<boolean> {
     info = await stat(file);
   } catch (error) {
     if (errorCode(error) === 'ENOENT') return false;
-    throw new UnreadableSegmentError(file, error);
+    throw segmentFailure(file, error);
   }
   if (!info.isFile()) {
     const kind = info.isDirectory() ? 'a directory' : 'not a regular file';
@@ -815,7 +831,7 @@ async function segmentExists(file: string): Promise<boolean> {
   return true;
 }
 
-/** The segment's lines; a failure to open or read it (not ENOENT) is UnreadableSegmentError. */
+/** The segment's lines; damage found opening or reading it is UnreadableSegmentError. */
 async function* segmentLines(file: string): AsyncGenerator<SpoolLine, void, undefined> {
   const lines = readLines(file, MAX_LINE_BYTES);
   try {
@@ -824,8 +840,7 @@ async function* segmentLines(file: string): AsyncGenerator<SpoolLine, void, unde
       try {
         next = await lines.next();
       } catch (error) {
-        if (errorCode(error) === 'ENOENT') throw error;
-        throw new UnreadableSegmentError(file, error);
+        throw segmentFailure(file, error);
       }
       if (next.done) return;
       yield next.value;
@@ -837,7 +852,7 @@ async function* segmentLines(file: string): AsyncGenerator<SpoolLine, void, unde
 }
 
 /**
- * A segment's events, counted at start-up; an unreadable one is UnreadableSegmentError. One
+ * A segment's events, counted at start-up; a damaged one is UnreadableSegmentError. One
  * gone meanwhile (ENOENT) fails the start as it always did: with the directory locked, only
  * someone clearing SPOOL_DIR by hand does that.
  */
@@ -846,8 +861,7 @@ async function countSegmentLines(file: string): Promise<number> {
   try {
     return await countLines(file);
   } catch (error) {
-    if (errorCode(error) === 'ENOENT') throw error;
-    throw new UnreadableSegmentError(file, error);
+    throw segmentFailure(file, error);
   }
 }
 

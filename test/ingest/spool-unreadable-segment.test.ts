@@ -5,20 +5,12 @@ import os from 'node:os';
 import path from 'node:path';
 import request from 'supertest';
 import { normalizeCxmlCallback } from '../../src/callbacks/normalize';
-import { createDb } from '../../src/db/database';
-import type { DatabaseHandle } from '../../src/db/database';
-import { createGroupCommitRecorder } from '../../src/ingest/group-commit-recorder';
-import type { GroupCommitRecorder } from '../../src/ingest/group-commit-recorder';
 import { openSpool } from '../../src/ingest/spool';
-import type { Spool } from '../../src/ingest/spool';
 import { createLogger } from '../../src/logger';
 import type { StatusEvent } from '../../src/messages/status-event';
 import { cxmlFields, postCxml } from '../helpers/callbacks';
-import { createTestApp } from '../helpers/test-app';
-import type { TestApp } from '../helpers/test-app';
 import { eventually } from '../helpers/eventually';
-import { createTcpSwitch } from './support/tcp-switch';
-import type { TcpSwitch } from './support/tcp-switch';
+import { switchedSpool } from './support/switched-spool';
 
 /**
  * A spool segment the file system will not read: a bad block under it (EIO), or a directory
@@ -60,51 +52,8 @@ function badBlockUnder(file: string): void {
   });
 }
 
-interface Harness {
-  t: TestApp;
-  tcp: TcpSwitch;
-  viaSwitch: DatabaseHandle;
-  spool: Spool;
-  recorder: GroupCommitRecorder;
-  close(): Promise<void>;
-}
-
-/** An app whose recorder spools into `dir` and reaches PostgreSQL through a switch. */
-async function harness(): Promise<Harness> {
-  const h = {} as Harness;
-  h.spool = await openSpool({ dir, logger });
-  h.tcp = await createTcpSwitch();
-  h.t = await createTestApp(
-    {},
-    {
-      recorder: (deps, database) => {
-        h.viaSwitch = createDb(h.tcp.relay(database.url), 4);
-        h.recorder = createGroupCommitRecorder({
-          db: h.viaSwitch.db,
-          logger: deps.logger,
-          spool: h.spool,
-          batchMax: 50,
-          batchWaitMs: 2,
-          queueMax: 1000,
-          maxInFlight: 2,
-          probeIntervalMs: 50,
-          replayChunk: 7,
-        });
-        deps.lifecycle.ingest = h.recorder;
-        return h.recorder;
-      },
-    },
-  );
-  h.close = async () => {
-    await h.t.close();
-    await h.viaSwitch.db.destroy();
-    await h.tcp.close();
-  };
-  return h;
-}
-
 test('When a spooled segment cannot be read (EIO), then it is set aside and counted as a dead letter, and callbacks acknowledged after the database is back reach PostgreSQL', async () => {
-  const h = await harness();
+  const h = await switchedSpool(dir);
   try {
     await h.tcp.cut();
     for (let i = 0; i < 3; i++)
@@ -216,5 +165,68 @@ test('When a directory takes the name of a segment after the spool opened, then 
   expect(replayed.map((e) => e.messageId)).toEqual([events[1]!.messageId]);
   expect(spool.isEmpty()).toBe(true);
   expect(spool.deadLetters()).toBe(1);
+  await spool.close();
+});
+
+// A segment that cannot be opened for a moment is not damaged: EMFILE and ENFILE (every file
+// handle taken, as in a callback flood during an outage) fail the pass, and the next one
+// replays it; setting it aside would strand acknowledged callbacks.
+
+/** The next `times` opens of `file` fail with `code` (then it opens fine). */
+function transientOpenFailure(file: string, code: string, times = 1): void {
+  const open = fsPromises.open.bind(fsPromises);
+  let left = times;
+  jest.spyOn(fsPromises, 'open').mockImplementation(async (...args: Parameters<typeof open>) => {
+    if (left > 0 && path.resolve(String(args[0])) === file) {
+      left--;
+      throw Object.assign(new Error(`${code}: transient, open '${file}'`), { code });
+    }
+    return open(...args);
+  });
+}
+
+test.each(['EMFILE', 'ENFILE'])(
+  'When opening a segment fails once with %s during a replay, then its acknowledged events are still replayed (not set aside)',
+  async (code) => {
+    const spool = await openSpool({ dir, logger });
+    const events = [event(), event(), event()];
+    await spool.append(events);
+    transientOpenFailure(path.join(dir, segmentName(1)), code);
+
+    const replayed: StatusEvent[] = [];
+    const commit = async (chunk: StatusEvent[]): Promise<void> => {
+      replayed.push(...chunk);
+    };
+    // A replay may fail on a transient error; the recorder calls it again until isEmpty().
+    for (let pass = 0; pass < 3 && !spool.isEmpty(); pass++) {
+      await spool.replay(commit, 10).catch(() => undefined);
+    }
+    await spool.replay(commit, 10).catch(() => undefined);
+
+    expect(replayed.map((e) => e.messageId).sort()).toEqual(events.map((e) => e.messageId).sort());
+    expect(await readdir(dir)).not.toContain(`unreadable-${segmentName(1)}`);
+    expect(spool.deadLetters()).toBe(0);
+    await spool.close();
+  },
+);
+
+test('When counting a segment at start-up fails once with EMFILE, then its events are still replayed', async () => {
+  const first = await openSpool({ dir, logger });
+  const events = [event(), event()];
+  await first.append(events);
+  await first.close();
+  transientOpenFailure(path.join(dir, segmentName(1)), 'EMFILE');
+
+  const spool = await openSpool({ dir, logger }).catch(async () => {
+    jest.restoreAllMocks();
+    return openSpool({ dir, logger });
+  });
+  jest.restoreAllMocks();
+  const replayed: StatusEvent[] = [];
+  await spool.replay(async (chunk) => {
+    replayed.push(...chunk);
+  }, 10);
+  expect(replayed).toHaveLength(2);
+  expect(spool.deadLetters()).toBe(0);
   await spool.close();
 });
