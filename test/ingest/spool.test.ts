@@ -3,22 +3,15 @@ import os from 'node:os';
 import path from 'node:path';
 import request from 'supertest';
 import { normalizeCxmlCallback } from '../../src/callbacks/normalize';
-import { createDb } from '../../src/db/database';
-import type { DatabaseHandle } from '../../src/db/database';
-import { createGroupCommitRecorder } from '../../src/ingest/group-commit-recorder';
-import type { GroupCommitRecorder } from '../../src/ingest/group-commit-recorder';
 import { DEAD_LETTER_FILE, openSpool } from '../../src/ingest/spool';
-import type { Spool } from '../../src/ingest/spool';
 import { encodeSpoolLine } from '../../src/ingest/spool-codec';
 import { createLogger } from '../../src/logger';
 import { recordEvents } from '../../src/messages/record-events';
 import type { StatusEvent } from '../../src/messages/status-event';
 import { cxmlFields, postCxml } from '../helpers/callbacks';
-import { createTestApp } from '../helpers/test-app';
-import type { TestApp } from '../helpers/test-app';
 import { eventually } from '../helpers/eventually';
-import { createTcpSwitch } from './support/tcp-switch';
-import type { TcpSwitch } from './support/tcp-switch';
+import { switchedSpool } from './support/switched-spool';
+import type { SwitchedSpool } from './support/switched-spool';
 
 /**
  * The outage spool. The recorder reaches this file's database through a TCP relay the test
@@ -28,54 +21,11 @@ import type { TcpSwitch } from './support/tcp-switch';
 
 const logger = createLogger('silent');
 
-interface Harness {
-  t: TestApp;
-  tcp: TcpSwitch;
-  viaSwitch: DatabaseHandle;
-  spool: Spool;
-  recorder: GroupCommitRecorder;
-  close(): Promise<void>;
-}
-
-async function harness(dir: string, write = recordEvents): Promise<Harness> {
-  const h = {} as Harness;
-  h.spool = await openSpool({ dir, logger });
-  h.tcp = await createTcpSwitch();
-  h.t = await createTestApp(
-    {},
-    {
-      recorder: (deps, database) => {
-        h.viaSwitch = createDb(h.tcp.relay(database.url), 4);
-        h.recorder = createGroupCommitRecorder({
-          db: h.viaSwitch.db,
-          logger: deps.logger,
-          spool: h.spool,
-          batchMax: 50,
-          batchWaitMs: 2,
-          queueMax: 1000,
-          maxInFlight: 2,
-          probeIntervalMs: 50,
-          replayChunk: 7,
-          write,
-        });
-        deps.lifecycle.ingest = h.recorder;
-        return h.recorder;
-      },
-    },
-  );
-  h.close = async () => {
-    await h.t.close();
-    await h.viaSwitch.db.destroy();
-    await h.tcp.close();
-  };
-  return h;
-}
-
-function send(h: Harness, fields: Record<string, string>): Promise<request.Response> {
+function send(h: SwitchedSpool, fields: Record<string, string>): Promise<request.Response> {
   return postCxml(h.t.publicApp, fields).then((res) => res);
 }
 
-async function history(h: Harness, ids: readonly string[]) {
+async function history(h: SwitchedSpool, ids: readonly string[]) {
   return h.t.database.db
     .selectFrom('status_events')
     .select(['seq', 'message_id', 'raw_status', 'source'])
@@ -98,7 +48,7 @@ beforeEach(async () => {
 afterEach(() => rm(dir, { recursive: true, force: true }));
 
 test('When the database is unreachable, then callbacks are acknowledged from the spool and replayed exactly once when it returns', async () => {
-  const h = await harness(dir);
+  const h = await switchedSpool(dir);
   try {
     const before = cxmlFields({ MessageStatus: 'sent' });
     expect((await send(h, before)).status).toBe(200);
@@ -159,7 +109,7 @@ test('When a spool file is left by a crashed process, then the next process repl
   // A write torn by the crash: never acknowledged, so never replayed.
   await appendFile(path.join(dir, segment!), '{"v":1,"event":{"messageId":"torn');
 
-  const h = await harness(dir);
+  const h = await switchedSpool(dir);
   try {
     await recordEvents(h.t.database.db, events.slice(0, 2));
     expect(h.spool.depth()).toBe(5);
@@ -182,7 +132,7 @@ test('When a spool file is left by a crashed process, then the next process repl
 });
 
 test('When callbacks keep arriving during the replay, then they wait behind the spool and everything is stored once', async () => {
-  const h = await harness(dir);
+  const h = await switchedSpool(dir);
   try {
     await h.tcp.cut();
     const early = Array.from({ length: 40 }, () => cxmlFields());
@@ -211,7 +161,7 @@ test('When callbacks keep arriving during the replay, then they wait behind the 
 });
 
 test('When neither the database nor the spool can keep a callback, then it is refused with 503 and Retry-After and readiness fails', async () => {
-  const h = await harness(dir);
+  const h = await switchedSpool(dir);
   try {
     await h.tcp.cut();
     // The disk goes away under the spool.
@@ -242,7 +192,7 @@ test('When the database refuses a replayed event for good, then it is dead-lette
   await previous.append(events);
   await previous.close();
 
-  const h = await harness(dir, async (db, batch, options) => {
+  const h = await switchedSpool(dir, async (db, batch, options) => {
     if (batch.some((e) => e.messageId === poisoned)) {
       throw Object.assign(new Error('unsupported Unicode escape sequence'), { code: '22P05' });
     }

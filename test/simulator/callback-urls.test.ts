@@ -1,4 +1,3 @@
-import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import express from 'express';
 import { RestClient } from '@signalwire/compatibility-api';
@@ -6,24 +5,10 @@ import { SIMULATOR_SIGNING_KEY } from '../../src/config';
 import { basicAuthHeader } from '../../src/signalwire/basic-auth';
 import { startSimulator } from '../../src/simulator/simulator';
 import type { RunningSimulator } from '../../src/simulator/simulator';
+import { closeServer, listen } from './support';
 
 const PROJECT = 'b2c3d4e5-f6a7-4901-bcde-f12345678901';
 const AUTH = basicAuthHeader(PROJECT, 'PTreviewtoken');
-
-function listen(app: express.Express): Promise<Server> {
-  return new Promise((resolve, reject) => {
-    const server = app.listen(0, '127.0.0.1', (err?: Error) =>
-      err ? reject(err) : resolve(server),
-    );
-  });
-}
-
-function closeServer(server: Server): Promise<void> {
-  return new Promise((resolve, reject) => {
-    server.close((err) => (err ? reject(err) : resolve()));
-    server.closeAllConnections();
-  });
-}
 
 /**
  * Where the simulator delivers a status callback, and what it signs: SignalWire follows up to
@@ -33,6 +18,21 @@ function closeServer(server: Server): Promise<void> {
  */
 
 let sim: RunningSimulator;
+
+/** A send whose callbacks go to `statusCallback` (To ending 0007: queued, then sent). */
+async function sendWithCallback(statusCallback: string): Promise<void> {
+  const res = await fetch(`${sim.url}/api/laml/2010-04-01/Accounts/${PROJECT}/Messages.json`, {
+    method: 'POST',
+    headers: { authorization: AUTH, 'content-type': 'application/x-www-form-urlencoded' },
+    body: new URLSearchParams({
+      To: '+15551230007',
+      From: '+15559876543',
+      Body: 'hi',
+      StatusCallback: statusCallback,
+    }).toString(),
+  });
+  expect(res.status).toBe(201);
+}
 
 afterEach(async () => {
   await sim?.close();
@@ -54,17 +54,7 @@ test('When a status callback URL answers 307 to another URL, then the simulator 
   const { port } = receiver.address() as AddressInfo;
   try {
     sim = await startSimulator({ stepDelayMs: 1, retryBackoffMs: 1, callbackTimeoutMs: 2000 });
-    const res = await fetch(`${sim.url}/api/laml/2010-04-01/Accounts/${PROJECT}/Messages.json`, {
-      method: 'POST',
-      headers: { authorization: AUTH, 'content-type': 'application/x-www-form-urlencoded' },
-      body: new URLSearchParams({
-        To: '+15551230007', // no-receipt: queued → sent
-        From: '+15559876543',
-        Body: 'hi',
-        StatusCallback: `http://127.0.0.1:${port}/old`,
-      }).toString(),
-    });
-    expect(res.status).toBe(201);
+    await sendWithCallback(`http://127.0.0.1:${port}/old`);
     await sim.waitForIdle();
     // SIGNALWIRE.md: "tries a status callback 3 times in all (2 s connect, 5 s read timeouts,
     // up to 3 redirects)".
@@ -90,17 +80,7 @@ test('When a status callback URL keeps redirecting, then each attempt follows th
   const { port } = receiver.address() as AddressInfo;
   try {
     sim = await startSimulator({ stepDelayMs: 1, retryBackoffMs: 1, callbackTimeoutMs: 2000 });
-    const res = await fetch(`${sim.url}/api/laml/2010-04-01/Accounts/${PROJECT}/Messages.json`, {
-      method: 'POST',
-      headers: { authorization: AUTH, 'content-type': 'application/x-www-form-urlencoded' },
-      body: new URLSearchParams({
-        To: '+15551230007',
-        From: '+15559876543',
-        Body: 'hi',
-        StatusCallback: `http://127.0.0.1:${port}/loop`,
-      }).toString(),
-    });
-    expect(res.status).toBe(201);
+    await sendWithCallback(`http://127.0.0.1:${port}/loop`);
     await sim.waitForIdle();
     expect(sim.deliveries.map((d) => [d.status, d.outcome, d.attempts.length])).toEqual([
       ['queued', 'dropped', 3],
@@ -133,17 +113,7 @@ test("When a StatusCallback carries a #rt= timeout fragment, then the callback i
   base = `http://127.0.0.1:${(receiver.address() as AddressInfo).port}`;
   try {
     sim = await startSimulator({ stepDelayMs: 1 });
-    const res = await fetch(`${sim.url}/api/laml/2010-04-01/Accounts/${PROJECT}/Messages.json`, {
-      method: 'POST',
-      headers: { authorization: AUTH, 'content-type': 'application/x-www-form-urlencoded' },
-      body: new URLSearchParams({
-        To: '+15551230007',
-        From: '+15559876543',
-        Body: 'hi',
-        StatusCallback: `${base}/cb?tenant=acme#rt=3000`,
-      }).toString(),
-    });
-    expect(res.status).toBe(201);
+    await sendWithCallback(`${base}/cb?tenant=acme#rt=3000`);
     await sim.waitForIdle();
     expect(seen).toHaveLength(2);
     // The app validates against the URL it was called at.

@@ -1,4 +1,3 @@
-import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { parse as parseQuery } from 'node:querystring';
 import express from 'express';
@@ -8,6 +7,7 @@ import { basicAuthHeader } from '../../src/signalwire/basic-auth';
 import { signJsonBody } from '../../src/signalwire/signing';
 import { startSimulator } from '../../src/simulator/simulator';
 import type { RunningSimulator } from '../../src/simulator/simulator';
+import { closeServer, listen } from './support';
 
 /**
  * The simulator on a real port, driven by the official compatibility SDK and by plain fetch,
@@ -36,21 +36,6 @@ interface Receiver {
   /** Status codes to answer the next requests on a path with, in order (then 200). */
   answers: Map<string, number[]>;
   close(): Promise<void>;
-}
-
-function listen(app: express.Express): Promise<Server> {
-  return new Promise((resolve, reject) => {
-    const server = app.listen(0, '127.0.0.1', (err?: Error) =>
-      err ? reject(err) : resolve(server),
-    );
-  });
-}
-
-function closeServer(server: Server): Promise<void> {
-  return new Promise((resolve, reject) => {
-    server.close((err) => (err ? reject(err) : resolve()));
-    server.closeIdleConnections();
-  });
 }
 
 async function startReceiver(): Promise<Receiver> {
