@@ -1,12 +1,12 @@
 import { SIMULATOR_SIGNING_KEY } from '../../src/config';
 import { createMessageLookup } from '../../src/reconcile/lookup-client';
-import { createReconcileWorker } from '../../src/reconcile/reconcile-worker';
 import type { ReconcileWorker } from '../../src/reconcile/reconcile-worker';
 import { createRelay } from '../../src/relay/relay';
 import type { RelayWorker } from '../../src/relay/relay-worker';
 import { E2E_PROJECT, E2E_TOKEN, deliverComposedEarlier, startStack } from '../e2e/stack';
 import type { Stack } from '../e2e/stack';
 import { eventually, startCustomerApp } from '../relay/support';
+import { startTestSweep } from './support';
 import type { CustomerApp } from '../relay/support';
 
 /**
@@ -33,22 +33,18 @@ beforeAll(async () => {
   const { logger } = stack.app.deps;
   relay = createRelay({ config: stack.app.config, db, logger, tuning: { pollMs: 20 } });
   relay.start();
-  sweep = createReconcileWorker({
+  // Lookups after 400 ms: the simulator's callbacks (20 ms apart) are all in by then.
+  sweep = startTestSweep({
     db,
-    logger,
     lookup: createMessageLookup({
       baseUrl: stack.sim.url,
       credentials: new Map([[E2E_PROJECT, E2E_TOKEN]]),
       timeoutMs: 2_000,
     }),
-    schedule: [400, 800],
-    rate: 100,
     projects: [E2E_PROJECT],
-    storeBody: false,
+    schedule: [400, 800],
     recordOptions: { onRelaysEnqueued: relay.wake },
-    pollMs: 50,
   });
-  sweep.start();
 });
 
 afterAll(async () => {
