@@ -88,8 +88,8 @@ function judge(error: unknown): Omit<DatabaseFailure, 'code'> {
   };
 }
 
-/** A SQLSTATE or Node's errno (ECONNREFUSED, ETIMEDOUT…), if the error has one. */
-function errorCode(error: unknown): string | undefined {
+/** A SQLSTATE or Node's errno (ECONNREFUSED, ETIMEDOUT, EIO…), if the error has one. */
+export function errorCode(error: unknown): string | undefined {
   const code = (error as { code?: unknown } | null)?.code;
   return typeof code === 'string' && code !== '' ? code : undefined;
 }

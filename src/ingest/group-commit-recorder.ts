@@ -9,7 +9,7 @@ import { recordEvents } from '../messages/record-events';
 import type { RecordOptions, RecordOutcome } from '../messages/record-events';
 import type { StatusEvent } from '../messages/status-event';
 import { isDatabaseUnavailable } from '../db/database-unavailable';
-import { describeDatabaseFailure, reportedSqlState } from '../db/failure-reason';
+import { describeDatabaseFailure, errorCode, reportedSqlState } from '../db/failure-reason';
 import { classifyWriteFailure } from '../db/write-failure';
 import { timedOut, withTimeout } from '../db/with-timeout';
 import { approximateEventBytes } from './event-size';
@@ -509,8 +509,8 @@ export function createGroupCommitRecorder(options: GroupCommitOptions): GroupCom
           // The spool's own disk (a dead letter refused by a full disk, a segment that cannot
           // be removed), not the database: said so, once per cause; new callbacks keep joining
           // the spool behind the replayed ones and the next probe tries the replay again.
-          const code = (error as { code?: unknown }).code;
-          const cause = typeof code === 'string' ? code : 'error';
+          const code = errorCode(error);
+          const cause = code ?? 'error';
           if (cause !== replayDiskFailure) {
             logger.error(
               { err: error, dir: spool.dir, code },

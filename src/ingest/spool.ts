@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { lstat, mkdir, open, readdir, rename, stat, unlink } from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
 import path from 'node:path';
+import { errorCode } from '../db/failure-reason';
 import type { Logger } from '../logger';
 import { dedupeKey } from '../messages/status-event';
 import type { StatusEvent } from '../messages/status-event';
@@ -884,11 +885,6 @@ async function freeName(dir: string, name: string): Promise<string> {
 
 async function countSetAside(dir: string): Promise<number> {
   return (await readdir(dir)).filter((name) => SET_ASIDE_NAME.test(name)).length;
-}
-
-function errorCode(error: unknown): string | undefined {
-  const code = (error as { code?: unknown } | null)?.code;
-  return typeof code === 'string' ? code : undefined;
 }
 
 /** An event's dead-letter key: its dedupe key, as the store's. */
