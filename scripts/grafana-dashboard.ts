@@ -131,7 +131,8 @@ export const ROWS: RowSpec[] = [
         unit: 'short',
         targets: [
           { expr: `sum(sw_status_ready{${NS}})`, legend: 'ready pods' },
-          { expr: `sum(sw_status_database_up{${NS}})`, legend: 'pods reaching the database' },
+          // `>= 0` leaves out a pod not yet probed (NaN), which would make the sum NaN.
+          { expr: `sum(sw_status_database_up{${NS}} >= 0)`, legend: 'pods reaching the database' },
           {
             expr: `sum(increase(sw_status_readiness_changes_total{${NS}}[${RATE}]))`,
             legend: 'readiness changes',
