@@ -439,6 +439,10 @@ rendered('Kubernetes manifests: the StatefulSet', () => {
     const governing = one<IService>(builds!.default, 'Service', 'sw-status-pods');
     expect(governing.spec?.clusterIP).toBe('None');
     expect(matches(governing.spec?.selector)).toBe(true);
+    // Its per-pod names resolve while a pod is unready — exactly when an operator looks at
+    // one pod's /readyz (a missing migration, a wrong DATABASE_URL, a stalled rollout);
+    // without it CoreDNS answers NXDOMAIN for an unready pod's name.
+    expect(governing.spec?.publishNotReadyAddresses).toBe(true);
   });
 
   test('When pods are placed, then spread honours node taints and disk is requested', () => {
