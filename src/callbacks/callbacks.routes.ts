@@ -358,7 +358,10 @@ async function handle(deps: CallbackDeps, api: Api, req: Request, res: Response)
   if (keyIndex !== undefined) event.verifiedKeyIndex = keyIndex;
   // Relayed as received if the message has a client callback (DESIGN §10; src/relay).
   event.relay = relayPayloadOf(req, config.signingKeys, event.verifiedKeyIndex);
-  if (token) scrubToken(event, String(req.params['token']), req);
+  // Every token path, not only one whose token verified: a token past its TTL, or minted under
+  // a retired secret, came by its signature instead, and is no less the caller's secret.
+  const pathToken = req.params['token'];
+  if (typeof pathToken === 'string') scrubToken(event, pathToken, req);
 
   let outcome: RecordOutcome;
   try {
