@@ -9,6 +9,9 @@ import type { Logger } from '../logger';
 export function requestLog(logger: Logger): RequestHandler {
   return (req, res, next) => {
     const started = process.hrtime.bigint();
+    // Read now: a router mounted on a prefix (the proxy's pass-through, /v1, /docs) strips it
+    // from req.url while it answers, and 'finish' comes from inside it.
+    const path = req.path;
     res.on('finish', () => {
       const level = res.statusCode >= 500 ? 'error' : res.statusCode >= 400 ? 'info' : 'debug';
       if (!logger.isLevelEnabled(level)) return;
@@ -17,7 +20,7 @@ export function requestLog(logger: Logger): RequestHandler {
         {
           request_id: req.id,
           method: req.method,
-          path: loggedPath(req.path),
+          path: loggedPath(path),
           status: res.statusCode,
           ms: Math.round(ms * 10) / 10,
         },
