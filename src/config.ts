@@ -670,6 +670,13 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     if (e.API_TOKENS?.some((token) => !refusedAbove(token) && token.length < 16))
       problems.push('API_TOKENS: each token needs at least 16 characters');
   }
+  // A client sends its token in an Authorization header: `Bearer <token>`, read up to the first
+  // space, as latin1. A token with a space or a character outside visible ASCII in it could
+  // never be presented, and every dashboard would get 401 with nothing naming the cause.
+  if (e.API_TOKENS?.some((token) => !/^[\x21-\x7e]+$/.test(token)))
+    problems.push(
+      'API_TOKENS: a token may hold only visible ASCII characters (no spaces): a client could never present it',
+    );
   for (const secret of e.CALLBACK_TOKEN_SECRET ?? []) {
     // A short secret makes the per-send token guessable offline.
     if (secret.length < 16)
