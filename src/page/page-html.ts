@@ -75,6 +75,7 @@ function pageHtml({ script, stylesheet }: { script: string; stylesheet: string }
     <header class="top">
       <h1>sw-status <span class="subtitle">message delivery</span></h1>
       <p id="live-state" class="live-state" role="status" aria-live="polite">Loading…</p>
+      <p id="updated" class="updated" hidden></p>
       <button id="change-token" type="button" hidden>Change token</button>
     </header>
     <main id="main" tabindex="-1">
@@ -134,7 +135,8 @@ function pageHtml({ script, stylesheet }: { script: string; stylesheet: string }
             <input id="lookup-input" name="id" type="text" autocomplete="off" spellcheck="false" required maxlength="64" />
             <button type="submit">Look up</button>
           </form>
-          <div id="lookup-result" aria-live="polite"></div>
+          <div id="lookup-result"></div>
+          <p id="lookup-announce" class="visually-hidden" aria-live="polite"></p>
         </section>
       </div>
     </main>

@@ -1,4 +1,12 @@
-import { ApiError, createApiClient, isUnauthorized } from '../../src/page/client/api-client';
+import {
+  answeredStatus,
+  ApiError,
+  createApiClient,
+  FEED_DEADLINE_GRACE_MS,
+  isUnauthorized,
+  NoAnswerError,
+  READ_DEADLINE_MS,
+} from '../../src/page/client/api-client';
 import { createServerClock } from '../../src/page/client/server-clock';
 import { windows } from '../../src/page/client/view-model';
 import { createTestApp, TEST_API_TOKEN } from '../helpers/test-app';
@@ -93,4 +101,57 @@ test('When the page has run for many minutes, then an unchanged list is still re
     if (relays.changed) redrawn.push(`minute ${minute}: dead relays`);
   }
   expect(redrawn).toEqual([]);
+});
+
+/** A service that stopped answering without closing the connection: only an abort ends it. */
+const hungFetch = ((_path: string, init?: RequestInit) =>
+  new Promise<Response>((_resolve, reject) => {
+    const signal = init?.signal;
+    signal?.addEventListener('abort', () => reject(signal.reason as Error));
+  })) as typeof fetch;
+
+/** The promise's outcome once settled, else 'pending'. */
+function outcome(promise: Promise<unknown>): () => unknown {
+  let settled: unknown = 'pending';
+  promise.then(
+    (value) => (settled = value),
+    (error: unknown) => (settled = error),
+  );
+  return () => settled;
+}
+
+describe('when the service stops answering', () => {
+  beforeEach(() => jest.useFakeTimers());
+  afterEach(() => jest.useRealTimers());
+
+  test('When a read gets no answer, then it fails after 15 s as no answer (no status: a lost connection)', async () => {
+    const api = createApiClient(TEST_API_TOKEN, hungFetch);
+    const stats = outcome(api.stats({}));
+    const lookup = outcome(api.message('SM1', new AbortController().signal));
+    await jest.advanceTimersByTimeAsync(READ_DEADLINE_MS - 1);
+    expect([stats(), lookup()]).toEqual(['pending', 'pending']);
+    await jest.advanceTimersByTimeAsync(1);
+    expect(stats()).toBeInstanceOf(NoAnswerError);
+    expect(lookup()).toBeInstanceOf(NoAnswerError);
+    expect(answeredStatus(stats())).toBeUndefined();
+  });
+
+  test('When a long-poll gets no answer, then it fails its wait plus 10 s after it was asked', async () => {
+    const api = createApiClient(TEST_API_TOKEN, hungFetch);
+    const page = outcome(api.events('now', 25, new AbortController().signal));
+    await jest.advanceTimersByTimeAsync(25_000 + FEED_DEADLINE_GRACE_MS - 1);
+    expect(page()).toBe('pending');
+    await jest.advanceTimersByTimeAsync(1);
+    expect(page()).toBeInstanceOf(NoAnswerError);
+  });
+
+  test('When the caller cancels a request, then it ends at once, as cancelled, not as no answer', async () => {
+    const api = createApiClient(TEST_API_TOKEN, hungFetch);
+    const abort = new AbortController();
+    const page = outcome(api.events('now', 25, abort.signal));
+    abort.abort();
+    await jest.advanceTimersByTimeAsync(0);
+    expect(page()).toMatchObject({ name: 'AbortError' });
+    expect(page()).not.toBeInstanceOf(NoAnswerError);
+  });
 });

@@ -1,14 +1,18 @@
 import {
   errorRows,
   lookupGaveUpText,
+  lookupNews,
   lookupRetryingText,
   messageFromHash,
   messageHash,
   overviewFigures,
   retryingText,
+  statsNews,
   statusRows,
   throughput,
   timeline,
+  toldAfter,
+  updatedText,
   windows,
 } from '../../src/page/client/view-model';
 import type { HistoryEntry, Message, Stats } from '../../src/page/client/wire';
@@ -158,4 +162,50 @@ test('When the page retries, then it says whether the service answered (503, 429
   expect(lookupGaveUpText('SM1', 429, 4)).toBe(
     'Could not look up SM1: too many requests after 4 tries. Try again later.',
   );
+});
+
+test('When new figures come, then a screen reader is told the summary once, then only a rate that moved a point or more and new stuck messages or conflicts', () => {
+  const first = stats({ total: 1_000, delivery_rate: 0.95, stuck: 1, conflicts: 0 });
+  expect(statsNews(undefined, first)).toBe('1,000 messages, delivery rate 95.0 %.');
+  const told = toldAfter(undefined, first, true);
+  // More messages, the rate within a point: the counts alone are not news.
+  expect(statsNews(told, stats({ total: 1_400, delivery_rate: 0.955, stuck: 1 }))).toBeNull();
+  expect(statsNews(told, stats({ delivery_rate: 0.94, stuck: 1 }))).toBe(
+    'Delivery rate down to 94.0 %.',
+  );
+  expect(statsNews(told, stats({ delivery_rate: 0.95, stuck: 3, conflicts: 1 }))).toBe(
+    '2 new stuck messages; 1 new conflict.',
+  );
+  // Fewer stuck messages is no news, but the new base: one more from there is.
+  const fewer = toldAfter(told, stats({ delivery_rate: 0.95, stuck: 0 }), false);
+  expect(fewer).toEqual({ deliveryRate: 0.95, stuck: 0, conflicts: 0 });
+  expect(statsNews(fewer, stats({ delivery_rate: 0.95, stuck: 1 }))).toBe('1 new stuck message.');
+  // A rate that drifts half a point at a time is said once it has moved a point in all.
+  const drifted = toldAfter(told, stats({ delivery_rate: 0.945, stuck: 1 }), false);
+  expect(statsNews(drifted, stats({ delivery_rate: 0.94, stuck: 1 }))).toBe(
+    'Delivery rate down to 94.0 %.',
+  );
+});
+
+test('When the page shows when it was updated, then it says the service’s time, and “Not updated since” once out of date', () => {
+  const at = Date.parse('2026-01-01T09:04:38.600Z');
+  expect(updatedText(at, false)).toBe('Updated 09:04:38 UTC');
+  expect(updatedText(at, true)).toBe('Not updated since 09:04:38 UTC');
+});
+
+test('When a looked-up message is shown, then a screen reader hears its state once, then only its new events', () => {
+  const message = {
+    id: 'SM1',
+    status: 'sent',
+    history: [entry(1, 'queued', { source: 'proxy' }), entry(2, 'sent')],
+  } as Message;
+  expect(lookupNews(message)).toBe('SM1: sent, 2 events in its history.');
+  const known = new Set([1, 2]);
+  expect(lookupNews(message, known)).toBeNull();
+  const later = {
+    ...message,
+    status: 'delivered',
+    history: [...message.history!, entry(3, 'delivered')],
+  } as Message;
+  expect(lookupNews(later, known)).toBe('SM1: new event, delivered via callback.');
 });

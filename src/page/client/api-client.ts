@@ -13,6 +13,27 @@ export class ApiError extends Error {
   }
 }
 
+/**
+ * The query API did not answer in time: no status, no body. Said like a lost connection
+ * (answeredStatus is undefined), and backed off like one.
+ */
+export class NoAnswerError extends Error {
+  constructor(readonly afterMs: number) {
+    super(`the service did not answer within ${Math.round(afterMs / 1000)} s`);
+  }
+}
+
+/**
+ * How long a panel read or a lookup may take, body included. A service that stops answering
+ * without closing the connection (a pod black-holed behind a kept-alive connection, a hung
+ * proxy) fails no request: without a deadline the page said "Live" over figures that no longer
+ * moved. The query API gives up on a read after 5 s (its statement timeout); 15 s leaves room
+ * for a slow network and the read gate's queue.
+ */
+export const READ_DEADLINE_MS = 15_000;
+/** A long-poll may take its `wait` and this much more before it counts as no answer. */
+export const FEED_DEADLINE_GRACE_MS = 10_000;
+
 /** Events asked for per feed page; a page this full says more are waiting (live.ts). */
 export const FEED_PAGE_LIMIT = 500;
 
@@ -63,7 +84,7 @@ export function createApiClient(
 ): ApiClient {
   const remembered = new Map<string, { etag: string; body: unknown }>();
 
-  async function request(path: string, init: RequestInit = {}): Promise<Response> {
+  async function request(path: string, init: RequestInit): Promise<Response> {
     const headers = new Headers(init.headers);
     headers.set('Authorization', `Bearer ${token}`);
     headers.set('Accept', 'application/json');
@@ -76,9 +97,12 @@ export function createApiClient(
     throw new ApiError(res.status, await errorText(res), retryAfterMs(res));
   }
 
-  async function revalidated<T>(path: string): Promise<Answer<T>> {
+  async function revalidated<T>(path: string, signal: AbortSignal): Promise<Answer<T>> {
     const known = remembered.get(path);
-    const res = await request(path, known ? { headers: { 'If-None-Match': known.etag } } : {});
+    const res = await request(path, {
+      signal,
+      ...(known && { headers: { 'If-None-Match': known.etag } }),
+    });
     if (res.status === 304 && known) {
       // Used again: kept last in line. The lists that rarely change would otherwise be the
       // oldest entries while the moving stats windows add two a minute, and every few minutes
@@ -99,30 +123,69 @@ export function createApiClient(
     return { body, changed: true };
   }
 
+  const read = <T>(path: string): Promise<Answer<T>> =>
+    withDeadline(READ_DEADLINE_MS, undefined, (signal) => revalidated<T>(path, signal));
+
   return {
-    stats: (query) => revalidated(`/v1/stats?${new URLSearchParams(query)}`),
-    messages: (query) => revalidated(`/v1/messages?${new URLSearchParams(query)}`),
-    deadRelays: () => revalidated('/v1/relays?state=dead&limit=20'),
-    async message(id, signal) {
+    stats: (query) => read(`/v1/stats?${new URLSearchParams(query)}`),
+    messages: (query) => read(`/v1/messages?${new URLSearchParams(query)}`),
+    deadRelays: () => read('/v1/relays?state=dead&limit=20'),
+    async message(id, outer) {
       // `.` and `..` are dot segments however they are written (`%2e` too): the URL would ask
       // for the list (/v1/messages/) or /v1/ instead, and the page showed a list as a message.
       if (id === '.' || id === '..') return null;
-      const res = await request(`/v1/messages/${encodeURIComponent(id)}`, signal ? { signal } : {});
-      if (res.status === 404) return null;
-      return (await res.json()) as Message;
+      return withDeadline(READ_DEADLINE_MS, outer, async (signal) => {
+        const res = await request(`/v1/messages/${encodeURIComponent(id)}`, { signal });
+        if (res.status === 404) return null;
+        return (await res.json()) as Message;
+      });
     },
-    async events(after, waitSeconds, signal) {
+    events(after, waitSeconds, outer) {
       const query = new URLSearchParams({
         after,
         wait: String(waitSeconds),
         limit: String(FEED_PAGE_LIMIT),
       });
-      const res = await request(`/v1/events?${query}`, signal ? { signal } : {});
-      if (!res.ok) throw new ApiError(res.status, await errorText(res));
-      return (await res.json()) as FeedPage;
+      const deadline = waitSeconds * 1000 + FEED_DEADLINE_GRACE_MS;
+      return withDeadline(deadline, outer, async (signal) => {
+        const res = await request(`/v1/events?${query}`, { signal });
+        if (!res.ok) throw new ApiError(res.status, await errorText(res));
+        return (await res.json()) as FeedPage;
+      });
     },
     serverNow: clock.now,
   };
+}
+
+/**
+ * Runs `send` with a signal that aborts when `outer` does or after `ms`, whichever comes first;
+ * past the deadline it fails with NoAnswerError. The deadline covers the body too: an answer
+ * whose headers came and whose body never does is no answer either. A timer, not
+ * AbortSignal.timeout and AbortSignal.any: those are newer than the browsers the bundle is
+ * built for (build-page.ts), and a timer runs on the page's clock, which the tests control.
+ */
+async function withDeadline<T>(
+  ms: number,
+  outer: AbortSignal | undefined,
+  send: (signal: AbortSignal) => Promise<T>,
+): Promise<T> {
+  const controller = new AbortController();
+  const cancel = (): void => controller.abort(outer?.reason);
+  if (outer?.aborted) cancel();
+  outer?.addEventListener('abort', cancel);
+  let late = false;
+  const timer = setTimeout(() => {
+    late = true;
+    controller.abort();
+  }, ms);
+  try {
+    return await send(controller.signal);
+  } catch (error) {
+    throw late ? new NoAnswerError(ms) : error;
+  } finally {
+    clearTimeout(timer);
+    outer?.removeEventListener('abort', cancel);
+  }
 }
 
 async function errorText(res: Response): Promise<string> {

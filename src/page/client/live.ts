@@ -7,7 +7,7 @@ import type { FeedEvent } from './wire';
 /** How long a long-poll waits for an event (the API allows up to 30 s). */
 const LONG_POLL_SECONDS = 25;
 /** Panels are revalidated this often even without events (the windows move; relays change). */
-const REFRESH_EVERY_MS = 30_000;
+export const REFRESH_EVERY_MS = 30_000;
 /** Events wake a refresh after this pause, so that a burst of them costs one refresh. */
 const SETTLE_MS = 1_000;
 /**

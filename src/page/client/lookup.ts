@@ -1,9 +1,16 @@
-import { isBusy, isUnauthorized } from './api-client';
+import { isBusy, isUnauthorized, NoAnswerError } from './api-client';
 import type { ApiClient } from './api-client';
-import { byId } from './dom';
+import { byId, el } from './dom';
+import type { Child } from './dom';
 import { renderLookupMessage, renderMessage } from './panels/lookup';
 import { retryDelayMs } from './schedule';
-import { lookupGaveUpText, lookupRetryingText, messageFromHash, messageHash } from './view-model';
+import {
+  lookupGaveUpText,
+  lookupNews,
+  lookupRetryingText,
+  messageFromHash,
+  messageHash,
+} from './view-model';
 import type { Message } from './wire';
 
 /**
@@ -36,13 +43,25 @@ interface Lookup {
  * The lookup form. A lookup the service answers 503 or 429 is asked again after its
  * Retry-After, a few times; a new lookup or an emptied field cancels it. Any other answer
  * (404, 400, 500) is shown as it is: asking again would get the same.
+ *
+ * The result is not a live region: it is drawn anew on every event of the message shown, and
+ * a screen reader read the whole history out again each time. A short line in its own polite
+ * region (#lookup-announce) says what a lookup found, and then only the events that are new.
  */
 export function lookupPanel(api: ApiClient, onUnauthorized: () => void): LookupPanel {
   const form = byId<HTMLFormElement>('lookup-form');
   const input = byId<HTMLInputElement>('lookup-input');
   const result = byId('lookup-result');
-  // The message the panel shows, if any.
+  const announce = byId('lookup-announce');
+  // The message the panel shows, if any, and the events of it the panel shows.
   let shown: string | undefined;
+  let shownEvents: ReadonlySet<number> | undefined;
+  /** A notice in place of a message, said to screen readers too. */
+  const notice = (content: string | Child[]): void => {
+    shown = undefined;
+    renderLookupMessage(result, content);
+    announce.textContent = result.textContent;
+  };
   // The lookup under way: being asked, or waiting to be asked again.
   let current: Lookup | undefined;
 
@@ -81,9 +100,8 @@ export function lookupPanel(api: ApiClient, onUnauthorized: () => void): LookupP
         if (isBusy(error) && tries < LOOKUP_TRIES) {
           const wait = retryDelayMs(tries, error.retryAfterMs);
           if (!quiet) {
-            shown = undefined;
             lookup.waiting = true;
-            renderLookupMessage(result, lookupRetryingText(error.status, wait));
+            notice(lookupRetryingText(error.status, wait));
           }
           timer = setTimeout(() => void ask(tries + 1), wait);
           return;
@@ -91,25 +109,31 @@ export function lookupPanel(api: ApiClient, onUnauthorized: () => void): LookupP
         current = undefined;
         // A reload that failed leaves the message as it was; its next event reloads it again.
         if (quiet) return;
-        shown = undefined;
-        renderLookupMessage(
-          result,
+        notice(
           isBusy(error)
             ? lookupGaveUpText(id, error.status, tries)
             : error instanceof TypeError
               ? 'The lookup failed: connection lost. Try again.'
-              : `The lookup failed: ${(error as Error).message}`,
+              : error instanceof NoAnswerError
+                ? `The lookup failed: ${error.message}. Try again.`
+                : `The lookup failed: ${(error as Error).message}`,
         );
         return;
       }
       if (current !== lookup) return;
       current = undefined;
-      if (message) renderMessage(result, message);
-      else renderLookupMessage(result, `No message with id ${id}.`);
-      shown = message ? id : undefined;
+      if (!message) {
+        // The id as typed or as a link gave it: set apart from the sentence, as text.
+        notice(['No message with id ', el('code', {}, [id]), '.']);
+        return;
+      }
+      renderMessage(result, message);
+      const news = lookupNews(message, quiet && shown === id ? shownEvents : undefined);
+      if (news) announce.textContent = news;
+      shown = id;
+      shownEvents = new Set((message.history ?? []).map((entry) => entry.seq));
       // A link to this view: #message=<id> opens it (after the token, in any tab).
-      if (message && location.hash !== messageHash(id))
-        history.replaceState(null, '', messageHash(id));
+      if (location.hash !== messageHash(id)) history.replaceState(null, '', messageHash(id));
     };
     return ask(1);
   };
@@ -130,7 +154,7 @@ export function lookupPanel(api: ApiClient, onUnauthorized: () => void): LookupP
     if (input.value.trim() !== '' || !current) return;
     const { waiting } = current;
     cancel();
-    if (waiting) renderLookupMessage(result, 'Lookup cancelled.');
+    if (waiting) notice('Lookup cancelled.');
   };
 
   return {

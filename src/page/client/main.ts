@@ -1,6 +1,7 @@
+import { createStatsAnnouncer } from './announcer';
 import { ApiError, answeredStatus, createApiClient, isUnauthorized } from './api-client';
 import { byId } from './dom';
-import { startLive } from './live';
+import { REFRESH_EVERY_MS, startLive } from './live';
 import type { LiveState } from './live';
 import { lookupPanel } from './lookup';
 import { renderErrors, renderStatuses } from './panels/breakdowns';
@@ -9,7 +10,7 @@ import { renderOverview } from './panels/overview';
 import { createThroughputChart } from './panels/throughput';
 import { browserEnvironment } from './browser-environment';
 import { forgetToken, readToken, saveToken } from './token-store';
-import { formatTime, retryingText, windows } from './view-model';
+import { formatTime, retryingText, updatedText, windows } from './view-model';
 import './page.css';
 
 /**
@@ -24,6 +25,14 @@ const STATE_TEXT: Record<LiveState, string> = {
   paused: 'Paused while the tab is hidden',
   offline: 'Offline, waiting for the network',
 };
+
+/**
+ * Figures older than this are marked out of date: a refresh comes at least every
+ * REFRESH_EVERY_MS while the page is live, so one missed refresh is not yet cause for alarm.
+ */
+const STALE_AFTER_MS = 2 * REFRESH_EVERY_MS;
+/** How often the page checks whether its figures have gone out of date. */
+const STALE_CHECK_MS = 5_000;
 
 let live: { stop(): void } | undefined;
 /**
@@ -55,6 +64,7 @@ function askForToken(problem?: string): void {
   signOut();
   byId('dashboard').hidden = true;
   byId('change-token').hidden = true;
+  byId('updated').hidden = true;
   byId('token-panel').hidden = false;
   byId('live-state').textContent = problem ? 'Not signed in' : 'Enter an API token';
   byId('token-error').textContent = problem ?? '';
@@ -78,6 +88,22 @@ async function open(token: string): Promise<void> {
     forgetToken();
     askForToken(REFUSED);
   });
+  const announcer = createStatsAnnouncer((text) => {
+    byId('announce').textContent = text;
+  });
+  // When the last refresh that got every answer ended: the browser's clock, to time staleness
+  // by, and the service's, to show (the page's other times are the service's).
+  let updated: { at: number; serverAt: number } | undefined;
+  const showUpdated = (): void => {
+    if (!updated) return;
+    const stale = Date.now() - updated.at > STALE_AFTER_MS;
+    const shown = byId('updated');
+    const text = updatedText(updated.serverAt, stale);
+    if (shown.textContent !== text) shown.textContent = text;
+    shown.classList.toggle('stale', stale);
+    shown.hidden = false;
+    byId('dashboard').dataset.stale = String(stale);
+  };
 
   const refresh = async (): Promise<void> => {
     // The service's now, not the browser's: a slow laptop clock would end the windows early.
@@ -104,8 +130,10 @@ async function open(token: string): Promise<void> {
     if (answered && now.day.created_until !== asked.day.created_until) {
       [stats, perMinute] = await Promise.allSettled([api.stats(now.day), api.stats(now.hour)]);
     }
+    // Every answer, changed or not: news held back by the once-a-minute limit is said later.
+    if (stats.status === 'fulfilled') announcer.stats(stats.value.body);
     if (stats.status === 'fulfilled' && stats.value.changed) {
-      renderOverview(byId('overview'), byId('announce'), stats.value.body);
+      renderOverview(byId('overview'), stats.value.body);
       renderStatuses(byId<HTMLTableElement>('statuses'), stats.value.body);
       renderErrors(byId<HTMLTableElement>('errors'), stats.value.body);
     }
@@ -126,7 +154,9 @@ async function open(token: string): Promise<void> {
     );
     // A refused token first: it stops the page whichever read said so.
     if (errors.length > 0) throw errors.find(isUnauthorized) ?? errors[0];
-    byId('dashboard').dataset.updated = new Date().toISOString();
+    updated = { at: Date.now(), serverAt: api.serverNow() };
+    byId('dashboard').dataset.updated = new Date(updated.at).toISOString();
+    showUpdated();
   };
 
   let loaded = false;
@@ -178,11 +208,15 @@ async function open(token: string): Promise<void> {
       askForToken(REFUSED);
     },
   });
+  // A page whose requests all hang hears of no failure until their deadlines (api-client.ts);
+  // the time shown turns to "Not updated since" on its own clock.
+  const staleCheck = setInterval(showUpdated, STALE_CHECK_MS);
   // Signed out: neither the feed nor a lookup waiting to be asked again goes on.
   live = {
     stop() {
       following.stop();
       lookup.cancel();
+      clearInterval(staleCheck);
     },
   };
 }

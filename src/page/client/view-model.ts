@@ -55,9 +55,65 @@ export function overviewFigures(stats: Stats): Figure[] {
   ];
 }
 
-/** One line for screen readers when the figures change. */
+/** One line for screen readers: the figures in short (said once, when the page opens). */
 export function announcement(stats: Stats): string {
   return `${formatCount(stats.total)} messages, delivery rate ${formatShare(stats.delivery_rate)}.`;
+}
+
+/** The figures a screen reader was last told about (or, for counts, the lowest seen since). */
+export interface Told {
+  deliveryRate: number | null;
+  stuck: number;
+  conflicts: number;
+}
+
+/** A delivery rate that moved less than a percentage point is not news. */
+const moved = (rate: number, before: number): boolean =>
+  // In tenths of a point, as the page shows it: 95.0 % to 94.0 % is a point, floats aside.
+  Math.round(Math.abs(rate - before) * 1000) >= 10;
+
+/**
+ * What is worth saying to a screen reader about new figures, against what it was told last:
+ * the summary the first time, then only a delivery rate that moved by a percentage point or
+ * more, and new stuck messages or conflicts; null when nothing is. The counts themselves
+ * change with every message on a busy service: said each time, they were read out every few
+ * seconds over whatever the reader was doing.
+ */
+export function statsNews(told: Told | undefined, stats: Stats): string | null {
+  if (!told) return announcement(stats);
+  const news: string[] = [];
+  const rate = stats.delivery_rate;
+  if (rate !== null && (told.deliveryRate === null || moved(rate, told.deliveryRate))) {
+    const way = told.deliveryRate === null ? 'now' : rate > told.deliveryRate ? 'up to' : 'down to';
+    news.push(`Delivery rate ${way} ${formatShare(rate)}`);
+  }
+  const more = (now: number, before: number, one: string, many: string): void => {
+    const added = now - before;
+    if (added > 0) news.push(`${formatCount(added)} new ${added === 1 ? one : many}`);
+  };
+  more(stats.stuck, told.stuck, 'stuck message', 'stuck messages');
+  more(stats.conflicts, told.conflicts, 'conflict', 'conflicts');
+  return news.length > 0 ? `${news.join('; ')}.` : null;
+}
+
+/** What the reader is told after new figures: all of them when said, else only lower counts. */
+export function toldAfter(told: Told | undefined, stats: Stats, said: boolean): Told {
+  if (said || !told) {
+    return { deliveryRate: stats.delivery_rate, stuck: stats.stuck, conflicts: stats.conflicts };
+  }
+  // A count that fell (a stuck message resolved, one left the 24 hours) is the new base: one
+  // that rises again from there is news. The rate stays the one said, so a slow drift adds up.
+  return {
+    deliveryRate: told.deliveryRate,
+    stuck: Math.min(told.stuck, stats.stuck),
+    conflicts: Math.min(told.conflicts, stats.conflicts),
+  };
+}
+
+/** "Updated 09:04:38 UTC", or, once the figures are out of date, "Not updated since …". */
+export function updatedText(at: number, stale: boolean): string {
+  const time = `${new Date(at).toISOString().slice(11, 19)} UTC`;
+  return stale ? `Not updated since ${time}` : `Updated ${time}`;
 }
 
 const rank = (status: string): number =>
@@ -197,6 +253,23 @@ const within = (ms: number): string => (ms > 0 ? ` in ${Math.ceil(ms / 1000)} s`
 /** The live state while the page tries again: why, and when it asks next. */
 export function retryingText(status: number | undefined, inMs: number): string {
   return `${troubleText(status)}, retrying${within(inMs)}…`;
+}
+
+/**
+ * A short line for screen readers about a message the lookup shows: its state the first time
+ * (`known` undefined), then only the events not shown before; null when there are none. The
+ * whole history is in the panel; said again on every event, it was read out from the top.
+ */
+export function lookupNews(message: Message, known?: ReadonlySet<number>): string | null {
+  const history = message.history ?? [];
+  if (!known) {
+    const events = `${history.length} ${history.length === 1 ? 'event' : 'events'}`;
+    return `${message.id}: ${message.status}, ${events} in its history.`;
+  }
+  const added = history.filter((entry) => !known.has(entry.seq));
+  if (added.length === 0) return null;
+  const said = added.map((entry) => `${entry.status} via ${entry.source}`).join(', ');
+  return `${message.id}: new ${added.length === 1 ? 'event' : 'events'}, ${said}.`;
 }
 
 /** The lookup panel while a lookup waits to be asked again (a 503 or 429). */

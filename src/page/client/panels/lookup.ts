@@ -1,4 +1,5 @@
 import { el } from '../dom';
+import type { Child } from '../dom';
 import { formatTime, NONE, timeline } from '../view-model';
 import type { Message } from '../wire';
 
@@ -58,6 +59,9 @@ export function renderMessage(target: HTMLElement, message: Message): void {
   );
 }
 
-export function renderLookupMessage(target: HTMLElement, text: string): void {
-  target.replaceChildren(el('p', { class: 'notice' }, [text]));
+/** A notice in place of a message: text, or text and elements (an id set apart). */
+export function renderLookupMessage(target: HTMLElement, content: string | Child[]): void {
+  target.replaceChildren(
+    el('p', { class: 'notice' }, typeof content === 'string' ? [content] : content),
+  );
 }

@@ -1,9 +1,12 @@
 import { el } from '../dom';
-import { announcement, overviewFigures } from '../view-model';
+import { overviewFigures } from '../view-model';
 import type { Stats } from '../wire';
 
-/** Delivery rate, totals and latency of the last 24 hours, as a description list. */
-export function renderOverview(list: HTMLElement, announcer: HTMLElement, stats: Stats): void {
+/**
+ * Delivery rate, totals and latency of the last 24 hours, as a description list. Not a live
+ * region: screen readers hear the news of these figures from announcer.ts instead.
+ */
+export function renderOverview(list: HTMLElement, stats: Stats): void {
   list.replaceChildren(
     ...overviewFigures(stats).map((figure) =>
       el('div', { class: 'figure' }, [
@@ -12,5 +15,4 @@ export function renderOverview(list: HTMLElement, announcer: HTMLElement, stats:
       ]),
     ),
   );
-  announcer.textContent = announcement(stats);
 }

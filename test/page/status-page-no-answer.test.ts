@@ -1,0 +1,113 @@
+import type { Browser, Page, Route } from 'playwright-core';
+import { TEST_API_TOKEN, createTestApp } from '../helpers/test-app';
+import type { TestApp } from '../helpers/test-app';
+import { listen } from '../proxy/support';
+import {
+  confineTo,
+  feedFollowing,
+  launchChromium,
+  signIn,
+  skipBrowserTests,
+  watchPage,
+} from './support/browser';
+import type { PageWatch } from './support/browser';
+
+/**
+ * The status page in a real headless browser when the query API stops answering without
+ * closing the connection (a pod black-holed behind a kept-alive connection, a hung proxy). No
+ * request failed and none had a deadline: the page said "Live" for as long as the hang lasted,
+ * over figures that no longer moved, and said nowhere when they were last updated. The page's
+ * clock is the test's (page.clock), so ten minutes of it take a second.
+ */
+
+const describeBrowser = skipBrowserTests ? describe.skip : describe;
+jest.setTimeout(120_000);
+
+/** Long enough for a hang to become a readable failure; nothing is timed against it. */
+const UNTIL = { timeout: 30_000 };
+
+describeBrowser('status page when the query API stops answering', () => {
+  let t: TestApp;
+  let server: { url: string; close(): Promise<void> };
+  let browser: Browser;
+  let page: Page;
+  let watch: PageWatch;
+
+  beforeAll(async () => {
+    browser = await launchChromium();
+    t = await createTestApp();
+    server = await listen(t.internalApp);
+  });
+
+  beforeEach(async () => {
+    page = await browser.newPage();
+    watch = watchPage(page);
+    await page.clock.install();
+    await confineTo(page, new URL(server.url).origin);
+  });
+
+  afterEach(async () => {
+    await page?.close();
+  });
+
+  afterAll(async () => {
+    await browser?.close();
+    await server?.close();
+    await t?.close();
+  });
+
+  /** From now on every API request is held: never answered, never failed. */
+  const hang = async (): Promise<Route[]> => {
+    const held: Route[] = [];
+    await page.route('**/v1/**', (route) => {
+      held.push(route);
+    });
+    return held;
+  };
+
+  /** Runs the page's clock on by `ms`, then lets the page act on what came due. */
+  const runFor = async (ms: number): Promise<void> => {
+    await page.clock.runFor(ms);
+    await page.waitForTimeout(500);
+  };
+
+  test('When every API request hangs, then the page leaves "Live", says the connection is lost and that its figures are out of date', async () => {
+    await signIn(page, server.url, TEST_API_TOKEN);
+    await page.locator('#live-state', { hasText: /^Live$/ }).waitFor(UNTIL);
+    await feedFollowing(watch, UNTIL.timeout);
+    const updated = page.locator('#updated');
+    expect(await updated.textContent()).toMatch(/^Updated \d\d:\d\d:\d\d UTC$/);
+    expect(await updated.isVisible()).toBe(true);
+
+    const held = await hang();
+    // The long-poll under way (25 s) is past its deadline; the 30 s refresh is held, past its own.
+    await runFor(40_000);
+    await runFor(10 * 60_000);
+
+    expect(held.length).toBeGreaterThan(0);
+    expect(await page.locator('#live-state').textContent()).toMatch(
+      /^Connection lost, retrying( in \d+ s)?…$/,
+    );
+    // The time stays the last one the figures were from, and says they are out of date.
+    expect(await updated.textContent()).toMatch(/^Not updated since \d\d:\d\d:\d\d UTC$/);
+    expect(await page.locator('#dashboard').getAttribute('data-stale')).toBe('true');
+    expect(watch.consoleErrors.filter((text) => /Content.Security.Policy/i.test(text))).toEqual([]);
+  });
+
+  test('When the API answers again after a hang, then the page is live and up to date again', async () => {
+    await signIn(page, server.url, TEST_API_TOKEN);
+    await page.locator('#live-state', { hasText: /^Live$/ }).waitFor(UNTIL);
+    await feedFollowing(watch, UNTIL.timeout);
+    await hang();
+    await runFor(40_000);
+    await runFor(2 * 60_000);
+    await page.locator('#live-state', { hasText: /^Connection lost/ }).waitFor(UNTIL);
+
+    await page.unroute('**/v1/**');
+    // Past the longest back-off (a minute): both loops ask again and are answered.
+    await runFor(61_000);
+    await page.locator('#live-state', { hasText: /^Live$/ }).waitFor(UNTIL);
+    await page.locator('#updated', { hasText: /^Updated / }).waitFor(UNTIL);
+    expect(await page.locator('#dashboard').getAttribute('data-stale')).toBe('false');
+  });
+});
