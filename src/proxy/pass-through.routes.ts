@@ -16,6 +16,7 @@ import {
   apiOfPath,
   couldCreateMessage,
   couldLeavePrefix,
+  deletedMessageId,
   messageIdOf,
   namesNativeMessage,
   targetPath,
@@ -88,11 +89,13 @@ async function passThrough(
   }
 
   const body = await readBody(req, res);
-  // A message's update is read whole too: its text is forgotten here before the caller hears
-  // it is done, and a streamed answer would wait on the store meanwhile.
+  // A message's update or deletion is read whole too: its text is forgotten here before the
+  // caller hears it is done, and a streamed answer would wait on the store meanwhile.
   const updated = updatedMessageId(req.method, path);
-  if (namesNativeMessage(path) || updated !== null) {
-    await passMessageAnswer(deps, req, res, { target, path, updated, body, log, errors });
+  const deleted = deletedMessageId(req.method, path);
+  if (namesNativeMessage(path) || updated !== null || deleted !== null) {
+    const call = { target, path, updated, deleted, body, log, errors };
+    await passMessageAnswer(deps, req, res, call);
     return;
   }
   const result = await deps.signalwire.forward({
@@ -137,6 +140,8 @@ async function passMessageAnswer(
     path: string;
     /** The message an update names (updatedMessageId), if the call is one. */
     updated: string | null;
+    /** The message a deletion names (deletedMessageId), if the call is one. */
+    deleted: string | null;
     body: Buffer;
     log: Record<string, unknown>;
     errors: ReturnType<typeof proxyErrors>;
@@ -181,10 +186,11 @@ async function passMessageAnswer(
 }
 
 /**
- * A message SignalWire has redacted (an update that empties its body, answered 2xx) loses its
- * text here too (src/messages/redaction.ts), before the caller hears that it is done. Also with
- * STORE_BODY=false: what an earlier run with it on stored is still here. A store that cannot
- * do it does not hold the answer back: the log says so.
+ * A message SignalWire has redacted or deleted (an update that empties its body, or a
+ * deletion, answered 2xx) loses its text here too (src/messages/redaction.ts), before the
+ * caller hears that it is done; its status history stays (it was sent, and what became of it,
+ * is the service's record). Also with STORE_BODY=false: what an earlier run with it on stored
+ * is still here. A store that cannot do it does not hold the answer back: the log says so.
  */
 async function forgetRedactedText(
   deps: ProxyDeps,
@@ -192,15 +198,17 @@ async function forgetRedactedText(
   call: {
     path: string;
     updated: string | null;
+    deleted: string | null;
     body: Buffer;
     status: number;
     log: Record<string, unknown>;
   },
 ): Promise<void> {
   const { db } = deps;
-  const messageId = call.updated;
   if (!db || call.status < 200 || call.status >= 300) return;
-  if (messageId === null || !emptiesText(req, call.path, call.body)) return;
+  const emptied = call.updated !== null && emptiesText(req, call.path, call.body);
+  const messageId = call.deleted ?? (emptied ? call.updated : null);
+  if (messageId === null) return;
   try {
     await withTimeout(
       forgetMessageText(db, messageId).then(() => forgetRelayedText(db, messageId)),
@@ -210,7 +218,7 @@ async function forgetRedactedText(
   } catch (err) {
     deps.logger.warn(
       { ...call.log, err, message_id: messageId },
-      'a message redacted at SignalWire keeps its text here: the store did not answer',
+      'a message redacted or deleted at SignalWire keeps its text here: the store did not answer',
     );
   }
 }

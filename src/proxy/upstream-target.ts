@@ -113,32 +113,58 @@ export function namesNativeMessage(path: string): boolean {
  * The message a redaction names, when the request is one: a native `PATCH
  * /api/messaging/messages/{id}`, or a compatibility `POST …/Accounts/{project}/Messages/{sid}`
  * (`.json` or none) — SignalWire's update of a message, whose only documented use is emptying
- * its body. The path as written (ids keep their case); another spelling is not recognised.
+ * its body.
  */
 export function updatedMessageId(method: string, path: string): string | null {
-  const segments = path.split('/');
+  const resource = messageResource(path);
+  if (resource === null) return null;
+  const updates = resource.api === 'native' ? method === 'PATCH' : method === 'POST';
+  return updates ? resource.id : null;
+}
+
+/**
+ * The message a deletion names (`DELETE` of the same resources): SignalWire forgets the
+ * message and its text, and so must the service — an app deletes a message to erase it (a
+ * one-time code, a person's request), which is more than emptying its body.
+ */
+export function deletedMessageId(method: string, path: string): string | null {
+  return method === 'DELETE' ? (messageResource(path)?.id ?? null) : null;
+}
+
+/**
+ * A message resource's API and id, when the path names one: `/api/messaging/messages/{id}` or
+ * `…/Accounts/{project}/Messages/{sid}` (`.json` or none), a trailing `/` allowed as the create
+ * routes allow it. The path as written otherwise (ids keep their case); another spelling is not
+ * recognised.
+ */
+function messageResource(path: string): { api: Api; id: string } | null {
+  const trimmed = withoutTrailingSlashes(path);
+  const segments = trimmed.split('/');
+  const id = messageIdOf(trimmed);
+  if (id === null) return null;
+  if (/^\/api\/messaging\/messages\/[^/]+$/i.test(trimmed)) return { api: 'native', id };
   const parent = (segments.at(-2) ?? '').toLowerCase();
-  if (method === 'PATCH' && /^\/api\/messaging\/messages\/[^/]+$/i.test(path)) {
-    return messageIdOf(path);
-  }
-  if (method === 'POST' && parent === 'messages' && segments.at(-4)?.toLowerCase() === 'accounts') {
-    return messageIdOf(path);
+  if (parent === 'messages' && segments.at(-4)?.toLowerCase() === 'accounts') {
+    return { api: 'cxml', id };
   }
   return null;
 }
 
 /**
- * The message id a message resource's path ends with (`…/messages/{id}`, `…/Messages/{sid}.json`),
- * decoded; null when it is empty or not valid percent-encoding.
+ * The message id a message resource's path ends with (`…/messages/{id}`, `…/Messages/{sid}.json`,
+ * a trailing `/` allowed), decoded; null when it is empty or not valid percent-encoding.
  */
 export function messageIdOf(path: string): string | null {
   try {
-    const id = decodeURIComponent((path.split('/').at(-1) ?? '').replace(/\.json$/i, ''));
+    const last = withoutTrailingSlashes(path).split('/').at(-1) ?? '';
+    const id = decodeURIComponent(last.replace(/\.json$/i, ''));
     return id === '' ? null : id;
   } catch {
     return null;
   }
 }
+
+const withoutTrailingSlashes = (path: string): string => path.replace(/\/+$/, '');
 
 /**
  * The path's segments as the most lenient server would read them: percent-escapes decoded

@@ -1,6 +1,7 @@
 import {
   couldCreateMessage,
   couldLeavePrefix,
+  deletedMessageId,
   namesNativeMessage,
   updatedMessageId,
   upstreamTarget,
@@ -109,6 +110,8 @@ describe('updatedMessageId', () => {
     ['PATCH', '/api/messaging/messages/Ab-1', 'Ab-1'],
     ['POST', '/api/laml/2010-04-01/Accounts/p/Messages/SM1.json', 'SM1'],
     ['POST', '/2010-04-01/Accounts/p/messages/SM%32', 'SM2'],
+    ['PATCH', '/api/messaging/messages/Ab-1/', 'Ab-1'],
+    ['POST', '/2010-04-01/Accounts/p/Messages/SM1.json/', 'SM1'],
   ])('When %s %s, then it updates message %s', (method, path, id) => {
     expect(updatedMessageId(method, path)).toBe(id);
   });
@@ -122,5 +125,25 @@ describe('updatedMessageId', () => {
     ['POST', '/2010-04-01/Accounts/p/Messages/%E0'],
   ])('When %s %s, then it updates no message', (method, path) => {
     expect(updatedMessageId(method, path)).toBeNull();
+  });
+});
+
+describe('deletedMessageId', () => {
+  it.each([
+    ['DELETE', '/api/laml/2010-04-01/Accounts/p/Messages/SM1.json', 'SM1'],
+    ['DELETE', '/2010-04-01/Accounts/p/Messages/SM1/', 'SM1'],
+    ['DELETE', '/api/messaging/messages/Ab-1', 'Ab-1'],
+  ])('When %s %s, then it deletes message %s', (method, path, id) => {
+    expect(deletedMessageId(method, path)).toBe(id);
+  });
+
+  it.each([
+    ['POST', '/2010-04-01/Accounts/p/Messages/SM1.json'],
+    ['DELETE', '/2010-04-01/Accounts/p/Messages/SM1/Media/ME1.json'],
+    ['DELETE', '/2010-04-01/Accounts/p/Messages.json'],
+    ['DELETE', '/api/messaging/messages/a/b'],
+    ['DELETE', '/2010-04-01/Accounts/p/Messages/%E0'],
+  ])('When %s %s, then it deletes no message', (method, path) => {
+    expect(deletedMessageId(method, path)).toBeNull();
   });
 });
