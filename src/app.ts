@@ -149,6 +149,10 @@ export function createPublicApp(deps: AppDeps): Express {
 /** Internal listener: the send proxy, the query API and metrics. */
 export function createInternalApp(deps: AppDeps): Express {
   const app = baseApp(deps);
+  // No automatic ETag (a hash per response): the query API and the status page set their own
+  // and answer their 304s; everything else here (health, metrics, the document) is never
+  // revalidated, and its documented operations declare no 304.
+  app.set('etag', false);
   const { metrics } = deps;
   if (metrics) app.use(metricsRoutes({ metrics }));
   const document = buildApiDocument(SERVICE_VERSION);

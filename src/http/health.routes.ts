@@ -1,4 +1,5 @@
 import { Router } from 'express';
+import type { Response } from 'express';
 import { sql } from 'kysely';
 import type { Db } from '../db/database';
 import type { InFlight } from '../process/in-flight';
@@ -35,12 +36,12 @@ export function healthRoutes({
 }): Router {
   const router = Router();
   router.get('/healthz', (_req, res) => {
-    res.json({ status: 'ok' });
+    answer(res, 200, { status: 'ok' });
   });
   router.get('/readyz', async (_req, res) => {
     if (lifecycle.draining) {
       onReadiness?.(false);
-      res.status(503).json({ status: 'draining' });
+      answer(res, 503, { status: 'draining' });
       return;
     }
     // While the database is down, a pod with a working spool still accepts callbacks
@@ -61,7 +62,7 @@ export function healthRoutes({
     const ready =
       schemaReady && (database === 'ok' || (spool !== undefined && spool.state !== 'failing'));
     onReadiness?.(ready, database);
-    res.status(ready ? 200 : 503).json({
+    answer(res, ready ? 200 : 503, {
       status: ready ? 'ready' : 'unavailable',
       database,
       ...('schema' in gate && { schema: wireSchema(gate.schema) }),
@@ -70,6 +71,17 @@ export function healthRoutes({
     });
   });
   return router;
+}
+
+/**
+ * A plain Node write, never Express's json(): that checks the request's freshness, and
+ * `If-None-Match: *` (or a matching ETag) would turn a probe's answer into a 304 without a
+ * body, which a health check never is.
+ */
+function answer(res: Response, status: number, body: Record<string, unknown>): void {
+  res.statusCode = status;
+  res.setHeader('Content-Type', 'application/json; charset=utf-8');
+  res.end(JSON.stringify(body));
 }
 
 /** JSON fields are snake_case (DESIGN §6): the verdict's `oldestReader` is `oldest_reader`. */

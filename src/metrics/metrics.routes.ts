@@ -8,7 +8,12 @@ export function metricsRoutes({ metrics }: { metrics: Metrics }): Router {
   const router = Router();
   router.get('/metrics', async (_req, res) => {
     const body = await metrics.registry.metrics();
-    res.type(metrics.registry.contentType).send(body);
+    // Written plainly: Express's res.send would answer `If-None-Match: *` with a 304, which a
+    // scrape must never get (and the document does not declare).
+    res.statusCode = 200;
+    res.setHeader('Content-Type', metrics.registry.contentType);
+    res.setHeader('Content-Length', Buffer.byteLength(body));
+    res.end(body);
   });
   return router;
 }

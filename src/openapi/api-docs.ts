@@ -1,5 +1,5 @@
 import { OpenAPIRegistry } from '@asteasolutions/zod-to-openapi';
-import type { ResponseConfig } from '@asteasolutions/zod-to-openapi';
+import type { ResponseConfig, RouteConfig } from '@asteasolutions/zod-to-openapi';
 import { z } from 'zod';
 
 /**
@@ -57,6 +57,25 @@ export function errorResponses(...statuses: number[]): Record<number, ResponseCo
       },
     ]),
   );
+}
+
+/**
+ * What any operation may answer besides the statuses it declares: a refusal in the error shape
+ * that comes before any route, such as the listener's own (src/http/listener.ts) to a request
+ * it cannot take — too slow (408), an Expect it does not meet (417), headers too large (431), a
+ * transfer coding it does not know (501). Without it, a validating client refuses those
+ * answers outright, and a generated one has no branch for them.
+ */
+export const OTHER_REFUSAL: ResponseConfig = {
+  description:
+    'Any other refusal, in the error shape (e.g. 408, 417, 431, 501 written by the listener itself).',
+  content: { 'application/json': { schema: ErrorBody } },
+};
+
+/** The route with OTHER_REFUSAL as its `default`, unless it has its own (the send proxy's). */
+export function withOtherRefusals(route: RouteConfig): RouteConfig {
+  if (route.responses['default'] !== undefined) return route;
+  return { ...route, responses: { ...route.responses, default: OTHER_REFUSAL } };
 }
 
 /** `ETag` on every `GET /v1/*` answer. */

@@ -7,7 +7,7 @@ import { describeMetrics } from '../metrics/metrics.openapi';
 import { describeProxy } from '../proxy/proxy.openapi';
 import { describeRelays } from '../relay/relays.schema';
 import { describeStats } from '../stats/stats.schema';
-import { createApiDocs } from './api-docs';
+import { createApiDocs, withOtherRefusals } from './api-docs';
 import type { ApiDocs } from './api-docs';
 import { INTERNAL_LISTENER } from './listeners';
 import { describeOpenApi } from './openapi.routes';
@@ -36,7 +36,13 @@ export type OpenApiDocument = ReturnType<OpenApiGeneratorV31['generateDocument']
 export function buildApiDocument(version: string): OpenApiDocument {
   const docs = createApiDocs();
   for (const describe of DESCRIBERS) describe(docs);
-  return new OpenApiGeneratorV31(docs.definitions).generateDocument({
+  // Every operation, whoever describes it, may get a refusal written before any route.
+  const definitions = docs.definitions.map((definition) =>
+    definition.type === 'route'
+      ? { ...definition, route: withOtherRefusals(definition.route) }
+      : definition,
+  );
+  return new OpenApiGeneratorV31(definitions).generateDocument({
     openapi: '3.1.0',
     info: {
       title: 'sw-status',

@@ -1,4 +1,5 @@
 import express, { Router } from 'express';
+import type { Response } from 'express';
 import { z } from 'zod';
 import { getAbsoluteFSPath } from 'swagger-ui-dist';
 import type { ApiDocs } from './api-docs';
@@ -15,14 +16,14 @@ export function openApiRoutes({ document }: { document: OpenApiDocument }): Rout
   const router = Router();
   const json = JSON.stringify(document);
   router.get('/openapi.json', (_req, res) => {
-    res.type('application/json').send(json);
+    answer(res, 'application/json; charset=utf-8', json);
   });
   // `/docs` and `/docs/` alike (DESIGN §6 names the first): the page's asset URLs are absolute.
   router.get('/docs', (_req, res) => {
-    res.type('html').send(DOCS_PAGE);
+    answer(res, 'text/html; charset=utf-8', DOCS_PAGE);
   });
   router.get('/docs/start.js', (_req, res) => {
-    res.type('application/javascript').send(START_SCRIPT);
+    answer(res, 'application/javascript; charset=utf-8', START_SCRIPT);
   });
   const assets = express.static(getAbsoluteFSPath(), {
     index: false,
@@ -35,6 +36,16 @@ export function openApiRoutes({ document }: { document: OpenApiDocument }): Rout
     next();
   });
   return router;
+}
+
+/**
+ * A plain Node write, never Express's send(): that answers `If-None-Match: *` with a 304,
+ * which these operations do not declare (the listener sets no ETag on them either).
+ */
+function answer(res: Response, type: string, body: string): void {
+  res.statusCode = 200;
+  res.setHeader('Content-Type', type);
+  res.end(body);
 }
 
 const DOCS_ASSETS: ReadonlySet<string> = new Set([

@@ -12,7 +12,7 @@ import type { OpenApiDocument } from '../../src/openapi/api-document';
  * setupFilesAfterEnv) fails the test in which an answer broke the document. A request to a
  * path and method the document does not describe (a 404 for a made-up path) is not checked.
  *
- * Checked: the status is one the operation declares (or it has `default`); every header the
+ * Checked: the status is one the operation declares (a refusal may fall to its `default`); every header the
  * document marks required for that status is there; a body comes with a content type declared
  * for that status; a JSON body validates against its schema.
  */
@@ -110,8 +110,14 @@ export function answerChecker(doc: OpenApiDocument): AnswerChecker {
     );
     if (!operation) return null;
     const where = `${method} ${url} → ${status}`;
-    const declared = operation.responses[String(status)] ? String(status) : 'default';
-    const response = operation.responses[declared];
+    // `default` stands for refusals the operation does not list (the listener's own 408, 417,
+    // 431, 501): never for a success or a 304, which must be declared by their own code.
+    const declared = operation.responses[String(status)]
+      ? String(status)
+      : status >= 400
+        ? 'default'
+        : undefined;
+    const response = declared === undefined ? undefined : operation.responses[declared];
     if (!response) return `${where}: status ${status} is not in the document for ${operation.path}`;
     // A header the document promises is one a client may read without checking it is there.
     for (const [name, header] of Object.entries(response.headers ?? {})) {
