@@ -11,7 +11,13 @@ import { schemaProblem } from '../db/schema-version';
 import type { EmbeddedPostgres } from '../db/embedded-postgres';
 import { createLogger } from '../logger';
 import type { Logger } from '../logger';
-import { askHolder, describeHolder, findHolder } from '../process/instance-lock';
+import {
+  InstanceLockedError,
+  UnknownRequestError,
+  askHolder,
+  describeHolder,
+  judgeHolder,
+} from '../process/instance-lock';
 import { invokedAs } from '../process/invoked-as';
 import { StartupError } from '../process/startup-error';
 import { createGroupCommitRecorder } from './group-commit-recorder';
@@ -32,6 +38,10 @@ import type { Spool } from './spool';
  *   `kubectl exec` into its pod works) and replays them at once; otherwise this command
  *   replays them like `replay`.
  *
+ * SIGTERM (a deleted Job or pod: as PID 1 in a container, Node ignores it unless it listens) or
+ * SIGINT (Ctrl-C) stops a replay between events: what is stored stays stored, the rest stays in
+ * DIR for the next run, and the command says how much is left (exit 143 or 130).
+ *
  * Needs only DATABASE_URL (outside production: the embedded PostgreSQL when unset) and
  * optionally SPOOL_DIR, LOG_LEVEL (default warn) and STORE_BODY (default false: as the service,
  * it stores no text from the spool, even what a run with it on spooled).
@@ -44,32 +54,32 @@ async function main(argv: readonly string[]): Promise<number> {
   if (!existsSync(dir)) throw new StartupError(`${dir}: no such directory`);
   const logger = createLogger(cliLogLevel('warn'));
   const storeBody = cliStoreBody();
-  const holder = await findHolder(dir);
+  process.on('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
+  const found = await judgeHolder(dir);
 
-  // A holder on another machine (a volume shared over the network) cannot be asked from here.
-  const ask = async (op: string): Promise<unknown> =>
-    askHolder(dir, op).catch((error: unknown) => {
-      throw new StartupError(
-        `${dir} is held by ${describeHolder(holder!)}, which does not answer here ` +
-          `(${redactSecrets(error instanceof Error ? error.message : String(error))}): run the command where it runs`,
-      );
-    });
-
-  if (command === 'status') {
-    if (holder) {
-      const status = (await ask('status')) as IngestStatus;
+  if (found?.state === 'alive') {
+    const { holder } = found;
+    const ask = async (op: string): Promise<unknown> =>
+      askHolder(dir, op).catch((error: unknown) => {
+        // It answered: it runs here, it just has not got that far (it registers its requests
+        // once it has the directory, as it starts).
+        if (error instanceof UnknownRequestError) {
+          throw new StartupError(
+            `${dir} is held by ${describeHolder(holder)}, which is still starting and cannot ` +
+              `answer ${op} yet: run the command again in a moment`,
+          );
+        }
+        throw new StartupError(
+          `${dir} is held by ${describeHolder(holder)}, which does not answer ` +
+            `(${redactSecrets(error instanceof Error ? error.message : String(error))})`,
+        );
+      });
+    if (command === 'status') {
+      const status = (await ask('status')) as HolderStatus;
       say(`${dir} is held by ${describeHolder(holder)}: ${describeStatus(status)}`);
       return 0;
     }
-    const spool = await openSpool({ dir, logger, command: invokedAs() });
-    say(
-      `${dir} is not in use: ${spool.depth()} events to replay, ${spool.deadLetters()} dead letters`,
-    );
-    await spool.close();
-    return 0;
-  }
-
-  if (holder) {
     if (command === 'requeue-dead-letters') {
       const result = (await ask('requeue-dead-letters')) as RequeueResult;
       say(
@@ -87,38 +97,168 @@ async function main(argv: readonly string[]): Promise<number> {
     return 1;
   }
 
-  // Nobody holds the directory: this command takes it and replays into DATABASE_URL.
-  const spool = await openSpool({ dir, logger, command: invokedAs() });
+  if (found?.state === 'foreign') {
+    // Its socket is another kernel's: nothing here can ask it, or tell it from a record copied
+    // off a dead node (the copy refreshed the heartbeat). Only the heartbeat can.
+    const where = `${dir} is held by ${describeHolder(found.holder)}, a process on another machine`;
+    if (command === 'status') {
+      say(
+        `${where} (its heartbeat is fresh), which cannot be asked from here: run the command ` +
+          `where it runs (if that machine is gone, \`replay\` takes ${dir} over once the ` +
+          `heartbeat is ${FOREIGN_WAIT_S} s old)`,
+      );
+      return 1;
+    }
+    say(
+      `${where}: waiting up to ${FOREIGN_WAIT_S} s for its heartbeat to stop (a directory ` +
+        'copied off a dead node) before taking it over…',
+    );
+  }
+
+  // Nobody holds the directory, or only a heartbeat from elsewhere that may yet go stale: this
+  // command takes it (openSpool waits for that heartbeat) and replays into DATABASE_URL.
+  const spool = await openSpool({ dir, logger, command: invokedAs() }).catch((error: unknown) => {
+    if (found?.state === 'foreign' && error instanceof InstanceLockedError) {
+      throw new StartupError(
+        `${dir} is in use by ${describeHolder(error.holder)}, on another host, whose heartbeat ` +
+          `did not stop within ${FOREIGN_WAIT_S} s: it may be live (and replay it itself); ` +
+          'only one process may use the directory at a time',
+        { cause: error },
+      );
+    }
+    throw error;
+  });
+  holding = true;
+  // Until the replay below answers for itself (createGroupCommitRecorder), this process answers
+  // the commands run beside it: it holds the directory while it waits for the database.
+  let waitingFor = 'the database';
+  spool.lock.handle('status', async (): Promise<HolderStatus> => ({
+    database: 'unreachable',
+    spool: {
+      state: 'idle',
+      depth: spool.depth(),
+      dead_letters: spool.deadLetters(),
+      waiting_for_database: waitingFor,
+    },
+  }));
+  // Appended to the spool before the replay starts, so replayed with the rest; one at a time,
+  // this command's own included.
+  let requeueing: Promise<unknown> = Promise.resolve();
+  const requeue = (): Promise<RequeueResult> => {
+    const result = requeueing.then(() => spool.requeueDeadLetters());
+    requeueing = result.catch(() => undefined);
+    return result;
+  };
+  const requeued = async (): Promise<void> => {
+    for (let last; last !== requeueing;) {
+      last = requeueing;
+      await last;
+    }
+  };
+  spool.lock.handle('requeue-dead-letters', requeue);
+
   let database: { handle: DatabaseHandle; embedded?: EmbeddedPostgres; name: string } | undefined;
   try {
     if (command === 'requeue-dead-letters') {
-      const result = await spool.requeueDeadLetters();
+      const result = await requeue();
       say(
         `requeued ${result.requeued} dead letters` +
           (result.kept > 0 ? ` (${result.kept} unreadable records stay)` : ''),
       );
     }
+    await requeued();
     if (spool.isEmpty()) {
       say(`${dir}: nothing to replay (${spool.deadLetters()} dead letters)`);
       return 0;
     }
     const deadline = Date.now() + timeoutMs;
     database = await connect(logger);
+    waitingFor = database.name;
+    interrupt.signal.throwIfAborted();
     // Written into a schema this release cannot write to, events would only fail (or land
     // half-way): the migrations come first.
-    const problem = await whenReachable(database.name, deadline, async () =>
-      schemaProblem(database!.handle.db, await knownMigrations()),
+    const problem = await whenReachable(
+      database.name,
+      deadline,
+      async () => schemaProblem(database!.handle.db, await knownMigrations()),
+      (reason) => (waitingFor = `${database!.name} (${reason})`),
     );
     if (problem !== null) {
       throw new StartupError(`refusing to replay ${dir} into ${database.name}: ${problem}`);
     }
+    await requeued();
     return await replay(spool, database.handle, database.name, { logger, deadline, storeBody });
+  } catch (error) {
+    if (!(error instanceof Interrupted)) throw error;
+    say(
+      `stopped by ${error.signal} before replaying: ${spool.depth()} events left, ` +
+        `${spool.deadLetters()} dead letters in ${dir}: run the command again`,
+    );
+    return error.exitCode;
   } finally {
+    // A request from now on would find the spool closing under it.
+    const closing = async (): Promise<never> => {
+      throw new Error(`${dir} is being released: run the command again`);
+    };
+    spool.lock.handle('status', closing);
+    spool.lock.handle('requeue-dead-letters', closing);
     await spool.close();
     await database?.handle.db.destroy();
     await database?.embedded?.stop();
   }
 }
+
+/** The commands' answer to `status`: the service's, or a replay's still waiting for the database. */
+type HolderStatus = IngestStatus & { spool: { waiting_for_database?: string } };
+
+// How long openSpool waits for a heartbeat from another machine to stop (acquireInstanceLock's
+// default foreignWaitMs).
+const FOREIGN_WAIT_S = 30;
+
+/** The signal that stops the command, as the error that ends what waits for it. */
+class Interrupted extends Error {
+  constructor(readonly signal: NodeJS.Signals) {
+    super(`stopped by ${signal}`);
+    this.name = 'Interrupted';
+  }
+
+  get exitCode(): number {
+    return this.signal === 'SIGINT' ? 130 : 143;
+  }
+}
+
+// Aborted (with an Interrupted) by the first SIGTERM or SIGINT.
+const interrupt = new AbortController();
+// Whether this process holds the spool: from then on a signal stops the work instead of the
+// process, so that the spool is closed and what is left said.
+let holding = false;
+
+/**
+ * SIGTERM (a Job past its deadline, a deleted pod) or SIGINT (Ctrl-C). Stopping is always safe
+ * for the events (the spool keeps every one until the database has it; one stored twice is
+ * ignored), but a process killed outright says nothing. Before the spool is open there is
+ * nothing to close: the command just ends. Then the waits and the replay stop, `finally`
+ * closes the spool, and the usual summary says what is left. As PID 1 in a container, Node
+ * ignores SIGTERM unless it listens for it (see db/migrate-cli.ts).
+ */
+function onSignal(signal: NodeJS.Signals): void {
+  const stopped = new Interrupted(signal);
+  // Again (npm run forwards Ctrl-C, so one press can come twice): already stopping.
+  if (interrupt.signal.aborted) return;
+  if (!holding) process.exit(stopped.exitCode);
+  say(`stopping (${signal}): what is stored stays stored, the rest stays in the spool…`);
+  // A database that stopped answering mid-write must not keep the process from exiting; what
+  // it was writing is replayed again by the next run.
+  setTimeout(() => {
+    say(
+      `could not stop within ${STOP_WITHIN_MS / 1000} s: what was not replayed stays in the spool`,
+    );
+    process.exit(stopped.exitCode);
+  }, STOP_WITHIN_MS).unref();
+  interrupt.abort(stopped);
+}
+
+const STOP_WITHIN_MS = 10_000;
 
 interface RequeueResult {
   requeued: number;
@@ -144,8 +284,8 @@ async function replay(
     storeBody,
   });
   recorder.start();
-  // Nothing is recorded through it: draining just replays until empty or the deadline.
-  await recorder.drain({ deadline });
+  // Nothing is recorded through it: draining just replays until empty, the deadline or a signal.
+  await recorder.drain({ deadline, signal: interrupt.signal });
   const stats = recorder.stats();
   const left = spool.depth();
   say(
@@ -153,6 +293,11 @@ async function replay(
       `, ${stats.replayRefused} refused), ${stats.deadLettered} dead-lettered; ` +
       `${left} left, ${spool.deadLetters()} dead letters in ${spool.dir}`,
   );
+  const stopped: unknown = interrupt.signal.reason;
+  if (stopped instanceof Interrupted) {
+    say(`stopped by ${stopped.signal}: run the command again`);
+    return stopped.exitCode;
+  }
   if (left > 0) {
     say('the database did not take everything within --timeout: run the command again');
     return 1;
@@ -163,12 +308,18 @@ async function replay(
 /**
  * `ask`, asked again every second while the database cannot be reached (the outage that left
  * the spool behind may not be over), until `deadline`: then the command fails in one line.
+ * `waiting` hears why it waits; a signal ends the wait (Interrupted).
  */
-async function whenReachable<T>(name: string, deadline: number, ask: () => Promise<T>): Promise<T> {
+async function whenReachable<T>(
+  name: string,
+  deadline: number,
+  ask: () => Promise<T>,
+  waiting: (reason: string) => void,
+): Promise<T> {
   let said = false;
   for (;;) {
     try {
-      return await ask();
+      return await untilInterrupted(ask());
     } catch (error) {
       if (!isDatabaseUnavailable(error)) throw error;
       const reason = error instanceof Error ? error.message : String(error);
@@ -188,9 +339,21 @@ async function whenReachable<T>(name: string, deadline: number, ask: () => Promi
       }
       if (!said) say(`waiting for ${name} (${redactSecrets(reason)})…`);
       said = true;
-      await new Promise((resolve) => setTimeout(resolve, RETRY_MS));
+      waiting(redactSecrets(reason));
+      await untilInterrupted(new Promise((resolve) => setTimeout(resolve, RETRY_MS)));
     }
   }
+}
+
+/** `work`, or the Interrupted of a signal, whichever comes first (the work is not stopped). */
+function untilInterrupted<T>(work: Promise<T>): Promise<T> {
+  const { signal } = interrupt;
+  if (signal.aborted) return Promise.reject(signal.reason as Error);
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = (): void => reject(signal.reason as Error);
+    signal.addEventListener('abort', onAbort, { once: true });
+    work.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
+  });
 }
 
 const RETRY_MS = 1_000;
@@ -211,7 +374,13 @@ async function connect(
   };
 }
 
-function describeStatus({ database, spool }: IngestStatus): string {
+function describeStatus({ database, spool }: HolderStatus): string {
+  if (spool.waiting_for_database !== undefined) {
+    return (
+      `${spool.depth} events to replay, ${spool.dead_letters} dead letters; ` +
+      `waiting for ${spool.waiting_for_database} before replaying`
+    );
+  }
   return (
     `${spool.depth} events to replay, ${spool.dead_letters} dead letters, spool ${spool.state}, ` +
     `database ${database}${spool.retrying ? `, retrying after ${spool.retrying}` : ''}` +

@@ -209,12 +209,38 @@ export async function findHolder(
   name = 'lock',
   foreignStaleMs = 30_000,
 ): Promise<LockHolder | undefined> {
+  return (await judgeHolder(dir, name, foreignStaleMs))?.holder;
+}
+
+/**
+ * As findHolder, and how it is known to live: `alive`, its socket answers here; `foreign`, on
+ * another machine (or this one before a reboot) with a fresh heartbeat — alive as far as anyone
+ * knows, and asked nothing from here (a copy of a dead node's directory looks the same until
+ * its heartbeat goes stale).
+ */
+export async function judgeHolder(
+  dir: string,
+  name = 'lock',
+  foreignStaleMs = 30_000,
+): Promise<{ holder: LockHolder; state: 'alive' | 'foreign' } | undefined> {
   const resolved = path.resolve(dir);
   const files = lockFiles(name);
   const top = (await listRecords(resolved, files).catch(() => [])).at(-1);
   if (top === undefined) return undefined;
   const judged = await judgeRecord(resolved, files, top, foreignStaleMs);
-  return judged?.state === 'alive' || judged?.state === 'foreign' ? judged.holder : undefined;
+  if (judged === undefined || judged.state === 'dead') return undefined;
+  return { holder: judged.holder, state: judged.state };
+}
+
+/**
+ * The holder answered, but has no handler for the request (yet: a process registers its
+ * requests as it starts, after it has taken the lock; or a release without it).
+ */
+export class UnknownRequestError extends Error {
+  constructor(readonly op: string) {
+    super(`unknown request ${op}`);
+    this.name = 'UnknownRequestError';
+  }
 }
 
 /**
@@ -229,6 +255,7 @@ export async function askHolder(
   const holder = await findHolder(dir, name);
   if (!holder) throw new Error(`nothing holds ${path.resolve(dir)}`);
   const parsed = await request(path.resolve(dir), holder.socket, op, timeoutMs);
+  if (parsed.code === UNKNOWN_REQUEST) throw new UnknownRequestError(op);
   if (!parsed.ok) throw new Error(parsed.error ?? 'the holder refused the request');
   return parsed.result;
 }
@@ -237,7 +264,11 @@ interface Answer {
   ok: boolean;
   result?: unknown;
   error?: string;
+  /** Why it was refused, where a program needs to tell: UNKNOWN_REQUEST. */
+  code?: string;
 }
+
+const UNKNOWN_REQUEST = 'unknown-request';
 
 /** Sends `op` to the socket `name` in `dir`; rejects when nothing answers there. */
 async function request(dir: string, name: string, op: string, timeoutMs: number): Promise<Answer> {
@@ -529,9 +560,7 @@ async function listenOn(
       );
     });
   });
-  const answer = async (
-    line: string,
-  ): Promise<{ ok: boolean; result?: unknown; error?: string }> => {
+  const answer = async (line: string): Promise<Answer> => {
     let op: unknown;
     try {
       op = (JSON.parse(line) as { op?: unknown }).op;
@@ -539,7 +568,9 @@ async function listenOn(
       return { ok: false, error: 'malformed request' };
     }
     const handler = typeof op === 'string' ? handlers.get(op) : undefined;
-    if (!handler) return { ok: false, error: `unknown request ${String(op)}` };
+    if (!handler) {
+      return { ok: false, code: UNKNOWN_REQUEST, error: `unknown request ${String(op)}` };
+    }
     try {
       return { ok: true, result: await handler() };
     } catch (error) {

@@ -13,6 +13,8 @@ import { rebuildRollups } from './stats.repository';
  */
 async function main(): Promise<void> {
   const logger = createLogger(cliLogLevel('info'));
+  process.on('SIGTERM', (signal) => stop(signal, logger));
+  process.on('SIGINT', (signal) => stop(signal, logger));
   const url = cliDatabaseUrl();
   const embedded = url ? undefined : await startEmbeddedPostgres(logger);
   const { db } = createDb(url ?? embedded!.url, 1);
@@ -23,6 +25,20 @@ async function main(): Promise<void> {
     await db.destroy();
     await embedded?.stop();
   }
+}
+
+/**
+ * SIGTERM (a Job past its deadline, a deleted pod) or SIGINT (Ctrl-C): the rebuild is one
+ * transaction, which PostgreSQL rolls back when the connection closes — as it does when the
+ * process ends — so the process just ends, leaving the rollups as they were. As PID 1 in a
+ * container, Node ignores SIGTERM unless it listens for it (see db/migrate-cli.ts).
+ */
+function stop(signal: NodeJS.Signals, logger: ReturnType<typeof createLogger>): void {
+  logger.error(
+    { signal },
+    `rebuild stopped by ${signal}: its transaction rolls back, the rollups stay as they were; run it again`,
+  );
+  process.exit(signal === 'SIGINT' ? 130 : 143);
 }
 
 main().catch((error: unknown) => {
