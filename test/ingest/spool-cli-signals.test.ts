@@ -59,6 +59,9 @@ test('When a replay Job (node as PID 1) waiting for the database is deleted (SIG
   const child = spawn(
     'unshare',
     [
+      // A user namespace first: as any user, not only root, it may make a PID namespace.
+      '--user',
+      '--map-root-user',
       '--pid',
       '--fork',
       process.execPath,

@@ -27,10 +27,14 @@ test('When a rebuild Job (node as PID 1) is deleted (SIGTERM) while the rebuild 
   const folder = await database.pool.connect();
   try {
     await folder.query('SELECT pg_advisory_lock($1)', [ROLLUP_LOCK]);
-    // node as PID 1 of a new PID namespace: unshare's only child.
+    // node as PID 1 of a new PID namespace: unshare's only child. A user namespace first: as
+    // any user, not only root, it may make a PID namespace.
     const child = spawn(
       'unshare',
-      ['--pid', '--fork', process.execPath, '--import', 'tsx', 'src/stats/rebuild-cli.ts'],
+      [
+        ...['--user', '--map-root-user', '--pid', '--fork'],
+        ...[process.execPath, '--import', 'tsx', 'src/stats/rebuild-cli.ts'],
+      ],
       {
         cwd: REPO_ROOT,
         env: { PATH: process.env.PATH ?? '', DATABASE_URL: database.url, LOG_LEVEL: 'info' },
