@@ -191,12 +191,33 @@ export function createInternalApp(deps: AppDeps): Express {
   );
   // A quarter of the pool for the lists, messages, stats and relays, another for the feed's
   // pages (below): the rest stays for the callbacks' commits however many dashboards ask.
-  const reads = createReadGate({
-    concurrency: quarterOfPool(deps.config),
-    maxWaitMs: READ_STATEMENT_TIMEOUT_MS,
-  });
-  if (metrics) registerQueryReadMetrics(metrics.registry, reads);
-  app.use(messageRoutes({ ...deps, reads, storeBody: deps.config.storeBody }));
+  // With DATABASE_READ_URL the replica's reads (lists, stats, relays) get a quarter of its pool
+  // and the single message, read from the primary, a quarter of the primary's: reads waiting
+  // on a replica that stopped answering would otherwise take every turn from the one read that
+  // must show a caller its own write (DESIGN §13).
+  const gate = () =>
+    createReadGate({
+      concurrency: quarterOfPool(deps.config),
+      maxWaitMs: READ_STATEMENT_TIMEOUT_MS,
+    });
+  const reads = gate();
+  const primaryReads = deps.readDb ? gate() : reads;
+  if (metrics) {
+    registerQueryReadMetrics(
+      metrics.registry,
+      primaryReads === reads
+        ? reads
+        : {
+            get running() {
+              return reads.running + primaryReads.running;
+            },
+            get waiting() {
+              return reads.waiting + primaryReads.waiting;
+            },
+          },
+    );
+  }
+  app.use(messageRoutes({ ...deps, reads, primaryReads, storeBody: deps.config.storeBody }));
   app.use(
     relayRoutes({
       db: deps.db,

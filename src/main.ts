@@ -51,7 +51,7 @@ async function main(): Promise<void> {
   const { db, pool } = createDb(databaseUrl, config.databasePoolMax);
   // DATABASE_READ_URL (DESIGN §13): a hot standby for lists, stats and the feed.
   const reader = config.databaseReadUrl
-    ? createReaderDb(config.databaseReadUrl, config.databasePoolMax, db)
+    ? createReaderDb(config.databaseReadUrl, config.databasePoolMax, db, { logger })
     : undefined;
   // A database restart must not kill the process (and with it the spool's acknowledgements).
   if (!config.isProduction) {

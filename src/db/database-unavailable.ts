@@ -53,8 +53,11 @@ const CODELESS_MESSAGES = [
   /^Cannot use a pool after calling end on the pool$/i,
   /^driver has already been destroyed$/i,
   /^The server does not support SSL connections$/i,
-  // DATABASE_READ_URL leads to a server that is no standby (db/standby-only.ts).
-  /^DATABASE_READ_URL leads to a server that is neither a standby/,
+  // The reader pool's client-side deadline: its server stopped answering (db/database.ts).
+  /^Query read timeout$/,
+  // DATABASE_READ_URL leads to a server that does not follow DATABASE_URL's database: no
+  // standby, one that fell behind, or another database (db/standby-only.ts).
+  /^DATABASE_READ_URL leads to /,
 ];
 
 // The server is up but refuses the service's session, for every statement alike: a rotated

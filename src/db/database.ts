@@ -1,8 +1,12 @@
 import { Kysely, PostgresDialect, sql } from 'kysely';
 import type { ColumnType, Generated } from 'kysely';
 import { Pool, types } from 'pg';
+import type { Logger } from '../logger';
 import { kyselyPool } from './kysely-pool';
-import { standbyOnly } from './standby-only';
+import { READ_STATEMENT_TIMEOUT_MS } from './read-timeout';
+import { WRITER_STATE_SQL, standbyOnly } from './standby-only';
+import type { WriterState } from './standby-only';
+import { withTimeout } from './with-timeout';
 
 // bigint (int8) columns such as status_events.seq come back as strings by default; seq stays
 // far below 2^53, so numbers are safe and easier for clients.
@@ -122,25 +126,54 @@ export function withDatabase(url: string, database: string): string {
   return parsed.toString();
 }
 
+/**
+ * How long the reader pool (DATABASE_READ_URL) waits for any answer from its server, on the
+ * client's side: a little above the reads' statement timeout (read-timeout.ts), which the
+ * server enforces — and a standby that stopped answering altogether (a partition, a hung VM, a
+ * host gone without a reset) enforces nothing. Without it a list or a feed page waited for
+ * ever, holding its turn of the read gate. node-postgres's query_timeout fails the query with
+ * "Query read timeout" (counted as the database unavailable: a 503 with Retry-After) and, the
+ * query having been sent on a pipelined connection, destroys that connection; kysely-pool.ts
+ * makes sure it is closed, never handed out again. Only the reader pool has one: on the
+ * writer's, a client-side timeout would make the write path take for failed a COMMIT that may
+ * still succeed (see keepAlive below).
+ */
+export const READER_QUERY_TIMEOUT_MS = READ_STATEMENT_TIMEOUT_MS + 2_000;
+
+export interface ReaderOptions {
+  /** DATABASE_URL's database. */
+  writer: Db;
+  /** Told once when the reader starts being refused, and when it is served again. */
+  logger?: Logger;
+  /** How often each connection is checked (db/standby-only.ts); tests shorten it. */
+  checkEveryMs?: number;
+  /** How far behind the primary the standby may be (MAX_REPLICA_LAG_MS); tests shorten it. */
+  maxLagMs?: number;
+  /** READER_QUERY_TIMEOUT_MS; tests shorten it. */
+  queryTimeoutMs?: number;
+}
+
 export function createDb(
   connectionString: string,
   maxConnections = 10,
   {
     idleInTransactionTimeoutMs,
     lockTimeoutMs,
-    readerOf,
+    reader,
   }: {
     /** How long a transaction may wait for this process (db/kysely-pool.ts); tests shorten it. */
     idleInTransactionTimeoutMs?: number;
     /** How long a transaction may wait for one lock (db/kysely-pool.ts); tests shorten it. */
     lockTimeoutMs?: number;
-    /** DATABASE_URL's database, when this is DATABASE_READ_URL's (db/standby-only.ts). */
-    readerOf?: Db;
+    /** Set when this is DATABASE_READ_URL's database (db/standby-only.ts). */
+    reader?: ReaderOptions;
   } = {},
 ): DatabaseHandle {
+  const queryTimeoutMs = reader && (reader.queryTimeoutMs ?? READER_QUERY_TIMEOUT_MS);
   const pool = new Pool({
     connectionString,
     max: maxConnections,
+    ...(queryTimeoutMs !== undefined && { query_timeout: queryTimeoutMs }),
     // Fail fast when the database is gone: the ingest path answers 503 (or spools) instead of
     // holding SignalWire's request past its 5 s read timeout.
     connectionTimeoutMillis: 2_000,
@@ -176,27 +209,35 @@ export function createDb(
   });
   const db = new Kysely<Database>({
     dialect: new PostgresDialect({
-      pool: readerOf ? standbyOnly(wrapped, { writerStarted: () => startedAt(readerOf) }) : wrapped,
+      pool: reader
+        ? standbyOnly(wrapped, {
+            writerState: () =>
+              withTimeout(writerState(reader.writer), queryTimeoutMs!, 'DATABASE_URL: no answer'),
+            logger: reader.logger,
+            ...(reader.checkEveryMs !== undefined && { checkEveryMs: reader.checkEveryMs }),
+            ...(reader.maxLagMs !== undefined && { maxLagMs: reader.maxLagMs }),
+          })
+        : wrapped,
     }),
   });
   return { db, pool };
 }
 
 /**
- * DATABASE_READ_URL's handle (DESIGN §13): a hot standby of `writer`'s server (or that server
- * itself), refused once it is neither.
+ * DATABASE_READ_URL's handle (DESIGN §13): a hot standby of `writer`'s database that follows it
+ * (or that database itself), refused once it is neither (db/standby-only.ts). Its connections
+ * wait at most READER_QUERY_TIMEOUT_MS for an answer.
  */
 export function createReaderDb(
   connectionString: string,
   maxConnections: number | undefined,
   writer: Db,
+  options: Omit<ReaderOptions, 'writer'> = {},
 ): DatabaseHandle {
-  return createDb(connectionString, maxConnections, { readerOf: writer });
+  return createDb(connectionString, maxConnections, { reader: { ...options, writer } });
 }
 
-async function startedAt(db: Db): Promise<string> {
-  const { rows } = await sql<{
-    started: string;
-  }>`SELECT pg_postmaster_start_time()::text AS started`.execute(db);
-  return rows[0]!.started;
+async function writerState(db: Db): Promise<WriterState> {
+  const { rows } = await sql<WriterState>`${sql.raw(WRITER_STATE_SQL)}`.execute(db);
+  return rows[0]!;
 }

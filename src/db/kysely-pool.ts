@@ -65,6 +65,15 @@ import { sqlState } from './write-failure';
  * (spool.retrying: 55P03), and every abandoned statement ends by itself. It bounds only waits
  * for a lock, never a statement at work or a COMMIT: a batch that may still commit stays one.
  *
+ * 7. A connection on which a query ran out of the pool's `query_timeout` (the reader pool's,
+ * db/database.ts: a server that stopped answering) is closed when it is released, never handed
+ * out again: its query may still be under way, or its answer on its way, and the next query
+ * sent on it would read that answer as its own — or wait behind it for ever. node-postgres
+ * destroys a pipelined connection itself then, but only asynchronously: the release comes
+ * first. Until the release, anything more asked on it fails with the same error at once, and
+ * Kysely's ROLLBACK (the server rolls back when the connection closes) sends nothing, so the
+ * caller sees the timeout, not a failed rollback.
+ *
  * Behind PgBouncer in transaction mode, named statements need PgBouncer ≥ 1.21 with
  * `max_prepared_statements` set.
  */
@@ -173,12 +182,24 @@ function nothingSent(): Promise<unknown> {
 /** read_only_sql_transaction: a write on a session that cannot write. */
 const READ_ONLY = '25006';
 
+/** node-postgres's error for a query past the pool's query_timeout (it has no code). */
+function isQueryTimeout(error: unknown): boolean {
+  return error instanceof Error && error.message === 'Query read timeout';
+}
+
 function wrap(client: PoolClient, bound: string): PostgresPoolClient {
   // Kysely's BEGIN (`begin`, or `start transaction isolation level …`), until the transaction's
   // first statement takes it along.
   let beginDeferred: string | null = null;
   // This session refused a write as read-only (4. above): it leaves the pool at its release.
   let readOnly = false;
+  // A query on this connection ran out of query_timeout (7. above): it leaves the pool.
+  let timedOut: Error | null = null;
+  const noteTimeout = (error: unknown): never => {
+    if (isQueryTimeout(error)) timedOut ??= error as Error;
+    throw error;
+  };
+  const raw = (text: string): Promise<unknown> => client.query(text).catch(noteTimeout);
   // The COMMIT sent with the transaction's last statement, until Kysely asks for it.
   let commitSent: Promise<unknown> | null = null;
   // node-postgres's callback form, in a promise of our own, not its promise form: under load
@@ -193,6 +214,7 @@ function wrap(client: PoolClient, bound: string): PostgresPoolClient {
       const done = (error: Error | undefined, result: unknown) => {
         if (!error) return resolve(result);
         if (sqlState(error) === READ_ONLY) readOnly = true;
+        if (isQueryTimeout(error)) timedOut ??= error;
         reject(error);
       };
       if (name === undefined) client.query(text, values, done);
@@ -203,6 +225,9 @@ function wrap(client: PoolClient, bound: string): PostgresPoolClient {
     // A cursor (streamed results) is passed through as Kysely built it; node-postgres refuses
     // it in pipeline mode, and nothing here streams.
     if (typeof textOrCursor !== 'string') return client.query(textOrCursor as never);
+    if (timedOut !== null) {
+      return textOrCursor === 'rollback' ? nothingSent() : Promise.reject(timedOut);
+    }
     if (textOrCursor === 'begin' || textOrCursor.startsWith('start transaction')) {
       beginDeferred = textOrCursor;
       return nothingSent();
@@ -220,7 +245,7 @@ function wrap(client: PoolClient, bound: string): PostgresPoolClient {
     }
     if (begin !== null && !textOrCursor.includes(IN_OUR_TRANSACTION)) {
       // Not safe behind a BEGIN that might not run (2. above): the BEGIN first, on its own.
-      return client.query(`${begin}; ${bound}`).then(() => query(textOrCursor, parameters));
+      return raw(`${begin}; ${bound}`).then(() => query(textOrCursor, parameters));
     }
     const last = textOrCursor.endsWith(COMMIT_FOLLOWS);
     const text = last ? textOrCursor.slice(0, -COMMIT_FOLLOWS.length) : textOrCursor;
@@ -233,10 +258,10 @@ function wrap(client: PoolClient, bound: string): PostgresPoolClient {
     let began: Promise<unknown> = Promise.resolve();
     let result: Promise<unknown>;
     try {
-      if (begin !== null) began = client.query(`${begin}; ${bound}`);
+      if (begin !== null) began = raw(`${begin}; ${bound}`);
       result = send(text, [...parameters]);
       if (commit) {
-        const sent = client.query('commit');
+        const sent = raw('commit');
         // Kysely asks for it next; until then a failure must not go unhandled.
         sent.catch(() => undefined);
         commitSent = sent;
@@ -259,7 +284,9 @@ function wrap(client: PoolClient, bound: string): PostgresPoolClient {
       beginDeferred = null;
       commitSent = null;
       // An error given to release makes pg-pool close the connection instead of keeping it.
-      client.release(readOnly ? new Error('the session refused a write as read-only') : undefined);
+      client.release(
+        timedOut ?? (readOnly ? new Error('the session refused a write as read-only') : undefined),
+      );
     },
   };
 }

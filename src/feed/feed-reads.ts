@@ -1,5 +1,6 @@
 import type { Db } from '../db/database';
 import { createReadGate } from '../db/read-gate';
+import { READ_STATEMENT_TIMEOUT_MS } from '../db/read-timeout';
 import type { FeedPosition } from './feed-cursor';
 import { feedEnd, readFeedPage } from './feed.repository';
 import type { FeedFilter, FeedPage } from './feed.repository';
@@ -21,6 +22,12 @@ import type { FeedFilter, FeedPage } from './feed.repository';
  * A read whose consumer went away (`abort`) while it waited for its turn is left: it answers
  * undefined at once, and a queued read nobody waits for any more is not run — consumers that
  * give up on a long queue (a proxy's timeout) must not lengthen it with reads for nobody.
+ *
+ * A read waits for its turn `maxWaitMs` at most (by default as long as the other query API
+ * reads, app.ts), then answers 503 + Retry-After with every consumer joined to it: when the
+ * reads hold their turns far longer than usual (a replica that stopped answering holds each
+ * until the reader pool's query timeout, db/database.ts) a `wait=0` request, or an
+ * `after=now`, is not left queueing for as long as that lasts.
  */
 export interface FeedReads {
   read(
@@ -43,9 +50,13 @@ interface Settle {
   reject: (error: unknown) => void;
 }
 
-export function createFeedReads(db: Db, concurrency: number): FeedReads {
+export function createFeedReads(
+  db: Db,
+  concurrency: number,
+  maxWaitMs = READ_STATEMENT_TIMEOUT_MS,
+): FeedReads {
   // The turns: at most `concurrency` reads at once, the others in order (db/read-gate.ts).
-  const gate = createReadGate({ concurrency });
+  const gate = createReadGate({ concurrency, maxWaitMs });
   // The queued (not yet running) read of each key, with the consumers waiting for it.
   const waiting = new Map<string, Settle[]>();
 
@@ -83,6 +94,8 @@ export function createFeedReads(db: Db, concurrency: number): FeedReads {
               for (const { resolve } of settles) resolve(value);
             },
             (error: unknown) => {
+              // Refused before its turn (the wait limit): nobody may join it any more.
+              if (waiting.get(key) === settles) waiting.delete(key);
               for (const { reject } of settles) reject(error);
             },
           );

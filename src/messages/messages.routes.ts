@@ -22,14 +22,20 @@ export function messageRoutes({
   readDb = db,
   readTimeoutMs = READ_STATEMENT_TIMEOUT_MS,
   reads = UNGATED_READS,
+  primaryReads = reads,
   storeBody = false,
 }: {
   db: Db;
   readDb?: Db;
   /** Each read's statement timeout (readWithin): a costly list cannot hold a connection long. */
   readTimeoutMs?: number;
-  /** How many of the query API's reads run at once (db/read-gate.ts). */
+  /** How many of the query API's reads run at once (db/read-gate.ts): the lists'. */
   reads?: ReadGate;
+  /**
+   * The single message's turns, when it reads another database than the lists (a replica):
+   * reads stuck on a replica that stopped answering must not hold up reads of the primary.
+   */
+  primaryReads?: ReadGate;
   /** STORE_BODY: whether a redacted message shows its empty body (toMessageDto). */
   storeBody?: boolean;
 }): Router {
@@ -41,7 +47,7 @@ export function messageRoutes({
 
   router.get('/v1/messages/:id', async (req, res) => {
     const { id } = MessageParams.parse(req.params);
-    const found = await reads.run(
+    const found = await primaryReads.run(
       () => readWithin(db, readTimeoutMs, (trx) => findMessageWithHistory(trx, id)),
       () => req.socket.destroyed,
     );

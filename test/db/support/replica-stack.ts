@@ -1,5 +1,5 @@
 import { createDb, createReaderDb } from '../../../src/db/database';
-import type { DatabaseHandle } from '../../../src/db/database';
+import type { DatabaseHandle, ReaderOptions } from '../../../src/db/database';
 import { migrateToLatest } from '../../../src/db/migrate';
 import { createTestApp } from '../../helpers/test-app';
 import type { TestApp } from '../../helpers/test-app';
@@ -7,6 +7,8 @@ import { createDisposablePostgres } from '../../ingest/support/disposable-postgr
 import type { DisposablePostgres } from '../../ingest/support/disposable-postgres';
 import { startHotStandby } from './hot-standby';
 import type { HotStandby } from './hot-standby';
+import { startPartitionProxy } from './partition-proxy';
+import type { PartitionProxy } from './partition-proxy';
 
 /**
  * The service with DATABASE_READ_URL, as the read-replica tests need it: a disposable primary,
@@ -20,18 +22,28 @@ export interface ReplicaStack {
   writer: DatabaseHandle;
   /** The standby's pool: the app's readDb. */
   reader: DatabaseHandle;
+  /** With `partitionable`: the relay the reader reaches the standby through. */
+  proxy?: PartitionProxy;
   t: TestApp;
   close(): Promise<void>;
 }
 
 export async function startReplicaStack(
-  options: { env?: Record<string, string>; writerPool?: number } = {},
+  options: {
+    env?: Record<string, string>;
+    writerPool?: number;
+    /** The reader's checks and timeouts (createReaderDb), shortened by tests. */
+    reader?: Omit<ReaderOptions, 'writer'>;
+    /** The reader reaches the standby through a relay the test can cut (partition-proxy.ts). */
+    partitionable?: boolean;
+  } = {},
 ): Promise<ReplicaStack> {
   const primary = await createDisposablePostgres();
   const writer = createDb(primary.url, options.writerPool ?? 4);
   await migrateToLatest(writer.db);
   const standby = await startHotStandby(primary);
-  const reader = createReaderDb(standby.url, 4, writer.db);
+  const proxy = options.partitionable ? await startPartitionProxy(standby.url) : undefined;
+  const reader = createReaderDb(proxy?.url ?? standby.url, 4, writer.db, options.reader);
   const t = await createTestApp(options.env ?? {}, {
     database: { ...writer, url: primary.url, destroy: async () => undefined },
     readDb: reader.db,
@@ -41,8 +53,11 @@ export async function startReplicaStack(
     standby,
     writer,
     reader,
+    ...(proxy && { proxy }),
     t,
     async close() {
+      // First the relay: it ends the connections a partition left hanging, so the pools close.
+      await proxy?.close();
       await t.close();
       await reader.db.destroy();
       await writer.db.destroy();
