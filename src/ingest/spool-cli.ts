@@ -115,6 +115,17 @@ async function main(argv: readonly string[]): Promise<number> {
     );
   }
 
+  if (command === 'status') {
+    // Nobody holds the directory: opened only to count what it holds, then let go — `status`
+    // never replays (it is what an operator runs first on an orphaned claim).
+    const spool = await openSpool({ dir, logger, command: invokedAs() });
+    say(
+      `${dir} is not in use: ${spool.depth()} events to replay, ${spool.deadLetters()} dead letters`,
+    );
+    await spool.close();
+    return 0;
+  }
+
   // Nobody holds the directory, or only a heartbeat from elsewhere that may yet go stale: this
   // command takes it (openSpool waits for that heartbeat) and replays into DATABASE_URL.
   const spool = await openSpool({ dir, logger, command: invokedAs() }).catch((error: unknown) => {
