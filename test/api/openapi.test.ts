@@ -136,8 +136,9 @@ describe('the check every API test runs on its answers', () => {
     expect(check(200, 'application/json', { data: [{ seq: 1 }], next_cursor: 'c' })).toMatch(
       /required/,
     );
-    // A status the operation does not list is a refusal in the error shape (its `default`).
-    expect(check(418, 'application/json', {})).toMatch(/required/);
+    expect(check(418, 'application/json', {})).toMatch(/not in the document/);
+    // The listener's own refusals fall to the operation's `default`: the error shape.
+    expect(check(431, 'application/json', {})).toMatch(/required/);
     expect(check(200, 'text/plain', 'hi')).toMatch(/content type/);
     expect(check(400, 'application/json', { error: { code: 'x', message: 'y' } })).toMatch(
       /request_id/,

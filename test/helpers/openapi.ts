@@ -4,6 +4,7 @@ import addFormats from 'ajv-formats';
 import type { ValidateFunction } from 'ajv';
 import { buildApiDocument } from '../../src/openapi/api-document';
 import type { OpenApiDocument } from '../../src/openapi/api-document';
+import { OTHER_REFUSAL } from '../../src/openapi/api-docs';
 
 /**
  * Every answer an API test gets is checked against the service's OpenAPI document, so the
@@ -110,11 +111,9 @@ export function answerChecker(doc: OpenApiDocument): AnswerChecker {
     );
     if (!operation) return null;
     const where = `${method} ${url} → ${status}`;
-    // `default` stands for refusals the operation does not list (the listener's own 408, 417,
-    // 431, 501): never for a success or a 304, which must be declared by their own code.
     const declared = operation.responses[String(status)]
       ? String(status)
-      : status >= 400
+      : fallsToDefault(operation.responses['default'], status)
         ? 'default'
         : undefined;
     const response = declared === undefined ? undefined : operation.responses[declared];
@@ -217,4 +216,19 @@ function observe(listener: Listener, req: IncomingMessage, res: ServerResponse):
     });
     if (problem) violations.push(problem);
   });
+}
+
+/** The refusals the listener writes itself, before any route (src/http/listener.ts). */
+const LISTENER_REFUSALS = new Set([408, 417, 431, 501]);
+
+/**
+ * Whether an undeclared status may be checked against the operation's `default`. The generic
+ * default (OTHER_REFUSAL) stands only for the listener's own refusals: any other status a route
+ * answers must be declared by its code, or the document drifts unseen (a 500 from /healthz, a
+ * 502 from the stats). An operation's own default (the send proxy's: SignalWire's answers as
+ * they come) stands for every refusal.
+ */
+function fallsToDefault(fallback: { description?: string } | undefined, status: number): boolean {
+  if (fallback === undefined || status < 400) return false;
+  return fallback.description !== OTHER_REFUSAL.description || LISTENER_REFUSALS.has(status);
 }
