@@ -95,7 +95,7 @@ async function open(token: string): Promise<void> {
   // by, and the service's, to show (the page's other times are the service's).
   let updated: { at: number; serverAt: number } | undefined;
   const showUpdated = (): void => {
-    if (!updated) return;
+    if (!updated || current !== signIn) return;
     const stale = Date.now() - updated.at > STALE_AFTER_MS;
     const shown = byId('updated');
     const text = updatedText(updated.serverAt, stale);
@@ -118,6 +118,8 @@ async function open(token: string): Promise<void> {
       api.messages({ stuck: 'true', limit: '10' }),
       api.deadRelays(),
     ]);
+    // Signed out (or in afresh) meanwhile: these answers belong to a page no longer shown.
+    if (current !== signIn) return;
     const [, , failures, stuck, relays] = answers;
     let [stats, perMinute] = answers;
     // These answers may have set the page's clock (server-clock.ts), the first ones always do:
@@ -129,6 +131,7 @@ async function open(token: string): Promise<void> {
     const answered = stats.status === 'fulfilled' && perMinute.status === 'fulfilled';
     if (answered && now.day.created_until !== asked.day.created_until) {
       [stats, perMinute] = await Promise.allSettled([api.stats(now.day), api.stats(now.hour)]);
+      if (current !== signIn) return;
     }
     // Every answer, changed or not: news held back by the once-a-minute limit is said later.
     if (stats.status === 'fulfilled') announcer.stats(stats.value.body);

@@ -1,0 +1,75 @@
+import type { Browser, Page, Route } from 'playwright-core';
+import { TEST_API_TOKEN, createTestApp } from '../helpers/test-app';
+import type { TestApp } from '../helpers/test-app';
+import { listen } from '../proxy/support';
+import {
+  confineTo,
+  feedFollowing,
+  launchChromium,
+  signIn,
+  skipBrowserTests,
+  watchPage,
+} from './support/browser';
+import type { PageWatch } from './support/browser';
+
+/**
+ * "Updated hh:mm:ss UTC" sits in the page header (#updated, outside #dashboard) and is shown at
+ * the end of every refresh. Signing out (Change token) hides it; a refresh already under way —
+ * a hung service keeps one under way for up to its 15 s deadline — that ends afterwards must
+ * not show it again above the token form, nor draw or announce anything.
+ */
+const describeBrowser = skipBrowserTests ? describe.skip : describe;
+jest.setTimeout(120_000);
+const UNTIL = { timeout: 30_000 };
+
+describeBrowser('status page after signing out during a refresh', () => {
+  let t: TestApp;
+  let server: { url: string; close(): Promise<void> };
+  let browser: Browser;
+  let page: Page;
+  let watch: PageWatch;
+
+  beforeAll(async () => {
+    browser = await launchChromium();
+    t = await createTestApp();
+    server = await listen(t.internalApp);
+    page = await browser.newPage();
+    watch = watchPage(page);
+    await page.clock.install();
+    await confineTo(page, new URL(server.url).origin);
+  });
+  afterAll(async () => {
+    await page?.close();
+    await browser?.close();
+    await server?.close();
+    await t?.close();
+  });
+
+  test('When the reader changes token while a refresh is under way, then no "Updated" time shows on the token form', async () => {
+    await signIn(page, server.url, TEST_API_TOKEN);
+    await page.locator('#live-state', { hasText: /^Live$/ }).waitFor(UNTIL);
+    await feedFollowing(watch, UNTIL.timeout);
+    const held: Route[] = [];
+    await page.route('**/v1/stats**', (route) => {
+      held.push(route);
+    });
+    // The periodic refresh (30 s) starts, its stats reads held.
+    await page.clock.runFor(31_000);
+    await page.waitForTimeout(500);
+    expect(held.length).toBeGreaterThan(0);
+
+    await page.locator('#change-token').click();
+    await page.locator('#token-panel').waitFor({ state: 'visible', ...UNTIL });
+    expect(await page.locator('#updated').isVisible()).toBe(false);
+
+    // The refresh under way gets its answers (well within its 15 s deadline).
+    await page.unroute('**/v1/stats**');
+    for (const route of held) await route.continue();
+    await page.waitForTimeout(1_500);
+
+    expect(await page.locator('#token-panel').isVisible()).toBe(true);
+    const shown = await page.locator('#updated').isVisible();
+    const text = await page.locator('#updated').textContent();
+    expect(shown ? `visible: ${text}` : 'hidden').toBe('hidden');
+  });
+});
