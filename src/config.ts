@@ -671,11 +671,17 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       problems.push('API_TOKENS: each token needs at least 16 characters');
   }
   // A client sends its token in an Authorization header: `Bearer <token>`, read up to the first
-  // space, as latin1. A token with a space or a character outside visible ASCII in it could
-  // never be presented, and every dashboard would get 401 with nothing naming the cause.
-  if (e.API_TOKENS?.some((token) => !/^[\x21-\x7e]+$/.test(token)))
+  // white space, one byte per character (latin1). A token with white space or a control
+  // character in it, or a character beyond U+00FF, could never be presented, and every
+  // dashboard would get 401 with nothing naming the cause.
+  const presentable = (token: string): boolean =>
+    [...token].every((char) => {
+      const code = char.codePointAt(0)!;
+      return code > 0x20 && code !== 0x7f && code <= 0xff && !/\s/u.test(char);
+    });
+  if (e.API_TOKENS?.some((token) => !presentable(token)))
     problems.push(
-      'API_TOKENS: a token may hold only visible ASCII characters (no spaces): a client could never present it',
+      'API_TOKENS: a token may hold no white space, no control character and no character beyond U+00FF: a client could never present it',
     );
   for (const secret of e.CALLBACK_TOKEN_SECRET ?? []) {
     // A short secret makes the per-send token guessable offline.
