@@ -1,10 +1,17 @@
+import path from 'node:path';
 import express, { Router } from 'express';
 import type { Response } from 'express';
 import { z } from 'zod';
-import { getAbsoluteFSPath } from 'swagger-ui-dist';
 import type { ApiDocs } from './api-docs';
 import type { OpenApiDocument } from './api-document';
 import { INTERNAL_LISTENER } from './listeners';
+
+/**
+ * Swagger UI's files, found by its package.json: the package's own entry point (its
+ * getAbsoluteFSPath) loads the whole 1.7 MB browser bundle — React, Redux, core-js and the
+ * browser globals they leave — into the server, some 20 MB of memory per pod for a path.
+ */
+const SWAGGER_UI_DIR = path.dirname(require.resolve('swagger-ui-dist/package.json'));
 
 /**
  * GET /openapi.json and GET /docs on the internal listener, without auth (DESIGN §6). The
@@ -25,7 +32,7 @@ export function openApiRoutes({ document }: { document: OpenApiDocument }): Rout
   router.get('/docs/start.js', (_req, res) => {
     answer(res, 'application/javascript; charset=utf-8', START_SCRIPT);
   });
-  const assets = express.static(getAbsoluteFSPath(), {
+  const assets = express.static(SWAGGER_UI_DIR, {
     index: false,
     setHeaders: (res) => res.setHeader('Cache-Control', 'public, max-age=3600'),
   });
