@@ -33,7 +33,11 @@ interface Operation {
   pattern: RegExp;
   responses: Record<
     string,
-    { content?: Record<string, unknown>; headers?: Record<string, { required?: boolean }> }
+    {
+      description?: string;
+      content?: Record<string, unknown>;
+      headers?: Record<string, { required?: boolean }>;
+    }
   >;
   method: string;
   listeners: Listener[];
