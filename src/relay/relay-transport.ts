@@ -31,13 +31,19 @@ export interface TransportOptions extends DestinationPolicy {
   maxSockets: number;
   /** DNS resolution; tests give names the addresses they need. */
   lookup?: LookupFunction;
+  /** Tests: name servers to ask instead of resolv.conf's (relay-dns.ts). */
+  dnsServers?: readonly string[];
 }
 
 export function createRelayTransport(options: TransportOptions): RelayTransport {
   const guard = addressGuard(options.allowedNetworks);
   const agents = createSafeAgents(guard, {
     maxSockets: options.maxSockets,
-    lookup: options.lookup,
+    // Half the attempt: a name server answers in milliseconds or not at all, and the rest is
+    // the app's to connect and answer in.
+    resolveTimeoutMs: Math.max(1, Math.floor(options.timeoutMs / 2)),
+    ...(options.lookup && { lookup: options.lookup }),
+    ...(options.dnsServers && { dnsServers: options.dnsServers }),
   });
   return {
     async send(request, onFree) {

@@ -16,6 +16,8 @@ export function createRelay(deps: {
   registry?: Registry;
   /** Tests: DNS answers. */
   lookup?: LookupFunction;
+  /** Tests: name servers to ask instead of resolv.conf's. */
+  dnsServers?: readonly string[];
   tuning?: Pick<
     RelayWorkerOptions,
     'pollMs' | 'concurrency' | 'statsEveryMs' | 'expireEveryMs' | 'breaker' | 'leaseSlackMs'
@@ -32,7 +34,8 @@ export function createRelay(deps: {
       maxSockets: config.relayHostConcurrency,
       allowedNetworks: config.relayAllowedNetworks,
       allowHttp: config.relayAllowHttp,
-      lookup: deps.lookup,
+      ...(deps.lookup && { lookup: deps.lookup }),
+      ...(deps.dnsServers && { dnsServers: deps.dnsServers }),
     }),
     signingKeys: config.signingKeys,
     retrySchedule: config.relayRetrySchedule,

@@ -1,15 +1,18 @@
-import dns from 'node:dns';
+import type dns from 'node:dns';
 import http from 'node:http';
 import https from 'node:https';
 import net from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { AddressGuard } from './address-policy';
+import { relayResolution } from './relay-dns';
 
 /**
  * http(s) agents that refuse to connect to an address the guard refuses, checked on the
  * address actually connected to: a literal host before connecting, and every address a name
  * resolves to inside the socket's own lookup, so what was checked is what is dialled (no
- * second resolution for DNS rebinding to change). The pattern of azu/request-filtering-agent,
+ * second resolution for DNS rebinding to change). Names are resolved as relay-dns.ts says
+ * (c-ares, not the thread pool's getaddrinfo), the resolution cancelled when its socket closes
+ * (the attempt given up). The pattern of azu/request-filtering-agent,
  * with the address rules in address-policy.ts (ipaddr.js): that library's allow list logs a
  * console warning for every address of the other IP family than a listed CIDR, and it ships
  * as ES modules only, which Jest cannot load before Node 24.9.
@@ -33,7 +36,15 @@ export interface SafeAgents {
 
 export function createSafeAgents(
   guard: AddressGuard,
-  options: { maxSockets: number; lookup?: LookupFunction },
+  options: {
+    maxSockets: number;
+    /** Budget of a name's resolution, ms (relay-dns.ts). */
+    resolveTimeoutMs: number;
+    /** Tests: name servers to ask instead of resolv.conf's. */
+    dnsServers?: readonly string[];
+    /** Tests: answers for every name instead of resolving it (still guarded). */
+    lookup?: LookupFunction;
+  },
 ): SafeAgents {
   const agentOptions = { keepAlive: true, maxSockets: options.maxSockets, maxFreeSockets: 4 };
   const httpAgent = new http.Agent(agentOptions);
@@ -46,8 +57,17 @@ export function createSafeAgents(
         const problem = guard.problem(host);
         if (problem) return refusedSocket(new AddressRefusedError(problem), callback);
       }
-      const lookup = guardedLookup(guard, options.lookup ?? (dns.lookup as LookupFunction));
-      return original({ ...connectOptions, lookup } as typeof connectOptions, callback);
+      const resolution = options.lookup
+        ? { lookup: options.lookup, cancel: () => undefined }
+        : relayResolution({
+            timeoutMs: options.resolveTimeoutMs,
+            ...(options.dnsServers && { servers: options.dnsServers }),
+          });
+      const lookup = guardedLookup(guard, resolution.lookup);
+      const socket = original({ ...connectOptions, lookup } as typeof connectOptions, callback);
+      // Destroyed (the attempt's time is up) while still resolving: stop asking.
+      socket?.once('close', resolution.cancel);
+      return socket;
     };
   }
   return {

@@ -193,7 +193,7 @@ export async function eventually<T>(
 
 /** What a test may change of the relay worker createRelay builds from the app's configuration. */
 export type RelayWorkerSetup = Partial<
-  Pick<Parameters<typeof createRelay>[0], 'db' | 'lookup' | 'registry' | 'tuning'>
+  Pick<Parameters<typeof createRelay>[0], 'db' | 'lookup' | 'dnsServers' | 'registry' | 'tuning'>
 >;
 
 /**
@@ -207,6 +207,7 @@ export function startRelayWorker(on: TestApp, setup: RelayWorkerSetup = {}): Rel
     db: setup.db ?? on.database.db,
     logger: on.deps.logger,
     ...(setup.lookup && { lookup: setup.lookup }),
+    ...(setup.dnsServers && { dnsServers: setup.dnsServers }),
     ...(setup.registry && { registry: setup.registry }),
     tuning: { pollMs: 20, ...setup.tuning },
   });
