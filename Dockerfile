@@ -59,10 +59,13 @@ ENV NODE_ENV=production \
 # read-only there), for plain `docker run` it is a directory the service user owns.
 RUN mkdir -p /var/lib/sw-status/spool && chown -R node:node /var/lib/sw-status
 
-COPY package.json ./
+# Files from the build context keep the checkout's modes: a build host with umask 027 (CIS
+# hardening) checks out 0640/0750, and the service user (neither owner nor group) could read
+# neither package.json nor the migrations. Readable by everyone, whatever the checkout.
+COPY --chmod=0644 package.json ./
 COPY --from=prod-deps /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist
-COPY db ./db
+COPY --chmod=0755 db ./db
 
 # The image's `node` user, given numerically so Kubernetes' runAsNonRoot can verify it.
 USER 1000:1000

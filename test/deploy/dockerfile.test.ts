@@ -117,7 +117,22 @@ test('When the image runs, then it exposes the config ports, runs as UID 1000 in
   // The runtime carries the built code and the SQL migrations the Job applies.
   const copies = runtime.filter((i) => i.keyword === 'COPY').map((i) => i.args);
   expect(copies).toContainEqual(expect.stringMatching(/--from=\S+ \/app\/dist \.\/dist$/));
-  expect(copies).toContainEqual(expect.stringMatching(/^db \.\/db$/));
+  expect(copies).toContainEqual(expect.stringMatching(/^(--chmod=\S+ )?db \.\/db$/));
+});
+
+test('When the runtime stage copies files from the build context, then it sets modes the service user can read, whatever the checkout had', () => {
+  // Docker keeps a context file's mode; a checkout under umask 027 (CIS-hardened build hosts)
+  // has 0640 files and 0750 directories, which UID 1000 (neither owner nor group) cannot read:
+  // the app could not load package.json, the migration Job not list db/migrations.
+  const contextCopies = runtime.filter((i) => i.keyword === 'COPY' && !/--from=/.test(i.args));
+  expect(contextCopies.length).toBeGreaterThan(0);
+  for (const copy of contextCopies) {
+    const [, mode] = /--chmod=(0?[0-7]{3})\b/.exec(copy.args) ?? [];
+    expect({ copy: copy.args, mode }).toEqual({ copy: copy.args, mode: expect.any(String) });
+    // Others may read, and enter directories (a mode applies to files and directories alike).
+    expect(parseInt(mode!, 8) & 0o004).toBe(0o004);
+    if (/\bdb\b/.test(copy.args)) expect(parseInt(mode!, 8) & 0o001).toBe(0o001);
+  }
 });
 
 test('When the build context is filtered by .dockerignore, then every path the Dockerfile copies is in it', () => {
