@@ -359,9 +359,13 @@ async function handle(deps: CallbackDeps, api: Api, req: Request, res: Response)
   // Relayed as received if the message has a client callback (DESIGN §10; src/relay).
   event.relay = relayPayloadOf(req, config.signingKeys, event.verifiedKeyIndex);
   // Every token path, not only one whose token verified: a token past its TTL, or minted under
-  // a retired secret, came by its signature instead, and is no less the caller's secret.
+  // a retired secret, came by its signature instead, and is no less the caller's secret. Only a
+  // token's shape, though: with ALLOW_UNSIGNED_CALLBACKS any segment is let in (`…/native/1`),
+  // and masking it would mangle the payload.
   const pathToken = req.params['token'];
-  if (typeof pathToken === 'string') scrubToken(event, pathToken, req);
+  if (typeof pathToken === 'string' && hasTokenShape(pathToken)) {
+    scrubToken(event, pathToken, req);
+  }
 
   let outcome: RecordOutcome;
   try {

@@ -65,3 +65,26 @@ test.each([
     expect(JSON.stringify(rows[0])).not.toContain(token);
   },
 );
+
+describe('with ALLOW_UNSIGNED_CALLBACKS (development)', () => {
+  let unsigned: TestApp;
+  beforeAll(async () => {
+    unsigned = await createTestApp({ ALLOW_UNSIGNED_CALLBACKS: 'true' });
+  });
+  afterAll(() => unsigned.close());
+
+  test('When a callback comes to a path segment that is no token, then its payload is stored as it came', async () => {
+    // Any segment is let in unsigned; only a token's shape is masked, or `…/native/1` would
+    // have every "1" of the payload replaced.
+    const id = randomUUID();
+    const body = JSON.stringify(nativeFields({ id, status: 'delivered', to: '+15551110001' }));
+    const res = await request(unsigned.publicApp)
+      .post('/callbacks/native/1')
+      .set('Content-Type', 'application/json')
+      .send(body);
+    expect(res.status).toBe(200);
+    const { rows } = await sql<{ raw: { to?: string } }>`
+      SELECT raw FROM status_events WHERE message_id = ${id}`.execute(unsigned.database.db);
+    expect(rows.map((row) => row.raw.to)).toEqual(['+15551110001']);
+  });
+});
