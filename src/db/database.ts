@@ -207,12 +207,19 @@ export function createDb(
     ...(idleInTransactionTimeoutMs && { idleInTransactionTimeoutMs }),
     ...(lockTimeoutMs && { lockTimeoutMs }),
   });
+  // One question to DATABASE_URL's server at a time, later checks joining it: withTimeout does
+  // not cancel it, so a primary that stops answering would otherwise collect one stuck query
+  // (and connection of the write path's pool) per check.
+  let asking: Promise<WriterState> | undefined;
+  const askWriter = (): Promise<WriterState> =>
+    (asking ??= writerState(reader!.writer).finally(() => {
+      asking = undefined;
+    }));
   const db = new Kysely<Database>({
     dialect: new PostgresDialect({
       pool: reader
         ? standbyOnly(wrapped, {
-            writerState: () =>
-              withTimeout(writerState(reader.writer), queryTimeoutMs!, 'DATABASE_URL: no answer'),
+            writerState: () => withTimeout(askWriter(), queryTimeoutMs!, 'DATABASE_URL: no answer'),
             logger: reader.logger,
             ...(reader.checkEveryMs !== undefined && { checkEveryMs: reader.checkEveryMs }),
             ...(reader.maxLagMs !== undefined && { maxLagMs: reader.maxLagMs }),

@@ -152,16 +152,23 @@ export function standbyOnly(
     return oldest && now - oldest.at >= maxLagMs ? oldest.lsn : null;
   };
 
-  // What DATABASE_URL's server said last: a standby is judged by it while the primary does not
-  // answer (an outage of the primary is when a replica's reads matter most). Its lag is then
-  // judged by the primary's last positions, which a standby that followed it has replayed.
+  // What DATABASE_URL's server said last. Once there is one, a check is judged by it at once
+  // and the primary asked again in the background: a primary that stops answering (an outage,
+  // a partition: exactly when a replica's reads matter most) would otherwise hold every check,
+  // and every read behind it, for the ask's whole deadline. The lag is then judged by the
+  // primary's last positions, which a standby that followed it has replayed.
   let known: WriterState | undefined;
   const primaryState = async (now: number): Promise<WriterState> => {
-    try {
-      known = await askWriter(now);
-    } catch (error) {
-      if (known === undefined) throw error;
+    if (known !== undefined) {
+      askWriter(now).then(
+        (state) => {
+          known = state;
+        },
+        () => undefined,
+      );
+      return known;
     }
+    known = await askWriter(now);
     return known;
   };
 
