@@ -47,9 +47,9 @@ RUN rm -rf /usr/local/lib/node_modules /usr/local/bin/npm /usr/local/bin/npx \
     /usr/local/bin/corepack /usr/local/bin/yarn /usr/local/bin/yarnpkg /opt/yarn-*
 # SPOOL_DIR: the default (.data/spool under /app) is not writable by the service user.
 # UV_THREADPOOL_SIZE: libuv's pool (4 threads by default) runs getaddrinfo, file I/O and crypto,
-# none of them cancellable. Relays resolve with c-ares and ask the system resolver at most twice
-# at once (src/relay/relay-dns.ts); the margin keeps the spool's files and lookups by name
-# (SignalWire, PostgreSQL) going while a few threads wait on a name server that never answers.
+# none of them cancellable. Relays never use it to resolve (c-ares, src/relay/relay-dns.ts); the
+# margin keeps the spool's files going while lookups by name (SignalWire, PostgreSQL) wait on a
+# slow name server.
 ENV NODE_ENV=production \
     SPOOL_DIR=/var/lib/sw-status/spool \
     UV_THREADPOOL_SIZE=8

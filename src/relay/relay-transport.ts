@@ -2,6 +2,7 @@ import http from 'node:http';
 import https from 'node:https';
 import { addressGuard, urlProblem } from './address-policy';
 import type { DestinationPolicy } from './address-policy';
+import type { SearchList } from './relay-dns';
 import type { AttemptResult } from './retry-policy';
 import type { RelayRequest } from './relay-request';
 import { AddressRefusedError, createSafeAgents } from './safe-agent';
@@ -33,6 +34,10 @@ export interface TransportOptions extends DestinationPolicy {
   lookup?: LookupFunction;
   /** Tests: name servers to ask instead of resolv.conf's (relay-dns.ts). */
   dnsServers?: readonly string[];
+  /** Tests: a hosts file instead of /etc/hosts (relay-dns.ts). */
+  hostsFile?: string;
+  /** Tests: a search list and ndots instead of resolv.conf's (relay-dns.ts). */
+  dnsSearch?: SearchList;
 }
 
 export function createRelayTransport(options: TransportOptions): RelayTransport {
@@ -44,6 +49,8 @@ export function createRelayTransport(options: TransportOptions): RelayTransport 
     resolveTimeoutMs: Math.max(1, Math.floor(options.timeoutMs / 2)),
     ...(options.lookup && { lookup: options.lookup }),
     ...(options.dnsServers && { dnsServers: options.dnsServers }),
+    ...(options.hostsFile && { hostsFile: options.hostsFile }),
+    ...(options.dnsSearch && { dnsSearch: options.dnsSearch }),
   });
   return {
     async send(request, onFree) {

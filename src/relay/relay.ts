@@ -2,6 +2,7 @@ import type { Registry } from 'prom-client';
 import type { Config } from '../config';
 import type { Db } from '../db/database';
 import type { Logger } from '../logger';
+import type { SearchList } from './relay-dns';
 import { createRelayMetrics } from './relay-metrics';
 import { createRelayTransport } from './relay-transport';
 import type { LookupFunction } from './safe-agent';
@@ -18,6 +19,10 @@ export function createRelay(deps: {
   lookup?: LookupFunction;
   /** Tests: name servers to ask instead of resolv.conf's. */
   dnsServers?: readonly string[];
+  /** Tests: a hosts file instead of /etc/hosts. */
+  hostsFile?: string;
+  /** Tests: a search list and ndots instead of resolv.conf's. */
+  dnsSearch?: SearchList;
   tuning?: Pick<
     RelayWorkerOptions,
     'pollMs' | 'concurrency' | 'statsEveryMs' | 'expireEveryMs' | 'breaker' | 'leaseSlackMs'
@@ -36,6 +41,8 @@ export function createRelay(deps: {
       allowHttp: config.relayAllowHttp,
       ...(deps.lookup && { lookup: deps.lookup }),
       ...(deps.dnsServers && { dnsServers: deps.dnsServers }),
+      ...(deps.hostsFile && { hostsFile: deps.hostsFile }),
+      ...(deps.dnsSearch && { dnsSearch: deps.dnsSearch }),
     }),
     signingKeys: config.signingKeys,
     retrySchedule: config.relayRetrySchedule,

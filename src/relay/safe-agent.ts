@@ -5,13 +5,15 @@ import net from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { AddressGuard } from './address-policy';
 import { relayResolution } from './relay-dns';
+import type { SearchList } from './relay-dns';
 
 /**
  * http(s) agents that refuse to connect to an address the guard refuses, checked on the
  * address actually connected to: a literal host before connecting, and every address a name
  * resolves to inside the socket's own lookup, so what was checked is what is dialled (no
  * second resolution for DNS rebinding to change). Names are resolved as relay-dns.ts says
- * (c-ares, not the thread pool's getaddrinfo), the resolution cancelled when its socket closes
+ * (the hosts file, then DNS through the search list with c-ares, never the thread pool's
+ * getaddrinfo), every address of the answer checked, the hosts file's too; the resolution cancelled when its socket closes
  * (the attempt given up). The pattern of azu/request-filtering-agent,
  * with the address rules in address-policy.ts (ipaddr.js): that library's allow list logs a
  * console warning for every address of the other IP family than a listed CIDR, and it ships
@@ -42,6 +44,10 @@ export function createSafeAgents(
     resolveTimeoutMs: number;
     /** Tests: name servers to ask instead of resolv.conf's. */
     dnsServers?: readonly string[];
+    /** Tests: a hosts file instead of /etc/hosts. */
+    hostsFile?: string;
+    /** Tests: a search list and ndots instead of resolv.conf's. */
+    dnsSearch?: SearchList;
     /** Tests: answers for every name instead of resolving it (still guarded). */
     lookup?: LookupFunction;
   },
@@ -62,6 +68,8 @@ export function createSafeAgents(
         : relayResolution({
             timeoutMs: options.resolveTimeoutMs,
             ...(options.dnsServers && { servers: options.dnsServers }),
+            ...(options.hostsFile && { hostsFile: options.hostsFile }),
+            ...(options.dnsSearch && { search: options.dnsSearch }),
           });
       const lookup = guardedLookup(guard, resolution.lookup);
       const socket = original({ ...connectOptions, lookup } as typeof connectOptions, callback);

@@ -193,7 +193,10 @@ export async function eventually<T>(
 
 /** What a test may change of the relay worker createRelay builds from the app's configuration. */
 export type RelayWorkerSetup = Partial<
-  Pick<Parameters<typeof createRelay>[0], 'db' | 'lookup' | 'dnsServers' | 'registry' | 'tuning'>
+  Pick<
+    Parameters<typeof createRelay>[0],
+    'db' | 'lookup' | 'dnsServers' | 'hostsFile' | 'dnsSearch' | 'registry' | 'tuning'
+  >
 >;
 
 /**
@@ -208,6 +211,8 @@ export function startRelayWorker(on: TestApp, setup: RelayWorkerSetup = {}): Rel
     logger: on.deps.logger,
     ...(setup.lookup && { lookup: setup.lookup }),
     ...(setup.dnsServers && { dnsServers: setup.dnsServers }),
+    ...(setup.hostsFile && { hostsFile: setup.hostsFile }),
+    ...(setup.dnsSearch && { dnsSearch: setup.dnsSearch }),
     ...(setup.registry && { registry: setup.registry }),
     tuning: { pollMs: 20, ...setup.tuning },
   });
