@@ -8,6 +8,7 @@ import { createDb } from './database';
 import { startEmbeddedPostgres } from './embedded-postgres';
 import { knownMigrations, migrateReachable } from './migrate';
 import { describeSchema, judgeSchema, readSchema } from './schema-version';
+import { signalExitCode } from '../process/signal-exit-code';
 
 /**
  * `npm run migrate` / `node dist/db/migrate-cli.js`: applies db/migrations to DATABASE_URL.
@@ -113,7 +114,7 @@ function endSessionsOnSignal(
       );
       process.exit();
     }, END_SESSION_WITHIN_MS);
-    process.exitCode = signal === 'SIGINT' ? 130 : 143;
+    process.exitCode = signalExitCode(signal);
     interruptedBy = signal;
     logger.error(
       { signal },

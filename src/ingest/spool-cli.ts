@@ -24,6 +24,7 @@ import { createGroupCommitRecorder } from './group-commit-recorder';
 import type { IngestStatus } from './group-commit-recorder';
 import { openSpool } from './spool';
 import type { Spool } from './spool';
+import { signalExitCode } from '../process/signal-exit-code';
 
 /**
  * The spool command, for operators: `npm run spool -- <command> [DIR]`, or in the production
@@ -234,7 +235,7 @@ class Interrupted extends Error {
   }
 
   get exitCode(): number {
-    return this.signal === 'SIGINT' ? 130 : 143;
+    return signalExitCode(this.signal);
   }
 }
 

@@ -4,6 +4,7 @@ import { createDb } from '../db/database';
 import { startEmbeddedPostgres } from '../db/embedded-postgres';
 import { createLogger } from '../logger';
 import { rebuildRollups } from './stats.repository';
+import { signalExitCode } from '../process/signal-exit-code';
 
 /**
  * `npm run stats:rebuild` / `node dist/stats/rebuild-cli.js`: recounts the stats rollups from
@@ -38,7 +39,7 @@ function stop(signal: NodeJS.Signals, logger: ReturnType<typeof createLogger>): 
     { signal },
     `rebuild stopped by ${signal}: its transaction rolls back, the rollups stay as they were; run it again`,
   );
-  process.exit(signal === 'SIGINT' ? 130 : 143);
+  process.exit(signalExitCode(signal));
 }
 
 main().catch((error: unknown) => {
