@@ -20,6 +20,9 @@ import type { SearchList } from './relay-dns';
  * as ES modules only, which Jest cannot load before Node 24.9.
  */
 
+/** How long a connection to a receiver may stay idle before the relay closes it. */
+export const IDLE_CONNECTION_MS = 4_000;
+
 export type LookupFunction = NonNullable<net.TcpSocketConnectOpts['lookup']>;
 
 export class AddressRefusedError extends Error {
@@ -52,7 +55,19 @@ export function createSafeAgents(
     lookup?: LookupFunction;
   },
 ): SafeAgents {
-  const agentOptions = { keepAlive: true, maxSockets: options.maxSockets, maxFreeSockets: 4 };
+  // Idle connections are closed after a few seconds, not left to the receiver: one that never
+  // closes them would otherwise hold a socket per host name for the process's life (a wildcard
+  // name per message: one per message), and a name that moved to another address would never
+  // be resolved again while the old connection lived. 4 s is below a Node receiver's own 5 s
+  // keep-alive (what Node's agent makes of its `Keep-Alive: timeout=5` hint), so reusing a
+  // connection rarely races the receiver closing it. Only idle sockets are closed by it: an
+  // attempt in progress is bounded by relay-transport.ts's own timer.
+  const agentOptions = {
+    keepAlive: true,
+    maxSockets: options.maxSockets,
+    maxFreeSockets: 4,
+    timeout: IDLE_CONNECTION_MS,
+  };
   const httpAgent = new http.Agent(agentOptions);
   const httpsAgent = new https.Agent(agentOptions);
   for (const agent of [httpAgent, httpsAgent]) {
