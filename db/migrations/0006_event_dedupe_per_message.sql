@@ -32,7 +32,11 @@ $$;
 -- table they read (a backup, a long report), and lock_timeout would cancel that wait after 5 s
 -- and fail the migration. Waiting blocks no reads or writes: the build's own lock (SHARE
 -- UPDATE EXCLUSIVE) conflicts only with schema changes and VACUUM.
-RESET lock_timeout;
+-- Zero, not RESET: RESET returns to the role's or the database's default, and an operator's
+-- shorter lock_timeout or statement_timeout there (honoured by the service) would cancel the
+-- build's wait just the same. The runner's RESET ALL after this file ends both.
+SET lock_timeout = 0;
+SET statement_timeout = 0;
 
 CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS status_events_message_dedupe_idx
   ON status_events (message_id, dedupe_key);

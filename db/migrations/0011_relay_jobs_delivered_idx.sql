@@ -26,7 +26,11 @@ END
 $$;
 
 -- No lock_timeout for the build (see 0010): waiting for older transactions blocks nothing.
-RESET lock_timeout;
+-- Zero, not RESET: RESET returns to the role's or the database's default, and an operator's
+-- shorter lock_timeout or statement_timeout there (honoured by the service) would cancel the
+-- build's wait just the same. The runner's RESET ALL after this file ends both.
+SET lock_timeout = 0;
+SET statement_timeout = 0;
 
 CREATE INDEX CONCURRENTLY IF NOT EXISTS relay_jobs_delivered_idx
   ON relay_jobs (delivered_at) WHERE state = 'delivered';
