@@ -12,8 +12,10 @@ import { withTimeout } from './with-timeout';
  * them), but a schema it cannot run on — a migration too new for it, applied while it runs —
  * takes it out.
  *
- * Each check asks whether the database takes writes and reads the schema (four tiny queries:
- * read-only, applied migrations, schema marker, write privileges)
+ * Each check asks whether the database takes writes and reads the schema (five tiny queries:
+ * read-only, applied migrations, schema marker, the newest event's transaction id — beyond the
+ * cluster's next one, the database was restored from another cluster and is not rebased yet,
+ * which counts as a migration missing — write privileges)
  * through the service's own pool, so a wrong host, database, password or TLS setting, or a
  * hot standby, fails here exactly as it would for a callback. A
  * check never outlasts `timeoutMs` (the kubelet's probe gives up after 2 s); concurrent

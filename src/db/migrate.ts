@@ -13,6 +13,7 @@ import {
   judgeSchema,
   readSchema,
 } from './schema-version';
+import { rebaseTransactionIds } from './transaction-id-rebase';
 
 /** db/migrations at the repository root, whether running from src/ (tsx) or dist/ (node). */
 export const MIGRATIONS_DIR = path.resolve(__dirname, '..', '..', 'db', 'migrations');
@@ -127,7 +128,7 @@ export interface MigrateOptions {
   /**
    * Told once, when another runner has held the migration lock for LOCK_NOTICE_MS, who that
    * is: an operator's `npm run migrate` behind a rollout's migration Job otherwise waits in
-   * silence.
+   * silence. Told, too, what a rebase of a restored database moved.
    */
   logger?: Pick<Logger, 'info'>;
 }
@@ -136,6 +137,10 @@ export interface MigrateOptions {
  * Applies the pending migrations and returns their names. A database ahead of this release
  * (a newer release migrated it) is left alone when its migrations mark this release as still
  * safe — a rollback's migration Job then succeeds with nothing to do — and refused otherwise.
+ * Then, still under the lock, a database restored from another cluster has its stored
+ * transaction ids rebased (src/db/transaction-id-rebase.ts; nothing to do, one index probe,
+ * on any other), so that every path that migrates — the migration Job, `npm run migrate`, a
+ * start that migrates — also repairs a restored database.
  */
 export async function migrateToLatest<T>(
   db: Kysely<T>,
@@ -155,7 +160,9 @@ export async function migrateToLatest<T>(
     await lockMigrations(connection, logger);
     let failed = false;
     try {
-      return await migrateLocked(connection, known, nonTransactional, dir);
+      const applied = await migrateLocked(connection, known, nonTransactional, dir);
+      await rebaseTransactionIds(connection, { logger });
+      return applied;
     } catch (error) {
       failed = true;
       throw error;
@@ -261,7 +268,8 @@ async function migrateLocked<T>(
   nonTransactional: ReadonlySet<string>,
   dir: string | undefined,
 ): Promise<string[]> {
-  const verdict = judgeSchema(known, await readSchema(db));
+  // The migrations' verdict: a restored database (rebased after them) is migrated as any other.
+  const verdict = judgeSchema(known, { ...(await readSchema(db)), restored: false });
   if (verdict.state === 'ahead') return [];
   if (!isCompatible(verdict) && verdict.state !== 'too_old') {
     throw new Error(describeSchema(verdict));

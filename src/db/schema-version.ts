@@ -1,5 +1,6 @@
 import { sql } from 'kysely';
 import type { Kysely } from 'kysely';
+import { transactionIdsAhead } from './transaction-id-rebase';
 
 /**
  * Which schema a database has, and whether this release can run on it.
@@ -52,16 +53,29 @@ export function versionOf(names: readonly string[]): number {
 export interface SchemaFound {
   applied: readonly string[];
   oldestReader: number;
+  /**
+   * Stored transaction ids lie beyond the cluster's next one: the database was restored from
+   * a dump or moved from another cluster, and not rebased yet (src/db/transaction-id-rebase.ts).
+   */
+  restored?: boolean;
 }
 
 export type SchemaVerdict =
   | { state: 'ok'; version: number; needs: number }
   /** Ahead of this release, but its migrations say this release is still safe on it. */
   | { state: 'ahead'; version: number; needs: number; oldestReader: number }
+  /**
+   * A migration missing — or, with `missing` empty, none missing but the database restored
+   * from another cluster and not rebased yet: the migration runner does both.
+   */
   | { state: 'too_old'; version: number; needs: number; missing: readonly string[] }
   | { state: 'too_new'; version: number; needs: number; oldestReader: number };
 
-/** The compatibility rule: every known migration applied, and no newer one that excludes us. */
+/**
+ * The compatibility rule: every known migration applied, and no newer one that excludes us.
+ * A restored database not rebased yet is as good as one with a migration missing: the same
+ * command repairs it, and until then callbacks for its older messages could not be stored.
+ */
 export function judgeSchema(known: readonly string[], found: SchemaFound): SchemaVerdict {
   const applied = new Set(found.applied);
   const needs = versionOf(known);
@@ -70,10 +84,11 @@ export function judgeSchema(known: readonly string[], found: SchemaFound): Schem
   if (missing.length > 0) return { state: 'too_old', version, needs, missing };
   const knownSet = new Set(known);
   const unknown = found.applied.filter((name) => !knownSet.has(name));
-  if (unknown.length === 0) return { state: 'ok', version, needs };
-  if (found.oldestReader > needs) {
+  if (unknown.length > 0 && found.oldestReader > needs) {
     return { state: 'too_new', version, needs, oldestReader: found.oldestReader };
   }
+  if (found.restored) return { state: 'too_old', version, needs, missing: [] };
+  if (unknown.length === 0) return { state: 'ok', version, needs };
   return { state: 'ahead', version, needs, oldestReader: found.oldestReader };
 }
 
@@ -94,6 +109,14 @@ export function describeSchema(verdict: SchemaVerdict): string {
         `and marked safe for releases from ${v(verdict.oldestReader)}`
       );
     case 'too_old':
+      if (verdict.missing.length === 0) {
+        return (
+          'database restored from another cluster: its stored transaction ids lie beyond this ' +
+          "cluster's next one, so callbacks for its older messages would fail and restored " +
+          'events would come back in the change feed; run the migrations, which rebase them ' +
+          "(node dist/db/migrate-cli.js, or the release's migration Job)"
+        );
+      }
       return (
         `database schema too old: ${verdict.missing.join(', ')} not applied ` +
         `(this release needs ${v(verdict.needs)}); run the migrations ` +
@@ -121,7 +144,10 @@ export async function schemaProblem<T>(
 
 const UNDEFINED_TABLE = '42P01';
 
-/** Reads the applied migrations and the marker; a database never migrated has neither table. */
+/**
+ * Reads the applied migrations, the marker, and whether the stored transaction ids come from
+ * another cluster; a database never migrated has neither table.
+ */
 export async function readSchema<T>(db: Kysely<T>): Promise<SchemaFound> {
   const applied = await sql<{ name: string }>`SELECT name FROM kysely_migration ORDER BY name`
     .execute(db)
@@ -136,7 +162,8 @@ export async function readSchema<T>(db: Kysely<T>): Promise<SchemaFound> {
       (result) => result.rows[0]?.oldest_reader ?? 0,
       (error: unknown) => ifUndefinedTable(error, 0),
     );
-  return { applied, oldestReader };
+  const restored = (await transactionIdsAhead(db)) !== null;
+  return { applied, oldestReader, restored };
 }
 
 function ifUndefinedTable<T>(error: unknown, fallback: T): T {
