@@ -68,6 +68,7 @@ export class SqlFileMigrationProvider implements MigrationProvider {
                 throw error;
               }
               await sql`RESET ALL`.execute(db);
+              await boundIdleSession(db);
             },
           }
         : {
@@ -160,6 +161,7 @@ export async function migrateToLatest<T>(
     await lockMigrations(connection, logger);
     let failed = false;
     try {
+      await boundIdleSession(connection);
       const applied = await migrateLocked(connection, known, nonTransactional, dir);
       await rebaseTransactionIds(connection, { logger });
       return applied;
@@ -167,10 +169,12 @@ export async function migrateToLatest<T>(
       failed = true;
       throw error;
     } finally {
-      // The connection goes back to the pool: the lock must not go with it. After a failure
-      // the migration's error is the one reported, not a second one from here.
+      // The connection goes back to the pool: the lock must not go with it, nor the idle
+      // bound (the pool keeps idle connections). After a failure the migration's error is the
+      // one reported, not a second one from here.
       await sql`SELECT pg_advisory_unlock(${MIGRATION_LOCK_KEY})`
         .execute(connection)
+        .then(() => unboundIdleSession(connection))
         .catch((error: unknown) => {
           if (!failed) throw error;
         });
@@ -211,6 +215,30 @@ async function lockMigrations<T>(db: Kysely<T>, logger?: Pick<Logger, 'info'>): 
     }
     await sleep(LOCK_POLL_MS);
   }
+}
+
+/**
+ * A migrator whose process freezes or whose node is lost leaves its session open, and the
+ * session holds the migration lock (a session lock: no transaction timeout ends it) — the
+ * retried migration Job would wait behind it until TCP keepalive gives up on the peer (2 h by
+ * Linux defaults), or for ever for a frozen one, the new release's pods unready meanwhile. The
+ * migrator is never idle for long between its statements (the lock loop's pauses are
+ * LOCK_POLL_MS), so PostgreSQL ends a session idle for IDLE_SESSION_MS: a long statement (an
+ * index build waiting for a backup) is not idle, and does not count.
+ * idle_session_timeout exists from PostgreSQL 14; an older server keeps the old behaviour.
+ */
+export const IDLE_SESSION_MS = 30_000;
+
+async function boundIdleSession<T>(db: Kysely<T>): Promise<void> {
+  await sql`
+    SELECT set_config('idle_session_timeout', ${String(IDLE_SESSION_MS)}, false)
+    WHERE current_setting('server_version_num')::int >= 140000`.execute(db);
+}
+
+async function unboundIdleSession<T>(db: Kysely<T>): Promise<void> {
+  await sql`
+    SELECT set_config('idle_session_timeout', reset_val, false) FROM pg_settings
+    WHERE name = 'idle_session_timeout'`.execute(db);
 }
 
 // Migrations are rare and take seconds: a quarter of a second later is soon enough.
@@ -279,7 +307,12 @@ async function migrateLocked<T>(
   // one, files are applied one at a time, each transactional file in its own transaction with
   // its record in kysely_migration, each no-transaction file outside any.
   const provider = new SqlFileMigrationProvider(dir);
-  const inTransaction = new Migrator({ db, provider });
+  // Kysely looks for its kysely_migration table in every schema the role can see, then reads it
+  // unqualified: in a database shared with another application that migrates with Kysely in a
+  // schema of its own, a fresh install found that one, did not create its own, and failed.
+  // Named here, it is the schema the migrations create their tables in (search_path's first).
+  const migrationTableSchema = await currentSchema(db);
+  const inTransaction = new Migrator({ db, provider, migrationTableSchema });
   const pending = async (): Promise<string[]> =>
     (await inTransaction.getMigrations())
       .filter((migration) => migration.executedAt === undefined)
@@ -287,7 +320,7 @@ async function migrateLocked<T>(
   if (!(await pending()).some((name) => nonTransactional.has(name))) {
     return succeeded(await inTransaction.migrateToLatest());
   }
-  const alone = new Migrator({ db, provider, disableTransactions: true });
+  const alone = new Migrator({ db, provider, migrationTableSchema, disableTransactions: true });
   const applied: string[] = [];
   // The next pending file is read again before each step: migrateUp applies whatever is
   // really next, and the migrator must be the one for that file.
@@ -299,6 +332,14 @@ async function migrateLocked<T>(
     applied.push(...step);
   }
   return applied;
+}
+
+/** The schema unqualified names are created in; undefined with no usable schema on the path. */
+async function currentSchema<T>(db: Kysely<T>): Promise<string | undefined> {
+  const { rows } = await sql<{ schema: string | null }>`SELECT current_schema() AS schema`.execute(
+    db,
+  );
+  return rows[0]?.schema ?? undefined;
 }
 
 async function nonTransactionalMigrations(

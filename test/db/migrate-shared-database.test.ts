@@ -1,0 +1,39 @@
+import { sql } from 'kysely';
+import { knownMigrations, migrateToLatest } from '../../src/db/migrate';
+import { createTestDatabase } from '../helpers/test-database';
+import type { TestDatabase } from '../helpers/test-database';
+
+/**
+ * A database shared with another application that also migrates with Kysely, in a schema of
+ * its own (`billing`): sw-status in `public`, as DATABASE_URL's default search_path puts it.
+ * Kysely's Migrator decides whether `kysely_migration` exists by looking in every schema the
+ * role may use, then reads it unqualified through search_path: a fresh install found the other
+ * application's table, created none of its own, and failed. The migrator now names the schema.
+ */
+
+const databases: TestDatabase[] = [];
+afterAll(async () => {
+  await Promise.all(databases.map((database) => database.destroy()));
+});
+
+test('When another application keeps its kysely_migration in a schema of its own, then a fresh sw-status database still migrates', async () => {
+  const target = await createTestDatabase(1, { migrated: false });
+  databases.push(target);
+  await sql`CREATE SCHEMA billing`.execute(target.db);
+  await sql`CREATE TABLE billing.kysely_migration (name varchar(255) PRIMARY KEY, timestamp varchar(255) NOT NULL)`.execute(
+    target.db,
+  );
+  await sql`INSERT INTO billing.kysely_migration VALUES ('2024_01_invoices', '2024-01-01T00:00:00Z')`.execute(
+    target.db,
+  );
+
+  await expect(migrateToLatest(target.db)).resolves.toEqual(await knownMigrations());
+  // The other application's record is untouched, and sw-status's are in its own schema.
+  const { rows } = await sql<{ schema: string; n: number }>`
+    SELECT 'billing' AS schema, count(*)::int AS n FROM billing.kysely_migration
+    UNION ALL SELECT 'public', count(*)::int FROM public.kysely_migration`.execute(target.db);
+  expect(rows).toEqual([
+    { schema: 'billing', n: 1 },
+    { schema: 'public', n: (await knownMigrations()).length },
+  ]);
+});
