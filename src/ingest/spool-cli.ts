@@ -12,6 +12,7 @@ import type { EmbeddedPostgres } from '../db/embedded-postgres';
 import { createLogger } from '../logger';
 import type { Logger } from '../logger';
 import {
+  HolderGoneError,
   InstanceLockedError,
   UnknownRequestError,
   askHolder,
@@ -33,11 +34,13 @@ import { signalExitCode } from '../process/signal-exit-code';
  * - `status`: what DIR holds (events, dead letters) and which process holds it;
  * - `replay`: replays an orphaned spool — a volume whose pod is gone, a directory copied off a
  *   dead node — into DATABASE_URL, exactly once (as a restarted service would), and exits 0
- *   once it is empty (1 if events remain at `--timeout`, default 300 s);
+ *   once it is empty; 1 if events remain at `--timeout` (default 300 s) or if it dead-lettered
+ *   any (they are not in the database: a Job must not pass as done);
  * - `requeue-dead-letters`: puts the dead letters back into the spool once their cause is
  *   fixed. When a running service holds DIR, that service does it (over the lock's socket, so
  *   `kubectl exec` into its pod works) and replays them at once; otherwise this command
- *   replays them like `replay`.
+ *   replays them like `replay`. Exits 1 when dead letters remain: unreadable records it
+ *   cannot requeue, or (replaying itself) events dead-lettered again.
  *
  * SIGTERM (a deleted Job or pod: as PID 1 in a container, Node ignores it unless it listens) or
  * SIGINT (Ctrl-C) stops a replay between events: what is stored stays stored, the rest stays in
@@ -71,6 +74,13 @@ async function main(argv: readonly string[]): Promise<number> {
               `answer ${op} yet: run the command again in a moment`,
           );
         }
+        // It may have done it or not: `status` (asking the next holder, if any) tells.
+        if (error instanceof HolderGoneError) {
+          throw new StartupError(
+            `${dir} was held by ${describeHolder(holder)}, which let it go before answering ` +
+              `${op}: run \`status\`, then the command again if need be`,
+          );
+        }
         throw new StartupError(
           `${dir} is held by ${describeHolder(holder)}, which does not answer ` +
             `(${redactSecrets(error instanceof Error ? error.message : String(error))})`,
@@ -89,7 +99,9 @@ async function main(argv: readonly string[]): Promise<number> {
             ? `; ${result.kept} unreadable records stay in the dead-letter file`
             : ''),
       );
-      return 0;
+      // What the holder's replay dead-letters again only `status` shows later: it is not
+      // waited for here.
+      return result.kept > 0 ? 1 : 0;
     }
     say(
       `${dir} is in use by ${describeHolder(holder)}, which replays it itself: nothing to do. ` +
@@ -181,7 +193,7 @@ async function main(argv: readonly string[]): Promise<number> {
     await requeued();
     if (spool.isEmpty()) {
       say(`${dir}: nothing to replay (${spool.deadLetters()} dead letters)`);
-      return 0;
+      return command === 'requeue-dead-letters' ? deadLettersLeft(spool) : 0;
     }
     const deadline = Date.now() + timeoutMs;
     database = await connect(logger);
@@ -199,7 +211,12 @@ async function main(argv: readonly string[]): Promise<number> {
       throw new StartupError(`refusing to replay ${dir} into ${database.name}: ${problem}`);
     }
     await requeued();
-    return await replay(spool, database.handle, database.name, { logger, deadline, storeBody });
+    const code = await replay(spool, database.handle, database.name, {
+      logger,
+      deadline,
+      storeBody,
+    });
+    return code === 0 && command === 'requeue-dead-letters' ? deadLettersLeft(spool) : code;
   } catch (error) {
     if (!(error instanceof Interrupted)) throw error;
     say(
@@ -284,6 +301,7 @@ async function replay(
   { logger, deadline, storeBody }: { logger: Logger; deadline: number; storeBody: boolean },
 ): Promise<number> {
   const depth = spool.depth();
+  const deadLettersBefore = spool.deadLetters();
   say(`replaying ${depth} events from ${spool.dir} into ${name}…`);
   const recorder = createGroupCommitRecorder({
     db: database.db,
@@ -310,11 +328,31 @@ async function replay(
     say(`stopped by ${stopped.signal}: run the command again`);
     return stopped.exitCode;
   }
+  // The writer's, and the spool's own (unreadable lines, segments set aside): counted both
+  // ways, as a requeue asked meanwhile lowers the spool's count.
+  const deadLettered = Math.max(stats.deadLettered, spool.deadLetters() - deadLettersBefore);
+  if (deadLettered > 0) {
+    say(
+      `${deadLettered} events were dead-lettered by this run and are not in the database: ` +
+        'fix their cause (the log says it), then run `requeue-dead-letters`',
+    );
+  }
   if (left > 0) {
     say('the database did not take everything within --timeout: run the command again');
-    return 1;
   }
-  return 0;
+  return left > 0 || deadLettered > 0 ? 1 : 0;
+}
+
+/**
+ * `requeue-dead-letters`' code once it has replayed what it requeued: 1 while dead letters
+ * remain (unreadable records it cannot requeue, events dead-lettered again), which it was run
+ * to empty.
+ */
+function deadLettersLeft(spool: Spool): number {
+  const left = spool.deadLetters();
+  if (left === 0) return 0;
+  say(`${left} dead letters remain in ${spool.dir}: they are not in the database`);
+  return 1;
 }
 
 /**

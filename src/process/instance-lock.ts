@@ -29,7 +29,12 @@ import path from 'node:path';
  *
  * The socket is also a small control channel: a command run beside the holder (the spool
  * command, `kubectl exec`) can ask it who it is or to do something on its behalf (see
- * `askHolder`), since the holder is the only process allowed to touch the directory.
+ * `askHolder`), since the holder is the only process allowed to touch the directory. One JSON
+ * line each way per connection; a request with `ack: true` first gets an `{"ack":true}` line the
+ * moment the holder takes it up, so that its asker can tell a long request (a requeue) from a
+ * holder that will never answer — one stopped or too busy, which the kernel still connects to.
+ * A holder letting the directory go refuses new requests and answers those it has not answered
+ * yet with a refusal, rather than leaving its askers waiting.
  *
  * A full disk (ENOSPC, EDQUOT) must not keep a process from taking the directory: a spool
  * that fills its volume during an outage is drained — and the space freed — only by the
@@ -149,7 +154,7 @@ export async function acquireInstanceLock(options: AcquireOptions): Promise<Inst
   // holder is known by its socket alone).
   let candidate: LockHolder | null = null;
   handlers.set(HOLDER_REQUEST, async () => candidate);
-  const server = await listenOn(dir, socketName, handlers);
+  const listener = await listenOn(dir, socketName, handlers);
 
   try {
     await removeOldTemporaries(dir, files);
@@ -195,10 +200,10 @@ export async function acquireInstanceLock(options: AcquireOptions): Promise<Inst
       }
       await removeStale(dir, files, after, holder);
       const heartbeatMs = options.heartbeatMs ?? foreignStaleMs / 3;
-      return holderLock(dir, files, holder, server, handlers, heartbeatMs);
+      return holderLock(dir, files, holder, listener, handlers, heartbeatMs);
     }
   } catch (error) {
-    await closeServer(server, dir, socketName);
+    await listener.close();
     throw error;
   }
 }
@@ -244,17 +249,41 @@ export class UnknownRequestError extends Error {
 }
 
 /**
+ * The holder let the directory go (or exited) before it answered: the request may or may not
+ * have been carried out, and asking again finds the next holder, if any.
+ */
+export class HolderGoneError extends Error {
+  constructor(readonly op: string) {
+    super(`the holder let the directory go before answering ${op}`);
+    this.name = 'HolderGoneError';
+  }
+}
+
+export interface AskOptions {
+  name?: string;
+  /** How long the holder may take to answer once it has taken the request up (a requeue). */
+  timeoutMs?: number;
+  /**
+   * How long it may take to take the request up (its acknowledgement): a live holder does at
+   * once, so a longer silence is one that will not answer — stopped, or stuck.
+   */
+  ackTimeoutMs?: number;
+}
+
+/**
  * Asks the live holder of `dir` to run `op` (registered with `handle`) and returns its answer.
- * Rejects when nobody holds the directory or the holder has no such request.
+ * Rejects when nobody holds the directory, the holder has no such request, does not take it up
+ * within `ackTimeoutMs` or lets the directory go before answering (HolderGoneError).
  */
 export async function askHolder(
   dir: string,
   op: string,
-  { name = 'lock', timeoutMs = 600_000 }: { name?: string; timeoutMs?: number } = {},
+  { name = 'lock', timeoutMs = 600_000, ackTimeoutMs = ACK_TIMEOUT_MS }: AskOptions = {},
 ): Promise<unknown> {
   const holder = await findHolder(dir, name);
   if (!holder) throw new Error(`nothing holds ${path.resolve(dir)}`);
-  const parsed = await request(path.resolve(dir), holder.socket, op, timeoutMs);
+  const parsed = await request(path.resolve(dir), holder.socket, op, { timeoutMs, ackTimeoutMs });
+  if (parsed === undefined || parsed.code === RELEASING) throw new HolderGoneError(op);
   if (parsed.code === UNKNOWN_REQUEST) throw new UnknownRequestError(op);
   if (!parsed.ok) throw new Error(parsed.error ?? 'the holder refused the request');
   return parsed.result;
@@ -264,32 +293,74 @@ interface Answer {
   ok: boolean;
   result?: unknown;
   error?: string;
-  /** Why it was refused, where a program needs to tell: UNKNOWN_REQUEST. */
+  /** Why it was refused, where a program needs to tell: UNKNOWN_REQUEST, RELEASING. */
   code?: string;
 }
 
 const UNKNOWN_REQUEST = 'unknown-request';
+// The holder is letting the directory go: it takes up no more requests.
+const RELEASING = 'releasing';
+// Written by the holder as it takes a request up, before it runs it.
+const ACK_LINE = `${JSON.stringify({ ack: true })}\n`;
+// A holder's event loop answers within milliseconds; seconds leave room for a busy one (a
+// long garbage collection, a large synchronous parse) without making its asker wait minutes.
+const ACK_TIMEOUT_MS = 10_000;
 
-/** Sends `op` to the socket `name` in `dir`; rejects when nothing answers there. */
-async function request(dir: string, name: string, op: string, timeoutMs: number): Promise<Answer> {
-  const answer = await withSocketAddress(
+/**
+ * Sends `op` to the socket `name` in `dir`: its answer, or undefined when the holder closed
+ * the connection without one (it let the directory go, or exited). Rejects when nothing
+ * listens there, or nothing takes the request up within `ackTimeoutMs`.
+ */
+async function request(
+  dir: string,
+  name: string,
+  op: string,
+  { timeoutMs, ackTimeoutMs }: { timeoutMs: number; ackTimeoutMs: number },
+): Promise<Answer | undefined> {
+  return withSocketAddress(
     dir,
     name,
     (socketPath) =>
-      new Promise<string>((resolve, reject) => {
+      new Promise<Answer | undefined>((resolve, reject) => {
         const socket = net.connect(socketPath);
         let text = '';
+        const settle = (answer: Answer | undefined): void => {
+          socket.destroy();
+          resolve(answer);
+        };
         socket.setEncoding('utf8');
-        socket.setTimeout(timeoutMs, () =>
-          socket.destroy(new Error(`no answer within ${timeoutMs} ms`)),
+        // An inactivity timeout: short until the holder says it took the request up.
+        socket.setTimeout(ackTimeoutMs, () =>
+          socket.destroy(
+            new Error(`the holder did not take the request up within ${ackTimeoutMs} ms`),
+          ),
         );
-        socket.on('connect', () => socket.write(`${JSON.stringify({ op })}\n`));
-        socket.on('data', (chunk: string) => (text += chunk));
-        socket.on('end', () => resolve(text));
-        socket.on('error', reject);
+        socket.on('connect', () => socket.write(`${JSON.stringify({ op, ack: true })}\n`));
+        socket.on('data', (chunk: string) => {
+          text += chunk;
+          if (text.startsWith(ACK_LINE)) {
+            text = text.slice(ACK_LINE.length);
+            socket.setTimeout(timeoutMs, () =>
+              socket.destroy(new Error(`no answer within ${timeoutMs} ms`)),
+            );
+          }
+          const end = text.indexOf('\n');
+          if (end === -1) return;
+          try {
+            settle(JSON.parse(text.slice(0, end)) as Answer);
+          } catch (error) {
+            // Thrown here, it would be the process's uncaught exception, not this request's.
+            socket.destroy(error as Error);
+          }
+        });
+        socket.on('end', () => settle(undefined));
+        socket.on('error', (error: NodeJS.ErrnoException) => {
+          // Reset once connected: the holder closed its socket or exited under the request.
+          if (error.code === 'ECONNRESET' || error.code === 'EPIPE') settle(undefined);
+          else reject(error);
+        });
       }),
   );
-  return JSON.parse(answer) as Answer;
 }
 
 /** "sw-status pid 42 (npm start; port 8080) on host web-1 since 2026-…". */
@@ -374,16 +445,18 @@ async function judgeBlank(
   let unsure = false;
   for (const name of await readdir(dir)) {
     if (!files.isSocket(name) || name === ownSocket) continue;
-    let answer: Answer;
+    let answer: Answer | undefined;
     try {
-      answer = await request(dir, name, HOLDER_REQUEST, HOLDER_ANSWER_MS);
+      const wait = { timeoutMs: HOLDER_ANSWER_MS, ackTimeoutMs: HOLDER_ANSWER_MS };
+      answer = await request(dir, name, HOLDER_REQUEST, wait);
     } catch (error) {
       const code = (error as NodeJS.ErrnoException).code;
       // Refused or gone: nobody listens there.
       if (code !== 'ECONNREFUSED' && code !== 'ENOENT') unsure = true;
       continue;
     }
-    const holder = answer.ok ? (answer.result as LockHolder | null) : undefined;
+    // No answer (closed under the request) or a refusal: it may be the holder, letting go.
+    const holder = answer?.ok ? (answer.result as LockHolder | null) : undefined;
     if (holder === undefined) unsure = true;
     else if (holder?.generation === generation) return { holder, state: 'alive' };
   }
@@ -511,7 +584,7 @@ function holderLock(
   dir: string,
   files: LockFiles,
   holder: LockHolder,
-  server: net.Server,
+  listener: Listener,
   handlers: Map<string, LockRequestHandler>,
   heartbeatMs: number,
 ): InstanceLock {
@@ -531,13 +604,27 @@ function holderLock(
     release() {
       released ??= (async () => {
         clearInterval(heartbeat);
+        // Before the record goes: a request taken up now could find the directory let go
+        // under it half-way.
+        listener.refuse();
         // The record first: from then on a newcomer may take over.
         await unlink(record).catch(() => undefined);
-        await closeServer(server, dir, holder.socket);
+        await listener.close();
       })();
       return released;
     },
   };
+}
+
+/** The holder's socket. */
+interface Listener {
+  /** From now on requests are refused (RELEASING), but for HOLDER_REQUEST. */
+  refuse(): void;
+  /**
+   * Stops accepting, answers every request not answered yet with a refusal (RELEASING) and
+   * removes the socket file, without waiting for any handler or asker.
+   */
+  close(): Promise<void>;
 }
 
 /** Binds the holder's socket; it answers one JSON request per connection. */
@@ -545,28 +632,35 @@ async function listenOn(
   dir: string,
   name: string,
   handlers: Map<string, LockRequestHandler>,
-): Promise<net.Server> {
+): Promise<Listener> {
+  let refusing = false;
+  // Connections not answered yet: closing answers them, or their askers would wait for ever.
+  const unanswered = new Set<net.Socket>();
   const server = net.createServer((socket) => {
-    let text = '';
-    socket.setEncoding('utf8');
+    unanswered.add(socket);
+    socket.on('close', () => unanswered.delete(socket));
     socket.on('error', () => undefined);
-    socket.on('data', (chunk: string) => {
-      text += chunk;
-      if (text.length > 4096) socket.destroy();
-      if (!text.includes('\n')) return;
-      socket.removeAllListeners('data');
-      void answer(text.slice(0, text.indexOf('\n'))).then((reply) =>
-        socket.end(`${JSON.stringify(reply)}\n`),
-      );
+    readRequest(socket, (request) => {
+      if (request === undefined) return finish(socket, { ok: false, error: 'malformed request' });
+      if (request.ack === true) socket.write(ACK_LINE);
+      void answer(request.op).then((reply) => finish(socket, reply));
     });
   });
-  const answer = async (line: string): Promise<Answer> => {
-    let op: unknown;
-    try {
-      op = (JSON.parse(line) as { op?: unknown }).op;
-    } catch {
-      return { ok: false, error: 'malformed request' };
-    }
+  /** Ends the connection with `reply`, unless it was answered already (by close). */
+  const finish = (socket: net.Socket, reply: Answer): void => {
+    if (!unanswered.delete(socket)) return;
+    // Closed once written, not once the asker closes too: a stopped asker must not hold
+    // server.close (and so the holder's release) up.
+    socket.end(`${JSON.stringify(reply)}\n`, () => socket.destroy());
+  };
+  const releasing: Answer = {
+    ok: false,
+    code: RELEASING,
+    error: `the holder is letting ${dir} go`,
+  };
+  const answer = async (op: unknown): Promise<Answer> => {
+    // Its record, from memory, for a newcomer judging a blank one (judgeBlank) even now.
+    if (refusing && op !== HOLDER_REQUEST) return releasing;
     const handler = typeof op === 'string' ? handlers.get(op) : undefined;
     if (!handler) {
       return { ok: false, code: UNKNOWN_REQUEST, error: `unknown request ${String(op)}` };
@@ -591,13 +685,47 @@ async function listenOn(
         });
       }),
   );
-  return server;
+  return {
+    refuse() {
+      refusing = true;
+    },
+    async close() {
+      refusing = true;
+      // Stops accepting at once: connections still in the kernel's backlog are reset.
+      const closed = new Promise((resolve) => server.close(resolve));
+      for (const socket of [...unanswered]) finish(socket, releasing);
+      await closed;
+      // Node removes the file only when it was bound by its plain path (see withSocketAddress).
+      await unlink(path.join(dir, name)).catch(() => undefined);
+    },
+  };
 }
 
-async function closeServer(server: net.Server, dir: string, name: string): Promise<void> {
-  await new Promise((resolve) => server.close(resolve));
-  // Node removes the file only when it was bound by its plain path (see withSocketAddress).
-  await unlink(path.join(dir, name)).catch(() => undefined);
+/** Reads the request line of a connection, `{ op, ack? }`: undefined when it is not one. */
+function readRequest(
+  socket: net.Socket,
+  use: (request: { op?: unknown; ack?: unknown } | undefined) => void,
+): void {
+  let text = '';
+  socket.setEncoding('utf8');
+  socket.on('data', (chunk: string) => {
+    text += chunk;
+    if (text.length > 4096) {
+      socket.destroy();
+      return;
+    }
+    const end = text.indexOf('\n');
+    if (end === -1) return;
+    socket.removeAllListeners('data');
+    let request: unknown;
+    try {
+      request = JSON.parse(text.slice(0, end));
+    } catch {
+      request = undefined;
+    }
+    const isObject = typeof request === 'object' && request !== null;
+    use(isObject ? (request as { op?: unknown; ack?: unknown }) : undefined);
+  });
 }
 
 /**

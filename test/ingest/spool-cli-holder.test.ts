@@ -215,3 +215,51 @@ test('When the lock record from another machine keeps its heartbeat, then replay
     clearInterval(heartbeat);
   }
 }, 90_000);
+
+test('When the holder lets the directory go while `spool status` waits for its answer, then the command says so at once and exits 1', async () => {
+  const held = await openSpool({ dir, logger, command: 'npm start' });
+  let entered!: () => void;
+  const asked = new Promise<void>((resolve) => (entered = resolve));
+  // A holder that takes the request up and is stopped (SIGTERM, a rollout) before it answers.
+  held.lock.handle('status', async () => {
+    entered();
+    return new Promise(() => undefined);
+  });
+  const status = runSpoolCommand(['status', dir]);
+  await asked;
+
+  await held.close();
+
+  const { code, stderr } = await status;
+  expect(stderr).toMatch(
+    /was held by sw-status pid \d+ \(npm start\).*, which let it go before answering status: run `status`, then the command again if need be\n$/,
+  );
+  expect(code).toBe(1);
+}, 60_000);
+
+test('When the holder is stopped (the kernel still connects to its socket), then `spool status` gives up within seconds saying it does not answer', async () => {
+  const holder = spawn(
+    process.execPath,
+    ['--import', 'tsx', path.join(REPO_ROOT, 'test', 'process', 'support', 'hold-lock.ts'), dir],
+    { cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'inherit'] },
+  );
+  const exited = new Promise((resolve) => holder.once('exit', resolve));
+  try {
+    await new Promise<void>((resolve) =>
+      holder.stdout!.setEncoding('utf8').on('data', (chunk: string) => {
+        if (chunk.includes('held')) resolve();
+      }),
+    );
+    holder.kill('SIGSTOP');
+
+    const status = await runSpoolCommand(['status', dir]);
+
+    expect(status.code).toBe(1);
+    expect(status.stderr).toMatch(
+      /is held by sw-status pid \d+ \(test holder\).*, which does not answer \(the holder did not take the request up within 10000 ms\)\n$/,
+    );
+  } finally {
+    holder.kill('SIGKILL');
+    await exited;
+  }
+}, 40_000);
