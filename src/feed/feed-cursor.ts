@@ -31,25 +31,31 @@ export function laterOf(a: FeedPosition, b: FeedPosition): FeedPosition {
  * says who issued a cursor, not for which database: one beyond what this database has reached
  * is refused by the route (410, src/feed/feed.routes.ts).
  *
- * The payload is `tx.seq`, or `tx.seq.removedTx.removedSeq` when the consumer has already been
- * judged against a retention removal beyond its position (FeedCursor.removedSeen). Only that
- * second form is new, and it is issued only where the `tx.seq` form would be refused 410 by
- * the same rule (src/feed/feed.routes.ts): a pod of an earlier version, which refuses the long
- * form as invalid (400), costs a consumer in a rolling upgrade nothing it had not lost anyway.
+ * The payload is `tx.seq` when nothing retention removed lies beyond the position: any later
+ * removal beyond it raises the expiry mark above it, which the route sees. Otherwise it also
+ * carries what its consumer was judged against (FeedCursor): `tx.seq.removedTx.removedSeq.sSTEP`.
+ * The previous version issued and reads `tx.seq` and `tx.seq.removedTx.removedSeq` (no step);
+ * this one reads them too, by its rule (src/feed/feed.routes.ts), and issues the long form
+ * only with the step. In a rolling upgrade a pod of the previous version refuses that form
+ * as invalid (400: the consumer starts again from after=now): only consumers below a removal
+ * (reading history retention has passed over) get it, and a caught-up consumer's cursor is
+ * the short form both read. The `s` keeps a payload of five numbers one this API never issued.
  */
 export interface FeedCursors {
-  encode(position: FeedPosition, removedSeen?: FeedPosition): string;
+  encode(position: FeedPosition, removedSeen?: FeedPosition, removalStep?: number): string;
   /** Throws a 400 for anything this service did not issue. */
   decode(cursor: string): FeedCursor;
 }
 
 /**
- * A decoded cursor: its position and, when the cursor says so, the newest event retention had
- * removed when its consumer was last judged (none: the position itself — removals up to it
- * cannot have been missed).
+ * A decoded cursor: its position and, when the cursor says so, what retention had removed
+ * when its consumer was last judged — the newest event (none: the position itself, removals
+ * up to it cannot have been missed) and the newest removal step (sw_status_feed_removals; none
+ * in a cursor of the previous version).
  */
 export interface FeedCursor extends FeedPosition {
   removedSeen?: FeedPosition;
+  removalStep?: number;
 }
 
 const KEY_LABEL = 'sw-status change feed cursor v1';
@@ -66,12 +72,14 @@ export function feedCursors(secrets: readonly string[]): FeedCursors {
       'The cursor is not one this API issued; start again with after=now',
     );
   return {
-    encode({ tx, seq }, removedSeen) {
-      const beyond = removedSeen !== undefined && comparePositions(removedSeen, { tx, seq }) > 0;
-      const payload = beyond ? `${tx}.${seq}.${removedSeen.tx}.${removedSeen.seq}` : `${tx}.${seq}`;
+    encode(position, removedSeen, removalStep) {
+      const payload = payloadOf(position, removedSeen, removalStep);
       return `${Buffer.from(payload).toString('base64url')}.${mac(keys[0]!, payload).toString('base64url')}`;
     },
     decode(cursor) {
+      // Up to 128 characters: the longest payload (two 20-digit tx, two 16-digit seq, a
+      // 16-digit step, its `s` and four dots: 93) is 124 in base64url; with the MAC 147,
+      // within `after`'s 200 (feed.schema.ts).
       const match = /^([A-Za-z0-9_-]{1,128})\.([A-Za-z0-9_-]{22})$/.exec(cursor);
       if (!match) throw invalid();
       const payload = Buffer.from(match[1]!, 'base64url').toString('latin1');
@@ -79,15 +87,44 @@ export function feedCursors(secrets: readonly string[]): FeedCursors {
       if (given.length !== 16 || !keys.some((key) => timingSafeEqual(mac(key, payload), given))) {
         throw invalid();
       }
-      const fields = payload.split('.');
-      const position = fields.length === 2 || fields.length === 4 ? positionOf(fields) : null;
-      if (position === null) throw invalid();
-      if (fields.length === 2) return position;
-      const removedSeen = positionOf(fields.slice(2));
-      if (removedSeen === null) throw invalid();
-      return { ...position, removedSeen };
+      const decoded = cursorOf(payload.split('.'));
+      if (decoded === null) throw invalid();
+      return decoded;
     },
   };
+}
+
+/** The long form only when a removal lies beyond the position (see FeedCursors). */
+function payloadOf(
+  { tx, seq }: FeedPosition,
+  removedSeen: FeedPosition | undefined,
+  removalStep: number | undefined,
+): string {
+  if (removedSeen === undefined || comparePositions(removedSeen, { tx, seq }) <= 0) {
+    return `${tx}.${seq}`;
+  }
+  const long = `${tx}.${seq}.${removedSeen.tx}.${removedSeen.seq}`;
+  // Without a step: the previous version's long form (tests make them to stand for its cursors).
+  return removalStep === undefined ? long : `${long}.s${removalStep}`;
+}
+
+/** A payload's fields as a cursor, or null when they are none this service issues. */
+function cursorOf(fields: string[]): FeedCursor | null {
+  if (![2, 4, 5].includes(fields.length)) return null;
+  const position = positionOf(fields);
+  if (position === null || fields.length === 2) return position;
+  const removedSeen = positionOf(fields.slice(2));
+  if (removedSeen === null) return null;
+  if (fields.length === 4) return { ...position, removedSeen };
+  const removalStep = stepOf(fields[4]!);
+  return removalStep === null ? null : { ...position, removedSeen, removalStep };
+}
+
+/** `sSTEP` as the step number, or null. */
+function stepOf(field: string): number | null {
+  if (!/^s(0|[1-9]\d{0,15})$/.test(field)) return null;
+  const step = Number(field.slice(1));
+  return Number.isSafeInteger(step) ? step : null;
 }
 
 /** `[tx, seq]` (the first two of `fields`) as a position, or null when they are not one. */

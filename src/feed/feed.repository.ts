@@ -62,13 +62,27 @@ export interface FeedPage {
   standby: boolean;
   /** The newest event retention removed, as the same snapshot saw it (src/retention). */
   removedThrough: FeedPosition;
+  /**
+   * Retention's removal steps as the same snapshot saw them (sw_status_feed_removals, oldest
+   * step first): each step's number and the newest event it removed, for the steps that can
+   * still matter to a cursor (db/migrations/0013) — a few at most.
+   */
+  removalSteps: RemovalStep[];
+}
+
+export interface RemovalStep {
+  step: number;
+  removed: FeedPosition;
 }
 
 /**
  * One page as one statement (see above), prepared once per connection: dashboards poll it
  * constantly, and parsing and planning this text cost as much as running it. The summary also
- * carries what retention removed (sw_status_retention), read in the page's own snapshot: a
- * cursor behind it has missed events (410 cursor_expired) — one round trip, not two.
+ * carries what retention removed (sw_status_retention's mark and the sw_status_feed_removals
+ * steps, a row or a few each), read in the page's own snapshot: a cursor behind a removal
+ * made after it has missed events (410 cursor_expired) — one round trip, not two. The steps
+ * go as they are, not judged against a cursor's here: the page stays the same for every
+ * consumer at the same position, which share one read (feed-reads.ts).
  *
  * It carries the snapshot's xmax too, against which the route checks a cursor it is given
  * (beyond it: not this cluster's), again without a round trip of its own.
@@ -101,12 +115,15 @@ const FEED_PAGE = preparedStatement(
             (SELECT xmax FROM horizon)::text AS issued_before, pg_is_in_recovery() AS standby,
             (SELECT count(*) FROM scanned) AS scanned,
             last.tx::text AS last_tx, last.seq AS last_seq,
-            removed.removed_tx::text AS removed_tx, removed.removed_seq
+            removed.removed_tx::text AS removed_tx, removed.removed_seq,
+            (SELECT json_agg(json_build_array(step, removed_tx::text, removed_seq) ORDER BY step)
+               FROM sw_status_feed_removals) AS removal_steps
      FROM (SELECT 1) one
      LEFT JOIN (SELECT tx, seq FROM scanned ORDER BY tx DESC, seq DESC LIMIT 1) last ON true
      LEFT JOIN sw_status_retention removed ON true
    )
    SELECT horizon, issued_before, standby, scanned, last_tx, last_seq, removed_tx, removed_seq,
+          removal_steps,
           NULL::bigint AS seq, NULL::xid8 AS tx, NULL::text AS message_id, NULL::text AS api,
           NULL::text AS status, NULL::text AS raw_status, NULL::text AS error_code,
           NULL::text AS error_message, NULL::text AS source,
@@ -114,9 +131,9 @@ const FEED_PAGE = preparedStatement(
           NULL::text AS message_status
    FROM summary
    UNION ALL
-   SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, seq, tx, message_id, api, status,
-          raw_status, error_code, error_message, source, provider_timestamp, received_at,
-          message_status
+   SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, seq, tx, message_id, api,
+          status, raw_status, error_code, error_message, source, provider_timestamp,
+          received_at, message_status
    FROM page
    ORDER BY tx NULLS FIRST, seq`,
 );
@@ -145,6 +162,8 @@ export async function readFeedPage(
       last_seq: number | null;
       removed_tx: string | null;
       removed_seq: number | null;
+      // [step, tx, seq] per step; null when there are none.
+      removal_steps: Array<[number, string, number]> | null;
     }
   >(FEED_PAGE([after.tx, after.seq, scanLimit, statuses, apis, limit]));
   const summary = rows.find((row) => row.seq === null)!;
@@ -158,6 +177,10 @@ export async function readFeedPage(
     issuedBefore: summary.issued_before,
     standby: summary.standby,
     removedThrough: { tx: summary.removed_tx ?? '0', seq: Number(summary.removed_seq ?? 0) },
+    removalSteps: (summary.removal_steps ?? []).map(([step, tx, seq]) => ({
+      step,
+      removed: { tx, seq },
+    })),
   };
 }
 

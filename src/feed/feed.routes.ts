@@ -4,7 +4,7 @@ import { AppError } from '../errors';
 import { answeredNotModified } from '../http/etag';
 import { ERROR_REASONS_VERSION, errorReason } from '../messages/error-reasons';
 import { FEED_START, comparePositions, feedCursors, laterOf } from './feed-cursor';
-import type { FeedPosition } from './feed-cursor';
+import type { FeedCursor, FeedPosition } from './feed-cursor';
 import { createFeedReads } from './feed-reads';
 import type { FeedFilter, FeedPage, FeedRow } from './feed.repository';
 import { FeedQuery } from './feed.schema';
@@ -53,15 +53,15 @@ export function feedRoutes({ db, signal, secrets, concurrentReads }: FeedDeps): 
     const cursor = query.after === 'now' ? undefined : query.after;
     const given = cursor !== undefined;
     let position: FeedPosition;
-    // The newest removal by retention this consumer was judged against (its cursor's).
-    let removedSeen: FeedPosition | undefined;
+    // What retention had removed when this consumer was last judged (its cursor's).
+    let judged: Judged | undefined;
     if (query.after === 'now') {
       const end = await reads.end(clientGone);
       // The client went away while the read waited for its turn: nobody to answer.
       if (end === undefined) return;
       position = end;
     } else if (cursor === undefined) position = FEED_START;
-    else ({ removedSeen, ...position } = cursors.decode(cursor));
+    else ({ judged, position } = fromCursor(cursors.decode(cursor)));
 
     const started = Date.now();
     const deadline = started + query.wait * 1000;
@@ -75,11 +75,11 @@ export function feedRoutes({ db, signal, secrets, concurrentReads }: FeedDeps): 
     if (firstPage === undefined) return;
     let page = firstPage;
     // Retention (src/retention) removed events after this cursor: the consumer would miss them.
-    if (given) refuseExpired(position, removedSeen ?? position, page);
+    if (judged) refuseExpired(position, judged, page);
     // Removals up to here are judged (a cursor) or none of the consumer's business (no cursor,
     // or `now`: the retained history, as found). Only a removal after this look can step over
-    // it, now or on a later request: the cursor handed back carries this mark (feed-cursor.ts).
-    let removedJudged = laterOf(removedSeen ?? position, page.removedThrough);
+    // it, now or on a later request: the cursor handed back says which (feed-cursor.ts).
+    judged = judgedThrough(judged ?? { removedSeen: position }, page);
     // The consumer's cursor lies beyond what this database has reached: true until a snapshot
     // has caught up with it (only ever on a standby; see refuseUnreached).
     let unreached = given && refuseUnreached(position, page);
@@ -118,8 +118,8 @@ export function feedRoutes({ db, signal, secrets, concurrentReads }: FeedDeps): 
       // Retention may have removed events past this position while the long-poll waited (an
       // old message's events replayed from a spool, then removed): the same 410, or the
       // cursor handed back would step over them unnoticed.
-      refuseExpired(position, removedJudged, page);
-      removedJudged = laterOf(removedJudged, page.removedThrough);
+      refuseExpired(position, judged, page);
+      judged = judgedThrough(judged, page);
       if (unreached) unreached = refuseUnreached(position, page);
       position = nextPosition(position, page, query.limit, scanLimit);
       if (page.scanned > 0 || !mayBeHeldBack(page)) recheck = 0;
@@ -132,7 +132,7 @@ export function feedRoutes({ db, signal, secrets, concurrentReads }: FeedDeps): 
     // empty page and the same cursor go back: the replica the client moves to judges anew.)
     if (unreached && !signal.closed) throw unreachedCursor(true);
 
-    const nextCursor = cursors.encode(position, removedJudged);
+    const nextCursor = cursors.encode(position, judged.removedSeen, judged.step);
     // The reasons' version: an upgrade that adds one changes the events' error_reason.
     const version = `${nextCursor}|${page.rows.length}|${ERROR_REASONS_VERSION}`;
     if (answeredNotModified(req, res, version)) return;
@@ -145,21 +145,67 @@ export function feedRoutes({ db, signal, secrets, concurrentReads }: FeedDeps): 
 }
 
 /**
- * 410 cursor_expired when retention removed events after `position` since the consumer was
- * last judged (`removedSeen`: the newest removal then), as the page's own snapshot saw it: a
- * removal committed after that snapshot left this page whole (it still held the events), and
- * the next request sees it. Removals judged before are not looked at again: a consumer that
- * began after them reads the retained history, whose events interleave in feed order with the
- * removed ones (a message first seen long ago and active today), without a 410.
+ * What retention had removed when a consumer was last judged: by its cursor, then by each page
+ * read for it. Removals up to then are not looked at again: a consumer that began after them
+ * reads the retained history, whose events interleave in feed order with the removed ones (a
+ * message first seen long ago and active today), without a 410.
  */
-function refuseExpired(position: FeedPosition, removedSeen: FeedPosition, page: FeedPage): void {
-  if (comparePositions(page.removedThrough, removedSeen) <= 0) return;
-  if (comparePositions(position, page.removedThrough) >= 0) return;
+interface Judged {
+  /** The expiry mark then (sw_status_retention): the newest event removed, or the position. */
+  removedSeen: FeedPosition;
+  /** The newest removal step then (sw_status_feed_removals); none in a previous version's cursor. */
+  step?: number;
+}
+
+function fromCursor({ removedSeen, removalStep, ...position }: FeedCursor) {
+  const judged: Judged = { removedSeen: removedSeen ?? position, step: removalStep };
+  return { judged, position };
+}
+
+/** `judged` once `page` has been read: every removal its snapshot saw is judged. */
+function judgedThrough(judged: Judged, page: FeedPage): Judged {
+  const newest = page.removalSteps.at(-1)?.step ?? 0;
+  return {
+    removedSeen: laterOf(judged.removedSeen, page.removedThrough),
+    // Never back: a standby's snapshot may trail the one that judged the cursor.
+    step: Math.max(judged.step ?? 0, newest),
+  };
+}
+
+/**
+ * 410 cursor_expired when retention removed events after `position` since the consumer was
+ * last judged, as the page's own snapshot saw it: a removal committed after that snapshot left
+ * this page whole (it still held the events), and the next request sees it.
+ */
+function refuseExpired(position: FeedPosition, judged: Judged, page: FeedPage): void {
+  if (!missedRemoval(position, judged, page)) return;
   throw new AppError(
     410,
     'cursor_expired',
     'events after this cursor were removed by retention (RETENTION_DAYS): read the current ' +
       'state from /v1/messages, then follow the feed from after=now',
+  );
+}
+
+/**
+ * Whether a removal made since `judged` took an event after `position`. Two records answer:
+ * - the steps (db/migrations/0013), exactly: one after the judged step whose newest removed
+ *   event lies after the position. A step whose row is gone was covered by a later step that
+ *   removed an event at or beyond its own, so that later one answers for it;
+ * - the expiry mark, for what it can tell: raised since then, to beyond the position. It is all
+ *   a cursor of the previous version carries (no step), the rule that version judges by; and
+ *   during a rolling upgrade it also catches removals by that version's pods, which record no
+ *   step. A removal below the mark does not move it: only the steps see it.
+ */
+function missedRemoval(position: FeedPosition, judged: Judged, page: FeedPage): boolean {
+  const mark = page.removedThrough;
+  if (comparePositions(mark, judged.removedSeen) > 0 && comparePositions(position, mark) < 0) {
+    return true;
+  }
+  const since = judged.step;
+  if (since === undefined) return false;
+  return page.removalSteps.some(
+    ({ step, removed }) => step > since && comparePositions(removed, position) > 0,
   );
 }
 

@@ -10,7 +10,8 @@ import type { StoredRollupFacts } from '../messages/rollup';
  * event is arriving for it right now) is left for a later step. Replicas take turns: a step
  * runs only with an advisory lock (tried, never waited for), so a replica whose turn it is not
  * removes nothing this round instead of queueing behind the other's step on the feed's expiry
- * mark.
+ * mark. The lock also makes the steps one at a time, each begun after the last committed: the
+ * feed's removal steps (below) are numbered in commit order by it.
  */
 
 // An arbitrary constant, distinct from the stats rollups' (src/stats/stats.repository.ts).
@@ -38,8 +39,17 @@ export interface RemovedCounts {
 /**
  * Removes up to `batch` messages whose last activity is before `horizon`, oldest first (read
  * backwards along messages_activity_idx), with their events and relay jobs, takes their
- * contributions out of the stats rollups, and raises the feed's expiry mark
- * (sw_status_retention, db/migrations/0008) to the newest event removed — one transaction.
+ * contributions out of the stats rollups, and records the newest event removed for the change
+ * feed's cursor check — one transaction. Two records:
+ * - the removal step (sw_status_feed_removals, db/migrations/0013): the next step number with
+ *   that position, the rows at or below it dropped (a monotonic stack, see the migration).
+ *   The number is the latest one plus one: the advisory lock lets no other step run until this
+ *   one has committed, so numbers follow commit order (a snapshot that sees a step sees every
+ *   earlier one), and were two ever to run at once, the primary key would fail the second
+ *   rather than let it reuse a number;
+ * - the expiry mark (sw_status_retention, db/migrations/0008), raised to it if higher: the
+ *   previous release judges cursors by the mark alone, and during a rolling upgrade its pods
+ *   read it, and judge the cursors they issued, against removals made by this one.
  *
  * The first statement takes the turn and locks the messages (SKIP LOCKED; READ COMMITTED
  * rechecks `last_event_at` on a row a writer changed meanwhile). The next ones, under snapshots
@@ -88,7 +98,8 @@ async function removeStep(trx: Db, horizon: Date, batch: number): Promise<Remove
   const ids = doomed.map((message) => message.id);
   // Their events and relay jobs first, at most EVENTS_PER_STEP of each, in the doomed
   // messages' order (the lateral joins walk them one by one, and the LIMIT ends the walk),
-  // raising the feed's expiry mark to the newest event removed.
+  // recording the newest event removed as a removal step and in the feed's expiry mark. (The
+  // stack's DELETE and INSERT share the statement's snapshot: the new row is not deleted.)
   const { rows: removed } = await sql<{ status_events: string; relay_jobs: string }>`
     WITH events AS (
       DELETE FROM status_events WHERE seq IN (
@@ -104,6 +115,13 @@ async function removeStep(trx: Db, horizon: Date, batch: number): Promise<Remove
       RETURNING 1
     ), newest AS (
       SELECT tx, seq FROM events ORDER BY tx DESC, seq DESC LIMIT 1
+    ), covered AS (
+      DELETE FROM sw_status_feed_removals s USING newest
+      WHERE (s.removed_tx, s.removed_seq) <= (newest.tx, newest.seq)
+    ), step AS (
+      INSERT INTO sw_status_feed_removals (step, removed_tx, removed_seq)
+      SELECT coalesce((SELECT max(step) FROM sw_status_feed_removals), 0) + 1, tx, seq
+      FROM newest
     ), mark AS (
       UPDATE sw_status_retention r SET removed_tx = newest.tx, removed_seq = newest.seq
       FROM newest WHERE (r.removed_tx, r.removed_seq) < (newest.tx, newest.seq)

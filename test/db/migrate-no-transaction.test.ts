@@ -148,6 +148,7 @@ test('When a transaction older than the build runs past lock_timeout (a backup, 
       '0010_relay_jobs_host_idx',
       '0011_relay_jobs_delivered_idx',
       '0012_relay_hosts',
+      '0013_feed_removal_steps',
     ]);
     await release;
   } finally {

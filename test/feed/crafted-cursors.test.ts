@@ -36,6 +36,13 @@ test('When a cursor carries a signed payload that is no position, then the answe
     '0x10.0',
     '1.2.3',
     '1.2.3.4.5',
+    '1.2.3.4.s',
+    '1.2.3.4.s01',
+    '1.2.3.4.s-1',
+    '1.2.3.4.s9007199254740992',
+    '1.2.s3',
+    '1.2.3.4.S5',
+    '1.2.3.4.s5.6',
     '18446744073709551616.0',
     '1.9007199254740992',
     '1.2.18446744073709551616.0',
@@ -53,6 +60,8 @@ test('When a validly signed cursor lies at the edge of the numbers, then it is 4
   for (const payload of [
     '18446744073709551615.9007199254740991',
     '18446744073709551615.0.18446744073709551615.9007199254740991',
+    // The longest payload this service issues (a removal step too): within `after`'s 200.
+    '18446744073709551615.9007199254740991.18446744073709551615.9007199254740991.s9007199254740991',
   ]) {
     const res = await get(`/v1/events?after=${signed(payload)}`);
     expect([payload, res.status, res.body.error?.code]).toEqual([payload, 410, 'cursor_expired']);

@@ -172,6 +172,7 @@ test('When migration 0010 was interrupted and left its index invalid, then runni
     '0010_relay_jobs_host_idx',
     '0011_relay_jobs_delivered_idx',
     '0012_relay_hosts',
+    '0013_feed_removal_steps',
   ]);
   expect((await index()).rows).toEqual([{ valid: true }]);
 });
