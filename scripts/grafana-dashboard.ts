@@ -119,8 +119,14 @@ export const ROWS: RowSpec[] = [
           {
             // Refused before the route, so in neither callbacks_total nor the 5xx: a 429 is a
             // callback SignalWire retries only three times, like a 5xx.
-            expr: `sum(rate(sw_status_ingest_duration_seconds_count{${NS}, code="429"}[${RATE}]))`,
+            expr: `sum(rate(sw_status_rate_limited_total{${NS}, limiter="public"}[${RATE}]))`,
             legend: 'callbacks answered 429 (RATE_LIMIT_PUBLIC_PER_MINUTE)',
+          },
+          {
+            // An address past RATE_LIMIT_PUBLIC_AUTH_FAILURES_PER_MINUTE: forged callbacks,
+            // apart from the line above so a flood of them is not read as SignalWire's refused.
+            expr: `sum(rate(sw_status_rate_limited_total{${NS}, limiter="public_auth_failures"}[${RATE}]))`,
+            legend: 'answered 429 after too many refused authentications (forged callbacks)',
           },
         ],
       },

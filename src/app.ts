@@ -22,7 +22,7 @@ import { privateAnswers } from './http/etag';
 import { healthRoutes } from './http/health.routes';
 import type { Lifecycle } from './http/health.routes';
 import { parseQueryString } from './http/query-parser';
-import { publicRateLimit, queryRateLimit } from './http/rate-limit';
+import { publicAuthFailureBudget, publicRateLimit, queryRateLimit } from './http/rate-limit';
 import { requestId } from './http/request-id';
 import { requestLog } from './http/request-log';
 import { securityHeaders } from './http/security-headers';
@@ -128,6 +128,11 @@ export function createPublicApp(deps: AppDeps): Express {
   });
   const callbacks = callbackEndpoint({
     ...deps,
+    authFailures: publicAuthFailureBudget({
+      perMinute: deps.config.rateLimitPublicAuthFailuresPerMinute,
+      logger: deps.logger,
+      onLimited: () => metrics?.onRateLimited('public_auth_failures'),
+    }),
     before: (api) => (metrics ? chain(ingestLatency(metrics, api), limit) : limit),
     onCallback: (api, status, outcome) => {
       metrics?.onCallback(api, status, outcome);

@@ -288,6 +288,10 @@ const EnvSchema = z.object({
   // SignalWire delivers callbacks from a handful of addresses, so a per-address limit must
   // leave room for a bulk send's burst: ~1000/s per address per replica.
   RATE_LIMIT_PUBLIC_PER_MINUTE: positiveInt.default(60_000),
+  // SignalWire never sends a bad signature: refused authentications (401/403) per address and
+  // minute past which an address's callbacks without a valid per-send token are refused 429
+  // unread (src/http/rate-limit.ts publicAuthFailureBudget).
+  RATE_LIMIT_PUBLIC_AUTH_FAILURES_PER_MINUTE: positiveInt.default(300),
   RATE_LIMIT_QUERY_PER_MINUTE: positiveInt.default(1200),
   // Above the load balancer's idle timeout for upstream connections (ingress-nginx and AWS
   // ALB: 60 s), so the service never closes a connection the balancer is about to reuse.
@@ -388,6 +392,8 @@ export interface Config {
   storeBody: boolean;
   trustProxy: TrustProxy;
   rateLimitPublicPerMinute: number;
+  /** Refused callback authentications per client address and minute before 429s (unread). */
+  rateLimitPublicAuthFailuresPerMinute: number;
   rateLimitQueryPerMinute: number;
   /** Idle keep-alive connections are closed after this (src/http/listener.ts). */
   httpKeepAliveTimeoutMs: number;
@@ -746,6 +752,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     storeBody: v.STORE_BODY,
     trustProxy: parseTrustProxy(v.TRUST_PROXY),
     rateLimitPublicPerMinute: v.RATE_LIMIT_PUBLIC_PER_MINUTE,
+    rateLimitPublicAuthFailuresPerMinute: v.RATE_LIMIT_PUBLIC_AUTH_FAILURES_PER_MINUTE,
     rateLimitQueryPerMinute: v.RATE_LIMIT_QUERY_PER_MINUTE,
     httpKeepAliveTimeoutMs: v.HTTP_KEEP_ALIVE_TIMEOUT_MS,
     httpMaxConnections: v.HTTP_MAX_CONNECTIONS,

@@ -29,6 +29,9 @@ export function swStatusEnv(
     API_TOKENS: BENCH_API_TOKEN,
     // One load generator is one client address (and one token): per-client limits would cap it.
     RATE_LIMIT_PUBLIC_PER_MINUTE: '1000000000',
+    // bench:adversarial sends forged callbacks from one address: measure their verification,
+    // not the 429s the failed-authentication budget answers after a few hundred.
+    RATE_LIMIT_PUBLIC_AUTH_FAILURES_PER_MINUTE: '1000000000',
     RATE_LIMIT_QUERY_PER_MINUTE: '1000000000',
     SPOOL_DIR: spoolDir,
     SHUTDOWN_DELAY_MS: '0',

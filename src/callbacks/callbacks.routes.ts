@@ -6,6 +6,7 @@ import { chain } from '../http/chain';
 import { originForm } from '../http/origin-form';
 import { isUnstorableValue } from '../db/write-failure';
 import { maskTokens } from '../http/request-log';
+import type { AuthFailureBudget } from '../http/rate-limit';
 import type { Logger } from '../logger';
 import type { EventRecorder } from '../messages/event-recorder';
 import type { RecordOutcome } from '../messages/record-events';
@@ -51,6 +52,8 @@ export interface CallbackDeps {
   onSignatureVerified?: () => void;
   /** Bytes of large bodies held at once (default CALLBACK_BODY_BYTES_IN_FLIGHT). */
   bodyBytesInFlight?: number;
+  /** Refused authentications per client: told of each 401/403, asked before reading a body. */
+  authFailures?: AuthFailureBudget;
 }
 
 /** What the cheap checks established before the body was read. */
@@ -77,9 +80,11 @@ interface Admission {
  *
  * Cheapest checks first, so that no request makes the process work before it has shown it
  * could be a real callback: the declared size, the content type and encoding and the presence
- * of credentials (a token is verified here: one HMAC) come before the body is even read; the
- * body is then read within its limit and parsed within its limits (MAX_FORM_PARAMETERS,
- * MAX_JSON_DEPTH), and only then is a signature computed.
+ * of credentials (a token is verified here: one HMAC), and for a request without a valid
+ * token its client's budget of refused authentications (authFailures), come before the body
+ * is even read. The body is then read within its limit. A JSON body's signature covers its raw
+ * bytes and is verified before the body is parsed; a form's covers its sorted parameters, so
+ * it is parsed first, within its limits (MAX_FORM_PARAMETERS).
  *
  * `before(api)` runs first on every request to a callback path, OPTIONS and a malformed token
  * included (the rate limit, the latency metric).
@@ -245,7 +250,7 @@ function reserve(
 function admit(deps: CallbackDeps, api: Api): RequestHandler {
   return (req, res, next) => {
     const body = req.method === 'GET' ? 'form' : admitBody(deps, api, req, res);
-    const admission = { body, ...admitCredentials(deps, api, req) };
+    const admission = { body, ...admitCredentials(deps, api, req, res) };
     (res.locals as { admission?: Admission }).admission = admission;
     next();
   };
@@ -290,20 +295,38 @@ function admitBody(deps: CallbackDeps, api: Api, req: Request, res: Response): B
  * is looked at: no URL this service hands out has such a segment. (With
  * ALLOW_UNSIGNED_CALLBACKS nothing is checked, so there is nothing to forge.)
  */
-function admitCredentials(deps: CallbackDeps, api: Api, req: Request): Omit<Admission, 'body'> {
+function admitCredentials(
+  deps: CallbackDeps,
+  api: Api,
+  req: Request,
+  res: Response,
+): Omit<Admission, 'body'> {
   const { config } = deps;
   const given = req.params['token'];
   if (typeof given === 'string') {
     const token = verifyCallbackToken(config.callbackTokenSecrets, given);
     const expired = token !== null && tokenExpired(token, config.callbackTokenTtlDays, now(deps));
     if (token && !expired) return { token, needsSignature: false };
+    admitUnauthenticated(deps, req, res);
     if (config.allowUnsignedCallbacks) return { token: null, needsSignature: false };
     if (hasSignature(req) && hasTokenShape(given)) return { token: null, needsSignature: true };
     throw refuse(deps, api, req, expired ? 'token_expired' : 'bad_token');
   }
+  admitUnauthenticated(deps, req, res);
   if (config.allowUnsignedCallbacks) return { token: null, needsSignature: false };
   if (hasSignature(req)) return { token: null, needsSignature: true };
   throw refuse(deps, api, req, 'missing');
+}
+
+/**
+ * A request without a valid per-send token, from a client past its refused authentications:
+ * 429 before the body is read, and the connection closed (its body is never read).
+ */
+function admitUnauthenticated(deps: CallbackDeps, req: Request, res: Response): void {
+  const refusal = deps.authFailures?.refusal(req);
+  if (!refusal) return;
+  res.setHeader('Connection', 'close');
+  throw refusal;
 }
 
 function hasSignature(req: Request): boolean {
@@ -318,6 +341,11 @@ function hasSignature(req: Request): boolean {
 async function handle(deps: CallbackDeps, api: Api, req: Request, res: Response): Promise<void> {
   const { config } = deps;
   const admission = (res.locals as { admission: Admission }).admission;
+  // Every JSON scheme (A, SHA256, B+bodySHA256) covers the raw body: a JSON body is parsed
+  // only once its signature verified, so a forged one costs HMACs, never a parse (JSON.parse
+  // grows faster than the body with its distinct keys).
+  const signedJson = admission.needsSignature && admission.body === 'json';
+  let keyIndex = signedJson ? verifyOrRefuse(deps, api, req, 'json', []) : undefined;
   let parsed: ParsedCallback;
   try {
     parsed = parseCallback(admission.body, req);
@@ -327,9 +355,10 @@ async function handle(deps: CallbackDeps, api: Api, req: Request, res: Response)
     deps.onCallback?.(api, 'invalid', `refused_${code}`);
     throw error;
   }
-  const keyIndex = admission.needsSignature
-    ? verifyOrRefuse(deps, api, req, admission.body, parsed)
-    : undefined;
+  // A form's signature covers its sorted parameters: verified once they are parsed.
+  if (admission.needsSignature && !signedJson) {
+    keyIndex = verifyOrRefuse(deps, api, req, admission.body, parsed.formParams);
+  }
   let fields: CallbackFields;
   try {
     fields = storableFields(api, parsed.fields);
@@ -388,6 +417,7 @@ async function handle(deps: CallbackDeps, api: Api, req: Request, res: Response)
   }
   deps.onCallback?.(api, event.status, outcome);
   if (outcome === 'refused_token') {
+    deps.authFailures?.refused(req);
     deps.logger.warn(
       { request_id: req.id, reason: 'token_mismatch', message_id: event.messageId },
       'callback refused',
@@ -430,7 +460,7 @@ function verifyOrRefuse(
   api: Api,
   req: Request,
   body: BodyKind,
-  parsed: ParsedCallback,
+  formParams: ParsedCallback['formParams'],
 ): number {
   const { config } = deps;
   const result = verifySignature(config.signingKeys, config.publicBaseUrl, {
@@ -438,7 +468,7 @@ function verifyOrRefuse(
     originalUrl: originForm(req.originalUrl),
     body,
     rawBody: Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0),
-    formParams: parsed.formParams,
+    formParams,
   });
   if (result.ok) {
     deps.onSignatureVerified?.();
@@ -462,6 +492,7 @@ function refuse(
   ),
 ): AppError {
   deps.onCallback?.(api, 'unauthenticated', `refused_${reason}`);
+  deps.authFailures?.refused(req);
   deps.logger.warn(
     {
       request_id: req.id,

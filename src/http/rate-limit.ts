@@ -41,8 +41,69 @@ export function publicRateLimit(deps: RateLimitDeps): RateLimiter {
         'X-Forwarded-For is set but TRUST_PROXY is not: every client behind that proxy shares one rate limit',
       );
     }
-    return ipKeyGenerator(clientAddress(req), 56);
+    return publicClientKey(req);
   });
+}
+
+/**
+ * The client as the public listener's limits tell clients apart (publicRateLimit). Worked
+ * out once per request: `req.ip` walks X-Forwarded-For against TRUST_PROXY on every read, and
+ * a callback is keyed by the rate limit and again by the budget of refused authentications.
+ */
+function publicClientKey(req: Request): string {
+  let key = clientKeys.get(req);
+  if (key === undefined) {
+    key = ipKeyGenerator(clientAddress(req), 56);
+    clientKeys.set(req, key);
+  }
+  return key;
+}
+
+const clientKeys = new WeakMap<Request, string>();
+
+/** Refused authentications per client address (callbacks.routes.ts asks and tells it). */
+export interface AuthFailureBudget {
+  /**
+   * The 429 for a client that has used up its refused authentications in this window, or
+   * null. Asked before the body of a request without a valid per-send token is read.
+   */
+  refusal(req: Request): AppError | null;
+  /** Counts one answer 401/403 against the request's client. */
+  refused(req: Request): void;
+  trackedClients(): number;
+}
+
+/**
+ * At most `perMinute` refused authentications (401/403) per client address on the public
+ * listener, per replica, counted in a fixed window from the client's first refusal. Past them
+ * the client's requests that a valid per-send token does not authenticate are refused 429
+ * before their body is read: such a body costs a read and a signature (a form's, a parse too)
+ * that no genuine sender fails (SignalWire never sends a bad signature), while
+ * RATE_LIMIT_PUBLIC_PER_MINUTE must leave SignalWire room for its bursts. Token-authenticated
+ * callbacks from the same address still go through. Clients are told apart as by
+ * publicRateLimit, and tracked within `maxClients` the same way; a client is tracked only
+ * once it has been refused.
+ */
+export function publicAuthFailureBudget(deps: RateLimitDeps): AuthFailureBudget {
+  const { perMinute, onLimited } = deps;
+  const counts = windowCounts(deps.maxClients ?? MAX_TRACKED_CLIENTS, deps.logger);
+  return {
+    refusal(req) {
+      const now = Date.now();
+      const window = counts.current(publicClientKey(req), now);
+      if (window === undefined || window.hits < perMinute) return null;
+      onLimited?.();
+      return tooManyRequests(
+        window,
+        now,
+        'Too many refused authentications; retry after the Retry-After delay',
+      );
+    },
+    refused(req) {
+      counts.hit(publicClientKey(req), Date.now());
+    },
+    trackedClients: () => counts.size(),
+  };
 }
 
 /**
@@ -90,6 +151,45 @@ interface Window {
  * validations and hashed IETF partition keys cost a fifth of the whole request (bench).
  * Answers carry the IETF draft-8 `RateLimit` and `RateLimit-Policy` fields; a refusal is a
  * 429 in the service's error shape with `Retry-After`.
+ */
+function limiter(deps: RateLimitDeps, keyOf: (req: Request) => string): RateLimiter {
+  const { perMinute, onLimited } = deps;
+  const name = `${perMinute}-in-1min`;
+  const policy = `"${name}"; q=${perMinute}; w=${WINDOW_MS / 1000}`;
+  const counts = windowCounts(deps.maxClients ?? MAX_TRACKED_CLIENTS, deps.logger);
+
+  const handler: RequestHandler = (req, res, next) => {
+    const now = Date.now();
+    const window = counts.hit(keyOf(req), now);
+    const resetSeconds = secondsLeft(window, now);
+    res.setHeader('RateLimit-Policy', policy);
+    res.setHeader(
+      'RateLimit',
+      `"${name}"; r=${Math.max(0, perMinute - window.hits)}; t=${resetSeconds}`,
+    );
+    if (window.hits <= perMinute) {
+      next();
+      return;
+    }
+    onLimited?.();
+    // The error middleware writes the service's one error shape, with this Retry-After.
+    next(tooManyRequests(window, now, 'Too many requests; retry after the Retry-After delay'));
+  };
+  return Object.assign(handler, { trackedClients: counts.size });
+}
+
+function secondsLeft(window: Window, now: number): number {
+  return Math.max(1, Math.ceil((window.resetAt - now) / 1000));
+}
+
+function tooManyRequests(window: Window, now: number, message: string): AppError {
+  return new AppError(429, 'rate_limited', message, undefined, {
+    'Retry-After': String(secondsLeft(window, now)),
+  });
+}
+
+/**
+ * Counts per key in fixed windows of a minute, in memory.
  *
  * Memory is bounded: the map holds windows in the order they started (a renewed window moves
  * to the end), so when `maxClients` are tracked a new client replaces the oldest window —
@@ -97,11 +197,7 @@ interface Window {
  * oldest counts (errs towards letting a request through) instead of growing without limit or
  * refusing new clients, SignalWire included.
  */
-function limiter(deps: RateLimitDeps, keyOf: (req: Request) => string): RateLimiter {
-  const { perMinute, onLimited, logger } = deps;
-  const maxClients = deps.maxClients ?? MAX_TRACKED_CLIENTS;
-  const name = `${perMinute}-in-1min`;
-  const policy = `"${name}"; q=${perMinute}; w=${WINDOW_MS / 1000}`;
+function windowCounts(maxClients: number, logger: Logger) {
   const windows = new Map<string, Window>();
   let lastFullWarning = 0;
   // Forget the windows that ended, so the map holds at most one minute's worth of clients:
@@ -129,40 +225,26 @@ function limiter(deps: RateLimitDeps, keyOf: (req: Request) => string): RateLimi
     }
   };
 
-  const handler: RequestHandler = (req, res, next) => {
-    const now = Date.now();
-    sweep(now);
-    const key = keyOf(req);
-    let window = windows.get(key);
-    if (window === undefined || window.resetAt <= now) {
-      if (window !== undefined)
-        windows.delete(key); // to the end: the map stays in start order
-      else if (windows.size >= maxClients) forgetOldest(now);
-      window = { hits: 0, resetAt: now + WINDOW_MS };
-      windows.set(key, window);
-    }
-    window.hits++;
-    const resetSeconds = Math.max(1, Math.ceil((window.resetAt - now) / 1000));
-    res.setHeader('RateLimit-Policy', policy);
-    res.setHeader(
-      'RateLimit',
-      `"${name}"; r=${Math.max(0, perMinute - window.hits)}; t=${resetSeconds}`,
-    );
-    if (window.hits <= perMinute) {
-      next();
-      return;
-    }
-    onLimited?.();
-    // The error middleware writes the service's one error shape, with this Retry-After.
-    next(
-      new AppError(
-        429,
-        'rate_limited',
-        'Too many requests; retry after the Retry-After delay',
-        undefined,
-        { 'Retry-After': String(resetSeconds) },
-      ),
-    );
+  return {
+    /** Counts one for `key` in its current window (started now if it has none) and returns it. */
+    hit(key: string, now: number): Window {
+      sweep(now);
+      let window = windows.get(key);
+      if (window === undefined || window.resetAt <= now) {
+        if (window !== undefined)
+          windows.delete(key); // to the end: the map stays in start order
+        else if (windows.size >= maxClients) forgetOldest(now);
+        window = { hits: 0, resetAt: now + WINDOW_MS };
+        windows.set(key, window);
+      }
+      window.hits++;
+      return window;
+    },
+    /** The key's window if one is running; never starts one. */
+    current(key: string, now: number): Window | undefined {
+      const window = windows.get(key);
+      return window !== undefined && window.resetAt > now ? window : undefined;
+    },
+    size: (): number => windows.size,
   };
-  return Object.assign(handler, { trackedClients: () => windows.size });
 }

@@ -23,7 +23,11 @@ export interface MetricsOptions {
   processMetrics?: boolean;
 }
 
-export type RateLimiterName = 'public' | 'query';
+/**
+ * `public`: per client address; `public_auth_failures`: an address past its refused
+ * authentications (callbacks without a valid token, unread); `query`: per API token.
+ */
+export type RateLimiterName = 'public' | 'public_auth_failures' | 'query';
 
 /**
  * The service's Prometheus metrics on a registry of their own: no global default registry, so
@@ -117,7 +121,7 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
   });
   const rateLimited = new Counter({
     name: name('rate_limited_total'),
-    help: 'Requests refused with 429, by limiter (public: per client address; query: per API token)',
+    help: 'Requests refused with 429, by limiter (public: per client address; public_auth_failures: an address past its refused authentications; query: per API token)',
     labelNames: ['limiter'] as const,
     registers,
   });

@@ -2,8 +2,14 @@ import { randomUUID } from 'node:crypto';
 import request from 'supertest';
 import { mintCallbackToken } from '../../src/callbacks/callback-token';
 import { createMetrics } from '../../src/metrics/metrics';
+import { signJsonBody } from '../../src/signalwire/signing';
 import { cxmlFields, nativeFields, postCxml, postNative } from '../helpers/callbacks';
-import { TEST_TOKEN_SECRET, createTestApp } from '../helpers/test-app';
+import {
+  TEST_PUBLIC_BASE_URL,
+  TEST_SIGNING_KEY,
+  TEST_TOKEN_SECRET,
+  createTestApp,
+} from '../helpers/test-app';
 import type { TestApp } from '../helpers/test-app';
 import { sample, scrape } from './scrape';
 
@@ -136,12 +142,13 @@ describe('callback metrics', () => {
       outcome: 'refused_unsupported_media_type',
     };
     const [m, u] = [await counted(malformed), await counted(unsupported)];
-    // Credentials must be present before a body is parsed at all; the signature is checked
-    // only after parsing, so a malformed body with one is a 400.
+    // A JSON body is parsed only once its signature (over the raw bytes) verified: a
+    // malformed one that is correctly signed is a 400.
+    const url = `${TEST_PUBLIC_BASE_URL}/callbacks/native`;
     await request(t.publicApp)
       .post('/callbacks/native')
       .set('Content-Type', 'application/json')
-      .set('X-SignalWire-Signature', 'any')
+      .set('X-SignalWire-Signature', signJsonBody(TEST_SIGNING_KEY, url, '{not json'))
       .send('{not json')
       .expect(400);
     await request(t.publicApp)

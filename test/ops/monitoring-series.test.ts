@@ -67,6 +67,9 @@ beforeAll(async () => {
     // come from 127.0.0.1 and stay far below the limit.
     TRUST_PROXY: 'loopback',
     RATE_LIMIT_PUBLIC_PER_MINUTE: '30',
+    // Its unauthenticated callbacks are refused 401 five times, then 429 by this budget
+    // (limiter public_auth_failures), until the 31st, over the rate limit (limiter public).
+    RATE_LIMIT_PUBLIC_AUTH_FAILURES_PER_MINUTE: '5',
   });
   // No SIGNALWIRE_SPACE_URL: the built-in simulator is the upstream, as with `npm start`.
   service = startService(env);
@@ -109,6 +112,7 @@ beforeAll(async () => {
     });
     limited.push(res.status);
   }
+  expect(limited.slice(4, 7)).toEqual([401, 429, 429]);
   expect(limited.at(-1)).toBe(429);
   expect((await fetch(`${publicBase}/readyz`)).status).toBe(200);
   // Some of everything has happened once the message is delivered, its relays went out and

@@ -362,9 +362,11 @@ test('When every pod’s relay and reconciliation gauges start unknown (NaN) aft
   ]);
 });
 
-test('When callbacks are refused by the public rate limit (429), then SwStatusCallbacksRateLimited fires; a few 429s among many callbacks do not', async () => {
+test('When callbacks are refused by the public rate limit (429), then SwStatusCallbacksRateLimited fires; a few 429s among many callbacks do not, nor 429s to forged callbacks', async () => {
   const count = (code: string, pod: string) =>
     `sw_status_ingest_duration_seconds_count{${ns},pod="${pod}",api="cxml",code="${code}"}`;
+  const limited = (limiter: string, pod: string) =>
+    `sw_status_rate_limited_total{${ns},pod="${pod}",limiter="${limiter}"}`;
   await expectPromtoolTestPasses('rate-limited', [
     {
       // One replica answers a tenth of SignalWire's callbacks 429 from minute 10 (a burst of
@@ -373,6 +375,7 @@ test('When callbacks are refused by the public rate limit (429), then SwStatusCa
       input_series: [
         { series: count('200', 'sw-status-0'), values: '0+600x40' },
         { series: count('429', 'sw-status-0'), values: '0x10 0+70x30' },
+        { series: limited('public', 'sw-status-0'), values: '0x10 0+70x30' },
         { series: count('200', 'sw-status-1'), values: '0+600x40' },
       ],
       alert_rule_test: [
@@ -390,6 +393,22 @@ test('When callbacks are refused by the public rate limit (429), then SwStatusCa
       input_series: [
         { series: count('200', 'sw-status-0'), values: '0+1200x40' },
         { series: count('429', 'sw-status-0'), values: '0+1x40' },
+        { series: limited('public', 'sw-status-0'), values: '0+1x40' },
+      ],
+      alert_rule_test: [
+        { eval_time: '30m', alertname: 'SwStatusCallbacksRateLimited', exp_alerts: [] },
+      ],
+    },
+    {
+      // A flood of forged callbacks from one address: 300 refused a minute, then 429s
+      // (RATE_LIMIT_PUBLIC_AUTH_FAILURES_PER_MINUTE) — nothing of SignalWire's was refused.
+      interval: '1m',
+      input_series: [
+        { series: count('200', 'sw-status-0'), values: '0+600x40' },
+        { series: count('403', 'sw-status-0'), values: '0+300x40' },
+        { series: count('429', 'sw-status-0'), values: '0+5000x40' },
+        { series: limited('public_auth_failures', 'sw-status-0'), values: '0+5000x40' },
+        { series: limited('public', 'sw-status-0'), values: '0x40' },
       ],
       alert_rule_test: [
         { eval_time: '30m', alertname: 'SwStatusCallbacksRateLimited', exp_alerts: [] },
