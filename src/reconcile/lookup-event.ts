@@ -14,7 +14,9 @@ import { resourceCount, resourceText } from '../signalwire/message-resource';
  *
  * The event has no provider timestamp, like a compatibility callback, so two lookups that
  * say the same thing are one event (dedupe), and it carries a callback in SignalWire's format
- * for the relay (the app gets the same callback SignalWire failed to send).
+ * for the relay (the app gets the same callback SignalWire failed to send). An answer the
+ * message cannot take (unusableAnswer: the sweep asks first, and counts it as a failed step)
+ * records nothing either; the event's project is always the message's own.
  */
 export interface SweptMessage {
   id: string;
@@ -32,6 +34,7 @@ export function lookupEvent(
   /** What the message's native callbacks echoed of the send's custom_variables, or null. */
   echoedCustomVariables: unknown = null,
 ): StatusEvent | null {
+  if (unusableAnswer(message, given) !== null) return null;
   // A callback with a NUL in its id or status is refused (src/callbacks), but a lookup has
   // nobody to refuse: recording it would fail on every lookup, the lookup would count as not
   // made, and the message would be looked up again and again instead of moving on.
@@ -47,7 +50,9 @@ export function lookupEvent(
     messageId: message.id,
     api: message.api,
     source: 'reconcile',
-    projectId: resourceText(answer[compat ? 'account_sid' : 'project_id']) ?? message.projectId,
+    // Always the message's own: the project decides whose credentials look it up and whether it
+    // is swept at all, and an answer (a misrouting gateway's) must not move it elsewhere.
+    projectId: message.projectId,
     status,
     rawStatus,
     errorCode,
@@ -65,6 +70,42 @@ export function lookupEvent(
   const customVariables = answer['custom_variables'] ?? echoedCustomVariables;
   event.relay = relayPayload(event, resourceText(answer['body']), customVariables);
   return event;
+}
+
+// `to`, `from` and `error_code` are keys of the messages table's btree indexes, whose entries
+// PostgreSQL caps at about 2.7 kB: callbacks refuse a longer value (MAX_INDEXED_LENGTH in
+// src/callbacks/normalize.ts), and an answer with one could never be written — the lookup
+// would fail on every lease, never counted as its step.
+const MAX_INDEXED_LENGTH = 256;
+const INDEXED_FIELDS = ['to', 'from', 'error_code'] as const;
+
+/**
+ * Why a lookup's answer cannot be taken as this message's, or null when it can: SignalWire
+ * answered, but with something asking again would not change (a failed step, not
+ * unavailability: sweep-policy.ts).
+ * - It names another message (`sid`, native `id`): a caching or misrouting gateway. Recording
+ *   it would give this message another's outcome and relay it to the app as this one's.
+ * - A field that is an index key is longer than a callback may carry (MAX_INDEXED_LENGTH).
+ */
+export function unusableAnswer(
+  message: Pick<SweptMessage, 'id' | 'api'>,
+  given: Record<string, unknown>,
+): string | null {
+  const answer = withoutNul(given) as Record<string, unknown>;
+  const named = answer[message.api === 'cxml' ? 'sid' : 'id'];
+  // An answer naming no message at all is judged by its status alone, as before.
+  if (named !== undefined && named !== null) {
+    const sid = resourceText(named);
+    if (sid === null || sid.toLowerCase() !== message.id.toLowerCase()) {
+      return 'the answer is about another message';
+    }
+  }
+  for (const field of INDEXED_FIELDS) {
+    const value = resourceText(answer[field]);
+    if (value !== null && value.length > MAX_INDEXED_LENGTH)
+      return `the answer's ${field} is too long`;
+  }
+  return null;
 }
 
 /**

@@ -1,21 +1,23 @@
 import type { Db } from '../db/database';
 import { createFailureLog } from '../db/failure-reason';
+import { isRefusedData, sqlState } from '../db/write-failure';
 import type { Logger } from '../logger';
 import { recordEvents } from '../messages/record-events';
 import type { RecordOptions } from '../messages/record-events';
 import type { Api } from '../messages/statuses';
 import type { LookupResult, MessageLookup } from './lookup-client';
-import { answeredKind, lookupEvent, tellsNews } from './lookup-event';
+import { answeredKind, lookupEvent, tellsNews, unusableAnswer } from './lookup-event';
 import {
   claimDueMessages,
   currentState,
   echoedCustomVariables,
   postpone,
   recordStep,
+  release,
   sweepStats,
 } from './reconcile.repository';
 import type { ClaimedMessage, SweepStats } from './reconcile.repository';
-import { afterLookup, lookupPause } from './sweep-policy';
+import { afterLookup, lookupPause, refusalPause } from './sweep-policy';
 
 /**
  * The reconciliation sweep (DESIGN §11): a loop main.ts starts and stops. Each turn claims the
@@ -45,6 +47,8 @@ export interface ReconcileWorkerOptions {
   lookupTimeoutMs?: number;
   /** Longest wait between two looks for due messages. */
   pollMs?: number;
+  /** How long a project's lookups pause after refusals in a row (default refusalPause). */
+  refusalPause?: (refusals: number) => number;
   statsEveryMs?: number;
   onLookup?: (api: Api, outcome: LookupOutcome) => void;
   /** The time lookups' events are stamped with. */
@@ -95,6 +99,13 @@ export function createReconcileWorker(options: ReconcileWorkerOptions): Reconcil
   const failures = createFailureLog(logger, 'reconciliation');
   // Lookups in a row that found SignalWire overloaded or unavailable (sweep-policy.ts).
   let unavailable = 0;
+  // Whether this replica's last lookup was answered (anything but SignalWire failing).
+  let lastAnswered = false;
+  // Per project: lookups in a row SignalWire refused its credentials for (401/403), and until
+  // when none of its messages is looked up on this replica (refusalPause).
+  const refusals = new Map<string, { count: number; pausedUntil: number }>();
+  // Projects whose last lookup on this replica was answered with their credentials accepted.
+  const accepted = new Set<string>();
 
   function sleep(ms: number): Promise<void> {
     return new Promise((resolve) => {
@@ -116,8 +127,70 @@ export function createReconcileWorker(options: ReconcileWorkerOptions): Reconcil
     if (at > now) await sleep(at - now);
   }
 
+  /** Projects none of whose messages may be looked up now: their credentials were refused. */
+  function refusedProjects(): Set<string> {
+    const now = Date.now();
+    return new Set(
+      [...refusals].filter(([, refusal]) => refusal.pausedUntil > now).map(([project]) => project),
+    );
+  }
+
+  /**
+   * A 401/403 says the project's credentials are wrong (rotated, revoked) — unless the project's
+   * last lookup was answered with them and this message was refused before: then the refusal is
+   * the message's own, and it counts as its step (DESIGN §11: recorded, not retried in a loop).
+   * Wrong credentials pause the project's lookups on this replica, the message keeps its step
+   * and waits twice the pause, so that once the pause ends another message of the project shows
+   * whether the credentials work again. Returns whether the refusal was the credentials'.
+   */
+  async function credentialsRefused(message: ClaimedMessage): Promise<boolean> {
+    const project = message.projectId;
+    if (accepted.has(project) && message.sweepError === 'unauthorized') return false;
+    accepted.delete(project);
+    const count = (refusals.get(project)?.count ?? 0) + 1;
+    const pauseMs = (options.refusalPause ?? refusalPause)(count);
+    refusals.set(project, { count, pausedUntil: Date.now() + pauseMs });
+    if (count === 1) {
+      logger.warn(
+        { project_id: project, message_id: message.id, pause_ms: pauseMs },
+        'SignalWire refused the project’s credentials (401/403): its lookups paused, backing off; check SIGNALWIRE_CREDENTIALS',
+      );
+    }
+    await postpone(db, message, 2 * pauseMs, 'unauthorized');
+    return true;
+  }
+
+  /** Any answer but a refusal (or none) says the project's credentials work. */
+  function credentialsAccepted(project: string): void {
+    accepted.add(project);
+    if (refusals.delete(project)) {
+      logger.info({ project_id: project }, 'SignalWire accepts the project’s credentials again');
+    }
+  }
+
+  /**
+   * Whether a lookup that found SignalWire failing (5xx, no answer in time) is the message's
+   * own failure rather than SignalWire's: the lookup before it on this replica was answered,
+   * and this message's last lookup failed too (its sweep state holds an error). Such a message
+   * was tried again at the same step for ever while every other lookup went through, pausing
+   * the whole replica's sweep each time. An overloaded SignalWire (429) is never one message's.
+   */
+  function ownFailure(message: ClaimedMessage, error: string): boolean {
+    return lastAnswered && message.sweepError !== null && error !== 'HTTP 429';
+  }
+
   async function lookUp(message: ClaimedMessage): Promise<void> {
-    const result = await options.lookup.lookup(message);
+    const looked = await options.lookup.lookup(message);
+    // An answer about another message, or one that cannot be stored, is SignalWire's answer all
+    // the same: asking again would not change it (a failed step, not unavailability).
+    const unusable = looked.kind === 'found' ? unusableAnswer(message, looked.answer) : null;
+    let result: LookupResult =
+      unusable === null ? looked : { kind: 'failed', error: unusable, unavailable: false };
+    if (result.kind === 'failed' && result.unavailable && ownFailure(message, result.error)) {
+      // Counts as its step; SignalWire is not backed off from for it.
+      result = { ...result, unavailable: false };
+    }
+    lastAnswered = !(looked.kind === 'failed' && looked.unavailable);
     if (result.kind === 'failed' && result.unavailable) {
       unavailable++;
       const pauseMs = lookupPause(unavailable, result.retryAfterMs);
@@ -131,6 +204,13 @@ export function createReconcileWorker(options: ReconcileWorkerOptions): Reconcil
     } else {
       if (unavailable > 0) logger.info('SignalWire answers lookups again');
       unavailable = 0;
+      if (result.kind !== 'unauthorized' && result.kind !== 'no_credentials') {
+        credentialsAccepted(message.projectId);
+      }
+    }
+    if (result.kind === 'unauthorized' && (await credentialsRefused(message))) {
+      options.onLookup?.(message.api, 'unauthorized');
+      return;
     }
     let outcome: LookupOutcome = result.kind === 'found' ? 'unchanged' : result.kind;
     if (result.kind === 'found') {
@@ -148,11 +228,29 @@ export function createReconcileWorker(options: ReconcileWorkerOptions): Reconcil
         current &&
         lookupEvent({ ...message, ...current }, result.answer, clock(), options.storeBody, echoed);
       if (event) {
-        const [recorded] = await recordEvents(db, [event], {
-          ...options.recordOptions,
-          existingOnly: true,
-          stillNews: (answer, stored) => tellsNews(stored, answer),
-        });
+        let recorded: Awaited<ReturnType<typeof recordEvents>>[number] | undefined;
+        try {
+          [recorded] = await recordEvents(db, [event], {
+            ...options.recordOptions,
+            existingOnly: true,
+            stillNews: (answer, stored) => tellsNews(stored, answer),
+          });
+        } catch (error) {
+          // PostgreSQL refused the answer's data itself (a value too large for an index entry,
+          // a bad character): writing it again would fail again, and leaving the message to its
+          // lease would look it up and fail on every lease for ever. It counts as its step, the
+          // reason on its sweep state. Any other failure (the database unreachable, a lock
+          // timeout) says nothing about the answer: the lease runs out and the step is tried
+          // again, none used up.
+          if (!isRefusedData(error)) throw error;
+          logger.warn({ err: error, message_id: message.id }, 'lookup answer could not be stored');
+          result = {
+            kind: 'failed',
+            error: `the answer could not be stored [SQLSTATE ${sqlState(error)}]`,
+            unavailable: false,
+          };
+          outcome = 'failed';
+        }
         if (recorded === 'recorded') {
           outcome = 'updated';
           logger.info(
@@ -199,14 +297,18 @@ export function createReconcileWorker(options: ReconcileWorkerOptions): Reconcil
     // before it on this one, it ends no earlier than this deadline. A monotonic clock: the wall
     // clock stepped back (NTP) would make the lease look longer than it is.
     const leaseEnds = elapsed() + leaseMs;
-    const claimed = await claimDueMessages(db, {
-      limit: batch,
-      leaseMs,
-      schedule,
-      projects: options.projects,
-    });
+    const refused = refusedProjects();
+    const projects = options.projects.filter((project) => !refused.has(project));
+    if (projects.length === 0) return 0;
+    const claimed = await claimDueMessages(db, { limit: batch, leaseMs, schedule, projects });
     for (const message of claimed) {
       if (stopping) break;
+      if (refusedProjects().has(message.projectId)) {
+        // Its project's credentials were refused during this batch: another replica may hold
+        // working ones.
+        await release(db, message);
+        continue;
+      }
       await paced();
       // stop() ends the wait for a slot early: it is no slot for one more lookup. Paused, the
       // rest of the batch waits for its lease to end, then for any replica's claim.

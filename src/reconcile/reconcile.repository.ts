@@ -27,6 +27,8 @@ export interface ClaimedMessage {
   status: string;
   errorCode: string | null;
   step: number;
+  /** What its last lookup left on it (`unauthorized`, `HTTP 503`, …), or null. */
+  sweepError: string | null;
   lastEventAt: Date;
   /** The lease this replica claimed it under, to the millisecond: what its writes check. */
   lease: Date;
@@ -53,6 +55,7 @@ export async function claimDueMessages(
     status: string;
     error_code: string | null;
     sweep_step: number;
+    sweep_error: string | null;
     last_event_at: Date;
     sweep_lease_until: Date;
   }>`
@@ -70,8 +73,8 @@ export async function claimDueMessages(
     UPDATE messages m
     SET sweep_lease_until = date_trunc('milliseconds', now() + ${options.leaseMs} * interval '1 millisecond')
     FROM due WHERE m.id = due.id
-    RETURNING m.id, m.api, m.project_id, m.status, m.error_code, m.sweep_step, m.last_event_at,
-      m.sweep_lease_until`.execute(db);
+    RETURNING m.id, m.api, m.project_id, m.status, m.error_code, m.sweep_step, m.sweep_error,
+      m.last_event_at, m.sweep_lease_until`.execute(db);
   return rows
     .map((row) => ({
       id: row.id,
@@ -80,6 +83,7 @@ export async function claimDueMessages(
       status: row.status,
       errorCode: row.error_code,
       step: row.sweep_step,
+      sweepError: row.sweep_error,
       lastEventAt: row.last_event_at,
       lease: row.sweep_lease_until,
     }))
@@ -182,6 +186,17 @@ export async function postpone(
   await sql`
     UPDATE messages SET sweep_lease_until = now() + ${retryMs} * interval '1 millisecond',
       sweep_checked_at = now(), sweep_error = ${error}
+    WHERE id = ${message.id} AND ${STILL_LEASED(message)}`.execute(db);
+}
+
+/**
+ * Gives a claimed message back without a lookup (its project's lookups were paused meanwhile):
+ * any replica may claim it at once, its sweep state untouched (while the lease is still this
+ * replica's: STILL_LEASED).
+ */
+export async function release(db: Db, message: ClaimedMessage): Promise<void> {
+  await sql`
+    UPDATE messages SET sweep_lease_until = NULL
     WHERE id = ${message.id} AND ${STILL_LEASED(message)}`.execute(db);
 }
 

@@ -6,7 +6,9 @@ import type { LookupResult } from './lookup-client';
  * A message is due for lookup n (0-based) once its last event is older than
  * RECONCILE_SCHEDULE[n]. Each lookup that leaves it where it was moves it to the next step;
  * after the last step a message still not final is stuck and not looked up again until a new
- * event moves it (which restarts the schedule). A 404 or 401 is recorded and counts as a step:
+ * event moves it (which restarts the schedule). A 404 is recorded and counts as a step (so is a
+ * 401/403 that is the message's own: the worker pauses the project's lookups instead when the
+ * refusal is its credentials', refusalPause below):
  * it is never retried in a loop; so is any other answer that asking again would not change
  * (a failure with `unavailable: false`: another 4xx, a redirect, no message resource in it),
  * which kept the message at its step for ever, looked up every few minutes and never stuck. A
@@ -56,4 +58,21 @@ export function lookupPause(failures: number, retryAfterMs: number | undefined):
     FIRST_PAUSE_MS * 2 ** Math.min(Math.max(failures, 1) - 1, 20),
   );
   return Math.max(backoff, Math.min(MAX_RETRY_AFTER_MS, retryAfterMs ?? 0));
+}
+
+/** The first pause of a project whose credentials SignalWire refused; it doubles while it stays so. */
+const FIRST_REFUSAL_PAUSE_MS = 30_000;
+const MAX_REFUSAL_PAUSE_MS = 15 * 60_000;
+
+/**
+ * How long this replica looks up none of a project's messages after the `refusals`-th lookup in
+ * a row that SignalWire refused with the project's credentials (401/403): rotated or revoked
+ * credentials are fixed by an operator, in minutes, not by asking again at RECONCILE_RATE.
+ * Doubling from 30 s up to 15 min, so a fixed token is in use again within 15 min.
+ */
+export function refusalPause(refusals: number): number {
+  return Math.min(
+    MAX_REFUSAL_PAUSE_MS,
+    FIRST_REFUSAL_PAUSE_MS * 2 ** Math.min(Math.max(refusals, 1) - 1, 20),
+  );
 }

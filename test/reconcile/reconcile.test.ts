@@ -231,16 +231,17 @@ test('When a message is still not final after the last step, then it is stuck, l
 });
 
 test('When SignalWire answers 401 or 404, then it is recorded on the message and not retried in a loop', async () => {
-  for (const [id, error] of [
-    [ids.unauthorized, 'unauthorized'],
-    [ids.unknown, 'not_found'],
-  ] as const) {
-    const m = await messageWhen(id, (x) => x!.stuck);
-    // The query API shows the sweep's state next to `stuck`.
-    expect(m).toMatchObject({ sweep_error: error, sweep_step: SCHEDULE.length });
-    expect(Date.parse(m!.sweep_checked_at!)).not.toBeNaN();
-    expect(lookupsOf(id)).toHaveLength(SCHEDULE.length);
-  }
+  const m = await messageWhen(ids.unknown, (x) => x!.stuck);
+  // The query API shows the sweep's state next to `stuck`.
+  expect(m).toMatchObject({ sweep_error: 'not_found', sweep_step: SCHEDULE.length });
+  expect(Date.parse(m!.sweep_checked_at!)).not.toBeNaN();
+  expect(lookupsOf(ids.unknown)).toHaveLength(SCHEDULE.length);
+
+  // A 401 is the project's credentials, not the message: recorded, the project's lookups paused
+  // (30 s at first), no step used up (test/reconcile/refused-credentials.test.ts).
+  const refused = await messageWhen(ids.unauthorized, (x) => x!.sweep_error === 'unauthorized');
+  expect(refused).toMatchObject({ sweep_step: 0, stuck: false });
+  expect(lookupsOf(ids.unauthorized)).toHaveLength(1);
 });
 
 test('When the message is an MMS at sent, then it is final and never looked up', async () => {

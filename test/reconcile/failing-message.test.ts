@@ -1,0 +1,102 @@
+import { randomUUID } from 'node:crypto';
+import { recordEvents } from '../../src/messages/record-events';
+import type { LookupResult, LookupTarget } from '../../src/reconcile/lookup-client';
+import type { ReconcileWorker } from '../../src/reconcile/reconcile-worker';
+import { statusEvent } from '../factories';
+import { createTestDatabase } from '../helpers/test-database';
+import type { TestDatabase } from '../helpers/test-database';
+import { eventually } from '../relay/support';
+import { startTestSweep } from './support';
+
+/**
+ * A message whose lookup SignalWire always fails (500, no answer in time) while it answers the
+ * others was tried again at the same step for ever — never stuck, each failure also pausing the
+ * replica's whole sweep. A failure of a message whose last lookup failed too, while this
+ * replica's lookup before it was answered, is the message's own: it counts as its step.
+ */
+
+const PROJECT = 'p-failing-message';
+let database: TestDatabase;
+let sweep: ReconcileWorker | undefined;
+let looked: LookupTarget[] = [];
+
+beforeAll(async () => {
+  database = await createTestDatabase();
+});
+
+afterEach(async () => {
+  await sweep?.stop();
+  sweep = undefined;
+  looked = [];
+});
+
+afterAll(() => database.destroy());
+
+async function sentMessage(ageMs: number): Promise<string> {
+  const id = randomUUID();
+  await recordEvents(database.db, [
+    statusEvent('sent', {
+      messageId: id,
+      api: 'native',
+      projectId: PROJECT,
+      receivedAt: new Date(Date.now() - ageMs),
+    }),
+  ]);
+  return id;
+}
+
+const state = (id: string) =>
+  database.db
+    .selectFrom('messages')
+    .select(['sweep_step', 'stuck', 'sweep_error'])
+    .where('id', '=', id)
+    .executeTakeFirstOrThrow();
+
+function startSweep(bad: string): void {
+  sweep = startTestSweep({
+    db: database.db,
+    lookup: {
+      async lookup(target): Promise<LookupResult> {
+        looked.push(target);
+        return target.id === bad
+          ? { kind: 'failed', error: 'HTTP 500', unavailable: true }
+          : { kind: 'found', answer: { id: target.id, status: 'sent', kind: 'sms' } };
+      },
+    },
+    projects: [PROJECT],
+    // Long enough that the test sees the first step only.
+    schedule: [50, 600_000],
+  });
+}
+
+test('When SignalWire fails a message’s lookup again while it answers the others, then the failure counts as its step and does not pause the sweep', async () => {
+  // Looked up first, answered.
+  const good = await sentMessage(62_000);
+  const bad = await sentMessage(61_000);
+  // Its last lookup failed already (a retry is due).
+  await database.db
+    .updateTable('messages')
+    .set({ sweep_error: 'HTTP 500' })
+    .where('id', '=', bad)
+    .execute();
+  const later = await sentMessage(60_000);
+  startSweep(bad);
+  const after = await eventually(async () => {
+    const s = await state(bad);
+    return s.sweep_step === 1 && s;
+  }, 8_000);
+  expect(after).toEqual({ sweep_step: 1, stuck: false, sweep_error: 'HTTP 500' });
+  // No pause of the replica: the message after it is looked up at once.
+  await eventually(async () => (await state(later)).sweep_step === 1, 500);
+  expect((await state(good)).sweep_step).toBe(1);
+});
+
+test('Control: when a message’s lookup fails the first time, then it keeps its step and is tried again later', async () => {
+  const good = await sentMessage(62_000);
+  const bad = await sentMessage(61_000);
+  startSweep(bad);
+  await eventually(async () => (await state(good)).sweep_step === 1, 8_000);
+  await eventually(() => looked.some((t) => t.id === bad), 8_000);
+  await new Promise((resolve) => setTimeout(resolve, 300));
+  expect(await state(bad)).toEqual({ sweep_step: 0, stuck: false, sweep_error: 'HTTP 500' });
+});

@@ -1,0 +1,175 @@
+import { randomUUID } from 'node:crypto';
+import { createLogger } from '../../src/logger';
+import { recordEvents } from '../../src/messages/record-events';
+import type { LookupResult, LookupTarget } from '../../src/reconcile/lookup-client';
+import type { ReconcileWorker, ReconcileWorkerOptions } from '../../src/reconcile/reconcile-worker';
+import { refusalPause } from '../../src/reconcile/sweep-policy';
+import { statusEvent } from '../factories';
+import { createTestDatabase } from '../helpers/test-database';
+import type { TestDatabase } from '../helpers/test-database';
+import { eventually } from '../relay/support';
+import { startTestSweep } from './support';
+
+/**
+ * Rotated or revoked credentials (401/403 for every lookup of a project) are not the message's
+ * doing. Each refusal used to count as the message's step: a message overdue for every step
+ * got all its lookups back to back and was stuck within ~100 ms — and after the operator fixed
+ * the token it was never looked up again — while the replica kept sending lookups SignalWire
+ * refused at full RECONCILE_RATE. Now a refusal pauses that project's lookups on the replica,
+ * doubling while it lasts (logged once), and uses up no message's step. A refusal that is one
+ * message's own (its project's other lookups go through) still counts as its step.
+ */
+
+const DAY_SCHEDULE = [600_000, 3_600_000, 21_600_000, 86_400_000];
+let database: TestDatabase;
+let sweep: ReconcileWorker | undefined;
+let lines: Array<{ level: number; msg: string; project_id?: string }> = [];
+let looked: LookupTarget[] = [];
+
+beforeAll(async () => {
+  database = await createTestDatabase();
+});
+
+afterEach(async () => {
+  await sweep?.stop();
+  sweep = undefined;
+  lines = [];
+  looked = [];
+});
+
+afterAll(() => database.destroy());
+
+async function sentMessage(project: string, ageMs: number): Promise<string> {
+  const id = randomUUID();
+  await recordEvents(database.db, [
+    statusEvent('sent', {
+      messageId: id,
+      api: 'cxml',
+      projectId: project,
+      receivedAt: new Date(Date.now() - ageMs),
+    }),
+  ]);
+  return id;
+}
+
+function startSweep(
+  answer: (target: LookupTarget) => LookupResult,
+  options: Pick<ReconcileWorkerOptions, 'projects'> & Partial<ReconcileWorkerOptions>,
+): void {
+  sweep = startTestSweep({
+    db: database.db,
+    logger: createLogger('info', { write: (line: string) => void lines.push(JSON.parse(line)) }),
+    lookup: {
+      async lookup(target): Promise<LookupResult> {
+        looked.push(target);
+        return answer(target);
+      },
+    },
+    ...options,
+  });
+}
+
+const state = (id: string) =>
+  database.db
+    .selectFrom('messages')
+    .select(['status', 'sweep_step', 'stuck', 'sweep_error'])
+    .where('id', '=', id)
+    .executeTakeFirstOrThrow();
+
+const lookupsOf = (project: string) => looked.filter((t) => t.projectId === project).length;
+const pause = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+test('When SignalWire refuses a project’s credentials, then its overdue messages keep their steps, its lookups pause (logged once), and other projects are still swept', async () => {
+  // Last events 25 h old: overdue for every step of the default schedule.
+  const refused = await Promise.all([1, 2, 3].map(() => sentMessage('p-rotated', 25 * 3_600_000)));
+  const fine = await sentMessage('p-fine', 25 * 3_600_000);
+  startSweep(
+    (target) =>
+      target.projectId === 'p-rotated'
+        ? { kind: 'unauthorized' }
+        : { kind: 'found', answer: { sid: target.id, status: 'delivered' } },
+    { projects: ['p-rotated', 'p-fine'], schedule: DAY_SCHEDULE },
+  );
+  await eventually(async () => (await state(fine)).status === 'delivered', 8_000);
+  await pause(1_000);
+
+  // One lookup refused; the project's other messages were not looked up meanwhile.
+  expect(lookupsOf('p-rotated')).toBe(1);
+  const states = await Promise.all(refused.map(state));
+  const first = refused.indexOf(looked.find((t) => t.projectId === 'p-rotated')!.id);
+  expect(states[first]).toEqual({
+    status: 'sent',
+    sweep_step: 0,
+    stuck: false,
+    sweep_error: 'unauthorized',
+  });
+  for (const [i, s] of states.entries()) {
+    if (i !== first)
+      expect(s).toEqual({ status: 'sent', sweep_step: 0, stuck: false, sweep_error: null });
+  }
+  const warned = lines.filter((l) => /refused the project’s credentials/.test(l.msg));
+  expect(warned).toHaveLength(1);
+  expect(warned[0]).toMatchObject({ project_id: 'p-rotated' });
+});
+
+test('When the token is fixed after refusals, then the project’s messages are looked up again and recorded, and the recovery is logged once', async () => {
+  const id = await sentMessage('p-fixed', 25 * 3_600_000);
+  let tokenFixed = false;
+  startSweep(
+    (target) =>
+      tokenFixed
+        ? { kind: 'found', answer: { sid: target.id, status: 'delivered' } }
+        : { kind: 'unauthorized' },
+    { projects: ['p-fixed'], schedule: DAY_SCHEDULE, refusalPause: (n) => 100 * 2 ** (n - 1) },
+  );
+  // Refused for a second and a half: the pauses double (100, 200, 400, 800 ms…), so a handful
+  // of lookups, not RECONCILE_RATE's hundreds.
+  await pause(1_500);
+  const refusedLookups = looked.length;
+  expect(refusedLookups).toBeGreaterThanOrEqual(1);
+  expect(refusedLookups).toBeLessThanOrEqual(4);
+  expect(await state(id)).toMatchObject({ sweep_step: 0, stuck: false });
+
+  tokenFixed = true;
+  const after = await eventually(async () => {
+    const s = await state(id);
+    // The event, then the step that clears the refusal off the sweep state.
+    return s.status === 'delivered' && s.sweep_error === null && s;
+  }, 10_000);
+  expect(after.stuck).toBe(false);
+  expect(lines.filter((l) => /refused the project’s credentials/.test(l.msg))).toHaveLength(1);
+  expect(lines.filter((l) => /accepts the project’s credentials again/.test(l.msg))).toHaveLength(
+    1,
+  );
+});
+
+test('When one message is refused while its project’s other lookups go through, then the refusal is the message’s own and counts as its step', async () => {
+  // Oldest, so that its lookup comes first and pauses the project once.
+  const own = await sentMessage('p-own', 61_000);
+  const others = await Promise.all([1, 2, 3].map(() => sentMessage('p-own', 60_000)));
+  startSweep(
+    (target) =>
+      target.id === own
+        ? { kind: 'unauthorized' }
+        : { kind: 'found', answer: { sid: target.id, status: 'delivered' } },
+    { projects: ['p-own'], refusalPause: () => 100 },
+  );
+  const after = await eventually(async () => {
+    const s = await state(own);
+    return s.stuck && s;
+  }, 10_000);
+  expect(after).toEqual({
+    status: 'sent',
+    sweep_step: 2,
+    stuck: true,
+    sweep_error: 'unauthorized',
+  });
+  for (const id of others) expect((await state(id)).status).toBe('delivered');
+  // Once with the project paused after it, then once per step.
+  expect(looked.filter((t) => t.id === own)).toHaveLength(3);
+});
+
+test('The pause after refused credentials doubles from 30 s up to 15 min', () => {
+  expect([1, 2, 3, 4].map(refusalPause)).toEqual([30_000, 60_000, 120_000, 240_000]);
+  expect(refusalPause(50)).toBe(900_000);
+});
