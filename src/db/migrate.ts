@@ -310,8 +310,10 @@ async function migrateLocked<T>(
   // Kysely looks for its kysely_migration table in every schema the role can see, then reads it
   // unqualified: in a database shared with another application that migrates with Kysely in a
   // schema of its own, a fresh install found that one, did not create its own, and failed.
-  // Named here, it is the schema the migrations create their tables in (search_path's first).
-  const migrationTableSchema = await currentSchema(db);
+  // Named here: where the unqualified name resolves (an install's history, wherever
+  // search_path has put a schema before it since), else the schema the migrations create
+  // their tables in (search_path's first).
+  const migrationTableSchema = await migrationSchema(db);
   const inTransaction = new Migrator({ db, provider, migrationTableSchema });
   const pending = async (): Promise<string[]> =>
     (await inTransaction.getMigrations())
@@ -334,11 +336,19 @@ async function migrateLocked<T>(
   return applied;
 }
 
-/** The schema unqualified names are created in; undefined with no usable schema on the path. */
-async function currentSchema<T>(db: Kysely<T>): Promise<string | undefined> {
-  const { rows } = await sql<{ schema: string | null }>`SELECT current_schema() AS schema`.execute(
-    db,
-  );
+/**
+ * The schema of the kysely_migration table the service's unqualified names find (the one
+ * readSchema reads), or, on a fresh install, the schema unqualified names are created in;
+ * undefined with neither. Not current_schema() alone: a schema named after the role (or put
+ * before public in search_path) created after the install would hold no history, and every
+ * migration would run again into it.
+ */
+async function migrationSchema<T>(db: Kysely<T>): Promise<string | undefined> {
+  const { rows } = await sql<{ schema: string | null }>`
+    SELECT coalesce(
+      (SELECT n.nspname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+       WHERE c.oid = to_regclass('kysely_migration')),
+      current_schema()) AS schema`.execute(db);
   return rows[0]?.schema ?? undefined;
 }
 

@@ -37,3 +37,24 @@ test('When another application keeps its kysely_migration in a schema of its own
     { schema: 'public', n: (await knownMigrations()).length },
   ]);
 });
+
+// An existing install keeps its history where it was created: public, with the default
+// search_path ("$user", public). A schema named after the role created later (PostgreSQL's
+// recommended "secure schema usage pattern": CREATE SCHEMA AUTHORIZATION <role>) becomes
+// current_schema(): the migrator must still find public's history, not apply every migration
+// again into the new schema, where the service (reading unqualified names) would see an empty
+// database.
+test("When a schema named after the role appears after install (search_path's first), then migrating again applies nothing and the data stays visible", async () => {
+  const target = await createTestDatabase(1);
+  databases.push(target);
+  await sql`INSERT INTO messages (id, api, status, raw_status, status_rank, status_received_at, last_event_at)
+            VALUES ('SM-kept', 'cxml', 'queued', 'queued', 0, now(), now())`.execute(target.db);
+  const user = (await sql<{ u: string }>`SELECT current_user AS u`.execute(target.db)).rows[0]!.u;
+  await sql.raw(`CREATE SCHEMA "${user}"`).execute(target.db);
+
+  const applied = await migrateToLatest(target.db);
+  const { rows } = await sql<{ n: number }>`SELECT count(*)::int AS n FROM messages`.execute(
+    target.db,
+  );
+  expect({ applied, visibleMessages: rows[0]!.n }).toEqual({ applied: [], visibleMessages: 1 });
+});
