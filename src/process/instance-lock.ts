@@ -643,7 +643,12 @@ async function listenOn(
     readRequest(socket, (request) => {
       if (request === undefined) return finish(socket, { ok: false, error: 'malformed request' });
       if (request.ack === true) socket.write(ACK_LINE);
-      void answer(request.op).then((reply) => finish(socket, reply));
+      // A request must never take the holder (the service itself) down: whatever answer()
+      // throws is answered as an error, never left as an unhandled rejection.
+      void answer(request.op).then(
+        (reply) => finish(socket, reply),
+        () => finish(socket, { ok: false, error: 'internal error' }),
+      );
     });
   });
   /** Ends the connection with `reply`, unless it was answered already (by close). */
@@ -663,7 +668,8 @@ async function listenOn(
     if (refusing && op !== HOLDER_REQUEST) return releasing;
     const handler = typeof op === 'string' ? handlers.get(op) : undefined;
     if (!handler) {
-      return { ok: false, code: UNKNOWN_REQUEST, error: `unknown request ${String(op)}` };
+      // JSON, not String(): an op such as {"toString":1} cannot be made a string.
+      return { ok: false, code: UNKNOWN_REQUEST, error: `unknown request ${JSON.stringify(op)}` };
     }
     try {
       return { ok: true, result: await handler() };
