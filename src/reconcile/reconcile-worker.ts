@@ -171,12 +171,20 @@ export function createReconcileWorker(options: ReconcileWorkerOptions): Reconcil
   /**
    * Whether a lookup that found SignalWire failing (5xx, no answer in time) is the message's
    * own failure rather than SignalWire's: the lookup before it on this replica was answered,
-   * and this message's last lookup failed too (its sweep state holds an error). Such a message
-   * was tried again at the same step for ever while every other lookup went through, pausing
-   * the whole replica's sweep each time. An overloaded SignalWire (429) is never one message's.
+   * and this message's last lookup, at this same step, failed the same way and was put off
+   * (not an error a completed step left, such as a 404's, nor a credentials pause's). Such a
+   * message was tried again at the same step for ever while every other lookup went through,
+   * pausing the whole replica's sweep each time. An overloaded SignalWire (429) is never one
+   * message's.
    */
   function ownFailure(message: ClaimedMessage, error: string): boolean {
-    return lastAnswered && message.sweepError !== null && error !== 'HTTP 429';
+    return (
+      lastAnswered &&
+      message.retried &&
+      message.sweepError !== null &&
+      message.sweepError !== 'unauthorized' &&
+      error !== 'HTTP 429'
+    );
   }
 
   async function lookUp(message: ClaimedMessage): Promise<void> {

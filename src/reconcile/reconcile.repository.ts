@@ -29,6 +29,11 @@ export interface ClaimedMessage {
   step: number;
   /** What its last lookup left on it (`unauthorized`, `HTTP 503`, …), or null. */
   sweepError: string | null;
+  /**
+   * Its last lookup was put off (postpone: the same step tried again), not recorded as a step:
+   * it was still leased for the retry when this claim took it.
+   */
+  retried: boolean;
   lastEventAt: Date;
   /** The lease this replica claimed it under, to the millisecond: what its writes check. */
   lease: Date;
@@ -58,9 +63,12 @@ export async function claimDueMessages(
     sweep_error: string | null;
     last_event_at: Date;
     sweep_lease_until: Date;
+    retried: boolean;
   }>`
     WITH due AS (
-      SELECT id FROM messages
+      -- A lease left on a message is a postponement's (recordStep and release clear it), or,
+      -- rarely, that of a replica that died mid-lookup.
+      SELECT id, sweep_lease_until IS NOT NULL AS retried FROM messages
       WHERE ${SWEEPABLE}
         AND last_event_at <= now() - ${options.schedule[0] ?? 0} * interval '1 millisecond'
         AND last_event_at <= now() - ${nextStepMs(options.schedule)} * interval '1 millisecond'
@@ -74,7 +82,7 @@ export async function claimDueMessages(
     SET sweep_lease_until = date_trunc('milliseconds', now() + ${options.leaseMs} * interval '1 millisecond')
     FROM due WHERE m.id = due.id
     RETURNING m.id, m.api, m.project_id, m.status, m.error_code, m.sweep_step, m.sweep_error,
-      m.last_event_at, m.sweep_lease_until`.execute(db);
+      m.last_event_at, m.sweep_lease_until, due.retried`.execute(db);
   return rows
     .map((row) => ({
       id: row.id,
@@ -84,6 +92,7 @@ export async function claimDueMessages(
       errorCode: row.error_code,
       step: row.sweep_step,
       sweepError: row.sweep_error,
+      retried: row.retried,
       lastEventAt: row.last_event_at,
       lease: row.sweep_lease_until,
     }))

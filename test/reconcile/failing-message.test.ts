@@ -12,7 +12,9 @@ import { startTestSweep } from './support';
  * A message whose lookup SignalWire always fails (500, no answer in time) while it answers the
  * others was tried again at the same step for ever — never stuck, each failure also pausing the
  * replica's whole sweep. A failure of a message whose last lookup failed too, while this
- * replica's lookup before it was answered, is the message's own: it counts as its step.
+ * replica's lookup before it was answered, is the message's own: it counts as its step. Only
+ * a failure that was put off at the same step, though: an error a completed step left (a 404's)
+ * does not make a message's first transient failure at its next step its own.
  */
 
 const PROJECT = 'p-failing-message';
@@ -73,10 +75,11 @@ test('When SignalWire fails a message’s lookup again while it answers the othe
   // Looked up first, answered.
   const good = await sentMessage(62_000);
   const bad = await sentMessage(61_000);
-  // Its last lookup failed already (a retry is due).
+  // Its last lookup failed already and was put off (postpone: the lease kept until the retry,
+  // which is due now).
   await database.db
     .updateTable('messages')
-    .set({ sweep_error: 'HTTP 500' })
+    .set({ sweep_error: 'HTTP 500', sweep_lease_until: new Date(Date.now() - 1_000) })
     .where('id', '=', bad)
     .execute();
   const later = await sentMessage(60_000);
@@ -99,4 +102,36 @@ test('Control: when a message’s lookup fails the first time, then it keeps its
   await eventually(() => looked.some((t) => t.id === bad), 8_000);
   await new Promise((resolve) => setTimeout(resolve, 300));
   expect(await state(bad)).toEqual({ sweep_step: 0, stuck: false, sweep_error: 'HTTP 500' });
+});
+
+test('When a message whose previous step ended in a 404 meets its first transient 503, then it keeps its step (retried later), not stuck', async () => {
+  const good = await sentMessage(62_000);
+  const flaky = await sentMessage(61_000);
+  // Step 0 was done: SignalWire answered 404 (recorded, counted as the step).
+  await database.db
+    .updateTable('messages')
+    .set({ sweep_step: 1, sweep_error: 'not_found' })
+    .where('id', '=', flaky)
+    .execute();
+  await database.db.updateTable('messages').set({ sweep_step: 1 }).where('id', '=', good).execute();
+  let flakyLookups = 0;
+  sweep = startTestSweep({
+    db: database.db,
+    lookup: {
+      async lookup(target): Promise<LookupResult> {
+        if (target.id === flaky && flakyLookups++ === 0) {
+          // One transient failure; answered on any later try.
+          return { kind: 'failed', error: 'HTTP 503', unavailable: true };
+        }
+        return { kind: 'found', answer: { id: target.id, status: 'sent', kind: 'sms' } };
+      },
+    },
+    projects: [PROJECT],
+    // Two steps: the 503 meets the flaky message at its last one.
+    schedule: [50, 100],
+  });
+  await eventually(async () => (await state(good)).sweep_step === 2, 8_000);
+  await eventually(() => flakyLookups >= 1, 8_000);
+  await new Promise((resolve) => setTimeout(resolve, 300));
+  expect(await state(flaky)).toEqual({ sweep_step: 1, stuck: false, sweep_error: 'HTTP 503' });
 });
