@@ -288,9 +288,9 @@ const EnvSchema = z.object({
   // SignalWire delivers callbacks from a handful of addresses, so a per-address limit must
   // leave room for a bulk send's burst: ~1000/s per address per replica.
   RATE_LIMIT_PUBLIC_PER_MINUTE: positiveInt.default(60_000),
-  // SignalWire never sends a bad signature: refused authentications (401/403) per address and
-  // minute past which an address's callbacks without a valid per-send token are refused 429
-  // unread (src/http/rate-limit.ts publicAuthFailureBudget).
+  // Refused authentications (401/403) per address and minute past which an address's callbacks
+  // without a valid per-send token are refused 429 unread, unless it authenticated one in the
+  // last 10 minutes (src/http/rate-limit.ts publicAuthFailureBudget).
   RATE_LIMIT_PUBLIC_AUTH_FAILURES_PER_MINUTE: positiveInt.default(300),
   RATE_LIMIT_QUERY_PER_MINUTE: positiveInt.default(1200),
   // Above the load balancer's idle timeout for upstream connections (ingress-nginx and AWS

@@ -306,7 +306,10 @@ function admitCredentials(
   if (typeof given === 'string') {
     const token = verifyCallbackToken(config.callbackTokenSecrets, given);
     const expired = token !== null && tokenExpired(token, config.callbackTokenTtlDays, now(deps));
-    if (token && !expired) return { token, needsSignature: false };
+    if (token && !expired) {
+      deps.authFailures?.authenticated(req);
+      return { token, needsSignature: false };
+    }
     admitUnauthenticated(deps, req, res);
     if (config.allowUnsignedCallbacks) return { token: null, needsSignature: false };
     if (hasSignature(req) && hasTokenShape(given)) return { token: null, needsSignature: true };
@@ -472,6 +475,7 @@ function verifyOrRefuse(
   });
   if (result.ok) {
     deps.onSignatureVerified?.();
+    deps.authFailures?.authenticated(req);
     return result.keyIndex;
   }
   if (result.reason !== 'missing') deps.onSignatureFailure?.(result.reason);

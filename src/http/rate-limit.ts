@@ -70,28 +70,45 @@ export interface AuthFailureBudget {
   refusal(req: Request): AppError | null;
   /** Counts one answer 401/403 against the request's client. */
   refused(req: Request): void;
+  /** The request's client sent a callback that authenticated (a valid token or signature). */
+  authenticated(req: Request): void;
   trackedClients(): number;
 }
+
+/**
+ * How long a client address that sent a genuine callback is never refused by the budget.
+ * SignalWire calls every project's webhooks from the same few addresses and signs each with its
+ * project's key: another customer pointing its own webhooks here (refused 403, from SignalWire's
+ * address) must not get this project's signature-only callbacks refused 429 unread. Only
+ * SignalWire holds the keys and tokens, so an attacker's own address never earns it; and an
+ * address SignalWire delivers through is seen authenticating all the time.
+ */
+export const AUTHENTICATED_GRACE_MS = 10 * 60_000;
 
 /**
  * At most `perMinute` refused authentications (401/403) per client address on the public
  * listener, per replica, counted in a fixed window from the client's first refusal. Past them
  * the client's requests that a valid per-send token does not authenticate are refused 429
- * before their body is read: such a body costs a read and a signature (a form's, a parse too)
- * that no genuine sender fails (SignalWire never sends a bad signature), while
- * RATE_LIMIT_PUBLIC_PER_MINUTE must leave SignalWire room for its bursts. Token-authenticated
- * callbacks from the same address still go through. Clients are told apart as by
- * publicRateLimit, and tracked within `maxClients` the same way; a client is tracked only
- * once it has been refused.
+ * before their body is read: such a body costs a read and signatures (a form's, a parse too),
+ * while RATE_LIMIT_PUBLIC_PER_MINUTE must leave SignalWire room for its bursts. Token-authenticated
+ * callbacks from the same address still go through, and an address that authenticated a
+ * callback in the last AUTHENTICATED_GRACE_MS is not refused at all: SignalWire's own
+ * addresses also carry other projects' webhooks, signed with keys not ours. Clients are told
+ * apart as by publicRateLimit, and tracked within `maxClients` the same way; a client is
+ * tracked only once it has been refused or has authenticated.
  */
 export function publicAuthFailureBudget(deps: RateLimitDeps): AuthFailureBudget {
   const { perMinute, onLimited } = deps;
-  const counts = windowCounts(deps.maxClients ?? MAX_TRACKED_CLIENTS, deps.logger);
+  const maxClients = deps.maxClients ?? MAX_TRACKED_CLIENTS;
+  const counts = windowCounts(maxClients, deps.logger);
+  const trusted = recentKeys(maxClients, AUTHENTICATED_GRACE_MS);
   return {
     refusal(req) {
       const now = Date.now();
-      const window = counts.current(publicClientKey(req), now);
+      const key = publicClientKey(req);
+      const window = counts.current(key, now);
       if (window === undefined || window.hits < perMinute) return null;
+      if (trusted.has(key, now)) return null;
       onLimited?.();
       return tooManyRequests(
         window,
@@ -102,7 +119,33 @@ export function publicAuthFailureBudget(deps: RateLimitDeps): AuthFailureBudget 
     refused(req) {
       counts.hit(publicClientKey(req), Date.now());
     },
-    trackedClients: () => counts.size(),
+    authenticated(req) {
+      trusted.add(publicClientKey(req), Date.now());
+    },
+    trackedClients: () => counts.size() + trusted.size(),
+  };
+}
+
+/**
+ * Keys seen within the last `ttlMs`, at most `max` of them (the least recently seen forgotten
+ * first), in memory: a Map in the order keys were last seen, so both the expiry sweep and the
+ * eviction take from its front.
+ */
+function recentKeys(max: number, ttlMs: number) {
+  const seen = new Map<string, number>();
+  return {
+    add(key: string, now: number): void {
+      seen.delete(key);
+      seen.set(key, now + ttlMs);
+      for (const [oldest, expires] of seen) {
+        if (expires > now && seen.size <= max) break;
+        seen.delete(oldest);
+      }
+    },
+    has(key: string, now: number): boolean {
+      return (seen.get(key) ?? 0) > now;
+    },
+    size: () => seen.size,
   };
 }
 

@@ -108,18 +108,9 @@ describe('a client address past its refused authentications', () => {
     expect(answer.headers['connection']).toBe('close');
   });
 
-  test('When an address is past its budget, then its token-authenticated callbacks are still stored, and its unauthenticated ones refused 429', async () => {
+  test('When an address is past its budget, then its unauthenticated callbacks are refused 429, its token-authenticated ones still stored — and once one authenticated, it is trusted again', async () => {
     const ip = '198.51.100.20';
     await exhaust(ip);
-    const { token } = mintCallbackToken([TEST_TOKEN_SECRET]);
-    const id = randomUUID();
-    await request(t.publicApp)
-      .post(`/callbacks/native/${token}`)
-      .set('X-Forwarded-For', ip)
-      .send(nativeFields({ id }))
-      .expect(200);
-    expect(await storedEventCount(t.database.db, id)).toBe(1);
-
     // Without a valid token, even a genuine signature waits for the window: none is read.
     const signedId = randomUUID();
     const signed = await postNative(t.publicApp, nativeFields({ id: signedId })).set(
@@ -135,6 +126,38 @@ describe('a client address past its refused authentications', () => {
       .send(nativeFields())
       .expect(429);
     expect(await storedEventCount(t.database.db, signedId)).toBe(0);
+
+    const { token } = mintCallbackToken([TEST_TOKEN_SECRET]);
+    const id = randomUUID();
+    await request(t.publicApp)
+      .post(`/callbacks/native/${token}`)
+      .set('X-Forwarded-For', ip)
+      .send(nativeFields({ id }))
+      .expect(200);
+    expect(await storedEventCount(t.database.db, id)).toBe(1);
+    // An address that authenticated a callback is SignalWire's: its signed callbacks are read
+    // again, though its budget is still spent.
+    await postNative(t.publicApp, nativeFields({ id: signedId }))
+      .set('X-Forwarded-For', ip)
+      .expect(200);
+    expect(await storedEventCount(t.database.db, signedId)).toBe(1);
+  });
+
+  test('When another SignalWire project’s webhooks, from SignalWire’s address, are refused 403, then this project’s signed callbacks from that address are still stored', async () => {
+    // SignalWire calls every project's webhooks from the same few addresses, each signed with
+    // its own project's key: another customer can point its webhooks here.
+    const signalwire = '203.0.113.7';
+    await postCxml(t.publicApp, cxmlFields()).set('X-Forwarded-For', signalwire).expect(200);
+    for (let i = 0; i < BUDGET + 2; i++) {
+      await postCxml(t.publicApp, cxmlFields(), { key: 'PSKanotherprojectsigningkey000000' })
+        .set('X-Forwarded-For', signalwire)
+        .expect(403);
+    }
+    const sid = randomUUID();
+    await postCxml(t.publicApp, cxmlFields({ MessageSid: sid }))
+      .set('X-Forwarded-For', signalwire)
+      .expect(200);
+    expect(await storedEventCount(t.database.db, sid)).toBe(1);
   });
 
   test('When one address is past its budget, then another address’s signed callbacks are accepted', async () => {
@@ -192,5 +215,23 @@ describe('the budget’s memory is bounded', () => {
       expect(budget.trackedClients()).toBeLessThanOrEqual(10);
     }
     await request(app).post('/').set('X-Forwarded-For', '10.2.0.49').expect(429);
+  });
+
+  test('When a spray of addresses authenticates, then at most maxClients of them are remembered as trusted', async () => {
+    const budget = publicAuthFailureBudget({
+      perMinute: 1,
+      logger: createLogger('silent'),
+      maxClients: 10,
+    });
+    const app = express();
+    app.set('trust proxy', true);
+    app.post('/', (req, res) => {
+      budget.authenticated(req);
+      res.end();
+    });
+    for (let i = 0; i < 50; i++) {
+      await request(app).post('/').set('X-Forwarded-For', `10.3.0.${i}`).expect(200);
+    }
+    expect(budget.trackedClients()).toBe(10);
   });
 });
