@@ -36,7 +36,9 @@ import type { Spool } from './spool';
  * fsync'd); a probe notices its return and the spool is replayed in arrival order (replay.ts:
  * transient failures are retried, only events that can never be stored are dead-lettered).
  * Until the spool is empty new batches keep going to the spool, so replayed events never land
- * after events that arrived later.
+ * after events that arrived later. Under steady traffic it is never empty at the end of a pass
+ * (callbacks arrive during each): once a pass leaves only a short tail, new batches wait for a
+ * last pass instead of joining the spool (catching up, startReplay).
  */
 export interface GroupCommitOptions {
   db: Db;
@@ -207,6 +209,9 @@ export function createGroupCommitRecorder(options: GroupCommitOptions): GroupCom
   let mode: IngestMode = 'direct';
   let probeTimer: NodeJS.Timeout | null = null;
   let replaying: Promise<void> | null = null;
+  // While set, the replay's last pass runs over a short tail and new batches wait for it
+  // (catchUpOver) instead of joining the spool behind it; `end` lets them go on.
+  let catchingUp: { over: Promise<void>; end: () => void } | null = null;
   let waitingForSchema: string | null = null;
   // Why the database cannot take writes, from entering the spool until the replay is through:
   // what the log said last, and the SQLSTATE /readyz shows when the server gave one (25006: it
@@ -305,6 +310,11 @@ export function createGroupCommitRecorder(options: GroupCommitOptions): GroupCom
   ): Promise<void> {
     const deadline = performance.now() + commitTimeoutMs;
     if (earlier.length > 0) await Promise.all(earlier);
+    // Spooled now, it would be one more arrival the replay's last pass must take, and the
+    // replay would never end while callbacks keep coming. At most half its commit timeout,
+    // leaving the other half for its write; past it, spooled as before.
+    if (mode !== 'direct' && catchingUp)
+      await catchUpOver(catchingUp, deadline - commitTimeoutMs / 2);
     if (mode !== 'direct' && spool) return spoolEntries(batch);
     let outcomes: RecordOutcome[];
     const began = performance.now();
@@ -414,6 +424,32 @@ export function createGroupCommitRecorder(options: GroupCommitOptions): GroupCom
     }
   }
 
+  /** Until the catch-up ends (back to direct, or not) or `until` (a performance.now() time). */
+  async function catchUpOver(catchUp: { over: Promise<void> }, until: number): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      catchUp.over,
+      new Promise<void>((resolve) => {
+        timer = setTimeout(resolve, Math.max(0, until - performance.now()));
+      }),
+    ]);
+    clearTimeout(timer);
+  }
+
+  function beginCatchUp(): void {
+    let end!: () => void;
+    const over = new Promise<void>((resolve) => {
+      end = resolve;
+    });
+    catchingUp = { over, end };
+  }
+
+  /** The waiting batches go on: written if the mode is direct again, else spooled. */
+  function endCatchUp(): void {
+    catchingUp?.end();
+    catchingUp = null;
+  }
+
   async function unreachable(batch: Pending[], error: unknown): Promise<void> {
     if (!spool) {
       for (const pending of batch) pending.reject(unavailableError());
@@ -485,14 +521,30 @@ export function createGroupCommitRecorder(options: GroupCommitOptions): GroupCom
         for (let waits = 0; !spool.isEmpty() && !stopReplaying.signal.aborted;) {
           replayWriter!.startPass();
           await spool.replay(commitReplayed, replayChunk);
+          const deferred = replayWriter!.deferredInPass();
+          if (catchingUp) {
+            // A last pass that did not empty the spool (an append already under way, a batch
+            // that waited past its limit, a requeue, deferred events): its waiting batches
+            // are spooled, behind it, and the next short tail is caught up again. Emptied,
+            // the loop ends and the mode is direct before they go on.
+            if (!spool.isEmpty()) endCatchUp();
+          } else if (deferred === 0 && spool.depth() < replayChunk) {
+            // Callbacks arrived during the pass. A short tail (one chunk: one transaction) is
+            // replayed once more while new batches wait; a long one in a pass like this one.
+            // Not while events wait for a locked message: the pass after the backoff would
+            // keep the batches waiting until their limit for nothing.
+            beginCatchUp();
+          }
           // Events kept for a locked message: the next pass tries them after a backoff, not
           // at once (each try waits out a lock_timeout on the same lock).
-          if (replayWriter!.deferredInPass() === 0) waits = 0;
+          if (deferred === 0) waits = 0;
           else await sleep(replayWriter!.backoffCeiling(++waits), stopReplaying.signal);
         }
         if (spool.isEmpty()) {
-          // Synchronous with the emptiness check: no append can slip in between.
+          // Synchronous with the emptiness check: no append can slip in between. The batches
+          // waiting for the last pass arrived after everything it replayed: they are written.
           mode = 'direct';
+          endCatchUp();
           outage = null;
           replayDiskFailure = null;
           logger.info(
@@ -536,6 +588,8 @@ export function createGroupCommitRecorder(options: GroupCommitOptions): GroupCom
         mode = 'spooling';
         scheduleProbe();
       } finally {
+        // Stopped or failed (the mode set above is not direct): the waiting batches are spooled.
+        endCatchUp();
         replaying = null;
       }
     })();
