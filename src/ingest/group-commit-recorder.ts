@@ -68,6 +68,11 @@ export interface GroupCommitOptions {
    * for the database and tries again); no caller waits on it, so it is generous.
    */
   replayTimeoutMs?: number;
+  /**
+   * The longest a batch waits for the replay's last pass over a short tail (catching up)
+   * before it is spooled behind it; never more than half of commitTimeoutMs.
+   */
+  catchUpWaitMs?: number;
   /** First and longest wait between retries of a replay write that failed transiently. */
   replayBackoffMs?: { initial: number; max: number };
   /**
@@ -179,6 +184,9 @@ export function createGroupCommitRecorder(options: GroupCommitOptions): GroupCom
   const probeIntervalMs = options.probeIntervalMs ?? 1_000;
   const replayChunk = options.replayChunk ?? 500;
   const commitTimeoutMs = options.commitTimeoutMs ?? 3_000;
+  // A short tail's one transaction takes milliseconds; waiting batches hold their commit
+  // slots, so the queue grows meanwhile: a pass slower than this is no catch-up.
+  const catchUpWaitMs = options.catchUpWaitMs ?? 250;
   const queueMaxBytes = options.queueMaxBytes ?? Number.POSITIVE_INFINITY;
   const replayTimeoutMs = options.replayTimeoutMs ?? 60_000;
 
@@ -311,10 +319,17 @@ export function createGroupCommitRecorder(options: GroupCommitOptions): GroupCom
     const deadline = performance.now() + commitTimeoutMs;
     if (earlier.length > 0) await Promise.all(earlier);
     // Spooled now, it would be one more arrival the replay's last pass must take, and the
-    // replay would never end while callbacks keep coming. At most half its commit timeout,
-    // leaving the other half for its write; past it, spooled as before.
-    if (mode !== 'direct' && catchingUp)
-      await catchUpOver(catchingUp, deadline - commitTimeoutMs / 2);
+    // replay would never end while callbacks keep coming. At most catchUpWaitMs, and never
+    // more than half its commit timeout, leaving the other half for its write; past it,
+    // spooled as before.
+    if (mode !== 'direct' && catchingUp) {
+      const catchUp = catchingUp;
+      // A last pass this slow (a database just back, a lock, the replay writer's backoff) is
+      // no short catch-up: the batches behind this one are spooled and acknowledged at once
+      // again, rather than each waiting out its limit (and filling the queue).
+      const until = Math.min(deadline - commitTimeoutMs / 2, performance.now() + catchUpWaitMs);
+      if (!(await catchUpOver(catchUp, until)) && catchingUp === catchUp) endCatchUp();
+    }
     if (mode !== 'direct' && spool) return spoolEntries(batch);
     let outcomes: RecordOutcome[];
     const began = performance.now();
@@ -424,16 +439,20 @@ export function createGroupCommitRecorder(options: GroupCommitOptions): GroupCom
     }
   }
 
-  /** Until the catch-up ends (back to direct, or not) or `until` (a performance.now() time). */
-  async function catchUpOver(catchUp: { over: Promise<void> }, until: number): Promise<void> {
+  /**
+   * Until the catch-up ends (back to direct, or not) or `until` (a performance.now() time);
+   * whether it ended in time.
+   */
+  async function catchUpOver(catchUp: { over: Promise<void> }, until: number): Promise<boolean> {
     let timer: NodeJS.Timeout | undefined;
-    await Promise.race([
-      catchUp.over,
-      new Promise<void>((resolve) => {
-        timer = setTimeout(resolve, Math.max(0, until - performance.now()));
+    const ended = await Promise.race([
+      catchUp.over.then(() => true),
+      new Promise<boolean>((resolve) => {
+        timer = setTimeout(() => resolve(false), Math.max(0, until - performance.now()));
       }),
     ]);
     clearTimeout(timer);
+    return ended;
   }
 
   function beginCatchUp(): void {

@@ -67,6 +67,7 @@ interface Harness {
  */
 async function harness(
   replayWrite: (write: number) => Promise<void> = async () => undefined,
+  tuning: { catchUpWaitMs?: number } = {},
 ): Promise<Harness> {
   const dir = await mkdtemp(path.join(os.tmpdir(), 'sw-status-catch-up-'));
   let drop = false;
@@ -83,6 +84,7 @@ async function harness(
     probeIntervalMs: 50,
     replayChunk: 100,
     commitTimeoutMs: COMMIT_TIMEOUT_MS,
+    ...tuning,
     async write(db, events, options) {
       if (events.some((event) => event.source === 'replay')) {
         const number = ++replayWrites;
@@ -198,12 +200,15 @@ test('When the service drains while callbacks wait for the replay’s last pass,
   const lastPass = new Promise<void>((resolve) => {
     lastPassBegun = resolve;
   });
-  const h = await harness(async (write) => {
-    if (write !== 2) return;
-    lastPassBegun();
-    // Shorter than the half of the commit timeout the waiting batches give it.
-    await new Promise((resolve) => setTimeout(resolve, 500));
-  });
+  const h = await harness(
+    async (write) => {
+      if (write !== 2) return;
+      lastPassBegun();
+      // Shorter than the waiting batches give it.
+      await new Promise((resolve) => setTimeout(resolve, 500));
+    },
+    { catchUpWaitMs: 1_500 },
+  );
   await eventually(() => h.sent() >= 20, 'callbacks written directly');
   h.dropNextWrite();
   await lastPass;
@@ -220,4 +225,79 @@ test('When the service drains while callbacks wait for the replay’s last pass,
   const waited = stored.filter((row) => row.index >= sentAtLastPass + 2);
   expect(waited.length).toBeGreaterThanOrEqual(8);
   expect(waited.every((row) => row.source === 'callback')).toBe(true);
+});
+
+// A last pass that is slow (a database just back from a failover, a lock, the replay writer's
+// backoff) is no catch-up: the batches that arrive during it must be spooled and acknowledged
+// at once, as during the outage, not each wait out its limit — waiting batches hold their
+// commit slots, and the queue filled and refused callbacks 503 (a first version of the
+// catch-up; the shape of the defaults, queueMax ≈ 6 × maxInFlight × batchMax, scaled down).
+test('When the replay’s last pass is slow while callbacks keep arriving, then they are spooled and acknowledged, not refused 503 for a full queue', async () => {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'sw-status-catch-up-slow-'));
+  let drop = false;
+  let replayWrites = 0;
+  const recorder = createGroupCommitRecorder({
+    db: database.db,
+    logger,
+    spool: await openSpool({ dir, logger }),
+    batchMax: 50,
+    batchWaitMs: 2,
+    queueMax: 600,
+    maxInFlight: 2,
+    probeIntervalMs: 50,
+    replayChunk: 100,
+    commitTimeoutMs: 3_000,
+    async write(db, events, options) {
+      if (events.some((event) => event.source === 'replay')) {
+        const number = ++replayWrites;
+        await new Promise((resolve) => setTimeout(resolve, 40));
+        // The second replay transaction (the last pass over the first one's short tail) is
+        // slow: 4 s, well within the replay's own timeout (60 s).
+        if (number === 2) await new Promise((resolve) => setTimeout(resolve, 4_000));
+      } else if (drop) {
+        drop = false;
+        throw new Error('Connection terminated unexpectedly');
+      }
+      return recordEvents(db, events, options);
+    },
+  });
+  recorder.start();
+  const messageIds = Array.from({ length: 20 }, () => statusEvent('sent').messageId);
+  const answers: Array<Promise<RecordOutcome | string>> = [];
+  const sender = setInterval(() => {
+    for (let i = 0; i < 2; i++) {
+      const index = answers.length;
+      answers.push(
+        recorder
+          .record(
+            statusEvent('sent', { messageId: messageIds[index % 20]!, errorCode: `${index}` }),
+          )
+          .catch(
+            (error: { status?: number; message?: string }) =>
+              `refused ${error.status} ${error.message}`,
+          ),
+      );
+    }
+  }, 4);
+  try {
+    await eventually(() => answers.length >= 40, 'callbacks written directly');
+    drop = true;
+    await eventually(() => replayWrites >= 2, 'the last pass began', 10_000);
+    await new Promise((resolve) => setTimeout(resolve, 4_000));
+  } finally {
+    clearInterval(sender);
+  }
+  const settled = await Promise.all(answers);
+  await recorder.drain({ deadline: Date.now() + 10_000 });
+  await rm(dir, { recursive: true, force: true });
+  const refused = settled.filter((answer) => answer !== 'recorded' && answer !== 'duplicate');
+  expect({
+    refused: refused.length,
+    first: refused[0],
+    refusedFull: recorder.stats().refusedFull,
+  }).toEqual({
+    refused: 0,
+    first: undefined,
+    refusedFull: 0,
+  });
 });
