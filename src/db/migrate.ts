@@ -310,10 +310,9 @@ async function migrateLocked<T>(
   // Kysely looks for its kysely_migration table in every schema the role can see, then reads it
   // unqualified: in a database shared with another application that migrates with Kysely in a
   // schema of its own, a fresh install found that one, did not create its own, and failed.
-  // Named here: where the unqualified name resolves (an install's history, wherever
-  // search_path has put a schema before it since), else the schema the migrations create
-  // their tables in (search_path's first).
-  const migrationTableSchema = await migrationSchema(db);
+  // Named here: where this service's history is (migrationSchema), else the schema the
+  // migrations create their tables in (search_path's first).
+  const migrationTableSchema = await migrationSchema(db, known);
   const inTransaction = new Migrator({ db, provider, migrationTableSchema });
   const pending = async (): Promise<string[]> =>
     (await inTransaction.getMigrations())
@@ -337,18 +336,32 @@ async function migrateLocked<T>(
 }
 
 /**
- * The schema of the kysely_migration table the service's unqualified names find (the one
- * readSchema reads), or, on a fresh install, the schema unqualified names are created in;
- * undefined with neither. Not current_schema() alone: a schema named after the role (or put
- * before public in search_path) created after the install would hold no history, and every
- * migration would run again into it.
+ * The schema of this service's kysely_migration table: the first on search_path whose table
+ * holds one of this release's migrations (an install's history, wherever search_path has put
+ * a schema before it since — a schema named after the role, PostgreSQL's secure schema
+ * pattern, created after the install), else, on a fresh install, the schema unqualified names
+ * are created in (current_schema()); undefined with neither. Not any table of that name:
+ * another application on the same database that migrates with Kysely keeps one too.
  */
-async function migrationSchema<T>(db: Kysely<T>): Promise<string | undefined> {
-  const { rows } = await sql<{ schema: string | null }>`
-    SELECT coalesce(
-      (SELECT n.nspname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-       WHERE c.oid = to_regclass('kysely_migration')),
-      current_schema()) AS schema`.execute(db);
+async function migrationSchema<T>(
+  db: Kysely<T>,
+  known: readonly string[],
+): Promise<string | undefined> {
+  const { rows: candidates } = await sql<{ schema: string }>`
+    SELECT s.name AS schema
+    FROM unnest(current_schemas(false)) WITH ORDINALITY AS s(name, ord)
+    WHERE to_regclass(format('%I.kysely_migration', s.name)) IS NOT NULL
+    ORDER BY s.ord`.execute(db);
+  for (const { schema } of candidates) {
+    const { rows } = await sql<{ ours: boolean }>`
+      SELECT EXISTS (
+        SELECT 1 FROM ${sql.id(schema, 'kysely_migration')} WHERE name = ANY(${[...known]})
+      ) AS ours`.execute(db);
+    if (rows[0]?.ours) return schema;
+  }
+  const { rows } = await sql<{ schema: string | null }>`SELECT current_schema() AS schema`.execute(
+    db,
+  );
   return rows[0]?.schema ?? undefined;
 }
 

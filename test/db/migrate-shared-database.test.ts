@@ -58,3 +58,26 @@ test("When a schema named after the role appears after install (search_path's fi
   );
   expect({ applied, visibleMessages: rows[0]!.n }).toEqual({ applied: [], visibleMessages: 1 });
 });
+
+// PostgreSQL's secure schema usage pattern from the start: the role's own schema is
+// search_path's first, and another application keeps its kysely_migration in public. A fresh
+// install creates its history in its own schema, not in the other application's table.
+test('When the role has a schema of its own and another application keeps kysely_migration in public, then a fresh sw-status install still migrates into its own schema', async () => {
+  const target = await createTestDatabase(1, { migrated: false });
+  databases.push(target);
+  await sql`CREATE TABLE public.kysely_migration (name varchar(255) PRIMARY KEY, timestamp varchar(255) NOT NULL)`.execute(
+    target.db,
+  );
+  await sql`INSERT INTO public.kysely_migration VALUES ('2024_01_invoices', '2024-01-01T00:00:00Z')`.execute(
+    target.db,
+  );
+  const user = (await sql<{ u: string }>`SELECT current_user AS u`.execute(target.db)).rows[0]!.u;
+  await sql.raw(`CREATE SCHEMA "${user}"`).execute(target.db);
+
+  await expect(migrateToLatest(target.db)).resolves.toEqual(await knownMigrations());
+  const { rows } = await sql<{
+    n: number;
+  }>`SELECT count(*)::int AS n FROM public.kysely_migration`.execute(target.db);
+  // The other application's history is untouched.
+  expect(rows[0]!.n).toBe(1);
+});
