@@ -1,4 +1,4 @@
-import { execFile, execFileSync } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { sql } from 'kysely';
@@ -26,13 +26,18 @@ import type { TestDatabase } from '../helpers/test-database';
 jest.setTimeout(180_000);
 
 /**
- * A database moved by pg_dump into a new cluster (README "Restoring or moving the database"):
+ * A database moved logically into a new cluster (README "Restoring or moving the database"):
  * the stored transaction ids (status_events.tx, messages.applied_tx, retention's positions) lie
  * in the new cluster's future until the migration runner rebases them
  * (src/db/transaction-id-rebase.ts). The source is a test database on the run's server, which
- * has issued more transaction ids than the fresh cluster each dump is restored into, a database
+ * has issued more transaction ids than the fresh cluster each copy is restored into, a database
  * per test. The cluster's transaction counter is shared by its databases: the test that burns
  * ids past the source's comes last.
+ *
+ * The copy is what pg_dump | psql makes of these tables — the schema, then every row with its
+ * stored values, identity included — done here as JSON through node-postgres: pg_dump refuses a
+ * server newer than itself, and the machine's client (Debian's) is older than the embedded
+ * server the suite runs on.
  */
 
 const execFileAsync = promisify(execFile);
@@ -40,7 +45,9 @@ const ROOT = path.resolve(__dirname, '../..');
 
 let source: TestApp;
 let target: DisposablePostgres;
-let dump: Buffer;
+/** The moved tables' rows, as JSON, in the order they are restored. */
+let dump: Array<{ table: string; rows: string }>;
+const MOVED_TABLES = ['messages', 'status_events', 'sw_status_retention'];
 const handles: DatabaseHandle[] = [];
 const apps: TestApp[] = [];
 const MESSAGES = ['pre-move-1', 'pre-move-2', 'pre-move-3'];
@@ -70,7 +77,25 @@ async function currentXid(url: string): Promise<bigint> {
   }
 }
 
-/** The source's dump, restored into a new database of the fresh cluster; its URL. */
+/** The source's rows of the moved tables, as JSON. */
+async function dumped(url: string): Promise<typeof dump> {
+  const client = new Client({ connectionString: url });
+  await client.connect();
+  try {
+    const tables: typeof dump = [];
+    for (const table of MOVED_TABLES) {
+      const { rows } = await client.query<{ rows: string }>(
+        `SELECT coalesce(json_agg(t), '[]')::text AS rows FROM ${table} t`,
+      );
+      tables.push({ table, rows: rows[0]!.rows });
+    }
+    return tables;
+  } finally {
+    await client.end();
+  }
+}
+
+/** The source, restored into a new database of the fresh cluster; its URL. */
 async function restored(name: string): Promise<string> {
   const admin = new Client({ connectionString: target.url });
   await admin.connect();
@@ -80,7 +105,32 @@ async function restored(name: string): Promise<string> {
     await admin.end();
   }
   const url = withDatabase(target.url, name);
-  execFileSync('psql', ['-q', '-v', 'ON_ERROR_STOP=1', url], { input: dump });
+  // The schema (as the dump's DDL would make it: this release's), then the rows as they were.
+  const schema = createDb(url, 1);
+  try {
+    await migrateToLatest(schema.db);
+  } finally {
+    await schema.db.destroy();
+  }
+  const client = new Client({ connectionString: url });
+  await client.connect();
+  try {
+    await client.query('BEGIN');
+    for (const { table, rows } of dump) {
+      await client.query(`DELETE FROM ${table}`);
+      await client.query(
+        `INSERT INTO ${table} OVERRIDING SYSTEM VALUE
+         SELECT * FROM json_populate_recordset(NULL::${table}, $1)`,
+        [rows],
+      );
+    }
+    await client.query(
+      `SELECT setval(pg_get_serial_sequence('status_events', 'seq'), max(seq)) FROM status_events`,
+    );
+    await client.query('COMMIT');
+  } finally {
+    await client.end();
+  }
   return url;
 }
 
@@ -137,9 +187,7 @@ beforeAll(async () => {
     source.database.db,
   );
   target = await createDisposablePostgres();
-  dump = execFileSync('pg_dump', ['--no-owner', '--no-privileges', source.database.url], {
-    maxBuffer: 64 * 1024 * 1024,
-  });
+  dump = await dumped(source.database.url);
 });
 afterAll(async () => {
   for (const app of apps) await app.close();
