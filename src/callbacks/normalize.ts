@@ -1,4 +1,5 @@
 import { badRequest } from '../errors';
+import { MAX_INDEXED_LENGTH } from '../messages/status-event';
 import type { StatusEvent } from '../messages/status-event';
 import { canonicalStatus } from '../messages/statuses';
 
@@ -19,11 +20,6 @@ export interface NormalizeOptions {
 // Provider ids are UUIDs; Twilio-style SIDs are tolerated. Anything else is not an id.
 const MESSAGE_ID = /^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/;
 const MAX_STATUS_LENGTH = 64;
-// `to`, `from` and `error_code` are keys of the messages table's btree indexes, whose entries
-// PostgreSQL caps at about 2.7 kB: a longer value would be refused by the write on every
-// attempt (and, spooled during an outage, at replay). A real one is a phone number, a sender
-// name or a code of a few characters; 256 leaves room for anything a provider could send.
-const MAX_INDEXED_LENGTH = 256;
 
 export function normalizeCxmlCallback(
   fields: CallbackFields,

@@ -2,6 +2,16 @@ import { createHash } from 'node:crypto';
 import type { Api, CanonicalStatus, EventSource } from './statuses';
 
 /**
+ * `to`, `from` and `error_code` are keys of the messages table's btree indexes, whose entries
+ * PostgreSQL caps at about 2.7 kB: a longer value would be refused by the write on every
+ * attempt (and, spooled during an outage, at replay). A real one is a phone number, a sender
+ * name or a code of a few characters; 256 leaves room for anything a provider could send.
+ * Callbacks refuse a longer value (src/callbacks/normalize.ts), lookups count such an answer
+ * as unusable (src/reconcile/lookup-event.ts).
+ */
+export const MAX_INDEXED_LENGTH = 256;
+
+/**
  * One status event, normalized from either callback format (or made by the proxy): the only
  * thing the status store records. Field names follow DESIGN §3.
  */

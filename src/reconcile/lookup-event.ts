@@ -1,4 +1,5 @@
 import { withoutNul } from '../messages/map-strings';
+import { MAX_INDEXED_LENGTH } from '../messages/status-event';
 import type { RelayPayload, StatusEvent } from '../messages/status-event';
 import { canonicalStatus, rankOf, TERMINAL_RANK } from '../messages/statuses';
 import type { Api, CanonicalStatus } from '../messages/statuses';
@@ -72,11 +73,6 @@ export function lookupEvent(
   return event;
 }
 
-// `to`, `from` and `error_code` are keys of the messages table's btree indexes, whose entries
-// PostgreSQL caps at about 2.7 kB: callbacks refuse a longer value (MAX_INDEXED_LENGTH in
-// src/callbacks/normalize.ts), and an answer with one could never be written — the lookup
-// would fail on every lease, never counted as its step.
-const MAX_INDEXED_LENGTH = 256;
 const INDEXED_FIELDS = ['to', 'from', 'error_code'] as const;
 
 /**
