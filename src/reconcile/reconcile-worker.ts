@@ -127,12 +127,9 @@ export function createReconcileWorker(options: ReconcileWorkerOptions): Reconcil
     if (at > now) await sleep(at - now);
   }
 
-  /** Projects none of whose messages may be looked up now: their credentials were refused. */
-  function refusedProjects(): Set<string> {
-    const now = Date.now();
-    return new Set(
-      [...refusals].filter(([, refusal]) => refusal.pausedUntil > now).map(([project]) => project),
-    );
+  /** Whether none of the project's messages may be looked up now: its credentials were refused. */
+  function paused(project: string): boolean {
+    return (refusals.get(project)?.pausedUntil ?? 0) > Date.now();
   }
 
   /**
@@ -305,13 +302,12 @@ export function createReconcileWorker(options: ReconcileWorkerOptions): Reconcil
     // before it on this one, it ends no earlier than this deadline. A monotonic clock: the wall
     // clock stepped back (NTP) would make the lease look longer than it is.
     const leaseEnds = elapsed() + leaseMs;
-    const refused = refusedProjects();
-    const projects = options.projects.filter((project) => !refused.has(project));
+    const projects = options.projects.filter((project) => !paused(project));
     if (projects.length === 0) return 0;
     const claimed = await claimDueMessages(db, { limit: batch, leaseMs, schedule, projects });
     for (const message of claimed) {
       if (stopping) break;
-      if (refusedProjects().has(message.projectId)) {
+      if (paused(message.projectId)) {
         // Its project's credentials were refused during this batch: another replica may hold
         // working ones.
         await release(db, message);
