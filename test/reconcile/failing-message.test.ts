@@ -1,12 +1,9 @@
-import { randomUUID } from 'node:crypto';
-import { recordEvents } from '../../src/messages/record-events';
 import type { LookupResult, LookupTarget } from '../../src/reconcile/lookup-client';
 import type { ReconcileWorker } from '../../src/reconcile/reconcile-worker';
-import { statusEvent } from '../factories';
 import { createTestDatabase } from '../helpers/test-database';
 import type { TestDatabase } from '../helpers/test-database';
 import { eventually } from '../relay/support';
-import { startTestSweep } from './support';
+import { sentMessage, startTestSweep } from './support';
 
 /**
  * A message whose lookup SignalWire always fails (500, no answer in time) while it answers the
@@ -34,19 +31,6 @@ afterEach(async () => {
 
 afterAll(() => database.destroy());
 
-async function sentMessage(ageMs: number): Promise<string> {
-  const id = randomUUID();
-  await recordEvents(database.db, [
-    statusEvent('sent', {
-      messageId: id,
-      api: 'native',
-      projectId: PROJECT,
-      receivedAt: new Date(Date.now() - ageMs),
-    }),
-  ]);
-  return id;
-}
-
 const state = (id: string) =>
   database.db
     .selectFrom('messages')
@@ -73,8 +57,8 @@ function startSweep(bad: string): void {
 
 test('When SignalWire fails a message’s lookup again while it answers the others, then the failure counts as its step and does not pause the sweep', async () => {
   // Looked up first, answered.
-  const good = await sentMessage(62_000);
-  const bad = await sentMessage(61_000);
+  const good = await sentMessage(database.db, { projectId: PROJECT, api: 'native', ageMs: 62_000 });
+  const bad = await sentMessage(database.db, { projectId: PROJECT, api: 'native', ageMs: 61_000 });
   // Its last lookup failed already and was put off (postpone: the lease kept until the retry,
   // which is due now).
   await database.db
@@ -82,7 +66,11 @@ test('When SignalWire fails a message’s lookup again while it answers the othe
     .set({ sweep_error: 'HTTP 500', sweep_lease_until: new Date(Date.now() - 1_000) })
     .where('id', '=', bad)
     .execute();
-  const later = await sentMessage(60_000);
+  const later = await sentMessage(database.db, {
+    projectId: PROJECT,
+    api: 'native',
+    ageMs: 60_000,
+  });
   startSweep(bad);
   const after = await eventually(async () => {
     const s = await state(bad);
@@ -95,8 +83,8 @@ test('When SignalWire fails a message’s lookup again while it answers the othe
 });
 
 test('Control: when a message’s lookup fails the first time, then it keeps its step and is tried again later', async () => {
-  const good = await sentMessage(62_000);
-  const bad = await sentMessage(61_000);
+  const good = await sentMessage(database.db, { projectId: PROJECT, api: 'native', ageMs: 62_000 });
+  const bad = await sentMessage(database.db, { projectId: PROJECT, api: 'native', ageMs: 61_000 });
   startSweep(bad);
   await eventually(async () => (await state(good)).sweep_step === 1, 8_000);
   await eventually(() => looked.some((t) => t.id === bad), 8_000);
@@ -105,8 +93,12 @@ test('Control: when a message’s lookup fails the first time, then it keeps its
 });
 
 test('When a message whose previous step ended in a 404 meets its first transient 503, then it keeps its step (retried later), not stuck', async () => {
-  const good = await sentMessage(62_000);
-  const flaky = await sentMessage(61_000);
+  const good = await sentMessage(database.db, { projectId: PROJECT, api: 'native', ageMs: 62_000 });
+  const flaky = await sentMessage(database.db, {
+    projectId: PROJECT,
+    api: 'native',
+    ageMs: 61_000,
+  });
   // Step 0 was done: SignalWire answered 404 (recorded, counted as the step).
   await database.db
     .updateTable('messages')

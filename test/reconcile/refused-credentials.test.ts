@@ -1,14 +1,11 @@
-import { randomUUID } from 'node:crypto';
 import { createLogger } from '../../src/logger';
-import { recordEvents } from '../../src/messages/record-events';
 import type { LookupResult, LookupTarget } from '../../src/reconcile/lookup-client';
 import type { ReconcileWorker, ReconcileWorkerOptions } from '../../src/reconcile/reconcile-worker';
 import { refusalPause } from '../../src/reconcile/sweep-policy';
-import { statusEvent } from '../factories';
 import { createTestDatabase } from '../helpers/test-database';
 import type { TestDatabase } from '../helpers/test-database';
 import { eventually } from '../relay/support';
-import { startTestSweep } from './support';
+import { sentMessage, startTestSweep } from './support';
 
 /**
  * Rotated or revoked credentials (401/403 for every lookup of a project) are not the message's
@@ -39,19 +36,6 @@ afterEach(async () => {
 
 afterAll(() => database.destroy());
 
-async function sentMessage(project: string, ageMs: number): Promise<string> {
-  const id = randomUUID();
-  await recordEvents(database.db, [
-    statusEvent('sent', {
-      messageId: id,
-      api: 'cxml',
-      projectId: project,
-      receivedAt: new Date(Date.now() - ageMs),
-    }),
-  ]);
-  return id;
-}
-
 function startSweep(
   answer: (target: LookupTarget) => LookupResult,
   options: Pick<ReconcileWorkerOptions, 'projects'> & Partial<ReconcileWorkerOptions>,
@@ -81,8 +65,12 @@ const pause = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 test('When SignalWire refuses a project’s credentials, then its overdue messages keep their steps, its lookups pause (logged once), and other projects are still swept', async () => {
   // Last events 25 h old: overdue for every step of the default schedule.
-  const refused = await Promise.all([1, 2, 3].map(() => sentMessage('p-rotated', 25 * 3_600_000)));
-  const fine = await sentMessage('p-fine', 25 * 3_600_000);
+  const refused = await Promise.all(
+    [1, 2, 3].map(() =>
+      sentMessage(database.db, { projectId: 'p-rotated', ageMs: 25 * 3_600_000 }),
+    ),
+  );
+  const fine = await sentMessage(database.db, { projectId: 'p-fine', ageMs: 25 * 3_600_000 });
   startSweep(
     (target) =>
       target.projectId === 'p-rotated'
@@ -113,7 +101,7 @@ test('When SignalWire refuses a project’s credentials, then its overdue messag
 });
 
 test('When the token is fixed after refusals, then the project’s messages are looked up again and recorded, and the recovery is logged once', async () => {
-  const id = await sentMessage('p-fixed', 25 * 3_600_000);
+  const id = await sentMessage(database.db, { projectId: 'p-fixed', ageMs: 25 * 3_600_000 });
   let tokenFixed = false;
   startSweep(
     (target) =>
@@ -145,8 +133,10 @@ test('When the token is fixed after refusals, then the project’s messages are 
 
 test('When one message is refused while its project’s other lookups go through, then the refusal is the message’s own and counts as its step', async () => {
   // Oldest, so that its lookup comes first and pauses the project once.
-  const own = await sentMessage('p-own', 61_000);
-  const others = await Promise.all([1, 2, 3].map(() => sentMessage('p-own', 60_000)));
+  const own = await sentMessage(database.db, { projectId: 'p-own', ageMs: 61_000 });
+  const others = await Promise.all(
+    [1, 2, 3].map(() => sentMessage(database.db, { projectId: 'p-own', ageMs: 60_000 })),
+  );
   startSweep(
     (target) =>
       target.id === own

@@ -1,6 +1,11 @@
+import { randomUUID } from 'node:crypto';
+import type { Db } from '../../src/db/database';
 import { createLogger } from '../../src/logger';
+import { recordEvents } from '../../src/messages/record-events';
+import type { Api } from '../../src/messages/statuses';
 import { createReconcileWorker } from '../../src/reconcile/reconcile-worker';
 import type { ReconcileWorker, ReconcileWorkerOptions } from '../../src/reconcile/reconcile-worker';
+import { statusEvent } from '../factories';
 
 /**
  * A sweep as the tests run it, started: two short steps (a message whose last event is a
@@ -21,4 +26,28 @@ export function startTestSweep(
   });
   worker.start();
   return worker;
+}
+
+/**
+ * A message of `projectId` whose last event, `sent`, is `ageMs` old (a minute: due for both of
+ * startTestSweep's steps); its id.
+ */
+export async function sentMessage(
+  db: Db,
+  {
+    projectId,
+    api = 'cxml',
+    ageMs = 60_000,
+    id = randomUUID(),
+  }: { projectId: string; api?: Api; ageMs?: number; id?: string },
+): Promise<string> {
+  await recordEvents(db, [
+    statusEvent('sent', {
+      messageId: id,
+      api,
+      projectId,
+      receivedAt: new Date(Date.now() - ageMs),
+    }),
+  ]);
+  return id;
 }

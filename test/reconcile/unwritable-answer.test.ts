@@ -1,14 +1,12 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import { sql } from 'kysely';
-import { recordEvents } from '../../src/messages/record-events';
 import type { LookupResult } from '../../src/reconcile/lookup-client';
 import { unusableAnswer } from '../../src/reconcile/lookup-event';
 import type { ReconcileWorker } from '../../src/reconcile/reconcile-worker';
-import { statusEvent } from '../factories';
 import { createTestDatabase } from '../helpers/test-database';
 import type { TestDatabase } from '../helpers/test-database';
 import { eventually } from '../relay/support';
-import { startTestSweep } from './support';
+import { sentMessage, startTestSweep } from './support';
 
 /**
  * A lookup answer PostgreSQL cannot store — a `to` of kilobytes (a gateway's error page in JSON,
@@ -50,18 +48,6 @@ afterEach(async () => {
 
 afterAll(() => database.destroy());
 
-async function sentMessage(id: string = randomUUID()): Promise<string> {
-  await recordEvents(database.db, [
-    statusEvent('sent', {
-      messageId: id,
-      api: 'cxml',
-      projectId: PROJECT,
-      receivedAt: new Date(Date.now() - 60_000),
-    }),
-  ]);
-  return id;
-}
-
 function startSweep(answer: (id: string) => Record<string, unknown>): void {
   sweep = startTestSweep({
     db: database.db,
@@ -85,7 +71,7 @@ const state = (id: string) =>
 test.each(['to', 'from', 'error_code'])(
   'When a lookup answer carries a %s longer than a callback may, then the answer counts as a failed step and the message moves on to stuck',
   async (field) => {
-    const id = await sentMessage();
+    const id = await sentMessage(database.db, { projectId: PROJECT });
     // Random text: a btree entry cannot compress it below PostgreSQL's ~2.7 kB cap.
     const huge = randomBytes(9_000).toString('base64');
     startSweep((sid) => ({ sid, status: 'delivered', [field]: huge }));
@@ -111,7 +97,10 @@ test('Control: a to of 256 characters is within the bound', () => {
 });
 
 test('When the database refuses what an answer says as data (SQLSTATE class 22), then the lookup counts as its step with the reason, instead of being looked up again after every lease', async () => {
-  const id = await sentMessage(`refuse-22023-${randomUUID()}`);
+  const id = await sentMessage(database.db, {
+    projectId: PROJECT,
+    id: `refuse-22023-${randomUUID()}`,
+  });
   startSweep((sid) => ({ sid, status: 'delivered' }));
   const after = await eventually(async () => {
     const row = await state(id);
@@ -131,7 +120,10 @@ test.each([
 ])(
   'When the write fails because the database is %s, then no step is used up: the lookup is tried again after its lease',
   async (_what, code) => {
-    const id = await sentMessage(`refuse-${code}-${randomUUID()}`);
+    const id = await sentMessage(database.db, {
+      projectId: PROJECT,
+      id: `refuse-${code}-${randomUUID()}`,
+    });
     startSweep((sid) => ({ sid, status: 'delivered' }));
     await eventually(() => looked.get(id) === 1, 8_000);
     await new Promise((resolve) => setTimeout(resolve, 500));
