@@ -21,6 +21,13 @@ export type RateLimiter = RequestHandler & { trackedClients(): number };
 const WINDOW_MS = 60_000;
 
 /**
+ * Windows are timed on the monotonic clock: only their lengths matter, and a wall clock stepped
+ * back (NTP, a resumed VM) would otherwise stretch a running window by the step — an hour's
+ * Retry-After, SignalWire's address refused for that hour.
+ */
+const monotonicNow = (): number => performance.now();
+
+/**
  * About 200 bytes each: 50,000 clients hold about 10 MB. SignalWire calls from a handful of
  * addresses and the query API has a handful of tokens; only an attacker spraying addresses
  * (IPv6 prefixes, or X-Forwarded-For with a TRUST_PROXY set too wide) gets near it.
@@ -104,7 +111,7 @@ export function publicAuthFailureBudget(deps: RateLimitDeps): AuthFailureBudget 
   const trusted = recentKeys(maxClients, AUTHENTICATED_GRACE_MS);
   return {
     refusal(req) {
-      const now = Date.now();
+      const now = monotonicNow();
       const key = publicClientKey(req);
       const window = counts.current(key, now);
       if (window === undefined || window.hits < perMinute) return null;
@@ -117,10 +124,10 @@ export function publicAuthFailureBudget(deps: RateLimitDeps): AuthFailureBudget 
       );
     },
     refused(req) {
-      counts.hit(publicClientKey(req), Date.now());
+      counts.hit(publicClientKey(req), monotonicNow());
     },
     authenticated(req) {
-      trusted.add(publicClientKey(req), Date.now());
+      trusted.add(publicClientKey(req), monotonicNow());
     },
     trackedClients: () => counts.size() + trusted.size(),
   };
@@ -202,7 +209,7 @@ function limiter(deps: RateLimitDeps, keyOf: (req: Request) => string): RateLimi
   const counts = windowCounts(deps.maxClients ?? MAX_TRACKED_CLIENTS, deps.logger);
 
   const handler: RequestHandler = (req, res, next) => {
-    const now = Date.now();
+    const now = monotonicNow();
     const window = counts.hit(keyOf(req), now);
     const resetSeconds = secondsLeft(window, now);
     res.setHeader('RateLimit-Policy', policy);
@@ -242,10 +249,10 @@ function tooManyRequests(window: Window, now: number, message: string): AppError
  */
 function windowCounts(maxClients: number, logger: Logger) {
   const windows = new Map<string, Window>();
-  let lastFullWarning = 0;
+  let lastFullWarning = -Infinity;
   // Forget the windows that ended, so the map holds at most one minute's worth of clients:
   // swept by the requests themselves, at most once a window (no timer outlives the app).
-  let nextSweep = Date.now() + WINDOW_MS;
+  let nextSweep = monotonicNow() + WINDOW_MS;
   const sweep = (now: number): void => {
     if (now < nextSweep) return;
     nextSweep = now + WINDOW_MS;
