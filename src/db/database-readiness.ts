@@ -82,7 +82,7 @@ export function createDatabaseReadiness(options: DatabaseReadinessOptions): Data
 
   let verdict: SchemaVerdict | undefined;
   let lastError: string | undefined;
-  /** Why the database cannot be used although it answered (read-only, not allowed to write). */
+  /** Why the database cannot be used although it answered (read-only, missing privileges). */
   let lastUnusable: string | undefined;
   let lastLogged: string | undefined;
   let inFlight: Promise<DatabaseReadinessReport> | undefined;
@@ -210,7 +210,10 @@ function unusableError(code: string, message: string): Error {
  * What every replica writes, whatever its settings: table, privilege. The callbacks' write path
  * (src/messages/record-events.repository.ts: upserts, so UPDATE on status_events too — an
  * INSERT … ON CONFLICT DO UPDATE needs it even when nothing conflicts — and relay-outbox.ts),
- * the relay's outcomes and its failing hosts (src/relay) and the send proxy's intents (src/messages/send-intents.ts).
+ * the relay's outcomes and its failing hosts (src/relay), the send proxy's intents
+ * (src/messages/send-intents.ts), and retention's removal steps, which every change feed page
+ * reads (src/feed/feed.repository.ts; a user granted table by table before migration 0013 made
+ * every page a 500 on a ready pod).
  */
 const WRITES = [
   ['messages', 'INSERT'],
@@ -225,6 +228,9 @@ const WRITES = [
   ['relay_hosts', 'DELETE'],
   ['send_intents', 'INSERT'],
   ['send_intents', 'DELETE'],
+  ['sw_status_feed_removals', 'SELECT'],
+  ['sw_status_feed_removals', 'INSERT'],
+  ['sw_status_feed_removals', 'DELETE'],
 ] as const;
 
 /**
@@ -261,7 +267,7 @@ async function judgeWritable(db: Db, known: readonly string[]): Promise<SchemaVe
   if (missing.length > 0) {
     throw unusableError(
       '42501',
-      `the database user ${privileges[0]?.user ?? ''} is not allowed to write: ` +
+      `the database user ${privileges[0]?.user ?? ''} lacks privileges every replica uses: ` +
         `${missing.map(([table, privilege]) => `${privilege} on ${table}`).join(', ')} ` +
         'not granted',
     );

@@ -56,8 +56,9 @@ const CODELESS_MESSAGES = [
   // The reader pool's client-side deadline: its server stopped answering (db/database.ts).
   /^Query read timeout$/,
   // DATABASE_READ_URL leads to a server that does not follow DATABASE_URL's database: no
-  // standby, one that fell behind, or another database (db/standby-only.ts).
-  /^DATABASE_READ_URL leads to /,
+  // standby, one that fell behind, or another database; or its user may not read what the
+  // reads need (db/standby-only.ts).
+  /^DATABASE_READ_URL(?: leads to |'s user )/,
 ];
 
 // The server is up but refuses the service's session, for every statement alike: a rotated

@@ -36,8 +36,10 @@ import type { Logger } from '../logger';
  * position the primary had at least MAX_REPLICA_LAG_MS ago. An idle primary writes nothing, and
  * its standby's last replayed transaction grows old (pg_last_xact_replay_timestamp) while it
  * follows perfectly; its position does not fall behind. The first MAX_REPLICA_LAG_MS after the
- * process starts have no sample old enough, and judge no lag. Every function used here is
- * executable by any role (test/db/read-replica-identity.test.ts checks it with one).
+ * process starts have no sample old enough, and judge no lag. Samples are timed on the
+ * monotonic clock: a wall clock stepped back would put them all "in the future" and judge no lag
+ * for as long as the step. Every function used here is executable by any role that may read the
+ * tables the reads need (READ_TABLES; test/db/read-replica-identity.test.ts checks it with one).
  */
 export const NOT_A_STANDBY =
   "DATABASE_READ_URL leads to a server that is neither a standby nor DATABASE_URL's: a promoted replica no longer follows the primary";
@@ -91,17 +93,52 @@ export const WRITER_STATE_SQL = `SELECT (SELECT system_identifier::text FROM pg_
        pg_postmaster_start_time()::text AS started,
        CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_current_wal_lsn()::text END AS lsn`;
 
+/**
+ * The tables the reads served from DATABASE_READ_URL read: lists, the single message's history
+ * and the relays (messages, status_events, relay_jobs), the change feed (and retention's marks
+ * it judges cursors by), stats. A user granted SELECT table by table before a migration added
+ * one (0013's sw_status_feed_removals), or a standby that has not replayed the migration yet,
+ * answered every read touching it 500; refused here, they answer 503 and the log names the
+ * table.
+ */
+export const READ_TABLES = [
+  'messages',
+  'status_events',
+  'relay_jobs',
+  'sw_status_feed_removals',
+  'sw_status_retention',
+  'stats_deltas',
+  'stats_minutes',
+  'stats_minute_counts',
+  'stats_minute_latency',
+  'stats_hours',
+  'stats_hour_counts',
+  'stats_hour_latency',
+] as const;
+
+export function notReadable(user: string, tables: readonly string[]): string {
+  return (
+    `DATABASE_READ_URL's user ${user} may not read ${tables.join(', ')}: SELECT not granted, ` +
+    'or the table is not there yet (a standby that has not replayed a migration)'
+  );
+}
+
 const READER_STATE_SQL = `SELECT pg_is_in_recovery() AS standby,
        pg_postmaster_start_time()::text AS started,
        (SELECT system_identifier::text FROM pg_control_system()) AS cluster,
        current_database() AS database,
        (SELECT oid::text FROM pg_database WHERE datname = current_database()) AS "databaseOid",
-       $1::pg_lsn IS NULL OR coalesce(pg_last_wal_replay_lsn() >= $1::pg_lsn, false) AS "caughtUp"`;
+       $1::pg_lsn IS NULL OR coalesce(pg_last_wal_replay_lsn() >= $1::pg_lsn, false) AS "caughtUp",
+       current_user AS "user",
+       ARRAY(SELECT t FROM unnest($2::text[]) AS t
+             WHERE to_regclass(t) IS NULL OR NOT has_table_privilege(t, 'SELECT')) AS unreadable`;
 
 interface ReaderState extends Identity {
   standby: boolean;
   started: string;
   caughtUp: boolean;
+  user: string;
+  unreadable: string[];
 }
 
 export function standbyOnly(
@@ -110,7 +147,7 @@ export function standbyOnly(
     writerState,
     checkEveryMs = 5_000,
     maxLagMs = MAX_REPLICA_LAG_MS,
-    clock = Date.now,
+    clock = () => performance.now(),
     logger,
   }: {
     /** DATABASE_URL's server now (WRITER_STATE_SQL); bounded in time by the caller. */
@@ -174,12 +211,16 @@ export function standbyOnly(
 
   const judge = async (client: PostgresPoolClient, now: number): Promise<string | undefined> => {
     const primary = await primaryState(now);
-    const { rows } = await client.query<ReaderState>(READER_STATE_SQL, [mustHaveReplayed(now)]);
+    const { rows } = await client.query<ReaderState>(READER_STATE_SQL, [
+      mustHaveReplayed(now),
+      [...READ_TABLES],
+    ]);
     const server = rows[0];
     if (server === undefined) return NOT_A_STANDBY;
     if (server.cluster !== primary.cluster || server.databaseOid !== primary.databaseOid) {
       return notSameDatabase(server, primary);
     }
+    if (server.unreadable.length > 0) return notReadable(server.user, server.unreadable);
     if (!server.standby) return server.started === primary.started ? undefined : NOT_A_STANDBY;
     return server.caughtUp ? undefined : notFollowing(maxLagMs);
   };

@@ -61,6 +61,8 @@ test('When the service connects as a role without special privileges, then the r
   const role = `sw_status_reader_${randomBytes(4).toString('hex')}`;
   const password = `pw-${randomBytes(8).toString('hex')}`;
   await asAdmin(`CREATE ROLE ${role} LOGIN PASSWORD '${password}'`);
+  // What a reporting user is given: SELECT on the tables, nothing else.
+  await primary.pool.query(`GRANT SELECT ON ALL TABLES IN SCHEMA public TO ${role}`);
   const as = (url: string): string => {
     const parsed = new URL(url);
     parsed.username = role;
@@ -89,6 +91,44 @@ test('When the service connects as a role without special privileges, then the r
     await same.db.destroy();
     await another.db.destroy();
     await writer.db.destroy();
+    await primary.pool.query(`DROP OWNED BY ${role}`); // its grants, in this database
+    await asAdmin(`DROP ROLE ${role}`);
+  }
+});
+
+test('When DATABASE_READ_URL’s user may not read a table the reads need (granted table by table before a migration added it), then its reads are refused naming the table, never its password', async () => {
+  const role = `sw_status_reader_${randomBytes(4).toString('hex')}`;
+  const password = `pw-${randomBytes(8).toString('hex')}`;
+  await asAdmin(`CREATE ROLE ${role} LOGIN PASSWORD '${password}'`);
+  await primary.pool.query(`GRANT SELECT ON ALL TABLES IN SCHEMA public TO ${role}`);
+  // Migration 0013's table, which every change feed page reads: without it every page was a 500.
+  await primary.pool.query(`REVOKE SELECT ON sw_status_feed_removals FROM ${role}`);
+  const parsed = new URL(primary.url);
+  parsed.username = role;
+  parsed.password = password;
+  const limited = createReaderDb(parsed.toString(), 1, primary.db, {
+    maxLagMs: 0,
+    checkEveryMs: 0,
+  });
+  try {
+    const refused = await sql`SELECT 1`.execute(limited.db).catch((error: unknown) => error);
+    expect(refused).toBeInstanceOf(Error);
+    const { message } = refused as Error;
+    expect(message).toBe(
+      `DATABASE_READ_URL's user ${role} may not read sw_status_feed_removals: SELECT not granted, ` +
+        'or the table is not there yet (a standby that has not replayed a migration)',
+    );
+    expect(message).not.toContain(password);
+    expect(isDatabaseUnavailable(refused)).toBe(true);
+
+    // Granted, the same connection's next check serves reads again.
+    await primary.pool.query(`GRANT SELECT ON sw_status_feed_removals TO ${role}`);
+    expect((await sql<{ one: number }>`SELECT 1 AS one`.execute(limited.db)).rows).toEqual([
+      { one: 1 },
+    ]);
+  } finally {
+    await limited.db.destroy();
+    await primary.pool.query(`DROP OWNED BY ${role}`); // its grants, in this database
     await asAdmin(`DROP ROLE ${role}`);
   }
 });

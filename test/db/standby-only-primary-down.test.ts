@@ -33,6 +33,8 @@ function standbyPool(): PostgresPool {
           database: PRIMARY.database,
           databaseOid: PRIMARY.databaseOid,
           caughtUp: true,
+          user: 'sw_status_reader',
+          unreadable: [],
         },
       ],
     }),

@@ -199,7 +199,7 @@ test('When DATABASE_URL’s user may read but not write, then the pod never beco
     const { status, body } = await readyz();
     expect(status).toBe(503);
     expect(body).toMatchObject({ status: 'unavailable' });
-    expect(String(body.reason)).toMatch(/not allowed to write.*messages/);
+    expect(String(body.reason)).toMatch(/lacks privileges every replica uses.*messages/);
     await pause(1_500);
   }
 });
@@ -235,6 +235,23 @@ test('When DATABASE_URL’s user was granted table by table before relay_hosts e
   const { status, body } = await readyz();
   expect(status).toBe(503);
   expect(String(body.reason)).toMatch(
-    /not allowed to write: INSERT on relay_hosts, UPDATE on relay_hosts, DELETE on relay_hosts/,
+    /lacks privileges every replica uses: INSERT on relay_hosts, UPDATE on relay_hosts, DELETE on relay_hosts/,
+  );
+});
+
+test('When DATABASE_URL’s user was granted table by table before sw_status_feed_removals existed, then the pod never becomes ready and /readyz names it', async () => {
+  // Migration 0013's table, which every change feed page reads and retention writes: ready
+  // without it, the pod answered every feed page 500.
+  const { readyz } = await launchAs(
+    'sw_status_pertable_feed',
+    `GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO ROLE;
+     REVOKE ALL ON sw_status_feed_removals FROM ROLE;
+     GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO ROLE`,
+  );
+
+  const { status, body } = await readyz();
+  expect(status).toBe(503);
+  expect(String(body.reason)).toMatch(
+    /lacks privileges every replica uses: SELECT on sw_status_feed_removals, INSERT on sw_status_feed_removals, DELETE on sw_status_feed_removals not granted/,
   );
 });
