@@ -94,7 +94,8 @@ export function createDatabaseReadiness(options: DatabaseReadinessOptions): Data
   let newest: { query: Promise<SchemaVerdict>; since: number } | undefined;
 
   const judging = (): Promise<SchemaVerdict> => {
-    const now = Date.now();
+    // Monotonic: with the wall clock stepped back, a hung query would be shared for the step.
+    const now = performance.now();
     if (
       newest &&
       unanswered.has(newest.query) &&

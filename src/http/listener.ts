@@ -154,7 +154,7 @@ interface Connection {
 function trackConnections(server: Server): Map<Duplex, Connection> {
   const connections = new Map<Duplex, Connection>();
   server.on('connection', (socket: Duplex) => {
-    connections.set(socket, { owed: 0, lastActive: Date.now() });
+    connections.set(socket, { owed: 0, lastActive: performance.now() });
     socket.once('close', () => connections.delete(socket));
   });
   return connections;
@@ -175,13 +175,13 @@ function owe(
   if (connection.owed >= max) return false;
   connection.owed++;
   connection.request = req;
-  connection.lastActive = Date.now();
+  connection.lastActive = performance.now();
   let paid = false;
   const pay = (): void => {
     if (paid) return;
     paid = true;
     connection.owed--;
-    connection.lastActive = Date.now();
+    connection.lastActive = performance.now();
     // Not kept past its answer: an idle connection holds no request object.
     if (connection.request === req) connection.request = undefined;
   };
@@ -397,9 +397,11 @@ function freeIdleConnectionsWhenFull(
   connections: Map<Duplex, Connection>,
   idleForMs: number,
 ): void {
-  let lastFreed = 0;
+  // Monotonic, like lastActive: a wall clock stepped back would keep this protection off for
+  // as long as the step.
+  let lastFreed = -Infinity;
   server.on('drop', () => {
-    const now = Date.now();
+    const now = performance.now();
     if (now - lastFreed < 1_000) return;
     lastFreed = now;
     for (const [socket, connection] of connections) {
@@ -417,10 +419,10 @@ function receivingBody(req: IncomingMessage | undefined): boolean {
 /** At most one line a minute, however many connections are refused. */
 function warnOnDroppedConnections(server: Server, max: number, logger: Logger): void {
   let dropped = 0;
-  let lastWarning = 0;
+  let lastWarning = -Infinity;
   server.on('drop', () => {
     dropped++;
-    const now = Date.now();
+    const now = performance.now();
     if (now - lastWarning < 60_000) return;
     lastWarning = now;
     logger.warn(
