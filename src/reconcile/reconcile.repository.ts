@@ -1,24 +1,79 @@
 import { sql } from 'kysely';
+import type { RawBuilder } from 'kysely';
 import type { Db } from '../db/database';
 import type { Api } from '../messages/statuses';
 
 /**
  * The sweep's SQL over `messages` (DESIGN §11). The predicate below is the one of
- * messages_sweep_idx (db/migrations/0004), so the sweep reads an index of just the messages it
- * may still look up: not final, not stuck, not an MMS at `sent` (final: MMS has no receipts).
+ * messages_sweep_due_idx (db/migrations/0014), so the sweep reads an index of just the messages
+ * it may still look up: not final, not stuck, not an MMS at `sent` (final: MMS has no receipts).
  */
 const SWEEPABLE = sql`status_rank < 50 AND NOT stuck AND (kind IS DISTINCT FROM 'mms' OR status <> 'sent')`;
 
 /**
- * How old a message's last event must be for its next lookup: the schedule's step after the
- * lookups it had (sweep_step). A message that had as many lookups as the schedule has steps, or
- * more — RECONCILE_SCHEDULE was shortened since — waits the last step, is looked up once more
- * and then stuck (sweep-policy.ts); indexing past the array's end would give NULL, and the
- * message would never be looked up, stuck or counted again.
+ * The lookups of the schedule, each read as one range of messages_sweep_due_idx per project:
+ * the messages that had `step` lookups since their last event, due once that event is `waitMs`
+ * old and their last lookup `gapMs` old. The gap is the one between the step and the one before:
+ * a message whose last event is older than several steps (the sweep was off, or its project's
+ * credentials were added later) is otherwise due again right after each lookup, and spends all
+ * its lookups within seconds, before SignalWire had the schedule's time.
+ *
+ * A message that had as many lookups as the schedule has steps, or more — RECONCILE_SCHEDULE was
+ * shortened since — waits the last step, is looked up once more and then stuck
+ * (sweep-policy.ts). Those are one range of their own (`past`: `step` lookups or more): rare,
+ * and gone once looked up.
  */
-function nextStepMs(schedule: readonly number[]) {
-  return sql`(${[...schedule]}::bigint[])[LEAST(sweep_step + 1, ${schedule.length}::int)]`;
+interface SweepStep {
+  step: number;
+  waitMs: number;
+  gapMs: number;
 }
+
+function sweepSteps(schedule: readonly number[]): { exact: SweepStep[]; past: SweepStep[] } {
+  const exact = schedule.map((waitMs, step) => ({
+    step,
+    waitMs,
+    gapMs: step === 0 ? 0 : waitMs - schedule[step - 1]!,
+  }));
+  const last = exact.at(-1);
+  const past = last ? [{ ...last, step: schedule.length }] : [];
+  return { exact, past };
+}
+
+/** The steps as rows `s(step, wait_ms, gap_ms)`, for a lateral join. */
+function stepRows(steps: readonly SweepStep[]) {
+  return sql`unnest(${steps.map((s) => s.step)}::int[], ${steps.map((s) => s.waitMs)}::bigint[],
+    ${steps.map((s) => s.gapMs)}::bigint[]) AS s(step, wait_ms, gap_ms)`;
+}
+
+/**
+ * The messages of step row `s` (stepRows) whose last event is old enough: the index range. For
+ * one exact step, an equality, so that the range comes in last_event_at order and a claim stops
+ * at its limit; past the last step, a range.
+ */
+function stepRange(exact: boolean) {
+  return sql`${exact ? sql`sweep_step = s.step` : sql`sweep_step >= s.step`}
+    AND last_event_at <= now() - s.wait_ms * interval '1 millisecond'`;
+}
+
+/**
+ * When the message of step row `s` is due: once its last event is `wait_ms` old, and its last
+ * lookup since that event `gap_ms` old — unless that lookup was put off (a lease left on it):
+ * the same step is then tried again once the lease ends (postpone), its gap already waited.
+ */
+const DUE_SINCE = sql`GREATEST(last_event_at + s.wait_ms * interval '1 millisecond',
+  CASE WHEN sweep_lease_until IS NULL AND sweep_checked_at >= last_event_at
+    THEN sweep_checked_at + s.gap_ms * interval '1 millisecond' END)`;
+
+/**
+ * A lease left on a message is a postponement's (recordStep and release clear it), or, rarely,
+ * that of a replica that died mid-lookup — unless its last lookup came before its last event: a
+ * new event restarts the schedule (record-events.repository.ts) but leaves the lease, which a
+ * replica may be using; the postponement was of a step the message no longer is at.
+ */
+const RETRIED = sql`sweep_lease_until IS NOT NULL AND NOT COALESCE(sweep_checked_at < last_event_at, false)`;
+
+const UNLEASED = sql`(sweep_lease_until IS NULL OR sweep_lease_until < now())`;
 
 export interface ClaimedMessage {
   id: string;
@@ -31,7 +86,7 @@ export interface ClaimedMessage {
   sweepError: string | null;
   /**
    * Its last lookup was put off (postpone: the same step tried again), not recorded as a step:
-   * it was still leased for the retry when this claim took it.
+   * it was still leased for the retry when this claim took it, and no event came since.
    */
   retried: boolean;
   lastEventAt: Date;
@@ -40,9 +95,41 @@ export interface ClaimedMessage {
 }
 
 /**
- * Claims up to `limit` messages due for their next lookup, for `leaseMs`: replicas share the
- * sweep, and a message is never looked up by two at once (SKIP LOCKED while claiming, the
- * lease after). Only projects with credentials are claimed.
+ * The due messages of `projects` at `steps` (all exact, or all past the last step): one lateral
+ * read per (project, step) of messages_sweep_due_idx, which holds only messages the sweep may
+ * still look up, by project, step and age — so what is read is what is due, never the messages
+ * waiting for a later step, nor those of projects without credentials. `select` is each read's
+ * select list; with `claim`, each read gives its oldest up to the claim's limit, of those not
+ * leased (a claimed or postponed lookup's).
+ *
+ * Each read must stay a subquery of its own (a LIMIT or an aggregate in it): flattened into a
+ * join, the planner may read all sweepable messages in one scan and join them to the steps.
+ * Past the last step a claim takes them by step, then age — the index's order: ordered by age
+ * alone, the planner may walk messages_activity_idx from the oldest message of all instead,
+ * reading past every message of every project (test/reconcile/claim-reads-due-only.test.ts).
+ */
+function dueMessages(
+  projects: readonly string[],
+  steps: readonly SweepStep[],
+  exact: boolean,
+  select: RawBuilder<unknown>,
+  claim?: { limit: number },
+) {
+  const order = exact ? sql`last_event_at` : sql`sweep_step, last_event_at`;
+  return sql`
+    SELECT c.* FROM unnest(${[...projects]}::text[]) AS p(project_id)
+      CROSS JOIN ${stepRows(steps)}
+      CROSS JOIN LATERAL (
+        SELECT ${select} FROM messages
+        WHERE ${SWEEPABLE} AND project_id = p.project_id AND ${stepRange(exact)}
+          AND ${DUE_SINCE} <= now()
+        ${claim ? sql`AND ${UNLEASED} ORDER BY ${order} LIMIT ${claim.limit}` : sql``}) c`;
+}
+
+/**
+ * Claims up to `limit` messages due for their next lookup, oldest last event first, for
+ * `leaseMs`: replicas share the sweep, and a message is never looked up by two at once (SKIP
+ * LOCKED while claiming, the lease after). Only projects with credentials are claimed.
  */
 export async function claimDueMessages(
   db: Db,
@@ -53,6 +140,9 @@ export async function claimDueMessages(
     projects: readonly string[];
   },
 ): Promise<ClaimedMessage[]> {
+  const { exact, past } = sweepSteps(options.schedule);
+  const select = sql`id, sweep_step, last_event_at`;
+  const claim = { limit: options.limit };
   const { rows } = await sql<{
     id: string;
     api: Api;
@@ -65,17 +155,20 @@ export async function claimDueMessages(
     sweep_lease_until: Date;
     retried: boolean;
   }>`
-    WITH due AS (
-      -- A lease left on a message is a postponement's (recordStep and release clear it), or,
-      -- rarely, that of a replica that died mid-lookup.
-      SELECT id, sweep_lease_until IS NOT NULL AS retried FROM messages
-      WHERE ${SWEEPABLE}
-        AND last_event_at <= now() - ${options.schedule[0] ?? 0} * interval '1 millisecond'
-        AND last_event_at <= now() - ${nextStepMs(options.schedule)} * interval '1 millisecond'
-        AND (sweep_lease_until IS NULL OR sweep_lease_until < now())
-        AND project_id = ANY(${[...options.projects]}::text[])
+    WITH candidates AS (
+      ${dueMessages(options.projects, exact, true, select, claim)}
+      UNION ALL
+      ${dueMessages(options.projects, past, false, select, claim)}
       ORDER BY last_event_at
       LIMIT ${options.limit}
+    ), due AS (
+      -- Locked here, not while choosing: only the messages claimed are locked (and written), and
+      -- on a row another replica or an event changed meanwhile the conditions are checked again
+      -- (its step and last event as chosen, not leased). One another replica is claiming is
+      -- skipped, not replaced: this claim is short by it, and the next turn goes on.
+      SELECT id, ${RETRIED} AS retried FROM messages
+      WHERE (id, sweep_step, last_event_at) IN (SELECT id, sweep_step, last_event_at FROM candidates)
+        AND ${SWEEPABLE} AND ${UNLEASED}
       FOR UPDATE SKIP LOCKED)
     -- To the millisecond: what a Date holds, so that the lookup's writes can name the lease.
     UPDATE messages m
@@ -217,21 +310,25 @@ export interface SweepStats {
   stuck: number;
 }
 
+/**
+ * The sweep's backlog, counted with the claim's conditions (dueMessages) and reading only due
+ * messages; a postponed or leased one is due all the same.
+ */
 export async function sweepStats(
   db: Db,
   schedule: readonly number[],
   projects: readonly string[],
 ): Promise<SweepStats> {
+  const { exact, past } = sweepSteps(schedule);
+  const select = sql`count(*) AS due, min(${DUE_SINCE}) AS since`;
   const { rows } = await sql<{ due: number; oldest: number | null; stuck: number }>`
     WITH due AS (
-      SELECT now() - last_event_at - ${nextStepMs(schedule)} * interval '1 millisecond' AS late
-      FROM messages
-      WHERE ${SWEEPABLE}
-        AND last_event_at <= now() - ${schedule[0] ?? 0} * interval '1 millisecond'
-        AND project_id = ANY(${[...projects]}::text[]))
+      ${dueMessages(projects, exact, true, select)}
+      UNION ALL
+      ${dueMessages(projects, past, false, select)})
     SELECT
-      (SELECT count(*) FROM due WHERE late >= interval '0') AS due,
-      (SELECT extract(epoch FROM max(late))::float8 FROM due WHERE late >= interval '0') AS oldest,
+      (SELECT sum(due) FROM due) AS due,
+      (SELECT extract(epoch FROM now() - min(since))::float8 FROM due) AS oldest,
       (SELECT count(*) FROM messages WHERE stuck) AS stuck`.execute(db);
   const row = rows[0]!;
   return { due: Number(row.due), oldestDueSeconds: row.oldest ?? 0, stuck: Number(row.stuck) };

@@ -149,6 +149,7 @@ test('When a transaction older than the build runs past lock_timeout (a backup, 
       '0011_relay_jobs_delivered_idx',
       '0012_relay_hosts',
       '0013_feed_removal_steps',
+      '0014_messages_sweep_due_idx',
     ]);
     await release;
   } finally {

@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import type { KyselyPlugin, RawNode } from 'kysely';
 import type { Db } from '../../src/db/database';
 import { createLogger } from '../../src/logger';
 import { recordEvents } from '../../src/messages/record-events';
@@ -50,4 +51,92 @@ export async function sentMessage(
     }),
   ]);
   return id;
+}
+
+/**
+ * What the first statement `run` sends reads of `messages`, from EXPLAIN (ANALYZE, BUFFERS) of
+ * it as it runs, rolled back: the rows its scans of messages and its indexes returned or
+ * filtered out, times their loops, and the buffers the whole statement touched.
+ */
+export async function readByStatement(
+  db: Db,
+  run: (db: Db) => Promise<unknown>,
+): Promise<{ rows: number; buffers: number }> {
+  let plan: PlanNode | undefined;
+  const explain: KyselyPlugin = {
+    transformQuery({ node }) {
+      if (node.kind !== 'RawNode' || plan !== undefined) return node;
+      const raw = node as RawNode;
+      const [first, ...rest] = raw.sqlFragments;
+      return {
+        ...raw,
+        sqlFragments: [`EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) ${first}`, ...rest],
+      };
+    },
+    transformResult({ result }) {
+      const explained = (result.rows[0] as Record<string, unknown> | undefined)?.['QUERY PLAN'];
+      if (explained && plan === undefined) plan = (explained as Array<{ Plan: PlanNode }>)[0]!.Plan;
+      return Promise.resolve(result);
+    },
+  };
+  await db
+    .transaction()
+    .execute(async (trx) => {
+      // What `run` makes of an EXPLAIN's answer does not matter: only the plan is kept.
+      await run(trx.withPlugin(explain)).catch(() => undefined);
+      throw new Error('rollback');
+    })
+    .catch(() => undefined);
+  if (!plan) throw new Error('no statement explained');
+  console.log(
+    JSON.stringify(
+      plan,
+      (k, v) =>
+        [
+          'Output',
+          'Shared Dirtied Blocks',
+          'Shared Written Blocks',
+          'Local Hit Blocks',
+          'Local Read Blocks',
+          'Local Dirtied Blocks',
+          'Local Written Blocks',
+          'Temp Read Blocks',
+          'Temp Written Blocks',
+          'Startup Cost',
+          'Plan Width',
+          'Async Capable',
+          'Parallel Aware',
+        ].includes(k)
+          ? undefined
+          : v,
+      1,
+    ),
+  );
+  return {
+    rows: rowsRead(plan),
+    buffers: plan['Shared Hit Blocks']! + plan['Shared Read Blocks']!,
+  };
+}
+
+interface PlanNode {
+  'Relation Name'?: string;
+  'Index Name'?: string;
+  'Actual Rows'?: number;
+  'Actual Loops'?: number;
+  'Rows Removed by Filter'?: number;
+  'Rows Removed by Index Recheck'?: number;
+  'Shared Hit Blocks'?: number;
+  'Shared Read Blocks'?: number;
+  Plans?: PlanNode[];
+}
+
+function rowsRead(node: PlanNode): number {
+  const own =
+    node['Relation Name'] === 'messages' || node['Index Name']?.startsWith('messages_')
+      ? ((node['Actual Rows'] ?? 0) +
+          (node['Rows Removed by Filter'] ?? 0) +
+          (node['Rows Removed by Index Recheck'] ?? 0)) *
+        (node['Actual Loops'] ?? 1)
+      : 0;
+  return own + (node.Plans ?? []).reduce((sum, child) => sum + rowsRead(child), 0);
 }

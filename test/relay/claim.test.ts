@@ -173,6 +173,7 @@ test('When migration 0010 was interrupted and left its index invalid, then runni
     '0011_relay_jobs_delivered_idx',
     '0012_relay_hosts',
     '0013_feed_removal_steps',
+    '0014_messages_sweep_due_idx',
   ]);
   expect((await index()).rows).toEqual([{ valid: true }]);
 });
