@@ -241,9 +241,9 @@ export function createFeedSignal({
     },
     // next() with commits let pass: it ends the same way on shutdown and abort.
     async sleep(ms, abort) {
-      const until = Date.now() + ms;
+      const until = performance.now() + ms;
       for (;;) {
-        const why = await next(Math.max(0, until - Date.now()), abort);
+        const why = await next(Math.max(0, until - performance.now()), abort);
         if (why === 'closed') return 'closed';
         if (why === 'timeout') return 'timeout';
       }

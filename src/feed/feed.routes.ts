@@ -63,7 +63,9 @@ export function feedRoutes({ db, signal, secrets, concurrentReads }: FeedDeps): 
     } else if (cursor === undefined) position = FEED_START;
     else ({ judged, position } = fromCursor(cursors.decode(cursor)));
 
-    const started = Date.now();
+    // Monotonic: with the wall clock stepped back (NTP, a resumed VM), a long-poll timed on it
+    // waited for the step's length instead of `wait`.
+    const started = performance.now();
     const deadline = started + query.wait * 1000;
     // > 0 once a commit was announced but is not visible yet: an older transaction still holds
     // the horizon. Look again after this long (doubling up to 1 s), whatever wakes meanwhile.
@@ -93,10 +95,10 @@ export function feedRoutes({ db, signal, secrets, concurrentReads }: FeedDeps): 
     while (
       page.rows.length === 0 &&
       page.scanned < scanLimit &&
-      Date.now() < until() &&
+      performance.now() < until() &&
       !closedByClient.signal.aborted
     ) {
-      const remaining = until() - Date.now();
+      const remaining = until() - performance.now();
       let committed = false;
       // Everything up to the horizon was looked at: wait for a commit (or look on a timer).
       // Either wait ends when the signal closes (shutdown: the client moves to a replica that

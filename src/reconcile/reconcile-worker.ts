@@ -79,6 +79,8 @@ const RECORD_ROOM_MS = 30_000;
 export function createReconcileWorker(options: ReconcileWorkerOptions): ReconcileWorker {
   const { db, logger, schedule } = options;
   const clock = options.clock ?? (() => new Date());
+  // Every pause, pace and period of the worker is timed on it: with the wall clock stepped back
+  // (NTP, a resumed VM) the sweep stopped for the step's length, its gauges frozen.
   const elapsed = options.elapsedClock ?? (() => performance.now());
   // Polling much faster than the first step would find nothing new; tests use short schedules.
   const pollMs = options.pollMs ?? Math.min(30_000, Math.max(50, (schedule[0] ?? 0) / 4));
@@ -95,7 +97,7 @@ export function createReconcileWorker(options: ReconcileWorkerOptions): Reconcil
   let wakeUp: (() => void) | null = null;
   let nextLookupAt = 0;
   let stats: SweepStats | null = null;
-  let lastStatsAt = 0;
+  let lastStatsAt = -Infinity;
   const failures = createFailureLog(logger, 'reconciliation');
   // Lookups in a row that found SignalWire overloaded or unavailable (sweep-policy.ts).
   let unavailable = 0;
@@ -121,7 +123,7 @@ export function createReconcileWorker(options: ReconcileWorkerOptions): Reconcil
 
   /** Waits for this replica's next lookup slot (RECONCILE_RATE). */
   async function paced(): Promise<void> {
-    const now = Date.now();
+    const now = elapsed();
     const at = Math.max(now, nextLookupAt);
     nextLookupAt = at + intervalMs;
     if (at > now) await sleep(at - now);
@@ -129,7 +131,7 @@ export function createReconcileWorker(options: ReconcileWorkerOptions): Reconcil
 
   /** Whether none of the project's messages may be looked up now: its credentials were refused. */
   function paused(project: string): boolean {
-    return (refusals.get(project)?.pausedUntil ?? 0) > Date.now();
+    return (refusals.get(project)?.pausedUntil ?? 0) > elapsed();
   }
 
   /**
@@ -146,7 +148,7 @@ export function createReconcileWorker(options: ReconcileWorkerOptions): Reconcil
     accepted.delete(project);
     const count = (refusals.get(project)?.count ?? 0) + 1;
     const pauseMs = (options.refusalPause ?? refusalPause)(count);
-    refusals.set(project, { count, pausedUntil: Date.now() + pauseMs });
+    refusals.set(project, { count, pausedUntil: elapsed() + pauseMs });
     if (count === 1) {
       logger.warn(
         { project_id: project, message_id: message.id, pause_ms: pauseMs },
@@ -199,7 +201,7 @@ export function createReconcileWorker(options: ReconcileWorkerOptions): Reconcil
     if (result.kind === 'failed' && result.unavailable) {
       unavailable++;
       const pauseMs = lookupPause(unavailable, result.retryAfterMs);
-      nextLookupAt = Math.max(nextLookupAt, Date.now() + pauseMs);
+      nextLookupAt = Math.max(nextLookupAt, elapsed() + pauseMs);
       if (unavailable === 1) {
         logger.warn(
           { error: result.error, pause_ms: pauseMs },
@@ -294,8 +296,8 @@ export function createReconcileWorker(options: ReconcileWorkerOptions): Reconcil
 
   async function turn(): Promise<number> {
     if (options.paused?.()) return 0;
-    if (Date.now() - lastStatsAt >= statsEveryMs) {
-      lastStatsAt = Date.now();
+    if (elapsed() - lastStatsAt >= statsEveryMs) {
+      lastStatsAt = elapsed();
       stats = await sweepStats(db, schedule, options.projects);
     }
     // The lease runs from the claim's statement on the database's clock; measured from just
@@ -340,8 +342,8 @@ export function createReconcileWorker(options: ReconcileWorkerOptions): Reconcil
     while (!stopping) {
       // Backing off (SignalWire overloaded or unavailable): claim nothing meanwhile, so other
       // replicas may look those messages up.
-      if (nextLookupAt > Date.now()) {
-        await sleep(nextLookupAt - Date.now());
+      if (nextLookupAt > elapsed()) {
+        await sleep(nextLookupAt - elapsed());
         continue;
       }
       let claimed = 0;
