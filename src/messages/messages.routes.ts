@@ -2,6 +2,7 @@ import { Router } from 'express';
 import type { Db } from '../db/database';
 import { badRequest, notFound } from '../errors';
 import { answeredNotModified } from '../http/etag';
+import { bearerTokenKey } from '../http/rate-limit';
 import { ERROR_REASONS_VERSION } from './error-reasons';
 import { decodeCursor, encodeCursor } from './cursor';
 import { toMessageDto } from './message-dto';
@@ -50,6 +51,8 @@ export function messageRoutes({
     const found = await primaryReads.run(
       () => readWithin(db, readTimeoutMs, (trx) => findMessageWithHistory(trx, id)),
       () => req.socket.destroyed,
+      // Each API token its share of the turns: another's slow lists cannot keep this one waiting.
+      bearerTokenKey(req),
     );
     if (!found) throw notFound('message', id);
     // An event that changes nothing lengthens the history.
@@ -94,6 +97,7 @@ export function messageRoutes({
           listMessages(trx, filter, query.limit + 1, { order, after }),
         ),
       () => req.socket.destroyed,
+      bearerTokenKey(req),
     );
     const page = rows.slice(0, query.limit);
     const last = page[page.length - 1];

@@ -2,6 +2,7 @@ import { Router } from 'express';
 import type { Db } from '../db/database';
 import { badRequest } from '../errors';
 import { answeredNotModified } from '../http/etag';
+import { bearerTokenKey } from '../http/rate-limit';
 import { UNGATED_READS } from '../db/read-gate';
 import type { ReadGate } from '../db/read-gate';
 import { READ_STATEMENT_TIMEOUT_MS, asQueryTimeout, readWithin } from '../db/read-timeout';
@@ -70,6 +71,8 @@ export function statsRoutes({
         return [rollups, rest] as const;
       },
       () => req.socket.destroyed,
+      // Each API token its share of the turns (db/read-gate.ts).
+      bearerTokenKey(req),
     );
     const summary = summarize(
       { since, until, bucket: query.bucket, stuck },
