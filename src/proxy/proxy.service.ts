@@ -308,8 +308,20 @@ async function record(
     receivedAt: meta.receivedAt,
     storeBody: deps.config.storeBody,
   };
-  const event = sendEvent(context, parseJson(body));
   const log = { request_id: meta.requestId, api, ref: meta.ref };
+  let event: ReturnType<typeof sendEvent>;
+  try {
+    event = sendEvent(context, parseJson(body));
+  } catch (err) {
+    // An answer this cannot read (one nested 200 000 deep overflowed the stack) is no reason to
+    // turn a sent message into an error for the caller, who would send it again.
+    deps.onUnrecorded?.(api);
+    deps.logger.error(
+      { ...log, err },
+      'SignalWire accepted the send but its answer could not be read: not recorded',
+    );
+    return;
+  }
   if (!event) {
     deps.onUnrecorded?.(api);
     deps.logger.error(
