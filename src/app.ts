@@ -228,6 +228,7 @@ export function createInternalApp(deps: AppDeps): Express {
       db: deps.db,
       readDb: deps.readDb,
       reads,
+      primaryReads,
       onRetried: () => deps.relay?.wake(),
     }),
   );

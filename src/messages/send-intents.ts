@@ -1,5 +1,8 @@
 import { CompiledQuery } from 'kysely';
 import type { Db } from '../db/database';
+import { createReadGate } from '../db/read-gate';
+import type { ReadGate } from '../db/read-gate';
+import { timedOut } from '../db/with-timeout';
 
 /**
  * Send intents (db/migrations/0005_send_intents.sql): the caller's own status callback of a
@@ -25,19 +28,66 @@ const REMEMBER = `WITH expired AS (
   INSERT INTO send_intents (ref, client_status_callback) VALUES ($1, $2)
   ON CONFLICT (ref) DO NOTHING`;
 
+/**
+ * How many intent writes (remember, forget) hold a connection of the primary's pool at once.
+ * They are plain statements, outside any transaction, so no lock_timeout bounds them, and the
+ * send stops waiting for one (proxy.service.ts, INTENT_WRITE_TIMEOUT_MS) without cancelling
+ * it: while another session held send_intents (a non-concurrent index build, a LOCK TABLE left
+ * open), every send left one more connection waiting for the lock, and a dozen sends took the
+ * whole pool — the callbacks' commits failed, answered 503. Each write is one short statement
+ * (well under a millisecond of the database's time): two at once is far more than a replica's
+ * sends need, and a held table then holds two connections, not the pool, for as long as it is
+ * held; the sends meanwhile go out without an intent after their wait, as when the store is down.
+ */
+const INTENT_WRITES_AT_ONCE = 2;
+
+/**
+ * How long a write waits for its turn: as long as the send waits for it (INTENT_WRITE_TIMEOUT_MS),
+ * so a write its send gave up on does not start afterwards. Waiting costs no connection.
+ */
+const INTENT_TURN_WAIT_MS = 2_000;
+
+const intentWrites = new WeakMap<Db, ReadGate>();
+
+/** Runs `write` in one of the intent writes' turns on `db`'s pool (see INTENT_WRITES_AT_ONCE). */
+async function inTurn(db: Db, write: () => Promise<unknown>): Promise<void> {
+  let turns = intentWrites.get(db);
+  if (!turns) {
+    turns = createReadGate({ concurrency: INTENT_WRITES_AT_ONCE, maxWaitMs: INTENT_TURN_WAIT_MS });
+    intentWrites.set(db, turns);
+  }
+  let started = false;
+  try {
+    await turns.run(() => {
+      started = true;
+      return write();
+    });
+  } catch (error) {
+    if (started) throw error;
+    // The gate's own refusal speaks of the query API's reads; this one of what was not done.
+    throw timedOut(
+      `no turn for a send intent write within ${INTENT_TURN_WAIT_MS} ms: the ones before it still wait for the database`,
+    );
+  }
+}
+
 /** Written before the send is forwarded; expires after `ttlDays` (the callback token's TTL). */
 export async function rememberSendIntent(
   db: Db,
   intent: { ref: string; clientStatusCallback: string; ttlDays: number },
 ): Promise<void> {
-  await db.executeQuery(
-    CompiledQuery.raw(REMEMBER, [intent.ref, intent.clientStatusCallback, intent.ttlDays]),
+  await inTurn(db, () =>
+    db.executeQuery(
+      CompiledQuery.raw(REMEMBER, [intent.ref, intent.clientStatusCallback, intent.ttlDays]),
+    ),
   );
 }
 
 /** The send did not happen (SignalWire refused it, or was never reached). */
 export async function forgetSendIntent(db: Db, ref: string): Promise<void> {
-  await db.executeQuery(CompiledQuery.raw('DELETE FROM send_intents WHERE ref = $1', [ref]));
+  await inTurn(db, () =>
+    db.executeQuery(CompiledQuery.raw('DELETE FROM send_intents WHERE ref = $1', [ref])),
+  );
 }
 
 /** The client callbacks of these refs' sends, by ref (only those that have an intent). */

@@ -1,6 +1,7 @@
 import { sql } from 'kysely';
 import type { Selectable } from 'kysely';
 import type { Db, RelayJobsTable } from '../db/database';
+import { IN_OUR_TRANSACTION } from '../db/kysely-pool';
 
 /** All SQL of the relay outbox's read and delivery side (the write side: messages/relay-outbox.ts). */
 
@@ -380,22 +381,40 @@ export async function forgetQuietHosts(db: Db, windowMs: number): Promise<void> 
       ORDER BY host FOR UPDATE SKIP LOCKED)`.execute(db);
 }
 
-/** Dead → pending, due now, with a fresh retry schedule. Undefined: no such job; null: not dead. */
-export async function retryDeadJob(db: Db, id: number): Promise<RelayJobRow | null | undefined> {
-  const updated = await db
-    .updateTable('relay_jobs')
-    .set({ state: 'pending', attempts: 0, next_attempt_at: sql`now()`, updated_at: sql`now()` })
-    .where('id', '=', id)
-    .where('state', '=', 'dead')
-    .returningAll()
-    .executeTakeFirst();
-  if (updated) return updated;
-  const exists = await db
-    .selectFrom('relay_jobs')
-    .select('id')
-    .where('id', '=', id)
-    .executeTakeFirst();
-  return exists ? null : undefined;
+/**
+ * Dead → pending, due now, with a fresh retry schedule. Undefined: no such job; null: not dead.
+ *
+ * One transaction whose statements are cancelled after `timeoutMs` (57014), on top of the
+ * BEGIN's lock_timeout (55P03, db/kysely-pool.ts 6.). Asked by a dashboard on the primary's
+ * pool, the one the callbacks' commits take their connections from: a plain statement waited
+ * for as long as another session held the job's row (an operator's `SELECT … FOR UPDATE` left
+ * open, a non-concurrent index build on relay_jobs), and kept its connection after its caller
+ * had gone; ten of them took the whole pool.
+ */
+export async function retryDeadJob(
+  db: Db,
+  id: number,
+  timeoutMs: number,
+): Promise<RelayJobRow | null | undefined> {
+  return db.transaction().execute(async (trx) => {
+    // Conditioned on our transaction, so it may travel with the BEGIN (db/kysely-pool.ts 2.).
+    await sql`SELECT set_config('statement_timeout', ${String(timeoutMs)}, true)
+              WHERE ${sql.raw(IN_OUR_TRANSACTION)}`.execute(trx);
+    const updated = await trx
+      .updateTable('relay_jobs')
+      .set({ state: 'pending', attempts: 0, next_attempt_at: sql`now()`, updated_at: sql`now()` })
+      .where('id', '=', id)
+      .where('state', '=', 'dead')
+      .returningAll()
+      .executeTakeFirst();
+    if (updated) return updated;
+    const exists = await trx
+      .selectFrom('relay_jobs')
+      .select('id')
+      .where('id', '=', id)
+      .executeTakeFirst();
+    return exists ? null : undefined;
+  });
 }
 
 export interface RelayFilter {

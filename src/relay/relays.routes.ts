@@ -3,8 +3,10 @@ import type { Db } from '../db/database';
 import { UNGATED_READS } from '../db/read-gate';
 import type { ReadGate } from '../db/read-gate';
 import { READ_STATEMENT_TIMEOUT_MS, readWithin } from '../db/read-timeout';
-import { AppError, badRequest, notFound } from '../errors';
+import { sqlState } from '../db/write-failure';
+import { AppError, badRequest, notFound, unavailable } from '../errors';
 import { answeredNotModified } from '../http/etag';
+import { bearerTokenKey } from '../http/rate-limit';
 import { listRelayJobs, retryDeadJob } from './relay.repository';
 import type { RelayJobRow } from './relay.repository';
 import { RelayListQuery, RelayParams } from './relays.schema';
@@ -14,22 +16,33 @@ import type { RelayDto } from './relays.schema';
  * `GET /v1/relays?state=&message_id=` and `POST /v1/relays/:id/retry` (DESIGN §10). Mounted
  * behind the query API's bearer auth. The list reads `readDb` (DATABASE_READ_URL's replica when
  * set, DESIGN §13: every open status page polls it, and it may lag a moment like the other
- * lists); a retry is a write and goes to the primary.
+ * lists); a retry is a write and goes to the primary, bounded like a read there: it takes a turn
+ * of the primary's reads (`primaryReads`) and runs within `retryTimeoutMs`.
  */
 export function relayRoutes({
   db,
   readDb = db,
   onRetried,
   readTimeoutMs = READ_STATEMENT_TIMEOUT_MS,
+  retryTimeoutMs = READ_STATEMENT_TIMEOUT_MS,
   reads = UNGATED_READS,
+  primaryReads = reads,
 }: {
   db: Db;
   readDb?: Db;
   onRetried?: () => void;
   /** The list's statement timeout (readWithin), as for the other lists. */
   readTimeoutMs?: number;
-  /** How many of the query API's reads run at once (db/read-gate.ts). */
+  /** How long a retry may wait for the job's row and the database (retryDeadJob). */
+  retryTimeoutMs?: number;
+  /** How many of the query API's reads run at once (db/read-gate.ts): the list's. */
   reads?: ReadGate;
+  /**
+   * The retries' turns, when the list reads another database (a replica): a retry writes on
+   * the primary, whose pool the callbacks' commits share, and must not hold more of it than
+   * the primary's reads do.
+   */
+  primaryReads?: ReadGate;
 }): Router {
   const router = Router();
 
@@ -44,6 +57,8 @@ export function relayRoutes({
           listRelayJobs(trx, filter, query.limit + 1, before),
         ),
       () => req.socket.destroyed,
+      // Each API token its share of the turns (db/read-gate.ts).
+      bearerTokenKey(req),
     );
     const page = rows.slice(0, query.limit);
     const last = page[page.length - 1];
@@ -56,7 +71,11 @@ export function relayRoutes({
 
   router.post('/v1/relays/:id/retry', async (req, res) => {
     const { id } = RelayParams.parse(req.params);
-    const job = await retryDeadJob(db, Number(id));
+    const job = await primaryReads.run(
+      () => retryInTime(db, id, retryTimeoutMs),
+      () => req.socket.destroyed,
+      bearerTokenKey(req),
+    );
     if (job === undefined) throw notFound('relay', id);
     if (job === null)
       throw new AppError(409, 'not_dead', `relay ${id} is not dead: only dead relays are retried`);
@@ -65,6 +84,24 @@ export function relayRoutes({
   });
 
   return router;
+}
+
+/**
+ * retryDeadJob, a retry that ran out of its time (57014) or of the BEGIN's lock_timeout (55P03)
+ * answered 503 + Retry-After: in practice another session holds the job's row, and the same
+ * retry will do once it lets go.
+ */
+async function retryInTime(db: Db, id: string, timeoutMs: number): ReturnType<typeof retryDeadJob> {
+  try {
+    return await retryDeadJob(db, Number(id), timeoutMs);
+  } catch (error) {
+    const code = sqlState(error);
+    if (code !== '57014' && code !== '55P03') throw error;
+    throw unavailable(
+      `relay ${id} could not be retried in time: another database session holds it; retry later`,
+      5,
+    );
+  }
 }
 
 export function toRelayDto(row: RelayJobRow): RelayDto {
