@@ -1,6 +1,5 @@
 import { execFileSync, spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
-import { createHash } from 'node:crypto';
 import {
   chmodSync,
   cpSync,
@@ -18,6 +17,7 @@ import {
   statSync,
   symlinkSync,
 } from 'node:fs';
+import type { Stats } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -42,8 +42,9 @@ import { freePort } from './free-port';
  *   in containers and CI) create a SQL_ASCII cluster that refuses what production accepts.
  * - The data lives in `.data/postgres`, which survives a reboot. As root the server runs as
  *   the `postgres` user, which cannot enter a checkout below a mode-700 home: then the data
- *   lives in /var/lib/sw-status/<checkout hash>/postgres, `.data/postgres` links to it, and
- *   the start log names it.
+ *   lives in /var/lib/sw-status/<random name>/postgres, `.data/postgres` links to it, and the
+ *   start log names it. The link is what says where a checkout's data is: it moves with a
+ *   renamed checkout, and goes with a deleted one.
  */
 export interface EmbeddedPostgres {
   url: string;
@@ -84,8 +85,7 @@ export async function startEmbeddedPostgres(
 ): Promise<EmbeddedPostgres> {
   const preferred = options.dataDir ?? path.resolve('.data', 'postgres');
   const dataDir = reachableDataDir(preferred);
-  mkdirSync(path.dirname(dataDir), { recursive: true, mode: 0o755 });
-  if (dataDir !== preferred) linkToDataDir(preferred, dataDir, logger);
+  makeDirectories(path.dirname(dataDir));
   const lock = await lockDataDir(dataDir, options);
   try {
     return await startLocked(logger, options, dataDir, lock);
@@ -196,8 +196,50 @@ async function initialise(
     onLog,
     onError: (error: unknown) => logger.warn({ err: error }, 'embedded postgres'),
   });
-  await initdb.initialise();
+  try {
+    await asRootWithOpenUmask(() => initdb.initialise());
+  } catch (error) {
+    throw new StartupError(
+      // One line: initdb's output holds line breaks of its own.
+      `the embedded PostgreSQL could not be created in ${dataDir}: ${oneLine(error)}`,
+      { cause: error },
+    );
+  }
   renameSync(building, dataDir);
+}
+
+/**
+ * As root, `fn` under umask 022. The package writes initdb's password file as root, and
+ * initdb, running as `postgres`, must read it: under a hardened umask (027, 077: CIS hosts)
+ * it could not, and no cluster was ever made. The umask is the process's: nothing else runs
+ * while the embedded server is created at start-up.
+ */
+async function asRootWithOpenUmask<T>(fn: () => Promise<T>): Promise<T> {
+  if (os.userInfo().uid !== 0) return fn();
+  const previous = process.umask(0o022);
+  try {
+    return await fn();
+  } finally {
+    process.umask(previous);
+  }
+}
+
+function oneLine(error: unknown): string {
+  const message = error instanceof Error ? error.message : String(error);
+  return message.trim().replace(/\s*\n\s*/g, ' ');
+}
+
+/**
+ * mkdir -p, the directories it made opened (0755) to the `postgres` user the server runs as
+ * under root: mkdir's own mode is cut by the umask, which a hardened host sets to 027 or 077.
+ */
+function makeDirectories(dir: string): void {
+  const first = mkdirSync(dir, { recursive: true });
+  if (first === undefined || os.userInfo().uid !== 0) return;
+  for (let made = dir; ; made = path.dirname(made)) {
+    chmodSync(made, 0o755);
+    if (made === first || made === path.dirname(made)) return;
+  }
 }
 
 interface RunningServer {
@@ -326,10 +368,12 @@ async function stopOrphanedServer(dataDir: string, logger: Logger): Promise<void
     return;
   }
   if (!Number.isInteger(pid) || pid <= 0) return;
-  if (isOtherProgram(pid)) {
+  const holder = whoHasPid(pid, dataDir);
+  if (holder === 'another program') {
     // The server died without removing it (a power loss, a killed container), and its pid went
-    // to another program since: PostgreSQL would take that for a server still running here and
-    // refuse to start, for good. We hold the directory's lock and no postgres has that pid.
+    // to another program since — another PostgreSQL server, maybe: PostgreSQL would take that
+    // for a server still running here and refuse to start, for good. We hold the directory's
+    // lock and that pid does not serve this directory.
     logger.warn(
       { pid, dataDir },
       'removing the postmaster.pid a crashed embedded PostgreSQL left (its pid is another program now)',
@@ -337,7 +381,7 @@ async function stopOrphanedServer(dataDir: string, logger: Logger): Promise<void
     rmSync(path.join(dataDir, 'postmaster.pid'), { force: true });
     return;
   }
-  if (!isPostgresOf(pid, dataDir)) return;
+  if (holder !== 'this server') return;
   logger.warn(
     { pid, dataDir },
     'stopping the embedded PostgreSQL a crashed sw-status left running',
@@ -363,19 +407,64 @@ function isRunning(pid: number): boolean {
   }
 }
 
-/** Whether `pid` is a postgres server on `dataDir` (on Linux checked; elsewhere: alive). */
 /**
- * Whether `pid` runs and is plainly not a PostgreSQL server (its program is not `postgres`).
- * False when that cannot be told (no /proc): the file is then left to PostgreSQL to judge.
+ * What runs as the pid a postmaster.pid names: nothing; `dataDir`'s own server; another
+ * program (another PostgreSQL server among them); or, when that cannot be told, 'unknown'
+ * (left to PostgreSQL to judge). A postmaster works in its data directory (it chdirs there),
+ * so its working directory says which directory it serves: its command line does not (the
+ * machine's own server, or another checkout's, is a `postgres` too, and `-D` may be given
+ * relative, or not at all).
  */
-function isOtherProgram(pid: number): boolean {
-  if (!isRunning(pid)) return false;
+function whoHasPid(
+  pid: number,
+  dataDir: string,
+): 'nothing' | 'this server' | 'another program' | 'unknown' {
+  if (!isRunning(pid)) return 'nothing';
+  const workingDir = workingDirectoryOf(pid);
+  if (workingDir === undefined) return judgedByProgram(pid, dataDir);
+  if (workingDir !== realpathSync(dataDir)) return 'another program';
+  // A shell someone left in the directory is no server; a process on its way out may show
+  // no program at all.
+  const program = programOf(pid);
+  if (program === undefined) return 'unknown';
+  return program === 'postgres' ? 'this server' : 'another program';
+}
+
+function workingDirectoryOf(pid: number): string | undefined {
   try {
-    const program = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0')[0] ?? '';
-    return program !== '' && path.basename(program) !== 'postgres';
+    return realpathSync(`/proc/${pid}/cwd`);
   } catch {
-    return false;
+    return undefined; // no /proc, or another user's process and no privilege to look
   }
+}
+
+function programOf(pid: number): string | undefined {
+  try {
+    const program = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0')[0];
+    return program ? path.basename(program) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Without the working directory, the cautious judgement: a program that is plainly not
+ * `postgres` is another program; a `postgres` naming `dataDir` may be its server; anything
+ * else is left to PostgreSQL (off Linux, with no /proc, a running pid may be the server).
+ */
+function judgedByProgram(
+  pid: number,
+  dataDir: string,
+): 'this server' | 'another program' | 'unknown' {
+  let args: string[];
+  try {
+    args = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+  } catch {
+    return os.platform() === 'linux' ? 'unknown' : 'this server';
+  }
+  const program = path.basename(args[0] ?? '');
+  if (program !== '' && program !== 'postgres') return 'another program';
+  return program === 'postgres' && args.includes(dataDir) ? 'this server' : 'unknown';
 }
 
 /**
@@ -397,16 +486,6 @@ function refuseIncompleteCluster(dataDir: string): void {
   );
 }
 
-function isPostgresOf(pid: number, dataDir: string): boolean {
-  if (!isRunning(pid)) return false;
-  try {
-    const args = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
-    return path.basename(args[0] ?? '') === 'postgres' && args.includes(dataDir);
-  } catch {
-    return os.platform() !== 'linux';
-  }
-}
-
 /** A cluster created by an earlier version under a POSIX locale is SQL_ASCII: say how to fix it. */
 async function warnUnlessUtf8(url: string, dataDir: string, logger: Logger): Promise<void> {
   const client = new Client({ connectionString: url });
@@ -422,22 +501,6 @@ async function warnUnlessUtf8(url: string, dataDir: string, logger: Logger): Pro
     }
   } finally {
     await client.end().catch(() => undefined);
-  }
-}
-
-/** `.data/postgres` → the real data directory, so the checkout shows where its data is. */
-function linkToDataDir(preferred: string, dataDir: string, logger: Logger): void {
-  try {
-    lstatSync(preferred);
-    return; // something is there already: leave it
-  } catch {
-    // nothing there yet
-  }
-  try {
-    mkdirSync(path.dirname(preferred), { recursive: true });
-    symlinkSync(dataDir, preferred);
-  } catch (error) {
-    logger.debug({ err: error, preferred, dataDir }, 'could not link to the data directory');
   }
 }
 
@@ -590,14 +653,96 @@ export const ROOT_DATA_BASE = '/var/lib/sw-status';
 
 /**
  * As root the server runs as the `postgres` user, which cannot enter a directory below a
- * mode-700 home (a clone under ~). Then the data goes to a per-checkout folder under
- * /var/lib/sw-status instead, which that user can reach and which survives a reboot (the
- * system temp directory does not).
+ * mode-700 home (a clone under ~). Then the data lives in a folder of its own under
+ * /var/lib/sw-status, which that user can reach and which survives a reboot (the system temp
+ * directory does not), and `preferred` links to it: the directory that link names, or, when
+ * there is no link yet, a new one made here under a random name. Not a name derived from the
+ * checkout's path: a renamed checkout then opened a new, empty database, and a fresh clone
+ * where a deleted one was reopened the deleted one's.
  */
 export function reachableDataDir(preferred: string): string {
   if (os.userInfo().uid !== 0 || everyoneCanTraverse(path.dirname(preferred))) return preferred;
-  const checkout = createHash('sha256').update(preferred).digest('hex').slice(0, 12);
-  return path.join(ROOT_DATA_BASE, checkout, path.basename(preferred));
+  for (;;) {
+    const linked = linkedDataDir(preferred);
+    if (linked !== undefined) return linked;
+    const made = linkNewDataDir(preferred);
+    if (made !== undefined) return made;
+    // Another start linked its own first: that one is the checkout's.
+  }
+}
+
+/**
+ * The data directory `link` names, checked to be one this code made under ROOT_DATA_BASE (a
+ * folder there that only root may write to): root creates and runs a server wherever the link
+ * points, and a checkout's owner may put any link there. Undefined when there is no link.
+ */
+function linkedDataDir(link: string): string | undefined {
+  let target: string;
+  try {
+    target = readlinkSync(link);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw new StartupError(
+      `${link} is not a link to a data directory under ${ROOT_DATA_BASE}, and the postgres user ` +
+        'the server runs as under root cannot reach it: move it away (a new, empty database is ' +
+        'made and linked there), or start sw-status as the checkout’s owner.',
+    );
+  }
+  const dataDir = path.resolve(path.dirname(link), target);
+  const folder = path.dirname(dataDir);
+  const trusted =
+    path.dirname(folder) === ROOT_DATA_BASE &&
+    [ROOT_DATA_BASE, folder].every(onlyRootMayWrite) &&
+    isServersDirectory(dataDir);
+  if (!trusted) {
+    throw new StartupError(
+      `${link} links to ${target}, which is not a data directory sw-status made under ` +
+        `${ROOT_DATA_BASE}: remove the link for a new, empty database, or point it at one.`,
+    );
+  }
+  return dataDir;
+}
+
+/** A directory (not a link) only root may write to; or nothing yet (made at start). */
+function onlyRootMayWrite(dir: string): boolean {
+  const stat = lstatIfAny(dir);
+  return stat === undefined || (stat.isDirectory() && stat.uid === 0 && (stat.mode & 0o022) === 0);
+}
+
+/** The server's data directory (the postgres user's, as initdb left it); or nothing yet. */
+function isServersDirectory(dir: string): boolean {
+  const stat = lstatIfAny(dir);
+  if (stat === undefined) return true;
+  return stat.isDirectory() && (stat.uid === 0 || stat.uid === postgresUser().uid);
+}
+
+function lstatIfAny(file: string): Stats | undefined {
+  try {
+    return lstatSync(file);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw error;
+  }
+}
+
+/**
+ * A new folder under ROOT_DATA_BASE, named at random, and `link` to its data directory (which
+ * initdb makes); undefined, the folder removed, when another start made the link first.
+ */
+function linkNewDataDir(link: string): string | undefined {
+  makeDirectories(ROOT_DATA_BASE);
+  const folder = mkdtempSync(path.join(ROOT_DATA_BASE, 'checkout-'));
+  chmodSync(folder, 0o755); // mkdtemp's 0700 would keep the postgres user out
+  const dataDir = path.join(folder, path.basename(link));
+  makeDirectories(path.dirname(link));
+  try {
+    symlinkSync(dataDir, link);
+  } catch (error) {
+    rmdirSync(folder);
+    if ((error as NodeJS.ErrnoException).code === 'EEXIST') return undefined;
+    throw error;
+  }
+  return dataDir;
 }
 
 function everyoneCanTraverse(dir: string): boolean {

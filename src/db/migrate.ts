@@ -347,6 +347,19 @@ async function migrationSchema<T>(
   db: Kysely<T>,
   known: readonly string[],
 ): Promise<string | undefined> {
+  const history = await historySchema(db, known);
+  if (history !== undefined) return history;
+  const { rows } = await sql<{ schema: string | null }>`SELECT current_schema() AS schema`.execute(
+    db,
+  );
+  return rows[0]?.schema ?? undefined;
+}
+
+/** The first schema on search_path whose kysely_migration holds one of `known`, if any. */
+async function historySchema<T>(
+  db: Kysely<T>,
+  known: readonly string[],
+): Promise<string | undefined> {
   const { rows: candidates } = await sql<{ schema: string }>`
     SELECT s.name AS schema
     FROM unnest(current_schemas(false)) WITH ORDINALITY AS s(name, ord)
@@ -359,10 +372,7 @@ async function migrationSchema<T>(
       ) AS ours`.execute(db);
     if (rows[0]?.ours) return schema;
   }
-  const { rows } = await sql<{ schema: string | null }>`SELECT current_schema() AS schema`.execute(
-    db,
-  );
-  return rows[0]?.schema ?? undefined;
+  return undefined;
 }
 
 async function nonTransactionalMigrations(
@@ -383,8 +393,11 @@ function succeeded({ error, results }: MigrationResultSet): string[] {
 
 /**
  * migrateToLatest for the commands a person runs (`npm start`, `npm run migrate`): a database
- * that cannot be reached is said in one line naming DATABASE_URL's host and port, not a stack.
- * `url` is DATABASE_URL (undefined: the embedded server, whose failures are bugs).
+ * that cannot be reached is said in one line naming DATABASE_URL's host and port, not a stack;
+ * so is one where another application already keeps a table of a name this service's first
+ * install would create (a DATABASE_URL left in the shell by another project), refused before
+ * anything is created in it. `url` is DATABASE_URL (undefined: the embedded server, whose
+ * failures are bugs).
  */
 export async function migrateReachable<T>(
   db: Kysely<T>,
@@ -392,14 +405,74 @@ export async function migrateReachable<T>(
   options: MigrateOptions = {},
 ): Promise<string[]> {
   try {
+    if (url) await refuseForeignTables(db, url);
     return await migrateToLatest(db, undefined, options);
   } catch (error) {
-    if (!url || !isDatabaseUnavailable(error)) throw error;
-    throw new StartupError(
-      `DATABASE_URL: cannot reach ${databaseAt(url)} (${error instanceof Error ? error.message : String(error)})`,
-      { cause: error },
-    );
+    if (!url) throw error;
+    if (isDatabaseUnavailable(error)) {
+      throw new StartupError(
+        `DATABASE_URL: cannot reach ${databaseAt(url)} (${error instanceof Error ? error.message : String(error)})`,
+        { cause: error },
+      );
+    }
+    // What the check before could not see (an index or sequence of the same name): said the
+    // same way, though the migration's own bookkeeping tables may be left in that database.
+    if (isDuplicateTable(error) && !(await hasOurHistory(db).catch(() => true))) {
+      throw new StartupError(
+        `DATABASE_URL: ${databaseNamed(url)} already holds a relation sw-status's migrations ` +
+          `create (${error instanceof Error ? error.message : String(error)}), not sw-status's: give ` +
+          'sw-status a database (or schema) of its own (kysely_migration and kysely_migration_lock ' +
+          'may have been left in it).',
+        { cause: error },
+      );
+    }
+    throw error;
   }
+}
+
+/** SQLSTATE duplicate_table: CREATE of a relation (table, index, sequence) whose name is taken. */
+const DUPLICATE_TABLE = '42P07';
+
+function isDuplicateTable(error: unknown): boolean {
+  return (error as { code?: unknown } | null)?.code === DUPLICATE_TABLE;
+}
+
+/**
+ * On a fresh install (no migration of ours applied), a table of a name the migrations create
+ * that is already in the schema they create tables in is another application's: refused
+ * before anything is created. Tables are looked at before the history: a replica installing at
+ * the same moment commits each table with its history record, so a table of ours seen here
+ * has its record seen after.
+ */
+async function refuseForeignTables<T>(db: Kysely<T>, url: string): Promise<void> {
+  const names = await tablesCreated();
+  const { rows } = await sql<{ name: string }>`
+    SELECT t.name FROM unnest(${names}::text[]) WITH ORDINALITY AS t(name, ord)
+    WHERE to_regclass(format('%I.%I', current_schema(), t.name)) IS NOT NULL
+    ORDER BY t.ord LIMIT 1`.execute(db);
+  const taken = rows[0]?.name;
+  if (taken === undefined || (await hasOurHistory(db))) return;
+  throw new StartupError(
+    `DATABASE_URL: ${databaseNamed(url)} already holds a table "${taken}" that is not ` +
+      "sw-status's: give sw-status a database (or schema) of its own.",
+  );
+}
+
+/** The tables this release's migrations create unconditionally (not IF NOT EXISTS). */
+async function tablesCreated(dir: string = MIGRATIONS_DIR): Promise<string[]> {
+  const names: string[] = [];
+  for (const name of await knownMigrations(dir)) {
+    const text = withoutComments(await fs.readFile(path.join(dir, `${name}.sql`), 'utf8'));
+    for (const match of text.matchAll(/\bCREATE\s+(?:UNLOGGED\s+)?TABLE\s+(?!IF\b)"?(\w+)"?/gi)) {
+      names.push(match[1]!.toLowerCase());
+    }
+  }
+  return names;
+}
+
+/** Whether a kysely_migration on search_path holds one of this release's migrations. */
+async function hasOurHistory<T>(db: Kysely<T>): Promise<boolean> {
+  return (await historySchema(db, await knownMigrations())) !== undefined;
 }
 
 /**
