@@ -16,7 +16,7 @@ import { maxInFlightFor } from '../../src/ingest/ingest';
 import { openSpool } from '../../src/ingest/spool';
 import { createLogger } from '../../src/logger';
 import { relayRoutes } from '../../src/relay/relays.routes';
-import { cxmlFields, postCxml } from '../helpers/callbacks';
+import { probeCallback } from '../helpers/callback-probe';
 import { TEST_API_TOKEN, createTestApp } from '../helpers/test-app';
 import type { TestApp } from '../helpers/test-app';
 import { asAdmin, createTestDatabase } from '../helpers/test-database';
@@ -94,26 +94,7 @@ describe('the callbacks, while dashboards retry a relay another session holds', 
     await rm(spoolDir, { recursive: true, force: true });
   });
 
-  /** Asked on a connection of its own: the service's pool may have none to spare. */
-  async function stored(id: string): Promise<boolean> {
-    const client = new Client({ connectionString: service.database.url });
-    await client.connect();
-    try {
-      const { rows } = await client.query('SELECT 1 FROM messages WHERE id = $1', [id]);
-      return rows.length > 0;
-    } finally {
-      await client.end();
-    }
-  }
-
-  /** A callback for a fresh message: its answer, how long it took, and whether it is stored. */
-  async function callback(): Promise<{ status: number; ms: number; stored: boolean }> {
-    const fields = cxmlFields();
-    const started = performance.now();
-    const res = await postCxml(service.publicApp, fields);
-    const ms = Math.round(performance.now() - started);
-    return { status: res.status, ms, stored: await stored(fields.MessageSid!) };
-  }
+  const callback = () => probeCallback(service.publicApp, service.database.url);
 
   test('When a dashboard retries a dead relay whose row an operator session holds, then callbacks of other messages are still committed within 5 s', async () => {
     const { database } = service;
