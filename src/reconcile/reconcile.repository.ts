@@ -13,57 +13,49 @@ const SWEEPABLE = sql`status_rank < 50 AND NOT stuck AND (kind IS DISTINCT FROM 
 /**
  * The lookups of the schedule, each read as one range of messages_sweep_due_idx per project:
  * the messages that had `step` lookups since their last event, due once that event is `waitMs`
- * old and their last lookup `gapMs` old. The gap is the one between the step and the one before:
- * a message whose last event is older than several steps (the sweep was off, or its project's
- * credentials were added later) is otherwise due again right after each lookup, and spends all
- * its lookups within seconds, before SignalWire had the schedule's time.
+ * old.
  *
  * A message that had as many lookups as the schedule has steps, or more — RECONCILE_SCHEDULE was
  * shortened since — waits the last step, is looked up once more and then stuck
  * (sweep-policy.ts). Those are one range of their own (`past`: `step` lookups or more): rare,
  * and gone once looked up.
+ *
+ * A message whose last event is older than several steps (the sweep was off, or its project's
+ * credentials were added later) is due again right after each lookup, and spends its lookups
+ * back to back. Spacing them by the gap between steps needs the index keyed on the time each is
+ * due: filtered after this range, the messages waiting out their gap were all read on every
+ * claim, a backlog's worth.
  */
 interface SweepStep {
   step: number;
   waitMs: number;
-  gapMs: number;
 }
 
 function sweepSteps(schedule: readonly number[]): { exact: SweepStep[]; past: SweepStep[] } {
-  const exact = schedule.map((waitMs, step) => ({
-    step,
-    waitMs,
-    gapMs: step === 0 ? 0 : waitMs - schedule[step - 1]!,
-  }));
+  const exact = schedule.map((waitMs, step) => ({ step, waitMs }));
   const last = exact.at(-1);
   const past = last ? [{ ...last, step: schedule.length }] : [];
   return { exact, past };
 }
 
-/** The steps as rows `s(step, wait_ms, gap_ms)`, for a lateral join. */
+/** The steps as rows `s(step, wait_ms)`, for a lateral join. */
 function stepRows(steps: readonly SweepStep[]) {
-  return sql`unnest(${steps.map((s) => s.step)}::int[], ${steps.map((s) => s.waitMs)}::bigint[],
-    ${steps.map((s) => s.gapMs)}::bigint[]) AS s(step, wait_ms, gap_ms)`;
+  return sql`unnest(${steps.map((s) => s.step)}::int[], ${steps.map((s) => s.waitMs)}::bigint[])
+    AS s(step, wait_ms)`;
 }
 
 /**
- * The messages of step row `s` (stepRows) whose last event is old enough: the index range. For
- * one exact step, an equality, so that the range comes in last_event_at order and a claim stops
- * at its limit; past the last step, a range.
+ * The messages of step row `s` (stepRows) whose last event is old enough: the index range, all
+ * of them due. For one exact step, an equality, so that the range comes in last_event_at order
+ * and a claim stops at its limit; past the last step, a range.
  */
 function stepRange(exact: boolean) {
   return sql`${exact ? sql`sweep_step = s.step` : sql`sweep_step >= s.step`}
     AND last_event_at <= now() - s.wait_ms * interval '1 millisecond'`;
 }
 
-/**
- * When the message of step row `s` is due: once its last event is `wait_ms` old, and its last
- * lookup since that event `gap_ms` old — unless that lookup was put off (a lease left on it):
- * the same step is then tried again once the lease ends (postpone), its gap already waited.
- */
-const DUE_SINCE = sql`GREATEST(last_event_at + s.wait_ms * interval '1 millisecond',
-  CASE WHEN sweep_lease_until IS NULL AND sweep_checked_at >= last_event_at
-    THEN sweep_checked_at + s.gap_ms * interval '1 millisecond' END)`;
+/** When the message of step row `s` became due. */
+const DUE_SINCE = sql`last_event_at + s.wait_ms * interval '1 millisecond'`;
 
 /**
  * A lease left on a message is a postponement's (recordStep and release clear it), or, rarely,
@@ -122,7 +114,6 @@ function dueMessages(
       CROSS JOIN LATERAL (
         SELECT ${select} FROM messages
         WHERE ${SWEEPABLE} AND project_id = p.project_id AND ${stepRange(exact)}
-          AND ${DUE_SINCE} <= now()
         ${claim ? sql`AND ${UNLEASED} ORDER BY ${order} LIMIT ${claim.limit}` : sql``}) c`;
 }
 
