@@ -15,12 +15,18 @@
 SET lock_timeout = '5s';
 
 DO $$
+DECLARE
+  -- In its table's schema, where CREATE INDEX puts it: an index of that name in another schema
+  -- (a second sw-status in the same database, mid-build) is not this one's to judge or drop.
+  leftover regclass := (
+    SELECT i.indexrelid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+    WHERE c.relname = 'relay_jobs_delivered_idx' AND NOT i.indisvalid
+      AND c.relnamespace = (SELECT relnamespace FROM pg_class WHERE oid = 'relay_jobs'::regclass));
 BEGIN
-  IF EXISTS (SELECT 1 FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
-             WHERE c.relname = 'relay_jobs_delivered_idx' AND NOT i.indisvalid) THEN
+  IF leftover IS NOT NULL THEN
     -- Not CONCURRENTLY (not allowed in a DO block): an invalid index is never read, and the
     -- drop holds its lock for milliseconds; lock_timeout fails it rather than queue writers.
-    DROP INDEX relay_jobs_delivered_idx;
+    EXECUTE format('DROP INDEX %s', leftover);
   END IF;
 END
 $$;
