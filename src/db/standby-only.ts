@@ -107,11 +107,10 @@ export const READ_TABLES = [
   'relay_jobs',
   'sw_status_feed_removals',
   'sw_status_retention',
+  // GET /v1/stats: the narrow rollups (migration 0009), not the wide stats_minutes/stats_hours.
   'stats_deltas',
-  'stats_minutes',
   'stats_minute_counts',
   'stats_minute_latency',
-  'stats_hours',
   'stats_hour_counts',
   'stats_hour_latency',
 ] as const;
