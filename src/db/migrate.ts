@@ -14,6 +14,7 @@ import {
   readSchema,
 } from './schema-version';
 import { rebaseTransactionIds } from './transaction-id-rebase';
+import { sqlState } from './write-failure';
 
 /** db/migrations at the repository root, whether running from src/ (tsx) or dist/ (node). */
 export const MIGRATIONS_DIR = path.resolve(__dirname, '..', '..', 'db', 'migrations');
@@ -434,7 +435,7 @@ export async function migrateReachable<T>(
 const DUPLICATE_TABLE = '42P07';
 
 function isDuplicateTable(error: unknown): boolean {
-  return (error as { code?: unknown } | null)?.code === DUPLICATE_TABLE;
+  return sqlState(error) === DUPLICATE_TABLE;
 }
 
 /**

@@ -16,10 +16,26 @@ import { sqlState } from './write-failure';
 export const READ_STATEMENT_TIMEOUT_MS = 5_000;
 
 /**
- * Runs `read` in a transaction whose statements are cancelled after `timeoutMs` (SET LOCAL:
- * this transaction only, so it holds behind PgBouncer in transaction mode and on a hot
- * standby too). A read cancelled so is a 503 `query_timeout`, not an outage: the database
- * is fine, the question is too costly.
+ * Runs `work` in a transaction whose statements are cancelled after `timeoutMs` (57014; SET
+ * LOCAL: this transaction only, so it holds behind PgBouncer in transaction mode and on a hot
+ * standby too), on top of the BEGIN's lock_timeout (db/kysely-pool.ts).
+ */
+export async function withinStatementTimeout<T>(
+  db: Db,
+  timeoutMs: number,
+  work: (trx: Db) => Promise<T>,
+): Promise<T> {
+  return db.transaction().execute(async (trx) => {
+    // Conditioned on our transaction, so it may travel with the BEGIN (db/kysely-pool.ts).
+    await sql`SELECT set_config('statement_timeout', ${String(timeoutMs)}, true)
+              WHERE ${sql.raw(IN_OUR_TRANSACTION)}`.execute(trx);
+    return work(trx);
+  });
+}
+
+/**
+ * Runs `read` within `timeoutMs` (withinStatementTimeout). A read cancelled so is a 503
+ * `query_timeout`, not an outage: the database is fine, the question is too costly.
  */
 export async function readWithin<T>(
   db: Db,
@@ -27,12 +43,7 @@ export async function readWithin<T>(
   read: (trx: Db) => Promise<T>,
 ): Promise<T> {
   try {
-    return await db.transaction().execute(async (trx) => {
-      // Conditioned on our transaction, so it may travel with the BEGIN (db/kysely-pool.ts).
-      await sql`SELECT set_config('statement_timeout', ${String(timeoutMs)}, true)
-                WHERE ${sql.raw(IN_OUR_TRANSACTION)}`.execute(trx);
-      return read(trx);
-    });
+    return await withinStatementTimeout(db, timeoutMs, read);
   } catch (error) {
     throw asQueryTimeout(error, timeoutMs);
   }

@@ -1,7 +1,7 @@
 import { sql } from 'kysely';
 import type { Selectable } from 'kysely';
 import type { Db, RelayJobsTable } from '../db/database';
-import { IN_OUR_TRANSACTION } from '../db/kysely-pool';
+import { withinStatementTimeout } from '../db/read-timeout';
 
 /** All SQL of the relay outbox's read and delivery side (the write side: messages/relay-outbox.ts). */
 
@@ -396,10 +396,7 @@ export async function retryDeadJob(
   id: number,
   timeoutMs: number,
 ): Promise<RelayJobRow | null | undefined> {
-  return db.transaction().execute(async (trx) => {
-    // Conditioned on our transaction, so it may travel with the BEGIN (db/kysely-pool.ts 2.).
-    await sql`SELECT set_config('statement_timeout', ${String(timeoutMs)}, true)
-              WHERE ${sql.raw(IN_OUR_TRANSACTION)}`.execute(trx);
+  return withinStatementTimeout(db, timeoutMs, async (trx) => {
     const updated = await trx
       .updateTable('relay_jobs')
       .set({ state: 'pending', attempts: 0, next_attempt_at: sql`now()`, updated_at: sql`now()` })
