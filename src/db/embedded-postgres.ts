@@ -745,7 +745,8 @@ function linkNewDataDir(link: string): string | undefined {
   return dataDir;
 }
 
-function everyoneCanTraverse(dir: string): boolean {
+/** Whether every user may pass through `dir` and the directories above it (o+x on each). */
+export function everyoneCanTraverse(dir: string): boolean {
   for (let current = path.resolve(dir); ; current = path.dirname(current)) {
     if (existsSync(current) && (statSync(current).mode & 0o001) === 0) return false;
     if (path.dirname(current) === current) return true;
