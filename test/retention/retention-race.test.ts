@@ -5,6 +5,7 @@ import { recordEvents } from '../../src/messages/record-events';
 import { removeExpiredMessages } from '../../src/retention/retention.repository';
 import { foldDeltas } from '../../src/stats/stats.repository';
 import { statusEvent } from '../factories';
+import { sleepingInDatabase } from '../helpers/eventually';
 import { TEST_API_TOKEN, createTestApp } from '../helpers/test-app';
 import type { TestApp } from '../helpers/test-app';
 
@@ -53,8 +54,8 @@ test('When a callback is recorded while retention removes its message, then the 
   const retentionDb = createDb(t.database.url, 1);
   try {
     const step = removeExpiredMessages(retentionDb.db, new Date(Date.now() - 30 * DAY), 10);
-    // Let the step lock its row and enter the (slowed) delete.
-    await new Promise((resolve) => setTimeout(resolve, 500));
+    // The step has locked its row and is in the (slowed) delete.
+    await sleepingInDatabase(t.database.db, 'the retention step in its slowed delete');
     const late = recordEvents(t.database.db, [
       statusEvent('delivered', { messageId: id, providerTimestamp: new Date() }),
     ]);

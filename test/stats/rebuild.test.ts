@@ -5,6 +5,7 @@ import { createDb } from '../../src/db/database';
 import { recordEvents } from '../../src/messages/record-events';
 import { foldDeltas, rebuildRollups } from '../../src/stats/stats.repository';
 import { statusEvent } from '../factories';
+import { sleepingInDatabase } from '../helpers/eventually';
 import { TEST_API_TOKEN, createTestApp } from '../helpers/test-app';
 import type { TestApp } from '../helpers/test-app';
 
@@ -55,7 +56,8 @@ test('When the rebuild starts while a replica is folding deltas, then it waits f
   const folder = createDb(t.database.url, 1);
   try {
     const fold = foldDeltas(folder.db);
-    await new Promise((resolve) => setTimeout(resolve, 300));
+    // The fold is in its slowed commit, holding the rollups' lock.
+    await sleepingInDatabase(t.database.db, 'the fold in its slowed commit');
     const rebuild = rebuildRollups(t.database.db);
     expect(await fold).toBeGreaterThan(0);
     await expect(rebuild).resolves.toMatchObject({ messages: 5 });
