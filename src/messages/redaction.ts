@@ -1,6 +1,18 @@
 import { CompiledQuery } from 'kysely';
 import type { Db } from '../db/database';
+import { withinStatementTimeout } from '../db/read-timeout';
 import type { BatchEvent } from './record-events.repository';
+
+/**
+ * How long one statement of a redaction (here, and the relay's: src/relay/relay-redaction.ts)
+ * may run, its wait for a lock included, on top of the BEGIN's lock_timeout (db/kysely-pool.ts).
+ * A redaction is asked on the primary's pool, the one the callbacks' commits use, by an app's
+ * deletion or update passed through the proxy, which answers its caller without waiting longer
+ * (pass-through.routes.ts, STORE_TIMEOUT_MS): a statement left waiting for a row another session
+ * holds (an operator's `SELECT … FOR UPDATE` left open) kept its connection for as long as the
+ * lock lasted. Each statement touches one message's rows: milliseconds.
+ */
+export const REDACTION_STATEMENT_TIMEOUT_MS = 2_000;
 
 /**
  * A message redacted at SignalWire (native `PATCH /api/messaging/messages/{id}` or the
@@ -24,7 +36,7 @@ import type { BatchEvent } from './record-events.repository';
  * shows no body for `''` (message-dto.ts).
  */
 export async function forgetMessageText(db: Db, messageId: string): Promise<void> {
-  await db.transaction().execute(async (trx) => {
+  await withinStatementTimeout(db, REDACTION_STATEMENT_TIMEOUT_MS, async (trx) => {
     await trx.executeQuery(
       CompiledQuery.raw(
         `UPDATE messages SET body = '', updated_at = now()

@@ -1,8 +1,8 @@
 import { CompiledQuery } from 'kysely';
 import type { Db } from '../db/database';
-import { createReadGate } from '../db/read-gate';
-import type { ReadGate } from '../db/read-gate';
-import { timedOut } from '../db/with-timeout';
+import { lastInTransaction } from '../db/kysely-pool';
+import { poolTurns } from '../db/pool-turns';
+import { withinStatementTimeout } from '../db/read-timeout';
 
 /**
  * Send intents (db/migrations/0005_send_intents.sql): the caller's own status callback of a
@@ -29,46 +29,34 @@ const REMEMBER = `WITH expired AS (
   ON CONFLICT (ref) DO NOTHING`;
 
 /**
- * How many intent writes (remember, forget) hold a connection of the primary's pool at once.
- * They are plain statements, outside any transaction, so no lock_timeout bounds them, and the
- * send stops waiting for one (proxy.service.ts, INTENT_WRITE_TIMEOUT_MS) without cancelling
- * it: while another session held send_intents (a non-concurrent index build, a LOCK TABLE left
- * open), every send left one more connection waiting for the lock, and a dozen sends took the
- * whole pool — the callbacks' commits failed, answered 503. Each write is one short statement
- * (well under a millisecond of the database's time): two at once is far more than a replica's
- * sends need, and a held table then holds two connections, not the pool, for as long as it is
- * held; the sends meanwhile go out without an intent after their wait, as when the store is down.
+ * How long one intent statement (remember, forget) may run, its wait for a lock included: as
+ * long as its send waits for it (proxy.service.ts, INTENT_WRITE_TIMEOUT_MS). They used to be plain
+ * statements outside any transaction: no lock_timeout, no statement timeout bounded them, and the
+ * send stopped waiting without cancelling them, so while another session held send_intents (a
+ * non-concurrent index build, a LOCK TABLE left open) each one kept its connection for as long as
+ * the lock lasted. Each is one short statement (well under a millisecond of the database's time).
  */
-const INTENT_WRITES_AT_ONCE = 2;
+export const INTENT_STATEMENT_TIMEOUT_MS = 2_000;
 
 /**
- * How long a write waits for its turn: as long as the send waits for it (INTENT_WRITE_TIMEOUT_MS),
- * so a write its send gave up on does not start afterwards. Waiting costs no connection.
+ * Turns for the intent writes on a pool (db/pool-turns.ts): a held send_intents holds two
+ * connections, not the pool, for INTENT_STATEMENT_TIMEOUT_MS; the sends meanwhile go out without
+ * an intent after their wait, as when the store is down. Two at once is far more than a
+ * replica's sends need. A write waits for its turn as long as its send waits for it
+ * (INTENT_WRITE_TIMEOUT_MS), so a write its send gave up on does not start afterwards.
  */
-const INTENT_TURN_WAIT_MS = 2_000;
+const inTurn = poolTurns({ atOnce: 2, maxWaitMs: 2_000, what: 'a send intent write' });
 
-const intentWrites = new WeakMap<Db, ReadGate>();
-
-/** Runs `write` in one of the intent writes' turns on `db`'s pool (see INTENT_WRITES_AT_ONCE). */
-async function inTurn(db: Db, write: () => Promise<unknown>): Promise<void> {
-  let turns = intentWrites.get(db);
-  if (!turns) {
-    turns = createReadGate({ concurrency: INTENT_WRITES_AT_ONCE, maxWaitMs: INTENT_TURN_WAIT_MS });
-    intentWrites.set(db, turns);
-  }
-  let started = false;
-  try {
-    await turns.run(() => {
-      started = true;
-      return write();
-    });
-  } catch (error) {
-    if (started) throw error;
-    // The gate's own refusal speaks of the query API's reads; this one of what was not done.
-    throw timedOut(
-      `no turn for a send intent write within ${INTENT_TURN_WAIT_MS} ms: the ones before it still wait for the database`,
-    );
-  }
+/**
+ * Runs one intent statement in its turn, in a transaction of its own: the BEGIN's lock_timeout
+ * (db/kysely-pool.ts) and INTENT_STATEMENT_TIMEOUT_MS bound it, and the COMMIT goes with it.
+ */
+async function writeIntent(db: Db, statement: CompiledQuery): Promise<void> {
+  await inTurn(db, () =>
+    withinStatementTimeout(db, INTENT_STATEMENT_TIMEOUT_MS, (trx) =>
+      trx.executeQuery(lastInTransaction(statement)),
+    ),
+  );
 }
 
 /** Written before the send is forwarded; expires after `ttlDays` (the callback token's TTL). */
@@ -76,18 +64,23 @@ export async function rememberSendIntent(
   db: Db,
   intent: { ref: string; clientStatusCallback: string; ttlDays: number },
 ): Promise<void> {
-  await inTurn(db, () =>
-    db.executeQuery(
-      CompiledQuery.raw(REMEMBER, [intent.ref, intent.clientStatusCallback, intent.ttlDays]),
-    ),
+  await writeIntent(
+    db,
+    CompiledQuery.raw(REMEMBER, [intent.ref, intent.clientStatusCallback, intent.ttlDays]),
   );
 }
 
-/** The send did not happen (SignalWire refused it, or was never reached). */
+/**
+ * The send did not happen (SignalWire refused it, or was never reached). Best effort: an intent
+ * this fails to delete stays until it expires, and is read by nothing meanwhile — intents are
+ * read by the ref of a callback token (record-events.ts) or of an answer SignalWire gives for its
+ * message (clientCallbacksFor), and the ref is minted at random for this one send, whose token
+ * never left the service (or left it in a send SignalWire refused): no callback or answer will
+ * ever carry it, and no relay job is ever written from it. It costs a row until a later send's
+ * REMEMBER deletes it, expired.
+ */
 export async function forgetSendIntent(db: Db, ref: string): Promise<void> {
-  await inTurn(db, () =>
-    db.executeQuery(CompiledQuery.raw('DELETE FROM send_intents WHERE ref = $1', [ref])),
-  );
+  await writeIntent(db, CompiledQuery.raw('DELETE FROM send_intents WHERE ref = $1', [ref]));
 }
 
 /** The client callbacks of these refs' sends, by ref (only those that have an intent). */

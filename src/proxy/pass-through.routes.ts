@@ -1,6 +1,7 @@
 import { Router } from 'express';
 import type { Request, Response } from 'express';
 import { pipeline } from 'node:stream/promises';
+import { poolTurns } from '../db/pool-turns';
 import { withTimeout } from '../db/with-timeout';
 import { loggedPath } from '../http/request-log';
 import { forgetMessageText } from '../messages/redaction';
@@ -211,17 +212,35 @@ async function forgetRedactedText(
   if (messageId === null) return;
   try {
     await withTimeout(
-      forgetMessageText(db, messageId).then(() => forgetRelayedText(db, messageId)),
+      inRedactionTurn(db, async () => {
+        await forgetMessageText(db, messageId);
+        await forgetRelayedText(db, messageId);
+      }),
       STORE_TIMEOUT_MS,
       'not done',
     );
   } catch (err) {
+    // Not retried, as before: the caller has SignalWire's answer all the same, and the text
+    // stays here until the message's retention ends. The error says which bound it met: no turn
+    // (ETIMEDOUT, untouched), a held row (57014, 55P03: rolled back), or the caller's wait (the
+    // work, itself bounded, may still finish).
     deps.logger.warn(
       { ...call.log, err, message_id: messageId },
-      'a message redacted or deleted at SignalWire keeps its text here: the store did not answer',
+      'a message redacted or deleted at SignalWire may keep its text here: the store did not do it in time',
     );
   }
 }
+
+/**
+ * Turns for the redactions on a pool (db/pool-turns.ts): each is a transaction or two on one
+ * message's rows, each statement bounded (REDACTION_STATEMENT_TIMEOUT_MS). Without them, apps
+ * deleting a message whose rows another session held (an operator's `SELECT … FOR UPDATE` left
+ * open), their clients retrying when answered late, had a dozen statements wait for that lock at
+ * once and took the whole primary pool: the callbacks' commits failed. Now such a row holds two
+ * connections for the statement timeout; the redactions after them wait a little for a turn and
+ * are then given up (logged), their callers answered. Two at once is far more than deletions need.
+ */
+const inRedactionTurn = poolTurns({ atOnce: 2, maxWaitMs: 1_000, what: 'a redaction' });
 
 /**
  * Whether an update's body empties the message's text (`body: ""`, `Body=`), read as a send's

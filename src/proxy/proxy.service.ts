@@ -38,7 +38,7 @@ export interface ProxyDeps {
    * message id). The message exists: its callbacks will create the row, without send facts.
    */
   onUnrecorded?: (api: Api) => void;
-  /** How long a send waits for its intent to be written (INTENT_WRITE_TIMEOUT_MS). */
+  /** How long a send waits for its intent to be written or deleted (INTENT_WRITE_TIMEOUT_MS). */
   intentWriteTimeoutMs?: number;
   /** The process's shutdown state: when the connections will be cut (process/shutdown.ts). */
   lifecycle?: Pick<Lifecycle, 'connectionsCutAt' | 'sends'>;
@@ -51,10 +51,12 @@ export interface ProxyDeps {
 export const RECORD_RESERVE_MS = 3_000;
 
 /**
- * The send intent is written before the send is forwarded, with no timeout of its own on the
- * pool (db/database.ts): a database that stopped answering would hold the send until TCP gives
- * up, minutes later, long after the caller gave up and retried. Past this the send goes out
- * without an intent, as when the store is down.
+ * The send intent is written before the send is forwarded. The pool has no timeout of its own
+ * (db/database.ts), and a database that stopped answering would hold the send until TCP gives
+ * up, minutes later, long after the caller gave up and retried (the write's statement timeout,
+ * send-intents.ts, is the server's: it bounds a lock wait, not a silent server). Past this the
+ * send goes out without an intent, as when the store is down. A refused send's answer waits as
+ * long at most for its intent's deletion (forgetIntent).
  */
 export const INTENT_WRITE_TIMEOUT_MS = 2_000;
 
@@ -282,11 +284,19 @@ async function rememberIntent(
   }
 }
 
-/** The send did not happen: its intent can go now rather than expire (best effort). */
+/**
+ * The send did not happen: its intent can go now rather than expire (best effort). SignalWire's
+ * answer waits for it at most INTENT_WRITE_TIMEOUT_MS: while another session held send_intents,
+ * a refused send's 400 reached its caller only when the lock went. An intent not deleted is read
+ * by nothing and expires (forgetSendIntent); a late delete, bounded by its statement timeout
+ * (INTENT_STATEMENT_TIMEOUT_MS), may still take effect.
+ */
 async function forgetIntent(deps: ProxyDeps, ref: string): Promise<void> {
-  await forgetSendIntent(deps.db!, ref).catch((err: unknown) =>
-    deps.logger.debug({ err, ref }, 'send intent left to expire'),
-  );
+  await withTimeout(
+    forgetSendIntent(deps.db!, ref),
+    deps.intentWriteTimeoutMs ?? INTENT_WRITE_TIMEOUT_MS,
+    'send intent not deleted',
+  ).catch((err: unknown) => deps.logger.debug({ err, ref }, 'send intent left to expire'));
 }
 
 /**

@@ -1,3 +1,5 @@
+import { Kysely, PostgresAdapter, PostgresIntrospector, PostgresQueryCompiler } from 'kysely';
+import type { DatabaseConnection, QueryResult } from 'kysely';
 import pino from 'pino';
 import type { Db } from '../../src/db/database';
 import type { StatusEvent } from '../../src/messages/status-event';
@@ -53,12 +55,35 @@ function harness(options: {
     },
     forward: () => Promise.reject(new Error('not used')),
   };
-  const db = {
-    executeQuery: (query: { sql: string }) => {
+  // A Kysely whose connection records each statement and answers as the test says: the intent
+  // writes run in transactions of their own (send-intents.ts), which need the real thing.
+  const connection: DatabaseConnection = {
+    executeQuery: (query) => {
       queries.push(query.sql);
-      return (options.executeQuery ?? (() => Promise.resolve({ rows: [] })))(query.sql);
+      return (options.executeQuery ?? (() => Promise.resolve({ rows: [] })))(query.sql) as Promise<
+        QueryResult<never>
+      >;
     },
-  } as unknown as Db;
+    streamQuery: () => {
+      throw new Error('not used');
+    },
+  };
+  const db: Db = new Kysely({
+    dialect: {
+      createAdapter: () => new PostgresAdapter(),
+      createDriver: () => ({
+        init: () => Promise.resolve(),
+        acquireConnection: () => Promise.resolve(connection),
+        beginTransaction: () => Promise.resolve(),
+        commitTransaction: () => Promise.resolve(),
+        rollbackTransaction: () => Promise.resolve(),
+        releaseConnection: () => Promise.resolve(),
+        destroy: () => Promise.resolve(),
+      }),
+      createIntrospector: (kysely) => new PostgresIntrospector(kysely),
+      createQueryCompiler: () => new PostgresQueryCompiler(),
+    },
+  });
   const deps: ProxyDeps = {
     config: testConfig(),
     logger: pino({ enabled: false }),
