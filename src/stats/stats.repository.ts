@@ -329,7 +329,10 @@ async function insertMinutes(db: Db, keys: readonly RollupDelta[]): Promise<void
 
 /**
  * Messages reconciliation gave up on (DESIGN §11: `messages.stuck`), first seen in the window:
- * few by nature, read through the partial index on stuck messages.
+ * one range of messages_stuck_created_idx (stuck messages by created_at, migration 0015), so only
+ * the window's stuck messages are read, the `api` filter applied to those few. Not
+ * messages_stuck_idx (by last_event_at: every stuck message ever kept) nor messages_created_idx
+ * (every message of the window).
  */
 export async function countStuck(
   db: Db,

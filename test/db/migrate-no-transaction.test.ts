@@ -150,6 +150,7 @@ test('When a transaction older than the build runs past lock_timeout (a backup, 
       '0012_relay_hosts',
       '0013_feed_removal_steps',
       '0014_messages_sweep_due_idx',
+      '0015_messages_stuck_created_idx',
     ]);
     await release;
   } finally {

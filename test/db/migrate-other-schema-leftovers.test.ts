@@ -6,16 +6,18 @@ import type { TestDatabase } from '../helpers/test-database';
 
 /**
  * Two sw-status installs in one database, a schema each ("give sw-status a database (or schema)
- * of its own"). Tenant B's concurrent index builds (0006, 0010, 0011, 0014) are in progress or
- * were interrupted: its indexes are INVALID. Tenant A's migration Job neither fails on them nor
- * drops them: each migration judges and drops only a leftover in its own table's schema (it
- * failed with 'index "messages_sweep_due_idx" does not exist', found by the diff review).
+ * of its own"). Tenant B's concurrent index builds (0006, 0010, 0011, 0014, 0015) are in
+ * progress or were interrupted: its indexes are INVALID. Tenant A's migration Job neither fails
+ * on them nor drops them: each migration judges and drops only a leftover in its own table's
+ * schema (it failed with 'index "messages_sweep_due_idx" does not exist', found by the diff
+ * review).
  */
 const BUILT_CONCURRENTLY = [
   ['status_events', 'status_events_message_dedupe_idx'],
   ['relay_jobs', 'relay_jobs_host_due_idx'],
   ['relay_jobs', 'relay_jobs_delivered_idx'],
   ['messages', 'messages_sweep_due_idx'],
+  ['messages', 'messages_stuck_created_idx'],
 ] as const;
 
 let target: TestDatabase;

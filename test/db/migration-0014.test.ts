@@ -136,11 +136,12 @@ test(`When 0014 runs on ${EVENTS} events while callbacks keep arriving, then no 
   ingesting = false;
   await ingest;
 
-  expect(applied).toEqual(['0014_messages_sweep_due_idx']);
+  // 0015 (stuck messages by created_at) after it, built concurrently the same way.
+  expect(applied).toEqual(['0014_messages_sweep_due_idx', '0015_messages_stuck_created_idx']);
   expect(errors).toEqual([]);
   expect(during).toBeGreaterThan(0);
   console.log(
-    `0014 on ${rows[0]!.n} messages (${EVENTS} events): ${seconds.toFixed(1)} s; ` +
+    `0014 and 0015 on ${rows[0]!.n} messages (${EVENTS} events): ${seconds.toFixed(1)} s; ` +
       `${during} writes meanwhile, the slowest ${slowest} ms`,
   );
 
@@ -165,6 +166,9 @@ test('When 0014 was interrupted and left its index invalid, then running it agai
   await sql`DELETE FROM kysely_migration WHERE name >= '0014'`.execute(handle.db);
   expect(await sweepIndexes()).toContainEqual({ name: 'messages_sweep_due_idx', valid: false });
 
-  expect(await migrateToLatest(handle.db)).toEqual(['0014_messages_sweep_due_idx']);
+  expect(await migrateToLatest(handle.db)).toEqual([
+    '0014_messages_sweep_due_idx',
+    '0015_messages_stuck_created_idx',
+  ]);
   expect(await sweepIndexes()).toContainEqual({ name: 'messages_sweep_due_idx', valid: true });
 }, 120_000);

@@ -174,6 +174,7 @@ test('When migration 0010 was interrupted and left its index invalid, then runni
     '0012_relay_hosts',
     '0013_feed_removal_steps',
     '0014_messages_sweep_due_idx',
+    '0015_messages_stuck_created_idx',
   ]);
   expect((await index()).rows).toEqual([{ valid: true }]);
 });
