@@ -168,6 +168,7 @@ export function createInternalApp(deps: AppDeps): Express {
   app.use(
     proxyRoutes({
       ...deps,
+      metrics,
       signalwire,
       applications: createApplicationCallbacks(signalwire, {
         credentials: deps.config.signalwireCredentials,

@@ -52,7 +52,10 @@ export interface Metrics {
   onProxyUnrecorded(api: Api): void;
   /** A spooled event the write refused at replay (the group-commit recorder's onReplayRefused). */
   onSpoolReplayRefused(outcome: string): void;
-  /** The service answered a request with a 5xx of its own (the error handler), by listener. */
+  /**
+   * The service answered a request with a 5xx of its own, by listener: the error handler's, and
+   * the send proxy's own 502/504/500 (proxy-http.ts fail()), not SignalWire's 5xx it relays.
+   */
   onServerError(listener: ListenerName): void;
   /**
    * What /readyz just answered: sets the readiness gauge, counts changes (flapping), and what it
@@ -139,7 +142,7 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
   // over them exists before the first error and an alert on them is never silently empty.
   const serverErrors = new Counter({
     name: name('http_server_errors_total'),
-    help: 'Answers with a 5xx status of the service itself (not the proxy relaying SignalWire’s), by listener',
+    help: 'Answers with a 5xx status of the service itself, by listener: the send proxy’s own 502/504 (SignalWire unreachable, no answer in time) included; not SignalWire’s 5xx it relays, nor a shutting-down replica’s 503 to a send',
     labelNames: ['listener'] as const,
     registers,
   });

@@ -1,5 +1,5 @@
 import express from 'express';
-import type { Request, Response } from 'express';
+import type { Request, RequestHandler, Response } from 'express';
 import type { Config } from '../config';
 import { parseBasicAuth } from '../signalwire/basic-auth';
 import type { ProxyErrors, ProxyFailure } from './proxy-errors';
@@ -109,7 +109,31 @@ export function forwardedHeaders(req: Request): Record<string, string> {
   return headers;
 }
 
+/**
+ * The proxy answers its own failures here, past the app's error handler, which counts the
+ * service's 5xx (sw_status_http_server_errors_total): each proxy request carries the count to
+ * call, and fail() calls it. Kept beside the response, not in the app: tests build several apps
+ * on their own metrics in one process.
+ */
+const serverErrorCounts = new WeakMap<Response, () => void>();
+
+/** Has fail() count this request's own 5xx with `count` (proxy.routes.ts mounts it first). */
+export function countingServerErrors(count: (() => void) | undefined): RequestHandler {
+  return (_req, res, next) => {
+    if (count) serverErrorCounts.set(res, count);
+    next();
+  };
+}
+
+/**
+ * Answers the proxy's own refusal or failure in the API's shape. Its 5xx are the service's own
+ * (SignalWire unreachable 502, no answer in time 504, a bug 500) and are counted; SignalWire's
+ * own 5xx are relayed as they came, never through here. The 503 of a replica shutting down is
+ * not counted: every rollout answers a few, the caller retries at once on another replica
+ * (Retry-After: 1) and the send was never made, as a draining /readyz's 503 is no error either.
+ */
 export function fail(res: Response, failure: ProxyFailure): void {
+  if (failure.status >= 500 && failure.status !== 503) serverErrorCounts.get(res)?.();
   if (failure.status === 401) res.set('WWW-Authenticate', 'Basic realm="SignalWire"');
   // Only the proxy's own 503 (shutting down): another replica takes the retry at once.
   if (failure.status === 503) res.set('Retry-After', '1');

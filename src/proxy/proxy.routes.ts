@@ -1,6 +1,7 @@
 import { Router } from 'express';
 import type { ErrorRequestHandler, Request, Response } from 'express';
 import type { Api } from '../messages/statuses';
+import type { Metrics } from '../metrics/metrics';
 import {
   COMPAT_SINGLE_VALUED,
   messageKind,
@@ -13,6 +14,7 @@ import {
   PROXY_BODY_LIMIT,
   bodyReader,
   checkCaller,
+  countingServerErrors,
   fail,
   forwardedHeaders,
   refuseDeclaredTooLarge,
@@ -64,14 +66,29 @@ const CALLBACK_FIELDS: Record<Api, readonly string[]> = {
   native: ['status_callback'],
 };
 
-export function proxyRoutes(deps: ProxyDeps): Router {
+/** Every path the proxy answers: the creates and the calls passed through. */
+const PROXY_PREFIXES = [...COMPAT_PREFIXES, '/api/messaging'];
+
+/**
+ * `metrics`: where the proxy's own 5xx are counted (on the internal listener, the only one it
+ * is on; app.ts passes it). They are answered by fail(), not by the
+ * app's error handler that counts the rest.
+ */
+export type ProxyRouteDeps = ProxyDeps & { metrics?: Pick<Metrics, 'onServerError'> };
+
+export function proxyRoutes(deps: ProxyRouteDeps): Router {
   const router = Router();
+  const { metrics } = deps;
+  router.use(
+    PROXY_PREFIXES,
+    countingServerErrors(metrics && (() => metrics.onServerError('internal'))),
+  );
   // Raw bytes, read only once the cheap checks passed: the body is parsed here so that a
   // parse failure is answered in the API's shape and only after the credentials were checked.
   const readBody = bodyReader();
   router.post(COMPAT_CREATE_PATHS, (req, res) => handle(deps, 'cxml', req, res, readBody));
   router.post(NATIVE_CREATE_PATH, (req, res) => handle(deps, 'native', req, res, readBody));
-  router.use(passThroughRoutes(deps, [...COMPAT_PREFIXES, '/api/messaging'], readBody));
+  router.use(passThroughRoutes(deps, PROXY_PREFIXES, readBody));
   router.use(proxyErrorHandler(deps));
   return router;
 }

@@ -492,3 +492,152 @@ test('When no pod reaches the database for 5 minutes, then SwStatusDatabaseUnrea
     },
   ]);
 });
+
+test('When the send proxy gets no answer or a 5xx from SignalWire for a tenth of its sends, then SwStatusProxySendsFailing fires; a few failures, apps’ sends refused 4xx, or a lone timeout in little traffic do not', async () => {
+  const upstream = (pod: string, status: string) =>
+    `sw_status_upstream_request_duration_seconds_count{${ns},pod="${pod}",api="cxml",status="${status}"}`;
+  const failing = (eval_time: string) => ({
+    eval_time,
+    alertname: 'SwStatusProxySendsFailing',
+    exp_alerts: [{ exp_labels: { severity: 'critical', namespace: 'sw-status' } }],
+  });
+  const silent = (eval_time: string) => ({
+    eval_time,
+    alertname: 'SwStatusProxySendsFailing',
+    exp_alerts: [],
+  });
+  await expectPromtoolTestPasses('proxy-sends-failing', [
+    {
+      // Egress cut at minute 10 on both pods: every send unreachable from then on.
+      interval: '1m',
+      input_series: [
+        { series: upstream('sw-status-0', '201'), values: '0+30x10 300x30' },
+        { series: upstream('sw-status-0', 'unreachable'), values: '0x10 0+30x30' },
+        { series: upstream('sw-status-1', '201'), values: '0+30x10 300x30' },
+        { series: upstream('sw-status-1', 'unreachable'), values: '0x10 0+30x30' },
+      ],
+      alert_rule_test: [silent('9m'), silent('18m'), failing('30m')],
+    },
+    {
+      // SignalWire answers a fifth of the sends 503, another a timeout.
+      interval: '1m',
+      input_series: [
+        { series: upstream('sw-status-0', '201'), values: '0+40x40' },
+        { series: upstream('sw-status-0', '503'), values: '0x10 0+8x30' },
+        { series: upstream('sw-status-1', '201'), values: '0+40x40' },
+        { series: upstream('sw-status-1', 'timeout'), values: '0x10 0+2x30' },
+      ],
+      alert_rule_test: [failing('35m')],
+    },
+    {
+      // Healthy: 2 % answered 500 by SignalWire; an app sends half its requests with bad fields
+      // (400), which SignalWire refuses.
+      interval: '1m',
+      input_series: [
+        { series: upstream('sw-status-0', '201'), values: '0+50x60' },
+        { series: upstream('sw-status-0', '500'), values: '0+1x60' },
+        { series: upstream('sw-status-0', '400'), values: '0+50x60' },
+      ],
+      alert_rule_test: [silent('20m'), silent('30m'), silent('60m')],
+    },
+    {
+      // A quiet deployment: a send every few minutes, and one of them timed out at minute 20.
+      interval: '1m',
+      input_series: [
+        { series: upstream('sw-status-0', '201'), values: '0 0 1 1 1 1 2 2 2 2 3x50' },
+        { series: upstream('sw-status-0', 'timeout'), values: '0x20 1x40' },
+      ],
+      alert_rule_test: [silent('22m'), silent('26m'), silent('31m'), silent('40m')],
+    },
+  ]);
+});
+
+/** promtool's values: `values` (space-separated samples) `times` times over. */
+const repeated = (values: string, times: number): string =>
+  Array.from({ length: times }, () => values).join(' ');
+
+test('When the reconciliation sweep stops getting to due messages (credentials revoked), then SwStatusReconcileStalled fires; retries of minutes, or catching up on an old backlog, do not', async () => {
+  const oldest = (pod: string) => `sw_status_reconcile_oldest_due_age_seconds{${ns},pod="${pod}"}`;
+  const due = (pod: string) => `sw_status_reconcile_due{${ns},pod="${pod}"}`;
+  const stalled = (eval_time: string) => ({
+    eval_time,
+    alertname: 'SwStatusReconcileStalled',
+    exp_alerts: [{ exp_labels: { severity: 'warning', namespace: 'sw-status' } }],
+  });
+  const silent = (eval_time: string) => ({
+    eval_time,
+    alertname: 'SwStatusReconcileStalled',
+    exp_alerts: [],
+  });
+  await expectPromtoolTestPasses('reconcile-stalled', [
+    {
+      // The project's token revoked at SignalWire: its 40 due messages are postponed again and
+      // again (the app cannot send with it either: the backlog stays), the oldest waits on. A
+      // second pod started later reports NaN before its first look.
+      interval: '1m',
+      input_series: [
+        { series: oldest('sw-status-0'), values: '0+60x180' },
+        { series: due('sw-status-0'), values: '40x180' },
+        { series: oldest('sw-status-1'), values: '_x30 NaN NaN 1920+60x150' },
+        { series: due('sw-status-1'), values: '_x30 NaN NaN 40x150' },
+        {
+          series: `sw_status_reconcile_lookups_total{${ns},pod="sw-status-0",api="cxml",outcome="unauthorized"}`,
+          values: '0+0.1x180',
+        },
+      ],
+      alert_rule_test: [silent('60m'), silent('85m'), stalled('100m'), stalled('3h')],
+    },
+    {
+      // Healthy, for 3 hours: due messages taken within minutes, a failed lookup retried after
+      // 10 minutes (15 with a Retry-After); the backlog rises and falls with the traffic.
+      interval: '1m',
+      input_series: [
+        { series: oldest('sw-status-0'), values: repeated('0 30 60 600 900 120 0 0 300 600', 18) },
+        { series: due('sw-status-0'), values: repeated('3 5 8 12 2 0 0 4 6 1', 18) },
+      ],
+      alert_rule_test: [silent('1h'), silent('2h'), silent('3h')],
+    },
+    {
+      // Credentials added for a project with messages from last week: the oldest due message
+      // waited days, and the backlog shrinks as the sweep catches up at RECONCILE_RATE.
+      interval: '1m',
+      input_series: [
+        { series: oldest('sw-status-0'), values: '600000x120' },
+        { series: due('sw-status-0'), values: '20000-150x120' },
+      ],
+      alert_rule_test: [silent('60m'), silent('2h')],
+    },
+  ]);
+});
+
+test('When a relay to an app stays pending past its 2 h 36 min attempt, then SwStatusRelayBacklog fires; relays of an app down for 40 minutes, delivered at that attempt, do not', async () => {
+  const oldest = (pod: string) => `sw_status_relay_oldest_pending_age_seconds{${ns},pod="${pod}"}`;
+  const backlog = (eval_time: string) => ({
+    eval_time,
+    alertname: 'SwStatusRelayBacklog',
+    exp_alerts: [{ exp_labels: { severity: 'warning', namespace: 'sw-status' } }],
+  });
+  const silent = (eval_time: string) => ({
+    eval_time,
+    alertname: 'SwStatusRelayBacklog',
+    exp_alerts: [],
+  });
+  await expectPromtoolTestPasses('relay-backlog', [
+    {
+      // Every relay times out (egress not allowed) from minute 2; a new pod's NaN first.
+      interval: '1m',
+      input_series: [
+        { series: oldest('sw-status-0'), values: '0 0 0+60x300' },
+        { series: oldest('sw-status-1'), values: 'NaN NaN NaN 60+60x300' },
+      ],
+      alert_rule_test: [silent('3h'), silent('3h25m'), backlog('3h40m'), backlog('5h')],
+    },
+    {
+      // An app down for 40 minutes: its oldest relay failed at 36 min, waits for the attempt at
+      // 2 h 36 min, and the backlog goes out then.
+      interval: '1m',
+      input_series: [{ series: oldest('sw-status-0'), values: 'NaN 0+60x156 0x60' }],
+      alert_rule_test: [silent('2h'), silent('2h36m'), silent('3h'), silent('3h30m')],
+    },
+  ]);
+});
