@@ -80,9 +80,17 @@ function isForm(contentType: string | null): boolean {
 }
 
 /**
+ * The names a callback gives the message's text: `Body` in the compatibility format (form or
+ * JSON: DESIGN §2 accepts both), `body` in the native one.
+ */
+const MESSAGE_BODY_FIELDS: ReadonlySet<string> = new Set(['Body', 'body']);
+
+/**
  * A dead job's payload without the message body (`Body` / `body`): kept so a retry through
  * the API still sends a valid callback, while the text of the message is not kept beyond the
  * relay (DESIGN §4, STORE_BODY). The signature is made at send time, so it still matches.
+ * Whatever is not a form (or a GET's query) was admitted as JSON (`application/json` or a
+ * `+json` type: callbacks.routes.ts), so it takes the JSON branch.
  */
 export function withoutMessageBody(
   payload: Buffer,
@@ -91,18 +99,20 @@ export function withoutMessageBody(
 ): Buffer {
   const text = payload.toString('utf8');
   if (method === 'GET' || isForm(contentType)) {
-    const pairs = [...new URLSearchParams(text)].filter(([name]) => name !== 'Body');
+    const pairs = [...new URLSearchParams(text)].filter(([name]) => !MESSAGE_BODY_FIELDS.has(name));
     return Buffer.from(new URLSearchParams(pairs).toString());
   }
+  let value: unknown;
   try {
-    const value: unknown = JSON.parse(text);
-    if (typeof value === 'object' && value !== null && !Array.isArray(value) && 'body' in value) {
-      const { body: _body, ...rest } = value as Record<string, unknown>;
-      return Buffer.from(JSON.stringify(rest));
-    }
+    value = JSON.parse(text);
   } catch {
     // Not JSON: nothing we can tell apart from the body; keep nothing.
     return Buffer.alloc(0);
   }
-  return payload;
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return payload;
+  const fields = value as Record<string, unknown>;
+  if (!Object.keys(fields).some((name) => MESSAGE_BODY_FIELDS.has(name))) return payload;
+  // fromEntries defines each key as data, so even a `__proto__` field is kept as it came.
+  const rest = Object.entries(fields).filter(([name]) => !MESSAGE_BODY_FIELDS.has(name));
+  return Buffer.from(JSON.stringify(Object.fromEntries(rest)));
 }

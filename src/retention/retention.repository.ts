@@ -2,6 +2,7 @@ import { sql } from 'kysely';
 import type { Db } from '../db/database';
 import { contributionOfRow, deltaRow, rollupSums } from '../messages/rollup';
 import type { StoredRollupFacts } from '../messages/rollup';
+import { TERMINAL_RANK } from '../messages/statuses';
 
 /**
  * The SQL of retention (DESIGN §13). Each step is one short transaction over a bounded batch
@@ -69,21 +70,40 @@ export interface RemovedCounts {
  * into stats_deltas negated, in the transaction that removes the message. A window before the
  * horizon then counts what is retained, whether a piece of it is read from the rollups, the
  * deltas or the messages, and `npm run stats:rebuild` changes nothing.
+ *
+ * A proxied message removed before its send is over (RETENTION_DAYS below
+ * CALLBACK_TOKEN_TTL_DAYS: a handset off for days, a receipt SignalWire sends late) leaves its
+ * caller's own status callback behind as a send intent (send-intents.ts), in the statement that
+ * removes it: its callback token is still valid, and the late receipt it brings creates the
+ * message anew from the callback alone (DESIGN §2). The write path takes the URL from the
+ * intent for such a message, as it does for a callback that beat the proxy's record of its
+ * send (record-events.ts withSendIntents), so the receipt is still relayed (DESIGN §10). See
+ * leftIntents for which messages, and for how long.
+ *
+ * `tokenTtlDays` is CALLBACK_TOKEN_TTL_DAYS: intents are left only for sends whose token is
+ * still valid. Without it, for every such message removed (the ones whose token has expired
+ * are then already expired intents, removed by the next sends: send-intents.ts).
  */
 export async function removeExpiredMessages(
   db: Db,
   horizon: Date,
   batch: number,
+  tokenTtlDays?: number,
 ): Promise<RemovedCounts> {
   // A caller's transaction (a test holding a step open) is used as it is.
-  if (db.isTransaction) return removeStep(db, horizon, batch);
+  if (db.isTransaction) return removeStep(db, horizon, batch, tokenTtlDays);
   return db
     .transaction()
     .setIsolationLevel('read committed')
-    .execute((trx) => removeStep(trx, horizon, batch));
+    .execute((trx) => removeStep(trx, horizon, batch, tokenTtlDays));
 }
 
-async function removeStep(trx: Db, horizon: Date, batch: number): Promise<RemovedCounts> {
+async function removeStep(
+  trx: Db,
+  horizon: Date,
+  batch: number,
+  tokenTtlDays: number | undefined,
+): Promise<RemovedCounts> {
   const { rows: doomed } = await sql<StoredRollupFacts & { id: string }>`
     WITH turn AS MATERIALIZED (
       SELECT pg_try_advisory_xact_lock(${RETENTION_LOCK}) AS mine
@@ -154,7 +174,8 @@ async function removeStep(trx: Db, horizon: Date, batch: number): Promise<Remove
   const { rows } = await sql<{ messages: string }>`
     WITH gone AS (
       DELETE FROM messages WHERE id = ANY(${gone}::text[])
-      RETURNING 1
+      RETURNING ref, client_status_callback, status_rank, created_at
+    ), intents AS (${leftIntents(tokenTtlDays)}
     ), uncounted AS (
       INSERT INTO stats_deltas (minute, api, status, error_code, latency_bucket, messages,
         conflicts, final_within_10s)
@@ -171,6 +192,32 @@ async function removeStep(trx: Db, horizon: Date, batch: number): Promise<Remove
     status_events: statusEvents,
     relay_jobs: relayJobs,
   };
+}
+
+/**
+ * The send intents the removed messages (`gone`: their rows as deleted) leave behind: one for
+ * each message sent through the proxy (it has a ref) with a client callback, whose send is not
+ * over (below TERMINAL_RANK: no final status yet, so a receipt may still come), and whose
+ * callback token may still be valid. Set-based, in the removal's statement: no round trip per
+ * message, and the intent exists exactly when the message no longer does.
+ *
+ * Its created_at is the message's, the time of its send (its token was minted just before it):
+ * an intent expires CALLBACK_TOKEN_TTL_DAYS after its created_at (send-intents.ts), so this one
+ * lives as long as its token can still bring a callback, and not a whole TTL from now. An
+ * intent already there for the ref (the send's own, or one left by an earlier removal of the
+ * message recreated since) is kept: DO NOTHING.
+ */
+function leftIntents(tokenTtlDays: number | undefined) {
+  const tokenMayBeValid =
+    tokenTtlDays === undefined
+      ? sql`true`
+      : sql`created_at > now() - make_interval(days => ${tokenTtlDays}::integer)`;
+  return sql`
+      INSERT INTO send_intents (ref, client_status_callback, created_at)
+      SELECT ref, client_status_callback, created_at FROM gone
+      WHERE ref IS NOT NULL AND client_status_callback IS NOT NULL
+        AND status_rank < ${TERMINAL_RANK} AND ${tokenMayBeValid}
+      ON CONFLICT (ref) DO NOTHING`;
 }
 
 /**

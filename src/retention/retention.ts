@@ -30,6 +30,11 @@ export interface RetentionOptions {
   retentionDays?: number;
   /** RELAY_KEEP_DELIVERED_DAYS; undefined: delivered relay jobs are kept. */
   relayKeepDeliveredDays?: number;
+  /**
+   * CALLBACK_TOKEN_TTL_DAYS: how long a removed message's late receipt may still come
+   * (retention.repository.ts leaves its send's intent for that long).
+   */
+  callbackTokenTtlDays?: number;
   /** Rows per step. */
   batch?: number;
   /** Between rounds. */
@@ -60,8 +65,10 @@ export function createRetention({
   registry: Registry;
   options: RetentionOptions;
 }): Retention | undefined {
-  const { retentionDays, relayKeepDeliveredDays } = options;
+  const { retentionDays, relayKeepDeliveredDays, callbackTokenTtlDays } = options;
   if (retentionDays === undefined && relayKeepDeliveredDays === undefined) return undefined;
+  const shortRetention = retentionShorterThanTokens(retentionDays, callbackTokenTtlDays);
+  if (shortRetention) logger.warn(shortRetention);
   const batch = options.batch ?? 500;
   const intervalMs = options.intervalMs ?? 60_000;
   const pauseMs = options.pauseMs ?? 50;
@@ -88,7 +95,12 @@ export function createRetention({
       const messagesHorizon = horizonOf(now, retentionDays);
       if (messagesHorizon) {
         for (;;) {
-          const step = await removeExpiredMessages(db, messagesHorizon, batch);
+          const step = await removeExpiredMessages(
+            db,
+            messagesHorizon,
+            batch,
+            callbackTokenTtlDays,
+          );
           add(step);
           // A step is full when it reached either bound: batch messages, or EVENTS_PER_STEP
           // events or relay jobs (a huge history, removed over several steps).
@@ -159,6 +171,28 @@ export function createRetention({
       await running;
     },
   };
+}
+
+/**
+ * The start log's warning when RETENTION_DAYS is below CALLBACK_TOKEN_TTL_DAYS, else null.
+ * Retention counts from a message's last activity, whatever its status: a message still
+ * waiting for its receipt can be removed while its callback token is valid. The receipt then
+ * creates it anew from the callback alone, without its earlier history; its relay to the
+ * caller's own callback is kept by the send intent the removal leaves (retention.repository.ts).
+ */
+export function retentionShorterThanTokens(
+  retentionDays: number | undefined,
+  callbackTokenTtlDays: number | undefined,
+): string | null {
+  if (retentionDays === undefined || callbackTokenTtlDays === undefined) return null;
+  if (retentionDays >= callbackTokenTtlDays) return null;
+  return (
+    `RETENTION_DAYS (${retentionDays}) is below CALLBACK_TOKEN_TTL_DAYS ` +
+    `(${callbackTokenTtlDays}): a message still waiting for its delivery receipt can be removed ` +
+    'while its callback token is valid; a receipt arriving later creates it anew with only ' +
+    'the events from then on (its earlier history, its created time and sent_via_proxy are ' +
+    "gone). Its relay to the caller's own status callback is kept."
+  );
 }
 
 // Nothing is older than this: a horizon before it (a RETENTION_DAYS of thousands of years) means
