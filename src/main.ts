@@ -21,6 +21,7 @@ import { StartupError } from './process/startup-error';
 import { trapStartupSignals } from './process/startup-signals';
 import { createSignalWireClient, signalWireClientFor } from './proxy/signalwire-client';
 import { createReconciler } from './reconcile/reconcile';
+import { SHUTDOWN_STOP_WAIT_MS } from './reconcile/reconcile-worker';
 import { signalwireEgressProxy } from './signalwire/egress-proxy';
 import { createRelay } from './relay/relay';
 import { createRetention } from './retention/retention';
@@ -136,6 +137,7 @@ async function main(): Promise<void> {
     options: {
       retentionDays: config.retentionDays,
       relayKeepDeliveredDays: config.relayKeepDeliveredDays,
+      callbackTokenTtlDays: config.callbackTokenTtlDays,
       paused,
     },
   });
@@ -175,7 +177,12 @@ async function main(): Promise<void> {
     // Long-polls answer now, so their clients move to a replica that stays.
     onDraining: [() => feedSignal.close()],
     // No new lookups once the listeners are closed: their results would only add to the drain.
-    beforeDrain: [async () => reconciler?.stop(), async () => retention?.stop()],
+    // A lookup held up (SignalWire slow, its write waiting on a row another session holds) is
+    // abandoned after a short wait: the drain and the spool's replay must come.
+    beforeDrain: [
+      async () => reconciler?.stop({ waitMs: SHUTDOWN_STOP_WAIT_MS }),
+      async () => retention?.stop(),
+    ],
     closers: [
       // After the ingest drain: the relays of the last committed callbacks may still go out.
       () => relay.stop(),

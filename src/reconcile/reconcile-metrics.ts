@@ -14,7 +14,7 @@ export function createReconcileMetrics(
   const name = (suffix: string): string => `${METRIC_PREFIX}reconcile_${suffix}`;
   const lookups = new Counter({
     name: name('lookups_total'),
-    help: 'Reconciliation lookups at SignalWire, by API and outcome (updated, unchanged, not_found, unauthorized, no_credentials, failed)',
+    help: 'Reconciliation lookups at SignalWire, by API and outcome (updated, unchanged, not_found, unauthorized, no_credentials, failed; not_recorded: what came of it could not be written, the message is looked up again)',
     labelNames: ['api', 'outcome'] as const,
     registers,
   });

@@ -1,5 +1,5 @@
 import type { Db } from '../db/database';
-import { createFailureLog } from '../db/failure-reason';
+import { createFailureLog, describeDatabaseFailure } from '../db/failure-reason';
 import { isRefusedData, sqlState } from '../db/write-failure';
 import type { Logger } from '../logger';
 import { recordEvents } from '../messages/record-events';
@@ -26,7 +26,13 @@ import { afterLookup, lookupPause, refusalPause } from './sweep-policy';
  * recordEvents — the same normalization, dedupe, rules and relay as a callback — and moves
  * the message along RECONCILE_SCHEDULE (sweep-policy.ts), to `stuck` after the last step.
  */
-export type LookupOutcome = 'updated' | 'unchanged' | Exclude<LookupResult['kind'], 'found'>;
+export type LookupOutcome =
+  | 'updated'
+  | 'unchanged'
+  | Exclude<LookupResult['kind'], 'found'>
+  // SignalWire was asked, but what came of it could not be written (a row another session
+  // held past SWEEP_WRITE_TIMEOUT_MS, the database gone): the message is looked up again.
+  | 'not_recorded';
 
 export interface ReconcileWorkerOptions {
   db: Db;
@@ -65,7 +71,14 @@ export interface ReconcileWorkerOptions {
 
 export interface ReconcileWorker {
   start(): void;
-  stop(): Promise<void>;
+  /**
+   * No new lookup; resolves once the loop has ended — or, with `waitMs`, after that long at
+   * most: the lookup in flight is then abandoned (it ends by itself, its writes bounded by
+   * SWEEP_WRITE_TIMEOUT_MS and the lock_timeout, and its message's lease runs out if they do
+   * not make it). The shutdown gives a wait (SHUTDOWN_STOP_WAIT_MS), so that a lookup held up
+   * (SignalWire slow to answer, a write waiting on a row) never holds up the recorder's drain.
+   */
+  stop(options?: { waitMs?: number }): Promise<void>;
   stats(): SweepStats | null;
 }
 
@@ -75,6 +88,14 @@ export interface ReconcileWorker {
  * own timeout, so it is never looked up by two replicas at once even when the database is slow.
  */
 const RECORD_ROOM_MS = 30_000;
+
+/**
+ * How long the shutdown waits for the sweep's lookup in flight (main.ts): long enough for one
+ * answered at SignalWire's usual pace to be written, short beside SHUTDOWN_GRACE_MS — the
+ * recorder's drain and the spool's replay come after it, and an abandoned lookup costs only
+ * another lookup once its lease runs out.
+ */
+export const SHUTDOWN_STOP_WAIT_MS = 2_000;
 
 export function createReconcileWorker(options: ReconcileWorkerOptions): ReconcileWorker {
   const { db, logger, schedule } = options;
@@ -108,6 +129,8 @@ export function createReconcileWorker(options: ReconcileWorkerOptions): Reconcil
   const refusals = new Map<string, { count: number; pausedUntil: number }>();
   // Projects whose last lookup on this replica was answered with their credentials accepted.
   const accepted = new Set<string>();
+  // Claimed messages whose lookup could not be written since the last one that was, and why.
+  let unwritten: { reason: string; count: number } | null = null;
 
   function sleep(ms: number): Promise<void> {
     return new Promise((resolve) => {
@@ -294,6 +317,32 @@ export function createReconcileWorker(options: ReconcileWorkerOptions): Reconcil
     options.onLookup?.(message.api, outcome);
   }
 
+  /**
+   * What came of a claimed message could not be written (its lookup's outcome, or giving it
+   * back): it keeps its lease, which runs out, and the message is looked up again then — at the
+   * same step: no step is used up, nor a lookup counted twice as a step. Said once when writes
+   * start failing and each time the reason changes, not once per message: a row another
+   * session holds fails one write per lease, a held table or a database gone fails them all.
+   */
+  function notWritten(message: ClaimedMessage, error: unknown): void {
+    const { kind, reason, code } = describeDatabaseFailure(error);
+    if (unwritten?.reason === reason) {
+      unwritten.count++;
+      return;
+    }
+    unwritten = { reason, count: 1 };
+    logger.warn(
+      { err: error, kind, code, message_id: message.id, lease_ms: leaseMs },
+      `lookup not recorded: ${reason}; the message is looked up again once its lease runs out (said once until lookups are recorded again)`,
+    );
+  }
+
+  function written(): void {
+    if (!unwritten) return;
+    logger.info({ not_recorded: unwritten.count }, 'lookups are recorded again');
+    unwritten = null;
+  }
+
   async function turn(): Promise<number> {
     if (options.paused?.()) return 0;
     if (elapsed() - lastStatsAt >= statsEveryMs) {
@@ -312,7 +361,12 @@ export function createReconcileWorker(options: ReconcileWorkerOptions): Reconcil
       if (paused(message.projectId)) {
         // Its project's credentials were refused during this batch: another replica may hold
         // working ones.
-        await release(db, message);
+        try {
+          await release(db, message);
+          written();
+        } catch (error) {
+          notWritten(message, error);
+        }
         continue;
       }
       await paced();
@@ -330,9 +384,11 @@ export function createReconcileWorker(options: ReconcileWorkerOptions): Reconcil
       }
       try {
         await lookUp(message);
+        written();
       } catch (error) {
-        // The lease runs out and another turn tries again.
-        logger.warn({ err: error, message_id: message.id }, 'lookup not recorded');
+        // The lease runs out and another turn tries again; the loop goes on to the others.
+        options.onLookup?.(message.api, 'not_recorded');
+        notWritten(message, error);
       }
     }
     return claimed.length;
@@ -362,18 +418,49 @@ export function createReconcileWorker(options: ReconcileWorkerOptions): Reconcil
     start() {
       if (running) return;
       stopping = false;
-      running = loop();
+      const run = loop();
+      running = run;
+      // Cleared when the loop ends, also after a stop() that gave up waiting for it (waitMs).
+      const ended = (): void => {
+        if (running === run) running = null;
+      };
+      void run.then(ended, ended);
       logger.info(
         { schedule_ms: schedule, rate_per_second: options.rate, projects: options.projects.length },
         'reconciliation sweep started',
       );
     },
-    async stop() {
+    async stop({ waitMs }: { waitMs?: number } = {}) {
       stopping = true;
       wakeUp?.();
-      await running;
-      running = null;
+      const run = running;
+      if (!run) return;
+      if (!(await endsWithin(run, waitMs))) {
+        logger.warn(
+          { wait_ms: waitMs },
+          'reconciliation sweep stopped with a lookup in flight: abandoned, its message is looked up again once its lease runs out',
+        );
+        return;
+      }
+      if (running === run) running = null;
     },
     stats: () => stats,
   };
+}
+
+/** Whether `work` settles within `ms` (always, without `ms`: it is awaited). */
+async function endsWithin(work: Promise<void>, ms: number | undefined): Promise<boolean> {
+  if (ms === undefined) {
+    await work;
+    return true;
+  }
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<false>((resolve) => {
+    timer = setTimeout(() => resolve(false), ms);
+  });
+  try {
+    return await Promise.race([work.then(() => true as const), late]);
+  } finally {
+    clearTimeout(timer);
+  }
 }

@@ -1,6 +1,8 @@
 import { sql } from 'kysely';
 import type { RawBuilder } from 'kysely';
 import type { Db } from '../db/database';
+import { lastInTransaction } from '../db/kysely-pool';
+import { withinStatementTimeout } from '../db/read-timeout';
 import type { Api } from '../messages/statuses';
 
 /**
@@ -59,7 +61,8 @@ const DUE_SINCE = sql`last_event_at + s.wait_ms * interval '1 millisecond'`;
 
 /**
  * A lease left on a message is a postponement's (recordStep and release clear it), or, rarely,
- * that of a replica that died mid-lookup — unless its last lookup came before its last event: a
+ * that of a claim whose lookup was never written (a replica that died mid-lookup, a write that
+ * ran out of SWEEP_WRITE_TIMEOUT_MS on a row another session held) — unless its last lookup came before its last event: a
  * new event restarts the schedule (record-events.repository.ts) but leaves the lease, which a
  * replica may be using; the postponement was of a step the message no longer is at.
  */
@@ -234,6 +237,30 @@ const UNMOVED = (message: ClaimedMessage) =>
   sql`date_trunc('milliseconds', last_event_at) = ${message.lastEventAt}`;
 
 /**
+ * How long one of a lookup's writes to its message (recordStep, postpone, release) may take,
+ * waits for the message's row included. Written as plain statements they had no lock_timeout
+ * (that comes with our transactions' BEGIN, db/kysely-pool.ts) nor any statement timeout, and
+ * waited for as long as another session held the row (an operator's `SELECT … FOR UPDATE` left
+ * open, a long transaction): the sweep's one loop stopped for every message, and its stop() —
+ * which the shutdown awaits before the recorder drains — never returned. Each now runs in a
+ * transaction cancelled after this (57014; a held lock fails it), and the worker takes the
+ * failure as any other write's: the lease runs out and the message is looked up again. Far
+ * above what a one-row update by primary key takes, or a commit of the write path holding the
+ * row; short enough that a shutdown still has its drain after the wait.
+ */
+export const SWEEP_WRITE_TIMEOUT_MS = 3_000;
+
+/**
+ * Runs one of the sweep's writes to a message within SWEEP_WRITE_TIMEOUT_MS, the COMMIT sent
+ * with it (db/kysely-pool.ts): one round trip more than the plain statement took, not two.
+ */
+function sweepWrite(db: Db, statement: RawBuilder<unknown>): Promise<unknown> {
+  return withinStatementTimeout(db, SWEEP_WRITE_TIMEOUT_MS, (trx) =>
+    trx.executeQuery(lastInTransaction(statement.compile(trx))),
+  );
+}
+
+/**
  * Records a lookup that moved the message to its next step (maybe stuck). The step and stuck
  * flag only apply while the message is where the lookup found it: an event recorded meanwhile
  * (by this lookup, or a callback) has restarted the schedule. Nothing is written once the lease
@@ -252,7 +279,9 @@ export async function recordStep(
   kind: 'sms' | 'mms' | null = null,
 ): Promise<void> {
   const finalMms = sql`(COALESCE(kind, ${kind}) = 'mms' AND status = 'sent')`;
-  await sql`
+  await sweepWrite(
+    db,
+    sql`
     UPDATE messages SET
       kind = COALESCE(kind, ${kind}),
       -- A kind learned changes the message's answer: its ETag must change (messages.routes.ts).
@@ -263,7 +292,8 @@ export async function recordStep(
       sweep_step = CASE WHEN ${UNMOVED(message)} THEN ${step}::smallint ELSE sweep_step END,
       stuck = CASE WHEN ${UNMOVED(message)}
         THEN ${stuck} AND status_rank < 50 AND NOT ${finalMms} ELSE stuck END
-    WHERE id = ${message.id} AND ${STILL_LEASED(message)}`.execute(db);
+    WHERE id = ${message.id} AND ${STILL_LEASED(message)}`,
+  );
 }
 
 /**
@@ -276,10 +306,13 @@ export async function postpone(
   retryMs: number,
   error: string,
 ): Promise<void> {
-  await sql`
+  await sweepWrite(
+    db,
+    sql`
     UPDATE messages SET sweep_lease_until = now() + ${retryMs} * interval '1 millisecond',
       sweep_checked_at = now(), sweep_error = ${error}
-    WHERE id = ${message.id} AND ${STILL_LEASED(message)}`.execute(db);
+    WHERE id = ${message.id} AND ${STILL_LEASED(message)}`,
+  );
 }
 
 /**
@@ -288,9 +321,12 @@ export async function postpone(
  * replica's: STILL_LEASED).
  */
 export async function release(db: Db, message: ClaimedMessage): Promise<void> {
-  await sql`
+  await sweepWrite(
+    db,
+    sql`
     UPDATE messages SET sweep_lease_until = NULL
-    WHERE id = ${message.id} AND ${STILL_LEASED(message)}`.execute(db);
+    WHERE id = ${message.id} AND ${STILL_LEASED(message)}`,
+  );
 }
 
 export interface SweepStats {

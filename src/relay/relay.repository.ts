@@ -1,6 +1,7 @@
 import { sql } from 'kysely';
-import type { Selectable } from 'kysely';
+import type { RawBuilder, Selectable } from 'kysely';
 import type { Db, RelayJobsTable } from '../db/database';
+import { lastInTransaction } from '../db/kysely-pool';
 import { withinStatementTimeout } from '../db/read-timeout';
 
 /** All SQL of the relay outbox's read and delivery side (the write side: messages/relay-outbox.ts). */
@@ -99,6 +100,30 @@ export async function claimDueJobs(
 }
 
 /**
+ * How long one of the worker's writes (releaseJobs, recordOutcomes, noteFailingHosts,
+ * forgetRecoveredHosts) may take, waits for rows included. As plain statements they had no
+ * lock_timeout (that comes with our transactions' BEGIN, db/kysely-pool.ts) nor any statement
+ * timeout: while another session held a job's or a host's row (an operator's `SELECT … FOR
+ * UPDATE` left open), the outcome writes — one statement for all outcomes at a time — waited
+ * for as long as it was held, every relay's outcome behind them, and the relay's stop() at
+ * shutdown with them. Cancelled (57014), a write fails as any other: the jobs' leases run out
+ * and they are sent again (at least once), a host's evidence waits for the next batch. Far above
+ * what a batch by primary key takes; within the half of the lease's slack kept for writing an
+ * outcome (relay-worker.ts), so a write that gives up does so before its leases run out.
+ */
+export const RELAY_WRITE_TIMEOUT_MS = 5_000;
+
+/**
+ * Runs one of the worker's writes within RELAY_WRITE_TIMEOUT_MS, the COMMIT sent with it
+ * (db/kysely-pool.ts): one round trip more than the plain statement took, not two.
+ */
+function relayWrite(db: Db, statement: RawBuilder<unknown>): Promise<unknown> {
+  return withinStatementTimeout(db, RELAY_WRITE_TIMEOUT_MS, (trx) =>
+    trx.executeQuery(lastInTransaction(statement.compile(trx))),
+  );
+}
+
+/**
  * A job row `r` still pending under the lease `o.lease_ms` (epoch ms) it was claimed under: the
  * one condition on which a replica may write what came of its claim (releaseJobs,
  * recordOutcomes). Claims set leases to the millisecond, what a Date holds.
@@ -118,10 +143,13 @@ export async function releaseJobs(
 ): Promise<void> {
   if (jobs.length === 0) return;
   const rows = jobs.map((job) => ({ id: job.id, lease_ms: job.lease.getTime() }));
-  await sql`
+  await relayWrite(
+    db,
+    sql`
     UPDATE relay_jobs r SET lease_until = NULL
     FROM json_to_recordset(${JSON.stringify(rows)}::json) AS o(id bigint, lease_ms double precision)
-    WHERE r.id = o.id AND ${stillLeased}`.execute(db);
+    WHERE r.id = o.id AND ${stillLeased}`,
+  );
 }
 
 /** What one attempt came to, as the worker writes it back. */
@@ -174,7 +202,9 @@ export async function recordOutcomes(db: Db, outcomes: readonly AttemptOutcome[]
     unless_redacted: o.payload.keep && o.payload.ifRedacted !== undefined,
     payload: o.payload.keep ? (o.payload.ifRedacted?.base64 ?? null) : o.payload.base64,
   }));
-  await sql`
+  await relayWrite(
+    db,
+    sql`
     UPDATE relay_jobs r SET
       state = o.state,
       attempts = r.attempts + CASE WHEN o.attempted THEN 1 ELSE 0 END,
@@ -192,7 +222,8 @@ export async function recordOutcomes(db: Db, outcomes: readonly AttemptOutcome[]
     FROM json_to_recordset(${JSON.stringify(rows)}::json) AS o(id bigint, lease_ms double precision,
       state text, attempted boolean, delay_ms double precision, status integer, error text,
       keep_payload boolean, unless_redacted boolean, payload text)
-    WHERE r.id = o.id AND ${stillLeased}`.execute(db);
+    WHERE r.id = o.id AND ${stillLeased}`,
+  );
 }
 
 /** A host a request to which failed (relay_hosts.last_error: how). */
@@ -231,7 +262,9 @@ export async function noteFailingHosts(
   windowMs: number,
 ): Promise<void> {
   if (failures.length === 0) return;
-  await sql`
+  await relayWrite(
+    db,
+    sql`
     INSERT INTO relay_hosts AS h (host, failing_since, last_failure_at, last_error)
     SELECT f.host, now(), now(), f.error
     FROM json_to_recordset(${JSON.stringify(failures)}::json) AS f(host text, error text)
@@ -240,16 +273,20 @@ export async function noteFailingHosts(
       failing_since = CASE WHEN h.last_failure_at < now() - ${windowMs} * interval '1 millisecond'
         THEN now() ELSE h.failing_since END,
       last_failure_at = now(),
-      last_error = excluded.last_error`.execute(db);
+      last_error = excluded.last_error`,
+  );
 }
 
 /** A request to each of these hosts was delivered: they are not failing (relay_hosts). */
 export async function forgetRecoveredHosts(db: Db, hosts: readonly string[]): Promise<void> {
   if (hosts.length === 0) return;
-  await sql`
+  await relayWrite(
+    db,
+    sql`
     DELETE FROM relay_hosts WHERE host IN (
       SELECT host FROM relay_hosts WHERE host = ANY(${[...hosts]}::text[])
-      ORDER BY host FOR UPDATE)`.execute(db);
+      ORDER BY host FOR UPDATE)`,
+  );
 }
 
 /** Expiry's view of the host of a job it claimed. */
