@@ -212,11 +212,14 @@ function unusableError(code: string, message: string): Error {
  * (src/messages/record-events.repository.ts: upserts, so UPDATE on status_events too — an
  * INSERT … ON CONFLICT DO UPDATE needs it even when nothing conflicts — and relay-outbox.ts),
  * the relay's outcomes and its failing hosts (src/relay), the send proxy's intents
- * (src/messages/send-intents.ts), and retention's removal steps, which every change feed page
+ * (src/messages/send-intents.ts: a callback reads them, the expiry clean-up locks the rows it
+ * deletes — `FOR UPDATE` needs UPDATE — and a delete by ref reads the column; with only INSERT
+ * and DELETE every intent write failed 42501 on a ready pod, every send going out without one),
+ * and retention's removal steps, which every change feed page
  * reads (src/feed/feed.repository.ts; a user granted table by table before migration 0013 made
  * every page a 500 on a ready pod).
  */
-const WRITES = [
+export const WRITES = [
   ['messages', 'INSERT'],
   ['messages', 'UPDATE'],
   ['status_events', 'INSERT'],
@@ -227,7 +230,9 @@ const WRITES = [
   ['relay_hosts', 'INSERT'],
   ['relay_hosts', 'UPDATE'],
   ['relay_hosts', 'DELETE'],
+  ['send_intents', 'SELECT'],
   ['send_intents', 'INSERT'],
+  ['send_intents', 'UPDATE'],
   ['send_intents', 'DELETE'],
   ['sw_status_feed_removals', 'SELECT'],
   ['sw_status_feed_removals', 'INSERT'],

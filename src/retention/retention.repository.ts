@@ -205,7 +205,8 @@ async function removeStep(
  * an intent expires CALLBACK_TOKEN_TTL_DAYS after its created_at (send-intents.ts), so this one
  * lives as long as its token can still bring a callback, and not a whole TTL from now. An
  * intent already there for the ref (the send's own, or one left by an earlier removal of the
- * message recreated since) is kept: DO NOTHING.
+ * message recreated since) is kept: DO NOTHING, without a conflict target (ref is the table's
+ * only unique key), which would need SELECT on send_intents of retention's user.
  */
 function leftIntents(tokenTtlDays: number | undefined) {
   const tokenMayBeValid =
@@ -217,7 +218,7 @@ function leftIntents(tokenTtlDays: number | undefined) {
       SELECT ref, client_status_callback, created_at FROM gone
       WHERE ref IS NOT NULL AND client_status_callback IS NOT NULL
         AND status_rank < ${TERMINAL_RANK} AND ${tokenMayBeValid}
-      ON CONFLICT (ref) DO NOTHING`;
+      ON CONFLICT DO NOTHING`;
 }
 
 /**
