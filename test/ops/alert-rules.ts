@@ -1,4 +1,8 @@
+import { execFile } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
 import path from 'node:path';
+import { promisify } from 'node:util';
+import yaml from 'js-yaml';
 import { K8S_DIR, readObjects } from '../deploy/kustomize';
 
 /** An alert, or (with `record` instead of `alert`) a recording rule. */
@@ -31,4 +35,38 @@ export function recordedNames(): Set<string> {
   return new Set(
     alertRuleGroups().flatMap((g) => g.rules.flatMap((rule) => (rule.record ? [rule.record] : []))),
   );
+}
+
+export const PROMTOOL = process.env.PROMTOOL_PATH ?? '/usr/bin/promtool';
+
+/**
+ * Runs `promtool test rules` in `work` over the rules with these test groups (promtool's
+ * `tests:`) and gives its output and whether it passed. Annotations are left out (promtool
+ * compares them verbatim); `promtool check rules` parses their templates.
+ */
+export async function runPromtoolTest(
+  work: string,
+  name: string,
+  testGroups: unknown[],
+): Promise<{ ok: boolean; output: string }> {
+  const rules = path.join(work, `${name}.rules.yaml`);
+  writeFileSync(
+    rules,
+    yaml.dump({
+      groups: alertRuleGroups().map((g) => ({
+        ...g,
+        rules: g.rules.map(({ annotations: _annotations, ...rule }) => rule),
+      })),
+    }),
+  );
+  const file = path.join(work, `${name}.test.yaml`);
+  writeFileSync(
+    file,
+    yaml.dump({ rule_files: [rules], evaluation_interval: '1m', tests: testGroups }),
+  );
+  const result = await promisify(execFile)(PROMTOOL, ['test', 'rules', file]).then(
+    (r) => ({ ...r, ok: true }),
+    (error: { stdout: string; stderr: string }) => ({ ...error, ok: false }),
+  );
+  return { ok: result.ok, output: `${result.stdout}${result.stderr}` };
 }

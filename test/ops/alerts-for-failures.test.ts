@@ -1,10 +1,7 @@
-import { execFile } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { promisify } from 'node:util';
-import yaml from 'js-yaml';
-import { alertRuleGroups, alertRules } from './alert-rules';
+import { PROMTOOL, alertRules, runPromtoolTest } from './alert-rules';
 
 /**
  * Failures that matter to an operator, shown as the series /metrics really serves during them,
@@ -16,8 +13,6 @@ import { alertRuleGroups, alertRules } from './alert-rules';
  * proves the harness: nothing fires there.
  */
 
-const run = promisify(execFile);
-const PROMTOOL = process.env.PROMTOOL_PATH ?? '/usr/bin/promtool';
 const ns = 'namespace="sw-status"';
 const pod0 = `${ns},pod="sw-status-0",job="sw-status-internal"`;
 
@@ -66,42 +61,18 @@ function healthy(minutes: number): Series[] {
 
 /** The names of the alerts firing at `evalTime` over these series. */
 async function firingAlerts(name: string, series: Series[], evalTime: string): Promise<string[]> {
-  const groups = alertRuleGroups();
-  const rules = path.join(work, `${name}.rules.yaml`);
-  writeFileSync(
-    rules,
-    yaml.dump({
-      groups: groups.map((g) => ({
-        ...g,
-        rules: g.rules.map(({ annotations: _annotations, ...rule }) => rule),
+  const { ok, output: out } = await runPromtoolTest(work, name, [
+    {
+      interval: '1m',
+      input_series: series,
+      alert_rule_test: alertRules().map((rule) => ({
+        eval_time: evalTime,
+        alertname: rule.alert,
+        exp_alerts: [],
       })),
-    }),
-  );
-  const file = path.join(work, `${name}.test.yaml`);
-  writeFileSync(
-    file,
-    yaml.dump({
-      rule_files: [rules],
-      evaluation_interval: '1m',
-      tests: [
-        {
-          interval: '1m',
-          input_series: series,
-          alert_rule_test: alertRules().map((rule) => ({
-            eval_time: evalTime,
-            alertname: rule.alert,
-            exp_alerts: [],
-          })),
-        },
-      ],
-    }),
-  );
-  const result = await run(PROMTOOL, ['test', 'rules', file]).then(
-    (r) => ({ ...r, ok: true }),
-    (error: { stdout: string; stderr: string }) => ({ ...error, ok: false }),
-  );
-  const out = `${result.stdout}${result.stderr}`;
-  if (result.ok) {
+    },
+  ]);
+  if (ok) {
     expect(out).toContain('SUCCESS');
     return [];
   }

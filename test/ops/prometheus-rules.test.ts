@@ -4,7 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import yaml from 'js-yaml';
-import { alertRuleGroups, alertRules } from './alert-rules';
+import { PROMTOOL, alertRuleGroups, alertRules, runPromtoolTest } from './alert-rules';
 
 /**
  * The alert rules of k8s/components/monitoring/prometheusrule.yaml through Prometheus' own
@@ -14,7 +14,6 @@ import { alertRuleGroups, alertRules } from './alert-rules';
  */
 
 const run = promisify(execFile);
-const PROMTOOL = process.env.PROMTOOL_PATH ?? '/usr/bin/promtool';
 const groups = alertRuleGroups();
 
 let work: string;
@@ -63,31 +62,9 @@ test('When an alert tells the on-call what to run, then the production image has
   }
 });
 
-/**
- * Runs `promtool test rules` over the rules with these test groups (promtool's `tests:`), and
- * expects it to pass. Annotations are left out (promtool compares them verbatim); `check rules`
- * above parses their templates.
- */
+/** Runs `promtool test rules` over the rules with these test groups, and expects it to pass. */
 async function expectPromtoolTestPasses(name: string, testGroups: unknown[]): Promise<void> {
-  const rules = path.join(work, `${name}.rules.yaml`);
-  writeFileSync(
-    rules,
-    yaml.dump({
-      groups: groups.map((g) => ({
-        ...g,
-        rules: g.rules.map(({ annotations: _annotations, ...rule }) => rule),
-      })),
-    }),
-  );
-  const file = path.join(work, `${name}.test.yaml`);
-  writeFileSync(
-    file,
-    yaml.dump({ rule_files: [rules], evaluation_interval: '1m', tests: testGroups }),
-  );
-  const result = await run(PROMTOOL, ['test', 'rules', file]).catch(
-    (error: { stdout: string; stderr: string }) => error,
-  );
-  expect(`${result.stdout}${result.stderr}`).toContain('SUCCESS');
+  expect((await runPromtoolTest(work, name, testGroups)).output).toContain('SUCCESS');
 }
 
 const ns = 'namespace="sw-status"';

@@ -134,8 +134,9 @@ test('When a callback commits for an old message after a retention step began bu
   const retentionDb = createDb(t.database.url, 1);
   try {
     const step = removeExpiredMessages(retentionDb.db, new Date(Date.now() - 30 * DAY), 10);
-    await new Promise((resolve) => setTimeout(resolve, 300));
-    // Committed while the step is busy with `first`; `second` is not locked yet.
+    // Committed while the step is busy with `first` (in its trigger's sleep); `second` is not
+    // locked yet.
+    await sleepingInDatabase(t.database.db, 'the retention step removing `first`');
     await expect(
       recordEvents(t.database.db, [
         statusEvent('delivered', {
