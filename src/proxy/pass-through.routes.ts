@@ -210,25 +210,21 @@ async function forgetRedactedText(
   const emptied = call.updated !== null && emptiesText(req, call.path, call.body);
   const messageId = call.deleted ?? (emptied ? call.updated : null);
   if (messageId === null) return;
-  try {
-    await withTimeout(
-      inRedactionTurn(db, async () => {
-        await forgetMessageText(db, messageId);
-        await forgetRelayedText(db, messageId);
-      }),
-      STORE_TIMEOUT_MS,
-      'not done',
-    );
-  } catch (err) {
-    // Not retried, as before: the caller has SignalWire's answer all the same, and the text
-    // stays here until the message's retention ends. The error says which bound it met: no turn
-    // (ETIMEDOUT, untouched), a held row (57014, 55P03: rolled back), or the caller's wait (the
-    // work, itself bounded, may still finish).
+  // The work goes on past the caller's answer (REDACTION_TURN_WAIT_MS): only its own failure
+  // is logged. Not retried, as before: the caller has SignalWire's answer all the same, and the
+  // text stays here until the message's retention ends. The error says which bound it met: no
+  // turn (ETIMEDOUT, untouched) or a held row (57014, 55P03: rolled back).
+  const work = inRedactionTurn(db, async () => {
+    await forgetMessageText(db, messageId);
+    await forgetRelayedText(db, messageId);
+  }).catch((err: unknown) => {
     deps.logger.warn(
       { ...call.log, err, message_id: messageId },
-      'a message redacted or deleted at SignalWire may keep its text here: the store did not do it in time',
+      'a message redacted or deleted at SignalWire keeps its text here: the store did not do it',
     );
-  }
+  });
+  // The caller waits for it a little, as for any write of the store, then has its answer.
+  await withTimeout(work, STORE_TIMEOUT_MS, 'not done').catch(() => undefined);
 }
 
 /**
@@ -237,10 +233,20 @@ async function forgetRedactedText(
  * deleting a message whose rows another session held (an operator's `SELECT … FOR UPDATE` left
  * open), their clients retrying when answered late, had a dozen statements wait for that lock at
  * once and took the whole primary pool: the callbacks' commits failed. Now such a row holds two
- * connections for the statement timeout; the redactions after them wait a little for a turn and
- * are then given up (logged), their callers answered. Two at once is far more than deletions need.
+ * connections for the statement timeout.
+ *
+ * The redactions after them wait for a turn for up to REDACTION_TURN_WAIT_MS, well past their
+ * caller's answer (STORE_TIMEOUT_MS): SignalWire has already forgotten the text, and an app
+ * purging its messages sends hundreds of deletions at once — with a short wait most of a burst
+ * of 500 was given up and kept its text here. Waiting costs a closure, not a connection; only a
+ * store that stays held or down for the whole wait gives one up (logged).
  */
-const inRedactionTurn = poolTurns({ atOnce: 2, maxWaitMs: 1_000, what: 'a redaction' });
+const REDACTION_TURN_WAIT_MS = 60_000;
+const inRedactionTurn = poolTurns({
+  atOnce: 2,
+  maxWaitMs: REDACTION_TURN_WAIT_MS,
+  what: 'a redaction',
+});
 
 /**
  * Whether an update's body empties the message's text (`body: ""`, `Body=`), read as a send's
