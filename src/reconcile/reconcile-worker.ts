@@ -414,17 +414,31 @@ export function createReconcileWorker(options: ReconcileWorkerOptions): Reconcil
     }
   }
 
+  /**
+   * Starts the loop. `running` is cleared when it ends, also after a stop() that gave up waiting
+   * for it (waitMs); one that ends while the sweep was started again meanwhile (start() after
+   * such a stop, once the loop had seen `stopping`) is followed by another: never two at once.
+   */
+  function run(): void {
+    const current = loop();
+    running = current;
+    const ended = (): boolean => {
+      if (running !== current) return false;
+      running = null;
+      return true;
+    };
+    // A loop ends only once it sees `stopping` (it catches its turns' errors).
+    void current.then(() => {
+      if (ended() && !stopping) run();
+    }, ended);
+  }
+
   return {
     start() {
-      if (running) return;
       stopping = false;
-      const run = loop();
-      running = run;
-      // Cleared when the loop ends, also after a stop() that gave up waiting for it (waitMs).
-      const ended = (): void => {
-        if (running === run) running = null;
-      };
-      void run.then(ended, ended);
+      // A loop a stop() gave up waiting for may still run (a lookup in flight): it goes on, or
+      // is followed by another if it is already ending (run).
+      if (!running) run();
       logger.info(
         { schedule_ms: schedule, rate_per_second: options.rate, projects: options.projects.length },
         'reconciliation sweep started',
@@ -433,16 +447,16 @@ export function createReconcileWorker(options: ReconcileWorkerOptions): Reconcil
     async stop({ waitMs }: { waitMs?: number } = {}) {
       stopping = true;
       wakeUp?.();
-      const run = running;
-      if (!run) return;
-      if (!(await endsWithin(run, waitMs))) {
+      const current = running;
+      if (!current) return;
+      if (!(await endsWithin(current, waitMs))) {
         logger.warn(
           { wait_ms: waitMs },
           'reconciliation sweep stopped with a lookup in flight: abandoned, its message is looked up again once its lease runs out',
         );
         return;
       }
-      if (running === run) running = null;
+      if (running === current) running = null;
     },
     stats: () => stats,
   };

@@ -60,13 +60,25 @@ function stepRange(exact: boolean) {
 const DUE_SINCE = sql`last_event_at + s.wait_ms * interval '1 millisecond'`;
 
 /**
- * A lease left on a message is a postponement's (recordStep and release clear it), or, rarely,
- * that of a claim whose lookup was never written (a replica that died mid-lookup, a write that
- * ran out of SWEEP_WRITE_TIMEOUT_MS on a row another session held) — unless its last lookup came before its last event: a
- * new event restarts the schedule (record-events.repository.ts) but leaves the lease, which a
- * replica may be using; the postponement was of a step the message no longer is at.
+ * What marks a claim's lease: it ends one microsecond past a whole millisecond (the
+ * millisecond is what names it: a Date holds no more, STILL_LEASED), a postponement's on a
+ * whole millisecond. A lease is left on a message by a postponement (recordStep and release
+ * clear it), but also by a claim whose writes never came (a replica that died mid-lookup, a
+ * write or a release that ran out of SWEEP_WRITE_TIMEOUT_MS on a row another session held):
+ * read as a postponement's, such a lease made the next lookup's single 503 count as the
+ * message's step, and a message at its last step stuck (reconcile-worker.ts ownFailure).
  */
-const RETRIED = sql`sweep_lease_until IS NOT NULL AND NOT COALESCE(sweep_checked_at < last_event_at, false)`;
+const CLAIM_MARK = sql`interval '1 microsecond'`;
+
+/**
+ * The lease left on a message is a postponement's (not a claim's: CLAIM_MARK) — unless its last
+ * lookup came before its last event: a new event restarts the schedule
+ * (record-events.repository.ts) but leaves the lease, which a replica may be using; the
+ * postponement was of a step the message no longer is at.
+ */
+const RETRIED = sql`sweep_lease_until IS NOT NULL
+  AND sweep_lease_until <> date_trunc('milliseconds', sweep_lease_until) + ${CLAIM_MARK}
+  AND NOT COALESCE(sweep_checked_at < last_event_at, false)`;
 
 const UNLEASED = sql`(sweep_lease_until IS NULL OR sweep_lease_until < now())`;
 
@@ -164,9 +176,11 @@ export async function claimDueMessages(
       WHERE (id, sweep_step, last_event_at) IN (SELECT id, sweep_step, last_event_at FROM candidates)
         AND ${SWEEPABLE} AND ${UNLEASED}
       FOR UPDATE SKIP LOCKED)
-    -- To the millisecond: what a Date holds, so that the lookup's writes can name the lease.
+    -- To the millisecond: what a Date holds, so that the lookup's writes can name the lease;
+    -- and the claim's mark, so that a lease it leaves is not taken for a postponement's.
     UPDATE messages m
     SET sweep_lease_until = date_trunc('milliseconds', now() + ${options.leaseMs} * interval '1 millisecond')
+      + ${CLAIM_MARK}
     FROM due WHERE m.id = due.id
     RETURNING m.id, m.api, m.project_id, m.status, m.error_code, m.sweep_step, m.sweep_error,
       m.last_event_at, m.sweep_lease_until, due.retried`.execute(db);
@@ -298,7 +312,8 @@ export async function recordStep(
 
 /**
  * A lookup that failed for a reason of its own: the same step is tried after `retryMs` (while
- * the lease is still this replica's: STILL_LEASED).
+ * the lease is still this replica's: STILL_LEASED). Its lease ends on a whole millisecond,
+ * never with a claim's mark (CLAIM_MARK): the next claim reads it as retried.
  */
 export async function postpone(
   db: Db,
@@ -309,7 +324,8 @@ export async function postpone(
   await sweepWrite(
     db,
     sql`
-    UPDATE messages SET sweep_lease_until = now() + ${retryMs} * interval '1 millisecond',
+    UPDATE messages SET
+      sweep_lease_until = date_trunc('milliseconds', now() + ${retryMs} * interval '1 millisecond'),
       sweep_checked_at = now(), sweep_error = ${error}
     WHERE id = ${message.id} AND ${STILL_LEASED(message)}`,
   );

@@ -1,6 +1,6 @@
 import type { Db } from '../db/database';
 import type { Logger } from '../logger';
-import { createFailureLog } from '../db/failure-reason';
+import { createFailureLog, describeDatabaseFailure } from '../db/failure-reason';
 import { createHostLimiter } from './circuit-breaker';
 import type { BreakerOptions } from './circuit-breaker';
 import { nextClaim } from './claim-room';
@@ -175,9 +175,11 @@ export function createRelayWorker(options: RelayWorkerOptions): RelayWorker {
     outcome: AttemptOutcome;
     host: string;
     hostFailure: boolean;
-    done: (error?: unknown) => void;
+    done: (recorded: boolean) => void;
   }> = [];
   let writing = false;
+  // Outcomes not written since the last batch that was, and why (notRecorded).
+  let unrecorded: { reason: string; count: number } | null = null;
 
   async function turn(): Promise<number> {
     const now = monotonicNow();
@@ -276,8 +278,9 @@ export function createRelayWorker(options: RelayWorkerOptions): RelayWorker {
     limiter.started(job.host);
     const attempt: Promise<void> = send(job)
       .catch((error: unknown) => {
-        // The outcome could not be recorded: the lease runs out and the job is sent again.
-        logger.warn({ err: error, relay_id: job.id }, 'relay outcome not recorded; will resend');
+        // Not the outcome's write (writeOutcomes says those): the lease runs out and the job
+        // is sent again.
+        logger.warn({ err: error, relay_id: job.id }, 'relay attempt failed; will resend');
       })
       .finally(() => {
         inFlight.delete(attempt);
@@ -330,7 +333,8 @@ export function createRelayWorker(options: RelayWorkerOptions): RelayWorker {
       payload: { keep: true },
     };
     if (decision.state !== 'pending') outcome.payload = payloadAfter(job, decision.state);
-    await record(outcome, job.host, hostFailure);
+    // Not written (writeOutcomes said why): the lease runs out and the job is sent again.
+    if (!(await record(outcome, job.host, hostFailure))) return;
     if (decision.state === 'dead') {
       metrics?.onAttempt(result.kind === 'refused' ? 'refused' : 'dead');
       logger.warn(
@@ -382,31 +386,51 @@ export function createRelayWorker(options: RelayWorkerOptions): RelayWorker {
         ),
       ),
     )
-      .then(() => {
-        metrics?.onExpired(jobs.length);
+      .then((wereWritten) => {
+        // Those not written (writeOutcomes said why): their leases run out and the next
+        // expiry takes them again.
+        const dead = jobs.filter((_, i) => wereWritten[i]);
+        if (dead.length === 0) return;
+        metrics?.onExpired(dead.length);
         logger.warn(
-          { relays: jobs.length, hosts: [...new Set(jobs.map((job) => job.host))] },
+          { relays: dead.length, hosts: [...new Set(dead.map((job) => job.host))] },
           'relays dead: their schedule ran out while their host kept failing',
         );
-      })
-      .catch((error: unknown) => {
-        // Their leases run out and the next expiry takes them again.
-        logger.warn({ err: error }, 'expired relays not recorded; will retry');
       })
       .finally(() => inFlight.delete(written));
     inFlight.set(written, monotonicNow());
   }
 
-  function record(outcome: AttemptOutcome, host: string, hostFailure: boolean): Promise<void> {
-    return new Promise((resolve, reject) => {
-      outcomes.push({
-        outcome,
-        host,
-        hostFailure,
-        done: (error) => (error ? reject(error) : resolve()),
-      });
+  /** Whether the outcome was written (or needed no writing: its lease was no longer held). */
+  function record(outcome: AttemptOutcome, host: string, hostFailure: boolean): Promise<boolean> {
+    return new Promise((resolve) => {
+      outcomes.push({ outcome, host, hostFailure, done: resolve });
       void writeOutcomes();
     });
+  }
+
+  /**
+   * Outcomes were not written: their jobs keep their leases, which run out, and they are sent
+   * again (at least once). Said once when writes start failing and each time the reason
+   * changes, not once per job (a batch holds up to RELAY_CONCURRENCY of them), as the sweep
+   * says its lookups not recorded (reconcile-worker.ts).
+   */
+  function notRecorded(count: number, reason: string, fields: Record<string, unknown>): void {
+    if (unrecorded?.reason === reason) {
+      unrecorded.count += count;
+      return;
+    }
+    unrecorded = { reason, count };
+    logger.warn(
+      { ...fields, relays: count },
+      `relay outcomes not recorded: ${reason}; those relays are sent again once their leases run out (said once until outcomes are recorded again)`,
+    );
+  }
+
+  function recorded(): void {
+    if (!unrecorded) return;
+    logger.info({ not_recorded: unrecorded.count }, 'relay outcomes are recorded again');
+    unrecorded = null;
   }
 
   async function writeOutcomes(): Promise<void> {
@@ -417,13 +441,21 @@ export function createRelayWorker(options: RelayWorkerOptions): RelayWorker {
         const batch = outcomes;
         outcomes = [];
         try {
-          await recordOutcomes(
+          const held = await recordOutcomes(
             db,
             batch.map((entry) => entry.outcome),
           );
-          for (const entry of batch) entry.done();
+          for (const entry of batch) entry.done(!held.has(entry.outcome.id));
+          if (held.size === 0) recorded();
+          else {
+            notRecorded(held.size, 'their job rows are held by another session', {
+              relay_ids: [...held],
+            });
+          }
         } catch (error) {
-          for (const entry of batch) entry.done(error);
+          for (const entry of batch) entry.done(false);
+          const { kind, reason, code } = describeDatabaseFailure(error);
+          notRecorded(batch.length, reason, { err: error, kind, code });
         }
         // About the requests made, whether or not their outcomes could be written (another
         // replica may have taken a job whose lease ran out: the request was still made).

@@ -106,10 +106,12 @@ export async function claimDueJobs(
  * timeout: while another session held a job's or a host's row (an operator's `SELECT … FOR
  * UPDATE` left open), the outcome writes — one statement for all outcomes at a time — waited
  * for as long as it was held, every relay's outcome behind them, and the relay's stop() at
- * shutdown with them. Cancelled (57014), a write fails as any other: the jobs' leases run out
- * and they are sent again (at least once), a host's evidence waits for the next batch. Far above
- * what a batch by primary key takes; within the half of the lease's slack kept for writing an
- * outcome (relay-worker.ts), so a write that gives up does so before its leases run out.
+ * shutdown with them. The job writes no longer wait for a job's row at all (they skip a held
+ * one: MINE); cancelled (57014) for any other reason, a write fails as any other: the jobs'
+ * leases run out and they are sent again (at least once), a host's evidence waits for the next
+ * batch. Far above what a batch by primary key takes; within the half of the lease's slack kept
+ * for writing an outcome (relay-worker.ts), so a write that gives up does so before its leases
+ * run out.
  */
 export const RELAY_WRITE_TIMEOUT_MS = 5_000;
 
@@ -117,10 +119,11 @@ export const RELAY_WRITE_TIMEOUT_MS = 5_000;
  * Runs one of the worker's writes within RELAY_WRITE_TIMEOUT_MS, the COMMIT sent with it
  * (db/kysely-pool.ts): one round trip more than the plain statement took, not two.
  */
-function relayWrite(db: Db, statement: RawBuilder<unknown>): Promise<unknown> {
-  return withinStatementTimeout(db, RELAY_WRITE_TIMEOUT_MS, (trx) =>
+async function relayWrite<R>(db: Db, statement: RawBuilder<R>): Promise<R[]> {
+  const { rows } = await withinStatementTimeout(db, RELAY_WRITE_TIMEOUT_MS, (trx) =>
     trx.executeQuery(lastInTransaction(statement.compile(trx))),
   );
+  return rows as R[];
 }
 
 /**
@@ -132,10 +135,32 @@ const stillLeased = sql`r.state = 'pending'
   AND date_trunc('milliseconds', r.lease_until) = to_timestamp(o.lease_ms / 1000)`;
 
 /**
+ * `mine`: the jobs of `o` (a write's jobs as rows, with `id` and `lease_ms`) still under the
+ * lease this replica claimed them under, locked — all but those another session holds (SKIP
+ * LOCKED: an operator's `SELECT … FOR UPDATE` left open, a long transaction). The job writes
+ * never wait for a row: a batch of outcomes that waited for one held row gave up on all of
+ * them at RELAY_WRITE_TIMEOUT_MS, and every relay of the batch, delivered to its app already,
+ * was sent again once its lease ran out. A held job alone is left to its lease (`held`), and
+ * sent again then: what at least once allows. Nothing else holds a leased job's row for
+ * longer than a statement: claims and expiry skip leased rows before locking, redaction only
+ * touches delivered and dead ones.
+ */
+const MINE = sql`mine AS (
+      SELECT r.id FROM relay_jobs r JOIN o ON r.id = o.id
+      WHERE ${stillLeased}
+      FOR UPDATE OF r SKIP LOCKED)`;
+
+/** `held`: the jobs of `o` still this replica's that `mine` skipped: another session holds them. */
+const HELD = sql`held AS (
+      SELECT o.id FROM o JOIN relay_jobs r ON r.id = o.id
+      WHERE ${stillLeased} AND o.id NOT IN (SELECT id FROM mine))`;
+
+/**
  * Gives claimed jobs back untouched (their host had no room, or this replica stops) — each only
  * while it still holds the lease this replica claimed it under: one that ran out and was
  * claimed by another replica is that replica's now, and clearing its lease would let a third
- * send it meanwhile and drop its outcome (recordOutcomes).
+ * send it meanwhile and drop its outcome (recordOutcomes). One another session holds (MINE)
+ * keeps its lease until it runs out.
  */
 export async function releaseJobs(
   db: Db,
@@ -146,8 +171,12 @@ export async function releaseJobs(
   await relayWrite(
     db,
     sql`
+    WITH o AS (
+      SELECT * FROM json_to_recordset(${JSON.stringify(rows)}::json)
+        AS o(id bigint, lease_ms double precision)
+    ), ${MINE}
     UPDATE relay_jobs r SET lease_until = NULL
-    FROM json_to_recordset(${JSON.stringify(rows)}::json) AS o(id bigint, lease_ms double precision)
+    FROM o JOIN mine ON mine.id = o.id
     WHERE r.id = o.id AND ${stillLeased}`,
   );
 }
@@ -185,11 +214,16 @@ export interface AttemptOutcome {
 /**
  * Writes the outcomes of many attempts in one statement and one commit: a commit per relay
  * would cost the database more than the relays themselves. An outcome whose lease the job no
- * longer holds is not written (the job was claimed again: its newer attempt decides). Not a named statement (see
- * messages/relay-outbox.ts): planned with its values, the join is on the primary key.
+ * longer holds is not written (the job was claimed again: its newer attempt decides), nor one
+ * whose row another session holds (MINE): returned, the ids of those, left to their lease.
+ * Not a named statement (see messages/relay-outbox.ts): planned with its values, the join is
+ * on the primary key.
  */
-export async function recordOutcomes(db: Db, outcomes: readonly AttemptOutcome[]): Promise<void> {
-  if (outcomes.length === 0) return;
+export async function recordOutcomes(
+  db: Db,
+  outcomes: readonly AttemptOutcome[],
+): Promise<Set<number>> {
+  if (outcomes.length === 0) return new Set();
   const rows = outcomes.map((o) => ({
     id: o.id,
     lease_ms: o.lease.getTime(),
@@ -202,9 +236,14 @@ export async function recordOutcomes(db: Db, outcomes: readonly AttemptOutcome[]
     unless_redacted: o.payload.keep && o.payload.ifRedacted !== undefined,
     payload: o.payload.keep ? (o.payload.ifRedacted?.base64 ?? null) : o.payload.base64,
   }));
-  await relayWrite(
+  const held = await relayWrite(
     db,
-    sql`
+    sql<{ id: string }>`
+    WITH o AS (
+      SELECT * FROM json_to_recordset(${JSON.stringify(rows)}::json) AS o(id bigint,
+        lease_ms double precision, state text, attempted boolean, delay_ms double precision,
+        status integer, error text, keep_payload boolean, unless_redacted boolean, payload text)
+    ), ${MINE}, ${HELD}, written AS (
     UPDATE relay_jobs r SET
       state = o.state,
       attempts = r.attempts + CASE WHEN o.attempted THEN 1 ELSE 0 END,
@@ -219,11 +258,12 @@ export async function recordOutcomes(db: Db, outcomes: readonly AttemptOutcome[]
         WHEN o.keep_payload AND NOT (o.unless_redacted AND EXISTS (
           SELECT 1 FROM messages m WHERE m.id = r.message_id AND m.body = ''))
         THEN r.payload ELSE decode(o.payload, 'base64') END
-    FROM json_to_recordset(${JSON.stringify(rows)}::json) AS o(id bigint, lease_ms double precision,
-      state text, attempted boolean, delay_ms double precision, status integer, error text,
-      keep_payload boolean, unless_redacted boolean, payload text)
-    WHERE r.id = o.id AND ${stillLeased}`,
+    FROM o JOIN mine ON mine.id = o.id
+    WHERE r.id = o.id AND ${stillLeased})
+    -- held reads the rows as the statement began: before written changed them.
+    SELECT id FROM held`,
   );
+  return new Set(held.map((row) => Number(row.id)));
 }
 
 /** A host a request to which failed (relay_hosts.last_error: how). */
