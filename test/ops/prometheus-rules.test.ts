@@ -587,8 +587,10 @@ test('When the reconciliation sweep stops getting to due messages (credentials r
   ]);
 });
 
-test('When a relay to an app stays pending past its 2 h 36 min attempt, then SwStatusRelayBacklog fires; relays of an app down for 40 minutes, delivered at that attempt, do not', async () => {
+test('When a relay to an app stays pending past its 2 h 36 min attempt, then SwStatusRelayBacklog fires while relays fail; relays of an app down for 40 minutes, delivered at that attempt, and the backlog of an app that recovered, do not', async () => {
   const oldest = (pod: string) => `sw_status_relay_oldest_pending_age_seconds{${ns},pod="${pod}"}`;
+  const attempts = (outcome: string) =>
+    `sw_status_relay_attempts_total{${ns},pod="sw-status-0",outcome="${outcome}"}`;
   const backlog = (eval_time: string) => ({
     eval_time,
     alertname: 'SwStatusRelayBacklog',
@@ -606,8 +608,21 @@ test('When a relay to an app stays pending past its 2 h 36 min attempt, then SwS
       input_series: [
         { series: oldest('sw-status-0'), values: '0 0 0+60x300' },
         { series: oldest('sw-status-1'), values: 'NaN NaN NaN 60+60x300' },
+        // New relays keep arriving and failing their first attempts.
+        { series: attempts('retry'), values: '0+5x302' },
       ],
       alert_rule_test: [silent('3h'), silent('3h25m'), backlog('3h40m'), backlog('5h')],
+    },
+    {
+      // Every relay timed out until 2 h 40 min; the app answers since (new relays delivered),
+      // and the backlog waits for its 8 h 36 min attempt: nothing wrong meanwhile.
+      interval: '1m',
+      input_series: [
+        { series: oldest('sw-status-0'), values: '0+60x420' },
+        { series: attempts('retry'), values: '0+5x160 800x260' },
+        { series: attempts('delivered'), values: '0x160 0+5x260' },
+      ],
+      alert_rule_test: [silent('3h40m'), silent('4h'), silent('6h')],
     },
     {
       // An app down for 40 minutes: its oldest relay failed at 36 min, waits for the attempt at
