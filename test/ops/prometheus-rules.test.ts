@@ -587,7 +587,7 @@ test('When the reconciliation sweep stops getting to due messages (credentials r
   ]);
 });
 
-test('When a relay to an app stays pending past its 2 h 36 min attempt, then SwStatusRelayBacklog fires while relays fail; relays of an app down for 40 minutes, delivered at that attempt, and the backlog of an app that recovered, do not', async () => {
+test('When a relay to an app stays pending past its 2 h 36 min attempt, then SwStatusRelayBacklog fires, for a quiet app down too; relays of an app down for 40 minutes, delivered at that attempt, do not', async () => {
   const oldest = (pod: string) => `sw_status_relay_oldest_pending_age_seconds{${ns},pod="${pod}"}`;
   const attempts = (outcome: string) =>
     `sw_status_relay_attempts_total{${ns},pod="sw-status-0",outcome="${outcome}"}`;
@@ -614,15 +614,15 @@ test('When a relay to an app stays pending past its 2 h 36 min attempt, then SwS
       alert_rule_test: [silent('3h'), silent('3h25m'), backlog('3h40m'), backlog('5h')],
     },
     {
-      // Every relay timed out until 2 h 40 min; the app answers since (new relays delivered),
-      // and the backlog waits for its 8 h 36 min attempt: nothing wrong meanwhile.
+      // A quiet app down all along, one relay pending: attempted at 10 s, 1 m 10 s, 6 m 10 s,
+      // 36 m 10 s, 2 h 36 m 10 s and 8 h 36 m 10 s, nothing in between for hours — it fires
+      // throughout (a rule asking for failed attempts within the hour resolved it at 3 h 37 min).
       interval: '1m',
       input_series: [
-        { series: oldest('sw-status-0'), values: '0+60x420' },
-        { series: attempts('retry'), values: '0+5x160 800x260' },
-        { series: attempts('delivered'), values: '0x160 0+5x260' },
+        { series: oldest('sw-status-0'), values: '0+60x600' },
+        { series: attempts('retry'), values: '_ 1 2 2 2 2 2 3x30 4x120 5x360 6x83' },
       ],
-      alert_rule_test: [silent('3h40m'), silent('4h'), silent('6h')],
+      alert_rule_test: [backlog('3h35m'), backlog('4h'), backlog('6h'), backlog('8h')],
     },
     {
       // An app down for 40 minutes: its oldest relay failed at 36 min, waits for the attempt at
