@@ -5,6 +5,7 @@ import { ConfigError, loadConfig, redactSecrets } from './config';
 import { createDb, createReaderDb } from './db/database';
 import { createInFlight } from './process/in-flight';
 import { createDatabaseReadiness } from './db/database-readiness';
+import { startFeedEpochChecks } from './feed/feed-epoch';
 import { createFeedSignal } from './feed/feed-signal';
 import { startEmbeddedPostgres } from './db/embedded-postgres';
 import { knownMigrations, migrateReachable } from './db/migrate';
@@ -129,6 +130,13 @@ async function main(): Promise<void> {
   });
   lifecycle.ingest = recorder;
   const statsCompactor = startStatsCompactor({ db, logger, paused });
+  // The change feed's reset after a failover or restore that sent transaction ids back: on the
+  // primary (db), every replica (src/feed/feed-epoch.ts).
+  const feedEpoch = startFeedEpochChecks({
+    db,
+    logger: logger.child({ component: 'feed-epoch' }),
+    paused,
+  });
   // RETENTION_DAYS / RELAY_KEEP_DELIVERED_DAYS (DESIGN §13); undefined when neither is set.
   const retention = createRetention({
     db,
@@ -187,6 +195,7 @@ async function main(): Promise<void> {
       // After the ingest drain: the relays of the last committed callbacks may still go out.
       () => relay.stop(),
       () => statsCompactor.stop(),
+      () => feedEpoch.stop(),
       async () => simulator?.close(),
       () => db.destroy(),
       async () => reader?.db.destroy(),

@@ -217,7 +217,9 @@ function unusableError(code: string, message: string): Error {
  * and DELETE every intent write failed 42501 on a ready pod, every send going out without one),
  * and retention's removal steps, which every change feed page
  * reads (src/feed/feed.repository.ts; a user granted table by table before migration 0013 made
- * every page a 500 on a ready pod).
+ * every page a 500 on a ready pod), and the database the feed's cursors were issued on, which
+ * the primary notes and checks to reset the feed after a failover or restore
+ * (src/feed/feed-epoch.ts; the reset is a removal step: the INSERT and DELETE above).
  */
 export const WRITES = [
   ['messages', 'INSERT'],
@@ -237,6 +239,9 @@ export const WRITES = [
   ['sw_status_feed_removals', 'SELECT'],
   ['sw_status_feed_removals', 'INSERT'],
   ['sw_status_feed_removals', 'DELETE'],
+  ['sw_status_feed_epoch', 'SELECT'],
+  ['sw_status_feed_epoch', 'INSERT'],
+  ['sw_status_feed_epoch', 'UPDATE'],
 ] as const;
 
 /**

@@ -1,6 +1,7 @@
 import { sql } from 'kysely';
 import type { Kysely } from 'kysely';
 import type { Logger } from '../logger';
+import { NEVER_ISSUED_TX } from './removal-steps';
 
 /**
  * Transaction ids stored as data, after a logical move of the database.
@@ -97,6 +98,8 @@ export async function rebaseTransactionIds<T>(
   const counts: RebaseCounts = { events: 0, messages: 0, other: 0 };
   // Every other column of type xid8 (retention's removed positions: one row, a few), found in
   // the catalogue so that one a later migration adds is not forgotten; each in one statement.
+  // Not a feed reset's position (NEVER_ISSUED_TX, src/feed/feed-epoch.ts): no cluster issues
+  // it, and at 0 the reset would no longer refuse the cursors from before it.
   const { rows: others } = await sql<{ table: string; column: string }>`
     SELECT c.table_name AS table, c.column_name AS column
     FROM information_schema.columns c
@@ -108,6 +111,7 @@ export async function rebaseTransactionIds<T>(
     const { rows } = await sql`
       UPDATE ${sql.table(table)} SET ${sql.ref(column)} = '0'
       WHERE ${sql.ref(column)} >= pg_snapshot_xmax(pg_current_snapshot())
+        AND ${sql.ref(column)} <> ${NEVER_ISSUED_TX}::xid8
       RETURNING 1`.execute(db);
     counts.other += rows.length;
   }

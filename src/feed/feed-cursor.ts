@@ -1,4 +1,5 @@
 import { createHmac, timingSafeEqual } from 'node:crypto';
+import { NEVER_ISSUED_TX } from '../db/removal-steps';
 import { badRequest } from '../errors';
 
 /**
@@ -11,6 +12,19 @@ export interface FeedPosition {
 }
 
 export const FEED_START: FeedPosition = { tx: '0', seq: 0 };
+
+/**
+ * The position a feed reset's removal step records (src/feed/feed-epoch.ts): beyond every
+ * event, so every cursor issued before the reset is refused (src/feed/feed.routes.ts). The
+ * largest xid8, which no transaction ever gets; the seq the largest a JavaScript number holds
+ * exactly (not bigint's: the steps reach the route as JSON numbers, and a cursor's seq is a
+ * safe integer). Retention's steps record real events, below it: the reset's row stays until
+ * the next reset covers it.
+ */
+export const FEED_RESET: FeedPosition = {
+  tx: NEVER_ISSUED_TX,
+  seq: Number.MAX_SAFE_INTEGER,
+};
 
 /** Orders two positions as the feed does. */
 export function comparePositions(a: FeedPosition, b: FeedPosition): number {
@@ -34,6 +48,10 @@ export function laterOf(a: FeedPosition, b: FeedPosition): FeedPosition {
  * The payload is `tx.seq` when nothing retention removed lies beyond the position: any later
  * removal beyond it raises the expiry mark above it, which the route sees. Otherwise it also
  * carries what its consumer was judged against (FeedCursor): `tx.seq.removedTx.removedSeq.sSTEP`.
+ * So does every cursor issued once a feed reset's step (FEED_RESET) lies beyond it — on a
+ * database that had one, every cursor — with the expiry mark as removedTx.removedSeq, or the
+ * position itself when the mark is not beyond it: a cursor without a step is refused once a
+ * step lies beyond it (src/feed/feed.routes.ts).
  * The previous version issued and reads `tx.seq` and `tx.seq.removedTx.removedSeq` (no step);
  * this one reads them too, by its rule (src/feed/feed.routes.ts), and issues the long form
  * only with the step. In a rolling upgrade a pod of the previous version refuses that form
@@ -42,7 +60,13 @@ export function laterOf(a: FeedPosition, b: FeedPosition): FeedPosition {
  * the short form both read. The `s` keeps a payload of five numbers one this API never issued.
  */
 export interface FeedCursors {
-  encode(position: FeedPosition, removedSeen?: FeedPosition, removalStep?: number): string;
+  /** `keepStep`: the long form, with the step, even when removedSeen is not beyond the position. */
+  encode(
+    position: FeedPosition,
+    removedSeen?: FeedPosition,
+    removalStep?: number,
+    keepStep?: boolean,
+  ): string;
   /** Throws a 400 for anything this service did not issue. */
   decode(cursor: string): FeedCursor;
 }
@@ -72,8 +96,8 @@ export function feedCursors(secrets: readonly string[]): FeedCursors {
       'The cursor is not one this API issued; start again with after=now',
     );
   return {
-    encode(position, removedSeen, removalStep) {
-      const payload = payloadOf(position, removedSeen, removalStep);
+    encode(position, removedSeen, removalStep, keepStep = false) {
+      const payload = payloadOf(position, removedSeen, removalStep, keepStep);
       return `${Buffer.from(payload).toString('base64url')}.${mac(keys[0]!, payload).toString('base64url')}`;
     },
     decode(cursor) {
@@ -99,11 +123,13 @@ function payloadOf(
   { tx, seq }: FeedPosition,
   removedSeen: FeedPosition | undefined,
   removalStep: number | undefined,
+  keepStep: boolean,
 ): string {
-  if (removedSeen === undefined || comparePositions(removedSeen, { tx, seq }) <= 0) {
-    return `${tx}.${seq}`;
-  }
-  const long = `${tx}.${seq}.${removedSeen.tx}.${removedSeen.seq}`;
+  const beyond = removedSeen !== undefined && comparePositions(removedSeen, { tx, seq }) > 0;
+  const withStep = keepStep && removalStep !== undefined;
+  if (!beyond && !withStep) return `${tx}.${seq}`;
+  const seen = beyond ? removedSeen : { tx, seq };
+  const long = `${tx}.${seq}.${seen.tx}.${seen.seq}`;
   // Without a step: the previous version's long form (tests make them to stand for its cursors).
   return removalStep === undefined ? long : `${long}.s${removalStep}`;
 }

@@ -134,7 +134,10 @@ export function feedRoutes({ db, signal, secrets, concurrentReads }: FeedDeps): 
     // empty page and the same cursor go back: the replica the client moves to judges anew.)
     if (unreached && !signal.closed) throw unreachedCursor(true);
 
-    const nextCursor = cursors.encode(position, judged.removedSeen, judged.step);
+    // A step beyond the position (a feed reset's, src/feed/feed-epoch.ts): the cursor must say
+    // it was judged against it, or the next request refuses it as one from before the reset.
+    const keepStep = judged.keepStep || stepBeyond(page, position);
+    const nextCursor = cursors.encode(position, judged.removedSeen, judged.step, keepStep);
     // The reasons' version: an upgrade that adds one changes the events' error_reason.
     const version = `${nextCursor}|${page.rows.length}|${ERROR_REASONS_VERSION}`;
     if (answeredNotModified(req, res, version)) return;
@@ -157,11 +160,27 @@ interface Judged {
   removedSeen: FeedPosition;
   /** The newest removal step then (sw_status_feed_removals); none in a previous version's cursor. */
   step?: number;
+  /**
+   * The cursor carried its step although the mark was not beyond it: a step beyond its position
+   * was seen (a feed reset's). Kept in the cursor handed back even when a page read on a standby
+   * that has not replayed the reset yet does not show that step.
+   */
+  keepStep?: boolean;
 }
 
 function fromCursor({ removedSeen, removalStep, ...position }: FeedCursor) {
-  const judged: Judged = { removedSeen: removedSeen ?? position, step: removalStep };
+  const seen = removedSeen ?? position;
+  const judged: Judged = {
+    removedSeen: seen,
+    step: removalStep,
+    keepStep: removalStep !== undefined && comparePositions(seen, position) <= 0,
+  };
   return { judged, position };
+}
+
+/** Whether one of the page's removal steps lies beyond `position`. */
+function stepBeyond(page: FeedPage, position: FeedPosition): boolean {
+  return page.removalSteps.some(({ removed }) => comparePositions(removed, position) > 0);
 }
 
 /** `judged` once `page` has been read: every removal its snapshot saw is judged. */
@@ -171,20 +190,23 @@ function judgedThrough(judged: Judged, page: FeedPage): Judged {
     removedSeen: laterOf(judged.removedSeen, page.removedThrough),
     // Never back: a standby's snapshot may trail the one that judged the cursor.
     step: Math.max(judged.step ?? 0, newest),
+    keepStep: judged.keepStep,
   };
 }
 
 /**
  * 410 cursor_expired when retention removed events after `position` since the consumer was
- * last judged, as the page's own snapshot saw it: a removal committed after that snapshot left
- * this page whole (it still held the events), and the next request sees it.
+ * last judged (or a feed reset, src/feed/feed-epoch.ts, says it may have missed any), as the
+ * page's own snapshot saw it: a removal committed after that snapshot left this page whole (it
+ * still held the events), and the next request sees it.
  */
 function refuseExpired(position: FeedPosition, judged: Judged, page: FeedPage): void {
   if (!missedRemoval(position, judged, page)) return;
   throw new AppError(
     410,
     'cursor_expired',
-    'events after this cursor were removed by retention (RETENTION_DAYS): read the current ' +
+    'events after this cursor were removed by retention (RETENTION_DAYS), or it was issued ' +
+      'before a failover, point-in-time recovery or restore of the database: read the current ' +
       'state from /v1/messages, then follow the feed from after=now',
   );
 }
@@ -198,6 +220,11 @@ function refuseExpired(position: FeedPosition, judged: Judged, page: FeedPage): 
  *   a cursor of the previous version carries (no step), the rule that version judges by; and
  *   during a rolling upgrade it also catches removals by that version's pods, which record no
  *   step. A removal below the mark does not move it: only the steps see it.
+ * A cursor without a step (the short form, or the previous version's long one) is also refused
+ * when a step removed beyond both its position and its mark: every step recorded before it was
+ * issued lay at or below the mark it was judged against (a step raises the mark with it), so
+ * such a step came later. That is how a feed reset (FEED_RESET, src/feed/feed-epoch.ts)
+ * refuses every stepless cursor from before it; for retention's steps the mark says the same.
  */
 function missedRemoval(position: FeedPosition, judged: Judged, page: FeedPage): boolean {
   const mark = page.removedThrough;
@@ -205,7 +232,9 @@ function missedRemoval(position: FeedPosition, judged: Judged, page: FeedPage): 
     return true;
   }
   const since = judged.step;
-  if (since === undefined) return false;
+  if (since === undefined) {
+    return stepBeyond(page, laterOf(position, judged.removedSeen));
+  }
   return page.removalSteps.some(
     ({ step, removed }) => step > since && comparePositions(removed, position) > 0,
   );

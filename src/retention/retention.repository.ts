@@ -1,5 +1,6 @@
 import { sql } from 'kysely';
 import type { Db } from '../db/database';
+import { REMOVAL_STEP, REMOVAL_STEPS_LOCK } from '../db/removal-steps';
 import { contributionOfRow, deltaRow, rollupSums } from '../messages/rollup';
 import type { StoredRollupFacts } from '../messages/rollup';
 import { TERMINAL_RANK } from '../messages/statuses';
@@ -15,8 +16,8 @@ import { TERMINAL_RANK } from '../messages/statuses';
  * feed's removal steps (below) are numbered in commit order by it.
  */
 
-// An arbitrary constant, distinct from the stats rollups' (src/stats/stats.repository.ts).
-const RETENTION_LOCK = 0x53575245; // 'SWRE' in ASCII
+// Retention's lock is the removal steps' (src/db/removal-steps.ts): its steps record them.
+const RETENTION_LOCK = REMOVAL_STEPS_LOCK;
 
 /**
  * The most events, and the most relay jobs, one step removes. A step is bounded in messages
@@ -118,8 +119,8 @@ async function removeStep(
   const ids = doomed.map((message) => message.id);
   // Their events and relay jobs first, at most EVENTS_PER_STEP of each, in the doomed
   // messages' order (the lateral joins walk them one by one, and the LIMIT ends the walk),
-  // recording the newest event removed as a removal step and in the feed's expiry mark. (The
-  // stack's DELETE and INSERT share the statement's snapshot: the new row is not deleted.)
+  // recording the newest event removed as a removal step (REMOVAL_STEP) and in the feed's
+  // expiry mark.
   const { rows: removed } = await sql<{ status_events: string; relay_jobs: string }>`
     WITH events AS (
       DELETE FROM status_events WHERE seq IN (
@@ -135,14 +136,7 @@ async function removeStep(
       RETURNING 1
     ), newest AS (
       SELECT tx, seq FROM events ORDER BY tx DESC, seq DESC LIMIT 1
-    ), covered AS (
-      DELETE FROM sw_status_feed_removals s USING newest
-      WHERE (s.removed_tx, s.removed_seq) <= (newest.tx, newest.seq)
-    ), step AS (
-      INSERT INTO sw_status_feed_removals (step, removed_tx, removed_seq)
-      SELECT coalesce((SELECT max(step) FROM sw_status_feed_removals), 0) + 1, tx, seq
-      FROM newest
-    ), mark AS (
+    ), ${REMOVAL_STEP}, mark AS (
       UPDATE sw_status_retention r SET removed_tx = newest.tx, removed_seq = newest.seq
       FROM newest WHERE (r.removed_tx, r.removed_seq) < (newest.tx, newest.seq)
     )

@@ -151,6 +151,7 @@ test('When a transaction older than the build runs past lock_timeout (a backup, 
       '0013_feed_removal_steps',
       '0014_messages_sweep_due_idx',
       '0015_messages_stuck_created_idx',
+      '0016_feed_epoch',
     ]);
     await release;
   } finally {

@@ -136,8 +136,13 @@ test(`When 0014 runs on ${EVENTS} events while callbacks keep arriving, then no 
   ingesting = false;
   await ingest;
 
-  // 0015 (stuck messages by created_at) after it, built concurrently the same way.
-  expect(applied).toEqual(['0014_messages_sweep_due_idx', '0015_messages_stuck_created_idx']);
+  // 0015 (stuck messages by created_at) after it, built concurrently the same way, then 0016
+  // (the feed epoch's table).
+  expect(applied).toEqual([
+    '0014_messages_sweep_due_idx',
+    '0015_messages_stuck_created_idx',
+    '0016_feed_epoch',
+  ]);
   expect(errors).toEqual([]);
   expect(during).toBeGreaterThan(0);
   console.log(
@@ -169,6 +174,7 @@ test('When 0014 was interrupted and left its index invalid, then running it agai
   expect(await migrateToLatest(handle.db)).toEqual([
     '0014_messages_sweep_due_idx',
     '0015_messages_stuck_created_idx',
+    '0016_feed_epoch',
   ]);
   expect(await sweepIndexes()).toContainEqual({ name: 'messages_sweep_due_idx', valid: true });
 }, 120_000);

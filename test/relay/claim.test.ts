@@ -175,6 +175,7 @@ test('When migration 0010 was interrupted and left its index invalid, then runni
     '0013_feed_removal_steps',
     '0014_messages_sweep_due_idx',
     '0015_messages_stuck_created_idx',
+    '0016_feed_epoch',
   ]);
   expect((await index()).rows).toEqual([{ valid: true }]);
 });
