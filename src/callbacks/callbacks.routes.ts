@@ -20,6 +20,7 @@ import type { BodyKind, ParsedCallback } from './callback-body';
 import { relayPayloadOf } from './relay-payload';
 import { scrubToken } from './token-scrub';
 import type { CallbackFields } from './normalize';
+import { signedFormMayBeResplit } from './form-resplit';
 import { candidateUrlsFor, verifySignature } from './signature';
 import type { SignatureFailure } from './signature';
 
@@ -33,8 +34,10 @@ export const CALLBACK_BODY_LIMIT_BYTES = 64 * 1024;
  * is bounded in bytes). Real callbacks are about 1 KiB: a body declared no larger than
  * SMALL_CALLBACK_BYTES is always taken (all connections together hold at most 32 MiB of them),
  * and larger ones share CALLBACK_BODY_BYTES_IN_FLIGHT, reserved as declared before a byte is
- * read. Past it such a body is refused 503 unread, and SignalWire retries it; an attacker who
- * fills it therefore delays only other oversized bodies, never an ordinary callback.
+ * read (a chunked body, which declares no size, reserves what it has read once it is past
+ * SMALL_CALLBACK_BYTES). Past it such a body is refused 503 unread (a chunked one: the rest
+ * unread), and SignalWire retries it; an attacker who fills it therefore delays only other
+ * oversized bodies, never an ordinary callback.
  */
 export const SMALL_CALLBACK_BYTES = 8 * 1024;
 export const CALLBACK_BODY_BYTES_IN_FLIGHT = 16 * 1024 * 1024;
@@ -179,7 +182,7 @@ function pathOf(url: string): string {
   return query === -1 ? url : url.slice(0, query);
 }
 
-/** Bytes of the bodies held now (reserved as declared), and the most that may be. */
+/** Bytes of the large bodies held now, and the most that may be. */
 interface BodyBudget {
   held: number;
   max: number;
@@ -191,22 +194,29 @@ interface BodyBudget {
  * limit while reading and refuses a body cut short; past the limit the rest is not read and
  * the connection is closed after the answer.
  *
- * Before a byte of a body larger than SMALL_CALLBACK_BYTES is read, its size is reserved in
- * `bodies` — its Content-Length, or the limit for a chunked body — until the answer is sent or
- * the connection is gone; when the reservation does not fit, 503 with Retry-After and the body
- * is not read (CALLBACK_BODY_BYTES_IN_FLIGHT).
+ * A body declared larger than SMALL_CALLBACK_BYTES reserves its Content-Length in `bodies`
+ * before a byte is read; when that does not fit, 503 with Retry-After and the body is not read
+ * (CALLBACK_BODY_BYTES_IN_FLIGHT). A chunked body declares no size: it reserves nothing while
+ * it is small, and what it has read once it grows past SMALL_CALLBACK_BYTES (when that does
+ * not fit, 503 and the rest is not read). Reservations are held until the answer is sent or
+ * the connection is gone.
  */
 function readRawBody(deps: CallbackDeps, api: Api, bodies: BodyBudget): RequestHandler {
   return async (req, res, next) => {
     const declared = Number(req.headers['content-length']);
-    const size = Number.isInteger(declared) ? declared : CALLBACK_BODY_LIMIT_BYTES;
-    if (size > SMALL_CALLBACK_BYTES) reserve(deps, api, res, bodies, size);
+    const chunked = !Number.isInteger(declared);
+    if (!chunked && declared > SMALL_CALLBACK_BYTES) reserve(deps, api, res, bodies, declared);
     try {
-      req.body = await getRawBody(req, {
+      const reading = getRawBody(req, {
         length: req.headers['content-length'],
         limit: CALLBACK_BODY_LIMIT_BYTES,
       });
+      req.body = chunked
+        ? await reserveAsRead(deps, api, req, res, bodies, reading)
+        : await reading;
     } catch (error) {
+      // Refused for the budget: counted already.
+      if (error instanceof AppError) throw error;
       const type = (error as { type?: unknown }).type;
       if (type === 'entity.too.large') {
         deps.onCallback?.(api, 'invalid', 'refused_payload_too_large');
@@ -226,6 +236,66 @@ function readRawBody(deps: CallbackDeps, api: Api, bodies: BodyBudget): RequestH
   };
 }
 
+/**
+ * A chunked body as `reading` (raw-body) reads it, its bytes reserved in `bodies` as they
+ * arrive once past SMALL_CALLBACK_BYTES: reserved up front at the limit, as a declared body
+ * is, a few hundred stalled chunked requests that anyone can send (a signature header is all
+ * it takes) would hold the budget, and every ordinary chunked callback would be refused. When
+ * the budget is full, 503 and the rest is not read. What was reserved is released once, when
+ * the answer is sent or the connection is gone.
+ */
+function reserveAsRead(
+  deps: CallbackDeps,
+  api: Api,
+  req: Request,
+  res: Response,
+  bodies: BodyBudget,
+  reading: Promise<Buffer>,
+): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    let received = 0;
+    let held = 0;
+    let done = false;
+    const finish = () => {
+      done = true;
+      req.removeListener('data', count);
+    };
+    // Added after raw-body's own listener: a chunk past the limit is its 413 first.
+    const count = (chunk: Buffer) => {
+      received += chunk.length;
+      if (done || received <= SMALL_CALLBACK_BYTES || received > CALLBACK_BODY_LIMIT_BYTES) return;
+      const more = received - held;
+      // One body always fits, whatever the budget (a test's may be smaller than one body).
+      if (bodies.held - held > 0 && bodies.held + more > bodies.max) {
+        finish();
+        // As raw-body halts a body past its limit: nothing more is read.
+        req.unpipe();
+        req.pause();
+        reject(budgetFull(deps, api, res));
+        return;
+      }
+      bodies.held += more;
+      held += more;
+    };
+    req.on('data', count);
+    res.once('close', () => {
+      finish();
+      bodies.held -= held;
+      held = 0;
+    });
+    reading.then(
+      (body) => {
+        finish();
+        resolve(body);
+      },
+      (error: unknown) => {
+        finish();
+        reject(error);
+      },
+    );
+  });
+}
+
 /** Holds `size` bytes of `bodies` until the answer is gone, or refuses the body 503. */
 function reserve(
   deps: CallbackDeps,
@@ -235,15 +305,18 @@ function reserve(
   size: number,
 ): void {
   // One body always fits, whatever the budget (a test's may be smaller than one body).
-  if (bodies.held > 0 && bodies.held + size > bodies.max) {
-    deps.onCallback?.(api, 'invalid', 'refused_unavailable');
-    res.setHeader('Connection', 'close');
-    throw unavailable('Too many large callbacks are being received at once; retry later', 1);
-  }
+  if (bodies.held > 0 && bodies.held + size > bodies.max) throw budgetFull(deps, api, res);
   bodies.held += size;
   res.once('close', () => {
     bodies.held -= size;
   });
+}
+
+/** The 503 for a large body that does not fit CALLBACK_BODY_BYTES_IN_FLIGHT, counted. */
+function budgetFull(deps: CallbackDeps, api: Api, res: Response): AppError {
+  deps.onCallback?.(api, 'invalid', 'refused_unavailable');
+  res.setHeader('Connection', 'close');
+  return unavailable('Too many large callbacks are being received at once; retry later', 1);
 }
 
 /** Size, content type and credentials: everything that can be refused before reading. */
@@ -466,13 +539,25 @@ function verifyOrRefuse(
   formParams: ParsedCallback['formParams'],
 ): number {
   const { config } = deps;
+  const target = originForm(req.originalUrl);
   const result = verifySignature(config.signingKeys, config.publicBaseUrl, {
     headers: req.headers,
-    originalUrl: originForm(req.originalUrl),
+    originalUrl: target,
     body,
     rawBody: Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0),
     formParams,
   });
+  // A form's signature (scheme B) covers its fields with no separators: it also verifies
+  // another signed callback cut into other fields, unless the names that pick a message sit
+  // where only a genuine callback puts them (form-resplit.ts).
+  if (
+    result.ok &&
+    body === 'form' &&
+    signedFormMayBeResplit(target, req.method === 'GET' ? null : formParams)
+  ) {
+    deps.onSignatureFailure?.('ambiguous_parameters');
+    throw refuse(deps, api, req, 'ambiguous_parameters', [result.url]);
+  }
   if (result.ok) {
     deps.onSignatureVerified?.();
     deps.authFailures?.authenticated(req);
@@ -510,6 +595,12 @@ function refuse(
   if (reason === 'bad_token') return forbidden('invalid_token', 'The callback token is not valid');
   if (reason === 'token_expired') {
     return forbidden('token_expired', 'The callback token has expired');
+  }
+  if (reason === 'ambiguous_parameters') {
+    return forbidden(
+      'ambiguous_parameters',
+      'The signed parameters are ambiguous: the signature also covers them split otherwise',
+    );
   }
   return forbidden('invalid_signature', 'The signature does not verify');
 }

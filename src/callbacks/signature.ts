@@ -9,7 +9,13 @@ import {
 } from '../signalwire/signing';
 import type { FormParams } from '../signalwire/signing';
 
-export type SignatureFailure = 'missing' | 'mismatch' | 'sha256_mismatch' | 'body_hash_mismatch';
+/**
+ * Why a callback's signature does not authenticate it. `ambiguous_parameters` is never
+ * verifySignature's: a form signature that verified, for fields it would also verify cut
+ * otherwise (form-resplit.ts); the routes refuse it with the other failures.
+ */
+export type SignatureFailure =
+  'missing' | 'mismatch' | 'sha256_mismatch' | 'body_hash_mismatch' | 'ambiguous_parameters';
 
 export type SignatureResult =
   | {
