@@ -177,30 +177,44 @@ test('When a genuine callback that carries SmsSid but no MessageSid is re-split 
   await expectUntouched(victim);
 });
 
-test('When a genuine form callback to a URL with a query is replayed as a GET of that URL followed by its sorted parameters, then 403 and the victim is untouched', async () => {
-  const victim = await victimMessage();
-  const path = '/callbacks/cxml?app=orders';
-  const genuine = cxmlFields({
-    MessageStatus: 'sent',
-    Body: `&MessageSid=${victim}&MessageStatus=failed&x=`,
-  });
-  const signature = signFormParams(
-    TEST_SIGNING_KEY,
-    TEST_PUBLIC_BASE_URL + path,
-    Object.entries(genuine),
-  );
-  const body = new URLSearchParams(genuine).toString();
-  expect(
-    (await send('POST', path, { 'content-type': FORM, 'x-signalwire-signature': signature }, body))
-      .status,
-  ).toBe(200);
+test.each([
+  ['the genuine fields after it in another parameter', '&x='],
+  // Every genuine name after the text then lies inside a Body value: only the AccountSid signed
+  // first, inside the configured query's value, gives the forgery away.
+  ['the genuine fields after it inside a second Body', '&Body='],
+])(
+  'When a genuine form callback to a URL with a query is replayed as a GET of that URL followed by its sorted parameters (%s), then 403 and the victim is untouched',
+  async (_case, ending) => {
+    const victim = await victimMessage();
+    const path = '/callbacks/cxml?app=orders';
+    const genuine = cxmlFields({
+      MessageStatus: 'sent',
+      Body: `&MessageSid=${victim}&MessageStatus=failed${ending}`,
+    });
+    const signature = signFormParams(
+      TEST_SIGNING_KEY,
+      TEST_PUBLIC_BASE_URL + path,
+      Object.entries(genuine),
+    );
+    const body = new URLSearchParams(genuine).toString();
+    expect(
+      (
+        await send(
+          'POST',
+          path,
+          { 'content-type': FORM, 'x-signalwire-signature': signature },
+          body,
+        )
+      ).status,
+    ).toBe(200);
 
-  // The GET's URL is the very string signed: it verifies.
-  const target = path + signedParams(genuine);
-  expect(signFormParams(TEST_SIGNING_KEY, TEST_PUBLIC_BASE_URL + target, [])).toBe(signature);
-  expectAmbiguous(await send('GET', target, { 'x-signalwire-signature': signature }));
-  await expectUntouched(victim);
-});
+    // The GET's URL is the very string signed: it verifies.
+    const target = path + signedParams(genuine);
+    expect(signFormParams(TEST_SIGNING_KEY, TEST_PUBLIC_BASE_URL + target, [])).toBe(signature);
+    expectAmbiguous(await send('GET', target, { 'x-signalwire-signature': signature }));
+    await expectUntouched(victim);
+  },
+);
 
 test('When a genuine GET callback is cut inside its Body and the rest is sent as a POST form, then 403 and the victim is untouched', async () => {
   const victim = await victimMessage();
