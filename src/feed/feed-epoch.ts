@@ -22,6 +22,11 @@ import { FEED_RESET } from './feed-cursor';
  * cursor issued after it carries the new step and is unaffected (from then on every cursor is
  * the long form, src/feed/feed-cursor.ts: no new field, no new form).
  *
+ * A data directory restored in place keeps all three; its transaction counter goes back, which
+ * a pod that saw the higher one notices (EpochMemory). With every pod stopped, and after
+ * pg_upgrade (a new system identifier and timeline 1, the same ids: no reset needed), the
+ * operator runs src/feed/feed-reset-cli.ts.
+ *
  * Not covered: a cursor of another deployment sharing CALLBACK_TOKEN_SECRET on the same
  * cluster (only the route's xmax check), and cursors a consumer used between the failover and
  * the first check here (up to CHECK_EVERY_MS): they were issued before the reset, so their
@@ -48,51 +53,97 @@ interface Epoch {
 
 const UNDEFINED_TABLE = '42P01';
 const INSUFFICIENT_PRIVILEGE = '42501';
+/** A managed service without the function (Aurora answers pg_walfile_name() so). */
+const FEATURE_NOT_SUPPORTED = '0A000';
+const UNDEFINED_FUNCTION = '42883';
+/** Refusals that will answer the same next round: checking stops. */
+const REFUSED_FOR_GOOD = new Set([
+  UNDEFINED_TABLE,
+  INSUFFICIENT_PRIVILEGE,
+  FEATURE_NOT_SUPPORTED,
+  UNDEFINED_FUNCTION,
+]);
+
+/**
+ * What a pod remembers between its checks: the highest transaction counter (the snapshot's
+ * xmax) it saw on the primary. A data directory restored in place (a volume or VM snapshot
+ * rolled back) keeps the system identifier, the timeline and the oid, but its counter goes
+ * back: a pod that saw a higher one before notices, without writing anything while nothing
+ * changed. In memory only: a restore with every pod stopped is the operator's
+ * (`npm run feed:reset`, src/feed/feed-reset-cli.ts).
+ */
+export interface EpochMemory {
+  highestXmax?: bigint;
+}
+
+/**
+ * The stateful check a pod runs: `checkFeedEpoch` with this pod's memory of the transaction
+ * counter, across reconnections and restarts of the database.
+ */
+export function createFeedEpochCheck(): (db: Db, logger: Logger) => Promise<EpochCheck> {
+  const memory: EpochMemory = {};
+  return (db, logger) => checkFeedEpoch(db, logger, memory);
+}
+
+/**
+ * The epoch as the primary shows it now, and its transaction counter (read only: no
+ * transaction id assigned). The timeline is the WAL file name's first 8 hex digits;
+ * pg_control_system() and pg_walfile_name() need no superuser (PostgreSQL 15), but a managed
+ * service may deny them or lack them.
+ */
+async function currentEpoch(trx: Db): Promise<Epoch & { xmax: string }> {
+  const { rows } = await sql<Epoch & { xmax: string }>`
+    SELECT (SELECT system_identifier::text FROM pg_control_system()) AS system_identifier,
+           (('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::bigint)::text
+             AS timeline,
+           (SELECT oid::text FROM pg_database WHERE datname = current_database())
+             AS database_oid,
+           pg_snapshot_xmax(pg_current_snapshot())::text AS xmax`.execute(trx);
+  return rows[0]!;
+}
 
 /**
  * One check, in one transaction: under retention's advisory lock (a reset is a removal step,
- * numbered as retention numbers its own), the epoch now against the one noted. A try-lock: a
- * retention step holds it for its batch, and the next round comes in CHECK_EVERY_MS.
+ * numbered as retention numbers its own), the epoch now against the one noted, and the
+ * transaction counter against the highest this pod saw (`memory`; none: a fresh pod). A
+ * try-lock: a retention step holds it for its batch, and the next round comes in
+ * CHECK_EVERY_MS. Found unchanged it writes nothing (the lock serialises every writer of the
+ * row, so the row is read without FOR UPDATE: an idle primary stays idle).
  */
-export async function checkFeedEpoch(db: Db, logger: Logger): Promise<EpochCheck> {
-  return db
+export async function checkFeedEpoch(
+  db: Db,
+  logger: Logger,
+  memory: EpochMemory = {},
+): Promise<EpochCheck> {
+  let seen: bigint | undefined;
+  const result = await db
     .transaction()
     .setIsolationLevel('read committed')
     .execute(async (trx) => {
       const { rows: lock } = await sql<{ mine: boolean }>`
         SELECT pg_try_advisory_xact_lock(${REMOVAL_STEPS_LOCK}) AS mine`.execute(trx);
       if (!lock[0]?.mine) return 'busy';
-      // The timeline is the WAL file name's first 8 hex digits; pg_control_system() and
-      // pg_walfile_name() need no superuser (PostgreSQL 15), but a managed service may deny them.
-      const { rows: now } = await sql<Epoch>`
-        SELECT (SELECT system_identifier::text FROM pg_control_system()) AS system_identifier,
-               (('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::bigint)::text
-                 AS timeline,
-               (SELECT oid::text FROM pg_database WHERE datname = current_database())
-                 AS database_oid`.execute(trx);
-      const current = now[0]!;
-      const { rows: noted } = await sql<Epoch>`
-        SELECT system_identifier, timeline::text AS timeline, database_oid::text AS database_oid
-        FROM sw_status_feed_epoch FOR UPDATE`.execute(trx);
-      const before = noted[0];
-      if (before === undefined) {
-        await sql`
-          INSERT INTO sw_status_feed_epoch (one, system_identifier, timeline, database_oid)
-          VALUES (true, ${current.system_identifier}, ${current.timeline}::bigint,
-                  ${current.database_oid}::oid)`.execute(trx);
+      const { xmax, ...current } = await currentEpoch(trx);
+      seen = BigInt(xmax);
+      const before = await notedEpoch(trx);
+      const wentBack = memory.highestXmax !== undefined && seen < memory.highestXmax;
+      // No row and nothing seen going back: the first run, an upgrade, or a restore to before
+      // migration 0016 with no pod running across it (then the operator's feed:reset).
+      if (before === undefined && !wentBack) {
+        await noteEpoch(trx, current);
         return 'noted';
       }
-      const changes = changesBetween(before, current);
+      const changes = before === undefined ? [] : changesBetween(before, current);
+      if (wentBack) {
+        changes.push(
+          `transaction ids went back (the counter at ${seen}, this process saw ` +
+            `${memory.highestXmax}): the database was restored or failed over to a standby ` +
+            'that had not received the latest transactions',
+        );
+      }
       if (changes.length === 0) return 'unchanged';
-      await sql`
-        UPDATE sw_status_feed_epoch
-        SET system_identifier = ${current.system_identifier},
-            timeline = ${current.timeline}::bigint,
-            database_oid = ${current.database_oid}::oid, noted_at = now()`.execute(trx);
-      await sql`
-        WITH newest AS (SELECT ${FEED_RESET.tx}::xid8 AS tx, ${FEED_RESET.seq}::bigint AS seq),
-        ${REMOVAL_STEP}
-        SELECT 1`.execute(trx);
+      await noteEpoch(trx, current);
+      await recordReset(trx);
       logger.warn(
         { before, now: current },
         `the change feed was reset: ${changes.join('; ')}. Transaction ids may have gone back: ` +
@@ -100,6 +151,69 @@ export async function checkFeedEpoch(db: Db, logger: Logger): Promise<EpochCheck
           'the current state, then follow the feed from after=now)',
       );
       return 'reset';
+    });
+  // Remembered once committed: a reset rolled back must be found again next round.
+  if (seen !== undefined) {
+    memory.highestXmax =
+      result === 'reset' || memory.highestXmax === undefined || seen > memory.highestXmax
+        ? seen
+        : memory.highestXmax;
+  }
+  return result;
+}
+
+async function notedEpoch(trx: Db): Promise<Epoch | undefined> {
+  const { rows } = await sql<Epoch>`
+    SELECT system_identifier, timeline::text AS timeline, database_oid::text AS database_oid
+    FROM sw_status_feed_epoch`.execute(trx);
+  return rows[0];
+}
+
+/** The epoch noted as `current` (the row inserted, or updated). */
+async function noteEpoch(trx: Db, current: Epoch): Promise<void> {
+  await sql`
+    INSERT INTO sw_status_feed_epoch (one, system_identifier, timeline, database_oid)
+    VALUES (true, ${current.system_identifier}, ${current.timeline}::bigint,
+            ${current.database_oid}::oid)
+    ON CONFLICT (one) DO UPDATE
+    SET system_identifier = EXCLUDED.system_identifier, timeline = EXCLUDED.timeline,
+        database_oid = EXCLUDED.database_oid, noted_at = now()`.execute(trx);
+}
+
+/** A removal step at FEED_RESET: every cursor issued before it is refused 410. */
+async function recordReset(trx: Db): Promise<void> {
+  await sql`
+    WITH newest AS (SELECT ${FEED_RESET.tx}::xid8 AS tx, ${FEED_RESET.seq}::bigint AS seq),
+    ${REMOVAL_STEP}
+    SELECT 1`.execute(trx);
+}
+
+/**
+ * The operator's feed reset (src/feed/feed-reset-cli.ts), for what the checks cannot see:
+ * `reset` records one now and notes the current epoch (a snapshot restored in place with every
+ * pod stopped); `note` only notes the current epoch (after pg_upgrade, which changes the system
+ * identifier and the timeline but keeps the transaction ids: no reset needed). Waits for
+ * retention's lock rather than skipping. What it did, in words.
+ */
+export async function resetFeedByOperator(db: Db, mode: 'reset' | 'note'): Promise<string> {
+  return db
+    .transaction()
+    .setIsolationLevel('read committed')
+    .execute(async (trx) => {
+      await sql`SELECT pg_advisory_xact_lock(${REMOVAL_STEPS_LOCK})`.execute(trx);
+      const { xmax: _xmax, ...current } = await currentEpoch(trx);
+      const epoch =
+        `system identifier ${current.system_identifier}, timeline ${current.timeline}, ` +
+        `database oid ${current.database_oid}`;
+      await noteEpoch(trx, current);
+      if (mode === 'note') {
+        return `feed epoch noted (${epoch}), no reset: cursors consumers hold stay valid`;
+      }
+      await recordReset(trx);
+      return (
+        `change feed reset recorded and epoch noted (${epoch}): consumers holding cursors from ` +
+        'before get 410 cursor_expired and resync (read the current state, follow from after=now)'
+      );
     });
 }
 
@@ -132,9 +246,10 @@ export interface FeedEpochChecker {
 
 /**
  * Checks at start and then every CHECK_EVERY_MS, on the primary's pool (DATABASE_URL: the
- * replicas replay the reset). No round while the schema is not this release's (`paused`). A
- * check refused for good (the table missing, or 42501: a managed PostgreSQL denying
- * pg_control_system or pg_walfile_name) is logged once and checking stops; any other failure
+ * replicas replay the reset), remembering the transaction counter between rounds. No round
+ * while the schema is not this release's (`paused`). A check refused for good (the table
+ * missing; 42501, 0A000 or 42883: a managed PostgreSQL denying or lacking pg_control_system or
+ * pg_walfile_name) is logged once and checking stops; any other failure
  * (the database away, a standby behind DATABASE_URL) once while it lasts, then retried. Never
  * part of readiness.
  */
@@ -153,20 +268,21 @@ export function startFeedEpochChecks({
   let timer: NodeJS.Timeout | null = null;
   let running: Promise<void> | null = null;
   let failing = false;
+  const check = createFeedEpochCheck();
 
   const round = async (): Promise<void> => {
     if (paused()) return;
     try {
-      await checkFeedEpoch(db, logger);
+      await check(db, logger);
       if (failing) logger.info('feed epoch: checking again');
       failing = false;
     } catch (error) {
       const code = (error as { code?: unknown }).code;
-      if (code === UNDEFINED_TABLE || code === INSUFFICIENT_PRIVILEGE) {
+      if (typeof code === 'string' && REFUSED_FOR_GOOD.has(code)) {
         logger.warn(
           { err: error },
-          'feed epoch: cannot be checked here (sw_status_feed_epoch missing, or this user may ' +
-            'not read pg_control_system() / pg_walfile_name()): a failover or restore that ' +
+          'feed epoch: cannot be checked here (sw_status_feed_epoch missing, or this database ' +
+            'denies or lacks pg_control_system() / pg_walfile_name()): a failover or restore that ' +
             'lost transactions will not reset the change feed; checking stops',
         );
         stopped = true;

@@ -162,8 +162,9 @@ interface Judged {
   step?: number;
   /**
    * The cursor carried its step although the mark was not beyond it: a step beyond its position
-   * was seen (a feed reset's). Kept in the cursor handed back even when a page read on a standby
-   * that has not replayed the reset yet does not show that step.
+   * was seen (a feed reset's), or a page read for it showed no step as new as its own (a
+   * standby that has not replayed the reset yet). Kept in the cursor handed back even when a
+   * page read on such a standby does not show that step.
    */
   keepStep?: boolean;
 }
@@ -190,7 +191,10 @@ function judgedThrough(judged: Judged, page: FeedPage): Judged {
     removedSeen: laterOf(judged.removedSeen, page.removedThrough),
     // Never back: a standby's snapshot may trail the one that judged the cursor.
     step: Math.max(judged.step ?? 0, newest),
-    keepStep: judged.keepStep,
+    // A step newer than any the page shows: the page was read on a standby behind the snapshot
+    // that judged the cursor (a feed reset not replayed yet). Dropping the step there would make
+    // the next request, on a server that has it, refuse the cursor as one from before it.
+    keepStep: judged.keepStep || (judged.step ?? 0) > newest,
   };
 }
 

@@ -22,7 +22,7 @@ function imageForm(script: string): string {
   return `node dist/${entry}.js`;
 }
 
-test.each(['migrate', 'spool', 'stats:rebuild'])(
+test.each(['migrate', 'spool', 'stats:rebuild', 'feed:reset'])(
   'When the README tells operators to run `npm run %s` on production data, then it also gives the command the npm-less image runs',
   (script) => {
     expect(readme).toContain(`npm run ${script}`);
