@@ -1,7 +1,7 @@
 import { sql } from 'kysely';
 import type { Db } from '../db/database';
 import type { Logger } from '../logger';
-import { REMOVAL_STEP, REMOVAL_STEPS_LOCK } from '../db/removal-steps';
+import { REMOVAL_STEPS_LOCK, RESET_STEP } from '../db/removal-steps';
 import { FEED_RESET } from './feed-cursor';
 
 /**
@@ -56,13 +56,16 @@ const INSUFFICIENT_PRIVILEGE = '42501';
 /** A managed service without the function (Aurora answers pg_walfile_name() so). */
 const FEATURE_NOT_SUPPORTED = '0A000';
 const UNDEFINED_FUNCTION = '42883';
-/** Refusals that will answer the same next round: checking stops. */
-const REFUSED_FOR_GOOD = new Set([
-  UNDEFINED_TABLE,
-  INSUFFICIENT_PRIVILEGE,
-  FEATURE_NOT_SUPPORTED,
-  UNDEFINED_FUNCTION,
-]);
+/** What the database lacks: it will answer the same for as long as it runs. Checking stops. */
+const REFUSED_FOR_GOOD = new Set([FEATURE_NOT_SUPPORTED, UNDEFINED_FUNCTION]);
+/**
+ * Refusals an operator's work can end (a dump from before migration 0016 restored under running
+ * pods, grants applied last, a privilege granted later): checked again, slowly. Stopping for
+ * good lost every later failover and restore until the pod restarted.
+ */
+const REFUSED_FOR_NOW = new Set([UNDEFINED_TABLE, INSUFFICIENT_PRIVILEGE]);
+/** How long after such a refusal the next check comes: a failing statement, rarely. */
+const REFUSED_RETRY_MS = 5 * 60_000;
 
 /**
  * What a pod remembers between its checks: the highest transaction counter (the snapshot's
@@ -184,7 +187,7 @@ async function noteEpoch(trx: Db, current: Epoch): Promise<void> {
 async function recordReset(trx: Db): Promise<void> {
   await sql`
     WITH newest AS (SELECT ${FEED_RESET.tx}::xid8 AS tx, ${FEED_RESET.seq}::bigint AS seq),
-    ${REMOVAL_STEP}
+    ${RESET_STEP}
     SELECT 1`.execute(trx);
 }
 
@@ -202,12 +205,19 @@ export async function resetFeedByOperator(db: Db, mode: 'reset' | 'note'): Promi
     .execute(async (trx) => {
       await sql`SELECT pg_advisory_xact_lock(${REMOVAL_STEPS_LOCK})`.execute(trx);
       const { xmax: _xmax, ...current } = await currentEpoch(trx);
-      const epoch =
-        `system identifier ${current.system_identifier}, timeline ${current.timeline}, ` +
-        `database oid ${current.database_oid}`;
+      const words = (epoch: Epoch) =>
+        `system identifier ${epoch.system_identifier}, timeline ${epoch.timeline}, ` +
+        `database oid ${epoch.database_oid}`;
+      const epoch = words(current);
+      const before = await notedEpoch(trx);
       await noteEpoch(trx, current);
       if (mode === 'note') {
-        return `feed epoch noted (${epoch}), no reset: cursors consumers hold stay valid`;
+        // Said with what it replaces: noted after a failover or a restore (not pg_upgrade), it
+        // hides the reset the consumers need, and the operator should see what changed.
+        return (
+          `feed epoch noted (${epoch}; before: ${before ? words(before) : 'none'}), no reset: ` +
+          'cursors consumers hold stay valid'
+        );
       }
       await recordReset(trx);
       return (
@@ -247,21 +257,23 @@ export interface FeedEpochChecker {
 /**
  * Checks at start and then every CHECK_EVERY_MS, on the primary's pool (DATABASE_URL: the
  * replicas replay the reset), remembering the transaction counter between rounds. No round
- * while the schema is not this release's (`paused`). A check refused for good (the table
- * missing; 42501, 0A000 or 42883: a managed PostgreSQL denying or lacking pg_control_system or
- * pg_walfile_name) is logged once and checking stops; any other failure
- * (the database away, a standby behind DATABASE_URL) once while it lasts, then retried. Never
- * part of readiness.
+ * while the schema is not this release's (`paused`). A check refused for good (0A000 or 42883:
+ * a managed PostgreSQL lacking pg_control_system or pg_walfile_name) is logged once and
+ * checking stops; refused for now (the table missing, 42501: denied) logged once and checked
+ * again every REFUSED_RETRY_MS; any other failure (the database away, a standby behind
+ * DATABASE_URL) logged once while it lasts, then retried each round. Never part of readiness.
  */
 export function startFeedEpochChecks({
   db,
   logger,
   intervalMs = CHECK_EVERY_MS,
+  refusedRetryMs = REFUSED_RETRY_MS,
   paused = () => false,
 }: {
   db: Db;
   logger: Logger;
   intervalMs?: number;
+  refusedRetryMs?: number;
   paused?: () => boolean;
 }): FeedEpochChecker {
   let stopped = false;
@@ -270,26 +282,40 @@ export function startFeedEpochChecks({
   let failing = false;
   const check = createFeedEpochCheck();
 
-  const round = async (): Promise<void> => {
-    if (paused()) return;
+  /** One round; when the next comes. */
+  const round = async (): Promise<number> => {
+    if (paused()) return intervalMs;
     try {
       await check(db, logger);
       if (failing) logger.info('feed epoch: checking again');
       failing = false;
+      return intervalMs;
     } catch (error) {
       const code = (error as { code?: unknown }).code;
       if (typeof code === 'string' && REFUSED_FOR_GOOD.has(code)) {
         logger.warn(
           { err: error },
-          'feed epoch: cannot be checked here (sw_status_feed_epoch missing, or this database ' +
-            'denies or lacks pg_control_system() / pg_walfile_name()): a failover or restore that ' +
-            'lost transactions will not reset the change feed; checking stops',
+          'feed epoch: cannot be checked here (this database lacks pg_control_system() / ' +
+            'pg_walfile_name()): a failover or restore that lost transactions will not reset ' +
+            'the change feed; checking stops',
         );
         stopped = true;
-        return;
+        return intervalMs;
       }
-      if (!failing) logger.warn({ err: error }, 'feed epoch: could not check');
+      const refused = typeof code === 'string' && REFUSED_FOR_NOW.has(code);
+      if (!failing) {
+        logger.warn(
+          { err: error },
+          refused
+            ? 'feed epoch: cannot be checked now (sw_status_feed_epoch missing, or this ' +
+                "database's user may not read it or pg_control_system() / pg_walfile_name()): a " +
+                'failover or restore that lost transactions will not reset the change feed ' +
+                `meanwhile; checked again every ${refusedRetryMs / 60_000} minutes`
+            : 'feed epoch: could not check',
+        );
+      }
       failing = true;
+      return refused ? refusedRetryMs : intervalMs;
     }
   };
   const schedule = (delayMs: number): void => {
@@ -297,10 +323,15 @@ export function startFeedEpochChecks({
     // setTimeout is monotonic: a stepped wall clock neither hurries nor delays a round.
     timer = setTimeout(() => {
       timer = null;
-      running = round().finally(() => {
-        running = null;
-        schedule(intervalMs);
-      });
+      let next = intervalMs;
+      running = round()
+        .then((delay) => {
+          next = delay;
+        })
+        .finally(() => {
+          running = null;
+          schedule(next);
+        });
     }, delayMs);
     timer.unref();
   };

@@ -1,7 +1,6 @@
-import { cliLogLevel, redactSecrets } from '../config';
+import { redactSecrets } from '../config';
 import { cliDatabaseUrl } from '../db/cli-database-url';
 import { createDb } from '../db/database';
-import { createLogger } from '../logger';
 import { StartupError } from '../process/startup-error';
 import { resetFeedByOperator } from './feed-epoch';
 
@@ -22,7 +21,6 @@ import { resetFeedByOperator } from './feed-epoch';
  * No embedded PostgreSQL: a reset is for a production database, named explicitly.
  */
 async function main(): Promise<void> {
-  const logger = createLogger(cliLogLevel('info'));
   const args = process.argv.slice(2);
   const unknown = args.filter((arg) => arg !== '--note-only');
   if (unknown.length > 0) {
@@ -32,7 +30,9 @@ async function main(): Promise<void> {
   if (!url) throw new StartupError('DATABASE_URL: required (the primary of the database to reset)');
   const { db } = createDb(url, 1);
   try {
-    logger.info(await resetFeedByOperator(db, args.includes('--note-only') ? 'note' : 'reset'));
+    // On stdout whatever LOG_LEVEL says: the one line is what the operator ran it for.
+    const said = await resetFeedByOperator(db, args.includes('--note-only') ? 'note' : 'reset');
+    process.stdout.write(`${said}\n`);
   } finally {
     await db.destroy();
   }

@@ -221,3 +221,31 @@ test('When retention removes events after a reset, then a cursor from before the
   expect((await steps())[0]).toMatch(new RegExp(`:${RESET_ROW}$`));
   await expectExpired(beforeReset);
 }, 60_000);
+
+test('When the removal steps were rolled back with the database (a restore) and the feed is reset again, then the reset still refuses cursors carrying the lost steps', async () => {
+  await check();
+  // Two resets (two switchovers): cursors now carry the second one's step.
+  await sql`UPDATE sw_status_feed_epoch SET timeline = timeline + 1`.execute(t.database.db);
+  expect(await check()).toBe('reset');
+  const first = (await steps()).at(-1)!;
+  await sql`UPDATE sw_status_feed_epoch SET timeline = timeline + 1`.execute(t.database.db);
+  expect(await check()).toBe('reset');
+  const held = await cursorNow();
+  expect(cursors.decode(held).removalStep).toBeGreaterThan(0);
+
+  // Restored to before the second reset: the table holds the first one only. Numbered the
+  // latest plus one, the next reset would take the very step `held` carries, and refuse it not.
+  await sql`DELETE FROM sw_status_feed_removals`.execute(t.database.db);
+  const [step, position] = first.split(':');
+  const [tx, seq] = position!.split('/');
+  await sql`INSERT INTO sw_status_feed_removals (step, removed_tx, removed_seq)
+            VALUES (${Number(step)}, ${tx}::xid8, ${Number(seq)})`.execute(t.database.db);
+  await sql`UPDATE sw_status_feed_epoch SET timeline = timeline - 1`.execute(t.database.db);
+  expect(await check()).toBe('reset');
+
+  await expectExpired(held);
+  // A cursor issued after it follows as usual.
+  const fresh = await cursorNow();
+  const later = await insertEvent('after-rollback');
+  expect(await followUntil(fresh, later.id)).toContain(later.id);
+}, 60_000);

@@ -1,6 +1,7 @@
 import { startFeedEpochChecks } from '../../src/feed/feed-epoch';
 import type { Db } from '../../src/db/database';
 import { createLogger } from '../../src/logger';
+import { eventually } from '../helpers/eventually';
 
 /**
  * A managed PostgreSQL that does not implement a function raises feature_not_supported
@@ -34,6 +35,8 @@ test('When the database refuses the epoch check as not supported (0A000), then c
   const warn = jest.spyOn(logger, 'warn');
   const { db, calls } = refusingDb('0A000');
   const checker = startFeedEpochChecks({ db, logger, intervalMs: 10 });
+  await eventually(() => calls() >= 1, 'the first check');
+  // Time for a few more rounds of 10 ms, were they made.
   await new Promise((resolve) => setTimeout(resolve, 300));
   await checker.stop();
   // Refused for good: one attempt, not one every interval.
@@ -43,11 +46,35 @@ test('When the database refuses the epoch check as not supported (0A000), then c
   ]);
 });
 
-test('(control) When the database refuses it with 42501, then checking stops after one attempt', async () => {
-  const logger = createLogger('silent');
-  const { db, calls } = refusingDb('42501');
-  const checker = startFeedEpochChecks({ db, logger, intervalMs: 10 });
-  await new Promise((resolve) => setTimeout(resolve, 300));
-  await checker.stop();
-  expect(calls()).toBe(1);
-});
+test.each(['42501', '42P01'])(
+  'When the database refuses it with %s (denied, or the table missing: an operator can end that), then it is said once and checked again only after minutes, not every round',
+  async (code) => {
+    const logger = createLogger('silent');
+    const warn = jest.spyOn(logger, 'warn');
+    const { db, calls } = refusingDb(code);
+    const checker = startFeedEpochChecks({ db, logger, intervalMs: 10 });
+    await eventually(() => calls() >= 1, 'the first check');
+    // Time for a few more rounds of 10 ms, were they made.
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    await checker.stop();
+    expect(calls()).toBe(1);
+    expect(warn.mock.calls.map((call) => String(call[1]))).toEqual([
+      expect.stringContaining('checked again every 5 minutes'),
+    ]);
+
+    // Checked again after that pace (here 100 ms), not stopped: said once all the same.
+    const again = refusingDb(code);
+    const started = Date.now();
+    const quick = startFeedEpochChecks({
+      db: again.db,
+      logger,
+      intervalMs: 10,
+      refusedRetryMs: 100,
+    });
+    await eventually(() => again.calls() >= 2, 'a second check');
+    await quick.stop();
+    // Not every 10 ms round: at the refusals' pace.
+    expect(again.calls()).toBeLessThanOrEqual(2 + Math.floor((Date.now() - started) / 100));
+    expect(warn).toHaveBeenCalledTimes(2);
+  },
+);

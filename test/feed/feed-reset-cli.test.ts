@@ -62,6 +62,8 @@ test('When the epoch changed (pg_upgrade) and the operator runs feed:reset --not
   const out = await feedReset('--note-only');
   expect(out.trim().split('\n')).toHaveLength(1);
   expect(out).toContain('no reset');
+  // It says what it replaced: the operator sees a note after a failover for what it is.
+  expect(out).toContain('before: system identifier 1, timeline 7,');
   expect(await steps()).toBe(before);
   expect(await checkFeedEpoch(t.db, logger)).toBe('unchanged');
 }, 60_000);
