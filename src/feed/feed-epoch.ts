@@ -40,8 +40,6 @@ export type EpochCheck =
   | 'noted'
   | 'unchanged'
   | 'reset'
-  /** Retention holds the lock (a step under way): next round. */
-  | 'busy'
   /** The table is missing, or this user may not read the epoch: checking stops. */
   | 'unavailable';
 
@@ -106,12 +104,14 @@ async function currentEpoch(trx: Db): Promise<Epoch & { xmax: string }> {
 }
 
 /**
- * One check, in one transaction: under retention's advisory lock (a reset is a removal step,
- * numbered as retention numbers its own), the epoch now against the one noted, and the
- * transaction counter against the highest this pod saw (`memory`; none: a fresh pod). A
- * try-lock: a retention step holds it for its batch, and the next round comes in
- * CHECK_EVERY_MS. Found unchanged it writes nothing (the lock serialises every writer of the
- * row, so the row is read without FOR UPDATE: an idle primary stays idle).
+ * One check, in one transaction: the epoch now against the one noted, and the transaction
+ * counter against the highest this pod saw (`memory`; none: a fresh pod). Found unchanged it
+ * takes no lock and writes nothing (an idle primary stays idle). Otherwise it looks again under
+ * retention's advisory lock (a reset is a removal step, numbered as retention numbers its own;
+ * the lock serialises every writer of the row, so the row is read without FOR UPDATE): waited
+ * for, within the BEGIN's lock_timeout — a try-lock lost to a retention backlog (its batches
+ * 50 ms apart, after restoring an older snapshot) round after round, and the reset with it.
+ * Another pod may have noted the change meanwhile: then nothing is left to do.
  */
 export async function checkFeedEpoch(
   db: Db,
@@ -123,13 +123,15 @@ export async function checkFeedEpoch(
     .transaction()
     .setIsolationLevel('read committed')
     .execute(async (trx) => {
-      const { rows: lock } = await sql<{ mine: boolean }>`
-        SELECT pg_try_advisory_xact_lock(${REMOVAL_STEPS_LOCK}) AS mine`.execute(trx);
-      if (!lock[0]?.mine) return 'busy';
       const { xmax, ...current } = await currentEpoch(trx);
       seen = BigInt(xmax);
-      const before = await notedEpoch(trx);
       const wentBack = memory.highestXmax !== undefined && seen < memory.highestXmax;
+      const unlocked = await notedEpoch(trx);
+      if (!wentBack && unlocked && changesBetween(unlocked, current).length === 0) {
+        return 'unchanged';
+      }
+      await sql`SELECT pg_advisory_xact_lock(${REMOVAL_STEPS_LOCK})`.execute(trx);
+      const before = await notedEpoch(trx);
       // No row and nothing seen going back: the first run, an upgrade, or a restore to before
       // migration 0016 with no pod running across it (then the operator's feed:reset).
       if (before === undefined && !wentBack) {

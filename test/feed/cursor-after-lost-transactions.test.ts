@@ -3,6 +3,7 @@ import { sql } from 'kysely';
 import { Client } from 'pg';
 import request from 'supertest';
 import { FEED_RESET, feedCursors } from '../../src/feed/feed-cursor';
+import { REMOVAL_STEPS_LOCK } from '../../src/db/removal-steps';
 import { checkFeedEpoch } from '../../src/feed/feed-epoch';
 import { rebaseTransactionIds } from '../../src/db/transaction-id-rebase';
 import { createLogger } from '../../src/logger';
@@ -248,4 +249,21 @@ test('When the removal steps were rolled back with the database (a restore) and 
   const fresh = await cursorNow();
   const later = await insertEvent('after-rollback');
   expect(await followUntil(fresh, later.id)).toContain(later.id);
+}, 60_000);
+
+test('When retention holds the removal steps’ lock, then an unchanged check does not wait for it, and a changed one waits for it and resets', async () => {
+  await check();
+  await c.query('BEGIN');
+  try {
+    await c.query('SELECT pg_advisory_xact_lock($1)', [REMOVAL_STEPS_LOCK]);
+    expect(await check()).toBe('unchanged');
+    await sql`UPDATE sw_status_feed_epoch SET timeline = timeline + 1`.execute(t.database.db);
+    // A try-lock lost this round to retention's batches (round after round with a backlog).
+    const pending = check();
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    await c.query('COMMIT');
+    expect(await pending).toBe('reset');
+  } finally {
+    await c.query('ROLLBACK').catch(() => undefined);
+  }
 }, 60_000);
