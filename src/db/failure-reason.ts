@@ -106,21 +106,54 @@ export interface FailureLog {
 }
 
 export function createFailureLog(logger: Logger, subject: string): FailureLog {
-  let last: string | undefined;
+  const reasons = createReasonCount();
   return {
     failed(error) {
       const { kind, reason, code } = describeDatabaseFailure(error);
-      if (reason === last) return;
-      last = reason;
+      if (!reasons.failed(reason)) return;
       logger.error({ err: error, kind, code }, `${subject}: ${reason}; retrying`);
     },
     succeeded() {
-      if (last === undefined) return;
-      last = undefined;
+      if (reasons.succeeded() === undefined) return;
       logger.info(`${subject}: the database works again`);
     },
     get failing() {
-      return last !== undefined;
+      return reasons.failing;
+    },
+  };
+}
+
+/**
+ * What a once-per-reason log (FailureLog, and the workers' "not recorded" lines) keeps: the
+ * reason of the current run of failures, and how many things it cost since it began. The
+ * caller says the words; this says when.
+ */
+export interface ReasonCount {
+  /** A failure costing `count` things; true when its reason is news (none before, or another). */
+  failed(reason: string, count?: number): boolean;
+  /** The things the run of failures cost, when one was under way (then over); else undefined. */
+  succeeded(): number | undefined;
+  readonly failing: boolean;
+}
+
+export function createReasonCount(): ReasonCount {
+  let run: { reason: string; count: number } | null = null;
+  return {
+    failed(reason, count = 1) {
+      if (run?.reason === reason) {
+        run.count += count;
+        return false;
+      }
+      run = { reason, count };
+      return true;
+    },
+    succeeded() {
+      const cost = run?.count;
+      run = null;
+      return cost;
+    },
+    get failing() {
+      return run !== null;
     },
   };
 }

@@ -1,5 +1,5 @@
 import type { Db } from '../db/database';
-import { createFailureLog, describeDatabaseFailure } from '../db/failure-reason';
+import { createFailureLog, createReasonCount, describeDatabaseFailure } from '../db/failure-reason';
 import { isRefusedData, sqlState } from '../db/write-failure';
 import type { Logger } from '../logger';
 import { recordEvents } from '../messages/record-events';
@@ -130,7 +130,7 @@ export function createReconcileWorker(options: ReconcileWorkerOptions): Reconcil
   // Projects whose last lookup on this replica was answered with their credentials accepted.
   const accepted = new Set<string>();
   // Claimed messages whose lookup could not be written since the last one that was, and why.
-  let unwritten: { reason: string; count: number } | null = null;
+  const unwritten = createReasonCount();
 
   function sleep(ms: number): Promise<void> {
     return new Promise((resolve) => {
@@ -326,11 +326,7 @@ export function createReconcileWorker(options: ReconcileWorkerOptions): Reconcil
    */
   function notWritten(message: ClaimedMessage, error: unknown): void {
     const { kind, reason, code } = describeDatabaseFailure(error);
-    if (unwritten?.reason === reason) {
-      unwritten.count++;
-      return;
-    }
-    unwritten = { reason, count: 1 };
+    if (!unwritten.failed(reason)) return;
     logger.warn(
       { err: error, kind, code, message_id: message.id, lease_ms: leaseMs },
       `lookup not recorded: ${reason}; the message is looked up again once its lease runs out (said once until lookups are recorded again)`,
@@ -338,9 +334,8 @@ export function createReconcileWorker(options: ReconcileWorkerOptions): Reconcil
   }
 
   function written(): void {
-    if (!unwritten) return;
-    logger.info({ not_recorded: unwritten.count }, 'lookups are recorded again');
-    unwritten = null;
+    const count = unwritten.succeeded();
+    if (count !== undefined) logger.info({ not_recorded: count }, 'lookups are recorded again');
   }
 
   async function turn(): Promise<number> {

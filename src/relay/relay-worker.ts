@@ -1,6 +1,6 @@
 import type { Db } from '../db/database';
 import type { Logger } from '../logger';
-import { createFailureLog, describeDatabaseFailure } from '../db/failure-reason';
+import { createFailureLog, createReasonCount, describeDatabaseFailure } from '../db/failure-reason';
 import { createHostLimiter } from './circuit-breaker';
 import type { BreakerOptions } from './circuit-breaker';
 import { nextClaim } from './claim-room';
@@ -179,7 +179,7 @@ export function createRelayWorker(options: RelayWorkerOptions): RelayWorker {
   }> = [];
   let writing = false;
   // Outcomes not written since the last batch that was, and why (notRecorded).
-  let unrecorded: { reason: string; count: number } | null = null;
+  const unrecorded = createReasonCount();
 
   async function turn(): Promise<number> {
     const now = monotonicNow();
@@ -416,11 +416,7 @@ export function createRelayWorker(options: RelayWorkerOptions): RelayWorker {
    * says its lookups not recorded (reconcile-worker.ts).
    */
   function notRecorded(count: number, reason: string, fields: Record<string, unknown>): void {
-    if (unrecorded?.reason === reason) {
-      unrecorded.count += count;
-      return;
-    }
-    unrecorded = { reason, count };
+    if (!unrecorded.failed(reason, count)) return;
     logger.warn(
       { ...fields, relays: count },
       `relay outcomes not recorded: ${reason}; those relays are sent again once their leases run out (said once until outcomes are recorded again)`,
@@ -428,9 +424,9 @@ export function createRelayWorker(options: RelayWorkerOptions): RelayWorker {
   }
 
   function recorded(): void {
-    if (!unrecorded) return;
-    logger.info({ not_recorded: unrecorded.count }, 'relay outcomes are recorded again');
-    unrecorded = null;
+    const count = unrecorded.succeeded();
+    if (count !== undefined)
+      logger.info({ not_recorded: count }, 'relay outcomes are recorded again');
   }
 
   async function writeOutcomes(): Promise<void> {
