@@ -1,6 +1,8 @@
 import { sql } from 'kysely';
 import type { Db } from '../db/database';
 import type { Logger } from '../logger';
+import { startTimedRounds } from '../process/timed-rounds';
+import type { RoundEnd } from '../process/timed-rounds';
 import { REMOVAL_STEPS_LOCK, RESET_STEP } from '../db/removal-steps';
 import { FEED_RESET } from './feed-cursor';
 
@@ -278,14 +280,11 @@ export function startFeedEpochChecks({
   refusedRetryMs?: number;
   paused?: () => boolean;
 }): FeedEpochChecker {
-  let stopped = false;
-  let timer: NodeJS.Timeout | null = null;
-  let running: Promise<void> | null = null;
   let failing = false;
   const check = createFeedEpochCheck();
 
-  /** One round; when the next comes. */
-  const round = async (): Promise<number> => {
+  /** One round; when the next comes, or 'stop'. */
+  const round = async (): Promise<RoundEnd> => {
     if (paused()) return intervalMs;
     try {
       await check(db, logger);
@@ -301,8 +300,7 @@ export function startFeedEpochChecks({
             'pg_walfile_name()): a failover or restore that lost transactions will not reset ' +
             'the change feed; checking stops',
         );
-        stopped = true;
-        return intervalMs;
+        return 'stop';
       }
       const refused = typeof code === 'string' && REFUSED_FOR_NOW.has(code);
       if (!failing) {
@@ -320,30 +318,6 @@ export function startFeedEpochChecks({
       return refused ? refusedRetryMs : intervalMs;
     }
   };
-  const schedule = (delayMs: number): void => {
-    if (stopped) return;
-    // setTimeout is monotonic: a stepped wall clock neither hurries nor delays a round.
-    timer = setTimeout(() => {
-      timer = null;
-      let next = intervalMs;
-      running = round()
-        .then((delay) => {
-          next = delay;
-        })
-        .finally(() => {
-          running = null;
-          schedule(next);
-        });
-    }, delayMs);
-    timer.unref();
-  };
-  schedule(0);
 
-  return {
-    async stop() {
-      stopped = true;
-      if (timer) clearTimeout(timer);
-      await running;
-    },
-  };
+  return startTimedRounds(round, { firstDelayMs: 0, intervalMs });
 }

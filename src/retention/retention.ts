@@ -2,6 +2,8 @@ import { Counter } from 'prom-client';
 import type { Registry } from 'prom-client';
 import type { Db } from '../db/database';
 import type { Logger } from '../logger';
+import { startTimedRounds } from '../process/timed-rounds';
+import type { TimedRounds } from '../process/timed-rounds';
 import { METRIC_PREFIX } from '../metrics/metrics';
 import {
   EVENTS_PER_STEP,
@@ -78,9 +80,8 @@ export function createRetention({
     labelNames: ['table'] as const,
     registers: [registry],
   });
+  // Also ends a round's steps early (runOnce), not only the rounds.
   let stopped = false;
-  let timer: NodeJS.Timeout | null = null;
-  let running: Promise<unknown> | null = null;
   let failing = false;
 
   const runOnce = async (now = new Date()): Promise<RemovedCounts> => {
@@ -149,26 +150,18 @@ export function createRetention({
       failing = true;
     }
   };
-  const schedule = (delay: number): void => {
-    if (stopped) return;
-    timer = setTimeout(() => {
-      timer = null;
-      running = round().finally(() => {
-        running = null;
-        schedule(intervalMs);
-      });
-    }, delay);
-    timer.unref();
-  };
+  let rounds: TimedRounds | null = null;
 
   return {
     runOnce,
-    // The first round soon after start, not a whole interval later.
-    start: () => schedule(Math.min(intervalMs, 5_000)),
+    start() {
+      if (stopped) return;
+      // The first round soon after start, not a whole interval later.
+      rounds ??= startTimedRounds(round, { firstDelayMs: Math.min(intervalMs, 5_000), intervalMs });
+    },
     async stop() {
       stopped = true;
-      if (timer) clearTimeout(timer);
-      await running;
+      await rounds?.stop();
     },
   };
 }

@@ -1,5 +1,6 @@
 import type { Db } from '../db/database';
 import type { Logger } from '../logger';
+import { startTimedRounds } from '../process/timed-rounds';
 import { foldDeltas } from './stats.repository';
 
 /**
@@ -23,9 +24,6 @@ export function startStatsCompactor({
   /** True while the schema is not this release's (DatabaseReadiness.schemaSuitable): no round. */
   paused?: () => boolean;
 }): StatsCompactor {
-  let stopped = false;
-  let timer: NodeJS.Timeout | null = null;
-  let running: Promise<void> | null = null;
   let failing = false;
 
   const round = async (): Promise<void> => {
@@ -40,24 +38,11 @@ export function startStatsCompactor({
       failing = true;
     }
   };
-  const schedule = (): void => {
-    if (stopped) return;
-    timer = setTimeout(() => {
-      timer = null;
-      running = round().finally(() => {
-        running = null;
-        schedule();
-      });
-    }, intervalMs);
-    timer.unref();
-  };
-  schedule();
+  const rounds = startTimedRounds(round, { firstDelayMs: intervalMs, intervalMs });
 
   return {
     async stop() {
-      stopped = true;
-      if (timer) clearTimeout(timer);
-      await running;
+      await rounds.stop();
     },
   };
 }
