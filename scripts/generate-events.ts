@@ -32,6 +32,8 @@ import type { CanonicalStatus } from '../src/messages/statuses';
  */
 
 const DAY_MS = 86_400_000;
+/** Events per COPY transaction (a few seconds each). */
+const COMMIT_EVERY = 50_000;
 const CXML_ERRORS = ['30003', '30005', '30006', '30007', '30008'];
 const NATIVE_ERRORS = ['unreachable_destination_handset', 'carrier_violation', 'message_filtered'];
 
@@ -126,20 +128,31 @@ async function load(
   const messagesClient = new Client({ connectionString: databaseUrl });
   await Promise.all([eventsClient.connect(), messagesClient.connect()]);
   try {
-    const eventsCopy = eventsClient.query(
-      copyFrom(
-        `COPY status_events (message_id, api, status, raw_status, error_code, error_message, source,
-           provider_timestamp, received_at, dedupe_key, raw, message_status) FROM STDIN`,
+    // Each COPY commits on its own after COMMIT_EVERY events: one transaction for the whole load
+    // would hold a transaction id open for minutes, which holds back the change feed (and
+    // vacuum) of every database on the cluster meanwhile (README "What pauses the feed").
+    const startCopies = () => ({
+      events: eventsClient.query(
+        copyFrom(
+          `COPY status_events (message_id, api, status, raw_status, error_code, error_message, source,
+             provider_timestamp, received_at, dedupe_key, raw, message_status) FROM STDIN`,
+        ),
       ),
-    );
-    const messagesCopy = messagesClient.query(
-      copyFrom(
-        `COPY messages (id, api, project_id, "from", "to", kind, body, status, raw_status, status_rank,
-           status_provider_timestamp, status_received_at, error_code, error_message, conflict,
-           num_segments, num_media, ref, sent_via_proxy, client_status_callback, created_at,
-           updated_at, last_event_at, first_terminal_at) FROM STDIN`,
+      messages: messagesClient.query(
+        copyFrom(
+          `COPY messages (id, api, project_id, "from", "to", kind, body, status, raw_status, status_rank,
+             status_provider_timestamp, status_received_at, error_code, error_message, conflict,
+             num_segments, num_media, ref, sent_via_proxy, client_status_callback, created_at,
+             updated_at, last_event_at, first_terminal_at) FROM STDIN`,
+        ),
       ),
-    );
+    });
+    let copies = startCopies();
+    const commitCopies = async (): Promise<void> => {
+      copies.events.end();
+      copies.messages.end();
+      await Promise.all([once(copies.events, 'finish'), once(copies.messages, 'finish')]);
+    };
     const random = mulberry32(0x5eed);
     const now = Date.now();
     let events = 0;
@@ -148,16 +161,17 @@ async function load(
     let messagesBuffer: string[] = [];
     const flush = async (force: boolean): Promise<void> => {
       if (eventsBuffer.length >= 2000 || (force && eventsBuffer.length > 0)) {
-        await write(eventsCopy, eventsBuffer.join(''));
+        await write(copies.events, eventsBuffer.join(''));
         eventsBuffer = [];
       }
       if (messagesBuffer.length >= 2000 || (force && messagesBuffer.length > 0)) {
-        await write(messagesCopy, messagesBuffer.join(''));
+        await write(copies.messages, messagesBuffer.join(''));
         messagesBuffer = [];
       }
     };
 
     let nextReport = 1_000_000;
+    let nextCommit = COMMIT_EVERY;
     while (events < total) {
       const message = generateMessage(random, now);
       // The message's status after each event, as the write path's fold stores it.
@@ -170,15 +184,19 @@ async function load(
       messagesBuffer.push(messageRow(message, state!));
       messages++;
       await flush(false);
+      if (events >= nextCommit && events < total) {
+        await flush(true);
+        await commitCopies();
+        copies = startCopies();
+        nextCommit += COMMIT_EVERY;
+      }
       if (events >= nextReport) {
         log(`${events.toLocaleString('en')} events, ${messages.toLocaleString('en')} messages`);
         nextReport += 1_000_000;
       }
     }
     await flush(true);
-    eventsCopy.end();
-    messagesCopy.end();
-    await Promise.all([once(eventsCopy, 'finish'), once(messagesCopy, 'finish')]);
+    await commitCopies();
     return { messages, events };
   } finally {
     await Promise.all([eventsClient.end(), messagesClient.end()]);

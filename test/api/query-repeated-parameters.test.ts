@@ -52,8 +52,12 @@ async function threeMessages() {
  * The message ids of the feed's events after `start` with `filters`, among `ours`, once `count`
  * came. Only ours: `after=now` is the end of what every open transaction may still add, so on a
  * shared PostgreSQL (another test file's open transaction) the feed after it can also hold this
- * file's earlier events.
+ * file's earlier events. Waits up to FEED_WAIT_MS: the feed delivers an event only once every
+ * transaction older than it ended on the whole cluster, and another test file may hold one open
+ * for seconds (a held row, a bulk load) — CI once saw nothing in 20 s.
  */
+const FEED_WAIT_MS = 60_000;
+
 async function feedAfter(
   start: string,
   filters: string,
@@ -63,7 +67,8 @@ async function feedAfter(
   const seen: string[] = [];
   const mine = new Set(Object.values(ours));
   let cursor = start;
-  for (let round = 0; round < 10 && seen.length < count; round++) {
+  const deadline = Date.now() + FEED_WAIT_MS;
+  while (seen.length < count && Date.now() < deadline) {
     const res = await get(`/v1/events?after=${cursor}&${filters}&wait=2`).expect(200);
     const ids: string[] = res.body.data.map((event: { message_id: string }) => event.message_id);
     seen.push(...ids.filter((id) => mine.has(id)));
@@ -119,23 +124,27 @@ describe('list filters given more than once', () => {
     await get('/v1/messages?status=failed&status=nonsense').expect(400);
   });
 
-  test('When the change feed’s status and api filters are repeated, then it gives the events of those values only', async () => {
-    const start = (await get('/v1/events?after=now').expect(200)).body.next_cursor as string;
-    const ids = await threeMessages();
+  test(
+    'When the change feed’s status and api filters are repeated, then it gives the events of those values only',
+    async () => {
+      const start = (await get('/v1/events?after=now').expect(200)).body.next_cursor as string;
+      const ids = await threeMessages();
 
-    expect(await feedAfter(start, 'status=failed&status=undelivered', 2, ids)).toEqual(
-      [ids.failed, ids.undelivered].sort(),
-    );
-    expect(await feedAfter(start, 'api=native&api=native', 1, ids)).toEqual([ids.undelivered]);
-    expect(
-      await feedAfter(
-        start,
-        'status=failed,delivered&status=undelivered&api=cxml&api=native',
-        3,
-        ids,
-      ),
-    ).toEqual(Object.values(ids).sort());
-  });
+      expect(await feedAfter(start, 'status=failed&status=undelivered', 2, ids)).toEqual(
+        [ids.failed, ids.undelivered].sort(),
+      );
+      expect(await feedAfter(start, 'api=native&api=native', 1, ids)).toEqual([ids.undelivered]);
+      expect(
+        await feedAfter(
+          start,
+          'status=failed,delivered&status=undelivered&api=cxml&api=native',
+          3,
+          ids,
+        ),
+      ).toEqual(Object.values(ids).sort());
+    },
+    3 * FEED_WAIT_MS,
+  );
 
   test('When the stats’ api filter is repeated, then the stats cover those APIs', async () => {
     const window = 'created_since=2026-08-05&created_until=2026-08-06';
