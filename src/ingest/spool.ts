@@ -469,17 +469,25 @@ async function openLocked(
 
   function deadLetterEventOnce(event: StatusEvent, reason: string): Promise<void> {
     return inTurn(async () => {
-      const keys = await deadLetteredKeys();
-      const key = eventKey(event);
-      if (keys.has(key)) {
-        logger.info(
-          { message_id: event.messageId },
-          'replayed event already in the dead-letter file: not written again',
-        );
-        return;
+      // Called from within the replay's `commit`, whose errors are taken for the database's:
+      // whatever fails here is the spool's own disk (creating the file on a full volume, reading
+      // its keys, the write), and is marked so — not reported as the database unreachable.
+      try {
+        const keys = await deadLetteredKeys();
+        const key = eventKey(event);
+        if (keys.has(key)) {
+          logger.info(
+            { message_id: event.messageId },
+            'replayed event already in the dead-letter file: not written again',
+          );
+          return;
+        }
+        await writeDeadLetter({ reason, event });
+        keys.add(key);
+      } catch (error) {
+        markDiskFailure(error);
+        throw error;
       }
-      await writeDeadLetter({ reason, event });
-      keys.add(key);
     });
   }
 
@@ -502,7 +510,6 @@ async function openLocked(
         await handle.datasync();
       } catch (error) {
         await handle.truncate(size).catch(() => undefined);
-        markDiskFailure(error);
         throw error;
       }
     } finally {

@@ -1,0 +1,159 @@
+import fsPromises from 'node:fs/promises';
+import type { FileHandle } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { sql } from 'kysely';
+import { normalizeCxmlCallback } from '../../src/callbacks/normalize';
+import { DEAD_LETTER_FILE, isSpoolDiskFailure, openSpool } from '../../src/ingest/spool';
+import { createLogger } from '../../src/logger';
+import type { StatusEvent } from '../../src/messages/status-event';
+import { cxmlFields } from '../helpers/callbacks';
+import { eventually } from '../helpers/eventually';
+import { createTestDatabase } from '../helpers/test-database';
+import type { TestDatabase } from '../helpers/test-database';
+import { spooledRecorder } from './support/spooled-recorder';
+
+/**
+ * The replay tells the spool disk's failures from the database's (isSpoolDiskFailure), so that
+ * `/readyz` does not say `"database": "unreachable"` and the log does not send an operator after
+ * the database when it is the spool's volume that refuses. A dead letter is written from within
+ * the replay's `commit`, whose errors are otherwise the database's: every file-system error of
+ * that step — creating the dead-letter file (a new inode, refused on a full volume), reading
+ * the keys it holds, writing the record — is the disk's, not only the write's.
+ */
+
+const logger = createLogger('silent');
+
+function event(): StatusEvent {
+  return normalizeCxmlCallback(cxmlFields(), { receivedAt: new Date(), storeBody: false });
+}
+
+let root: string;
+let dir: string;
+beforeEach(async () => {
+  root = await mkdtemp(path.join(os.tmpdir(), 'sw-status-dead-letter-disk-'));
+  dir = path.join(root, 'spool');
+});
+afterEach(async () => {
+  jest.restoreAllMocks();
+  await rm(root, { recursive: true, force: true });
+});
+
+function errno(code: string, syscall: string, file: string): Error {
+  return Object.assign(new Error(`${code}: ${syscall} '${file}'`), { code, syscall, path: file });
+}
+
+/** Opening the dead-letter file for appending is refused: a full volume, no inode for it. */
+function deadLetterFileCannotBeCreated(): void {
+  const open = fsPromises.open.bind(fsPromises);
+  jest.spyOn(fsPromises, 'open').mockImplementation((async (
+    ...args: Parameters<typeof open>
+  ): Promise<FileHandle> => {
+    const [file, flags] = args;
+    if (path.basename(String(file)) === DEAD_LETTER_FILE && flags === 'a+') {
+      throw errno('ENOSPC', 'open', String(file));
+    }
+    return open(...args);
+  }) as typeof fsPromises.open);
+}
+
+/** Reading the dead-letter file fails (a bad block under it). */
+function deadLetterFileUnreadable(): void {
+  const open = fsPromises.open.bind(fsPromises);
+  jest.spyOn(fsPromises, 'open').mockImplementation(async (...args: Parameters<typeof open>) => {
+    const handle: FileHandle = await open(...args);
+    if (path.basename(String(args[0])) === DEAD_LETTER_FILE) {
+      handle.read = (async () => {
+        throw errno('EIO', 'read', String(args[0]));
+      }) as FileHandle['read'];
+    }
+    return handle;
+  });
+}
+
+/** What `promise` rejects with. */
+function rejection(promise: Promise<unknown>): Promise<unknown> {
+  return promise.then(
+    () => {
+      throw new Error('resolved');
+    },
+    (error: unknown) => error,
+  );
+}
+
+test('When the dead-letter file cannot be created, then the dead letter fails as the spool disk’s failure, not the database’s', async () => {
+  const spool = await openSpool({ dir, logger });
+  try {
+    deadLetterFileCannotBeCreated();
+    const error = await rejection(spool.deadLetter(event(), '23514 check'));
+    expect(error).toMatchObject({ code: 'ENOSPC' });
+    expect(isSpoolDiskFailure(error)).toBe(true);
+  } finally {
+    await spool.close();
+  }
+});
+
+test('When the dead-letter file cannot be read for the keys it holds, then the dead letter fails as the spool disk’s failure, not the database’s', async () => {
+  const earlier = await openSpool({ dir, logger });
+  await earlier.deadLetter(event(), '23514 check');
+  await earlier.close();
+  // The keys are read at a process's first dead letter.
+  const spool = await openSpool({ dir, logger });
+  try {
+    deadLetterFileUnreadable();
+    const error = await rejection(spool.deadLetter(event(), '23514 check'));
+    expect(error).toMatchObject({ code: 'EIO' });
+    expect(isSpoolDiskFailure(error)).toBe(true);
+  } finally {
+    await spool.close();
+  }
+});
+
+describe('with PostgreSQL', () => {
+  let database: TestDatabase;
+  beforeEach(async () => {
+    database = await createTestDatabase(4);
+  });
+  afterEach(async () => {
+    await database.destroy();
+  });
+
+  test('When the dead-letter file cannot be created on a full spool volume, then readiness does not report the database unreachable', async () => {
+    const neighbour = event();
+    const poisoned = event();
+    const earlier = await openSpool({ dir, logger });
+    await earlier.append([neighbour, poisoned]);
+    await earlier.close();
+    // PostgreSQL answers, and refuses the poisoned event for good: it is to be dead-lettered.
+    await sql
+      .raw(
+        `ALTER TABLE status_events ADD CONSTRAINT refuses_one CHECK (message_id <> '${poisoned.messageId}')`,
+      )
+      .execute(database.db);
+    deadLetterFileCannotBeCreated();
+
+    const recorder = await spooledRecorder(database.db, dir, {
+      commitTimeoutMs: 3_000,
+      replayTimeoutMs: 10_000,
+      maxInFlight: 2,
+      batchWaitMs: 5,
+    });
+    try {
+      // The replay got as far as the dead letter (its neighbour is stored) and stopped there.
+      await eventually(async () => {
+        const rows = await database.db
+          .selectFrom('status_events')
+          .select('message_id')
+          .where('message_id', '=', neighbour.messageId)
+          .execute();
+        return rows.length === 1 && recorder.mode() === 'spooling';
+      }, 'the replay stopped at the dead letter');
+      // The database answered every statement (it refused one event's data): the spool's
+      // volume failed.
+      expect(recorder.status().database).toBe('ok');
+    } finally {
+      await recorder.drain();
+    }
+  }, 60_000);
+});
