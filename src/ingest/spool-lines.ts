@@ -9,14 +9,40 @@ import { open } from 'node:fs/promises';
  * of any size.
  */
 
-/** One complete line: where it is, and its text unless it is longer than `maxLineBytes`. */
+/**
+ * One complete line: where it is, and its text unless it is longer than `maxLineBytes` or not
+ * UTF-8.
+ */
 export interface SpoolLine {
   /** Byte offset of its first byte. */
   offset: number;
   /** Its length in bytes, newline excluded. */
   bytes: number;
-  /** Undefined for a line longer than `maxLineBytes`: no event is that long. */
+  /**
+   * Undefined for a line longer than `maxLineBytes` (no event is that long) and for one that is
+   * not UTF-8 (then `undecodable` holds its bytes).
+   */
   text: string | undefined;
+  /**
+   * The bytes of a line within `maxLineBytes` that are not UTF-8. No append writes such a line
+   * (JSON.stringify escapes lone surrogates), so it is damage: decoded leniently, each bad byte
+   * would become U+FFFD and the line a different one — replayed as an event nobody sent when it
+   * still parses, or dead-lettered with its original bytes lost. Kept as they are instead.
+   */
+  undecodable?: Buffer;
+}
+
+// Strict: a byte sequence that is not UTF-8 is an error, not U+FFFD. The BOM is kept as
+// Buffer#toString kept it (a line starting with one is not JSON, so it stays unreadable).
+const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
+
+/** `bytes` as UTF-8 text, or undefined when they are not UTF-8. */
+export function decodeUtf8(bytes: Uint8Array): string | undefined {
+  try {
+    return utf8.decode(bytes);
+  } catch {
+    return undefined;
+  }
 }
 
 // One read's worth: large enough that a segment takes few system calls.
@@ -48,14 +74,17 @@ export async function* readLines(
       let start = 0;
       for (let end = view.indexOf(NEWLINE); end !== -1; end = view.indexOf(NEWLINE, start)) {
         const bytes = lineBytes + (end - start);
-        let text: string | undefined;
         if (bytes <= maxLineBytes) {
-          text =
+          const raw =
             pieces.length === 0
-              ? view.toString('utf8', start, end)
-              : Buffer.concat([...pieces, view.subarray(start, end)]).toString('utf8');
-        }
-        yield { offset: lineOffset, bytes, text };
+              ? view.subarray(start, end)
+              : Buffer.concat([...pieces, view.subarray(start, end)]);
+          const text = decodeUtf8(raw);
+          // A copy: `raw` may be a view of the reused read buffer.
+          if (text === undefined)
+            yield { offset: lineOffset, bytes, text, undecodable: Buffer.from(raw) };
+          else yield { offset: lineOffset, bytes, text };
+        } else yield { offset: lineOffset, bytes, text: undefined };
         pieces = [];
         lineBytes = 0;
         lineOffset = position + end + 1;

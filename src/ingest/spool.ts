@@ -9,7 +9,7 @@ import type { StatusEvent } from '../messages/status-event';
 import { acquireInstanceLock } from '../process/instance-lock';
 import type { InstanceLock } from '../process/instance-lock';
 import { decodeSpoolLine, encodeSpoolLine } from './spool-codec';
-import { countLines, readLines } from './spool-lines';
+import { countLines, decodeUtf8, readLines } from './spool-lines';
 import type { SpoolLine } from './spool-lines';
 
 /**
@@ -655,22 +655,7 @@ async function openLocked(
         const key = unreadableLineKey(name, line);
         if (keys.has(key)) return;
         logger.error({ file: segment.file }, 'spool line unreadable: kept in the dead-letter file');
-        await writeDeadLetter(
-          line.text === undefined
-            ? // Longer than any event an append writes: damage, not an acknowledged callback.
-              {
-                reason: `unreadable spool line of ${line.bytes} bytes, longer than any event`,
-                segment: name,
-                offset: line.offset,
-                bytes: line.bytes,
-              }
-            : {
-                reason: 'unreadable spool line',
-                segment: name,
-                offset: line.offset,
-                line: line.text,
-              },
-        );
+        await writeDeadLetter(unreadableLineRecord(name, line));
         keys.add(key);
       });
     }
@@ -900,24 +885,26 @@ function eventKey(event: StatusEvent): string {
 }
 
 /**
- * An unreadable line's dead-letter key: its segment, its offset, and its text's hash (or its
+ * An unreadable line's dead-letter key: its segment, its offset, and its bytes' hash (or its
  * length when too long to hold). The hash because a segment's name comes back once the spool
  * has drained (numbering starts again at 1): a different damaged line at the same place of a
  * later segment must still be kept.
  */
 function unreadableLineKey(segment: string, line: SpoolLine): string {
-  const content =
-    line.text === undefined
-      ? `${line.bytes}`
-      : createHash('sha256').update(line.text).digest('hex');
-  return `line:${segment}:${line.offset}:${content}`;
+  return `line:${segment}:${line.offset}:${lineHash(line) ?? line.bytes}`;
 }
 
 /** The key of a dead-letter record (deadLetteredKeys), if it is an event or a located line. */
 function deadLetterKey(text: string): string | undefined {
   const event = deadLetterEvent(text);
   if (event) return eventKey(event);
-  let record: { segment?: unknown; offset?: unknown; line?: unknown; bytes?: unknown };
+  let record: {
+    segment?: unknown;
+    offset?: unknown;
+    line?: unknown;
+    line_base64?: unknown;
+    bytes?: unknown;
+  };
   try {
     record = JSON.parse(text) as typeof record;
   } catch {
@@ -931,12 +918,44 @@ function deadLetterKey(text: string): string | undefined {
       text: record.line,
     });
   }
+  if (typeof record.line_base64 === 'string') {
+    const undecodable = Buffer.from(record.line_base64, 'base64');
+    return unreadableLineKey(record.segment, {
+      offset: record.offset,
+      bytes: undecodable.length,
+      text: undefined,
+      undecodable,
+    });
+  }
   if (typeof record.bytes !== 'number') return undefined;
   return unreadableLineKey(record.segment, {
     offset: record.offset,
     bytes: record.bytes,
     text: undefined,
   });
+}
+
+/** The dead-letter record of an unreadable line of `segment`: all of it that can be kept. */
+function unreadableLineRecord(segment: string, line: SpoolLine): Record<string, unknown> {
+  const where = { segment, offset: line.offset };
+  // Not UTF-8, which no append writes: damage. Its bytes as they are, base64 (as text they
+  // would be U+FFFD), the only copy once the segment is removed.
+  if (line.undecodable) {
+    return {
+      reason: 'unreadable spool line: not UTF-8',
+      ...where,
+      line_base64: line.undecodable.toString('base64'),
+    };
+  }
+  // Longer than any event an append writes: damage, not an acknowledged callback.
+  if (line.text === undefined) {
+    return {
+      reason: `unreadable spool line of ${line.bytes} bytes, longer than any event`,
+      ...where,
+      bytes: line.bytes,
+    };
+  }
+  return { reason: 'unreadable spool line', ...where, line: line.text };
 }
 
 async function exists(file: string): Promise<boolean> {
@@ -1023,9 +1042,23 @@ async function adoptLegacyDeadLetters(dir: string, deadLetterFile: string): Prom
   await syncDirectory(dir);
 }
 
-/** The event of a dead-letter record (or of an unreadable line a newer codec can now read). */
+/** A line's bytes' hash (its text hashes as its UTF-8 bytes); undefined when too long to hold. */
+function lineHash(line: SpoolLine): string | undefined {
+  const content = line.undecodable ?? line.text;
+  return content === undefined ? undefined : sha256(content);
+}
+
+function sha256(content: string | Uint8Array): string {
+  return createHash('sha256').update(content).digest('hex');
+}
+
+/**
+ * The event of a dead-letter record (or of an unreadable line a newer codec can now read). A
+ * line kept as `line_base64` (not UTF-8) is decoded as strictly as the replay decodes it: it
+ * stays a dead letter rather than coming back as an event with U+FFFD in place of its bytes.
+ */
 function deadLetterEvent(line: string): StatusEvent | undefined {
-  let record: { event?: unknown; line?: unknown };
+  let record: { event?: unknown; line?: unknown; line_base64?: unknown };
   try {
     record = JSON.parse(line) as typeof record;
   } catch {
@@ -1033,7 +1066,12 @@ function deadLetterEvent(line: string): StatusEvent | undefined {
   }
   if (record.event !== undefined)
     return decodeSpoolLine(JSON.stringify({ v: 1, event: record.event }));
-  return typeof record.line === 'string' ? decodeSpoolLine(record.line) : undefined;
+  if (typeof record.line === 'string') return decodeSpoolLine(record.line);
+  if (typeof record.line_base64 === 'string') {
+    const text = decodeUtf8(Buffer.from(record.line_base64, 'base64'));
+    return text === undefined ? undefined : decodeSpoolLine(text);
+  }
+  return undefined;
 }
 
 /**
