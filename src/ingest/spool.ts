@@ -121,7 +121,7 @@ const SEGMENT_NAME = /^spool-(\d{20})\.jsonl$/;
 const SET_ASIDE_PREFIX = 'unreadable-';
 const SET_ASIDE_NAME = /^unreadable-spool-\d{20}\.jsonl(\.\d+)?$/;
 export const DEAD_LETTER_FILE = 'dead-letters.jsonl';
-// Its name in the first release (adoptLegacyDeadLetters).
+// Its name in the first release (copyLegacyDeadLetters).
 const LEGACY_DEAD_LETTER_FILE = 'rejected.jsonl';
 const NEWLINE = 0x0a;
 
@@ -213,14 +213,48 @@ async function openLocked(
   limits: { events: number; bytes: number; probeIntervalMs: number },
 ): Promise<Spool> {
   const deadLetterFile = path.join(dir, DEAD_LETTER_FILE);
-  await adoptLegacyDeadLetters(dir, deadLetterFile);
+  /**
+   * Best effort, never in the way of the spool: the copy needs free blocks, and a volume the
+   * first release filled during an outage would otherwise refuse every start (ENOSPC) — the
+   * spool never opened, never drained, so the space never freed (README, "One process per
+   * SPOOL_DIR"). A failed adoption leaves the dead-letter file as it was and rejected.jsonl in
+   * place (its records still counted), and is tried again at the next open or requeue; the
+   * adoption skips what an earlier one copied, so nothing is lost or doubled.
+   */
+  let legacyWarned = false;
+  async function adoptLegacy(): Promise<number> {
+    const legacy = path.join(dir, LEGACY_DEAD_LETTER_FILE);
+    let copied = false;
+    try {
+      if (!(await copyLegacyDeadLetters(legacy, deadLetterFile))) return 0;
+      copied = true;
+      // The dead-letter file may be new: its entry first, then the old file's removal.
+      await syncDirectory(dir);
+      await unlink(legacy);
+      await syncDirectory(dir);
+      return 0;
+    } catch (error) {
+      if (!legacyWarned) {
+        legacyWarned = true;
+        logger.warn(
+          { err: error, dir, code: errorCode(error) },
+          `the first release's dead letters (${LEGACY_DEAD_LETTER_FILE}) could not be moved into ${DEAD_LETTER_FILE}: they stay where they are, counted, and are moved at the next start or requeue`,
+        );
+      }
+      // Copied whole but not removed: counted in the dead-letter file already (and not copied
+      // again by the next adoption).
+      return copied ? 0 : countLines(legacy).catch(() => 0);
+    }
+  }
+  // Records in rejected.jsonl not adopted yet.
+  let legacyRecords = await adoptLegacy();
   let deadLetterRecords = await countLines(deadLetterFile).catch(() => 0);
   let setAside = await countSetAside(dir);
   // Unreadable segments not even renamable: skipped by this process, still counted.
   let leftInPlace = 0;
-  if (deadLetterRecords > 0) {
+  if (deadLetterRecords + legacyRecords > 0) {
     logger.warn(
-      { dir, dead_letters: deadLetterRecords },
+      { dir, dead_letters: deadLetterRecords + legacyRecords },
       // The production image has no npm: name the command as it runs there.
       'the spool holds dead letters: fix their cause, then requeue them (node dist/ingest/spool-cli.js requeue-dead-letters; from a checkout: npm run spool -- requeue-dead-letters)',
     );
@@ -528,6 +562,10 @@ async function openLocked(
   async function requeue(): Promise<{ requeued: number; kept: number }> {
     // An operator who recovered a set-aside segment removes it, then requeues: counted afresh.
     setAside = await countSetAside(dir).catch(() => setAside);
+    // Not adopted at the open (a full volume, since drained): requeued with the others.
+    legacyRecords = await adoptLegacy();
+    deadLetterRecords = await countLines(deadLetterFile).catch(() => deadLetterRecords);
+    deadLetterKeys = undefined;
     const temporary = `${deadLetterFile}.tmp`;
     let source: FileHandle;
     try {
@@ -738,7 +776,7 @@ async function openLocked(
       }
     },
     deadLetter: deadLetterEventOnce,
-    deadLetters: () => deadLetterRecords + setAside + leftInPlace,
+    deadLetters: () => deadLetterRecords + legacyRecords + setAside + leftInPlace,
     requeueDeadLetters() {
       // One at a time: two would append the same events twice.
       requeueing ??= inTurn(requeue).finally(() => {
@@ -1003,43 +1041,58 @@ async function syncDirectory(dir: string): Promise<void> {
 /**
  * The first release named the dead-letter file `rejected.jsonl` (same records): its dead
  * letters are acknowledged events too, so they join the current file — counted, visible and
- * requeued like the others — instead of lying unseen in the directory. Copied, synced, then
- * removed: a crash in between copies them twice, which a requeue's dedupe makes harmless.
+ * requeued like the others — instead of lying unseen in the directory. Copied and synced here,
+ * then removed (openLocked's adoptLegacy); false when there is none. Again and again until it
+ * is removed, so without loss or double: a copy that fails is cut off again (a torn part would
+ * be a record of its own), and a record an earlier copy already put in the dead-letter file —
+ * a crash, or a failed removal, before `rejected.jsonl` was gone — is not copied twice (the
+ * same bytes: each record carries its `rejected_at`; only a line too long to hold, which no
+ * record is, would be copied again).
  */
-async function adoptLegacyDeadLetters(dir: string, deadLetterFile: string): Promise<void> {
-  const legacy = path.join(dir, LEGACY_DEAD_LETTER_FILE);
+async function copyLegacyDeadLetters(legacy: string, deadLetterFile: string): Promise<boolean> {
   let source: FileHandle;
   try {
     source = await open(legacy, 'r');
   } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return;
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return false;
     throw error;
   }
   try {
-    const target = await open(deadLetterFile, 'a', 0o600);
+    const present = await lineHashes(deadLetterFile);
+    // Read too: whether its last record ends with its newline.
+    const target = await open(deadLetterFile, 'a+', 0o600);
     try {
-      const buffer = Buffer.allocUnsafe(1 << 20);
-      let last = NEWLINE;
-      for (let position = 0; ;) {
-        const { bytesRead } = await source.read(buffer, 0, buffer.length, position);
-        if (bytesRead === 0) break;
-        await writeAll(target, buffer.subarray(0, bytesRead));
-        last = buffer[bytesRead - 1]!;
-        position += bytesRead;
+      const { size } = await target.stat();
+      try {
+        if (size > 0 && !(await endsWithNewline(target, size))) {
+          await writeAll(target, Buffer.from('\n'));
+        }
+        const copied = (hash: string | undefined): boolean =>
+          hash !== undefined && present.has(hash);
+        let end = 0;
+        for await (const line of readLines(legacy, MAX_DEAD_LETTER_BYTES)) {
+          end = line.offset + line.bytes + 1;
+          if (line.bytes === 0 || copied(lineHash(line))) continue;
+          await copyLine(source, target, line.offset, line.bytes);
+        }
+        // A torn last record stays one unreadable record, not the start of the next one.
+        const torn = (await source.stat()).size - end;
+        if (torn > 0) {
+          const tail = torn <= MAX_DEAD_LETTER_BYTES ? await readAt(source, end, torn) : undefined;
+          if (!copied(tail && sha256(tail))) await copyLine(source, target, end, torn);
+        }
+        await target.datasync();
+      } catch (error) {
+        await target.truncate(size).catch(() => undefined);
+        throw error;
       }
-      // A torn last record stays one unreadable record, not the start of the next one.
-      if (last !== NEWLINE) await writeAll(target, Buffer.from('\n'));
-      await target.datasync();
     } finally {
       await target.close();
     }
   } finally {
     await source.close();
   }
-  // The dead-letter file may be new: its entry first, then the old file's removal.
-  await syncDirectory(dir);
-  await unlink(legacy);
-  await syncDirectory(dir);
+  return true;
 }
 
 /** A line's bytes' hash (its text hashes as its UTF-8 bytes); undefined when too long to hold. */
@@ -1050,6 +1103,28 @@ function lineHash(line: SpoolLine): string | undefined {
 
 function sha256(content: string | Uint8Array): string {
   return createHash('sha256').update(content).digest('hex');
+}
+
+/** The hashes of the lines of `file` (none when it does not exist). */
+async function lineHashes(file: string): Promise<Set<string>> {
+  const hashes = new Set<string>();
+  if (!(await exists(file))) return hashes;
+  for await (const line of readLines(file, MAX_DEAD_LETTER_BYTES)) {
+    const hash = lineHash(line);
+    if (hash !== undefined) hashes.add(hash);
+  }
+  return hashes;
+}
+
+/** `bytes` bytes of `handle` at `offset`. */
+async function readAt(handle: FileHandle, offset: number, bytes: number): Promise<Buffer> {
+  const buffer = Buffer.alloc(bytes);
+  for (let done = 0; done < bytes;) {
+    const { bytesRead } = await handle.read(buffer, done, bytes - done, offset + done);
+    if (bytesRead === 0) return buffer.subarray(0, done);
+    done += bytesRead;
+  }
+  return buffer;
 }
 
 /**
