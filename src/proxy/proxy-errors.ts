@@ -2,7 +2,7 @@ import type { Api } from '../messages/statuses';
 import { COMPAT_CODES, compatError, nativeError } from '../signalwire/send-rules';
 import type { ApiFailure, CompatErrorBody, NativeErrorBody } from '../signalwire/send-rules';
 import type { UpstreamFailure } from './signalwire-client';
-import { withoutBrackets } from './upstream-target';
+import { parameterName } from './upstream-target';
 
 /**
  * The proxy's own refusals, in the error shape of the API the caller spoke (DESIGN §5), so a
@@ -92,7 +92,7 @@ const OUTSIDE_API =
 const inQuery = (field: string) =>
   `The '${field}' parameter must be sent in the request body, not in the query string`;
 const bracketed = (name: string) =>
-  `The '${name}' parameter is not accepted: give ${withoutBrackets(name)} without brackets`;
+  `The '${name}' parameter is not accepted: give ${parameterName(name)} without brackets`;
 
 /** Each field's own code; the Application's is SignalWire's "invalid ApplicationSid". */
 const COMPAT_FIELD_CODES: Record<string, number> = {
@@ -112,11 +112,7 @@ const compat: ProxyErrors = {
   fieldInQuery: (field) =>
     compatError(400, COMPAT_FIELD_CODES[field] ?? C.invalidArgument, inQuery(field)),
   fieldBracketed: (name) =>
-    compatError(
-      400,
-      COMPAT_FIELD_CODES[withoutBrackets(name)] ?? C.invalidArgument,
-      bracketed(name),
-    ),
+    compatError(400, COMPAT_FIELD_CODES[parameterName(name)] ?? C.invalidArgument, bracketed(name)),
   notACreateRoute: () => compatError(404, C.notFound, NOT_A_CREATE_ROUTE),
   outsideApi: () => compatError(404, C.notFound, OUTSIDE_API),
   upstream: (failure, subject) =>

@@ -34,10 +34,10 @@ import type { FormPairs, RequestBody } from './request-body';
 import {
   apiOfPath,
   couldLeavePrefix,
+  parameterName,
   queryParameterNames,
   targetPath,
   upstreamTarget,
-  withoutBrackets,
 } from './upstream-target';
 
 /**
@@ -150,8 +150,9 @@ async function handle(
     fail(res, errors.fieldInQuery(inQuery));
     return;
   }
-  // `StatusCallback[]=…` in a form: a lenient server (Rack, PHP) reads it as StatusCallback,
-  // beside the proxy's own, which it neither replaces nor leaves out.
+  // `StatusCallback[]=…` or `StatusCallback]=…` in a form: a lenient server (Rack, PHP) reads
+  // it as StatusCallback, beside the proxy's own or in its place, which the proxy neither
+  // replaces nor leaves out.
   const bracketed = read.body.type === 'form' ? bracketedField(read.body.pairs, api) : undefined;
   if (bracketed !== undefined) {
     fail(res, errors.fieldBracketed(bracketed));
@@ -261,9 +262,17 @@ function proxyErrorHandler(deps: ProxyDeps): ErrorRequestHandler {
   };
 }
 
-/** A form key that names a callback field with a bracket suffix (`ApplicationSid[]`), if any. */
+/**
+ * A form key that a lenient server reads as a callback field but that is not spelled as one
+ * (`ApplicationSid[]`, `StatusCallback]`, `[StatusCallback`: upstream-target.ts parameterName),
+ * if any. The proxy replaces the field by its exact name only; Rails would file such a key
+ * under the field too, and the later one wins there.
+ */
 function bracketedField(pairs: FormPairs, api: Api): string | undefined {
   return pairs
     .map(([key]) => key)
-    .find((key) => key.includes('[') && CALLBACK_FIELDS[api].includes(withoutBrackets(key)));
+    .find((key) => {
+      const name = parameterName(key);
+      return name !== key && CALLBACK_FIELDS[api].includes(name);
+    });
 }

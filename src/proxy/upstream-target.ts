@@ -24,18 +24,30 @@ export function targetPath(target: string): string {
 }
 
 /**
- * The names of a target's query parameters, form-decoded (a broken escape stays as written),
- * with a bracket suffix cut off (`StatusCallback[]`, `a[b]`): how a lenient server reads them.
+ * The names of a target's query parameters as Rails (SignalWire's stack) files them: split on
+ * `&` and `;` alike, spaces after either dropped (ActionDispatch's query parser, as Rack 2.2's),
+ * form-decoded (a broken escape stays as written), then read by parameterName.
+ * `?trace=1;status_callback=…` and `?status_callback]=…` both name status_callback there.
  */
 export function queryParameterNames(target: string): string[] {
   const question = target.indexOf('?');
   if (question < 0) return [];
-  return [...new URLSearchParams(target.slice(question + 1)).keys()].map(withoutBrackets);
+  const query = target
+    .slice(question + 1)
+    .split(/[&;] */)
+    .join('&');
+  return [...new URLSearchParams(query).keys()].map(parameterName);
 }
 
-/** A parameter's name without its bracket suffix (`StatusCallback[]` → `StatusCallback`). */
-export function withoutBrackets(name: string): string {
-  return name.split('[')[0]!;
+/**
+ * The field a lenient server files a parameter under: Rack 2.2's normalize_params, which Rails
+ * keeps, drops leading `[`/`]` and reads up to the next bracket (`StatusCallback[]`, `a[b]`,
+ * `]status_callback`, `[status_callback`, `StatusCallback]` → the name within). Rack would file
+ * `status_callback[` whole; reading it as status_callback only refuses more. A name of brackets
+ * only is itself.
+ */
+export function parameterName(name: string): string {
+  return /^[[\]]*([^[\]]+)/.exec(name)?.[1] ?? name;
 }
 
 /** Native paths answer in the native error shape; everything else is compatibility. */

@@ -3,6 +3,8 @@ import {
   couldLeavePrefix,
   deletedMessageId,
   namesNativeMessage,
+  parameterName,
+  queryParameterNames,
   updatedMessageId,
   upstreamTarget,
 } from '../../src/proxy/upstream-target';
@@ -25,6 +27,27 @@ describe('upstreamTarget', () => {
     const target = upstreamTarget('//evil.example/api/messaging/logs');
     expect(target).toBe('//evil.example/api/messaging/logs');
     expect(new URL(`https://space.signalwire.com${target}`).host).toBe('space.signalwire.com');
+  });
+});
+
+describe('queryParameterNames (as Rails files them)', () => {
+  it.each([
+    ['/m?a=1&b=2', ['a', 'b']],
+    ['/m?trace=1;status_callback=x', ['trace', 'status_callback']],
+    ['/m?a=1;%20b=2', ['a', ' b']],
+    [
+      '/m?status_callback]=x&]status_callback=x&[status_callback=x',
+      Array(3).fill('status_callback'),
+    ],
+    ['/m?StatusCallback%5B%5D=x&a[b][c]=1', ['StatusCallback', 'a']],
+    ['/m?%ZZ=1&[]=2', ['%ZZ', '[]']],
+    ['/m', []],
+  ])('When the target is %s, then the names are %j', (target, names) => {
+    expect(queryParameterNames(target)).toEqual(names);
+  });
+
+  it('When a name is exactly a field, then parameterName leaves it as it is', () => {
+    expect(parameterName('StatusCallback')).toBe('StatusCallback');
   });
 });
 
