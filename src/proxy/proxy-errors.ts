@@ -30,6 +30,11 @@ export interface ProxyErrors {
    * as the field itself, beside the proxy's own.
    */
   fieldBracketed(name: string): ProxyFailure;
+  /**
+   * A JSON body holding a number the proxy would change by re-serialising it (request-body.ts
+   * inexactNumber); `field` is where it is (`ref`, `meta.ids[2]`).
+   */
+  inexactNumber(field: string, message: string): ProxyFailure;
   /** A request that could create a message upstream without the service's status callback. */
   notACreateRoute(): ProxyFailure;
   /** A path that could reach beyond the API prefix it came in under (upstream-target.ts). */
@@ -113,6 +118,7 @@ const compat: ProxyErrors = {
     compatError(400, COMPAT_FIELD_CODES[field] ?? C.invalidArgument, inQuery(field)),
   fieldBracketed: (name) =>
     compatError(400, COMPAT_FIELD_CODES[parameterName(name)] ?? C.invalidArgument, bracketed(name)),
+  inexactNumber: (_field, message) => compatError(400, C.invalidArgument, message),
   notACreateRoute: () => compatError(404, C.notFound, NOT_A_CREATE_ROUTE),
   outsideApi: () => compatError(404, C.notFound, OUTSIDE_API),
   upstream: (failure, subject) =>
@@ -143,6 +149,8 @@ const native: ProxyErrors = {
   // Native bodies are JSON, never a form: kept for the interface's sake.
   fieldBracketed: (name) =>
     nativeError(422, 'validation_error', 'invalid_parameter', bracketed(name), name),
+  inexactNumber: (field, message) =>
+    nativeError(422, 'validation_error', 'invalid_parameter', message, field),
   notACreateRoute: () => nativeError(404, 'invalid_request_error', 'not_found', NOT_A_CREATE_ROUTE),
   outsideApi: () => nativeError(404, 'invalid_request_error', 'not_found', OUTSIDE_API),
   upstream: (failure, subject) =>

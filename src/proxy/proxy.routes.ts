@@ -136,7 +136,11 @@ async function handle(
 
   const read = readRequestBody(api, encoding, await readBody(req, res));
   if (!read.ok) {
-    fail(res, errors.badBody(read.problem === 'too_many_parameters' ? 413 : 400, read.message));
+    const failure =
+      read.problem === 'inexact_number'
+        ? errors.inexactNumber(read.field, read.message)
+        : errors.badBody(read.problem === 'too_many_parameters' ? 413 : 400, read.message);
+    fail(res, failure);
     return;
   }
 

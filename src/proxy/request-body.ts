@@ -21,7 +21,9 @@ export type RequestBody = { type: 'form'; pairs: FormPairs } | { type: 'json'; v
 export type BodyProblem =
   | { problem: 'malformed'; message: string }
   | { problem: 'too_many_parameters'; message: string }
-  | { problem: 'too_deep'; message: string };
+  | { problem: 'too_deep'; message: string }
+  /** `field`: where the number is (`ref`, `meta.ids[2]`); see inexactNumber. */
+  | { problem: 'inexact_number'; message: string; field: string };
 
 export type BodyResult = { ok: true; body: RequestBody } | ({ ok: false } & BodyProblem);
 
@@ -102,7 +104,78 @@ export function readRequestBody(api: Api, encoding: BodyEncoding, raw: Buffer): 
   if (api === 'cxml' && !isPlainObject(value)) {
     return { ok: false, problem: 'malformed', message: 'The JSON body must be an object' };
   }
+  // Only an object goes upstream (native: send-rules refuses anything else).
+  const inexact = isPlainObject(value) ? inexactNumber(text) : null;
+  if (inexact !== null) {
+    return {
+      ok: false,
+      problem: 'inexact_number',
+      field: inexact.field,
+      message: `The number at '${inexact.field}' cannot be passed on as sent (an integer beyond ±${Number.MAX_SAFE_INTEGER}, or outside the range of a double): send it as a string`,
+    };
+  }
   return { ok: true, body: { type: 'json', value } };
+}
+
+/**
+ * The first number in a JSON text (one JSON.parse read) that JSON.parse does not hold as written,
+ * with where it is (`ref`, `meta.ids[2]`), or null. The body goes upstream re-serialised
+ * (withField), so such a number would be silently changed there: an integer beyond
+ * Number.MAX_SAFE_INTEGER rounds (12345678901234567890 → 12345678901234567000) and one out of
+ * a double's range becomes null (1e400). A number that only changes spelling (1.10, 1E2) is the
+ * same number upstream and passes. One pass over the text, strings skipped.
+ */
+export function inexactNumber(text: string): { field: string } | null {
+  // One entry per open object or array: the key (raw JSON string) or index being read.
+  const path: Array<{ key: string; index: number; array: boolean }> = [];
+  let readingKey = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i]!;
+    const top = path.at(-1);
+    if (c === '"') {
+      const start = i;
+      for (i++; i < text.length && text[i] !== '"'; i++) if (text[i] === '\\') i++;
+      if (readingKey && top) top.key = text.slice(start, i + 1);
+      readingKey = false;
+    } else if (c === '{' || c === '[') {
+      path.push({ key: '', index: 0, array: c === '[' });
+      readingKey = c === '{';
+    } else if (c === '}' || c === ']') {
+      path.pop();
+    } else if (c === ',' && top) {
+      top.index++;
+      readingKey = !top.array;
+    } else if (c === '-' || (c >= '0' && c <= '9')) {
+      NUMBER.lastIndex = i;
+      const literal = NUMBER.exec(text)![0];
+      if (!holdsExactly(literal)) return { field: fieldPath(path) };
+      i += literal.length - 1;
+    }
+  }
+  return null;
+}
+
+const NUMBER = /-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?/y;
+
+/**
+ * Out of a double's range (null once re-serialised), or an integer as written (no fraction, no
+ * exponent: SignalWire's Rails reads it as an exact Integer) beyond 2^53 − 1, which rounds. A
+ * fraction or exponent is read as a double upstream too, so its re-spelling is the same number.
+ */
+function holdsExactly(literal: string): boolean {
+  const value = Number(literal);
+  if (!Number.isFinite(value)) return false;
+  return !/^-?\d+$/.test(literal) || Number.isSafeInteger(value);
+}
+
+function fieldPath(path: ReadonlyArray<{ key: string; index: number; array: boolean }>): string {
+  return path
+    .map((entry, depth) => {
+      if (entry.array) return `[${entry.index}]`;
+      const key = JSON.parse(entry.key) as string;
+      return depth === 0 ? key : `.${key}`;
+    })
+    .join('');
 }
 
 /**

@@ -6,8 +6,9 @@ import type { CannedResponse, RawAnswer, TappedProxy, TappedRequest } from './su
  * What a create carries past the proxy is read upstream by SignalWire's Rails, not by the
  * proxy's parsers. Rails (ActionDispatch's query parser, Rack 2.2's rules) splits a query on
  * `;` as well as `&`, files `]status_callback`, `[status_callback` and `status_callback]` as
- * status_callback, and lets the query win over the body. None of these may go out. (Found by
- * the native proxy's read-only review.)
+ * status_callback, and lets the query win over the body; it reads a JSON integer exactly, where
+ * the proxy's re-serialised body would carry a rounded one. None of these may go out. (Found
+ * by the native proxy's read-only review.)
  */
 
 const PROJECT = 'a1b2c3d4-e5f6-4890-abcd-ef1234567890';
@@ -164,4 +165,58 @@ describe('a callback field in a compatibility form, spelled so Rails files it as
       expect((outcome.answer as { message: string }).message).toContain(`'${key}'`);
     },
   );
+});
+
+describe('numbers in a JSON create go upstream as the caller sent them, or not at all', () => {
+  it.each([
+    { field: 'ref_number', json: '"ref_number":12345678901234567890' },
+    { field: 'weight', json: '"weight":1e400' },
+    { field: 'weight', json: '"weight":-1E+400' },
+    { field: 'meta.ids[1]', json: '"meta":{"ids":[1,9007199254740993]}' },
+  ])(
+    'When a native create holds $json (a number JSON.parse cannot hold as written), then the answer is 422 on $field and nothing is forwarded',
+    async ({ field, json }) => {
+      const raw = `{"to":"+15551234567","from":"+15559876543","body":"hello",${json}}`;
+      const outcome = await sent(() => post(NATIVE, 'application/json', raw));
+      expect(outcome).toEqual({
+        status: 422,
+        answer: {
+          errors: [
+            {
+              type: 'validation_error',
+              code: 'invalid_parameter',
+              message: expect.stringContaining(`'${field}'`),
+              attribute: field,
+              url: 'https://developer.signalwire.com/rest/overview/error-codes/#invalid_parameter',
+            },
+          ],
+        },
+        forwarded: [],
+      });
+    },
+  );
+
+  it('When a compatibility JSON create holds an integer beyond 2^53, then the answer is 400 and nothing is forwarded', async () => {
+    const raw =
+      '{"To":"+15551234567","From":"+15559876543","Body":"hello","Ref":12345678901234567890}';
+    const outcome = await sent(() => post(COMPAT, 'application/json', raw));
+    expect(outcome).toEqual({
+      status: 400,
+      answer: expect.objectContaining({ code: 10000, status: 400 }),
+      forwarded: [],
+    });
+  });
+
+  it('When a native create’s numbers only change spelling on the way (1.10, 1E2, 2^53 − 1, a string of digits), then the send goes through with the same numbers', async () => {
+    const raw =
+      '{"to":"+15551234567","from":"+15559876543","body":"hello","a":1.10,"b":1E2,"c":-9007199254740991,"d":"12345678901234567890"}';
+    const outcome = await sent(() => post(NATIVE, 'application/json', raw));
+    expect(outcome.status).toBe(201);
+    expect(JSON.parse(p.tap.requests.at(-1)!.body)).toMatchObject({
+      a: 1.1,
+      b: 100,
+      c: -9007199254740991,
+      d: '12345678901234567890',
+    });
+  });
 });
