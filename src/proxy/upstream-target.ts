@@ -97,11 +97,16 @@ const READ_METHODS = new Set(['GET', 'HEAD']);
  */
 export function couldCreateMessage(method: string, path: string): boolean {
   if (READ_METHODS.has(method.toUpperCase())) return false;
-  const segments = normalizedSegments(path);
-  if (segments === null) return true;
-  const last = segments.at(-1) ?? '';
-  // The resource name without any `;parameters` or `.extension`.
-  return last.split(/[;.]/)[0] === 'messages';
+  // Read both ways: a server may take a decoded `?`, `#` or NUL as a character of the path, or
+  // (a gateway that decodes the path before it looks for the query or the fragment, a C string
+  // ending at NUL) as its end, which makes `messages%3Fx=1%2Fy` read as `messages`.
+  return [false, true].some((cutAtEnd) => {
+    const segments = normalizedSegments(path, cutAtEnd);
+    if (segments === null) return true;
+    const last = segments.at(-1) ?? '';
+    // The resource name without any `;parameters` or `.extension`.
+    return last.split(/[;.]/)[0] === 'messages';
+  });
 }
 
 /**
@@ -181,9 +186,10 @@ const withoutTrailingSlashes = (path: string): string => path.replace(/\/+$/, ''
 /**
  * The path's segments as the most lenient server would read them: percent-escapes decoded
  * (repeatedly, so a double-encoded dot or slash counts), `\` as `/`, empty and `.` segments
- * dropped, `..` resolved, lower case. Null when an escape is malformed.
+ * dropped, `..` resolved, lower case. With `cutAtEnd`, the decoded path ends at its first `?`,
+ * `#` or NUL. Null when an escape is malformed.
  */
-function normalizedSegments(path: string): string[] | null {
+function normalizedSegments(path: string, cutAtEnd = false): string[] | null {
   let decoded = path;
   for (let i = 0; i < 3; i++) {
     let next: string;
@@ -195,6 +201,7 @@ function normalizedSegments(path: string): string[] | null {
     if (next === decoded) break;
     decoded = next;
   }
+  if (cutAtEnd) decoded = decoded.split(/[?#\0]/)[0]!;
   const segments: string[] = [];
   for (const raw of decoded.toLowerCase().split(/[/\\]/)) {
     const segment = raw.trim();

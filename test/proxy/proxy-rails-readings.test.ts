@@ -7,8 +7,9 @@ import type { CannedResponse, RawAnswer, TappedProxy, TappedRequest } from './su
  * proxy's parsers. Rails (ActionDispatch's query parser, Rack 2.2's rules) splits a query on
  * `;` as well as `&`, files `]status_callback`, `[status_callback` and `status_callback]` as
  * status_callback, and lets the query win over the body; it reads a JSON integer exactly, where
- * the proxy's re-serialised body would carry a rounded one. None of these may go out. (Found
- * by the native proxy's read-only review.)
+ * the proxy's re-serialised body would carry a rounded one. And a gateway that decodes the path
+ * before it looks for the query reads `messages%3F…` as a create. None of these may go out.
+ * (Found by the native proxy's read-only review.)
  */
 
 const PROJECT = 'a1b2c3d4-e5f6-4890-abcd-ef1234567890';
@@ -219,4 +220,30 @@ describe('numbers in a JSON create go upstream as the caller sent them, or not a
       d: '12345678901234567890',
     });
   });
+});
+
+describe('a create spelled through an escaped query mark', () => {
+  it.each([
+    `${NATIVE}%3Fx=1`,
+    `${NATIVE}%3Fx=1%2Fy`,
+    `${NATIVE}%23`,
+    `${NATIVE}%00`,
+    `${NATIVE}%253F`,
+  ])(
+    'When a POST names %s (a gateway that decodes the path first reads a create), then it is refused 404 in the native shape and nothing is forwarded',
+    async (path) => {
+      const outcome = await sent(() =>
+        post(
+          path,
+          'application/json',
+          JSON.stringify({ ...valid, status_callback: 'https://app.example.com/cb' }),
+        ),
+      );
+      expect(outcome).toEqual({
+        status: 404,
+        answer: { errors: [expect.objectContaining({ code: 'not_found' })] },
+        forwarded: [],
+      });
+    },
+  );
 });

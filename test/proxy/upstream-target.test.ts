@@ -62,6 +62,7 @@ describe('couldCreateMessage', () => {
     '/2010-04-01/Accounts/a/Calls.json',
     '/api/messaging/logs/b',
     '/api/messaging/messagesx',
+    '/api/messaging/messages/b%3Fx=1',
   ])('When a POST names %s, then it is not a create', (path) => {
     expect(couldCreateMessage('POST', path)).toBe(false);
   });
@@ -75,6 +76,11 @@ describe('couldCreateMessage', () => {
     '/2010-04-01/Accounts/a/b/..%2F..%2Fa%2FMessages',
     '/api/messaging/messages;jsessionid=1',
     '/api/messaging/%',
+    '/api/messaging/messages%3Fx=1',
+    '/api/messaging/messages%3Fx=1%2Fy',
+    '/api/messaging/messages%23',
+    '/api/messaging/messages%00',
+    '/api/messaging/x%3F/../messages',
   ])('When a POST names %s, then it could be a create', (path) => {
     expect(couldCreateMessage('POST', path)).toBe(true);
   });
