@@ -158,14 +158,17 @@ export function inexactNumber(text: string): { field: string } | null {
 const NUMBER = /-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?/y;
 
 /**
- * Out of a double's range (null once re-serialised), or an integer as written (no fraction, no
- * exponent: SignalWire's Rails reads it as an exact Integer) beyond 2^53 − 1, which rounds. A
- * fraction or exponent is read as a double upstream too, so its re-spelling is the same number.
+ * Out of a double's range (null once re-serialised), or of magnitude 2^53 or more below 1e21
+ * however written: JSON.stringify writes those as plain integers (1.2345678901234567e19 goes as
+ * 12345678901234567000), which SignalWire's Rails reads as an exact Integer — another value
+ * than the caller's (an integer beyond 2^53 − 1 rounds; a fraction or exponent was a Float). Below
+ * 2^53 a re-spelling is the same number; from 1e21 up it keeps its exponent, a Float again.
  */
 function holdsExactly(literal: string): boolean {
   const value = Number(literal);
   if (!Number.isFinite(value)) return false;
-  return !/^-?\d+$/.test(literal) || Number.isSafeInteger(value);
+  const size = Math.abs(value);
+  return size <= Number.MAX_SAFE_INTEGER || (size >= 1e21 && !/^-?\d+$/.test(literal));
 }
 
 function fieldPath(path: ReadonlyArray<{ key: string; index: number; array: boolean }>): string {

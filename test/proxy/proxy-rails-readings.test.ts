@@ -174,6 +174,9 @@ describe('numbers in a JSON create go upstream as the caller sent them, or not a
     { field: 'weight', json: '"weight":1e400' },
     { field: 'weight', json: '"weight":-1E+400' },
     { field: 'meta.ids[1]', json: '"meta":{"ids":[1,9007199254740993]}' },
+    { field: 'ref', json: '"ref":1.2345678901234567e19' },
+    { field: 'ref', json: '"ref":1152921504606846976.0' },
+    { field: 'ref', json: '"ref":-9007199254740992' },
   ])(
     'When a native create holds $json (a number JSON.parse cannot hold as written), then the answer is 422 on $field and nothing is forwarded',
     async ({ field, json }) => {
@@ -208,9 +211,9 @@ describe('numbers in a JSON create go upstream as the caller sent them, or not a
     });
   });
 
-  it('When a native create’s numbers only change spelling on the way (1.10, 1E2, 2^53 − 1, a string of digits), then the send goes through with the same numbers', async () => {
+  it('When a native create’s numbers only change spelling on the way (1.10, 1E2, 2^53 − 1, 2.5e30, a string of digits), then the send goes through with the same numbers', async () => {
     const raw =
-      '{"to":"+15551234567","from":"+15559876543","body":"hello","a":1.10,"b":1E2,"c":-9007199254740991,"d":"12345678901234567890"}';
+      '{"to":"+15551234567","from":"+15559876543","body":"hello","a":1.10,"b":1E2,"c":-9007199254740991,"d":"12345678901234567890","e":2.5e30}';
     const outcome = await sent(() => post(NATIVE, 'application/json', raw));
     expect(outcome.status).toBe(201);
     expect(JSON.parse(p.tap.requests.at(-1)!.body)).toMatchObject({
@@ -218,6 +221,7 @@ describe('numbers in a JSON create go upstream as the caller sent them, or not a
       b: 100,
       c: -9007199254740991,
       d: '12345678901234567890',
+      e: 2.5e30,
     });
   });
 });
