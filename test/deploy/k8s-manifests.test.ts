@@ -576,6 +576,35 @@ rendered('Kubernetes manifests: migrations before the rollout', () => {
     expect(pinnedJob.metadata!.name).toBe('sw-status-migrate-0.1.0');
   });
 
+  // The tag was the text after the image's first ':': with a registry's port that is
+  // "5000/sw-status", and `kubectl apply -k` refused the Job's name.
+  test.each([
+    ['registry.internal:5000/sw-status', ''],
+    ['registry.internal:5000/team/sw-status', `sha256:${'0123456789abcdef'.repeat(4)}`],
+  ])(
+    'When the release image comes from a registry with a port (%s), then the migration Job is still named after the tag',
+    (newName, digest) => {
+      const objects = renderEdited((copy) => {
+        const file = path.join(copy, 'release', 'kustomization.yaml');
+        writeFileSync(
+          file,
+          readFileSync(file, 'utf8')
+            .replace(/newName: \S+/, `newName: ${newName}`)
+            .replace(/newTag: \S+/, 'newTag: 0.2.0-rc.1')
+            .replace(/# digest: \S+/, digest ? `digest: ${digest}` : '$&'),
+        );
+      });
+      const migrate = one<IJob>(objects, 'Job');
+      expect({
+        image: migrate.spec!.template.spec!.containers[0]!.image,
+        name: migrate.metadata!.name,
+      }).toEqual({
+        image: `${newName}:0.2.0-rc.1${digest ? `@${digest}` : ''}`,
+        name: 'sw-status-migrate-0.2.0-rc.1',
+      });
+    },
+  );
+
   test('When Argo CD syncs, then the Job is a PreSync hook that replaces its predecessor', () => {
     expect(job().metadata!.annotations).toMatchObject({
       'argocd.argoproj.io/hook': 'PreSync',
