@@ -115,15 +115,39 @@ const connectionString = z
   .trim()
   .regex(/^postgres(ql)?:\/\//, 'must be a postgres:// connection string')
   .refine((url) => !splitsPassword(url), SPLIT_PASSWORD)
+  .refine(
+    (url) => asNodePostgresParses(url) !== undefined,
+    'is not a connection string node-postgres can read (host, port 0–65535, %-encoding)',
+  )
+  // pg-connection-string then decodes the user name, password and host with
+  // decodeURIComponent and the database name with decodeURI, which throw "URI malformed" on a
+  // % sequence that is no UTF-8 (a password `Xk9%e2Bt` written raw): every connection would
+  // fail with a stack trace naming nothing. Its parse() itself is not called here: it reads
+  // the sslrootcert file, whose absence is the database's outage, not a configuration error.
   .refine((url) => {
-    const text = / |%[^a-f0-9]|%[a-f0-9][^a-f0-9]/i.test(url)
-      ? encodeURI(url).replace(/%25(\d\d)/g, '%$1')
-      : url;
+    const read = asNodePostgresParses(url);
+    if (!read) return true; // named by the check above
     return (
-      URL.canParse(text, 'postgres://base') ||
-      URL.canParse(text.replace('@/', '@___DUMMY___/'), 'postgres://base')
+      decodes(read.username) &&
+      decodes(read.password) &&
+      decodes(read.hostname) &&
+      decodes(read.pathname.slice(1), decodeURI)
     );
-  }, 'is not a connection string node-postgres can read (host, port 0–65535, %-encoding)');
+  }, 'its user name, password, host or database is not valid percent-encoding (write % as %25; the value is not shown)');
+
+/** The URL pg-connection-string's parse() reads `url` as (its own steps), or undefined. */
+function asNodePostgresParses(url: string): URL | undefined {
+  // Spaces and stray `%` encoded first, as it does.
+  const text = / |%[^a-f0-9]|%[a-f0-9][^a-f0-9]/i.test(url)
+    ? encodeURI(url).replace(/%25(\d\d)/g, '%$1')
+    : url;
+  // `user@/db?host=…` has no host: it tries again with a dummy one.
+  return (
+    URL.parse(text, 'postgres://base') ??
+    URL.parse(text.replace('@/', '@___DUMMY___/'), 'postgres://base') ??
+    undefined
+  );
+}
 
 /**
  * What is wrong with a DATABASE_URL, as start-up would say it (never echoing it), or undefined:
@@ -216,9 +240,9 @@ const proxyUrl = z.string().transform((value, ctx) => {
   return url;
 });
 
-function decodes(text: string): boolean {
+function decodes(text: string, decode: (text: string) => string = decodeURIComponent): boolean {
   try {
-    decodeURIComponent(text);
+    decode(text);
     return true;
   } catch {
     return false;

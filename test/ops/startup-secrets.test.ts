@@ -81,3 +81,20 @@ test.each([
     expect(stderr).not.toContain(DB_PASSWORD);
   },
 );
+
+test('When DATABASE_URL holds a % sequence that is no UTF-8 (a password written raw), then the service exits 1 with one line naming DATABASE_URL, no stack trace and no password', async () => {
+  // node-postgres threw "URIError: URI malformed" at the first connection instead.
+  const service = startService(
+    serviceEnv('postgres://sw:Xk9%e2Bt@127.0.0.1:5432/sw_status', {
+      NODE_ENV: 'production',
+      PORT: String(await freePort()),
+      INTERNAL_PORT: String(await freePort()),
+      API_TOKENS: 'production-test-token',
+      SPOOL_DIR: path.join(spoolDir, 'percent'),
+    }),
+  );
+  running.push(service);
+  expect(await service.exited).toEqual({ code: 1, signal: null });
+  expect(service.stderr()).toMatch(/^Invalid configuration:\n {2}- DATABASE_URL: [^\n]*\n?$/);
+  expect(service.stderr() + service.stdout()).not.toContain('Xk9');
+}, 60_000);

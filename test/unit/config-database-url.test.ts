@@ -33,6 +33,33 @@ describe('DATABASE_URL and DATABASE_READ_URL', () => {
   });
 });
 
+describe('a % sequence that is no UTF-8', () => {
+  // WHATWG URL accepts `Xk9%e2Bt` (a password written raw), but node-postgres decodes the user
+  // name, password and host with decodeURIComponent and the database with decodeURI, and threw
+  // "URIError: URI malformed" at every connection: a stack trace naming nothing.
+  test.each([
+    ['DATABASE_URL', 'postgres://sw:Xk9%e2Bt@127.0.0.1:5432/sw_status'],
+    ['DATABASE_READ_URL', 'postgres://sw:Xk9%e2Bt@replica.internal/sw_status'],
+    ['DATABASE_URL', 'postgres://sw%c3:Xk9-pw@db.internal/sw_status'],
+    ['DATABASE_URL', 'postgres://sw:Xk9-pw@db.internal/sw%e2status'],
+    ['DATABASE_URL', 'postgres://sw:Xk9%e2Bt@/sw_status?host=/var/run/postgresql'],
+  ])(
+    'When %s holds one (%s), then start-up refuses it by name, without showing its password',
+    (name, value) => {
+      // As it is: node-postgres cannot read it.
+      expect(() => parse(value)).toThrow(URIError);
+      const found = configProblems({ [name]: value });
+      expect(found).toEqual([expect.stringMatching(new RegExp(`^${name}: .*percent-encoding`))]);
+      expect(found.join('\n')).not.toContain('Xk9');
+    },
+  );
+
+  test('When the % is written as %25, then the URL is accepted and node-postgres reads the password', () => {
+    const url = 'postgres://sw:Xk9%25e2Bt@db.internal/sw_status';
+    expect(parse(loadConfig({ DATABASE_URL: url }).databaseUrl!).password).toBe('Xk9%e2Bt');
+  });
+});
+
 describe('a password that ends the URL early', () => {
   // A generated password holding '@' and '#', written into a Secret without percent-encoding:
   // the URL still parses, with host `zqhorsefrag` — a piece of the password, which every
