@@ -588,8 +588,13 @@ function urlPasswords(url: string | undefined): string[] {
   if (!url) return [];
   const passwords: string[] = [];
   const rest = url.slice(url.indexOf('://') + 3);
-  const at = rest.lastIndexOf('@');
-  const userinfo = at === -1 ? '' : rest.slice(0, at);
+  // The userinfo ends at the authority's last '@', and the authority at the first '/', '?' or
+  // '#': an '@' in the query (`?application_name=sw@pod-1`) is a value's own, and taking the
+  // URL's last '@' made the query part of the "password", leaving the real one unredacted.
+  const authorityEnd = rest.search(/[/?#]/);
+  const authority = authorityEnd === -1 ? rest : rest.slice(0, authorityEnd);
+  const at = authority.lastIndexOf('@');
+  const userinfo = at === -1 ? '' : authority.slice(0, at);
   const colon = userinfo.indexOf(':');
   if (colon !== -1) passwords.push(userinfo.slice(colon + 1));
   for (const match of url.matchAll(/[?&]password=([^&#]*)/gi)) passwords.push(match[1]!);

@@ -127,6 +127,19 @@ describe('a password that ends the URL early', () => {
 });
 
 describe('redactSecrets', () => {
+  test('When DATABASE_URL has an @ in its query, then its password is still the one redacted', () => {
+    // The userinfo was taken up to the URL's last '@': the query's, so what was "redacted" was
+    // `S3cretPass@db.internal:5432/sw?application_name=sw` and never the password alone.
+    const env = {
+      DATABASE_URL: 'postgres://sw:S3cretPass@db.internal:5432/sw?application_name=sw@pod-1',
+      DATABASE_READ_URL: 'postgres://sw:R3aderPass@replica.internal/sw?user=sw@tenant',
+    };
+    expect(configProblems({ DATABASE_URL: env.DATABASE_URL })).toEqual([]);
+    expect(redactSecrets('password S3cretPass, then R3aderPass: rejected', env)).toBe(
+      'password [redacted], then [redacted]: rejected',
+    );
+  });
+
   test('When text quotes configured secrets, then each is replaced, percent-encoded or not', () => {
     const env = {
       DATABASE_URL: 'postgres://sw:pa%40ssword1@/sw?host=/run/pg',
