@@ -142,7 +142,7 @@ export function createFeedSignal({
     if (closed || reconnectTimer) return;
     reconnectTimer = setTimeout(() => {
       reconnectTimer = null;
-      void connect();
+      reconnect();
     }, backoffMs);
     reconnectTimer.unref();
     backoffMs = Math.min(backoffMs * 2, MAX_BACKOFF_MS);
@@ -162,14 +162,34 @@ export function createFeedSignal({
     scheduleReconnect();
   };
 
+  // The last reason the listening connection could not even be created, logged once.
+  let unopenable: string | undefined;
+
   async function connect(): Promise<void> {
     if (closed || !connectionString) return;
-    const current = new Client({
-      connectionString,
-      keepAlive: true,
-      connectionTimeoutMillis: 5_000,
-      query_timeout: 5_000,
-    });
+    let current: Client;
+    try {
+      // node-postgres reads the sslrootcert (sslcert, sslkey) file named in the connection
+      // string here, synchronously, at each new connection: a CA file that is missing (its
+      // optional ConfigMap absent, or deleted while pods run) throws. Thrown out of this async
+      // function, it was an unhandled rejection that ended the process — every pod at once.
+      // It is a lost connection instead: the feed polls, and this retries with back-off.
+      current = new Client({
+        connectionString,
+        keepAlive: true,
+        connectionTimeoutMillis: 5_000,
+        query_timeout: 5_000,
+      });
+    } catch (error) {
+      const reason = errorText(error);
+      if (reason !== unopenable) {
+        unopenable = reason;
+        logger.warn({ err: reason }, 'change feed: cannot open the listening connection; retrying');
+      }
+      scheduleReconnect();
+      return;
+    }
+    unopenable = undefined;
     client = current;
     current.on('error', (error) => lost(current, error));
     current.on('end', () => lost(current));
@@ -200,7 +220,14 @@ export function createFeedSignal({
     wake('commit');
   }
 
-  void connect();
+  // connect() handles its own failures; a rejection all the same must not end the process.
+  const reconnect = (): void => {
+    connect().catch((error: unknown) => {
+      logger.warn({ err: errorText(error) }, 'change feed: listening connection failed');
+      scheduleReconnect();
+    });
+  };
+  reconnect();
 
   type Why = 'commit' | 'look' | 'timeout' | 'closed';
   const wait = (
@@ -294,4 +321,14 @@ async function endWithin(client: Client, ms: number): Promise<void> {
   });
   await Promise.race([client.end().catch(() => undefined), cut]);
   clearTimeout(timer);
+}
+
+/**
+ * An error's code and message, for the log: node-postgres and Node errors name files, hosts and
+ * users, never passwords (pg-connection-string hides the URL an Invalid URL error would quote).
+ */
+function errorText(error: unknown): string {
+  if (!(error instanceof Error)) return String(error);
+  const code = (error as NodeJS.ErrnoException).code;
+  return code && !error.message.startsWith(code) ? `${code}: ${error.message}` : error.message;
 }
