@@ -61,6 +61,14 @@ const CODELESS_MESSAGES = [
   /^DATABASE_READ_URL(?: leads to |'s user )/,
 ];
 
+/**
+ * What a connection that could not even be set up fails with (db/database.ts clientOrFailure):
+ * a file the connection string names (sslrootcert, sslcert, sslkey) missing or unreadable, read
+ * at each new connection. Nothing reaches the database until an operator mends it: an outage
+ * like a TLS failure (callbacks spooled, not refused or dead-lettered).
+ */
+export const CANNOT_SET_UP_CONNECTION = 'cannot set up a database connection';
+
 // The server is up but refuses the service's session, for every statement alike: a rotated
 // password or a role made NOLOGIN (class 28), a database renamed or not yet restored (3D000),
 // one closed to connections for maintenance (55000 "is not currently accepting connections"),
@@ -100,5 +108,9 @@ export function isDatabaseUnavailable(error: unknown): boolean {
   }
   if (isSessionRefused(error)) return true;
   const message = (error as { message?: unknown }).message;
-  return typeof message === 'string' && CODELESS_MESSAGES.some((pattern) => pattern.test(message));
+  if (typeof message !== 'string') return false;
+  return (
+    message.startsWith(`${CANNOT_SET_UP_CONNECTION}: `) ||
+    CODELESS_MESSAGES.some((pattern) => pattern.test(message))
+  );
 }

@@ -1,11 +1,13 @@
 import { Kysely, PostgresDialect, sql } from 'kysely';
 import type { ColumnType, Generated } from 'kysely';
-import { Pool, types } from 'pg';
+import { Client, Pool, types } from 'pg';
+import type { ClientConfig } from 'pg';
 import type { Logger } from '../logger';
 import { kyselyPool } from './kysely-pool';
 import { READ_STATEMENT_TIMEOUT_MS } from './read-timeout';
 import { WRITER_STATE_SQL, standbyOnly } from './standby-only';
 import type { WriterState } from './standby-only';
+import { CANNOT_SET_UP_CONNECTION } from './database-unavailable';
 import { withTimeout } from './with-timeout';
 
 // bigint (int8) columns such as status_events.seq come back as strings by default; seq stays
@@ -172,6 +174,9 @@ export function createDb(
   const queryTimeoutMs = reader && (reader.queryTimeoutMs ?? READER_QUERY_TIMEOUT_MS);
   const pool = new Pool({
     connectionString,
+    // A file the connection string names, unreadable at a new connection, fails only that
+    // connection (see clientOrFailure).
+    Client: clientOrFailure as unknown as new () => Client,
     max: maxConnections,
     ...(queryTimeoutMs !== undefined && { query_timeout: queryTimeoutMs }),
     // Fail fast when the database is gone: the ingest path answers 503 (or spools) instead of
@@ -228,6 +233,34 @@ export function createDb(
     }),
   });
   return { db, pool };
+}
+
+/**
+ * The pool's new client. node-postgres reads the files the connection string names (sslrootcert,
+ * sslcert, sslkey) in `new Client()`, synchronously, at each new connection, and pg-pool creates
+ * clients inside its own callbacks too (a waiting query served after another connection failed):
+ * a file gone missing while the service runs (the CA's optional ConfigMap deleted, a rotation
+ * leaving no file a moment) was thrown there, uncaught, and the process exited. Such a throw
+ * becomes a client whose connect() fails with it instead: a connection that could not be made,
+ * an outage for the write path (database-unavailable.ts: callbacks are spooled), its code
+ * (ENOENT) in /readyz. Called with `new` by pg-pool, which takes the object returned.
+ */
+function clientOrFailure(config: ClientConfig): Client {
+  try {
+    return new Client(config);
+  } catch (cause) {
+    const failure = Object.assign(
+      new Error(`${CANNOT_SET_UP_CONNECTION}: ${(cause as Error).message}`, { cause }),
+      { code: (cause as { code?: unknown }).code },
+    );
+    const unconnectable = new Client({ ...config, connectionString: undefined });
+    unconnectable.connect = ((callback?: (error: Error) => void) => {
+      if (!callback) return Promise.reject(failure);
+      process.nextTick(callback, failure);
+      return undefined;
+    }) as Client['connect'];
+    return unconnectable;
+  }
 }
 
 /**

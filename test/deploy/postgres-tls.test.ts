@@ -186,6 +186,12 @@ describe('TLS failures met by a write', () => {
       'TLS to a server that does not speak it',
       () => `postgres://postgres@127.0.0.1:${plainPort}/postgres?sslmode=require`,
     ],
+    // Read at each new connection (the CA's optional ConfigMap deleted while pods run): it
+    // threw out of node-postgres's client constructor, not as a connection's failure.
+    [
+      'a CA file that is no longer there',
+      () => url('127.0.0.1', `sslmode=verify-full&sslrootcert=${path.join(dir, 'gone.crt')}`),
+    ],
   ])(
     'When a write meets %s (a certificate renewed by another CA, say), then the database counts as unavailable: callbacks are spooled, not refused or dead-lettered',
     async (_label, databaseUrl) => {

@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -57,10 +58,10 @@ test('When the CA file named in DATABASE_URL is missing at start (its optional C
   expect(await res.json()).toMatchObject({ reason: expect.stringContaining('(ENOENT)') });
 });
 
-test('When the CA file goes away while the service runs and the database restarts, then the service keeps running', async () => {
+test('When the CA file goes away while the service runs and the database restarts, then the service keeps running, callbacks are spooled, and stored once the file is back', async () => {
   const ca = path.join(dir, 'ca.crt');
   await writeFile(ca, '-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n');
-  const { service, readyz } = await launchProductionService(
+  const { service, readyz, callback } = await launchProductionService(
     withCa(ca),
     path.join(dir, 'spool-b'),
     2_000,
@@ -76,4 +77,16 @@ test('When the CA file goes away while the service runs and the database restart
 
   await service.waitForLog('change feed: cannot open the listening connection; retrying', 20_000);
   expect(await outcomeWithin(service, 3_000)).toEqual({ outcome: 'running', stderr: '' });
+
+  // An outage like a database that is down: acknowledged and spooled, not refused (SignalWire
+  // tries a callback three times) — the pool's new connections fail on the file as the feed's.
+  const id = randomUUID();
+  expect(await callback({ MessageSid: id })).toBe(200);
+  await writeFile(ca, '-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n');
+  await eventually(
+    async () =>
+      (await target.pool.query('SELECT 1 FROM messages WHERE id = $1', [id])).rowCount === 1,
+    'the spooled callback stored',
+    30_000,
+  );
 });
