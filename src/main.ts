@@ -4,7 +4,7 @@ import type { AppDeps } from './app';
 import { ConfigError, loadConfig, redactSecrets } from './config';
 import { createDb, createReaderDb } from './db/database';
 import { createInFlight } from './process/in-flight';
-import { createDatabaseReadiness } from './db/database-readiness';
+import { createDatabaseReadiness, writesFor } from './db/database-readiness';
 import { startFeedEpochChecks } from './feed/feed-epoch';
 import { createFeedSignal } from './feed/feed-signal';
 import { startEmbeddedPostgres } from './db/embedded-postgres';
@@ -87,7 +87,17 @@ async function main(): Promise<void> {
 
   // Not ready until the database has been reached once with a schema this release runs on.
   const known = await knownMigrations();
-  const database = createDatabaseReadiness({ db, logger, known });
+  // Not ready either while DATABASE_URL's user lacks a privilege this replica's work needs
+  // (retention's deletes only when RETENTION_DAYS or RELAY_KEEP_DELIVERED_DAYS is set).
+  const database = createDatabaseReadiness({
+    db,
+    logger,
+    known,
+    writes: writesFor({
+      retentionDays: config.retentionDays,
+      relayKeepDeliveredDays: config.relayKeepDeliveredDays,
+    }),
+  });
   database.start();
   const lifecycle: Lifecycle = { draining: false, database, sends: createInFlight() };
   const metrics = createMetrics({

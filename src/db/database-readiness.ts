@@ -56,6 +56,8 @@ export interface DatabaseReadinessOptions {
   logger: Logger;
   /** The migrations this release ships (src/db/migrate.ts knownMigrations). */
   known: readonly string[];
+  /** The privileges asked of DATABASE_URL's user (writesFor the settings); WRITES by default. */
+  writes?: readonly Write[];
   timeoutMs?: number;
   intervalMs?: number;
   /** Between two background checks once the schema is compatible (a newer release may come). */
@@ -74,7 +76,7 @@ export interface DatabaseReadinessOptions {
 const MAX_UNANSWERED = 3;
 
 export function createDatabaseReadiness(options: DatabaseReadinessOptions): DatabaseReadiness {
-  const { db, logger, known } = options;
+  const { db, logger, known, writes = WRITES } = options;
   const timeoutMs = options.timeoutMs ?? 1_500;
   const intervalMs = options.intervalMs ?? 5_000;
   const recheckMs = options.recheckMs ?? 30_000;
@@ -103,7 +105,7 @@ export function createDatabaseReadiness(options: DatabaseReadinessOptions): Data
     ) {
       return newest.query;
     }
-    const query = judgeWritable(db, known);
+    const query = judgeWritable(db, known, writes);
     unanswered.add(query);
     const forget = (): void => void unanswered.delete(query);
     query.then(forget, forget);
@@ -207,42 +209,99 @@ function unusableError(code: string, message: string): Error {
   return error;
 }
 
+/** A privilege on a table: what has_table_privilege is asked. */
+export type Write = readonly [table: string, privilege: 'SELECT' | 'INSERT' | 'UPDATE' | 'DELETE'];
+
+/** Every privilege of `privileges` on each of `tables`. */
+const on = (tables: readonly string[], ...privileges: Array<Write[1]>): Write[] =>
+  tables.flatMap((table) => privileges.map((privilege) => [table, privilege] as const));
+
 /**
- * What every replica writes, whatever its settings: table, privilege. The callbacks' write path
- * (src/messages/record-events.repository.ts: upserts, so UPDATE on status_events too — an
- * INSERT … ON CONFLICT DO UPDATE needs it even when nothing conflicts — and relay-outbox.ts),
- * the relay's outcomes and its failing hosts (src/relay), the send proxy's intents
- * (src/messages/send-intents.ts: a callback reads them, the expiry clean-up locks the rows it
- * deletes — `FOR UPDATE` needs UPDATE — and a delete by ref reads the column; with only INSERT
- * and DELETE every intent write failed 42501 on a ready pod, every send going out without one),
- * and retention's removal steps, which every change feed page
- * reads (src/feed/feed.repository.ts; a user granted table by table before migration 0013 made
- * every page a 500 on a ready pod), and the database the feed's cursors were issued on, which
- * the primary notes and checks to reset the feed after a failover or restore
- * (src/feed/feed-epoch.ts; the reset is a removal step: the INSERT and DELETE above).
+ * What every replica runs on DATABASE_URL's database, whatever its settings: table, privilege.
+ * Read off the SQL, not guessed — a privilege missing here let a pod be ready while the write
+ * path failed 42501 on every callback. PostgreSQL asks SELECT of an INSERT … ON CONFLICT on its
+ * conflict target and the columns its DO UPDATE reads, of a RETURNING, of an UPDATE or DELETE
+ * whose WHERE reads the table, and UPDATE of a `FOR UPDATE` lock; a trigger's statements run
+ * with the privileges of the user whose statement fired it.
+ * - Callbacks, lookups' results and sends (src/messages/record-events.repository.ts, both
+ *   recorders: directRecorder and the group commit): upserts of messages (SELECT for their
+ *   conflict target, WHERE and RETURNING) and status_events (SELECT for RETURNING and the
+ *   lookup repeats, messages/lookup-repeats.ts), stats deltas appended, relay jobs enqueued
+ *   (relay-outbox.ts, reading the event's seq), send intents read and dropped, texts redacted
+ *   (messages/redaction.ts).
+ * - The send proxy's intents (src/messages/send-intents.ts: the expiry clean-up locks the rows
+ *   it deletes — `FOR UPDATE` needs UPDATE — and a delete by ref reads the column).
+ * - The stats compactor (src/stats/stats.repository.ts foldDeltas): deltas deleted RETURNING
+ *   them, upserted into stats_minutes and stats_hours and rows that came down to zero deleted;
+ *   its statement triggers (migration 0009) upsert and delete the same in the four narrow
+ *   rollups, as this user.
+ * - The relay worker (src/relay/relay.repository.ts: claims, outcomes, leases; the expiry's
+ *   failing hosts in relay_hosts; a redacted message's relay copies, relay-redaction.ts).
+ * - The sweep (src/reconcile/reconcile.repository.ts: claims and records its steps on
+ *   messages, reads the events).
+ * - Retention's removal steps and mark, which every change feed page reads
+ *   (src/feed/feed.repository.ts: sw_status_feed_removals and sw_status_retention; a user
+ *   granted table by table before migration 0013 made every page a 500 on a ready pod), and the
+ *   database the feed's cursors were issued on, which the primary notes and checks to reset the
+ *   feed after a failover or restore (src/feed/feed-epoch.ts; the reset is a removal step).
+ * - The reads (READ_TABLES in db/standby-only.ts), served here when there is no
+ *   DATABASE_READ_URL: their SELECTs are all above.
+ * Retention's own deletes are asked only where it runs (writesFor). Asked of has_table_privilege,
+ * never by trying a write and rolling it back: every check would burn a transaction id and leave
+ * a dead row.
  */
-export const WRITES = [
-  ['messages', 'INSERT'],
-  ['messages', 'UPDATE'],
-  ['status_events', 'INSERT'],
-  ['status_events', 'UPDATE'],
-  ['stats_deltas', 'INSERT'],
-  ['relay_jobs', 'INSERT'],
-  ['relay_jobs', 'UPDATE'],
-  ['relay_hosts', 'INSERT'],
-  ['relay_hosts', 'UPDATE'],
-  ['relay_hosts', 'DELETE'],
-  ['send_intents', 'SELECT'],
-  ['send_intents', 'INSERT'],
-  ['send_intents', 'UPDATE'],
-  ['send_intents', 'DELETE'],
-  ['sw_status_feed_removals', 'SELECT'],
-  ['sw_status_feed_removals', 'INSERT'],
-  ['sw_status_feed_removals', 'DELETE'],
-  ['sw_status_feed_epoch', 'SELECT'],
-  ['sw_status_feed_epoch', 'INSERT'],
-  ['sw_status_feed_epoch', 'UPDATE'],
-] as const;
+export const WRITES: readonly Write[] = [
+  ...on(['messages', 'status_events'], 'SELECT', 'INSERT', 'UPDATE'),
+  ...on(['stats_deltas'], 'SELECT', 'INSERT', 'DELETE'),
+  ...on(
+    [
+      'stats_minutes',
+      'stats_hours',
+      'stats_minute_counts',
+      'stats_minute_latency',
+      'stats_hour_counts',
+      'stats_hour_latency',
+    ],
+    'SELECT',
+    'INSERT',
+    'UPDATE',
+    'DELETE',
+  ),
+  ...on(['relay_jobs'], 'SELECT', 'INSERT', 'UPDATE'),
+  ...on(['relay_hosts', 'send_intents'], 'SELECT', 'INSERT', 'UPDATE', 'DELETE'),
+  ...on(['sw_status_feed_removals'], 'SELECT', 'INSERT', 'DELETE'),
+  ...on(['sw_status_retention'], 'SELECT'),
+  ...on(['sw_status_feed_epoch'], 'SELECT', 'INSERT', 'UPDATE'),
+];
+
+/**
+ * RETENTION_DAYS (src/retention/retention.repository.ts removeExpiredMessages): a message
+ * removed with its events and relay jobs, the feed's expiry mark moved. Its stats deltas, the
+ * send intents it leaves and its removal step are in WRITES.
+ */
+export const RETENTION_WRITES: readonly Write[] = [
+  ...on(['messages', 'status_events', 'relay_jobs'], 'DELETE'),
+  ...on(['sw_status_retention'], 'UPDATE'),
+];
+
+/** RELAY_KEEP_DELIVERED_DAYS (removeDeliveredRelayJobs): delivered relay jobs removed. */
+export const DELIVERED_RELAYS_WRITES: readonly Write[] = on(['relay_jobs'], 'DELETE');
+
+/** What a replica with these settings runs on DATABASE_URL's database: what readiness asks. */
+export function writesFor(settings: {
+  retentionDays?: number | undefined;
+  relayKeepDeliveredDays?: number | undefined;
+}): readonly Write[] {
+  const writes = [
+    ...WRITES,
+    ...(settings.retentionDays !== undefined ? RETENTION_WRITES : []),
+    ...(settings.relayKeepDeliveredDays !== undefined ? DELIVERED_RELAYS_WRITES : []),
+  ];
+  return writes.filter(
+    ([table, privilege], index) =>
+      writes.findIndex((write) => write[0] === table && write[1] === privilege) === index,
+  );
+}
 
 /**
  * The schema's verdict, once the database has shown it takes this release's writes. Reached
@@ -257,7 +316,11 @@ export const WRITES = [
  * rollout; later, this counts as an outage. The privileges are asked only of a schema this
  * release runs on (on another, the tables may not exist, and the verdict says what is wrong).
  */
-async function judgeWritable(db: Db, known: readonly string[]): Promise<SchemaVerdict> {
+async function judgeWritable(
+  db: Db,
+  known: readonly string[],
+  writes: readonly Write[],
+): Promise<SchemaVerdict> {
   const { rows } = await sql<{
     read_only: string;
   }>`SELECT current_setting('transaction_read_only') AS read_only`.execute(db);
@@ -272,9 +335,9 @@ async function judgeWritable(db: Db, known: readonly string[]): Promise<SchemaVe
   if (!isCompatible(verdict)) return verdict;
   const { rows: privileges } = await sql<{ user: string; granted: boolean[] }>`
     SELECT current_user AS user, ARRAY[${sql.join(
-      WRITES.map(([table, privilege]) => sql`has_table_privilege(${table}, ${privilege})`),
+      writes.map(([table, privilege]) => sql`has_table_privilege(${table}, ${privilege})`),
     )}] AS granted`.execute(db);
-  const missing = WRITES.filter((_write, index) => privileges[0]?.granted[index] !== true);
+  const missing = writes.filter((_write, index) => privileges[0]?.granted[index] !== true);
   if (missing.length > 0) {
     throw unusableError(
       '42501',

@@ -6,7 +6,7 @@ import { Client } from 'pg';
 import { asAdmin, createTestDatabase, endSessions } from '../helpers/test-database';
 import type { TestDatabase } from '../helpers/test-database';
 import { eventually } from '../helpers/eventually';
-import { launchProductionService } from './service-process';
+import { launchProductionService, productionEnv, startService } from './service-process';
 import type { ServiceProcess } from './service-process';
 
 /**
@@ -235,7 +235,7 @@ test('When DATABASE_URL’s user was granted table by table before relay_hosts e
   const { status, body } = await readyz();
   expect(status).toBe(503);
   expect(String(body.reason)).toMatch(
-    /lacks privileges every replica uses: INSERT on relay_hosts, UPDATE on relay_hosts, DELETE on relay_hosts/,
+    /lacks privileges every replica uses: SELECT on relay_hosts, INSERT on relay_hosts, UPDATE on relay_hosts, DELETE on relay_hosts not granted/,
   );
 });
 
@@ -254,4 +254,45 @@ test('When DATABASE_URL’s user was granted table by table before sw_status_fee
   expect(String(body.reason)).toMatch(
     /lacks privileges every replica uses: SELECT on sw_status_feed_removals, INSERT on sw_status_feed_removals, DELETE on sw_status_feed_removals not granted/,
   );
+});
+
+test('When RETENTION_DAYS is set and DATABASE_URL’s user may not delete messages, then the pod never becomes ready and /readyz names retention’s deletes; without retention the same user is ready', async () => {
+  // Retention removes messages with their events (README "Retention"): ready without the
+  // DELETE, the pod removed nothing, every round failing 42501. Without retention no replica
+  // deletes them, and nothing more is asked.
+  const database = await freshDatabase();
+  const role = `sw_status_noretention_${randomUUID().slice(0, 8)}`;
+  roles.push(role);
+  await asAdmin(`CREATE ROLE ${role} LOGIN PASSWORD '${role}-password'`);
+  await database.pool.query(
+    `GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO ${role};
+     REVOKE DELETE ON messages, status_events FROM ${role}`,
+  );
+  const url = new URL(database.url);
+  url.username = role;
+  url.password = `${role}-password`;
+  const readyz = async (extra: Record<string, string>) => {
+    const { port, env } = await productionEnv(url.toString(), path.join(spoolRoot, randomUUID()));
+    const service = startService({ ...env, ...extra });
+    services.push(service);
+    await service.waitForLog('sw-status listening', 30_000);
+    const probe = async () => {
+      const res = await fetch(`http://127.0.0.1:${port}/readyz`);
+      return { status: res.status, body: (await res.json()) as { reason?: string } };
+    };
+    // The first check's verdict (the background checks start at once).
+    let verdict = await probe();
+    await eventually(async () => {
+      verdict = await probe();
+      return verdict.status === 200 || /lacks/.test(verdict.body.reason ?? '');
+    }, 'a verdict');
+    return verdict;
+  };
+
+  const retained = await readyz({ RETENTION_DAYS: '30' });
+  expect(retained.status).toBe(503);
+  expect(retained.body.reason).toMatch(
+    /lacks privileges every replica uses: DELETE on messages, DELETE on status_events not granted/,
+  );
+  expect((await readyz({})).status).toBe(200);
 });
