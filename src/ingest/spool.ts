@@ -442,14 +442,18 @@ async function openLocked(
     pumping = true;
     try {
       while (pending.length > 0 || sealWaiters.length > 0) {
+        // The seals asked for so far, taken with the appends made before them: a seal asked
+        // for while a group was being written closes the segment only once those are written
+        // too. Closed before, they went to the next segment, outside the replay pass that
+        // sealed — the catch-up's last pass then ended with them spooled, not direct.
+        const waiters = sealWaiters;
+        sealWaiters = [];
         if (pending.length > 0) {
           const group = pending;
           pending = [];
           await writeGroup(group);
         }
-        if (sealWaiters.length > 0) {
-          const waiters = sealWaiters;
-          sealWaiters = [];
+        if (waiters.length > 0) {
           await closeSegment();
           for (const resolve of waiters) resolve();
         }

@@ -285,6 +285,24 @@ test('When a replay commit fails partway through a segment, then the segment sta
   await spool.close();
 });
 
+test('When a replay seals the spool while a write is under way and another append waits for it, then the pass replays that append too', async () => {
+  // "Everything appended so far": the waiting append went to the next segment, after the seal,
+  // and the catch-up's last pass (group-commit-recorder.ts) ended with the spool not empty.
+  const spool = await openSpool({ dir, logger });
+  const [first, second] = [event(), event()];
+  const appended = [spool.append([first]), spool.append([second])];
+  const replayed: string[] = [];
+  expect(
+    await spool.replay(async (chunk) => {
+      replayed.push(...chunk.map((e) => e.messageId));
+    }, 10),
+  ).toBe(2);
+  await Promise.all(appended);
+  expect(replayed).toEqual([first.messageId, second.messageId]);
+  expect(spool.isEmpty()).toBe(true);
+  await spool.close();
+});
+
 test('When a replay seals the open segment, then the spool never looks empty while it holds events', async () => {
   // The drain waits "until the spool is empty": a moment of false emptiness (the open
   // segment between being closed and being listed) ended a shutdown's replay early.
