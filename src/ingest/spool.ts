@@ -1048,10 +1048,11 @@ async function syncDirectory(dir: string): Promise<void> {
  * requeued like the others — instead of lying unseen in the directory. Copied and synced here,
  * then removed (openLocked's adoptLegacy); false when there is none. Again and again until it
  * is removed, so without loss or double: a copy that fails is cut off again (a torn part would
- * be a record of its own), and a record an earlier copy already put in the dead-letter file —
- * a crash, or a failed removal, before `rejected.jsonl` was gone — is not copied twice (the
- * same bytes: each record carries its `rejected_at`; only a line too long to hold, which no
- * record is, would be copied again).
+ * be a record of its own), as is, at the next adoption, the part of a record a crashed copy
+ * left; and a record an earlier copy already put in the dead-letter file — a crash, or a
+ * failed removal, before `rejected.jsonl` was gone — is not copied twice (the same bytes: each
+ * record carries its `rejected_at`; only a line too long to hold, which no record is, would be
+ * copied again).
  */
 async function copyLegacyDeadLetters(legacy: string, deadLetterFile: string): Promise<boolean> {
   let source: FileHandle;
@@ -1062,14 +1063,21 @@ async function copyLegacyDeadLetters(legacy: string, deadLetterFile: string): Pr
     throw error;
   }
   try {
-    const present = await lineHashes(deadLetterFile);
+    const { hashes: present, end: complete } = await lineHashes(deadLetterFile);
     // Read too: whether its last record ends with its newline.
     const target = await open(deadLetterFile, 'a+', 0o600);
     try {
-      const { size } = await target.stat();
+      let { size } = await target.stat();
       try {
         if (size > 0 && !(await endsWithNewline(target, size))) {
-          await writeAll(target, Buffer.from('\n'));
+          // A copy that crashed part-way left the start of a record: cut off, it is copied
+          // whole below. Kept, it would become an unreadable dead letter of its own, counted
+          // for good. Any other unfinished record stays a line of its own.
+          const cut = await tornCopyBytes(target, complete, size, legacy);
+          if (cut > 0) {
+            await target.truncate(size - cut);
+            size -= cut;
+          } else await writeAll(target, Buffer.from('\n'));
         }
         const copied = (hash: string | undefined): boolean =>
           hash !== undefined && present.has(hash);
@@ -1099,6 +1107,29 @@ async function copyLegacyDeadLetters(legacy: string, deadLetterFile: string): Pr
   return true;
 }
 
+/**
+ * The length of the unfinished last record of the dead-letter file (`target`: complete lines
+ * up to `complete`, `size` bytes) when its bytes begin a line of `legacy` — what a copy of it
+ * left — else 0.
+ */
+async function tornCopyBytes(
+  target: FileHandle,
+  complete: number,
+  size: number,
+  legacy: string,
+): Promise<number> {
+  // Longer than any record: not the start of one.
+  if (size - complete > MAX_DEAD_LETTER_BYTES) return 0;
+  const tail = await readAt(target, complete, size - complete);
+  for await (const line of readLines(legacy, MAX_DEAD_LETTER_BYTES)) {
+    const bytes =
+      line.undecodable ?? (line.text === undefined ? undefined : Buffer.from(line.text));
+    if (bytes && bytes.length >= tail.length && bytes.subarray(0, tail.length).equals(tail))
+      return tail.length;
+  }
+  return 0;
+}
+
 /** A line's bytes' hash (its text hashes as its UTF-8 bytes); undefined when too long to hold. */
 function lineHash(line: SpoolLine): string | undefined {
   const content = line.undecodable ?? line.text;
@@ -1109,15 +1140,20 @@ function sha256(content: string | Uint8Array): string {
   return createHash('sha256').update(content).digest('hex');
 }
 
-/** The hashes of the lines of `file` (none when it does not exist). */
-async function lineHashes(file: string): Promise<Set<string>> {
+/**
+ * The hashes of the lines of `file` (none when it does not exist), and where its last complete
+ * line ends.
+ */
+async function lineHashes(file: string): Promise<{ hashes: Set<string>; end: number }> {
   const hashes = new Set<string>();
-  if (!(await exists(file))) return hashes;
+  let end = 0;
+  if (!(await exists(file))) return { hashes, end };
   for await (const line of readLines(file, MAX_DEAD_LETTER_BYTES)) {
     const hash = lineHash(line);
     if (hash !== undefined) hashes.add(hash);
+    end = line.offset + line.bytes + 1;
   }
-  return hashes;
+  return { hashes, end };
 }
 
 /** `bytes` bytes of `handle` at `offset`. */

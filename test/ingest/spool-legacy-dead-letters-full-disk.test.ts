@@ -173,3 +173,38 @@ test('When the old dead letters could not be adopted at the open, then a requeue
     await spool.close();
   }
 });
+
+test('When a copy of rejected.jsonl was cut short by a crash part-way through a record, then the next open copies that record whole, and counts each record once', async () => {
+  const olds = [event(), event()];
+  const legacy = olds.map(record).join('');
+  await writeFile(path.join(dir, LEGACY), legacy);
+  // What a process killed while copying the second record leaves: the first whole, the start
+  // of the second. Kept, it became a dead letter of its own, unreadable and counted for good.
+  const [line1, line2] = legacy.split('\n');
+  await writeFile(path.join(dir, DEAD_LETTER_FILE), `${line1}\n${line2!.slice(0, 40)}`);
+
+  const spool = await openSpool({ dir, logger });
+  try {
+    expect(spool.deadLetters()).toBe(2);
+    expect(await readFile(path.join(dir, DEAD_LETTER_FILE), 'utf8')).toBe(legacy);
+    expect(await spool.requeueDeadLetters()).toEqual({ requeued: 2, kept: 0 });
+  } finally {
+    await spool.close();
+  }
+});
+
+test('When the dead-letter file ends in an unfinished record that is not part of rejected.jsonl, then it stays a line of its own and the old records follow it', async () => {
+  const current = `${JSON.stringify({ rejected_at: '2026-01-01T00:00:00.000Z', reason: '22P02', event: event() })}\n`;
+  // Torn by a crash in a dead letter's own write: no record of rejected.jsonl begins so.
+  const tornOwn = current.slice(0, 60);
+  const old = record(event());
+  await writeFile(path.join(dir, DEAD_LETTER_FILE), `${current}${tornOwn}`);
+  await writeFile(path.join(dir, LEGACY), old);
+
+  const spool = await openSpool({ dir, logger });
+  expect(spool.deadLetters()).toBe(3);
+  await spool.close();
+  expect(await readFile(path.join(dir, DEAD_LETTER_FILE), 'utf8')).toBe(
+    `${current}${tornOwn}\n${old}`,
+  );
+});
