@@ -695,7 +695,12 @@ async function openLocked(
       await inTurn(async () => {
         const keys = await deadLetteredKeys();
         const key = unreadableLineKey(name, line);
-        if (keys.has(key)) return;
+        // A line not UTF-8 that a build before `line_base64` kept: as its text with U+FFFD for
+        // each bad byte, keyed on that text's hash.
+        const lossyKey =
+          line.undecodable &&
+          `line:${name}:${line.offset}:${sha256(line.undecodable.toString('utf8'))}`;
+        if (keys.has(key) || (lossyKey && keys.has(lossyKey))) return;
         logger.error({ file: segment.file }, 'spool line unreadable: kept in the dead-letter file');
         await writeDeadLetter(unreadableLineRecord(name, line));
         keys.add(key);

@@ -131,6 +131,32 @@ test('When a segment with a line that is not UTF-8 is replayed again by the next
   expect(await readFile(path.join(dir, DEAD_LETTER_FILE))).toEqual(before);
 });
 
+test('When a segment replayed again after an upgrade holds a line that is not UTF-8 the previous build already dead-lettered as text, then the line is not dead-lettered a second time', async () => {
+  const good = Buffer.from(encodeSpoolLine(event()), 'utf8');
+  const bad = damaged(event(), '"event":{', '"event":'.length);
+  await writeFile(path.join(dir, SEGMENT), Buffer.concat([good, bad]));
+  // What the build before `line_base64` wrote before its pass failed (a full disk, a crash)
+  // and left the segment in place: the line decoded leniently (U+FFFD), under `line`.
+  const previous = {
+    rejected_at: new Date().toISOString(),
+    reason: 'unreadable spool line',
+    segment: SEGMENT,
+    offset: good.length,
+    line: bad.subarray(0, bad.length - 1).toString('utf8'),
+  };
+  await writeFile(path.join(dir, DEAD_LETTER_FILE), `${JSON.stringify(previous)}\n`);
+
+  const spool = await openSpool({ dir, logger });
+  try {
+    await spool.replay(async () => undefined, 10);
+    expect(spool.isEmpty()).toBe(true);
+    expect(spool.deadLetters()).toBe(1);
+  } finally {
+    await spool.close();
+  }
+  expect(await deadLetterRecords()).toEqual([previous]);
+});
+
 test('When a line that is not UTF-8 spans many reads, then the reader gives its bytes and no text, and the lines around it their text', async () => {
   const file = path.join(dir, 'lines');
   const bad = Buffer.from([0x61, 0xe2, 0x82, 0x61, 0x62]); // "a", a cut "€", "ab"
