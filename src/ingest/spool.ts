@@ -124,6 +124,9 @@ export const DEAD_LETTER_FILE = 'dead-letters.jsonl';
 // Its name in the first release (copyLegacyDeadLetters).
 const LEGACY_DEAD_LETTER_FILE = 'rejected.jsonl';
 const NEWLINE = 0x0a;
+// Errors of a file system without room: the first release's dead letters wait for it
+// (adoptLegacy), any other failure is said at once.
+const LACK_OF_SPACE = new Set(['ENOSPC', 'EDQUOT', 'EFBIG']);
 
 // An event's line is at most a few hundred kB (a 64 KiB callback, its relay copy, escaping):
 // a longer one was never written by an append, and is not held in memory to be decoded.
@@ -214,26 +217,33 @@ async function openLocked(
 ): Promise<Spool> {
   const deadLetterFile = path.join(dir, DEAD_LETTER_FILE);
   /**
-   * Best effort, never in the way of the spool: the copy needs free blocks, and a volume the
-   * first release filled during an outage would otherwise refuse every start (ENOSPC) — the
-   * spool never opened, never drained, so the space never freed (README, "One process per
-   * SPOOL_DIR"). A failed adoption leaves the dead-letter file as it was and rejected.jsonl in
-   * place (its records still counted), and is tried again at the next open or requeue; the
-   * adoption skips what an earlier one copied, so nothing is lost or doubled.
+   * On a full volume, best effort: the copy needs free blocks, and a volume the first release
+   * filled during an outage would otherwise refuse every start (ENOSPC) — the spool never
+   * opened, never drained, so the space never freed (README, "One process per SPOOL_DIR").
+   * An adoption failed for lack of space leaves the dead-letter file as it was and
+   * rejected.jsonl in place (its records still counted), and is tried again at the next open
+   * or requeue; the adoption skips what an earlier one copied, so nothing is lost or doubled.
    */
+  const legacy = path.join(dir, LEGACY_DEAD_LETTER_FILE);
   let legacyWarned = false;
+  // rejected.jsonl copied into the dead-letter file but not removed: a requeue then refuses
+  // (requeue), as the next adoption would bring back the records it takes out of that file.
+  let legacyNotRemoved = false;
   async function adoptLegacy(): Promise<number> {
-    const legacy = path.join(dir, LEGACY_DEAD_LETTER_FILE);
-    let copied = false;
+    legacyNotRemoved = false;
     try {
       if (!(await copyLegacyDeadLetters(legacy, deadLetterFile))) return 0;
-      copied = true;
+      legacyNotRemoved = true;
       // The dead-letter file may be new: its entry first, then the old file's removal.
       await syncDirectory(dir);
       await unlink(legacy);
+      legacyNotRemoved = false;
       await syncDirectory(dir);
       return 0;
     } catch (error) {
+      // Only a lack of space is waited out; any other failure (a rejected.jsonl this process
+      // may not read, an I/O error) is said at once, as before, not counted as no dead letters.
+      if (!LACK_OF_SPACE.has(errorCode(error) ?? '')) throw error;
       if (!legacyWarned) {
         legacyWarned = true;
         logger.warn(
@@ -243,7 +253,7 @@ async function openLocked(
       }
       // Copied whole but not removed: counted in the dead-letter file already (and not copied
       // again by the next adoption).
-      return copied ? 0 : countLines(legacy).catch(() => 0);
+      return legacyNotRemoved ? 0 : countLines(legacy);
     }
   }
   // Records in rejected.jsonl not adopted yet.
@@ -568,6 +578,11 @@ async function openLocked(
     setAside = await countSetAside(dir).catch(() => setAside);
     // Not adopted at the open (a full volume, since drained): requeued with the others.
     legacyRecords = await adoptLegacy();
+    if (legacyNotRemoved) {
+      throw new Error(
+        `${legacy} is copied into ${DEAD_LETTER_FILE} but could not be removed: remove it, then requeue (requeued now, its records would be adopted and requeued again at the next start)`,
+      );
+    }
     deadLetterRecords = await countLines(deadLetterFile).catch(() => deadLetterRecords);
     deadLetterKeys = undefined;
     const temporary = `${deadLetterFile}.tmp`;

@@ -121,19 +121,27 @@ test('When the copy of rejected.jsonl fails part-way, then what it wrote is cut 
   expect(await readdir(dir)).not.toContain(LEGACY);
 });
 
+/**
+ * Removing rejected.jsonl fails with `code`: on a full copy-on-write volume (btrfs, ZFS) even
+ * an unlink needs free blocks (ENOSPC).
+ */
+function removalFails(code: string): void {
+  const unlink = fsPromises.unlink.bind(fsPromises);
+  jest.spyOn(fsPromises, 'unlink').mockImplementation(async (file) => {
+    if (path.basename(String(file)) === LEGACY) {
+      throw Object.assign(new Error(`${code}: unlink '${String(file)}'`), { code });
+    }
+    return unlink(file);
+  });
+}
+
 test('When rejected.jsonl was copied but not removed (a crash, a failed removal), then the next open does not copy its records twice', async () => {
   const olds = [event(), event()];
   // A torn last record too: a crash in the first release's write.
   const torn = '{"rejected_at":"2026-01-01T00:00:00.000Z","rea';
   const legacy = olds.map(record).join('') + torn;
   await writeFile(path.join(dir, LEGACY), legacy);
-  const unlink = fsPromises.unlink.bind(fsPromises);
-  jest.spyOn(fsPromises, 'unlink').mockImplementation(async (file) => {
-    if (path.basename(String(file)) === LEGACY) {
-      throw Object.assign(new Error('EIO: i/o error, unlink'), { code: 'EIO' });
-    }
-    return unlink(file);
-  });
+  removalFails('ENOSPC');
 
   const first = await openSpool({ dir, logger });
   // Counted once: in the dead-letter file, not again as rejected.jsonl's.
@@ -207,4 +215,49 @@ test('When the dead-letter file ends in an unfinished record that is not part of
   expect(await readFile(path.join(dir, DEAD_LETTER_FILE), 'utf8')).toBe(
     `${current}${tornOwn}\n${old}`,
   );
+});
+
+test('When rejected.jsonl was copied but its removal keeps failing, then a requeue is refused, naming it, rather than requeue records its next adoption would bring back', async () => {
+  const olds = [event(), event()];
+  await writeFile(path.join(dir, LEGACY), olds.map(record).join(''));
+  removalFails('ENOSPC');
+
+  const first = await openSpool({ dir, logger });
+  try {
+    expect(first.deadLetters()).toBe(2);
+    await expect(first.requeueDeadLetters()).rejects.toThrow(
+      /rejected\.jsonl .*could not be removed/,
+    );
+    expect(first.deadLetters()).toBe(2);
+    expect(first.isEmpty()).toBe(true);
+  } finally {
+    await first.close();
+  }
+  jest.restoreAllMocks();
+
+  // Once it can be removed: requeued once, and nothing comes back at the next start.
+  const second = await openSpool({ dir, logger });
+  try {
+    expect(await readdir(dir)).not.toContain(LEGACY);
+    expect(await second.requeueDeadLetters()).toEqual({ requeued: 2, kept: 0 });
+    await second.replay(async () => undefined, 10);
+    expect(second.deadLetters()).toBe(0);
+  } finally {
+    await second.close();
+  }
+  const third = await openSpool({ dir, logger });
+  expect(third.deadLetters()).toBe(0);
+  await third.close();
+});
+
+test('When rejected.jsonl cannot be read for another reason than a full volume (EACCES), then the spool does not open rather than count its records as no dead letters', async () => {
+  await writeFile(path.join(dir, LEGACY), [event(), event()].map(record).join(''));
+  const open = fsPromises.open.bind(fsPromises);
+  jest.spyOn(fsPromises, 'open').mockImplementation(async (...args: Parameters<typeof open>) => {
+    if (path.basename(String(args[0])) === LEGACY) {
+      throw Object.assign(new Error('EACCES: permission denied, open'), { code: 'EACCES' });
+    }
+    return open(...args);
+  });
+  await expect(openSpool({ dir, logger })).rejects.toMatchObject({ code: 'EACCES' });
 });
