@@ -605,6 +605,22 @@ rendered('Kubernetes manifests: migrations before the rollout', () => {
     },
   );
 
+  // README "Configure": newTag is required; a digest alone cannot name the Job. The render
+  // refuses it rather than naming the Job something else.
+  test('When the release pins the image by digest alone (no newTag), then k8s/ does not render', () => {
+    expect(() =>
+      renderEdited((copy) => {
+        const file = path.join(copy, 'release', 'kustomization.yaml');
+        writeFileSync(
+          file,
+          readFileSync(file, 'utf8')
+            .replace(/\n\s*newTag: \S+/, '')
+            .replace(/# digest: \S+/, `digest: sha256:${'0123456789abcdef'.repeat(4)}`),
+        );
+      }),
+    ).toThrow(/out of bounds/);
+  });
+
   test('When Argo CD syncs, then the Job is a PreSync hook that replaces its predecessor', () => {
     expect(job().metadata!.annotations).toMatchObject({
       'argocd.argoproj.io/hook': 'PreSync',
