@@ -150,9 +150,10 @@ test('When the feed is followed, then there is one long-poll at a time, each aft
   await eventually(() => server.feed.length === 3);
   expect(server.feed.map((c) => c.after)).toEqual(['now', 'c1', 'c2']);
 
-  // Hidden while a long-poll is open: it may finish, but no new one starts.
+  // Hidden while a long-poll is open: it may finish, but no new one starts (not even after a
+  // full page, which is otherwise followed at once).
   tab.set({ hidden: true });
-  server.feed[2]!.answer({ next_cursor: 'c3' });
+  server.feed[2]!.answer({ data: Array(FEED_PAGE_LIMIT).fill(event), next_cursor: 'c3' });
   await settle();
   expect(server.feed).toHaveLength(3);
   tab.set({ hidden: false });
@@ -303,7 +304,7 @@ test.each([
     server.feed[0]!.answer({ next_cursor: 'c1' });
     await settle();
     server.feed[1]!.fail(new ApiError(status, message));
-    // No back-off: the next request starts over at once, and is not a long-poll.
+    // After a short pause (below), the next request starts over, and is not a long-poll.
     await eventually(() => server.feed.length === 3);
     expect(server.feed.map((call) => call.after)).toEqual(['now', 'c1', 'now']);
     expect(server.feed[2]!.wait).toBe(0);
@@ -313,6 +314,91 @@ test.each([
     live.stop();
   },
 );
+
+/** With fake timers: moves the clock on until the feed has been asked `count` times; when. */
+async function untilAsked(server: ReturnType<typeof fakeApi>, count: number): Promise<number> {
+  for (let waited = 0; server.feed.length < count; waited += 10) {
+    if (waited > 120_000) throw new Error(`the feed was not asked ${count} times`);
+    await jest.advanceTimersByTimeAsync(10);
+  }
+  return Date.now();
+}
+
+test('When cursors are refused again and again (replicas on different CALLBACK_TOKEN_SECRETs during a rotation), then the page pauses before starting over, longer each time, until a cursor is taken', async () => {
+  // Behind a load balancer, a replica on the new secret signs cursors that one still on the
+  // old secret refuses (400 invalid_cursor), and the request from `now` is answered at once:
+  // without a pause a tab went round that circle as fast as the round trips allowed.
+  jest.useFakeTimers();
+  const random = jest.spyOn(Math, 'random').mockReturnValue(0.999_999);
+  try {
+    const tab = fakeTab();
+    const server = fakeApi();
+    const { live, states } = start(tab, server, true);
+    let cursors = 0;
+    /** Refuses the open long-poll's cursor; how long until the page starts over from now. */
+    const refuse = async (): Promise<number> => {
+      const asked = server.feed.length;
+      server.feed[asked - 1]!.fail(new ApiError(400, 'invalid cursor'));
+      const refusedAt = Date.now();
+      const askedAt = await untilAsked(server, asked + 1);
+      const fromNow = server.feed[server.feed.length - 1]!;
+      expect([fromNow.after, fromNow.wait]).toEqual(['now', 0]);
+      fromNow.answer({ next_cursor: `c${++cursors}` });
+      await untilAsked(server, server.feed.length + 1);
+      return askedAt - refusedAt;
+    };
+    await untilAsked(server, 1);
+    server.feed[0]!.answer({ next_cursor: 'c0' });
+    await untilAsked(server, 2);
+    expect([await refuse(), await refuse(), await refuse()]).toEqual([1_000, 2_000, 4_000]);
+    expect(states).not.toContain('reconnecting');
+
+    // A cursor taken (a long-poll answered) ends the run: the next refusal pauses as the first.
+    server.feed[server.feed.length - 1]!.answer({ next_cursor: 'taken' });
+    await untilAsked(server, server.feed.length + 1);
+    expect(await refuse()).toBe(1_000);
+    live.stop();
+  } finally {
+    random.mockRestore();
+    jest.useRealTimers();
+  }
+});
+
+test('When long-polls are answered at once without events (a draining replica), then each next one starts a second after the last did, and one that waited is followed at once', async () => {
+  // A replica that got SIGTERM closes its feed signal: every long-poll it gets is answered at
+  // once with an empty page and the same cursor. Asked again at once, one tab sent 99
+  // requests in 3 s to it (behind a port-forward, every request goes to that replica).
+  jest.useFakeTimers();
+  try {
+    const tab = fakeTab();
+    const server = fakeApi();
+    const { live } = start(tab, server, true);
+    await jest.advanceTimersByTimeAsync(0);
+    server.feed[0]!.answer({ next_cursor: 'c1' });
+    await jest.advanceTimersByTimeAsync(0);
+    // The first long-poll comes at once after the request from `now`.
+    expect(server.feed.map((call) => [call.after, call.wait])).toEqual([
+      ['now', 0],
+      ['c1', 25],
+    ]);
+    for (let n = 1; n <= 3; n += 1) {
+      server.feed[n]!.answer({ next_cursor: 'c1' });
+      await untilAsked(server, n + 2);
+    }
+    const gaps = server.feed.slice(2).map((call, i) => call.at - server.feed[i + 1]!.at);
+    expect(gaps).toEqual([1_000, 1_000, 1_000]);
+
+    // A long-poll that did wait (no event for 25 s) is followed at once: no extra wait.
+    await jest.advanceTimersByTimeAsync(25_000);
+    server.feed[4]!.answer({ next_cursor: 'c2' });
+    await jest.advanceTimersByTimeAsync(0);
+    expect(server.feed).toHaveLength(6);
+    expect(server.feed[5]!.at - server.feed[4]!.at).toBe(25_000);
+    live.stop();
+  } finally {
+    jest.useRealTimers();
+  }
+});
 
 test('When the feed refuses even a request from now with 400, then the page backs off like after any failure instead of asking again at once', async () => {
   const tab = fakeTab();

@@ -18,13 +18,18 @@ const SETTLE_MS = 1_000;
  */
 const EVENT_REFRESH_MIN_INTERVAL_MS = 5_000;
 /**
- * After a page with events, the next feed request starts no sooner than this after the last
- * one did. The server answers a long-poll as soon as one event is there, so on a busy service
- * asking again at once costs a request per commit — dozens a second, far past the query API's
- * per-token budget (RATE_LIMIT_QUERY_PER_MINUTE, 1 200 a minute by default, shared by every
- * tab and dashboard on the token), until the tab gets 429s. The panels show events only
- * SETTLE_MS after they arrive anyway: what commits meanwhile comes in the next page. A full
- * page means more are waiting: that one is followed at once.
+ * After any answer to a long-poll, the next feed request starts no sooner than this after the
+ * long-poll did (one that waited this long for its answer is followed at once). The server
+ * answers a long-poll as soon as one event is there, so on a busy service asking again at once
+ * costs a request per commit — dozens a second, far past the query API's per-token budget
+ * (RATE_LIMIT_QUERY_PER_MINUTE, 1 200 a minute by default, shared by every tab and dashboard
+ * on the token), until the tab gets 429s. An empty page can come at once too: a draining
+ * replica (its feed signal closed on SIGTERM) answers every long-poll with one, and behind a
+ * port-forward or a kept-alive connection the next one goes to the same replica — asked again
+ * at once, one tab sent 99 requests in 3 s. The panels show events only SETTLE_MS after they
+ * arrive anyway: what commits meanwhile comes in the next page. A full page means more are
+ * waiting: that one is followed at once. (A request that does not wait — from `now`, or the
+ * first after a failure — is always followed by a long-poll, so it needs no pause of its own.)
  */
 const FEED_MIN_INTERVAL_MS = SETTLE_MS;
 
@@ -78,6 +83,8 @@ export function startLive(deps: LiveDeps): { stop(): void } {
   const firstWait = deps.failed instanceof ApiError ? deps.failed.retryAfterMs : undefined;
   let refreshFailures = firstWait ? 1 : 0;
   let feedFailures = 0;
+  // Cursors refused in a row (below): each refusal waits longer, like a failure.
+  let cursorRefusals = 0;
   // Each loop's latest failure while it is failing.
   let refreshRetrying: Retrying | undefined =
     deps.failed === undefined
@@ -158,8 +165,13 @@ export function startLive(deps: LiveDeps): { stop(): void } {
       await whenActive(env);
       if (stopped) return;
       const asked = Date.now();
+      const from = cursor;
+      const longPoll = following;
       try {
-        const page = await api.events(cursor, following ? LONG_POLL_SECONDS : 0, abort.signal);
+        const page = await api.events(cursor, longPoll ? LONG_POLL_SECONDS : 0, abort.signal);
+        // Only a cursor of the service's own taken again ends a run of refusals: the request
+        // from `now` that follows each refusal is always answered.
+        if (from !== 'now') cursorRefusals = 0;
         cursor = page.next_cursor;
         following = true;
         if (feedFailures > 0) {
@@ -171,7 +183,9 @@ export function startLive(deps: LiveDeps): { stop(): void } {
           deps.onEvents(page.data);
           markDirty();
         }
-        if (page.data.length > 0 && page.data.length < FEED_PAGE_LIMIT) {
+        // Every long-poll's answer, with events or without (a draining replica's empty pages
+        // come at once): only a full page, more waiting behind it, is followed at once.
+        if (longPoll && page.data.length < FEED_PAGE_LIMIT) {
           await pause(FEED_MIN_INTERVAL_MS - (Date.now() - asked));
         }
       } catch (error) {
@@ -186,9 +200,17 @@ export function startLive(deps: LiveDeps): { stop(): void } {
           // Retrying it would fail forever: as the API says, read the state anew (the panels'
           // refresh) and follow the feed from now. (Refused from `now` too, it is not the
           // cursor: that backs off below like any failure, never a loop without a pause.)
+          // Not at once, and longer each time it comes again: during a CALLBACK_TOKEN_SECRET
+          // rotation rollout behind a load balancer, a replica with the new secret first signs
+          // cursors that one still on the old secret refuses, and the request from `now` is
+          // answered at once — without a pause a tab went round that circle as fast as the
+          // round trips allowed (43 requests in 5 s). The state is not 'reconnecting': the
+          // service answers, and the panels are read anew meanwhile.
           cursor = 'now';
           following = false;
           markDirty();
+          cursorRefusals += 1;
+          await pause(retryDelayMs(cursorRefusals));
           continue;
         }
         feedFailures += 1;
