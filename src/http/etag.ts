@@ -21,15 +21,21 @@ export function answeredNotModified(req: Request, res: Response, version: string
   return true;
 }
 
-/** Weak comparison (§8.8.3.2): `W/"x"` and `"x"` name the same tag; `*` names any. */
-function ifNoneMatchNames(header: string | undefined, etag: string): boolean {
+/**
+ * Whether an If-None-Match header names `etag` (weak or strong), by weak comparison
+ * (§8.8.3.2): `W/"x"` and `"x"` name the same tag; `*` names any. For a route that answers
+ * its 304 itself rather than through `req.fresh` (see answeredNotModified): GET / too.
+ */
+export function ifNoneMatchNames(header: string | undefined, etag: string): boolean {
   if (header === undefined || header.length > 8_192) return false;
-  const opaque = etag.slice(2);
+  const opaque = withoutWeakPrefix(etag);
   return header.split(',').some((candidate) => {
     const tag = candidate.trim();
-    return tag === '*' || tag === etag || tag === opaque;
+    return tag === '*' || withoutWeakPrefix(tag) === opaque;
   });
 }
+
+const withoutWeakPrefix = (tag: string): string => (tag.startsWith('W/') ? tag.slice(2) : tag);
 
 /**
  * `Cache-Control: private, no-cache` on every answer of the query API: it is read with a bearer

@@ -3,6 +3,7 @@ import request from 'supertest';
 import { assemblePage } from '../../src/page/page-html';
 import { createTestApp } from '../helpers/test-app';
 import type { TestApp } from '../helpers/test-app';
+import { listen } from '../proxy/support';
 
 /**
  * The status page's route on the internal listener: the whole page in one response, with the
@@ -28,6 +29,33 @@ test('When GET / is asked, then the page comes with its own strict policy, alway
   expect(csp).toContain("frame-ancestors 'none'");
   // An unchanged page is a 304.
   await request(t.internalApp).get('/').set('If-None-Match', res.headers.etag!).expect(304);
+});
+
+test('When a fetch client revalidates GET / with its ETag (fetch adds Cache-Control: no-cache), then it gets the documented 304, as /v1 does', async () => {
+  // Express's req.fresh (res.send) treats a request's `Cache-Control: no-cache` as never
+  // fresh, and the fetch standard adds that header to every request carrying If-None-Match:
+  // the page's 304 never came to a browser's or Node's fetch (etag.ts ifNoneMatchNames).
+  const server = await listen(t.internalApp);
+  try {
+    const first = await fetch(`${server.url}/`);
+    const etag = first.headers.get('etag')!;
+    await first.text();
+    expect([first.status, etag]).toEqual([200, expect.stringMatching(/^"/)]);
+    const revalidations: Array<Record<string, string>> = [
+      { 'If-None-Match': etag },
+      { 'If-None-Match': etag, 'Cache-Control': 'no-cache' },
+      { 'If-None-Match': `"other", W/${etag}` },
+    ];
+    for (const headers of revalidations) {
+      const again = await fetch(`${server.url}/`, { headers });
+      const body = await again.text();
+      expect([again.status, again.headers.get('etag'), body.length]).toEqual([304, etag, 0]);
+    }
+    const changed = await fetch(`${server.url}/`, { headers: { 'If-None-Match': '"other"' } });
+    expect([changed.status, (await changed.text()).length > 0]).toEqual([200, true]);
+  } finally {
+    await server.close();
+  }
 });
 
 test('When GET / is asked, then it is the whole page: one script and one stylesheet inside it, allowed by their hashes and nothing else', async () => {
