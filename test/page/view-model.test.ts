@@ -1,5 +1,6 @@
 import {
   errorRows,
+  errorSummary,
   lookupGaveUpText,
   lookupNews,
   lookupRetryingText,
@@ -127,6 +128,33 @@ test('When a history has a late sent and two different final statuses, then they
   expect(entries[3]!.error).toBe('30003 Unreachable');
   expect(entries[4]!.raw).toBe('initiated');
   expect(entries[0]!.time).toBe('2026-01-01 10:00:01 UTC');
+});
+
+test('When an error has a message but no code (SignalWire sends some so), then the message is the error shown; with a code, the code and its reason', () => {
+  const message = {
+    id: 'SM2',
+    error_code: null,
+    error_reason: null,
+    error_message: 'Carrier rejected: spam',
+    history: [
+      entry(1, 'sent'),
+      entry(2, 'undelivered', { error_message: 'Carrier rejected: spam' }),
+      entry(3, 'failed', { error_code: '30007', error_reason: 'Filtered', error_message: 'spam' }),
+    ],
+  } as Message;
+  expect(errorSummary(message)).toBe('Carrier rejected: spam');
+  expect(timeline(message).map((e) => e.error)).toEqual([
+    null,
+    'Carrier rejected: spam',
+    '30007 Filtered — spam',
+  ]);
+  expect(errorSummary({ error_code: '30007', error_reason: 'Filtered', error_message: 'x' })).toBe(
+    '30007 Filtered',
+  );
+  expect(errorSummary({ error_code: '30007', error_reason: null, error_message: null })).toBe(
+    '30007',
+  );
+  expect(errorSummary({ error_code: null, error_reason: null, error_message: null })).toBeNull();
 });
 
 test('When the windows are computed within one minute, then they are the same (so ETags can match)', () => {

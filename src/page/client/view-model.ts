@@ -173,6 +173,19 @@ export function throughput(stats: Stats): Throughput {
   };
 }
 
+/**
+ * A message's error for a table cell or a fact: its code with SignalWire's reason for it,
+ * else its error_message alone. A callback may carry an error_message without an error_code
+ * (SignalWire: "some messages may have an error_message without an error_code"); that text is
+ * then the only explanation there is, and showing the code only hid it ("—"). null: neither.
+ */
+export function errorSummary(
+  m: Pick<Message, 'error_code' | 'error_reason' | 'error_message'>,
+): string | null {
+  if (m.error_code) return `${m.error_code} ${m.error_reason ?? ''}`.trim();
+  return m.error_message || null;
+}
+
 export interface TimelineEntry {
   seq: number;
   time: string;
@@ -204,11 +217,12 @@ export function timeline(message: Message): TimelineEntry[] {
       status: entry.status,
       raw: entry.raw_status.toLowerCase() === entry.status ? null : entry.raw_status,
       source: entry.source,
+      // Without a code, the error_message alone (errorSummary says why).
       error: entry.error_code
         ? `${entry.error_code}${entry.error_reason ? ` ${entry.error_reason}` : ''}${
             entry.error_message ? ` — ${entry.error_message}` : ''
           }`
-        : null,
+        : entry.error_message || null,
       conflicting: finals.size > 1 && entryRank === TERMINAL_RANK,
       late,
     };

@@ -1,11 +1,11 @@
 import { el, fillTable, messageButton } from '../dom';
-import { formatTime, NONE } from '../view-model';
+import { errorSummary, formatTime, NONE } from '../view-model';
 import type { Message, Relay } from '../wire';
 
 type Open = (id: string) => void;
 
-const errorOf = (m: Message): string =>
-  m.error_code ? `${m.error_code} ${m.error_reason ?? ''}`.trim() : NONE;
+// The code and its reason, else an error_message that came without a code (errorSummary).
+const errorOf = (m: Message): string => errorSummary(m) ?? NONE;
 
 /** The latest undelivered and failed messages. */
 export function renderFailures(table: HTMLTableElement, messages: Message[], open: Open): void {

@@ -1,6 +1,6 @@
 import { el } from '../dom';
 import type { Child } from '../dom';
-import { formatTime, NONE, timeline } from '../view-model';
+import { errorSummary, formatTime, NONE, timeline } from '../view-model';
 import type { Message } from '../wire';
 
 /** One message: its current state and its history as a timeline, sources and conflicts marked. */
@@ -10,10 +10,8 @@ export function renderMessage(target: HTMLElement, message: Message): void {
     ['API', message.api],
     ['From', message.from ?? NONE],
     ['To', message.to ?? NONE],
-    [
-      'Error',
-      message.error_code ? `${message.error_code} ${message.error_reason ?? ''}`.trim() : NONE,
-    ],
+    // The code and its reason, else an error_message that came without a code.
+    ['Error', errorSummary(message) ?? NONE],
     ['First seen', formatTime(message.created_at)],
   ];
   const warnings = [
