@@ -6,6 +6,7 @@ import {
   isUnauthorized,
   NoAnswerError,
   READ_DEADLINE_MS,
+  UnsendableTokenError,
 } from '../../src/page/client/api-client';
 import { createServerClock } from '../../src/page/client/server-clock';
 import { windows } from '../../src/page/client/view-model';
@@ -59,6 +60,28 @@ test('When the token is wrong, then the client says so with an ApiError 401', as
   const error = await api.stats({}).catch((e: unknown) => e);
   expect(error).toBeInstanceOf(ApiError);
   expect(isUnauthorized(error)).toBe(true);
+});
+
+test('When the token holds a character no header can carry, then the client says the token is no good (as a 401) and sends nothing, not a network failure', async () => {
+  // Headers.set throws a TypeError for it, as fetch does for a lost connection: the page took
+  // it for one and said "Connection lost, retrying…" for ever.
+  const sent: string[] = [];
+  const counting = (async (path: string, init?: RequestInit) => {
+    sent.push(path);
+    return originFetch(path, init);
+  }) as typeof fetch;
+  const api = createApiClient('test\u2013api\u2013token', counting);
+  const errors = await Promise.all([
+    api.stats({}).catch((e: unknown) => e),
+    api.message('SM1').catch((e: unknown) => e),
+    api.events('now', 0).catch((e: unknown) => e),
+  ]);
+  for (const error of errors) {
+    expect(error).toBeInstanceOf(UnsendableTokenError);
+    expect(isUnauthorized(error)).toBe(true);
+    expect(answeredStatus(error)).toBeUndefined();
+  }
+  expect(sent).toEqual([]);
 });
 
 test('When a message is unknown, then the lookup answers null; the feed gives a cursor from now', async () => {

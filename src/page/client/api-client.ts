@@ -40,8 +40,21 @@ export const FEED_PAGE_LIMIT = 500;
 /** Answers kept for revalidation: the page polls six URLs; a few more for the moving windows. */
 const REMEMBERED_MAX = 16;
 
+/**
+ * The token cannot be put in an Authorization header at all (a character beyond U+00FF, a
+ * line break): Headers.set throws a TypeError before any request leaves. Taken for a network
+ * failure, it made the page say "Connection lost, retrying…" for ever, the token kept, while
+ * the service was up; it is a wrong token, and said like one the service refused.
+ */
+export class UnsendableTokenError extends Error {
+  constructor() {
+    super('the API token holds a character an HTTP header cannot carry');
+  }
+}
+
+/** The token is no good: the service refused it (401), or it cannot even be sent. */
 export const isUnauthorized = (error: unknown): boolean =>
-  error instanceof ApiError && error.status === 401;
+  (error instanceof ApiError && error.status === 401) || error instanceof UnsendableTokenError;
 
 /**
  * The service answered "not now": 503 (the read gate full, a read timed out, the database
@@ -86,7 +99,12 @@ export function createApiClient(
 
   async function request(path: string, init: RequestInit): Promise<Response> {
     const headers = new Headers(init.headers);
-    headers.set('Authorization', `Bearer ${token}`);
+    try {
+      headers.set('Authorization', `Bearer ${token}`);
+    } catch {
+      // A TypeError, which only the token can cause: the header's name and `Bearer ` are fixed.
+      throw new UnsendableTokenError();
+    }
     headers.set('Accept', 'application/json');
     // no-store: the page keeps its own copies; the HTTP cache would only add another.
     // (A cast: Node's RequestInit, which the tests compile against, has no `cache`.)

@@ -10,7 +10,7 @@ import { renderOverview } from './panels/overview';
 import { createThroughputChart } from './panels/throughput';
 import { browserEnvironment } from './browser-environment';
 import { forgetToken, readToken, saveToken } from './token-store';
-import { formatTime, retryingText, updatedText, windows } from './view-model';
+import { formatTime, retryingText, tokenProblem, updatedText, windows } from './view-model';
 import './page.css';
 
 /**
@@ -82,11 +82,14 @@ async function open(token: string): Promise<void> {
   signOut();
   const current = signIn;
   const api = createApiClient(token);
+  // A token the client could not even send (UnsendableTokenError) was not refused by the
+  // service: the reader is told what is wrong with it instead.
+  const refused = tokenProblem(token) ?? REFUSED;
   const state = byId('live-state');
   state.textContent = 'Connecting…';
   const lookup = lookupPanel(api, () => {
     forgetToken();
-    askForToken(REFUSED);
+    askForToken(refused);
   });
   const announcer = createStatsAnnouncer((text) => {
     byId('announce').textContent = text;
@@ -172,7 +175,7 @@ async function open(token: string): Promise<void> {
     if (current !== signIn) return;
     if (isUnauthorized(error)) {
       forgetToken();
-      askForToken(REFUSED);
+      askForToken(refused);
       return;
     }
     failed = error;
@@ -208,7 +211,7 @@ async function open(token: string): Promise<void> {
     },
     onUnauthorized: () => {
       forgetToken();
-      askForToken(REFUSED);
+      askForToken(refused);
     },
   });
   // A page whose requests all hang hears of no failure until their deadlines (api-client.ts);
@@ -230,6 +233,12 @@ function start(): void {
     event.preventDefault();
     const token = byId<HTMLInputElement>('token-input').value.trim();
     if (!token) return;
+    // Refused here, with why: such a token cannot even be sent (tokenProblem).
+    const problem = tokenProblem(token);
+    if (problem) {
+      askForToken(problem);
+      return;
+    }
     saveToken(token);
     void open(token);
   };
@@ -240,7 +249,12 @@ function start(): void {
   };
   byId('lookup-result').tabIndex = -1;
   const token = readToken();
-  if (token) void open(token);
+  const problem = token && tokenProblem(token);
+  if (problem) {
+    // Kept by a page from before that check.
+    forgetToken();
+    askForToken(problem);
+  } else if (token) void open(token);
   else askForToken();
 }
 

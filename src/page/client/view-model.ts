@@ -314,3 +314,25 @@ export function messageFromHash(hash: string): string | null {
     return null;
   }
 }
+
+/**
+ * Why `token` cannot be an API token, or null. An API token holds no white space, no control
+ * character and no character beyond U+00FF (the service refuses such API_TOKENS at start,
+ * config.ts): a header carries one byte per character. A token pasted through a chat client
+ * or an editor may come with a typographic dash or a zero-width space instead; `fetch` cannot
+ * even send it (Headers.set throws), and the page took that for a lost connection, for ever.
+ */
+export function tokenProblem(token: string): string | null {
+  for (const char of token) {
+    const code = char.codePointAt(0)!;
+    if (code > 0x20 && code !== 0x7f && code <= 0xff && !/\s/u.test(char)) continue;
+    const shown = `U+${code.toString(16).toUpperCase().padStart(4, '0')}`;
+    return (
+      `This token holds a character no API token can hold (${shown}): an API token has no ` +
+      'spaces, no control characters and nothing beyond Latin-1, such as a typographic dash ' +
+      'or an invisible space a chat program or editor may have put in. Copy it again from ' +
+      'where it is kept and try again.'
+    );
+  }
+  return null;
+}
