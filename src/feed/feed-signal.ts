@@ -1,5 +1,6 @@
 import { Client } from 'pg';
 import type { Logger } from '../logger';
+import { createReasonCount, errorCode } from '../db/failure-reason';
 
 /**
  * Wakes the change feed's long-polls when events commit: at once for this process's own
@@ -162,8 +163,8 @@ export function createFeedSignal({
     scheduleReconnect();
   };
 
-  // The last reason the listening connection could not even be created, logged once.
-  let unopenable: string | undefined;
+  // Why the listening connection could not even be created: each reason logged once.
+  const unopenable = createReasonCount();
 
   async function connect(): Promise<void> {
     if (closed || !connectionString) return;
@@ -182,14 +183,13 @@ export function createFeedSignal({
       });
     } catch (error) {
       const reason = errorText(error);
-      if (reason !== unopenable) {
-        unopenable = reason;
+      if (unopenable.failed(reason)) {
         logger.warn({ err: reason }, 'change feed: cannot open the listening connection; retrying');
       }
       scheduleReconnect();
       return;
     }
-    unopenable = undefined;
+    unopenable.succeeded();
     client = current;
     current.on('error', (error) => lost(current, error));
     current.on('end', () => lost(current));
@@ -329,6 +329,6 @@ async function endWithin(client: Client, ms: number): Promise<void> {
  */
 function errorText(error: unknown): string {
   if (!(error instanceof Error)) return String(error);
-  const code = (error as NodeJS.ErrnoException).code;
+  const code = errorCode(error);
   return code && !error.message.startsWith(code) ? `${code}: ${error.message}` : error.message;
 }
