@@ -13,7 +13,14 @@ import type { Request, RequestHandler, Response } from 'express';
  */
 export function answeredNotModified(req: Request, res: Response, version: string): boolean {
   const digest = createHash('sha256').update(version).digest('base64url').slice(0, 27);
-  const etag = `W/"${digest}"`;
+  return answeredNotModifiedAs(req, res, `W/"${digest}"`);
+}
+
+/**
+ * answeredNotModified for an ETag made elsewhere (the status page's, strong: a hash of the
+ * page it serves): sets it, and answers 304 when If-None-Match names it.
+ */
+export function answeredNotModifiedAs(req: Request, res: Response, etag: string): boolean {
   res.setHeader('ETag', etag);
   if (req.method !== 'GET' && req.method !== 'HEAD') return false;
   if (!ifNoneMatchNames(req.headers['if-none-match'], etag)) return false;
@@ -23,10 +30,9 @@ export function answeredNotModified(req: Request, res: Response, version: string
 
 /**
  * Whether an If-None-Match header names `etag` (weak or strong), by weak comparison
- * (§8.8.3.2): `W/"x"` and `"x"` name the same tag; `*` names any. For a route that answers
- * its 304 itself rather than through `req.fresh` (see answeredNotModified): GET / too.
+ * (§8.8.3.2): `W/"x"` and `"x"` name the same tag; `*` names any.
  */
-export function ifNoneMatchNames(header: string | undefined, etag: string): boolean {
+function ifNoneMatchNames(header: string | undefined, etag: string): boolean {
   if (header === undefined || header.length > 8_192) return false;
   const opaque = withoutWeakPrefix(etag);
   return header.split(',').some((candidate) => {

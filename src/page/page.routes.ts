@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { Router } from 'express';
-import { ifNoneMatchNames } from '../http/etag';
+import { answeredNotModifiedAs } from '../http/etag';
 import type { Logger } from '../logger';
 import { loadPageBundle } from './page-assets';
 import type { PageBundle } from './page-assets';
@@ -41,14 +41,10 @@ export function pageRoutes({
     res.setHeader('Content-Security-Policy', csp);
     // Revalidated on every visit: an unchanged page costs a 304, a new release is seen at once.
     res.setHeader('Cache-Control', 'no-cache');
-    res.setHeader('ETag', etag);
-    // If-None-Match compared here, not by res.send's `req.fresh`: that also honours the
-    // request's `Cache-Control: no-cache`, which fetch adds to every request carrying
-    // If-None-Match, so no fetch client ever got the documented 304 (as for /v1, etag.ts).
-    if (ifNoneMatchNames(req.headers['if-none-match'], etag)) {
-      res.status(304).end();
-      return;
-    }
+    // If-None-Match compared as for /v1 (etag.ts), not by res.send's `req.fresh`: that also
+    // honours the request's `Cache-Control: no-cache`, which fetch adds to every request
+    // carrying If-None-Match, so no fetch client ever got the documented 304.
+    if (answeredNotModifiedAs(req, res, etag)) return;
     res.type('html').send(html);
   });
   return router;
