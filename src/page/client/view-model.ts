@@ -217,12 +217,11 @@ export function timeline(message: Message): TimelineEntry[] {
       status: entry.status,
       raw: entry.raw_status.toLowerCase() === entry.status ? null : entry.raw_status,
       source: entry.source,
-      // Without a code, the error_message alone (errorSummary says why).
-      error: entry.error_code
-        ? `${entry.error_code}${entry.error_reason ? ` ${entry.error_reason}` : ''}${
-            entry.error_message ? ` — ${entry.error_message}` : ''
-          }`
-        : entry.error_message || null,
+      // The code and reason with the message after them; without a code the message alone.
+      error:
+        entry.error_code && entry.error_message
+          ? `${errorSummary(entry)} — ${entry.error_message}`
+          : errorSummary(entry),
       conflicting: finals.size > 1 && entryRank === TERMINAL_RANK,
       late,
     };
