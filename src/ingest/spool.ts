@@ -714,7 +714,11 @@ async function openLocked(
         // each bad byte, keyed on that text's hash.
         const lossyKey =
           line.undecodable &&
-          `line:${name}:${line.offset}:${sha256(line.undecodable.toString('utf8'))}`;
+          unreadableLineKey(name, {
+            ...line,
+            text: line.undecodable.toString('utf8'),
+            undecodable: undefined,
+          });
         if (keys.has(key) || (lossyKey && keys.has(lossyKey))) return;
         logger.error({ file: segment.file }, 'spool line unreadable: kept in the dead-letter file');
         await writeDeadLetter(unreadableLineRecord(name, line));
