@@ -114,6 +114,15 @@ export interface StatsDto {
   }>;
 }
 
+/**
+ * Delivered messages: `delivered`, and `read` — SignalWire's native API reports a read receipt
+ * after the delivery, and a message's current status then ranks above `delivered`; counting
+ * only `delivered` would make the rate fall as recipients read their messages.
+ */
+function deliveredOf(byStatus: Readonly<Record<string, number>>): number {
+  return (byStatus.delivered ?? 0) + (byStatus.read ?? 0);
+}
+
 const BUCKET_MS: Record<Bucket, number> = { minute: MINUTE, hour: HOUR, day: DAY };
 /** A series longer than this is refused (400): ask for a coarser bucket. */
 export const MAX_SERIES_POINTS = 2_000;
@@ -159,7 +168,7 @@ export function summarize(
   for (const row of latency) {
     histogram.set(row.latencyBucket, (histogram.get(row.latencyBucket) ?? 0) + row.messages);
   }
-  const delivered = byStatus.delivered ?? 0;
+  const delivered = deliveredOf(byStatus);
   const ended = delivered + (byStatus.undelivered ?? 0) + (byStatus.failed ?? 0);
   const dto: StatsDto = {
     created_since: new Date(window.since).toISOString(),
@@ -229,8 +238,9 @@ function fillSeries(
     const point = points.get(floorTo(row.start, unit));
     if (!point) continue;
     point.total += row.messages;
-    if (row.status === 'delivered' || row.status === 'undelivered' || row.status === 'failed') {
-      point[row.status] += row.messages;
+    const outcome = row.status === 'read' ? 'delivered' : row.status;
+    if (outcome === 'delivered' || outcome === 'undelivered' || outcome === 'failed') {
+      point[outcome] += row.messages;
     }
   }
   return [...points.entries()].map(([start, point]) => ({

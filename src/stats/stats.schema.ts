@@ -39,9 +39,10 @@ export const StatsDto = z
     by_status: countPerStatus(count).meta({
       description: 'Those messages by their current status (every status, 0 included).',
     }),
-    delivery_rate: share
-      .nullable()
-      .meta({ description: 'delivered / (delivered + undelivered + failed); null with none.' }),
+    delivery_rate: share.nullable().meta({
+      description:
+        'delivered / (delivered + undelivered + failed), a read message (native read receipts) counted as delivered; null with none.',
+    }),
     by_error: z
       .array(
         z

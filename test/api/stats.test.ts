@@ -166,7 +166,9 @@ async function scan(
       if (latency <= 10_000) finalWithin10s++;
     }
   }
-  const ended = byStatus.delivered! + byStatus.undelivered! + byStatus.failed!;
+  // A read message (a native read receipt after the delivery) counts as delivered.
+  const delivered = byStatus.delivered! + (byStatus.read ?? 0);
+  const ended = delivered + byStatus.undelivered! + byStatus.failed!;
   const expected: Expected = {
     total: inWindow.length,
     by_status: byStatus,
@@ -176,7 +178,7 @@ async function scan(
     ),
     conflicts: inWindow.filter((row) => row.conflict).length,
     final_within_10s: inWindow.length === 0 ? null : finalWithin10s / inWindow.length,
-    delivery_rate: ended === 0 ? null : byStatus.delivered! / ended,
+    delivery_rate: ended === 0 ? null : delivered / ended,
     latencies: latencies.sort((a, b) => a - b),
   };
   if (bucket) {
@@ -191,8 +193,9 @@ async function scan(
     for (const row of inWindow) {
       const point = series.get(Math.floor(row.first_seen.getTime() / unit) * unit)!;
       point.total++;
-      if (row.status === 'delivered' || row.status === 'undelivered' || row.status === 'failed') {
-        point[row.status]++;
+      const outcome = row.status === 'read' ? 'delivered' : row.status;
+      if (outcome === 'delivered' || outcome === 'undelivered' || outcome === 'failed') {
+        point[outcome]++;
       }
     }
     expected.series = [...series.entries()].map(([start, point]) => ({
@@ -384,4 +387,35 @@ describe('GET /v1/stats', () => {
     );
     await get('/v1/stats?bucket=week').expect(400);
   });
+});
+
+test('When native messages were delivered and then read, then the delivery rate and the series count them as delivered', async () => {
+  // SignalWire's native API reports `read` after `delivered` (SIGNALWIRE.md statuses), and the
+  // message's current status becomes `read`: the rate must not fall as recipients read.
+  const base = Date.parse('2002-03-04T05:00:00Z');
+  const events: StatusEvent[] = [];
+  for (let m = 0; m < 10; m++) {
+    const messageId = randomUUID();
+    const at = (ms: number) => new Date(base + m * 100 + ms);
+    events.push(statusEvent('queued', { messageId, api: 'native', receivedAt: at(0) }));
+    events.push(statusEvent('sent', { messageId, api: 'native', receivedAt: at(500) }));
+    if (m < 9) {
+      events.push(statusEvent('delivered', { messageId, api: 'native', receivedAt: at(1_000) }));
+      events.push(statusEvent('read', { messageId, api: 'native', receivedAt: at(5_000) }));
+    } else {
+      events.push(statusEvent('failed', { messageId, api: 'native', receivedAt: at(1_000) }));
+    }
+  }
+  await recordEvents(t.database.db, events);
+  const res = await get(
+    '/v1/stats?created_since=2002-03-04T04:00:00Z&created_until=2002-03-04T06:00:00Z&bucket=hour',
+  ).expect(200);
+  expect(res.body.total).toBe(10);
+  // by_status stays per current status.
+  expect(res.body.by_status).toMatchObject({ read: 9, delivered: 0, failed: 1 });
+  expect(res.body.delivery_rate).toBeCloseTo(0.9);
+  const sum = (key: 'delivered' | 'failed') =>
+    res.body.series.reduce((n: number, point: Record<string, number>) => n + point[key]!, 0);
+  expect(sum('delivered')).toBe(9);
+  expect(sum('failed')).toBe(1);
 });
