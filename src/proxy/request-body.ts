@@ -6,6 +6,7 @@ import {
   jsonNestingExceeds,
 } from '../http/body-limits';
 import type { Api } from '../messages/statuses';
+import { givenValue } from '../signalwire/send-rules';
 
 /**
  * Reading a create request's body the way SignalWire does (compatibility: form or JSON;
@@ -218,10 +219,11 @@ export interface EncodedBody {
 /**
  * The body for upstream: the caller's fields with `field` set to `value`, in the caller's
  * encoding. The callback takes the place of the caller's (a repeated one collapses to ours)
- * or goes last when the caller gave none. A form's repeated `singleValued` key keeps only its
- * first value, the one the rules validated and the service records: which of two `To`s the
- * provider would pick is not ours to guess. A JSON list given for such a key is cut to its first
- * item for the same reason (a JSON object cannot repeat a key once parsed). The `omit` keys are
+ * or goes last when the caller gave none. A form's repeated `singleValued` key keeps one value
+ * in its first place, the one the rules validated and the service records (givenValue: the first
+ * that is not empty): which of two `To`s the provider would pick is not ours to guess. A JSON
+ * list given for such a key is cut to that item for the same reason (a JSON object cannot repeat
+ * a key once parsed). The `omit` keys are
  * left out.
  */
 export function withField(
@@ -233,6 +235,11 @@ export function withField(
 ): EncodedBody {
   if (body.type === 'form') {
     // The callback field is single-valued too: only its first place is kept, with our value.
+    const given = new Map<string, string>();
+    for (const key of singleValued) {
+      const values = body.pairs.filter(([k]) => k === key).map(([, v]) => v);
+      if (values.length > 0) given.set(key, givenValue(values)!);
+    }
     const pairs: FormPairs = [];
     const seen = new Set<string>();
     for (const [key, v] of body.pairs) {
@@ -240,7 +247,7 @@ export function withField(
       if (key !== field && !singleValued.includes(key)) pairs.push([key, v]);
       else if (!seen.has(key)) {
         seen.add(key);
-        pairs.push([key, key === field ? value : v]);
+        pairs.push([key, key === field ? value : given.get(key)!]);
       }
     }
     if (!seen.has(field)) pairs.push([field, value]);
@@ -249,11 +256,11 @@ export function withField(
   // Only objects get this far (see readRequestBody and the native rules). Spreading keeps an
   // existing key's position and defines own properties, `__proto__` included.
   const object: Record<string, unknown> = { ...(isPlainObject(body.value) ? body.value : {}) };
-  // A JSON list given for a single-valued key goes out as its first item, the one the rules
-  // validated and the service records, just as a form's repeated key does above.
+  // A JSON list given for a single-valued key goes out as the item the rules validated and the
+  // service records (givenValue), just as a form's repeated key does above.
   for (const key of singleValued) {
     const given = Object.hasOwn(object, key) ? object[key] : undefined;
-    if (Array.isArray(given)) object[key] = given[0];
+    if (Array.isArray(given)) object[key] = givenValue(given);
   }
   for (const key of omit) delete object[key];
   return { contentType: JSON_TYPE, text: JSON.stringify({ ...object, [field]: value }) };

@@ -266,15 +266,27 @@ export const COMPAT_SINGLE_VALUED = [
 type CompatSingleValued = (typeof COMPAT_SINGLE_VALUED)[number];
 
 /**
- * One value of a single-valued parameter. Forms repeat keys, so the first value wins (what
- * form parsers on the provider side do); JSON numbers and booleans become their text; an empty
- * string counts as absent, because form clients render unset fields as "".
+ * The value a repeated single-valued parameter is read as: the first one given, an empty
+ * string (or JSON null) not counting — form clients render unset fields as "", and a hidden
+ * field's "" ahead of the app's own `StatusCallback` must not hide it (the app's callbacks
+ * would be lost: never recorded, never relayed). All empty: the first. The proxy forwards this
+ * same value upstream alone (src/proxy/request-body.ts withField), so SignalWire reads what is
+ * recorded.
+ */
+export function givenValue<T>(values: readonly T[]): T | undefined {
+  return values.find((value) => value !== '' && value !== null) ?? values[0];
+}
+
+/**
+ * One value of a single-valued parameter: of repeats, the one givenValue reads; JSON numbers
+ * and booleans become their text; an empty string counts as absent, because form clients
+ * render unset fields as "".
  * `value: null` means present but not a scalar (an object), which no rule accepts.
  */
 function scalar(fields: CompatFields, key: CompatSingleValued): Scalar {
   if (!Object.hasOwn(fields, key)) return { present: false };
   let raw = fields[key];
-  if (Array.isArray(raw)) raw = raw[0];
+  if (Array.isArray(raw)) raw = givenValue(raw);
   if (raw === undefined || raw === null || raw === '') return { present: false };
   if (typeof raw === 'string') return { present: true, value: raw };
   if (typeof raw === 'number' || typeof raw === 'boolean')

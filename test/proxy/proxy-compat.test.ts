@@ -165,6 +165,52 @@ describe('seed 002 curl example', () => {
     expect(stored.body).toMatchObject({ to: '+15557654000', from: FROM, num_media: 2 });
   });
 
+  // A form library renders an unset hidden field as "" and the app's own value after it; going
+  // straight to SignalWire (Rails: the last value of a repeated key wins) the app gets its
+  // callbacks, so through the proxy its URL must be recorded and relayed to, not read as absent.
+  it('When StatusCallback is repeated with an empty first value, then the caller’s callback URL is recorded and only the proxy’s goes upstream', async () => {
+    const before = tap.requests.length;
+    const res = await postForm(
+      `To=%2B15557654321&From=${encodeURIComponent(FROM)}&Body=hi` +
+        '&StatusCallback=&StatusCallback=https%3A%2F%2Fapp.example.com%2Fcb',
+    );
+    expect(res.status).toBe(201);
+    expect(tap.requests).toHaveLength(before + 1);
+    const forwarded = formPairs(tap.requests.at(-1)!.body).filter(([k]) => k === 'StatusCallback');
+    expect(forwarded).toHaveLength(1);
+    expect(forwarded[0]![1]).toMatch(CALLBACK_URL);
+    const stored = await getMessage((JSON.parse(res.text) as { sid: string }).sid);
+    expect(stored.body.client_status_callback).toBe('https://app.example.com/cb');
+  });
+
+  it('When a JSON StatusCallback is a list whose first item is empty, then the caller’s callback URL is recorded', async () => {
+    const res = await request(t.internalApp)
+      .post(COMPAT_PATH)
+      .set('Content-Type', 'application/json')
+      .set('Authorization', AUTH)
+      .send({
+        To: '+15557654321',
+        From: FROM,
+        Body: 'hi',
+        StatusCallback: ['', 'https://app.example.com/cb'],
+      });
+    expect(res.status).toBe(201);
+    const stored = await getMessage((JSON.parse(res.text) as { sid: string }).sid);
+    expect(stored.body.client_status_callback).toBe('https://app.example.com/cb');
+  });
+
+  it('When Body is repeated with an empty first value, then the first given Body goes upstream alone', async () => {
+    const before = tap.requests.length;
+    const res = await postForm(
+      `To=%2B15557654321&From=${encodeURIComponent(FROM)}&Body=&Body=hello&Body=later&To=%2B15550000000`,
+    );
+    expect(res.status).toBe(201);
+    expect(tap.requests).toHaveLength(before + 1);
+    const forwarded = formPairs(tap.requests.at(-1)!.body);
+    expect(forwarded.filter(([k]) => k === 'Body')).toEqual([['Body', 'hello']]);
+    expect(forwarded.filter(([k]) => k === 'To')).toEqual([['To', '+15557654321']]);
+  });
+
   it.each([
     ['/api/laml/2010-04-01', ''],
     ['/api/laml/2010-04-01', '.json'],
