@@ -6,6 +6,7 @@ import type { MessageState } from './projection';
 import { deltaRow } from './rollup';
 import type { RollupDelta } from './rollup';
 import type { StatusEvent } from './status-event';
+import { TERMINAL_STATUSES } from './statuses';
 
 /**
  * The SQL of the write path (messages/record-events.ts runs it in one transaction).
@@ -347,6 +348,26 @@ export async function saveFold(
     ...columnParameters(deltas.map(deltaRow), ROLLUP_COLUMNS),
   ]);
   await db.executeQuery(last ? lastInTransaction(query) : query);
+}
+
+/**
+ * Of `ids`, the messages whose stored history holds two different final (rank 50) statuses:
+ * the conflict DESIGN §3 flags, found from the history for a message above rank 50 (`read`),
+ * whose fold no longer sees which outcome it stands on (projection.ts). The batch's own events
+ * are already in status_events (RECORD_BATCH, same transaction), and the message rows are
+ * locked: a concurrent batch's events for them are either committed and seen here, or wait.
+ */
+export async function withTwoOutcomes(db: Db, ids: readonly string[]): Promise<Set<string>> {
+  if (ids.length === 0) return new Set();
+  const rows = await db
+    .selectFrom('status_events')
+    .select('message_id')
+    .where('message_id', 'in', ids)
+    .where('status', 'in', TERMINAL_STATUSES)
+    .groupBy('message_id')
+    .having((eb) => eb.fn.count('status').distinct(), '>', 1)
+    .execute();
+  return new Set(rows.map((row) => row.message_id));
 }
 
 /** An event as it travels: snake_case, timestamps in epoch milliseconds. */

@@ -1,5 +1,5 @@
 import type { Db } from '../db/database';
-import { recordBatch, saveFold } from './record-events.repository';
+import { recordBatch, saveFold, withTwoOutcomes } from './record-events.repository';
 import type { BatchEvent } from './record-events.repository';
 import { applyEvent, plausibleProviderTime, sameState } from './projection';
 import { mayRepeatLookup, repeatsOfLookups } from './lookup-repeats';
@@ -10,6 +10,7 @@ import { rollupSums } from './rollup';
 import { dropSendIntents, sendIntentsFor } from './send-intents';
 import { dedupeKey } from './status-event';
 import type { StatusEvent } from './status-event';
+import { TERMINAL_RANK, rankOf } from './statuses';
 import type { Api } from './statuses';
 
 /**
@@ -226,6 +227,7 @@ async function record(
   const changed = new Map<string, MessageState>();
   const folded = new Map<string, MessageState>();
   const mayRepeat: BatchEvent[] = [];
+  const foldedFrom: Array<{ stored: MessageState; next: MessageState }> = [];
   for (const [id, events] of newEvents) {
     const stored = created.has(id) ? initial.get(id) : existing.get(id);
     if (!stored) throw foldedOutOfOrder(id);
@@ -242,11 +244,16 @@ async function record(
       }
       return after;
     }, stored);
+    foldedFrom.push({ stored, next });
+  }
+  const conflicts = await hiddenConflicts(trx, foldedFrom, newEvents);
+  for (const { stored, next: folding } of foldedFrom) {
+    const next = conflicts.has(folding.id) ? { ...folding, conflict: true } : folding;
     if (!sameState(next, stored)) {
-      changed.set(id, next);
+      changed.set(next.id, next);
       deltas.move(stored, next);
     }
-    folded.set(id, next);
+    folded.set(next.id, next);
   }
   // The client callback is not part of the rollups: no delta to add.
   for (const state of await withSendIntents(trx, folded, newEvents)) {
@@ -277,6 +284,33 @@ async function record(
     await enqueueRelays(trx, relays, { last: true });
   }
   return { newKeys, transitions, relays: relays.length };
+}
+
+/**
+ * The messages a final event of this batch puts in conflict although their fold cannot tell:
+ * a message above rank 50 (`read`) no longer shows which outcome it stands on, so a final
+ * status arriving then — `read`, then `delivered` and `undelivered` — is checked against the
+ * stored history (DESIGN §3: two different final statuses are a conflict, whatever the order
+ * they came in). Costs a statement only for such a batch, rare: a message that was read and
+ * then hears of an outcome.
+ */
+async function hiddenConflicts(
+  trx: Db,
+  folds: ReadonlyArray<{ next: MessageState }>,
+  newEvents: ReadonlyMap<string, readonly BatchEvent[]>,
+): Promise<Set<string>> {
+  const unseen = folds
+    .map(({ next }) => next)
+    .filter(
+      (state) =>
+        state.statusRank > TERMINAL_RANK &&
+        !state.conflict &&
+        newEvents.get(state.id)!.some(({ event }) => rankOf(event.status) === TERMINAL_RANK),
+    );
+  return withTwoOutcomes(
+    trx,
+    unseen.map((state) => state.id),
+  );
 }
 
 /**

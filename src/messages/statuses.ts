@@ -24,6 +24,11 @@ export const CANONICAL_STATUSES = Object.keys(STATUS_RANK) as CanonicalStatus[];
 /** Rank 50: the message has reached an end state (read, rank 60, can still follow delivered). */
 export const TERMINAL_RANK = 50;
 
+/** The final statuses (delivered, undelivered, failed, received): two of them are a conflict. */
+export const TERMINAL_STATUSES = CANONICAL_STATUSES.filter(
+  (status) => STATUS_RANK[status] === TERMINAL_RANK,
+);
+
 // Raw provider statuses that are spelled differently from their canonical one.
 const ALIASES: Readonly<Record<string, CanonicalStatus>> = { initiated: 'sending' };
 

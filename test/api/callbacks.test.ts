@@ -1,7 +1,9 @@
 import { randomUUID } from 'node:crypto';
 import request from 'supertest';
 import { mintCallbackToken } from '../../src/callbacks/callback-token';
+import { recordEvents } from '../../src/messages/record-events';
 import { signFormParams, signJsonBody } from '../../src/signalwire/signing';
+import { statusEvent } from '../factories';
 import { cxmlFields, nativeFields, postCxml, postNative } from '../helpers/callbacks';
 import {
   TEST_API_TOKEN,
@@ -255,6 +257,54 @@ describe('the truth about a message (DESIGN §3)', () => {
       error_message: 'unreachable',
     };
     expect(states).toEqual([expected, expected]);
+  });
+
+  test('When read, delivered and undelivered arrive in any order, then the message ends read and flagged a conflict in every order (the fold above rank 50 cannot see the outcomes: the history decides)', async () => {
+    const read = { status: 'read', timestamp: '2026-03-17T22:26:30Z' };
+    const delivered = { status: 'delivered', timestamp: '2026-03-17T22:26:10Z' };
+    const undelivered = {
+      status: 'undelivered',
+      error_code: '30003',
+      timestamp: '2026-03-17T22:26:20Z',
+    };
+    const orders = [
+      [delivered, undelivered, read],
+      [read, delivered, undelivered],
+      [read, undelivered, delivered],
+      [delivered, read, undelivered],
+      [undelivered, read, delivered],
+    ];
+    const states = [];
+    for (const order of orders) {
+      const id = randomUUID();
+      for (const fields of order)
+        await postNative(t.publicApp, nativeFields({ id, ...fields })).expect(200);
+      const { body } = await getMessage(id);
+      states.push({ status: body.status, conflict: body.conflict, error_code: body.error_code });
+    }
+    const expected = { status: 'read', conflict: true, error_code: '30003' };
+    expect(states).toEqual(orders.map(() => expected));
+
+    // One outcome only, read first: no conflict (a repeated delivered is no second outcome).
+    const id = randomUUID();
+    for (const fields of [read, delivered, { ...delivered, timestamp: '2026-03-17T22:26:11Z' }]) {
+      await postNative(t.publicApp, nativeFields({ id, ...fields })).expect(200);
+    }
+    expect((await getMessage(id)).body).toMatchObject({ status: 'read', conflict: false });
+
+    // All three in one batch (a group commit, a spool replay), read first.
+    const batched = randomUUID();
+    const at = (second: number) => ({
+      providerTimestamp: new Date(`2026-03-17T22:26:${second}Z`),
+      messageId: batched,
+      api: 'native' as const,
+    });
+    await recordEvents(t.database.db, [
+      statusEvent('read', at(30)),
+      statusEvent('delivered', at(10)),
+      statusEvent('undelivered', { ...at(20), errorCode: '30003' }),
+    ]);
+    expect((await getMessage(batched)).body).toMatchObject({ status: 'read', conflict: true });
   });
 
   test('When delivered comes twice around an undelivered, then the latest provider timestamp wins whatever the order', async () => {
