@@ -435,6 +435,9 @@ async function handle(deps: CallbackDeps, api: Api, req: Request, res: Response)
   if (admission.needsSignature && !signedJson) {
     keyIndex = verifyOrRefuse(deps, api, req, admission.body, parsed.formParams);
   }
+  if (admission.token && config.signingKeys.length > 1 && hasSignature(req)) {
+    keyIndex = signedWith(deps, req, admission.body, parsed.formParams);
+  }
   let fields: CallbackFields;
   try {
     fields = storableFields(api, parsed.fields);
@@ -530,6 +533,39 @@ function mediaType(req: Request): string {
   return (semicolon === -1 ? header : header.slice(0, semicolon)).trim().toLowerCase();
 }
 
+/**
+ * The key a callback that came by its per-send token was signed with, when its signature
+ * verifies under one of several keys (undefined otherwise: never a refusal, the token already
+ * authenticated it). Several projects each sign with their own key: the relay to the app must
+ * be signed with the key SignalWire signed with, the one the app validates with (DESIGN §10),
+ * not the first listed. With one key there is nothing to choose.
+ */
+function signedWith(
+  deps: CallbackDeps,
+  req: Request,
+  body: BodyKind,
+  formParams: ParsedCallback['formParams'],
+): number | undefined {
+  const result = signatureVerdict(deps, req, body, formParams);
+  return result.ok ? result.keyIndex : undefined;
+}
+
+/** The request's signature checked against every signing key. */
+function signatureVerdict(
+  deps: CallbackDeps,
+  req: Request,
+  body: BodyKind,
+  formParams: ParsedCallback['formParams'],
+): ReturnType<typeof verifySignature> {
+  return verifySignature(deps.config.signingKeys, deps.config.publicBaseUrl, {
+    headers: req.headers,
+    originalUrl: originForm(req.originalUrl),
+    body,
+    rawBody: Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0),
+    formParams,
+  });
+}
+
 /** The signature's verdict: the index of the key that verified, or a 403 (or 401). */
 function verifyOrRefuse(
   deps: CallbackDeps,
@@ -538,15 +574,8 @@ function verifyOrRefuse(
   body: BodyKind,
   formParams: ParsedCallback['formParams'],
 ): number {
-  const { config } = deps;
   const target = originForm(req.originalUrl);
-  const result = verifySignature(config.signingKeys, config.publicBaseUrl, {
-    headers: req.headers,
-    originalUrl: target,
-    body,
-    rawBody: Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0),
-    formParams,
-  });
+  const result = signatureVerdict(deps, req, body, formParams);
   // A form's signature (scheme B) covers its fields with no separators: it also verifies
   // another signed callback cut into other fields, unless the names that pick a message sit
   // where only a genuine callback puts them (form-resplit.ts).
