@@ -222,6 +222,7 @@ function validate(api: Api, body: RequestBody): Validation {
       body: v.body,
       kind: messageKind(v.media, v.sendAsMms),
       clientStatusCallback: v.statusCallback,
+      customVariables: v.customVariables,
     },
     applicationSid: null,
   };

@@ -23,12 +23,26 @@ export interface SendContext {
   body: string | null;
   kind: 'sms' | 'mms';
   clientStatusCallback: string | null;
+  /**
+   * A native send's `custom_variables`, as the send rules accepted them (send-rules.ts): every
+   * native callback echoes them, and SignalWire's create answer does not hold them.
+   */
+  customVariables?: Record<string, string>;
   receivedAt: Date;
   storeBody: boolean;
 }
 
 // Provider ids are UUIDs; anything that could not be a message id is not recorded.
 const MESSAGE_ID = /^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/;
+
+/**
+ * The most of a send's custom_variables (as JSON, in bytes) its record keeps. The rules bound
+ * their values (20 of at most 1,024 bytes) but not their keys, so a 256 KiB send could carry a
+ * quarter of a megabyte of them into an event that must be recorded whatever it holds. 32 KiB
+ * keeps every pair at its longest value with keys of any sensible length; more could not come
+ * back in a callback anyway (the receiver takes 64 KiB, the echo with the rest of the callback).
+ */
+export const MAX_KEPT_CUSTOM_VARIABLES_BYTES = 32 * 1024;
 
 /**
  * The event, or null when the answer names no message (nothing to record it under), or when
@@ -73,7 +87,7 @@ export function sendEvent(context: SendContext, given: unknown): StatusEvent | n
     // The provider's creation time: native ISO 8601, compatibility RFC 2822.
     providerTimestamp: providerTimestamp(answer[compat ? 'date_created' : 'created_at']),
     receivedAt: context.receivedAt,
-    raw: rawAnswer(answer, context.storeBody),
+    raw: rawAnswer(answer, context),
     send: {
       ref: context.ref,
       kind,
@@ -87,11 +101,35 @@ export function sendEvent(context: SendContext, given: unknown): StatusEvent | n
  * The answer as stored: without the body unless STORE_BODY=true. It is the answer the caller
  * got, so a native `status_callback_url` is already the caller's own URL, not the token URL
  * (proxy/answer-rewrite.ts): the store keeps the token's ref, which ties callbacks to the send.
+ *
+ * With the send's custom_variables, which the answer does not hold: when every callback of the
+ * send is lost, the one reconciliation relays in their place must echo them like SignalWire's
+ * would (reconcile.repository.ts echoedCustomVariables), or the app cannot match it to its
+ * record. Kept whatever STORE_BODY says (it governs message texts only); left out when too big
+ * to keep (keptCustomVariables), and when the answer has its own: the provider's word wins.
  */
-function rawAnswer(answer: Record<string, unknown>, storeBody: boolean): Record<string, unknown> {
+function rawAnswer(answer: Record<string, unknown>, context: SendContext): Record<string, unknown> {
   const raw: Record<string, unknown> = { ...answer };
-  if (!storeBody) delete raw['body'];
+  if (!context.storeBody) delete raw['body'];
+  const customVariables = keptCustomVariables(context.customVariables);
+  if (customVariables !== null && !('custom_variables' in raw)) {
+    raw['custom_variables'] = customVariables;
+  }
   return raw;
+}
+
+/**
+ * The custom_variables the record keeps: none when the send set none (SignalWire echoes what
+ * the send set), or when they are past MAX_KEPT_CUSTOM_VARIABLES_BYTES — the send is recorded
+ * without them rather than not at all. Without NUL, like the rest of the record.
+ */
+function keptCustomVariables(
+  given: Record<string, string> | undefined,
+): Record<string, unknown> | null {
+  if (given === undefined || Object.keys(given).length === 0) return null;
+  const bytes = Buffer.byteLength(JSON.stringify(given), 'utf8');
+  if (bytes > MAX_KEPT_CUSTOM_VARIABLES_BYTES) return null;
+  return withoutNul(given) as Record<string, unknown>;
 }
 
 function isPlainObject(value: unknown): value is Record<string, unknown> {

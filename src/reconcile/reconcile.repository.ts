@@ -202,8 +202,10 @@ export async function claimDueMessages(
 
 /**
  * The `custom_variables` the message's native callbacks echoed (the newest that carried them),
- * or null: SignalWire's message log does not give them, and the callback a lookup stands in for
- * must carry them like the others (apps match callbacks to their records by them).
+ * else those its send set (the proxy's record keeps them: proxy/send-event.ts), or null:
+ * SignalWire's message log does not give them, and the callback a lookup stands in for must
+ * carry them like the others (apps match callbacks to their records by them). What SignalWire
+ * echoed wins over the send's copy, even when the proxy's record was written after it.
  */
 export async function echoedCustomVariables(db: Db, id: string): Promise<unknown> {
   const row = await db
@@ -211,6 +213,7 @@ export async function echoedCustomVariables(db: Db, id: string): Promise<unknown
     .select(sql<unknown>`raw -> 'custom_variables'`.as('custom_variables'))
     .where('message_id', '=', id)
     .where(sql<boolean>`raw ? 'custom_variables'`)
+    .orderBy(sql`source = 'proxy'`)
     .orderBy('seq', 'desc')
     .limit(1)
     .executeTakeFirst();

@@ -1,13 +1,9 @@
-import { SIMULATOR_SIGNING_KEY } from '../../src/config';
-import { createMessageLookup } from '../../src/reconcile/lookup-client';
-import type { ReconcileWorker } from '../../src/reconcile/reconcile-worker';
-import { createRelay } from '../../src/relay/relay';
-import type { RelayWorker } from '../../src/relay/relay-worker';
-import { E2E_PROJECT, E2E_TOKEN, deliverComposedEarlier, startStack } from '../e2e/stack';
+import { deliverComposedEarlier } from '../e2e/stack';
 import type { Stack } from '../e2e/stack';
-import { eventually, startCustomerApp } from '../relay/support';
-import { startTestSweep } from './support';
+import { eventually } from '../relay/support';
 import type { CustomerApp } from '../relay/support';
+import { startReconcilingStack } from './reconciling-stack';
+import type { ReconcilingStack } from './reconciling-stack';
 
 /**
  * When SignalWire's callback is lost, the sweep's lookup records the status and relays "the
@@ -18,41 +14,16 @@ import type { CustomerApp } from '../relay/support';
 
 jest.setTimeout(60_000);
 
+let running: ReconcilingStack;
 let stack: Stack;
 let app: CustomerApp;
-let relay: RelayWorker;
-let sweep: ReconcileWorker;
 
 beforeAll(async () => {
-  stack = await startStack({
-    simulator: { stepDelayMs: 20, credentials: { projectId: E2E_PROJECT, token: E2E_TOKEN } },
-    env: { RELAY_RETRY_SCHEDULE: '50ms' },
-  });
-  app = await startCustomerApp(SIMULATOR_SIGNING_KEY);
-  const { db } = stack.app.database;
-  const { logger } = stack.app.deps;
-  relay = createRelay({ config: stack.app.config, db, logger, tuning: { pollMs: 20 } });
-  relay.start();
-  // Lookups after 400 ms: the simulator's callbacks (20 ms apart) are all in by then.
-  sweep = startTestSweep({
-    db,
-    lookup: createMessageLookup({
-      baseUrl: stack.sim.url,
-      credentials: new Map([[E2E_PROJECT, E2E_TOKEN]]),
-      timeoutMs: 2_000,
-    }),
-    projects: [E2E_PROJECT],
-    schedule: [400, 800],
-    recordOptions: { onRelaysEnqueued: relay.wake },
-  });
+  running = await startReconcilingStack();
+  ({ stack, app } = running);
 });
 
-afterAll(async () => {
-  await sweep.stop();
-  await relay.stop();
-  await app.close();
-  await stack.close();
-});
+afterAll(() => running.close());
 
 /** A native send whose `delivered` callback the simulator never sends (To ending 0008). */
 async function lostDelivery(body: string): Promise<string> {

@@ -1,0 +1,63 @@
+import { SIMULATOR_SIGNING_KEY } from '../../src/config';
+import { createMessageLookup } from '../../src/reconcile/lookup-client';
+import { createRelay } from '../../src/relay/relay';
+import { E2E_PROJECT, E2E_TOKEN, startStack } from '../e2e/stack';
+import type { Stack } from '../e2e/stack';
+import { startCustomerApp } from '../relay/support';
+import type { CustomerApp } from '../relay/support';
+import { startTestSweep } from './support';
+
+/**
+ * The whole service with what stands in for a lost callback running: the simulator as
+ * SignalWire (callbacks 20 ms apart), the relay to an app's own callback URL, and the sweep
+ * looking messages up after 400 and 800 ms, when the simulator's callbacks are all in. For
+ * the tests of what the app is told when a callback is lost.
+ */
+export interface ReconcilingStack {
+  stack: Stack;
+  app: CustomerApp;
+  close(): Promise<void>;
+}
+
+export async function startReconcilingStack(
+  options: Pick<Parameters<typeof startStack>[0] & object, 'recorder'> & {
+    /** How many times the simulator tries each callback (its default when unset). */
+    maxAttempts?: number;
+  } = {},
+): Promise<ReconcilingStack> {
+  const stack = await startStack({
+    simulator: {
+      stepDelayMs: 20,
+      ...(options.maxAttempts !== undefined && { maxAttempts: options.maxAttempts }),
+      credentials: { projectId: E2E_PROJECT, token: E2E_TOKEN },
+    },
+    env: { RELAY_RETRY_SCHEDULE: '50ms' },
+    ...(options.recorder && { recorder: options.recorder }),
+  });
+  const app = await startCustomerApp(SIMULATOR_SIGNING_KEY);
+  const { db } = stack.app.database;
+  const { logger } = stack.app.deps;
+  const relay = createRelay({ config: stack.app.config, db, logger, tuning: { pollMs: 20 } });
+  relay.start();
+  const sweep = startTestSweep({
+    db,
+    lookup: createMessageLookup({
+      baseUrl: stack.sim.url,
+      credentials: new Map([[E2E_PROJECT, E2E_TOKEN]]),
+      timeoutMs: 2_000,
+    }),
+    projects: [E2E_PROJECT],
+    schedule: [400, 800],
+    recordOptions: { onRelaysEnqueued: relay.wake },
+  });
+  return {
+    stack,
+    app,
+    async close() {
+      await sweep.stop();
+      await relay.stop();
+      await app.close();
+      await stack.close();
+    },
+  };
+}
