@@ -34,6 +34,8 @@ export function lookupEvent(
   storeBody: boolean,
   /** What the message's native callbacks echoed of the send's custom_variables, or null. */
   echoedCustomVariables: unknown = null,
+  /** The key the message's callbacks were relayed under (relaySigningKeyRef), or null. */
+  signingKeyRef: string | null = null,
 ): StatusEvent | null {
   if (unusableAnswer(message, given) !== null) return null;
   // A callback with a NUL in its id or status is refused (src/callbacks), but a lookup has
@@ -69,7 +71,7 @@ export function lookupEvent(
   // The callback SignalWire would have sent echoes the send's custom_variables; a message log
   // does not hold them, the message's earlier callbacks do.
   const customVariables = answer['custom_variables'] ?? echoedCustomVariables;
-  event.relay = relayPayload(event, resourceText(answer['body']), customVariables);
+  event.relay = relayPayload(event, resourceText(answer['body']), customVariables, signingKeyRef);
   return event;
 }
 
@@ -123,12 +125,14 @@ export function tellsNews(
 
 /**
  * The callback SignalWire would have sent (SIGNALWIRE.md "Status callbacks"): compatibility
- * as form parameters, native as a flat JSON object. Signed with the first key at relay time.
+ * as form parameters, native as a flat JSON object. Signed at relay time with the key `keyRef`
+ * names, the first key when it names none.
  */
 function relayPayload(
   event: StatusEvent,
   body: string | null,
   customVariables: unknown,
+  keyRef: string | null,
 ): RelayPayload {
   if (event.api === 'cxml') {
     const params = new URLSearchParams();
@@ -147,7 +151,7 @@ function relayPayload(
       method: 'POST',
       contentType: 'application/x-www-form-urlencoded',
       body: Buffer.from(params.toString()).toString('base64'),
-      keyRef: null,
+      keyRef,
     };
   }
   const payload = {
@@ -167,7 +171,7 @@ function relayPayload(
     method: 'POST',
     contentType: 'application/json',
     body: Buffer.from(JSON.stringify(payload)).toString('base64'),
-    keyRef: null,
+    keyRef,
   };
 }
 

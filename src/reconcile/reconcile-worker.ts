@@ -11,6 +11,7 @@ import {
   claimDueMessages,
   currentState,
   echoedCustomVariables,
+  relaySigningKeyRef,
   postpone,
   recordStep,
   release,
@@ -254,9 +255,17 @@ export function createReconcileWorker(options: ReconcileWorkerOptions): Reconcil
       const current = await currentState(db, message.id);
       const echoed =
         current && message.api === 'native' ? await echoedCustomVariables(db, message.id) : null;
+      const keyRef = current ? await relaySigningKeyRef(db, message.id) : null;
       const event =
         current &&
-        lookupEvent({ ...message, ...current }, result.answer, clock(), options.storeBody, echoed);
+        lookupEvent(
+          { ...message, ...current },
+          result.answer,
+          clock(),
+          options.storeBody,
+          echoed,
+          keyRef,
+        );
       if (event) {
         let recorded: Awaited<ReturnType<typeof recordEvents>>[number] | undefined;
         try {

@@ -221,6 +221,25 @@ export async function echoedCustomVariables(db: Db, id: string): Promise<unknown
 }
 
 /**
+ * The signing key the message's callbacks were relayed under (the newest relay job that names
+ * one: the key that verified SignalWire's signature), or null. The callback a lookup stands in
+ * for is signed with it, so an app that validates with its own project's key — several projects
+ * sharing one sw-status — accepts it like the message's other relays; with none to go on (every
+ * callback lost, or their relay jobs already removed) it is signed with the first key.
+ */
+export async function relaySigningKeyRef(db: Db, id: string): Promise<string | null> {
+  const row = await db
+    .selectFrom('relay_jobs')
+    .select('signing_key_ref')
+    .where('message_id', '=', id)
+    .where('signing_key_ref', 'is not', null)
+    .orderBy('id', 'desc')
+    .limit(1)
+    .executeTakeFirst();
+  return row?.signing_key_ref ?? null;
+}
+
+/**
  * The message's status and error code as they are now. A lookup takes time (up to
  * SIGNALWIRE_TIMEOUT_MS): the callback SignalWire was late with may have been recorded
  * meanwhile, and an answer judged against the claim's older state would record it again.

@@ -23,6 +23,8 @@ export async function startReconcilingStack(
   options: Pick<Parameters<typeof startStack>[0] & object, 'recorder'> & {
     /** How many times the simulator tries each callback (its default when unset). */
     maxAttempts?: number;
+    /** More of the service's environment (e.g. SIGNALWIRE_SIGNING_KEYS). */
+    env?: Record<string, string>;
   } = {},
 ): Promise<ReconcilingStack> {
   const stack = await startStack({
@@ -31,7 +33,7 @@ export async function startReconcilingStack(
       ...(options.maxAttempts !== undefined && { maxAttempts: options.maxAttempts }),
       credentials: { projectId: E2E_PROJECT, token: E2E_TOKEN },
     },
-    env: { RELAY_RETRY_SCHEDULE: '50ms' },
+    env: { RELAY_RETRY_SCHEDULE: '50ms', ...options.env },
     ...(options.recorder && { recorder: options.recorder }),
   });
   const app = await startCustomerApp(SIMULATOR_SIGNING_KEY);
