@@ -29,6 +29,7 @@ import { securityHeaders } from './http/security-headers';
 import type { Logger } from './logger';
 import type { EventRecorder } from './messages/event-recorder';
 import { messageRoutes } from './messages/messages.routes';
+import type { Api } from './messages/statuses';
 import type { ListenerName, Metrics } from './metrics/metrics';
 import { ingestLatency, metricsRoutes } from './metrics/metrics.routes';
 import { registerQueryReadMetrics } from './metrics/metrics';
@@ -120,20 +121,26 @@ function finish(app: Express, deps: AppDeps, listener: ListenerName): Express {
 /** Public listener: SignalWire's callbacks and health only (DESIGN §1). */
 export function createPublicApp(deps: AppDeps): Express {
   const { metrics } = deps;
+  // Told of every callback's credentials, and of the addresses that authenticated lately: who
+  // sent a request, for the metrics' `sender` (the alerts read SignalWire's traffic only).
+  const authFailures = publicAuthFailureBudget({
+    perMinute: deps.config.rateLimitPublicAuthFailuresPerMinute,
+    logger: deps.logger,
+    onLimited: (req) => metrics?.onRateLimited('public_auth_failures', authFailures.sender(req)),
+  });
   // Health probes are never limited; callbacks and everything else on this listener are.
   const limit = publicRateLimit({
     perMinute: deps.config.rateLimitPublicPerMinute,
     logger: deps.logger,
-    onLimited: () => metrics?.onRateLimited('public'),
+    onLimited: (req) => metrics?.onRateLimited('public', authFailures.sender(req)),
   });
   const callbacks = callbackEndpoint({
     ...deps,
-    authFailures: publicAuthFailureBudget({
-      perMinute: deps.config.rateLimitPublicAuthFailuresPerMinute,
-      logger: deps.logger,
-      onLimited: () => metrics?.onRateLimited('public_auth_failures'),
+    authFailures,
+    before: () => limit,
+    ...(metrics && {
+      measure: (api: Api) => ingestLatency(metrics, api, (req) => authFailures.sender(req)),
     }),
-    before: (api) => (metrics ? chain(ingestLatency(metrics, api), limit) : limit),
     onCallback: (api, status, outcome) => {
       metrics?.onCallback(api, status, outcome);
       deps.callbackHooks?.onCallback?.(api, status, outcome);
@@ -192,7 +199,8 @@ export function createInternalApp(deps: AppDeps): Express {
     queryRateLimit({
       perMinute: deps.config.rateLimitQueryPerMinute,
       logger: deps.logger,
-      onLimited: () => metrics?.onRateLimited('query'),
+      // Mounted after bearerAuth: a valid API token.
+      onLimited: () => metrics?.onRateLimited('query', 'authenticated'),
     }),
   );
   // A quarter of the pool for the lists, messages, stats and relays, another for the feed's

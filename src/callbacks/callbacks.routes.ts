@@ -90,13 +90,22 @@ interface Admission {
  * it is parsed first, within its limits (MAX_FORM_PARAMETERS).
  *
  * `before(api)` runs first on every request to a callback path, OPTIONS and a malformed token
- * included (the rate limit, the latency metric).
+ * included (the rate limit). `measure(api)` runs before it on the callbacks only, not on an
+ * OPTIONS (the latency metric: its code 200 means a callback made durable, which an OPTIONS
+ * answered 200 to anyone is not).
  */
 export function callbackEndpoint(
-  deps: CallbackDeps & { before?: (api: Api) => RequestHandler },
+  deps: CallbackDeps & {
+    before?: (api: Api) => RequestHandler;
+    measure?: (api: Api) => RequestHandler;
+  },
 ): RequestHandler {
-  const route = (api: Api, ...handlers: RequestHandler[]): RequestHandler =>
-    chain(...(deps.before ? [deps.before(api)] : []), ...handlers);
+  const route = (api: Api, measured: boolean, ...handlers: RequestHandler[]): RequestHandler =>
+    chain(
+      ...(measured && deps.measure ? [deps.measure(api)] : []),
+      ...(deps.before ? [deps.before(api)] : []),
+      ...handlers,
+    );
   const bodies: BodyBudget = {
     held: 0,
     max: deps.bodyBytesInFlight ?? CALLBACK_BODY_BYTES_IN_FLIGHT,
@@ -104,6 +113,7 @@ export function callbackEndpoint(
   const callback = (api: Api, readBody: boolean): RequestHandler =>
     route(
       api,
+      true,
       decodeToken,
       admit(deps, api),
       ...(readBody ? [readRawBody(deps, api, bodies)] : []),
@@ -116,7 +126,7 @@ export function callbackEndpoint(
       api,
       Object.fromEntries([
         ...methods.map((method) => [method, callback(api as Api, method === 'POST')]),
-        ['OPTIONS', route(api as Api, (_req, res) => answerOptions(res, methods))],
+        ['OPTIONS', route(api as Api, false, (_req, res) => answerOptions(res, methods))],
       ]),
     ]),
   ) as Record<Api, Partial<Record<string, RequestHandler>>>;

@@ -4,13 +4,14 @@ import type { Request, RequestHandler } from 'express';
 import { ipKeyGenerator } from 'express-rate-limit';
 import { AppError } from '../errors';
 import type { Logger } from '../logger';
+import type { Sender } from '../metrics/metrics';
 
 export interface RateLimitDeps {
   /** Requests allowed per key and minute, per replica (the counters live in memory). */
   perMinute: number;
   logger: Logger;
   /** Told about every refused request (metrics). */
-  onLimited?: () => void;
+  onLimited?: (req: Request) => void;
   /** Clients tracked at once (default MAX_TRACKED_CLIENTS): bounds the limiter's memory. */
   maxClients?: number;
 }
@@ -79,6 +80,13 @@ export interface AuthFailureBudget {
   refused(req: Request): void;
   /** The request's client sent a callback that authenticated (a valid token or signature). */
   authenticated(req: Request): void;
+  /**
+   * Who sent the request (the metrics' `sender`): as its credentials were judged (authenticated,
+   * or refused), or — answered before they were read (a 429, a body refused unread) — whether
+   * its address authenticated a callback in the last AUTHENTICATED_GRACE_MS. SignalWire's own
+   * addresses authenticate every minute the public limit lets any of their callbacks through.
+   */
+  sender(req: Request): Sender;
   trackedClients(): number;
 }
 
@@ -109,6 +117,7 @@ export function publicAuthFailureBudget(deps: RateLimitDeps): AuthFailureBudget 
   const maxClients = deps.maxClients ?? MAX_TRACKED_CLIENTS;
   const counts = windowCounts(maxClients, deps.logger);
   const trusted = recentKeys(maxClients, AUTHENTICATED_GRACE_MS);
+  const judged = new WeakMap<Request, Sender>();
   return {
     refusal(req) {
       const now = monotonicNow();
@@ -116,7 +125,7 @@ export function publicAuthFailureBudget(deps: RateLimitDeps): AuthFailureBudget 
       const window = counts.current(key, now);
       if (window === undefined || window.hits < perMinute) return null;
       if (trusted.has(key, now)) return null;
-      onLimited?.();
+      onLimited?.(req);
       return tooManyRequests(
         window,
         now,
@@ -124,10 +133,17 @@ export function publicAuthFailureBudget(deps: RateLimitDeps): AuthFailureBudget 
       );
     },
     refused(req) {
+      judged.set(req, 'unverified');
       counts.hit(publicClientKey(req), monotonicNow());
     },
     authenticated(req) {
+      judged.set(req, 'authenticated');
       trusted.add(publicClientKey(req), monotonicNow());
+    },
+    sender(req) {
+      const judgement = judged.get(req);
+      if (judgement !== undefined) return judgement;
+      return trusted.has(publicClientKey(req), monotonicNow()) ? 'authenticated' : 'unverified';
     },
     trackedClients: () => counts.size() + trusted.size(),
   };
@@ -221,7 +237,7 @@ function limiter(deps: RateLimitDeps, keyOf: (req: Request) => string): RateLimi
       next();
       return;
     }
-    onLimited?.();
+    onLimited?.(req);
     // The error middleware writes the service's one error shape, with this Retry-After.
     next(tooManyRequests(window, now, 'Too many requests; retry after the Retry-After delay'));
   };

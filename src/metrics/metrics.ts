@@ -30,6 +30,16 @@ export interface MetricsOptions {
 export type RateLimiterName = 'public' | 'public_auth_failures' | 'query';
 
 /**
+ * Who sent a request, as far as the service can tell: `authenticated` when its credentials
+ * verified (a callback's token or signature, the query API's bearer token) or, answered before
+ * they were read, when its address authenticated a callback lately; `unverified` otherwise.
+ * Anyone on the internet can reach the public listener: the alerts on SignalWire's callbacks
+ * read only `authenticated`, so an anonymous client's refused requests neither page anyone nor
+ * dilute SignalWire's 5xx. Two values, whatever the traffic.
+ */
+export type Sender = 'authenticated' | 'unverified';
+
+/**
  * The service's Prometheus metrics on a registry of their own: no global default registry, so
  * a test (or one process) can build several apps side by side. Every recording method is a
  * plain function that can be handed around as a hook.
@@ -42,12 +52,12 @@ export interface Metrics {
   /** A callback authenticated by its signature (one without a valid per-send token). */
   onSignatureVerified(): void;
   /** Callback request received → answered (200 = durably acknowledged), in seconds. */
-  observeIngest(api: Api, code: number, seconds: number): void;
+  observeIngest(api: Api, code: number, sender: Sender, seconds: number): void;
   /** One send-proxy call to SignalWire: api flavour, upstream status, seconds it took. */
   observeUpstream(api: Api, status: UpstreamStatus, seconds: number): void;
   /** A message's current status moved (wired to recordEvents' onTransition). */
   observeTransition(transition: StatusTransition): void;
-  onRateLimited(limiter: RateLimiterName): void;
+  onRateLimited(limiter: RateLimiterName, sender: Sender): void;
   /** SignalWire accepted a send the proxy could not record (the send proxy's onUnrecorded). */
   onProxyUnrecorded(api: Api): void;
   /** A spooled event the write refused at replay (the group-commit recorder's onReplayRefused). */
@@ -103,8 +113,8 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
   });
   const ingest = new Histogram({
     name: name('ingest_duration_seconds'),
-    help: 'Callback request received to answered; code 200 means durably committed',
-    labelNames: ['api', 'code'] as const,
+    help: 'Callback request received to answered; code 200 means durably committed; sender authenticated (token or signature verified, or its address lately) or unverified',
+    labelNames: ['api', 'code', 'sender'] as const,
     buckets: INGEST_BUCKETS,
     registers,
   });
@@ -124,10 +134,14 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
   });
   const rateLimited = new Counter({
     name: name('rate_limited_total'),
-    help: 'Requests refused with 429, by limiter (public: per client address; public_auth_failures: an address past its refused authentications; query: per API token)',
-    labelNames: ['limiter'] as const,
+    help: 'Requests refused with 429, by limiter (public: per client address; public_auth_failures: an address past its refused authentications; query: per API token) and sender (authenticated: an address that authenticated a callback lately, or an API token; unverified)',
+    labelNames: ['limiter', 'sender'] as const,
     registers,
   });
+  // From 0: the alert on SignalWire's 429s reads the authenticated series, there before any.
+  for (const sender of ['authenticated', 'unverified'] as const) {
+    rateLimited.inc({ limiter: 'public', sender }, 0);
+  }
 
   const unrecorded = new Counter({
     name: name('proxy_unrecorded_sends_total'),
@@ -228,8 +242,8 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
     onSignatureVerified() {
       signaturesVerified.inc();
     },
-    observeIngest(api, code, seconds) {
-      ingest.observe({ api, code: String(code) }, seconds);
+    observeIngest(api, code, sender, seconds) {
+      ingest.observe({ api, code: String(code), sender }, seconds);
     },
     observeUpstream(api, status, seconds) {
       upstream.observe({ api, status: String(status) }, seconds);
@@ -237,8 +251,8 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
     observeTransition({ api, from, to, seconds }) {
       transitions.observe({ api, from, to }, seconds);
     },
-    onRateLimited(limiter) {
-      rateLimited.inc({ limiter });
+    onRateLimited(limiter, sender) {
+      rateLimited.inc({ limiter, sender });
     },
     onProxyUnrecorded(api) {
       unrecorded.inc({ api });

@@ -37,7 +37,7 @@ function healthy(minutes: number): Series[] {
     { series: `sw_status_spool_depth{${pod0}}`, values: `0x${minutes}` },
     { series: `sw_status_spool_dead_letters{${pod0}}`, values: `0x${minutes}` },
     {
-      series: `sw_status_ingest_duration_seconds_count{${pod0},api="cxml",code="200"}`,
+      series: `sw_status_ingest_duration_seconds_count{${pod0},api="cxml",code="200",sender="authenticated"}`,
       values: `0+100x${minutes}`,
     },
     {

@@ -160,8 +160,8 @@ describe('callback metrics', () => {
     expect(await counted(unsupported)).toBe(u + 1);
   });
 
-  test('When a callback is acknowledged, then its received-to-durable latency is observed with code 200', async () => {
-    const labels = { api: 'native', code: '200' };
+  test('When a callback is acknowledged, then its received-to-durable latency is observed with code 200, from an authenticated sender', async () => {
+    const labels = { api: 'native', code: '200', sender: 'authenticated' };
     const before =
       sample(await scrape(t.internalApp), 'sw_status_ingest_duration_seconds_count', labels) ?? 0;
     await postNative(t.publicApp, nativeFields()).expect(200);
@@ -173,8 +173,8 @@ describe('callback metrics', () => {
     ).toBe(before + 1);
   });
 
-  test('When a callback is refused, then its latency is observed under its status code', async () => {
-    const labels = { api: 'cxml', code: '403' };
+  test('When a callback is refused, then its latency is observed under its status code, from an unverified sender', async () => {
+    const labels = { api: 'cxml', code: '403', sender: 'unverified' };
     const before =
       sample(await scrape(t.internalApp), 'sw_status_ingest_duration_seconds_count', labels) ?? 0;
     await postCxml(t.publicApp, cxmlFields(), { key: 'PSK_wrong' }).expect(403);

@@ -339,58 +339,115 @@ test('When every pod’s relay and reconciliation gauges start unknown (NaN) aft
   ]);
 });
 
-test('When callbacks are refused by the public rate limit (429), then SwStatusCallbacksRateLimited fires; a few 429s among many callbacks do not, nor 429s to forged callbacks', async () => {
-  const count = (code: string, pod: string) =>
-    `sw_status_ingest_duration_seconds_count{${ns},pod="${pod}",api="cxml",code="${code}"}`;
-  const limited = (limiter: string, pod: string) =>
-    `sw_status_rate_limited_total{${ns},pod="${pod}",limiter="${limiter}"}`;
+/** An alert_rule_test: `alertname` is not firing at `eval_time`. */
+const silentAt = (eval_time: string, alertname: string) => ({
+  eval_time,
+  alertname,
+  exp_alerts: [],
+});
+
+/** An alert_rule_test: `alertname` fires at `eval_time`, critical, for the sw-status namespace. */
+const criticalAt = (eval_time: string, alertname: string) => ({
+  eval_time,
+  alertname,
+  exp_alerts: [{ exp_labels: { severity: 'critical', namespace: 'sw-status' } }],
+});
+
+/** The alert_rule_tests of a trouble that starts at minute 10: silent before, firing by 30. */
+const startingAtMinute10 = (alertname: string) => [
+  silentAt('9m', alertname),
+  criticalAt('30m', alertname),
+];
+
+/** A promtool test group scraped every minute. */
+const everyMinute = (input_series: unknown[], alert_rule_test: unknown[]) => ({
+  interval: '1m',
+  input_series,
+  alert_rule_test,
+});
+
+test('When callbacks are refused by the public rate limit (429), then SwStatusCallbacksRateLimited fires; a few 429s among many callbacks do not, nor 429s to forged callbacks or to an anonymous client', async () => {
+  const count = (code: string, pod: string, sender = 'authenticated') =>
+    `sw_status_ingest_duration_seconds_count{${ns},pod="${pod}",api="cxml",code="${code}",sender="${sender}"}`;
+  const limited = (limiter: string, pod: string, sender = 'authenticated') =>
+    `sw_status_rate_limited_total{${ns},pod="${pod}",limiter="${limiter}",sender="${sender}"}`;
   await expectPromtoolTestPasses('rate-limited', [
-    {
-      // One replica answers a tenth of SignalWire's callbacks 429 from minute 10 (a burst of
-      // sends, or TRUST_PROXY not matching the hops: every callback keyed on one address).
-      interval: '1m',
-      input_series: [
+    // One replica answers a tenth of SignalWire's callbacks 429 from minute 10 (a burst of
+    // sends, or TRUST_PROXY not matching the hops: every callback keyed on one address).
+    everyMinute(
+      [
         { series: count('200', 'sw-status-0'), values: '0+600x40' },
         { series: count('429', 'sw-status-0'), values: '0x10 0+70x30' },
         { series: limited('public', 'sw-status-0'), values: '0x10 0+70x30' },
         { series: count('200', 'sw-status-1'), values: '0+600x40' },
       ],
-      alert_rule_test: [
-        { eval_time: '9m', alertname: 'SwStatusCallbacksRateLimited', exp_alerts: [] },
-        {
-          eval_time: '30m',
-          alertname: 'SwStatusCallbacksRateLimited',
-          exp_alerts: [{ exp_labels: { severity: 'critical', namespace: 'sw-status' } }],
-        },
-      ],
-    },
-    {
-      // One 429 a minute among 1 200 callbacks: not an alert.
-      interval: '1m',
-      input_series: [
+      startingAtMinute10('SwStatusCallbacksRateLimited'),
+    ),
+    // One 429 a minute among 1 200 callbacks: not an alert.
+    everyMinute(
+      [
         { series: count('200', 'sw-status-0'), values: '0+1200x40' },
         { series: count('429', 'sw-status-0'), values: '0+1x40' },
         { series: limited('public', 'sw-status-0'), values: '0+1x40' },
       ],
-      alert_rule_test: [
-        { eval_time: '30m', alertname: 'SwStatusCallbacksRateLimited', exp_alerts: [] },
-      ],
-    },
-    {
-      // A flood of forged callbacks from one address: 300 refused a minute, then 429s
-      // (RATE_LIMIT_PUBLIC_AUTH_FAILURES_PER_MINUTE) — nothing of SignalWire's was refused.
-      interval: '1m',
-      input_series: [
+      [silentAt('30m', 'SwStatusCallbacksRateLimited')],
+    ),
+    // A flood of forged callbacks from one address: 300 refused a minute, then 429s
+    // (RATE_LIMIT_PUBLIC_AUTH_FAILURES_PER_MINUTE) — nothing of SignalWire's was refused.
+    everyMinute(
+      [
         { series: count('200', 'sw-status-0'), values: '0+600x40' },
-        { series: count('403', 'sw-status-0'), values: '0+300x40' },
-        { series: count('429', 'sw-status-0'), values: '0+5000x40' },
-        { series: limited('public_auth_failures', 'sw-status-0'), values: '0+5000x40' },
+        { series: count('403', 'sw-status-0', 'unverified'), values: '0+300x40' },
+        { series: count('429', 'sw-status-0', 'unverified'), values: '0+5000x40' },
+        {
+          series: limited('public_auth_failures', 'sw-status-0', 'unverified'),
+          values: '0+5000x40',
+        },
         { series: limited('public', 'sw-status-0'), values: '0x40' },
       ],
-      alert_rule_test: [
-        { eval_time: '30m', alertname: 'SwStatusCallbacksRateLimited', exp_alerts: [] },
+      [silentAt('30m', 'SwStatusCallbacksRateLimited')],
+    ),
+    // An anonymous client past RATE_LIMIT_PUBLIC_PER_MINUTE, on any path of the public
+    // listener: 5 000 refused a minute, while SignalWire's callbacks all go through.
+    everyMinute(
+      [
+        { series: count('200', 'sw-status-0'), values: '0+600x40' },
+        { series: count('429', 'sw-status-0', 'unverified'), values: '0+2000x40' },
+        { series: limited('public', 'sw-status-0', 'unverified'), values: '0+5000x40' },
+        { series: limited('public', 'sw-status-0'), values: '0x40' },
       ],
-    },
+      [silentAt('30m', 'SwStatusCallbacksRateLimited')],
+    ),
+  ]);
+});
+
+test('When SignalWire’s callbacks are answered 5xx, then SwStatusCallbackServerErrors fires however many requests an anonymous client has refused; an anonymous client’s own 503s do not fire it', async () => {
+  // Callbacks answered, by `<sender> <code>`: the counter's increase each minute.
+  const answered = (perSender: Record<string, string>) =>
+    Object.entries(perSender).map(([key, values]) => {
+      const [sender, code] = key.split(' ');
+      return {
+        series: `sw_status_ingest_duration_seconds_count{${ns},pod="sw-status-0",api="native",code="${code}",sender="${sender}"}`,
+        values,
+      };
+    });
+  await expectPromtoolTestPasses('callback-server-errors', [
+    // The database and the spool fail from minute 10: SignalWire's callbacks all get 503,
+    // while an anonymous client's unsigned requests are refused 401/429 a thousandfold.
+    everyMinute(
+      answered({
+        'authenticated 200': '0+100x10 1000x30',
+        'authenticated 503': '0x10 0+100x30',
+        'unverified 401': '0+300x40',
+        'unverified 429': '0+100000x40',
+      }),
+      startingAtMinute10('SwStatusCallbackServerErrors'),
+    ),
+    // An anonymous client holds the large-body budget: its own requests get 503 unread,
+    // SignalWire's callbacks are all stored.
+    everyMinute(answered({ 'authenticated 200': '0+100x40', 'unverified 503': '0+500x40' }), [
+      silentAt('30m', 'SwStatusCallbackServerErrors'),
+    ]),
   ]);
 });
 

@@ -63,16 +63,18 @@ describe('public listener: per client address', () => {
     await request(t.publicApp).get('/readyz').set('X-Forwarded-For', '203.0.113.20').expect(200);
   });
 
-  test('When requests are refused, then they are counted per limiter', async () => {
-    const before =
-      sample(await scrape(t.internalApp), 'sw_status_rate_limited_total', { limiter: 'public' }) ??
-      0;
+  test('When requests are refused, then they are counted per limiter, as an authenticated sender’s once its address sent a genuine callback', async () => {
+    const counted = async (sender: string) =>
+      sample(await scrape(t.internalApp), 'sw_status_rate_limited_total', {
+        limiter: 'public',
+        sender,
+      }) ?? 0;
+    const before = await counted('authenticated');
+    const unverified = await counted('unverified');
     for (let i = 0; i < 3; i++) await callbackFrom('203.0.113.30').expect(200);
     await callbackFrom('203.0.113.30').expect(429);
-    const after = sample(await scrape(t.internalApp), 'sw_status_rate_limited_total', {
-      limiter: 'public',
-    });
-    expect(after).toBe(before + 1);
+    expect(await counted('authenticated')).toBe(before + 1);
+    expect(await counted('unverified')).toBe(unverified);
   });
 });
 
