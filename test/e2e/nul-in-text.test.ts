@@ -30,8 +30,13 @@ test.each(['cxml', 'native'] as const)(
 
     const deliveries = stack.sim.deliveries.filter((d) => d.messageId === id);
     expect(deliveries.length).toBeGreaterThanOrEqual(3);
+    // None refused for its NUL (the bug: a 400 each, which SignalWire does not retry). A 503 is
+    // the store being briefly out of reach on a loaded machine (the suite shares one
+    // PostgreSQL), retried by SignalWire like any other: each callback ends acknowledged.
     for (const delivery of deliveries) {
-      expect(delivery.attempts.map((attempt) => attempt.statusCode)).toEqual([200]);
+      const codes = delivery.attempts.map((attempt) => attempt.statusCode);
+      expect(codes.filter((code) => code !== 200 && code !== 503)).toEqual([]);
+      expect(codes.at(-1)).toBe(200);
     }
     const message = await stack.message(id);
     expect(message).toMatchObject({ status: 'delivered', body: 'ab' });
