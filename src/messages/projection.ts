@@ -56,8 +56,8 @@ export interface MessageState {
  * fold that keeps only the current state: an event below the current rank cannot tell
  * whether it would have been a conflict or given a code (read, then delivered and
  * undelivered) — the conflict is then found from the history by the write
- * (record-events.ts hiddenConflicts), the code is not; a status that comes with two different errors (codes, or messages alone) and
- * once without one can keep either error, depending on arrival order; and `createdAt`/`firstTerminalAt`
+ * (record-events.ts hiddenConflicts), the code is not; a status that comes with two
+ * different errors (codes, or messages alone) and once without one can keep either error, depending on arrival order; and `createdAt`/`firstTerminalAt`
  * are arrival facts by definition.
  */
 export function applyEvent(current: MessageState | null, event: StatusEvent): MessageState {

@@ -114,13 +114,17 @@ export interface StatsDto {
   }>;
 }
 
+type Outcome = 'delivered' | 'undelivered' | 'failed';
+
 /**
- * Delivered messages: `delivered`, and `read` — SignalWire's native API reports a read receipt
- * after the delivery, and a message's current status then ranks above `delivered`; counting
- * only `delivered` would make the rate fall as recipients read their messages.
+ * The outcome a current status counts as in the rate and the series, or null: `read` is
+ * delivered — SignalWire's native API reports a read receipt after the delivery, and a
+ * message's current status then ranks above `delivered`; counting only `delivered` would make
+ * the rate fall as recipients read their messages.
  */
-function deliveredOf(byStatus: Readonly<Record<string, number>>): number {
-  return (byStatus.delivered ?? 0) + (byStatus.read ?? 0);
+function outcomeOf(status: string): Outcome | null {
+  if (status === 'read') return 'delivered';
+  return status === 'delivered' || status === 'undelivered' || status === 'failed' ? status : null;
 }
 
 const BUCKET_MS: Record<Bucket, number> = { minute: MINUTE, hour: HOUR, day: DAY };
@@ -168,8 +172,13 @@ export function summarize(
   for (const row of latency) {
     histogram.set(row.latencyBucket, (histogram.get(row.latencyBucket) ?? 0) + row.messages);
   }
-  const delivered = deliveredOf(byStatus);
-  const ended = delivered + (byStatus.undelivered ?? 0) + (byStatus.failed ?? 0);
+  const outcomes: Record<Outcome, number> = { delivered: 0, undelivered: 0, failed: 0 };
+  for (const [status, count] of Object.entries(byStatus)) {
+    const outcome = outcomeOf(status);
+    if (outcome !== null) outcomes[outcome] += count;
+  }
+  const delivered = outcomes.delivered;
+  const ended = delivered + outcomes.undelivered + outcomes.failed;
   const dto: StatsDto = {
     created_since: new Date(window.since).toISOString(),
     created_until: new Date(window.until).toISOString(),
@@ -238,10 +247,8 @@ function fillSeries(
     const point = points.get(floorTo(row.start, unit));
     if (!point) continue;
     point.total += row.messages;
-    const outcome = row.status === 'read' ? 'delivered' : row.status;
-    if (outcome === 'delivered' || outcome === 'undelivered' || outcome === 'failed') {
-      point[outcome] += row.messages;
-    }
+    const outcome = outcomeOf(row.status);
+    if (outcome !== null) point[outcome] += row.messages;
   }
   return [...points.entries()].map(([start, point]) => ({
     start: new Date(start).toISOString(),
