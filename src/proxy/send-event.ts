@@ -119,14 +119,17 @@ function rawAnswer(answer: Record<string, unknown>, context: SendContext): Recor
 }
 
 /**
- * The custom_variables the record keeps: none when the send set none (SignalWire echoes what
- * the send set), or when they are past MAX_KEPT_CUSTOM_VARIABLES_BYTES — the send is recorded
- * without them rather than not at all. Without NUL, like the rest of the record.
+ * The custom_variables the record keeps: none for a compatibility send (its callbacks carry
+ * none), or when they are past MAX_KEPT_CUSTOM_VARIABLES_BYTES — the send is recorded without
+ * them rather than not at all, and a relay then leaves the field out rather than claim the send
+ * set none. A native send that set none keeps `{}`: every native callback carries the field
+ * (SIGNALWIRE.md), and an app reading `custom_variables.order_id` must not find it missing only
+ * on the relay reconciliation made. Without NUL, like the rest of the record.
  */
 function keptCustomVariables(
   given: Record<string, string> | undefined,
 ): Record<string, unknown> | null {
-  if (given === undefined || Object.keys(given).length === 0) return null;
+  if (given === undefined) return null;
   const bytes = Buffer.byteLength(JSON.stringify(given), 'utf8');
   if (bytes > MAX_KEPT_CUSTOM_VARIABLES_BYTES) return null;
   return withoutNul(given) as Record<string, unknown>;

@@ -84,6 +84,24 @@ test('When every native callback of a send was lost, then the reconciled relay s
   expect(raw).not.toHaveProperty('body');
 });
 
+test('When every native callback of a send that set no custom_variables was lost, then the reconciled relay carries an empty custom_variables, as every native callback does', async () => {
+  const id = await stack.send('native', '+15558650031', {
+    body: 'no variables',
+    statusCallback: app.callbackUrl('/native-status'),
+  });
+  await stack.sim.waitForIdle();
+  // What SignalWire tried to send carried the field, empty.
+  const tried = stack.sim.deliveries.filter((d) => d.messageId === id);
+  expect(tried.length).toBeGreaterThan(0);
+  for (const d of tried) expect(JSON.parse(d.rawBody)).toHaveProperty('custom_variables', {});
+
+  const relayed = await relayedDelivered(id);
+  expect(relayed.valid).toBe(true);
+  const payload = JSON.parse(relayed.body) as Record<string, unknown>;
+  expect(payload).toMatchObject({ id, status: 'delivered' });
+  expect(payload['custom_variables']).toEqual({});
+});
+
 test('When every callback of a compatibility send was lost, then the reconciled relay is SignalWire’s form callback, with no custom_variables', async () => {
   const id = await stack.send('cxml', '+15558650021', {
     body: 'compat order shipped',

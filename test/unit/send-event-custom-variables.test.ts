@@ -33,10 +33,14 @@ test('When a native send sets custom_variables, then its record keeps them, with
   });
 });
 
-test('When a send sets none, then its record has none', () => {
-  expect(sendEvent({ ...context, customVariables: {} }, answer)?.raw).not.toHaveProperty(
+test('When a native send sets none, then its record keeps them empty, as its callbacks echo them', () => {
+  expect(sendEvent({ ...context, customVariables: {} }, answer)?.raw).toHaveProperty(
     'custom_variables',
+    {},
   );
+});
+
+test('When a send has no custom_variables to set (compatibility), then its record has none', () => {
   expect(sendEvent(context, answer)?.raw).not.toHaveProperty('custom_variables');
 });
 
