@@ -42,6 +42,30 @@ export function latencyBucket(ms: number): number {
   return 1 + Math.floor(Math.log(ms) / LOG_GROWTH);
 }
 
+/**
+ * The least whole number of milliseconds in each bucket 1, 2, … up to the bucket of
+ * Number.MAX_SAFE_INTEGER, found by bisection on latencyBucket itself: for whole milliseconds
+ * `ms`, the number of floors ≤ ms is latencyBucket(ms) (several small buckets hold no whole
+ * millisecond and share a floor). PostgreSQL's width_bucket(ms, floors) counts exactly that, so
+ * SQL that buckets latencies (the stats rebuild) agrees with this code at every edge.
+ */
+export const LATENCY_BUCKET_FLOORS: readonly number[] = (() => {
+  const floors: number[] = [];
+  const last = latencyBucket(Number.MAX_SAFE_INTEGER);
+  for (let bucket = 1; bucket <= last; bucket++) {
+    let low = 1;
+    let high = Number.MAX_SAFE_INTEGER;
+    while (low < high) {
+      // Not (low + high) / 2: past 2^53 the sum is not exact, and the bisection would stall.
+      const middle = low + Math.floor((high - low) / 2);
+      if (latencyBucket(middle) >= bucket) high = middle;
+      else low = middle + 1;
+    }
+    floors.push(low);
+  }
+  return floors;
+})();
+
 /** The value a bucket stands for: 0, or the geometric middle of its range. */
 export function latencyBucketValue(bucket: number): number {
   if (bucket <= 0) return 0;

@@ -2,9 +2,8 @@ import { sql } from 'kysely';
 import type { Db } from '../db/database';
 import { IN_OUR_TRANSACTION, lastInTransaction, preparedStatement } from '../db/kysely-pool';
 import { READ_STATEMENT_TIMEOUT_MS } from '../db/read-timeout';
-import { contributionOfRow, rollupSums } from '../messages/rollup';
+import { FINAL_WITHIN_MS, LATENCY_BUCKET_FLOORS, contributionOfRow } from '../messages/rollup';
 import type { Api } from '../messages/statuses';
-import type { RollupDelta } from '../messages/rollup';
 import type { Bucket, CountRow, LatencyRow, Range, SeriesRow, StatsPlan } from './stats-summary';
 
 /**
@@ -224,10 +223,18 @@ export async function foldDeltas(db: Db): Promise<number | null> {
 
 /**
  * Recounts every rollup from the `messages` table: after a rolling upgrade (replicas of an
- * older version wrote no deltas), or if the rollups were ever doubted. The messages are read in
- * one REPEATABLE READ snapshot and the rollups replaced at the end in the same one, so deltas
- * committed meanwhile stay and apply on top; the transaction takes an id (and so holds the
- * change feed's horizon) only for that last, short part.
+ * older version wrote no deltas), or if the rollups were ever doubted. One REPEATABLE READ
+ * transaction: the old rollups go and the recount takes their place in one snapshot, so deltas
+ * committed meanwhile stay and apply on top.
+ *
+ * The counting is PostgreSQL's, one GROUP BY over `messages` (db/migrations/0003 counted the
+ * first rollups the same way): the rebuild runs in a pod beside the service (512 MiB, Node's
+ * heap about 256 MiB), and counting in the process held one object per rollup key of the whole
+ * history until the end (~360 bytes each: 800 000 messages at the scale benchmark's 50 keys a
+ * minute, eleven days, did not fit). A key is computed as rollup.ts's contributionOf computes
+ * it, from the same whole milliseconds JavaScript reads (node-postgres truncates microseconds);
+ * the latency bucket by width_bucket over LATENCY_BUCKET_FLOORS, found from latencyBucket
+ * itself, so no second logarithm has to agree with JavaScript's at a bucket's edge.
  *
  * The rollup lock is taken on the connection BEFORE the transaction begins, so the snapshot is
  * taken once no fold can be running. Taken inside it, the snapshot would come first (a
@@ -254,77 +261,38 @@ function recount(db: Db, log: (line: string) => void): Promise<{ messages: numbe
     .transaction()
     .setIsolationLevel('repeatable read')
     .execute(async (trx) => {
-      const sums = rollupSums();
-      let messages = 0;
-      let after = '';
-      for (;;) {
-        const page = await trx
-          .selectFrom('messages')
-          .select([
-            'id',
-            'created_at',
-            'api',
-            'status',
-            'error_code',
-            'conflict',
-            'first_terminal_at',
-          ])
-          .where('id', '>', after)
-          .orderBy('id')
-          .limit(10_000)
-          .execute();
-        for (const message of page) {
-          sums.add(contributionOfRow(message));
-        }
-        messages += page.length;
-        if (page.length < 10_000) break;
-        after = page[page.length - 1]!.id;
-        if (messages % 100_000 === 0) log(`${messages} messages counted`);
-      }
-      // In time order, so that a window's rows sit together on disk.
-      const keys = sums
-        .nonZero()
-        .sort(
-          (a, b) =>
-            a.minute - b.minute ||
-            a.api.localeCompare(b.api) ||
-            a.status.localeCompare(b.status) ||
-            a.errorCode.localeCompare(b.errorCode) ||
-            a.latencyBucket - b.latencyBucket,
-        );
       await sql`DELETE FROM stats_deltas`.execute(trx);
       await sql`DELETE FROM stats_minutes`.execute(trx);
       await sql`DELETE FROM stats_hours`.execute(trx);
-      for (let start = 0; start < keys.length; start += 5_000) {
-        await insertMinutes(trx, keys.slice(start, start + 5_000));
-      }
+      log('counting messages');
+      // In time order, so that a window's rows sit together on disk.
+      const { rows } = await sql<{ keys: string; messages: string }>`
+        WITH facts AS (
+          SELECT date_trunc('minute', created_at, 'UTC') AS minute, api, status,
+                 coalesce(error_code, '') AS error_code, conflict,
+                 CASE WHEN first_terminal_at IS NOT NULL THEN greatest(0, round(1000 * extract(
+                   epoch FROM date_trunc('milliseconds', first_terminal_at)
+                                - date_trunc('milliseconds', created_at))))::bigint
+                 END AS latency_ms
+          FROM messages
+        ), counted AS (
+          INSERT INTO stats_minutes
+          SELECT minute, api, status, error_code,
+                 CASE WHEN latency_ms IS NULL THEN -1
+                      ELSE width_bucket(latency_ms, ${LATENCY_BUCKET_FLOORS}::bigint[]) END,
+                 count(*), count(*) FILTER (WHERE conflict),
+                 count(*) FILTER (WHERE latency_ms <= ${FINAL_WITHIN_MS})
+          FROM facts GROUP BY 1, 2, 3, 4, 5 ORDER BY 1, 2, 3, 4, 5
+          RETURNING messages
+        )
+        SELECT count(*) AS keys, coalesce(sum(messages), 0) AS messages FROM counted`.execute(trx);
       await sql`
         INSERT INTO stats_hours
         SELECT date_trunc('hour', minute, 'UTC'), api, status, error_code, latency_bucket,
                sum(messages), sum(conflicts), sum(final_within_10s)
         FROM stats_minutes GROUP BY 1, 2, 3, 4, 5 ORDER BY 1, 2, 3, 4, 5`.execute(trx);
-      return { messages, keys: keys.length };
+      return { messages: Number(rows[0]!.messages), keys: Number(rows[0]!.keys) };
     });
-}
-
-async function insertMinutes(db: Db, keys: readonly RollupDelta[]): Promise<void> {
-  const rows = keys.map((key) => ({
-    minute: key.minute,
-    api: key.api,
-    status: key.status,
-    error_code: key.errorCode,
-    latency_bucket: key.latencyBucket,
-    messages: key.messages,
-    conflicts: key.conflicts,
-    final_within_10s: key.finalWithin10s,
-  }));
-  await sql`
-    INSERT INTO stats_minutes
-    SELECT to_timestamp(r.minute / 1000), r.api, r.status, r.error_code, r.latency_bucket,
-           r.messages, r.conflicts, r.final_within_10s
-    FROM json_to_recordset(${JSON.stringify(rows)}::json) AS r(minute double precision, api text,
-      status text, error_code text, latency_bucket smallint, messages bigint, conflicts bigint,
-      final_within_10s bigint)`.execute(db);
 }
 
 /**
