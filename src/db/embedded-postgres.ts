@@ -116,6 +116,7 @@ async function startLocked(
     await initialise(EmbeddedPostgresClass, dataDir, onLog, logger);
   }
   refuseOtherMajor(dataDir);
+  refuseOthersData(dataDir);
   const server = await startServer(dataDir, port, options.settings ?? {}, onLog).catch(
     (error: unknown) => {
       throw new StartupError(
@@ -168,6 +169,42 @@ function refuseOtherMajor(dataDir: string): void {
       `(dump it with PostgreSQL ${made}'s pg_dump), or move ${dataDir} away and start again ` +
       'for a new, empty database.',
   );
+}
+
+/**
+ * As root the server runs as the `postgres` user (postgresUser), which cannot open data another
+ * user made: the checkout's owner ran `npm start`, then `sudo npm start` in the same checkout.
+ * Said in one line with whose the data is and what to do, not as the server's "Permission
+ * denied" (the other order is test/process/spool-after-sudo.test.ts's).
+ */
+function refuseOthersData(dataDir: string): void {
+  if (os.userInfo().uid !== 0) return;
+  const owner = statSync(dataDir).uid;
+  let runAs: number | undefined;
+  try {
+    runAs = postgresUser().uid;
+  } catch {
+    // No `postgres` user on this machine: this data cannot be one a root start made.
+  }
+  if (owner === runAs) return;
+  const name = userName(owner);
+  throw new StartupError(
+    `The embedded PostgreSQL data in ${dataDir} belongs to ${name}; as root the server runs as ` +
+      `the \`${USER}\` user, which cannot open it. Start sw-status as ${name} (without sudo), ` +
+      `or move ${dataDir} away and start again for a new, empty database.`,
+  );
+}
+
+/** A user's name, or `uid N` when it has none. */
+function userName(uid: number): string {
+  try {
+    return execFileSync('id', ['-nu', String(uid)], {
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'ignore'],
+    }).trim();
+  } catch {
+    return `uid ${uid}`;
+  }
 }
 
 /**
