@@ -1,5 +1,7 @@
 import { databaseUrlProblem } from '../config';
 import { StartupError } from '../process/startup-error';
+import { isDatabaseUnavailable } from './database-unavailable';
+import { databaseAt } from './migrate';
 
 /**
  * DATABASE_URL as the command-line tools read it (migrate, spool, stats:rebuild): they need
@@ -16,4 +18,18 @@ export function cliDatabaseUrl(env: NodeJS.ProcessEnv = process.env): string | u
   const problem = url === undefined ? undefined : databaseUrlProblem(url);
   if (problem) throw new StartupError(`DATABASE_URL: ${problem}`);
   return url;
+}
+
+/**
+ * A command's failure as the operator reads it: a database it cannot reach said as
+ * `npm run migrate` says it — DATABASE_URL, and the host and port it named (never the
+ * userinfo) — rather than the driver's bare `connect ECONNREFUSED 10.0.0.7:5432`, which names
+ * neither the variable to check nor, for a host name, the host. Anything else as it came.
+ */
+export function namingUnreachable(error: unknown, url: string | undefined): unknown {
+  if (!url || !isDatabaseUnavailable(error)) return error;
+  return new StartupError(
+    `DATABASE_URL: cannot reach ${databaseAt(url)} (${error instanceof Error ? error.message : String(error)})`,
+    { cause: error },
+  );
 }

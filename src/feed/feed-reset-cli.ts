@@ -1,5 +1,5 @@
 import { redactSecrets } from '../config';
-import { cliDatabaseUrl } from '../db/cli-database-url';
+import { cliDatabaseUrl, namingUnreachable } from '../db/cli-database-url';
 import { createDb } from '../db/database';
 import { StartupError } from '../process/startup-error';
 import { resetFeedByOperator } from './feed-epoch';
@@ -31,7 +31,12 @@ async function main(): Promise<void> {
   const { db } = createDb(url, 1);
   try {
     // On stdout whatever LOG_LEVEL says: the one line is what the operator ran it for.
-    const said = await resetFeedByOperator(db, args.includes('--note-only') ? 'note' : 'reset');
+    const said = await resetFeedByOperator(
+      db,
+      args.includes('--note-only') ? 'note' : 'reset',
+    ).catch((error: unknown) => {
+      throw namingUnreachable(error, url);
+    });
     process.stdout.write(`${said}\n`);
   } finally {
     await db.destroy();

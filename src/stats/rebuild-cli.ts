@@ -1,5 +1,5 @@
 import { cliLogLevel, redactSecrets } from '../config';
-import { cliDatabaseUrl } from '../db/cli-database-url';
+import { cliDatabaseUrl, namingUnreachable } from '../db/cli-database-url';
 import { createDb } from '../db/database';
 import { startEmbeddedPostgres } from '../db/embedded-postgres';
 import { createLogger } from '../logger';
@@ -20,7 +20,9 @@ async function main(): Promise<void> {
   const embedded = url ? undefined : await startEmbeddedPostgres(logger);
   const { db } = createDb(url ?? embedded!.url, 1);
   try {
-    const result = await rebuildRollups(db, (line) => logger.info(line));
+    const result = await rebuildRollups(db, (line) => logger.info(line)).catch((error: unknown) => {
+      throw namingUnreachable(error, url);
+    });
     logger.info(result, 'stats rollups rebuilt');
   } finally {
     await db.destroy();

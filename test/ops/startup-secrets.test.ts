@@ -82,6 +82,40 @@ test.each([
   },
 );
 
+test.each([
+  ['npm run stats:rebuild', 'src/stats/rebuild-cli.ts', []],
+  ['npm run feed:reset', 'src/feed/feed-reset-cli.ts', ['--note-only']],
+])(
+  'When %s cannot reach the database, then it says so in one line naming DATABASE_URL, its host and port, without the password',
+  async (_command, entry, args) => {
+    const port = await freePort();
+    const { code, stderr } = await new Promise<{ code: number | null; stderr: string }>(
+      (resolve) => {
+        execFile(
+          process.execPath,
+          ['--import', 'tsx', entry, ...args],
+          {
+            cwd: REPO_ROOT,
+            env: {
+              PATH: process.env.PATH ?? '',
+              NODE_ENV: 'production',
+              DATABASE_URL: `postgres://sw:${DB_PASSWORD}@127.0.0.1:${port}/sw`,
+            },
+          },
+          (error, _stdout, stderr) =>
+            resolve({ code: error ? ((error as { code?: number }).code ?? 1) : 0, stderr }),
+        );
+      },
+    );
+    expect(code).toBe(1);
+    expect(stderr).toMatch(
+      new RegExp(`^DATABASE_URL: cannot reach the database at 127\\.0\\.0\\.1:${port} \\(`),
+    );
+    expect(stderr.trim().split('\n')).toHaveLength(1);
+    expect(stderr).not.toContain(DB_PASSWORD);
+  },
+);
+
 test('When DATABASE_URL holds a % sequence that is no UTF-8 (a password written raw), then the service exits 1 with one line naming DATABASE_URL, no stack trace and no password', async () => {
   // node-postgres threw "URIError: URI malformed" at the first connection instead.
   const service = startService(
