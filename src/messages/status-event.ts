@@ -2,12 +2,15 @@ import { createHash } from 'node:crypto';
 import type { Api, CanonicalStatus, EventSource } from './statuses';
 
 /**
- * `to`, `from` and `error_code` are keys of the messages table's btree indexes, whose entries
- * PostgreSQL caps at about 2.7 kB: a longer value would be refused by the write on every
- * attempt (and, spooled during an outage, at replay). A real one is a phone number, a sender
- * name or a code of a few characters; 256 leaves room for anything a provider could send.
- * Callbacks refuse a longer value (src/callbacks/normalize.ts), lookups count such an answer
- * as unusable (src/reconcile/lookup-event.ts).
+ * `to`, `from`, `error_code` and `project_id` are keys of the messages table's btree indexes
+ * (project_id: messages_sweep_due_idx, migration 0014, for messages not yet final), whose
+ * entries PostgreSQL caps at about 2.7 kB: a longer value would be refused by the write on every
+ * attempt (and, spooled during an outage, at replay: acknowledged, then dead-lettered), and
+ * would fail the group commit it shared with other senders' callbacks. A real one is a phone
+ * number, a sender name, a code of a few characters or a UUID; 256 leaves room for anything a
+ * provider could send. Callbacks refuse a longer value (src/callbacks/normalize.ts), lookups
+ * count such an answer as unusable (src/reconcile/lookup-event.ts; their project is the
+ * message's own). A new btree index on a text column of `messages` needs its field bounded here.
  */
 export const MAX_INDEXED_LENGTH = 256;
 

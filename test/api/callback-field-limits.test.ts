@@ -5,7 +5,7 @@ import { createTestApp } from '../helpers/test-app';
 import type { TestApp } from '../helpers/test-app';
 
 /**
- * `to`, `from` and `error_code` are keys of the messages table's btree indexes, whose entries
+ * `to`, `from`, `error_code` and `project_id` are keys of the messages table's btree indexes, whose entries
  * PostgreSQL caps at about 2.7 kB (SQLSTATE 54000 past it). A callback carrying a longer one
  * could never be stored: it is malformed (400), not a reason for SignalWire to retry (503).
  */
@@ -20,7 +20,7 @@ describe('the limits of indexed fields', () => {
   });
   afterAll(() => t.close());
 
-  test.each(['To', 'From', 'ErrorCode'])(
+  test.each(['To', 'From', 'ErrorCode', 'AccountSid'])(
     'When a cXML callback carries a 6 000-character %s, then it is a 400 naming the field',
     async (field) => {
       const res = await postCxml(t.publicApp, cxmlFields({ [field]: tooLong() }));
@@ -30,7 +30,7 @@ describe('the limits of indexed fields', () => {
     },
   );
 
-  test.each(['to', 'from', 'error_code'])(
+  test.each(['to', 'from', 'error_code', 'project_id'])(
     'When a native callback carries a 6 000-character %s, then it is a 400',
     async (field) => {
       const res = await postNative(

@@ -42,7 +42,7 @@ function expectStorable(event: StatusEvent): void {
   expect(CANONICAL_STATUSES).toContain(event.status);
   expect(event.rawStatus.length).toBeGreaterThan(0);
   expect(event.rawStatus.length).toBeLessThanOrEqual(64);
-  for (const indexed of [event.to, event.from, event.errorCode]) {
+  for (const indexed of [event.to, event.from, event.errorCode, event.projectId]) {
     if (indexed !== null) expect(indexed.length).toBeLessThanOrEqual(256);
   }
   for (const count of [event.numSegments, event.numMedia]) {
