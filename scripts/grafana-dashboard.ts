@@ -166,11 +166,15 @@ export const ROWS: RowSpec[] = [
       {
         title: 'Change feed lag',
         description:
-          'Age of the oldest open writing transaction: the change feed cannot pass it. Listener up = commit hints from other replicas arrive.',
+          'Age of the oldest open writing transaction: the change feed cannot pass it. Listener up = commit hints from other replicas arrive. Read replica behind (with DATABASE_READ_URL only): how old the data lists, stats and the feed serve is; past 60 s their reads are refused.',
         unit: 's',
         targets: [
           { expr: `max(sw_status_feed_lag_seconds{${NS}})`, legend: 'lag' },
           { expr: `min(sw_status_feed_listener_up{${NS}})`, legend: 'listener up (min)' },
+          {
+            expr: `max(sw_status_read_replica_lag_seconds{${NS}})`,
+            legend: 'read replica behind',
+          },
         ],
       },
       {

@@ -7,6 +7,7 @@ import type { CallbackDeps } from './callbacks/callbacks.routes';
 import type { Config } from './config';
 import type { Db } from './db/database';
 import { createReadGate } from './db/read-gate';
+import { registerReadReplicaMetrics } from './db/read-replica-metrics';
 import { READ_STATEMENT_TIMEOUT_MS } from './db/read-timeout';
 import { registerFeedMetrics } from './feed/feed-metrics';
 import { feedRoutes } from './feed/feed.routes';
@@ -54,6 +55,8 @@ export interface AppDeps {
    * Writes, token binding and single-message reads stay on `db`.
    */
   readDb?: Db;
+  /** With readDb: how far behind the primary it was at its last check (db/database.ts). */
+  readLagSeconds?: () => number | undefined;
   recorder: EventRecorder;
   lifecycle: Lifecycle;
   clock?: () => Date;
@@ -243,6 +246,12 @@ export function createInternalApp(deps: AppDeps): Express {
   );
   const feedSignal = deps.feedSignal ?? createFeedSignal({ logger: deps.logger });
   if (metrics) registerFeedMetrics(metrics.registry, { db: deps.db, signal: feedSignal });
+  if (metrics && deps.readDb && deps.readLagSeconds) {
+    registerReadReplicaMetrics(metrics.registry, {
+      readDb: deps.readDb,
+      lagSeconds: deps.readLagSeconds,
+    });
+  }
   const readDb = deps.readDb ?? deps.db;
   app.use(
     feedRoutes({

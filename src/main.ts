@@ -164,6 +164,7 @@ async function main(): Promise<void> {
     logger,
     db,
     readDb: reader?.db,
+    readLagSeconds: reader?.lagSeconds,
     recorder,
     lifecycle,
     metrics,

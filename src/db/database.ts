@@ -153,6 +153,8 @@ export interface ReaderOptions {
   maxLagMs?: number;
   /** READER_QUERY_TIMEOUT_MS; tests shorten it. */
   queryTimeoutMs?: number;
+  /** Told at each check how far behind the primary the reader is (createReaderDb keeps it). */
+  onLag?: (seconds: number) => void;
 }
 
 export function createDb(
@@ -228,6 +230,7 @@ export function createDb(
             logger: reader.logger,
             ...(reader.checkEveryMs !== undefined && { checkEveryMs: reader.checkEveryMs }),
             ...(reader.maxLagMs !== undefined && { maxLagMs: reader.maxLagMs }),
+            ...(reader.onLag && { onLag: reader.onLag }),
           })
         : wrapped,
     }),
@@ -273,8 +276,28 @@ export function createReaderDb(
   maxConnections: number | undefined,
   writer: Db,
   options: Omit<ReaderOptions, 'writer'> = {},
-): DatabaseHandle {
-  return createDb(connectionString, maxConnections, { reader: { ...options, writer } });
+): ReaderHandle {
+  let lag: number | undefined;
+  const handle = createDb(connectionString, maxConnections, {
+    reader: {
+      ...options,
+      writer,
+      onLag: (seconds) => {
+        lag = seconds;
+        options.onLag?.(seconds);
+      },
+    },
+  });
+  return { ...handle, lagSeconds: () => lag };
+}
+
+/** DATABASE_READ_URL's handle, with how far behind the primary it was at its last check. */
+export interface ReaderHandle extends DatabaseHandle {
+  /**
+   * Seconds since the primary had written what this server has yet to replay (db/standby-only.ts
+   * lagSeconds), as of the last check of one of its connections; undefined before the first.
+   */
+  lagSeconds(): number | undefined;
 }
 
 async function writerState(db: Db): Promise<WriterState> {

@@ -128,6 +128,7 @@ const READER_STATE_SQL = `SELECT pg_is_in_recovery() AS standby,
        current_database() AS database,
        (SELECT oid::text FROM pg_database WHERE datname = current_database()) AS "databaseOid",
        $1::pg_lsn IS NULL OR coalesce(pg_last_wal_replay_lsn() >= $1::pg_lsn, false) AS "caughtUp",
+       pg_last_wal_replay_lsn()::text AS replayed,
        current_user AS "user",
        ARRAY(SELECT t FROM unnest($2::text[]) AS t
              WHERE to_regclass(t) IS NULL OR NOT has_table_privilege(t, 'SELECT')) AS unreadable`;
@@ -136,6 +137,8 @@ interface ReaderState extends Identity {
   standby: boolean;
   started: string;
   caughtUp: boolean;
+  /** pg_last_wal_replay_lsn(), as text; null on a server not in recovery. */
+  replayed: string | null;
   user: string;
   unreadable: string[];
 }
@@ -148,6 +151,7 @@ export function standbyOnly(
     maxLagMs = MAX_REPLICA_LAG_MS,
     clock = () => performance.now(),
     logger,
+    onLag,
   }: {
     /** DATABASE_URL's server now (WRITER_STATE_SQL); bounded in time by the caller. */
     writerState: () => Promise<WriterState>;
@@ -156,6 +160,8 @@ export function standbyOnly(
     clock?: () => number;
     /** Told once when reads start being refused, and once when they are served again. */
     logger?: Logger;
+    /** Told at each check how far behind the primary the server is, in seconds (lagSeconds). */
+    onLag?: (seconds: number) => void;
   },
 ): PostgresPool {
   const checkedAt = new WeakMap<PostgresPoolClient, number>();
@@ -208,6 +214,19 @@ export function standbyOnly(
     return known;
   };
 
+  /**
+   * How long ago the primary was first seen past what the standby has replayed: the age of the
+   * oldest sample above `replayed`, 0 when it has replayed every sample. Judged by position
+   * like the refusal, so an idle primary's standby is not "behind"; samples older than
+   * maxLagMs are let go, so past it the lag reads as the oldest sample's age (reads are refused
+   * by then anyway).
+   */
+  const lagSeconds = (replayed: string, now: number): number => {
+    const position = lsnValue(replayed);
+    const behind = samples.find((sample) => lsnValue(sample.lsn) > position);
+    return behind === undefined ? 0 : (now - behind.at) / 1_000;
+  };
+
   const judge = async (client: PostgresPoolClient, now: number): Promise<string | undefined> => {
     const primary = await primaryState(now);
     const { rows } = await client.query<ReaderState>(READER_STATE_SQL, [
@@ -218,6 +237,12 @@ export function standbyOnly(
     if (server === undefined) return NOT_A_STANDBY;
     if (server.cluster !== primary.cluster || server.databaseOid !== primary.databaseOid) {
       return notSameDatabase(server, primary);
+    }
+    if (server.standby) {
+      if (server.replayed !== null) onLag?.(lagSeconds(server.replayed, now));
+    } else if (server.started === primary.started) {
+      // DATABASE_URL's own server is never behind itself.
+      onLag?.(0);
     }
     if (server.unreadable.length > 0) return notReadable(server.user, server.unreadable);
     if (!server.standby) return server.started === primary.started ? undefined : NOT_A_STANDBY;
@@ -254,4 +279,10 @@ export function standbyOnly(
     },
     end: () => pool.end(),
   };
+}
+
+/** A WAL position (`16/B374D848`) as a number that orders like it. */
+function lsnValue(lsn: string): bigint {
+  const [high = '0', low = '0'] = lsn.split('/');
+  return (BigInt(`0x${high}`) << 32n) + BigInt(`0x${low}`);
 }

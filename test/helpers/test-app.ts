@@ -64,6 +64,8 @@ export async function createTestApp(
     database?: TestDatabase;
     /** DATABASE_READ_URL's pool: lists, stats and the feed read there (DESIGN §13). */
     readDb?: AppDeps['readDb'];
+    /** With readDb: its lag (createReaderDb's lagSeconds), for the replica's gauge. */
+    readLagSeconds?: AppDeps['readLagSeconds'];
     /** How often a long-poll looks on its own while hints arrive (1 s); long: hints alone. */
     feedPollMs?: number;
     /**
@@ -97,7 +99,14 @@ export async function createTestApp(
   const recorder = options.recorder
     ? options.recorder(base, database)
     : defaultRecorder(base, recordOptions);
-  const deps: AppDeps = { ...base, recorder, metrics, feedSignal, readDb: options.readDb };
+  const deps: AppDeps = {
+    ...base,
+    recorder,
+    metrics,
+    feedSignal,
+    readDb: options.readDb,
+    readLagSeconds: options.readLagSeconds,
+  };
   return {
     config,
     database,

@@ -58,6 +58,9 @@ beforeAll(async () => {
     PUBLIC_BASE_URL: `http://127.0.0.1:${port}`,
     SIGNALWIRE_SIGNING_KEYS: SIMULATOR_SIGNING_KEY,
     SIGNALWIRE_CREDENTIALS: `${PROJECT}:PTmonitoring`,
+    // Reads through DATABASE_READ_URL, here the primary itself (which it may name): the read
+    // replica's lag gauge, which an alert reads, is served only with one.
+    DATABASE_READ_URL: database.url,
     RECONCILE_SCHEDULE: '300ms,600ms',
     API_TOKENS: TOKEN,
     SPOOL_DIR: spoolDir,

@@ -503,6 +503,32 @@ test('When a carrier without delivery receipts leaves a few SMS stuck every hour
   ]);
 });
 
+test('When the read replica stays more than 30 s behind for 5 minutes, then SwStatusReadReplicaLagging fires; a lag of a few seconds, or a minute-long spike, does not', async () => {
+  const lag = (namespace: string, pod: string) =>
+    `sw_status_read_replica_lag_seconds{namespace="${namespace}",pod="${pod}"}`;
+  await expectPromtoolTestPasses('read-replica-lagging', [
+    {
+      interval: '1m',
+      input_series: [
+        // Replay stops at minute 5 (paused, or a long recovery conflict): 60 s more each minute.
+        { series: lag('behind', 'sw-status-0'), values: '0x5 60+60x25' },
+        { series: lag('behind', 'sw-status-1'), values: '0x5 60+60x25' },
+        // A healthy standby under load: a few seconds; another's one-minute spike.
+        { series: lag('healthy', 'sw-status-0'), values: '2x30' },
+        { series: lag('spike', 'sw-status-0'), values: '0x5 45 0x24' },
+      ],
+      alert_rule_test: [
+        { eval_time: '8m', alertname: 'SwStatusReadReplicaLagging', exp_alerts: [] },
+        {
+          eval_time: '12m',
+          alertname: 'SwStatusReadReplicaLagging',
+          exp_alerts: [{ exp_labels: { severity: 'warning', namespace: 'behind' } }],
+        },
+      ],
+    },
+  ]);
+});
+
 test('When no pod reaches the database for 5 minutes, then SwStatusDatabaseUnreachable fires; one pod cut off, or a pod not yet probed (NaN), does not', async () => {
   const up = (pod: string) => `sw_status_database_up{${ns},pod="${pod}"}`;
   await expectPromtoolTestPasses('database-unreachable', [

@@ -1,5 +1,5 @@
 import { createDb, createReaderDb } from '../../../src/db/database';
-import type { DatabaseHandle, ReaderOptions } from '../../../src/db/database';
+import type { DatabaseHandle, ReaderHandle, ReaderOptions } from '../../../src/db/database';
 import { migrateToLatest } from '../../../src/db/migrate';
 import { createTestApp } from '../../helpers/test-app';
 import type { TestApp } from '../../helpers/test-app';
@@ -21,7 +21,7 @@ export interface ReplicaStack {
   /** The primary's pool: the app's own. */
   writer: DatabaseHandle;
   /** The standby's pool: the app's readDb. */
-  reader: DatabaseHandle;
+  reader: ReaderHandle;
   /** With `partitionable`: the relay the reader reaches the standby through. */
   proxy?: PartitionProxy;
   t: TestApp;
@@ -47,6 +47,7 @@ export async function startReplicaStack(
   const t = await createTestApp(options.env ?? {}, {
     database: { ...writer, url: primary.url, destroy: async () => undefined },
     readDb: reader.db,
+    readLagSeconds: reader.lagSeconds,
   });
   return {
     primary,

@@ -1,0 +1,74 @@
+import { randomUUID } from 'node:crypto';
+import request from 'supertest';
+import { READ_REPLICA_LAG_METRIC } from '../../src/db/read-replica-metrics';
+import { cxmlFields, postCxml } from '../helpers/callbacks';
+import { eventually } from '../helpers/eventually';
+import { TEST_API_TOKEN } from '../helpers/test-app';
+import { startReplicaStack } from './support/replica-stack';
+import type { ReplicaStack } from './support/replica-stack';
+
+/**
+ * sw_status_read_replica_lag_seconds against a real hot standby (test/db/support/hot-standby.ts):
+ * lists, stats and the feed answer 200 from a standby that is up to MAX_REPLICA_LAG_MS behind,
+ * and the gauge is where an operator sees it. Replay is paused on the standby while the primary
+ * takes a callback: the gauge grows with the time since, and falls to 0 once replay resumes.
+ * An idle primary whose standby has replayed everything reads 0 however long nothing is written.
+ */
+
+jest.setTimeout(120_000);
+
+let stack: ReplicaStack;
+beforeAll(async () => {
+  // Checked at every scrape (the primary's position sampled each time), to keep the test short.
+  stack = await startReplicaStack({ reader: { checkEveryMs: 50 } });
+}, 120_000);
+
+afterAll(async () => {
+  await stack?.standby.resumeReplay().catch(() => undefined);
+  await stack?.close();
+});
+
+async function scrapedLag(): Promise<number> {
+  const text = (await request(stack.t.internalApp).get('/metrics').expect(200)).text;
+  const line = text.split('\n').find((l) => l.startsWith(`${READ_REPLICA_LAG_METRIC} `));
+  if (line === undefined) throw new Error(`${READ_REPLICA_LAG_METRIC} is not on /metrics`);
+  return Number(line.split(' ')[1]);
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+test('When the standby has replayed everything and nothing is written for seconds, then the lag reads 0', async () => {
+  await stack.standby.caughtUp();
+  await scrapedLag();
+  await sleep(1_500);
+  expect(await scrapedLag()).toBe(0);
+  await sleep(1_500);
+  expect(await scrapedLag()).toBe(0);
+});
+
+test('When the standby stops replaying while the primary takes a callback, then the lag grows with the time since and falls to 0 once it replays again, the list still answered meanwhile', async () => {
+  await stack.standby.caughtUp();
+  await scrapedLag();
+  await stack.standby.pauseReplay();
+  try {
+    const id = randomUUID();
+    expect((await postCxml(stack.t.publicApp, cxmlFields({ MessageSid: id }))).status).toBe(200);
+    // The primary's position past the standby's is sampled at the next check.
+    await scrapedLag();
+    await sleep(2_000);
+    const behind = await scrapedLag();
+    expect(behind).toBeGreaterThanOrEqual(1.5);
+    expect(behind).toBeLessThan(60);
+    await sleep(1_000);
+    expect(await scrapedLag()).toBeGreaterThan(behind);
+    // Served from the standby with a 200 all the same (stale: it does not have the message).
+    const list = await request(stack.t.internalApp)
+      .get('/v1/messages')
+      .auth(TEST_API_TOKEN, { type: 'bearer' });
+    expect(list.status).toBe(200);
+    expect(list.body.data.map((m: { id: string }) => m.id)).not.toContain(id);
+  } finally {
+    await stack.standby.resumeReplay();
+  }
+  await eventually(async () => (await scrapedLag()) === 0, 'the lag back to 0', 20_000);
+});
