@@ -69,7 +69,10 @@ export const StatsDto = z
     final_within_10s: share
       .nullable()
       .meta({ description: 'Share of the messages that reached a final status within 10 s.' }),
-    stuck: count.meta({ description: 'Messages reconciliation gave up on (0 until it runs).' }),
+    stuck: count.meta({
+      description:
+        'Messages first seen in the window that reconciliation gave up on (0 until it runs). A message goes stuck after the last RECONCILE_SCHEDULE step (by default 24 h after its last event), so a 24-hour window rarely holds one: GET /v1/messages?stuck=true lists every stuck message.',
+    }),
     conflicts: count.meta({ description: 'Messages with two different final statuses.' }),
     series: z
       .array(

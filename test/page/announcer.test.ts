@@ -24,11 +24,11 @@ test('When the counts change with every refresh, then the region is told the sum
     (text) => said.push(text),
     () => now,
   );
-  announcer.stats(stats());
+  announcer.stats(stats(), { count: 0, more: false });
   // A busy service: a refresh every 5 s for five minutes, the counts moving each time.
   for (let second = 5; second <= 300; second += 5) {
     now = second * 1_000;
-    announcer.stats(stats({ total: 100 + second }));
+    announcer.stats(stats({ total: 100 + second }), { count: 0, more: false });
   }
   expect(said).toEqual(['100 messages, delivery rate 95.0 %.']);
 });
@@ -40,17 +40,17 @@ test('When news comes within a minute of the last, then it is said once the minu
     (text) => said.push(text),
     () => now,
   );
-  announcer.stats(stats());
+  announcer.stats(stats(), { count: 0, more: false });
   now = 20_000;
-  announcer.stats(stats({ stuck: 2 }));
+  announcer.stats(stats(), { count: 2, more: false });
   now = 50_000;
-  announcer.stats(stats({ stuck: 2 }));
+  announcer.stats(stats(), { count: 2, more: false });
   expect(said).toEqual(['100 messages, delivery rate 95.0 %.']);
   // The next refresh after the minute, with the same figures (a 304): the news is said now.
   now = ANNOUNCE_EVERY_MS + 10_000;
-  announcer.stats(stats({ stuck: 2 }));
+  announcer.stats(stats(), { count: 2, more: false });
   expect(said.slice(1)).toEqual(['2 new stuck messages.']);
   now = 5 * ANNOUNCE_EVERY_MS;
-  announcer.stats(stats({ stuck: 2 }));
+  announcer.stats(stats(), { count: 2, more: false });
   expect(said).toHaveLength(2);
 });

@@ -7,6 +7,7 @@ import {
   messageFromHash,
   messageHash,
   overviewFigures,
+  stuckNow,
   retryingText,
   statsNews,
   statusRows,
@@ -37,8 +38,13 @@ const stats = (overrides: Partial<Stats> = {}): Stats => ({
   ...overrides,
 });
 
+/** How many are stuck now, as the stuck list's page tells it. */
+const stuck = (count: number, more = false) => ({ count, more });
+
 test('When stats arrive, then the figures read as people read them', () => {
-  const figures = Object.fromEntries(overviewFigures(stats()).map((f) => [f.key, f.value]));
+  const figures = Object.fromEntries(
+    overviewFigures(stats(), stuck(1)).map((f) => [f.key, f.value]),
+  );
   expect(figures).toMatchObject({
     'delivery-rate': '57.1 %',
     total: '8',
@@ -48,7 +54,30 @@ test('When stats arrive, then the figures read as people read them', () => {
     'latency-p99': '—',
     stuck: '1',
   });
-  expect(overviewFigures(stats({ delivery_rate: null }))[0]!.value).toBe('—');
+  expect(overviewFigures(stats({ delivery_rate: null }), stuck(1))[0]!.value).toBe('—');
+});
+
+test('When messages went stuck, then the Stuck tile counts the stuck list (all stuck now), not the stats window, and says so', () => {
+  // The default schedule flags a message stuck 24 h after its last event: it has left the
+  // 24-hour window by then, so the window's count (stats.stuck) is 0 while 3 are stuck.
+  const tile = (s: Stats, now: Parameters<typeof overviewFigures>[1]) =>
+    overviewFigures(s, now).find((f) => f.key === 'stuck')!;
+  expect(tile(stats({ stuck: 0 }), stuck(3))).toEqual({
+    key: 'stuck',
+    label: 'Stuck',
+    value: '3',
+    hint: 'Reconciliation gave up on these; not limited to the window.',
+  });
+  // A full page with more behind it: at least that many.
+  expect(tile(stats({ stuck: 0 }), stuck(100, true)).value).toBe('100+');
+  // The stuck list not answered yet: no figure rather than the window's.
+  expect(tile(stats({ stuck: 2 }), undefined).value).toBe('—');
+  const page = (n: number, next: string | null) => ({
+    data: Array.from({ length: n }, () => ({}) as Message),
+    next_cursor: next,
+  });
+  expect(stuckNow(page(7, null))).toEqual({ count: 7, more: false });
+  expect(stuckNow(page(100, 'abc'))).toEqual({ count: 100, more: true });
 });
 
 test('When statuses are listed, then they follow a message’s path, with the outcomes always shown', () => {
@@ -193,24 +222,41 @@ test('When the page retries, then it says whether the service answered (503, 429
 });
 
 test('When new figures come, then a screen reader is told the summary once, then only a rate that moved a point or more and new stuck messages or conflicts', () => {
-  const first = stats({ total: 1_000, delivery_rate: 0.95, stuck: 1, conflicts: 0 });
-  expect(statsNews(undefined, first)).toBe('1,000 messages, delivery rate 95.0 %.');
-  const told = toldAfter(undefined, first, true);
+  // The window counts no stuck message (stats.stuck 0, as under the default schedule): the
+  // stuck messages are the stuck list's.
+  const first = stats({ total: 1_000, delivery_rate: 0.95, stuck: 0, conflicts: 0 });
+  expect(statsNews(undefined, first, stuck(1))).toBe('1,000 messages, delivery rate 95.0 %.');
+  const told = toldAfter(undefined, first, stuck(1), true);
+  expect(told).toEqual({ deliveryRate: 0.95, stuck: 1, conflicts: 0 });
   // More messages, the rate within a point: the counts alone are not news.
-  expect(statsNews(told, stats({ total: 1_400, delivery_rate: 0.955, stuck: 1 }))).toBeNull();
-  expect(statsNews(told, stats({ delivery_rate: 0.94, stuck: 1 }))).toBe(
+  expect(statsNews(told, stats({ total: 1_400, delivery_rate: 0.955 }), stuck(1))).toBeNull();
+  expect(statsNews(told, stats({ delivery_rate: 0.94 }), stuck(1))).toBe(
     'Delivery rate down to 94.0 %.',
   );
-  expect(statsNews(told, stats({ delivery_rate: 0.95, stuck: 3, conflicts: 1 }))).toBe(
+  expect(statsNews(told, stats({ delivery_rate: 0.95, conflicts: 1 }), stuck(3))).toBe(
     '2 new stuck messages; 1 new conflict.',
   );
-  // Fewer stuck messages is no news, but the new base: one more from there is.
-  const fewer = toldAfter(told, stats({ delivery_rate: 0.95, stuck: 0 }), false);
+  // The window's stuck count is not the source: it rising says nothing.
+  expect(statsNews(told, stats({ delivery_rate: 0.95, stuck: 5 }), stuck(1))).toBeNull();
+  // A full page with more behind it: at least that many new.
+  expect(statsNews(told, stats({ delivery_rate: 0.95 }), stuck(100, true))).toBe(
+    '99 or more new stuck messages.',
+  );
+  // Fewer stuck messages (one resolved) is no news, but the new base: one more from there is.
+  const fewer = toldAfter(told, stats({ delivery_rate: 0.95 }), stuck(0), false);
   expect(fewer).toEqual({ deliveryRate: 0.95, stuck: 0, conflicts: 0 });
-  expect(statsNews(fewer, stats({ delivery_rate: 0.95, stuck: 1 }))).toBe('1 new stuck message.');
+  expect(statsNews(fewer, stats({ delivery_rate: 0.95 }), stuck(1))).toBe('1 new stuck message.');
+  // The stuck list not answered this time: the base stays, and nothing is said of it.
+  expect(toldAfter(fewer, stats({ delivery_rate: 0.95 }), undefined, false)).toEqual(fewer);
+  expect(statsNews(fewer, stats({ delivery_rate: 0.95 }), undefined)).toBeNull();
+  // Not answered when the summary was said: its first count is the base, not news.
+  const unknown = toldAfter(undefined, first, undefined, true);
+  expect(unknown.stuck).toBeNull();
+  expect(statsNews(unknown, first, stuck(4))).toBeNull();
+  expect(toldAfter(unknown, first, stuck(4), false).stuck).toBe(4);
   // A rate that drifts half a point at a time is said once it has moved a point in all.
-  const drifted = toldAfter(told, stats({ delivery_rate: 0.945, stuck: 1 }), false);
-  expect(statsNews(drifted, stats({ delivery_rate: 0.94, stuck: 1 }))).toBe(
+  const drifted = toldAfter(told, stats({ delivery_rate: 0.945 }), stuck(1), false);
+  expect(statsNews(drifted, stats({ delivery_rate: 0.94 }), stuck(1))).toBe(
     'Delivery rate down to 94.0 %.',
   );
 });

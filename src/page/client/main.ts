@@ -10,7 +10,18 @@ import { renderOverview } from './panels/overview';
 import { createThroughputChart } from './panels/throughput';
 import { browserEnvironment } from './browser-environment';
 import { forgetToken, readToken, saveToken } from './token-store';
-import { formatTime, retryingText, tokenProblem, updatedText, windows } from './view-model';
+import {
+  STUCK_LISTED,
+  STUCK_PAGE,
+  formatTime,
+  retryingText,
+  stuckNow,
+  tokenProblem,
+  updatedText,
+  windows,
+} from './view-model';
+import type { StuckNow } from './view-model';
+import type { Stats } from './wire';
 import './page.css';
 
 /**
@@ -108,6 +119,11 @@ async function open(token: string): Promise<void> {
     byId('dashboard').dataset.stale = String(stale);
   };
 
+  // The last stats drawn and how many messages are stuck now (the stuck list's count): the
+  // overview shows both, and either may change without the other.
+  let shownStats: Stats | undefined;
+  let stuckCount: StuckNow | undefined;
+
   const refresh = async (): Promise<void> => {
     // The service's now, not the browser's: a slow laptop clock would end the windows early.
     const asked = windows(api.serverNow());
@@ -118,7 +134,9 @@ async function open(token: string): Promise<void> {
       api.stats(asked.day),
       api.stats(asked.hour),
       api.messages({ status: 'failed,undelivered', limit: '10' }),
-      api.messages({ stuck: 'true', limit: '10' }),
+      // A page of them, counted for the Stuck tile (stats' `stuck` counts only those first
+      // seen in the window, which a message has all but always left once it goes stuck).
+      api.messages({ stuck: 'true', limit: String(STUCK_PAGE) }),
       api.deadRelays(),
     ]);
     // Signed out (or in afresh) meanwhile: these answers belong to a page no longer shown.
@@ -136,12 +154,17 @@ async function open(token: string): Promise<void> {
       [stats, perMinute] = await Promise.allSettled([api.stats(now.day), api.stats(now.hour)]);
       if (current !== signIn) return;
     }
+    const stuckChanged = stuck.status === 'fulfilled' && stuck.value.changed;
+    if (stuck.status === 'fulfilled') stuckCount = stuckNow(stuck.value.body);
     // Every answer, changed or not: news held back by the once-a-minute limit is said later.
-    if (stats.status === 'fulfilled') announcer.stats(stats.value.body);
+    if (stats.status === 'fulfilled') announcer.stats(stats.value.body, stuckCount);
     if (stats.status === 'fulfilled' && stats.value.changed) {
-      renderOverview(byId('overview'), stats.value.body);
+      shownStats = stats.value.body;
       renderStatuses(byId<HTMLTableElement>('statuses'), stats.value.body);
       renderErrors(byId<HTMLTableElement>('errors'), stats.value.body);
+    }
+    if (shownStats && ((stats.status === 'fulfilled' && stats.value.changed) || stuckChanged)) {
+      renderOverview(byId('overview'), shownStats, stuckCount);
     }
     if (perMinute.status === 'fulfilled' && perMinute.value.changed) {
       chart().render(perMinute.value.body);
@@ -150,7 +173,7 @@ async function open(token: string): Promise<void> {
       renderFailures(byId('failures'), failures.value.body.data, lookup.show);
     }
     if (stuck.status === 'fulfilled' && stuck.value.changed) {
-      renderStuck(byId('stuck'), stuck.value.body.data, lookup.show);
+      renderStuck(byId('stuck'), stuck.value.body.data.slice(0, STUCK_LISTED), lookup.show);
     }
     if (relays.status === 'fulfilled' && relays.value.changed) {
       renderDeadRelays(byId('relays'), relays.value.body.data, lookup.show);

@@ -1,6 +1,6 @@
 import { STATUS_RANK, TERMINAL_RANK } from '../../messages/statuses';
 import type { CanonicalStatus } from '../../messages/statuses';
-import type { HistoryEntry, Message, Stats } from './wire';
+import type { HistoryEntry, Message, MessagePage, Stats } from './wire';
 
 /**
  * The API's answers turned into what the panels show: pure functions, no DOM (unit tested in
@@ -36,9 +36,42 @@ export interface Figure {
   key: string;
   label: string;
   value: string;
+  /** What the figure counts, when its label and the panel's title do not say it. */
+  hint?: string;
 }
 
-export function overviewFigures(stats: Stats): Figure[] {
+/**
+ * The stuck messages the page asks for (`GET /v1/messages?stuck=true`): one page, counted for
+ * the Stuck tile; the stuck list panel shows the first STUCK_LISTED of them.
+ */
+export const STUCK_PAGE = 100;
+export const STUCK_LISTED = 10;
+
+/**
+ * How many messages are stuck now: the page of the stuck list, `more` when it was full and said
+ * there are more (its next_cursor). Not GET /v1/stats's `stuck`, which counts the stuck messages
+ * first seen in the window (DESIGN §6): a message goes stuck only after reconciliation's last
+ * step (by default 24 h after its last event), so it has all but always left a 24-hour window
+ * by then, and that count stayed 0 while the stuck list listed them.
+ */
+export interface StuckNow {
+  count: number;
+  more: boolean;
+}
+
+export function stuckNow(page: MessagePage): StuckNow {
+  return { count: page.data.length, more: page.next_cursor !== null };
+}
+
+/** "3", "100+" when there are more than one page holds, "—" before the list came. */
+export function formatStuck(stuck: StuckNow | undefined): string {
+  if (!stuck) return NONE;
+  return `${formatCount(stuck.count)}${stuck.more ? '+' : ''}`;
+}
+
+export const STUCK_HINT = 'Reconciliation gave up on these; not limited to the window.';
+
+export function overviewFigures(stats: Stats, stuck: StuckNow | undefined): Figure[] {
   return [
     { key: 'delivery-rate', label: 'Delivery rate', value: formatShare(stats.delivery_rate) },
     { key: 'total', label: 'Messages', value: formatCount(stats.total) },
@@ -50,7 +83,7 @@ export function overviewFigures(stats: Stats): Figure[] {
     { key: 'latency-p50', label: 'Latency p50', value: formatDuration(stats.latency_ms.p50) },
     { key: 'latency-p95', label: 'Latency p95', value: formatDuration(stats.latency_ms.p95) },
     { key: 'latency-p99', label: 'Latency p99', value: formatDuration(stats.latency_ms.p99) },
-    { key: 'stuck', label: 'Stuck', value: formatCount(stats.stuck) },
+    { key: 'stuck', label: 'Stuck', value: formatStuck(stuck), hint: STUCK_HINT },
     { key: 'conflicts', label: 'Conflicts', value: formatCount(stats.conflicts) },
   ];
 }
@@ -63,7 +96,8 @@ export function announcement(stats: Stats): string {
 /** The figures a screen reader was last told about (or, for counts, the lowest seen since). */
 export interface Told {
   deliveryRate: number | null;
-  stuck: number;
+  /** Stuck now (StuckNow's count); null while the stuck list has not come yet. */
+  stuck: number | null;
   conflicts: number;
 }
 
@@ -79,7 +113,11 @@ const moved = (rate: number, before: number): boolean =>
  * change with every message on a busy service: said each time, they were read out every few
  * seconds over whatever the reader was doing.
  */
-export function statsNews(told: Told | undefined, stats: Stats): string | null {
+export function statsNews(
+  told: Told | undefined,
+  stats: Stats,
+  stuck: StuckNow | undefined,
+): string | null {
   if (!told) return announcement(stats);
   const news: string[] = [];
   const rate = stats.delivery_rate;
@@ -87,25 +125,49 @@ export function statsNews(told: Told | undefined, stats: Stats): string | null {
     const way = told.deliveryRate === null ? 'now' : rate > told.deliveryRate ? 'up to' : 'down to';
     news.push(`Delivery rate ${way} ${formatShare(rate)}`);
   }
-  const more = (now: number, before: number, one: string, many: string): void => {
+  const more = (now: number, before: number, one: string, many: string, atLeast = false): void => {
     const added = now - before;
-    if (added > 0) news.push(`${formatCount(added)} new ${added === 1 ? one : many}`);
+    if (added <= 0) return;
+    const how = atLeast ? ' or more' : '';
+    news.push(`${formatCount(added)}${how} new ${added === 1 && !atLeast ? one : many}`);
   };
-  more(stats.stuck, told.stuck, 'stuck message', 'stuck messages');
+  // Stuck now, from the stuck list: a page that came full counts at least that many.
+  if (stuck && told.stuck !== null) {
+    more(stuck.count, told.stuck, 'stuck message', 'stuck messages', stuck.more);
+  }
   more(stats.conflicts, told.conflicts, 'conflict', 'conflicts');
   return news.length > 0 ? `${news.join('; ')}.` : null;
 }
 
-/** What the reader is told after new figures: all of them when said, else only lower counts. */
-export function toldAfter(told: Told | undefined, stats: Stats, said: boolean): Told {
+/**
+ * What the reader is told after new figures: all of them when said, else only lower counts.
+ * `stuck` undefined: the stuck list has not answered yet, the count told stays as it was.
+ */
+export function toldAfter(
+  told: Told | undefined,
+  stats: Stats,
+  stuck: StuckNow | undefined,
+  said: boolean,
+): Told {
+  const stuckNow = stuck?.count ?? null;
   if (said || !told) {
-    return { deliveryRate: stats.delivery_rate, stuck: stats.stuck, conflicts: stats.conflicts };
+    return {
+      deliveryRate: stats.delivery_rate,
+      stuck: stuckNow ?? told?.stuck ?? null,
+      conflicts: stats.conflicts,
+    };
   }
-  // A count that fell (a stuck message resolved, one left the 24 hours) is the new base: one
-  // that rises again from there is news. The rate stays the one said, so a slow drift adds up.
+  // A count that fell (a stuck message resolved, a conflict's message left the 24 hours) is the
+  // new base: one that rises again from there is news. A stuck count first known now is the
+  // base too. The rate stays the one said, so a slow drift adds up.
   return {
     deliveryRate: told.deliveryRate,
-    stuck: Math.min(told.stuck, stats.stuck),
+    stuck:
+      stuckNow === null
+        ? told.stuck
+        : told.stuck === null
+          ? stuckNow
+          : Math.min(told.stuck, stuckNow),
     conflicts: Math.min(told.conflicts, stats.conflicts),
   };
 }
