@@ -3,6 +3,7 @@ import { STATUS_CODES } from 'node:http';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { Express } from 'express';
+import { ipKeyGenerator } from 'express-rate-limit';
 import type { Config } from '../config';
 import type { Logger } from '../logger';
 import { createFastServer } from './fast-server';
@@ -24,8 +25,10 @@ import { createFastServer } from './fast-server';
  *   keep-alive connection is governed by keepAliveTimeout alone, not by headersTimeout (the
  *   old advice to set headersTimeout above keepAliveTimeout predates that):
  *   test/ops/listener.test.ts checks it through a real socket.
- * - `maxConnections` (HTTP_MAX_CONNECTIONS): past it new connections are closed at once, so a
- *   flood of idle sockets cannot take the process's memory and file descriptors.
+ * - `maxConnections` (HTTP_MAX_CONNECTIONS): open connections at most, so a flood of idle
+ *   sockets cannot take the process's memory and file descriptors. Past it a newcomer is let in
+ *   only by closing a connection of the peer holding the most (see admitConnections), not by
+ *   Node's `server.maxConnections`, which drops the newcomer whoever holds the other slots.
  * - `maxOwedAnswers`: a connection that pipelines requests is cut once it is owed this many
  *   answers at once. Node answers every pipelined request it has read — a 64 KiB read holds
  *   some 1,600 small GETs — and keeps each answer, with its request and response objects, until
@@ -39,8 +42,8 @@ import { createFastServer } from './fast-server';
  *   makes a client sit through: a feed long-poll (30 s), a send through the proxy (an
  *   Application read, a second read with the project's own token when the caller's was
  *   refused it, and the create, each up to SIGNALWIRE_TIMEOUT_MS).
- * - When a connection is refused at `maxConnections`, the connections idle for
- *   `idleToFreeMs` or more (no answer owed) are closed: see freeIdleConnectionsWhenFull.
+ * - When a connection arrives at `maxConnections`, the connections idle for `idleToFreeMs` or
+ *   more (no answer owed) are closed: see freeIdleConnectionsWhenFull.
  * - `maxBodyPieces`: a request whose body arrives in more pieces is answered 400 and cut (see
  *   limitBodyPieces): Node hands each chunk of a chunked body to JavaScript on its own.
  */
@@ -117,9 +120,15 @@ export function createListener(app: Express, settings: ListenerSettings, logger?
     },
   );
   server.keepAliveTimeout = settings.keepAliveTimeoutMs;
-  server.maxConnections = settings.maxConnections;
+  // Not server.maxConnections: admitConnections holds the limit (Node's would drop newcomers
+  // before they reach it, whoever holds the other slots).
   server.timeout = settings.stalledTimeoutMs;
-  const connections = trackConnections(server);
+  const warning = logger ? warnAtConnectionLimit(settings.maxConnections, logger) : undefined;
+  const freeIdle = freeIdleConnectionsWhenFull(settings.idleToFreeMs);
+  const connections = admitConnections(server, settings, (outcome, table) => {
+    warning?.(outcome);
+    freeIdle(table);
+  });
   server.on('clientError', answerClientError);
   // Expect: 100-continue. Node's own handling (no listener) writes 100 Continue before the app
   // sees the request, so a body refused by its declared size got 100 Continue, then 413.
@@ -135,13 +144,14 @@ export function createListener(app: Express, settings: ListenerSettings, logger?
   server.on('checkExpectation', (_req: IncomingMessage, res: ServerResponse) =>
     answerWithoutApp(res, EXPECTATION_FAILED),
   );
-  freeIdleConnectionsWhenFull(server, connections, settings.idleToFreeMs);
-  if (logger) warnOnDroppedConnections(server, settings.maxConnections, logger);
   return server;
 }
 
 /** What the listener knows of one open connection. */
 interface Connection {
+  socket: Duplex;
+  /** The peer it counts against (see admitConnections). */
+  peer: Peer;
   /** Answers owed: requests handed on and not yet written out. */
   owed: number;
   /** When it last began a request or finished an answer (or connected). */
@@ -150,14 +160,175 @@ interface Connection {
   request?: IncomingMessage;
 }
 
-/** The open connections, each with its state, from 'connection' until its socket closes. */
-function trackConnections(server: Server): Map<Duplex, Connection> {
-  const connections = new Map<Duplex, Connection>();
+/** One peer's open connections, the one inactive longest first (see touch). */
+interface Peer {
+  key: string;
+  sockets: Set<Duplex>;
+}
+
+/**
+ * The open connections, each with its state, from its admission until its socket closes (or
+ * the listener closes it), grouped by peer, with the peers grouped by how many they hold so
+ * that the peer holding the most is found at once however many connections arrive.
+ */
+class ConnectionTable {
+  readonly connections = new Map<Duplex, Connection>();
+  readonly peers = new Map<string, Peer>();
+  /** Peers by the number of connections they hold (only sizes above zero). */
+  private readonly bySize = new Map<number, Set<Peer>>();
+  private largest = 0;
+
+  get size(): number {
+    return this.connections.size;
+  }
+
+  add(socket: Duplex, key: string): Connection {
+    let peer = this.peers.get(key);
+    if (!peer) {
+      peer = { key, sockets: new Set() };
+      this.peers.set(key, peer);
+    }
+    this.resize(peer, () => peer.sockets.add(socket));
+    const connection: Connection = { socket, peer, owed: 0, lastActive: performance.now() };
+    this.connections.set(socket, connection);
+    return connection;
+  }
+
+  /** Counts the connection out at once: a socket destroyed here closes only later. */
+  remove(socket: Duplex): void {
+    const connection = this.connections.get(socket);
+    if (!connection) return;
+    this.connections.delete(socket);
+    const { peer } = connection;
+    this.resize(peer, () => peer.sockets.delete(socket));
+    if (peer.sockets.size === 0) this.peers.delete(peer.key);
+  }
+
+  /** The peers holding the most connections (several when they hold as many). */
+  heaviest(): Iterable<Peer> {
+    return this.bySize.get(this.largest) ?? [];
+  }
+
+  private resize(peer: Peer, change: () => void): void {
+    const before = peer.sockets.size;
+    this.bySize.get(before)?.delete(peer);
+    if (this.bySize.get(before)?.size === 0) this.bySize.delete(before);
+    change();
+    const after = peer.sockets.size;
+    if (after > 0) {
+      let peers = this.bySize.get(after);
+      if (!peers) this.bySize.set(after, (peers = new Set()));
+      peers.add(peer);
+    }
+    // Sizes change by one: the largest is the new size, or one less once nobody holds it.
+    if (after > this.largest) this.largest = after;
+    else if (!this.bySize.has(this.largest)) this.largest = Math.max(0, this.largest - 1);
+  }
+}
+
+/** The connection's request began or its answer was written out: it is active now. */
+function touch(connection: Connection): void {
+  connection.lastActive = performance.now();
+  const { sockets } = connection.peer;
+  // Kept in order of activity, so the first that may be closed is the one inactive longest.
+  if (sockets.delete(connection.socket)) sockets.add(connection.socket);
+}
+
+/**
+ * Who a connection comes from, as the public rate limit tells clients apart
+ * (src/http/rate-limit.ts): its address, an IPv4-mapped IPv6 address as IPv4, IPv6 by /56
+ * (one host usually owns a whole prefix). The socket's own address, not X-Forwarded-For,
+ * which is not read yet: behind a load balancer its few addresses share the connections.
+ */
+function peerKey(socket: Duplex): string {
+  const address = (socket as Duplex & { remoteAddress?: string }).remoteAddress ?? '';
+  // An IPv4 client of the default `::` listener, as ipKeyGenerator reads it, without its IPv6
+  // parse (some 8 µs) on every connection a flood opens.
+  return IPV4_MAPPED.exec(address)?.[1] ?? ipKeyGenerator(address, 56);
+}
+
+const IPV4_MAPPED = /^::ffff:(\d{1,3}(?:\.\d{1,3}){3})$/i;
+
+/** What became of a connection that arrived with every slot taken. */
+type FullOutcome = 'refused' | 'made-room';
+
+/**
+ * Admits each new connection up to `maxConnections`, and past it decides, as the connection
+ * arrives, between the newcomer and the peer (remote address, IPv6 by /56) holding the most
+ * connections: when the newcomer's peer, counting the newcomer, holds fewer, one connection of
+ * the heaviest peer that may be closed (mayClose: no answer awaited, the one inactive longest)
+ * is closed and the newcomer kept; otherwise the newcomer is closed.
+ *
+ * Decided at arrival because freeing slots after refusing a newcomer does not help: Node's
+ * `server.maxConnections` drops the newcomer whoever holds the other slots, and one anonymous
+ * client holding them all — half-open connections (a request line only) reconnected the
+ * instant one is cut, or keep-alive connections each sending a request every few seconds,
+ * never idle — always took the freed slot before SignalWire's next try seconds later. Then
+ * SignalWire's signed callbacks (a new connection each) and the kubelet's probes got no answer
+ * at all for as long as it lasted. Now such a client keeps its slots only against its own
+ * newcomers: any other peer's connection takes one of them.
+ *
+ * No fixed share per peer: a single peer (a load balancer in front, TRUST_PROXY) may hold
+ * every slot while nobody else wants one, and the few peers behind a balancer share them
+ * fairly. A connection whose request is whole and awaiting its answer (a send at SignalWire,
+ * a long-poll) is never the one closed. `onFull` is told of every arrival past the limit.
+ */
+function admitConnections(
+  server: Server,
+  settings: Pick<ListenerSettings, 'maxConnections' | 'idleToFreeMs'>,
+  onFull: (outcome: FullOutcome, table: ConnectionTable) => void,
+): Map<Duplex, Connection> {
+  const table = new ConnectionTable();
   server.on('connection', (socket: Duplex) => {
-    connections.set(socket, { owed: 0, lastActive: performance.now() });
-    socket.once('close', () => connections.delete(socket));
+    const key = peerKey(socket);
+    if (table.size >= settings.maxConnections) {
+      const made = makeRoom(table, key, settings.idleToFreeMs);
+      onFull(made ? 'made-room' : 'refused', table);
+      if (!made) {
+        socket.destroy();
+        return;
+      }
+    }
+    table.add(socket, key);
+    socket.once('close', () => table.remove(socket));
   });
-  return connections;
+  return table.connections;
+}
+
+/**
+ * Closes a connection of the heaviest peer for a newcomer from peer `key` when that peer,
+ * counting the newcomer, holds fewer; false when it does not, or when the heaviest peer has
+ * no connection that may be closed.
+ */
+function makeRoom(table: ConnectionTable, key: string, idleToFreeMs: number): boolean {
+  const holding = (table.peers.get(key)?.sockets.size ?? 0) + 1;
+  const now = performance.now();
+  for (const peer of table.heaviest()) {
+    if (holding >= peer.sockets.size) return false;
+    for (const socket of peer.sockets) {
+      const connection = table.connections.get(socket)!;
+      if (!mayClose(connection, now, idleToFreeMs)) continue;
+      table.remove(socket);
+      socket.destroy();
+      return true;
+    }
+  }
+  return false;
+}
+
+/**
+ * Whether the listener may close a connection to make room: it owes no answer (an idle
+ * keep-alive connection, or one whose request headers are not complete yet), or its only
+ * request has been receiving its body for `stalledForMs` or more. Never one whose request is
+ * whole and awaiting its answer.
+ */
+function mayClose(connection: Connection, now: number, stalledForMs: number): boolean {
+  if (connection.owed === 0) return true;
+  return (
+    connection.owed === 1 &&
+    receivingBody(connection.request) &&
+    now - connection.lastActive >= stalledForMs
+  );
 }
 
 /**
@@ -175,13 +346,13 @@ function owe(
   if (connection.owed >= max) return false;
   connection.owed++;
   connection.request = req;
-  connection.lastActive = performance.now();
+  touch(connection);
   let paid = false;
   const pay = (): void => {
     if (paid) return;
     paid = true;
     connection.owed--;
-    connection.lastActive = performance.now();
+    touch(connection);
     // Not kept past its answer: an idle connection holds no request object.
     if (connection.request === req) connection.request = undefined;
   };
@@ -375,15 +546,16 @@ function answerWithoutApp(res: ServerResponse, refusal: Refusal): void {
 }
 
 /**
- * When a connection is refused at `maxConnections`, the connections that have been idle for
+ * When a connection arrives with every slot taken, the connections that have been idle for
  * `idleForMs` or more (no answer owed), or stuck that long in receiving a request body, are
  * closed, at most once a second. Otherwise one client opening thousands of keep-alive
  * connections, with one request each per keep-alive period, held every slot: the load
  * balancer's connections, SignalWire's and the kubelet's probes were refused until the client
- * left. Not every idle connection: a busy keep-alive client (the Ingress, an app's agent)
- * pauses for milliseconds between requests, and closing its connections would hand their
- * slots to whoever fills the rest. A connection that has sent nothing since it connected
- * counts as idle too (headersTimeout cuts it soon anyway).
+ * left (admitConnections now also lets another peer's newcomer in at once). Not every idle
+ * connection: a busy keep-alive client (the Ingress, an app's agent) pauses for milliseconds
+ * between requests, and closing its connections would hand their slots to whoever fills the
+ * rest. A connection that has sent nothing since it connected counts as idle too
+ * (headersTimeout cuts it soon anyway).
  *
  * A request whose body is still arriving `idleForMs` after the request began is stalled: a
  * callback (≈1 KiB) or a send (a few KiB) arrives in one go. Without this, whole headers and a
@@ -392,23 +564,21 @@ function answerWithoutApp(res: ServerResponse, refusal: Refusal): void {
  * was cut held every slot. A request whose body is in, waiting for its answer (a send at
  * SignalWire, a long-poll), is not touched, however old.
  */
-function freeIdleConnectionsWhenFull(
-  server: Server,
-  connections: Map<Duplex, Connection>,
-  idleForMs: number,
-): void {
+function freeIdleConnectionsWhenFull(idleForMs: number): (table: ConnectionTable) => void {
   // Monotonic, like lastActive: a wall clock stepped back would keep this protection off for
   // as long as the step.
   let lastFreed = -Infinity;
-  server.on('drop', () => {
+  return (table) => {
     const now = performance.now();
     if (now - lastFreed < 1_000) return;
     lastFreed = now;
-    for (const [socket, connection] of connections) {
+    for (const [socket, connection] of table.connections) {
       if (now - connection.lastActive < idleForMs) continue;
-      if (connection.owed === 0 || receivingBody(connection.request)) socket.destroy();
+      if (!mayClose(connection, now, idleForMs)) continue;
+      table.remove(socket);
+      socket.destroy();
     }
-  });
+  };
 }
 
 /** Whether a request's body is still arriving (a request without a body is whole at once). */
@@ -416,21 +586,28 @@ function receivingBody(req: IncomingMessage | undefined): boolean {
   return req !== undefined && !req.complete;
 }
 
-/** At most one line a minute, however many connections are refused. */
-function warnOnDroppedConnections(server: Server, max: number, logger: Logger): void {
-  let dropped = 0;
+/**
+ * At most one line a minute, however many connections arrive past the limit: how many were
+ * refused, and how many were let in by closing one of the heaviest peer's.
+ */
+function warnAtConnectionLimit(max: number, logger: Logger): (outcome: FullOutcome) => void {
+  let refused = 0;
+  let madeRoom = 0;
   let lastWarning = -Infinity;
-  server.on('drop', () => {
-    dropped++;
+  return (outcome) => {
+    if (outcome === 'refused') refused++;
+    else madeRoom++;
     const now = performance.now();
     if (now - lastWarning < 60_000) return;
     lastWarning = now;
     logger.warn(
-      { dropped, max_connections: max },
-      'connection limit reached: new connections are refused (HTTP_MAX_CONNECTIONS)',
+      { dropped: refused, made_room: madeRoom, max_connections: max },
+      'connection limit reached: new connections are refused, or let in by closing one of the ' +
+        'peer holding the most (HTTP_MAX_CONNECTIONS)',
     );
-    dropped = 0;
-  });
+    refused = 0;
+    madeRoom = 0;
+  };
 }
 
 /**
