@@ -215,16 +215,25 @@ export function standbyOnly(
   };
 
   /**
-   * How long ago the primary was first seen past what the standby has replayed: the age of the
-   * oldest sample above `replayed`, 0 when it has replayed every sample. Judged by position
-   * like the refusal, so an idle primary's standby is not "behind"; samples older than
-   * maxLagMs are let go, so past it the lag reads as the oldest sample's age (reads are refused
-   * by then anyway).
+   * How long ago the primary was where the standby has replayed to: found between the two
+   * samples that bracket `replayed`, in proportion to the WAL written between them (the primary
+   * passed that position at about that point of the interval), 0 when it has replayed every
+   * sample. The age of the first sample past it alone was short by up to a whole sampling
+   * interval: with only scrapes (every 30 s) asking, a standby 45 s behind read 30. Judged by
+   * position like the refusal, so an idle primary's standby is not "behind"; samples older than
+   * maxLagMs are let go, so with none at or below `replayed` left it reads the oldest sample's
+   * age (past maxLagMs: reads are refused by then anyway).
    */
   const lagSeconds = (replayed: string, now: number): number => {
     const position = lsnValue(replayed);
-    const behind = samples.find((sample) => lsnValue(sample.lsn) > position);
-    return behind === undefined ? 0 : (now - behind.at) / 1_000;
+    const after = samples.findIndex((sample) => lsnValue(sample.lsn) > position);
+    if (after === -1) return 0;
+    const next = samples[after]!;
+    const before = samples[after - 1];
+    if (before === undefined) return (now - next.at) / 1_000;
+    const written = Number(lsnValue(next.lsn) - lsnValue(before.lsn));
+    const share = Number(position - lsnValue(before.lsn)) / written;
+    return (now - (before.at + share * (next.at - before.at))) / 1_000;
   };
 
   const judge = async (client: PostgresPoolClient, now: number): Promise<string | undefined> => {
