@@ -41,6 +41,7 @@ import { createApplicationCallbacks } from './proxy/application-callback';
 import { proxyRoutes } from './proxy/proxy.routes';
 import { relayRoutes } from './relay/relays.routes';
 import type { ProxyDeps } from './proxy/proxy.service';
+import type { RedactionRetries } from './proxy/redaction-retries';
 import { statsRoutes } from './stats/stats.routes';
 import { signalWireClientFor } from './proxy/signalwire-client';
 import type { SignalWireClient } from './proxy/signalwire-client';
@@ -76,6 +77,12 @@ export interface AppDeps {
    * onCommitted. Absent: one that only polls.
    */
   feedSignal?: FeedSignal;
+  /**
+   * Retries the redactions the store could not apply at once (src/proxy/redaction-retries.ts);
+   * whoever builds the deps stops it when the app closes. Absent: such a redaction is only
+   * logged.
+   */
+  redactionRetries?: RedactionRetries;
 }
 
 const SERVICE_VERSION = (

@@ -24,6 +24,7 @@ import { createSignalWireClient, signalWireClientFor } from './proxy/signalwire-
 import { createReconciler } from './reconcile/reconcile';
 import { SHUTDOWN_STOP_WAIT_MS } from './reconcile/reconcile-worker';
 import { signalwireEgressProxy } from './signalwire/egress-proxy';
+import { createRedactionRetries } from './proxy/redaction-retries';
 import { createRelay } from './relay/relay';
 import { createRetention } from './retention/retention';
 import { startSimulator } from './simulator/simulator';
@@ -159,6 +160,12 @@ async function main(): Promise<void> {
       paused,
     },
   });
+  // Redactions the store could not apply at once, retried in the background for 15 minutes
+  // (src/proxy/redaction-retries.ts); memory only: stopped with the listeners below.
+  const redactionRetries = createRedactionRetries({
+    db,
+    logger: logger.child({ component: 'redaction-retries' }),
+  });
   const deps: AppDeps = {
     config,
     logger,
@@ -171,6 +178,7 @@ async function main(): Promise<void> {
     signalwire,
     relay,
     feedSignal,
+    redactionRetries,
   };
   const publicServer = await listen(createPublicApp(deps), config, 'PORT', logger);
   const internalServer = await listen(createInternalApp(deps), config, 'INTERNAL_PORT', logger);
@@ -201,6 +209,9 @@ async function main(): Promise<void> {
     beforeDrain: [
       async () => reconciler?.stop({ waitMs: SHUTDOWN_STOP_WAIT_MS }),
       async () => retention?.stop(),
+      // No request asks a redaction any more; one still waiting for its retry keeps its text
+      // (said at error level with the message ids, for the operator to repeat).
+      () => redactionRetries.stop(),
     ],
     closers: [
       // After the ingest drain: the relays of the last committed callbacks may still go out.

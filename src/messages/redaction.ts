@@ -34,9 +34,35 @@ export const REDACTION_STATEMENT_TIMEOUT_MS = 2_000;
  * it stored while it was on. With it off, a message that holds no text is marked `''` too, so
  * a run with it on again stores no text SignalWire sends late for it; the API, with it off,
  * shows no body for `''` (message-dto.ts).
+ *
+ * `scope` (RedactionScope) may limit it to a project's message; false when the message was
+ * not in it (nothing was changed).
  */
-export async function forgetMessageText(db: Db, messageId: string): Promise<void> {
-  await withinStatementTimeout(db, REDACTION_STATEMENT_TIMEOUT_MS, async (trx) => {
+/**
+ * Which messages a redaction may forget the text of: any (SignalWire answered that it did it),
+ * or only one that the project recorded for it is `project` — what a caller's deletion answered
+ * 404 (the message is gone, or was never that project's), or whose outcome is unknown, may
+ * erase: another project's credentials can never wipe a message's text. `orUnrecorded`: a
+ * message with no project recorded is in scope too.
+ */
+export type RedactionScope = { any: true } | { project: string; orUnrecorded: boolean };
+
+export async function forgetMessageText(
+  db: Db,
+  messageId: string,
+  scope: RedactionScope = { any: true },
+): Promise<boolean> {
+  return withinStatementTimeout(db, REDACTION_STATEMENT_TIMEOUT_MS, async (trx) => {
+    if (!('any' in scope)) {
+      const owned = await trx.executeQuery(
+        CompiledQuery.raw(
+          `SELECT 1 FROM messages
+           WHERE id = $1 AND (project_id = $2 OR ($3::boolean AND project_id IS NULL))`,
+          [messageId, scope.project, scope.orUnrecorded],
+        ),
+      );
+      if (owned.rows.length === 0) return false;
+    }
     await trx.executeQuery(
       CompiledQuery.raw(
         `UPDATE messages SET body = '', updated_at = now()
@@ -45,6 +71,7 @@ export async function forgetMessageText(db: Db, messageId: string): Promise<void
       ),
     );
     await forgetEventTexts(trx, [messageId]);
+    return true;
   });
 }
 

@@ -1,14 +1,13 @@
 import { Router } from 'express';
 import type { Request, Response } from 'express';
 import { pipeline } from 'node:stream/promises';
-import { poolTurns } from '../db/pool-turns';
 import { withTimeout } from '../db/with-timeout';
 import { loggedPath } from '../http/request-log';
-import { forgetMessageText } from '../messages/redaction';
-import { forgetRelayedText } from '../relay/relay-redaction';
+import type { RedactionScope } from '../messages/redaction';
 import { clientCallbacksFor } from '../messages/send-intents';
 import { injectedTokens, withClientCallback } from './answer-rewrite';
 import { proxyErrors } from './proxy-errors';
+import { forgetRedacted } from './redaction-retries';
 import { bodyEncoding, readRequestBody, requestFields } from './request-body';
 import { checkCaller, fail, forwardedHeaders, refuseDeclaredTooLarge } from './proxy-http';
 import type { ReadBody } from './proxy-http';
@@ -95,7 +94,7 @@ async function passThrough(
   const updated = updatedMessageId(req.method, path);
   const deleted = deletedMessageId(req.method, path);
   if (namesNativeMessage(path) || updated !== null || deleted !== null) {
-    const call = { target, path, updated, deleted, body, log, errors };
+    const call = { target, path, updated, deleted, body, log, errors, project: caller.projectId };
     await passMessageAnswer(deps, req, res, call);
     return;
   }
@@ -146,6 +145,8 @@ async function passMessageAnswer(
     body: Buffer;
     log: Record<string, unknown>;
     errors: ReturnType<typeof proxyErrors>;
+    /** The caller's project (its Basic-auth username). */
+    project: string;
   },
 ): Promise<void> {
   const result = await deps.signalwire.send({
@@ -157,6 +158,11 @@ async function passMessageAnswer(
   if (!result.ok) {
     const { failure, error: err } = result;
     deps.logger.warn({ ...call.log, err, failure }, 'SignalWire call passed through got no answer');
+    // Timed out or cut off once connected: SignalWire may have done it (unreachable: it never
+    // had the request).
+    if (failure !== 'unreachable') {
+      await forgetRedactedText(deps, req, { ...call, outcome: 'unknown' });
+    }
     fail(res, call.errors.upstream(failure, 'request'));
     return;
   }
@@ -180,7 +186,7 @@ async function passMessageAnswer(
       body = withClientCallback(body, token, callbacks.get(ref) ?? null);
     }
   }
-  await forgetRedactedText(deps, req, { ...call, status: answer.status });
+  await forgetRedactedText(deps, req, { ...call, outcome: answer.status });
   res.status(answer.status);
   for (const [name, value] of Object.entries(answer.headers)) res.setHeader(name, value);
   res.end(body);
@@ -192,6 +198,13 @@ async function passMessageAnswer(
  * caller hears that it is done; its status history stays (it was sent, and what became of it,
  * is the service's record). Also with STORE_BODY=false: what an earlier run with it on stored
  * is still here. A store that cannot do it does not hold the answer back: the log says so.
+ *
+ * So does one whose outcome is unknown (the exchange timed out or was cut off after SignalWire
+ * had the request: it may have done it, and the app asked for the erasure), unless the message
+ * is recorded as another project's; and a deletion answered 404 of a message recorded as the
+ * caller's project's — it is gone at SignalWire, typically deleted by an earlier try answered
+ * late, and the app's retry is told so. Another project's 404 (or one for a message with no
+ * project recorded) forgets nothing; every other answer (4xx, 5xx) keeps the text.
  */
 async function forgetRedactedText(
   deps: ProxyDeps,
@@ -201,52 +214,43 @@ async function forgetRedactedText(
     updated: string | null;
     deleted: string | null;
     body: Buffer;
-    status: number;
+    /** SignalWire's status, or 'unknown' when no answer came (timeout, interrupted). */
+    outcome: number | 'unknown';
+    project: string;
     log: Record<string, unknown>;
   },
 ): Promise<void> {
   const { db } = deps;
-  if (!db || call.status < 200 || call.status >= 300) return;
+  if (!db) return;
+  const { outcome } = call;
+  let scope: RedactionScope;
+  if (outcome === 'unknown') scope = { project: call.project, orUnrecorded: true };
+  else if (outcome >= 200 && outcome < 300) scope = { any: true };
+  else if (outcome === 404 && call.deleted !== null) {
+    scope = { project: call.project, orUnrecorded: false };
+  } else return;
   const emptied = call.updated !== null && emptiesText(req, call.path, call.body);
   const messageId = call.deleted ?? (emptied ? call.updated : null);
   if (messageId === null) return;
-  // The work goes on past the caller's answer (REDACTION_TURN_WAIT_MS): only its own failure
-  // is logged. Not retried, as before: the caller has SignalWire's answer all the same, and the
-  // text stays here until the message's retention ends. The error says which bound it met: no
-  // turn (ETIMEDOUT, untouched) or a held row (57014, 55P03: rolled back).
-  const work = inRedactionTurn(db, async () => {
-    await forgetMessageText(db, messageId);
-    await forgetRelayedText(db, messageId);
-  }).catch((err: unknown) => {
+  // The work goes on past the caller's answer (redaction-retries.ts REDACTION_TURN_WAIT_MS).
+  // Its failure is logged and retried in the background (createRedactionRetries) when the
+  // app has the retries; the caller has SignalWire's answer all the same. The error says which
+  // bound it met: no turn (ETIMEDOUT, untouched) or a held row (57014, 55P03: rolled back).
+  const log = { ...call.log, message_id: messageId };
+  const retries = deps.redactionRetries;
+  const work = forgetRedacted(db, messageId, scope).catch((err: unknown) => {
     deps.logger.warn(
-      { ...call.log, err, message_id: messageId },
-      'a message redacted or deleted at SignalWire keeps its text here: the store did not do it',
+      { ...log, err },
+      retries
+        ? 'a message redacted or deleted at SignalWire keeps its text here for now: the store ' +
+            'did not do it, retried in the background'
+        : 'a message redacted or deleted at SignalWire keeps its text here: the store did not do it',
     );
+    retries?.retry(messageId, scope, log);
   });
   // The caller waits for it a little, as for any write of the store, then has its answer.
   await withTimeout(work, STORE_TIMEOUT_MS, 'not done').catch(() => undefined);
 }
-
-/**
- * Turns for the redactions on a pool (db/pool-turns.ts): each is a transaction or two on one
- * message's rows, each statement bounded (REDACTION_STATEMENT_TIMEOUT_MS). Without them, apps
- * deleting a message whose rows another session held (an operator's `SELECT … FOR UPDATE` left
- * open), their clients retrying when answered late, had a dozen statements wait for that lock at
- * once and took the whole primary pool: the callbacks' commits failed. Now such a row holds two
- * connections for the statement timeout.
- *
- * The redactions after them wait for a turn for up to REDACTION_TURN_WAIT_MS, well past their
- * caller's answer (STORE_TIMEOUT_MS): SignalWire has already forgotten the text, and an app
- * purging its messages sends hundreds of deletions at once — with a short wait most of a burst
- * of 500 was given up and kept its text here. Waiting costs a closure, not a connection; only a
- * store that stays held or down for the whole wait gives one up (logged).
- */
-const REDACTION_TURN_WAIT_MS = 60_000;
-const inRedactionTurn = poolTurns({
-  atOnce: 2,
-  maxWaitMs: REDACTION_TURN_WAIT_MS,
-  what: 'a redaction',
-});
 
 /**
  * Whether an update's body empties the message's text (`body: ""`, `Body=`), read as a send's

@@ -11,6 +11,7 @@ import { withClientCallback } from './answer-rewrite';
 import type { ApplicationCallbacks } from './application-callback';
 import { proxyErrors } from './proxy-errors';
 import type { ProxyFailure } from './proxy-errors';
+import type { RedactionRetries } from './redaction-retries';
 import type { EncodedBody } from './request-body';
 import { sendEvent } from './send-event';
 import type { SendContext } from './send-event';
@@ -42,6 +43,11 @@ export interface ProxyDeps {
   intentWriteTimeoutMs?: number;
   /** The process's shutdown state: when the connections will be cut (process/shutdown.ts). */
   lifecycle?: Pick<Lifecycle, 'connectionsCutAt' | 'sends'>;
+  /**
+   * Where a redaction the store could not apply at once is retried in the background
+   * (redaction-retries.ts). Absent: it is only logged, and the text stays.
+   */
+  redactionRetries?: RedactionRetries;
 }
 
 /**

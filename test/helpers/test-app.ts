@@ -14,6 +14,8 @@ import { directRecorder } from '../../src/messages/event-recorder';
 import type { EventRecorder } from '../../src/messages/event-recorder';
 import type { RecordOptions } from '../../src/messages/record-events';
 import { createMetrics } from '../../src/metrics/metrics';
+import { createRedactionRetries } from '../../src/proxy/redaction-retries';
+import type { RedactionRetryTimings } from '../../src/proxy/redaction-retries';
 import { checkedAgainstOpenApi } from './openapi';
 import { createTestDatabase } from './test-database';
 import type { TestDatabase } from './test-database';
@@ -74,6 +76,8 @@ export async function createTestApp(
      * module graph alive in the jest worker (about 17 MB a file).
      */
     processMetrics?: boolean;
+    /** The background retries of redactions the store could not apply (shorter for a test). */
+    redactionRetryTimings?: Partial<RedactionRetryTimings>;
   } = {},
 ): Promise<TestApp> {
   const config = testConfig(env);
@@ -99,9 +103,16 @@ export async function createTestApp(
   const recorder = options.recorder
     ? options.recorder(base, database)
     : defaultRecorder(base, recordOptions);
+  // Like main.ts: stopped when the app closes.
+  const redactionRetries = createRedactionRetries({
+    db: database.db,
+    logger,
+    timings: options.redactionRetryTimings,
+  });
   const deps: AppDeps = {
     ...base,
     recorder,
+    redactionRetries,
     metrics,
     feedSignal,
     readDb: options.readDb,
@@ -115,6 +126,7 @@ export async function createTestApp(
     internalApp: checkedAgainstOpenApi(createInternalApp(deps), 'internal'),
     feedSignal,
     async close() {
+      await redactionRetries.stop();
       await feedSignal.close();
       await recorder.drain();
       await database.destroy();

@@ -10,7 +10,7 @@ import { startUpstreamTap } from '../proxy/support';
 import type { UpstreamTap } from '../proxy/support';
 
 /**
- * Redactions run in turns, two at once (pass-through.routes.ts inRedactionTurn), so that a
+ * Redactions run in turns, two at once (redaction-retries.ts inRedactionTurn), so that a
  * message row another session holds cannot take the pool. An app deleting a batch of its
  * messages at once (a privacy purge, nothing held by anyone) is legitimate load: every deletion
  * SignalWire accepted must forget the text here too, if not before its caller's answer then

@@ -1,0 +1,107 @@
+import { randomUUID } from 'node:crypto';
+import { Client } from 'pg';
+import request from 'supertest';
+import { eventually } from '../helpers/eventually';
+import { createTestApp, TEST_API_TOKEN } from '../helpers/test-app';
+import type { TestApp } from '../helpers/test-app';
+import { listen, sdkClient, startUpstreamTap } from './support';
+import type { CannedResponse, Listening, TappedRequest, UpstreamTap } from './support';
+
+/**
+ * README: "a deletion it accepts (DELETE of the message, the SDK's messages(sid).remove()) also
+ * removes the text". When the store cannot apply that redaction right then (another session
+ * holds the message's row past the redaction's statement timeout: a long transaction, a
+ * failover's stall), the caller still has its answer without waiting longer, and the redaction
+ * is retried in the background (src/proxy/redaction-retries.ts) until the row is free: the text
+ * is gone shortly after, without the app repeating anything.
+ */
+
+const PROJECT = 'ea108133-d6b3-407c-9536-9fad8a929a6a';
+const TOKEN = 'PTredactiongivenup';
+const LAML = `/api/laml/2010-04-01/Accounts/${PROJECT}`;
+
+function compatMessage(sid: string) {
+  const uri = `${LAML}/Messages/${sid}`;
+  return {
+    account_sid: PROJECT,
+    api_version: '2010-04-01',
+    body: 'my one-time code is 654321',
+    num_segments: 1,
+    num_media: 0,
+    date_created: 'Mon, 13 Aug 2018 21:38:46 +0000',
+    date_sent: null,
+    date_updated: 'Mon, 13 Aug 2018 21:38:46 +0000',
+    direction: 'outbound-api',
+    error_code: null,
+    error_message: null,
+    from: '+15551234567',
+    price: null,
+    price_unit: 'USD',
+    sid,
+    status: 'queued',
+    to: '+15557654321',
+    messaging_service_sid: null,
+    uri,
+    subresource_uris: { media: `${uri}/Media` },
+  };
+}
+
+let answer: (req: TappedRequest) => CannedResponse;
+let tap: UpstreamTap;
+let t: TestApp;
+let proxy: Listening;
+let operator: Client | undefined;
+
+beforeAll(async () => {
+  tap = await startUpstreamTap((req) => answer(req));
+  t = await createTestApp({ SIGNALWIRE_SPACE_URL: tap.url, STORE_BODY: 'true' });
+  proxy = await listen(t.internalApp);
+});
+afterAll(async () => {
+  await operator?.query('ROLLBACK').catch(() => undefined);
+  await operator?.end().catch(() => undefined);
+  await proxy.close();
+  await t.close();
+  await tap.close();
+});
+
+test('When the store is briefly unable to apply a deletion SignalWire accepted (row held 3 s), then the text is still forgotten once the store is back', async () => {
+  const sid = randomUUID();
+  const client = sdkClient(proxy.url, PROJECT, TOKEN);
+  answer = () => ({
+    status: 201,
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify(compatMessage(sid)),
+  });
+  await client.messages.create({
+    to: '+15557654321',
+    from: '+15551234567',
+    body: 'my one-time code is 654321',
+  });
+
+  // Another session holds the message's row for 3 s (a long transaction, a failover's stall).
+  operator = new Client({ connectionString: t.database.url });
+  operator.on('error', () => undefined);
+  await operator.connect();
+  await operator.query('BEGIN');
+  await operator.query('SELECT 1 FROM messages WHERE id = $1 FOR UPDATE', [sid]);
+  setTimeout(() => void operator?.query('COMMIT'), 3_000);
+
+  answer = () => ({ status: 204, body: '' });
+  // The app is told the message is deleted, no later than the store's usual wait.
+  const asked = Date.now();
+  await expect(client.messages(sid).remove()).resolves.toBe(true);
+  expect(Date.now() - asked).toBeLessThan(2_900);
+
+  // Once the row is free again, a background retry forgets the text SignalWire deleted.
+  await eventually(
+    async () => {
+      const stored = await request(t.internalApp)
+        .get(`/v1/messages/${sid}`)
+        .set('Authorization', `Bearer ${TEST_API_TOKEN}`);
+      return !JSON.stringify(stored.body).includes('one-time code');
+    },
+    'the deleted text to be forgotten here',
+    10_000,
+  );
+}, 30_000);
