@@ -15,6 +15,15 @@ import type { BatchEvent } from './record-events.repository';
 export const REDACTION_STATEMENT_TIMEOUT_MS = 2_000;
 
 /**
+ * Which messages a redaction may forget the text of: any (SignalWire answered that it did it),
+ * or only one that the project recorded for it is `project` — what a caller's deletion answered
+ * 404 (the message is gone, or was never that project's), or whose outcome is unknown, may
+ * erase: another project's credentials can never wipe a message's text. `orUnrecorded`: a
+ * message with no project recorded is in scope too.
+ */
+export type RedactionScope = { any: true } | { project: string; orUnrecorded: boolean };
+
+/**
  * A message redacted at SignalWire (native `PATCH /api/messaging/messages/{id}` or the
  * compatibility update with an empty `Body`: "the original body is overwritten and cannot be
  * recovered") loses its text here too, where STORE_BODY=true kept it: the message's `body`
@@ -38,15 +47,6 @@ export const REDACTION_STATEMENT_TIMEOUT_MS = 2_000;
  * `scope` (RedactionScope) may limit it to a project's message; false when the message was
  * not in it (nothing was changed).
  */
-/**
- * Which messages a redaction may forget the text of: any (SignalWire answered that it did it),
- * or only one that the project recorded for it is `project` — what a caller's deletion answered
- * 404 (the message is gone, or was never that project's), or whose outcome is unknown, may
- * erase: another project's credentials can never wipe a message's text. `orUnrecorded`: a
- * message with no project recorded is in scope too.
- */
-export type RedactionScope = { any: true } | { project: string; orUnrecorded: boolean };
-
 export async function forgetMessageText(
   db: Db,
   messageId: string,
