@@ -243,7 +243,7 @@ async function forgetRedactedText(
       { ...log, err },
       retries
         ? 'a message redacted or deleted at SignalWire keeps its text here for now: the store ' +
-            'did not do it, retried in the background'
+            'did not do it (retried in the background unless stopping: then logged at error)'
         : 'a message redacted or deleted at SignalWire keeps its text here: the store did not do it',
     );
     retries?.retry(messageId, scope, log);

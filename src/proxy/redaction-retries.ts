@@ -157,7 +157,17 @@ export function createRedactionRetries({
 
   return {
     retry(messageId, scope, log = {}) {
-      if (stopped || pending.has(messageId)) return;
+      if (pending.has(messageId)) return;
+      if (stopped) {
+        // A redaction that was still under way when the retries stopped (shutdown): stop() could
+        // not name it, so it is named here.
+        logger.error(
+          { ...log, message_id: messageId },
+          'stopping: a message redacted or deleted at SignalWire keeps its text here, its ' +
+            'redaction not done (repeat the deletion or redaction)',
+        );
+        return;
+      }
       if (pending.size >= maxPending) {
         logger.error(
           { ...log, message_id: messageId, pending: pending.size },
