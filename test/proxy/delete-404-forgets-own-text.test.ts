@@ -3,7 +3,7 @@ import { sql } from 'kysely';
 import request from 'supertest';
 import { createTestApp, TEST_API_TOKEN } from '../helpers/test-app';
 import type { TestApp } from '../helpers/test-app';
-import { listen, sdkClient, startUpstreamTap } from './support';
+import { listen, sdkClient, startUpstreamTap, compatMessageResource } from './support';
 import type { CannedResponse, Listening, TappedRequest, UpstreamTap } from './support';
 
 /**
@@ -18,31 +18,8 @@ const PROJECT = 'ea108133-d6b3-407c-9536-9fad8a929a6a';
 const OTHER = '0f6c3b59-6a2d-4a53-9f1e-5a6d0c7b8e21';
 const TOKEN = 'PTdelete404own';
 
-function compatMessage(sid: string) {
-  const uri = `/api/laml/2010-04-01/Accounts/${PROJECT}/Messages/${sid}`;
-  return {
-    account_sid: PROJECT,
-    api_version: '2010-04-01',
-    body: 'my one-time code is 777111',
-    num_segments: 1,
-    num_media: 0,
-    date_created: 'Mon, 13 Aug 2018 21:38:46 +0000',
-    date_sent: null,
-    date_updated: 'Mon, 13 Aug 2018 21:38:46 +0000',
-    direction: 'outbound-api',
-    error_code: null,
-    error_message: null,
-    from: '+15551234567',
-    price: null,
-    price_unit: 'USD',
-    sid,
-    status: 'queued',
-    to: '+15557654321',
-    messaging_service_sid: null,
-    uri,
-    subresource_uris: { media: `${uri}/Media` },
-  };
-}
+const compatMessage = (sid: string) =>
+  compatMessageResource(PROJECT, sid, 'my one-time code is 777111');
 
 const notFound: CannedResponse = {
   status: 404,

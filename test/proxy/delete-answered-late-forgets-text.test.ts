@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import request from 'supertest';
 import { createTestApp, TEST_API_TOKEN } from '../helpers/test-app';
 import type { TestApp } from '../helpers/test-app';
-import { listen, sdkClient } from './support';
+import { listen, sdkClient, compatMessageResource } from './support';
 import type { Listening } from './support';
 
 /**
@@ -15,33 +15,9 @@ import type { Listening } from './support';
 
 const PROJECT = 'ea108133-d6b3-407c-9536-9fad8a929a6a';
 const TOKEN = 'PTdeleteafter504';
-const LAML = `/api/laml/2010-04-01/Accounts/${PROJECT}`;
 
-function compatMessage(sid: string) {
-  const uri = `${LAML}/Messages/${sid}`;
-  return {
-    account_sid: PROJECT,
-    api_version: '2010-04-01',
-    body: 'my one-time code is 654321',
-    num_segments: 1,
-    num_media: 0,
-    date_created: 'Mon, 13 Aug 2018 21:38:46 +0000',
-    date_sent: null,
-    date_updated: 'Mon, 13 Aug 2018 21:38:46 +0000',
-    direction: 'outbound-api',
-    error_code: null,
-    error_message: null,
-    from: '+15551234567',
-    price: null,
-    price_unit: 'USD',
-    sid,
-    status: 'queued',
-    to: '+15557654321',
-    messaging_service_sid: null,
-    uri,
-    subresource_uris: { media: `${uri}/Media` },
-  };
-}
+const compatMessage = (sid: string) =>
+  compatMessageResource(PROJECT, sid, 'my one-time code is 654321');
 
 let deletes = 0;
 let created: Record<string, unknown> | undefined;

@@ -281,3 +281,33 @@ export async function startTappedProxy(
     },
   };
 }
+
+/**
+ * SignalWire's compatibility message resource for `sid` of `project`, as its create, fetch and
+ * update answer it (seeds: the Messages resource), holding `body`.
+ */
+export function compatMessageResource(project: string, sid: string, body: string) {
+  const uri = `/api/laml/2010-04-01/Accounts/${project}/Messages/${sid}`;
+  return {
+    account_sid: project,
+    api_version: '2010-04-01',
+    body,
+    num_segments: 1,
+    num_media: 0,
+    date_created: 'Mon, 13 Aug 2018 21:38:46 +0000',
+    date_sent: null,
+    date_updated: 'Mon, 13 Aug 2018 21:38:46 +0000',
+    direction: 'outbound-api',
+    error_code: null,
+    error_message: null,
+    from: '+15551234567',
+    price: null,
+    price_unit: 'USD',
+    sid,
+    status: 'queued',
+    to: '+15557654321',
+    messaging_service_sid: null,
+    uri,
+    subresource_uris: { media: `${uri}/Media` },
+  };
+}
