@@ -47,9 +47,17 @@ export function latencyBucket(ms: number): number {
  * Number.MAX_SAFE_INTEGER, found by bisection on latencyBucket itself: for whole milliseconds
  * `ms`, the number of floors ≤ ms is latencyBucket(ms) (several small buckets hold no whole
  * millisecond and share a floor). PostgreSQL's width_bucket(ms, floors) counts exactly that, so
- * SQL that buckets latencies (the stats rebuild) agrees with this code at every edge.
+ * SQL that buckets latencies (the stats rebuild) agrees with this code at every edge. Found
+ * when first asked, not at import: only the rebuild needs them, not every process's start.
  */
-export const LATENCY_BUCKET_FLOORS: readonly number[] = (() => {
+export function latencyBucketFloors(): readonly number[] {
+  bucketFloors ??= findBucketFloors();
+  return bucketFloors;
+}
+
+let bucketFloors: readonly number[] | undefined;
+
+function findBucketFloors(): number[] {
   const floors: number[] = [];
   const last = latencyBucket(Number.MAX_SAFE_INTEGER);
   for (let bucket = 1; bucket <= last; bucket++) {
@@ -64,7 +72,7 @@ export const LATENCY_BUCKET_FLOORS: readonly number[] = (() => {
     floors.push(low);
   }
   return floors;
-})();
+}
 
 /** The value a bucket stands for: 0, or the geometric middle of its range. */
 export function latencyBucketValue(bucket: number): number {

@@ -2,7 +2,7 @@ import { sql } from 'kysely';
 import type { Db } from '../db/database';
 import { IN_OUR_TRANSACTION, lastInTransaction, preparedStatement } from '../db/kysely-pool';
 import { READ_STATEMENT_TIMEOUT_MS } from '../db/read-timeout';
-import { FINAL_WITHIN_MS, LATENCY_BUCKET_FLOORS, contributionOfRow } from '../messages/rollup';
+import { FINAL_WITHIN_MS, latencyBucketFloors, contributionOfRow } from '../messages/rollup';
 import type { Api } from '../messages/statuses';
 import type { Bucket, CountRow, LatencyRow, Range, SeriesRow, StatsPlan } from './stats-summary';
 
@@ -233,7 +233,7 @@ export async function foldDeltas(db: Db): Promise<number | null> {
  * history until the end (~360 bytes each: 800 000 messages at the scale benchmark's 50 keys a
  * minute, eleven days, did not fit). A key is computed as rollup.ts's contributionOf computes
  * it, from the same whole milliseconds JavaScript reads (node-postgres truncates microseconds);
- * the latency bucket by width_bucket over LATENCY_BUCKET_FLOORS, found from latencyBucket
+ * the latency bucket by width_bucket over latencyBucketFloors, found from latencyBucket
  * itself, so no second logarithm has to agree with JavaScript's at a bucket's edge.
  *
  * The rollup lock is taken on the connection BEFORE the transaction begins, so the snapshot is
@@ -279,7 +279,7 @@ function recount(db: Db, log: (line: string) => void): Promise<{ messages: numbe
           INSERT INTO stats_minutes
           SELECT minute, api, status, error_code,
                  CASE WHEN latency_ms IS NULL THEN -1
-                      ELSE width_bucket(latency_ms, ${LATENCY_BUCKET_FLOORS}::bigint[]) END,
+                      ELSE width_bucket(latency_ms, ${latencyBucketFloors()}::bigint[]) END,
                  count(*), count(*) FILTER (WHERE conflict),
                  count(*) FILTER (WHERE latency_ms <= ${FINAL_WITHIN_MS})
           FROM facts GROUP BY 1, 2, 3, 4, 5 ORDER BY 1, 2, 3, 4, 5

@@ -3,7 +3,7 @@ import path from 'node:path';
 import { sql } from 'kysely';
 import {
   FINAL_WITHIN_MS,
-  LATENCY_BUCKET_FLOORS,
+  latencyBucketFloors,
   contributionOfRow,
   latencyBucket,
   rollupSums,
@@ -41,13 +41,13 @@ async function clearMessages(): Promise<void> {
 
 test('For every whole millisecond next to a latency bucket’s edge, PostgreSQL’s width_bucket over the floors gives the bucket latencyBucket gives', async () => {
   const values = new Set<number>([0, 1, 2, FINAL_WITHIN_MS, Number.MAX_SAFE_INTEGER]);
-  for (const floor of LATENCY_BUCKET_FLOORS) {
+  for (const floor of latencyBucketFloors()) {
     for (const near of [floor - 1, floor, floor + 1]) if (near >= 0) values.add(near);
   }
   // And what lies between the edges: spread over every order of magnitude.
   for (let i = 0; i < 5_000; i++) values.add(Math.floor(Math.pow(10, (i / 5_000) * 15)));
   const { rows } = await sql<{ ms: string; bucket: number }>`
-    SELECT ms::text, width_bucket(ms, ${LATENCY_BUCKET_FLOORS}::bigint[]) AS bucket
+    SELECT ms::text, width_bucket(ms, ${latencyBucketFloors()}::bigint[]) AS bucket
     FROM unnest(${[...values].map(String)}::bigint[]) AS ms`.execute(database.db);
   const disagreeing = rows.filter((row) => row.bucket !== latencyBucket(Number(row.ms)));
   expect(disagreeing).toEqual([]);
@@ -59,7 +59,7 @@ test('When messages of every kind are recounted, then each rollup row is what th
   // Latencies at and around bucket edges, in microseconds (node-postgres reads whole
   // milliseconds), null (not final) and negative (final through an older event).
   const latenciesUs: Array<number | null> = [null, -5_000_000, 0, 1, 999, 1_000, 1_001];
-  for (const floor of LATENCY_BUCKET_FLOORS.slice(0, 260)) {
+  for (const floor of latencyBucketFloors().slice(0, 260)) {
     for (const us of [floor * 1000 - 1, floor * 1000, floor * 1000 + 999]) latenciesUs.push(us);
   }
   latenciesUs.push(FINAL_WITHIN_MS * 1000, FINAL_WITHIN_MS * 1000 + 1_000);
