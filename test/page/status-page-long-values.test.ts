@@ -1,4 +1,4 @@
-import type { Browser, Page } from 'playwright-core';
+import type { Browser, Locator, Page } from 'playwright-core';
 import { recordEvents } from '../../src/messages/record-events';
 import { statusEvent } from '../factories';
 import { TEST_API_TOKEN, createTestApp } from '../helpers/test-app';
@@ -36,6 +36,14 @@ const OVERFLOW = `(() => {
 
 const overflow = (page: Page): Promise<{ scrollWidth: number; offenders: string[] }> =>
   page.evaluate<{ scrollWidth: number; offenders: string[] }>(OVERFLOW);
+
+/** How many lines a cell's text takes: the distinct tops of its text's boxes. */
+const lines = (cell: Locator): Promise<number> =>
+  cell.evaluate((node) => {
+    const range = node.ownerDocument.createRange();
+    range.selectNodeContents(node);
+    return new Set([...range.getClientRects()].map((box) => Math.round(box.top))).size;
+  });
 
 describeBrowser('status page with long values', () => {
   let t: TestApp;
@@ -98,6 +106,20 @@ describeBrowser('status page with long values', () => {
     await page.locator('#lookup-result .event-error').first().waitFor(UNTIL);
     expect(await page.locator('#lookup-result').textContent()).toContain(url);
     expect(await overflow(page)).toEqual({ scrollWidth: SCREEN.width, offenders: [] });
+  });
+
+  test("When a failure has an ordinary number and a long error reason, then its status and the error mix's API stay whole words on one line", async () => {
+    const failed = statusEvent('undelivered', { errorCode: '30003' });
+    await recordEvents(t.database.db, [failed]);
+    await signIn(page, server.url, TEST_API_TOKEN);
+    const row = page.locator('#failures tbody tr', { hasText: failed.messageId });
+    await row.waitFor(UNTIL);
+    const status = row.locator('td').nth(3);
+    expect(await status.textContent()).toBe('undelivered');
+    expect(await lines(status)).toBe(1);
+    const mix = page.locator('#errors tbody tr', { hasText: '30003' }).first();
+    await mix.waitFor(UNTIL);
+    expect(await lines(mix.locator('td').nth(2))).toBe(1);
   });
 
   test('When a link names a message that does not exist, then the page says so with the id set apart, as text', async () => {

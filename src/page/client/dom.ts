@@ -24,6 +24,15 @@ export function el<K extends keyof HTMLElementTagNameMap>(
   return node;
 }
 
+/**
+ * A value from a small fixed vocabulary (a status, an API) kept whole in a table cell. Cells
+ * wrap anywhere (page.css) so that an unbounded value cannot widen a table; the table then
+ * narrows short columns below their word too, and `undelivered` read as `undeliver` / `ed`.
+ */
+export function word(text: string): HTMLSpanElement {
+  return el('span', { class: 'word' }, [text]);
+}
+
 /** Fills a <table> with a header row and body rows; `empty` says so when there are none. */
 export function fillTable(
   table: HTMLTableElement,

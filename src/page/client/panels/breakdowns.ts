@@ -1,4 +1,4 @@
-import { fillTable } from '../dom';
+import { fillTable, word } from '../dom';
 import { errorRows, formatCount, statusRows } from '../view-model';
 import type { Stats } from '../wire';
 
@@ -7,7 +7,7 @@ export function renderStatuses(table: HTMLTableElement, stats: Stats): void {
   fillTable(
     table,
     ['Status', 'Messages'],
-    statusRows(stats).map((row) => [row.status, formatCount(row.count)]),
+    statusRows(stats).map((row) => [word(row.status), formatCount(row.count)]),
     'No messages yet.',
   );
 }
@@ -20,7 +20,7 @@ export function renderErrors(table: HTMLTableElement, stats: Stats): void {
     errorRows(stats).map((row) => [
       row.code,
       row.reason,
-      row.api,
+      word(row.api),
       formatCount(row.count),
       row.share,
     ]),

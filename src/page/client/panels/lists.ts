@@ -1,4 +1,4 @@
-import { el, fillTable, messageButton } from '../dom';
+import { el, fillTable, messageButton, word } from '../dom';
 import { errorSummary, formatTime, NONE } from '../view-model';
 import type { Message, Relay } from '../wire';
 
@@ -16,7 +16,7 @@ export function renderFailures(table: HTMLTableElement, messages: Message[], ope
       formatTime(m.last_event_at),
       messageButton(m.id, open),
       m.to ?? NONE,
-      m.status,
+      word(m.status),
       errorOf(m),
     ]),
     'No failures.',
@@ -28,7 +28,7 @@ export function renderStuck(table: HTMLTableElement, messages: Message[], open: 
   fillTable(
     table,
     ['Message', 'Status', 'Last event'],
-    messages.map((m) => [messageButton(m.id, open), m.status, formatTime(m.last_event_at)]),
+    messages.map((m) => [messageButton(m.id, open), word(m.status), formatTime(m.last_event_at)]),
     'No stuck messages.',
   );
 }
