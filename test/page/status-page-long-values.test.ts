@@ -108,7 +108,7 @@ describeBrowser('status page with long values', () => {
     expect(await overflow(page)).toEqual({ scrollWidth: SCREEN.width, offenders: [] });
   });
 
-  test("When a failure has an ordinary number and a long error reason, then its status and the error mix's API stay whole words on one line", async () => {
+  test("When a failure has an ordinary number and a long error reason, then its number, its status and the error mix's API stay whole on one line", async () => {
     const failed = statusEvent('undelivered', { errorCode: '30003' });
     await recordEvents(t.database.db, [failed]);
     await signIn(page, server.url, TEST_API_TOKEN);
@@ -117,6 +117,7 @@ describeBrowser('status page with long values', () => {
     const status = row.locator('td').nth(3);
     expect(await status.textContent()).toBe('undelivered');
     expect(await lines(status)).toBe(1);
+    expect(await lines(row.locator('td').nth(2))).toBe(1);
     const mix = page.locator('#errors tbody tr', { hasText: '30003' }).first();
     await mix.waitFor(UNTIL);
     expect(await lines(mix.locator('td').nth(2))).toBe(1);

@@ -33,6 +33,14 @@ export function word(text: string): HTMLSpanElement {
   return el('span', { class: 'word' }, [text]);
 }
 
+/**
+ * A phone number kept whole when it is one (E.164: at most 15 digits after the `+`); a longer
+ * value (callbacks may bring 256 characters) wraps as any other.
+ */
+export function phoneNumber(text: string): HTMLSpanElement | string {
+  return text.length <= 16 ? word(text) : text;
+}
+
 /** Fills a <table> with a header row and body rows; `empty` says so when there are none. */
 export function fillTable(
   table: HTMLTableElement,

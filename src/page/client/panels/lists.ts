@@ -1,4 +1,4 @@
-import { el, fillTable, messageButton, word } from '../dom';
+import { el, fillTable, messageButton, phoneNumber, word } from '../dom';
 import { errorSummary, formatTime, NONE } from '../view-model';
 import type { Message, Relay } from '../wire';
 
@@ -15,7 +15,7 @@ export function renderFailures(table: HTMLTableElement, messages: Message[], ope
     messages.map((m) => [
       formatTime(m.last_event_at),
       messageButton(m.id, open),
-      m.to ?? NONE,
+      m.to === null ? NONE : phoneNumber(m.to),
       word(m.status),
       errorOf(m),
     ]),
