@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import express from 'express';
-import type { Express, RequestHandler } from 'express';
+import type { Express, Request, RequestHandler } from 'express';
 import { callbackEndpoint } from './callbacks/callbacks.routes';
 import type { CallbackDeps } from './callbacks/callbacks.routes';
 import type { Config } from './config';
@@ -31,7 +31,7 @@ import type { Logger } from './logger';
 import type { EventRecorder } from './messages/event-recorder';
 import { messageRoutes } from './messages/messages.routes';
 import type { Api } from './messages/statuses';
-import type { ListenerName, Metrics } from './metrics/metrics';
+import type { ListenerName, Metrics, Sender } from './metrics/metrics';
 import { ingestLatency, metricsRoutes } from './metrics/metrics.routes';
 import { registerQueryReadMetrics } from './metrics/metrics';
 import { buildApiDocument } from './openapi/api-document';
@@ -122,9 +122,19 @@ function baseApp(deps: AppDeps, first?: RequestHandler): Express {
   return app;
 }
 
-function finish(app: Express, deps: AppDeps, listener: ListenerName): Express {
+/** `senderOf`: who sent a request answered 5xx, for http_server_errors_total's `sender`. */
+function finish(
+  app: Express,
+  deps: AppDeps,
+  listener: ListenerName,
+  senderOf: (req: Request) => Sender,
+): Express {
   app.use(notFoundHandler());
-  app.use(errorHandler(deps.logger, () => deps.metrics?.onServerError(listener)));
+  app.use(
+    errorHandler(deps.logger, (_status, req) =>
+      deps.metrics?.onServerError(listener, senderOf(req)),
+    ),
+  );
   return app;
 }
 
@@ -165,7 +175,9 @@ export function createPublicApp(deps: AppDeps): Express {
   // A callback's answer is never cached or revalidated: no ETag (a hash per response).
   app.set('etag', false);
   app.use(limit);
-  return finish(app, deps, 'public');
+  // An anonymous client's 503s (a large body refused for the budget it holds) are its own, apart
+  // from SignalWire's: SwStatusServerErrors reads sender="authenticated".
+  return finish(app, deps, 'public', (req) => authFailures.sender(req));
 }
 
 /** Internal listener: the send proxy, the query API and metrics. */
@@ -271,7 +283,8 @@ export function createInternalApp(deps: AppDeps): Express {
   app.use(statsRoutes({ db: readDb, clock: deps.clock, reads }));
   // Last: a documented /v1 path asked with a method it does not take.
   app.use(methodNotAllowed(documentedRoutes(document, '/v1')));
-  return finish(app, deps, 'internal');
+  // Reached only from inside the cluster (DESIGN §1): no anonymous internet client.
+  return finish(app, deps, 'internal', () => 'authenticated');
 }
 
 function quarterOfPool(config: Config): number {

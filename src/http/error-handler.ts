@@ -1,4 +1,4 @@
-import type { ErrorRequestHandler, RequestHandler } from 'express';
+import type { ErrorRequestHandler, Request, RequestHandler } from 'express';
 import { ZodError } from 'zod';
 import { isDatabaseUnavailable } from '../db/database-unavailable';
 import { sqlState } from '../db/write-failure';
@@ -37,7 +37,7 @@ const UNSTORABLE_TEXT_SQLSTATES = new Set(['22021', '22P05']);
  */
 export function errorHandler(
   logger: Logger,
-  onServerError?: (status: number) => void,
+  onServerError?: (status: number, req: Request) => void,
 ): ErrorRequestHandler {
   return (err: unknown, req, res, _next) => {
     const databaseDown = databaseUnavailable(err);
@@ -54,7 +54,7 @@ export function errorHandler(
       res.destroy();
       return;
     }
-    if (status >= 500) onServerError?.(status);
+    if (status >= 500) onServerError?.(status, req);
     if (headers) res.set(headers);
     res.status(status).json(body);
   };

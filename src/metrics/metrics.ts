@@ -63,10 +63,12 @@ export interface Metrics {
   /** A spooled event the write refused at replay (the group-commit recorder's onReplayRefused). */
   onSpoolReplayRefused(outcome: string): void;
   /**
-   * The service answered a request with a 5xx of its own, by listener: the error handler's, and
-   * the send proxy's own 502/504/500 (proxy-http.ts fail()), not SignalWire's 5xx it relays.
+   * The service answered a request with a 5xx of its own, by listener and sender: the error
+   * handler's, and the send proxy's own 502/504/500 (proxy-http.ts fail()), not SignalWire's 5xx
+   * it relays. On the internal listener the sender is always `authenticated`: it is reached
+   * only from inside the cluster (DESIGN §1), never by an anonymous internet client.
    */
-  onServerError(listener: ListenerName): void;
+  onServerError(listener: ListenerName, sender: Sender): void;
   /**
    * What /readyz just answered: sets the readiness gauge, counts changes (flapping), and what it
    * found of the database (absent while draining, when it is not asked).
@@ -152,15 +154,21 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
   // Rare, and each one matters: served from 0 so the dashboard's panel has a series to show.
   for (const api of ['cxml', 'native'] as const) unrecorded.inc({ api }, 0);
 
-  // For the dashboards and alerts in k8s/components/monitoring: both start at 0, so a rate()
-  // over them exists before the first error and an alert on them is never silently empty.
+  // For the dashboards and alerts in k8s/components/monitoring: every series starts at 0, so a
+  // rate() over them exists before the first error and an alert on them is never silently
+  // empty. `sender` as on the callback metrics: anyone can reach the public listener, and an
+  // anonymous client's own 503s (a large body refused for the budget it holds) must not page
+  // anyone; SwStatusServerErrors reads sender="authenticated". The internal listener is reached
+  // only from inside the cluster: its 5xx are all `authenticated`.
   const serverErrors = new Counter({
     name: name('http_server_errors_total'),
-    help: 'Answers with a 5xx status of the service itself, by listener: the send proxy’s own 502/504 (SignalWire unreachable, no answer in time) included; not SignalWire’s 5xx it relays, nor a shutting-down replica’s 503 to a send',
-    labelNames: ['listener'] as const,
+    help: 'Answers with a 5xx status of the service itself, by listener and sender (authenticated: token or signature verified, or its address lately, and every internal-listener request; unverified): the send proxy’s own 502/504 (SignalWire unreachable, no answer in time) included; not SignalWire’s 5xx it relays, nor a shutting-down replica’s 503 to a send',
+    labelNames: ['listener', 'sender'] as const,
     registers,
   });
-  for (const listener of ['public', 'internal'] as const) serverErrors.inc({ listener }, 0);
+  serverErrors.inc({ listener: 'public', sender: 'authenticated' }, 0);
+  serverErrors.inc({ listener: 'public', sender: 'unverified' }, 0);
+  serverErrors.inc({ listener: 'internal', sender: 'authenticated' }, 0);
   const ready = new Gauge({
     name: name('ready'),
     help: 'What /readyz last answered: 1 ready, 0 not (draining, database or schema not usable)',
@@ -260,8 +268,8 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
     onSpoolReplayRefused(outcome) {
       replayRefused.inc({ outcome });
     },
-    onServerError(listener) {
-      serverErrors.inc({ listener });
+    onServerError(listener, sender) {
+      serverErrors.inc({ listener, sender });
     },
     observeReadiness(isReady, database) {
       ready.set(isReady ? 1 : 0);

@@ -81,7 +81,7 @@ export function proxyRoutes(deps: ProxyRouteDeps): Router {
   const { metrics } = deps;
   router.use(
     PROXY_PREFIXES,
-    countingServerErrors(metrics && (() => metrics.onServerError('internal'))),
+    countingServerErrors(metrics && (() => metrics.onServerError('internal', 'authenticated'))),
   );
   // Raw bytes, read only once the cheap checks passed: the body is parsed here so that a
   // parse failure is answered in the API's shape and only after the credentials were checked.

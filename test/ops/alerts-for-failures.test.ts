@@ -45,11 +45,15 @@ function healthy(minutes: number): Series[] {
       values: `0+100x${minutes}`,
     },
     {
-      series: `sw_status_http_server_errors_total{${pod0},listener="public"}`,
+      series: `sw_status_http_server_errors_total{${pod0},listener="public",sender="authenticated"}`,
       values: `0x${minutes}`,
     },
     {
-      series: `sw_status_http_server_errors_total{${pod0},listener="internal"}`,
+      series: `sw_status_http_server_errors_total{${pod0},listener="public",sender="unverified"}`,
+      values: `0x${minutes}`,
+    },
+    {
+      series: `sw_status_http_server_errors_total{${pod0},listener="internal",sender="authenticated"}`,
       values: `0x${minutes}`,
     },
     { series: `sw_status_relay_dead{${pod0}}`, values: `0x${minutes}` },

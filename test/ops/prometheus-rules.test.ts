@@ -451,6 +451,54 @@ test('When SignalWire’s callbacks are answered 5xx, then SwStatusCallbackServe
   ]);
 });
 
+test('When SignalWire’s callbacks or the cluster’s clients get the service’s own 5xx, then SwStatusServerErrors fires; an anonymous client’s own 503s on the public listener, however many, do not', async () => {
+  // Answered 5xx, by `<listener> <sender>`: the counter's increase each minute.
+  const errors = (perSeries: Record<string, string>) =>
+    Object.entries(perSeries).map(([key, values]) => {
+      const [listener, sender] = key.split(' ');
+      return {
+        series: `sw_status_http_server_errors_total{${ns},pod="sw-status-0",listener="${listener}",sender="${sender}"}`,
+        values,
+      };
+    });
+  const warningAt = (eval_time: string, listener: string) => ({
+    eval_time,
+    alertname: 'SwStatusServerErrors',
+    exp_alerts: [{ exp_labels: { severity: 'warning', namespace: 'sw-status', listener } }],
+  });
+  await expectPromtoolTestPasses('server-errors', [
+    // An anonymous client holds the large-body budget for 40 minutes: 600 of its own requests
+    // a minute are refused 503 unread. SignalWire's callbacks and the internal listener get none.
+    everyMinute(
+      errors({
+        'public unverified': '0+600x40',
+        'public authenticated': '0x40',
+        'internal authenticated': '0x40',
+      }),
+      [silentAt('30m', 'SwStatusServerErrors')],
+    ),
+    // From minute 10, SignalWire's callbacks get 503 (the group commit's queue full), 10 a
+    // minute, beside the same anonymous flood.
+    everyMinute(
+      errors({
+        'public unverified': '0+600x40',
+        'public authenticated': '0x10 0+10x30',
+        'internal authenticated': '0x40',
+      }),
+      [silentAt('9m', 'SwStatusServerErrors'), warningAt('30m', 'public')],
+    ),
+    // From minute 10, the send proxy answers its own 502 (SignalWire unreachable).
+    everyMinute(
+      errors({
+        'public unverified': '0x40',
+        'public authenticated': '0x40',
+        'internal authenticated': '0x10 0+10x30',
+      }),
+      [silentAt('9m', 'SwStatusServerErrors'), warningAt('30m', 'internal')],
+    ),
+  ]);
+});
+
 test('When a carrier without delivery receipts leaves a few SMS stuck every hour, then SwStatusStuckMessagesGrowing stays silent; when many go stuck, or callbacks stop, it fires', async () => {
   const finals = (pod: string) =>
     `sw_status_callbacks_total{${ns},pod="${pod}",api="cxml",status="delivered",outcome="recorded"}`;

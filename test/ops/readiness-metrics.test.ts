@@ -49,19 +49,23 @@ test('When /readyz changes its answer, then sw_status_ready follows it and each 
   expect(sample(text, 'sw_status_readiness_changes_total')).toBe(2);
 });
 
-test('When the service answers a 5xx of its own, then it is counted by listener, from 0', async () => {
+test('When the service answers a 5xx of its own, then it is counted by listener and sender, from 0', async () => {
   const { app, db } = await withUnreachableDatabase();
+  const errors = (text: string, listener: string, sender: string) =>
+    sample(text, 'sw_status_http_server_errors_total', { listener, sender });
   try {
     let text = await scrape(app);
-    expect(sample(text, 'sw_status_http_server_errors_total', { listener: 'public' })).toBe(0);
-    expect(sample(text, 'sw_status_http_server_errors_total', { listener: 'internal' })).toBe(0);
+    expect(errors(text, 'public', 'authenticated')).toBe(0);
+    expect(errors(text, 'public', 'unverified')).toBe(0);
+    expect(errors(text, 'internal', 'authenticated')).toBe(0);
     await request(app)
       .get('/v1/stats')
       .set('Authorization', `Bearer ${TEST_API_TOKEN}`)
       .expect(503);
     text = await scrape(app);
-    expect(sample(text, 'sw_status_http_server_errors_total', { listener: 'internal' })).toBe(1);
-    expect(sample(text, 'sw_status_http_server_errors_total', { listener: 'public' })).toBe(0);
+    expect(errors(text, 'internal', 'authenticated')).toBe(1);
+    expect(errors(text, 'public', 'authenticated')).toBe(0);
+    expect(errors(text, 'public', 'unverified')).toBe(0);
   } finally {
     await db.destroy();
   }

@@ -21,6 +21,7 @@ const COMPAT_CREATE = `/api/laml/2010-04-01/Accounts/${PROJECT}/Messages.json`;
 const serverErrors = async (t: TestApp) =>
   sample(await scrape(t.internalApp), 'sw_status_http_server_errors_total', {
     listener: 'internal',
+    sender: 'authenticated',
   });
 
 const compatCreate = (t: TestApp) =>
@@ -37,7 +38,7 @@ describe('SignalWire unreachable', () => {
   });
   afterAll(() => t.close());
 
-  test('When the send proxy answers its own 502 (SignalWire unreachable), then sw_status_http_server_errors_total{listener="internal"} counts it', async () => {
+  test('When the send proxy answers its own 502 (SignalWire unreachable), then sw_status_http_server_errors_total{listener="internal",sender="authenticated"} counts it', async () => {
     expect(await serverErrors(t)).toBe(0);
 
     const res = await compatCreate(t);
@@ -52,8 +53,17 @@ describe('SignalWire unreachable', () => {
       }),
     ).toBe(1);
     // ...and so did the service's own-5xx counter, the one SwStatusServerErrors reads.
-    expect(sample(text, 'sw_status_http_server_errors_total', { listener: 'internal' })).toBe(1);
-    expect(sample(text, 'sw_status_http_server_errors_total', { listener: 'public' })).toBe(0);
+    expect(
+      sample(text, 'sw_status_http_server_errors_total', {
+        listener: 'internal',
+        sender: 'authenticated',
+      }),
+    ).toBe(1);
+    for (const sender of ['authenticated', 'unverified']) {
+      expect(
+        sample(text, 'sw_status_http_server_errors_total', { listener: 'public', sender }),
+      ).toBe(0);
+    }
   });
 
   test('When a call passed through gets the proxy’s own 502, then it is counted too', async () => {
@@ -108,9 +118,12 @@ describe('SignalWire slow, failing, or the replica shutting down', () => {
         status: '500',
       }),
     ).toBe(1);
-    expect(sample(text, 'sw_status_http_server_errors_total', { listener: 'internal' })).toBe(
-      before,
-    );
+    expect(
+      sample(text, 'sw_status_http_server_errors_total', {
+        listener: 'internal',
+        sender: 'authenticated',
+      }),
+    ).toBe(before);
   });
 
   test('When the replica is shutting down and refuses a send 503 (retry elsewhere), then it is not counted', async () => {
