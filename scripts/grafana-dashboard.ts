@@ -105,22 +105,24 @@ export const ROWS: RowSpec[] = [
       {
         title: 'Server errors (5xx) and refused callbacks',
         description:
-          'Answers with a 5xx of the service itself, by listener, and callbacks refused with 5xx or 429 (the public rate limit, per client address and replica): SignalWire tries a callback only three times.',
+          'Answers with a 5xx of the service itself, by listener and sender, and callbacks refused with 5xx or 429 (the public rate limit, per client address and replica), by sender: SignalWire tries a callback only three times. authenticated: SignalWire (token or signature verified, or its address lately) and, on the internal listener, the cluster; unverified: anyone else on the public listener (e.g. 503s to a client holding the large-body budget), which pages no one.',
         unit: 'reqps',
         targets: [
           {
-            expr: `sum by (listener) (rate(sw_status_http_server_errors_total{${NS}}[${RATE}]))`,
-            legend: '{{listener}}',
+            // Split by sender as SwStatusServerErrors reads it (sender="authenticated"), so an
+            // anonymous client's own 503s are not read as the service failing SignalWire.
+            expr: `sum by (listener, sender) (rate(sw_status_http_server_errors_total{${NS}}[${RATE}]))`,
+            legend: '{{listener}} 5xx ({{sender}})',
           },
           {
-            expr: `sum(rate(sw_status_ingest_duration_seconds_count{${NS}, code=~"5.."}[${RATE}]))`,
-            legend: 'callbacks answered 5xx',
+            expr: `sum by (sender) (rate(sw_status_ingest_duration_seconds_count{${NS}, code=~"5.."}[${RATE}]))`,
+            legend: 'callbacks answered 5xx ({{sender}})',
           },
           {
             // Refused before the route, so in neither callbacks_total nor the 5xx: a 429 is a
             // callback SignalWire retries only three times, like a 5xx.
-            expr: `sum(rate(sw_status_rate_limited_total{${NS}, limiter="public"}[${RATE}]))`,
-            legend: 'callbacks answered 429 (RATE_LIMIT_PUBLIC_PER_MINUTE)',
+            expr: `sum by (sender) (rate(sw_status_rate_limited_total{${NS}, limiter="public"}[${RATE}]))`,
+            legend: 'callbacks answered 429 (RATE_LIMIT_PUBLIC_PER_MINUTE, {{sender}})',
           },
           {
             // An address past RATE_LIMIT_PUBLIC_AUTH_FAILURES_PER_MINUTE: forged callbacks,
