@@ -1,18 +1,15 @@
 import { randomUUID } from 'node:crypto';
-import net from 'node:net';
-import type { AddressInfo } from 'node:net';
-import type { Server } from 'node:http';
 import type { Express } from 'express';
 import request from 'supertest';
 import { createInternalApp, createPublicApp } from '../../src/app';
 import type { AppDeps } from '../../src/app';
-import { createListener, listenerSettings } from '../../src/http/listener';
 import { createMetrics } from '../../src/metrics/metrics';
 import { signJsonBody } from '../../src/signalwire/signing';
 import { nativeFields } from '../helpers/callbacks';
 import { TEST_PUBLIC_BASE_URL, TEST_SIGNING_KEY, createTestApp } from '../helpers/test-app';
 import type { TestApp } from '../helpers/test-app';
 import { exchangeRaw } from '../helpers/raw-http';
+import { withBodyBudgetHeld } from './body-budget-held';
 
 /**
  * k8s/components/monitoring/prometheusrule.yaml pages (severity: critical) on two ratios over
@@ -99,23 +96,7 @@ test('When an anonymous client goes past RATE_LIMIT_PUBLIC_PER_MINUTE on any pat
 });
 
 test('When an anonymous client holds the large-body budget and gets 503s, then SwStatusCallbackServerErrors’s ratio stays under 1 %: SignalWire’s callbacks were all stored', async () => {
-  const metrics = createMetrics({ processMetrics: false });
-  // A budget of one large body (the real one is 256 such bodies: 256 stalled sockets).
-  const deps = { ...t.deps, metrics, bodyBytesInFlight: 64 * 1024 } as AppDeps;
-  const pub = createPublicApp(deps);
-  const internal = createInternalApp(deps);
-  const server: Server = createListener(pub, listenerSettings(t.config));
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-  const stalled = net.connect(port, '127.0.0.1', () =>
-    stalled.write(
-      'POST /callbacks/native HTTP/1.1\r\nHost: hooks.example.com\r\nX-Forwarded-For: 203.0.113.77\r\n' +
-        'Content-Type: application/json\r\nX-SignalWire-Signature: forged\r\nContent-Length: 65536\r\n\r\n{',
-    ),
-  );
-  stalled.on('error', () => undefined);
-  try {
-    await new Promise((resolve) => setTimeout(resolve, 300));
+  const text = await withBodyBudgetHeld(t, '203.0.113.77', async (port) => {
     // SignalWire: 10 genuine signed callbacks, all stored.
     for (let i = 0; i < 10; i++) {
       const { body, signature } = signedNative(randomUUID());
@@ -137,12 +118,7 @@ test('When an anonymous client holds the large-body budget and gets 503s, then S
           `Content-Length: ${junk.length}\r\n\r\n${junk}`,
       );
     }
-  } finally {
-    stalled.destroy();
-    server.closeAllConnections();
-    await new Promise((resolve) => server.close(resolve));
-  }
-  const text = (await request(internal).get('/metrics')).text;
+  });
   const fivexx = sum(text, AUTHENTICATED_5XX);
   const callbacks = sum(text, AUTHENTICATED_COUNT);
   expect(callbacks).toBe(10);

@@ -1,19 +1,11 @@
 import { randomUUID } from 'node:crypto';
-import net from 'node:net';
-import type { AddressInfo } from 'node:net';
-import type { Server } from 'node:http';
-import type { Express } from 'express';
-import request from 'supertest';
-import { createInternalApp, createPublicApp } from '../../src/app';
-import type { AppDeps } from '../../src/app';
-import { createListener, listenerSettings } from '../../src/http/listener';
-import { createMetrics } from '../../src/metrics/metrics';
 import { signJsonBody } from '../../src/signalwire/signing';
 import { nativeFields } from '../helpers/callbacks';
 import { exchangeRaw } from '../helpers/raw-http';
 import { TEST_PUBLIC_BASE_URL, TEST_SIGNING_KEY, createTestApp } from '../helpers/test-app';
 import type { TestApp } from '../helpers/test-app';
 import { alertRules } from './alert-rules';
+import { withBodyBudgetHeld } from './body-budget-held';
 import { sample } from './scrape';
 
 /**
@@ -22,8 +14,7 @@ import { sample } from './scrape';
  * Anyone can reach the public listener: an anonymous client holding the large-body budget gets
  * its own requests refused 503 unread, which must not count in what the rule reads; SignalWire's
  * callback refused the same way must. Each scenario runs the real public app on a real socket
- * (the budget's 503 is answered while the body is still arriving) with a fresh registry, so
- * every counter's value is its increase.
+ * (withBodyBudgetHeld) with a fresh registry, so every counter's value is its increase.
  */
 
 let t: TestApp;
@@ -87,40 +78,9 @@ function callback(port: number, address: string, body: string, signature: string
   );
 }
 
-/**
- * The real public listener with a budget of one large body, held by an anonymous client's
- * stalled request for as long as `during` runs; then the internal app's /metrics.
- */
-async function withBudgetHeld(during: (port: number) => Promise<void>): Promise<string> {
-  const metrics = createMetrics({ processMetrics: false });
-  // A budget of one large body (the real one is 256 such bodies: 256 stalled sockets).
-  const deps = { ...t.deps, metrics, bodyBytesInFlight: 64 * 1024 } as AppDeps;
-  const pub: Express = createPublicApp(deps);
-  const internal = createInternalApp(deps);
-  const server: Server = createListener(pub, listenerSettings(t.config));
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-  const stalled = net.connect(port, '127.0.0.1', () =>
-    stalled.write(
-      `POST /callbacks/native HTTP/1.1\r\nHost: hooks.example.com\r\nX-Forwarded-For: ${ANONYMOUS}\r\n` +
-        'Content-Type: application/json\r\nX-SignalWire-Signature: forged\r\nContent-Length: 65536\r\n\r\n{',
-    ),
-  );
-  stalled.on('error', () => undefined);
-  try {
-    await new Promise((resolve) => setTimeout(resolve, 300));
-    await during(port);
-  } finally {
-    stalled.destroy();
-    server.closeAllConnections();
-    await new Promise((resolve) => server.close(resolve));
-  }
-  return (await request(internal).get('/metrics')).text;
-}
-
 test('When an anonymous client holding the large-body budget gets its own requests refused 503, then they count as sender="unverified", not in what SwStatusServerErrors reads', async () => {
   const junk = `{"x":"${'y'.repeat(20_000)}"}`;
-  const text = await withBudgetHeld(async (port) => {
+  const text = await withBodyBudgetHeld(t, ANONYMOUS, async (port) => {
     for (let i = 0; i < 5; i++) {
       expect((await callback(port, ANONYMOUS, junk, 'forged')).status).toBe(503);
     }
@@ -131,7 +91,7 @@ test('When an anonymous client holding the large-body budget gets its own reques
 });
 
 test('When SignalWire’s own large callback is refused 503 for the budget, then it counts as sender="authenticated", in what SwStatusServerErrors reads', async () => {
-  const text = await withBudgetHeld(async (port) => {
+  const text = await withBodyBudgetHeld(t, ANONYMOUS, async (port) => {
     // SignalWire's address authenticates a callback, as it does every minute it has traffic...
     const small = signedNative();
     expect((await callback(port, SIGNALWIRE, small.body, small.signature)).status).toBe(200);
