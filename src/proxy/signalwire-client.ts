@@ -75,7 +75,8 @@ export interface SignalWireClient {
   send(request: UpstreamRequest): Promise<UpstreamResult<Buffer>>;
   /**
    * Any other call: the answer's bytes as they come (a message list can be megabytes). The
-   * timeout bounds the wait for the status line and then each silence within the body.
+   * timeout bounds the wait for the status line and then each silence of SignalWire's within
+   * the body, not a pause of the reader's (see cutWhenSilent).
    */
   forward(request: UpstreamRequest): Promise<UpstreamResult<Readable>>;
 }
@@ -234,11 +235,27 @@ export function createSignalWireClient(options: SignalWireClientOptions): Signal
     // Its bytes pass as they came, so their coding (should a server ignore `identity`) too.
     forward: (request) =>
       exchange(request, [...RETURNED_HEADERS, 'content-encoding'], async (res, req) => {
-        // From here the caller is streamed to: a stalled body ends the exchange.
-        req.setTimeout(timeoutMs, () => req.destroy(new Error(`no data for ${timeoutMs} ms`)));
+        cutWhenSilent(req, res, timeoutMs);
         return res;
       }),
   };
+}
+
+/**
+ * From here the caller is streamed to: SignalWire silent for `ms` while its body is being read
+ * ends the exchange. The socket's idle timer measures that, but only while the answer flows:
+ * a caller reading slowly has pipeline pause it (back-pressure), and then no byte arrives
+ * because we stopped reading, not because SignalWire stalled. Counted, it cut off a 16 MiB
+ * list whose caller paused past SIGNALWIRE_TIMEOUT_MS once the socket buffers between were
+ * full. A caller that never reads again still holds the exchange only until the listener's
+ * stalledTimeoutMs (src/http/listener.ts) cuts its connection, on which nothing moves either
+ * way: that ends the pipeline, which destroys this answer and its socket.
+ */
+function cutWhenSilent(req: ClientRequest, res: IncomingMessage, ms: number): void {
+  req.setTimeout(ms, () => req.destroy(new Error(`no data for ${ms} ms`)));
+  // setTimeout re-arms the idle timer from now; 0 stops it. Neither adds a listener.
+  res.on('pause', () => req.setTimeout(0));
+  res.on('resume', () => req.setTimeout(ms));
 }
 
 /**
