@@ -89,6 +89,9 @@ export interface RunningSimulator extends Simulator {
 }
 
 const COMPAT_PREFIXES = ['/api/laml/2010-04-01', '/2010-04-01'];
+
+/** The native API's paths answer in its errors shape; the rest in the compatibility one. */
+const isNativePath = (path: string): boolean => path.toLowerCase().startsWith('/api/messaging');
 // A sender is needed when a request names only a MessagingServiceSid: the simulated number
 // group always picks this number.
 const NUMBER_GROUP_SENDER = '+15550100001';
@@ -289,8 +292,28 @@ export function createSimulator(options: SimulatorOptions = {}): Simulator {
     }
     next();
   });
+  // A path whose percent-escapes do not decode (`…/Messages/%E0%A4%A.json`) names no resource:
+  // refused as such, in the API's shape, before its body is read. Left to the router, the
+  // failed decoding of a parameter reached the error handler below as if the body were at fault.
+  app.use((req, res, next) => {
+    try {
+      decodeURIComponent(req.path);
+    } catch {
+      const message = `The request path ${req.path} is not valid percent-encoding`;
+      fail(
+        res,
+        isNativePath(req.path)
+          ? nativeError(400, 'invalid_request_error', 'invalid_parameter', message)
+          : compatError(400, COMPAT_CODES.invalidArgument, message),
+      );
+      return;
+    }
+    next();
+  });
   app.use(express.urlencoded({ extended: false, limit: '1mb' }));
-  app.use(express.json({ limit: '1mb' }));
+  // Not strict: any JSON text parses, so that a native create of `null` or `"x"` is refused by
+  // the create's own rules (422 "must be a JSON object", as `[]` is), not as unparsable.
+  app.use(express.json({ limit: '1mb', strict: false }));
 
   const compatCreate = (req: Request, res: Response): void => {
     const projectId = compatProject(req, res);
@@ -496,7 +519,7 @@ export function createSimulator(options: SimulatorOptions = {}): Simulator {
   // shape, as SignalWire answers a resource it does not know, so that a SignalWire client
   // pointed at the local stack reports a 404 rather than failing on Express's HTML page.
   app.use((req: Request, res: Response) => {
-    if (req.path.toLowerCase().startsWith('/api/messaging')) {
+    if (isNativePath(req.path)) {
       fail(
         res,
         nativeError(
@@ -519,7 +542,7 @@ export function createSimulator(options: SimulatorOptions = {}): Simulator {
     const code = typeof status === 'number' && status >= 400 && status < 500 ? status : 500;
     const message = code === 500 ? 'Internal error' : 'The request body could not be parsed';
     if (code === 500) logger.error({ err }, 'simulator request failed');
-    if (req.path.startsWith('/api/messaging')) {
+    if (isNativePath(req.path)) {
       fail(res, nativeError(code, 'invalid_request_error', 'invalid_parameter', message));
     } else {
       fail(res, compatError(code, COMPAT_CODES.invalidArgument, message));

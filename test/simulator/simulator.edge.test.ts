@@ -68,6 +68,22 @@ test('When a native path is not served, then the answer is 404 in the native err
   });
 });
 
+test.each([
+  [`/api/laml/2010-04-01/Accounts/${PROJECT}/Messages/%E0%A4%A.json`, 'compatibility'],
+  ['/api/messaging/logs/%E0%A4%A', 'native'],
+])(
+  'When a lookup path %s has a malformed percent-escape, then the answer is a 400 in the %s shape naming the path, not the body',
+  async (path, api) => {
+    const res = await fetch(`${sim.url}${path}`, { headers: { Authorization: AUTH } });
+    expect(res.status).toBe(400);
+    const body = (await res.json()) as { message?: string; errors?: Array<{ message: string }> };
+    const message = api === 'native' ? body.errors?.[0]?.message : body.message;
+    expect(message).toBe(`The request path ${path} is not valid percent-encoding`);
+    if (api === 'compatibility') expect(body).toMatchObject({ code: 10000, status: 400 });
+    else expect(body.errors?.[0]).toMatchObject({ type: 'invalid_request_error' });
+  },
+);
+
 test('When the simulator logs a status callback it delivered or dropped, then the callback token in its URL is masked', async () => {
   const lines: string[] = [];
   const logger = pino({ level: 'debug' }, { write: (line: string) => void lines.push(line) });

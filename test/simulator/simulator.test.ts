@@ -521,6 +521,22 @@ describe('native API', () => {
     ]);
   });
 
+  it('When the JSON body is null, a string or an array, then each is the same 422 "must be a JSON object", not a parse error', async () => {
+    for (const body of [null, 'x', 7, []]) {
+      const res = await send(body);
+      expect([body, res.status]).toEqual([body, 422]);
+      expect(await res.json()).toEqual({
+        errors: [
+          expect.objectContaining({
+            type: 'validation_error',
+            message: 'The request body must be a JSON object.',
+            attribute: null,
+          }) as unknown,
+        ],
+      });
+    }
+  });
+
   it('When no credentials are sent, then the answer is 401 in the native errors shape', async () => {
     const res = await send({ to: '+15557650000', from: FROM, body: 'x' }, null);
     expect(res.status).toBe(401);
