@@ -66,7 +66,7 @@ export function buildApiDocument(version: string): OpenApiDocument {
       {
         name: 'Send proxy',
         description:
-          "SignalWire's create-message endpoints, sent with the service's status callback. Every other call under `/api/laml/2010-04-01`, `/2010-04-01` and `/api/messaging` is passed through to SignalWire unchanged (the caller's Basic credentials, `SIGNALWIRE_PROJECT_IDS`, 502/504 as for sends); one that could create a message elsewhere is refused with 404.",
+          "SignalWire's create-message endpoints, sent with the service's status callback, and SignalWire's other message calls (fetch, list, update, delete, media, native message logs), passed through. Every other call under `/api/laml/2010-04-01`, `/2010-04-01` and `/api/messaging` — any method, any path below them, e.g. `…/Accounts/{accountSid}/Applications/{sid}.json` — is passed through to SignalWire the same way: method, path, query, body, Content-Type and the caller's Basic credentials as they came, SignalWire's status, Content-Type and body back as they are, nothing recorded; the proxy's own refusals (401, 403 for a project outside `SIGNALWIRE_PROJECT_IDS`, 413, 502/504 when SignalWire does not answer) come in the API's error shape, as for sends. OpenAPI cannot name a path of any depth, so those are not listed one by one. A request other than a read that could create a message outside the create routes, or a path with a dot segment, is refused with 404.",
       },
       { name: 'Operations' },
     ],

@@ -5,8 +5,9 @@ import { INTERNAL_LISTENER } from '../openapi/listeners';
 
 /**
  * The send proxy (DESIGN §5) for the OpenAPI document: SignalWire's own create-message
- * endpoints, answered with SignalWire's answer verbatim, or with the API's own error shape
- * when the proxy refuses a request itself.
+ * endpoints, and the message calls passed through to SignalWire (pass-through.routes.ts),
+ * answered with SignalWire's answer verbatim, or with the API's own error shape when the proxy
+ * refuses a request itself.
  */
 const CompatError = z
   .object({
@@ -106,7 +107,7 @@ const CompatMessage = z
   .catchall(z.unknown())
   .meta({
     id: 'CompatibilityMessage',
-    description: 'The compatibility API’s Message resource, as SignalWire answered the create.',
+    description: 'The compatibility API’s Message resource, as SignalWire answered.',
   });
 
 const NativeMessage = z
@@ -137,7 +138,8 @@ const NativeMessage = z
   .catchall(z.unknown())
   .meta({
     id: 'NativeMessage',
-    description: 'The native API’s create answer, as SignalWire gave it.',
+    description:
+      'The native API’s message resource (a create’s or an update’s answer), as SignalWire gave it.',
   });
 
 /** SignalWire's 201, passed through; the send is recorded under its id. */
@@ -169,6 +171,304 @@ const upstream = (error: z.ZodType) => ({
   },
 });
 
+/** The compatibility API's page of messages (`GET …/Messages.json`). */
+const CompatMessagePage = z
+  .object({
+    messages: z.array(CompatMessage),
+    page: COUNT.optional(),
+    page_size: COUNT.optional(),
+    uri: z.string().optional(),
+    first_page_uri: z.string().nullable().optional(),
+    next_page_uri: z.string().nullable().optional(),
+    previous_page_uri: z.string().nullable().optional(),
+  })
+  .catchall(z.unknown())
+  .meta({
+    id: 'CompatibilityMessagePage',
+    description: 'A page of messages, as SignalWire answered.',
+  });
+
+const CompatMedia = z
+  .object({
+    sid: z.string(),
+    parent_sid: z.string().optional(),
+    content_type: z.string().optional(),
+    uri: z.string().optional(),
+  })
+  .catchall(z.unknown())
+  .meta({
+    id: 'CompatibilityMedia',
+    description: 'A message’s media item, as SignalWire answered.',
+  });
+
+const CompatMediaPage = z
+  .object({ media_list: z.array(CompatMedia) })
+  .catchall(z.unknown())
+  .meta({
+    id: 'CompatibilityMediaPage',
+    description: 'A message’s media, as SignalWire answered.',
+  });
+
+/** What the service's sweep reads of a native message (src/reconcile/lookup-client.ts). */
+const NativeMessageLog = z
+  .object({
+    id: z.string(),
+    status: z.string().optional(),
+    error_code: ERROR_CODE.optional(),
+    error_message: z.string().nullable().optional(),
+    source: z.string().optional(),
+  })
+  .catchall(z.unknown())
+  .meta({ id: 'NativeMessageLog', description: 'A native message log, as SignalWire answered.' });
+
+const NativeMessageLogPage = z
+  .object({ data: z.array(NativeMessageLog) })
+  .catchall(z.unknown())
+  .meta({
+    id: 'NativeMessageLogPage',
+    description: 'A page of message logs, as SignalWire answered.',
+  });
+
+const CompatUpdate = z
+  .object({
+    Body: z.string().optional().meta({
+      description:
+        'SignalWire’s redaction: `""` empties the message’s text, here too once SignalWire accepts it.',
+    }),
+  })
+  .catchall(z.unknown())
+  .meta({ id: 'CompatibilityUpdateMessage' });
+
+const NativeUpdate = z
+  .object({
+    body: z.string().optional().meta({
+      description:
+        'SignalWire’s redaction: `""` empties the message’s text, here too once SignalWire accepts it.',
+    }),
+  })
+  .catchall(z.unknown())
+  .meta({ id: 'NativeUpdateMessage' });
+
+/** SignalWire's success, passed back (`schema` null: a deletion's empty 204). */
+const passedBack = (status: 200 | 204, schema: z.ZodType | null, description: string) => ({
+  [status]: {
+    description: `${description} SignalWire’s answer, status and body as it came.`,
+    ...(schema && {
+      content: {
+        'application/json': { schema },
+        '*/*': {
+          schema: z
+            .string()
+            .meta({ description: 'Whatever SignalWire answered, should it not be JSON.' }),
+        },
+      },
+    }),
+  },
+});
+
+/** Any other answer of SignalWire's, or the proxy's own refusal of a call it passes through. */
+const passedThroughOrRefused = (error: z.ZodType) => ({
+  default: {
+    description:
+      'SignalWire’s answer, status and body verbatim — or the proxy’s own refusal in the same shape: 401 (no credentials), 403 (a project outside SIGNALWIRE_PROJECT_IDS), 404 (a path with a dot segment, or a request other than a read that could create a message outside the create routes), 400 or 413 (a body that cannot be read or is over PROXY_BODY_LIMIT), 500, 502 `upstream_unreachable` (compatibility: code 20503, “the request was not sent”: safe to retry), 502 `upstream_outcome_unknown` or 504 `upstream_timeout` (compatibility: code 20503: SignalWire may have carried it out). A request the listener refuses itself (408, 417, 431, 501) gets the service’s `Error` shape.',
+    content: {
+      'application/json': {
+        schema: z.union([z.record(z.string(), z.unknown()), error, ErrorBody]),
+      },
+      '*/*': { schema: z.string().meta({ description: 'Whatever SignalWire answered.' }) },
+    },
+  },
+});
+
+const PASSED_AS_IT_CAME =
+  'Passed to SIGNALWIRE_SPACE_URL as it came — method, path, query, body, Content-Type and the caller’s Basic credentials — and SignalWire’s status, Content-Type and body come back as they are; nothing is recorded.';
+
+const FORGETS_TEXT =
+  'The answer is read whole, and once SignalWire accepts it (2xx) the message’s stored text is removed here too (its status history stays); so is it when the outcome is unknown (504, or 502 `upstream_outcome_unknown`: SignalWire may have done it), unless the message is recorded as another project’s.';
+
+const ECHOES_CALLBACK =
+  'Where the answer echoes the callback URL the proxy gave the send (native `status_callback_url`), the caller sees its own callback URL (or null), never the service’s.';
+
+type PassThroughOperation = {
+  method: 'get' | 'post' | 'patch' | 'delete';
+  /** Under the API's prefix (compatibility: under `/Accounts/{accountSid}`). */
+  path: string;
+  operationId: string;
+  summary: string;
+  description: string;
+  params?: z.ZodObject;
+  query?: z.ZodObject;
+  body?: z.ZodType;
+  answer: { status: 200 | 204; schema: z.ZodType | null; description: string };
+};
+
+const MESSAGE_SID = z.object({ accountSid: z.string(), messageSid: z.string() });
+const MEDIA_SID = MESSAGE_SID.extend({ mediaSid: z.string() });
+
+/** SignalWire's compatibility message calls an app (or the SDK's `messages(…)`) makes. */
+const COMPAT_PASS_THROUGH: readonly PassThroughOperation[] = [
+  {
+    method: 'get',
+    path: '/Messages',
+    operationId: 'listCompatibilityMessages',
+    summary: 'List messages (compatibility API), passed through to SignalWire',
+    description: PASSED_AS_IT_CAME,
+    params: z.object({ accountSid: z.string() }),
+    query: z
+      .object({
+        To: z.string(),
+        From: z.string(),
+        Status: z.string(),
+        DateSent: z.string().meta({ description: 'YYYY-MM-DD; also `DateSent<` and `DateSent>`.' }),
+        PageSize: z.string().meta({ description: 'At most 1000.' }),
+        PageToken: z.string(),
+      })
+      .partial(),
+    answer: { status: 200, schema: CompatMessagePage, description: 'A page of messages.' },
+  },
+  {
+    method: 'get',
+    path: '/Messages/{messageSid}',
+    operationId: 'fetchCompatibilityMessage',
+    summary: 'Fetch a message (compatibility API), passed through to SignalWire',
+    description: PASSED_AS_IT_CAME,
+    params: MESSAGE_SID,
+    answer: { status: 200, schema: CompatMessage, description: 'The message.' },
+  },
+  {
+    method: 'post',
+    path: '/Messages/{messageSid}',
+    operationId: 'updateCompatibilityMessage',
+    summary: 'Update (redact) a message (compatibility API), passed through to SignalWire',
+    description: `${PASSED_AS_IT_CAME} ${FORGETS_TEXT} (Only an update that empties \`Body\` removes it.)`,
+    params: MESSAGE_SID,
+    body: CompatUpdate,
+    answer: { status: 200, schema: CompatMessage, description: 'The message, updated.' },
+  },
+  {
+    method: 'delete',
+    path: '/Messages/{messageSid}',
+    operationId: 'deleteCompatibilityMessage',
+    summary: 'Delete a message (compatibility API), passed through to SignalWire',
+    description: `${PASSED_AS_IT_CAME} ${FORGETS_TEXT} A 404 for a message recorded as the caller’s project’s (already deleted, e.g. by an earlier try answered late) removes it too.`,
+    params: MESSAGE_SID,
+    answer: { status: 204, schema: null, description: 'Deleted.' },
+  },
+  {
+    method: 'get',
+    path: '/Messages/{messageSid}/Media',
+    operationId: 'listCompatibilityMedia',
+    summary: 'List a message’s media (compatibility API), passed through to SignalWire',
+    description: PASSED_AS_IT_CAME,
+    params: MESSAGE_SID,
+    answer: { status: 200, schema: CompatMediaPage, description: 'The message’s media.' },
+  },
+  {
+    method: 'get',
+    path: '/Messages/{messageSid}/Media/{mediaSid}',
+    operationId: 'fetchCompatibilityMedia',
+    summary: 'Fetch a message’s media item (compatibility API), passed through to SignalWire',
+    description: PASSED_AS_IT_CAME,
+    params: MEDIA_SID,
+    answer: { status: 200, schema: CompatMedia, description: 'The media item.' },
+  },
+  {
+    method: 'delete',
+    path: '/Messages/{messageSid}/Media/{mediaSid}',
+    operationId: 'deleteCompatibilityMedia',
+    summary: 'Delete a message’s media item (compatibility API), passed through to SignalWire',
+    description: PASSED_AS_IT_CAME,
+    params: MEDIA_SID,
+    answer: { status: 204, schema: null, description: 'Deleted.' },
+  },
+];
+
+const NATIVE_ID = z.object({ id: z.string() });
+
+/** SignalWire's native message calls besides the create (the native API has no message GET). */
+const NATIVE_PASS_THROUGH: readonly PassThroughOperation[] = [
+  {
+    method: 'patch',
+    path: '/messages/{id}',
+    operationId: 'updateNativeMessage',
+    summary: 'Update (redact) a message (native API), passed through to SignalWire',
+    description: `${PASSED_AS_IT_CAME} ${ECHOES_CALLBACK} ${FORGETS_TEXT} (Only an update with \`"body": ""\` removes it.)`,
+    params: NATIVE_ID,
+    body: NativeUpdate,
+    answer: { status: 200, schema: NativeMessage, description: 'The message, updated.' },
+  },
+  {
+    method: 'delete',
+    path: '/messages/{id}',
+    operationId: 'deleteNativeMessage',
+    summary: 'Delete a message (native API), passed through to SignalWire',
+    description: `${PASSED_AS_IT_CAME} ${FORGETS_TEXT} A 404 for a message recorded as the caller’s project’s (already deleted, e.g. by an earlier try answered late) removes it too.`,
+    params: NATIVE_ID,
+    answer: { status: 204, schema: null, description: 'Deleted.' },
+  },
+  {
+    method: 'get',
+    path: '/logs',
+    operationId: 'listNativeMessageLogs',
+    summary: 'List message logs (native API), passed through to SignalWire',
+    description: PASSED_AS_IT_CAME,
+    query: z
+      .object({
+        created_after: z.string(),
+        created_before: z.string(),
+        page_size: z.string().meta({ description: 'At most 1000.' }),
+        page_token: z.string(),
+      })
+      .partial(),
+    answer: { status: 200, schema: NativeMessageLogPage, description: 'A page of message logs.' },
+  },
+  {
+    method: 'get',
+    path: '/logs/{id}',
+    operationId: 'fetchNativeMessageLog',
+    summary: 'Fetch a message log (native API), passed through to SignalWire',
+    description: `${PASSED_AS_IT_CAME} What the service’s own sweep reads.`,
+    params: NATIVE_ID,
+    answer: { status: 200, schema: NativeMessageLog, description: 'The message log.' },
+  },
+];
+
+function registerPassThrough(
+  docs: ApiDocs,
+  op: PassThroughOperation,
+  path: string,
+  operationId: string,
+  error: z.ZodType,
+): void {
+  const bodyTypes = op.path.startsWith('/messages')
+    ? ['application/json']
+    : ['application/x-www-form-urlencoded', 'application/json'];
+  docs.registerPath({
+    method: op.method,
+    path,
+    operationId,
+    tags: ['Send proxy'],
+    summary: op.summary,
+    description: op.description,
+    servers: [INTERNAL_LISTENER],
+    security: [{ signalwireBasic: [] }],
+    request: {
+      ...(op.params && { params: op.params }),
+      ...(op.query && { query: op.query }),
+      ...(op.body && {
+        body: {
+          required: false,
+          content: Object.fromEntries(bodyTypes.map((type) => [type, { schema: op.body! }])),
+        },
+      }),
+    },
+    responses: {
+      ...passedBack(op.answer.status, op.answer.schema, op.answer.description),
+      ...passedThroughOrRefused(error),
+    },
+  });
+}
+
 export function describeProxy(docs: ApiDocs): void {
   docs.registerComponent('securitySchemes', 'signalwireBasic', {
     type: 'http',
@@ -198,7 +498,16 @@ export function describeProxy(docs: ApiDocs): void {
         },
         responses: { ...created(CompatMessage), ...upstream(CompatError) },
       });
+      // The calls passed through (pass-through.routes.ts): each spelling, as the create's.
+      for (const op of COMPAT_PASS_THROUGH) {
+        const id = `${op.operationId}${prefix === '/2010-04-01' ? 'Short' : ''}${extension ? 'Json' : ''}`;
+        const path = `${prefix}/Accounts/{accountSid}${op.path}${extension}`;
+        registerPassThrough(docs, op, path, id, CompatError);
+      }
     }
+  }
+  for (const op of NATIVE_PASS_THROUGH) {
+    registerPassThrough(docs, op, `/api/messaging${op.path}`, op.operationId, NativeError);
   }
   docs.registerPath({
     method: 'post',

@@ -2,6 +2,7 @@ import SwaggerParser from '@apidevtools/swagger-parser';
 import request from 'supertest';
 import type { Express } from 'express';
 import { callbackRoutes } from '../../src/callbacks/callbacks.routes';
+import { basicAuthHeader } from '../../src/signalwire/basic-auth';
 import { STATUS_RANK } from '../../src/messages/statuses';
 import { checkAnswer, listenersOf, openApiDocument } from '../helpers/openapi';
 import { createTestApp } from '../helpers/test-app';
@@ -13,13 +14,55 @@ beforeAll(async () => {
 });
 afterAll(() => t.close());
 
-/** Every (method, OpenAPI path) an Express app routes, nested routers included. */
+/**
+ * What a catch-all mount answers, by its path. A handler mounted with `router.use(paths, …)`
+ * answers every method and path below them, which no Express route shows: the send proxy's
+ * pass-through (src/proxy/pass-through.routes.ts) is one. Listed here: SignalWire's message
+ * calls that reach it (the compatibility SDK's `messages(…)`, the native redaction and the
+ * message logs), each of which the document must describe; the rest below the prefixes is
+ * described in the tag, as OpenAPI has no path of any depth.
+ */
+const COMPAT_PASSED_THROUGH = [
+  'GET /Messages',
+  'GET /Messages/{messageSid}',
+  'POST /Messages/{messageSid}',
+  'DELETE /Messages/{messageSid}',
+  'GET /Messages/{messageSid}/Media',
+  'GET /Messages/{messageSid}/Media/{mediaSid}',
+  'DELETE /Messages/{messageSid}/Media/{mediaSid}',
+].flatMap((call) => ['', '.json'].map((extension) => `${call}${extension}`));
+const CATCH_ALL_CALLS: Readonly<Record<string, readonly string[]>> = {
+  '/api/laml/2010-04-01': COMPAT_PASSED_THROUGH.map((call) =>
+    call.replace(' ', ' /Accounts/{accountSid}'),
+  ),
+  '/2010-04-01': COMPAT_PASSED_THROUGH.map((call) => call.replace(' ', ' /Accounts/{accountSid}')),
+  '/api/messaging': [
+    'PATCH /messages/{id}',
+    'DELETE /messages/{id}',
+    'GET /logs',
+    'GET /logs/{id}',
+  ],
+};
+
+/** Mounts that answer no call of their own: the query API's guards, the docs' assets. */
+const GUARDS_AND_ASSETS = new Set(['/v1', '/docs']);
+
+/** The calls a mount at `path` answers, as `METHOD /path`; an unknown catch-all as itself. */
+function callsOfMount(path: string): string[] {
+  if (path === '/' || GUARDS_AND_ASSETS.has(path)) return [];
+  const calls = CATCH_ALL_CALLS[path];
+  if (!calls) return [`ANY ${path}/*`];
+  return calls.map((call) => call.replace(' ', ` ${path}`));
+}
+
+/** Every (method, OpenAPI path) an Express app routes, nested routers and catch-alls included. */
 function routesOf(app: Express): string[] {
   const found: string[] = [];
   const walk = (
     stack: Array<{
       route?: { path: string | string[]; methods: object };
       handle?: { stack?: unknown[] };
+      rawPath?: string | string[];
     }>,
   ) => {
     for (const layer of stack) {
@@ -34,6 +77,9 @@ function routesOf(app: Express): string[] {
         }
       } else if (layer.handle?.stack) {
         walk(layer.handle.stack as typeof stack);
+      } else {
+        const paths = Array.isArray(layer.rawPath) ? layer.rawPath : [layer.rawPath ?? '/'];
+        found.push(...paths.flatMap(callsOfMount));
       }
     }
   };
@@ -106,6 +152,22 @@ describe('GET /openapi.json', () => {
     expect(internal.length).toBeGreaterThan(10);
     expect(new Set(internal)).toEqual(new Set(documented('internal')));
     expect(new Set(pub)).toEqual(new Set(documented('public')));
+  });
+
+  test('When each call the document lists as passed through is made, then the proxy answers it as documented, not the listener with a 404', async () => {
+    // SIGNALWIRE_SPACE_URL is a closed port in the tests: a call the proxy passes on gets its
+    // 502 in the API's shape, checked against the document like every answer.
+    expect(Object.values(CATCH_ALL_CALLS).flat()).toHaveLength(32);
+    for (const [prefix, mounted] of Object.entries(CATCH_ALL_CALLS)) {
+      for (const call of mounted) {
+        const [method, path] = call.split(' ') as [string, string];
+        const url = `${prefix}${path.replace(/\{\w+\}/g, 'x1')}`;
+        const res = await request(t.internalApp)
+          [method.toLowerCase() as 'get'](url)
+          .set('Authorization', basicAuthHeader('x1', 'token'));
+        expect([call, res.status]).toEqual([call, 502]);
+      }
+    }
   });
 });
 

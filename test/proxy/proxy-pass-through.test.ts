@@ -8,6 +8,7 @@ import { createTestApp, TEST_API_TOKEN, TEST_TOKEN_SECRET } from '../helpers/tes
 import type { TestApp } from '../helpers/test-app';
 import {
   closedPort,
+  compatMessageResource,
   listen,
   rawRequest,
   sdkClient,
@@ -29,6 +30,25 @@ const TOKEN = 'PTpassthroughtesttoken';
 const AUTH = basicAuthHeader(PROJECT, TOKEN);
 const COMPAT = `/2010-04-01/Accounts/${PROJECT}`;
 const LAML = `/api/laml/2010-04-01/Accounts/${PROJECT}`;
+
+/**
+ * SignalWire's answer to a read of the request's path, as the OpenAPI document describes it
+ * (every answer a test gets is checked against it): a page of messages, a message, a log.
+ */
+function readAnswer(req: TappedRequest): CannedResponse {
+  const path = req.path.split('?')[0]!;
+  const last = path.split('/').at(-1)!;
+  const body = path.startsWith('/api/messaging/logs/')
+    ? { id: last, status: 'delivered', error_code: null, error_message: null }
+    : /\/Messages(\.json)?$/.test(path)
+      ? { messages: [], next_page_uri: null }
+      : compatMessageResource(PROJECT, last.replace(/\.json$/, ''), 'x');
+  return {
+    status: 200,
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify(body),
+  };
+}
 
 describe('the official SDK, with the proxy as its space URL for everything', () => {
   let sim: RunningSimulator;
@@ -158,8 +178,12 @@ describe('calls passed through as they came', () => {
   });
 
   it('When a message is updated (POST to its resource), then the body bytes and Content-Type go out unchanged and SignalWire’s status comes back', async () => {
-    answer = () => ({ status: 200, headers: { 'content-type': 'application/json' }, body: '{}' });
     const sid = randomUUID();
+    answer = () => ({
+      status: 200,
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(compatMessageResource(PROJECT, sid, '')),
+    });
     const form = 'Body=&Status=canceled&Note=%E2%9C%93+x';
 
     const res = await request(t.internalApp)
@@ -208,7 +232,9 @@ describe('calls passed through as they came', () => {
   });
 
   it('When SignalWire’s answer is larger than any create answer (a long list), then it still comes back whole', async () => {
-    const big = Buffer.alloc(3 * 1024 * 1024, 'a');
+    const message = JSON.stringify(compatMessageResource(PROJECT, randomUUID(), 'a'.repeat(1600)));
+    const big = Buffer.from(`{"messages":[${Array(1600).fill(message).join(',')}]}`);
+    expect(big.length).toBeGreaterThan(3 * 1024 * 1024);
     answer = () => ({ status: 200, headers: { 'content-type': 'application/json' }, body: big });
     const res = await request(t.internalApp)
       .get(`${COMPAT}/Messages.json?PageSize=1000`)
@@ -404,7 +430,7 @@ describe('no create reaches SignalWire without the service’s callback', () => 
             headers: { 'content-type': 'application/json' },
             body: JSON.stringify({ sid: randomUUID(), id: randomUUID(), status: 'queued' }),
           }
-        : { status: 200, headers: { 'content-type': 'application/json' }, body: '{}' },
+        : readAnswer(req),
     );
     ({ tap, proxy } = stack);
   });
@@ -513,11 +539,7 @@ describe('no call leaves the API prefix it came in under', () => {
   let proxy: Listening;
 
   beforeAll(async () => {
-    stack = await startTappedProxy(() => ({
-      status: 200,
-      headers: { 'content-type': 'application/json' },
-      body: '{}',
-    }));
+    stack = await startTappedProxy(readAnswer);
     ({ tap, proxy } = stack);
   });
 
