@@ -142,26 +142,33 @@ const NativeMessage = z
       'The native API’s message resource (a create’s or an update’s answer), as SignalWire gave it.',
   });
 
+/** SignalWire's answer as JSON of `schema`, or whatever else it sent. */
+const answerContent = (schema: z.ZodType) => ({
+  'application/json': { schema },
+  '*/*': {
+    schema: z
+      .string()
+      .meta({ description: 'Whatever SignalWire answered, should it not be JSON.' }),
+  },
+});
+
 /** SignalWire's 201, passed through; the send is recorded under its id. */
 const created = (message: z.ZodType) => ({
   201: {
     description:
       'SignalWire created the message: its answer, verbatim but for the callback URL it echoes (DESIGN §5).',
-    content: {
-      'application/json': { schema: message },
-      '*/*': {
-        schema: z
-          .string()
-          .meta({ description: 'Whatever SignalWire answered, should it not be JSON.' }),
-      },
-    },
+    content: answerContent(message),
   },
 });
 
-const upstream = (error: z.ZodType) => ({
+/** A send's answers besides the 201: SignalWire's, or the proxy's own refusals. */
+const SEND_OTHER_ANSWERS =
+  'SignalWire’s answer, status and body verbatim — or the proxy’s own refusal in the same shape (400, 401, 403, 413, 415, 502, 503, 504). A 503 (native `shutting_down`) means this replica is shutting down and did not send the message: send it again. A 502 `upstream_unreachable` (compatibility: code 20503, “the message was not sent”) means no connection was made: the send never left and may be retried. A 504 `upstream_timeout` or a 502 `upstream_outcome_unknown` (compatibility: code 20503, “the outcome is unknown”) means SignalWire may have queued the message: do not resend blindly; its callbacks still reach your own status callback. A request the listener refuses itself (408, 417, 431, 501) gets the service’s `Error` shape.';
+
+/** SignalWire's other answers, verbatim, or the proxy's own refusal in the API's shape. */
+const upstream = (error: z.ZodType, description = SEND_OTHER_ANSWERS) => ({
   default: {
-    description:
-      'SignalWire’s answer, status and body verbatim — or the proxy’s own refusal in the same shape (400, 401, 403, 413, 415, 502, 503, 504). A 503 (native `shutting_down`) means this replica is shutting down and did not send the message: send it again. A 502 `upstream_unreachable` (compatibility: code 20503, “the message was not sent”) means no connection was made: the send never left and may be retried. A 504 `upstream_timeout` or a 502 `upstream_outcome_unknown` (compatibility: code 20503, “the outcome is unknown”) means SignalWire may have queued the message: do not resend blindly; its callbacks still reach your own status callback. A request the listener refuses itself (408, 417, 431, 501) gets the service’s `Error` shape.',
+    description,
     content: {
       'application/json': {
         schema: z.union([z.record(z.string(), z.unknown()), error, ErrorBody]),
@@ -201,13 +208,19 @@ const CompatMedia = z
     description: 'A message’s media item, as SignalWire answered.',
   });
 
-const CompatMediaPage = z
-  .object({ media_list: z.array(CompatMedia) })
-  .catchall(z.unknown())
-  .meta({
-    id: 'CompatibilityMediaPage',
-    description: 'A message’s media, as SignalWire answered.',
-  });
+/** A list SignalWire answers: its items under `field`, and whatever else it sends. */
+const listOf = (field: string, item: z.ZodType, id: string, description: string) =>
+  z
+    .object({ [field]: z.array(item) })
+    .catchall(z.unknown())
+    .meta({ id, description: `${description}, as SignalWire answered.` });
+
+const CompatMediaPage = listOf(
+  'media_list',
+  CompatMedia,
+  'CompatibilityMediaPage',
+  'A message’s media',
+);
 
 /** What the service's sweep reads of a native message (src/reconcile/lookup-client.ts). */
 const NativeMessageLog = z
@@ -221,64 +234,39 @@ const NativeMessageLog = z
   .catchall(z.unknown())
   .meta({ id: 'NativeMessageLog', description: 'A native message log, as SignalWire answered.' });
 
-const NativeMessageLogPage = z
-  .object({ data: z.array(NativeMessageLog) })
-  .catchall(z.unknown())
-  .meta({
-    id: 'NativeMessageLogPage',
-    description: 'A page of message logs, as SignalWire answered.',
-  });
+const NativeMessageLogPage = listOf(
+  'data',
+  NativeMessageLog,
+  'NativeMessageLogPage',
+  'A page of message logs',
+);
 
-const CompatUpdate = z
-  .object({
-    Body: z.string().optional().meta({
-      description:
-        'SignalWire’s redaction: `""` empties the message’s text, here too once SignalWire accepts it.',
-    }),
-  })
-  .catchall(z.unknown())
-  .meta({ id: 'CompatibilityUpdateMessage' });
+/** An update's body: SignalWire documents one use, emptying the text (`field`). */
+const updateOf = (field: 'Body' | 'body', id: string) =>
+  z
+    .object({
+      [field]: z.string().optional().meta({
+        description:
+          'SignalWire’s redaction: `""` empties the message’s text, here too once SignalWire accepts it.',
+      }),
+    })
+    .catchall(z.unknown())
+    .meta({ id });
 
-const NativeUpdate = z
-  .object({
-    body: z.string().optional().meta({
-      description:
-        'SignalWire’s redaction: `""` empties the message’s text, here too once SignalWire accepts it.',
-    }),
-  })
-  .catchall(z.unknown())
-  .meta({ id: 'NativeUpdateMessage' });
+const CompatUpdate = updateOf('Body', 'CompatibilityUpdateMessage');
+const NativeUpdate = updateOf('body', 'NativeUpdateMessage');
 
 /** SignalWire's success, passed back (`schema` null: a deletion's empty 204). */
 const passedBack = (status: 200 | 204, schema: z.ZodType | null, description: string) => ({
   [status]: {
     description: `${description} SignalWire’s answer, status and body as it came.`,
-    ...(schema && {
-      content: {
-        'application/json': { schema },
-        '*/*': {
-          schema: z
-            .string()
-            .meta({ description: 'Whatever SignalWire answered, should it not be JSON.' }),
-        },
-      },
-    }),
+    ...(schema && { content: answerContent(schema) }),
   },
 });
 
 /** Any other answer of SignalWire's, or the proxy's own refusal of a call it passes through. */
-const passedThroughOrRefused = (error: z.ZodType) => ({
-  default: {
-    description:
-      'SignalWire’s answer, status and body verbatim — or the proxy’s own refusal in the same shape: 401 (no credentials), 403 (a project outside SIGNALWIRE_PROJECT_IDS), 404 (a path with a dot segment, or a request other than a read that could create a message outside the create routes), 400 or 413 (a body that cannot be read or is over PROXY_BODY_LIMIT), 500, 502 `upstream_unreachable` (compatibility: code 20503, “the request was not sent”: safe to retry), 502 `upstream_outcome_unknown` or 504 `upstream_timeout` (compatibility: code 20503: SignalWire may have carried it out). A request the listener refuses itself (408, 417, 431, 501) gets the service’s `Error` shape.',
-    content: {
-      'application/json': {
-        schema: z.union([z.record(z.string(), z.unknown()), error, ErrorBody]),
-      },
-      '*/*': { schema: z.string().meta({ description: 'Whatever SignalWire answered.' }) },
-    },
-  },
-});
+const PASS_THROUGH_OTHER_ANSWERS =
+  'SignalWire’s answer, status and body verbatim — or the proxy’s own refusal in the same shape: 401 (no credentials), 403 (a project outside SIGNALWIRE_PROJECT_IDS), 404 (a path with a dot segment, or a request other than a read that could create a message outside the create routes), 400 or 413 (a body that cannot be read or is over PROXY_BODY_LIMIT), 500, 502 `upstream_unreachable` (compatibility: code 20503, “the request was not sent”: safe to retry), 502 `upstream_outcome_unknown` or 504 `upstream_timeout` (compatibility: code 20503: SignalWire may have carried it out). A request the listener refuses itself (408, 417, 431, 501) gets the service’s `Error` shape.';
 
 const PASSED_AS_IT_CAME =
   'Passed to SIGNALWIRE_SPACE_URL as it came — method, path, query, body, Content-Type and the caller’s Basic credentials — and SignalWire’s status, Content-Type and body come back as they are; nothing is recorded.';
@@ -288,6 +276,11 @@ const FORGETS_TEXT =
 
 const ECHOES_CALLBACK =
   'Where the answer echoes the callback URL the proxy gave the send (native `status_callback_url`), the caller sees its own callback URL (or null), never the service’s.';
+
+const DELETES_MESSAGE = `${PASSED_AS_IT_CAME} ${FORGETS_TEXT} A 404 for a message recorded as the caller’s project’s (already deleted, e.g. by an earlier try answered late) removes it too.`;
+
+/** A deletion's answer: 204, no body. */
+const DELETED = { status: 204, schema: null, description: 'Deleted.' } as const;
 
 type PassThroughOperation = {
   method: 'get' | 'post' | 'patch' | 'delete';
@@ -350,9 +343,9 @@ const COMPAT_PASS_THROUGH: readonly PassThroughOperation[] = [
     path: '/Messages/{messageSid}',
     operationId: 'deleteCompatibilityMessage',
     summary: 'Delete a message (compatibility API), passed through to SignalWire',
-    description: `${PASSED_AS_IT_CAME} ${FORGETS_TEXT} A 404 for a message recorded as the caller’s project’s (already deleted, e.g. by an earlier try answered late) removes it too.`,
+    description: DELETES_MESSAGE,
     params: MESSAGE_SID,
-    answer: { status: 204, schema: null, description: 'Deleted.' },
+    answer: DELETED,
   },
   {
     method: 'get',
@@ -379,7 +372,7 @@ const COMPAT_PASS_THROUGH: readonly PassThroughOperation[] = [
     summary: 'Delete a message’s media item (compatibility API), passed through to SignalWire',
     description: PASSED_AS_IT_CAME,
     params: MEDIA_SID,
-    answer: { status: 204, schema: null, description: 'Deleted.' },
+    answer: DELETED,
   },
 ];
 
@@ -402,9 +395,9 @@ const NATIVE_PASS_THROUGH: readonly PassThroughOperation[] = [
     path: '/messages/{id}',
     operationId: 'deleteNativeMessage',
     summary: 'Delete a message (native API), passed through to SignalWire',
-    description: `${PASSED_AS_IT_CAME} ${FORGETS_TEXT} A 404 for a message recorded as the caller’s project’s (already deleted, e.g. by an earlier try answered late) removes it too.`,
+    description: DELETES_MESSAGE,
     params: NATIVE_ID,
-    answer: { status: 204, schema: null, description: 'Deleted.' },
+    answer: DELETED,
   },
   {
     method: 'get',
@@ -464,7 +457,7 @@ function registerPassThrough(
     },
     responses: {
       ...passedBack(op.answer.status, op.answer.schema, op.answer.description),
-      ...passedThroughOrRefused(error),
+      ...upstream(error, PASS_THROUGH_OTHER_ANSWERS),
     },
   });
 }
