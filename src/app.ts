@@ -37,6 +37,7 @@ import { registerQueryReadMetrics } from './metrics/metrics';
 import { buildApiDocument } from './openapi/api-document';
 import { openApiRoutes } from './openapi/openapi.routes';
 import { pageRoutes } from './page/page.routes';
+import { createAcceptedCredentials, recordingAccepted } from './proxy/accepted-credentials';
 import { createApplicationCallbacks } from './proxy/application-callback';
 import { proxyRoutes } from './proxy/proxy.routes';
 import { relayRoutes } from './relay/relays.routes';
@@ -193,12 +194,18 @@ export function createInternalApp(deps: AppDeps): Express {
   app.use(openApiRoutes({ document }));
   // The status page (GET /); it reads the query API below.
   app.use(pageRoutes(deps));
-  const signalwire = deps.signalwire ?? signalWireClientFor(deps.config);
+  // Every answer SignalWire gives this app's calls says whether it took their credentials.
+  const acceptedCredentials = createAcceptedCredentials();
+  const signalwire = recordingAccepted(
+    deps.signalwire ?? signalWireClientFor(deps.config),
+    acceptedCredentials,
+  );
   app.use(
     proxyRoutes({
       ...deps,
       metrics,
       signalwire,
+      acceptedCredentials,
       applications: createApplicationCallbacks(signalwire, {
         credentials: deps.config.signalwireCredentials,
       }),

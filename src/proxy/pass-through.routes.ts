@@ -201,10 +201,16 @@ async function passMessageAnswer(
  *
  * So does one whose outcome is unknown (the exchange timed out or was cut off after SignalWire
  * had the request: it may have done it, and the app asked for the erasure), unless the message
- * is recorded as another project's; and a deletion answered 404 of a message recorded as the
- * caller's project's — it is gone at SignalWire, typically deleted by an earlier try answered
- * late, and the app's retry is told so. Another project's 404 (or one for a message with no
- * project recorded) forgets nothing; every other answer (4xx, 5xx) keeps the text.
+ * is recorded as another project's — and only when SignalWire has already accepted these exact
+ * credentials in this process (accepted-credentials.ts). The project is the caller's Basic-auth
+ * username, which only SignalWire checks: without an answer, a wrong password would otherwise
+ * erase that project's texts whenever SignalWire is slow. Credentials not yet seen accepted
+ * keep the text, and the log says so, for the operator (or the app) to repeat the deletion.
+ * And a deletion answered 404 of a message recorded as the caller's project's — SignalWire
+ * answered, so it took the credentials; the message is gone there, typically deleted by an
+ * earlier try answered late, and the app's retry is told so. Another project's 404 (or one for
+ * a message with no project recorded) forgets nothing; every other answer (4xx, 5xx) keeps the
+ * text.
  */
 async function forgetRedactedText(
   deps: ProxyDeps,
@@ -232,11 +238,20 @@ async function forgetRedactedText(
   const emptied = call.updated !== null && emptiesText(req, call.path, call.body);
   const messageId = call.deleted ?? (emptied ? call.updated : null);
   if (messageId === null) return;
+  const log = { ...call.log, message_id: messageId };
+  if (outcome === 'unknown' && !deps.acceptedCredentials?.has(req.get('authorization'))) {
+    // Names the project, never the credentials.
+    deps.logger.warn(
+      { ...log, project: call.project },
+      'a message whose redaction or deletion got no answer from SignalWire keeps its text ' +
+        'here: SignalWire was not yet seen accepting these credentials (repeat the deletion)',
+    );
+    return;
+  }
   // The work goes on past the caller's answer (redaction-retries.ts REDACTION_TURN_WAIT_MS).
   // Its failure is logged and retried in the background (createRedactionRetries) when the
   // app has the retries; the caller has SignalWire's answer all the same. The error says which
   // bound it met: no turn (ETIMEDOUT, untouched) or a held row (57014, 55P03: rolled back).
-  const log = { ...call.log, message_id: messageId };
   const retries = deps.redactionRetries;
   const work = forgetRedacted(db, messageId, scope).catch((err: unknown) => {
     deps.logger.warn(

@@ -7,6 +7,7 @@ import type { Lifecycle } from '../http/health.routes';
 import type { EventRecorder } from '../messages/event-recorder';
 import { forgetSendIntent, rememberSendIntent } from '../messages/send-intents';
 import type { Api } from '../messages/statuses';
+import type { AcceptedCredentials } from './accepted-credentials';
 import { withClientCallback } from './answer-rewrite';
 import type { ApplicationCallbacks } from './application-callback';
 import { proxyErrors } from './proxy-errors';
@@ -48,6 +49,11 @@ export interface ProxyDeps {
    * (redaction-retries.ts). Absent: it is only logged, and the text stays.
    */
   redactionRetries?: RedactionRetries;
+  /**
+   * The credentials SignalWire has lately accepted (accepted-credentials.ts), fed by the
+   * client above. Absent: a deletion or redaction that got no answer forgets no text.
+   */
+  acceptedCredentials?: AcceptedCredentials;
 }
 
 /**
