@@ -1,9 +1,10 @@
-import { chownSync, readFileSync, rmSync } from 'node:fs';
+import { chownSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { everyoneCanTraverse } from '../../src/db/embedded-postgres';
 import { REPO_ROOT } from '../ops/service-process';
 import type { ServiceProcess } from '../ops/service-process';
 import { firstRun, listening } from './support/first-run';
+import { descendsFrom, processesOf } from './support/processes';
 
 /**
  * The reverse of spool-after-sudo.test.ts: the checkout's owner ran `npm start`
@@ -37,20 +38,8 @@ afterAll(async () => {
     const byOwner = await npmStart(cwd, ['runuser', '-u', 'nobody', '--', 'setsid']);
     await listening(byOwner.service);
     // Ctrl-C to the owner's node (runuser is its parent and would die of the signal itself).
-    const pids = (pid: number): number[] => {
-      try {
-        return readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8')
-          .trim()
-          .split(/\s+/)
-          .filter((p) => p !== '')
-          .map(Number);
-      } catch {
-        return [];
-      }
-    };
-    const descendants = (pid: number): number[] => pids(pid).flatMap((c) => [c, ...descendants(c)]);
-    const node = descendants(byOwner.service.child.pid!).find((pid) =>
-      readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('src/main.ts'),
+    const node = processesOf('node', (arg) => arg.endsWith('src/main.ts')).find((pid) =>
+      descendsFrom(pid, byOwner.service.child.pid!),
     )!;
     process.kill(node, 'SIGINT');
     expect((await byOwner.service.exited).code).toBe(0);

@@ -1,13 +1,9 @@
 import { randomUUID } from 'node:crypto';
-import http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { sql } from 'kysely';
 import { basicAuthHeader } from '../../src/signalwire/basic-auth';
 import { eventually } from '../helpers/eventually';
-import { createTestApp } from '../helpers/test-app';
-import type { TestApp } from '../helpers/test-app';
-import { startUpstreamTap } from '../proxy/support';
-import type { UpstreamTap } from '../proxy/support';
+import { startTappedProxy } from './support';
+import type { TappedProxy } from './support';
 
 /**
  * Redactions run in turns, two at once (redaction-retries.ts inRedactionTurn), so that a
@@ -21,25 +17,15 @@ const PROJECT = 'd4e5f6a7-b8c9-4012-9ef0-3456789abcde';
 const AUTH = basicAuthHeader(PROJECT, 'PTbatchdelete');
 const COUNT = 300;
 
-let tap: UpstreamTap;
-let t: TestApp;
-let server: http.Server;
-let base: string;
+let stack: TappedProxy;
 
 beforeAll(async () => {
-  tap = await startUpstreamTap(() => ({ status: 204, body: '' }));
-  t = await createTestApp({ SIGNALWIRE_SPACE_URL: tap.url, STORE_BODY: 'true' });
-  server = http.createServer(t.internalApp);
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  stack = await startTappedProxy(() => ({ status: 204, body: '' }), { STORE_BODY: 'true' });
 });
-afterAll(async () => {
-  await new Promise((resolve) => server.close(resolve));
-  await t.close();
-  await tap.close();
-});
+afterAll(() => stack.close());
 
 test('When an app deletes a batch of its messages at once and SignalWire accepts every deletion, then every one loses its text here', async () => {
+  const { t } = stack;
   const ids = Array.from({ length: COUNT }, () => randomUUID());
   await sql`
     INSERT INTO messages (id, api, status, raw_status, status_rank, status_received_at,
@@ -73,7 +59,7 @@ test('When an app deletes a batch of its messages at once and SignalWire accepts
   const statuses = await Promise.all(
     ids.map(async (id) => {
       const res = await fetch(
-        `${base}/api/laml/2010-04-01/Accounts/${PROJECT}/Messages/${id}.json`,
+        `${stack.proxy.url}/api/laml/2010-04-01/Accounts/${PROJECT}/Messages/${id}.json`,
         {
           method: 'DELETE',
           headers: { Authorization: AUTH },

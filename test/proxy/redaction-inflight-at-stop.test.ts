@@ -1,11 +1,7 @@
-import { randomUUID } from 'node:crypto';
 import { Client } from 'pg';
-import request from 'supertest';
 import { eventually } from '../helpers/eventually';
-import { createTestApp, TEST_API_TOKEN } from '../helpers/test-app';
-import type { TestApp } from '../helpers/test-app';
-import { listen, sdkClient, startUpstreamTap, compatMessageResource } from './support';
-import type { CannedResponse, Listening, TappedRequest, UpstreamTap } from './support';
+import { startRedactionStack } from './support';
+import type { RedactionStack } from './support';
 
 /**
  * README: "Those retries live in the pod's memory only, not durably: a pod stopping meanwhile
@@ -19,43 +15,22 @@ import type { CannedResponse, Listening, TappedRequest, UpstreamTap } from './su
 const PROJECT = 'ea108133-d6b3-407c-9536-9fad8a929a6a';
 const TOKEN = 'PTdiff2inflight';
 
-const compatMessage = (sid: string) =>
-  compatMessageResource(PROJECT, sid, 'my one-time code is 654321');
-
-let answer: (req: TappedRequest) => CannedResponse;
-let tap: UpstreamTap;
-let t: TestApp;
-let proxy: Listening;
+let stack: RedactionStack;
 let operator: Client | undefined;
 
 beforeAll(async () => {
-  tap = await startUpstreamTap((req) => answer(req));
-  t = await createTestApp({ SIGNALWIRE_SPACE_URL: tap.url, STORE_BODY: 'true' });
-  proxy = await listen(t.internalApp);
+  stack = await startRedactionStack({ project: PROJECT, token: TOKEN });
 });
 afterAll(async () => {
   await operator?.query('ROLLBACK').catch(() => undefined);
   await operator?.end().catch(() => undefined);
-  await proxy.close();
-  await t.close();
-  await tap.close();
+  await stack.close();
 });
 
 test('When the pod stops while deletions it answered are still being applied (rows held), then each message that keeps its text is logged at error level with its id', async () => {
-  const client = sdkClient(proxy.url, PROJECT, TOKEN);
-  const sids = [randomUUID(), randomUUID(), randomUUID()];
-  for (const sid of sids) {
-    answer = () => ({
-      status: 201,
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify(compatMessage(sid)),
-    });
-    await client.messages.create({
-      to: '+15557654321',
-      from: '+15551234567',
-      body: 'my one-time code is 654321',
-    });
-  }
+  const { t, client } = stack;
+  const sids: string[] = [];
+  for (let i = 0; i < 3; i++) sids.push(await stack.send('my one-time code is 654321'));
 
   // Another session holds the three messages' rows (a long transaction, a failover's stall).
   operator = new Client({ connectionString: t.database.url });
@@ -65,7 +40,7 @@ test('When the pod stops while deletions it answered are still being applied (ro
   await operator.query('SELECT 1 FROM messages WHERE id = ANY($1::text[]) FOR UPDATE', [sids]);
 
   const errorSpy = jest.spyOn(t.deps.logger, 'error');
-  answer = () => ({ status: 204, body: '' });
+  stack.answer = () => ({ status: 204, body: '' });
   // The app deletes them; each is answered (204) without waiting past the store's usual wait.
   await Promise.all(sids.map((sid) => client.messages(sid).remove()));
 
@@ -83,9 +58,7 @@ test('When the pod stops while deletions it answered are still being applied (ro
   expect(named()).toEqual(sids);
 
   for (const sid of sids) {
-    const stored = await request(t.internalApp)
-      .get(`/v1/messages/${sid}`)
-      .set('Authorization', `Bearer ${TEST_API_TOKEN}`);
+    const stored = await stack.stored(sid);
     // The text stays here (the rows were held throughout)…
     expect(JSON.stringify(stored.body)).toContain('one-time code');
   }

@@ -1,11 +1,7 @@
-import { randomUUID } from 'node:crypto';
 import { Client } from 'pg';
-import request from 'supertest';
 import { eventually } from '../helpers/eventually';
-import { createTestApp, TEST_API_TOKEN } from '../helpers/test-app';
-import type { TestApp } from '../helpers/test-app';
-import { listen, sdkClient, startUpstreamTap, compatMessageResource } from './support';
-import type { CannedResponse, Listening, TappedRequest, UpstreamTap } from './support';
+import { startRedactionStack } from './support';
+import type { RedactionStack } from './support';
 
 /**
  * README: "a deletion it accepts (DELETE of the message, the SDK's messages(sid).remove()) also
@@ -19,62 +15,39 @@ import type { CannedResponse, Listening, TappedRequest, UpstreamTap } from './su
 const PROJECT = 'ea108133-d6b3-407c-9536-9fad8a929a6a';
 const TOKEN = 'PTredactiongivenup';
 
-const compatMessage = (sid: string) =>
-  compatMessageResource(PROJECT, sid, 'my one-time code is 654321');
-
-let answer: (req: TappedRequest) => CannedResponse;
-let tap: UpstreamTap;
-let t: TestApp;
-let proxy: Listening;
+let stack: RedactionStack;
 let operator: Client | undefined;
 
 beforeAll(async () => {
-  tap = await startUpstreamTap((req) => answer(req));
-  t = await createTestApp({ SIGNALWIRE_SPACE_URL: tap.url, STORE_BODY: 'true' });
-  proxy = await listen(t.internalApp);
+  stack = await startRedactionStack({ project: PROJECT, token: TOKEN });
 });
 afterAll(async () => {
   await operator?.query('ROLLBACK').catch(() => undefined);
   await operator?.end().catch(() => undefined);
-  await proxy.close();
-  await t.close();
-  await tap.close();
+  await stack.close();
 });
 
 test('When the store is briefly unable to apply a deletion SignalWire accepted (row held 3 s), then the text is still forgotten once the store is back', async () => {
-  const sid = randomUUID();
-  const client = sdkClient(proxy.url, PROJECT, TOKEN);
-  answer = () => ({
-    status: 201,
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify(compatMessage(sid)),
-  });
-  await client.messages.create({
-    to: '+15557654321',
-    from: '+15551234567',
-    body: 'my one-time code is 654321',
-  });
+  const sid = await stack.send('my one-time code is 654321');
 
   // Another session holds the message's row for 3 s (a long transaction, a failover's stall).
-  operator = new Client({ connectionString: t.database.url });
+  operator = new Client({ connectionString: stack.t.database.url });
   operator.on('error', () => undefined);
   await operator.connect();
   await operator.query('BEGIN');
   await operator.query('SELECT 1 FROM messages WHERE id = $1 FOR UPDATE', [sid]);
   setTimeout(() => void operator?.query('COMMIT'), 3_000);
 
-  answer = () => ({ status: 204, body: '' });
+  stack.answer = () => ({ status: 204, body: '' });
   // The app is told the message is deleted, no later than the store's usual wait.
   const asked = Date.now();
-  await expect(client.messages(sid).remove()).resolves.toBe(true);
+  await expect(stack.client.messages(sid).remove()).resolves.toBe(true);
   expect(Date.now() - asked).toBeLessThan(2_900);
 
   // Once the row is free again, a background retry forgets the text SignalWire deleted.
   await eventually(
     async () => {
-      const stored = await request(t.internalApp)
-        .get(`/v1/messages/${sid}`)
-        .set('Authorization', `Bearer ${TEST_API_TOKEN}`);
+      const stored = await stack.stored(sid);
       return !JSON.stringify(stored.body).includes('one-time code');
     },
     'the deleted text to be forgotten here',

@@ -1,15 +1,11 @@
-import { randomUUID } from 'node:crypto';
 import { Client } from 'pg';
-import request from 'supertest';
 import type { Db } from '../../src/db/database';
 import type { Logger } from '../../src/logger';
 import { createRedactionRetries } from '../../src/proxy/redaction-retries';
 import type { RedactionRetryTimings } from '../../src/proxy/redaction-retries';
 import { eventually } from '../helpers/eventually';
-import { createTestApp, TEST_API_TOKEN } from '../helpers/test-app';
-import type { TestApp } from '../helpers/test-app';
-import { listen, sdkClient, startUpstreamTap, compatMessageResource } from './support';
-import type { CannedResponse, Listening, TappedRequest, UpstreamTap } from './support';
+import { startRedactionStack } from './support';
+import type { RedactionStack } from './support';
 
 /**
  * A redaction the store could not apply when it was asked is retried in the background
@@ -131,45 +127,26 @@ describe('through the proxy, the message’s row held longer than the retries la
   const PROJECT = 'ea108133-d6b3-407c-9536-9fad8a929a6a';
   const TOKEN = 'PTredactionretriesgiveup';
 
-  const compatMessage = (sid: string) =>
-    compatMessageResource(PROJECT, sid, 'my one-time code is 424242');
-
-  let answer: (req: TappedRequest) => CannedResponse;
-  let tap: UpstreamTap;
-  let t: TestApp;
-  let proxy: Listening;
+  let stack: RedactionStack;
   let operator: Client | undefined;
 
   beforeAll(async () => {
-    tap = await startUpstreamTap((req) => answer(req));
-    t = await createTestApp(
-      { SIGNALWIRE_SPACE_URL: tap.url, STORE_BODY: 'true' },
+    stack = await startRedactionStack(
+      { project: PROJECT, token: TOKEN },
+      {},
       { redactionRetryTimings: { firstDelayMs: 50, maxDelayMs: 100, giveUpAfterMs: 1_500 } },
     );
-    proxy = await listen(t.internalApp);
   });
   afterAll(async () => {
     await operator?.query('ROLLBACK').catch(() => undefined);
     await operator?.end().catch(() => undefined);
-    await proxy.close();
-    await t.close();
-    await tap.close();
+    await stack.close();
   });
 
   test('When the row stays held past the retries’ limit, then the redaction is given up: logged once at error with the message id and no text, and the text stays', async () => {
+    const { t } = stack;
     const errors = jest.spyOn(t.deps.logger, 'error');
-    const sid = randomUUID();
-    const client = sdkClient(proxy.url, PROJECT, TOKEN);
-    answer = () => ({
-      status: 201,
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify(compatMessage(sid)),
-    });
-    await client.messages.create({
-      to: '+15557654321',
-      from: '+15551234567',
-      body: 'my one-time code is 424242',
-    });
+    const sid = await stack.send('my one-time code is 424242');
 
     operator = new Client({ connectionString: t.database.url });
     operator.on('error', () => undefined);
@@ -177,8 +154,8 @@ describe('through the proxy, the message’s row held longer than the retries la
     await operator.query('BEGIN');
     await operator.query('SELECT 1 FROM messages WHERE id = $1 FOR UPDATE', [sid]);
 
-    answer = () => ({ status: 204, body: '' });
-    await expect(client.messages(sid).remove()).resolves.toBe(true);
+    stack.answer = () => ({ status: 204, body: '' });
+    await expect(stack.client.messages(sid).remove()).resolves.toBe(true);
     const retries = t.deps.redactionRetries!;
     await eventually(() => retries.pending() > 0, 'the redaction to wait for a retry', 5_000);
     await eventually(() => retries.pending() === 0, 'the redaction to be given up', 15_000);
@@ -192,9 +169,7 @@ describe('through the proxy, the message’s row held longer than the retries la
 
     // Nothing retries it any more: the text stays (the operator repeats the deletion).
     await new Promise((r) => setTimeout(r, 500));
-    const stored = await request(t.internalApp)
-      .get(`/v1/messages/${sid}`)
-      .set('Authorization', `Bearer ${TEST_API_TOKEN}`);
+    const stored = await stack.stored(sid);
     expect(JSON.stringify(stored.body)).toContain('one-time code');
   }, 30_000);
 });

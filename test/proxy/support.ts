@@ -1,9 +1,11 @@
+import { randomUUID } from 'node:crypto';
 import { createServer, request as httpRequest } from 'node:http';
 import type { IncomingHttpHeaders, RequestListener, Server } from 'node:http';
 import { createServer as createTcpServer } from 'node:net';
 import type { AddressInfo, Server as TcpServer, Socket } from 'node:net';
 import { RestClient } from '@signalwire/compatibility-api';
-import { createTestApp } from '../helpers/test-app';
+import request from 'supertest';
+import { createTestApp, TEST_API_TOKEN } from '../helpers/test-app';
 import type { TestApp } from '../helpers/test-app';
 
 /** Servers on real ports for the proxy and end-to-end tests; each one closes cleanly. */
@@ -110,12 +112,16 @@ export interface CannedResponse {
 }
 
 /**
- * forward: to that base URL; a function: canned answers; 'hang': never answers; 'drop':
+ * forward: to that base URL; a function: canned answers (or one later: a SignalWire slow to
+ * answer); 'hang': never answers; 'drop':
  * closes the connection once the whole request is in, without an answer (a reset, a load
  * balancer's idle close, a deploy: SignalWire may have acted on it).
  */
 export type TapBehaviour =
-  { forwardTo: string } | ((req: TappedRequest) => CannedResponse) | 'hang' | 'drop';
+  | { forwardTo: string }
+  | ((req: TappedRequest) => CannedResponse | Promise<CannedResponse>)
+  | 'hang'
+  | 'drop';
 
 export interface UpstreamTap extends Listening {
   /** Every request that reached the upstream, in order. */
@@ -163,7 +169,7 @@ async function answer(
   req: TappedRequest,
 ): Promise<NonNullable<TappedRequest['response']>> {
   if (typeof behaviour === 'function') {
-    const canned = behaviour(req);
+    const canned = await behaviour(req);
     return {
       status: canned.status,
       contentType: canned.headers?.['content-type'] ?? null,
@@ -266,9 +272,10 @@ export interface TappedProxy {
 export async function startTappedProxy(
   behaviour: TapBehaviour,
   env: Record<string, string> = {},
+  options?: Parameters<typeof createTestApp>[1],
 ): Promise<TappedProxy> {
   const tap = await startUpstreamTap(behaviour);
-  const t = await createTestApp({ SIGNALWIRE_SPACE_URL: tap.url, ...env });
+  const t = await createTestApp({ SIGNALWIRE_SPACE_URL: tap.url, ...env }, options);
   const proxy = await listen(t.internalApp);
   return {
     tap,
@@ -310,4 +317,76 @@ export function compatMessageResource(project: string, sid: string, body: string
     uri,
     subresource_uris: { media: `${uri}/Media` },
   };
+}
+
+/** SignalWire's compatibility answer for a message it does not have (gone, or never there). */
+export const compatNotFound: CannedResponse = {
+  status: 404,
+  headers: { 'content-type': 'application/json' },
+  body: JSON.stringify({
+    code: 20404,
+    message: 'The requested resource was not found',
+    more_info: 'https://developer.signalwire.com',
+    status: 404,
+  }),
+};
+
+/** An SDK call's outcome: 'ok', or the HTTP status it failed with. */
+export function outcomeOf(call: Promise<unknown>): Promise<'ok' | number | undefined> {
+  return call.then(
+    () => 'ok' as const,
+    (e: { status?: number }) => e.status,
+  );
+}
+
+/**
+ * What the redaction tests stand on: startTappedProxy storing texts (STORE_BODY=true), its tap
+ * answering as `answer` says when each request comes (a test sets it before its calls), and an
+ * app, `project` with `token`, holding the official SDK client pointed at the proxy.
+ */
+export interface RedactionStack extends TappedProxy {
+  /** How the tap answers from now on; 503 until a test says. */
+  answer: (req: TappedRequest) => CannedResponse | Promise<CannedResponse>;
+  client: ReturnType<typeof sdkClient>;
+  /**
+   * The app sends `text` through the SDK and the proxy, SignalWire answering 201 with it
+   * (compatMessageResource): the new message's sid. SignalWire has then accepted the app's
+   * credentials (src/proxy/accepted-credentials.ts).
+   */
+  send(text: string): Promise<string>;
+  /** The message as the query API shows it. */
+  stored(sid: string): Promise<request.Response>;
+}
+
+export async function startRedactionStack(
+  app: { project: string; token: string },
+  env: Record<string, string> = {},
+  options?: Parameters<typeof createTestApp>[1],
+): Promise<RedactionStack> {
+  const tapped = await startTappedProxy(
+    (req) => stack.answer(req),
+    { STORE_BODY: 'true', ...env },
+    options,
+  );
+  const client = sdkClient(tapped.proxy.url, app.project, app.token);
+  const stack: RedactionStack = {
+    ...tapped,
+    answer: () => ({ status: 503, body: '' }),
+    client,
+    async send(text) {
+      const sid = randomUUID();
+      stack.answer = () => ({
+        status: 201,
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify(compatMessageResource(app.project, sid, text)),
+      });
+      await client.messages.create({ to: '+15557654321', from: '+15551234567', body: text });
+      return sid;
+    },
+    stored: async (sid) =>
+      await request(tapped.t.internalApp)
+        .get(`/v1/messages/${sid}`)
+        .set('Authorization', `Bearer ${TEST_API_TOKEN}`),
+  };
+  return stack;
 }

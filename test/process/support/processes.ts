@@ -30,3 +30,11 @@ export function parentOf(pid: number): number {
     return 0; // gone meanwhile
   }
 }
+
+/** Whether `pid` is a child of `ancestor`, or a child's child, and so on (by parentOf). */
+export function descendsFrom(pid: number, ancestor: number): boolean {
+  for (let parent = parentOf(pid); parent > 1; parent = parentOf(parent)) {
+    if (parent === ancestor) return true;
+  }
+  return false;
+}
