@@ -272,7 +272,7 @@ const PASSED_AS_IT_CAME =
   'Passed to SIGNALWIRE_SPACE_URL as it came — method, path, query, body, Content-Type and the caller’s Basic credentials — and SignalWire’s status, Content-Type and body come back as they are; nothing is recorded.';
 
 const FORGETS_TEXT =
-  'The answer is read whole, and once SignalWire accepts it (2xx) the message’s stored text is removed here too (its status history stays); so is it when the outcome is unknown (504, or 502 `upstream_outcome_unknown`: SignalWire may have done it), unless the message is recorded as another project’s.';
+  'The answer is read whole, and once SignalWire accepts it (2xx) the message’s stored text is removed here too (its status history stays); so is it when the outcome is unknown (504, or 502 `upstream_outcome_unknown`: SignalWire may have done it), unless the message is recorded as another project’s, and only for credentials SignalWire has already accepted (a 2xx to a call made with them, e.g. the app’s sends, within the hour, in the same replica): the proxy never checks a password itself, so otherwise the text is kept and the log says why.';
 
 const ECHOES_CALLBACK =
   'Where the answer echoes the callback URL the proxy gave the send (native `status_callback_url`), the caller sees its own callback URL (or null), never the service’s.';
