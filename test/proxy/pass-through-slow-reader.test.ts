@@ -20,7 +20,11 @@ import type { Listening } from './support';
 const PROJECT = 'ea108133-d6b3-407c-9536-9fad8a929a6a';
 const AUTH = basicAuthHeader(PROJECT, 'PTslowreadertesttoken');
 const PATH = `/2010-04-01/Accounts/${PROJECT}/Messages.json?PageSize=1000`;
-const TIMEOUT_MS = 200;
+// Not much shorter: a loaded machine's event loop can stall a few hundred ms, which a socket's
+// idle timer counts as SignalWire's silence.
+const TIMEOUT_MS = 1_000;
+/** The caller's pause: well past SIGNALWIRE_TIMEOUT_MS. */
+const PAUSE_MS = 2.5 * TIMEOUT_MS;
 /** A page of messages as SignalWire answers it (the OpenAPI document's), padded to 16 MiB. */
 const BIG = (() => {
   const [head, tail] = ['{"messages":[],"uri":"', '"}'];
@@ -94,7 +98,7 @@ function readAfterPause(
 
 test('When the caller pauses reading a 16 MiB answer longer than SIGNALWIRE_TIMEOUT_MS, then it still gets the whole answer', async () => {
   answer = answerWhole;
-  const got = await readAfterPause(proxy.port, 5 * TIMEOUT_MS);
+  const got = await readAfterPause(proxy.port, PAUSE_MS);
   expect(got.status).toBe(200);
   expect(got.complete).toBe(true);
   expect(got.body.length).toBe(BIG.length);
@@ -119,7 +123,7 @@ test('When SignalWire stops sending after a caller’s long pause, then the call
     res.writeHead(200, { 'content-type': 'application/json', 'content-length': 2 * BIG.length });
     res.write(BIG); // half, and nothing more, the connection kept open
   };
-  const got = await readAfterPause(proxy.port, 5 * TIMEOUT_MS);
+  const got = await readAfterPause(proxy.port, PAUSE_MS);
   expect(got.complete).toBe(false);
   expect(got.body.length).toBe(BIG.length);
   await eventually(() => lastCall!.closed, 'the upstream connection closed');
@@ -128,7 +132,7 @@ test('When SignalWire stops sending after a caller’s long pause, then the call
 test('When the caller never reads again, then the listener’s stalledTimeoutMs cuts its connection and with it SignalWire’s', async () => {
   answer = answerWhole;
   lastCall = undefined;
-  const stalledTimeoutMs = 1_000;
+  const stalledTimeoutMs = 5 * TIMEOUT_MS;
   const server = createListener(t.internalApp, { ...listenerSettings(t.config), stalledTimeoutMs });
   await listenOn(server, 0, ['127.0.0.1']);
   const caller = net.connect((server.address() as AddressInfo).port, '127.0.0.1');
@@ -140,7 +144,7 @@ test('When the caller never reads again, then the listener’s stalledTimeoutMs 
     await eventually(() => lastCall !== undefined, 'the call reached SignalWire');
     // Past SIGNALWIRE_TIMEOUT_MS, well short of stalledTimeoutMs: the caller's pause is not
     // SignalWire's silence.
-    await new Promise((resolve) => setTimeout(resolve, 3 * TIMEOUT_MS));
+    await new Promise((resolve) => setTimeout(resolve, 2 * TIMEOUT_MS));
     expect(lastCall!.closed).toBe(false);
     await eventually(() => lastCall!.closed, 'the upstream connection closed');
   } finally {
