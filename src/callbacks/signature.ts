@@ -158,14 +158,16 @@ function candidatePrefixes(publicBaseUrl: string): string[] {
   // An IPv6 host keeps its brackets in `hostname` (WHATWG URL): `http://[2001:db8::1]`.
   const origin = `${base.protocol}//${base.hostname}`;
   const port = base.port; // '' when the URL used the default port
+  // A port that is not the default is also tried without it, as the official SDK's
+  // validateRequest does (it removes any port: "signature generation on the back end is
+  // inconsistent"); the signature still needs the signing key, whichever URL it covers.
   prefixes =
     port === ''
       ? [`${origin}${basePath}`, `${origin}:${defaultPort}${basePath}`]
-      : [`${origin}:${port}${basePath}`];
-  if (port === defaultPort) prefixes.push(`${origin}${basePath}`);
+      : [`${origin}:${port}${basePath}`, `${origin}${basePath}`];
   // URL parsing lower-cases the host (and punycodes it); SignalWire signs the URL it was given,
   // and the proxy gives it PUBLIC_BASE_URL as written: that spelling verifies too, with and
-  // without the default port like the canonical one (SignalWire may add or drop it).
+  // without its port like the canonical one (SignalWire may add or drop it).
   for (const written of writtenSpellings(publicBaseUrl, port === '' ? defaultPort : null)) {
     if (!prefixes.includes(written)) prefixes.push(written);
   }
@@ -174,17 +176,17 @@ function candidatePrefixes(publicBaseUrl: string): string[] {
 }
 
 /**
- * PUBLIC_BASE_URL as written (trailing slashes cut, as the proxy writes it), and, when it names
- * the default port or none (`defaultPort` given), the same with that port removed and added.
+ * PUBLIC_BASE_URL as written (trailing slashes cut, as the proxy writes it) and the same without
+ * its port; when it names the default port or none (`defaultPort` given), also with that port.
  */
 function writtenSpellings(publicBaseUrl: string, defaultPort: string | null): string[] {
   const written = publicBaseUrl.replace(/\/+$/, '');
-  if (defaultPort === null) return [written];
   const pathAt = written.indexOf('/', written.indexOf('//') + 2);
   const origin = pathAt === -1 ? written : written.slice(0, pathAt);
   const path = pathAt === -1 ? '' : written.slice(pathAt);
   // The port as written (`:443`, or `:0443`, which also names it); an IPv6 host ends in `]`.
   const host = origin.replace(/:\d*$/, '');
+  if (defaultPort === null) return [written, `${host}${path}`];
   return [written, `${host}${path}`, `${host}:${defaultPort}${path}`];
 }
 

@@ -155,20 +155,19 @@ const configuredQuery = fc.oneof(
 /** A configured query ready for one more parameter: `?`, or the query and `&`. */
 const openQuery = (query: string): string => (query === '' || query === '?' ? '?' : `${query}&`);
 
-/** Which URL SignalWire signed: as given, or one of the spellings the SDK also tries. */
-type UrlSpelling = 'as_given' | 'default_port_added' | 'default_port_removed';
-const spelling = fc.constantFrom<UrlSpelling>(
-  'as_given',
-  'default_port_added',
-  'default_port_removed',
-);
+/**
+ * Which URL SignalWire signed: as given, or one of the spellings the SDK also tries — the
+ * default port added, or the port removed (any port: the SDK's removePort).
+ */
+type UrlSpelling = 'as_given' | 'default_port_added' | 'port_removed';
+const spelling = fc.constantFrom<UrlSpelling>('as_given', 'default_port_added', 'port_removed');
 
 function signedUrl(prefix: string, rest: string, how: UrlSpelling): string {
   const pathAt = prefix.indexOf('/', prefix.indexOf('//') + 2);
   const origin = pathAt === -1 ? prefix : prefix.slice(0, pathAt);
   const basePath = pathAt === -1 ? '' : prefix.slice(pathAt);
   const { protocol, hostname, port } = new URL(origin); // port is '' for the default port
-  if (port !== '' || how === 'as_given') return prefix + rest;
+  if (how === 'as_given' || (how === 'default_port_added' && port !== '')) return prefix + rest;
   const defaultPort = how === 'default_port_added' ? (protocol === 'https:' ? ':443' : ':80') : '';
   return `${protocol}//${hostname}${defaultPort}${basePath}${rest}`;
 }

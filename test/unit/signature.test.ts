@@ -329,9 +329,10 @@ describe('candidateUrlsFor', () => {
     ]);
   });
 
-  test('When the base URL has a path prefix and a custom port, then both are kept', () => {
+  test('When the base URL has a path prefix and a custom port, then the prefix is kept and the URL is also tried without the port (as the official SDK does)', () => {
     expect(candidateUrlsFor('http://10.0.0.1:8080/sw/', '/callbacks/native')).toEqual([
       'http://10.0.0.1:8080/sw/callbacks/native',
+      'http://10.0.0.1/sw/callbacks/native',
     ]);
   });
 
@@ -351,10 +352,12 @@ describe('candidateUrlsFor', () => {
       'https://Hooks.Example.com:443/SW/callbacks/cxml',
       'https://Hooks.Example.com/SW/callbacks/cxml',
     ]);
-    // A port that is not the default has one spelling only, its host as written or not.
+    // A port that is not the default: with it and without it, the host as written or not.
     expect(candidateUrlsFor('http://LB.example:8080', '/callbacks/cxml')).toEqual([
       'http://lb.example:8080/callbacks/cxml',
+      'http://lb.example/callbacks/cxml',
       'http://LB.example:8080/callbacks/cxml',
+      'http://LB.example/callbacks/cxml',
     ]);
   });
 
