@@ -1,0 +1,71 @@
+import { Kysely, PostgresDialect } from 'kysely';
+import { Pool } from 'pg';
+import type { QueryResult } from 'pg';
+import type { Db } from '../../src/db/database';
+
+/** One node of `EXPLAIN (ANALYZE, FORMAT JSON)`, the fields the cost tests read. */
+export interface PlanNode {
+  'Relation Name'?: string;
+  'Index Name'?: string;
+  'Node Type'?: string;
+  'Actual Rows'?: number;
+  'Actual Loops'?: number;
+  'Rows Removed by Filter'?: number;
+  'Rows Removed by Index Recheck'?: number;
+  Plans?: PlanNode[];
+}
+
+/** The rows of `messages` (table or index) a plan touched: returned, filtered out or rechecked. */
+export function rowsRead(node: PlanNode): number {
+  const own =
+    node['Relation Name'] === 'messages' || node['Index Name']?.startsWith('messages_')
+      ? ((node['Actual Rows'] ?? 0) +
+          (node['Rows Removed by Filter'] ?? 0) +
+          (node['Rows Removed by Index Recheck'] ?? 0)) *
+        (node['Actual Loops'] ?? 1)
+      : 0;
+  return own + (node.Plans ?? []).reduce((sum, child) => sum + rowsRead(child), 0);
+}
+
+/** The node types of a plan, depth first. */
+export function nodeTypes(node: PlanNode): string[] {
+  return [node['Node Type'] ?? '', ...(node.Plans ?? []).flatMap(nodeTypes)];
+}
+
+/**
+ * EXPLAIN (ANALYZE) of the first statement `run` sends, whatever builds it: `run` gets a Kysely
+ * of its own on the database at `url` whose first query is sent prefixed with EXPLAIN and
+ * answers `rows` (what the caller's code expects back).
+ */
+export async function explainFirst(
+  url: string,
+  run: (db: Db) => Promise<unknown>,
+  rows: unknown[] = [],
+): Promise<PlanNode> {
+  let plan: PlanNode | undefined;
+  const pool = new Pool({ connectionString: url, max: 1 });
+  const wrapped = {
+    connect: async () => {
+      const client = await pool.connect();
+      const query = client.query.bind(client) as (...args: unknown[]) => Promise<QueryResult>;
+      (client as unknown as { query: unknown }).query = async (text: unknown, values?: unknown) => {
+        if (plan !== undefined || typeof text !== 'string') return query(text, values);
+        const result = await query(`EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) ${text}`, values);
+        plan = (result.rows[0]['QUERY PLAN'] as Array<{ Plan: PlanNode }>)[0]!.Plan;
+        return { ...result, rows };
+      };
+      return client;
+    },
+    end: () => pool.end(),
+  };
+  const db = new Kysely<never>({
+    dialect: new PostgresDialect({ pool: wrapped as never }),
+  }) as unknown as Db;
+  try {
+    await run(db);
+  } finally {
+    await db.destroy();
+  }
+  if (!plan) throw new Error('no statement explained');
+  return plan;
+}
