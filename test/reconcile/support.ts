@@ -7,6 +7,8 @@ import type { Api } from '../../src/messages/statuses';
 import { createReconcileWorker } from '../../src/reconcile/reconcile-worker';
 import type { ReconcileWorker, ReconcileWorkerOptions } from '../../src/reconcile/reconcile-worker';
 import { statusEvent } from '../factories';
+import { rowsRead } from '../helpers/explain';
+import type { PlanNode } from '../helpers/explain';
 
 /**
  * A sweep as the tests run it, started: two short steps (a message whose last event is a
@@ -116,27 +118,4 @@ export async function readByStatement(
     rows: rowsRead(plan),
     buffers: plan['Shared Hit Blocks']! + plan['Shared Read Blocks']!,
   };
-}
-
-interface PlanNode {
-  'Relation Name'?: string;
-  'Index Name'?: string;
-  'Actual Rows'?: number;
-  'Actual Loops'?: number;
-  'Rows Removed by Filter'?: number;
-  'Rows Removed by Index Recheck'?: number;
-  'Shared Hit Blocks'?: number;
-  'Shared Read Blocks'?: number;
-  Plans?: PlanNode[];
-}
-
-function rowsRead(node: PlanNode): number {
-  const own =
-    node['Relation Name'] === 'messages' || node['Index Name']?.startsWith('messages_')
-      ? ((node['Actual Rows'] ?? 0) +
-          (node['Rows Removed by Filter'] ?? 0) +
-          (node['Rows Removed by Index Recheck'] ?? 0)) *
-        (node['Actual Loops'] ?? 1)
-      : 0;
-  return own + (node.Plans ?? []).reduce((sum, child) => sum + rowsRead(child), 0);
 }
