@@ -160,10 +160,10 @@ export async function listMessages(
   }
   const [field, column] = driving;
   const rest = { ...filter, [field]: undefined };
-  // Each branch its own page (ORDER BY … LIMIT inside a subquery): PostgreSQL 15 does not merge
-  // the flattened branches in order (EXPLAIN shows Append → Sort over every matching row), while
-  // a branch with a LIMIT reads its index in order and stops after `limit` rows. The outer sort
-  // then orders at most `limit` rows per value.
+  // Each branch its own page (ORDER BY … LIMIT inside a subquery): plain branches are flattened
+  // and PostgreSQL 15 appended and sorted every matching row (Append → Sort in EXPLAIN), while a
+  // branch with a LIMIT reads its index in order and stops after `limit` matching rows; the outer
+  // ORDER BY merges the branches (Merge Append).
   const branches = values.map((value) =>
     db
       .selectFrom(
