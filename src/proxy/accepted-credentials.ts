@@ -1,4 +1,5 @@
 import { createHmac, randomBytes } from 'node:crypto';
+import { parseBasicAuth } from '../signalwire/basic-auth';
 import type { SignalWireClient, UpstreamRequest, UpstreamResult } from './signalwire-client';
 
 /**
@@ -10,11 +11,17 @@ import type { SignalWireClient, UpstreamRequest, UpstreamResult } from './signal
  *
  * Only a 2xx counts as accepted: a 404, a 400, a 429 or a 5xx can come from routing, a
  * gateway or a rate limiter before the credentials are looked at, and a pass-through caller
- * picks the path. A 401 or 403 drops the credentials; any other answer leaves them as they are.
+ * picks the path. A 401 drops the credentials (SignalWire no longer takes them: a revoked
+ * token); a 403 does not — it is SignalWire knowing the token and refusing it one resource (a
+ * scoped token; application-callback.ts reads it so too). Any other answer leaves them be.
+ *
+ * The credentials are the Basic username and password as SignalWire reads them
+ * (parseBasicAuth: `Basic` in any case, any spaces), not the header's bytes: one valid
+ * credential spelled thousands of ways would otherwise fill the record and push the app's out.
  *
  * Kept in memory, per process: a replica that has not seen the app's own calls yet keeps the
- * text (and says so). No password is kept, only an HMAC of the whole Authorization value under
- * a key made at start-up, so the record cannot be tried against guesses.
+ * text (and says so). No password is kept, only an HMAC of the credentials under a key made at
+ * start-up, so the record cannot be tried against guesses.
  */
 export interface AcceptedCredentials {
   /** Whether SignalWire accepted this Authorization value within the last ACCEPTED_FOR_MS. */
@@ -35,13 +42,19 @@ export function createAcceptedCredentials({
   const key = randomBytes(32);
   // Insertion order is use order: the first entry is the least recently accepted.
   const acceptedUntil = new Map<string, number>();
-  const digest = (authorization: string) =>
-    createHmac('sha256', key).update(authorization).digest('base64url');
+  // Null for a header that is not Basic credentials: never accepted.
+  const digest = (authorization: string | undefined): string | null => {
+    const credentials = parseBasicAuth(authorization);
+    if (!credentials) return null;
+    const { username, password } = credentials;
+    // The username never holds a colon (parseBasicAuth splits at the first): unambiguous.
+    return createHmac('sha256', key).update(`${username}:${password}`).digest('base64url');
+  };
 
   return {
     has(authorization) {
-      if (authorization === undefined) return false;
       const id = digest(authorization);
+      if (id === null) return false;
       const until = acceptedUntil.get(id);
       if (until === undefined) return false;
       if (until <= clock()) {
@@ -51,9 +64,9 @@ export function createAcceptedCredentials({
       return true;
     },
     answered(authorization, status) {
-      if (authorization === undefined) return;
       const id = digest(authorization);
-      if (status === 401 || status === 403) {
+      if (id === null) return;
+      if (status === 401) {
         acceptedUntil.delete(id);
         return;
       }

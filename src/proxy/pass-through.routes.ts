@@ -206,10 +206,11 @@ async function passMessageAnswer(
  * username, which only SignalWire checks: without an answer, a wrong password would otherwise
  * erase that project's texts whenever SignalWire is slow. Credentials not yet seen accepted
  * keep the text, and the log says so, for the operator (or the app) to repeat the deletion.
- * And a deletion answered 404 of a message recorded as the caller's project's — SignalWire
- * answered, so it took the credentials; the message is gone there, typically deleted by an
- * earlier try answered late, and the app's retry is told so. Another project's 404 (or one for
- * a message with no project recorded) forgets nothing; every other answer (4xx, 5xx) keeps the
+ * And a deletion answered 404 of a message recorded as the caller's project's, on the same
+ * condition — the message is gone there, typically deleted by an earlier try answered late, and
+ * the app's retry is told so; but a 404 can be SignalWire's routing, given before any password
+ * is checked, so it proves nothing of the credentials. Another project's 404 (or one for a
+ * message with no project recorded) forgets nothing; every other answer (4xx, 5xx) keeps the
  * text.
  */
 async function forgetRedactedText(
@@ -239,12 +240,15 @@ async function forgetRedactedText(
   const messageId = call.deleted ?? (emptied ? call.updated : null);
   if (messageId === null) return;
   const log = { ...call.log, message_id: messageId };
-  if (outcome === 'unknown' && !deps.acceptedCredentials?.has(req.get('authorization'))) {
+  // Only a 2xx shows that SignalWire took the caller's credentials.
+  const answeredOk = outcome !== 'unknown' && outcome >= 200 && outcome < 300;
+  if (!answeredOk && !deps.acceptedCredentials?.has(req.get('authorization'))) {
     // Names the project, never the credentials.
     deps.logger.warn(
-      { ...log, project: call.project },
-      'a message whose redaction or deletion got no answer from SignalWire keeps its text ' +
-        'here: SignalWire was not yet seen accepting these credentials (repeat the deletion)',
+      { ...log, project: call.project, outcome },
+      'a message whose redaction or deletion SignalWire did not confirm (no answer, or 404) ' +
+        'keeps its text here: SignalWire was not yet seen accepting these credentials ' +
+        '(repeat the deletion once a call with them has succeeded)',
     );
     return;
   }

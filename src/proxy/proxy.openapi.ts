@@ -277,7 +277,7 @@ const FORGETS_TEXT =
 const ECHOES_CALLBACK =
   'Where the answer echoes the callback URL the proxy gave the send (native `status_callback_url`), the caller sees its own callback URL (or null), never the service’s.';
 
-const DELETES_MESSAGE = `${PASSED_AS_IT_CAME} ${FORGETS_TEXT} A 404 for a message recorded as the caller’s project’s (already deleted, e.g. by an earlier try answered late) removes it too.`;
+const DELETES_MESSAGE = `${PASSED_AS_IT_CAME} ${FORGETS_TEXT} A 404 for a message recorded as the caller’s project’s (already deleted, e.g. by an earlier try answered late) removes it too, on the same condition of accepted credentials (a 404 can be SignalWire’s routing, before any password is checked).`;
 
 /** A deletion's answer: 204, no body. */
 const DELETED = { status: 204, schema: null, description: 'Deleted.' } as const;

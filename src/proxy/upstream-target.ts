@@ -150,18 +150,18 @@ export function deletedMessageId(method: string, path: string): string | null {
 
 /**
  * A message resource's API and id, when the path names one: `/api/messaging/messages/{id}` or
- * `…/Accounts/{project}/Messages/{sid}` (`.json` or none), a trailing `/` allowed as the create
- * routes allow it. The path as written otherwise (ids keep their case); another spelling is not
- * recognised.
+ * `/api/laml/2010-04-01/Accounts/{project}/Messages/{sid}` (or under `/2010-04-01`; `.json` or
+ * none), a trailing `/` allowed as the create routes allow it. The whole path, not only its end:
+ * a deletion SignalWire answers 404 may forget the text (pass-through.routes.ts), and a path
+ * with more before `/Accounts` is one SignalWire routes nowhere — a 404 given before any
+ * credentials are checked. Another spelling is not recognised (ids keep their case).
  */
 function messageResource(path: string): { api: Api; id: string } | null {
   const trimmed = withoutTrailingSlashes(path);
-  const segments = trimmed.split('/');
   const id = messageIdOf(trimmed);
   if (id === null) return null;
   if (/^\/api\/messaging\/messages\/[^/]+$/i.test(trimmed)) return { api: 'native', id };
-  const parent = (segments.at(-2) ?? '').toLowerCase();
-  if (parent === 'messages' && segments.at(-4)?.toLowerCase() === 'accounts') {
+  if (/^(?:\/api\/laml)?\/2010-04-01\/accounts\/[^/]+\/messages\/[^/]+$/i.test(trimmed)) {
     return { api: 'cxml', id };
   }
   return null;

@@ -1,5 +1,5 @@
-import { outcomeOf, sdkClient, startRedactionStack } from './support';
-import type { CannedResponse, RedactionStack } from './support';
+import { compatNotFound, outcomeOf, rawRequest, sdkClient, startRedactionStack } from './support';
+import type { CannedResponse, RedactionStack, TappedRequest } from './support';
 
 /**
  * The proxy never checks a password: SignalWire does. A deletion that gets no answer (the
@@ -66,6 +66,47 @@ test('When a caller with the project’s id and a wrong password deletes a messa
 
 test('When the app whose send SignalWire accepted deletes the message and SignalWire does not answer in time, then its text is forgotten', async () => {
   const sid = await sent();
+
+  expect(await outcomeOf(stack.client.messages(sid).remove())).toBe(504);
+
+  expect(await storedText(sid)).toBe(false);
+}, 30_000);
+
+test('When a caller with the project’s id and a wrong password deletes a message and SignalWire answers 404, then its text is kept (a 404 can be routing, before any password is checked)', async () => {
+  const sid = await stack.send('my one-time code is 271828');
+  expect(await storedText(sid)).toBe(true);
+  const wrong = `Basic ${Buffer.from(`${PROJECT}:${WRONG}`).toString('base64')}`;
+  // SignalWire (or a gateway before it) routes these to 404 without looking at the password.
+  stack.answer = () => compatNotFound;
+  const port = Number(new URL(stack.proxy.url).port);
+  const deletions = () => stack.tap.requests.filter((r: TappedRequest) => r.method === 'DELETE');
+  const before = deletions().length;
+  for (const path of [
+    `/api/laml/2010-04-01/Accounts/${PROJECT}/Messages/${sid}.json`,
+    // A route SignalWire does not have: not read as a deletion of the message at all.
+    `/api/laml/2010-04-01/nowhere/Accounts/${PROJECT}/Messages/${sid}.json`,
+  ]) {
+    const answer = await rawRequest(port, {
+      method: 'DELETE',
+      path,
+      headers: { authorization: wrong },
+    });
+    expect(answer.status).toBe(404);
+  }
+  expect(deletions().length - before).toBe(2); // both reached SignalWire
+
+  expect(await storedText(sid)).toBe(true);
+}, 30_000);
+
+test('When SignalWire refused the app one read (403: a scoped token it knows), then the app’s unanswered deletion still forgets the text', async () => {
+  const sid = await stack.send('my one-time code is 161803');
+  stack.answer = () => ({
+    status: 403,
+    headers: { 'content-type': 'application/json' },
+    body: '{"code":20403,"message":"Forbidden","status":403}',
+  });
+  expect(await outcomeOf(stack.client.incomingPhoneNumbers.list())).toBe(403);
+  stack.answer = () => new Promise<CannedResponse>(() => undefined);
 
   expect(await outcomeOf(stack.client.messages(sid).remove())).toBe(504);
 

@@ -172,6 +172,9 @@ describe('deletedMessageId', () => {
     ['DELETE', '/2010-04-01/Accounts/p/Messages.json'],
     ['DELETE', '/api/messaging/messages/a/b'],
     ['DELETE', '/2010-04-01/Accounts/p/Messages/%E0'],
+    // More before `/Accounts`: a route SignalWire does not have (its 404 checks no password).
+    ['DELETE', '/api/laml/2010-04-01/nowhere/Accounts/p/Messages/SM1.json'],
+    ['DELETE', '/2010-04-01/x/Accounts/p/Messages/SM1'],
   ])('When %s %s, then it deletes no message', (method, path) => {
     expect(deletedMessageId(method, path)).toBeNull();
   });

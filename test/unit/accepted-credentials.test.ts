@@ -3,7 +3,7 @@ import { basicAuthHeader } from '../../src/signalwire/basic-auth';
 
 /**
  * The record behind an unanswered deletion's erasure (pass-through.routes.ts forgetRedactedText):
- * credentials count as accepted only after a 2xx, for an hour, until a 401 or 403, and the
+ * credentials count as accepted only after a 2xx, for an hour, until a 401, and the
  * record stays bounded.
  */
 
@@ -26,15 +26,28 @@ test('When SignalWire answers only 404, 400, 429 or 5xx, then the credentials ar
   expect(accepted.has(GENUINE)).toBe(false);
 });
 
-test('When SignalWire answers 401 or 403 to accepted credentials, then they are no longer accepted', () => {
+test('When SignalWire answers 401 to accepted credentials, then they are no longer accepted; a 403 (a token it knows, refused one resource) leaves them', () => {
   const accepted = createAcceptedCredentials();
-  for (const status of [401, 403]) {
-    accepted.answered(GENUINE, 200);
-    accepted.answered(GENUINE, 500);
-    expect(accepted.has(GENUINE)).toBe(true);
-    accepted.answered(GENUINE, status);
-    expect(accepted.has(GENUINE)).toBe(false);
+  accepted.answered(GENUINE, 200);
+  accepted.answered(GENUINE, 500);
+  accepted.answered(GENUINE, 403);
+  expect(accepted.has(GENUINE)).toBe(true);
+  accepted.answered(GENUINE, 401);
+  expect(accepted.has(GENUINE)).toBe(false);
+});
+
+test('When the same credentials are written another way SignalWire reads alike, then they are one entry, and a header that is not Basic credentials is never accepted', () => {
+  const accepted = createAcceptedCredentials({ maxKept: 1 });
+  const encoded = GENUINE.slice('Basic '.length);
+  accepted.answered(GENUINE, 200);
+  // Thousands of spellings of one valid credential cannot push another out of the record.
+  for (let spaces = 1; spaces <= 50; spaces++) {
+    accepted.answered(`bAsIc${' '.repeat(spaces)}${encoded}`, 200);
   }
+  expect(accepted.has(GENUINE)).toBe(true);
+  expect(accepted.has(`BASIC   ${encoded}`)).toBe(true);
+  accepted.answered('Bearer whatever', 200);
+  expect(accepted.has('Bearer whatever')).toBe(false);
 });
 
 test('When an hour passes without another 2xx, then the credentials are no longer accepted', () => {
