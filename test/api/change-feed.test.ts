@@ -4,6 +4,7 @@ import { sql } from 'kysely';
 import { recordEvents } from '../../src/messages/record-events';
 import type { StatusEvent } from '../../src/messages/status-event';
 import { statusEvent } from '../factories';
+import { readableAt } from '../helpers/readable-at';
 import { TEST_API_TOKEN, createTestApp } from '../helpers/test-app';
 import type { TestApp } from '../helpers/test-app';
 
@@ -50,26 +51,6 @@ async function now(): Promise<string> {
   const res = await get('/v1/events?after=now').expect(200);
   expect(res.body.data).toEqual([]);
   return res.body.next_cursor as string;
-}
-
-/**
- * When the feed could first read the message's event: once the snapshot's xmin (the horizon,
- * the whole cluster's) is past its transaction. Looked at every 20 ms until then, or until
- * `answered` settles (the answer then came first: its own time is the bound).
- */
-async function readableAt(messageId: string, answered: Promise<unknown>): Promise<number> {
-  let done = false;
-  void answered.then(
-    () => (done = true),
-    () => (done = true),
-  );
-  for (;;) {
-    const { rows } = await sql<{ readable: boolean }>`
-      SELECT pg_snapshot_xmin(pg_current_snapshot()) > tx AS readable
-      FROM status_events WHERE message_id = ${messageId}`.execute(t.database.db);
-    if (rows[0]?.readable || done) return Date.now();
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
 }
 
 const record = (events: StatusEvent[]) =>
@@ -230,7 +211,7 @@ describe('GET /v1/events', () => {
     const answered = poll.then((res) => res);
     await new Promise((resolve) => setTimeout(resolve, 200));
     await record([event]);
-    const readable = readableAt(event.messageId, answered);
+    const readable = readableAt(t.database.db, event.messageId, answered);
     const res = await answered;
     const answeredAt = Date.now();
     expect(res.status).toBe(200);
