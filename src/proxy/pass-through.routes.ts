@@ -240,9 +240,9 @@ async function forgetRedactedText(
   const messageId = call.deleted ?? (emptied ? call.updated : null);
   if (messageId === null) return;
   const log = { ...call.log, message_id: messageId };
-  // Only a 2xx shows that SignalWire took the caller's credentials.
-  const answeredOk = outcome !== 'unknown' && outcome >= 200 && outcome < 300;
-  if (!answeredOk && !deps.acceptedCredentials?.has(req.get('authorization'))) {
+  // Only a 2xx (the one scope not bound to the caller's project) shows that SignalWire took
+  // the caller's credentials.
+  if (!('any' in scope) && !deps.acceptedCredentials?.has(req.get('authorization'))) {
     // Names the project, never the credentials.
     deps.logger.warn(
       { ...log, project: call.project, outcome },
