@@ -47,7 +47,11 @@ export function messageRoutes({
   const shape = `${storeBody ? 'with-body' : 'without-body'}|${ERROR_REASONS_VERSION}`;
 
   router.get('/v1/messages/:id', async (req, res) => {
-    const { id } = MessageParams.parse(req.params);
+    // DESIGN §6: 404 if unknown. An id no message can have (longer than any stored one, or
+    // holding a NUL) is unknown without asking the database; its text is not echoed back.
+    const params = MessageParams.safeParse(req.params);
+    if (!params.success) throw notFound('message', '(no message can have this id)');
+    const { id } = params.data;
     const found = await primaryReads.run(
       () => readWithin(db, readTimeoutMs, (trx) => findMessageWithHistory(trx, id)),
       () => req.socket.destroyed,

@@ -233,8 +233,9 @@ describe('query API: bad input', () => {
     expectError(await get(`/v1/messages?cursor=${encodeURIComponent(cursor)}`), 400);
   });
 
-  test('When the message id is absurd, then 400; when unknown, then 404', async () => {
-    expectError(await get(`/v1/messages/${'x'.repeat(100)}`), 400, 'invalid_request');
+  test('When the message id is one no message can have, or unknown, then 404 (DESIGN §6)', async () => {
+    expectError(await get(`/v1/messages/${'x'.repeat(100)}`), 404, 'not_found');
+    expectError(await get('/v1/messages/a%00b'), 404, 'not_found');
     expectError(await get('/v1/messages/00000000-0000-0000-0000-000000000000'), 404, 'not_found');
   });
 

@@ -278,8 +278,18 @@ describeBrowser('status page when the query API answers 503 or 429', () => {
       await page
         .locator('#lookup-result', { hasText: `No message with id ${unknown}.` })
         .waitFor(UNTIL);
-      // Longer than the service's ids may be (64): a 400, reached through a #message= link.
+      // A 400 (the service answers none for a lookup today: any error but 404 and the retried
+      // 503/429 is one), reached through a #message= link.
       const tooLong = 'x'.repeat(65);
+      await page.route(`**/v1/messages/${tooLong}`, (route) =>
+        route.fulfill({
+          status: 400,
+          contentType: 'application/json',
+          body: JSON.stringify({
+            error: { code: 'invalid_request', message: 'refused', request_id: 'r-1' },
+          }),
+        }),
+      );
       const askedTooLong = askedFor(tooLong);
       await page.evaluate((hash) => {
         (globalThis as unknown as { location: { hash: string } }).location.hash = hash;
