@@ -152,7 +152,7 @@ export function describeMessages(docs: ApiDocs): void {
     responses: {
       200: ok('The message, with `history`.', MessageDto),
       304: NOT_MODIFIED,
-      ...errorResponses(401, 404, 429, 500, 503),
+      ...errorResponses(400, 401, 404, 429, 500, 503),
     },
   });
   docs.registerPath({

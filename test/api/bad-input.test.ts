@@ -239,6 +239,19 @@ describe('query API: bad input', () => {
     expectError(await get('/v1/messages/00000000-0000-0000-0000-000000000000'), 404, 'not_found');
   });
 
+  test.each(['%', '%FF', '%ED%A0%80', 'abc%zz'])(
+    'When the message id in the path does not percent-decode (%s), then 400 as the OpenAPI document declares',
+    async (id) => {
+      const declared = Object.keys(
+        (await request(t.internalApp).get('/openapi.json')).body.paths['/v1/messages/{id}'].get
+          .responses,
+      );
+      const res = await get(`/v1/messages/${id}`);
+      expectError(res, 400);
+      expect(declared).toContain('400');
+    },
+  );
+
   test('When the query API is asked on the public listener, then it is not there', async () => {
     expectError(
       await request(t.publicApp).get('/v1/messages').auth(TEST_API_TOKEN, { type: 'bearer' }),
