@@ -234,7 +234,10 @@ async function record(
     // Whether a new event of this batch comes before (it is told to the app first).
     let toldInBatch = false;
     const next = events.reduce((previous, candidate) => {
-      if (!toldInBatch && mayRepeatLookup(previous, candidate.event)) mayRepeat.push(candidate);
+      // A message this transaction created has had no lookup to repeat.
+      if (!toldInBatch && !created.has(id) && mayRepeatLookup(previous, candidate.event)) {
+        mayRepeat.push(candidate);
+      }
       if (candidate.event.source !== 'proxy') toldInBatch = true;
       const after = applyEvent(previous, candidate.event);
       const transition = transitionBetween(previous, after);
