@@ -146,6 +146,21 @@ export async function listMessages(
   { order = 'activity', after }: { order?: ListOrder; after?: ListCursor } = {},
 ): Promise<MessageRow[]> {
   const key = order === 'created' ? 'created_at' : 'last_event_at';
+  if (order === 'activity' && (await readsWindowFirst(db, filter, after))) {
+    // The window's messages, found through messages_created_idx (MATERIALIZED keeps PostgreSQL
+    // from folding the window into an activity walk again), then ordered.
+    return db
+      .with(
+        (cte) => cte('w').materialized(),
+        () => filtered(db, filter, order, after),
+      )
+      .selectFrom('w')
+      .selectAll()
+      .orderBy('last_event_at', 'desc')
+      .orderBy('id', 'desc')
+      .limit(limit)
+      .execute();
+  }
   // The most selective filter given drives; when it has one value it is already one index
   // range (a single-value `to` is narrower than any status's), and the created order has no
   // per-column index to merge.
@@ -184,6 +199,57 @@ export async function listMessages(
     .orderBy('id', 'desc')
     .limit(limit)
     .execute();
+}
+
+/** How many rows readsWindowFirst counts at most on each side. */
+const WINDOW_COUNT_CAP = 5_000;
+
+/**
+ * Whether a first-seen window (`created_since`/`created_until`) in the activity order is read
+ * window first. Walking the activity order, as any other filter is, reads from the newest
+ * activity down until the page is full, and a message's activity mostly follows its first
+ * sighting closely: the walk passes every message active since the window ended before it
+ * reaches most of the window's own — none for a window that is still open, every message since
+ * for a day long ago (whose handful of late receipts or lookups keep it from being skipped). No
+ * index holds first sighting in the activity order, and PostgreSQL cannot tell the two cases
+ * apart (the columns' correlation is in no statistic), so it is counted here, each side through
+ * its index and at most WINDOW_COUNT_CAP (a few milliseconds): the window's messages against
+ * those the walk passes after the window's end. Fewer in the window: it is read whole and
+ * sorted. Otherwise the walk runs as before — which leaves a window larger than the cap far
+ * back walking; README says to ask it with `order=created`.
+ */
+async function readsWindowFirst(
+  db: Db,
+  filter: MessageFilter,
+  after: ListCursor | undefined,
+): Promise<boolean> {
+  const { createdSince, createdUntil } = filter;
+  // An open window ends now: the walk starts in it.
+  if (!createdUntil) return false;
+  let window = db
+    .selectFrom('messages')
+    .select(sql<number>`1`.as('one'))
+    .where('created_at', '<', createdUntil);
+  if (createdSince) window = window.where('created_at', '>=', createdSince);
+  // What messages_activity_idx's walk passes before the window's end: from the cursor (or the
+  // newest) down to the window's end, within the activity window.
+  let passed = db
+    .selectFrom('messages')
+    .select(sql<number>`1`.as('one'))
+    .where('last_event_at', '>=', createdUntil);
+  if (filter.since) passed = passed.where('last_event_at', '>=', filter.since);
+  if (filter.until) passed = passed.where('last_event_at', '<', filter.until);
+  if (after) {
+    passed = passed.where((eb) =>
+      eb(eb.refTuple('last_event_at', 'id'), '<', eb.tuple(after.at, after.id)),
+    );
+  }
+  const { rows } = await sql<{ window_first: boolean }>`
+    SELECT (SELECT count(*) FROM (${window.limit(WINDOW_COUNT_CAP + 1)}) w)
+         < (SELECT count(*) FROM (${passed.limit(WINDOW_COUNT_CAP + 1)}) p) AS window_first`.execute(
+    db,
+  );
+  return rows[0]?.window_first === true;
 }
 
 /** The page's rows, unordered: every filter, the cursor, and the bounds they imply. */

@@ -35,6 +35,23 @@ export function nodeTypes(node: PlanNode): string[] {
 }
 
 /**
+ * EXPLAIN (ANALYZE) of every statement `run` sends, in order: each is explained, then run as
+ * sent, so code that reads one statement's answer to choose the next runs as it would.
+ */
+export async function explainEach(
+  url: string,
+  run: (db: Db) => Promise<unknown>,
+): Promise<PlanNode[]> {
+  const plans: PlanNode[] = [];
+  await explainWith(url, run, async (query, text, values) => {
+    const result = await query(`EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) ${text}`, values);
+    plans.push((result.rows[0]['QUERY PLAN'] as Array<{ Plan: PlanNode }>)[0]!.Plan);
+    return query(text, values);
+  });
+  return plans;
+}
+
+/**
  * EXPLAIN (ANALYZE) of the first statement `run` sends, whatever builds it: `run` gets a Kysely
  * of its own on the database at `url` whose first query is sent prefixed with EXPLAIN and
  * answers `rows` (what the caller's code expects back).
@@ -45,17 +62,35 @@ export async function explainFirst(
   rows: unknown[] = [],
 ): Promise<PlanNode> {
   let plan: PlanNode | undefined;
+  await explainWith(url, run, async (query, text, values) => {
+    if (plan !== undefined) return query(text, values);
+    const result = await query(`EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) ${text}`, values);
+    plan = (result.rows[0]['QUERY PLAN'] as Array<{ Plan: PlanNode }>)[0]!.Plan;
+    return { ...result, rows };
+  });
+  if (!plan) throw new Error('no statement explained');
+  return plan;
+}
+
+type Send = (text: string, values?: unknown) => Promise<QueryResult>;
+
+/** Runs `run` on a Kysely of its own at `url` whose text statements go through `intercept`. */
+async function explainWith(
+  url: string,
+  run: (db: Db) => Promise<unknown>,
+  intercept: (query: Send, text: string, values: unknown) => Promise<QueryResult>,
+): Promise<void> {
   const pool = new Pool({ connectionString: url, max: 1 });
+  // The pool hands the same client out again for each statement: it is wrapped once.
+  const intercepted = new WeakSet<object>();
   const wrapped = {
     connect: async () => {
       const client = await pool.connect();
+      if (intercepted.has(client)) return client;
+      intercepted.add(client);
       const query = client.query.bind(client) as (...args: unknown[]) => Promise<QueryResult>;
-      (client as unknown as { query: unknown }).query = async (text: unknown, values?: unknown) => {
-        if (plan !== undefined || typeof text !== 'string') return query(text, values);
-        const result = await query(`EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) ${text}`, values);
-        plan = (result.rows[0]['QUERY PLAN'] as Array<{ Plan: PlanNode }>)[0]!.Plan;
-        return { ...result, rows };
-      };
+      (client as unknown as { query: unknown }).query = async (text: unknown, values?: unknown) =>
+        typeof text === 'string' ? intercept(query, text, values) : query(text, values);
       return client;
     },
     end: () => pool.end(),
@@ -68,6 +103,4 @@ export async function explainFirst(
   } finally {
     await db.destroy();
   }
-  if (!plan) throw new Error('no statement explained');
-  return plan;
 }
