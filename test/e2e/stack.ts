@@ -5,6 +5,7 @@ import type { MessageDto } from '../../src/messages/message-dto';
 import { basicAuthHeader } from '../../src/signalwire/basic-auth';
 import { buildDelivery } from '../../src/simulator/callback-delivery';
 import type { SimulatedMessage } from '../../src/simulator/message-resources';
+import type { ScenarioStep } from '../../src/simulator/scenarios';
 import { startSimulator } from '../../src/simulator/simulator';
 import type { RunningSimulator, SimulatorOptions } from '../../src/simulator/simulator';
 import { createTestApp, TEST_API_TOKEN } from '../helpers/test-app';
@@ -123,6 +124,32 @@ export async function startStack(
 }
 
 /**
+ * A signed callback of SignalWire's for `message`, built as the simulator builds them (with the
+ * message as the simulator holds it now) for `step` at `at`, and delivered now: a retry, or a
+ * receipt that comes late. What it sent and the receiver's answer.
+ */
+export async function deliverCallback(
+  message: SimulatedMessage,
+  step: Pick<ScenarioStep, 'status' | 'errorCode' | 'errorMessage'>,
+  at: Date,
+): Promise<{ sent: string; status: number }> {
+  const delivery = buildDelivery(
+    999,
+    message,
+    { ...step, copies: 1, delaySteps: 0 },
+    1,
+    SIMULATOR_SIGNING_KEY,
+    at,
+  );
+  const answer = await fetch(delivery.url, {
+    method: 'POST',
+    headers: { 'content-type': delivery.contentType, 'x-signalwire-signature': delivery.signature },
+    body: delivery.rawBody,
+  });
+  return { sent: delivery.rawBody, status: answer.status };
+}
+
+/**
  * SignalWire's retry of a `delivered` callback it composed earlier: built from `message` as the
  * simulator held it then (a copy taken before a change, e.g. a redaction), signed, delivered
  * now. What it sent (the JSON body) and the receiver's answer.
@@ -130,21 +157,10 @@ export async function startStack(
 export async function deliverComposedEarlier(
   message: SimulatedMessage,
 ): Promise<{ sent: Record<string, unknown>; status: number }> {
-  const retry = buildDelivery(
-    999,
+  const { sent, status } = await deliverCallback(
     message,
-    { status: 'delivered', errorCode: null, errorMessage: null } as never,
-    1,
-    SIMULATOR_SIGNING_KEY,
+    { status: 'delivered', errorCode: null, errorMessage: null },
     new Date(Date.now() - 5_000),
   );
-  const answer = await fetch(retry.url, {
-    method: 'POST',
-    headers: { 'content-type': retry.contentType, 'x-signalwire-signature': retry.signature },
-    body: retry.rawBody,
-  });
-  return {
-    sent: JSON.parse(retry.rawBody.toString()) as Record<string, unknown>,
-    status: answer.status,
-  };
+  return { sent: JSON.parse(sent) as Record<string, unknown>, status };
 }
