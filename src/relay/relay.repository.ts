@@ -459,7 +459,12 @@ export async function forgetQuietHosts(db: Db, windowMs: number): Promise<void> 
 }
 
 /**
- * Dead → pending, due now, with a fresh retry schedule. Undefined: no such job; null: not dead.
+ * A relay retried by an operator (DESIGN §10): a dead one is pending again, due now, with a
+ * fresh retry schedule; a pending one is brought forward — due now, its attempts kept — so
+ * that once its app answers again its backlog need not wait hours for the next scheduled
+ * attempt (the SwStatusRelayBacklog runbook). The worker's rules still hold: a message's
+ * relays go out in order, a leased one is not taken twice, and a host whose circuit is open
+ * gets its one trial request. Undefined: no such job; null: delivered already.
  *
  * One transaction whose statements are cancelled after `timeoutMs` (57014), on top of the
  * BEGIN's lock_timeout (55P03, db/kysely-pool.ts 6.). Asked by a dashboard on the primary's
@@ -468,20 +473,32 @@ export async function forgetQuietHosts(db: Db, windowMs: number): Promise<void> 
  * open, a non-concurrent index build on relay_jobs), and kept its connection after its caller
  * had gone; ten of them took the whole pool.
  */
-export async function retryDeadJob(
+export async function retryJob(
   db: Db,
   id: number,
   timeoutMs: number,
 ): Promise<RelayJobRow | null | undefined> {
   return withinStatementTimeout(db, timeoutMs, async (trx) => {
-    const updated = await trx
+    const revived = await trx
       .updateTable('relay_jobs')
       .set({ state: 'pending', attempts: 0, next_attempt_at: sql`now()`, updated_at: sql`now()` })
       .where('id', '=', id)
       .where('state', '=', 'dead')
       .returningAll()
       .executeTakeFirst();
-    if (updated) return updated;
+    if (revived) return revived;
+    // Already due (or being attempted): left as it is, its answer says so.
+    const broughtForward = await trx
+      .updateTable('relay_jobs')
+      .set({
+        next_attempt_at: sql`least(next_attempt_at, now())`,
+        updated_at: sql`now()`,
+      })
+      .where('id', '=', id)
+      .where('state', '=', 'pending')
+      .returningAll()
+      .executeTakeFirst();
+    if (broughtForward) return broughtForward;
     const exists = await trx
       .selectFrom('relay_jobs')
       .select('id')

@@ -7,7 +7,7 @@ import { sqlState } from '../db/write-failure';
 import { AppError, badRequest, notFound, unavailable } from '../errors';
 import { answeredNotModified } from '../http/etag';
 import { bearerTokenKey } from '../http/rate-limit';
-import { listRelayJobs, retryDeadJob } from './relay.repository';
+import { listRelayJobs, retryJob } from './relay.repository';
 import type { RelayJobRow } from './relay.repository';
 import { RelayListQuery, RelayParams } from './relays.schema';
 import type { RelayDto } from './relays.schema';
@@ -33,7 +33,7 @@ export function relayRoutes({
   onRetried?: () => void;
   /** The list's statement timeout (readWithin), as for the other lists. */
   readTimeoutMs?: number;
-  /** How long a retry may wait for the job's row and the database (retryDeadJob). */
+  /** How long a retry may wait for the job's row and the database (retryJob). */
   retryTimeoutMs?: number;
   /** How many of the query API's reads run at once (db/read-gate.ts): the list's. */
   reads?: ReadGate;
@@ -77,8 +77,13 @@ export function relayRoutes({
       bearerTokenKey(req),
     );
     if (job === undefined) throw notFound('relay', id);
-    if (job === null)
-      throw new AppError(409, 'not_dead', `relay ${id} is not dead: only dead relays are retried`);
+    if (job === null) {
+      throw new AppError(
+        409,
+        'already_delivered',
+        `relay ${id} was delivered: only dead and pending relays are retried`,
+      );
+    }
     onRetried?.();
     res.json(toRelayDto(job));
   });
@@ -87,13 +92,13 @@ export function relayRoutes({
 }
 
 /**
- * retryDeadJob, a retry that ran out of its time (57014) or of the BEGIN's lock_timeout (55P03)
+ * retryJob, a retry that ran out of its time (57014) or of the BEGIN's lock_timeout (55P03)
  * answered 503 + Retry-After: in practice another session holds the job's row, and the same
  * retry will do once it lets go.
  */
-async function retryInTime(db: Db, id: string, timeoutMs: number): ReturnType<typeof retryDeadJob> {
+async function retryInTime(db: Db, id: string, timeoutMs: number): ReturnType<typeof retryJob> {
   try {
-    return await retryDeadJob(db, Number(id), timeoutMs);
+    return await retryJob(db, Number(id), timeoutMs);
   } catch (error) {
     const code = sqlState(error);
     if (code !== '57014' && code !== '55P03') throw error;

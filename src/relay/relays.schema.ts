@@ -87,11 +87,16 @@ export function describeRelays(docs: ApiDocs): void {
     path: '/v1/relays/{id}/retry',
     operationId: 'retryRelay',
     tags: ['Query API'],
-    summary: 'Retry a dead relay (dead → pending)',
+    summary: 'Retry a dead relay (dead → pending), or bring a pending one forward',
+    description:
+      'A dead relay is pending again, due now, with a fresh retry schedule (`attempts` 0). A ' +
+      'pending one is due now, its attempts kept: once its app answers again, its backlog need ' +
+      'not wait for the next scheduled attempt. A message’s relays still go out in order. 409 ' +
+      '`already_delivered` for a delivered relay.',
     security: [{ [BEARER]: [] }],
     request: { params: RelayParams },
     responses: {
-      200: json('The relay, pending again.', RelayDto),
+      200: json('The relay, pending and due.', RelayDto),
       ...errorResponses(400, 401, 404, 409, 429, 500, 503),
     },
   });
