@@ -215,7 +215,7 @@ export function createFeedSignal({
       current.query('SELECT 1').catch((error: unknown) => lost(current, error));
     }, PING_MS);
     pingTimer.unref();
-    logger.info('change feed: listening for other replicas’ commits');
+    logger.info("change feed: listening for other replicas' commits");
     // Commits may have happened while nobody listened: let every waiter look again.
     wake('commit');
   }

@@ -176,7 +176,8 @@ export function createReconcileWorker(options: ReconcileWorkerOptions): Reconcil
     if (count === 1) {
       logger.warn(
         { project_id: project, message_id: message.id, pause_ms: pauseMs },
-        'SignalWire refused the project’s credentials (401/403): its lookups paused, backing off; check SIGNALWIRE_CREDENTIALS',
+        // A straight apostrophe: SwStatusReconcileStalled tells operators to search for this text.
+        "SignalWire refused the project's credentials (401/403): its lookups paused, backing off; check SIGNALWIRE_CREDENTIALS",
       );
     }
     await postpone(db, message, 2 * pauseMs, 'unauthorized');
@@ -187,7 +188,7 @@ export function createReconcileWorker(options: ReconcileWorkerOptions): Reconcil
   function credentialsAccepted(project: string): void {
     accepted.add(project);
     if (refusals.delete(project)) {
-      logger.info({ project_id: project }, 'SignalWire accepts the project’s credentials again');
+      logger.info({ project_id: project }, "SignalWire accepts the project's credentials again");
     }
   }
 

@@ -31,7 +31,7 @@ test('When a process runs with DATABASE_POOL_MAX=1 under concurrent callbacks, t
   const { port, env } = await productionEnv(database.url, spoolDir);
   service = startService({ ...env, DATABASE_POOL_MAX: '1' });
   await service.waitForLog('sw-status listening');
-  await service.waitForLog('change feed: listening for other replicas’ commits');
+  await service.waitForLog("change feed: listening for other replicas' commits");
   // Use the pool, concurrently, so that it opens all it may.
   const answers = await Promise.all(
     Array.from({ length: 8 }, (_, i) =>

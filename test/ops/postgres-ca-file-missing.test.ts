@@ -68,7 +68,7 @@ test('When the CA file goes away while the service runs and the database restart
   );
   running.push(service);
   await eventually(async () => (await readyz()).status === 200, 'ready', 20_000);
-  await service.waitForLog('change feed: listening for other replicas’ commits', 20_000);
+  await service.waitForLog("change feed: listening for other replicas' commits", 20_000);
 
   // The CA's ConfigMap deleted (or a rotation leaving no file a moment), then the database
   // restarts (a failover, a minor upgrade): every session ends.

@@ -56,7 +56,7 @@ test('When SIGTERM arrives while PostgreSQL has gone silent, then readiness turn
     20_000,
   );
   // The change feed's LISTEN connection is up (it wakes long-polls on other replicas' commits).
-  await service.waitForLog('change feed: listening for other replicas’ commits', 10_000);
+  await service.waitForLog("change feed: listening for other replicas' commits", 10_000);
 
   freezer.freeze();
   service.child.kill('SIGTERM');

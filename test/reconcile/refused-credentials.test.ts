@@ -3,6 +3,7 @@ import type { LookupResult, LookupTarget } from '../../src/reconcile/lookup-clie
 import type { ReconcileWorker, ReconcileWorkerOptions } from '../../src/reconcile/reconcile-worker';
 import { refusalPause } from '../../src/reconcile/sweep-policy';
 import { createTestDatabase } from '../helpers/test-database';
+import { alertRules } from '../ops/alert-rules';
 import type { TestDatabase } from '../helpers/test-database';
 import { eventually } from '../relay/support';
 import { sentMessage, startTestSweep } from './support';
@@ -95,9 +96,15 @@ test('When SignalWire refuses a project’s credentials, then its overdue messag
     if (i !== first)
       expect(s).toEqual({ status: 'sent', sweep_step: 0, stuck: false, sweep_error: null });
   }
-  const warned = lines.filter((l) => /refused the project’s credentials/.test(l.msg));
+  const warned = lines.filter((l) => /refused the project.s credentials/.test(l.msg));
   expect(warned).toHaveLength(1);
   expect(warned[0]).toMatchObject({ project_id: 'p-rotated' });
+  // SwStatusReconcileStalled tells the operator to search the logs for this line: the text it
+  // quotes is the text logged (a typographic apostrophe here once matched no grep).
+  const stalled = alertRules().find((rule) => rule.alert === 'SwStatusReconcileStalled');
+  const quoted = /"(SignalWire refused[^"]*)"/.exec(stalled?.annotations?.description ?? '');
+  expect(quoted).not.toBeNull();
+  expect(warned[0]!.msg).toContain(quoted![1]);
 });
 
 test('When the token is fixed after refusals, then the project’s messages are looked up again and recorded, and the recovery is logged once', async () => {
@@ -125,8 +132,8 @@ test('When the token is fixed after refusals, then the project’s messages are 
     return s.status === 'delivered' && s.sweep_error === null && s;
   }, 10_000);
   expect(after.stuck).toBe(false);
-  expect(lines.filter((l) => /refused the project’s credentials/.test(l.msg))).toHaveLength(1);
-  expect(lines.filter((l) => /accepts the project’s credentials again/.test(l.msg))).toHaveLength(
+  expect(lines.filter((l) => /refused the project.s credentials/.test(l.msg))).toHaveLength(1);
+  expect(lines.filter((l) => /accepts the project's credentials again/.test(l.msg))).toHaveLength(
     1,
   );
 });
