@@ -152,6 +152,7 @@ test('When a transaction older than the build runs past lock_timeout (a backup, 
       '0014_messages_sweep_due_idx',
       '0015_messages_stuck_created_idx',
       '0016_feed_epoch',
+      '0017_messages_api_idx',
     ]);
     await release;
   } finally {

@@ -6,8 +6,8 @@ import type { TestDatabase } from '../helpers/test-database';
 
 /**
  * Two sw-status installs in one database, a schema each ("give sw-status a database (or schema)
- * of its own"). Tenant B's concurrent index builds (0006, 0010, 0011, 0014, 0015) are in
- * progress or were interrupted: its indexes are INVALID. Tenant A's migration Job neither fails
+ * of its own"). Tenant B's concurrent index builds (0006, 0010, 0011, 0014, 0015, 0017) are
+ * in progress or were interrupted: its indexes are INVALID. Tenant A's migration Job neither fails
  * on them nor drops them: each migration judges and drops only a leftover in its own table's
  * schema (it failed with 'index "messages_sweep_due_idx" does not exist', found by the diff
  * review).
@@ -18,6 +18,8 @@ const BUILT_CONCURRENTLY = [
   ['relay_jobs', 'relay_jobs_delivered_idx'],
   ['messages', 'messages_sweep_due_idx'],
   ['messages', 'messages_stuck_created_idx'],
+  ['messages', 'messages_api_idx'],
+  ['messages', 'messages_api_created_idx'],
 ] as const;
 
 let target: TestDatabase;

@@ -137,16 +137,17 @@ test(`When 0014 runs on ${EVENTS} events while callbacks keep arriving, then no 
   await ingest;
 
   // 0015 (stuck messages by created_at) after it, built concurrently the same way, then 0016
-  // (the feed epoch's table).
+  // (the feed epoch's table) and 0017 (messages by API, built concurrently too).
   expect(applied).toEqual([
     '0014_messages_sweep_due_idx',
     '0015_messages_stuck_created_idx',
     '0016_feed_epoch',
+    '0017_messages_api_idx',
   ]);
   expect(errors).toEqual([]);
   expect(during).toBeGreaterThan(0);
   console.log(
-    `0014 and 0015 on ${rows[0]!.n} messages (${EVENTS} events): ${seconds.toFixed(1)} s; ` +
+    `0014 to 0017 on ${rows[0]!.n} messages (${EVENTS} events): ${seconds.toFixed(1)} s; ` +
       `${during} writes meanwhile, the slowest ${slowest} ms`,
   );
 
@@ -175,6 +176,7 @@ test('When 0014 was interrupted and left its index invalid, then running it agai
     '0014_messages_sweep_due_idx',
     '0015_messages_stuck_created_idx',
     '0016_feed_epoch',
+    '0017_messages_api_idx',
   ]);
   expect(await sweepIndexes()).toContainEqual({ name: 'messages_sweep_due_idx', valid: true });
 }, 120_000);

@@ -176,6 +176,7 @@ test('When migration 0010 was interrupted and left its index invalid, then runni
     '0014_messages_sweep_due_idx',
     '0015_messages_stuck_created_idx',
     '0016_feed_epoch',
+    '0017_messages_api_idx',
   ]);
   expect((await index()).rows).toEqual([{ valid: true }]);
 });
