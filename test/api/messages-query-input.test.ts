@@ -32,7 +32,6 @@ describe('a NUL character, which PostgreSQL text cannot hold (SQLSTATE 22021)', 
     ['a list filter (to)', '/v1/messages?to=%2B1555%00'],
     ['a list filter (from)', '/v1/messages?from=%00'],
     ['a list filter (error_code)', '/v1/messages?error_code=300%0003'],
-    ['a message id', '/v1/messages/abc%00def'],
     [
       'a list cursor',
       `/v1/messages?cursor=${listCursor(['2026-01-01T00:00:00.000Z', 'a\u0000b'])}`,
@@ -41,6 +40,12 @@ describe('a NUL character, which PostgreSQL text cannot hold (SQLSTATE 22021)', 
     const res = await get(path);
     expect(res.status).toBe(400);
     expect(res.body.error).toMatchObject({ request_id: expect.any(String) });
+  });
+
+  test('When a message id holds one, then the answer is a 404 (no message can have it), not a 500', async () => {
+    const res = await get('/v1/messages/abc%00def');
+    expect(res.status).toBe(404);
+    expect(res.body.error).toMatchObject({ code: 'not_found', request_id: expect.any(String) });
   });
 
   test('When one reaches PostgreSQL past every schema, then the error handler still answers 400', async () => {
