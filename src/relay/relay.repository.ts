@@ -479,26 +479,23 @@ export async function retryJob(
   timeoutMs: number,
 ): Promise<RelayJobRow | null | undefined> {
   return withinStatementTimeout(db, timeoutMs, async (trx) => {
-    const revived = await trx
-      .updateTable('relay_jobs')
-      .set({ state: 'pending', attempts: 0, next_attempt_at: sql`now()`, updated_at: sql`now()` })
-      .where('id', '=', id)
-      .where('state', '=', 'dead')
-      .returningAll()
-      .executeTakeFirst();
-    if (revived) return revived;
-    // Already due (or being attempted): left as it is, its answer says so.
-    const broughtForward = await trx
+    // One statement for both states: a worker writing the relay dead (its last attempt failed)
+    // while this waits for the row is seen as dead when PostgreSQL checks the row again, and
+    // revived — two statements missed it between them and called it delivered.
+    const retried = await trx
       .updateTable('relay_jobs')
       .set({
-        next_attempt_at: sql`least(next_attempt_at, now())`,
+        state: 'pending',
+        attempts: sql`CASE WHEN state = 'dead' THEN 0 ELSE attempts END`,
+        // Already due (or being attempted): left as it is.
+        next_attempt_at: sql`CASE WHEN state = 'dead' THEN now() ELSE least(next_attempt_at, now()) END`,
         updated_at: sql`now()`,
       })
       .where('id', '=', id)
-      .where('state', '=', 'pending')
+      .where('state', 'in', ['dead', 'pending'])
       .returningAll()
       .executeTakeFirst();
-    if (broughtForward) return broughtForward;
+    if (retried) return retried;
     const exists = await trx
       .selectFrom('relay_jobs')
       .select('id')

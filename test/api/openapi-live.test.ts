@@ -337,8 +337,15 @@ describe('GET /v1/stats and /v1/relays, health', () => {
       cursor = got.next_cursor;
     } while (cursor !== null);
     expect(walked).toBe(all.length);
-    // Not dead: a retry is refused.
-    expect((await call('POST', `/v1/relays/${all[0]!.id as number}/retry`)).status).toBe(409);
+    // A pending relay's retry brings it forward; a delivered one's is refused.
+    const id = all[0]!.id as number;
+    expect((await call('POST', `/v1/relays/${id}/retry`)).status).toBe(200);
+    await stack.app.database.db
+      .updateTable('relay_jobs')
+      .set({ state: 'delivered' })
+      .where('id', '=', id)
+      .execute();
+    expect((await call('POST', `/v1/relays/${id}/retry`)).status).toBe(409);
     noProblems();
   });
 
