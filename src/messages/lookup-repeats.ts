@@ -60,8 +60,8 @@ interface ToldEvent {
 /**
  * The keys of `suspects` that repeat what the app was told last at their status's rank: the
  * newest relayable event of that rank before this transaction's own is a lookup's, of the same
- * status, and the suspect brings no error it lacked. `suspects` holds no event a new one of the
- * same batch came before (the caller's fold).
+ * status, and the suspect brings no error it lacked. `suspects` holds no event that a new one
+ * of the same batch and rank came before (the caller's fold).
  */
 export async function repeatsOfLookups(
   trx: Db,

@@ -231,14 +231,22 @@ async function record(
   for (const [id, events] of newEvents) {
     const stored = created.has(id) ? initial.get(id) : existing.get(id);
     if (!stored) throw foldedOutOfOrder(id);
-    // Whether a new event of this batch comes before (it is told to the app first).
-    let toldInBatch = false;
+    // The ranks a new event of this batch told the app first: what it was last told at such a
+    // rank is that event, no lookup's (lookup-repeats.ts reads only earlier transactions). A
+    // spool replay brings a message's late callbacks in one batch: its `sent` does not hide
+    // that its `delivered` repeats a lookup's.
+    const toldInBatch = new Set<number>();
     const next = events.reduce((previous, candidate) => {
+      const rank = rankOf(candidate.event.status);
       // A message this transaction created has had no lookup to repeat.
-      if (!toldInBatch && !created.has(id) && mayRepeatLookup(previous, candidate.event)) {
+      if (
+        !toldInBatch.has(rank) &&
+        !created.has(id) &&
+        mayRepeatLookup(previous, candidate.event)
+      ) {
         mayRepeat.push(candidate);
       }
-      if (candidate.event.source !== 'proxy') toldInBatch = true;
+      if (candidate.event.source !== 'proxy') toldInBatch.add(rank);
       const after = applyEvent(previous, candidate.event);
       const transition = transitionBetween(previous, after);
       if (transition) transitions.push(transition);
