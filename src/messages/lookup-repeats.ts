@@ -49,50 +49,76 @@ export function mayRepeatLookup(previous: MessageState, event: StatusEvent): boo
   );
 }
 
-interface ToldEvent {
-  message_id: string;
+/** An event as the app may have been told it. */
+interface Told {
   source: string;
   status: string;
-  error_code: string | null;
-  error_message: string | null;
+  errorCode: string | null;
+  errorMessage: string | null;
 }
 
 /**
- * The keys of `suspects` that repeat what the app was told last at their status's rank: the
- * newest relayable event of that rank before this transaction's own is a lookup's, of the same
- * status, and the suspect brings no error it lacked. `suspects` holds no event that a new one
- * of the same batch and rank came before (the caller's fold).
+ * The keys of the events of `suspects`' messages in `batch` that repeat what the app was told
+ * last at their status's rank (mayRepeatLookup says which messages may hold one): that
+ * is a lookup's event of the same status, and the suspect brings no error it lacked. What the
+ * app was told last at a rank is found by going through the message's history in order, then
+ * this batch's new events (`batch`, per message in arrival order): every event is told except a
+ * repeat held back by this same rule — so a second late callback of the status is held back
+ * too, and a batch's events count as one per transaction would.
  */
 export async function repeatsOfLookups(
   trx: Db,
   suspects: ReadonlyArray<{ event: StatusEvent; key: string }>,
+  batch: ReadonlyMap<string, ReadonlyArray<{ event: StatusEvent; key: string }>>,
 ): Promise<Set<string>> {
   const repeats = new Set<string>();
   if (suspects.length === 0) return repeats;
   const ids = [...new Set(suspects.map(({ event }) => event.messageId))];
-  // The events this transaction inserted carry its own id (tx): not yet told to anyone. A
-  // message's history is short (duplicates are not stored): all of it, newest first.
-  const { rows } = await sql<ToldEvent>`
+  // The events this transaction inserted carry its own id (tx): they are the batch's, below. A
+  // message's history is short (duplicates are not stored): all of it, in order.
+  const { rows } = await sql<{
+    message_id: string;
+    source: string;
+    status: string;
+    error_code: string | null;
+    error_message: string | null;
+  }>`
     SELECT message_id, source, status, error_code, error_message
     FROM status_events
     WHERE message_id = ANY(${ids}::text[]) AND source <> 'proxy' AND tx <> pg_current_xact_id()
-    ORDER BY message_id, seq DESC`.execute(trx);
-  const told = new Map<string, ToldEvent[]>();
-  for (const row of rows) told.set(row.message_id, [...(told.get(row.message_id) ?? []), row]);
-  for (const { event, key } of suspects) {
-    const rank = rankOf(event.status);
-    const last = told
-      .get(event.messageId)
-      ?.find((row) => rankOf(row.status as CanonicalStatus) === rank);
-    if (
-      last?.source === 'reconcile' &&
-      last.status === event.status &&
-      !bringsErrorNews({ errorCode: last.error_code, errorMessage: last.error_message }, event)
-    ) {
-      repeats.add(key);
+    ORDER BY message_id, seq`.execute(trx);
+  const lastTold = new Map(ids.map((id) => [id, new Map<number, Told>()]));
+  for (const row of rows) {
+    tell(lastTold.get(row.message_id)!, {
+      source: row.source,
+      status: row.status,
+      errorCode: row.error_code,
+      errorMessage: row.error_message,
+    });
+  }
+  for (const id of ids) {
+    for (const { event, key } of batch.get(id) ?? []) {
+      if (event.source === 'proxy') continue;
+      if (tell(lastTold.get(id)!, event)) repeats.add(key);
     }
   }
   return repeats;
+}
+
+/**
+ * Records `event` as told at its rank unless it repeats the lookup told last there; says
+ * whether it does.
+ */
+function tell(lastTold: Map<number, Told>, event: Told): boolean {
+  const rank = rankOf(event.status as CanonicalStatus);
+  const last = lastTold.get(rank);
+  const repeat =
+    (event.source === 'callback' || event.source === 'replay') &&
+    last?.source === 'reconcile' &&
+    last.status === event.status &&
+    !bringsErrorNews(last, event);
+  if (!repeat) lastTold.set(rank, event);
+  return repeat;
 }
 
 /**
@@ -103,10 +129,7 @@ export async function repeatsOfLookups(
  * (compatibility lookups and callbacks both carry SignalWire's numeric codes), or two names,
  * that differ are two failures.
  */
-function bringsErrorNews(
-  told: { errorCode: string | null; errorMessage: string | null },
-  event: StatusEvent,
-): boolean {
+function bringsErrorNews(told: Told, event: Told): boolean {
   if (event.errorCode !== null) {
     if (told.errorCode === null) return true;
     return (

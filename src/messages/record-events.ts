@@ -231,22 +231,11 @@ async function record(
   for (const [id, events] of newEvents) {
     const stored = created.has(id) ? initial.get(id) : existing.get(id);
     if (!stored) throw foldedOutOfOrder(id);
-    // The ranks a new event of this batch told the app first: what it was last told at such a
-    // rank is that event, no lookup's (lookup-repeats.ts reads only earlier transactions). A
-    // spool replay brings a message's late callbacks in one batch: its `sent` does not hide
-    // that its `delivered` repeats a lookup's.
-    const toldInBatch = new Set<number>();
     const next = events.reduce((previous, candidate) => {
-      const rank = rankOf(candidate.event.status);
       // A message this transaction created has had no lookup to repeat.
-      if (
-        !toldInBatch.has(rank) &&
-        !created.has(id) &&
-        mayRepeatLookup(previous, candidate.event)
-      ) {
+      if (!created.has(id) && mayRepeatLookup(previous, candidate.event)) {
         mayRepeat.push(candidate);
       }
-      if (candidate.event.source !== 'proxy') toldInBatch.add(rank);
       const after = applyEvent(previous, candidate.event);
       const transition = transitionBetween(previous, after);
       if (transition) transitions.push(transition);
@@ -280,7 +269,7 @@ async function record(
   if (redacted.length > 0) await forgetEventTexts(trx, redacted);
   // The relay outbox (DESIGN §10): a separate statement, only when a message has a client
   // callback. Not for a late callback saying what a lookup already relayed (lookup-repeats.ts).
-  const repeats = await repeatsOfLookups(trx, mayRepeat);
+  const repeats = await repeatsOfLookups(trx, mayRepeat, newEvents);
   const relays = relayJobsFor(
     candidates.filter(({ key }) => newKeys.has(key) && !repeats.has(key)),
     folded,

@@ -137,3 +137,43 @@ test('When a lookup relayed delivered and the message was then read, then Signal
   ).expect(200);
   expect(await relayed(id)).toEqual(['delivered:', 'read:']);
 });
+
+test('When a lookup relayed undelivered 30003 and SignalWire’s late callbacks say undelivered twice (its named code, then without one), then the app is not told undelivered again', async () => {
+  const id = await seedProxiedMessage(t.database.db, 'native', 'http://127.0.0.1:9/app-status');
+  const looked = lookupEvent(
+    { id, api: 'native', projectId: PROJECT, status: 'queued', errorCode: null },
+    { id, project_id: PROJECT, status: 'undelivered', error_code: '30003' },
+    new Date(),
+    false,
+  );
+  await recordEvents(t.database.db, [looked!]);
+  expect(await relayed(id)).toEqual(['undelivered:30003']);
+
+  // The first late callback repeats the lookup (a named code = the log's numeric one) and is
+  // withheld — as intended.
+  await postNative(
+    t.publicApp,
+    nativeFields({
+      id,
+      project_id: PROJECT,
+      status: 'undelivered',
+      error_code: 'unreachable_destination_handset',
+      timestamp: '2026-12-06T10:00:01Z',
+    }),
+  ).expect(200);
+  expect(await relayed(id)).toEqual(['undelivered:30003']);
+
+  // A second one, with no error at all, tells the app nothing the lookup did not: the callback
+  // held back is not what the app was told last (it was, and the app heard undelivered twice).
+  await postNative(
+    t.publicApp,
+    nativeFields({
+      id,
+      project_id: PROJECT,
+      status: 'undelivered',
+      error_code: null,
+      timestamp: '2026-12-06T10:00:02Z',
+    }),
+  ).expect(200);
+  expect(await relayed(id)).toEqual(['undelivered:30003']);
+});
