@@ -458,13 +458,22 @@ export async function forgetQuietHosts(db: Db, windowMs: number): Promise<void> 
       ORDER BY host FOR UPDATE SKIP LOCKED)`.execute(db);
 }
 
+/** What a retry did: the relay retried, or why not. */
+export type RetryOutcome =
+  | { retried: RelayJobRow }
+  | { refused: 'delivered' }
+  /** A worker holds it (an attempt, or its expiry): its outcome would overwrite the retry. */
+  | { refused: 'being_attempted'; leaseUntil: Date };
+
 /**
  * A relay retried by an operator (DESIGN §10): a dead one is pending again, due now, with a
  * fresh retry schedule; a pending one is brought forward — due now, its attempts kept — so
  * that once its app answers again its backlog need not wait hours for the next scheduled
  * attempt (the SwStatusRelayBacklog runbook). The worker's rules still hold: a message's
- * relays go out in order, a leased one is not taken twice, and a host whose circuit is open
- * gets its one trial request. Undefined: no such job; null: delivered already.
+ * relays go out in order, and a host whose circuit is open gets its one trial request. A
+ * pending relay a worker holds is not retried: the attempt's (or the expiry's) outcome, written
+ * under its lease, would undo the retry after it was answered; its answer says when the lease
+ * ends. Undefined: no such job.
  *
  * One transaction whose statements are cancelled after `timeoutMs` (57014), on top of the
  * BEGIN's lock_timeout (55P03, db/kysely-pool.ts 6.). Asked by a dashboard on the primary's
@@ -477,7 +486,7 @@ export async function retryJob(
   db: Db,
   id: number,
   timeoutMs: number,
-): Promise<RelayJobRow | null | undefined> {
+): Promise<RetryOutcome | undefined> {
   return withinStatementTimeout(db, timeoutMs, async (trx) => {
     // One statement for both states: a worker writing the relay dead (its last attempt failed)
     // while this waits for the row is seen as dead when PostgreSQL checks the row again, and
@@ -487,21 +496,31 @@ export async function retryJob(
       .set({
         state: 'pending',
         attempts: sql`CASE WHEN state = 'dead' THEN 0 ELSE attempts END`,
-        // Already due (or being attempted): left as it is.
         next_attempt_at: sql`CASE WHEN state = 'dead' THEN now() ELSE least(next_attempt_at, now()) END`,
         updated_at: sql`now()`,
       })
       .where('id', '=', id)
-      .where('state', 'in', ['dead', 'pending'])
+      .where((eb) =>
+        eb.or([
+          eb('state', '=', 'dead'),
+          eb.and([
+            eb('state', '=', 'pending'),
+            eb.or([eb('lease_until', 'is', null), eb('lease_until', '<', sql<Date>`now()`)]),
+          ]),
+        ]),
+      )
       .returningAll()
       .executeTakeFirst();
-    if (retried) return retried;
-    const exists = await trx
+    if (retried) return { retried };
+    const job = await trx
       .selectFrom('relay_jobs')
-      .select('id')
+      .select(['state', 'lease_until'])
       .where('id', '=', id)
       .executeTakeFirst();
-    return exists ? null : undefined;
+    if (!job) return undefined;
+    return job.state === 'pending' && job.lease_until
+      ? { refused: 'being_attempted', leaseUntil: job.lease_until }
+      : { refused: 'delivered' };
   });
 }
 

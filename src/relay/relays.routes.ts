@@ -8,6 +8,7 @@ import { AppError, badRequest, notFound, unavailable } from '../errors';
 import { answeredNotModified } from '../http/etag';
 import { bearerTokenKey } from '../http/rate-limit';
 import { listRelayJobs, retryJob } from './relay.repository';
+import type { RetryOutcome } from './relay.repository';
 import type { RelayJobRow } from './relay.repository';
 import { RelayListQuery, RelayParams } from './relays.schema';
 import type { RelayDto } from './relays.schema';
@@ -77,18 +78,30 @@ export function relayRoutes({
       bearerTokenKey(req),
     );
     if (job === undefined) throw notFound('relay', id);
-    if (job === null) {
-      throw new AppError(
-        409,
-        'already_delivered',
-        `relay ${id} was delivered: only dead and pending relays are retried`,
-      );
-    }
+    if ('refused' in job) throw refusedRetry(id, job);
     onRetried?.();
-    res.json(toRelayDto(job));
+    res.json(toRelayDto(job.retried));
   });
 
   return router;
+}
+
+function refusedRetry(id: string, outcome: Exclude<RetryOutcome, { retried: unknown }>): AppError {
+  if (outcome.refused === 'delivered') {
+    return new AppError(
+      409,
+      'already_delivered',
+      `relay ${id} was delivered: only dead and pending relays are retried`,
+    );
+  }
+  const seconds = Math.max(1, Math.ceil((outcome.leaseUntil.getTime() - Date.now()) / 1000));
+  return new AppError(
+    409,
+    'being_attempted',
+    `relay ${id} is being attempted now: retry it once the attempt ends (its lease ends in ${seconds} s)`,
+    undefined,
+    { 'Retry-After': String(seconds) },
+  );
 }
 
 /**

@@ -92,7 +92,8 @@ export function describeRelays(docs: ApiDocs): void {
       'A dead relay is pending again, due now, with a fresh retry schedule (`attempts` 0). A ' +
       'pending one is due now, its attempts kept: once its app answers again, its backlog need ' +
       'not wait for the next scheduled attempt. A message’s relays still go out in order. 409 ' +
-      '`already_delivered` for a delivered relay.',
+      '`already_delivered` for a delivered relay; 409 `being_attempted` (with Retry-After) for a ' +
+      'pending one a worker holds now, whose outcome would undo the retry.',
     security: [{ [BEARER]: [] }],
     request: { params: RelayParams },
     responses: {
