@@ -15,6 +15,7 @@ import {
   relayedStatuses,
   settled,
   statsNow,
+  toBeRelayed,
 } from './journey-support';
 import type { FeedPage } from './journey-support';
 import { deliverCallback } from './stack';
@@ -141,7 +142,7 @@ test('When receipts come after a message was stuck or had its final status, then
     feedStatusesOf[label] = events.map((e) => e.message_status);
     ruleStatusesOf[label] = statusesByTheRules(events);
     relayedOf[label] = relayedStatuses(app, id);
-    toRelayOf[label] = message.history.filter((h) => h.source !== 'proxy').map((h) => h.raw_status);
+    toRelayOf[label] = toBeRelayed(label.startsWith('cxml') ? 'cxml' : 'native', message.history);
     for (const e of events) {
       if (e.error_code !== null && e.error_reason === null) {
         unexplainedErrors.push(`${label}: event ${e.seq} error_code ${e.error_code}`);

@@ -101,6 +101,31 @@ export function relayedStatuses(app: CustomerApp, id: string): string[] {
   return app.received.filter((r) => r.messageId === id).map((r) => r.status);
 }
 
+/**
+ * The statuses the app should be told of one message, from its history: every event but the
+ * proxy's own `queued`, spelt as SignalWire spells callbacks (a compatibility lookup's REST
+ * `initiated` is relayed as `sending`), and not SignalWire's own late callback of a status a
+ * lookup already told (README "Reconciliation"; the exact rule is lookup-repeats.ts's, checked
+ * in test/reconcile/lookup-repeats.property.test.ts).
+ */
+export function toBeRelayed(
+  api: 'cxml' | 'native',
+  history: ReadonlyArray<{ source: string; status: string; raw_status: string }>,
+): string[] {
+  const lookedUp = new Set<string>();
+  const told: string[] = [];
+  for (const event of history) {
+    if (event.source === 'proxy') continue;
+    if (event.source === 'reconcile') {
+      lookedUp.add(event.status);
+      told.push(api === 'cxml' && event.raw_status === 'initiated' ? 'sending' : event.raw_status);
+    } else if (!lookedUp.has(event.status)) {
+      told.push(event.raw_status);
+    }
+  }
+  return told;
+}
+
 /** The statuses of `statuses` counted, as /v1/stats's by_status holds them (no zeros). */
 export function countStatuses(statuses: readonly string[]): Record<string, number> {
   const counts: Record<string, number> = {};
