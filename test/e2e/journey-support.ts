@@ -46,6 +46,14 @@ export async function readFeed(
   stack: Stack,
   { after, limit }: { after?: string; limit: number },
 ): Promise<{ events: FeedEventDto[]; cursor: string | undefined; status: number }> {
+  // Read until the feed has shown every event stored when the read began: the feed shows an
+  // event only once no transaction that began before its commit is still open, and on a shared
+  // PostgreSQL (CI's second leg) another test file's open transaction holds that back for
+  // seconds — reading once to the end then missed events the store held.
+  const stored = await sql<{ last: string | null }>`
+    SELECT max(seq)::text AS last FROM status_events`.execute(stack.app.database.db);
+  const target = Number(stored.rows[0]?.last ?? 0);
+  const deadline = Date.now() + 60_000;
   const events: FeedEventDto[] = [];
   let cursor = after;
   for (;;) {
@@ -54,7 +62,10 @@ export async function readFeed(
     const page = (await res.json()) as FeedPage;
     events.push(...page.data);
     cursor = page.next_cursor;
-    if (page.data.length === 0) return { events, cursor, status: 200 };
+    if (page.data.length > 0) continue;
+    const shown = Math.max(0, ...events.map((e) => Number(e.seq)));
+    if (shown >= target || Date.now() > deadline) return { events, cursor, status: 200 };
+    await new Promise((resolve) => setTimeout(resolve, 100));
   }
 }
 
