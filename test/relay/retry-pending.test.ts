@@ -1,8 +1,5 @@
-import { sql } from 'kysely';
-import { Client } from 'pg';
 import request from 'supertest';
 import { cxmlFields, postCxml } from '../helpers/callbacks';
-import { backendsWaitingOnLock } from '../helpers/lock-waits';
 import { TEST_API_TOKEN } from '../helpers/test-app';
 import { createRelayTestApp, eventually, seedProxiedMessage } from './support';
 import type { CustomerApp, RelayTestApp } from './support';
@@ -68,46 +65,4 @@ test('When an app that failed twice answers again and its pending relay is retri
   // Delivered: nothing left to retry.
   const refused = await retry(pending.id).expect(409);
   expect(refused.body.error.code).toBe('already_delivered');
-});
-
-test('When the retry of a pending relay waits for the worker writing that relay dead, then the dead relay is retried, not called delivered', async () => {
-  const { rows } = await sql<{ id: string }>`
-    INSERT INTO relay_jobs (message_id, url, host, method, state, attempts, next_attempt_at)
-    VALUES ('SM-racing-relay', 'https://app.example.com/cb', 'https://app.example.com:443', 'POST',
-            'pending', 7, now() + interval '2 hours')
-    RETURNING id`.execute(t.database.db);
-  const id = rows[0]!.id;
-
-  // The worker's outcome of the last attempt, in its transaction (recordOutcomes: state dead).
-  const worker = new Client({ connectionString: t.database.url });
-  worker.on('error', () => undefined);
-  await worker.connect();
-  await worker.query('BEGIN');
-  await worker.query(
-    `UPDATE relay_jobs SET state = 'dead', attempts = 8, updated_at = now() WHERE id = $1`,
-    [id],
-  );
-
-  const retried = retry(Number(id)).then((res) => res);
-  // The retry waits for the worker's row (two statements, one per state, missed it between them).
-  const deadline = Date.now() + 10_000;
-  while ((await backendsWaitingOnLock(t.database.url)) === 0) {
-    if (Date.now() > deadline) throw new Error('the retry never waited for the row');
-    await new Promise((r) => setTimeout(r, 20));
-  }
-  await worker.query('COMMIT');
-  await worker.end();
-
-  const res = await retried;
-  const row = await t.database.db
-    .selectFrom('relay_jobs')
-    .select(['state'])
-    .where('id', '=', Number(id))
-    .executeTakeFirstOrThrow();
-  // What the operator is told must match the row.
-  expect({ status: res.status, code: res.body?.error?.code, state: row.state }).toEqual({
-    status: 200,
-    code: undefined,
-    state: 'pending',
-  });
 });
