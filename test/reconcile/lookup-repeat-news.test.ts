@@ -4,6 +4,7 @@ import { cxmlFields, nativeFields, postCxml, postNative } from '../helpers/callb
 import { createTestApp } from '../helpers/test-app';
 import type { TestApp } from '../helpers/test-app';
 import { seedProxiedMessage } from '../relay/support';
+import { lookedUpProxied } from './support';
 
 /**
  * What a late callback after a lookup tells the app (src/messages/lookup-repeats.ts): a status
@@ -41,17 +42,8 @@ const relayed = async (id: string) =>
     return `${f.get('MessageStatus')}:${f.get('ErrorCode') ?? ''}`;
   });
 
-async function lookedUp(api: 'cxml' | 'native', answer: Record<string, unknown>) {
-  const id = await seedProxiedMessage(t.database.db, api, 'http://127.0.0.1:9/app-status');
-  const looked = lookupEvent(
-    { id, api, projectId: PROJECT, status: 'queued', errorCode: null },
-    { ...answer, [api === 'cxml' ? 'sid' : 'id']: id },
-    new Date(),
-    false,
-  );
-  await recordEvents(t.database.db, [looked!]);
-  return id;
-}
+const lookedUp = (api: 'cxml' | 'native', answer: Record<string, unknown>) =>
+  lookedUpProxied(t.database.db, api, PROJECT, answer);
 
 const errorOf = async (id: string) =>
   (

@@ -4,6 +4,7 @@ import { cxmlFields, nativeFields, postCxml, postNative } from '../helpers/callb
 import { createTestApp } from '../helpers/test-app';
 import type { TestApp } from '../helpers/test-app';
 import { seedProxiedMessage } from '../relay/support';
+import { lookedUpProxied } from './support';
 
 /**
  * A native callback saying what a lookup recorded and relayed is not relayed again
@@ -122,18 +123,8 @@ test('When a lookup relayed delivered, then a late undelivered was relayed, then
 
 const PROJECT = 'b2c3d4e5-f6a7-8901-bcde-f12345678901';
 
-/** The sweep's lookup of a proxied message, recorded (and relayed) as the worker does. */
-async function lookedUp(api: 'cxml' | 'native', answer: Record<string, unknown>) {
-  const id = await seedProxiedMessage(t.database.db, api, 'http://127.0.0.1:9/app-status');
-  const looked = lookupEvent(
-    { id, api, projectId: PROJECT, status: 'queued', errorCode: null },
-    { ...answer, [api === 'cxml' ? 'sid' : 'id']: id },
-    new Date(),
-    false,
-  );
-  await recordEvents(t.database.db, [looked!]);
-  return id;
-}
+const lookedUp = (api: 'cxml' | 'native', answer: Record<string, unknown>) =>
+  lookedUpProxied(t.database.db, api, PROJECT, answer);
 
 const sources = async (id: string) =>
   (

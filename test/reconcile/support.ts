@@ -4,10 +4,12 @@ import type { Db } from '../../src/db/database';
 import { createLogger } from '../../src/logger';
 import { recordEvents } from '../../src/messages/record-events';
 import type { Api } from '../../src/messages/statuses';
+import { lookupEvent } from '../../src/reconcile/lookup-event';
 import { createReconcileWorker } from '../../src/reconcile/reconcile-worker';
 import type { ReconcileWorker, ReconcileWorkerOptions } from '../../src/reconcile/reconcile-worker';
 import { statusEvent } from '../factories';
 import { rowsRead } from '../helpers/explain';
+import { seedProxiedMessage } from '../relay/support';
 import type { PlanNode } from '../helpers/explain';
 
 /**
@@ -118,4 +120,25 @@ export async function readByStatement(
     rows: rowsRead(plan),
     buffers: plan['Shared Hit Blocks']! + plan['Shared Read Blocks']!,
   };
+}
+
+/**
+ * A message sent through the proxy with an app callback, then the sweep's lookup of it answered
+ * `answer`, recorded (and relayed) as the worker records it; the message's id.
+ */
+export async function lookedUpProxied(
+  db: Db,
+  api: Api,
+  projectId: string,
+  answer: Record<string, unknown>,
+): Promise<string> {
+  const id = await seedProxiedMessage(db, api, 'http://127.0.0.1:9/app-status');
+  const looked = lookupEvent(
+    { id, api, projectId, status: 'queued', errorCode: null },
+    { ...answer, [api === 'cxml' ? 'sid' : 'id']: id },
+    new Date(),
+    false,
+  );
+  await recordEvents(db, [looked!]);
+  return id;
 }
