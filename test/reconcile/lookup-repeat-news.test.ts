@@ -4,7 +4,7 @@ import { cxmlFields, nativeFields, postCxml, postNative } from '../helpers/callb
 import { createTestApp } from '../helpers/test-app';
 import type { TestApp } from '../helpers/test-app';
 import { seedProxiedMessage } from '../relay/support';
-import { lookedUpProxied } from './support';
+import { lookedUpProxied, relayedPayloads } from './support';
 
 /**
  * What a late callback after a lookup tells the app (src/messages/lookup-repeats.ts): a status
@@ -25,22 +25,7 @@ afterAll(() => t.close());
 const PROJECT = 'b2c3d4e5-f6a7-8901-bcde-f12345678901';
 
 const relayed = async (id: string) =>
-  (
-    await t.database.db
-      .selectFrom('relay_jobs')
-      .select(['payload'])
-      .where('message_id', '=', id)
-      .orderBy('id')
-      .execute()
-  ).map((job) => {
-    const text = Buffer.from(job.payload!).toString('utf8');
-    if (text.startsWith('{')) {
-      const j = JSON.parse(text) as { status: string; error_code?: string };
-      return `${j.status}:${j.error_code ?? ''}`;
-    }
-    const f = new URLSearchParams(text);
-    return `${f.get('MessageStatus')}:${f.get('ErrorCode') ?? ''}`;
-  });
+  (await relayedPayloads(t.database.db, id)).map(({ status, code }) => `${status}:${code ?? ''}`);
 
 const lookedUp = (api: 'cxml' | 'native', answer: Record<string, unknown>) =>
   lookedUpProxied(t.database.db, api, PROJECT, answer);

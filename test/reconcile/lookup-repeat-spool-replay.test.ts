@@ -1,13 +1,11 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { recordEvents } from '../../src/messages/record-events';
-import { lookupEvent } from '../../src/reconcile/lookup-event';
 import { nativeFields, postNative } from '../helpers/callbacks';
 import { eventually } from '../relay/support';
 import { switchedSpool } from '../ingest/support/switched-spool';
 import type { SwitchedSpool } from '../ingest/support/switched-spool';
-import { seedProxiedMessage } from '../relay/support';
+import { lookedUpProxied, relayedPayloads } from './support';
 
 /**
  * README "Reconciliation": should SignalWire's own callback for a status a lookup relayed come
@@ -34,27 +32,14 @@ afterAll(async () => {
 });
 
 const relayed = async (id: string) =>
-  (
-    await h.t.database.db
-      .selectFrom('relay_jobs')
-      .select(['id', 'payload'])
-      .where('message_id', '=', id)
-      .orderBy('id')
-      .execute()
-  ).map((job) => JSON.parse(Buffer.from(job.payload!).toString('utf8')).status as string);
+  (await relayedPayloads(h.t.database.db, id)).map(({ status }) => status);
 
-async function lookedUpDelivered(): Promise<string> {
-  const db = h.t.database.db;
-  const id = await seedProxiedMessage(db, 'native', 'http://127.0.0.1:9/app-status');
-  const looked = lookupEvent(
-    { id, api: 'native', projectId: PROJECT, status: 'queued', errorCode: null },
-    { id, project_id: PROJECT, status: 'delivered', error_code: null },
-    new Date(),
-    false,
-  );
-  await recordEvents(db, [looked!]);
-  return id;
-}
+const lookedUpDelivered = () =>
+  lookedUpProxied(h.t.database.db, 'native', PROJECT, {
+    project_id: PROJECT,
+    status: 'delivered',
+    error_code: null,
+  });
 
 const callback = (id: string, status: string, second: number) =>
   nativeFields({ id, project_id: PROJECT, status, timestamp: `2026-12-06T10:00:0${second}Z` });

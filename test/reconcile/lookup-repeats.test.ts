@@ -4,7 +4,7 @@ import { cxmlFields, nativeFields, postCxml, postNative } from '../helpers/callb
 import { createTestApp } from '../helpers/test-app';
 import type { TestApp } from '../helpers/test-app';
 import { seedProxiedMessage } from '../relay/support';
-import { lookedUpProxied } from './support';
+import { lookedUpProxied, relayedPayloads } from './support';
 
 /**
  * A native callback saying what a lookup recorded and relayed is not relayed again
@@ -23,20 +23,7 @@ beforeAll(async () => {
 afterAll(() => t.close());
 
 const relayed = async (id: string) =>
-  (
-    await t.database.db
-      .selectFrom('relay_jobs')
-      .select(['id', 'payload'])
-      .where('message_id', '=', id)
-      .orderBy('id')
-      .execute()
-  ).map((job) => {
-    // A native callback is relayed as JSON, a compatibility one as a form (MessageStatus).
-    const text = Buffer.from(job.payload!).toString('utf8');
-    return text.startsWith('{')
-      ? (JSON.parse(text).status as string)
-      : new URLSearchParams(text).get('MessageStatus');
-  });
+  (await relayedPayloads(t.database.db, id)).map(({ status }) => status);
 
 test('When SignalWire’s own callback repeats what the lookup relayed last, then it is stored and not relayed; its error code spelled the same is the same', async () => {
   const id = await seedProxiedMessage(t.database.db, 'native', 'http://127.0.0.1:9/app-status');

@@ -142,3 +142,32 @@ export async function lookedUpProxied(
   await recordEvents(db, [looked!]);
   return id;
 }
+
+/**
+ * What the app was (or will be) told about a message, in relay order: each relay's status and
+ * error code read from its stored payload — a native callback is relayed as JSON, a compatibility
+ * one as a form (`MessageStatus`, `ErrorCode`).
+ */
+export async function relayedPayloads(
+  db: Db,
+  messageId: string,
+): Promise<{ status: string | null; code: string | null }[]> {
+  const jobs = await db
+    .selectFrom('relay_jobs')
+    .select(['payload'])
+    .where('message_id', '=', messageId)
+    .orderBy('id')
+    .execute();
+  return jobs.map((job) => {
+    const text = Buffer.from(job.payload!).toString('utf8');
+    if (text.startsWith('{')) {
+      const json = JSON.parse(text) as { status: string; error_code?: string | number | null };
+      return {
+        status: json.status,
+        code: json.error_code == null ? null : String(json.error_code),
+      };
+    }
+    const form = new URLSearchParams(text);
+    return { status: form.get('MessageStatus'), code: form.get('ErrorCode') };
+  });
+}
