@@ -1,8 +1,8 @@
-import { sql } from 'kysely';
 import request from 'supertest';
 import { listMessages } from '../../src/messages/messages.repository';
 import type { ListOrder, MessageFilter } from '../../src/messages/messages.repository';
 import { explainFirst, rowsRead } from '../helpers/explain';
+import { insertMinuteStore } from '../helpers/minute-store';
 import { TEST_API_TOKEN, createTestApp } from '../helpers/test-app';
 import type { TestApp } from '../helpers/test-app';
 
@@ -21,25 +21,11 @@ jest.setTimeout(60_000);
 const MESSAGES = 200_000;
 const NATIVE = 5;
 const BASE = Date.UTC(2026, 6, 1);
-const DAY = 86_400_000;
 let t: TestApp;
 
 beforeAll(async () => {
   t = await createTestApp();
-  await sql`
-    INSERT INTO messages (id, api, "from", "to", status, raw_status, status_rank, status_received_at,
-                          created_at, last_event_at, updated_at, stuck, conflict, sent_via_proxy)
-    SELECT 'm' || lpad(i::text, 7, '0'), CASE WHEN i <= ${NATIVE} THEN 'native' ELSE 'cxml' END,
-           '+1555000' || lpad((i % 1000)::text, 4, '0'), '+1666000' || lpad((i % 1000)::text, 4, '0'),
-           'delivered', 'delivered', 50,
-           to_timestamp((${BASE}::bigint + i * 60000::bigint) / 1000.0),
-           to_timestamp((${BASE}::bigint + i * 60000::bigint) / 1000.0),
-           to_timestamp((${BASE}::bigint + i * 60000::bigint
-             + CASE WHEN i % 1000 = 1 THEN ${100 * DAY}::bigint ELSE 5000 END) / 1000.0),
-           to_timestamp((${BASE}::bigint + i * 60000::bigint) / 1000.0),
-           false, false, true
-    FROM generate_series(1, ${MESSAGES}) AS i`.execute(t.deps.db);
-  await sql`VACUUM ANALYZE messages`.execute(t.deps.db);
+  await insertMinuteStore(t.deps.db, { messages: MESSAGES, base: BASE, native: NATIVE });
 }, 120_000);
 afterAll(() => t?.close());
 
