@@ -36,7 +36,8 @@ const ACCEPTED_FOR_MS = 60 * 60_000;
 const MAX_KEPT = 4_096;
 
 export function createAcceptedCredentials({
-  clock = Date.now,
+  // Monotonic: a wall clock stepped back would keep an acceptance for longer than an hour.
+  clock = () => performance.now(),
   maxKept = MAX_KEPT,
 }: { clock?: () => number; maxKept?: number } = {}): AcceptedCredentials {
   const key = randomBytes(32);

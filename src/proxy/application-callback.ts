@@ -63,7 +63,8 @@ const MAX_KEPT = 1_000;
 export function createApplicationCallbacks(
   signalwire: SignalWireClient,
   {
-    clock = Date.now,
+    // Monotonic: a wall clock stepped back would keep a refusal (or an acceptance) for longer.
+    clock = () => performance.now(),
     credentials = new Map<string, string>(),
   }: {
     clock?: () => number;

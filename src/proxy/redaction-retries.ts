@@ -107,6 +107,11 @@ export function createRedactionRetries({
   interface Pending {
     scope: RedactionScope;
     log: Record<string, unknown>;
+    /**
+     * When the first try failed, on the monotonic clock: a wall clock stepped forward (a VM
+     * resumed after migration, NTP correcting a slow clock) gave a retry up at its next failure,
+     * and the text SignalWire deleted stayed here.
+     */
     since: number;
     delayMs: number;
     attempts: number;
@@ -141,7 +146,7 @@ export function createRedactionRetries({
     } catch (err) {
       if (stopped) return;
       const nextDelayMs = Math.min(entry.delayMs * 2, maxDelayMs);
-      if (Date.now() - entry.since + nextDelayMs > giveUpAfterMs) {
+      if (performance.now() - entry.since + nextDelayMs > giveUpAfterMs) {
         pending.delete(messageId);
         logger.error(
           { ...entry.log, err, message_id: messageId, attempts: entry.attempts },
@@ -179,7 +184,7 @@ export function createRedactionRetries({
       const entry: Pending = {
         scope,
         log,
-        since: Date.now(),
+        since: performance.now(),
         delayMs: Math.min(firstDelayMs, maxDelayMs),
         attempts: 0,
       };
