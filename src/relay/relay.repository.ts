@@ -462,8 +462,12 @@ export async function forgetQuietHosts(db: Db, windowMs: number): Promise<void> 
 export type RetryOutcome =
   | { retried: RelayJobRow }
   | { refused: 'delivered' }
-  /** A worker holds it (an attempt, or its expiry): its outcome would overwrite the retry. */
-  | { refused: 'being_attempted'; leaseUntil: Date };
+  /**
+   * A worker holds it (an attempt, or its expiry): its outcome would overwrite the retry.
+   * `leaseLeftMs`: measured on the database's clock, which set the lease — this replica's
+   * own clock may be seconds or minutes off it.
+   */
+  | { refused: 'being_attempted'; leaseLeftMs: number };
 
 /**
  * A relay retried by an operator (DESIGN §10): a dead one is pending again, due now, with a
@@ -514,12 +518,17 @@ export async function retryJob(
     if (retried) return { retried };
     const job = await trx
       .selectFrom('relay_jobs')
-      .select(['state', 'lease_until'])
+      .select([
+        'state',
+        sql<number | null>`(extract(epoch FROM lease_until - clock_timestamp()) * 1000)::float8`.as(
+          'lease_left_ms',
+        ),
+      ])
       .where('id', '=', id)
       .executeTakeFirst();
     if (!job) return undefined;
-    return job.state === 'pending' && job.lease_until
-      ? { refused: 'being_attempted', leaseUntil: job.lease_until }
+    return job.state === 'pending' && job.lease_left_ms !== null
+      ? { refused: 'being_attempted', leaseLeftMs: job.lease_left_ms }
       : { refused: 'delivered' };
   });
 }

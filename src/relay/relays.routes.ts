@@ -94,7 +94,7 @@ function refusedRetry(id: string, outcome: Exclude<RetryOutcome, { retried: unkn
       `relay ${id} was delivered: only dead and pending relays are retried`,
     );
   }
-  const seconds = Math.max(1, Math.ceil((outcome.leaseUntil.getTime() - Date.now()) / 1000));
+  const seconds = Math.max(1, Math.ceil(outcome.leaseLeftMs / 1000));
   return new AppError(
     409,
     'being_attempted',
