@@ -14,8 +14,14 @@ import type { FormParams } from '../signalwire/signing';
  * verifySignature's: a form signature that verified, for fields it would also verify cut
  * otherwise (form-resplit.ts); the routes refuse it with the other failures.
  */
-export type SignatureFailure =
-  'missing' | 'mismatch' | 'sha256_mismatch' | 'body_hash_mismatch' | 'ambiguous_parameters';
+export const SIGNATURE_FAILURES = [
+  'missing',
+  'mismatch',
+  'sha256_mismatch',
+  'body_hash_mismatch',
+  'ambiguous_parameters',
+] as const;
+export type SignatureFailure = (typeof SIGNATURE_FAILURES)[number];
 
 export type SignatureResult =
   | {

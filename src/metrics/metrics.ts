@@ -1,5 +1,6 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { CallbackOutcome } from '../callbacks/callbacks.routes';
+import { SIGNATURE_FAILURES } from '../callbacks/signature';
 import type { SignatureFailure } from '../callbacks/signature';
 import type { StatusTransition } from '../messages/record-events';
 import type { Api } from '../messages/statuses';
@@ -106,6 +107,9 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
     labelNames: ['reason'] as const,
     registers,
   });
+  // From 0: SwStatusSignatureFailures reads increase(), which counts nothing for a series'
+  // first sample — without this, the first refusals after a rotation went uncounted.
+  for (const reason of SIGNATURE_FAILURES) signatureFailures.inc({ reason }, 0);
   // The denominator of a signature failure rate: most callbacks come by their per-send token
   // and are never signature-checked, so a rate against all callbacks would hide a rotated key.
   const signaturesVerified = new Counter({

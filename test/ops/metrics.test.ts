@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import request from 'supertest';
 import { mintCallbackToken } from '../../src/callbacks/callback-token';
+import { SIGNATURE_FAILURES } from '../../src/callbacks/signature';
 import { createMetrics } from '../../src/metrics/metrics';
 import { signJsonBody } from '../../src/signalwire/signing';
 import { cxmlFields, nativeFields, postCxml, postNative } from '../helpers/callbacks';
@@ -277,6 +278,14 @@ describe('hooks for other parts of the service', () => {
         le: '0.25',
       }),
     ).toBe(1);
+  });
+
+  test('When no signature has failed yet, then every failure reason is served at 0 (so the alert counts the first refusals after a key rotation)', async () => {
+    const metrics = createMetrics({ processMetrics: false });
+    const text = await metrics.registry.metrics();
+    for (const reason of SIGNATURE_FAILURES) {
+      expect(sample(text, 'sw_status_callback_signature_failures_total', { reason })).toBe(0);
+    }
   });
 
   test('When the send proxy could not record an accepted send, then it is counted by api', async () => {

@@ -218,6 +218,67 @@ test('When anyone posts forged signatures — a few among token traffic, or many
   ]);
 });
 
+/** A counter sampled each minute for `minutes`: `step` more at each minute `when` says. */
+function counterEvery(minutes: number, step: number, when: (minute: number) => boolean): string {
+  const values: number[] = [];
+  let value = 0;
+  for (let minute = 0; minute <= minutes; minute++) {
+    if (when(minute)) value += step;
+    values.push(value);
+  }
+  return values.join(' ');
+}
+
+test('When signed callbacks are sparse (a message not sent through the proxy every 15 minutes) and the signing key is rotated at SignalWire only, then SwStatusSignatureFailures fires — and stays silent while they keep verifying beside a forger', async () => {
+  // A message's three callbacks verify (3), or each is refused on all of SignalWire's 3 tries
+  // (9): as the real service counts them (found by review, from its /metrics). With only the
+  // 10-minute windows, refusals 15 minutes apart never held the condition for `for: 10m`.
+  const everyQuarter = (minute: number) => minute % 15 === 0;
+  await expectPromtoolTestPasses('sparse-signed-callbacks', [
+    {
+      interval: '1m',
+      input_series: [
+        {
+          series: `sw_status_callback_signatures_verified_total{${ns}}`,
+          values: counterEvery(180, 3, (m) => everyQuarter(m) && m < 60),
+        },
+        {
+          // Served from 0 (src/metrics/metrics.ts), so the first refusals count too.
+          series: `sw_status_callback_signature_failures_total{${ns},reason="mismatch"}`,
+          values: counterEvery(180, 9, (m) => everyQuarter(m) && m >= 60),
+        },
+      ],
+      alert_rule_test: [
+        { eval_time: '80m', alertname: 'SwStatusSignatureFailures', exp_alerts: [] },
+        {
+          // Every signed callback refused for 90 minutes, none verified since minute 45.
+          eval_time: '150m',
+          alertname: 'SwStatusSignatureFailures',
+          exp_alerts: [{ exp_labels: { severity: 'critical', namespace: 'sw-status' } }],
+        },
+      ],
+    },
+    {
+      interval: '1m',
+      input_series: [
+        {
+          series: `sw_status_callback_signatures_verified_total{${ns}}`,
+          values: counterEvery(180, 3, everyQuarter),
+        },
+        {
+          // Someone posts a forged signature every 20 minutes.
+          series: `sw_status_callback_signature_failures_total{${ns},reason="mismatch"}`,
+          values: counterEvery(180, 1, (m) => m % 20 === 7),
+        },
+      ],
+      alert_rule_test: [
+        { eval_time: '90m', alertname: 'SwStatusSignatureFailures', exp_alerts: [] },
+        { eval_time: '170m', alertname: 'SwStatusSignatureFailures', exp_alerts: [] },
+      ],
+    },
+  ]);
+});
+
 test('When pods are scraped with their instance and one is recreated under its name, then the orphan alerts go by the name’s latest values: a spool its successor replayed, or dead letters still on a scaled-down claim', async () => {
   // The ServiceMonitor's `instance` (the pod's IP): a recreated pod is a new series.
   const at = (pod: string, ip: string) => `${ns},pod="${pod}",instance="${ip}:8081"`;
