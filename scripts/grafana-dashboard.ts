@@ -34,6 +34,12 @@ const RATE = '$__rate_interval';
 interface Target {
   expr: string;
   legend: string;
+  /**
+   * For a series of another unit than its panel's (an age beside rates): its own unit, drawn
+   * on the right axis — on the panel's axis an age of 3 h read "10.8K req/s" and flattened the
+   * rates beside it to zero.
+   */
+  rightAxisUnit?: string;
 }
 
 interface PanelSpec {
@@ -168,11 +174,15 @@ export const ROWS: RowSpec[] = [
       {
         title: 'Change feed lag',
         description:
-          'Age of the oldest open writing transaction: the change feed cannot pass it. Listener up = commit hints from other replicas arrive. Read replica behind (with DATABASE_READ_URL only): how old the data lists, stats and the feed serve is; past 60 s their reads are refused.',
+          'Age of the oldest open writing transaction: the change feed cannot pass it. Listener up (right axis, 1 or 0) = commit hints from other replicas arrive. Read replica behind (with DATABASE_READ_URL only): how old the data lists, stats and the feed serve is; past 60 s their reads are refused.',
         unit: 's',
         targets: [
           { expr: `max(sw_status_feed_lag_seconds{${NS}})`, legend: 'lag' },
-          { expr: `min(sw_status_feed_listener_up{${NS}})`, legend: 'listener up (min)' },
+          {
+            expr: `min(sw_status_feed_listener_up{${NS}})`,
+            legend: 'listener up (min)',
+            rightAxisUnit: 'none',
+          },
           {
             expr: `max(sw_status_read_replica_lag_seconds{${NS}})`,
             legend: 'read replica behind',
@@ -228,7 +238,8 @@ export const ROWS: RowSpec[] = [
           },
           {
             expr: `max(sw_status_relay_oldest_pending_age_seconds{${NS}})`,
-            legend: 'oldest pending (s)',
+            legend: 'oldest pending',
+            rightAxisUnit: 's',
           },
         ],
       },
@@ -294,6 +305,9 @@ export const ROWS: RowSpec[] = [
 ];
 
 /** The dashboard model (Grafana JSON, schemaVersion 39). */
+/** A panel's queries are A, B, C…: overrides name a series by its query's letter. */
+const refId = (index: number): string => String.fromCharCode(65 + index);
+
 export function dashboard(): Record<string, unknown> {
   const panels: unknown[] = [];
   let id = 1;
@@ -321,13 +335,28 @@ export function dashboard(): Record<string, unknown> {
         description: panel.description,
         datasource: { type: 'prometheus', uid: '${datasource}' },
         gridPos: { h: 8, w, x, y },
-        fieldConfig: { defaults: { unit: panel.unit, min: 0 }, overrides: [] },
+        fieldConfig: {
+          defaults: { unit: panel.unit, min: 0 },
+          overrides: panel.targets.flatMap((target, index) =>
+            target.rightAxisUnit === undefined
+              ? []
+              : [
+                  {
+                    matcher: { id: 'byFrameRefID', options: refId(index) },
+                    properties: [
+                      { id: 'unit', value: target.rightAxisUnit },
+                      { id: 'custom.axisPlacement', value: 'right' },
+                    ],
+                  },
+                ],
+          ),
+        },
         options: {
           legend: { displayMode: 'list', placement: 'bottom' },
           tooltip: { mode: 'multi' },
         },
         targets: panel.targets.map((target, index) => ({
-          refId: String.fromCharCode(65 + index),
+          refId: refId(index),
           datasource: { type: 'prometheus', uid: '${datasource}' },
           expr: target.expr,
           legendFormat: target.legend,
