@@ -17,6 +17,7 @@ import type { VerifiedToken } from './callback-token';
 import { normalizeCxmlCallback, normalizeNativeCallback } from './normalize';
 import { parseCallback, storableFields } from './callback-body';
 import type { BodyKind, ParsedCallback } from './callback-body';
+import type { CallbackOutcome } from './callback-outcome';
 import { relayPayloadOf } from './relay-payload';
 import { scrubToken } from './token-scrub';
 import type { CallbackFields } from './normalize';
@@ -41,8 +42,6 @@ export const CALLBACK_BODY_LIMIT_BYTES = 64 * 1024;
  */
 export const SMALL_CALLBACK_BYTES = 8 * 1024;
 export const CALLBACK_BODY_BYTES_IN_FLIGHT = 16 * 1024 * 1024;
-
-export type CallbackOutcome = RecordOutcome | `refused_${string}`;
 
 export interface CallbackDeps {
   config: Config;

@@ -25,8 +25,6 @@ import { transactionIdsAhead } from './transaction-id-rebase';
  * breaking migration, and counts as oldest_reader 0.
  */
 
-export const SCHEMA_MARKER_TABLE = 'sw_status_schema';
-
 /** Creates the marker (one row) if missing; runs inside the migration transaction. */
 export const CREATE_SCHEMA_MARKER = sql`
   CREATE TABLE IF NOT EXISTS sw_status_schema (

@@ -29,7 +29,7 @@ import type { Logger } from '../logger';
  * promotion ends no session, and behind one URL there may be several servers. (Behind
  * PgBouncer in transaction mode a check and the read that follows may still meet different
  * servers.) DATABASE_URL's side (its identity, its WAL position) is asked at most once per
- * `checkEveryMs` for all connections, and within `checkTimeoutMs`.
+ * `checkEveryMs` for all connections, within the caller's deadline (`writerState`).
  *
  * Lag is judged by position, not by time: the primary's pg_current_wal_lsn() is sampled at each
  * of those asks, and a standby is refused once its pg_last_wal_replay_lsn() is still below the

@@ -1,5 +1,5 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import type { CallbackOutcome } from '../callbacks/callbacks.routes';
+import type { CallbackOutcome } from '../callbacks/callback-outcome';
 import { SIGNATURE_FAILURES } from '../callbacks/signature';
 import type { SignatureFailure } from '../callbacks/signature';
 import type { StatusTransition } from '../messages/record-events';
@@ -47,7 +47,7 @@ export type Sender = 'authenticated' | 'unverified';
  */
 export interface Metrics {
   readonly registry: Registry;
-  /** Every callback's outcome (wired to callbackRoutes' onCallback). */
+  /** Every callback's outcome (wired to callbackEndpoint's `onCallback`: CallbackDeps). */
   onCallback(api: Api, status: string, outcome: CallbackOutcome): void;
   onSignatureFailure(reason: SignatureFailure): void;
   /** A callback authenticated by its signature (one without a valid per-send token). */

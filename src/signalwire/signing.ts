@@ -52,11 +52,6 @@ export function sha256Hex(rawBody: string | Buffer): string {
   return createHash('sha256').update(rawBody).digest('hex');
 }
 
-/** Parses an urlencoded body into ordered pairs, keeping repeated keys. */
-export function parseFormPairs(raw: string): Array<[string, string]> {
-  return [...new URLSearchParams(raw)];
-}
-
 const keyRefs = new Map<string, string>();
 
 /**
