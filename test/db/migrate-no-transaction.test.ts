@@ -1,10 +1,11 @@
 import { randomBytes } from 'node:crypto';
-import { copyFileSync, cpSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { sql } from 'kysely';
 import { Client } from 'pg';
 import { MIGRATIONS_DIR, migrateToLatest, splitStatements } from '../../src/db/migrate';
+import { copyMigrationsBefore } from '../helpers/migrations';
 import { createTestDatabase } from '../helpers/test-database';
 import type { TestDatabase } from '../helpers/test-database';
 
@@ -84,10 +85,7 @@ CREATE INDEX CONCURRENTLY IF NOT EXISTS next_things_name_idx ON next_things (nam
 test('When a concurrent build of 0006 was interrupted and left an INVALID index, then running 0006 and 0007 again rebuilds it and ends in the same schema', async () => {
   // The migrations up to 0007 only, so that later ones do not stand in the way of running
   // 0006 and 0007 again.
-  const upTo0007 = mkdtempSync(path.join(work, 'upto0007-'));
-  for (const file of readdirSync(MIGRATIONS_DIR).filter((f) => /^\d{4}_.*\.sql$/.test(f))) {
-    if (file < '0008') copyFileSync(path.join(MIGRATIONS_DIR, file), path.join(upTo0007, file));
-  }
+  const upTo0007 = copyMigrationsBefore('0008', mkdtempSync(path.join(work, 'upto0007-')));
   const target = await database(2, false);
   await migrateToLatest(target.db, upTo0007);
   const before = await indexes(target, 'status_events');

@@ -1,15 +1,13 @@
 import { randomBytes } from 'node:crypto';
-import { copyFileSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
 import { sql } from 'kysely';
-import { Client } from 'pg';
 import { generateEvents } from '../../scripts/generate-events';
 import { createDb, withDatabase } from '../../src/db/database';
 import type { DatabaseHandle } from '../../src/db/database';
-import { MIGRATIONS_DIR, migrateToLatest } from '../../src/db/migrate';
+import { migrateToLatest } from '../../src/db/migrate';
 import { recordEvents } from '../../src/messages/record-events';
 import { statusEvent } from '../factories';
+import { migratedBefore } from '../helpers/migrations';
+import { asAdmin } from '../helpers/test-database';
 
 /**
  * Migrations 0006–0007 (the leaner write path) on a populated store while callbacks keep
@@ -28,33 +26,18 @@ const name = `sw_status_test_0006_${randomBytes(4).toString('hex')}`;
 let handle: DatabaseHandle;
 let url: string;
 
-async function admin(statement: string) {
-  const client = new Client({ connectionString: adminUrl() });
-  await client.connect();
-  try {
-    await client.query(statement);
-  } finally {
-    await client.end();
-  }
-}
-
 beforeAll(async () => {
-  await admin(`CREATE DATABASE ${name}`);
+  await asAdmin(`CREATE DATABASE ${name}`);
   url = withDatabase(adminUrl(), name);
   handle = createDb(url, 6);
   // The schema before 0006, as the previous release left it.
-  const before = mkdtempSync(path.join(os.tmpdir(), 'sw-status-before-0006-'));
-  for (const file of readdirSync(MIGRATIONS_DIR).filter((f) => /^\d{4}_.*\.sql$/.test(f))) {
-    if (file < '0006') copyFileSync(path.join(MIGRATIONS_DIR, file), path.join(before, file));
-  }
-  await migrateToLatest(handle.db, before);
-  rmSync(before, { recursive: true, force: true });
+  await migratedBefore(handle.db, '0006');
   await generateEvents(url, EVENTS);
 }, 600_000);
 
 afterAll(async () => {
   await handle?.db.destroy();
-  await admin(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+  await asAdmin(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
 });
 
 /** Digests of the stored history that was there before: messages, and events in feed order. */

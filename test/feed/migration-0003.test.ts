@@ -1,17 +1,15 @@
 import { randomBytes, randomUUID } from 'node:crypto';
-import { copyFileSync, mkdtempSync, rmSync } from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
 import { sql } from 'kysely';
-import { Client } from 'pg';
 import request from 'supertest';
 import { createDb, withDatabase } from '../../src/db/database';
 import type { DatabaseHandle } from '../../src/db/database';
-import { MIGRATIONS_DIR, migrateToLatest } from '../../src/db/migrate';
+import { migrateToLatest } from '../../src/db/migrate';
 import { recordEvents } from '../../src/messages/record-events';
 import { statusEvent } from '../factories';
 import { TEST_API_TOKEN, createTestApp } from '../helpers/test-app';
 import type { TestApp } from '../helpers/test-app';
+import { migratedBefore } from '../helpers/migrations';
+import { asAdmin } from '../helpers/test-database';
 
 /**
  * Migration 0003 on a store that already holds messages and events (written by the previous
@@ -25,24 +23,11 @@ let handle: DatabaseHandle;
 let t: TestApp;
 const old = { id: randomUUID(), at: new Date('2026-11-29T10:00:00Z') };
 
-async function admin(statement: string) {
-  const client = new Client({ connectionString: adminUrl() });
-  await client.connect();
-  try {
-    await client.query(statement);
-  } finally {
-    await client.end();
-  }
-}
-
 beforeAll(async () => {
-  await admin(`CREATE DATABASE ${name}`);
+  await asAdmin(`CREATE DATABASE ${name}`);
   const url = withDatabase(adminUrl(), name);
   handle = createDb(url, 4);
-  const only0001 = mkdtempSync(path.join(os.tmpdir(), 'sw-status-0001-'));
-  copyFileSync(path.join(MIGRATIONS_DIR, '0001_init.sql'), path.join(only0001, '0001_init.sql'));
-  await migrateToLatest(handle.db, only0001);
-  rmSync(only0001, { recursive: true, force: true });
+  await migratedBefore(handle.db, '0003'); // 0001 only: there is no 0002
 
   // What the previous version stored: a message that was sent, then delivered.
   await sql`
@@ -68,7 +53,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await t?.close();
   await handle?.db.destroy();
-  await admin(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+  await asAdmin(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
 });
 
 const get = (path: string) =>

@@ -1,12 +1,10 @@
 import { randomUUID } from 'node:crypto';
-import { copyFileSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
 import { sql } from 'kysely';
-import { MIGRATIONS_DIR, migrateToLatest } from '../../src/db/migrate';
+import { migrateToLatest } from '../../src/db/migrate';
 import { recordEvents } from '../../src/messages/record-events';
 import { foldDeltas, readRollups } from '../../src/stats/stats.repository';
 import { statusEvent } from '../factories';
+import { migratedBefore } from '../helpers/migrations';
 import { createTestDatabase } from '../helpers/test-database';
 import type { TestDatabase } from '../helpers/test-database';
 import { expectNarrowRollupsEqualWide } from './support/narrow-rollups';
@@ -45,12 +43,7 @@ function messageEvents(index: number) {
 
 test('When 0009 runs on wide rollups that already hold counts, then the narrow rollups start equal to their projections and the stats count every message', async () => {
   database = await createTestDatabase(4, { migrated: false });
-  const before = mkdtempSync(path.join(os.tmpdir(), 'sw-status-before-0009-'));
-  for (const file of readdirSync(MIGRATIONS_DIR).filter((f) => /^\d{4}_.*\.sql$/.test(f))) {
-    if (file < '0009') copyFileSync(path.join(MIGRATIONS_DIR, file), path.join(before, file));
-  }
-  await migrateToLatest(database.db, before);
-  rmSync(before, { recursive: true, force: true });
+  await migratedBefore(database.db, '0009');
 
   // The previous release: events recorded and folded (moves included), and a last round not
   // folded yet.
