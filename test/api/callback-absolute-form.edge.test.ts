@@ -1,10 +1,7 @@
-import type { AddressInfo } from 'node:net';
-import type { Server } from 'node:http';
-import { createListener, listenerSettings } from '../../src/http/listener';
 import { signFormParams, signJsonBody } from '../../src/signalwire/signing';
 import { cxmlFields, nativeFields } from '../helpers/callbacks';
-import { TEST_PUBLIC_BASE_URL, TEST_SIGNING_KEY, createTestApp } from '../helpers/test-app';
-import type { TestApp } from '../helpers/test-app';
+import { TEST_PUBLIC_BASE_URL, TEST_SIGNING_KEY } from '../helpers/test-app';
+import { usePublicListener } from '../helpers/public-listener';
 import { exchangeRaw, storedEventCount } from '../helpers/raw-http';
 
 /**
@@ -15,20 +12,7 @@ import { exchangeRaw, storedEventCount } from '../helpers/raw-http';
  * authority it names are the sender's word, like Host, and are never signed against.
  */
 
-let t: TestApp;
-let server: Server;
-let port: number;
-beforeAll(async () => {
-  t = await createTestApp({ RATE_LIMIT_PUBLIC_PER_MINUTE: '100000' });
-  server = createListener(t.publicApp, listenerSettings(t.config));
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  port = (server.address() as AddressInfo).port;
-});
-afterAll(async () => {
-  server.closeAllConnections();
-  await new Promise((resolve) => server.close(resolve));
-  await t.close();
-});
+const listener = usePublicListener({ RATE_LIMIT_PUBLIC_PER_MINUTE: '100000' });
 
 function post(target: string, headers: Record<string, string>, body: string) {
   const lines = Object.entries({
@@ -37,7 +21,10 @@ function post(target: string, headers: Record<string, string>, body: string) {
     'content-length': String(Buffer.byteLength(body)),
     ...headers,
   }).map(([name, value]) => `${name}: ${value}`);
-  return exchangeRaw(port, `POST ${target} HTTP/1.1\r\n${lines.join('\r\n')}\r\n\r\n${body}`);
+  return exchangeRaw(
+    listener.port,
+    `POST ${target} HTTP/1.1\r\n${lines.join('\r\n')}\r\n\r\n${body}`,
+  );
 }
 
 test('When a signed form callback arrives with its request target in absolute form, then it is stored (200)', async () => {
@@ -56,7 +43,7 @@ test('When a signed form callback arrives with its request target in absolute fo
     new URLSearchParams(fields).toString(),
   );
   expect(answer.status).toBe(200);
-  expect(await storedEventCount(t.deps.db, fields.MessageSid!)).toBe(1);
+  expect(await storedEventCount(listener.t.deps.db, fields.MessageSid!)).toBe(1);
 });
 
 test('When a signed JSON callback arrives in absolute form naming another authority, then it verifies against PUBLIC_BASE_URL only', async () => {
@@ -79,5 +66,5 @@ test('When a signed JSON callback arrives in absolute form naming another author
     body,
   );
   expect(genuine.status).toBe(200);
-  expect(await storedEventCount(t.deps.db, String(fields.id))).toBe(1);
+  expect(await storedEventCount(listener.t.deps.db, String(fields.id))).toBe(1);
 });

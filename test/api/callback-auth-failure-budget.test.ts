@@ -1,23 +1,15 @@
 import { randomUUID } from 'node:crypto';
-import type { AddressInfo } from 'node:net';
-import type { Server } from 'node:http';
 import express from 'express';
 import request from 'supertest';
 import { mintCallbackToken } from '../../src/callbacks/callback-token';
 import { errorHandler } from '../../src/http/error-handler';
-import { createListener, listenerSettings } from '../../src/http/listener';
 import { publicAuthFailureBudget } from '../../src/http/rate-limit';
 import { createLogger } from '../../src/logger';
 import { signJsonBody } from '../../src/signalwire/signing';
 import { cxmlFields, nativeFields, postCxml, postNative } from '../helpers/callbacks';
+import { usePublicListener } from '../helpers/public-listener';
 import { exchangeRaw, expectErrorShape, storedEventCount } from '../helpers/raw-http';
-import {
-  TEST_PUBLIC_BASE_URL,
-  TEST_SIGNING_KEY,
-  TEST_TOKEN_SECRET,
-  createTestApp,
-} from '../helpers/test-app';
-import type { TestApp } from '../helpers/test-app';
+import { TEST_PUBLIC_BASE_URL, TEST_SIGNING_KEY, TEST_TOKEN_SECRET } from '../helpers/test-app';
 import { sample, scrape } from '../ops/scrape';
 
 /**
@@ -29,28 +21,15 @@ import { sample, scrape } from '../ops/scrape';
 
 const BUDGET = 3;
 
-let t: TestApp;
-let server: Server;
-beforeAll(async () => {
-  t = await createTestApp({
-    TRUST_PROXY: '1',
-    RATE_LIMIT_PUBLIC_PER_MINUTE: '100000',
-    RATE_LIMIT_PUBLIC_AUTH_FAILURES_PER_MINUTE: String(BUDGET),
-  });
-  server = createListener(t.publicApp, listenerSettings(t.config));
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+const listener = usePublicListener({
+  TRUST_PROXY: '1',
+  RATE_LIMIT_PUBLIC_PER_MINUTE: '100000',
+  RATE_LIMIT_PUBLIC_AUTH_FAILURES_PER_MINUTE: String(BUDGET),
 });
-afterAll(async () => {
-  server.closeAllConnections();
-  await new Promise((resolve) => server.close(resolve));
-  await t.close();
-});
-
-const port = () => (server.address() as AddressInfo).port;
 
 /** A native callback with a signature that does not verify, from `ip`. */
 const forgedNative = (ip: string, body = JSON.stringify(nativeFields())) =>
-  request(t.publicApp)
+  request(listener.t.publicApp)
     .post('/callbacks/native')
     .set('X-Forwarded-For', ip)
     .set('Content-Type', 'application/json')
@@ -64,7 +43,7 @@ async function exhaust(ip: string): Promise<void> {
 
 /** A limiter's 429s, whoever they were answered to. */
 const limitedCount = async (limiter: string): Promise<number> => {
-  const text = await scrape(t.internalApp);
+  const text = await scrape(listener.t.internalApp);
   return (['authenticated', 'unverified'] as const).reduce(
     (total, sender) =>
       total + (sample(text, 'sw_status_rate_limited_total', { limiter, sender }) ?? 0),
@@ -78,7 +57,7 @@ describe('a JSON callback is verified before it is parsed', () => {
     const forged = await forgedNative('192.0.2.1', body).expect(403);
     expect(forged.body.error.code).toBe('invalid_signature');
     // What verified is parsed, and refused for what it is.
-    const signed = await request(t.publicApp)
+    const signed = await request(listener.t.publicApp)
       .post('/callbacks/native')
       .set('X-Forwarded-For', '192.0.2.1')
       .set('Content-Type', 'application/json')
@@ -103,7 +82,7 @@ describe('a client address past its refused authentications', () => {
     await exhaust('198.51.100.10');
     // A body is declared and never sent: only an answer that does not wait for it comes back.
     const answer = await exchangeRaw(
-      port(),
+      listener.port,
       'POST /callbacks/native HTTP/1.1\r\nHost: hooks.example.com\r\n' +
         'X-Forwarded-For: 198.51.100.10\r\nContent-Type: application/json\r\n' +
         'X-SignalWire-Signature: ffffffffffffffffffffffffffffffffffffffff\r\n' +
@@ -120,68 +99,74 @@ describe('a client address past its refused authentications', () => {
     await exhaust(ip);
     // Without a valid token, even a genuine signature waits for the window: none is read.
     const signedId = randomUUID();
-    const signed = await postNative(t.publicApp, nativeFields({ id: signedId })).set(
+    const signed = await postNative(listener.t.publicApp, nativeFields({ id: signedId })).set(
       'X-Forwarded-For',
       ip,
     );
     expect(signed.status).toBe(429);
     expect(signed.body.error.code).toBe('rate_limited');
     // A malformed token is no token: 429 too.
-    await request(t.publicApp)
+    await request(listener.t.publicApp)
       .post('/callbacks/native/not-a-token')
       .set('X-Forwarded-For', ip)
       .send(nativeFields())
       .expect(429);
-    expect(await storedEventCount(t.database.db, signedId)).toBe(0);
+    expect(await storedEventCount(listener.t.database.db, signedId)).toBe(0);
 
     const { token } = mintCallbackToken([TEST_TOKEN_SECRET]);
     const id = randomUUID();
-    await request(t.publicApp)
+    await request(listener.t.publicApp)
       .post(`/callbacks/native/${token}`)
       .set('X-Forwarded-For', ip)
       .send(nativeFields({ id }))
       .expect(200);
-    expect(await storedEventCount(t.database.db, id)).toBe(1);
+    expect(await storedEventCount(listener.t.database.db, id)).toBe(1);
     // An address that authenticated a callback is SignalWire's: its signed callbacks are read
     // again, though its budget is still spent.
-    await postNative(t.publicApp, nativeFields({ id: signedId }))
+    await postNative(listener.t.publicApp, nativeFields({ id: signedId }))
       .set('X-Forwarded-For', ip)
       .expect(200);
-    expect(await storedEventCount(t.database.db, signedId)).toBe(1);
+    expect(await storedEventCount(listener.t.database.db, signedId)).toBe(1);
   });
 
   test('When another SignalWire project’s webhooks, from SignalWire’s address, are refused 403, then this project’s signed callbacks from that address are still stored', async () => {
     // SignalWire calls every project's webhooks from the same few addresses, each signed with
     // its own project's key: another customer can point its webhooks here.
     const signalwire = '203.0.113.7';
-    await postCxml(t.publicApp, cxmlFields()).set('X-Forwarded-For', signalwire).expect(200);
+    await postCxml(listener.t.publicApp, cxmlFields())
+      .set('X-Forwarded-For', signalwire)
+      .expect(200);
     for (let i = 0; i < BUDGET + 2; i++) {
-      await postCxml(t.publicApp, cxmlFields(), { key: 'PSKanotherprojectsigningkey000000' })
+      await postCxml(listener.t.publicApp, cxmlFields(), {
+        key: 'PSKanotherprojectsigningkey000000',
+      })
         .set('X-Forwarded-For', signalwire)
         .expect(403);
     }
     const sid = randomUUID();
-    await postCxml(t.publicApp, cxmlFields({ MessageSid: sid }))
+    await postCxml(listener.t.publicApp, cxmlFields({ MessageSid: sid }))
       .set('X-Forwarded-For', signalwire)
       .expect(200);
-    expect(await storedEventCount(t.database.db, sid)).toBe(1);
+    expect(await storedEventCount(listener.t.database.db, sid)).toBe(1);
   });
 
   test('When one address is past its budget, then another address’s signed callbacks are accepted', async () => {
     await exhaust('198.51.100.30');
     await forgedNative('198.51.100.30').expect(429);
     const id = randomUUID();
-    await postNative(t.publicApp, nativeFields({ id }))
+    await postNative(listener.t.publicApp, nativeFields({ id }))
       .set('X-Forwarded-For', '198.51.100.31')
       .expect(200);
-    await postCxml(t.publicApp, cxmlFields()).set('X-Forwarded-For', '198.51.100.31').expect(200);
-    expect(await storedEventCount(t.database.db, id)).toBe(1);
+    await postCxml(listener.t.publicApp, cxmlFields())
+      .set('X-Forwarded-For', '198.51.100.31')
+      .expect(200);
+    expect(await storedEventCount(listener.t.database.db, id)).toBe(1);
   });
 
   test('When requests without any credentials are refused 401, then they use the budget too', async () => {
     const ip = '198.51.100.40';
     for (let i = 0; i < BUDGET; i++) {
-      await request(t.publicApp)
+      await request(listener.t.publicApp)
         .post('/callbacks/native')
         .set('X-Forwarded-For', ip)
         .send(nativeFields())

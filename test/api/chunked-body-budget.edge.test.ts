@@ -1,17 +1,14 @@
 import { randomUUID } from 'node:crypto';
 import net from 'node:net';
-import type { AddressInfo } from 'node:net';
-import type { Server } from 'node:http';
 import {
   CALLBACK_BODY_BYTES_IN_FLIGHT,
   SMALL_CALLBACK_BYTES,
 } from '../../src/callbacks/callbacks.routes';
-import { createListener, listenerSettings } from '../../src/http/listener';
 import { signJsonBody } from '../../src/signalwire/signing';
 import { nativeFields } from '../helpers/callbacks';
-import { TEST_PUBLIC_BASE_URL, TEST_SIGNING_KEY, createTestApp } from '../helpers/test-app';
-import type { TestApp } from '../helpers/test-app';
+import { TEST_PUBLIC_BASE_URL, TEST_SIGNING_KEY } from '../helpers/test-app';
 import { eventually } from '../helpers/eventually';
+import { usePublicListener } from '../helpers/public-listener';
 import { exchangeRaw, expectErrorShape, storedEventCount } from '../helpers/raw-http';
 
 /**
@@ -23,20 +20,7 @@ import { exchangeRaw, expectErrorShape, storedEventCount } from '../helpers/raw-
  * body reserves only what it has read, once past SMALL_CALLBACK_BYTES.
  */
 
-let t: TestApp;
-let server: Server;
-let port: number;
-beforeAll(async () => {
-  t = await createTestApp({ RATE_LIMIT_PUBLIC_PER_MINUTE: '100000' });
-  server = createListener(t.publicApp, listenerSettings(t.config));
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  port = (server.address() as AddressInfo).port;
-});
-afterAll(async () => {
-  server.closeAllConnections();
-  await new Promise((resolve) => server.close(resolve));
-  await t.close();
-});
+const listener = usePublicListener({ RATE_LIMIT_PUBLIC_PER_MINUTE: '100000' });
 
 /** A signed native callback, chunked; `padding` characters more make it a large body. */
 function signedChunkedNative(id: string, padding = 0): string {
@@ -59,7 +43,7 @@ function signedChunkedNative(id: string, padding = 0): string {
 async function stallChunked(count: number, bytes: number): Promise<net.Socket[]> {
   const stalled: net.Socket[] = [];
   for (let i = 0; i < count; i++) {
-    const socket = net.connect(port, '127.0.0.1', () =>
+    const socket = net.connect(listener.port, '127.0.0.1', () =>
       socket.write(
         'POST /callbacks/native HTTP/1.1\r\nHost: hooks.example.com\r\n' +
           'Content-Type: application/json\r\nX-SignalWire-Signature: forged\r\n' +
@@ -81,14 +65,14 @@ async function stallChunked(count: number, bytes: number): Promise<net.Socket[]>
 test('When chunked requests with a forged signature stall their bodies, then an ordinary small chunked callback is still stored', async () => {
   // Sanity: an ordinary chunked callback is accepted when nothing stalls.
   const before = randomUUID();
-  expect((await exchangeRaw(port, signedChunkedNative(before))).status).toBe(200);
+  expect((await exchangeRaw(listener.port, signedChunkedNative(before))).status).toBe(200);
 
   const stalled = await stallChunked(CALLBACK_BODY_BYTES_IN_FLIGHT / (64 * 1024), 1);
   try {
     const ordinary = randomUUID();
-    const answer = await exchangeRaw(port, signedChunkedNative(ordinary));
+    const answer = await exchangeRaw(listener.port, signedChunkedNative(ordinary));
     expect(answer.status).toBe(200);
-    expect(await storedEventCount(t.database.db, ordinary)).toBe(1);
+    expect(await storedEventCount(listener.t.database.db, ordinary)).toBe(1);
   } finally {
     for (const socket of stalled) socket.destroy();
   }
@@ -102,20 +86,20 @@ test('When stalled chunked bodies past SMALL_CALLBACK_BYTES hold the whole budge
   try {
     // Once the service has read what they sent (until then, large ones still fit).
     const refusedId = randomUUID();
-    let refused = await exchangeRaw(port, signedChunkedNative(refusedId, large));
+    let refused = await exchangeRaw(listener.port, signedChunkedNative(refusedId, large));
     await eventually(async () => {
       if (refused.status === 503) return true;
-      refused = await exchangeRaw(port, signedChunkedNative(randomUUID(), large));
+      refused = await exchangeRaw(listener.port, signedChunkedNative(randomUUID(), large));
       return refused.status === 503;
     }, 'a large chunked callback refused');
     expectErrorShape(refused, 503, 'unavailable');
     expect(refused.headers['retry-after']).toBeDefined();
     expect(refused.headers['connection']).toBe('close');
-    expect(await storedEventCount(t.database.db, refusedId)).toBe(0);
+    expect(await storedEventCount(listener.t.database.db, refusedId)).toBe(0);
 
     const ordinary = randomUUID();
-    expect((await exchangeRaw(port, signedChunkedNative(ordinary))).status).toBe(200);
-    expect(await storedEventCount(t.database.db, ordinary)).toBe(1);
+    expect((await exchangeRaw(listener.port, signedChunkedNative(ordinary))).status).toBe(200);
+    expect(await storedEventCount(listener.t.database.db, ordinary)).toBe(1);
   } finally {
     for (const socket of stalled) socket.destroy();
   }
@@ -123,8 +107,8 @@ test('When stalled chunked bodies past SMALL_CALLBACK_BYTES hold the whole budge
   // Their reservations are released when their connections go.
   const acceptedId = randomUUID();
   await eventually(async () => {
-    const answer = await exchangeRaw(port, signedChunkedNative(acceptedId, large));
+    const answer = await exchangeRaw(listener.port, signedChunkedNative(acceptedId, large));
     return answer.status === 200;
   }, 'a large chunked callback accepted');
-  expect(await storedEventCount(t.database.db, acceptedId)).toBe(1);
+  expect(await storedEventCount(listener.t.database.db, acceptedId)).toBe(1);
 });

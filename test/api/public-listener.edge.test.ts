@@ -1,17 +1,15 @@
 import { randomUUID } from 'node:crypto';
 import net from 'node:net';
-import type { AddressInfo } from 'node:net';
-import type { Server } from 'node:http';
 import {
   CALLBACK_BODY_BYTES_IN_FLIGHT,
   SMALL_CALLBACK_BYTES,
 } from '../../src/callbacks/callbacks.routes';
-import { MAX_BODY_PIECES, createListener, listenerSettings } from '../../src/http/listener';
+import { MAX_BODY_PIECES } from '../../src/http/listener';
 import { signJsonBody } from '../../src/signalwire/signing';
 import { nativeFields } from '../helpers/callbacks';
-import { TEST_PUBLIC_BASE_URL, TEST_SIGNING_KEY, createTestApp } from '../helpers/test-app';
-import type { TestApp } from '../helpers/test-app';
+import { TEST_PUBLIC_BASE_URL, TEST_SIGNING_KEY } from '../helpers/test-app';
 import { eventually } from '../helpers/eventually';
+import { usePublicListener } from '../helpers/public-listener';
 import { exchangeRaw, expectErrorShape, storedEventCount } from '../helpers/raw-http';
 
 /**
@@ -20,23 +18,10 @@ import { exchangeRaw, expectErrorShape, storedEventCount } from '../helpers/raw-
  * sends — requests Node answers itself before the app, and bodies that stall.
  */
 
-let t: TestApp;
-let server: Server;
-let port: number;
-beforeAll(async () => {
-  t = await createTestApp({ RATE_LIMIT_PUBLIC_PER_MINUTE: '100000' });
-  server = createListener(t.publicApp, listenerSettings(t.config));
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  port = (server.address() as AddressInfo).port;
-});
-afterAll(async () => {
-  server.closeAllConnections();
-  await new Promise((resolve) => server.close(resolve));
-  await t.close();
-});
+const listener = usePublicListener({ RATE_LIMIT_PUBLIC_PER_MINUTE: '100000' });
 
 /** Writes `raw` on a new connection and reads until the service closes it. */
-const exchange = (raw: string) => exchangeRaw(port, raw);
+const exchange = (raw: string) => exchangeRaw(listener.port, raw);
 
 /**
  * A signed native callback's request, with `extraHeaders` lines; `padding` characters more in
@@ -57,7 +42,7 @@ function signedNative(id: string, extraHeaders = '', padding = 0): string {
   );
 }
 
-const eventsOf = (messageId: string) => storedEventCount(t.database.db, messageId);
+const eventsOf = (messageId: string) => storedEventCount(listener.t.database.db, messageId);
 
 describe('what Node answers before the app', () => {
   test('When an HTTP/1.1 request has no Host header, then 400 in the service’s error shape (not Node’s empty body)', async () => {
@@ -104,7 +89,7 @@ describe('bodies that stall', () => {
           { length: count },
           () =>
             new Promise<void>((resolve, reject) => {
-              const socket = net.connect(port, '127.0.0.1', () =>
+              const socket = net.connect(listener.port, '127.0.0.1', () =>
                 socket.write(
                   'POST /callbacks/native HTTP/1.1\r\nHost: hooks.example.com\r\n' +
                     'Content-Type: application/json\r\nX-SignalWire-Signature: forged\r\n' +
@@ -151,7 +136,7 @@ describe('a refused callback whose body keeps coming', () => {
   test('When an unsigned callback is refused 401 and its chunked body then comes in thousands of 1-byte chunks, then the connection is cut and nothing behind the body is answered', async () => {
     // The 401 is answered before the body is read (credentials are checked first, DESIGN §2);
     // what Node then discards still counts against the listener's limit of body pieces.
-    const socket = net.connect(port, '127.0.0.1');
+    const socket = net.connect(listener.port, '127.0.0.1');
     let text = '';
     socket.on('data', (data: Buffer) => (text += data.toString('latin1')));
     socket.on('error', () => undefined);
