@@ -1,11 +1,10 @@
-import type { Browser, Page } from 'playwright-core';
+import type { Page } from 'playwright-core';
 import { recordEvents } from '../../src/messages/record-events';
 import { statusEvent } from '../factories';
-import { TEST_API_TOKEN, createTestApp } from '../helpers/test-app';
-import type { TestApp } from '../helpers/test-app';
-import { listen } from '../proxy/support';
-import { confineTo, launchChromium, signIn, skipBrowserTests, watchPage } from './support/browser';
+import { TEST_API_TOKEN } from '../helpers/test-app';
+import { confineTo, signIn, skipBrowserTests, watchPage } from './support/browser';
 import type { PageWatch } from './support/browser';
+import { useStatusPage } from './support/status-page';
 
 /**
  * The status page in a real headless browser on a busy service. The server answers a
@@ -24,29 +23,19 @@ const UNTIL = { timeout: 30_000 };
 const BUSY_MS = 12_000;
 
 describeBrowser('status page on a busy service', () => {
-  let t: TestApp;
-  let server: { url: string; close(): Promise<void> };
-  let browser: Browser;
   let page: Page;
   let watch: PageWatch;
 
-  beforeAll(async () => {
-    browser = await launchChromium();
-    t = await createTestApp(); // the default query budget: 1 200 requests a minute per token
-    server = await listen(t.internalApp);
-    page = await browser.newPage();
-    watch = watchPage(page);
-    await confineTo(page, new URL(server.url).origin);
-  });
+  const rig = useStatusPage(); // the default query budget: 1 200 requests a minute per token
 
-  afterAll(async () => {
-    await browser?.close();
-    await server?.close();
-    await t?.close();
+  beforeAll(async () => {
+    page = await rig.browser.newPage();
+    watch = watchPage(page);
+    await confineTo(page, new URL(rig.server.url).origin);
   });
 
   test('When events commit continuously, then one open tab follows them with about a feed request a second, stays live and is never rate limited', async () => {
-    await signIn(page, server.url, TEST_API_TOKEN);
+    await signIn(page, rig.server.url, TEST_API_TOKEN);
     await page.locator('#live-state', { hasText: /^Live$/ }).waitFor(UNTIL);
 
     // A busy service: a small batch commits every few milliseconds.
@@ -54,8 +43,8 @@ describeBrowser('status page on a busy service', () => {
     const asked = watch.requests.length;
     let committed = 0;
     while (Date.now() - started < BUSY_MS) {
-      await recordEvents(t.database.db, [statusEvent('sent')], {
-        onCommitted: t.feedSignal.committed,
+      await recordEvents(rig.t.database.db, [statusEvent('sent')], {
+        onCommitted: rig.t.feedSignal.committed,
       });
       committed += 1;
       await new Promise((resolve) => setTimeout(resolve, 5));

@@ -1,11 +1,10 @@
-import type { Browser, Page } from 'playwright-core';
+import type { Page } from 'playwright-core';
 import { recordEvents } from '../../src/messages/record-events';
 import { statusEvent } from '../factories';
-import { TEST_API_TOKEN, createTestApp } from '../helpers/test-app';
-import type { TestApp } from '../helpers/test-app';
-import { listen } from '../proxy/support';
-import { confineTo, launchChromium, signIn, skipBrowserTests, watchPage } from './support/browser';
+import { TEST_API_TOKEN } from '../helpers/test-app';
+import { confineTo, signIn, skipBrowserTests, watchPage } from './support/browser';
 import type { PageWatch } from './support/browser';
+import { useStatusPage } from './support/status-page';
 
 /**
  * The status page in a real headless browser whose clock is minutes slow, as a laptop's can be.
@@ -21,19 +20,15 @@ const UNTIL = { timeout: 30_000 };
 const SLOW_MS = 3 * 60_000;
 
 describeBrowser('status page with a slow browser clock', () => {
-  let t: TestApp;
-  let server: { url: string; close(): Promise<void> };
-  let browser: Browser;
   let page: Page;
   let watch: PageWatch;
 
+  const rig = useStatusPage({ beforeClosing: () => page?.close() });
+
   beforeAll(async () => {
-    browser = await launchChromium();
-    t = await createTestApp();
-    server = await listen(t.internalApp);
-    page = await browser.newPage();
+    page = await rig.browser.newPage();
     watch = watchPage(page);
-    await confineTo(page, new URL(server.url).origin);
+    await confineTo(page, new URL(rig.server.url).origin);
     // The browser's clock three minutes behind the service's.
     await page.addInitScript((slowMs: number) => {
       const browserNow = Date.now.bind(Date);
@@ -41,18 +36,11 @@ describeBrowser('status page with a slow browser clock', () => {
     }, SLOW_MS);
   });
 
-  afterAll(async () => {
-    await page?.close();
-    await browser?.close();
-    await server?.close();
-    await t?.close();
-  });
-
   test('When messages arrived a moment ago, then the page counts them, its windows end at the service’s now, and every panel is drawn', async () => {
     const failed = statusEvent('undelivered', { errorCode: '30003' });
-    await recordEvents(t.database.db, [statusEvent('delivered'), failed]);
+    await recordEvents(rig.t.database.db, [statusEvent('delivered'), failed]);
     const opened = Date.now();
-    await signIn(page, `${server.url}/`, TEST_API_TOKEN);
+    await signIn(page, `${rig.server.url}/`, TEST_API_TOKEN);
     await page.locator('#live-state', { hasText: /^Live$/ }).waitFor(UNTIL);
 
     await page.locator('[data-figure="total"]', { hasText: /^2$/ }).waitFor(UNTIL);

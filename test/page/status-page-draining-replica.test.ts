@@ -1,16 +1,8 @@
-import type { Browser, Page } from 'playwright-core';
-import { TEST_API_TOKEN, createTestApp } from '../helpers/test-app';
-import type { TestApp } from '../helpers/test-app';
-import { listen } from '../proxy/support';
-import {
-  confineTo,
-  feedFollowing,
-  launchChromium,
-  signIn,
-  skipBrowserTests,
-  watchPage,
-} from './support/browser';
+import type { Page } from 'playwright-core';
+import { TEST_API_TOKEN } from '../helpers/test-app';
+import { confineTo, feedFollowing, signIn, skipBrowserTests, watchPage } from './support/browser';
 import type { PageWatch } from './support/browser';
+import { useStatusPage } from './support/status-page';
 
 /**
  * A replica that got SIGTERM closes its feed signal first (main.ts `onDraining`) and keeps
@@ -29,35 +21,25 @@ const UNTIL = { timeout: 30_000 };
 const DRAIN_MS = 3_000;
 
 describeBrowser('status page against a draining replica', () => {
-  let t: TestApp;
-  let server: { url: string; close(): Promise<void> };
-  let browser: Browser;
   let page: Page;
   let watch: PageWatch;
 
-  beforeAll(async () => {
-    browser = await launchChromium();
-    t = await createTestApp();
-    server = await listen(t.internalApp);
-    page = await browser.newPage();
-    watch = watchPage(page);
-    await confineTo(page, new URL(server.url).origin);
-  });
+  const rig = useStatusPage();
 
-  afterAll(async () => {
-    await browser?.close();
-    await server?.close();
-    await t?.close();
+  beforeAll(async () => {
+    page = await rig.browser.newPage();
+    watch = watchPage(page);
+    await confineTo(page, new URL(rig.server.url).origin);
   });
 
   test('When the replica serving the page is draining (feed signal closed), then the page asks its change feed about once a second, not at once after every empty page', async () => {
-    await signIn(page, server.url, TEST_API_TOKEN);
+    await signIn(page, rig.server.url, TEST_API_TOKEN);
     await page.locator('#live-state', { hasText: /^Live$/ }).waitFor(UNTIL);
     await feedFollowing(watch, 30_000);
 
     // What main.ts does on SIGTERM before it stops serving (onDraining).
     const before = watch.requests.length;
-    await t.feedSignal.close();
+    await rig.t.feedSignal.close();
     await new Promise((resolve) => setTimeout(resolve, DRAIN_MS));
     const feed = watch.requests
       .slice(before)

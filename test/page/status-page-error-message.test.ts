@@ -1,10 +1,9 @@
-import type { Browser, Page } from 'playwright-core';
+import type { Page } from 'playwright-core';
 import { recordEvents } from '../../src/messages/record-events';
 import { statusEvent } from '../factories';
-import { TEST_API_TOKEN, createTestApp } from '../helpers/test-app';
-import type { TestApp } from '../helpers/test-app';
-import { listen } from '../proxy/support';
-import { confineTo, launchChromium, signIn, skipBrowserTests } from './support/browser';
+import { TEST_API_TOKEN } from '../helpers/test-app';
+import { confineTo, signIn, skipBrowserTests } from './support/browser';
+import { useStatusPage } from './support/status-page';
 
 /**
  * A native callback may carry an `error_message` without an `error_code` (SignalWire: "some
@@ -20,30 +19,20 @@ const UNTIL = { timeout: 30_000 };
 const REASON = 'Destination carrier rejected the message: spam filter';
 
 describeBrowser('status page and an error message without a code', () => {
-  let t: TestApp;
-  let server: { url: string; close(): Promise<void> };
-  let browser: Browser;
   let page: Page;
   const id = `0b7c1f44-2d3a-4c8e-9f00-${Date.now().toString().padStart(12, '0').slice(-12)}`;
 
+  const rig = useStatusPage();
+
   beforeAll(async () => {
-    browser = await launchChromium();
-    t = await createTestApp();
-    server = await listen(t.internalApp);
-    await recordEvents(t.database.db, [
+    await recordEvents(rig.t.database.db, [
       statusEvent('sent', { messageId: id, api: 'native' }),
       statusEvent('undelivered', { messageId: id, api: 'native', errorMessage: REASON }),
     ]);
-    page = await browser.newPage();
-    await confineTo(page, new URL(server.url).origin);
-    await signIn(page, server.url, TEST_API_TOKEN);
+    page = await rig.browser.newPage();
+    await confineTo(page, new URL(rig.server.url).origin);
+    await signIn(page, rig.server.url, TEST_API_TOKEN);
     await page.locator('#dashboard').waitFor({ state: 'visible', ...UNTIL });
-  });
-
-  afterAll(async () => {
-    await browser?.close();
-    await server?.close();
-    await t?.close();
   });
 
   test('When a failed message has an error_message but no error_code, then Recent failures shows the message in its Error column', async () => {

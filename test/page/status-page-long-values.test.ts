@@ -1,10 +1,9 @@
-import type { Browser, Locator, Page } from 'playwright-core';
+import type { Locator, Page } from 'playwright-core';
 import { recordEvents } from '../../src/messages/record-events';
 import { statusEvent } from '../factories';
-import { TEST_API_TOKEN, createTestApp } from '../helpers/test-app';
-import type { TestApp } from '../helpers/test-app';
-import { listen } from '../proxy/support';
-import { confineTo, launchChromium, signIn, skipBrowserTests } from './support/browser';
+import { TEST_API_TOKEN } from '../helpers/test-app';
+import { confineTo, signIn, skipBrowserTests } from './support/browser';
+import { useStatusPage } from './support/status-page';
 
 /**
  * The status page in a real headless browser with the longest values callbacks may bring:
@@ -46,30 +45,17 @@ const lines = (cell: Locator): Promise<number> =>
   });
 
 describeBrowser('status page with long values', () => {
-  let t: TestApp;
-  let server: { url: string; close(): Promise<void> };
-  let browser: Browser;
   let page: Page;
 
-  beforeAll(async () => {
-    browser = await launchChromium();
-    t = await createTestApp();
-    server = await listen(t.internalApp);
-  });
+  const rig = useStatusPage();
 
   beforeEach(async () => {
-    page = await browser.newPage({ viewport: SCREEN });
-    await confineTo(page, new URL(server.url).origin);
+    page = await rig.browser.newPage({ viewport: SCREEN });
+    await confineTo(page, new URL(rig.server.url).origin);
   });
 
   afterEach(async () => {
     await page?.close();
-  });
-
-  afterAll(async () => {
-    await browser?.close();
-    await server?.close();
-    await t?.close();
   });
 
   const lookUp = async (id: string): Promise<void> => {
@@ -79,8 +65,8 @@ describeBrowser('status page with long values', () => {
 
   test('When a failed message has a 256-character number as `to`, then the failures table fits the screen with its Status and Error columns on it', async () => {
     const failed = statusEvent('failed', { to: `+1${'5'.repeat(254)}`, errorCode: '30003' });
-    await recordEvents(t.database.db, [failed]);
-    await signIn(page, server.url, TEST_API_TOKEN);
+    await recordEvents(rig.t.database.db, [failed]);
+    await signIn(page, rig.server.url, TEST_API_TOKEN);
     const row = page.locator('#failures tbody tr', { hasText: failed.messageId });
     await row.waitFor(UNTIL);
     const error = (await row.locator('td').nth(4).boundingBox())!;
@@ -91,7 +77,7 @@ describeBrowser('status page with long values', () => {
   test('When a looked-up message has long unbroken values (`from`, an error code, a URL in its error message), then its facts and timeline fit the screen', async () => {
     const id = `SMlong${Date.now()}`;
     const url = `https://carrier.example/reject/${'a1b2c3d4'.repeat(40)}`;
-    await recordEvents(t.database.db, [
+    await recordEvents(rig.t.database.db, [
       statusEvent('sent', { messageId: id, from: `+1${'7'.repeat(254)}` }),
       statusEvent('undelivered', {
         messageId: id,
@@ -100,7 +86,7 @@ describeBrowser('status page with long values', () => {
         errorMessage: `Carrier violation, see ${url}`,
       }),
     ]);
-    await signIn(page, server.url, TEST_API_TOKEN);
+    await signIn(page, rig.server.url, TEST_API_TOKEN);
     await page.locator('#dashboard').waitFor({ state: 'visible', ...UNTIL });
     await lookUp(id);
     await page.locator('#lookup-result .event-error').first().waitFor(UNTIL);
@@ -110,8 +96,8 @@ describeBrowser('status page with long values', () => {
 
   test("When a failure has an ordinary number and a long error reason, then its number, its status and the error mix's API stay whole on one line", async () => {
     const failed = statusEvent('undelivered', { errorCode: '30003' });
-    await recordEvents(t.database.db, [failed]);
-    await signIn(page, server.url, TEST_API_TOKEN);
+    await recordEvents(rig.t.database.db, [failed]);
+    await signIn(page, rig.server.url, TEST_API_TOKEN);
     const row = page.locator('#failures tbody tr', { hasText: failed.messageId });
     await row.waitFor(UNTIL);
     const status = row.locator('td').nth(3);
@@ -125,7 +111,7 @@ describeBrowser('status page with long values', () => {
 
   test('When a link names a message that does not exist, then the page says so with the id set apart, as text', async () => {
     const id = '<b>Call 555-0100 to verify your account</b>';
-    await signIn(page, `${server.url}/#message=${encodeURIComponent(id)}`, TEST_API_TOKEN);
+    await signIn(page, `${rig.server.url}/#message=${encodeURIComponent(id)}`, TEST_API_TOKEN);
     const notice = page.locator('#lookup-result .notice');
     await notice.filter({ hasText: 'No message with id' }).waitFor(UNTIL);
     expect(await notice.textContent()).toBe(`No message with id ${id}.`);

@@ -1,17 +1,9 @@
-import type { Browser, Page, Route } from 'playwright-core';
+import type { Page, Route } from 'playwright-core';
 import { cxmlFields, postCxml } from '../helpers/callbacks';
-import { TEST_API_TOKEN, createTestApp } from '../helpers/test-app';
-import type { TestApp } from '../helpers/test-app';
-import { listen } from '../proxy/support';
-import {
-  confineTo,
-  feedFollowing,
-  launchChromium,
-  signIn,
-  skipBrowserTests,
-  watchPage,
-} from './support/browser';
+import { TEST_API_TOKEN } from '../helpers/test-app';
+import { confineTo, feedFollowing, signIn, skipBrowserTests, watchPage } from './support/browser';
 import type { PageWatch } from './support/browser';
+import { useStatusPage } from './support/status-page';
 
 /**
  * The status page in a real headless browser when the query API stops answering without
@@ -28,33 +20,20 @@ jest.setTimeout(120_000);
 const UNTIL = { timeout: 30_000 };
 
 describeBrowser('status page when the query API stops answering', () => {
-  let t: TestApp;
-  let server: { url: string; close(): Promise<void> };
-  let browser: Browser;
   let page: Page;
   let watch: PageWatch;
 
-  beforeAll(async () => {
-    browser = await launchChromium();
-    t = await createTestApp();
-    server = await listen(t.internalApp);
-  });
+  const rig = useStatusPage();
 
   beforeEach(async () => {
-    page = await browser.newPage();
+    page = await rig.browser.newPage();
     watch = watchPage(page);
     await page.clock.install();
-    await confineTo(page, new URL(server.url).origin);
+    await confineTo(page, new URL(rig.server.url).origin);
   });
 
   afterEach(async () => {
     await page?.close();
-  });
-
-  afterAll(async () => {
-    await browser?.close();
-    await server?.close();
-    await t?.close();
   });
 
   /** From now on every API request is held: never answered, never failed. */
@@ -73,7 +52,7 @@ describeBrowser('status page when the query API stops answering', () => {
   };
 
   test('When every API request hangs, then the page leaves "Live", says the connection is lost and that its figures are out of date', async () => {
-    await signIn(page, server.url, TEST_API_TOKEN);
+    await signIn(page, rig.server.url, TEST_API_TOKEN);
     await page.locator('#live-state', { hasText: /^Live$/ }).waitFor(UNTIL);
     await feedFollowing(watch, UNTIL.timeout);
     const updated = page.locator('#updated');
@@ -96,7 +75,7 @@ describeBrowser('status page when the query API stops answering', () => {
   });
 
   test('When the API answers again after a hang, then the page is live and up to date again', async () => {
-    await signIn(page, server.url, TEST_API_TOKEN);
+    await signIn(page, rig.server.url, TEST_API_TOKEN);
     await page.locator('#live-state', { hasText: /^Live$/ }).waitFor(UNTIL);
     await feedFollowing(watch, UNTIL.timeout);
     await hang();
@@ -112,7 +91,7 @@ describeBrowser('status page when the query API stops answering', () => {
     const live = page.locator('#live-state', { hasText: /^Live$/ });
     for (let tries = 0; !(await live.isVisible()); tries++) {
       if (tries === 20) throw new Error('the page did not come back to "Live"');
-      expect((await postCxml(t.publicApp, cxmlFields())).status).toBe(200);
+      expect((await postCxml(rig.t.publicApp, cxmlFields())).status).toBe(200);
       await runFor(5_000);
     }
     await page.locator('#updated', { hasText: /^Updated / }).waitFor(UNTIL);

@@ -1,15 +1,12 @@
 import { Client } from 'pg';
-import type { Browser, Page, Route } from 'playwright-core';
+import type { Page, Route } from 'playwright-core';
 import { recordEvents } from '../../src/messages/record-events';
 import { statusEvent } from '../factories';
-import { TEST_API_TOKEN, createTestApp } from '../helpers/test-app';
-import type { TestApp } from '../helpers/test-app';
-import { listen } from '../proxy/support';
+import { TEST_API_TOKEN } from '../helpers/test-app';
 import {
   answerNotNow,
   confineTo,
   feedFollowing,
-  launchChromium,
   recordTexts,
   signIn,
   skipBrowserTests,
@@ -17,6 +14,7 @@ import {
   watchPage,
 } from './support/browser';
 import type { PageWatch } from './support/browser';
+import { useStatusPage } from './support/status-page';
 
 /**
  * The status page in a real headless browser, on the real service and database, when the
@@ -41,39 +39,26 @@ function refuse(route: Route, status: 503 | 429, retryAfter: number) {
 }
 
 describeBrowser('status page when the query API answers 503 or 429', () => {
-  let t: TestApp;
-  let server: { url: string; close(): Promise<void> };
-  let browser: Browser;
   let page: Page;
   let watch: PageWatch;
 
-  beforeAll(async () => {
-    browser = await launchChromium();
-    t = await createTestApp();
-    server = await listen(t.internalApp);
-  });
+  const rig = useStatusPage();
 
   beforeEach(async () => {
-    page = await browser.newPage();
+    page = await rig.browser.newPage();
     watch = watchPage(page);
     await recordTexts(page, { state: 'live-state', lookup: 'lookup-result' });
-    await confineTo(page, new URL(server.url).origin);
+    await confineTo(page, new URL(rig.server.url).origin);
   });
 
   afterEach(async () => {
     await page?.close();
   });
 
-  afterAll(async () => {
-    await browser?.close();
-    await server?.close();
-    await t?.close();
-  });
-
   const seen = (key: 'state' | 'lookup'): Promise<string[]> => textsSeen(page, key);
 
   const openPage = async (hash = ''): Promise<void> => {
-    await signIn(page, `${server.url}/${hash}`, TEST_API_TOKEN);
+    await signIn(page, `${rig.server.url}/${hash}`, TEST_API_TOKEN);
   };
 
   const openLive = async (): Promise<void> => {
@@ -101,7 +86,7 @@ describeBrowser('status page when the query API answers 503 or 429', () => {
 
   const stored = async (rawStatus = 'sent') => {
     const event = statusEvent(rawStatus);
-    await recordEvents(t.database.db, [event], { onCommitted: t.feedSignal.committed });
+    await recordEvents(rig.t.database.db, [event], { onCommitted: rig.t.feedSignal.committed });
     return event.messageId;
   };
 
@@ -316,9 +301,9 @@ describeBrowser('status page when the query API answers 503 or 429', () => {
         refused++ === 0 ? refuse(route, 503, 1) : route.continue(),
       );
       await recordEvents(
-        t.database.db,
+        rig.t.database.db,
         [statusEvent('delivered', { messageId: id, receivedAt: new Date() })],
-        { onCommitted: t.feedSignal.committed },
+        { onCommitted: rig.t.feedSignal.committed },
       );
       await page.locator('#lookup-result .event-status', { hasText: 'delivered' }).waitFor(UNTIL);
       expect(asked.length).toBeGreaterThanOrEqual(2);
@@ -331,7 +316,7 @@ describeBrowser('status page when the query API answers 503 or 429', () => {
       const id = await stored('sent');
       await openLive();
       const asked = askedFor(id);
-      const locker = new Client({ connectionString: t.database.url });
+      const locker = new Client({ connectionString: rig.t.database.url });
       await locker.connect();
       try {
         await locker.query('BEGIN');

@@ -1,13 +1,10 @@
-import type { Browser, Page } from 'playwright-core';
+import type { Page } from 'playwright-core';
 import { recordEvents } from '../../src/messages/record-events';
 import { statusEvent } from '../factories';
-import { TEST_API_TOKEN, createTestApp } from '../helpers/test-app';
-import type { TestApp } from '../helpers/test-app';
-import { listen } from '../proxy/support';
+import { TEST_API_TOKEN } from '../helpers/test-app';
 import {
   confineTo,
   feedFollowing,
-  launchChromium,
   recordTexts,
   signIn,
   skipBrowserTests,
@@ -15,6 +12,7 @@ import {
   watchPage,
 } from './support/browser';
 import type { PageWatch } from './support/browser';
+import { useStatusPage } from './support/status-page';
 
 /**
  * The status page in a real headless browser, as a keyboard and screen-reader user meets it:
@@ -58,44 +56,31 @@ const FOCUS_RING = `(() => {
 })()`;
 
 describeBrowser('status page for keyboard and screen-reader users', () => {
-  let t: TestApp;
-  let server: { url: string; close(): Promise<void> };
-  let browser: Browser;
   let page: Page;
   let watch: PageWatch;
 
-  beforeAll(async () => {
-    browser = await launchChromium();
-    t = await createTestApp();
-    server = await listen(t.internalApp);
-  });
+  const rig = useStatusPage();
 
   beforeEach(async () => {
-    page = await browser.newPage();
+    page = await rig.browser.newPage();
     watch = watchPage(page);
     await recordTexts(page, { announce: 'announce', lookup: 'lookup-announce' });
-    await confineTo(page, new URL(server.url).origin);
+    await confineTo(page, new URL(rig.server.url).origin);
   });
 
   afterEach(async () => {
     await page?.close();
   });
 
-  afterAll(async () => {
-    await browser?.close();
-    await server?.close();
-    await t?.close();
-  });
-
   const openLive = async (): Promise<void> => {
-    await signIn(page, server.url, TEST_API_TOKEN);
+    await signIn(page, rig.server.url, TEST_API_TOKEN);
     await page.locator('#live-state', { hasText: /^Live$/ }).waitFor(UNTIL);
     await feedFollowing(watch, UNTIL.timeout);
   };
 
   const stored = async (rawStatus: string, messageId?: string): Promise<string> => {
     const event = statusEvent(rawStatus, messageId ? { messageId } : {});
-    await recordEvents(t.database.db, [event], { onCommitted: t.feedSignal.committed });
+    await recordEvents(rig.t.database.db, [event], { onCommitted: rig.t.feedSignal.committed });
     return event.messageId;
   };
 

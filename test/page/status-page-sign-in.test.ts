@@ -1,10 +1,8 @@
-import type { Browser, Page, Request } from 'playwright-core';
+import type { Page, Request } from 'playwright-core';
 import { recordEvents } from '../../src/messages/record-events';
 import { statusEvent } from '../factories';
-import { createTestApp } from '../helpers/test-app';
-import type { TestApp } from '../helpers/test-app';
-import { listen } from '../proxy/support';
-import { confineTo, launchChromium, skipBrowserTests } from './support/browser';
+import { confineTo, skipBrowserTests } from './support/browser';
+import { useStatusPage } from './support/status-page';
 
 /**
  * The token form stays usable while a sign-in's first load runs (main.ts): a second Enter, or
@@ -22,27 +20,16 @@ const TOKEN_A = 'sign-in-token-aaaaaaaaaaaa';
 const TOKEN_B = 'sign-in-token-bbbbbbbbbbbb';
 
 describeBrowser('status page signed in twice during its first load', () => {
-  let t: TestApp;
-  let server: { url: string; close(): Promise<void> };
-  let browser: Browser;
   let page: Page;
 
-  beforeAll(async () => {
-    browser = await launchChromium();
-    t = await createTestApp({ API_TOKENS: `${TOKEN_A},${TOKEN_B}` });
-    server = await listen(t.internalApp);
-  });
-
-  afterAll(async () => {
-    await page?.close();
-    await browser?.close();
-    await server?.close();
-    await t?.close();
+  const rig = useStatusPage({
+    env: { API_TOKENS: `${TOKEN_A},${TOKEN_B}` },
+    beforeClosing: () => page?.close(),
   });
 
   test('When a second token is submitted while the first one’s load is under way, then after Change token no request goes out with either, and the page asks for a token', async () => {
-    page = await browser.newPage();
-    await confineTo(page, new URL(server.url).origin);
+    page = await rig.browser.newPage();
+    await confineTo(page, new URL(rig.server.url).origin);
     const asked: Array<{ at: number; token: string; path: string }> = [];
     page.on('request', (req: Request) => {
       const auth = req.headers()['authorization'];
@@ -71,7 +58,7 @@ describeBrowser('status page signed in twice during its first load', () => {
       await route.continue();
     });
 
-    await page.goto(`${server.url}/`);
+    await page.goto(`${rig.server.url}/`);
     const input = page.getByRole('textbox', { name: 'API token' });
     const submit = page.getByRole('button', { name: 'Open the status page' });
     await input.fill(TOKEN_A);
@@ -90,8 +77,8 @@ describeBrowser('status page signed in twice during its first load', () => {
     await page.locator('#token-panel').waitFor({ state: 'visible' });
     const signedOut = Date.now();
     // An event: a feed still following would be answered, ask again and refresh the panels.
-    await recordEvents(t.database.db, [statusEvent('failed')], {
-      onCommitted: t.feedSignal.committed,
+    await recordEvents(rig.t.database.db, [statusEvent('failed')], {
+      onCommitted: rig.t.feedSignal.committed,
     });
     await page.waitForTimeout(4_000);
 
@@ -102,9 +89,9 @@ describeBrowser('status page signed in twice during its first load', () => {
   });
 
   test('When a reader signs in again and again, then the page keeps one chart and one set of window resize listeners', async () => {
-    const again = await browser.newPage();
+    const again = await rig.browser.newPage();
     try {
-      await confineTo(again, new URL(server.url).origin);
+      await confineTo(again, new URL(rig.server.url).origin);
       // Counts the window's resize listeners as the page adds and removes them.
       await again.addInitScript(() => {
         type Listen = (type: string, ...rest: unknown[]) => void;
@@ -125,7 +112,7 @@ describeBrowser('status page signed in twice during its first load', () => {
           remove(type, ...rest);
         };
       });
-      await again.goto(`${server.url}/`);
+      await again.goto(`${rig.server.url}/`);
       const signInWith = async (token: string): Promise<void> => {
         await again.getByRole('textbox', { name: 'API token' }).fill(token);
         await again.getByRole('button', { name: 'Open the status page' }).click();

@@ -1,16 +1,8 @@
-import type { Browser, Page, Route } from 'playwright-core';
-import { TEST_API_TOKEN, createTestApp } from '../helpers/test-app';
-import type { TestApp } from '../helpers/test-app';
-import { listen } from '../proxy/support';
-import {
-  confineTo,
-  feedFollowing,
-  launchChromium,
-  signIn,
-  skipBrowserTests,
-  watchPage,
-} from './support/browser';
+import type { Page, Route } from 'playwright-core';
+import { TEST_API_TOKEN } from '../helpers/test-app';
+import { confineTo, feedFollowing, signIn, skipBrowserTests, watchPage } from './support/browser';
 import type { PageWatch } from './support/browser';
+import { useStatusPage } from './support/status-page';
 
 /**
  * "Updated hh:mm:ss UTC" sits in the page header (#updated, outside #dashboard) and is shown at
@@ -23,30 +15,20 @@ jest.setTimeout(120_000);
 const UNTIL = { timeout: 30_000 };
 
 describeBrowser('status page after signing out during a refresh', () => {
-  let t: TestApp;
-  let server: { url: string; close(): Promise<void> };
-  let browser: Browser;
   let page: Page;
   let watch: PageWatch;
 
+  const rig = useStatusPage({ beforeClosing: () => page?.close() });
+
   beforeAll(async () => {
-    browser = await launchChromium();
-    t = await createTestApp();
-    server = await listen(t.internalApp);
-    page = await browser.newPage();
+    page = await rig.browser.newPage();
     watch = watchPage(page);
     await page.clock.install();
-    await confineTo(page, new URL(server.url).origin);
-  });
-  afterAll(async () => {
-    await page?.close();
-    await browser?.close();
-    await server?.close();
-    await t?.close();
+    await confineTo(page, new URL(rig.server.url).origin);
   });
 
   test('When the reader changes token while a refresh is under way, then no "Updated" time shows on the token form', async () => {
-    await signIn(page, server.url, TEST_API_TOKEN);
+    await signIn(page, rig.server.url, TEST_API_TOKEN);
     await page.locator('#live-state', { hasText: /^Live$/ }).waitFor(UNTIL);
     await feedFollowing(watch, UNTIL.timeout);
     const held: Route[] = [];

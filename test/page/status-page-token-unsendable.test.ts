@@ -1,8 +1,6 @@
-import type { Browser, Page } from 'playwright-core';
-import { createTestApp } from '../helpers/test-app';
-import type { TestApp } from '../helpers/test-app';
-import { listen } from '../proxy/support';
-import { confineTo, launchChromium, signIn, skipBrowserTests, watchPage } from './support/browser';
+import type { Page } from 'playwright-core';
+import { confineTo, signIn, skipBrowserTests, watchPage } from './support/browser';
+import { useStatusPage } from './support/status-page';
 
 /**
  * A token pasted with a character outside Latin-1 (a chat client's en dash for `-`, a
@@ -27,30 +25,17 @@ type InPage = {
 };
 
 describeBrowser('status page and a token that cannot be sent', () => {
-  let t: TestApp;
-  let server: { url: string; close(): Promise<void> };
-  let browser: Browser;
   let page: Page;
 
-  beforeAll(async () => {
-    browser = await launchChromium();
-    t = await createTestApp();
-    server = await listen(t.internalApp);
-  });
+  const rig = useStatusPage();
 
   beforeEach(async () => {
-    page = await browser.newPage();
-    await confineTo(page, new URL(server.url).origin);
+    page = await rig.browser.newPage();
+    await confineTo(page, new URL(rig.server.url).origin);
   });
 
   afterEach(async () => {
     await page?.close();
-  });
-
-  afterAll(async () => {
-    await browser?.close();
-    await server?.close();
-    await t?.close();
   });
 
   const apiRequests = (requests: string[]): string[] =>
@@ -60,7 +45,7 @@ describeBrowser('status page and a token that cannot be sent', () => {
 
   test('When the token holds a character no header can carry, then the page says what is wrong with the token, not that the connection is lost, and keeps asking for one', async () => {
     const watch = watchPage(page);
-    await signIn(page, server.url, PASTED);
+    await signIn(page, rig.server.url, PASTED);
     const problem = page.locator('#token-error', { hasText: 'U+2013' });
     await problem.waitFor(UNTIL);
     expect(await page.locator('#live-state').textContent()).toBe('Not signed in');
@@ -76,7 +61,7 @@ describeBrowser('status page and a token that cannot be sent', () => {
       ([key, token]) => (globalThis as unknown as InPage).sessionStorage.setItem(key!, token!),
       [KEY, PASTED],
     );
-    await page.goto(server.url);
+    await page.goto(rig.server.url);
     await page.locator('#token-error', { hasText: 'U+2013' }).waitFor(UNTIL);
     expect(await page.locator('#token-panel').isVisible()).toBe(true);
     expect(apiRequests(watch.requests)).toEqual([]);

@@ -1,14 +1,11 @@
-import type { Browser, Page } from 'playwright-core';
+import type { Page } from 'playwright-core';
 import { recordEvents } from '../../src/messages/record-events';
 import { statusEvent } from '../factories';
-import { TEST_API_TOKEN, createTestApp } from '../helpers/test-app';
-import type { TestApp } from '../helpers/test-app';
-import { listen } from '../proxy/support';
+import { TEST_API_TOKEN } from '../helpers/test-app';
 import {
   answerNotNow,
   confineTo,
   feedFollowing,
-  launchChromium,
   recordTexts,
   signIn,
   skipBrowserTests,
@@ -16,6 +13,7 @@ import {
   watchPage,
 } from './support/browser';
 import type { PageWatch } from './support/browser';
+import { useStatusPage } from './support/status-page';
 
 /**
  * The status page in a real headless browser while the query API answers some of its reads
@@ -34,44 +32,31 @@ const UNTIL = { timeout: 30_000 };
 const AFTER_BACK_OFF = { timeout: 75_000 };
 
 describeBrowser('status page while the query API answers 503', () => {
-  let t: TestApp;
-  let server: { url: string; close(): Promise<void> };
-  let browser: Browser;
   let page: Page;
   let watch: PageWatch;
 
-  beforeAll(async () => {
-    browser = await launchChromium();
-    t = await createTestApp();
-    server = await listen(t.internalApp);
-  });
+  const rig = useStatusPage();
 
   beforeEach(async () => {
-    page = await browser.newPage();
+    page = await rig.browser.newPage();
     watch = watchPage(page);
     await recordTexts(page, { state: 'live-state' });
-    await confineTo(page, new URL(server.url).origin);
+    await confineTo(page, new URL(rig.server.url).origin);
   });
 
   afterEach(async () => {
     await page?.close();
   });
 
-  afterAll(async () => {
-    await browser?.close();
-    await server?.close();
-    await t?.close();
-  });
-
   const statesSeen = (): Promise<string[]> => textsSeen(page, 'state');
 
   const openPage = async (): Promise<void> => {
-    await signIn(page, server.url, TEST_API_TOKEN);
+    await signIn(page, rig.server.url, TEST_API_TOKEN);
   };
 
   test('When one read of the first load is answered 503 unavailable, then the page says what the service answered, retries by itself and fills every panel', async () => {
     const failed = statusEvent('failed', { errorCode: '30008' });
-    await recordEvents(t.database.db, [failed]);
+    await recordEvents(rig.t.database.db, [failed]);
     let refused = 0;
     await page.route('**/v1/messages?status=*', async (route) => {
       if (refused++ === 0) {
@@ -114,7 +99,7 @@ describeBrowser('status page while the query API answers 503', () => {
       return route.continue();
     });
     const failed = statusEvent('undelivered', { errorCode: '30003' });
-    await recordEvents(t.database.db, [failed], { onCommitted: t.feedSignal.committed });
+    await recordEvents(rig.t.database.db, [failed], { onCommitted: rig.t.feedSignal.committed });
 
     await page.locator('#live-state', { hasText: /retrying/ }).waitFor(UNTIL);
     expect(refused).toBe(1);
@@ -135,7 +120,7 @@ describeBrowser('status page while the query API answers 503', () => {
     });
     // A new event wakes the feed's answer and a refresh, both refused from now on.
     const failed = statusEvent('failed', { errorCode: '30007' });
-    await recordEvents(t.database.db, [failed], { onCommitted: t.feedSignal.committed });
+    await recordEvents(rig.t.database.db, [failed], { onCommitted: rig.t.feedSignal.committed });
     await page.locator('#live-state', { hasText: /retrying/ }).waitFor(UNTIL);
     await page.waitForTimeout(6_000);
     outage = false;
