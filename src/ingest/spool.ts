@@ -1,16 +1,20 @@
-import { createHash } from 'node:crypto';
 import { lstat, mkdir, open, readdir, rename, stat, unlink } from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { errorCode } from '../db/failure-reason';
 import type { Logger } from '../logger';
-import { dedupeKey } from '../messages/status-event';
 import type { StatusEvent } from '../messages/status-event';
 import { acquireInstanceLock } from '../process/instance-lock';
 import type { InstanceLock } from '../process/instance-lock';
 import { decodeSpoolLine, encodeSpoolLine } from './spool-codec';
-import { countLines, decodeUtf8, readLines } from './spool-lines';
+import { openDeadLetters } from './spool-dead-letters';
+import { MAX_LINE_BYTES, inChunks, markDiskFailure, syncDirectory, writeAll } from './spool-files';
+import { legacyDeadLetters } from './spool-legacy';
+import { countLines, readLines } from './spool-lines';
 import type { SpoolLine } from './spool-lines';
+
+export { DEAD_LETTER_FILE } from './spool-dead-letters';
+export { isSpoolDiskFailure } from './spool-files';
 
 /**
  * The outage spool: a durable, ordered local queue of accepted events for when PostgreSQL is
@@ -120,24 +124,6 @@ const SEGMENT_NAME = /^spool-(\d{20})\.jsonl$/;
 // A segment set aside unreadable: a name SEGMENT_NAME does not match, so nothing replays it.
 const SET_ASIDE_PREFIX = 'unreadable-';
 const SET_ASIDE_NAME = /^unreadable-spool-\d{20}\.jsonl(\.\d+)?$/;
-export const DEAD_LETTER_FILE = 'dead-letters.jsonl';
-// Its name in the first release (copyLegacyDeadLetters).
-const LEGACY_DEAD_LETTER_FILE = 'rejected.jsonl';
-const NEWLINE = 0x0a;
-// Errors of a file system without room: the first release's dead letters wait for it
-// (adoptLegacy), any other failure is said at once.
-const LACK_OF_SPACE = new Set(['ENOSPC', 'EDQUOT', 'EFBIG']);
-
-// An event's line is at most a few hundred kB (a 64 KiB callback, its relay copy, escaping):
-// a longer one was never written by an append, and is not held in memory to be decoded.
-const MAX_LINE_BYTES = 16 * 1024 * 1024;
-// A dead-letter record of an unreadable line holds that line JSON-escaped (up to 6 × longer).
-const MAX_DEAD_LETTER_BYTES = 6 * MAX_LINE_BYTES + 4096;
-// A replay transaction, or a requeue's append, holds at most this much of the spool (and at
-// most `chunkSize`, or CHUNK_MAX_EVENTS, events): 500 callbacks of 64 KiB would be 75 MB of
-// text, and again as much in decoded events and statement parameters.
-const CHUNK_MAX_BYTES = 16 * 1024 * 1024;
-const CHUNK_MAX_EVENTS = 500;
 
 interface Segment {
   id: number;
@@ -215,56 +201,23 @@ async function openLocked(
   logger: Logger,
   limits: { events: number; bytes: number; probeIntervalMs: number },
 ): Promise<Spool> {
-  const deadLetterFile = path.join(dir, DEAD_LETTER_FILE);
-  /**
-   * On a full volume, best effort: the copy needs free blocks, and a volume the first release
-   * filled during an outage would otherwise refuse every start (ENOSPC) — the spool never
-   * opened, never drained, so the space never freed (README, "One process per SPOOL_DIR").
-   * An adoption failed for lack of space leaves the dead-letter file as it was and
-   * rejected.jsonl in place (its records still counted), and is tried again at the next open
-   * or requeue; the adoption skips what an earlier one copied, so nothing is lost or doubled.
-   */
-  const legacy = path.join(dir, LEGACY_DEAD_LETTER_FILE);
-  let legacyWarned = false;
-  // rejected.jsonl copied into the dead-letter file but not removed: a requeue then refuses
-  // (requeue), as the next adoption would bring back the records it takes out of that file.
-  let legacyNotRemoved = false;
-  async function adoptLegacy(): Promise<number> {
-    legacyNotRemoved = false;
-    try {
-      if (!(await copyLegacyDeadLetters(legacy, deadLetterFile))) return 0;
-      legacyNotRemoved = true;
-      // The dead-letter file may be new: its entry first, then the old file's removal.
-      await syncDirectory(dir);
-      await unlink(legacy);
-      legacyNotRemoved = false;
-      await syncDirectory(dir);
-      return 0;
-    } catch (error) {
-      // Only a lack of space is waited out; any other failure (a rejected.jsonl this process
-      // may not read, an I/O error) is said at once, as before, not counted as no dead letters.
-      if (!LACK_OF_SPACE.has(errorCode(error) ?? '')) throw error;
-      if (!legacyWarned) {
-        legacyWarned = true;
-        logger.warn(
-          { err: error, dir, code: errorCode(error) },
-          `the first release's dead letters (${LEGACY_DEAD_LETTER_FILE}) could not be moved into ${DEAD_LETTER_FILE}: they stay where they are, counted, and are moved at the next start or requeue`,
-        );
-      }
-      // Copied whole but not removed: counted in the dead-letter file already (and not copied
-      // again by the next adoption).
-      return legacyNotRemoved ? 0 : countLines(legacy);
-    }
-  }
-  // Records in rejected.jsonl not adopted yet.
-  let legacyRecords = await adoptLegacy();
-  let deadLetterRecords = await countLines(deadLetterFile).catch(() => 0);
+  const legacy = legacyDeadLetters(dir, logger);
+  const deadLetters = await openDeadLetters({
+    dir,
+    logger,
+    legacy,
+    append: (events) => spool.append(events),
+    beforeRequeue: async () => {
+      // An operator who recovered a set-aside segment removes it, then requeues: counted afresh.
+      setAside = await countSetAside(dir).catch(() => setAside);
+    },
+  });
   let setAside = await countSetAside(dir);
   // Unreadable segments not even renamable: skipped by this process, still counted.
   let leftInPlace = 0;
-  if (deadLetterRecords + legacyRecords > 0) {
+  if (deadLetters.count() > 0) {
     logger.warn(
-      { dir, dead_letters: deadLetterRecords + legacyRecords },
+      { dir, dead_letters: deadLetters.count() },
       // The production image has no npm: name the command as it runs there.
       'the spool holds dead letters: fix their cause, then requeue them (node dist/ingest/spool-cli.js requeue-dead-letters; from a checkout: npm run spool -- requeue-dead-letters)',
     );
@@ -481,172 +434,6 @@ async function openLocked(
     });
   }
 
-  // Dead-letter appends and requeues take turns: a requeue rewrites the file from what it read,
-  // and a record appended meanwhile would be lost with the old file.
-  let deadLetterTurn: Promise<unknown> = Promise.resolve();
-  function inTurn<T>(work: () => Promise<T>): Promise<T> {
-    const result = deadLetterTurn.then(work);
-    deadLetterTurn = result.catch(() => undefined);
-    return result;
-  }
-
-  /**
-   * The keys of what the dead-letter file holds, read from it at this process's first dead
-   * letter: each event's dedupe key, and each unreadable line's place (unreadableLineKey). A
-   * replay stopped in the middle of a segment (a drain's deadline, a crash, the database lost,
-   * a dead-letter write refused by a full disk), or ended with a segment kept for a locked
-   * message, leaves the segment to be replayed whole by the next pass or process: what was
-   * dead-lettered the first time would be dead-lettered again, once per pass or restart, and
-   * counted (metric, readiness) as many times. What the file already holds is not written
-   * twice; the store would take only one of each event anyway (its dedupe key). One key per
-   * dead letter in memory, and dead letters are few.
-   */
-  let deadLetterKeys: Set<string> | undefined;
-  async function deadLetteredKeys(): Promise<Set<string>> {
-    if (deadLetterKeys) return deadLetterKeys;
-    const keys = new Set<string>();
-    if (await exists(deadLetterFile)) {
-      for await (const line of readLines(deadLetterFile, MAX_DEAD_LETTER_BYTES)) {
-        const key = line.text === undefined ? undefined : deadLetterKey(line.text);
-        if (key) keys.add(key);
-      }
-    }
-    deadLetterKeys = keys;
-    return keys;
-  }
-
-  function deadLetterEventOnce(event: StatusEvent, reason: string): Promise<void> {
-    return inTurn(async () => {
-      // Called from within the replay's `commit`, whose errors are taken for the database's:
-      // whatever fails here is the spool's own disk (creating the file on a full volume, reading
-      // its keys, the write), and is marked so — not reported as the database unreachable.
-      try {
-        const keys = await deadLetteredKeys();
-        const key = eventKey(event);
-        if (keys.has(key)) {
-          logger.info(
-            { message_id: event.messageId },
-            'replayed event already in the dead-letter file: not written again',
-          );
-          return;
-        }
-        await writeDeadLetter({ reason, event });
-        keys.add(key);
-      } catch (error) {
-        markDiskFailure(error);
-        throw error;
-      }
-    });
-  }
-
-  /**
-   * Once it resolves, the record is whole on disk: its segment may then be removed, and the
-   * record is the event's only copy. A nearly full disk (or the file-size limit) takes part of
-   * a write without an error, so every byte is written or the write fails; a failed one is
-   * cut off again, and a record torn by a crash stays a line of its own: appended to, either
-   * would make the next record unreadable too.
-   */
-  async function writeDeadLetter(record: Record<string, unknown>): Promise<void> {
-    // Read too: whether the last record ends with its newline.
-    const handle = await open(deadLetterFile, 'a+', 0o600);
-    try {
-      const { size } = await handle.stat();
-      const separator = size > 0 && !(await endsWithNewline(handle, size)) ? '\n' : '';
-      const line = `${separator}${JSON.stringify({ rejected_at: new Date().toISOString(), ...record })}\n`;
-      try {
-        await writeAll(handle, Buffer.from(line, 'utf8'));
-        await handle.datasync();
-      } catch (error) {
-        await handle.truncate(size).catch(() => undefined);
-        throw error;
-      }
-    } finally {
-      await handle.close();
-    }
-    deadLetterRecords++;
-  }
-
-  let requeueing: Promise<{ requeued: number; kept: number }> | undefined;
-  /**
-   * Streams the dead-letter file: its events go back into the spool (durably, in chunks), the
-   * records that still cannot be read are copied as they are into a new file, which then takes
-   * the old one's place. A crash before that replays the requeued events twice, which dedupe
-   * makes harmless; losing them would not be.
-   */
-  async function requeue(): Promise<{ requeued: number; kept: number }> {
-    // An operator who recovered a set-aside segment removes it, then requeues: counted afresh.
-    setAside = await countSetAside(dir).catch(() => setAside);
-    // Not adopted at the open (a full volume, since drained): requeued with the others.
-    legacyRecords = await adoptLegacy();
-    if (legacyNotRemoved) {
-      throw new Error(
-        `${legacy} is copied into ${DEAD_LETTER_FILE} but could not be removed: remove it, then requeue (requeued now, its records would be adopted and requeued again at the next start)`,
-      );
-    }
-    deadLetterRecords = await countLines(deadLetterFile).catch(() => deadLetterRecords);
-    deadLetterKeys = undefined;
-    const temporary = `${deadLetterFile}.tmp`;
-    let source: FileHandle;
-    try {
-      source = await open(deadLetterFile, 'r');
-    } catch {
-      return { requeued: 0, kept: 0 };
-    }
-    let result: { requeued: number; kept: number };
-    try {
-      result = await requeueFrom(source, temporary);
-    } catch (error) {
-      await unlink(temporary).catch(() => undefined);
-      throw error;
-    } finally {
-      await source.close();
-    }
-    if (result.requeued === 0) {
-      await unlink(temporary).catch(() => undefined);
-      return result;
-    }
-    await rename(temporary, deadLetterFile);
-    await syncDir();
-    deadLetterRecords = result.kept;
-    // Read again from the new file at the next dead letter: the requeued events' keys are gone
-    // (they may be refused again), the kept unreadable lines' keys stay.
-    deadLetterKeys = undefined;
-    logger.info({ dir, ...result }, 'dead letters requeued');
-    return result;
-  }
-
-  /** Appends the events of `source` to the spool and writes the other records to `target`. */
-  async function requeueFrom(
-    source: FileHandle,
-    temporary: string,
-  ): Promise<{ requeued: number; kept: number }> {
-    let requeued = 0;
-    let kept = 0;
-    const target = await open(temporary, 'w', 0o600);
-    try {
-      const chunks = inChunks(CHUNK_MAX_EVENTS, async (events) => {
-        await spool.append(events);
-        requeued += events.length;
-      });
-      for await (const line of readLines(deadLetterFile, MAX_DEAD_LETTER_BYTES)) {
-        if (line.bytes === 0) continue;
-        const event = line.text === undefined ? undefined : deadLetterEvent(line.text);
-        if (event) {
-          await chunks.add(event, line.bytes);
-        } else {
-          await copyLine(source, target, line.offset, line.bytes);
-          kept++;
-        }
-      }
-      await chunks.end();
-      // Durable before it takes the old file's place.
-      await target.datasync();
-    } finally {
-      await target.close();
-    }
-    return { requeued, kept };
-  }
-
   /**
    * Reads a segment's lines in order and commits their events in chunks; returns how many it
    * committed and how many lines it could not read. Rethrows the first error of `commit`; a
@@ -703,27 +490,10 @@ async function openLocked(
    * full disk) fails the pass, and the next pass must not write the lines before it again.
    */
   async function deadLetterUnreadable(segment: Segment): Promise<void> {
-    const name = path.basename(segment.file);
     for await (const line of segmentLines(segment.file)) {
       if (line.bytes === 0) continue;
       if (line.text !== undefined && decodeSpoolLine(line.text)) continue;
-      await inTurn(async () => {
-        const keys = await deadLetteredKeys();
-        const key = unreadableLineKey(name, line);
-        // A line not UTF-8 that a build before `line_base64` kept: as its text with U+FFFD for
-        // each bad byte, keyed on that text's hash.
-        const lossyKey =
-          line.undecodable &&
-          unreadableLineKey(name, {
-            ...line,
-            text: line.undecodable.toString('utf8'),
-            undecodable: undefined,
-          });
-        if (keys.has(key) || (lossyKey && keys.has(lossyKey))) return;
-        logger.error({ file: segment.file }, 'spool line unreadable: kept in the dead-letter file');
-        await writeDeadLetter(unreadableLineRecord(name, line));
-        keys.add(key);
-      });
+      await deadLetters.unreadableLine(segment.file, line);
     }
   }
 
@@ -803,15 +573,9 @@ async function openLocked(
         replaying = false;
       }
     },
-    deadLetter: deadLetterEventOnce,
-    deadLetters: () => deadLetterRecords + legacyRecords + setAside + leftInPlace,
-    requeueDeadLetters() {
-      // One at a time: two would append the same events twice.
-      requeueing ??= inTurn(requeue).finally(() => {
-        requeueing = undefined;
-      });
-      return requeueing;
-    },
+    deadLetter: deadLetters.deadLetter,
+    deadLetters: () => deadLetters.count() + setAside + leftInPlace,
+    requeueDeadLetters: deadLetters.requeue,
     async close() {
       clearInterval(probeTimer);
       probeTimer = undefined;
@@ -820,22 +584,6 @@ async function openLocked(
     },
   };
   return spool;
-}
-
-/**
- * Errors of the spool's own disk that a replay rethrows (a dead letter refused by a full disk,
- * a replayed segment that cannot be removed): its caller must not report them as the
- * database's (isSpoolDiskFailure). Marked, not wrapped: callers still read their `code`.
- */
-const diskFailures = new WeakSet<object>();
-
-function markDiskFailure(error: unknown): void {
-  if (typeof error === 'object' && error !== null) diskFailures.add(error);
-}
-
-/** Whether a replay failed on the spool's own disk rather than on the database. */
-export function isSpoolDiskFailure(error: unknown): boolean {
-  return typeof error === 'object' && error !== null && diskFailures.has(error);
 }
 
 /** A segment that exists but that the file system will not let us read as a file. */
@@ -945,95 +693,6 @@ async function countSetAside(dir: string): Promise<number> {
   return (await readdir(dir)).filter((name) => SET_ASIDE_NAME.test(name)).length;
 }
 
-/** An event's dead-letter key: its dedupe key, as the store's. */
-function eventKey(event: StatusEvent): string {
-  return dedupeKey(event).toString('hex');
-}
-
-/**
- * An unreadable line's dead-letter key: its segment, its offset, and its bytes' hash (or its
- * length when too long to hold). The hash because a segment's name comes back once the spool
- * has drained (numbering starts again at 1): a different damaged line at the same place of a
- * later segment must still be kept.
- */
-function unreadableLineKey(segment: string, line: SpoolLine): string {
-  return `line:${segment}:${line.offset}:${lineHash(line) ?? line.bytes}`;
-}
-
-/** The key of a dead-letter record (deadLetteredKeys), if it is an event or a located line. */
-function deadLetterKey(text: string): string | undefined {
-  const event = deadLetterEvent(text);
-  if (event) return eventKey(event);
-  let record: {
-    segment?: unknown;
-    offset?: unknown;
-    line?: unknown;
-    line_base64?: unknown;
-    bytes?: unknown;
-  };
-  try {
-    record = JSON.parse(text) as typeof record;
-  } catch {
-    return undefined;
-  }
-  if (typeof record.segment !== 'string' || typeof record.offset !== 'number') return undefined;
-  if (typeof record.line === 'string') {
-    return unreadableLineKey(record.segment, {
-      offset: record.offset,
-      bytes: Buffer.byteLength(record.line),
-      text: record.line,
-    });
-  }
-  if (typeof record.line_base64 === 'string') {
-    const undecodable = Buffer.from(record.line_base64, 'base64');
-    return unreadableLineKey(record.segment, {
-      offset: record.offset,
-      bytes: undecodable.length,
-      text: undefined,
-      undecodable,
-    });
-  }
-  if (typeof record.bytes !== 'number') return undefined;
-  return unreadableLineKey(record.segment, {
-    offset: record.offset,
-    bytes: record.bytes,
-    text: undefined,
-  });
-}
-
-/** The dead-letter record of an unreadable line of `segment`: all of it that can be kept. */
-function unreadableLineRecord(segment: string, line: SpoolLine): Record<string, unknown> {
-  const where = { segment, offset: line.offset };
-  // Not UTF-8, which no append writes: damage. Its bytes as they are, base64 (as text they
-  // would be U+FFFD), the only copy once the segment is removed.
-  if (line.undecodable) {
-    return {
-      reason: 'unreadable spool line: not UTF-8',
-      ...where,
-      line_base64: line.undecodable.toString('base64'),
-    };
-  }
-  // Longer than any event an append writes: damage, not an acknowledged callback.
-  if (line.text === undefined) {
-    return {
-      reason: `unreadable spool line of ${line.bytes} bytes, longer than any event`,
-      ...where,
-      bytes: line.bytes,
-    };
-  }
-  return { reason: 'unreadable spool line', ...where, line: line.text };
-}
-
-async function exists(file: string): Promise<boolean> {
-  try {
-    await stat(file);
-    return true;
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return false;
-    throw error;
-  }
-}
-
 /**
  * A removal made durable: its directory synced. A directory that is itself gone (SPOOL_DIR
  * removed under the process) holds no entry to sync, so the removal is done: failing here would
@@ -1054,223 +713,5 @@ async function removeReplayed(file: string): Promise<void> {
     await unlink(file);
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
-  }
-}
-
-async function syncDirectory(dir: string): Promise<void> {
-  const handle = await open(dir, 'r');
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-}
-
-/**
- * The first release named the dead-letter file `rejected.jsonl` (same records): its dead
- * letters are acknowledged events too, so they join the current file — counted, visible and
- * requeued like the others — instead of lying unseen in the directory. Copied and synced here,
- * then removed (openLocked's adoptLegacy); false when there is none. Again and again until it
- * is removed, so without loss or double: a copy that fails is cut off again (a torn part would
- * be a record of its own), as is, at the next adoption, the part of a record a crashed copy
- * left; and a record an earlier copy already put in the dead-letter file — a crash, or a
- * failed removal, before `rejected.jsonl` was gone — is not copied twice (the same bytes: each
- * record carries its `rejected_at`; only a line too long to hold, which no record is, would be
- * copied again).
- */
-async function copyLegacyDeadLetters(legacy: string, deadLetterFile: string): Promise<boolean> {
-  let source: FileHandle;
-  try {
-    source = await open(legacy, 'r');
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return false;
-    throw error;
-  }
-  try {
-    const { hashes: present, end: complete } = await lineHashes(deadLetterFile);
-    // Read too: whether its last record ends with its newline.
-    const target = await open(deadLetterFile, 'a+', 0o600);
-    try {
-      let { size } = await target.stat();
-      try {
-        if (size > 0 && !(await endsWithNewline(target, size))) {
-          // A copy that crashed part-way left the start of a record: cut off, it is copied
-          // whole below. Kept, it would become an unreadable dead letter of its own, counted
-          // for good. Any other unfinished record stays a line of its own.
-          const cut = await tornCopyBytes(target, complete, size, legacy);
-          if (cut > 0) {
-            await target.truncate(size - cut);
-            size -= cut;
-          } else await writeAll(target, Buffer.from('\n'));
-        }
-        const copied = (hash: string | undefined): boolean =>
-          hash !== undefined && present.has(hash);
-        let end = 0;
-        for await (const line of readLines(legacy, MAX_DEAD_LETTER_BYTES)) {
-          end = line.offset + line.bytes + 1;
-          if (line.bytes === 0 || copied(lineHash(line))) continue;
-          await copyLine(source, target, line.offset, line.bytes);
-        }
-        // A torn last record stays one unreadable record, not the start of the next one.
-        const torn = (await source.stat()).size - end;
-        if (torn > 0) {
-          const tail = torn <= MAX_DEAD_LETTER_BYTES ? await readAt(source, end, torn) : undefined;
-          if (!copied(tail && sha256(tail))) await copyLine(source, target, end, torn);
-        }
-        await target.datasync();
-      } catch (error) {
-        await target.truncate(size).catch(() => undefined);
-        throw error;
-      }
-    } finally {
-      await target.close();
-    }
-  } finally {
-    await source.close();
-  }
-  return true;
-}
-
-/**
- * The length of the unfinished last record of the dead-letter file (`target`: complete lines
- * up to `complete`, `size` bytes) when its bytes begin a line of `legacy` — what a copy of it
- * left — else 0.
- */
-async function tornCopyBytes(
-  target: FileHandle,
-  complete: number,
-  size: number,
-  legacy: string,
-): Promise<number> {
-  // Longer than any record: not the start of one.
-  if (size - complete > MAX_DEAD_LETTER_BYTES) return 0;
-  const tail = await readAt(target, complete, size - complete);
-  for await (const line of readLines(legacy, MAX_DEAD_LETTER_BYTES)) {
-    const bytes =
-      line.undecodable ?? (line.text === undefined ? undefined : Buffer.from(line.text));
-    if (bytes && bytes.length >= tail.length && bytes.subarray(0, tail.length).equals(tail))
-      return tail.length;
-  }
-  return 0;
-}
-
-/** A line's bytes' hash (its text hashes as its UTF-8 bytes); undefined when too long to hold. */
-function lineHash(line: SpoolLine): string | undefined {
-  const content = line.undecodable ?? line.text;
-  return content === undefined ? undefined : sha256(content);
-}
-
-function sha256(content: string | Uint8Array): string {
-  return createHash('sha256').update(content).digest('hex');
-}
-
-/**
- * The hashes of the lines of `file` (none when it does not exist), and where its last complete
- * line ends.
- */
-async function lineHashes(file: string): Promise<{ hashes: Set<string>; end: number }> {
-  const hashes = new Set<string>();
-  let end = 0;
-  if (!(await exists(file))) return { hashes, end };
-  for await (const line of readLines(file, MAX_DEAD_LETTER_BYTES)) {
-    const hash = lineHash(line);
-    if (hash !== undefined) hashes.add(hash);
-    end = line.offset + line.bytes + 1;
-  }
-  return { hashes, end };
-}
-
-/** `bytes` bytes of `handle` at `offset`. */
-async function readAt(handle: FileHandle, offset: number, bytes: number): Promise<Buffer> {
-  const buffer = Buffer.alloc(bytes);
-  for (let done = 0; done < bytes;) {
-    const { bytesRead } = await handle.read(buffer, done, bytes - done, offset + done);
-    if (bytesRead === 0) return buffer.subarray(0, done);
-    done += bytesRead;
-  }
-  return buffer;
-}
-
-/**
- * The event of a dead-letter record (or of an unreadable line a newer codec can now read). A
- * line kept as `line_base64` (not UTF-8) is decoded as strictly as the replay decodes it: it
- * stays a dead letter rather than coming back as an event with U+FFFD in place of its bytes.
- */
-function deadLetterEvent(line: string): StatusEvent | undefined {
-  let record: { event?: unknown; line?: unknown; line_base64?: unknown };
-  try {
-    record = JSON.parse(line) as typeof record;
-  } catch {
-    return undefined;
-  }
-  if (record.event !== undefined)
-    return decodeSpoolLine(JSON.stringify({ v: 1, event: record.event }));
-  if (typeof record.line === 'string') return decodeSpoolLine(record.line);
-  if (typeof record.line_base64 === 'string') {
-    const text = decodeUtf8(Buffer.from(record.line_base64, 'base64'));
-    return text === undefined ? undefined : decodeSpoolLine(text);
-  }
-  return undefined;
-}
-
-/**
- * Gathers events into chunks of at most `maxEvents` events and CHUNK_MAX_BYTES of their lines,
- * handing each full chunk to `flush` as it fills, and what is left at `end()`.
- */
-function inChunks(
-  maxEvents: number,
-  flush: (events: StatusEvent[]) => Promise<void>,
-): { add(event: StatusEvent, lineBytes: number): Promise<void>; end(): Promise<void> } {
-  let chunk: StatusEvent[] = [];
-  let bytes = 0;
-  const end = async (): Promise<void> => {
-    if (chunk.length === 0) return;
-    const full = chunk;
-    chunk = [];
-    bytes = 0;
-    await flush(full);
-  };
-  return {
-    async add(event, lineBytes) {
-      chunk.push(event);
-      bytes += lineBytes;
-      if (chunk.length >= maxEvents || bytes >= CHUNK_MAX_BYTES) await end();
-    },
-    end,
-  };
-}
-
-/** Copies `bytes` bytes at `offset` of `source`, and a newline, to the end of `target`. */
-async function copyLine(
-  source: FileHandle,
-  target: FileHandle,
-  offset: number,
-  bytes: number,
-): Promise<void> {
-  const buffer = Buffer.allocUnsafe(Math.min(bytes + 1, 1 << 20));
-  for (let done = 0; done < bytes;) {
-    const { bytesRead } = await source.read(
-      buffer,
-      0,
-      Math.min(buffer.length, bytes - done),
-      offset + done,
-    );
-    if (bytesRead === 0) throw new Error('dead-letter file shrank while being requeued');
-    await writeAll(target, buffer.subarray(0, bytesRead));
-    done += bytesRead;
-  }
-  await writeAll(target, Buffer.from('\n'));
-}
-
-async function endsWithNewline(handle: FileHandle, size: number): Promise<boolean> {
-  const last = Buffer.alloc(1);
-  const { bytesRead } = await handle.read(last, 0, 1, size - 1);
-  return bytesRead === 1 && last[0] === NEWLINE;
-}
-
-async function writeAll(handle: FileHandle, data: Buffer): Promise<void> {
-  for (let offset = 0; offset < data.length;) {
-    const { bytesWritten } = await handle.write(data, offset);
-    offset += bytesWritten;
   }
 }
