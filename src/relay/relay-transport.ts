@@ -1,5 +1,6 @@
 import http from 'node:http';
 import https from 'node:https';
+import { urlToHttpOptions } from 'node:url';
 import { addressGuard, urlProblem } from './address-policy';
 import type { DestinationPolicy } from './address-policy';
 import type { SearchList } from './relay-dns';
@@ -77,6 +78,26 @@ const MAX_ANSWER_BODY_BYTES = 64 * 1024;
  */
 const MAX_ANSWER_BODY_PIECES = 1_024;
 
+/**
+ * The path and query to request: as the URL was written, so the app is called at the URL the
+ * relay signed (relay-request.ts signs it as given, as SignalWire does) — WHATWG's parser
+ * rewrites `'` to `%27`, resolves `/a/../b`, and more. Only where HTTP cannot carry it as written
+ * (non-ASCII, or no `/` after the host) is the parser's spelling sent.
+ */
+export function requestTarget(written: string, url: URL): string {
+  const parsed = `${url.pathname}${url.search}`;
+  const scheme = written.indexOf('://');
+  if (scheme === -1) return parsed;
+  const afterHost = written.slice(scheme + 3).search(/[/?#\\]/);
+  if (afterHost === -1) return parsed;
+  let target = written.slice(scheme + 3 + afterHost);
+  const hash = target.indexOf('#');
+  if (hash !== -1) target = target.slice(0, hash);
+  if (target.startsWith('?')) target = `/${target}`;
+  // Printable ASCII only: Node sends anything above as one byte per character (Latin-1).
+  return target.startsWith('/') && /^[\x21-\x7e]*$/.test(target) ? target : parsed;
+}
+
 function exchange(
   request: RelayRequest,
   timeoutMs: number,
@@ -94,7 +115,9 @@ function exchange(
       settled = true;
       resolve(result);
     };
-    const req = client.request(url, {
+    const req = client.request({
+      ...urlToHttpOptions(url),
+      path: requestTarget(request.url, url),
       method: request.method,
       headers,
       agent: url.protocol === 'https:' ? agents.https : agents.http,

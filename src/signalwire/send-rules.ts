@@ -173,8 +173,8 @@ export const MAX_CALLBACK_URL_LENGTH = 2048;
 
 /**
  * Why a status-callback URL cannot be used, or null when it can. The service relays the
- * caller's callbacks to this URL itself (DESIGN §10), signed for the URL as it is called
- * (relayUrl), so it must be one an HTTP client calls as written: absolute http(s) with a host, no spaces or
+ * caller's callbacks to this URL itself (DESIGN §10), signed for the URL as given, so it must
+ * be one an HTTP client calls exactly as written: absolute http(s) with a host, no spaces or
  * control characters (the URL parser would silently drop tabs and newlines, and the signature
  * would then cover a URL the app never sees), no credentials (they would travel in every
  * relay, and be stored), and of a sane length. A fragment is allowed: SignalWire documents
@@ -200,25 +200,15 @@ export function callbackUrlProblem(value: string): string | null {
 }
 
 /**
- * A callback URL as it is called and signed: spelled as an HTTP client puts it on the wire —
- * host lower-cased, non-ASCII and quotes percent-encoded, `/` for an empty path, no default
- * port — and without its fragment, which no client sends. An app checks the signature against
- * the URL it was called at (twilio-style `webhook()` middleware rebuilds it from the request)
- * or against the URL it configured (the SDK's `validateRequest` lower-cases the host and tries
- * it with and without the port): signing the caller's own spelling of `…?tenant=Zürich` or of
- * an upper-case host verified for neither.
+ * A callback URL as it is called and signed: without its fragment, which no HTTP client
+ * sends, so the app sees (and validates a signature against) the URL without it. Otherwise
+ * exactly as given, as SignalWire signs (SIGNALWIRE.md): an app checks a signature against the
+ * URL it configured (the SDK's `validateRequest` documents its `url` so). The relay calls the
+ * path and query as written too, where HTTP can carry them (relay-transport.ts requestTarget).
  */
 export function relayUrl(callbackUrl: string): string {
-  let url: URL;
-  try {
-    url = new URL(callbackUrl);
-  } catch {
-    // Not a URL (never accepted for a send: callbackUrlProblem); called and signed as it is.
-    const hash = callbackUrl.indexOf('#');
-    return hash === -1 ? callbackUrl : callbackUrl.slice(0, hash);
-  }
-  url.hash = '';
-  return url.href;
+  const hash = callbackUrl.indexOf('#');
+  return hash === -1 ? callbackUrl : callbackUrl.slice(0, hash);
 }
 
 /**
