@@ -512,6 +512,14 @@ async function handle(deps: CallbackDeps, api: Api, req: Request, res: Response)
     );
     throw forbidden('token_mismatch', "The callback token does not belong to this message's send");
   }
+  if (outcome === 'refused_project') {
+    deps.authFailures?.refused(req);
+    deps.logger.warn(
+      { request_id: req.id, reason: 'project_mismatch', message_id: event.messageId },
+      'callback refused',
+    );
+    throw forbidden('project_mismatch', "The callback names another project than its message's");
+  }
 
   // Plain Node writes: Express's send() would parse and rebuild the content type each time.
   res.statusCode = 200;

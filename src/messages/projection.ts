@@ -88,7 +88,8 @@ export function applyEvent(current: MessageState | null, event: StatusEvent): Me
 
   return {
     ...current,
-    projectId: event.projectId ?? current.projectId,
+    // A message's project never changes (record-events.ts refusedProjects): the first known.
+    projectId: current.projectId ?? event.projectId,
     from: event.from ?? current.from,
     to: event.to ?? current.to,
     // The provider's own counts beat the proxy's estimate, so the latest known value wins.

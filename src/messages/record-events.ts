@@ -16,11 +16,12 @@ import type { Api } from './statuses';
 /**
  * Per event: stored, a duplicate of a stored event, or refused because its callback token
  * does not belong to the message's send (DESIGN §2 "A token authenticates its own send only"),
+ * or because it names another project than its message's (`refused_project`: refusedProjects),
  * or, with `existingOnly`, not stored because its message has no row (`message_gone`), or,
  * with `stillNews`, not stored because its message already says what it tells (`not_news`).
  */
 export type RecordOutcome =
-  'recorded' | 'duplicate' | 'refused_token' | 'message_gone' | 'not_news';
+  'recorded' | 'duplicate' | 'refused_token' | 'refused_project' | 'message_gone' | 'not_news';
 
 /** A message's current status changed (queued→sent, sent→delivered, …). */
 export interface StatusTransition {
@@ -200,6 +201,8 @@ async function record(
         stale.map(({ index }) => index),
       );
   }
+  const otherProject = refusedProjects(active, newKeys, created, initial, existing);
+  if (otherProject.length > 0) throw new LeftOut('refused_project', otherProject);
   if (tokenMessages.size > 0) {
     // A token's message left out of RECORD_BATCH's answer was just changed by a later
     // transaction: its binding can only be checked in a new one (see foldedOutOfOrder).
@@ -409,6 +412,34 @@ function refusedTokens(
     } else if (binding.ref !== tokenRef) {
       refused.push(index);
     }
+  }
+  return refused;
+}
+
+/**
+ * A message belongs to the project SignalWire named when it was first stored (the proxy records
+ * the project of SignalWire's answer, and refuses a send whose path names another project than
+ * its credentials), and every genuine callback of it names that project. One sw-status may
+ * serve several projects, each signing with its own key (README): a new event naming another
+ * project is one that project made up about a message that is not its own — stored, it moved
+ * the message's status and its project, and then let that project's credentials wipe the
+ * message's text. Returns the indices of such events, checked against the rows the batch holds
+ * locked (a message created in this batch: against its first event's project).
+ */
+function refusedProjects(
+  active: readonly KeyedEvent[],
+  newKeys: ReadonlySet<string>,
+  created: ReadonlySet<string>,
+  initial: ReadonlyMap<string, MessageState>,
+  existing: ReadonlyMap<string, MessageState>,
+): number[] {
+  const refused: number[] = [];
+  for (const { event, key, index } of active) {
+    if (event.projectId === null || !newKeys.has(key)) continue;
+    const owner = created.has(event.messageId)
+      ? initial.get(event.messageId)?.projectId
+      : existing.get(event.messageId)?.projectId;
+    if (owner != null && owner !== event.projectId) refused.push(index);
   }
   return refused;
 }

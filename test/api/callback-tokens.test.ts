@@ -162,11 +162,11 @@ describe('tokens minted by the proxy', () => {
     const b = await sendThroughProxy();
     await request(proxied.publicApp)
       .post(`/callbacks/native/${a.token}`)
-      .send(nativeFields({ id: a.id, status: 'delivered' }))
+      .send(nativeFields({ id: a.id, project_id: PROJECT, status: 'delivered' }))
       .expect(200);
     const res = await request(proxied.publicApp)
       .post(`/callbacks/native/${b.token}`)
-      .send(nativeFields({ id: a.id, status: 'failed' }));
+      .send(nativeFields({ id: a.id, project_id: PROJECT, status: 'failed' }));
     expectRefused(res, 'token_mismatch');
   });
 });

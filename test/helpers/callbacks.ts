@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import request from 'supertest';
 import type { Express } from 'express';
 import { signFormParams, signJsonBody } from '../../src/signalwire/signing';
+import { TEST_PROJECTS } from '../factories';
 import { TEST_PUBLIC_BASE_URL, TEST_SIGNING_KEY } from './test-app';
 
 /** Builders for signed callbacks, as SignalWire would send them. */
@@ -10,7 +11,7 @@ export function cxmlFields(overrides: Record<string, string> = {}): Record<strin
   return {
     MessageSid: randomUUID(),
     MessageStatus: 'delivered',
-    AccountSid: 'ea108133-d6b3-407c-9536-9fad8a929a6a',
+    AccountSid: TEST_PROJECTS.cxml,
     From: '+15551234567',
     To: '+15557654321',
     Body: 'Hello',
@@ -23,7 +24,7 @@ export function cxmlFields(overrides: Record<string, string> = {}): Record<strin
 export function nativeFields(overrides: Record<string, unknown> = {}): Record<string, unknown> {
   return {
     id: randomUUID(),
-    project_id: 'b2c3d4e5-f6a7-8901-bcde-f12345678901',
+    project_id: TEST_PROJECTS.native,
     status: 'delivered',
     to: '+15551234567',
     from: '+15559876543',

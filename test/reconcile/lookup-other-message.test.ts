@@ -46,7 +46,13 @@ const relayJobs = async (id: string) =>
 test.each(['cxml', 'native'] as const)(
   'When a lookup (%s) answers with another message’s resource, then nothing of it is recorded or relayed, the message stays in its project, and the answer counts as a failed step',
   async (api) => {
-    const id = await seedProxiedMessage(database.db, api, 'http://127.0.0.1:9/app-status');
+    const id = await seedProxiedMessage(
+      database.db,
+      api,
+      'http://127.0.0.1:9/app-status',
+      randomUUID(),
+      'p1',
+    );
     const relaysBefore = await relayJobs(id);
     const other = randomUUID();
     let looked = 0;

@@ -1,3 +1,4 @@
+import { TEST_PROJECTS } from '../factories';
 import { recordEvents } from '../../src/messages/record-events';
 import { lookupEvent } from '../../src/reconcile/lookup-event';
 import { cxmlFields, nativeFields, postCxml, postNative } from '../helpers/callbacks';
@@ -28,7 +29,7 @@ const relayed = async (id: string) =>
   (await relayedPayloads(t.database.db, id)).map(({ status, code }) => `${status}:${code ?? ''}`);
 
 const lookedUp = (api: 'cxml' | 'native', answer: Record<string, unknown>) =>
-  lookedUpProxied(t.database.db, api, PROJECT, answer);
+  lookedUpProxied(t.database.db, api, TEST_PROJECTS[api], answer);
 
 const errorOf = async (id: string) =>
   (

@@ -1,3 +1,4 @@
+import { TEST_PROJECTS } from '../factories';
 import { recordEvents } from '../../src/messages/record-events';
 import { lookupEvent } from '../../src/reconcile/lookup-event';
 import { cxmlFields, nativeFields, postCxml, postNative } from '../helpers/callbacks';
@@ -111,7 +112,7 @@ test('When a lookup relayed delivered, then a late undelivered was relayed, then
 const PROJECT = 'b2c3d4e5-f6a7-8901-bcde-f12345678901';
 
 const lookedUp = (api: 'cxml' | 'native', answer: Record<string, unknown>) =>
-  lookedUpProxied(t.database.db, api, PROJECT, answer);
+  lookedUpProxied(t.database.db, api, TEST_PROJECTS[api], answer);
 
 const sources = async (id: string) =>
   (

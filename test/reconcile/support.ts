@@ -132,7 +132,13 @@ export async function lookedUpProxied(
   projectId: string,
   answer: Record<string, unknown>,
 ): Promise<string> {
-  const id = await seedProxiedMessage(db, api, 'http://127.0.0.1:9/app-status');
+  const id = await seedProxiedMessage(
+    db,
+    api,
+    'http://127.0.0.1:9/app-status',
+    randomUUID(),
+    projectId,
+  );
   const looked = lookupEvent(
     { id, api, projectId, status: 'queued', errorCode: null },
     { ...answer, [api === 'cxml' ? 'sid' : 'id']: id },

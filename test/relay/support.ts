@@ -11,7 +11,7 @@ import type { RelayJobRow } from '../../src/relay/relay.repository';
 import type { RelayWorker } from '../../src/relay/relay-worker';
 import type { LookupFunction } from '../../src/relay/safe-agent';
 import { signJsonBody } from '../../src/signalwire/signing';
-import { statusEvent } from '../factories';
+import { TEST_PROJECTS, statusEvent } from '../factories';
 import { createTestApp, TEST_SIGNING_KEY } from '../helpers/test-app';
 import type { TestApp } from '../helpers/test-app';
 
@@ -159,10 +159,12 @@ export async function seedProxiedMessage(
   api: Api,
   clientStatusCallback: string,
   id: string = randomUUID(),
+  projectId: string = TEST_PROJECTS[api],
 ): Promise<string> {
   const event = statusEvent('queued', {
     messageId: id,
     api,
+    projectId,
     source: 'proxy',
     send: { ref: null, kind: 'sms', clientStatusCallback, body: null },
   });
