@@ -224,11 +224,14 @@ export async function echoedCustomVariables(db: Db, id: string): Promise<unknown
  * The signing key the message's callbacks were relayed under (the newest relay job that names
  * one: the key that verified SignalWire's signature), or null. The callback a lookup stands in
  * for is signed with it, so an app that validates with its own project's key — several projects
- * sharing one sw-status — accepts it like the message's other relays; with none to go on (every
- * callback lost, or their relay jobs already removed) it is signed with the first key.
+ * sharing one sw-status — accepts it like the message's other relays. With none for the message
+ * (every callback lost, or their relay jobs already removed): the key of its project's newest
+ * relays among the last PROJECT_KEY_WINDOW (signed with the first key listed, that project's
+ * app refused the one relay telling it of the message); with none there either, null (the first
+ * key).
  */
 export async function relaySigningKeyRef(db: Db, id: string): Promise<string | null> {
-  const row = await db
+  const own = await db
     .selectFrom('relay_jobs')
     .select('signing_key_ref')
     .where('message_id', '=', id)
@@ -236,8 +239,23 @@ export async function relaySigningKeyRef(db: Db, id: string): Promise<string | n
     .orderBy('id', 'desc')
     .limit(1)
     .executeTakeFirst();
-  return row?.signing_key_ref ?? null;
+  if (own) return own.signing_key_ref;
+  const { rows } = await sql<{ signing_key_ref: string }>`
+    SELECT recent.signing_key_ref
+    FROM (SELECT id, message_id, signing_key_ref FROM relay_jobs
+          WHERE signing_key_ref IS NOT NULL ORDER BY id DESC LIMIT ${PROJECT_KEY_WINDOW}) recent
+    JOIN messages m ON m.id = recent.message_id
+    WHERE m.project_id = (SELECT project_id FROM messages WHERE id = ${id})
+    ORDER BY recent.id DESC
+    LIMIT 1`.execute(db);
+  return rows[0]?.signing_key_ref ?? null;
 }
+
+/**
+ * Relay jobs read, newest first, for a project's key: a bound on the rare path (a message with
+ * no relay of its own), however large the outbox.
+ */
+const PROJECT_KEY_WINDOW = 10_000;
 
 /**
  * The message's status and error code as they are now. A lookup takes time (up to
