@@ -229,11 +229,16 @@ function counterEvery(minutes: number, step: number, when: (minute: number) => b
   return values.join(' ');
 }
 
-test('When signed callbacks are sparse (a message not sent through the proxy every 15 minutes) and the signing key is rotated at SignalWire only, then SwStatusSignatureFailures fires — and stays silent while they keep verifying beside a forger', async () => {
+test('When signed callbacks are sparse (a message not sent through the proxy every 15 minutes) and the signing key is rotated at SignalWire only, then SwStatusSignatureFailuresSparse warns — and nothing fires while they keep verifying beside a forger, or for a forged request in a quiet night', async () => {
   // A message's three callbacks verify (3), or each is refused on all of SignalWire's 3 tries
-  // (9): as the real service counts them (found by review, from its /metrics). With only the
-  // 10-minute windows, refusals 15 minutes apart never held the condition for `for: 10m`.
+  // (9): as the real service counts them (found by review, from its /metrics). Refusals 15
+  // minutes apart never held SwStatusSignatureFailures' condition for its `for: 10m`.
   const everyQuarter = (minute: number) => minute % 15 === 0;
+  const signatureAlerts = (eval_time: string, sparse: Array<{ exp_labels: object }>) => [
+    { eval_time, alertname: 'SwStatusSignatureFailures', exp_alerts: [] },
+    { eval_time, alertname: 'SwStatusSignatureFailuresSparse', exp_alerts: sparse },
+  ];
+  const warning = { exp_labels: { severity: 'warning', namespace: 'sw-status' } };
   await expectPromtoolTestPasses('sparse-signed-callbacks', [
     {
       interval: '1m',
@@ -249,13 +254,9 @@ test('When signed callbacks are sparse (a message not sent through the proxy eve
         },
       ],
       alert_rule_test: [
-        { eval_time: '80m', alertname: 'SwStatusSignatureFailures', exp_alerts: [] },
-        {
-          // Every signed callback refused for 90 minutes, none verified since minute 45.
-          eval_time: '150m',
-          alertname: 'SwStatusSignatureFailures',
-          exp_alerts: [{ exp_labels: { severity: 'critical', namespace: 'sw-status' } }],
-        },
+        ...signatureAlerts('80m', []),
+        // Every signed callback refused for 90 minutes, none verified since minute 45.
+        ...signatureAlerts('150m', [warning]),
       ],
     },
     {
@@ -271,10 +272,24 @@ test('When signed callbacks are sparse (a message not sent through the proxy eve
           values: counterEvery(180, 1, (m) => m % 20 === 7),
         },
       ],
-      alert_rule_test: [
-        { eval_time: '90m', alertname: 'SwStatusSignatureFailures', exp_alerts: [] },
-        { eval_time: '170m', alertname: 'SwStatusSignatureFailures', exp_alerts: [] },
+      alert_rule_test: [...signatureAlerts('90m', []), ...signatureAlerts('170m', [])],
+    },
+    {
+      // Signed callbacks verify every 15 minutes for 3 hours, then none (the night); two
+      // forged requests 2 hours into the quiet (found by review: a first version paged
+      // critical for one).
+      interval: '1m',
+      input_series: [
+        {
+          series: `sw_status_callback_signatures_verified_total{${ns}}`,
+          values: counterEvery(420, 3, (m) => everyQuarter(m) && m <= 180),
+        },
+        {
+          series: `sw_status_callback_signature_failures_total{${ns},reason="mismatch"}`,
+          values: counterEvery(420, 1, (m) => m === 300 || m === 310),
+        },
       ],
+      alert_rule_test: [...signatureAlerts('320m', []), ...signatureAlerts('350m', [])],
     },
   ]);
 });
