@@ -50,6 +50,8 @@ export interface ProxyErrors {
    * before its connections are cut: not sent (503, with Retry-After), so the retry is safe.
    */
   shuttingDown(): ProxyFailure;
+  /** Too many request bodies held at once (proxy-http.ts PROXY_BODY_BYTES_IN_FLIGHT): not sent. */
+  busy(): ProxyFailure;
   internal(): ProxyFailure;
 }
 
@@ -87,6 +89,9 @@ const NATIVE_UPSTREAM_CODES: Record<UpstreamFailure, string> = {
 
 const SHUTTING_DOWN =
   'This replica of the service is shutting down; the message was not sent: send it again';
+
+const BUSY =
+  'This replica of the service holds too many request bodies at once; the request was not sent: send it again';
 
 const NOT_A_CREATE_ROUTE =
   'Messages are created through this service at …/Accounts/{AccountSid}/Messages(.json) and /api/messaging/messages only: this request would reach SignalWire without the service’s status callback';
@@ -128,6 +133,7 @@ const compat: ProxyErrors = {
       UPSTREAM_MESSAGES[subject][failure],
     ),
   shuttingDown: () => compatError(503, C.serviceUnavailable, SHUTTING_DOWN),
+  busy: () => compatError(503, C.serviceUnavailable, BUSY),
   internal: () => compatError(500, C.internalError, 'Internal error'),
 };
 
@@ -161,6 +167,7 @@ const native: ProxyErrors = {
       UPSTREAM_MESSAGES[subject][failure],
     ),
   shuttingDown: () => nativeError(503, 'api_error', 'shutting_down', SHUTTING_DOWN),
+  busy: () => nativeError(503, 'api_error', 'busy', BUSY),
   internal: () => nativeError(500, 'api_error', 'internal_error', 'Internal error'),
 };
 

@@ -70,18 +70,56 @@ export function checkCaller(
 export type ReadBody = (req: Request, res: Response) => Promise<Buffer>;
 
 /**
- * The raw body bytes, read only once the cheap checks passed, within PROXY_BODY_LIMIT (a
- * larger one is a 413 from the routes' error handler). No body is an empty buffer.
+ * Bytes of request bodies the proxy holds at once. A body is held, decoded, parsed and written
+ * again until SignalWire answers (up to SIGNALWIRE_TIMEOUT_MS): some 1 MB of memory for a
+ * 256 KiB send. Without a bound, a burst of large sends (long media lists) while SignalWire was
+ * slow took a replica past its 512 MiB memory limit, and the kill cut every callback in flight
+ * with it. 16 MiB is 64 sends of the largest size at once, thousands of ordinary ones.
  */
-export function bodyReader(): ReadBody {
+export const PROXY_BODY_BYTES_IN_FLIGHT = 16 * 1024 * 1024;
+
+/** A body refused because the proxy already holds PROXY_BODY_BYTES_IN_FLIGHT: not sent. */
+export class ProxyBodiesFull extends Error {
+  constructor() {
+    super('the send proxy holds as many request bodies as it may');
+  }
+}
+
+/**
+ * The raw body bytes, read only once the cheap checks passed, within PROXY_BODY_LIMIT (a
+ * larger one is a 413 from the routes' error handler). No body is an empty buffer. Each body's
+ * declared size (a chunked one: the limit) is held against `bytesInFlight` until its answer is
+ * gone; one that does not fit is refused with ProxyBodiesFull before it is read.
+ */
+export function bodyReader(bytesInFlight = PROXY_BODY_BYTES_IN_FLIGHT): ReadBody {
   const raw = express.raw({ type: () => true, limit: PROXY_BODY_LIMIT });
-  return (req, res) =>
-    new Promise((resolve, reject) => {
+  let held = 0;
+  return (req, res) => {
+    // A chunked body may be as large as the limit; a request with neither header has none.
+    const declared = Number(req.headers['content-length']);
+    const size =
+      req.headers['transfer-encoding'] !== undefined
+        ? PROXY_BODY_LIMIT_BYTES
+        : Number.isFinite(declared) && declared > 0
+          ? Math.min(declared, PROXY_BODY_LIMIT_BYTES)
+          : 0;
+    // One body always fits, whatever the bound.
+    if (held > 0 && held + size > bytesInFlight) {
+      // Not read: the connection cannot carry another request after this one.
+      res.setHeader('Connection', 'close');
+      return Promise.reject(new ProxyBodiesFull());
+    }
+    held += size;
+    res.once('close', () => {
+      held -= size;
+    });
+    return new Promise((resolve, reject) => {
       raw(req, res, (error?: unknown) => {
         if (error) reject(error);
         else resolve(Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0));
       });
     });
+  };
 }
 
 /**
@@ -135,7 +173,7 @@ export function countingServerErrors(count: (() => void) | undefined): RequestHa
 export function fail(res: Response, failure: ProxyFailure): void {
   if (failure.status >= 500 && failure.status !== 503) serverErrorCounts.get(res)?.();
   if (failure.status === 401) res.set('WWW-Authenticate', 'Basic realm="SignalWire"');
-  // Only the proxy's own 503 (shutting down): another replica takes the retry at once.
+  // Only the proxy's own 503 (shutting down, or too many bodies held): not sent, retry.
   if (failure.status === 503) res.set('Retry-After', '1');
   res.status(failure.status).json(failure.error);
 }

@@ -12,6 +12,7 @@ import { proxyErrors } from './proxy-errors';
 import type { ProxyFailure } from './proxy-errors';
 import {
   PROXY_BODY_LIMIT,
+  ProxyBodiesFull,
   bodyReader,
   checkCaller,
   countingServerErrors,
@@ -253,6 +254,14 @@ function proxyErrorHandler(deps: ProxyDeps): ErrorRequestHandler {
       return;
     }
     const errors = proxyErrors(apiOfPath(req.path));
+    if (err instanceof ProxyBodiesFull) {
+      deps.logger.warn(
+        { request_id: req.id },
+        'send proxy request refused 503: too many request bodies held at once',
+      );
+      fail(res, errors.busy());
+      return;
+    }
     const status = (err as { status?: unknown }).status;
     if (typeof status === 'number' && status >= 400 && status < 500) {
       const message =
