@@ -10,7 +10,7 @@ import { proxyErrors } from './proxy-errors';
 import { forgetRedacted } from './redaction-retries';
 import { bodyEncoding, readRequestBody, requestFields } from './request-body';
 import { checkCaller, fail, forwardedHeaders, refuseDeclaredTooLarge } from './proxy-http';
-import type { ReadBody } from './proxy-http';
+import type { BodyReader, ReadBody } from './proxy-http';
 import type { ProxyDeps } from './proxy.service';
 import {
   apiOfPath,
@@ -45,10 +45,12 @@ import {
 export function passThroughRoutes(
   deps: ProxyDeps,
   prefixes: readonly string[],
-  readBody: ReadBody,
+  bodies: BodyReader,
 ): Router {
   const router = Router();
-  router.use([...prefixes], (req, res) => passThrough(deps, req, res, readBody));
+  router.use([...prefixes], (req, res) =>
+    bodies.holding(res, () => passThrough(deps, req, res, bodies.read)),
+  );
   return router;
 }
 

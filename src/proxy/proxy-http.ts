@@ -85,40 +85,85 @@ export class ProxyBodiesFull extends Error {
   }
 }
 
-/**
- * The raw body bytes, read only once the cheap checks passed, within PROXY_BODY_LIMIT (a
- * larger one is a 413 from the routes' error handler). No body is an empty buffer. Each body's
- * declared size (a chunked one: the limit) is held against `bytesInFlight` until its answer is
- * gone; one that does not fit is refused with ProxyBodiesFull before it is read.
- */
-export function bodyReader(bytesInFlight = PROXY_BODY_BYTES_IN_FLIGHT): ReadBody {
+export interface BodyReader {
+  /**
+   * The raw body bytes, read only once the cheap checks passed, within PROXY_BODY_LIMIT (a
+   * larger one is a 413 from the routes' error handler). No body is an empty buffer. Its size
+   * is held against the bound — a declared one before a byte is read, a chunked one as it
+   * arrives — and a body that does not fit is refused with ProxyBodiesFull. Only inside
+   * `holding`.
+   */
+  read: ReadBody;
+  /**
+   * Runs a route's handler: what it read stays counted until the handler is done — until
+   * SignalWire has answered, even when the caller gave up before (the body is held meanwhile).
+   */
+  holding<T>(res: Response, handler: () => Promise<T>): Promise<T>;
+}
+
+export function bodyReader(bytesInFlight = PROXY_BODY_BYTES_IN_FLIGHT): BodyReader {
   const raw = express.raw({ type: () => true, limit: PROXY_BODY_LIMIT });
   let held = 0;
-  return (req, res) => {
-    // A chunked body may be as large as the limit; a request with neither header has none.
-    const declared = Number(req.headers['content-length']);
-    const size =
-      req.headers['transfer-encoding'] !== undefined
-        ? PROXY_BODY_LIMIT_BYTES
-        : Number.isFinite(declared) && declared > 0
-          ? Math.min(declared, PROXY_BODY_LIMIT_BYTES)
-          : 0;
-    // One body always fits, whatever the bound.
-    if (held > 0 && held + size > bytesInFlight) {
-      // Not read: the connection cannot carry another request after this one.
+  /** Bytes each handler under way has read or reserved. */
+  const reserved = new WeakMap<Response, { bytes: number }>();
+  /** Room for `bytes` more beside what others hold (one body always fits, whatever the bound). */
+  const fits = (mine: number, bytes: number) => held === mine || held + bytes <= bytesInFlight;
+
+  const read: ReadBody = (req, res) => {
+    const mine = reserved.get(res);
+    if (!mine) throw new Error('bodyReader: read outside holding');
+    const take = (bytes: number) => {
+      held += bytes;
+      mine.bytes += bytes;
+    };
+    const refuse = () => {
+      // Not read (on): the connection cannot carry another request after this one.
       res.setHeader('Connection', 'close');
-      return Promise.reject(new ProxyBodiesFull());
+      return new ProxyBodiesFull();
+    };
+    // A chunked body is counted as it arrives; a request with neither header has none.
+    const chunked = req.headers['transfer-encoding'] !== undefined;
+    if (!chunked) {
+      const declared = Number(req.headers['content-length']);
+      const size =
+        Number.isFinite(declared) && declared > 0 ? Math.min(declared, PROXY_BODY_LIMIT_BYTES) : 0;
+      if (!fits(mine.bytes, size)) return Promise.reject(refuse());
+      take(size);
     }
-    held += size;
-    res.once('close', () => {
-      held -= size;
-    });
     return new Promise((resolve, reject) => {
+      let refused = false;
+      const onData = (chunk: Buffer): void => {
+        if (fits(mine.bytes, chunk.length)) {
+          take(chunk.length);
+          return;
+        }
+        refused = true;
+        req.off('data', onData);
+        req.pause();
+        reject(refuse());
+      };
+      if (chunked) req.on('data', onData);
       raw(req, res, (error?: unknown) => {
+        req.off('data', onData);
+        if (refused) return;
         if (error) reject(error);
         else resolve(Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0));
       });
     });
+  };
+
+  return {
+    read,
+    async holding(res, handler) {
+      const mine = { bytes: 0 };
+      reserved.set(res, mine);
+      try {
+        return await handler();
+      } finally {
+        held -= mine.bytes;
+        reserved.delete(res);
+      }
+    },
   };
 }
 

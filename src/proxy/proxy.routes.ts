@@ -86,10 +86,14 @@ export function proxyRoutes(deps: ProxyRouteDeps): Router {
   );
   // Raw bytes, read only once the cheap checks passed: the body is parsed here so that a
   // parse failure is answered in the API's shape and only after the credentials were checked.
-  const readBody = bodyReader();
-  router.post(COMPAT_CREATE_PATHS, (req, res) => handle(deps, 'cxml', req, res, readBody));
-  router.post(NATIVE_CREATE_PATH, (req, res) => handle(deps, 'native', req, res, readBody));
-  router.use(passThroughRoutes(deps, PROXY_PREFIXES, readBody));
+  const bodies = bodyReader();
+  router.post(COMPAT_CREATE_PATHS, (req, res) =>
+    bodies.holding(res, () => handle(deps, 'cxml', req, res, bodies.read)),
+  );
+  router.post(NATIVE_CREATE_PATH, (req, res) =>
+    bodies.holding(res, () => handle(deps, 'native', req, res, bodies.read)),
+  );
+  router.use(passThroughRoutes(deps, PROXY_PREFIXES, bodies));
   router.use(proxyErrorHandler(deps));
   return router;
 }
