@@ -86,14 +86,15 @@ const MAX_ANSWER_BODY_PIECES = 1_024;
  */
 export function requestTarget(written: string, url: URL): string {
   const parsed = `${url.pathname}${url.search}`;
-  const scheme = written.indexOf('://');
-  if (scheme === -1) return parsed;
-  const afterHost = written.slice(scheme + 3).search(/[/?#\\]/);
-  if (afterHost === -1) return parsed;
-  let target = written.slice(scheme + 3 + afterHost);
+  // The host starts after `scheme:` and every `/` or `\` that follows, as WHATWG reads an
+  // http(s) URL (`http:///host/p` is host `host`, path `/p`), and ends at the path, query,
+  // fragment or a `\`.
+  const authority = /^[a-z][a-z0-9+.-]*:[/\\]*[^/?#\\]*/i.exec(written);
+  if (!authority) return parsed;
+  let target = written.slice(authority[0].length);
   const hash = target.indexOf('#');
   if (hash !== -1) target = target.slice(0, hash);
-  if (target.startsWith('?')) target = `/${target}`;
+  if (target === '' || target.startsWith('?')) target = `/${target}`;
   // Printable ASCII only: Node sends anything above as one byte per character (Latin-1).
   return target.startsWith('/') && /^[\x21-\x7e]*$/.test(target) ? target : parsed;
 }
