@@ -240,12 +240,20 @@ export async function relaySigningKeyRef(db: Db, id: string): Promise<string | n
     .limit(1)
     .executeTakeFirst();
   if (own) return own.signing_key_ref;
+  // A message without an app's callback is never relayed: no key to look for.
+  const message = await db
+    .selectFrom('messages')
+    .select('project_id')
+    .where('id', '=', id)
+    .where('client_status_callback', 'is not', null)
+    .executeTakeFirst();
+  if (!message?.project_id) return null;
   const { rows } = await sql<{ signing_key_ref: string }>`
     SELECT recent.signing_key_ref
     FROM (SELECT id, message_id, signing_key_ref FROM relay_jobs
           WHERE signing_key_ref IS NOT NULL ORDER BY id DESC LIMIT ${PROJECT_KEY_WINDOW}) recent
     JOIN messages m ON m.id = recent.message_id
-    WHERE m.project_id = (SELECT project_id FROM messages WHERE id = ${id})
+    WHERE m.project_id = ${message.project_id}
     ORDER BY recent.id DESC
     LIMIT 1`.execute(db);
   return rows[0]?.signing_key_ref ?? null;
