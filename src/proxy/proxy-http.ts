@@ -121,20 +121,33 @@ export function bodyReader(bytesInFlight = PROXY_BODY_BYTES_IN_FLIGHT): BodyRead
       res.setHeader('Connection', 'close');
       return new ProxyBodiesFull();
     };
-    // A chunked body is counted as it arrives; a request with neither header has none.
-    const chunked = req.headers['transfer-encoding'] !== undefined;
+    // A compressed body is held inflated, up to the limit, whatever its size on the wire: it
+    // is counted at the limit. A chunked one is counted as it arrives; a request with neither
+    // header has none.
+    const encoding = (req.headers['content-encoding'] ?? 'identity').trim().toLowerCase();
+    const compressed = encoding !== '' && encoding !== 'identity';
+    const chunked = !compressed && req.headers['transfer-encoding'] !== undefined;
     if (!chunked) {
       const declared = Number(req.headers['content-length']);
-      const size =
-        Number.isFinite(declared) && declared > 0 ? Math.min(declared, PROXY_BODY_LIMIT_BYTES) : 0;
+      const size = compressed
+        ? PROXY_BODY_LIMIT_BYTES
+        : Number.isFinite(declared) && declared > 0
+          ? Math.min(declared, PROXY_BODY_LIMIT_BYTES)
+          : 0;
       if (!fits(mine.bytes, size)) return Promise.reject(refuse());
       take(size);
     }
     return new Promise((resolve, reject) => {
       let refused = false;
       const onData = (chunk: Buffer): void => {
-        if (fits(mine.bytes, chunk.length)) {
-          take(chunk.length);
+        // Past the limit the body is a 413, read on only to be thrown away: nothing more held.
+        const bytes = Math.min(chunk.length, PROXY_BODY_LIMIT_BYTES - mine.bytes);
+        if (bytes <= 0) {
+          req.off('data', onData);
+          return;
+        }
+        if (fits(mine.bytes, bytes)) {
+          take(bytes);
           return;
         }
         refused = true;

@@ -23,13 +23,18 @@ export interface HeldUpstreamProxy {
   };
   /** Called after each request SignalWire reads, and each answer a `send` gets. */
   onProgress(callback: () => void): void;
-  /** A compatibility create of `body`, chunked (no Content-Length) or with its length. */
+  /**
+   * A compatibility create of `body`, chunked (no Content-Length) or with its length, and any
+   * other `headers` (a Content-Encoding).
+   */
   send(
-    body: string,
+    body: string | Buffer,
     agent: Agent,
     answered: Answer[],
-    options?: { chunked?: boolean },
+    options?: { chunked?: boolean; headers?: Record<string, string> },
   ): ClientRequest;
+  /** A compatibility create whose chunked body the test writes (and ends) itself. */
+  open(agent: Agent, answered: Answer[]): ClientRequest;
   close(): Promise<void>;
 }
 
@@ -69,32 +74,41 @@ export async function startHeldUpstreamProxy(): Promise<HeldUpstreamProxy> {
   await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
   const { port } = proxy.address() as AddressInfo;
 
+  const request = (agent: Agent, answered: Answer[], headers: Record<string, string>) => {
+    const req = httpRequest({
+      host: '127.0.0.1',
+      port,
+      agent,
+      method: 'POST',
+      path: `/api/laml/2010-04-01/Accounts/${HELD_PROJECT}/Messages.json`,
+      headers: {
+        authorization: AUTH,
+        'content-type': 'application/x-www-form-urlencoded',
+        ...headers,
+      },
+    });
+    req.on('response', (res) => {
+      res.resume();
+      answered.push({ status: res.statusCode ?? 0, retryAfter: res.headers['retry-after'] });
+      progress();
+    });
+    req.on('error', () => undefined);
+    return req;
+  };
+
   return {
     t,
     stats,
+    open: (agent, answered) => request(agent, answered, {}),
     onProgress(callback) {
       progress = callback;
       callback();
     },
-    send(body, agent, answered, { chunked = false } = {}) {
-      const req = httpRequest({
-        host: '127.0.0.1',
-        port,
-        agent,
-        method: 'POST',
-        path: `/api/laml/2010-04-01/Accounts/${HELD_PROJECT}/Messages.json`,
-        headers: {
-          authorization: AUTH,
-          'content-type': 'application/x-www-form-urlencoded',
-          ...(!chunked && { 'content-length': String(Buffer.byteLength(body)) }),
-        },
+    send(body, agent, answered, { chunked = false, headers = {} } = {}) {
+      const req = request(agent, answered, {
+        ...headers,
+        ...(!chunked && { 'content-length': String(Buffer.byteLength(body)) }),
       });
-      req.on('response', (res) => {
-        res.resume();
-        answered.push({ status: res.statusCode ?? 0, retryAfter: res.headers['retry-after'] });
-        progress();
-      });
-      req.on('error', () => undefined);
       if (chunked) {
         // Written before the end, without a Content-Length: Node sends it chunked.
         req.write(body);
