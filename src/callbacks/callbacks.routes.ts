@@ -28,6 +28,18 @@ import type { SignatureFailure } from './signature';
 /** DESIGN §2: a callback body is at most 64 KiB (a real one is about 1 KiB). */
 export const CALLBACK_BODY_LIMIT_BYTES = 64 * 1024;
 
+/** The 403 of a callback the write refused (record-events.ts), by the write's outcome. */
+const WRITE_REFUSALS: Partial<Record<RecordOutcome, { code: string; message: string }>> = {
+  refused_token: {
+    code: 'token_mismatch',
+    message: "The callback token does not belong to this message's send",
+  },
+  refused_project: {
+    code: 'project_mismatch',
+    message: "The callback names another project than its message's",
+  },
+};
+
 /**
  * A body is read before its signature can be checked, so without a bound any client that shows
  * a signature header could hold HTTP_MAX_CONNECTIONS bodies of 64 KiB (4,096: 256 MiB of a
@@ -504,21 +516,14 @@ async function handle(deps: CallbackDeps, api: Api, req: Request, res: Response)
     throw unavailable('The event could not be stored; retry later', 2);
   }
   deps.onCallback?.(api, event.status, outcome);
-  if (outcome === 'refused_token') {
+  const refusal = WRITE_REFUSALS[outcome];
+  if (refusal) {
     deps.authFailures?.refused(req);
     deps.logger.warn(
-      { request_id: req.id, reason: 'token_mismatch', message_id: event.messageId },
+      { request_id: req.id, reason: refusal.code, message_id: event.messageId },
       'callback refused',
     );
-    throw forbidden('token_mismatch', "The callback token does not belong to this message's send");
-  }
-  if (outcome === 'refused_project') {
-    deps.authFailures?.refused(req);
-    deps.logger.warn(
-      { request_id: req.id, reason: 'project_mismatch', message_id: event.messageId },
-      'callback refused',
-    );
-    throw forbidden('project_mismatch', "The callback names another project than its message's");
+    throw forbidden(refusal.code, refusal.message);
   }
 
   // Plain Node writes: Express's send() would parse and rebuild the content type each time.
