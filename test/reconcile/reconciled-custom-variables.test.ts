@@ -1,5 +1,4 @@
 import { randomUUID } from 'node:crypto';
-import { directRecorder } from '../../src/messages/event-recorder';
 import { recordEvents } from '../../src/messages/record-events';
 import { MAX_KEPT_CUSTOM_VARIABLES_BYTES } from '../../src/proxy/send-event';
 import { echoedCustomVariables } from '../../src/reconcile/reconcile.repository';
@@ -29,14 +28,7 @@ beforeAll(async () => {
     maxAttempts: 1,
     // The receiver's store is "down" for callbacks (503): SignalWire drops them. The proxy's
     // record of the send is still written.
-    recorder: (deps) => {
-      const inner = directRecorder(deps.db);
-      return {
-        record: (event) =>
-          event.source === 'proxy' ? inner.record(event) : Promise.reject(new Error('db down')),
-        drain: () => inner.drain(),
-      };
-    },
+    loses: (event) => event.source !== 'proxy',
   });
   ({ stack, app } = running);
 });

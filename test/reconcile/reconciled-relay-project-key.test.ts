@@ -1,5 +1,4 @@
 import { SIMULATOR_SIGNING_KEY } from '../../src/config';
-import { directRecorder } from '../../src/messages/event-recorder';
 import { eventually } from '../relay/support';
 import { startReconcilingStack } from './reconciling-stack';
 import type { ReconcilingStack } from './reconciling-stack';
@@ -25,16 +24,7 @@ beforeAll(async () => {
     maxAttempts: 1,
     env: { SIGNALWIRE_SIGNING_KEYS: `${PROJECT_A_KEY},${SIMULATOR_SIGNING_KEY}` },
     // The store is "down" for every callback of the messages to LOST: SignalWire drops them.
-    recorder: (deps) => {
-      const inner = directRecorder(deps.db);
-      return {
-        record: (event) =>
-          event.source === 'callback' && event.to === LOST
-            ? Promise.reject(new Error('db down'))
-            : inner.record(event),
-        drain: () => inner.drain(),
-      };
-    },
+    loses: (event) => event.source === 'callback' && event.to === LOST,
   });
 });
 

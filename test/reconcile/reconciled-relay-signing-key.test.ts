@@ -1,5 +1,4 @@
 import { SIMULATOR_SIGNING_KEY } from '../../src/config';
-import { directRecorder } from '../../src/messages/event-recorder';
 import { eventually } from '../relay/support';
 import { startReconcilingStack } from './reconciling-stack';
 import type { ReconcilingStack } from './reconciling-stack';
@@ -23,16 +22,7 @@ beforeAll(async () => {
     maxAttempts: 1,
     env: { SIGNALWIRE_SIGNING_KEYS: `${PROJECT_A_KEY},${SIMULATOR_SIGNING_KEY}` },
     // The store is "down" for the delivered callback only: SignalWire drops it (one attempt).
-    recorder: (deps) => {
-      const inner = directRecorder(deps.db);
-      return {
-        record: (event) =>
-          event.source === 'callback' && event.status === 'delivered'
-            ? Promise.reject(new Error('db down'))
-            : inner.record(event),
-        drain: () => inner.drain(),
-      };
-    },
+    loses: (event) => event.source === 'callback' && event.status === 'delivered',
   });
 });
 

@@ -1,4 +1,7 @@
 import { SIMULATOR_SIGNING_KEY } from '../../src/config';
+import { directRecorder } from '../../src/messages/event-recorder';
+import type { EventRecorder } from '../../src/messages/event-recorder';
+import type { StatusEvent } from '../../src/messages/status-event';
 import { createMessageLookup } from '../../src/reconcile/lookup-client';
 import { createRelay } from '../../src/relay/relay';
 import { E2E_PROJECT, E2E_TOKEN, startStack } from '../e2e/stack';
@@ -20,7 +23,12 @@ export interface ReconcilingStack {
 }
 
 export async function startReconcilingStack(
-  options: Pick<Parameters<typeof startStack>[0] & object, 'recorder'> & {
+  options: {
+    /**
+     * The events the receiver's store is "down" for (SignalWire's callbacks to them are
+     * dropped after the simulator's tries); the rest are recorded as usual.
+     */
+    loses?: (event: StatusEvent) => boolean;
     /** How many times the simulator tries each callback (its default when unset). */
     maxAttempts?: number;
     /** More of the service's environment (e.g. SIGNALWIRE_SIGNING_KEYS). */
@@ -34,7 +42,7 @@ export async function startReconcilingStack(
       credentials: { projectId: E2E_PROJECT, token: E2E_TOKEN },
     },
     env: { RELAY_RETRY_SCHEDULE: '50ms', ...options.env },
-    ...(options.recorder && { recorder: options.recorder }),
+    ...(options.loses && { recorder: losing(options.loses) }),
   });
   const app = await startCustomerApp(SIMULATOR_SIGNING_KEY);
   const { db } = stack.app.database;
@@ -61,5 +69,17 @@ export async function startReconcilingStack(
       await app.close();
       await stack.close();
     },
+  };
+}
+
+/** A recorder whose store refuses the events `loses` picks, as a database down would. */
+function losing(loses: (event: StatusEvent) => boolean) {
+  return (deps: { db: Parameters<typeof directRecorder>[0] }): EventRecorder => {
+    const inner = directRecorder(deps.db);
+    return {
+      record: (event) =>
+        loses(event) ? Promise.reject(new Error('db down')) : inner.record(event),
+      drain: () => inner.drain(),
+    };
   };
 }
