@@ -1,7 +1,8 @@
-import { Client } from 'pg';
+import type { Client } from 'pg';
 import { eventually } from '../helpers/eventually';
 import { startRedactionStack } from './support';
 import type { RedactionStack } from './support';
+import { holdRowLock } from '../helpers/lock-waits';
 
 /**
  * README: "a deletion it accepts (DELETE of the message, the SDK's messages(sid).remove()) also
@@ -31,11 +32,7 @@ test('When the store is briefly unable to apply a deletion SignalWire accepted (
   const sid = await stack.send('my one-time code is 654321');
 
   // Another session holds the message's row for 3 s (a long transaction, a failover's stall).
-  operator = new Client({ connectionString: stack.t.database.url });
-  operator.on('error', () => undefined);
-  await operator.connect();
-  await operator.query('BEGIN');
-  await operator.query('SELECT 1 FROM messages WHERE id = $1 FOR UPDATE', [sid]);
+  operator = await holdRowLock(stack.t.database.url, sid);
   setTimeout(() => void operator?.query('COMMIT'), 3_000);
 
   stack.answer = () => ({ status: 204, body: '' });

@@ -1,4 +1,4 @@
-import { Client } from 'pg';
+import type { Client } from 'pg';
 import type { Db } from '../../src/db/database';
 import type { Logger } from '../../src/logger';
 import { createRedactionRetries } from '../../src/proxy/redaction-retries';
@@ -6,6 +6,7 @@ import type { RedactionRetryTimings } from '../../src/proxy/redaction-retries';
 import { eventually } from '../helpers/eventually';
 import { startRedactionStack } from './support';
 import type { RedactionStack } from './support';
+import { holdRowLock } from '../helpers/lock-waits';
 
 /**
  * A redaction the store could not apply when it was asked is retried in the background
@@ -148,11 +149,7 @@ describe('through the proxy, the message’s row held longer than the retries la
     const errors = jest.spyOn(t.deps.logger, 'error');
     const sid = await stack.send('my one-time code is 424242');
 
-    operator = new Client({ connectionString: t.database.url });
-    operator.on('error', () => undefined);
-    await operator.connect();
-    await operator.query('BEGIN');
-    await operator.query('SELECT 1 FROM messages WHERE id = $1 FOR UPDATE', [sid]);
+    operator = await holdRowLock(t.database.url, sid);
 
     stack.answer = () => ({ status: 204, body: '' });
     await expect(stack.client.messages(sid).remove()).resolves.toBe(true);

@@ -1,6 +1,7 @@
-import { Client } from 'pg';
+import type { Client } from 'pg';
 import { startRedactionStack } from './support';
 import type { RedactionStack } from './support';
+import { holdRowLock } from '../helpers/lock-waits';
 
 /**
  * A redaction the store could not apply is retried for 15 minutes from its first failure
@@ -40,11 +41,7 @@ async function within(ms: number, check: () => Promise<boolean>): Promise<boolea
 test('When the wall clock steps 20 min forward while a deletion’s redaction waits for a held row (5 s), then the text is still forgotten once the row is free', async () => {
   const sid = await stack.send('my one-time code is 777123');
 
-  operator = new Client({ connectionString: stack.t.database.url });
-  operator.on('error', () => undefined);
-  await operator.connect();
-  await operator.query('BEGIN');
-  await operator.query('SELECT 1 FROM messages WHERE id = $1 FOR UPDATE', [sid]);
+  operator = await holdRowLock(stack.t.database.url, sid);
 
   stack.answer = () => ({ status: 204, body: '' });
   await expect(stack.client.messages(sid).remove()).resolves.toBe(true);
