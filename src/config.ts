@@ -281,6 +281,41 @@ const credentials = list.transform((items, ctx) => {
   return byProject;
 });
 
+/**
+ * SIGNALWIRE_SIGNING_KEYS: each entry a signing key, or `project_id:signing_key` to bind the key
+ * to the project it belongs to. A SignalWire signing key (`PSK_…`) holds no colon, so an entry
+ * with one names a project. A bound key verifies only callbacks of its own project: one project
+ * sharing sw-status with others cannot sign a callback about another's message (README).
+ */
+const signingKeyList = list.transform((items, ctx) => {
+  const entries: SigningKey[] = [];
+  for (const item of items) {
+    const colon = item.indexOf(':');
+    if (colon === -1) {
+      entries.push({ key: item, project: null });
+      continue;
+    }
+    const project = item.slice(0, colon).trim();
+    const key = item.slice(colon + 1).trim();
+    if (project === '' || key === '') {
+      // Never echo the value: it holds a signing key.
+      ctx.addIssue({
+        code: 'custom',
+        message: 'each entry must be signing_key or project_id:signing_key',
+      });
+      return z.NEVER;
+    }
+    entries.push({ key, project });
+  }
+  return entries;
+});
+
+/** A signing key, and the project it is bound to (null: it verifies callbacks of any project). */
+export interface SigningKey {
+  key: string;
+  project: string | null;
+}
+
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
 
@@ -298,7 +333,7 @@ const EnvSchema = z.object({
   PUBLIC_BASE_URL: httpUrl.optional(),
   SIGNALWIRE_SPACE_URL: httpUrl.optional(),
   SIGNALWIRE_PROJECT_IDS: list.default([]),
-  SIGNALWIRE_SIGNING_KEYS: list.optional(),
+  SIGNALWIRE_SIGNING_KEYS: signingKeyList.optional(),
   SIGNALWIRE_TIMEOUT_MS: millis.default(10_000),
   CALLBACK_TOKEN_SECRET: list.optional(),
   // At most a century: send intents expire by it in SQL (now() - the TTL), which refuses a
@@ -406,6 +441,11 @@ export interface Config {
   signalwireSpaceUrl: string | undefined;
   signalwireProjectIds: readonly string[];
   signingKeys: readonly string[];
+  /**
+   * Per signing key, in the order of `signingKeys`, the project it is bound to
+   * (`project_id:signing_key`), or null. Absent: no key is bound.
+   */
+  signingKeyProjects?: readonly (string | null)[];
   signalwireTimeoutMs: number;
   /** The first mints callback tokens; all verify (receipts can arrive days after the send). */
   callbackTokenSecrets: readonly string[];
@@ -555,7 +595,11 @@ export function secretValues(env: NodeJS.ProcessEnv = process.env): string[] {
   const values = [
     ...items('API_TOKENS'),
     ...items('CALLBACK_TOKEN_SECRET'),
-    ...items('SIGNALWIRE_SIGNING_KEYS'),
+    // A key bound to its project (`project_id:signing_key`) is a secret alone too.
+    ...items('SIGNALWIRE_SIGNING_KEYS').flatMap((item) => [
+      item,
+      item.slice(item.indexOf(':') + 1).trim(),
+    ]),
     ...items('SIGNALWIRE_CREDENTIALS').map((item) => item.slice(item.indexOf(':') + 1).trim()),
     ...urlPasswords(env['DATABASE_URL']),
     ...urlPasswords(env['DATABASE_READ_URL']),
@@ -678,7 +722,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     const published: Array<[string, readonly string[] | undefined, string]> = [
       ['API_TOKENS', e.API_TOKENS, DEV_API_TOKEN],
       ['CALLBACK_TOKEN_SECRET', e.CALLBACK_TOKEN_SECRET, DEV_CALLBACK_TOKEN_SECRET],
-      ['SIGNALWIRE_SIGNING_KEYS', e.SIGNALWIRE_SIGNING_KEYS, SIMULATOR_SIGNING_KEY],
+      [
+        'SIGNALWIRE_SIGNING_KEYS',
+        e.SIGNALWIRE_SIGNING_KEYS?.map(({ key }) => key),
+        SIMULATOR_SIGNING_KEY,
+      ],
     ];
     for (const [name, values, development] of published) {
       if (values?.includes(development))
@@ -766,10 +814,15 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     signalwireProjectIds: Object.freeze(v.SIGNALWIRE_PROJECT_IDS),
     signingKeys: Object.freeze(
       v.SIGNALWIRE_SIGNING_KEYS?.length
-        ? v.SIGNALWIRE_SIGNING_KEYS
+        ? v.SIGNALWIRE_SIGNING_KEYS.map(({ key }) => key)
         : v.SIGNALWIRE_SPACE_URL
           ? []
           : [SIMULATOR_SIGNING_KEY],
+    ),
+    signingKeyProjects: Object.freeze(
+      v.SIGNALWIRE_SIGNING_KEYS?.length
+        ? v.SIGNALWIRE_SIGNING_KEYS.map(({ project }) => project)
+        : [null],
     ),
     signalwireTimeoutMs: v.SIGNALWIRE_TIMEOUT_MS,
     callbackTokenSecrets: Object.freeze(

@@ -496,9 +496,9 @@ async function handle(deps: CallbackDeps, api: Api, req: Request, res: Response)
     scrubToken(event, pathToken, req);
   }
 
-  let outcome: RecordOutcome;
+  let outcome: RecordOutcome | undefined = keyProjectRefusal(config, admission, keyIndex, event);
   try {
-    outcome = await deps.recorder.record(event);
+    outcome ??= await deps.recorder.record(event);
   } catch (error) {
     if (isUnstorableValue(error)) {
       // PostgreSQL refuses one of this callback's values, and would on every retry: the
@@ -534,6 +534,27 @@ async function handle(deps: CallbackDeps, api: Api, req: Request, res: Response)
   } else {
     res.end();
   }
+}
+
+/**
+ * A callback that came by its signature under a key bound to its project
+ * (`project_id:signing_key` in SIGNALWIRE_SIGNING_KEYS) speaks for that project only: one that
+ * names another is refused as `project_mismatch`, before anything is stored; one that names none
+ * is taken to name the key's, so the write's own check holds it to its message's project
+ * (record-events refusedProjects). Otherwise one project whose key is listed could sign a
+ * callback about another project's message.
+ */
+function keyProjectRefusal(
+  config: Config,
+  admission: Admission,
+  keyIndex: number | undefined,
+  event: StatusEvent,
+): 'refused_project' | undefined {
+  if (!admission.needsSignature || keyIndex === undefined) return undefined;
+  const project = config.signingKeyProjects?.[keyIndex] ?? null;
+  if (project === null) return undefined;
+  if (event.projectId === null) event.projectId = project;
+  return event.projectId === project ? undefined : 'refused_project';
 }
 
 function now(deps: CallbackDeps): Date {

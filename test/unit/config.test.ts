@@ -6,6 +6,7 @@ import {
   DEV_CALLBACK_TOKEN_SECRET,
   SIMULATOR_SIGNING_KEY,
   loadConfig,
+  secretValues,
 } from '../../src/config';
 import { configProblems } from '../helpers/config-problems';
 
@@ -161,6 +162,24 @@ describe('relay and reconciliation settings', () => {
       ['p2', 'PT:b'],
     ]);
     expect(config.reconcileSchedule).toEqual([500, 2000]);
+  });
+
+  test('When signing keys are bound to projects, then each key keeps its project and unbound keys none', () => {
+    const config = loadConfig({
+      SIGNALWIRE_SIGNING_KEYS: 'p1:PSK_a, p2 : PSK_b ,PSK_c',
+    });
+    expect(config.signingKeys).toEqual(['PSK_a', 'PSK_b', 'PSK_c']);
+    expect(config.signingKeyProjects).toEqual(['p1', 'p2', null]);
+  });
+
+  test('When a bound signing key is malformed, then it is named without echoing the key, and the key alone counts as a secret', () => {
+    const found = configProblems({ SIGNALWIRE_SIGNING_KEYS: 'PSK_good,p1:, :PSK_secretkey' });
+    expect(found).toEqual([
+      'SIGNALWIRE_SIGNING_KEYS: each entry must be signing_key or project_id:signing_key',
+    ]);
+    expect(secretValues({ SIGNALWIRE_SIGNING_KEYS: 'p1:PSK_secretkey' })).toEqual(
+      expect.arrayContaining(['p1:PSK_secretkey', 'PSK_secretkey']),
+    );
   });
 
   test('When relay or reconciliation values are malformed, then each is named without echoing a token', () => {
