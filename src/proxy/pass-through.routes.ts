@@ -212,8 +212,9 @@ async function passMessageAnswer(
  * condition — the message is gone there, typically deleted by an earlier try answered late, and
  * the app's retry is told so; but a 404 can be SignalWire's routing, given before any password
  * is checked, so it proves nothing of the credentials. Another project's 404 (or one for a
- * message with no project recorded) forgets nothing; every other answer (4xx, 5xx) keeps the
- * text.
+ * message with no project recorded) forgets nothing; nor does a native deletion's 404: the
+ * native API has no deletion (RESEARCH §3.2), so its 404 is routing, about a message SignalWire
+ * still holds. Every other answer (4xx, 5xx) keeps the text.
  */
 async function forgetRedactedText(
   deps: ProxyDeps,
@@ -235,7 +236,7 @@ async function forgetRedactedText(
   let scope: RedactionScope;
   if (outcome === 'unknown') scope = { project: call.project, orUnrecorded: true };
   else if (outcome >= 200 && outcome < 300) scope = { any: true };
-  else if (outcome === 404 && call.deleted !== null) {
+  else if (outcome === 404 && call.deleted !== null && !namesNativeMessage(call.path)) {
     scope = { project: call.project, orUnrecorded: false };
   } else return;
   const emptied = call.updated !== null && emptiesText(req, call.path, call.body);
