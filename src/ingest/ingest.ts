@@ -93,11 +93,23 @@ function notWritable(spoolDir: string, error: NodeJS.ErrnoException): StartupErr
   const checkoutData = path.resolve('.data');
   const toChown = spoolDir.startsWith(`${checkoutData}${path.sep}`) ? '.data' : spoolDir;
   return new StartupError(
-    `SPOOL_DIR ${spoolDir}: ${os.userInfo().username} may not write ${refused}, which belongs to ` +
+    `SPOOL_DIR ${spoolDir}: ${currentUser()} may not write ${refused}, which belongs to ` +
       `${ownerOf(refused)} (left by a start with sudo?): take it back with ` +
       `\`sudo chown -R $(id -un) ${toChown}\`, or set SPOOL_DIR to a directory of your own.`,
     { cause: error },
   );
+}
+
+/**
+ * Who this process runs as, by name when it has one: a uid with no entry in /etc/passwd (a pod's
+ * runAsUser of its own) makes os.userInfo() throw, which would lose the message it is asked for.
+ */
+function currentUser(): string {
+  try {
+    return os.userInfo().username;
+  } catch {
+    return `uid ${process.getuid?.() ?? '?'}`;
+  }
 }
 
 function nearestExisting(file: string): string {
