@@ -7,12 +7,16 @@ import type { ScenarioName, SimulatorApi } from './scenarios';
  */
 export interface SimulatedMessage {
   id: string;
+  /** Creation order within the simulator: lists run newest first by it, page tokens name it. */
+  seq: number;
   api: SimulatorApi;
   projectId: string;
   from: string;
   to: string;
   body: string;
   media: string[];
+  /** The sid of each entry of `media`, in its order: the compatibility Media subresource. */
+  mediaSids: string[];
   kind: 'sms' | 'mms';
   numSegments: number;
   messagingServiceSid: string | null;
@@ -69,6 +73,38 @@ export function toCompatResource(m: SimulatedMessage): Record<string, unknown> {
     uri,
     subresource_uris: { media: `${uri}/Media` },
   };
+}
+
+/**
+ * One entry of a message's compatibility Media subresource, as SignalWire's reference shows it.
+ * The content type is guessed from the URL's extension: the simulator never downloads media.
+ */
+export function toMediaResource(m: SimulatedMessage, index: number): Record<string, unknown> {
+  const sid = m.mediaSids[index] ?? '';
+  return {
+    account_sid: m.projectId,
+    content_type: contentTypeOf(m.media[index] ?? ''),
+    date_created: rfc2822(m.createdAt),
+    date_updated: rfc2822(m.createdAt),
+    parent_sid: m.id,
+    sid,
+    uri: `${compatMessageUri(m.projectId, m.id)}/Media/${sid}.json`,
+  };
+}
+
+const CONTENT_TYPES: Record<string, string> = {
+  gif: 'image/gif',
+  jpeg: 'image/jpeg',
+  jpg: 'image/jpeg',
+  mp4: 'video/mp4',
+  pdf: 'application/pdf',
+  png: 'image/png',
+};
+
+function contentTypeOf(url: string): string {
+  const path = url.split(/[?#]/)[0] ?? '';
+  const extension = /\.([a-z0-9]+)$/i.exec(path)?.[1];
+  return CONTENT_TYPES[extension?.toLowerCase() ?? ''] ?? 'application/octet-stream';
 }
 
 /** The native create response (seed 003), every field in its order. */

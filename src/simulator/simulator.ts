@@ -23,6 +23,7 @@ import {
 import type { ApiFailure, CompatErrorBody, NativeErrorBody } from '../signalwire/send-rules';
 import { buildDelivery, deliver } from './callback-delivery';
 import type { CallbackDelivery, DeliveryPolicy } from './callback-delivery';
+import { addMessageReads } from './message-lists';
 import {
   toApplicationResource,
   toCompatResource,
@@ -36,7 +37,8 @@ import type { SimulatorApi } from './scenarios';
 /**
  * A fake SignalWire space (DESIGN §8): both create endpoints with Basic auth, the seeds'
  * validation and error shapes, provider-shaped 201 bodies, then signed status callbacks that
- * follow the scenario picked by the destination number (see scenarios.ts).
+ * follow the scenario picked by the destination number (see scenarios.ts). Lists, the Media
+ * subresource and deletions are in message-lists.ts.
  *
  * Compatibility routes are served under `/api/laml/2010-04-01/…` (the documented base URL) and
  * under `/2010-04-01/…`, the path the official `@signalwire/compatibility-api` SDK actually
@@ -128,6 +130,7 @@ export function createSimulator(options: SimulatorOptions = {}): Simulator {
   // (a load test, or the in-process upstream under traffic), not a leak.
   setMaxListeners(0, shutdown.signal);
   let deliverySeq = 0;
+  let messageSeq = 0;
 
   function forgetAll(): void {
     messages.length = 0;
@@ -251,6 +254,8 @@ export function createSimulator(options: SimulatorOptions = {}): Simulator {
     fields: Omit<
       SimulatedMessage,
       | 'id'
+      | 'seq'
+      | 'mediaSids'
       | 'api'
       | 'numSegments'
       | 'kind'
@@ -265,9 +270,12 @@ export function createSimulator(options: SimulatorOptions = {}): Simulator {
   ): SimulatedMessage {
     const at = now();
     const { sendAsMms, ...rest } = fields;
+    messageSeq += 1;
     return {
       ...rest,
       id: randomUUID(),
+      seq: messageSeq,
+      mediaSids: fields.media.map(() => randomUUID()),
       api,
       kind: messageKind(fields.media, sendAsMms),
       numSegments: countSegments(fields.body).segments,
@@ -437,6 +445,18 @@ export function createSimulator(options: SimulatorOptions = {}): Simulator {
     app.post(`${prefix}/Accounts/:accountSid/Applications{.json}`, applicationCreate);
     app.get(`${prefix}/Accounts/:accountSid/Applications/:sid{.json}`, applicationFetch);
   }
+  // Lists, the Media subresource and deletions (message-lists.ts).
+  addMessageReads(app, COMPAT_PREFIXES, {
+    messages,
+    compatProject,
+    nativeProject(req, res) {
+      const projectId = projectOf(req);
+      if (projectId === null) fail(res, nativeUnauthorized());
+      return projectId;
+    },
+    notFound,
+    fail,
+  });
 
   app.post('/api/messaging/messages', (req: Request, res: Response) => {
     const projectId = projectOf(req);
@@ -515,8 +535,8 @@ export function createSimulator(options: SimulatorOptions = {}): Simulator {
     res.status(204).end();
   });
 
-  // Everything the simulator does not serve (lists, updates, media…): a 404 in the API's own
-  // shape, as SignalWire answers a resource it does not know, so that a SignalWire client
+  // Everything the simulator does not serve (Application lists, other resources…): a 404 in
+  // the API's own shape, as SignalWire answers a resource it does not know, so that a SignalWire client
   // pointed at the local stack reports a 404 rather than failing on Express's HTML page.
   app.use((req: Request, res: Response) => {
     if (isNativePath(req.path)) {

@@ -29,7 +29,8 @@ test('When the official SDK calls a compatibility resource the simulator does no
   const client = RestClient(PROJECT, TOKEN, { signalwireSpaceUrl: new URL(sim.url).host });
   (client.api as unknown as { baseUrl: string }).baseUrl = sim.url;
 
-  const error = (await client.messages.list({ limit: 5 }).then(
+  // Applications are created and fetched, never listed.
+  const error = (await client.applications.list({ limit: 5 }).then(
     () => null,
     (err: unknown) => err,
   )) as { status?: number; code?: number } | null;
@@ -38,10 +39,10 @@ test('When the official SDK calls a compatibility resource the simulator does no
 });
 
 test.each([
-  ['GET', `/api/laml/2010-04-01/Accounts/${PROJECT}/Messages.json`],
+  ['GET', `/api/laml/2010-04-01/Accounts/${PROJECT}/Applications.json`],
   [
     'DELETE',
-    `/api/laml/2010-04-01/Accounts/${PROJECT}/Messages/0a059168-ead0-41af-9d1f-343dae832527.json`,
+    `/api/laml/2010-04-01/Accounts/${PROJECT}/Applications/0a059168-ead0-41af-9d1f-343dae832527.json`,
   ],
 ])(
   'When %s %s is not served, then the answer is 404 in the compatibility shape',
@@ -59,7 +60,10 @@ test.each([
 );
 
 test('When a native path is not served, then the answer is 404 in the native errors shape', async () => {
-  const res = await fetch(`${sim.url}/api/messaging/logs`, { headers: { Authorization: AUTH } });
+  // The native API has no GET for messages (RESEARCH.md §3.2): only its logs are read.
+  const res = await fetch(`${sim.url}/api/messaging/messages`, {
+    headers: { Authorization: AUTH },
+  });
   expect(res.status).toBe(404);
   expect(await res.json()).toEqual({
     errors: [
