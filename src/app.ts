@@ -26,6 +26,8 @@ import { parseQueryString } from './http/query-parser';
 import { publicAuthFailureBudget, publicRateLimit, queryRateLimit } from './http/rate-limit';
 import { requestId } from './http/request-id';
 import { requestLog } from './http/request-log';
+import { createLogBudget } from './http/log-budget';
+import type { LogBudget } from './http/log-budget';
 import { securityHeaders } from './http/security-headers';
 import type { Logger } from './logger';
 import type { EventRecorder } from './messages/event-recorder';
@@ -98,7 +100,7 @@ const SERVICE_VERSION = (
  * Express layer: the public listener's callbacks, answered there without going through the
  * router's other layers.
  */
-function baseApp(deps: AppDeps, first?: RequestHandler): Express {
+function baseApp(deps: AppDeps, logBudget: LogBudget, first?: RequestHandler): Express {
   const app = express();
   app.disable('x-powered-by');
   app.set('trust proxy', deps.config.trustProxy);
@@ -108,7 +110,7 @@ function baseApp(deps: AppDeps, first?: RequestHandler): Express {
       requestId(),
       // Before anything reads req.ip (the public rate limit).
       boundForwardedFor(),
-      requestLog(deps.logger),
+      requestLog(deps.logger, logBudget),
       securityHeaders(),
       (_req, res, next) => {
         // While draining, keep-alive clients are told to reconnect: their next request then
@@ -155,9 +157,12 @@ export function createPublicApp(deps: AppDeps): Express {
     logger: deps.logger,
     onLimited: (req) => metrics?.onRateLimited('public', authFailures.sender(req)),
   });
+  // The log lines an anonymous client can cause (refusals, 4xx), so many a minute (log-budget.ts).
+  const logBudget = createLogBudget(deps.logger);
   const callbacks = callbackEndpoint({
     ...deps,
     authFailures,
+    logBudget,
     before: () => limit,
     ...(metrics && {
       measure: (api: Api) => ingestLatency(metrics, api, (req) => authFailures.sender(req)),
@@ -172,7 +177,7 @@ export function createPublicApp(deps: AppDeps): Express {
     },
     onSignatureVerified: () => metrics?.onSignatureVerified(),
   });
-  const app = baseApp(deps, callbacks);
+  const app = baseApp(deps, logBudget, callbacks);
   // A callback's answer is never cached or revalidated: no ETag (a hash per response).
   app.set('etag', false);
   app.use(limit);
@@ -183,7 +188,7 @@ export function createPublicApp(deps: AppDeps): Express {
 
 /** Internal listener: the send proxy, the query API and metrics. */
 export function createInternalApp(deps: AppDeps): Express {
-  const app = baseApp(deps);
+  const app = baseApp(deps, createLogBudget(deps.logger));
   // No automatic ETag (a hash per response): the query API and the status page set their own
   // and answer their 304s; everything else here (health, metrics, the document) is never
   // revalidated, and its documented operations declare no 304.

@@ -6,6 +6,7 @@ import { chain } from '../http/chain';
 import { originForm } from '../http/origin-form';
 import { isUnstorableValue } from '../db/write-failure';
 import { maskTokens } from '../http/request-log';
+import type { LogBudget } from '../http/log-budget';
 import type { AuthFailureBudget } from '../http/rate-limit';
 import type { Logger } from '../logger';
 import type { EventRecorder } from '../messages/event-recorder';
@@ -68,6 +69,8 @@ export interface CallbackDeps {
   bodyBytesInFlight?: number;
   /** Refused authentications per client: told of each 401/403, asked before reading a body. */
   authFailures?: AuthFailureBudget;
+  /** So many "callback refused" lines a minute per reason; the rest are counted (log-budget.ts). */
+  logBudget?: LogBudget;
 }
 
 /** What the cheap checks established before the body was read. */
@@ -654,15 +657,17 @@ function refuse(
 ): AppError {
   deps.onCallback?.(api, 'unauthenticated', `refused_${reason}`);
   deps.authFailures?.refused(req);
-  deps.logger.warn(
-    {
-      request_id: req.id,
-      reason,
-      // What was tried helps fix a PUBLIC_BASE_URL mismatch; tokens are masked, keys never logged.
-      candidate_urls: candidateUrls.map(maskUrlToken),
-    },
-    'callback refused',
-  );
+  if (deps.logBudget?.allows(`callback refused: ${reason}`) ?? true) {
+    deps.logger.warn(
+      {
+        request_id: req.id,
+        reason,
+        // What was tried helps fix a PUBLIC_BASE_URL mismatch; tokens are masked, keys never logged.
+        candidate_urls: candidateUrls.map(maskUrlToken),
+      },
+      'callback refused',
+    );
+  }
   if (reason === 'missing') return unauthorized('Missing X-SignalWire-Signature or callback token');
   if (reason === 'bad_token') return forbidden('invalid_token', 'The callback token is not valid');
   if (reason === 'token_expired') {

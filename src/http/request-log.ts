@@ -1,12 +1,15 @@
 import type { RequestHandler } from 'express';
 import type { Logger } from '../logger';
+import type { LogBudget } from './log-budget';
 
 /**
  * One line per request. The path is logged with callback tokens masked (a token
  * authenticates callbacks) and never with the query string, which may carry signed data.
  * Successful requests log at debug: at thousands of callbacks a second, info would be noise.
+ * A 4xx, which any anonymous client can cause, logs at info within `budget` (so many a minute
+ * per status; the rest are counted in one line a minute).
  */
-export function requestLog(logger: Logger): RequestHandler {
+export function requestLog(logger: Logger, budget?: LogBudget): RequestHandler {
   return (req, res, next) => {
     const started = process.hrtime.bigint();
     // Read now: a router mounted on a prefix (the proxy's pass-through, /v1, /docs) strips it
@@ -15,6 +18,7 @@ export function requestLog(logger: Logger): RequestHandler {
     res.on('finish', () => {
       const level = res.statusCode >= 500 ? 'error' : res.statusCode >= 400 ? 'info' : 'debug';
       if (!logger.isLevelEnabled(level)) return;
+      if (level === 'info' && budget && !budget.allows(`status ${res.statusCode}`)) return;
       const ms = Number(process.hrtime.bigint() - started) / 1e6;
       logger[level](
         {
