@@ -281,6 +281,8 @@ const credentials = list.transform((items, ctx) => {
   return byProject;
 });
 
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
 /**
  * SIGNALWIRE_SIGNING_KEYS: each entry a signing key, or `project_id:signing_key` to bind the key
  * to the project it belongs to. A SignalWire signing key (`PSK_…`) holds no colon, so an entry
@@ -289,26 +291,44 @@ const credentials = list.transform((items, ctx) => {
  */
 const signingKeyList = list.transform((items, ctx) => {
   const entries: SigningKey[] = [];
+  // Never echo a value: it holds a signing key. Project ids are no secret.
+  const refuse = (message: string) => {
+    ctx.addIssue({ code: 'custom', message });
+    return z.NEVER;
+  };
   for (const item of items) {
     const colon = item.indexOf(':');
     if (colon === -1) {
       entries.push({ key: item, project: null });
       continue;
     }
-    const project = item.slice(0, colon).trim();
+    // Lower case, as SignalWire writes project ids in its callbacks.
+    const project = item.slice(0, colon).trim().toLowerCase();
     const key = item.slice(colon + 1).trim();
     if (project === '' || key === '') {
-      // Never echo the value: it holds a signing key.
-      ctx.addIssue({
-        code: 'custom',
-        message: 'each entry must be signing_key or project_id:signing_key',
-      });
-      return z.NEVER;
+      return refuse('each entry must be signing_key or project_id:signing_key');
+    }
+    if (/^psk_/i.test(project) || UUID.test(key)) {
+      return refuse('an entry is written signing_key:project_id: write the project first');
     }
     entries.push({ key, project });
   }
+  // A key listed with two bindings (alone and with its project, or with two projects) would
+  // verify as whichever comes first: the binding would hold or not by the order of the list.
+  const bindings = new Map<string, string | null>();
+  for (const { key, project } of entries) {
+    const earlier = bindings.get(key);
+    if (earlier !== undefined && earlier !== project) {
+      return refuse(
+        `a key is listed for ${earlier ?? 'any project'} and for ${project ?? 'any project'}: ` +
+          'list each key once, with its one project',
+      );
+    }
+    bindings.set(key, project);
+  }
   return entries;
 });
+
 
 /** A signing key, and the project it is bound to (null: it verifies callbacks of any project). */
 export interface SigningKey {

@@ -557,7 +557,8 @@ function keyProjectRefusal(
   const project = config.signingKeyProjects?.[keyIndex] ?? null;
   if (project === null) return undefined;
   if (event.projectId === null) event.projectId = project;
-  return event.projectId === project ? undefined : 'refused_project';
+  // Bound projects are lower case (config.ts), as SignalWire writes them.
+  return event.projectId.toLowerCase() === project ? undefined : 'refused_project';
 }
 
 function now(deps: CallbackDeps): Date {

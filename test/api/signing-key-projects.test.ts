@@ -21,7 +21,8 @@ const KEY_UNBOUND = 'PSK_unbound_signing_key_22222222';
 let t: TestApp;
 beforeAll(async () => {
   t = await createTestApp({
-    SIGNALWIRE_SIGNING_KEYS: `${PROJECT_A}:${KEY_A}, ${PROJECT_B} : ${KEY_B},${KEY_UNBOUND}`,
+    // A's project in capitals: SignalWire's callbacks name it in lower case.
+    SIGNALWIRE_SIGNING_KEYS: `${PROJECT_A.toUpperCase()}:${KEY_A}, ${PROJECT_B} : ${KEY_B},${KEY_UNBOUND}`,
   });
 });
 afterAll(() => t.close());

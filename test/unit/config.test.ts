@@ -182,6 +182,39 @@ describe('relay and reconciliation settings', () => {
     );
   });
 
+  test('When a binding names its project in capitals, then the project is kept in lower case, as SignalWire writes it', () => {
+    const config = loadConfig({
+      SIGNALWIRE_SIGNING_KEYS: 'EA108133-D6B3-407C-9536-9FAD8A929A6A:PSK_a',
+    });
+    expect(config.signingKeyProjects).toEqual(['ea108133-d6b3-407c-9536-9fad8a929a6a']);
+  });
+
+  test('When a key is listed with two bindings, or an entry the wrong way round, then the start is refused naming the projects, never the key', () => {
+    const a = 'ea108133-d6b3-407c-9536-9fad8a929a6a';
+    const b = '0f6c3b59-6a2d-4a53-9f1e-5a6d0c7b8e21';
+    const refusals = [
+      `PSK_secretkey,${b}:PSK_secretkey`,
+      `${a}:PSK_secretkey,${b}:PSK_secretkey`,
+      `PSK_secretkey:${a}`,
+    ].map((keys) => configProblems({ SIGNALWIRE_SIGNING_KEYS: keys }));
+    expect(refusals).toEqual([
+      [
+        `SIGNALWIRE_SIGNING_KEYS: a key is listed for any project and for ${b}: list each key once, with its one project`,
+      ],
+      [
+        `SIGNALWIRE_SIGNING_KEYS: a key is listed for ${a} and for ${b}: list each key once, with its one project`,
+      ],
+      [
+        'SIGNALWIRE_SIGNING_KEYS: an entry is written signing_key:project_id: write the project first',
+      ],
+    ]);
+    // The same key listed twice with the same binding is only a repetition.
+    expect(loadConfig({ SIGNALWIRE_SIGNING_KEYS: `${a}:PSK_k,${a}:PSK_k` }).signingKeys).toEqual([
+      'PSK_k',
+      'PSK_k',
+    ]);
+  });
+
   test('When relay or reconciliation values are malformed, then each is named without echoing a token', () => {
     const found = configProblems({
       RELAY_RETRY_SCHEDULE: '10s,soon',
