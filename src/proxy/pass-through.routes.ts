@@ -212,9 +212,9 @@ async function passMessageAnswer(
  * condition — the message is gone there, typically deleted by an earlier try answered late, and
  * the app's retry is told so; but a 404 can be SignalWire's routing, given before any password
  * is checked, so it proves nothing of the credentials. Another project's 404 (or one for a
- * message with no project recorded) forgets nothing; nor does a native deletion's 404: the
- * native API has no deletion (RESEARCH §3.2), so its 404 is routing, about a message SignalWire
- * still holds. Every other answer (4xx, 5xx) keeps the text.
+ * message with no project recorded) forgets nothing; nor does a native deletion, whatever the
+ * answer: the native API has no deletion (RESEARCH §3.2), so SignalWire still holds the message.
+ * Every other answer (4xx, 5xx) keeps the text.
  */
 async function forgetRedactedText(
   deps: ProxyDeps,
@@ -232,11 +232,14 @@ async function forgetRedactedText(
 ): Promise<void> {
   const { db } = deps;
   if (!db) return;
+  // The native API has no deletion (RESEARCH §3.2): whatever its answer, or none, SignalWire
+  // still holds the message, and a 404 is its routing.
+  if (call.deleted !== null && namesNativeMessage(call.path)) return;
   const { outcome } = call;
   let scope: RedactionScope;
   if (outcome === 'unknown') scope = { project: call.project, orUnrecorded: true };
   else if (outcome >= 200 && outcome < 300) scope = { any: true };
-  else if (outcome === 404 && call.deleted !== null && !namesNativeMessage(call.path)) {
+  else if (outcome === 404 && call.deleted !== null) {
     scope = { project: call.project, orUnrecorded: false };
   } else return;
   const emptied = call.updated !== null && emptiesText(req, call.path, call.body);
