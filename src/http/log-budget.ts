@@ -19,7 +19,8 @@ const WINDOW_MS = 60_000;
 
 export function createLogBudget(
   logger: Logger,
-  { perMinute = LOG_LINES_PER_MINUTE, now = Date.now } = {},
+  // Monotonic: a wall clock stepped back an hour would make one "minute" last that hour.
+  { perMinute = LOG_LINES_PER_MINUTE, now = () => performance.now() } = {},
 ): LogBudget {
   let windowEnd = 0;
   let written = new Map<string, number>();
@@ -29,6 +30,8 @@ export function createLogBudget(
   const summarise = (): void => {
     if (summaryTimer !== undefined) clearTimeout(summaryTimer);
     summaryTimer = undefined;
+    // The minute is over, whoever noticed first: its timer, or the next line asked for.
+    windowEnd = 0;
     if (leftOut.size === 0) return;
     logger.warn(
       { left_out: Object.fromEntries(leftOut), per_minute: perMinute },

@@ -40,3 +40,18 @@ test('When nothing comes after the lines left out, then the summary is still wri
     jest.useRealTimers();
   }
 });
+
+test('When the wall clock steps back an hour, then the minute still ends a minute later (the budget keeps monotonic time)', () => {
+  jest.useFakeTimers();
+  try {
+    const logger = createLogger('silent');
+    const budget = createLogBudget(logger, { perMinute: 1 });
+    expect(budget.allows('status 429')).toBe(true);
+    expect(budget.allows('status 429')).toBe(false);
+    jest.setSystemTime(Date.now() - 3_600_000);
+    jest.advanceTimersByTime(61_000);
+    expect(budget.allows('status 429')).toBe(true);
+  } finally {
+    jest.useRealTimers();
+  }
+});
