@@ -43,7 +43,24 @@ import { createFastServer } from './fast-server';
  *   Application read, a second read with the project's own token when the caller's was
  *   refused it, and the create, each up to SIGNALWIRE_TIMEOUT_MS).
  * - When a connection arrives at `maxConnections`, the connections idle for `idleToFreeMs` or
- *   more (no answer owed) are closed: see freeIdleConnectionsWhenFull.
+ *   more (no answer owed) are closed: see freeIdleConnectionsWhenFull. So are those whose
+ *   answers the app has all ended and whose socket has taken none of them for as long (see
+ *   sendingStalledFor): the peer is not reading, the app is not working on them.
+ * - `sendTimeoutMs` (nginx's send_timeout): a connection whose answers the app has all ended
+ *   and whose socket has taken no byte of them for this long is cut, full or not. An answer
+ *   counts as owed until the socket has taken all of it, so a client that pipelined requests
+ *   with large answers (a 404 names its path) and never read them, its receive window tiny,
+ *   held each connection for stalledTimeoutMs, and for ever when it read a little now and
+ *   then; each held 100–400 KiB (Node's 64 KiB read of requests, their requests and
+ *   responses, the answers queued), up to 1.6 GiB at 4,096 connections. Far shorter than
+ *   stalledTimeoutMs, which waits also for the app (a send at SignalWire, a long-poll).
+ * - `maxUnflushedBytes`: past this many bytes of ended answers not yet taken by the socket,
+ *   the allowance without progress is `idleToFreeMs` instead. The public listener's answers
+ *   are tiny; the internal one's can be megabytes (500 messages, /metrics, the docs), so a
+ *   large answer is not cut for its size: only when its socket takes nothing for that long.
+ *   A client that reads keeps the socket taking bytes — the kernel takes more once half its
+ *   send buffer is free, every round trip or so on a slow link, and on a fast one (a buffer
+ *   of up to 4 MiB) within seconds unless the client reads under ~400 KiB/s.
  * - `maxBodyPieces`: a request whose body arrives in more pieces is answered 400 and cut (see
  *   limitBodyPieces): Node hands each chunk of a chunked body to JavaScript on its own.
  */
@@ -57,6 +74,8 @@ export interface ListenerSettings {
   maxOwedAnswers: number;
   stalledTimeoutMs: number;
   idleToFreeMs: number;
+  sendTimeoutMs: number;
+  maxUnflushedBytes: number;
   maxBodyPieces: number;
 }
 
@@ -67,6 +86,14 @@ export const MAX_OWED_ANSWERS = 32;
 const STALLED_TIMEOUT_MS = 120_000;
 /** Far longer than a busy client's pause between requests (milliseconds). */
 const IDLE_TO_FREE_MS = 5_000;
+/** A client reading its answer, however slowly, lets its socket take bytes far more often. */
+const SEND_TIMEOUT_MS = 20_000;
+/**
+ * Four of the public listener's largest answers (a 404 naming a 16 KiB path); what a client
+ * that pipelined requests with long paths and stopped reading leaves queued (up to 32 such
+ * answers) is soon past it.
+ */
+const MAX_UNFLUSHED_BYTES = 64 * 1024;
 /**
  * A body comes in one piece per chunk its client wrote, or per socket read: a few, or a few
  * hundred for the largest body (256 KiB) on a slow link. 4,096 pieces of the largest body
@@ -89,6 +116,8 @@ export function listenerSettings(config: Config): ListenerSettings {
       3 * config.signalwireTimeoutMs + 30_000,
     ),
     idleToFreeMs: IDLE_TO_FREE_MS,
+    sendTimeoutMs: SEND_TIMEOUT_MS,
+    maxUnflushedBytes: MAX_UNFLUSHED_BYTES,
     maxBodyPieces: MAX_BODY_PIECES,
   };
 }
@@ -129,6 +158,12 @@ export function createListener(app: Express, settings: ListenerSettings, logger?
     warning?.(outcome);
     freeIdle(table);
   });
+  const sweep = setInterval(
+    () => cutStalledSenders(connections, settings),
+    settings.timeoutCheckIntervalMs,
+  );
+  sweep.unref();
+  server.once('close', () => clearInterval(sweep));
   server.on('clientError', answerClientError);
   // Expect: 100-continue. Node's own handling (no listener) writes 100 Continue before the app
   // sees the request, so a body refused by its declared size got 100 Continue, then 413.
@@ -154,6 +189,11 @@ interface Connection {
   peer: Peer;
   /** Answers owed: requests handed on and not yet written out. */
   owed: number;
+  /** Their responses (see sendingStalledFor). */
+  answers: Set<ServerResponse>;
+  /** Bytes the socket had taken when last looked at (see sentBytes), and since when. */
+  sent: number;
+  lastSent: number;
   /** When it last began a request or finished an answer (or connected). */
   lastActive: number;
   /** The last request handed on: the one whose body, if any, is being received. */
@@ -189,7 +229,16 @@ class ConnectionTable {
       this.peers.set(key, peer);
     }
     this.resize(peer, () => peer.sockets.add(socket));
-    const connection: Connection = { socket, peer, owed: 0, lastActive: performance.now() };
+    const now = performance.now();
+    const connection: Connection = {
+      socket,
+      peer,
+      owed: 0,
+      answers: new Set(),
+      sent: 0,
+      lastSent: now,
+      lastActive: now,
+    };
     this.connections.set(socket, connection);
     return connection;
   }
@@ -319,11 +368,13 @@ function makeRoom(table: ConnectionTable, key: string, idleToFreeMs: number): bo
 /**
  * Whether the listener may close a connection to make room: it owes no answer (an idle
  * keep-alive connection, or one whose request headers are not complete yet), or its only
- * request has been receiving its body for `stalledForMs` or more. Never one whose request is
- * whole and awaiting its answer.
+ * request has been receiving its body for `stalledForMs` or more, or the app has ended every
+ * answer it owes and its socket has taken none of them for `stalledForMs` (the peer is not
+ * reading). Never one whose request is whole and awaiting the app's answer.
  */
 function mayClose(connection: Connection, now: number, stalledForMs: number): boolean {
   if (connection.owed === 0) return true;
+  if ((sendingStalledFor(connection, now) ?? 0) >= stalledForMs) return true;
   return (
     connection.owed === 1 &&
     receivingBody(connection.request) &&
@@ -345,13 +396,17 @@ function owe(
   if (!connection) return true;
   if (connection.owed >= max) return false;
   connection.owed++;
+  connection.answers.add(res);
   connection.request = req;
+  // A new request is the peer's doing: its answers' send allowance starts now.
+  connection.lastSent = performance.now();
   touch(connection);
   let paid = false;
   const pay = (): void => {
     if (paid) return;
     paid = true;
     connection.owed--;
+    connection.answers.delete(res);
     touch(connection);
     // Not kept past its answer: an idle connection holds no request object.
     if (connection.request === req) connection.request = undefined;
@@ -573,12 +628,83 @@ function freeIdleConnectionsWhenFull(idleForMs: number): (table: ConnectionTable
     if (now - lastFreed < 1_000) return;
     lastFreed = now;
     for (const [socket, connection] of table.connections) {
-      if (now - connection.lastActive < idleForMs) continue;
+      if (connection.owed === 0 && now - connection.lastActive < idleForMs) continue;
       if (!mayClose(connection, now, idleForMs)) continue;
       table.remove(socket);
       socket.destroy();
     }
   };
+}
+
+/**
+ * How long the connection's socket has taken no byte of its answers, when the app has ended
+ * every answer the connection is owed; undefined while the app still owes one (it may be
+ * waiting on the database or SignalWire: not the peer's doing), or when none is owed.
+ * Progress is looked at here, and every timeoutCheckIntervalMs (cutStalledSenders).
+ */
+function sendingStalledFor(connection: Connection, now: number): number | undefined {
+  if (connection.owed === 0 || connection.answers.size < connection.owed) return undefined;
+  for (const res of connection.answers) if (!res.writableEnded) return undefined;
+  const sent = sentBytes(connection.socket);
+  if (sent === undefined) return undefined;
+  if (sent !== connection.sent) {
+    connection.sent = sent;
+    connection.lastSent = now;
+  }
+  return now - connection.lastSent;
+}
+
+/**
+ * Bytes the kernel has taken from the socket (sent, or in its send buffer): those handed to
+ * libuv less those it still queues. Not socket.bytesWritten, which counts what is queued
+ * too, nor 'drain' or a write's callback, which wait for the whole of a write: an 8 MiB
+ * answer read slowly is one write that completes only at its end. Undefined for a stream
+ * without a libuv handle (destroyed, or not a TCP socket).
+ */
+function sentBytes(socket: Duplex): number | undefined {
+  const tcp = socket as Duplex & {
+    _bytesDispatched?: number;
+    _handle?: { writeQueueSize?: number } | null;
+  };
+  const queued = tcp._handle?.writeQueueSize;
+  if (typeof tcp._bytesDispatched !== 'number' || typeof queued !== 'number') return undefined;
+  return tcp._bytesDispatched - queued;
+}
+
+/**
+ * Bytes of the connection's answers not yet taken by the kernel: on the socket (Node's
+ * buffer and libuv's queue) and in the responses queued behind the one it is sending.
+ */
+function unsentBytes(connection: Connection): number {
+  const { socket } = connection;
+  let bytes = (socket as Duplex & { bytesWritten?: number }).bytesWritten ?? 0;
+  bytes -= sentBytes(socket) ?? bytes;
+  for (const res of connection.answers) {
+    bytes += (res as ServerResponse & { outputSize?: number }).outputSize ?? 0;
+  }
+  return bytes;
+}
+
+/**
+ * Cuts each connection whose answers the app has all ended and whose socket has taken none
+ * of them for sendTimeoutMs, or for idleToFreeMs when more than maxUnflushedBytes of them
+ * wait: the peer does not read, and what they hold (up to MAX_OWED_ANSWERS requests and
+ * answers, and the requests Node read with them) is freed.
+ */
+function cutStalledSenders(
+  connections: Map<Duplex, Connection>,
+  settings: Pick<ListenerSettings, 'sendTimeoutMs' | 'idleToFreeMs' | 'maxUnflushedBytes'>,
+): void {
+  const now = performance.now();
+  for (const connection of connections.values()) {
+    const stalled = sendingStalledFor(connection, now);
+    if (stalled === undefined) continue;
+    const allowed =
+      unsentBytes(connection) > settings.maxUnflushedBytes
+        ? settings.idleToFreeMs
+        : settings.sendTimeoutMs;
+    if (stalled >= allowed) connection.socket.destroy();
+  }
 }
 
 /** Whether a request's body is still arriving (a request without a body is whole at once). */

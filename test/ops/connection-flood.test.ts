@@ -154,6 +154,8 @@ const settings: ListenerSettings = {
   maxBodyPieces: 64,
   stalledTimeoutMs: 120_000,
   idleToFreeMs: 5_000,
+  sendTimeoutMs: 20_000,
+  maxUnflushedBytes: 64 * 1024,
 };
 
 async function startSmall(max: number): Promise<number> {

@@ -29,6 +29,8 @@ const settings: ListenerSettings = {
   maxBodyPieces: 64,
   stalledTimeoutMs: 120_000,
   idleToFreeMs: 5_000,
+  sendTimeoutMs: 20_000,
+  maxUnflushedBytes: 64 * 1024,
 };
 // SHUTDOWN_DRAIN_MS as configmap.yaml sets it; a drain that ends well before it ended by itself.
 const DRAIN_MS = 15_000;

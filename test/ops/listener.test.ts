@@ -30,6 +30,8 @@ const small: ListenerSettings = {
   maxBodyPieces: 64,
   stalledTimeoutMs: 120_000,
   idleToFreeMs: 5_000,
+  sendTimeoutMs: 20_000,
+  maxUnflushedBytes: 64 * 1024,
 };
 
 const servers: Server[] = [];
