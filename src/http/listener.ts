@@ -55,9 +55,10 @@ import { createFastServer } from './fast-server';
  *   responses, the answers queued), up to 1.6 GiB at 4,096 connections. Far shorter than
  *   stalledTimeoutMs, which waits also for the app (a send at SignalWire, a long-poll).
  * - `maxUnflushedBytes`: past this many bytes of ended answers not yet taken by the socket,
- *   the allowance without progress is `idleToFreeMs` instead. The public listener's answers
- *   are tiny; the internal one's can be megabytes (500 messages, /metrics, the docs), so a
- *   large answer is not cut for its size: only when its socket takes nothing for that long.
+ *   on a connection owed more than one answer (pipelined requests: the abuse above), the
+ *   allowance without progress is `idleToFreeMs` instead. A connection owed one answer keeps
+ *   `sendTimeoutMs` whatever its size: the internal listener's answers can be megabytes (500
+ *   messages, /metrics, the docs), and their reader may pause.
  *   A client that reads keeps the socket taking bytes — the kernel takes more once half its
  *   send buffer is free, every round trip or so on a slow link, and on a fast one (a buffer
  *   of up to 4 MiB) within seconds unless the client reads under ~400 KiB/s.
@@ -86,8 +87,12 @@ export const MAX_OWED_ANSWERS = 32;
 const STALLED_TIMEOUT_MS = 120_000;
 /** Far longer than a busy client's pause between requests (milliseconds). */
 const IDLE_TO_FREE_MS = 5_000;
-/** A client reading its answer, however slowly, lets its socket take bytes far more often. */
-const SEND_TIMEOUT_MS = 20_000;
+/**
+ * nginx's send_timeout: a client reading its answer lets its socket take bytes far more often,
+ * and one that pauses (a pager on /metrics, a GC pause, a network dropout TCP rides out) still
+ * gets the rest.
+ */
+const SEND_TIMEOUT_MS = 60_000;
 /**
  * Four of the public listener's largest answers (a 404 naming a 16 KiB path); what a client
  * that pipelined requests with long paths and stopped reading leaves queued (up to 32 such
@@ -687,9 +692,9 @@ function unsentBytes(connection: Connection): number {
 
 /**
  * Cuts each connection whose answers the app has all ended and whose socket has taken none
- * of them for sendTimeoutMs, or for idleToFreeMs when more than maxUnflushedBytes of them
- * wait: the peer does not read, and what they hold (up to MAX_OWED_ANSWERS requests and
- * answers, and the requests Node read with them) is freed.
+ * of them for sendTimeoutMs, or for idleToFreeMs when it is owed several (pipelined) and
+ * more than maxUnflushedBytes of them wait: the peer does not read, and what they hold (up to
+ * MAX_OWED_ANSWERS requests and answers, and the requests Node read with them) is freed.
  */
 function cutStalledSenders(
   connections: Map<Duplex, Connection>,
@@ -700,7 +705,7 @@ function cutStalledSenders(
     const stalled = sendingStalledFor(connection, now);
     if (stalled === undefined) continue;
     const allowed =
-      unsentBytes(connection) > settings.maxUnflushedBytes
+      connection.owed > 1 && unsentBytes(connection) > settings.maxUnflushedBytes
         ? settings.idleToFreeMs
         : settings.sendTimeoutMs;
     if (stalled >= allowed) connection.socket.destroy();
