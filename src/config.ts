@@ -329,7 +329,6 @@ const signingKeyList = list.transform((items, ctx) => {
   return entries;
 });
 
-
 /** A signing key, and the project it is bound to (null: it verifies callbacks of any project). */
 export interface SigningKey {
   key: string;
