@@ -170,6 +170,13 @@ export function createSimulator(options: SimulatorOptions = {}): Simulator {
     // reading of that catalogue (no primary source shows this exact body).
     nativeError(401, 'authentication_error', 'unauthorized', 'Unauthorized');
 
+  /** The native API's caller (Basic auth), or null once answered 401. */
+  function nativeProject(req: Request, res: Response): string | null {
+    const projectId = projectOf(req);
+    if (projectId === null) fail(res, nativeUnauthorized());
+    return projectId;
+  }
+
   /**
    * Compatibility auth. A foreign AccountSid in the path is answered 401 (not 403): API
    * credentials are scoped to one project, so they do not authenticate the requested account,
@@ -449,21 +456,14 @@ export function createSimulator(options: SimulatorOptions = {}): Simulator {
   addMessageReads(app, COMPAT_PREFIXES, {
     messages,
     compatProject,
-    nativeProject(req, res) {
-      const projectId = projectOf(req);
-      if (projectId === null) fail(res, nativeUnauthorized());
-      return projectId;
-    },
+    nativeProject,
     notFound,
     fail,
   });
 
   app.post('/api/messaging/messages', (req: Request, res: Response) => {
-    const projectId = projectOf(req);
-    if (projectId === null) {
-      fail(res, nativeUnauthorized());
-      return;
-    }
+    const projectId = nativeProject(req, res);
+    if (projectId === null) return;
     const parsed = parseNativeCreate(req.body);
     if (!parsed.ok) {
       fail(res, parsed);
@@ -516,11 +516,8 @@ export function createSimulator(options: SimulatorOptions = {}): Simulator {
     res: Response,
     notFound: string,
   ): SimulatedMessage | undefined {
-    const projectId = projectOf(req);
-    if (projectId === null) {
-      fail(res, nativeUnauthorized());
-      return undefined;
-    }
+    const projectId = nativeProject(req, res);
+    if (projectId === null) return undefined;
     const m = messages.find((x) => x.id === req.params['id'] && x.projectId === projectId);
     if (!m) fail(res, nativeError(404, 'invalid_request_error', 'not_found', notFound));
     return m;
