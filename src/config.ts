@@ -818,6 +818,12 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   if (problems.length > 0) throw new ConfigError(problems);
   // Every variable parsed (a problem would have been thrown): the defaults fill the rest.
   const v = e as z.output<typeof EnvSchema>;
+  // Without keys, the simulator's while it is upstream (unbound), none with a real space.
+  const signingKeys: readonly SigningKey[] = v.SIGNALWIRE_SIGNING_KEYS?.length
+    ? v.SIGNALWIRE_SIGNING_KEYS
+    : v.SIGNALWIRE_SPACE_URL
+      ? []
+      : [{ key: SIMULATOR_SIGNING_KEY, project: null }];
 
   return Object.freeze({
     nodeEnv: v.NODE_ENV,
@@ -831,18 +837,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     publicBaseUrl: v.PUBLIC_BASE_URL ?? `http://127.0.0.1:${v.PORT}`,
     signalwireSpaceUrl: v.SIGNALWIRE_SPACE_URL,
     signalwireProjectIds: Object.freeze(v.SIGNALWIRE_PROJECT_IDS),
-    signingKeys: Object.freeze(
-      v.SIGNALWIRE_SIGNING_KEYS?.length
-        ? v.SIGNALWIRE_SIGNING_KEYS.map(({ key }) => key)
-        : v.SIGNALWIRE_SPACE_URL
-          ? []
-          : [SIMULATOR_SIGNING_KEY],
-    ),
-    signingKeyProjects: Object.freeze(
-      v.SIGNALWIRE_SIGNING_KEYS?.length
-        ? v.SIGNALWIRE_SIGNING_KEYS.map(({ project }) => project)
-        : [null],
-    ),
+    signingKeys: Object.freeze(signingKeys.map(({ key }) => key)),
+    signingKeyProjects: Object.freeze(signingKeys.map(({ project }) => project)),
     signalwireTimeoutMs: v.SIGNALWIRE_TIMEOUT_MS,
     callbackTokenSecrets: Object.freeze(
       v.CALLBACK_TOKEN_SECRET?.length ? v.CALLBACK_TOKEN_SECRET : [DEV_CALLBACK_TOKEN_SECRET],
