@@ -192,9 +192,7 @@ interface Connection {
   socket: Duplex;
   /** The peer it counts against (see admitConnections). */
   peer: Peer;
-  /** Answers owed: requests handed on and not yet written out. */
-  owed: number;
-  /** Their responses (see sendingStalledFor). */
+  /** The answers owed: responses to requests handed on, not yet written out (see owe). */
   answers: Set<ServerResponse>;
   /** Bytes the socket had taken when last looked at (see sentBytes), and since when. */
   sent: number;
@@ -238,7 +236,6 @@ class ConnectionTable {
     const connection: Connection = {
       socket,
       peer,
-      owed: 0,
       answers: new Set(),
       sent: 0,
       lastSent: now,
@@ -378,10 +375,10 @@ function makeRoom(table: ConnectionTable, key: string, idleToFreeMs: number): bo
  * reading). Never one whose request is whole and awaiting the app's answer.
  */
 function mayClose(connection: Connection, now: number, stalledForMs: number): boolean {
-  if (connection.owed === 0) return true;
+  if (connection.answers.size === 0) return true;
   if ((sendingStalledFor(connection, now) ?? 0) >= stalledForMs) return true;
   return (
-    connection.owed === 1 &&
+    connection.answers.size === 1 &&
     receivingBody(connection.request) &&
     now - connection.lastActive >= stalledForMs
   );
@@ -399,8 +396,7 @@ function owe(
 ): boolean {
   // Not tracked: a request emitted by hand (server.emit), not read off a socket.
   if (!connection) return true;
-  if (connection.owed >= max) return false;
-  connection.owed++;
+  if (connection.answers.size >= max) return false;
   connection.answers.add(res);
   connection.request = req;
   // A new request is the peer's doing: its answers' send allowance starts now.
@@ -410,7 +406,6 @@ function owe(
   const pay = (): void => {
     if (paid) return;
     paid = true;
-    connection.owed--;
     connection.answers.delete(res);
     touch(connection);
     // Not kept past its answer: an idle connection holds no request object.
@@ -633,7 +628,7 @@ function freeIdleConnectionsWhenFull(idleForMs: number): (table: ConnectionTable
     if (now - lastFreed < 1_000) return;
     lastFreed = now;
     for (const [socket, connection] of table.connections) {
-      if (connection.owed === 0 && now - connection.lastActive < idleForMs) continue;
+      if (connection.answers.size === 0 && now - connection.lastActive < idleForMs) continue;
       if (!mayClose(connection, now, idleForMs)) continue;
       table.remove(socket);
       socket.destroy();
@@ -648,7 +643,7 @@ function freeIdleConnectionsWhenFull(idleForMs: number): (table: ConnectionTable
  * Progress is looked at here, and every timeoutCheckIntervalMs (cutStalledSenders).
  */
 function sendingStalledFor(connection: Connection, now: number): number | undefined {
-  if (connection.owed === 0 || connection.answers.size < connection.owed) return undefined;
+  if (connection.answers.size === 0) return undefined;
   for (const res of connection.answers) if (!res.writableEnded) return undefined;
   const sent = sentBytes(connection.socket);
   if (sent === undefined) return undefined;
@@ -705,7 +700,7 @@ function cutStalledSenders(
     const stalled = sendingStalledFor(connection, now);
     if (stalled === undefined) continue;
     const allowed =
-      connection.owed > 1 && unsentBytes(connection) > settings.maxUnflushedBytes
+      connection.answers.size > 1 && unsentBytes(connection) > settings.maxUnflushedBytes
         ? settings.idleToFreeMs
         : settings.sendTimeoutMs;
     if (stalled >= allowed) connection.socket.destroy();
