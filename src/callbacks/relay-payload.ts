@@ -6,7 +6,8 @@ import { signingKeyRef } from '../signalwire/signing';
  * What relaying a callback to the caller's own status callback needs (DESIGN §10): the
  * request exactly as SignalWire made it — the body bytes and their Content-Type, or a GET's
  * query — and a reference to the key that verified its signature (none when a token
- * authenticated it: the relay then signs with the first key).
+ * authenticated it: the relay then signs with the key of the message's project, or one bound to
+ * no project, or none: signing.ts relaySigningKey).
  */
 export function relayPayloadOf(
   req: Request,

@@ -64,7 +64,10 @@ export interface RelayPayload {
   contentType: string | null;
   /** The raw body bytes (a GET: its query string), base64: a spool line carries them as text. */
   body: string;
-  /** Fingerprint of the key that verified the original (signingKeyRef); null: the first key. */
+  /**
+   * Fingerprint of the key that verified the original (signingKeyRef); null: none did, and the
+   * relay picks one by the message's project (signalwire/signing.ts relaySigningKey).
+   */
   keyRef: string | null;
 }
 

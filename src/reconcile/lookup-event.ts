@@ -126,7 +126,8 @@ export function tellsNews(
 /**
  * The callback SignalWire would have sent (SIGNALWIRE.md "Status callbacks"): compatibility
  * as form parameters, native as a flat JSON object. Signed at relay time with the key `keyRef`
- * names, the first key when it names none.
+ * names; when it names none, as any relay no signature chose a key for: with the key of the
+ * message's project, or one bound to no project, or unsigned (signing.ts relaySigningKey).
  */
 function relayPayload(
   event: StatusEvent,

@@ -226,9 +226,10 @@ export async function echoedCustomVariables(db: Db, id: string): Promise<unknown
  * for is signed with it, so an app that validates with its own project's key — several projects
  * sharing one sw-status — accepts it like the message's other relays. With none for the message
  * (every callback lost, or their relay jobs already removed): the key of its project's newest
- * relays among the last PROJECT_KEY_WINDOW (signed with the first key listed, that project's
- * app refused the one relay telling it of the message); with none there either, null (the first
- * key).
+ * relays among the last PROJECT_KEY_WINDOW (with keys listed unbound, nothing else tells which
+ * one the project's app validates with); with none there either, null: the relay then picks as
+ * for any relay no signature chose a key for — the key bound to the message's project, else
+ * one bound to no project, never another project's (signing.ts relaySigningKey).
  */
 export async function relaySigningKeyRef(db: Db, id: string): Promise<string | null> {
   const own = await db

@@ -1,5 +1,5 @@
 import { relayUrl } from '../signalwire/send-rules';
-import { resolveSigningKey, signFormParams, signJsonBody, signSha256 } from '../signalwire/signing';
+import { relaySigningKey, signFormParams, signJsonBody, signSha256 } from '../signalwire/signing';
 
 /**
  * The request a relay job becomes (DESIGN §10): the callback exactly as SignalWire sent it,
@@ -16,7 +16,8 @@ import { resolveSigningKey, signFormParams, signJsonBody, signSha256 } from '../
  * Without any signing key (SIGNALWIRE_SIGNING_KEYS unset: callbacks are authenticated by their
  * per-send token only) the relay carries no signature header at all. An HMAC under an empty
  * key would be a signature anyone can compute: an app that checks signatures must see that
- * there is none, not one that verifies for whoever tries the empty key.
+ * there is none, not one that verifies for whoever tries the empty key. Nor does it carry one
+ * when the only keys are bound to other projects than the message's (signing.ts relaySigningKey).
  */
 export interface RelayJobToSend {
   url: string;
@@ -24,6 +25,8 @@ export interface RelayJobToSend {
   contentType: string | null;
   payload: Buffer;
   signingKeyRef: string | null;
+  /** The message's project (messages.project_id): picks the key when no reference does. */
+  projectId: string | null;
 }
 
 export interface RelayRequest {
@@ -35,8 +38,13 @@ export interface RelayRequest {
 
 export const RELAY_USER_AGENT = 'sw-status-relay';
 
-export function relayRequest(job: RelayJobToSend, signingKeys: readonly string[]): RelayRequest {
-  const key = resolveSigningKey(signingKeys, job.signingKeyRef);
+/** `keyProjects`: per signing key, the project it is bound to (Config.signingKeyProjects). */
+export function relayRequest(
+  job: RelayJobToSend,
+  signingKeys: readonly string[],
+  keyProjects?: readonly (string | null)[],
+): RelayRequest {
+  const key = relaySigningKey(signingKeys, keyProjects, job.signingKeyRef, job.projectId);
   const headers: Record<string, string> = { 'user-agent': RELAY_USER_AGENT };
   // A fragment (SignalWire's #rt=/#ot=/#tt= timeout overrides) is never sent: nor signed.
   const target = relayUrl(job.url);

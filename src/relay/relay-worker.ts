@@ -8,7 +8,7 @@ import type { RelayMetrics } from './relay-metrics';
 import { relayRequest, withoutMessageBody } from './relay-request';
 import { createRelayExpiry, expiryReason } from './relay-expiry';
 import { claimDueJobs, outboxStats, recordOutcomes, releaseJobs } from './relay.repository';
-import type { AttemptOutcome, OutboxStats, RelayJobRow } from './relay.repository';
+import type { AttemptOutcome, ClaimedJobRow, OutboxStats, RelayJobRow } from './relay.repository';
 import { decide, isHostFailure } from './retry-policy';
 import type { AttemptResult } from './retry-policy';
 import type { RelayTransport } from './relay-transport';
@@ -33,6 +33,8 @@ export interface RelayWorkerOptions {
   logger: Logger;
   transport: RelayTransport;
   signingKeys: readonly string[];
+  /** Per signing key, the project it is bound to (Config.signingKeyProjects); absent: none. */
+  signingKeyProjects?: readonly (string | null)[];
   retrySchedule: readonly number[];
   hostConcurrency: number;
   timeoutMs: number;
@@ -155,7 +157,7 @@ export function createRelayWorker(options: RelayWorkerOptions): RelayWorker {
 
   // Claimed jobs whose host had no free slot yet: they keep their lease and start as soon as
   // a slot frees (a message's next job is never claimed before this one is done).
-  let waiting: Array<{ job: RelayJobRow; claimedAt: number }> = [];
+  let waiting: Array<{ job: ClaimedJobRow; claimedAt: number }> = [];
   // startWaiting is running (an attempt finished inside its loop), and a pass more is asked.
   let starting = false;
   let startAgain = false;
@@ -274,7 +276,7 @@ export function createRelayWorker(options: RelayWorkerOptions): RelayWorker {
     );
   }
 
-  function launch(job: RelayJobRow): void {
+  function launch(job: ClaimedJobRow): void {
     limiter.started(job.host);
     const attempt: Promise<void> = send(job)
       .catch((error: unknown) => {
@@ -290,7 +292,7 @@ export function createRelayWorker(options: RelayWorkerOptions): RelayWorker {
     inFlight.set(attempt, monotonicNow());
   }
 
-  async function send(job: RelayJobRow): Promise<void> {
+  async function send(job: ClaimedJobRow): Promise<void> {
     let result: AttemptResult;
     let connectionFree: Promise<void> = Promise.resolve();
     if (job.payload === null) {
@@ -303,8 +305,10 @@ export function createRelayWorker(options: RelayWorkerOptions): RelayWorker {
           contentType: job.content_type,
           payload: job.payload,
           signingKeyRef: job.signing_key_ref,
+          projectId: job.project_id,
         },
         options.signingKeys,
+        options.signingKeyProjects,
       );
       let free!: () => void;
       connectionFree = new Promise<void>((resolve) => (free = resolve));

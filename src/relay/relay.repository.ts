@@ -9,6 +9,11 @@ import { withinStatementTimeout } from '../db/read-timeout';
 export type RelayJobRow = Selectable<RelayJobsTable>;
 export type RelayState = RelayJobRow['state'];
 
+/** A job claimed to be sent, with its message's project (the signing key is chosen by it). */
+export interface ClaimedJobRow extends RelayJobRow {
+  project_id: string | null;
+}
+
 /** How many due jobs one claim takes, in all and per destination host. */
 export interface ClaimLimits {
   limit: number;
@@ -39,8 +44,8 @@ export async function claimDueJobs(
   db: Db,
   claim: ClaimLimits,
   leaseMs: number,
-): Promise<RelayJobRow[]> {
-  const { rows } = await sql<RelayJobRow>`
+): Promise<ClaimedJobRow[]> {
+  const { rows } = await sql<ClaimedJobRow>`
     WITH RECURSIVE hosts(host, first_due) AS (
         (SELECT host, next_attempt_at FROM relay_jobs
          WHERE state = 'pending' ORDER BY host, next_attempt_at LIMIT 1)
@@ -95,7 +100,12 @@ export async function claimDueJobs(
     UPDATE relay_jobs r
     SET lease_until = date_trunc('milliseconds', now() + ${leaseMs} * interval '1 millisecond')
     FROM due WHERE r.id = due.id
-    RETURNING r.*`.execute(db);
+    -- The message's project picks the signing key of a job no verified signature chose one for
+    -- (signing.ts relaySigningKey): one primary-key look per job claimed. A project never
+    -- changes (record-events.ts refusedProjects); a message already removed has none.
+    RETURNING r.*, (SELECT m.project_id FROM messages m WHERE m.id = r.message_id) AS project_id`.execute(
+    db,
+  );
   return rows.sort((a, b) => a.id - b.id);
 }
 

@@ -45,6 +45,7 @@ export function createRelay(deps: {
       ...(deps.dnsSearch && { dnsSearch: deps.dnsSearch }),
     }),
     signingKeys: config.signingKeys,
+    ...(config.signingKeyProjects && { signingKeyProjects: config.signingKeyProjects }),
     retrySchedule: config.relayRetrySchedule,
     hostConcurrency: config.relayHostConcurrency,
     timeoutMs: config.relayTimeoutMs,

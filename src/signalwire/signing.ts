@@ -69,11 +69,37 @@ export function signingKeyRef(key: string): string {
   return ref;
 }
 
-/** The configured key a reference names; the first key when it was rotated away (or null). */
-export function resolveSigningKey(keys: readonly string[], ref: string | null): string | undefined {
+/**
+ * The key a relay is signed with (DESIGN §10), or undefined: the relay goes unsigned, as it
+ * does without any key (relay-request.ts). One choice for every relay — a callback's, a dead
+ * job's retried through the API, reconciliation's — made at send time from the configured keys
+ * (`projects`: per key, the project it is bound to, or null; absent: none is bound):
+ * - the key `ref` names: the one that verified the callback's signature, or the one
+ *   reconciliation found the message's callbacks relayed under (relaySigningKeyRef);
+ * - else (the callback came by its per-send token without a signature, or its key has been
+ *   rotated away) the key bound to the message's `project`;
+ * - else the first key bound to no project (valid for every project);
+ * - never a key bound to another project. Whoever holds a message's token chooses the bytes
+ *   relayed (the body as received) and, through the send's StatusCallback, where they go:
+ *   signed with another project's key they would be that project's webhook request, forged.
+ */
+export function relaySigningKey(
+  keys: readonly string[],
+  projects: readonly (string | null)[] | undefined,
+  ref: string | null,
+  project: string | null,
+): string | undefined {
   if (ref !== null) {
     const key = keys.find((candidate) => signingKeyRef(candidate) === ref);
     if (key !== undefined) return key;
   }
-  return keys[0];
+  const own = project?.toLowerCase() ?? null;
+  let unbound: string | undefined;
+  for (const [index, key] of keys.entries()) {
+    // Bound projects are lower case (config.ts); SignalWire writes project ids so too.
+    const bound = projects?.[index] ?? null;
+    if (own !== null && bound === own) return key;
+    if (bound === null) unbound ??= key;
+  }
+  return unbound;
 }

@@ -5,7 +5,7 @@ import type { DestinationPolicy } from '../../src/relay/address-policy';
 import { createHostLimiter } from '../../src/relay/circuit-breaker';
 import { relayRequest, withoutMessageBody } from '../../src/relay/relay-request';
 import { decide, isHostFailure } from '../../src/relay/retry-policy';
-import { signJsonBody, signingKeyRef } from '../../src/signalwire/signing';
+import { relaySigningKey, signJsonBody, signingKeyRef } from '../../src/signalwire/signing';
 
 const SCHEDULE = [10_000, 60_000, 300_000];
 
@@ -178,6 +178,7 @@ describe('relay request', () => {
         contentType: 'application/x-www-form-urlencoded',
         payload: body,
         signingKeyRef: signingKeyRef('PSK_second'),
+        projectId: null,
       },
       keys,
     );
@@ -207,6 +208,7 @@ describe('relay request', () => {
               contentType: 'application/x-www-form-urlencoded',
               payload: body,
               signingKeyRef: null,
+              projectId: null,
             },
             keys,
           );
@@ -223,7 +225,7 @@ describe('relay request', () => {
     );
   });
 
-  test('When the verifying key was rotated away or a token authenticated it, then the first key signs', () => {
+  test('When the verifying key was rotated away or a token authenticated it, and no key is bound to a project, then the first key signs', () => {
     const request = relayRequest(
       {
         url,
@@ -231,12 +233,55 @@ describe('relay request', () => {
         contentType: 'application/json',
         payload: Buffer.from('{"id":"x","status":"sent"}'),
         signingKeyRef: signingKeyRef('PSK_gone'),
+        projectId: null,
       },
       keys,
     );
     expect(request.headers['x-signalwire-signature']).toBe(
       signJsonBody('PSK_first', url, '{"id":"x","status":"sent"}'),
     );
+  });
+
+  describe('the key a relay is signed with', () => {
+    const PROJECT_A = 'aaaaaaaa-0000-4000-8000-000000000001';
+    const PROJECT_B = 'bbbbbbbb-0000-4000-8000-000000000002';
+    test.each([
+      ['a verified key, kept', [PROJECT_A, null], 'PSK_second', PROJECT_A, 'PSK_second'],
+      [
+        'the key bound to the message’s project',
+        [PROJECT_A, PROJECT_B],
+        null,
+        PROJECT_B,
+        'PSK_second',
+      ],
+      [
+        'a project id in upper case',
+        [PROJECT_A, PROJECT_B],
+        null,
+        PROJECT_B.toUpperCase(),
+        'PSK_second',
+      ],
+      ['an unbound key, the project having none', [PROJECT_A, null], null, PROJECT_B, 'PSK_second'],
+      [
+        'an unbound key, the message having no project',
+        [PROJECT_A, null],
+        null,
+        null,
+        'PSK_second',
+      ],
+      [
+        'the project’s key for a key rotated away',
+        [PROJECT_A, PROJECT_B],
+        'PSK_gone',
+        PROJECT_B,
+        'PSK_second',
+      ],
+      ['none: only another project’s key', [PROJECT_A, PROJECT_A], null, PROJECT_B, undefined],
+      ['none: only bound keys, no project', [PROJECT_A, PROJECT_B], null, null, undefined],
+    ] as const)('%s', (_, projects, verified, project, expected) => {
+      const ref = verified === null ? null : signingKeyRef(verified);
+      expect(relaySigningKey(keys, projects, ref, project)).toBe(expected);
+    });
   });
 
   test.each([
@@ -247,7 +292,14 @@ describe('relay request', () => {
     'When no signing key is configured, then a %s %s relay carries no signature header',
     (method, contentType, payload) => {
       const request = relayRequest(
-        { url, method, contentType, payload: Buffer.from(payload), signingKeyRef: null },
+        {
+          url,
+          method,
+          contentType,
+          payload: Buffer.from(payload),
+          signingKeyRef: null,
+          projectId: null,
+        },
         [],
       );
       expect(request.headers).not.toHaveProperty('x-signalwire-signature');
@@ -263,6 +315,7 @@ describe('relay request', () => {
         contentType: null,
         payload: Buffer.from('MessageSid=a&MessageStatus=sent'),
         signingKeyRef: null,
+        projectId: null,
       },
       keys,
     );

@@ -1,0 +1,228 @@
+import { randomUUID } from 'node:crypto';
+import request from 'supertest';
+import { RestClient } from '@signalwire/compatibility-api';
+import { mintCallbackToken } from '../../src/callbacks/callback-token';
+import { recordEvents } from '../../src/messages/record-events';
+import type { Api } from '../../src/messages/statuses';
+import { signJsonBody } from '../../src/signalwire/signing';
+import { statusEvent, TEST_PROJECTS } from '../factories';
+import { postCxml, postNative } from '../helpers/callbacks';
+import { TEST_API_TOKEN, TEST_TOKEN_SECRET } from '../helpers/test-app';
+import { createRelayTestApp, eventually, relayJobWhen } from './support';
+import type { CustomerApp, ReceivedRelay, RelayTestApp } from './support';
+
+/**
+ * Several projects share one sw-status, their keys bound to them
+ * (SIGNALWIRE_SIGNING_KEYS=project_a:KEY_A,project_b:KEY_B). A callback that comes by its
+ * per-send token without a signature (native callbacks, whose signing is unconfirmed; or anyone
+ * holding the token URL, which SignalWire's message resource echoes to the project) had no key
+ * chosen for its relay, and the relay was signed with the FIRST key listed, project A's. Project
+ * B chooses both where the relay goes (its StatusCallback: project A's own webhook, say) and what
+ * it carries (the body as received), so sw-status signed project A's webhook requests for B.
+ * Found by review. Now the key bound to the message's project signs, else a key bound to no
+ * project, and never another project's: with only those, the relay goes unsigned.
+ */
+
+const PROJECT_A = '11111111-2222-4333-8444-555555555555';
+const KEY_A = 'PSK_project_a_key_aaaaaaaaaaaaaaaa';
+/** Project B sends both formats: TEST_PROJECTS' two projects, one key each. */
+const KEY_B = {
+  cxml: 'PSK_project_b_cxml_key_bbbbbbbbbbb',
+  native: 'PSK_project_b_native_key_bbbbbbbbb',
+} as const;
+/** A project with no key of its own. */
+const PROJECT_C = '5d1f0c2a-9b7e-4c3d-8a6f-2e4b1d0c9f87';
+const KEY_UNBOUND = 'PSK_unbound_key_uuuuuuuuuuuuuuuuuu';
+const KEY_UNBOUND_2 = 'PSK_unbound_key_vvvvvvvvvvvvvvvvvv';
+
+const APIS = ['cxml', 'native'] as const;
+
+/** A message the proxy recorded for `project`, its callback `callback`, bound to a token. */
+async function proxied(t: RelayTestApp, api: Api, project: string, callback: string) {
+  const { token, ref } = mintCallbackToken([TEST_TOKEN_SECRET]);
+  const id = randomUUID();
+  await recordEvents(t.database.db, [
+    statusEvent('queued', {
+      messageId: id,
+      api,
+      projectId: project,
+      source: 'proxy',
+      send: { ref, kind: 'sms', clientStatusCallback: callback, body: null },
+    }),
+  ]);
+  return { id, token };
+}
+
+/** The message's callback, as its project's SignalWire would send it. */
+function callbackFields(api: Api, id: string, project: string): Record<string, string> {
+  return api === 'cxml'
+    ? {
+        MessageSid: id,
+        MessageStatus: 'delivered',
+        AccountSid: project,
+        From: '+15551234567',
+        To: '+15557654321',
+        Body: 'chosen by whoever holds the token',
+        NumMedia: '0',
+      }
+    : { id, project_id: project, status: 'delivered', to: '+15551234567', from: '+15559876543' };
+}
+
+/** Posts the callback by its token, unsigned. */
+async function postUnsigned(
+  t: RelayTestApp,
+  api: Api,
+  token: string,
+  fields: Record<string, string>,
+) {
+  const body = api === 'cxml' ? new URLSearchParams(fields).toString() : JSON.stringify(fields);
+  await request(t.publicApp)
+    .post(`/callbacks/${api}/${token}`)
+    .set('Content-Type', api === 'cxml' ? 'application/x-www-form-urlencoded' : 'application/json')
+    .send(body)
+    .expect(200);
+}
+
+/** Posts the callback by its token, signed with `key` as SignalWire signs. */
+async function postSigned(
+  t: RelayTestApp,
+  api: Api,
+  token: string,
+  fields: Record<string, string>,
+  key: string,
+) {
+  const path = `/callbacks/${api}/${token}`;
+  const res =
+    api === 'cxml'
+      ? await postCxml(t.publicApp, fields, { path, key })
+      : await postNative(t.publicApp, fields, { path, key });
+  expect(res.status).toBe(200);
+}
+
+/**
+ * Whether the relay validates under `key` for `url`, as an app checks it: the official SDK's
+ * validateRequest for a form, the hex scheme (signJsonBody) for JSON.
+ */
+function validUnder(key: string, relay: ReceivedRelay, url: string): boolean {
+  const signature = String(relay.headers['x-signalwire-signature'] ?? '');
+  if (String(relay.headers['content-type']).startsWith('application/json')) {
+    return signature === signJsonBody(key, url, relay.body);
+  }
+  const params = Object.fromEntries(new URLSearchParams(relay.body));
+  return RestClient.validateRequest(key, signature, url, params);
+}
+
+function relayOf(app: CustomerApp, id: string, nth = 1): Promise<ReceivedRelay> {
+  return eventually(() => app.received.filter((r) => r.messageId === id)[nth - 1]);
+}
+
+describe('every key bound to its project', () => {
+  let t: RelayTestApp;
+  let app: CustomerApp;
+
+  beforeAll(async () => {
+    t = await createRelayTestApp({
+      SIGNALWIRE_SIGNING_KEYS: [
+        `${PROJECT_A}:${KEY_A}`,
+        `${TEST_PROJECTS.cxml}:${KEY_B.cxml}`,
+        `${TEST_PROJECTS.native}:${KEY_B.native}`,
+      ].join(','),
+      RELAY_RETRY_SCHEDULE: '50ms',
+    });
+    app = await t.customerApp(KEY_A);
+    t.startWorker();
+  });
+  afterAll(() => t.close());
+
+  test.each(APIS)(
+    'When project B’s unsigned %s callback comes by its token to be relayed to project A’s webhook, then the relay is signed with B’s key, never A’s',
+    async (api) => {
+      // Project B points its callback at project A's webhook.
+      const target = app.callbackUrl(`/project-a/webhook/${api}`);
+      const { id, token } = await proxied(t, api, TEST_PROJECTS[api], target);
+      const fields = callbackFields(api, id, TEST_PROJECTS[api]);
+      await postUnsigned(t, api, token, fields);
+
+      const relay = await relayOf(app, id);
+      expect(validUnder(KEY_A, relay, target)).toBe(false);
+      expect(relay.valid).toBe(false);
+      expect(validUnder(KEY_B[api], relay, target)).toBe(true);
+    },
+  );
+
+  test.each(APIS)(
+    'When a message’s project has no key and only other projects’ keys are listed, then its %s relay goes unsigned',
+    async (api) => {
+      const target = app.callbackUrl(`/project-c/status/${api}`);
+      const { id, token } = await proxied(t, api, PROJECT_C, target);
+      await postUnsigned(t, api, token, callbackFields(api, id, PROJECT_C));
+
+      const relay = await relayOf(app, id);
+      expect(relay.headers).not.toHaveProperty('x-signalwire-signature');
+      expect(relay.headers).not.toHaveProperty('x-twilio-signature');
+      expect(relay.headers).not.toHaveProperty('x-signalwire-sha256-signature');
+    },
+  );
+
+  test.each(APIS)(
+    'When project B’s dead %s relay is retried through the API, then it is signed with B’s key again',
+    async (api) => {
+      const target = app.callbackUrl(`/project-b/status/${api}`);
+      const { id, token } = await proxied(t, api, TEST_PROJECTS[api], target);
+      // Both scheduled attempts fail; the retry through the API is answered.
+      app.behave(id, (n) => ({ status: n <= 2 ? 500 : 200 }));
+      await postUnsigned(t, api, token, callbackFields(api, id, TEST_PROJECTS[api]));
+      const dead = await relayJobWhen(t.database.db, id, (job) => job.state === 'dead');
+      await request(t.internalApp)
+        .post(`/v1/relays/${dead.id}/retry`)
+        .set('Authorization', `Bearer ${TEST_API_TOKEN}`)
+        .expect(200);
+
+      const retried = await relayOf(app, id, 3);
+      expect(retried.answered).toBe(200);
+      expect(validUnder(KEY_A, retried, target)).toBe(false);
+      expect(validUnder(KEY_B[api], retried, target)).toBe(true);
+    },
+  );
+});
+
+describe('one key bound to project A, two listed alone', () => {
+  let t: RelayTestApp;
+  let app: CustomerApp;
+
+  beforeAll(async () => {
+    t = await createRelayTestApp({
+      SIGNALWIRE_SIGNING_KEYS: `${PROJECT_A}:${KEY_A},${KEY_UNBOUND},${KEY_UNBOUND_2}`,
+      RELAY_RETRY_SCHEDULE: '50ms',
+    });
+    app = await t.customerApp(KEY_UNBOUND);
+    t.startWorker();
+  });
+  afterAll(() => t.close());
+
+  test.each(APIS)(
+    'When the message’s project has no bound key, then its unsigned %s callback is relayed signed with the first key listed alone, not project A’s',
+    async (api) => {
+      const target = app.callbackUrl(`/project-b/status/${api}`);
+      const { id, token } = await proxied(t, api, TEST_PROJECTS[api], target);
+      await postUnsigned(t, api, token, callbackFields(api, id, TEST_PROJECTS[api]));
+
+      const relay = await relayOf(app, id);
+      expect(relay.valid).toBe(true);
+      expect(validUnder(KEY_A, relay, target)).toBe(false);
+    },
+  );
+
+  test.each(APIS)(
+    'When a %s callback by token is signed with the second key listed alone, then its relay keeps the key that verified it',
+    async (api) => {
+      const target = app.callbackUrl(`/project-b/signed/${api}`);
+      const { id, token } = await proxied(t, api, TEST_PROJECTS[api], target);
+      await postSigned(t, api, token, callbackFields(api, id, TEST_PROJECTS[api]), KEY_UNBOUND_2);
+
+      const relay = await relayOf(app, id);
+      expect(validUnder(KEY_UNBOUND_2, relay, target)).toBe(true);
+      expect(relay.valid).toBe(false);
+    },
+  );
+});
