@@ -1,4 +1,5 @@
 import { ProxyAgent } from 'undici';
+import { retryAfter } from '../http/retry-after';
 import type { Api } from '../messages/statuses';
 import { basicAuthHeader } from '../signalwire/basic-auth';
 
@@ -166,13 +167,4 @@ async function readAtMost(res: Response, limit: number): Promise<string | null> 
     chunks.push(value);
   }
   return Buffer.concat(chunks).toString('utf8');
-}
-
-/** A Retry-After header (delay in seconds, or an HTTP date) in ms from `now`; undefined: none. */
-export function retryAfter(value: string | null, now: number): number | undefined {
-  if (value === null) return undefined;
-  const text = value.trim();
-  if (/^\d{1,9}$/.test(text)) return Number(text) * 1_000;
-  const at = Date.parse(text);
-  return Number.isNaN(at) ? undefined : Math.max(0, at - now);
 }

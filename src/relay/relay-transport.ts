@@ -1,6 +1,7 @@
 import http from 'node:http';
 import https from 'node:https';
 import { urlToHttpOptions } from 'node:url';
+import { httpDate, retryAfter } from '../http/retry-after';
 import { addressGuard, urlProblem } from './address-policy';
 import type { DestinationPolicy } from './address-policy';
 import type { SearchList } from './relay-dns';
@@ -149,7 +150,7 @@ function exchange(
       // The status line is the app's answer (DESIGN §10: a 2xx within RELAY_TIMEOUT_MS is
       // delivered). Waiting for the body's end too made an app that answered 200 at once but
       // streamed a slow or endless body get the same callback again and again.
-      settle({ kind: 'answered', status: res.statusCode ?? 0 });
+      settle(answered(res));
       // The body is not needed; reading it lets the socket be reused.
       let read = 0;
       let pieces = 0;
@@ -166,6 +167,21 @@ function exchange(
     });
     req.end(request.body ?? undefined);
   });
+}
+
+/**
+ * The app's answer: its status, and its Retry-After (retry-policy.ts decides whether it
+ * counts). An HTTP-date is read against the answer's own Date where it has one, so an app
+ * whose clock is off still gets the wait it asked for.
+ */
+function answered(res: http.IncomingMessage): AttemptResult {
+  const status = res.statusCode ?? 0;
+  const header = res.headers['retry-after'];
+  if (header === undefined) return { kind: 'answered', status };
+  const retryAfterMs = retryAfter(header, httpDate(res.headers.date) ?? Date.now());
+  return retryAfterMs === undefined
+    ? { kind: 'answered', status }
+    : { kind: 'answered', status, retryAfterMs };
 }
 
 function describe(error: Error): string {

@@ -1,8 +1,9 @@
 import { createServer } from 'node:http';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { retryAfter } from '../../src/http/retry-after';
 import { recordEvents } from '../../src/messages/record-events';
-import { createMessageLookup, retryAfter } from '../../src/reconcile/lookup-client';
+import { createMessageLookup } from '../../src/reconcile/lookup-client';
 import type { ReconcileWorker, ReconcileWorkerOptions } from '../../src/reconcile/reconcile-worker';
 import { afterLookup, lookupPause } from '../../src/reconcile/sweep-policy';
 import { statusEvent } from '../factories';

@@ -1,10 +1,11 @@
 import { RestClient } from '@signalwire/compatibility-api';
 import fc from 'fast-check';
+import { httpDate, retryAfter } from '../../src/http/retry-after';
 import { addressGuard, urlProblem } from '../../src/relay/address-policy';
 import type { DestinationPolicy } from '../../src/relay/address-policy';
 import { createHostLimiter } from '../../src/relay/circuit-breaker';
 import { relayRequest, withoutMessageBody } from '../../src/relay/relay-request';
-import { decide, isHostFailure } from '../../src/relay/retry-policy';
+import { decide, isHostFailure, MAX_RETRY_AFTER_MS } from '../../src/relay/retry-policy';
 import { relaySigningKey, signJsonBody, signingKeyRef } from '../../src/signalwire/signing';
 
 const SCHEDULE = [10_000, 60_000, 300_000];
@@ -33,6 +34,54 @@ describe('retry policy', () => {
       status: 302,
       error: 'HTTP 302: redirects are not followed',
     });
+  });
+
+  test.each([429, 503])(
+    'When the app answers %s with Retry-After, then the wait is the longer of it and the schedule’s step, capped at a day, and no attempt is added',
+    (status) => {
+      const asked = (retryAfterMs: number) => ({ kind: 'answered', status, retryAfterMs }) as const;
+      expect(decide(asked(3_600_000), 0, SCHEDULE)).toMatchObject({
+        state: 'pending',
+        delayMs: 3_600_000,
+        status,
+        error: `HTTP ${status}`,
+      });
+      expect(decide(asked(1_000), 1, SCHEDULE)).toMatchObject({ delayMs: 60_000 });
+      expect(decide(asked(365 * 86_400_000), 0, SCHEDULE)).toMatchObject({
+        delayMs: MAX_RETRY_AFTER_MS,
+      });
+      expect(MAX_RETRY_AFTER_MS).toBe(86_400_000);
+      // The schedule's end is still the end: asking to wait buys no extra attempt.
+      expect(decide(asked(3_600_000), 3, SCHEDULE)).toMatchObject({ state: 'dead' });
+    },
+  );
+
+  test('When another status than 429 or 503 comes with Retry-After, then the schedule alone decides', () => {
+    for (const status of [500, 302, 404]) {
+      expect(
+        decide({ kind: 'answered', status, retryAfterMs: 3_600_000 }, 0, SCHEDULE),
+      ).toMatchObject({
+        state: 'pending',
+        delayMs: 10_000,
+      });
+    }
+  });
+
+  test('When a Retry-After is read, then delta-seconds and the three HTTP-date forms count, and garbage does not', () => {
+    const now = Date.parse('1994-11-06T08:00:00Z');
+    expect(retryAfter('120', now)).toBe(120_000);
+    expect(retryAfter(' 0 ', now)).toBe(0);
+    expect(retryAfter('Sun, 06 Nov 1994 08:49:37 GMT', now)).toBe(2_977_000);
+    expect(retryAfter('Sunday, 06-Nov-94 08:49:37 GMT', now)).toBe(2_977_000);
+    expect(retryAfter('Sun Nov  6 08:49:37 1994', now)).toBe(2_977_000);
+    // A date already past: no wait.
+    expect(retryAfter('Sat, 05 Nov 1994 08:49:37 GMT', now)).toBe(0);
+    for (const garbage of ['soon', '-5', '1.5', '1 2', '0x10', '1994-11-06', '', 'Infinity']) {
+      expect(retryAfter(garbage, now)).toBeUndefined();
+    }
+    expect(retryAfter(undefined, now)).toBeUndefined();
+    expect(httpDate('Sun, 06 Nov 1994 08:49:37 GMT')).toBe(Date.parse('1994-11-06T08:49:37Z'));
+    expect(httpDate('yesterday')).toBeUndefined();
   });
 
   test('When the destination is refused, then the job is dead at once with the reason', () => {
