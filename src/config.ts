@@ -263,8 +263,9 @@ const credentials = list.transform((items, ctx) => {
   for (const item of items) {
     const colon = item.indexOf(':');
     // `project : token` is read as written around the colon, not as "project " and " token",
-    // which would only ever get 401s.
-    const project = item.slice(0, colon).trim();
+    // which would only ever get 401s. The project in lower case, as SignalWire writes project
+    // ids (and as messages store them): reconciliation looks messages up by it.
+    const project = item.slice(0, colon).trim().toLowerCase();
     const token = item.slice(colon + 1).trim();
     if (colon === -1 || project === '' || token === '') {
       // Never echo the value: it holds an API token.
@@ -351,7 +352,8 @@ const EnvSchema = z.object({
   DATABASE_POOL_MAX: positiveInt.default(10),
   PUBLIC_BASE_URL: httpUrl.optional(),
   SIGNALWIRE_SPACE_URL: httpUrl.optional(),
-  SIGNALWIRE_PROJECT_IDS: list.default([]),
+  // Lower case, as SignalWire writes project ids and the proxy compares them (proxy-http.ts).
+  SIGNALWIRE_PROJECT_IDS: list.transform((ids) => ids.map((id) => id.toLowerCase())).default([]),
   SIGNALWIRE_SIGNING_KEYS: signingKeyList.optional(),
   SIGNALWIRE_TIMEOUT_MS: millis.default(10_000),
   CALLBACK_TOKEN_SECRET: list.optional(),

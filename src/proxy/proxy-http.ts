@@ -48,11 +48,15 @@ export function checkCaller(
       failure: errors.unauthenticated('Authentication Error - invalid username or password'),
     };
   }
-  const projectId = credentials.username;
+  // Project ids are UUIDs, whose case carries nothing (RFC 9562 §4): compared, and recorded
+  // with the messages sent, in lower case, as SignalWire writes them in its answers and
+  // callbacks and as config.ts keeps SIGNALWIRE_PROJECT_IDS and SIGNALWIRE_CREDENTIALS. The
+  // caller's credentials still go upstream as written.
+  const projectId = credentials.username.toLowerCase();
   // Credentials belong to one project: for another AccountSid they do not authenticate, which
   // SignalWire (like Twilio) answers 401 code 20003, not 403. Refused here, like SignalWire
   // would, so a mismatched create never leaves the service.
-  if (accountSid !== undefined && accountSid !== projectId) {
+  if (accountSid !== undefined && accountSid.toLowerCase() !== projectId) {
     return {
       ok: false,
       failure: errors.unauthenticated(

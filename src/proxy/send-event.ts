@@ -71,7 +71,10 @@ export function sendEvent(context: SendContext, given: unknown): StatusEvent | n
     messageId,
     api: context.api,
     source: 'proxy',
-    projectId: resourceText(answer[compat ? 'account_sid' : 'project_id']) ?? context.projectId,
+    // Lower case, as the caller's (proxy-http.ts checkCaller): one project, one spelling.
+    projectId:
+      resourceText(answer[compat ? 'account_sid' : 'project_id'])?.toLowerCase() ??
+      context.projectId,
     status: canonicalStatus(rawStatus),
     rawStatus,
     errorCode: resourceText(answer['error_code']),

@@ -189,6 +189,22 @@ describe('relay and reconciliation settings', () => {
     expect(config.signingKeyProjects).toEqual(['ea108133-d6b3-407c-9536-9fad8a929a6a']);
   });
 
+  test('When SIGNALWIRE_PROJECT_IDS or SIGNALWIRE_CREDENTIALS name projects in capitals, then they are kept in lower case, as SignalWire writes them', () => {
+    const upper = 'EA108133-D6B3-407C-9536-9FAD8A929A6A';
+    const config = loadConfig({
+      SIGNALWIRE_PROJECT_IDS: `${upper}, P2`,
+      SIGNALWIRE_CREDENTIALS: `${upper}:PT_Token_Case_Kept`,
+    });
+    expect(config.signalwireProjectIds).toEqual([upper.toLowerCase(), 'p2']);
+    expect([...config.signalwireCredentials]).toEqual([
+      [upper.toLowerCase(), 'PT_Token_Case_Kept'],
+    ]);
+    // One project written in two cases is one project listed twice.
+    expect(
+      configProblems({ SIGNALWIRE_CREDENTIALS: `${upper}:PT_one,${upper.toLowerCase()}:PT_two` }),
+    ).toEqual([`SIGNALWIRE_CREDENTIALS: project ${upper.toLowerCase()} is listed twice`]);
+  });
+
   test('When a key is listed with two bindings, or an entry the wrong way round, then the start is refused naming the projects, never the key', () => {
     const a = 'ea108133-d6b3-407c-9536-9fad8a929a6a';
     const b = '0f6c3b59-6a2d-4a53-9f1e-5a6d0c7b8e21';
