@@ -806,6 +806,18 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       `INTERNAL_PORT: must differ from PORT (${e.PORT}): the public and internal listeners are separate`,
     );
   }
+  // The built-in simulator (no SIGNALWIRE_SPACE_URL; never in production) is the process's
+  // third listener, bound first: on the port of another, that one would fail "in use" instead.
+  const simulatorStarts = !isProduction && !('SIGNALWIRE_SPACE_URL' in present);
+  const sharedWith =
+    simulatorStarts && e.SIMULATOR_PORT !== undefined && e.SIMULATOR_PORT !== 0
+      ? (['PORT', 'INTERNAL_PORT'] as const).find((name) => e[name] === e.SIMULATOR_PORT)
+      : undefined;
+  if (sharedWith) {
+    problems.push(
+      `SIMULATOR_PORT: must differ from ${sharedWith} (${e.SIMULATOR_PORT}): the built-in simulator listens beside the service's listeners`,
+    );
+  }
   if (
     e.SHUTDOWN_GRACE_MS !== undefined &&
     e.SHUTDOWN_DRAIN_MS !== undefined &&

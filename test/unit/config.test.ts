@@ -403,6 +403,28 @@ describe('listener ports', () => {
     ]);
   });
 
+  test.each([
+    ['INTERNAL_PORT', { SIMULATOR_PORT: '8081' }],
+    ['PORT', { SIMULATOR_PORT: '8080' }],
+    ['PORT', { PORT: '9000', INTERNAL_PORT: '9001', SIMULATOR_PORT: '9000' }],
+  ])(
+    'When the built-in simulator would listen on %s, then start-up refuses SIMULATOR_PORT by name',
+    (other, env) => {
+      expect(configProblems(env)).toEqual([
+        expect.stringMatching(new RegExp(`^SIMULATOR_PORT: must differ from ${other} \\(\\d+\\)`)),
+      ]);
+    },
+  );
+
+  test('When the simulator does not start (a real SIGNALWIRE_SPACE_URL) or picks a free port, then SIMULATOR_PORT is not compared', () => {
+    expect(
+      configProblems({ SIMULATOR_PORT: '8081', SIGNALWIRE_SPACE_URL: 'https://x.signalwire.com' }),
+    ).toEqual([]);
+    expect(
+      configProblems({ PORT: '0', INTERNAL_PORT: '0', PUBLIC_BASE_URL: 'https://sw.example' }),
+    ).toEqual([]);
+  });
+
   test('When HOST has stray spaces around it, then they are not part of the address', () => {
     expect(loadConfig({ HOST: ' 127.0.0.1 ' }).host).toBe('127.0.0.1');
   });
