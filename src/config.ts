@@ -31,9 +31,23 @@ const list = z.string().transform((s) =>
     .filter((item) => item.length > 0),
 );
 
+const BOOLEAN_WORDS = ['true', 'false', '1', '0', 'yes', 'no'] as const;
+// White space around the word is dropped before any schema sees a value (envValue).
 const bool = z
-  .enum(['true', 'false', '1', '0', 'yes', 'no', ''])
+  .enum(BOOLEAN_WORDS, `must be one of ${BOOLEAN_WORDS.join(', ')}`)
   .transform((s) => s === 'true' || s === '1' || s === 'yes');
+
+/**
+ * A variable's value as every reader of the environment takes it (loadConfig, the
+ * command-line tools, the simulator's command): empty is unset — deployment tools often
+ * render missing values as "" — and white space around a value is dropped (a YAML or .env
+ * slip), for every variable alike. Blank (white space only) stays a value: a blank number or
+ * URL is refused, not quietly defaulted.
+ */
+export function envValue(env: NodeJS.ProcessEnv, name: string): string | undefined {
+  const value = env[name];
+  return value === undefined || value === '' ? undefined : value.trim();
+}
 
 /**
  * A number written in decimal. Not z.coerce.number(), which is Number(): '' and ' ' are 0 (a
@@ -67,7 +81,8 @@ const millis = wholeNumber.pipe(
 const httpUrl = z
   .string()
   .url()
-  .refine((u) => /^https?:\/\//.test(u), 'must be an http(s) URL')
+  // Schemes are case-insensitive (RFC 3986 §3.1): `HTTPS://` is https.
+  .refine((u) => /^https?:\/\//i.test(u), 'must be an http(s) URL')
   .superRefine((u, context) => {
     // zod runs this even after .url() failed: a URL that does not parse is that check's to name.
     const url = URL.parse(u);
@@ -79,7 +94,9 @@ const httpUrl = z
       context.addIssue({ code: 'custom', message: 'must not carry credentials' });
     }
   })
-  .transform((u) => u.replace(/\/+$/, ''));
+  // The scheme as SignalWire and every URL parser write it: the callback URLs built on it are
+  // the ones signatures are checked against.
+  .transform((u) => u.replace(/^https?:/i, (scheme) => scheme.toLowerCase()).replace(/\/+$/, ''));
 
 /**
  * Whether a URL's authority ends before its writer meant it to: an unencoded `#`, `/` or `?` in
@@ -545,7 +562,7 @@ export interface Config {
  * naming the variable rather than the logger's own complaint.
  */
 export function cliLogLevel(fallback: LogLevel, env: NodeJS.ProcessEnv = process.env): LogLevel {
-  const value = env['LOG_LEVEL'] || fallback;
+  const value = envValue(env, 'LOG_LEVEL') ?? fallback;
   if (!(LOG_LEVELS as readonly string[]).includes(value)) {
     throw new ConfigError([`LOG_LEVEL: must be one of ${LOG_LEVELS.join(', ')}`]);
   }
@@ -558,8 +575,8 @@ export function cliLogLevel(fallback: LogLevel, env: NodeJS.ProcessEnv = process
  * would not (DESIGN §4), and a typo is one line naming the variable.
  */
 export function cliStoreBody(env: NodeJS.ProcessEnv = process.env): boolean {
-  // Empty means unset, as in loadConfig.
-  const checked = EnvSchema.shape.STORE_BODY.safeParse(env['STORE_BODY'] || undefined);
+  // Read as loadConfig reads it: empty is unset, white space dropped.
+  const checked = EnvSchema.shape.STORE_BODY.safeParse(envValue(env, 'STORE_BODY'));
   if (!checked.success) {
     throw new ConfigError([
       `STORE_BODY: ${[...new Set(checked.error.issues.map((i) => i.message))].join('; ')}`,
@@ -674,10 +691,12 @@ export function redactSecrets(text: string, env: NodeJS.ProcessEnv = process.env
 }
 
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
-  // Empty strings mean "unset": deployment tools often render missing values as "".
-  const present = Object.fromEntries(
-    Object.entries(env).filter(([key, value]) => key in EnvSchema.shape && value !== ''),
-  );
+  // Empty is unset and white space around a value is dropped, for every variable (envValue).
+  const present: Record<string, string> = {};
+  for (const name of Object.keys(EnvSchema.shape)) {
+    const value = envValue(env, name);
+    if (value !== undefined) present[name] = value;
+  }
   // Each variable on its own, so that one malformed value does not hide the other problems.
   const problems: string[] = [];
   const values: Record<string, unknown> = {};
@@ -691,7 +710,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   }
   // A malformed variable stays out of the checks below: it has been named already.
   const e = values as Partial<z.output<typeof EnvSchema>>;
-  const isProduction = e.NODE_ENV === 'production' || env.NODE_ENV === 'production';
+  const isProduction = e.NODE_ENV === 'production';
   const defaults: string[] = [];
   const malformed = (name: string): boolean => name in present && !(name in values);
 

@@ -1,4 +1,4 @@
-import { databaseUrlProblem } from '../config';
+import { databaseUrlProblem, envValue } from '../config';
 import { StartupError } from '../process/startup-error';
 import { isDatabaseUnavailable } from './database-unavailable';
 import { databaseAt } from './migrate';
@@ -10,9 +10,11 @@ import { databaseAt } from './migrate';
  * cannot read is refused here, by name, as the service refuses it at start.
  */
 export function cliDatabaseUrl(env: NodeJS.ProcessEnv = process.env): string | undefined {
-  // Trimmed as the service trims it: a stray space would end up in the database's name.
-  const url = env.DATABASE_URL?.trim() || undefined;
-  if (!url && env.NODE_ENV === 'production') {
+  // Read as the service reads every variable (envValue): empty is unset, white space around a
+  // value dropped — a stray space would end up in the database's name, and `production ` is
+  // production to the service too. A blank one is refused, as the service refuses it.
+  const url = envValue(env, 'DATABASE_URL');
+  if (url === undefined && envValue(env, 'NODE_ENV') === 'production') {
     throw new StartupError('DATABASE_URL: required when NODE_ENV=production');
   }
   const problem = url === undefined ? undefined : databaseUrlProblem(url);

@@ -1,6 +1,7 @@
 import { execFile } from 'node:child_process';
 import { parse } from 'pg-connection-string';
 import { loadConfig, redactSecrets } from '../../src/config';
+import { cliDatabaseUrl } from '../../src/db/cli-database-url';
 import { REPO_ROOT } from '../ops/service-process';
 import { configProblems } from '../helpers/config-problems';
 
@@ -95,6 +96,21 @@ describe('a password that ends the URL early', () => {
     });
     expect(parse(config.databaseUrl!).database).toBe('sw_status');
     expect(parse(config.databaseReadUrl!).database).toBe('sw_status');
+  });
+
+  test('When the command-line tools read DATABASE_URL and NODE_ENV, then white space around them is dropped as the service drops it', () => {
+    expect(cliDatabaseUrl({ DATABASE_URL: ' postgres://sw_status@db.internal/sw_status \n' })).toBe(
+      'postgres://sw_status@db.internal/sw_status',
+    );
+    // `production ` is production to the service: the embedded database is refused.
+    expect(() => cliDatabaseUrl({ NODE_ENV: 'production ' })).toThrow(
+      'DATABASE_URL: required when NODE_ENV=production',
+    );
+    expect(cliDatabaseUrl({ NODE_ENV: 'development', DATABASE_URL: '' })).toBeUndefined();
+    // Blank is no connection string, as at start.
+    expect(() => cliDatabaseUrl({ DATABASE_URL: '  ' })).toThrow(
+      'DATABASE_URL: must be a postgres:// connection string',
+    );
   });
 
   test('When the migration command (production) is given such a DATABASE_URL, then it refuses it by name without printing a piece of the password', async () => {

@@ -5,9 +5,12 @@ import {
   ENV_VARIABLES,
   DEV_CALLBACK_TOKEN_SECRET,
   SIMULATOR_SIGNING_KEY,
+  cliLogLevel,
+  cliStoreBody,
   loadConfig,
   secretValues,
 } from '../../src/config';
+import type { Config } from '../../src/config';
 import { configProblems } from '../helpers/config-problems';
 
 const production = {
@@ -463,5 +466,56 @@ describe('any value of any variable', () => {
     const found = configProblems({ PUBLIC_BASE_URL: 'not a url', PORT: 'abc' }).join('\n');
     expect(found).toContain('PUBLIC_BASE_URL');
     expect(found).toContain('PORT');
+  });
+});
+
+describe('white space and case in any variable', () => {
+  // A YAML or .env slip leaves a space around a value: numbers, HOST and SPOOL_DIR always
+  // dropped it; the booleans and enums refused it, with a list of the very words written.
+  test.each([
+    ['STORE_BODY', 'true ', (c: Config) => c.storeBody, true],
+    ['ALLOW_UNSIGNED_CALLBACKS', ' true', (c: Config) => c.allowUnsignedCallbacks, true],
+    ['RELAY_ALLOW_HTTP', '\tyes\n', (c: Config) => c.relayAllowHttp, true],
+    ['TRUST_PROXY', 'true ', (c: Config) => c.trustProxy, true],
+    ['LOG_LEVEL', 'debug ', (c: Config) => c.logLevel, 'debug'],
+    ['NODE_ENV', ' test ', (c: Config) => c.nodeEnv, 'test'],
+    ['PORT', ' 9000 ', (c: Config) => c.port, 9000],
+  ])('When %s=%j, then white space around the value is dropped', (name, value, read, expected) => {
+    expect(read(loadConfig({ [name]: value }))).toEqual(expected);
+  });
+
+  test('When NODE_ENV is production with a stray space, then it is production: every development default is refused', () => {
+    expect(configProblems({ NODE_ENV: 'production ' })).toEqual(
+      expect.arrayContaining(['DATABASE_URL: required when NODE_ENV=production']),
+    );
+    expect(loadConfig({ ...production, NODE_ENV: ' production' }).isProduction).toBe(true);
+  });
+
+  test('When a boolean is blank or no boolean, then it is refused with the words it takes (blank is no word)', () => {
+    const expected = ['STORE_BODY: must be one of true, false, 1, 0, yes, no'];
+    expect(configProblems({ STORE_BODY: '  ' })).toEqual(expected);
+    expect(configProblems({ STORE_BODY: 'maybe' })).toEqual(expected);
+  });
+
+  test('When a base URL names its scheme in capitals, then it is that scheme, written in lower case', () => {
+    const config = loadConfig({
+      PUBLIC_BASE_URL: 'HTTPS://hooks.example.com/',
+      SIGNALWIRE_SPACE_URL: 'Https://example.signalwire.com',
+    });
+    expect(config.publicBaseUrl).toBe('https://hooks.example.com');
+    expect(config.signalwireSpaceUrl).toBe('https://example.signalwire.com');
+    expect(configProblems({ PUBLIC_BASE_URL: 'FTP://hooks.example.com' })).toEqual([
+      'PUBLIC_BASE_URL: must be an http(s) URL',
+    ]);
+  });
+
+  test('When the command-line tools read LOG_LEVEL and STORE_BODY, then they read them as the service does', () => {
+    expect(cliLogLevel('info', { LOG_LEVEL: ' debug ' })).toBe('debug');
+    expect(cliLogLevel('warn', { LOG_LEVEL: '' })).toBe('warn');
+    expect(cliStoreBody({ STORE_BODY: 'true ' })).toBe(true);
+    expect(cliStoreBody({ STORE_BODY: '' })).toBe(false);
+    expect(() => cliStoreBody({ STORE_BODY: 'maybe' })).toThrow(
+      'STORE_BODY: must be one of true, false, 1, 0, yes, no',
+    );
   });
 });
