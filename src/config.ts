@@ -58,19 +58,20 @@ const decimal = (pattern: RegExp, expected: string) =>
 const wholeNumber = decimal(/^\d+$/, 'a whole number (digits only)');
 const decimalNumber = decimal(/^\d+(\.\d+)?$/, 'a decimal number (digits, optionally a point)');
 
-const port = wholeNumber.pipe(z.number().int().min(0).max(65535));
+export const port = wholeNumber.pipe(z.number().int().min(0).max(65535));
 const positiveInt = wholeNumber.pipe(z.number().int().positive());
 /**
  * Node's timers hold at most 2^31 − 1 ms (about 24.8 days) and silently fire after 1 ms
  * instead: a longer timeout would make every send a 504, or SIGTERM skip its drain.
  */
 const MAX_TIMER_MS = 2_147_483_647;
-const millis = wholeNumber.pipe(
-  z
-    .number()
-    .int()
-    .positive()
-    .max(MAX_TIMER_MS, 'must be at most 2147483647 (Node’s longest timer)'),
+const TIMER_MESSAGE = 'must be at most 2147483647 (Node’s longest timer)';
+export const millis = wholeNumber.pipe(
+  z.number().int().positive().max(MAX_TIMER_MS, TIMER_MESSAGE),
+);
+/** As millis, 0 included (no wait at all). */
+export const millisOrZero = wholeNumber.pipe(
+  z.number().int().min(0).max(MAX_TIMER_MS, TIMER_MESSAGE),
 );
 
 /**
@@ -353,7 +354,7 @@ export interface SigningKey {
   project: string | null;
 }
 
-const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
 
 const EnvSchema = z.object({
@@ -396,7 +397,7 @@ const EnvSchema = z.object({
   HTTP_MAX_CONNECTIONS: positiveInt.default(4096),
   SHUTDOWN_DRAIN_MS: millis.default(10_000),
   // Unset: 5 s in production (see shutdownDelayMs), 0 elsewhere.
-  SHUTDOWN_DELAY_MS: wholeNumber.pipe(z.number().int().min(0).max(MAX_TIMER_MS)).optional(),
+  SHUTDOWN_DELAY_MS: millisOrZero.optional(),
   // The whole SIGTERM → exit budget (see shutdownGraceMs).
   SHUTDOWN_GRACE_MS: millis.default(30_000),
   INGEST_BATCH_MAX: positiveInt.default(200),

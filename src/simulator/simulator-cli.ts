@@ -1,26 +1,30 @@
 import pino from 'pino';
 import { z } from 'zod';
-import { SIMULATOR_SIGNING_KEY } from '../config';
+import { LOG_LEVELS, SIMULATOR_SIGNING_KEY, envValue, millisOrZero, port } from '../config';
 import { SCENARIO_TABLE } from './scenarios';
 import { startSimulator } from './simulator';
 
 /**
  * `npm run simulator`: the fake SignalWire space on its own port, for local use and demos.
- * Its settings are simulator-only, so they are read here rather than in the service's config.
+ * Its settings are simulator-only, so they are read here rather than in the service's config,
+ * but by its rules (src/config.ts): numbers are plain decimals (a blank port is no random
+ * one), a wait at most Node's longest timer, white space around a value dropped.
  */
 const Env = z.object({
-  SIMULATOR_PORT: z.coerce.number().int().min(0).max(65535).default(8090),
+  SIMULATOR_PORT: port.default(8090),
   SIMULATOR_HOST: z.string().min(1).default('127.0.0.1'),
   SIMULATOR_SIGNING_KEY: z.string().min(1).default(SIMULATOR_SIGNING_KEY),
-  SIMULATOR_STEP_DELAY_MS: z.coerce.number().int().min(0).optional(),
+  SIMULATOR_STEP_DELAY_MS: millisOrZero.optional(),
   // Both set → only that project/token pair authenticates; otherwise any Basic pair does.
   SIMULATOR_PROJECT_ID: z.string().min(1).optional(),
   SIMULATOR_API_TOKEN: z.string().min(1).optional(),
-  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  LOG_LEVEL: z.enum(LOG_LEVELS).default('info'),
 });
 
 async function main(): Promise<void> {
-  const present = Object.fromEntries(Object.entries(process.env).filter(([, v]) => v !== ''));
+  const present = Object.fromEntries(
+    Object.keys(Env.shape).map((name) => [name, envValue(process.env, name)]),
+  );
   const parsed = Env.safeParse(present);
   if (!parsed.success) {
     const lines = parsed.error.issues.map((i) => `  - ${String(i.path[0])}: ${i.message}`);
