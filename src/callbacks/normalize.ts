@@ -33,7 +33,7 @@ export function normalizeCxmlCallback(
     messageId: checkId('MessageSid', messageId!),
     api: 'cxml',
     source: 'callback',
-    projectId: indexed('AccountSid', fields.AccountSid),
+    projectId: projectOf('AccountSid', fields.AccountSid),
     status: canonicalStatus(checkStatus('MessageStatus', rawStatus!)),
     rawStatus: rawStatus!,
     errorCode: indexed('ErrorCode', fields.ErrorCode),
@@ -59,7 +59,7 @@ export function normalizeNativeCallback(
     messageId: checkId('id', messageId!),
     api: 'native',
     source: 'callback',
-    projectId: indexed('project_id', fields.project_id),
+    projectId: projectOf('project_id', fields.project_id),
     status: canonicalStatus(checkStatus('status', rawStatus!)),
     rawStatus: rawStatus!,
     errorCode: indexed('error_code', fields.error_code),
@@ -102,6 +102,15 @@ function checkStatus(name: string, value: string): string {
 }
 
 /** text() of a field that is an index key: too long a value is malformed (MAX_INDEXED_LENGTH). */
+/**
+ * A project id in lower case: project ids are UUIDs, which compare without case, and the
+ * configuration and the proxy's sends keep them in lower case (config.ts), as SignalWire writes
+ * them: one spelled otherwise is the same project, not another (record-events refusedProjects).
+ */
+function projectOf(name: string, value: unknown): string | null {
+  return indexed(name, value)?.toLowerCase() ?? null;
+}
+
 function indexed(name: string, value: unknown): string | null {
   const s = text(value);
   if (s !== null && s.length > MAX_INDEXED_LENGTH) {

@@ -113,3 +113,17 @@ test("When project B has signed a callback naming itself for A's message, then B
   expect(stored.status).toBe(200);
   expect(JSON.stringify(stored.body)).toContain('424242');
 });
+
+test("When A's own callback names A's project in upper case, then it is A's project and the callback is recorded", async () => {
+  // Project ids are UUIDs, which compare without case: the proxy records A's send in lower case
+  // (SIGNALWIRE_PROJECT_IDS and credentials are lower-cased), and a callback that spells the
+  // same id in upper case was refused as another project's (403 project_mismatch).
+  const sid = await stack.send('hello from A');
+  const res = await postCxml(
+    stack.t.publicApp,
+    cxmlFields({ MessageSid: sid, AccountSid: PROJECT_A.toUpperCase(), MessageStatus: 'sent' }),
+    { key: KEY_A },
+  );
+  expect(res.status).toBe(200);
+  expect(await message(sid)).toMatchObject({ project_id: PROJECT_A, status: 'sent' });
+});
