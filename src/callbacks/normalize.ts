@@ -101,7 +101,6 @@ function checkStatus(name: string, value: string): string {
   return value;
 }
 
-/** text() of a field that is an index key: too long a value is malformed (MAX_INDEXED_LENGTH). */
 /**
  * A project id in lower case: project ids are UUIDs, which compare without case, and the
  * configuration and the proxy's sends keep them in lower case (config.ts), as SignalWire writes
@@ -111,6 +110,7 @@ function projectOf(name: string, value: unknown): string | null {
   return indexed(name, value)?.toLowerCase() ?? null;
 }
 
+/** text() of a field that is an index key: too long a value is malformed (MAX_INDEXED_LENGTH). */
 function indexed(name: string, value: unknown): string | null {
   const s = text(value);
   if (s !== null && s.length > MAX_INDEXED_LENGTH) {
