@@ -918,3 +918,18 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     }),
   });
 }
+
+/**
+ * The projects the configuration names, lower case: SIGNALWIRE_PROJECT_IDS, the projects of
+ * SIGNALWIRE_CREDENTIALS and those signing keys are bound to. None or one: the deployment
+ * serves one project, as far as it says (signing.ts relaySigningKey).
+ */
+export function namedProjects(
+  config: Pick<Config, 'signalwireProjectIds' | 'signalwireCredentials' | 'signingKeyProjects'>,
+): ReadonlySet<string> {
+  const projects = new Set<string>(config.signalwireProjectIds);
+  for (const project of config.signalwireCredentials.keys()) projects.add(project);
+  for (const project of config.signingKeyProjects ?? [])
+    if (project !== null) projects.add(project);
+  return projects;
+}

@@ -3,6 +3,7 @@ import type { RawBuilder } from 'kysely';
 import type { Db } from '../db/database';
 import { lastInTransaction } from '../db/kysely-pool';
 import { withinStatementTimeout } from '../db/read-timeout';
+import { projectSigningKeyRef } from '../messages/project-signing-key';
 import type { Api } from '../messages/statuses';
 
 /**
@@ -226,10 +227,9 @@ export async function echoedCustomVariables(db: Db, id: string): Promise<unknown
  * for is signed with it, so an app that validates with its own project's key — several projects
  * sharing one sw-status — accepts it like the message's other relays. With none for the message
  * (every callback lost, or their relay jobs already removed): the key of its project's newest
- * relays among the last PROJECT_KEY_WINDOW (with keys listed unbound, nothing else tells which
+ * relays (messages/project-signing-key.ts: with keys listed unbound, nothing else tells which
  * one the project's app validates with); with none there either, null: the relay then picks as
- * for any relay no signature chose a key for — the key bound to the message's project, else
- * one bound to no project, never another project's (signing.ts relaySigningKey).
+ * for any relay no signature chose a key for (signing.ts relaySigningKey).
  */
 export async function relaySigningKeyRef(db: Db, id: string): Promise<string | null> {
   const own = await db
@@ -249,22 +249,8 @@ export async function relaySigningKeyRef(db: Db, id: string): Promise<string | n
     .where('client_status_callback', 'is not', null)
     .executeTakeFirst();
   if (!message?.project_id) return null;
-  const { rows } = await sql<{ signing_key_ref: string }>`
-    SELECT recent.signing_key_ref
-    FROM (SELECT id, message_id, signing_key_ref FROM relay_jobs
-          WHERE signing_key_ref IS NOT NULL ORDER BY id DESC LIMIT ${PROJECT_KEY_WINDOW}) recent
-    JOIN messages m ON m.id = recent.message_id
-    WHERE m.project_id = ${message.project_id}
-    ORDER BY recent.id DESC
-    LIMIT 1`.execute(db);
-  return rows[0]?.signing_key_ref ?? null;
+  return projectSigningKeyRef(db, message.project_id);
 }
-
-/**
- * Relay jobs read, newest first, for a project's key: a bound on the rare path (a message with
- * no relay of its own), however large the outbox.
- */
-const PROJECT_KEY_WINDOW = 10_000;
 
 /**
  * The message's status and error code as they are now. A lookup takes time (up to

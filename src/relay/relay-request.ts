@@ -17,7 +17,8 @@ import { relaySigningKey, signFormParams, signJsonBody, signSha256 } from '../si
  * per-send token only) the relay carries no signature header at all. An HMAC under an empty
  * key would be a signature anyone can compute: an app that checks signatures must see that
  * there is none, not one that verifies for whoever tries the empty key. Nor does it carry one
- * when the only keys are bound to other projects than the message's (signing.ts relaySigningKey).
+ * when the only keys are bound to other projects than the message's, or several are bound to
+ * none and nothing tells which is the message's project's (signing.ts relaySigningKey).
  */
 export interface RelayJobToSend {
   url: string;
@@ -27,6 +28,11 @@ export interface RelayJobToSend {
   signingKeyRef: string | null;
   /** The message's project (messages.project_id): picks the key when no reference does. */
   projectId: string | null;
+  /**
+   * The key that verified the newest signed callback of the message's project
+   * (ClaimedJobRow.project_key_ref): picks among several keys bound to no project.
+   */
+  projectKeyRef?: string | null;
 }
 
 export interface RelayRequest {
@@ -38,13 +44,24 @@ export interface RelayRequest {
 
 export const RELAY_USER_AGENT = 'sw-status-relay';
 
-/** `keyProjects`: per signing key, the project it is bound to (Config.signingKeyProjects). */
+/**
+ * `keyProjects`: per signing key, the project it is bound to (Config.signingKeyProjects);
+ * `namedProjects`: the projects the configuration names (config.ts namedProjects) — absent,
+ * the first of several keys bound to no project signs (signing.ts relaySigningKey).
+ */
 export function relayRequest(
   job: RelayJobToSend,
   signingKeys: readonly string[],
   keyProjects?: readonly (string | null)[],
+  namedProjects?: ReadonlySet<string>,
 ): RelayRequest {
-  const key = relaySigningKey(signingKeys, keyProjects, job.signingKeyRef, job.projectId);
+  const key = relaySigningKey(
+    signingKeys,
+    keyProjects,
+    job.signingKeyRef,
+    job.projectId,
+    namedProjects && { projectRef: job.projectKeyRef ?? null, namedProjects },
+  );
   const headers: Record<string, string> = { 'user-agent': RELAY_USER_AGENT };
   // A fragment (SignalWire's #rt=/#ot=/#tt= timeout overrides) is never sent: nor signed.
   const target = relayUrl(job.url);

@@ -35,6 +35,12 @@ export interface RelayWorkerOptions {
   signingKeys: readonly string[];
   /** Per signing key, the project it is bound to (Config.signingKeyProjects); absent: none. */
   signingKeyProjects?: readonly (string | null)[];
+  /**
+   * The projects the configuration names (config.ts namedProjects): with several keys bound to
+   * no project, they and each project's history pick the key (signing.ts relaySigningKey).
+   * Absent: the first of those keys signs.
+   */
+  namedProjects?: ReadonlySet<string>;
   retrySchedule: readonly number[];
   hostConcurrency: number;
   timeoutMs: number;
@@ -132,6 +138,12 @@ export function createRelayWorker(options: RelayWorkerOptions): RelayWorker {
   const paused = options.paused ?? (() => false);
   let stats: OutboxStats | null = null;
   const failures = createFailureLog(logger, 'relay worker (outbox)');
+  // Several keys bound to no project: a job no signature chose a key for is signed with its
+  // project's latest (claimDueJobs reads it), which only matters then.
+  const unboundKeys = new Set(
+    options.signingKeys.filter((_, i) => (options.signingKeyProjects?.[i] ?? null) === null),
+  );
+  const projectKeys = options.namedProjects !== undefined && unboundKeys.size > 1;
 
   function wake(): void {
     woken = true;
@@ -216,7 +228,7 @@ export function createRelayWorker(options: RelayWorkerOptions): RelayWorker {
     // turn's start, before the backlog metrics and releaseStale), it ends no earlier than
     // claimedAt + leaseMs, and a slow turn does not make every job it claims late at once.
     const claimedAt = monotonicNow();
-    const jobs = await claimDueJobs(db, claim, leaseMs);
+    const jobs = await claimDueJobs(db, claim, leaseMs, { projectKeys });
     for (const job of jobs) {
       waiting.push({ job, claimedAt });
       hold(job.host, 1);
@@ -306,9 +318,11 @@ export function createRelayWorker(options: RelayWorkerOptions): RelayWorker {
           payload: job.payload,
           signingKeyRef: job.signing_key_ref,
           projectId: job.project_id,
+          projectKeyRef: job.project_key_ref,
         },
         options.signingKeys,
         options.signingKeyProjects,
+        options.namedProjects,
       );
       let free!: () => void;
       connectionFree = new Promise<void>((resolve) => (free = resolve));

@@ -3,6 +3,7 @@ import type { RawBuilder, Selectable } from 'kysely';
 import type { Db, RelayJobsTable } from '../db/database';
 import { lastInTransaction } from '../db/kysely-pool';
 import { withinStatementTimeout } from '../db/read-timeout';
+import { projectSigningKeyRefSql } from '../messages/project-signing-key';
 
 /** All SQL of the relay outbox's read and delivery side (the write side: messages/relay-outbox.ts). */
 
@@ -12,6 +13,12 @@ export type RelayState = RelayJobRow['state'];
 /** A job claimed to be sent, with its message's project (the signing key is chosen by it). */
 export interface ClaimedJobRow extends RelayJobRow {
   project_id: string | null;
+  /**
+   * For a job no signature chose a key for (signing_key_ref null), when the claim was asked
+   * for it: the key that verified the newest signed callback of its message's project
+   * (messages/project-signing-key.ts); else null.
+   */
+  project_key_ref: string | null;
 }
 
 /** How many due jobs one claim takes, in all and per destination host. */
@@ -44,6 +51,7 @@ export async function claimDueJobs(
   db: Db,
   claim: ClaimLimits,
   leaseMs: number,
+  options: { projectKeys?: boolean } = {},
 ): Promise<ClaimedJobRow[]> {
   const { rows } = await sql<ClaimedJobRow>`
     WITH RECURSIVE hosts(host, first_due) AS (
@@ -95,7 +103,8 @@ export async function claimDueJobs(
       SELECT j.id FROM relay_jobs j
       WHERE j.id IN (SELECT id FROM candidates)
         AND j.state = 'pending' AND (j.lease_until IS NULL OR j.lease_until < now())
-      FOR UPDATE OF j SKIP LOCKED)
+      FOR UPDATE OF j SKIP LOCKED
+    ), claimed AS (
     -- To the millisecond: what a Date holds, so that the outcome can name the lease exactly.
     UPDATE relay_jobs r
     SET lease_until = date_trunc('milliseconds', now() + ${leaseMs} * interval '1 millisecond')
@@ -103,9 +112,18 @@ export async function claimDueJobs(
     -- The message's project picks the signing key of a job no verified signature chose one for
     -- (signing.ts relaySigningKey): one primary-key look per job claimed. A project never
     -- changes (record-events.ts refusedProjects); a message already removed has none.
-    RETURNING r.*, (SELECT m.project_id FROM messages m WHERE m.id = r.message_id) AS project_id`.execute(
-    db,
-  );
+    RETURNING r.*, (SELECT m.project_id FROM messages m WHERE m.id = r.message_id) AS project_id
+    ), keyed AS (
+      -- With several keys bound to no project (options.projectKeys), the key of the newest
+      -- signed callback of each project among those jobs: once per project, not per job, and
+      -- only for jobs no signature chose a key for (token-admitted callbacks: rare where
+      -- SignalWire signs), none otherwise.
+      SELECT p.project_id, ${projectSigningKeyRefSql(sql.ref('p.project_id'))} AS project_key_ref
+      FROM (SELECT DISTINCT project_id FROM claimed
+            WHERE ${options.projectKeys === true}::boolean AND signing_key_ref IS NULL
+              AND project_id IS NOT NULL) p)
+    SELECT c.*, CASE WHEN c.signing_key_ref IS NULL THEN k.project_key_ref END AS project_key_ref
+    FROM claimed c LEFT JOIN keyed k ON k.project_id = c.project_id`.execute(db);
   return rows.sort((a, b) => a.id - b.id);
 }
 

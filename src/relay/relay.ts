@@ -1,4 +1,5 @@
 import type { Registry } from 'prom-client';
+import { namedProjects } from '../config';
 import type { Config } from '../config';
 import type { Db } from '../db/database';
 import type { Logger } from '../logger';
@@ -31,6 +32,8 @@ export function createRelay(deps: {
 }): RelayWorker {
   const { config } = deps;
   const logger = deps.logger.child({ component: 'relay' });
+  const projects = namedProjects(config);
+  warnOfUnboundKeys(logger, config, projects);
   const worker = createRelayWorker({
     db: deps.db,
     logger,
@@ -46,6 +49,7 @@ export function createRelay(deps: {
     }),
     signingKeys: config.signingKeys,
     ...(config.signingKeyProjects && { signingKeyProjects: config.signingKeyProjects }),
+    namedProjects: projects,
     retrySchedule: config.relayRetrySchedule,
     hostConcurrency: config.relayHostConcurrency,
     timeoutMs: config.relayTimeoutMs,
@@ -55,4 +59,28 @@ export function createRelay(deps: {
   });
   if (deps.registry) worker.setMetrics(createRelayMetrics(deps.registry, worker.stats));
   return worker;
+}
+
+/**
+ * Several projects named and more than one key bound to none: a relay no signature chose a key
+ * for is signed with the one its project's callbacks last verified under, or goes unsigned
+ * (signing.ts relaySigningKey). Binding each key to its project says which is whose. Names
+ * the projects, never a key.
+ */
+function warnOfUnboundKeys(
+  logger: Logger,
+  config: Pick<Config, 'signingKeys' | 'signingKeyProjects'>,
+  projects: ReadonlySet<string>,
+): void {
+  const unbound = new Set(
+    config.signingKeys.filter((_, i) => (config.signingKeyProjects?.[i] ?? null) === null),
+  );
+  if (projects.size <= 1 || unbound.size <= 1) return;
+  logger.warn(
+    { projects: [...projects].sort(), unbound_keys: unbound.size },
+    'several projects are configured and more than one signing key is bound to none: bind each ' +
+      'key to its project in SIGNALWIRE_SIGNING_KEYS (project_id:PSK_…); until then a relay ' +
+      'no signature chose a key for is signed with the key its project last verified under, ' +
+      'or goes unsigned',
+  );
 }

@@ -70,6 +70,23 @@ export function signingKeyRef(key: string): string {
 }
 
 /**
+ * What picks a relay's key when no reference names a configured key and none is bound to the
+ * message's project, with several keys bound to no project (relaySigningKey).
+ */
+export interface UnboundKeyChoice {
+  /**
+   * The key that verified the newest signed callback of the message's project relayed
+   * (messages/project-signing-key.ts), or null: none in the history read.
+   */
+  projectRef: string | null;
+  /**
+   * The projects the deployment names (SIGNALWIRE_PROJECT_IDS, SIGNALWIRE_CREDENTIALS, the
+   * keys' bindings: config.ts namedProjects), lower case.
+   */
+  namedProjects: ReadonlySet<string>;
+}
+
+/**
  * The key a relay is signed with (DESIGN §10), or undefined: the relay goes unsigned, as it
  * does without any key (relay-request.ts). One choice for every relay — a callback's, a dead
  * job's retried through the API, reconciliation's — made at send time from the configured keys
@@ -78,28 +95,45 @@ export function signingKeyRef(key: string): string {
  *   reconciliation found the message's callbacks relayed under (relaySigningKeyRef);
  * - else (the callback came by its per-send token without a signature, or its key has been
  *   rotated away) the key bound to the message's `project`;
- * - else the first key bound to no project (valid for every project);
- * - never a key bound to another project. Whoever holds a message's token chooses the bytes
- *   relayed (the body as received) and, through the send's StatusCallback, where they go:
- *   signed with another project's key they would be that project's webhook request, forged.
+ * - else the one key bound to no project, when there is one;
+ * - else, of several bound to no project: the one that verified the newest signed callback of
+ *   the message's project (`unbound.projectRef`); without one, the first, only while the
+ *   deployment serves one project (no project named, or only the message's: several keys are
+ *   then that project's own, a rotation); else none;
+ * - never a key bound to another project, nor an unbound key sw-status has no reason to take
+ *   for the message's project's. Whoever holds a message's token chooses the bytes relayed (the
+ *   body as received) and, through the send's StatusCallback, where they go: signed with
+ *   another project's key they would be that project's webhook request, forged.
+ * `unbound` absent: the first key bound to no project (one project, or a caller that knows no
+ * more).
  */
 export function relaySigningKey(
   keys: readonly string[],
   projects: readonly (string | null)[] | undefined,
   ref: string | null,
   project: string | null,
+  unbound?: UnboundKeyChoice,
 ): string | undefined {
   if (ref !== null) {
     const key = keys.find((candidate) => signingKeyRef(candidate) === ref);
     if (key !== undefined) return key;
   }
   const own = project?.toLowerCase() ?? null;
-  let unbound: string | undefined;
+  const free: string[] = [];
   for (const [index, key] of keys.entries()) {
     // Bound projects are lower case (config.ts); SignalWire writes project ids so too.
     const bound = projects?.[index] ?? null;
     if (own !== null && bound === own) return key;
-    if (bound === null) unbound ??= key;
+    if (bound === null && !free.includes(key)) free.push(key);
   }
-  return unbound;
+  if (free.length <= 1 || unbound === undefined) return free[0];
+  const { projectRef, namedProjects } = unbound;
+  if (projectRef !== null) {
+    const key = free.find((candidate) => signingKeyRef(candidate) === projectRef);
+    if (key !== undefined) return key;
+  }
+  const oneProject =
+    namedProjects.size === 0 ||
+    (namedProjects.size === 1 && own !== null && namedProjects.has(own));
+  return oneProject ? free[0] : undefined;
 }

@@ -20,7 +20,10 @@ import type { CustomerApp, ReceivedRelay, RelayTestApp } from './support';
  * B chooses both where the relay goes (its StatusCallback: project A's own webhook, say) and what
  * it carries (the body as received), so sw-status signed project A's webhook requests for B.
  * Found by review. Now the key bound to the message's project signs, else a key bound to no
- * project, and never another project's: with only those, the relay goes unsigned.
+ * project, and never another project's: with only those, the relay goes unsigned. Of several
+ * keys listed alone (bound to none), the one the project's signed callbacks last verified
+ * under; with none such, the first only while the deployment names one project (a rotation),
+ * else none: with the keys listed alone, the first was still project A's for B (review, diff1).
  */
 
 const PROJECT_A = '11111111-2222-4333-8444-555555555555';
@@ -201,14 +204,14 @@ describe('one key bound to project A, two listed alone', () => {
   afterAll(() => t.close());
 
   test.each(APIS)(
-    'When the message’s project has no bound key, then its unsigned %s callback is relayed signed with the first key listed alone, not project A’s',
+    'When the message’s project has no bound key and no signed callback yet, then its unsigned %s callback is relayed unsigned: the keys listed alone may be other projects’ than A',
     async (api) => {
       const target = app.callbackUrl(`/project-b/status/${api}`);
       const { id, token } = await proxied(t, api, TEST_PROJECTS[api], target);
       await postUnsigned(t, api, token, callbackFields(api, id, TEST_PROJECTS[api]));
 
       const relay = await relayOf(app, id);
-      expect(relay.valid).toBe(true);
+      expect(relay.headers).not.toHaveProperty('x-signalwire-signature');
       expect(validUnder(KEY_A, relay, target)).toBe(false);
     },
   );
@@ -225,4 +228,92 @@ describe('one key bound to project A, two listed alone', () => {
       expect(relay.valid).toBe(false);
     },
   );
+
+  test.each(APIS)(
+    'When the project’s callbacks have verified under the second key listed alone, then its next unsigned %s callback is relayed signed with that key',
+    async (api) => {
+      const target = app.callbackUrl(`/project-b/after/${api}`);
+      const { id, token } = await proxied(t, api, TEST_PROJECTS[api], target);
+      await postUnsigned(t, api, token, callbackFields(api, id, TEST_PROJECTS[api]));
+
+      const relay = await relayOf(app, id);
+      expect(validUnder(KEY_UNBOUND_2, relay, target)).toBe(true);
+      expect(validUnder(KEY_A, relay, target)).toBe(false);
+    },
+  );
+});
+
+describe('two keys listed alone, two projects sharing sw-status', () => {
+  const KEY_A_ALONE = 'PSK_project_a_alone_aaaaaaaaaaaaaaa';
+  const KEY_B_ALONE = 'PSK_project_b_alone_bbbbbbbbbbbbbbb';
+  const PROJECT_B = TEST_PROJECTS.cxml;
+  let t: RelayTestApp;
+  let appA: CustomerApp;
+  let appB: CustomerApp;
+
+  beforeAll(async () => {
+    t = await createRelayTestApp({
+      SIGNALWIRE_SIGNING_KEYS: `${KEY_A_ALONE},${KEY_B_ALONE}`,
+      SIGNALWIRE_PROJECT_IDS: `${PROJECT_A},${PROJECT_B}`,
+      RELAY_RETRY_SCHEDULE: '50ms',
+    });
+    appA = await t.customerApp(KEY_A_ALONE);
+    appB = await t.customerApp(KEY_B_ALONE);
+    t.startWorker();
+  });
+  afterAll(() => t.close());
+
+  test('When project B has had no signed callback and its token holder posts one unsigned for A’s webhook, then the relay goes unsigned, not signed with the first key', async () => {
+    const target = appA.callbackUrl('/project-a/webhook/before');
+    const { id, token } = await proxied(t, 'cxml', PROJECT_B, target);
+    await postUnsigned(t, 'cxml', token, callbackFields('cxml', id, PROJECT_B));
+
+    const relay = await relayOf(appA, id);
+    expect(relay.headers).not.toHaveProperty('x-signalwire-signature');
+    expect(validUnder(KEY_A_ALONE, relay, target)).toBe(false);
+  });
+
+  test('When project B’s callbacks verified under its key and its token holder posts one unsigned for A’s webhook, then the relay is signed with B’s key, never A’s', async () => {
+    // Project B's genuine callback verifies under KEY_B_ALONE: sw-status has seen B's key.
+    const own = await proxied(t, 'cxml', PROJECT_B, appB.callbackUrl('/b/status'));
+    await postSigned(t, 'cxml', own.token, callbackFields('cxml', own.id, PROJECT_B), KEY_B_ALONE);
+    expect((await relayOf(appB, own.id)).valid).toBe(true);
+
+    // Then B points a message's StatusCallback at project A's webhook and posts by its token.
+    const target = appA.callbackUrl('/project-a/webhook/after');
+    const { id, token } = await proxied(t, 'cxml', PROJECT_B, target);
+    await postUnsigned(t, 'cxml', token, callbackFields('cxml', id, PROJECT_B));
+
+    const relay = await relayOf(appA, id);
+    expect(relay.valid).toBe(false);
+    expect(validUnder(KEY_A_ALONE, relay, target)).toBe(false);
+    expect(validUnder(KEY_B_ALONE, relay, target)).toBe(true);
+  });
+});
+
+describe('one project, two keys listed alone (a rotation)', () => {
+  const KEY_OLD = 'PSK_rotation_old_key_oooooooooooooo';
+  const KEY_NEW = 'PSK_rotation_new_key_nnnnnnnnnnnnnn';
+  let t: RelayTestApp;
+  let app: CustomerApp;
+
+  beforeAll(async () => {
+    t = await createRelayTestApp({
+      SIGNALWIRE_SIGNING_KEYS: `${KEY_OLD},${KEY_NEW}`,
+      SIGNALWIRE_PROJECT_IDS: TEST_PROJECTS.cxml,
+      RELAY_RETRY_SCHEDULE: '50ms',
+    });
+    app = await t.customerApp(KEY_OLD);
+    t.startWorker();
+  });
+  afterAll(() => t.close());
+
+  test('When the project has had no signed callback, then its unsigned callback is relayed signed with the first key', async () => {
+    const target = app.callbackUrl('/status');
+    const { id, token } = await proxied(t, 'cxml', TEST_PROJECTS.cxml, target);
+    await postUnsigned(t, 'cxml', token, callbackFields('cxml', id, TEST_PROJECTS.cxml));
+
+    const relay = await relayOf(app, id);
+    expect(relay.valid).toBe(true);
+  });
 });

@@ -1,0 +1,39 @@
+import { sql } from 'kysely';
+import type { Expression, RawBuilder } from 'kysely';
+import type { Db } from '../db/database';
+
+/**
+ * Relay jobs read, newest first, for a project's key: a bound however large the outbox. Each
+ * is one primary-key look at its message; a project whose callbacks are relayed at all finds
+ * its newest among the first few.
+ */
+export const PROJECT_KEY_WINDOW = 10_000;
+
+/**
+ * The signing key that verified the newest signed callback of `project` relayed (the newest
+ * relay job of one of its messages naming a key: signing.ts signingKeyRef), among the last
+ * PROJECT_KEY_WINDOW jobs naming one; null when none. With keys listed bound to no project,
+ * nothing else tells which one the project's app validates with: reconciliation's callbacks
+ * (src/reconcile) and relays no signature chose a key for (src/relay, claimDueJobs) are signed
+ * with it (DESIGN §10). Walks relay_jobs' primary key down from the newest, and stops at the
+ * first job of the project.
+ */
+export function projectSigningKeyRefSql(
+  project: Expression<string | null>,
+): RawBuilder<string | null> {
+  return sql<string | null>`(
+    SELECT recent.signing_key_ref
+    FROM (SELECT id, message_id, signing_key_ref FROM relay_jobs
+          WHERE signing_key_ref IS NOT NULL ORDER BY id DESC LIMIT ${PROJECT_KEY_WINDOW}) recent
+    JOIN messages m ON m.id = recent.message_id
+    WHERE m.project_id = ${project}
+    ORDER BY recent.id DESC
+    LIMIT 1)`;
+}
+
+/** projectSigningKeyRefSql for one project. */
+export async function projectSigningKeyRef(db: Db, project: string): Promise<string | null> {
+  const { rows } = await sql<{ ref: string | null }>`
+    SELECT ${projectSigningKeyRefSql(sql.val(project))} AS ref`.execute(db);
+  return rows[0]?.ref ?? null;
+}
