@@ -455,9 +455,15 @@ export function createRelayWorker(options: RelayWorkerOptions): RelayWorker {
         const batch = outcomes;
         outcomes = [];
         try {
+          // A host delivered to is answering again: its jobs an app's Retry-After holds go
+          // out on their schedule (recordOutcomes).
+          const recovered = batch
+            .filter((entry) => entry.outcome.state === 'delivered')
+            .map((entry) => entry.host);
           const held = await recordOutcomes(
             db,
             batch.map((entry) => entry.outcome),
+            { hosts: recovered, schedule: options.retrySchedule },
           );
           for (const entry of batch) entry.done(!held.has(entry.outcome.id));
           if (held.size === 0) recorded();

@@ -246,12 +246,27 @@ export interface AttemptOutcome {
  * whose row another session holds (MINE): returned, the ids of those, left to their lease.
  * Not a named statement (see messages/relay-outbox.ts): planned with its values, the join is
  * on the primary key.
+ *
+ * `recovered` (its hosts: those a relay of the batch was delivered to): the same statement
+ * brings forward those hosts' jobs held back by an app's Retry-After (429 or 503) beyond their
+ * schedule's step, to that step (now, when it has passed): an app that said "back tomorrow"
+ * from a maintenance page over a few minutes' deploy answers again, and that message's relays
+ * — its later callbacks queue behind them — go out then, not a day later, as a paused host's
+ * go out once its circuit's trial succeeds. Never sooner than the schedule: a host that
+ * rate-limits some relays while it takes others sees each retried no faster than without a
+ * Retry-After. Bounded: RETRY_AFTER_LOOK jobs per host, the latest due first (the longest
+ * held), one walk down relay_jobs_host_due_idx; a host with no job due later costs one index
+ * descent. A job another session holds is left as it is (SKIP LOCKED), as is one being sent.
  */
 export async function recordOutcomes(
   db: Db,
   outcomes: readonly AttemptOutcome[],
+  recovered?: { hosts: readonly string[]; schedule: readonly number[] },
 ): Promise<Set<number>> {
   if (outcomes.length === 0) return new Set();
+  const hosts = [...new Set(recovered?.hosts ?? [])];
+  // The wait the schedule set after k attempts: step k (1-based), what released jobs keep.
+  const steps = [...(recovered?.schedule ?? [])];
   const rows = outcomes.map((o) => ({
     id: o.id,
     lease_ms: o.lease.getTime(),
@@ -287,12 +302,38 @@ export async function recordOutcomes(
           SELECT 1 FROM messages m WHERE m.id = r.message_id AND m.body = ''))
         THEN r.payload ELSE decode(o.payload, 'base64') END
     FROM o JOIN mine ON mine.id = o.id
-    WHERE r.id = o.id AND ${stillLeased})
+    WHERE r.id = o.id AND ${stillLeased}
+    ), waiting AS (
+      -- The host matched as an array, as claimDueJobs matches it: the walk stays on
+      -- relay_jobs_host_due_idx, never relay_jobs_due_idx past every host's jobs.
+      SELECT j.id FROM unnest(${hosts}::text[]) AS h(host) CROSS JOIN LATERAL (
+        SELECT j.id, j.attempts, j.last_status, j.updated_at, j.next_attempt_at
+        FROM relay_jobs j
+        WHERE j.state = 'pending' AND j.host = ANY(ARRAY[h.host]) AND j.next_attempt_at > now()
+        ORDER BY j.host DESC, j.next_attempt_at DESC, j.id DESC
+        LIMIT ${RETRY_AFTER_LOOK}) j
+      WHERE j.last_status IN (429, 503) AND j.id NOT IN (SELECT id FROM o)
+        -- Its outcome was written at updated_at, due next_attempt_at: later than the step.
+        AND j.next_attempt_at > j.updated_at
+          + (${steps}::float8[])[j.attempts] * interval '1 millisecond'
+    ), releasable AS (
+      SELECT r.id FROM relay_jobs r
+      WHERE r.id IN (SELECT id FROM waiting)
+        AND r.state = 'pending' AND (r.lease_until IS NULL OR r.lease_until < now())
+      FOR UPDATE OF r SKIP LOCKED
+    ), released AS (
+    -- updated_at kept: the step is reckoned from it, and it still says when the answer came.
+    UPDATE relay_jobs r SET next_attempt_at = LEAST(r.next_attempt_at, GREATEST(now(),
+      r.updated_at + (${steps}::float8[])[r.attempts] * interval '1 millisecond'))
+    FROM releasable WHERE r.id = releasable.id)
     -- held reads the rows as the statement began: before written changed them.
     SELECT id FROM held`,
   );
   return new Set(held.map((row) => Number(row.id)));
 }
+
+/** Jobs of a host a delivery to it looks at for a Retry-After to end (recordOutcomes). */
+export const RETRY_AFTER_LOOK = 100;
 
 /** A host a request to which failed (relay_hosts.last_error: how). */
 export interface HostFailure {
