@@ -131,7 +131,8 @@ const connectionString = z
   .string()
   // Stray spaces (a YAML or .env slip) would end up in the database's name.
   .trim()
-  .regex(/^postgres(ql)?:\/\//, 'must be a postgres:// connection string')
+  // Schemes are case-insensitive (RFC 3986 §3.1), as node-postgres reads them (WHATWG URL).
+  .regex(/^postgres(ql)?:\/\//i, 'must be a postgres:// connection string')
   .refine((url) => !splitsPassword(url), SPLIT_PASSWORD)
   .refine(
     (url) => asNodePostgresParses(url) !== undefined,
@@ -435,12 +436,11 @@ const EnvSchema = z.object({
   CORS_ORIGINS: list
     .pipe(
       z.array(
-        z
-          .string()
-          .regex(
-            /^(\*|https?:\/\/[^/\s]+)$/,
-            'each origin is scheme://host[:port] (no path), or *',
-          ),
+        z.string().regex(
+          // Any case of the scheme: http/cors.ts writes each origin as a browser does.
+          /^(\*|https?:\/\/[^/\s]+)$/i,
+          'each origin is scheme://host[:port] (no path), or *',
+        ),
       ),
     )
     .default([]),

@@ -4,9 +4,10 @@ import type { TestApp } from '../helpers/test-app';
 
 let t: TestApp;
 beforeAll(async () => {
-  // As an operator may write them: a capital letter, the scheme's default port.
+  // As an operator may write them: a capital letter (in the scheme too), the scheme's default
+  // port.
   t = await createTestApp({
-    CORS_ORIGINS: 'https://Dash.Example.com:443,http://LocalHost:80,http://localhost:3000',
+    CORS_ORIGINS: 'HTTPS://Dash.Example.com:443,Http://LocalHost:80,http://localhost:3000',
   });
 });
 afterAll(() => t.close());

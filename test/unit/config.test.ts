@@ -1,4 +1,5 @@
 import fc from 'fast-check';
+import { parse } from 'pg-connection-string';
 import {
   ConfigError,
   DEV_API_TOKEN,
@@ -7,6 +8,7 @@ import {
   SIMULATOR_SIGNING_KEY,
   cliLogLevel,
   cliStoreBody,
+  databaseUrlProblem,
   loadConfig,
   secretValues,
 } from '../../src/config';
@@ -56,7 +58,23 @@ describe('loadConfig', () => {
     expect(configProblems({ CORS_ORIGINS: 'https://dash.example.com/app' })).toEqual([
       'CORS_ORIGINS: each origin is scheme://host[:port] (no path), or *',
     ]);
+    // A scheme in any case (RFC 3986 §3.1): http/cors.ts writes it as a browser does.
+    expect(
+      configProblems({ CORS_ORIGINS: 'HTTPS://dash.example.com, Http://localhost:3000' }),
+    ).toEqual([]);
   });
+
+  test.each(['POSTGRESQL://sw:secret@db.internal:5432/sw', 'Postgres://sw:secret@db.internal/sw'])(
+    'When DATABASE_URL and DATABASE_READ_URL are written with the scheme %s, then they are read as node-postgres reads them',
+    (url) => {
+      expect(parse(url).host).toBe('db.internal');
+      const config = loadConfig({ DATABASE_URL: url, DATABASE_READ_URL: url });
+      expect(parse(config.databaseUrl!).host).toBe('db.internal');
+      expect(parse(config.databaseReadUrl!).host).toBe('db.internal');
+      // As the command-line tools check it.
+      expect(databaseUrlProblem(url)).toBeUndefined();
+    },
+  );
 
   test('When production lacks a secret, then the problem names that variable', () => {
     const { CALLBACK_TOKEN_SECRET: _omitted, ...env } = production;
