@@ -276,15 +276,25 @@ const noProxyList = z.string().transform((s) =>
     .filter((item) => item.length > 0),
 );
 
+/** One project's REST credentials, from SIGNALWIRE_CREDENTIALS. */
+export interface SignalwireCredential {
+  /** The project id as the operator wrote it: what goes upstream (a path, a Basic username). */
+  projectIdAsWritten: string;
+  token: string;
+}
+
 /** `project_id:api_token,…`: the REST credentials reconciliation looks messages up with. */
 const credentials = list.transform((items, ctx) => {
-  const byProject = new Map<string, string>();
+  const byProject = new Map<string, SignalwireCredential>();
   for (const item of items) {
     const colon = item.indexOf(':');
     // `project : token` is read as written around the colon, not as "project " and " token",
-    // which would only ever get 401s. The project in lower case, as SignalWire writes project
-    // ids (and as messages store them): reconciliation looks messages up by it.
-    const project = item.slice(0, colon).trim().toLowerCase();
+    // which would only ever get 401s. Keyed by the project in lower case, as SignalWire writes
+    // project ids (and as messages store them): reconciliation looks messages up by it. What
+    // goes upstream (a lookup's path and Basic username) is the project as written: SignalWire's
+    // own rules on its case are not known.
+    const projectIdAsWritten = item.slice(0, colon).trim();
+    const project = projectIdAsWritten.toLowerCase();
     const token = item.slice(colon + 1).trim();
     if (colon === -1 || project === '' || token === '') {
       // Never echo the value: it holds an API token.
@@ -296,7 +306,7 @@ const credentials = list.transform((items, ctx) => {
       ctx.addIssue({ code: 'custom', message: `project ${project} is listed twice` });
       return z.NEVER;
     }
-    byProject.set(project, token);
+    byProject.set(project, { projectIdAsWritten, token });
   }
   return byProject;
 });
@@ -537,8 +547,8 @@ export interface Config {
   reconcileSchedule: readonly number[];
   /** Lookups per second per replica. */
   reconcileRate: number;
-  /** project id → API token for lookups; empty: reconciliation is off. */
-  signalwireCredentials: ReadonlyMap<string, string>;
+  /** Lower-case project id → its REST credentials for lookups; empty: reconciliation is off. */
+  signalwireCredentials: ReadonlyMap<string, SignalwireCredential>;
   /** Browser origins allowed to call the query API; empty: none. */
   corsOrigins: readonly string[];
   /** Human-readable notes on the development defaults in force, for the start log. */
@@ -905,7 +915,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     relayAllowHttp: !isProduction || v.RELAY_ALLOW_HTTP,
     reconcileSchedule: Object.freeze(v.RECONCILE_SCHEDULE),
     reconcileRate: v.RECONCILE_RATE,
-    signalwireCredentials: v.SIGNALWIRE_CREDENTIALS ?? new Map<string, string>(),
+    signalwireCredentials: v.SIGNALWIRE_CREDENTIALS ?? new Map<string, SignalwireCredential>(),
     corsOrigins: Object.freeze(v.CORS_ORIGINS),
     defaultsInForce: Object.freeze(defaults),
     retentionDays: v.RETENTION_DAYS,

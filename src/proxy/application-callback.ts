@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import type { SignalwireCredential } from '../config';
 import { basicAuthHeader } from '../signalwire/basic-auth';
 import { callbackUrlProblem } from '../signalwire/send-rules';
 import type { SignalWireClient } from './signalwire-client';
@@ -38,10 +39,17 @@ export type ApplicationLookup =
   | { ok: false; reason: string };
 
 export interface ApplicationCallbacks {
+  /**
+   * `projectId`: the caller's project in lower case (proxy-http.ts checkCaller), which answers
+   * are kept by. `projectIdAsWritten`: as the caller wrote it in its credentials (the same id
+   * when not given), the path's account of a read made with them: SignalWire's rules on its case
+   * are not known, and the simulator holds the path's account to the credentials' exactly.
+   */
   lookup(
     projectId: string,
     applicationSid: string,
     authorization: string | undefined,
+    projectIdAsWritten?: string,
   ): Promise<ApplicationLookup>;
 }
 
@@ -65,11 +73,14 @@ export function createApplicationCallbacks(
   {
     // Monotonic: a wall clock stepped back would keep a refusal (or an acceptance) for longer.
     clock = () => performance.now(),
-    credentials = new Map<string, string>(),
+    credentials = new Map<string, SignalwireCredential>(),
   }: {
     clock?: () => number;
-    /** SIGNALWIRE_CREDENTIALS: project id → API token, for reads a caller's token may not make. */
-    credentials?: ReadonlyMap<string, string>;
+    /**
+     * SIGNALWIRE_CREDENTIALS: lower-case project id → its credentials, for reads a caller's
+     * token may not make.
+     */
+    credentials?: ReadonlyMap<string, SignalwireCredential>;
   } = {},
 ): ApplicationCallbacks {
   // Insertion order is age order: the first entry is the oldest, dropped first when full.
@@ -84,21 +95,24 @@ export function createApplicationCallbacks(
     projectId: string,
     applicationSid: string,
     authorization: string | undefined,
+    projectIdAsWritten: string,
   ): Promise<Read> {
-    const found = await readAs(projectId, applicationSid, authorization);
+    const found = await readAs(projectIdAsWritten, applicationSid, authorization);
     const own = credentials.get(projectId);
     // Only a token SignalWire knows but does not let read Applications (403): a 401 is a
     // token it does not know, whose send it refuses anyway.
     if (found.ok || own === undefined || !('refused' in found) || found.refused !== 403) {
       return found;
     }
-    const ownAuthorization = basicAuthHeader(projectId, own);
+    // The project as the operator wrote it, in the path as in the username.
+    const ownAuthorization = basicAuthHeader(own.projectIdAsWritten, own.token);
     if (ownAuthorization === authorization) return found;
-    return readAs(projectId, applicationSid, ownAuthorization);
+    return readAs(own.projectIdAsWritten, applicationSid, ownAuthorization);
   }
 
+  /** `account`: the project as the credentials name it. */
   async function readAs(
-    projectId: string,
+    account: string,
     applicationSid: string,
     authorization: string | undefined,
   ): Promise<Read> {
@@ -108,7 +122,7 @@ export function createApplicationCallbacks(
       method: 'GET',
       // Both ids passed the send rules' checks (a UUID, the caller's own project): no
       // character here can leave the path.
-      target: `/api/laml/2010-04-01/Accounts/${encodeURIComponent(projectId)}/Applications/${encodeURIComponent(applicationSid)}.json`,
+      target: `/api/laml/2010-04-01/Accounts/${encodeURIComponent(account)}/Applications/${encodeURIComponent(applicationSid)}.json`,
       headers,
       body: Buffer.alloc(0),
     });
@@ -130,7 +144,7 @@ export function createApplicationCallbacks(
   }
 
   return {
-    async lookup(projectId, applicationSid, authorization) {
+    async lookup(projectId, applicationSid, authorization, projectIdAsWritten = projectId) {
       const key = `${projectId}/${applicationSid.toLowerCase()}`;
       const now = clock();
       const hit = kept.get(key);
@@ -144,21 +158,23 @@ export function createApplicationCallbacks(
       if (refusal) refused.delete(flight);
       let pending = reading.get(flight);
       if (pending === undefined) {
-        pending = read(projectId, applicationSid, authorization).then((found) => {
-          if (found.ok) {
-            keepNewest(kept, key, { url: found.url, readAt: now });
-            return found;
-          }
-          // A refusal is this caller's own (its credentials): never answered from another's
-          // read. An Application that is gone has no callback any more.
-          if ('gone' in found) kept.delete(key);
-          if ('refused' in found || 'gone' in found) {
-            keepNewest(refused, flight, { reason: found.reason, readAt: now });
-            return { ok: false, reason: found.reason };
-          }
-          const last = kept.get(key);
-          return last ? { ok: true, url: last.url } : { ok: false, reason: found.reason };
-        });
+        pending = read(projectId, applicationSid, authorization, projectIdAsWritten).then(
+          (found) => {
+            if (found.ok) {
+              keepNewest(kept, key, { url: found.url, readAt: now });
+              return found;
+            }
+            // A refusal is this caller's own (its credentials): never answered from another's
+            // read. An Application that is gone has no callback any more.
+            if ('gone' in found) kept.delete(key);
+            if ('refused' in found || 'gone' in found) {
+              keepNewest(refused, flight, { reason: found.reason, readAt: now });
+              return { ok: false, reason: found.reason };
+            }
+            const last = kept.get(key);
+            return last ? { ok: true, url: last.url } : { ok: false, reason: found.reason };
+          },
+        );
         reading.set(flight, pending);
         const forget = (): void => void reading.delete(flight);
         pending.then(forget, forget);

@@ -28,7 +28,18 @@ export function refuseDeclaredTooLarge(req: Request, res: Response, errors: Prox
   return true;
 }
 
-export type CallerCheck = { ok: true; projectId: string } | { ok: false; failure: ProxyFailure };
+export type CallerCheck =
+  | {
+      ok: true;
+      /** The caller's project in lower case: compared, and recorded. */
+      projectId: string;
+      /**
+       * As its credentials write it: what a read the proxy makes upstream with them names (the
+       * Application's, application-callback.ts). SignalWire's rules on its case are not known.
+       */
+      projectIdAsWritten: string;
+    }
+  | { ok: false; failure: ProxyFailure };
 
 /**
  * The caller's Basic credentials are present (SignalWire checks them; the proxy passes them
@@ -51,7 +62,8 @@ export function checkCaller(
   // Project ids are UUIDs, whose case carries nothing (RFC 9562 §4): compared, and recorded
   // with the messages sent, in lower case, as SignalWire writes them in its answers and
   // callbacks and as config.ts keeps SIGNALWIRE_PROJECT_IDS and SIGNALWIRE_CREDENTIALS. The
-  // caller's credentials still go upstream as written.
+  // caller's credentials still go upstream as written, and so does the project a read made with
+  // them names (projectIdAsWritten).
   const projectId = credentials.username.toLowerCase();
   // Credentials belong to one project: for another AccountSid they do not authenticate, which
   // SignalWire (like Twilio) answers 401 code 20003, not 403. Refused here, like SignalWire
@@ -68,7 +80,7 @@ export function checkCaller(
   if (allowed.length > 0 && !allowed.includes(projectId)) {
     return { ok: false, failure: errors.projectNotAllowed(projectId) };
   }
-  return { ok: true, projectId };
+  return { ok: true, projectId, projectIdAsWritten: credentials.username };
 }
 
 export type ReadBody = (req: Request, res: Response) => Promise<Buffer>;

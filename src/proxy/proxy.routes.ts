@@ -175,6 +175,7 @@ async function handle(
       withField(read.body, valid.callbackField, callbackUrl, valid.singleValued, omit),
     facts: { ...valid.facts, projectId: caller.projectId },
     applicationSid: valid.applicationSid,
+    projectIdAsWritten: caller.projectIdAsWritten,
     callerGone: callerGone.signal,
   };
   // Counted until answered: a shutdown cuts connections only once it has been (up to a bound).

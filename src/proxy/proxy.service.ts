@@ -88,6 +88,11 @@ export interface ValidSend {
   /** A compatibility send's `ApplicationSid` (a UUID), or null. */
   applicationSid: string | null;
   /**
+   * The caller's project as its credentials write it (`facts.projectId` is in lower case): the
+   * account of the Application's read, made with those credentials. Absent: `facts.projectId`.
+   */
+  projectIdAsWritten?: string;
+  /**
    * Fires when the caller goes (its connection closes unanswered). Its client counts the send
    * as failed and may retry: a send not yet forwarded, or whose connection to SignalWire is not
    * yet up, is then dropped, since forwarding it would send twice.
@@ -246,6 +251,7 @@ async function relayTarget(
     send.facts.projectId,
     send.applicationSid,
     send.headers['authorization'],
+    send.projectIdAsWritten ?? send.facts.projectId,
   );
   if (found.ok) return { url: found.url, withoutApplication: true };
   deps.logger.warn(

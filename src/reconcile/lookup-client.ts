@@ -1,4 +1,5 @@
 import { ProxyAgent } from 'undici';
+import type { SignalwireCredential } from '../config';
 import { retryAfter } from '../http/retry-after';
 import type { Api } from '../messages/statuses';
 import { basicAuthHeader } from '../signalwire/basic-auth';
@@ -38,16 +39,22 @@ export interface MessageLookup {
   lookup(target: LookupTarget): Promise<LookupResult>;
 }
 
-export function lookupPath(target: LookupTarget): string {
+/**
+ * The lookup's path. `account`: the project as the operator wrote it in SIGNALWIRE_CREDENTIALS
+ * (config.ts), which also names it in the Basic username; `target.projectId` is the lower-case
+ * id the message is stored under.
+ */
+export function lookupPath(target: LookupTarget, account = target.projectId): string {
   const id = encodeURIComponent(target.id);
   return target.api === 'cxml'
-    ? `/api/laml/2010-04-01/Accounts/${encodeURIComponent(target.projectId)}/Messages/${id}.json`
+    ? `/api/laml/2010-04-01/Accounts/${encodeURIComponent(account)}/Messages/${id}.json`
     : `/api/messaging/logs/${id}`;
 }
 
 export function createMessageLookup(options: {
   baseUrl: string;
-  credentials: ReadonlyMap<string, string>;
+  /** Lower-case project id → its credentials (config.ts SIGNALWIRE_CREDENTIALS). */
+  credentials: ReadonlyMap<string, SignalwireCredential>;
   timeoutMs: number;
   /** The forward proxy to reach SignalWire through (signalwire/egress-proxy.ts). */
   proxy?: URL | undefined;
@@ -55,13 +62,16 @@ export function createMessageLookup(options: {
   const dispatcher = options.proxy && proxyDispatcher(new URL(options.baseUrl), options.proxy);
   return {
     async lookup(target) {
-      const token = options.credentials.get(target.projectId);
-      if (token === undefined) return { kind: 'no_credentials' };
+      const own = options.credentials.get(target.projectId);
+      if (own === undefined) return { kind: 'no_credentials' };
+      // Upstream, the project as the operator wrote it: SignalWire's rules on its case are not
+      // known, and the simulator holds the path's account and the username to it exactly.
+      const account = own.projectIdAsWritten;
       let res: Response;
       try {
-        res = await fetch(`${options.baseUrl}${lookupPath(target)}`, {
+        res = await fetch(`${options.baseUrl}${lookupPath(target, account)}`, {
           headers: {
-            authorization: basicAuthHeader(target.projectId, token),
+            authorization: basicAuthHeader(account, own.token),
             accept: 'application/json',
           },
           redirect: 'manual',

@@ -85,7 +85,7 @@ describeBrowser('status page stuck tile', () => {
       db: t.database.db,
       lookup: createMessageLookup({
         baseUrl: `http://127.0.0.1:${(signalWire.address() as AddressInfo).port}`,
-        credentials: new Map([[PROJECT, 'PT-token']]),
+        credentials: new Map([[PROJECT, { projectIdAsWritten: PROJECT, token: 'PT-token' }]]),
         timeoutMs: 2_000,
       }),
       projects: [PROJECT],

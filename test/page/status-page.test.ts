@@ -71,7 +71,9 @@ describeBrowser('status page', () => {
       logger,
       lookup: createMessageLookup({
         baseUrl: stack.sim.url,
-        credentials: new Map([[E2E_PROJECT, E2E_TOKEN]]),
+        credentials: new Map([
+          [E2E_PROJECT, { projectIdAsWritten: E2E_PROJECT, token: E2E_TOKEN }],
+        ]),
         timeoutMs: 2_000,
       }),
       schedule: [300, 600],

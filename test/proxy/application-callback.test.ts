@@ -1,3 +1,4 @@
+import type { SignalwireCredential } from '../../src/config';
 import { createApplicationCallbacks } from '../../src/proxy/application-callback';
 import { createSignalWireClient } from '../../src/proxy/signalwire-client';
 import { basicAuthHeader } from '../../src/signalwire/basic-auth';
@@ -28,7 +29,10 @@ const json = (status: number, body: unknown): CannedResponse => ({
   body: JSON.stringify(body),
 });
 
-function reader(clock: () => number = Date.now, credentials = new Map<string, string>()) {
+function reader(
+  clock: () => number = Date.now,
+  credentials = new Map<string, SignalwireCredential>(),
+) {
   const client = createSignalWireClient({ baseUrl: tap.url, timeoutMs: 2_000 });
   return createApplicationCallbacks(client, { clock, credentials });
 }
@@ -119,7 +123,9 @@ test('When the caller’s token may not read Applications, then the project’s 
       ? json(200, { message_status_callback: 'https://app.example.com/own' })
       : json(403, { code: 20403, message: 'Forbidden' });
   const before = tap.requests.length;
-  const credentials = new Map([[PROJECT, 'PTprojectowntoken']]);
+  const credentials = new Map([
+    [PROJECT, { projectIdAsWritten: PROJECT, token: 'PTprojectowntoken' }],
+  ]);
   expect(await reader(Date.now, credentials).lookup(PROJECT, APP_SID, AUTH)).toEqual({
     ok: true,
     url: 'https://app.example.com/own',
@@ -146,6 +152,29 @@ test('When the caller’s token may not read Applications, then the project’s 
     ok: false,
     reason: 'SignalWire answered 403',
   });
+});
+
+test('When the caller or the operator writes the project in capitals, then each read names the project as its credentials write it', async () => {
+  const upper = PROJECT.toUpperCase();
+  const callers = basicAuthHeader(upper, 'PTcallertoken');
+  const own = basicAuthHeader(upper, 'PTprojectowntoken');
+  answer = (req) =>
+    req.headers.authorization === own
+      ? json(200, { message_status_callback: 'https://app.example.com/own' })
+      : json(403, { code: 20403, message: 'Forbidden' });
+  const before = tap.requests.length;
+  // Kept by the lower-case id, as config.ts keeps SIGNALWIRE_CREDENTIALS.
+  const credentials = new Map([
+    [PROJECT, { projectIdAsWritten: upper, token: 'PTprojectowntoken' }],
+  ]);
+  expect(await reader(Date.now, credentials).lookup(PROJECT, APP_SID, callers, upper)).toEqual({
+    ok: true,
+    url: 'https://app.example.com/own',
+  });
+  expect(tap.requests.slice(before).map((req) => [req.path, req.headers.authorization])).toEqual([
+    [`/api/laml/2010-04-01/Accounts/${upper}/Applications/${APP_SID}.json`, callers],
+    [`/api/laml/2010-04-01/Accounts/${upper}/Applications/${APP_SID}.json`, own],
+  ]);
 });
 
 test.each([

@@ -8,7 +8,9 @@ import type { TestApp } from '../helpers/test-app';
  * Project ids are UUIDs, whose case carries nothing (RFC 9562 §4). A project listed in
  * SIGNALWIRE_PROJECT_IDS in capitals (pasted from a ticket) may send with its id as SignalWire
  * writes it, and the other way round; what is recorded is the lower-case id SignalWire writes
- * in its callbacks, which reconciliation looks messages up by.
+ * in its callbacks, which reconciliation looks messages up by. What goes upstream with the
+ * caller's credentials (the Application's read) names the project as the caller wrote it: the
+ * simulator, like Twilio's 20003 rule, holds the path's account to the credentials' exactly.
  */
 
 const LOWER = 'ea108133-d6b3-407c-9536-9fad8a929a6a';
@@ -63,4 +65,32 @@ test('When another project sends, then it is still refused 403 whatever its case
     .auth(other, TOKEN)
     .send({ to: '+15551230000', from: '+15551239999', body: 'hi' });
   expect(res.status).toBe(403);
+});
+
+test('When a caller writing its project in capitals sends with an ApplicationSid and no StatusCallback, then the Application’s status callback is the one relayed to', async () => {
+  const created = await request(sim.url)
+    .post(`/api/laml/2010-04-01/Accounts/${UPPER}/Applications.json`)
+    .auth(UPPER, TOKEN)
+    .type('form')
+    .send({ FriendlyName: 'app', MessageStatusCallback: 'https://app.example.com/status' });
+  expect(created.status).toBe(201);
+
+  const sent = await request(t.internalApp)
+    .post(`/api/laml/2010-04-01/Accounts/${UPPER}/Messages.json`)
+    .auth(UPPER, TOKEN)
+    .type('form')
+    .send({
+      To: '+15551230000',
+      From: '+15551239999',
+      Body: 'hi',
+      ApplicationSid: created.body.sid,
+    });
+  expect(sent.status).toBe(201);
+
+  const message = await request(t.internalApp)
+    .get(`/v1/messages/${sent.body.sid}`)
+    .auth(TEST_API_TOKEN, { type: 'bearer' });
+  expect(message.status).toBe(200);
+  expect(message.body.project_id).toBe(LOWER);
+  expect(message.body.client_status_callback).toBe('https://app.example.com/status');
 });

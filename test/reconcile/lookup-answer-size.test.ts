@@ -38,7 +38,7 @@ afterAll(async () => {
 const lookup = () =>
   createMessageLookup({
     baseUrl,
-    credentials: new Map([[PROJECT, 'PT-token']]),
+    credentials: new Map([[PROJECT, { projectIdAsWritten: PROJECT, token: 'PT-token' }]]),
     timeoutMs: 20_000,
   }).lookup({ id: randomUUID(), api: 'cxml', projectId: PROJECT });
 

@@ -69,8 +69,8 @@ beforeAll(async () => {
   });
   relay.start();
   const credentials = new Map([
-    [E2E_PROJECT, E2E_TOKEN],
-    [OTHER_PROJECT, 'PT-not-this-projects-token'],
+    [E2E_PROJECT, { projectIdAsWritten: E2E_PROJECT, token: E2E_TOKEN }],
+    [OTHER_PROJECT, { projectIdAsWritten: OTHER_PROJECT, token: 'PT-not-this-projects-token' }],
   ]);
   for (let i = 0; i < 2; i++) {
     const sweep = createReconcileWorker({

@@ -53,7 +53,7 @@ export async function startReconcilingStack(
     db,
     lookup: createMessageLookup({
       baseUrl: stack.sim.url,
-      credentials: new Map([[E2E_PROJECT, E2E_TOKEN]]),
+      credentials: new Map([[E2E_PROJECT, { projectIdAsWritten: E2E_PROJECT, token: E2E_TOKEN }]]),
       timeoutMs: 2_000,
     }),
     projects: [E2E_PROJECT],

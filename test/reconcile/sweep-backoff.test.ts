@@ -75,7 +75,7 @@ function startSweep(
     db: database.db,
     lookup: createMessageLookup({
       baseUrl,
-      credentials: new Map([[project, 'PT-token']]),
+      credentials: new Map([[project, { projectIdAsWritten: project, token: 'PT-token' }]]),
       timeoutMs: 2_000,
     }),
     schedule: [50, 60_000],

@@ -66,7 +66,7 @@ function startSweep(project: string): ReconcileWorker {
     db: database.db,
     lookup: createMessageLookup({
       baseUrl,
-      credentials: new Map([[project, 'PT-token']]),
+      credentials: new Map([[project, { projectIdAsWritten: project, token: 'PT-token' }]]),
       timeoutMs: 2_000,
     }),
     // Both steps long past for a message whose last event is a minute old.

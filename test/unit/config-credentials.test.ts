@@ -7,8 +7,8 @@ describe('SIGNALWIRE_CREDENTIALS', () => {
       SIGNALWIRE_CREDENTIALS: 'project-1 : PTtoken1 , project-2:PTtoken2',
     });
     expect([...config.signalwireCredentials]).toEqual([
-      ['project-1', 'PTtoken1'],
-      ['project-2', 'PTtoken2'],
+      ['project-1', { projectIdAsWritten: 'project-1', token: 'PTtoken1' }],
+      ['project-2', { projectIdAsWritten: 'project-2', token: 'PTtoken2' }],
     ]);
   });
 

@@ -179,8 +179,8 @@ describe('relay and reconciliation settings', () => {
       RECONCILE_SCHEDULE: '500ms,2s',
     });
     expect([...config.signalwireCredentials]).toEqual([
-      ['p1', 'PTa'],
-      ['p2', 'PT:b'],
+      ['p1', { projectIdAsWritten: 'p1', token: 'PTa' }],
+      ['p2', { projectIdAsWritten: 'p2', token: 'PT:b' }],
     ]);
     expect(config.reconcileSchedule).toEqual([500, 2000]);
   });
@@ -210,7 +210,7 @@ describe('relay and reconciliation settings', () => {
     expect(config.signingKeyProjects).toEqual(['ea108133-d6b3-407c-9536-9fad8a929a6a']);
   });
 
-  test('When SIGNALWIRE_PROJECT_IDS or SIGNALWIRE_CREDENTIALS name projects in capitals, then they are kept in lower case, as SignalWire writes them', () => {
+  test('When SIGNALWIRE_PROJECT_IDS or SIGNALWIRE_CREDENTIALS name projects in capitals, then they are compared in lower case, as SignalWire writes them, and the credentials go upstream as written', () => {
     const upper = 'EA108133-D6B3-407C-9536-9FAD8A929A6A';
     const config = loadConfig({
       SIGNALWIRE_PROJECT_IDS: `${upper}, P2`,
@@ -218,7 +218,7 @@ describe('relay and reconciliation settings', () => {
     });
     expect(config.signalwireProjectIds).toEqual([upper.toLowerCase(), 'p2']);
     expect([...config.signalwireCredentials]).toEqual([
-      [upper.toLowerCase(), 'PT_Token_Case_Kept'],
+      [upper.toLowerCase(), { projectIdAsWritten: upper, token: 'PT_Token_Case_Kept' }],
     ]);
     // One project written in two cases is one project listed twice.
     expect(
