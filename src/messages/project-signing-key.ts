@@ -3,16 +3,20 @@ import type { Expression, RawBuilder } from 'kysely';
 import type { Db } from '../db/database';
 
 /**
- * Relay jobs read, newest first, for a project's key: a bound however large the outbox. Each
- * is one primary-key look at its message; a project whose callbacks are relayed at all finds
- * its newest among the first few.
+ * The newest relay jobs read for a project's key: a bound however large the outbox, counted in
+ * jobs, signed or not. Counted in signed jobs (as first written) the walk read every job of an
+ * outbox of token-admitted (unsigned) relays — 150 000 rows per claim, measured — since no
+ * index leads to the signed ones. One primary-key range; each signed job in it one
+ * primary-key look at its message. A project whose signed callbacks are relayed at all finds
+ * its newest among them; one that has none this recent is signed as one without history
+ * (signing.ts relaySigningKey).
  */
-export const PROJECT_KEY_WINDOW = 10_000;
+export const PROJECT_KEY_WINDOW = 2_000;
 
 /**
  * The signing key that verified the newest signed callback of `project` relayed (the newest
  * relay job of one of its messages naming a key: signing.ts signingKeyRef), among the last
- * PROJECT_KEY_WINDOW jobs naming one; null when none. With keys listed bound to no project,
+ * PROJECT_KEY_WINDOW jobs; null when none. With keys listed bound to no project,
  * nothing else tells which one the project's app validates with: reconciliation's callbacks
  * (src/reconcile) and relays no signature chose a key for (src/relay, claimDueJobs) are signed
  * with it (DESIGN §10). Walks relay_jobs' primary key down from the newest, and stops at the
@@ -24,7 +28,8 @@ export function projectSigningKeyRefSql(
   return sql<string | null>`(
     SELECT recent.signing_key_ref
     FROM (SELECT id, message_id, signing_key_ref FROM relay_jobs
-          WHERE signing_key_ref IS NOT NULL ORDER BY id DESC LIMIT ${PROJECT_KEY_WINDOW}) recent
+          WHERE id > (SELECT coalesce(max(id), 0) FROM relay_jobs) - ${PROJECT_KEY_WINDOW}
+            AND signing_key_ref IS NOT NULL) recent
     JOIN messages m ON m.id = recent.message_id
     WHERE m.project_id = ${project}
     ORDER BY recent.id DESC

@@ -5,6 +5,7 @@ import { createHostLimiter } from './circuit-breaker';
 import type { BreakerOptions } from './circuit-breaker';
 import { nextClaim } from './claim-room';
 import type { RelayMetrics } from './relay-metrics';
+import { signingKeyRef } from '../signalwire/signing';
 import { relayRequest, withoutMessageBody } from './relay-request';
 import { createRelayExpiry, expiryReason } from './relay-expiry';
 import { claimDueJobs, outboxStats, recordOutcomes, releaseJobs } from './relay.repository';
@@ -138,12 +139,16 @@ export function createRelayWorker(options: RelayWorkerOptions): RelayWorker {
   const paused = options.paused ?? (() => false);
   let stats: OutboxStats | null = null;
   const failures = createFailureLog(logger, 'relay worker (outbox)');
-  // Several keys bound to no project: a job no signature chose a key for is signed with its
-  // project's latest (claimDueJobs reads it), which only matters then.
+  // Several keys bound to no project: a job whose reference names no key configured now (no
+  // signature chose one, or it was rotated away) is signed with its project's latest
+  // (claimDueJobs reads it), which only matters then.
   const unboundKeys = new Set(
     options.signingKeys.filter((_, i) => (options.signingKeyProjects?.[i] ?? null) === null),
   );
-  const projectKeys = options.namedProjects !== undefined && unboundKeys.size > 1;
+  const knownKeyRefs =
+    options.namedProjects !== undefined && unboundKeys.size > 1
+      ? options.signingKeys.map(signingKeyRef)
+      : undefined;
 
   function wake(): void {
     woken = true;
@@ -228,7 +233,7 @@ export function createRelayWorker(options: RelayWorkerOptions): RelayWorker {
     // turn's start, before the backlog metrics and releaseStale), it ends no earlier than
     // claimedAt + leaseMs, and a slow turn does not make every job it claims late at once.
     const claimedAt = monotonicNow();
-    const jobs = await claimDueJobs(db, claim, leaseMs, { projectKeys });
+    const jobs = await claimDueJobs(db, claim, leaseMs, knownKeyRefs && { knownKeyRefs });
     for (const job of jobs) {
       waiting.push({ job, claimedAt });
       hold(job.host, 1);

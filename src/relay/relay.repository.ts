@@ -14,9 +14,9 @@ export type RelayState = RelayJobRow['state'];
 export interface ClaimedJobRow extends RelayJobRow {
   project_id: string | null;
   /**
-   * For a job no signature chose a key for (signing_key_ref null), when the claim was asked
-   * for it: the key that verified the newest signed callback of its message's project
-   * (messages/project-signing-key.ts); else null.
+   * For a job whose reference names no key configured now (none: no signature chose one; or
+   * one rotated away), when the claim was asked for it: the key that verified the newest signed
+   * callback of its message's project (messages/project-signing-key.ts); else null.
    */
   project_key_ref: string | null;
 }
@@ -51,8 +51,14 @@ export async function claimDueJobs(
   db: Db,
   claim: ClaimLimits,
   leaseMs: number,
-  options: { projectKeys?: boolean } = {},
+  /**
+   * `knownKeyRefs`, given with several keys bound to no project: the fingerprints of the keys
+   * configured now; a job whose reference names none of them (none, or a key rotated away)
+   * gets its project's key (keyed, below).
+   */
+  options: { knownKeyRefs?: readonly string[] } = {},
 ): Promise<ClaimedJobRow[]> {
+  const known = options.knownKeyRefs ?? null;
   const { rows } = await sql<ClaimedJobRow>`
     WITH RECURSIVE hosts(host, first_due) AS (
         (SELECT host, next_attempt_at FROM relay_jobs
@@ -114,15 +120,15 @@ export async function claimDueJobs(
     -- changes (record-events.ts refusedProjects); a message already removed has none.
     RETURNING r.*, (SELECT m.project_id FROM messages m WHERE m.id = r.message_id) AS project_id
     ), keyed AS (
-      -- With several keys bound to no project (options.projectKeys), the key of the newest
+      -- With several keys bound to no project (options.knownKeyRefs), the key of the newest
       -- signed callback of each project among those jobs: once per project, not per job, and
-      -- only for jobs no signature chose a key for (token-admitted callbacks: rare where
-      -- SignalWire signs), none otherwise.
+      -- only for jobs whose reference names no key configured now (token-admitted callbacks,
+      -- or a key rotated away), none otherwise.
       SELECT p.project_id, ${projectSigningKeyRefSql(sql.ref('p.project_id'))} AS project_key_ref
       FROM (SELECT DISTINCT project_id FROM claimed
-            WHERE ${options.projectKeys === true}::boolean AND signing_key_ref IS NULL
-              AND project_id IS NOT NULL) p)
-    SELECT c.*, CASE WHEN c.signing_key_ref IS NULL THEN k.project_key_ref END AS project_key_ref
+            WHERE ${known !== null}::boolean AND project_id IS NOT NULL
+              AND (signing_key_ref IS NULL OR NOT signing_key_ref = ANY(${known ?? []}::text[]))) p)
+    SELECT c.*, k.project_key_ref
     FROM claimed c LEFT JOIN keyed k ON k.project_id = c.project_id`.execute(db);
   return rows.sort((a, b) => a.id - b.id);
 }
