@@ -62,7 +62,7 @@ export function createRelay(deps: {
 }
 
 /**
- * Several projects named and more than one key bound to none: a relay no signature chose a key
+ * More than one key bound to none, and several projects named or none: a relay no signature chose a key
  * for is signed with the one its project's callbacks last verified under, or goes unsigned
  * (signing.ts relaySigningKey). Binding each key to its project says which is whose. Names
  * the projects, never a key.
@@ -75,7 +75,20 @@ function warnOfUnboundKeys(
   const unbound = new Set(
     config.signingKeys.filter((_, i) => (config.signingKeyProjects?.[i] ?? null) === null),
   );
-  if (projects.size <= 1 || unbound.size <= 1) return;
+  if (unbound.size <= 1 || projects.size === 1) return;
+  if (projects.size === 0) {
+    // Nothing tells a rotation (one project's old and new key) from several projects' keys:
+    // DESIGN §10's rule stands (the first key), and the operator is told how to say which.
+    logger.warn(
+      { unbound_keys: unbound.size },
+      'more than one signing key is listed and no project is named: if they are several ' +
+        "projects' keys, bind each to its project in SIGNALWIRE_SIGNING_KEYS " +
+        '(project_id:PSK_…) — until then a relay of a project whose callbacks have not lately ' +
+        'verified under its own key is signed with the first key, which another project can ' +
+        'then have sign what its token admits',
+    );
+    return;
+  }
   logger.warn(
     { projects: [...projects].sort(), unbound_keys: unbound.size },
     'several projects are configured and more than one signing key is bound to none: bind each ' +
