@@ -24,12 +24,20 @@ export const PROJECT_KEY_WINDOW = 2_000;
  */
 export function projectSigningKeyRefSql(
   project: Expression<string | null>,
+  knownKeyRefs?: readonly string[],
 ): RawBuilder<string | null> {
+  // `knownKeyRefs`: only a key configured now counts — a reconciliation relay carries the
+  // message's own (perhaps retired) key's reference, and taken as the project's newest it left
+  // every later relay of the project unsigned. The LIMIT keeps the window a subquery of its
+  // own: flattened, the planner may start from the project's messages instead.
+  const known =
+    knownKeyRefs === undefined ? sql`` : sql`AND signing_key_ref = ANY(${knownKeyRefs}::text[])`;
   return sql<string | null>`(
     SELECT recent.signing_key_ref
     FROM (SELECT id, message_id, signing_key_ref FROM relay_jobs
           WHERE id > (SELECT coalesce(max(id), 0) FROM relay_jobs) - ${PROJECT_KEY_WINDOW}
-            AND signing_key_ref IS NOT NULL) recent
+            AND signing_key_ref IS NOT NULL ${known}
+          ORDER BY id DESC LIMIT ${PROJECT_KEY_WINDOW}) recent
     JOIN messages m ON m.id = recent.message_id
     WHERE m.project_id = ${project}
     ORDER BY recent.id DESC

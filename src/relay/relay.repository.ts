@@ -124,7 +124,7 @@ export async function claimDueJobs(
       -- signed callback of each project among those jobs: once per project, not per job, and
       -- only for jobs whose reference names no key configured now (token-admitted callbacks,
       -- or a key rotated away), none otherwise.
-      SELECT p.project_id, ${projectSigningKeyRefSql(sql.ref('p.project_id'))} AS project_key_ref
+      SELECT p.project_id, ${projectSigningKeyRefSql(sql.ref('p.project_id'), known ?? [])} AS project_key_ref
       FROM (SELECT DISTINCT project_id FROM claimed
             WHERE ${known !== null}::boolean AND project_id IS NOT NULL
               AND (signing_key_ref IS NULL OR NOT signing_key_ref = ANY(${known ?? []}::text[]))) p)
