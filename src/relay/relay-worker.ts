@@ -1,11 +1,11 @@
 import type { Db } from '../db/database';
 import type { Logger } from '../logger';
+import { signingKeyRef, unboundSigningKeys } from '../signalwire/signing';
 import { createFailureLog, createReasonCount, describeDatabaseFailure } from '../db/failure-reason';
 import { createHostLimiter } from './circuit-breaker';
 import type { BreakerOptions } from './circuit-breaker';
 import { nextClaim } from './claim-room';
 import type { RelayMetrics } from './relay-metrics';
-import { signingKeyRef } from '../signalwire/signing';
 import { relayRequest, withoutMessageBody } from './relay-request';
 import { createRelayExpiry, expiryReason } from './relay-expiry';
 import { claimDueJobs, outboxStats, recordOutcomes, releaseJobs } from './relay.repository';
@@ -142,11 +142,9 @@ export function createRelayWorker(options: RelayWorkerOptions): RelayWorker {
   // Several keys bound to no project: a job whose reference names no key configured now (no
   // signature chose one, or it was rotated away) is signed with its project's latest
   // (claimDueJobs reads it), which only matters then.
-  const unboundKeys = new Set(
-    options.signingKeys.filter((_, i) => (options.signingKeyProjects?.[i] ?? null) === null),
-  );
   const knownKeyRefs =
-    options.namedProjects !== undefined && unboundKeys.size > 1
+    options.namedProjects !== undefined &&
+    unboundSigningKeys(options.signingKeys, options.signingKeyProjects).length > 1
       ? options.signingKeys.map(signingKeyRef)
       : undefined;
 

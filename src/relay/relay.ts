@@ -3,6 +3,7 @@ import { namedProjects } from '../config';
 import type { Config } from '../config';
 import type { Db } from '../db/database';
 import type { Logger } from '../logger';
+import { unboundSigningKeys } from '../signalwire/signing';
 import type { SearchList } from './relay-dns';
 import { createRelayMetrics } from './relay-metrics';
 import { createRelayTransport } from './relay-transport';
@@ -72,15 +73,13 @@ function warnOfUnboundKeys(
   config: Pick<Config, 'signingKeys' | 'signingKeyProjects'>,
   projects: ReadonlySet<string>,
 ): void {
-  const unbound = new Set(
-    config.signingKeys.filter((_, i) => (config.signingKeyProjects?.[i] ?? null) === null),
-  );
-  if (unbound.size <= 1 || projects.size === 1) return;
+  const unbound = unboundSigningKeys(config.signingKeys, config.signingKeyProjects).length;
+  if (unbound <= 1 || projects.size === 1) return;
   if (projects.size === 0) {
     // Nothing tells a rotation (one project's old and new key) from several projects' keys:
     // DESIGN §10's rule stands (the first key), and the operator is told how to say which.
     logger.warn(
-      { unbound_keys: unbound.size },
+      { unbound_keys: unbound },
       'more than one signing key is listed and no project is named: if they are several ' +
         "projects' keys, bind each to its project in SIGNALWIRE_SIGNING_KEYS " +
         '(project_id:PSK_…) — until then a relay of a project whose callbacks have not lately ' +
@@ -90,7 +89,7 @@ function warnOfUnboundKeys(
     return;
   }
   logger.warn(
-    { projects: [...projects].sort(), unbound_keys: unbound.size },
+    { projects: [...projects].sort(), unbound_keys: unbound },
     'several projects are configured and more than one signing key is bound to none: bind each ' +
       'key to its project in SIGNALWIRE_SIGNING_KEYS (project_id:PSK_…); until then a relay ' +
       'no signature chose a key for is signed with the key its project last verified under, ' +

@@ -119,13 +119,10 @@ export function relaySigningKey(
     if (key !== undefined) return key;
   }
   const own = project?.toLowerCase() ?? null;
-  const free: string[] = [];
-  for (const [index, key] of keys.entries()) {
-    // Bound projects are lower case (config.ts); SignalWire writes project ids so too.
-    const bound = projects?.[index] ?? null;
-    if (own !== null && bound === own) return key;
-    if (bound === null && !free.includes(key)) free.push(key);
-  }
+  // Bound projects are lower case (config.ts); SignalWire writes project ids so too.
+  const boundToOwn = own === null ? -1 : (projects?.indexOf(own) ?? -1);
+  if (boundToOwn !== -1 && keys[boundToOwn] !== undefined) return keys[boundToOwn];
+  const free = unboundSigningKeys(keys, projects);
   if (free.length <= 1 || unbound === undefined) return free[0];
   const { projectRef, namedProjects } = unbound;
   if (projectRef !== null) {
@@ -136,4 +133,17 @@ export function relaySigningKey(
     namedProjects.size === 0 ||
     (namedProjects.size === 1 && own !== null && namedProjects.has(own));
   return oneProject ? free[0] : undefined;
+}
+
+/**
+ * The configured keys bound to no project (`projects`: per key, its project or null; absent:
+ * none is bound), each once, in the order listed: they verify every project, and with more
+ * than one of them nothing in the configuration tells which is whose (relaySigningKey, and the
+ * relay's start warning and claim).
+ */
+export function unboundSigningKeys(
+  keys: readonly string[],
+  projects: readonly (string | null)[] | undefined,
+): string[] {
+  return [...new Set(keys.filter((_, index) => (projects?.[index] ?? null) === null))];
 }
