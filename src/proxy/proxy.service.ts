@@ -89,9 +89,9 @@ export interface ValidSend {
   applicationSid: string | null;
   /**
    * The caller's project as its credentials write it (`facts.projectId` is in lower case): the
-   * account of the Application's read, made with those credentials. Absent: `facts.projectId`.
+   * account of the Application's read, made with those credentials.
    */
-  projectIdAsWritten?: string;
+  projectIdAsWritten: string;
   /**
    * Fires when the caller goes (its connection closes unanswered). Its client counts the send
    * as failed and may retry: a send not yet forwarded, or whose connection to SignalWire is not
@@ -251,7 +251,7 @@ async function relayTarget(
     send.facts.projectId,
     send.applicationSid,
     send.headers['authorization'],
-    send.projectIdAsWritten ?? send.facts.projectId,
+    send.projectIdAsWritten,
   );
   if (found.ok) return { url: found.url, withoutApplication: true };
   deps.logger.warn(

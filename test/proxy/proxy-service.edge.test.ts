@@ -128,6 +128,7 @@ function compatSend(
       clientStatusCallback: fields.statusCallback ?? null,
     },
     applicationSid: fields.applicationSid ?? null,
+    projectIdAsWritten: PROJECT,
     callerGone,
   };
 }
