@@ -29,7 +29,7 @@ const json = (status: number, body: unknown): CannedResponse => ({
 });
 
 function reader() {
-  const client = createSignalWireClient({ baseUrl: tap.url, timeoutMs: 2_000 });
+  const client = createSignalWireClient({ baseUrl: tap.url, timeoutMs: 15_000 });
   return createApplicationCallbacks(client);
 }
 
