@@ -1,6 +1,6 @@
 import { existsSync } from 'node:fs';
 import path from 'node:path';
-import { DEFAULT_SPOOL_DIR, cliLogLevel, cliStoreBody, redactSecrets } from '../config';
+import { DEFAULT_SPOOL_DIR, cliLogLevel, cliStoreBody, envValue, redactSecrets } from '../config';
 import { cliDatabaseUrl } from '../db/cli-database-url';
 import { isDatabaseUnavailable, isSessionRefused } from '../db/database-unavailable';
 import { createDb } from '../db/database';
@@ -50,8 +50,11 @@ import { signalExitCode } from '../process/signal-exit-code';
  * optionally SPOOL_DIR, LOG_LEVEL (default warn) and STORE_BODY (default false: as the service,
  * it stores no text from the spool, even what a run with it on spooled).
  */
+/** SPOOL_DIR read with the service's reader (config.ts envValue: trimmed); unset or blank is the default. */
+const spoolDirFromEnv = (): string => envValue(process.env, 'SPOOL_DIR') || DEFAULT_SPOOL_DIR;
+
 const USAGE = `usage: spool <status|replay|requeue-dead-letters> [DIR] [--timeout SECONDS]
-  DIR defaults to SPOOL_DIR (${process.env.SPOOL_DIR || DEFAULT_SPOOL_DIR})`;
+  DIR defaults to SPOOL_DIR (${spoolDirFromEnv()})`;
 
 async function main(argv: readonly string[]): Promise<number> {
   const { command, dir, timeoutMs } = parseArguments(argv);
@@ -458,7 +461,7 @@ function parseArguments(argv: readonly string[]): {
   if (extra.length > 0) usage(`unexpected ${extra.join(' ')}`);
   return {
     command,
-    dir: path.resolve(dir ?? (process.env.SPOOL_DIR?.trim() || DEFAULT_SPOOL_DIR)),
+    dir: path.resolve(dir ?? spoolDirFromEnv()),
     timeoutMs: timeoutSeconds * 1000,
   };
 }

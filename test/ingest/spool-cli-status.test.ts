@@ -49,3 +49,12 @@ test('When status is run on a spool nobody holds, then it reports its events and
   }
   expect(status.code).toBe(0);
 }, 60_000);
+
+test('When status is run without DIR, then it reads SPOOL_DIR as the service does (surrounding spaces trimmed)', async () => {
+  const status = await runSpoolCommand(['status', '--timeout', '20'], {
+    DATABASE_URL: database.url,
+    SPOOL_DIR: ` ${dir} `,
+  });
+  expect(status.stdout).toContain('2 events');
+  expect(status.code).toBe(0);
+}, 60_000);
