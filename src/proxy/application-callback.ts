@@ -41,15 +41,16 @@ export type ApplicationLookup =
 export interface ApplicationCallbacks {
   /**
    * `projectId`: the caller's project in lower case (proxy-http.ts checkCaller), which answers
-   * are kept by. `projectIdAsWritten`: as the caller wrote it in its credentials (the same id
-   * when not given), the path's account of a read made with them: SignalWire's rules on its case
-   * are not known, and the simulator holds the path's account to the credentials' exactly.
+   * are kept by. `projectIdAsWritten`: as the caller wrote it in its credentials, the path's
+   * account of a read made with them: SignalWire's rules on its case are not known, and the
+   * simulator holds the path's account to the credentials' exactly. Required: a default to the
+   * lower-case id would send a caller's own read under an account its credentials do not name.
    */
   lookup(
     projectId: string,
     applicationSid: string,
     authorization: string | undefined,
-    projectIdAsWritten?: string,
+    projectIdAsWritten: string,
   ): Promise<ApplicationLookup>;
 }
 
@@ -144,7 +145,7 @@ export function createApplicationCallbacks(
   }
 
   return {
-    async lookup(projectId, applicationSid, authorization, projectIdAsWritten = projectId) {
+    async lookup(projectId, applicationSid, authorization, projectIdAsWritten) {
       const key = `${projectId}/${applicationSid.toLowerCase()}`;
       const now = clock();
       const hit = kept.get(key);

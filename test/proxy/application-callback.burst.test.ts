@@ -38,7 +38,7 @@ test('When twenty sends naming one Application start at once, then SignalWire is
   const applications = reader();
   const before = tap.requests.length;
   const found = await Promise.all(
-    Array.from({ length: 20 }, () => applications.lookup(PROJECT, APP_SID, AUTH)),
+    Array.from({ length: 20 }, () => applications.lookup(PROJECT, APP_SID, AUTH, PROJECT)),
   );
   expect(found).toEqual(Array(20).fill({ ok: true, url: 'https://app.example.com/status' }));
   expect(tap.requests.length - before).toBe(1);
@@ -51,8 +51,8 @@ test('When sends with other credentials start during a read, then they are not a
       : json(401, { code: 20003, message: 'Authentication Error', status: 401 });
   const applications = reader();
   const [good, bad] = await Promise.all([
-    applications.lookup(PROJECT, APP_SID, AUTH),
-    applications.lookup(PROJECT, APP_SID, basicAuthHeader(PROJECT, 'wrong')),
+    applications.lookup(PROJECT, APP_SID, AUTH, PROJECT),
+    applications.lookup(PROJECT, APP_SID, basicAuthHeader(PROJECT, 'wrong'), PROJECT),
   ]);
   expect(good).toEqual({ ok: true, url: 'https://app.example.com/status' });
   expect(bad).toEqual({ ok: false, reason: 'SignalWire answered 401' });

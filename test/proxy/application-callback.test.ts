@@ -41,7 +41,7 @@ function reader(
 
 test('When the Application carries only the older sms_status_callback, then that URL is used', async () => {
   answer = () => json(200, { sid: APP_SID, sms_status_callback: 'https://app.example.com/s' });
-  expect(await reader().lookup(PROJECT, APP_SID, AUTH)).toEqual({
+  expect(await reader().lookup(PROJECT, APP_SID, AUTH, PROJECT)).toEqual({
     ok: true,
     url: 'https://app.example.com/s',
   });
@@ -55,15 +55,15 @@ test('When an answer is kept, then it is read again only after a minute', async 
     return json(200, { message_status_callback: `https://app.example.com/v${reads}` });
   };
   const applications = reader(() => now);
-  expect(await applications.lookup(PROJECT, APP_SID, AUTH)).toMatchObject({
+  expect(await applications.lookup(PROJECT, APP_SID, AUTH, PROJECT)).toMatchObject({
     url: 'https://app.example.com/v1',
   });
   now += 59_000;
-  expect(await applications.lookup(PROJECT, APP_SID.toUpperCase(), AUTH)).toMatchObject({
+  expect(await applications.lookup(PROJECT, APP_SID.toUpperCase(), AUTH, PROJECT)).toMatchObject({
     url: 'https://app.example.com/v1',
   });
   now += 2_000;
-  expect(await applications.lookup(PROJECT, APP_SID, AUTH)).toMatchObject({
+  expect(await applications.lookup(PROJECT, APP_SID, AUTH, PROJECT)).toMatchObject({
     url: 'https://app.example.com/v2',
   });
   expect(reads).toBe(2);
@@ -79,17 +79,17 @@ test('When a later read fails (SignalWire slow or rate limiting), then the last 
       : json(429, { code: 20429, message: 'Too Many Requests' });
   };
   const applications = reader(() => now);
-  expect(await applications.lookup(PROJECT, APP_SID, AUTH)).toMatchObject({
+  expect(await applications.lookup(PROJECT, APP_SID, AUTH, PROJECT)).toMatchObject({
     url: 'https://app.example.com/v1',
   });
   now += 61_000;
-  expect(await applications.lookup(PROJECT, APP_SID, AUTH)).toEqual({
+  expect(await applications.lookup(PROJECT, APP_SID, AUTH, PROJECT)).toEqual({
     ok: true,
     url: 'https://app.example.com/v1',
   });
   expect(reads).toBe(2);
   now += 24 * 60 * 60_000;
-  expect(await applications.lookup(PROJECT, APP_SID, AUTH)).toMatchObject({ ok: false });
+  expect(await applications.lookup(PROJECT, APP_SID, AUTH, PROJECT)).toMatchObject({ ok: false });
 });
 
 test('When the Application is gone (404), then its last answer no longer stands', async () => {
@@ -104,15 +104,15 @@ test('When the Application is gone (404), then its last answer no longer stands'
         : json(503, { message: 'unavailable' });
   };
   const applications = reader(() => now);
-  await applications.lookup(PROJECT, APP_SID, AUTH);
+  await applications.lookup(PROJECT, APP_SID, AUTH, PROJECT);
   now += 61_000;
-  expect(await applications.lookup(PROJECT, APP_SID, AUTH)).toEqual({
+  expect(await applications.lookup(PROJECT, APP_SID, AUTH, PROJECT)).toEqual({
     ok: false,
     reason: 'SignalWire answered 404',
   });
   // Nor does it come back when a later read fails otherwise.
   now += 61_000;
-  expect(await applications.lookup(PROJECT, APP_SID, AUTH)).toEqual({
+  expect(await applications.lookup(PROJECT, APP_SID, AUTH, PROJECT)).toEqual({
     ok: false,
     reason: 'SignalWire answered 503',
   });
@@ -128,7 +128,7 @@ test('When the caller’s token may not read Applications, then the project’s 
   const credentials = new Map([
     [PROJECT, { projectIdAsWritten: PROJECT, token: 'PTprojectowntoken' }],
   ]);
-  expect(await reader(Date.now, credentials).lookup(PROJECT, APP_SID, AUTH)).toEqual({
+  expect(await reader(Date.now, credentials).lookup(PROJECT, APP_SID, AUTH, PROJECT)).toEqual({
     ok: true,
     url: 'https://app.example.com/own',
   });
@@ -140,7 +140,7 @@ test('When the caller’s token may not read Applications, then the project’s 
       ? json(200, { message_status_callback: 'https://app.example.com/own' })
       : json(401, { code: 20003, message: 'Authentication Error' });
   const beforeUnknown = tap.requests.length;
-  expect(await reader(Date.now, credentials).lookup(PROJECT, APP_SID, AUTH)).toEqual({
+  expect(await reader(Date.now, credentials).lookup(PROJECT, APP_SID, AUTH, PROJECT)).toEqual({
     ok: false,
     reason: 'SignalWire answered 401',
   });
@@ -150,7 +150,7 @@ test('When the caller’s token may not read Applications, then the project’s 
       ? json(200, { message_status_callback: 'https://app.example.com/own' })
       : json(403, { code: 20403, message: 'Forbidden' });
   // Without a token of the project's own, the refusal stands.
-  expect(await reader().lookup(PROJECT, APP_SID, AUTH)).toEqual({
+  expect(await reader().lookup(PROJECT, APP_SID, AUTH, PROJECT)).toEqual({
     ok: false,
     reason: 'SignalWire answered 403',
   });
@@ -193,24 +193,24 @@ test.each([
       return json(status, { code: 20000 + status, message: 'refused' });
     };
     const applications = reader(() => now);
-    expect(await applications.lookup(PROJECT, APP_SID, AUTH)).toEqual({
+    expect(await applications.lookup(PROJECT, APP_SID, AUTH, PROJECT)).toEqual({
       ok: false,
       reason: `SignalWire answered ${status}`,
     });
     // The next sends of that app do not wait for SignalWire to answer the same again.
     now += 59_000;
-    expect(await applications.lookup(PROJECT, APP_SID.toUpperCase(), AUTH)).toEqual({
+    expect(await applications.lookup(PROJECT, APP_SID.toUpperCase(), AUTH, PROJECT)).toEqual({
       ok: false,
       reason: `SignalWire answered ${status} (asked again after a minute)`,
     });
     expect(reads).toBe(1);
     // Other credentials are not answered from it.
-    await applications.lookup(PROJECT, APP_SID, 'Basic b3RoZXI6Y3JlZGVudGlhbHM=');
+    await applications.lookup(PROJECT, APP_SID, 'Basic b3RoZXI6Y3JlZGVudGlhbHM=', PROJECT);
     expect(reads).toBe(2);
     // A minute on, a token given the permission (or an Application created) is seen.
     now += 2_000;
     answer = () => json(200, { message_status_callback: 'https://app.example.com/now' });
-    expect(await applications.lookup(PROJECT, APP_SID, AUTH)).toEqual({
+    expect(await applications.lookup(PROJECT, APP_SID, AUTH, PROJECT)).toEqual({
       ok: true,
       url: 'https://app.example.com/now',
     });
@@ -225,11 +225,11 @@ test('When a read fails for now (503), then the failure is not kept', async () =
     return json(503, { message: 'unavailable' });
   };
   const applications = reader();
-  expect(await applications.lookup(PROJECT, APP_SID, AUTH)).toEqual({
+  expect(await applications.lookup(PROJECT, APP_SID, AUTH, PROJECT)).toEqual({
     ok: false,
     reason: 'SignalWire answered 503',
   });
-  await applications.lookup(PROJECT, APP_SID, AUTH);
+  await applications.lookup(PROJECT, APP_SID, AUTH, PROJECT);
   expect(reads).toBe(2);
 });
 
@@ -241,13 +241,13 @@ test.each([
   'When the Application’s URL has %s, then it is refused as a StatusCallback would be',
   async (_what, url) => {
     answer = () => json(200, { message_status_callback: url });
-    expect(await reader().lookup(PROJECT, APP_SID, AUTH)).toMatchObject({ ok: false });
+    expect(await reader().lookup(PROJECT, APP_SID, AUTH, PROJECT)).toMatchObject({ ok: false });
   },
 );
 
 test('When the answer is not an Application (HTML from a gateway), then the read fails', async () => {
   answer = () => ({ status: 200, headers: { 'content-type': 'text/html' }, body: '<html>' });
-  expect(await reader().lookup(PROJECT, APP_SID, AUTH)).toEqual({
+  expect(await reader().lookup(PROJECT, APP_SID, AUTH, PROJECT)).toEqual({
     ok: false,
     reason: 'the answer is not an Application',
   });
