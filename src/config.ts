@@ -628,6 +628,14 @@ function parseTrustProxy(value: string): TrustProxy {
 }
 
 /**
+ * The placeholders the manifests ship: `REPLACE_ME` in the example Secret, `replace-me` in the
+ * ConfigMap's URLs and the Ingress's host (a hostname has no `_`).
+ */
+function isPlaceholder(value: string): boolean {
+  return /replace[_-]me/i.test(value);
+}
+
+/**
  * The secret values the environment holds: API tokens, callback-token secrets, signing keys,
  * the API tokens of SIGNALWIRE_CREDENTIALS and the passwords of the database and proxy URLs
  * (in the userinfo or as `password=`, as written and decoded). What main.ts prints when the process
@@ -667,8 +675,11 @@ export function secretValues(env: NodeJS.ProcessEnv = process.env): string[] {
       // Not percent-encoded as a whole: the value as written is the one to erase.
     }
   }
-  // Longest first, so that a secret containing another is erased whole.
-  return [...found].filter((value) => value.length >= 4).sort((a, b) => b.length - a.length);
+  // Longest first, so that a secret containing another is erased whole. A placeholder is no
+  // secret: erased, the refusal that names it would read "still holds the [redacted] placeholder".
+  return [...found]
+    .filter((value) => value.length >= 4 && !/^replace[_-]me$/i.test(value))
+    .sort((a, b) => b.length - a.length);
 }
 
 const PROXY_VARIABLES = ['HTTPS_PROXY', 'https_proxy', 'HTTP_PROXY', 'http_proxy'] as const;
@@ -792,15 +803,22 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       'API_TOKENS',
       'SIGNALWIRE_CREDENTIALS',
     ] as const) {
-      if (/REPLACE_ME/i.test(env[name] ?? ''))
+      if (isPlaceholder(env[name] ?? ''))
         problems.push(`${name}: still holds the REPLACE_ME placeholder`);
+    }
+    // So does the ConfigMap (k8s/app/configmap.yaml), as a host: a pod started with them is
+    // ready and healthy while every send's callback URL names a host SignalWire cannot reach
+    // (PUBLIC_BASE_URL) or every send goes to a space that is not the team's.
+    for (const name of ['PUBLIC_BASE_URL', 'SIGNALWIRE_SPACE_URL'] as const) {
+      if (isPlaceholder(env[name] ?? ''))
+        problems.push(`${name}: still holds the replace-me placeholder of k8s/app/configmap.yaml`);
     }
     // Every wrong guess at the query API costs an attacker one request and nothing else (no
     // lockout: one would let the same attacker lock out every dashboard behind a shared
     // address), so a token must be too long to guess online, as a callback secret must be to
     // guess offline.
     // The development value and the placeholder are already refused above, by their own names.
-    const refusedAbove = (token: string) => token === DEV_API_TOKEN || /REPLACE_ME/i.test(token);
+    const refusedAbove = (token: string) => token === DEV_API_TOKEN || isPlaceholder(token);
     if (e.API_TOKENS?.some((token) => !refusedAbove(token) && token.length < 16))
       problems.push('API_TOKENS: each token needs at least 16 characters');
   }
@@ -819,7 +837,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     );
   for (const secret of e.CALLBACK_TOKEN_SECRET ?? []) {
     // A short secret makes the per-send token guessable offline.
-    if (secret.length < 16)
+    // (The placeholder is refused in production by its own name, above.)
+    if (secret.length < 16 && !(isProduction && isPlaceholder(secret)))
       problems.push('CALLBACK_TOKEN_SECRET: each secret needs at least 16 characters');
   }
   const shutdownDelayMs = e.SHUTDOWN_DELAY_MS ?? (isProduction ? 5_000 : 0);

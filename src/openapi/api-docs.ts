@@ -32,7 +32,7 @@ const ERROR_MEANING: Readonly<Record<number, string>> = {
   401: 'Missing or invalid credentials.',
   403: 'Forbidden.',
   404: 'Not found.',
-  409: 'Conflict with the current state (e.g. a relay that is not dead).',
+  409: 'Conflict with the current state (e.g. a relay already delivered, or being attempted now).',
   413: 'The body is too large.',
   415: 'Unsupported content type.',
   429: 'Rate limited; retry later.',

@@ -405,3 +405,11 @@ describe('GET /docs', () => {
     await request(t.publicApp).get('/docs/').expect(404);
   });
 });
+
+test("When a dashboard developer reads the relay retry's 409, then it names what answers 409 (a relay delivered or being attempted), not a pending relay, which is retried", () => {
+  const retry = openApiDocument().paths?.['/v1/relays/{id}/retry']?.post;
+  const conflict = retry?.responses?.['409'] as { description?: string } | undefined;
+  expect(retry?.description).toMatch(/already_delivered/);
+  expect(conflict?.description).toMatch(/delivered/);
+  expect(conflict?.description).not.toMatch(/not dead/);
+});

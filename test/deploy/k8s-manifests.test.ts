@@ -29,6 +29,7 @@ import type { ISecret } from 'kubernetes-models/v1/Secret';
 import { Service } from 'kubernetes-models/v1/Service';
 import type { IService } from 'kubernetes-models/v1/Service';
 import { loadConfig } from '../../src/config';
+import { configProblems } from '../helpers/config-problems';
 import {
   K8S_DIR,
   ROOT,
@@ -316,20 +317,35 @@ rendered('Kubernetes manifests: configuration and secrets', () => {
     expect(requiredInProduction.filter((name) => !provided.has(name))).toEqual([]);
   });
 
-  test('When the Secret placeholders are replaced by real values, then the production configuration loads', () => {
+  const realSecrets = (): Record<string, string> => {
     const realValues: Record<string, string> = {
       DATABASE_URL: 'postgres://sw_status:password@db.internal:5432/sw_status',
       SIGNALWIRE_SIGNING_KEYS: 'PSK_0123456789abcdef0123456789',
       CALLBACK_TOKEN_SECRET: 'a-long-random-callback-token-secret',
       API_TOKENS: 'a-long-random-api-token',
     };
-    const filled = Object.fromEntries(
+    return Object.fromEntries(
       Object.keys(secretData()).map((key) => [key, realValues[key] ?? 'x'.repeat(32)]),
     );
-    const config = loadConfig({ ...configData(), ...filled });
+  };
+  // README "Configure" step 2: the team's own public URL and space.
+  const realUrls = {
+    PUBLIC_BASE_URL: 'https://sw-status.acme.test',
+    SIGNALWIRE_SPACE_URL: 'https://acme.signalwire.com',
+  };
+
+  test('When the Secret and ConfigMap placeholders are replaced by real values, then the production configuration loads', () => {
+    const config = loadConfig({ ...configData(), ...realUrls, ...realSecrets() });
     expect(config.isProduction).toBe(true);
     expect(config.defaultsInForce).toEqual([]);
     expect(config.shutdownDrainMs).toBe(Number(configData().SHUTDOWN_DRAIN_MS));
+  });
+
+  test("When the ConfigMap's placeholder URLs are left in, then production refuses to start and names both (a ready pod would mint callback URLs SignalWire cannot reach)", () => {
+    expect(configProblems({ ...configData(), ...realSecrets() })).toEqual([
+      'PUBLIC_BASE_URL: still holds the replace-me placeholder of k8s/app/configmap.yaml',
+      'SIGNALWIRE_SPACE_URL: still holds the replace-me placeholder of k8s/app/configmap.yaml',
+    ]);
   });
 
   test('When HOST is not set by the ConfigMap, then the service default applies (IPv6-only clusters too)', () => {

@@ -55,6 +55,23 @@ describe('start-up with NODE_ENV=production', () => {
     expect(result.ms).toBeLessThan(15_000);
   });
 
+  test("When the example Secret's REPLACE_ME placeholders are left in, then the refusal names the placeholder, not [redacted]", async () => {
+    // Secrets are erased from what a failed start prints; a placeholder is not one.
+    const env = await productionEnv();
+    env.API_TOKENS = 'REPLACE_ME';
+    env.CALLBACK_TOKEN_SECRET = 'REPLACE_ME';
+    // A password that is no word of the messages (a password "secret" erases the word).
+    env.DATABASE_URL = 'postgres://sw:Pw-6f1c2a9e@127.0.0.1:9/sw_status';
+    const result = await start(env);
+
+    expect(result.code).toBe(1);
+    expect(result.stderr).toContain('API_TOKENS: still holds the REPLACE_ME placeholder');
+    expect(result.stderr).toContain(
+      'CALLBACK_TOKEN_SECRET: still holds the REPLACE_ME placeholder',
+    );
+    expect(result.stderr).not.toContain('[redacted]');
+  });
+
   test('When nothing is configured, then every development default is refused by name', async () => {
     const result = await start({ NODE_ENV: 'production', PORT: String(await freePort()) });
     expect(result.code).toBe(1);
