@@ -42,6 +42,17 @@ describe('loadConfig', () => {
     expect(config.defaultsInForce.length).toBeGreaterThanOrEqual(5);
   });
 
+  test('When npm start runs with the development API token on every interface, then the start log says so and how to keep it local', () => {
+    const warning = /HOST unset: listening on every interface with the API token "dev-token"/;
+    expect(loadConfig({}).defaultsInForce.join('\n')).toMatch(warning);
+    // A HOST of one's own, or tokens of one's own, and there is nothing to say.
+    expect(loadConfig({ HOST: '127.0.0.1' }).defaultsInForce.join('\n')).not.toMatch(warning);
+    expect(loadConfig({ HOST: '::' }).defaultsInForce.join('\n')).not.toMatch(/HOST unset/);
+    expect(
+      loadConfig({ API_TOKENS: 'a-token-of-my-own-0123' }).defaultsInForce.join('\n'),
+    ).not.toMatch(/HOST unset/);
+  });
+
   test('When production is fully configured, then lists are split and the base URL is trimmed', () => {
     const config = loadConfig(production);
     expect(config.signingKeys).toEqual(['PSK_a', 'PSK_b']);
