@@ -86,7 +86,7 @@ describeBrowser('status page stuck tile', () => {
       lookup: createMessageLookup({
         baseUrl: `http://127.0.0.1:${(signalWire.address() as AddressInfo).port}`,
         credentials: new Map([[PROJECT, { projectIdAsWritten: PROJECT, token: 'PT-token' }]]),
-        timeoutMs: 2_000,
+        timeoutMs: 15_000,
       }),
       projects: [PROJECT],
       schedule,

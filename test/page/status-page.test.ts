@@ -74,7 +74,7 @@ describeBrowser('status page', () => {
         credentials: new Map([
           [E2E_PROJECT, { projectIdAsWritten: E2E_PROJECT, token: E2E_TOKEN }],
         ]),
-        timeoutMs: 2_000,
+        timeoutMs: 15_000,
       }),
       schedule: [300, 600],
       rate: 100,

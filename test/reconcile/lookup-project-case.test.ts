@@ -54,7 +54,7 @@ test('When the operator writes the project of SIGNALWIRE_CREDENTIALS as the upst
   const lookup = createMessageLookup({
     baseUrl: sim.url,
     credentials: t.config.signalwireCredentials,
-    timeoutMs: 2_000,
+    timeoutMs: 15_000,
   });
   const result = await lookup.lookup({
     id: sent.body.sid,

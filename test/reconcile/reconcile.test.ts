@@ -77,7 +77,7 @@ beforeAll(async () => {
       db,
       logger: stack.app.deps.logger,
       lookup: countingLookup(
-        createMessageLookup({ baseUrl: stack.sim.url, credentials, timeoutMs: 2_000 }),
+        createMessageLookup({ baseUrl: stack.sim.url, credentials, timeoutMs: 15_000 }),
       ),
       schedule: SCHEDULE,
       rate: 100,

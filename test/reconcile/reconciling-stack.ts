@@ -54,7 +54,7 @@ export async function startReconcilingStack(
     lookup: createMessageLookup({
       baseUrl: stack.sim.url,
       credentials: new Map([[E2E_PROJECT, { projectIdAsWritten: E2E_PROJECT, token: E2E_TOKEN }]]),
-      timeoutMs: 2_000,
+      timeoutMs: 15_000,
     }),
     projects: [E2E_PROJECT],
     schedule: [400, 800],

@@ -76,7 +76,7 @@ function startSweep(
     lookup: createMessageLookup({
       baseUrl,
       credentials: new Map([[project, { projectIdAsWritten: project, token: 'PT-token' }]]),
-      timeoutMs: 2_000,
+      timeoutMs: 15_000,
     }),
     schedule: [50, 60_000],
     rate: 20,
@@ -95,7 +95,7 @@ test('When SignalWire answers 429 with Retry-After, then this replica makes no l
     body: '{"message":"slow down"}',
   });
   sweep = startSweep('p-429');
-  await eventually(() => requests >= 1, 5_000);
+  await eventually(() => requests >= 1, 20_000);
   // At RECONCILE_RATE 20/s the other nine would all be asked within half a second.
   await pause(2_000);
   expect(requests).toBe(1);
@@ -105,7 +105,7 @@ test('When SignalWire keeps answering 503, then lookups back off instead of keep
   await sentMessages('p-503', 10);
   answer = () => ({ status: 503, body: '{"message":"unavailable"}' });
   sweep = startSweep('p-503');
-  await eventually(() => requests >= 1, 5_000);
+  await eventually(() => requests >= 1, 20_000);
   await pause(2_000);
   // Backing off from 1 s: at most the first, one after 1 s, and one after 3 s more.
   expect(requests).toBeLessThanOrEqual(3);
@@ -134,7 +134,7 @@ test('When the sweep is stopped while it waits for its next lookup slot, then it
   // One lookup a second, and both messages in one claim (a claim holds two seconds' worth): the
   // second waits for its slot in that turn when stop() comes.
   sweep = startSweep('p-stop', { rate: 1 });
-  await eventually(() => requests >= 1, 5_000);
+  await eventually(() => requests >= 1, 20_000);
   await pause(200);
   await sweep.stop();
   sweep = undefined;

@@ -67,7 +67,7 @@ function startSweep(project: string): ReconcileWorker {
     lookup: createMessageLookup({
       baseUrl,
       credentials: new Map([[project, { projectIdAsWritten: project, token: 'PT-token' }]]),
-      timeoutMs: 2_000,
+      timeoutMs: 15_000,
     }),
     // Both steps long past for a message whose last event is a minute old.
     rate: 20,
@@ -104,7 +104,7 @@ test.each([
     const state = await eventually(async () => {
       const row = await sweepState(id);
       return row.stuck && row;
-    }, 8_000);
+    }, 20_000);
     expect(state).toEqual({ stuck: true, sweep_step: 2, sweep_error: error });
     await new Promise((resolve) => setTimeout(resolve, 300));
     // One lookup per step, no more.
@@ -116,7 +116,7 @@ test('Control: when SignalWire answers 503, then the message keeps its step and 
   answer = { status: 503, body: '{"message":"unavailable"}' };
   const id = await sentMessage('p-unusable-503');
   sweep = startSweep('p-unusable-503');
-  await eventually(() => requests >= 1, 5_000);
+  await eventually(() => requests >= 1, 20_000);
   await new Promise((resolve) => setTimeout(resolve, 500));
   expect(await sweepState(id)).toEqual({ stuck: false, sweep_step: 0, sweep_error: 'HTTP 503' });
   expect(requests).toBe(1);

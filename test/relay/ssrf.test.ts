@@ -126,7 +126,7 @@ test('When the callback URL is not http(s), then the relay is dead with why', as
 
 test('Control: where loopback is allowed, the same addresses do reach the trap (so the checks above could fail)', async () => {
   const transport = createRelayTransport({
-    timeoutMs: 2_000,
+    timeoutMs: 15_000,
     maxSockets: 1,
     allowedNetworks: ['127.0.0.0/8', '0.0.0.0/32', '::ffff:127.0.0.1/128'],
     allowHttp: true,
