@@ -77,7 +77,7 @@ function systemResolver(hostname: string, options: dns.LookupOptions, callback: 
 /** Lets every held system lookup return: a writer for the FIFO, for a moment. */
 async function releaseHeldLookups(): Promise<void> {
   const fd = fs.openSync(fifo, fs.constants.O_RDWR);
-  await eventually(() => held === 0, 5_000);
+  await eventually(() => held === 0, 20_000);
   fs.closeSync(fd);
 }
 

@@ -29,7 +29,7 @@ const SCHEDULE_MS = 600;
 let t: RelayTestApp;
 
 beforeAll(async () => {
-  t = await createRelayTestApp({ RELAY_RETRY_SCHEDULE: '200ms,400ms', RELAY_TIMEOUT_MS: '2000' });
+  t = await createRelayTestApp({ RELAY_RETRY_SCHEDULE: '200ms,400ms', RELAY_TIMEOUT_MS: '15000' });
 });
 
 afterEach(async () => {

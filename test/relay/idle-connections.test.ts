@@ -59,7 +59,7 @@ beforeAll(async () => {
   dns = await startFakeDns((name) =>
     name === 'app.moving.example.test' ? { a: [movingTarget] } : undefined,
   );
-  t = await createRelayTestApp({ RELAY_RETRY_SCHEDULE: '1s', RELAY_TIMEOUT_MS: '3000' });
+  t = await createRelayTestApp({ RELAY_RETRY_SCHEDULE: '1s', RELAY_TIMEOUT_MS: '15000' });
 });
 
 afterEach(async () => {

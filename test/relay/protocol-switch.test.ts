@@ -30,7 +30,7 @@ beforeAll(async () => {
   });
   await new Promise<void>((resolve) => switcher.listen(0, '127.0.0.1', resolve));
   switcherUrl = `http://127.0.0.1:${(switcher.address() as AddressInfo).port}/hook`;
-  t = await createRelayTestApp({ RELAY_RETRY_SCHEDULE: '20ms', RELAY_TIMEOUT_MS: '2000' });
+  t = await createRelayTestApp({ RELAY_RETRY_SCHEDULE: '20ms', RELAY_TIMEOUT_MS: '15000' });
   t.startWorker();
 });
 

@@ -18,7 +18,7 @@ let failing: Server;
 let failingUrl: string;
 
 beforeAll(async () => {
-  t = await createRelayTestApp({ RELAY_RETRY_SCHEDULE: '50ms', RELAY_TIMEOUT_MS: '2000' });
+  t = await createRelayTestApp({ RELAY_RETRY_SCHEDULE: '50ms', RELAY_TIMEOUT_MS: '15000' });
   // An app that is down: every relay gets 503.
   failing = createServer((req, res) => {
     req.resume();

@@ -16,7 +16,7 @@ let t: RelayTestApp;
 let app: CustomerApp;
 
 beforeAll(async () => {
-  t = await createRelayTestApp({ RELAY_RETRY_SCHEDULE: '50ms,50ms', RELAY_TIMEOUT_MS: '2000' });
+  t = await createRelayTestApp({ RELAY_RETRY_SCHEDULE: '50ms,50ms', RELAY_TIMEOUT_MS: '15000' });
   app = await t.customerApp();
   t.startWorker({ lookup: lookupTo('127.0.0.1') });
 });

@@ -24,7 +24,7 @@ let app: CustomerApp;
 let server: http.Server;
 
 beforeAll(async () => {
-  t = await createRelayTestApp({ RELAY_RETRY_SCHEDULE: '50ms,50ms', RELAY_TIMEOUT_MS: '2000' });
+  t = await createRelayTestApp({ RELAY_RETRY_SCHEDULE: '50ms,50ms', RELAY_TIMEOUT_MS: '15000' });
   app = await t.customerApp();
   // Every name resolves to the customer app (127.0.0.1), an internationalised one too.
   t.startWorker({ lookup: lookupTo('127.0.0.1') });

@@ -14,7 +14,7 @@ let t: RelayTestApp;
 let app: CustomerApp;
 beforeAll(async () => {
   // The default schedule's shape: after two failures the next attempt is hours away.
-  t = await createRelayTestApp({ RELAY_RETRY_SCHEDULE: '50ms,2h,6h', RELAY_TIMEOUT_MS: '2000' });
+  t = await createRelayTestApp({ RELAY_RETRY_SCHEDULE: '50ms,2h,6h', RELAY_TIMEOUT_MS: '15000' });
   app = await t.customerApp();
   t.startWorker({ tuning: { breaker: { failureThreshold: 1_000 } } });
 });

@@ -17,7 +17,7 @@ let t: RelayTestApp;
 let app: CustomerApp;
 
 beforeAll(async () => {
-  t = await createRelayTestApp({ RELAY_TIMEOUT_MS: '2000', RELAY_RETRY_SCHEDULE: '30s' });
+  t = await createRelayTestApp({ RELAY_TIMEOUT_MS: '15000', RELAY_RETRY_SCHEDULE: '30s' });
   app = await t.customerApp();
 });
 
