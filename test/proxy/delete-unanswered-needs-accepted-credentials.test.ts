@@ -19,7 +19,9 @@ let stack: RedactionStack;
 beforeAll(async () => {
   stack = await startRedactionStack(
     { project: PROJECT, token: TOKEN },
-    { SIGNALWIRE_TIMEOUT_MS: '1000' },
+    // Far above a loopback answer: the app's sends and reads must be answered in time on a
+    // loaded machine (each deletion that gets no answer waits this long).
+    { SIGNALWIRE_TIMEOUT_MS: '5000' },
   );
 });
 afterAll(() => stack.close());

@@ -3,6 +3,7 @@ import { basicAuthHeader } from '../../src/signalwire/basic-auth';
 import { startSimulator } from '../../src/simulator/simulator';
 import type { RunningSimulator } from '../../src/simulator/simulator';
 import { TEST_API_TOKEN } from '../helpers/test-app';
+import { eventually } from '../helpers/eventually';
 import { startTappedProxy } from './support';
 import type { CannedResponse, TappedProxy } from './support';
 
@@ -20,8 +21,12 @@ const AUTH = basicAuthHeader(PROJECT, TOKEN);
 
 let sim: RunningSimulator;
 let stack: TappedProxy;
-/** When set, SignalWire answers a DELETE (404) only after the proxy's timeout. */
+/**
+ * When set, SignalWire answers a DELETE (404) only when the test lets it (lateAnswer), after the
+ * proxy's timeout.
+ */
 let slowDelete = false;
+let lateAnswer: () => void = () => undefined;
 
 beforeAll(async () => {
   sim = await startSimulator({
@@ -31,7 +36,7 @@ beforeAll(async () => {
   stack = await startTappedProxy(
     async (req): Promise<CannedResponse> => {
       if (req.method === 'DELETE' && slowDelete) {
-        return await new Promise((r) => setTimeout(() => r({ status: 404, body: '' }), 2_500));
+        return await new Promise((r) => (lateAnswer = () => r({ status: 404, body: '' })));
       }
       const res = await fetch(`${sim.url}${req.path}`, {
         method: req.method,
@@ -47,7 +52,9 @@ beforeAll(async () => {
         body: await res.text(),
       };
     },
-    { STORE_BODY: 'true', SIGNALWIRE_TIMEOUT_MS: '1000' },
+    // Far above a loopback answer: the sends and the 404 must be answered in time on a loaded
+    // machine; the late answer is held by the test, however long the timeout.
+    { STORE_BODY: 'true', SIGNALWIRE_TIMEOUT_MS: '5000' },
   );
 });
 afterAll(async () => {
@@ -91,7 +98,11 @@ test('When an app deletes a native message and SignalWire’s answer comes too l
   const { id, deleted } = await sendThenDelete('native secret 7272');
   expect(deleted).toBe(504);
   // Past the late answer: nothing it brings may erase the text either.
-  await new Promise((r) => setTimeout(r, 2_500));
+  lateAnswer();
+  await eventually(
+    () => stack.tap.requests.some((r) => r.method === 'DELETE' && r.response?.status === 404),
+    'the late answer sent',
+  );
   expect(sim.messages.find((m) => m.id === id)!.body).toBe('native secret 7272');
   expect(await storedText(id)).toBe('native secret 7272');
 }, 30_000);

@@ -78,12 +78,23 @@ describe('SignalWire unreachable', () => {
 
 describe('SignalWire slow, failing, or the replica shutting down', () => {
   let upstream: Awaited<ReturnType<typeof listenFirst>>;
+  /** A short SIGNALWIRE_TIMEOUT_MS: for the upstream that never answers. */
   let t: TestApp;
+  /**
+   * The same upstream with a timeout far above a loopback answer: for the upstream that answers
+   * (its 500 must be relayed, not cut off as the proxy's own 504 on a loaded machine).
+   */
+  let answering: TestApp;
   beforeAll(async () => {
     upstream = await listenFirst();
     t = await createTestApp({ SIGNALWIRE_SPACE_URL: upstream.url, SIGNALWIRE_TIMEOUT_MS: '200' });
+    answering = await createTestApp({
+      SIGNALWIRE_SPACE_URL: upstream.url,
+      SIGNALWIRE_TIMEOUT_MS: '15000',
+    });
   });
   afterAll(async () => {
+    await answering.close();
     await t.close();
     await upstream.close();
   });
@@ -108,10 +119,10 @@ describe('SignalWire slow, failing, or the replica shutting down', () => {
           .end('{"code":20500,"message":"Internal Server Error","status":500}'),
       );
     });
-    const before = (await serverErrors(t))!;
-    const res = await compatCreate(t);
+    const before = (await serverErrors(answering))!;
+    const res = await compatCreate(answering);
     expect(res.status).toBe(500);
-    const text = await scrape(t.internalApp);
+    const text = await scrape(answering.internalApp);
     expect(
       sample(text, 'sw_status_upstream_request_duration_seconds_count', {
         api: 'cxml',
