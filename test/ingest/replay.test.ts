@@ -248,7 +248,7 @@ test('When a spooled event is too long for an index (54000), then it is dead-let
       'the neighbours stored',
     );
     // Were 54000 transient, the replay would retry the event forever and never end.
-    await eventually(() => h.recorder.mode() === 'direct', 'the spool replayed', 8_000);
+    await eventually(() => h.recorder.mode() === 'direct', 'the spool replayed', 20_000);
     expect(h.recorder.status().spool).toMatchObject({ dead_letters: 1 });
     expect(h.recorder.status().spool.retrying).toBeUndefined();
     // A live callback after it reaches PostgreSQL, not the spool.

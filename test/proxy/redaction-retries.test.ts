@@ -46,7 +46,7 @@ describe('the retries alone', () => {
     });
     retries.retry('m-1', SCOPE, { request_id: 'r-1' });
     expect(retries.pending()).toBe(1);
-    await eventually(() => retries.pending() === 0, 'the retry to be given up', 5_000);
+    await eventually(() => retries.pending() === 0, 'the retry to be given up', 20_000);
     const gaps = times.slice(1).map((at, i) => at - times[i]!);
     expect(times.length).toBeGreaterThanOrEqual(4);
     // Each wait at least its delay, doubling from 20 ms (after the first try's 10) up to 40: a
@@ -72,7 +72,7 @@ describe('the retries alone', () => {
       attempt: () => (++calls < 3 ? Promise.reject(new Error('held')) : Promise.resolve()),
     });
     retries.retry('m-2', SCOPE);
-    await eventually(() => retries.pending() === 0, 'the retry to succeed', 5_000);
+    await eventually(() => retries.pending() === 0, 'the retry to succeed', 20_000);
     expect(calls).toBe(3);
     expect(lines.filter((l) => l.level === 'error')).toHaveLength(0);
     await retries.stop();
@@ -154,7 +154,7 @@ describe('through the proxy, the message’s row held longer than the retries la
     stack.answer = () => ({ status: 204, body: '' });
     await expect(stack.client.messages(sid).remove()).resolves.toBe(true);
     const retries = t.deps.redactionRetries!;
-    await eventually(() => retries.pending() > 0, 'the redaction to wait for a retry', 5_000);
+    await eventually(() => retries.pending() > 0, 'the redaction to wait for a retry', 20_000);
     await eventually(() => retries.pending() === 0, 'the redaction to be given up', 15_000);
     await operator.query('COMMIT');
 

@@ -75,7 +75,7 @@ test('When SignalWire fails a message’s lookup again while it answers the othe
   const after = await eventually(async () => {
     const s = await state(bad);
     return s.sweep_step === 1 && s;
-  }, 8_000);
+  }, 20_000);
   expect(after).toEqual({ sweep_step: 1, stuck: false, sweep_error: 'HTTP 500' });
   // No pause of the replica: the message after it is looked up at once.
   await eventually(async () => (await state(later)).sweep_step === 1, 500);
@@ -86,8 +86,8 @@ test('Control: when a message’s lookup fails the first time, then it keeps its
   const good = await sentMessage(database.db, { projectId: PROJECT, api: 'native', ageMs: 62_000 });
   const bad = await sentMessage(database.db, { projectId: PROJECT, api: 'native', ageMs: 61_000 });
   startSweep(bad);
-  await eventually(async () => (await state(good)).sweep_step === 1, 8_000);
-  await eventually(() => looked.some((t) => t.id === bad), 8_000);
+  await eventually(async () => (await state(good)).sweep_step === 1, 20_000);
+  await eventually(() => looked.some((t) => t.id === bad), 20_000);
   await new Promise((resolve) => setTimeout(resolve, 300));
   expect(await state(bad)).toEqual({ sweep_step: 0, stuck: false, sweep_error: 'HTTP 500' });
 });
@@ -122,8 +122,8 @@ test('When a message whose previous step ended in a 404 meets its first transien
     // Two steps: the 503 meets the flaky message at its last one.
     schedule: [50, 100],
   });
-  await eventually(async () => (await state(good)).sweep_step === 2, 8_000);
-  await eventually(() => flakyLookups >= 1, 8_000);
+  await eventually(async () => (await state(good)).sweep_step === 2, 20_000);
+  await eventually(() => flakyLookups >= 1, 20_000);
   await new Promise((resolve) => setTimeout(resolve, 300));
   expect(await state(flaky)).toEqual({ sweep_step: 1, stuck: false, sweep_error: 'HTTP 503' });
 });

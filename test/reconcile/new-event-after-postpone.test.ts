@@ -64,7 +64,7 @@ function startSweep(failing: string): ReconcileWorker {
 test('When a message’s lookup was put off (503) and a new event came, then its next 503 at step 0 is put off again, not counted as its step', async () => {
   const id = await sentMessage(database.db, { projectId: PROJECT });
   sweep = startSweep(id);
-  await eventually(async () => (await state(id)).sweep_error === 'HTTP 503', 5_000);
+  await eventually(async () => (await state(id)).sweep_error === 'HTTP 503', 20_000);
   await sweep.stop();
   expect(await state(id)).toEqual({
     sweep_step: 0,
@@ -84,7 +84,7 @@ test('When a message’s lookup was put off (503) and a new event came, then its
   await new Promise((resolve) => setTimeout(resolve, 100)); // the new event due for step 0
   looked = [];
   sweep = startSweep(id);
-  await eventually(() => looked.length >= 2, 5_000);
+  await eventually(() => looked.length >= 2, 20_000);
   await sweep.stop();
   expect(looked).toEqual([other, id]);
   // Put off again, at step 0: SignalWire's failure, not the message's.

@@ -79,7 +79,7 @@ test('When SignalWire refuses a project’s credentials, then its overdue messag
         : { kind: 'found', answer: { sid: target.id, status: 'delivered' } },
     { projects: ['p-rotated', 'p-fine'], schedule: DAY_SCHEDULE },
   );
-  await eventually(async () => (await state(fine)).status === 'delivered', 8_000);
+  await eventually(async () => (await state(fine)).status === 'delivered', 20_000);
   await pause(1_000);
 
   // One lookup refused; the project's other messages were not looked up meanwhile.

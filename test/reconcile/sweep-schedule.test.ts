@@ -133,7 +133,7 @@ test('When a batch has outrun its lease, then the rest of it is left for a later
       elapsedClock: () => performance.now() + offsetMs,
     },
   );
-  await eventually(() => looked.length > 0, 5_000);
+  await eventually(() => looked.length > 0, 20_000);
   await new Promise((resolve) => setTimeout(resolve, 500));
   // The first message may come round again (its next step is due at once here); the two
   // left in the batch stay leased to this replica until their lease runs out.

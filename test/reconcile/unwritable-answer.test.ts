@@ -125,7 +125,7 @@ test.each([
       id: `refuse-${code}-${randomUUID()}`,
     });
     startSweep((sid) => ({ sid, status: 'delivered' }));
-    await eventually(() => looked.get(id) === 1, 8_000);
+    await eventually(() => looked.get(id) === 1, 20_000);
     await new Promise((resolve) => setTimeout(resolve, 500));
     expect(await state(id)).toEqual({
       status: 'sent',
