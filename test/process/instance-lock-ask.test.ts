@@ -101,10 +101,12 @@ test('When a request the holder took up runs longer than the acknowledgement wai
   try {
     const slow = heldRequest();
     lock.handle('slow', slow.handler);
-    const asked = askHolder(dir, 'slow', { ackTimeoutMs: 100 });
+    // The holder is in this process and takes the request up at once; 2 s is room for a
+    // loaded machine to deliver that (100 ms was not much), the request then runs past it.
+    const asked = askHolder(dir, 'slow', { ackTimeoutMs: 2_000 });
     await slow.entered;
     // Well past the acknowledgement wait: only the long timeout applies now.
-    await new Promise((resolve) => setTimeout(resolve, 500));
+    await new Promise((resolve) => setTimeout(resolve, 2_500));
     slow.answer({ requeued: 3 });
 
     expect(await asked).toEqual({ requeued: 3 });

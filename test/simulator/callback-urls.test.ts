@@ -53,7 +53,7 @@ test('When a status callback URL answers 307 to another URL, then the simulator 
   const receiver = await listen(app);
   const { port } = receiver.address() as AddressInfo;
   try {
-    sim = await startSimulator({ stepDelayMs: 1, retryBackoffMs: 1, callbackTimeoutMs: 2000 });
+    sim = await startSimulator({ stepDelayMs: 1, retryBackoffMs: 1, callbackTimeoutMs: 15_000 });
     await sendWithCallback(`http://127.0.0.1:${port}/old`);
     await sim.waitForIdle();
     // SIGNALWIRE.md: "tries a status callback 3 times in all (2 s connect, 5 s read timeouts,
@@ -79,7 +79,7 @@ test('When a status callback URL keeps redirecting, then each attempt follows th
   const receiver = await listen(app);
   const { port } = receiver.address() as AddressInfo;
   try {
-    sim = await startSimulator({ stepDelayMs: 1, retryBackoffMs: 1, callbackTimeoutMs: 2000 });
+    sim = await startSimulator({ stepDelayMs: 1, retryBackoffMs: 1, callbackTimeoutMs: 15_000 });
     await sendWithCallback(`http://127.0.0.1:${port}/loop`);
     await sim.waitForIdle();
     expect(sim.deliveries.map((d) => [d.status, d.outcome, d.attempts.length])).toEqual([

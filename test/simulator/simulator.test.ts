@@ -97,7 +97,7 @@ function nativeStatuses(path: string): string[] {
 
 beforeAll(async () => {
   receiver = await startReceiver();
-  sim = await startSimulator({ stepDelayMs: 2, retryBackoffMs: 5, callbackTimeoutMs: 2000 });
+  sim = await startSimulator({ stepDelayMs: 2, retryBackoffMs: 5, callbackTimeoutMs: 15_000 });
 });
 
 afterAll(async () => {
