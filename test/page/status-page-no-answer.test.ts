@@ -65,12 +65,17 @@ describeBrowser('status page when the query API stops answering', () => {
     await runFor(10 * 60_000);
 
     expect(held.length).toBeGreaterThan(0);
-    expect(await page.locator('#live-state').textContent()).toMatch(
-      /^Connection lost, retrying( in \d+ s)?…$/,
-    );
+    // Waited for, not read once after runFor's fixed pause, which a loaded machine can outlast
+    // before the page has acted on its timers.
+    await page
+      .locator('#live-state', { hasText: /^Connection lost, retrying( in \d+ s)?…$/ })
+      .waitFor(UNTIL);
     // The time stays the last one the figures were from, and says they are out of date.
+    await page
+      .locator('#updated', { hasText: /^Not updated since \d\d:\d\d:\d\d UTC$/ })
+      .waitFor(UNTIL);
     expect(await updated.textContent()).toMatch(/^Not updated since \d\d:\d\d:\d\d UTC$/);
-    expect(await page.locator('#dashboard').getAttribute('data-stale')).toBe('true');
+    await page.locator('#dashboard[data-stale="true"]').waitFor({ state: 'attached', ...UNTIL });
     expect(watch.consoleErrors.filter((text) => /Content.Security.Policy/i.test(text))).toEqual([]);
   });
 

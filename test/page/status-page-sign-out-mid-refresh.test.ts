@@ -37,6 +37,12 @@ describeBrowser('status page after signing out during a refresh', () => {
     });
     // The periodic refresh (30 s) starts, its stats reads held.
     await page.clock.runFor(31_000);
+    // Its first read held (waited for: a loaded machine may take longer than a fixed pause),
+    // then a moment for the rest of the refresh's reads.
+    for (const deadline = Date.now() + UNTIL.timeout; held.length === 0; ) {
+      if (Date.now() > deadline) throw new Error('still waiting for the refresh’s stats reads');
+      await page.waitForTimeout(50);
+    }
     await page.waitForTimeout(500);
     expect(held.length).toBeGreaterThan(0);
 
@@ -47,6 +53,9 @@ describeBrowser('status page after signing out during a refresh', () => {
     // The refresh under way gets its answers (well within its 15 s deadline).
     await page.unroute('**/v1/stats**');
     for (const route of held) await route.continue();
+    // Answered (not a fixed pause, which a loaded machine could outlast before the answers
+    // came, passing without the refresh having ended), then time to draw.
+    await Promise.all(held.map((route) => route.request().response()));
     await page.waitForTimeout(1_500);
 
     expect(await page.locator('#token-panel').isVisible()).toBe(true);

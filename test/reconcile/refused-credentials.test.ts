@@ -80,6 +80,9 @@ test('When SignalWire refuses a project’s credentials, then its overdue messag
     { projects: ['p-rotated', 'p-fine'], schedule: DAY_SCHEDULE },
   );
   await eventually(async () => (await state(fine)).status === 'delivered', 20_000);
+  // The refused lookup has happened (waited for: the fixed pause alone could end before it on a
+  // loaded machine), then a second in which no other may follow.
+  await eventually(() => lookupsOf('p-rotated') >= 1, 20_000);
   await pause(1_000);
 
   // One lookup refused; the project's other messages were not looked up meanwhile.
@@ -119,7 +122,11 @@ test('When the token is fixed after refusals, then the project’s messages are 
   );
   // Refused for a second and a half: the pauses double (100, 200, 400, 800 ms…), so a handful
   // of lookups, not RECONCILE_RATE's hundreds.
-  await pause(1_500);
+  const started = Date.now();
+  // At least the first refusal (waited for: on a loaded machine it may come late), then the
+  // rest of the second and a half.
+  await eventually(() => looked.length >= 1, 20_000);
+  await pause(Math.max(0, 1_500 - (Date.now() - started)));
   const refusedLookups = looked.length;
   expect(refusedLookups).toBeGreaterThanOrEqual(1);
   expect(refusedLookups).toBeLessThanOrEqual(4);
