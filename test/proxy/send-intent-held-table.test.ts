@@ -65,7 +65,7 @@ test('When sends write their intents while another session holds send_intents, t
   // and not stored — the pool 10/10 busy with intent writes waiting for the lock.
   const baseline = await callback();
   expect(baseline).toMatchObject({ status: 200, stored: true });
-  expect(baseline.ms).toBeLessThan(2_000);
+  expect(baseline.ms).toBeLessThan(5_000);
 
   // What CREATE INDEX (without CONCURRENTLY) holds on send_intents while it runs.
   const operator = new Client({ connectionString: t.database.url });
