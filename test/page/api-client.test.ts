@@ -99,8 +99,12 @@ test('When the browser’s clock is five minutes slow, then after one answer ser
   const slow = () => Date.now() - 5 * minute;
   const api = createApiClient(TEST_API_TOKEN, originFetch, createServerClock(slow));
   expect(Date.now() - api.serverNow()).toBeGreaterThan(4 * minute);
+  const began = Date.now();
   await api.stats({});
-  expect(Math.abs(Date.now() - api.serverNow())).toBeLessThan(2_500);
+  // The answer's own time on a loaded machine adds to the estimate's error (Date has whole
+  // seconds): allowed for, as the clock-offset metric's test does; minutes are what it is about.
+  const took = Date.now() - began;
+  expect(Math.abs(Date.now() - api.serverNow())).toBeLessThan(2_500 + took);
 });
 
 test('When the page has run for many minutes, then an unchanged list is still revalidated (304, not drawn again): answers in use are the last to be forgotten', async () => {
