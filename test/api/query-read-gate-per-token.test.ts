@@ -42,7 +42,7 @@ async function get(path: string, token: string): Promise<{ status: number; ms: n
 }
 
 async function until(condition: () => Promise<boolean>): Promise<void> {
-  for (let i = 0; i < 400 && !(await condition()); i++) {
+  for (let i = 0; i < 800 && !(await condition()); i++) {
     await new Promise((resolve) => setTimeout(resolve, 25));
   }
 }

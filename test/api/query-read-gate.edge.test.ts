@@ -39,7 +39,7 @@ async function whileLocked<T>(url: string, tables: string, body: () => Promise<T
 }
 
 async function until(condition: () => Promise<boolean>): Promise<void> {
-  for (let i = 0; i < 200 && !(await condition()); i++) {
+  for (let i = 0; i < 800 && !(await condition()); i++) {
     await new Promise((resolve) => setTimeout(resolve, 25));
   }
 }
