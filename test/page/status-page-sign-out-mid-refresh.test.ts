@@ -39,7 +39,7 @@ describeBrowser('status page after signing out during a refresh', () => {
     await page.clock.runFor(31_000);
     // Its first read held (waited for: a loaded machine may take longer than a fixed pause),
     // then a moment for the rest of the refresh's reads.
-    for (const deadline = Date.now() + UNTIL.timeout; held.length === 0; ) {
+    for (const deadline = Date.now() + UNTIL.timeout; held.length === 0;) {
       if (Date.now() > deadline) throw new Error('still waiting for the refresh’s stats reads');
       await page.waitForTimeout(50);
     }
