@@ -31,7 +31,11 @@ export const RelayListQuery = queryParameters(
 );
 
 export const RelayParams = z.object({
-  id: z.string().regex(/^[1-9]\d{0,15}$/, 'a relay id'),
+  // Read as a Number (relay ids are numbers throughout): beyond 2^53 one would name another.
+  id: z
+    .string()
+    .regex(/^[1-9]\d{0,15}$/, 'a relay id')
+    .refine((id) => Number.isSafeInteger(Number(id)), 'a relay id'),
 });
 
 export const RelayDto = z

@@ -66,3 +66,12 @@ test('When an app that failed twice answers again and its pending relay is retri
   const refused = await retry(pending.id).expect(409);
   expect(refused.body.error.code).toBe('already_delivered');
 });
+
+test('When a retry names an id beyond 2^53, then it is refused 400, not read as the neighbouring id (ids are read as Numbers)', async () => {
+  const named = (id: string) =>
+    request(t.internalApp).post(`/v1/relays/${id}/retry`).auth(TEST_API_TOKEN, { type: 'bearer' });
+  // 2^53 + 1 would be read as 2^53; 2^53 - 1 is the largest id a Number holds exactly.
+  expect((await named('9007199254740993')).body.error.code).toBe('invalid_request');
+  expect((await named('9007199254740993')).status).toBe(400);
+  expect((await named('9007199254740991')).status).toBe(404);
+});
