@@ -627,12 +627,18 @@ function parseTrustProxy(value: string): TrustProxy {
   return v.split(',').map((s) => s.trim());
 }
 
+/** The example Secret's placeholder (k8s/components/example-secret), in any value of a secret. */
+function holdsSecretPlaceholder(value: string): boolean {
+  return /REPLACE_ME/i.test(value);
+}
+
 /**
- * The placeholders the manifests ship: `REPLACE_ME` in the example Secret, `replace-me` in the
- * ConfigMap's URLs and the Ingress's host (a hostname has no `_`).
+ * The ConfigMap's placeholder URLs (k8s/app/configmap.yaml): their host's first label is
+ * `replace-me` (a hostname has no `_`). Only that label: a real host may contain the letters
+ * (`fireplace-media.example`).
  */
-function isPlaceholder(value: string): boolean {
-  return /replace[_-]me/i.test(value);
+function isPlaceholderUrl(value: string): boolean {
+  return /^[a-z][a-z0-9+.-]*:\/\/replace-me\./i.test(value.trim());
 }
 
 /**
@@ -675,11 +681,8 @@ export function secretValues(env: NodeJS.ProcessEnv = process.env): string[] {
       // Not percent-encoded as a whole: the value as written is the one to erase.
     }
   }
-  // Longest first, so that a secret containing another is erased whole. A placeholder is no
-  // secret: erased, the refusal that names it would read "still holds the [redacted] placeholder".
-  return [...found]
-    .filter((value) => value.length >= 4 && !/^replace[_-]me$/i.test(value))
-    .sort((a, b) => b.length - a.length);
+  // Longest first, so that a secret containing another is erased whole.
+  return [...found].filter((value) => value.length >= 4).sort((a, b) => b.length - a.length);
 }
 
 const PROXY_VARIABLES = ['HTTPS_PROXY', 'https_proxy', 'HTTP_PROXY', 'http_proxy'] as const;
@@ -810,14 +813,17 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       'API_TOKENS',
       'SIGNALWIRE_CREDENTIALS',
     ] as const) {
-      if (isPlaceholder(env[name] ?? ''))
-        problems.push(`${name}: still holds the REPLACE_ME placeholder`);
+      // Named without its text: the value is a secret's, and erased wherever it is printed.
+      if (holdsSecretPlaceholder(env[name] ?? ''))
+        problems.push(
+          `${name}: still holds the placeholder of the example Secret; set the real value`,
+        );
     }
     // So does the ConfigMap (k8s/app/configmap.yaml), as a host: a pod started with them is
     // ready and healthy while every send's callback URL names a host SignalWire cannot reach
     // (PUBLIC_BASE_URL) or every send goes to a space that is not the team's.
     for (const name of ['PUBLIC_BASE_URL', 'SIGNALWIRE_SPACE_URL'] as const) {
-      if (isPlaceholder(env[name] ?? ''))
+      if (isPlaceholderUrl(env[name] ?? ''))
         problems.push(`${name}: still holds the replace-me placeholder of k8s/app/configmap.yaml`);
     }
     // Every wrong guess at the query API costs an attacker one request and nothing else (no
@@ -825,7 +831,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     // address), so a token must be too long to guess online, as a callback secret must be to
     // guess offline.
     // The development value and the placeholder are already refused above, by their own names.
-    const refusedAbove = (token: string) => token === DEV_API_TOKEN || isPlaceholder(token);
+    const refusedAbove = (token: string) =>
+      token === DEV_API_TOKEN || holdsSecretPlaceholder(token);
     if (e.API_TOKENS?.some((token) => !refusedAbove(token) && token.length < 16))
       problems.push('API_TOKENS: each token needs at least 16 characters');
   }
@@ -845,7 +852,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   for (const secret of e.CALLBACK_TOKEN_SECRET ?? []) {
     // A short secret makes the per-send token guessable offline.
     // (The placeholder is refused in production by its own name, above.)
-    if (secret.length < 16 && !(isProduction && isPlaceholder(secret)))
+    if (secret.length < 16 && !(isProduction && holdsSecretPlaceholder(secret)))
       problems.push('CALLBACK_TOKEN_SECRET: each secret needs at least 16 characters');
   }
   const shutdownDelayMs = e.SHUTDOWN_DELAY_MS ?? (isProduction ? 5_000 : 0);

@@ -35,7 +35,8 @@ export const RelayParams = z.object({
   id: z
     .string()
     .regex(/^[1-9]\d{0,15}$/, 'a relay id')
-    .refine((id) => Number.isSafeInteger(Number(id)), 'a relay id'),
+    .refine((id) => Number.isSafeInteger(Number(id)), 'a relay id')
+    .meta({ description: 'A relay id: a whole number from 1 to 9007199254740991 (2^53 − 1).' }),
 });
 
 export const RelayDto = z

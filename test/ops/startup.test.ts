@@ -55,8 +55,9 @@ describe('start-up with NODE_ENV=production', () => {
     expect(result.ms).toBeLessThan(15_000);
   });
 
-  test("When the example Secret's REPLACE_ME placeholders are left in, then the refusal names the placeholder, not [redacted]", async () => {
-    // Secrets are erased from what a failed start prints; a placeholder is not one.
+  test("When the example Secret's REPLACE_ME placeholders are left in, then the refusal says so plainly, not as [redacted]", async () => {
+    // Secrets are erased from what a failed start prints, the placeholder too when it is one:
+    // the refusal names the variable without quoting it.
     const env = await productionEnv();
     env.API_TOKENS = 'REPLACE_ME';
     env.CALLBACK_TOKEN_SECRET = 'REPLACE_ME';
@@ -65,9 +66,11 @@ describe('start-up with NODE_ENV=production', () => {
     const result = await start(env);
 
     expect(result.code).toBe(1);
-    expect(result.stderr).toContain('API_TOKENS: still holds the REPLACE_ME placeholder');
     expect(result.stderr).toContain(
-      'CALLBACK_TOKEN_SECRET: still holds the REPLACE_ME placeholder',
+      'API_TOKENS: still holds the placeholder of the example Secret; set the real value',
+    );
+    expect(result.stderr).toContain(
+      'CALLBACK_TOKEN_SECRET: still holds the placeholder of the example Secret; set the real value',
     );
     expect(result.stderr).not.toContain('[redacted]');
   });

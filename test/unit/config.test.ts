@@ -10,6 +10,7 @@ import {
   cliStoreBody,
   databaseUrlProblem,
   loadConfig,
+  redactSecrets,
   secretValues,
 } from '../../src/config';
 import type { Config } from '../../src/config';
@@ -149,7 +150,7 @@ test('When a production API token is shorter than 16 characters, then start-up r
 
 test('When a production secret still holds the example placeholder, then start-up is refused', () => {
   expect(configProblems({ ...production, API_TOKENS: 'REPLACE_ME' })).toEqual([
-    'API_TOKENS: still holds the REPLACE_ME placeholder',
+    'API_TOKENS: still holds the placeholder of the example Secret; set the real value',
   ]);
 });
 
@@ -547,4 +548,31 @@ describe('white space and case in any variable', () => {
       'STORE_BODY: must be one of true, false, 1, 0, yes, no',
     );
   });
+});
+
+test('When a real host merely contains the letters of a placeholder, then production takes it; the manifests’ placeholders are refused', () => {
+  const real = {
+    ...production,
+    PUBLIC_BASE_URL: 'https://status.fireplace-media.com',
+    SIGNALWIRE_SPACE_URL: 'https://fireplace-media.signalwire.com',
+    DATABASE_URL: 'postgres://sw:pw@db.fireplace-media.internal:5432/sw_status',
+  };
+  expect(configProblems(real)).toEqual([]);
+  expect(
+    configProblems({
+      ...production,
+      PUBLIC_BASE_URL: 'https://replace-me.example.com',
+      SIGNALWIRE_SPACE_URL: 'HTTPS://Replace-Me.signalwire.com',
+    }),
+  ).toEqual([
+    'PUBLIC_BASE_URL: still holds the replace-me placeholder of k8s/app/configmap.yaml',
+    'SIGNALWIRE_SPACE_URL: still holds the replace-me placeholder of k8s/app/configmap.yaml',
+  ]);
+});
+
+test('When a secret is spelled like a placeholder outside the refused variables, then it is still erased from what is printed', () => {
+  const env = { DATABASE_READ_URL: 'postgres://reader:replace_me@standby:5432/sw' };
+  expect(redactSecrets('connecting with replace_me failed', env)).toBe(
+    'connecting with [redacted] failed',
+  );
 });
