@@ -773,7 +773,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   // HOST's default is every interface (DESIGN §1: what a container needs). With the published
   // development token that is the whole query API and the send proxy to anyone on the network;
   // said at start, since a laptop on a shared network is where `npm start` runs.
-  if (!isProduction && !e.API_TOKENS?.length && !('HOST' in present))
+  const devToken = !e.API_TOKENS?.length || e.API_TOKENS.includes(DEV_API_TOKEN);
+  if (!isProduction && devToken && !('HOST' in present))
     defaults.push(
       `HOST unset: listening on every interface with the API token "${DEV_API_TOKEN}" — anyone who can reach this machine can read the query API and send through the proxy; set HOST=127.0.0.1 to keep it local`,
     );

@@ -46,6 +46,7 @@ describe('loadConfig', () => {
   test('When npm start runs with the development API token on every interface, then the start log says so and how to keep it local', () => {
     const warning = /HOST unset: listening on every interface with the API token "dev-token"/;
     expect(loadConfig({}).defaultsInForce.join('\n')).toMatch(warning);
+    expect(loadConfig({ API_TOKENS: 'dev-token' }).defaultsInForce.join('\n')).toMatch(warning);
     // A HOST of one's own, or tokens of one's own, and there is nothing to say.
     expect(loadConfig({ HOST: '127.0.0.1' }).defaultsInForce.join('\n')).not.toMatch(warning);
     expect(loadConfig({ HOST: '::' }).defaultsInForce.join('\n')).not.toMatch(/HOST unset/);
