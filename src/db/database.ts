@@ -4,7 +4,7 @@ import { Client, Pool, types } from 'pg';
 import type { ClientConfig } from 'pg';
 import type { Logger } from '../logger';
 import { kyselyPool } from './kysely-pool';
-import { READ_STATEMENT_TIMEOUT_MS } from './read-timeout';
+import { ANSWER_MARGIN_MS, READ_STATEMENT_TIMEOUT_MS } from './read-timeout';
 import { WRITER_STATE_SQL, standbyOnly } from './standby-only';
 import type { WriterState } from './standby-only';
 import { CANNOT_SET_UP_CONNECTION } from './database-unavailable';
@@ -138,9 +138,10 @@ export function withDatabase(url: string, database: string): string {
  * query having been sent on a pipelined connection, destroys that connection; kysely-pool.ts
  * makes sure it is closed, never handed out again. Only the reader pool has one: on the
  * writer's, a client-side timeout would make the write path take for failed a COMMIT that may
- * still succeed (see keepAlive below).
+ * still succeed (see keepAlive below); the query API's reads there carry their own
+ * (read-timeout.ts readWithin, db/kysely-pool.ts answerWithin).
  */
-export const READER_QUERY_TIMEOUT_MS = READ_STATEMENT_TIMEOUT_MS + 2_000;
+export const READER_QUERY_TIMEOUT_MS = READ_STATEMENT_TIMEOUT_MS + ANSWER_MARGIN_MS;
 
 export interface ReaderOptions {
   /** DATABASE_URL's database. */

@@ -1,6 +1,6 @@
 import { CompiledQuery } from 'kysely';
 import type { PostgresPool, PostgresPoolClient } from 'kysely';
-import type { Pool, PoolClient } from 'pg';
+import type { Pool, PoolClient, QueryConfig } from 'pg';
 import { sqlState } from './write-failure';
 
 /**
@@ -66,13 +66,24 @@ import { sqlState } from './write-failure';
  * for a lock, never a statement at work or a COMMIT: a batch that may still commit stays one.
  *
  * 7. A connection on which a query ran out of the pool's `query_timeout` (the reader pool's,
- * db/database.ts: a server that stopped answering) is closed when it is released, never handed
- * out again: its query may still be under way, or its answer on its way, and the next query
- * sent on it would read that answer as its own — or wait behind it for ever. node-postgres
- * destroys a pipelined connection itself then, but only asynchronously: the release comes
- * first. Until the release, anything more asked on it fails with the same error at once, and
- * Kysely's ROLLBACK (the server rolls back when the connection closes) sends nothing, so the
- * caller sees the timeout, not a failed rollback.
+ * db/database.ts: a server that stopped answering), or of a read's own (8.), is closed when it
+ * is released, never handed out again: its query may still be under way, or its answer on its
+ * way, and the next query sent on it would read that answer as its own — or wait behind it for
+ * ever. node-postgres destroys a pipelined connection itself then, but only asynchronously: the
+ * release comes first. Until the release, anything more asked on it fails with the same error at
+ * once, and Kysely's ROLLBACK (the server rolls back when the connection closes) sends nothing,
+ * so the caller sees the timeout, not a failed rollback.
+ *
+ * 8. A query marked with `answerWithin` makes every query of its checkout (the BEGIN sent with
+ * it, the statements, the COMMIT or ROLLBACK), until the connection's release, wait that long
+ * at most for an answer, as the reader pool's `query_timeout` does for all of its queries (7.
+ * then applies). For the query API's reads on the writer's pool, which carries no
+ * query_timeout (db/database.ts: a COMMIT of the write path that may still succeed must never
+ * be taken for failed): their statement timeout is the server's to enforce, and a primary that
+ * stops answering on open connections (a partition, a frozen VM) enforces nothing — the read
+ * waited for TCP keepalive, minutes, and the dashboard got no answer at all. Only reads are
+ * marked, never a transaction that writes. On a pool with a query_timeout of its own the mark
+ * changes nothing.
  *
  * Behind PgBouncer in transaction mode, named statements need PgBouncer ≥ 1.21 with
  * `max_prepared_statements` set.
@@ -112,6 +123,17 @@ export function lastInTransaction(query: CompiledQuery): CompiledQuery {
 const COMMIT_FOLLOWS = '\n-- sw-status: COMMIT follows';
 
 /**
+ * Marks a read: its connection waits at most `ms` for each answer until its release (8. above).
+ * In the SQL text too, as lastInTransaction's mark, and taken off before the text is sent.
+ */
+export function answerWithin<R>(query: CompiledQuery<R>, ms: number): CompiledQuery<R> {
+  const text = `${ANSWER_WITHIN}${Math.round(ms)} ms\n${query.sql}`;
+  return CompiledQuery.raw(text, [...query.parameters]) as CompiledQuery<R>;
+}
+
+const ANSWER_WITHIN = '-- sw-status: answer within ';
+
+/**
  * How long a transaction of ours may wait for us (5. above): far beyond any gap between two
  * statements of one transaction here (a fold, an event-loop turn under load), short enough
  * that a frozen replica's locks go within a spool replay's round.
@@ -139,6 +161,8 @@ export function kyselyPool(
     `SET LOCAL idle_in_transaction_session_timeout = ${Math.round(idleInTransactionTimeoutMs)}; ` +
     `${tighterLockTimeout(Math.round(lockTimeoutMs))}; ` +
     `SET LOCAL sw_status.in_transaction = 'on'`;
+  // The reader pool's query_timeout bounds every query already: a read's mark adds nothing.
+  const ownQueryTimeout = Boolean(pool.options.query_timeout);
   // One wrapper per connection, so Kysely keeps one connection object per pg client.
   const wrappers = new WeakMap<PoolClient, PostgresPoolClient>();
   return {
@@ -146,7 +170,7 @@ export function kyselyPool(
       const client = await pool.connect();
       let wrapper = wrappers.get(client);
       if (!wrapper) {
-        wrapper = wrap(client, bound);
+        wrapper = wrap(client, bound, ownQueryTimeout);
         wrappers.set(client, wrapper);
       }
       return wrapper;
@@ -182,12 +206,12 @@ function nothingSent(): Promise<unknown> {
 /** read_only_sql_transaction: a write on a session that cannot write. */
 const READ_ONLY = '25006';
 
-/** node-postgres's error for a query past the pool's query_timeout (it has no code). */
+/** node-postgres's error for a query past its query_timeout (it has no code). */
 function isQueryTimeout(error: unknown): boolean {
   return error instanceof Error && error.message === 'Query read timeout';
 }
 
-function wrap(client: PoolClient, bound: string): PostgresPoolClient {
+function wrap(client: PoolClient, bound: string, ownQueryTimeout: boolean): PostgresPoolClient {
   // Kysely's BEGIN (`begin`, or `start transaction isolation level …`), until the transaction's
   // first statement takes it along.
   let beginDeferred: string | null = null;
@@ -199,7 +223,14 @@ function wrap(client: PoolClient, bound: string): PostgresPoolClient {
     if (isQueryTimeout(error)) timedOut ??= error as Error;
     throw error;
   };
-  const raw = (text: string): Promise<unknown> => client.query(text).catch(noteTimeout);
+  // How long each answer may take until the release, once a query marked so came (8. above).
+  let answerWithinMs: number | undefined;
+  // node-postgres reads a query's own query_timeout before the pool's (Client.query); its
+  // types do not list it.
+  const timed = (text: string, values?: unknown[]): QueryConfig =>
+    ({ text, values, query_timeout: answerWithinMs }) as QueryConfig;
+  const raw = (text: string): Promise<unknown> =>
+    client.query(answerWithinMs === undefined ? text : timed(text)).catch(noteTimeout);
   // The COMMIT sent with the transaction's last statement, until Kysely asks for it.
   let commitSent: Promise<unknown> | null = null;
   // node-postgres's callback form, in a promise of our own, not its promise form: under load
@@ -217,14 +248,21 @@ function wrap(client: PoolClient, bound: string): PostgresPoolClient {
         if (isQueryTimeout(error)) timedOut ??= error;
         reject(error);
       };
-      if (name === undefined) client.query(text, values, done);
-      else client.query({ name, text, values }, done);
+      if (name === undefined && answerWithinMs === undefined) client.query(text, values, done);
+      else client.query({ ...timed(text, values), name }, done);
     });
   };
   const query = (textOrCursor: unknown, parameters: readonly unknown[] = []): unknown => {
     // A cursor (streamed results) is passed through as Kysely built it; node-postgres refuses
     // it in pipeline mode, and nothing here streams.
     if (typeof textOrCursor !== 'string') return client.query(textOrCursor as never);
+    if (textOrCursor.startsWith(ANSWER_WITHIN)) {
+      const end = textOrCursor.indexOf(' ms\n', ANSWER_WITHIN.length);
+      if (!ownQueryTimeout) {
+        answerWithinMs = Number(textOrCursor.slice(ANSWER_WITHIN.length, end));
+      }
+      return query(textOrCursor.slice(end + ' ms\n'.length), parameters);
+    }
     if (timedOut !== null) {
       return textOrCursor === 'rollback' ? nothingSent() : Promise.reject(timedOut);
     }
@@ -283,6 +321,7 @@ function wrap(client: PoolClient, bound: string): PostgresPoolClient {
     release: () => {
       beginDeferred = null;
       commitSent = null;
+      answerWithinMs = undefined;
       // An error given to release makes pg-pool close the connection instead of keeping it.
       client.release(
         timedOut ?? (readOnly ? new Error('the session refused a write as read-only') : undefined),

@@ -1,7 +1,8 @@
 import { sql } from 'kysely';
+import type { CompiledQuery } from 'kysely';
 import { AppError } from '../errors';
 import type { Db } from './database';
-import { IN_OUR_TRANSACTION } from './kysely-pool';
+import { IN_OUR_TRANSACTION, answerWithin } from './kysely-pool';
 import { sqlState } from './write-failure';
 
 /**
@@ -25,17 +26,23 @@ export async function withinStatementTimeout<T>(
   timeoutMs: number,
   work: (trx: Db) => Promise<T>,
 ): Promise<T> {
-  return db.transaction().execute(async (trx) => {
-    // Conditioned on our transaction, so it may travel with the BEGIN (db/kysely-pool.ts).
-    await sql`SELECT set_config('statement_timeout', ${String(timeoutMs)}, true)
-              WHERE ${sql.raw(IN_OUR_TRANSACTION)}`.execute(trx);
-    return work(trx);
-  });
+  return boundedTransaction(db, timeoutMs, work, (query) => query);
 }
 
 /**
- * Runs `read` within `timeoutMs` (withinStatementTimeout). A read cancelled so is a 503
- * `query_timeout`, not an outage: the database is fine, the question is too costly.
+ * How much longer than its statement timeout a read waits on the client's side for any answer
+ * at all (db/kysely-pool.ts answerWithin, db/database.ts READER_QUERY_TIMEOUT_MS): past it the
+ * server is not enforcing the timeout — it stopped answering — and the read fails as the
+ * database unavailable (503 + Retry-After) instead of waiting for TCP keepalive.
+ */
+export const ANSWER_MARGIN_MS = 2_000;
+
+/**
+ * Runs `read` within `timeoutMs` (withinStatementTimeout), and gives up on its connection
+ * `ANSWER_MARGIN_MS` later (db/kysely-pool.ts answerWithin): only reads, never a transaction
+ * that writes, whose COMMIT may succeed after the client stopped waiting. A read cancelled by
+ * the server is a 503 `query_timeout`, not an outage: the database is fine, the question is
+ * too costly.
  */
 export async function readWithin<T>(
   db: Db,
@@ -43,10 +50,28 @@ export async function readWithin<T>(
   read: (trx: Db) => Promise<T>,
 ): Promise<T> {
   try {
-    return await withinStatementTimeout(db, timeoutMs, read);
+    return await boundedTransaction(db, timeoutMs, read, (query) =>
+      answerWithin(query, timeoutMs + ANSWER_MARGIN_MS),
+    );
   } catch (error) {
     throw asQueryTimeout(error, timeoutMs);
   }
+}
+
+/** withinStatementTimeout, its first statement (which carries the BEGIN) passed through `mark`. */
+async function boundedTransaction<T>(
+  db: Db,
+  timeoutMs: number,
+  work: (trx: Db) => Promise<T>,
+  mark: (query: CompiledQuery) => CompiledQuery,
+): Promise<T> {
+  return db.transaction().execute(async (trx) => {
+    // Conditioned on our transaction, so it may travel with the BEGIN (db/kysely-pool.ts).
+    const bound = sql`SELECT set_config('statement_timeout', ${String(timeoutMs)}, true)
+                      WHERE ${sql.raw(IN_OUR_TRANSACTION)}`;
+    await trx.executeQuery(mark(bound.compile(trx)));
+    return work(trx);
+  });
 }
 
 /**

@@ -1,6 +1,7 @@
 import { sql } from 'kysely';
 import type { Db } from '../db/database';
-import { preparedStatement } from '../db/kysely-pool';
+import { answerWithin, preparedStatement } from '../db/kysely-pool';
+import { ANSWER_MARGIN_MS, READ_STATEMENT_TIMEOUT_MS } from '../db/read-timeout';
 import { applyEvent } from '../messages/projection';
 import type { MessageState } from '../messages/projection';
 import type { StatusEvent } from '../messages/status-event';
@@ -22,6 +23,15 @@ import type { FeedPosition } from './feed-cursor';
  * it ends — a long migration, a forgotten `BEGIN` in psql, a prepared transaction. Reads
  * without writes do not. sw_status_feed_lag_seconds reports the oldest such transaction.
  */
+
+/**
+ * How long each of the feed's reads waits for an answer (db/kysely-pool.ts answerWithin), as
+ * the other reads of the query API: without DATABASE_READ_URL they share the writer's pool,
+ * which has no query_timeout, and a primary that stopped answering on open connections left a
+ * page read (and its turn of feed-reads.ts) waiting for TCP keepalive, the consumer without an
+ * answer. Far above any page's time (a page scans `scanLimit` events at most).
+ */
+const ANSWER_MS = READ_STATEMENT_TIMEOUT_MS + ANSWER_MARGIN_MS;
 
 export interface FeedFilter {
   statuses?: readonly string[];
@@ -165,7 +175,7 @@ export async function readFeedPage(
       // [step, tx, seq] per step; null when there are none.
       removal_steps: Array<[number, string, number]> | null;
     }
-  >(FEED_PAGE([after.tx, after.seq, scanLimit, statuses, apis, limit]));
+  >(answerWithin(FEED_PAGE([after.tx, after.seq, scanLimit, statuses, apis, limit]), ANSWER_MS));
   const summary = rows.find((row) => row.seq === null)!;
   const events = rows.filter((row) => row.seq !== null);
   return {
@@ -186,8 +196,13 @@ export async function readFeedPage(
 
 /** The current end of the feed: a position every event committed from now on comes after. */
 export async function feedEnd(db: Db): Promise<FeedPosition> {
-  const { rows } = await sql<{ horizon: string }>`
-    SELECT pg_snapshot_xmin(pg_current_snapshot())::text AS horizon`.execute(db);
+  const { rows } = await db.executeQuery(
+    answerWithin(
+      sql<{ horizon: string }>`
+        SELECT pg_snapshot_xmin(pg_current_snapshot())::text AS horizon`.compile(db),
+      ANSWER_MS,
+    ),
+  );
   return { tx: rows[0]!.horizon, seq: 0 };
 }
 
@@ -204,10 +219,15 @@ async function withMessageStatus(
     ...new Set(rows.filter((r) => r.message_status === null).map((r) => r.message_id)),
   ];
   if (missing.length === 0) return rows as FeedRow[];
-  const { rows: history } = await sql<Omit<FeedRow, 'message_status'>>`
-    SELECT seq, tx::text AS tx, message_id, api, status, raw_status, error_code, error_message,
-           source, provider_timestamp, received_at
-    FROM status_events WHERE message_id = ANY(${missing}::text[])`.execute(db);
+  const { rows: history } = await db.executeQuery(
+    answerWithin(
+      sql<Omit<FeedRow, 'message_status'>>`
+        SELECT seq, tx::text AS tx, message_id, api, status, raw_status, error_code, error_message,
+               source, provider_timestamp, received_at
+        FROM status_events WHERE message_id = ANY(${missing}::text[])`.compile(db),
+      ANSWER_MS,
+    ),
+  );
   const statusAfter = new Map<number, string>();
   const byMessage = new Map<string, Array<Omit<FeedRow, 'message_status'>>>();
   for (const event of history) {

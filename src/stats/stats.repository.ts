@@ -1,7 +1,12 @@
 import { sql } from 'kysely';
 import type { Db } from '../db/database';
-import { IN_OUR_TRANSACTION, lastInTransaction, preparedStatement } from '../db/kysely-pool';
-import { READ_STATEMENT_TIMEOUT_MS } from '../db/read-timeout';
+import {
+  IN_OUR_TRANSACTION,
+  answerWithin,
+  lastInTransaction,
+  preparedStatement,
+} from '../db/kysely-pool';
+import { ANSWER_MARGIN_MS, READ_STATEMENT_TIMEOUT_MS } from '../db/read-timeout';
 import { FINAL_WITHIN_MS, latencyBucketFloors, contributionOfRow } from '../messages/rollup';
 import type { Api } from '../messages/statuses';
 import type { Bucket, CountRow, LatencyRow, Range, SeriesRow, StatsPlan } from './stats-summary';
@@ -103,10 +108,14 @@ export async function readRollups(
     apis,
   ];
   const { rows } = await db.transaction().execute(async (trx) => {
-    // Conditioned on our transaction, so it may travel with the BEGIN (db/kysely-pool.ts).
-    await sql`SELECT set_config('max_parallel_workers_per_gather', '0', true),
-                     set_config('statement_timeout', ${String(statementTimeoutMs)}, true)
-              WHERE ${sql.raw(IN_OUR_TRANSACTION)}`.execute(trx);
+    // Conditioned on our transaction, so it may travel with the BEGIN (db/kysely-pool.ts); and
+    // its connection gives up on an answer a margin after the statement timeout, as readWithin's.
+    const settings = sql`SELECT set_config('max_parallel_workers_per_gather', '0', true),
+                                set_config('statement_timeout', ${String(statementTimeoutMs)}, true)
+                         WHERE ${sql.raw(IN_OUR_TRANSACTION)}`;
+    await trx.executeQuery(
+      answerWithin(settings.compile(trx), statementTimeoutMs + ANSWER_MARGIN_MS),
+    );
     return trx.executeQuery<RollupRow>(
       lastInTransaction(
         filter.bucket
