@@ -38,7 +38,9 @@ describe('the retries alone', () => {
     const retries = createRedactionRetries({
       db,
       logger,
-      timings: { ...FAST, giveUpAfterMs: 1_000 },
+      // 3 s, not 1: the four tries take ~110 ms of delays, and a loaded machine that holds the
+      // event loop up for most of a second would otherwise end the retries before the fourth.
+      timings: { ...FAST, giveUpAfterMs: 3_000 },
       attempt: () => {
         times.push(Date.now());
         return Promise.reject(new Error('canceling statement due to statement timeout'));
