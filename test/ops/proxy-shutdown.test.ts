@@ -126,11 +126,14 @@ test('When SIGTERM arrives while SignalWire is answering a send, then its caller
 
 test('When a send comes in during the shutdown too late for its answer to be back before the connections are cut, then it is not forwarded: 503, not sent', async () => {
   const { service, internalPort } = await launch({
-    // Still serving for 2 s after SIGTERM; the connections are cut 3 s after it at the latest
-    // (the grace period less its reserves), sooner than SignalWire's 5 s timeout.
-    SHUTDOWN_DELAY_MS: '2000',
+    // Still serving for 5 s after SIGTERM (the send must arrive in them: room for a loaded
+    // machine between the log line and the request); the connections are cut 5 s after it at
+    // the latest (the grace period less its reserves), sooner than SignalWire's 8 s timeout
+    // from any moment of the shutdown.
+    SHUTDOWN_DELAY_MS: '5000',
     SHUTDOWN_DRAIN_MS: '1000',
-    SHUTDOWN_GRACE_MS: '6000',
+    SHUTDOWN_GRACE_MS: '8000',
+    SIGNALWIRE_TIMEOUT_MS: '8000',
   });
   service.child.kill('SIGTERM');
   await service.waitForLog('shutting down: readiness off', 10_000);
