@@ -35,6 +35,8 @@ export interface HeldUpstreamProxy {
   ): ClientRequest;
   /** A compatibility create whose chunked body the test writes (and ends) itself. */
   open(agent: Agent, answered: Answer[]): ClientRequest;
+  /** The callers' connections the service's socket has open, as its server counts them. */
+  callers(): Promise<number>;
   close(): Promise<void>;
 }
 
@@ -100,6 +102,10 @@ export async function startHeldUpstreamProxy(): Promise<HeldUpstreamProxy> {
     t,
     stats,
     open: (agent, answered) => request(agent, answered, {}),
+    callers: () =>
+      new Promise<number>((resolve, reject) =>
+        proxy.getConnections((error, count) => (error ? reject(error) : resolve(count))),
+      ),
     onProgress(callback) {
       progress = callback;
       callback();

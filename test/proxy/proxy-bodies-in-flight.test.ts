@@ -52,6 +52,13 @@ test('When callers give up on sends SignalWire is slow to answer and send again,
   expect(proxy.stats.received).toBe(WAVE);
   // The callers' clients time out and close their connections.
   for (const req of first) req.destroy();
+  // Waited for on the service's side (a fixed pause could end, on a loaded machine, before it
+  // had seen any of them close, and the check below pass for nothing): every caller's
+  // connection closed there; then a moment for whatever that close set off to reach SignalWire.
+  for (let i = 0; i < 1_000 && (await proxy.callers()) > 0; i++) {
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  expect(await proxy.callers()).toBe(0);
   await new Promise((resolve) => setTimeout(resolve, 500));
   // The proxy still waits on SignalWire for every one of them: it holds their bodies.
   expect(proxy.stats.open).toBe(WAVE);
