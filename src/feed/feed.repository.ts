@@ -1,7 +1,7 @@
 import { sql } from 'kysely';
 import type { Db } from '../db/database';
 import { answerWithin, preparedStatement } from '../db/kysely-pool';
-import { ANSWER_MARGIN_MS, READ_STATEMENT_TIMEOUT_MS } from '../db/read-timeout';
+import { ANSWER_MARGIN_MS, READ_STATEMENT_TIMEOUT_MS, readWithin } from '../db/read-timeout';
 import { applyEvent } from '../messages/projection';
 import type { MessageState } from '../messages/projection';
 import type { StatusEvent } from '../messages/status-event';
@@ -25,11 +25,15 @@ import type { FeedPosition } from './feed-cursor';
  */
 
 /**
- * How long each of the feed's reads waits for an answer (db/kysely-pool.ts answerWithin), as
- * the other reads of the query API: without DATABASE_READ_URL they share the writer's pool,
- * which has no query_timeout, and a primary that stopped answering on open connections left a
- * page read (and its turn of feed-reads.ts) waiting for TCP keepalive, the consumer without an
- * answer. Far above any page's time (a page scans `scanLimit` events at most).
+ * A page's reads run as the query API's other reads do (read-timeout.ts readWithin): cancelled
+ * by the server after READ_STATEMENT_TIMEOUT_MS, given up on by the client a margin later.
+ * Without DATABASE_READ_URL they share the writer's pool, which has no query_timeout: a
+ * primary that stopped answering on open connections left a page read (and its turn of
+ * feed-reads.ts) waiting for TCP keepalive. And the server's own timeout must come first: a
+ * read waiting for a lock (a migration's ALTER TABLE queued on status_events) that only the
+ * client gave up on stays in the lock queue — PostgreSQL does not see the closed socket — while
+ * its turn goes to the next read on a new connection, one more every few seconds. Far above any
+ * page's time (a page scans `scanLimit` events at most).
  */
 const ANSWER_MS = READ_STATEMENT_TIMEOUT_MS + ANSWER_MARGIN_MS;
 
@@ -159,6 +163,18 @@ export async function readFeedPage(
   limit: number,
   scanLimit: number,
 ): Promise<FeedPage> {
+  return readWithin(db, READ_STATEMENT_TIMEOUT_MS, (trx) =>
+    readFeedPageIn(trx, after, filter, limit, scanLimit),
+  );
+}
+
+async function readFeedPageIn(
+  db: Db,
+  after: FeedPosition,
+  filter: FeedFilter,
+  limit: number,
+  scanLimit: number,
+): Promise<FeedPage> {
   const statuses = filter.statuses?.length ? [...filter.statuses] : null;
   const apis = filter.apis?.length ? [...filter.apis] : null;
   const { rows } = await db.executeQuery<
@@ -175,7 +191,7 @@ export async function readFeedPage(
       // [step, tx, seq] per step; null when there are none.
       removal_steps: Array<[number, string, number]> | null;
     }
-  >(answerWithin(FEED_PAGE([after.tx, after.seq, scanLimit, statuses, apis, limit]), ANSWER_MS));
+  >(FEED_PAGE([after.tx, after.seq, scanLimit, statuses, apis, limit]));
   const summary = rows.find((row) => row.seq === null)!;
   const events = rows.filter((row) => row.seq !== null);
   return {
@@ -219,15 +235,10 @@ async function withMessageStatus(
     ...new Set(rows.filter((r) => r.message_status === null).map((r) => r.message_id)),
   ];
   if (missing.length === 0) return rows as FeedRow[];
-  const { rows: history } = await db.executeQuery(
-    answerWithin(
-      sql<Omit<FeedRow, 'message_status'>>`
-        SELECT seq, tx::text AS tx, message_id, api, status, raw_status, error_code, error_message,
-               source, provider_timestamp, received_at
-        FROM status_events WHERE message_id = ANY(${missing}::text[])`.compile(db),
-      ANSWER_MS,
-    ),
-  );
+  const { rows: history } = await sql<Omit<FeedRow, 'message_status'>>`
+    SELECT seq, tx::text AS tx, message_id, api, status, raw_status, error_code, error_message,
+           source, provider_timestamp, received_at
+    FROM status_events WHERE message_id = ANY(${missing}::text[])`.execute(db);
   const statusAfter = new Map<number, string>();
   const byMessage = new Map<string, Array<Omit<FeedRow, 'message_status'>>>();
   for (const event of history) {
