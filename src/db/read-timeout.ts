@@ -38,6 +38,18 @@ export async function withinStatementTimeout<T>(
 export const ANSWER_MARGIN_MS = 2_000;
 
 /**
+ * `query` marked as a read whose connection waits at most ANSWER_MARGIN_MS past its statement
+ * timeout for any answer (db/kysely-pool.ts answerWithin): every read of the query API, whether
+ * in readWithin or in a transaction of its own.
+ */
+export function markedAsRead<R>(
+  query: CompiledQuery<R>,
+  statementTimeoutMs = READ_STATEMENT_TIMEOUT_MS,
+): CompiledQuery<R> {
+  return answerWithin(query, statementTimeoutMs + ANSWER_MARGIN_MS);
+}
+
+/**
  * Runs `read` within `timeoutMs` (withinStatementTimeout), and gives up on its connection
  * `ANSWER_MARGIN_MS` later (db/kysely-pool.ts answerWithin): only reads, never a transaction
  * that writes, whose COMMIT may succeed after the client stopped waiting. A read cancelled by
@@ -50,9 +62,7 @@ export async function readWithin<T>(
   read: (trx: Db) => Promise<T>,
 ): Promise<T> {
   try {
-    return await boundedTransaction(db, timeoutMs, read, (query) =>
-      answerWithin(query, timeoutMs + ANSWER_MARGIN_MS),
-    );
+    return await boundedTransaction(db, timeoutMs, read, (query) => markedAsRead(query, timeoutMs));
   } catch (error) {
     throw asQueryTimeout(error, timeoutMs);
   }

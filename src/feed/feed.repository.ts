@@ -1,7 +1,7 @@
 import { sql } from 'kysely';
 import type { Db } from '../db/database';
-import { answerWithin, preparedStatement } from '../db/kysely-pool';
-import { ANSWER_MARGIN_MS, READ_STATEMENT_TIMEOUT_MS, readWithin } from '../db/read-timeout';
+import { preparedStatement } from '../db/kysely-pool';
+import { READ_STATEMENT_TIMEOUT_MS, markedAsRead, readWithin } from '../db/read-timeout';
 import { applyEvent } from '../messages/projection';
 import type { MessageState } from '../messages/projection';
 import type { StatusEvent } from '../messages/status-event';
@@ -23,19 +23,6 @@ import type { FeedPosition } from './feed-cursor';
  * it ends — a long migration, a forgotten `BEGIN` in psql, a prepared transaction. Reads
  * without writes do not. sw_status_feed_lag_seconds reports the oldest such transaction.
  */
-
-/**
- * A page's reads run as the query API's other reads do (read-timeout.ts readWithin): cancelled
- * by the server after READ_STATEMENT_TIMEOUT_MS, given up on by the client a margin later.
- * Without DATABASE_READ_URL they share the writer's pool, which has no query_timeout: a
- * primary that stopped answering on open connections left a page read (and its turn of
- * feed-reads.ts) waiting for TCP keepalive. And the server's own timeout must come first: a
- * read waiting for a lock (a migration's ALTER TABLE queued on status_events) that only the
- * client gave up on stays in the lock queue — PostgreSQL does not see the closed socket — while
- * its turn goes to the next read on a new connection, one more every few seconds. Far above any
- * page's time (a page scans `scanLimit` events at most).
- */
-const ANSWER_MS = READ_STATEMENT_TIMEOUT_MS + ANSWER_MARGIN_MS;
 
 export interface FeedFilter {
   statuses?: readonly string[];
@@ -155,6 +142,15 @@ const FEED_PAGE = preparedStatement(
 /**
  * Up to `limit` events after `after` that match the filter, looking at no more than `scanLimit`
  * events (a rare status must not make one request read the whole history).
+ *
+ * Read as the query API's other reads are (read-timeout.ts readWithin): cancelled by the server
+ * after READ_STATEMENT_TIMEOUT_MS, given up on by the client a margin later. Without
+ * DATABASE_READ_URL they share the writer's pool, which has no query_timeout: a primary that
+ * stopped answering on open connections left a page read (and its turn of feed-reads.ts)
+ * waiting for TCP keepalive. And the server's own timeout must come first: a read waiting for a
+ * lock (a migration's ALTER TABLE queued on status_events) that only the client gave up on
+ * stays in the lock queue — PostgreSQL does not see the closed socket — while its turn goes to
+ * the next read on a new connection, one more every few seconds. Far above any page's time.
  */
 export async function readFeedPage(
   db: Db,
@@ -212,11 +208,11 @@ async function readFeedPageIn(
 
 /** The current end of the feed: a position every event committed from now on comes after. */
 export async function feedEnd(db: Db): Promise<FeedPosition> {
+  // No table, no lock to wait for: only the client's bound (a primary that stopped answering).
   const { rows } = await db.executeQuery(
-    answerWithin(
+    markedAsRead(
       sql<{ horizon: string }>`
         SELECT pg_snapshot_xmin(pg_current_snapshot())::text AS horizon`.compile(db),
-      ANSWER_MS,
     ),
   );
   return { tx: rows[0]!.horizon, seq: 0 };

@@ -1,12 +1,7 @@
 import { sql } from 'kysely';
 import type { Db } from '../db/database';
-import {
-  IN_OUR_TRANSACTION,
-  answerWithin,
-  lastInTransaction,
-  preparedStatement,
-} from '../db/kysely-pool';
-import { ANSWER_MARGIN_MS, READ_STATEMENT_TIMEOUT_MS } from '../db/read-timeout';
+import { IN_OUR_TRANSACTION, lastInTransaction, preparedStatement } from '../db/kysely-pool';
+import { READ_STATEMENT_TIMEOUT_MS, markedAsRead } from '../db/read-timeout';
 import { FINAL_WITHIN_MS, latencyBucketFloors, contributionOfRow } from '../messages/rollup';
 import type { Api } from '../messages/statuses';
 import type { Bucket, CountRow, LatencyRow, Range, SeriesRow, StatsPlan } from './stats-summary';
@@ -113,9 +108,7 @@ export async function readRollups(
     const settings = sql`SELECT set_config('max_parallel_workers_per_gather', '0', true),
                                 set_config('statement_timeout', ${String(statementTimeoutMs)}, true)
                          WHERE ${sql.raw(IN_OUR_TRANSACTION)}`;
-    await trx.executeQuery(
-      answerWithin(settings.compile(trx), statementTimeoutMs + ANSWER_MARGIN_MS),
-    );
+    await trx.executeQuery(markedAsRead(settings.compile(trx), statementTimeoutMs));
     return trx.executeQuery<RollupRow>(
       lastInTransaction(
         filter.bucket
