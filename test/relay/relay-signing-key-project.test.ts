@@ -1,14 +1,11 @@
-import { randomUUID } from 'node:crypto';
 import request from 'supertest';
 import { RestClient } from '@signalwire/compatibility-api';
-import { mintCallbackToken } from '../../src/callbacks/callback-token';
-import { recordEvents } from '../../src/messages/record-events';
 import type { Api } from '../../src/messages/statuses';
 import { signJsonBody } from '../../src/signalwire/signing';
-import { statusEvent, TEST_PROJECTS } from '../factories';
+import { TEST_PROJECTS } from '../factories';
 import { postCxml, postNative } from '../helpers/callbacks';
-import { TEST_API_TOKEN, TEST_TOKEN_SECRET } from '../helpers/test-app';
-import { createRelayTestApp, eventually, relayJobWhen } from './support';
+import { TEST_API_TOKEN } from '../helpers/test-app';
+import { createRelayTestApp, eventually, relayJobWhen, seedTokenBoundMessage } from './support';
 import type { CustomerApp, ReceivedRelay, RelayTestApp } from './support';
 
 /**
@@ -39,22 +36,6 @@ const KEY_UNBOUND = 'PSK_unbound_key_uuuuuuuuuuuuuuuuuu';
 const KEY_UNBOUND_2 = 'PSK_unbound_key_vvvvvvvvvvvvvvvvvv';
 
 const APIS = ['cxml', 'native'] as const;
-
-/** A message the proxy recorded for `project`, its callback `callback`, bound to a token. */
-async function proxied(t: RelayTestApp, api: Api, project: string, callback: string) {
-  const { token, ref } = mintCallbackToken([TEST_TOKEN_SECRET]);
-  const id = randomUUID();
-  await recordEvents(t.database.db, [
-    statusEvent('queued', {
-      messageId: id,
-      api,
-      projectId: project,
-      source: 'proxy',
-      send: { ref, kind: 'sms', clientStatusCallback: callback, body: null },
-    }),
-  ]);
-  return { id, token };
-}
 
 /** The message's callback, as its project's SignalWire would send it. */
 function callbackFields(api: Api, id: string, project: string): Record<string, string> {
@@ -142,7 +123,12 @@ describe('every key bound to its project', () => {
     async (api) => {
       // Project B points its callback at project A's webhook.
       const target = app.callbackUrl(`/project-a/webhook/${api}`);
-      const { id, token } = await proxied(t, api, TEST_PROJECTS[api], target);
+      const { id, token } = await seedTokenBoundMessage(
+        t.database.db,
+        api,
+        target,
+        TEST_PROJECTS[api],
+      );
       const fields = callbackFields(api, id, TEST_PROJECTS[api]);
       await postUnsigned(t, api, token, fields);
 
@@ -157,7 +143,7 @@ describe('every key bound to its project', () => {
     'When a message’s project has no key and only other projects’ keys are listed, then its %s relay goes unsigned',
     async (api) => {
       const target = app.callbackUrl(`/project-c/status/${api}`);
-      const { id, token } = await proxied(t, api, PROJECT_C, target);
+      const { id, token } = await seedTokenBoundMessage(t.database.db, api, target, PROJECT_C);
       await postUnsigned(t, api, token, callbackFields(api, id, PROJECT_C));
 
       const relay = await relayOf(app, id);
@@ -171,7 +157,12 @@ describe('every key bound to its project', () => {
     'When project B’s dead %s relay is retried through the API, then it is signed with B’s key again',
     async (api) => {
       const target = app.callbackUrl(`/project-b/status/${api}`);
-      const { id, token } = await proxied(t, api, TEST_PROJECTS[api], target);
+      const { id, token } = await seedTokenBoundMessage(
+        t.database.db,
+        api,
+        target,
+        TEST_PROJECTS[api],
+      );
       // Both scheduled attempts fail; the retry through the API is answered.
       app.behave(id, (n) => ({ status: n <= 2 ? 500 : 200 }));
       await postUnsigned(t, api, token, callbackFields(api, id, TEST_PROJECTS[api]));
@@ -207,7 +198,12 @@ describe('one key bound to project A, two listed alone', () => {
     'When the message’s project has no bound key and no signed callback yet, then its unsigned %s callback is relayed unsigned: the keys listed alone may be other projects’ than A',
     async (api) => {
       const target = app.callbackUrl(`/project-b/status/${api}`);
-      const { id, token } = await proxied(t, api, TEST_PROJECTS[api], target);
+      const { id, token } = await seedTokenBoundMessage(
+        t.database.db,
+        api,
+        target,
+        TEST_PROJECTS[api],
+      );
       await postUnsigned(t, api, token, callbackFields(api, id, TEST_PROJECTS[api]));
 
       const relay = await relayOf(app, id);
@@ -220,7 +216,12 @@ describe('one key bound to project A, two listed alone', () => {
     'When a %s callback by token is signed with the second key listed alone, then its relay keeps the key that verified it',
     async (api) => {
       const target = app.callbackUrl(`/project-b/signed/${api}`);
-      const { id, token } = await proxied(t, api, TEST_PROJECTS[api], target);
+      const { id, token } = await seedTokenBoundMessage(
+        t.database.db,
+        api,
+        target,
+        TEST_PROJECTS[api],
+      );
       await postSigned(t, api, token, callbackFields(api, id, TEST_PROJECTS[api]), KEY_UNBOUND_2);
 
       const relay = await relayOf(app, id);
@@ -233,7 +234,12 @@ describe('one key bound to project A, two listed alone', () => {
     'When the project’s callbacks have verified under the second key listed alone, then its next unsigned %s callback is relayed signed with that key',
     async (api) => {
       const target = app.callbackUrl(`/project-b/after/${api}`);
-      const { id, token } = await proxied(t, api, TEST_PROJECTS[api], target);
+      const { id, token } = await seedTokenBoundMessage(
+        t.database.db,
+        api,
+        target,
+        TEST_PROJECTS[api],
+      );
       await postUnsigned(t, api, token, callbackFields(api, id, TEST_PROJECTS[api]));
 
       const relay = await relayOf(app, id);
@@ -265,7 +271,7 @@ describe('two keys listed alone, two projects sharing sw-status', () => {
 
   test('When project B has had no signed callback and its token holder posts one unsigned for A’s webhook, then the relay goes unsigned, not signed with the first key', async () => {
     const target = appA.callbackUrl('/project-a/webhook/before');
-    const { id, token } = await proxied(t, 'cxml', PROJECT_B, target);
+    const { id, token } = await seedTokenBoundMessage(t.database.db, 'cxml', target, PROJECT_B);
     await postUnsigned(t, 'cxml', token, callbackFields('cxml', id, PROJECT_B));
 
     const relay = await relayOf(appA, id);
@@ -275,13 +281,18 @@ describe('two keys listed alone, two projects sharing sw-status', () => {
 
   test('When project B’s callbacks verified under its key and its token holder posts one unsigned for A’s webhook, then the relay is signed with B’s key, never A’s', async () => {
     // Project B's genuine callback verifies under KEY_B_ALONE: sw-status has seen B's key.
-    const own = await proxied(t, 'cxml', PROJECT_B, appB.callbackUrl('/b/status'));
+    const own = await seedTokenBoundMessage(
+      t.database.db,
+      'cxml',
+      appB.callbackUrl('/b/status'),
+      PROJECT_B,
+    );
     await postSigned(t, 'cxml', own.token, callbackFields('cxml', own.id, PROJECT_B), KEY_B_ALONE);
     expect((await relayOf(appB, own.id)).valid).toBe(true);
 
     // Then B points a message's StatusCallback at project A's webhook and posts by its token.
     const target = appA.callbackUrl('/project-a/webhook/after');
-    const { id, token } = await proxied(t, 'cxml', PROJECT_B, target);
+    const { id, token } = await seedTokenBoundMessage(t.database.db, 'cxml', target, PROJECT_B);
     await postUnsigned(t, 'cxml', token, callbackFields('cxml', id, PROJECT_B));
 
     const relay = await relayOf(appA, id);
@@ -310,7 +321,12 @@ describe('one project, two keys listed alone (a rotation)', () => {
 
   test('When the project has had no signed callback, then its unsigned callback is relayed signed with the first key', async () => {
     const target = app.callbackUrl('/status');
-    const { id, token } = await proxied(t, 'cxml', TEST_PROJECTS.cxml, target);
+    const { id, token } = await seedTokenBoundMessage(
+      t.database.db,
+      'cxml',
+      target,
+      TEST_PROJECTS.cxml,
+    );
     await postUnsigned(t, 'cxml', token, callbackFields('cxml', id, TEST_PROJECTS.cxml));
 
     const relay = await relayOf(app, id);

@@ -3,6 +3,7 @@ import { createServer } from 'node:http';
 import type { IncomingHttpHeaders, Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { RestClient } from '@signalwire/compatibility-api';
+import { mintCallbackToken } from '../../src/callbacks/callback-token';
 import type { Db } from '../../src/db/database';
 import { recordEvents } from '../../src/messages/record-events';
 import type { Api } from '../../src/messages/statuses';
@@ -12,7 +13,7 @@ import type { RelayWorker } from '../../src/relay/relay-worker';
 import type { LookupFunction } from '../../src/relay/safe-agent';
 import { signJsonBody } from '../../src/signalwire/signing';
 import { TEST_PROJECTS, statusEvent } from '../factories';
-import { createTestApp, TEST_SIGNING_KEY } from '../helpers/test-app';
+import { createTestApp, TEST_SIGNING_KEY, TEST_TOKEN_SECRET } from '../helpers/test-app';
 import type { TestApp } from '../helpers/test-app';
 
 /**
@@ -160,16 +161,32 @@ export async function seedProxiedMessage(
   clientStatusCallback: string,
   id: string = randomUUID(),
   projectId: string = TEST_PROJECTS[api],
+  ref: string | null = null,
 ): Promise<string> {
   const event = statusEvent('queued', {
     messageId: id,
     api,
     projectId,
     source: 'proxy',
-    send: { ref: null, kind: 'sms', clientStatusCallback, body: null },
+    send: { ref, kind: 'sms', clientStatusCallback, body: null },
   });
   await recordEvents(db, [event]);
   return id;
+}
+
+/**
+ * seedProxiedMessage, its send bound to a freshly minted callback token (as the proxy's): the
+ * token admits the message's callbacks at `/callbacks/<api>/<token>` without a signature.
+ */
+export async function seedTokenBoundMessage(
+  db: Db,
+  api: Api,
+  clientStatusCallback: string,
+  projectId: string = TEST_PROJECTS[api],
+): Promise<{ id: string; token: string }> {
+  const { token, ref } = mintCallbackToken([TEST_TOKEN_SECRET]);
+  const id = await seedProxiedMessage(db, api, clientStatusCallback, randomUUID(), projectId, ref);
+  return { id, token };
 }
 
 /** Polls until `check` returns a value (not undefined/false), or fails after `timeoutMs`. */
