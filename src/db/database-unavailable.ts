@@ -38,9 +38,11 @@ const TLS_CODES = new Set([
 
 // Server states in which nothing can be written, whatever the statement:
 // 57P01 admin_shutdown, 57P02 crash_shutdown, 57P03 cannot_connect_now (starting up or in
-// recovery), 25006 read_only_sql_transaction (a failover left us on a standby), 53xxx
-// insufficient resources (disk full, out of memory, too many connections).
-const UNAVAILABLE_SQLSTATES = new Set(['57P01', '57P02', '57P03', '25006']);
+// recovery), 57P05 idle_session_timeout (the server ended a pooled connection left idle longer
+// than a role's or database's idle_session_timeout: the connection is gone, a new one works),
+// 25006 read_only_sql_transaction (a failover left us on a standby), 53xxx insufficient
+// resources (disk full, out of memory, too many connections).
+const UNAVAILABLE_SQLSTATES = new Set(['57P01', '57P02', '57P03', '57P05', '25006']);
 
 // node-postgres and Kysely raise these without any code, so only their text identifies them:
 // the pool's connect timeout, a socket that closed under a query or before the client was
@@ -74,8 +76,12 @@ export const CANNOT_SET_UP_CONNECTION = 'cannot set up a database connection';
 // one closed to connections for maintenance (55000 "is not currently accepting connections"),
 // or CONNECT revoked (42501 "permission denied for database"). Until an operator mends it
 // nothing can be written, like an outage, and it is no fault of the event being written. The
-// last two codes also name statement errors, so only the connection's message counts for them.
+// last two codes also name statement errors, so only the connection's own check counts for
+// them: the server function that raised it (`routine`, the same in every language) — a server
+// whose lc_messages is not English words the message in its own — or, where a proxy in
+// between (PgBouncer) passes on the message without it, the English text.
 const REFUSED_SESSION_SQLSTATES = new Set(['3D000']);
+const SESSION_CHECK_ROUTINE = 'CheckMyDatabase';
 const REFUSED_SESSION_MESSAGES = new Map<string, RegExp>([
   ['55000', /^database ".*" is not currently accepting connections$/],
   ['42501', /^permission denied for database ".*"$/],
@@ -87,11 +93,18 @@ const REFUSED_SESSION_MESSAGES = new Map<string, RegExp>([
  */
 export function isSessionRefused(error: unknown): boolean {
   if (typeof error !== 'object' || error === null) return false;
-  const { code, message } = error as { code?: unknown; message?: unknown };
+  const { code, message, routine } = error as {
+    code?: unknown;
+    message?: unknown;
+    routine?: unknown;
+  };
   if (typeof code !== 'string') return false;
   if (/^28[0-9A-Z]{3}$/.test(code) || REFUSED_SESSION_SQLSTATES.has(code)) return true;
   const refusal = REFUSED_SESSION_MESSAGES.get(code);
-  return refusal !== undefined && typeof message === 'string' && refusal.test(message);
+  if (refusal === undefined) return false;
+  return (
+    routine === SESSION_CHECK_ROUTINE || (typeof message === 'string' && refusal.test(message))
+  );
 }
 
 export function isDatabaseUnavailable(error: unknown): boolean {

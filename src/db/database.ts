@@ -2,6 +2,7 @@ import { Kysely, PostgresDialect, sql } from 'kysely';
 import type { ColumnType, Generated } from 'kysely';
 import { Client, Pool, types } from 'pg';
 import type { ClientConfig } from 'pg';
+import { parse as parseConnectionString } from 'pg-connection-string';
 import type { Logger } from '../logger';
 import { kyselyPool } from './kysely-pool';
 import { ANSWER_MARGIN_MS, READ_STATEMENT_TIMEOUT_MS } from './read-timeout';
@@ -251,7 +252,7 @@ export function createDb(
  */
 function clientOrFailure(config: ClientConfig): Client {
   try {
-    return new Client(config);
+    return new Client(withIsoDates(config));
   } catch (cause) {
     const failure = Object.assign(
       new Error(`${CANNOT_SET_UP_CONNECTION}: ${(cause as Error).message}`, { cause }),
@@ -266,6 +267,29 @@ function clientOrFailure(config: ClientConfig): Client {
     return unconnectable;
   }
 }
+
+/**
+ * The session's DateStyle pinned to ISO, in the connection's start-up options (no statement, no
+ * round trip). node-postgres reads a timestamp only in ISO output: a database or role whose
+ * DateStyle an operator set otherwise (`ALTER DATABASE … SET datestyle = 'SQL, DMY'`, a managed
+ * service's parameter group) made every timestamp it read null — every read of the query API,
+ * the feed and the stats failed while callbacks were still stored. Options the connection
+ * string already gives (`?options=-c search_path=…`) are kept: node-postgres lets the string's
+ * options replace the config's, so the string is parsed here as node-postgres itself parses it
+ * and both are passed together.
+ */
+function withIsoDates(config: ClientConfig): ClientConfig {
+  const merged: ClientConfig = config.connectionString
+    ? { ...config, ...(parseConnectionString(config.connectionString) as ClientConfig) }
+    : config;
+  return {
+    ...merged,
+    connectionString: undefined,
+    options: [merged.options, ISO_DATES].filter(Boolean).join(' '),
+  };
+}
+
+const ISO_DATES = '-c DateStyle=ISO';
 
 /**
  * DATABASE_READ_URL's handle (DESIGN §13): a hot standby of `writer`'s database that follows it

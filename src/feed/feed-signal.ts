@@ -202,6 +202,13 @@ export function createFeedSignal({
     try {
       await current.connect();
       await current.query('SET synchronous_commit = off');
+      // Idle between its pings by design: a role's or database's idle_session_timeout below
+      // PING_MS (some managed services set one) ended it every few seconds, each time a warning
+      // and a reconnect. Its own pings already find a dead connection. The setting exists from
+      // PostgreSQL 14: on an older server this sets nothing.
+      await current.query(
+        "SELECT set_config(name, '0', false) FROM pg_settings WHERE name = 'idle_session_timeout'",
+      );
       await current.query(`LISTEN ${FEED_CHANNEL}`);
     } catch (error) {
       lost(current, error);

@@ -28,11 +28,11 @@ function readmeAnchors(): Set<string> {
     if (fenced) continue;
     const heading = /^#{1,6} (.+)$/.exec(line);
     if (heading) {
-      anchors.add(heading[1]);
-      anchors.add(heading[1].split(':')[0]);
+      anchors.add(heading[1]!);
+      anchors.add(heading[1]!.split(':')[0]!);
     }
     const lead = /^(?:- )?\*\*([^*]+)\.\*\*/.exec(line);
-    if (lead) anchors.add(lead[1]);
+    if (lead) anchors.add(lead[1]!);
   }
   return anchors;
 }
@@ -45,7 +45,7 @@ describe('references to the README by name', () => {
       ...readFileSync(file, 'utf8')
         .replace(/\n\s*(?:#|\/\/|\*)\s*/g, ' ')
         .matchAll(/README "([^"]+)"/g),
-    ].map((match) => ({ file: path.relative(ROOT, file), name: match[1] })),
+    ].map((match) => ({ file: path.relative(ROOT, file), name: match[1]! })),
   );
 
   it('finds the references it checks', () => {

@@ -1,0 +1,150 @@
+import { randomUUID } from 'node:crypto';
+import { Client } from 'pg';
+import { sql } from 'kysely';
+import request from 'supertest';
+import { createDb } from '../../src/db/database';
+import { isDatabaseUnavailable } from '../../src/db/database-unavailable';
+import { createFeedSignal } from '../../src/feed/feed-signal';
+import { createLogger } from '../../src/logger';
+import { nativeFields, postNative } from '../helpers/callbacks';
+import { eventually } from '../helpers/eventually';
+import { createTestApp, TEST_API_TOKEN } from '../helpers/test-app';
+import type { TestApp } from '../helpers/test-app';
+import { asAdmin, createTestDatabase } from '../helpers/test-database';
+import type { TestDatabase } from '../helpers/test-database';
+
+/**
+ * Settings a managed PostgreSQL lets an operator give a database or a role, which the
+ * service's sessions then start with: the service must work under each (README "PostgreSQL for
+ * sw-status").
+ */
+
+const databaseName = (url: string): string => new URL(url).pathname.slice(1);
+const ISO_TIME = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$/;
+
+describe('a database whose DateStyle is not ISO', () => {
+  let t: TestApp;
+  let database: TestDatabase;
+  beforeAll(async () => {
+    database = await createTestDatabase(2);
+    await asAdmin(`ALTER DATABASE ${databaseName(database.url)} SET datestyle = 'SQL, DMY'`);
+    t = await createTestApp({}, { database });
+  });
+  afterAll(async () => {
+    await t?.close();
+    await database?.destroy();
+  });
+
+  test('When a callback is stored, then the query API, the feed and the stats read it back with its timestamps', async () => {
+    const id = randomUUID();
+    expect((await postNative(t.publicApp, nativeFields({ id, status: 'delivered' }))).status).toBe(
+      200,
+    );
+    const get = (path: string) =>
+      request(t.internalApp).get(path).auth(TEST_API_TOKEN, { type: 'bearer' });
+    await eventually(async () => (await get(`/v1/messages/${id}`)).status === 200, 'stored');
+
+    const [one, list, feed, stats] = await Promise.all([
+      get(`/v1/messages/${id}`),
+      get('/v1/messages?limit=5'),
+      get('/v1/events?limit=5'),
+      get('/v1/stats'),
+    ]);
+
+    expect({
+      one: [one.status, one.body.created_at],
+      list: [list.status, list.body.data?.[0]?.last_event_at],
+      feed: [feed.status, feed.body.data?.[0]?.received_at],
+      stats: [stats.status, stats.body.total],
+    }).toEqual({
+      one: [200, expect.stringMatching(ISO_TIME)],
+      list: [200, expect.stringMatching(ISO_TIME)],
+      feed: [200, expect.stringMatching(ISO_TIME)],
+      stats: [200, 1],
+    });
+  });
+
+  test('When the connection string gives options of its own, then they are kept beside the ISO DateStyle', async () => {
+    const url = new URL(database.url);
+    url.searchParams.set('options', '-c statement_timeout=4321');
+    const handle = createDb(url.toString(), 1);
+    try {
+      const { rows } = await sql<{
+        datestyle: string;
+        timeout: string;
+      }>`SELECT current_setting('DateStyle') AS datestyle, current_setting('statement_timeout') AS timeout`.execute(
+        handle.db,
+      );
+      // The output is ISO; the order of a date's fields read as input is the server's default
+      // (the service writes no date as text to be read).
+      expect(rows[0]).toEqual({ datestyle: expect.stringMatching(/^ISO, /), timeout: '4321ms' });
+    } finally {
+      await handle.db.destroy();
+    }
+  });
+});
+
+describe('a database with an idle_session_timeout', () => {
+  let database: TestDatabase;
+  beforeAll(async () => {
+    database = await createTestDatabase(1);
+    await asAdmin(`ALTER DATABASE ${databaseName(database.url)} SET idle_session_timeout = '1s'`);
+  });
+  afterAll(() => database?.destroy());
+
+  test("When the change feed's listening connection is idle longer, then the server leaves it open", async () => {
+    const written: string[] = [];
+    const signal = createFeedSignal({
+      connectionString: database.url,
+      logger: createLogger('info', { write: (line: string) => void written.push(line) }),
+    });
+    try {
+      await eventually(() => signal.listening(), 'the LISTEN connection is up');
+      // Three timeouts' worth of idleness (its pings come every 10 s).
+      await new Promise((resolve) => setTimeout(resolve, 3_000));
+      expect(signal.listening()).toBe(true);
+      expect(written.filter((line) => line.includes('connection lost'))).toEqual([]);
+    } finally {
+      await signal.close();
+    }
+  });
+
+  test('When the server ends an idle session, then the error it sends counts as the database unavailable (a new connection works), not as a fault of the statement', async () => {
+    const client = new Client({ connectionString: database.url });
+    const ended = new Promise<unknown>((resolve) => client.once('error', resolve));
+    await client.connect();
+    const error = await ended;
+    await client.end().catch(() => undefined);
+
+    expect((error as { code?: string }).code).toBe('57P05');
+    expect(isDatabaseUnavailable(error)).toBe(true);
+  });
+});
+
+describe('a session refused by a server whose messages are not in English', () => {
+  let database: TestDatabase;
+  beforeAll(async () => {
+    database = await createTestDatabase(1);
+  });
+  afterAll(async () => {
+    await asAdmin(`ALTER DATABASE ${databaseName(database.url)} ALLOW_CONNECTIONS true`);
+    await database?.destroy();
+  });
+
+  test('When the database is closed to connections, then the refusal is known by its code and the server routine that raised it, whatever its words', async () => {
+    await asAdmin(`ALTER DATABASE ${databaseName(database.url)} ALLOW_CONNECTIONS false`);
+    const client = new Client({ connectionString: database.url });
+    const error = (await client.connect().then(
+      () => undefined,
+      (caught: unknown) => caught,
+    )) as Error & { code?: string };
+    await client.end().catch(() => undefined);
+    expect(error.code).toBe('55000');
+
+    // As a server with lc_messages = 'de_DE.UTF-8' words it.
+    const german = Object.assign(error, {
+      message: `Datenbank »${databaseName(database.url)}« erlaubt gegenwärtig keine Verbindungen`,
+    });
+    expect(isDatabaseUnavailable(german)).toBe(true);
+  });
+});
