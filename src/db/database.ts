@@ -2,7 +2,6 @@ import { Kysely, PostgresDialect, sql } from 'kysely';
 import type { ColumnType, Generated } from 'kysely';
 import { Client, Pool, types } from 'pg';
 import type { ClientConfig } from 'pg';
-import { parse as parseConnectionString } from 'pg-connection-string';
 import type { Logger } from '../logger';
 import { kyselyPool } from './kysely-pool';
 import { ANSWER_MARGIN_MS, READ_STATEMENT_TIMEOUT_MS } from './read-timeout';
@@ -211,6 +210,8 @@ export function createDb(
   // reaches the caller through its next query, and pg-pool discards the broken client.
   pool.on('connect', (client) => {
     client.on('error', () => undefined);
+    // Queued before the query it was opened for (pg-pool emits this first).
+    if (notIsoDates.has(client)) client.query('SET DateStyle = ISO').catch(() => undefined);
   });
   const wrapped = kyselyPool(pool, {
     ...(idleInTransactionTimeoutMs && { idleInTransactionTimeoutMs }),
@@ -252,7 +253,7 @@ export function createDb(
  */
 function clientOrFailure(config: ClientConfig): Client {
   try {
-    return new Client(withIsoDates(config));
+    return watchDateStyle(new Client(config));
   } catch (cause) {
     const failure = Object.assign(
       new Error(`${CANNOT_SET_UP_CONNECTION}: ${(cause as Error).message}`, { cause }),
@@ -269,27 +270,30 @@ function clientOrFailure(config: ClientConfig): Client {
 }
 
 /**
- * The session's DateStyle pinned to ISO, in the connection's start-up options (no statement, no
- * round trip). node-postgres reads a timestamp only in ISO output: a database or role whose
- * DateStyle an operator set otherwise (`ALTER DATABASE … SET datestyle = 'SQL, DMY'`, a managed
- * service's parameter group) made every timestamp it read null — every read of the query API,
- * the feed and the stats failed while callbacks were still stored. Options the connection
- * string already gives (`?options=-c search_path=…`) are kept: node-postgres lets the string's
- * options replace the config's, so the string is parsed here as node-postgres itself parses it
- * and both are passed together.
+ * The connections whose server reported a DateStyle other than ISO output when they opened.
+ * node-postgres reads a timestamp only in ISO output: a database or role whose DateStyle an
+ * operator set otherwise (`ALTER DATABASE … SET datestyle = 'SQL, DMY'`, a managed service's
+ * parameter group) made every timestamp it read null — every read of the query API, the feed
+ * and the stats failed while callbacks were still stored and pods stayed ready. Such a
+ * connection is given `SET DateStyle = ISO` before its first query. A statement, not a start-up
+ * option: PgBouncer before 1.20 refuses the `options` start-up parameter, and it tracks
+ * DateStyle, so the setting follows the client in transaction mode too. Only where needed: a
+ * SET pins the session to its client in some proxies (RDS Proxy).
  */
-function withIsoDates(config: ClientConfig): ClientConfig {
-  const merged: ClientConfig = config.connectionString
-    ? { ...config, ...(parseConnectionString(config.connectionString) as ClientConfig) }
-    : config;
-  return {
-    ...merged,
-    connectionString: undefined,
-    options: [merged.options, ISO_DATES].filter(Boolean).join(' '),
-  };
-}
+const notIsoDates = new WeakSet<Client>();
 
-const ISO_DATES = '-c DateStyle=ISO';
+function watchDateStyle(client: Client): Client {
+  // The server reports DateStyle (a GUC_REPORT setting) while the connection opens.
+  (client as unknown as { connection: NodeJS.EventEmitter }).connection.on(
+    'parameterStatus',
+    ({ parameterName, parameterValue }: { parameterName: string; parameterValue: string }) => {
+      if (parameterName !== 'DateStyle') return;
+      if (parameterValue.startsWith('ISO')) notIsoDates.delete(client);
+      else notIsoDates.add(client);
+    },
+  );
+  return client;
+}
 
 /**
  * DATABASE_READ_URL's handle (DESIGN §13): a hot standby of `writer`'s database that follows it

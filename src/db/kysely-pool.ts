@@ -158,9 +158,10 @@ export function kyselyPool(
 ): PostgresPool {
   // Sent in the same simple-protocol message as the transaction's BEGIN (5. and 6. above).
   const bound =
-    `SET LOCAL idle_in_transaction_session_timeout = ${Math.round(idleInTransactionTimeoutMs)}; ` +
-    `${tighterLockTimeout(Math.round(lockTimeoutMs))}; ` +
-    `SET LOCAL sw_status.in_transaction = 'on'`;
+    `${tighterTimeouts({
+      idle_in_transaction_session_timeout: Math.round(idleInTransactionTimeoutMs),
+      lock_timeout: Math.round(lockTimeoutMs),
+    })}; ` + `SET LOCAL sw_status.in_transaction = 'on'`;
   // The reader pool's query_timeout bounds every query already: a read's mark adds nothing.
   const ownQueryTimeout = Boolean(pool.options.query_timeout);
   // One wrapper per connection, so Kysely keeps one connection object per pg client.
@@ -180,17 +181,21 @@ export function kyselyPool(
 }
 
 /**
- * SET LOCAL lock_timeout to `ms` unless the session's own (set on the role or the database by
- * an operator) is shorter already: that one stays. lock_timeout is in whole milliseconds, shown
- * with a unit ('100ms', '1s', '1min'), 0 when off. A SELECT, so a REPEATABLE READ transaction
- * takes its snapshot here, right before its first statement, not at it: the one such
- * transaction (stats rebuildRollups) holds its lock from before its BEGIN.
+ * Each timeout SET LOCAL to its bound unless the session's own (set on the role or the database
+ * by an operator) is shorter already: that one stays — an operator's stricter
+ * idle_in_transaction_session_timeout or lock_timeout is never loosened inside our transactions.
+ * Both are in whole milliseconds, shown with a unit ('100ms', '1s', '1min'), 0 when off; one
+ * SELECT sets both (a statement less in every BEGIN than one each). A SELECT, so a REPEATABLE
+ * READ transaction takes its snapshot here, right before its first statement, not at it: the
+ * one such transaction (stats rebuildRollups) holds its lock from before its BEGIN.
  */
-function tighterLockTimeout(ms: number): string {
-  return (
-    `SELECT set_config('lock_timeout', '${ms}', true) ` +
-    `WHERE current_setting('lock_timeout')::interval NOT BETWEEN interval '1 ms' AND interval '${ms} ms'`
+function tighterTimeouts(bounds: Record<string, number>): string {
+  const settings = Object.entries(bounds).map(
+    ([name, ms]) =>
+      `set_config('${name}', CASE WHEN current_setting('${name}')::interval ` +
+      `BETWEEN interval '1 ms' AND interval '${ms} ms' THEN current_setting('${name}') ELSE '${ms}' END, true)`,
   );
+  return `SELECT ${settings.join(', ')}`;
 }
 
 interface Corkable {

@@ -1,5 +1,4 @@
 import { performance } from 'node:perf_hooks';
-import { sql } from 'kysely';
 import type { Db } from '../db/database';
 import type { AppError } from '../errors';
 import { unavailable } from '../errors';
@@ -10,6 +9,7 @@ import type { RecordOptions, RecordOutcome } from '../messages/record-events';
 import type { StatusEvent } from '../messages/status-event';
 import { isDatabaseUnavailable } from '../db/database-unavailable';
 import { describeDatabaseFailure, errorCode, reportedSqlState } from '../db/failure-reason';
+import { STANDBY_STALL, commitsWaitingForStandby } from '../db/standby-stall';
 import { classifyWriteFailure } from '../db/write-failure';
 import { timedOut, withTimeout } from '../db/with-timeout';
 import { approximateEventBytes } from './event-size';
@@ -519,14 +519,32 @@ export function createGroupCommitRecorder(options: GroupCommitOptions): GroupCom
 
   async function probe(): Promise<void> {
     if (stopReplaying.signal.aborted || mode !== 'spooling') return;
+    let waitingForStandby: number;
     try {
-      await withTimeout(sql`select 1`.execute(db), commitTimeoutMs);
+      // An answer is not enough: a primary whose synchronous standby stopped confirming
+      // answers at once and commits nothing (db/standby-stall.ts).
+      waitingForStandby = await withTimeout(
+        commitsWaitingForStandby(db, commitTimeoutMs),
+        commitTimeoutMs,
+      );
     } catch {
       replayDiskFailure = null; // the database is out as well: said so again
       scheduleProbe();
       return;
     }
     if (stopReplaying.signal.aborted) return;
+    if (waitingForStandby > 0) {
+      if (outage?.reason !== STANDBY_STALL) {
+        logger.error(
+          { waiting: waitingForStandby },
+          `${STANDBY_STALL}: spooling accepted callbacks to disk until it does`,
+        );
+      }
+      replayDiskFailure = null;
+      outage = { reason: STANDBY_STALL };
+      scheduleProbe();
+      return;
+    }
     logger.info({ depth: spool?.depth() }, 'database reachable again: replaying the spool');
     startReplay();
   }

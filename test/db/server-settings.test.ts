@@ -4,6 +4,7 @@ import { sql } from 'kysely';
 import request from 'supertest';
 import { createDb } from '../../src/db/database';
 import { isDatabaseUnavailable } from '../../src/db/database-unavailable';
+import { IDLE_IN_TRANSACTION_TIMEOUT_MS } from '../../src/db/kysely-pool';
 import { createFeedSignal } from '../../src/feed/feed-signal';
 import { createLogger } from '../../src/logger';
 import { nativeFields, postNative } from '../helpers/callbacks';
@@ -43,6 +44,11 @@ describe('a database whose DateStyle is not ISO', () => {
     const get = (path: string) =>
       request(t.internalApp).get(path).auth(TEST_API_TOKEN, { type: 'bearer' });
     await eventually(async () => (await get(`/v1/messages/${id}`)).status === 200, 'stored');
+    // The feed shows an event once no older transaction can still commit below it.
+    await eventually(
+      async () => (await get('/v1/events?limit=5')).body.data?.length === 1,
+      'in the feed',
+    );
 
     const [one, list, feed, stats] = await Promise.all([
       get(`/v1/messages/${id}`),
@@ -64,20 +70,17 @@ describe('a database whose DateStyle is not ISO', () => {
     });
   });
 
-  test('When the connection string gives options of its own, then they are kept beside the ISO DateStyle', async () => {
+  test("When the connection string's own options set another DateStyle, then the service's connections still read timestamps", async () => {
     const url = new URL(database.url);
-    url.searchParams.set('options', '-c statement_timeout=4321');
+    url.searchParams.set('options', '-c DateStyle=German');
     const handle = createDb(url.toString(), 1);
     try {
       const { rows } = await sql<{
+        at: unknown;
         datestyle: string;
-        timeout: string;
-      }>`SELECT current_setting('DateStyle') AS datestyle, current_setting('statement_timeout') AS timeout`.execute(
-        handle.db,
-      );
-      // The output is ISO; the order of a date's fields read as input is the server's default
-      // (the service writes no date as text to be read).
-      expect(rows[0]).toEqual({ datestyle: expect.stringMatching(/^ISO, /), timeout: '4321ms' });
+      }>`SELECT now() AS at, current_setting('DateStyle') AS datestyle`.execute(handle.db);
+      expect(rows[0]!.at).toBeInstanceOf(Date);
+      expect(rows[0]!.datestyle).toMatch(/^ISO, /);
     } finally {
       await handle.db.destroy();
     }
@@ -147,4 +150,40 @@ describe('a session refused by a server whose messages are not in English', () =
     });
     expect(isDatabaseUnavailable(german)).toBe(true);
   });
+});
+
+describe("a database whose idle_in_transaction_session_timeout is an operator's", () => {
+  let database: TestDatabase;
+  beforeAll(async () => {
+    database = await createTestDatabase(1);
+  });
+  afterAll(() => database?.destroy());
+
+  const insideTransaction = async (): Promise<string> => {
+    const handle = createDb(database.url, 1);
+    try {
+      return await handle.db.transaction().execute(async (trx) => {
+        const { rows } = await sql<{
+          value: string;
+        }>`SELECT current_setting('idle_in_transaction_session_timeout') AS value`.execute(trx);
+        return rows[0]!.value;
+      });
+    } finally {
+      await handle.db.destroy();
+    }
+  };
+
+  test.each([
+    ['shorter than the service’s bound', '2s', '2s'],
+    ['longer than the service’s bound', '5min', `${IDLE_IN_TRANSACTION_TIMEOUT_MS / 1000}s`],
+    ['off', '0', `${IDLE_IN_TRANSACTION_TIMEOUT_MS / 1000}s`],
+  ])(
+    'When it is %s, then the service’s transactions keep the shorter of the two',
+    async (_what, operators, expected) => {
+      await asAdmin(
+        `ALTER DATABASE ${databaseName(database.url)} SET idle_in_transaction_session_timeout = '${operators}'`,
+      );
+      expect(await insideTransaction()).toBe(expected);
+    },
+  );
 });
