@@ -9,14 +9,15 @@ import { resourceCount, resourceText } from '../signalwire/message-resource';
  * The first event of a proxied message, made from SignalWire's answer to the create call
  * (compatibility: the Message object of seed 004; native: the body of seeds 001/003) plus
  * what only the send knows (DESIGN §5). The provider's answer wins over the request for every
- * fact it states; the request fills the gaps.
+ * fact it states but the project, which the send's credentials decide; the request fills the
+ * gaps.
  */
 
 export interface SendContext {
   api: Api;
   /** The callback token's ref: binds the callbacks to this send. */
   ref: string;
-  /** The Basic username: the project, when the answer does not name it. */
+  /** The Basic username, in lower case: the message's project, whatever the answer names. */
   projectId: string;
   to: string;
   from: string | null;
@@ -71,10 +72,12 @@ export function sendEvent(context: SendContext, given: unknown): StatusEvent | n
     messageId,
     api: context.api,
     source: 'proxy',
-    // Lower case, as the caller's (proxy-http.ts checkCaller): one project, one spelling.
-    projectId:
-      resourceText(answer[compat ? 'account_sid' : 'project_id'])?.toLowerCase() ??
-      context.projectId,
+    // The project the send was authenticated as (in lower case: proxy-http.ts checkCaller),
+    // not the answer's: SignalWire answers with that one. An answer naming another (misrouted
+    // or stale, from a gateway in between) tied the message to a project whose callbacks it
+    // never gets: every genuine one, naming the send's project, was refused as another
+    // project's (record-events.ts refusedProjects) and the app never heard of its message.
+    projectId: context.projectId,
     status: canonicalStatus(rawStatus),
     rawStatus,
     errorCode: resourceText(answer['error_code']),

@@ -92,6 +92,16 @@ const RETURNED_HEADERS = ['content-type', 'retry-after', 'www-authenticate', 'lo
 export const MAX_ANSWER_BYTES = 1024 * 1024;
 
 /**
+ * The bytes of create answers being read at once, across every send. Each answer is bounded
+ * by MAX_ANSWER_BYTES, but nothing bounded how many were read together: a gateway in front of
+ * SignalWire answering hundreds of slow sends with pages near that size held hundreds of MiB
+ * (450 sends: 459 MB), past the pod's memory limit — every callback in flight lost with it.
+ * Past this, an answer is cut as one too large is (502, the outcome unknown: the send went
+ * out); real answers are a few KiB, so thousands fit.
+ */
+export const ANSWER_BYTES_IN_FLIGHT = 16 * 1024 * 1024;
+
+/**
  * Idle keep-alive sockets are closed after this, below the usual load-balancer idle timeouts
  * (60 s on AWS ALB, 350 s on GCP), so a request is seldom written into a socket the other
  * side is closing; the agent also honours a server's own `Keep-Alive: timeout=` hint.
@@ -105,10 +115,16 @@ export interface SignalWireClientOptions {
   timeoutMs: number;
   /** The forward proxy to reach it through (signalwire/egress-proxy.ts); undefined: direct. */
   proxy?: URL | undefined;
+  /** ANSWER_BYTES_IN_FLIGHT; tests lower it. */
+  answerBytesInFlight?: number;
 }
 
 export function createSignalWireClient(options: SignalWireClientOptions): SignalWireClient {
   const { baseUrl, timeoutMs } = options;
+  const answers: AnswerBudget = {
+    held: 0,
+    limit: options.answerBytesInFlight ?? ANSWER_BYTES_IN_FLIGHT,
+  };
   const space = new URL(baseUrl);
   const secure = space.protocol === 'https:';
   const agent = upstreamAgent(secure, options.proxy);
@@ -229,7 +245,7 @@ export function createSignalWireClient(options: SignalWireClientOptions): Signal
     baseUrl,
     send: (request) =>
       exchange(request, RETURNED_HEADERS, async (res) => {
-        const body = await readAtMost(res, MAX_ANSWER_BYTES);
+        const body = await readAtMost(res, MAX_ANSWER_BYTES, answers);
         return decoded(body, res.headers['content-encoding']);
       }),
     // Its bytes pass as they came, so their coding (should a server ignore `identity`) too.
@@ -311,24 +327,57 @@ function pick(res: IncomingMessage, names: readonly string[]): Record<string, st
   return headers;
 }
 
-/** The whole body, or an error once it passes `limit` bytes (then the exchange is cut). */
-function readAtMost(res: IncomingMessage, limit: number): Promise<Buffer> {
+/** The bytes the answers being read hold together (ANSWER_BYTES_IN_FLIGHT). */
+interface AnswerBudget {
+  held: number;
+  limit: number;
+}
+
+/**
+ * The whole body, or an error once it passes `limit` bytes or the answers being read together
+ * would pass `budget` (then the exchange is cut). An answer alone in the budget may always
+ * reach `limit`. Its bytes count until it has been read or cut.
+ */
+function readAtMost(res: IncomingMessage, limit: number, budget: AnswerBudget): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
+    let released = false;
+    const release = (): void => {
+      if (released) return;
+      released = true;
+      budget.held -= size;
+    };
+    const fail = (error: Error): void => {
+      release();
+      reject(error);
+      res.destroy();
+    };
     res.on('data', (chunk: Buffer) => {
-      size += chunk.length;
-      if (size > limit) {
-        reject(new Error(`the answer is larger than ${limit} bytes`));
-        res.destroy();
+      if (released) return;
+      if (size + chunk.length > limit) {
+        fail(new Error(`the answer is larger than ${limit} bytes`));
         return;
       }
+      if (budget.held > size && budget.held + chunk.length > budget.limit) {
+        fail(new Error(`the answers being read hold ${budget.limit} bytes already`));
+        return;
+      }
+      size += chunk.length;
+      budget.held += chunk.length;
       chunks.push(chunk);
     });
-    res.on('end', () => resolve(Buffer.concat(chunks)));
-    res.on('error', reject);
+    res.on('end', () => {
+      release();
+      resolve(Buffer.concat(chunks));
+    });
+    res.on('error', (error) => {
+      release();
+      reject(error);
+    });
     // Closed before the body's end (its length, or the last chunk): a cut-off answer.
     res.on('close', () => {
+      release();
       if (!res.complete) reject(new Error('the answer was cut off'));
     });
   });
