@@ -6,7 +6,8 @@ import type { Db } from './database';
  * (`synchronous_standby_names`), a COMMIT waits until a standby confirms it, and a standby
  * that stopped confirming (frozen, partitioned, gone; or a name no standby has) holds every
  * commit while reads and `select 1` answer at once. The outage spool takes callbacks
- * meanwhile; this says why, so that an operator looks at the standby, not the network.
+ * meanwhile; this says why, so that an operator looks at the standby, not the network. It
+ * informs a log line only, never whether to write (ingest/group-commit-recorder.ts probe).
  */
 export const STANDBY_STALL =
   'commits are waiting for a synchronous standby that does not confirm them (synchronous_standby_names)';

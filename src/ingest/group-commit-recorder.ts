@@ -1,4 +1,5 @@
 import { performance } from 'node:perf_hooks';
+import { sql } from 'kysely';
 import type { Db } from '../db/database';
 import type { AppError } from '../errors';
 import { unavailable } from '../errors';
@@ -519,33 +520,36 @@ export function createGroupCommitRecorder(options: GroupCommitOptions): GroupCom
 
   async function probe(): Promise<void> {
     if (stopReplaying.signal.aborted || mode !== 'spooling') return;
-    let waitingForStandby: number;
     try {
-      // An answer is not enough: a primary whose synchronous standby stopped confirming
-      // answers at once and commits nothing (db/standby-stall.ts).
-      waitingForStandby = await withTimeout(
-        commitsWaitingForStandby(db, commitTimeoutMs),
-        commitTimeoutMs,
-      );
+      await withTimeout(sql`select 1`.execute(db), commitTimeoutMs);
     } catch {
       replayDiskFailure = null; // the database is out as well: said so again
       scheduleProbe();
       return;
     }
     if (stopReplaying.signal.aborted) return;
+    // An answer does not say that commits go through: a primary whose synchronous standby
+    // stopped confirming answers at once and commits nothing. Said once, for the operator
+    // (db/standby-stall.ts). It only informs: whether the replay can commit is for the replay
+    // to find out — our own abandoned commits keep waiting after an operator's mitigation
+    // (synchronous_commit = local) lets new ones through, and a role that may not read
+    // pg_stat_activity cannot tell.
+    const waitingForStandby = await withTimeout(
+      commitsWaitingForStandby(db, commitTimeoutMs),
+      commitTimeoutMs,
+    ).catch(() => 0);
+    if (stopReplaying.signal.aborted) return;
     if (waitingForStandby > 0) {
       if (outage?.reason !== STANDBY_STALL) {
         logger.error(
-          { waiting: waitingForStandby },
-          `${STANDBY_STALL}: spooling accepted callbacks to disk until it does`,
+          { waiting: waitingForStandby, depth: spool?.depth() },
+          `${STANDBY_STALL}: callbacks are spooled until commits go through again`,
         );
       }
-      replayDiskFailure = null;
       outage = { reason: STANDBY_STALL };
-      scheduleProbe();
-      return;
+    } else {
+      logger.info({ depth: spool?.depth() }, 'database reachable again: replaying the spool');
     }
-    logger.info({ depth: spool?.depth() }, 'database reachable again: replaying the spool');
     startReplay();
   }
 
