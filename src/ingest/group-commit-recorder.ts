@@ -529,11 +529,11 @@ export function createGroupCommitRecorder(options: GroupCommitOptions): GroupCom
     }
     if (stopReplaying.signal.aborted) return;
     // An answer does not say that commits go through: a primary whose synchronous standby
-    // stopped confirming answers at once and commits nothing. Said once, for the operator
-    // (db/standby-stall.ts). It only informs: whether the replay can commit is for the replay
-    // to find out — our own abandoned commits keep waiting after an operator's mitigation
-    // (synchronous_commit = local) lets new ones through, and a role that may not read
-    // pg_stat_activity cannot tell.
+    // stopped confirming answers at once and commits nothing (db/standby-stall.ts). A replay
+    // then would only add one more connection stuck at its COMMIT per attempt, until the pool
+    // is full, and log a network fault each time. Not known (a role that may not read
+    // pg_stat_activity), or commits no longer waiting (the standby back, or an operator's
+    // synchronous_commit = local, which leaves our abandoned commits waiting): the replay goes on.
     const waitingForStandby = await withTimeout(
       commitsWaitingForStandby(db, commitTimeoutMs),
       commitTimeoutMs,
@@ -543,13 +543,15 @@ export function createGroupCommitRecorder(options: GroupCommitOptions): GroupCom
       if (outage?.reason !== STANDBY_STALL) {
         logger.error(
           { waiting: waitingForStandby, depth: spool?.depth() },
-          `${STANDBY_STALL}: callbacks are spooled until commits go through again`,
+          `${STANDBY_STALL}: spooling accepted callbacks to disk until it does`,
         );
       }
+      replayDiskFailure = null;
       outage = { reason: STANDBY_STALL };
-    } else {
-      logger.info({ depth: spool?.depth() }, 'database reachable again: replaying the spool');
+      scheduleProbe();
+      return;
     }
+    logger.info({ depth: spool?.depth() }, 'database reachable again: replaying the spool');
     startReplay();
   }
 

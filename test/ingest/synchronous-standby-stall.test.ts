@@ -21,9 +21,10 @@ import type { DisposablePostgres } from './support/disposable-postgres';
  * The recorder's probe took the answer to `select 1` for the database's return and the log
  * said only "database reachable again: replaying the spool" while every commit hung; the
  * replay's waits on rows those commits held locked then read as lock waits (55P03). Callbacks
- * were never lost; the operator was sent the wrong way. The log now says why, and the replay
- * still goes on whenever commits can go through (an operator's mitigation lets new commits
- * through while our abandoned ones keep waiting).
+ * were never lost; the operator was sent the wrong way, and each replay left one more
+ * connection stuck at its COMMIT until the pool was full. The log now says why, the replay waits
+ * for commits to go through, and it goes on as soon as they can (an operator's mitigation lets
+ * new commits through while our abandoned ones keep waiting).
  */
 
 let pg: DisposablePostgres;
@@ -34,8 +35,9 @@ const logged: string[] = [];
 
 beforeAll(async () => {
   pg = await createDisposablePostgres();
-  // As in production, a lock wait ends (lock_timeout: 10 s) before a replay write does (60 s).
-  database = createDb(pg.url, 8, { lockTimeoutMs: 1_000 });
+  // As in production, a lock wait ends (lock_timeout: 10 s) well before a replay write does
+  // (60 s); here 300 ms and 1 s.
+  database = createDb(pg.url, 8, { lockTimeoutMs: 300 });
   await migrateToLatest(database.db);
   spoolDir = await mkdtemp(path.join(os.tmpdir(), 'sw-status-sync-standby-'));
   const logger = createLogger('info', { write: (line: string) => void logged.push(line) });
@@ -48,7 +50,8 @@ beforeAll(async () => {
     queueMax: 1_000,
     maxInFlight: 2,
     commitTimeoutMs: 1_000,
-    replayTimeoutMs: 5_000,
+    // Short, so that a replay started during the stall would leave a COMMIT stuck every second.
+    replayTimeoutMs: 1_000,
     probeIntervalMs: 100,
     replayBackoffMs: { initial: 100, max: 500 },
   });
@@ -66,6 +69,14 @@ async function alterSystem(statement: string): Promise<void> {
   await sql`SELECT pg_reload_conf()`.execute(database.db);
 }
 
+const stuckCommits = async (): Promise<number> => {
+  const { rows } = await sql<{ n: number }>`
+    SELECT count(*)::int AS n FROM pg_stat_activity WHERE wait_event = 'SyncRep'`.execute(
+    database.db,
+  );
+  return rows[0]!.n;
+};
+
 const stored = async (events: readonly StatusEvent[]): Promise<number> => {
   const { rows } = await sql<{ n: number }>`
     SELECT count(DISTINCT message_id)::int AS n FROM status_events
@@ -73,7 +84,7 @@ const stored = async (events: readonly StatusEvent[]): Promise<number> => {
   return rows[0]!.n;
 };
 
-test('When the only synchronous standby never confirms, then callbacks are spooled and acknowledged, the log says commits wait for the standby (once), and once commits go through again every one is stored', async () => {
+test('When the only synchronous standby never confirms, then callbacks are spooled and acknowledged, the log says commits wait for the standby (once), no replay adds a stuck commit meanwhile, and once commits go through again every one is stored', async () => {
   // A standby name no standby has: every commit waits for it, as for a frozen standby.
   await alterSystem(
     `ALTER SYSTEM SET synchronous_standby_names = 'sw_status_test_no_such_standby'`,
@@ -86,6 +97,18 @@ test('When the only synchronous standby never confirms, then callbacks are spool
       () => logged.some((line) => line.includes('synchronous standby')),
       'the log says why nothing commits',
     );
+    // No replay meanwhile: each would leave one more connection stuck at its COMMIT.
+    const stuckAtFirst = await stuckCommits();
+    const states = new Set<string>();
+    for (let i = 0; i < 30; i++) {
+      const { database: state, spool } = recorder.status();
+      states.add(`${state} ${spool.state}`);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    expect({ states: [...states], stuck: await stuckCommits() }).toEqual({
+      states: ['unreachable spooling'],
+      stuck: stuckAtFirst,
+    });
     const said = logged.filter((line) => line.includes('synchronous standby'));
     expect(said).toHaveLength(1);
     expect(JSON.parse(said[0]!)).toMatchObject({
