@@ -9,8 +9,9 @@ import { createGroupCommitRecorder } from '../../src/ingest/group-commit-recorde
 import type { GroupCommitRecorder } from '../../src/ingest/group-commit-recorder';
 import { openSpool } from '../../src/ingest/spool';
 import { createLogger } from '../../src/logger';
-import { statusEvent } from '../factories';
+import type { StatusEvent } from '../../src/messages/status-event';
 import { eventually } from '../helpers/eventually';
+import { recordUntilSpooled } from './support/spooled-recorder';
 import { createDisposablePostgres } from './support/disposable-postgres';
 import type { DisposablePostgres } from './support/disposable-postgres';
 
@@ -86,11 +87,9 @@ test('When the service’s role may not read pg_stat_activity, then after a stal
   expect(denied).toBe('42501');
 
   await setStandbyNames('sw_status_test_no_such_standby');
-  const events = Array.from({ length: 4 }, () => statusEvent('delivered'));
+  let events: StatusEvent[] = [];
   try {
-    const outcomes = await Promise.all(events.map((event) => recorder.record(event)));
-    expect(outcomes).toEqual(events.map(() => 'recorded'));
-    expect(recorder.status().spool.state).toBe('spooling');
+    events = await recordUntilSpooled(recorder);
   } finally {
     await setStandbyNames(null);
   }

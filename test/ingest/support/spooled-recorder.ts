@@ -1,3 +1,5 @@
+import type { StatusEvent } from '../../../src/messages/status-event';
+import { statusEvent } from '../../factories';
 import { createGroupCommitRecorder } from '../../../src/ingest/group-commit-recorder';
 import type {
   GroupCommitOptions,
@@ -34,4 +36,24 @@ export async function spooledRecorder(
   });
   started.start();
   return started;
+}
+
+/**
+ * Records callbacks, three at a time, until the recorder has gone to its spool, and returns
+ * every one recorded (each acknowledged: stored or spooled). A setting that makes commits hang
+ * (synchronous_standby_names, reloaded) reaches each session a moment after pg_reload_conf():
+ * the first batches may still commit.
+ */
+export async function recordUntilSpooled(recorder: GroupCommitRecorder): Promise<StatusEvent[]> {
+  const recorded: StatusEvent[] = [];
+  for (let attempt = 0; attempt < 50 && recorder.mode() !== 'spooling'; attempt++) {
+    const events = Array.from({ length: 3 }, () => statusEvent('delivered'));
+    const outcomes = await Promise.all(events.map((event) => recorder.record(event)));
+    if (outcomes.some((outcome) => outcome !== 'recorded')) {
+      throw new Error(`a callback was not recorded: ${outcomes.join(', ')}`);
+    }
+    recorded.push(...events);
+  }
+  if (recorder.mode() !== 'spooling') throw new Error('the recorder never went to its spool');
+  return recorded;
 }
