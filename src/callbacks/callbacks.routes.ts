@@ -2,6 +2,8 @@ import getRawBody from 'raw-body';
 import type { Request, RequestHandler, Response } from 'express';
 import type { Config } from '../config';
 import { AppError, badRequest, forbidden, unauthorized, unavailable } from '../errors';
+import { byteBudget } from '../http/byte-budget';
+import type { ByteBudget } from '../http/byte-budget';
 import { chain } from '../http/chain';
 import { originForm } from '../http/origin-form';
 import { isUnstorableValue } from '../db/write-failure';
@@ -120,10 +122,7 @@ export function callbackEndpoint(
       ...(deps.before ? [deps.before(api)] : []),
       ...handlers,
     );
-  const bodies: BodyBudget = {
-    held: 0,
-    max: deps.bodyBytesInFlight ?? CALLBACK_BODY_BYTES_IN_FLIGHT,
-  };
+  const bodies = byteBudget(deps.bodyBytesInFlight ?? CALLBACK_BODY_BYTES_IN_FLIGHT);
   const callback = (api: Api, readBody: boolean): RequestHandler =>
     route(
       api,
@@ -206,12 +205,6 @@ function pathOf(url: string): string {
   return query === -1 ? url : url.slice(0, query);
 }
 
-/** Bytes of the large bodies held now, and the most that may be. */
-interface BodyBudget {
-  held: number;
-  max: number;
-}
-
 /**
  * The body as raw bytes (signatures cover it exactly as sent), at most
  * CALLBACK_BODY_LIMIT_BYTES. raw-body (what Express's body parsers read with) enforces the
@@ -225,7 +218,7 @@ interface BodyBudget {
  * not fit, 503 and the rest is not read). Reservations are held until the answer is sent or
  * the connection is gone.
  */
-function readRawBody(deps: CallbackDeps, api: Api, bodies: BodyBudget): RequestHandler {
+function readRawBody(deps: CallbackDeps, api: Api, bodies: ByteBudget): RequestHandler {
   return async (req, res, next) => {
     const declared = Number(req.headers['content-length']);
     const chunked = !Number.isInteger(declared);
@@ -273,7 +266,7 @@ function reserveAsRead(
   api: Api,
   req: Request,
   res: Response,
-  bodies: BodyBudget,
+  bodies: ByteBudget,
   reading: Promise<Buffer>,
 ): Promise<Buffer> {
   return new Promise((resolve, reject) => {
@@ -289,8 +282,7 @@ function reserveAsRead(
       received += chunk.length;
       if (done || received <= SMALL_CALLBACK_BYTES || received > CALLBACK_BODY_LIMIT_BYTES) return;
       const more = received - held;
-      // One body always fits, whatever the budget (a test's may be smaller than one body).
-      if (bodies.held - held > 0 && bodies.held + more > bodies.max) {
+      if (!bodies.fits(held, more)) {
         finish();
         // As raw-body halts a body past its limit: nothing more is read.
         req.unpipe();
@@ -298,13 +290,13 @@ function reserveAsRead(
         reject(budgetFull(deps, api, res));
         return;
       }
-      bodies.held += more;
+      bodies.take(more);
       held += more;
     };
     req.on('data', count);
     res.once('close', () => {
       finish();
-      bodies.held -= held;
+      bodies.give(held);
       held = 0;
     });
     reading.then(
@@ -325,15 +317,12 @@ function reserve(
   deps: CallbackDeps,
   api: Api,
   res: Response,
-  bodies: BodyBudget,
+  bodies: ByteBudget,
   size: number,
 ): void {
-  // One body always fits, whatever the budget (a test's may be smaller than one body).
-  if (bodies.held > 0 && bodies.held + size > bodies.max) throw budgetFull(deps, api, res);
-  bodies.held += size;
-  res.once('close', () => {
-    bodies.held -= size;
-  });
+  if (!bodies.fits(0, size)) throw budgetFull(deps, api, res);
+  bodies.take(size);
+  res.once('close', () => bodies.give(size));
 }
 
 /** The 503 for a large body that does not fit CALLBACK_BODY_BYTES_IN_FLIGHT, counted. */

@@ -1,6 +1,7 @@
 import express from 'express';
 import type { Request, RequestHandler, Response } from 'express';
 import type { Config } from '../config';
+import { byteBudget } from '../http/byte-budget';
 import { parseBasicAuth } from '../signalwire/basic-auth';
 import type { ProxyErrors, ProxyFailure } from './proxy-errors';
 
@@ -119,17 +120,15 @@ export interface BodyReader {
 
 export function bodyReader(bytesInFlight = PROXY_BODY_BYTES_IN_FLIGHT): BodyReader {
   const raw = express.raw({ type: () => true, limit: PROXY_BODY_LIMIT });
-  let held = 0;
+  const bodies = byteBudget(bytesInFlight);
   /** Bytes each handler under way has read or reserved. */
   const reserved = new WeakMap<Response, { bytes: number }>();
-  /** Room for `bytes` more beside what others hold (one body always fits, whatever the bound). */
-  const fits = (mine: number, bytes: number) => held === mine || held + bytes <= bytesInFlight;
 
   const read: ReadBody = (req, res) => {
     const mine = reserved.get(res);
     if (!mine) throw new Error('bodyReader: read outside holding');
     const take = (bytes: number) => {
-      held += bytes;
+      bodies.take(bytes);
       mine.bytes += bytes;
     };
     const refuse = () => {
@@ -150,7 +149,7 @@ export function bodyReader(bytesInFlight = PROXY_BODY_BYTES_IN_FLIGHT): BodyRead
         : Number.isFinite(declared) && declared > 0
           ? Math.min(declared, PROXY_BODY_LIMIT_BYTES)
           : 0;
-      if (!fits(mine.bytes, size)) return Promise.reject(refuse());
+      if (!bodies.fits(mine.bytes, size)) return Promise.reject(refuse());
       take(size);
     }
     return new Promise((resolve, reject) => {
@@ -162,7 +161,7 @@ export function bodyReader(bytesInFlight = PROXY_BODY_BYTES_IN_FLIGHT): BodyRead
           req.off('data', onData);
           return;
         }
-        if (fits(mine.bytes, bytes)) {
+        if (bodies.fits(mine.bytes, bytes)) {
           take(bytes);
           return;
         }
@@ -189,7 +188,7 @@ export function bodyReader(bytesInFlight = PROXY_BODY_BYTES_IN_FLIGHT): BodyRead
       try {
         return await handler();
       } finally {
-        held -= mine.bytes;
+        bodies.give(mine.bytes);
         reserved.delete(res);
       }
     },

@@ -6,6 +6,8 @@ import zlib from 'node:zlib';
 import { HttpProxyAgent } from 'http-proxy-agent';
 import { HttpsProxyAgent } from 'https-proxy-agent';
 import type { Config } from '../config';
+import { byteBudget } from '../http/byte-budget';
+import type { ByteBudget } from '../http/byte-budget';
 import { signalwireEgressProxy } from '../signalwire/egress-proxy';
 
 /**
@@ -121,10 +123,7 @@ export interface SignalWireClientOptions {
 
 export function createSignalWireClient(options: SignalWireClientOptions): SignalWireClient {
   const { baseUrl, timeoutMs } = options;
-  const answers: AnswerBudget = {
-    held: 0,
-    limit: options.answerBytesInFlight ?? ANSWER_BYTES_IN_FLIGHT,
-  };
+  const answers = byteBudget(options.answerBytesInFlight ?? ANSWER_BYTES_IN_FLIGHT);
   const space = new URL(baseUrl);
   const secure = space.protocol === 'https:';
   const agent = upstreamAgent(secure, options.proxy);
@@ -327,18 +326,12 @@ function pick(res: IncomingMessage, names: readonly string[]): Record<string, st
   return headers;
 }
 
-/** The bytes the answers being read hold together (ANSWER_BYTES_IN_FLIGHT). */
-interface AnswerBudget {
-  held: number;
-  limit: number;
-}
-
 /**
  * The whole body, or an error once it passes `limit` bytes or the answers being read together
  * would pass `budget` (then the exchange is cut). An answer alone in the budget may always
  * reach `limit`. Its bytes count until it has been read or cut.
  */
-function readAtMost(res: IncomingMessage, limit: number, budget: AnswerBudget): Promise<Buffer> {
+function readAtMost(res: IncomingMessage, limit: number, budget: ByteBudget): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
@@ -346,7 +339,7 @@ function readAtMost(res: IncomingMessage, limit: number, budget: AnswerBudget): 
     const release = (): void => {
       if (released) return;
       released = true;
-      budget.held -= size;
+      budget.give(size);
     };
     const fail = (error: Error): void => {
       release();
@@ -359,12 +352,12 @@ function readAtMost(res: IncomingMessage, limit: number, budget: AnswerBudget): 
         fail(new Error(`the answer is larger than ${limit} bytes`));
         return;
       }
-      if (budget.held > size && budget.held + chunk.length > budget.limit) {
-        fail(new Error(`the answers being read hold ${budget.limit} bytes already`));
+      if (!budget.fits(size, chunk.length)) {
+        fail(new Error(`the answers being read hold ${budget.max} bytes already`));
         return;
       }
       size += chunk.length;
-      budget.held += chunk.length;
+      budget.take(chunk.length);
       chunks.push(chunk);
     });
     res.on('end', () => {
