@@ -5,13 +5,10 @@ import { sql } from 'kysely';
 import { createDb } from '../../src/db/database';
 import type { DatabaseHandle } from '../../src/db/database';
 import { migrateToLatest } from '../../src/db/migrate';
-import { createGroupCommitRecorder } from '../../src/ingest/group-commit-recorder';
 import type { GroupCommitRecorder } from '../../src/ingest/group-commit-recorder';
-import { openSpool } from '../../src/ingest/spool';
-import { createLogger } from '../../src/logger';
 import type { StatusEvent } from '../../src/messages/status-event';
 import { eventually } from '../helpers/eventually';
-import { recordUntilSpooled } from './support/spooled-recorder';
+import { recordUntilSpooled, spooledRecorder } from './support/spooled-recorder';
 import { createDisposablePostgres } from './support/disposable-postgres';
 import type { DisposablePostgres } from './support/disposable-postgres';
 
@@ -40,21 +37,12 @@ beforeAll(async () => {
   app = createDb(appUrl, 8);
   await migrateToLatest(app.db);
   spoolDir = await mkdtemp(path.join(os.tmpdir(), 'sw-status-stall-privilege-'));
-  const logger = createLogger(process.env.TEST_LOG_LEVEL ?? 'silent');
-  recorder = createGroupCommitRecorder({
-    db: app.db,
-    logger,
-    spool: await openSpool({ dir: spoolDir, logger }),
-    batchMax: 50,
+  recorder = await spooledRecorder(app.db, spoolDir, {
     batchWaitMs: 2,
-    queueMax: 1_000,
     maxInFlight: 2,
     commitTimeoutMs: 1_000,
     replayTimeoutMs: 5_000,
-    probeIntervalMs: 100,
-    replayBackoffMs: { initial: 100, max: 500 },
   });
-  recorder.start();
 }, 60_000);
 afterAll(async () => {
   await recorder?.drain({ deadline: Date.now() + 2_000 }).catch(() => undefined);

@@ -5,14 +5,12 @@ import { sql } from 'kysely';
 import { createDb } from '../../src/db/database';
 import type { DatabaseHandle } from '../../src/db/database';
 import { migrateToLatest } from '../../src/db/migrate';
-import { createGroupCommitRecorder } from '../../src/ingest/group-commit-recorder';
 import type { GroupCommitRecorder } from '../../src/ingest/group-commit-recorder';
-import { openSpool } from '../../src/ingest/spool';
 import { createLogger } from '../../src/logger';
 import type { StatusEvent } from '../../src/messages/status-event';
 import { statusEvent } from '../factories';
 import { eventually } from '../helpers/eventually';
-import { recordUntilSpooled } from './support/spooled-recorder';
+import { recordUntilSpooled, spooledRecorder } from './support/spooled-recorder';
 import { createDisposablePostgres } from './support/disposable-postgres';
 import type { DisposablePostgres } from './support/disposable-postgres';
 
@@ -41,22 +39,14 @@ beforeAll(async () => {
   database = createDb(pg.url, 8, { lockTimeoutMs: 300 });
   await migrateToLatest(database.db);
   spoolDir = await mkdtemp(path.join(os.tmpdir(), 'sw-status-sync-standby-'));
-  const logger = createLogger('info', { write: (line: string) => void logged.push(line) });
-  recorder = createGroupCommitRecorder({
-    db: database.db,
-    logger,
-    spool: await openSpool({ dir: spoolDir, logger }),
-    batchMax: 50,
+  recorder = await spooledRecorder(database.db, spoolDir, {
+    logger: createLogger('info', { write: (line: string) => void logged.push(line) }),
     batchWaitMs: 2,
-    queueMax: 1_000,
     maxInFlight: 2,
     commitTimeoutMs: 1_000,
     // Short, so that a replay started during the stall would leave a COMMIT stuck every second.
     replayTimeoutMs: 1_000,
-    probeIntervalMs: 100,
-    replayBackoffMs: { initial: 100, max: 500 },
   });
-  recorder.start();
 });
 afterAll(async () => {
   await recorder?.drain({ deadline: Date.now() + 5_000 });

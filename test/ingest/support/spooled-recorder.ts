@@ -11,7 +11,8 @@ import { createLogger } from '../../../src/logger';
 
 /**
  * A recorder on the spool in `dir`, as the service runs one, with the time limits a test sets
- * (`recorder`) and short probe and replay backoff; started (an earlier run's spool replayed).
+ * (`recorder`, and its logger if it reads the log) and short probe and replay backoff; started
+ * (an earlier run's spool replayed).
  */
 export async function spooledRecorder(
   db: GroupCommitOptions['db'],
@@ -20,10 +21,10 @@ export async function spooledRecorder(
     GroupCommitOptions,
     'commitTimeoutMs' | 'replayTimeoutMs' | 'maxInFlight' | 'batchWaitMs'
   > &
-    Partial<Pick<GroupCommitOptions, 'replayChunk'>>,
+    Partial<Pick<GroupCommitOptions, 'replayChunk' | 'logger'>>,
   spool: Partial<Pick<SpoolOptions, 'segmentMaxEvents'>> = {},
 ): Promise<GroupCommitRecorder> {
-  const logger = createLogger(process.env.TEST_LOG_LEVEL ?? 'silent');
+  const logger = recorder.logger ?? createLogger(process.env.TEST_LOG_LEVEL ?? 'silent');
   const started = createGroupCommitRecorder({
     db,
     logger,
