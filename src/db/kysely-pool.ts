@@ -157,11 +157,11 @@ export function kyselyPool(
   }: { idleInTransactionTimeoutMs?: number; lockTimeoutMs?: number } = {},
 ): PostgresPool {
   // Sent in the same simple-protocol message as the transaction's BEGIN (5. and 6. above).
-  const bound =
-    `${tighterTimeouts({
-      idle_in_transaction_session_timeout: Math.round(idleInTransactionTimeoutMs),
-      lock_timeout: Math.round(lockTimeoutMs),
-    })}; ` + `SET LOCAL sw_status.in_transaction = 'on'`;
+  const timeouts = tighterTimeouts({
+    idle_in_transaction_session_timeout: Math.round(idleInTransactionTimeoutMs),
+    lock_timeout: Math.round(lockTimeoutMs),
+  });
+  const bound = `${timeouts}; SET LOCAL sw_status.in_transaction = 'on'`;
   // The reader pool's query_timeout bounds every query already: a read's mark adds nothing.
   const ownQueryTimeout = Boolean(pool.options.query_timeout);
   // One wrapper per connection, so Kysely keeps one connection object per pg client.
