@@ -1,3 +1,4 @@
+import { isDatabaseUnavailable } from '../../src/db/database-unavailable';
 import { randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
@@ -102,11 +103,18 @@ test.each(refusals)(
 
     await asAdmin(mend(target));
     const stored = async () => {
-      const { rows } = await target.database.pool.query<{ n: number }>(
-        'SELECT count(*)::int AS n FROM messages WHERE id = ANY($1)',
-        [during],
-      );
-      return rows[0]!.n;
+      try {
+        const { rows } = await target.database.pool.query<{ n: number }>(
+          'SELECT count(*)::int AS n FROM messages WHERE id = ANY($1)',
+          [during],
+        );
+        return rows[0]!.n;
+      } catch (error) {
+        // The test's own connection, ended with the others, may take past its 2 s connect
+        // timeout to come back on a busy machine (one CI run): it asks again.
+        if (isDatabaseUnavailable(error)) return 0;
+        throw error;
+      }
     };
     await eventually(async () => (await stored()) === 2, 'the spooled callbacks stored', 30_000);
   },
