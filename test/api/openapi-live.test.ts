@@ -52,6 +52,9 @@ beforeAll(async () => {
       }),
     );
   }
+  // Every callback the simulator will send has been answered (a quiet second alone can pass
+  // between the out-of-order scenario's `delivered` and its late `sent` on a loaded machine).
+  await stack.sim.waitForIdle();
   // Every send is settled once its message is final and has stopped changing.
   for (const [index, id] of ids.entries()) await settled(id, SENDS[index]![2]);
 }, 90_000);

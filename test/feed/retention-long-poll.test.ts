@@ -32,12 +32,19 @@ test('When retention removes an event while a long-poll waits, then it is not sk
   const blocker = createDb(t.database.url, 1);
   const poll = get(`/v1/events?after=${encodeURIComponent(cursor)}&wait=6`).then((r) => r);
   let release!: () => void;
+  let began!: () => void;
+  const holding = new Promise<void>((resolve) => (began = resolve));
   const held = blocker.db.transaction().execute(async (trx) => {
     // An open transaction with an id: holds the feed's horizon.
     await sql`SELECT pg_current_xact_id()`.execute(trx);
+    began();
     await new Promise<void>((resolve) => (release = resolve));
   });
   try {
+    // The horizon is held before the event commits (a fixed pause alone could run out first on
+    // a loaded machine: the long-poll would then be woken with the event before its removal).
+    await holding;
+    // Time for the long-poll to be waiting.
     await new Promise((resolve) => setTimeout(resolve, 1_000));
     await recordEvents(
       t.database.db,

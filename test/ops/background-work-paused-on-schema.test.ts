@@ -76,11 +76,15 @@ test('When a newer release’s breaking migration is applied, then the relay sen
   await applyBreakingMigration();
   await eventually(() => !readiness.schemaSuitable());
 
+  let looks = 0;
   worker = createRelay({
     config: t.config,
     db: t.database.db,
     logger: t.deps.logger,
-    paused: () => !readiness.schemaSuitable(),
+    paused: () => {
+      looks++;
+      return !readiness.schemaSuitable();
+    },
     tuning: { pollMs: 20 },
   });
   worker.start();
@@ -89,6 +93,10 @@ test('When a newer release’s breaking migration is applied, then the relay sen
     200,
   );
   await pause(1_000);
+  // The worker has looked a few times since the job was queued (a loaded machine may not
+  // have given it a turn in the pause): else the check below could not fail.
+  const queuedAt = looks;
+  await eventually(() => looks >= queuedAt + 3);
   expect(app.received.filter((relay) => relay.path === '/paused')).toEqual([]);
   const { rows } = await sql<{ state: string; attempts: number }>`
     SELECT state, attempts FROM relay_jobs WHERE message_id = ${id}`.execute(t.database.db);
@@ -107,6 +115,7 @@ test('When a newer release’s breaking migration is applied, then the relay sen
 
 test('When the schema is not this release’s, then the stats fold leaves the deltas alone until it is', async () => {
   let unsuitable = true;
+  let rounds = 0;
   const pending = async () =>
     (await sql<{ n: number }>`SELECT count(*)::int AS n FROM stats_deltas`.execute(t.database.db))
       .rows[0]!.n;
@@ -116,10 +125,15 @@ test('When the schema is not this release’s, then the stats fold leaves the de
     db: t.database.db,
     logger: createLogger('silent'),
     intervalMs: 20,
-    paused: () => unsuitable,
+    paused: () => {
+      rounds++;
+      return unsuitable;
+    },
   });
   try {
     await pause(300);
+    // Rounds were made while paused (else the check below could not fail).
+    await eventually(() => rounds >= 3);
     expect(await pending()).toBeGreaterThan(0);
     unsuitable = false;
     await eventually(async () => (await pending()) === 0);
@@ -130,6 +144,7 @@ test('When the schema is not this release’s, then the stats fold leaves the de
 
 test('When the schema is not this release’s, then retention removes nothing until it is', async () => {
   let unsuitable = true;
+  let rounds = 0;
   const old = randomUUID();
   await recordEvents(t.database.db, [
     statusEvent('delivered', { messageId: old, receivedAt: new Date(Date.now() - 40 * DAY_MS) }),
@@ -141,11 +156,21 @@ test('When the schema is not this release’s, then retention removes nothing un
     db: t.database.db,
     logger: createLogger('silent'),
     registry: new Registry(),
-    options: { retentionDays: 30, pauseMs: 0, intervalMs: 20, paused: () => unsuitable },
+    options: {
+      retentionDays: 30,
+      pauseMs: 0,
+      intervalMs: 20,
+      paused: () => {
+        rounds++;
+        return unsuitable;
+      },
+    },
   })!;
   retention.start();
   try {
     await pause(300);
+    // Rounds were made while paused (else the check below could not fail).
+    await eventually(() => rounds >= 3);
     expect(await kept()).toBe(true);
     unsuitable = false;
     await eventually(async () => !(await kept()));
@@ -156,6 +181,7 @@ test('When the schema is not this release’s, then retention removes nothing un
 
 test('When the schema is not this release’s, then the sweep looks nothing up until it is', async () => {
   let unsuitable = true;
+  let turns = 0;
   const looked: string[] = [];
   const id = randomUUID();
   await recordEvents(t.database.db, [
@@ -179,11 +205,16 @@ test('When the schema is not this release’s, then the sweep looks nothing up u
     projects: ['p-paused'],
     storeBody: false,
     pollMs: 20,
-    paused: () => unsuitable,
+    paused: () => {
+      turns++;
+      return unsuitable;
+    },
   });
   sweep.start();
   try {
     await pause(300);
+    // Turns were taken while paused (else the check below could not fail).
+    await eventually(() => turns >= 3);
     expect(looked).toEqual([]);
     unsuitable = false;
     await eventually(() => looked.includes(id));

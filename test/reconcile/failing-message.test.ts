@@ -97,8 +97,14 @@ test('Control: when a message’s lookup fails the first time, then it keeps its
   startSweep(bad);
   await eventually(async () => (await state(good)).sweep_step === 1, 20_000);
   await eventually(() => looked.some((t) => t.id === bad), 20_000);
-  await new Promise((resolve) => setTimeout(resolve, 300));
-  expect(await state(bad)).toEqual({ sweep_step: 0, stuck: false, sweep_error: 'HTTP 500' });
+  // The lookup is counted as it starts; what came of it is written after it (postpone, or
+  // recordStep had it counted as the step): waited for, not a fixed pause a loaded machine
+  // could outlast. Either write sets sweep_error; only a step would move sweep_step.
+  const after = await eventually(async () => {
+    const s = await state(bad);
+    return s.sweep_error !== null && s;
+  }, 20_000);
+  expect(after).toEqual({ sweep_step: 0, stuck: false, sweep_error: 'HTTP 500' });
 });
 
 test('When a message whose previous step ended in a 404 meets its first transient 503, then it keeps its step (retried later), not stuck', async () => {
@@ -133,6 +139,11 @@ test('When a message whose previous step ended in a 404 meets its first transien
   });
   await eventually(async () => (await state(good)).sweep_step === 2, 20_000);
   await eventually(() => flakyLookups >= 1, 20_000);
-  await new Promise((resolve) => setTimeout(resolve, 300));
-  expect(await state(flaky)).toEqual({ sweep_step: 1, stuck: false, sweep_error: 'HTTP 503' });
+  // Its outcome is written after the lookup (postpone, or recordStep had it counted as the
+  // step): waited for, not a fixed pause. Either write replaces the 404's sweep_error.
+  const after = await eventually(async () => {
+    const s = await state(flaky);
+    return s.sweep_error !== 'not_found' && s;
+  }, 20_000);
+  expect(after).toEqual({ sweep_step: 1, stuck: false, sweep_error: 'HTTP 503' });
 });

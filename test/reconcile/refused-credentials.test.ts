@@ -87,8 +87,11 @@ test('When SignalWire refuses a project’s credentials, then its overdue messag
 
   // One lookup refused; the project's other messages were not looked up meanwhile.
   expect(lookupsOf('p-rotated')).toBe(1);
-  const states = await Promise.all(refused.map(state));
   const first = refused.indexOf(looked.find((t) => t.projectId === 'p-rotated')!.id);
+  // The lookup is counted as it starts; the refusal is written after it (postpone): waited
+  // for, not only the pause.
+  await eventually(async () => (await state(refused[first]!)).sweep_error !== null, 20_000);
+  const states = await Promise.all(refused.map(state));
   expect(states[first]).toEqual({
     status: 'sent',
     sweep_step: 0,

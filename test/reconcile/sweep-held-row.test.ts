@@ -128,6 +128,9 @@ test('When another session holds one message row while its lookup is recorded, t
     return states.every((state) => state.sweep_step === 1);
   }, 'the other messages recorded');
   expect(lookups.slice(0, 3)).toEqual([held, ...others]);
+  // The worker counts a lookup (onLookup) only once its step's write has returned: the last
+  // one's commit can be seen here a moment before.
+  await eventually(() => outcomes.length >= 3, 'the other messages counted');
   // Untouched: its step, and the claim's lease, which runs out by itself.
   const during = await sweepState(held);
   expect(during.sweep_step).toBe(0);

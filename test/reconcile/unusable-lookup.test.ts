@@ -118,6 +118,12 @@ test('Control: when SignalWire answers 503, then the message keeps its step and 
   sweep = startSweep('p-unusable-503');
   await eventually(() => requests >= 1, 20_000);
   await new Promise((resolve) => setTimeout(resolve, 500));
-  expect(await sweepState(id)).toEqual({ stuck: false, sweep_step: 0, sweep_error: 'HTTP 503' });
+  // The server counts the request before it answers; the sweep writes what came of it after
+  // (postpone, or recordStep had it counted as the step): waited for, not only the pause.
+  const state = await eventually(async () => {
+    const row = await sweepState(id);
+    return row.sweep_error !== null && row;
+  }, 20_000);
+  expect(state).toEqual({ stuck: false, sweep_step: 0, sweep_error: 'HTTP 503' });
   expect(requests).toBe(1);
 });

@@ -124,7 +124,7 @@ test('When a fold is killed mid-way, then no delta is lost and the stats still e
     await eventually(
       async () => (await pendingDeltas(t.database.db)) === 0,
       'the compactor folding every delta',
-      2_000,
+      10_000,
     );
   } finally {
     await compactor.stop();
