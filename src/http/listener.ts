@@ -169,7 +169,17 @@ export function createListener(app: Express, settings: ListenerSettings, logger?
   );
   sweep.unref();
   server.once('close', () => clearInterval(sweep));
-  server.on('clientError', answerClientError);
+  server.on('clientError', (error: Error & { code?: string }, socket: Duplex) =>
+    answerClientError(error, socket, connections.get(socket)),
+  );
+  // CONNECT: no listener is a connection closed with nothing said (a proxy in front answers
+  // 502); like every other method the service does not take, refused in its error shape —
+  // unless answers are owed on the connection (pipelined behind them): those first, as for
+  // bytes the parser refuses. Node has let go of the connection's parser: nothing after it
+  // is read.
+  server.on('connect', (_req: IncomingMessage, socket: Duplex) =>
+    refuseUnparsed(socket, connections.get(socket), CONNECT_REFUSED),
+  );
   // Expect: 100-continue. Node's own handling (no listener) writes 100 Continue before the app
   // sees the request, so a body refused by its declared size got 100 Continue, then 413.
   server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => {
@@ -430,17 +440,70 @@ const CLIENT_ERRORS: Readonly<Record<string, Refusal>> = {
   ERR_HTTP_REQUEST_TIMEOUT: [408, 'request_timeout', 'The request was not received in time'],
 };
 const MALFORMED: Refusal = [400, 'malformed_request', 'The request is not valid HTTP'];
+const CONNECT_REFUSED: Refusal = [405, 'method_not_allowed', 'CONNECT is not allowed here'];
 
 /**
  * Node's own answer to a request its parser refuses (a malformed Content-Length or header, too
  * large headers) or that trickles in past headersTimeout / requestTimeout: the same statuses
- * (400, 431, 408) and the same care — only when no answer has begun on the socket, and the
- * connection closed after it — but with the JSON error body every other error has (DESIGN §2).
- * No request exists yet, so the answer is written to the socket itself, with a fresh id.
+ * (400, 431, 408), but with the JSON error body every other error has (DESIGN §2), and only
+ * where it cannot be read as the answer to another request. No request exists yet, so the
+ * answer is written to the socket itself, with a fresh id; the connection is closed after it.
+ *
+ * Bytes Node cannot parse behind requests whose answers are still owed (a keep-alive or
+ * pipelining client sent them before reading): a refusal written now would be read as the
+ * first owed answer — a stored callback's 200 taken for a 400 — so nothing is written for
+ * them. The owed answers are written out, then the connection is closed. A request whose own
+ * body fails to parse is refused (and its connection cut) as before, as long as its answer is
+ * the next one owed; else the connection is only cut (refuseRequest's rule).
  */
-function answerClientError(error: Error & { code?: string }, socket: Duplex): void {
-  if (error.code === 'ECONNRESET') socket.destroy(error);
-  else refuseOnSocket(socket, CLIENT_ERRORS[error.code ?? ''] ?? MALFORMED, error);
+function answerClientError(
+  error: Error & { code?: string },
+  socket: Duplex,
+  connection: Connection | undefined,
+): void {
+  if (error.code === 'ECONNRESET') return void socket.destroy(error);
+  const refusal = CLIENT_ERRORS[error.code ?? ''] ?? MALFORMED;
+  const receiving = connection?.request?.complete === false ? connection.request : undefined;
+  const own = receiving && [...connection!.answers].find((res) => res.req === receiving);
+  if (own) refuseRequest(own, refusal);
+  else refuseUnparsed(socket, connection, refusal, error);
+}
+
+/**
+ * Refuses what came on the connection after the requests handed on: written at once when no
+ * answer is owed there; else the owed answers are written out first and the connection then
+ * closed, nothing said of the rest (a refusal written now would be read as the first owed
+ * answer).
+ */
+function refuseUnparsed(
+  socket: Duplex,
+  connection: Connection | undefined,
+  refusal: Refusal,
+  error?: Error,
+): void {
+  const answers = connection ? [...connection.answers] : [];
+  if (answers.length === 0) refuseOnSocket(socket, refusal, error);
+  else closeOnceAnswered(socket, answers);
+}
+
+// Connections waiting for their owed answers before closing (the parser, in error, reports
+// again on every read meanwhile).
+const closingOnceAnswered = new WeakSet<Duplex>();
+
+/** Closes the connection once every answer owed on it has been written out (or let go). */
+function closeOnceAnswered(socket: Duplex, answers: readonly ServerResponse[]): void {
+  if (closingOnceAnswered.has(socket)) return;
+  closingOnceAnswered.add(socket);
+  // Nothing more read from it: what follows the bytes in error is not a request.
+  socket.pause();
+  let owed = answers.length;
+  const paid = (): void => {
+    if (--owed === 0) socket.end();
+  };
+  for (const res of answers) {
+    if (res.writableFinished || res.destroyed) paid();
+    else res.once('close', paid);
+  }
 }
 
 /**

@@ -5,11 +5,15 @@ import { createTestApp } from './test-app';
 import type { TestApp } from './test-app';
 
 /**
- * Before the file's tests, builds the service (`env` overrides the test defaults) and serves its
- * public app through the service's own listener (createListener, as main.ts serves it) on a
- * real loopback port; after them, closes both.
+ * Before the file's tests, builds the service (`env` overrides the test defaults; a function
+ * when they are known only once earlier hooks have run) and serves its public app — or its
+ * internal one — through the service's own listener (createListener, as main.ts serves it) on
+ * a real loopback port; after them, closes both.
  */
-export function usePublicListener(env: Record<string, string>): {
+export function usePublicListener(
+  env: Record<string, string> | (() => Record<string, string>),
+  app: 'publicApp' | 'internalApp' = 'publicApp',
+): {
   readonly t: TestApp;
   readonly port: number;
 } {
@@ -17,8 +21,8 @@ export function usePublicListener(env: Record<string, string>): {
   let server: Server;
   let port: number;
   beforeAll(async () => {
-    t = await createTestApp(env);
-    server = createListener(t.publicApp, listenerSettings(t.config));
+    t = await createTestApp(typeof env === 'function' ? env() : env);
+    server = createListener(t[app], listenerSettings(t.config));
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     port = (server.address() as AddressInfo).port;
   });
