@@ -144,11 +144,12 @@ export function createListener(app: Express, settings: ListenerSettings, logger?
       if (req.socket.destroyed) return;
       if (!owe(connections.get(req.socket), req, res, settings.maxOwedAnswers)) {
         req.socket.destroy();
-      } else if (faultyFraming(req)) refuseRequest(res, MALFORMED);
-      else if (unsupportedTransferCoding(req)) refuseRequest(res, NOT_IMPLEMENTED);
-      else if (lacksHost(req)) answerWithoutApp(res, MISSING_HOST);
+      } else if (faultyFraming(req)) refuseRequest(res, MALFORMED, connections.get(req.socket));
+      else if (unsupportedTransferCoding(req)) {
+        refuseRequest(res, NOT_IMPLEMENTED, connections.get(req.socket));
+      } else if (lacksHost(req)) answerWithoutApp(res, MISSING_HOST);
       else {
-        limitBodyPieces(req, res, settings.maxBodyPieces);
+        limitBodyPieces(req, res, settings.maxBodyPieces, connections.get(req.socket));
         app(req, res);
       }
     },
@@ -453,8 +454,7 @@ const CONNECT_REFUSED: Refusal = [405, 'method_not_allowed', 'CONNECT is not all
  * pipelining client sent them before reading): a refusal written now would be read as the
  * first owed answer — a stored callback's 200 taken for a 400 — so nothing is written for
  * them. The owed answers are written out, then the connection is closed. A request whose own
- * body fails to parse is refused (and its connection cut) as before, as long as its answer is
- * the next one owed; else the connection is only cut (refuseRequest's rule).
+ * body fails to parse is refused as refuseRequest refuses it: after the answers owed before it.
  */
 function answerClientError(
   error: Error & { code?: string },
@@ -465,7 +465,7 @@ function answerClientError(
   const refusal = CLIENT_ERRORS[error.code ?? ''] ?? MALFORMED;
   const receiving = connection?.request?.complete === false ? connection.request : undefined;
   const own = receiving && [...connection!.answers].find((res) => res.req === receiving);
-  if (own) refuseRequest(own, refusal);
+  if (own) refuseRequest(own, refusal, connection);
   else refuseUnparsed(socket, connection, refusal, error);
 }
 
@@ -490,15 +490,22 @@ function refuseUnparsed(
 // again on every read meanwhile).
 const closingOnceAnswered = new WeakSet<Duplex>();
 
-/** Closes the connection once every answer owed on it has been written out (or let go). */
-function closeOnceAnswered(socket: Duplex, answers: readonly ServerResponse[]): void {
+/**
+ * Closes the connection once every one of `answers` has been written out (or let go): with
+ * `last` when given (a refusal that is then the next answer), else by ending it.
+ */
+function closeOnceAnswered(
+  socket: Duplex,
+  answers: readonly ServerResponse[],
+  last: () => void = () => socket.end(),
+): void {
   if (closingOnceAnswered.has(socket)) return;
   closingOnceAnswered.add(socket);
   // Nothing more read from it: what follows the bytes in error is not a request.
   socket.pause();
   let owed = answers.length;
   const paid = (): void => {
-    if (--owed === 0) socket.end();
+    if (--owed === 0) last();
   };
   for (const res of answers) {
     if (res.writableFinished || res.destroyed) paid();
@@ -528,15 +535,35 @@ function refuseOnSocket(socket: Duplex, refusal: Refusal, error?: Error): void {
 
 /**
  * Refuses a request whose framing cannot be trusted, closing its connection so that nothing
- * read after it reaches the app. The refusal is written only when this request's answer is the
- * next one the socket owes: with an earlier pipelined answer still pending, bytes written now
- * would be read as that answer, so the connection is only cut.
+ * read after it reaches the app. The refusal is written when this request's answer is the next
+ * one the socket owes: with earlier pipelined answers still pending, bytes written now would be
+ * read as the first of them, so those are written out first (their requests were whole), and
+ * the refusal after them. Not tracked (`connection` undefined): the connection is only cut.
  */
-function refuseRequest(res: ServerResponse, refusal: Refusal): void {
+function refuseRequest(
+  res: ServerResponse,
+  refusal: Refusal,
+  connection: Connection | undefined,
+): void {
   const socket = res.socket ?? res.req.socket;
   const next = (socket as Duplex & { _httpMessage?: unknown })._httpMessage;
-  if (next === undefined || next === res) refuseOnSocket(socket, refusal);
-  else socket.destroy();
+  if (next === undefined || next === res) return refuseOnSocket(socket, refusal);
+  const earlier = connection ? answersBefore(connection, res) : [];
+  if (earlier.length === 0) socket.destroy();
+  // Its own answer may have gone out meanwhile (the app answered without its body): then
+  // nothing more is said.
+  else {
+    closeOnceAnswered(socket, earlier, () =>
+      res.writableFinished ? socket.end() : refuseOnSocket(socket, refusal),
+    );
+  }
+}
+
+/** The answers owed on the connection before `res` (in the order their requests came). */
+function answersBefore(connection: Connection, res: ServerResponse): ServerResponse[] {
+  const answers = [...connection.answers];
+  const at = answers.indexOf(res);
+  return at < 0 ? [] : answers.slice(0, at);
 }
 
 /**
@@ -601,14 +628,19 @@ function continueOnFirstRead(req: IncomingMessage, res: ServerResponse): void {
  * unchanged; past the limit nothing more is pushed and the socket is no longer read, so such a
  * body costs at most the read that crossed the line.
  */
-function limitBodyPieces(req: IncomingMessage, res: ServerResponse, max: number): void {
+function limitBodyPieces(
+  req: IncomingMessage,
+  res: ServerResponse,
+  max: number,
+  connection: Connection | undefined,
+): void {
   if (!hasBody(req)) return;
   const push = req.push;
   let pieces = 0;
   req.push = function (this: IncomingMessage, chunk: unknown, encoding?: BufferEncoding) {
     // null is the body's end, not a piece of it.
     if (chunk === null || ++pieces <= max) return push.call(this, chunk, encoding);
-    if (pieces === max + 1) refuseRequest(res, FRAGMENTED);
+    if (pieces === max + 1) refuseRequest(res, FRAGMENTED, connection);
     return false;
   };
   // An answer given before the body was read (a refusal: 401 without credentials, 413, 415)
