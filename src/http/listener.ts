@@ -140,8 +140,10 @@ export function createListener(app: Express, settings: ListenerSettings, logger?
       requireHostHeader: false,
     },
     (req, res) => {
-      // A connection cut below still has the requests Node read with the last one: unheard.
-      if (req.socket.destroyed) return;
+      // A connection cut below still has the requests Node read with the last one, and one
+      // closing once its owed answers are written (a request refused behind them) may still
+      // parse more: unheard.
+      if (req.socket.destroyed || closingOnceAnswered.has(req.socket)) return;
       if (!owe(connections.get(req.socket), req, res, settings.maxOwedAnswers)) {
         req.socket.destroy();
       } else if (faultyFraming(req)) refuseRequest(res, MALFORMED, connections.get(req.socket));
@@ -638,9 +640,12 @@ function limitBodyPieces(
   const push = req.push;
   let pieces = 0;
   req.push = function (this: IncomingMessage, chunk: unknown, encoding?: BufferEncoding) {
+    // Past the limit nothing more, not even the end: a body cut short must never look whole
+    // to the app (its readers fail on the connection's close instead).
+    if (pieces > max) return false;
     // null is the body's end, not a piece of it.
     if (chunk === null || ++pieces <= max) return push.call(this, chunk, encoding);
-    if (pieces === max + 1) refuseRequest(res, FRAGMENTED, connection);
+    refuseRequest(res, FRAGMENTED, connection);
     return false;
   };
   // An answer given before the body was read (a refusal: 401 without credentials, 413, 415)
