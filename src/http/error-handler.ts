@@ -4,6 +4,7 @@ import { isDatabaseUnavailable } from '../db/database-unavailable';
 import { sqlState } from '../db/write-failure';
 import { AppError, unavailable } from '../errors';
 import type { Logger } from '../logger';
+import { loggedPath } from './request-log';
 
 interface ErrorBody {
   error: { code: string; message: string; details?: unknown; request_id: string };
@@ -73,7 +74,9 @@ function databaseUnavailable(err: unknown): AppError | undefined {
 
 export function notFoundHandler(): RequestHandler {
   return (req, _res, next) => {
-    next(new AppError(404, 'not_found', `No route for ${req.method} ${req.path}`));
+    // The path as the request log writes it: a callback token masked (an answer can be kept by
+    // whatever sits in front, as a log line can) and at most 256 characters of a 16 KiB target.
+    next(new AppError(404, 'not_found', `No route for ${req.method} ${loggedPath(req.path)}`));
   };
 }
 

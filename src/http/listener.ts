@@ -146,8 +146,9 @@ export function createListener(app: Express, settings: ListenerSettings, logger?
       if (req.socket.destroyed || closingOnceAnswered.has(req.socket)) return;
       if (!owe(connections.get(req.socket), req, res, settings.maxOwedAnswers)) {
         req.socket.destroy();
-      } else if (faultyFraming(req)) refuseRequest(res, MALFORMED, connections.get(req.socket));
-      else if (unsupportedTransferCoding(req)) {
+      } else if (faultyFraming(req) || repeatsHost(req)) {
+        refuseRequest(res, MALFORMED, connections.get(req.socket));
+      } else if (unsupportedTransferCoding(req)) {
         refuseRequest(res, NOT_IMPLEMENTED, connections.get(req.socket));
       } else if (lacksHost(req)) answerWithoutApp(res, MISSING_HOST);
       else {
@@ -580,6 +581,21 @@ function faultyFraming(req: IncomingMessage): boolean {
     req.httpVersionMinor === 0 &&
     req.headers['transfer-encoding'] !== undefined
   );
+}
+
+/**
+ * More than one Host header line: RFC 9112 §3.2 has the server answer 400. Node keeps the
+ * first; a proxy in front may have routed or checked by another, and nothing here can tell
+ * which host the sender meant.
+ */
+function repeatsHost(req: IncomingMessage): boolean {
+  const raw = req.rawHeaders;
+  let seen = 0;
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!;
+    if (name.length === 4 && name.toLowerCase() === 'host' && ++seen > 1) return true;
+  }
+  return false;
 }
 
 const NOT_IMPLEMENTED: Refusal = [

@@ -83,6 +83,18 @@ describe('paths', () => {
     expectError(res, 404, 'not_found');
   });
 
+  test('When another method arrives on a token path, then its 404 names the path with the token masked, and a long path cut', async () => {
+    const token = 'tok-do-not-echo-7f3a9c';
+    const masked = await request(t.publicApp).put(`/callbacks/native/${token}`);
+    expectError(masked, 404, 'not_found');
+    expect(masked.text).not.toContain(token);
+    expect(masked.body.error.message).toBe('No route for PUT /callbacks/native/[token]');
+
+    const long = await request(t.publicApp).post(`/${'a'.repeat(10_000)}`);
+    expectError(long, 404, 'not_found');
+    expect(long.body.error.message.length).toBeLessThan(300);
+  });
+
   test.each([
     ['/callbacks/cxml', 'POST, GET'],
     ['/callbacks/native/some-token', 'POST'],

@@ -182,6 +182,38 @@ test('When an HTTP/1.0 request carries Transfer-Encoding, then it is refused as 
   expect(heard).toEqual([]);
 });
 
+test.each([
+  ['two Host lines', 'Host: a.example\r\nHost: b.example\r\n'],
+  ['two Host lines in other cases', 'host: a.example\r\nHOST: a.example\r\n'],
+])(
+  'When a request carries %s, then it is refused 400 without reaching the app, and the connection closed',
+  async (_what, hosts) => {
+    const heard: string[] = [];
+    const port = await start(small, (req) => heard.push(`${req.method} ${req.url}`));
+    const client = await connect(port);
+    // RFC 9112 §3.2: a proxy in front may have routed by either; the service cannot tell.
+    client.socket.write(
+      `GET /first HTTP/1.1\r\n${hosts}\r\nGET /after HTTP/1.1\r\nHost: x\r\n\r\n`,
+    );
+    await client.closed;
+    expect(responses(client.received())).toEqual(['HTTP/1.1 400']);
+    expect(errorCode(client.received())).toBe('malformed_request');
+    expect(heard).toEqual([]);
+  },
+);
+
+test('When a request carries one Host line among many headers, then it reaches the app', async () => {
+  const heard: string[] = [];
+  const port = await start(small, (req) => heard.push(`${req.method} ${req.url}`));
+  const client = await connect(port);
+  client.socket.write(
+    'GET / HTTP/1.1\r\nX-Host: a\r\nHost: x\r\nHosts: b\r\nConnection: close\r\n\r\n',
+  );
+  await client.closed;
+  expect(responses(client.received())).toEqual(['HTTP/1.1 200']);
+  expect(heard).toEqual(['GET /']);
+});
+
 test.each(['gzip, chunked', 'identity, chunked', 'x-custom, chunked'])(
   'When a request’s Transfer-Encoding is %s, then it is answered 501 without reaching the app, and the connection closed',
   async (coding) => {
