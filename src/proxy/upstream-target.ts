@@ -181,7 +181,18 @@ export function messageIdOf(path: string): string | null {
   }
 }
 
-const withoutTrailingSlashes = (path: string): string => path.replace(/\/+$/, '');
+/**
+ * Not `/\/+$/`: a regex tries that from every slash of a run that is not at the end
+ * (`/api/messaging////…/x`), quadratic in the run — a 16 KiB path held the event loop for
+ * ~0.3 s per request.
+ */
+function withoutTrailingSlashes(path: string): string {
+  let end = path.length;
+  while (end > 0 && path.charCodeAt(end - 1) === SLASH) end--;
+  return path.slice(0, end);
+}
+
+const SLASH = 0x2f;
 
 /**
  * The path's segments as the most lenient server would read them: percent-escapes decoded

@@ -1,7 +1,9 @@
+import fc from 'fast-check';
 import {
   couldCreateMessage,
   couldLeavePrefix,
   deletedMessageId,
+  messageIdOf,
   namesNativeMessage,
   parameterName,
   queryParameterNames,
@@ -177,5 +179,40 @@ describe('deletedMessageId', () => {
     ['DELETE', '/2010-04-01/x/Accounts/p/Messages/SM1'],
   ])('When %s %s, then it deletes no message', (method, path) => {
     expect(deletedMessageId(method, path)).toBeNull();
+  });
+});
+
+describe('a long run of slashes in the path', () => {
+  // The time of the fastest of a few calls: what the work costs, not what the machine did
+  // meanwhile.
+  const fastest = (work: () => unknown): number => {
+    let best = Infinity;
+    for (let i = 0; i < 5; i++) {
+      const start = process.hrtime.bigint();
+      work();
+      best = Math.min(best, Number(process.hrtime.bigint() - start));
+    }
+    return best;
+  };
+
+  it('When slashes fill a 15 000-character path short of its end, then reading it costs about what an ordinary path of that length does (a regex from every slash cost ~1 000×)', () => {
+    const slashes = `/api/messaging/${'/'.repeat(15_000)}x`;
+    const ordinary = `/api/messaging/${'a'.repeat(15_000)}x`;
+    expect(deletedMessageId('DELETE', slashes)).toBeNull();
+    const ratio =
+      fastest(() => deletedMessageId('DELETE', slashes)) /
+      fastest(() => deletedMessageId('DELETE', ordinary));
+    expect(ratio).toBeLessThan(20);
+  });
+
+  it('When paths end in any number of slashes, then the id is read as before them', () => {
+    fc.assert(
+      fc.property(fc.constantFrom('Ab-1', 'SM1.json', '%41', ''), fc.nat(5), (last, trailing) => {
+        const path = `/api/messaging/messages/${last}${'/'.repeat(trailing)}`;
+        const id = decodeURIComponent(last.replace(/\.json$/i, ''));
+        expect(messageIdOf(path)).toBe(id === '' ? 'messages' : id);
+        expect(deletedMessageId('DELETE', path)).toBe(id === '' ? null : id);
+      }),
+    );
   });
 });
