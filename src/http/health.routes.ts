@@ -14,7 +14,8 @@ export interface Lifecycle {
   /** First contact and schema version (src/db/database-readiness.ts); main.ts always sets it. */
   database?: DatabaseReadiness;
   /**
-   * Set on SIGTERM (process/shutdown.ts): when the open connections will be cut at the latest.
+   * Set on SIGTERM (process/shutdown.ts): when the open connections will be cut at the latest, on
+   * performance.now()'s clock (monotonic: an NTP step does not move it).
    * A send that could not have SignalWire's answer back by then is not forwarded (src/proxy).
    */
   connectionsCutAt?: number;

@@ -146,7 +146,7 @@ export interface IngestStatus {
 
 export interface DrainOptions {
   /**
-   * Epoch ms until which a non-empty spool keeps being replayed (waiting for the database if
+   * When (performance.now(), not the wall clock: a step must not move it) a non-empty spool keeps being replayed (waiting for the database if
    * need be); what is left after it stays on disk for the next process. Default: now.
    */
   deadline?: number;
@@ -715,10 +715,12 @@ export function createGroupCommitRecorder(options: GroupCommitOptions): GroupCom
 
   /** Until the spool is empty and nothing replays, the deadline, or the signal. */
   async function replayUntil(deadline: number, signal?: AbortSignal): Promise<void> {
-    while (spool && !spool.isEmpty() && Date.now() < deadline && !signal?.aborted) {
+    while (spool && !spool.isEmpty() && performance.now() < deadline && !signal?.aborted) {
       // The probe (every probeIntervalMs) starts the replay as soon as the database answers.
       if (mode === 'spooling') scheduleProbe();
-      await new Promise((resolve) => setTimeout(resolve, Math.min(50, deadline - Date.now())));
+      await new Promise((resolve) =>
+        setTimeout(resolve, Math.min(50, deadline - performance.now())),
+      );
     }
   }
 
@@ -751,7 +753,7 @@ export function createGroupCommitRecorder(options: GroupCommitOptions): GroupCom
       // Everything acknowledged is now committed or spooled. A spool left with events is
       // replayed while there is time: the next process on this directory would do it, but
       // there may be none soon (a scale-down).
-      await replayUntil(drainOptions.deadline ?? Date.now(), drainOptions.signal);
+      await replayUntil(drainOptions.deadline ?? performance.now(), drainOptions.signal);
       stopReplaying.abort(new Error('the drain deadline has passed'));
       if (probeTimer !== null) {
         clearTimeout(probeTimer);

@@ -198,7 +198,7 @@ async function main(argv: readonly string[]): Promise<number> {
       say(`${dir}: nothing to replay (${spool.deadLetters()} dead letters)`);
       return command === 'requeue-dead-letters' ? deadLettersLeft(spool) : 0;
     }
-    const deadline = Date.now() + timeoutMs;
+    const deadline = performance.now() + timeoutMs;
     database = await connect(logger);
     waitingFor = database.name;
     interrupt.signal.throwIfAborted();
@@ -382,7 +382,7 @@ async function whenReachable<T>(
           cause: error,
         });
       }
-      if (Date.now() + RETRY_MS > deadline) {
+      if (performance.now() + RETRY_MS > deadline) {
         throw new StartupError(
           `cannot reach ${name} (${redactSecrets(reason)}): run the command again`,
           {

@@ -103,7 +103,7 @@ export function closeServer(
     };
     const deadline = setTimeout(
       () => {
-        const left = hold ? hold.until - Date.now() : 0;
+        const left = hold ? hold.until - performance.now() : 0;
         if (!hold || left <= 0) return cut();
         holding = setTimeout(cut, left);
         hold.settled().then(cut, cut);

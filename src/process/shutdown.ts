@@ -65,7 +65,9 @@ export function startShutdown(
   signal: string,
 ): { hurry(): void; done: Promise<void> } {
   const { config, logger, lifecycle, recorder } = deps;
-  const began = Date.now();
+  // The monotonic clock: an NTP step during the grace period must not move the cut (a send
+  // forwarded that the process would not stay up to answer) or the replay's end.
+  const began = performance.now();
   const deadline = began + config.shutdownGraceMs;
   const hurry = new AbortController();
   let exited = false;
@@ -109,7 +111,7 @@ export function startShutdown(
     for (const stop of deps.beforeDrain ?? []) await stop();
     await recorder.drain({ deadline: deadline - CLOSE_RESERVE_MS, signal: hurry.signal });
     for (const close of deps.closers) await close();
-    logger.info({ ms: Date.now() - began }, 'stopped');
+    logger.info({ ms: Math.round(performance.now() - began) }, 'stopped');
   })();
   done.then(
     () => exit(0),

@@ -139,7 +139,10 @@ export async function forwardSend(
   // Shutting down: a send whose answer might come after the connections are cut is not
   // forwarded. Its caller would see the connection drop and retry a message SignalWire sends.
   const cutAt = deps.lifecycle?.connectionsCutAt;
-  if (cutAt !== undefined && Date.now() + config.signalwireTimeoutMs + RECORD_RESERVE_MS > cutAt) {
+  if (
+    cutAt !== undefined &&
+    performance.now() + config.signalwireTimeoutMs + RECORD_RESERVE_MS > cutAt
+  ) {
     logger.info({ request_id: requestId, api }, 'shutting down: the send was not forwarded');
     if (intent) await forgetIntent(deps, ref);
     return { kind: 'failure', failure: proxyErrors(api).shuttingDown() };

@@ -288,7 +288,7 @@ test('When the replay’s last pass is slow while callbacks keep arriving, then 
     clearInterval(sender);
   }
   const settled = await Promise.all(answers);
-  await recorder.drain({ deadline: Date.now() + 10_000 });
+  await recorder.drain({ deadline: performance.now() + 10_000 });
   await rm(dir, { recursive: true, force: true });
   const refused = settled.filter((answer) => answer !== 'recorded' && answer !== 'duplicate');
   expect({

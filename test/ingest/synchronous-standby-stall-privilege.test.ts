@@ -45,7 +45,7 @@ beforeAll(async () => {
   });
 }, 60_000);
 afterAll(async () => {
-  await recorder?.drain({ deadline: Date.now() + 2_000 }).catch(() => undefined);
+  await recorder?.drain({ deadline: performance.now() + 2_000 }).catch(() => undefined);
   await app?.db.destroy();
   await adminApp?.db.destroy();
   await admin?.db.destroy();

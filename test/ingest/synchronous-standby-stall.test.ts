@@ -49,7 +49,7 @@ beforeAll(async () => {
   });
 });
 afterAll(async () => {
-  await recorder?.drain({ deadline: Date.now() + 5_000 });
+  await recorder?.drain({ deadline: performance.now() + 5_000 });
   await database?.db.destroy();
   await pg?.destroy();
   if (spoolDir) await rm(spoolDir, { recursive: true, force: true });

@@ -138,7 +138,7 @@ describe('SignalWire slow, failing, or the replica shutting down', () => {
   });
 
   test('When the replica is shutting down and refuses a send 503 (retry elsewhere), then it is not counted', async () => {
-    t.deps.lifecycle.connectionsCutAt = Date.now();
+    t.deps.lifecycle.connectionsCutAt = performance.now();
     const before = (await serverErrors(t))!;
     const res = await compatCreate(t);
     expect(res.status).toBe(503);
