@@ -1,3 +1,4 @@
+import { sql } from 'kysely';
 import { Counter } from 'prom-client';
 import type { Registry } from 'prom-client';
 import type { Db } from '../db/database';
@@ -48,7 +49,7 @@ export interface RetentionOptions {
 }
 
 export interface Retention {
-  /** One round now, until a step comes back short; what it removed. For tests. */
+  /** One round now, until a step comes back short; what it removed. For tests (`now`: the database's clock when not given). */
   runOnce(now?: Date): Promise<RemovedCounts>;
   start(): void;
   stop(): Promise<void>;
@@ -84,7 +85,11 @@ export function createRetention({
   let stopped = false;
   let failing = false;
 
-  const runOnce = async (now = new Date()): Promise<RemovedCounts> => {
+  const runOnce = async (at?: Date): Promise<RemovedCounts> => {
+    // The database's clock, not this replica's: a replica whose clock is days ahead (a VM
+    // resumed, a bad RTC) would otherwise remove messages whose callbacks came seconds ago,
+    // before SwStatusClockSkew could fire.
+    const now = at ?? (await databaseNow(db));
     const total: RemovedCounts = { messages: 0, status_events: 0, relay_jobs: 0 };
     const add = (counts: Partial<RemovedCounts>) => {
       for (const [table, n] of Object.entries(counts) as Array<[keyof RemovedCounts, number]>) {
@@ -186,6 +191,13 @@ export function retentionShorterThanTokens(
     'the events from then on (its earlier history, its created time and sent_via_proxy are ' +
     "gone). Its relay to the caller's own status callback is kept."
   );
+}
+
+async function databaseNow(db: Db): Promise<Date> {
+  const { rows } = await sql<{
+    now_ms: number;
+  }>`SELECT (extract(epoch FROM clock_timestamp()) * 1000)::float8 AS now_ms`.execute(db);
+  return new Date(rows[0]!.now_ms);
 }
 
 // Nothing is older than this: a horizon before it (a RETENTION_DAYS of thousands of years) means
