@@ -162,6 +162,30 @@ test('When the feed is followed, then there is one long-poll at a time, each aft
   live.stop();
 });
 
+test('When the wall clock steps back an hour during a long-poll, then the next long-poll and the refresh the events ask for still come within seconds', async () => {
+  // NTP correcting a laptop after sleep, a VM resumed: the pauses are on the monotonic clock.
+  const tab = fakeTab();
+  const server = fakeApi();
+  const { live, states } = start(tab, server);
+  const realNow = Date.now.bind(Date);
+  try {
+    await settle();
+    server.feed[0]!.answer({ next_cursor: 'c1' });
+    await eventually(() => server.feed.length === 2);
+    jest.spyOn(Date, 'now').mockImplementation(() => realNow() - 3_600_000);
+    const event = { seq: 1, message_id: 'm1' } as FeedPage['data'][number];
+    server.feed[1]!.answer({ data: [event], next_cursor: 'c2' });
+    // The long-poll a second after the last was asked; the refresh five after the last one.
+    await eventually(() => server.feed.length === 3, 5_000);
+    await eventually(() => server.refreshes() > 1, 10_000);
+  } finally {
+    jest.restoreAllMocks();
+    live.stop();
+  }
+  expect(server.feed.map((c) => c.after)).toEqual(['now', 'c1', 'c2']);
+  expect(states.at(-1)).toBe('live');
+});
+
 test('When events arrive, then the panels are refreshed once for the burst, not once per event', async () => {
   const tab = fakeTab();
   const server = fakeApi();

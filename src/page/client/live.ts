@@ -76,7 +76,8 @@ export function startLive(deps: LiveDeps): { stop(): void } {
   let feedNap: ReturnType<typeof sleep> | undefined;
   let settleTimer: ReturnType<typeof setTimeout> | undefined;
   let dirty = false;
-  // When the last refresh began (Date.now()), for EVENT_REFRESH_MIN_INTERVAL_MS.
+  // When the last refresh began (performance.now(): a step of the wall clock must not hold
+  // the next one back for as long as the step), for EVENT_REFRESH_MIN_INTERVAL_MS.
   let refreshedAt = -Infinity;
   // A first load refused with Retry-After counts as a failure: neither events nor the tab
   // coming back into view cut its wait short.
@@ -140,7 +141,7 @@ export function startLive(deps: LiveDeps): { stop(): void } {
       if (stopped) return;
       dirty = false;
       let wait = REFRESH_EVERY_MS;
-      refreshedAt = Date.now();
+      refreshedAt = performance.now();
       try {
         await deps.refresh();
         refreshFailures = 0;
@@ -164,7 +165,9 @@ export function startLive(deps: LiveDeps): { stop(): void } {
     while (!stopped) {
       await whenActive(env);
       if (stopped) return;
-      const asked = Date.now();
+      // Monotonic, as refreshedAt: with the wall clock stepped back an hour during a long-poll,
+      // the pause below lasted the hour, the page still saying it was live.
+      const asked = performance.now();
       const from = cursor;
       const longPoll = following;
       try {
@@ -186,7 +189,7 @@ export function startLive(deps: LiveDeps): { stop(): void } {
         // Every long-poll's answer, with events or without (a draining replica's empty pages
         // come at once): only a full page, more waiting behind it, is followed at once.
         if (longPoll && page.data.length < FEED_PAGE_LIMIT) {
-          await pause(FEED_MIN_INTERVAL_MS - (Date.now() - asked));
+          await pause(FEED_MIN_INTERVAL_MS - (performance.now() - asked));
         }
       } catch (error) {
         if (stopped || refused(error)) return;
@@ -235,7 +238,10 @@ export function startLive(deps: LiveDeps): { stop(): void } {
   function markDirty(): void {
     if (dirty || refreshFailures > 0) return;
     dirty = true;
-    const delay = Math.max(SETTLE_MS, refreshedAt + EVENT_REFRESH_MIN_INTERVAL_MS - Date.now());
+    const delay = Math.max(
+      SETTLE_MS,
+      refreshedAt + EVENT_REFRESH_MIN_INTERVAL_MS - performance.now(),
+    );
     settleTimer = setTimeout(() => nap?.wake(), delay);
   }
 
