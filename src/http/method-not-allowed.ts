@@ -1,5 +1,6 @@
 import { Router } from 'express';
 import { AppError } from '../errors';
+import { loggedPath } from './request-log';
 import type { OpenApiDocument } from '../openapi/api-document';
 
 export interface RouteMethods {
@@ -43,7 +44,7 @@ export function methodNotAllowed(routes: readonly RouteMethods[]): Router {
         new AppError(
           405,
           'method_not_allowed',
-          `${req.method} is not allowed on ${req.path}: it takes ${allow}`,
+          `${req.method} is not allowed on ${loggedPath(req.path)}: it takes ${allow}`,
           undefined,
           { Allow: allow },
         ),

@@ -46,6 +46,15 @@ export function loggedPath(path: string): string {
 }
 
 export function maskTokens(path: string): string {
-  // Case-insensitive, as the routes are (src/callbacks/callbacks.routes.ts).
-  return path.replace(/(\/callbacks\/(?:cxml|native)\/)[^/]+/i, '$1[token]');
+  // Case-insensitive, as the routes are (src/callbacks/callbacks.routes.ts), anywhere in the
+  // path, and whatever follows the API's name: a callback URL given wrong (a base URL written
+  // with a trailing `/` makes every callback `…/callbacks/native//<token>`, a 404) still
+  // carries its token, as `%2F<token>` or `/x/../<token>` do.
+  const at = CALLBACK_PREFIX.exec(path);
+  if (at === null) return path;
+  const end = at.index + at[0].length;
+  return /^\/*$/.test(path.slice(end)) ? path : `${path.slice(0, end)}/[token]`;
 }
+
+// No quantifier before the literal: tried from every position of a long path, it stays linear.
+const CALLBACK_PREFIX = /\/callbacks(?:\/+(?:cxml|native)(?![a-z0-9]))?/i;

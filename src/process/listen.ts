@@ -84,7 +84,7 @@ export function describeListenError(
  *
  * `hold`: work whose answers must go out before the cut (the send proxy's sends, which SignalWire
  * may already have acted on). Past `drainMs` the cut waits for it to settle, until `until`
- * (epoch ms) at the latest.
+ * (performance.now()) at the latest.
  */
 export function closeServer(
   server: Server,
