@@ -455,7 +455,7 @@ test('When the feed fails, then the page says why and when it asks again, and th
   await settle();
   expect(server.feed[1]!.wait).toBe(25);
   const busy = new ApiError(503, 'busy', 50);
-  const failedAt = Date.now();
+  const failedAt = performance.now();
   server.feed[1]!.fail(busy);
   await eventually(() => server.feed.length === 3);
   const [state, retrying] = reports[reports.length - 1]!;

@@ -18,7 +18,8 @@ export const ANNOUNCE_EVERY_MS = 60_000;
  */
 export function createStatsAnnouncer(
   say: (text: string) => void,
-  now: () => number = Date.now,
+  // Monotonic: with the wall clock stepped back, news would wait as long as the step.
+  now: () => number = () => performance.now(),
 ): { stats(stats: Stats, stuck: StuckNow | undefined): void } {
   let told: Told | undefined;
   let saidAt = -Infinity;

@@ -39,7 +39,7 @@ export type LiveState = 'live' | 'reconnecting' | 'paused' | 'offline';
 export interface Retrying {
   /** What the request threw: an ApiError when the service answered, else a network error. */
   error: unknown;
-  /** Date.now() of the next attempt. */
+  /** performance.now() of the next attempt (monotonic: a step of the wall clock moves nothing). */
   at: number;
 }
 
@@ -90,7 +90,7 @@ export function startLive(deps: LiveDeps): { stop(): void } {
   let refreshRetrying: Retrying | undefined =
     deps.failed === undefined
       ? undefined
-      : { error: deps.failed, at: Date.now() + (firstWait ?? 0) };
+      : { error: deps.failed, at: performance.now() + (firstWait ?? 0) };
   let feedRetrying: Retrying | undefined;
   /** Of the loops failing now, the one that asks again sooner. */
   const retrying = (): Retrying | undefined => {
@@ -150,7 +150,7 @@ export function startLive(deps: LiveDeps): { stop(): void } {
         if (refused(error)) return;
         refreshFailures += 1;
         wait = retryDelayMs(refreshFailures, (error as ApiError).retryAfterMs);
-        refreshRetrying = { error, at: Date.now() + wait };
+        refreshRetrying = { error, at: performance.now() + wait };
       }
       report();
       nap = sleep(wait);
@@ -219,7 +219,7 @@ export function startLive(deps: LiveDeps): { stop(): void } {
         feedFailures += 1;
         const retryAfter = error instanceof ApiError ? error.retryAfterMs : undefined;
         const wait = retryDelayMs(feedFailures, retryAfter);
-        feedRetrying = { error, at: Date.now() + wait };
+        feedRetrying = { error, at: performance.now() + wait };
         // The next request answers at once, not after a long-poll's 25 s: a service that
         // answers again is said to be live as soon as it does.
         following = false;

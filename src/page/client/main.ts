@@ -105,12 +105,14 @@ async function open(token: string): Promise<void> {
   const announcer = createStatsAnnouncer((text) => {
     byId('announce').textContent = text;
   });
-  // When the last refresh that got every answer ended: the browser's clock, to time staleness
-  // by, and the service's, to show (the page's other times are the service's).
-  let updated: { at: number; serverAt: number } | undefined;
+  // When the last refresh that got every answer ended: the browser's wall clock (the dashboard's
+  // data-updated), its monotonic one to time staleness by (a step of the wall clock back an hour
+  // kept figures an hour old from being marked stale), and the service's, to show (the page's
+  // other times are the service's).
+  let updated: { at: number; monotonic: number; serverAt: number } | undefined;
   const showUpdated = (): void => {
     if (!updated || current !== signIn) return;
-    const stale = Date.now() - updated.at > STALE_AFTER_MS;
+    const stale = performance.now() - updated.monotonic > STALE_AFTER_MS;
     const shown = byId('updated');
     const text = updatedText(updated.serverAt, stale);
     if (shown.textContent !== text) shown.textContent = text;
@@ -183,7 +185,7 @@ async function open(token: string): Promise<void> {
     );
     // A refused token first: it stops the page whichever read said so.
     if (errors.length > 0) throw errors.find(isUnauthorized) ?? errors[0];
-    updated = { at: Date.now(), serverAt: api.serverNow() };
+    updated = { at: Date.now(), monotonic: performance.now(), serverAt: api.serverNow() };
     byId('dashboard').dataset.updated = new Date(updated.at).toISOString();
     showUpdated();
   };
@@ -228,7 +230,7 @@ async function open(token: string): Promise<void> {
     onState: (current, retrying) => {
       // A 503 or 429 is the service answering "not now", not a lost connection: said apart.
       const text = retrying
-        ? retryingText(answeredStatus(retrying.error), retrying.at - Date.now())
+        ? retryingText(answeredStatus(retrying.error), retrying.at - performance.now())
         : STATE_TEXT[current];
       if (state.textContent !== text) state.textContent = text;
     },
