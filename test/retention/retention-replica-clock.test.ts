@@ -34,7 +34,27 @@ async function roundOnReplicaOff(offsetMs: number) {
     registry: new Registry(),
     options: { retentionDays: 7, pauseMs: 0 },
   })!;
-  jest.useFakeTimers({ now: Date.now() + offsetMs, advanceTimers: true, toFake: ['Date'] });
+  jest.useFakeTimers({
+    now: Date.now() + offsetMs,
+    advanceTimers: true,
+    // Only Date: the timers and the monotonic clock run as ever.
+    doNotFake: [
+      'hrtime',
+      'nextTick',
+      'performance',
+      'queueMicrotask',
+      'requestAnimationFrame',
+      'cancelAnimationFrame',
+      'requestIdleCallback',
+      'cancelIdleCallback',
+      'setImmediate',
+      'clearImmediate',
+      'setInterval',
+      'clearInterval',
+      'setTimeout',
+      'clearTimeout',
+    ],
+  });
   try {
     return await retention.runOnce();
   } finally {
