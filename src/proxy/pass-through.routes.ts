@@ -100,11 +100,17 @@ async function passThrough(
     await passMessageAnswer(deps, req, res, call);
     return;
   }
+  // A read whose caller has gone is not kept waiting on SignalWire (signalwire-client.ts).
+  const callerGone = new AbortController();
+  res.once('close', () => {
+    if (!res.writableFinished) callerGone.abort();
+  });
   const result = await deps.signalwire.forward({
     method: req.method,
     target,
     headers: forwardedHeaders(req),
     body,
+    signal: callerGone.signal,
   });
   if (!result.ok) {
     const { failure, error: err } = result;

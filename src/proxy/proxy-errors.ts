@@ -91,7 +91,7 @@ const SHUTTING_DOWN =
   'This replica of the service is shutting down; the message was not sent: send it again';
 
 const BUSY =
-  'This replica of the service holds too many request bodies at once; the request was not sent: send it again';
+  'This replica of the service holds too many calls to SignalWire and request bodies at once; the request was not sent: send it again';
 
 const NOT_A_CREATE_ROUTE =
   'Messages are created through this service at …/Accounts/{AccountSid}/Messages(.json) and /api/messaging/messages only: this request would reach SignalWire without the service’s status callback';

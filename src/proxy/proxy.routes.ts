@@ -262,7 +262,7 @@ function proxyErrorHandler(deps: ProxyDeps): ErrorRequestHandler {
     if (err instanceof ProxyBodiesFull) {
       deps.logger.warn(
         { request_id: req.id },
-        'send proxy request refused 503: too many request bodies held at once',
+        'send proxy request refused 503: too many calls or request bodies held at once',
       );
       fail(res, errors.busy());
       return;

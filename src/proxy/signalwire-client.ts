@@ -52,7 +52,8 @@ export interface UpstreamRequest {
   /**
    * The caller's: once it fires before the connection is up (TCP, and TLS for https), the
    * request is dropped unsent and the call fails as `unreachable`. Ignored once connected: by
-   * then the request may be on its way, and its answer must be read and recorded.
+   * then the request may be on its way, and its answer must be read and recorded — but for a
+   * read (GET, HEAD, OPTIONS), which is dropped whenever it fires.
    */
   signal?: AbortSignal;
 }
@@ -287,7 +288,9 @@ function upstreamAgent(secure: boolean, proxy: URL | undefined): http.Agent {
 /**
  * A caller that gave up before SignalWire was reached counts the send as failed and may retry
  * it: the request, still waiting for its socket to connect, is destroyed before any byte of it
- * leaves (Node writes a request only once its socket is connected).
+ * leaves (Node writes a request only once its socket is connected). A read (GET, HEAD,
+ * OPTIONS) changes nothing at SignalWire: it is dropped whenever its caller goes, rather than
+ * held until SignalWire answers.
  */
 function dropUnsentOnAbort(
   req: ClientRequest,
@@ -295,8 +298,12 @@ function dropUnsentOnAbort(
   connected: () => boolean,
 ): void {
   if (signal === undefined) return;
+  const safe = SAFE_METHODS.has(req.method);
   const drop = (): void => {
-    if (!connected()) req.destroy(new Error('the caller went away before SignalWire was reached'));
+    if (safe) req.destroy(new Error('the caller went away'));
+    else if (!connected()) {
+      req.destroy(new Error('the caller went away before SignalWire was reached'));
+    }
   };
   if (signal.aborted) {
     drop();
@@ -305,6 +312,8 @@ function dropUnsentOnAbort(
   signal.addEventListener('abort', drop, { once: true });
   req.once('close', () => signal.removeEventListener('abort', drop));
 }
+
+const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
 
 function outgoingHeaders(request: UpstreamRequest): Record<string, string> {
   const headers: Record<string, string> = { ...request.headers };
