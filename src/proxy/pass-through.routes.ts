@@ -12,6 +12,8 @@ import { bodyEncoding, readRequestBody, requestFields } from './request-body';
 import { checkCaller, fail, forwardedHeaders, refuseDeclaredTooLarge } from './proxy-http';
 import type { BodyReader, ReadBody } from './proxy-http';
 import type { ProxyDeps } from './proxy.service';
+import { isSafeMethod } from './signalwire-client';
+import type { UpstreamFailure } from './signalwire-client';
 import {
   apiOfPath,
   couldCreateMessage,
@@ -91,20 +93,31 @@ async function passThrough(
   }
 
   const body = await readBody(req, res);
+  // A read whose caller has gone is not kept waiting on SignalWire (signalwire-client.ts
+  // drops it; a call that changes something is still read to its end).
+  const callerGone = new AbortController();
+  res.once('close', () => {
+    if (!res.writableFinished) callerGone.abort();
+  });
   // A message's update or deletion is read whole too: its text is forgotten here before the
   // caller hears it is done, and a streamed answer would wait on the store meanwhile.
   const updated = updatedMessageId(req.method, path);
   const deleted = deletedMessageId(req.method, path);
   if (namesNativeMessage(path) || updated !== null || deleted !== null) {
-    const call = { target, path, updated, deleted, body, log, errors, project: caller.projectId };
+    const call = {
+      target,
+      path,
+      updated,
+      deleted,
+      body,
+      log,
+      errors,
+      project: caller.projectId,
+      callerGone: callerGone.signal,
+    };
     await passMessageAnswer(deps, req, res, call);
     return;
   }
-  // A read whose caller has gone is not kept waiting on SignalWire (signalwire-client.ts).
-  const callerGone = new AbortController();
-  res.once('close', () => {
-    if (!res.writableFinished) callerGone.abort();
-  });
   const result = await deps.signalwire.forward({
     method: req.method,
     target,
@@ -114,6 +127,7 @@ async function passThrough(
   });
   if (!result.ok) {
     const { failure, error: err } = result;
+    if (leftByCaller(res, callerGone.signal, failure)) return;
     deps.logger.warn({ ...log, err, failure }, 'SignalWire call passed through got no answer');
     fail(res, errors.upstream(failure, 'request'));
     return;
@@ -133,6 +147,20 @@ async function passThrough(
       'SignalWire answer passed through was cut off',
     );
   }
+}
+
+/**
+ * A call dropped because its caller went away (signalwire-client.ts: a read whenever, any other
+ * call only before it reached SignalWire): not SignalWire's failure nor the service's — no 5xx
+ * counted, no warning a hang-up could repeat. 499 (a client that closed its request) is for the
+ * request log only; nobody reads it. A call that changes something and failed once it had left
+ * may have been done: that goes on as any failure (the text it erases is forgotten).
+ */
+function leftByCaller(res: Response, callerGone: AbortSignal, failure: UpstreamFailure): boolean {
+  if (!callerGone.aborted) return false;
+  if (!isSafeMethod(res.req.method) && failure !== 'unreachable') return false;
+  res.status(499).end();
+  return true;
 }
 
 /** A store that does not answer in this long does not hold the caller's answer back. */
@@ -155,6 +183,7 @@ async function passMessageAnswer(
     errors: ReturnType<typeof proxyErrors>;
     /** The caller's project (its Basic-auth username). */
     project: string;
+    callerGone: AbortSignal;
   },
 ): Promise<void> {
   const result = await deps.signalwire.send({
@@ -162,9 +191,11 @@ async function passMessageAnswer(
     target: call.target,
     headers: forwardedHeaders(req),
     body: call.body,
+    signal: call.callerGone,
   });
   if (!result.ok) {
     const { failure, error: err } = result;
+    if (leftByCaller(res, call.callerGone, failure)) return;
     deps.logger.warn({ ...call.log, err, failure }, 'SignalWire call passed through got no answer');
     // Timed out or cut off once connected: SignalWire may have done it (unreachable: it never
     // had the request).

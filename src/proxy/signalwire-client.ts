@@ -298,7 +298,7 @@ function dropUnsentOnAbort(
   connected: () => boolean,
 ): void {
   if (signal === undefined) return;
-  const safe = SAFE_METHODS.has(req.method);
+  const safe = isSafeMethod(req.method);
   const drop = (): void => {
     if (safe) req.destroy(new Error('the caller went away'));
     else if (!connected()) {
@@ -314,6 +314,11 @@ function dropUnsentOnAbort(
 }
 
 const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
+
+/** A call that changes nothing at SignalWire: dropped whenever its caller goes. */
+export function isSafeMethod(method: string): boolean {
+  return SAFE_METHODS.has(method);
+}
 
 function outgoingHeaders(request: UpstreamRequest): Record<string, string> {
   const headers: Record<string, string> = { ...request.headers };

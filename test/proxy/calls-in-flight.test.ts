@@ -2,9 +2,10 @@ import { createServer, request as httpRequest } from 'node:http';
 import type { ClientRequest, Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import express from 'express';
+import request from 'supertest';
 import { ProxyBodiesFull, bodyReader, PROXY_CALL_BYTES } from '../../src/proxy/proxy-http';
 import { basicAuthHeader } from '../../src/signalwire/basic-auth';
-import { createTestApp } from '../helpers/test-app';
+import { TEST_API_TOKEN, createTestApp } from '../helpers/test-app';
 import type { TestApp } from '../helpers/test-app';
 import { listen } from './support';
 import type { Listening } from './support';
@@ -65,16 +66,37 @@ describe('a pass-through read whose caller hangs up', () => {
     for (let i = 0; i < 500 && !done(); i++) await new Promise((r) => setTimeout(r, 20));
   };
 
-  test('When the callers of reads SignalWire is slow to answer hang up, then their calls to SignalWire end too', async () => {
-    const callers = Array.from({ length: 20 }, (_, i) =>
-      ask('GET', `/api/laml/2010-04-01/Accounts/${PROJECT}/Messages.json?PageSize=${i + 1}`),
-    );
-    await until(() => received >= 20);
-    expect(open).toBe(20);
-    for (const caller of callers) caller.destroy();
-    await until(() => open === 0);
-    expect(open).toBe(0);
-  });
+  /** sw_status_http_server_errors_total on the internal listener: what SwStatusServerErrors reads. */
+  const serverErrors = async (): Promise<number> => {
+    const res = await request(t.internalApp)
+      .get('/metrics')
+      .auth(TEST_API_TOKEN, { type: 'bearer' });
+    const line = res.text
+      .split('\n')
+      .find((l) => l.includes('http_server_errors_total{') && l.includes('listener="internal"'));
+    return line === undefined ? 0 : Number(line.split(' ').pop());
+  };
+
+  test.each([
+    [
+      'a list',
+      (i: number) => `/api/laml/2010-04-01/Accounts/${PROJECT}/Messages.json?PageSize=${i}`,
+    ],
+    ['a native message', (i: number) => `/api/messaging/messages/m-${i}`],
+  ])(
+    'When the callers of reads of %s SignalWire is slow to answer hang up, then their calls to SignalWire end too, and no error of the service is counted',
+    async (_what, path) => {
+      const before = { received, errors: await serverErrors() };
+      const callers = Array.from({ length: 20 }, (_, i) => ask('GET', path(i + 1)));
+      await until(() => received >= before.received + 20);
+      expect(open).toBe(20);
+      for (const caller of callers) caller.destroy();
+      await until(() => open === 0);
+      expect(open).toBe(0);
+      // Nobody was answered a 5xx: the callers had gone (their hang-up is not the service's).
+      expect((await serverErrors()) - before.errors).toBe(0);
+    },
+  );
 });
 
 describe('calls counted against the bodies’ bound', () => {
