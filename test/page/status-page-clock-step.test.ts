@@ -55,4 +55,20 @@ describeBrowser('status page after a step of the browser’s wall clock', () => 
     expect(await page.locator('#dashboard').getAttribute('data-stale')).toBe('true');
     expect(await page.locator('#updated').textContent()).toMatch(/^Not updated since /);
   });
+  test('When the machine wakes after 8 hours with the network not back, then the figures are marked out of date at the next check', async () => {
+    await signIn(page, rig.server.url, TEST_API_TOKEN);
+    await page.locator('#live-state', { hasText: /^Live$/ }).waitFor(UNTIL);
+    await feedFollowing(watch, UNTIL.timeout);
+    const held: Route[] = [];
+    await page.route('**/v1/**', (route) => {
+      held.push(route);
+    });
+    // Asleep 8 hours: the wall clock went on, performance.now() (and the timers) did not.
+    const wall = await page.evaluate(() => Date.now());
+    await page.clock.setSystemTime(wall + 8 * 60 * 60_000);
+    // Awake 6 s: the check (every 5 s) has run once.
+    await runFor(6_000);
+    expect(await page.locator('#dashboard').getAttribute('data-stale')).toBe('true');
+    expect(await page.locator('#updated').textContent()).toMatch(/^Not updated since /);
+  });
 });

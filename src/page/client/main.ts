@@ -106,13 +106,16 @@ async function open(token: string): Promise<void> {
     byId('announce').textContent = text;
   });
   // When the last refresh that got every answer ended: the browser's wall clock (the dashboard's
-  // data-updated), its monotonic one to time staleness by (a step of the wall clock back an hour
-  // kept figures an hour old from being marked stale), and the service's, to show (the page's
-  // other times are the service's).
+  // data-updated) and its monotonic one, to time staleness by (showUpdated), and the service's,
+  // to show (the page's other times are the service's).
   let updated: { at: number; monotonic: number; serverAt: number } | undefined;
   const showUpdated = (): void => {
     if (!updated || current !== signIn) return;
-    const stale = performance.now() - updated.monotonic > STALE_AFTER_MS;
+    // Either clock may say so: the monotonic one when the wall clock stepped back, the wall
+    // clock after the machine slept (most browsers stop performance.now() meanwhile: last
+    // night's figures would read as current until another minute passed awake).
+    const age = Math.max(performance.now() - updated.monotonic, Date.now() - updated.at);
+    const stale = age > STALE_AFTER_MS;
     const shown = byId('updated');
     const text = updatedText(updated.serverAt, stale);
     if (shown.textContent !== text) shown.textContent = text;
