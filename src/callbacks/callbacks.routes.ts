@@ -7,7 +7,7 @@ import type { ByteBudget } from '../http/byte-budget';
 import { chain } from '../http/chain';
 import { originForm } from '../http/origin-form';
 import { isUnstorableValue } from '../db/write-failure';
-import { maskTokens } from '../http/request-log';
+import { maskUrlTokens } from '../http/request-log';
 import type { LogBudget } from '../http/log-budget';
 import type { AuthFailureBudget } from '../http/rate-limit';
 import type { Logger } from '../logger';
@@ -672,15 +672,8 @@ function refuse(
   return forbidden('invalid_signature', 'The signature does not verify');
 }
 
-/**
- * The URL as it was checked, with its token masked and its query left out. Not re-parsed:
- * `URL.origin` drops a default port, and the `:443` candidate was logged as the one without.
- */
+/** The URL as it was checked, with its token masked and its query left out. */
 function maskUrlToken(url: string): string {
   const queryAt = url.indexOf('?');
-  const target = queryAt === -1 ? url : url.slice(0, queryAt);
-  const pathAt = target.indexOf('/', target.indexOf('//') + 2);
-  const origin = pathAt === -1 ? target : target.slice(0, pathAt);
-  const path = pathAt === -1 ? '' : target.slice(pathAt);
-  return `${origin}${maskTokens(path)}${queryAt === -1 ? '' : '?…'}`;
+  return queryAt === -1 ? maskUrlTokens(url) : `${maskUrlTokens(url.slice(0, queryAt))}?…`;
 }

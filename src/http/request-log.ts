@@ -47,14 +47,23 @@ export function loggedPath(path: string): string {
 
 export function maskTokens(path: string): string {
   // Case-insensitive, as the routes are (src/callbacks/callbacks.routes.ts), anywhere in the
-  // path, and whatever follows the API's name: a callback URL given wrong (a base URL written
-  // with a trailing `/` makes every callback `…/callbacks/native//<token>`, a 404) still
-  // carries its token, as `%2F<token>` or `/x/../<token>` do.
-  const at = CALLBACK_PREFIX.exec(path);
+  // path (PUBLIC_BASE_URL may have a path of its own, even `/callbacks`), and whatever follows
+  // the API's name: a callback URL given wrong (a base URL written with a trailing `/` makes
+  // every callback `…/callbacks/native//<token>`, a 404) still carries its token, as
+  // `%2F<token>` or `/x/../<token>` do.
+  const at = CALLBACK_ROUTE_AT.exec(path) ?? CALLBACKS_AT.exec(path);
   if (at === null) return path;
   const end = at.index + at[0].length;
   return /^\/*$/.test(path.slice(end)) ? path : `${path.slice(0, end)}/[token]`;
 }
 
-// No quantifier before the literal: tried from every position of a long path, it stays linear.
-const CALLBACK_PREFIX = /\/callbacks(?:\/+(?:cxml|native)(?![a-z0-9]))?/i;
+/** A URL with maskTokens applied to its path (not re-parsed: URL.origin drops a default port). */
+export function maskUrlTokens(url: string): string {
+  const pathAt = url.indexOf('/', url.indexOf('//') + 2);
+  return pathAt === -1 ? url : `${url.slice(0, pathAt)}${maskTokens(url.slice(pathAt))}`;
+}
+
+// Literals first, no quantifier before them: tried from every position of a long path, they
+// stay linear.
+const CALLBACK_ROUTE_AT = /\/callbacks\/+(?:cxml|native)(?![a-z0-9])/i;
+const CALLBACKS_AT = /\/callbacks(?=[/%]|$)/i;

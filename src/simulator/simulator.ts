@@ -8,7 +8,7 @@ import type { Express, NextFunction, Request, Response } from 'express';
 import pino from 'pino';
 import type { Logger } from 'pino';
 import { SIMULATOR_SIGNING_KEY } from '../config';
-import { maskTokens } from '../http/request-log';
+import { maskUrlTokens } from '../http/request-log';
 import { parseBasicAuth } from '../signalwire/basic-auth';
 import { countSegments } from '../signalwire/segments';
 import {
@@ -234,7 +234,7 @@ export function createSimulator(options: SimulatorOptions = {}): Simulator {
           remember(deliveries, delivery);
           await deliver(delivery, policy, shutdown.signal);
           // The URL the proxy injected carries sw-status's callback token in its path.
-          const log = { messageId: m.id, status: step.status, url: maskTokens(delivery.url) };
+          const log = { messageId: m.id, status: step.status, url: maskUrlTokens(delivery.url) };
           if (delivery.outcome === 'dropped') {
             logger.warn({ ...log, attempts: delivery.attempts }, 'status callback dropped');
           } else logger.debug(log, 'status callback delivered');
