@@ -66,4 +66,4 @@ export function maskUrlTokens(url: string): string {
 // Literals first, no quantifier before them: tried from every position of a long path, they
 // stay linear.
 const CALLBACK_ROUTE_AT = /\/callbacks\/+(?:cxml|native)(?![a-z0-9])/i;
-const CALLBACKS_AT = /\/callbacks(?=[/%]|$)/i;
+const CALLBACKS_AT = /\/callbacks(?![a-z0-9])/i;

@@ -24,6 +24,8 @@ describe('maskTokens', () => {
     ['/callbacks/callbacks/native/TOKEN', '/callbacks/callbacks/native/[token]'],
     ['/callbacks/native/TOKEN/callbacks/cxml', '/callbacks/native/[token]'],
     ['/callbacks/TOKEN', '/callbacks/[token]'],
+    ['/callbacks;x/cxml/TOKEN', '/callbacks/[token]'],
+    ['/callbacks./cxml/TOKEN', '/callbacks/[token]'],
     ['/hooks/callbacks/cxml', '/hooks/callbacks/cxml'],
     ['/callbacks/callbacks/cxml', '/callbacks/callbacks/cxml'],
     ['/callbacks/native/', '/callbacks/native/'],
