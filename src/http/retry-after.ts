@@ -40,3 +40,15 @@ export function retryAfter(value: string | null | undefined, now: number): numbe
   const at = httpDate(text);
   return at === undefined ? undefined : Math.max(0, at - now);
 }
+
+/**
+ * An answer's Retry-After read against that answer's own `Date` (this process's clock when it
+ * has none or a garbled one): a server — SignalWire, an app — whose clock is minutes off this
+ * replica's still gets the wait it asked for.
+ */
+export function answerRetryAfter(
+  value: string | null | undefined,
+  date: string | null | undefined,
+): number | undefined {
+  return retryAfter(value, httpDate(date) ?? Date.now());
+}

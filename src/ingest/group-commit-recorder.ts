@@ -146,8 +146,9 @@ export interface IngestStatus {
 
 export interface DrainOptions {
   /**
-   * When (performance.now(), not the wall clock: a step must not move it) a non-empty spool keeps being replayed (waiting for the database if
-   * need be); what is left after it stays on disk for the next process. Default: now.
+   * Until when (performance.now(), not the wall clock: a step must not move it) a non-empty
+   * spool keeps being replayed (waiting for the database if need be); what is left after it
+   * stays on disk for the next process. Default: now.
    */
   deadline?: number;
   /** Ends the replay before the deadline (a second SIGTERM/SIGINT: stop now). */

@@ -9,7 +9,13 @@ import { injectedTokens, withClientCallback } from './answer-rewrite';
 import { proxyErrors } from './proxy-errors';
 import { forgetRedacted } from './redaction-retries';
 import { bodyEncoding, readRequestBody, requestFields } from './request-body';
-import { checkCaller, fail, forwardedHeaders, refuseDeclaredTooLarge } from './proxy-http';
+import {
+  callerGoneSignal,
+  checkCaller,
+  fail,
+  forwardedHeaders,
+  refuseDeclaredTooLarge,
+} from './proxy-http';
 import type { BodyReader, ReadBody } from './proxy-http';
 import type { ProxyDeps } from './proxy.service';
 import { isSafeMethod } from './signalwire-client';
@@ -93,12 +99,10 @@ async function passThrough(
   }
 
   const body = await readBody(req, res);
-  // A read whose caller has gone is not kept waiting on SignalWire (signalwire-client.ts
-  // drops it; a call that changes something is still read to its end).
-  const callerGone = new AbortController();
-  res.once('close', () => {
-    if (!res.writableFinished) callerGone.abort();
-  });
+  // A read whose caller has gone is not kept waiting on SignalWire, nor any call that has not
+  // reached it yet (signalwire-client.ts); one that changes something and has left is read to
+  // its end.
+  const callerGone = callerGoneSignal(res);
   // A message's update or deletion is read whole too: its text is forgotten here before the
   // caller hears it is done, and a streamed answer would wait on the store meanwhile.
   const updated = updatedMessageId(req.method, path);
@@ -113,7 +117,7 @@ async function passThrough(
       log,
       errors,
       project: caller.projectId,
-      callerGone: callerGone.signal,
+      callerGone,
     };
     await passMessageAnswer(deps, req, res, call);
     return;
@@ -123,11 +127,11 @@ async function passThrough(
     target,
     headers: forwardedHeaders(req),
     body,
-    signal: callerGone.signal,
+    signal: callerGone,
   });
   if (!result.ok) {
     const { failure, error: err } = result;
-    if (leftByCaller(res, callerGone.signal, failure)) return;
+    if (leftByCaller(res, callerGone, failure)) return;
     deps.logger.warn({ ...log, err, failure }, 'SignalWire call passed through got no answer');
     fail(res, errors.upstream(failure, 'request'));
     return;

@@ -265,3 +265,15 @@ export function fail(res: Response, failure: ProxyFailure): void {
   if (failure.status === 503) res.set('Retry-After', '1');
   res.status(failure.status).json(failure.error);
 }
+
+/**
+ * Fires when the caller closes its connection before its answer is written: its client has
+ * given up on the call (signalwire-client.ts then drops what need not go on).
+ */
+export function callerGoneSignal(res: Response): AbortSignal {
+  const callerGone = new AbortController();
+  res.once('close', () => {
+    if (!res.writableFinished) callerGone.abort();
+  });
+  return callerGone.signal;
+}

@@ -14,6 +14,7 @@ import {
   PROXY_BODY_LIMIT,
   ProxyBodiesFull,
   bodyReader,
+  callerGoneSignal,
   checkCaller,
   countingServerErrors,
   fail,
@@ -110,11 +111,7 @@ async function handle(
   res: Response,
   readBody: ReadBody,
 ): Promise<void> {
-  // Closed before it was answered: the caller's client has given up on this send.
-  const callerGone = new AbortController();
-  res.once('close', () => {
-    if (!res.writableFinished) callerGone.abort();
-  });
+  const callerGone = callerGoneSignal(res);
   const errors = proxyErrors(api);
   if (refuseDeclaredTooLarge(req, res, errors)) return;
   const target = upstreamTarget(req.originalUrl);
@@ -176,7 +173,7 @@ async function handle(
     facts: { ...valid.facts, projectId: caller.projectId },
     applicationSid: valid.applicationSid,
     projectIdAsWritten: caller.projectIdAsWritten,
-    callerGone: callerGone.signal,
+    callerGone,
   };
   // Counted until answered: a shutdown cuts connections only once it has been (up to a bound).
   const answered = forwardSend(deps, send, req.id).then((proxyReply) => reply(res, proxyReply));

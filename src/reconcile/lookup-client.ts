@@ -1,6 +1,6 @@
 import { ProxyAgent } from 'undici';
 import type { SignalwireCredential } from '../config';
-import { httpDate, retryAfter } from '../http/retry-after';
+import { answerRetryAfter } from '../http/retry-after';
 import type { Api } from '../messages/statuses';
 import { basicAuthHeader } from '../signalwire/basic-auth';
 
@@ -86,11 +86,9 @@ export function createMessageLookup(options: {
       if (res.status === 404) return { kind: 'not_found' };
       if (res.status === 401 || res.status === 403) return { kind: 'unauthorized' };
       if (res.status < 200 || res.status >= 300) {
-        // A date is read against the answer's own Date, as the relay does (relay-transport.ts):
-        // this replica's clock may be minutes off SignalWire's.
-        const retryAfterMs = retryAfter(
+        const retryAfterMs = answerRetryAfter(
           res.headers.get('retry-after'),
-          httpDate(res.headers.get('date')) ?? Date.now(),
+          res.headers.get('date'),
         );
         return {
           kind: 'failed',

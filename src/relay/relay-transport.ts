@@ -1,7 +1,7 @@
 import http from 'node:http';
 import https from 'node:https';
 import { urlToHttpOptions } from 'node:url';
-import { httpDate, retryAfter } from '../http/retry-after';
+import { answerRetryAfter } from '../http/retry-after';
 import { addressGuard, urlProblem } from './address-policy';
 import type { DestinationPolicy } from './address-policy';
 import type { SearchList } from './relay-dns';
@@ -178,7 +178,7 @@ function answered(res: http.IncomingMessage): AttemptResult {
   const status = res.statusCode ?? 0;
   const header = res.headers['retry-after'];
   if (header === undefined) return { kind: 'answered', status };
-  const retryAfterMs = retryAfter(header, httpDate(res.headers.date) ?? Date.now());
+  const retryAfterMs = answerRetryAfter(header, res.headers.date);
   return retryAfterMs === undefined
     ? { kind: 'answered', status }
     : { kind: 'answered', status, retryAfterMs };
