@@ -19,7 +19,7 @@ export const SIMULATOR_SIGNING_KEY = 'PSK_sw_status_simulator_development_key';
 /** Callback-token secret used outside production when none is configured. */
 export const DEV_CALLBACK_TOKEN_SECRET = 'sw-status-development-callback-token-secret';
 export const DEV_API_TOKEN = 'dev-token';
-/** SPOOL_DIR's default; the spool command (src/ingest/spool-cli.ts) reads it from here too. */
+/** SPOOL_DIR's default; the spool command (src/ingest/spool-cli.ts) reads SPOOL_DIR through cliSpoolDir. */
 export const DEFAULT_SPOOL_DIR = '.data/spool';
 /** Where relays may go outside production without RELAY_ALLOWED_NETWORKS: an app on this host. */
 export const LOOPBACK_NETWORKS = ['127.0.0.0/8', '::1/128'] as const;
@@ -578,6 +578,21 @@ export function cliLogLevel(fallback: LogLevel, env: NodeJS.ProcessEnv = process
     throw new ConfigError([`LOG_LEVEL: must be one of ${LOG_LEVELS.join(', ')}`]);
   }
   return value as LogLevel;
+}
+
+/**
+ * SPOOL_DIR for the spool command, read and checked as the service reads it: unset is the
+ * default, but a blank value is refused by name — the service refuses to start with it, so
+ * taking it as the default here would replay (or report) a directory no run of the service used.
+ */
+export function cliSpoolDir(env: NodeJS.ProcessEnv = process.env): string {
+  const checked = EnvSchema.shape.SPOOL_DIR.safeParse(envValue(env, 'SPOOL_DIR'));
+  if (!checked.success) {
+    throw new ConfigError([
+      `SPOOL_DIR: ${[...new Set(checked.error.issues.map((i) => i.message))].join('; ')}`,
+    ]);
+  }
+  return checked.data;
 }
 
 /**

@@ -1,6 +1,6 @@
 import { existsSync } from 'node:fs';
 import path from 'node:path';
-import { DEFAULT_SPOOL_DIR, cliLogLevel, cliStoreBody, envValue, redactSecrets } from '../config';
+import { cliLogLevel, cliSpoolDir, cliStoreBody, redactSecrets } from '../config';
 import { cliDatabaseUrl } from '../db/cli-database-url';
 import { isDatabaseUnavailable, isSessionRefused } from '../db/database-unavailable';
 import { createDb } from '../db/database';
@@ -50,11 +50,8 @@ import { signalExitCode } from '../process/signal-exit-code';
  * optionally SPOOL_DIR, LOG_LEVEL (default warn) and STORE_BODY (default false: as the service,
  * it stores no text from the spool, even what a run with it on spooled).
  */
-/** SPOOL_DIR read with the service's reader (config.ts envValue: trimmed); unset or blank is the default. */
-const spoolDirFromEnv = (): string => envValue(process.env, 'SPOOL_DIR') || DEFAULT_SPOOL_DIR;
-
 const USAGE = `usage: spool <status|replay|requeue-dead-letters> [DIR] [--timeout SECONDS]
-  DIR defaults to SPOOL_DIR (${spoolDirFromEnv()})`;
+  DIR defaults to SPOOL_DIR`;
 
 async function main(argv: readonly string[]): Promise<number> {
   const { command, dir, timeoutMs } = parseArguments(argv);
@@ -461,7 +458,8 @@ function parseArguments(argv: readonly string[]): {
   if (extra.length > 0) usage(`unexpected ${extra.join(' ')}`);
   return {
     command,
-    dir: path.resolve(dir ?? spoolDirFromEnv()),
+    // SPOOL_DIR read with the service's reader (trimmed; unset is the default, blank refused).
+    dir: path.resolve(dir ?? cliSpoolDir()),
     timeoutMs: timeoutSeconds * 1000,
   };
 }

@@ -50,6 +50,16 @@ test('When status is run on a spool nobody holds, then it reports its events and
   expect(status.code).toBe(0);
 }, 60_000);
 
+test('When SPOOL_DIR is blank (white space only) and no DIR is given, then the command refuses it by name, as the service does, instead of reading the default directory', async () => {
+  const status = await runSpoolCommand(['status', '--timeout', '20'], {
+    DATABASE_URL: database.url,
+    SPOOL_DIR: '   ',
+  });
+  expect(status.stderr).toContain('SPOOL_DIR: must not be blank');
+  expect(status.stdout).toBe('');
+  expect(status.code).toBe(1);
+}, 60_000);
+
 test('When status is run without DIR, then it reads SPOOL_DIR as the service does (surrounding spaces trimmed)', async () => {
   const status = await runSpoolCommand(['status', '--timeout', '20'], {
     DATABASE_URL: database.url,
