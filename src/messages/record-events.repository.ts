@@ -313,7 +313,7 @@ export async function recordBatch(
     message: MessageJson | null;
   }>(
     RECORD_BATCH([
-      ...columnParameters(events.map(eventRow), EVENT_COLUMNS),
+      ...columnParameters(inLockOrder(events).map(eventRow), EVENT_COLUMNS),
       ...columnParameters(initial.map(messageRow), MESSAGE_COLUMNS),
       lock,
     ]),
@@ -324,6 +324,24 @@ export async function recordBatch(
     if (message !== null) batch.existing.set(message.id, fromJsonRow(message));
   }
   return batch;
+}
+
+/**
+ * The events in the order every replica inserts them: by message id, each message's events in
+ * arrival order (a stable sort). Inserting a new event waits for any other transaction that
+ * has inserted the same (message id, dedupe key) and not yet committed — SignalWire's retries
+ * of one callback reach several replicas — while holding the events inserted before it. Two
+ * batches taking the same events in opposite orders would each wait for the other: a deadlock,
+ * which PostgreSQL only breaks after `deadlock_timeout` (1 s) by failing one batch, retried
+ * with every acknowledgement in it a second later. In one order across messages no such cycle
+ * can form. Within a message arrival order is kept: it is the history's order (seq) and the
+ * order the fold applied them in; only two distinct events of one message, both retried to two
+ * replicas in opposite orders at once, could still meet that way.
+ */
+function inLockOrder(events: readonly BatchEvent[]): readonly BatchEvent[] {
+  return [...events].sort(({ event: a }, { event: b }) =>
+    a.messageId < b.messageId ? -1 : a.messageId > b.messageId ? 1 : 0,
+  );
 }
 
 /**
