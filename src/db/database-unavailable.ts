@@ -4,7 +4,8 @@
  * answer 503 (http/error-handler.ts); the second must fail only its own request or events.
  */
 
-// Socket-level failures reaching the server (refused, reset, unreachable, timed out, DNS).
+// Socket-level failures reaching the server (refused, reset, unreachable, timed out, DNS), as
+// Node reports them (error.code), with no SQLSTATE.
 const NETWORK_CODES = new Set([
   'ECONNREFUSED',
   'ECONNRESET',
@@ -16,6 +17,20 @@ const NETWORK_CODES = new Set([
   'EHOSTDOWN',
   'ENOTFOUND',
   'EAI_AGAIN',
+  // A Unix-socket DATABASE_URL (host=/var/run/postgresql): the socket's file gone while the
+  // server is down or restarting, or its listen queue full under a connection storm.
+  'ENOENT',
+  'EAGAIN',
+  // This process or machine out of what a new connection needs: file descriptors (a peer
+  // holding connections up to RLIMIT_NOFILE), local ports, socket buffers or memory. Nothing
+  // reaches the database until they come back, and it is no fault of the event being written:
+  // called `event` (an error without a SQLSTATE), each callback was answered 503 and logged as
+  // refused for its data, and a read answered 500.
+  'EMFILE',
+  'ENFILE',
+  'EADDRNOTAVAIL',
+  'ENOBUFS',
+  'ENOMEM',
 ]);
 
 // TLS to the server failing: its certificate expired, renewed by another CA, or not naming

@@ -1,3 +1,7 @@
+import { Client } from 'pg';
+import { mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
 import { isDatabaseUnavailable } from '../../src/db/database-unavailable';
 
 const withCode = (code: string, message = 'x'): Error =>
@@ -9,6 +13,10 @@ describe('isDatabaseUnavailable', () => {
     ['a reset connection', withCode('ECONNRESET')],
     ['a timed-out connection', withCode('ETIMEDOUT')],
     ['an unknown host', withCode('ENOTFOUND')],
+    ['no file descriptor left in the process', withCode('EMFILE')],
+    ['no file descriptor left on the machine', withCode('ENFILE')],
+    ['no local port left', withCode('EADDRNOTAVAIL')],
+    ['a Unix socket whose listen queue is full', withCode('EAGAIN')],
     ['a connection failure (class 08)', withCode('08006')],
     ['a refused connection attempt (class 08)', withCode('08001')],
     ['an administrator shutdown', withCode('57P01')],
@@ -52,4 +60,19 @@ describe('isDatabaseUnavailable', () => {
   ])('When the error is %s, then it belongs to the write, not to the database', (_what, error) => {
     expect(isDatabaseUnavailable(error)).toBe(false);
   });
+});
+
+test('When DATABASE_URL names a Unix socket whose file is gone (the server down or restarting), then the real connect error reads as the database unavailable', async () => {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'sw-no-socket-'));
+  try {
+    const client = new Client({ host: dir, port: 5432, user: 'u', database: 'd' });
+    const failure = await client.connect().then(
+      () => undefined,
+      (error: unknown) => error,
+    );
+    expect((failure as { code?: unknown }).code).toBe('ENOENT');
+    expect(isDatabaseUnavailable(failure)).toBe(true);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
 });
