@@ -4,6 +4,7 @@ import type { Express } from 'express';
 import type { Config } from '../config';
 import { bindAddresses, createListener, listenOn, listenerSettings } from '../http/listener';
 import type { Logger } from '../logger';
+import { connectionsWithinFileLimit, openFileLimit } from './open-file-limit';
 import { StartupError } from './startup-error';
 
 /**
@@ -20,7 +21,25 @@ export async function listen(
   logger: Logger,
 ): Promise<Server> {
   const port = variable === 'PORT' ? config.port : config.internalPort;
-  const server = createListener(app, listenerSettings(config), logger);
+  const settings = listenerSettings(config);
+  const fileLimit = openFileLimit();
+  const maxConnections = connectionsWithinFileLimit(
+    settings.maxConnections,
+    fileLimit,
+    config.databasePoolMax,
+  );
+  if (maxConnections < settings.maxConnections) {
+    logger.warn(
+      {
+        listener: variable,
+        fileLimit,
+        maxConnections,
+        HTTP_MAX_CONNECTIONS: config.httpMaxConnections,
+      },
+      `open files are limited to ${fileLimit}: this listener holds at most ${maxConnections} connections, not HTTP_MAX_CONNECTIONS (${config.httpMaxConnections}); raise the limit (the runtime's nofile, ulimit -n) to use it`,
+    );
+  }
+  const server = createListener(app, { ...settings, maxConnections }, logger);
   try {
     await listenOn(server, port, bindAddresses(config.host), logger);
   } catch (error) {
