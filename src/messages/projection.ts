@@ -179,7 +179,16 @@ function isLater(event: StatusEvent, current: MessageState): boolean {
   const a = orderTime(event.providerTimestamp, event.receivedAt);
   const b = orderTime(current.statusProviderTimestamp, current.statusReceivedAt);
   if (a !== b) return a > b;
-  return event.receivedAt > current.statusReceivedAt;
+  const received = event.receivedAt.getTime();
+  const standing = current.statusReceivedAt.getTime();
+  if (received !== standing) return received > standing;
+  // A tie on both times — two compatibility callbacks (no provider timestamp) received in the
+  // same millisecond, by one replica or two — is broken by the status's name, then SignalWire's
+  // own spelling of it, so the outcome does not depend on which was applied first:
+  // `undelivered`, then `failed`, win over `delivered`.
+  return event.status !== current.status
+    ? event.status > current.status
+    : event.rawStatus > current.rawStatus;
 }
 
 // How far a provider timestamp may run ahead of our receipt of the callback that carries it.

@@ -196,3 +196,41 @@ function orderTime(event: StatusEvent): number {
   const provided = event.providerTimestamp?.getTime() ?? received;
   return provided > received + 3600 * SECOND ? received : provided;
 }
+
+test('When events of different statuses tie on every time (compatibility callbacks received in the same millisecond), then the outcome is the same whichever is applied first', () => {
+  const receivedAt = new Date(base + 3 * SECOND);
+  const tied = fc
+    .uniqueArray(fc.constantFrom(...STATUSES), { minLength: 2, maxLength: 4 })
+    .map((statuses) =>
+      statuses.map((status) =>
+        statusEvent(status, {
+          messageId: 'm-tie',
+          receivedAt,
+          errorCode: status === 'undelivered' || status === 'failed' ? '30003' : null,
+        }),
+      ),
+    )
+    .chain((events) =>
+      fc.tuple(
+        fc.shuffledSubarray(events, { minLength: events.length, maxLength: events.length }),
+        fc.shuffledSubarray(events, { minLength: events.length, maxLength: events.length }),
+      ),
+    );
+  fc.assert(
+    fc.property(tied, ([one, other]) => {
+      expect(truth(fold(one))).toEqual(truth(fold(other)));
+    }),
+    { numRuns: 500 },
+  );
+  // And which one: a failure outcome over `delivered`, whichever came first.
+  const [delivered, undelivered] = [
+    statusEvent('delivered', { messageId: 'm-tie', receivedAt }),
+    statusEvent('undelivered', { messageId: 'm-tie', receivedAt, errorCode: '30003' }),
+  ];
+  for (const events of [
+    [delivered, undelivered],
+    [undelivered, delivered],
+  ]) {
+    expect(fold(events)).toMatchObject({ status: 'undelivered', conflict: true });
+  }
+});
