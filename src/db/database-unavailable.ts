@@ -17,6 +17,12 @@ const NETWORK_CODES = new Set([
   'EHOSTDOWN',
   'ENOTFOUND',
   'EAI_AGAIN',
+]);
+
+// Failures of a new connection itself (Node's `syscall: 'connect'`), counted only there: the
+// same codes from a file (a migrations folder missing, a file that cannot be opened) are that
+// file's problem, not the database's.
+const CONNECT_CODES = new Set([
   // A Unix-socket DATABASE_URL (host=/var/run/postgresql): the socket's file gone while the
   // server is down or restarting, or its listen queue full under a connection storm.
   'ENOENT',
@@ -129,6 +135,9 @@ export function isDatabaseUnavailable(error: unknown): boolean {
   const code = (error as { code?: unknown }).code;
   if (typeof code === 'string') {
     if (NETWORK_CODES.has(code) || TLS_CODES.has(code) || UNAVAILABLE_SQLSTATES.has(code)) {
+      return true;
+    }
+    if (CONNECT_CODES.has(code) && (error as { syscall?: unknown }).syscall === 'connect') {
       return true;
     }
     // SQLSTATE class 08: connection exceptions; 53: insufficient resources.

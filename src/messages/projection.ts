@@ -193,7 +193,7 @@ function isLater(event: StatusEvent, current: MessageState): boolean {
 
 // How far a provider timestamp may run ahead of our receipt of the callback that carries it.
 // SignalWire stamps an event before it calls us, so a later stamp is the two clocks' skew:
-// seconds. One an hour or more ahead (year 9999, a time zone read as UTC) is not a time the
+// seconds. One more than an hour ahead (year 9999, a time zone read as UTC) is not a time the
 // event happened, and ordering by it would let that event win every later conflict for good.
 const PROVIDER_CLOCK_AHEAD_MS = 60 * 60 * 1000;
 

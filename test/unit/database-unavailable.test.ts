@@ -6,6 +6,9 @@ import { isDatabaseUnavailable } from '../../src/db/database-unavailable';
 
 const withCode = (code: string, message = 'x'): Error =>
   Object.assign(new Error(message), { code });
+/** A new connection's own failure, as Node reports it. */
+const withConnectCode = (code: string): Error =>
+  Object.assign(new Error(`connect ${code}`), { code, syscall: 'connect' });
 
 describe('isDatabaseUnavailable', () => {
   test.each([
@@ -13,10 +16,10 @@ describe('isDatabaseUnavailable', () => {
     ['a reset connection', withCode('ECONNRESET')],
     ['a timed-out connection', withCode('ETIMEDOUT')],
     ['an unknown host', withCode('ENOTFOUND')],
-    ['no file descriptor left in the process', withCode('EMFILE')],
-    ['no file descriptor left on the machine', withCode('ENFILE')],
-    ['no local port left', withCode('EADDRNOTAVAIL')],
-    ['a Unix socket whose listen queue is full', withCode('EAGAIN')],
+    ['no file descriptor left in the process', withConnectCode('EMFILE')],
+    ['no file descriptor left on the machine', withConnectCode('ENFILE')],
+    ['no local port left', withConnectCode('EADDRNOTAVAIL')],
+    ['a Unix socket whose listen queue is full', withConnectCode('EAGAIN')],
     ['a connection failure (class 08)', withCode('08006')],
     ['a refused connection attempt (class 08)', withCode('08001')],
     ['an administrator shutdown', withCode('57P01')],
@@ -55,6 +58,20 @@ describe('isDatabaseUnavailable', () => {
     ['a statement not allowed on a table', withCode('42501', 'permission denied for table x')],
     ['a sequence not yet used', withCode('55000', 'currval of sequence "s" is not yet defined')],
     ['a plain bug', new TypeError('cannot read properties of undefined')],
+    [
+      'a folder that is not there (not a connection)',
+      Object.assign(new Error('ENOENT: no such file or directory, scandir'), {
+        code: 'ENOENT',
+        syscall: 'scandir',
+      }),
+    ],
+    [
+      'a file that could not be opened for want of descriptors (not a connection)',
+      Object.assign(new Error('EMFILE: too many open files, open'), {
+        code: 'EMFILE',
+        syscall: 'open',
+      }),
+    ],
     ['not an error at all', 'ECONNREFUSED'],
     ['nothing', undefined],
   ])('When the error is %s, then it belongs to the write, not to the database', (_what, error) => {
