@@ -2,10 +2,10 @@ import { randomUUID } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import { sql } from 'kysely';
 import request from 'supertest';
-import { createGroupCommitRecorder } from '../../src/ingest/group-commit-recorder';
 import { postNative } from '../helpers/callbacks';
 import { createTestApp } from '../helpers/test-app';
 import type { TestApp } from '../helpers/test-app';
+import { withGroupCommit } from '../helpers/replicas';
 import { listen } from '../proxy/support';
 import type { Listening } from '../proxy/support';
 
@@ -67,20 +67,7 @@ async function postCallbacks(token: string, id: string) {
   expect(statuses).toEqual([200, 200, 200, 200]);
 }
 
-function groupCommit(): Parameters<typeof createTestApp>[1] {
-  return {
-    recorder: (deps) =>
-      createGroupCommitRecorder({
-        db: deps.db,
-        logger: deps.logger,
-        batchMax: 50,
-        batchWaitMs: 1,
-        queueMax: 5000,
-        maxInFlight: 4,
-        commitTimeoutMs: 20_000,
-      }),
-  };
-}
+const groupCommit = () => withGroupCommit({ batchMax: 50, commitTimeoutMs: 20_000 });
 
 beforeAll(async () => {
   upstream = await listen((req, res) => {

@@ -1,10 +1,10 @@
 import { randomUUID } from 'node:crypto';
 import { sql } from 'kysely';
 import request from 'supertest';
-import { createGroupCommitRecorder } from '../../src/ingest/group-commit-recorder';
 import { nativeFields, postNative } from '../helpers/callbacks';
 import { TEST_API_TOKEN, createTestApp } from '../helpers/test-app';
 import type { TestApp } from '../helpers/test-app';
+import { withGroupCommit } from '../helpers/replicas';
 
 /**
  * Several replicas on one database (kept from a cross-replica review, where it held):
@@ -18,22 +18,15 @@ import type { TestApp } from '../helpers/test-app';
 let a: TestApp;
 let b: TestApp;
 
-function groupCommit(): Parameters<typeof createTestApp>[1] {
-  return {
-    recorder: (deps) =>
-      createGroupCommitRecorder({
-        db: deps.db,
-        logger: deps.logger,
-        recordOptions: { onCommitted: () => undefined },
-        batchMax: 50,
-        batchWaitMs: 2,
-        queueMax: 5000,
-        maxInFlight: 4,
-        commitTimeoutMs: 20_000,
-      }),
-    feedPollMs: 200,
-  };
-}
+const groupCommit = () => ({
+  ...withGroupCommit({
+    recordOptions: { onCommitted: () => undefined },
+    batchMax: 50,
+    batchWaitMs: 2,
+    commitTimeoutMs: 20_000,
+  }),
+  feedPollMs: 200,
+});
 
 beforeAll(async () => {
   a = await createTestApp({}, groupCommit());

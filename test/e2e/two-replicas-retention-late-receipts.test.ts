@@ -2,13 +2,13 @@ import { randomUUID } from 'node:crypto';
 import { sql } from 'kysely';
 import request from 'supertest';
 import { mintCallbackToken } from '../../src/callbacks/callback-token';
-import { createGroupCommitRecorder } from '../../src/ingest/group-commit-recorder';
 import { recordEvents } from '../../src/messages/record-events';
 import { removeExpiredMessages } from '../../src/retention/retention.repository';
 import { TEST_PROJECTS, statusEvent } from '../factories';
 import { nativeFields, postNative } from '../helpers/callbacks';
 import { TEST_API_TOKEN, TEST_TOKEN_SECRET, createTestApp } from '../helpers/test-app';
 import type { TestApp } from '../helpers/test-app';
+import { withGroupCommit } from '../helpers/replicas';
 
 /**
  * Several replicas on one database (kept from a cross-replica review, where it held):
@@ -23,20 +23,7 @@ const APP_CALLBACK = 'https://app.example.com/status';
 let a: TestApp;
 let b: TestApp;
 
-function groupCommit(): Parameters<typeof createTestApp>[1] {
-  return {
-    recorder: (deps) =>
-      createGroupCommitRecorder({
-        db: deps.db,
-        logger: deps.logger,
-        batchMax: 20,
-        batchWaitMs: 1,
-        queueMax: 5000,
-        maxInFlight: 4,
-        commitTimeoutMs: 20_000,
-      }),
-  };
-}
+const groupCommit = () => withGroupCommit({ batchMax: 20, commitTimeoutMs: 20_000 });
 
 beforeAll(async () => {
   a = await createTestApp({}, groupCommit());

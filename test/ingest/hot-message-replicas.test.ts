@@ -1,8 +1,8 @@
 import { randomUUID } from 'node:crypto';
-import { createGroupCommitRecorder } from '../../src/ingest/group-commit-recorder';
 import { nativeFields, postNative } from '../helpers/callbacks';
 import { createTestApp } from '../helpers/test-app';
 import type { TestApp } from '../helpers/test-app';
+import { withGroupCommit } from '../helpers/replicas';
 
 /**
  * Two replicas on one database, each with production's group-commit recorder, receiving a
@@ -14,19 +14,7 @@ import type { TestApp } from '../helpers/test-app';
 let a: TestApp;
 let b: TestApp;
 
-function groupCommit(): Parameters<typeof createTestApp>[1] {
-  return {
-    recorder: (deps) =>
-      createGroupCommitRecorder({
-        db: deps.db,
-        logger: deps.logger,
-        batchMax: 200,
-        batchWaitMs: 1,
-        queueMax: 5000,
-        maxInFlight: 4,
-      }),
-  };
-}
+const groupCommit = () => withGroupCommit();
 
 beforeAll(async () => {
   a = await createTestApp({}, groupCommit());

@@ -1,9 +1,9 @@
 import { randomUUID } from 'node:crypto';
 import { Client } from 'pg';
-import { createGroupCommitRecorder } from '../../src/ingest/group-commit-recorder';
 import { nativeFields, postNative } from '../helpers/callbacks';
 import { createTestApp } from '../helpers/test-app';
 import type { TestApp } from '../helpers/test-app';
+import { withGroupCommit } from '../helpers/replicas';
 
 /**
  * SignalWire's retries of the same callbacks reach several replicas at once, and each replica's
@@ -23,19 +23,7 @@ let a: TestApp;
 let b: TestApp;
 let c: TestApp;
 
-function groupCommit(): Parameters<typeof createTestApp>[1] {
-  return {
-    recorder: (deps) =>
-      createGroupCommitRecorder({
-        db: deps.db,
-        logger: deps.logger,
-        batchMax: 200,
-        batchWaitMs: 30,
-        queueMax: 5000,
-        maxInFlight: 4,
-      }),
-  };
-}
+const groupCommit = () => withGroupCommit({ batchWaitMs: 30 });
 
 beforeAll(async () => {
   a = await createTestApp({}, groupCommit());
