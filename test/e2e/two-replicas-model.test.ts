@@ -321,7 +321,14 @@ async function checkFeedAndStats() {
   }>`SELECT seq::text FROM status_events ORDER BY seq`.execute(a.database.db);
   const all = rows.map((r) => Number(r.seq)).sort((x, y) => x - y);
   for (const app of [a, b]) {
-    const seen = await walkFeed(app);
+    // The feed lags a commit until no older transaction is in flight (its horizon: another
+    // replica's, a background worker's), never skips one: walked again until it has caught up.
+    let seen = await walkFeed(app);
+    const deadline = Date.now() + 20_000;
+    while (seen.length < all.length && Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      seen = await walkFeed(app);
+    }
     expect(new Set(seen).size).toBe(seen.length);
     expect([...seen].sort((x, y) => x - y)).toEqual(all);
     // message_status: the fold of the message's events up to this one, in feed order.
