@@ -85,6 +85,9 @@ import { sqlState } from './write-failure';
  * marked, never a transaction that writes. On a pool with a query_timeout of its own the mark
  * changes nothing.
  *
+ * 9. The same BEGIN pins, LOCAL, the settings that would change what our statements mean if an
+ * operator set them otherwise on the role or the database (PINNED_SETTINGS).
+ *
  * Behind PgBouncer in transaction mode, named statements need PgBouncer ≥ 1.21 with
  * `max_prepared_statements` set.
  */
@@ -157,11 +160,14 @@ export function kyselyPool(
   }: { idleInTransactionTimeoutMs?: number; lockTimeoutMs?: number } = {},
 ): PostgresPool {
   // Sent in the same simple-protocol message as the transaction's BEGIN (5. and 6. above).
-  const timeouts = tighterTimeouts({
-    idle_in_transaction_session_timeout: Math.round(idleInTransactionTimeoutMs),
-    lock_timeout: Math.round(lockTimeoutMs),
-  });
-  const bound = `${timeouts}; SET LOCAL sw_status.in_transaction = 'on'`;
+  const settings = [
+    ...tighterTimeouts({
+      idle_in_transaction_session_timeout: Math.round(idleInTransactionTimeoutMs),
+      lock_timeout: Math.round(lockTimeoutMs),
+    }),
+    ...PINNED_SETTINGS,
+  ];
+  const bound = `SELECT ${settings.join(', ')}; SET LOCAL sw_status.in_transaction = 'on'`;
   // The reader pool's query_timeout bounds every query already: a read's mark adds nothing.
   const ownQueryTimeout = Boolean(pool.options.query_timeout);
   // One wrapper per connection, so Kysely keeps one connection object per pg client.
@@ -189,14 +195,23 @@ export function kyselyPool(
  * READ transaction takes its snapshot here, right before its first statement, not at it: the
  * one such transaction (stats rebuildRollups) holds its lock from before its BEGIN.
  */
-function tighterTimeouts(bounds: Record<string, number>): string {
-  const settings = Object.entries(bounds).map(
+function tighterTimeouts(bounds: Record<string, number>): string[] {
+  return Object.entries(bounds).map(
     ([name, ms]) =>
       `set_config('${name}', CASE WHEN current_setting('${name}')::interval ` +
       `BETWEEN interval '1 ms' AND interval '${ms} ms' THEN current_setting('${name}') ELSE '${ms}' END, true)`,
   );
-  return `SELECT ${settings.join(', ')}`;
 }
+
+/**
+ * Settings that change what our statements mean, pinned LOCAL in every transaction whatever the
+ * role or database says (9. above). array_nulls: the write path sends its batches as array
+ * literals with NULL unquoted (messages/record-events.repository.ts arrayElement); with
+ * `array_nulls = off` — a backward-compatibility setting an operator or an old dump can leave
+ * on the database — PostgreSQL reads that NULL as the text 'NULL', and as a syntax error in a
+ * number or time array: nearly every genuine callback was refused with a 400.
+ */
+const PINNED_SETTINGS = [`set_config('array_nulls', 'on', true)`];
 
 interface Corkable {
   cork(): void;

@@ -7,7 +7,7 @@ import { isDatabaseUnavailable } from '../../src/db/database-unavailable';
 import { IDLE_IN_TRANSACTION_TIMEOUT_MS } from '../../src/db/kysely-pool';
 import { createFeedSignal } from '../../src/feed/feed-signal';
 import { createLogger } from '../../src/logger';
-import { nativeFields, postNative } from '../helpers/callbacks';
+import { cxmlFields, nativeFields, postCxml, postNative } from '../helpers/callbacks';
 import { eventually } from '../helpers/eventually';
 import { createTestApp, TEST_API_TOKEN } from '../helpers/test-app';
 import type { TestApp } from '../helpers/test-app';
@@ -186,4 +186,45 @@ describe("a database whose idle_in_transaction_session_timeout is an operator's"
       expect(await insideTransaction()).toBe(expected);
     },
   );
+});
+
+describe('a database whose array_nulls is off', () => {
+  // A backward-compatibility setting an operator or an old dump can leave on a database: an
+  // unquoted NULL in an array literal is then the text 'NULL' (a syntax error in a number or
+  // time array). The write path sends its batches as array literals.
+  let t: TestApp;
+  let database: TestDatabase;
+  beforeAll(async () => {
+    database = await createTestDatabase(2);
+    await asAdmin(`ALTER DATABASE ${databaseName(database.url)} SET array_nulls = off`);
+    t = await createTestApp({}, { database });
+  });
+  afterAll(async () => {
+    await t?.close();
+    await database?.destroy();
+  });
+
+  test('When genuine callbacks with empty fields come, then they are stored (200) with those fields empty, not refused as malformed', async () => {
+    const nativeId = randomUUID();
+    const native = await postNative(t.publicApp, nativeFields({ id: nativeId, status: 'sent' }));
+    expect([native.status, native.body?.error?.code]).toEqual([200, undefined]);
+
+    const cxmlId = `SM${randomUUID().replace(/-/g, '')}`;
+    const cxml = await postCxml(
+      t.publicApp,
+      cxmlFields({ MessageSid: cxmlId, MessageStatus: 'delivered' }),
+    );
+    expect([cxml.status, cxml.body?.error?.code]).toEqual([200, undefined]);
+
+    for (const [id, status] of [
+      [nativeId, 'sent'],
+      [cxmlId, 'delivered'],
+    ]) {
+      const got = await request(t.internalApp)
+        .get(`/v1/messages/${id}`)
+        .auth(TEST_API_TOKEN, { type: 'bearer' });
+      expect(got.status).toBe(200);
+      expect(got.body).toMatchObject({ status, error_code: null, error_message: null });
+    }
+  });
 });
