@@ -132,7 +132,7 @@ export interface MigrateOptions {
    * is: an operator's `npm run migrate` behind a rollout's migration Job otherwise waits in
    * silence. Told, too, what a rebase of a restored database moved.
    */
-  logger?: Pick<Logger, 'info'>;
+  logger?: Pick<Logger, 'info' | 'warn'>;
 }
 
 /**
@@ -406,6 +406,7 @@ export async function migrateReachable<T>(
   options: MigrateOptions = {},
 ): Promise<string[]> {
   try {
+    if (url) await refuseOtherEncodings(db, url, options.logger);
     if (url) await refuseForeignTables(db, url);
     return await migrateToLatest(db, undefined, options);
   } catch (error) {
@@ -429,6 +430,34 @@ export async function migrateReachable<T>(
     }
     throw error;
   }
+}
+
+/**
+ * sw-status stores text as SignalWire sends it — names, error messages, raw callbacks in any
+ * script — so its database must be UTF8. In LATIN1 (or WIN1252, EUC_JP…) such text cannot be
+ * stored at all (the migrations' own comments already fail, with a conversion error that names
+ * no encoding); in SQL_ASCII (what initdb picks under a POSIX locale: many old clusters) bytes
+ * pass unchecked, and a JSON escape of a non-ASCII character is refused. A fresh install is
+ * refused with the fix; a database already migrated is warned about, not stopped: its
+ * release's rollout must not fail on what ran before it.
+ */
+async function refuseOtherEncodings<T>(
+  db: Kysely<T>,
+  url: string,
+  logger: MigrateOptions['logger'],
+): Promise<void> {
+  const { rows } = await sql<{ server_encoding: string }>`SHOW server_encoding`.execute(db);
+  const encoding = rows[0]?.server_encoding;
+  if (encoding === undefined || encoding === 'UTF8') return;
+  const problem = `DATABASE_URL: ${databaseNamed(url)} is encoded ${encoding}, not UTF8`;
+  const fix =
+    "sw-status needs a UTF8 database (CREATE DATABASE … ENCODING 'UTF8' TEMPLATE template0; " +
+    'README "PostgreSQL for sw-status")';
+  if (!(await hasOurHistory(db))) throw new StartupError(`${problem}: ${fix}.`);
+  logger?.warn(
+    { encoding },
+    `${problem}: text SignalWire sends in other scripts may be refused. ${fix}: move the data into one (pg_dump, then restore into a UTF8 database).`,
+  );
 }
 
 /** SQLSTATE duplicate_table: CREATE of a relation (table, index, sequence) whose name is taken. */
