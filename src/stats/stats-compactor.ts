@@ -1,7 +1,7 @@
 import type { Db } from '../db/database';
 import type { Logger } from '../logger';
 import { startTimedRounds } from '../process/timed-rounds';
-import { foldDeltas } from './stats.repository';
+import { foldDeltas, TriggersOffError } from './stats.repository';
 
 /**
  * Folds the stats deltas the write path appends into the minute and hour rollups every few
@@ -33,8 +33,11 @@ export function startStatsCompactor({
       if (failing) logger.info('stats rollups: folding deltas again');
       failing = false;
     } catch (error) {
-      // The database is away (the ingest path spools meanwhile): try again next round.
-      if (!failing) logger.warn({ err: error }, 'stats rollups: could not fold deltas');
+      // The database is away (the ingest path spools meanwhile): try again next round. A role
+      // whose triggers are off needs an operator: said at error level, once.
+      if (!failing && error instanceof TriggersOffError) {
+        logger.error(`stats rollups: not folding deltas: ${error.message}`);
+      } else if (!failing) logger.warn({ err: error }, 'stats rollups: could not fold deltas');
       failing = true;
     }
   };

@@ -177,6 +177,30 @@ export async function readEdges(
 }
 
 /**
+ * The narrow rollups (counts and latency, which GET /v1/stats reads) are kept by triggers on the
+ * wide ones (db/migrations/0009). A session whose session_replication_role is `replica` — left
+ * on the role or the database after a migration with AWS DMS or pglogical, which tell you to set
+ * it on the target — fires no ordinary triggers: a fold would move deltas into the wide rollups
+ * only, and the stats would lose those messages for good. So folds and rebuilds refuse while it
+ * is so; the deltas wait (the stats read them unfolded meanwhile), and are folded once it is
+ * `origin` again.
+ */
+const TRIGGERS_OFF = sql<boolean>`current_setting('session_replication_role') = 'replica'`;
+
+export class TriggersOffError extends Error {
+  constructor() {
+    super(
+      "session_replication_role is 'replica' for sw-status's sessions (set on its role or its " +
+        'database): PostgreSQL fires no triggers then, and the stats rollups are kept by triggers, ' +
+        'so stats deltas are not folded (GET /v1/stats stays exact, reading them unfolded, but ' +
+        'slows as they pile up). Reset it — ALTER ROLE <role> RESET session_replication_role ' +
+        '(or ALTER DATABASE …) — and restart the pods: a session keeps the setting it began with.',
+    );
+    this.name = 'TriggersOffError';
+  }
+}
+
+/**
  * Folds the deltas committed so far into the minute and hour rollups, unless another replica
  * is doing it (then returns null). The DELETE … RETURNING takes exactly the deltas this
  * statement's snapshot sees, so one written meanwhile waits for the next round. Rollup rows
@@ -184,9 +208,16 @@ export async function readEdges(
  */
 export async function foldDeltas(db: Db): Promise<number | null> {
   return db.transaction().execute(async (trx) => {
-    const { rows } = await sql<{ locked: boolean; moved: string; minutes: Date[] | null }>`
-      WITH lock AS MATERIALIZED (SELECT pg_try_advisory_xact_lock(${ROLLUP_LOCK}) AS locked),
-      moved AS (DELETE FROM stats_deltas WHERE (SELECT locked FROM lock) RETURNING *),
+    const { rows } = await sql<{
+      locked: boolean;
+      triggers_off: boolean;
+      moved: string;
+      minutes: Date[] | null;
+    }>`
+      WITH lock AS MATERIALIZED (
+        SELECT pg_try_advisory_xact_lock(${ROLLUP_LOCK}) AS locked, ${TRIGGERS_OFF} AS triggers_off
+      ),
+      moved AS (DELETE FROM stats_deltas WHERE (SELECT locked AND NOT triggers_off FROM lock) RETURNING *),
       sums AS (
         SELECT minute, api, status, error_code, latency_bucket, sum(messages) AS messages,
                sum(conflicts) AS conflicts, sum(final_within_10s) AS final_within_10s
@@ -206,9 +237,11 @@ export async function foldDeltas(db: Db): Promise<number | null> {
           messages = r.messages + excluded.messages, conflicts = r.conflicts + excluded.conflicts,
           final_within_10s = r.final_within_10s + excluded.final_within_10s
       )
-      SELECT (SELECT locked FROM lock) AS locked, (SELECT count(*) FROM moved) AS moved,
+      SELECT (SELECT locked FROM lock) AS locked, (SELECT triggers_off FROM lock) AS triggers_off,
+             (SELECT count(*) FROM moved) AS moved,
              (SELECT array_agg(DISTINCT minute) FROM sums) AS minutes`.execute(trx);
-    const { locked, moved, minutes } = rows[0]!;
+    const { locked, triggers_off, moved, minutes } = rows[0]!;
+    if (triggers_off) throw new TriggersOffError();
     if (!locked) return null;
     if (minutes?.length) {
       // In a statement of its own: the one above cannot see its own upserts.
@@ -249,6 +282,8 @@ export async function rebuildRollups(
   log: (line: string) => void = () => undefined,
 ): Promise<{ messages: number; keys: number }> {
   return db.connection().execute(async (connection) => {
+    const { rows } = await sql<{ off: boolean }>`SELECT ${TRIGGERS_OFF} AS off`.execute(connection);
+    if (rows[0]!.off) throw new TriggersOffError();
     await sql`SELECT pg_advisory_lock(${ROLLUP_LOCK})`.execute(connection);
     try {
       return await recount(connection, log);
