@@ -9,6 +9,7 @@ import { startFeedEpochChecks } from './feed/feed-epoch';
 import { createFeedSignal } from './feed/feed-signal';
 import { startEmbeddedPostgres } from './db/embedded-postgres';
 import { knownMigrations, migrateReachable } from './db/migrate';
+import { warnWhereSchemasOpenToAll } from './db/schema-privileges';
 import { schemaProblem } from './db/schema-version';
 import type { Lifecycle } from './http/health.routes';
 import { createIngestRecorder, openServiceSpool } from './ingest/ingest';
@@ -60,6 +61,10 @@ async function main(): Promise<void> {
   if (!config.isProduction) {
     const applied = await migrateReachable(db, config.databaseUrl, { logger });
     if (applied.length > 0) logger.info({ applied }, 'migrations applied');
+  } else {
+    // Migrating says so too; in production the migration Job's log is easy to miss. Advisory:
+    // a database not reachable yet is the readiness check's to report.
+    void warnWhereSchemasOpenToAll(db, logger).catch(() => undefined);
   }
 
   // SIGNALWIRE_SPACE_URL unset (refused in production): the built-in simulator is the send

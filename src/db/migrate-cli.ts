@@ -189,7 +189,7 @@ async function endSessions(url: string, sessions: Session[]): Promise<number> {
            JOIN unnest($1::int[], $2::text[]) AS s(pid, started)
              ON a.pid = s.pid AND a.backend_start = s.started::timestamptz`
         : `SELECT count(*) FILTER (WHERE pg_terminate_backend(pid))::int AS ended
-           FROM unnest($1::int[]) AS pid`,
+           FROM pg_catalog.unnest($1::int[]) AS pid`,
       known
         ? [sessions.map((session) => session.pid), sessions.map((session) => session.started)]
         : [sessions.map((session) => session.pid)],

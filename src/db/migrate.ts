@@ -13,6 +13,7 @@ import {
   judgeSchema,
   readSchema,
 } from './schema-version';
+import { warnWhereSchemasOpenToAll } from './schema-privileges';
 import { rebaseTransactionIds } from './transaction-id-rebase';
 import { sqlState } from './write-failure';
 
@@ -363,8 +364,8 @@ async function historySchema<T>(
 ): Promise<string | undefined> {
   const { rows: candidates } = await sql<{ schema: string }>`
     SELECT s.name AS schema
-    FROM unnest(current_schemas(false)) WITH ORDINALITY AS s(name, ord)
-    WHERE to_regclass(format('%I.kysely_migration', s.name)) IS NOT NULL
+    FROM pg_catalog.unnest(current_schemas(false)) WITH ORDINALITY AS s(name, ord)
+    WHERE to_regclass(pg_catalog.format('%I.kysely_migration', s.name)) IS NOT NULL
     ORDER BY s.ord`.execute(db);
   for (const { schema } of candidates) {
     const { rows } = await sql<{ ours: boolean }>`
@@ -407,6 +408,7 @@ export async function migrateReachable<T>(
 ): Promise<string[]> {
   try {
     if (url) await refuseOtherEncodings(db, url, options.logger);
+    if (url && options.logger) await warnWhereSchemasOpenToAll(db, options.logger);
     if (url) await refuseForeignTables(db, url);
     return await migrateToLatest(db, undefined, options);
   } catch (error) {
@@ -477,8 +479,8 @@ function isDuplicateTable(error: unknown): boolean {
 async function refuseForeignTables<T>(db: Kysely<T>, url: string): Promise<void> {
   const names = await tablesCreated();
   const { rows } = await sql<{ name: string }>`
-    SELECT t.name FROM unnest(${names}::text[]) WITH ORDINALITY AS t(name, ord)
-    WHERE to_regclass(format('%I.%I', current_schema(), t.name)) IS NOT NULL
+    SELECT t.name FROM pg_catalog.unnest(${names}::text[]) WITH ORDINALITY AS t(name, ord)
+    WHERE to_regclass(pg_catalog.format('%I.%I', current_schema(), t.name)) IS NOT NULL
     ORDER BY t.ord LIMIT 1`.execute(db);
   const taken = rows[0]?.name;
   if (taken === undefined || (await hasOurHistory(db))) return;

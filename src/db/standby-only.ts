@@ -130,7 +130,7 @@ const READER_STATE_SQL = `SELECT pg_is_in_recovery() AS standby,
        $1::pg_lsn IS NULL OR coalesce(pg_last_wal_replay_lsn() >= $1::pg_lsn, false) AS "caughtUp",
        pg_last_wal_replay_lsn()::text AS replayed,
        current_user AS "user",
-       ARRAY(SELECT t FROM unnest($2::text[]) AS t
+       ARRAY(SELECT t FROM pg_catalog.unnest($2::text[]) AS t
              WHERE to_regclass(t) IS NULL OR NOT has_table_privilege(t, 'SELECT')) AS unreadable`;
 
 interface ReaderState extends Identity {

@@ -312,7 +312,7 @@ export async function recordOutcomes(
     ), waiting AS (
       -- The host matched as an array, as claimDueJobs matches it: the walk stays on
       -- relay_jobs_host_due_idx, never relay_jobs_due_idx past every host's jobs.
-      SELECT j.id FROM unnest(${hosts}::text[]) AS h(host) CROSS JOIN LATERAL (
+      SELECT j.id FROM pg_catalog.unnest(${hosts}::text[]) AS h(host) CROSS JOIN LATERAL (
         SELECT j.id, j.attempts, j.last_status, j.updated_at, j.next_attempt_at
         FROM relay_jobs j
         WHERE j.state = 'pending' AND j.host = ANY(ARRAY[h.host]) AND j.next_attempt_at > now()

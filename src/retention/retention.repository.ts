@@ -124,13 +124,13 @@ async function removeStep(
   const { rows: removed } = await sql<{ status_events: string; relay_jobs: string }>`
     WITH events AS (
       DELETE FROM status_events WHERE seq IN (
-        SELECT e.seq FROM unnest(${ids}::text[]) AS d(id)
+        SELECT e.seq FROM pg_catalog.unnest(${ids}::text[]) AS d(id)
         CROSS JOIN LATERAL (SELECT seq FROM status_events WHERE message_id = d.id) e
         LIMIT ${EVENTS_PER_STEP})
       RETURNING tx, seq
     ), jobs AS (
       DELETE FROM relay_jobs WHERE id IN (
-        SELECT j.id FROM unnest(${ids}::text[]) AS d(id)
+        SELECT j.id FROM pg_catalog.unnest(${ids}::text[]) AS d(id)
         CROSS JOIN LATERAL (SELECT id FROM relay_jobs WHERE message_id = d.id) j
         LIMIT ${EVENTS_PER_STEP})
       RETURNING 1
@@ -151,7 +151,7 @@ async function removeStep(
   let emptied = doomed;
   if (statusEvents >= EVENTS_PER_STEP || relayJobs >= EVENTS_PER_STEP) {
     const { rows: left } = await sql<{ id: string }>`
-      SELECT d.id FROM unnest(${ids}::text[]) AS d(id)
+      SELECT d.id FROM pg_catalog.unnest(${ids}::text[]) AS d(id)
       WHERE EXISTS (SELECT 1 FROM status_events e WHERE e.message_id = d.id)
          OR EXISTS (SELECT 1 FROM relay_jobs j WHERE j.message_id = d.id)`.execute(trx);
     const unfinished = new Set(left.map((row) => row.id));

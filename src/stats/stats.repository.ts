@@ -239,7 +239,7 @@ export async function foldDeltas(db: Db): Promise<number | null> {
       )
       SELECT (SELECT locked FROM lock) AS locked, (SELECT triggers_off FROM lock) AS triggers_off,
              (SELECT count(*) FROM moved) AS moved,
-             (SELECT array_agg(DISTINCT minute) FROM sums) AS minutes`.execute(trx);
+             (SELECT pg_catalog.array_agg(DISTINCT minute) FROM sums) AS minutes`.execute(trx);
     const { locked, triggers_off, moved, minutes } = rows[0]!;
     if (triggers_off) throw new TriggersOffError();
     if (!locked) return null;
@@ -249,7 +249,7 @@ export async function foldDeltas(db: Db): Promise<number | null> {
         WITH m AS (DELETE FROM stats_minutes WHERE minute = ANY(${minutes}::timestamptz[])
                      AND messages = 0)
         DELETE FROM stats_hours
-        WHERE hour = ANY(SELECT date_trunc('hour', t, 'UTC') FROM unnest(${minutes}::timestamptz[]) t)
+        WHERE hour = ANY(SELECT date_trunc('hour', t, 'UTC') FROM pg_catalog.unnest(${minutes}::timestamptz[]) t)
           AND messages = 0`.execute(trx);
     }
     return Number(moved);
