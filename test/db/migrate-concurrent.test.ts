@@ -40,9 +40,10 @@ test('When two runners migrate a database one transactional and one no-transacti
   unlinkSync(path.join(previous, '0015_messages_stuck_created_idx.sql'));
   unlinkSync(path.join(previous, '0016_feed_epoch.sql'));
   unlinkSync(path.join(previous, '0017_messages_api_idx.sql'));
+  unlinkSync(path.join(previous, '0018_stats_rollups_search_path.sql'));
   await migrateToLatest(target.db, previous);
 
-  // This release: 0009, 0012, 0013 and 0016 (transactional), 0010, 0011, 0014, 0015 and 0017
+  // This release: 0009, 0012, 0013, 0016 and 0018 (transactional), 0010, 0011, 0014, 0015 and 0017
   // (no-transaction) pending, two runners at once, each with its own pool as two processes
   // would have.
   const a = createDb(target.url, 2);
@@ -69,6 +70,7 @@ test('When two runners migrate a database one transactional and one no-transacti
       '0015_messages_stuck_created_idx',
       '0016_feed_epoch',
       '0017_messages_api_idx',
+      '0018_stats_rollups_search_path',
     ]);
     const { rows } = await sql<{ valid: boolean }>`
       SELECT i.indisvalid AS valid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid

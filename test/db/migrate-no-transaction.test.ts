@@ -151,6 +151,7 @@ test('When a transaction older than the build runs past lock_timeout (a backup, 
       '0015_messages_stuck_created_idx',
       '0016_feed_epoch',
       '0017_messages_api_idx',
+      '0018_stats_rollups_search_path',
     ]);
     await release;
   } finally {

@@ -120,12 +120,14 @@ test(`When 0014 runs on ${EVENTS} events while callbacks keep arriving, then no 
   await ingest;
 
   // 0015 (stuck messages by created_at) after it, built concurrently the same way, then 0016
-  // (the feed epoch's table) and 0017 (messages by API, built concurrently too).
+  // (the feed epoch's table), 0017 (messages by API, built concurrently too) and 0018 (the stats
+  // trigger function's search_path).
   expect(applied).toEqual([
     '0014_messages_sweep_due_idx',
     '0015_messages_stuck_created_idx',
     '0016_feed_epoch',
     '0017_messages_api_idx',
+    '0018_stats_rollups_search_path',
   ]);
   expect(errors).toEqual([]);
   expect(during).toBeGreaterThan(0);
@@ -160,6 +162,7 @@ test('When 0014 was interrupted and left its index invalid, then running it agai
     '0015_messages_stuck_created_idx',
     '0016_feed_epoch',
     '0017_messages_api_idx',
+    '0018_stats_rollups_search_path',
   ]);
   expect(await sweepIndexes()).toContainEqual({ name: 'messages_sweep_due_idx', valid: true });
 }, 120_000);

@@ -15,9 +15,11 @@ import type { TestDatabase } from '../helpers/test-database';
  * A shared cluster where every role may create objects in `public` (PostgreSQL ≤ 14, or a
  * cluster upgraded from one), which is on sw-status's search_path. pg_catalog is searched
  * first, but a function whose argument types match a call exactly beats PostgreSQL's
- * polymorphic one (CVE-2018-1058): another role's `unnest(timestamptz[])` ran as sw-status's
- * role every 5 s, from the stats compactor's fold. Now the hottest such calls name pg_catalog,
- * and migrating (and a production start) says which schema is open to all and how to close it.
+ * polymorphic one (CVE-2018-1058): another role's `unnest(timestamptz[])`, or `format(text, …)`
+ * in the stats rollups' trigger function, ran as sw-status's role every 5 s, from the stats
+ * compactor's fold. Now the hottest such calls name pg_catalog, the trigger function has a
+ * search_path of its own (db/migrations/0018), and migrating (and a production start) says
+ * which schema is open to all and how to close it.
  */
 const databaseName = (url: string): string => new URL(url).pathname.slice(1);
 const mallory = `sw_test_mallory_${randomBytes(4).toString('hex')}`;
@@ -38,6 +40,17 @@ beforeAll(async () => {
       INSERT INTO public.mallory_saw VALUES (current_user, '${signature}');
       RETURN QUERY SELECT x FROM pg_catalog.unnest(a) AS x;
     END $f$;`;
+  // The stats trigger function's dynamic statements: format(text, text, …) with 3 to 6 texts.
+  const formatSpy = (texts: number) => {
+    const names = Array.from({ length: texts }, (_, i) => `a${i}`);
+    return `
+    CREATE FUNCTION public.format(f text, ${names.map((n) => `${n} text`).join(', ')}) RETURNS text
+    LANGUAGE plpgsql AS $f$
+    BEGIN
+      INSERT INTO public.mallory_saw VALUES (current_user, 'format with ${texts} texts');
+      RETURN pg_catalog.format(f, ${names.join(', ')});
+    END $f$;`;
+  };
   await sql
     .raw(
       `SET ROLE ${mallory};
@@ -45,6 +58,7 @@ beforeAll(async () => {
        GRANT INSERT ON public.mallory_saw TO PUBLIC;
        ${spy('unnest(a text[])', 'SETOF text')}
        ${spy('unnest(a timestamptz[])', 'SETOF timestamptz')}
+       ${[3, 4, 5, 6].map(formatSpy).join('\n')}
        RESET ROLE;`,
     )
     .execute(database.db);

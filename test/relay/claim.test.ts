@@ -177,6 +177,7 @@ test('When migration 0010 was interrupted and left its index invalid, then runni
     '0015_messages_stuck_created_idx',
     '0016_feed_epoch',
     '0017_messages_api_idx',
+    '0018_stats_rollups_search_path',
   ]);
   expect((await index()).rows).toEqual([{ valid: true }]);
 });
