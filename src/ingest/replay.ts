@@ -1,8 +1,10 @@
 import type { Db } from '../db/database';
+import { errorCode } from '../db/failure-reason';
 import { classifyWriteFailure, isRefusedData, sqlState } from '../db/write-failure';
 import type { Logger } from '../logger';
 import type { RecordOptions, RecordOutcome, recordEvents } from '../messages/record-events';
 import type { StatusEvent } from '../messages/status-event';
+import { isLackOfSpace } from './spool-files';
 
 /**
  * Writing spooled events into PostgreSQL. Every spooled event was acknowledged to SignalWire,
@@ -75,7 +77,8 @@ export interface ReplayWriter {
   readonly counts: ReplayCounts;
   /**
    * The last transient failure's SQLSTATE (or message) while it is being retried, or 55P03
-   * while events wait for a locked message; else null.
+   * while events wait for a locked message (ENOSPC or EDQUOT: for room for a dead letter);
+   * else null.
    */
   retrying(): string | null;
 }
@@ -105,23 +108,33 @@ export function createReplayWriter(options: ReplayWriterOptions): ReplayWriter {
   // Messages whose events wait for the next pass (startPass), and whether the last pass had any.
   let blocked = new Set<string>();
   let blockedLastPass = false;
+  // Why the last event was deferred: a locked message (55P03), or no room for a dead letter.
+  let blockedBy = LOCKED;
   let deferred = 0;
   // The chunk being committed: where each of its events (as written) stands in it, and the
   // places of those deferred.
   let positions = new Map<StatusEvent, number>();
   let deferredHere: number[] = [];
 
-  /** Keeps `event` for the next pass, and its message's later events with it. */
-  function defer(event: StatusEvent, error?: unknown): void {
+  /**
+   * Keeps `event` for the next pass, and its message's later events with it: its message is
+   * locked elsewhere, or (`noRoom`, the dead-letter file's write error) it is a dead letter the
+   * full spool volume has no room for.
+   */
+  function defer(event: StatusEvent, error?: unknown, noRoom?: unknown): void {
     deferred++;
     deferredHere.push(positions.get(event)!);
     // A write that failed and will be tried again (at the next pass), as the metric counts.
     if (error !== undefined) counts.retries++;
+    blockedBy = noRoom === undefined ? LOCKED : (errorCode(noRoom) ?? 'ENOSPC');
     if (blocked.has(event.messageId)) return;
     blocked.add(event.messageId);
     logger.warn(
-      { err: error, message_id: event.messageId },
-      'replayed event waits for a lock on its message: kept for the next pass, the others go on',
+      { err: noRoom ?? error, message_id: event.messageId },
+      noRoom === undefined
+        ? 'replayed event waits for a lock on its message: kept for the next pass, the others go on'
+        : 'replayed event cannot be stored, and the spool volume has no room for its dead letter: ' +
+            "kept for the next pass, the others go on (their segments' removal frees room)",
     );
   }
 
@@ -194,7 +207,8 @@ export function createReplayWriter(options: ReplayWriterOptions): ReplayWriter {
           const failures = (codeFailures.get(event) ?? 0) + (failure === 'event' ? 1 : 0);
           codeFailures.set(event, failures);
           if (failure === 'event' && (isRefusedData(error) || failures >= CODE_FAILURE_ATTEMPTS)) {
-            await deadLetter(event, error);
+            const noRoom = await deadLetter(event, error);
+            if (noRoom !== undefined) defer(event, error, noRoom);
             continue;
           }
           again.push(event);
@@ -207,20 +221,33 @@ export function createReplayWriter(options: ReplayWriterOptions): ReplayWriter {
     }
   }
 
-  async function deadLetter(event: StatusEvent, error: unknown): Promise<void> {
+  /**
+   * Keeps `event` in the dead-letter file; returns the write's error when the spool's volume
+   * has no room for it. A full volume — an outage long enough to fill it — must not stop the
+   * replay at the first dead letter: every pass stopped there again, no segment was removed, no
+   * room ever came back, and every callback was refused (503) with the database up. Instead the
+   * event waits in its segment (deferred) while the later segments are stored and removed.
+   */
+  async function deadLetter(event: StatusEvent, error: unknown): Promise<unknown> {
     const message = error instanceof Error ? error.message : String(error);
     const code = sqlState(error);
+    try {
+      await options.deadLetter(event, code ? `${code} ${message}` : message);
+    } catch (writeError) {
+      if (isLackOfSpace(writeError)) return writeError;
+      throw writeError;
+    }
     logger.error(
       { err: error, message_id: event.messageId },
       'replayed event cannot be stored: dead-lettered',
     );
-    await options.deadLetter(event, code ? `${code} ${message}` : message);
     counts.deadLettered++;
+    return undefined;
   }
 
   return {
     counts,
-    retrying: () => retryingWith ?? (blocked.size > 0 || blockedLastPass ? LOCKED : null),
+    retrying: () => retryingWith ?? (blocked.size > 0 || blockedLastPass ? blockedBy : null),
     startPass() {
       blockedLastPass = blocked.size > 0;
       blocked = new Set();

@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { open, stat } from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
+import { errorCode } from '../db/failure-reason';
 import type { StatusEvent } from '../messages/status-event';
 import type { SpoolLine } from './spool-lines';
 
@@ -61,6 +62,13 @@ export function markDiskFailure(error: unknown): void {
 /** Whether a replay failed on the spool's own disk rather than on the database. */
 export function isSpoolDiskFailure(error: unknown): boolean {
   return typeof error === 'object' && error !== null && diskFailures.has(error);
+}
+
+/** Errors of a file system without room for what is written (the spool volume full). */
+const LACK_OF_SPACE = new Set(['ENOSPC', 'EDQUOT', 'EFBIG']);
+
+export function isLackOfSpace(error: unknown): boolean {
+  return LACK_OF_SPACE.has(errorCode(error) ?? '');
 }
 
 export async function exists(file: string): Promise<boolean> {

@@ -8,6 +8,7 @@ import {
   copyLine,
   endsWithNewline,
   exists,
+  isLackOfSpace,
   lineHash,
   sha256,
   syncDirectory,
@@ -17,9 +18,6 @@ import { countLines, readLines } from './spool-lines';
 
 // The dead-letter file's name in the first release (copyLegacyDeadLetters).
 const LEGACY_DEAD_LETTER_FILE = 'rejected.jsonl';
-// Errors of a file system without room: the first release's dead letters wait for it
-// (adoptLegacy), any other failure is said at once.
-const LACK_OF_SPACE = new Set(['ENOSPC', 'EDQUOT', 'EFBIG']);
 
 /** The first release's dead-letter file in a spool directory, moved into today's. */
 export interface LegacyDeadLetters {
@@ -64,7 +62,8 @@ export function legacyDeadLetters(dir: string, logger: Logger): LegacyDeadLetter
     } catch (error) {
       // Only a lack of space is waited out; any other failure (a rejected.jsonl this process
       // may not read, an I/O error) is said at once, as before, not counted as no dead letters.
-      if (!LACK_OF_SPACE.has(errorCode(error) ?? '')) throw error;
+      // Without room the first release's dead letters wait for it; any other failure is said.
+      if (!isLackOfSpace(error)) throw error;
       if (!legacyWarned) {
         legacyWarned = true;
         logger.warn(

@@ -140,18 +140,89 @@ describe('with PostgreSQL', () => {
       batchWaitMs: 5,
     });
     try {
-      // The replay got as far as the dead letter (its neighbour is stored) and stopped there.
+      // The replay got as far as the dead letter (its neighbour is stored); the event waits in
+      // its segment for room, and readiness says so: the spool's volume, not the database.
       await eventually(async () => {
         const rows = await database.db
           .selectFrom('status_events')
           .select('message_id')
           .where('message_id', '=', neighbour.messageId)
           .execute();
-        return rows.length === 1 && recorder.mode() === 'spooling';
-      }, 'the replay stopped at the dead letter');
-      // The database answered every statement (it refused one event's data): the spool's
-      // volume failed.
-      expect(recorder.status().database).toBe('ok');
+        return rows.length === 1 && recorder.status().spool.retrying === 'ENOSPC';
+      }, 'the replay waiting for room for the dead letter');
+      expect(recorder.status()).toMatchObject({
+        database: 'ok',
+        spool: { state: 'replaying', retrying: 'ENOSPC' },
+      });
+    } finally {
+      await recorder.drain();
+    }
+  }, 60_000);
+
+  test('When a full spool volume has no room for a dead letter, then the replay goes on past it, the later segments are stored and removed, and the dead letter is written once that frees room', async () => {
+    const poisoned = event();
+    const neighbour = event();
+    const later = event();
+    const earlier = await openSpool({ dir, logger, segmentMaxEvents: 2 });
+    await earlier.append([poisoned, neighbour]);
+    await earlier.append([later]);
+    await earlier.close();
+    const segments = (await fsPromises.readdir(dir)).filter((name) => name.startsWith('spool-'));
+    expect(segments).toHaveLength(2);
+    const laterSegment = path.join(dir, segments.sort().at(-1)!);
+    await sql
+      .raw(
+        `ALTER TABLE status_events ADD CONSTRAINT refuses_one CHECK (message_id <> '${poisoned.messageId}')`,
+      )
+      .execute(database.db);
+    // The volume is full until the later segment's removal frees room. Before, the replay
+    // stopped at the dead letter, every pass again: nothing was removed, room never came back,
+    // and every callback was refused (503) with the database up.
+    const open = fsPromises.open.bind(fsPromises);
+    jest.spyOn(fsPromises, 'open').mockImplementation((async (
+      ...args: Parameters<typeof open>
+    ): Promise<FileHandle> => {
+      const [file, flags] = args;
+      if (path.basename(String(file)) === DEAD_LETTER_FILE && flags === 'a+') {
+        if (
+          await fsPromises.stat(laterSegment).then(
+            () => true,
+            () => false,
+          )
+        ) {
+          throw errno('ENOSPC', 'open', String(file));
+        }
+      }
+      return open(...args);
+    }) as typeof fsPromises.open);
+
+    const recorder = await spooledRecorder(
+      database.db,
+      dir,
+      { commitTimeoutMs: 3_000, replayTimeoutMs: 10_000, maxInFlight: 2, batchWaitMs: 5 },
+      { segmentMaxEvents: 2 },
+    );
+    try {
+      await eventually(
+        () => recorder.mode() === 'direct',
+        'the spool replayed to its end, the dead letter written',
+      );
+      const stored = await database.db
+        .selectFrom('status_events')
+        .select('message_id')
+        .where('message_id', 'in', [poisoned.messageId, neighbour.messageId, later.messageId])
+        .execute();
+      expect(stored.map((row) => row.message_id).sort()).toEqual(
+        [neighbour.messageId, later.messageId].sort(),
+      );
+      const deadLetters = await fsPromises.readFile(path.join(dir, DEAD_LETTER_FILE), 'utf8');
+      expect(deadLetters.trim().split('\n')).toHaveLength(1);
+      expect(deadLetters).toContain(poisoned.messageId);
+      expect((await fsPromises.readdir(dir)).filter((name) => name.startsWith('spool-'))).toEqual(
+        [],
+      );
+      // Live callbacks are stored again.
+      expect(await recorder.record(event())).toBe('recorded');
     } finally {
       await recorder.drain();
     }
