@@ -110,6 +110,7 @@ async function main(): Promise<void> {
     pool,
     spoolDepth: spool.depth,
     spoolDeadLetters: spool.deadLetters,
+    spoolDir: spool.dir,
   });
   // Background work (STYLE.md): the relay of callers' own callbacks and the sweep. Like the
   // pod's traffic, it stops while the schema is not one this release may write to (a newer

@@ -182,6 +182,58 @@ test('When series show each trouble, then promtool test rules sees the alerts fi
   ]);
 });
 
+test('When a pod spools during an outage, then SwStatusSpoolVolumeFilling fires while the volume still has room — at a pace that fills it within the hour, or under a tenth left — and not for a pod whose spool is small or drains', async () => {
+  const GiB = 1024 ** 3;
+  const MiB = 1024 ** 2;
+  await expectPromtoolTestPasses('spool-volume', [
+    {
+      interval: '1m',
+      input_series: [
+        // sw-status-0: 500 callbacks/s into a 1Gi claim, about 37 MiB a minute: full at minute 28.
+        { series: `sw_status_spool_depth{${ns},pod="sw-status-0"}`, values: '0+30000x40' },
+        {
+          series: `sw_status_spool_volume_available_bytes{${ns},pod="sw-status-0"}`,
+          values: `${GiB}-${37 * MiB}x27 0x12`,
+        },
+        {
+          series: `sw_status_spool_volume_size_bytes{${ns},pod="sw-status-0"}`,
+          values: `${GiB}x40`,
+        },
+        // sw-status-1: a trickle, 1 MiB a minute into the same size: days of room.
+        { series: `sw_status_spool_depth{${ns},pod="sw-status-1"}`, values: '0+800x40' },
+        {
+          series: `sw_status_spool_volume_available_bytes{${ns},pod="sw-status-1"}`,
+          values: `${GiB}-${MiB}x40`,
+        },
+        {
+          series: `sw_status_spool_volume_size_bytes{${ns},pod="sw-status-1"}`,
+          values: `${GiB}x40`,
+        },
+        // sw-status-2: a volume nearly full of something else, with an empty spool.
+        { series: `sw_status_spool_depth{${ns},pod="sw-status-2"}`, values: '0x40' },
+        {
+          series: `sw_status_spool_volume_available_bytes{${ns},pod="sw-status-2"}`,
+          values: `${10 * MiB}x40`,
+        },
+        {
+          series: `sw_status_spool_volume_size_bytes{${ns},pod="sw-status-2"}`,
+          values: `${GiB}x40`,
+        },
+      ],
+      alert_rule_test: [
+        { eval_time: '3m', alertname: 'SwStatusSpoolVolumeFilling', exp_alerts: [] },
+        {
+          eval_time: '20m',
+          alertname: 'SwStatusSpoolVolumeFilling',
+          exp_alerts: [
+            { exp_labels: { severity: 'critical', namespace: 'sw-status', pod: 'sw-status-0' } },
+          ],
+        },
+      ],
+    },
+  ]);
+});
+
 test('When anyone posts forged signatures — a few among token traffic, or many beside genuine signed callbacks — then SwStatusSignatureFailures stays silent', async () => {
   await expectPromtoolTestPasses('forged-signatures', [
     {
