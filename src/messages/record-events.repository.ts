@@ -338,7 +338,7 @@ export async function recordBatch(
  * order the fold applied them in; only two distinct events of one message, both retried to two
  * replicas in opposite orders at once, could still meet that way.
  */
-function inLockOrder(events: readonly BatchEvent[]): readonly BatchEvent[] {
+export function inLockOrder(events: readonly BatchEvent[]): readonly BatchEvent[] {
   return [...events].sort(({ event: a }, { event: b }) =>
     a.messageId < b.messageId ? -1 : a.messageId > b.messageId ? 1 : 0,
   );
