@@ -11,9 +11,12 @@ import type { Logger } from '../logger';
  * it runs as sw-status's role with the statement's values in hand (CVE-2018-1058). The hottest
  * such calls name pg_catalog; the cure for all of them is the privilege.
  */
-export async function schemasOpenToAll<T>(db: Kysely<T>): Promise<string[]> {
-  const { rows } = await sql<{ name: string }>`
-    SELECT s.name
+export async function schemasOpenToAll<T>(
+  db: Kysely<T>,
+): Promise<{ name: string; quoted: string }[]> {
+  // quote_ident: a schema named like a reserved word (`user`) is quoted, as SQL needs it.
+  const { rows } = await sql<{ name: string; quoted: string }>`
+    SELECT s.name, pg_catalog.quote_ident(s.name) AS quoted
     FROM pg_catalog.unnest(pg_catalog.current_schemas(false)) WITH ORDINALITY AS s(name, ord)
     JOIN pg_catalog.pg_namespace n ON n.nspname = s.name
     WHERE EXISTS (
@@ -21,7 +24,7 @@ export async function schemasOpenToAll<T>(db: Kysely<T>): Promise<string[]> {
       FROM pg_catalog.aclexplode(coalesce(n.nspacl, pg_catalog.acldefault('n', n.nspowner))) a
       WHERE a.grantee = 0 AND a.privilege_type = 'CREATE')
     ORDER BY s.ord`.execute(db);
-  return rows.map((row) => row.name);
+  return rows;
 }
 
 /** Says so, with the fix, when some schema on the search path is open to every role. */
@@ -32,17 +35,13 @@ export async function warnWhereSchemasOpenToAll<T>(
   const schemas = await schemasOpenToAll(db);
   if (schemas.length === 0) return;
   const revoke = schemas
-    .map((name) => `REVOKE CREATE ON SCHEMA ${quoted(name)} FROM PUBLIC`)
+    .map(({ quoted }) => `REVOKE CREATE ON SCHEMA ${quoted} FROM PUBLIC`)
     .join('; ');
+  const names = schemas.map(({ name }) => name);
   logger.warn(
-    { schemas },
-    `every role may create objects in ${schemas.join(', ')}, on sw-status's search_path: another ` +
+    { schemas: names },
+    `every role may create objects in ${names.join(', ')}, on sw-status's search_path: another ` +
       "role could define a function sw-status's statements would call, run as sw-status's role " +
       `(CVE-2018-1058). As the schema's owner: ${revoke} (PostgreSQL 15's default; README "PostgreSQL for sw-status")`,
   );
-}
-
-/** A schema's name as SQL writes it: bare when it can be, else double-quoted. */
-function quoted(name: string): string {
-  return /^[a-z_][a-z0-9_$]*$/.test(name) ? name : `"${name.replace(/"/g, '""')}"`;
 }

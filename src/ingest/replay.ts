@@ -126,7 +126,9 @@ export function createReplayWriter(options: ReplayWriterOptions): ReplayWriter {
     deferredHere.push(positions.get(event)!);
     // A write that failed and will be tried again (at the next pass), as the metric counts.
     if (error !== undefined) counts.retries++;
-    blockedBy = noRoom === undefined ? LOCKED : (errorCode(noRoom) ?? 'ENOSPC');
+    // Why its message is blocked; an event deferred behind it (no cause of its own) keeps that.
+    if (noRoom !== undefined) blockedBy = errorCode(noRoom) ?? 'ENOSPC';
+    else if (error !== undefined) blockedBy = LOCKED;
     if (blocked.has(event.messageId)) return;
     blocked.add(event.messageId);
     logger.warn(

@@ -338,7 +338,11 @@ async function replay(
     );
   }
   if (left > 0) {
-    say('the database did not take everything within --timeout: run the command again');
+    say(
+      'not everything was replayed within --timeout (the log says what held it: the database, ' +
+        "a message locked elsewhere, or no room on the spool's volume for a dead letter): run " +
+        'the command again',
+    );
   }
   return left > 0 || deadLettered > 0 ? 1 : 0;
 }

@@ -239,9 +239,10 @@ export async function openDeadLetters(options: DeadLetterOptions): Promise<DeadL
           undecodable: undefined,
         });
       if (keys.has(key) || (lossyKey && keys.has(lossyKey))) return;
-      logger.error({ file }, 'spool line unreadable: kept in the dead-letter file');
       await writeDeadLetter(unreadableLineRecord(name, line));
       keys.add(key);
+      // Said once written: a write refused (a full volume) is tried again at the next pass.
+      logger.error({ file }, 'spool line unreadable: kept in the dead-letter file');
     });
   }
 

@@ -8,7 +8,14 @@ import { acquireInstanceLock } from '../process/instance-lock';
 import type { InstanceLock } from '../process/instance-lock';
 import { decodeSpoolLine, encodeSpoolLine } from './spool-codec';
 import { openDeadLetters } from './spool-dead-letters';
-import { MAX_LINE_BYTES, inChunks, markDiskFailure, syncDirectory, writeAll } from './spool-files';
+import {
+  MAX_LINE_BYTES,
+  inChunks,
+  isLackOfSpace,
+  markDiskFailure,
+  syncDirectory,
+  writeAll,
+} from './spool-files';
 import { legacyDeadLetters } from './spool-legacy';
 import { countLines, readLines } from './spool-lines';
 import type { SpoolLine } from './spool-lines';
@@ -532,6 +539,10 @@ async function openLocked(
           throw error;
         }
       };
+      // A dead letter of an unreadable line the full volume had no room for: its segment is
+      // kept and the pass goes on (the later segments' removal frees room); the pass then
+      // fails with it, so the next try comes after the recorder's probe, not at once.
+      let noRoom: unknown;
       try {
         await seal();
         let replayed = 0;
@@ -553,7 +564,18 @@ async function openLocked(
               continue;
             }
             // Only now, with every readable event committed: a failure above replays it again.
-            if (hasUnreadable) await deadLetterUnreadable(segment);
+            if (hasUnreadable) {
+              try {
+                await deadLetterUnreadable(segment);
+              } catch (error) {
+                if (!isLackOfSpace(error)) throw error;
+                // Nothing of it is left to store: only its unreadable lines wait for room.
+                segment.kept = { lines: new Set(), unreadable: true };
+                noRoom ??= error;
+                index++;
+                continue;
+              }
+            }
             await removeReplayed(segment.file);
             segment.removed = true;
             await syncRemoval(dir);
@@ -567,6 +589,10 @@ async function openLocked(
           }
           closed.splice(index, 1);
           depth -= segment.events;
+        }
+        if (noRoom !== undefined) {
+          markDiskFailure(noRoom);
+          throw noRoom;
         }
         return replayed;
       } finally {

@@ -24,21 +24,25 @@ export function startStatsCompactor({
   /** True while the schema is not this release's (DatabaseReadiness.schemaSuitable): no round. */
   paused?: () => boolean;
 }): StatsCompactor {
-  let failing = false;
+  // What the last round failed on, said once each time it changes: the database away (a
+  // warning, tried again next round), or a role whose triggers are off (an error: it needs an
+  // operator). An outage that comes first must not hide the second.
+  let failing: 'unavailable' | 'triggers-off' | null = null;
 
   const round = async (): Promise<void> => {
     if (paused()) return;
     try {
       await foldDeltas(db);
       if (failing) logger.info('stats rollups: folding deltas again');
-      failing = false;
+      failing = null;
     } catch (error) {
-      // The database is away (the ingest path spools meanwhile): try again next round. A role
-      // whose triggers are off needs an operator: said at error level, once.
-      if (!failing && error instanceof TriggersOffError) {
-        logger.error(`stats rollups: not folding deltas: ${error.message}`);
-      } else if (!failing) logger.warn({ err: error }, 'stats rollups: could not fold deltas');
-      failing = true;
+      const now = error instanceof TriggersOffError ? 'triggers-off' : 'unavailable';
+      if (now !== failing) {
+        if (now === 'triggers-off') {
+          logger.error(`stats rollups: not folding deltas: ${(error as Error).message}`);
+        } else logger.warn({ err: error }, 'stats rollups: could not fold deltas');
+      }
+      failing = now;
     }
   };
   const rounds = startTimedRounds(round, { firstDelayMs: intervalMs, intervalMs });

@@ -2,6 +2,7 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { sql } from 'kysely';
 import { createDb } from '../../src/db/database';
 import { migrateReachable } from '../../src/db/migrate';
+import { schemasOpenToAll } from '../../src/db/schema-privileges';
 import { createLogger } from '../../src/logger';
 import { removeExpiredMessages } from '../../src/retention/retention.repository';
 import { foldDeltas } from '../../src/stats/stats.repository';
@@ -109,4 +110,23 @@ test('When migrating, then a schema on the search path open to every role is nam
 
   await sql.raw(`REVOKE CREATE ON SCHEMA public FROM PUBLIC`).execute(database.db);
   expect(await migrate()).toEqual([]);
+});
+
+test('When the open schema is named like a reserved word, then the REVOKE it suggests quotes it', async () => {
+  await sql
+    .raw(`CREATE SCHEMA "user"; GRANT CREATE ON SCHEMA "user" TO PUBLIC`)
+    .execute(database.db);
+  try {
+    const open = await database.db.connection().execute(async (connection) => {
+      await sql.raw(`SET search_path = "user"`).execute(connection);
+      try {
+        return await schemasOpenToAll(connection);
+      } finally {
+        await sql.raw('RESET search_path').execute(connection);
+      }
+    });
+    expect(open).toEqual([{ name: 'user', quoted: '"user"' }]);
+  } finally {
+    await sql.raw(`DROP SCHEMA "user"`).execute(database.db);
+  }
 });

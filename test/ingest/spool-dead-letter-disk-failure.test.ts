@@ -58,6 +58,24 @@ function deadLetterFileCannotBeCreated(): void {
   }) as typeof fsPromises.open);
 }
 
+/** The volume is full (the dead-letter file cannot be created) until `file` is removed. */
+function fullUntilGone(file: string): void {
+  const open = fsPromises.open.bind(fsPromises);
+  jest.spyOn(fsPromises, 'open').mockImplementation((async (
+    ...args: Parameters<typeof open>
+  ): Promise<FileHandle> => {
+    const [target, flags] = args;
+    if (path.basename(String(target)) === DEAD_LETTER_FILE && flags === 'a+') {
+      const full = await fsPromises.stat(file).then(
+        () => true,
+        () => false,
+      );
+      if (full) throw errno('ENOSPC', 'open', String(target));
+    }
+    return open(...args);
+  }) as typeof fsPromises.open);
+}
+
 /** Reading the dead-letter file fails (a bad block under it). */
 function deadLetterFileUnreadable(): void {
   const open = fsPromises.open.bind(fsPromises);
@@ -178,23 +196,7 @@ describe('with PostgreSQL', () => {
     // The volume is full until the later segment's removal frees room. Before, the replay
     // stopped at the dead letter, every pass again: nothing was removed, room never came back,
     // and every callback was refused (503) with the database up.
-    const open = fsPromises.open.bind(fsPromises);
-    jest.spyOn(fsPromises, 'open').mockImplementation((async (
-      ...args: Parameters<typeof open>
-    ): Promise<FileHandle> => {
-      const [file, flags] = args;
-      if (path.basename(String(file)) === DEAD_LETTER_FILE && flags === 'a+') {
-        if (
-          await fsPromises.stat(laterSegment).then(
-            () => true,
-            () => false,
-          )
-        ) {
-          throw errno('ENOSPC', 'open', String(file));
-        }
-      }
-      return open(...args);
-    }) as typeof fsPromises.open);
+    fullUntilGone(laterSegment);
 
     const recorder = await spooledRecorder(
       database.db,
@@ -223,6 +225,83 @@ describe('with PostgreSQL', () => {
       );
       // Live callbacks are stored again.
       expect(await recorder.record(event())).toBe('recorded');
+    } finally {
+      await recorder.drain();
+    }
+  }, 60_000);
+
+  test('When the oldest segment holds an unreadable line and the full volume has no room for its dead letter, then the later segments are still replayed (freeing the room) and the spool empties', async () => {
+    const first = event();
+    const later = event();
+    const earlier = await openSpool({ dir, logger, segmentMaxEvents: 1 });
+    await earlier.append([first]);
+    await earlier.append([later]);
+    await earlier.close();
+    const segments = (await fsPromises.readdir(dir))
+      .filter((name) => name.startsWith('spool-'))
+      .sort();
+    expect(segments).toHaveLength(2);
+    // A record torn by a crash in the oldest segment: a dead letter of its own.
+    await fsPromises.appendFile(path.join(dir, segments[0]!), '{"torn by a crash\n');
+    fullUntilGone(path.join(dir, segments[1]!));
+
+    const recorder = await spooledRecorder(
+      database.db,
+      dir,
+      { commitTimeoutMs: 3_000, replayTimeoutMs: 10_000, maxInFlight: 2, batchWaitMs: 5 },
+      { segmentMaxEvents: 1 },
+    );
+    try {
+      await eventually(() => recorder.mode() === 'direct', 'the spool replayed to its end');
+      const stored = await database.db
+        .selectFrom('status_events')
+        .select('message_id')
+        .where('message_id', 'in', [first.messageId, later.messageId])
+        .execute();
+      expect(stored).toHaveLength(2);
+      const deadLetters = await fsPromises.readFile(path.join(dir, DEAD_LETTER_FILE), 'utf8');
+      expect(deadLetters.trim().split('\n')).toHaveLength(1);
+    } finally {
+      await recorder.drain();
+    }
+  }, 60_000);
+
+  test('When a dead letter has no room and its message has later spooled events, then readiness says the replay waits for room (ENOSPC), never for a lock', async () => {
+    const poisoned = normalizeCxmlCallback(cxmlFields({ MessageStatus: 'sent' }), {
+      receivedAt: new Date(),
+      storeBody: false,
+    });
+    const poisonedLater = normalizeCxmlCallback(
+      cxmlFields({ MessageSid: poisoned.messageId, MessageStatus: 'delivered' }),
+      { receivedAt: new Date(), storeBody: false },
+    );
+    const earlier = await openSpool({ dir, logger });
+    await earlier.append([poisoned, poisonedLater, event()]);
+    await earlier.close();
+    await sql
+      .raw(
+        `ALTER TABLE status_events ADD CONSTRAINT refuses_one CHECK (message_id <> '${poisoned.messageId}')`,
+      )
+      .execute(database.db);
+    deadLetterFileCannotBeCreated();
+
+    const recorder = await spooledRecorder(database.db, dir, {
+      commitTimeoutMs: 3_000,
+      replayTimeoutMs: 10_000,
+      maxInFlight: 2,
+      batchWaitMs: 5,
+    });
+    try {
+      const seen = new Set<string>();
+      // Two passes at least (the replay's backoff starts at 100 ms).
+      const until = Date.now() + 1_500;
+      while (Date.now() < until) {
+        const retrying = recorder.status().spool.retrying;
+        if (retrying) seen.add(retrying);
+        await new Promise((resolve) => setTimeout(resolve, 10));
+      }
+      expect(recorder.status().spool).toMatchObject({ state: 'replaying', retrying: 'ENOSPC' });
+      expect([...seen]).toEqual(['ENOSPC']);
     } finally {
       await recorder.drain();
     }

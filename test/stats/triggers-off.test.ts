@@ -88,3 +88,59 @@ test('When the role fires no triggers, then deltas are not folded (the compactor
     expect(await expectNarrowRollupsEqualWide(db)).toBeGreaterThan(0);
   });
 });
+
+test('When the database was unreachable for a round and then comes back firing no triggers, then the compactor still says so at error level', async () => {
+  await recordEvents(database.db, [statusEvent('delivered')]);
+  await asAdmin(
+    `ALTER DATABASE ${databaseName(database.url)} SET session_replication_role = replica`,
+  );
+  const { db: real } = createDb(database.url, 2);
+  try {
+    // The first round meets the cutover: the database does not answer.
+    let unreachable = true;
+    const db = new Proxy(real, {
+      get(target, property, receiver) {
+        if (property === 'transaction' && unreachable) {
+          unreachable = false;
+          return () => ({
+            execute: () =>
+              Promise.reject(
+                Object.assign(new Error('connect ECONNREFUSED 10.0.0.5:5432'), {
+                  code: 'ECONNREFUSED',
+                }),
+              ),
+          });
+        }
+        const value = Reflect.get(target, property, receiver) as unknown;
+        return typeof value === 'function'
+          ? (value as (...a: unknown[]) => unknown).bind(target)
+          : value;
+      },
+    }) as Db;
+    const lines: { level: number; msg: string }[] = [];
+    const logger = createLogger('info', {
+      write: (line: string) => void lines.push(JSON.parse(line) as { level: number; msg: string }),
+    });
+    const compactor = startStatsCompactor({ db, logger, intervalMs: 50 });
+    try {
+      await eventually(
+        () => lines.some((line) => /not folding deltas/.test(line.msg)),
+        'the compactor to say why it does not fold',
+      );
+    } finally {
+      await compactor.stop();
+    }
+    const { rows } = await sql<{ n: number }>`SELECT count(*)::int AS n FROM stats_deltas`.execute(
+      real,
+    );
+    expect(rows[0]!.n).toBeGreaterThan(0); // not folded: the triggers-off refusal is what happens
+    // The outage said at warn level, then the triggers at error level (50).
+    expect(lines.map((line) => [line.level, line.msg])).toEqual([
+      [40, 'stats rollups: could not fold deltas'],
+      [50, expect.stringMatching(/^stats rollups: not folding deltas: session_replication_role/)],
+    ]);
+  } finally {
+    await real.destroy();
+    await asAdmin(`ALTER DATABASE ${databaseName(database.url)} RESET session_replication_role`);
+  }
+});
