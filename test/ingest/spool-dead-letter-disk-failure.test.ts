@@ -292,10 +292,13 @@ describe('with PostgreSQL', () => {
       batchWaitMs: 5,
     });
     try {
+      await eventually(
+        () => recorder.status().spool.retrying !== undefined,
+        'the replay to wait for something',
+      );
+      // Then through a few more passes (the replay's backoff starts at 100 ms).
       const seen = new Set<string>();
-      // Two passes at least (the replay's backoff starts at 100 ms).
-      const until = Date.now() + 1_500;
-      while (Date.now() < until) {
+      for (const until = Date.now() + 1_500; Date.now() < until;) {
         const retrying = recorder.status().spool.retrying;
         if (retrying) seen.add(retrying);
         await new Promise((resolve) => setTimeout(resolve, 10));
