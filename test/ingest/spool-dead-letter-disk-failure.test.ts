@@ -137,26 +137,35 @@ describe('with PostgreSQL', () => {
     await database.destroy();
   });
 
+  /** PostgreSQL answers, and refuses this event for good: it is to be dead-lettered. */
+  async function refusedForGood(spooled: StatusEvent): Promise<void> {
+    await sql
+      .raw(
+        `ALTER TABLE status_events ADD CONSTRAINT refuses_one CHECK (message_id <> '${spooled.messageId}')`,
+      )
+      .execute(database.db);
+  }
+
+  /** A recorder on the spool, replaying it into the database. */
+  function replaying(spool: { segmentMaxEvents?: number } = {}) {
+    return spooledRecorder(
+      database.db,
+      dir,
+      { commitTimeoutMs: 3_000, replayTimeoutMs: 10_000, maxInFlight: 2, batchWaitMs: 5 },
+      spool,
+    );
+  }
+
   test('When the dead-letter file cannot be created on a full spool volume, then readiness does not report the database unreachable', async () => {
     const neighbour = event();
     const poisoned = event();
     const earlier = await openSpool({ dir, logger });
     await earlier.append([neighbour, poisoned]);
     await earlier.close();
-    // PostgreSQL answers, and refuses the poisoned event for good: it is to be dead-lettered.
-    await sql
-      .raw(
-        `ALTER TABLE status_events ADD CONSTRAINT refuses_one CHECK (message_id <> '${poisoned.messageId}')`,
-      )
-      .execute(database.db);
+    await refusedForGood(poisoned);
     deadLetterFileCannotBeCreated();
 
-    const recorder = await spooledRecorder(database.db, dir, {
-      commitTimeoutMs: 3_000,
-      replayTimeoutMs: 10_000,
-      maxInFlight: 2,
-      batchWaitMs: 5,
-    });
+    const recorder = await replaying();
     try {
       // The replay got as far as the dead letter (its neighbour is stored); the event waits in
       // its segment for room, and readiness says so: the spool's volume, not the database.
@@ -188,22 +197,13 @@ describe('with PostgreSQL', () => {
     const segments = (await fsPromises.readdir(dir)).filter((name) => name.startsWith('spool-'));
     expect(segments).toHaveLength(2);
     const laterSegment = path.join(dir, segments.sort().at(-1)!);
-    await sql
-      .raw(
-        `ALTER TABLE status_events ADD CONSTRAINT refuses_one CHECK (message_id <> '${poisoned.messageId}')`,
-      )
-      .execute(database.db);
+    await refusedForGood(poisoned);
     // The volume is full until the later segment's removal frees room. Before, the replay
     // stopped at the dead letter, every pass again: nothing was removed, room never came back,
     // and every callback was refused (503) with the database up.
     fullUntilGone(laterSegment);
 
-    const recorder = await spooledRecorder(
-      database.db,
-      dir,
-      { commitTimeoutMs: 3_000, replayTimeoutMs: 10_000, maxInFlight: 2, batchWaitMs: 5 },
-      { segmentMaxEvents: 2 },
-    );
+    const recorder = await replaying({ segmentMaxEvents: 2 });
     try {
       await eventually(
         () => recorder.mode() === 'direct',
@@ -245,12 +245,7 @@ describe('with PostgreSQL', () => {
     await fsPromises.appendFile(path.join(dir, segments[0]!), '{"torn by a crash\n');
     fullUntilGone(path.join(dir, segments[1]!));
 
-    const recorder = await spooledRecorder(
-      database.db,
-      dir,
-      { commitTimeoutMs: 3_000, replayTimeoutMs: 10_000, maxInFlight: 2, batchWaitMs: 5 },
-      { segmentMaxEvents: 1 },
-    );
+    const recorder = await replaying({ segmentMaxEvents: 1 });
     try {
       await eventually(() => recorder.mode() === 'direct', 'the spool replayed to its end');
       const stored = await database.db
@@ -278,19 +273,10 @@ describe('with PostgreSQL', () => {
     const earlier = await openSpool({ dir, logger });
     await earlier.append([poisoned, poisonedLater, event()]);
     await earlier.close();
-    await sql
-      .raw(
-        `ALTER TABLE status_events ADD CONSTRAINT refuses_one CHECK (message_id <> '${poisoned.messageId}')`,
-      )
-      .execute(database.db);
+    await refusedForGood(poisoned);
     deadLetterFileCannotBeCreated();
 
-    const recorder = await spooledRecorder(database.db, dir, {
-      commitTimeoutMs: 3_000,
-      replayTimeoutMs: 10_000,
-      maxInFlight: 2,
-      batchWaitMs: 5,
-    });
+    const recorder = await replaying();
     try {
       await eventually(
         () => recorder.status().spool.retrying !== undefined,
